@@ -1,0 +1,93 @@
+# Tessera — the two commands a user needs are `make run` and `make test`.
+# Both install what they need first (`make deps`).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET := x86_64-unknown-none
+PROFILE := release
+KERNEL := target/$(TARGET)/$(PROFILE)/tessera
+BUILD := build
+ISO := $(BUILD)/tessera.iso
+MEM ?= 256M
+# Extra words for the kernel command line of `make run` / `make run-fast`.
+CMDLINE ?=
+QEMU := qemu-system-x86_64
+# TCG, not KVM: /dev/kvm on these machines is a slow software stand-in.
+# `-cpu max` gives every feature TCG emulates (NX, SMEP/SMAP, ...).
+QEMU_MACHINE := -machine q35 -cpu max -m $(MEM) -no-reboot \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04
+# Opt in to KVM with `make run KVM=1` where it really exists.
+ifeq ($(KVM),1)
+QEMU_MACHINE += -enable-kvm
+endif
+QEMU_CONSOLE := -display none -serial mon:stdio
+
+APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all deps build iso run run-fast test test-host test-kernel lint bench clean
+
+all: iso
+
+# --- dependencies -----------------------------------------------------------
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP): Makefile rust-toolchain.toml
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@mkdir -p $(BUILD) && touch $@
+
+# --- build ------------------------------------------------------------------
+build: deps
+	$(CARGO) build -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
+
+iso: $(ISO)
+
+$(ISO): build tools/grub.cfg.in
+	@rm -rf $(BUILD)/iso && mkdir -p $(BUILD)/iso/boot/grub
+	cp $(KERNEL) $(BUILD)/iso/boot/tessera.elf
+	sed 's|@CMDLINE@|$(CMDLINE)|' tools/grub.cfg.in > $(BUILD)/iso/boot/grub/grub.cfg
+	grub-mkrescue -d /usr/lib/grub/i386-pc -o $@ $(BUILD)/iso 2>$(BUILD)/grub-mkrescue.log \
+		|| { cat $(BUILD)/grub-mkrescue.log; exit 1; }
+
+# --- run --------------------------------------------------------------------
+# The real-world path: GRUB from an ISO. Leave QEMU with Ctrl-A X.
+run: $(ISO)
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -cdrom $(ISO)
+
+# The fast path: QEMU loads the ELF directly (PVH entry); the same file is
+# passed again as the `symbols` module.
+run-fast: build
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -kernel $(KERNEL) -initrd $(KERNEL) -append "$(CMDLINE)"
+
+# --- tests ------------------------------------------------------------------
+test: deps lint test-host test-kernel
+
+lint: deps
+	$(CARGO) clippy -p framekernel -p tessera-kernel --target $(TARGET) --profile $(PROFILE) -- -D warnings
+	$(CARGO) clippy -p framekernel-logic -p tessera-tests --all-targets -- -D warnings
+
+test-host: deps
+	$(CARGO) test -p framekernel-logic
+
+test-kernel: $(ISO)
+	TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) \
+		$(CARGO) test -p tessera-tests -- --test-threads=2
+
+# --- measurements -----------------------------------------------------------
+bench: $(ISO)
+	TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) \
+		$(CARGO) run -q -p tessera-tests --bin boot-bench --release
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,48 @@
+//! x86_64 machine support: boot entry, descriptor tables, traps, legacy
+//! devices the base owns (serial, PIC, PIT), and small CPU helpers.
+
+pub mod boot;
+pub mod exception;
+pub mod gdt;
+pub mod pic;
+pub mod pit;
+pub mod qemu;
+pub mod serial;
+pub mod trap;
+
+use x86_64::instructions::interrupts;
+
+/// Reads the time-stamp counter.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects; it is available on every x86_64 CPU.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Enables maskable interrupts.
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
+/// True when maskable interrupts are enabled on this CPU.
+pub fn interrupts_enabled() -> bool {
+    interrupts::are_enabled()
+}
+
+/// Sleeps until the next interrupt, with interrupts enabled.
+pub fn wait_for_interrupt() {
+    interrupts::enable_and_hlt();
+}
+
+/// Stops this CPU for good: interrupts off, halted.
+pub fn halt_forever() -> ! {
+    loop {
+        interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Runs `f` with interrupts disabled, restoring the previous state after.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    interrupts::without_interrupts(f)
+}

@@ -1,0 +1,68 @@
+//! The two cascaded 8259 PICs, remapped to vectors 32..48.
+//!
+//! Tessera runs on one CPU for now, so the PICs route every legacy IRQ;
+//! the local APIC will take over when SMP arrives.
+
+use x86_64::instructions::port::Port;
+
+/// Vector of IRQ 0.
+pub const IRQ_BASE: u8 = 32;
+const MASTER: u16 = 0x20;
+const SLAVE: u16 = 0xa0;
+const CASCADE_LINE: u8 = 2;
+
+fn write(port: u16, value: u8) {
+    // SAFETY: PIC command/data ports are owned by the base (io::IoPort
+    // refuses them); programming them has no memory side effects.
+    unsafe { Port::<u8>::new(port).write(value) }
+}
+
+fn read(port: u16) -> u8 {
+    // SAFETY: as in `write`.
+    unsafe { Port::<u8>::new(port).read() }
+}
+
+/// Remaps both PICs to 32..48 and masks every line but the cascade.
+pub fn init() {
+    write(MASTER, 0x11); // ICW1: init, expect ICW4
+    write(SLAVE, 0x11);
+    write(MASTER + 1, IRQ_BASE); // ICW2: vector offsets
+    write(SLAVE + 1, IRQ_BASE + 8);
+    write(MASTER + 1, 1 << CASCADE_LINE); // ICW3: slave on line 2
+    write(SLAVE + 1, CASCADE_LINE);
+    write(MASTER + 1, 0x01); // ICW4: 8086 mode
+    write(SLAVE + 1, 0x01);
+    write(MASTER + 1, !(1 << CASCADE_LINE));
+    write(SLAVE + 1, 0xff);
+}
+
+/// Lets IRQ `line` (0..16) through.
+pub fn unmask(line: u8) {
+    let (port, bit) = if line < 8 { (MASTER + 1, line) } else { (SLAVE + 1, line - 8) };
+    write(port, read(port) & !(1 << bit));
+}
+
+/// Blocks IRQ `line` (0..16).
+pub fn mask(line: u8) {
+    let (port, bit) = if line < 8 { (MASTER + 1, line) } else { (SLAVE + 1, line - 8) };
+    write(port, read(port) | (1 << bit));
+}
+
+/// True when IRQ `line` is a spurious interrupt (7 or 15 with the in-service
+/// bit clear), which must not be acknowledged to the PIC that raised it.
+pub fn is_spurious(line: u8) -> bool {
+    if line != 7 && line != 15 {
+        return false;
+    }
+    let port = if line == 7 { MASTER } else { SLAVE };
+    write(port, 0x0b); // OCW3: read in-service register
+    read(port) & 0x80 == 0
+}
+
+/// Signals end of interrupt for IRQ `line`.
+pub fn end_of_interrupt(line: u8) {
+    if line >= 8 {
+        write(SLAVE, 0x20);
+    }
+    write(MASTER, 0x20);
+}

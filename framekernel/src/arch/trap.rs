@@ -1,0 +1,179 @@
+//! Interrupt and exception entry: the IDT, the assembly stubs that save a
+//! [`TrapFrame`], and the dispatcher that routes vectors to exception
+//! reporting or IRQ handlers.
+//!
+//! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte
+//! assembly stub that pushes a uniform frame and calls [`trap_dispatch`].
+
+use core::mem::size_of;
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+
+/// Registers saved on entry, in the order the stubs push them (lowest
+/// address first), followed by what the CPU pushed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Interrupt vector number (pushed by the stub).
+    pub vector: u64,
+    /// CPU error code, or 0 for vectors without one.
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+// Vectors whose exceptions push an error code: #DF 8, #TS 10, #NP 11,
+// #SS 12, #GP 13, #PF 14, #AC 17, #CP 21, #VC 29, #SX 30. The others get a
+// dummy 0 so that every frame has the same layout.
+core::arch::global_asm!(
+    r#"
+    .section .text.trap, "ax"
+    .balign 16
+    .global trap_stubs
+trap_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if (vec == 8) + (vec == 10) + (vec == 11) + (vec == 12) + (vec == 13) + (vec == 14) + (vec == 17) + (vec == 21) + (vec == 29) + (vec == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp trap_common
+    .set vec, vec + 1
+    .endr
+
+trap_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    cld
+    call trap_dispatch
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp                       /* vector and error code */
+    iretq
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    /// First of 256 stubs, each 16 bytes long (see the assembly above).
+    static trap_stubs: u8;
+}
+
+/// One 16-byte IDT gate descriptor.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+const EMPTY_GATE: Gate =
+    Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+static IDT: spin::Once<Idt> = spin::Once::new();
+
+/// IST slot (1-based, as the gate encodes it) for the double-fault handler.
+pub const DOUBLE_FAULT_IST: u8 = 1;
+/// IST slot for NMIs and machine checks.
+pub const NMI_IST: u8 = 2;
+
+/// Builds and loads the IDT. `code_selector` is the kernel code segment.
+pub fn init(code_selector: u16) {
+    let idt = IDT.call_once(|| {
+        let base = core::ptr::addr_of!(trap_stubs) as u64;
+        let mut gates = [EMPTY_GATE; 256];
+        for (vector, gate) in gates.iter_mut().enumerate() {
+            let handler = base + 16 * vector as u64;
+            let ist = match vector {
+                8 => DOUBLE_FAULT_IST,
+                2 | 18 => NMI_IST,
+                _ => 0,
+            };
+            *gate = Gate {
+                offset_low: handler as u16,
+                selector: code_selector,
+                ist,
+                // Present, DPL 0, 64-bit interrupt gate (IF cleared on entry).
+                type_attr: 0x8e,
+                offset_mid: (handler >> 16) as u16,
+                offset_high: (handler >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        Idt(gates)
+    });
+    let pointer = DescriptorTablePointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::from_ptr(idt as *const Idt),
+    };
+    // SAFETY: `pointer` describes a complete, 'static IDT whose 256 gates
+    // point at the stubs above, all in the kernel code segment.
+    unsafe { lidt(&pointer) };
+}
+
+/// Called by `trap_common` with the saved frame.
+#[unsafe(no_mangle)]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        0..=31 => crate::arch::exception::handle(frame),
+        v @ 32..=47 => crate::irq::dispatch((v - 32) as u8),
+        _ => log::warn!("unexpected interrupt vector {}", frame.vector),
+    }
+}

@@ -1,0 +1,131 @@
+//! Kernel entry in Rust: brings up the machine in order, then calls the
+//! kernel's main function (registered with [`crate::entry_point!`]).
+//!
+//! Order matters: console first (so every later failure is reported), then
+//! GDT/IDT (so faults are reported), then memory, interrupts and time.
+
+use crate::arch::{self, gdt, pic, qemu, trap};
+use crate::mm::{self, phys::EarlyPhys};
+use crate::{console, symbols, time};
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use framekernel_logic::bootinfo::{BootProtocol, MemoryRegion};
+use framekernel_logic::cmdline::Cmdline;
+use framekernel_logic::memmap::UsableMemory;
+use framekernel_logic::{multiboot2, pvh};
+
+/// A boot module as the kernel sees it.
+#[derive(Debug, Clone)]
+pub struct ModuleInfo {
+    /// The module's name (its command line; empty for a bare `-initrd`).
+    pub name: String,
+    /// Physical start.
+    pub start: u64,
+    /// Physical end (exclusive).
+    pub end: u64,
+}
+
+/// What the kernel's main function gets: everything learned at boot.
+#[derive(Debug)]
+pub struct BootContext {
+    /// Which boot path was taken.
+    pub protocol: BootProtocol,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// The firmware memory map, as given.
+    pub memory_map: Vec<MemoryRegion>,
+    /// RAM handed to the frame allocator.
+    pub usable: UsableMemory,
+    /// Boot modules.
+    pub modules: Vec<ModuleInfo>,
+    /// Physical range of the kernel image.
+    pub kernel_image: (u64, u64),
+    /// Symbols loaded from the `symbols` module, or why not.
+    pub symbols: Result<usize, String>,
+    /// TSC at kernel entry (ticks since machine reset).
+    pub entry_tsc: u64,
+}
+
+impl BootContext {
+    /// The command line, parsed.
+    pub fn cmdline(&self) -> Cmdline<'_> {
+        Cmdline::new(&self.cmdline)
+    }
+}
+
+/// Stops the boot with a message naming the problem.
+fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    console::emergency_print(format_args!("\n!!! Tessera cannot boot: {args}\n"));
+    qemu::exit(qemu::ExitCode::Failure)
+}
+
+unsafe extern "Rust" {
+    /// Defined by the kernel binary through `framekernel::entry_point!`.
+    fn __tessera_kernel_main(boot: &'static BootContext) -> !;
+}
+
+/// Called from the assembly entry (`arch::boot`) on the boot stack.
+#[unsafe(no_mangle)]
+extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
+    time::mark_boot();
+    console::init_early();
+    let parsed = match magic as u32 {
+        multiboot2::BOOTLOADER_MAGIC => multiboot2::parse(&EarlyPhys, info_addr),
+        pvh::START_INFO_MAGIC => pvh::parse(&EarlyPhys, info_addr),
+        other => fatal(format_args!(
+            "unknown boot protocol (entry magic {other:#x}); boot with GRUB (multiboot2) or qemu -kernel (PVH)"
+        )),
+    };
+    let info = parsed.unwrap_or_else(|e| fatal(format_args!("bad boot information: {e}")));
+    let selectors = gdt::init();
+    trap::init(selectors.kernel_code.0);
+    let report = mm::init(&info).unwrap_or_else(|e| fatal(format_args!("memory: {e}")));
+    pic::init();
+    time::calibrate();
+    time::start_timer();
+    console::init_input();
+
+    let modules: Vec<ModuleInfo> = info
+        .modules
+        .iter()
+        .map(|m| ModuleInfo { name: m.name.as_str().to_string(), start: m.start, end: m.end })
+        .collect();
+    // The symbols module is the kernel ELF itself: named `symbols` on the
+    // GRUB path, or the bare `-initrd` on the PVH path.
+    let symbols = modules
+        .iter()
+        .find(|m| m.name == "symbols" || (m.name.is_empty() && info.protocol == BootProtocol::Pvh))
+        .map_or(Err("no symbols module".to_string()), |m| {
+            let bytes = mm::phys::reserved_module(m.start, m.end).ok_or("module outside the direct map")?;
+            symbols::init(bytes).map_err(|e| e.to_string())
+        });
+    let context = Box::leak(Box::new(BootContext {
+        protocol: info.protocol,
+        cmdline: info.cmdline.as_str().to_string(),
+        memory_map: info.memory.as_slice().to_vec(),
+        usable: report.usable,
+        modules,
+        kernel_image: (report.kernel.start, report.kernel.end),
+        symbols,
+        entry_tsc: time::boot_tsc(),
+    }));
+    arch::enable_interrupts();
+    // SAFETY: `__tessera_kernel_main` is defined exactly once, by the kernel
+    // binary's `entry_point!`, with this signature (the macro checks it).
+    unsafe { __tessera_kernel_main(context) }
+}
+
+/// Defines the kernel's main function: `entry_point!(path::to::main)` where
+/// `main: fn(&'static BootContext) -> !`. The base calls it once the machine
+/// is up (memory, heap, interrupts, timer).
+#[macro_export]
+macro_rules! entry_point {
+    ($main:path) => {
+        #[unsafe(export_name = "__tessera_kernel_main")]
+        fn __tessera_kernel_main(boot: &'static $crate::boot::BootContext) -> ! {
+            let main: fn(&'static $crate::boot::BootContext) -> ! = $main;
+            main(boot)
+        }
+    };
+}

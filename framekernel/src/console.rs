@@ -1,0 +1,153 @@
+//! The kernel console on COM1: formatted output, the `log` backend, and a
+//! receive buffer filled by the serial interrupt.
+
+use crate::arch::serial;
+use crate::sync::SpinLock;
+use core::fmt::{self, Write};
+use framekernel_logic::ring::ByteRing;
+
+static OUTPUT: SpinLock<()> = SpinLock::new(());
+static INPUT: SpinLock<ByteRing<4096>> = SpinLock::new(ByteRing::new());
+
+struct Serial;
+
+impl Write for Serial {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                serial::write_byte(b'\r');
+            }
+            serial::write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+/// Writes formatted text to the console (used by `print!`/`println!`).
+pub fn print(args: fmt::Arguments<'_>) {
+    let _guard = OUTPUT.lock();
+    let _ = Serial.write_fmt(args);
+}
+
+/// Writes without taking the console lock: for panic and exception reports,
+/// which may interrupt a holder of that lock.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    let _ = Serial.write_fmt(args);
+}
+
+/// Waits until output has left the kernel (the UART is written synchronously,
+/// so there is nothing buffered).
+pub fn flush() {}
+
+/// Takes one byte typed on the console, if any.
+pub fn read_byte() -> Option<u8> {
+    INPUT.lock().pop()
+}
+
+/// Bytes dropped because nobody read the console fast enough.
+pub fn dropped_input() -> u64 {
+    INPUT.lock().dropped()
+}
+
+/// COM1 interrupt: move every received byte into the input ring.
+fn receive_interrupt() {
+    let mut ring = INPUT.lock();
+    while let Some(byte) = serial::read_byte() {
+        ring.push(byte);
+    }
+}
+
+/// Prints like `std::print!` on the kernel console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+/// Prints a line like `std::println!` on the kernel console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let micros = crate::time::now_ns() / 1000;
+        print(format_args!(
+            "[{:>5}.{:06}] {:<5} {}: {}\n",
+            micros / 1_000_000,
+            micros % 1_000_000,
+            record.level(),
+            record.target(),
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Sets up the UART and the logger. Called first thing at boot.
+pub(crate) fn init_early() {
+    serial::init();
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Turns on the receive interrupt (needs the IDT and PIC).
+pub(crate) fn init_input() {
+    if crate::irq::register_base(serial::COM1_IRQ, receive_interrupt).is_ok() {
+        serial::enable_receive_interrupt();
+    }
+}
+
+/// A `fmt::Write` into a fixed stack buffer that silently truncates: for
+/// formatting inside fault handlers, where the heap may be unusable.
+pub struct StackText<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self { bytes: [0; N], len: 0 }
+    }
+
+    /// The text written so far (cut at a character boundary).
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..self.len).unwrap_or(&[]);
+        match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => core::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
+        }
+    }
+}
+
+impl<const N: usize> Default for StackText<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! Port I/O handles for safe components.
+//!
+//! An [`IoPorts`] is an exclusive claim on a range of I/O ports. The base
+//! refuses ranges it uses itself (PIC, PIT, COM1, QEMU exit, PCI
+//! configuration) and ranges someone else holds, so a component can only
+//! talk to the device it acquired. Accesses are bounds-checked.
+
+use crate::sync::SpinLock;
+use alloc::vec::Vec;
+use x86_64::instructions::port::{Port, PortReadOnly};
+
+/// Port ranges the base owns: `(first, last)` inclusive, and why.
+const BASE_PORTS: [(u16, u16, &str); 7] = [
+    (0x20, 0x21, "master PIC"),
+    (0xa0, 0xa1, "slave PIC"),
+    (0x40, 0x43, "PIT"),
+    (0x61, 0x61, "PIT gate / speaker"),
+    (0x3f8, 0x3ff, "COM1 console"),
+    (0xf4, 0xf7, "QEMU debug exit"),
+    (0xcf8, 0xcff, "PCI configuration"),
+];
+
+/// Why a port range was refused or an access failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoPortError {
+    /// Zero length, or the range runs past port 0xffff.
+    BadRange { base: u16, len: u16 },
+    /// The base uses (part of) the range.
+    Reserved { port: u16, owner: &'static str },
+    /// Another holder has (part of) the range.
+    Busy { port: u16 },
+    /// An access outside the acquired range.
+    OutOfRange { offset: u16, width: u16, len: u16 },
+}
+
+impl core::fmt::Display for IoPortError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            IoPortError::BadRange { base, len } => write!(f, "bad port range {base:#x}+{len}"),
+            IoPortError::Reserved { port, owner } => write!(f, "port {port:#x} belongs to the base ({owner})"),
+            IoPortError::Busy { port } => write!(f, "port {port:#x} is already acquired"),
+            IoPortError::OutOfRange { offset, width, len } => {
+                write!(f, "{width}-byte access at offset {offset} outside a {len}-port range")
+            }
+        }
+    }
+}
+
+static CLAIMED: SpinLock<Vec<(u16, u16)>> = SpinLock::new(Vec::new());
+
+/// Exclusive access to the ports `base..base+len`. Released on drop.
+#[derive(Debug)]
+pub struct IoPorts {
+    base: u16,
+    len: u16,
+}
+
+impl IoPorts {
+    /// Claims `len` ports starting at `base`.
+    pub fn acquire(base: u16, len: u16) -> Result<Self, IoPortError> {
+        let last = base.checked_add(len.checked_sub(1).ok_or(IoPortError::BadRange { base, len })?);
+        let last = last.ok_or(IoPortError::BadRange { base, len })?;
+        for (first, end, owner) in BASE_PORTS {
+            if base <= end && first <= last {
+                return Err(IoPortError::Reserved { port: base.max(first), owner });
+            }
+        }
+        let mut claimed = CLAIMED.lock();
+        if let Some(&(first, _)) = claimed.iter().find(|&&(first, end)| base <= end && first <= last) {
+            return Err(IoPortError::Busy { port: base.max(first) });
+        }
+        claimed.push((base, last));
+        Ok(Self { base, len })
+    }
+
+    /// First port of the range.
+    pub fn base(&self) -> u16 {
+        self.base
+    }
+
+    /// Number of ports.
+    pub fn len(&self) -> u16 {
+        self.len
+    }
+
+    /// Always false: an acquired range has at least one port.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn port(&self, offset: u16, width: u16) -> Result<u16, IoPortError> {
+        match offset.checked_add(width) {
+            Some(end) if end <= self.len => Ok(self.base + offset),
+            _ => Err(IoPortError::OutOfRange { offset, width, len: self.len }),
+        }
+    }
+
+    /// Reads a byte at `offset`.
+    pub fn read_u8(&self, offset: u16) -> Result<u8, IoPortError> {
+        let port = self.port(offset, 1)?;
+        // SAFETY: the port lies in a range this handle holds exclusively and
+        // that the base does not use; port reads do not touch memory.
+        Ok(unsafe { PortReadOnly::<u8>::new(port).read() })
+    }
+
+    /// Writes a byte at `offset`.
+    pub fn write_u8(&self, offset: u16, value: u8) -> Result<(), IoPortError> {
+        let port = self.port(offset, 1)?;
+        // SAFETY: as in `read_u8`. A device may start DMA on a port write;
+        // without an IOMMU that is a trust assumption on device drivers'
+        // configuration, documented in docs/architecture.md.
+        unsafe { Port::<u8>::new(port).write(value) };
+        Ok(())
+    }
+
+    /// Reads 16 bits at `offset`.
+    pub fn read_u16(&self, offset: u16) -> Result<u16, IoPortError> {
+        let port = self.port(offset, 2)?;
+        // SAFETY: as in `read_u8`.
+        Ok(unsafe { PortReadOnly::<u16>::new(port).read() })
+    }
+
+    /// Writes 16 bits at `offset`.
+    pub fn write_u16(&self, offset: u16, value: u16) -> Result<(), IoPortError> {
+        let port = self.port(offset, 2)?;
+        // SAFETY: as in `write_u8`.
+        unsafe { Port::<u16>::new(port).write(value) };
+        Ok(())
+    }
+
+    /// Reads 32 bits at `offset`.
+    pub fn read_u32(&self, offset: u16) -> Result<u32, IoPortError> {
+        let port = self.port(offset, 4)?;
+        // SAFETY: as in `read_u8`.
+        Ok(unsafe { PortReadOnly::<u32>::new(port).read() })
+    }
+
+    /// Writes 32 bits at `offset`.
+    pub fn write_u32(&self, offset: u16, value: u32) -> Result<(), IoPortError> {
+        let port = self.port(offset, 4)?;
+        // SAFETY: as in `write_u8`.
+        unsafe { Port::<u32>::new(port).write(value) };
+        Ok(())
+    }
+}
+
+impl Drop for IoPorts {
+    fn drop(&mut self) {
+        let mut claimed = CLAIMED.lock();
+        claimed.retain(|&(first, _)| first != self.base);
+    }
+}

@@ -1,0 +1,116 @@
+//! Registration of handlers for the legacy IRQ lines (0..16).
+//!
+//! Handlers are plain functions, called with interrupts disabled; the base
+//! acknowledges the interrupt controller after the handler returns. Lines
+//! the base itself uses (0 timer, 2 cascade, 4 console) are refused.
+
+use crate::arch::pic;
+use crate::sync::SpinLock;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Number of legacy IRQ lines.
+pub const IRQ_LINES: u8 = 16;
+const BASE_LINES: [u8; 3] = [0, 2, 4];
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqError {
+    /// The line number is not 0..16.
+    InvalidLine(u8),
+    /// The trusted base owns this line.
+    Reserved(u8),
+    /// Another handler is registered on this line.
+    Busy(u8),
+    /// No handler is registered on this line.
+    NotRegistered(u8),
+}
+
+impl core::fmt::Display for IrqError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            IrqError::InvalidLine(l) => write!(f, "IRQ {l} does not exist (lines are 0..16)"),
+            IrqError::Reserved(l) => write!(f, "IRQ {l} is used by the trusted base"),
+            IrqError::Busy(l) => write!(f, "IRQ {l} already has a handler"),
+            IrqError::NotRegistered(l) => write!(f, "IRQ {l} has no handler"),
+        }
+    }
+}
+
+type HandlerTable = [Option<fn()>; IRQ_LINES as usize];
+
+static HANDLERS: SpinLock<HandlerTable> = SpinLock::new([None; IRQ_LINES as usize]);
+static COUNTS: [AtomicU64; IRQ_LINES as usize] = [const { AtomicU64::new(0) }; IRQ_LINES as usize];
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+
+fn install(line: u8, handler: fn()) -> Result<(), IrqError> {
+    let mut handlers = HANDLERS.lock();
+    let slot = handlers.get_mut(usize::from(line)).ok_or(IrqError::InvalidLine(line))?;
+    if slot.is_some() {
+        return Err(IrqError::Busy(line));
+    }
+    *slot = Some(handler);
+    pic::unmask(line);
+    Ok(())
+}
+
+/// Calls `handler` whenever IRQ `line` fires, and unmasks the line.
+pub fn register(line: u8, handler: fn()) -> Result<(), IrqError> {
+    if line >= IRQ_LINES {
+        return Err(IrqError::InvalidLine(line));
+    }
+    if BASE_LINES.contains(&line) {
+        return Err(IrqError::Reserved(line));
+    }
+    install(line, handler)
+}
+
+/// Masks IRQ `line` and removes its handler.
+pub fn unregister(line: u8) -> Result<(), IrqError> {
+    if line >= IRQ_LINES {
+        return Err(IrqError::InvalidLine(line));
+    }
+    if BASE_LINES.contains(&line) {
+        return Err(IrqError::Reserved(line));
+    }
+    let mut handlers = HANDLERS.lock();
+    let slot = handlers.get_mut(usize::from(line)).ok_or(IrqError::InvalidLine(line))?;
+    if slot.take().is_none() {
+        return Err(IrqError::NotRegistered(line));
+    }
+    pic::mask(line);
+    Ok(())
+}
+
+/// Registration for the base's own lines.
+pub(crate) fn register_base(line: u8, handler: fn()) -> Result<(), IrqError> {
+    install(line, handler)
+}
+
+/// Interrupts taken on `line` since boot.
+pub fn count(line: u8) -> u64 {
+    COUNTS.get(usize::from(line)).map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// Spurious interrupts seen since boot.
+pub fn spurious_count() -> u64 {
+    SPURIOUS.load(Ordering::Relaxed)
+}
+
+/// Called from the trap dispatcher for vectors 32..48.
+pub(crate) fn dispatch(line: u8) {
+    if pic::is_spurious(line) {
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
+        if line == 15 {
+            pic::end_of_interrupt(2); // the master still saw the cascade
+        }
+        return;
+    }
+    if let Some(counter) = COUNTS.get(usize::from(line)) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let handler = HANDLERS.lock().get(usize::from(line)).copied().flatten();
+    if let Some(handler) = handler {
+        handler();
+    }
+    pic::end_of_interrupt(line);
+}

@@ -1,0 +1,176 @@
+//! The physical frame allocator and the owned [`Frame`] handle.
+
+use super::MemoryInitError;
+use crate::sync::SpinLock;
+use framekernel_logic::frames::FrameBitmap;
+use framekernel_logic::layout::{DIRECT_MAP_BASE, EARLY_MAPPED, PAGE_SIZE, align_up, phys_to_direct};
+use framekernel_logic::memmap::{Range, UsableMemory};
+
+static FRAMES: SpinLock<Option<FrameBitmap<'static>>> = SpinLock::new(None);
+
+/// No frame (or no run of frames) was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory {
+    /// Frames asked for.
+    pub requested: u64,
+    /// Frames free at the time.
+    pub free: u64,
+}
+
+impl core::fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "out of physical memory: {} frame(s) requested, {} free", self.requested, self.free)
+    }
+}
+
+/// Frame allocator figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameStats {
+    /// Frames that were ever usable.
+    pub total: u64,
+    /// Frames free now.
+    pub free: u64,
+}
+
+/// Current frame allocator figures.
+pub fn frame_stats() -> FrameStats {
+    FRAMES.lock().as_ref().map_or(FrameStats::default(), |b| FrameStats { total: b.usable_frames(), free: b.free_frames() })
+}
+
+/// Places the bitmap in low usable memory and fills it. Returns its size.
+pub(super) fn init(usable: &mut UsableMemory) -> Result<u64, MemoryInitError> {
+    let frames = usable.end() / PAGE_SIZE;
+    let words = FrameBitmap::words_needed(frames);
+    let bytes = align_up(words as u64 * 8, PAGE_SIZE);
+    let place = usable
+        .ranges()
+        .iter()
+        .find(|r| r.len() >= bytes && r.start + bytes <= EARLY_MAPPED)
+        .map(|r| r.start)
+        .ok_or(MemoryInitError::NoRoomForBitmap { bytes })?;
+    usable.reserve(Range::new(place, place + bytes)).map_err(MemoryInitError::Map)?;
+    // SAFETY: `place..place+bytes` is usable RAM below 1 GiB (mapped by the
+    // boot tables, and by the direct map afterwards) that was just removed
+    // from the usable ranges, so nothing else will ever own it; u64 needs
+    // 8-byte alignment and `place` is page aligned.
+    let words: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP_BASE + place) as *mut u64, words) };
+    *FRAMES.lock() = Some(FrameBitmap::from_usable(words, usable));
+    Ok(bytes)
+}
+
+/// Takes one frame, not zeroed. Only for the base's own bookkeeping.
+pub(super) fn alloc_raw() -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc().map(|f| f * PAGE_SIZE)
+}
+
+/// Takes `count` contiguous frames aligned to `align` frames.
+pub(super) fn alloc_contiguous_raw(count: u64, align: u64) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_contiguous(count, align).map(|f| f * PAGE_SIZE)
+}
+
+/// Returns a frame taken with one of the raw functions.
+pub(super) fn free_raw(phys: u64) {
+    if let Some(Err(e)) = FRAMES.lock().as_mut().map(|bitmap| bitmap.free(phys / PAGE_SIZE)) {
+        // A bug in the base; report it rather than corrupt the pool.
+        log::error!("frame allocator: {e}");
+    }
+}
+
+/// Zeroes the frame at `phys` through the direct map.
+pub(super) fn zero(phys: u64) {
+    if let Some(virt) = phys_to_direct(phys) {
+        // SAFETY: callers own the frame (just allocated, not yet shared), it
+        // is RAM covered by the direct map, and 4096 bytes fit in it.
+        unsafe { core::ptr::write_bytes(virt as *mut u8, 0, PAGE_SIZE as usize) };
+    }
+}
+
+/// One 4 KiB frame of physical memory, owned exclusively; freed on drop.
+///
+/// Its contents are reached only by copying ([`Frame::read_bytes`],
+/// [`Frame::write_bytes`]) or by mapping it into a [`super::MappedArea`],
+/// which takes ownership.
+#[derive(Debug)]
+pub struct Frame {
+    phys: u64,
+}
+
+/// An access outside a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBounds {
+    /// Offset asked for.
+    pub offset: usize,
+    /// Length asked for.
+    pub len: usize,
+}
+
+impl Frame {
+    /// Allocates a zero-filled frame.
+    pub fn alloc() -> Result<Self, OutOfMemory> {
+        let phys = alloc_raw().ok_or_else(|| OutOfMemory { requested: 1, free: frame_stats().free })?;
+        zero(phys);
+        Ok(Self { phys })
+    }
+
+    /// Physical address of the frame (for device DMA programming later).
+    pub fn phys_addr(&self) -> u64 {
+        self.phys
+    }
+
+    fn check(offset: usize, len: usize) -> Result<(), OutOfBounds> {
+        match offset.checked_add(len) {
+            Some(end) if end <= PAGE_SIZE as usize => Ok(()),
+            _ => Err(OutOfBounds { offset, len }),
+        }
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` out of the frame.
+    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfBounds> {
+        Self::check(offset, out.len())?;
+        let src = DIRECT_MAP_BASE + self.phys + offset as u64;
+        // SAFETY: this handle owns the frame exclusively, the range is inside
+        // it (checked above) and the direct map covers it.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the frame at `offset`.
+    pub fn write_bytes(&mut self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        Self::check(offset, data.len())?;
+        let dst = DIRECT_MAP_BASE + self.phys + offset as u64;
+        // SAFETY: as in `read_bytes`; `&mut self` excludes concurrent access.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        Ok(())
+    }
+
+    /// Sets every byte of the frame to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        let dst = DIRECT_MAP_BASE + self.phys;
+        // SAFETY: as in `write_bytes`, for the whole frame.
+        unsafe { core::ptr::write_bytes(dst as *mut u8, byte, PAGE_SIZE as usize) };
+    }
+
+    /// Gives up ownership without freeing (the page tables now own it).
+    pub(super) fn into_phys(self) -> u64 {
+        let phys = self.phys;
+        core::mem::forget(self);
+        phys
+    }
+
+    /// Takes ownership of a frame previously given up with `into_phys`.
+    ///
+    /// # Safety
+    ///
+    /// `phys` must come from [`Frame::into_phys`] and no other `Frame` for it
+    /// may exist (it must no longer be mapped anywhere else either).
+    pub(super) unsafe fn from_phys(phys: u64) -> Self {
+        Self { phys }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        free_raw(self.phys);
+    }
+}

@@ -1,0 +1,266 @@
+//! Safe mappings in the kernel window: [`MappedArea`] (frames seen as one
+//! byte slice) and [`IoMem`] (device registers, uncached, bounds-checked).
+
+use super::frames::Frame;
+use super::paging;
+use crate::sync::SpinLock;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use framekernel_logic::layout::{KMAP_BASE, KMAP_END, PAGE_SIZE, align_down, align_up};
+use framekernel_logic::memmap::Range;
+use x86_64::structures::paging::PageTableFlags as Flags;
+
+/// Next free address of the kernel window. The window is 32 TiB and ranges
+/// are never reused; a range allocator will replace this when mappings
+/// become frequent (documented in docs/architecture.md).
+static NEXT: AtomicU64 = AtomicU64::new(KMAP_BASE);
+
+/// Why a mapping failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// Nothing to map.
+    Empty,
+    /// The kernel window is used up.
+    WindowFull,
+    /// The page tables could not be extended.
+    PageTables(&'static str),
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MapError::Empty => f.write_str("nothing to map"),
+            MapError::WindowFull => f.write_str("kernel mapping window exhausted"),
+            MapError::PageTables(why) => write!(f, "page tables: {why}"),
+        }
+    }
+}
+
+fn reserve_window(pages: u64) -> Result<u64, MapError> {
+    let bytes = pages.checked_mul(PAGE_SIZE).ok_or(MapError::WindowFull)?;
+    // One unmapped guard page after each range.
+    let step = bytes.checked_add(PAGE_SIZE).ok_or(MapError::WindowFull)?;
+    let base = NEXT.fetch_add(step, Ordering::Relaxed);
+    if base.checked_add(step).is_none_or(|end| end > KMAP_END) {
+        return Err(MapError::WindowFull);
+    }
+    Ok(base)
+}
+
+/// Frames mapped contiguously in the kernel window, readable and writable
+/// as one byte slice. Owns its frames; unmaps and frees them on drop.
+pub struct MappedArea {
+    base: u64,
+    frames: Vec<u64>,
+}
+
+impl MappedArea {
+    /// Maps `frames` in order, read-write, not executable.
+    pub fn new(frames: Vec<Frame>) -> Result<Self, MapError> {
+        if frames.is_empty() {
+            return Err(MapError::Empty);
+        }
+        let base = reserve_window(frames.len() as u64)?;
+        let phys: Vec<u64> = frames.into_iter().map(Frame::into_phys).collect();
+        if let Err(why) = paging::map(base, &phys, Flags::PRESENT | Flags::WRITABLE | paging::nx()) {
+            for &p in &phys {
+                // SAFETY: each came from `into_phys` above and the failed
+                // `map` left none of them mapped.
+                drop(unsafe { Frame::from_phys(p) });
+            }
+            return Err(MapError::PageTables(why));
+        }
+        Ok(Self { base, frames: phys })
+    }
+
+    /// Virtual address of the first byte.
+    pub fn virt_addr(&self) -> u64 {
+        self.base
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.frames.len() * PAGE_SIZE as usize
+    }
+
+    /// Never true: an area holds at least one frame.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Physical address of each page, in order.
+    pub fn phys_pages(&self) -> &[u64] {
+        &self.frames
+    }
+
+    /// The mapped bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `base..base+len` is mapped read-write to frames this area
+        // owns exclusively, for as long as `self` lives.
+        unsafe { core::slice::from_raw_parts(self.base as *const u8, self.len()) }
+    }
+
+    /// The mapped bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.base as *mut u8, self.len()) }
+    }
+}
+
+impl Drop for MappedArea {
+    fn drop(&mut self) {
+        paging::unmap(self.base, self.frames.len() as u64);
+        for &p in &self.frames {
+            // SAFETY: the frame came from `into_phys` in `new` and is no
+            // longer mapped.
+            drop(unsafe { Frame::from_phys(p) });
+        }
+    }
+}
+
+/// Why device memory could not be acquired or accessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMemError {
+    /// Zero length or a range that wraps.
+    BadRange { phys: u64, len: u64 },
+    /// The range overlaps RAM: MMIO handles must not alias memory.
+    IsRam { phys: u64, len: u64 },
+    /// Someone else holds (part of) the range.
+    Busy { phys: u64 },
+    /// Mapping failed.
+    Map(MapError),
+    /// An access outside the range.
+    OutOfRange { offset: u64, width: u64, len: u64 },
+    /// An access not aligned to its width.
+    Misaligned { offset: u64, width: u64 },
+}
+
+impl core::fmt::Display for IoMemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            IoMemError::BadRange { phys, len } => write!(f, "bad MMIO range {phys:#x}+{len:#x}"),
+            IoMemError::IsRam { phys, len } => write!(f, "MMIO range {phys:#x}+{len:#x} overlaps RAM"),
+            IoMemError::Busy { phys } => write!(f, "MMIO range at {phys:#x} is already acquired"),
+            IoMemError::Map(e) => write!(f, "{e}"),
+            IoMemError::OutOfRange { offset, width, len } => {
+                write!(f, "{width}-byte access at offset {offset:#x} outside a {len:#x}-byte MMIO range")
+            }
+            IoMemError::Misaligned { offset, width } => write!(f, "{width}-byte MMIO access at unaligned {offset:#x}"),
+        }
+    }
+}
+
+static ACQUIRED: SpinLock<Vec<Range>> = SpinLock::new(Vec::new());
+
+/// Exclusive, uncached access to a device's memory-mapped registers.
+pub struct IoMem {
+    phys: u64,
+    len: u64,
+    /// Start of the page-aligned mapping.
+    map_base: u64,
+    pages: u64,
+    /// Offset of `phys` inside the first mapped page.
+    skew: u64,
+}
+
+impl IoMem {
+    /// Claims and maps `len` bytes of device memory at `phys`.
+    pub fn acquire(phys: u64, len: u64) -> Result<Self, IoMemError> {
+        let end = phys.checked_add(len).filter(|_| len > 0).ok_or(IoMemError::BadRange { phys, len })?;
+        let range = Range::new(phys, end);
+        if super::overlaps_ram(range) {
+            return Err(IoMemError::IsRam { phys, len });
+        }
+        let mut acquired = ACQUIRED.lock();
+        if let Some(other) = acquired.iter().find(|r| r.overlaps(&range)) {
+            return Err(IoMemError::Busy { phys: other.start.max(phys) });
+        }
+        let first = align_down(phys, PAGE_SIZE);
+        let pages = (align_up(end, PAGE_SIZE) - first) / PAGE_SIZE;
+        let map_base = reserve_window(pages).map_err(IoMemError::Map)?;
+        let frames: Vec<u64> = (0..pages).map(|i| first + i * PAGE_SIZE).collect();
+        let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | paging::nx();
+        paging::map(map_base, &frames, flags).map_err(|e| IoMemError::Map(MapError::PageTables(e)))?;
+        acquired.push(range);
+        Ok(Self { phys, len, map_base, pages, skew: phys - first })
+    }
+
+    /// Physical address of the first register.
+    pub fn phys_addr(&self) -> u64 {
+        self.phys
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Never true: a range holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn address(&self, offset: u64, width: u64) -> Result<u64, IoMemError> {
+        if !offset.is_multiple_of(width) {
+            return Err(IoMemError::Misaligned { offset, width });
+        }
+        match offset.checked_add(width) {
+            Some(end) if end <= self.len => Ok(self.map_base + self.skew + offset),
+            _ => Err(IoMemError::OutOfRange { offset, width, len: self.len }),
+        }
+    }
+
+    /// Reads 8 bits at `offset`.
+    pub fn read_u8(&self, offset: u64) -> Result<u8, IoMemError> {
+        let addr = self.address(offset, 1)?;
+        // SAFETY: `addr` is inside this handle's uncached mapping of device
+        // memory (checked), which is not RAM and is held exclusively.
+        Ok(unsafe { core::ptr::read_volatile(addr as *const u8) })
+    }
+
+    /// Reads 32 bits at `offset` (4-byte aligned).
+    pub fn read_u32(&self, offset: u64) -> Result<u32, IoMemError> {
+        let addr = self.address(offset, 4)?;
+        // SAFETY: as in `read_u8`; `addr` is 4-byte aligned (checked).
+        Ok(unsafe { core::ptr::read_volatile(addr as *const u32) })
+    }
+
+    /// Reads 64 bits at `offset` (8-byte aligned).
+    pub fn read_u64(&self, offset: u64) -> Result<u64, IoMemError> {
+        let addr = self.address(offset, 8)?;
+        // SAFETY: as in `read_u8`; `addr` is 8-byte aligned (checked).
+        Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
+    }
+
+    /// Writes 8 bits at `offset`.
+    pub fn write_u8(&self, offset: u64, value: u8) -> Result<(), IoMemError> {
+        let addr = self.address(offset, 1)?;
+        // SAFETY: as in `read_u8`. Device side effects (such as DMA) are a
+        // driver-trust assumption documented in docs/architecture.md.
+        unsafe { core::ptr::write_volatile(addr as *mut u8, value) };
+        Ok(())
+    }
+
+    /// Writes 32 bits at `offset` (4-byte aligned).
+    pub fn write_u32(&self, offset: u64, value: u32) -> Result<(), IoMemError> {
+        let addr = self.address(offset, 4)?;
+        // SAFETY: as in `write_u8`; `addr` is 4-byte aligned (checked).
+        unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
+        Ok(())
+    }
+
+    /// Writes 64 bits at `offset` (8-byte aligned).
+    pub fn write_u64(&self, offset: u64, value: u64) -> Result<(), IoMemError> {
+        let addr = self.address(offset, 8)?;
+        // SAFETY: as in `write_u8`; `addr` is 8-byte aligned (checked).
+        unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
+        Ok(())
+    }
+}
+
+impl Drop for IoMem {
+    fn drop(&mut self) {
+        paging::unmap(self.map_base, self.pages);
+        ACQUIRED.lock().retain(|r| r.start != self.phys);
+    }
+}

@@ -1,0 +1,296 @@
+//! In-kernel self-tests: a tiny runner and the trusted base's own tests.
+//!
+//! The kernel runs them when booted with `tessera.selftest`; the runner
+//! prints one line per test and a closing `N passed, N failed` line.
+
+use crate::mm::{Frame, IoMem, IoMemError, MappedArea};
+use crate::{arch, io, irq, mm, time};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+/// One self-test: a name and a function that returns why it failed.
+#[derive(Clone, Copy)]
+pub struct SelfTest {
+    /// Shown in the report.
+    pub name: &'static str,
+    /// The test.
+    pub run: fn() -> Result<(), String>,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Tests that returned `Ok`.
+    pub passed: usize,
+    /// Tests that returned `Err`.
+    pub failed: usize,
+}
+
+/// Runs `tests` in order, printing each result and the totals.
+pub fn run(tests: &[SelfTest]) -> Summary {
+    let mut summary = Summary::default();
+    for test in tests {
+        let started = time::now();
+        match (test.run)() {
+            Ok(()) => {
+                summary.passed += 1;
+                crate::println!("selftest {} ... ok ({} us)", test.name, (time::now() - started).as_micros());
+            }
+            Err(why) => {
+                summary.failed += 1;
+                crate::println!("selftest {} ... FAILED: {why}", test.name);
+            }
+        }
+    }
+    crate::println!("selftest: {} passed, {} failed", summary.passed, summary.failed);
+    summary
+}
+
+/// Fails with a message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(alloc::format!($($arg)+));
+        }
+    };
+}
+
+/// The trusted base's own tests.
+pub const BASE_TESTS: &[SelfTest] = &[
+    SelfTest { name: "frames_alloc_write_free", run: frames_alloc_write_free },
+    SelfTest { name: "frame_bounds_checked", run: frame_bounds_checked },
+    SelfTest { name: "heap_grows_and_shrinks", run: heap_grows_and_shrinks },
+    SelfTest { name: "mapped_area_aliases_frames", run: mapped_area_aliases_frames },
+    SelfTest { name: "kernel_image_is_w_xor_x", run: kernel_image_is_w_xor_x },
+    SelfTest { name: "breakpoint_resumes", run: breakpoint_resumes },
+    SelfTest { name: "timer_ticks_and_callbacks", run: timer_ticks_and_callbacks },
+    SelfTest { name: "clock_agrees_with_timer", run: clock_agrees_with_timer },
+    SelfTest { name: "io_ports_guarded", run: io_ports_guarded },
+    SelfTest { name: "irq_registration_rtc", run: irq_registration_rtc },
+    SelfTest { name: "iomem_guarded_and_reads_lapic", run: iomem_guarded_and_reads_lapic },
+    SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
+];
+
+fn frames_alloc_write_free() -> Result<(), String> {
+    let before = mm::frame_stats().free;
+    let mut a = Frame::alloc().map_err(|e| format!("{e}"))?;
+    let b = Frame::alloc().map_err(|e| format!("{e}"))?;
+    ensure!(a.phys_addr() != b.phys_addr(), "two frames share {:#x}", a.phys_addr());
+    ensure!(a.phys_addr() % 4096 == 0, "frame {:#x} not page aligned", a.phys_addr());
+    ensure!(mm::frame_stats().free == before - 2, "free count did not drop by 2");
+    let mut zero = [1u8; 64];
+    b.read_bytes(4000, &mut zero[..96 - 64]).map_err(|e| format!("{e:?}"))?;
+    ensure!(zero[..32].iter().all(|&x| x == 0), "new frame not zeroed");
+    a.write_bytes(100, b"tessera").map_err(|e| format!("{e:?}"))?;
+    let mut back = [0u8; 7];
+    a.read_bytes(100, &mut back).map_err(|e| format!("{e:?}"))?;
+    ensure!(&back == b"tessera", "read back {back:?}");
+    drop((a, b));
+    ensure!(mm::frame_stats().free == before, "frames not returned on drop");
+    Ok(())
+}
+
+fn frame_bounds_checked() -> Result<(), String> {
+    let mut f = Frame::alloc().map_err(|e| format!("{e}"))?;
+    ensure!(f.write_bytes(4090, &[0; 7]).is_err(), "write past the end accepted");
+    ensure!(f.read_bytes(usize::MAX, &mut [0; 2]).is_err(), "overflowing offset accepted");
+    ensure!(f.write_bytes(4089, &[0; 7]).is_ok(), "write ending at the last byte refused");
+    Ok(())
+}
+
+fn heap_grows_and_shrinks() -> Result<(), String> {
+    let before = mm::heap_stats();
+    // Larger than the initial heap: forces a grow from the frame allocator.
+    let big: Vec<u8> = alloc::vec![0xa5; 6 << 20];
+    let during = mm::heap_stats();
+    ensure!(big.iter().step_by(4096).all(|&b| b == 0xa5), "heap memory lost its contents");
+    ensure!(during.claimed > before.claimed, "heap did not grow ({} bytes claimed)", during.claimed);
+    ensure!(during.in_use >= before.in_use + (6 << 20), "in-use figure did not count the allocation");
+    drop(big);
+    let after = mm::heap_stats();
+    ensure!(after.in_use < during.in_use, "in-use figure did not drop after free");
+    let boxed = alloc::boxed::Box::new([7u64; 512]);
+    ensure!(boxed.iter().all(|&x| x == 7), "boxed array corrupted");
+    Ok(())
+}
+
+fn mapped_area_aliases_frames() -> Result<(), String> {
+    let frames: Vec<Frame> = (0..3).map(|_| Frame::alloc()).collect::<Result<_, _>>().map_err(|e| format!("{e}"))?;
+    let phys: Vec<u64> = frames.iter().map(Frame::phys_addr).collect();
+    let mut area = MappedArea::new(frames).map_err(|e| format!("{e}"))?;
+    ensure!(area.len() == 3 * 4096, "length {}", area.len());
+    let virt = area.virt_addr();
+    area.as_mut_slice()[4096 + 5] = 0x42;
+    let info = mm::query(virt + 4096 + 5).ok_or("mapped page not in the page tables")?;
+    ensure!(info.phys == phys[1] + 5, "virtual {virt:#x} maps to {:#x}, expected {:#x}", info.phys, phys[1] + 5);
+    ensure!(info.writable && !info.executable && !info.user, "wrong flags {info:?}");
+    ensure!(area.as_slice()[4096 + 5] == 0x42, "write through the mapping lost");
+    drop(area);
+    ensure!(mm::query(virt).is_none(), "page still mapped after drop");
+    Ok(())
+}
+
+fn kernel_image_is_w_xor_x() -> Result<(), String> {
+    let code = mm::query(kernel_image_is_w_xor_x as *const () as u64).ok_or("kernel code not mapped")?;
+    ensure!(code.executable && !code.writable, "code page flags {code:?}");
+    let rodata = mm::query(BASE_TESTS.as_ptr() as u64).ok_or("rodata not mapped")?;
+    ensure!(!rodata.executable && !rodata.writable, "rodata page flags {rodata:?}");
+    static DATA: AtomicU64 = AtomicU64::new(0);
+    let data = mm::query(&DATA as *const AtomicU64 as u64).ok_or("data not mapped")?;
+    ensure!(!data.executable && data.writable, "data page flags {data:?}");
+    ensure!(mm::query(0).is_none(), "page 0 is mapped");
+    ensure!(mm::query(mm::image::stack_guard()).is_none(), "stack guard page is mapped");
+    let direct = mm::query(framekernel_logic::layout::DIRECT_MAP_BASE + 0x100000).ok_or("direct map missing")?;
+    ensure!(!direct.executable, "direct map is executable");
+    Ok(())
+}
+
+fn breakpoint_resumes() -> Result<(), String> {
+    let before = arch::exception::breakpoint_count();
+    x86_64::instructions::interrupts::int3();
+    x86_64::instructions::interrupts::int3();
+    let after = arch::exception::breakpoint_count();
+    ensure!(after == before + 2, "breakpoints counted {before} -> {after}");
+    Ok(())
+}
+
+static TICK_SEEN: AtomicU64 = AtomicU64::new(0);
+
+fn count_tick(_tick: u64) {
+    TICK_SEEN.fetch_add(1, Ordering::Relaxed);
+}
+
+fn timer_ticks_and_callbacks() -> Result<(), String> {
+    ensure!(arch::interrupts_enabled(), "interrupts are off");
+    TICK_SEEN.store(0, Ordering::Relaxed);
+    time::on_tick(count_tick).map_err(|e| format!("{e:?}"))?;
+    let start = time::ticks();
+    time::sleep(Duration::from_millis(30));
+    let elapsed = time::ticks() - start;
+    time::remove_tick_callback(count_tick).map_err(|e| format!("{e:?}"))?;
+    let seen = TICK_SEEN.load(Ordering::Relaxed);
+    ensure!(elapsed >= 5, "only {elapsed} ticks in 30 ms");
+    ensure!(seen >= 5 && seen <= elapsed + 1, "callback saw {seen} of {elapsed} ticks");
+    let after = TICK_SEEN.load(Ordering::Relaxed);
+    time::sleep(Duration::from_millis(5));
+    ensure!(TICK_SEEN.load(Ordering::Relaxed) == after, "callback still called after removal");
+    ensure!(time::remove_tick_callback(count_tick).is_err(), "removing twice succeeded");
+    Ok(())
+}
+
+fn clock_agrees_with_timer() -> Result<(), String> {
+    let t0 = time::now();
+    let k0 = time::ticks();
+    while time::ticks() < k0 + 50 {
+        arch::wait_for_interrupt();
+    }
+    let clock_ms = (time::now() - t0).as_millis() as u64;
+    let tick_ms = (time::ticks() - k0) * 1000 / u64::from(time::TICK_HZ);
+    // Generous bounds: under emulation ticks can be late, never early.
+    ensure!(clock_ms * 3 >= tick_ms && clock_ms <= tick_ms * 3, "clock {clock_ms} ms vs timer {tick_ms} ms");
+    let a = time::now_ns();
+    let b = time::now_ns();
+    ensure!(b >= a, "clock went backwards");
+    ensure!(time::tsc_hz() >= 1_000_000, "TSC frequency {} Hz", time::tsc_hz());
+    Ok(())
+}
+
+fn io_ports_guarded() -> Result<(), String> {
+    ensure!(matches!(io::IoPorts::acquire(0x20, 2), Err(io::IoPortError::Reserved { .. })), "PIC ports handed out");
+    ensure!(matches!(io::IoPorts::acquire(0x3f0, 16), Err(io::IoPortError::Reserved { .. })), "COM1 overlap handed out");
+    ensure!(io::IoPorts::acquire(0xffff, 2).is_err(), "range past 0xffff accepted");
+    ensure!(io::IoPorts::acquire(0x70, 0).is_err(), "empty range accepted");
+    let cmos = io::IoPorts::acquire(0x70, 2).map_err(|e| format!("{e}"))?;
+    ensure!(matches!(io::IoPorts::acquire(0x71, 1), Err(io::IoPortError::Busy { .. })), "port acquired twice");
+    ensure!(cmos.read_u8(2).is_err(), "read outside the range accepted");
+    // An absent device reads all ones; the RTC's status register B never does.
+    let status_b = cmos_read(&cmos, 0x0b)?;
+    ensure!(status_b != 0xff, "CMOS absent (status B {status_b:#x})");
+    drop(cmos);
+    ensure!(io::IoPorts::acquire(0x70, 2).is_ok(), "ports not released on drop");
+    Ok(())
+}
+
+static RTC_IRQS: AtomicU64 = AtomicU64::new(0);
+
+fn rtc_interrupt() {
+    RTC_IRQS.fetch_add(1, Ordering::Relaxed);
+    // Reading status register C acknowledges the RTC interrupt.
+    if let Ok(cmos) = io::IoPorts::acquire(0x70, 2) {
+        let _ = cmos.write_u8(0, 0x0c);
+        let _ = cmos.read_u8(1);
+    }
+}
+
+fn cmos_write(cmos: &io::IoPorts, reg: u8, value: u8) -> Result<(), String> {
+    cmos.write_u8(0, 0x80 | reg).map_err(|e| format!("{e}"))?; // bit 7: keep NMI off while selecting
+    cmos.write_u8(1, value).map_err(|e| format!("{e}"))
+}
+
+fn cmos_read(cmos: &io::IoPorts, reg: u8) -> Result<u8, String> {
+    cmos.write_u8(0, 0x80 | reg).map_err(|e| format!("{e}"))?;
+    cmos.read_u8(1).map_err(|e| format!("{e}"))
+}
+
+fn irq_registration_rtc() -> Result<(), String> {
+    ensure!(irq::register(0, rtc_interrupt) == Err(irq::IrqError::Reserved(0)), "timer line handed out");
+    ensure!(irq::register(16, rtc_interrupt) == Err(irq::IrqError::InvalidLine(16)), "line 16 accepted");
+    ensure!(irq::unregister(8) == Err(irq::IrqError::NotRegistered(8)), "unregistered line removed");
+    RTC_IRQS.store(0, Ordering::Relaxed);
+    irq::register(8, rtc_interrupt).map_err(|e| format!("{e}"))?;
+    ensure!(irq::register(8, rtc_interrupt) == Err(irq::IrqError::Busy(8)), "line registered twice");
+    // Program the RTC's periodic interrupt (1024 Hz) from a safe handle.
+    arch::without_interrupts(|| -> Result<(), String> {
+        let cmos = io::IoPorts::acquire(0x70, 2).map_err(|e| format!("{e}"))?;
+        let b = cmos_read(&cmos, 0x0b)?;
+        cmos_write(&cmos, 0x0b, b | 0x40)?;
+        cmos_read(&cmos, 0x0c)?;
+        Ok(())
+    })?;
+    time::sleep(Duration::from_millis(40));
+    arch::without_interrupts(|| -> Result<(), String> {
+        let cmos = io::IoPorts::acquire(0x70, 2).map_err(|e| format!("{e}"))?;
+        let b = cmos_read(&cmos, 0x0b)?;
+        cmos_write(&cmos, 0x0b, b & !0x40)?;
+        Ok(())
+    })?;
+    irq::unregister(8).map_err(|e| format!("{e}"))?;
+    let seen = RTC_IRQS.load(Ordering::Relaxed);
+    ensure!(seen >= 3, "RTC handler ran {seen} times in 40 ms");
+    ensure!(irq::count(8) >= seen, "IRQ 8 count {} below handler runs {seen}", irq::count(8));
+    Ok(())
+}
+
+fn iomem_guarded_and_reads_lapic() -> Result<(), String> {
+    ensure!(matches!(IoMem::acquire(0x100000, 4096), Err(IoMemError::IsRam { .. })), "RAM handed out as MMIO");
+    ensure!(matches!(IoMem::acquire(0xfee0_0000, 0), Err(IoMemError::BadRange { .. })), "empty MMIO range accepted");
+    let lapic = IoMem::acquire(0xfee0_0000, 0x400).map_err(|e| format!("{e}"))?;
+    ensure!(matches!(IoMem::acquire(0xfee0_0100, 4), Err(IoMemError::Busy { .. })), "MMIO acquired twice");
+    ensure!(matches!(lapic.read_u32(0x400), Err(IoMemError::OutOfRange { .. })), "read past the end accepted");
+    ensure!(matches!(lapic.read_u32(0x31), Err(IoMemError::Misaligned { .. })), "misaligned read accepted");
+    // Local APIC version register: version in bits 0..8, max LVT in 16..24.
+    let version = lapic.read_u32(0x30).map_err(|e| format!("{e}"))?;
+    ensure!(version != 0 && version != 0xffff_ffff, "LAPIC version register reads {version:#x}");
+    ensure!((version >> 16) & 0xff >= 2, "LAPIC reports {} LVT entries", ((version >> 16) & 0xff) + 1);
+    drop(lapic);
+    ensure!(IoMem::acquire(0xfee0_0000, 4).is_ok(), "MMIO not released on drop");
+    Ok(())
+}
+
+fn spinlock_masks_interrupts() -> Result<(), String> {
+    let lock = crate::sync::SpinLock::new(5u32);
+    ensure!(arch::interrupts_enabled(), "interrupts off before locking");
+    {
+        let mut guard = lock.lock();
+        ensure!(!arch::interrupts_enabled(), "interrupts on while a SpinLock is held");
+        *guard += 1;
+        ensure!(lock.try_lock().is_none(), "try_lock took a held lock");
+    }
+    ensure!(arch::interrupts_enabled(), "interrupts not restored after unlock");
+    ensure!(*lock.lock() == 6, "value lost");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Locks for kernel data shared with interrupt handlers.
+//!
+//! [`SpinLock`] disables interrupts on this CPU while it is held, so an
+//! interrupt handler that takes the same lock can never deadlock against the
+//! code it interrupted. The previous interrupt state is restored on release.
+
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+
+/// A spin lock that is safe to share with interrupt handlers.
+pub struct SpinLock<T> {
+    inner: spin::Mutex<T>,
+}
+
+/// Holds a [`SpinLock`]; releases it and restores interrupts when dropped.
+pub struct SpinLockGuard<'a, T> {
+    guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
+    interrupts_were_enabled: bool,
+}
+
+impl<T> SpinLock<T> {
+    /// A new unlocked lock around `value`.
+    pub const fn new(value: T) -> Self {
+        Self { inner: spin::Mutex::new(value) }
+    }
+
+    /// Disables interrupts and spins until the lock is free.
+    pub fn lock(&self) -> SpinLockGuard<'_, T> {
+        let interrupts_were_enabled = crate::arch::interrupts_enabled();
+        x86_64::instructions::interrupts::disable();
+        SpinLockGuard { guard: ManuallyDrop::new(self.inner.lock()), interrupts_were_enabled }
+    }
+
+    /// Takes the lock only if it is free right now (for paths such as panic
+    /// reporting that must never wait).
+    pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
+        let interrupts_were_enabled = crate::arch::interrupts_enabled();
+        x86_64::instructions::interrupts::disable();
+        match self.inner.try_lock() {
+            Some(guard) => Some(SpinLockGuard { guard: ManuallyDrop::new(guard), interrupts_were_enabled }),
+            None => {
+                if interrupts_were_enabled {
+                    x86_64::instructions::interrupts::enable();
+                }
+                None
+            }
+        }
+    }
+
+    /// True while someone holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+}
+
+impl<T> Deref for SpinLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for SpinLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for SpinLockGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: `guard` is dropped exactly once, here, and never used
+        // again: the lock is released before interrupts come back on.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        if self.interrupts_were_enabled {
+            x86_64::instructions::interrupts::enable();
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The Tessera kernel binary: the composition root. It owns no mechanism;
+//! it reads the command line, reports what the trusted base set up, runs
+//! self-tests or a provoked fault when asked, and otherwise idles with a
+//! small console monitor until components and user programs arrive.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod monitor;
+
+use framekernel::boot::BootContext;
+use framekernel::debug::Fault;
+use framekernel::selftest::{self, SelfTest};
+use framekernel::{ExitCode, println, time};
+
+framekernel::entry_point!(main);
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn main(boot: &'static BootContext) -> ! {
+    println!();
+    println!("Tessera {VERSION} — a framekernel for x86_64 (booted via {})", boot.protocol);
+    println!("command line: {}", if boot.cmdline.is_empty() { "(empty)" } else { &boot.cmdline });
+    print_memory(boot);
+    match &boot.symbols {
+        Ok(count) => println!("symbols: {count} kernel symbols loaded"),
+        Err(why) => println!("symbols: not loaded ({why}); fault reports show addresses only"),
+    }
+    let cmdline = boot.cmdline();
+    if let Some(name) = cmdline.value("tessera.fault") {
+        match Fault::from_name(name) {
+            Some(fault) => framekernel::debug::provoke(fault),
+            None => println!("unknown tessera.fault={name} (page, rodata, ud, stack, oom, panic); ignored"),
+        }
+    }
+    if cmdline.flag("tessera.selftest") {
+        let tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
+        let summary = selftest::run(&tests);
+        framekernel::exit(if summary.failed == 0 && summary.passed > 0 { ExitCode::Success } else { ExitCode::Failure });
+    }
+    let kernel_ms = time::now_ns() as f64 / 1e6;
+    let since_reset_ms = time::tsc_to_ns(boot.entry_tsc) as f64 / 1e6;
+    println!(
+        "Tessera ready: kernel entry to ready {kernel_ms:.1} ms (firmware and loader before entry: {since_reset_ms:.1} ms)"
+    );
+    monitor::run(boot)
+}
+
+fn print_memory(boot: &BootContext) {
+    println!("memory map from the boot loader ({} entries):", boot.memory_map.len());
+    for region in &boot.memory_map {
+        println!(
+            "  [{:#014x}-{:#014x}) {:>9} KiB  {}",
+            region.start,
+            region.start.saturating_add(region.len),
+            region.len / 1024,
+            region.kind
+        );
+    }
+    let (kstart, kend) = boot.kernel_image;
+    println!("kernel image: [{kstart:#x}-{kend:#x}) {} KiB", (kend - kstart) / 1024);
+    for module in &boot.modules {
+        println!(
+            "boot module '{}': [{:#x}-{:#x}) {} KiB",
+            module.name,
+            module.start,
+            module.end,
+            (module.end - module.start) / 1024
+        );
+    }
+    let frames = framekernel::mm::frame_stats();
+    println!(
+        "usable RAM: {} MiB in {} range(s); {} MiB free for allocation",
+        boot.usable.total() / (1024 * 1024),
+        boot.usable.ranges().len(),
+        frames.free * 4096 / (1024 * 1024)
+    );
+}

@@ -1,0 +1,55 @@
+//! `make bench`: boot-time and size figures for the closing notes.
+//! Not a test: it prints numbers and asserts nothing about speed.
+
+use std::time::{Duration, Instant};
+use tessera_tests::{Machine, MachineOptions, iso_path, kernel_path, number_after};
+
+const RUNS: usize = 7;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn measure(label: &str, options: &MachineOptions) {
+    let mut wall = Vec::new();
+    let mut kernel = Vec::new();
+    let mut before_entry = Vec::new();
+    for run in 0..RUNS {
+        let started = Instant::now();
+        let mut machine = Machine::start(&format!("{label}-{run}"), options);
+        machine.expect("Tessera ready", Duration::from_secs(120));
+        wall.push(started.elapsed().as_secs_f64() * 1000.0);
+        let line = machine.expect("\n", Duration::from_secs(10));
+        kernel.push(number_after(&line, "kernel entry to ready").unwrap_or(f64::NAN));
+        before_entry.push(number_after(&line, "before entry:").unwrap_or(f64::NAN));
+        machine.send("poweroff\r");
+        let _ = machine.wait_exit(Duration::from_secs(30));
+    }
+    println!(
+        "{label:<6} QEMU start to \"ready\": median {:7.1} ms (min {:7.1}, max {:7.1}) | kernel entry to ready {:5.1} ms | firmware+loader {:6.1} ms  [{RUNS} runs]",
+        median(wall.clone()),
+        wall.iter().copied().fold(f64::INFINITY, f64::min),
+        wall.iter().copied().fold(0.0, f64::max),
+        median(kernel),
+        median(before_entry),
+    );
+}
+
+fn main() {
+    let kernel = kernel_path();
+    let iso = iso_path();
+    let bytes = std::fs::read(&kernel).expect("read kernel");
+    // Sum of PT_LOAD memory sizes: what the kernel occupies once loaded.
+    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(bytes[0x38..0x3a].try_into().unwrap()) as usize;
+    let loaded: u64 = (0..phnum)
+        .map(|i| &bytes[phoff + i * 56..phoff + (i + 1) * 56])
+        .filter(|ph| u32::from_le_bytes(ph[0..4].try_into().unwrap()) == 1)
+        .map(|ph| u64::from_le_bytes(ph[40..48].try_into().unwrap()))
+        .sum();
+    println!("kernel ELF file: {} KiB (with symbols); loaded image: {} KiB", bytes.len() / 1024, loaded / 1024);
+    println!("boot ISO: {} KiB", std::fs::metadata(&iso).map(|m| m.len() / 1024).unwrap_or(0));
+    measure("PVH", &MachineOptions::kernel(""));
+    measure("GRUB", &MachineOptions::iso());
+}

@@ -1,0 +1,63 @@
+//! Bad boot data: the kernel names the problem and keeps going where it can.
+
+use std::time::Duration;
+use tessera_tests::{Boot, Exit, Machine, MachineOptions, kernel_path};
+
+fn boot_with_module(name: &str, module: &std::path::Path) -> Machine {
+    let options = MachineOptions {
+        boot: Boot::Kernel { kernel: kernel_path(), initrd: Some(module.to_path_buf()), cmdline: String::new() },
+        ..MachineOptions::kernel("")
+    };
+    Machine::start(name, &options)
+}
+
+fn scratch(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("tessera-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).expect("write scratch file");
+    path
+}
+
+#[test]
+fn garbage_symbols_module_is_refused_by_name() {
+    let path = scratch("garbage", &[0x5a; 8192]);
+    let mut machine = boot_with_module("garbage-symbols", &path);
+    let line = machine.expect("fault reports show addresses only", Duration::from_secs(60));
+    assert!(line.contains("symbols: not loaded (malformed kernel ELF"), "{line}");
+    machine.expect("tessera> ", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn symbols_of_another_program_are_refused() {
+    // A real ELF with a symbol table, but not this kernel.
+    let other = std::env::current_exe().expect("test binary path");
+    let mut machine = boot_with_module("foreign-symbols", &other);
+    let line = machine.expect("fault reports show addresses only", Duration::from_secs(60));
+    assert!(line.contains("different kernel build") || line.contains("malformed kernel ELF"), "{line}");
+    machine.expect("tessera> ", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+}
+
+#[test]
+fn truncated_kernel_elf_as_symbols_is_refused() {
+    let kernel = std::fs::read(kernel_path()).expect("read kernel");
+    let path = scratch("truncated", &kernel[..kernel.len() / 2]);
+    let mut machine = boot_with_module("truncated-symbols", &path);
+    let line = machine.expect("fault reports show addresses only", Duration::from_secs(60));
+    assert!(line.contains("malformed kernel ELF"), "{line}");
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn unknown_fault_name_is_ignored_with_a_message() {
+    let mut machine = Machine::start("unknown-fault", &MachineOptions::kernel("tessera.fault=bogus"));
+    machine.expect("unknown tessera.fault=bogus", Duration::from_secs(60));
+    machine.expect("Tessera ready", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+}

@@ -1,0 +1,63 @@
+//! Boot tests: both boot paths reach "ready", the console answers, and the
+//! in-kernel self-tests pass.
+
+use std::time::Duration;
+use tessera_tests::{Exit, Machine, MachineOptions, number_after};
+
+const BOOT: Duration = Duration::from_secs(60);
+
+fn ready_and_poweroff(machine: &mut Machine, protocol: &str) {
+    machine.expect(&format!("booted via {protocol}"), BOOT);
+    let map = machine.expect("usable RAM:", BOOT);
+    assert!(map.contains("memory map from the boot loader"), "no memory map printed:\n{map}");
+    assert!(map.contains("usable"), "memory map lists no usable region:\n{map}");
+    let symbols = machine.expect("Tessera ready", BOOT);
+    assert!(symbols.contains("kernel symbols loaded"), "symbols module not used:\n{}", machine.output());
+    machine.expect("tessera> ", BOOT);
+    // Interrupts are on: the timer ticks while the kernel idles.
+    std::thread::sleep(Duration::from_millis(200));
+    machine.send("uptime\r");
+    let answer = machine.expect("timer ticks", BOOT);
+    let ticks = number_after(&answer, "s, ").unwrap_or(0.0);
+    assert!(ticks > 100.0, "timer barely ticks ({ticks} ticks):\n{answer}");
+    machine.send("frobnicate\r");
+    machine.expect("unknown command 'frobnicate'", BOOT);
+    machine.send("poweroff\r");
+    machine.expect("powering off", BOOT);
+    assert_eq!(machine.wait_exit(BOOT), Exit::Success, "{}", machine.output());
+}
+
+#[test]
+fn grub_iso_boots_to_ready_and_powers_off() {
+    let mut machine = Machine::start("grub", &MachineOptions::iso());
+    ready_and_poweroff(&mut machine, "multiboot2");
+    let output = machine.output();
+    assert!(output.contains("boot module 'symbols'"), "GRUB module missing:\n{output}");
+}
+
+#[test]
+fn pvh_boots_to_ready_and_powers_off() {
+    let mut machine = Machine::start("pvh", &MachineOptions::kernel(""));
+    ready_and_poweroff(&mut machine, "PVH");
+}
+
+#[test]
+fn self_tests_pass() {
+    let mut machine = Machine::start("selftest", &MachineOptions::kernel("tessera.selftest"));
+    let exit = machine.wait_exit(Duration::from_secs(90));
+    let output = machine.output();
+    let passed = output.lines().filter(|l| l.starts_with("selftest ") && l.ends_with(')') && l.contains(" ... ok")).count();
+    assert!(!output.contains("FAILED"), "a self-test failed:\n{output}");
+    assert!(passed >= 10, "only {passed} self-tests reported ok:\n{output}");
+    assert!(output.contains(&format!("selftest: {passed} passed, 0 failed")), "no summary line:\n{output}");
+    assert_eq!(exit, Exit::Success, "{output}");
+}
+
+#[test]
+fn boots_in_small_memory() {
+    let mut options = MachineOptions::kernel("tessera.selftest");
+    options.memory = "32M".into();
+    let mut machine = Machine::start("small-memory", &options);
+    let exit = machine.wait_exit(Duration::from_secs(90));
+    assert_eq!(exit, Exit::Success, "{}", machine.output());
+}
