@@ -70,7 +70,12 @@ run-fast: build
 	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -kernel $(KERNEL) -initrd $(KERNEL) -append "$(CMDLINE)"
 
 # --- tests ------------------------------------------------------------------
-test: deps lint test-host test-kernel
+# Runs every level and closes with one summary line over all cargo test runs.
+test: deps lint
+	@set -o pipefail; { $(MAKE) --no-print-directory test-host && $(MAKE) --no-print-directory test-kernel; } 2>&1 \
+		| tee $(BUILD)/test.log
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "make test: %d passed, %d failed\n", passed, failed }' \
+		$(BUILD)/test.log
 
 lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-kernel --target $(TARGET) --profile $(PROFILE) -- -D warnings

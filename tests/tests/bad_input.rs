@@ -61,3 +61,17 @@ fn unknown_fault_name_is_ignored_with_a_message() {
     machine.send("poweroff\r");
     assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
 }
+
+#[test]
+fn corrupt_boot_information_stops_with_a_message() {
+    // QEMU lays a command line this long over its own PVH start info (and it
+    // is beyond the kernel's 4096-byte limit anyway): the kernel must name
+    // the problem and stop, not hang or fault.
+    let cmdline = "x".repeat(5000);
+    let mut machine = Machine::start("corrupt-start-info", &MachineOptions::kernel(&cmdline));
+    let exit = machine.wait_exit(Duration::from_secs(60));
+    let output = machine.output();
+    assert!(output.contains("!!! Tessera cannot boot: bad boot information: "), "{output}");
+    assert!(!output.contains("CPU exception") && !output.contains("PANIC"), "{output}");
+    assert_eq!(exit, Exit::Failure, "{output}");
+}

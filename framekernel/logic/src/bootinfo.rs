@@ -8,7 +8,7 @@ pub const MAX_MEMORY_REGIONS: usize = 128;
 /// Most boot modules the kernel accepts.
 pub const MAX_MODULES: usize = 16;
 /// Longest kernel command line accepted, in bytes.
-pub const MAX_CMDLINE: usize = 1024;
+pub const MAX_CMDLINE: usize = 4096;
 /// Longest module name (the module's command line) accepted, in bytes.
 pub const MAX_MODULE_NAME: usize = 64;
 
