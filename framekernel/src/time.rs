@@ -32,12 +32,12 @@ pub(crate) fn mark_boot() {
     BOOT_TSC.store(arch::rdtsc(), Ordering::Relaxed);
 }
 
-/// Measures the TSC frequency against the PIT. Takes about 30 ms.
+/// Measures the TSC frequency against the PIT. Takes about 10 ms.
 pub(crate) fn calibrate() {
-    // Three 10 ms windows; the smallest count is the least disturbed by
-    // emulation hiccups that only ever make a window look longer.
-    let ticks = (0..3).map(|_| pit::measure_tsc(10)).min().unwrap_or(0);
-    let hz = ticks.saturating_mul(100).max(1_000_000);
+    // Two 5 ms windows; the smaller count is the less disturbed by emulation
+    // hiccups, which only ever make a window look longer.
+    let ticks = (0..2).map(|_| pit::measure_tsc(5)).min().unwrap_or(0);
+    let hz = ticks.saturating_mul(200).max(1_000_000);
     TSC_HZ.store(hz, Ordering::Relaxed);
 }
 
