@@ -7,7 +7,8 @@
 
 use crate::sync::SpinLock;
 use alloc::vec::Vec;
-use x86_64::instructions::port::{Port, PortReadOnly};
+use core::mem::size_of;
+use x86_64::instructions::port::{PortRead, PortWrite};
 
 /// Port ranges the base owns: `(first, last)` inclusive, and why.
 const BASE_PORTS: [(u16, u16, &str); 7] = [
@@ -95,51 +96,21 @@ impl IoPorts {
         }
     }
 
-    /// Reads a byte at `offset`.
-    pub fn read_u8(&self, offset: u16) -> Result<u8, IoPortError> {
-        let port = self.port(offset, 1)?;
+    /// Reads a `u8`, `u16` or `u32` at `offset`.
+    pub fn read<T: PortRead>(&self, offset: u16) -> Result<T, IoPortError> {
+        let port = self.port(offset, size_of::<T>() as u16)?;
         // SAFETY: the port lies in a range this handle holds exclusively and
         // that the base does not use; port reads do not touch memory.
-        Ok(unsafe { PortReadOnly::<u8>::new(port).read() })
+        Ok(unsafe { T::read_from_port(port) })
     }
 
-    /// Writes a byte at `offset`.
-    pub fn write_u8(&self, offset: u16, value: u8) -> Result<(), IoPortError> {
-        let port = self.port(offset, 1)?;
-        // SAFETY: as in `read_u8`. A device may start DMA on a port write;
-        // without an IOMMU that is a trust assumption on device drivers'
-        // configuration, documented in docs/architecture.md.
-        unsafe { Port::<u8>::new(port).write(value) };
-        Ok(())
-    }
-
-    /// Reads 16 bits at `offset`.
-    pub fn read_u16(&self, offset: u16) -> Result<u16, IoPortError> {
-        let port = self.port(offset, 2)?;
-        // SAFETY: as in `read_u8`.
-        Ok(unsafe { PortReadOnly::<u16>::new(port).read() })
-    }
-
-    /// Writes 16 bits at `offset`.
-    pub fn write_u16(&self, offset: u16, value: u16) -> Result<(), IoPortError> {
-        let port = self.port(offset, 2)?;
-        // SAFETY: as in `write_u8`.
-        unsafe { Port::<u16>::new(port).write(value) };
-        Ok(())
-    }
-
-    /// Reads 32 bits at `offset`.
-    pub fn read_u32(&self, offset: u16) -> Result<u32, IoPortError> {
-        let port = self.port(offset, 4)?;
-        // SAFETY: as in `read_u8`.
-        Ok(unsafe { PortReadOnly::<u32>::new(port).read() })
-    }
-
-    /// Writes 32 bits at `offset`.
-    pub fn write_u32(&self, offset: u16, value: u32) -> Result<(), IoPortError> {
-        let port = self.port(offset, 4)?;
-        // SAFETY: as in `write_u8`.
-        unsafe { Port::<u32>::new(port).write(value) };
+    /// Writes a `u8`, `u16` or `u32` at `offset`.
+    pub fn write<T: PortWrite>(&self, offset: u16, value: T) -> Result<(), IoPortError> {
+        let port = self.port(offset, size_of::<T>() as u16)?;
+        // SAFETY: as in `read`. A device may start DMA on a port write;
+        // without an IOMMU that is a trust assumption on device drivers,
+        // documented in docs/architecture.md.
+        unsafe { T::write_to_port(port, value) };
         Ok(())
     }
 }

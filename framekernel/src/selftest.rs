@@ -206,7 +206,7 @@ fn io_ports_guarded() -> Result<(), String> {
     ensure!(io::IoPorts::acquire(0x70, 0).is_err(), "empty range accepted");
     let cmos = io::IoPorts::acquire(0x70, 2).map_err(|e| format!("{e}"))?;
     ensure!(matches!(io::IoPorts::acquire(0x71, 1), Err(io::IoPortError::Busy { .. })), "port acquired twice");
-    ensure!(cmos.read_u8(2).is_err(), "read outside the range accepted");
+    ensure!(cmos.read::<u8>(2).is_err(), "read outside the range accepted");
     // An absent device reads all ones; the RTC's status register B never does.
     let status_b = cmos_read(&cmos, 0x0b)?;
     ensure!(status_b != 0xff, "CMOS absent (status B {status_b:#x})");
@@ -221,19 +221,19 @@ fn rtc_interrupt() {
     RTC_IRQS.fetch_add(1, Ordering::Relaxed);
     // Reading status register C acknowledges the RTC interrupt.
     if let Ok(cmos) = io::IoPorts::acquire(0x70, 2) {
-        let _ = cmos.write_u8(0, 0x0c);
-        let _ = cmos.read_u8(1);
+        let _ = cmos.write::<u8>(0, 0x0c);
+        let _ = cmos.read::<u8>(1);
     }
 }
 
 fn cmos_write(cmos: &io::IoPorts, reg: u8, value: u8) -> Result<(), String> {
-    cmos.write_u8(0, 0x80 | reg).map_err(|e| format!("{e}"))?; // bit 7: keep NMI off while selecting
-    cmos.write_u8(1, value).map_err(|e| format!("{e}"))
+    cmos.write::<u8>(0, 0x80 | reg).map_err(|e| format!("{e}"))?; // bit 7: keep NMI off while selecting
+    cmos.write::<u8>(1, value).map_err(|e| format!("{e}"))
 }
 
 fn cmos_read(cmos: &io::IoPorts, reg: u8) -> Result<u8, String> {
-    cmos.write_u8(0, 0x80 | reg).map_err(|e| format!("{e}"))?;
-    cmos.read_u8(1).map_err(|e| format!("{e}"))
+    cmos.write::<u8>(0, 0x80 | reg).map_err(|e| format!("{e}"))?;
+    cmos.read::<u8>(1).map_err(|e| format!("{e}"))
 }
 
 fn irq_registration_rtc() -> Result<(), String> {
@@ -270,10 +270,10 @@ fn iomem_guarded_and_reads_lapic() -> Result<(), String> {
     ensure!(matches!(IoMem::acquire(0xfee0_0000, 0), Err(IoMemError::BadRange { .. })), "empty MMIO range accepted");
     let lapic = IoMem::acquire(0xfee0_0000, 0x400).map_err(|e| format!("{e}"))?;
     ensure!(matches!(IoMem::acquire(0xfee0_0100, 4), Err(IoMemError::Busy { .. })), "MMIO acquired twice");
-    ensure!(matches!(lapic.read_u32(0x400), Err(IoMemError::OutOfRange { .. })), "read past the end accepted");
-    ensure!(matches!(lapic.read_u32(0x31), Err(IoMemError::Misaligned { .. })), "misaligned read accepted");
+    ensure!(matches!(lapic.read::<u32>(0x400), Err(IoMemError::OutOfRange { .. })), "read past the end accepted");
+    ensure!(matches!(lapic.read::<u32>(0x31), Err(IoMemError::Misaligned { .. })), "misaligned read accepted");
     // Local APIC version register: version in bits 0..8, max LVT in 16..24.
-    let version = lapic.read_u32(0x30).map_err(|e| format!("{e}"))?;
+    let version = lapic.read::<u32>(0x30).map_err(|e| format!("{e}"))?;
     ensure!(version != 0 && version != 0xffff_ffff, "LAPIC version register reads {version:#x}");
     ensure!((version >> 16) & 0xff >= 2, "LAPIC reports {} LVT entries", ((version >> 16) & 0xff) + 1);
     drop(lapic);

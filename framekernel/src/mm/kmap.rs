@@ -5,6 +5,7 @@ use super::frames::Frame;
 use super::paging;
 use crate::sync::SpinLock;
 use alloc::vec::Vec;
+use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 use framekernel_logic::layout::{KMAP_BASE, KMAP_END, PAGE_SIZE, align_down, align_up};
 use framekernel_logic::memmap::Range;
@@ -210,53 +211,38 @@ impl IoMem {
         }
     }
 
-    /// Reads 8 bits at `offset`.
-    pub fn read_u8(&self, offset: u64) -> Result<u8, IoMemError> {
-        let addr = self.address(offset, 1)?;
+    /// Reads a `u8`, `u16`, `u32` or `u64` register at `offset` (aligned
+    /// to its size).
+    pub fn read<T: Register>(&self, offset: u64) -> Result<T, IoMemError> {
+        let addr = self.address(offset, size_of::<T>() as u64)?;
         // SAFETY: `addr` is inside this handle's uncached mapping of device
-        // memory (checked), which is not RAM and is held exclusively.
-        Ok(unsafe { core::ptr::read_volatile(addr as *const u8) })
+        // memory (checked), which is not RAM and is held exclusively, and it
+        // is aligned for T (checked); T is a plain integer.
+        Ok(unsafe { core::ptr::read_volatile(addr as *const T) })
     }
 
-    /// Reads 32 bits at `offset` (4-byte aligned).
-    pub fn read_u32(&self, offset: u64) -> Result<u32, IoMemError> {
-        let addr = self.address(offset, 4)?;
-        // SAFETY: as in `read_u8`; `addr` is 4-byte aligned (checked).
-        Ok(unsafe { core::ptr::read_volatile(addr as *const u32) })
-    }
-
-    /// Reads 64 bits at `offset` (8-byte aligned).
-    pub fn read_u64(&self, offset: u64) -> Result<u64, IoMemError> {
-        let addr = self.address(offset, 8)?;
-        // SAFETY: as in `read_u8`; `addr` is 8-byte aligned (checked).
-        Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
-    }
-
-    /// Writes 8 bits at `offset`.
-    pub fn write_u8(&self, offset: u64, value: u8) -> Result<(), IoMemError> {
-        let addr = self.address(offset, 1)?;
-        // SAFETY: as in `read_u8`. Device side effects (such as DMA) are a
+    /// Writes a `u8`, `u16`, `u32` or `u64` register at `offset` (aligned
+    /// to its size).
+    pub fn write<T: Register>(&self, offset: u64, value: T) -> Result<(), IoMemError> {
+        let addr = self.address(offset, size_of::<T>() as u64)?;
+        // SAFETY: as in `read`. Device side effects (such as DMA) are a
         // driver-trust assumption documented in docs/architecture.md.
-        unsafe { core::ptr::write_volatile(addr as *mut u8, value) };
-        Ok(())
-    }
-
-    /// Writes 32 bits at `offset` (4-byte aligned).
-    pub fn write_u32(&self, offset: u64, value: u32) -> Result<(), IoMemError> {
-        let addr = self.address(offset, 4)?;
-        // SAFETY: as in `write_u8`; `addr` is 4-byte aligned (checked).
-        unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
-        Ok(())
-    }
-
-    /// Writes 64 bits at `offset` (8-byte aligned).
-    pub fn write_u64(&self, offset: u64, value: u64) -> Result<(), IoMemError> {
-        let addr = self.address(offset, 8)?;
-        // SAFETY: as in `write_u8`; `addr` is 8-byte aligned (checked).
-        unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
+        unsafe { core::ptr::write_volatile(addr as *mut T, value) };
         Ok(())
     }
 }
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Integer widths a device register can have: `u8`, `u16`, `u32`, `u64`.
+pub trait Register: sealed::Sealed + Copy {}
+
+macro_rules! register {
+    ($($t:ty),*) => { $(impl sealed::Sealed for $t {} impl Register for $t {})* };
+}
+register!(u8, u16, u32, u64);
 
 impl Drop for IoMem {
     fn drop(&mut self) {

@@ -17,7 +17,7 @@ pub(crate) mod phys;
 
 pub use frames::{Frame, FrameStats, OutOfMemory, frame_stats};
 pub use heap::{HeapStats, heap_stats};
-pub use kmap::{IoMem, IoMemError, MappedArea, MapError};
+pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};
 pub use paging::{PageInfo, query};
 
 use crate::sync::SpinLock;
