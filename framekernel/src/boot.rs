@@ -80,6 +80,7 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     let info = parsed.unwrap_or_else(|e| fatal(format_args!("bad boot information: {e}")));
     let selectors = gdt::init();
     trap::init(selectors.kernel_code.0);
+    arch::cpu::init(&selectors);
     let report = mm::init(&info).unwrap_or_else(|e| fatal(format_args!("memory: {e}")));
     pic::init();
     time::calibrate();

@@ -66,6 +66,10 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
         BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         return; // int3 is a trap: RIP already points past it
     }
+    if let (14, Some(resume)) = (frame.vector, super::usercopy::fixup_for(frame.rip)) {
+        frame.rip = resume; // a bad user pointer: the copy returns a fault
+        return;
+    }
     report(frame);
     super::qemu::exit(super::qemu::ExitCode::Failure);
 }

@@ -2,6 +2,7 @@
 //! devices the base owns (serial, PIC, PIT), and small CPU helpers.
 
 pub mod boot;
+pub mod cpu;
 pub mod exception;
 pub mod gdt;
 pub mod pic;
@@ -9,6 +10,8 @@ pub mod pit;
 pub mod qemu;
 pub mod serial;
 pub mod trap;
+pub mod user;
+pub mod usercopy;
 
 use x86_64::instructions::interrupts;
 

@@ -79,8 +79,10 @@ trap_common:
     pushq %r13
     pushq %r14
     pushq %r15
-    movq %rsp, %rdi
     cld
+    testb $3, 144(%rsp)                  /* CS of the interrupted code: ring 3? */
+    jnz 1f
+    movq %rsp, %rdi
     call trap_dispatch
     popq %r15
     popq %r14
@@ -99,6 +101,11 @@ trap_common:
     popq %rax
     addq $16, %rsp                       /* vector and error code */
     iretq
+
+1:  swapgs                               /* from user mode: kernel GS */
+    movq %rsp, %rdi
+    call trap_from_user
+    jmp tessera_return_from_user_trap    /* back into UserContext::run */
 "#,
     options(att_syntax)
 );

@@ -13,12 +13,14 @@ mod frames;
 mod heap;
 mod kmap;
 mod paging;
+mod vm;
 pub(crate) mod phys;
 
 pub use frames::{Frame, FrameStats, OutOfMemory, frame_stats};
 pub use heap::{HeapStats, heap_stats};
 pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};
 pub use paging::{PageInfo, query};
+pub use vm::{Perms, VmError, VmSpace};
 
 use crate::sync::SpinLock;
 use framekernel_logic::bootinfo::{BootInfo, MemoryRegion};

@@ -21,6 +21,12 @@ const PARENT: Flags = Flags::PRESENT.union(Flags::WRITABLE);
 
 static KERNEL_PT: SpinLock<Option<OffsetPageTable<'static>>> = SpinLock::new(None);
 static NX: SpinLock<Flags> = SpinLock::new(Flags::empty());
+static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Physical address of the kernel's PML4.
+pub(super) fn kernel_root() -> u64 {
+    KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// Hands the x86_64 crate's mapper frames for new page tables.
 struct TableFrames {
@@ -135,6 +141,8 @@ pub(super) fn init(map: &[MemoryRegion]) -> Result<(), MemoryInitError> {
     // the direct map that the base uses for all physical access.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4_phys)), cr3_flags | Cr3Flags::empty()) };
     *KERNEL_PT.lock() = Some(table);
+    KERNEL_ROOT.store(pml4_phys, core::sync::atomic::Ordering::Relaxed);
+    super::vm::note_kernel_root(pml4_phys);
     Ok(())
 }
 

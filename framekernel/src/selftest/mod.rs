@@ -3,6 +3,8 @@
 //! The kernel runs them when booted with `tessera.selftest`; the runner
 //! prints one line per test and a closing `N passed, N failed` line.
 
+mod user;
+
 use crate::mm::{Frame, IoMem, IoMemError, MappedArea};
 use crate::{arch, io, irq, mm, time};
 use alloc::format;
@@ -73,6 +75,11 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "irq_registration_rtc", run: irq_registration_rtc },
     SelfTest { name: "iomem_guarded_and_reads_lapic", run: iomem_guarded_and_reads_lapic },
     SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
+    SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
+    SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
+    SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },
+    SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
+    SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
 ];
 
 fn frames_alloc_write_free() -> Result<(), String> {

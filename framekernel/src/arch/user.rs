@@ -1,0 +1,303 @@
+//! Running user code: [`UserContext::run`] enters user mode and returns
+//! when the program makes a system call, takes an exception, or is
+//! interrupted — "user mode as a function call", as in Asterinas.
+//!
+//! Entry saves the kernel's callee-saved registers on the current kernel
+//! stack, records that stack in the per-CPU block and the TSS (`rsp0`), loads
+//! the program's registers and FPU/SSE state, and `iretq`s to ring 3. Every
+//! way back (`syscall`, an exception or an interrupt in ring 3) stores the
+//! program's registers into the context and returns from the entry call.
+
+use framekernel_logic::layout::is_user_half;
+
+/// User data selector (GDT index 3, RPL 3); the assembly below uses it.
+pub const USER_SS: u16 = 0x1b;
+/// User code selector (GDT index 4, RPL 3).
+pub const USER_CS: u16 = 0x23;
+/// The `trap` value that marks a system call.
+const TRAP_SYSCALL: u64 = 256;
+
+/// The registers of a user program.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct UserRegs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+    /// Thread-local storage base (`arch_prctl(ARCH_SET_FS)`).
+    pub fs_base: u64,
+    /// `arch_prctl(ARCH_SET_GS)`.
+    pub gs_base: u64,
+}
+
+/// The FXSAVE area: x87, MMX and SSE state (512 bytes).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct FpuState(pub [u8; 512]);
+
+impl FpuState {
+    /// The state after `fninit` with SSE exceptions masked: FCW 0x037f,
+    /// MXCSR 0x1f80, everything else zero.
+    pub const fn initial() -> Self {
+        let mut bytes = [0u8; 512];
+        bytes[0] = 0x7f;
+        bytes[1] = 0x03;
+        bytes[24] = 0x80;
+        bytes[25] = 0x1f;
+        // MXCSR_MASK: which MXCSR bits may be set (FXRSTOR #GPs otherwise).
+        bytes[28] = 0xff;
+        bytes[29] = 0xff;
+        Self(bytes)
+    }
+}
+
+/// Why user code stopped running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trap {
+    /// The program executed `syscall`; the number is in `rax`.
+    Syscall,
+    /// A CPU exception: `vector` 0..32, the error code (0 when the vector
+    /// has none) and, for page faults, the faulting address.
+    Exception { vector: u8, error_code: u64, fault_address: u64 },
+    /// A device or timer interrupt arrived (already handled by the base);
+    /// a scheduler may switch to another task before running again.
+    Interrupt { vector: u8 },
+}
+
+/// Everything needed to run one user thread: registers, FPU/SSE state and
+/// the reason it last stopped. Offsets are part of the assembly contract.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct UserContext {
+    /// General registers, `rip`, `rflags` and the FS/GS bases (offset 0).
+    pub regs: UserRegs,
+    trap: u64,
+    error_code: u64,
+    fault_address: u64,
+    _pad: u64,
+    /// FXSAVE image (offset 192).
+    pub fpu: FpuState,
+}
+
+const _: () = assert!(core::mem::offset_of!(UserContext, trap) == 160);
+const _: () = assert!(core::mem::offset_of!(UserContext, fpu) == 192);
+const _: () = assert!(core::mem::offset_of!(UserRegs, rip) == 128);
+const _: () = assert!(core::mem::offset_of!(UserRegs, fs_base) == 144);
+
+impl Default for UserContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for UserContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("UserContext").field("regs", &self.regs).field("trap", &self.trap).finish_non_exhaustive()
+    }
+}
+
+unsafe extern "C" {
+    fn tessera_enter_user(context: *mut UserContext);
+}
+
+fn user_address_ok(addr: u64) -> bool {
+    is_user_half(addr)
+}
+
+impl UserContext {
+    /// A context with zeroed registers, interrupts enabled and initial FPU state.
+    pub const fn new() -> Self {
+        let regs = UserRegs {
+            rax: 0,
+            rbx: 0,
+            rcx: 0,
+            rdx: 0,
+            rsi: 0,
+            rdi: 0,
+            rbp: 0,
+            rsp: 0,
+            r8: 0,
+            r9: 0,
+            r10: 0,
+            r11: 0,
+            r12: 0,
+            r13: 0,
+            r14: 0,
+            r15: 0,
+            rip: 0,
+            rflags: 0x202,
+            fs_base: 0,
+            gs_base: 0,
+        };
+        Self { regs, trap: 0, error_code: 0, fault_address: 0, _pad: 0, fpu: FpuState::initial() }
+    }
+
+    /// Runs the program in the active user address space until it traps.
+    ///
+    /// A context whose `rip`, `rsp` or segment bases lie outside the user
+    /// half is not entered: it returns a general-protection exception, as
+    /// the CPU would, without leaving the kernel.
+    pub fn run(&mut self) -> Trap {
+        let r = &self.regs;
+        if ![r.rip, r.rsp, r.fs_base, r.gs_base].into_iter().all(user_address_ok) {
+            return Trap::Exception { vector: 13, error_code: 0, fault_address: 0 };
+        }
+        let interrupts_were_enabled = super::interrupts_enabled();
+        x86_64::instructions::interrupts::disable();
+        // SAFETY: `self` is a valid, exclusively borrowed context that lives
+        // across the call; its rip/rsp/bases are user-half canonical (checked
+        // above), the user selectors and per-CPU block were set up at boot,
+        // and the user code can only reach memory the active address space
+        // maps for it. The call returns, on this stack, when user mode traps.
+        unsafe { tessera_enter_user(self) };
+        if interrupts_were_enabled {
+            x86_64::instructions::interrupts::enable();
+        }
+        match self.trap {
+            TRAP_SYSCALL => Trap::Syscall,
+            v if v < 32 => {
+                Trap::Exception { vector: v as u8, error_code: self.error_code, fault_address: self.fault_address }
+            }
+            v => Trap::Interrupt { vector: v as u8 },
+        }
+    }
+}
+
+/// Called by `trap_common` for traps taken in user mode, on the kernel stack
+/// below the saved kernel registers. Records the trap in the current context
+/// and lets the base handle device interrupts.
+#[unsafe(no_mangle)]
+extern "C" fn trap_from_user(frame: &super::trap::TrapFrame) {
+    let context = super::cpu::current_context() as *mut UserContext;
+    // SAFETY: `current_context` was set by `tessera_enter_user` to the
+    // context that `UserContext::run` holds exclusively and that stays alive
+    // until the entry call returns, which happens right after this.
+    let context = unsafe { &mut *context };
+    let r = &mut context.regs;
+    (r.rax, r.rbx, r.rcx, r.rdx) = (frame.rax, frame.rbx, frame.rcx, frame.rdx);
+    (r.rsi, r.rdi, r.rbp, r.rsp) = (frame.rsi, frame.rdi, frame.rbp, frame.rsp);
+    (r.r8, r.r9, r.r10, r.r11) = (frame.r8, frame.r9, frame.r10, frame.r11);
+    (r.r12, r.r13, r.r14, r.r15) = (frame.r12, frame.r13, frame.r14, frame.r15);
+    (r.rip, r.rflags) = (frame.rip, frame.rflags);
+    context.trap = frame.vector;
+    context.error_code = frame.error_code;
+    context.fault_address =
+        if frame.vector == 14 { x86_64::registers::control::Cr2::read_raw() } else { 0 };
+    if (32..48).contains(&frame.vector) {
+        crate::irq::dispatch((frame.vector - 32) as u8);
+    }
+}
+
+// Offsets: UserContext.regs fields (see UserRegs), trap 160, fpu 192;
+// per-CPU block (see cpu::PerCpu): kernel_resume_rsp gs:8, user_rsp_scratch
+// gs:16, current_context gs:24, tss_rsp0 address gs:32.
+core::arch::global_asm!(
+    r#"
+    .section .text.user, "ax"
+    .global tessera_enter_user
+tessera_enter_user:                      /* rdi = context */
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %gs:8                     /* resume here when user mode traps */
+    movq %gs:32, %rax
+    movq %rsp, (%rax)                    /* TSS.rsp0: traps from ring 3 land below */
+    movq %rdi, %gs:24
+    fxrstor64 192(%rdi)
+    movl $0xC0000100, %ecx               /* FS_BASE */
+    movl 144(%rdi), %eax
+    movl 148(%rdi), %edx
+    wrmsr
+    movl $0xC0000102, %ecx               /* KERNEL_GS_BASE: the user's GS after swapgs */
+    movl 152(%rdi), %eax
+    movl 156(%rdi), %edx
+    wrmsr
+    pushq $0x1b                          /* SS */
+    pushq 56(%rdi)                       /* RSP */
+    movq 136(%rdi), %rax
+    andq $0x240dd5, %rax                 /* flags a program may set: CF PF AF ZF SF TF DF OF AC ID */
+    orq $0x202, %rax                     /* IF on, reserved bit 1 */
+    pushq %rax                           /* RFLAGS */
+    pushq $0x23                          /* CS */
+    pushq 128(%rdi)                      /* RIP */
+    movq 0(%rdi), %rax
+    movq 8(%rdi), %rbx
+    movq 16(%rdi), %rcx
+    movq 24(%rdi), %rdx
+    movq 32(%rdi), %rsi
+    movq 48(%rdi), %rbp
+    movq 64(%rdi), %r8
+    movq 72(%rdi), %r9
+    movq 80(%rdi), %r10
+    movq 88(%rdi), %r11
+    movq 96(%rdi), %r12
+    movq 104(%rdi), %r13
+    movq 112(%rdi), %r14
+    movq 120(%rdi), %r15
+    movq 40(%rdi), %rdi
+    swapgs
+    iretq
+
+    .global tessera_syscall_entry
+tessera_syscall_entry:                   /* from ring 3: rcx = rip, r11 = rflags, IF off */
+    swapgs
+    movq %rsp, %gs:16
+    movq %gs:24, %rsp
+    addq $128, %rsp                      /* push downwards into context.regs */
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %gs:16                         /* rsp */
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax                           /* rsp = context */
+    movq %rcx, 128(%rsp)                 /* rip */
+    movq %r11, 136(%rsp)                 /* rflags */
+    movq $256, 160(%rsp)                 /* trap = syscall */
+    fxsave64 192(%rsp)
+    jmp tessera_resume_kernel
+
+    .global tessera_return_from_user_trap
+tessera_return_from_user_trap:           /* from trap_common, after trap_from_user */
+    movq %gs:24, %rax
+    fxsave64 192(%rax)
+tessera_resume_kernel:
+    movq %gs:8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+"#,
+    options(att_syntax)
+);

@@ -1,0 +1,318 @@
+//! User address spaces: [`VmSpace`] owns a page-table tree whose lower half
+//! maps user pages and whose upper half is the kernel's (shared entries).
+//!
+//! A `VmSpace` owns every frame it maps; unmapping gives the frame back and
+//! dropping the space frees frames and page tables. Only user-half,
+//! page-aligned addresses are accepted, so a `VmSpace` can never map over
+//! the kernel.
+
+use super::frames::{self, Frame, OutOfMemory};
+use super::paging;
+use crate::sync::SpinLock;
+use alloc::collections::BTreeMap;
+use core::sync::atomic::{AtomicU64, Ordering};
+use framekernel_logic::layout::{DIRECT_MAP_BASE, PAGE_SIZE, is_user_half};
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::mapper::{MapToError, UnmapError};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as Flags, PhysFrame, Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Physical address of the PML4 that is loaded in CR3 now.
+static ACTIVE_ROOT: AtomicU64 = AtomicU64::new(0);
+/// Serialises CR3 switches with the bookkeeping above.
+static SWITCH: SpinLock<()> = SpinLock::new(());
+
+/// Access rights of a user page (always readable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Perms {
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+}
+
+impl Perms {
+    /// Read-only, not executable.
+    pub const READ: Perms = Perms { write: false, exec: false };
+    /// Read-write.
+    pub const READ_WRITE: Perms = Perms { write: true, exec: false };
+    /// Read and execute.
+    pub const READ_EXEC: Perms = Perms { write: false, exec: true };
+
+    fn flags(self) -> Flags {
+        let mut flags = Flags::PRESENT | Flags::USER_ACCESSIBLE;
+        if self.write {
+            flags |= Flags::WRITABLE;
+        }
+        if !self.exec {
+            flags |= paging::nx();
+        }
+        flags
+    }
+}
+
+/// Why an address-space operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmError {
+    /// The address is not a page-aligned address in the user half.
+    BadAddress(u64),
+    /// Something is already mapped there.
+    AlreadyMapped(u64),
+    /// Nothing is mapped there.
+    NotMapped(u64),
+    /// No memory for page tables.
+    OutOfMemory,
+}
+
+impl core::fmt::Display for VmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VmError::BadAddress(a) => write!(f, "{a:#x} is not a page-aligned user address"),
+            VmError::AlreadyMapped(a) => write!(f, "{a:#x} is already mapped"),
+            VmError::NotMapped(a) => write!(f, "{a:#x} is not mapped"),
+            VmError::OutOfMemory => f.write_str("out of memory for page tables"),
+        }
+    }
+}
+
+struct TableFrames;
+
+// SAFETY: frames come fresh from the frame allocator and are zeroed by the
+// mapper before use; from then on the page-table tree owns them.
+unsafe impl FrameAllocator<Size4KiB> for TableFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let phys = frames::alloc_raw()?;
+        PhysFrame::from_start_address(PhysAddr::new(phys)).ok()
+    }
+}
+
+/// Intermediate tables of user mappings must allow user access.
+const USER_PARENT: Flags = Flags::PRESENT.union(Flags::WRITABLE).union(Flags::USER_ACCESSIBLE);
+
+/// A user address space.
+pub struct VmSpace {
+    root: u64,
+    pages: BTreeMap<u64, (Frame, Perms)>,
+}
+
+fn check_page(vaddr: u64) -> Result<(), VmError> {
+    if vaddr.is_multiple_of(PAGE_SIZE) && is_user_half(vaddr) { Ok(()) } else { Err(VmError::BadAddress(vaddr)) }
+}
+
+impl VmSpace {
+    /// An empty address space sharing the kernel half.
+    pub fn new() -> Result<Self, OutOfMemory> {
+        let root = Frame::alloc()?.into_phys();
+        let kernel_root = paging::kernel_root();
+        // SAFETY: `root` was just allocated and zeroed and is owned by this
+        // space; `kernel_root` is the live kernel PML4. Both are RAM in the
+        // direct map; only the kernel half (entries 256..512) is copied,
+        // and the kernel half never changes after boot (see paging::init).
+        unsafe {
+            let dst = &mut *((DIRECT_MAP_BASE + root) as *mut PageTable);
+            let src = &*((DIRECT_MAP_BASE + kernel_root) as *const PageTable);
+            for i in 256..512 {
+                dst[i] = src[i].clone();
+            }
+        }
+        Ok(Self { root, pages: BTreeMap::new() })
+    }
+
+    fn table(&mut self) -> OffsetPageTable<'_> {
+        // SAFETY: `root` is this space's PML4, owned by it, reachable through
+        // the direct map; `&mut self` makes this the only mapper for it.
+        unsafe {
+            OffsetPageTable::new(&mut *((DIRECT_MAP_BASE + self.root) as *mut PageTable), VirtAddr::new(DIRECT_MAP_BASE))
+        }
+    }
+
+    /// True while this space is loaded in CR3.
+    pub fn is_active(&self) -> bool {
+        ACTIVE_ROOT.load(Ordering::Relaxed) == self.root
+    }
+
+    /// Maps `frame` at `vaddr`. On error the frame comes back.
+    pub fn map(&mut self, vaddr: u64, frame: Frame, perms: Perms) -> Result<(), (VmError, Frame)> {
+        if let Err(e) = check_page(vaddr) {
+            return Err((e, frame));
+        }
+        if self.pages.contains_key(&vaddr) {
+            return Err((VmError::AlreadyMapped(vaddr), frame));
+        }
+        let active = self.is_active();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
+        let target = PhysFrame::containing_address(PhysAddr::new(frame.phys_addr()));
+        // SAFETY: `vaddr` is a user-half page not yet mapped in this space;
+        // the frame is owned by this space from now on (kept in `pages`).
+        let result =
+            unsafe { self.table().map_to_with_table_flags(page, target, perms.flags(), USER_PARENT, &mut TableFrames) };
+        match result {
+            Ok(flush) => {
+                if active {
+                    flush.flush();
+                } else {
+                    flush.ignore();
+                }
+                self.pages.insert(vaddr, (frame, perms));
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err((VmError::OutOfMemory, frame)),
+            Err(_) => Err((VmError::AlreadyMapped(vaddr), frame)),
+        }
+    }
+
+    /// Unmaps the page at `vaddr` and returns its frame.
+    pub fn unmap(&mut self, vaddr: u64) -> Result<Frame, VmError> {
+        check_page(vaddr)?;
+        if !self.pages.contains_key(&vaddr) {
+            return Err(VmError::NotMapped(vaddr));
+        }
+        let active = self.is_active();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
+        match self.table().unmap(page) {
+            Ok((_, flush)) => {
+                if active {
+                    flush.flush();
+                } else {
+                    flush.ignore();
+                }
+            }
+            Err(UnmapError::PageNotMapped) => {}
+            Err(_) => return Err(VmError::NotMapped(vaddr)),
+        }
+        self.pages.remove(&vaddr).map(|(frame, _)| frame).ok_or(VmError::NotMapped(vaddr))
+    }
+
+    /// Changes the rights of the page at `vaddr`.
+    pub fn protect(&mut self, vaddr: u64, perms: Perms) -> Result<(), VmError> {
+        check_page(vaddr)?;
+        let active = self.is_active();
+        let entry = self.pages.get_mut(&vaddr).ok_or(VmError::NotMapped(vaddr))?;
+        entry.1 = perms;
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
+        // SAFETY: changes the leaf flags of a page this space maps; the
+        // frame stays the same and stays owned by this space.
+        match unsafe { self.table().update_flags(page, perms.flags()) } {
+            Ok(flush) => {
+                if active {
+                    flush.flush();
+                } else {
+                    flush.ignore();
+                }
+                Ok(())
+            }
+            Err(_) => Err(VmError::NotMapped(vaddr)),
+        }
+    }
+
+    /// Rights of the page at `vaddr`, if mapped.
+    pub fn perms(&self, vaddr: u64) -> Option<Perms> {
+        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(_, p)| *p)
+    }
+
+    /// The frame mapped at the page containing `vaddr`.
+    pub fn frame(&self, vaddr: u64) -> Option<&Frame> {
+        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(f, _)| f)
+    }
+
+    /// Number of mapped pages.
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The mapped pages in address order, with their rights.
+    pub fn pages(&self) -> impl Iterator<Item = (u64, Perms)> + '_ {
+        self.pages.iter().map(|(&v, (_, p))| (v, *p))
+    }
+
+    /// Copies `data` into mapped pages starting at `vaddr`, ignoring page
+    /// rights (for loaders). Fails at the first unmapped page.
+    pub fn write_bytes(&mut self, vaddr: u64, data: &[u8]) -> Result<(), VmError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let addr = vaddr.checked_add(done as u64).ok_or(VmError::BadAddress(vaddr))?;
+            let page = addr & !(PAGE_SIZE - 1);
+            let offset = (addr - page) as usize;
+            let chunk = (PAGE_SIZE as usize - offset).min(data.len() - done);
+            let (frame, _) = self.pages.get_mut(&page).ok_or(VmError::NotMapped(page))?;
+            let part = data.get(done..done + chunk).ok_or(VmError::BadAddress(addr))?;
+            frame.write_bytes(offset, part).map_err(|_| VmError::BadAddress(addr))?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Copies mapped memory starting at `vaddr` into `out`, ignoring rights.
+    pub fn read_bytes(&self, vaddr: u64, out: &mut [u8]) -> Result<(), VmError> {
+        let mut done = 0usize;
+        while done < out.len() {
+            let addr = vaddr.checked_add(done as u64).ok_or(VmError::BadAddress(vaddr))?;
+            let page = addr & !(PAGE_SIZE - 1);
+            let offset = (addr - page) as usize;
+            let chunk = (PAGE_SIZE as usize - offset).min(out.len() - done);
+            let (frame, _) = self.pages.get(&page).ok_or(VmError::NotMapped(page))?;
+            let part = out.get_mut(done..done + chunk).ok_or(VmError::BadAddress(addr))?;
+            frame.read_bytes(offset, part).map_err(|_| VmError::BadAddress(addr))?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Loads this space in CR3: user code run next sees it, and the user
+    /// copy functions reach it.
+    pub fn activate(&self) {
+        let _guard = SWITCH.lock();
+        // SAFETY: the PML4 holds the kernel half unchanged, so the kernel
+        // keeps running; the lower half maps only frames this space owns.
+        unsafe { load_root(self.root) };
+    }
+}
+
+/// Loads `root` in CR3 and records it.
+///
+/// # Safety
+///
+/// `root` must be a PML4 whose kernel half equals the kernel's.
+unsafe fn load_root(root: u64) {
+    let (_, flags) = Cr3::read();
+    // SAFETY: guaranteed by the caller.
+    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), flags) };
+    ACTIVE_ROOT.store(root, Ordering::Relaxed);
+}
+
+/// Records the kernel PML4 as active (called once paging is on).
+pub(super) fn note_kernel_root(root: u64) {
+    ACTIVE_ROOT.store(root, Ordering::Relaxed);
+}
+
+/// Frees the page-table frames of the lower half below `table` at `level`
+/// (4 = PML4), not the user frames they map (those belong to `pages`).
+fn free_tables(table_phys: u64, level: u8) {
+    // SAFETY: `table_phys` is a page table of a space being dropped (not
+    // active, no other users), reachable through the direct map.
+    let table = unsafe { &*((DIRECT_MAP_BASE + table_phys) as *const PageTable) };
+    let entries = if level == 4 { 0..256 } else { 0..512 };
+    for i in entries {
+        let entry = &table[i];
+        if level > 1 && entry.flags().contains(Flags::PRESENT) && !entry.flags().contains(Flags::HUGE_PAGE) {
+            let child = entry.addr().as_u64();
+            free_tables(child, level - 1);
+            frames::free_raw(child);
+        }
+    }
+}
+
+impl Drop for VmSpace {
+    fn drop(&mut self) {
+        if self.is_active() {
+            let _guard = SWITCH.lock();
+            // SAFETY: the kernel PML4 is always valid to load.
+            unsafe { load_root(paging::kernel_root()) };
+        }
+        free_tables(self.root, 4);
+        self.pages.clear();
+        frames::free_raw(self.root);
+    }
+}

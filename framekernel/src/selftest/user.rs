@@ -1,0 +1,179 @@
+//! Self-tests of user mode: entering ring 3, system calls, exceptions and
+//! interrupts coming back as traps, FPU state, and the fault-safe user copy.
+
+use crate::arch::user::{Trap, UserContext};
+use crate::arch::usercopy::{UserFault, copy_from_user, copy_to_user};
+use crate::mm::{Frame, Perms, VmSpace};
+use crate::ensure;
+use alloc::format;
+use alloc::string::String;
+
+const CODE: u64 = 0x40_0000;
+const STACK_TOP: u64 = 0x80_0000;
+
+/// A space with `code` at `CODE` (read+exec) and one stack page below
+/// `STACK_TOP`, made active, and a context ready to run it.
+fn space_with(code: &[u8]) -> Result<(VmSpace, UserContext), String> {
+    let mut space = VmSpace::new().map_err(|e| format!("{e}"))?;
+    let mut text = Frame::alloc().map_err(|e| format!("{e}"))?;
+    text.write_bytes(0, code).map_err(|e| format!("{e:?}"))?;
+    space.map(CODE, text, Perms::READ_EXEC).map_err(|(e, _)| format!("{e}"))?;
+    let stack = Frame::alloc().map_err(|e| format!("{e}"))?;
+    space.map(STACK_TOP - 4096, stack, Perms::READ_WRITE).map_err(|(e, _)| format!("{e}"))?;
+    space.activate();
+    let mut context = UserContext::new();
+    context.regs.rip = CODE;
+    context.regs.rsp = STACK_TOP - 64;
+    Ok((space, context))
+}
+
+pub(super) fn syscalls_and_fpu_state_round_trip() -> Result<(), String> {
+    #[rustfmt::skip]
+    let code = [
+        0x48, 0xc7, 0xc0, 0x34, 0x12, 0x00, 0x00, // mov rax, 0x1234
+        0x0f, 0x05,                               // syscall
+        0x48, 0x83, 0xc0, 0x01,                   // add rax, 1
+        0x66, 0x48, 0x0f, 0x6e, 0xc0,             // movq xmm0, rax
+        0x0f, 0x05,                               // syscall
+        0x66, 0x48, 0x0f, 0x7e, 0xc0,             // movq rax, xmm0
+        0x0f, 0x05,                               // syscall
+        0x0f, 0x0b,                               // ud2
+    ];
+    let (_space, mut ctx) = space_with(&code)?;
+    ctx.regs.rbx = 0xdead_beef;
+    ctx.regs.r15 = 0x1515;
+    ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "first stop was not a syscall");
+    ensure!(ctx.regs.rax == 0x1234, "rax {:#x}", ctx.regs.rax);
+    ensure!(ctx.regs.rip == CODE + 9, "rip after syscall {:#x}", ctx.regs.rip);
+    ensure!(ctx.regs.rbx == 0xdead_beef && ctx.regs.r15 == 0x1515, "registers not preserved: {:?}", ctx.regs);
+    ctx.regs.rax = 0x5000; // the "return value"
+    ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "second stop was not a syscall");
+    ensure!(ctx.regs.rax == 0x5001, "return value not delivered: rax {:#x}", ctx.regs.rax);
+    let xmm0 = u64::from_le_bytes(ctx.fpu.0[160..168].try_into().map_err(|_| "fxsave slice")?);
+    ensure!(xmm0 == 0x5001, "xmm0 not saved in the context: {xmm0:#x}");
+    ctx.regs.rax = 0;
+    ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "third stop was not a syscall");
+    ensure!(ctx.regs.rax == 0x5001, "xmm0 lost across the kernel: rax {:#x}", ctx.regs.rax);
+    match run_until_trap(&mut ctx) {
+        Trap::Exception { vector: 6, .. } => Ok(()),
+        other => Err(format!("ud2 gave {other:?}")),
+    }
+}
+
+/// Runs until the program stops for a reason of its own: a timer interrupt
+/// may arrive at any instruction and is simply resumed, as a kernel would.
+fn run_until_trap(ctx: &mut UserContext) -> Trap {
+    loop {
+        match ctx.run() {
+            Trap::Interrupt { .. } => continue,
+            trap => return trap,
+        }
+    }
+}
+
+fn run_expecting(code: &[u8], vector: u8) -> Result<Trap, String> {
+    let (_space, mut ctx) = space_with(code)?;
+    let trap = run_until_trap(&mut ctx);
+    match trap {
+        Trap::Exception { vector: v, .. } if v == vector => Ok(trap),
+        other => Err(format!("expected exception {vector}, got {other:?} at rip {:#x}", ctx.regs.rip)),
+    }
+}
+
+pub(super) fn user_faults_become_traps() -> Result<(), String> {
+    // Reading kernel memory from ring 3: a page fault with the user bit.
+    let kernel = 0xffff_ffff_8010_0000u64.to_le_bytes();
+    let mut read_kernel = alloc::vec![0x48, 0xa1];
+    read_kernel.extend_from_slice(&kernel);
+    match run_expecting(&read_kernel, 14)? {
+        Trap::Exception { error_code, fault_address, .. } => {
+            ensure!(fault_address == 0xffff_ffff_8010_0000, "CR2 {fault_address:#x}");
+            ensure!(error_code & 4 != 0, "page fault not marked as user mode: {error_code:#x}");
+        }
+        _ => unreachable!(),
+    }
+    run_expecting(&[0xf4], 13).map_err(|e| format!("hlt: {e}"))?; // privileged
+    run_expecting(&[0xfa], 13).map_err(|e| format!("cli: {e}"))?; // IOPL 0
+    run_expecting(&[0x31, 0xc9, 0xf7, 0xf1], 0).map_err(|e| format!("div by zero: {e}"))?;
+    // Executing the stack page (no-execute) faults with the fetch bit.
+    let (_space, mut ctx) = space_with(&[0x90])?;
+    ctx.regs.rip = STACK_TOP - 4096;
+    match run_until_trap(&mut ctx) {
+        Trap::Exception { vector: 14, error_code, .. } if error_code & 16 != 0 => {}
+        other => return Err(format!("executing the stack gave {other:?}")),
+    }
+    // A kernel-half rip is refused before ring 3 is entered.
+    ctx.regs.rip = 0xffff_ffff_8010_0000;
+    ensure!(matches!(run_until_trap(&mut ctx), Trap::Exception { vector: 13, .. }), "kernel rip accepted");
+    Ok(())
+}
+
+pub(super) fn timer_interrupts_user_loop() -> Result<(), String> {
+    let (_space, mut ctx) = space_with(&[0xeb, 0xfe])?; // jmp $
+    for _ in 0..3 {
+        match ctx.run() {
+            Trap::Interrupt { .. } => {}
+            other => return Err(format!("endless loop stopped by {other:?}")),
+        }
+        ensure!(ctx.regs.rip == CODE, "interrupted at {:#x}", ctx.regs.rip);
+    }
+    Ok(())
+}
+
+pub(super) fn user_copy_reports_faults() -> Result<(), String> {
+    let (mut space, _ctx) = space_with(&[0x90])?;
+    let data = Frame::alloc().map_err(|e| format!("{e}"))?;
+    space.map(0x50_0000, data, Perms::READ_WRITE).map_err(|(e, _)| format!("{e}"))?;
+    copy_to_user(0x50_0100, b"hello user").map_err(|e| format!("{e:?}"))?;
+    let mut back = [0u8; 10];
+    space.read_bytes(0x50_0100, &mut back).map_err(|e| format!("{e}"))?;
+    ensure!(&back == b"hello user", "frame holds {back:?}");
+    let mut again = [0u8; 10];
+    copy_from_user(0x50_0100, &mut again).map_err(|e| format!("{e:?}"))?;
+    ensure!(again == back, "copy_from_user read {again:?}");
+    // Crossing into an unmapped page: fault at the first missing byte.
+    let r = copy_to_user(0x50_0ff0, &[1u8; 32]);
+    ensure!(r == Err(UserFault { address: 0x50_1000 }), "crossing copy gave {r:?}");
+    let mut buf = [0u8; 8];
+    ensure!(copy_from_user(0x1000, &mut buf).is_err(), "unmapped read succeeded");
+    ensure!(copy_from_user(0xffff_ffff_8010_0000, &mut buf).is_err(), "kernel address read succeeded");
+    ensure!(copy_from_user(0x7fff_ffff_fffc, &mut buf).is_err(), "copy across the top of user space succeeded");
+    ensure!(copy_from_user(u64::MAX - 3, &mut buf).is_err(), "wrapping copy succeeded");
+    space.protect(0x50_0000, Perms::READ).map_err(|e| format!("{e}"))?;
+    ensure!(copy_to_user(0x50_0000, b"x").is_err(), "write to a read-only user page succeeded");
+    ensure!(copy_from_user(0x50_0000, &mut buf).is_ok(), "read of a read-only page failed");
+    drop(space);
+    ensure!(copy_from_user(0x50_0100, &mut buf).is_err(), "dropped space still readable");
+    Ok(())
+}
+
+pub(super) fn address_space_bookkeeping() -> Result<(), String> {
+    let before = crate::mm::frame_stats().free;
+    {
+        let mut space = VmSpace::new().map_err(|e| format!("{e}"))?;
+        let f = Frame::alloc().map_err(|e| format!("{e}"))?;
+        let err = space.map(0x1001, f, Perms::READ);
+        let f = match err {
+            Err((crate::mm::VmError::BadAddress(0x1001), f)) => f,
+            other => return Err(format!("unaligned map gave {:?}", other.map_err(|(e, _)| e))),
+        };
+        let f = match space.map(0xffff_8000_0000_0000, f, Perms::READ) {
+            Err((crate::mm::VmError::BadAddress(_), f)) => f,
+            _ => return Err("kernel-half map accepted".into()),
+        };
+        space.map(0x1000, f, Perms::READ).map_err(|(e, _)| format!("{e}"))?;
+        let g = Frame::alloc().map_err(|e| format!("{e}"))?;
+        ensure!(space.map(0x1000, g, Perms::READ).is_err(), "double map accepted");
+        for i in 0..64 {
+            let f = Frame::alloc().map_err(|e| format!("{e}"))?;
+            space.map(0x4000_0000 + i * 0x20_0000, f, Perms::READ_WRITE).map_err(|(e, _)| format!("{e}"))?;
+        }
+        ensure!(space.page_count() == 65, "page count {}", space.page_count());
+        let f = space.unmap(0x1000).map_err(|e| format!("{e}"))?;
+        ensure!(space.unmap(0x1000).is_err(), "unmap twice succeeded");
+        drop(f);
+    }
+    let after = crate::mm::frame_stats().free;
+    ensure!(after == before, "address space leaked {} frames", before as i64 - after as i64);
+    Ok(())
+}
