@@ -8,6 +8,12 @@ PROFILE := release
 KERNEL := target/$(TARGET)/$(PROFILE)/tessera
 BUILD := build
 ISO := $(BUILD)/tessera.iso
+# The boot archive (cpio newc): the kernel ELF (for symbols) and programs.
+INITRD := $(BUILD)/initrd.cpio
+MKINITRD := target/release/tessera-mkinitrd
+# User programs: static Linux binaries built from userspace/ (C, gcc -static).
+USER_SOURCES := $(wildcard userspace/tests/*.c)
+USER_BINS := $(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/%,$(USER_SOURCES))
 MEM ?= 256M
 # Extra words for the kernel command line of `make run` / `make run-fast`.
 CMDLINE ?=
@@ -25,7 +31,7 @@ QEMU_CONSOLE := -display none -serial mon:stdio
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build userspace initrd iso run run-fast test test-host test-kernel lint bench clean
 
 all: iso
 
@@ -50,11 +56,26 @@ $(DEPS_STAMP): Makefile rust-toolchain.toml
 build: deps
 	$(CARGO) build -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
 
+$(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
+	@mkdir -p $(dir $@)
+	gcc -static -O2 -Wall -Werror -o $@ $<
+
+userspace: $(USER_BINS)
+
+$(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)
+	$(CARGO) build -q --release -p tessera-mkinitrd
+
+initrd: $(INITRD)
+
+$(INITRD): build $(MKINITRD) $(USER_BINS)
+	$(MKINITRD) $@ boot/tessera.elf=$(KERNEL) $(if $(USER_BINS),bin=$(BUILD)/userspace/bin)
+
 iso: $(ISO)
 
-$(ISO): build tools/grub.cfg.in
+$(ISO): $(INITRD) tools/grub.cfg.in
 	@rm -rf $(BUILD)/iso && mkdir -p $(BUILD)/iso/boot/grub
 	cp $(KERNEL) $(BUILD)/iso/boot/tessera.elf
+	cp $(INITRD) $(BUILD)/iso/boot/initrd.cpio
 	sed 's|@CMDLINE@|$(CMDLINE)|' tools/grub.cfg.in > $(BUILD)/iso/boot/grub/grub.cfg
 	grub-mkrescue -d /usr/lib/grub/i386-pc -o $@ $(BUILD)/iso 2>$(BUILD)/grub-mkrescue.log \
 		|| { cat $(BUILD)/grub-mkrescue.log; exit 1; }
@@ -66,8 +87,8 @@ run: $(ISO)
 
 # The fast path: QEMU loads the ELF directly (PVH entry); the same file is
 # passed again as the `symbols` module.
-run-fast: build
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -kernel $(KERNEL) -initrd $(KERNEL) -append "$(CMDLINE)"
+run-fast: $(INITRD)
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)"
 
 # --- tests ------------------------------------------------------------------
 # Runs every level and closes with one summary line over all cargo test runs.
@@ -79,18 +100,20 @@ test: deps lint
 
 lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-kernel --target $(TARGET) --profile $(PROFILE) -- -D warnings
-	$(CARGO) clippy -p framekernel-logic -p tessera-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-mkinitrd -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps
-	$(CARGO) test -p framekernel-logic
+	$(CARGO) test -p framekernel-logic -p tessera-cpio -p tessera-elf
+
+TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD))
 
 test-kernel: $(ISO)
-	TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) \
+	$(TEST_ENV) \
 		$(CARGO) test -p tessera-tests -- --test-threads=2
 
 # --- measurements -----------------------------------------------------------
 bench: $(ISO)
-	TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) \
+	$(TEST_ENV) \
 		$(CARGO) run -q -p tessera-tests --bin boot-bench --release
 
 clean:

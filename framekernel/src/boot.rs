@@ -6,7 +6,7 @@
 
 use crate::arch::{self, gdt, pic, qemu, trap};
 use crate::mm::{self, phys::EarlyPhys};
-use crate::{console, symbols, time};
+use crate::{console, time};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -16,7 +16,7 @@ use framekernel_logic::memmap::UsableMemory;
 use framekernel_logic::{multiboot2, pvh};
 
 /// A boot module as the kernel sees it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ModuleInfo {
     /// The module's name (its command line; empty for a bare `-initrd`).
     pub name: String,
@@ -24,6 +24,14 @@ pub struct ModuleInfo {
     pub start: u64,
     /// Physical end (exclusive).
     pub end: u64,
+    /// The contents: reserved at boot, never freed or written.
+    pub bytes: &'static [u8],
+}
+
+impl core::fmt::Debug for ModuleInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ModuleInfo({:?}, {:#x}..{:#x})", self.name, self.start, self.end)
+    }
 }
 
 /// What the kernel's main function gets: everything learned at boot.
@@ -41,8 +49,6 @@ pub struct BootContext {
     pub modules: Vec<ModuleInfo>,
     /// Physical range of the kernel image.
     pub kernel_image: (u64, u64),
-    /// Symbols loaded from the `symbols` module, or why not.
-    pub symbols: Result<usize, String>,
     /// TSC at kernel entry (ticks since machine reset).
     pub entry_tsc: u64,
 }
@@ -90,17 +96,13 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     let modules: Vec<ModuleInfo> = info
         .modules
         .iter()
-        .map(|m| ModuleInfo { name: m.name.as_str().to_string(), start: m.start, end: m.end })
+        .map(|m| {
+            let bytes = mm::phys::reserved_module(m.start, m.end).unwrap_or_else(|| {
+                fatal(format_args!("boot module '{}' lies outside the direct map", m.name.as_str()))
+            });
+            ModuleInfo { name: m.name.as_str().to_string(), start: m.start, end: m.end, bytes }
+        })
         .collect();
-    // The symbols module is the kernel ELF itself: named `symbols` on the
-    // GRUB path, or the bare `-initrd` on the PVH path.
-    let symbols = modules
-        .iter()
-        .find(|m| m.name == "symbols" || (m.name.is_empty() && info.protocol == BootProtocol::Pvh))
-        .map_or(Err("no symbols module".to_string()), |m| {
-            let bytes = mm::phys::reserved_module(m.start, m.end).ok_or("module outside the direct map")?;
-            symbols::init(bytes).map_err(|e| e.to_string())
-        });
     let context = Box::leak(Box::new(BootContext {
         protocol: info.protocol,
         cmdline: info.cmdline.as_str().to_string(),
@@ -108,7 +110,6 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
         usable: report.usable,
         modules,
         kernel_image: (report.kernel.start, report.kernel.end),
-        symbols,
         entry_tsc: time::boot_tsc(),
     }));
     arch::enable_interrupts();

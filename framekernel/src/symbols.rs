@@ -1,6 +1,7 @@
 //! The kernel's own symbol table, from the `symbols` boot module (the
 //! kernel ELF file itself), used to name code addresses in fault reports.
 
+use alloc::boxed::Box;
 use core::fmt;
 use framekernel_logic::symbols::crate_of;
 use xmas_elf::ElfFile;
@@ -37,10 +38,38 @@ fn symtab<'a>(elf: &ElfFile<'a>) -> Option<&'a [xmas_elf::symbol_table::Entry64]
     }
 }
 
-/// Checks `bytes` is this very kernel's ELF and keeps it. Returns the number
-/// of symbols.
-pub(crate) fn init(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
-    framekernel_logic::elf::check_sections(bytes).map_err(|_| SymbolsError::Malformed("sections outside the file"))?;
+/// Checks `bytes` is this very kernel's ELF and keeps it for naming
+/// addresses in fault reports. Returns the number of symbols. Only the first
+/// successful call has an effect.
+pub fn load(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
+    // xmas-elf trusts offsets and alignment: check everything it will read.
+    framekernel_logic::elf::check_symbol_file(bytes).map_err(|e| match e {
+        framekernel_logic::elf::ElfCheckError::NotElf64 => SymbolsError::Malformed("not an ELF64 file"),
+        framekernel_logic::elf::ElfCheckError::BadSymbols => SymbolsError::Malformed("bad symbol or section names"),
+        _ => SymbolsError::Malformed("sections outside the file"),
+    })?;
+    if (bytes.as_ptr() as usize).is_multiple_of(8) {
+        return accept(bytes);
+    }
+    // In a cpio archive the file is only 4-byte aligned; xmas-elf needs 8.
+    let mut words: Box<[u64]> = alloc::vec![0u64; bytes.len().div_ceil(8)].into_boxed_slice();
+    // SAFETY: the u64 buffer is viewed as bytes (no alignment or validity
+    // requirement for u8) within its own length; the view ends before
+    // `words` is used again.
+    let view = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    view.copy_from_slice(bytes);
+    accept_copy(words, bytes.len())
+}
+
+/// Like [`accept`] for an aligned copy, which is kept (leaked) on success.
+fn accept_copy(words: Box<[u64]>, len: usize) -> Result<usize, SymbolsError> {
+    let words: &'static mut [u64] = Box::leak(words);
+    // SAFETY: as in `load`: a byte view of a leaked, never-freed u64 buffer.
+    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) };
+    accept(bytes)
+}
+
+fn accept(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
     let elf = ElfFile::new(bytes).map_err(SymbolsError::Malformed)?;
     let text = elf.find_section_by_name(".text").ok_or(SymbolsError::Malformed("no .text"))?;
     let (start, end) = crate::mm::image::text();

@@ -24,7 +24,7 @@ fn main(boot: &'static BootContext) -> ! {
     println!("Tessera {VERSION} — a framekernel for x86_64 (booted via {})", boot.protocol);
     println!("command line: {}", if boot.cmdline.is_empty() { "(empty)" } else { &boot.cmdline });
     print_memory(boot);
-    match &boot.symbols {
+    match load_symbols(boot) {
         Ok(count) => println!("symbols: {count} kernel symbols loaded"),
         Err(why) => println!("symbols: not loaded ({why}); fault reports show addresses only"),
     }
@@ -46,6 +46,26 @@ fn main(boot: &'static BootContext) -> ! {
         "Tessera ready: kernel entry to ready {kernel_ms:.1} ms (firmware and loader before entry: {since_reset_ms:.1} ms)"
     );
     monitor::run(boot)
+}
+
+/// Where the kernel's own ELF sits in the boot archive.
+const SYMBOLS_PATH: &str = "boot/tessera.elf";
+
+/// Loads the kernel's symbol table from the first boot module: a cpio boot
+/// archive holding `boot/tessera.elf`, or the kernel ELF itself.
+fn load_symbols(boot: &BootContext) -> Result<usize, alloc::string::String> {
+    use alloc::string::ToString;
+    let module = boot.modules.first().ok_or("no boot module")?;
+    let elf = if tessera_cpio::is_cpio(module.bytes) {
+        match tessera_cpio::find(module.bytes, SYMBOLS_PATH) {
+            Ok(Some(entry)) => entry.data,
+            Ok(None) => return Err(alloc::format!("boot archive has no {SYMBOLS_PATH}")),
+            Err(e) => return Err(alloc::format!("boot archive: {e}")),
+        }
+    } else {
+        module.bytes
+    };
+    framekernel::symbols::load(elf).map_err(|e| e.to_string())
 }
 
 fn print_memory(boot: &BootContext) {

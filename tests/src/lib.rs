@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 pub enum Boot {
     /// GRUB from the ISO (multiboot2): the path users take.
     Iso(PathBuf),
-    /// QEMU loads the ELF itself (PVH), with the ELF again as `symbols`
-    /// module unless `initrd` says otherwise.
+    /// QEMU loads the ELF itself (PVH), with the boot archive as `-initrd`
+    /// unless `initrd` says otherwise.
     Kernel { kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String },
 }
 
@@ -93,6 +93,11 @@ pub fn kernel_path() -> PathBuf {
     existing("TESSERA_KERNEL", workspace().join("target/x86_64-unknown-none/release/tessera"))
 }
 
+/// The boot archive under test (`TESSERA_INITRD`, default: `build/initrd.cpio`).
+pub fn initrd_path() -> PathBuf {
+    existing("TESSERA_INITRD", workspace().join("build/initrd.cpio"))
+}
+
 /// The ISO under test (`TESSERA_ISO`, default: `build/tessera.iso`).
 pub fn iso_path() -> PathBuf {
     existing("TESSERA_ISO", workspace().join("build/tessera.iso"))
@@ -112,7 +117,8 @@ impl Machine {
             }
             Boot::Kernel { kernel, initrd, cmdline } => {
                 cmd.arg("-kernel").arg(kernel);
-                cmd.arg("-initrd").arg(initrd.as_ref().unwrap_or(kernel));
+                let initrd = initrd.clone().unwrap_or_else(initrd_path);
+                cmd.arg("-initrd").arg(initrd);
                 cmd.arg("-append").arg(cmdline);
             }
         }

@@ -32,7 +32,7 @@ fn grub_iso_boots_to_ready_and_powers_off() {
     let mut machine = Machine::start("grub", &MachineOptions::iso());
     ready_and_poweroff(&mut machine, "multiboot2");
     let output = machine.output();
-    assert!(output.contains("boot module 'symbols'"), "GRUB module missing:\n{output}");
+    assert!(output.contains("boot module 'initrd'"), "GRUB module missing:\n{output}");
 }
 
 #[test]

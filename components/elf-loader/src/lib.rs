@@ -1,0 +1,233 @@
+//! Loading static Linux x86_64 executables, as pure functions.
+//!
+//! [`parse`] checks an ELF file from an untrusted source (every offset,
+//! size and address) and returns what to map where; [`build_stack`] lays
+//! out `argc`, `argv`, `envp` and the auxiliary vector the way Linux does.
+//! The process component turns both into mappings of a `VmSpace`.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
+
+extern crate alloc;
+
+mod stack;
+
+pub use stack::{ARG_LIMIT, AuxEntry, StackError, StackImage, aux, build_stack};
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Page size of the target.
+pub const PAGE_SIZE: u64 = 4096;
+/// Programs are loaded below this address (the stack lives above).
+pub const USER_LOAD_LIMIT: u64 = 0x7000_0000_0000;
+/// Where a position-independent (static-pie) program is placed.
+pub const PIE_BASE: u64 = 0x5555_5555_4000;
+/// Most memory the segments of one program may span.
+pub const MAX_IMAGE_SIZE: u64 = 1 << 32;
+
+const PT_LOAD: u32 = 1;
+const PT_INTERP: u32 = 3;
+const PT_PHDR: u32 = 6;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const EM_X86_64: u16 = 62;
+
+/// Why a file cannot be executed. `ENOEXEC` for all but [`ElfError::TooBig`]
+/// (`ENOMEM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElfError {
+    /// Not a little-endian ELF64 file.
+    NotElf64,
+    /// Not built for x86_64 (the `e_machine` found).
+    WrongMachine(u16),
+    /// Neither an executable nor a position-independent executable.
+    NotExecutable(u16),
+    /// Needs a dynamic loader (`PT_INTERP`); only static programs run.
+    Dynamic,
+    /// A header or table lies outside the file.
+    Truncated(&'static str),
+    /// A segment is inconsistent (sizes, alignment, address), by index.
+    BadSegment(usize),
+    /// Two segments claim the same bytes.
+    Overlap(usize, usize),
+    /// No loadable segment.
+    NoSegments,
+    /// The entry point is not in an executable segment.
+    BadEntry(u64),
+    /// The image would span more than [`MAX_IMAGE_SIZE`].
+    TooBig(u64),
+}
+
+impl fmt::Display for ElfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ElfError::NotElf64 => f.write_str("not a little-endian ELF64 file"),
+            ElfError::WrongMachine(m) => write!(f, "built for machine {m}, not x86_64"),
+            ElfError::NotExecutable(t) => write!(f, "ELF type {t} is not an executable"),
+            ElfError::Dynamic => f.write_str("dynamically linked programs are not supported (PT_INTERP)"),
+            ElfError::Truncated(what) => write!(f, "{what} lies outside the file"),
+            ElfError::BadSegment(i) => write!(f, "program header {i} is inconsistent"),
+            ElfError::Overlap(a, b) => write!(f, "segments {a} and {b} overlap"),
+            ElfError::NoSegments => f.write_str("no loadable segment"),
+            ElfError::BadEntry(e) => write!(f, "entry point {e:#x} is not in an executable segment"),
+            ElfError::TooBig(n) => write!(f, "image spans {n:#x} bytes"),
+        }
+    }
+}
+
+/// One loadable segment, relocated by the load bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// First virtual address (not page aligned in general).
+    pub vaddr: u64,
+    /// Bytes in memory; beyond `file_size` they are zero (`.bss`).
+    pub mem_size: u64,
+    /// Where the initialised bytes start in the file.
+    pub file_offset: u64,
+    /// Initialised bytes.
+    pub file_size: u64,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+}
+
+impl Segment {
+    /// The page-aligned range `[start, end)` the segment touches.
+    pub fn pages(&self) -> (u64, u64) {
+        (self.vaddr & !(PAGE_SIZE - 1), (self.vaddr + self.mem_size).next_multiple_of(PAGE_SIZE))
+    }
+}
+
+/// What [`parse`] found: everything needed to map the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecImage {
+    /// Entry point (relocated).
+    pub entry: u64,
+    /// Loadable segments, in file order.
+    pub segments: Vec<Segment>,
+    /// Address of the program headers in memory (`AT_PHDR`), 0 if unmapped.
+    pub phdr: u64,
+    /// Number of program headers (`AT_PHNUM`).
+    pub phnum: u16,
+    /// Size of one program header (`AT_PHENT`).
+    pub phent: u16,
+    /// Added to every address (0 for `ET_EXEC`).
+    pub load_bias: u64,
+    /// First page after the image: where `brk` starts.
+    pub brk_start: u64,
+}
+
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn get<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        self.0.get(at..at.checked_add(N)?)?.try_into().ok()
+    }
+    fn u16(&self, at: usize) -> Option<u16> {
+        self.get::<2>(at).map(u16::from_le_bytes)
+    }
+    fn u32(&self, at: usize) -> Option<u32> {
+        self.get::<4>(at).map(u32::from_le_bytes)
+    }
+    fn u64(&self, at: usize) -> Option<u64> {
+        self.get::<8>(at).map(u64::from_le_bytes)
+    }
+}
+
+/// Checks `file` and plans its loading. `ET_DYN` programs are placed at
+/// [`PIE_BASE`].
+pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
+    let f = Fields(file);
+    if file.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) || file.len() < 64 {
+        return Err(ElfError::NotElf64);
+    }
+    let kind = f.u16(16).ok_or(ElfError::NotElf64)?;
+    let machine = f.u16(18).ok_or(ElfError::NotElf64)?;
+    if machine != EM_X86_64 {
+        return Err(ElfError::WrongMachine(machine));
+    }
+    let load_bias = match kind {
+        ET_EXEC => 0,
+        ET_DYN => PIE_BASE,
+        other => return Err(ElfError::NotExecutable(other)),
+    };
+    let entry = f.u64(24).ok_or(ElfError::NotElf64)?;
+    let phoff = f.u64(32).ok_or(ElfError::NotElf64)?;
+    let phent = f.u16(54).ok_or(ElfError::NotElf64)?;
+    let phnum = f.u16(56).ok_or(ElfError::NotElf64)?;
+    if phent < 56 {
+        return Err(ElfError::Truncated("program header table"));
+    }
+    let table_end = u64::from(phent).checked_mul(u64::from(phnum)).and_then(|n| n.checked_add(phoff));
+    if table_end.is_none_or(|end| end > file.len() as u64) {
+        return Err(ElfError::Truncated("program header table"));
+    }
+    let mut segments = Vec::new();
+    let mut phdr = 0;
+    for index in 0..usize::from(phnum) {
+        let at = phoff as usize + index * usize::from(phent);
+        let bad = ElfError::BadSegment(index);
+        let p_type = f.u32(at).ok_or(bad)?;
+        let flags = f.u32(at + 4).ok_or(bad)?;
+        let offset = f.u64(at + 8).ok_or(bad)?;
+        let vaddr = f.u64(at + 16).ok_or(bad)?;
+        let file_size = f.u64(at + 32).ok_or(bad)?;
+        let mem_size = f.u64(at + 40).ok_or(bad)?;
+        match p_type {
+            PT_INTERP => return Err(ElfError::Dynamic),
+            PT_PHDR => phdr = vaddr.checked_add(load_bias).ok_or(bad)?,
+            PT_LOAD if mem_size > 0 => {
+                let vaddr = vaddr.checked_add(load_bias).ok_or(bad)?;
+                let end = vaddr.checked_add(mem_size).ok_or(bad)?;
+                let in_file = offset.checked_add(file_size).is_some_and(|e| e <= file.len() as u64);
+                if file_size > mem_size || !in_file || end > USER_LOAD_LIMIT || vaddr < PAGE_SIZE {
+                    return Err(bad);
+                }
+                if vaddr % PAGE_SIZE != offset % PAGE_SIZE {
+                    return Err(bad);
+                }
+                segments.push(Segment {
+                    vaddr,
+                    mem_size,
+                    file_offset: offset,
+                    file_size,
+                    write: flags & 2 != 0,
+                    exec: flags & 1 != 0,
+                });
+            }
+            _ => {}
+        }
+    }
+    if segments.is_empty() {
+        return Err(ElfError::NoSegments);
+    }
+    for (i, a) in segments.iter().enumerate() {
+        for (j, b) in segments.iter().enumerate().skip(i + 1) {
+            if a.vaddr < b.vaddr + b.mem_size && b.vaddr < a.vaddr + a.mem_size {
+                return Err(ElfError::Overlap(i, j));
+            }
+        }
+    }
+    let low = segments.iter().map(|s| s.pages().0).min().unwrap_or(0);
+    let high = segments.iter().map(|s| s.pages().1).max().unwrap_or(0);
+    if high - low > MAX_IMAGE_SIZE {
+        return Err(ElfError::TooBig(high - low));
+    }
+    let entry = entry.checked_add(load_bias).ok_or(ElfError::BadEntry(entry))?;
+    if !segments.iter().any(|s| s.exec && s.vaddr <= entry && entry < s.vaddr + s.mem_size) {
+        return Err(ElfError::BadEntry(entry));
+    }
+    if phdr == 0 {
+        // No PT_PHDR: find the headers inside a loaded segment.
+        phdr = segments
+            .iter()
+            .find(|s| s.file_offset <= phoff && phoff + u64::from(phent) * u64::from(phnum) <= s.file_offset + s.file_size)
+            .map_or(0, |s| s.vaddr + (phoff - s.file_offset));
+    }
+    Ok(ExecImage { entry, segments, phdr, phnum, phent, load_bias, brk_start: high })
+}
+
+#[cfg(test)]
+mod tests;
