@@ -99,7 +99,7 @@ test: deps lint
 		$(BUILD)/test.log
 
 lint: deps
-	$(CARGO) clippy -p framekernel -p tessera-kernel --target $(TARGET) --profile $(PROFILE) -- -D warnings
+	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel --target $(TARGET) --profile $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-mkinitrd -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps

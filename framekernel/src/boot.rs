@@ -90,6 +90,7 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     let report = mm::init(&info).unwrap_or_else(|e| fatal(format_args!("memory: {e}")));
     pic::init();
     time::calibrate();
+    time::read_wall_clock();
     time::start_timer();
     console::init_input();
 

@@ -29,6 +29,18 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = Serial.write_fmt(args);
 }
 
+/// Writes raw bytes (program output) to the console, turning `\n` into
+/// `\r\n` for the terminal.
+pub fn write_bytes(bytes: &[u8]) {
+    let _guard = OUTPUT.lock();
+    for &byte in bytes {
+        if byte == b'\n' {
+            serial::write_byte(b'\r');
+        }
+        serial::write_byte(byte);
+    }
+}
+
 /// Writes without taking the console lock: for panic and exception reports,
 /// which may interrupt a holder of that lock.
 pub fn emergency_print(args: fmt::Arguments<'_>) {

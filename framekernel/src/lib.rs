@@ -22,6 +22,7 @@ pub mod io;
 pub mod irq;
 pub mod mm;
 mod panic;
+pub mod random;
 pub mod selftest;
 pub mod symbols;
 pub mod sync;

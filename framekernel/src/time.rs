@@ -130,3 +130,74 @@ pub(crate) fn start_timer() {
     pit::start_periodic(TICK_HZ);
     let _ = crate::irq::register_base(0, timer_interrupt);
 }
+
+/// Unix time (ns) at kernel entry, from the CMOS real-time clock.
+static REALTIME_AT_BOOT_NS: AtomicU64 = AtomicU64::new(0);
+
+fn read_rtc(cmos: &crate::io::IoPorts) -> Option<framekernel_logic::calendar::RtcTime> {
+    // Bit 7 of the index keeps NMIs masked while selecting a register.
+    let reg = |index: u8| -> Option<u8> {
+        cmos.write::<u8>(0, 0x80 | index).ok()?;
+        cmos.read::<u8>(1).ok()
+    };
+    // Wait (bounded) until no update is in progress, then read twice until
+    // two readings agree, so no field is taken mid-update.
+    let snapshot = || -> Option<[u8; 6]> {
+        for _ in 0..100_000 {
+            if reg(0x0a)? & 0x80 == 0 {
+                break;
+            }
+        }
+        Some([reg(0x00)?, reg(0x02)?, reg(0x04)?, reg(0x07)?, reg(0x08)?, reg(0x09)?])
+    };
+    let mut raw = snapshot()?;
+    for _ in 0..5 {
+        let again = snapshot()?;
+        if again == raw {
+            break;
+        }
+        raw = again;
+    }
+    let status_b = reg(0x0b)?;
+    let binary = status_b & 0x04 != 0;
+    let h24 = status_b & 0x02 != 0;
+    let decode = |v: u8| if binary { u32::from(v) } else { framekernel_logic::calendar::from_bcd(v) };
+    let [second, minute, hour_raw, day, month, year] = raw;
+    let pm = hour_raw & 0x80 != 0;
+    let mut hour = decode(hour_raw & 0x7f);
+    if !h24 {
+        hour %= 12;
+        if pm {
+            hour += 12;
+        }
+    }
+    Some(framekernel_logic::calendar::RtcTime {
+        year: 2000 + decode(year),
+        month: decode(month),
+        day: decode(day),
+        hour,
+        minute: decode(minute),
+        second: decode(second),
+    })
+}
+
+/// Reads the real-time clock once at boot. Needs the heap (port claims).
+pub(crate) fn read_wall_clock() {
+    let Ok(cmos) = crate::io::IoPorts::acquire(0x70, 2) else {
+        log::warn!("CMOS clock ports busy: wall-clock time starts at 1970");
+        return;
+    };
+    let reading = arch::without_interrupts(|| read_rtc(&cmos));
+    match reading.and_then(framekernel_logic::calendar::unix_seconds) {
+        Some(seconds) => {
+            let base = seconds.saturating_mul(1_000_000_000).saturating_sub(now_ns());
+            REALTIME_AT_BOOT_NS.store(base, Ordering::Relaxed);
+        }
+        None => log::warn!("CMOS clock reads an impossible date ({reading:?}): wall-clock time starts at 1970"),
+    }
+}
+
+/// Nanoseconds since the Unix epoch (wall-clock time).
+pub fn realtime_ns() -> u64 {
+    REALTIME_AT_BOOT_NS.load(Ordering::Relaxed).saturating_add(now_ns())
+}

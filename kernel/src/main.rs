@@ -9,6 +9,7 @@
 extern crate alloc;
 
 mod monitor;
+mod programs;
 
 use framekernel::boot::BootContext;
 use framekernel::debug::Fault;
@@ -33,6 +34,16 @@ fn main(boot: &'static BootContext) -> ! {
         match Fault::from_name(name) {
             Some(fault) => framekernel::debug::provoke(fault),
             None => println!("unknown tessera.fault={name} (page, rodata, ud, stack, oom, panic); ignored"),
+        }
+    }
+    if cmdline.flag("tessera.usertests") {
+        let (passed, failed) = programs::run_all(boot);
+        framekernel::exit(if failed == 0 && passed > 0 { ExitCode::Success } else { ExitCode::Failure });
+    }
+    if let Some(path) = cmdline.value("tessera.run") {
+        match programs::run(boot, 1, path, &[]) {
+            Ok(outcome) => println!("{path}: {}", programs::describe(outcome)),
+            Err(why) => println!("{why}"),
         }
     }
     if cmdline.flag("tessera.selftest") {

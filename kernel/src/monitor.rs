@@ -11,7 +11,7 @@ const MAX_LINE: usize = 256;
 
 /// Reads lines from the console and answers them. Never returns; `poweroff`
 /// leaves QEMU.
-pub fn run(_boot: &BootContext) -> ! {
+pub fn run(boot: &BootContext) -> ! {
     let mut line = String::new();
     print!("tessera> ");
     loop {
@@ -22,7 +22,7 @@ pub fn run(_boot: &BootContext) -> ! {
         match byte {
             b'\r' | b'\n' => {
                 println!();
-                execute(line.trim());
+                execute(boot, line.trim());
                 line.clear();
                 print!("tessera> ");
             }
@@ -36,10 +36,22 @@ pub fn run(_boot: &BootContext) -> ! {
     }
 }
 
-fn execute(command: &str) {
+fn execute(boot: &BootContext, command: &str) {
+    let mut words = command.split_ascii_whitespace();
+    if words.next() == Some("run") {
+        let args: alloc::vec::Vec<&str> = words.collect();
+        match args.split_first() {
+            Some((path, rest)) => match crate::programs::run(boot, 1, path, rest) {
+                Ok(outcome) => println!("{path}: {}", crate::programs::describe(outcome)),
+                Err(why) => println!("{why}"),
+            },
+            None => println!("usage: run PATH [ARGS...]"),
+        }
+        return;
+    }
     match command {
         "" => {}
-        "help" => println!("commands: help, uptime, mem, poweroff"),
+        "help" => println!("commands: help, uptime, mem, run PATH [ARGS...], poweroff"),
         "uptime" => {
             let up = time::now();
             println!("up {}.{:03} s, {} timer ticks", up.as_secs(), up.subsec_millis(), time::ticks());

@@ -10,6 +10,7 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
 pub mod bootinfo;
+pub mod calendar;
 pub mod cmdline;
 pub mod elf;
 pub mod fixed;

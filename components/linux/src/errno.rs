@@ -1,0 +1,52 @@
+//! Linux error numbers (x86_64), the one error type at the ABI.
+
+/// A Linux errno. System calls return `-errno` in `rax`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+#[allow(missing_docs, clippy::upper_case_acronyms)]
+pub enum Errno {
+    EPERM = 1,
+    ENOENT = 2,
+    ESRCH = 3,
+    EINTR = 4,
+    EIO = 5,
+    E2BIG = 7,
+    ENOEXEC = 8,
+    EBADF = 9,
+    ECHILD = 10,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EACCES = 13,
+    EFAULT = 14,
+    EBUSY = 16,
+    EEXIST = 17,
+    ENODEV = 19,
+    ENOTDIR = 20,
+    EISDIR = 21,
+    EINVAL = 22,
+    EMFILE = 24,
+    ENOTTY = 25,
+    ENOSPC = 28,
+    ESPIPE = 29,
+    EPIPE = 32,
+    ERANGE = 34,
+    ENAMETOOLONG = 36,
+    ENOSYS = 38,
+    ELOOP = 40,
+}
+
+impl Errno {
+    /// The value a system call returns for this error.
+    pub fn as_return(self) -> u64 {
+        (-(self as i64)) as u64
+    }
+}
+
+/// What every system call returns.
+pub type SysResult = Result<u64, Errno>;
+
+impl From<framekernel::arch::usercopy::UserFault> for Errno {
+    fn from(_: framekernel::arch::usercopy::UserFault) -> Self {
+        Errno::EFAULT
+    }
+}

@@ -1,0 +1,103 @@
+//! Open files of a process. Until the VFS exists there is one kind of file:
+//! the console.
+
+use crate::errno::{Errno, SysResult};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+/// Most open files per process (`RLIMIT_NOFILE`).
+pub const MAX_FILES: usize = 1024;
+
+/// What a `stat` reports about a file (the fields the ABI layer fills in).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileStat {
+    /// `st_mode`.
+    pub mode: u32,
+    /// `st_rdev` for device files.
+    pub rdev: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+/// An open file.
+pub trait File: Send + Sync {
+    /// Reads into `buf`; returns the bytes read (0 at end of file).
+    fn read(&self, buf: &mut [u8]) -> SysResult;
+    /// Writes `buf`; returns the bytes written.
+    fn write(&self, buf: &[u8]) -> SysResult;
+    /// File status.
+    fn stat(&self) -> FileStat;
+    /// True for terminals (`TCGETS` and friends work).
+    fn is_tty(&self) -> bool {
+        false
+    }
+}
+
+/// The kernel console (the serial port).
+pub struct Console;
+
+impl File for Console {
+    fn read(&self, buf: &mut [u8]) -> SysResult {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // Block until a byte arrives, then take what is there.
+        let mut count = 0;
+        while count == 0 {
+            while let Some(byte) = framekernel::console::read_byte() {
+                if let Some(slot) = buf.get_mut(count) {
+                    *slot = if byte == b'\r' { b'\n' } else { byte };
+                    count += 1;
+                }
+                if count == buf.len() || byte == b'\r' || byte == b'\n' {
+                    break;
+                }
+            }
+            if count == 0 {
+                framekernel::arch::wait_for_interrupt();
+            }
+        }
+        Ok(count as u64)
+    }
+
+    fn write(&self, buf: &[u8]) -> SysResult {
+        framekernel::console::write_bytes(buf);
+        Ok(buf.len() as u64)
+    }
+
+    fn stat(&self) -> FileStat {
+        // A character device, like /dev/console (major 5, minor 1).
+        FileStat { mode: 0o020620, rdev: (5 << 8) | 1, size: 0, ino: 1 }
+    }
+
+    fn is_tty(&self) -> bool {
+        true
+    }
+}
+
+/// A process's file-descriptor table.
+#[derive(Clone)]
+pub struct FileTable {
+    slots: Vec<Option<Arc<dyn File>>>,
+}
+
+impl FileTable {
+    /// Descriptors 0, 1 and 2 on the console.
+    pub fn with_console() -> Self {
+        let console: Arc<dyn File> = Arc::new(Console);
+        Self { slots: alloc::vec![Some(console.clone()), Some(console.clone()), Some(console)] }
+    }
+
+    /// The file open as `fd`.
+    pub fn get(&self, fd: u64) -> Result<Arc<dyn File>, Errno> {
+        usize::try_from(fd).ok().and_then(|i| self.slots.get(i)).and_then(Clone::clone).ok_or(Errno::EBADF)
+    }
+
+    /// Closes `fd`.
+    pub fn close(&mut self, fd: u64) -> Result<(), Errno> {
+        let slot = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).ok_or(Errno::EBADF)?;
+        slot.take().map(|_| ()).ok_or(Errno::EBADF)
+    }
+}

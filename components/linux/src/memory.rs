@@ -1,0 +1,306 @@
+//! A process's memory: areas (VMAs) over a `VmSpace`, filled on demand.
+//!
+//! Pages of an area are allocated when first touched (a user page fault,
+//! or a system call that reads or writes user memory), so reserving address
+//! space is cheap; `brk`, `mmap`, `munmap` and `mprotect` edit the areas.
+
+use crate::errno::Errno;
+use alloc::collections::BTreeMap;
+use framekernel::arch::usercopy;
+use framekernel::mm::{Frame, Perms, VmError, VmSpace};
+
+/// Page size.
+pub const PAGE: u64 = 4096;
+/// Top of the user stack.
+pub const STACK_TOP: u64 = 0x7fff_ffff_f000;
+/// Maximum stack size (the stack area is reserved at exec).
+pub const STACK_SIZE: u64 = 8 << 20;
+/// `mmap` places mappings below this address, top down.
+pub const MMAP_TOP: u64 = 0x7f00_0000_0000;
+/// Largest `brk` heap.
+pub const BRK_MAX: u64 = 1 << 32;
+
+/// Access rights of an area, as `PROT_*` bits allow them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prot {
+    /// `PROT_READ`.
+    pub read: bool,
+    /// `PROT_WRITE`.
+    pub write: bool,
+    /// `PROT_EXEC`.
+    pub exec: bool,
+}
+
+impl Prot {
+    /// From `PROT_*` bits.
+    pub fn from_bits(bits: u64) -> Self {
+        Self { read: bits & 1 != 0, write: bits & 2 != 0, exec: bits & 4 != 0 }
+    }
+
+    /// Read-write data.
+    pub const DATA: Prot = Prot { read: true, write: true, exec: false };
+
+    fn page_perms(self) -> Option<Perms> {
+        (self.read || self.write || self.exec).then_some(Perms { write: self.write, exec: self.exec })
+    }
+}
+
+/// One contiguous range of user address space with one set of rights.
+#[derive(Debug, Clone, Copy)]
+pub struct Area {
+    /// One past the last byte.
+    pub end: u64,
+    /// Rights.
+    pub prot: Prot,
+}
+
+/// A process's address space.
+pub struct Memory {
+    space: VmSpace,
+    /// Areas by start address; disjoint, page aligned.
+    areas: BTreeMap<u64, Area>,
+    /// Start of the `brk` heap.
+    pub brk_start: u64,
+    /// Current program break.
+    pub brk: u64,
+    /// Contents of pages made inaccessible (`PROT_NONE`), kept for when
+    /// access returns.
+    parked: BTreeMap<u64, Frame>,
+}
+
+fn page_down(addr: u64) -> u64 {
+    addr & !(PAGE - 1)
+}
+
+fn page_up(addr: u64) -> Option<u64> {
+    addr.checked_add(PAGE - 1).map(|a| a & !(PAGE - 1))
+}
+
+impl Memory {
+    /// An empty address space.
+    pub fn new() -> Result<Self, Errno> {
+        Ok(Self {
+            space: VmSpace::new().map_err(|_| Errno::ENOMEM)?,
+            areas: BTreeMap::new(),
+            brk_start: 0,
+            brk: 0,
+            parked: BTreeMap::new(),
+        })
+    }
+
+    /// The page tables.
+    pub fn space(&self) -> &VmSpace {
+        &self.space
+    }
+
+    /// Pages currently backed by memory.
+    pub fn resident_pages(&self) -> usize {
+        self.space.page_count()
+    }
+
+    /// The area containing `addr`.
+    pub fn area_at(&self, addr: u64) -> Option<(u64, Area)> {
+        self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, *a))
+    }
+
+    /// True when no area overlaps `[start, end)`.
+    fn is_free(&self, start: u64, end: u64) -> bool {
+        self.areas.range(..end).next_back().is_none_or(|(_, a)| a.end <= start)
+    }
+
+    /// Adds an area. The range must be page aligned and free.
+    pub fn add_area(&mut self, start: u64, end: u64, prot: Prot) -> Result<(), Errno> {
+        if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
+            return Err(Errno::EINVAL);
+        }
+        self.areas.insert(start, Area { end, prot });
+        Ok(())
+    }
+
+    /// Splits areas so that `addr` is an area boundary (if inside one).
+    fn split_at(&mut self, addr: u64) {
+        if let Some((start, area)) = self.area_at(addr).filter(|(start, _)| *start < addr) {
+            self.areas.insert(start, Area { end: addr, prot: area.prot });
+            self.areas.insert(addr, area);
+        }
+    }
+
+    /// Removes `[start, end)` from the areas and frees its pages.
+    pub fn remove_range(&mut self, start: u64, end: u64) {
+        self.split_at(start);
+        self.split_at(end);
+        let starts: alloc::vec::Vec<u64> = self.areas.range(start..end).map(|(&s, _)| s).collect();
+        for s in starts {
+            self.areas.remove(&s);
+        }
+        let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        for page in mapped {
+            let _ = self.space.unmap(page);
+        }
+        let parked: alloc::vec::Vec<u64> = self.parked.range(start..end).map(|(&v, _)| v).collect();
+        for page in parked {
+            self.parked.remove(&page);
+        }
+    }
+
+    /// Changes the rights of `[start, end)`, which must be wholly covered by
+    /// areas.
+    pub fn protect(&mut self, start: u64, end: u64, prot: Prot) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let (_, area) = self.area_at(at).ok_or(Errno::ENOMEM)?;
+            at = area.end;
+        }
+        self.split_at(start);
+        self.split_at(end);
+        let starts: alloc::vec::Vec<u64> = self.areas.range(start..end).map(|(&s, _)| s).collect();
+        for s in starts {
+            if let Some(area) = self.areas.get_mut(&s) {
+                area.prot = prot;
+            }
+        }
+        let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        for page in mapped {
+            match prot.page_perms() {
+                Some(perms) => {
+                    let _ = self.space.protect(page, perms);
+                }
+                None => {
+                    // PROT_NONE: keep the contents, remove access.
+                    if let Ok(frame) = self.space.unmap(page) {
+                        self.parked.insert(page, frame);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds a free range of `len` bytes below [`MMAP_TOP`], top down.
+    pub fn find_free(&self, len: u64) -> Option<u64> {
+        let floor = self.brk_start.saturating_add(BRK_MAX);
+        let mut hole_end = MMAP_TOP;
+        for (&start, area) in self.areas.range(..MMAP_TOP).rev() {
+            // The hole between this area and the one above is [area.end, hole_end).
+            if area.end <= hole_end && hole_end - area.end >= len {
+                return Some(hole_end - len).filter(|&s| s >= floor);
+            }
+            hole_end = hole_end.min(start);
+        }
+        hole_end.checked_sub(len).filter(|&s| s >= floor)
+    }
+
+    /// Makes sure the page containing `addr` is backed, if an area allows
+    /// the access (`write` for a write). Returns false for a bad access.
+    pub fn populate(&mut self, addr: u64, write: bool) -> bool {
+        let page = page_down(addr);
+        let Some((_, area)) = self.area_at(addr) else { return false };
+        let Some(perms) = area.prot.page_perms() else { return false };
+        if write && !area.prot.write {
+            return false;
+        }
+        if self.space.perms(page).is_some() {
+            return true;
+        }
+        if let Some(frame) = self.parked.remove(&page) {
+            return self.space.map(page, frame, perms).is_ok();
+        }
+        match Frame::alloc() {
+            Ok(frame) => self.space.map(page, frame, perms).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Backs every page of `[addr, addr+len)` for the access, or fails with EFAULT.
+    pub fn populate_range(&mut self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+        let mut page = page_down(addr);
+        while page < end {
+            if !self.populate(page, write) {
+                return Err(Errno::EFAULT);
+            }
+            page += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Copies user memory into `out` (the space must be active).
+    pub fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+        self.populate_range(addr, out.len() as u64, false)?;
+        usercopy::copy_from_user(addr, out).map_err(Errno::from)
+    }
+
+    /// Copies `data` to user memory (the space must be active).
+    pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.populate_range(addr, data.len() as u64, true)?;
+        usercopy::copy_to_user(addr, data).map_err(Errno::from)
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes.
+    pub fn read_c_string(&mut self, addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, Errno> {
+        let mut out = alloc::vec::Vec::new();
+        let mut at = addr;
+        loop {
+            let mut chunk = [0u8; 64];
+            let room = (PAGE - at % PAGE).min(64) as usize;
+            let part = chunk.get_mut(..room).ok_or(Errno::EFAULT)?;
+            self.read(at, part)?;
+            if let Some(nul) = part.iter().position(|&b| b == 0) {
+                out.extend_from_slice(part.get(..nul).unwrap_or(&[]));
+                return Ok(out);
+            }
+            out.extend_from_slice(part);
+            if out.len() > max {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            at = at.checked_add(room as u64).ok_or(Errno::EFAULT)?;
+        }
+    }
+
+    /// Maps `frame` (already filled) at `page` with `prot` (used by exec).
+    pub fn map_filled(&mut self, page: u64, frame: Frame, prot: Prot) -> Result<(), Errno> {
+        let perms = prot.page_perms().unwrap_or(Perms::READ);
+        self.space.map(page, frame, perms).map_err(|(e, _)| match e {
+            VmError::OutOfMemory => Errno::ENOMEM,
+            _ => Errno::EINVAL,
+        })
+    }
+
+    /// Writes into mapped pages regardless of rights (used by exec).
+    pub fn write_image(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.populate_range(addr, data.len() as u64, false)?;
+        self.space.write_bytes(addr, data).map_err(|_| Errno::EFAULT)
+    }
+
+    /// Moves the program break; returns the new break (unchanged on failure,
+    /// as Linux does).
+    pub fn set_brk(&mut self, requested: u64) -> u64 {
+        if requested < self.brk_start || requested > self.brk_start.saturating_add(BRK_MAX) {
+            return self.brk;
+        }
+        let (Some(old_end), Some(new_end)) = (page_up(self.brk), page_up(requested)) else { return self.brk };
+        if new_end > old_end {
+            if !self.is_free(old_end, new_end) {
+                return self.brk;
+            }
+            // Grow the heap area (or start it).
+            match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
+                Some((start, area)) if area.end == old_end => {
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA });
+                }
+                _ => {
+                    if self.add_area(old_end, new_end, Prot::DATA).is_err() {
+                        return self.brk;
+                    }
+                }
+            }
+        } else if new_end < old_end {
+            self.remove_range(new_end, old_end);
+        }
+        self.brk = requested;
+        self.brk
+    }
+}

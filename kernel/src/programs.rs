@@ -1,0 +1,69 @@
+//! Running user programs from the boot archive, until the VFS and init
+//! exist: `tessera.run=PATH`, `tessera.usertests`, and the monitor's `run`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use framekernel::boot::BootContext;
+use framekernel::println;
+use tessera_linux::{Outcome, Process};
+
+/// The boot archive (the first module, when it is a cpio archive).
+pub fn archive(boot: &BootContext) -> Option<&'static [u8]> {
+    boot.modules.first().map(|m| m.bytes).filter(|b| tessera_cpio::is_cpio(b))
+}
+
+/// Runs `path` from the archive with `args` (argv[0] is the path). Returns
+/// how it ended, or why it could not start.
+pub fn run(boot: &BootContext, pid: u32, path: &str, args: &[&str]) -> Result<Outcome, String> {
+    let archive = archive(boot).ok_or("no boot archive")?;
+    let entry = tessera_cpio::find(archive, path)
+        .map_err(|e| alloc::format!("boot archive: {e}"))?
+        .filter(|e| e.is_file())
+        .ok_or_else(|| alloc::format!("{path}: no such program in the boot archive"))?;
+    let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
+    argv.extend(args.iter().map(|a| a.as_bytes()));
+    let (mut process, mut context) =
+        Process::spawn(pid, path, entry.data, &argv).map_err(|e| alloc::format!("{path}: cannot execute: {e:?}"))?;
+    Ok(process.run(&mut context))
+}
+
+/// Describes an outcome like a shell would.
+pub fn describe(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Exited(code) => alloc::format!("exited with status {code}"),
+        Outcome::Killed(signal) => alloc::format!("killed by signal {signal}"),
+    }
+}
+
+/// Runs every program under `bin/` in the archive; each passes when it
+/// exits with status 0. Prints one line per program and the totals.
+pub fn run_all(boot: &BootContext) -> (usize, usize) {
+    let Some(archive) = archive(boot) else {
+        println!("usertests: no boot archive");
+        return (0, 1);
+    };
+    let programs: Vec<String> = tessera_cpio::Reader::new(archive)
+        .filter_map(Result::ok)
+        .filter(|e| e.is_file() && e.name.starts_with("bin/"))
+        .map(|e| alloc::format!("/{}", e.name))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (i, path) in programs.iter().enumerate() {
+        match run(boot, 100 + i as u32, path, &[]) {
+            Ok(Outcome::Exited(0)) => {
+                passed += 1;
+                println!("usertest {path} ... ok");
+            }
+            Ok(outcome) => {
+                failed += 1;
+                println!("usertest {path} ... FAILED: {}", describe(outcome));
+            }
+            Err(why) => {
+                failed += 1;
+                println!("usertest {path} ... FAILED: {why}");
+            }
+        }
+    }
+    println!("usertests: {passed} passed, {failed} failed");
+    (passed, failed)
+}
