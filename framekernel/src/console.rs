@@ -61,11 +61,25 @@ pub fn dropped_input() -> u64 {
     INPUT.lock().dropped()
 }
 
+static INPUT_HOOK: SpinLock<Option<fn()>> = SpinLock::new(None);
+
+/// Calls `hook` (in interrupt context, keep it short) whenever console
+/// input arrives, so that blocked readers can be woken.
+pub fn set_input_hook(hook: fn()) {
+    *INPUT_HOOK.lock() = Some(hook);
+}
+
 /// COM1 interrupt: move every received byte into the input ring.
 fn receive_interrupt() {
-    let mut ring = INPUT.lock();
-    while let Some(byte) = serial::read_byte() {
-        ring.push(byte);
+    {
+        let mut ring = INPUT.lock();
+        while let Some(byte) = serial::read_byte() {
+            ring.push(byte);
+        }
+    }
+    let hook = *INPUT_HOOK.lock();
+    if let Some(hook) = hook {
+        hook();
     }
 }
 

@@ -26,6 +26,7 @@ pub mod random;
 pub mod selftest;
 pub mod symbols;
 pub mod sync;
+pub mod task;
 pub mod time;
 
 pub use arch::qemu::{ExitCode, exit};

@@ -29,6 +29,13 @@ fn main(boot: &'static BootContext) -> ! {
         Ok(count) => println!("symbols: {count} kernel symbols loaded"),
         Err(why) => println!("symbols: not loaded ({why}); fault reports show addresses only"),
     }
+    if let Err(e) = tessera_sched::init() {
+        println!("scheduler: cannot start ({e}); user programs will not run");
+    }
+    tessera_linux::init();
+    if let Some(archive) = programs::archive(boot) {
+        tessera_linux::programs::set_archive(archive);
+    }
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
         match Fault::from_name(name) {
@@ -41,7 +48,7 @@ fn main(boot: &'static BootContext) -> ! {
         framekernel::exit(if failed == 0 && passed > 0 { ExitCode::Success } else { ExitCode::Failure });
     }
     if let Some(path) = cmdline.value("tessera.run") {
-        match programs::run(boot, 1, path, &[]) {
+        match programs::run(boot, path, &[]) {
             Ok(outcome) => println!("{path}: {}", programs::describe(outcome)),
             Err(why) => println!("{why}"),
         }

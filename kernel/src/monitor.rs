@@ -17,6 +17,7 @@ pub fn run(boot: &BootContext) -> ! {
     loop {
         let Some(byte) = console::read_byte() else {
             arch::wait_for_interrupt();
+            tessera_sched::yield_now(); // let background programs run
             continue;
         };
         match byte {
@@ -41,7 +42,7 @@ fn execute(boot: &BootContext, command: &str) {
     if words.next() == Some("run") {
         let args: alloc::vec::Vec<&str> = words.collect();
         match args.split_first() {
-            Some((path, rest)) => match crate::programs::run(boot, 1, path, rest) {
+            Some((path, rest)) => match crate::programs::run(boot, path, rest) {
                 Ok(outcome) => println!("{path}: {}", crate::programs::describe(outcome)),
                 Err(why) => println!("{why}"),
             },

@@ -14,7 +14,7 @@ pub fn archive(boot: &BootContext) -> Option<&'static [u8]> {
 
 /// Runs `path` from the archive with `args` (argv[0] is the path). Returns
 /// how it ended, or why it could not start.
-pub fn run(boot: &BootContext, pid: u32, path: &str, args: &[&str]) -> Result<Outcome, String> {
+pub fn run(boot: &BootContext, path: &str, args: &[&str]) -> Result<Outcome, String> {
     let archive = archive(boot).ok_or("no boot archive")?;
     let entry = tessera_cpio::find(archive, path)
         .map_err(|e| alloc::format!("boot archive: {e}"))?
@@ -22,9 +22,10 @@ pub fn run(boot: &BootContext, pid: u32, path: &str, args: &[&str]) -> Result<Ou
         .ok_or_else(|| alloc::format!("{path}: no such program in the boot archive"))?;
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
-    let (mut process, mut context) =
-        Process::spawn(pid, path, entry.data, &argv).map_err(|e| alloc::format!("{path}: cannot execute: {e:?}"))?;
-    Ok(process.run(&mut context))
+    let (process, context) =
+        Process::spawn(path, entry.data, &argv).map_err(|e| alloc::format!("{path}: cannot execute: {e:?}"))?;
+    let info = process.start(context).map_err(|e| alloc::format!("{path}: cannot start: {e:?}"))?;
+    Ok(info.wait_exit())
 }
 
 /// Describes an outcome like a shell would.
@@ -48,8 +49,8 @@ pub fn run_all(boot: &BootContext) -> (usize, usize) {
         .map(|e| alloc::format!("/{}", e.name))
         .collect();
     let (mut passed, mut failed) = (0, 0);
-    for (i, path) in programs.iter().enumerate() {
-        match run(boot, 100 + i as u32, path, &[]) {
+    for path in &programs {
+        match run(boot, path, &[]) {
             Ok(Outcome::Exited(0)) => {
                 passed += 1;
                 println!("usertest {path} ... ok");

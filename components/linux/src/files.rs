@@ -23,8 +23,9 @@ pub struct FileStat {
 
 /// An open file.
 pub trait File: Send + Sync {
-    /// Reads into `buf`; returns the bytes read (0 at end of file).
-    fn read(&self, buf: &mut [u8]) -> SysResult;
+    /// Reads into `buf`; returns the bytes read (0 at end of file). A read
+    /// that blocks gives up with `EINTR` once `interrupted()` is true.
+    fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult;
     /// Writes `buf`; returns the bytes written.
     fn write(&self, buf: &[u8]) -> SysResult;
     /// File status.
@@ -38,14 +39,21 @@ pub trait File: Send + Sync {
 /// The kernel console (the serial port).
 pub struct Console;
 
+static CONSOLE_INPUT: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new();
+
+/// Called by the base when console bytes arrive: wakes blocked readers.
+pub fn console_input_arrived() {
+    CONSOLE_INPUT.wake_all();
+}
+
 impl File for Console {
-    fn read(&self, buf: &mut [u8]) -> SysResult {
+    fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         if buf.is_empty() {
             return Ok(0);
         }
-        // Block until a byte arrives, then take what is there.
-        let mut count = 0;
-        while count == 0 {
+        // Block until a byte arrives, then take up to a line.
+        CONSOLE_INPUT.wait_until(|| {
+            let mut count = 0;
             while let Some(byte) = framekernel::console::read_byte() {
                 if let Some(slot) = buf.get_mut(count) {
                     *slot = if byte == b'\r' { b'\n' } else { byte };
@@ -55,11 +63,14 @@ impl File for Console {
                     break;
                 }
             }
-            if count == 0 {
-                framekernel::arch::wait_for_interrupt();
+            if count > 0 {
+                Some(Ok(count as u64))
+            } else if interrupted() {
+                Some(Err(Errno::EINTR))
+            } else {
+                None
             }
-        }
-        Ok(count as u64)
+        })
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {

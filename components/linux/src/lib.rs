@@ -10,7 +10,16 @@ pub mod exec;
 pub mod files;
 pub mod memory;
 pub mod process;
+pub mod programs;
+pub mod signal;
 pub mod syscall;
 
 pub use errno::Errno;
-pub use process::{Outcome, Process};
+pub use process::{Outcome, Process, ProcessInfo};
+
+/// Starts the parts of the Linux personality that need the timer and the
+/// console: sleeping and blocking console reads.
+pub fn init() {
+    let _ = framekernel::time::on_tick(syscall::proc::sleep_tick);
+    framekernel::console::set_input_hook(files::console_input_arrived);
+}

@@ -45,6 +45,17 @@ impl Prot {
     }
 }
 
+/// Result of backing a page on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Populate {
+    /// The page is there now.
+    Ok,
+    /// No area allows this access (SIGSEGV).
+    BadAccess,
+    /// No memory for the page (the process is killed, not the kernel).
+    NoMemory,
+}
+
 /// One contiguous range of user address space with one set of rights.
 #[derive(Debug, Clone, Copy)]
 pub struct Area {
@@ -192,23 +203,55 @@ impl Memory {
 
     /// Makes sure the page containing `addr` is backed, if an area allows
     /// the access (`write` for a write). Returns false for a bad access.
-    pub fn populate(&mut self, addr: u64, write: bool) -> bool {
+    pub fn populate(&mut self, addr: u64, write: bool) -> Populate {
         let page = page_down(addr);
-        let Some((_, area)) = self.area_at(addr) else { return false };
-        let Some(perms) = area.prot.page_perms() else { return false };
+        let Some((_, area)) = self.area_at(addr) else { return Populate::BadAccess };
+        let Some(perms) = area.prot.page_perms() else { return Populate::BadAccess };
         if write && !area.prot.write {
-            return false;
+            return Populate::BadAccess;
         }
         if self.space.perms(page).is_some() {
-            return true;
+            return Populate::Ok;
         }
-        if let Some(frame) = self.parked.remove(&page) {
-            return self.space.map(page, frame, perms).is_ok();
+        let frame = match self.parked.remove(&page) {
+            Some(frame) => frame,
+            None => match Frame::alloc() {
+                Ok(frame) => frame,
+                Err(_) => return Populate::NoMemory,
+            },
+        };
+        match self.space.map(page, frame, perms) {
+            Ok(()) => Populate::Ok,
+            Err((VmError::OutOfMemory, _)) => Populate::NoMemory,
+            Err(_) => Populate::BadAccess,
         }
-        match Frame::alloc() {
-            Ok(frame) => self.space.map(page, frame, perms).is_ok(),
-            Err(_) => false,
+    }
+
+    /// Loads this address space in CR3 if it is not already.
+    pub fn activate(&self) {
+        if !self.space.is_active() {
+            self.space.activate();
         }
+    }
+
+    /// A private copy for `fork`: same areas, every present page copied.
+    pub fn fork_copy(&self) -> Result<Memory, Errno> {
+        let mut copy = Memory::new()?;
+        copy.areas = self.areas.clone();
+        copy.brk_start = self.brk_start;
+        copy.brk = self.brk;
+        for (page, perms) in self.space.pages() {
+            let source = self.space.frame(page).ok_or(Errno::EFAULT)?;
+            let mut frame = Frame::alloc().map_err(|_| Errno::ENOMEM)?;
+            frame.copy_from(source);
+            copy.space.map(page, frame, perms).map_err(|_| Errno::ENOMEM)?;
+        }
+        for (&page, source) in &self.parked {
+            let mut frame = Frame::alloc().map_err(|_| Errno::ENOMEM)?;
+            frame.copy_from(source);
+            copy.parked.insert(page, frame);
+        }
+        Ok(copy)
     }
 
     /// Backs every page of `[addr, addr+len)` for the access, or fails with EFAULT.
@@ -219,8 +262,10 @@ impl Memory {
         let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
         let mut page = page_down(addr);
         while page < end {
-            if !self.populate(page, write) {
-                return Err(Errno::EFAULT);
+            match self.populate(page, write) {
+                Populate::Ok => {}
+                Populate::BadAccess => return Err(Errno::EFAULT),
+                Populate::NoMemory => return Err(Errno::ENOMEM),
             }
             page += PAGE;
         }
@@ -230,12 +275,14 @@ impl Memory {
     /// Copies user memory into `out` (the space must be active).
     pub fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
         self.populate_range(addr, out.len() as u64, false)?;
+        self.activate();
         usercopy::copy_from_user(addr, out).map_err(Errno::from)
     }
 
     /// Copies `data` to user memory (the space must be active).
     pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         self.populate_range(addr, data.len() as u64, true)?;
+        self.activate();
         usercopy::copy_to_user(addr, data).map_err(Errno::from)
     }
 

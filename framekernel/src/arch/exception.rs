@@ -129,7 +129,10 @@ fn report(frame: &TrapFrame) {
 fn on_kernel_stack(addr: u64) -> bool {
     let (bottom, top) = crate::mm::image::boot_stack();
     let inside = |(lo, hi): (u64, u64)| addr >= lo && addr.saturating_add(16) <= hi;
-    addr.is_multiple_of(8) && (inside((bottom, top)) || super::gdt::ist_stacks().into_iter().any(inside))
+    addr.is_multiple_of(8)
+        && (inside((bottom, top))
+            || inside(crate::task::current_stack_bounds())
+            || super::gdt::ist_stacks().into_iter().any(inside))
 }
 
 /// Prints the call chain by walking frame pointers from `rbp`, reading only

@@ -144,6 +144,15 @@ impl Frame {
         Ok(())
     }
 
+    /// Copies the whole contents of `other` into this frame.
+    pub fn copy_from(&mut self, other: &Frame) {
+        let src = DIRECT_MAP_BASE + other.phys;
+        let dst = DIRECT_MAP_BASE + self.phys;
+        // SAFETY: two distinct frames (both handles own theirs exclusively,
+        // `&mut self` vs `&other`), each 4096 bytes in the direct map.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize) };
+    }
+
     /// Sets every byte of the frame to `byte`.
     pub fn fill(&mut self, byte: u8) {
         let dst = DIRECT_MAP_BASE + self.phys;

@@ -1,0 +1,132 @@
+//! File I/O system calls: read, write, stat, ioctl.
+
+use super::IO_CHUNK;
+use crate::errno::{Errno, SysResult};
+use crate::process::Process;
+#[allow(unused_imports)]
+use alloc::vec;
+#[allow(unused_imports)]
+use framekernel::arch::user::UserContext;
+#[allow(unused_imports)]
+use framekernel::logic::layout::is_user_half;
+use crate::files::FileStat;
+
+pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    let len = (count as usize).min(IO_CHUNK);
+    p.memory.populate_range(buf, len as u64, true)?;
+    let mut data = vec![0u8; len];
+    let info = p.info.clone();
+    let mask = p.signals.mask;
+    let n = file.read(&mut data, &|| info.has_unblocked_signal(mask))? as usize;
+    p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
+    Ok(n as u64)
+}
+
+pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    let mut done = 0u64;
+    while done < count {
+        let len = ((count - done) as usize).min(IO_CHUNK);
+        let mut data = vec![0u8; len];
+        p.memory.read(buf.checked_add(done).ok_or(Errno::EFAULT)?, &mut data)?;
+        let n = file.write(&data)?;
+        done += n;
+        if (n as usize) < len {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+pub(super) fn writev(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult {
+    if count > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let mut total = 0u64;
+    for i in 0..count {
+        let mut entry = [0u8; 16];
+        p.memory.read(iov.checked_add(i * 16).ok_or(Errno::EFAULT)?, &mut entry)?;
+        let base = u64::from_le_bytes(entry.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let len = u64::from_le_bytes(entry.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        total += write(p, fd, base, len)?;
+    }
+    Ok(total)
+}
+
+/// Encodes `struct stat` (x86_64, 144 bytes).
+pub(super) fn stat_bytes(st: &FileStat) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    let mut put = |at: usize, bytes: &[u8]| {
+        if let Some(dst) = b.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    };
+    put(8, &st.ino.to_le_bytes());
+    put(16, &1u64.to_le_bytes()); // st_nlink
+    put(24, &st.mode.to_le_bytes());
+    put(40, &st.rdev.to_le_bytes());
+    put(48, &st.size.to_le_bytes());
+    put(56, &4096u64.to_le_bytes()); // st_blksize
+    put(64, &st.size.div_ceil(512).to_le_bytes());
+    b
+}
+
+pub(super) fn fstat(p: &mut Process, fd: u64, buf: u64) -> SysResult {
+    let st = p.files.get(fd)?.stat();
+    p.memory.write(buf, &stat_bytes(&st))?;
+    Ok(0)
+}
+
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+pub(super) fn newfstatat(p: &mut Process, dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {
+    let name = p.memory.read_c_string(path, 4096)?;
+    if name.is_empty() && flags & AT_EMPTY_PATH != 0 {
+        return fstat(p, dirfd, buf);
+    }
+    // No file system yet.
+    Err(Errno::ENOENT)
+}
+
+const TCGETS: u64 = 0x5401;
+const TCSETS: u64 = 0x5402;
+const TCSETSW: u64 = 0x5403;
+const TCSETSF: u64 = 0x5404;
+const TIOCGWINSZ: u64 = 0x5413;
+
+pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    if !file.is_tty() {
+        return Err(Errno::ENOTTY);
+    }
+    match request {
+        TCGETS => {
+            // The kernel termios (36 bytes): cooked mode with echo, as a
+            // terminal starts. The tty layer will make this settable.
+            let mut t = [0u8; 36];
+            t[0..4].copy_from_slice(&0x0500u32.to_le_bytes()); // ICRNL | IXON
+            t[4..8].copy_from_slice(&0x0005u32.to_le_bytes()); // OPOST | ONLCR
+            t[8..12].copy_from_slice(&0x00bfu32.to_le_bytes()); // B38400 | CS8 | CREAD
+            t[12..16].copy_from_slice(&0x8a3bu32.to_le_bytes()); // ISIG ICANON ECHO ECHOE ECHOK ECHOCTL ECHOKE IEXTEN
+            let cc = [3u8, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22];
+            t[17..17 + cc.len()].copy_from_slice(&cc);
+            p.memory.write(arg, &t)?;
+            Ok(0)
+        }
+        TCSETS | TCSETSW | TCSETSF => {
+            let mut t = [0u8; 36];
+            p.memory.read(arg, &mut t)?;
+            Ok(0)
+        }
+        TIOCGWINSZ => {
+            let mut w = [0u8; 8];
+            w[0..2].copy_from_slice(&24u16.to_le_bytes());
+            w[2..4].copy_from_slice(&80u16.to_le_bytes());
+            p.memory.write(arg, &w)?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+

@@ -1,0 +1,181 @@
+//! The x86_64 system-call dispatcher: number in `rax`, arguments in `rdi`,
+//! `rsi`, `rdx`, `r10`, `r8`, `r9`; result or `-errno` back in `rax`.
+//! Unknown numbers return `ENOSYS` and are logged once each.
+
+mod io;
+mod misc;
+mod mm;
+pub mod proc;
+mod signal;
+
+use crate::errno::Errno;
+use crate::process::Process;
+use alloc::collections::BTreeSet;
+use framekernel::arch::user::UserContext;
+use framekernel::sync::SpinLock;
+use io::*;
+use misc::*;
+use mm::*;
+use signal::*;
+
+/// What the process loop does after a system call.
+pub enum Action {
+    /// Put this value in `rax` and continue.
+    Return(u64),
+    /// The registers were replaced (`execve`, `rt_sigreturn`): continue as is.
+    Replaced,
+    /// The process exits with this status.
+    Exit(u8),
+}
+
+/// Largest chunk copied between user and kernel per step of read/write.
+pub(crate) const IO_CHUNK: usize = 64 * 1024;
+
+/// System call numbers (x86_64).
+#[allow(missing_docs)]
+pub mod nr {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const CLOSE: u64 = 3;
+    pub const FSTAT: u64 = 5;
+    pub const MMAP: u64 = 9;
+    pub const MPROTECT: u64 = 10;
+    pub const MUNMAP: u64 = 11;
+    pub const BRK: u64 = 12;
+    pub const RT_SIGACTION: u64 = 13;
+    pub const RT_SIGPROCMASK: u64 = 14;
+    pub const RT_SIGRETURN: u64 = 15;
+    pub const IOCTL: u64 = 16;
+    pub const WRITEV: u64 = 20;
+    pub const SCHED_YIELD: u64 = 24;
+    pub const MADVISE: u64 = 28;
+    pub const PAUSE: u64 = 34;
+    pub const NANOSLEEP: u64 = 35;
+    pub const GETPID: u64 = 39;
+    pub const CLONE: u64 = 56;
+    pub const FORK: u64 = 57;
+    pub const VFORK: u64 = 58;
+    pub const EXECVE: u64 = 59;
+    pub const EXIT: u64 = 60;
+    pub const WAIT4: u64 = 61;
+    pub const KILL: u64 = 62;
+    pub const UNAME: u64 = 63;
+    pub const READLINK: u64 = 89;
+    pub const GETUID: u64 = 102;
+    pub const GETGID: u64 = 104;
+    pub const GETEUID: u64 = 107;
+    pub const GETEGID: u64 = 108;
+    pub const SETPGID: u64 = 109;
+    pub const GETPPID: u64 = 110;
+    pub const GETPGRP: u64 = 111;
+    pub const SETSID: u64 = 112;
+    pub const GETPGID: u64 = 121;
+    pub const GETSID: u64 = 124;
+    pub const RT_SIGPENDING: u64 = 127;
+    pub const RT_SIGSUSPEND: u64 = 130;
+    pub const SIGALTSTACK: u64 = 131;
+    pub const ARCH_PRCTL: u64 = 158;
+    pub const GETTID: u64 = 186;
+    pub const TKILL: u64 = 200;
+    pub const SET_TID_ADDRESS: u64 = 218;
+    pub const CLOCK_GETTIME: u64 = 228;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
+    pub const EXIT_GROUP: u64 = 231;
+    pub const TGKILL: u64 = 234;
+    pub const NEWFSTATAT: u64 = 262;
+    pub const READLINKAT: u64 = 267;
+    pub const SET_ROBUST_LIST: u64 = 273;
+    pub const PRLIMIT64: u64 = 302;
+    pub const GETRANDOM: u64 = 318;
+    pub const RSEQ: u64 = 334;
+}
+
+static REPORTED: SpinLock<BTreeSet<u64>> = SpinLock::new(BTreeSet::new());
+
+const SIGCHLD: u64 = 17;
+
+/// Serves the system call in `context`.
+pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
+    let r = context.regs;
+    let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+    let result = match r.rax {
+        nr::EXIT | nr::EXIT_GROUP => return Action::Exit(a[0] as u8),
+        nr::EXECVE => match proc::execve(p, context, a[0], a[1], a[2]) {
+            Ok(action) => return action,
+            Err(errno) => Err(errno),
+        },
+        nr::RT_SIGRETURN => match rt_sigreturn(p, context) {
+            Ok(()) => return Action::Replaced,
+            Err(_) => return Action::Exit(128 + 11), // unusable frame: as if SIGSEGV
+        },
+        nr::READ => read(p, a[0], a[1], a[2]),
+        nr::WRITE => write(p, a[0], a[1], a[2]),
+        nr::WRITEV => writev(p, a[0], a[1], a[2]),
+        nr::CLOSE => p.files.close(a[0]).map(|()| 0),
+        nr::FSTAT => fstat(p, a[0], a[1]),
+        nr::NEWFSTATAT => newfstatat(p, a[0], a[1], a[2], a[3]),
+        nr::IOCTL => ioctl(p, a[0], a[1], a[2]),
+        nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::MUNMAP => munmap(p, a[0], a[1]),
+        nr::MPROTECT => mprotect(p, a[0], a[1], a[2]),
+        nr::MADVISE => Ok(0),
+        nr::BRK => Ok(p.memory.set_brk(a[0])),
+        nr::RT_SIGACTION => rt_sigaction(p, a[0], a[1], a[2], a[3]),
+        nr::RT_SIGPROCMASK => rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
+        nr::RT_SIGPENDING => rt_sigpending(p, a[0], a[1]),
+        nr::RT_SIGSUSPEND => rt_sigsuspend(p, a[0], a[1]),
+        nr::SIGALTSTACK => sigaltstack(p, context, a[0], a[1]),
+        nr::PAUSE => pause(p),
+        nr::KILL => kill(p, a[0], a[1]),
+        nr::TKILL => kill(p, a[0], a[1]),
+        nr::TGKILL => tgkill(p, a[0], a[1], a[2]),
+        nr::CLONE => proc::clone(p, context, a[0], a[1], a[2], a[3], a[4]),
+        nr::FORK | nr::VFORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
+        nr::WAIT4 => proc::wait4(p, a[0], a[1], a[2], a[3]),
+        nr::NANOSLEEP => proc::nanosleep(p, a[0], a[1]),
+        nr::CLOCK_NANOSLEEP => proc::clock_nanosleep(p, a[0], a[1], a[2], a[3]),
+        nr::SCHED_YIELD => {
+            tessera_sched::yield_now();
+            Ok(0)
+        }
+        nr::GETPID | nr::GETTID => Ok(u64::from(p.info.pid)),
+        nr::GETPPID => Ok(u64::from(p.info.ppid())),
+        nr::GETPGRP => Ok(u64::from(p.info.pgid())),
+        nr::GETPGID => proc::getpgid(p, a[0]),
+        nr::SETPGID => proc::setpgid(p, a[0], a[1]),
+        nr::GETSID => proc::getsid(p, a[0]),
+        nr::SETSID => proc::setsid(p),
+        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Ok(0),
+        nr::UNAME => uname(p, a[0]),
+        nr::READLINK => readlink(p, a[0], a[1], a[2]),
+        nr::READLINKAT => readlink(p, a[1], a[2], a[3]),
+        nr::ARCH_PRCTL => arch_prctl(p, context, a[0], a[1]),
+        nr::SET_TID_ADDRESS => {
+            p.clear_child_tid = a[0];
+            Ok(u64::from(p.info.pid))
+        }
+        nr::SET_ROBUST_LIST => {
+            if a[1] != 24 {
+                Err(Errno::EINVAL)
+            } else {
+                p.robust_list = a[0];
+                Ok(0)
+            }
+        }
+        nr::CLOCK_GETTIME => clock_gettime(p, a[0], a[1]),
+        nr::PRLIMIT64 => prlimit64(p, a[0], a[1], a[2], a[3]),
+        nr::GETRANDOM => getrandom(p, a[0], a[1], a[2]),
+        nr::RSEQ => Err(Errno::ENOSYS),
+        other => {
+            if REPORTED.lock().insert(other) {
+                let exe = p.info.exe.lock().clone();
+                log::warn!("pid {} ({exe}): unknown system call {other}: ENOSYS", p.info.pid);
+            }
+            Err(Errno::ENOSYS)
+        }
+    };
+    Action::Return(match result {
+        Ok(value) => value,
+        Err(errno) => errno.as_return(),
+    })
+}

@@ -1,0 +1,266 @@
+//! Process system calls: fork/clone, execve, wait4, ids, sleeping.
+
+use crate::errno::{Errno, SysResult};
+use crate::exec;
+use crate::process::{self, Process};
+use crate::programs;
+use crate::syscall::Action;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use framekernel::arch::user::UserContext;
+use tessera_sched::WaitQueue;
+
+const CLONE_VM: u64 = 0x100;
+const CLONE_THREAD: u64 = 0x10000;
+const CLONE_SETTLS: u64 = 0x80000;
+const CLONE_PARENT_SETTID: u64 = 0x100000;
+const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+const CLONE_CHILD_SETTID: u64 = 0x1000000;
+
+pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> SysResult {
+    if flags & CLONE_THREAD != 0 {
+        // Threads share memory; they arrive with futexes in this issue.
+        return Err(Errno::EINVAL);
+    }
+    let _shares_vm = flags & CLONE_VM != 0; // copied instead (vfork semantics allow it)
+    let mut child = p.fork()?;
+    let pid = child.info.pid;
+    let mut child_ctx = *ctx;
+    child_ctx.regs.rax = 0;
+    if stack != 0 {
+        child_ctx.regs.rsp = stack;
+    }
+    if flags & CLONE_SETTLS != 0 {
+        child_ctx.regs.fs_base = tls;
+    }
+    let pid_bytes = pid.to_le_bytes();
+    if flags & CLONE_CHILD_SETTID != 0 {
+        child.memory.write(ctid, &pid_bytes)?;
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        child.clear_child_tid = ctid;
+    }
+    if flags & CLONE_PARENT_SETTID != 0 {
+        p.memory.write(ptid, &pid_bytes)?;
+    }
+    child.start(child_ctx)?;
+    Ok(u64::from(pid))
+}
+
+/// Most entries in argv or envp.
+const MAX_STRINGS: usize = 8192;
+
+fn string_array(p: &mut Process, mut addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if addr == 0 {
+        return Ok(out);
+    }
+    let mut total = 0usize;
+    loop {
+        let mut word = [0u8; 8];
+        p.memory.read(addr, &mut word)?;
+        let ptr = u64::from_le_bytes(word);
+        if ptr == 0 {
+            return Ok(out);
+        }
+        let s = p.memory.read_c_string(ptr, tessera_elf::ARG_LIMIT)?;
+        total += s.len() + 9;
+        if out.len() >= MAX_STRINGS || total > tessera_elf::ARG_LIMIT {
+            return Err(Errno::E2BIG);
+        }
+        out.push(s);
+        addr = addr.checked_add(8).ok_or(Errno::EFAULT)?;
+    }
+}
+
+pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u64, envp: u64) -> Result<Action, Errno> {
+    let path = p.memory.read_c_string(path, 4096)?;
+    let argv = string_array(p, argv)?;
+    let envp = string_array(p, envp)?;
+    let program = programs::find(&path).ok_or(Errno::ENOENT)?;
+    let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+    let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
+    // The old image stays until the new one is fully loaded.
+    let loaded = exec::load(program, &argv_refs, &envp_refs, &path)?;
+    p.memory = loaded.memory;
+    let mut fresh = UserContext::new();
+    fresh.regs.rip = loaded.entry;
+    fresh.regs.rsp = loaded.sp;
+    *ctx = fresh;
+    p.signals.reset_for_exec();
+    p.clear_child_tid = 0;
+    p.robust_list = 0;
+    *p.info.exe.lock() = alloc::string::String::from_utf8_lossy(&path).into_owned();
+    *p.info.cmdline.lock() = argv.iter().flat_map(|a| a.iter().copied().chain(core::iter::once(0))).collect();
+    Ok(Action::Replaced)
+}
+
+const WNOHANG: u64 = 1;
+const WUNTRACED: u64 = 2;
+const WCONTINUED: u64 = 8;
+const WALL: u64 = 0x4000_0000;
+const WCLONE: u64 = 0x8000_0000;
+
+pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | 0x2000_0000) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let me = p.info.clone();
+    let mask = p.signals.mask;
+    let selector = pid as i64 as i32;
+    let found = me.children_changed.wait_until(|| {
+        let children: Vec<_> = process::all()
+            .into_iter()
+            .filter(|c| c.ppid() == me.pid)
+            .filter(|c| match selector {
+                -1 => true,
+                0 => c.pgid() == me.pgid(),
+                n if n > 0 => c.pid == n as u32,
+                n => c.pgid() == n.unsigned_abs(),
+            })
+            .collect();
+        if children.is_empty() {
+            return Some(Err(Errno::ECHILD));
+        }
+        if let Some(zombie) = children.iter().find_map(|c| c.outcome().map(|o| (c.pid, o))) {
+            return Some(Ok(Some(zombie)));
+        }
+        if options & WNOHANG != 0 {
+            return Some(Ok(None));
+        }
+        if me.has_unblocked_signal(mask) {
+            return Some(Err(Errno::EINTR));
+        }
+        None
+    })?;
+    let Some((child, outcome)) = found else { return Ok(0) };
+    if status != 0 {
+        p.memory.write(status, &outcome.wait_status().to_le_bytes())?;
+    }
+    if rusage != 0 {
+        p.memory.write(rusage, &[0u8; 144])?;
+    }
+    process::reap(child);
+    Ok(u64::from(child))
+}
+
+pub(super) fn setpgid(p: &mut Process, pid: u64, pgid: u64) -> SysResult {
+    let target = if pid == 0 { p.info.clone() } else { process::lookup(pid as u32).ok_or(Errno::ESRCH)? };
+    if target.pid != p.info.pid && target.ppid() != p.info.pid {
+        return Err(Errno::ESRCH);
+    }
+    if (pgid as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if target.pid == target.sid() {
+        return Err(Errno::EPERM); // a session leader keeps its group
+    }
+    target.set_pgid(if pgid == 0 { target.pid } else { pgid as u32 });
+    Ok(0)
+}
+
+pub(super) fn getpgid(p: &mut Process, pid: u64) -> SysResult {
+    let target = if pid == 0 { p.info.clone() } else { process::lookup(pid as u32).ok_or(Errno::ESRCH)? };
+    Ok(u64::from(target.pgid()))
+}
+
+pub(super) fn getsid(p: &mut Process, pid: u64) -> SysResult {
+    let target = if pid == 0 { p.info.clone() } else { process::lookup(pid as u32).ok_or(Errno::ESRCH)? };
+    Ok(u64::from(target.sid()))
+}
+
+pub(super) fn setsid(p: &mut Process) -> SysResult {
+    let me = p.info.pid;
+    if process::all().iter().any(|other| other.pid != me && other.pgid() == me) || p.info.pgid() == me {
+        return Err(Errno::EPERM);
+    }
+    p.info.set_sid();
+    Ok(u64::from(me))
+}
+
+static SLEEPERS: WaitQueue = WaitQueue::new();
+/// Earliest deadline (ns since boot) any sleeper waits for.
+static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Timer tick: wakes sleepers once the earliest deadline has passed.
+pub fn sleep_tick(_tick: u64) {
+    if framekernel::time::now_ns() >= NEXT_WAKE.load(Ordering::Relaxed) {
+        NEXT_WAKE.store(u64::MAX, Ordering::Relaxed);
+        SLEEPERS.wake_all();
+    }
+}
+
+/// Sleeps until `deadline` (ns since boot); EINTR with the time left when
+/// a signal arrives first.
+fn sleep_until(p: &Process, deadline: u64) -> Result<(), (Errno, u64)> {
+    let info = p.info.clone();
+    let mask = p.signals.mask;
+    SLEEPERS.wait_until(|| {
+        let now = framekernel::time::now_ns();
+        if now >= deadline {
+            return Some(Ok(()));
+        }
+        if info.has_unblocked_signal(mask) {
+            return Some(Err((Errno::EINTR, deadline - now)));
+        }
+        NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);
+        None
+    })
+}
+
+fn read_timespec(p: &mut Process, addr: u64) -> Result<u64, Errno> {
+    let mut ts = [0u8; 16];
+    p.memory.read(addr, &mut ts)?;
+    let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
+}
+
+fn write_timespec(p: &mut Process, addr: u64, ns: u64) -> Result<(), Errno> {
+    let mut ts = [0u8; 16];
+    ts[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+    ts[8..].copy_from_slice(&(ns % 1_000_000_000).to_le_bytes());
+    p.memory.write(addr, &ts)
+}
+
+pub(super) fn nanosleep(p: &mut Process, req: u64, rem: u64) -> SysResult {
+    let duration = read_timespec(p, req)?;
+    let deadline = framekernel::time::now_ns().saturating_add(duration);
+    match sleep_until(p, deadline) {
+        Ok(()) => Ok(0),
+        Err((errno, left)) => {
+            if rem != 0 {
+                write_timespec(p, rem, left)?;
+            }
+            Err(errno)
+        }
+    }
+}
+
+const TIMER_ABSTIME: u64 = 1;
+
+pub(super) fn clock_nanosleep(p: &mut Process, clock: u64, flags: u64, req: u64, rem: u64) -> SysResult {
+    if !matches!(clock, 0 | 1 | 7) {
+        return Err(Errno::EINVAL);
+    }
+    let value = read_timespec(p, req)?;
+    let now = framekernel::time::now_ns();
+    let deadline = if flags & TIMER_ABSTIME != 0 {
+        // Absolute: convert realtime to the monotonic clock when needed.
+        if clock == 0 { value.saturating_sub(framekernel::time::realtime_ns().saturating_sub(now)) } else { value }
+    } else {
+        now.saturating_add(value)
+    };
+    match sleep_until(p, deadline) {
+        Ok(()) => Ok(0),
+        Err((errno, left)) => {
+            if rem != 0 && flags & TIMER_ABSTIME == 0 {
+                write_timespec(p, rem, left)?;
+            }
+            Err(errno)
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Signal system calls: actions, masks, sending, waiting and returning.
+
+use crate::errno::{Errno, SysResult};
+use crate::process::{self, Process};
+use crate::signal::{self, SigAction, SigInfo, UNBLOCKABLE, num};
+use alloc::vec::Vec;
+use framekernel::arch::user::UserContext;
+
+fn valid(sig: u64) -> Result<u8, Errno> {
+    if (1..=signal::NSIG as u64).contains(&sig) { Ok(sig as u8) } else { Err(Errno::EINVAL) }
+}
+
+pub(super) fn rt_sigaction(p: &mut Process, sig: u64, act: u64, old: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let sig = valid(sig)?;
+    let current = p.signals.actions.get(usize::from(sig)).copied().unwrap_or_default();
+    if act != 0 && (sig == num::SIGKILL || sig == num::SIGSTOP) {
+        return Err(Errno::EINVAL);
+    }
+    let new = if act != 0 {
+        let mut bytes = [0u8; 32];
+        p.memory.read(act, &mut bytes)?;
+        Some(SigAction::from_bytes(&bytes))
+    } else {
+        None
+    };
+    if old != 0 {
+        p.memory.write(old, &current.to_bytes())?;
+    }
+    if let (Some(mut new), Some(slot)) = (new, p.signals.actions.get_mut(usize::from(sig))) {
+        new.mask &= !UNBLOCKABLE;
+        *slot = new;
+    }
+    Ok(0)
+}
+
+pub(super) fn rt_sigprocmask(p: &mut Process, how: u64, set: u64, old: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let new = if set != 0 {
+        let mut bytes = [0u8; 8];
+        p.memory.read(set, &mut bytes)?;
+        Some(u64::from_le_bytes(bytes))
+    } else {
+        None
+    };
+    if how > 2 && new.is_some() {
+        return Err(Errno::EINVAL);
+    }
+    if old != 0 {
+        p.memory.write(old, &p.signals.mask.to_le_bytes())?;
+    }
+    if let Some(set) = new {
+        let mask = match how {
+            0 => p.signals.mask | set,
+            1 => p.signals.mask & !set,
+            _ => set,
+        };
+        p.signals.mask = mask & !UNBLOCKABLE;
+    }
+    Ok(0)
+}
+
+pub(super) fn rt_sigpending(p: &mut Process, set: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let pending = p.info.pending() & p.signals.mask;
+    p.memory.write(set, &pending.to_le_bytes())?;
+    Ok(0)
+}
+
+pub(super) fn rt_sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
+    signal::sigreturn(p, ctx)
+}
+
+/// Blocks until a signal not in `mask` is pending.
+fn wait_for_signal(p: &Process, mask: u64) {
+    let info = p.info.clone();
+    let queue = tessera_sched::WaitQueue::new();
+    queue.wait_until(|| info.has_unblocked_signal(mask).then_some(()));
+}
+
+pub(super) fn rt_sigsuspend(p: &mut Process, set: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = [0u8; 8];
+    p.memory.read(set, &mut bytes)?;
+    let temporary = u64::from_le_bytes(bytes) & !UNBLOCKABLE;
+    p.signals.restore_mask = Some(p.signals.mask);
+    p.signals.mask = temporary;
+    wait_for_signal(p, temporary);
+    Err(Errno::EINTR)
+}
+
+pub(super) fn pause(p: &mut Process) -> SysResult {
+    let mask = p.signals.mask;
+    wait_for_signal(p, mask);
+    Err(Errno::EINTR)
+}
+
+const SS_ONSTACK: u32 = 1;
+const SS_DISABLE: u32 = 2;
+const MINSIGSTKSZ: u64 = 2048;
+
+pub(super) fn sigaltstack(p: &mut Process, ctx: &UserContext, new: u64, old: u64) -> SysResult {
+    let (base, size) = p.signals.alt_stack;
+    let on_stack = size > 0 && (base..base + size).contains(&ctx.regs.rsp);
+    if old != 0 {
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&base.to_le_bytes());
+        let flags = if size == 0 { SS_DISABLE } else if on_stack { SS_ONSTACK } else { 0 };
+        bytes[8..12].copy_from_slice(&flags.to_le_bytes());
+        bytes[16..].copy_from_slice(&size.to_le_bytes());
+        p.memory.write(old, &bytes)?;
+    }
+    if new != 0 {
+        if on_stack {
+            return Err(Errno::EPERM);
+        }
+        let mut bytes = [0u8; 24];
+        p.memory.read(new, &mut bytes)?;
+        let word = |at: usize| u64::from_le_bytes(bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let flags = word(8) as u32;
+        if flags & !(SS_DISABLE | SS_ONSTACK | 0x8000_0000) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & SS_DISABLE != 0 {
+            p.signals.alt_stack = (0, 0);
+        } else {
+            let (sp, size) = (word(0), word(16));
+            if size < MINSIGSTKSZ {
+                return Err(Errno::ENOMEM);
+            }
+            p.signals.alt_stack = (sp, size);
+        }
+    }
+    Ok(0)
+}
+
+pub(super) fn kill(p: &mut Process, pid: u64, sig: u64) -> SysResult {
+    let sig = if sig == 0 { 0 } else { valid(sig)? };
+    let pid = pid as i64 as i32;
+    let me = p.info.pid;
+    let targets: Vec<_> = process::all()
+        .into_iter()
+        .filter(|t| t.outcome().is_none())
+        .filter(|t| match pid {
+            0 => t.pgid() == p.info.pgid(),
+            -1 => t.pid != 1 && t.pid != me,
+            n if n > 0 => t.pid == n as u32,
+            n => t.pgid() == n.unsigned_abs(),
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    if sig != 0 {
+        for target in targets {
+            target.send_signal(sig, SigInfo { code: 0, addr: u64::from(me) });
+        }
+    }
+    Ok(0)
+}
+
+pub(super) fn tgkill(p: &mut Process, tgid: u64, tid: u64, sig: u64) -> SysResult {
+    if tgid != tid {
+        return Err(Errno::ESRCH);
+    }
+    if (tid as i64) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    kill(p, tid, sig)
+}

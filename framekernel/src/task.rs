@@ -1,0 +1,241 @@
+//! Kernel tasks: each has its own kernel stack, and [`switch_to`] moves the
+//! CPU from the current task to another. Which task runs next is policy
+//! and belongs to the scheduler component; this module is the mechanism.
+//!
+//! A task's stack lives as long as an `Arc<Task>` does. The task being left
+//! is handed to the task being entered, which drops that reference only
+//! after the switch, so a finished task's stack is freed from another stack.
+
+use crate::mm::{Frame, MappedArea, OutOfMemory};
+use crate::sync::SpinLock;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// Kernel stack size of a task.
+pub const STACK_SIZE: usize = 64 * 1024;
+
+const NEW: u8 = 0;
+const LIVE: u8 = 1;
+const FINISHED: u8 = 2;
+
+type Entry = Box<dyn FnOnce() + Send>;
+
+/// A kernel task.
+pub struct Task {
+    id: u64,
+    name: String,
+    /// Saved stack pointer while not running; written only by `switch_to`
+    /// on the single CPU with interrupts off.
+    saved_rsp: UnsafeCell<u64>,
+    stack: Option<MappedArea>,
+    entry: SpinLock<Option<Entry>>,
+    state: AtomicU8,
+}
+
+// SAFETY: `saved_rsp` is the only non-Sync field; it is read and written
+// only inside `switch_to`, with interrupts disabled on the only CPU, and
+// never for the running task from anywhere else.
+unsafe impl Sync for Task {}
+// SAFETY: as above; every other field is Send.
+unsafe impl Send for Task {}
+
+impl core::fmt::Debug for Task {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Task({}, {:?})", self.id, self.name)
+    }
+}
+
+/// Why a switch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchError {
+    /// The target task has finished.
+    Finished,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static CURRENT: SpinLock<Option<Arc<Task>>> = SpinLock::new(None);
+/// The task the CPU just left, dropped by the task that was entered.
+static PREVIOUS: SpinLock<Option<Arc<Task>>> = SpinLock::new(None);
+/// Bounds of the running task's stack, for the fault reporter.
+static STACK_BOUNDS: SpinLock<(u64, u64)> = SpinLock::new((0, 0));
+/// Called when a task's function returns; must switch away for good.
+static EXIT_HOOK: SpinLock<Option<fn() -> !>> = SpinLock::new(None);
+
+unsafe extern "C" {
+    fn tessera_switch(save_rsp: *mut u64, load_rsp: u64);
+    fn tessera_task_trampoline();
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.task, "ax"
+    .global tessera_switch
+tessera_switch:                          /* rdi = where to save rsp, rsi = rsp to load */
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+
+    .global tessera_task_trampoline
+tessera_task_trampoline:                 /* first run of a task */
+    xorl %ebp, %ebp
+    andq $-16, %rsp
+    call tessera_task_start
+    ud2
+"#,
+    options(att_syntax)
+);
+
+impl Task {
+    /// The task's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True once the task's function has returned.
+    pub fn is_finished(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FINISHED
+    }
+}
+
+/// The task running now (the boot flow is task 0, created on first use).
+pub fn current() -> Arc<Task> {
+    let mut current = CURRENT.lock();
+    current
+        .get_or_insert_with(|| {
+            Arc::new(Task {
+                id: 0,
+                name: String::from("boot"),
+                saved_rsp: UnsafeCell::new(0),
+                stack: None,
+                entry: SpinLock::new(None),
+                state: AtomicU8::new(LIVE),
+            })
+        })
+        .clone()
+}
+
+/// Sets the function called when a task's function returns. It must
+/// switch to another task and never return (the scheduler provides it).
+pub fn set_exit_hook(hook: fn() -> !) {
+    *EXIT_HOOK.lock() = Some(hook);
+}
+
+/// Creates a task that will run `f` when first switched to.
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, OutOfMemory> {
+    let pages = STACK_SIZE / 4096;
+    let frames: Vec<Frame> = (0..pages).map(|_| Frame::alloc()).collect::<Result<_, _>>()?;
+    let mut stack = MappedArea::new(frames).map_err(|_| OutOfMemory { requested: pages as u64, free: 0 })?;
+    let top = stack.virt_addr() + stack.len() as u64;
+    // Initial frame for `tessera_switch`: six callee-saved registers (zero),
+    // then the trampoline as return address, then padding.
+    let slice = stack.as_mut_slice();
+    let len = slice.len();
+    let words = [0u64, 0, 0, 0, 0, 0, tessera_task_trampoline as *const () as u64, 0];
+    for (i, word) in words.iter().enumerate() {
+        let at = len - 64 + i * 8;
+        if let Some(dst) = slice.get_mut(at..at + 8) {
+            dst.copy_from_slice(&word.to_le_bytes());
+        }
+    }
+    Ok(Arc::new(Task {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        name: String::from(name),
+        saved_rsp: UnsafeCell::new(top - 64),
+        stack: Some(stack),
+        entry: SpinLock::new(Some(Box::new(f))),
+        state: AtomicU8::new(NEW),
+    }))
+}
+
+fn stack_bounds(task: &Task) -> (u64, u64) {
+    match &task.stack {
+        Some(area) => (area.virt_addr(), area.virt_addr() + area.len() as u64),
+        None => crate::mm::image::boot_stack(),
+    }
+}
+
+/// Bounds of the running task's kernel stack.
+pub(crate) fn current_stack_bounds() -> (u64, u64) {
+    STACK_BOUNDS.try_lock().map_or((0, 0), |b| *b)
+}
+
+/// Drops the reference to the task we came from (maybe freeing its stack).
+fn after_switch() {
+    let previous = PREVIOUS.lock().take();
+    drop(previous);
+}
+
+/// Switches the CPU to `next`; returns when some task switches back to the
+/// caller. Switching to the current task does nothing.
+pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
+    if next.is_finished() {
+        return Err(SwitchError::Finished);
+    }
+    let me = current();
+    if Arc::ptr_eq(&me, &next) {
+        return Ok(());
+    }
+    crate::arch::without_interrupts(|| {
+        let save: *mut u64 = me.saved_rsp.get();
+        // SAFETY: `next` is not running (single CPU, not current), so its
+        // saved stack pointer is stable; it was written by its last switch
+        // (or by `spawn`).
+        let load = unsafe { *next.saved_rsp.get() };
+        next.state.compare_exchange(NEW, LIVE, Ordering::AcqRel, Ordering::Acquire).ok();
+        *STACK_BOUNDS.lock() = stack_bounds(&next);
+        *CURRENT.lock() = Some(next);
+        *PREVIOUS.lock() = Some(me);
+        // SAFETY: `save` points into the leaving task, which stays alive
+        // (PREVIOUS holds it until the entered task has switched); `load`
+        // is a stack pointer prepared by `tessera_switch` or `spawn` on a
+        // stack that the entered task (held by CURRENT) owns.
+        unsafe { tessera_switch(save, load) };
+        after_switch();
+    });
+    Ok(())
+}
+
+/// Ends the current task and switches to `next` for good.
+pub fn finish_and_switch(next: Arc<Task>) -> ! {
+    current().state.store(FINISHED, Ordering::Release);
+    // A finished task is never switched back to, so this does not return.
+    let _ = switch_to(next);
+    panic!("a finished task was resumed");
+}
+
+/// First code a new task runs (from the trampoline).
+#[unsafe(no_mangle)]
+extern "C" fn tessera_task_start() -> ! {
+    after_switch();
+    crate::arch::enable_interrupts();
+    let entry = current().entry.lock().take();
+    if let Some(entry) = entry {
+        entry();
+    }
+    let hook = *EXIT_HOOK.lock();
+    match hook {
+        Some(hook) => hook(),
+        None => panic!("task returned and no scheduler set an exit hook"),
+    }
+}
