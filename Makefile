@@ -31,7 +31,7 @@ QEMU_CONSOLE := -display none -serial mon:stdio
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build userspace initrd iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
 
 all: iso
 
@@ -61,6 +61,14 @@ $(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | d
 	gcc -static -O2 -Wall -Werror -o $@ $<
 
 userspace: $(USER_BINS)
+
+# The same test programs must pass on the Linux host: they check Linux
+# behaviour, not ours. Prints one summary line in the closing format.
+userspace-host-check: $(USER_BINS)
+	@passed=0; failed=0; for bin in $(USER_BINS); do \
+		if (cd $(BUILD) && timeout 120 $(abspath $$bin) >/dev/null 2>&1); then passed=$$((passed+1)); \
+		else failed=$$((failed+1)); echo "host: $$bin FAILED:"; $$bin | grep 'not ok' || true; fi; done; \
+		echo "userspace on the Linux host: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 $(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)
 	$(CARGO) build -q --release -p tessera-mkinitrd
@@ -93,9 +101,11 @@ run-fast: $(INITRD)
 # --- tests ------------------------------------------------------------------
 # Runs every level and closes with one summary line over all cargo test runs.
 test: deps lint
-	@set -o pipefail; { $(MAKE) --no-print-directory test-host && $(MAKE) --no-print-directory test-kernel; } 2>&1 \
+	@set -o pipefail; { $(MAKE) --no-print-directory test-host && $(MAKE) --no-print-directory userspace-host-check \
+		&& $(MAKE) --no-print-directory test-kernel; } 2>&1 \
 		| tee $(BUILD)/test.log
-	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "make test: %d passed, %d failed\n", passed, failed }' \
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } /^userspace on the Linux host:/ { passed += $$6; failed += $$8 } \
+		END { printf "make test: %d passed, %d failed\n", passed, failed }' \
 		$(BUILD)/test.log
 
 lint: deps

@@ -14,6 +14,10 @@
 
 static int tt_passed, tt_failed;
 
+/* Line-buffered output, so that a fork never duplicates pending text and a
+ * crash loses at most one line. */
+__attribute__((constructor)) static void tt_init(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
 #define CHECK(cond)                                                                    \
     do {                                                                               \
         if (cond) {                                                                    \

@@ -40,7 +40,7 @@ pub fn load(file: &[u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Resul
                 let frame = Frame::alloc().map_err(|_| Errno::ENOMEM)?;
                 memory.map_filled(page, frame, prot)?;
                 let area_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
-                memory.add_area(page, area_end, prot)?;
+                memory.add_area(page, area_end, prot, false)?;
             }
             page += PAGE;
         }
@@ -50,7 +50,7 @@ pub fn load(file: &[u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Resul
     }
     memory.brk_start = image.brk_start;
     memory.brk = image.brk_start;
-    memory.add_area(STACK_TOP - STACK_SIZE, STACK_TOP, Prot::DATA)?;
+    memory.add_area(STACK_TOP - STACK_SIZE, STACK_TOP, Prot::DATA, false)?;
     let auxv = [
         (aux::AT_PHDR, image.phdr),
         (aux::AT_PHENT, u64::from(image.phent)),

@@ -6,6 +6,7 @@
 
 use crate::errno::Errno;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use framekernel::arch::usercopy;
 use framekernel::mm::{Frame, Perms, VmError, VmSpace};
 
@@ -45,6 +46,17 @@ impl Prot {
     }
 }
 
+/// The kind of access that needs a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Load.
+    Read,
+    /// Store.
+    Write,
+    /// Instruction fetch.
+    Exec,
+}
+
 /// Result of backing a page on demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Populate {
@@ -63,6 +75,8 @@ pub struct Area {
     pub end: u64,
     /// Rights.
     pub prot: Prot,
+    /// `MAP_SHARED`: the same memory in parent and children after `fork`.
+    pub shared: bool,
 }
 
 /// A process's address space.
@@ -76,7 +90,7 @@ pub struct Memory {
     pub brk: u64,
     /// Contents of pages made inaccessible (`PROT_NONE`), kept for when
     /// access returns.
-    parked: BTreeMap<u64, Frame>,
+    parked: BTreeMap<u64, Arc<Frame>>,
 }
 
 fn page_down(addr: u64) -> u64 {
@@ -120,18 +134,18 @@ impl Memory {
     }
 
     /// Adds an area. The range must be page aligned and free.
-    pub fn add_area(&mut self, start: u64, end: u64, prot: Prot) -> Result<(), Errno> {
+    pub fn add_area(&mut self, start: u64, end: u64, prot: Prot, shared: bool) -> Result<(), Errno> {
         if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
             return Err(Errno::EINVAL);
         }
-        self.areas.insert(start, Area { end, prot });
+        self.areas.insert(start, Area { end, prot, shared });
         Ok(())
     }
 
     /// Splits areas so that `addr` is an area boundary (if inside one).
     fn split_at(&mut self, addr: u64) {
         if let Some((start, area)) = self.area_at(addr).filter(|(start, _)| *start < addr) {
-            self.areas.insert(start, Area { end: addr, prot: area.prot });
+            self.areas.insert(start, Area { end: addr, prot: area.prot, shared: area.shared });
             self.areas.insert(addr, area);
         }
     }
@@ -203,26 +217,42 @@ impl Memory {
 
     /// Makes sure the page containing `addr` is backed, if an area allows
     /// the access (`write` for a write). Returns false for a bad access.
-    pub fn populate(&mut self, addr: u64, write: bool) -> Populate {
+    pub fn populate(&mut self, addr: u64, access: Access) -> Populate {
         let page = page_down(addr);
         let Some((_, area)) = self.area_at(addr) else { return Populate::BadAccess };
         let Some(perms) = area.prot.page_perms() else { return Populate::BadAccess };
-        if write && !area.prot.write {
+        let allowed = match access {
+            Access::Read => area.prot.read || area.prot.write,
+            Access::Write => area.prot.write,
+            Access::Exec => area.prot.exec,
+        };
+        if !allowed {
             return Populate::BadAccess;
         }
-        if self.space.perms(page).is_some() {
-            return Populate::Ok;
+        if let Some(mapped) = self.space.perms(page) {
+            if access != Access::Write || mapped.write {
+                return Populate::Ok;
+            }
+            // A write to a read-only page of a writable area: copy on write
+            // (a shared area keeps its one frame).
+            let private = if area.shared { Ok(()) } else { self.space.make_private(page) };
+            return match private.and_then(|()| self.space.protect(page, perms)) {
+                Ok(()) => Populate::Ok,
+                Err(VmError::OutOfMemory) => Populate::NoMemory,
+                Err(_) => Populate::BadAccess,
+            };
         }
-        let frame = match self.parked.remove(&page) {
-            Some(frame) => frame,
+        let result = match self.parked.remove(&page) {
+            Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
             None => match Frame::alloc() {
-                Ok(frame) => frame,
+                Ok(frame) => self.space.map(page, frame, perms).map_err(|(e, _)| e),
                 Err(_) => return Populate::NoMemory,
             },
         };
-        match self.space.map(page, frame, perms) {
+        match result {
+            Ok(()) if access == Access::Write => self.populate(addr, access), // private copy if shared
             Ok(()) => Populate::Ok,
-            Err((VmError::OutOfMemory, _)) => Populate::NoMemory,
+            Err(VmError::OutOfMemory) => Populate::NoMemory,
             Err(_) => Populate::BadAccess,
         }
     }
@@ -234,22 +264,32 @@ impl Memory {
         }
     }
 
-    /// A private copy for `fork`: same areas, every present page copied.
-    pub fn fork_copy(&self) -> Result<Memory, Errno> {
+    /// The child's memory for `fork`: same areas, every page shared
+    /// copy-on-write (writable pages become read-only in both spaces and
+    /// are copied by whichever side writes first).
+    pub fn fork_copy(&mut self) -> Result<Memory, Errno> {
         let mut copy = Memory::new()?;
         copy.areas = self.areas.clone();
         copy.brk_start = self.brk_start;
         copy.brk = self.brk;
-        for (page, perms) in self.space.pages() {
-            let source = self.space.frame(page).ok_or(Errno::EFAULT)?;
-            let mut frame = Frame::alloc().map_err(|_| Errno::ENOMEM)?;
-            frame.copy_from(source);
-            copy.space.map(page, frame, perms).map_err(|_| Errno::ENOMEM)?;
+        // Shared areas must exist in full before both sides map them.
+        let shared_areas: alloc::vec::Vec<(u64, u64)> =
+            self.areas.iter().filter(|(_, a)| a.shared && a.prot.page_perms().is_some()).map(|(&s, a)| (s, a.end)).collect();
+        for (start, end) in shared_areas {
+            self.populate_range(start, end - start, false)?;
         }
-        for (&page, source) in &self.parked {
-            let mut frame = Frame::alloc().map_err(|_| Errno::ENOMEM)?;
-            frame.copy_from(source);
-            copy.parked.insert(page, frame);
+        let pages: alloc::vec::Vec<(u64, Perms)> = self.space.pages().collect();
+        for (page, perms) in pages {
+            let frame = self.space.share(page).ok_or(Errno::EFAULT)?;
+            let shared_area = self.area_at(page).is_some_and(|(_, a)| a.shared);
+            let child_perms = if shared_area { perms } else { Perms { write: false, exec: perms.exec } };
+            if perms.write && !shared_area {
+                self.space.protect(page, child_perms).map_err(|_| Errno::EFAULT)?;
+            }
+            copy.space.map_shared(page, frame, child_perms).map_err(|_| Errno::ENOMEM)?;
+        }
+        for (&page, frame) in &self.parked {
+            copy.parked.insert(page, frame.clone());
         }
         Ok(copy)
     }
@@ -261,8 +301,9 @@ impl Memory {
         }
         let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
         let mut page = page_down(addr);
+        let access = if write { Access::Write } else { Access::Read };
         while page < end {
-            match self.populate(page, write) {
+            match self.populate(page, access) {
                 Populate::Ok => {}
                 Populate::BadAccess => return Err(Errno::EFAULT),
                 Populate::NoMemory => return Err(Errno::ENOMEM),
@@ -336,10 +377,10 @@ impl Memory {
             // Grow the heap area (or start it).
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false });
                 }
                 _ => {
-                    if self.add_area(old_end, new_end, Prot::DATA).is_err() {
+                    if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {
                         return self.brk;
                     }
                 }

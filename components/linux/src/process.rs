@@ -6,7 +6,7 @@
 use crate::errno::Errno;
 use crate::exec;
 use crate::files::FileTable;
-use crate::memory::{Memory, Populate};
+use crate::memory::{Access, Memory, Populate};
 use crate::signal::{self, SigInfo, SignalState, num};
 use crate::syscall::{self, Action};
 use alloc::collections::BTreeMap;
@@ -231,7 +231,7 @@ impl Process {
 
     /// A copy of this process for `fork`: memory copied, files shared,
     /// same signal actions, no pending signals.
-    pub fn fork(&self) -> Result<Process, Errno> {
+    pub fn fork(&mut self) -> Result<Process, Errno> {
         let memory = self.memory.fork_copy()?;
         let exe = self.info.exe.lock().clone();
         let cmdline = self.info.cmdline.lock().clone();
@@ -292,8 +292,21 @@ impl Process {
                 }
                 Trap::Exception { vector: 14, error_code, fault_address } => {
                     let present = error_code & 1 != 0;
-                    let write = error_code & 2 != 0;
-                    match if present { Populate::BadAccess } else { self.memory.populate(fault_address, write) } {
+                    let access = if error_code & 16 != 0 {
+                        Access::Exec
+                    } else if error_code & 2 != 0 {
+                        Access::Write
+                    } else {
+                        Access::Read
+                    };
+                    // A present page faults only for a write (copy-on-write)
+                    // or a real protection violation.
+                    let result = if present && access != Access::Write {
+                        Populate::BadAccess
+                    } else {
+                        self.memory.populate(fault_address, access)
+                    };
+                    match result {
                         Populate::Ok => {}
                         Populate::NoMemory => {
                             log::warn!("pid {}: out of memory at {fault_address:#x}: killed", self.info.pid);

@@ -251,6 +251,13 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
     Ok(())
 }
 
+/// System calls that `SA_RESTART` restarts after a handler (as Linux does;
+/// sleeps, `pause` and `sigsuspend` always return `EINTR`).
+fn restartable(nr: u64) -> bool {
+    use crate::syscall::nr;
+    matches!(nr, nr::READ | nr::WRITE | nr::WRITEV | nr::IOCTL | nr::WAIT4)
+}
+
 /// Delivers one pending, unblocked signal, if any. `interrupted` is the
 /// system call number when the thread just returned EINTR from it (for
 /// `SA_RESTART`). Returns how the process ends if the signal kills it.
@@ -275,7 +282,7 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
                 Default_::Ignore | Default_::Stop => continue,
             },
             _ => {
-                if let (Some(nr), true) = (interrupted, action.flags & SA_RESTART != 0) {
+                if let (Some(nr), true) = (interrupted.filter(|&nr| restartable(nr)), action.flags & SA_RESTART != 0) {
                     ctx.regs.rip -= 2; // back onto the `syscall` instruction
                     ctx.regs.rax = nr;
                 }

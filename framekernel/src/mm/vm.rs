@@ -1,8 +1,11 @@
 //! User address spaces: [`VmSpace`] owns a page-table tree whose lower half
 //! maps user pages and whose upper half is the kernel's (shared entries).
 //!
-//! A `VmSpace` owns every frame it maps; unmapping gives the frame back and
-//! dropping the space frees frames and page tables. Only user-half,
+//! A `VmSpace` holds every frame it maps (`Arc<Frame>`: a frame may be
+//! shared read-only between spaces for copy-on-write); unmapping gives the
+//! frame back and dropping the space frees frames and page tables. Writes
+//! the kernel makes through [`VmSpace::write_bytes`] never reach a shared
+//! frame: the page is made private first. Only user-half,
 //! page-aligned addresses are accepted, so a `VmSpace` can never map over
 //! the kernel.
 
@@ -10,6 +13,7 @@ use super::frames::{self, Frame, OutOfMemory};
 use super::paging;
 use crate::sync::SpinLock;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use framekernel_logic::layout::{DIRECT_MAP_BASE, PAGE_SIZE, is_user_half};
 use x86_64::registers::control::Cr3;
@@ -94,7 +98,7 @@ const USER_PARENT: Flags = Flags::PRESENT.union(Flags::WRITABLE).union(Flags::US
 /// A user address space.
 pub struct VmSpace {
     root: u64,
-    pages: BTreeMap<u64, (Frame, Perms)>,
+    pages: BTreeMap<u64, (Arc<Frame>, Perms)>,
 }
 
 fn check_page(vaddr: u64) -> Result<(), VmError> {
@@ -135,6 +139,15 @@ impl VmSpace {
 
     /// Maps `frame` at `vaddr`. On error the frame comes back.
     pub fn map(&mut self, vaddr: u64, frame: Frame, perms: Perms) -> Result<(), (VmError, Frame)> {
+        self.map_shared(vaddr, Arc::new(frame), perms).map_err(|(e, frame)| {
+            // Just wrapped above, so the only reference: unwrap it again.
+            (e, Arc::try_unwrap(frame).unwrap_or_else(|_| unreachable!("frame shared during a failed map")))
+        })
+    }
+
+    /// Maps a frame that other spaces may map too. To keep sharing safe,
+    /// map a frame shared with another space without write access.
+    pub fn map_shared(&mut self, vaddr: u64, frame: Arc<Frame>, perms: Perms) -> Result<(), (VmError, Arc<Frame>)> {
         if let Err(e) = check_page(vaddr) {
             return Err((e, frame));
         }
@@ -145,7 +158,9 @@ impl VmSpace {
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
         let target = PhysFrame::containing_address(PhysAddr::new(frame.phys_addr()));
         // SAFETY: `vaddr` is a user-half page not yet mapped in this space;
-        // the frame is owned by this space from now on (kept in `pages`).
+        // the frame stays alive while mapped (an `Arc` kept in `pages`). A
+        // frame mapped by several spaces is user memory only, so sharing it
+        // cannot reach kernel data.
         let result =
             unsafe { self.table().map_to_with_table_flags(page, target, perms.flags(), USER_PARENT, &mut TableFrames) };
         match result {
@@ -164,7 +179,7 @@ impl VmSpace {
     }
 
     /// Unmaps the page at `vaddr` and returns its frame.
-    pub fn unmap(&mut self, vaddr: u64) -> Result<Frame, VmError> {
+    pub fn unmap(&mut self, vaddr: u64) -> Result<Arc<Frame>, VmError> {
         check_page(vaddr)?;
         if !self.pages.contains_key(&vaddr) {
             return Err(VmError::NotMapped(vaddr));
@@ -212,9 +227,30 @@ impl VmSpace {
         self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(_, p)| *p)
     }
 
-    /// The frame mapped at the page containing `vaddr`.
-    pub fn frame(&self, vaddr: u64) -> Option<&Frame> {
-        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(f, _)| f)
+    /// The frame mapped at the page containing `vaddr`, as a new shared
+    /// reference (for copy-on-write).
+    pub fn share(&self, vaddr: u64) -> Option<Arc<Frame>> {
+        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(f, _)| f.clone())
+    }
+
+    /// True when the page at `vaddr` is mapped by another space too.
+    pub fn is_shared(&self, vaddr: u64) -> bool {
+        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).is_some_and(|(f, _)| Arc::strong_count(f) > 1)
+    }
+
+    /// Gives the page at `vaddr` a private copy of its frame if it is
+    /// shared (copy-on-write), keeping its rights.
+    pub fn make_private(&mut self, vaddr: u64) -> Result<(), VmError> {
+        let page = vaddr & !(PAGE_SIZE - 1);
+        let (frame, perms) = self.pages.get(&page).cloned().ok_or(VmError::NotMapped(page))?;
+        if Arc::strong_count(&frame) == 1 {
+            return Ok(());
+        }
+        let mut copy = Frame::alloc().map_err(|_| VmError::OutOfMemory)?;
+        copy.copy_from(&frame);
+        drop(frame);
+        self.unmap(page)?;
+        self.map(page, copy, perms).map_err(|(e, _)| e)
     }
 
     /// Number of mapped pages.
@@ -236,7 +272,9 @@ impl VmSpace {
             let page = addr & !(PAGE_SIZE - 1);
             let offset = (addr - page) as usize;
             let chunk = (PAGE_SIZE as usize - offset).min(data.len() - done);
+            self.make_private(page)?;
             let (frame, _) = self.pages.get_mut(&page).ok_or(VmError::NotMapped(page))?;
+            let frame = Arc::get_mut(frame).ok_or(VmError::NotMapped(page))?;
             let part = data.get(done..done + chunk).ok_or(VmError::BadAddress(addr))?;
             frame.write_bytes(offset, part).map_err(|_| VmError::BadAddress(addr))?;
             done += chunk;

@@ -37,7 +37,7 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     } else {
         p.memory.find_free(len).ok_or(Errno::ENOMEM)?
     };
-    p.memory.add_area(start, start + len, prot)?;
+    p.memory.add_area(start, start + len, prot, kind == MAP_SHARED)?;
     Ok(start)
 }
 
