@@ -66,8 +66,9 @@ userspace: $(USER_BINS)
 # behaviour, not ours. Prints one summary line in the closing format.
 userspace-host-check: $(USER_BINS)
 	@passed=0; failed=0; for bin in $(USER_BINS); do \
-		if (cd $(BUILD) && timeout 120 $(abspath $$bin) >/dev/null 2>&1); then passed=$$((passed+1)); \
-		else failed=$$((failed+1)); echo "host: $$bin FAILED:"; $$bin | grep 'not ok' || true; fi; done; \
+		log=$(BUILD)/host-$$(basename $$bin).log; \
+		if timeout 120 $$bin >$$log 2>&1; then passed=$$((passed+1)); \
+		else failed=$$((failed+1)); echo "host: $$bin FAILED:"; cat $$log; fi; done; \
 		echo "userspace on the Linux host: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 $(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)

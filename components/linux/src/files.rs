@@ -88,27 +88,110 @@ impl File for Console {
     }
 }
 
+/// `/dev/null`: reads end at once, writes vanish.
+pub struct Null;
+
+impl File for Null {
+    fn read(&self, _buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        Ok(0)
+    }
+
+    fn write(&self, buf: &[u8]) -> SysResult {
+        Ok(buf.len() as u64)
+    }
+
+    fn stat(&self) -> FileStat {
+        FileStat { mode: 0o020666, rdev: (1 << 8) | 3, size: 0, ino: 2 }
+    }
+}
+
+/// Opens one of the device files that exist before the VFS does.
+pub fn open_device(path: &[u8]) -> Result<Arc<dyn File>, Errno> {
+    match path {
+        b"/dev/null" => Ok(Arc::new(Null)),
+        b"/dev/console" | b"/dev/tty" | b"/dev/ttyS0" => Ok(Arc::new(Console)),
+        _ => Err(Errno::ENOENT),
+    }
+}
+
+/// One descriptor: the open file and its close-on-exec flag.
+#[derive(Clone)]
+struct Slot {
+    file: Arc<dyn File>,
+    cloexec: bool,
+}
+
 /// A process's file-descriptor table.
 #[derive(Clone)]
 pub struct FileTable {
-    slots: Vec<Option<Arc<dyn File>>>,
+    slots: Vec<Option<Slot>>,
 }
 
 impl FileTable {
     /// Descriptors 0, 1 and 2 on the console.
     pub fn with_console() -> Self {
         let console: Arc<dyn File> = Arc::new(Console);
-        Self { slots: alloc::vec![Some(console.clone()), Some(console.clone()), Some(console)] }
+        let slot = || Some(Slot { file: console.clone(), cloexec: false });
+        Self { slots: alloc::vec![slot(), slot(), slot()] }
     }
 
     /// The file open as `fd`.
     pub fn get(&self, fd: u64) -> Result<Arc<dyn File>, Errno> {
-        usize::try_from(fd).ok().and_then(|i| self.slots.get(i)).and_then(Clone::clone).ok_or(Errno::EBADF)
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .and_then(|s| s.as_ref().map(|s| s.file.clone()))
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Installs `file` at the lowest free descriptor `>= min`.
+    pub fn insert(&mut self, file: Arc<dyn File>, min: usize, cloexec: bool) -> Result<u64, Errno> {
+        let index = (min..MAX_FILES).find(|&i| self.slots.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)?;
+        if self.slots.len() <= index {
+            self.slots.resize(index + 1, None);
+        }
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some(Slot { file, cloexec });
+        }
+        Ok(index as u64)
+    }
+
+    /// Puts `file` at exactly `fd`, closing what was there.
+    pub fn put(&mut self, fd: u64, file: Arc<dyn File>, cloexec: bool) -> Result<u64, Errno> {
+        let index = usize::try_from(fd).ok().filter(|&i| i < MAX_FILES).ok_or(Errno::EBADF)?;
+        if self.slots.len() <= index {
+            self.slots.resize(index + 1, None);
+        }
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some(Slot { file, cloexec });
+        }
+        Ok(fd)
     }
 
     /// Closes `fd`.
     pub fn close(&mut self, fd: u64) -> Result<(), Errno> {
         let slot = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).ok_or(Errno::EBADF)?;
         slot.take().map(|_| ()).ok_or(Errno::EBADF)
+    }
+
+    /// The close-on-exec flag of `fd`.
+    pub fn cloexec(&self, fd: u64) -> Result<bool, Errno> {
+        usize::try_from(fd).ok().and_then(|i| self.slots.get(i)).and_then(|s| s.as_ref()).map(|s| s.cloexec).ok_or(Errno::EBADF)
+    }
+
+    /// Sets the close-on-exec flag of `fd`.
+    pub fn set_cloexec(&mut self, fd: u64, on: bool) -> Result<(), Errno> {
+        let slot = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).and_then(|s| s.as_mut()).ok_or(Errno::EBADF)?;
+        slot.cloexec = on;
+        Ok(())
+    }
+
+    /// Closes every close-on-exec descriptor (at `execve`).
+    pub fn close_on_exec(&mut self) {
+        for slot in self.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|s| s.cloexec) {
+                *slot = None;
+            }
+        }
     }
 }

@@ -194,6 +194,19 @@ pub struct Process {
     pub robust_list: u64,
     /// Signal actions and mask.
     pub signals: SignalState,
+    /// Thread name (`prctl(PR_SET_NAME)`), NUL padded.
+    pub name: [u8; 16],
+}
+
+/// The default thread name: the last path component, cut to 15 bytes.
+pub fn name_of(path: &str) -> [u8; 16] {
+    let base = path.rsplit('/').next().unwrap_or(path).as_bytes();
+    let mut name = [0u8; 16];
+    let len = base.len().min(15);
+    if let (Some(dst), Some(src)) = (name.get_mut(..len), base.get(..len)) {
+        dst.copy_from_slice(src);
+    }
+    name
 }
 
 /// The signal a CPU exception in user mode raises, with its `si_code`.
@@ -225,6 +238,7 @@ impl Process {
             clear_child_tid: 0,
             robust_list: 0,
             signals: SignalState::default(),
+            name: name_of(path),
         };
         Ok((process, context))
     }
@@ -243,6 +257,7 @@ impl Process {
             clear_child_tid: 0,
             robust_list: 0,
             signals: self.signals.clone(),
+            name: self.name,
         })
     }
 

@@ -157,8 +157,10 @@ pub fn init(code_selector: u16) {
                 offset_low: handler as u16,
                 selector: code_selector,
                 ist,
-                // Present, DPL 0, 64-bit interrupt gate (IF cleared on entry).
-                type_attr: 0x8e,
+                // Present, 64-bit interrupt gate (IF cleared on entry); DPL 0
+                // except `int3` and `into`, which user programs may execute
+                // (any other `int n` from ring 3 raises #GP instead).
+                type_attr: if matches!(vector, 3 | 4) { 0xee } else { 0x8e },
                 offset_mid: (handler >> 16) as u16,
                 offset_high: (handler >> 32) as u32,
                 reserved: 0,

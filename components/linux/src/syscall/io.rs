@@ -130,3 +130,75 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
     }
 }
 
+
+pub(super) fn readv(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult {
+    if count > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let mut total = 0u64;
+    for i in 0..count {
+        let mut entry = [0u8; 16];
+        p.memory.read(iov.checked_add(i * 16).ok_or(Errno::EFAULT)?, &mut entry)?;
+        let base = u64::from_le_bytes(entry.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let len = u64::from_le_bytes(entry.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        if len == 0 {
+            continue;
+        }
+        let n = read(p, fd, base, len)?;
+        total += n;
+        if n < len {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+const O_ACCMODE: u64 = 3;
+const O_CLOEXEC: u64 = 0o2000000;
+
+pub(super) fn openat(p: &mut Process, _dirfd: u64, path: u64, flags: u64) -> SysResult {
+    let name = p.memory.read_c_string(path, 4096)?;
+    if flags & O_ACCMODE == O_ACCMODE {
+        return Err(Errno::EINVAL);
+    }
+    let file = crate::files::open_device(&name)?;
+    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+}
+
+pub(super) fn dup(p: &mut Process, fd: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    p.files.insert(file, 0, false)
+}
+
+pub(super) fn dup3(p: &mut Process, old: u64, new: u64, flags: u64, allow_same: bool) -> SysResult {
+    let file = p.files.get(old)?;
+    if old == new {
+        return if allow_same { Ok(new) } else { Err(Errno::EINVAL) };
+    }
+    if flags & !O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    p.files.put(new, file, flags & O_CLOEXEC != 0)
+}
+
+const F_DUPFD: u64 = 0;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const F_GETFL: u64 = 3;
+const F_SETFL: u64 = 4;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let min = usize::try_from(arg).ok().filter(|&m| m < crate::files::MAX_FILES).ok_or(Errno::EINVAL)?;
+            p.files.insert(file, min, cmd == F_DUPFD_CLOEXEC)
+        }
+        F_GETFD => Ok(u64::from(p.files.cloexec(fd)?)),
+        F_SETFD => p.files.set_cloexec(fd, arg & 1 != 0).map(|()| 0),
+        F_GETFL => Ok(2), // O_RDWR
+        F_SETFL => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}

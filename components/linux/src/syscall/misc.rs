@@ -113,3 +113,45 @@ pub(super) fn getrandom(p: &mut Process, buf: u64, len: u64, flags: u64) -> SysR
     Ok(len as u64)
 }
 
+
+pub(super) fn gettimeofday(p: &mut Process, tv: u64, tz: u64) -> SysResult {
+    if tv != 0 {
+        let ns = framekernel::time::realtime_ns();
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+        out[8..].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
+        p.memory.write(tv, &out)?;
+    }
+    if tz != 0 {
+        p.memory.write(tz, &[0u8; 8])?;
+    }
+    Ok(0)
+}
+
+pub(super) fn getrlimit(p: &mut Process, resource: u64, out: u64) -> SysResult {
+    prlimit64(p, 0, resource, 0, out)
+}
+
+const PR_SET_NAME: u64 = 15;
+const PR_GET_NAME: u64 = 16;
+
+pub(super) fn prctl(p: &mut Process, option: u64, arg: u64) -> SysResult {
+    match option {
+        PR_SET_NAME => {
+            let mut name = [0u8; 16];
+            p.memory.read(arg, &mut name)?;
+            let len = name.iter().position(|&b| b == 0).unwrap_or(15).min(15);
+            p.name = [0; 16];
+            if let (Some(dst), Some(src)) = (p.name.get_mut(..len), name.get(..len)) {
+                dst.copy_from_slice(src);
+            }
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let name = p.name;
+            p.memory.write(arg, &name)?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}

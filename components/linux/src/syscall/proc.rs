@@ -88,6 +88,8 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     fresh.regs.rsp = loaded.sp;
     *ctx = fresh;
     p.signals.reset_for_exec();
+    p.files.close_on_exec();
+    p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
     p.clear_child_tid = 0;
     p.robust_list = 0;
     *p.info.exe.lock() = alloc::string::String::from_utf8_lossy(&path).into_owned();

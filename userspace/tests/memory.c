@@ -1,0 +1,96 @@
+/* Memory: mmap/munmap/mprotect, MAP_FIXED, PROT_NONE, brk, large
+ * reservations touched sparsely, and faults on unmapped or protected pages
+ * (checked in children, which must die of SIGSEGV). */
+#include "tessera_test.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Runs `fn(arg)` in a child; returns the signal that killed it (0 if none). */
+static int dies_of(void (*fn)(char *), char *arg) {
+    pid_t child = fork();
+    if (child == 0) {
+        fn(arg);
+        _exit(0);
+    }
+    int status = 0;
+    if (waitpid(child, &status, 0) != child)
+        return -1;
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+static void write_to(char *p) { *(volatile char *)p = 1; }
+static void read_from(char *p) { (void)*(volatile char *)p; }
+
+int main(void) {
+    const size_t page = 4096;
+    char *a = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(a != MAP_FAILED);
+    CHECK(((uintptr_t)a & (page - 1)) == 0);
+    CHECK(a[0] == 0 && a[4 * page - 1] == 0); /* zero filled */
+    memset(a, 0x5a, 4 * page);
+    CHECK(a[3 * page + 7] == 0x5a);
+
+    /* munmap the second page: it faults, its neighbours stay. */
+    CHECK(munmap(a + page, page) == 0);
+    CHECK(dies_of(read_from, a + page) == SIGSEGV);
+    CHECK(a[0] == 0x5a && a[2 * page] == 0x5a);
+
+    /* mprotect read-only: writes fault, reads work; back to RW keeps data. */
+    CHECK(mprotect(a + 2 * page, page, PROT_READ) == 0);
+    CHECK(dies_of(write_to, a + 2 * page) == SIGSEGV);
+    CHECK(a[2 * page + 1] == 0x5a);
+    CHECK(mprotect(a + 2 * page, page, PROT_READ | PROT_WRITE) == 0);
+    a[2 * page + 1] = 7;
+    CHECK(a[2 * page + 1] == 7);
+
+    /* PROT_NONE hides the page; restoring access brings the contents back. */
+    CHECK(mprotect(a + 3 * page, page, PROT_NONE) == 0);
+    CHECK(dies_of(read_from, a + 3 * page) == SIGSEGV);
+    CHECK(mprotect(a + 3 * page, page, PROT_READ) == 0);
+    CHECK(a[3 * page] == 0x5a);
+
+    /* MAP_FIXED replaces what was there. */
+    char *fixed = mmap(a, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(fixed == a);
+    CHECK(fixed[0] == 0);
+    munmap(a, 4 * page);
+
+    /* A large reservation costs nothing until touched. */
+    size_t big = 256u << 20;
+    char *r = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(r != MAP_FAILED);
+    if (r != MAP_FAILED) {
+        for (size_t off = 0; off < big; off += 32u << 20)
+            r[off] = 1;
+        CHECK(r[big - (32u << 20)] == 1 && r[1] == 0);
+        CHECK(munmap(r, big) == 0);
+    }
+
+    /* brk grows and shrinks. */
+    char *start = sbrk(0);
+    CHECK(start != (char *)-1);
+    CHECK(sbrk(3 * page) == start);
+    memset(start, 3, 3 * page);
+    CHECK(start[3 * page - 1] == 3);
+    CHECK(sbrk(-(long)(2 * page)) == start + 3 * page);
+    CHECK(sbrk(0) == start + page);
+
+    /* Invalid requests. */
+    CHECK(mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED && errno == EINVAL);
+    CHECK(mmap(NULL, page, PROT_READ, MAP_ANONYMOUS, -1, 0) == MAP_FAILED && errno == EINVAL);
+    CHECK_ERR(munmap((void *)(uintptr_t)0x1001, page), EINVAL);
+    CHECK_ERR(mprotect((void *)(uintptr_t)0x1001, page, PROT_READ), EINVAL);
+    CHECK(mmap((void *)(uintptr_t)0xffff800000000000ull, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+          MAP_FAILED);
+
+    /* The stack grows on demand. */
+    volatile char deep[512 * 1024];
+    deep[0] = 1;
+    deep[sizeof deep - 1] = 2;
+    CHECK(deep[0] + deep[sizeof deep - 1] == 3);
+    return tt_done("memory");
+}
