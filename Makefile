@@ -58,7 +58,7 @@ build: deps
 
 $(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
 	@mkdir -p $(dir $@)
-	gcc -static -O2 -Wall -Werror -o $@ $<
+	gcc -static -O2 -Wall -Werror -pthread -o $@ $<
 
 userspace: $(USER_BINS)
 

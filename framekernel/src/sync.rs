@@ -82,3 +82,31 @@ impl<T> Drop for SpinLockGuard<'_, T> {
         }
     }
 }
+
+/// A spin lock for data that interrupt handlers never touch: interrupts
+/// stay enabled while it is held. Kernel code is not preempted, so on one
+/// CPU it is contended only if a holder blocks, which holders must not do.
+pub struct Mutex<T> {
+    inner: spin::Mutex<T>,
+}
+
+/// Holds a [`Mutex`].
+pub type MutexGuard<'a, T> = spin::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex around `value`.
+    pub const fn new(value: T) -> Self {
+        Self { inner: spin::Mutex::new(value) }
+    }
+
+    /// Spins until the lock is free.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.inner.lock()
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}

@@ -33,6 +33,7 @@ pub enum Errno {
     ENAMETOOLONG = 36,
     ENOSYS = 38,
     ELOOP = 40,
+    ETIMEDOUT = 110,
 }
 
 impl Errno {

@@ -2,7 +2,7 @@
 //! segments mapped, a `brk` heap after them and the initial stack.
 
 use crate::errno::Errno;
-use crate::memory::{Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
+use crate::memory::{AddressSpace, Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
 use alloc::vec::Vec;
 use framekernel::mm::Frame;
 use tessera_elf::{ElfError, aux};
@@ -30,7 +30,7 @@ pub fn load(file: &[u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Resul
         ElfError::TooBig(_) => Errno::ENOMEM,
         _ => Errno::ENOEXEC,
     })?;
-    let mut memory = Memory::new()?;
+    let mut memory = AddressSpace::new()?;
     for segment in &image.segments {
         let prot = Prot { read: true, write: segment.write, exec: segment.exec };
         let (start, end) = segment.pages();
@@ -76,7 +76,7 @@ pub fn load(file: &[u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Resul
     })?;
     memory.write_image(stack.sp, &stack.bytes)?;
     let args_len: usize = argv.iter().map(|a| a.len() + 1).sum();
-    Ok(Loaded { memory, entry: image.entry, sp: stack.sp, args: (stack.argv_start, args_len) })
+    Ok(Loaded { memory: Memory::new(memory), entry: image.entry, sp: stack.sp, args: (stack.argv_start, args_len) })
 }
 
 /// Splits a `KEY=value` environment into the byte strings exec wants.

@@ -195,3 +195,54 @@ impl FileTable {
         }
     }
 }
+
+/// A descriptor table as a process's threads share it.
+#[derive(Clone)]
+pub struct Files(Arc<framekernel::sync::Mutex<FileTable>>);
+
+impl Files {
+    /// Shares `table`.
+    pub fn new(table: FileTable) -> Self {
+        Self(Arc::new(framekernel::sync::Mutex::new(table)))
+    }
+
+    /// A separate copy (for `fork`): same open files, own descriptors.
+    pub fn fork_copy(&self) -> Self {
+        Self::new(self.0.lock().clone())
+    }
+
+    /// See [`FileTable::get`].
+    pub fn get(&self, fd: u64) -> Result<Arc<dyn File>, Errno> {
+        self.0.lock().get(fd)
+    }
+
+    /// See [`FileTable::insert`].
+    pub fn insert(&self, file: Arc<dyn File>, min: usize, cloexec: bool) -> Result<u64, Errno> {
+        self.0.lock().insert(file, min, cloexec)
+    }
+
+    /// See [`FileTable::put`].
+    pub fn put(&self, fd: u64, file: Arc<dyn File>, cloexec: bool) -> Result<u64, Errno> {
+        self.0.lock().put(fd, file, cloexec)
+    }
+
+    /// See [`FileTable::close`].
+    pub fn close(&self, fd: u64) -> Result<(), Errno> {
+        self.0.lock().close(fd)
+    }
+
+    /// See [`FileTable::cloexec`].
+    pub fn cloexec(&self, fd: u64) -> Result<bool, Errno> {
+        self.0.lock().cloexec(fd)
+    }
+
+    /// See [`FileTable::set_cloexec`].
+    pub fn set_cloexec(&self, fd: u64, on: bool) -> Result<(), Errno> {
+        self.0.lock().set_cloexec(fd, on)
+    }
+
+    /// See [`FileTable::close_on_exec`].
+    pub fn close_on_exec(&self) {
+        self.0.lock().close_on_exec();
+    }
+}

@@ -9,6 +9,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use framekernel::arch::usercopy;
 use framekernel::mm::{Frame, Perms, VmError, VmSpace};
+use framekernel::sync::{Mutex, MutexGuard};
 
 /// Page size.
 pub const PAGE: u64 = 4096;
@@ -79,8 +80,8 @@ pub struct Area {
     pub shared: bool,
 }
 
-/// A process's address space.
-pub struct Memory {
+/// A process's address space (see [`Memory`] for the shared handle).
+pub struct AddressSpace {
     space: VmSpace,
     /// Areas by start address; disjoint, page aligned.
     areas: BTreeMap<u64, Area>,
@@ -101,7 +102,7 @@ fn page_up(addr: u64) -> Option<u64> {
     addr.checked_add(PAGE - 1).map(|a| a & !(PAGE - 1))
 }
 
-impl Memory {
+impl AddressSpace {
     /// An empty address space.
     pub fn new() -> Result<Self, Errno> {
         Ok(Self {
@@ -267,8 +268,8 @@ impl Memory {
     /// The child's memory for `fork`: same areas, every page shared
     /// copy-on-write (writable pages become read-only in both spaces and
     /// are copied by whichever side writes first).
-    pub fn fork_copy(&mut self) -> Result<Memory, Errno> {
-        let mut copy = Memory::new()?;
+    pub fn fork_copy(&mut self) -> Result<AddressSpace, Errno> {
+        let mut copy = AddressSpace::new()?;
         copy.areas = self.areas.clone();
         copy.brk_start = self.brk_start;
         copy.brk = self.brk;
@@ -390,5 +391,68 @@ impl Memory {
         }
         self.brk = requested;
         self.brk
+    }
+}
+
+/// A process's memory as its threads share it: the address space behind
+/// a lock. Each method locks for its own duration only; nothing blocks
+/// while holding the lock.
+#[derive(Clone)]
+pub struct Memory(Arc<Mutex<AddressSpace>>);
+
+impl Memory {
+    /// Shares `space`.
+    pub fn new(space: AddressSpace) -> Self {
+        Self(Arc::new(Mutex::new(space)))
+    }
+
+    /// The address space, locked.
+    pub fn lock(&self) -> MutexGuard<'_, AddressSpace> {
+        self.0.lock()
+    }
+
+    /// Identifies the address space (futex keys).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// See [`AddressSpace::read`].
+    pub fn read(&self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+        self.lock().read(addr, out)
+    }
+
+    /// See [`AddressSpace::write`].
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.lock().write(addr, data)
+    }
+
+    /// See [`AddressSpace::read_c_string`].
+    pub fn read_c_string(&self, addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, Errno> {
+        self.lock().read_c_string(addr, max)
+    }
+
+    /// See [`AddressSpace::populate`].
+    pub fn populate(&self, addr: u64, access: Access) -> Populate {
+        self.lock().populate(addr, access)
+    }
+
+    /// See [`AddressSpace::populate_range`].
+    pub fn populate_range(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+        self.lock().populate_range(addr, len, write)
+    }
+
+    /// See [`AddressSpace::activate`].
+    pub fn activate(&self) {
+        self.lock().activate();
+    }
+
+    /// See [`AddressSpace::set_brk`].
+    pub fn set_brk(&self, requested: u64) -> u64 {
+        self.lock().set_brk(requested)
+    }
+
+    /// A copy-on-write copy for a forked child.
+    pub fn fork_copy(&self) -> Result<Memory, Errno> {
+        self.lock().fork_copy().map(Memory::new)
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::errno::Errno;
 use crate::exec;
-use crate::files::FileTable;
+use crate::files::{FileTable, Files};
 use crate::memory::{Access, Memory, Populate};
 use crate::signal::{self, SigInfo, SignalState, num};
 use crate::syscall::{self, Action};
@@ -21,6 +21,8 @@ use tessera_sched::WaitQueue;
 
 /// Most processes at once; `fork` beyond it fails with `EAGAIN`.
 pub const MAX_PROCESSES: usize = 256;
+/// Most threads at once, all processes together.
+pub const MAX_THREADS: usize = 1024;
 const MAX_PID: u32 = 32768;
 
 /// How a process ended.
@@ -42,8 +44,72 @@ impl Outcome {
     }
 }
 
+/// A set of pending signals with the details of each.
+pub struct Pending {
+    bits: AtomicU64,
+    info: SpinLock<[SigInfo; signal::NSIG + 1]>,
+}
+
+impl Pending {
+    fn new() -> Self {
+        Self { bits: AtomicU64::new(0), info: SpinLock::new([SigInfo::default(); signal::NSIG + 1]) }
+    }
+
+    fn add(&self, sig: u8, info: SigInfo) {
+        if let Some(slot) = self.info.lock().get_mut(usize::from(sig)) {
+            *slot = info;
+        }
+        self.bits.fetch_or(signal::bit(sig), Ordering::SeqCst);
+    }
+
+    /// The pending set.
+    pub fn bits(&self) -> u64 {
+        self.bits.load(Ordering::SeqCst)
+    }
+
+    fn take(&self, mask: u64) -> Option<(u8, SigInfo)> {
+        let ready = self.bits() & !(mask & !signal::UNBLOCKABLE);
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() as u8 + 1;
+        self.bits.fetch_and(!signal::bit(sig), Ordering::SeqCst);
+        Some((sig, self.info.lock().get(usize::from(sig)).copied().unwrap_or_default()))
+    }
+}
+
+/// One thread of a process.
+pub struct ThreadInfo {
+    /// Thread id (the process id for the first thread).
+    pub tid: u32,
+    /// Signals sent to this thread (`tgkill`, faults).
+    pub pending: Pending,
+    task: SpinLock<Option<Arc<Task>>>,
+}
+
+impl ThreadInfo {
+    fn new(tid: u32) -> Arc<Self> {
+        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None) })
+    }
+
+    fn wake(&self) {
+        if let Some(task) = self.task.lock().clone() {
+            tessera_sched::wake(&task);
+        }
+    }
+
+    /// Makes `sig` pending for this thread and wakes it.
+    pub fn send_signal(&self, sig: u8, info: SigInfo) {
+        if sig == 0 || usize::from(sig) > signal::NSIG {
+            return;
+        }
+        self.pending.add(sig, info);
+        self.wake();
+    }
+}
+
 /// What the process table knows about a process; shared with its parent,
-/// `kill` and (later) `/proc`.
+/// its threads, `kill` and (later) `/proc`.
 pub struct ProcessInfo {
     /// Process id.
     pub pid: u32,
@@ -51,14 +117,16 @@ pub struct ProcessInfo {
     pgid: AtomicU32,
     sid: AtomicU32,
     outcome: SpinLock<Option<Outcome>>,
+    /// Set when the process is ending (`exit_group`, fatal signal): the
+    /// outcome the last thread reports.
+    ending: SpinLock<Option<Outcome>>,
     /// Woken when a child of this process exits.
     pub children_changed: WaitQueue,
     /// Woken when this process exits.
     pub exited: WaitQueue,
-    /// Pending signals (bit `n-1` for signal `n`) and their details.
-    pending: AtomicU64,
-    pending_info: SpinLock<[SigInfo; signal::NSIG + 1]>,
-    task: SpinLock<Option<Arc<Task>>>,
+    /// Signals sent to the process as a whole.
+    pub pending: Pending,
+    threads: SpinLock<Vec<Arc<ThreadInfo>>>,
     /// Executable path.
     pub exe: SpinLock<String>,
     /// NUL-separated arguments.
@@ -66,11 +134,17 @@ pub struct ProcessInfo {
 }
 
 static TABLE: SpinLock<BTreeMap<u32, Arc<ProcessInfo>>> = SpinLock::new(BTreeMap::new());
+static THREADS: SpinLock<BTreeMap<u32, Arc<ThreadInfo>>> = SpinLock::new(BTreeMap::new());
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
 /// The process with id `pid`, if it exists (zombies included).
 pub fn lookup(pid: u32) -> Option<Arc<ProcessInfo>> {
     TABLE.lock().get(&pid).cloned()
+}
+
+/// The live thread with id `tid`.
+pub fn lookup_thread(tid: u32) -> Option<Arc<ThreadInfo>> {
+    THREADS.lock().get(&tid).cloned()
 }
 
 /// Every process, by pid.
@@ -83,32 +157,50 @@ pub fn reap(pid: u32) {
     TABLE.lock().remove(&pid);
 }
 
-fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Result<Arc<ProcessInfo>, Errno> {
+/// Removes a thread that never ran; a process left without threads goes too.
+fn unregister(info: &Arc<ProcessInfo>, thread: &Arc<ThreadInfo>) {
+    THREADS.lock().remove(&thread.tid);
+    info.threads.lock().retain(|t| !Arc::ptr_eq(t, thread));
+    if info.thread_count() == 0 {
+        reap(info.pid);
+    }
+}
+
+/// A free id for a process or thread.
+fn allocate_id(table: &BTreeMap<u32, Arc<ProcessInfo>>) -> u32 {
+    let threads = THREADS.lock();
+    let mut id = NEXT_PID.load(Ordering::Relaxed);
+    while id == 0 || table.contains_key(&id) || threads.contains_key(&id) {
+        id = if id >= MAX_PID { 2 } else { id + 1 };
+    }
+    NEXT_PID.store(if id >= MAX_PID { 2 } else { id + 1 }, Ordering::Relaxed);
+    id
+}
+
+fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Result<(Arc<ProcessInfo>, Arc<ThreadInfo>), Errno> {
     let mut table = TABLE.lock();
-    if table.len() >= MAX_PROCESSES {
+    if table.len() >= MAX_PROCESSES || THREADS.lock().len() >= MAX_THREADS {
         return Err(Errno::EAGAIN);
     }
-    let mut pid = NEXT_PID.load(Ordering::Relaxed);
-    while table.contains_key(&pid) || pid == 0 {
-        pid = if pid >= MAX_PID { 2 } else { pid + 1 };
-    }
-    NEXT_PID.store(if pid >= MAX_PID { 2 } else { pid + 1 }, Ordering::Relaxed);
+    let pid = allocate_id(&table);
+    let thread = ThreadInfo::new(pid);
     let info = Arc::new(ProcessInfo {
         pid,
         ppid: AtomicU32::new(ppid),
         pgid: AtomicU32::new(if pgid == 0 { pid } else { pgid }),
         sid: AtomicU32::new(if sid == 0 { pid } else { sid }),
         outcome: SpinLock::new(None),
+        ending: SpinLock::new(None),
         children_changed: WaitQueue::new(),
         exited: WaitQueue::new(),
-        pending: AtomicU64::new(0),
-        pending_info: SpinLock::new([SigInfo::default(); signal::NSIG + 1]),
-        task: SpinLock::new(None),
+        pending: Pending::new(),
+        threads: SpinLock::new(alloc::vec![thread.clone()]),
         exe: SpinLock::new(String::from(exe)),
         cmdline: SpinLock::new(cmdline),
     });
     table.insert(pid, info.clone());
-    Ok(info)
+    THREADS.lock().insert(pid, thread.clone());
+    Ok((info, thread))
 }
 
 impl ProcessInfo {
@@ -137,41 +229,27 @@ impl ProcessInfo {
     pub fn outcome(&self) -> Option<Outcome> {
         *self.outcome.lock()
     }
+    /// Number of live threads.
+    pub fn thread_count(&self) -> usize {
+        self.threads.lock().len()
+    }
 
-    /// Makes `sig` pending and wakes the process so it notices.
+    /// True when thread `tid` belongs to this process.
+    pub fn has_thread(&self, tid: u32) -> bool {
+        self.threads.lock().iter().any(|t| t.tid == tid)
+    }
+
+    /// Makes `sig` pending for the process and wakes its threads so that
+    /// one not blocking it takes it.
     pub fn send_signal(&self, sig: u8, info: SigInfo) {
         if sig == 0 || usize::from(sig) > signal::NSIG || self.outcome().is_some() {
             return;
         }
-        if let Some(slot) = self.pending_info.lock().get_mut(usize::from(sig)) {
-            *slot = info;
+        self.pending.add(sig, info);
+        let threads = self.threads.lock().clone();
+        for thread in threads {
+            thread.wake();
         }
-        self.pending.fetch_or(signal::bit(sig), Ordering::SeqCst);
-        if let Some(task) = self.task.lock().clone() {
-            tessera_sched::wake(&task);
-        }
-    }
-
-    /// True when a signal not in `mask` is pending.
-    pub fn has_unblocked_signal(&self, mask: u64) -> bool {
-        self.pending.load(Ordering::SeqCst) & !(mask & !signal::UNBLOCKABLE) != 0
-    }
-
-    /// Pending signals.
-    pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::SeqCst)
-    }
-
-    /// Takes the lowest pending signal not in `mask`.
-    pub fn take_signal(&self, mask: u64) -> Option<(u8, SigInfo)> {
-        let ready = self.pending.load(Ordering::SeqCst) & !(mask & !signal::UNBLOCKABLE);
-        if ready == 0 {
-            return None;
-        }
-        let sig = ready.trailing_zeros() as u8 + 1;
-        self.pending.fetch_and(!signal::bit(sig), Ordering::SeqCst);
-        let info = self.pending_info.lock().get(usize::from(sig)).copied().unwrap_or_default();
-        Some((sig, info))
     }
 
     /// Blocks the calling kernel task until this process has ended.
@@ -180,22 +258,55 @@ impl ProcessInfo {
     }
 }
 
-/// A process as its own task holds it.
+/// A thread as its own task holds it; the process's memory, files and
+/// signal actions are shared handles.
 pub struct Process {
-    /// The table entry.
+    /// The process's table entry.
     pub info: Arc<ProcessInfo>,
-    /// Address space.
+    /// This thread.
+    pub thread: Arc<ThreadInfo>,
+    /// Address space (shared by the threads).
     pub memory: Memory,
-    /// Open files.
-    pub files: FileTable,
-    /// `set_tid_address` pointer.
+    /// Open files (shared by the threads).
+    pub files: Files,
+    /// `set_tid_address` / `CLONE_CHILD_CLEARTID` pointer.
     pub clear_child_tid: u64,
     /// `set_robust_list` head.
     pub robust_list: u64,
-    /// Signal actions and mask.
+    /// Signal actions (shared) and this thread's mask.
     pub signals: SignalState,
     /// Thread name (`prctl(PR_SET_NAME)`), NUL padded.
     pub name: [u8; 16],
+}
+
+/// How one thread's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadEnd {
+    /// `exit`: only this thread ends (the process ends with the last one).
+    Thread(u8),
+    /// `exit_group` or a fatal signal: the whole process ends.
+    Group(Outcome),
+}
+
+impl Process {
+    /// True when a signal this thread does not block is pending for it or
+    /// for its process (blocking calls return `EINTR` then).
+    pub fn interrupted(&self) -> bool {
+        let mask = self.signals.mask & !signal::UNBLOCKABLE;
+        (self.thread.pending.bits() | self.info.pending.bits()) & !mask != 0
+    }
+
+    /// A closure form of [`Process::interrupted`] for wait conditions.
+    pub fn interrupt_check(&self) -> impl Fn() -> bool + use<> {
+        let (info, thread, mask) = (self.info.clone(), self.thread.clone(), self.signals.mask & !signal::UNBLOCKABLE);
+        move || (thread.pending.bits() | info.pending.bits()) & !mask != 0
+    }
+
+    /// Takes the lowest pending signal this thread does not block.
+    pub fn take_signal(&self) -> Option<(u8, SigInfo)> {
+        let mask = self.signals.mask;
+        self.thread.pending.take(mask).or_else(|| self.info.pending.take(mask))
+    }
 }
 
 /// The default thread name: the last path component, cut to 15 bytes.
@@ -230,11 +341,12 @@ impl Process {
         context.regs.rip = loaded.entry;
         context.regs.rsp = loaded.sp;
         let cmdline: Vec<u8> = argv.iter().flat_map(|a| a.iter().copied().chain(core::iter::once(0))).collect();
-        let info = register(0, 0, 0, path, cmdline)?;
+        let (info, thread) = register(0, 0, 0, path, cmdline)?;
         let process = Process {
             info,
+            thread,
             memory: loaded.memory,
-            files: FileTable::with_console(),
+            files: Files::new(FileTable::with_console()),
             clear_child_tid: 0,
             robust_list: 0,
             signals: SignalState::default(),
@@ -243,52 +355,89 @@ impl Process {
         Ok((process, context))
     }
 
-    /// A copy of this process for `fork`: memory copied, files shared,
-    /// same signal actions, no pending signals.
+    /// A child for `fork`: memory copy-on-write, its own descriptor table
+    /// over the same open files, the same signal actions (copied), this
+    /// thread's mask, nothing pending.
     pub fn fork(&mut self) -> Result<Process, Errno> {
         let memory = self.memory.fork_copy()?;
         let exe = self.info.exe.lock().clone();
         let cmdline = self.info.cmdline.lock().clone();
-        let info = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline)?;
+        let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline)?;
         Ok(Process {
             info,
+            thread,
             memory,
-            files: self.files.clone(),
+            files: self.files.fork_copy(),
             clear_child_tid: 0,
             robust_list: 0,
-            signals: self.signals.clone(),
+            signals: SignalState { actions: self.signals.actions.fork_copy(), restore_mask: None, ..self.signals.clone() },
             name: self.name,
         })
     }
 
-    /// Starts the process on its own kernel task.
+    /// A new thread of this process (`clone` with `CLONE_THREAD`): shared
+    /// memory and signal actions; files shared when `share_files`.
+    pub fn new_thread(&self, share_files: bool) -> Result<Process, Errno> {
+        let thread = {
+            let table = TABLE.lock();
+            if THREADS.lock().len() >= MAX_THREADS {
+                return Err(Errno::EAGAIN);
+            }
+            let tid = allocate_id(&table);
+            let thread = ThreadInfo::new(tid);
+            THREADS.lock().insert(tid, thread.clone());
+            thread
+        };
+        self.info.threads.lock().push(thread.clone());
+        Ok(Process {
+            info: self.info.clone(),
+            thread,
+            memory: self.memory.clone(),
+            files: if share_files { self.files.clone() } else { self.files.fork_copy() },
+            clear_child_tid: 0,
+            robust_list: 0,
+            signals: SignalState { alt_stack: (0, 0), restore_mask: None, ..self.signals.clone() },
+            name: self.name,
+        })
+    }
+
+    /// Starts this thread on its own kernel task.
     pub fn start(self, context: UserContext) -> Result<Arc<ProcessInfo>, Errno> {
         let info = self.info.clone();
-        let name = alloc::format!("pid {}", info.pid);
+        let thread = self.thread.clone();
+        let name = alloc::format!("tid {}", thread.tid);
         let task = tessera_sched::spawn(&name, move || {
             let mut process = self;
             let mut context = context;
-            let outcome = process.run(&mut context);
-            process.exit(outcome);
+            let end = process.run(&mut context);
+            process.exit(end);
         });
         match task {
             Ok(task) => {
-                *info.task.lock() = Some(task);
+                *thread.task.lock() = Some(task);
                 Ok(info)
             }
             Err(_) => {
-                reap(info.pid);
+                unregister(&info, &thread);
                 Err(Errno::ENOMEM)
             }
         }
     }
 
-    /// Runs the program until it exits or is killed.
-    pub fn run(&mut self, context: &mut UserContext) -> Outcome {
+    /// Forgets a thread (or process) that was set up but never started.
+    pub fn abandon(self) {
+        unregister(&self.info, &self.thread);
+    }
+
+    /// Runs the thread until it exits or its process ends.
+    pub fn run(&mut self, context: &mut UserContext) -> ThreadEnd {
         let mut interrupted = None;
         loop {
+            if let Some(outcome) = self.info.ending.lock().as_ref().copied() {
+                return ThreadEnd::Group(outcome);
+            }
             if let Some(outcome) = signal::deliver(self, context, interrupted.take()) {
-                return outcome;
+                return ThreadEnd::Group(outcome);
             }
             self.memory.activate();
             match context.run() {
@@ -302,7 +451,9 @@ impl Process {
                             }
                         }
                         Action::Replaced => {}
-                        Action::Exit(code) => return Outcome::Exited(code),
+                        Action::ExitThread(code) => return ThreadEnd::Thread(code),
+                        Action::ExitGroup(code) => return ThreadEnd::Group(Outcome::Exited(code)),
+                        Action::Kill(sig) => return ThreadEnd::Group(Outcome::Killed(sig)),
                     }
                 }
                 Trap::Exception { vector: 14, error_code, fault_address } => {
@@ -325,18 +476,18 @@ impl Process {
                         Populate::Ok => {}
                         Populate::NoMemory => {
                             log::warn!("pid {}: out of memory at {fault_address:#x}: killed", self.info.pid);
-                            return Outcome::Killed(num::SIGKILL);
+                            return ThreadEnd::Group(Outcome::Killed(num::SIGKILL));
                         }
                         Populate::BadAccess => {
                             let code = if present { 2 } else { 1 }; // SEGV_ACCERR / SEGV_MAPERR
-                            self.info.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address });
+                            self.thread.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address });
                             self.force_if_blocked(num::SIGSEGV);
                         }
                     }
                 }
                 Trap::Exception { vector, .. } => {
                     let (sig, code) = signal_for(vector);
-                    self.info.send_signal(sig, SigInfo { code, addr: context.regs.rip });
+                    self.thread.send_signal(sig, SigInfo { code, addr: context.regs.rip });
                     self.force_if_blocked(sig);
                 }
                 Trap::Interrupt { .. } => tessera_sched::preempt_point(),
@@ -347,21 +498,52 @@ impl Process {
     /// A fault signal that is blocked or ignored cannot be left pending
     /// (the instruction would fault again forever): default action.
     fn force_if_blocked(&mut self, sig: u8) {
-        let action = self.signals.actions.get(usize::from(sig)).copied().unwrap_or_default();
+        let action = self.signals.actions.get(sig);
         if self.signals.mask & signal::bit(sig) != 0 || action.handler == signal::SIG_IGN {
             self.signals.mask &= !signal::bit(sig);
-            if let Some(a) = self.signals.actions.get_mut(usize::from(sig)) {
-                *a = signal::SigAction::default();
-            }
+            self.signals.actions.set(sig, signal::SigAction::default());
         }
     }
 
-    /// Ends the process: memory released, children handed to pid 1 (or the
-    /// kernel), parent told.
-    pub fn exit(self, outcome: Outcome) {
-        let pid = self.info.pid;
+    /// Ends this thread; the last thread out ends the process: children
+    /// handed to pid 1 (or the kernel), parent told.
+    pub fn exit(self, end: ThreadEnd) {
         let info = self.info.clone();
-        drop(self); // memory and files go now, not when the zombie is reaped
+        let thread = self.thread.clone();
+        if let ThreadEnd::Group(outcome) = end {
+            let first = {
+                let mut ending = info.ending.lock();
+                let first = ending.is_none();
+                ending.get_or_insert(outcome);
+                first
+            };
+            if first {
+                for other in info.threads.lock().iter().filter(|t| !Arc::ptr_eq(t, &thread)) {
+                    other.send_signal(num::SIGKILL, SigInfo::default());
+                }
+            }
+        }
+        if self.clear_child_tid != 0 {
+            // Tell a joining thread: zero the tid word and wake its futex.
+            let _ = self.memory.write(self.clear_child_tid, &0u32.to_le_bytes());
+            crate::syscall::futex::wake(&self.memory, self.clear_child_tid, 1);
+        }
+        THREADS.lock().remove(&thread.tid);
+        let last = {
+            let mut threads = info.threads.lock();
+            threads.retain(|t| !Arc::ptr_eq(t, &thread));
+            threads.is_empty()
+        };
+        drop(self); // this thread's hold on memory and files
+        if !last {
+            return;
+        }
+        let outcome = match (*info.ending.lock(), end) {
+            (Some(outcome), _) => outcome,
+            (None, ThreadEnd::Thread(code)) => Outcome::Exited(code),
+            (None, ThreadEnd::Group(outcome)) => outcome,
+        };
+        let pid = info.pid;
         let init = lookup(1).filter(|i| i.outcome().is_none() && i.pid != pid);
         for child in all().into_iter().filter(|c| c.ppid() == pid) {
             child.ppid.store(init.as_ref().map_or(0, |i| i.pid), Ordering::Relaxed);
@@ -373,7 +555,6 @@ impl Process {
             init.children_changed.wake_all();
         }
         *info.outcome.lock() = Some(outcome);
-        *info.task.lock() = None;
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
                 parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid) });

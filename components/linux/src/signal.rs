@@ -87,11 +87,38 @@ impl SigAction {
     }
 }
 
-/// Per-process signal state.
-#[derive(Debug, Clone)]
+/// The signal actions of a process, shared by its threads.
+#[derive(Clone)]
+pub struct Actions(alloc::sync::Arc<framekernel::sync::Mutex<[SigAction; NSIG + 1]>>);
+
+impl Actions {
+    fn new() -> Self {
+        Self(alloc::sync::Arc::new(framekernel::sync::Mutex::new([SigAction::default(); NSIG + 1])))
+    }
+
+    /// The action for `sig` (default for out-of-range numbers).
+    pub fn get(&self, sig: u8) -> SigAction {
+        self.0.lock().get(usize::from(sig)).copied().unwrap_or_default()
+    }
+
+    /// Sets the action for `sig`.
+    pub fn set(&self, sig: u8, action: SigAction) {
+        if let Some(slot) = self.0.lock().get_mut(usize::from(sig)) {
+            *slot = action;
+        }
+    }
+
+    /// A separate copy (for `fork`).
+    pub fn fork_copy(&self) -> Self {
+        Self(alloc::sync::Arc::new(framekernel::sync::Mutex::new(*self.0.lock())))
+    }
+}
+
+/// Per-thread signal state, with the process's shared actions.
+#[derive(Clone)]
 pub struct SignalState {
-    /// Action per signal (index 0 unused).
-    pub actions: [SigAction; NSIG + 1],
+    /// Action per signal (shared by the threads of a process).
+    pub actions: Actions,
     /// Blocked signals.
     pub mask: u64,
     /// Alternate stack: base, size (0 = none).
@@ -100,16 +127,22 @@ pub struct SignalState {
     pub restore_mask: Option<u64>,
 }
 
+impl core::fmt::Debug for SignalState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SignalState").field("mask", &self.mask).finish_non_exhaustive()
+    }
+}
+
 impl Default for SignalState {
     fn default() -> Self {
-        Self { actions: [SigAction::default(); NSIG + 1], mask: 0, alt_stack: (0, 0), restore_mask: None }
+        Self { actions: Actions::new(), mask: 0, alt_stack: (0, 0), restore_mask: None }
     }
 }
 
 impl SignalState {
     /// After `execve`: handlers reset to default, ignored signals stay ignored.
     pub fn reset_for_exec(&mut self) {
-        for action in self.actions.iter_mut() {
+        for action in self.actions.0.lock().iter_mut() {
             if action.handler != SIG_IGN {
                 *action = SigAction::default();
             }
@@ -176,7 +209,7 @@ fn mcontext_words(ctx: &UserContext, fpstate: u64, old_mask: u64) -> [u64; 32] {
 /// Pushes a signal frame for `sig` and points the thread at its handler.
 /// Fails with EFAULT when the stack is unusable (the caller then kills).
 pub fn setup_frame(p: &mut Process, ctx: &mut UserContext, sig: u8, info: SigInfo) -> Result<(), Errno> {
-    let action = p.signals.actions.get(usize::from(sig)).copied().unwrap_or_default();
+    let action = p.signals.actions.get(sig);
     let (alt_base, alt_size) = p.signals.alt_stack;
     let on_alt = action.flags & SA_ONSTACK != 0
         && alt_size > 0
@@ -208,8 +241,8 @@ pub fn setup_frame(p: &mut Process, ctx: &mut UserContext, sig: u8, info: SigInf
         mask |= bit(sig);
     }
     p.signals.mask = mask & !UNBLOCKABLE;
-    if let (true, Some(a)) = (action.flags & SA_RESETHAND != 0, p.signals.actions.get_mut(usize::from(sig))) {
-        *a = SigAction::default();
+    if action.flags & SA_RESETHAND != 0 {
+        p.signals.actions.set(sig, SigAction::default());
     }
     ctx.regs.rsp = frame;
     ctx.regs.rip = action.handler;
@@ -263,7 +296,7 @@ fn restartable(nr: u64) -> bool {
 /// `SA_RESTART`). Returns how the process ends if the signal kills it.
 pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>) -> Option<Outcome> {
     loop {
-        let Some(pending) = p.info.take_signal(p.signals.mask) else {
+        let Some(pending) = p.take_signal() else {
             // rt_sigsuspend without a handler run: its mask ends here.
             if let Some(mask) = p.signals.restore_mask.take() {
                 p.signals.mask = mask;
@@ -271,7 +304,7 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
             return None;
         };
         let (sig, info) = pending;
-        let action = p.signals.actions.get(usize::from(sig)).copied().unwrap_or_default();
+        let action = p.signals.actions.get(sig);
         if sig == num::SIGKILL {
             return Some(Outcome::Killed(sig));
         }

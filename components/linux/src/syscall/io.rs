@@ -16,9 +16,8 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
     let len = (count as usize).min(IO_CHUNK);
     p.memory.populate_range(buf, len as u64, true)?;
     let mut data = vec![0u8; len];
-    let info = p.info.clone();
-    let mask = p.signals.mask;
-    let n = file.read(&mut data, &|| info.has_unblocked_signal(mask))? as usize;
+    let interrupted = p.interrupt_check();
+    let n = file.read(&mut data, &interrupted)? as usize;
     p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
     Ok(n as u64)
 }

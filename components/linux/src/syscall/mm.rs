@@ -32,12 +32,12 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
         if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
             return Err(Errno::EINVAL);
         }
-        p.memory.remove_range(addr, end);
+        p.memory.lock().remove_range(addr, end);
         addr
     } else {
-        p.memory.find_free(len).ok_or(Errno::ENOMEM)?
+        p.memory.lock().find_free(len).ok_or(Errno::ENOMEM)?
     };
-    p.memory.add_area(start, start + len, prot, kind == MAP_SHARED)?;
+    p.memory.lock().add_area(start, start + len, prot, kind == MAP_SHARED)?;
     Ok(start)
 }
 
@@ -52,7 +52,7 @@ pub(super) fn check_range(addr: u64, len: u64) -> Result<(u64, u64), Errno> {
 
 pub(super) fn munmap(p: &mut Process, addr: u64, len: u64) -> SysResult {
     let (start, end) = check_range(addr, len)?;
-    p.memory.remove_range(start, end);
+    p.memory.lock().remove_range(start, end);
     Ok(0)
 }
 
@@ -61,6 +61,6 @@ pub(super) fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> SysRe
         return Err(Errno::EINVAL);
     }
     let (start, end) = check_range(addr, len)?;
-    p.memory.protect(start, end, Prot::from_bits(prot)).map(|()| 0)
+    p.memory.lock().protect(start, end, Prot::from_bits(prot)).map(|()| 0)
 }
 

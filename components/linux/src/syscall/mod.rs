@@ -2,6 +2,7 @@
 //! `rsi`, `rdx`, `r10`, `r8`, `r9`; result or `-errno` back in `rax`.
 //! Unknown numbers return `ENOSYS` and are logged once each.
 
+pub mod futex;
 mod io;
 mod misc;
 mod mm;
@@ -24,8 +25,12 @@ pub enum Action {
     Return(u64),
     /// The registers were replaced (`execve`, `rt_sigreturn`): continue as is.
     Replaced,
-    /// The process exits with this status.
-    Exit(u8),
+    /// This thread exits (`exit`).
+    ExitThread(u8),
+    /// The whole process exits (`exit_group`).
+    ExitGroup(u8),
+    /// The process is killed by a signal (an unusable signal frame).
+    Kill(u8),
 }
 
 /// Largest chunk copied between user and kernel per step of read/write.
@@ -87,6 +92,7 @@ pub mod nr {
     pub const ARCH_PRCTL: u64 = 158;
     pub const GETTID: u64 = 186;
     pub const TKILL: u64 = 200;
+    pub const FUTEX: u64 = 202;
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const CLOCK_NANOSLEEP: u64 = 230;
@@ -109,14 +115,15 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
     let r = context.regs;
     let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
     let result = match r.rax {
-        nr::EXIT | nr::EXIT_GROUP => return Action::Exit(a[0] as u8),
+        nr::EXIT => return Action::ExitThread(a[0] as u8),
+        nr::EXIT_GROUP => return Action::ExitGroup(a[0] as u8),
         nr::EXECVE => match proc::execve(p, context, a[0], a[1], a[2]) {
             Ok(action) => return action,
             Err(errno) => Err(errno),
         },
         nr::RT_SIGRETURN => match rt_sigreturn(p, context) {
             Ok(()) => return Action::Replaced,
-            Err(_) => return Action::Exit(128 + 11), // unusable frame: as if SIGSEGV
+            Err(_) => return Action::Kill(11), // unusable frame: SIGSEGV
         },
         nr::READ => read(p, a[0], a[1], a[2]),
         nr::WRITE => write(p, a[0], a[1], a[2]),
@@ -147,7 +154,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::SIGALTSTACK => sigaltstack(p, context, a[0], a[1]),
         nr::PAUSE => pause(p),
         nr::KILL => kill(p, a[0], a[1]),
-        nr::TKILL => kill(p, a[0], a[1]),
+        nr::TKILL => tkill(p, a[0], a[1]),
         nr::TGKILL => tgkill(p, a[0], a[1], a[2]),
         nr::CLONE => proc::clone(p, context, a[0], a[1], a[2], a[3], a[4]),
         nr::FORK | nr::VFORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
@@ -158,7 +165,9 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             tessera_sched::yield_now();
             Ok(0)
         }
-        nr::GETPID | nr::GETTID => Ok(u64::from(p.info.pid)),
+        nr::GETPID => Ok(u64::from(p.info.pid)),
+        nr::GETTID => Ok(u64::from(p.thread.tid)),
+        nr::FUTEX => futex::futex(p, a[0], a[1], a[2], a[3], a[5]),
         nr::GETPPID => Ok(u64::from(p.info.ppid())),
         nr::GETPGRP => Ok(u64::from(p.info.pgid())),
         nr::GETPGID => proc::getpgid(p, a[0]),
@@ -172,7 +181,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::ARCH_PRCTL => arch_prctl(p, context, a[0], a[1]),
         nr::SET_TID_ADDRESS => {
             p.clear_child_tid = a[0];
-            Ok(u64::from(p.info.pid))
+            Ok(u64::from(p.thread.tid))
         }
         nr::SET_ROBUST_LIST => {
             if a[1] != 24 {

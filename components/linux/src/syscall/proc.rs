@@ -11,6 +11,8 @@ use framekernel::arch::user::UserContext;
 use tessera_sched::WaitQueue;
 
 const CLONE_VM: u64 = 0x100;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
 const CLONE_THREAD: u64 = 0x10000;
 const CLONE_SETTLS: u64 = 0x80000;
 const CLONE_PARENT_SETTID: u64 = 0x100000;
@@ -19,12 +21,35 @@ const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> SysResult {
     if flags & CLONE_THREAD != 0 {
-        // Threads share memory; they arrive with futexes in this issue.
+        // A thread shares memory and signal handlers (Linux requires both).
+        if flags & (CLONE_VM | CLONE_SIGHAND) != (CLONE_VM | CLONE_SIGHAND) {
+            return Err(Errno::EINVAL);
+        }
+        let thread = p.new_thread(flags & CLONE_FILES != 0)?;
+        return start_child(p, thread, ctx, flags, stack, ptid, ctid, tls);
+    }
+    if flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0 {
         return Err(Errno::EINVAL);
     }
-    let _shares_vm = flags & CLONE_VM != 0; // copied instead (vfork semantics allow it)
-    let mut child = p.fork()?;
-    let pid = child.info.pid;
+    // A process that would share memory without being a thread (vfork,
+    // posix_spawn) gets a copy-on-write copy instead: the same results for
+    // programs that only exec or exit in the child.
+    let child = p.fork()?;
+    start_child(p, child, ctx, flags, stack, ptid, ctid, tls)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_child(
+    p: &mut Process,
+    mut child: Process,
+    ctx: &UserContext,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> SysResult {
+    let pid = child.thread.tid;
     let mut child_ctx = *ctx;
     child_ctx.regs.rax = 0;
     if stack != 0 {
@@ -34,14 +59,21 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
         child_ctx.regs.fs_base = tls;
     }
     let pid_bytes = pid.to_le_bytes();
-    if flags & CLONE_CHILD_SETTID != 0 {
-        child.memory.write(ctid, &pid_bytes)?;
+    let written = (|| {
+        if flags & CLONE_CHILD_SETTID != 0 {
+            child.memory.write(ctid, &pid_bytes)?;
+        }
+        if flags & CLONE_PARENT_SETTID != 0 {
+            p.memory.write(ptid, &pid_bytes)?;
+        }
+        Ok(())
+    })();
+    if let Err(errno) = written {
+        child.abandon();
+        return Err(errno);
     }
     if flags & CLONE_CHILD_CLEARTID != 0 {
         child.clear_child_tid = ctid;
-    }
-    if flags & CLONE_PARENT_SETTID != 0 {
-        p.memory.write(ptid, &pid_bytes)?;
     }
     child.start(child_ctx)?;
     Ok(u64::from(pid))
@@ -108,7 +140,7 @@ pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage
         return Err(Errno::EINVAL);
     }
     let me = p.info.clone();
-    let mask = p.signals.mask;
+    let interrupted = p.interrupt_check();
     let selector = pid as i64 as i32;
     let found = me.children_changed.wait_until(|| {
         let children: Vec<_> = process::all()
@@ -130,7 +162,7 @@ pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage
         if options & WNOHANG != 0 {
             return Some(Ok(None));
         }
-        if me.has_unblocked_signal(mask) {
+        if interrupted() {
             return Some(Err(Errno::EINTR));
         }
         None
@@ -180,9 +212,10 @@ pub(super) fn setsid(p: &mut Process) -> SysResult {
     Ok(u64::from(me))
 }
 
-static SLEEPERS: WaitQueue = WaitQueue::new();
+/// Tasks sleeping until a deadline (sleeps and futex waits with timeouts).
+pub(crate) static SLEEPERS: WaitQueue = WaitQueue::new();
 /// Earliest deadline (ns since boot) any sleeper waits for.
-static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
+pub(crate) static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Timer tick: wakes sleepers once the earliest deadline has passed.
 pub fn sleep_tick(_tick: u64) {
@@ -195,14 +228,13 @@ pub fn sleep_tick(_tick: u64) {
 /// Sleeps until `deadline` (ns since boot); EINTR with the time left when
 /// a signal arrives first.
 fn sleep_until(p: &Process, deadline: u64) -> Result<(), (Errno, u64)> {
-    let info = p.info.clone();
-    let mask = p.signals.mask;
+    let interrupted = p.interrupt_check();
     SLEEPERS.wait_until(|| {
         let now = framekernel::time::now_ns();
         if now >= deadline {
             return Some(Ok(()));
         }
-        if info.has_unblocked_signal(mask) {
+        if interrupted() {
             return Some(Err((Errno::EINTR, deadline - now)));
         }
         NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);

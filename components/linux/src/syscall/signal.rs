@@ -15,7 +15,7 @@ pub(super) fn rt_sigaction(p: &mut Process, sig: u64, act: u64, old: u64, size: 
         return Err(Errno::EINVAL);
     }
     let sig = valid(sig)?;
-    let current = p.signals.actions.get(usize::from(sig)).copied().unwrap_or_default();
+    let current = p.signals.actions.get(sig);
     if act != 0 && (sig == num::SIGKILL || sig == num::SIGSTOP) {
         return Err(Errno::EINVAL);
     }
@@ -29,9 +29,9 @@ pub(super) fn rt_sigaction(p: &mut Process, sig: u64, act: u64, old: u64, size: 
     if old != 0 {
         p.memory.write(old, &current.to_bytes())?;
     }
-    if let (Some(mut new), Some(slot)) = (new, p.signals.actions.get_mut(usize::from(sig))) {
+    if let Some(mut new) = new {
         new.mask &= !UNBLOCKABLE;
-        *slot = new;
+        p.signals.actions.set(sig, new);
     }
     Ok(0)
 }
@@ -68,7 +68,7 @@ pub(super) fn rt_sigpending(p: &mut Process, set: u64, size: u64) -> SysResult {
     if size != 8 {
         return Err(Errno::EINVAL);
     }
-    let pending = p.info.pending() & p.signals.mask;
+    let pending = (p.info.pending.bits() | p.thread.pending.bits()) & p.signals.mask;
     p.memory.write(set, &pending.to_le_bytes())?;
     Ok(0)
 }
@@ -77,11 +77,11 @@ pub(super) fn rt_sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(),
     signal::sigreturn(p, ctx)
 }
 
-/// Blocks until a signal not in `mask` is pending.
-fn wait_for_signal(p: &Process, mask: u64) {
-    let info = p.info.clone();
+/// Blocks until a signal the thread does not block is pending.
+fn wait_for_signal(p: &Process) {
+    let interrupted = p.interrupt_check();
     let queue = tessera_sched::WaitQueue::new();
-    queue.wait_until(|| info.has_unblocked_signal(mask).then_some(()));
+    queue.wait_until(|| interrupted().then_some(()));
 }
 
 pub(super) fn rt_sigsuspend(p: &mut Process, set: u64, size: u64) -> SysResult {
@@ -93,13 +93,12 @@ pub(super) fn rt_sigsuspend(p: &mut Process, set: u64, size: u64) -> SysResult {
     let temporary = u64::from_le_bytes(bytes) & !UNBLOCKABLE;
     p.signals.restore_mask = Some(p.signals.mask);
     p.signals.mask = temporary;
-    wait_for_signal(p, temporary);
+    wait_for_signal(p);
     Err(Errno::EINTR)
 }
 
 pub(super) fn pause(p: &mut Process) -> SysResult {
-    let mask = p.signals.mask;
-    wait_for_signal(p, mask);
+    wait_for_signal(p);
     Err(Errno::EINTR)
 }
 
@@ -167,12 +166,31 @@ pub(super) fn kill(p: &mut Process, pid: u64, sig: u64) -> SysResult {
     Ok(0)
 }
 
-pub(super) fn tgkill(p: &mut Process, tgid: u64, tid: u64, sig: u64) -> SysResult {
-    if tgid != tid {
-        return Err(Errno::ESRCH);
-    }
+fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResult {
     if (tid as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
-    kill(p, tid, sig)
+    let sig = if sig == 0 { 0 } else { valid(sig)? };
+    let thread = process::lookup_thread(tid as u32).ok_or(Errno::ESRCH)?;
+    if let Some(tgid) = tgid {
+        let group = process::lookup(tgid).ok_or(Errno::ESRCH)?;
+        if !group.has_thread(tid as u32) {
+            return Err(Errno::ESRCH);
+        }
+    }
+    if sig != 0 {
+        thread.send_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) }); // SI_TKILL
+    }
+    Ok(0)
+}
+
+pub(super) fn tgkill(p: &mut Process, tgid: u64, tid: u64, sig: u64) -> SysResult {
+    if (tgid as i64) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    signal_thread(p, Some(tgid as u32), tid, sig)
+}
+
+pub(super) fn tkill(p: &mut Process, tid: u64, sig: u64) -> SysResult {
+    signal_thread(p, None, tid, sig)
 }

@@ -1,0 +1,129 @@
+//! `futex`: wait until a word changes, and wake waiters (private and
+//! shared futexes are both keyed by address space and address).
+//!
+//! Waiters sleep on the same queue as timed sleeps, so timeouts need no
+//! extra timer; a wake-up wakes that queue and each waiter re-checks
+//! whether it was chosen. Simple, and fine while there are few waiters.
+
+use super::proc::{NEXT_WAKE, SLEEPERS};
+use crate::errno::{Errno, SysResult};
+use crate::memory::Memory;
+use crate::process::Process;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use framekernel::sync::SpinLock;
+
+const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
+const FUTEX_WAIT_BITSET: u64 = 9;
+const FUTEX_WAKE_BITSET: u64 = 10;
+const FUTEX_PRIVATE_FLAG: u64 = 128;
+const FUTEX_CLOCK_REALTIME: u64 = 256;
+
+struct Waiter {
+    key: (usize, u64),
+    bitset: u32,
+    woken: Arc<AtomicBool>,
+}
+
+static WAITERS: SpinLock<Vec<Waiter>> = SpinLock::new(Vec::new());
+
+/// Wakes up to `count` waiters on `addr` in `memory`; returns how many.
+pub fn wake(memory: &Memory, addr: u64, count: u64) -> u64 {
+    wake_bitset(memory, addr, count, u32::MAX)
+}
+
+fn wake_bitset(memory: &Memory, addr: u64, count: u64, bitset: u32) -> u64 {
+    let key = (memory.id(), addr);
+    let mut woken = 0;
+    WAITERS.lock().retain(|w| {
+        if woken < count && w.key == key && w.bitset & bitset != 0 {
+            w.woken.store(true, Ordering::SeqCst);
+            woken += 1;
+            false
+        } else {
+            true
+        }
+    });
+    if woken > 0 {
+        SLEEPERS.wake_all();
+    }
+    woken
+}
+
+fn read_timeout(p: &mut Process, addr: u64) -> Result<u64, Errno> {
+    let mut ts = [0u8; 16];
+    p.memory.read(addr, &mut ts)?;
+    let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
+}
+
+pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64, val3: u64) -> SysResult {
+    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    if !addr.is_multiple_of(4) {
+        return Err(Errno::EINVAL);
+    }
+    match cmd {
+        FUTEX_WAKE => Ok(wake(&p.memory, addr, val)),
+        FUTEX_WAKE_BITSET => {
+            if val3 as u32 == 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(wake_bitset(&p.memory, addr, val, val3 as u32))
+        }
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let bitset = if cmd == FUTEX_WAIT { u32::MAX } else { val3 as u32 };
+            if bitset == 0 {
+                return Err(Errno::EINVAL);
+            }
+            let now = framekernel::time::now_ns();
+            let deadline = match timeout {
+                0 => u64::MAX,
+                t if cmd == FUTEX_WAIT => now.saturating_add(read_timeout(p, t)?),
+                t => {
+                    // WAIT_BITSET takes an absolute time on the chosen clock.
+                    let absolute = read_timeout(p, t)?;
+                    if op & FUTEX_CLOCK_REALTIME != 0 {
+                        absolute.saturating_sub(framekernel::time::realtime_ns().saturating_sub(now))
+                    } else {
+                        absolute
+                    }
+                }
+            };
+            // Compare and enqueue with nothing else running in between
+            // (the kernel is not preempted).
+            let mut word = [0u8; 4];
+            p.memory.read(addr, &mut word)?;
+            if u32::from_le_bytes(word) != val as u32 {
+                return Err(Errno::EAGAIN);
+            }
+            let woken = Arc::new(AtomicBool::new(false));
+            let key = (p.memory.id(), addr);
+            WAITERS.lock().push(Waiter { key, bitset, woken: woken.clone() });
+            let interrupted = p.interrupt_check();
+            let result = SLEEPERS.wait_until(|| {
+                if woken.load(Ordering::SeqCst) {
+                    return Some(Ok(0));
+                }
+                if interrupted() {
+                    return Some(Err(Errno::EINTR));
+                }
+                if framekernel::time::now_ns() >= deadline {
+                    return Some(Err(Errno::ETIMEDOUT));
+                }
+                NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);
+                None
+            });
+            if result.is_err() {
+                WAITERS.lock().retain(|w| !Arc::ptr_eq(&w.woken, &woken));
+            }
+            result
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
