@@ -13,7 +13,10 @@ INITRD := $(BUILD)/initrd.cpio
 MKINITRD := target/release/tessera-mkinitrd
 # User programs: static Linux binaries built from userspace/ (C, gcc -static).
 USER_SOURCES := $(wildcard userspace/tests/*.c)
-USER_BINS := $(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/%,$(USER_SOURCES))
+# Each test program is built twice: against glibc (gcc -static) and musl
+# (musl-gcc -static), whose startup and system-call choices differ.
+USER_BINS := $(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/%,$(USER_SOURCES)) \
+	$(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/musl/%,$(USER_SOURCES))
 MEM ?= 256M
 # Extra words for the kernel command line of `make run` / `make run-fast`.
 CMDLINE ?=
@@ -28,7 +31,7 @@ QEMU_MACHINE += -enable-kvm
 endif
 QEMU_CONSOLE := -display none -serial mon:stdio
 
-APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static
+APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps build userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
@@ -56,6 +59,10 @@ $(DEPS_STAMP): Makefile rust-toolchain.toml
 build: deps
 	$(CARGO) build -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
 
+$(BUILD)/userspace/bin/musl/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
+	@mkdir -p $(dir $@)
+	musl-gcc -static -O2 -Wall -Werror -pthread -o $@ $<
+
 $(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -pthread -o $@ $<
@@ -66,7 +73,7 @@ userspace: $(USER_BINS)
 # behaviour, not ours. Prints one summary line in the closing format.
 userspace-host-check: $(USER_BINS)
 	@passed=0; failed=0; for bin in $(USER_BINS); do \
-		log=$(BUILD)/host-$$(basename $$bin).log; \
+		log=$(BUILD)/host-$$(echo $$bin | tr / -).log; \
 		if timeout 120 $$bin >$$log 2>&1; then passed=$$((passed+1)); \
 		else failed=$$((failed+1)); echo "host: $$bin FAILED:"; cat $$log; fi; done; \
 		echo "userspace on the Linux host: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]

@@ -3,7 +3,6 @@
  * signals to one thread, and exit_group from a thread. */
 #include "tessera_test.h"
 
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -12,6 +11,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* From <linux/futex.h>, which musl's headers do not include. */
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_PRIVATE 129
 
 #define THREADS 8
 #define ROUNDS 2000

@@ -6,6 +6,7 @@ pub mod futex;
 mod io;
 mod misc;
 mod mm;
+pub mod names;
 pub mod proc;
 mod signal;
 
@@ -198,7 +199,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         other => {
             if REPORTED.lock().insert(other) {
                 let exe = p.info.exe.lock().clone();
-                log::warn!("pid {} ({exe}): unknown system call {other}: ENOSYS", p.info.pid);
+                let name = names::name(other).unwrap_or("unnamed");
+                log::warn!("pid {} ({exe}): system call {other} ({name}) is not implemented: ENOSYS", p.info.pid);
             }
             Err(Errno::ENOSYS)
         }
