@@ -67,7 +67,13 @@ $(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | d
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -pthread -o $@ $<
 
-userspace: $(USER_BINS)
+BENCH_BIN := $(BUILD)/userspace/bench/bench
+
+$(BENCH_BIN): userspace/bench/bench.c | deps
+	@mkdir -p $(dir $@)
+	gcc -static -O2 -Wall -Werror -o $@ $<
+
+userspace: $(USER_BINS) $(BENCH_BIN)
 
 # The same test programs must pass on the Linux host: they check Linux
 # behaviour, not ours. Prints one summary line in the closing format.
@@ -83,8 +89,8 @@ $(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)
 
 initrd: $(INITRD)
 
-$(INITRD): build $(MKINITRD) $(USER_BINS)
-	$(MKINITRD) $@ boot/tessera.elf=$(KERNEL) $(if $(USER_BINS),bin=$(BUILD)/userspace/bin)
+$(INITRD): build $(MKINITRD) $(USER_BINS) $(BENCH_BIN)
+	$(MKINITRD) $@ boot/tessera.elf=$(KERNEL) bin=$(BUILD)/userspace/bin bench=$(BUILD)/userspace/bench
 
 iso: $(ISO)
 
@@ -133,6 +139,8 @@ test-kernel: $(ISO)
 bench: $(ISO)
 	$(TEST_ENV) \
 		$(CARGO) run -q -p tessera-tests --bin boot-bench --release
+	@echo "The same user benchmark natively on this host, for reference:"
+	@$(BENCH_BIN) | sed 's/^/  host /'
 
 clean:
 	$(CARGO) clean

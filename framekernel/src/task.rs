@@ -141,11 +141,35 @@ pub fn set_exit_hook(hook: fn() -> !) {
     *EXIT_HOOK.lock() = Some(hook);
 }
 
-/// Creates a task that will run `f` when first switched to.
-pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, OutOfMemory> {
+/// Stacks of finished tasks, kept mapped for the next tasks: spawning
+/// needs no mapping then, and the kernel window is not used up.
+static STACK_POOL: SpinLock<Vec<MappedArea>> = SpinLock::new(Vec::new());
+/// Most stacks kept in the pool.
+const STACK_POOL_MAX: usize = 32;
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(stack) = self.stack.take() {
+            let mut pool = STACK_POOL.lock();
+            if pool.len() < STACK_POOL_MAX {
+                pool.push(stack);
+            }
+        }
+    }
+}
+
+fn new_stack() -> Result<MappedArea, OutOfMemory> {
+    if let Some(stack) = STACK_POOL.lock().pop() {
+        return Ok(stack);
+    }
     let pages = STACK_SIZE / 4096;
     let frames: Vec<Frame> = (0..pages).map(|_| Frame::alloc()).collect::<Result<_, _>>()?;
-    let mut stack = MappedArea::new(frames).map_err(|_| OutOfMemory { requested: pages as u64, free: 0 })?;
+    MappedArea::new(frames).map_err(|_| OutOfMemory { requested: pages as u64, free: 0 })
+}
+
+/// Creates a task that will run `f` when first switched to.
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, OutOfMemory> {
+    let mut stack = new_stack()?;
     let top = stack.virt_addr() + stack.len() as u64;
     // Initial frame for `tessera_switch`: six callee-saved registers (zero),
     // then the trampoline as return address, then padding.

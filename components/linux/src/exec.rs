@@ -2,9 +2,8 @@
 //! segments mapped, a `brk` heap after them and the initial stack.
 
 use crate::errno::Errno;
-use crate::memory::{AddressSpace, Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
+use crate::memory::{AddressSpace, Backing, Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
 use alloc::vec::Vec;
-use framekernel::mm::Frame;
 use tessera_elf::{ElfError, aux};
 
 /// A loaded program, ready to run.
@@ -25,7 +24,7 @@ fn hwcap() -> u64 {
 }
 
 /// Loads `file` with the given arguments and environment.
-pub fn load(file: &[u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Result<Loaded, Errno> {
+pub fn load(file: &'static [u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Result<Loaded, Errno> {
     let image = tessera_elf::parse(file).map_err(|e| match e {
         ElfError::TooBig(_) => Errno::ENOMEM,
         _ => Errno::ENOEXEC,
@@ -33,20 +32,34 @@ pub fn load(file: &[u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Resul
     let mut memory = AddressSpace::new()?;
     for segment in &image.segments {
         let prot = Prot { read: true, write: segment.write, exec: segment.exec };
+        let from = segment.file_offset as usize;
+        let bytes: &'static [u8] = file.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
+        let backing = Backing { data: bytes, vaddr: segment.vaddr };
         let (start, end) = segment.pages();
+        // Pages of this segment not shared with an earlier one are filled
+        // from the file when first touched.
         let mut page = start;
         while page < end {
-            if memory.area_at(page).is_none() {
-                let frame = Frame::alloc().map_err(|_| Errno::ENOMEM)?;
-                memory.map_filled(page, frame, prot)?;
-                let area_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
-                memory.add_area(page, area_end, prot, false)?;
+            if memory.area_at(page).is_some() {
+                page += PAGE;
+                continue;
             }
-            page += PAGE;
+            let run_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
+            memory.add_backed_area(page, run_end, prot, backing)?;
+            page = run_end;
         }
-        let from = segment.file_offset as usize;
-        let bytes = file.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
-        memory.write_image(segment.vaddr, bytes)?;
+        // A page an earlier segment also covers gets this segment's bytes now.
+        for shared in [start, end - PAGE] {
+            let covered = memory.area_at(shared).is_some_and(|(_, a)| a.backing.is_some_and(|b| b.vaddr != segment.vaddr));
+            if covered {
+                let lo = shared.max(segment.vaddr);
+                let hi = (shared + PAGE).min(segment.vaddr + segment.file_size);
+                if lo < hi {
+                    let part = bytes.get((lo - segment.vaddr) as usize..(hi - segment.vaddr) as usize).unwrap_or(&[]);
+                    memory.write_image(lo, part)?;
+                }
+            }
+        }
     }
     memory.brk_start = image.brk_start;
     memory.brk = image.brk_start;

@@ -69,6 +69,16 @@ pub enum Populate {
     NoMemory,
 }
 
+/// File contents behind an area: `data[0]` belongs at address `vaddr`;
+/// pages are filled from it when first touched (the rest is zero).
+#[derive(Debug, Clone, Copy)]
+pub struct Backing {
+    /// The bytes (a program in the boot archive).
+    pub data: &'static [u8],
+    /// Where the first byte goes.
+    pub vaddr: u64,
+}
+
 /// One contiguous range of user address space with one set of rights.
 #[derive(Debug, Clone, Copy)]
 pub struct Area {
@@ -78,6 +88,8 @@ pub struct Area {
     pub prot: Prot,
     /// `MAP_SHARED`: the same memory in parent and children after `fork`.
     pub shared: bool,
+    /// Initial contents, if not zero.
+    pub backing: Option<Backing>,
 }
 
 /// A process's address space (see [`Memory`] for the shared handle).
@@ -139,14 +151,23 @@ impl AddressSpace {
         if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
             return Err(Errno::EINVAL);
         }
-        self.areas.insert(start, Area { end, prot, shared });
+        self.areas.insert(start, Area { end, prot, shared, backing: None });
+        Ok(())
+    }
+
+    /// Adds an area whose pages are filled from `backing` on first touch.
+    pub fn add_backed_area(&mut self, start: u64, end: u64, prot: Prot, backing: Backing) -> Result<(), Errno> {
+        self.add_area(start, end, prot, false)?;
+        if let Some(area) = self.areas.get_mut(&start) {
+            area.backing = Some(backing);
+        }
         Ok(())
     }
 
     /// Splits areas so that `addr` is an area boundary (if inside one).
     fn split_at(&mut self, addr: u64) {
         if let Some((start, area)) = self.area_at(addr).filter(|(start, _)| *start < addr) {
-            self.areas.insert(start, Area { end: addr, prot: area.prot, shared: area.shared });
+            self.areas.insert(start, Area { end: addr, ..area });
             self.areas.insert(addr, area);
         }
     }
@@ -236,6 +257,9 @@ impl AddressSpace {
             }
             // A write to a read-only page of a writable area: copy on write
             // (a shared area keeps its one frame).
+            if !area.shared && self.space.is_shared(page) && user_memory_exhausted() {
+                return Populate::NoMemory;
+            }
             let private = if area.shared { Ok(()) } else { self.space.make_private(page) };
             return match private.and_then(|()| self.space.protect(page, perms)) {
                 Ok(()) => Populate::Ok,
@@ -245,8 +269,14 @@ impl AddressSpace {
         }
         let result = match self.parked.remove(&page) {
             Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
+            None if user_memory_exhausted() => return Populate::NoMemory,
             None => match Frame::alloc() {
-                Ok(frame) => self.space.map(page, frame, perms).map_err(|(e, _)| e),
+                Ok(mut frame) => {
+                    if let Some(backing) = area.backing {
+                        fill_from(&mut frame, page, backing);
+                    }
+                    self.space.map(page, frame, perms).map_err(|(e, _)| e)
+                }
                 Err(_) => return Populate::NoMemory,
             },
         };
@@ -378,7 +408,7 @@ impl AddressSpace {
             // Grow the heap area (or start it).
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {
@@ -391,6 +421,28 @@ impl AddressSpace {
         }
         self.brk = requested;
         self.brk
+    }
+}
+
+/// True when user pages may not take more memory: the last 1/32 of RAM
+/// (at least 4 MiB) stays for the kernel, so a program that exhausts
+/// memory is killed while the kernel's own allocations still succeed.
+pub fn user_memory_exhausted() -> bool {
+    let stats = framekernel::mm::frame_stats();
+    stats.free <= (stats.total / 32).max(1024)
+}
+
+/// Copies the part of `backing` that falls in the page at `page`.
+fn fill_from(frame: &mut Frame, page: u64, backing: Backing) {
+    let data_end = backing.vaddr.saturating_add(backing.data.len() as u64);
+    let start = page.max(backing.vaddr);
+    let end = (page + PAGE).min(data_end);
+    if start >= end {
+        return;
+    }
+    let from = (start - backing.vaddr) as usize;
+    if let Some(bytes) = backing.data.get(from..from + (end - start) as usize) {
+        let _ = frame.write_bytes((start - page) as usize, bytes);
     }
 }
 

@@ -334,7 +334,7 @@ pub fn signal_for(vector: u8) -> (u8, i32) {
 
 impl Process {
     /// Loads `program` as a new process started by the kernel (parent 0).
-    pub fn spawn(path: &str, program: &[u8], argv: &[&[u8]]) -> Result<(Process, UserContext), Errno> {
+    pub fn spawn(path: &str, program: &'static [u8], argv: &[&[u8]]) -> Result<(Process, UserContext), Errno> {
         let env = exec::default_env();
         let loaded = exec::load(program, argv, &env, path.as_bytes())?;
         let mut context = UserContext::new();

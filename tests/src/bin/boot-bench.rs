@@ -52,4 +52,21 @@ fn main() {
     println!("boot ISO: {} KiB", std::fs::metadata(&iso).map(|m| m.len() / 1024).unwrap_or(0));
     measure("PVH", &MachineOptions::kernel(""));
     measure("GRUB", &MachineOptions::iso());
+    user_benchmarks();
+}
+
+/// Runs userspace/bench/bench under Tessera and prints its figures.
+fn user_benchmarks() {
+    let mut machine = Machine::start("user-bench", &MachineOptions::kernel("tessera.run=/bench/bench"));
+    let output = machine.expect("/bench/bench: exited", Duration::from_secs(600));
+    println!("user benchmark under Tessera (QEMU TCG):");
+    for line in output.lines().filter(|l| l.starts_with("bench ")) {
+        println!("  {line}");
+    }
+    machine.expect("tessera> ", Duration::from_secs(30));
+    machine.send("mem\r");
+    let mem = machine.expect("claimed", Duration::from_secs(30));
+    println!("  after the benchmark: {}", mem.trim());
+    machine.send("poweroff\r");
+    let _ = machine.wait_exit(Duration::from_secs(30));
 }
