@@ -73,14 +73,21 @@ $(BENCH_BIN): userspace/bench/bench.c | deps
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -o $@ $<
 
-userspace: $(USER_BINS) $(BENCH_BIN)
+# Hostile and unsupported program files for userspace/tests/exec.c.
+TESTDATA := $(BUILD)/userspace/testdata
+$(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/hello userspace/tests/hello.c
+	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/hello $(TESTDATA)
+	gcc -O2 -o $(TESTDATA)/dynamic userspace/tests/hello.c
+	@touch $@
+
+userspace: $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made
 
 # The same test programs must pass on the Linux host: they check Linux
 # behaviour, not ours. Prints one summary line in the closing format.
-userspace-host-check: $(USER_BINS)
+userspace-host-check: $(USER_BINS) $(TESTDATA)/.made
 	@passed=0; failed=0; for bin in $(USER_BINS); do \
 		log=$(BUILD)/host-$$(echo $$bin | tr / -).log; \
-		if timeout 120 $$bin >$$log 2>&1; then passed=$$((passed+1)); \
+		if (cd $(BUILD)/userspace && timeout 120 ./$${bin#$(BUILD)/userspace/}) >$$log 2>&1; then passed=$$((passed+1)); \
 		else failed=$$((failed+1)); echo "host: $$bin FAILED:"; cat $$log; fi; done; \
 		echo "userspace on the Linux host: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
@@ -89,8 +96,9 @@ $(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)
 
 initrd: $(INITRD)
 
-$(INITRD): build $(MKINITRD) $(USER_BINS) $(BENCH_BIN)
-	$(MKINITRD) $@ boot/tessera.elf=$(KERNEL) bin=$(BUILD)/userspace/bin bench=$(BUILD)/userspace/bench
+$(INITRD): build $(MKINITRD) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made
+	$(MKINITRD) $@ boot/tessera.elf=$(KERNEL) bin=$(BUILD)/userspace/bin bench=$(BUILD)/userspace/bench \
+		testdata=$(TESTDATA)
 
 iso: $(ISO)
 

@@ -124,7 +124,13 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
     p.clear_child_tid = 0;
     p.robust_list = 0;
-    *p.info.exe.lock() = alloc::string::String::from_utf8_lossy(&path).into_owned();
+    // /proc/self/exe is always absolute (glibc checks); relative paths are
+    // relative to the working directory, "/" until the VFS exists.
+    let mut exe = alloc::string::String::from_utf8_lossy(&path).into_owned();
+    if !exe.starts_with('/') {
+        exe.insert(0, '/');
+    }
+    *p.info.exe.lock() = exe;
     *p.info.cmdline.lock() = argv.iter().flat_map(|a| a.iter().copied().chain(core::iter::once(0))).collect();
     Ok(Action::Replaced)
 }
