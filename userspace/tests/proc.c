@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int shared_counter = 5;
@@ -121,6 +122,28 @@ int main(int argc, char **argv) {
     CHECK(kill(child, SIGKILL) == 0);
     CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     CHECK_ERR(kill(child, 0), ESRCH);
+
+    /* Preemption: a child that never blocks still lets its parent run, and
+     * the parent, spinning too, lets the child run. */
+    volatile long *progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(progress != MAP_FAILED);
+    if (progress != MAP_FAILED) {
+        child = fork();
+        if (child == 0) {
+            for (;;)
+                progress[0]++;
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        long seen = 0;
+        do { /* spin for 300 ms without a system call that blocks */
+            seen = progress[0];
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+        } while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 300000000L);
+        CHECK(seen > 0);
+        kill(child, SIGKILL);
+        CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status));
+    }
 
     /* Process groups and sessions. */
     child = fork();

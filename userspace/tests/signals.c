@@ -119,6 +119,37 @@ int main(void) {
     CHECK(kill(child, SIGUSR2) == 0);
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
+    /* SA_RESTART: a wait interrupted by a handled signal resumes; without
+     * it the wait fails with EINTR. A helper child signals us while we wait
+     * for a slower child. */
+    for (int restart = 0; restart <= 1; restart++) {
+        struct sigaction r;
+        memset(&r, 0, sizeof r);
+        r.sa_handler = nothing;
+        r.sa_flags = restart ? SA_RESTART : 0;
+        CHECK(sigaction(SIGUSR2, &r, NULL) == 0);
+        pid_t slow = fork();
+        if (slow == 0) {
+            usleep(300 * 1000);
+            _exit(4);
+        }
+        pid_t poke = fork();
+        if (poke == 0) {
+            usleep(50 * 1000);
+            kill(getppid(), SIGUSR2);
+            _exit(0);
+        }
+        errno = 0;
+        pid_t got = waitpid(slow, &status, 0);
+        if (restart)
+            CHECK(got == slow && WEXITSTATUS(status) == 4);
+        else
+            CHECK(got == -1 && errno == EINTR);
+        if (!restart)
+            CHECK(waitpid(slow, &status, 0) == slow);
+        CHECK(waitpid(poke, &status, 0) == poke);
+    }
+
     /* Faults with handlers: recover with siglongjmp. */
     struct sigaction fault;
     memset(&fault, 0, sizeof fault);
