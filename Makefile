@@ -75,8 +75,8 @@ $(BENCH_BIN): userspace/bench/bench.c | deps
 
 # Hostile and unsupported program files for userspace/tests/exec.c.
 TESTDATA := $(BUILD)/userspace/testdata
-$(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/hello userspace/tests/hello.c
-	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/hello $(TESTDATA)
+$(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello userspace/tests/hello.c
+	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello $(TESTDATA)
 	gcc -O2 -o $(TESTDATA)/dynamic userspace/tests/hello.c
 	@touch $@
 
