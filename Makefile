@@ -16,7 +16,8 @@ USER_SOURCES := $(wildcard userspace/tests/*.c)
 # Each test program is built twice: against glibc (gcc -static) and musl
 # (musl-gcc -static), whose startup and system-call choices differ.
 USER_BINS := $(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/%,$(USER_SOURCES)) \
-	$(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/musl/%,$(USER_SOURCES))
+	$(patsubst userspace/tests/%.c,$(BUILD)/userspace/bin/musl/%,$(USER_SOURCES)) \
+	$(BUILD)/userspace/bin/pie/hello
 MEM ?= 256M
 # Extra words for the kernel command line of `make run` / `make run-fast`.
 CMDLINE ?=
@@ -58,6 +59,11 @@ $(DEPS_STAMP): Makefile rust-toolchain.toml
 # --- build ------------------------------------------------------------------
 build: deps
 	$(CARGO) build -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
+
+# One static-pie build (ET_DYN without an interpreter), loaded at the PIE base.
+$(BUILD)/userspace/bin/pie/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
+	@mkdir -p $(dir $@)
+	gcc -static-pie -O2 -Wall -Werror -pthread -o $@ $<
 
 $(BUILD)/userspace/bin/musl/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
 	@mkdir -p $(dir $@)
@@ -137,7 +143,8 @@ lint: deps
 test-host: deps
 	$(CARGO) test -p framekernel-logic -p tessera-cpio -p tessera-elf
 
-TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD))
+TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
+	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)
 
 test-kernel: $(ISO)
 	$(TEST_ENV) \
