@@ -1,0 +1,160 @@
+//! The interface of a file-system node.
+
+use crate::FsError;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+/// A shared reference to a node.
+pub type NodeRef = Arc<dyn Node>;
+
+/// What kind of node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// Regular file.
+    Regular,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Named pipe.
+    Fifo,
+    /// Socket.
+    Socket,
+}
+
+impl FileType {
+    /// The `S_IFMT` bits.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileType::Regular => 0o100000,
+            FileType::Directory => 0o040000,
+            FileType::Symlink => 0o120000,
+            FileType::CharDevice => 0o020000,
+            FileType::BlockDevice => 0o060000,
+            FileType::Fifo => 0o010000,
+            FileType::Socket => 0o140000,
+        }
+    }
+
+    /// The `d_type` of a directory entry.
+    pub fn dirent_type(self) -> u8 {
+        match self {
+            FileType::Fifo => 1,
+            FileType::CharDevice => 2,
+            FileType::Directory => 4,
+            FileType::BlockDevice => 6,
+            FileType::Regular => 8,
+            FileType::Symlink => 10,
+            FileType::Socket => 12,
+        }
+    }
+}
+
+/// Seconds and nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timespec {
+    /// Seconds.
+    pub sec: i64,
+    /// Nanoseconds.
+    pub nsec: u32,
+}
+
+/// What `stat` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    /// File-system id.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Kind.
+    pub kind: FileType,
+    /// Permission bits (07777).
+    pub perm: u32,
+    /// Hard links.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Device number of a device node.
+    pub rdev: u64,
+    /// Last access.
+    pub atime: Timespec,
+    /// Last modification.
+    pub mtime: Timespec,
+    /// Last status change.
+    pub ctime: Timespec,
+}
+
+impl Metadata {
+    /// `st_mode`: type and permission bits.
+    pub fn mode(&self) -> u32 {
+        self.kind.mode_bits() | self.perm
+    }
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Name.
+    pub name: String,
+    /// Inode number.
+    pub ino: u64,
+    /// Kind.
+    pub kind: FileType,
+}
+
+/// A file, directory, link or device in some file system. Operations that
+/// do not apply to a node's kind fail with `IsDir`, `NotDir` or `Invalid`.
+pub trait Node: Send + Sync {
+    /// Current metadata.
+    fn metadata(&self) -> Metadata;
+    /// Changes the permission bits.
+    fn set_perm(&self, perm: u32);
+    /// Changes the owner.
+    fn set_owner(&self, uid: u32, gid: u32);
+    /// Changes the times (None keeps a time).
+    fn set_times(&self, atime: Option<Timespec>, mtime: Option<Timespec>);
+    /// Sets the hard-link count (kept by the directories that link it).
+    fn set_link_count(&self, links: u32);
+
+    /// Reads at `offset`; returns bytes read (0 at the end).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError>;
+    /// Writes at `offset`; returns bytes written.
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<usize, FsError>;
+    /// Sets the size.
+    fn truncate(&self, len: u64) -> Result<(), FsError>;
+    /// The whole contents as a shared snapshot (for `execve`): later
+    /// writes to the file do not change the snapshot.
+    fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError>;
+
+    /// Finds `name` in this directory.
+    fn lookup(&self, name: &str) -> Result<NodeRef, FsError>;
+    /// Creates a node called `name` of `kind` in this directory.
+    fn create(&self, name: &str, kind: FileType, perm: u32, rdev: u64) -> Result<NodeRef, FsError>;
+    /// Creates a symbolic link `name` → `target`.
+    fn symlink(&self, name: &str, target: &str) -> Result<NodeRef, FsError>;
+    /// Adds `node` (of this file system) as entry `name`, replacing an
+    /// existing entry when `replace` is set. Counts a link on `node`.
+    fn attach(&self, name: &str, node: NodeRef, replace: bool) -> Result<(), FsError>;
+    /// Removes entry `name` and returns its node. Drops a link on it.
+    fn detach(&self, name: &str) -> Result<NodeRef, FsError>;
+    /// The entries, without `.` and `..`.
+    fn entries(&self) -> Result<Vec<DirEntry>, FsError>;
+
+    /// The target of a symbolic link.
+    fn read_link(&self) -> Result<String, FsError>;
+
+    /// A value for `Any`-style downcasts within one file system.
+    fn fs_node_id(&self) -> (u64, u64) {
+        let m = self.metadata();
+        (m.dev, m.ino)
+    }
+}

@@ -1,0 +1,287 @@
+//! Path resolution and the mount table.
+
+use crate::node::{FileType, NodeRef};
+use crate::FsError;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use spin::Mutex;
+
+/// Longest path accepted (including the terminating NUL in Linux terms).
+pub const MAX_PATH: usize = 4096;
+/// Longest name of one component.
+pub const MAX_NAME: usize = 255;
+/// Most symbolic links followed while resolving one path.
+pub const MAX_SYMLINKS: usize = 40;
+
+/// A place in the tree: the chain of names and nodes from the root, so
+/// that `..` and `getcwd` need no parent pointers.
+#[derive(Clone)]
+pub struct Location {
+    chain: Vec<(String, NodeRef)>,
+}
+
+impl Location {
+    /// The node here.
+    pub fn node(&self) -> &NodeRef {
+        // The chain always holds the root.
+        &self.chain.last().expect("a location always holds the root").1
+    }
+
+    /// The absolute path (`/` for the root).
+    pub fn path(&self) -> String {
+        if self.chain.len() <= 1 {
+            return "/".to_string();
+        }
+        let mut out = String::new();
+        for (name, _) in self.chain.iter().skip(1) {
+            out.push('/');
+            out.push_str(name);
+        }
+        out
+    }
+
+    /// True when `node` is this location or one of its ancestors.
+    pub fn contains(&self, node: &NodeRef) -> bool {
+        let id = node.fs_node_id();
+        self.chain.iter().any(|(_, n)| n.fs_node_id() == id)
+    }
+
+    fn push(&mut self, name: &str, node: NodeRef) {
+        self.chain.push((name.to_string(), node));
+    }
+
+    fn pop(&mut self) {
+        if self.chain.len() > 1 {
+            self.chain.pop();
+        }
+    }
+}
+
+/// The result of resolving a path.
+pub type Resolved = Location;
+
+struct Mount {
+    /// (dev, ino) of the directory covered.
+    at: (u64, u64),
+    root: NodeRef,
+    path: String,
+    fstype: String,
+}
+
+/// The file-system tree: a root and the mounts on it.
+pub struct Vfs {
+    root: NodeRef,
+    mounts: Mutex<Vec<Mount>>,
+}
+
+fn is_dir(node: &NodeRef) -> bool {
+    node.metadata().kind == FileType::Directory
+}
+
+impl Vfs {
+    /// A tree with `root` at `/`.
+    pub fn new(root: NodeRef) -> Self {
+        Self { root, mounts: Mutex::new(Vec::new()) }
+    }
+
+    /// The root location.
+    pub fn root(&self) -> Location {
+        Location { chain: alloc::vec![(String::new(), self.root.clone())] }
+    }
+
+    /// Mounts `root` (of type `fstype`) over the directory at `at`.
+    pub fn mount(&self, at: &Location, root: NodeRef, fstype: &str) -> Result<(), FsError> {
+        if !is_dir(at.node()) || !is_dir(&root) {
+            return Err(FsError::NotDir);
+        }
+        let id = at.node().fs_node_id();
+        let mut mounts = self.mounts.lock();
+        if mounts.iter().any(|m| m.at == id) {
+            return Err(FsError::Busy);
+        }
+        mounts.push(Mount { at: id, root, path: at.path(), fstype: fstype.to_string() });
+        Ok(())
+    }
+
+    /// Mount points and their types, for `/proc/mounts`.
+    pub fn mounts(&self) -> Vec<(String, String)> {
+        self.mounts.lock().iter().map(|m| (m.path.clone(), m.fstype.clone())).collect()
+    }
+
+    /// True when `node` is covered by a mount.
+    pub fn is_mount_point(&self, node: &NodeRef) -> bool {
+        let id = node.fs_node_id();
+        self.mounts.lock().iter().any(|m| m.at == id)
+    }
+
+    fn cross_mounts(&self, mut node: NodeRef) -> NodeRef {
+        // Bounded: each step enters a different mount.
+        for _ in 0..64 {
+            let id = node.fs_node_id();
+            let mounted = self.mounts.lock().iter().find(|m| m.at == id).map(|m| m.root.clone());
+            match mounted {
+                Some(root) => node = root,
+                None => break,
+            }
+        }
+        node
+    }
+
+    /// Resolves `path` from `cwd`. `follow_last`: a final symbolic link is
+    /// followed (stat) or not (lstat, readlink, unlink).
+    pub fn resolve(&self, cwd: &Location, path: &str, follow_last: bool) -> Result<Location, FsError> {
+        let mut links = 0;
+        self.walk(cwd.clone(), path, follow_last, &mut links)
+    }
+
+    fn walk(&self, start: Location, path: &str, follow_last: bool, links: &mut usize) -> Result<Location, FsError> {
+        if path.len() >= MAX_PATH {
+            return Err(FsError::NameTooLong);
+        }
+        if path.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        let mut location = if path.starts_with('/') { self.root() } else { start };
+        let must_be_dir = path.ends_with('/');
+        let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let count = components.len();
+        for (i, component) in components.into_iter().enumerate() {
+            let last = i + 1 == count;
+            if component.len() > MAX_NAME {
+                return Err(FsError::NameTooLong);
+            }
+            if component == "." {
+                if !is_dir(location.node()) {
+                    return Err(FsError::NotDir);
+                }
+                continue;
+            }
+            if component == ".." {
+                if !is_dir(location.node()) {
+                    return Err(FsError::NotDir);
+                }
+                location.pop();
+                continue;
+            }
+            if !is_dir(location.node()) {
+                return Err(FsError::NotDir);
+            }
+            let child = self.cross_mounts(location.node().lookup(component)?);
+            if child.metadata().kind == FileType::Symlink && (!last || follow_last || must_be_dir) {
+                *links += 1;
+                if *links > MAX_SYMLINKS {
+                    return Err(FsError::Loop);
+                }
+                let target = child.read_link()?;
+                location = self.walk(location, &target, true, links)?;
+                continue;
+            }
+            location.push(component, child);
+        }
+        if must_be_dir && !is_dir(location.node()) {
+            return Err(FsError::NotDir);
+        }
+        Ok(location)
+    }
+
+    /// Resolves all but the last component of `path`; returns the parent
+    /// directory and the last name (which may be `.` or `..`).
+    pub fn resolve_parent(&self, cwd: &Location, path: &str) -> Result<(Location, String), FsError> {
+        if path.len() >= MAX_PATH {
+            return Err(FsError::NameTooLong);
+        }
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return if path.is_empty() { Err(FsError::NotFound) } else { Err(FsError::Busy) }; // "/"
+        }
+        let (dir, name) = match trimmed.rfind('/') {
+            Some(0) => ("/", trimmed.get(1..).unwrap_or("")),
+            Some(at) => (trimmed.get(..at).unwrap_or(""), trimmed.get(at + 1..).unwrap_or("")),
+            None => (".", trimmed),
+        };
+        if name.len() > MAX_NAME {
+            return Err(FsError::NameTooLong);
+        }
+        let parent = self.resolve(cwd, dir, true)?;
+        if !is_dir(parent.node()) {
+            return Err(FsError::NotDir);
+        }
+        Ok((parent, name.to_string()))
+    }
+
+    /// Removes the non-directory `name` in `parent`.
+    pub fn unlink(&self, parent: &Location, name: &str) -> Result<(), FsError> {
+        if name == "." || name == ".." {
+            return Err(FsError::IsDir);
+        }
+        let node = parent.node().lookup(name)?;
+        if is_dir(&node) {
+            return Err(FsError::IsDir);
+        }
+        parent.node().detach(name).map(drop)
+    }
+
+    /// Removes the empty directory `name` in `parent`.
+    pub fn rmdir(&self, parent: &Location, name: &str) -> Result<(), FsError> {
+        match name {
+            "." => return Err(FsError::Invalid),
+            ".." => return Err(FsError::NotEmpty),
+            _ => {}
+        }
+        let node = parent.node().lookup(name)?;
+        if !is_dir(&node) {
+            return Err(FsError::NotDir);
+        }
+        if self.is_mount_point(&node) {
+            return Err(FsError::Busy);
+        }
+        if !node.entries()?.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        parent.node().detach(name).map(drop)
+    }
+
+    /// Renames `old_name` in `old_parent` to `new_name` in `new_parent`.
+    pub fn rename(&self, old_parent: &Location, old_name: &str, new_parent: &Location, new_name: &str) -> Result<(), FsError> {
+        for name in [old_name, new_name] {
+            if name == "." || name == ".." {
+                return Err(FsError::Busy);
+            }
+        }
+        let source = old_parent.node().lookup(old_name)?;
+        if self.is_mount_point(&source) {
+            return Err(FsError::Busy);
+        }
+        let source_is_dir = is_dir(&source);
+        if let Ok(target) = new_parent.node().lookup(new_name) {
+            if target.fs_node_id() == source.fs_node_id() {
+                return Ok(());
+            }
+            match (source_is_dir, is_dir(&target)) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) if !target.entries()?.is_empty() => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+            if self.is_mount_point(&target) {
+                return Err(FsError::Busy);
+            }
+        }
+        if source_is_dir && new_parent.contains(&source) {
+            return Err(FsError::Invalid); // into itself
+        }
+        if source.metadata().dev != new_parent.node().metadata().dev {
+            return Err(FsError::CrossDevice);
+        }
+        new_parent.node().attach(new_name, source, true)?;
+        old_parent.node().detach(old_name).map(drop)
+    }
+
+    /// Makes `new_name` in `new_parent` another name for the file `node`.
+    pub fn link(&self, node: &NodeRef, new_parent: &Location, new_name: &str) -> Result<(), FsError> {
+        if is_dir(node) {
+            return Err(FsError::NotPermitted);
+        }
+        new_parent.node().attach(new_name, node.clone(), false)
+    }
+}

@@ -1,0 +1,148 @@
+//! Host tests of the path walk, mounts and tmpfs.
+
+use super::*;
+use crate::tmpfs::TmpFs;
+use alloc::string::ToString;
+
+fn tree() -> Vfs {
+    let vfs = Vfs::new(TmpFs::new_root(1 << 20, None));
+    let root = vfs.root();
+    let usr = root.node().create("usr", FileType::Directory, 0o755, 0).unwrap();
+    let bin = usr.create("bin", FileType::Directory, 0o755, 0).unwrap();
+    let file = bin.create("tool", FileType::Regular, 0o755, 0).unwrap();
+    file.write_at(0, b"#!contents").unwrap();
+    root.node().symlink("bin", "usr/bin").unwrap();
+    root.node().symlink("abs", "/usr/bin/tool").unwrap();
+    root.node().symlink("loop1", "loop2").unwrap();
+    root.node().symlink("loop2", "loop1").unwrap();
+    vfs
+}
+
+#[test]
+fn walks_dots_and_symlinks() {
+    let vfs = tree();
+    let root = vfs.root();
+    let tool = vfs.resolve(&root, "/bin/tool", true).unwrap();
+    assert_eq!(tool.path(), "/usr/bin/tool");
+    let mut buf = [0u8; 10];
+    assert_eq!(tool.node().read_at(0, &mut buf).unwrap(), 10);
+    assert_eq!(vfs.resolve(&root, "/usr/./bin/../bin/tool", true).unwrap().path(), "/usr/bin/tool");
+    assert_eq!(vfs.resolve(&root, "/../../usr", true).unwrap().path(), "/usr");
+    assert_eq!(vfs.resolve(&root, "abs", true).unwrap().path(), "/usr/bin/tool");
+    let link = vfs.resolve(&root, "abs", false).unwrap();
+    assert_eq!(link.node().metadata().kind, FileType::Symlink);
+    assert_eq!(link.node().read_link().unwrap(), "/usr/bin/tool");
+    let usr = vfs.resolve(&root, "usr", true).unwrap();
+    assert_eq!(vfs.resolve(&usr, "bin/tool", true).unwrap().path(), "/usr/bin/tool");
+    assert_eq!(vfs.resolve(&usr, "..", true).unwrap().path(), "/");
+}
+
+#[test]
+fn path_errors() {
+    let vfs = tree();
+    let root = vfs.root();
+    assert_eq!(vfs.resolve(&root, "/nope", true).err(), Some(FsError::NotFound));
+    assert_eq!(vfs.resolve(&root, "", true).err(), Some(FsError::NotFound));
+    assert_eq!(vfs.resolve(&root, "/usr/bin/tool/x", true).err(), Some(FsError::NotDir));
+    assert_eq!(vfs.resolve(&root, "/usr/bin/tool/", true).err(), Some(FsError::NotDir));
+    assert_eq!(vfs.resolve(&root, "/loop1", true).err(), Some(FsError::Loop));
+    assert_eq!(vfs.resolve(&root, "/loop1/x", false).err(), Some(FsError::Loop));
+    assert!(vfs.resolve(&root, "/loop1", false).is_ok(), "lstat of a looping link works");
+    let long = "a".repeat(MAX_NAME + 1);
+    assert_eq!(vfs.resolve(&root, &long, true).err(), Some(FsError::NameTooLong));
+    let huge = "/a".repeat(MAX_PATH);
+    assert_eq!(vfs.resolve(&root, &huge, true).err(), Some(FsError::NameTooLong));
+}
+
+#[test]
+fn create_remove_and_rename() {
+    let vfs = tree();
+    let root = vfs.root();
+    let (parent, name) = vfs.resolve_parent(&root, "/usr/bin/new").unwrap();
+    assert_eq!((parent.path().as_str(), name.as_str()), ("/usr/bin", "new"));
+    parent.node().create(&name, FileType::Regular, 0o644, 0).unwrap();
+    assert_eq!(parent.node().create(&name, FileType::Regular, 0o644, 0).err(), Some(FsError::Exists));
+    // rename over an existing file replaces it
+    vfs.rename(&parent, "new", &parent, "tool").unwrap();
+    assert_eq!(vfs.resolve(&root, "/usr/bin/new", true).err(), Some(FsError::NotFound));
+    assert_eq!(vfs.resolve(&root, "/usr/bin/tool", true).unwrap().node().metadata().size, 0);
+    // directories: not into themselves, not over files, only over empty dirs
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    let bin = vfs.resolve(&root, "/usr/bin", true).unwrap();
+    assert_eq!(vfs.rename(&root, "usr", &bin, "x").err(), Some(FsError::Invalid));
+    assert_eq!(vfs.rename(&usr, "bin", &bin, "tool").err(), Some(FsError::NotDir));
+    root.node().create("empty", FileType::Directory, 0o755, 0).unwrap();
+    vfs.rename(&usr, "bin", &root, "empty").unwrap();
+    assert_eq!(vfs.resolve(&root, "/empty/tool", true).unwrap().path(), "/empty/tool");
+    // rmdir and unlink rules
+    assert_eq!(vfs.rmdir(&root, "empty").err(), Some(FsError::NotEmpty));
+    assert_eq!(vfs.unlink(&root, "empty").err(), Some(FsError::IsDir));
+    let empty = vfs.resolve(&root, "/empty", true).unwrap();
+    assert_eq!(vfs.rmdir(&empty, "tool").err(), Some(FsError::NotDir));
+    vfs.unlink(&empty, "tool").unwrap();
+    vfs.rmdir(&root, "empty").unwrap();
+    assert_eq!(vfs.rmdir(&root, ".").err(), Some(FsError::Invalid));
+    assert_eq!(vfs.resolve_parent(&root, "/").err(), Some(FsError::Busy));
+}
+
+#[test]
+fn hard_links_count() {
+    let vfs = tree();
+    let root = vfs.root();
+    let tool = vfs.resolve(&root, "/usr/bin/tool", true).unwrap();
+    assert_eq!(tool.node().metadata().nlink, 1);
+    vfs.link(tool.node(), &root, "again").unwrap();
+    assert_eq!(tool.node().metadata().nlink, 2);
+    vfs.unlink(&root, "again").unwrap();
+    assert_eq!(tool.node().metadata().nlink, 1);
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    assert_eq!(vfs.link(usr.node(), &root, "u2").err(), Some(FsError::NotPermitted));
+}
+
+#[test]
+fn mounts_cover_directories() {
+    let vfs = tree();
+    let root = vfs.root();
+    let tmp = root.node().create("tmp", FileType::Directory, 0o1777, 0).unwrap();
+    tmp.create("hidden", FileType::Regular, 0o644, 0).unwrap();
+    let at = vfs.resolve(&root, "/tmp", true).unwrap();
+    let other = TmpFs::new_root(4096, None);
+    other.create("inside", FileType::Regular, 0o644, 0).unwrap();
+    other.create("d", FileType::Directory, 0o755, 0).unwrap();
+    vfs.mount(&at, other, "tmpfs").unwrap();
+    assert_eq!(vfs.mount(&at, TmpFs::new_root(1, None), "tmpfs").err(), Some(FsError::Busy));
+    assert!(vfs.resolve(&root, "/tmp/inside", true).is_ok());
+    assert_eq!(vfs.resolve(&root, "/tmp/hidden", true).err(), Some(FsError::NotFound));
+    assert_eq!(vfs.resolve(&root, "/tmp/d/../../usr", true).unwrap().path(), "/usr");
+    assert_eq!(vfs.resolve(&root, "/tmp/inside/..", true).err(), Some(FsError::NotDir));
+    assert_eq!(vfs.rmdir(&root, "tmp").err(), Some(FsError::Busy));
+    let tmp = vfs.resolve(&root, "/tmp", true).unwrap();
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    assert_eq!(vfs.rename(&tmp, "inside", &usr, "x").err(), Some(FsError::CrossDevice));
+    assert_eq!(vfs.mounts(), vec![("/tmp".to_string(), "tmpfs".to_string())]);
+}
+
+#[test]
+fn tmpfs_limit_and_snapshots() {
+    let root = TmpFs::new_root(10_000, None);
+    let file = root.create("f", FileType::Regular, 0o644, 0).unwrap();
+    assert_eq!(file.write_at(0, &[1; 8000]).unwrap(), 8000);
+    assert_eq!(file.write_at(8000, &[1; 4000]).err(), Some(FsError::NoSpace));
+    let snapshot = file.snapshot().unwrap();
+    file.write_at(0, &[2; 10]).unwrap();
+    assert_eq!(snapshot[0], 1, "a snapshot does not see later writes");
+    file.truncate(100).unwrap();
+    assert_eq!(file.metadata().size, 100);
+    let other = root.create("g", FileType::Regular, 0o644, 0).unwrap();
+    assert_eq!(other.write_at(0, &[3; 9000]).unwrap(), 9000, "truncate gave the space back");
+    drop(other);
+    root.detach("g").unwrap();
+    let again = root.create("h", FileType::Regular, 0o644, 0).unwrap();
+    assert_eq!(again.write_at(0, &[4; 9000]).unwrap(), 9000, "removing a file gave its space back");
+    let mut buf = [0u8; 4];
+    assert_eq!(file.read_at(98, &mut buf).unwrap(), 2);
+    assert_eq!(file.read_at(1000, &mut buf).unwrap(), 0);
+    assert_eq!(root.read_at(0, &mut buf).err(), Some(FsError::IsDir));
+    assert_eq!(file.lookup("x").err(), Some(FsError::NotDir));
+    assert_eq!(root.create("a/b", FileType::Regular, 0, 0).err(), Some(FsError::Invalid));
+}
