@@ -33,8 +33,17 @@ fn main(boot: &'static BootContext) -> ! {
         println!("scheduler: cannot start ({e}); user programs will not run");
     }
     tessera_linux::init();
-    if let Some(archive) = programs::archive(boot) {
-        tessera_linux::programs::set_archive(archive);
+    match programs::archive(boot) {
+        Some(archive) => {
+            // The root file system: a tmpfs of at most half the RAM, filled
+            // from the boot archive.
+            let limit = boot.usable.total() / 2;
+            match tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now) {
+                Ok(count) => println!("root file system: tmpfs with {count} entries from the boot archive"),
+                Err(why) => println!("root file system: {why}; programs cannot run"),
+            }
+        }
+        None => println!("root file system: no boot archive; programs cannot run"),
     }
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
@@ -48,7 +57,7 @@ fn main(boot: &'static BootContext) -> ! {
         framekernel::exit(if failed == 0 && passed > 0 { ExitCode::Success } else { ExitCode::Failure });
     }
     if let Some(path) = cmdline.value("tessera.run") {
-        match programs::run(boot, path, &[]) {
+        match programs::run(path, &[]) {
             Ok(outcome) => println!("{path}: {}", programs::describe(outcome)),
             Err(why) => println!("{why}"),
         }

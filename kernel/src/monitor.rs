@@ -11,7 +11,7 @@ const MAX_LINE: usize = 256;
 
 /// Reads lines from the console and answers them. Never returns; `poweroff`
 /// leaves QEMU.
-pub fn run(boot: &BootContext) -> ! {
+pub fn run(_boot: &BootContext) -> ! {
     let mut line = String::new();
     print!("tessera> ");
     loop {
@@ -23,7 +23,7 @@ pub fn run(boot: &BootContext) -> ! {
         match byte {
             b'\r' | b'\n' => {
                 println!();
-                execute(boot, line.trim());
+                execute(line.trim());
                 line.clear();
                 print!("tessera> ");
             }
@@ -37,12 +37,12 @@ pub fn run(boot: &BootContext) -> ! {
     }
 }
 
-fn execute(boot: &BootContext, command: &str) {
+fn execute(command: &str) {
     let mut words = command.split_ascii_whitespace();
     if words.next() == Some("run") {
         let args: alloc::vec::Vec<&str> = words.collect();
         match args.split_first() {
-            Some((path, rest)) => match crate::programs::run(boot, path, rest) {
+            Some((path, rest)) => match crate::programs::run(path, rest) {
                 Ok(outcome) => println!("{path}: {}", crate::programs::describe(outcome)),
                 Err(why) => println!("{why}"),
             },

@@ -1,5 +1,6 @@
-//! Running user programs from the boot archive, until the VFS and init
-//! exist: `tessera.run=PATH`, `tessera.usertests`, and the monitor's `run`.
+//! Running user programs until init exists: `tessera.run=PATH`,
+//! `tessera.usertests` (every program the boot archive put under /bin),
+//! and the monitor's `run`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,16 +15,13 @@ pub fn archive(boot: &BootContext) -> Option<&'static [u8]> {
 
 /// Runs `path` from the archive with `args` (argv[0] is the path). Returns
 /// how it ended, or why it could not start.
-pub fn run(boot: &BootContext, path: &str, args: &[&str]) -> Result<Outcome, String> {
-    let archive = archive(boot).ok_or("no boot archive")?;
-    let entry = tessera_cpio::find(archive, path)
-        .map_err(|e| alloc::format!("boot archive: {e}"))?
-        .filter(|e| e.is_file())
-        .ok_or_else(|| alloc::format!("{path}: no such program in the boot archive"))?;
+pub fn run(path: &str, args: &[&str]) -> Result<Outcome, String> {
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
-    let (process, context) =
-        Process::spawn(path, entry.data, &argv).map_err(|e| alloc::format!("{path}: cannot execute: {e:?}"))?;
+    let (process, context) = Process::spawn(path, &argv).map_err(|e| match e {
+        tessera_linux::Errno::ENOENT => alloc::format!("{path}: no such file"),
+        e => alloc::format!("{path}: cannot execute: {e:?}"),
+    })?;
     let info = process.start(context).map_err(|e| alloc::format!("{path}: cannot start: {e:?}"))?;
     Ok(info.wait_exit())
 }
@@ -50,7 +48,7 @@ pub fn run_all(boot: &BootContext) -> (usize, usize) {
         .collect();
     let (mut passed, mut failed) = (0, 0);
     for path in &programs {
-        match run(boot, path, &[]) {
+        match run(path, &[]) {
             Ok(Outcome::Exited(0)) => {
                 passed += 1;
                 println!("usertest {path} ... ok");

@@ -55,7 +55,14 @@ fn self_tests_pass() {
 
 #[test]
 fn boots_in_small_memory() {
+    // The kernel alone as the module: the test boot archive (every test
+    // program twice) would not fit next to the self-tests in 32 MiB.
     let mut options = MachineOptions::kernel("tessera.selftest");
+    options.boot = tessera_tests::Boot::Kernel {
+        kernel: tessera_tests::kernel_path(),
+        initrd: Some(tessera_tests::kernel_path()),
+        cmdline: "tessera.selftest".into(),
+    };
     options.memory = "32M".into();
     let mut machine = Machine::start("small-memory", &options);
     let exit = machine.wait_exit(Duration::from_secs(90));

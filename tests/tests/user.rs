@@ -42,7 +42,7 @@ fn hello_prints_and_exits_zero() {
     machine.expect("/bin/hello: exited with status 0", Duration::from_secs(60));
     machine.expect("tessera> ", Duration::from_secs(60));
     machine.send("run /bin/nonexistent\r");
-    machine.expect("/bin/nonexistent: no such program in the boot archive", Duration::from_secs(30));
+    machine.expect("/bin/nonexistent: no such file", Duration::from_secs(30));
     machine.send("poweroff\r");
     assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
 }

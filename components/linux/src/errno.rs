@@ -11,6 +11,7 @@ pub enum Errno {
     EINTR = 4,
     EIO = 5,
     E2BIG = 7,
+    ENXIO = 6,
     ENOEXEC = 8,
     EBADF = 9,
     ECHILD = 10,
@@ -20,6 +21,7 @@ pub enum Errno {
     EFAULT = 14,
     EBUSY = 16,
     EEXIST = 17,
+    EXDEV = 18,
     ENODEV = 19,
     ENOTDIR = 20,
     EISDIR = 21,
@@ -32,8 +34,10 @@ pub enum Errno {
     ERANGE = 34,
     ENAMETOOLONG = 36,
     ENOSYS = 38,
+    ENOTEMPTY = 39,
     ELOOP = 40,
     ETIMEDOUT = 110,
+    EOPNOTSUPP = 95,
 }
 
 impl Errno {

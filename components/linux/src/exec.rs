@@ -3,6 +3,7 @@
 
 use crate::errno::Errno;
 use crate::memory::{AddressSpace, Backing, Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use tessera_elf::{ElfError, aux};
 
@@ -24,8 +25,8 @@ fn hwcap() -> u64 {
 }
 
 /// Loads `file` with the given arguments and environment.
-pub fn load(file: &'static [u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Result<Loaded, Errno> {
-    let image = tessera_elf::parse(file).map_err(|e| match e {
+pub fn load(file: Arc<Vec<u8>>, argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) -> Result<Loaded, Errno> {
+    let image = tessera_elf::parse(&file).map_err(|e| match e {
         ElfError::TooBig(_) => Errno::ENOMEM,
         _ => Errno::ENOEXEC,
     })?;
@@ -33,8 +34,8 @@ pub fn load(file: &'static [u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) 
     for segment in &image.segments {
         let prot = Prot { read: true, write: segment.write, exec: segment.exec };
         let from = segment.file_offset as usize;
-        let bytes: &'static [u8] = file.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
-        let backing = Backing { data: bytes, vaddr: segment.vaddr };
+        let bytes = file.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
+        let backing = Backing { file: file.clone(), start: from, len: bytes.len(), vaddr: segment.vaddr };
         let (start, end) = segment.pages();
         // Pages of this segment not shared with an earlier one are filled
         // from the file when first touched.
@@ -45,7 +46,7 @@ pub fn load(file: &'static [u8], argv: &[&[u8]], envp: &[&[u8]], execfn: &[u8]) 
                 continue;
             }
             let run_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
-            memory.add_backed_area(page, run_end, prot, backing)?;
+            memory.add_backed_area(page, run_end, prot, backing.clone())?;
             page = run_end;
         }
         // A page an earlier segment also covers gets this segment's bytes now.

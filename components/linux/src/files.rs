@@ -8,18 +8,34 @@ use alloc::vec::Vec;
 /// Most open files per process (`RLIMIT_NOFILE`).
 pub const MAX_FILES: usize = 1024;
 
-/// What a `stat` reports about a file (the fields the ABI layer fills in).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FileStat {
-    /// `st_mode`.
-    pub mode: u32,
-    /// `st_rdev` for device files.
-    pub rdev: u64,
-    /// `st_size`.
-    pub size: u64,
-    /// `st_ino`.
-    pub ino: u64,
+/// What `stat` reports (the VFS's metadata, also for non-VFS files).
+pub use tessera_vfs::Metadata as FileStat;
+use tessera_vfs::{FileType, Location, Timespec};
+
+/// Metadata for a character device that is not in a file system.
+pub fn device_stat(ino: u64, rdev: u64, perm: u32) -> FileStat {
+    FileStat {
+        dev: 0,
+        ino,
+        kind: FileType::CharDevice,
+        perm,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        rdev,
+        atime: Timespec::default(),
+        mtime: Timespec::default(),
+        ctime: Timespec::default(),
+    }
 }
+
+/// `lseek` origins.
+pub const SEEK_SET: u32 = 0;
+/// Relative to the current offset.
+pub const SEEK_CUR: u32 = 1;
+/// Relative to the end.
+pub const SEEK_END: u32 = 2;
 
 /// An open file.
 pub trait File: Send + Sync {
@@ -34,6 +50,32 @@ pub trait File: Send + Sync {
     fn is_tty(&self) -> bool {
         false
     }
+    /// Moves the offset (`lseek`); ESPIPE for streams.
+    fn seek(&self, _offset: i64, _whence: u32) -> SysResult {
+        Err(Errno::ESPIPE)
+    }
+    /// Reads at `offset` without moving the offset (`pread64`).
+    fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> SysResult {
+        Err(Errno::ESPIPE)
+    }
+    /// Writes at `offset` without moving the offset (`pwrite64`).
+    fn write_at(&self, _offset: u64, _buf: &[u8]) -> SysResult {
+        Err(Errno::ESPIPE)
+    }
+    /// Where the file is in the tree (for `fchdir`, `*at` calls, `ftruncate`).
+    fn location(&self) -> Option<Location> {
+        None
+    }
+    /// Directory entries for `getdents64`: fills `buf`, returns bytes used.
+    fn read_dir(&self, _buf: &mut [u8]) -> SysResult {
+        Err(Errno::ENOTDIR)
+    }
+    /// `O_*` status flags (`fcntl(F_GETFL)`).
+    fn status_flags(&self) -> u32 {
+        2 // O_RDWR
+    }
+    /// Changes `O_APPEND`/`O_NONBLOCK` (`fcntl(F_SETFL)`).
+    fn set_status_flags(&self, _flags: u32) {}
 }
 
 /// The kernel console (the serial port).
@@ -80,7 +122,7 @@ impl File for Console {
 
     fn stat(&self) -> FileStat {
         // A character device, like /dev/console (major 5, minor 1).
-        FileStat { mode: 0o020620, rdev: (5 << 8) | 1, size: 0, ino: 1 }
+        device_stat(1, (5 << 8) | 1, 0o620)
     }
 
     fn is_tty(&self) -> bool {
@@ -101,18 +143,10 @@ impl File for Null {
     }
 
     fn stat(&self) -> FileStat {
-        FileStat { mode: 0o020666, rdev: (1 << 8) | 3, size: 0, ino: 2 }
+        device_stat(2, (1 << 8) | 3, 0o666)
     }
 }
 
-/// Opens one of the device files that exist before the VFS does.
-pub fn open_device(path: &[u8]) -> Result<Arc<dyn File>, Errno> {
-    match path {
-        b"/dev/null" => Ok(Arc::new(Null)),
-        b"/dev/console" | b"/dev/tty" | b"/dev/ttyS0" => Ok(Arc::new(Console)),
-        _ => Err(Errno::ENOENT),
-    }
-}
 
 /// One descriptor: the open file and its close-on-exec flag.
 #[derive(Clone)]

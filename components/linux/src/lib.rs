@@ -10,7 +10,7 @@ pub mod exec;
 pub mod files;
 pub mod memory;
 pub mod process;
-pub mod programs;
+pub mod fs;
 pub mod signal;
 pub mod syscall;
 

@@ -69,18 +69,29 @@ pub enum Populate {
     NoMemory,
 }
 
-/// File contents behind an area: `data[0]` belongs at address `vaddr`;
-/// pages are filled from it when first touched (the rest is zero).
-#[derive(Debug, Clone, Copy)]
+/// File contents behind an area: `file[start..start + len]` belongs at
+/// address `vaddr`; pages are filled from it when first touched (the rest
+/// is zero). The file is a snapshot: later writes to it do not show.
+#[derive(Debug, Clone)]
 pub struct Backing {
-    /// The bytes (a program in the boot archive).
-    pub data: &'static [u8],
+    /// The program file's contents.
+    pub file: Arc<alloc::vec::Vec<u8>>,
+    /// First byte of the segment in the file.
+    pub start: usize,
+    /// Bytes of the segment in the file.
+    pub len: usize,
     /// Where the first byte goes.
     pub vaddr: u64,
 }
 
+impl Backing {
+    fn data(&self) -> &[u8] {
+        self.file.get(self.start..self.start + self.len).unwrap_or(&[])
+    }
+}
+
 /// One contiguous range of user address space with one set of rights.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Area {
     /// One past the last byte.
     pub end: u64,
@@ -138,7 +149,7 @@ impl AddressSpace {
 
     /// The area containing `addr`.
     pub fn area_at(&self, addr: u64) -> Option<(u64, Area)> {
-        self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, *a))
+        self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, a.clone()))
     }
 
     /// True when no area overlaps `[start, end)`.
@@ -167,7 +178,7 @@ impl AddressSpace {
     /// Splits areas so that `addr` is an area boundary (if inside one).
     fn split_at(&mut self, addr: u64) {
         if let Some((start, area)) = self.area_at(addr).filter(|(start, _)| *start < addr) {
-            self.areas.insert(start, Area { end: addr, ..area });
+            self.areas.insert(start, Area { end: addr, ..area.clone() });
             self.areas.insert(addr, area);
         }
     }
@@ -272,7 +283,7 @@ impl AddressSpace {
             None if user_memory_exhausted() => return Populate::NoMemory,
             None => match Frame::alloc() {
                 Ok(mut frame) => {
-                    if let Some(backing) = area.backing {
+                    if let Some(backing) = &area.backing {
                         fill_from(&mut frame, page, backing);
                     }
                     self.space.map(page, frame, perms).map_err(|(e, _)| e)
@@ -433,15 +444,15 @@ pub fn user_memory_exhausted() -> bool {
 }
 
 /// Copies the part of `backing` that falls in the page at `page`.
-fn fill_from(frame: &mut Frame, page: u64, backing: Backing) {
-    let data_end = backing.vaddr.saturating_add(backing.data.len() as u64);
+fn fill_from(frame: &mut Frame, page: u64, backing: &Backing) {
+    let data_end = backing.vaddr.saturating_add(backing.len as u64);
     let start = page.max(backing.vaddr);
     let end = (page + PAGE).min(data_end);
     if start >= end {
         return;
     }
     let from = (start - backing.vaddr) as usize;
-    if let Some(bytes) = backing.data.get(from..from + (end - start) as usize) {
+    if let Some(bytes) = backing.data().get(from..from + (end - start) as usize) {
         let _ = frame.write_bytes((start - page) as usize, bytes);
     }
 }

@@ -6,6 +6,7 @@
 use crate::errno::Errno;
 use crate::exec;
 use crate::files::{FileTable, Files};
+use crate::fs::Fs;
 use crate::memory::{Access, Memory, Populate};
 use crate::signal::{self, SigInfo, SignalState, num};
 use crate::syscall::{self, Action};
@@ -269,6 +270,8 @@ pub struct Process {
     pub memory: Memory,
     /// Open files (shared by the threads).
     pub files: Files,
+    /// Working directory and umask (shared by the threads).
+    pub fs: Fs,
     /// `set_tid_address` / `CLONE_CHILD_CLEARTID` pointer.
     pub clear_child_tid: u64,
     /// `set_robust_list` head.
@@ -334,8 +337,12 @@ pub fn signal_for(vector: u8) -> (u8, i32) {
 
 impl Process {
     /// Loads `program` as a new process started by the kernel (parent 0).
-    pub fn spawn(path: &str, program: &'static [u8], argv: &[&[u8]]) -> Result<(Process, UserContext), Errno> {
+    /// `path` is resolved in the file system from the root.
+    pub fn spawn(path: &str, argv: &[&[u8]]) -> Result<(Process, UserContext), Errno> {
         let env = exec::default_env();
+        let fs = Fs::at_root()?;
+        let (program, path) = crate::fs::open_executable(&fs.cwd(), path.as_bytes())?;
+        let path = path.as_str();
         let loaded = exec::load(program, argv, &env, path.as_bytes())?;
         let mut context = UserContext::new();
         context.regs.rip = loaded.entry;
@@ -347,6 +354,7 @@ impl Process {
             thread,
             memory: loaded.memory,
             files: Files::new(FileTable::with_console()),
+            fs,
             clear_child_tid: 0,
             robust_list: 0,
             signals: SignalState::default(),
@@ -368,6 +376,7 @@ impl Process {
             thread,
             memory,
             files: self.files.fork_copy(),
+            fs: self.fs.fork_copy(),
             clear_child_tid: 0,
             robust_list: 0,
             signals: SignalState { actions: self.signals.actions.fork_copy(), restore_mask: None, ..self.signals.clone() },
@@ -394,6 +403,7 @@ impl Process {
             thread,
             memory: self.memory.clone(),
             files: if share_files { self.files.clone() } else { self.files.fork_copy() },
+            fs: self.fs.clone(),
             clear_child_tid: 0,
             robust_list: 0,
             signals: SignalState { alt_stack: (0, 0), restore_mask: None, ..self.signals.clone() },

@@ -10,6 +10,7 @@ use framekernel::arch::user::UserContext;
 #[allow(unused_imports)]
 use framekernel::logic::layout::is_user_half;
 use crate::files::FileStat;
+use super::fs::O_CLOEXEC;
 
 pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = p.files.get(fd)?;
@@ -61,13 +62,20 @@ pub(super) fn stat_bytes(st: &FileStat) -> [u8; 144] {
             dst.copy_from_slice(bytes);
         }
     };
+    put(0, &st.dev.to_le_bytes());
     put(8, &st.ino.to_le_bytes());
-    put(16, &1u64.to_le_bytes()); // st_nlink
-    put(24, &st.mode.to_le_bytes());
+    put(16, &u64::from(st.nlink.max(1)).to_le_bytes());
+    put(24, &st.mode().to_le_bytes());
+    put(28, &st.uid.to_le_bytes());
+    put(32, &st.gid.to_le_bytes());
     put(40, &st.rdev.to_le_bytes());
     put(48, &st.size.to_le_bytes());
     put(56, &4096u64.to_le_bytes()); // st_blksize
     put(64, &st.size.div_ceil(512).to_le_bytes());
+    for (at, t) in [(72, st.atime), (88, st.mtime), (104, st.ctime)] {
+        put(at, &t.sec.to_le_bytes());
+        put(at + 8, &u64::from(t.nsec).to_le_bytes());
+    }
     b
 }
 
@@ -77,16 +85,6 @@ pub(super) fn fstat(p: &mut Process, fd: u64, buf: u64) -> SysResult {
     Ok(0)
 }
 
-const AT_EMPTY_PATH: u64 = 0x1000;
-
-pub(super) fn newfstatat(p: &mut Process, dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {
-    let name = p.memory.read_c_string(path, 4096)?;
-    if name.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        return fstat(p, dirfd, buf);
-    }
-    // No file system yet.
-    Err(Errno::ENOENT)
-}
 
 const TCGETS: u64 = 0x5401;
 const TCSETS: u64 = 0x5402;
@@ -152,17 +150,6 @@ pub(super) fn readv(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult
     Ok(total)
 }
 
-const O_ACCMODE: u64 = 3;
-const O_CLOEXEC: u64 = 0o2000000;
-
-pub(super) fn openat(p: &mut Process, _dirfd: u64, path: u64, flags: u64) -> SysResult {
-    let name = p.memory.read_c_string(path, 4096)?;
-    if flags & O_ACCMODE == O_ACCMODE {
-        return Err(Errno::EINVAL);
-    }
-    let file = crate::files::open_device(&name)?;
-    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
-}
 
 pub(super) fn dup(p: &mut Process, fd: u64) -> SysResult {
     let file = p.files.get(fd)?;
@@ -196,8 +183,11 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         F_GETFD => Ok(u64::from(p.files.cloexec(fd)?)),
         F_SETFD => p.files.set_cloexec(fd, arg & 1 != 0).map(|()| 0),
-        F_GETFL => Ok(2), // O_RDWR
-        F_SETFL => Ok(0),
+        F_GETFL => Ok(u64::from(file.status_flags())),
+        F_SETFL => {
+            file.set_status_flags(arg as u32);
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }

@@ -22,19 +22,6 @@ pub(super) fn uname(p: &mut Process, buf: u64) -> SysResult {
     Ok(0)
 }
 
-pub(super) fn readlink(p: &mut Process, path: u64, buf: u64, size: u64) -> SysResult {
-    let name = p.memory.read_c_string(path, 4096)?;
-    if size == 0 || size > i32::MAX as u64 {
-        return Err(Errno::EINVAL);
-    }
-    if name != b"/proc/self/exe" {
-        return Err(Errno::ENOENT);
-    }
-    let target = p.info.exe.lock().clone().into_bytes();
-    let n = target.len().min(size as usize);
-    p.memory.write(buf, target.get(..n).unwrap_or(&[]))?;
-    Ok(n as u64)
-}
 
 const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;

@@ -2,6 +2,7 @@
 //! `rsi`, `rdx`, `r10`, `r8`, `r9`; result or `-errno` back in `rax`.
 //! Unknown numbers return `ENOSYS` and are logged once each.
 
+mod fs;
 pub mod futex;
 mod io;
 mod misc;
@@ -53,6 +54,50 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const OPEN: u64 = 2;
+    pub const STAT: u64 = 4;
+    pub const LSTAT: u64 = 6;
+    pub const LSEEK: u64 = 8;
+    pub const PREAD64: u64 = 17;
+    pub const PWRITE64: u64 = 18;
+    pub const ACCESS: u64 = 21;
+    pub const FSYNC: u64 = 74;
+    pub const FDATASYNC: u64 = 75;
+    pub const TRUNCATE: u64 = 76;
+    pub const FTRUNCATE: u64 = 77;
+    pub const GETCWD: u64 = 79;
+    pub const CHDIR: u64 = 80;
+    pub const FCHDIR: u64 = 81;
+    pub const RENAME: u64 = 82;
+    pub const MKDIR: u64 = 83;
+    pub const RMDIR: u64 = 84;
+    pub const CREAT: u64 = 85;
+    pub const LINK: u64 = 86;
+    pub const UNLINK: u64 = 87;
+    pub const SYMLINK: u64 = 88;
+    pub const CHMOD: u64 = 90;
+    pub const FCHMOD: u64 = 91;
+    pub const CHOWN: u64 = 92;
+    pub const FCHOWN: u64 = 93;
+    pub const LCHOWN: u64 = 94;
+    pub const UMASK: u64 = 95;
+    pub const MKNOD: u64 = 133;
+    pub const STATFS: u64 = 137;
+    pub const FSTATFS: u64 = 138;
+    pub const SYNC: u64 = 162;
+    pub const GETDENTS64: u64 = 217;
+    pub const MKDIRAT: u64 = 258;
+    pub const MKNODAT: u64 = 259;
+    pub const FCHOWNAT: u64 = 260;
+    pub const UNLINKAT: u64 = 263;
+    pub const RENAMEAT: u64 = 264;
+    pub const LINKAT: u64 = 265;
+    pub const SYMLINKAT: u64 = 266;
+    pub const FCHMODAT: u64 = 268;
+    pub const FACCESSAT: u64 = 269;
+    pub const UTIMENSAT: u64 = 280;
+    pub const RENAMEAT2: u64 = 316;
+    pub const STATX: u64 = 332;
+    pub const FACCESSAT2: u64 = 439;
     pub const READV: u64 = 19;
     pub const WRITEV: u64 = 20;
     pub const DUP: u64 = 32;
@@ -110,6 +155,8 @@ pub mod nr {
 static REPORTED: SpinLock<BTreeSet<u64>> = SpinLock::new(BTreeSet::new());
 
 const SIGCHLD: u64 = 17;
+/// AT_FDCWD as a register value.
+const CWD: u64 = -100i64 as u64;
 
 /// Serves the system call in `context`.
 pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
@@ -130,8 +177,51 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::WRITE => write(p, a[0], a[1], a[2]),
         nr::WRITEV => writev(p, a[0], a[1], a[2]),
         nr::READV => readv(p, a[0], a[1], a[2]),
-        nr::OPEN => openat(p, (-100i64) as u64, a[0], a[1]),
-        nr::OPENAT => openat(p, a[0], a[1], a[2]),
+        nr::OPEN => fs::openat(p, CWD, a[0], a[1], a[2]),
+        nr::CREAT => fs::openat(p, CWD, a[0], 0o1101, a[1]), // O_CREAT|O_WRONLY|O_TRUNC
+        nr::OPENAT => fs::openat(p, a[0], a[1], a[2], a[3]),
+        nr::STAT => fs::newfstatat(p, CWD, a[0], a[1], 0),
+        nr::LSTAT => fs::newfstatat(p, CWD, a[0], a[1], 0x100),
+        nr::STATX => fs::statx(p, a[0], a[1], a[2], a[4]),
+        nr::LSEEK => fs::lseek(p, a[0], a[1], a[2]),
+        nr::PREAD64 => fs::pread64(p, a[0], a[1], a[2], a[3]),
+        nr::PWRITE64 => fs::pwrite64(p, a[0], a[1], a[2], a[3]),
+        nr::GETDENTS64 => fs::getdents64(p, a[0], a[1], a[2]),
+        nr::ACCESS => fs::faccessat(p, CWD, a[0], a[1], 0),
+        nr::FACCESSAT => fs::faccessat(p, a[0], a[1], a[2], 0),
+        nr::FACCESSAT2 => fs::faccessat(p, a[0], a[1], a[2], a[3]),
+        nr::FSYNC | nr::FDATASYNC => p.files.get(a[0]).map(|_| 0),
+        nr::SYNC => Ok(0),
+        nr::TRUNCATE => fs::truncate(p, a[0], a[1]),
+        nr::FTRUNCATE => fs::ftruncate(p, a[0], a[1]),
+        nr::GETCWD => fs::getcwd(p, a[0], a[1]),
+        nr::CHDIR => fs::chdir(p, a[0]),
+        nr::FCHDIR => fs::fchdir(p, a[0]),
+        nr::RENAME => fs::renameat2(p, CWD, a[0], CWD, a[1], 0),
+        nr::RENAMEAT => fs::renameat2(p, a[0], a[1], a[2], a[3], 0),
+        nr::RENAMEAT2 => fs::renameat2(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::MKDIR => fs::mkdirat(p, CWD, a[0], a[1]),
+        nr::MKDIRAT => fs::mkdirat(p, a[0], a[1], a[2]),
+        nr::MKNOD => fs::mknodat(p, CWD, a[0], a[1], a[2]),
+        nr::MKNODAT => fs::mknodat(p, a[0], a[1], a[2], a[3]),
+        nr::RMDIR => fs::unlinkat(p, CWD, a[0], 0x200),
+        nr::UNLINK => fs::unlinkat(p, CWD, a[0], 0),
+        nr::UNLINKAT => fs::unlinkat(p, a[0], a[1], a[2]),
+        nr::LINK => fs::linkat(p, CWD, a[0], CWD, a[1], 0),
+        nr::LINKAT => fs::linkat(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::SYMLINK => fs::symlinkat(p, a[0], CWD, a[1]),
+        nr::SYMLINKAT => fs::symlinkat(p, a[0], a[1], a[2]),
+        nr::CHMOD => fs::fchmodat(p, CWD, a[0], a[1]),
+        nr::FCHMOD => fs::fchmod(p, a[0], a[1]),
+        nr::FCHMODAT => fs::fchmodat(p, a[0], a[1], a[2]),
+        nr::CHOWN => fs::fchownat(p, CWD, a[0], a[1], a[2], 0),
+        nr::LCHOWN => fs::fchownat(p, CWD, a[0], a[1], a[2], 0x100),
+        nr::FCHOWN => fs::fchown(p, a[0], a[1], a[2]),
+        nr::FCHOWNAT => fs::fchownat(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::UMASK => fs::umask(p, a[0]),
+        nr::UTIMENSAT => fs::utimensat(p, a[0], a[1], a[2], a[3]),
+        nr::STATFS => fs::statfs(p, a[0], a[1]),
+        nr::FSTATFS => fs::fstatfs(p, a[0], a[1]),
         nr::DUP => dup(p, a[0]),
         nr::DUP2 => dup3(p, a[0], a[1], 0, true),
         nr::DUP3 => dup3(p, a[0], a[1], a[2], false),
@@ -141,7 +231,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::PRCTL => prctl(p, a[0], a[1]),
         nr::CLOSE => p.files.close(a[0]).map(|()| 0),
         nr::FSTAT => fstat(p, a[0], a[1]),
-        nr::NEWFSTATAT => newfstatat(p, a[0], a[1], a[2], a[3]),
+        nr::NEWFSTATAT => fs::newfstatat(p, a[0], a[1], a[2], a[3]),
         nr::IOCTL => ioctl(p, a[0], a[1], a[2]),
         nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4]),
         nr::MUNMAP => munmap(p, a[0], a[1]),
@@ -177,8 +267,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::SETSID => proc::setsid(p),
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Ok(0),
         nr::UNAME => uname(p, a[0]),
-        nr::READLINK => readlink(p, a[0], a[1], a[2]),
-        nr::READLINKAT => readlink(p, a[1], a[2], a[3]),
+        nr::READLINK => fs::readlinkat(p, CWD, a[0], a[1], a[2]),
+        nr::READLINKAT => fs::readlinkat(p, a[0], a[1], a[2], a[3]),
         nr::ARCH_PRCTL => arch_prctl(p, context, a[0], a[1]),
         nr::SET_TID_ADDRESS => {
             p.clear_child_tid = a[0];

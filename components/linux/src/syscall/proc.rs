@@ -3,7 +3,6 @@
 use crate::errno::{Errno, SysResult};
 use crate::exec;
 use crate::process::{self, Process};
-use crate::programs;
 use crate::syscall::Action;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +108,7 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     let path = p.memory.read_c_string(path, 4096)?;
     let argv = string_array(p, argv)?;
     let envp = string_array(p, envp)?;
-    let program = programs::find(&path).ok_or(Errno::ENOENT)?;
+    let (program, absolute) = crate::fs::open_executable(&p.fs.cwd(), &path)?;
     let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
     // The old image stays until the new one is fully loaded.
@@ -124,13 +123,8 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
     p.clear_child_tid = 0;
     p.robust_list = 0;
-    // /proc/self/exe is always absolute (glibc checks); relative paths are
-    // relative to the working directory, "/" until the VFS exists.
-    let mut exe = alloc::string::String::from_utf8_lossy(&path).into_owned();
-    if !exe.starts_with('/') {
-        exe.insert(0, '/');
-    }
-    *p.info.exe.lock() = exe;
+    // /proc/self/exe is the absolute path, symbolic links resolved.
+    *p.info.exe.lock() = absolute;
     *p.info.cmdline.lock() = argv.iter().flat_map(|a| a.iter().copied().chain(core::iter::once(0))).collect();
     Ok(Action::Replaced)
 }

@@ -1,0 +1,380 @@
+//! The file-system view of processes: the global tree, each process's
+//! working directory and umask, open files of the tree, and device nodes.
+
+use crate::errno::{Errno, SysResult};
+use crate::files::{Console, File, FileStat, Null, SEEK_CUR, SEEK_END, SEEK_SET, device_stat};
+use alloc::string::String;
+use alloc::sync::Arc;
+use framekernel::sync::Mutex;
+use tessera_vfs::{FileType, FsError, Location, NodeRef, Vfs};
+
+static VFS: spin::Once<Vfs> = spin::Once::new();
+
+impl From<FsError> for Errno {
+    fn from(e: FsError) -> Self {
+        match e {
+            FsError::NotFound => Errno::ENOENT,
+            FsError::Exists => Errno::EEXIST,
+            FsError::NotDir => Errno::ENOTDIR,
+            FsError::IsDir => Errno::EISDIR,
+            FsError::NotEmpty => Errno::ENOTEMPTY,
+            FsError::NoSpace => Errno::ENOSPC,
+            FsError::NameTooLong => Errno::ENAMETOOLONG,
+            FsError::Loop => Errno::ELOOP,
+            FsError::Invalid | FsError::Unsupported => Errno::EINVAL,
+            FsError::CrossDevice => Errno::EXDEV,
+            FsError::NotPermitted => Errno::EPERM,
+            FsError::Busy => Errno::EBUSY,
+        }
+    }
+}
+
+/// Wall-clock time for file timestamps.
+pub fn now() -> tessera_vfs::Timespec {
+    let ns = framekernel::time::realtime_ns();
+    tessera_vfs::Timespec { sec: (ns / 1_000_000_000) as i64, nsec: (ns % 1_000_000_000) as u32 }
+}
+
+/// Sets the root file system (once, at boot).
+pub fn set_root(root: NodeRef) {
+    VFS.call_once(|| Vfs::new(root));
+}
+
+/// The tree. Before `set_root` there is none (programs cannot run then).
+pub fn vfs() -> Result<&'static Vfs, Errno> {
+    VFS.get().ok_or(Errno::ENOENT)
+}
+
+/// The contents of the program at `path` (from `cwd`) and its absolute
+/// path, checking that it is an executable regular file.
+pub fn open_executable(cwd: &Location, path: &[u8]) -> Result<(Arc<alloc::vec::Vec<u8>>, String), Errno> {
+    let path = core::str::from_utf8(path).map_err(|_| Errno::ENOENT)?;
+    let location = vfs()?.resolve(cwd, path, true)?;
+    let meta = location.node().metadata();
+    if meta.kind != FileType::Regular || meta.perm & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    Ok((location.node().snapshot()?, location.path()))
+}
+
+/// Working directory and umask, shared by the threads of a process.
+pub struct FsContext {
+    /// Current directory.
+    pub cwd: Location,
+    /// File-creation mask.
+    pub umask: u32,
+}
+
+/// The handle threads share; `fork` copies it.
+#[derive(Clone)]
+pub struct Fs(Arc<Mutex<FsContext>>);
+
+impl Fs {
+    /// At the root, umask 022.
+    pub fn at_root() -> Result<Self, Errno> {
+        Ok(Self(Arc::new(Mutex::new(FsContext { cwd: vfs()?.root(), umask: 0o022 }))))
+    }
+
+    /// A separate copy (for `fork`).
+    pub fn fork_copy(&self) -> Self {
+        let ctx = self.0.lock();
+        Self(Arc::new(Mutex::new(FsContext { cwd: ctx.cwd.clone(), umask: ctx.umask })))
+    }
+
+    /// The current directory.
+    pub fn cwd(&self) -> Location {
+        self.0.lock().cwd.clone()
+    }
+
+    /// Changes the current directory.
+    pub fn set_cwd(&self, location: Location) {
+        self.0.lock().cwd = location;
+    }
+
+    /// Sets the umask; returns the old one.
+    pub fn swap_umask(&self, mask: u32) -> u32 {
+        core::mem::replace(&mut self.0.lock().umask, mask & 0o777)
+    }
+
+    /// The umask.
+    pub fn umask(&self) -> u32 {
+        self.0.lock().umask
+    }
+}
+
+/// Open-file flags kept by an open file.
+pub const O_ACCMODE: u32 = 3;
+/// Open for writing only.
+pub const O_WRONLY: u32 = 1;
+/// Open for reading and writing.
+pub const O_RDWR: u32 = 2;
+/// Writes go to the end.
+pub const O_APPEND: u32 = 0o2000;
+/// Non-blocking.
+pub const O_NONBLOCK: u32 = 0o4000;
+
+/// A regular file or directory of the tree, opened.
+pub struct VfsFile {
+    location: Location,
+    offset: Mutex<u64>,
+    flags: Mutex<u32>,
+}
+
+impl VfsFile {
+    /// Opens `location` with `flags` (access mode and status flags).
+    pub fn new(location: Location, flags: u32) -> Self {
+        Self { location, offset: Mutex::new(0), flags: Mutex::new(flags) }
+    }
+
+    fn node(&self) -> &NodeRef {
+        self.location.node()
+    }
+
+    fn readable(&self) -> bool {
+        *self.flags.lock() & O_ACCMODE != O_WRONLY
+    }
+
+    fn writable(&self) -> bool {
+        matches!(*self.flags.lock() & O_ACCMODE, O_WRONLY | O_RDWR)
+    }
+}
+
+impl File for VfsFile {
+    fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        let mut offset = self.offset.lock();
+        let n = self.node().read_at(*offset, buf)?;
+        *offset += n as u64;
+        Ok(n as u64)
+    }
+
+    fn write(&self, buf: &[u8]) -> SysResult {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        let append = *self.flags.lock() & O_APPEND != 0;
+        let mut offset = self.offset.lock();
+        if append {
+            *offset = self.node().metadata().size;
+        }
+        let n = self.node().write_at(*offset, buf)?;
+        *offset += n as u64;
+        Ok(n as u64)
+    }
+
+    fn stat(&self) -> FileStat {
+        self.node().metadata()
+    }
+
+    fn seek(&self, offset: i64, whence: u32) -> SysResult {
+        let mut current = self.offset.lock();
+        let base = match whence {
+            SEEK_SET => 0,
+            SEEK_CUR => *current as i64,
+            SEEK_END => self.node().metadata().size as i64,
+            _ => return Err(Errno::EINVAL),
+        };
+        let new = base.checked_add(offset).filter(|&n| n >= 0).ok_or(Errno::EINVAL)?;
+        *current = new as u64;
+        Ok(new as u64)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> SysResult {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        Ok(self.node().read_at(offset, buf)? as u64)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> SysResult {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        Ok(self.node().write_at(offset, buf)? as u64)
+    }
+
+    fn location(&self) -> Option<Location> {
+        Some(self.location.clone())
+    }
+
+    fn read_dir(&self, buf: &mut [u8]) -> SysResult {
+        let node = self.node();
+        let mut entries = node.entries()?;
+        let meta = node.metadata();
+        let dots = [
+            tessera_vfs::DirEntry { name: String::from("."), ino: meta.ino, kind: FileType::Directory },
+            tessera_vfs::DirEntry { name: String::from(".."), ino: meta.ino, kind: FileType::Directory },
+        ];
+        entries.splice(0..0, dots);
+        // The offset counts entries already returned.
+        let mut index = self.offset.lock();
+        let mut used = 0usize;
+        for entry in entries.iter().skip(*index as usize) {
+            // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name\0, padded to 8.
+            let reclen = (19 + entry.name.len() + 1).next_multiple_of(8);
+            let Some(record) = buf.get_mut(used..used + reclen) else {
+                if used == 0 {
+                    return Err(Errno::EINVAL); // buffer too small for one entry
+                }
+                break;
+            };
+            record.fill(0);
+            record[..8].copy_from_slice(&entry.ino.to_le_bytes());
+            record[8..16].copy_from_slice(&(*index as i64 + 1).to_le_bytes());
+            record[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            record[18] = entry.kind.dirent_type();
+            record[19..19 + entry.name.len()].copy_from_slice(entry.name.as_bytes());
+            used += reclen;
+            *index += 1;
+        }
+        Ok(used as u64)
+    }
+
+    fn status_flags(&self) -> u32 {
+        *self.flags.lock()
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        let mut current = self.flags.lock();
+        *current = (*current & !(O_APPEND | O_NONBLOCK)) | (flags & (O_APPEND | O_NONBLOCK));
+    }
+}
+
+/// `/dev/zero`: endless zeros.
+pub struct Zero;
+
+impl File for Zero {
+    fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        buf.fill(0);
+        Ok(buf.len() as u64)
+    }
+    fn write(&self, buf: &[u8]) -> SysResult {
+        Ok(buf.len() as u64)
+    }
+    fn stat(&self) -> FileStat {
+        device_stat(3, (1 << 8) | 5, 0o666)
+    }
+}
+
+/// `/dev/full`: zeros to read, ENOSPC to write.
+pub struct Full;
+
+impl File for Full {
+    fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        buf.fill(0);
+        Ok(buf.len() as u64)
+    }
+    fn write(&self, _buf: &[u8]) -> SysResult {
+        Err(Errno::ENOSPC)
+    }
+    fn stat(&self) -> FileStat {
+        device_stat(4, (1 << 8) | 7, 0o666)
+    }
+}
+
+/// `/dev/random` and `/dev/urandom`.
+pub struct Random;
+
+impl File for Random {
+    fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        framekernel::random::fill(buf);
+        Ok(buf.len() as u64)
+    }
+    fn write(&self, buf: &[u8]) -> SysResult {
+        Ok(buf.len() as u64)
+    }
+    fn stat(&self) -> FileStat {
+        device_stat(5, (1 << 8) | 9, 0o666)
+    }
+}
+
+/// The driver for a device node's number (major << 8 | minor).
+pub fn open_device(rdev: u64) -> Result<Arc<dyn File>, Errno> {
+    match rdev {
+        0x103 => Ok(Arc::new(Null)),
+        0x105 => Ok(Arc::new(Zero)),
+        0x107 => Ok(Arc::new(Full)),
+        0x108 | 0x109 => Ok(Arc::new(Random)),
+        0x400..=0x501 => Ok(Arc::new(Console)), // ttyS*, tty, console
+        _ => Err(Errno::ENODEV),
+    }
+}
+
+/// Device nodes made in `/dev` at boot: name, number, permissions.
+pub const DEVICES: [(&str, u64, u32); 8] = [
+    ("null", 0x103, 0o666),
+    ("zero", 0x105, 0o666),
+    ("full", 0x107, 0o666),
+    ("random", 0x108, 0o666),
+    ("urandom", 0x109, 0o666),
+    ("tty", 0x500, 0o666),
+    ("console", 0x501, 0o620),
+    ("ttyS0", 0x440, 0o620),
+];
+
+fn make_dirs(root: &NodeRef, path: &str) -> Result<NodeRef, FsError> {
+    let mut dir = root.clone();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        dir = match dir.lookup(part) {
+            Ok(existing) => existing,
+            Err(FsError::NotFound) => dir.create(part, FileType::Directory, 0o755, 0)?,
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(dir)
+}
+
+fn split_parent(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(at) => (path.get(..at).unwrap_or(""), path.get(at + 1..).unwrap_or("")),
+        None => ("", path),
+    }
+}
+
+/// Builds the root file system at boot: a tmpfs of at most `limit` bytes
+/// holding the boot archive's files, `/dev` with its device nodes, `/tmp`.
+/// Returns the number of archive entries unpacked, or a message naming the
+/// entry that could not be.
+pub fn boot_root(archive: &[u8], limit: u64, clock: tessera_vfs::tmpfs::Clock) -> Result<usize, String> {
+    let root = tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(clock));
+    let mut count = 0;
+    for entry in tessera_cpio::Reader::new(archive) {
+        let entry = entry.map_err(|e| alloc::format!("boot archive: {e}"))?;
+        let fail = |e: FsError| alloc::format!("boot archive entry '{}': {e:?}", entry.name);
+        let (dir, name) = split_parent(entry.name);
+        if name.is_empty() {
+            continue;
+        }
+        let parent = make_dirs(&root, dir).map_err(fail)?;
+        let perm = entry.mode & 0o7777;
+        if entry.is_dir() {
+            match parent.lookup(name) {
+                Ok(_) => {}
+                Err(_) => {
+                    parent.create(name, FileType::Directory, perm, 0).map_err(fail)?;
+                }
+            }
+        } else if entry.is_symlink() {
+            let target = core::str::from_utf8(entry.data).map_err(|_| fail(FsError::Invalid))?;
+            parent.symlink(name, target).map_err(fail)?;
+        } else if entry.is_file() {
+            let file = parent.create(name, FileType::Regular, perm, 0).map_err(fail)?;
+            file.write_at(0, entry.data).map_err(fail)?;
+        } else {
+            continue; // device nodes and fifos in archives come later
+        }
+        count += 1;
+    }
+    let dev = make_dirs(&root, "dev").map_err(|e| alloc::format!("/dev: {e:?}"))?;
+    for (name, rdev, perm) in DEVICES {
+        if dev.lookup(name).is_err() {
+            dev.create(name, FileType::CharDevice, perm, rdev).map_err(|e| alloc::format!("/dev/{name}: {e:?}"))?;
+        }
+    }
+    let tmp = make_dirs(&root, "tmp").map_err(|e| alloc::format!("/tmp: {e:?}"))?;
+    tmp.set_perm(0o1777);
+    set_root(root);
+    Ok(count)
+}

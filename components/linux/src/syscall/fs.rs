@@ -1,0 +1,473 @@
+//! Path-based system calls over the VFS: open, stat, directories, links,
+//! renames, permissions, times, the working directory.
+
+use super::IO_CHUNK;
+use crate::errno::{Errno, SysResult};
+use crate::files::File;
+use crate::fs::{self, O_ACCMODE, VfsFile};
+use crate::process::Process;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use tessera_vfs::{FileType, Location, Timespec};
+
+/// `dirfd` meaning "the working directory".
+const AT_FDCWD: i32 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_REMOVEDIR: u64 = 0x200;
+const AT_SYMLINK_FOLLOW: u64 = 0x400;
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+const O_CREAT: u64 = 0o100;
+const O_EXCL: u64 = 0o200;
+const O_TRUNC: u64 = 0o1000;
+const O_DIRECTORY: u64 = 0o200000;
+const O_NOFOLLOW: u64 = 0o400000;
+pub(super) const O_CLOEXEC: u64 = 0o2000000;
+const O_PATH: u64 = 0o10000000;
+const O_TMPFILE: u64 = 0o20000000;
+
+/// Reads a path argument.
+pub(super) fn path_arg(p: &Process, addr: u64) -> Result<String, Errno> {
+    let bytes = p.memory.read_c_string(addr, tessera_vfs::MAX_PATH)?;
+    String::from_utf8(bytes).map_err(|_| Errno::EINVAL)
+}
+
+/// The directory `dirfd` names (the working directory for AT_FDCWD).
+pub(super) fn at_dir(p: &Process, dirfd: u64) -> Result<Location, Errno> {
+    if dirfd as i32 == AT_FDCWD {
+        return Ok(p.fs.cwd());
+    }
+    let location = p.files.get(dirfd)?.location().ok_or(Errno::ENOTDIR)?;
+    if location.node().metadata().kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    Ok(location)
+}
+
+/// Resolves `(dirfd, path)`; an empty path means `dirfd` itself when
+/// `AT_EMPTY_PATH` is set.
+fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, Errno> {
+    if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd as i32 == AT_FDCWD {
+            return Ok(p.fs.cwd());
+        }
+        return p.files.get(dirfd)?.location().ok_or(Errno::EBADF);
+    }
+    let base = at_dir(p, dirfd)?;
+    Ok(fs::vfs()?.resolve(&base, path, flags & AT_SYMLINK_NOFOLLOW == 0)?)
+}
+
+fn open_location(location: Location, flags: u64) -> Result<Arc<dyn File>, Errno> {
+    let meta = location.node().metadata();
+    match meta.kind {
+        FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
+        FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::Symlink => {
+            Ok(Arc::new(VfsFile::new(location, (flags & 0o7777777) as u32)))
+        }
+        _ => Err(Errno::ENXIO),
+    }
+}
+
+pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u64) -> SysResult {
+    let path = path_arg(p, path)?;
+    if flags & O_TMPFILE == O_TMPFILE {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags & O_ACCMODE as u64 == 3 {
+        return Err(Errno::EINVAL);
+    }
+    let vfs = fs::vfs()?;
+    let base = at_dir(p, dirfd)?;
+    let location = if flags & O_CREAT != 0 {
+        let (parent, name) = vfs.resolve_parent(&base, &path)?;
+        match vfs.resolve(&parent, &name, flags & O_NOFOLLOW == 0).map_err(Errno::from) {
+            Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
+            Ok(existing) => existing,
+            Err(Errno::ENOENT) if path.ends_with('/') => return Err(Errno::EISDIR),
+            Err(Errno::ENOENT) => {
+                if name == "." || name == ".." {
+                    return Err(Errno::EISDIR);
+                }
+                let perm = (mode as u32) & 0o7777 & !p.fs.umask();
+                parent.node().create(&name, FileType::Regular, perm, 0)?;
+                vfs.resolve(&parent, &name, false)?
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        vfs.resolve(&base, &path, flags & O_NOFOLLOW == 0)?
+    };
+    let meta = location.node().metadata();
+    if meta.kind == FileType::Symlink && flags & O_PATH == 0 {
+        return Err(Errno::ELOOP); // O_NOFOLLOW on a link
+    }
+    if flags & O_DIRECTORY != 0 && meta.kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    if meta.kind == FileType::Directory && (flags & O_ACCMODE as u64 != 0 || flags & O_CREAT != 0) {
+        return Err(Errno::EISDIR);
+    }
+    if flags & O_TRUNC != 0 && meta.kind == FileType::Regular && flags & O_ACCMODE as u64 != 0 {
+        location.node().truncate(0)?;
+    }
+    let file = open_location(location, flags)?;
+    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+}
+
+pub(super) fn getdents64(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    let mut data = vec![0u8; (count as usize).min(IO_CHUNK)];
+    let n = file.read_dir(&mut data)? as usize;
+    p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
+    Ok(n as u64)
+}
+
+pub(super) fn lseek(p: &mut Process, fd: u64, offset: u64, whence: u64) -> SysResult {
+    p.files.get(fd)?.seek(offset as i64, whence as u32)
+}
+
+pub(super) fn pread64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u64) -> SysResult {
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    let mut data = vec![0u8; (count as usize).min(IO_CHUNK)];
+    let n = file.read_at(offset, &mut data)? as usize;
+    p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
+    Ok(n as u64)
+}
+
+pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u64) -> SysResult {
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    let mut data = vec![0u8; (count as usize).min(IO_CHUNK)];
+    p.memory.read(buf, &mut data)?;
+    file.write_at(offset, &data)
+}
+
+pub(super) fn newfstatat(p: &mut Process, dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {
+    let name = path_arg(p, path)?;
+    let meta = if name.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != AT_FDCWD {
+        p.files.get(dirfd)?.stat()
+    } else {
+        lookup(p, dirfd, &name, flags)?.node().metadata()
+    };
+    p.memory.write(buf, &super::io::stat_bytes(&meta))?;
+    Ok(0)
+}
+
+pub(super) fn statx(p: &mut Process, dirfd: u64, path: u64, flags: u64, buf: u64) -> SysResult {
+    let name = path_arg(p, path)?;
+    let meta = if name.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != AT_FDCWD {
+        p.files.get(dirfd)?.stat()
+    } else {
+        lookup(p, dirfd, &name, flags)?.node().metadata()
+    };
+    let mut b = [0u8; 256];
+    let mut put = |at: usize, bytes: &[u8]| {
+        if let Some(dst) = b.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    };
+    put(0, &0x7ffu32.to_le_bytes()); // STATX_BASIC_STATS
+    put(4, &4096u32.to_le_bytes());
+    put(16, &meta.nlink.max(1).to_le_bytes());
+    put(20, &meta.uid.to_le_bytes());
+    put(24, &meta.gid.to_le_bytes());
+    put(28, &(meta.mode() as u16).to_le_bytes());
+    put(32, &meta.ino.to_le_bytes());
+    put(40, &meta.size.to_le_bytes());
+    put(48, &meta.size.div_ceil(512).to_le_bytes());
+    for (at, t) in [(64, meta.atime), (80, meta.ctime), (96, meta.ctime), (112, meta.mtime)] {
+        put(at, &t.sec.to_le_bytes());
+        put(at + 8, &t.nsec.to_le_bytes());
+    }
+    put(128, &((meta.rdev >> 8) as u32).to_le_bytes());
+    put(132, &((meta.rdev & 0xff) as u32).to_le_bytes());
+    put(140, &(meta.dev as u32).to_le_bytes());
+    p.memory.write(buf, &b)?;
+    Ok(0)
+}
+
+pub(super) fn mkdirat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysResult {
+    let path = path_arg(p, path)?;
+    let (parent, name) = fs::vfs()?.resolve_parent(&at_dir(p, dirfd)?, &path)?;
+    if name == "." || name == ".." {
+        return Err(Errno::EEXIST);
+    }
+    let perm = (mode as u32) & 0o7777 & !p.fs.umask();
+    parent.node().create(&name, FileType::Directory, perm, 0)?;
+    Ok(0)
+}
+
+pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u64) -> SysResult {
+    let path = path_arg(p, path)?;
+    let (parent, name) = fs::vfs()?.resolve_parent(&at_dir(p, dirfd)?, &path)?;
+    let kind = match (mode as u32) & 0o170000 {
+        0 | 0o100000 => FileType::Regular,
+        0o020000 => FileType::CharDevice,
+        0o060000 => FileType::BlockDevice,
+        0o010000 => FileType::Fifo,
+        0o140000 => FileType::Socket,
+        _ => return Err(Errno::EINVAL),
+    };
+    let perm = (mode as u32) & 0o7777 & !p.fs.umask();
+    // Device numbers: old-style 16-bit encoding (major << 8 | minor).
+    let rdev = ((dev >> 8) & 0xfff) << 8 | (dev & 0xff);
+    parent.node().create(&name, kind, perm, rdev)?;
+    Ok(0)
+}
+
+pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> SysResult {
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(p, path)?;
+    let vfs = fs::vfs()?;
+    let (parent, name) = vfs.resolve_parent(&at_dir(p, dirfd)?, &path)?;
+    if flags & AT_REMOVEDIR != 0 {
+        vfs.rmdir(&parent, &name)?;
+    } else {
+        if path.ends_with('/') {
+            return Err(Errno::EISDIR);
+        }
+        vfs.unlink(&parent, &name)?;
+    }
+    Ok(0)
+}
+
+const RENAME_NOREPLACE: u64 = 1;
+
+pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
+    if flags & !RENAME_NOREPLACE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (old, new) = (path_arg(p, old)?, path_arg(p, new)?);
+    let vfs = fs::vfs()?;
+    let (old_parent, old_name) = vfs.resolve_parent(&at_dir(p, olddir)?, &old)?;
+    let (new_parent, new_name) = vfs.resolve_parent(&at_dir(p, newdir)?, &new)?;
+    if flags & RENAME_NOREPLACE != 0 && new_parent.node().lookup(&new_name).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    vfs.rename(&old_parent, &old_name, &new_parent, &new_name)?;
+    Ok(0)
+}
+
+pub(super) fn linkat(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (old, new) = (path_arg(p, old)?, path_arg(p, new)?);
+    let follow = if flags & AT_SYMLINK_FOLLOW != 0 { 0 } else { AT_SYMLINK_NOFOLLOW };
+    let source = lookup(p, olddir, &old, follow | (flags & AT_EMPTY_PATH))?;
+    let vfs = fs::vfs()?;
+    let (parent, name) = vfs.resolve_parent(&at_dir(p, newdir)?, &new)?;
+    vfs.link(source.node(), &parent, &name)?;
+    Ok(0)
+}
+
+pub(super) fn symlinkat(p: &mut Process, target: u64, newdir: u64, path: u64) -> SysResult {
+    let (target, path) = (path_arg(p, target)?, path_arg(p, path)?);
+    if target.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let (parent, name) = fs::vfs()?.resolve_parent(&at_dir(p, newdir)?, &path)?;
+    parent.node().symlink(&name, &target)?;
+    Ok(0)
+}
+
+pub(super) fn readlinkat(p: &mut Process, dirfd: u64, path: u64, buf: u64, size: u64) -> SysResult {
+    if size == 0 || size > i32::MAX as u64 {
+        return Err(Errno::EINVAL);
+    }
+    let name = path_arg(p, path)?;
+    // /proc/self/exe until procfs exists.
+    let target = if name == "/proc/self/exe" {
+        p.info.exe.lock().clone()
+    } else {
+        let location = lookup(p, dirfd, &name, AT_SYMLINK_NOFOLLOW)?;
+        location.node().read_link().map_err(|_| Errno::EINVAL)?
+    };
+    let n = target.len().min(size as usize);
+    p.memory.write(buf, target.as_bytes().get(..n).unwrap_or(&[]))?;
+    Ok(n as u64)
+}
+
+pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
+    let path = path_arg(p, path)?;
+    let location = fs::vfs()?.resolve(&p.fs.cwd(), &path, true)?;
+    if location.node().metadata().kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    p.fs.set_cwd(location);
+    Ok(0)
+}
+
+pub(super) fn fchdir(p: &mut Process, fd: u64) -> SysResult {
+    let location = p.files.get(fd)?.location().ok_or(Errno::ENOTDIR)?;
+    if location.node().metadata().kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    p.fs.set_cwd(location);
+    Ok(0)
+}
+
+pub(super) fn getcwd(p: &mut Process, buf: u64, size: u64) -> SysResult {
+    let mut path = p.fs.cwd().path().into_bytes();
+    path.push(0);
+    if (size as usize) < path.len() {
+        return Err(Errno::ERANGE);
+    }
+    p.memory.write(buf, &path)?;
+    Ok(path.len() as u64)
+}
+
+pub(super) fn fchmodat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysResult {
+    let name = path_arg(p, path)?;
+    lookup(p, dirfd, &name, 0)?.node().set_perm(mode as u32 & 0o7777);
+    Ok(0)
+}
+
+pub(super) fn fchmod(p: &mut Process, fd: u64, mode: u64) -> SysResult {
+    let location = p.files.get(fd)?.location().ok_or(Errno::EINVAL)?;
+    location.node().set_perm(mode as u32 & 0o7777);
+    Ok(0)
+}
+
+fn chown_node(node: &tessera_vfs::NodeRef, uid: u64, gid: u64) {
+    let meta = node.metadata();
+    let uid = if uid as i32 == -1 { meta.uid } else { uid as u32 };
+    let gid = if gid as i32 == -1 { meta.gid } else { gid as u32 };
+    node.set_owner(uid, gid);
+}
+
+pub(super) fn fchownat(p: &mut Process, dirfd: u64, path: u64, uid: u64, gid: u64, flags: u64) -> SysResult {
+    let name = path_arg(p, path)?;
+    chown_node(lookup(p, dirfd, &name, flags)?.node(), uid, gid);
+    Ok(0)
+}
+
+pub(super) fn fchown(p: &mut Process, fd: u64, uid: u64, gid: u64) -> SysResult {
+    let location = p.files.get(fd)?.location().ok_or(Errno::EINVAL)?;
+    chown_node(location.node(), uid, gid);
+    Ok(0)
+}
+
+pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
+    if (len as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = path_arg(p, path)?;
+    let location = lookup(p, AT_FDCWD as u64, &name, 0)?;
+    if location.node().metadata().kind == FileType::Directory {
+        return Err(Errno::EISDIR);
+    }
+    location.node().truncate(len)?;
+    Ok(0)
+}
+
+pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
+    if (len as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    let location = file.location().ok_or(Errno::EINVAL)?;
+    if file.status_flags() & O_ACCMODE == 0 {
+        return Err(Errno::EINVAL); // not open for writing (Linux: EINVAL or EBADF)
+    }
+    location.node().truncate(len)?;
+    Ok(0)
+}
+
+pub(super) fn faccessat(p: &mut Process, dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
+    if mode & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = path_arg(p, path)?;
+    let meta = lookup(p, dirfd, &name, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))?.node().metadata();
+    // Root may read and write anything; executing needs an x bit (or a directory).
+    if mode & 1 != 0 && meta.kind != FileType::Directory && meta.perm & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    Ok(0)
+}
+
+pub(super) fn umask(p: &mut Process, mask: u64) -> SysResult {
+    Ok(u64::from(p.fs.swap_umask(mask as u32)))
+}
+
+const UTIME_NOW: i64 = 0x3fff_ffff;
+const UTIME_OMIT: i64 = 0x3fff_fffe;
+
+pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flags: u64) -> SysResult {
+    let location = if path == 0 {
+        if dirfd as i32 == AT_FDCWD {
+            return Err(Errno::EFAULT);
+        }
+        p.files.get(dirfd)?.location().ok_or(Errno::EINVAL)?
+    } else {
+        let name = path_arg(p, path)?;
+        lookup(p, dirfd, &name, flags)?
+    };
+    let now = fs::now();
+    let (atime, mtime) = if times == 0 {
+        (Some(now), Some(now))
+    } else {
+        let mut raw = [0u8; 32];
+        p.memory.read(times, &mut raw)?;
+        let field = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let pick = |sec: i64, nsec: i64| -> Result<Option<Timespec>, Errno> {
+            match nsec {
+                UTIME_OMIT => Ok(None),
+                UTIME_NOW => Ok(Some(now)),
+                n if (0..1_000_000_000).contains(&n) => Ok(Some(Timespec { sec, nsec: n as u32 })),
+                _ => Err(Errno::EINVAL),
+            }
+        };
+        (pick(field(0), field(8))?, pick(field(16), field(24))?)
+    };
+    location.node().set_times(atime, mtime);
+    Ok(0)
+}
+
+pub(super) fn statfs(p: &mut Process, path: u64, buf: u64) -> SysResult {
+    let name = path_arg(p, path)?;
+    lookup(p, AT_FDCWD as u64, &name, 0)?;
+    write_statfs(p, buf)
+}
+
+pub(super) fn fstatfs(p: &mut Process, fd: u64, buf: u64) -> SysResult {
+    p.files.get(fd)?;
+    write_statfs(p, buf)
+}
+
+fn write_statfs(p: &mut Process, buf: u64) -> SysResult {
+    let frames = framekernel::mm::frame_stats();
+    let mut b = [0u8; 120];
+    let words: [(usize, u64); 8] = [
+        (0, 0x0102_1994),  // TMPFS_MAGIC
+        (8, 4096),         // f_bsize
+        (16, frames.total / 2),
+        (24, frames.free / 2),
+        (32, frames.free / 2),
+        (40, 1 << 20),     // f_files
+        (48, 1 << 20),     // f_ffree
+        (64, tessera_vfs::MAX_NAME as u64),
+    ];
+    for (at, value) in words {
+        if let Some(dst) = b.get_mut(at..at + 8) {
+            dst.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    if let Some(dst) = b.get_mut(72..80) {
+        dst.copy_from_slice(&4096u64.to_le_bytes()); // f_frsize
+    }
+    p.memory.write(buf, &b)?;
+    Ok(0)
+}

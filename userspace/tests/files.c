@@ -1,0 +1,154 @@
+/* Files and directories: open flags, read/write/seek, stat, directory
+ * listing, links, symlinks, renames, permissions, times, the working
+ * directory, device files; and the errors for each misuse. Works in a
+ * fresh directory under /tmp. */
+#include "tessera_test.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+static int listed(const char *dir, const char *name) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, name) == 0)
+            found = 1;
+    closedir(d);
+    return found;
+}
+
+int main(void) {
+    char dir[] = "/tmp/tessera-files-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(chdir(dir) == 0);
+    char cwd[PATH_MAX];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL && strcmp(cwd, dir) == 0);
+    CHECK(getcwd(cwd, 3) == NULL && errno == ERANGE);
+
+    /* create, write, seek, read */
+    umask(022);
+    int fd = open("a.txt", O_CREAT | O_EXCL | O_RDWR, 0666);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "hello world", 11) == 11);
+    CHECK(lseek(fd, 0, SEEK_CUR) == 11);
+    CHECK(lseek(fd, 6, SEEK_SET) == 6);
+    char buf[64] = {0};
+    CHECK(read(fd, buf, sizeof buf) == 5 && memcmp(buf, "world", 5) == 0);
+    CHECK(read(fd, buf, sizeof buf) == 0);
+    CHECK(pwrite(fd, "W", 1, 6) == 1);
+    CHECK(pread(fd, buf, 5, 6) == 5 && memcmp(buf, "World", 5) == 0);
+    CHECK(lseek(fd, -1, SEEK_SET) == -1 && errno == EINVAL);
+    CHECK(lseek(fd, 0, SEEK_END) == 11);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0 && st.st_size == 11 && S_ISREG(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0644); /* umask applied */
+    CHECK(ftruncate(fd, 3) == 0 && fstat(fd, &st) == 0 && st.st_size == 3);
+    CHECK(close(fd) == 0);
+    CHECK_ERR(open("a.txt", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST);
+
+    /* O_APPEND and O_TRUNC */
+    fd = open("a.txt", O_WRONLY | O_APPEND);
+    CHECK(fd >= 0 && write(fd, "++", 2) == 2);
+    close(fd);
+    CHECK(stat("a.txt", &st) == 0 && st.st_size == 5);
+    fd = open("a.txt", O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0);
+    CHECK(read(fd, buf, 1) == -1 && errno == EBADF); /* write-only */
+    close(fd);
+    CHECK(stat("a.txt", &st) == 0 && st.st_size == 0);
+
+    /* directories */
+    CHECK(mkdir("sub", 0755) == 0);
+    CHECK_ERR(mkdir("sub", 0755), EEXIST);
+    CHECK(mkdir("sub/deeper", 0700) == 0);
+    CHECK(stat("sub/deeper", &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK_ERR(rmdir("sub"), ENOTEMPTY);
+    CHECK_ERR(rmdir("a.txt"), ENOTDIR);
+    CHECK_ERR(unlink("sub"), EISDIR);
+    CHECK_ERR(open("sub", O_WRONLY), EISDIR);
+    CHECK_ERR(open("a.txt", O_RDONLY | O_DIRECTORY), ENOTDIR);
+    CHECK_ERR(open("a.txt/x", O_RDONLY), ENOTDIR);
+    CHECK_ERR(open("missing/x", O_RDONLY), ENOENT);
+    CHECK(listed(".", "a.txt") && listed(".", "sub") && listed(".", ".") && listed(".", ".."));
+    CHECK(listed("sub", "deeper") && !listed("sub", "a.txt"));
+
+    /* symbolic links */
+    CHECK(symlink("a.txt", "link") == 0);
+    CHECK(lstat("link", &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(stat("link", &st) == 0 && S_ISREG(st.st_mode));
+    ssize_t n = readlink("link", buf, sizeof buf);
+    CHECK(n == 5 && memcmp(buf, "a.txt", 5) == 0);
+    CHECK_ERR(readlink("a.txt", buf, sizeof buf), EINVAL);
+    CHECK(symlink("loop-b", "loop-a") == 0 && symlink("loop-a", "loop-b") == 0);
+    CHECK_ERR(open("loop-a", O_RDONLY), ELOOP);
+    CHECK_ERR(open("link", O_RDONLY | O_NOFOLLOW), ELOOP);
+    char longname[300];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    CHECK_ERR(open(longname, O_RDONLY), ENAMETOOLONG);
+
+    /* hard links and renames */
+    CHECK(link("a.txt", "hard") == 0);
+    CHECK(stat("a.txt", &st) == 0 && st.st_nlink == 2);
+    CHECK(unlink("hard") == 0 && stat("a.txt", &st) == 0 && st.st_nlink == 1);
+    fd = open("b.txt", O_CREAT | O_WRONLY, 0644);
+    CHECK(fd >= 0 && write(fd, "bbb", 3) == 3);
+    close(fd);
+    CHECK(rename("b.txt", "a.txt") == 0); /* replaces */
+    CHECK(stat("a.txt", &st) == 0 && st.st_size == 3);
+    CHECK_ERR(stat("b.txt", &st), ENOENT);
+    CHECK(rename("sub", "moved") == 0 && stat("moved/deeper", &st) == 0);
+    CHECK_ERR(rename("moved", "moved/deeper/inside"), EINVAL);
+    CHECK_ERR(rename("a.txt", "moved"), EISDIR);
+
+    /* permissions, access, times */
+    CHECK(chmod("a.txt", 0600) == 0 && stat("a.txt", &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(access("a.txt", R_OK | W_OK) == 0);
+    CHECK_ERR(access("a.txt", X_OK), EACCES);
+    CHECK(chmod("a.txt", 0755) == 0 && access("a.txt", X_OK) == 0);
+    struct timespec times[2] = {{1000000000, 0}, {1234567890, 500}};
+    CHECK(utimensat(AT_FDCWD, "a.txt", times, 0) == 0);
+    CHECK(stat("a.txt", &st) == 0 && st.st_mtim.tv_sec == 1234567890 && st.st_mtim.tv_nsec == 500);
+    CHECK(umask(077) == 022 && umask(022) == 077);
+
+    /* *at calls relative to a directory descriptor, fchdir */
+    int dfd = open("moved", O_RDONLY | O_DIRECTORY);
+    CHECK(dfd >= 0);
+    CHECK(mkdirat(dfd, "via-fd", 0755) == 0);
+    CHECK(fstatat(dfd, "via-fd", &st, 0) == 0 && S_ISDIR(st.st_mode));
+    CHECK(fchdir(dfd) == 0 && getcwd(cwd, sizeof cwd) && strstr(cwd, "/moved") != NULL);
+    CHECK(chdir("..") == 0);
+    CHECK(unlinkat(dfd, "via-fd", AT_REMOVEDIR) == 0);
+    close(dfd);
+
+    /* device files */
+    fd = open("/dev/null", O_RDWR);
+    CHECK(fd >= 0 && write(fd, "x", 1) == 1 && read(fd, buf, 4) == 0);
+    close(fd);
+    fd = open("/dev/zero", O_RDONLY);
+    memset(buf, 1, 8);
+    CHECK(fd >= 0 && read(fd, buf, 8) == 8 && buf[0] == 0 && buf[7] == 0);
+    close(fd);
+    fd = open("/dev/full", O_WRONLY);
+    CHECK(fd >= 0 && write(fd, "x", 1) == -1 && errno == ENOSPC);
+    close(fd);
+    CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+    struct statfs sfs;
+    CHECK(statfs(".", &sfs) == 0 && sfs.f_bsize > 0);
+
+    /* clean up */
+    CHECK(unlink("loop-a") == 0 && unlink("loop-b") == 0 && unlink("link") == 0);
+    CHECK(unlink("a.txt") == 0);
+    CHECK(rmdir("moved/deeper") == 0 && rmdir("moved") == 0);
+    CHECK(chdir("/") == 0 && rmdir(dir) == 0);
+    CHECK_ERR(chdir(dir), ENOENT);
+    return tt_done("files");
+}
