@@ -56,6 +56,11 @@ pub fn read_byte() -> Option<u8> {
     INPUT.lock().pop()
 }
 
+/// True when typed bytes are waiting.
+pub fn has_input() -> bool {
+    !INPUT.lock().is_empty()
+}
+
 /// Bytes dropped because nobody read the console fast enough.
 pub fn dropped_input() -> u64 {
     INPUT.lock().dropped()

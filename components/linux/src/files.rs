@@ -76,7 +76,22 @@ pub trait File: Send + Sync {
     }
     /// Changes `O_APPEND`/`O_NONBLOCK` (`fcntl(F_SETFL)`).
     fn set_status_flags(&self, _flags: u32) {}
+    /// Ready events now (`POLLIN`, `POLLOUT`, `POLLHUP`, `POLLERR`).
+    fn poll(&self) -> u16 {
+        POLLIN | POLLOUT
+    }
 }
+
+/// Data to read.
+pub const POLLIN: u16 = 0x1;
+/// Room to write.
+pub const POLLOUT: u16 = 0x4;
+/// Error (a pipe with no reader).
+pub const POLLERR: u16 = 0x8;
+/// Hung up (a pipe with no writer).
+pub const POLLHUP: u16 = 0x10;
+/// Not an open descriptor.
+pub const POLLNVAL: u16 = 0x20;
 
 /// The kernel console (the serial port).
 pub struct Console;
@@ -86,6 +101,7 @@ static CONSOLE_INPUT: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new()
 /// Called by the base when console bytes arrive: wakes blocked readers.
 pub fn console_input_arrived() {
     CONSOLE_INPUT.wake_all();
+    crate::syscall::poll::notify();
 }
 
 impl File for Console {
@@ -127,6 +143,10 @@ impl File for Console {
 
     fn is_tty(&self) -> bool {
         true
+    }
+
+    fn poll(&self) -> u16 {
+        if framekernel::console::has_input() { POLLIN | POLLOUT } else { POLLOUT }
     }
 }
 

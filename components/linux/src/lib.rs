@@ -9,6 +9,7 @@ pub mod errno;
 pub mod exec;
 pub mod files;
 pub mod memory;
+pub mod pipe;
 pub mod process;
 pub mod fs;
 pub mod signal;

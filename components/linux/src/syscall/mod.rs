@@ -7,6 +7,7 @@ pub mod futex;
 mod io;
 mod misc;
 mod mm;
+pub mod poll;
 pub mod names;
 pub mod proc;
 mod signal;
@@ -54,6 +55,13 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const OPEN: u64 = 2;
+    pub const POLL: u64 = 7;
+    pub const PIPE: u64 = 22;
+    pub const SELECT: u64 = 23;
+    pub const TIME: u64 = 201;
+    pub const PSELECT6: u64 = 270;
+    pub const PPOLL: u64 = 271;
+    pub const PIPE2: u64 = 293;
     pub const STAT: u64 = 4;
     pub const LSTAT: u64 = 6;
     pub const LSEEK: u64 = 8;
@@ -158,6 +166,14 @@ const SIGCHLD: u64 = 17;
 /// AT_FDCWD as a register value.
 const CWD: u64 = -100i64 as u64;
 
+/// A write that failed with EPIPE also raises SIGPIPE, as on Linux.
+fn sigpipe(p: &Process, result: crate::errno::SysResult) -> crate::errno::SysResult {
+    if result == Err(Errno::EPIPE) {
+        p.thread.send_signal(13, crate::signal::SigInfo::default());
+    }
+    result
+}
+
 /// Serves the system call in `context`.
 pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
     let r = context.regs;
@@ -174,8 +190,28 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             Err(_) => return Action::Kill(11), // unusable frame: SIGSEGV
         },
         nr::READ => read(p, a[0], a[1], a[2]),
-        nr::WRITE => write(p, a[0], a[1], a[2]),
-        nr::WRITEV => writev(p, a[0], a[1], a[2]),
+        nr::WRITE => {
+            let result = write(p, a[0], a[1], a[2]);
+            sigpipe(p, result)
+        }
+        nr::WRITEV => {
+            let result = writev(p, a[0], a[1], a[2]);
+            sigpipe(p, result)
+        }
+        nr::POLL => poll::poll(p, a[0], a[1], a[2]),
+        nr::PPOLL => poll::ppoll(p, a[0], a[1], a[2]),
+        nr::SELECT => poll::select(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::PSELECT6 => poll::pselect6(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::PIPE => poll::pipe2(p, a[0], 0),
+        nr::PIPE2 => poll::pipe2(p, a[0], a[1]),
+        nr::TIME => {
+            let seconds = framekernel::time::realtime_ns() / 1_000_000_000;
+            if a[0] != 0 {
+                p.memory.write(a[0], &seconds.to_le_bytes()).map(|()| seconds)
+            } else {
+                Ok(seconds)
+            }
+        }
         nr::READV => readv(p, a[0], a[1], a[2]),
         nr::OPEN => fs::openat(p, CWD, a[0], a[1], a[2]),
         nr::CREAT => fs::openat(p, CWD, a[0], 0o1101, a[1]), // O_CREAT|O_WRONLY|O_TRUNC

@@ -1,0 +1,232 @@
+//! Waiting on several files: poll, ppoll, select, pselect6; and pipe(2).
+
+use super::proc::{NEXT_WAKE, SLEEPERS};
+use crate::errno::{Errno, SysResult};
+use crate::files::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+use crate::process::Process;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+/// Something a poller may wait for changed (pipe data, console input, a
+/// closed end): wake the waiters to re-check.
+pub fn notify() {
+    SLEEPERS.wake_all();
+}
+
+/// Most descriptors in one poll.
+const MAX_POLL: u64 = 1024;
+
+/// One `struct pollfd`.
+#[derive(Clone, Copy)]
+struct PollFd {
+    fd: i32,
+    events: u16,
+    revents: u16,
+}
+
+/// Waits until one of `fds` is ready, `deadline` (ns since boot) passes
+/// or a signal arrives. Fills in `revents`; returns the ready count.
+fn wait(p: &Process, fds: &mut [PollFd], deadline: Option<u64>) -> Result<usize, Errno> {
+    let interrupted = p.interrupt_check();
+    let files = p.files.clone();
+    SLEEPERS.wait_until(|| {
+        let mut ready = 0;
+        for entry in fds.iter_mut() {
+            entry.revents = if entry.fd < 0 {
+                0
+            } else {
+                match files.get(entry.fd as u64) {
+                    Ok(file) => file.poll() & (entry.events | POLLHUP | POLLERR),
+                    Err(_) => POLLNVAL,
+                }
+            };
+            if entry.revents != 0 {
+                ready += 1;
+            }
+        }
+        let now = framekernel::time::now_ns();
+        if ready > 0 || deadline.is_some_and(|d| now >= d) {
+            return Some(Ok(ready));
+        }
+        if interrupted() {
+            return Some(Err(Errno::EINTR));
+        }
+        if let Some(d) = deadline {
+            NEXT_WAKE.fetch_min(d, Ordering::Relaxed);
+        }
+        None
+    })
+}
+
+fn deadline_after(ns: u64) -> u64 {
+    framekernel::time::now_ns().saturating_add(ns)
+}
+
+fn read_pollfds(p: &Process, addr: u64, count: u64) -> Result<Vec<PollFd>, Errno> {
+    if count > MAX_POLL {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; count as usize * 8];
+    p.memory.read(addr, &mut raw)?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| PollFd {
+            fd: i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            events: u16::from_le_bytes([c[4], c[5]]),
+            revents: 0,
+        })
+        .collect())
+}
+
+fn write_pollfds(p: &Process, addr: u64, fds: &[PollFd]) -> Result<(), Errno> {
+    let mut raw = Vec::with_capacity(fds.len() * 8);
+    for f in fds {
+        raw.extend_from_slice(&f.fd.to_le_bytes());
+        raw.extend_from_slice(&f.events.to_le_bytes());
+        raw.extend_from_slice(&f.revents.to_le_bytes());
+    }
+    p.memory.write(addr, &raw)
+}
+
+pub(super) fn poll(p: &mut Process, fds: u64, count: u64, timeout_ms: u64) -> SysResult {
+    let mut entries = read_pollfds(p, fds, count)?;
+    let timeout = timeout_ms as i32;
+    let deadline = (timeout >= 0).then(|| deadline_after(timeout as u64 * 1_000_000));
+    let ready = wait(p, &mut entries, deadline)?;
+    write_pollfds(p, fds, &entries)?;
+    Ok(ready as u64)
+}
+
+fn read_timespec_ns(p: &Process, addr: u64) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let mut ts = [0u8; 16];
+    p.memory.read(addr, &mut ts)?;
+    let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64)))
+}
+
+pub(super) fn ppoll(p: &mut Process, fds: u64, count: u64, timeout: u64) -> SysResult {
+    let mut entries = read_pollfds(p, fds, count)?;
+    let deadline = read_timespec_ns(p, timeout)?.map(deadline_after);
+    let ready = wait(p, &mut entries, deadline)?;
+    write_pollfds(p, fds, &entries)?;
+    Ok(ready as u64)
+}
+
+/// select/pselect6: fd_set bitmaps in, bitmaps of ready descriptors out.
+fn select_common(p: &mut Process, nfds: u64, sets: [u64; 3], deadline: Option<u64>) -> SysResult {
+    if nfds > MAX_POLL {
+        return Err(Errno::EINVAL);
+    }
+    let words = (nfds as usize).div_ceil(64);
+    let mut bits = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
+    for (set, addr) in bits.iter_mut().zip(sets) {
+        if addr != 0 && words > 0 {
+            let mut raw = vec![0u8; words * 8];
+            p.memory.read(addr, &mut raw)?;
+            for (w, chunk) in set.iter_mut().zip(raw.chunks_exact(8)) {
+                *w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    for fd in 0..nfds as usize {
+        let mask = 1u64 << (fd % 64);
+        let want = |set: &Vec<u64>| set.get(fd / 64).is_some_and(|w| w & mask != 0);
+        let mut events = 0;
+        if want(&bits[0]) {
+            events |= POLLIN;
+        }
+        if want(&bits[1]) {
+            events |= POLLOUT;
+        }
+        if want(&bits[2]) {
+            events |= POLLERR;
+        }
+        if events != 0 {
+            if p.files.get(fd as u64).is_err() {
+                return Err(Errno::EBADF);
+            }
+            entries.push(PollFd { fd: fd as i32, events, revents: 0 });
+        }
+    }
+    wait(p, &mut entries, deadline)?;
+    let mut out = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
+    let mut count = 0;
+    for e in &entries {
+        let (word, mask) = (e.fd as usize / 64, 1u64 << (e.fd as usize % 64));
+        let marks = [
+            e.events & POLLIN != 0 && e.revents & (POLLIN | POLLHUP | POLLERR) != 0,
+            e.events & POLLOUT != 0 && e.revents & (POLLOUT | POLLERR) != 0,
+            e.events & POLLERR != 0 && e.revents & POLLERR != 0,
+        ];
+        for (set, mark) in out.iter_mut().zip(marks) {
+            if let (true, Some(w)) = (mark, set.get_mut(word)) {
+                *w |= mask;
+                count += 1;
+            }
+        }
+    }
+    for (set, addr) in out.iter().zip(sets) {
+        if addr != 0 && words > 0 {
+            let raw: Vec<u8> = set.iter().flat_map(|w| w.to_le_bytes()).collect();
+            p.memory.write(addr, &raw)?;
+        }
+    }
+    Ok(count)
+}
+
+pub(super) fn select(p: &mut Process, nfds: u64, r: u64, w: u64, e: u64, timeout: u64) -> SysResult {
+    let deadline = if timeout == 0 {
+        None
+    } else {
+        let mut tv = [0u8; 16];
+        p.memory.read(timeout, &mut tv)?;
+        let sec = i64::from_le_bytes(tv.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let usec = i64::from_le_bytes(tv.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        if sec < 0 || !(0..1_000_000).contains(&usec) {
+            return Err(Errno::EINVAL);
+        }
+        Some(deadline_after((sec as u64).saturating_mul(1_000_000_000).saturating_add(usec as u64 * 1000)))
+    };
+    select_common(p, nfds, [r, w, e], deadline)
+}
+
+pub(super) fn pselect6(p: &mut Process, nfds: u64, r: u64, w: u64, e: u64, timeout: u64) -> SysResult {
+    let deadline = read_timespec_ns(p, timeout)?.map(deadline_after);
+    select_common(p, nfds, [r, w, e], deadline)
+}
+
+const O_NONBLOCK: u64 = 0o4000;
+
+pub(super) fn pipe2(p: &mut Process, fds: u64, flags: u64) -> SysResult {
+    if flags & !(super::fs::O_CLOEXEC | O_NONBLOCK | 0o40000 /* O_DIRECT */) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (read, write) = crate::pipe::pipe(flags & O_NONBLOCK != 0);
+    let cloexec = flags & super::fs::O_CLOEXEC != 0;
+    let r = p.files.insert(read, 0, cloexec)?;
+    let w = match p.files.insert(write, 0, cloexec) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = p.files.close(r);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(r as i32).to_le_bytes());
+    out[4..].copy_from_slice(&(w as i32).to_le_bytes());
+    if let Err(e) = p.memory.write(fds, &out) {
+        let _ = p.files.close(r);
+        let _ = p.files.close(w);
+        return Err(e);
+    }
+    Ok(0)
+}

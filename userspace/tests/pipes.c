@@ -1,0 +1,144 @@
+/* Pipes and waiting on descriptors: data through a pipe between
+ * processes, end of file, EPIPE with SIGPIPE, capacity and non-blocking
+ * mode, poll and select with timeouts, a shell-style pipeline. */
+#define _GNU_SOURCE
+#include "tessera_test.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/select.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long ms_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+int main(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(write(fds[1], "abc", 3) == 3);
+    char buf[128];
+    CHECK(read(fds[0], buf, sizeof buf) == 3 && memcmp(buf, "abc", 3) == 0);
+
+    /* Between processes: the child writes, the parent reads to EOF. */
+    pid_t child = fork();
+    if (child == 0) {
+        close(fds[0]);
+        for (int i = 0; i < 100; i++)
+            if (write(fds[1], "0123456789", 10) != 10)
+                _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    long total = 0;
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0)
+        total += n;
+    CHECK(n == 0 && total == 1000);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WEXITSTATUS(status) == 0);
+    close(fds[0]);
+
+    /* No reader: EPIPE and SIGPIPE (ignored here, so we see EPIPE). */
+    signal(SIGPIPE, SIG_IGN);
+    CHECK(pipe(fds) == 0);
+    close(fds[0]);
+    CHECK(write(fds[1], "x", 1) == -1 && errno == EPIPE);
+    close(fds[1]);
+    /* Default SIGPIPE kills a writer. */
+    CHECK(pipe(fds) == 0);
+    child = fork();
+    if (child == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        close(fds[0]);
+        write(fds[1], "x", 1);
+        _exit(0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE);
+
+    /* Non-blocking: an empty pipe is EAGAIN; a full one too. */
+    CHECK(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+    CHECK(read(fds[0], buf, 1) == -1 && errno == EAGAIN);
+    CHECK((fcntl(fds[0], F_GETFL) & O_NONBLOCK) && (fcntl(fds[1], F_GETFD) & FD_CLOEXEC));
+    long filled = 0;
+    char block[4096];
+    memset(block, 'z', sizeof block);
+    while ((n = write(fds[1], block, sizeof block)) > 0)
+        filled += n;
+    CHECK(n == -1 && errno == EAGAIN && filled >= 4096);
+
+    /* poll: readable now; a timeout when nothing happens. */
+    struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLOUT, 0}};
+    CHECK(poll(p, 2, 0) == 1 && (p[0].revents & POLLIN) && !(p[1].revents & POLLOUT));
+    while (read(fds[0], block, sizeof block) > 0) {
+    }
+    long long start = ms_now();
+    struct pollfd q = {fds[0], POLLIN, 0};
+    CHECK(poll(&q, 1, 100) == 0);
+    CHECK(ms_now() - start >= 90);
+    close(fds[1]);
+    CHECK(poll(&q, 1, 1000) == 1 && (q.revents & POLLHUP));
+    close(fds[0]);
+
+    /* select: a child makes the pipe readable after a while. */
+    CHECK(pipe(fds) == 0);
+    child = fork();
+    if (child == 0) {
+        usleep(50 * 1000);
+        write(fds[1], "!", 1);
+        _exit(0);
+    }
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(fds[0], &rd);
+    struct timeval tv = {2, 0};
+    CHECK(select(fds[0] + 1, &rd, NULL, NULL, &tv) == 1 && FD_ISSET(fds[0], &rd));
+    waitpid(child, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+
+    /* A pipeline of two processes, as a shell builds it. */
+    CHECK(pipe(fds) == 0);
+    pid_t left = fork();
+    if (left == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        printf("through the pipeline\n");
+        fflush(stdout);
+        _exit(0);
+    }
+    int out[2];
+    CHECK(pipe(out) == 0);
+    pid_t right = fork();
+    if (right == 0) {
+        dup2(fds[0], 0);
+        dup2(out[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        close(out[0]);
+        close(out[1]);
+        char line[64];
+        ssize_t got = read(0, line, sizeof line);
+        for (ssize_t i = 0; i < got; i++)
+            if (line[i] >= 'a' && line[i] <= 'z')
+                line[i] -= 32;
+        write(1, line, got > 0 ? got : 0);
+        _exit(0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    close(out[1]);
+    n = read(out[0], buf, sizeof buf);
+    CHECK(n == 21 && memcmp(buf, "THROUGH THE PIPELINE\n", 21) == 0);
+    waitpid(left, NULL, 0);
+    waitpid(right, NULL, 0);
+    return tt_done("pipes");
+}
