@@ -41,6 +41,15 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// Writes bytes exactly as given (terminal output already processed by a
+/// line discipline).
+pub fn write_raw(bytes: &[u8]) {
+    let _guard = OUTPUT.lock();
+    for &byte in bytes {
+        serial::write_byte(byte);
+    }
+}
+
 /// Writes without taking the console lock: for panic and exception reports,
 /// which may interrupt a holder of that lock.
 pub fn emergency_print(args: fmt::Arguments<'_>) {

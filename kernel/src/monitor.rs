@@ -1,39 +1,20 @@
 //! A minimal line-oriented console monitor, until the busybox shell exists:
 //! `help`, `uptime`, `mem`, `poweroff`.
 
-use alloc::string::String;
 use core::time::Duration;
 use framekernel::boot::BootContext;
-use framekernel::{ExitCode, arch, console, mm, print, println, time};
+use framekernel::{ExitCode, mm, print, println, time};
 
-/// Longest input line kept; the rest of a longer line is dropped.
-const MAX_LINE: usize = 256;
-
-/// Reads lines from the console and answers them. Never returns; `poweroff`
-/// leaves QEMU.
+/// Reads lines from the console terminal (its line discipline echoes and
+/// edits them) and answers them. Never returns; `poweroff` leaves QEMU.
 pub fn run(_boot: &BootContext) -> ! {
-    let mut line = String::new();
-    print!("tessera> ");
+    let tty = tessera_linux::files::console();
     loop {
-        let Some(byte) = console::read_byte() else {
-            arch::wait_for_interrupt();
-            tessera_sched::yield_now(); // let background programs run
-            continue;
-        };
-        match byte {
-            b'\r' | b'\n' => {
-                println!();
-                execute(line.trim());
-                line.clear();
-                print!("tessera> ");
-            }
-            0x7f | 0x08 if line.pop().is_some() => print!("\x08 \x08"),
-            0x20..=0x7e if line.len() < MAX_LINE => {
-                line.push(char::from(byte));
-                print!("{}", char::from(byte));
-            }
-            _ => {}
-        }
+        print!("tessera> ");
+        let mut buf = [0u8; 256];
+        let n = tty.read_blocking(&mut buf);
+        let line = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
+        execute(line.trim());
     }
 }
 

@@ -23,7 +23,12 @@ pub fn run(path: &str, args: &[&str]) -> Result<Outcome, String> {
         e => alloc::format!("{path}: cannot execute: {e:?}"),
     })?;
     let info = process.start(context).map_err(|e| alloc::format!("{path}: cannot start: {e:?}"))?;
-    Ok(info.wait_exit())
+    // The program owns the terminal while it runs: ^C interrupts it.
+    let tty = tessera_linux::files::console();
+    tty.set_foreground(info.pgid());
+    let outcome = info.wait_exit();
+    tty.set_foreground(0);
+    Ok(outcome)
 }
 
 /// Describes an outcome like a shell would.

@@ -80,6 +80,10 @@ pub trait File: Send + Sync {
     fn poll(&self) -> u16 {
         POLLIN | POLLOUT
     }
+    /// The terminal behind this file, if it is one.
+    fn as_tty(&self) -> Option<&Tty> {
+        None
+    }
 }
 
 /// Data to read.
@@ -93,46 +97,146 @@ pub const POLLHUP: u16 = 0x10;
 /// Not an open descriptor.
 pub const POLLNVAL: u16 = 0x20;
 
-/// The kernel console (the serial port).
-pub struct Console;
+/// The console terminal: the serial port behind a line discipline, with a
+/// foreground process group and a session.
+pub struct Tty {
+    ld: framekernel::sync::SpinLock<tessera_tty::LineDiscipline>,
+    readers: tessera_sched::WaitQueue,
+    foreground: core::sync::atomic::AtomicU32,
+    session: core::sync::atomic::AtomicU32,
+    winsize: framekernel::sync::SpinLock<[u16; 4]>,
+}
 
-static CONSOLE_INPUT: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new();
+static CONSOLE: spin::Once<Arc<Tty>> = spin::Once::new();
 
-/// Called by the base when console bytes arrive: wakes blocked readers.
+/// The console terminal.
+pub fn console() -> Arc<Tty> {
+    CONSOLE
+        .call_once(|| {
+            Arc::new(Tty {
+                ld: framekernel::sync::SpinLock::new(tessera_tty::LineDiscipline::new()),
+                readers: tessera_sched::WaitQueue::new(),
+                foreground: core::sync::atomic::AtomicU32::new(0),
+                session: core::sync::atomic::AtomicU32::new(0),
+                winsize: framekernel::sync::SpinLock::new([24, 80, 0, 0]),
+            })
+        })
+        .clone()
+}
+
+/// Called by the base (in interrupt context) when console bytes arrive:
+/// runs them through the line discipline, echoes, raises signals for the
+/// foreground process group, wakes readers.
 pub fn console_input_arrived() {
-    CONSOLE_INPUT.wake_all();
+    let tty = console();
+    while let Some(byte) = framekernel::console::read_byte() {
+        let effect = tty.ld.lock().input(byte);
+        if !effect.echo.is_empty() {
+            framekernel::console::write_raw(&effect.echo);
+        }
+        if let Some(signal) = effect.signal {
+            let sig = match signal {
+                tessera_tty::TtySignal::Interrupt => crate::signal::num::SIGINT,
+                tessera_tty::TtySignal::Quit => crate::signal::num::SIGQUIT,
+                tessera_tty::TtySignal::Suspend => crate::signal::num::SIGTSTP,
+            };
+            tty.signal_foreground(sig);
+        }
+    }
+    tty.readers.wake_all();
     crate::syscall::poll::notify();
 }
 
-impl File for Console {
+impl Tty {
+    /// Sends `sig` to every process of the foreground process group.
+    pub fn signal_foreground(&self, sig: u8) {
+        let group = self.foreground.load(core::sync::atomic::Ordering::Relaxed);
+        if group == 0 {
+            return;
+        }
+        for process in crate::process::all().into_iter().filter(|p| p.pgid() == group) {
+            process.send_signal(sig, crate::signal::SigInfo { code: 0x80, addr: 0 });
+        }
+    }
+
+    /// The foreground process group (0: none).
+    pub fn foreground(&self) -> u32 {
+        self.foreground.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes `group` the foreground process group.
+    pub fn set_foreground(&self, group: u32) {
+        self.foreground.store(group, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The controlling session (0: none).
+    pub fn session(&self) -> u32 {
+        self.session.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes `session` the terminal's session, with `group` in front.
+    pub fn set_session(&self, session: u32, group: u32) {
+        self.session.store(session, core::sync::atomic::Ordering::Relaxed);
+        self.set_foreground(group);
+    }
+
+    /// The settings.
+    pub fn termios(&self) -> tessera_tty::Termios {
+        self.ld.lock().termios
+    }
+
+    /// New settings; `flush` drops pending input first.
+    pub fn set_termios(&self, termios: tessera_tty::Termios, flush: bool) {
+        let mut ld = self.ld.lock();
+        if flush {
+            ld.flush_input();
+        }
+        ld.set_termios(termios);
+        drop(ld);
+        self.readers.wake_all();
+    }
+
+    /// Drops pending input.
+    pub fn flush_input(&self) {
+        self.ld.lock().flush_input();
+    }
+
+    /// Bytes a read would get now.
+    pub fn available(&self) -> usize {
+        self.ld.lock().available()
+    }
+
+    /// Window size: rows, columns, x and y pixels.
+    pub fn winsize(&self) -> [u16; 4] {
+        *self.winsize.lock()
+    }
+
+    /// Sets the window size.
+    pub fn set_winsize(&self, size: [u16; 4]) {
+        *self.winsize.lock() = size;
+    }
+
+    /// Reads like a program would (for the kernel's own console monitor).
+    pub fn read_blocking(&self, buf: &mut [u8]) -> usize {
+        self.readers.wait_until(|| self.ld.lock().read(buf))
+    }
+}
+
+impl File for Tty {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         if buf.is_empty() {
             return Ok(0);
         }
-        // Block until a byte arrives, then take up to a line.
-        CONSOLE_INPUT.wait_until(|| {
-            let mut count = 0;
-            while let Some(byte) = framekernel::console::read_byte() {
-                if let Some(slot) = buf.get_mut(count) {
-                    *slot = if byte == b'\r' { b'\n' } else { byte };
-                    count += 1;
-                }
-                if count == buf.len() || byte == b'\r' || byte == b'\n' {
-                    break;
-                }
-            }
-            if count > 0 {
-                Some(Ok(count as u64))
-            } else if interrupted() {
-                Some(Err(Errno::EINTR))
-            } else {
-                None
-            }
+        self.readers.wait_until(|| match self.ld.lock().read(buf) {
+            Some(n) => Some(Ok(n as u64)),
+            None if interrupted() => Some(Err(Errno::EINTR)),
+            None => None,
         })
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
-        framekernel::console::write_bytes(buf);
+        let out = self.ld.lock().output(buf);
+        framekernel::console::write_raw(&out);
         Ok(buf.len() as u64)
     }
 
@@ -145,8 +249,12 @@ impl File for Console {
         true
     }
 
+    fn as_tty(&self) -> Option<&Tty> {
+        Some(self)
+    }
+
     fn poll(&self) -> u16 {
-        if framekernel::console::has_input() { POLLIN | POLLOUT } else { POLLOUT }
+        if self.ld.lock().readable() { POLLIN | POLLOUT } else { POLLOUT }
     }
 }
 
@@ -184,7 +292,7 @@ pub struct FileTable {
 impl FileTable {
     /// Descriptors 0, 1 and 2 on the console.
     pub fn with_console() -> Self {
-        let console: Arc<dyn File> = Arc::new(Console);
+        let console: Arc<dyn File> = console();
         let slot = || Some(Slot { file: console.clone(), cloexec: false });
         Self { slots: alloc::vec![slot(), slot(), slot()] }
     }

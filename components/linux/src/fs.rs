@@ -2,7 +2,7 @@
 //! working directory and umask, open files of the tree, and device nodes.
 
 use crate::errno::{Errno, SysResult};
-use crate::files::{Console, File, FileStat, Null, SEEK_CUR, SEEK_END, SEEK_SET, device_stat};
+use crate::files::{File, FileStat, Null, SEEK_CUR, SEEK_END, SEEK_SET, device_stat};
 use alloc::string::String;
 use alloc::sync::Arc;
 use framekernel::sync::Mutex;
@@ -297,7 +297,7 @@ pub fn open_device(rdev: u64) -> Result<Arc<dyn File>, Errno> {
         0x105 => Ok(Arc::new(Zero)),
         0x107 => Ok(Arc::new(Full)),
         0x108 | 0x109 => Ok(Arc::new(Random)),
-        0x400..=0x501 => Ok(Arc::new(Console)), // ttyS*, tty, console
+        0x400..=0x501 => Ok(crate::files::console()), // ttyS*, tty, console
         _ => Err(Errno::ENODEV),
     }
 }

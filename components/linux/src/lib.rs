@@ -23,4 +23,6 @@ pub use process::{Outcome, Process, ProcessInfo};
 pub fn init() {
     let _ = framekernel::time::on_tick(syscall::proc::sleep_tick);
     framekernel::console::set_input_hook(files::console_input_arrived);
+    // Bytes typed before the hook existed wait in the base's buffer.
+    files::console_input_arrived();
 }

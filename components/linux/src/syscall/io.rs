@@ -90,39 +90,96 @@ const TCGETS: u64 = 0x5401;
 const TCSETS: u64 = 0x5402;
 const TCSETSW: u64 = 0x5403;
 const TCSETSF: u64 = 0x5404;
+const TCXONC: u64 = 0x540A;
+const TCFLSH: u64 = 0x540B;
+const TIOCSCTTY: u64 = 0x540E;
+const TIOCGPGRP: u64 = 0x540F;
+const TIOCSPGRP: u64 = 0x5410;
 const TIOCGWINSZ: u64 = 0x5413;
+const TIOCSWINSZ: u64 = 0x5414;
+const FIONREAD: u64 = 0x541B;
+const TIOCNOTTY: u64 = 0x5422;
+const TIOCGSID: u64 = 0x5429;
+const FIONBIO: u64 = 0x5421;
+const FIOCLEX: u64 = 0x5451;
+const FIONCLEX: u64 = 0x5450;
+
+fn read_u32(p: &Process, addr: u64) -> Result<u32, Errno> {
+    let mut word = [0u8; 4];
+    p.memory.read(addr, &mut word)?;
+    Ok(u32::from_le_bytes(word))
+}
 
 pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResult {
     let file = p.files.get(fd)?;
-    if !file.is_tty() {
-        return Err(Errno::ENOTTY);
-    }
     match request {
-        TCGETS => {
-            // The kernel termios (36 bytes): cooked mode with echo, as a
-            // terminal starts. The tty layer will make this settable.
-            let mut t = [0u8; 36];
-            t[0..4].copy_from_slice(&0x0500u32.to_le_bytes()); // ICRNL | IXON
-            t[4..8].copy_from_slice(&0x0005u32.to_le_bytes()); // OPOST | ONLCR
-            t[8..12].copy_from_slice(&0x00bfu32.to_le_bytes()); // B38400 | CS8 | CREAD
-            t[12..16].copy_from_slice(&0x8a3bu32.to_le_bytes()); // ISIG ICANON ECHO ECHOE ECHOK ECHOCTL ECHOKE IEXTEN
-            let cc = [3u8, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22];
-            t[17..17 + cc.len()].copy_from_slice(&cc);
-            p.memory.write(arg, &t)?;
-            Ok(0)
+        FIOCLEX => return p.files.set_cloexec(fd, true).map(|()| 0),
+        FIONCLEX => return p.files.set_cloexec(fd, false).map(|()| 0),
+        FIONBIO => {
+            let on = read_u32(p, arg)? != 0;
+            let flags = file.status_flags();
+            let nonblock = crate::fs::O_NONBLOCK;
+            file.set_status_flags(if on { flags | nonblock } else { flags & !nonblock });
+            return Ok(0);
         }
+        _ => {}
+    }
+    let tty = file.as_tty().ok_or(Errno::ENOTTY)?;
+    match request {
+        TCGETS => p.memory.write(arg, &tty.termios().to_bytes()).map(|()| 0),
         TCSETS | TCSETSW | TCSETSF => {
-            let mut t = [0u8; 36];
-            p.memory.read(arg, &mut t)?;
+            let mut bytes = [0u8; 36];
+            p.memory.read(arg, &mut bytes)?;
+            tty.set_termios(tessera_tty::Termios::from_bytes(&bytes), request == TCSETSF);
             Ok(0)
         }
+        TCFLSH => {
+            if arg > 2 {
+                return Err(Errno::EINVAL);
+            }
+            if arg != 1 {
+                tty.flush_input();
+            }
+            Ok(0)
+        }
+        TCXONC => Ok(0),
         TIOCGWINSZ => {
-            let mut w = [0u8; 8];
-            w[0..2].copy_from_slice(&24u16.to_le_bytes());
-            w[2..4].copy_from_slice(&80u16.to_le_bytes());
-            p.memory.write(arg, &w)?;
+            let size = tty.winsize();
+            let bytes: alloc::vec::Vec<u8> = size.iter().flat_map(|v| v.to_le_bytes()).collect();
+            p.memory.write(arg, &bytes).map(|()| 0)
+        }
+        TIOCSWINSZ => {
+            let mut bytes = [0u8; 8];
+            p.memory.read(arg, &mut bytes)?;
+            let field = |i: usize| u16::from_le_bytes([bytes[i * 2], bytes[i * 2 + 1]]);
+            tty.set_winsize([field(0), field(1), field(2), field(3)]);
             Ok(0)
         }
+        TIOCGPGRP => p.memory.write(arg, &tty.foreground().to_le_bytes()).map(|()| 0),
+        TIOCSPGRP => {
+            let group = read_u32(p, arg)?;
+            if group == 0 || (group as i32) < 0 {
+                return Err(Errno::EINVAL);
+            }
+            if !crate::process::all().iter().any(|q| q.pgid() == group && q.sid() == p.info.sid()) {
+                return Err(Errno::EPERM);
+            }
+            tty.set_foreground(group);
+            Ok(0)
+        }
+        TIOCGSID => {
+            let session = tty.session();
+            if session == 0 {
+                return Err(Errno::ENOTTY);
+            }
+            p.memory.write(arg, &session.to_le_bytes()).map(|()| 0)
+        }
+        TIOCSCTTY => {
+            tty.set_session(p.info.sid(), p.info.pgid());
+            Ok(0)
+        }
+        TIOCNOTTY => Ok(0),
+        FIONREAD => p.memory.write(arg, &(tty.available() as u32).to_le_bytes()).map(|()| 0),
         _ => Err(Errno::EINVAL),
     }
 }
