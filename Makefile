@@ -102,9 +102,17 @@ $(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)
 
 initrd: $(INITRD)
 
-$(INITRD): build $(MKINITRD) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made
-	$(MKINITRD) $@ boot/tessera.elf=$(KERNEL) bin=$(BUILD)/userspace/bin bench=$(BUILD)/userspace/bench \
-		testdata=$(TESTDATA)
+# The root file system tree: busybox-static with its applet links and /etc.
+ROOTFS := $(BUILD)/rootfs
+$(ROOTFS)/.made: userspace/rootfs/make-rootfs.sh $(shell find userspace/rootfs/etc -type f) | deps
+	sh userspace/rootfs/make-rootfs.sh $(ROOTFS)
+	@touch $@
+
+# The boot archive: the root file system, the kernel ELF (for symbols) and,
+# under /opt/tessera, the test programs, benchmarks and test data.
+$(INITRD): build $(MKINITRD) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(ROOTFS)/.made
+	$(MKINITRD) $@ =$(ROOTFS) boot/tessera.elf=$(KERNEL) opt/tessera/bin=$(BUILD)/userspace/bin \
+		opt/tessera/bench=$(BUILD)/userspace/bench opt/tessera/testdata=$(TESTDATA)
 
 iso: $(ISO)
 

@@ -57,7 +57,7 @@ fn main(boot: &'static BootContext) -> ! {
         framekernel::exit(if failed == 0 && passed > 0 { ExitCode::Success } else { ExitCode::Failure });
     }
     if let Some(path) = cmdline.value("tessera.run") {
-        match programs::run(path, &[]) {
+        match programs::run("/", path, &[]) {
             Ok(outcome) => println!("{path}: {}", programs::describe(outcome)),
             Err(why) => println!("{why}"),
         }
@@ -72,6 +72,14 @@ fn main(boot: &'static BootContext) -> ! {
     println!(
         "Tessera ready: kernel entry to ready {kernel_ms:.1} ms (firmware and loader before entry: {since_reset_ms:.1} ms)"
     );
+    if !cmdline.flag("tessera.monitor") {
+        // Normal boot: init (busybox) as process 1, which starts the shell.
+        let init = cmdline.value("tessera.init").unwrap_or("/sbin/init");
+        match programs::run("/", init, &[]) {
+            Ok(outcome) => println!("init {}; the kernel monitor takes over", programs::describe(outcome)),
+            Err(why) => println!("init: {why}; the kernel monitor takes over"),
+        }
+    }
     monitor::run(boot)
 }
 

@@ -23,7 +23,7 @@ fn execute(command: &str) {
     if words.next() == Some("run") {
         let args: alloc::vec::Vec<&str> = words.collect();
         match args.split_first() {
-            Some((path, rest)) => match crate::programs::run(path, rest) {
+            Some((path, rest)) => match crate::programs::run("/", path, rest) {
                 Ok(outcome) => println!("{path}: {}", crate::programs::describe(outcome)),
                 Err(why) => println!("{why}"),
             },

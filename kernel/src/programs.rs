@@ -8,6 +8,9 @@ use framekernel::boot::BootContext;
 use framekernel::println;
 use tessera_linux::{Outcome, Process};
 
+/// Where the boot archive keeps the test programs.
+const TESTS: &str = "opt/tessera/bin/";
+
 /// The boot archive (the first module, when it is a cpio archive).
 pub fn archive(boot: &BootContext) -> Option<&'static [u8]> {
     boot.modules.first().map(|m| m.bytes).filter(|b| tessera_cpio::is_cpio(b))
@@ -15,10 +18,10 @@ pub fn archive(boot: &BootContext) -> Option<&'static [u8]> {
 
 /// Runs `path` from the archive with `args` (argv[0] is the path). Returns
 /// how it ended, or why it could not start.
-pub fn run(path: &str, args: &[&str]) -> Result<Outcome, String> {
+pub fn run(cwd: &str, path: &str, args: &[&str]) -> Result<Outcome, String> {
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
-    let (process, context) = Process::spawn(path, &argv).map_err(|e| match e {
+    let (process, context) = Process::spawn(cwd, path, &argv).map_err(|e| match e {
         tessera_linux::Errno::ENOENT => alloc::format!("{path}: no such file"),
         e => alloc::format!("{path}: cannot execute: {e:?}"),
     })?;
@@ -39,7 +42,7 @@ pub fn describe(outcome: Outcome) -> String {
     }
 }
 
-/// Runs every program under `bin/` in the archive; each passes when it
+/// Runs every test program (under `/opt/tessera/bin`); each passes when it
 /// exits with status 0. Prints one line per program and the totals.
 pub fn run_all(boot: &BootContext) -> (usize, usize) {
     let Some(archive) = archive(boot) else {
@@ -48,12 +51,14 @@ pub fn run_all(boot: &BootContext) -> (usize, usize) {
     };
     let programs: Vec<String> = tessera_cpio::Reader::new(archive)
         .filter_map(Result::ok)
-        .filter(|e| e.is_file() && e.name.starts_with("bin/"))
+        .filter(|e| e.is_file() && e.name.starts_with(TESTS))
         .map(|e| alloc::format!("/{}", e.name))
         .collect();
     let (mut passed, mut failed) = (0, 0);
     for path in &programs {
-        match run(path, &[]) {
+        // Run from /opt/tessera: the programs use relative paths (bin/...,
+        // testdata/...), as they do on the host from build/userspace.
+        match run("/opt/tessera", path, &[]) {
             Ok(Outcome::Exited(0)) => {
                 passed += 1;
                 println!("usertest {path} ... ok");

@@ -28,16 +28,25 @@ fn ready_and_poweroff(machine: &mut Machine, protocol: &str) {
 }
 
 #[test]
-fn grub_iso_boots_to_ready_and_powers_off() {
+fn grub_iso_boots_to_the_busybox_shell_and_powers_off() {
     let mut machine = Machine::start("grub", &MachineOptions::iso());
-    ready_and_poweroff(&mut machine, "multiboot2");
+    machine.expect("booted via multiboot2", BOOT);
+    machine.expect("kernel symbols loaded", BOOT);
+    machine.expect("Tessera ready", BOOT);
+    machine.expect("built-in shell (ash)", BOOT);
+    machine.expect("# ", BOOT);
+    machine.send("echo grub $((40+2))\r");
+    machine.expect("grub 42", BOOT);
+    machine.send("poweroff\r");
+    machine.expect("Requesting system poweroff", BOOT);
+    assert_eq!(machine.wait_exit(BOOT), Exit::Success, "{}", machine.output());
     let output = machine.output();
     assert!(output.contains("boot module 'initrd'"), "GRUB module missing:\n{output}");
 }
 
 #[test]
-fn pvh_boots_to_ready_and_powers_off() {
-    let mut machine = Machine::start("pvh", &MachineOptions::kernel(""));
+fn pvh_boots_to_the_monitor_and_powers_off() {
+    let mut machine = Machine::start("pvh", &MachineOptions::kernel("tessera.monitor"));
     ready_and_poweroff(&mut machine, "PVH");
 }
 

@@ -36,10 +36,11 @@ fn count_files(dir: &std::path::Path) -> usize {
 
 #[test]
 fn hello_prints_and_exits_zero() {
-    let mut machine = Machine::start("hello", &MachineOptions::kernel("tessera.run=/bin/hello"));
-    machine.expect("hello from /bin/hello", Duration::from_secs(60));
+    let options = MachineOptions::kernel("tessera.run=/opt/tessera/bin/hello tessera.monitor");
+    let mut machine = Machine::start("hello", &options);
+    machine.expect("hello from /opt/tessera/bin/hello", Duration::from_secs(60));
     machine.expect("hello: ", Duration::from_secs(60));
-    machine.expect("/bin/hello: exited with status 0", Duration::from_secs(60));
+    machine.expect("/opt/tessera/bin/hello: exited with status 0", Duration::from_secs(60));
     machine.expect("tessera> ", Duration::from_secs(60));
     machine.send("run /bin/nonexistent\r");
     machine.expect("/bin/nonexistent: no such file", Duration::from_secs(30));

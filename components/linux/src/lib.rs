@@ -11,6 +11,7 @@ pub mod files;
 pub mod memory;
 pub mod pipe;
 pub mod process;
+pub mod procfs;
 pub mod fs;
 pub mod signal;
 pub mod syscall;

@@ -130,6 +130,8 @@ pub struct ProcessInfo {
     threads: SpinLock<Vec<Arc<ThreadInfo>>>,
     /// Executable path.
     pub exe: SpinLock<String>,
+    /// The process's descriptors and working directory, for `/proc`.
+    view: SpinLock<Option<(Files, Fs)>>,
     /// NUL-separated arguments.
     pub cmdline: SpinLock<Vec<u8>>,
 }
@@ -197,6 +199,7 @@ fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Resu
         pending: Pending::new(),
         threads: SpinLock::new(alloc::vec![thread.clone()]),
         exe: SpinLock::new(String::from(exe)),
+        view: SpinLock::new(None),
         cmdline: SpinLock::new(cmdline),
     });
     table.insert(pid, info.clone());
@@ -233,6 +236,16 @@ impl ProcessInfo {
     /// Number of live threads.
     pub fn thread_count(&self) -> usize {
         self.threads.lock().len()
+    }
+
+    /// The process's descriptor table (for `/proc/[pid]/fd`).
+    pub fn files(&self) -> Option<Files> {
+        self.view.lock().as_ref().map(|(files, _)| files.clone())
+    }
+
+    /// The working directory's path (for `/proc/[pid]/cwd`).
+    pub fn cwd(&self) -> Option<String> {
+        self.view.lock().as_ref().map(|(_, fs)| fs.cwd().path())
     }
 
     /// True when thread `tid` belongs to this process.
@@ -305,6 +318,18 @@ impl Process {
         move || (thread.pending.bits() | info.pending.bits()) & !mask != 0
     }
 
+    /// Takes the lowest pending signal in `set`, blocked or not
+    /// (`rt_sigtimedwait`).
+    pub fn take_signal_in(&self, set: u64) -> Option<(u8, SigInfo)> {
+        let mask = !set;
+        self.thread.pending.take(mask).or_else(|| self.info.pending.take(mask))
+    }
+
+    /// True when a signal in `set` is pending (blocked or not).
+    pub fn signal_pending_in(&self, set: u64) -> bool {
+        (self.thread.pending.bits() | self.info.pending.bits()) & set != 0
+    }
+
     /// Takes the lowest pending signal this thread does not block.
     pub fn take_signal(&self) -> Option<(u8, SigInfo)> {
         let mask = self.signals.mask;
@@ -337,10 +362,13 @@ pub fn signal_for(vector: u8) -> (u8, i32) {
 
 impl Process {
     /// Loads `program` as a new process started by the kernel (parent 0).
-    /// `path` is resolved in the file system from the root.
-    pub fn spawn(path: &str, argv: &[&[u8]]) -> Result<(Process, UserContext), Errno> {
+    /// `path` is resolved in the file system from `cwd` (absolute), which
+    /// becomes the process's working directory.
+    pub fn spawn(cwd: &str, path: &str, argv: &[&[u8]]) -> Result<(Process, UserContext), Errno> {
         let env = exec::default_env();
         let fs = Fs::at_root()?;
+        let start = crate::fs::vfs()?.resolve(&fs.cwd(), cwd, true)?;
+        fs.set_cwd(start);
         let (program, path) = crate::fs::open_executable(&fs.cwd(), path.as_bytes())?;
         let path = path.as_str();
         let loaded = exec::load(program, argv, &env, path.as_bytes())?;
@@ -414,6 +442,7 @@ impl Process {
     /// Starts this thread on its own kernel task.
     pub fn start(self, context: UserContext) -> Result<Arc<ProcessInfo>, Errno> {
         let info = self.info.clone();
+        self.info.view.lock().get_or_insert_with(|| (self.files.clone(), self.fs.clone()));
         let thread = self.thread.clone();
         let name = alloc::format!("tid {}", thread.tid);
         let task = tessera_sched::spawn(&name, move || {
@@ -450,6 +479,7 @@ impl Process {
                 return ThreadEnd::Group(outcome);
             }
             self.memory.activate();
+            crate::procfs::set_current(self.info.pid);
             match context.run() {
                 Trap::Syscall => {
                     let nr = context.regs.rax;
@@ -565,6 +595,7 @@ impl Process {
             init.children_changed.wake_all();
         }
         *info.outcome.lock() = Some(outcome);
+        *info.view.lock() = None; // the zombie holds no files
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
                 parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid) });

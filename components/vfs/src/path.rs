@@ -103,6 +103,14 @@ impl Vfs {
         Ok(())
     }
 
+    /// Removes the mount at absolute `path`.
+    pub fn unmount(&self, path: &str) -> Result<(), FsError> {
+        let mut mounts = self.mounts.lock();
+        let index = mounts.iter().rposition(|m| m.path == path).ok_or(FsError::Invalid)?;
+        mounts.remove(index);
+        Ok(())
+    }
+
     /// Mount points and their types, for `/proc/mounts`.
     pub fn mounts(&self) -> Vec<(String, String)> {
         self.mounts.lock().iter().map(|m| (m.path.clone(), m.fstype.clone())).collect()
@@ -192,7 +200,8 @@ impl Vfs {
         }
         let trimmed = path.trim_end_matches('/');
         if trimmed.is_empty() {
-            return if path.is_empty() { Err(FsError::NotFound) } else { Err(FsError::Busy) }; // "/"
+            // "/" itself: the root, named "." (mkdir gives EEXIST, unlink EISDIR).
+            return if path.is_empty() { Err(FsError::NotFound) } else { Ok((self.root(), ".".to_string())) };
         }
         let (dir, name) = match trimmed.rfind('/') {
             Some(0) => ("/", trimmed.get(1..).unwrap_or("")),

@@ -57,8 +57,8 @@ fn main() {
 
 /// Runs userspace/bench/bench under Tessera and prints its figures.
 fn user_benchmarks() {
-    let mut machine = Machine::start("user-bench", &MachineOptions::kernel("tessera.run=/bench/bench"));
-    let output = machine.expect("/bench/bench: exited", Duration::from_secs(600));
+    let mut machine = Machine::start("user-bench", &MachineOptions::kernel("tessera.run=/opt/tessera/bench/bench tessera.monitor"));
+    let output = machine.expect("/opt/tessera/bench/bench: exited", Duration::from_secs(600));
     println!("user benchmark under Tessera (QEMU TCG):");
     for line in output.lines().filter(|l| l.starts_with("bench ")) {
         println!("  {line}");

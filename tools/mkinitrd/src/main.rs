@@ -50,6 +50,9 @@ impl Packer {
             children.sort();
             for child in children {
                 let name = child.to_string_lossy();
+                if name == ".made" {
+                    continue; // build stamp, not content
+                }
                 let child_dest = if dest.is_empty() { name.to_string() } else { format!("{dest}/{name}") };
                 self.add(&child_dest, &src.join(&child))?;
             }

@@ -248,3 +248,46 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
         _ => Err(Errno::EINVAL),
     }
 }
+
+/// `sendfile(out, in, offset, count)`: copies through a kernel buffer.
+pub(super) fn sendfile(p: &mut Process, out_fd: u64, in_fd: u64, offset: u64, count: u64) -> SysResult {
+    let input = p.files.get(in_fd)?;
+    let output = p.files.get(out_fd)?;
+    let mut position = if offset != 0 {
+        let mut word = [0u8; 8];
+        p.memory.read(offset, &mut word)?;
+        let value = i64::from_le_bytes(word);
+        if value < 0 {
+            return Err(Errno::EINVAL);
+        }
+        Some(value as u64)
+    } else {
+        None
+    };
+    let interrupted = p.interrupt_check();
+    let mut done = 0u64;
+    let mut chunk = vec![0u8; IO_CHUNK];
+    while done < count {
+        let want = ((count - done) as usize).min(IO_CHUNK);
+        let buf = chunk.get_mut(..want).unwrap_or(&mut []);
+        let got = match position {
+            Some(at) => input.read_at(at, buf)?,
+            None => input.read(buf, &interrupted)?,
+        } as usize;
+        if got == 0 {
+            break;
+        }
+        let wrote = output.write(buf.get(..got).unwrap_or(&[]))? as usize;
+        done += wrote as u64;
+        if let Some(at) = position.as_mut() {
+            *at += wrote as u64;
+        }
+        if wrote < got {
+            break;
+        }
+    }
+    if let (Some(at), true) = (position, offset != 0) {
+        p.memory.write(offset, &at.to_le_bytes())?;
+    }
+    Ok(done)
+}

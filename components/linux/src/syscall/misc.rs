@@ -3,6 +3,7 @@
 use super::IO_CHUNK;
 use crate::errno::{Errno, SysResult};
 use crate::process::Process;
+use alloc::string::String;
 #[allow(unused_imports)]
 use alloc::vec;
 #[allow(unused_imports)]
@@ -11,7 +12,10 @@ use framekernel::arch::user::UserContext;
 use framekernel::logic::layout::is_user_half;
 
 pub(super) fn uname(p: &mut Process, buf: u64) -> SysResult {
-    let fields: [&[u8]; 6] = [b"Linux", b"tessera", b"6.1.0-tessera", b"#1 Tessera framekernel", b"x86_64", b"(none)"];
+    let host = hostname();
+    let host_len = host.iter().position(|&b| b == 0).unwrap_or(64);
+    let fields: [&[u8]; 6] =
+        [b"Linux", host.get(..host_len).unwrap_or(b""), b"6.1.0-tessera", b"#1 Tessera framekernel", b"x86_64", b"(none)"];
     let mut out = [0u8; 65 * 6];
     for (i, field) in fields.iter().enumerate() {
         if let Some(dst) = out.get_mut(i * 65..i * 65 + field.len()) {
@@ -141,4 +145,128 @@ pub(super) fn prctl(p: &mut Process, option: u64, arg: u64) -> SysResult {
         }
         _ => Err(Errno::EINVAL),
     }
+}
+
+const MS_REMOUNT: u64 = 32;
+const MS_BIND: u64 = 4096;
+
+pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, flags: u64) -> SysResult {
+    let target = super::fs::path_arg(p, target)?;
+    let vfs = crate::fs::vfs()?;
+    let at = vfs.resolve(&p.fs.cwd(), &target, true)?;
+    if flags & MS_REMOUNT != 0 {
+        return Ok(0); // options of an existing mount: nothing to change yet
+    }
+    if flags & MS_BIND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let kind = String::from_utf8(p.memory.read_c_string(fstype, 64)?).map_err(|_| Errno::ENODEV)?;
+    let root = match kind.as_str() {
+        "tmpfs" | "ramfs" | "devtmpfs" => {
+            let limit = framekernel::mm::frame_stats().total * 4096 / 4;
+            tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(crate::fs::now))
+        }
+        "proc" => crate::procfs::new_root(),
+        // Enough for programs that expect them to be mounted.
+        "sysfs" | "devpts" | "cgroup" | "cgroup2" => tessera_vfs::tmpfs::TmpFs::new_root(0, Some(crate::fs::now)),
+        _ => return Err(Errno::ENODEV),
+    };
+    vfs.mount(&at, root, &kind)?;
+    Ok(0)
+}
+
+pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
+    if flags & !0xf != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = super::fs::path_arg(p, target)?;
+    let vfs = crate::fs::vfs()?;
+    let at = vfs.resolve(&p.fs.cwd(), &target, true)?;
+    vfs.unmount(&at.path())?;
+    Ok(0)
+}
+
+const LINUX_REBOOT_MAGIC1: u64 = 0xfee1_dead;
+const RB_AUTOBOOT: u64 = 0x0123_4567;
+const RB_HALT_SYSTEM: u64 = 0xcdef_0123;
+const RB_POWER_OFF: u64 = 0x4321_fedc;
+const RB_ENABLE_CAD: u64 = 0x89ab_cdef;
+const RB_DISABLE_CAD: u64 = 0;
+
+pub(super) fn reboot(_p: &mut Process, magic1: u64, _magic2: u64, cmd: u64) -> SysResult {
+    if magic1 as u32 as u64 != LINUX_REBOOT_MAGIC1 {
+        return Err(Errno::EINVAL);
+    }
+    match cmd as u32 as u64 {
+        RB_ENABLE_CAD | RB_DISABLE_CAD => Ok(0),
+        RB_POWER_OFF | RB_HALT_SYSTEM | RB_AUTOBOOT => {
+            log::info!("system going down (reboot command {cmd:#x})");
+            // QEMU runs with -no-reboot: both power off and reboot end it.
+            framekernel::exit(framekernel::ExitCode::Success)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+static HOSTNAME: framekernel::sync::SpinLock<[u8; 65]> = framekernel::sync::SpinLock::new(*b"tessera\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+
+/// The host name (`uname` nodename).
+pub fn hostname() -> [u8; 65] {
+    *HOSTNAME.lock()
+}
+
+pub(super) fn sethostname(p: &mut Process, name: u64, len: u64) -> SysResult {
+    if len > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = [0u8; 65];
+    p.memory.read(name, bytes.get_mut(..len as usize).unwrap_or(&mut []))?;
+    *HOSTNAME.lock() = bytes;
+    Ok(0)
+}
+
+pub(super) fn sysinfo(p: &mut Process, info: u64) -> SysResult {
+    let frames = framekernel::mm::frame_stats();
+    let mut b = [0u8; 112];
+    let uptime = framekernel::time::now_ns() / 1_000_000_000;
+    let fields: [(usize, u64); 6] = [
+        (0, uptime),
+        (32, frames.total * 4096),  // totalram
+        (40, frames.free * 4096),   // freeram
+        (48, 0),                    // sharedram
+        (56, 0),                    // bufferram
+        (64, 0),                    // totalswap
+    ];
+    for (at, value) in fields {
+        if let Some(dst) = b.get_mut(at..at + 8) {
+            dst.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    let procs = crate::process::all().len() as u16;
+    if let Some(dst) = b.get_mut(80..82) {
+        dst.copy_from_slice(&procs.to_le_bytes());
+    }
+    if let Some(dst) = b.get_mut(104..108) {
+        dst.copy_from_slice(&1u32.to_le_bytes()); // mem_unit
+    }
+    p.memory.write(info, &b)?;
+    Ok(0)
+}
+
+pub(super) fn times(p: &mut Process, buf: u64) -> SysResult {
+    let ticks = framekernel::time::now_ns() / 10_000_000; // clock ticks of 100 Hz
+    if buf != 0 {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&ticks.to_le_bytes());
+        p.memory.write(buf, &b)?;
+    }
+    Ok(ticks)
+}
+
+pub(super) fn getrusage(p: &mut Process, who: u64, usage: u64) -> SysResult {
+    if !(-1..=1).contains(&(who as i64)) {
+        return Err(Errno::EINVAL);
+    }
+    p.memory.write(usage, &[0u8; 144])?;
+    Ok(0)
 }

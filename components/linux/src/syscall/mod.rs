@@ -55,6 +55,18 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const OPEN: u64 = 2;
+    pub const SENDFILE: u64 = 40;
+    pub const RT_SIGTIMEDWAIT: u64 = 128;
+    pub const GETRUSAGE: u64 = 98;
+    pub const SYSINFO: u64 = 99;
+    pub const TIMES: u64 = 100;
+    pub const GETPRIORITY: u64 = 140;
+    pub const SETPRIORITY: u64 = 141;
+    pub const MOUNT: u64 = 165;
+    pub const UMOUNT2: u64 = 166;
+    pub const REBOOT: u64 = 169;
+    pub const SETHOSTNAME: u64 = 170;
+    pub const SETDOMAINNAME: u64 = 171;
     pub const POLL: u64 = 7;
     pub const PIPE: u64 = 22;
     pub const SELECT: u64 = 23;
@@ -199,6 +211,18 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             sigpipe(p, result)
         }
         nr::POLL => poll::poll(p, a[0], a[1], a[2]),
+        nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
+        nr::SENDFILE => sendfile(p, a[0], a[1], a[2], a[3]),
+        nr::MOUNT => mount(p, a[0], a[1], a[2], a[3]),
+        nr::UMOUNT2 => umount2(p, a[0], a[1]),
+        nr::REBOOT => reboot(p, a[0], a[1], a[2]),
+        nr::SETHOSTNAME => sethostname(p, a[0], a[1]),
+        nr::SETDOMAINNAME => Ok(0),
+        nr::SYSINFO => sysinfo(p, a[0]),
+        nr::TIMES => times(p, a[0]),
+        nr::GETRUSAGE => getrusage(p, a[0], a[1]),
+        nr::GETPRIORITY => Ok(20), // nice 0, as the raw call reports it
+        nr::SETPRIORITY => Ok(0),
         nr::PPOLL => poll::ppoll(p, a[0], a[1], a[2]),
         nr::SELECT => poll::select(p, a[0], a[1], a[2], a[3], a[4]),
         nr::PSELECT6 => poll::pselect6(p, a[0], a[1], a[2], a[3], a[4]),

@@ -194,3 +194,54 @@ pub(super) fn tgkill(p: &mut Process, tgid: u64, tid: u64, sig: u64) -> SysResul
 pub(super) fn tkill(p: &mut Process, tid: u64, sig: u64) -> SysResult {
     signal_thread(p, None, tid, sig)
 }
+
+pub(super) fn rt_sigtimedwait(p: &mut Process, set: u64, info: u64, timeout: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = [0u8; 8];
+    p.memory.read(set, &mut bytes)?;
+    let set = u64::from_le_bytes(bytes) & !UNBLOCKABLE;
+    let deadline = if timeout == 0 {
+        u64::MAX
+    } else {
+        let mut ts = [0u8; 16];
+        p.memory.read(timeout, &mut ts)?;
+        let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        framekernel::time::now_ns().saturating_add((sec as u64) * 1_000_000_000 + nsec as u64)
+    };
+    // Wait for a signal of the set, or any other deliverable signal (EINTR).
+    let check = p.interrupt_check();
+    let waiting = {
+        let (info, thread) = (p.info.clone(), p.thread.clone());
+        move || (thread.pending.bits() | info.pending.bits()) & set != 0
+    };
+    super::proc::SLEEPERS.wait_until(|| {
+        if waiting() {
+            return Some(());
+        }
+        if check() || framekernel::time::now_ns() >= deadline {
+            return Some(());
+        }
+        super::proc::NEXT_WAKE.fetch_min(deadline, core::sync::atomic::Ordering::Relaxed);
+        None
+    });
+    match p.take_signal_in(set) {
+        Some((sig, details)) => {
+            if info != 0 {
+                let mut si = [0u8; 128];
+                si[..4].copy_from_slice(&i32::from(sig).to_le_bytes());
+                si[8..12].copy_from_slice(&details.code.to_le_bytes());
+                si[16..24].copy_from_slice(&details.addr.to_le_bytes());
+                p.memory.write(info, &si)?;
+            }
+            Ok(u64::from(sig))
+        }
+        None if framekernel::time::now_ns() >= deadline => Err(Errno::EAGAIN),
+        None => Err(Errno::EINTR),
+    }
+}

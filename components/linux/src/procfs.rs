@@ -1,0 +1,384 @@
+//! `/proc`: files generated when read, from the process table and the
+//! kernel's figures. `/proc/self` names the process that asks.
+
+use crate::process::{self, ProcessInfo};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+use tessera_vfs::{DirEntry, FileType, FsError, Metadata, Node, NodeRef, Timespec};
+
+/// Device number of procfs.
+const PROC_DEV: u64 = 0x50;
+
+static CURRENT: AtomicU32 = AtomicU32::new(0);
+
+/// Records which process is making system calls now (`/proc/self`).
+pub fn set_current(pid: u32) {
+    CURRENT.store(pid, Ordering::Relaxed);
+}
+
+/// A new procfs root.
+pub fn new_root() -> NodeRef {
+    Arc::new(Dir(DirKind::Root))
+}
+
+#[derive(Clone, Copy)]
+enum DirKind {
+    Root,
+    Pid(u32),
+    Fds(u32),
+}
+
+#[derive(Clone, Copy)]
+enum FileKind {
+    Meminfo,
+    Uptime,
+    Version,
+    Mounts,
+    Cpuinfo,
+    Loadavg,
+    Filesystems,
+    Stat,
+    Cmdline,
+    PidStat(u32),
+    PidStatus(u32),
+    PidCmdline(u32),
+    PidComm(u32),
+}
+
+#[derive(Clone, Copy)]
+enum LinkKind {
+    SelfPid,
+    Exe(u32),
+    Cwd(u32),
+    Fd(u32, u32),
+}
+
+struct Dir(DirKind);
+struct File(FileKind);
+struct Link(LinkKind);
+
+const ROOT_FILES: [(&str, FileKind); 9] = [
+    ("meminfo", FileKind::Meminfo),
+    ("uptime", FileKind::Uptime),
+    ("version", FileKind::Version),
+    ("mounts", FileKind::Mounts),
+    ("cpuinfo", FileKind::Cpuinfo),
+    ("loadavg", FileKind::Loadavg),
+    ("filesystems", FileKind::Filesystems),
+    ("stat", FileKind::Stat),
+    ("cmdline", FileKind::Cmdline),
+];
+
+fn meta(ino: u64, kind: FileType, perm: u32, size: u64) -> Metadata {
+    let now = crate::fs::now();
+    Metadata {
+        dev: PROC_DEV,
+        ino,
+        kind,
+        perm,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        size,
+        rdev: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+    }
+}
+
+fn process(pid: u32) -> Result<Arc<ProcessInfo>, FsError> {
+    process::lookup(pid).ok_or(FsError::NotFound)
+}
+
+fn comm(info: &ProcessInfo) -> String {
+    let exe = info.exe.lock().clone();
+    exe.rsplit('/').next().unwrap_or("").chars().take(15).collect()
+}
+
+fn pid_stat(info: &ProcessInfo) -> String {
+    let state = if info.outcome().is_some() { 'Z' } else { 'S' };
+    let ticks = framekernel::time::now_ns() / 10_000_000;
+    format!(
+        "{} ({}) {state} {} {} {} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+        info.pid,
+        comm(info),
+        info.ppid(),
+        info.pgid(),
+        info.sid(),
+        info.thread_count()
+    )
+}
+
+fn generate(kind: FileKind) -> Result<String, FsError> {
+    let frames = framekernel::mm::frame_stats();
+    let uptime_ns = framekernel::time::now_ns();
+    Ok(match kind {
+        FileKind::Meminfo => {
+            let (total, free) = (frames.total * 4, frames.free * 4);
+            format!(
+                "MemTotal:       {total:>8} kB\nMemFree:        {free:>8} kB\nMemAvailable:   {free:>8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
+            )
+        }
+        FileKind::Uptime => {
+            let centis = uptime_ns / 10_000_000;
+            format!("{}.{:02} {}.{:02}\n", centis / 100, centis % 100, centis / 100, centis % 100)
+        }
+        FileKind::Version => "Linux version 6.1.0-tessera (Tessera framekernel) #1\n".to_string(),
+        FileKind::Mounts => {
+            let mut out = String::from("rootfs / tmpfs rw 0 0\n");
+            for (path, fstype) in crate::fs::vfs().map(|v| v.mounts()).unwrap_or_default() {
+                out.push_str(&format!("{fstype} {path} {fstype} rw 0 0\n"));
+            }
+            out
+        }
+        FileKind::Cpuinfo => "processor\t: 0\nvendor_id\t: QEMU\nmodel name\t: x86_64 (Tessera)\ncpu cores\t: 1\nflags\t\t: fpu sse sse2\n\n".to_string(),
+        FileKind::Loadavg => {
+            let procs = process::all().len();
+            format!("0.00 0.00 0.00 1/{procs} {}\n", procs)
+        }
+        FileKind::Filesystems => "nodev\ttmpfs\nnodev\tproc\nnodev\tsysfs\nnodev\tdevpts\n".to_string(),
+        FileKind::Stat => {
+            let ticks = uptime_ns / 10_000_000;
+            format!(
+                "cpu  0 0 {ticks} 0 0 0 0 0 0 0\ncpu0 0 0 {ticks} 0 0 0 0 0 0 0\nbtime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n",
+                framekernel::time::realtime_ns().saturating_sub(uptime_ns) / 1_000_000_000,
+                process::all().len()
+            )
+        }
+        FileKind::Cmdline => "tessera\n".to_string(),
+        FileKind::PidStat(pid) => pid_stat(&*process(pid)?),
+        FileKind::PidStatus(pid) => {
+            let info = process(pid)?;
+            let state = if info.outcome().is_some() { "Z (zombie)" } else { "S (sleeping)" };
+            format!(
+                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
+                comm(&info),
+                info.ppid(),
+                info.thread_count()
+            )
+        }
+        FileKind::PidCmdline(pid) => {
+            let bytes = process(pid)?.cmdline.lock().clone();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        FileKind::PidComm(pid) => format!("{}\n", comm(&*process(pid)?)),
+    })
+}
+
+fn not_permitted<T>() -> Result<T, FsError> {
+    Err(FsError::NotPermitted)
+}
+
+impl Node for Dir {
+    fn metadata(&self) -> Metadata {
+        let ino = match self.0 {
+            DirKind::Root => 1,
+            DirKind::Pid(pid) => u64::from(pid) << 8,
+            DirKind::Fds(pid) => (u64::from(pid) << 8) | 1,
+        };
+        meta(ino, FileType::Directory, 0o555, 0)
+    }
+    fn set_perm(&self, _perm: u32) {}
+    fn set_owner(&self, _uid: u32, _gid: u32) {}
+    fn set_times(&self, _a: Option<Timespec>, _m: Option<Timespec>) {}
+    fn set_link_count(&self, _links: u32) {}
+    fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> Result<usize, FsError> {
+        Err(FsError::IsDir)
+    }
+    fn write_at(&self, _offset: u64, _data: &[u8]) -> Result<usize, FsError> {
+        Err(FsError::IsDir)
+    }
+    fn truncate(&self, _len: u64) -> Result<(), FsError> {
+        Err(FsError::IsDir)
+    }
+    fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
+        Err(FsError::IsDir)
+    }
+    fn lookup(&self, name: &str) -> Result<NodeRef, FsError> {
+        match self.0 {
+            DirKind::Root => {
+                if name == "self" {
+                    return Ok(Arc::new(Link(LinkKind::SelfPid)));
+                }
+                if let Some((_, kind)) = ROOT_FILES.iter().find(|(n, _)| *n == name) {
+                    return Ok(Arc::new(File(*kind)));
+                }
+                let pid: u32 = name.parse().map_err(|_| FsError::NotFound)?;
+                process(pid)?;
+                Ok(Arc::new(Dir(DirKind::Pid(pid))))
+            }
+            DirKind::Pid(pid) => match name {
+                "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
+                "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
+                "cmdline" => Ok(Arc::new(File(FileKind::PidCmdline(pid)))),
+                "comm" => Ok(Arc::new(File(FileKind::PidComm(pid)))),
+                "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
+                "cwd" => Ok(Arc::new(Link(LinkKind::Cwd(pid)))),
+                "fd" => Ok(Arc::new(Dir(DirKind::Fds(pid)))),
+                _ => Err(FsError::NotFound),
+            },
+            DirKind::Fds(pid) => {
+                let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
+                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
+                Ok(Arc::new(Link(LinkKind::Fd(pid, fd))))
+            }
+        }
+    }
+    fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
+        not_permitted()
+    }
+    fn symlink(&self, _name: &str, _target: &str) -> Result<NodeRef, FsError> {
+        not_permitted()
+    }
+    fn attach(&self, _name: &str, _node: NodeRef, _replace: bool) -> Result<(), FsError> {
+        not_permitted()
+    }
+    fn detach(&self, _name: &str) -> Result<NodeRef, FsError> {
+        not_permitted()
+    }
+    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
+        let entry = |name: &str, ino: u64, kind| DirEntry { name: name.to_string(), ino, kind };
+        Ok(match self.0 {
+            DirKind::Root => {
+                let mut out: Vec<DirEntry> =
+                    ROOT_FILES.iter().enumerate().map(|(i, (n, _))| entry(n, 10 + i as u64, FileType::Regular)).collect();
+                out.push(entry("self", 9, FileType::Symlink));
+                for info in process::all() {
+                    out.push(entry(&info.pid.to_string(), u64::from(info.pid) << 8, FileType::Directory));
+                }
+                out
+            }
+            DirKind::Pid(pid) => {
+                let base = u64::from(pid) << 8;
+                ["stat", "status", "cmdline", "comm"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| entry(n, base + 2 + i as u64, FileType::Regular))
+                    .chain([entry("exe", base + 8, FileType::Symlink), entry("cwd", base + 9, FileType::Symlink)])
+                    .chain([entry("fd", base + 1, FileType::Directory)])
+                    .collect()
+            }
+            DirKind::Fds(pid) => {
+                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                (0..crate::files::MAX_FILES as u64)
+                    .filter(|&fd| files.get(fd).is_ok())
+                    .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | fd, FileType::Symlink))
+                    .collect()
+            }
+        })
+    }
+    fn read_link(&self) -> Result<String, FsError> {
+        Err(FsError::Invalid)
+    }
+}
+
+impl Node for File {
+    fn metadata(&self) -> Metadata {
+        meta(100, FileType::Regular, 0o444, 0)
+    }
+    fn set_perm(&self, _perm: u32) {}
+    fn set_owner(&self, _uid: u32, _gid: u32) {}
+    fn set_times(&self, _a: Option<Timespec>, _m: Option<Timespec>) {}
+    fn set_link_count(&self, _links: u32) {}
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        let text = generate(self.0)?;
+        let bytes = text.as_bytes();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), bytes.get(start..start + n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(n)
+    }
+    fn write_at(&self, _offset: u64, _data: &[u8]) -> Result<usize, FsError> {
+        not_permitted()
+    }
+    fn truncate(&self, _len: u64) -> Result<(), FsError> {
+        not_permitted()
+    }
+    fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
+        Ok(Arc::new(generate(self.0)?.into_bytes()))
+    }
+    fn lookup(&self, _name: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn symlink(&self, _name: &str, _target: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn attach(&self, _name: &str, _node: NodeRef, _replace: bool) -> Result<(), FsError> {
+        Err(FsError::NotDir)
+    }
+    fn detach(&self, _name: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn read_link(&self) -> Result<String, FsError> {
+        Err(FsError::Invalid)
+    }
+}
+
+impl Node for Link {
+    fn metadata(&self) -> Metadata {
+        meta(200, FileType::Symlink, 0o777, 0)
+    }
+    fn set_perm(&self, _perm: u32) {}
+    fn set_owner(&self, _uid: u32, _gid: u32) {}
+    fn set_times(&self, _a: Option<Timespec>, _m: Option<Timespec>) {}
+    fn set_link_count(&self, _links: u32) {}
+    fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> Result<usize, FsError> {
+        Err(FsError::Invalid)
+    }
+    fn write_at(&self, _offset: u64, _data: &[u8]) -> Result<usize, FsError> {
+        Err(FsError::Invalid)
+    }
+    fn truncate(&self, _len: u64) -> Result<(), FsError> {
+        Err(FsError::Invalid)
+    }
+    fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
+        Err(FsError::Invalid)
+    }
+    fn lookup(&self, _name: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn symlink(&self, _name: &str, _target: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn attach(&self, _name: &str, _node: NodeRef, _replace: bool) -> Result<(), FsError> {
+        Err(FsError::NotDir)
+    }
+    fn detach(&self, _name: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
+        Err(FsError::NotDir)
+    }
+    fn read_link(&self) -> Result<String, FsError> {
+        match self.0 {
+            LinkKind::SelfPid => Ok(CURRENT.load(Ordering::Relaxed).to_string()),
+            LinkKind::Exe(pid) => Ok(process(pid)?.exe.lock().clone()),
+            LinkKind::Cwd(pid) => process(pid)?.cwd().ok_or(FsError::NotFound),
+            LinkKind::Fd(pid, fd) => {
+                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                let file = files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
+                Ok(match file.location() {
+                    Some(location) => location.path(),
+                    None if file.is_tty() => "/dev/console".to_string(),
+                    None => format!("pipe:[{}]", file.stat().ino),
+                })
+            }
+        }
+    }
+}

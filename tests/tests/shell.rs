@@ -1,0 +1,47 @@
+//! The busybox shell on the serial console, driven like a person would:
+//! commands, a pipeline, ^C on a command that never ends, /proc, files,
+//! and poweroff.
+
+use std::time::Duration;
+use tessera_tests::{Exit, Machine, MachineOptions};
+
+const T: Duration = Duration::from_secs(60);
+
+fn shell() -> Machine {
+    let mut machine = Machine::start("shell", &MachineOptions::kernel(""));
+    machine.expect("built-in shell (ash)", T);
+    machine.expect("# ", T);
+    machine
+}
+
+fn run(machine: &mut Machine, command: &str, answer: &str) {
+    machine.send(&format!("{command}\r"));
+    machine.expect(answer, T);
+    machine.expect("# ", T);
+}
+
+#[test]
+fn commands_pipelines_and_ctrl_c() {
+    let mut m = shell();
+    run(&mut m, "echo $((6*7)) and $(echo nested)", "42 and nested");
+    run(&mut m, "uname -sm", "Linux x86_64");
+    run(&mut m, "seq 1 100 | sort -rn | head -3 | tr '\\n' ,", "100,99,98,");
+    run(&mut m, "cat /etc/hostname", "tessera");
+    run(&mut m, "cd /tmp && mkdir -p a/b && echo data > a/b/f && cat a/b/f && pwd", "/tmp");
+    run(&mut m, "ls /tmp/a/b", "f");
+    run(&mut m, "wc -c < /tmp/a/b/f", "5");
+    run(&mut m, "ln -s /tmp/a/b/f /tmp/link && readlink /tmp/link", "/tmp/a/b/f");
+    // ^C stops a command that never ends; the shell keeps answering.
+    m.send("sleep 1000\r");
+    std::thread::sleep(Duration::from_millis(500));
+    m.send("\x03");
+    m.expect("# ", T);
+    run(&mut m, "echo still here", "still here");
+    run(&mut m, "test -d /proc/1 && cat /proc/1/comm", "busybox");
+    run(&mut m, "ps | grep -c sh", "");
+    run(&mut m, "grep MemTotal /proc/meminfo", "MemTotal:");
+    run(&mut m, "false || echo status $?", "status 1");
+    m.send("poweroff\r");
+    m.expect("Requesting system poweroff", T);
+    assert_eq!(m.wait_exit(T), Exit::Success, "{}", m.output());
+}
