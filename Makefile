@@ -35,7 +35,7 @@ QEMU_CONSOLE := -display none -serial mon:stdio
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
 
 all: iso
 
@@ -58,7 +58,7 @@ $(DEPS_STAMP): Makefile rust-toolchain.toml
 
 # --- build ------------------------------------------------------------------
 build: deps
-	$(CARGO) build -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
+	@$(CARGO) build -q -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
 
 # One static-pie build (ET_DYN without an interpreter), loaded at the PIE base.
 $(BUILD)/userspace/bin/pie/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
@@ -98,7 +98,7 @@ userspace-host-check: $(USER_BINS) $(TESTDATA)/.made
 		echo "userspace on the Linux host: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 $(MKINITRD): deps $(wildcard tools/mkinitrd/src/*.rs components/cpio/src/*.rs)
-	$(CARGO) build -q --release -p tessera-mkinitrd
+	@$(CARGO) build -q --release -p tessera-mkinitrd
 
 initrd: $(INITRD)
 
@@ -133,6 +133,19 @@ run: $(ISO)
 # passed again as the `symbols` module.
 run-fast: $(INITRD)
 	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)"
+
+# Run a script non-interactively: the image with OVERLAY's files added, the
+# script run by busybox sh as the only job, its output on stdout, and its
+# exit status as make's. MEM must hold the boot archive twice (module and
+# root file system).
+EXEC_INITRD := $(BUILD)/exec.cpio
+exec: build $(MKINITRD) $(ROOTFS)/.made
+	@test -n "$(SCRIPT)" || { echo "usage: make exec SCRIPT=path/to/script.sh [OVERLAY=dir] [MEM=size]" >&2; exit 2; }
+	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
+	@$(MKINITRD) $(EXEC_INITRD) =$(ROOTFS) boot/tessera.elf=$(KERNEL) $(if $(OVERLAY),=$(OVERLAY)) \
+		etc/tessera-exec.sh=$(SCRIPT)
+	@sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
+		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
 
 # --- tests ------------------------------------------------------------------
 # Runs every level and closes with one summary line over all cargo test runs.

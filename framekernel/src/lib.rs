@@ -29,5 +29,5 @@ pub mod sync;
 pub mod task;
 pub mod time;
 
-pub use arch::qemu::{ExitCode, exit};
+pub use arch::qemu::{ExitCode, exit, exit_with_value};
 pub use framekernel_logic as logic;

@@ -21,6 +21,11 @@ framekernel::entry_point!(main);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main(boot: &'static BootContext) -> ! {
+    let quiet = boot.cmdline().flag("tessera.quiet");
+    if quiet {
+        log::set_max_level(log::LevelFilter::Error);
+        quiet_boot(boot);
+    }
     println!();
     println!("Tessera {VERSION} — a framekernel for x86_64 (booted via {})", boot.protocol);
     println!("command line: {}", if boot.cmdline.is_empty() { "(empty)" } else { &boot.cmdline });
@@ -81,6 +86,50 @@ fn main(boot: &'static BootContext) -> ! {
         }
     }
     monitor::run(boot)
+}
+
+/// `tessera.quiet` with `tessera.exec=SCRIPT`: set up silently, run the
+/// script with the shell as process 1, leave QEMU with its exit status.
+/// This is what `make exec` uses; only the script's output is printed.
+fn quiet_boot(boot: &'static BootContext) -> ! {
+    let _ = load_symbols(boot);
+    let _ = tessera_sched::init();
+    tessera_linux::init();
+    // The script's output goes to the host as is: no \n -> \r\n.
+    let tty = tessera_linux::files::console();
+    let mut termios = tty.termios();
+    termios.oflag &= !1; // OPOST
+    tty.set_termios(termios, false);
+    let status = match programs::archive(boot) {
+        Some(archive) => {
+            let limit = boot.usable.total() / 2;
+            match tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now) {
+                Ok(_) => match boot.cmdline().value("tessera.exec") {
+                    Some(script) => match programs::run("/", "/bin/sh", &[script]) {
+                        Ok(tessera_linux::Outcome::Exited(code)) => u32::from(code),
+                        Ok(tessera_linux::Outcome::Killed(signal)) => 128 + u32::from(signal),
+                        Err(why) => {
+                            println!("tessera: {why}");
+                            127
+                        }
+                    },
+                    None => {
+                        println!("tessera: tessera.quiet needs tessera.exec=SCRIPT");
+                        127
+                    }
+                },
+                Err(why) => {
+                    println!("tessera: root file system: {why}");
+                    127
+                }
+            }
+        }
+        None => {
+            println!("tessera: no boot archive");
+            127
+        }
+    };
+    framekernel::exit_with_value(status)
 }
 
 /// Where the kernel's own ELF sits in the boot archive.

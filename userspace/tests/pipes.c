@@ -50,16 +50,16 @@ int main(void) {
     close(fds[0]);
     CHECK(write(fds[1], "x", 1) == -1 && errno == EPIPE);
     close(fds[1]);
-    /* Default SIGPIPE kills a writer. */
+    /* Default SIGPIPE kills a writer. (The read end is closed before the
+     * fork, so no reader can exist when the child writes.) */
     CHECK(pipe(fds) == 0);
+    close(fds[0]);
     child = fork();
     if (child == 0) {
         signal(SIGPIPE, SIG_DFL);
-        close(fds[0]);
         write(fds[1], "x", 1);
         _exit(0);
     }
-    close(fds[0]);
     close(fds[1]);
     CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE);
 

@@ -358,9 +358,27 @@ pub fn boot_root(archive: &[u8], limit: u64, clock: tessera_vfs::tmpfs::Clock) -
             }
         } else if entry.is_symlink() {
             let target = core::str::from_utf8(entry.data).map_err(|_| fail(FsError::Invalid))?;
+            // A later entry (an overlay) replaces an earlier one.
+            if let Ok(old) = parent.lookup(name) {
+                if old.metadata().kind == FileType::Directory {
+                    return Err(fail(FsError::IsDir));
+                }
+                parent.detach(name).map_err(fail)?;
+            }
             parent.symlink(name, target).map_err(fail)?;
         } else if entry.is_file() {
-            let file = parent.create(name, FileType::Regular, perm, 0).map_err(fail)?;
+            let file = match parent.lookup(name) {
+                Ok(old) if old.metadata().kind == FileType::Regular => {
+                    old.truncate(0).map_err(fail)?;
+                    old.set_perm(perm);
+                    old
+                }
+                Ok(_) => {
+                    parent.detach(name).map_err(fail)?;
+                    parent.create(name, FileType::Regular, perm, 0).map_err(fail)?
+                }
+                Err(_) => parent.create(name, FileType::Regular, perm, 0).map_err(fail)?,
+            };
             file.write_at(0, entry.data).map_err(fail)?;
         } else {
             continue; // device nodes and fifos in archives come later

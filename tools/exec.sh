@@ -1,0 +1,21 @@
+#!/bin/sh
+# make exec: boots Tessera with the given boot archive, runs
+# /etc/tessera-exec.sh with busybox sh as the only job, copies its output
+# to stdout and exits with its status.
+# Usage: exec.sh KERNEL INITRD MEM   (EXEC_TIMEOUT: seconds, default 600)
+kernel=$1
+initrd=$2
+mem=${3:-256M}
+timeout --kill-after=5 "${EXEC_TIMEOUT:-600}" qemu-system-x86_64 \
+    -machine q35 -cpu max -m "$mem" -no-reboot \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -display none -serial stdio -monitor none \
+    -kernel "$kernel" -initrd "$initrd" \
+    -append "tessera.quiet tessera.exec=/etc/tessera-exec.sh" </dev/null
+rc=$?
+# The kernel leaves QEMU through isa-debug-exit: status = value * 2 + 1.
+if [ $((rc % 2)) -eq 1 ]; then
+    exit $(((rc - 1) / 2))
+fi
+echo "make exec: QEMU ended with status $rc (timeout or emulator failure)" >&2
+exit 125
