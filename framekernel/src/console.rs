@@ -7,6 +7,28 @@ use core::fmt::{self, Write};
 use framekernel_logic::ring::ByteRing;
 
 static OUTPUT: SpinLock<()> = SpinLock::new(());
+/// The newest kernel log text, for `dmesg` (syslog(2)).
+static LOG: SpinLock<framekernel_logic::ring::LogRing<32768>> = SpinLock::new(framekernel_logic::ring::LogRing::new());
+
+/// Copies the kernel log (oldest first) into `out`; returns the bytes copied.
+pub fn read_log(out: &mut [u8]) -> usize {
+    LOG.lock().copy_to(out)
+}
+
+/// Bytes held in the kernel log.
+pub fn log_len() -> usize {
+    LOG.lock().len()
+}
+
+/// A `fmt::Write` that keeps what is written in the log ring.
+struct LogSink;
+
+impl Write for LogSink {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        LOG.lock().push(s.as_bytes());
+        Ok(())
+    }
+}
 static INPUT: SpinLock<ByteRing<4096>> = SpinLock::new(ByteRing::new());
 
 struct Serial;
@@ -122,14 +144,16 @@ impl log::Log for Logger {
             return;
         }
         let micros = crate::time::now_ns() / 1000;
-        print(format_args!(
+        let line = format_args!(
             "[{:>5}.{:06}] {:<5} {}: {}\n",
             micros / 1_000_000,
             micros % 1_000_000,
             record.level(),
             record.target(),
             record.args()
-        ));
+        );
+        let _ = LogSink.write_fmt(line);
+        print(line);
     }
 
     fn flush(&self) {}

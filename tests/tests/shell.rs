@@ -41,6 +41,16 @@ fn commands_pipelines_and_ctrl_c() {
     run(&mut m, "ps | grep -c sh", "");
     run(&mut m, "grep MemTotal /proc/meminfo", "MemTotal:");
     run(&mut m, "false || echo status $?", "status 1");
+    run(&mut m, "sleep 1 & wait $! && echo background done", "background done");
+    run(&mut m, "dmesg | head -c 1; echo", "[");
+    // vi: open, insert, save.
+    m.send("vi /tmp/v.txt\r");
+    std::thread::sleep(Duration::from_millis(1500));
+    m.send("ihello from vi\x1b");
+    std::thread::sleep(Duration::from_millis(500));
+    m.send(":wq\r");
+    std::thread::sleep(Duration::from_millis(1000));
+    run(&mut m, "cat /tmp/v.txt", "hello from vi");
     m.send("poweroff\r");
     m.expect("Requesting system poweroff", T);
     assert_eq!(m.wait_exit(T), Exit::Success, "{}", m.output());

@@ -78,3 +78,77 @@ mod tests {
         assert!(r.is_empty());
     }
 }
+
+/// A fixed-size log buffer that keeps the newest `N` bytes, overwriting the
+/// oldest (for `dmesg`).
+pub struct LogRing<const N: usize> {
+    bytes: [u8; N],
+    /// Total bytes ever written.
+    written: u64,
+}
+
+impl<const N: usize> LogRing<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self { bytes: [0; N], written: 0 }
+    }
+
+    /// Appends `data`, dropping the oldest bytes beyond `N`.
+    pub fn push(&mut self, data: &[u8]) {
+        for &b in data {
+            if let Some(slot) = self.bytes.get_mut((self.written % N as u64) as usize) {
+                *slot = b;
+            }
+            self.written += 1;
+        }
+    }
+
+    /// Bytes held now.
+    pub fn len(&self) -> usize {
+        self.written.min(N as u64) as usize
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// Copies the held bytes, oldest first, into `out`; returns the count.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let held = self.len();
+        let start = self.written - held as u64;
+        let n = held.min(out.len());
+        for (i, slot) in out.iter_mut().take(n).enumerate() {
+            *slot = self.bytes.get(((start + i as u64) % N as u64) as usize).copied().unwrap_or(0);
+        }
+        n
+    }
+}
+
+impl<const N: usize> Default for LogRing<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_bytes() {
+        let mut ring: LogRing<8> = LogRing::new();
+        assert!(ring.is_empty());
+        ring.push(b"abc");
+        let mut out = [0u8; 16];
+        assert_eq!(ring.copy_to(&mut out), 3);
+        assert_eq!(&out[..3], b"abc");
+        ring.push(b"defghijk");
+        assert_eq!(ring.len(), 8);
+        let n = ring.copy_to(&mut out);
+        assert_eq!(&out[..n], b"defghijk");
+        let mut small = [0u8; 3];
+        assert_eq!(ring.copy_to(&mut small), 3);
+        assert_eq!(&small, b"def");
+    }
+}

@@ -270,3 +270,25 @@ pub(super) fn getrusage(p: &mut Process, who: u64, usage: u64) -> SysResult {
     p.memory.write(usage, &[0u8; 144])?;
     Ok(0)
 }
+
+const SYSLOG_ACTION_READ_ALL: u64 = 3;
+const SYSLOG_ACTION_READ_CLEAR: u64 = 4;
+const SYSLOG_ACTION_SIZE_UNREAD: u64 = 9;
+const SYSLOG_ACTION_SIZE_BUFFER: u64 = 10;
+
+pub(super) fn syslog(p: &mut Process, action: u64, buf: u64, len: u64) -> SysResult {
+    match action {
+        0 | 1 | 5 | 6 | 7 | 8 => Ok(0), // close, open, clear, console on/off/level
+        SYSLOG_ACTION_READ_ALL | SYSLOG_ACTION_READ_CLEAR => {
+            if (len as i64) < 0 {
+                return Err(Errno::EINVAL);
+            }
+            let mut data = vec![0u8; (len as usize).min(framekernel::console::log_len())];
+            let n = framekernel::console::read_log(&mut data);
+            p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
+            Ok(n as u64)
+        }
+        SYSLOG_ACTION_SIZE_UNREAD | SYSLOG_ACTION_SIZE_BUFFER => Ok(framekernel::console::log_len().max(1) as u64),
+        _ => Err(Errno::EINVAL),
+    }
+}

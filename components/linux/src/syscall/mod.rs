@@ -56,6 +56,7 @@ pub mod nr {
     pub const IOCTL: u64 = 16;
     pub const OPEN: u64 = 2;
     pub const SENDFILE: u64 = 40;
+    pub const SYSLOG: u64 = 103;
     pub const RT_SIGTIMEDWAIT: u64 = 128;
     pub const GETRUSAGE: u64 = 98;
     pub const SYSINFO: u64 = 99;
@@ -213,6 +214,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::POLL => poll::poll(p, a[0], a[1], a[2]),
         nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
         nr::SENDFILE => sendfile(p, a[0], a[1], a[2], a[3]),
+        nr::SYSLOG => syslog(p, a[0], a[1], a[2]),
         nr::MOUNT => mount(p, a[0], a[1], a[2], a[3]),
         nr::UMOUNT2 => umount2(p, a[0], a[1]),
         nr::REBOOT => reboot(p, a[0], a[1], a[2]),
