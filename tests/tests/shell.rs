@@ -37,6 +37,19 @@ fn commands_pipelines_and_ctrl_c() {
     m.send("\x03");
     m.expect("# ", T);
     run(&mut m, "echo still here", "still here");
+    // Job control: ^Z stops the job, jobs lists it, fg resumes it, ^C ends it.
+    m.send("sleep 1000\r");
+    std::thread::sleep(Duration::from_millis(500));
+    m.send("\x1a");
+    m.expect("Stopped", T);
+    m.expect("# ", T);
+    run(&mut m, "jobs", "Stopped");
+    m.send("fg\r");
+    m.expect("sleep 1000", T);
+    std::thread::sleep(Duration::from_millis(500));
+    m.send("\x03");
+    m.expect("# ", T);
+    run(&mut m, "echo status $?", "status 130");
     run(&mut m, "test -d /proc/1 && cat /proc/1/comm", "busybox");
     run(&mut m, "ps | grep -c sh", "");
     run(&mut m, "grep MemTotal /proc/meminfo", "MemTotal:");

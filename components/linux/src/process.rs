@@ -79,6 +79,17 @@ impl Pending {
     }
 }
 
+/// Stop/continue state for job control.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobState {
+    /// Stopped by this signal.
+    pub stopped: Option<u8>,
+    /// A stop `wait4(WUNTRACED)` has not reported yet.
+    pub stop_unreported: Option<u8>,
+    /// A continue `wait4(WCONTINUED)` has not reported yet.
+    pub continue_unreported: bool,
+}
+
 /// One thread of a process.
 pub struct ThreadInfo {
     /// Thread id (the process id for the first thread).
@@ -125,6 +136,11 @@ pub struct ProcessInfo {
     pub children_changed: WaitQueue,
     /// Woken when this process exits.
     pub exited: WaitQueue,
+    /// Job control: the stop signal while stopped; a stop or continue not
+    /// yet reported to `wait4` (WUNTRACED / WCONTINUED).
+    job: SpinLock<JobState>,
+    /// Woken when a stopped process is continued or killed.
+    continued: WaitQueue,
     /// Signals sent to the process as a whole.
     pub pending: Pending,
     threads: SpinLock<Vec<Arc<ThreadInfo>>>,
@@ -196,6 +212,8 @@ fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Resu
         ending: SpinLock::new(None),
         children_changed: WaitQueue::new(),
         exited: WaitQueue::new(),
+        job: SpinLock::new(JobState::default()),
+        continued: WaitQueue::new(),
         pending: Pending::new(),
         threads: SpinLock::new(alloc::vec![thread.clone()]),
         exe: SpinLock::new(String::from(exe)),
@@ -253,16 +271,65 @@ impl ProcessInfo {
         self.threads.lock().iter().any(|t| t.tid == tid)
     }
 
+    /// Job-control state.
+    pub fn job(&self) -> JobState {
+        *self.job.lock()
+    }
+
+    /// Takes an unreported stop (for `wait4(WUNTRACED)`).
+    pub fn take_stop_report(&self) -> Option<u8> {
+        self.job.lock().stop_unreported.take()
+    }
+
+    /// Takes an unreported continue (for `wait4(WCONTINUED)`).
+    pub fn take_continue_report(&self) -> bool {
+        core::mem::take(&mut self.job.lock().continue_unreported)
+    }
+
     /// Makes `sig` pending for the process and wakes its threads so that
-    /// one not blocking it takes it.
+    /// one not blocking it takes it. SIGCONT resumes a stopped process
+    /// (and drops pending stop signals); a stop signal drops a pending
+    /// SIGCONT; SIGKILL also wakes a stopped process so that it dies.
     pub fn send_signal(&self, sig: u8, info: SigInfo) {
         if sig == 0 || usize::from(sig) > signal::NSIG || self.outcome().is_some() {
             return;
+        }
+        if sig == num::SIGCONT {
+            for stop in [num::SIGSTOP, num::SIGTSTP, num::SIGTTIN, num::SIGTTOU] {
+                self.pending.bits.fetch_and(!signal::bit(stop), Ordering::SeqCst);
+            }
+            let resumed = {
+                let mut job = self.job.lock();
+                let was = job.stopped.take().is_some();
+                if was {
+                    job.continue_unreported = true;
+                    job.stop_unreported = None;
+                }
+                was
+            };
+            if resumed {
+                self.continued.wake_all();
+                self.notify_parent(6, 0); // CLD_CONTINUED
+            }
+        } else if signal::is_stop_signal(sig) {
+            self.pending.bits.fetch_and(!signal::bit(num::SIGCONT), Ordering::SeqCst);
+        }
+        if sig == num::SIGKILL {
+            self.continued.wake_all();
         }
         self.pending.add(sig, info);
         let threads = self.threads.lock().clone();
         for thread in threads {
             thread.wake();
+        }
+    }
+
+    /// Tells the parent about a change of this child (SIGCHLD with
+    /// `code`, and a wake-up for `wait4`).
+    fn notify_parent(&self, code: i32, _status: u8) {
+        if let Some(parent) = lookup(self.ppid()).filter(|_| self.ppid() != 0) {
+            parent.send_signal(num::SIGCHLD, SigInfo { code, addr: u64::from(self.pid) });
+            parent.children_changed.wake_all();
         }
     }
 
@@ -316,6 +383,24 @@ impl Process {
     pub fn interrupt_check(&self) -> impl Fn() -> bool + use<> {
         let (info, thread, mask) = (self.info.clone(), self.thread.clone(), self.signals.mask & !signal::UNBLOCKABLE);
         move || (thread.pending.bits() | info.pending.bits()) & !mask != 0
+    }
+
+    /// Stops the process (this thread) for job control until SIGCONT or
+    /// SIGKILL arrives; tells the parent.
+    pub fn stop_until_continued(&mut self, sig: u8) {
+        {
+            let mut job = self.info.job.lock();
+            job.stopped = Some(sig);
+            job.stop_unreported = Some(sig);
+            job.continue_unreported = false;
+        }
+        self.info.notify_parent(5, sig); // CLD_STOPPED
+        let info = self.info.clone();
+        let thread = self.thread.clone();
+        self.info.continued.wait_until(|| {
+            let killed = (info.pending.bits() | thread.pending.bits()) & signal::bit(num::SIGKILL) != 0;
+            (info.job.lock().stopped.is_none() || killed).then_some(())
+        });
     }
 
     /// Takes the lowest pending signal in `set`, blocked or not

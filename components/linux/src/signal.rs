@@ -151,6 +151,11 @@ impl SignalState {
     }
 }
 
+/// True for the signals whose default action stops the process.
+pub fn is_stop_signal(sig: u8) -> bool {
+    default_action(sig) == Default_::Stop
+}
+
 /// What the default action of `sig` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Default_ {
@@ -308,11 +313,20 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
         if sig == num::SIGKILL {
             return Some(Outcome::Killed(sig));
         }
+        if sig == num::SIGSTOP {
+            p.stop_until_continued(sig);
+            continue;
+        }
         match action.handler {
             SIG_IGN => continue,
             SIG_DFL => match default_action(sig) {
                 Default_::Terminate => return Some(Outcome::Killed(sig)),
-                Default_::Ignore | Default_::Stop => continue,
+                Default_::Ignore => continue,
+                Default_::Stop => {
+                    // Job control: stay stopped until SIGCONT (or SIGKILL).
+                    p.stop_until_continued(sig);
+                    continue;
+                }
             },
             _ => {
                 if let (Some(nr), true) = (interrupted.filter(|&nr| restartable(nr)), action.flags & SA_RESTART != 0) {

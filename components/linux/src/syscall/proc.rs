@@ -156,8 +156,18 @@ pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage
         if children.is_empty() {
             return Some(Err(Errno::ECHILD));
         }
-        if let Some(zombie) = children.iter().find_map(|c| c.outcome().map(|o| (c.pid, o))) {
+        if let Some(zombie) = children.iter().find_map(|c| c.outcome().map(|o| (c.pid, o.wait_status(), true))) {
             return Some(Ok(Some(zombie)));
+        }
+        if options & WUNTRACED != 0
+            && let Some((pid, sig)) = children.iter().find_map(|c| c.take_stop_report().map(|s| (c.pid, s)))
+        {
+            return Some(Ok(Some((pid, 0x7f | (u32::from(sig) << 8), false))));
+        }
+        if options & WCONTINUED != 0
+            && let Some(pid) = children.iter().find(|c| c.take_continue_report()).map(|c| c.pid)
+        {
+            return Some(Ok(Some((pid, 0xffff, false))));
         }
         if options & WNOHANG != 0 {
             return Some(Ok(None));
@@ -167,14 +177,16 @@ pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage
         }
         None
     })?;
-    let Some((child, outcome)) = found else { return Ok(0) };
+    let Some((child, word, ended)) = found else { return Ok(0) };
     if status != 0 {
-        p.memory.write(status, &outcome.wait_status().to_le_bytes())?;
+        p.memory.write(status, &word.to_le_bytes())?;
     }
     if rusage != 0 {
         p.memory.write(rusage, &[0u8; 144])?;
     }
-    process::reap(child);
+    if ended {
+        process::reap(child);
+    }
     Ok(u64::from(child))
 }
 

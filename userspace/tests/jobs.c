@@ -1,0 +1,49 @@
+/* Job control signals: SIGSTOP/SIGTSTP stop a process, SIGCONT resumes it,
+ * and wait4 reports both (WUNTRACED, WCONTINUED); SIGKILL ends a stopped
+ * process; a SIGTSTP handler runs instead of stopping. */
+#include "tessera_test.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got_tstp;
+static void on_tstp(int sig) {
+    (void)sig;
+    got_tstp = 1;
+}
+
+int main(void) {
+    volatile long *counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(counter != MAP_FAILED);
+    pid_t child = fork();
+    if (child == 0) {
+        for (;;) {
+            counter[0]++;
+            usleep(1000);
+        }
+    }
+    usleep(50 * 1000);
+    int status = 0;
+    CHECK(kill(child, SIGSTOP) == 0);
+    CHECK(waitpid(child, &status, WUNTRACED) == child && WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP);
+    long frozen = counter[0];
+    usleep(100 * 1000);
+    CHECK(counter[0] == frozen); /* really stopped */
+    CHECK(waitpid(child, &status, WNOHANG | WUNTRACED) == 0); /* reported once */
+    CHECK(kill(child, SIGCONT) == 0);
+    CHECK(waitpid(child, &status, WCONTINUED) == child && WIFCONTINUED(status));
+    usleep(100 * 1000);
+    CHECK(counter[0] > frozen); /* running again */
+    CHECK(kill(child, SIGTSTP) == 0);
+    CHECK(waitpid(child, &status, WUNTRACED) == child && WIFSTOPPED(status) && WSTOPSIG(status) == SIGTSTP);
+    CHECK(kill(child, SIGKILL) == 0);
+    CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    /* With a handler, SIGTSTP does not stop. */
+    signal(SIGTSTP, on_tstp);
+    CHECK(raise(SIGTSTP) == 0);
+    CHECK(got_tstp == 1);
+    return tt_done("jobs");
+}
