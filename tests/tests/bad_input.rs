@@ -75,3 +75,20 @@ fn corrupt_boot_information_stops_with_a_message() {
     assert!(!output.contains("CPU exception") && !output.contains("PANIC"), "{output}");
     assert_eq!(exit, Exit::Failure, "{output}");
 }
+
+#[test]
+fn truncated_boot_archive_is_named_and_the_kernel_keeps_running() {
+    let archive = std::fs::read(tessera_tests::initrd_path()).expect("read boot archive");
+    let path = scratch("truncated-archive", &archive[..archive.len() / 3]);
+    let options = MachineOptions {
+        boot: Boot::Kernel { kernel: kernel_path(), initrd: Some(path.clone()), cmdline: String::new() },
+        ..MachineOptions::kernel("")
+    };
+    let mut machine = Machine::start("truncated-archive", &options);
+    let line = machine.expect("programs cannot run", Duration::from_secs(60));
+    assert!(line.contains("root file system: boot archive") && line.contains("offset"), "{line}");
+    machine.expect("tessera> ", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+    let _ = std::fs::remove_file(path);
+}

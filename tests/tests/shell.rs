@@ -54,6 +54,13 @@ fn commands_pipelines_and_ctrl_c() {
     run(&mut m, "ps | grep -c sh", "");
     run(&mut m, "grep MemTotal /proc/meminfo", "MemTotal:");
     run(&mut m, "false || echo status $?", "status 1");
+    // A full tmpfs: ENOSPC, and the shell carries on.
+    run(&mut m, "mkdir -p /mnt/small && mount -t tmpfs -o size=64k tmpfs /mnt/small && echo mounted", "mounted");
+    run(&mut m, "dd if=/dev/zero of=/mnt/small/fill bs=4096 count=100 2>&1 | grep -o 'No space left on device'", "No space left on device");
+    run(&mut m, "umount /mnt/small && echo unmounted", "unmounted");
+    // Long names and symlink loops get their errors.
+    run(&mut m, "touch /tmp/$(printf 'n%.0s' $(seq 300)) 2>&1 | grep -o 'too long'", "too long");
+    run(&mut m, "ln -s loop2 /tmp/loop1 && ln -s loop1 /tmp/loop2 && cat /tmp/loop1 2>&1 | grep -o 'Symbolic link loop'", "Symbolic link loop");
     run(&mut m, "sleep 1 & wait $! && echo background done", "background done");
     run(&mut m, "dmesg | head -c 1; echo", "[");
     // vi: open, insert, save.

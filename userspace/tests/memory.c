@@ -1,6 +1,7 @@
 /* Memory: mmap/munmap/mprotect, MAP_FIXED, PROT_NONE, brk, large
  * reservations touched sparsely, and faults on unmapped or protected pages
  * (checked in children, which must die of SIGSEGV). */
+#define _GNU_SOURCE
 #include "tessera_test.h"
 
 #include <signal.h>
@@ -82,6 +83,18 @@ int main(void) {
     CHECK(dies_of(read_from, start + 2 * page) == SIGSEGV);
     /* An impossible break leaves it unchanged. */
     CHECK((char *)syscall(SYS_brk, (char *)16) == start + page);
+
+    /* mremap: grow (moving if needed) keeps the contents; shrink. */
+    char *m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    m[0] = 'x';
+    m[2 * page - 1] = 'y';
+    char *grown = mremap(m, 2 * page, 64 * page, MREMAP_MAYMOVE);
+    CHECK(grown != MAP_FAILED && grown[0] == 'x' && grown[2 * page - 1] == 'y');
+    grown[64 * page - 1] = 'z';
+    char *shrunk = mremap(grown, 64 * page, page, 0);
+    CHECK(shrunk == grown && shrunk[0] == 'x');
+    CHECK(munmap(shrunk, page) == 0);
 
     /* Invalid requests. */
     CHECK(mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED && errno == EINVAL);

@@ -234,6 +234,48 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// `mremap`: resizes the mapping at `old` (`old_len` bytes, all in one
+    /// area) to `new_len`, in place or, when `may_move`, elsewhere.
+    /// Lengths are page multiples. Returns the new address.
+    pub fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, Errno> {
+        let (start, area) = self.area_at(old).ok_or(Errno::EFAULT)?;
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        if start > old || area.end < old_end {
+            return Err(Errno::EFAULT); // not one mapping
+        }
+        if new_len <= old_len {
+            self.remove_range(old + new_len, old_end);
+            return Ok(old);
+        }
+        let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+        if area.end == old_end && grow_end <= STACK_TOP && self.is_free(old_end, grow_end) {
+            self.areas.insert(start, Area { end: grow_end, ..area });
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(Errno::ENOMEM);
+        }
+        let target = self.find_free(new_len).ok_or(Errno::ENOMEM)?;
+        self.add_area(target, target + new_len, area.prot, area.shared)?;
+        if let Some(added) = self.areas.get_mut(&target) {
+            // Backed contents keep their addresses relative to the mapping.
+            added.backing = area.backing.as_ref().map(|b| Backing { vaddr: b.vaddr - old + target, ..b.clone() });
+        }
+        let mut page = old;
+        while page < old_end {
+            let moved = page - old + target;
+            if let Ok(frame) = self.space.unmap(page) {
+                let perms = area.prot.page_perms().unwrap_or(Perms::READ);
+                self.space.map_shared(moved, frame, perms).map_err(|_| Errno::ENOMEM)?;
+            } else if let Some(frame) = self.parked.remove(&page) {
+                self.parked.insert(moved, frame);
+            }
+            page += PAGE;
+        }
+        self.remove_range(old, old_end);
+        Ok(target)
+    }
+
     /// Finds a free range of `len` bytes below [`MMAP_TOP`], top down.
     pub fn find_free(&self, len: u64) -> Option<u64> {
         let floor = self.brk_start.saturating_add(BRK_MAX);

@@ -150,7 +150,23 @@ pub(super) fn prctl(p: &mut Process, option: u64, arg: u64) -> SysResult {
 const MS_REMOUNT: u64 = 32;
 const MS_BIND: u64 = 4096;
 
-pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, flags: u64) -> SysResult {
+/// Parses a tmpfs `size=` option: bytes, with k/m/g suffixes or `N%` of RAM.
+fn tmpfs_size(options: &str, ram: u64) -> Result<Option<u64>, Errno> {
+    let Some(value) = options.split(',').find_map(|o| o.strip_prefix("size=")) else { return Ok(None) };
+    let (digits, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
+    let number: u64 = digits.parse().map_err(|_| Errno::EINVAL)?;
+    let bytes = match unit {
+        "" => number,
+        "k" | "K" => number.saturating_mul(1 << 10),
+        "m" | "M" => number.saturating_mul(1 << 20),
+        "g" | "G" => number.saturating_mul(1 << 30),
+        "%" => ram.saturating_mul(number) / 100,
+        _ => return Err(Errno::EINVAL),
+    };
+    Ok(Some(bytes))
+}
+
+pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, flags: u64, data: u64) -> SysResult {
     let target = super::fs::path_arg(p, target)?;
     let vfs = crate::fs::vfs()?;
     let at = vfs.resolve(&p.fs.cwd(), &target, true)?;
@@ -163,7 +179,13 @@ pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, fla
     let kind = String::from_utf8(p.memory.read_c_string(fstype, 64)?).map_err(|_| Errno::ENODEV)?;
     let root = match kind.as_str() {
         "tmpfs" | "ramfs" | "devtmpfs" => {
-            let limit = framekernel::mm::frame_stats().total * 4096 / 4;
+            let ram = framekernel::mm::frame_stats().total * 4096;
+            let options = if data == 0 {
+                String::new()
+            } else {
+                String::from_utf8(p.memory.read_c_string(data, 4096)?).map_err(|_| Errno::EINVAL)?
+            };
+            let limit = tmpfs_size(&options, ram)?.unwrap_or(ram / 4);
             tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(crate::fs::now))
         }
         "proc" => crate::procfs::new_root(),

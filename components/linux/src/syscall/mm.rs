@@ -64,3 +64,17 @@ pub(super) fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> SysRe
     p.memory.lock().protect(start, end, Prot::from_bits(prot)).map(|()| 0)
 }
 
+
+const MREMAP_MAYMOVE: u64 = 1;
+
+pub(super) fn mremap(p: &mut Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> SysResult {
+    if flags & !MREMAP_MAYMOVE != 0 || !old.is_multiple_of(PAGE) || new_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let round = |n: u64| n.checked_add(PAGE - 1).map(|v| v & !(PAGE - 1)).ok_or(Errno::EINVAL);
+    let (old_len, new_len) = (round(old_len)?, round(new_len)?);
+    if old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    p.memory.lock().remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0)
+}

@@ -55,6 +55,7 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const OPEN: u64 = 2;
+    pub const MREMAP: u64 = 25;
     pub const SENDFILE: u64 = 40;
     pub const SYSLOG: u64 = 103;
     pub const RT_SIGTIMEDWAIT: u64 = 128;
@@ -215,7 +216,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
         nr::SENDFILE => sendfile(p, a[0], a[1], a[2], a[3]),
         nr::SYSLOG => syslog(p, a[0], a[1], a[2]),
-        nr::MOUNT => mount(p, a[0], a[1], a[2], a[3]),
+        nr::MOUNT => mount(p, a[0], a[1], a[2], a[3], a[4]),
         nr::UMOUNT2 => umount2(p, a[0], a[1]),
         nr::REBOOT => reboot(p, a[0], a[1], a[2]),
         nr::SETHOSTNAME => sethostname(p, a[0], a[1]),
@@ -297,6 +298,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::IOCTL => ioctl(p, a[0], a[1], a[2]),
         nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4]),
         nr::MUNMAP => munmap(p, a[0], a[1]),
+        nr::MREMAP => mremap(p, a[0], a[1], a[2], a[3]),
         nr::MPROTECT => mprotect(p, a[0], a[1], a[2]),
         nr::MADVISE => Ok(0),
         nr::BRK => Ok(p.memory.set_brk(a[0])),
