@@ -5,11 +5,12 @@
 //! space is cheap; `brk`, `mmap`, `munmap` and `mprotect` edit the areas.
 
 use crate::errno::Errno;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use framekernel::arch::usercopy;
 use framekernel::mm::{Frame, Perms, VmError, VmSpace};
 use framekernel::sync::{Mutex, MutexGuard};
+use tessera_vfs::NodeRef;
 
 /// Page size.
 pub const PAGE: u64 = 4096;
@@ -90,6 +91,30 @@ impl Backing {
     }
 }
 
+/// A file mapped by `mmap`: page `p` of the area shows the file at offset
+/// `p - base` (wrapping: `base` is the address file offset 0 would have),
+/// so splitting an area needs no adjustment.
+#[derive(Clone)]
+pub struct FileMap {
+    /// The file.
+    pub node: NodeRef,
+    /// Address of file offset 0.
+    pub base: u64,
+}
+
+impl core::fmt::Debug for FileMap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FileMap {{ ino: {}, base: {:#x} }}", self.node.metadata().ino, self.base)
+    }
+}
+
+impl FileMap {
+    /// File offset shown at `page`.
+    fn offset(&self, page: u64) -> u64 {
+        page.wrapping_sub(self.base)
+    }
+}
+
 /// One contiguous range of user address space with one set of rights.
 #[derive(Debug, Clone)]
 pub struct Area {
@@ -101,6 +126,18 @@ pub struct Area {
     pub shared: bool,
     /// Initial contents, if not zero.
     pub backing: Option<Backing>,
+    /// The file shown here (`mmap` of a file). Pages are read from the file
+    /// when first touched; in a shared area, written pages go back to the
+    /// file on `msync`, `munmap` and when the address space ends.
+    pub file: Option<FileMap>,
+}
+
+impl Area {
+    /// True for a `MAP_SHARED` file mapping (whose written pages are
+    /// tracked: they are mapped read-only until the first write).
+    fn writes_back(&self) -> bool {
+        self.shared && self.file.is_some()
+    }
 }
 
 /// A process's address space (see [`Memory`] for the shared handle).
@@ -115,6 +152,8 @@ pub struct AddressSpace {
     /// Contents of pages made inaccessible (`PROT_NONE`), kept for when
     /// access returns.
     parked: BTreeMap<u64, Arc<Frame>>,
+    /// Written pages of shared file mappings, not yet written back.
+    dirty: BTreeSet<u64>,
 }
 
 fn page_down(addr: u64) -> u64 {
@@ -134,6 +173,7 @@ impl AddressSpace {
             brk_start: 0,
             brk: 0,
             parked: BTreeMap::new(),
+            dirty: BTreeSet::new(),
         })
     }
 
@@ -162,8 +202,60 @@ impl AddressSpace {
         if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
             return Err(Errno::EINVAL);
         }
-        self.areas.insert(start, Area { end, prot, shared, backing: None });
+        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None });
         Ok(())
+    }
+
+    /// Adds an area showing `node` from file offset `offset` (`mmap` of a
+    /// file; `shared` writes go back to the file).
+    pub fn add_file_area(&mut self, start: u64, end: u64, prot: Prot, shared: bool, node: NodeRef, offset: u64) -> Result<(), Errno> {
+        self.add_area(start, end, prot, shared)?;
+        if let Some(area) = self.areas.get_mut(&start) {
+            area.file = Some(FileMap { node, base: start.wrapping_sub(offset) });
+        }
+        Ok(())
+    }
+
+    /// Writes the written pages of shared file mappings in `[start, end)`
+    /// back to their files (never past a file's end, as Linux). When
+    /// `keep`, the pages stay mapped, read-only until written again.
+    /// Returns EIO if a file refused the data.
+    pub fn write_back(&mut self, start: u64, end: u64, keep: bool) -> Result<(), Errno> {
+        let pages: alloc::vec::Vec<u64> = self.dirty.range(start..end).copied().collect();
+        let mut result = Ok(());
+        for page in pages {
+            self.dirty.remove(&page);
+            let Some((_, area)) = self.area_at(page) else { continue };
+            let Some(file) = area.file.as_ref().filter(|_| area.shared) else { continue };
+            let mut data = alloc::vec![0u8; PAGE as usize];
+            let read = match self.parked.get(&page) {
+                Some(frame) => frame.read_bytes(0, &mut data).is_ok(),
+                None => self.space.read_bytes(page, &mut data).is_ok(),
+            };
+            let offset = file.offset(page);
+            let size = file.node.metadata().size;
+            if !read || offset >= size {
+                continue;
+            }
+            let len = (size - offset).min(PAGE) as usize;
+            if file.node.write_at(offset, data.get(..len).unwrap_or(&[])).is_err() {
+                result = Err(Errno::EIO);
+            }
+            if keep && self.space.perms(page).is_some() {
+                let _ = self.space.protect(page, Perms { write: false, exec: area.prot.exec });
+            }
+        }
+        result
+    }
+
+    /// `msync`: writes back `[start, end)`, which must be mapped.
+    pub fn sync(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let (_, area) = self.area_at(at).ok_or(Errno::ENOMEM)?;
+            at = area.end;
+        }
+        self.write_back(start, end, true)
     }
 
     /// Adds an area whose pages are filled from `backing` on first touch.
@@ -185,6 +277,9 @@ impl AddressSpace {
 
     /// Removes `[start, end)` from the areas and frees its pages.
     pub fn remove_range(&mut self, start: u64, end: u64) {
+        // Nothing written through a shared file mapping is lost (a file
+        // that refuses the data has already reported it to msync callers).
+        let _ = self.write_back(start, end, false);
         self.split_at(start);
         self.split_at(end);
         let starts: alloc::vec::Vec<u64> = self.areas.range(start..end).map(|(&s, _)| s).collect();
@@ -219,8 +314,10 @@ impl AddressSpace {
         }
         let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
         for page in mapped {
+            let tracked = self.area_at(page).is_some_and(|(_, a)| a.writes_back()) && !self.dirty.contains(&page);
             match prot.page_perms() {
                 Some(perms) => {
+                    let perms = if tracked { Perms { write: false, ..perms } } else { perms };
                     let _ = self.space.protect(page, perms);
                 }
                 None => {
@@ -260,12 +357,17 @@ impl AddressSpace {
         if let Some(added) = self.areas.get_mut(&target) {
             // Backed contents keep their addresses relative to the mapping.
             added.backing = area.backing.as_ref().map(|b| Backing { vaddr: b.vaddr - old + target, ..b.clone() });
+            added.file = area.file.as_ref().map(|f| FileMap { base: f.base.wrapping_sub(old).wrapping_add(target), ..f.clone() });
         }
         let mut page = old;
         while page < old_end {
             let moved = page - old + target;
+            if self.dirty.remove(&page) {
+                self.dirty.insert(moved);
+            }
+            let perms = self.space.perms(page);
             if let Ok(frame) = self.space.unmap(page) {
-                let perms = area.prot.page_perms().unwrap_or(Perms::READ);
+                let perms = perms.unwrap_or(Perms::READ);
                 self.space.map_shared(moved, frame, perms).map_err(|_| Errno::ENOMEM)?;
             } else if let Some(frame) = self.parked.remove(&page) {
                 self.parked.insert(moved, frame);
@@ -313,6 +415,9 @@ impl AddressSpace {
             if !area.shared && self.space.is_shared(page) && user_memory_exhausted() {
                 return Populate::NoMemory;
             }
+            if area.writes_back() {
+                self.dirty.insert(page);
+            }
             let private = if area.shared { Ok(()) } else { self.space.make_private(page) };
             return match private.and_then(|()| self.space.protect(page, perms)) {
                 Ok(()) => Populate::Ok,
@@ -320,6 +425,18 @@ impl AddressSpace {
                 Err(_) => Populate::BadAccess,
             };
         }
+        // A shared file page is mapped read-only until written, so that
+        // only written pages go back to the file.
+        let perms = if area.writes_back() && !self.dirty.contains(&page) {
+            if access == Access::Write {
+                self.dirty.insert(page);
+                perms
+            } else {
+                Perms { write: false, ..perms }
+            }
+        } else {
+            perms
+        };
         let result = match self.parked.remove(&page) {
             Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
             None if user_memory_exhausted() => return Populate::NoMemory,
@@ -327,6 +444,12 @@ impl AddressSpace {
                 Ok(mut frame) => {
                     if let Some(backing) = &area.backing {
                         fill_from(&mut frame, page, backing);
+                    }
+                    if let Some(file) = &area.file {
+                        let mut data = alloc::vec![0u8; PAGE as usize];
+                        if let Ok(n) = file.node.read_at(file.offset(page), &mut data) {
+                            let _ = frame.write_bytes(0, data.get(..n).unwrap_or(&[]));
+                        }
                     }
                     self.space.map(page, frame, perms).map_err(|(e, _)| e)
                 }
@@ -375,6 +498,7 @@ impl AddressSpace {
         for (&page, frame) in &self.parked {
             copy.parked.insert(page, frame.clone());
         }
+        copy.dirty = self.dirty.clone();
         Ok(copy)
     }
 
@@ -461,7 +585,7 @@ impl AddressSpace {
             // Grow the heap area (or start it).
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {
@@ -474,6 +598,14 @@ impl AddressSpace {
         }
         self.brk = requested;
         self.brk
+    }
+}
+
+impl Drop for AddressSpace {
+    /// The address space ends (exit or exec): what was written through
+    /// shared file mappings goes to the files.
+    fn drop(&mut self) {
+        let _ = self.write_back(0, u64::MAX, false);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Memory system calls: mmap, munmap, mprotect.
+//! Memory system calls: mmap (anonymous and file), munmap, mprotect,
+//! mremap, msync.
 
 use crate::errno::{Errno, SysResult};
 use crate::process::Process;
@@ -9,24 +10,42 @@ use framekernel::arch::user::UserContext;
 #[allow(unused_imports)]
 use framekernel::logic::layout::is_user_half;
 use crate::memory::{PAGE, Prot};
+use tessera_vfs::{FileType, NodeRef};
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const O_WRONLY: u32 = 1;
+const O_RDWR: u32 = 2;
 
-pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> SysResult {
+/// The file behind a file `mmap`, checked against the request.
+fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> Result<NodeRef, Errno> {
+    let file = p.files.get(fd)?;
+    if !offset.is_multiple_of(PAGE) {
+        return Err(Errno::EINVAL);
+    }
+    // Only regular files can be mapped (not pipes, terminals or devices).
+    let location = file.location().ok_or(Errno::ENODEV)?;
+    let node = location.node().clone();
+    if node.metadata().kind != FileType::Regular {
+        return Err(Errno::ENODEV);
+    }
+    let access = file.status_flags() & 3;
+    if access == O_WRONLY || (shared && prot.write && access != O_RDWR) {
+        return Err(Errno::EACCES);
+    }
+    Ok(node)
+}
+
+pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
     let kind = flags & (MAP_SHARED | MAP_PRIVATE);
     if len == 0 || kind == 0 || kind == (MAP_SHARED | MAP_PRIVATE) {
         return Err(Errno::EINVAL);
     }
-    if flags & MAP_ANONYMOUS == 0 {
-        // File mappings come with the VFS.
-        p.files.get(fd)?;
-        return Err(Errno::ENODEV);
-    }
     let len = len.checked_add(PAGE - 1).ok_or(Errno::ENOMEM)? & !(PAGE - 1);
     let prot = Prot::from_bits(prot);
+    let file = if flags & MAP_ANONYMOUS == 0 { Some(mapped_file(p, fd, offset, kind == MAP_SHARED, prot)?) } else { None };
     let start = if flags & MAP_FIXED != 0 {
         let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
         if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
@@ -37,7 +56,10 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     } else {
         p.memory.lock().find_free(len).ok_or(Errno::ENOMEM)?
     };
-    p.memory.lock().add_area(start, start + len, prot, kind == MAP_SHARED)?;
+    match file {
+        Some(node) => p.memory.lock().add_file_area(start, start + len, prot, kind == MAP_SHARED, node, offset)?,
+        None => p.memory.lock().add_area(start, start + len, prot, kind == MAP_SHARED)?,
+    }
     Ok(start)
 }
 
@@ -77,4 +99,20 @@ pub(super) fn mremap(p: &mut Process, old: u64, old_len: u64, new_len: u64, flag
         return Err(Errno::EINVAL);
     }
     p.memory.lock().remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0)
+}
+
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// `msync`: written pages of shared file mappings go to their files now.
+pub(super) fn msync(p: &mut Process, addr: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 || flags & (MS_ASYNC | MS_SYNC) == (MS_ASYNC | MS_SYNC) {
+        return Err(Errno::EINVAL);
+    }
+    if len == 0 {
+        return if addr.is_multiple_of(PAGE) { Ok(0) } else { Err(Errno::EINVAL) };
+    }
+    let (start, end) = check_range(addr, len)?;
+    p.memory.lock().sync(start, end).map(|()| 0)
 }

@@ -56,6 +56,7 @@ pub mod nr {
     pub const IOCTL: u64 = 16;
     pub const OPEN: u64 = 2;
     pub const MREMAP: u64 = 25;
+    pub const MSYNC: u64 = 26;
     pub const SENDFILE: u64 = 40;
     pub const SYSLOG: u64 = 103;
     pub const RT_SIGTIMEDWAIT: u64 = 128;
@@ -296,7 +297,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::FSTAT => fstat(p, a[0], a[1]),
         nr::NEWFSTATAT => fs::newfstatat(p, a[0], a[1], a[2], a[3]),
         nr::IOCTL => ioctl(p, a[0], a[1], a[2]),
-        nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::MSYNC => msync(p, a[0], a[1], a[2]),
         nr::MUNMAP => munmap(p, a[0], a[1]),
         nr::MREMAP => mremap(p, a[0], a[1], a[2], a[3]),
         nr::MPROTECT => mprotect(p, a[0], a[1], a[2]),
