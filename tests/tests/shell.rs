@@ -57,6 +57,9 @@ fn commands_pipelines_and_ctrl_c() {
     // A full tmpfs: ENOSPC, and the shell carries on.
     run(&mut m, "mkdir -p /mnt/small && mount -t tmpfs -o size=64k tmpfs /mnt/small && echo mounted", "mounted");
     run(&mut m, "dd if=/dev/zero of=/mnt/small/fill bs=4096 count=100 2>&1 | grep -o 'No space left on device'", "No space left on device");
+    // df reads each file system's own size and usage (statfs).
+    run(&mut m, "df /mnt/small | awk 'NR==2 {print \"size\", $2, $5, $6}'", "size 64 100% /mnt/small");
+    run(&mut m, "stat -f -c 'type %T' /proc", "type proc");
     run(&mut m, "umount /mnt/small && echo unmounted", "unmounted");
     // Long names and symlink loops get their errors.
     run(&mut m, "touch /tmp/$(printf 'n%.0s' $(seq 300)) 2>&1 | grep -o 'too long'", "too long");

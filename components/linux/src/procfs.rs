@@ -7,7 +7,10 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
-use tessera_vfs::{DirEntry, FileType, FsError, Metadata, Node, NodeRef, Timespec};
+use tessera_vfs::{DirEntry, FileType, FsError, FsStats, Metadata, Node, NodeRef, Timespec};
+
+/// What `statfs` reports for procfs: Linux's `PROC_SUPER_MAGIC`, no storage.
+const PROC_STATS: FsStats = FsStats { magic: 0x9fa0, capacity: 0, used: 0, nodes: 0, nodes_used: 0 };
 
 /// Device number of procfs.
 const PROC_DEV: u64 = 0x50;
@@ -174,6 +177,10 @@ fn not_permitted<T>() -> Result<T, FsError> {
 }
 
 impl Node for Dir {
+    fn fs_stats(&self) -> FsStats {
+        PROC_STATS
+    }
+
     fn metadata(&self) -> Metadata {
         let ino = match self.0 {
             DirKind::Root => 1,
@@ -278,6 +285,10 @@ impl Node for Dir {
 }
 
 impl Node for File {
+    fn fs_stats(&self) -> FsStats {
+        PROC_STATS
+    }
+
     fn metadata(&self) -> Metadata {
         meta(100, FileType::Regular, 0o444, 0)
     }
@@ -328,6 +339,10 @@ impl Node for File {
 }
 
 impl Node for Link {
+    fn fs_stats(&self) -> FsStats {
+        PROC_STATS
+    }
+
     fn metadata(&self) -> Metadata {
         meta(200, FileType::Symlink, 0o777, 0)
     }

@@ -17,7 +17,7 @@ mod path;
 pub mod tmpfs;
 
 pub use error::FsError;
-pub use node::{DirEntry, FileType, Metadata, Node, NodeRef, Timespec};
+pub use node::{DirEntry, FileType, FsStats, Metadata, Node, NodeRef, Timespec};
 pub use path::{Location, MAX_NAME, MAX_PATH, MAX_SYMLINKS, Resolved, Vfs};
 
 #[cfg(test)]

@@ -100,6 +100,21 @@ impl Metadata {
     }
 }
 
+/// What `statfs` reports about a file system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsStats {
+    /// `f_type` (the Linux magic number).
+    pub magic: u64,
+    /// Capacity in bytes (0 for file systems without storage).
+    pub capacity: u64,
+    /// Bytes in use.
+    pub used: u64,
+    /// Nodes the file system may hold.
+    pub nodes: u64,
+    /// Nodes in use.
+    pub nodes_used: u64,
+}
+
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -151,6 +166,11 @@ pub trait Node: Send + Sync {
 
     /// The target of a symbolic link.
     fn read_link(&self) -> Result<String, FsError>;
+
+    /// Size and usage of the file system this node is in (`statfs`).
+    fn fs_stats(&self) -> FsStats {
+        FsStats::default()
+    }
 
     /// A value for `Any`-style downcasts within one file system.
     fn fs_node_id(&self) -> (u64, u64) {

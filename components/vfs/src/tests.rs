@@ -140,6 +140,11 @@ fn tmpfs_limit_and_snapshots() {
     root.detach("g").unwrap();
     let again = root.create("h", FileType::Regular, 0o644, 0).unwrap();
     assert_eq!(again.write_at(0, &[4; 9000]).unwrap(), 9000, "removing a file gave its space back");
+    let stats = file.fs_stats();
+    assert_eq!((stats.magic, stats.capacity, stats.used), (crate::tmpfs::TMPFS_MAGIC, 10_000, 9100));
+    assert_eq!(stats.nodes_used, 3, "root, f and h are alive");
+    assert_eq!(root.fs_stats(), stats, "every node reports its file system");
+    assert_eq!(TmpFs::new_root(5, None).fs_stats().used, 0, "another tmpfs has its own usage");
     let mut buf = [0u8; 4];
     assert_eq!(file.read_at(98, &mut buf).unwrap(), 2);
     assert_eq!(file.read_at(1000, &mut buf).unwrap(), 0);

@@ -1,7 +1,7 @@
 //! tmpfs: files, directories, links and device nodes in memory, with a
 //! size limit (ENOSPC when full).
 
-use crate::node::{DirEntry, FileType, Metadata, Node, NodeRef, Timespec};
+use crate::node::{DirEntry, FileType, FsStats, Metadata, Node, NodeRef, Timespec};
 use crate::FsError;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -25,8 +25,13 @@ pub struct TmpFs {
     next_ino: AtomicU64,
     used: AtomicU64,
     limit: u64,
+    /// Nodes alive.
+    nodes: AtomicU64,
     clock: Clock,
 }
+
+/// Linux's `TMPFS_MAGIC`.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 
 enum Content {
     File(Mutex<Arc<Vec<u8>>>),
@@ -51,6 +56,7 @@ impl TmpFs {
             next_ino: AtomicU64::new(1),
             used: AtomicU64::new(0),
             limit,
+            nodes: AtomicU64::new(0),
             clock: clock.unwrap_or(zero_clock),
         });
         TmpNode::new_node(&fs, FileType::Directory, 0o755, 0, None)
@@ -67,6 +73,7 @@ impl TmpNode {
             _ => Content::Device,
         };
         let size = target.map_or(0, |t| t.len() as u64);
+        fs.nodes.fetch_add(1, Ordering::Relaxed);
         Arc::new(TmpNode {
             fs: fs.clone(),
             meta: Mutex::new(Metadata {
@@ -148,6 +155,7 @@ impl TmpNode {
 
 impl Drop for TmpNode {
     fn drop(&mut self) {
+        self.fs.nodes.fetch_sub(1, Ordering::Relaxed);
         if let Content::File(data) = &self.content {
             let len = data.lock().len() as u64;
             self.fs.used.fetch_sub(len, Ordering::Relaxed);
@@ -156,6 +164,17 @@ impl Drop for TmpNode {
 }
 
 impl Node for TmpNode {
+    fn fs_stats(&self) -> FsStats {
+        FsStats {
+            magic: TMPFS_MAGIC,
+            capacity: self.fs.limit,
+            used: self.fs.used.load(Ordering::Relaxed).min(self.fs.limit),
+            // Linux's default: one node per page of capacity.
+            nodes: (self.fs.limit / 4096).max(1024),
+            nodes_used: self.fs.nodes.load(Ordering::Relaxed),
+        }
+    }
+
     fn metadata(&self) -> Metadata {
         let mut meta = *self.meta.lock();
         if let Content::File(data) = &self.content {

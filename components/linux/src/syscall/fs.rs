@@ -438,35 +438,41 @@ pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flag
 
 pub(super) fn statfs(p: &mut Process, path: u64, buf: u64) -> SysResult {
     let name = path_arg(p, path)?;
-    lookup(p, AT_FDCWD as u64, &name, 0)?;
-    write_statfs(p, buf)
+    let location = lookup(p, AT_FDCWD as u64, &name, 0)?;
+    write_statfs(p, location.node().fs_stats(), buf)
 }
 
 pub(super) fn fstatfs(p: &mut Process, fd: u64, buf: u64) -> SysResult {
-    p.files.get(fd)?;
-    write_statfs(p, buf)
+    let file = p.files.get(fd)?;
+    // Pipes and devices outside the tree: an empty in-memory file system.
+    let stats = file.location().map(|l| l.node().fs_stats()).unwrap_or_default();
+    write_statfs(p, stats, buf)
 }
 
-fn write_statfs(p: &mut Process, buf: u64) -> SysResult {
-    let frames = framekernel::mm::frame_stats();
+/// Writes a `struct statfs` for `stats`. Free space is also bounded by
+/// free memory, since every file system here lives in RAM.
+fn write_statfs(p: &mut Process, stats: tessera_vfs::FsStats, buf: u64) -> SysResult {
+    const BLOCK: u64 = 4096;
+    let free_ram = framekernel::mm::frame_stats().free * BLOCK;
+    let blocks = stats.capacity / BLOCK;
+    let free = (stats.capacity.saturating_sub(stats.used)).min(free_ram) / BLOCK;
+    let free_nodes = stats.nodes.saturating_sub(stats.nodes_used);
     let mut b = [0u8; 120];
-    let words: [(usize, u64); 8] = [
-        (0, 0x0102_1994),  // TMPFS_MAGIC
-        (8, 4096),         // f_bsize
-        (16, frames.total / 2),
-        (24, frames.free / 2),
-        (32, frames.free / 2),
-        (40, 1 << 20),     // f_files
-        (48, 1 << 20),     // f_ffree
+    let words: [(usize, u64); 9] = [
+        (0, stats.magic),
+        (8, BLOCK),   // f_bsize
+        (16, blocks), // f_blocks
+        (24, free),   // f_bfree
+        (32, free),   // f_bavail
+        (40, stats.nodes),
+        (48, free_nodes),
         (64, tessera_vfs::MAX_NAME as u64),
+        (72, BLOCK), // f_frsize
     ];
     for (at, value) in words {
         if let Some(dst) = b.get_mut(at..at + 8) {
             dst.copy_from_slice(&value.to_le_bytes());
         }
-    }
-    if let Some(dst) = b.get_mut(72..80) {
-        dst.copy_from_slice(&4096u64.to_le_bytes()); // f_frsize
     }
     p.memory.write(buf, &b)?;
     Ok(0)
