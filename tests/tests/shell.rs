@@ -50,6 +50,21 @@ fn commands_pipelines_and_ctrl_c() {
     m.send("\x03");
     m.expect("# ", T);
     run(&mut m, "echo status $?", "status 130");
+    // A background job that reads the terminal is stopped (SIGTTIN); in
+    // the foreground its read starts again and gets what is typed.
+    m.send("cat > /tmp/typed &\r");
+    m.expect("# ", T);
+    run(&mut m, "sleep 1; jobs", "Stopped");
+    m.send("fg\r");
+    m.expect("cat 1>/tmp/typed", T);
+    // Give the shell time to hand over the terminal (input typed while it
+    // still has it in raw mode would be read raw, as on Linux).
+    std::thread::sleep(Duration::from_millis(1500));
+    m.send("typed in the foreground\r\x04");
+    m.expect("# ", T);
+    run(&mut m, "cat /tmp/typed", "typed in the foreground");
+    // If it cannot be stopped (SIGTTIN ignored), the read fails with EIO.
+    run(&mut m, "sh -c \"trap '' TTIN; cat\" & wait $!", "read error: Input/output error");
     run(&mut m, "test -d /proc/1 && cat /proc/1/comm", "busybox");
     run(&mut m, "ps | grep -c sh", "");
     run(&mut m, "grep MemTotal /proc/meminfo", "MemTotal:");

@@ -41,6 +41,29 @@ int main(void) {
     CHECK(kill(child, SIGKILL) == 0);
     CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
+    /* A read blocked when the process is stopped and continued carries on
+     * (it does not fail with EINTR); an ignored signal does not end it
+     * either. */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    child = fork();
+    if (child == 0) {
+        signal(SIGUSR1, SIG_IGN);
+        char buf[8] = {0};
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        _exit(n == 5 && memcmp(buf, "after", 5) == 0 ? 0 : 1);
+    }
+    usleep(100 * 1000);
+    CHECK(kill(child, SIGSTOP) == 0);
+    CHECK(waitpid(child, &status, WUNTRACED) == child && WIFSTOPPED(status));
+    CHECK(kill(child, SIGCONT) == 0);
+    CHECK(kill(child, SIGUSR1) == 0);
+    usleep(100 * 1000);
+    CHECK(write(fds[1], "after", 5) == 5);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(fds[0]);
+    close(fds[1]);
+
     /* With a handler, SIGTSTP does not stop. */
     signal(SIGTSTP, on_tstp);
     CHECK(raise(SIGTSTP) == 0);

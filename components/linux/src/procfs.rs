@@ -103,10 +103,20 @@ fn comm(info: &ProcessInfo) -> String {
 }
 
 fn pid_stat(info: &ProcessInfo) -> String {
-    let state = if info.outcome().is_some() { 'Z' } else { 'S' };
+    let state = if info.outcome().is_some() {
+        'Z'
+    } else if info.job().stopped.is_some() {
+        'T'
+    } else {
+        'S'
+    };
     let ticks = framekernel::time::now_ns() / 10_000_000;
+    // The console terminal (ttyS0, device 4:64) if it is this session's.
+    let tty = crate::files::console();
+    let (tty_nr, tpgid) =
+        if tty.session() != 0 && tty.session() == info.sid() { (4u32 << 8 | 64, i64::from(tty.foreground())) } else { (0, -1) };
     format!(
-        "{} ({}) {state} {} {} {} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+        "{} ({}) {state} {} {} {} {tty_nr} {tpgid} 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
         info.pid,
         comm(info),
         info.ppid(),

@@ -293,7 +293,7 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
 /// sleeps, `pause` and `sigsuspend` always return `EINTR`).
 fn restartable(nr: u64) -> bool {
     use crate::syscall::nr;
-    matches!(nr, nr::READ | nr::WRITE | nr::WRITEV | nr::IOCTL | nr::WAIT4)
+    matches!(nr, nr::READ | nr::WRITE | nr::READV | nr::WRITEV | nr::IOCTL | nr::WAIT4)
 }
 
 /// Delivers one pending, unblocked signal, if any. `interrupted` is the
@@ -305,6 +305,13 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
             // rt_sigsuspend without a handler run: its mask ends here.
             if let Some(mask) = p.signals.restore_mask.take() {
                 p.signals.mask = mask;
+            }
+            // No handler ran (the signals were ignored, or stopped and
+            // continued the process): an interrupted call starts again,
+            // as Linux's ERESTARTSYS does, instead of failing with EINTR.
+            if let Some(nr) = interrupted.filter(|&nr| restartable(nr)) {
+                ctx.regs.rip -= 2;
+                ctx.regs.rax = nr;
             }
             return None;
         };

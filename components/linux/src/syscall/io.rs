@@ -11,9 +11,13 @@ use framekernel::arch::user::UserContext;
 use framekernel::logic::layout::is_user_half;
 use crate::files::FileStat;
 use super::fs::O_CLOEXEC;
+use crate::signal;
 
 pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = p.files.get(fd)?;
+    if file.is_tty() {
+        terminal_access(p, signal::num::SIGTTIN)?;
+    }
     let len = (count as usize).min(IO_CHUNK);
     p.memory.populate_range(buf, len as u64, true)?;
     let mut data = vec![0u8; len];
@@ -25,6 +29,9 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
 
 pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = p.files.get(fd)?;
+    if file.is_tty() {
+        terminal_access(p, signal::num::SIGTTOU)?;
+    }
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
@@ -253,6 +260,14 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
 pub(super) fn sendfile(p: &mut Process, out_fd: u64, in_fd: u64, offset: u64, count: u64) -> SysResult {
     let input = p.files.get(in_fd)?;
     let output = p.files.get(out_fd)?;
+    // As on Linux, a terminal cannot be spliced from (callers fall back
+    // to read, which applies job control).
+    if input.is_tty() {
+        return Err(Errno::EINVAL);
+    }
+    if output.is_tty() {
+        terminal_access(p, signal::num::SIGTTOU)?;
+    }
     let mut position = if offset != 0 {
         let mut word = [0u8; 8];
         p.memory.read(offset, &mut word)?;
@@ -290,4 +305,43 @@ pub(super) fn sendfile(p: &mut Process, out_fd: u64, in_fd: u64, offset: u64, co
         p.memory.write(offset, &at.to_le_bytes())?;
     }
     Ok(done)
+}
+
+/// `TOSTOP` in termios `c_lflag`: background writes stop too.
+const TOSTOP: u32 = 0o400;
+
+/// Job control on the terminal: a process in a background group of the
+/// terminal's session that reads from it (or writes, with `TOSTOP`) gets
+/// its group stopped by SIGTTIN (SIGTTOU) and the call starts again once
+/// the group is continued in the foreground. A read that cannot stop (the
+/// signal ignored or blocked, or a group no shell would continue) fails
+/// with EIO; such a write goes ahead.
+fn terminal_access(p: &Process, sig: u8) -> Result<(), Errno> {
+    let tty = crate::files::console();
+    let group = p.info.pgid();
+    let foreground = tty.foreground();
+    if tty.session() == 0 || tty.session() != p.info.sid() || foreground == 0 || foreground == group {
+        return Ok(());
+    }
+    let reading = sig == signal::num::SIGTTIN;
+    if !reading && tty.termios().lflag & TOSTOP == 0 {
+        return Ok(());
+    }
+    let blocked = p.signals.mask & (1u64 << (sig - 1)) != 0;
+    let ignored = p.signals.actions.get(sig).handler == signal::SIG_IGN;
+    if blocked || ignored || orphaned(group) {
+        return if reading { Err(Errno::EIO) } else { Ok(()) };
+    }
+    for member in crate::process::all().into_iter().filter(|m| m.pgid() == group && m.outcome().is_none()) {
+        member.send_signal(sig, signal::SigInfo { code: 0x80, addr: 0 });
+    }
+    Err(Errno::EINTR)
+}
+
+/// True when no member of `group` has a parent in another group of the
+/// same session (POSIX's orphaned process group: nobody would continue it).
+fn orphaned(group: u32) -> bool {
+    !crate::process::all().into_iter().filter(|m| m.pgid() == group && m.outcome().is_none()).any(|m| {
+        crate::process::lookup(m.ppid()).is_some_and(|parent| parent.pgid() != group && parent.sid() == m.sid())
+    })
 }
