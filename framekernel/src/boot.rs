@@ -15,8 +15,9 @@ use framekernel_logic::cmdline::Cmdline;
 use framekernel_logic::memmap::UsableMemory;
 use framekernel_logic::{multiboot2, pvh};
 
-/// A boot module as the kernel sees it.
-#[derive(Clone)]
+/// A boot module as the kernel sees it: where it was loaded. Its contents
+/// are reached through [`take_modules`].
+#[derive(Debug, Clone)]
 pub struct ModuleInfo {
     /// The module's name (its command line; empty for a bare `-initrd`).
     pub name: String,
@@ -24,14 +25,50 @@ pub struct ModuleInfo {
     pub start: u64,
     /// Physical end (exclusive).
     pub end: u64,
-    /// The contents: reserved at boot, never freed or written.
-    pub bytes: &'static [u8],
 }
 
-impl core::fmt::Debug for ModuleInfo {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "ModuleInfo({:?}, {:#x}..{:#x})", self.name, self.start, self.end)
+/// A boot module's memory, owned. The contents are borrowed from the
+/// handle; dropping it gives the module's pages to the frame allocator
+/// (so a boot archive costs no memory once it is unpacked).
+pub struct BootModule {
+    info: ModuleInfo,
+    /// Reserved at boot, never written; valid until this handle drops
+    /// (no reference to it outlives `&self`).
+    bytes: &'static [u8],
+}
+
+impl BootModule {
+    /// Where the module was loaded.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
     }
+
+    /// The contents.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl Drop for BootModule {
+    fn drop(&mut self) {
+        let freed = mm::frames::release_reserved(self.info.start, self.info.end);
+        log::info!("boot module '{}': {} KiB given back to the frame allocator", self.info.name, freed / 1024);
+    }
+}
+
+impl core::fmt::Debug for BootModule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "BootModule({:?}, {:#x}..{:#x})", self.info.name, self.info.start, self.info.end)
+    }
+}
+
+/// The boot modules, until the kernel takes them.
+static MODULES: crate::sync::SpinLock<Option<Vec<BootModule>>> = crate::sync::SpinLock::new(None);
+
+/// Hands the boot modules to the caller, in boot-loader order; the first
+/// call gets them all, later calls nothing.
+pub fn take_modules() -> Vec<BootModule> {
+    MODULES.lock().take().unwrap_or_default()
 }
 
 /// What the kernel's main function gets: everything learned at boot.
@@ -94,16 +131,17 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     time::start_timer();
     console::init_input();
 
-    let modules: Vec<ModuleInfo> = info
-        .modules
-        .iter()
-        .map(|m| {
-            let bytes = mm::phys::reserved_module(m.start, m.end).unwrap_or_else(|| {
-                fatal(format_args!("boot module '{}' lies outside the direct map", m.name.as_str()))
-            });
-            ModuleInfo { name: m.name.as_str().to_string(), start: m.start, end: m.end, bytes }
-        })
-        .collect();
+    let mut owned = Vec::new();
+    let mut modules = Vec::new();
+    for m in info.modules.iter() {
+        let bytes = mm::phys::reserved_module(m.start, m.end).unwrap_or_else(|| {
+            fatal(format_args!("boot module '{}' lies outside the direct map", m.name.as_str()))
+        });
+        let module = ModuleInfo { name: m.name.as_str().to_string(), start: m.start, end: m.end };
+        modules.push(module.clone());
+        owned.push(BootModule { info: module, bytes });
+    }
+    *MODULES.lock() = Some(owned);
     let context = Box::leak(Box::new(BootContext {
         protocol: info.protocol,
         cmdline: info.cmdline.as_str().to_string(),

@@ -2,13 +2,14 @@
 //! kernel ELF file itself), used to name code addresses in fault reports.
 
 use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use framekernel_logic::symbols::crate_of;
 use xmas_elf::ElfFile;
 use xmas_elf::sections::SectionData;
 use xmas_elf::symbol_table::{Entry, Type};
 
-static KERNEL_ELF: spin::Once<&'static [u8]> = spin::Once::new();
 
 /// Why the symbols module was not used.
 #[derive(Debug, Clone, Copy)]
@@ -38,10 +39,27 @@ fn symtab<'a>(elf: &ElfFile<'a>) -> Option<&'a [xmas_elf::symbol_table::Entry64]
     }
 }
 
-/// Checks `bytes` is this very kernel's ELF and keeps it for naming
-/// addresses in fault reports. Returns the number of symbols. Only the first
-/// successful call has an effect.
-pub fn load(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
+/// The symbols kept after loading: an owned copy of the named symbols of
+/// `.symtab` (the ELF file itself, in the boot archive, can be freed).
+struct Table {
+    /// (address, size, is a function, name start, name length), by address.
+    entries: Vec<(u64, u64, bool, u32, u32)>,
+    /// Every name, back to back.
+    names: String,
+}
+
+impl Table {
+    fn name(&self, start: u32, len: u32) -> &str {
+        self.names.get(start as usize..(start as usize).saturating_add(len as usize)).unwrap_or("")
+    }
+}
+
+static TABLE: spin::Once<Table> = spin::Once::new();
+
+/// Checks `bytes` is this very kernel's ELF and keeps a copy of its symbol
+/// table for naming addresses in fault reports. Returns the number of
+/// symbols. Only the first successful call has an effect.
+pub fn load(bytes: &[u8]) -> Result<usize, SymbolsError> {
     // xmas-elf trusts offsets and alignment: check everything it will read.
     framekernel_logic::elf::check_symbol_file(bytes).map_err(|e| match e {
         framekernel_logic::elf::ElfCheckError::NotElf64 => SymbolsError::Malformed("not an ELF64 file"),
@@ -58,18 +76,12 @@ pub fn load(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
     // `words` is used again.
     let view = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
     view.copy_from_slice(bytes);
-    accept_copy(words, bytes.len())
+    // SAFETY: as above, a byte view of `words`, which outlives it.
+    let aligned = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), bytes.len()) };
+    accept(aligned)
 }
 
-/// Like [`accept`] for an aligned copy, which is kept (leaked) on success.
-fn accept_copy(words: Box<[u64]>, len: usize) -> Result<usize, SymbolsError> {
-    let words: &'static mut [u64] = Box::leak(words);
-    // SAFETY: as in `load`: a byte view of a leaked, never-freed u64 buffer.
-    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) };
-    accept(bytes)
-}
-
-fn accept(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
+fn accept(bytes: &[u8]) -> Result<usize, SymbolsError> {
     let elf = ElfFile::new(bytes).map_err(SymbolsError::Malformed)?;
     let text = elf.find_section_by_name(".text").ok_or(SymbolsError::Malformed("no .text"))?;
     let (start, end) = crate::mm::image::text();
@@ -83,8 +95,23 @@ fn accept(bytes: &'static [u8]) -> Result<usize, SymbolsError> {
     if running != file_text {
         return Err(SymbolsError::Mismatch);
     }
-    let count = symtab(&elf).ok_or(SymbolsError::NoSymbolTable)?.len();
-    KERNEL_ELF.call_once(|| bytes);
+    let symbols = symtab(&elf).ok_or(SymbolsError::NoSymbolTable)?;
+    let mut table = Table { entries: Vec::new(), names: String::new() };
+    for symbol in symbols {
+        let Ok(name) = symbol.get_name(&elf) else { continue };
+        if name.is_empty() || symbol.value() == 0 {
+            continue;
+        }
+        let (Ok(at), Ok(len)) = (u32::try_from(table.names.len()), u32::try_from(name.len())) else { break };
+        table.names.push_str(name);
+        let is_func = matches!(symbol.get_type(), Ok(Type::Func));
+        table.entries.push((symbol.value(), symbol.size(), is_func, at, len));
+    }
+    table.entries.sort_unstable_by_key(|e| e.0);
+    table.entries.shrink_to_fit();
+    table.names.shrink_to_fit();
+    let count = table.entries.len();
+    TABLE.call_once(|| table);
     Ok(count)
 }
 
@@ -101,25 +128,28 @@ pub struct Symbol {
 
 /// The function containing `addr`, if symbols are loaded and one does.
 pub fn lookup(addr: u64) -> Option<Symbol> {
-    let bytes = *KERNEL_ELF.get()?;
-    let elf = ElfFile::new(bytes).ok()?;
-    let best = symtab(&elf)?
+    let table = TABLE.get()?;
+    // Functions starting at or below `addr` (sorted by address); the
+    // smallest one that contains it.
+    let upto = table.entries.partition_point(|e| e.0 <= addr);
+    let best = table
+        .entries
+        .get(..upto)?
         .iter()
-        .filter(|s| matches!(s.get_type(), Ok(Type::Func)) && s.value() <= addr && addr < s.value() + s.size().max(1))
-        .min_by_key(|s| s.size())?;
-    Some(Symbol { name: best.get_name(&elf).ok()?, start: best.value(), offset: addr - best.value() })
+        .filter(|e| e.2 && addr < e.0.saturating_add(e.1.max(1)))
+        .min_by_key(|e| e.1)?;
+    Some(Symbol { name: table.name(best.3, best.4), start: best.0, offset: addr - best.0 })
 }
 
-/// Finds a symbol's address by its mangled or demangled name.
+/// Finds a symbol's address by its mangled name.
 pub fn address_of(name: &str) -> Option<u64> {
-    let bytes = *KERNEL_ELF.get()?;
-    let elf = ElfFile::new(bytes).ok()?;
-    symtab(&elf)?.iter().find(|s| s.get_name(&elf).is_ok_and(|n| n == name)).map(|s| s.value())
+    let table = TABLE.get()?;
+    table.entries.iter().find(|e| table.name(e.3, e.4) == name).map(|e| e.0)
 }
 
 /// True when the kernel's symbols are loaded.
 pub fn available() -> bool {
-    KERNEL_ELF.get().is_some()
+    TABLE.get().is_some()
 }
 
 /// Formats an address as `name+0xoff [crate]`, without allocating.

@@ -30,7 +30,10 @@ fn main(boot: &'static BootContext) -> ! {
     println!("Tessera {VERSION} — a framekernel for x86_64 (booted via {})", boot.protocol);
     println!("command line: {}", if boot.cmdline.is_empty() { "(empty)" } else { &boot.cmdline });
     print_memory(boot);
-    match load_symbols(boot) {
+    // The boot modules are read here and then dropped, which gives their
+    // memory back: the archive lives on as the root file system.
+    let modules = framekernel::boot::take_modules();
+    match load_symbols(&modules) {
         Ok(count) => println!("symbols: {count} kernel symbols loaded"),
         Err(why) => println!("symbols: not loaded ({why}); fault reports show addresses only"),
     }
@@ -38,11 +41,11 @@ fn main(boot: &'static BootContext) -> ! {
         println!("scheduler: cannot start ({e}); user programs will not run");
     }
     tessera_linux::init();
-    match programs::archive(boot) {
+    match archive(&modules) {
         Some(archive) => {
             // The root file system: a tmpfs of at most half the RAM, filled
             // from the boot archive.
-            let limit = boot.usable.total() / 2;
+            let limit = root_limit(boot);
             match tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now) {
                 Ok(count) => println!("root file system: tmpfs with {count} entries from the boot archive"),
                 Err(why) => println!("root file system: {why}; programs cannot run"),
@@ -50,6 +53,7 @@ fn main(boot: &'static BootContext) -> ! {
         }
         None => println!("root file system: no boot archive; programs cannot run"),
     }
+    drop(modules);
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
         match Fault::from_name(name) {
@@ -58,7 +62,7 @@ fn main(boot: &'static BootContext) -> ! {
         }
     }
     if cmdline.flag("tessera.usertests") {
-        let (passed, failed) = programs::run_all(boot);
+        let (passed, failed) = programs::run_all();
         framekernel::exit(if failed == 0 && passed > 0 { ExitCode::Success } else { ExitCode::Failure });
     }
     if let Some(path) = cmdline.value("tessera.run") {
@@ -92,7 +96,8 @@ fn main(boot: &'static BootContext) -> ! {
 /// script with the shell as process 1, leave QEMU with its exit status.
 /// This is what `make exec` uses; only the script's output is printed.
 fn quiet_boot(boot: &'static BootContext) -> ! {
-    let _ = load_symbols(boot);
+    let modules = framekernel::boot::take_modules();
+    let _ = load_symbols(&modules);
     let _ = tessera_sched::init();
     tessera_linux::init();
     // The script's output goes to the host as is: no \n -> \r\n.
@@ -100,10 +105,12 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     let mut termios = tty.termios();
     termios.oflag &= !1; // OPOST
     tty.set_termios(termios, false);
-    let status = match programs::archive(boot) {
-        Some(archive) => {
-            let limit = boot.usable.total() / 2;
-            match tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now) {
+    let limit = root_limit(boot);
+    let root = archive(&modules).map(|archive| tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now));
+    drop(modules);
+    let status = match root {
+        Some(root) => {
+            match root {
                 Ok(_) => match boot.cmdline().value("tessera.exec") {
                     Some(script) => match programs::run("/", "/bin/sh", &[script]) {
                         Ok(tessera_linux::Outcome::Exited(code)) => u32::from(code),
@@ -135,19 +142,31 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
 /// Where the kernel's own ELF sits in the boot archive.
 const SYMBOLS_PATH: &str = "boot/tessera.elf";
 
+/// The root tmpfs may fill half the RAM, as Linux's: the usable RAM plus
+/// the boot modules, whose memory is given back once they are unpacked.
+fn root_limit(boot: &BootContext) -> u64 {
+    let modules: u64 = boot.modules.iter().map(|m| m.end.saturating_sub(m.start)).sum();
+    (boot.usable.total() + modules) / 2
+}
+
+/// The boot archive: the first module, when it is a cpio archive.
+fn archive(modules: &[framekernel::boot::BootModule]) -> Option<&[u8]> {
+    modules.first().map(|m| m.bytes()).filter(|b| tessera_cpio::is_cpio(b))
+}
+
 /// Loads the kernel's symbol table from the first boot module: a cpio boot
 /// archive holding `boot/tessera.elf`, or the kernel ELF itself.
-fn load_symbols(boot: &BootContext) -> Result<usize, alloc::string::String> {
+fn load_symbols(modules: &[framekernel::boot::BootModule]) -> Result<usize, alloc::string::String> {
     use alloc::string::ToString;
-    let module = boot.modules.first().ok_or("no boot module")?;
-    let elf = if tessera_cpio::is_cpio(module.bytes) {
-        match tessera_cpio::find(module.bytes, SYMBOLS_PATH) {
+    let module = modules.first().ok_or("no boot module")?.bytes();
+    let elf = if tessera_cpio::is_cpio(module) {
+        match tessera_cpio::find(module, SYMBOLS_PATH) {
             Ok(Some(entry)) => entry.data,
             Ok(None) => return Err(alloc::format!("boot archive has no {SYMBOLS_PATH}")),
             Err(e) => return Err(alloc::format!("boot archive: {e}")),
         }
     } else {
-        module.bytes
+        module
     };
     framekernel::symbols::load(elf).map_err(|e| e.to_string())
 }

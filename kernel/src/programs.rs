@@ -1,22 +1,31 @@
 //! Running user programs until init exists: `tessera.run=PATH`,
-//! `tessera.usertests` (every program the boot archive put under /bin),
+//! `tessera.usertests` (every program under /opt/tessera/bin),
 //! and the monitor's `run`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use framekernel::boot::BootContext;
 use framekernel::println;
 use tessera_linux::{Outcome, Process};
 
-/// Where the boot archive keeps the test programs.
-const TESTS: &str = "opt/tessera/bin/";
+/// Where the boot archive puts the test programs.
+const TESTS: &str = "/opt/tessera/bin";
 
-/// The boot archive (the first module, when it is a cpio archive).
-pub fn archive(boot: &BootContext) -> Option<&'static [u8]> {
-    boot.modules.first().map(|m| m.bytes).filter(|b| tessera_cpio::is_cpio(b))
+/// Every regular file under `path` in the root file system, depth first.
+fn files_under(path: &str, out: &mut Vec<String>) {
+    let Ok(vfs) = tessera_linux::fs::vfs() else { return };
+    let Ok(dir) = vfs.resolve(&vfs.root(), path, true) else { return };
+    let Ok(entries) = dir.node().entries() else { return };
+    for entry in entries {
+        let child = alloc::format!("{path}/{}", entry.name);
+        match entry.kind {
+            tessera_vfs::FileType::Directory => files_under(&child, out),
+            tessera_vfs::FileType::Regular => out.push(child),
+            _ => {}
+        }
+    }
 }
 
-/// Runs `path` from the archive with `args` (argv[0] is the path). Returns
+/// Runs `path` with `args` (argv[0] is the path). Returns
 /// how it ended, or why it could not start.
 pub fn run(cwd: &str, path: &str, args: &[&str]) -> Result<Outcome, String> {
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
@@ -44,16 +53,13 @@ pub fn describe(outcome: Outcome) -> String {
 
 /// Runs every test program (under `/opt/tessera/bin`); each passes when it
 /// exits with status 0. Prints one line per program and the totals.
-pub fn run_all(boot: &BootContext) -> (usize, usize) {
-    let Some(archive) = archive(boot) else {
-        println!("usertests: no boot archive");
+pub fn run_all() -> (usize, usize) {
+    let mut programs = Vec::new();
+    files_under(TESTS, &mut programs);
+    if programs.is_empty() {
+        println!("usertests: no programs under {TESTS}");
         return (0, 1);
-    };
-    let programs: Vec<String> = tessera_cpio::Reader::new(archive)
-        .filter_map(Result::ok)
-        .filter(|e| e.is_file() && e.name.starts_with(TESTS))
-        .map(|e| alloc::format!("/{}", e.name))
-        .collect();
+    }
     let (mut passed, mut failed) = (0, 0);
     for path in &programs {
         // Run from /opt/tessera: the programs use relative paths (bin/...,

@@ -77,3 +77,17 @@ fn boots_in_small_memory() {
     let exit = machine.wait_exit(Duration::from_secs(90));
     assert_eq!(exit, Exit::Success, "{}", machine.output());
 }
+
+#[test]
+fn boot_archive_memory_is_given_back_so_48m_reaches_the_shell() {
+    // The 20 MiB test archive is unpacked into the root tmpfs and then
+    // freed; without that, 48 MiB cannot hold both copies.
+    let options = MachineOptions { memory: "48M".into(), ..MachineOptions::kernel("") };
+    let mut machine = Machine::start("small-memory", &options);
+    let line = machine.expect("given back to the frame allocator", Duration::from_secs(60));
+    assert!(line.contains("boot module"), "{line}");
+    machine.expect("built-in shell (ash)", Duration::from_secs(60));
+    machine.expect("# ", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(60)), Exit::Success);
+}

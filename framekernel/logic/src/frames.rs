@@ -55,7 +55,8 @@ impl<'a> FrameBitmap<'a> {
         bitmap
     }
 
-    /// Marks frames `[first, end)` free (initialisation only).
+    /// Marks frames `[first, end)` free and usable (at initialisation, and
+    /// when reserved memory such as a boot module is given back).
     pub fn add_free(&mut self, first: u64, end: u64) {
         for frame in first..end.min(self.frames) {
             if !self.is_free(frame) {
@@ -153,11 +154,28 @@ impl<'a> FrameBitmap<'a> {
     }
 }
 
+/// The frames lying wholly inside the byte range `[start, end)`: those a
+/// reserved range can give back without touching its neighbours' pages.
+pub fn frames_within(start: u64, end: u64) -> core::ops::Range<u64> {
+    let page = crate::layout::PAGE_SIZE;
+    let first = start.div_ceil(page);
+    let last = end / page;
+    first..last.max(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bootinfo::{MemoryRegion, RegionKind};
     use crate::memmap::usable_memory;
+
+    #[test]
+    fn frames_within_skips_partial_pages() {
+        assert_eq!(frames_within(0x1000, 0x4000), 1..4);
+        assert_eq!(frames_within(0x1001, 0x4fff), 2..4);
+        assert_eq!(frames_within(0x1001, 0x1fff), 2..2, "no whole page inside");
+        assert_eq!(frames_within(0x2000, 0x1000), 2..2, "an empty range gives nothing");
+    }
 
     #[test]
     fn allocates_lowest_first_and_tracks_counts() {

@@ -38,8 +38,10 @@ pub fn frame_stats() -> FrameStats {
 }
 
 /// Places the bitmap in low usable memory and fills it. Returns its size.
-pub(super) fn init(usable: &mut UsableMemory) -> Result<u64, MemoryInitError> {
-    let frames = usable.end() / PAGE_SIZE;
+/// The bitmap covers RAM up to `cover_end` too (boot modules above the
+/// last usable byte can be given back later).
+pub(super) fn init(usable: &mut UsableMemory, cover_end: u64) -> Result<u64, MemoryInitError> {
+    let frames = usable.end().max(cover_end) / PAGE_SIZE;
     let words = FrameBitmap::words_needed(frames);
     let bytes = align_up(words as u64 * 8, PAGE_SIZE);
     let place = usable
@@ -55,8 +57,23 @@ pub(super) fn init(usable: &mut UsableMemory) -> Result<u64, MemoryInitError> {
     // 8-byte alignment and `place` is page aligned.
     let words: &'static mut [u64] =
         unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP_BASE + place) as *mut u64, words) };
-    *FRAMES.lock() = Some(FrameBitmap::from_usable(words, usable));
+    let mut bitmap = FrameBitmap::new(words, frames);
+    for range in usable.ranges() {
+        bitmap.add_free(range.start / PAGE_SIZE, range.end / PAGE_SIZE);
+    }
+    *FRAMES.lock() = Some(bitmap);
     Ok(bytes)
+}
+
+/// Gives the whole pages of a reserved range (a boot module nobody
+/// references any more) to the allocator. Returns the bytes given.
+pub(crate) fn release_reserved(start: u64, end: u64) -> u64 {
+    let frames = framekernel_logic::frames::frames_within(start, end);
+    let count = frames.end - frames.start;
+    if let Some(bitmap) = FRAMES.lock().as_mut() {
+        bitmap.add_free(frames.start, frames.end);
+    }
+    count * PAGE_SIZE
 }
 
 /// Takes one frame, not zeroed. Only for the base's own bookkeeping.

@@ -9,7 +9,7 @@
 //! - the kernel image is mapped W^X (text R+X, rodata R, data RW+NX) and the
 //!   page below the boot stack is left unmapped as a guard.
 
-mod frames;
+pub(crate) mod frames;
 mod heap;
 mod kmap;
 mod paging;
@@ -128,7 +128,8 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     }
     let mut usable = memmap::usable_memory(info.memory.as_slice(), reservations.as_slice()).map_err(MemoryInitError::Map)?;
     *FIRMWARE_MAP.lock() = info.memory;
-    let bitmap_bytes = frames::init(&mut usable)?;
+    let modules_end = info.modules.iter().map(|m| m.end).max().unwrap_or(0);
+    let bitmap_bytes = frames::init(&mut usable, modules_end)?;
     paging::init(info.memory.as_slice())?;
     heap::init()?;
     Ok(MemoryReport { usable, bitmap_bytes, kernel })

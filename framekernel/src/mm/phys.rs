@@ -21,15 +21,18 @@ impl PhysMemory for EarlyPhys {
     }
 }
 
-/// A reserved physical range (a boot module) as a 'static byte slice.
+/// A reserved physical range (a boot module) as a byte slice.
 ///
-/// Only called for ranges that `mm::init` reserved, which nobody frees or
-/// writes; the direct map covers them.
+/// Only called for ranges that `mm::init` reserved, which nobody writes;
+/// the direct map covers them. The one caller keeps the slice inside a
+/// `boot::BootModule`, which lends it out only while the handle lives and
+/// frees the frames when it drops.
 pub(crate) fn reserved_module(start: u64, end: u64) -> Option<&'static [u8]> {
     let len = usize::try_from(end.checked_sub(start)?).ok()?;
     let virt = framekernel_logic::layout::phys_to_direct(end).and(framekernel_logic::layout::phys_to_direct(start))?;
-    // SAFETY: boot modules are reserved in `mm::init` (never handed to the
+    // SAFETY: boot modules are reserved in `mm::init` (not handed to the
     // frame allocator) and never written, and the direct map covers all RAM,
-    // so the bytes stay valid and unchanged for 'static.
+    // so the bytes stay valid and unchanged until the frames are released,
+    // which only `BootModule::drop` does, after its last borrow ended.
     Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
 }
