@@ -32,8 +32,11 @@ fn main(boot: &'static BootContext) -> ! {
     print_memory(boot);
     // The boot modules are read here and then dropped, which gives their
     // memory back: the archive lives on as the root file system.
-    let modules = framekernel::boot::take_modules();
-    match load_symbols(&modules) {
+    let archive = BootArchive::take(root_limit(boot));
+    if let Some(problem) = &archive.problem {
+        println!("boot archive: {problem}");
+    }
+    match load_symbols(archive.bytes()) {
         Ok(count) => println!("symbols: {count} kernel symbols loaded"),
         Err(why) => println!("symbols: not loaded ({why}); fault reports show addresses only"),
     }
@@ -41,19 +44,19 @@ fn main(boot: &'static BootContext) -> ! {
         println!("scheduler: cannot start ({e}); user programs will not run");
     }
     tessera_linux::init();
-    match archive(&modules) {
-        Some(archive) => {
+    match archive.cpio() {
+        Some(cpio) => {
             // The root file system: a tmpfs of at most half the RAM, filled
             // from the boot archive.
             let limit = root_limit(boot);
-            match tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now) {
+            match tessera_linux::fs::boot_root(cpio, limit, tessera_linux::fs::now) {
                 Ok(count) => println!("root file system: tmpfs with {count} entries from the boot archive"),
                 Err(why) => println!("root file system: {why}; programs cannot run"),
             }
         }
         None => println!("root file system: no boot archive; programs cannot run"),
     }
-    drop(modules);
+    drop(archive);
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
         match Fault::from_name(name) {
@@ -96,8 +99,8 @@ fn main(boot: &'static BootContext) -> ! {
 /// script with the shell as process 1, leave QEMU with its exit status.
 /// This is what `make exec` uses; only the script's output is printed.
 fn quiet_boot(boot: &'static BootContext) -> ! {
-    let modules = framekernel::boot::take_modules();
-    let _ = load_symbols(&modules);
+    let archive = BootArchive::take(root_limit(boot));
+    let _ = load_symbols(archive.bytes());
     let _ = tessera_sched::init();
     tessera_linux::init();
     // The script's output goes to the host as is: no \n -> \r\n.
@@ -106,8 +109,11 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     termios.oflag &= !1; // OPOST
     tty.set_termios(termios, false);
     let limit = root_limit(boot);
-    let root = archive(&modules).map(|archive| tessera_linux::fs::boot_root(archive, limit, tessera_linux::fs::now));
-    drop(modules);
+    let root = match (&archive.problem, archive.cpio()) {
+        (Some(problem), _) => Some(Err(alloc::format!("boot archive: {problem}"))),
+        (None, cpio) => cpio.map(|cpio| tessera_linux::fs::boot_root(cpio, limit, tessera_linux::fs::now)),
+    };
+    drop(archive);
     let status = match root {
         Some(root) => {
             match root {
@@ -149,16 +155,84 @@ fn root_limit(boot: &BootContext) -> u64 {
     (boot.usable.total() + modules) / 2
 }
 
-/// The boot archive: the first module, when it is a cpio archive.
-fn archive(modules: &[framekernel::boot::BootModule]) -> Option<&[u8]> {
-    modules.first().map(|m| m.bytes()).filter(|b| tessera_cpio::is_cpio(b))
+/// The boot modules and, when the first is gzip-compressed (as Linux
+/// accepts an initramfs), its decompressed contents. Dropping it gives the
+/// modules' memory back.
+struct BootArchive {
+    modules: alloc::vec::Vec<framekernel::boot::BootModule>,
+    inflated: Option<Inflated>,
+    /// Why a compressed archive could not be used.
+    problem: Option<alloc::string::String>,
+}
+
+impl BootArchive {
+    /// Takes the modules; decompresses the first into at most `limit` bytes.
+    fn take(limit: u64) -> Self {
+        let modules = framekernel::boot::take_modules();
+        let (mut inflated, mut problem) = (None, None);
+        if let Some(first) = modules.first().filter(|m| tessera_cpio::gzip::is_gzip(m.bytes())) {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            match Inflated::new(first.bytes(), limit) {
+                Ok(bytes) => inflated = Some(bytes),
+                Err(e) => problem = Some(alloc::format!("compressed boot archive: {e}")),
+            }
+        }
+        Self { modules, inflated, problem }
+    }
+
+    /// The first module's contents (decompressed), if usable.
+    fn bytes(&self) -> Option<&[u8]> {
+        if self.problem.is_some() {
+            return None;
+        }
+        self.inflated.as_ref().map(Inflated::bytes).or_else(|| self.modules.first().map(|m| m.bytes()))
+    }
+
+    /// The boot archive, when the first module is (or decompresses to) cpio.
+    fn cpio(&self) -> Option<&[u8]> {
+        self.bytes().filter(|b| tessera_cpio::is_cpio(b))
+    }
+}
+
+/// A decompressed boot archive. When its size is known up front it lives
+/// in whole frames, so dropping it returns them to the frame allocator
+/// (heap memory, once claimed, stays with the heap).
+enum Inflated {
+    Frames(framekernel::mm::MappedArea, usize),
+    Heap(alloc::vec::Vec<u8>),
+}
+
+impl Inflated {
+    fn new(gzip: &[u8], limit: usize) -> Result<Self, tessera_cpio::gzip::GzipError> {
+        use tessera_cpio::gzip::{self, GzipError};
+        if let Some(size) = gzip::size_hint(gzip).filter(|&s| s <= limit) {
+            let frames: Result<alloc::vec::Vec<_>, _> =
+                (0..size.div_ceil(4096)).map(|_| framekernel::mm::Frame::alloc()).collect();
+            let mut area = framekernel::mm::MappedArea::new(frames.map_err(|_| GzipError::OutOfMemory)?)
+                .map_err(|_| GzipError::OutOfMemory)?;
+            match gzip::decompress_into(gzip, area.as_mut_slice()) {
+                Ok(len) => return Ok(Inflated::Frames(area, len)),
+                // Several members: the hint was only the last one's size.
+                Err(GzipError::TooLarge { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        gzip::decompress(gzip, limit).map(Inflated::Heap)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Inflated::Frames(area, len) => area.as_slice().get(..*len).unwrap_or(&[]),
+            Inflated::Heap(bytes) => bytes,
+        }
+    }
 }
 
 /// Loads the kernel's symbol table from the first boot module: a cpio boot
 /// archive holding `boot/tessera.elf`, or the kernel ELF itself.
-fn load_symbols(modules: &[framekernel::boot::BootModule]) -> Result<usize, alloc::string::String> {
+fn load_symbols(module: Option<&[u8]>) -> Result<usize, alloc::string::String> {
     use alloc::string::ToString;
-    let module = modules.first().ok_or("no boot module")?.bytes();
+    let module = module.ok_or("no usable boot module")?;
     let elf = if tessera_cpio::is_cpio(module) {
         match tessera_cpio::find(module, SYMBOLS_PATH) {
             Ok(Some(entry)) => entry.data,

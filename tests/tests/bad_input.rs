@@ -92,3 +92,51 @@ fn truncated_boot_archive_is_named_and_the_kernel_keeps_running() {
     assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
     let _ = std::fs::remove_file(path);
 }
+
+/// The boot archive compressed with the host's gzip.
+fn gzipped_archive(name: &str) -> Vec<u8> {
+    let out = std::process::Command::new("gzip")
+        .args(["-1", "-c"])
+        .arg(tessera_tests::initrd_path())
+        .output()
+        .expect("run gzip");
+    assert!(out.status.success(), "gzip failed for {name}");
+    out.stdout
+}
+
+fn boot_archive(name: &str, bytes: &[u8]) -> (Machine, std::path::PathBuf) {
+    let path = scratch(name, bytes);
+    let options = MachineOptions {
+        boot: Boot::Kernel { kernel: kernel_path(), initrd: Some(path.clone()), cmdline: String::new() },
+        ..MachineOptions::kernel("")
+    };
+    (Machine::start(name, &options), path)
+}
+
+#[test]
+fn gzip_compressed_boot_archive_reaches_the_shell() {
+    let (mut machine, path) = boot_archive("gzip-archive", &gzipped_archive("gzip-archive"));
+    machine.expect("kernel symbols loaded", Duration::from_secs(60));
+    machine.expect("root file system: tmpfs with", Duration::from_secs(60));
+    machine.expect("built-in shell (ash)", Duration::from_secs(60));
+    machine.expect("# ", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(60)), Exit::Success);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn corrupt_gzip_boot_archive_is_named_and_the_kernel_keeps_running() {
+    let mut bytes = gzipped_archive("gzip-corrupt");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    let (mut machine, path) = boot_archive("gzip-corrupt", &bytes);
+    machine.expect("compressed boot archive: gzip member at byte 0: ", Duration::from_secs(60));
+    machine.expect("programs cannot run", Duration::from_secs(60));
+    let output = machine.output();
+    assert!(output.contains("corrupt deflate data") || output.contains("CRC-32 mismatch"), "{output}");
+    machine.expect("tessera> ", Duration::from_secs(60));
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+    let _ = std::fs::remove_file(path);
+}

@@ -10,6 +10,8 @@
 
 extern crate alloc;
 
+pub mod gzip;
+
 use alloc::vec::Vec;
 use core::fmt;
 
