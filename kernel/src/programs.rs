@@ -54,6 +54,13 @@ pub fn describe(outcome: Outcome) -> String {
 /// Runs every test program (under `/opt/tessera/bin`); each passes when it
 /// exits with status 0. Prints one line per program and the totals.
 pub fn run_all() -> (usize, usize) {
+    // The programs expect /proc, as a system's init would mount it.
+    if let Ok(vfs) = tessera_linux::fs::vfs()
+        && let Ok(at) = vfs.resolve(&vfs.root(), "/proc", true)
+        && let Err(e) = vfs.mount(&at, tessera_linux::procfs::new_root(), "proc")
+    {
+        println!("usertests: cannot mount /proc: {e:?}");
+    }
     let mut programs = Vec::new();
     files_under(TESTS, &mut programs);
     if programs.is_empty() {

@@ -66,6 +66,10 @@ fn commands_pipelines_and_ctrl_c() {
     // If it cannot be stopped (SIGTTIN ignored), the read fails with EIO.
     run(&mut m, "sh -c \"trap '' TTIN; cat\" & wait $!", "read error: Input/output error");
     run(&mut m, "test -d /proc/1 && cat /proc/1/comm", "busybox");
+    run(&mut m, "awk '/\\[stack\\]/ {print \"stack\", $2}' /proc/self/maps", "stack rw-p");
+    run(&mut m, "uptime", "load average");
+    run(&mut m, "mount | grep ' /proc '", "proc on /proc type proc");
+    run(&mut m, "top -b -n 1 | head -2", "CPU:");
     run(&mut m, "ps | grep -c sh", "");
     run(&mut m, "grep MemTotal /proc/meminfo", "MemTotal:");
     run(&mut m, "false || echo status $?", "status 1");

@@ -3,6 +3,7 @@
  * mapped the way a program asks. */
 #include "tessera_test.h"
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -86,6 +87,21 @@ int main(void) {
         CHECK(size_of(fd) == size);
         CHECK(file_is(fd, size - 1, "Y", 1));
     }
+
+    /* /proc/self/maps names the mapped file. */
+    p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED);
+    {
+        char path[PATH_MAX], line[512];
+        snprintf(path, sizeof path, "%s/data", dir);
+        FILE *maps = fopen("/proc/self/maps", "r");
+        int named = 0;
+        while (maps && fgets(line, sizeof line, maps))
+            if (strstr(line, path) && strstr(line, "r--s")) named = 1;
+        if (maps) fclose(maps);
+        CHECK(named);
+    }
+    CHECK(munmap(p, PAGE) == 0);
 
     /* Shared with a child across fork; the child's writes reach the parent
      * and the file. */

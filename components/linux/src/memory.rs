@@ -100,6 +100,8 @@ pub struct FileMap {
     pub node: NodeRef,
     /// Address of file offset 0.
     pub base: u64,
+    /// The path it was mapped by (for `/proc/[pid]/maps`).
+    pub path: alloc::string::String,
 }
 
 impl core::fmt::Debug for FileMap {
@@ -208,10 +210,11 @@ impl AddressSpace {
 
     /// Adds an area showing `node` from file offset `offset` (`mmap` of a
     /// file; `shared` writes go back to the file).
-    pub fn add_file_area(&mut self, start: u64, end: u64, prot: Prot, shared: bool, node: NodeRef, offset: u64) -> Result<(), Errno> {
+    pub fn add_file_area(&mut self, start: u64, end: u64, prot: Prot, shared: bool, file: (NodeRef, alloc::string::String), offset: u64) -> Result<(), Errno> {
         self.add_area(start, end, prot, shared)?;
         if let Some(area) = self.areas.get_mut(&start) {
-            area.file = Some(FileMap { node, base: start.wrapping_sub(offset) });
+            let (node, path) = file;
+            area.file = Some(FileMap { node, base: start.wrapping_sub(offset), path });
         }
         Ok(())
     }
@@ -265,6 +268,36 @@ impl AddressSpace {
             area.backing = Some(backing);
         }
         Ok(())
+    }
+
+    /// The areas as `/proc/[pid]/maps` lists them; program segments are
+    /// named after `exe`.
+    pub fn maps(&self, exe: &str) -> alloc::string::String {
+        use core::fmt::Write;
+        let mut out = alloc::string::String::new();
+        for (&start, area) in &self.areas {
+            let perms = [
+                if area.prot.read { 'r' } else { '-' },
+                if area.prot.write { 'w' } else { '-' },
+                if area.prot.exec { 'x' } else { '-' },
+                if area.shared { 's' } else { 'p' },
+            ];
+            let (offset, ino, name) = if let Some(file) = &area.file {
+                (file.offset(start), file.node.metadata().ino, file.path.clone())
+            } else if let Some(b) = &area.backing {
+                // The file offset at the area's start (the segment may begin mid-page).
+                ((b.start as u64).wrapping_add(start).wrapping_sub(b.vaddr), 0, alloc::string::String::from(exe))
+            } else if area.end == STACK_TOP {
+                (0, 0, "[stack]".into())
+            } else if self.brk_start != 0 && start >= self.brk_start && start < self.brk_start.saturating_add(BRK_MAX) {
+                (0, 0, "[heap]".into())
+            } else {
+                (0, 0, alloc::string::String::new())
+            };
+            let perms: alloc::string::String = perms.iter().collect();
+            let _ = writeln!(out, "{start:08x}-{:08x} {perms} {offset:08x} 00:00 {ino:<10} {name}", area.end);
+        }
+        out
     }
 
     /// Splits areas so that `addr` is an area boundary (if inside one).

@@ -148,6 +148,8 @@ pub struct ProcessInfo {
     pub exe: SpinLock<String>,
     /// The process's descriptors and working directory, for `/proc`.
     view: SpinLock<Option<(Files, Fs)>>,
+    /// The process's memory, for `/proc/[pid]/maps` (replaced at exec).
+    memory_view: SpinLock<Option<Memory>>,
     /// NUL-separated arguments.
     pub cmdline: SpinLock<Vec<u8>>,
 }
@@ -218,6 +220,7 @@ fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Resu
         threads: SpinLock::new(alloc::vec![thread.clone()]),
         exe: SpinLock::new(String::from(exe)),
         view: SpinLock::new(None),
+        memory_view: SpinLock::new(None),
         cmdline: SpinLock::new(cmdline),
     });
     table.insert(pid, info.clone());
@@ -259,6 +262,20 @@ impl ProcessInfo {
     /// The process's descriptor table (for `/proc/[pid]/fd`).
     pub fn files(&self) -> Option<Files> {
         self.view.lock().as_ref().map(|(files, _)| files.clone())
+    }
+
+    /// The memory map in `/proc/[pid]/maps` form.
+    pub fn maps(&self) -> Option<String> {
+        let memory = self.memory_view.lock().clone()?;
+        let exe = self.exe.lock().clone();
+        let text = memory.lock().maps(&exe);
+        Some(text)
+    }
+
+    /// Shows `memory` as the process's (at start and after exec).
+    pub fn set_memory_view(&self, memory: &Memory) {
+        let old = self.memory_view.lock().replace(memory.clone());
+        drop(old); // outside the lock: the last handle writes files back
     }
 
     /// The working directory's path (for `/proc/[pid]/cwd`).
@@ -528,6 +545,9 @@ impl Process {
     pub fn start(self, context: UserContext) -> Result<Arc<ProcessInfo>, Errno> {
         let info = self.info.clone();
         self.info.view.lock().get_or_insert_with(|| (self.files.clone(), self.fs.clone()));
+        if self.info.memory_view.lock().is_none() {
+            self.info.set_memory_view(&self.memory);
+        }
         let thread = self.thread.clone();
         let name = alloc::format!("tid {}", thread.tid);
         let task = tessera_sched::spawn(&name, move || {
@@ -681,6 +701,8 @@ impl Process {
         }
         *info.outcome.lock() = Some(outcome);
         *info.view.lock() = None; // the zombie holds no files
+        let memory = info.memory_view.lock().take();
+        drop(memory);
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
                 parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid) });

@@ -47,6 +47,7 @@ enum FileKind {
     Cmdline,
     PidStat(u32),
     PidStatus(u32),
+    PidMaps(u32),
     PidCmdline(u32),
     PidComm(u32),
 }
@@ -174,6 +175,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
                 info.thread_count()
             )
         }
+        FileKind::PidMaps(pid) => process(pid)?.maps().unwrap_or_default(),
         FileKind::PidCmdline(pid) => {
             let bytes = process(pid)?.cmdline.lock().clone();
             String::from_utf8_lossy(&bytes).into_owned()
@@ -231,6 +233,7 @@ impl Node for Dir {
             DirKind::Pid(pid) => match name {
                 "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
                 "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
+                "maps" => Ok(Arc::new(File(FileKind::PidMaps(pid)))),
                 "cmdline" => Ok(Arc::new(File(FileKind::PidCmdline(pid)))),
                 "comm" => Ok(Arc::new(File(FileKind::PidComm(pid)))),
                 "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
@@ -272,7 +275,7 @@ impl Node for Dir {
             }
             DirKind::Pid(pid) => {
                 let base = u64::from(pid) << 8;
-                ["stat", "status", "cmdline", "comm"]
+                ["stat", "status", "cmdline", "comm", "maps"]
                     .iter()
                     .enumerate()
                     .map(|(i, n)| entry(n, base + 2 + i as u64, FileType::Regular))

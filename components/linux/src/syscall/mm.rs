@@ -20,7 +20,7 @@ const O_WRONLY: u32 = 1;
 const O_RDWR: u32 = 2;
 
 /// The file behind a file `mmap`, checked against the request.
-fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> Result<NodeRef, Errno> {
+fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> Result<(NodeRef, alloc::string::String), Errno> {
     let file = p.files.get(fd)?;
     if !offset.is_multiple_of(PAGE) {
         return Err(Errno::EINVAL);
@@ -35,7 +35,7 @@ fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> R
     if access == O_WRONLY || (shared && prot.write && access != O_RDWR) {
         return Err(Errno::EACCES);
     }
-    Ok(node)
+    Ok((node, location.path()))
 }
 
 pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {

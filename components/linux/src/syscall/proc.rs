@@ -114,6 +114,7 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     // The old image stays until the new one is fully loaded.
     let loaded = exec::load(program, &argv_refs, &envp_refs, &path)?;
     p.memory = loaded.memory;
+    p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
     fresh.regs.rip = loaded.entry;
     fresh.regs.rsp = loaded.sp;
