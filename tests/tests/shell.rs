@@ -37,6 +37,11 @@ fn commands_pipelines_and_ctrl_c() {
     m.send("\x03");
     m.expect("# ", T);
     run(&mut m, "echo still here", "still here");
+    // Line editing: tab completes a command name, up-arrow recalls history.
+    run(&mut m, "ech\t $((40+2))tab", "42tab");
+    m.send("\x1b[A\r");
+    m.expect("42tab", T);
+    m.expect("# ", T);
     // Job control: ^Z stops the job, jobs lists it, fg resumes it, ^C ends it.
     m.send("sleep 1000\r");
     std::thread::sleep(Duration::from_millis(500));
