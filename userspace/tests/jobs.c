@@ -3,6 +3,7 @@
  * process; a SIGTSTP handler runs instead of stopping. */
 #include "tessera_test.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -12,6 +13,14 @@ static volatile sig_atomic_t got_tstp;
 static void on_tstp(int sig) {
     (void)sig;
     got_tstp = 1;
+}
+
+static volatile long *thread_counter;
+
+static void *spin(void *arg) {
+    (void)arg;
+    for (;;) thread_counter[0]++;
+    return NULL;
 }
 
 int main(void) {
@@ -63,6 +72,30 @@ int main(void) {
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     close(fds[0]);
     close(fds[1]);
+
+    /* A stop stops every thread of the process, not only the one that
+     * took the signal; SIGCONT resumes them all. */
+    thread_counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(thread_counter != MAP_FAILED);
+    child = fork();
+    if (child == 0) {
+        pthread_t worker;
+        pthread_create(&worker, NULL, spin, NULL);
+        pthread_join(worker, NULL); /* never returns */
+        _exit(1);
+    }
+    while (thread_counter[0] == 0) usleep(1000);
+    CHECK(kill(child, SIGSTOP) == 0);
+    CHECK(waitpid(child, &status, WUNTRACED) == child && WIFSTOPPED(status));
+    usleep(50 * 1000);
+    long stopped_at = thread_counter[0];
+    usleep(200 * 1000);
+    CHECK(thread_counter[0] == stopped_at); /* the worker thread stopped too */
+    CHECK(kill(child, SIGCONT) == 0);
+    usleep(200 * 1000);
+    CHECK(thread_counter[0] > stopped_at);
+    CHECK(kill(child, SIGKILL) == 0);
+    CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status));
 
     /* With a handler, SIGTSTP does not stop. */
     signal(SIGTSTP, on_tstp);

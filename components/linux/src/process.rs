@@ -420,6 +420,21 @@ impl Process {
         });
     }
 
+    /// Job control for the other threads: while the process is stopped
+    /// (by whichever thread took the stop signal), this thread waits too.
+    pub fn wait_while_stopped(&self) {
+        if self.info.job.lock().stopped.is_none() {
+            return;
+        }
+        let info = self.info.clone();
+        let thread = self.thread.clone();
+        self.info.continued.wait_until(|| {
+            let killed = (info.pending.bits() | thread.pending.bits()) & signal::bit(num::SIGKILL) != 0;
+            let ending = info.ending.lock().is_some();
+            (info.job.lock().stopped.is_none() || killed || ending).then_some(())
+        });
+    }
+
     /// Takes the lowest pending signal in `set`, blocked or not
     /// (`rt_sigtimedwait`).
     pub fn take_signal_in(&self, set: u64) -> Option<(u8, SigInfo)> {
@@ -580,6 +595,7 @@ impl Process {
             if let Some(outcome) = self.info.ending.lock().as_ref().copied() {
                 return ThreadEnd::Group(outcome);
             }
+            self.wait_while_stopped();
             if let Some(outcome) = signal::deliver(self, context, interrupted.take()) {
                 return ThreadEnd::Group(outcome);
             }

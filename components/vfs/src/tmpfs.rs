@@ -153,6 +153,25 @@ impl TmpNode {
     }
 }
 
+/// The file's contents, made private (an exec snapshot keeps the old
+/// ones: copy on write) with room for `len` bytes. Memory is reserved
+/// fallibly, so a full heap is `NoSpace`, never a kernel panic.
+fn writable(data: &mut Arc<Vec<u8>>, len: usize) -> Result<&mut Vec<u8>, FsError> {
+    if Arc::get_mut(data).is_none() {
+        let mut copy = Vec::new();
+        copy.try_reserve_exact(len.max(data.len())).map_err(|_| FsError::NoSpace)?;
+        copy.extend_from_slice(data);
+        *data = Arc::new(copy);
+    }
+    let contents = Arc::get_mut(data).ok_or(FsError::NoSpace)?;
+    if let Some(more) = len.checked_sub(contents.len()).filter(|&m| m > 0) {
+        let reserved =
+            if contents.is_empty() { contents.try_reserve_exact(more) } else { contents.try_reserve(more) };
+        reserved.map_err(|_| FsError::NoSpace)?;
+    }
+    Ok(contents)
+}
+
 impl Drop for TmpNode {
     fn drop(&mut self) {
         self.fs.nodes.fetch_sub(1, Ordering::Relaxed);
@@ -224,8 +243,13 @@ impl Node for TmpNode {
             let old = data.len() as u64;
             let new = old.max(end);
             self.charge(old, new)?;
-            // Copy on write: an exec snapshot keeps the old contents.
-            let contents = Arc::make_mut(&mut data);
+            let contents = match writable(&mut data, end_usize) {
+                Ok(contents) => contents,
+                Err(e) => {
+                    let _ = self.charge(new, old);
+                    return Err(e);
+                }
+            };
             if contents.len() < end_usize {
                 contents.resize(end_usize, 0);
             }
@@ -242,8 +266,15 @@ impl Node for TmpNode {
         let len_usize = usize::try_from(len).map_err(|_| FsError::NoSpace)?;
         {
             let mut data = self.file()?.lock();
-            self.charge(data.len() as u64, len)?;
-            Arc::make_mut(&mut data).resize(len_usize, 0);
+            let old = data.len() as u64;
+            self.charge(old, len)?;
+            match writable(&mut data, len_usize) {
+                Ok(contents) => contents.resize(len_usize, 0),
+                Err(e) => {
+                    let _ = self.charge(len, old);
+                    return Err(e);
+                }
+            }
         }
         self.touch(true);
         Ok(())
