@@ -100,15 +100,36 @@ fn boot_archive_memory_is_given_back() {
 
 #[test]
 fn too_little_memory_for_the_archive_is_named_not_a_panic() {
-    // 40 MiB cannot hold the 20 MiB test archive and its unpacked copy:
-    // unpacking stops with "NoSpace" naming the entry, and the kernel
-    // carries on to its monitor.
-    let options = MachineOptions { memory: "40M".into(), ..MachineOptions::kernel("") };
+    // An archive with one 30 MiB file in a 48 MiB machine: the module and
+    // its unpacked copy cannot both fit. Unpacking stops with "NoSpace"
+    // naming the entry, and the kernel carries on to its monitor.
+    let dir = std::env::temp_dir().join(format!("tessera-big-archive-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tree")).unwrap();
+    let big: Vec<u8> = (0..30u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(dir.join("tree/big"), big).unwrap();
+    let archive = dir.join("big.cpio");
+    let mkinitrd = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tessera-mkinitrd");
+    let status = std::process::Command::new(mkinitrd)
+        .arg(&archive)
+        .arg(format!("={}", dir.join("tree").display()))
+        .status()
+        .expect("run tessera-mkinitrd");
+    assert!(status.success());
+    let options = MachineOptions {
+        boot: tessera_tests::Boot::Kernel {
+            kernel: tessera_tests::kernel_path(),
+            initrd: Some(archive),
+            cmdline: String::new(),
+        },
+        memory: "48M".into(),
+        ..MachineOptions::kernel("")
+    };
     let mut machine = Machine::start("small-memory", &options);
     let line = machine.expect("programs cannot run", BOOT);
-    assert!(line.contains("root file system: boot archive entry") && line.contains("NoSpace"), "{line}");
+    assert!(line.contains("root file system: boot archive entry 'big': NoSpace"), "{line}");
     machine.expect("tessera> ", BOOT);
     machine.send("poweroff\r");
     assert_eq!(machine.wait_exit(BOOT), Exit::Success);
     assert!(!machine.output().contains("PANIC"), "{}", machine.output());
+    let _ = std::fs::remove_dir_all(dir);
 }
