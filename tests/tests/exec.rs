@@ -74,3 +74,39 @@ fn exec_passes_the_exit_status_and_overlay() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn exec_takes_an_overlay_of_hundreds_of_mib() {
+    // 150 static binaries (busybox copies, about 280 MiB) in the overlay;
+    // the script runs one and checks another's contents.
+    let root = workspace();
+    let dir = std::env::temp_dir().join(format!("tessera-exec-big-{}", std::process::id()));
+    let bin = dir.join("overlay/opt/big");
+    std::fs::create_dir_all(&bin).unwrap();
+    let busybox = root.join("build/rootfs/bin/busybox");
+    for i in 0..150 {
+        std::fs::create_dir_all(bin.join(i.to_string())).unwrap();
+        std::fs::copy(&busybox, bin.join(format!("{i}/busybox"))).expect("copy busybox");
+    }
+    let script = dir.join("script.sh");
+    std::fs::write(&script, "ls /opt/big | wc -l\n/opt/big/149/busybox echo ran from the overlay\ncmp /opt/big/0/busybox /opt/big/77/busybox && echo same\n").unwrap();
+    let archive = dir.join("exec.cpio");
+    let status = Command::new(root.join("target/release/tessera-mkinitrd"))
+        .arg(&archive)
+        .arg(format!("={}", root.join("build/rootfs").display()))
+        .arg(format!("={}", dir.join("overlay").display()))
+        .arg(format!("etc/tessera-exec.sh={}", script.display()))
+        .status()
+        .expect("mkinitrd");
+    assert!(status.success());
+    let out = Command::new("sh")
+        .arg(root.join("tools/exec.sh"))
+        .arg(root.join("target/x86_64-unknown-none/release/tessera"))
+        .arg(&archive)
+        .arg("1G")
+        .output()
+        .expect("exec.sh");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "150\nran from the overlay\nsame\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -90,6 +90,16 @@ fn commands_pipelines_and_ctrl_c() {
     run(&mut m, "ln -s loop2 /tmp/loop1 && ln -s loop1 /tmp/loop2 && cat /tmp/loop1 2>&1 | grep -o 'Symbolic link loop'", "Symbolic link loop");
     run(&mut m, "sleep 1 & wait $! && echo background done", "background done");
     run(&mut m, "dmesg | head -c 1; echo", "[");
+    // A fork bomb runs into the process limit (EAGAIN, "can't fork");
+    // kill -9 -1 ends it and the shell keeps answering.
+    m.send("bomb() { bomb | bomb & }; bomb\r");
+    std::thread::sleep(Duration::from_secs(3));
+    m.send("kill -9 -1; sleep 1; kill -9 -1; echo sur$((0))vived\r");
+    m.expect("sur0vived", T);
+    m.expect("# ", T);
+    run(&mut m, "echo $((6*7))after", "42after");
+    // A runaway pipeline that eats memory is killed; the shell survives.
+    run(&mut m, "cat /dev/zero | sort > /dev/null; echo status $?", "status 137");
     // vi: open, insert, save.
     m.send("vi /tmp/v.txt\r");
     std::thread::sleep(Duration::from_millis(1500));
