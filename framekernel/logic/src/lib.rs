@@ -19,5 +19,6 @@ pub mod layout;
 pub mod memmap;
 pub mod multiboot2;
 pub mod pvh;
+pub mod reloc;
 pub mod ring;
 pub mod symbols;
