@@ -9,8 +9,11 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
+extern crate alloc;
+
 pub mod bootinfo;
 pub mod calendar;
+pub mod cellobj;
 pub mod cmdline;
 pub mod elf;
 pub mod fixed;
