@@ -46,6 +46,8 @@ struct Table {
     entries: Vec<(u64, u64, bool, u32, u32)>,
     /// Every name, back to back.
     names: String,
+    /// Indices into `entries`, sorted by name (resolving cells' symbols).
+    by_name: Vec<u32>,
 }
 
 impl Table {
@@ -96,7 +98,7 @@ fn accept(bytes: &[u8]) -> Result<usize, SymbolsError> {
         return Err(SymbolsError::Mismatch);
     }
     let symbols = symtab(&elf).ok_or(SymbolsError::NoSymbolTable)?;
-    let mut table = Table { entries: Vec::new(), names: String::new() };
+    let mut table = Table { entries: Vec::new(), names: String::new(), by_name: Vec::new() };
     for symbol in symbols {
         let Ok(name) = symbol.get_name(&elf) else { continue };
         if name.is_empty() || symbol.value() == 0 {
@@ -109,6 +111,12 @@ fn accept(bytes: &[u8]) -> Result<usize, SymbolsError> {
     }
     table.entries.sort_unstable_by_key(|e| e.0);
     table.entries.shrink_to_fit();
+    let mut by_name: Vec<u32> = (0..table.entries.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| {
+        let name = |i: u32| table.entries.get(i as usize).map_or("", |e| table.name(e.3, e.4));
+        name(a).cmp(name(b))
+    });
+    table.by_name = by_name;
     table.names.shrink_to_fit();
     let count = table.entries.len();
     TABLE.call_once(|| table);
@@ -141,10 +149,12 @@ pub fn lookup(addr: u64) -> Option<Symbol> {
     Some(Symbol { name: table.name(best.3, best.4), start: best.0, offset: addr - best.0 })
 }
 
-/// Finds a symbol's address by its mangled name.
+/// Finds a symbol's address by its mangled name (binary search).
 pub fn address_of(name: &str) -> Option<u64> {
     let table = TABLE.get()?;
-    table.entries.iter().find(|e| table.name(e.3, e.4) == name).map(|e| e.0)
+    let entry = |i: &u32| table.entries.get(*i as usize);
+    let found = table.by_name.binary_search_by(|i| entry(i).map_or("", |e| table.name(e.3, e.4)).cmp(name)).ok()?;
+    table.by_name.get(found).and_then(entry).map(|e| e.0)
 }
 
 /// True when the kernel's symbols are loaded.

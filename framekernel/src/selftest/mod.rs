@@ -80,7 +80,19 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
+    SelfTest { name: "symbols_resolve_both_ways", run: symbols_resolve_both_ways },
 ];
+
+fn symbols_resolve_both_ways() -> Result<(), String> {
+    ensure!(crate::symbols::available(), "kernel symbols not loaded");
+    let addr = frames_alloc_write_free as fn() -> Result<(), String> as usize as u64;
+    let sym = crate::symbols::lookup(addr + 1).ok_or("no symbol for a kernel function")?;
+    ensure!(sym.start == addr && sym.offset == 1, "lookup gave {:#x}+{:#x}", sym.start, sym.offset);
+    ensure!(crate::symbols::address_of(sym.name) == Some(addr), "address_of({}) disagrees", sym.name);
+    ensure!(crate::symbols::address_of("framekernel_entry").is_some(), "framekernel_entry not found by name");
+    ensure!(crate::symbols::address_of("no such symbol").is_none(), "a made-up name resolved");
+    Ok(())
+}
 
 fn frames_alloc_write_free() -> Result<(), String> {
     let before = mm::frame_stats().free;
