@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -96,6 +97,23 @@ int main(void) {
     CHECK(thread_counter[0] > stopped_at);
     CHECK(kill(child, SIGKILL) == 0);
     CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status));
+
+    /* A sleep stopped and continued goes on for the time it had left and
+     * returns 0 (not EINTR). */
+    child = fork();
+    if (child == 0) {
+        struct timespec t = {0, 400 * 1000 * 1000}, start, end;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        int r = nanosleep(&t, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        long ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+        _exit(r == 0 && ms >= 400 ? 0 : 1);
+    }
+    usleep(100 * 1000);
+    CHECK(kill(child, SIGSTOP) == 0);
+    CHECK(waitpid(child, &status, WUNTRACED) == child && WIFSTOPPED(status));
+    CHECK(kill(child, SIGCONT) == 0);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
     /* With a handler, SIGTSTP does not stop. */
     signal(SIGTSTP, on_tstp);

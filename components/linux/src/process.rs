@@ -373,6 +373,9 @@ pub struct Process {
     pub clear_child_tid: u64,
     /// `set_robust_list` head.
     pub robust_list: u64,
+    /// A sleep a stop interrupted: its deadline and `rem` pointer, for
+    /// `restart_syscall` (Linux's restart block).
+    pub restart_sleep: Option<(u64, u64)>,
     /// Signal actions (shared) and this thread's mask.
     pub signals: SignalState,
     /// Thread name (`prctl(PR_SET_NAME)`), NUL padded.
@@ -502,6 +505,7 @@ impl Process {
             fs,
             clear_child_tid: 0,
             robust_list: 0,
+            restart_sleep: None,
             signals: SignalState::default(),
             name: name_of(path),
         };
@@ -524,6 +528,7 @@ impl Process {
             fs: self.fs.fork_copy(),
             clear_child_tid: 0,
             robust_list: 0,
+            restart_sleep: None,
             signals: SignalState { actions: self.signals.actions.fork_copy(), restore_mask: None, ..self.signals.clone() },
             name: self.name,
         })
@@ -551,6 +556,7 @@ impl Process {
             fs: self.fs.clone(),
             clear_child_tid: 0,
             robust_list: 0,
+            restart_sleep: None,
             signals: SignalState { alt_stack: (0, 0), restore_mask: None, ..self.signals.clone() },
             name: self.name,
         })

@@ -296,6 +296,12 @@ fn restartable(nr: u64) -> bool {
     matches!(nr, nr::READ | nr::WRITE | nr::READV | nr::WRITEV | nr::IOCTL | nr::WAIT4)
 }
 
+/// The sleeps that resume through `restart_syscall` after a stop.
+fn is_sleep(nr: u64) -> bool {
+    use crate::syscall::nr;
+    matches!(nr, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP | nr::RESTART_SYSCALL)
+}
+
 /// Delivers one pending, unblocked signal, if any. `interrupted` is the
 /// system call number when the thread just returned EINTR from it (for
 /// `SA_RESTART`). Returns how the process ends if the signal kills it.
@@ -312,6 +318,10 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
             if let Some(nr) = interrupted.filter(|&nr| restartable(nr)) {
                 ctx.regs.rip -= 2;
                 ctx.regs.rax = nr;
+            } else if interrupted.is_some_and(is_sleep) && p.restart_sleep.is_some() {
+                // A sleep goes on for the time it had left.
+                ctx.regs.rip -= 2;
+                ctx.regs.rax = crate::syscall::nr::RESTART_SYSCALL;
             }
             return None;
         };

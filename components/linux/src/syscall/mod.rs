@@ -165,6 +165,7 @@ pub mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const CLOCK_NANOSLEEP: u64 = 230;
+    pub const RESTART_SYSCALL: u64 = 219;
     pub const EXIT_GROUP: u64 = 231;
     pub const TGKILL: u64 = 234;
     pub const NEWFSTATAT: u64 = 262;
@@ -317,6 +318,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::FORK | nr::VFORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
         nr::WAIT4 => proc::wait4(p, a[0], a[1], a[2], a[3]),
         nr::NANOSLEEP => proc::nanosleep(p, a[0], a[1]),
+        nr::RESTART_SYSCALL => proc::restart_syscall(p),
         nr::CLOCK_NANOSLEEP => proc::clock_nanosleep(p, a[0], a[1], a[2], a[3]),
         nr::SCHED_YIELD => {
             tessera_sched::yield_now();

@@ -276,15 +276,31 @@ fn write_timespec(p: &mut Process, addr: u64, ns: u64) -> Result<(), Errno> {
 pub(super) fn nanosleep(p: &mut Process, req: u64, rem: u64) -> SysResult {
     let duration = read_timespec(p, req)?;
     let deadline = framekernel::time::now_ns().saturating_add(duration);
+    sleep_for_call(p, deadline, rem)
+}
+
+/// Sleeps until `deadline`; on EINTR writes the time left to `rem` (if
+/// set) and keeps the deadline for `restart_syscall`.
+fn sleep_for_call(p: &mut Process, deadline: u64, rem: u64) -> SysResult {
     match sleep_until(p, deadline) {
         Ok(()) => Ok(0),
         Err((errno, left)) => {
             if rem != 0 {
                 write_timespec(p, rem, left)?;
             }
+            if errno == Errno::EINTR {
+                p.restart_sleep = Some((deadline, rem));
+            }
             Err(errno)
         }
     }
+}
+
+/// `restart_syscall`: the rest of a sleep that a stop (or a signal with no
+/// handler) interrupted, as the kernel arranges it.
+pub(super) fn restart_syscall(p: &mut Process) -> SysResult {
+    let (deadline, rem) = p.restart_sleep.take().ok_or(Errno::EINTR)?;
+    sleep_for_call(p, deadline, rem)
 }
 
 const TIMER_ABSTIME: u64 = 1;
@@ -301,13 +317,5 @@ pub(super) fn clock_nanosleep(p: &mut Process, clock: u64, flags: u64, req: u64,
     } else {
         now.saturating_add(value)
     };
-    match sleep_until(p, deadline) {
-        Ok(()) => Ok(0),
-        Err((errno, left)) => {
-            if rem != 0 && flags & TIMER_ABSTIME == 0 {
-                write_timespec(p, rem, left)?;
-            }
-            Err(errno)
-        }
-    }
+    sleep_for_call(p, deadline, if flags & TIMER_ABSTIME == 0 { rem } else { 0 })
 }
