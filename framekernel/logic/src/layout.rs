@@ -4,7 +4,8 @@
 //! 0x0000_0000_0000_0000 ..= 0x0000_7fff_ffff_ffff  user space (per process, later)
 //! 0xffff_8000_0000_0000 ..  0xffff_c000_0000_0000  direct map of all physical memory
 //! 0xffff_c000_0000_0000 ..  0xffff_e000_0000_0000  kernel mappings: MMIO, mapped frames
-//! 0xffff_ffff_8000_0000 ..                         kernel image (code model `kernel`)
+//! 0xffff_ffff_8000_0000 ..  0xffff_ffff_a000_0000  kernel image (code model `kernel`)
+//! 0xffff_ffff_a000_0000 ..  0xffff_ffff_e000_0000  cells (loaded components; planned)
 //! ```
 
 /// Size of a small page.
@@ -21,6 +22,13 @@ pub const KMAP_BASE: u64 = 0xffff_c000_0000_0000;
 pub const KMAP_END: u64 = 0xffff_e000_0000_0000;
 /// Virtual address the kernel image is linked at, for physical address 0.
 pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+/// Start of the area where cells are loaded: in the top 2 GiB with the
+/// kernel, so a cell built with code model `kernel` reaches kernel symbols
+/// with 32-bit PC-relative and sign-extended absolute relocations (as
+/// Linux places modules).
+pub const CELLS_BASE: u64 = 0xffff_ffff_a000_0000;
+/// End of the cell area.
+pub const CELLS_END: u64 = 0xffff_ffff_e000_0000;
 /// The part of physical memory the 32-bit boot code maps (identity, direct
 /// map and kernel window) before the kernel builds its own page tables.
 pub const EARLY_MAPPED: u64 = 1 << 30;
@@ -28,6 +36,9 @@ pub const EARLY_MAPPED: u64 = 1 << 30;
 // The regions of the layout must not overlap: checked at compile time.
 const _: () = assert!(DIRECT_MAP_BASE + DIRECT_MAP_SIZE <= KMAP_BASE);
 const _: () = assert!(KMAP_END <= KERNEL_BASE);
+const _: () = assert!(KERNEL_BASE < CELLS_BASE && CELLS_BASE < CELLS_END);
+// Any cell byte and any kernel-image byte are less than 2 GiB apart.
+const _: () = assert!(CELLS_END - KERNEL_BASE < 1 << 31);
 
 /// Rounds `value` down to a multiple of `align` (a power of two).
 pub const fn align_down(value: u64, align: u64) -> u64 {

@@ -231,6 +231,20 @@ mod tests {
     }
 
     #[test]
+    fn the_cell_area_reaches_the_kernel() {
+        use crate::layout::{CELLS_BASE, CELLS_END, KERNEL_BASE};
+        let image_end = CELLS_BASE; // the image lies below the cell area
+        for cell in [CELLS_BASE, CELLS_END - 8] {
+            for kernel in [KERNEL_BASE + 0x10_0000, image_end - 8] {
+                compute(RelocKind::Plt32, cell, kernel, -4, None).unwrap();
+                compute(RelocKind::Pc32, kernel, cell, 0, None).unwrap();
+                compute(RelocKind::Abs32S, cell, kernel, 0, None).unwrap();
+                compute(RelocKind::Abs32S, kernel, cell, 0, None).unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn got_forms_need_a_slot() {
         assert_eq!(compute(RelocKind::GotPcRel, CELL, KERNEL, -4, None), Err(RelocError::NoGotSlot));
         let p = compute(RelocKind::RexGotPcRelX, CELL + 3, KERNEL, -4, Some(CELL + 0x2000)).unwrap();
