@@ -44,32 +44,37 @@ fn applet_script_matches_host_busybox() {
     assert!(ours.starts_with("start\n") && ours.ends_with("end\n"));
 }
 
-#[test]
-fn exec_passes_the_exit_status_and_overlay() {
+/// What `make exec` does, with a private archive in `dir`: the root file
+/// system, `overlay` on top, `script` as the job; QEMU with `mem`.
+fn exec_with_overlay(dir: &Path, overlay: &Path, script: &Path, mem: &str) -> std::process::Output {
     let root = workspace();
-    let dir = std::env::temp_dir().join(format!("tessera-exec-{}", std::process::id()));
-    let overlay = dir.join("overlay");
-    std::fs::create_dir_all(overlay.join("data")).unwrap();
-    std::fs::write(overlay.join("data/message"), "from the overlay\n").unwrap();
-    let script = dir.join("script.sh");
-    std::fs::write(&script, "cat /data/message\nexit 3\n").unwrap();
-    // Build the archive as make exec does, with the overlay on top.
-    let mkinitrd = root.join("target/release/tessera-mkinitrd");
-    let status = Command::new(&mkinitrd)
-        .arg(dir.join("exec.cpio"))
+    let archive = dir.join("exec.cpio");
+    let status = Command::new(root.join("target/release/tessera-mkinitrd"))
+        .arg(&archive)
         .arg(format!("={}", root.join("build/rootfs").display()))
         .arg(format!("={}", overlay.display()))
         .arg(format!("etc/tessera-exec.sh={}", script.display()))
         .status()
         .expect("mkinitrd");
     assert!(status.success());
-    let out = Command::new("sh")
+    Command::new("sh")
         .arg(root.join("tools/exec.sh"))
         .arg(root.join("target/x86_64-unknown-none/release/tessera"))
-        .arg(dir.join("exec.cpio"))
-        .arg("256M")
+        .arg(&archive)
+        .arg(mem)
         .output()
-        .expect("exec.sh");
+        .expect("exec.sh")
+}
+
+#[test]
+fn exec_passes_the_exit_status_and_overlay() {
+    let dir = std::env::temp_dir().join(format!("tessera-exec-{}", std::process::id()));
+    let overlay = dir.join("overlay");
+    std::fs::create_dir_all(overlay.join("data")).unwrap();
+    std::fs::write(overlay.join("data/message"), "from the overlay\n").unwrap();
+    let script = dir.join("script.sh");
+    std::fs::write(&script, "cat /data/message\nexit 3\n").unwrap();
+    let out = exec_with_overlay(&dir, &overlay, &script, "256M");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from the overlay\n");
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
@@ -90,22 +95,7 @@ fn exec_takes_an_overlay_of_hundreds_of_mib() {
     }
     let script = dir.join("script.sh");
     std::fs::write(&script, "ls /opt/big | wc -l\n/opt/big/149/busybox echo ran from the overlay\ncmp /opt/big/0/busybox /opt/big/77/busybox && echo same\n").unwrap();
-    let archive = dir.join("exec.cpio");
-    let status = Command::new(root.join("target/release/tessera-mkinitrd"))
-        .arg(&archive)
-        .arg(format!("={}", root.join("build/rootfs").display()))
-        .arg(format!("={}", dir.join("overlay").display()))
-        .arg(format!("etc/tessera-exec.sh={}", script.display()))
-        .status()
-        .expect("mkinitrd");
-    assert!(status.success());
-    let out = Command::new("sh")
-        .arg(root.join("tools/exec.sh"))
-        .arg(root.join("target/x86_64-unknown-none/release/tessera"))
-        .arg(&archive)
-        .arg("1G")
-        .output()
-        .expect("exec.sh");
+    let out = exec_with_overlay(&dir, &dir.join("overlay"), &script, "1G");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "150\nran from the overlay\nsame\n", "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0));

@@ -359,34 +359,13 @@ mod tests {
     /// A real cell object: a small `no_std` crate compiled the way cells
     /// are (see docs/cells-plan.md).
     fn real_cell() -> Vec<u8> {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("tessera-cellobj-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("cell.rs");
-        std::fs::write(
-            &src,
+        crate::testcell::compile(
             "#![no_std]\nextern crate alloc;\nuse alloc::vec::Vec;\n\
              pub static TABLE: [u32; 4] = [1, 2, 3, 4];\npub static mut HITS: u64 = 0;\n\
              #[unsafe(no_mangle)]\npub extern \"Rust\" fn cell_entry(x: u64) -> u64 {\n\
              let v: Vec<u64> = (0..x).map(|i| i * 3).collect();\nlet s: u64 = v.iter().sum();\n\
              if s == 7 { panic!(\"bad {}\", s); }\ns + u64::from(TABLE[(x % 4) as usize])\n}\n",
         )
-        .unwrap();
-        let out = dir.join("cell.o");
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let status = std::process::Command::new(rustc)
-            .args(["--edition", "2024", "--crate-type", "lib", "--crate-name", "cell", "--target", "x86_64-unknown-none"])
-            .args(["--emit=obj", "-O", "-C", "panic=abort", "-C", "code-model=kernel", "-C", "relocation-model=static"])
-            .args(["-C", "codegen-units=1", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("run rustc");
-        assert!(status.success(), "rustc could not build the test cell");
-        let bytes = std::fs::read(&out).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        bytes
     }
 
     #[test]

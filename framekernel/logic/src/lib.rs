@@ -10,6 +10,8 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
 extern crate alloc;
+#[cfg(feature = "test-support")]
+extern crate std;
 
 pub mod bootinfo;
 pub mod calendar;
@@ -25,3 +27,5 @@ pub mod pvh;
 pub mod reloc;
 pub mod ring;
 pub mod symbols;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testcell;

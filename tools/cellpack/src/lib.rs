@@ -85,34 +85,16 @@ mod tests {
     use super::*;
 
     /// A cell compiled the way cells are (see docs/cells-plan.md).
-    fn real_cell(name: &str) -> Vec<u8> {
-        let dir = std::env::temp_dir().join(format!("tessera-cellpack-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("cell.rs");
-        std::fs::write(
-            &src,
+    fn real_cell() -> Vec<u8> {
+        framekernel_logic::testcell::compile(
             "#![no_std]\nextern crate alloc;\n#[unsafe(no_mangle)]\npub extern \"Rust\" fn cell_entry(x: u64) -> u64 {\n\
              let v: alloc::vec::Vec<u64> = (0..x).collect();\nif v.len() == 7 { panic!(\"seven\"); }\nv.iter().sum()\n}\n",
         )
-        .unwrap();
-        let out = dir.join("cell.o");
-        let status = std::process::Command::new("rustc")
-            .args(["--edition", "2024", "--crate-type", "lib", "--crate-name", "cell", "--target", "x86_64-unknown-none"])
-            .args(["--emit=obj", "-O", "-C", "panic=abort", "-C", "code-model=kernel", "-C", "relocation-model=static"])
-            .args(["-C", "codegen-units=1", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("run rustc");
-        assert!(status.success());
-        let bytes = std::fs::read(&out).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        bytes
     }
 
     #[test]
     fn resolves_against_the_kernel_or_names_what_is_missing() {
-        let cell = real_cell("resolve");
+        let cell = real_cell();
         let object = CellObject::parse(&cell).unwrap();
         let undefined: Vec<String> = undefined_symbols(&object).unwrap().iter().map(|s| s.to_string()).collect();
         assert!(undefined.iter().any(|n| n.contains("__rust_alloc")), "{undefined:?}");
@@ -129,7 +111,7 @@ mod tests {
     #[test]
     fn reads_global_symbols_of_an_elf_file() {
         // The cell object itself has a symbol table with one global definition.
-        let cell = real_cell("globals");
+        let cell = real_cell();
         let names = defined_symbols(&cell).unwrap();
         assert!(names.contains("cell_entry"), "{names:?}");
         assert!(defined_symbols(b"not an elf file at all, just some bytes here").is_err());
