@@ -7,6 +7,7 @@
 //! The console is QEMU's `-serial stdio` on plain pipes: QEMU passes bytes
 //! through unchanged (a typed Ctrl-C is byte 0x03), so no pseudo-terminal
 //! is needed and none of the host terminal's processing gets in the way.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

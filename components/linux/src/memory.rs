@@ -226,11 +226,11 @@ impl AddressSpace {
     pub fn write_back(&mut self, start: u64, end: u64, keep: bool) -> Result<(), Errno> {
         let pages: alloc::vec::Vec<u64> = self.dirty.range(start..end).copied().collect();
         let mut result = Ok(());
+        let mut data = alloc::vec![0u8; PAGE as usize];
         for page in pages {
             self.dirty.remove(&page);
             let Some((_, area)) = self.area_at(page) else { continue };
             let Some(file) = area.file.as_ref().filter(|_| area.shared) else { continue };
-            let mut data = alloc::vec![0u8; PAGE as usize];
             let read = match self.parked.get(&page) {
                 Some(frame) => frame.read_bytes(0, &mut data).is_ok(),
                 None => self.space.read_bytes(page, &mut data).is_ok(),

@@ -103,14 +103,20 @@ fn comm(info: &ProcessInfo) -> String {
     exe.rsplit('/').next().unwrap_or("").chars().take(15).collect()
 }
 
-fn pid_stat(info: &ProcessInfo) -> String {
-    let state = if info.outcome().is_some() {
-        'Z'
+/// The process state as `/proc/[pid]/status` names it; its first letter
+/// is the state in `/proc/[pid]/stat`.
+fn state(info: &ProcessInfo) -> &'static str {
+    if info.outcome().is_some() {
+        "Z (zombie)"
     } else if info.job().stopped.is_some() {
-        'T'
+        "T (stopped)"
     } else {
-        'S'
-    };
+        "S (sleeping)"
+    }
+}
+
+fn pid_stat(info: &ProcessInfo) -> String {
+    let state = state(info).chars().next().unwrap_or('S');
     let ticks = framekernel::time::now_ns() / 10_000_000;
     // The console terminal (ttyS0, device 4:64) if it is this session's.
     let tty = crate::files::console();
@@ -167,7 +173,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::PidStat(pid) => pid_stat(&*process(pid)?),
         FileKind::PidStatus(pid) => {
             let info = process(pid)?;
-            let state = if info.outcome().is_some() { "Z (zombie)" } else { "S (sleeping)" };
+            let state = state(&info);
             format!(
                 "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
                 comm(&info),
@@ -292,9 +298,6 @@ impl Node for Dir {
             }
         })
     }
-    fn read_link(&self) -> Result<String, FsError> {
-        Err(FsError::Invalid)
-    }
 }
 
 impl Node for File {
@@ -328,27 +331,6 @@ impl Node for File {
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
         Ok(Arc::new(generate(self.0)?.into_bytes()))
     }
-    fn lookup(&self, _name: &str) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn symlink(&self, _name: &str, _target: &str) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn attach(&self, _name: &str, _node: NodeRef, _replace: bool) -> Result<(), FsError> {
-        Err(FsError::NotDir)
-    }
-    fn detach(&self, _name: &str) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn read_link(&self) -> Result<String, FsError> {
-        Err(FsError::Invalid)
-    }
 }
 
 impl Node for Link {
@@ -374,24 +356,6 @@ impl Node for Link {
     }
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
         Err(FsError::Invalid)
-    }
-    fn lookup(&self, _name: &str) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn symlink(&self, _name: &str, _target: &str) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn attach(&self, _name: &str, _node: NodeRef, _replace: bool) -> Result<(), FsError> {
-        Err(FsError::NotDir)
-    }
-    fn detach(&self, _name: &str) -> Result<NodeRef, FsError> {
-        Err(FsError::NotDir)
-    }
-    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
-        Err(FsError::NotDir)
     }
     fn read_link(&self) -> Result<String, FsError> {
         match self.0 {

@@ -150,22 +150,37 @@ pub trait Node: Send + Sync {
     /// writes to the file do not change the snapshot.
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError>;
 
-    /// Finds `name` in this directory.
-    fn lookup(&self, name: &str) -> Result<NodeRef, FsError>;
+    /// Finds `name` in this directory. The directory operations default to
+    /// `NotDir`, for nodes that are not directories.
+    fn lookup(&self, _name: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
     /// Creates a node called `name` of `kind` in this directory.
-    fn create(&self, name: &str, kind: FileType, perm: u32, rdev: u64) -> Result<NodeRef, FsError>;
+    fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
     /// Creates a symbolic link `name` → `target`.
-    fn symlink(&self, name: &str, target: &str) -> Result<NodeRef, FsError>;
+    fn symlink(&self, _name: &str, _target: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
     /// Adds `node` (of this file system) as entry `name`, replacing an
     /// existing entry when `replace` is set. Counts a link on `node`.
-    fn attach(&self, name: &str, node: NodeRef, replace: bool) -> Result<(), FsError>;
+    fn attach(&self, _name: &str, _node: NodeRef, _replace: bool) -> Result<(), FsError> {
+        Err(FsError::NotDir)
+    }
     /// Removes entry `name` and returns its node. Drops a link on it.
-    fn detach(&self, name: &str) -> Result<NodeRef, FsError>;
+    fn detach(&self, _name: &str) -> Result<NodeRef, FsError> {
+        Err(FsError::NotDir)
+    }
     /// The entries, without `.` and `..`.
-    fn entries(&self) -> Result<Vec<DirEntry>, FsError>;
+    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
+        Err(FsError::NotDir)
+    }
 
-    /// The target of a symbolic link.
-    fn read_link(&self) -> Result<String, FsError>;
+    /// The target of a symbolic link (`Invalid` for other nodes).
+    fn read_link(&self) -> Result<String, FsError> {
+        Err(FsError::Invalid)
+    }
 
     /// Size and usage of the file system this node is in (`statfs`).
     fn fs_stats(&self) -> FsStats {

@@ -52,17 +52,6 @@ fn wake_bitset(memory: &Memory, addr: u64, count: u64, bitset: u32) -> u64 {
     woken
 }
 
-fn read_timeout(p: &mut Process, addr: u64) -> Result<u64, Errno> {
-    let mut ts = [0u8; 16];
-    p.memory.read(addr, &mut ts)?;
-    let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-    let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
-}
-
 pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64, val3: u64) -> SysResult {
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     if !addr.is_multiple_of(4) {
@@ -84,10 +73,10 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
             let now = framekernel::time::now_ns();
             let deadline = match timeout {
                 0 => u64::MAX,
-                t if cmd == FUTEX_WAIT => now.saturating_add(read_timeout(p, t)?),
+                t if cmd == FUTEX_WAIT => now.saturating_add(super::proc::read_timespec(p, t)?),
                 t => {
                     // WAIT_BITSET takes an absolute time on the chosen clock.
-                    let absolute = read_timeout(p, t)?;
+                    let absolute = super::proc::read_timespec(p, t)?;
                     if op & FUTEX_CLOCK_REALTIME != 0 {
                         absolute.saturating_sub(framekernel::time::realtime_ns().saturating_sub(now))
                     } else {

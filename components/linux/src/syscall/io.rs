@@ -52,13 +52,18 @@ pub(super) fn writev(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResul
     }
     let mut total = 0u64;
     for i in 0..count {
-        let mut entry = [0u8; 16];
-        p.memory.read(iov.checked_add(i * 16).ok_or(Errno::EFAULT)?, &mut entry)?;
-        let base = u64::from_le_bytes(entry.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-        let len = u64::from_le_bytes(entry.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let (base, len) = iovec_entry(p, iov, i)?;
         total += write(p, fd, base, len)?;
     }
     Ok(total)
+}
+
+/// Entry `i` of a user `struct iovec` array: (base, length).
+fn iovec_entry(p: &Process, iov: u64, i: u64) -> Result<(u64, u64), Errno> {
+    let mut entry = [0u8; 16];
+    p.memory.read(iov.checked_add(i * 16).ok_or(Errno::EFAULT)?, &mut entry)?;
+    let word = |at: usize| u64::from_le_bytes(entry.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    Ok((word(0), word(8)))
 }
 
 /// Encodes `struct stat` (x86_64, 144 bytes).
@@ -198,10 +203,7 @@ pub(super) fn readv(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult
     }
     let mut total = 0u64;
     for i in 0..count {
-        let mut entry = [0u8; 16];
-        p.memory.read(iov.checked_add(i * 16).ok_or(Errno::EFAULT)?, &mut entry)?;
-        let base = u64::from_le_bytes(entry.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-        let len = u64::from_le_bytes(entry.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let (base, len) = iovec_entry(p, iov, i)?;
         if len == 0 {
             continue;
         }

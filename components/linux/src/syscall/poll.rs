@@ -102,14 +102,7 @@ fn read_timespec_ns(p: &Process, addr: u64) -> Result<Option<u64>, Errno> {
     if addr == 0 {
         return Ok(None);
     }
-    let mut ts = [0u8; 16];
-    p.memory.read(addr, &mut ts)?;
-    let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-    let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Some((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64)))
+    super::proc::read_timespec(p, addr).map(Some)
 }
 
 pub(super) fn ppoll(p: &mut Process, fds: u64, count: u64, timeout: u64) -> SysResult {

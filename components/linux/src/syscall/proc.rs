@@ -255,7 +255,9 @@ fn sleep_until(p: &Process, deadline: u64) -> Result<(), (Errno, u64)> {
     })
 }
 
-fn read_timespec(p: &mut Process, addr: u64) -> Result<u64, Errno> {
+/// Reads a `struct timespec` as nanoseconds; EINVAL for a negative or
+/// out-of-range value (shared by sleeps, futex, poll and sigtimedwait).
+pub(super) fn read_timespec(p: &Process, addr: u64) -> Result<u64, Errno> {
     let mut ts = [0u8; 16];
     p.memory.read(addr, &mut ts)?;
     let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));

@@ -205,14 +205,7 @@ pub(super) fn rt_sigtimedwait(p: &mut Process, set: u64, info: u64, timeout: u64
     let deadline = if timeout == 0 {
         u64::MAX
     } else {
-        let mut ts = [0u8; 16];
-        p.memory.read(timeout, &mut ts)?;
-        let sec = i64::from_le_bytes(ts.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-        let nsec = i64::from_le_bytes(ts.get(8..).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(Errno::EINVAL);
-        }
-        framekernel::time::now_ns().saturating_add((sec as u64) * 1_000_000_000 + nsec as u64)
+        framekernel::time::now_ns().saturating_add(super::proc::read_timespec(p, timeout)?)
     };
     // Wait for a signal of the set, or any other deliverable signal (EINTR).
     let check = p.interrupt_check();
