@@ -95,34 +95,9 @@ fn header_len(data: &[u8], offset: usize) -> Result<usize, GzipError> {
     Ok(at)
 }
 
-/// CRC-32 (IEEE, reflected) as gzip uses it.
-pub fn crc32(data: &[u8]) -> u32 {
-    !crc32_update(!0, data)
-}
-
-/// Continues a CRC-32 (pre- and post-inverted by the caller) over `data`.
-#[allow(clippy::indexing_slicing)] // indices are below 256 by construction
-fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
-    static TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    };
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
-}
+/// CRC-32 (IEEE, reflected) as gzip uses it (shared with the cell file format).
+pub use framekernel_logic::crc32::crc32;
+use framekernel_logic::crc32::crc32_update;
 
 /// The decompressed size the archive records for its last member: the
 /// whole size of the usual single-member archive (a hint only).

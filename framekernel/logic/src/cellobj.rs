@@ -351,6 +351,186 @@ pub fn layout(object: &CellObject<'_>) -> Result<Layout, CellError> {
     Ok(Layout { placement, text, rodata, data })
 }
 
+/// Why a cell object could not be linked at its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The object itself is malformed.
+    Object(CellError),
+    /// An undefined symbol the kernel does not define.
+    Unresolved(alloc::string::String),
+    /// No function made by `cell_entry!` (`__tessera_cell_entry`).
+    NoEntry,
+    /// More than one entry function.
+    ManyEntries,
+    /// The loaded image would exceed the limit.
+    TooLarge { bytes: u64 },
+}
+
+impl From<CellError> for LinkError {
+    fn from(e: CellError) -> Self {
+        LinkError::Object(e)
+    }
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Object(e) => write!(f, "{e}"),
+            LinkError::Unresolved(name) => write!(f, "undefined symbol {name} is not defined by the kernel"),
+            LinkError::NoEntry => f.write_str("no entry function (a cell declares one with tessera_cell_api::cell_entry!)"),
+            LinkError::ManyEntries => f.write_str("more than one entry function"),
+            LinkError::TooLarge { bytes } => write!(f, "a {bytes}-byte image exceeds the {MAX_IMAGE}-byte limit for a cell"),
+        }
+    }
+}
+
+/// Largest image (all parts) a cell may need.
+pub const MAX_IMAGE: u64 = 64 << 20;
+
+/// The name part every cell's entry function has.
+pub const ENTRY_NAME: &str = "__tessera_cell_entry";
+
+/// True for the mangled name of a function called `__tessera_cell_entry`
+/// at the root of a crate (legacy `_ZN5crate20__tessera_cell_entry17h..E`
+/// or v0 `_RNv..20__tessera_cell_entry`).
+pub fn is_entry_symbol(name: &str) -> bool {
+    let tag = "20__tessera_cell_entry";
+    if let Some(rest) = name.strip_prefix("_ZN") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let len: usize = rest.get(..digits).and_then(|d| d.parse().ok()).unwrap_or(0);
+        let after = rest.get(digits.saturating_add(len)..).unwrap_or("");
+        return len > 0 && after.strip_prefix(tag).is_some_and(|h| h.len() == 20 && h.starts_with("17h") && h.ends_with('E'));
+    }
+    name.starts_with("_RNv") && name.ends_with(tag)
+}
+
+/// A cell linked for its load address: the bytes to map and where each
+/// part goes. Offsets are from the cell's base address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Every byte of the cell, `size` long, relocations applied.
+    pub bytes: Vec<u8>,
+    /// Text (read, execute).
+    pub text: (u64, u64),
+    /// Read-only data.
+    pub rodata: (u64, u64),
+    /// Writable data and zero-fill.
+    pub data: (u64, u64),
+    /// Global offset table (read-only once filled).
+    pub got: (u64, u64),
+    /// Offset of the entry function.
+    pub entry: u64,
+    /// Relocations applied.
+    pub relocations: usize,
+    /// Symbols resolved against the kernel.
+    pub imports: usize,
+}
+
+/// Bytes of address space an object will need (`Image::bytes` length),
+/// known before its address is chosen.
+pub fn image_size(object: &CellObject<'_>) -> Result<u64, LinkError> {
+    let layout = layout(object)?;
+    let got = got_symbols(object)?.len() as u64 * 8;
+    let size = layout.size().checked_add(got.next_multiple_of(PAGE)).ok_or(LinkError::TooLarge { bytes: u64::MAX })?;
+    if size > MAX_IMAGE {
+        return Err(LinkError::TooLarge { bytes: size });
+    }
+    Ok(size)
+}
+
+/// Symbol indices that need a GOT slot, sorted and unique.
+fn got_symbols(object: &CellObject<'_>) -> Result<Vec<usize>, CellError> {
+    let mut out = Vec::new();
+    for (index, s) in object.sections.iter().enumerate() {
+        if s.kind == SHT_RELA {
+            out.extend(object.relocations(index)?.1.iter().filter(|r| r.kind.uses_got()).map(|r| r.symbol));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Links `object` for address `base`: lays it out, copies its sections,
+/// resolves undefined symbols with `resolve` (the kernel's symbols) and
+/// applies every relocation of a loaded section.
+pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option<u64>) -> Result<Image, LinkError> {
+    let size = image_size(object)?;
+    let layout = layout(object)?;
+    let got_syms = got_symbols(object)?;
+    let got_start = layout.size();
+    let got = (got_start, got_start + got_syms.len() as u64 * 8);
+    let mut bytes = alloc::vec![0u8; size as usize];
+    for (index, s) in object.sections.iter().enumerate() {
+        if let (Some(at), true) = (layout.placement.get(index).copied().flatten(), s.kind != SHT_NOBITS) {
+            let contents = object.contents(index);
+            let end = (at as usize).checked_add(contents.len()).ok_or(CellError::BadSection { index })?;
+            bytes.get_mut(at as usize..end).ok_or(CellError::BadSection { index })?.copy_from_slice(contents);
+        }
+    }
+    let address_of = |index: usize| -> Result<u64, LinkError> {
+        let sym = object.symbol(index)?;
+        Ok(match sym.place {
+            SymbolPlace::Undefined => resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?,
+            SymbolPlace::Absolute => sym.value,
+            SymbolPlace::Section(i) => {
+                let at = layout.placement.get(i).copied().flatten().ok_or(CellError::BadSymbol { index })?;
+                base.wrapping_add(at).wrapping_add(sym.value)
+            }
+        })
+    };
+    // Fill the GOT.
+    for (slot, &index) in got_syms.iter().enumerate() {
+        let value = address_of(index)?;
+        let at = (got.0 as usize).saturating_add(slot * 8);
+        bytes.get_mut(at..at + 8).ok_or(CellError::BadSymbol { index })?.copy_from_slice(&value.to_le_bytes());
+    }
+    let mut relocations = 0;
+    for (index, s) in object.sections.iter().enumerate() {
+        if s.kind != SHT_RELA {
+            continue;
+        }
+        let (target, relas) = object.relocations(index)?;
+        let Some(section_at) = layout.placement.get(target).copied().flatten() else {
+            continue; // debug information and other unloaded sections
+        };
+        for (i, r) in relas.iter().enumerate() {
+            let symbol = address_of(r.symbol)?;
+            let got_slot = match got_syms.binary_search(&r.symbol) {
+                Ok(slot) if r.kind.uses_got() => Some(base + got.0 + slot as u64 * 8),
+                _ => None,
+            };
+            let at = section_at + r.offset;
+            let patch = crate::reloc::compute(r.kind, base.wrapping_add(at), symbol, r.addend, got_slot)
+                .map_err(|error| CellError::Relocation { section: index, index: i, error })?;
+            let width = patch.as_slice().len();
+            bytes.get_mut(at as usize..at as usize + width).ok_or(CellError::BadSection { index })?.copy_from_slice(patch.as_slice());
+            relocations += 1;
+        }
+    }
+    let mut entry = None;
+    for index in 0..object.symbol_count() {
+        let sym = object.symbol(index)?;
+        if sym.global && is_entry_symbol(sym.name) {
+            let SymbolPlace::Section(i) = sym.place else { return Err(LinkError::NoEntry) };
+            let in_text = object.sections.get(i).is_some_and(|s| s.flags & SHF_EXECINSTR != 0);
+            let at = layout.placement.get(i).copied().flatten().filter(|_| in_text).ok_or(LinkError::NoEntry)?;
+            if entry.replace(at + sym.value).is_some() {
+                return Err(LinkError::ManyEntries);
+            }
+        }
+    }
+    let entry = entry.ok_or(LinkError::NoEntry)?;
+    let imports = (0..object.symbol_count())
+        .filter_map(|i| object.symbol(i).ok())
+        .filter(|s| s.place == SymbolPlace::Undefined && !s.name.is_empty())
+        .count();
+    if entry >= layout.text.1 {
+        return Err(LinkError::NoEntry);
+    }
+    Ok(Image { bytes, text: layout.text, rodata: layout.rodata, data: layout.data, got, entry, relocations, imports })
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
@@ -453,5 +633,84 @@ mod tests {
         let object = CellObject::parse(&bad).unwrap();
         let err = object.relocations(index).unwrap_err();
         assert!(err.to_string().contains("R_X86_64_TLSGD"), "{err}");
+    }
+
+    const ENTRY_CELL: &str = "#![no_std]\nextern crate alloc;\nuse alloc::vec::Vec;\n\
+        pub static TABLE: [u32; 4] = [1, 2, 3, 4];\n\
+        pub fn __tessera_cell_entry(x: u64) -> u64 {\n\
+        let v: Vec<u64> = (0..x).map(|i| i * 3).collect();\nlet s: u64 = v.iter().sum();\n\
+        if s == 7 { panic!(\"bad {}\", s); }\ns + u64::from(TABLE[(x % 4) as usize])\n}\n";
+
+    /// A resolver standing in for the kernel: every name gets an address
+    /// in the kernel image, except those containing `missing`.
+    fn kernel(name: &str) -> Option<u64> {
+        (!name.contains("missing")).then(|| crate::layout::KERNEL_BASE + 0x1000 + (name.len() as u64) * 16)
+    }
+
+    #[test]
+    fn links_a_real_cell_at_its_address() {
+        for pic in [false, true] {
+            let data = if pic { crate::testcell::compile_pic(ENTRY_CELL) } else { crate::testcell::compile(ENTRY_CELL) };
+            let object = CellObject::parse(&data).unwrap();
+            let base = crate::layout::CELLS_BASE + 0x10_0000;
+            let image = link(&object, base, &kernel).unwrap();
+            assert_eq!(image.bytes.len() as u64, image_size(&object).unwrap());
+            assert!(image.entry < image.text.1 && image.relocations > 0 && image.imports >= 3, "{image:?}");
+            if pic {
+                assert!(image.got.1 > image.got.0, "a PIC cell needs a GOT");
+                // Each GOT slot holds a resolved address.
+                for slot in image.bytes[image.got.0 as usize..image.got.1 as usize].chunks(8) {
+                    let value = u64::from_le_bytes(slot.try_into().unwrap());
+                    assert!(value >= crate::layout::KERNEL_BASE, "{value:#x}");
+                }
+            }
+            // Every PLT32 call to an undefined symbol now reaches the resolver's address.
+            for (index, s) in object.sections.iter().enumerate() {
+                if s.kind != SHT_RELA {
+                    continue;
+                }
+                let (target, relas) = object.relocations(index).unwrap();
+                let Some(at) = layout(&object).unwrap().placement[target] else { continue };
+                for r in relas.iter().filter(|r| r.kind == RelocKind::Plt32) {
+                    let sym = object.symbol(r.symbol).unwrap();
+                    if sym.place != SymbolPlace::Undefined {
+                        continue;
+                    }
+                    let place = at + r.offset;
+                    let field = i32::from_le_bytes(image.bytes[place as usize..place as usize + 4].try_into().unwrap());
+                    let reached = (base + place).wrapping_add(field as i64 as u64).wrapping_sub(r.addend as u64);
+                    assert_eq!(reached, kernel(sym.name).unwrap(), "{}", sym.name);
+                }
+            }
+            // A different address gives different bytes only where relocations are.
+            let other = link(&object, base + 0x20_0000, &kernel).unwrap();
+            assert_ne!(image.bytes, other.bytes);
+            assert_eq!(image.entry, other.entry);
+        }
+    }
+
+    #[test]
+    fn link_errors_name_the_problem() {
+        let data = crate::testcell::compile(ENTRY_CELL);
+        let object = CellObject::parse(&data).unwrap();
+        let none = |_: &str| None;
+        assert!(matches!(link(&object, crate::layout::CELLS_BASE, &none), Err(LinkError::Unresolved(name)) if !name.is_empty()));
+        // Too far from the kernel for a 32-bit PC-relative call: an overflow, not a wrong address.
+        let far = link(&object, 0x1000, &kernel).unwrap_err();
+        assert!(far.to_string().contains("relocation"), "{far}");
+        // Without an entry function.
+        let no_entry = crate::testcell::compile("#![no_std]\npub fn helper(x: u64) -> u64 { x * 3 }\n");
+        let object = CellObject::parse(&no_entry).unwrap();
+        assert_eq!(link(&object, crate::layout::CELLS_BASE, &kernel), Err(LinkError::NoEntry));
+        assert!(LinkError::NoEntry.to_string().contains("cell_entry!"));
+    }
+
+    #[test]
+    fn entry_names() {
+        assert!(is_entry_symbol("_ZN6mycell20__tessera_cell_entry17h9002f8aa3e4f22deE"));
+        assert!(is_entry_symbol("_RNvCsfLfy6EI15iL_6mycell20__tessera_cell_entry"));
+        assert!(!is_entry_symbol("_ZN6mycell3sub20__tessera_cell_entry17h9002f8aa3e4f22deE"));
+        assert!(!is_entry_symbol("_ZN6mycell21x__tessera_cell_entry17h9002f8aa3e4f22deE"));
+        assert!(!is_entry_symbol("__tessera_cell_entry"));
     }
 }

@@ -15,8 +15,10 @@ extern crate std;
 
 pub mod bootinfo;
 pub mod calendar;
+pub mod cellfile;
 pub mod cellobj;
 pub mod cmdline;
+pub mod crc32;
 pub mod elf;
 pub mod fixed;
 pub mod frames;

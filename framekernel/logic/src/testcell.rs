@@ -9,6 +9,15 @@ use std::vec::Vec;
 /// `rustc` for `x86_64-unknown-none`. Panics (failing the test) when rustc
 /// cannot build it.
 pub fn compile(source: &str) -> Vec<u8> {
+    compile_with(source, "static")
+}
+
+/// As [`compile`], with `-C relocation-model=pic` (GOT relocations).
+pub fn compile_pic(source: &str) -> Vec<u8> {
+    compile_with(source, "pic")
+}
+
+fn compile_with(source: &str, relocation_model: &str) -> Vec<u8> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let dir: PathBuf = std::env::temp_dir().join(std::format!("tessera-testcell-{}-{n}", std::process::id()));
@@ -18,7 +27,8 @@ pub fn compile(source: &str) -> Vec<u8> {
     let out = dir.join("cell.o");
     let status = std::process::Command::new("rustc")
         .args(["--edition", "2024", "--crate-type", "lib", "--crate-name", "cell", "--target", "x86_64-unknown-none"])
-        .args(["--emit=obj", "-O", "-C", "panic=abort", "-C", "code-model=kernel", "-C", "relocation-model=static"])
+        .args(["--emit=obj", "-O", "-C", "panic=abort", "-C", "code-model=kernel"])
+        .arg(std::format!("-Crelocation-model={relocation_model}"))
         .args(["-C", "codegen-units=1", "-o"])
         .arg(&out)
         .arg(&src)

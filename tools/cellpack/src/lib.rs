@@ -1,12 +1,17 @@
-//! Build-time checks for cells: every symbol a cell object leaves
+//! Packing cells at build time: every symbol a cell object leaves
 //! undefined must be defined by the kernel it will be loaded into, or the
-//! build fails naming the symbol. (Packing, and pulling missing `core` and
-//! `alloc` code from the sysroot, come next: see docs/cells-plan.md.)
+//! build fails naming the symbol; the object is then linked once against
+//! the kernel's real addresses (so the entry, every relocation type and
+//! every range is checked as the loader will) and written as a cell file
+//! (`framekernel_logic::cellfile`) with the name, version and interface
+//! from the cell crate's `Cargo.toml`.
 #![forbid(unsafe_code)]
 
-use framekernel_logic::cellobj::{CellError, CellObject, SymbolPlace};
-use std::collections::BTreeSet;
+use framekernel_logic::cellfile::CellFile;
+use framekernel_logic::cellobj::{self, CellError, CellObject, SymbolPlace};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::Path;
 
 /// Why a cell does not fit the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +48,13 @@ pub fn undefined_symbols<'a>(cell: &CellObject<'a>) -> Result<Vec<&'a str>, Cell
     Ok(names.into_iter().collect())
 }
 
-/// The global and weak symbols an ELF file (the kernel) defines.
-pub fn defined_symbols(elf: &[u8]) -> Result<BTreeSet<String>, String> {
+/// The global and weak symbols an ELF file (the kernel) defines, with
+/// their addresses.
+pub fn defined_symbols(elf: &[u8]) -> Result<BTreeMap<String, u64>, String> {
     use xmas_elf::sections::{SectionData, ShType};
     use xmas_elf::symbol_table::{Binding, Entry};
     let file = xmas_elf::ElfFile::new(elf)?;
-    let mut names = BTreeSet::new();
+    let mut names = BTreeMap::new();
     for section in file.section_iter() {
         if section.get_type() != Ok(ShType::SymTab) {
             continue;
@@ -60,7 +66,7 @@ pub fn defined_symbols(elf: &[u8]) -> Result<BTreeSet<String>, String> {
                     && entry.shndx() != 0
                     && let Ok(name) = entry.get_name(&file)
                 {
-                    names.insert(name.to_string());
+                    names.insert(name.to_string(), entry.value());
                 }
             }
         }
@@ -78,6 +84,89 @@ pub fn check(cell: &[u8], kernel_defines: &dyn Fn(&str) -> bool) -> Result<usize
     let undefined = undefined_symbols(&object).map_err(CheckError::Cell)?;
     let missing: Vec<String> = undefined.iter().filter(|n| !kernel_defines(n)).map(|n| n.to_string()).collect();
     if missing.is_empty() { Ok(undefined.len()) } else { Err(CheckError::Unresolved(missing)) }
+}
+
+/// What a cell crate's manifest says about the cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// `[package.metadata.tessera-cell] name`.
+    pub name: String,
+    /// The package version (inherited from the workspace if so written).
+    pub version: String,
+    /// `[package.metadata.tessera-cell] interface`.
+    pub interface: String,
+}
+
+/// Reads `CRATE/Cargo.toml` (and the workspace's, for an inherited version).
+pub fn read_manifest(crate_dir: &Path) -> Result<Manifest, String> {
+    let read = |path: &Path| -> Result<toml::Table, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        text.parse::<toml::Table>().map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let path = crate_dir.join("Cargo.toml");
+    let manifest = read(&path)?;
+    let package = manifest.get("package").and_then(|p| p.as_table()).ok_or(format!("{}: no [package]", path.display()))?;
+    let meta = package
+        .get("metadata")
+        .and_then(|m| m.get("tessera-cell"))
+        .ok_or(format!("{}: no [package.metadata.tessera-cell] (name, interface)", path.display()))?;
+    let field = |key: &str| {
+        meta.get(key).and_then(|v| v.as_str()).map(str::to_string).ok_or(format!(
+            "{}: [package.metadata.tessera-cell] lacks {key}",
+            path.display()
+        ))
+    };
+    let version = match package.get("version") {
+        Some(toml::Value::String(v)) => v.clone(),
+        Some(toml::Value::Table(t)) if t.get("workspace").and_then(|w| w.as_bool()) == Some(true) => {
+            // Walk up to the workspace root.
+            let mut dir = crate_dir.canonicalize().map_err(|e| format!("{}: {e}", crate_dir.display()))?;
+            loop {
+                dir = dir.parent().ok_or("no workspace Cargo.toml above the cell crate")?.to_path_buf();
+                let candidate = dir.join("Cargo.toml");
+                if candidate.exists()
+                    && let Some(v) = read(&candidate)?.get("workspace").and_then(|w| w.get("package")).and_then(|p| p.get("version"))
+                {
+                    break v.as_str().ok_or("workspace version is not a string")?.to_string();
+                }
+            }
+        }
+        _ => return Err(format!("{}: no package version", path.display())),
+    };
+    Ok(Manifest { name: field("name")?, version, interface: field("interface")? })
+}
+
+/// Why a cell could not be packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackError {
+    /// Symbols or object defects (see [`CheckError`]).
+    Check(CheckError),
+    /// The object would not link at a cell address.
+    Link(String),
+    /// The manifest's fields do not fit a cell header.
+    Header(String),
+}
+
+impl fmt::Display for PackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PackError::Check(e) => write!(f, "{e}"),
+            PackError::Link(e) => write!(f, "cannot link: {e}"),
+            PackError::Header(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Checks `object` against the kernel's `symbols` (name → address), links
+/// it at the start of the cell area as the loader would, and returns the
+/// cell file.
+pub fn pack(manifest: &Manifest, object: &[u8], symbols: &BTreeMap<String, u64>) -> Result<Vec<u8>, PackError> {
+    check(object, &|name| symbols.contains_key(name)).map_err(PackError::Check)?;
+    let parsed = CellObject::parse(object).map_err(|e| PackError::Check(CheckError::Cell(e)))?;
+    let base = framekernel_logic::layout::CELLS_BASE;
+    cellobj::link(&parsed, base, &|name| symbols.get(name).copied()).map_err(|e| PackError::Link(e.to_string()))?;
+    CellFile::write(&manifest.name, &manifest.version, &manifest.interface, object)
+        .map_err(|e| PackError::Header(e.to_string()))
 }
 
 #[cfg(test)]
@@ -113,7 +202,45 @@ mod tests {
         // The cell object itself has a symbol table with one global definition.
         let cell = real_cell();
         let names = defined_symbols(&cell).unwrap();
-        assert!(names.contains("cell_entry"), "{names:?}");
+        assert!(names.contains_key("cell_entry"), "{names:?}");
         assert!(defined_symbols(b"not an elf file at all, just some bytes here").is_err());
+    }
+
+    #[test]
+    fn packs_a_cell_that_loads_and_refuses_one_that_would_not() {
+        let object = framekernel_logic::testcell::compile(
+            "#![no_std]\nextern crate alloc;\npub fn __tessera_cell_entry() -> alloc::boxed::Box<u64> { alloc::boxed::Box::new(7) }\n",
+        );
+        let parsed = CellObject::parse(&object).unwrap();
+        let base = framekernel_logic::layout::KERNEL_BASE + 0x10_0000;
+        let symbols: BTreeMap<String, u64> =
+            undefined_symbols(&parsed).unwrap().iter().enumerate().map(|(i, n)| (n.to_string(), base + i as u64 * 64)).collect();
+        let manifest = Manifest { name: "seven".into(), version: "0.1.0".into(), interface: "probe".into() };
+        let file = pack(&manifest, &object, &symbols).unwrap();
+        let cell = CellFile::parse(&file).unwrap();
+        assert_eq!((cell.name, cell.version, cell.interface, cell.object), ("seven", "0.1.0", "probe", &object[..]));
+        // A kernel out of reach of 32-bit relocations: refused at build time.
+        let far: BTreeMap<String, u64> = symbols.keys().map(|n| (n.clone(), 0x1000)).collect();
+        assert!(matches!(pack(&manifest, &object, &far), Err(PackError::Link(e)) if e.contains("relocation")));
+        // A missing symbol is named.
+        let mut fewer = symbols.clone();
+        let gone = fewer.keys().next().unwrap().clone();
+        fewer.remove(&gone);
+        assert!(pack(&manifest, &object, &fewer).unwrap_err().to_string().contains(&gone));
+        // A bad name.
+        let bad = Manifest { name: "Seven Up".into(), ..manifest.clone() };
+        assert!(matches!(pack(&bad, &object, &symbols), Err(PackError::Header(_))));
+        // No entry function.
+        let helper = framekernel_logic::testcell::compile("#![no_std]\npub fn helper(x: u64) -> u64 { x + 1 }\n");
+        assert!(pack(&manifest, &helper, &symbols).unwrap_err().to_string().contains("entry"));
+    }
+
+    #[test]
+    fn reads_the_probe_cells_manifest() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../components/cells/probe");
+        let m = read_manifest(&dir).unwrap();
+        assert_eq!((m.name.as_str(), m.interface.as_str()), ("probe", "probe"));
+        assert_eq!(m.version, env!("CARGO_PKG_VERSION"));
+        assert!(read_manifest(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_err().contains("tessera-cell"));
     }
 }

@@ -1,41 +1,54 @@
 //! `tessera-cellpack check CELL.o KERNEL.elf`: fails, naming them, when the
 //! cell needs symbols the kernel does not define.
+//! `tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell`: checks as
+//! above, links the cell once against the kernel's addresses, and writes
+//! the cell file with the crate's name, version and interface.
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let [_, command, cell, kernel] = args.as_slice() else {
-        eprintln!("usage: tessera-cellpack check CELL.o KERNEL.elf");
-        return ExitCode::from(2);
-    };
-    if command != "check" {
-        eprintln!("tessera-cellpack: unknown command {command}");
-        return ExitCode::from(2);
+const USAGE: &str = "usage: tessera-cellpack check CELL.o KERNEL.elf\n       tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell";
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{path}: {e}"))
+}
+
+fn run(args: &[String]) -> Result<String, String> {
+    match args {
+        [command, cell, kernel] if command == "check" => {
+            let (cell_bytes, kernel_bytes) = (read(cell)?, read(kernel)?);
+            let defined = tessera_cellpack::defined_symbols(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
+            let count = tessera_cellpack::check(&cell_bytes, &|name| defined.contains_key(name)).map_err(|e| format!("{cell}: {e}"))?;
+            Ok(format!("{cell}: {count} undefined symbol(s), all defined by {kernel}"))
+        }
+        [command, crate_dir, cell, kernel, out] if command == "pack" => {
+            let manifest = tessera_cellpack::read_manifest(Path::new(crate_dir))?;
+            let (cell_bytes, kernel_bytes) = (read(cell)?, read(kernel)?);
+            let defined = tessera_cellpack::defined_symbols(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
+            let file = tessera_cellpack::pack(&manifest, &cell_bytes, &defined).map_err(|e| format!("{cell}: {e}"))?;
+            std::fs::write(out, &file).map_err(|e| format!("{out}: {e}"))?;
+            Ok(format!(
+                "{out}: cell {} {} ({} interface), {} bytes",
+                manifest.name,
+                manifest.version,
+                manifest.interface,
+                file.len()
+            ))
+        }
+        _ => Err(USAGE.into()),
     }
-    let read = |path: &str| std::fs::read(path).map_err(|e| format!("{path}: {e}"));
-    let (cell_bytes, kernel_bytes) = match (read(cell), read(kernel)) {
-        (Ok(c), Ok(k)) => (c, k),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("tessera-cellpack: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let defined = match tessera_cellpack::defined_symbols(&kernel_bytes) {
-        Ok(names) => names,
-        Err(e) => {
-            eprintln!("tessera-cellpack: {kernel}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match tessera_cellpack::check(&cell_bytes, &|name| defined.contains(name)) {
-        Ok(count) => {
-            println!("{cell}: {count} undefined symbol(s), all defined by {kernel}");
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(report) => {
+            println!("{report}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tessera-cellpack: {cell}: {e}");
+            eprintln!("tessera-cellpack: {e}");
             ExitCode::FAILURE
         }
     }
