@@ -98,6 +98,20 @@ pub fn spurious_count() -> u64 {
 
 /// Called from the trap dispatcher for vectors 32..48.
 pub(crate) fn dispatch(line: u8) {
+    DEPTH.fetch_add(1, Ordering::Relaxed);
+    dispatch_line(line);
+    DEPTH.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Interrupt handlers running (nested) on this CPU.
+static DEPTH: AtomicU64 = AtomicU64::new(0);
+
+/// How many interrupt handlers are running (0 outside interrupts).
+pub(crate) fn depth() -> u64 {
+    DEPTH.load(Ordering::Relaxed)
+}
+
+fn dispatch_line(line: u8) {
     if pic::is_spurious(line) {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);
         if line == 15 {

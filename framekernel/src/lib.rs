@@ -16,6 +16,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod boot;
+pub mod cell;
 pub mod console;
 pub mod debug;
 pub mod io;

@@ -10,6 +10,8 @@ static PANICKING: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
+    // A panic inside a cell call becomes that call's error (does not return).
+    crate::cell::contain_panic(info);
     x86_64::instructions::interrupts::disable();
     if PANICKING.swap(true, Ordering::SeqCst) {
         out(format_args!("\n!!! panic while panicking: {}\n", info.message()));

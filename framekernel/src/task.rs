@@ -34,6 +34,9 @@ pub struct Task {
     stack: Option<MappedArea>,
     entry: SpinLock<Option<Entry>>,
     state: AtomicU8,
+    /// The task's innermost cell-call record while it is switched out
+    /// (`cell::INNERMOST` holds the running task's).
+    cell_record: AtomicU64,
 }
 
 // SAFETY: `saved_rsp` is the only non-Sync field; it is read and written
@@ -130,6 +133,7 @@ pub fn current() -> Arc<Task> {
                 stack: None,
                 entry: SpinLock::new(None),
                 state: AtomicU8::new(LIVE),
+                cell_record: AtomicU64::new(0),
             })
         })
         .clone()
@@ -189,6 +193,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
         stack: Some(stack),
         entry: SpinLock::new(Some(Box::new(f))),
         state: AtomicU8::new(NEW),
+        cell_record: AtomicU64::new(0),
     }))
 }
 
@@ -227,6 +232,8 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         // (or by `spawn`).
         let load = unsafe { *next.saved_rsp.get() };
         next.state.compare_exchange(NEW, LIVE, Ordering::AcqRel, Ordering::Acquire).ok();
+        me.cell_record.store(crate::cell::INNERMOST.load(Ordering::Relaxed), Ordering::Relaxed);
+        crate::cell::INNERMOST.store(next.cell_record.load(Ordering::Relaxed), Ordering::Relaxed);
         *STACK_BOUNDS.lock() = stack_bounds(&next);
         *CURRENT.lock() = Some(next);
         *PREVIOUS.lock() = Some(me);

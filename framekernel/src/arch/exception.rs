@@ -70,6 +70,11 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
         frame.rip = resume; // a bad user pointer: the copy returns a fault
         return;
     }
+    if frame.cs & 3 == 0 && !matches!(frame.vector, 2 | 18) {
+        // Inside a cell call this resumes the call's continuation.
+        let cr2 = if frame.vector == 14 { x86_64::registers::control::Cr2::read_raw() } else { 0 };
+        crate::cell::contain_exception(frame.vector, frame.rip, cr2);
+    }
     report(frame);
     super::qemu::exit(super::qemu::ExitCode::Failure);
 }

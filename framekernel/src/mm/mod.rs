@@ -13,6 +13,7 @@ pub(crate) mod frames;
 mod heap;
 mod kmap;
 mod paging;
+pub(crate) mod cellmap;
 mod vm;
 pub(crate) mod phys;
 

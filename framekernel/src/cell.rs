@@ -1,0 +1,452 @@
+//! Cells: components loaded at run time from `*.cell` files, and the
+//! boundary every call into a cell crosses.
+//!
+//! [`load`] checks the file (`logic::cellfile`), links the object for a
+//! range of the cell area against the kernel's symbols (`logic::cellobj`),
+//! and maps it W^X. [`LoadedCell::instantiate`] runs the cell's entry
+//! function (made by `tessera_cell_api::cell_entry!`), which returns the
+//! cell's one exported object; [`Instance::downcast`] checks its type
+//! (a `TypeId` comparison, so a cell offering another interface than the
+//! caller expects is refused) and [`Instance::call`] calls it.
+//!
+//! Fault containment: every call into a cell records a continuation (the
+//! callee-saved registers, stack pointer, flags and return address) before
+//! it enters the cell. A panic, or a CPU exception in kernel mode, while
+//! that record is the current task's innermost one resumes at the
+//! continuation: the call returns [`Fault`] instead of stopping the
+//! kernel. The abandoned frames' destructors do not run (like a `longjmp`):
+//! what they owned leaks, and locks they held stay held, so the caller
+//! must not use the instance again — the supervisor drops it and starts a
+//! fresh one. Interface design keeps this safe: cells get their state only
+//! through their instance, and return plain data.
+
+use crate::mm::MapError;
+use crate::mm::cellmap::{self, CellMapping, Rights};
+use crate::sync::SpinLock;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::any::Any;
+use core::fmt;
+use core::mem::ManuallyDrop;
+use core::sync::atomic::{AtomicU64, Ordering};
+use framekernel_logic::cellfile::{CellFile, FileError};
+use framekernel_logic::cellobj::{self, CellObject, LinkError};
+
+/// What a cell's entry function returns.
+pub type Export = Box<dyn Any + Send + Sync>;
+
+/// Why a cell was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The file is not a well-formed cell file.
+    File(FileError),
+    /// The object could not be linked (malformed, unresolved symbol, ...).
+    Link(LinkError),
+    /// The kernel's symbol table was not loaded.
+    NoKernelSymbols,
+    /// No room or memory to map it.
+    Map(MapError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::File(e) => write!(f, "{e}"),
+            LoadError::Link(e) => write!(f, "{e}"),
+            LoadError::NoKernelSymbols => f.write_str("the kernel's symbol table is not loaded; cells cannot be linked"),
+            LoadError::Map(e) => write!(f, "cannot map the cell: {e}"),
+        }
+    }
+}
+
+/// A cell mapped and linked, ready to instantiate. The code stays mapped
+/// as long as this (or an [`Instance`] made from it) lives.
+pub struct LoadedCell {
+    name: String,
+    version: String,
+    interface: String,
+    mapping: CellMapping,
+    entry: u64,
+    text: (u64, u64),
+    imports: usize,
+    relocations: usize,
+}
+
+impl fmt::Debug for LoadedCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LoadedCell({} {} at {:#x})", self.name, self.version, self.base())
+    }
+}
+
+/// Loads the cell file `file`.
+pub fn load(file: &[u8]) -> Result<Arc<LoadedCell>, LoadError> {
+    let cell = CellFile::parse(file).map_err(LoadError::File)?;
+    let object = CellObject::parse(cell.object).map_err(|e| LoadError::Link(LinkError::Object(e)))?;
+    let size = cellobj::image_size(&object).map_err(LoadError::Link)?;
+    if !crate::symbols::available() {
+        return Err(LoadError::NoKernelSymbols);
+    }
+    let base = cellmap::reserve(size).map_err(LoadError::Map)?;
+    let image = match cellobj::link(&object, base, &crate::symbols::address_of) {
+        Ok(image) => image,
+        Err(e) => {
+            cellmap::release(base, size);
+            return Err(LoadError::Link(e));
+        }
+    };
+    let parts = [
+        (image.text, Rights::Execute),
+        (image.rodata, Rights::ReadOnly),
+        (image.data, Rights::ReadWrite),
+        (image.got, Rights::ReadOnly),
+    ];
+    // On failure the partial mapping drops, which unmaps and releases it.
+    let mapping = CellMapping::map(base, &image.bytes, &parts).map_err(LoadError::Map)?;
+    Ok(Arc::new(LoadedCell {
+        name: cell.name.into(),
+        version: cell.version.into(),
+        interface: cell.interface.into(),
+        mapping,
+        entry: base + image.entry,
+        text: (base + image.text.0, base + image.text.1),
+        imports: image.imports,
+        relocations: image.relocations,
+    }))
+}
+
+impl LoadedCell {
+    /// The cell's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The interface it says it offers.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// Load address.
+    pub fn base(&self) -> u64 {
+        self.mapping.base()
+    }
+
+    /// Bytes of memory its image occupies.
+    pub fn size(&self) -> u64 {
+        self.mapping.bytes()
+    }
+
+    /// Kernel symbols it uses, and relocations applied when it was linked.
+    pub fn link_figures(&self) -> (usize, usize) {
+        (self.imports, self.relocations)
+    }
+
+    /// True when `address` is in this cell's code.
+    pub fn contains_code(&self, address: u64) -> bool {
+        (self.text.0..self.text.1).contains(&address)
+    }
+
+    /// Runs the cell's entry function (inside the boundary) and returns its
+    /// exported object, which keeps the code mapped while it lives.
+    pub fn instantiate(self: &Arc<Self>) -> Result<Instance<dyn Any + Send + Sync>, Fault> {
+        // SAFETY: `entry` is the address of the cell's `__tessera_cell_entry`
+        // function, found by its mangled name in the cell's own symbol table
+        // and linked at this address. Only `cell_entry!` defines a function
+        // of that name, with exactly this signature (`fn() -> Export`); the
+        // code stays mapped while `self` lives, which outlasts the call.
+        let entry: fn() -> Export = unsafe { core::mem::transmute::<usize, fn() -> Export>(self.entry as usize) };
+        let object = enter(entry)?;
+        Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()) })
+    }
+}
+
+/// An object a cell exported, kept together with the cell's code.
+pub struct Instance<T: ?Sized + 'static> {
+    object: ManuallyDrop<Box<T>>,
+    cell: ManuallyDrop<Arc<LoadedCell>>,
+}
+
+impl Instance<dyn Any + Send + Sync> {
+    /// The object as a `T` (the interface the caller expects), or the
+    /// instance back when the cell exported something else.
+    pub fn downcast<T: Any + Send + Sync>(mut self) -> Result<Instance<T>, Self> {
+        if !self.object.is::<T>() {
+            return Err(self);
+        }
+        // SAFETY: `self` is forgotten right after, so both fields are moved
+        // out exactly once and never used again.
+        let (object, cell) = unsafe { (ManuallyDrop::take(&mut self.object), ManuallyDrop::take(&mut self.cell)) };
+        core::mem::forget(self);
+        let cell = ManuallyDrop::new(cell);
+        match object.downcast::<T>() {
+            Ok(object) => Ok(Instance { object: ManuallyDrop::new(object), cell }),
+            // `is` said yes; keep the object rather than lose it.
+            Err(object) => Err(Instance { object: ManuallyDrop::new(object), cell }),
+        }
+    }
+}
+
+impl<T: ?Sized + 'static> Instance<T> {
+    /// Calls into the object through the boundary: a panic or CPU fault in
+    /// the cell returns `Err` and the instance must then be dropped.
+    pub fn call<R: 'static>(&self, f: impl FnOnce(&T) -> R) -> Result<R, Fault> {
+        let object: &T = &self.object;
+        enter(|| f(object))
+    }
+
+    /// The cell this object came from.
+    pub fn cell(&self) -> &Arc<LoadedCell> {
+        &self.cell
+    }
+
+    /// Gives up the object without running its destructor (after a fault,
+    /// when its state may be inconsistent); its memory leaks.
+    pub fn abandon(mut self) {
+        // SAFETY: `self` is forgotten right after, so both fields are moved
+        // out exactly once and never used again.
+        let (object, cell) = unsafe { (ManuallyDrop::take(&mut self.object), ManuallyDrop::take(&mut self.cell)) };
+        core::mem::forget(self);
+        core::mem::forget(object);
+        drop(cell);
+    }
+}
+
+impl<T: ?Sized + 'static> Drop for Instance<T> {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here; the field is not used afterwards.
+        let object = unsafe { ManuallyDrop::take(&mut self.object) };
+        // The destructor is cell code: run it inside the boundary. If it
+        // faults, what it had not freed leaks. The code is unmapped only
+        // after this, when `self.cell` drops.
+        let _ = enter(move || drop(object));
+        // SAFETY: taken once, here, after the object is gone.
+        drop(unsafe { ManuallyDrop::take(&mut self.cell) });
+    }
+}
+
+/// How a call into a cell failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// What happened.
+    pub kind: FaultKind,
+    /// The panic message (truncated), or a description of the exception.
+    pub message: String,
+}
+
+/// The kind of a [`Fault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The cell panicked.
+    Panic,
+    /// A CPU exception (`vector`) at `rip`.
+    Exception { vector: u64, rip: u64 },
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FaultKind::Panic => write!(f, "panicked: {}", self.message),
+            FaultKind::Exception { vector, rip } => {
+                let (name, _) = crate::arch::exception::name(vector);
+                write!(f, "CPU exception {name} (vector {vector}) at {rip:#x}: {}", self.message)
+            }
+        }
+    }
+}
+
+/// A continuation, on the stack of the task that entered the cell.
+#[repr(C)]
+struct Record {
+    /// Stack pointer after `tessera_cell_call` saved the registers.
+    rsp: u64,
+    /// The enclosing record of this task (0 for none).
+    prev: u64,
+    /// Interrupt nesting when the call began: an interrupt handler that
+    /// faults while a cell call is interrupted is not that call's fault.
+    irq_depth: u64,
+}
+
+/// The running task's innermost record (0: not inside a cell). Saved and
+/// restored per task by `task::switch_to`.
+pub(crate) static INNERMOST: AtomicU64 = AtomicU64::new(0);
+
+/// What the fault handlers recorded for `enter` to report.
+struct Pending {
+    kind: FaultKind,
+    message: [u8; 240],
+    len: usize,
+}
+
+static PENDING: SpinLock<Pending> = SpinLock::new(Pending { kind: FaultKind::Panic, message: [0; 240], len: 0 });
+
+/// Contained faults since boot.
+static FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Faults contained at cell boundaries since boot.
+pub fn fault_count() -> u64 {
+    FAULTS.load(Ordering::Relaxed)
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.cellcall, "ax"
+    .global tessera_cell_call
+tessera_cell_call:                 /* rdi = &mut rsp slot, rsi = fn(data), rdx = data; 0 = returned */
+    pushfq
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rdx, %rdi
+    callq *%rsi
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    addq $8, %rsp                  /* the entry flags are for the fault path only */
+    xorl %eax, %eax
+    retq
+
+    .global tessera_cell_resume
+tessera_cell_resume:               /* rdi = saved rsp; returns 1 from tessera_cell_call */
+    movq %rdi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    popfq                          /* interrupt flag as it was at entry */
+    movl $1, %eax
+    retq
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn tessera_cell_call(slot: *mut u64, f: extern "C" fn(*mut u8), data: *mut u8) -> u64;
+    fn tessera_cell_resume(rsp: u64) -> !;
+}
+
+struct Call<F, R> {
+    f: Option<F>,
+    out: Option<R>,
+}
+
+extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
+    // SAFETY: `data` is the `&mut Call<F, R>` that `enter` passed, alive
+    // and not otherwise borrowed for the duration of the call.
+    let call = unsafe { &mut *data.cast::<Call<F, R>>() };
+    if let Some(f) = call.f.take() {
+        call.out = Some(f());
+    }
+}
+
+/// Runs `f` inside a cell boundary: a panic or kernel-mode CPU exception
+/// while it runs (on this task, not in a nested interrupt) returns `Err`.
+pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
+    let mut call = Call { f: Some(f), out: None };
+    let mut record = Record { rsp: 0, prev: INNERMOST.load(Ordering::Relaxed), irq_depth: crate::irq::depth() };
+    let record_ptr: *mut Record = &mut record;
+    INNERMOST.store(record_ptr as u64, Ordering::Relaxed);
+    // SAFETY: the slot is `record.rsp`, alive for the call; the trampoline
+    // matches `call`'s type. If the call faults, a handler resumes through
+    // `tessera_cell_resume` with the registers and stack `tessera_cell_call`
+    // saved, which are this frame's: execution continues here with 1.
+    let faulted = unsafe {
+        tessera_cell_call(&raw mut (*record_ptr).rsp, trampoline::<F, R>, (&raw mut call).cast::<u8>())
+    };
+    // SAFETY: `record` is this frame's local and no longer reachable from
+    // INNERMOST after the store below.
+    INNERMOST.store(unsafe { (*record_ptr).prev }, Ordering::Relaxed);
+    match (faulted, call.out) {
+        (0, Some(out)) => Ok(out),
+        _ => {
+            FAULTS.fetch_add(1, Ordering::Relaxed);
+            let pending = PENDING.lock();
+            let message = core::str::from_utf8(pending.message.get(..pending.len).unwrap_or(&[])).unwrap_or("");
+            // The closure (and whatever it owned) was consumed or abandoned.
+            core::mem::forget(call.f);
+            Err(Fault { kind: pending.kind, message: message.into() })
+        }
+    }
+}
+
+/// Writes into a fixed buffer, cutting what does not fit.
+struct Truncating<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for Truncating<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The innermost record, if a fault now belongs to a cell call.
+fn containing_record() -> Option<u64> {
+    let record = INNERMOST.load(Ordering::Relaxed);
+    if record == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero INNERMOST points to a `Record` in the frame of an
+    // `enter` call of the running task that has not returned yet (it resets
+    // INNERMOST before returning, and task switches swap it per task).
+    let depth = unsafe { (*(record as *const Record)).irq_depth };
+    (depth == crate::irq::depth()).then_some(record)
+}
+
+fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) -> ! {
+    if let Some(mut pending) = PENDING.try_lock() {
+        pending.kind = kind;
+        let mut w = Truncating { buf: &mut pending.message, len: 0 };
+        let _ = fmt::write(&mut w, message);
+        pending.len = w.len;
+    }
+    // SAFETY: as in `containing_record`; the saved stack pointer belongs to
+    // the live `tessera_cell_call` frame below that `enter`, which is on
+    // this stack above the current frame, so jumping there abandons only
+    // frames of the faulting call.
+    unsafe { tessera_cell_resume((*(record as *const Record)).rsp) }
+}
+
+/// Called first by the panic handler: a panic inside a cell call resumes
+/// that call's continuation; otherwise returns.
+pub(crate) fn contain_panic(info: &core::panic::PanicInfo<'_>) {
+    if let Some(record) = containing_record() {
+        match info.location() {
+            Some(at) => resume(record, FaultKind::Panic, format_args!("{} at {}:{}", info.message(), at.file(), at.line())),
+            None => resume(record, FaultKind::Panic, format_args!("{}", info.message())),
+        }
+    }
+}
+
+/// Called by the exception handler for kernel-mode exceptions: one inside
+/// a cell call resumes that call's continuation; otherwise returns.
+pub(crate) fn contain_exception(vector: u64, rip: u64, cr2: u64) {
+    if let Some(record) = containing_record() {
+        let (name, _) = crate::arch::exception::name(vector);
+        let kind = FaultKind::Exception { vector, rip };
+        match vector {
+            14 => resume(record, kind, format_args!("{name} accessing {cr2:#x}")),
+            _ => resume(record, kind, format_args!("{name}")),
+        }
+    }
+}
