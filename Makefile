@@ -35,7 +35,7 @@ QEMU_CONSOLE := -display none -serial mon:stdio
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build cells exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
 
 all: iso
 
@@ -59,6 +59,26 @@ $(DEPS_STAMP): Makefile rust-toolchain.toml
 # --- build ------------------------------------------------------------------
 build: deps
 	@$(CARGO) build -q -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
+
+# Cells: each crate components/cells/NAME (package tessera-cell-NAME) is
+# compiled to one ELF relocatable object with the kernel's toolchain, target,
+# flags and profile, then checked and packed against the kernel just built
+# (every undefined symbol must be a kernel symbol, or the build fails naming
+# it). The files go to /lib/cells in the boot archive.
+CELLS := $(notdir $(wildcard components/cells/*))
+CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS))
+CELLPACK := target/release/tessera-cellpack
+
+$(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
+	@$(CARGO) build -q --release -p tessera-cellpack
+
+cells: $(CELL_FILES)
+
+$(BUILD)/cells/%.cell: build $(CELLPACK)
+	@mkdir -p $(BUILD)/cells $(BUILD)/cell-objects
+	@$(CARGO) rustc -q -p tessera-cell-$* --target $(TARGET) --profile $(PROFILE) -- \
+		--emit=obj=$(abspath $(BUILD)/cell-objects/$*.o) -C codegen-units=1
+	@$(CELLPACK) pack components/cells/$* $(BUILD)/cell-objects/$*.o $(KERNEL) $@ >/dev/null
 
 # One static-pie build (ET_DYN without an interpreter), loaded at the PIE base.
 $(BUILD)/userspace/bin/pie/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
@@ -110,8 +130,8 @@ $(ROOTFS)/.made: userspace/rootfs/make-rootfs.sh $(shell find userspace/rootfs/e
 
 # The boot archive: the root file system, the kernel ELF (for symbols) and,
 # under /opt/tessera, the test programs, benchmarks and test data.
-$(INITRD): build $(MKINITRD) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(ROOTFS)/.made
-	$(MKINITRD) $@ =$(ROOTFS) boot/tessera.elf=$(KERNEL) opt/tessera/bin=$(BUILD)/userspace/bin \
+$(INITRD): build $(MKINITRD) $(CELL_FILES) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(ROOTFS)/.made
+	$(MKINITRD) $@ =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells opt/tessera/bin=$(BUILD)/userspace/bin \
 		opt/tessera/bench=$(BUILD)/userspace/bench opt/tessera/testdata=$(TESTDATA)
 
 iso: $(ISO)
@@ -139,10 +159,10 @@ run-fast: $(INITRD)
 # exit status as make's. MEM must hold the boot archive twice (module and
 # root file system).
 EXEC_INITRD := $(BUILD)/exec.cpio
-exec: build $(MKINITRD) $(ROOTFS)/.made
+exec: build $(MKINITRD) $(CELL_FILES) $(ROOTFS)/.made
 	@test -n "$(SCRIPT)" || { echo "usage: make exec SCRIPT=path/to/script.sh [OVERLAY=dir] [MEM=size]" >&2; exit 2; }
 	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
-	@$(MKINITRD) $(EXEC_INITRD) =$(ROOTFS) boot/tessera.elf=$(KERNEL) $(if $(OVERLAY),=$(OVERLAY)) \
+	@$(MKINITRD) $(EXEC_INITRD) =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells $(if $(OVERLAY),=$(OVERLAY)) \
 		etc/tessera-exec.sh=$(SCRIPT)
 	@sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
@@ -158,7 +178,7 @@ test: deps lint
 		$(BUILD)/test.log
 
 lint: deps
-	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel --target $(TARGET) --profile $(PROFILE) -- -D warnings
+	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod cells;
 mod monitor;
 mod programs;
 
@@ -57,6 +58,7 @@ fn main(boot: &'static BootContext) -> ! {
         None => println!("root file system: no boot archive; programs cannot run"),
     }
     drop(archive);
+    cells::load_boot_cells(false);
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
         match Fault::from_name(name) {
@@ -75,7 +77,8 @@ fn main(boot: &'static BootContext) -> ! {
         }
     }
     if cmdline.flag("tessera.selftest") {
-        let tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
+        let mut tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
+        tests.extend(cells::selftests());
         let summary = selftest::run(&tests);
         framekernel::exit(if summary.failed == 0 && summary.passed > 0 { ExitCode::Success } else { ExitCode::Failure });
     }
@@ -114,6 +117,7 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
         (None, cpio) => cpio.map(|cpio| tessera_linux::fs::boot_root(cpio, limit, tessera_linux::fs::now)),
     };
     drop(archive);
+    cells::load_boot_cells(true);
     let status = match root {
         Some(root) => {
             match root {

@@ -59,6 +59,17 @@ fn self_tests_pass() {
     assert!(!output.contains("FAILED"), "a self-test failed:\n{output}");
     assert!(passed >= 10, "only {passed} self-tests reported ok:\n{output}");
     assert!(output.contains(&format!("selftest: {passed} passed, 0 failed")), "no summary line:\n{output}");
+    // The cell self-tests ran on the probe cell from the boot archive.
+    for test in [
+        "cell_calls_and_state",
+        "cell_faults_contained_and_restarted",
+        "cell_repeated_faults_hold",
+        "cell_swap_replaces_and_retires",
+        "cell_unload_gives_memory_back",
+    ] {
+        assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
+    }
+    assert!(output.contains("cells: probe 0.1.0 (probe) loaded from /lib/cells/probe.cell"), "{output}");
     assert_eq!(exit, Exit::Success, "{output}");
 }
 

@@ -45,6 +45,28 @@ pub fn vfs() -> Result<&'static Vfs, Errno> {
     VFS.get().ok_or(Errno::ENOENT)
 }
 
+/// The contents of the regular file at absolute `path` (a copy-on-write
+/// snapshot: later writes to the file do not change it).
+pub fn read_file(path: &str) -> Result<Arc<alloc::vec::Vec<u8>>, Errno> {
+    let vfs = vfs()?;
+    let location = vfs.resolve(&vfs.root(), path, true)?;
+    match location.node().metadata().kind {
+        FileType::Regular => Ok(location.node().snapshot()?),
+        FileType::Directory => Err(Errno::EISDIR),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// The names in the directory at absolute `path`, sorted.
+pub fn list_dir(path: &str) -> Result<alloc::vec::Vec<String>, Errno> {
+    let vfs = vfs()?;
+    let location = vfs.resolve(&vfs.root(), path, true)?;
+    let mut names: alloc::vec::Vec<String> = location.node().entries()?.into_iter().map(|e| e.name).collect();
+    names.retain(|n| n != "." && n != "..");
+    names.sort();
+    Ok(names)
+}
+
 /// The contents of the program at `path` (from `cwd`) and its absolute
 /// path, checking that it is an executable regular file.
 pub fn open_executable(cwd: &Location, path: &[u8]) -> Result<(Arc<alloc::vec::Vec<u8>>, String), Errno> {

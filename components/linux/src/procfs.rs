@@ -45,6 +45,7 @@ enum FileKind {
     Filesystems,
     Stat,
     Cmdline,
+    Cells,
     PidStat(u32),
     PidStatus(u32),
     PidMaps(u32),
@@ -64,7 +65,7 @@ struct Dir(DirKind);
 struct File(FileKind);
 struct Link(LinkKind);
 
-const ROOT_FILES: [(&str, FileKind); 9] = [
+const ROOT_FILES: [(&str, FileKind); 10] = [
     ("meminfo", FileKind::Meminfo),
     ("uptime", FileKind::Uptime),
     ("version", FileKind::Version),
@@ -74,6 +75,7 @@ const ROOT_FILES: [(&str, FileKind); 9] = [
     ("filesystems", FileKind::Filesystems),
     ("stat", FileKind::Stat),
     ("cmdline", FileKind::Cmdline),
+    ("cells", FileKind::Cells),
 ];
 
 fn meta(ino: u64, kind: FileType, perm: u32, size: u64) -> Metadata {
@@ -160,6 +162,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             let procs = process::all().len();
             format!("0.00 0.00 0.00 1/{procs} {}\n", procs)
         }
+        FileKind::Cells => tessera_live_update::registry::proc_cells(),
         FileKind::Filesystems => "nodev\ttmpfs\nnodev\tproc\nnodev\tsysfs\nnodev\tdevpts\n".to_string(),
         FileKind::Stat => {
             let ticks = uptime_ns / 10_000_000;

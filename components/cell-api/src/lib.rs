@@ -1,0 +1,72 @@
+//! The contract between the kernel and its cells.
+//!
+//! A cell is a crate built as an ELF relocatable object and loaded at run
+//! time (see `docs/architecture.md`, "Cells"). It declares its entry with
+//! [`cell_entry!`]; the entry returns the cell's one exported object, boxed
+//! as [`Export`]. The kernel checks that object's type against the
+//! interface the slot expects (a `TypeId` comparison), so the kernel never
+//! links against a cell's own symbols and a cell offering the wrong
+//! interface is refused.
+//!
+//! Interfaces are traits defined here. Their methods take and return plain
+//! data (integers, byte slices, owned `String`/`Vec`), never references into
+//! the cell, trait objects or function pointers: anything a cell returns
+//! must stay valid after the cell's code is unmapped.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+#[doc(hidden)]
+pub use alloc::boxed::Box;
+
+/// What a cell's entry function returns.
+pub type Export = Box<dyn core::any::Any + Send + Sync>;
+
+/// Declares the cell's entry: `cell_entry!(make)` where `make` is a
+/// function (or closure) returning the exported object, for example a
+/// `Box<dyn probe::Probe>`. Invoke it once, at the crate root.
+#[macro_export]
+macro_rules! cell_entry {
+    ($make:expr) => {
+        /// The cell's entry, found by the loader by this name.
+        pub fn __tessera_cell_entry() -> $crate::Export {
+            $crate::Box::new(($make)())
+        }
+    };
+}
+
+pub mod probe {
+    //! A cell that exercises the boundary: the kernel's self-test loads it,
+    //! calls it and makes it fail in each way a cell can.
+    use alloc::boxed::Box;
+    use alloc::string::String;
+
+    /// How [`Probe::fail`] fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Failure {
+        /// `panic!` with a message.
+        Panic,
+        /// A slice index out of bounds (a panic from `core`).
+        OutOfBounds,
+        /// A page fault in kernel code the cell called.
+        PageFault,
+        /// An invalid instruction in kernel code the cell called.
+        InvalidOpcode,
+    }
+
+    /// The probe interface.
+    pub trait Probe: Send + Sync {
+        /// Sum of `0..n` computed through a heap vector.
+        fn sum_to(&self, n: u64) -> u64;
+        /// A formatted description of `n` (uses `core::fmt`).
+        fn describe(&self, n: u64) -> String;
+        /// Calls answered by this instance so far.
+        fn calls(&self) -> u64;
+        /// Fails as asked; returns only if the failure did not happen.
+        fn fail(&self, how: Failure) -> u64;
+    }
+
+    /// What a probe cell exports.
+    pub type Export = Box<dyn Probe>;
+}

@@ -1,0 +1,193 @@
+//! Cells at boot: every `/lib/cells/*.cell` of the root file system is
+//! loaded and registered; slots then take the ones they need. Also the
+//! self-tests that exercise the loader, the boundary and the slots with
+//! the probe cell.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use framekernel::cell::FaultKind;
+use framekernel::selftest::SelfTest;
+use framekernel::{ensure, println};
+use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
+use tessera_cell_api::probe::{self, Failure};
+use tessera_live_update::{AnySlot, CellEntry, CellState, Slot, SlotError, registry};
+
+/// Where cell files live in the root file system.
+pub const CELL_DIR: &str = "/lib/cells";
+
+/// Loads every cell file in [`CELL_DIR`]; reports each unless `quiet`.
+pub fn load_boot_cells(quiet: bool) -> Vec<Arc<CellEntry>> {
+    let mut loaded = Vec::new();
+    let names = match tessera_linux::fs::list_dir(CELL_DIR) {
+        Ok(names) => names,
+        Err(_) => {
+            if !quiet {
+                println!("cells: no {CELL_DIR}; no cells loaded");
+            }
+            return loaded;
+        }
+    };
+    for name in names.iter().filter(|n| n.ends_with(".cell")) {
+        let path = format!("{CELL_DIR}/{name}");
+        let result = tessera_linux::fs::read_file(&path)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|bytes| registry::load(&bytes).map_err(|e| format!("{e}")));
+        match result {
+            Ok(entry) => {
+                if !quiet {
+                    let code = entry.code();
+                    let (imports, relocations) = code.as_ref().map_or((0, 0), |c| c.link_figures());
+                    println!(
+                        "cells: {} {} ({}) loaded from {path} at {:#x}: {} KiB, {imports} kernel symbols, {relocations} relocations, {} us",
+                        entry.name(),
+                        entry.version(),
+                        entry.interface(),
+                        code.as_ref().map_or(0, |c| c.base()),
+                        code.as_ref().map_or(0, |c| c.size() / 1024),
+                        entry.load_ns / 1000
+                    );
+                }
+                loaded.push(entry);
+            }
+            Err(why) => println!("cells: {path} refused: {why}"),
+        }
+    }
+    loaded
+}
+
+type ProbeSlot = Slot<probe::Export>;
+
+fn probe_file() -> Result<Arc<Vec<u8>>, String> {
+    tessera_linux::fs::read_file(&format!("{CELL_DIR}/probe.cell")).map_err(|e| format!("no {CELL_DIR}/probe.cell: {e:?}"))
+}
+
+fn probe_slot(name: &str) -> Result<Arc<ProbeSlot>, String> {
+    let entry = registry::load(&probe_file()?).map_err(|e| format!("loading the probe: {e}"))?;
+    let slot = ProbeSlot::new(name, "probe");
+    slot.install(entry).map_err(|e| format!("starting the probe: {e}"))?;
+    Ok(slot)
+}
+
+fn calls_and_state() -> Result<(), String> {
+    let slot = probe_slot("probe-calls")?;
+    ensure!(slot.call(false, |p| p.sum_to(100)) == Ok(4950), "sum_to(100) through the cell");
+    let text = slot.call(false, |p| p.describe(255)).map_err(|e| format!("{e}"))?;
+    ensure!(text == "probe cell: 255 is 0xff, 2 calls so far", "describe gave {text:?}");
+    ensure!(slot.call(false, |p| p.calls()) == Ok(2), "the instance keeps its state between calls");
+    let entry = slot.cell().ok_or("no cell in the slot")?;
+    ensure!(entry.state() == CellState::Active, "state {:?}", entry.state());
+    let code = entry.code().ok_or("code not mapped")?;
+    ensure!(code.contains_code(code.base()), "text starts at the base");
+    Ok(())
+}
+
+fn expect_fault(slot: &ProbeSlot, how: Failure, kind: fn(FaultKind) -> bool, text: &str) -> Result<(), String> {
+    match slot.call(false, |p| p.fail(how)) {
+        Err(SlotError::Fault(fault)) => {
+            ensure!(kind(fault.kind), "{how:?}: wrong kind {:?}", fault.kind);
+            ensure!(fault.message.contains(text), "{how:?}: message {:?} lacks {text:?}", fault.message);
+            Ok(())
+        }
+        other => Err(format!("{how:?}: expected a contained fault, got {other:?}")),
+    }
+}
+
+fn faults_are_contained_and_restarted() -> Result<(), String> {
+    let slot = probe_slot("probe-faults")?;
+    let before = framekernel::cell::fault_count();
+    slot.call(false, |p| p.sum_to(3)).map_err(|e| format!("{e}"))?;
+    expect_fault(&slot, Failure::Panic, |k| k == FaultKind::Panic, "asked to panic after 2 calls")?;
+    // A fresh instance took over: its counter starts again.
+    ensure!(slot.call(false, |p| p.calls()) == Ok(0), "the faulted instance was not replaced");
+    expect_fault(&slot, Failure::OutOfBounds, |k| k == FaultKind::Panic, "index out of bounds")?;
+    expect_fault(&slot, Failure::PageFault, |k| matches!(k, FaultKind::Exception { vector: 14, .. }), "0xdead0000")?;
+    expect_fault(&slot, Failure::InvalidOpcode, |k| matches!(k, FaultKind::Exception { vector: 6, .. }), "invalid opcode")?;
+    ensure!(slot.call(false, |p| p.sum_to(10)) == Ok(45), "calls work after four faults");
+    let stats = slot.stats();
+    ensure!(stats.faults == 4 && stats.restarts == 4, "stats {stats:?}");
+    ensure!(framekernel::cell::fault_count() == before + 4, "boundary counted {}", framekernel::cell::fault_count() - before);
+    let entry = slot.cell().ok_or("no cell")?;
+    ensure!(entry.faults.load(Ordering::Relaxed) == 4, "cell faults {}", entry.faults.load(Ordering::Relaxed));
+    Ok(())
+}
+
+fn repeated_faults_hold_the_cell() -> Result<(), String> {
+    let slot = probe_slot("probe-hold")?;
+    // An idempotent call that always faults: retried, then failed.
+    let result = slot.call(true, |p| p.fail(Failure::Panic));
+    ensure!(matches!(result, Err(SlotError::Fault(_))), "first call: {result:?}");
+    let mut held = false;
+    for _ in 0..tessera_live_update::slot::MAX_CONSECUTIVE_FAULTS {
+        if let Err(SlotError::Held { .. }) = slot.call(false, |p| p.fail(Failure::Panic)) {
+            held = true;
+            break;
+        }
+    }
+    ensure!(held && slot.is_held(), "the slot never held its cell ({:?})", slot.stats());
+    let entry = slot.cell().ok_or("no cell")?;
+    ensure!(entry.state() == CellState::Held, "state {:?}", entry.state());
+    ensure!(matches!(slot.call(false, |p| p.sum_to(4)), Err(SlotError::Held { .. })), "calls must fail while held");
+    slot.restart().map_err(|e| format!("restart: {e}"))?;
+    ensure!(slot.call(false, |p| p.sum_to(4)) == Ok(6), "calls work after restart");
+    ensure!(entry.state() == CellState::Active, "state after restart {:?}", entry.state());
+    Ok(())
+}
+
+fn swap_replaces_and_retires() -> Result<(), String> {
+    let slot = probe_slot("probe-swap")?;
+    let old = slot.cell().ok_or("no cell")?;
+    slot.call(false, |p| p.sum_to(5)).map_err(|e| format!("{e}"))?;
+    let new = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    ensure!(new.state() == CellState::Loaded, "a freshly loaded cell is {:?}", new.state());
+    let report = slot.swap(new.clone()).map_err(|e| format!("swap: {e}"))?;
+    ensure!(report.downtime_ns > 0, "downtime not measured");
+    ensure!(new.state() == CellState::Active && old.state() == CellState::Retired, "states {:?} {:?}", new.state(), old.state());
+    ensure!(!old.is_mapped(), "the old cell's code is still mapped after the swap");
+    ensure!(slot.call(false, |p| p.calls()) == Ok(0), "the new instance serves");
+    ensure!(new.swaps.load(Ordering::Relaxed) == 1 && slot.stats().swaps == 1, "swap counters");
+    let in_use = registry::unload(new.name());
+    ensure!(matches!(&in_use, Err(tessera_live_update::UnloadError::InUse { slot }) if slot == "probe-swap"), "unload in use: {in_use:?}");
+    // A cell offering another interface is refused, and the slot keeps serving.
+    let mut other = probe_file()?.to_vec();
+    let object = other.get(HEADER_LEN..).ok_or("short probe file")?.to_vec();
+    other = CellFile::write("probe", "9.9.9", "block", &object).map_err(|e| format!("{e}"))?;
+    let block = registry::load(&other).map_err(|e| format!("{e}"))?;
+    let refused = slot.swap(block.clone());
+    ensure!(matches!(refused, Err(SlotError::Interface { .. })), "wrong interface: {refused:?}");
+    ensure!(slot.call(false, |p| p.sum_to(3)) == Ok(3), "still serving after a refused swap");
+    ensure!(block.state() == CellState::Loaded, "the refused cell stays loaded, unused: {:?}", block.state());
+    registry::unload(block.name()).map_err(|e| format!("unload the refused cell: {e:?}"))?;
+    ensure!(!block.is_mapped(), "unloaded");
+    Ok(())
+}
+
+fn unload_gives_memory_back() -> Result<(), String> {
+    let entry = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    let pages = entry.code().map_or(0, |c| c.size() / 4096);
+    let loaded = framekernel::mm::frame_stats().free;
+    registry::unload(entry.name()).map_err(|e| format!("{e:?}"))?;
+    let unloaded = framekernel::mm::frame_stats().free;
+    ensure!(!entry.is_mapped() && entry.state() == CellState::Retired, "unloaded cell still mapped");
+    ensure!(unloaded >= loaded + pages, "{pages} pages should be back: {loaded} -> {unloaded} free frames");
+    ensure!(matches!(registry::unload("no-such-cell"), Err(tessera_live_update::UnloadError::NotFound)), "unknown name");
+    Ok(())
+}
+
+/// The kernel's own self-tests on cells, or none without the probe cell
+/// (a boot archive holding only the kernel).
+pub fn selftests() -> Vec<SelfTest> {
+    if probe_file().is_err() {
+        println!("selftest cells: skipped, no {CELL_DIR}/probe.cell in this boot archive");
+        return Vec::new();
+    }
+    alloc::vec![
+        SelfTest { name: "cell_calls_and_state", run: calls_and_state },
+        SelfTest { name: "cell_faults_contained_and_restarted", run: faults_are_contained_and_restarted },
+        SelfTest { name: "cell_repeated_faults_hold", run: repeated_faults_hold_the_cell },
+        SelfTest { name: "cell_swap_replaces_and_retires", run: swap_replaces_and_retires },
+        SelfTest { name: "cell_unload_gives_memory_back", run: unload_gives_memory_back },
+    ]
+}

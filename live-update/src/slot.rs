@@ -1,0 +1,503 @@
+//! Slots: the place in the kernel where one cell serves one interface.
+//!
+//! Every call goes through the slot's gate, which counts calls in flight.
+//! A fault in a call is contained by the boundary (`framekernel::cell`);
+//! the slot's supervisor then closes the gate, waits for the other calls
+//! to leave, drops the faulted instance (freeing its device), starts a
+//! fresh one from the same code — after a backoff when faults come in a
+//! row — and retries the call if the caller said it is idempotent. A cell
+//! that faults too often in a row, or at start, is held: calls fail with
+//! [`SlotError::Held`] until `cellctl restart` or a swap.
+//!
+//! A swap loads nothing itself: the new cell is loaded and linked first
+//! (`registry::load`), then the gate closes and drains, the old instance
+//! is dropped, the new one starts and takes the slot, and the gate
+//! reopens. If the new one cannot start, the old code starts again.
+
+use crate::registry::{CellEntry, CellState};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
+use framekernel::cell::{Fault, Instance, LoadedCell};
+use framekernel::sync::SpinLock;
+use framekernel::time;
+use tessera_sched::WaitQueue;
+
+/// Faults in a row (without a successful call between) before a slot
+/// holds its cell.
+pub const MAX_CONSECUTIVE_FAULTS: u32 = 5;
+/// Attempts to start an instance before giving up.
+pub const START_ATTEMPTS: u32 = 3;
+/// Times an idempotent call is retried after faults.
+pub const MAX_RETRIES: u32 = 3;
+
+/// Why a slot operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotError {
+    /// The slot has no cell yet.
+    Empty,
+    /// The cell failed too often and is held.
+    Held { cell: String },
+    /// The call faulted (and was not retried, or kept faulting).
+    Fault(Fault),
+    /// The cell's entry faulted.
+    StartFault(Fault),
+    /// The cell offers another interface than the slot takes.
+    Interface { offers: String, expects: String },
+    /// The cell's code is gone (retired).
+    Gone,
+    /// Another swap of this slot is running.
+    Busy,
+}
+
+impl fmt::Display for SlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotError::Empty => f.write_str("no cell in this slot"),
+            SlotError::Held { cell } => write!(f, "cell {cell} is held after repeated faults (cellctl restart)"),
+            SlotError::Fault(fault) => write!(f, "cell call failed: {fault}"),
+            SlotError::StartFault(fault) => write!(f, "cell failed to start: {fault}"),
+            SlotError::Interface { offers, expects } => {
+                write!(f, "cell offers interface {offers}, this slot takes {expects}")
+            }
+            SlotError::Gone => f.write_str("the cell's code is no longer loaded"),
+            SlotError::Busy => f.write_str("another swap of this slot is running"),
+        }
+    }
+}
+
+/// Figures of a slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotStats {
+    /// Faults contained in its calls.
+    pub faults: u64,
+    /// Fresh instances started after faults.
+    pub restarts: u64,
+    /// Calls retried after a fault.
+    pub retries: u64,
+    /// Swaps done.
+    pub swaps: u64,
+    /// Gate closed to reopened in the last swap, in nanoseconds.
+    pub last_swap_downtime_ns: u64,
+    /// Fault to fresh instance in the last restart, in nanoseconds.
+    pub last_recovery_ns: u64,
+}
+
+/// What a finished swap reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapReport {
+    /// Name and version swapped out.
+    pub old: String,
+    /// Name and version swapped in.
+    pub new: String,
+    /// Gate closed to reopened, in nanoseconds.
+    pub downtime_ns: u64,
+}
+
+/// What the registry and `cellctl` see of any slot.
+pub trait AnySlot: Send + Sync {
+    /// The slot's name (`virtio_blk`).
+    fn name(&self) -> &str;
+    /// The interface it takes (`block`).
+    fn interface(&self) -> &str;
+    /// The cell serving it.
+    fn cell(&self) -> Option<Arc<CellEntry>>;
+    /// True when its cell is held.
+    fn is_held(&self) -> bool;
+    /// Its figures.
+    fn stats(&self) -> SlotStats;
+    /// Puts `entry` (loaded and linked) in the slot in place of the current cell.
+    fn swap(&self, entry: Arc<CellEntry>) -> Result<SwapReport, SlotError>;
+    /// Starts a fresh instance of the current cell (and clears a hold).
+    fn restart(&self) -> Result<(), SlotError>;
+}
+
+struct Active<T: 'static> {
+    instance: Arc<Instance<T>>,
+    entry: Arc<CellEntry>,
+}
+
+impl<T> Clone for Active<T> {
+    fn clone(&self) -> Self {
+        Self { instance: self.instance.clone(), entry: self.entry.clone() }
+    }
+}
+
+/// A slot for cells exporting a `T` (for example `Box<dyn BlockDriver>`).
+pub struct Slot<T: Any + Send + Sync> {
+    name: String,
+    interface: String,
+    active: SpinLock<Option<Active<T>>>,
+    /// The last cell that served, kept for `cellctl restart` after a hold.
+    last: SpinLock<Option<Arc<CellEntry>>>,
+    /// That cell's code: restarts need it after the faulted instance (which
+    /// also holds it) is dropped.
+    code: SpinLock<Option<Arc<LoadedCell>>>,
+    in_flight: AtomicU64,
+    closed: AtomicBool,
+    gate: WaitQueue,
+    swapping: AtomicBool,
+    consecutive: AtomicU32,
+    held: AtomicBool,
+    faults: AtomicU64,
+    restarts: AtomicU64,
+    retries: AtomicU64,
+    swaps: AtomicU64,
+    last_swap_ns: AtomicU64,
+    last_recovery_ns: AtomicU64,
+}
+
+static SLOTS: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
+
+/// Makes `slot` known to `cellctl` and `/proc/cells`.
+pub fn register(slot: Arc<dyn AnySlot>) {
+    SLOTS.lock().push(slot);
+}
+
+/// The registered slot called `name`.
+pub fn find(name: &str) -> Option<Arc<dyn AnySlot>> {
+    SLOTS.lock().iter().find(|s| s.name() == name).cloned()
+}
+
+/// Every registered slot.
+pub fn all() -> Vec<Arc<dyn AnySlot>> {
+    SLOTS.lock().clone()
+}
+
+fn backoff(consecutive: u32) -> Duration {
+    match consecutive {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(1 << (n - 2).min(6)),
+    }
+}
+
+/// Waits `duration`, letting other tasks run.
+fn pause(duration: Duration) {
+    let end = time::now().saturating_add(duration);
+    while time::now() < end {
+        tessera_sched::yield_now();
+        framekernel::arch::wait_for_interrupt();
+    }
+}
+
+impl<T: Any + Send + Sync> Slot<T> {
+    /// An empty slot called `name`, taking cells that offer `interface`.
+    pub fn new(name: &str, interface: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            interface: interface.into(),
+            active: SpinLock::new(None),
+            last: SpinLock::new(None),
+            code: SpinLock::new(None),
+            in_flight: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            gate: WaitQueue::new(),
+            swapping: AtomicBool::new(false),
+            consecutive: AtomicU32::new(0),
+            held: AtomicBool::new(false),
+            faults: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            swaps: AtomicU64::new(0),
+            last_swap_ns: AtomicU64::new(0),
+            last_recovery_ns: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts an instance of `entry`'s cell (`code`) as a `T`.
+    fn start(&self, entry: &Arc<CellEntry>, code: &Arc<LoadedCell>) -> Result<Arc<Instance<T>>, SlotError> {
+        if entry.interface() != self.interface {
+            return Err(SlotError::Interface { offers: entry.interface().into(), expects: self.interface.clone() });
+        }
+        let mut last = None;
+        for attempt in 0..START_ATTEMPTS {
+            pause(backoff(attempt + 1));
+            match code.instantiate() {
+                Ok(instance) => {
+                    return match instance.downcast::<T>() {
+                        Ok(typed) => Ok(Arc::new(typed)),
+                        Err(_) => Err(SlotError::Interface {
+                            offers: format!("{} (by its header; its object is another type)", entry.interface()),
+                            expects: self.interface.clone(),
+                        }),
+                    };
+                }
+                Err(fault) => {
+                    entry.faults.fetch_add(1, Ordering::Relaxed);
+                    self.faults.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("cell {} {}: fault while starting: {fault}", entry.name(), entry.version());
+                    last = Some(fault);
+                }
+            }
+        }
+        Err(SlotError::StartFault(last.unwrap_or(Fault {
+            kind: framekernel::cell::FaultKind::Panic,
+            message: String::new(),
+        })))
+    }
+
+    /// Puts `entry`'s cell in the (empty) slot.
+    pub fn install(&self, entry: Arc<CellEntry>) -> Result<(), SlotError> {
+        let code = entry.code().ok_or(SlotError::Gone)?;
+        let instance = self.start(&entry, &code)?;
+        self.take_slot(instance, entry, code);
+        Ok(())
+    }
+
+    fn take_slot(&self, instance: Arc<Instance<T>>, entry: Arc<CellEntry>, code: Arc<LoadedCell>) {
+        *self.code.lock() = Some(code);
+        entry.set_slot(&self.name);
+        entry.set_state(CellState::Active);
+        entry.unpin();
+        *self.last.lock() = Some(entry.clone());
+        *self.active.lock() = Some(Active { instance, entry });
+        self.held.store(false, Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    /// Passes the gate: the active instance, counted in flight.
+    fn enter(&self) -> Result<Active<T>, SlotError> {
+        self.gate.wait_until(|| {
+            if self.held.load(Ordering::Relaxed) {
+                let cell = self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default();
+                return Some(Err(SlotError::Held { cell }));
+            }
+            if self.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            match self.active.lock().as_ref() {
+                Some(active) => {
+                    self.in_flight.fetch_add(1, Ordering::Relaxed);
+                    Some(Ok(active.clone()))
+                }
+                None => Some(Err(SlotError::Empty)),
+            }
+        })
+    }
+
+    fn leave(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.gate.wake_all();
+        }
+    }
+
+    /// Closes the gate and waits until no call is in flight.
+    fn close_and_drain(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.gate.wait_until(|| (self.in_flight.load(Ordering::Relaxed) == 0).then_some(()));
+    }
+
+    fn reopen(&self) {
+        self.closed.store(false, Ordering::Relaxed);
+        self.gate.wake_all();
+    }
+
+    /// Calls `f` on the cell's object. After a fault the cell is restarted;
+    /// an `idempotent` call is then tried again (up to [`MAX_RETRIES`]).
+    pub fn call<R: 'static>(&self, idempotent: bool, mut f: impl FnMut(&T) -> R) -> Result<R, SlotError> {
+        let mut retries = 0;
+        loop {
+            let active = self.enter()?;
+            let result = active.instance.call(|object| f(object));
+            self.leave();
+            match result {
+                Ok(value) => {
+                    self.consecutive.store(0, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Err(fault) => {
+                    let faulted_at = time::now_ns();
+                    active.entry.faults.fetch_add(1, Ordering::Relaxed);
+                    let n = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
+                    log::warn!(
+                        "cell {} {} in slot {}: fault {n} contained: {fault}",
+                        active.entry.name(),
+                        active.entry.version(),
+                        self.name
+                    );
+                    self.recover(active, faulted_at);
+                    if !idempotent || retries >= MAX_RETRIES {
+                        return Err(SlotError::Fault(fault));
+                    }
+                    retries += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// After a fault in `faulted`: a fresh instance, or a hold.
+    fn recover(&self, faulted: Active<T>, faulted_at: u64) {
+        if self.swapping.swap(true, Ordering::Acquire) {
+            return; // a swap replaces the instance anyway
+        }
+        self.close_and_drain();
+        let current = self.active.lock().take_if(|a| Arc::ptr_eq(&a.instance, &faulted.instance));
+        if let Some(old) = current {
+            let entry = old.entry.clone();
+            // The old instance goes first (its destructor runs inside the
+            // boundary), so its device is free for the fresh one.
+            drop(old);
+            drop(faulted);
+            let consecutive = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+            if consecutive >= MAX_CONSECUTIVE_FAULTS {
+                self.hold(&entry, "faults in a row");
+            } else {
+                pause(backoff(consecutive));
+                let code = self.code.lock().clone();
+                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, &code)) {
+                    Ok(instance) => {
+                        entry.restarts.fetch_add(1, Ordering::Relaxed);
+                        self.restarts.fetch_add(1, Ordering::Relaxed);
+                        *self.active.lock() = Some(Active { instance, entry });
+                        self.last_recovery_ns.store(time::now_ns().saturating_sub(faulted_at), Ordering::Relaxed);
+                    }
+                    Err(e) => self.hold(&entry, &format!("{e}")),
+                }
+            }
+        }
+        self.swapping.store(false, Ordering::Release);
+        self.reopen();
+    }
+
+    fn hold(&self, entry: &Arc<CellEntry>, why: &str) {
+        log::error!("cell {} {} in slot {}: held ({why}); `cellctl restart {}` tries again", entry.name(), entry.version(), self.name, self.name);
+        entry.set_state(CellState::Held);
+        *self.last.lock() = Some(entry.clone());
+        self.held.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<T: Any + Send + Sync> Drop for Slot<T> {
+    fn drop(&mut self) {
+        if let Some(active) = self.active.lock().take() {
+            active.entry.set_state(CellState::Retired);
+        }
+        if let Some(entry) = self.last.lock().take() {
+            entry.set_state(CellState::Retired);
+        }
+    }
+}
+
+impl<T: Any + Send + Sync> AnySlot for Slot<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    fn cell(&self) -> Option<Arc<CellEntry>> {
+        self.last.lock().clone()
+    }
+
+    fn is_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self) -> SlotStats {
+        SlotStats {
+            faults: self.faults.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            swaps: self.swaps.load(Ordering::Relaxed),
+            last_swap_downtime_ns: self.last_swap_ns.load(Ordering::Relaxed),
+            last_recovery_ns: self.last_recovery_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    fn swap(&self, entry: Arc<CellEntry>) -> Result<SwapReport, SlotError> {
+        if entry.interface() != self.interface {
+            return Err(SlotError::Interface { offers: entry.interface().into(), expects: self.interface.clone() });
+        }
+        let new_code = entry.code().ok_or(SlotError::Gone)?;
+        if self.swapping.swap(true, Ordering::Acquire) {
+            return Err(SlotError::Busy);
+        }
+        let old_code = self.code.lock().clone();
+        let closed_at = time::now_ns();
+        self.close_and_drain();
+        let old = self.active.lock().take();
+        let old_entry = old.as_ref().map(|a| a.entry.clone()).or_else(|| self.last.lock().clone());
+        drop(old);
+        let result = match self.start(&entry, &new_code) {
+            Ok(instance) => {
+                if let Some(old) = &old_entry
+                    && !Arc::ptr_eq(old, &entry)
+                {
+                    old.set_state(CellState::Retired);
+                }
+                entry.swaps.fetch_add(1, Ordering::Relaxed);
+                self.swaps.fetch_add(1, Ordering::Relaxed);
+                self.take_slot(instance, entry.clone(), new_code);
+                Ok(())
+            }
+            Err(e) => {
+                // Roll back: the old cell serves again.
+                if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
+                    match self.start(old, &code) {
+                        Ok(instance) => self.take_slot(instance, old.clone(), code),
+                        Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
+                    }
+                }
+                Err(e)
+            }
+        };
+        let downtime_ns = time::now_ns().saturating_sub(closed_at);
+        drop(old_code); // the old code goes now, unless a restart kept it
+        self.swapping.store(false, Ordering::Release);
+        self.reopen();
+        result?;
+        self.last_swap_ns.store(downtime_ns, Ordering::Relaxed);
+        let describe = |e: &CellEntry| format!("{} {}", e.name(), e.version());
+        Ok(SwapReport { old: old_entry.as_deref().map(describe).unwrap_or_else(|| "-".into()), new: describe(&entry), downtime_ns })
+    }
+
+    fn restart(&self) -> Result<(), SlotError> {
+        let entry = self.last.lock().clone().ok_or(SlotError::Empty)?;
+        let code = self.code.lock().clone().ok_or(SlotError::Gone)?;
+        if self.swapping.swap(true, Ordering::Acquire) {
+            return Err(SlotError::Busy);
+        }
+        self.close_and_drain();
+        drop(self.active.lock().take());
+        let result = self.start(&entry, &code).map(|instance| {
+            entry.restarts.fetch_add(1, Ordering::Relaxed);
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            self.take_slot(instance, entry.clone(), code);
+        });
+        if let Err(e) = &result {
+            self.hold(&entry, &format!("{e}"));
+        }
+        self.swapping.store(false, Ordering::Release);
+        self.reopen();
+        result
+    }
+}
+
+/// Registered slot names with their cell, for `cellctl list`.
+pub fn describe_all() -> String {
+    let mut out = String::new();
+    for slot in all() {
+        let stats = slot.stats();
+        let cell = slot.cell().map(|e| format!("{} {}", e.name(), e.version())).unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "slot {} ({}): {}{}; faults {}, restarts {}, retries {}, swaps {}\n",
+            slot.name(),
+            slot.interface(),
+            cell,
+            if slot.is_held() { " [held]" } else { "" },
+            stats.faults,
+            stats.restarts,
+            stats.retries,
+            stats.swaps
+        ));
+    }
+    out
+}
