@@ -23,6 +23,7 @@ pub mod io;
 pub mod irq;
 pub mod mm;
 mod panic;
+pub mod pci;
 pub mod random;
 pub mod selftest;
 pub mod symbols;

@@ -149,11 +149,16 @@ pub fn lookup(addr: u64) -> Option<Symbol> {
     Some(Symbol { name: table.name(best.3, best.4), start: best.0, offset: addr - best.0 })
 }
 
-/// Finds a symbol's address by its mangled name (binary search).
+/// Finds a symbol's address by its mangled name (binary search). A name
+/// defined more than once (two local symbols) is ambiguous: `None`.
 pub fn address_of(name: &str) -> Option<u64> {
     let table = TABLE.get()?;
     let entry = |i: &u32| table.entries.get(*i as usize);
+    let name_at = |k: usize| table.by_name.get(k).and_then(entry).map(|e| table.name(e.3, e.4));
     let found = table.by_name.binary_search_by(|i| entry(i).map_or("", |e| table.name(e.3, e.4)).cmp(name)).ok()?;
+    if found.checked_sub(1).and_then(name_at) == Some(name) || name_at(found + 1) == Some(name) {
+        return None;
+    }
     table.by_name.get(found).and_then(entry).map(|e| e.0)
 }
 

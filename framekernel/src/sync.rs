@@ -103,6 +103,12 @@ impl<T> Mutex<T> {
     pub fn lock(&self) -> MutexGuard<'_, T> {
         self.inner.lock()
     }
+
+    /// The value, through a unique borrow (no locking: for destructors,
+    /// which must work even if a faulted call left the lock held).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
 }
 
 impl<T: Default> Default for Mutex<T> {

@@ -25,6 +25,7 @@ pub mod frames;
 pub mod layout;
 pub mod memmap;
 pub mod multiboot2;
+pub mod pci;
 pub mod pvh;
 pub mod reloc;
 pub mod ring;

@@ -14,9 +14,11 @@ mod heap;
 mod kmap;
 mod paging;
 pub(crate) mod cellmap;
+mod dma;
 mod vm;
 pub(crate) mod phys;
 
+pub use dma::{DmaBuffer, DmaOutOfRange};
 pub use frames::{Frame, FrameStats, OutOfMemory, frame_stats};
 pub use heap::{HeapStats, heap_stats};
 pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};

@@ -1,0 +1,272 @@
+//! PCI: the bus scan and exclusive device handles.
+//!
+//! Configuration space is reached through ports `0xcf8`/`0xcfc`, which the
+//! base keeps for itself. [`devices`] lists every function found (bus 0 and
+//! the buses behind bridges), with BARs sized at scan time. A driver
+//! [`PciDevice::claim`]s one function; the handle lets it enable decoding
+//! and bus mastering, take its I/O or memory BARs as [`IoPorts`]/[`IoMem`]
+//! and read configuration space. It may write only the device-specific part
+//! (offset 0x40 and up), never BARs. Dropping the handle turns bus mastering
+//! off, which stops the device's DMA.
+
+use crate::io::{IoPortError, IoPorts};
+use crate::mm::{IoMem, IoMemError};
+use crate::sync::SpinLock;
+use alloc::vec::Vec;
+use core::fmt;
+use framekernel_logic::pci::{Bar, decode_bar};
+use x86_64::instructions::port::Port;
+
+pub use framekernel_logic::pci::{Bar as PciBar, PciAddress, capabilities};
+
+/// Serialises the address/data port pair.
+static CONFIG: SpinLock<()> = SpinLock::new(());
+
+fn read32(address: PciAddress, offset: u8) -> u32 {
+    let _guard = CONFIG.lock();
+    // SAFETY: 0xcf8/0xcfc are the PCI configuration mechanism #1 ports,
+    // owned by the base (refused to `IoPorts`); the lock keeps the
+    // address/data pair together. Reading configuration space has no side
+    // effects on memory.
+    unsafe {
+        Port::<u32>::new(0xcf8).write(address.config_address(offset));
+        Port::<u32>::new(0xcfc).read()
+    }
+}
+
+fn write32(address: PciAddress, offset: u8, value: u32) {
+    let _guard = CONFIG.lock();
+    // SAFETY: as in `read32`. Callers write only the command register and
+    // BARs during sizing (restored at once), or the device-specific area of
+    // a function they have claimed.
+    unsafe {
+        Port::<u32>::new(0xcf8).write(address.config_address(offset));
+        Port::<u32>::new(0xcfc).write(value);
+    }
+}
+
+/// What the scan found about one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciInfo {
+    /// Where it is.
+    pub address: PciAddress,
+    /// Vendor ID.
+    pub vendor: u16,
+    /// Device ID.
+    pub device: u16,
+    /// Class, subclass, programming interface.
+    pub class: (u8, u8, u8),
+    /// Revision.
+    pub revision: u8,
+    /// Subsystem vendor and ID.
+    pub subsystem: (u16, u16),
+    /// Legacy interrupt line (as firmware routed it) and pin (1 = INTA).
+    pub interrupt: (u8, u8),
+    /// The six BARs (bridges use only two).
+    pub bars: [Bar; 6],
+}
+
+fn probe(address: PciAddress) -> Option<(PciInfo, u8)> {
+    let id = read32(address, 0);
+    let vendor = id as u16;
+    if vendor == 0xffff {
+        return None;
+    }
+    let class = read32(address, 8);
+    let header = (read32(address, 0x0c) >> 16) as u8;
+    let bar_count = match header & 0x7f {
+        0 => 6,
+        1 => 2,
+        _ => 0,
+    };
+    let mut raw = [(0u32, 0u32); 6];
+    if bar_count > 0 {
+        // Size the BARs with decoding off, then restore everything.
+        let command = read32(address, 4);
+        write32(address, 4, command & !0x3);
+        for (i, slot) in raw.iter_mut().enumerate().take(bar_count) {
+            let offset = 0x10 + 4 * i as u8;
+            let value = read32(address, offset);
+            write32(address, offset, 0xffff_ffff);
+            let mask = read32(address, offset);
+            write32(address, offset, value);
+            *slot = (value, mask);
+        }
+        write32(address, 4, command);
+    }
+    let mut bars = [Bar::None; 6];
+    let mut i = 0;
+    while i < bar_count {
+        let (value, mask) = raw.get(i).copied().unwrap_or_default();
+        let (high, high_mask) = raw.get(i + 1).copied().unwrap_or_default();
+        let bar = decode_bar(value, mask, high, high_mask);
+        if let Some(slot) = bars.get_mut(i) {
+            *slot = bar;
+        }
+        i += if matches!(bar, Bar::Memory { wide: true, .. }) { 2 } else { 1 };
+    }
+    let subsystem = if header & 0x7f == 0 { read32(address, 0x2c) } else { 0 };
+    let interrupt = read32(address, 0x3c);
+    let info = PciInfo {
+        address,
+        vendor,
+        device: (id >> 16) as u16,
+        class: ((class >> 24) as u8, (class >> 16) as u8, (class >> 8) as u8),
+        revision: class as u8,
+        subsystem: (subsystem as u16, (subsystem >> 16) as u16),
+        interrupt: (interrupt as u8, (interrupt >> 8) as u8),
+        bars,
+    };
+    Some((info, header))
+}
+
+fn scan_bus(bus: u8, out: &mut Vec<PciInfo>, seen: &mut [bool; 256]) {
+    if core::mem::replace(&mut seen[usize::from(bus)], true) {
+        return; // a bridge loop, or a bus reached twice
+    }
+    for device in 0..32u8 {
+        for function in 0..8u8 {
+            let address = PciAddress { bus, device, function };
+            let Some((info, header)) = probe(address) else {
+                if function == 0 {
+                    break;
+                }
+                continue;
+            };
+            out.push(info);
+            if header & 0x7f == 1 {
+                let secondary = (read32(address, 0x18) >> 8) as u8;
+                if secondary != 0 {
+                    scan_bus(secondary, out, seen);
+                }
+            }
+            if function == 0 && header & 0x80 == 0 {
+                break; // single-function device
+            }
+        }
+    }
+}
+
+static DEVICES: spin::Once<Vec<PciInfo>> = spin::Once::new();
+
+/// Every PCI function, scanned once on first use.
+pub fn devices() -> &'static [PciInfo] {
+    DEVICES.call_once(|| {
+        let mut out = Vec::new();
+        let mut seen = [false; 256];
+        scan_bus(0, &mut out, &mut seen);
+        out
+    })
+}
+
+/// Why a device could not be claimed or used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PciError {
+    /// No function at that address.
+    NotFound(PciAddress),
+    /// Someone else holds it.
+    Busy(PciAddress),
+    /// BAR `index` is not of the asked kind (or absent).
+    NoSuchBar { index: usize },
+    /// A configuration access outside what a driver may touch.
+    Forbidden { offset: u16 },
+    /// Taking the BAR's ports failed.
+    Ports(IoPortError),
+    /// Mapping the BAR's memory failed.
+    Memory(IoMemError),
+}
+
+impl fmt::Display for PciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PciError::NotFound(a) => write!(f, "no PCI function at {a}"),
+            PciError::Busy(a) => write!(f, "PCI function {a} is claimed by another driver"),
+            PciError::NoSuchBar { index } => write!(f, "BAR {index} is absent or of another kind"),
+            PciError::Forbidden { offset } => write!(f, "configuration offset {offset:#x} is not a driver's to write"),
+            PciError::Ports(e) => write!(f, "{e:?}"),
+            PciError::Memory(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+static CLAIMED: SpinLock<Vec<PciAddress>> = SpinLock::new(Vec::new());
+
+/// An exclusive claim on one PCI function.
+#[derive(Debug)]
+pub struct PciDevice {
+    info: PciInfo,
+}
+
+impl PciDevice {
+    /// Claims the function at `address`.
+    pub fn claim(address: PciAddress) -> Result<Self, PciError> {
+        let info = devices().iter().find(|d| d.address == address).copied().ok_or(PciError::NotFound(address))?;
+        let mut claimed = CLAIMED.lock();
+        if claimed.contains(&address) {
+            return Err(PciError::Busy(address));
+        }
+        claimed.push(address);
+        Ok(Self { info })
+    }
+
+    /// What the scan found.
+    pub fn info(&self) -> &PciInfo {
+        &self.info
+    }
+
+    /// Turns on I/O and memory decoding, and bus mastering if asked.
+    pub fn enable(&self, bus_master: bool) {
+        let command = read32(self.info.address, 4);
+        let bits = 0x3 | if bus_master { 0x4 } else { 0 };
+        // Keep the status half (write-one-to-clear bits) untouched.
+        write32(self.info.address, 4, (command & 0xffff) | bits);
+    }
+
+    /// BAR `index` as I/O ports.
+    pub fn io_ports(&self, index: usize) -> Result<IoPorts, PciError> {
+        match self.info.bars.get(index) {
+            Some(&Bar::Io { port, size }) => IoPorts::acquire(port, size).map_err(PciError::Ports),
+            _ => Err(PciError::NoSuchBar { index }),
+        }
+    }
+
+    /// BAR `index` as device memory.
+    pub fn iomem(&self, index: usize) -> Result<IoMem, PciError> {
+        match self.info.bars.get(index) {
+            Some(&Bar::Memory { address, size, .. }) => IoMem::acquire(address, size).map_err(PciError::Memory),
+            _ => Err(PciError::NoSuchBar { index }),
+        }
+    }
+
+    /// Reads the configuration dword at `offset` (rounded down to 4).
+    pub fn read_config(&self, offset: u8) -> u32 {
+        read32(self.info.address, offset)
+    }
+
+    /// The whole 256-byte configuration header (for [`capabilities`]).
+    pub fn config_space(&self) -> [u8; 256] {
+        let mut out = [0u8; 256];
+        for (i, chunk) in out.chunks_exact_mut(4).enumerate() {
+            chunk.copy_from_slice(&read32(self.info.address, (i * 4) as u8).to_le_bytes());
+        }
+        out
+    }
+
+    /// Writes the dword at `offset`: only the device-specific area (0x40..).
+    pub fn write_config(&self, offset: u8, value: u32) -> Result<(), PciError> {
+        if offset < 0x40 {
+            return Err(PciError::Forbidden { offset: u16::from(offset) });
+        }
+        write32(self.info.address, offset, value);
+        Ok(())
+    }
+}
+
+impl Drop for PciDevice {
+    fn drop(&mut self) {
+        // Bus mastering off: the device can no longer reach memory.
+        let command = read32(self.info.address, 4);
+        write32(self.info.address, 4, (command & 0xffff) & !0x4);
+        CLAIMED.lock().retain(|a| *a != self.info.address);
+    }
+}
