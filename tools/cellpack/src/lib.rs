@@ -48,31 +48,39 @@ pub fn undefined_symbols<'a>(cell: &CellObject<'a>) -> Result<Vec<&'a str>, Cell
     Ok(names.into_iter().collect())
 }
 
-/// The global and weak symbols an ELF file (the kernel) defines, with
-/// their addresses.
+/// The symbols an ELF file (the kernel) defines, with their addresses:
+/// every global or weak one, and local ones whose name is defined once
+/// (`memcpy` and the other compiler built-ins are local and hidden in the
+/// kernel). The kernel's loader resolves by the same rule.
 pub fn defined_symbols(elf: &[u8]) -> Result<BTreeMap<String, u64>, String> {
     use xmas_elf::sections::{SectionData, ShType};
-    use xmas_elf::symbol_table::{Binding, Entry};
+    use xmas_elf::symbol_table::{Entry, Type};
     let file = xmas_elf::ElfFile::new(elf)?;
     let mut names = BTreeMap::new();
+    let mut repeated = BTreeSet::new();
     for section in file.section_iter() {
         if section.get_type() != Ok(ShType::SymTab) {
             continue;
         }
         if let Ok(SectionData::SymbolTable64(entries)) = section.get_data(&file) {
             for entry in entries {
-                let global = matches!(entry.get_binding(), Ok(Binding::Global | Binding::Weak));
-                if global
+                let kind = matches!(entry.get_type(), Ok(Type::Func | Type::Object | Type::NoType | Type::Tls));
+                if kind
                     && entry.shndx() != 0
                     && let Ok(name) = entry.get_name(&file)
+                    && !name.is_empty()
+                    && names.insert(name.to_string(), entry.value()).is_some()
                 {
-                    names.insert(name.to_string(), entry.value());
+                    repeated.insert(name.to_string());
                 }
             }
         }
     }
+    for name in repeated {
+        names.remove(&name);
+    }
     if names.is_empty() {
-        return Err("no symbol table with global symbols".into());
+        return Err("no symbol table with defined symbols".into());
     }
     Ok(names)
 }
