@@ -31,6 +31,12 @@ ifeq ($(KVM),1)
 QEMU_MACHINE += -enable-kvm
 endif
 QEMU_CONSOLE := -display none -serial mon:stdio
+# A scratch disk, /dev/vda in the guest (virtio-blk, PCI), made empty for
+# each boot.
+SCRATCH := $(BUILD)/scratch.img
+SCRATCH_SIZE ?= 64M
+QEMU_DISK := -drive file=$(SCRATCH),format=raw,if=none,id=scratch -device virtio-blk-pci,drive=scratch
+NEW_SCRATCH = @rm -f $(SCRATCH) && truncate -s $(SCRATCH_SIZE) $(SCRATCH)
 
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -64,9 +70,11 @@ build: deps
 # compiled to one ELF relocatable object with the kernel's toolchain, target,
 # flags and profile, then checked and packed against the kernel just built
 # (every undefined symbol must be a kernel symbol, or the build fails naming
-# it). The files go to /lib/cells in the boot archive.
+# it). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
+# is the same crate built with cargo feature FEATURE (version gets +FEATURE).
 CELLS := $(notdir $(wildcard components/cells/*))
-CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS))
+CELL_VARIANTS := virtio_blk-faulty probe-initfault
+CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS) $(CELL_VARIANTS))
 CELLPACK := target/release/tessera-cellpack
 
 $(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
@@ -76,9 +84,10 @@ cells: $(CELL_FILES)
 
 $(BUILD)/cells/%.cell: build $(CELLPACK)
 	@mkdir -p $(BUILD)/cells $(BUILD)/cell-objects
-	@$(CARGO) rustc -q -p tessera-cell-$* --target $(TARGET) --profile $(PROFILE) -- \
-		--emit=obj=$(abspath $(BUILD)/cell-objects/$*.o) -C codegen-units=1
-	@$(CELLPACK) pack components/cells/$* $(BUILD)/cell-objects/$*.o $(KERNEL) $@ >/dev/null
+	@name=$*; crate=$${name%%-*}; feature=$${name#$$crate}; feature=$${feature#-}; \
+	$(CARGO) rustc -q -p tessera-cell-$$crate $${feature:+--features $$feature} --target $(TARGET) --profile $(PROFILE) -- \
+		--emit=obj=$(abspath $(BUILD)/cell-objects/$*.o) -C codegen-units=1 && \
+	$(CELLPACK) pack components/cells/$$crate $(BUILD)/cell-objects/$*.o $(KERNEL) $@ $$feature >/dev/null
 
 # One static-pie build (ET_DYN without an interpreter), loaded at the PIE base.
 $(BUILD)/userspace/bin/pie/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
@@ -95,6 +104,12 @@ $(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | d
 
 BENCH_BIN := $(BUILD)/userspace/bench/bench
 
+# Tools installed in the root file system.
+CELLCTL := $(BUILD)/userspace/sbin/cellctl
+$(CELLCTL): userspace/cellctl/cellctl.c | deps
+	@mkdir -p $(dir $@)
+	musl-gcc -static -Os -Wall -Werror -o $@ $<
+
 $(BENCH_BIN): userspace/bench/bench.c | deps
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -o $@ $<
@@ -106,7 +121,7 @@ $(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bi
 	gcc -O2 -o $(TESTDATA)/dynamic userspace/tests/hello.c
 	@touch $@
 
-userspace: $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made
+userspace: $(USER_BINS) $(BENCH_BIN) $(CELLCTL) $(TESTDATA)/.made
 
 # The same test programs must pass on the Linux host: they check Linux
 # behaviour, not ours. Prints one summary line in the closing format.
@@ -130,8 +145,8 @@ $(ROOTFS)/.made: userspace/rootfs/make-rootfs.sh $(shell find userspace/rootfs/e
 
 # The boot archive: the root file system, the kernel ELF (for symbols) and,
 # under /opt/tessera, the test programs, benchmarks and test data.
-$(INITRD): build $(MKINITRD) $(CELL_FILES) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(ROOTFS)/.made
-	$(MKINITRD) $@ =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells opt/tessera/bin=$(BUILD)/userspace/bin \
+$(INITRD): build $(MKINITRD) $(CELL_FILES) $(CELLCTL) userspace/scripts/disk-loop.sh $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(ROOTFS)/.made
+	$(MKINITRD) $@ =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells sbin/cellctl=$(CELLCTL) usr/bin/disk-loop=userspace/scripts/disk-loop.sh opt/tessera/bin=$(BUILD)/userspace/bin \
 		opt/tessera/bench=$(BUILD)/userspace/bench opt/tessera/testdata=$(TESTDATA)
 
 iso: $(ISO)
@@ -147,22 +162,24 @@ $(ISO): $(INITRD) tools/grub.cfg.in
 # --- run --------------------------------------------------------------------
 # The real-world path: GRUB from an ISO. Leave QEMU with Ctrl-A X.
 run: $(ISO)
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -cdrom $(ISO)
+	$(NEW_SCRATCH)
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -cdrom $(ISO)
 
 # The fast path: QEMU loads the ELF directly (PVH entry); the same file is
 # passed again as the `symbols` module.
 run-fast: $(INITRD)
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)"
+	$(NEW_SCRATCH)
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)"
 
 # Run a script non-interactively: the image with OVERLAY's files added, the
 # script run by busybox sh as the only job, its output on stdout, and its
 # exit status as make's. MEM must hold the boot archive twice (module and
 # root file system).
 EXEC_INITRD := $(BUILD)/exec.cpio
-exec: build $(MKINITRD) $(CELL_FILES) $(ROOTFS)/.made
+exec: build $(MKINITRD) $(CELL_FILES) $(CELLCTL) $(ROOTFS)/.made
 	@test -n "$(SCRIPT)" || { echo "usage: make exec SCRIPT=path/to/script.sh [OVERLAY=dir] [MEM=size]" >&2; exit 2; }
 	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
-	@$(MKINITRD) $(EXEC_INITRD) =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells $(if $(OVERLAY),=$(OVERLAY)) \
+	@$(MKINITRD) $(EXEC_INITRD) =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells sbin/cellctl=$(CELLCTL) usr/bin/disk-loop=userspace/scripts/disk-loop.sh $(if $(OVERLAY),=$(OVERLAY)) \
 		etc/tessera-exec.sh=$(SCRIPT)
 	@sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }

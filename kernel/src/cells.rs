@@ -12,26 +12,25 @@ use framekernel::cell::FaultKind;
 use framekernel::selftest::SelfTest;
 use framekernel::{ensure, println};
 use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
+use tessera_cell_api::block::{self, BlockError};
 use tessera_cell_api::probe::{self, Failure};
+use tessera_linux::block::BlockBackend;
+use tessera_linux::errno::Errno;
 use tessera_live_update::{AnySlot, CellEntry, CellState, Slot, SlotError, registry};
 
 /// Where cell files live in the root file system.
 pub const CELL_DIR: &str = "/lib/cells";
 
-/// Loads every cell file in [`CELL_DIR`]; reports each unless `quiet`.
+/// The cells the kernel starts at boot: file name in [`CELL_DIR`].
+const BOOT_CELLS: [&str; 1] = ["virtio_blk"];
+
+/// Loads the boot cells from [`CELL_DIR`]; reports each unless `quiet`.
+/// Other files there (variants such as `virtio_blk-faulty.cell`) are
+/// loaded on demand by `cellctl`.
 pub fn load_boot_cells(quiet: bool) -> Vec<Arc<CellEntry>> {
     let mut loaded = Vec::new();
-    let names = match tessera_linux::fs::list_dir(CELL_DIR) {
-        Ok(names) => names,
-        Err(_) => {
-            if !quiet {
-                println!("cells: no {CELL_DIR}; no cells loaded");
-            }
-            return loaded;
-        }
-    };
-    for name in names.iter().filter(|n| n.ends_with(".cell")) {
-        let path = format!("{CELL_DIR}/{name}");
+    for name in BOOT_CELLS {
+        let path = format!("{CELL_DIR}/{name}.cell");
         let result = tessera_linux::fs::read_file(&path)
             .map_err(|e| format!("{e:?}"))
             .and_then(|bytes| registry::load(&bytes).map_err(|e| format!("{e}")));
@@ -52,10 +51,82 @@ pub fn load_boot_cells(quiet: bool) -> Vec<Arc<CellEntry>> {
                 }
                 loaded.push(entry);
             }
-            Err(why) => println!("cells: {path} refused: {why}"),
+            // Quietly (make exec) only the kernel log has it.
+            Err(why) if quiet => log::warn!("cells: {path} not loaded: {why}"),
+            Err(why) => println!("cells: {path} not loaded: {why}"),
         }
     }
     loaded
+}
+
+type BlockSlot = Slot<block::Export>;
+
+/// A disk served by a block driver slot.
+struct SlotDisk {
+    slot: Arc<BlockSlot>,
+    sectors: u64,
+}
+
+fn block_errno(e: SlotError) -> Errno {
+    log::debug!("block slot: {e}");
+    Errno::EIO
+}
+
+fn driver_errno(e: BlockError) -> Errno {
+    match e {
+        BlockError::ReadOnly => Errno::EROFS,
+        BlockError::OutOfRange { .. } => Errno::ENOSPC,
+        _ => Errno::EIO,
+    }
+}
+
+impl BlockBackend for SlotDisk {
+    fn sectors(&self) -> Result<u64, Errno> {
+        Ok(self.sectors)
+    }
+
+    fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        // Reads by sector are idempotent: retried after a contained fault.
+        self.slot.call(true, |d| d.read(sector, buf)).map_err(block_errno)?.map_err(driver_errno)
+    }
+
+    fn write(&self, sector: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.slot.call(true, |d| d.write(sector, buf)).map_err(block_errno)?.map_err(driver_errno)
+    }
+
+    fn flush(&self) -> Result<(), Errno> {
+        self.slot.call(true, |d| d.flush()).map_err(block_errno)?.map_err(driver_errno)
+    }
+}
+
+/// Starts the driver slots with the cells loaded at boot and makes their
+/// devices (`/dev/vda`).
+pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
+    let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else { return };
+    let slot = BlockSlot::new("virtio_blk", "block");
+    if let Err(e) = slot.install(entry.clone()) {
+        println!("virtio_blk: cannot start: {e}");
+        return;
+    }
+    tessera_live_update::slot::register(slot.clone());
+    match slot.call(false, |d| d.info()) {
+        Ok(Ok(info)) => {
+            let disk = Arc::new(SlotDisk { slot, sectors: info.sectors });
+            match tessera_linux::block::add_disk("vda", disk) {
+                Ok(()) if !quiet => println!(
+                    "/dev/vda: {}, {} MiB{}",
+                    info.description,
+                    info.sectors / 2048,
+                    if info.read_only { ", read-only" } else { "" }
+                ),
+                Ok(()) => {}
+                Err(why) => println!("/dev/vda: {why}"),
+            }
+        }
+        Ok(Err(e)) if !quiet => println!("virtio_blk: {e}; no /dev/vda"),
+        Ok(Err(_)) => {}
+        Err(e) => println!("virtio_blk: {e}; no /dev/vda"),
+    }
 }
 
 type ProbeSlot = Slot<probe::Export>;
@@ -164,6 +235,74 @@ fn swap_replaces_and_retires() -> Result<(), String> {
     Ok(())
 }
 
+fn start_faults_hold_and_swaps_roll_back() -> Result<(), String> {
+    let bytes = tessera_linux::fs::read_file(&format!("{CELL_DIR}/probe-initfault.cell")).map_err(|e| format!("{e:?}"))?;
+    let broken = registry::load(&bytes).map_err(|e| format!("{e}"))?;
+    // Installed in an empty slot: it faults at every start attempt, then gives up.
+    let empty = ProbeSlot::new("probe-initfault", "probe");
+    let result = empty.install(broken.clone());
+    ensure!(matches!(&result, Err(SlotError::StartFault(f)) if f.message.contains("cannot start")), "install: {result:?}");
+    let attempts = u64::from(tessera_live_update::slot::START_ATTEMPTS);
+    ensure!(broken.faults.load(Ordering::Relaxed) == attempts, "{} start faults", broken.faults.load(Ordering::Relaxed));
+    // Swapped into a working slot: refused, and the old cell serves again.
+    let slot = probe_slot("probe-rollback")?;
+    let old = slot.cell().ok_or("no cell")?;
+    let result = slot.swap(broken.clone());
+    ensure!(matches!(result, Err(SlotError::StartFault(_))), "swap: {result:?}");
+    ensure!(slot.call(false, |p| p.sum_to(4)) == Ok(6), "the old cell does not serve after the failed swap");
+    ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &old)) && old.state() == CellState::Active, "old cell not back");
+    ensure!(!slot.is_held(), "the slot must not be held after a rollback");
+    registry::unload_entry(&broken).map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}
+
+fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
+    use core::sync::atomic::AtomicU8;
+    let slot = probe_slot("probe-drain")?;
+    let replacement = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    let second = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    // 0: not started, 1: swap started (waiting), 2: swap done.
+    static FIRST: AtomicU8 = AtomicU8::new(0);
+    static SECOND_BUSY: AtomicU8 = AtomicU8::new(0);
+    FIRST.store(0, Ordering::SeqCst);
+    SECOND_BUSY.store(0, Ordering::SeqCst);
+    // A call in flight (it yields inside the slot) while two swaps arrive.
+    let during = slot.call(false, |p| {
+        let (s1, s2) = (slot.clone(), slot.clone());
+        let (r1, r2) = (replacement.clone(), second.clone());
+        let spawned = tessera_sched::spawn("swap-1", move || {
+            FIRST.store(1, Ordering::SeqCst);
+            let ok = s1.swap(r1).is_ok();
+            FIRST.store(if ok { 2 } else { 3 }, Ordering::SeqCst);
+        })
+        .and_then(|_| {
+            tessera_sched::spawn("swap-2", move || {
+                let busy = matches!(s2.swap(r2), Err(SlotError::Busy));
+                SECOND_BUSY.store(if busy { 1 } else { 2 }, Ordering::SeqCst);
+            })
+        });
+        for _ in 0..1000 {
+            if SECOND_BUSY.load(Ordering::SeqCst) != 0 {
+                break;
+            }
+            tessera_sched::yield_now();
+        }
+        (spawned.is_ok(), FIRST.load(Ordering::SeqCst), p.calls())
+    });
+    ensure!(matches!(during, Ok((true, 1, 0))), "while the call was in flight: {during:?} (the first swap must wait)");
+    ensure!(SECOND_BUSY.load(Ordering::SeqCst) == 1, "the second swap was not refused as busy");
+    for _ in 0..1000 {
+        if FIRST.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tessera_sched::yield_now();
+    }
+    ensure!(FIRST.load(Ordering::SeqCst) == 2, "the first swap did not finish after the call left");
+    ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &replacement)), "the replacement does not serve");
+    registry::unload_entry(&second).map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}
+
 fn unload_gives_memory_back() -> Result<(), String> {
     let entry = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
     let pages = entry.code().map_or(0, |c| c.size() / 4096);
@@ -189,5 +328,7 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest { name: "cell_repeated_faults_hold", run: repeated_faults_hold_the_cell },
         SelfTest { name: "cell_swap_replaces_and_retires", run: swap_replaces_and_retires },
         SelfTest { name: "cell_unload_gives_memory_back", run: unload_gives_memory_back },
+        SelfTest { name: "cell_start_faults_hold_and_swaps_roll_back", run: start_faults_hold_and_swaps_roll_back },
+        SelfTest { name: "cell_swap_drains_calls_and_refuses_a_second", run: swap_drains_calls_and_refuses_a_second_swap },
     ]
 }

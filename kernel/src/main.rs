@@ -58,7 +58,8 @@ fn main(boot: &'static BootContext) -> ! {
         None => println!("root file system: no boot archive; programs cannot run"),
     }
     drop(archive);
-    cells::load_boot_cells(false);
+    let boot_cells = cells::load_boot_cells(false);
+    cells::start_drivers(&boot_cells, false);
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
         match Fault::from_name(name) {
@@ -117,7 +118,8 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
         (None, cpio) => cpio.map(|cpio| tessera_linux::fs::boot_root(cpio, limit, tessera_linux::fs::now)),
     };
     drop(archive);
-    cells::load_boot_cells(true);
+    let boot_cells = cells::load_boot_cells(true);
+    cells::start_drivers(&boot_cells, true);
     let status = match root {
         Some(root) => {
             match root {

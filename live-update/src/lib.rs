@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod control;
 pub mod registry;
 pub mod slot;
 

@@ -172,7 +172,11 @@ pub enum UnloadError {
 
 /// Unloads a cell that serves no slot: its code is unmapped.
 pub fn unload(name: &str) -> Result<(), UnloadError> {
-    let entry = find(name).ok_or(UnloadError::NotFound)?;
+    unload_entry(&find(name).ok_or(UnloadError::NotFound)?)
+}
+
+/// Unloads this cell if no slot uses it.
+pub fn unload_entry(entry: &Arc<CellEntry>) -> Result<(), UnloadError> {
     if matches!(entry.state(), CellState::Active | CellState::Held) {
         return Err(UnloadError::InUse { slot: entry.slot().unwrap_or_default() });
     }

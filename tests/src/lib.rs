@@ -35,6 +35,9 @@ pub struct MachineOptions {
     pub memory: String,
     /// Hard limit on the whole QEMU run.
     pub wall_clock: Duration,
+    /// Size of the empty scratch disk attached as virtio-blk (`/dev/vda`),
+    /// in MiB; 0 for none.
+    pub disk_mib: u64,
 }
 
 impl MachineOptions {
@@ -44,12 +47,13 @@ impl MachineOptions {
             boot: Boot::Kernel { kernel: kernel_path(), initrd: None, cmdline: cmdline.to_string() },
             memory: "256M".into(),
             wall_clock: Duration::from_secs(120),
+            disk_mib: 16,
         }
     }
 
     /// The GRUB path from the ISO.
     pub fn iso() -> Self {
-        Self { boot: Boot::Iso(iso_path()), memory: "256M".into(), wall_clock: Duration::from_secs(180) }
+        Self { boot: Boot::Iso(iso_path()), memory: "256M".into(), wall_clock: Duration::from_secs(180), disk_mib: 16 }
     }
 }
 
@@ -77,6 +81,8 @@ pub struct Machine {
     /// Byte offset in the console text up to which `expect` has consumed.
     cursor: usize,
     name: String,
+    /// The scratch disk image, removed with the machine.
+    disk: Option<PathBuf>,
 }
 
 fn workspace() -> PathBuf {
@@ -112,6 +118,16 @@ impl Machine {
         cmd.args(["-machine", "q35", "-cpu", "max", "-m", &options.memory, "-no-reboot"]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
+        let disk = (options.disk_mib > 0).then(|| {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("tessera-test-{}-{n}.img", std::process::id()));
+            let file = std::fs::File::create(&path).expect("create the scratch disk image");
+            file.set_len(options.disk_mib << 20).expect("size the scratch disk image");
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=none,id=scratch", path.display()));
+            cmd.args(["-device", "virtio-blk-pci,drive=scratch"]);
+            path
+        });
         match &options.boot {
             Boot::Iso(iso) => {
                 cmd.arg("-cdrom").arg(iso);
@@ -153,7 +169,7 @@ impl Machine {
             sink.changed.notify_all();
         });
         let stdin = child.stdin.take();
-        Machine { child, stdin, console, cursor: 0, name: name.to_string() }
+        Machine { child, stdin, console, cursor: 0, name: name.to_string(), disk }
     }
 
     /// Everything the console printed so far.
@@ -226,6 +242,9 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(disk) = &self.disk {
+            let _ = std::fs::remove_file(disk);
+        }
     }
 }
 

@@ -66,10 +66,12 @@ fn self_tests_pass() {
         "cell_repeated_faults_hold",
         "cell_swap_replaces_and_retires",
         "cell_unload_gives_memory_back",
+        "cell_start_faults_hold_and_swaps_roll_back",
+        "cell_swap_drains_calls_and_refuses_a_second",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }
-    assert!(output.contains("cells: probe 0.1.0 (probe) loaded from /lib/cells/probe.cell"), "{output}");
+    assert!(output.contains("cells: virtio_blk 0.1.0 (block) loaded from /lib/cells/virtio_blk.cell"), "{output}");
     assert_eq!(exit, Exit::Success, "{output}");
 }
 

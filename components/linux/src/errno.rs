@@ -30,6 +30,7 @@ pub enum Errno {
     ENOTTY = 25,
     ENOSPC = 28,
     ESPIPE = 29,
+    EROFS = 30,
     EPIPE = 32,
     ERANGE = 34,
     ENAMETOOLONG = 36,

@@ -54,6 +54,10 @@ pub trait File: Send + Sync {
     fn seek(&self, _offset: i64, _whence: u32) -> SysResult {
         Err(Errno::ESPIPE)
     }
+    /// Makes the file's data durable (`fsync`).
+    fn sync(&self) -> SysResult {
+        Ok(0)
+    }
     /// Reads at `offset` without moving the offset (`pread64`).
     fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> SysResult {
         Err(Errno::ESPIPE)

@@ -320,12 +320,13 @@ pub fn open_device(rdev: u64) -> Result<Arc<dyn File>, Errno> {
         0x107 => Ok(Arc::new(Full)),
         0x108 | 0x109 => Ok(Arc::new(Random)),
         0x400..=0x501 => Ok(crate::files::console()), // ttyS*, tty, console
+        crate::cellctl::RDEV => Ok(Arc::new(crate::cellctl::CellCtl::default())),
         _ => Err(Errno::ENODEV),
     }
 }
 
 /// Device nodes made in `/dev` at boot: name, number, permissions.
-pub const DEVICES: [(&str, u64, u32); 8] = [
+pub const DEVICES: [(&str, u64, u32); 9] = [
     ("null", 0x103, 0o666),
     ("zero", 0x105, 0o666),
     ("full", 0x107, 0o666),
@@ -334,6 +335,7 @@ pub const DEVICES: [(&str, u64, u32); 8] = [
     ("tty", 0x500, 0o666),
     ("console", 0x501, 0o620),
     ("ttyS0", 0x440, 0o620),
+    ("cellctl", crate::cellctl::RDEV, 0o600),
 ];
 
 fn make_dirs(root: &NodeRef, path: &str) -> Result<NodeRef, FsError> {

@@ -5,6 +5,8 @@
 
 extern crate alloc;
 
+pub mod block;
+pub mod cellctl;
 pub mod errno;
 pub mod exec;
 pub mod files;

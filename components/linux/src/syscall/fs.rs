@@ -65,6 +65,7 @@ fn open_location(location: Location, flags: u64) -> Result<Arc<dyn File>, Errno>
     let meta = location.node().metadata();
     match meta.kind {
         FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
+        FileType::BlockDevice if flags & O_PATH == 0 => crate::block::open(meta.rdev),
         FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::Symlink => {
             Ok(Arc::new(VfsFile::new(location, (flags & 0o7777777) as u32)))
         }

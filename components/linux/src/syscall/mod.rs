@@ -255,8 +255,11 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::ACCESS => fs::faccessat(p, CWD, a[0], a[1], 0),
         nr::FACCESSAT => fs::faccessat(p, a[0], a[1], a[2], 0),
         nr::FACCESSAT2 => fs::faccessat(p, a[0], a[1], a[2], a[3]),
-        nr::FSYNC | nr::FDATASYNC => p.files.get(a[0]).map(|_| 0),
-        nr::SYNC => Ok(0),
+        nr::FSYNC | nr::FDATASYNC => p.files.get(a[0]).and_then(|f| f.sync()),
+        nr::SYNC => {
+            crate::block::sync_all();
+            Ok(0)
+        }
         nr::TRUNCATE => fs::truncate(p, a[0], a[1]),
         nr::FTRUNCATE => fs::ftruncate(p, a[0], a[1]),
         nr::GETCWD => fs::getcwd(p, a[0], a[1]),

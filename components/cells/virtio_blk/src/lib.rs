@@ -1,0 +1,307 @@
+//! virtio-blk over PCI, legacy (virtio 0.9.5) interface: QEMU's default
+//! `virtio-blk-pci` is transitional and offers it in BAR 0 as I/O ports.
+//!
+//! One virtqueue, one request at a time: the header, the data and the
+//! status byte live in one DMA buffer; a request is a chain of three
+//! descriptors, and completion is polled on the used ring (interrupts are
+//! suppressed), with a timeout. Requests larger than [`MAX_BYTES`] are
+//! split.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::sync::atomic::{Ordering, fence};
+use framekernel::io::IoPorts;
+use framekernel::mm::DmaBuffer;
+use framekernel::pci::{PciDevice, PciInfo};
+use framekernel::sync::Mutex;
+use tessera_cell_api::block::{BlockDriver, BlockError, DeviceInfo, Export, SECTOR_SIZE};
+
+const VENDOR: u16 = 0x1af4;
+/// Transitional virtio-blk (legacy interface available).
+const DEVICE_LEGACY: u16 = 0x1001;
+/// Modern-only virtio-blk (not driven here).
+const DEVICE_MODERN: u16 = 0x1042;
+
+// Legacy register block (BAR 0), without MSI-X.
+const DEVICE_FEATURES: u16 = 0x00;
+const GUEST_FEATURES: u16 = 0x04;
+const QUEUE_PFN: u16 = 0x08;
+const QUEUE_SIZE: u16 = 0x0c;
+const QUEUE_SELECT: u16 = 0x0e;
+const QUEUE_NOTIFY: u16 = 0x10;
+const STATUS: u16 = 0x12;
+const ISR: u16 = 0x13;
+const CONFIG_CAPACITY: u16 = 0x14;
+
+const STATUS_ACKNOWLEDGE: u8 = 1;
+const STATUS_DRIVER: u8 = 2;
+const STATUS_DRIVER_OK: u8 = 4;
+const STATUS_FAILED: u8 = 0x80;
+
+const FEATURE_RO: u32 = 1 << 5;
+const FEATURE_FLUSH: u32 = 1 << 9;
+
+const REQUEST_IN: u32 = 0;
+const REQUEST_OUT: u32 = 1;
+const REQUEST_FLUSH: u32 = 4;
+
+const DESC_NEXT: u16 = 1;
+const DESC_WRITE: u16 = 2;
+const AVAIL_NO_INTERRUPT: u16 = 1;
+
+/// Largest transfer in one request.
+pub const MAX_BYTES: usize = 64 * 1024;
+/// Where the data starts in the request buffer (header at 0, status at 16).
+const DATA: usize = 512;
+/// How long a request may take.
+const TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// Recent write sectors, kept for `info()`. The faulty build declares the
+/// log one entry short of the index range it uses (`writes % 50`): an
+/// off-by-one that panics with an out-of-bounds index on every 50th write.
+#[cfg(not(feature = "faulty"))]
+const WRITE_LOG: usize = 50;
+#[cfg(feature = "faulty")]
+const WRITE_LOG: usize = 49;
+const WRITE_LOG_SPAN: u64 = 50;
+
+/// The device, once set up. Field order matters: the PCI handle drops
+/// first and turns bus mastering off before the DMA buffers are freed.
+struct Device {
+    pci: PciDevice,
+    ports: IoPorts,
+    queue: DmaBuffer,
+    request: DmaBuffer,
+    queue_size: u16,
+    used_offset: usize,
+    avail_idx: u16,
+    used_idx: u16,
+    sectors: u64,
+    read_only: bool,
+    flush: bool,
+    writes: u64,
+    write_log: [u64; WRITE_LOG],
+}
+
+/// The driver: a device, or why there is none.
+struct VirtioBlk {
+    device: Mutex<Result<Device, String>>,
+}
+
+fn find() -> Result<PciInfo, String> {
+    let devices = framekernel::pci::devices();
+    if let Some(info) = devices.iter().find(|d| d.vendor == VENDOR && d.device == DEVICE_LEGACY) {
+        return Ok(*info);
+    }
+    if devices.iter().any(|d| d.vendor == VENDOR && d.device == DEVICE_MODERN) {
+        return Err("only a modern-only virtio-blk (1af4:1042) is present; this driver needs the legacy interface".into());
+    }
+    Err("no virtio-blk PCI device".into())
+}
+
+fn setup() -> Result<Device, String> {
+    let info = find()?;
+    let pci = PciDevice::claim(info.address).map_err(|e| format!("{e}"))?;
+    pci.enable(true);
+    let ports = pci.io_ports(0).map_err(|e| format!("BAR 0: {e}"))?;
+    let io = |e| format!("register access: {e:?}");
+    ports.write::<u8>(STATUS, 0).map_err(io)?; // reset
+    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE).map_err(io)?;
+    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER).map_err(io)?;
+    let offered = ports.read::<u32>(DEVICE_FEATURES).map_err(io)?;
+    let accepted = offered & (FEATURE_RO | FEATURE_FLUSH);
+    ports.write::<u32>(GUEST_FEATURES, accepted).map_err(io)?;
+    ports.write::<u16>(QUEUE_SELECT, 0).map_err(io)?;
+    let queue_size = ports.read::<u16>(QUEUE_SIZE).map_err(io)?;
+    if queue_size < 4 || !queue_size.is_power_of_two() {
+        let _ = ports.write::<u8>(STATUS, STATUS_FAILED);
+        return Err(format!("unusable queue size {queue_size}"));
+    }
+    let q = usize::from(queue_size);
+    let used_offset = (16 * q + 6 + 2 * q).next_multiple_of(4096);
+    let queue = DmaBuffer::new(used_offset + 6 + 8 * q).map_err(|e| format!("{e}"))?;
+    let request = DmaBuffer::new(DATA + MAX_BYTES).map_err(|e| format!("{e}"))?;
+    let pfn = u32::try_from(queue.phys_addr() >> 12).map_err(|_| "queue above 16 TiB".to_string())?;
+    let dma = |e| format!("{e}");
+    queue.write::<u16>(16 * q, AVAIL_NO_INTERRUPT).map_err(dma)?;
+    ports.write::<u32>(QUEUE_PFN, pfn).map_err(io)?;
+    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK).map_err(io)?;
+    let low = ports.read::<u32>(CONFIG_CAPACITY).map_err(io)?;
+    let high = ports.read::<u32>(CONFIG_CAPACITY + 4).map_err(io)?;
+    Ok(Device {
+        pci,
+        ports,
+        queue,
+        request,
+        queue_size,
+        used_offset,
+        avail_idx: 0,
+        used_idx: 0,
+        sectors: u64::from(high) << 32 | u64::from(low),
+        read_only: accepted & FEATURE_RO != 0,
+        flush: accepted & FEATURE_FLUSH != 0,
+        writes: 0,
+        write_log: [0; WRITE_LOG],
+    })
+}
+
+
+impl Device {
+    fn describe(&self) -> DeviceInfo {
+        DeviceInfo {
+            description: format!("virtio-blk at {} (queue of {})", self.pci.info().address, self.queue_size),
+            sectors: self.sectors,
+            read_only: self.read_only,
+        }
+    }
+
+    fn set_desc(&self, index: usize, addr: u64, len: u32, flags: u16, next: u16) -> Result<(), BlockError> {
+        let at = index * 16;
+        let q = &self.queue;
+        let dma = |_| BlockError::Device(0xff);
+        q.write::<u64>(at, addr).map_err(dma)?;
+        q.write::<u32>(at + 8, len).map_err(dma)?;
+        q.write::<u16>(at + 12, flags).map_err(dma)?;
+        q.write::<u16>(at + 14, next).map_err(dma)
+    }
+
+    /// One request of `len` data bytes (already in the buffer for writes).
+    fn request(&mut self, kind: u32, sector: u64, len: usize) -> Result<(), BlockError> {
+        let dma = |_| BlockError::Device(0xff);
+        let r = &self.request;
+        r.write::<u32>(0, kind).map_err(dma)?;
+        r.write::<u32>(4, 0).map_err(dma)?;
+        r.write::<u64>(8, sector).map_err(dma)?;
+        r.write::<u8>(16, 0xff).map_err(dma)?;
+        let base = r.phys_addr();
+        if len == 0 {
+            self.set_desc(0, base, 16, DESC_NEXT, 2)?;
+        } else {
+            self.set_desc(0, base, 16, DESC_NEXT, 1)?;
+            let flags = DESC_NEXT | if kind == REQUEST_IN { DESC_WRITE } else { 0 };
+            self.set_desc(1, base + DATA as u64, len as u32, flags, 2)?;
+        }
+        self.set_desc(2, base + 16, 1, DESC_WRITE, 0)?;
+        let q = usize::from(self.queue_size);
+        let avail = 16 * q;
+        let slot = usize::from(self.avail_idx % self.queue_size);
+        self.queue.write::<u16>(avail + 4 + 2 * slot, 0).map_err(dma)?;
+        fence(Ordering::SeqCst);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.queue.write::<u16>(avail + 2, self.avail_idx).map_err(dma)?;
+        fence(Ordering::SeqCst);
+        self.ports.write::<u16>(QUEUE_NOTIFY, 0).map_err(|_| BlockError::Device(0xfe))?;
+        let started = framekernel::time::now_ns();
+        loop {
+            fence(Ordering::SeqCst);
+            let used = self.queue.read::<u16>(self.used_offset + 2).map_err(dma)?;
+            if used != self.used_idx {
+                self.used_idx = used;
+                break;
+            }
+            if framekernel::time::now_ns().saturating_sub(started) > TIMEOUT_NS {
+                return Err(BlockError::Timeout);
+            }
+            core::hint::spin_loop();
+        }
+        let _ = self.ports.read::<u8>(ISR); // acknowledge any interrupt
+        match self.request.read::<u8>(16).map_err(dma)? {
+            0 => Ok(()),
+            status => Err(BlockError::Device(status)),
+        }
+    }
+
+    fn check(&self, sector: u64, len: usize) -> Result<(), BlockError> {
+        if !len.is_multiple_of(SECTOR_SIZE) {
+            return Err(BlockError::BadLength(len));
+        }
+        let count = (len / SECTOR_SIZE) as u64;
+        match sector.checked_add(count) {
+            Some(end) if end <= self.sectors => Ok(()),
+            _ => Err(BlockError::OutOfRange { sector, sectors: self.sectors }),
+        }
+    }
+
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.check(sector, buf.len())?;
+        for (i, chunk) in buf.chunks_mut(MAX_BYTES).enumerate() {
+            let at = sector + (i * MAX_BYTES / SECTOR_SIZE) as u64;
+            self.request(REQUEST_IN, at, chunk.len())?;
+            self.request.read_bytes(DATA, chunk).map_err(|_| BlockError::Device(0xff))?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.check(sector, buf.len())?;
+        if self.read_only {
+            return Err(BlockError::ReadOnly);
+        }
+        for (i, chunk) in buf.chunks(MAX_BYTES).enumerate() {
+            let at = sector + (i * MAX_BYTES / SECTOR_SIZE) as u64;
+            // Log the write first (see WRITE_LOG).
+            let index = (self.writes % WRITE_LOG_SPAN) as usize;
+            #[allow(clippy::indexing_slicing)] // the faulty build's bug lives here
+            {
+                self.write_log[index] = at;
+            }
+            self.writes += 1;
+            self.request.write_bytes(DATA, chunk).map_err(|_| BlockError::Device(0xff))?;
+            self.request(REQUEST_OUT, at, chunk.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // Reset: the device forgets the queue before its memory is freed.
+        let _ = self.ports.write::<u8>(STATUS, 0);
+    }
+}
+
+impl BlockDriver for VirtioBlk {
+    fn info(&self) -> Result<DeviceInfo, BlockError> {
+        match &*self.device.lock() {
+            Ok(device) => Ok(device.describe()),
+            Err(why) => Err(BlockError::NoDevice(why.clone())),
+        }
+    }
+
+    fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        match &mut *self.device.lock() {
+            Ok(device) => device.read(sector, buf),
+            Err(why) => Err(BlockError::NoDevice(why.clone())),
+        }
+    }
+
+    fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        match &mut *self.device.lock() {
+            Ok(device) => device.write(sector, buf),
+            Err(why) => Err(BlockError::NoDevice(why.clone())),
+        }
+    }
+
+    fn flush(&self) -> Result<(), BlockError> {
+        match &mut *self.device.lock() {
+            Ok(device) if device.flush => device.request(REQUEST_FLUSH, 0, 0),
+            Ok(_) => Ok(()),
+            Err(why) => Err(BlockError::NoDevice(why.clone())),
+        }
+    }
+}
+
+fn make() -> Export {
+    let device = setup();
+    if let Err(why) = &device {
+        log::info!("virtio_blk: {why}");
+    }
+    Box::new(VirtioBlk { device: Mutex::new(device) })
+}
+
+tessera_cell_api::cell_entry!(make);

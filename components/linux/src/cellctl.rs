@@ -1,0 +1,63 @@
+//! `/dev/cellctl`: the cell manager's interface for `cellctl`. Write one
+//! command (see `tessera_live_update::control`); the write fails with an
+//! errno naming the kind of problem (EINVAL, ENOENT, ENOEXEC, EBUSY, EIO,
+//! ENOMEM), and reading the same open file returns the reply: the
+//! command's output, or the message that explains the failure.
+
+use crate::errno::{Errno, SysResult};
+use crate::files::{File, FileStat};
+use alloc::string::String;
+use alloc::vec::Vec;
+use framekernel::sync::Mutex;
+use tessera_live_update::control::{self, Failure};
+
+/// Device number: misc major 10, minor 240.
+pub const RDEV: u64 = 0x0af0;
+
+/// One open `/dev/cellctl`.
+#[derive(Default)]
+pub struct CellCtl {
+    reply: Mutex<(Vec<u8>, usize)>,
+}
+
+fn errno(failure: Failure) -> Errno {
+    match failure {
+        Failure::Usage | Failure::WrongInterface => Errno::EINVAL,
+        Failure::NotFound => Errno::ENOENT,
+        Failure::BadCell => Errno::ENOEXEC,
+        Failure::Busy => Errno::EBUSY,
+        Failure::StartFailed => Errno::EIO,
+        Failure::NoMemory => Errno::ENOMEM,
+    }
+}
+
+impl File for CellCtl {
+    fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        let mut reply = self.reply.lock();
+        let (text, at) = &mut *reply;
+        let rest = text.get(*at..).unwrap_or(&[]);
+        let n = rest.len().min(buf.len());
+        buf.get_mut(..n).ok_or(Errno::EFAULT)?.copy_from_slice(rest.get(..n).unwrap_or(&[]));
+        *at += n;
+        Ok(n as u64)
+    }
+
+    fn write(&self, buf: &[u8]) -> SysResult {
+        let line = core::str::from_utf8(buf).map_err(|_| Errno::EINVAL)?;
+        let read_file = |path: &str| {
+            crate::fs::read_file(path).map(|bytes| bytes.to_vec()).map_err(|e| alloc::format!("cannot read ({e:?})"))
+        };
+        // The lock is not held while the command runs: a swap waits for
+        // calls in flight to drain.
+        let (text, result): (String, SysResult) = match control::command(line, &read_file) {
+            Ok(text) => (text, Ok(buf.len() as u64)),
+            Err(e) => (alloc::format!("{}\n", e.message), Err(errno(e.failure))),
+        };
+        *self.reply.lock() = (text.into_bytes(), 0);
+        result
+    }
+
+    fn stat(&self) -> FileStat {
+        crate::files::device_stat(0, RDEV, 0o600)
+    }
+}

@@ -1,0 +1,203 @@
+//! Cells in QEMU: the disk driver cell loaded at boot, the fault-containment
+//! demo from the README (a faulty driver swapped in under a checksum loop,
+//! then the fixed one swapped back live), and every kind of bad cell file
+//! refused through `cellctl` with the system unchanged.
+
+use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
+use framekernel_logic::cellobj::CellObject;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tessera_tests::{Exit, Machine, MachineOptions};
+
+const T: Duration = Duration::from_secs(60);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+fn shell(name: &str) -> Machine {
+    let mut machine = Machine::start(name, &MachineOptions::kernel(""));
+    machine.expect("built-in shell (ash)", T);
+    machine.expect("# ", T);
+    machine
+}
+
+/// Types `command`, waits for `answer` and the next prompt; returns what
+/// was printed up to the answer.
+fn run(machine: &mut Machine, command: &str, answer: &str) -> String {
+    machine.send(&format!("{command}\r"));
+    let seen = machine.expect(answer, T);
+    machine.expect("# ", T);
+    seen
+}
+
+/// Types `command` and returns what the console shows up to the end of
+/// its output (the echoed command line included), marked by text the
+/// command line itself does not contain.
+fn capture(machine: &mut Machine, command: &str) -> String {
+    machine.send(&format!("{command}; echo \"<<$((6*7))>>\"\r"));
+    let out = machine.expect("<<42>>", T);
+    machine.expect("# ", T);
+    out
+}
+
+#[test]
+fn the_disk_driver_cell_is_loaded_at_boot_and_serves_dev_vda() {
+    let mut m = shell("cells-boot");
+    let boot = m.output();
+    assert!(boot.contains("cells: virtio_blk 0.1.0 (block) loaded from /lib/cells/virtio_blk.cell at 0x"), "{boot}");
+    assert!(boot.contains("/dev/vda: virtio-blk at 0000:00:"), "{boot}");
+    let cells = capture(&mut m, "cat /proc/cells");
+    let line = cells.lines().find(|l| l.contains("virtio_blk")).unwrap_or_else(|| panic!("no virtio_blk in:\n{cells}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[1..6], ["virtio_blk", "0.1.0", "block", "active", "virtio_blk"], "{line}");
+    assert!(fields[6].starts_with("0xffffffffa"), "{line}");
+    run(&mut m, "ls -l /dev/vda", "brw-rw----");
+    // 16 MiB disk: a round trip of random data, and the end of the disk.
+    run(
+        &mut m,
+        "dd if=/dev/urandom of=/tmp/a bs=1000 count=300 2>/dev/null; dd if=/tmp/a of=/dev/vda bs=1000 seek=7 2>/dev/null; \
+         dd if=/dev/vda bs=1000 skip=7 count=300 2>/dev/null | cmp - /tmp/a && echo same",
+        "same",
+    );
+    run(&mut m, "dd if=/dev/zero of=/dev/vda bs=512 seek=32767 count=2; echo status $?", "No space left on device");
+    run(&mut m, "cellctl info virtio_blk", "cell virtio_blk 0.1.0 (active)");
+    m.send("poweroff\r");
+    assert_eq!(m.wait_exit(T), Exit::Success);
+}
+
+fn faults_of(line: &str) -> u64 {
+    line.split("faults=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_faulty_driver_is_contained_and_swapped_out_live_without_losing_data() {
+    let mut m = shell("cells-demo");
+    run(&mut m, "cellctl swap virtio_blk /lib/cells/virtio_blk-faulty.cell", "for virtio_blk 0.1.0+faulty in slot virtio_blk");
+    m.send("disk-loop 400 > /tmp/loop.log 2>&1 &\r");
+    m.expect("# ", T);
+    // Wait for 20 contained faults; the shell answers all along.
+    let started = Instant::now();
+    loop {
+        let seen = capture(&mut m, "awk '/faulty/ { print \"fa\" \"ults=\" $9 }' /proc/cells");
+        if faults_of(&seen) >= 20 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(400), "fewer than 20 faults in 400 s:\n{}", m.output());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The loop is still running; swap the fixed driver in under it.
+    run(&mut m, "grep -c disk-loop: /tmp/loop.log", "0");
+    run(&mut m, "cellctl swap virtio_blk /lib/cells/virtio_blk.cell", "for virtio_blk 0.1.0 in slot virtio_blk: gate closed for");
+    run(&mut m, "grep -c disk-loop: /tmp/loop.log", "0");
+    m.send("wait; tail -1 /tmp/loop.log\r");
+    m.expect("disk-loop: 400 rounds, 0 errors", Duration::from_secs(600));
+    m.expect("# ", T);
+    run(&mut m, "grep -c ' ok$' /tmp/loop.log", "400");
+    let cells = capture(&mut m, "cat /proc/cells");
+    let faulty = cells.lines().find(|l| l.contains("0.1.0+faulty")).unwrap_or_else(|| panic!("{cells}"));
+    let f: Vec<&str> = faulty.split_whitespace().collect();
+    assert_eq!(f[4], "retired", "{faulty}");
+    assert!(f[8].parse::<u64>().unwrap() >= 20 && f[9] == f[8], "faults and restarts: {faulty}");
+    let fixed = cells.lines().rfind(|l| l.contains(" 0.1.0 ") && l.contains("active")).unwrap_or_else(|| panic!("{cells}"));
+    let g: Vec<&str> = fixed.split_whitespace().collect();
+    assert_eq!(&g[8..11], ["0", "0", "1"], "the fixed cell: no faults, no restarts, one swap: {fixed}");
+    run(&mut m, "cellctl info virtio_blk", "swaps 2");
+    run(&mut m, "echo still answering", "still answering");
+    m.send("poweroff\r");
+    assert_eq!(m.wait_exit(T), Exit::Success);
+}
+
+/// The probe cell's object (from the build) with `patch` applied, packed
+/// again with a correct header.
+fn patched(object: &[u8], patch: impl Fn(&mut Vec<u8>, &CellObject<'_>)) -> Vec<u8> {
+    let parsed = CellObject::parse(object).expect("probe object parses");
+    let mut bytes = object.to_vec();
+    patch(&mut bytes, &parsed);
+    CellFile::write("probe", "0.1.0", "probe", &bytes).expect("pack")
+}
+
+fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("pattern in the object");
+    bytes[at..at + to.len()].copy_from_slice(to);
+}
+
+#[test]
+fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
+    let root = workspace();
+    let good = std::fs::read(root.join("build/cells/probe.cell")).expect("build/cells/probe.cell: run make test");
+    let object = &good[HEADER_LEN..];
+    let dir = std::env::temp_dir().join(format!("tessera-badcells-{}", std::process::id()));
+    let cells = dir.join("overlay/bad");
+    std::fs::create_dir_all(&cells).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(cells.join(name), bytes).unwrap();
+    write("truncated.cell", &good[..good.len() / 2]);
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    write("flipped.cell", &flipped);
+    write("arm64.cell", &patched(object, |b, _| b[18] = 183)); // e_machine = AArch64
+    write(
+        "reloc.cell",
+        &patched(object, |b, o| {
+            let rela = o.sections.iter().find(|s| s.kind == 4 && s.size >= 24).expect("a RELA section");
+            b[rela.offset as usize + 8] = 37; // R_X86_64_IRELATIVE
+        }),
+    );
+    write("unresolved.cell", &patched(object, |b, _| replace_once(b, b"panic_fmt", b"panic_fmX")));
+    write("noentry.cell", &patched(object, |b, _| replace_once(b, b"20__tessera_cell_entry", b"20__tessera_cell_entrX")));
+    let script = dir.join("script.sh");
+    std::fs::write(
+        &script,
+        "mount -t proc proc /proc\n\
+         for f in truncated flipped arm64 reloc unresolved noentry; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
+         cellctl swap virtio_blk /lib/cells/probe.cell; echo \"interface: status $?\"\n\
+         cellctl swap console /lib/cells/virtio_blk.cell; echo \"no slot: status $?\"\n\
+         cellctl unload virtio_blk; echo \"in use: status $?\"\n\
+         cellctl frobnicate; echo \"usage: status $?\"\n\
+         echo frobnicate > /dev/cellctl; echo \"raw: status $?\"\n\
+         cellctl load /etc/hostname; echo \"not a cell: status $?\"\n\
+         cat /proc/cells\n\
+         echo data > /tmp/d; dd if=/tmp/d of=/dev/vda conv=sync 2>/dev/null; dd if=/dev/vda bs=5 count=1 2>/dev/null\n",
+    )
+    .unwrap();
+    let out = Command::new("make")
+        .args(["-s", "--no-print-directory", "exec"])
+        .arg(format!("SCRIPT={}", script.display()))
+        .arg(format!("OVERLAY={}", dir.join("overlay").display()))
+        .current_dir(&root)
+        .output()
+        .expect("run make exec");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    for (expected, status) in [
+        ("cellctl: Exec format error: /bad/truncated.cell: cell file truncated: object of", "truncated: status 1"),
+        ("cellctl: Exec format error: /bad/flipped.cell: cell file damaged: CRC-32", "flipped: status 1"),
+        ("cellctl: Exec format error: /bad/arm64.cell: built for machine 183, not x86_64 (62)", "arm64: status 1"),
+        ("cellctl: Exec format error: /bad/reloc.cell: section", "reloc: status 1"),
+        ("R_X86_64_IRELATIVE", "reloc: status 1"),
+        ("cellctl: Exec format error: /bad/unresolved.cell: undefined symbol", "unresolved: status 1"),
+        ("panic_fmX is not defined by the kernel", "unresolved: status 1"),
+        ("cellctl: Exec format error: /bad/noentry.cell: no entry function", "noentry: status 1"),
+        ("cellctl: Invalid argument: /lib/cells/probe.cell: cell probe offers interface probe, slot virtio_blk takes block", "interface: status 1"),
+        ("cellctl: No such file or directory: no slot console (slots: virtio_blk)", "no slot: status 1"),
+        ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),
+        ("usage: cellctl list | info NAME", "usage: status 2"),
+        ("Invalid argument", "raw: status 1"),
+        ("cellctl: Exec format error: /etc/hostname: ", "not a cell: status 1"),
+    ] {
+        assert!(text.contains(expected), "missing {expected:?}:\n{text}");
+        assert!(text.contains(status), "missing {status:?}:\n{text}");
+    }
+    // Nothing refused stays loaded; the driver is untouched and works.
+    // /proc/cells rows start with the cell's id.
+    let table: Vec<&str> =
+        text.lines().filter(|l| l.split_whitespace().next().is_some_and(|w| w.parse::<u32>().is_ok())).collect();
+    let driver = table.iter().find(|l| l.contains("virtio_blk")).unwrap_or_else(|| panic!("{text}"));
+    let d: Vec<&str> = driver.split_whitespace().collect();
+    assert_eq!((d[4], &d[8..11]), ("active", &["0", "0", "0"][..]), "{driver}");
+    assert!(!table.iter().any(|l| l.contains(" loaded ")), "a refused cell stayed loaded:\n{text}");
+    assert!(text.trim_end().ends_with("data"), "the disk does not work after the refusals:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
