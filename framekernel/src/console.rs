@@ -67,6 +67,9 @@ pub fn write_bytes(bytes: &[u8]) {
 /// line discipline).
 pub fn write_raw(bytes: &[u8]) {
     let _guard = OUTPUT.lock();
+    if driver_write(bytes) {
+        return;
+    }
     for &byte in bytes {
         serial::write_byte(byte);
     }
@@ -99,18 +102,60 @@ pub fn dropped_input() -> u64 {
 
 static INPUT_HOOK: SpinLock<Option<fn()>> = SpinLock::new(None);
 
+/// A console driver outside the base: `receiver` drains the UART when it
+/// interrupts (and pushes with [`push_input`]); `sender` takes program
+/// output and returns false when it cannot (the base then writes itself).
+static DRIVER: SpinLock<Option<ConsoleDriver>> = SpinLock::new(None);
+
+/// A console driver's two entry points: (receive, send).
+pub type ConsoleDriver = (fn(), fn(&[u8]) -> bool);
+
+/// Lends the console UART's ports (COM1) to a driver. Only one holder at
+/// a time; the base keeps writing its own messages (and panic reports)
+/// directly.
+pub fn claim_uart() -> Result<crate::io::IoPorts, crate::io::IoPortError> {
+    crate::io::IoPorts::acquire_lent(serial::COM1, 8)
+}
+
+/// The console UART's interrupt line.
+pub const UART_IRQ: u8 = serial::COM1_IRQ;
+
+/// Hands the console to a driver (see [`DRIVER`]); `None` gives it back.
+pub fn set_driver(driver: Option<ConsoleDriver>) {
+    *DRIVER.lock() = driver;
+}
+
+/// Adds bytes a console driver received.
+pub fn push_input(bytes: &[u8]) {
+    let mut ring = INPUT.lock();
+    for &byte in bytes {
+        ring.push(byte);
+    }
+}
+
+/// Program output through the console driver, if one takes it.
+fn driver_write(bytes: &[u8]) -> bool {
+    let sender = DRIVER.try_lock().and_then(|d| d.map(|(_, send)| send));
+    sender.is_some_and(|send| send(bytes))
+}
+
 /// Calls `hook` (in interrupt context, keep it short) whenever console
 /// input arrives, so that blocked readers can be woken.
 pub fn set_input_hook(hook: fn()) {
     *INPUT_HOOK.lock() = Some(hook);
 }
 
-/// COM1 interrupt: move every received byte into the input ring.
+/// COM1 interrupt: the driver (or the base) moves every received byte
+/// into the input ring.
 fn receive_interrupt() {
-    {
-        let mut ring = INPUT.lock();
-        while let Some(byte) = serial::read_byte() {
-            ring.push(byte);
+    let receiver = DRIVER.lock().map(|(receive, _)| receive);
+    match receiver {
+        Some(receive) => receive(),
+        None => {
+            let mut ring = INPUT.lock();
+            while let Some(byte) = serial::read_byte() {
+                ring.push(byte);
+            }
         }
     }
     let hook = *INPUT_HOOK.lock();

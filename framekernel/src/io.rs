@@ -66,6 +66,17 @@ impl IoPorts {
                 return Err(IoPortError::Reserved { port: base.max(first), owner });
             }
         }
+        Self::claim(base, len, last)
+    }
+
+    /// Claims a range the base reserves, which the base lends on purpose
+    /// (the console UART to its driver cell).
+    pub(crate) fn acquire_lent(base: u16, len: u16) -> Result<Self, IoPortError> {
+        let last = base.checked_add(len.saturating_sub(1)).ok_or(IoPortError::BadRange { base, len })?;
+        Self::claim(base, len, last)
+    }
+
+    fn claim(base: u16, len: u16, last: u16) -> Result<Self, IoPortError> {
         let mut claimed = CLAIMED.lock();
         if let Some(&(first, _)) = claimed.iter().find(|&&(first, end)| base <= end && first <= last) {
             return Err(IoPortError::Busy { port: base.max(first) });

@@ -12,7 +12,9 @@ use framekernel::cell::FaultKind;
 use framekernel::selftest::SelfTest;
 use framekernel::{ensure, println};
 use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
+use framekernel::sync::SpinLock;
 use tessera_cell_api::block::{self, BlockError};
+use tessera_cell_api::serial;
 use tessera_cell_api::probe::{self, Failure};
 use tessera_linux::block::BlockBackend;
 use tessera_linux::errno::Errno;
@@ -22,7 +24,7 @@ use tessera_live_update::{AnySlot, CellEntry, CellState, Slot, SlotError, regist
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 1] = ["virtio_blk"];
+const BOOT_CELLS: [&str; 2] = ["uart16550", "virtio_blk"];
 
 /// Loads the boot cells from [`CELL_DIR`]; reports each unless `quiet`.
 /// Other files there (variants such as `virtio_blk-faulty.cell`) are
@@ -99,9 +101,71 @@ impl BlockBackend for SlotDisk {
     }
 }
 
-/// Starts the driver slots with the cells loaded at boot and makes their
-/// devices (`/dev/vda`).
+type SerialSlot = Slot<serial::Export>;
+
+/// The console driver's slot, once started.
+static CONSOLE: SpinLock<Option<Arc<SerialSlot>>> = SpinLock::new(None);
+
+fn console_slot() -> Option<Arc<SerialSlot>> {
+    CONSOLE.try_lock().and_then(|slot| slot.clone())
+}
+
+/// Drains the UART through the driver into the console's input ring.
+fn drain_input(driver: &serial::Export) {
+    let mut buf = [0u8; 64];
+    loop {
+        let n = driver.receive(&mut buf).min(buf.len());
+        framekernel::console::push_input(buf.get(..n).unwrap_or(&[]));
+        if n < buf.len() {
+            break;
+        }
+    }
+}
+
+/// The UART interrupted (interrupt context): the driver drains it. While
+/// the driver is being replaced the bytes wait in the UART, and the new
+/// instance drains them when it starts (`set_on_start`).
+fn console_receive() {
+    if let Some(slot) = console_slot() {
+        let _ = slot.try_call(drain_input);
+    }
+}
+
+/// Program output: through the driver when it can take it now, else the
+/// base writes it directly (during a swap or after a fault).
+fn console_send(bytes: &[u8]) -> bool {
+    console_slot().is_some_and(|slot| matches!(slot.try_call(|driver| driver.write(bytes)), Ok(n) if n == bytes.len()))
+}
+
+fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
+    let Some(entry) = cells.iter().find(|e| e.name() == "uart16550") else { return };
+    let slot = SerialSlot::new("console", "serial");
+    slot.set_on_start(drain_input);
+    if let Err(e) = slot.install(entry.clone()) {
+        println!("console driver: cannot start: {e}; the base keeps driving the console");
+        return;
+    }
+    match slot.call(false, |d| d.describe()) {
+        Ok(Ok(what)) => {
+            tessera_live_update::slot::register(slot.clone());
+            *CONSOLE.lock() = Some(slot);
+            framekernel::console::set_driver(Some((console_receive, console_send)));
+            if !quiet {
+                println!("console: {what}, driven by cell uart16550");
+            }
+        }
+        Ok(Err(why)) => println!("console driver: {why}; the base keeps driving the console"),
+        Err(e) => println!("console driver: {e}; the base keeps driving the console"),
+    }
+}
+
+/// Starts the driver slots with the cells loaded at boot: the console
+/// (`uart16550`) and the disk (`virtio_blk`, `/dev/vda`).
 pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
+    if let Err(e) = tessera_live_update::slot::start_supervisor() {
+        println!("cells: no supervisor task ({e}); faults outside task context stay unrecovered");
+    }
+    start_console(cells, quiet);
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else { return };
     let slot = BlockSlot::new("virtio_blk", "block");
     if let Err(e) = slot.install(entry.clone()) {

@@ -17,7 +17,7 @@
 use crate::registry::{CellEntry, CellState};
 use alloc::format;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
@@ -115,6 +115,26 @@ pub trait AnySlot: Send + Sync {
     fn swap(&self, entry: Arc<CellEntry>) -> Result<SwapReport, SlotError>;
     /// Starts a fresh instance of the current cell (and clears a hold).
     fn restart(&self) -> Result<(), SlotError>;
+    /// Recovers from a fault that a non-blocking call recorded (the
+    /// supervisor task calls this).
+    fn recover_pending(&self);
+}
+
+/// Slots with a fault to recover from, for the supervisor task.
+static PENDING: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
+static SUPERVISOR: WaitQueue = WaitQueue::new();
+
+/// Starts the supervisor: a kernel task that restarts cells whose fault
+/// happened where recovery cannot wait (interrupt handlers, console
+/// output). Call once, after the scheduler.
+pub fn start_supervisor() -> Result<(), framekernel::mm::OutOfMemory> {
+    tessera_sched::spawn("cell-supervisor", || {
+        loop {
+            let slot = SUPERVISOR.wait_until(|| PENDING.lock().pop());
+            slot.recover_pending();
+        }
+    })
+    .map(|_| ())
 }
 
 struct Active<T: 'static> {
@@ -130,6 +150,7 @@ impl<T> Clone for Active<T> {
 
 /// A slot for cells exporting a `T` (for example `Box<dyn BlockDriver>`).
 pub struct Slot<T: Any + Send + Sync> {
+    me: Weak<Slot<T>>,
     name: String,
     interface: String,
     active: SpinLock<Option<Active<T>>>,
@@ -150,6 +171,13 @@ pub struct Slot<T: Any + Send + Sync> {
     swaps: AtomicU64,
     last_swap_ns: AtomicU64,
     last_recovery_ns: AtomicU64,
+    /// A non-blocking call faulted; the supervisor has not recovered yet.
+    needs_recovery: AtomicBool,
+    /// Called (inside the boundary) on every fresh instance before it
+    /// serves: catches up with what happened while the slot was closed.
+    on_start: SpinLock<Option<fn(&T)>>,
+    /// That fault, reported when the supervisor recovers.
+    pending_fault: SpinLock<Option<(Fault, u64)>>,
 }
 
 static SLOTS: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
@@ -188,7 +216,8 @@ fn pause(duration: Duration) {
 impl<T: Any + Send + Sync> Slot<T> {
     /// An empty slot called `name`, taking cells that offer `interface`.
     pub fn new(name: &str, interface: &str) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             name: name.into(),
             interface: interface.into(),
             active: SpinLock::new(None),
@@ -206,6 +235,49 @@ impl<T: Any + Send + Sync> Slot<T> {
             swaps: AtomicU64::new(0),
             last_swap_ns: AtomicU64::new(0),
             last_recovery_ns: AtomicU64::new(0),
+            needs_recovery: AtomicBool::new(false),
+            on_start: SpinLock::new(None),
+            pending_fault: SpinLock::new(None),
+        })
+    }
+
+    /// Sets the hook run on every fresh instance before it serves (for a
+    /// console: drain what arrived while the driver was being replaced).
+    pub fn set_on_start(&self, hook: fn(&T)) {
+        *self.on_start.lock() = Some(hook);
+    }
+
+    /// Calls `f` without ever blocking (for interrupt handlers and console
+    /// output): `Busy` while the gate is closed or a fault awaits recovery,
+    /// `Held` when held. A fault is recorded and handed to the supervisor
+    /// task, which restarts the cell; the call is not retried.
+    pub fn try_call<R: 'static>(&self, f: impl FnOnce(&T) -> R) -> Result<R, SlotError> {
+        let active = framekernel::arch::without_interrupts(|| {
+            if self.held.load(Ordering::Relaxed) {
+                return Err(SlotError::Held { cell: self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default() });
+            }
+            if self.closed.load(Ordering::Relaxed) || self.needs_recovery.load(Ordering::Relaxed) {
+                return Err(SlotError::Busy);
+            }
+            let active = self.active.try_lock().ok_or(SlotError::Busy)?.as_ref().cloned().ok_or(SlotError::Empty)?;
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            Ok(active)
+        })?;
+        let result = active.instance.call(f);
+        self.leave();
+        result.map_err(|fault| {
+            active.entry.faults.fetch_add(1, Ordering::Relaxed);
+            self.faults.fetch_add(1, Ordering::Relaxed);
+            if !self.needs_recovery.swap(true, Ordering::AcqRel) {
+                if let Some(mut pending) = self.pending_fault.try_lock() {
+                    *pending = Some((fault.clone(), time::now_ns()));
+                }
+                if let Some(me) = self.me.upgrade() {
+                    PENDING.lock().push(me);
+                    SUPERVISOR.wake_all();
+                }
+            }
+            SlotError::Fault(fault)
         })
     }
 
@@ -220,7 +292,13 @@ impl<T: Any + Send + Sync> Slot<T> {
             match code.instantiate() {
                 Ok(instance) => {
                     return match instance.downcast::<T>() {
-                        Ok(typed) => Ok(Arc::new(typed)),
+                        Ok(typed) => {
+                            let hook = *self.on_start.lock();
+                            if let Some(hook) = hook {
+                                typed.call(hook).map_err(SlotError::StartFault)?;
+                            }
+                            Ok(Arc::new(typed))
+                        }
                         Err(_) => Err(SlotError::Interface {
                             offers: format!("{} (by its header; its object is another type)", entry.interface()),
                             expects: self.interface.clone(),
@@ -300,6 +378,7 @@ impl<T: Any + Send + Sync> Slot<T> {
     /// Calls `f` on the cell's object. After a fault the cell is restarted;
     /// an `idempotent` call is then tried again (up to [`MAX_RETRIES`]).
     pub fn call<R: 'static>(&self, idempotent: bool, mut f: impl FnMut(&T) -> R) -> Result<R, SlotError> {
+        self.recover_pending();
         let mut retries = 0;
         loop {
             let active = self.enter()?;
@@ -457,6 +536,26 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
         self.last_swap_ns.store(downtime_ns, Ordering::Relaxed);
         let describe = |e: &CellEntry| format!("{} {}", e.name(), e.version());
         Ok(SwapReport { old: old_entry.as_deref().map(describe).unwrap_or_else(|| "-".into()), new: describe(&entry), downtime_ns })
+    }
+
+    fn recover_pending(&self) {
+        if !self.needs_recovery.load(Ordering::Acquire) {
+            return;
+        }
+        let pending = self.pending_fault.lock().take();
+        let (fault, at) = pending.unwrap_or((Fault { kind: framekernel::cell::FaultKind::Panic, message: String::new() }, time::now_ns()));
+        let active = self.active.lock().clone();
+        if let Some(active) = active {
+            log::warn!(
+                "cell {} {} in slot {}: fault {} contained: {fault}",
+                active.entry.name(),
+                active.entry.version(),
+                self.name,
+                self.faults.load(Ordering::Relaxed)
+            );
+            self.recover(active, at);
+        }
+        self.needs_recovery.store(false, Ordering::Release);
     }
 
     fn restart(&self) -> Result<(), SlotError> {

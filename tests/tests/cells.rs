@@ -153,7 +153,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         "mount -t proc proc /proc\n\
          for f in truncated flipped arm64 reloc unresolved noentry; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
          cellctl swap virtio_blk /lib/cells/probe.cell; echo \"interface: status $?\"\n\
-         cellctl swap console /lib/cells/virtio_blk.cell; echo \"no slot: status $?\"\n\
+         cellctl swap sound /lib/cells/virtio_blk.cell; echo \"no slot: status $?\"\n\
          cellctl unload virtio_blk; echo \"in use: status $?\"\n\
          cellctl frobnicate; echo \"usage: status $?\"\n\
          echo frobnicate > /dev/cellctl; echo \"raw: status $?\"\n\
@@ -181,7 +181,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("panic_fmX is not defined by the kernel", "unresolved: status 1"),
         ("cellctl: Exec format error: /bad/noentry.cell: no entry function", "noentry: status 1"),
         ("cellctl: Invalid argument: /lib/cells/probe.cell: cell probe offers interface probe, slot virtio_blk takes block", "interface: status 1"),
-        ("cellctl: No such file or directory: no slot console (slots: virtio_blk)", "no slot: status 1"),
+        ("cellctl: No such file or directory: no slot sound (slots: console, virtio_blk)", "no slot: status 1"),
         ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),
         ("usage: cellctl list | info NAME", "usage: status 2"),
         ("Invalid argument", "raw: status 1"),
@@ -200,4 +200,31 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     assert!(!table.iter().any(|l| l.contains(" loaded ")), "a refused cell stayed loaded:\n{text}");
     assert!(text.trim_end().ends_with("data"), "the disk does not work after the refusals:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_console_driver_is_swapped_while_the_shell_is_in_use() {
+    let mut m = shell("cells-console");
+    assert!(m.output().contains("console: 16550 UART at 0x3f8, driven by cell uart16550"), "{}", m.output());
+    // A swap from the background while a command line is being typed,
+    // one key at a time: every key arrives, the shell answers.
+    m.send("(sleep 1; cellctl swap console /lib/cells/uart16550.cell > /tmp/swap.log) &\r");
+    m.expect("# ", T);
+    let line = "echo typed-through-the-swap-abcdefghijklmnopqrstuvwxyz-0123456789";
+    let started = Instant::now();
+    for key in line.chars() {
+        m.send(&key.to_string());
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert!(started.elapsed() > Duration::from_millis(1500), "typing must span the swap");
+    m.send("\r");
+    m.expect("\ntyped-through-the-swap-abcdefghijklmnopqrstuvwxyz-0123456789", T);
+    m.expect("# ", T);
+    run(&mut m, "cat /tmp/swap.log", "swapped uart16550 0.1.0 for uart16550 0.1.0 in slot console: gate closed for");
+    run(&mut m, "cellctl info console", "swaps 1");
+    run(&mut m, "seq 1 300 | tail -1", "300");
+    let cells = capture(&mut m, "cat /proc/cells");
+    assert!(cells.lines().any(|l| l.contains("uart16550") && l.contains(" active ") && l.contains("console")), "{cells}");
+    m.send("poweroff\r");
+    assert_eq!(m.wait_exit(T), Exit::Success);
 }

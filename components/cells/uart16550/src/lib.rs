@@ -1,0 +1,108 @@
+//! The 16550 UART (COM1) behind the serial console: programs it (115200
+//! baud, 8N1, FIFOs, receive interrupt), sends program output and drains
+//! received bytes when the UART interrupts. The ports are lent by the
+//! base (`framekernel::console::claim_uart`), which keeps writing its own
+//! messages and panic reports directly.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use framekernel::io::IoPorts;
+use tessera_cell_api::serial::{Export, SerialPort};
+
+const DATA: u16 = 0;
+const INTERRUPT_ENABLE: u16 = 1;
+const FIFO_CONTROL: u16 = 2;
+const LINE_CONTROL: u16 = 3;
+const MODEM_CONTROL: u16 = 4;
+const LINE_STATUS: u16 = 5;
+const SCRATCH: u16 = 7;
+
+const LSR_DATA_READY: u8 = 1;
+const LSR_TX_EMPTY: u8 = 1 << 5;
+/// Polls of the line status before a byte is sent anyway.
+const TX_WAIT: u32 = 100_000;
+
+struct Uart {
+    ports: Result<IoPorts, String>,
+}
+
+fn setup() -> Result<IoPorts, String> {
+    let ports = framekernel::console::claim_uart().map_err(|e| format!("COM1: {e:?}"))?;
+    let io = |e| format!("COM1 register: {e:?}");
+    ports.write::<u8>(SCRATCH, 0xa5).map_err(io)?;
+    if ports.read::<u8>(SCRATCH).map_err(io)? != 0xa5 {
+        return Err("no UART answers at COM1".into());
+    }
+    ports.write::<u8>(INTERRUPT_ENABLE, 0).map_err(io)?;
+    ports.write::<u8>(LINE_CONTROL, 0x80).map_err(io)?; // divisor latch
+    ports.write::<u8>(DATA, 1).map_err(io)?; // 115200 baud
+    ports.write::<u8>(INTERRUPT_ENABLE, 0).map_err(io)?;
+    ports.write::<u8>(LINE_CONTROL, 0x03).map_err(io)?; // 8N1
+    ports.write::<u8>(FIFO_CONTROL, 0x07).map_err(io)?; // FIFOs on, transmit cleared, receive kept
+    ports.write::<u8>(MODEM_CONTROL, 0x0b).map_err(io)?; // DTR, RTS, OUT2
+    ports.write::<u8>(INTERRUPT_ENABLE, 0x01).map_err(io)?; // received data
+    Ok(ports)
+}
+
+impl SerialPort for Uart {
+    fn describe(&self) -> Result<String, String> {
+        match &self.ports {
+            Ok(ports) => Ok(format!("16550 UART at {:#x}", ports.base())),
+            Err(why) => Err(why.clone()),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) -> usize {
+        let Ok(ports) = &self.ports else { return 0 };
+        let mut sent = 0;
+        for &byte in bytes {
+            for _ in 0..TX_WAIT {
+                if ports.read::<u8>(LINE_STATUS).is_ok_and(|s| s & LSR_TX_EMPTY != 0) {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+            if ports.write::<u8>(DATA, byte).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    }
+
+    fn receive(&self, out: &mut [u8]) -> usize {
+        let Ok(ports) = &self.ports else { return 0 };
+        let mut got = 0;
+        for slot in out.iter_mut() {
+            if !ports.read::<u8>(LINE_STATUS).is_ok_and(|s| s & LSR_DATA_READY != 0) {
+                break;
+            }
+            match ports.read::<u8>(DATA) {
+                Ok(byte) => *slot = byte,
+                Err(_) => break,
+            }
+            got += 1;
+        }
+        got
+    }
+}
+
+impl Drop for Uart {
+    fn drop(&mut self) {
+        // The base takes the interrupt back; leave it enabled for it.
+        if let Ok(ports) = &self.ports {
+            let _ = ports.write::<u8>(INTERRUPT_ENABLE, 0x01);
+        }
+    }
+}
+
+fn make() -> Export {
+    Box::new(Uart { ports: setup() })
+}
+
+tessera_cell_api::cell_entry!(make);
