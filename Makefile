@@ -196,10 +196,10 @@ test: deps lint
 
 lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
-	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps
-	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-tty
+	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
 
 TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
 	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)

@@ -10,21 +10,28 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use framekernel::cell::FaultKind;
 use framekernel::selftest::SelfTest;
+use framekernel::sync::SpinLock;
 use framekernel::{ensure, println};
 use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
-use framekernel::sync::SpinLock;
 use tessera_cell_api::block::{self, BlockError};
-use tessera_cell_api::serial;
 use tessera_cell_api::probe::{self, Failure};
+use tessera_cell_api::serial;
 use tessera_linux::block::BlockBackend;
 use tessera_linux::errno::Errno;
 use tessera_live_update::{AnySlot, CellEntry, CellState, Slot, SlotError, registry};
+
+/// Prints on the console, or only logs when booting quietly (`make exec`).
+macro_rules! report {
+    ($quiet:expr, $($arg:tt)*) => {
+        if $quiet { log::warn!($($arg)*) } else { println!($($arg)*) }
+    };
+}
 
 /// Where cell files live in the root file system.
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 2] = ["uart16550", "virtio_blk"];
+const BOOT_CELLS: [&str; 3] = ["tty", "uart16550", "virtio_blk"];
 
 /// Loads the boot cells from [`CELL_DIR`]; reports each unless `quiet`.
 /// Other files there (variants such as `virtio_blk-faulty.cell`) are
@@ -89,11 +96,17 @@ impl BlockBackend for SlotDisk {
 
     fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // Reads by sector are idempotent: retried after a contained fault.
-        self.slot.call(true, |d| d.read(sector, buf)).map_err(block_errno)?.map_err(driver_errno)
+        self.slot
+            .call(true, |d| d.read(sector, buf))
+            .map_err(block_errno)?
+            .map_err(driver_errno)
     }
 
     fn write(&self, sector: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.slot.call(true, |d| d.write(sector, buf)).map_err(block_errno)?.map_err(driver_errno)
+        self.slot
+            .call(true, |d| d.write(sector, buf))
+            .map_err(block_errno)?
+            .map_err(driver_errno)
     }
 
     fn flush(&self) -> Result<(), Errno> {
@@ -138,11 +151,13 @@ fn console_send(bytes: &[u8]) -> bool {
 }
 
 fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
-    let Some(entry) = cells.iter().find(|e| e.name() == "uart16550") else { return };
+    let Some(entry) = cells.iter().find(|e| e.name() == "uart16550") else {
+        return;
+    };
     let slot = SerialSlot::new("console", "serial");
     slot.set_on_start(drain_input);
     if let Err(e) = slot.install(entry.clone()) {
-        println!("console driver: cannot start: {e}; the base keeps driving the console");
+        report!(quiet, "console driver: cannot start: {e}; the base keeps driving the console");
         return;
     }
     match slot.call(false, |d| d.describe()) {
@@ -154,28 +169,62 @@ fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
                 println!("console: {what}, driven by cell uart16550");
             }
         }
-        Ok(Err(why)) => println!("console driver: {why}; the base keeps driving the console"),
-        Err(e) => println!("console driver: {e}; the base keeps driving the console"),
+        Ok(Err(why)) => report!(quiet, "console driver: {why}; the base keeps driving the console"),
+        Err(e) => report!(quiet, "console driver: {e}; the base keeps driving the console"),
     }
 }
 
-/// Starts the driver slots with the cells loaded at boot: the console
-/// (`uart16550`) and the disk (`virtio_blk`, `/dev/vda`).
+/// The terminals' line disciplines: the `tty` cell, which hands its
+/// state (settings, the line being typed, unread input) to its successor.
+fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
+    let Some(entry) = cells.iter().find(|e| e.name() == "tty") else {
+        report!(
+            quiet,
+            "tty: no line discipline cell; the console stays raw (no echo, no line editing, no ^C)"
+        );
+        return;
+    };
+    let slot = tessera_linux::files::TtySlot::new("tty", "tty");
+    slot.set_state_transfer(|ld| ld.save(), |ld, state| ld.restore(state));
+    match slot.install(entry.clone()) {
+        Ok(()) => {
+            tessera_live_update::slot::register(slot.clone());
+            tessera_linux::files::set_line_disciplines(slot);
+            if !quiet {
+                println!("tty: line discipline from cell tty");
+            }
+        }
+        Err(e) => report!(quiet, "tty: cannot start the line discipline cell: {e}; the console stays raw"),
+    }
+}
+
+/// Starts the slots with the cells loaded at boot: the line discipline
+/// (`tty`), the console (`uart16550`) and the disk (`virtio_blk`,
+/// `/dev/vda`).
 pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     if let Err(e) = tessera_live_update::slot::start_supervisor() {
-        println!("cells: no supervisor task ({e}); faults outside task context stay unrecovered");
+        report!(
+            quiet,
+            "cells: no supervisor task ({e}); faults outside task context stay unrecovered"
+        );
     }
+    start_tty(cells, quiet);
     start_console(cells, quiet);
-    let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else { return };
+    let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
+        return;
+    };
     let slot = BlockSlot::new("virtio_blk", "block");
     if let Err(e) = slot.install(entry.clone()) {
-        println!("virtio_blk: cannot start: {e}");
+        report!(quiet, "virtio_blk: cannot start: {e}");
         return;
     }
     tessera_live_update::slot::register(slot.clone());
     match slot.call(false, |d| d.info()) {
         Ok(Ok(info)) => {
-            let disk = Arc::new(SlotDisk { slot, sectors: info.sectors });
+            let disk = Arc::new(SlotDisk {
+                slot,
+                sectors: info.sectors,
+            });
             match tessera_linux::block::add_disk("vda", disk) {
                 Ok(()) if !quiet => println!(
                     "/dev/vda: {}, {} MiB{}",
@@ -184,12 +233,11 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
                     if info.read_only { ", read-only" } else { "" }
                 ),
                 Ok(()) => {}
-                Err(why) => println!("/dev/vda: {why}"),
+                Err(why) => report!(quiet, "/dev/vda: {why}"),
             }
         }
-        Ok(Err(e)) if !quiet => println!("virtio_blk: {e}; no /dev/vda"),
-        Ok(Err(_)) => {}
-        Err(e) => println!("virtio_blk: {e}; no /dev/vda"),
+        Ok(Err(e)) => report!(quiet, "virtio_blk: {e}; no /dev/vda"),
+        Err(e) => report!(quiet, "virtio_blk: {e}; no /dev/vda"),
     }
 }
 
@@ -211,7 +259,10 @@ fn calls_and_state() -> Result<(), String> {
     ensure!(slot.call(false, |p| p.sum_to(100)) == Ok(4950), "sum_to(100) through the cell");
     let text = slot.call(false, |p| p.describe(255)).map_err(|e| format!("{e}"))?;
     ensure!(text == "probe cell: 255 is 0xff, 2 calls so far", "describe gave {text:?}");
-    ensure!(slot.call(false, |p| p.calls()) == Ok(2), "the instance keeps its state between calls");
+    ensure!(
+        slot.call(false, |p| p.calls()) == Ok(2),
+        "the instance keeps its state between calls"
+    );
     let entry = slot.cell().ok_or("no cell in the slot")?;
     ensure!(entry.state() == CellState::Active, "state {:?}", entry.state());
     let code = entry.code().ok_or("code not mapped")?;
@@ -238,14 +289,32 @@ fn faults_are_contained_and_restarted() -> Result<(), String> {
     // A fresh instance took over: its counter starts again.
     ensure!(slot.call(false, |p| p.calls()) == Ok(0), "the faulted instance was not replaced");
     expect_fault(&slot, Failure::OutOfBounds, |k| k == FaultKind::Panic, "index out of bounds")?;
-    expect_fault(&slot, Failure::PageFault, |k| matches!(k, FaultKind::Exception { vector: 14, .. }), "0xdead0000")?;
-    expect_fault(&slot, Failure::InvalidOpcode, |k| matches!(k, FaultKind::Exception { vector: 6, .. }), "invalid opcode")?;
+    expect_fault(
+        &slot,
+        Failure::PageFault,
+        |k| matches!(k, FaultKind::Exception { vector: 14, .. }),
+        "0xdead0000",
+    )?;
+    expect_fault(
+        &slot,
+        Failure::InvalidOpcode,
+        |k| matches!(k, FaultKind::Exception { vector: 6, .. }),
+        "invalid opcode",
+    )?;
     ensure!(slot.call(false, |p| p.sum_to(10)) == Ok(45), "calls work after four faults");
     let stats = slot.stats();
     ensure!(stats.faults == 4 && stats.restarts == 4, "stats {stats:?}");
-    ensure!(framekernel::cell::fault_count() == before + 4, "boundary counted {}", framekernel::cell::fault_count() - before);
+    ensure!(
+        framekernel::cell::fault_count() == before + 4,
+        "boundary counted {}",
+        framekernel::cell::fault_count() - before
+    );
     let entry = slot.cell().ok_or("no cell")?;
-    ensure!(entry.faults.load(Ordering::Relaxed) == 4, "cell faults {}", entry.faults.load(Ordering::Relaxed));
+    ensure!(
+        entry.faults.load(Ordering::Relaxed) == 4,
+        "cell faults {}",
+        entry.faults.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 
@@ -264,7 +333,10 @@ fn repeated_faults_hold_the_cell() -> Result<(), String> {
     ensure!(held && slot.is_held(), "the slot never held its cell ({:?})", slot.stats());
     let entry = slot.cell().ok_or("no cell")?;
     ensure!(entry.state() == CellState::Held, "state {:?}", entry.state());
-    ensure!(matches!(slot.call(false, |p| p.sum_to(4)), Err(SlotError::Held { .. })), "calls must fail while held");
+    ensure!(
+        matches!(slot.call(false, |p| p.sum_to(4)), Err(SlotError::Held { .. })),
+        "calls must fail while held"
+    );
     slot.restart().map_err(|e| format!("restart: {e}"))?;
     ensure!(slot.call(false, |p| p.sum_to(4)) == Ok(6), "calls work after restart");
     ensure!(entry.state() == CellState::Active, "state after restart {:?}", entry.state());
@@ -279,12 +351,20 @@ fn swap_replaces_and_retires() -> Result<(), String> {
     ensure!(new.state() == CellState::Loaded, "a freshly loaded cell is {:?}", new.state());
     let report = slot.swap(new.clone()).map_err(|e| format!("swap: {e}"))?;
     ensure!(report.downtime_ns > 0, "downtime not measured");
-    ensure!(new.state() == CellState::Active && old.state() == CellState::Retired, "states {:?} {:?}", new.state(), old.state());
+    ensure!(
+        new.state() == CellState::Active && old.state() == CellState::Retired,
+        "states {:?} {:?}",
+        new.state(),
+        old.state()
+    );
     ensure!(!old.is_mapped(), "the old cell's code is still mapped after the swap");
     ensure!(slot.call(false, |p| p.calls()) == Ok(0), "the new instance serves");
     ensure!(new.swaps.load(Ordering::Relaxed) == 1 && slot.stats().swaps == 1, "swap counters");
     let in_use = registry::unload(new.name());
-    ensure!(matches!(&in_use, Err(tessera_live_update::UnloadError::InUse { slot }) if slot == "probe-swap"), "unload in use: {in_use:?}");
+    ensure!(
+        matches!(&in_use, Err(tessera_live_update::UnloadError::InUse { slot }) if slot == "probe-swap"),
+        "unload in use: {in_use:?}"
+    );
     // A cell offering another interface is refused, and the slot keeps serving.
     let mut other = probe_file()?.to_vec();
     let object = other.get(HEADER_LEN..).ok_or("short probe file")?.to_vec();
@@ -293,7 +373,11 @@ fn swap_replaces_and_retires() -> Result<(), String> {
     let refused = slot.swap(block.clone());
     ensure!(matches!(refused, Err(SlotError::Interface { .. })), "wrong interface: {refused:?}");
     ensure!(slot.call(false, |p| p.sum_to(3)) == Ok(3), "still serving after a refused swap");
-    ensure!(block.state() == CellState::Loaded, "the refused cell stays loaded, unused: {:?}", block.state());
+    ensure!(
+        block.state() == CellState::Loaded,
+        "the refused cell stays loaded, unused: {:?}",
+        block.state()
+    );
     registry::unload(block.name()).map_err(|e| format!("unload the refused cell: {e:?}"))?;
     ensure!(!block.is_mapped(), "unloaded");
     Ok(())
@@ -305,16 +389,29 @@ fn start_faults_hold_and_swaps_roll_back() -> Result<(), String> {
     // Installed in an empty slot: it faults at every start attempt, then gives up.
     let empty = ProbeSlot::new("probe-initfault", "probe");
     let result = empty.install(broken.clone());
-    ensure!(matches!(&result, Err(SlotError::StartFault(f)) if f.message.contains("cannot start")), "install: {result:?}");
+    ensure!(
+        matches!(&result, Err(SlotError::StartFault(f)) if f.message.contains("cannot start")),
+        "install: {result:?}"
+    );
     let attempts = u64::from(tessera_live_update::slot::START_ATTEMPTS);
-    ensure!(broken.faults.load(Ordering::Relaxed) == attempts, "{} start faults", broken.faults.load(Ordering::Relaxed));
+    ensure!(
+        broken.faults.load(Ordering::Relaxed) == attempts,
+        "{} start faults",
+        broken.faults.load(Ordering::Relaxed)
+    );
     // Swapped into a working slot: refused, and the old cell serves again.
     let slot = probe_slot("probe-rollback")?;
     let old = slot.cell().ok_or("no cell")?;
     let result = slot.swap(broken.clone());
     ensure!(matches!(result, Err(SlotError::StartFault(_))), "swap: {result:?}");
-    ensure!(slot.call(false, |p| p.sum_to(4)) == Ok(6), "the old cell does not serve after the failed swap");
-    ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &old)) && old.state() == CellState::Active, "old cell not back");
+    ensure!(
+        slot.call(false, |p| p.sum_to(4)) == Ok(6),
+        "the old cell does not serve after the failed swap"
+    );
+    ensure!(
+        slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &old)) && old.state() == CellState::Active,
+        "old cell not back"
+    );
     ensure!(!slot.is_held(), "the slot must not be held after a rollback");
     registry::unload_entry(&broken).map_err(|e| format!("{e:?}"))?;
     Ok(())
@@ -353,7 +450,10 @@ fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
         }
         (spawned.is_ok(), FIRST.load(Ordering::SeqCst), p.calls())
     });
-    ensure!(matches!(during, Ok((true, 1, 0))), "while the call was in flight: {during:?} (the first swap must wait)");
+    ensure!(
+        matches!(during, Ok((true, 1, 0))),
+        "while the call was in flight: {during:?} (the first swap must wait)"
+    );
     ensure!(SECOND_BUSY.load(Ordering::SeqCst) == 1, "the second swap was not refused as busy");
     for _ in 0..1000 {
         if FIRST.load(Ordering::SeqCst) >= 2 {
@@ -361,8 +461,14 @@ fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
         }
         tessera_sched::yield_now();
     }
-    ensure!(FIRST.load(Ordering::SeqCst) == 2, "the first swap did not finish after the call left");
-    ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &replacement)), "the replacement does not serve");
+    ensure!(
+        FIRST.load(Ordering::SeqCst) == 2,
+        "the first swap did not finish after the call left"
+    );
+    ensure!(
+        slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &replacement)),
+        "the replacement does not serve"
+    );
     registry::unload_entry(&second).map_err(|e| format!("{e:?}"))?;
     Ok(())
 }
@@ -373,9 +479,18 @@ fn unload_gives_memory_back() -> Result<(), String> {
     let loaded = framekernel::mm::frame_stats().free;
     registry::unload(entry.name()).map_err(|e| format!("{e:?}"))?;
     let unloaded = framekernel::mm::frame_stats().free;
-    ensure!(!entry.is_mapped() && entry.state() == CellState::Retired, "unloaded cell still mapped");
-    ensure!(unloaded >= loaded + pages, "{pages} pages should be back: {loaded} -> {unloaded} free frames");
-    ensure!(matches!(registry::unload("no-such-cell"), Err(tessera_live_update::UnloadError::NotFound)), "unknown name");
+    ensure!(
+        !entry.is_mapped() && entry.state() == CellState::Retired,
+        "unloaded cell still mapped"
+    );
+    ensure!(
+        unloaded >= loaded + pages,
+        "{pages} pages should be back: {loaded} -> {unloaded} free frames"
+    );
+    ensure!(
+        matches!(registry::unload("no-such-cell"), Err(tessera_live_update::UnloadError::NotFound)),
+        "unknown name"
+    );
     Ok(())
 }
 
@@ -387,12 +502,33 @@ pub fn selftests() -> Vec<SelfTest> {
         return Vec::new();
     }
     alloc::vec![
-        SelfTest { name: "cell_calls_and_state", run: calls_and_state },
-        SelfTest { name: "cell_faults_contained_and_restarted", run: faults_are_contained_and_restarted },
-        SelfTest { name: "cell_repeated_faults_hold", run: repeated_faults_hold_the_cell },
-        SelfTest { name: "cell_swap_replaces_and_retires", run: swap_replaces_and_retires },
-        SelfTest { name: "cell_unload_gives_memory_back", run: unload_gives_memory_back },
-        SelfTest { name: "cell_start_faults_hold_and_swaps_roll_back", run: start_faults_hold_and_swaps_roll_back },
-        SelfTest { name: "cell_swap_drains_calls_and_refuses_a_second", run: swap_drains_calls_and_refuses_a_second_swap },
+        SelfTest {
+            name: "cell_calls_and_state",
+            run: calls_and_state
+        },
+        SelfTest {
+            name: "cell_faults_contained_and_restarted",
+            run: faults_are_contained_and_restarted
+        },
+        SelfTest {
+            name: "cell_repeated_faults_hold",
+            run: repeated_faults_hold_the_cell
+        },
+        SelfTest {
+            name: "cell_swap_replaces_and_retires",
+            run: swap_replaces_and_retires
+        },
+        SelfTest {
+            name: "cell_unload_gives_memory_back",
+            run: unload_gives_memory_back
+        },
+        SelfTest {
+            name: "cell_start_faults_hold_and_swaps_roll_back",
+            run: start_faults_hold_and_swaps_roll_back
+        },
+        SelfTest {
+            name: "cell_swap_drains_calls_and_refuses_a_second",
+            run: swap_drains_calls_and_refuses_a_second_swap
+        },
     ]
 }

@@ -107,11 +107,6 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     let _ = load_symbols(archive.bytes());
     let _ = tessera_sched::init();
     tessera_linux::init();
-    // The script's output goes to the host as is: no \n -> \r\n.
-    let tty = tessera_linux::files::console();
-    let mut termios = tty.termios();
-    termios.oflag &= !1; // OPOST
-    tty.set_termios(termios, false);
     let limit = root_limit(boot);
     let root = match (&archive.problem, archive.cpio()) {
         (Some(problem), _) => Some(Err(alloc::format!("boot archive: {problem}"))),
@@ -120,6 +115,11 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     drop(archive);
     let boot_cells = cells::load_boot_cells(true);
     cells::start_drivers(&boot_cells, true);
+    // The script's output goes to the host as is: no \n -> \r\n.
+    let tty = tessera_linux::files::console();
+    let mut termios = tty.termios();
+    termios.oflag &= !1; // OPOST
+    tty.set_termios(termios, false);
     let status = match root {
         Some(root) => {
             match root {

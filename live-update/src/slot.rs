@@ -53,6 +53,8 @@ pub enum SlotError {
     Gone,
     /// Another swap of this slot is running.
     Busy,
+    /// The new cell refused the old one's state.
+    StateRefused(String),
 }
 
 impl fmt::Display for SlotError {
@@ -67,6 +69,7 @@ impl fmt::Display for SlotError {
             }
             SlotError::Gone => f.write_str("the cell's code is no longer loaded"),
             SlotError::Busy => f.write_str("another swap of this slot is running"),
+            SlotError::StateRefused(why) => write!(f, "the new cell refused the state it was handed: {why}"),
         }
     }
 }
@@ -137,6 +140,9 @@ pub fn start_supervisor() -> Result<(), framekernel::mm::OutOfMemory> {
     .map(|_| ())
 }
 
+/// Saves an instance's state, and restores it into a fresh one.
+pub type StateTransfer<T> = (fn(&T) -> Vec<u8>, fn(&T, &[u8]) -> Result<(), String>);
+
 struct Active<T: 'static> {
     instance: Arc<Instance<T>>,
     entry: Arc<CellEntry>,
@@ -176,6 +182,8 @@ pub struct Slot<T: Any + Send + Sync> {
     /// Called (inside the boundary) on every fresh instance before it
     /// serves: catches up with what happened while the slot was closed.
     on_start: SpinLock<Option<fn(&T)>>,
+    /// How a swap hands state from the old instance to the new one.
+    transfer: SpinLock<Option<StateTransfer<T>>>,
     /// That fault, reported when the supervisor recovers.
     pending_fault: SpinLock<Option<(Fault, u64)>>,
 }
@@ -237,6 +245,7 @@ impl<T: Any + Send + Sync> Slot<T> {
             last_recovery_ns: AtomicU64::new(0),
             needs_recovery: AtomicBool::new(false),
             on_start: SpinLock::new(None),
+            transfer: SpinLock::new(None),
             pending_fault: SpinLock::new(None),
         })
     }
@@ -245,6 +254,28 @@ impl<T: Any + Send + Sync> Slot<T> {
     /// console: drain what arrived while the driver was being replaced).
     pub fn set_on_start(&self, hook: fn(&T)) {
         *self.on_start.lock() = Some(hook);
+    }
+
+    /// Makes swaps hand state over: `save` runs on the old instance after
+    /// the gate is drained, `restore` on the new one before it serves; a
+    /// refusal rolls the swap back. (A restart after a fault starts fresh:
+    /// a faulted instance's state is not trusted.)
+    pub fn set_state_transfer(&self, save: fn(&T) -> Vec<u8>, restore: fn(&T, &[u8]) -> Result<(), String>) {
+        *self.transfer.lock() = Some((save, restore));
+    }
+
+    /// Starts `entry`'s cell and hands it `state` if there is some.
+    fn start_with_state(&self, entry: &Arc<CellEntry>, code: &Arc<LoadedCell>, state: Option<&[u8]>) -> Result<Arc<Instance<T>>, SlotError> {
+        let instance = self.start(entry, code)?;
+        let restore = self.transfer.lock().map(|(_, restore)| restore);
+        if let (Some(state), Some(restore)) = (state, restore) {
+            match instance.call(|object| restore(object, state)) {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return Err(SlotError::StateRefused(why)),
+                Err(fault) => return Err(SlotError::StartFault(fault)),
+            }
+        }
+        Ok(instance)
     }
 
     /// Calls `f` without ever blocking (for interrupt handlers and console
@@ -504,8 +535,19 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
         self.close_and_drain();
         let old = self.active.lock().take();
         let old_entry = old.as_ref().map(|a| a.entry.clone()).or_else(|| self.last.lock().clone());
+        let save = self.transfer.lock().map(|(save, _)| save);
+        let state = match (&old, save) {
+            (Some(old), Some(save)) => match old.instance.call(save) {
+                Ok(state) => Some(state),
+                Err(fault) => {
+                    log::warn!("slot {}: saving the old cell's state faulted ({fault}); the new cell starts fresh", self.name);
+                    None
+                }
+            },
+            _ => None,
+        };
         drop(old);
-        let result = match self.start(&entry, &new_code) {
+        let result = match self.start_with_state(&entry, &new_code, state.as_deref()) {
             Ok(instance) => {
                 if let Some(old) = &old_entry
                     && !Arc::ptr_eq(old, &entry)
@@ -520,7 +562,7 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
             Err(e) => {
                 // Roll back: the old cell serves again.
                 if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
-                    match self.start(old, &code) {
+                    match self.start_with_state(old, &code, state.as_deref()) {
                         Ok(instance) => self.take_slot(instance, old.clone(), code),
                         Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
                     }

@@ -181,7 +181,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("panic_fmX is not defined by the kernel", "unresolved: status 1"),
         ("cellctl: Exec format error: /bad/noentry.cell: no entry function", "noentry: status 1"),
         ("cellctl: Invalid argument: /lib/cells/probe.cell: cell probe offers interface probe, slot virtio_blk takes block", "interface: status 1"),
-        ("cellctl: No such file or directory: no slot sound (slots: console, virtio_blk)", "no slot: status 1"),
+        ("cellctl: No such file or directory: no slot sound (slots: tty, console, virtio_blk)", "no slot: status 1"),
         ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),
         ("usage: cellctl list | info NAME", "usage: status 2"),
         ("Invalid argument", "raw: status 1"),
@@ -225,6 +225,36 @@ fn the_console_driver_is_swapped_while_the_shell_is_in_use() {
     run(&mut m, "seq 1 300 | tail -1", "300");
     let cells = capture(&mut m, "cat /proc/cells");
     assert!(cells.lines().any(|l| l.contains("uart16550") && l.contains(" active ") && l.contains("console")), "{cells}");
+    m.send("poweroff\r");
+    assert_eq!(m.wait_exit(T), Exit::Success);
+}
+
+#[test]
+fn the_tty_layer_is_swapped_with_its_state_while_a_line_is_half_typed() {
+    let mut m = shell("cells-tty");
+    assert!(m.output().contains("tty: line discipline from cell tty"), "{}", m.output());
+    // Half a command line is in the line discipline when the new cell takes
+    // over: it receives that state and the line completes.
+    m.send("(sleep 1; cellctl swap tty /lib/cells/tty.cell > /tmp/swap.log) &\r");
+    m.expect("# ", T);
+    let started = Instant::now();
+    for key in "echo state-handed-over-$((20+22))".chars() {
+        m.send(&key.to_string());
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    assert!(started.elapsed() > Duration::from_millis(1500), "typing must span the swap");
+    m.send("\r");
+    m.expect("\nstate-handed-over-42", T);
+    m.expect("# ", T);
+    run(&mut m, "cat /tmp/swap.log", "swapped tty 0.1.0 for tty 0.1.0 in slot tty: gate closed for");
+    // Settings made before a swap hold after it; ^C still interrupts.
+    run(&mut m, "stty -echo; cellctl swap tty /lib/cells/tty.cell >/dev/null; stty -a | grep -o -- '-echo ' ; stty echo", "-echo");
+    m.send("sleep 100\r");
+    std::thread::sleep(Duration::from_millis(500));
+    m.send("\x03");
+    m.expect("# ", T);
+    run(&mut m, "echo status $?", "status 130");
+    run(&mut m, "cellctl info tty", "swaps 2");
     m.send("poweroff\r");
     assert_eq!(m.wait_exit(T), Exit::Success);
 }

@@ -10,6 +10,7 @@ pub const MAX_FILES: usize = 1024;
 
 /// What `stat` reports (the VFS's metadata, also for non-VFS files).
 pub use tessera_vfs::Metadata as FileStat;
+use tessera_cell_api::tty;
 use tessera_vfs::{FileType, Location, Timespec};
 
 /// Metadata for a character device that is not in a file system.
@@ -101,57 +102,156 @@ pub const POLLHUP: u16 = 0x10;
 /// Not an open descriptor.
 pub const POLLNVAL: u16 = 0x20;
 
-/// The console terminal: the serial port behind a line discipline, with a
-/// foreground process group and a session.
+/// The console terminal: the serial port behind a line discipline (the
+/// `tty` cell, reached through its slot), with a foreground process group
+/// and a session.
+///
+/// Without a working tty cell (none loaded, or held after repeated faults)
+/// the terminal degrades to raw: typed bytes reach readers unprocessed, no
+/// echo, no signals, output unchanged.
 pub struct Tty {
-    ld: framekernel::sync::SpinLock<tessera_tty::LineDiscipline>,
     readers: tessera_sched::WaitQueue,
+    /// Bumped whenever input was processed or settings changed: readers
+    /// wait for it to move.
+    generation: core::sync::atomic::AtomicU64,
     foreground: core::sync::atomic::AtomicU32,
     session: core::sync::atomic::AtomicU32,
     winsize: framekernel::sync::SpinLock<[u16; 4]>,
+    /// Raw input while there is no line discipline.
+    raw: framekernel::sync::SpinLock<alloc::collections::VecDeque<u8>>,
 }
 
+/// The line disciplines' slot.
+pub type TtySlot = tessera_live_update::Slot<tty::Export>;
+
+/// The console's terminal number in the tty cell.
+const CONSOLE_TTY: u32 = 0;
+
 static CONSOLE: spin::Once<Arc<Tty>> = spin::Once::new();
+static LINE_DISCIPLINES: spin::Once<Arc<TtySlot>> = spin::Once::new();
+static INPUT_PENDING: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new();
+
+/// Connects the terminals to the tty cell's slot (once, at boot).
+pub fn set_line_disciplines(slot: Arc<TtySlot>) {
+    LINE_DISCIPLINES.call_once(|| slot);
+    console().changed();
+}
 
 /// The console terminal.
 pub fn console() -> Arc<Tty> {
     CONSOLE
         .call_once(|| {
             Arc::new(Tty {
-                ld: framekernel::sync::SpinLock::new(tessera_tty::LineDiscipline::new()),
                 readers: tessera_sched::WaitQueue::new(),
+                generation: core::sync::atomic::AtomicU64::new(0),
                 foreground: core::sync::atomic::AtomicU32::new(0),
                 session: core::sync::atomic::AtomicU32::new(0),
                 winsize: framekernel::sync::SpinLock::new([24, 80, 0, 0]),
+                raw: framekernel::sync::SpinLock::new(alloc::collections::VecDeque::new()),
             })
         })
         .clone()
 }
 
 /// Called by the base (in interrupt context) when console bytes arrive:
-/// runs them through the line discipline, echoes, raises signals for the
-/// foreground process group, wakes readers.
+/// wakes the terminal's input task.
 pub fn console_input_arrived() {
-    let tty = console();
-    while let Some(byte) = framekernel::console::read_byte() {
-        let effect = tty.ld.lock().input(byte);
-        if !effect.echo.is_empty() {
-            framekernel::console::write_raw(&effect.echo);
+    INPUT_PENDING.wake_all();
+}
+
+/// The terminal's input task: runs typed bytes through the line
+/// discipline, echoes, raises signals for the foreground process group,
+/// wakes readers. A task, not the interrupt, because the line discipline
+/// is a cell whose slot may make a caller wait (during a swap).
+pub fn start_input_task() -> Result<(), framekernel::mm::OutOfMemory> {
+    tessera_sched::spawn("tty-input", || {
+        loop {
+            INPUT_PENDING.wait_until(|| framekernel::console::has_input().then_some(()));
+            let tty = console();
+            while let Some(byte) = framekernel::console::read_byte() {
+                match tty.line_discipline(false, |ld| ld.input(CONSOLE_TTY, byte)) {
+                    Some(effect) => {
+                        if !effect.echo.is_empty() {
+                            framekernel::console::write_raw(&effect.echo);
+                        }
+                        if let Some(signal) = effect.signal {
+                            let sig = match signal {
+                                tty::TtySignal::Interrupt => crate::signal::num::SIGINT,
+                                tty::TtySignal::Quit => crate::signal::num::SIGQUIT,
+                                tty::TtySignal::Suspend => crate::signal::num::SIGTSTP,
+                            };
+                            tty.signal_foreground(sig);
+                        }
+                    }
+                    None => {
+                        let mut raw = tty.raw.lock();
+                        if raw.len() < tty::MAX_INPUT {
+                            raw.push_back(byte);
+                        }
+                    }
+                }
+            }
+            tty.changed();
         }
-        if let Some(signal) = effect.signal {
-            let sig = match signal {
-                tessera_tty::TtySignal::Interrupt => crate::signal::num::SIGINT,
-                tessera_tty::TtySignal::Quit => crate::signal::num::SIGQUIT,
-                tessera_tty::TtySignal::Suspend => crate::signal::num::SIGTSTP,
-            };
-            tty.signal_foreground(sig);
-        }
-    }
-    tty.readers.wake_all();
-    crate::syscall::poll::notify();
+    })
+    .map(|_| ())
 }
 
 impl Tty {
+    /// Calls the line discipline; `None` without a working one.
+    fn line_discipline<R: 'static>(&self, idempotent: bool, mut f: impl FnMut(&dyn tty::LineDisciplines) -> R) -> Option<R> {
+        LINE_DISCIPLINES.get()?.call(idempotent, |ld| f(&**ld)).ok()
+    }
+
+    /// Input was processed or settings changed: wake readers and pollers.
+    fn changed(&self) {
+        self.generation.fetch_add(1, core::sync::atomic::Ordering::Release);
+        self.readers.wake_all();
+        crate::syscall::poll::notify();
+    }
+
+    /// One read attempt: `None` when the reader must wait.
+    fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
+        let max = buf.len();
+        match self.line_discipline(false, |ld| ld.read(CONSOLE_TTY, max)) {
+            Some(Some(bytes)) => {
+                let n = bytes.len().min(buf.len());
+                buf.get_mut(..n)?.copy_from_slice(bytes.get(..n)?);
+                Some(n)
+            }
+            Some(None) => None,
+            None => {
+                let mut raw = self.raw.lock();
+                if raw.is_empty() {
+                    return None;
+                }
+                let mut n = 0;
+                for slot in buf.iter_mut() {
+                    let Some(byte) = raw.pop_front() else { break };
+                    *slot = byte;
+                    n += 1;
+                }
+                Some(n)
+            }
+        }
+    }
+
+    /// Reads, waiting for input; gives up with `EINTR` once `interrupted()`.
+    fn read_waiting(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
+        loop {
+            let seen = self.generation.load(core::sync::atomic::Ordering::Acquire);
+            if let Some(n) = self.try_read(buf) {
+                return Ok(n as u64);
+            }
+            if interrupted() {
+                return Err(Errno::EINTR);
+            }
+            self.readers.wait_until(|| {
+                (self.generation.load(core::sync::atomic::Ordering::Acquire) != seen || interrupted()).then_some(())
+            });
+        }
+    }
+
     /// Sends `sig` to every process of the foreground process group.
     pub fn signal_foreground(&self, sig: u8) {
         let group = self.foreground.load(core::sync::atomic::Ordering::Relaxed);
@@ -185,29 +285,31 @@ impl Tty {
     }
 
     /// The settings.
-    pub fn termios(&self) -> tessera_tty::Termios {
-        self.ld.lock().termios
+    pub fn termios(&self) -> tty::Termios {
+        self.line_discipline(true, |ld| ld.termios(CONSOLE_TTY)).unwrap_or_default()
     }
 
     /// New settings; `flush` drops pending input first.
-    pub fn set_termios(&self, termios: tessera_tty::Termios, flush: bool) {
-        let mut ld = self.ld.lock();
-        if flush {
-            ld.flush_input();
-        }
-        ld.set_termios(termios);
-        drop(ld);
-        self.readers.wake_all();
+    pub fn set_termios(&self, termios: tty::Termios, flush: bool) {
+        self.line_discipline(true, |ld| {
+            if flush {
+                ld.flush_input(CONSOLE_TTY);
+            }
+            ld.set_termios(CONSOLE_TTY, termios);
+        });
+        self.changed();
     }
 
     /// Drops pending input.
     pub fn flush_input(&self) {
-        self.ld.lock().flush_input();
+        if self.line_discipline(true, |ld| ld.flush_input(CONSOLE_TTY)).is_none() {
+            self.raw.lock().clear();
+        }
     }
 
     /// Bytes a read would get now.
     pub fn available(&self) -> usize {
-        self.ld.lock().available()
+        self.line_discipline(true, |ld| ld.available(CONSOLE_TTY)).unwrap_or_else(|| self.raw.lock().len())
     }
 
     /// Window size: rows, columns, x and y pixels.
@@ -222,7 +324,7 @@ impl Tty {
 
     /// Reads like a program would (for the kernel's own console monitor).
     pub fn read_blocking(&self, buf: &mut [u8]) -> usize {
-        self.readers.wait_until(|| self.ld.lock().read(buf))
+        self.read_waiting(buf, &|| false).unwrap_or(0) as usize
     }
 }
 
@@ -231,16 +333,14 @@ impl File for Tty {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.readers.wait_until(|| match self.ld.lock().read(buf) {
-            Some(n) => Some(Ok(n as u64)),
-            None if interrupted() => Some(Err(Errno::EINTR)),
-            None => None,
-        })
+        self.read_waiting(buf, interrupted)
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
-        let out = self.ld.lock().output(buf);
-        framekernel::console::write_raw(&out);
+        match self.line_discipline(true, |ld| ld.output(CONSOLE_TTY, buf)) {
+            Some(out) => framekernel::console::write_raw(&out),
+            None => framekernel::console::write_raw(buf),
+        }
         Ok(buf.len() as u64)
     }
 
@@ -258,7 +358,15 @@ impl File for Tty {
     }
 
     fn poll(&self) -> u16 {
-        if self.ld.lock().readable() { POLLIN | POLLOUT } else { POLLOUT }
+        // Polling may run where waiting is not allowed: never block here;
+        // while the line discipline is unavailable, say readable (a read
+        // then waits properly).
+        let readable = match LINE_DISCIPLINES.get().map(|slot| slot.try_call(|ld| ld.readable(CONSOLE_TTY))) {
+            Some(Ok(readable)) => readable,
+            Some(Err(_)) => true,
+            None => !self.raw.lock().is_empty(),
+        };
+        if readable { POLLIN | POLLOUT } else { POLLOUT }
     }
 }
 

@@ -25,6 +25,9 @@ pub use process::{Outcome, Process, ProcessInfo};
 /// console: sleeping and blocking console reads.
 pub fn init() {
     let _ = framekernel::time::on_tick(syscall::proc::sleep_tick);
+    if let Err(e) = files::start_input_task() {
+        log::error!("console: no input task ({e}); typed input is not processed");
+    }
     framekernel::console::set_input_hook(files::console_input_arrived);
     // Bytes typed before the hook existed wait in the base's buffer.
     files::console_input_arrived();

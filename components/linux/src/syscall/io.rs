@@ -142,7 +142,7 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         TCSETS | TCSETSW | TCSETSF => {
             let mut bytes = [0u8; 36];
             p.memory.read(arg, &mut bytes)?;
-            tty.set_termios(tessera_tty::Termios::from_bytes(&bytes), request == TCSETSF);
+            tty.set_termios(tessera_cell_api::tty::Termios::from_bytes(&bytes), request == TCSETSF);
             Ok(0)
         }
         TCFLSH => {

@@ -1,158 +1,29 @@
-//! The terminal line discipline, as pure logic: bytes typed on a terminal
+//! The terminal line discipline, a cell: bytes typed on a terminal
 //! go in through [`LineDiscipline::input`], which applies the termios
 //! settings (input mapping, echo, erase/kill, signal characters, canonical
 //! lines) and says what to echo and which signal to raise; programs take
 //! input with [`LineDiscipline::read`]; output goes through
 //! [`LineDiscipline::output`] (`\n` → `\r\n` under OPOST|ONLCR).
+//!
+//! The cell ([`Ttys`]) keeps one line discipline per terminal number and
+//! hands all of them to its successor on a swap ([`Ttys::save`],
+//! [`Ttys::restore`]): settings, the line being typed and unread input
+//! survive. The same code builds for the host, where it is unit-tested.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
 extern crate alloc;
 
-use alloc::collections::VecDeque;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
+use tessera_cell_api::tty::{Export, LineDisciplines};
+pub use tessera_cell_api::tty::{InputEffect, MAX_INPUT, Termios, TtySignal, cc, iflag, lflag, oflag};
 
-/// `c_iflag` bits.
-pub mod iflag {
-    #![allow(missing_docs)]
-    pub const IGNCR: u32 = 0o200;
-    pub const ICRNL: u32 = 0o400;
-    pub const INLCR: u32 = 0o100;
-    pub const IXON: u32 = 0o2000;
-}
-/// `c_oflag` bits.
-pub mod oflag {
-    #![allow(missing_docs)]
-    pub const OPOST: u32 = 0o1;
-    pub const ONLCR: u32 = 0o4;
-}
-/// `c_lflag` bits.
-pub mod lflag {
-    #![allow(missing_docs)]
-    pub const ISIG: u32 = 0o1;
-    pub const ICANON: u32 = 0o2;
-    pub const ECHO: u32 = 0o10;
-    pub const ECHOE: u32 = 0o20;
-    pub const ECHOK: u32 = 0o40;
-    pub const ECHONL: u32 = 0o100;
-    pub const NOFLSH: u32 = 0o200;
-    pub const ECHOCTL: u32 = 0o1000;
-    pub const ECHOKE: u32 = 0o4000;
-    pub const IEXTEN: u32 = 0o100000;
-}
-/// Indexes into `c_cc`.
-pub mod cc {
-    #![allow(missing_docs)]
-    pub const VINTR: usize = 0;
-    pub const VQUIT: usize = 1;
-    pub const VERASE: usize = 2;
-    pub const VKILL: usize = 3;
-    pub const VEOF: usize = 4;
-    pub const VTIME: usize = 5;
-    pub const VMIN: usize = 6;
-    pub const VSUSP: usize = 10;
-    pub const VEOL: usize = 11;
-    pub const VWERASE: usize = 14;
-}
-
-/// The kernel's `struct termios` (36 bytes on x86_64).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Termios {
-    /// Input modes.
-    pub iflag: u32,
-    /// Output modes.
-    pub oflag: u32,
-    /// Control modes.
-    pub cflag: u32,
-    /// Local modes.
-    pub lflag: u32,
-    /// Line discipline number.
-    pub line: u8,
-    /// Control characters.
-    pub cc: [u8; 19],
-}
-
-impl Default for Termios {
-    /// A terminal as it starts: cooked, echoing, signals on (`stty sane`).
-    fn default() -> Self {
-        let mut cc = [0u8; 19];
-        for (i, v) in [(0, 3u8), (1, 28), (2, 127), (3, 21), (4, 4), (5, 0), (6, 1), (8, 17), (9, 19), (10, 26), (12, 18), (13, 15), (14, 23), (15, 22)] {
-            if let Some(slot) = cc.get_mut(i) {
-                *slot = v;
-            }
-        }
-        Self {
-            iflag: iflag::ICRNL | iflag::IXON,
-            oflag: oflag::OPOST | oflag::ONLCR,
-            cflag: 0o277, // B38400 | CS8 | CREAD
-            lflag: lflag::ISIG | lflag::ICANON | lflag::ECHO | lflag::ECHOE | lflag::ECHOK | lflag::ECHOCTL | lflag::ECHOKE | lflag::IEXTEN,
-            line: 0,
-            cc,
-        }
-    }
-}
-
-impl Termios {
-    /// Decodes the 36-byte structure.
-    pub fn from_bytes(b: &[u8; 36]) -> Self {
-        let word = |i: usize| u32::from_le_bytes(b.get(i..i + 4).and_then(|w| w.try_into().ok()).unwrap_or([0; 4]));
-        let cc: [u8; 19] = b.get(17..36).and_then(|c| c.try_into().ok()).unwrap_or([0; 19]);
-        Self { iflag: word(0), oflag: word(4), cflag: word(8), lflag: word(12), line: b.get(16).copied().unwrap_or(0), cc }
-    }
-
-    /// Encodes the 36-byte structure.
-    pub fn to_bytes(&self) -> [u8; 36] {
-        let mut b = [0u8; 36];
-        let fields: [(usize, &[u8]); 6] = [
-            (0, &self.iflag.to_le_bytes()),
-            (4, &self.oflag.to_le_bytes()),
-            (8, &self.cflag.to_le_bytes()),
-            (12, &self.lflag.to_le_bytes()),
-            (16, &[self.line]),
-            (17, &self.cc),
-        ];
-        for (at, bytes) in fields {
-            if let Some(dst) = b.get_mut(at..at + bytes.len()) {
-                dst.copy_from_slice(bytes);
-            }
-        }
-        b
-    }
-
-    fn has(&self, flag: u32) -> bool {
-        self.lflag & flag != 0
-    }
-
-    fn char(&self, index: usize) -> Option<u8> {
-        self.cc.get(index).copied().filter(|&c| c != 0)
-    }
-}
-
-/// A signal a typed character raises for the foreground process group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TtySignal {
-    /// ^C: SIGINT.
-    Interrupt,
-    /// ^\: SIGQUIT.
-    Quit,
-    /// ^Z: SIGTSTP.
-    Suspend,
-}
-
-/// What one typed byte caused.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct InputEffect {
-    /// Bytes to show on the terminal (already output-processed).
-    pub echo: Vec<u8>,
-    /// A signal for the foreground process group.
-    pub signal: Option<TtySignal>,
-    /// Readers may now have something to read.
-    pub readable: bool,
-}
-
-/// Most bytes waiting in the line discipline.
-pub const MAX_INPUT: usize = 4096;
 
 /// The state of one terminal's input and output processing.
 #[derive(Debug, Default)]
@@ -357,6 +228,154 @@ impl LineDiscipline {
     }
 }
 
+/// The state format `save` writes: this tag, then per terminal its
+/// number, termios, the line being edited and the unread input.
+const STATE_TAG: &[u8; 4] = b"TTY1";
+
+impl LineDiscipline {
+    fn save(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.termios.to_bytes());
+        out.extend_from_slice(&(self.line.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.line);
+        out.extend_from_slice(&(self.ready.len() as u32).to_le_bytes());
+        for entry in &self.ready {
+            out.extend_from_slice(&entry.map_or(0x100u16, u16::from).to_le_bytes());
+        }
+    }
+
+    fn restore(input: &mut Reader<'_>) -> Result<Self, String> {
+        let termios = Termios::from_bytes(&input.array::<36>()?);
+        let line_len = input.u32()? as usize;
+        if line_len > MAX_INPUT {
+            return Err(format!("a line of {line_len} bytes exceeds {MAX_INPUT}"));
+        }
+        let line = input.bytes(line_len)?.to_vec();
+        let ready_len = input.u32()? as usize;
+        if ready_len > MAX_INPUT + 1 {
+            return Err(format!("{ready_len} unread bytes exceed {MAX_INPUT}"));
+        }
+        let mut ready = VecDeque::with_capacity(ready_len);
+        for _ in 0..ready_len {
+            ready.push_back(match u16::from_le_bytes(input.array::<2>()?) {
+                0x100 => None,
+                b if b < 0x100 => Some(b as u8),
+                other => return Err(format!("bad input entry {other:#x}")),
+            });
+        }
+        Ok(Self { termios, line, ready })
+    }
+}
+
+/// Reads a saved state, naming what is missing.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.data.len() {
+            return Err(format!("state ends early ({n} bytes wanted, {} left)", self.data.len()));
+        }
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        self.bytes(N).map(|b| b.try_into().unwrap_or([0; N]))
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        self.array::<4>().map(u32::from_le_bytes)
+    }
+}
+
+/// The cell: every terminal's line discipline, by terminal number.
+#[derive(Default)]
+pub struct Ttys {
+    ttys: spin::Mutex<BTreeMap<u32, LineDiscipline>>,
+}
+
+impl Ttys {
+    fn with<R>(&self, tty: u32, f: impl FnOnce(&mut LineDiscipline) -> R) -> R {
+        f(self.ttys.lock().entry(tty).or_default())
+    }
+}
+
+impl LineDisciplines for Ttys {
+    fn input(&self, tty: u32, byte: u8) -> InputEffect {
+        self.with(tty, |ld| ld.input(byte))
+    }
+
+    fn read(&self, tty: u32, max: usize) -> Option<Vec<u8>> {
+        self.with(tty, |ld| {
+            let mut buf = vec![0u8; max.min(MAX_INPUT)];
+            let n = ld.read(&mut buf)?;
+            buf.truncate(n);
+            Some(buf)
+        })
+    }
+
+    fn available(&self, tty: u32) -> usize {
+        self.with(tty, |ld| ld.available())
+    }
+
+    fn readable(&self, tty: u32) -> bool {
+        self.with(tty, |ld| ld.readable())
+    }
+
+    fn flush_input(&self, tty: u32) {
+        self.with(tty, LineDiscipline::flush_input);
+    }
+
+    fn termios(&self, tty: u32) -> Termios {
+        self.with(tty, |ld| ld.termios)
+    }
+
+    fn set_termios(&self, tty: u32, termios: Termios) {
+        self.with(tty, |ld| ld.set_termios(termios));
+    }
+
+    fn output(&self, tty: u32, data: &[u8]) -> Vec<u8> {
+        self.with(tty, |ld| ld.output(data))
+    }
+
+    fn save(&self) -> Vec<u8> {
+        let ttys = self.ttys.lock();
+        let mut out = STATE_TAG.to_vec();
+        out.extend_from_slice(&(ttys.len() as u32).to_le_bytes());
+        for (&tty, ld) in ttys.iter() {
+            out.extend_from_slice(&tty.to_le_bytes());
+            ld.save(&mut out);
+        }
+        out
+    }
+
+    fn restore(&self, state: &[u8]) -> Result<(), String> {
+        let mut input = Reader { data: state };
+        if input.bytes(4)? != STATE_TAG {
+            return Err("not a tty state this version knows (tag TTY1)".into());
+        }
+        let count = input.u32()?;
+        let mut restored = BTreeMap::new();
+        for _ in 0..count {
+            let tty = input.u32()?;
+            restored.insert(tty, LineDiscipline::restore(&mut input)?);
+        }
+        if !input.data.is_empty() {
+            return Err(format!("{} bytes after the last terminal", input.data.len()));
+        }
+        *self.ttys.lock() = restored;
+        Ok(())
+    }
+}
+
+fn make() -> Export {
+    Box::new(Ttys::default())
+}
+
+tessera_cell_api::cell_entry!(make);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,5 +483,43 @@ mod tests {
             total += n;
         }
         assert!(total <= MAX_INPUT + 1, "kept {total} bytes");
+    }
+
+    #[test]
+    fn state_survives_a_swap_and_bad_state_is_refused() {
+        let old = Ttys::default();
+        for &b in b"echo hel" {
+            old.input(0, b);
+        }
+        for &b in b"ready\r" {
+            old.input(1, b);
+        }
+        let mut raw = Termios::default();
+        raw.lflag &= !lflag::ICANON;
+        old.set_termios(2, raw);
+        let state = old.save();
+        let new = Ttys::default();
+        new.restore(&state).unwrap();
+        // The half-typed line continues; the finished one is still readable.
+        for &b in b"lo\r" {
+            new.input(0, b);
+        }
+        assert_eq!(new.read(0, 100).unwrap(), b"echo hello\n");
+        assert_eq!(new.read(1, 100).unwrap(), b"ready\n");
+        assert_eq!(new.termios(2), raw);
+        assert_eq!(new.save(), {
+            let again = Ttys::default();
+            again.restore(&new.save()).unwrap();
+            again.save()
+        });
+        // Every truncation and a foreign tag are refused, leaving the state as it was.
+        for cut in 0..state.len() {
+            assert!(new.restore(&state[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(new.restore(b"TTY9\0\0\0\0").is_err());
+        let mut longer = state.clone();
+        longer.push(0);
+        assert!(new.restore(&longer).is_err());
+        assert_eq!(new.termios(2), raw);
     }
 }
