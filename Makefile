@@ -110,9 +110,10 @@ $(CELLCTL): userspace/cellctl/cellctl.c | deps
 	@mkdir -p $(dir $@)
 	musl-gcc -static -Os -Wall -Werror -o $@ $<
 
-$(BENCH_BIN): userspace/bench/bench.c | deps
+$(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh | deps
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -o $@ $<
+	cp userspace/bench/cells.sh $(dir $@)cells.sh
 
 # Hostile and unsupported program files for userspace/tests/exec.c.
 TESTDATA := $(BUILD)/userspace/testdata
@@ -198,7 +199,8 @@ lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-tests --all-targets -- -D warnings
 
-test-host: deps
+test-host: deps $(CELL_FILES)
+	TESSERA_CELLS_DIR=$(abspath $(BUILD)/cells) TESSERA_KERNEL=$(abspath $(KERNEL)) \
 	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
 
 TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \

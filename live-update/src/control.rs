@@ -145,7 +145,15 @@ pub fn command(line: &str, read_file: &dyn Fn(&str) -> Result<Vec<u8>, String>) 
         ["load", path] => {
             let bytes = read(path, read_file)?;
             let cell = registry::load(&bytes).map_err(|e| load_error(path, e))?;
-            Ok(format!("loaded {} {} ({}) as cell {}\n", cell.name(), cell.version(), cell.interface(), cell.id))
+            let size = cell.code().map_or(0, |c| c.size() / 1024);
+            Ok(format!(
+                "loaded {} {} ({}) as cell {}: {size} KiB in {} us\n",
+                cell.name(),
+                cell.version(),
+                cell.interface(),
+                cell.id,
+                cell.load_ns / 1000
+            ))
         }
         ["unload", name] => match registry::unload(name) {
             Ok(()) => Ok(format!("unloaded {name}\n")),

@@ -537,7 +537,7 @@ mod tests {
     use super::*;
 
     /// A real cell object: a small `no_std` crate compiled the way cells
-    /// are (see docs/cells-plan.md).
+    /// are (see docs/architecture.md, "Cells").
     fn real_cell() -> Vec<u8> {
         crate::testcell::compile(
             "#![no_std]\nextern crate alloc;\nuse alloc::vec::Vec;\n\

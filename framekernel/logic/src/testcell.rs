@@ -1,5 +1,5 @@
 //! Host-test support: compiles a small `no_std` crate the way cells are
-//! built (docs/cells-plan.md) and returns the object file's bytes.
+//! built (docs/architecture.md, "Cells") and returns the object file's bytes.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -54,6 +54,41 @@ fn main() {
     measure("GRUB", &MachineOptions::iso());
     user_benchmarks();
     shell_figures();
+    cell_figures();
+}
+
+/// Cells: load time and memory, swap downtime per slot, fault recovery.
+fn cell_figures() {
+    let mut machine = Machine::start("cell-bench", &MachineOptions::kernel(""));
+    machine.expect("built-in shell (ash)", Duration::from_secs(120));
+    machine.expect("# ", Duration::from_secs(60));
+    machine.send("sh /opt/tessera/bench/cells.sh 2>&1\r");
+    machine.expect("cells.sh 2>&1\n", Duration::from_secs(30)); // the echoed command line
+    let output = machine.expect("cellbench done", Duration::from_secs(600));
+    println!("cells (QEMU TCG):");
+    let number = |line: &str, before: &str| -> Option<f64> {
+        let rest = line.split(before).nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let loads: Vec<f64> = output.lines().filter(|l| l.starts_with("cellbench load:")).filter_map(|l| number(l, " KiB in ")).collect();
+    if !loads.is_empty() {
+        println!("  load (check, link, map) of virtio_blk.cell: median {:.0} us over {}", median(loads.clone()), loads.len());
+    }
+    for slot in ["virtio_blk", "console", "tty"] {
+        let downtimes: Vec<f64> = output
+            .lines()
+            .filter(|l| l.starts_with("cellbench swap:") && l.contains(&format!("in slot {slot}:")))
+            .filter_map(|l| number(l, "gate closed for "))
+            .collect();
+        if !downtimes.is_empty() {
+            println!("  swap downtime, slot {slot}: median {:.0} us over {}", median(downtimes.clone()), downtimes.len());
+        }
+    }
+    for line in output.lines().filter(|l| l.starts_with("cellbench memory:") || l.contains("last fault recovery") || l.contains("faults ")) {
+        println!("  {}", line.trim_start_matches("cellbench ").trim());
+    }
+    machine.send("poweroff\r");
+    let _ = machine.wait_exit(Duration::from_secs(30));
 }
 
 /// Boot to the busybox prompt: time, memory in use there, and a pipeline.

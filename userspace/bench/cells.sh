@@ -1,0 +1,18 @@
+#!/bin/sh
+# Cell figures for `make bench` (run inside Tessera): load time and memory
+# per loaded cell, swap downtime (gate closed to reopened) of each slot,
+# and recovery time after a contained fault. Lines start with "cellbench".
+free_kib() { awk '/MemFree/ { print $2 }' /proc/meminfo; }
+before=$(free_kib)
+for i in 1 2 3 4 5 6 7 8 9 10; do cellctl load /lib/cells/virtio_blk.cell; done | sed 's/^/cellbench load: /'
+after=$(free_kib)
+echo "cellbench memory: $((before - after)) KiB for 10 loaded copies of virtio_blk"
+for i in 1 2 3 4 5 6 7 8 9 10; do cellctl unload virtio_blk >/dev/null; done
+for i in 1 2 3 4 5; do cellctl swap virtio_blk /lib/cells/virtio_blk.cell; done | sed 's/^/cellbench swap: /'
+for i in 1 2 3 4 5; do cellctl swap console /lib/cells/uart16550.cell; done | sed 's/^/cellbench swap: /'
+for i in 1 2 3 4 5; do cellctl swap tty /lib/cells/tty.cell; done | sed 's/^/cellbench swap: /'
+cellctl swap virtio_blk /lib/cells/virtio_blk-faulty.cell >/dev/null
+disk-loop 40 >/dev/null
+cellctl info virtio_blk | sed 's/^/cellbench recovery: /'
+cellctl swap virtio_blk /lib/cells/virtio_blk.cell >/dev/null
+echo "cellbench done"
