@@ -37,6 +37,8 @@ SCRATCH := $(BUILD)/scratch.img
 SCRATCH_SIZE ?= 64M
 QEMU_DISK := -drive file=$(SCRATCH),format=raw,if=none,id=scratch -device virtio-blk-pci,drive=scratch
 NEW_SCRATCH = @rm -f $(SCRATCH) && truncate -s $(SCRATCH_SIZE) $(SCRATCH)
+# QEMU's exit status after `poweroff` (isa-debug-exit with the success code).
+QEMU_POWEROFF := 33
 
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -164,13 +166,14 @@ $(ISO): $(INITRD) tools/grub.cfg.in
 # The real-world path: GRUB from an ISO. Leave QEMU with Ctrl-A X.
 run: $(ISO)
 	$(NEW_SCRATCH)
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -cdrom $(ISO)
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -cdrom $(ISO) || [ $$? -eq $(QEMU_POWEROFF) ]
 
 # The fast path: QEMU loads the ELF directly (PVH entry); the same file is
 # passed again as the `symbols` module.
 run-fast: $(INITRD)
 	$(NEW_SCRATCH)
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)"
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)" \
+		|| [ $$? -eq $(QEMU_POWEROFF) ]
 
 # Run a script non-interactively: the image with OVERLAY's files added, the
 # script run by busybox sh as the only job, its output on stdout, and its

@@ -212,8 +212,15 @@ fn backoff(consecutive: u32) -> Duration {
     }
 }
 
-/// Waits `duration`, letting other tasks run.
+/// Waits `duration`, letting other tasks run (busy when interrupts are
+/// off: halting then would never end).
 fn pause(duration: Duration) {
+    if duration.is_zero() {
+        return;
+    }
+    if !framekernel::arch::interrupts_enabled() {
+        return time::busy_wait(duration);
+    }
     let end = time::now().saturating_add(duration);
     while time::now() < end {
         tessera_sched::yield_now();

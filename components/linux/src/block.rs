@@ -79,23 +79,14 @@ impl BlockFile {
         Ok(self.disk.backend.sectors()?.saturating_mul(SECTOR))
     }
 
-    /// Reads at `offset`, sector-aligned pieces straight, edges through a
-    /// bounce buffer.
+    /// Reads at `offset`; each piece goes through a sector-aligned buffer.
     fn pread(&self, offset: u64, buf: &mut [u8]) -> SysResult {
-        let size = self.size()?;
-        let len = (buf.len() as u64).min(size.saturating_sub(offset));
-        let mut done = 0u64;
-        while done < len {
-            let at = offset + done;
-            let first = at / SECTOR;
-            let skip = at % SECTOR;
-            let want = (len - done).min(CHUNK - skip);
-            let span = (skip + want).div_ceil(SECTOR) * SECTOR;
-            let mut bounce = vec![0u8; span as usize];
-            self.disk.backend.read(first, &mut bounce)?;
-            let piece = bounce.get(skip as usize..(skip + want) as usize).ok_or(Errno::EIO)?;
-            buf.get_mut(done as usize..(done + want) as usize).ok_or(Errno::EFAULT)?.copy_from_slice(piece);
-            done += want;
+        let len = (buf.len() as u64).min(self.size()?.saturating_sub(offset));
+        for piece in pieces(offset, len) {
+            let mut bounce = vec![0u8; piece.span as usize];
+            self.disk.backend.read(piece.sector, &mut bounce)?;
+            let from = bounce.get(piece.skip as usize..(piece.skip + piece.len) as usize).ok_or(Errno::EIO)?;
+            buf.get_mut(piece.done as usize..(piece.done + piece.len) as usize).ok_or(Errno::EFAULT)?.copy_from_slice(from);
         }
         Ok(len)
     }
@@ -110,24 +101,47 @@ impl BlockFile {
             return Err(Errno::ENOSPC);
         }
         let len = (data.len() as u64).min(size - offset);
-        let mut done = 0u64;
-        while done < len {
-            let at = offset + done;
-            let first = at / SECTOR;
-            let skip = at % SECTOR;
-            let want = (len - done).min(CHUNK - skip);
-            let span = (skip + want).div_ceil(SECTOR) * SECTOR;
-            let mut bounce = vec![0u8; span as usize];
-            if skip != 0 || !want.is_multiple_of(SECTOR) {
-                self.disk.backend.read(first, &mut bounce)?;
+        for piece in pieces(offset, len) {
+            let mut bounce = vec![0u8; piece.span as usize];
+            if piece.skip != 0 || !piece.len.is_multiple_of(SECTOR) {
+                self.disk.backend.read(piece.sector, &mut bounce)?;
             }
-            let piece = data.get(done as usize..(done + want) as usize).ok_or(Errno::EFAULT)?;
-            bounce.get_mut(skip as usize..(skip + want) as usize).ok_or(Errno::EIO)?.copy_from_slice(piece);
-            self.disk.backend.write(first, &bounce)?;
-            done += want;
+            let from = data.get(piece.done as usize..(piece.done + piece.len) as usize).ok_or(Errno::EFAULT)?;
+            bounce.get_mut(piece.skip as usize..(piece.skip + piece.len) as usize).ok_or(Errno::EIO)?.copy_from_slice(from);
+            self.disk.backend.write(piece.sector, &bounce)?;
         }
         Ok(len)
     }
+}
+
+/// One device request of a byte-range transfer.
+struct Piece {
+    /// Bytes of the transfer before this piece.
+    done: u64,
+    /// First sector.
+    sector: u64,
+    /// Bytes of that sector before the transfer's data.
+    skip: u64,
+    /// Bytes of the transfer in this piece.
+    len: u64,
+    /// Whole sectors covered, in bytes.
+    span: u64,
+}
+
+/// Splits `len` bytes at `offset` into requests of at most [`CHUNK`].
+fn pieces(offset: u64, len: u64) -> impl Iterator<Item = Piece> {
+    let mut done = 0u64;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let at = offset + done;
+        let skip = at % SECTOR;
+        let piece_len = (len - done).min(CHUNK - skip);
+        let piece = Piece { done, sector: at / SECTOR, skip, len: piece_len, span: (skip + piece_len).div_ceil(SECTOR) * SECTOR };
+        done += piece_len;
+        Some(piece)
+    })
 }
 
 impl File for BlockFile {

@@ -30,5 +30,6 @@ pub mod pvh;
 pub mod reloc;
 pub mod ring;
 pub mod symbols;
+pub mod uart16550;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testcell;

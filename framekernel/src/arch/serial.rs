@@ -7,16 +7,9 @@ pub const COM1: u16 = 0x3f8;
 /// The legacy IRQ line of COM1.
 pub const COM1_IRQ: u8 = 4;
 
-const DATA: u16 = 0;
-const INTERRUPT_ENABLE: u16 = 1;
-const FIFO_CONTROL: u16 = 2;
-const LINE_CONTROL: u16 = 3;
-const MODEM_CONTROL: u16 = 4;
-const LINE_STATUS: u16 = 5;
-const SCRATCH: u16 = 7;
-
-const LSR_DATA_READY: u8 = 1 << 0;
-const LSR_TX_EMPTY: u8 = 1 << 5;
+use framekernel_logic::uart16550::{
+    DATA, FIFO_CONTROL, INTERRUPT_ENABLE, LINE_CONTROL, LINE_STATUS, LSR_DATA_READY, LSR_TX_EMPTY, MODEM_CONTROL, SCRATCH,
+};
 
 fn out(offset: u16, value: u8) {
     // SAFETY: the COM1 register block is owned by the base and has no

@@ -14,16 +14,9 @@ use alloc::string::String;
 use framekernel::io::IoPorts;
 use tessera_cell_api::serial::{Export, SerialPort};
 
-const DATA: u16 = 0;
-const INTERRUPT_ENABLE: u16 = 1;
-const FIFO_CONTROL: u16 = 2;
-const LINE_CONTROL: u16 = 3;
-const MODEM_CONTROL: u16 = 4;
-const LINE_STATUS: u16 = 5;
-const SCRATCH: u16 = 7;
-
-const LSR_DATA_READY: u8 = 1;
-const LSR_TX_EMPTY: u8 = 1 << 5;
+use framekernel::logic::uart16550::{
+    DATA, FIFO_CONTROL, INTERRUPT_ENABLE, LINE_CONTROL, LINE_STATUS, LSR_DATA_READY, LSR_TX_EMPTY, MODEM_CONTROL, SCRATCH,
+};
 /// Polls of the line status before a byte is sent anyway.
 const TX_WAIT: u32 = 100_000;
 
