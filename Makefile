@@ -43,7 +43,7 @@ QEMU_POWEROFF := 33
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build cells exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build cells audit exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
 
 all: iso
 
@@ -188,9 +188,26 @@ exec: build $(MKINITRD) $(CELL_FILES) $(CELLCTL) $(ROOTFS)/.made
 	@sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
 
+# --- audit ------------------------------------------------------------------
+# What must be trusted: unsafe code, SAFETY coverage, third-party crates
+# (tools/audit; policy in tools/audit/trusted.toml). Fails naming file and
+# line on a violation. `make audit MARKDOWN=report.md` also writes a report;
+# `make audit RECORD=1` records the totals later audits compare with.
+AUDIT := target/release/tessera-audit
+$(AUDIT): deps $(wildcard tools/audit/src/*.rs)
+	@$(CARGO) build -q --release -p tessera-audit
+
+audit: $(AUDIT)
+	@$(AUDIT) $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(if $(RECORD),--record) .
+
+# The gate in `make test`: quiet unless something fails.
+audit-gate: $(AUDIT)
+	@$(AUDIT) . > $(BUILD)/audit.log 2>&1 || { cat $(BUILD)/audit.log; echo "make audit: violations (above)"; exit 1; }
+	@grep -E "^  (our code|with dependencies):|^audit: no violations" $(BUILD)/audit.log
+
 # --- tests ------------------------------------------------------------------
 # Runs every level and closes with one summary line over all cargo test runs.
-test: deps lint
+test: deps lint audit-gate
 	@set -o pipefail; { $(MAKE) --no-print-directory test-host && $(MAKE) --no-print-directory userspace-host-check \
 		&& $(MAKE) --no-print-directory test-kernel; } 2>&1 \
 		| tee $(BUILD)/test.log
@@ -200,11 +217,11 @@ test: deps lint
 
 lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
-	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-audit -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps $(CELL_FILES)
 	TESSERA_CELLS_DIR=$(abspath $(BUILD)/cells) TESSERA_KERNEL=$(abspath $(KERNEL)) \
-	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
+	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
 
 TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
 	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)

@@ -1,6 +1,8 @@
 //! `make bench`: boot-time and size figures for the closing notes.
 //! Not a test: it prints numbers and asserts nothing about speed.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 use tessera_tests::{Machine, MachineOptions, iso_path, kernel_path, number_after};
 

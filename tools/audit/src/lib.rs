@@ -1,0 +1,518 @@
+//! `make audit`: what must be trusted in Tessera.
+//!
+//! The crates compiled into the kernel and its cells come from `cargo
+//! metadata` for the kernel target (the resolved graph from
+//! `tessera-kernel` and the cell crates, normal dependencies only, no
+//! build scripts or proc-macros). Every workspace crate and every such
+//! dependency is read with `syn` ([`scan`]), with `cfg` evaluated as the
+//! kernel build sees it ([`cfg`]). The policy (`tools/audit/trusted.toml`)
+//! names the trusted workspace crates and the reviewed third-party crates
+//! with unsafe code, each with a reason; anything else that contains
+//! unsafe code, lacks `#![forbid(unsafe_code)]`, or leaves an unsafe block
+//! without `// SAFETY:` or an unsafe fn/trait without `# Safety` in a
+//! trusted workspace crate is a violation, named by file and line.
+#![forbid(unsafe_code)]
+
+pub mod cfg;
+pub mod scan;
+
+use scan::{CrateScan, Finding, Kind, Stats};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The reviewed trust decisions, from `tools/audit/trusted.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Policy {
+    /// Workspace crates allowed to contain unsafe code, with why.
+    #[serde(default)]
+    pub workspace: BTreeMap<String, String>,
+    /// Third-party crates with unsafe code that were reviewed, with why.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+}
+
+impl Policy {
+    /// Reads the policy file.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Where a crate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Origin {
+    /// This repository.
+    Workspace,
+    /// A third-party crate.
+    Dependency,
+}
+
+/// One audited crate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrateEntry {
+    /// Package name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Ours or third-party.
+    pub origin: Origin,
+    /// Compiled into the kernel or a cell (else a host tool or test).
+    pub in_kernel: bool,
+    /// Trusted: the base, or a third-party crate with unsafe code.
+    pub trusted: bool,
+    /// The policy's reason, for trusted crates.
+    pub reason: Option<String>,
+    /// What the scan found.
+    pub scan: CrateScan,
+}
+
+/// Lines of code and how much of it is trusted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Our code compiled into the kernel and cells.
+    pub own_lines: usize,
+    /// Of that, in trusted crates (the base).
+    pub own_trusted_lines: usize,
+    /// All code compiled into the kernel and cells, with dependencies.
+    pub all_lines: usize,
+    /// Of that, in trusted crates.
+    pub all_trusted_lines: usize,
+    /// Code lines inside unsafe blocks and functions, all kernel crates.
+    pub unsafe_lines: usize,
+    /// Trusted crates.
+    pub trusted_crates: usize,
+    /// Crates compiled into the kernel and cells.
+    pub kernel_crates: usize,
+}
+
+impl Totals {
+    /// Trusted share of our own code, in percent.
+    pub fn own_share(&self) -> f64 {
+        percent(self.own_trusted_lines, self.own_lines)
+    }
+
+    /// Trusted share with dependencies, in percent.
+    pub fn all_share(&self) -> f64 {
+        percent(self.all_trusted_lines, self.all_lines)
+    }
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+}
+
+/// The whole audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Audit {
+    /// Every crate, workspace first, then dependencies, by name.
+    pub crates: Vec<CrateEntry>,
+    /// Totals.
+    pub totals: Totals,
+    /// What fails the audit.
+    pub violations: Vec<(String, Finding)>,
+    /// What the reader should know (unparsed macros, unfollowed files,
+    /// stale policy entries).
+    pub notes: Vec<(String, Finding)>,
+}
+
+struct Package {
+    name: String,
+    version: String,
+    roots: Vec<PathBuf>,
+    dir: PathBuf,
+    proc_macro: bool,
+}
+
+/// Runs `cargo metadata` in `workspace` for the kernel target.
+pub fn metadata(workspace: &Path) -> Result<Value, String> {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--filter-platform", "x86_64-unknown-none"])
+        .current_dir(workspace)
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
+}
+
+fn packages(meta: &Value) -> BTreeMap<String, Package> {
+    let mut out = BTreeMap::new();
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        let id = p["id"].as_str().unwrap_or_default().to_string();
+        let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap_or_default());
+        let mut roots = Vec::new();
+        let mut proc_macro = false;
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let kinds: Vec<&str> = t["kind"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
+            proc_macro |= kinds.contains(&"proc-macro");
+            if kinds.iter().any(|k| matches!(*k, "lib" | "rlib" | "bin" | "proc-macro")) {
+                roots.push(PathBuf::from(t["src_path"].as_str().unwrap_or_default()));
+            }
+        }
+        out.insert(
+            id,
+            Package {
+                name: p["name"].as_str().unwrap_or_default().into(),
+                version: p["version"].as_str().unwrap_or_default().into(),
+                roots,
+                dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
+                proc_macro,
+            },
+        );
+    }
+    out
+}
+
+/// Package ids compiled into the kernel and its cells: reachable from
+/// `tessera-kernel` and `tessera-cell-*` through normal dependencies.
+fn kernel_set(meta: &Value, pkgs: &BTreeMap<String, Package>) -> BTreeSet<String> {
+    let nodes: BTreeMap<&str, &Value> =
+        meta["resolve"]["nodes"].as_array().into_iter().flatten().map(|n| (n["id"].as_str().unwrap_or_default(), n)).collect();
+    let mut queue: VecDeque<String> = pkgs
+        .iter()
+        .filter(|(_, p)| p.name == "tessera-kernel" || p.name.starts_with("tessera-cell-"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut set = BTreeSet::new();
+    while let Some(id) = queue.pop_front() {
+        if pkgs.get(&id).is_some_and(|p| p.proc_macro) || !set.insert(id.clone()) {
+            continue;
+        }
+        for dep in nodes.get(id.as_str()).and_then(|n| n["deps"].as_array()).into_iter().flatten() {
+            let normal = dep["dep_kinds"].as_array().into_iter().flatten().any(|k| k["kind"].is_null());
+            if normal && let Some(pkg) = dep["pkg"].as_str() {
+                queue.push_back(pkg.to_string());
+            }
+        }
+    }
+    set
+}
+
+fn features(meta: &Value, id: &str) -> BTreeSet<String> {
+    meta["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["id"].as_str() == Some(id))
+        .and_then(|n| n["features"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect()
+}
+
+fn scan_package(pkg: &Package, features: BTreeSet<String>) -> CrateScan {
+    let cfg = cfg::Cfg { features };
+    let mut merged: Option<CrateScan> = None;
+    for root in &pkg.roots {
+        let scan = scan::scan_crate(root, &pkg.dir, &cfg);
+        merged = Some(match merged {
+            None => scan,
+            Some(mut m) => {
+                // A package with a library and binaries: one crate each;
+                // files shared by both count once.
+                for file in scan.files {
+                    if !m.files.iter().any(|f| f.path == file.path) {
+                        m.total.add(&file.stats);
+                        m.files.push(file);
+                    }
+                }
+                m.forbids_unsafe &= scan.forbids_unsafe;
+                m.roots_without_forbid.extend(scan.roots_without_forbid);
+                m.findings.extend(scan.findings);
+                m.sites.extend(scan.sites);
+                m.findings.sort();
+                m.findings.dedup();
+                m.sites.sort();
+                m.sites.dedup();
+                m
+            }
+        });
+    }
+    merged.unwrap_or(CrateScan {
+        files: Vec::new(),
+        total: Stats::default(),
+        forbids_unsafe: false,
+        roots_without_forbid: Vec::new(),
+        findings: Vec::new(),
+        sites: Vec::new(),
+    })
+}
+
+/// Judges one crate against the policy: its violations and notes.
+pub fn judge(entry: &CrateEntry, policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
+    let mut violations = Vec::new();
+    let mut notes: Vec<Finding> = entry.scan.findings.iter().filter(|f| !f.kind.is_violation()).cloned().collect();
+    let documentation = entry.scan.findings.iter().filter(|f| f.kind.is_violation()).cloned();
+    match (entry.origin, entry.trusted) {
+        (Origin::Workspace, true) => violations.extend(documentation),
+        (Origin::Workspace, false) => {
+            for root in &entry.scan.roots_without_forbid {
+                violations.push(Finding {
+                    kind: Kind::MissingForbidUnsafe,
+                    file: root.clone(),
+                    line: 1,
+                    detail: format!("{} is not on the trusted list and this crate root lacks #![forbid(unsafe_code)]", entry.name),
+                });
+            }
+            violations.extend(entry.scan.sites.iter().cloned().map(|mut s| {
+                s.detail = format!("{} in {}, which is not on the trusted list", s.detail, entry.name);
+                s
+            }));
+        }
+        (Origin::Dependency, _) => {
+            if entry.scan.total.has_unsafe() && !policy.dependencies.contains_key(&entry.name) {
+                let first = entry.scan.sites.first();
+                violations.push(Finding {
+                    kind: Kind::UnreviewedDependency,
+                    file: first.map(|s| s.file.clone()).unwrap_or_default(),
+                    line: first.map_or(0, |s| s.line),
+                    detail: format!(
+                        "{} {} contains unsafe code ({} sites) and is not reviewed: review it and add it to tools/audit/trusted.toml with a reason",
+                        entry.name,
+                        entry.version,
+                        entry.scan.sites.len()
+                    ),
+                });
+            }
+            if !entry.scan.total.has_unsafe() && policy.dependencies.contains_key(&entry.name) {
+                notes.push(Finding {
+                    kind: Kind::Unfollowed,
+                    file: String::new(),
+                    line: 0,
+                    detail: format!("{} is reviewed in trusted.toml but has no unsafe code in this build", entry.name),
+                });
+            }
+        }
+    }
+    (violations, notes)
+}
+
+/// Audits the workspace at `workspace` under `policy`.
+pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
+    let meta = metadata(workspace)?;
+    let pkgs = packages(&meta);
+    let members: BTreeSet<String> =
+        meta["workspace_members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(String::from)).collect();
+    let in_kernel = kernel_set(&meta, &pkgs);
+    let mut crates = Vec::new();
+    for (id, pkg) in &pkgs {
+        let origin = if members.contains(id) { Origin::Workspace } else { Origin::Dependency };
+        let kernel = in_kernel.contains(id);
+        if origin == Origin::Dependency && !kernel {
+            continue; // host-only dependencies (tools, tests, build scripts)
+        }
+        let scan = scan_package(pkg, features(&meta, id));
+        let (trusted, reason) = match origin {
+            Origin::Workspace => (policy.workspace.contains_key(&pkg.name), policy.workspace.get(&pkg.name).cloned()),
+            Origin::Dependency => (scan.total.has_unsafe(), policy.dependencies.get(&pkg.name).cloned()),
+        };
+        crates.push(CrateEntry { name: pkg.name.clone(), version: pkg.version.clone(), origin, in_kernel: kernel, trusted, reason, scan });
+    }
+    crates.sort_by(|a, b| (a.origin, &a.name).cmp(&(b.origin, &b.name)));
+    let mut violations = Vec::new();
+    let mut notes = Vec::new();
+    for entry in &crates {
+        let (v, n) = judge(entry, policy);
+        violations.extend(v.into_iter().map(|f| (entry.name.clone(), f)));
+        notes.extend(n.into_iter().map(|f| (entry.name.clone(), f)));
+    }
+    for name in policy.workspace.keys().chain(policy.dependencies.keys()) {
+        if !crates.iter().any(|c| &c.name == name) {
+            notes.push((
+                name.clone(),
+                Finding { kind: Kind::Unfollowed, file: String::new(), line: 0, detail: format!("{name} is in trusted.toml but not in the build") },
+            ));
+        }
+    }
+    let mut totals = Totals::default();
+    for c in crates.iter().filter(|c| c.in_kernel) {
+        let lines = c.scan.total.code_lines;
+        totals.kernel_crates += 1;
+        totals.all_lines += lines;
+        totals.unsafe_lines += c.scan.total.unsafe_lines;
+        if c.trusted {
+            totals.trusted_crates += 1;
+            totals.all_trusted_lines += lines;
+        }
+        if c.origin == Origin::Workspace {
+            totals.own_lines += lines;
+            if c.trusted {
+                totals.own_trusted_lines += lines;
+            }
+        }
+    }
+    Ok(Audit { crates, totals, violations, notes })
+}
+
+fn place(f: &Finding) -> String {
+    match (f.file.is_empty(), f.line) {
+        (true, _) => String::new(),
+        (false, 0) => format!("{}: ", f.file),
+        (false, line) => format!("{}:{line}: ", f.file),
+    }
+}
+
+fn coverage(done: usize, of: usize) -> String {
+    if of == 0 { "-".into() } else { format!("{done}/{of}") }
+}
+
+fn row(s: &Stats) -> String {
+    format!(
+        "{:>6} {:>6} {:>6} {:>7} {:>5} {:>5} {:>5} {:>5} {:>5} {:>4}",
+        s.code_lines,
+        s.unsafe_lines,
+        s.unsafe_blocks,
+        coverage(s.blocks_with_safety, s.unsafe_blocks),
+        s.unsafe_fns,
+        coverage(s.fns_with_safety_doc + s.traits_with_safety_doc, s.unsafe_fns - s.unsafe_fns_in_trait_impls + s.unsafe_traits),
+        s.unsafe_impls,
+        s.unsafe_traits,
+        s.unsafe_externs + s.unsafe_attributes,
+        s.asm_sites
+    )
+}
+
+const HEADER: &str = " lines unsafe blocks SAFETY:   fns Safety impls trait ext/@  asm";
+
+/// The report for the terminal.
+pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Crates (lines = code lines as the kernel build compiles them; unsafe = lines inside unsafe blocks/fns)");
+    let _ = writeln!(out, "{:<34} {:<8} {:<8}{HEADER}", "crate", "where", "trust");
+    for c in &audit.crates {
+        let place = match (c.origin, c.in_kernel) {
+            (Origin::Workspace, true) => "kernel",
+            (Origin::Workspace, false) => "host",
+            (Origin::Dependency, _) => "dep",
+        };
+        let trust = if c.trusted { "TRUSTED" } else { "safe" };
+        let _ = writeln!(out, "{:<34} {place:<8} {trust:<8}{}", format!("{} {}", c.name, c.version), row(&c.scan.total));
+    }
+    let _ = writeln!(out, "\nTrusted crates, by file (files without unsafe code summed):");
+    for c in audit.crates.iter().filter(|c| c.trusted) {
+        let _ = writeln!(out, "{} {} — {}", c.name, c.version, c.reason.as_deref().unwrap_or("NOT REVIEWED"));
+        let mut rest = Stats::default();
+        let mut rest_files = 0;
+        for f in &c.scan.files {
+            if f.stats.has_unsafe() {
+                let _ = writeln!(out, "  {:<48} {}", f.path, row(&f.stats));
+            } else {
+                rest.add(&f.stats);
+                rest_files += 1;
+            }
+        }
+        if rest_files > 0 {
+            let _ = writeln!(out, "  {:<48} {}", format!("({rest_files} files without unsafe code)"), row(&rest));
+        }
+        let macros = c.scan.total.unsafe_in_macro_definitions;
+        if macros > 0 {
+            let _ = writeln!(out, "  `unsafe` in macro_rules! bodies: {macros} (counted where the macros expand, if in a scanned crate)");
+        }
+    }
+    let t = &audit.totals;
+    let _ = writeln!(out, "\nTotals for the kernel and its cells ({} crates, {} trusted):", t.kernel_crates, t.trusted_crates);
+    let delta = |now: f64, before: Option<f64>| match before {
+        Some(b) => format!(" (last recorded {b:.1}%, {:+.1})", now - b),
+        None => " (no recorded audit)".into(),
+    };
+    let _ = writeln!(
+        out,
+        "  our code:          {} trusted of {} lines = {:.1}%{}",
+        t.own_trusted_lines,
+        t.own_lines,
+        t.own_share(),
+        delta(t.own_share(), previous.map(Totals::own_share))
+    );
+    let _ = writeln!(
+        out,
+        "  with dependencies: {} trusted of {} lines = {:.1}%{}",
+        t.all_trusted_lines,
+        t.all_lines,
+        t.all_share(),
+        delta(t.all_share(), previous.map(Totals::all_share))
+    );
+    let _ = writeln!(out, "  lines inside unsafe blocks and functions: {}", t.unsafe_lines);
+    if !audit.notes.is_empty() {
+        let _ = writeln!(out, "\nNotes ({}):", audit.notes.len());
+        for (krate, f) in &audit.notes {
+            let _ = writeln!(out, "  {krate}: {}{}", place(f), f.detail);
+        }
+    }
+    if audit.violations.is_empty() {
+        let _ = writeln!(out, "\naudit: no violations");
+    } else {
+        let _ = writeln!(out, "\nViolations ({}):", audit.violations.len());
+        for (krate, f) in &audit.violations {
+            let _ = writeln!(out, "  {krate}: {}{:?}: {}", place(f), f.kind, f.detail);
+        }
+    }
+    out
+}
+
+/// The report as Markdown, for a review.
+pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
+    let mut out = String::from("# Tessera unsafe-code audit\n\n");
+    let t = &audit.totals;
+    let _ = writeln!(
+        out,
+        "Trusted share of the code compiled into the kernel and its cells: **{:.1}%** of our own ({} of {} lines), **{:.1}%** with dependencies ({} of {}).{}\n",
+        t.own_share(),
+        t.own_trusted_lines,
+        t.own_lines,
+        t.all_share(),
+        t.all_trusted_lines,
+        t.all_lines,
+        previous.map(|p| format!(" Last recorded: {:.1}% / {:.1}%.", p.own_share(), p.all_share())).unwrap_or_default()
+    );
+    out.push_str("| crate | where | trust | lines | unsafe lines | blocks | SAFETY | unsafe fn | # Safety | impls | traits | extern/attr | asm |\n");
+    out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    let md_row = |s: &Stats| {
+        format!(
+            "{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.code_lines,
+            s.unsafe_lines,
+            s.unsafe_blocks,
+            coverage(s.blocks_with_safety, s.unsafe_blocks),
+            s.unsafe_fns,
+            coverage(s.fns_with_safety_doc + s.traits_with_safety_doc, s.unsafe_fns - s.unsafe_fns_in_trait_impls + s.unsafe_traits),
+            s.unsafe_impls,
+            s.unsafe_traits,
+            s.unsafe_externs + s.unsafe_attributes,
+            s.asm_sites
+        )
+    };
+    for c in &audit.crates {
+        let place = match (c.origin, c.in_kernel) {
+            (Origin::Workspace, true) => "kernel",
+            (Origin::Workspace, false) => "host",
+            (Origin::Dependency, _) => "dependency",
+        };
+        let _ = writeln!(out, "| {} {} | {place} | {} | {}", c.name, c.version, if c.trusted { "**trusted**" } else { "safe" }, md_row(&c.scan.total));
+    }
+    for c in audit.crates.iter().filter(|c| c.trusted) {
+        let _ = writeln!(out, "\n## {} {}\n\n{}\n", c.name, c.version, c.reason.as_deref().unwrap_or("**Not reviewed.**"));
+        out.push_str("| file | lines | unsafe lines | blocks | SAFETY | unsafe fn | # Safety | impls | traits | extern/attr | asm |\n");
+        out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        for f in c.scan.files.iter().filter(|f| f.stats.has_unsafe()) {
+            let _ = writeln!(out, "| `{}` | {}", f.path, md_row(&f.stats));
+        }
+    }
+    let _ = writeln!(out, "\n## Violations\n");
+    if audit.violations.is_empty() {
+        out.push_str("None.\n");
+    }
+    for (krate, f) in &audit.violations {
+        let _ = writeln!(out, "- {krate}: `{}:{}`: {}", f.file, f.line, f.detail);
+    }
+    let _ = writeln!(out, "\n## Notes\n");
+    for (krate, f) in &audit.notes {
+        let _ = writeln!(out, "- {krate}: `{}:{}`: {}", f.file, f.line, f.detail);
+    }
+    out
+}

@@ -1,0 +1,78 @@
+//! `tessera-audit [--json] [--markdown FILE] [--record] [--policy FILE] [WORKSPACE]`
+//!
+//! Prints what must be trusted in the kernel and its cells (see the
+//! library's documentation); exits 1 when the policy is violated (each
+//! violation named by file and line), 2 when it cannot run.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tessera_audit::{Totals, audit, render_markdown, render_text};
+
+fn main() -> ExitCode {
+    let started = std::time::Instant::now();
+    let mut args = std::env::args().skip(1);
+    let (mut json, mut markdown, mut record, mut policy_path, mut workspace) = (false, None, false, None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--markdown" => markdown = args.next().map(PathBuf::from),
+            "--record" => record = true,
+            "--policy" => policy_path = args.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("usage: tessera-audit [--json] [--markdown FILE] [--record] [--policy FILE] [WORKSPACE]");
+                return ExitCode::SUCCESS;
+            }
+            other if !other.starts_with('-') => workspace = Some(PathBuf::from(other)),
+            other => {
+                eprintln!("tessera-audit: unknown option {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let workspace = workspace.unwrap_or_else(|| PathBuf::from("."));
+    let policy_path = policy_path.unwrap_or_else(|| workspace.join("tools/audit/trusted.toml"));
+    let recorded = workspace.join("tools/audit/recorded.json");
+    let policy = match tessera_audit::Policy::read(&policy_path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tessera-audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match audit(&workspace, &policy) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tessera-audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let previous: Option<Totals> = std::fs::read_to_string(&recorded).ok().and_then(|t| serde_json::from_str(&t).ok());
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("tessera-audit: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", render_text(&report, previous.as_ref()));
+        println!("audit took {} ms", started.elapsed().as_millis());
+    }
+    if let Some(path) = markdown
+        && let Err(e) = std::fs::write(&path, render_markdown(&report, previous.as_ref()))
+    {
+        eprintln!("tessera-audit: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
+    if record {
+        let text = serde_json::to_string_pretty(&report.totals).unwrap_or_default();
+        if let Err(e) = std::fs::write(&recorded, text + "\n") {
+            eprintln!("tessera-audit: {}: {e}", recorded.display());
+            return ExitCode::from(2);
+        }
+        eprintln!("tessera-audit: recorded these totals in {}", recorded.display());
+    }
+    if report.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
