@@ -22,7 +22,6 @@
 
 use crate::mm::MapError;
 use crate::mm::cellmap::{self, CellMapping, Rights};
-use crate::sync::SpinLock;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -161,7 +160,7 @@ impl LoadedCell {
         // code stays mapped while `self` lives, which outlasts the call.
         let entry: fn() -> Export = unsafe { core::mem::transmute::<usize, fn() -> Export>(self.entry as usize) };
         let object = enter(entry)?;
-        Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()) })
+        Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()), poisoned: false.into() })
     }
 }
 
@@ -169,6 +168,9 @@ impl LoadedCell {
 pub struct Instance<T: ?Sized + 'static> {
     object: ManuallyDrop<Box<T>>,
     cell: ManuallyDrop<Arc<LoadedCell>>,
+    /// A call faulted: the object's state may be inconsistent (locks held
+    /// by abandoned frames), so it is never called again.
+    poisoned: core::sync::atomic::AtomicBool,
 }
 
 impl Instance<dyn Any + Send + Sync> {
@@ -184,9 +186,9 @@ impl Instance<dyn Any + Send + Sync> {
         core::mem::forget(self);
         let cell = ManuallyDrop::new(cell);
         match object.downcast::<T>() {
-            Ok(object) => Ok(Instance { object: ManuallyDrop::new(object), cell }),
+            Ok(object) => Ok(Instance { object: ManuallyDrop::new(object), cell, poisoned: false.into() }),
             // `is` said yes; keep the object rather than lose it.
-            Err(object) => Err(Instance { object: ManuallyDrop::new(object), cell }),
+            Err(object) => Err(Instance { object: ManuallyDrop::new(object), cell, poisoned: false.into() }),
         }
     }
 }
@@ -195,8 +197,20 @@ impl<T: ?Sized + 'static> Instance<T> {
     /// Calls into the object through the boundary: a panic or CPU fault in
     /// the cell returns `Err` and the instance must then be dropped.
     pub fn call<R: 'static>(&self, f: impl FnOnce(&T) -> R) -> Result<R, Fault> {
+        if self.is_poisoned() {
+            return Err(Fault { kind: FaultKind::Poisoned, message: String::new() });
+        }
         let object: &T = &self.object;
-        enter(|| f(object))
+        let result = enter(|| f(object));
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// True once a call faulted (the instance is not called again).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// The cell this object came from.
@@ -245,12 +259,15 @@ pub enum FaultKind {
     Panic,
     /// A CPU exception (`vector`) at `rip`.
     Exception { vector: u64, rip: u64 },
+    /// Not called: an earlier call of this instance faulted.
+    Poisoned,
 }
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             FaultKind::Panic => write!(f, "panicked: {}", self.message),
+            FaultKind::Poisoned => f.write_str("not called: an earlier call of this instance faulted"),
             FaultKind::Exception { vector, rip } => {
                 let (name, _) = crate::arch::exception::name(vector);
                 write!(f, "CPU exception {name} (vector {vector}) at {rip:#x}: {}", self.message)
@@ -259,7 +276,10 @@ impl fmt::Display for Fault {
     }
 }
 
-/// A continuation, on the stack of the task that entered the cell.
+/// A continuation, on the stack of the task that entered the cell. The
+/// fault handlers also leave the fault's description here: no lock is
+/// taken on the fault path, so a fault while describing a fault cannot
+/// deadlock.
 #[repr(C)]
 struct Record {
     /// Stack pointer after `tessera_cell_call` saved the registers.
@@ -269,20 +289,19 @@ struct Record {
     /// Interrupt nesting when the call began: an interrupt handler that
     /// faults while a cell call is interrupted is not that call's fault.
     irq_depth: u64,
+    /// What happened (written by the fault handlers before resuming).
+    kind: FaultKind,
+    /// True while a handler formats the message (a fault then skips it).
+    describing: bool,
+    /// The message, truncated.
+    message: [u8; 240],
+    /// Bytes of `message` used.
+    len: usize,
 }
 
 /// The running task's innermost record (0: not inside a cell). Saved and
 /// restored per task by `task::switch_to`.
 pub(crate) static INNERMOST: AtomicU64 = AtomicU64::new(0);
-
-/// What the fault handlers recorded for `enter` to report.
-struct Pending {
-    kind: FaultKind,
-    message: [u8; 240],
-    len: usize,
-}
-
-static PENDING: SpinLock<Pending> = SpinLock::new(Pending { kind: FaultKind::Panic, message: [0; 240], len: 0 });
 
 /// Contained faults since boot.
 static FAULTS: AtomicU64 = AtomicU64::new(0);
@@ -356,7 +375,15 @@ extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
 /// while it runs (on this task, not in a nested interrupt) returns `Err`.
 pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
     let mut call = Call { f: Some(f), out: None };
-    let mut record = Record { rsp: 0, prev: INNERMOST.load(Ordering::Relaxed), irq_depth: crate::irq::depth() };
+    let mut record = Record {
+        rsp: 0,
+        prev: INNERMOST.load(Ordering::Relaxed),
+        irq_depth: crate::irq::depth(),
+        kind: FaultKind::Panic,
+        describing: false,
+        message: [0; 240],
+        len: 0,
+    };
     let record_ptr: *mut Record = &mut record;
     INNERMOST.store(record_ptr as u64, Ordering::Relaxed);
     // SAFETY: the slot is `record.rsp`, alive for the call; the trampoline
@@ -373,11 +400,14 @@ pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
         (0, Some(out)) => Ok(out),
         _ => {
             FAULTS.fetch_add(1, Ordering::Relaxed);
-            let pending = PENDING.lock();
-            let message = core::str::from_utf8(pending.message.get(..pending.len).unwrap_or(&[])).unwrap_or("");
+            // SAFETY: `record` is this frame's local; the handlers wrote it
+            // through INNERMOST before resuming here, and nothing else
+            // refers to it any more.
+            let (kind, message) = unsafe { ((*record_ptr).kind, (*record_ptr).message.get(..(*record_ptr).len).unwrap_or(&[])) };
+            let message = String::from_utf8_lossy(message).into_owned();
             // The closure (and whatever it owned) was consumed or abandoned.
             core::mem::forget(call.f);
-            Err(Fault { kind: pending.kind, message: message.into() })
+            Err(Fault { kind, message })
         }
     }
 }
@@ -414,17 +444,32 @@ fn containing_record() -> Option<u64> {
 }
 
 fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) -> ! {
-    if let Some(mut pending) = PENDING.try_lock() {
-        pending.kind = kind;
-        let mut w = Truncating { buf: &mut pending.message, len: 0 };
+    let record_ptr = record as *mut Record;
+    // SAFETY: as in `containing_record`: the record lives in a frame of
+    // this task below which every frame is being abandoned; only this
+    // handler (this task, interrupts as they were) touches it now.
+    let record_ref = unsafe { &mut *record_ptr };
+    record_ref.kind = kind;
+    if record_ref.describing {
+        // Formatting the first fault's message faulted: keep what we have.
+        let note = b" [a fault while describing the fault]";
+        let end = (record_ref.len + note.len()).min(record_ref.message.len());
+        if let Some(dst) = record_ref.message.get_mut(record_ref.len..end) {
+            dst.copy_from_slice(note.get(..end - record_ref.len).unwrap_or(&[]));
+        }
+        record_ref.len = end;
+    } else {
+        record_ref.describing = true;
+        let mut w = Truncating { buf: &mut record_ref.message, len: 0 };
         let _ = fmt::write(&mut w, message);
-        pending.len = w.len;
+        record_ref.len = w.len;
     }
-    // SAFETY: as in `containing_record`; the saved stack pointer belongs to
-    // the live `tessera_cell_call` frame below that `enter`, which is on
-    // this stack above the current frame, so jumping there abandons only
-    // frames of the faulting call.
-    unsafe { tessera_cell_resume((*(record as *const Record)).rsp) }
+    let rsp = record_ref.rsp;
+    // SAFETY: the saved stack pointer belongs to the live
+    // `tessera_cell_call` frame below that `enter`, which is on this stack
+    // above the current frame, so jumping there abandons only frames of the
+    // faulting call.
+    unsafe { tessera_cell_resume(rsp) }
 }
 
 /// Called first by the panic handler: a panic inside a cell call resumes

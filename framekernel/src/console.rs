@@ -125,6 +125,15 @@ pub fn set_driver(driver: Option<ConsoleDriver>) {
     *DRIVER.lock() = driver;
 }
 
+/// Tells the input hook that bytes are waiting (after `push_input` outside
+/// the UART interrupt, which calls the hook itself).
+pub fn notify_input() {
+    let hook = *INPUT_HOOK.lock();
+    if let Some(hook) = hook {
+        hook();
+    }
+}
+
 /// Adds bytes a console driver received.
 pub fn push_input(bytes: &[u8]) {
     let mut ring = INPUT.lock();

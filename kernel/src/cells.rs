@@ -123,15 +123,21 @@ fn console_slot() -> Option<Arc<SerialSlot>> {
     CONSOLE.try_lock().and_then(|slot| slot.clone())
 }
 
-/// Drains the UART through the driver into the console's input ring.
+/// Drains the UART through the driver into the console's input ring,
+/// and says so to whoever waits for input.
 fn drain_input(driver: &serial::Export) {
     let mut buf = [0u8; 64];
+    let mut any = false;
     loop {
         let n = driver.receive(&mut buf).min(buf.len());
+        any |= n > 0;
         framekernel::console::push_input(buf.get(..n).unwrap_or(&[]));
         if n < buf.len() {
             break;
         }
+    }
+    if any {
+        framekernel::console::notify_input();
     }
 }
 

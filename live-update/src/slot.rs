@@ -140,6 +140,9 @@ pub fn start_supervisor() -> Result<(), framekernel::mm::OutOfMemory> {
     .map(|_| ())
 }
 
+/// A fault recorded by `try_call`: what, when (ns), in which instance.
+type PendingFault<T> = (Fault, u64, Arc<Instance<T>>);
+
 /// Saves an instance's state, and restores it into a fresh one.
 pub type StateTransfer<T> = (fn(&T) -> Vec<u8>, fn(&T, &[u8]) -> Result<(), String>);
 
@@ -184,8 +187,9 @@ pub struct Slot<T: Any + Send + Sync> {
     on_start: SpinLock<Option<fn(&T)>>,
     /// How a swap hands state from the old instance to the new one.
     transfer: SpinLock<Option<StateTransfer<T>>>,
-    /// That fault, reported when the supervisor recovers.
-    pending_fault: SpinLock<Option<(Fault, u64)>>,
+    /// That fault, when, and the instance it happened in (recovery only
+    /// replaces that instance, not one a swap has put in since).
+    pending_fault: SpinLock<Option<PendingFault<T>>>,
 }
 
 static SLOTS: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
@@ -303,12 +307,15 @@ impl<T: Any + Send + Sync> Slot<T> {
         })?;
         let result = active.instance.call(f);
         self.leave();
+        if result.is_ok() {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
         result.map_err(|fault| {
             active.entry.faults.fetch_add(1, Ordering::Relaxed);
             self.faults.fetch_add(1, Ordering::Relaxed);
             if !self.needs_recovery.swap(true, Ordering::AcqRel) {
                 if let Some(mut pending) = self.pending_fault.try_lock() {
-                    *pending = Some((fault.clone(), time::now_ns()));
+                    *pending = Some((fault.clone(), time::now_ns(), active.instance.clone()));
                 }
                 if let Some(me) = self.me.upgrade() {
                     PENDING.lock().push(me);
@@ -367,6 +374,9 @@ impl<T: Any + Send + Sync> Slot<T> {
 
     fn take_slot(&self, instance: Arc<Instance<T>>, entry: Arc<CellEntry>, code: Arc<LoadedCell>) {
         *self.code.lock() = Some(code);
+        // A fault recorded against the instance this one replaces is moot.
+        self.pending_fault.lock().take();
+        self.needs_recovery.store(false, Ordering::Release);
         entry.set_slot(&self.name);
         entry.set_state(CellState::Active);
         entry.unpin();
@@ -426,6 +436,15 @@ impl<T: Any + Send + Sync> Slot<T> {
                 Ok(value) => {
                     self.consecutive.store(0, Ordering::Relaxed);
                     return Ok(value);
+                }
+                Err(fault) if fault.kind == framekernel::cell::FaultKind::Poisoned => {
+                    // Another call faulted in this instance and it is being
+                    // replaced: not a new fault; wait for the fresh one.
+                    self.recover(active, time::now_ns());
+                    if retries >= MAX_RETRIES {
+                        return Err(SlotError::Fault(fault));
+                    }
+                    retries += 1;
                 }
                 Err(fault) => {
                     let faulted_at = time::now_ns();
@@ -544,6 +563,10 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
         let old_entry = old.as_ref().map(|a| a.entry.clone()).or_else(|| self.last.lock().clone());
         let save = self.transfer.lock().map(|(save, _)| save);
         let state = match (&old, save) {
+            (Some(old), Some(_)) if old.instance.is_poisoned() => {
+                log::warn!("slot {}: the old instance faulted; its state is not trusted and the new cell starts fresh", self.name);
+                None
+            }
             (Some(old), Some(save)) => match old.instance.call(save) {
                 Ok(state) => Some(state),
                 Err(fault) => {
@@ -592,9 +615,10 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
             return;
         }
         let pending = self.pending_fault.lock().take();
-        let (fault, at) = pending.unwrap_or((Fault { kind: framekernel::cell::FaultKind::Panic, message: String::new() }, time::now_ns()));
         let active = self.active.lock().clone();
-        if let Some(active) = active {
+        if let (Some((fault, at, faulted)), Some(active)) = (pending, active)
+            && Arc::ptr_eq(&faulted, &active.instance)
+        {
             log::warn!(
                 "cell {} {} in slot {}: fault {} contained: {fault}",
                 active.entry.name(),

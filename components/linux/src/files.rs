@@ -11,6 +11,7 @@ pub const MAX_FILES: usize = 1024;
 /// What `stat` reports (the VFS's metadata, also for non-VFS files).
 pub use tessera_vfs::Metadata as FileStat;
 use tessera_cell_api::tty;
+use tessera_live_update::AnySlot;
 use tessera_vfs::{FileType, Location, Timespec};
 
 /// Metadata for a character device that is not in a file system.
@@ -168,8 +169,10 @@ pub fn start_input_task() -> Result<(), framekernel::mm::OutOfMemory> {
         loop {
             INPUT_PENDING.wait_until(|| framekernel::console::has_input().then_some(()));
             let tty = console();
+            tty.replay_raw();
             while let Some(byte) = framekernel::console::read_byte() {
-                match tty.line_discipline(false, |ld| ld.input(CONSOLE_TTY, byte)) {
+                // Retried after a fault: the fresh line discipline gets the byte.
+                match tty.line_discipline(true, |ld| ld.input(CONSOLE_TTY, byte)) {
                     Some(effect) => {
                         if !effect.echo.is_empty() {
                             framekernel::console::write_raw(&effect.echo);
@@ -201,6 +204,21 @@ impl Tty {
     /// Calls the line discipline; `None` without a working one.
     fn line_discipline<R: 'static>(&self, idempotent: bool, mut f: impl FnMut(&dyn tty::LineDisciplines) -> R) -> Option<R> {
         LINE_DISCIPLINES.get()?.call(idempotent, |ld| f(&**ld)).ok()
+    }
+
+    /// Bytes kept raw while no line discipline worked go through one as
+    /// soon as one does again (in order, before newer input).
+    fn replay_raw(&self) {
+        let pending: Vec<u8> = {
+            let mut raw = self.raw.lock();
+            if raw.is_empty() || LINE_DISCIPLINES.get().is_none_or(|slot| slot.is_held()) {
+                return;
+            }
+            raw.drain(..).collect()
+        };
+        for byte in pending {
+            let _ = self.line_discipline(true, |ld| ld.input(CONSOLE_TTY, byte));
+        }
     }
 
     /// Input was processed or settings changed: wake readers and pollers.
@@ -363,8 +381,9 @@ impl File for Tty {
         // then waits properly).
         let readable = match LINE_DISCIPLINES.get().map(|slot| slot.try_call(|ld| ld.readable(CONSOLE_TTY))) {
             Some(Ok(readable)) => readable,
+            // Held: the terminal is raw now.
+            Some(Err(tessera_live_update::SlotError::Held { .. })) | None => !self.raw.lock().is_empty(),
             Some(Err(_)) => true,
-            None => !self.raw.lock().is_empty(),
         };
         if readable { POLLIN | POLLOUT } else { POLLOUT }
     }

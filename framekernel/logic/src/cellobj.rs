@@ -364,6 +364,11 @@ pub enum LinkError {
     ManyEntries,
     /// The loaded image would exceed the limit.
     TooLarge { bytes: u64 },
+    /// No memory for the image.
+    NoMemory { bytes: u64 },
+    /// A kernel function cells may not use (it would keep a pointer into
+    /// the cell's code beyond the cell's life).
+    RefusedImport { name: alloc::string::String, what: &'static str },
 }
 
 impl From<CellError> for LinkError {
@@ -380,6 +385,10 @@ impl fmt::Display for LinkError {
             LinkError::NoEntry => f.write_str("no entry function (a cell declares one with tessera_cell_api::cell_entry!)"),
             LinkError::ManyEntries => f.write_str("more than one entry function"),
             LinkError::TooLarge { bytes } => write!(f, "a {bytes}-byte image exceeds the {MAX_IMAGE}-byte limit for a cell"),
+            LinkError::NoMemory { bytes } => write!(f, "no memory for a {bytes}-byte cell image"),
+            LinkError::RefusedImport { name, what } => {
+                write!(f, "uses {what} ({name}), which would keep a pointer into the cell's code after it is gone; cells may not")
+            }
         }
     }
 }
@@ -426,6 +435,23 @@ pub struct Image {
     pub imports: usize,
 }
 
+/// Kernel code cells may not import, by mangled-name segment: each keeps
+/// a function pointer (callbacks, task entries) that would outlive the
+/// cell's code once it is swapped out or unloaded.
+const REFUSED_IMPORTS: [(&str, &str); 6] = [
+    ("11framekernel3irq8register", "framekernel::irq::register"),
+    ("11framekernel4time7on_tick", "framekernel::time::on_tick"),
+    ("11framekernel7console15set_input_hook", "framekernel::console::set_input_hook"),
+    ("11framekernel7console10set_driver", "framekernel::console::set_driver"),
+    ("11framekernel4task", "framekernel::task (kernel tasks)"),
+    ("13tessera_sched5spawn", "tessera_sched::spawn"),
+];
+
+/// Why a cell may not import `name`, if it may not.
+pub fn refused_import(name: &str) -> Option<&'static str> {
+    REFUSED_IMPORTS.iter().find(|(segment, _)| name.contains(segment)).map(|&(_, what)| what)
+}
+
 /// Bytes of address space an object will need (`Image::bytes` length),
 /// known before its address is chosen.
 pub fn image_size(object: &CellObject<'_>) -> Result<u64, LinkError> {
@@ -460,7 +486,9 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
     let got_syms = got_symbols(object)?;
     let got_start = layout.size();
     let got = (got_start, got_start + got_syms.len() as u64 * 8);
-    let mut bytes = alloc::vec![0u8; size as usize];
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(size as usize).map_err(|_| LinkError::NoMemory { bytes: size })?;
+    bytes.resize(size as usize, 0u8);
     for (index, s) in object.sections.iter().enumerate() {
         if let (Some(at), true) = (layout.placement.get(index).copied().flatten(), s.kind != SHT_NOBITS) {
             let contents = object.contents(index);
@@ -471,7 +499,12 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
     let address_of = |index: usize| -> Result<u64, LinkError> {
         let sym = object.symbol(index)?;
         Ok(match sym.place {
-            SymbolPlace::Undefined => resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?,
+            SymbolPlace::Undefined => {
+                if let Some(what) = refused_import(sym.name) {
+                    return Err(LinkError::RefusedImport { name: sym.name.into(), what });
+                }
+                resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?
+            }
             SymbolPlace::Absolute => sym.value,
             SymbolPlace::Section(i) => {
                 let at = layout.placement.get(i).copied().flatten().ok_or(CellError::BadSymbol { index })?;
@@ -703,6 +736,27 @@ mod tests {
         let object = CellObject::parse(&no_entry).unwrap();
         assert_eq!(link(&object, crate::layout::CELLS_BASE, &kernel), Err(LinkError::NoEntry));
         assert!(LinkError::NoEntry.to_string().contains("cell_entry!"));
+    }
+
+    #[test]
+    fn callback_registration_is_refused() {
+        assert_eq!(refused_import("_ZN11framekernel3irq8register17h0123456789abcdefE"), Some("framekernel::irq::register"));
+        assert_eq!(refused_import("_ZN11framekernel4task9new_stack17h0123456789abcdefE"), Some("framekernel::task (kernel tasks)"));
+        assert_eq!(refused_import("_ZN11framekernel5debug7provoke17h55133368b52f431eE"), None);
+        // A real cell whose import of panic_fmt is renamed to contain a
+        // refused segment: the link refuses it by name.
+        let mut data = crate::testcell::compile(ENTRY_CELL);
+        let tail = b"9panicking9panic_fmt\0";
+        let end = data.windows(tail.len()).position(|w| w == tail).expect("panic_fmt import in the object");
+        let start = data[..end].iter().rposition(|&b| b == 0).expect("string table") + 1;
+        let at = start + 4;
+        let segment = b"11framekernel3irq8register";
+        data[at..at + segment.len()].copy_from_slice(segment);
+        let object = CellObject::parse(&data).unwrap();
+        match link(&object, crate::layout::CELLS_BASE, &kernel) {
+            Err(LinkError::RefusedImport { what, .. }) => assert_eq!(what, "framekernel::irq::register"),
+            other => panic!("expected a refused import, got {other:?}"),
+        }
     }
 
     #[test]
