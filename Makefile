@@ -43,7 +43,7 @@ QEMU_POWEROFF := 33
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build cells audit exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build cells audit audit-gate audit-crosscheck exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
 
 all: iso
 
@@ -191,14 +191,19 @@ exec: build $(MKINITRD) $(CELL_FILES) $(CELLCTL) $(ROOTFS)/.made
 # --- audit ------------------------------------------------------------------
 # What must be trusted: unsafe code, SAFETY coverage, third-party crates
 # (tools/audit; policy in tools/audit/trusted.toml). Fails naming file and
-# line on a violation. `make audit MARKDOWN=report.md` also writes a report;
+# line on a violation. `make audit MARKDOWN=report.md SVG=tcb.svg` also
+# writes a review report and a chart;
 # `make audit RECORD=1` records the totals later audits compare with.
 AUDIT := target/release/tessera-audit
 $(AUDIT): deps $(wildcard tools/audit/src/*.rs)
 	@$(CARGO) build -q --release -p tessera-audit
 
 audit: $(AUDIT)
-	@$(AUDIT) $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(if $(RECORD),--record) .
+	@$(AUDIT) $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(if $(SVG),--svg $(SVG)) $(if $(RECORD),--record) .
+
+# Compares the counts with cargo-geiger's on real crates (installs it once).
+audit-crosscheck: $(AUDIT)
+	sh tools/audit/geiger-crosscheck.sh
 
 # The gate in `make test`: quiet unless something fails.
 audit-gate: $(AUDIT)

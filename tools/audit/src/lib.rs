@@ -516,3 +516,33 @@ pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
     }
     out
 }
+
+/// A bar chart of the code compiled into the kernel and its cells, one bar
+/// per crate (its lines), trusted crates in red, safe ones in green.
+pub fn render_svg(audit: &Audit) -> String {
+    let crates: Vec<&CrateEntry> = audit.crates.iter().filter(|c| c.in_kernel).collect();
+    let max = crates.iter().map(|c| c.scan.total.code_lines).max().unwrap_or(1).max(1);
+    let (label_w, bar_w, row_h) = (230.0, 520.0, 20.0);
+    let height = 60.0 + row_h * crates.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"monospace\" font-size=\"12\">\n",
+        label_w + bar_w + 90.0
+    );
+    let t = &audit.totals;
+    let _ = writeln!(
+        out,
+        "<text x=\"8\" y=\"20\">Tessera TCB: {:.1}% of our code, {:.1}% with dependencies (red: trusted)</text>",
+        t.own_share(),
+        t.all_share()
+    );
+    for (i, c) in crates.iter().enumerate() {
+        let y = 40.0 + row_h * i as f64;
+        let w = bar_w * c.scan.total.code_lines as f64 / max as f64;
+        let color = if c.trusted { "#c0392b" } else { "#27ae60" };
+        let _ = writeln!(out, "<text x=\"8\" y=\"{}\">{}</text>", y + 13.0, c.name);
+        let _ = writeln!(out, "<rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{color}\"/>", row_h - 4.0);
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\">{}</text>", label_w + w + 6.0, y + 13.0, c.scan.total.code_lines);
+    }
+    out.push_str("</svg>\n");
+    out
+}

@@ -1,4 +1,4 @@
-//! `tessera-audit [--json] [--markdown FILE] [--record] [--policy FILE] [WORKSPACE]`
+//! `tessera-audit [--json] [--markdown FILE] [--svg FILE] [--record] [--policy FILE] [WORKSPACE]`
 //!
 //! Prints what must be trusted in the kernel and its cells (see the
 //! library's documentation); exits 1 when the policy is violated (each
@@ -7,20 +7,22 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tessera_audit::{Totals, audit, render_markdown, render_text};
+use tessera_audit::{Totals, audit, render_markdown, render_svg, render_text};
 
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let mut args = std::env::args().skip(1);
     let (mut json, mut markdown, mut record, mut policy_path, mut workspace) = (false, None, false, None, None);
+    let mut svg: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => json = true,
             "--markdown" => markdown = args.next().map(PathBuf::from),
             "--record" => record = true,
+            "--svg" => svg = args.next().map(PathBuf::from),
             "--policy" => policy_path = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: tessera-audit [--json] [--markdown FILE] [--record] [--policy FILE] [WORKSPACE]");
+                println!("usage: tessera-audit [--json] [--markdown FILE] [--svg FILE] [--record] [--policy FILE] [WORKSPACE]");
                 return ExitCode::SUCCESS;
             }
             other if !other.starts_with('-') => workspace = Some(PathBuf::from(other)),
@@ -62,6 +64,12 @@ fn main() -> ExitCode {
     }
     if let Some(path) = markdown
         && let Err(e) = std::fs::write(&path, render_markdown(&report, previous.as_ref()))
+    {
+        eprintln!("tessera-audit: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
+    if let Some(path) = svg
+        && let Err(e) = std::fs::write(&path, render_svg(&report))
     {
         eprintln!("tessera-audit: {}: {e}", path.display());
         return ExitCode::from(2);
