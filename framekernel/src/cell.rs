@@ -261,6 +261,8 @@ pub enum FaultKind {
     Exception { vector: u64, rip: u64 },
     /// Not called: an earlier call of this instance faulted.
     Poisoned,
+    /// The call ran longer than the watchdog allows.
+    Timeout,
 }
 
 impl fmt::Display for Fault {
@@ -268,6 +270,7 @@ impl fmt::Display for Fault {
         match self.kind {
             FaultKind::Panic => write!(f, "panicked: {}", self.message),
             FaultKind::Poisoned => f.write_str("not called: an earlier call of this instance faulted"),
+            FaultKind::Timeout => write!(f, "stopped by the watchdog: {}", self.message),
             FaultKind::Exception { vector, rip } => {
                 let (name, _) = crate::arch::exception::name(vector);
                 write!(f, "CPU exception {name} (vector {vector}) at {rip:#x}: {}", self.message)
@@ -289,6 +292,8 @@ struct Record {
     /// Interrupt nesting when the call began: an interrupt handler that
     /// faults while a cell call is interrupted is not that call's fault.
     irq_depth: u64,
+    /// When the call began (ns since boot), for the watchdog.
+    started_ns: u64,
     /// What happened (written by the fault handlers before resuming).
     kind: FaultKind,
     /// True while a handler formats the message (a fault then skips it).
@@ -302,6 +307,42 @@ struct Record {
 /// The running task's innermost record (0: not inside a cell). Saved and
 /// restored per task by `task::switch_to`.
 pub(crate) static INNERMOST: AtomicU64 = AtomicU64::new(0);
+
+/// Longest a cell call may run before the watchdog stops it (ms).
+static WATCHDOG_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// Sets how long a cell call may run (checked on timer ticks) and returns
+/// the previous limit. A call that runs longer (a cell stuck in a loop) is
+/// stopped like a fault: its caller gets a `Timeout` fault.
+pub fn set_watchdog(limit: core::time::Duration) -> core::time::Duration {
+    core::time::Duration::from_millis(WATCHDOG_MS.swap(limit.as_millis() as u64, Ordering::Relaxed))
+}
+
+/// Called after the timer interrupt, with the interrupted kernel frame:
+/// if the running task has been inside its innermost cell call for longer
+/// than the watchdog allows (and the call was not made by an interrupt
+/// handler), the return from the interrupt goes to that call's
+/// continuation instead.
+pub(crate) fn watchdog(frame: &mut crate::arch::trap::TrapFrame) {
+    let Some(record) = containing_record() else { return };
+    let record_ptr = record as *mut Record;
+    // SAFETY: as in `containing_record`: the record is in a live frame of
+    // the running task, which is interrupted here and runs nothing else.
+    let record_ref = unsafe { &mut *record_ptr };
+    let ran_ms = crate::time::now_ns().saturating_sub(record_ref.started_ns) / 1_000_000;
+    let limit = WATCHDOG_MS.load(Ordering::Relaxed);
+    if ran_ms <= limit || frame.cs & 3 != 0 {
+        return;
+    }
+    record_ref.kind = FaultKind::Timeout;
+    record_ref.describing = true;
+    let mut w = Truncating { buf: &mut record_ref.message, len: 0 };
+    let _ = fmt::write(&mut w, format_args!("ran for {ran_ms} ms (limit {limit} ms), interrupted at {:#x}", frame.rip));
+    record_ref.len = w.len;
+    // Return from the interrupt into `tessera_cell_resume(rsp)`.
+    frame.rip = tessera_cell_resume as *const () as u64;
+    frame.rdi = record_ref.rsp;
+}
 
 /// Contained faults since boot.
 static FAULTS: AtomicU64 = AtomicU64::new(0);
@@ -379,6 +420,7 @@ pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
         rsp: 0,
         prev: INNERMOST.load(Ordering::Relaxed),
         irq_depth: crate::irq::depth(),
+        started_ns: crate::time::now_ns(),
         kind: FaultKind::Panic,
         describing: false,
         message: [0; 240],

@@ -324,6 +324,19 @@ fn faults_are_contained_and_restarted() -> Result<(), String> {
     Ok(())
 }
 
+fn a_runaway_call_is_stopped_by_the_watchdog() -> Result<(), String> {
+    let slot = probe_slot("probe-watchdog")?;
+    let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
+    let started = framekernel::time::now_ns();
+    let result = expect_fault(&slot, Failure::Hang, |k| k == FaultKind::Timeout, "limit 200 ms");
+    let took_ms = (framekernel::time::now_ns() - started) / 1_000_000;
+    framekernel::cell::set_watchdog(previous);
+    result?;
+    ensure!((200..2000).contains(&took_ms), "stopped after {took_ms} ms");
+    ensure!(slot.call(false, |p| p.sum_to(5)) == Ok(10), "calls work after the watchdog stopped one");
+    Ok(())
+}
+
 fn repeated_faults_hold_the_cell() -> Result<(), String> {
     let slot = probe_slot("probe-hold")?;
     // An idempotent call that always faults: retried, then failed.
@@ -515,6 +528,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_faults_contained_and_restarted",
             run: faults_are_contained_and_restarted
+        },
+        SelfTest {
+            name: "cell_runaway_call_stopped_by_watchdog",
+            run: a_runaway_call_is_stopped_by_the_watchdog
         },
         SelfTest {
             name: "cell_repeated_faults_hold",

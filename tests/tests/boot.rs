@@ -63,6 +63,7 @@ fn self_tests_pass() {
     for test in [
         "cell_calls_and_state",
         "cell_faults_contained_and_restarted",
+        "cell_runaway_call_stopped_by_watchdog",
         "cell_repeated_faults_hold",
         "cell_swap_replaces_and_retires",
         "cell_unload_gives_memory_back",

@@ -53,6 +53,8 @@ pub mod probe {
         PageFault,
         /// An invalid instruction in kernel code the cell called.
         InvalidOpcode,
+        /// A loop without end (the watchdog must stop it).
+        Hang,
     }
 
     /// The probe interface.

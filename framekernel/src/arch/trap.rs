@@ -182,7 +182,12 @@ pub fn init(code_selector: u16) {
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         0..=31 => crate::arch::exception::handle(frame),
-        v @ 32..=47 => crate::irq::dispatch((v - 32) as u8),
+        v @ 32..=47 => {
+            crate::irq::dispatch((v - 32) as u8);
+            if v == 32 {
+                crate::cell::watchdog(frame); // the timer: a cell call running away?
+            }
+        }
         _ => log::warn!("unexpected interrupt vector {}", frame.vector),
     }
 }

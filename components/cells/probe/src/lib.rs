@@ -52,6 +52,9 @@ impl Probe for Counter {
                 debug::provoke(Fault::InvalidOpcode);
                 0
             }
+            Failure::Hang => loop {
+                core::hint::spin_loop();
+            },
         }
     }
 }
