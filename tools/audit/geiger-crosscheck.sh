@@ -29,7 +29,7 @@ log = { version = "=0.4.35", default-features = false }
 [workspace]
 TOML
 echo '#![no_std]' > "$work/src/lib.rs"
-(cd "$work" && cargo geiger --output-format Json --all-features >"$work/geiger.json" 2>"$work/geiger.log") \
+(cd "$work" && cargo geiger --output-format Json >"$work/geiger.json" 2>"$work/geiger.log") \
     || { cat "$work/geiger.log"; exit 1; }
 "$root/target/release/tessera-audit" --json "$root" >"$work/audit.json" || true
 python3 - "$work/geiger.json" "$work/audit.json" <<'PY'
