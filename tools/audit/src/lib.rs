@@ -150,7 +150,7 @@ fn packages(meta: &Value) -> BTreeMap<String, Package> {
         for t in p["targets"].as_array().into_iter().flatten() {
             let kinds: Vec<&str> = t["kind"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
             proc_macro |= kinds.contains(&"proc-macro");
-            if kinds.iter().any(|k| matches!(*k, "lib" | "rlib" | "bin" | "proc-macro")) {
+            if kinds.iter().any(|k| matches!(*k, "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "bin" | "proc-macro")) {
                 roots.push(PathBuf::from(t["src_path"].as_str().unwrap_or_default()));
             }
         }
@@ -193,6 +193,31 @@ fn kernel_set(meta: &Value, pkgs: &BTreeMap<String, Package>) -> BTreeSet<String
     set
 }
 
+/// Features of each package (name, version) as the kernel and cells are
+/// built: `cargo tree` for the kernel target from those roots, normal
+/// dependencies only (cargo metadata's features also include what
+/// dev-dependencies and host tools switch on).
+fn build_features(workspace: &Path, roots: &[String]) -> Result<BTreeMap<(String, String), BTreeSet<String>>, String> {
+    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["tree", "--target", "x86_64-unknown-none", "-e", "normal", "--prefix", "none", "--format", "{p}|{f}"]);
+    for root in roots {
+        cmd.args(["-p", root]);
+    }
+    let out = cmd.current_dir(workspace).output().map_err(|e| format!("cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let mut features: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((package, list)) = line.split_once('|') else { continue };
+        let mut words = package.split_whitespace();
+        let (Some(name), Some(version)) = (words.next(), words.next()) else { continue };
+        let set = features.entry((name.to_string(), version.trim_start_matches('v').to_string())).or_default();
+        set.extend(list.trim_end_matches(" (*)").split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from));
+    }
+    Ok(features)
+}
+
 fn features(meta: &Value, id: &str) -> BTreeSet<String> {
     meta["resolve"]["nodes"]
         .as_array()
@@ -206,8 +231,8 @@ fn features(meta: &Value, id: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn scan_package(pkg: &Package, features: BTreeSet<String>) -> CrateScan {
-    let cfg = cfg::Cfg { features };
+fn scan_package(pkg: &Package, features: BTreeSet<String>, host: bool) -> CrateScan {
+    let cfg = cfg::Cfg { features, host };
     let mut merged: Option<CrateScan> = None;
     for root in &pkg.roots {
         let scan = scan::scan_crate(root, &pkg.dir, &cfg);
@@ -247,7 +272,20 @@ fn scan_package(pkg: &Package, features: BTreeSet<String>) -> CrateScan {
 /// Judges one crate against the policy: its violations and notes.
 pub fn judge(entry: &CrateEntry, policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
     let mut violations = Vec::new();
-    let mut notes: Vec<Finding> = entry.scan.findings.iter().filter(|f| !f.kind.is_violation()).cloned().collect();
+    // Code the scan could not read may hide unsafe code: that fails the
+    // audit for our crates and for dependencies not reviewed as trusted.
+    let reviewed = entry.origin == Origin::Dependency && policy.dependencies.contains_key(&entry.name);
+    let (unread, mut notes): (Vec<Finding>, Vec<Finding>) = entry
+        .scan
+        .findings
+        .iter()
+        .filter(|f| !f.kind.is_violation())
+        .cloned()
+        .partition(|f| f.kind == Kind::Unfollowed && !reviewed);
+    violations.extend(unread.into_iter().map(|mut f| {
+        f.detail = format!("{} (code the audit cannot read may hide unsafe code)", f.detail);
+        f
+    }));
     let documentation = entry.scan.findings.iter().filter(|f| f.kind.is_violation()).cloned();
     match (entry.origin, entry.trusted) {
         (Origin::Workspace, true) => violations.extend(documentation),
@@ -300,6 +338,12 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
     let members: BTreeSet<String> =
         meta["workspace_members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(String::from)).collect();
     let in_kernel = kernel_set(&meta, &pkgs);
+    let roots: Vec<String> = pkgs
+        .values()
+        .filter(|p| p.name == "tessera-kernel" || p.name.starts_with("tessera-cell-"))
+        .map(|p| p.name.clone())
+        .collect();
+    let kernel_features = build_features(workspace, &roots)?;
     let mut crates = Vec::new();
     for (id, pkg) in &pkgs {
         let origin = if members.contains(id) { Origin::Workspace } else { Origin::Dependency };
@@ -307,7 +351,12 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
         if origin == Origin::Dependency && !kernel {
             continue; // host-only dependencies (tools, tests, build scripts)
         }
-        let scan = scan_package(pkg, features(&meta, id));
+        // Kernel crates with the features of the kernel build; host tools
+        // and tests with theirs, on the host's cfg.
+        let scan = match kernel_features.get(&(pkg.name.clone(), pkg.version.clone())) {
+            Some(f) if kernel => scan_package(pkg, f.clone(), false),
+            _ => scan_package(pkg, features(&meta, id), !kernel),
+        };
         let (trusted, reason) = match origin {
             Origin::Workspace => (policy.workspace.contains_key(&pkg.name), policy.workspace.get(&pkg.name).cloned()),
             Origin::Dependency => (scan.total.has_unsafe(), policy.dependencies.get(&pkg.name).cloned()),
@@ -412,7 +461,7 @@ pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
         }
         let macros = c.scan.total.unsafe_in_macro_definitions;
         if macros > 0 {
-            let _ = writeln!(out, "  `unsafe` in macro_rules! bodies: {macros} (counted where the macros expand, if in a scanned crate)");
+            let _ = writeln!(out, "  `unsafe` tokens in macro_rules! bodies: {macros} (their unsafe blocks are checked for SAFETY comments where written)");
         }
     }
     let t = &audit.totals;

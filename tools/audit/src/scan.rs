@@ -213,9 +213,9 @@ pub fn code_lines(source: &str) -> Vec<bool> {
                 if let Some(slot) = code.get_mut(line) {
                     *slot = true;
                 }
-                // A character literal ('x', '\n', '\u{..}') or a lifetime.
+                // A character literal ('x', '\n', '\'', '\u{..}') or a lifetime.
                 if at(i + 1) == b'\\' {
-                    i += 2;
+                    i += 3; // quote, backslash, the escaped character
                     while i < bytes.len() && at(i) != b'\'' && at(i) != b'\n' {
                         i += 1;
                     }
@@ -247,7 +247,12 @@ fn starts_string(bytes: &[u8], i: usize) -> bool {
     if prev_ident {
         return false;
     }
-    rest.starts_with(b"r\"") || rest.starts_with(b"r#") || rest.starts_with(b"b\"") || rest.starts_with(b"br\"") || rest.starts_with(b"br#")
+    // r"..", r#".."#, b"..", br"..", br#".."# — but not r#ident.
+    let raw = |from: usize| {
+        let hashes = rest.get(from..).unwrap_or(&[]).iter().take_while(|&&c| c == b'#').count();
+        rest.get(from + hashes) == Some(&b'"')
+    };
+    (rest.starts_with(b"r") && raw(1)) || rest.starts_with(b"b\"") || (rest.starts_with(b"br") && raw(2))
 }
 
 /// Skips a string literal starting at `i`; returns the end and the newlines inside.
@@ -296,15 +301,49 @@ fn skip_string(bytes: &[u8], mut i: usize) -> (usize, usize) {
     (i, newlines)
 }
 
+/// A `# Safety` (or `## Safety`, ...) heading in the doc comments, outside
+/// code blocks.
 fn has_safety_doc(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().filter(|a| a.path().is_ident("doc")).any(|a| {
+    let mut doc = String::new();
+    for a in attrs.iter().filter(|a| a.path().is_ident("doc")) {
         if let syn::Meta::NameValue(nv) = &a.meta
             && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value
         {
-            return s.value().trim_start().starts_with("# Safety");
+            doc.push_str(&s.value());
+            doc.push('\n');
         }
-        false
+    }
+    let mut in_code = false;
+    doc.lines().map(str::trim).any(|line| {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            return false;
+        }
+        !in_code && line.starts_with('#') && line.trim_start_matches('#').trim() == "Safety"
     })
+}
+
+/// Lines of `unsafe {` in raw tokens (macro bodies).
+fn unsafe_block_lines(tokens: TokenStream) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut previous_unsafe: Option<usize> = None;
+    for t in tokens {
+        match &t {
+            TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace => {
+                if let Some(line) = previous_unsafe {
+                    out.push(line);
+                }
+                out.extend(unsafe_block_lines(g.stream()));
+            }
+            TokenTree::Group(g) => out.extend(unsafe_block_lines(g.stream())),
+            _ => {}
+        }
+        previous_unsafe = match &t {
+            TokenTree::Ident(i) if i == "unsafe" => Some(i.span().start().line),
+            _ => None,
+        };
+    }
+    out
 }
 
 fn count_unsafe_tokens(tokens: TokenStream) -> usize {
@@ -316,6 +355,13 @@ fn count_unsafe_tokens(tokens: TokenStream) -> usize {
             _ => 0,
         })
         .sum()
+}
+
+/// A `mod name;` declaration: its `#[path]`, and the inline modules it is in.
+struct ModDecl {
+    name: String,
+    path: Option<String>,
+    inline: Vec<String>,
 }
 
 struct FileVisitor<'a> {
@@ -330,12 +376,16 @@ struct FileVisitor<'a> {
     unsafe_ranges: Vec<(usize, usize)>,
     /// Line ranges `cfg` removes (not code of the build).
     removed: Vec<(usize, usize)>,
-    /// `mod name;` declarations (with their `#[path]`), to follow.
-    modules: Vec<(String, Option<String>)>,
+    /// `mod name;` declarations, to follow.
+    modules: Vec<ModDecl>,
     /// Every unsafe construct.
     sites: Vec<Finding>,
     /// Inside `impl Trait for Type` (depth).
     trait_impls: usize,
+    /// (line, column) of unsafe blocks that are a statement's own expression.
+    direct_children: BTreeSet<(usize, usize)>,
+    /// Inline modules around the current item (`mod a { mod b { ... } }`).
+    inline: Vec<String>,
 }
 
 fn lines_of(span: Span) -> (usize, usize) {
@@ -343,25 +393,35 @@ fn lines_of(span: Span) -> (usize, usize) {
 }
 
 impl FileVisitor<'_> {
-    /// A `// SAFETY:` comment on the line, or in the comment lines right
-    /// above the line where the enclosing statement starts (or above the
-    /// construct itself), as clippy's `undocumented_unsafe_blocks` asks.
-    fn has_safety_comment(&self, line: usize) -> bool {
+    /// A `SAFETY:` comment (any case, `//` or `/* */`) after code on the
+    /// line, or in the comment lines right above `line` or above `anchor`
+    /// (the statement, `let` or item whose direct child the construct is),
+    /// as clippy's `undocumented_unsafe_blocks` asks. Attribute lines
+    /// between comment and code are allowed.
+    fn has_safety_comment(&self, line: usize, anchor: Option<usize>) -> bool {
+        let says_safety = |comment: &str| comment.to_ascii_uppercase().contains("SAFETY:");
+        let trailing = |text: &str| text.find("//").or_else(|| text.find("/*")).is_some_and(|at| says_safety(&text[at..]));
         let mut candidates = vec![line];
-        candidates.extend(self.anchors.last().copied().filter(|&a| a <= line));
+        candidates.extend(anchor.filter(|&a| a <= line));
         candidates.into_iter().any(|start| {
-            if self.line_text(start).contains("SAFETY:") && self.line_text(start).contains("//") {
+            if trailing(self.line_text(start)) {
                 return true;
             }
             let mut l = start;
+            let mut in_attribute = false;
             while l > 1 {
                 l -= 1;
                 let text = self.line_text(l).trim();
-                if text.starts_with("//") {
-                    if text.contains("SAFETY:") {
+                let comment = text.starts_with("//") || text.starts_with("/*") || text.starts_with('*') || text.ends_with("*/");
+                if comment {
+                    if says_safety(text) {
                         return true;
                     }
-                } else if !text.starts_with("#[") {
+                } else if text.starts_with("#[") || text.ends_with(")]") || text.ends_with(']') && in_attribute {
+                    in_attribute = !text.starts_with("#[");
+                } else if in_attribute {
+                    // inside a multi-line attribute
+                } else {
                     break;
                 }
             }
@@ -381,13 +441,27 @@ impl FileVisitor<'_> {
         self.sites.push(Finding { kind: Kind::UnsafeInSafeCrate, file: self.file.clone(), line, detail: what.into() });
     }
 
+    /// `#[unsafe(...)]`, and the attributes that needed it before edition
+    /// 2024 (`no_mangle`, `export_name`, `link_section`), also inside a
+    /// `cfg_attr` that applies.
     fn unsafe_attributes(&mut self, attrs: &[syn::Attribute]) {
+        let line = |attr: &syn::Attribute| attr.span().start().line;
+        let named = |tokens: TokenStream| {
+            tokens.into_iter().any(|t| {
+                matches!(&t, TokenTree::Ident(i) if ["unsafe", "no_mangle", "export_name", "link_section"].iter().any(|n| i == n))
+            })
+        };
         for attr in attrs {
-            if attr.path().is_ident("unsafe") {
+            let unsafe_attr = if attr.path().is_ident("cfg_attr") {
+                cfg::cfg_attr_applied(attr, self.cfg).is_some_and(named)
+            } else {
+                let p = attr.path();
+                p.is_ident("unsafe") || p.is_ident("no_mangle") || p.is_ident("export_name") || p.is_ident("link_section")
+            };
+            if unsafe_attr {
                 self.stats.unsafe_attributes += 1;
-                self.site(attr.span().start().line, "unsafe attribute");
+                self.site(line(attr), "unsafe attribute");
             }
-            // `#[unsafe(no_mangle)]` parses as a list named `unsafe`.
         }
     }
 
@@ -403,12 +477,18 @@ impl FileVisitor<'_> {
             self.finding(Kind::Unfollowed, line, "include! is not followed".into());
             return;
         }
-        if count_unsafe_tokens(mac.tokens.clone()) == 0 {
+        if !mentions_unsafe(mac.tokens.clone()) {
             return; // nothing unsafe inside, whatever it expands to here
         }
         if let Ok(file) = syn::parse2::<syn::File>(mac.tokens.clone()) {
             for item in &file.items {
                 self.visit_item(item);
+            }
+            return;
+        }
+        if let Ok(items) = syn::parse2::<ImplItems>(mac.tokens.clone()) {
+            for item in &items.0 {
+                self.visit_impl_item(item);
             }
             return;
         }
@@ -433,6 +513,34 @@ impl FileVisitor<'_> {
         self.site(line, &format!("`unsafe` inside {name}!"));
         self.finding(Kind::UnparsedMacro, line, format!("{name}!: {n} `unsafe` token(s) in a body the parser cannot read"));
     }
+}
+
+/// Items of an impl block (a macro body in impl position).
+struct ImplItems(Vec<syn::ImplItem>);
+
+impl syn::parse::Parse for ImplItems {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let mut items = Vec::new();
+        while !input.is_empty() {
+            items.push(input.parse()?);
+        }
+        Ok(ImplItems(items))
+    }
+}
+
+/// Tokens that may hide unsafe code or files the scan cannot see.
+fn mentions_unsafe(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|t| match t {
+        TokenTree::Ident(i) => {
+            let s = i.to_string();
+            matches!(
+                s.as_str(),
+                "unsafe" | "asm" | "global_asm" | "naked_asm" | "extern" | "include" | "no_mangle" | "export_name" | "link_section"
+            )
+        }
+        TokenTree::Group(g) => mentions_unsafe(g.stream()),
+        _ => false,
+    })
 }
 
 /// Statements without braces (a macro body such as `{ let x = ...; }`).
@@ -470,21 +578,24 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
         }
         self.unsafe_attributes(attrs);
         self.anchors.push(item.span().start().line);
+        // Items nested in a method body are not part of the trait impl.
+        let trait_impls = core::mem::replace(&mut self.trait_impls, 0);
         match item {
             syn::Item::Mod(m) if m.content.is_none() => {
-                let path = attrs.iter().find(|a| a.path().is_ident("path")).and_then(|a| match &a.meta {
-                    syn::Meta::NameValue(nv) => match &nv.value {
+                let path = cfg::effective(attrs, self.cfg).into_iter().find(|m| m.path().is_ident("path")).and_then(|m| match m {
+                    syn::Meta::NameValue(nv) => match nv.value {
                         syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
                         _ => None,
                     },
                     _ => None,
                 });
-                self.modules.push((m.ident.to_string(), path));
+                self.modules.push(ModDecl { name: m.ident.to_string(), path, inline: self.inline.clone() });
             }
             syn::Item::Mod(m) => {
-                // Inline module: its own `mod x;` children would live in a
-                // subdirectory; rare in practice, followed as siblings.
+                // Inline module: `mod x;` inside it lives in a subdirectory.
+                self.inline.push(m.ident.to_string());
                 visit::visit_item_mod(self, m);
+                self.inline.pop();
             }
             syn::Item::Macro(m) => {
                 if m.mac.path.is_ident("macro_rules") {
@@ -493,12 +604,19 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
                     if n > 0 {
                         self.site(m.span().start().line, "`unsafe` in a macro_rules! body");
                     }
+                    // Unsafe blocks written in the body need their comment too.
+                    for line in unsafe_block_lines(m.mac.tokens.clone()) {
+                        if !self.has_safety_comment(line, None) {
+                            self.finding(Kind::UndocumentedUnsafeBlock, line, "unsafe block in a macro_rules! body without a // SAFETY: comment".into());
+                        }
+                    }
                 } else {
                     self.macro_call(&m.mac);
                 }
             }
             _ => visit::visit_item(self, item),
         }
+        self.trait_impls = trait_impls;
         self.anchors.pop();
     }
 
@@ -535,7 +653,7 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
             self.stats.unsafe_impls += 1;
             let line = unsafety.span.start().line;
             self.site(line, "unsafe impl");
-            if self.has_safety_comment(line) {
+            if self.has_safety_comment(line, self.anchors.last().copied()) {
                 self.stats.impls_with_safety += 1;
             } else {
                 self.finding(Kind::UndocumentedUnsafeImpl, line, "unsafe impl without a // SAFETY: comment".into());
@@ -580,6 +698,19 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
             return;
         }
         self.anchors.push(stmt.span().start().line);
+        let own = match stmt {
+            syn::Stmt::Local(l) => l.init.as_ref().map(|i| &*i.expr),
+            syn::Stmt::Expr(e, _) => Some(e),
+            _ => None,
+        };
+        let own = match own {
+            Some(syn::Expr::Assign(a)) => Some(&*a.right),
+            other => other,
+        };
+        if let Some(syn::Expr::Unsafe(u)) = own {
+            let start = u.unsafe_token.span.start();
+            self.direct_children.insert((start.line, start.column));
+        }
         match stmt {
             syn::Stmt::Macro(m) => self.macro_call(&m.mac),
             _ => visit::visit_stmt(self, stmt),
@@ -591,11 +722,20 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
         self.macro_call(&m.mac);
     }
 
+    /// Macros anywhere else (impl and trait items, types, patterns).
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.macro_call(m);
+    }
+
     fn visit_expr_unsafe(&mut self, e: &'ast syn::ExprUnsafe) {
         self.stats.unsafe_blocks += 1;
-        let line = e.unsafe_token.span.start().line;
+        let start = e.unsafe_token.span.start();
+        let line = start.line;
         self.site(line, "unsafe block");
-        if self.has_safety_comment(line) {
+        // The statement's comment counts only for a block that is the
+        // statement's (or `let`'s) own expression.
+        let anchor = self.direct_children.contains(&(start.line, start.column)).then(|| self.anchors.last().copied()).flatten();
+        if self.has_safety_comment(line, anchor) {
             self.stats.blocks_with_safety += 1;
         } else {
             self.finding(Kind::UndocumentedUnsafeBlock, line, "unsafe block without a // SAFETY: comment".into());
@@ -633,14 +773,21 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
     let mut forbids_unsafe = false;
     let mut roots_without_forbid = Vec::new();
     let mut sites = Vec::new();
-    let mut queue: Vec<(PathBuf, bool)> = vec![(root.to_path_buf(), true)];
+    // (file, is the crate root, its children sit next to it like mod.rs)
+    let mut queue: Vec<(PathBuf, bool, bool)> = vec![(root.to_path_buf(), true, true)];
     let mut seen = BTreeSet::new();
-    while let Some((path, is_root)) = queue.pop() {
-        let Ok(canonical) = path.canonicalize() else { continue };
+    while let Some((path, is_root, mod_rs_like)) = queue.pop() {
+        let rel = path.strip_prefix(crate_dir).unwrap_or(&path).display().to_string();
+        let canonical = match path.canonicalize() {
+            Ok(c) => c,
+            Err(e) => {
+                findings.push(Finding { kind: Kind::Unfollowed, file: rel, line: 0, detail: format!("cannot open: {e}") });
+                continue;
+            }
+        };
         if !seen.insert(canonical) {
             continue;
         }
-        let rel = path.strip_prefix(crate_dir).unwrap_or(&path).display().to_string();
         let source = match std::fs::read_to_string(&path) {
             Ok(s) => s,
             Err(e) => {
@@ -677,6 +824,8 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
             modules: Vec::new(),
             sites: Vec::new(),
             trait_impls: 0,
+            direct_children: BTreeSet::new(),
+            inline: Vec::new(),
         };
         visitor.unsafe_attributes(&parsed.attrs);
         for item in &parsed.items {
@@ -695,14 +844,21 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
         // named after this file.
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        let child_dir = if is_root || stem == "mod" { dir.clone() } else { dir.join(&stem) };
-        for (name, explicit) in &visitor.modules {
-            let candidates = match explicit {
-                Some(p) => vec![dir.join(p)],
-                None => vec![child_dir.join(format!("{name}.rs")), child_dir.join(name).join("mod.rs")],
+        // rustc's rules: children of a root, mod.rs or #[path] file sit
+        // next to it, those of another file in a directory named after it;
+        // inline modules add a directory each; #[path] is relative to the
+        // file's directory, plus inline modules' directories.
+        let child_dir = if mod_rs_like || stem == "mod" { dir.clone() } else { dir.join(&stem) };
+        for decl in &visitor.modules {
+            let name = &decl.name;
+            let inline_dir = decl.inline.iter().fold(child_dir.clone(), |d, m| d.join(m));
+            let candidates = match (&decl.path, decl.inline.is_empty()) {
+                (Some(p), true) => vec![dir.join(p)],
+                (Some(p), false) => vec![inline_dir.join(p)],
+                (None, _) => vec![inline_dir.join(format!("{name}.rs")), inline_dir.join(name).join("mod.rs")],
             };
             match candidates.iter().find(|c| c.exists()) {
-                Some(found) => queue.push((found.clone(), false)),
+                Some(found) => queue.push((found.clone(), false, decl.path.is_some())),
                 None => visitor.findings.push(Finding {
                     kind: Kind::Unfollowed,
                     file: rel.clone(),

@@ -13,7 +13,7 @@ fn fixture(name: &str) -> PathBuf {
 
 fn scan(name: &str, features: &[&str]) -> CrateScan {
     let dir = fixture(name);
-    let cfg = Cfg { features: features.iter().map(|f| f.to_string()).collect::<BTreeSet<_>>() };
+    let cfg = Cfg { features: features.iter().map(|f| f.to_string()).collect::<BTreeSet<_>>(), host: false };
     scan_crate(&dir.join("src/lib.rs"), &dir, &cfg)
 }
 
@@ -75,6 +75,8 @@ fn every_construct_is_counted_and_every_undocumented_one_named() {
         [
             (Kind::UndocumentedUnsafeBlock, "src/elsewhere.rs".into(), 2),
             (Kind::UndocumentedUnsafeBlock, lib(), 15),
+            // The unsafe block written in the deref! macro_rules body.
+            (Kind::UndocumentedUnsafeBlock, lib(), 72),
             (Kind::UndocumentedUnsafeImpl, lib(), 47),
             (Kind::UndocumentedUnsafeImpl, lib(), 49),
             (Kind::UnsafeFnWithoutSafetyDoc, lib(), 32),
@@ -114,4 +116,42 @@ fn an_unreviewed_dependency_with_unsafe_fails_and_a_reviewed_one_passes() {
     let mut policy = Policy::default();
     policy.dependencies.insert("somedep".into(), "reviewed".into());
     assert!(judge(&dep, &policy).0.is_empty());
+}
+
+#[test]
+fn modules_are_found_where_rustc_finds_them_and_comments_count_where_clippy_says() {
+    let s = scan("trusted_layout", &[]);
+    let files: Vec<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
+    // Inline module dirs, #[path] files with children next to them,
+    // cfg_attr(path); the decoy src/chosen.rs is not read.
+    assert_eq!(files, ["src/lib.rs", "src/outer/inner.rs", "src/paths/child.rs", "src/paths/moved.rs", "src/real.rs"]);
+    let t = &s.total;
+    assert_eq!((t.unsafe_blocks, t.blocks_with_safety), (6, 3), "{t:?}");
+    assert_eq!((t.unsafe_fns, t.fns_with_safety_doc), (1, 0), "an unsafe fn from a macro in impl position: {t:?}");
+    assert_eq!(
+        violations(&entry("trusted_layout", true, s.clone())),
+        [
+            (Kind::UndocumentedUnsafeBlock, "src/lib.rs".into(), 20),
+            (Kind::UndocumentedUnsafeBlock, "src/outer/inner.rs".into(), 2),
+            (Kind::UndocumentedUnsafeBlock, "src/paths/child.rs".into(), 2),
+            (Kind::UnsafeFnWithoutSafetyDoc, "src/lib.rs".into(), 34),
+        ]
+    );
+    // `r#match` is an identifier, not a raw string: the lines after it
+    // are counted as they are (31 code lines in lib.rs, cfg(false) out).
+    let lib = s.files.iter().find(|f| f.path == "src/lib.rs").unwrap();
+    assert_eq!(lib.stats.code_lines, 31, "{:?}", lib.stats);
+}
+
+#[test]
+fn unreadable_code_fails_the_audit() {
+    let dir = std::env::temp_dir().join(format!("tessera-audit-unreadable-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "#![forbid(unsafe_code)]\nmod missing;\nmod broken;\n").unwrap();
+    std::fs::write(dir.join("src/broken.rs"), "pub fn f( {\n").unwrap();
+    let s = scan_crate(&dir.join("src/lib.rs"), &dir, &Cfg::default());
+    let v = violations(&entry("unreadable", false, s));
+    assert!(v.iter().any(|(k, f, _)| *k == Kind::Unfollowed && f == "src/lib.rs"), "{v:?}");
+    assert!(v.iter().any(|(k, f, line)| *k == Kind::Unfollowed && f == "src/broken.rs" && *line == 1), "{v:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
