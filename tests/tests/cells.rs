@@ -147,11 +147,12 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     );
     write("unresolved.cell", &patched(object, |b, _| replace_once(b, b"panic_fmt", b"panic_fmX")));
     write("noentry.cell", &patched(object, |b, _| replace_once(b, b"20__tessera_cell_entry", b"20__tessera_cell_entrX")));
+    write("nomarker.cell", &patched(object, |b, _| replace_once(b, b"18__TESSERA_CELL_ABI", b"18__TESSERA_CELL_ABX")));
     let script = dir.join("script.sh");
     std::fs::write(
         &script,
         "mount -t proc proc /proc\n\
-         for f in truncated flipped arm64 reloc unresolved noentry; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
+         for f in truncated flipped arm64 reloc unresolved noentry nomarker; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
          cellctl swap virtio_blk /lib/cells/probe.cell; echo \"interface: status $?\"\n\
          cellctl swap sound /lib/cells/virtio_blk.cell; echo \"no slot: status $?\"\n\
          cellctl unload virtio_blk; echo \"in use: status $?\"\n\
@@ -180,6 +181,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("cellctl: Exec format error: /bad/unresolved.cell: undefined symbol", "unresolved: status 1"),
         ("panic_fmX is not defined by the kernel", "unresolved: status 1"),
         ("cellctl: Exec format error: /bad/noentry.cell: no entry function", "noentry: status 1"),
+        ("cellctl: Exec format error: /bad/nomarker.cell: the entry function was not made by tessera_cell_api::cell_entry!", "nomarker: status 1"),
         ("cellctl: Invalid argument: /lib/cells/probe.cell: cell probe offers interface probe, slot virtio_blk takes block", "interface: status 1"),
         ("cellctl: No such file or directory: no slot sound (slots: tty, console, virtio_blk)", "no slot: status 1"),
         ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),

@@ -19,6 +19,8 @@ extern crate alloc;
 
 #[doc(hidden)]
 pub use alloc::boxed::Box;
+#[doc(hidden)]
+pub use framekernel_logic::cellobj::ENTRY_ABI;
 
 /// What a cell's entry function returns.
 pub type Export = Box<dyn core::any::Any + Send + Sync>;
@@ -29,10 +31,16 @@ pub type Export = Box<dyn core::any::Any + Send + Sync>;
 #[macro_export]
 macro_rules! cell_entry {
     ($make:expr) => {
-        /// The cell's entry, found by the loader by this name.
+        /// The cell's entry, found by the loader by this name (never
+        /// inlined away: the object must define it).
+        #[inline(never)]
         pub fn __tessera_cell_entry() -> $crate::Export {
             $crate::Box::new(($make)())
         }
+
+        /// Tells the loader that `__tessera_cell_entry` has the signature
+        /// it calls it with (this macro wrote both).
+        pub static __TESSERA_CELL_ABI: [u8; 32] = $crate::ENTRY_ABI;
     };
 }
 

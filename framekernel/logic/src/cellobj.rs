@@ -362,6 +362,9 @@ pub enum LinkError {
     NoEntry,
     /// More than one entry function.
     ManyEntries,
+    /// The entry function is not one `cell_entry!` made (no ABI marker,
+    /// or one of another version).
+    NoAbiMarker,
     /// The loaded image would exceed the limit.
     TooLarge { bytes: u64 },
     /// No memory for the image.
@@ -384,6 +387,9 @@ impl fmt::Display for LinkError {
             LinkError::Unresolved(name) => write!(f, "undefined symbol {name} is not defined by the kernel"),
             LinkError::NoEntry => f.write_str("no entry function (a cell declares one with tessera_cell_api::cell_entry!)"),
             LinkError::ManyEntries => f.write_str("more than one entry function"),
+            LinkError::NoAbiMarker => f.write_str(
+                "the entry function was not made by tessera_cell_api::cell_entry! (no __TESSERA_CELL_ABI marker of this ABI version)",
+            ),
             LinkError::TooLarge { bytes } => write!(f, "a {bytes}-byte image exceeds the {MAX_IMAGE}-byte limit for a cell"),
             LinkError::NoMemory { bytes } => write!(f, "no memory for a {bytes}-byte cell image"),
             LinkError::RefusedImport { name, what } => {
@@ -403,7 +409,24 @@ pub const ENTRY_NAME: &str = "__tessera_cell_entry";
 /// at the root of a crate (legacy `_ZN5crate20__tessera_cell_entry17h..E`
 /// or v0 `_RNv..20__tessera_cell_entry`).
 pub fn is_entry_symbol(name: &str) -> bool {
-    let tag = "20__tessera_cell_entry";
+    is_root_symbol(name, "20__tessera_cell_entry")
+}
+
+/// The bytes `cell_entry!` puts in a static next to the entry function:
+/// they say the entry has the signature the loader calls it with
+/// (`fn() -> Box<dyn Any + Send + Sync>`). A function that merely has the
+/// entry's name, without the macro, lacks them and is refused.
+pub const ENTRY_ABI: [u8; 32] = *b"tessera cell ABI 1: fn()->Export";
+
+/// True for the mangled name of the static `__TESSERA_CELL_ABI` at the root
+/// of a crate.
+pub fn is_abi_symbol(name: &str) -> bool {
+    is_root_symbol(name, "18__TESSERA_CELL_ABI")
+}
+
+/// True for `crate::IDENT` mangled (legacy or v0), `tag` being the
+/// length-prefixed identifier.
+fn is_root_symbol(name: &str, tag: &str) -> bool {
     if let Some(rest) = name.strip_prefix("_ZN") {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let len: usize = rest.get(..digits).and_then(|d| d.parse().ok()).unwrap_or(0);
@@ -554,6 +577,15 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
         }
     }
     let entry = entry.ok_or(LinkError::NoEntry)?;
+    let marked = (0..object.symbol_count()).filter_map(|i| object.symbol(i).ok()).any(|sym| {
+        let SymbolPlace::Section(i) = sym.place else { return false };
+        sym.global
+            && is_abi_symbol(sym.name)
+            && object.contents(i).get(sym.value as usize..).and_then(|b| b.get(..ENTRY_ABI.len())) == Some(&ENTRY_ABI[..])
+    });
+    if !marked {
+        return Err(LinkError::NoAbiMarker);
+    }
     let imports = (0..object.symbol_count())
         .filter_map(|i| object.symbol(i).ok())
         .filter(|s| s.place == SymbolPlace::Undefined && !s.name.is_empty())
@@ -670,6 +702,7 @@ mod tests {
 
     const ENTRY_CELL: &str = "#![no_std]\nextern crate alloc;\nuse alloc::vec::Vec;\n\
         pub static TABLE: [u32; 4] = [1, 2, 3, 4];\n\
+        pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 1: fn()->Export\";\n\
         pub fn __tessera_cell_entry(x: u64) -> u64 {\n\
         let v: Vec<u64> = (0..x).map(|i| i * 3).collect();\nlet s: u64 = v.iter().sum();\n\
         if s == 7 { panic!(\"bad {}\", s); }\ns + u64::from(TABLE[(x % 4) as usize])\n}\n";
@@ -736,6 +769,13 @@ mod tests {
         let object = CellObject::parse(&no_entry).unwrap();
         assert_eq!(link(&object, crate::layout::CELLS_BASE, &kernel), Err(LinkError::NoEntry));
         assert!(LinkError::NoEntry.to_string().contains("cell_entry!"));
+        // An entry function without the marker, or with another version's.
+        for marker in ["", "pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 9: fn()->Export\";\n"] {
+            let source = std::format!("#![no_std]\n{marker}#[inline(never)]\npub fn __tessera_cell_entry() -> u64 {{ 7 }}\n");
+            let data = crate::testcell::compile(&source);
+            let object = CellObject::parse(&data).unwrap();
+            assert_eq!(link(&object, crate::layout::CELLS_BASE, &kernel), Err(LinkError::NoAbiMarker), "{source}");
+        }
     }
 
     #[test]

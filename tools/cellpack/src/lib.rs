@@ -217,7 +217,8 @@ mod tests {
     #[test]
     fn packs_a_cell_that_loads_and_refuses_one_that_would_not() {
         let object = framekernel_logic::testcell::compile(
-            "#![no_std]\nextern crate alloc;\npub fn __tessera_cell_entry() -> alloc::boxed::Box<u64> { alloc::boxed::Box::new(7) }\n",
+            "#![no_std]\nextern crate alloc;\npub fn __tessera_cell_entry() -> alloc::boxed::Box<u64> { alloc::boxed::Box::new(7) }\n\
+             pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 1: fn()->Export\";\n",
         );
         let parsed = CellObject::parse(&object).unwrap();
         let base = framekernel_logic::layout::KERNEL_BASE + 0x10_0000;
