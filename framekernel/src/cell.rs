@@ -302,6 +302,40 @@ struct Record {
     message: [u8; 240],
     /// Bytes of `message` used.
     len: usize,
+    /// Device claims (ports, MMIO, PCI functions) taken during the call:
+    /// released if it faults, since their handles are then abandoned.
+    ledger: [Option<Claim>; LEDGER],
+}
+
+/// A device claim to give back: its release function and token.
+type Claim = (fn(u64), u64);
+
+/// Claims one call's record keeps.
+const LEDGER: usize = 16;
+
+static CLAIM_TOKENS: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh token identifying one device claim.
+pub(crate) fn claim_token() -> u64 {
+    CLAIM_TOKENS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Notes a claim taken now: if the running cell call faults, `release(token)`
+/// gives it back (a call that returns passes its claims to the call around
+/// it, if any). Outside cell calls this does nothing.
+pub(crate) fn note_claim(release: fn(u64), token: u64) {
+    let record = INNERMOST.load(Ordering::Relaxed);
+    if record == 0 {
+        return;
+    }
+    // SAFETY: as in `containing_record`: a live record of the running task;
+    // it is only read or written by this task.
+    let record = unsafe { &mut *(record as *mut Record) };
+    if let Some(slot) = record.ledger.iter_mut().find(|s| s.is_none()) {
+        *slot = Some((release, token));
+    } else {
+        log::warn!("cell call took more than {LEDGER} device claims; a fault would leak the rest");
+    }
 }
 
 /// The running task's innermost record (0: not inside a cell). Saved and
@@ -425,6 +459,7 @@ pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
         describing: false,
         message: [0; 240],
         len: 0,
+        ledger: [None; LEDGER],
     };
     let record_ptr: *mut Record = &mut record;
     INNERMOST.store(record_ptr as u64, Ordering::Relaxed);
@@ -437,7 +472,23 @@ pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
     };
     // SAFETY: `record` is this frame's local and no longer reachable from
     // INNERMOST after the store below.
-    INNERMOST.store(unsafe { (*record_ptr).prev }, Ordering::Relaxed);
+    let (prev, ledger) = unsafe { ((*record_ptr).prev, (*record_ptr).ledger) };
+    INNERMOST.store(prev, Ordering::Relaxed);
+    let returned = matches!((faulted, &call.out), (0, Some(_)));
+    for (release, token) in ledger.into_iter().flatten() {
+        if !returned {
+            release(token); // the handle was abandoned with the call's frames
+        } else if prev != 0 {
+            // The handle came back to the enclosing call: its fault would
+            // abandon it too.
+            // SAFETY: `prev` is the enclosing record, in a live frame of
+            // this task below this one.
+            let outer = unsafe { &mut *(prev as *mut Record) };
+            if let Some(slot) = outer.ledger.iter_mut().find(|s| s.is_none()) {
+                *slot = Some((release, token));
+            }
+        }
+    }
     match (faulted, call.out) {
         (0, Some(out)) => Ok(out),
         _ => {

@@ -47,13 +47,15 @@ impl core::fmt::Display for IoPortError {
     }
 }
 
-static CLAIMED: SpinLock<Vec<(u16, u16)>> = SpinLock::new(Vec::new());
+/// Claimed ranges: (first, last, claim token).
+static CLAIMED: SpinLock<Vec<(u16, u16, u64)>> = SpinLock::new(Vec::new());
 
 /// Exclusive access to the ports `base..base+len`. Released on drop.
 #[derive(Debug)]
 pub struct IoPorts {
     base: u16,
     len: u16,
+    token: u64,
 }
 
 impl IoPorts {
@@ -78,11 +80,15 @@ impl IoPorts {
 
     fn claim(base: u16, len: u16, last: u16) -> Result<Self, IoPortError> {
         let mut claimed = CLAIMED.lock();
-        if let Some(&(first, _)) = claimed.iter().find(|&&(first, end)| base <= end && first <= last) {
+        if let Some(&(first, _, _)) = claimed.iter().find(|&&(first, end, _)| base <= end && first <= last) {
             return Err(IoPortError::Busy { port: base.max(first) });
         }
-        claimed.push((base, last));
-        Ok(Self { base, len })
+        let token = crate::cell::claim_token();
+        claimed.push((base, last, token));
+        drop(claimed);
+        // Taken inside a cell call that then faults: released with it.
+        crate::cell::note_claim(release, token);
+        Ok(Self { base, len, token })
     }
 
     /// First port of the range.
@@ -126,9 +132,13 @@ impl IoPorts {
     }
 }
 
+/// Gives back the claim `token` (a handle's drop, or a faulted cell call).
+fn release(token: u64) {
+    CLAIMED.lock().retain(|&(_, _, t)| t != token);
+}
+
 impl Drop for IoPorts {
     fn drop(&mut self) {
-        let mut claimed = CLAIMED.lock();
-        claimed.retain(|&(first, _)| first != self.base);
+        release(self.token);
     }
 }

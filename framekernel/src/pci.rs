@@ -189,12 +189,26 @@ impl fmt::Display for PciError {
     }
 }
 
-static CLAIMED: SpinLock<Vec<PciAddress>> = SpinLock::new(Vec::new());
+/// Claimed functions with their claim tokens.
+static CLAIMED: SpinLock<Vec<(PciAddress, u64)>> = SpinLock::new(Vec::new());
+
+/// Gives back the claim `token`: bus mastering off (the device can no
+/// longer reach memory), then the function is free. A handle's drop, or a
+/// cell call that faulted with the handle in its abandoned frames.
+fn release(token: u64) {
+    let address = CLAIMED.lock().iter().find(|(_, t)| *t == token).map(|(a, _)| *a);
+    if let Some(address) = address {
+        let command = read32(address, 4);
+        write32(address, 4, (command & 0xffff) & !0x4);
+        CLAIMED.lock().retain(|(_, t)| *t != token);
+    }
+}
 
 /// An exclusive claim on one PCI function.
 #[derive(Debug)]
 pub struct PciDevice {
     info: PciInfo,
+    token: u64,
 }
 
 impl PciDevice {
@@ -202,11 +216,14 @@ impl PciDevice {
     pub fn claim(address: PciAddress) -> Result<Self, PciError> {
         let info = devices().iter().find(|d| d.address == address).copied().ok_or(PciError::NotFound(address))?;
         let mut claimed = CLAIMED.lock();
-        if claimed.contains(&address) {
+        if claimed.iter().any(|(a, _)| *a == address) {
             return Err(PciError::Busy(address));
         }
-        claimed.push(address);
-        Ok(Self { info })
+        let token = crate::cell::claim_token();
+        claimed.push((address, token));
+        drop(claimed);
+        crate::cell::note_claim(release, token);
+        Ok(Self { info, token })
     }
 
     /// What the scan found.
@@ -264,9 +281,6 @@ impl PciDevice {
 
 impl Drop for PciDevice {
     fn drop(&mut self) {
-        // Bus mastering off: the device can no longer reach memory.
-        let command = read32(self.info.address, 4);
-        write32(self.info.address, 4, (command & 0xffff) & !0x4);
-        CLAIMED.lock().retain(|a| *a != self.info.address);
+        release(self.token);
     }
 }

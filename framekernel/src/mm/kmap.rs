@@ -151,7 +151,14 @@ impl core::fmt::Display for IoMemError {
     }
 }
 
-static ACQUIRED: SpinLock<Vec<Range>> = SpinLock::new(Vec::new());
+/// Acquired ranges with their claim tokens.
+static ACQUIRED: SpinLock<Vec<(Range, u64)>> = SpinLock::new(Vec::new());
+
+/// Gives back the claim `token` (a handle's drop, or a faulted cell call;
+/// then the mapping stays, unused, and only the device range is free).
+fn release_iomem(token: u64) {
+    ACQUIRED.lock().retain(|&(_, t)| t != token);
+}
 
 /// Exclusive, uncached access to a device's memory-mapped registers.
 pub struct IoMem {
@@ -162,6 +169,8 @@ pub struct IoMem {
     pages: u64,
     /// Offset of `phys` inside the first mapped page.
     skew: u64,
+    /// The claim, in `ACQUIRED`.
+    token: u64,
 }
 
 impl IoMem {
@@ -173,7 +182,7 @@ impl IoMem {
             return Err(IoMemError::IsRam { phys, len });
         }
         let mut acquired = ACQUIRED.lock();
-        if let Some(other) = acquired.iter().find(|r| r.overlaps(&range)) {
+        if let Some((other, _)) = acquired.iter().find(|(r, _)| r.overlaps(&range)) {
             return Err(IoMemError::Busy { phys: other.start.max(phys) });
         }
         let first = align_down(phys, PAGE_SIZE);
@@ -182,8 +191,11 @@ impl IoMem {
         let frames: Vec<u64> = (0..pages).map(|i| first + i * PAGE_SIZE).collect();
         let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | paging::nx();
         paging::map(map_base, &frames, flags).map_err(|e| IoMemError::Map(MapError::PageTables(e)))?;
-        acquired.push(range);
-        Ok(Self { phys, len, map_base, pages, skew: phys - first })
+        let token = crate::cell::claim_token();
+        acquired.push((range, token));
+        drop(acquired);
+        crate::cell::note_claim(release_iomem, token);
+        Ok(Self { phys, len, map_base, pages, skew: phys - first, token })
     }
 
     /// Physical address of the first register.
@@ -247,6 +259,6 @@ register!(u8, u16, u32, u64);
 impl Drop for IoMem {
     fn drop(&mut self) {
         paging::unmap(self.map_base, self.pages);
-        ACQUIRED.lock().retain(|r| r.start != self.phys);
+        release_iomem(self.token);
     }
 }
