@@ -411,20 +411,33 @@ fn coverage(done: usize, of: usize) -> String {
     if of == 0 { "-".into() } else { format!("{done}/{of}") }
 }
 
-fn row(s: &Stats) -> String {
-    format!(
-        "{:>6} {:>6} {:>6} {:>7} {:>5} {:>5} {:>5} {:>5} {:>5} {:>4}",
-        s.code_lines,
-        s.unsafe_lines,
-        s.unsafe_blocks,
+/// The figures of a row, in column order (see [`HEADER`]).
+fn columns(s: &Stats) -> [String; 10] {
+    [
+        s.code_lines.to_string(),
+        s.unsafe_lines.to_string(),
+        s.unsafe_blocks.to_string(),
         coverage(s.blocks_with_safety, s.unsafe_blocks),
-        s.unsafe_fns,
+        s.unsafe_fns.to_string(),
         coverage(s.fns_with_safety_doc + s.traits_with_safety_doc, s.unsafe_fns - s.unsafe_fns_in_trait_impls + s.unsafe_traits),
-        s.unsafe_impls,
-        s.unsafe_traits,
-        s.unsafe_externs + s.unsafe_attributes,
-        s.asm_sites
-    )
+        s.unsafe_impls.to_string(),
+        s.unsafe_traits.to_string(),
+        (s.unsafe_externs + s.unsafe_attributes).to_string(),
+        s.asm_sites.to_string(),
+    ]
+}
+
+fn row(s: &Stats) -> String {
+    const WIDTHS: [usize; 10] = [6, 6, 6, 7, 5, 5, 5, 5, 5, 4];
+    columns(s).iter().zip(WIDTHS).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join(" ")
+}
+
+fn place_label(c: &CrateEntry) -> &'static str {
+    match (c.origin, c.in_kernel) {
+        (Origin::Workspace, true) => "kernel",
+        (Origin::Workspace, false) => "host",
+        (Origin::Dependency, _) => "dependency",
+    }
 }
 
 const HEADER: &str = " lines unsafe blocks SAFETY:   fns Safety impls trait ext/@  asm";
@@ -433,15 +446,11 @@ const HEADER: &str = " lines unsafe blocks SAFETY:   fns Safety impls trait ext/
 pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Crates (lines = code lines as the kernel build compiles them; unsafe = lines inside unsafe blocks/fns)");
-    let _ = writeln!(out, "{:<34} {:<8} {:<8}{HEADER}", "crate", "where", "trust");
+    let _ = writeln!(out, "{:<34} {:<10} {:<8}{HEADER}", "crate", "where", "trust");
     for c in &audit.crates {
-        let place = match (c.origin, c.in_kernel) {
-            (Origin::Workspace, true) => "kernel",
-            (Origin::Workspace, false) => "host",
-            (Origin::Dependency, _) => "dep",
-        };
+        let place = place_label(c);
         let trust = if c.trusted { "TRUSTED" } else { "safe" };
-        let _ = writeln!(out, "{:<34} {place:<8} {trust:<8}{}", format!("{} {}", c.name, c.version), row(&c.scan.total));
+        let _ = writeln!(out, "{:<34} {place:<10} {trust:<8}{}", format!("{} {}", c.name, c.version), row(&c.scan.total));
     }
     let _ = writeln!(out, "\nTrusted crates, by file (files without unsafe code summed):");
     for c in audit.crates.iter().filter(|c| c.trusted) {
@@ -521,27 +530,9 @@ pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
     );
     out.push_str("| crate | where | trust | lines | unsafe lines | blocks | SAFETY | unsafe fn | # Safety | impls | traits | extern/attr | asm |\n");
     out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-    let md_row = |s: &Stats| {
-        format!(
-            "{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            s.code_lines,
-            s.unsafe_lines,
-            s.unsafe_blocks,
-            coverage(s.blocks_with_safety, s.unsafe_blocks),
-            s.unsafe_fns,
-            coverage(s.fns_with_safety_doc + s.traits_with_safety_doc, s.unsafe_fns - s.unsafe_fns_in_trait_impls + s.unsafe_traits),
-            s.unsafe_impls,
-            s.unsafe_traits,
-            s.unsafe_externs + s.unsafe_attributes,
-            s.asm_sites
-        )
-    };
+    let md_row = |s: &Stats| format!("{} |", columns(s).join(" | "));
     for c in &audit.crates {
-        let place = match (c.origin, c.in_kernel) {
-            (Origin::Workspace, true) => "kernel",
-            (Origin::Workspace, false) => "host",
-            (Origin::Dependency, _) => "dependency",
-        };
+        let place = place_label(c);
         let _ = writeln!(out, "| {} {} | {place} | {} | {}", c.name, c.version, if c.trusted { "**trusted**" } else { "safe" }, md_row(&c.scan.total));
     }
     for c in audit.crates.iter().filter(|c| c.trusted) {
