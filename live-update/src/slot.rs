@@ -450,12 +450,7 @@ impl<T: Any + Send + Sync> Slot<T> {
                     let faulted_at = time::now_ns();
                     active.entry.faults.fetch_add(1, Ordering::Relaxed);
                     let n = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
-                    log::warn!(
-                        "cell {} {} in slot {}: fault {n} contained: {fault}",
-                        active.entry.name(),
-                        active.entry.version(),
-                        self.name
-                    );
+                    self.report_fault(&active.entry, n, &fault);
                     self.recover(active, faulted_at);
                     if !idempotent || retries >= MAX_RETRIES {
                         return Err(SlotError::Fault(fault));
@@ -464,6 +459,19 @@ impl<T: Any + Send + Sync> Slot<T> {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// Logs fault `n` of this slot: the first few in full, then every 25th
+    /// (as a kernel log is rate-limited), so a cell faulting in a loop does
+    /// not flood the console; `/proc/cells` and `cellctl info` count all.
+    fn report_fault(&self, entry: &CellEntry, n: u64, fault: &Fault) {
+        let (name, version) = (entry.name(), entry.version());
+        if n <= 3 || n.is_multiple_of(25) {
+            let more = if n == 3 { " (further faults of this slot: every 25th is logged; cellctl info counts all)" } else { "" };
+            log::warn!("cell {name} {version} in slot {}: fault {n} contained: {fault}{more}", self.name);
+        } else {
+            log::debug!("cell {name} {version} in slot {}: fault {n} contained: {fault}", self.name);
         }
     }
 
@@ -619,13 +627,7 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
         if let (Some((fault, at, faulted)), Some(active)) = (pending, active)
             && Arc::ptr_eq(&faulted, &active.instance)
         {
-            log::warn!(
-                "cell {} {} in slot {}: fault {} contained: {fault}",
-                active.entry.name(),
-                active.entry.version(),
-                self.name,
-                self.faults.load(Ordering::Relaxed)
-            );
+            self.report_fault(&active.entry, self.faults.load(Ordering::Relaxed), &fault);
             self.recover(active, at);
         }
         self.needs_recovery.store(false, Ordering::Release);
