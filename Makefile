@@ -197,7 +197,7 @@ exec: $(SYSTEM_DEPS)
 	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
 	@$(MKINITRD) $(EXEC_INITRD) $(SYSTEM_FILES) $(if $(OVERLAY),=$(OVERLAY)) \
 		etc/tessera-exec.sh=$(SCRIPT)
-	@sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
+	@SCRATCH_SIZE=$(SCRATCH_SIZE) sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
 
 # --- audit ------------------------------------------------------------------

@@ -54,6 +54,21 @@ int main(void) {
     CHECK(close(fd) == 0);
     CHECK_ERR(open("a.txt", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST);
 
+    /* One read of a regular file returns everything asked for (dd bs=1M). */
+    {
+        static char big[300000], back[300000];
+        for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 7);
+        int b = open("big.bin", O_CREAT | O_TRUNC | O_RDWR, 0644);
+        CHECK(b >= 0);
+        CHECK(write(b, big, sizeof big) == (ssize_t)sizeof big);
+        CHECK(lseek(b, 0, SEEK_SET) == 0);
+        CHECK(read(b, back, sizeof back) == (ssize_t)sizeof back && memcmp(big, back, sizeof big) == 0);
+        CHECK(pread(b, back, 1000, sizeof big - 500) == 500);
+        CHECK(pwrite(b, big, sizeof big, 1000) == (ssize_t)sizeof big);
+        CHECK(pread(b, back, sizeof back, 1000) == (ssize_t)sizeof back && memcmp(big, back, sizeof big) == 0);
+        CHECK(close(b) == 0 && unlink("big.bin") == 0);
+    }
+
     /* O_APPEND and O_TRUNC */
     fd = open("a.txt", O_WRONLY | O_APPEND);
     CHECK(fd >= 0 && write(fd, "++", 2) == 2);

@@ -36,7 +36,10 @@ fn setup() -> Result<IoPorts, String> {
     ports.write::<u8>(DATA, 1).map_err(io)?; // 115200 baud
     ports.write::<u8>(INTERRUPT_ENABLE, 0).map_err(io)?;
     ports.write::<u8>(LINE_CONTROL, 0x03).map_err(io)?; // 8N1
-    ports.write::<u8>(FIFO_CONTROL, 0x07).map_err(io)?; // FIFOs on, transmit cleared, receive kept
+    // FIFOs on, nothing cleared: bytes that arrived while the driver was
+    // being replaced stay in the receive FIFO for `on_start` to drain, and
+    // output still in the transmit FIFO goes out.
+    ports.write::<u8>(FIFO_CONTROL, 0x01).map_err(io)?;
     ports.write::<u8>(MODEM_CONTROL, 0x0b).map_err(io)?; // DTR, RTS, OUT2
     ports.write::<u8>(INTERRUPT_ENABLE, 0x01).map_err(io)?; // received data
     Ok(ports)

@@ -136,10 +136,24 @@ pub(super) fn pread64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u6
         return Err(Errno::EINVAL);
     }
     let file = p.files.get(fd)?;
-    let mut data = vec![0u8; (count as usize).min(IO_CHUNK)];
-    let n = file.read_at(offset, &mut data)? as usize;
-    p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
-    Ok(n as u64)
+    // All that was asked for, in chunks (positioned reads do not block).
+    let mut done = 0u64;
+    while done < count {
+        let len = ((count - done) as usize).min(IO_CHUNK);
+        let mut data = vec![0u8; len];
+        let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
+        let n = match file.read_at(at, &mut data) {
+            Ok(n) => n as usize,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        p.memory.write(buf.checked_add(done).ok_or(Errno::EFAULT)?, data.get(..n).unwrap_or(&[]))?;
+        done += n as u64;
+        if n < len {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u64) -> SysResult {
@@ -147,9 +161,23 @@ pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u
         return Err(Errno::EINVAL);
     }
     let file = p.files.get(fd)?;
-    let mut data = vec![0u8; (count as usize).min(IO_CHUNK)];
-    p.memory.read(buf, &mut data)?;
-    file.write_at(offset, &data)
+    let mut done = 0u64;
+    while done < count {
+        let len = ((count - done) as usize).min(IO_CHUNK);
+        let mut data = vec![0u8; len];
+        p.memory.read(buf.checked_add(done).ok_or(Errno::EFAULT)?, &mut data)?;
+        let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
+        let n = match file.write_at(at, &data) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        if (n as usize) < len {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 pub(super) fn newfstatat(p: &mut Process, dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {

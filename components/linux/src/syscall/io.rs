@@ -18,13 +18,29 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
     if file.is_tty() {
         terminal_access(p, signal::num::SIGTTIN)?;
     }
-    let len = (count as usize).min(IO_CHUNK);
-    p.memory.populate_range(buf, len as u64, true)?;
-    let mut data = vec![0u8; len];
+    // Regular files and disks never block: read all that was asked for,
+    // as Linux does (`dd bs=1M count=1` gets a whole megabyte). Pipes and
+    // terminals return what one read brings.
+    let whole = matches!(file.stat().kind, tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice);
     let interrupted = p.interrupt_check();
-    let n = file.read(&mut data, &interrupted)? as usize;
-    p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
-    Ok(n as u64)
+    let mut done = 0u64;
+    loop {
+        let len = ((count - done) as usize).min(IO_CHUNK);
+        let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
+        p.memory.populate_range(at, len as u64, true)?;
+        let mut data = vec![0u8; len];
+        let n = match file.read(&mut data, &interrupted) {
+            Ok(n) => n as usize,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        p.memory.write(at, data.get(..n).unwrap_or(&[]))?;
+        done += n as u64;
+        if !whole || n < len || done >= count {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
