@@ -125,8 +125,8 @@ pub fn set_driver(driver: Option<ConsoleDriver>) {
     *DRIVER.lock() = driver;
 }
 
-/// Tells the input hook that bytes are waiting (after `push_input` outside
-/// the UART interrupt, which calls the hook itself).
+/// Tells the input hook that bytes are waiting (the UART interrupt does
+/// after each drain; a driver that pushes input elsewhere calls it too).
 pub fn notify_input() {
     let hook = *INPUT_HOOK.lock();
     if let Some(hook) = hook {
@@ -167,10 +167,7 @@ fn receive_interrupt() {
             }
         }
     }
-    let hook = *INPUT_HOOK.lock();
-    if let Some(hook) = hook {
-        hook();
-    }
+    notify_input();
 }
 
 /// Prints like `std::print!` on the kernel console.

@@ -136,24 +136,8 @@ pub(super) fn pread64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u6
         return Err(Errno::EINVAL);
     }
     let file = p.files.get(fd)?;
-    // All that was asked for, in chunks (positioned reads do not block).
-    let mut done = 0u64;
-    while done < count {
-        let len = ((count - done) as usize).min(IO_CHUNK);
-        let mut data = vec![0u8; len];
-        let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
-        let n = match file.read_at(at, &mut data) {
-            Ok(n) => n as usize,
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        };
-        p.memory.write(buf.checked_add(done).ok_or(Errno::EFAULT)?, data.get(..n).unwrap_or(&[]))?;
-        done += n as u64;
-        if n < len {
-            break;
-        }
-    }
-    Ok(done)
+    // All that was asked for (positioned reads do not block).
+    super::io::read_to_user(p, buf, count, true, |data, done| file.read_at(offset.checked_add(done).ok_or(Errno::EINVAL)?, data))
 }
 
 pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u64) -> SysResult {

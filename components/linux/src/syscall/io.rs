@@ -23,13 +23,27 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
     // terminals return what one read brings.
     let whole = matches!(file.stat().kind, tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice);
     let interrupted = p.interrupt_check();
+    read_to_user(p, buf, count, whole, |data, _| file.read(data, &interrupted))
+}
+
+/// Reads up to `count` bytes into user memory at `buf`, one chunk of at
+/// most `IO_CHUNK` at a time: `step(chunk, done)` fills a chunk and says
+/// how much it filled. Stops at a short chunk, or after the first unless
+/// `whole`. An error after some bytes ends the transfer with those bytes.
+pub(super) fn read_to_user(
+    p: &mut Process,
+    buf: u64,
+    count: u64,
+    whole: bool,
+    mut step: impl FnMut(&mut [u8], u64) -> SysResult,
+) -> SysResult {
     let mut done = 0u64;
     loop {
         let len = ((count - done) as usize).min(IO_CHUNK);
         let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
         p.memory.populate_range(at, len as u64, true)?;
         let mut data = vec![0u8; len];
-        let n = match file.read(&mut data, &interrupted) {
+        let n = match step(&mut data, done) {
             Ok(n) => n as usize,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
