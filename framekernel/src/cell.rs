@@ -217,17 +217,6 @@ impl<T: ?Sized + 'static> Instance<T> {
     pub fn cell(&self) -> &Arc<LoadedCell> {
         &self.cell
     }
-
-    /// Gives up the object without running its destructor (after a fault,
-    /// when its state may be inconsistent); its memory leaks.
-    pub fn abandon(mut self) {
-        // SAFETY: `self` is forgotten right after, so both fields are moved
-        // out exactly once and never used again.
-        let (object, cell) = unsafe { (ManuallyDrop::take(&mut self.object), ManuallyDrop::take(&mut self.cell)) };
-        core::mem::forget(self);
-        core::mem::forget(object);
-        drop(cell);
-    }
 }
 
 impl<T: ?Sized + 'static> Drop for Instance<T> {
