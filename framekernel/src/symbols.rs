@@ -88,12 +88,16 @@ fn accept(bytes: &[u8]) -> Result<usize, SymbolsError> {
     let text = elf.find_section_by_name(".text").ok_or(SymbolsError::Malformed("no .text"))?;
     let (start, end) = crate::mm::image::text();
     let file_text = text.raw_data(&elf);
-    if text.address() != start || text.address() + text.size() > end {
+    // The file's .text must be the running .text, all of it: a section
+    // that is shorter (or empty, or without contents in the file) proves
+    // nothing about the symbols.
+    let len = end - start;
+    if text.address() != start || text.size() != len || file_text.len() as u64 != len {
         return Err(SymbolsError::Mismatch);
     }
-    // SAFETY: `start..start+len` is the running kernel's .text, mapped
-    // readable for the kernel's lifetime and never written (W^X).
-    let running = unsafe { core::slice::from_raw_parts(start as *const u8, file_text.len()) };
+    // SAFETY: `start..end` is the running kernel's .text (linker symbols),
+    // mapped readable for the kernel's lifetime and never written (W^X).
+    let running = unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) };
     if running != file_text {
         return Err(SymbolsError::Mismatch);
     }

@@ -53,6 +53,38 @@ fn truncated_kernel_elf_as_symbols_is_refused() {
     let _ = std::fs::remove_file(path);
 }
 
+/// The kernel ELF with its `.text` section header patched to `size`
+/// bytes: the file claims less code than the running kernel has.
+fn kernel_with_text_size(size: u64) -> Vec<u8> {
+    let mut elf = std::fs::read(kernel_path()).expect("read kernel");
+    let u16_at = |e: &[u8], at: usize| u16::from_le_bytes([e[at], e[at + 1]]) as usize;
+    let u32_at = |e: &[u8], at: usize| u32::from_le_bytes(e[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |e: &[u8], at: usize| u64::from_le_bytes(e[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(&elf, 0x28), u16_at(&elf, 0x3a), u16_at(&elf, 0x3c), u16_at(&elf, 0x3e));
+    let strtab = u64_at(&elf, shoff + shstrndx * shentsize + 0x18);
+    let text = (0..shnum)
+        .map(|i| shoff + i * shentsize)
+        .find(|&h| elf[strtab + u32_at(&elf, h)..].starts_with(b".text\0"))
+        .expect("kernel has a .text section");
+    elf[text + 0x20..text + 0x28].copy_from_slice(&size.to_le_bytes());
+    elf
+}
+
+#[test]
+fn symbols_with_an_empty_text_section_are_refused() {
+    // Red team (issue 10, finding 11): the check compared only the bytes
+    // the file claimed, so a zero-length (or shortened) .text passed.
+    for (name, size) in [("empty-text", 0u64), ("short-text", 16)] {
+        let path = scratch(name, &kernel_with_text_size(size));
+        let mut machine = boot_with_module(name, &path);
+        let line = machine.expect("fault reports show addresses only", Duration::from_secs(60));
+        assert!(line.contains("different kernel build"), "{name}: {line}");
+        machine.send("poweroff\r");
+        assert_eq!(machine.wait_exit(Duration::from_secs(30)), Exit::Success);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 #[test]
 fn unknown_fault_name_is_ignored_with_a_message() {
     let mut machine = Machine::start("unknown-fault", &MachineOptions::kernel("tessera.fault=bogus"));

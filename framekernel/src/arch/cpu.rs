@@ -87,6 +87,7 @@ pub(crate) fn init(selectors: &Selectors) {
         });
         Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
+    super::user::detect_mxcsr_mask();
     TESSERA_SMAP_ENABLED.store(u8::from(smap), core::sync::atomic::Ordering::Relaxed);
     FEATURES.call_once(|| Features { smep, smap });
     // The user-entry assembly hard-codes these selectors.

@@ -64,6 +64,13 @@ trap_stubs:
     .endr
 
 trap_common:
+    /* A program may set AC (alignment check / SMAP override) in ring 3 and
+       interrupt and exception gates keep it: clear it before any kernel
+       code runs, or user memory would be open to the kernel (iretq brings
+       back the interrupted code's flags). */
+    pushfq
+    andq $~0x40000, (%rsp)
+    popfq
     pushq %rax
     pushq %rbx
     pushq %rcx

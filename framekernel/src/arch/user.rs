@@ -67,6 +67,42 @@ impl FpuState {
     }
 }
 
+/// MXCSR bits this CPU implements (from FXSAVE's MXCSR_MASK at boot;
+/// 0xffbf, the architectural default, until then or when it reads 0).
+static MXCSR_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0xffbf);
+
+/// Reads MXCSR_MASK from an FXSAVE image of this CPU (boot).
+pub(crate) fn detect_mxcsr_mask() {
+    let mut image = FpuState([0; 512]);
+    // SAFETY: FXSAVE writes 512 bytes to a 16-byte aligned buffer, which
+    // `FpuState` is; SSE was enabled (CR4.OSFXSR) before this runs.
+    unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) image.0.as_mut_ptr(), options(nostack)) };
+    let mask = u32::from_le_bytes([image.0[28], image.0[29], image.0[30], image.0[31]]);
+    if mask != 0 {
+        MXCSR_MASK.store(mask, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The MXCSR bits this CPU implements.
+pub fn mxcsr_mask() -> u32 {
+    MXCSR_MASK.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+impl FpuState {
+    /// Clears the MXCSR bits this CPU does not implement (FXRSTOR raises
+    /// #GP for them).
+    pub fn sanitize(&mut self) {
+        let mask = MXCSR_MASK.load(core::sync::atomic::Ordering::Relaxed);
+        let mxcsr = u32::from_le_bytes([self.0[24], self.0[25], self.0[26], self.0[27]]) & mask;
+        self.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    }
+
+    /// The MXCSR value in the image.
+    pub fn mxcsr(&self) -> u32 {
+        u32::from_le_bytes([self.0[24], self.0[25], self.0[26], self.0[27]])
+    }
+}
+
 /// Why user code stopped running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trap {
@@ -158,6 +194,10 @@ impl UserContext {
         if ![r.rip, r.rsp, r.fs_base, r.gs_base].into_iter().all(user_address_ok) {
             return Trap::Exception { vector: 13, error_code: 0, fault_address: 0 };
         }
+        // The FPU image is plain bytes anyone may have written (a signal
+        // frame restored from user memory, say): MXCSR bits the CPU does not
+        // implement would make FXRSTOR fault in ring 0.
+        self.fpu.sanitize();
         let interrupts_were_enabled = super::interrupts_enabled();
         x86_64::instructions::interrupts::disable();
         // SAFETY: `self` is a valid, exclusively borrowed context that lives

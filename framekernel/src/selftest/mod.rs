@@ -78,6 +78,8 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
     SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },
+    SelfTest { name: "redteam_user_ac_flag_cleared", run: user::user_alignment_flag_does_not_reach_the_kernel },
+    SelfTest { name: "redteam_user_mxcsr_sanitized", run: user::user_fpu_image_is_sanitized },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
     SelfTest { name: "symbols_resolve_both_ways", run: symbols_resolve_both_ways },

@@ -177,3 +177,44 @@ pub(super) fn address_space_bookkeeping() -> Result<(), String> {
     ensure!(after == before, "address space leaked {} frames", before as i64 - after as i64);
     Ok(())
 }
+
+/// Red team (issue 10, finding 8): a program sets AC and then traps (a
+/// breakpoint, not `syscall`, whose flag mask clears AC). The kernel must
+/// come back with AC clear, or SMAP would be off for it.
+pub(super) fn user_alignment_flag_does_not_reach_the_kernel() -> Result<(), String> {
+    #[rustfmt::skip]
+    let code = [
+        0x9c,                                     // pushfq
+        0x81, 0x0c, 0x24, 0x00, 0x00, 0x04, 0x00, // or dword [rsp], 0x40000 (AC)
+        0x9d,                                     // popfq
+        0xcc,                                     // int3
+        0x0f, 0x0b,                               // ud2
+    ];
+    let (_space, mut ctx) = space_with(&code)?;
+    let trap = run_until_trap(&mut ctx);
+    let kernel_flags = x86_64::registers::rflags::read_raw();
+    ensure!(matches!(trap, Trap::Exception { vector: 3, .. }), "int3 gave {trap:?}");
+    ensure!(ctx.regs.rflags & 0x40000 != 0, "the program's AC was not kept in its context: {:#x}", ctx.regs.rflags);
+    ensure!(kernel_flags & 0x40000 == 0, "the kernel runs with AC set after a user trap: {kernel_flags:#x}");
+    // An interrupt from ring 3 (the timer) must not leak it either.
+    let (_space, mut ctx) = space_with(&[0x9c, 0x81, 0x0c, 0x24, 0x00, 0x00, 0x04, 0x00, 0x9d, 0xeb, 0xfe])?;
+    for _ in 0..3 {
+        let trap = ctx.run();
+        let kernel_flags = x86_64::registers::rflags::read_raw();
+        ensure!(kernel_flags & 0x40000 == 0, "AC set in the kernel after {trap:?}: {kernel_flags:#x}");
+    }
+    Ok(())
+}
+
+/// Red team (finding 9): an FPU image with every MXCSR bit set (as a
+/// forged signal frame would carry) must not make FXRSTOR fault in ring 0.
+pub(super) fn user_fpu_image_is_sanitized() -> Result<(), String> {
+    let (_space, mut ctx) = space_with(&[0x0f, 0x05, 0x0f, 0x0b])?; // syscall; ud2
+    ctx.fpu.0[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "the program did not run");
+    let mask = crate::arch::user::mxcsr_mask();
+    ensure!(ctx.fpu.mxcsr() & !mask == 0, "reserved MXCSR bits survived: {:#x} (mask {mask:#x})", ctx.fpu.mxcsr());
+    ensure!(ctx.fpu.mxcsr() & 0xffff_0000 == 0, "MXCSR {:#x}", ctx.fpu.mxcsr());
+    Ok(())
+}
+
