@@ -106,6 +106,12 @@ pub(crate) fn dispatch(line: u8) {
 /// Interrupt handlers running (nested) on this CPU.
 static DEPTH: AtomicU64 = AtomicU64::new(0);
 
+/// True inside an interrupt handler (a tick callback, say), where tasks
+/// cannot switch or block.
+pub fn in_interrupt() -> bool {
+    depth() > 0
+}
+
 /// How many interrupt handlers are running (0 outside interrupts).
 pub(crate) fn depth() -> u64 {
     DEPTH.load(Ordering::Relaxed)

@@ -37,6 +37,9 @@ pub struct Task {
     /// The task's innermost cell-call record while it is switched out
     /// (`cell::INNERMOST` holds the running task's).
     cell_record: AtomicU64,
+    /// The per-CPU user-entry state (resume stack, current context, TSS
+    /// rsp0) while it is switched out: it belongs to the task, not the CPU.
+    user_entry: SpinLock<crate::arch::cpu::UserEntry>,
 }
 
 // SAFETY: `saved_rsp` is the only non-Sync field; it is read and written
@@ -57,6 +60,10 @@ impl core::fmt::Debug for Task {
 pub enum SwitchError {
     /// The target task has finished.
     Finished,
+    /// Called from an interrupt handler (a tick callback, say): the
+    /// interrupted code's frame and the CPU's trap state are not a task's
+    /// to carry away.
+    InterruptContext,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -134,6 +141,7 @@ pub fn current() -> Arc<Task> {
                 entry: SpinLock::new(None),
                 state: AtomicU8::new(LIVE),
                 cell_record: AtomicU64::new(0),
+                user_entry: SpinLock::new(crate::arch::cpu::UserEntry::default()),
             })
         })
         .clone()
@@ -194,6 +202,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
         entry: SpinLock::new(Some(Box::new(f))),
         state: AtomicU8::new(NEW),
         cell_record: AtomicU64::new(0),
+        user_entry: SpinLock::new(crate::arch::cpu::UserEntry::default()),
     }))
 }
 
@@ -216,8 +225,12 @@ fn after_switch() {
 }
 
 /// Switches the CPU to `next`; returns when some task switches back to the
-/// caller. Switching to the current task does nothing.
+/// caller. Switching to the current task does nothing. Refused inside an
+/// interrupt handler.
 pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
+    if crate::irq::depth() > 0 {
+        return Err(SwitchError::InterruptContext);
+    }
     if next.is_finished() {
         return Err(SwitchError::Finished);
     }
@@ -234,6 +247,8 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         next.state.compare_exchange(NEW, LIVE, Ordering::AcqRel, Ordering::Acquire).ok();
         me.cell_record.store(crate::cell::INNERMOST.load(Ordering::Relaxed), Ordering::Relaxed);
         crate::cell::INNERMOST.store(next.cell_record.load(Ordering::Relaxed), Ordering::Relaxed);
+        *me.user_entry.lock() = crate::arch::cpu::UserEntry::save();
+        next.user_entry.lock().restore();
         *STACK_BOUNDS.lock() = stack_bounds(&next);
         *CURRENT.lock() = Some(next);
         *PREVIOUS.lock() = Some(me);

@@ -68,8 +68,11 @@ fn switch(next: Arc<Task>) {
     SLICE_START.store(framekernel::time::ticks(), Ordering::Relaxed);
     NEED_RESCHED.store(false, Ordering::Relaxed);
     SWITCHES.fetch_add(1, Ordering::Relaxed);
-    if task::switch_to(next).is_err() {
-        log::error!("scheduler: picked a finished task");
+    match task::switch_to(next.clone()) {
+        Ok(()) => {}
+        Err(task::SwitchError::Finished) => log::error!("scheduler: picked a finished task"),
+        // An interrupt handler cannot switch: `next` stays first in line.
+        Err(task::SwitchError::InterruptContext) => RUN_QUEUE.lock().push_front(next),
     }
 }
 
@@ -97,6 +100,9 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
 
 /// Lets every other runnable task run once before continuing.
 pub fn yield_now() {
+    if framekernel::irq::in_interrupt() {
+        return; // the interrupted code continues; it yields itself later
+    }
     framekernel::arch::without_interrupts(|| {
         let me = task::current();
         let next = RUN_QUEUE.lock().pop_front();

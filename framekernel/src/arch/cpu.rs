@@ -56,6 +56,50 @@ unsafe extern "C" {
     fn tessera_syscall_entry();
 }
 
+/// The per-CPU state the user-entry assembly keeps for the task that
+/// entered user mode: saved and restored on every task switch.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UserEntry {
+    kernel_resume_rsp: u64,
+    current_context: u64,
+    rsp0: u64,
+}
+
+impl UserEntry {
+    /// This CPU's state now.
+    pub(crate) fn save() -> Self {
+        let block = core::ptr::addr_of!(PER_CPU);
+        let rsp0 = super::gdt::rsp0_address() as *const u64;
+        // SAFETY: plain reads of u64 fields of the per-CPU block and the
+        // TSS, written only on this CPU with interrupts disabled (the
+        // caller, `switch_to`, has them disabled too).
+        unsafe {
+            Self {
+                kernel_resume_rsp: core::ptr::addr_of!((*block).kernel_resume_rsp).read_volatile(),
+                current_context: core::ptr::addr_of!((*block).current_context).read_volatile(),
+                rsp0: rsp0.read_unaligned(), // the TSS field is at offset 4
+            }
+        }
+    }
+
+    /// Puts this state back on this CPU.
+    pub(crate) fn restore(&self) {
+        let block = core::ptr::addr_of_mut!(PER_CPU);
+        let rsp0 = super::gdt::rsp0_address() as *mut u64;
+        // SAFETY: as in `save`: plain u64 writes to this CPU's block and
+        // TSS with interrupts disabled; the values were saved from this
+        // CPU for the task being entered (or are 0 for a new task, which
+        // sets them itself before it enters user mode).
+        unsafe {
+            core::ptr::addr_of_mut!((*block).kernel_resume_rsp).write_volatile(self.kernel_resume_rsp);
+            core::ptr::addr_of_mut!((*block).current_context).write_volatile(self.current_context);
+            if self.rsp0 != 0 {
+                rsp0.write_unaligned(self.rsp0);
+            }
+        }
+    }
+}
+
 /// The `UserContext` address recorded by the last entry to user mode.
 pub(crate) fn current_context() -> u64 {
     // SAFETY: a plain read of a u64 field; the field is written only by the

@@ -1,15 +1,18 @@
 //! x86_64 machine support: boot entry, descriptor tables, traps, legacy
 //! devices the base owns (serial, PIC, PIT), and small CPU helpers.
 
-pub mod boot;
+// Boot-time and machine set-up code is the base's own: calling any of it
+// again (a second GDT load zeroes the per-CPU GS base; a PIC re-init
+// drops masks) would break the running kernel, so it is not public.
+pub(crate) mod boot;
 pub mod cpu;
 pub mod exception;
-pub mod gdt;
-pub mod pic;
-pub mod pit;
+pub(crate) mod gdt;
+pub(crate) mod pic;
+pub(crate) mod pit;
 pub mod qemu;
-pub mod serial;
-pub mod trap;
+pub(crate) mod serial;
+pub(crate) mod trap;
 pub mod user;
 pub mod usercopy;
 

@@ -80,6 +80,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },
     SelfTest { name: "redteam_user_ac_flag_cleared", run: user::user_alignment_flag_does_not_reach_the_kernel },
     SelfTest { name: "redteam_user_mxcsr_sanitized", run: user::user_fpu_image_is_sanitized },
+    SelfTest { name: "redteam_switch_in_interrupt_refused", run: user::task_switch_in_interrupt_is_refused },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
     SelfTest { name: "symbols_resolve_both_ways", run: symbols_resolve_both_ways },

@@ -218,3 +218,45 @@ pub(super) fn user_fpu_image_is_sanitized() -> Result<(), String> {
     Ok(())
 }
 
+
+static SWITCH_TARGET: crate::sync::SpinLock<Option<alloc::sync::Arc<crate::task::Task>>> = crate::sync::SpinLock::new(None);
+static SWITCHES_REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static SWITCHES_DONE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static TARGET_RAN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn switch_from_tick(_tick: u64) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let target = SWITCH_TARGET.lock().clone();
+    if let Some(target) = target {
+        match crate::task::switch_to(target) {
+            Err(crate::task::SwitchError::InterruptContext) => SWITCHES_REFUSED.fetch_add(1, Relaxed),
+            _ => SWITCHES_DONE.fetch_add(1, Relaxed),
+        };
+    }
+}
+
+/// Red team (finding 2): a tick callback that switches tasks, while a
+/// program runs in ring 3 and while the kernel runs. The switch used to
+/// carry the interrupted user entry's per-CPU state to another task (the
+/// kernel then executed its own stack); it is now refused.
+pub(super) fn task_switch_in_interrupt_is_refused() -> Result<(), String> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let target = crate::task::spawn("redteam-target", || TARGET_RAN.store(true, Relaxed)).map_err(|e| format!("{e}"))?;
+    *SWITCH_TARGET.lock() = Some(target);
+    crate::time::on_tick(switch_from_tick).map_err(|e| format!("{e:?}"))?;
+    let (_space, mut ctx) = space_with(&[0xeb, 0xfe])?; // jmp $
+    let mut interrupts = 0;
+    for _ in 0..5 {
+        if let Trap::Interrupt { .. } = ctx.run() {
+            interrupts += 1;
+        }
+    }
+    crate::time::sleep(core::time::Duration::from_millis(5)); // ticks in kernel mode too
+    let _ = crate::time::remove_tick_callback(switch_from_tick);
+    SWITCH_TARGET.lock().take();
+    ensure!(interrupts == 5, "the user loop stopped for another reason");
+    ensure!(ctx.regs.rip == CODE, "user loop resumed at {:#x}", ctx.regs.rip);
+    ensure!(SWITCHES_DONE.load(Relaxed) == 0 && !TARGET_RAN.load(Relaxed), "a task switch happened inside an interrupt handler");
+    ensure!(SWITCHES_REFUSED.load(Relaxed) >= 5, "only {} switches attempted", SWITCHES_REFUSED.load(Relaxed));
+    Ok(())
+}
