@@ -63,7 +63,7 @@ impl core::fmt::Debug for BootModule {
 }
 
 /// The boot modules, until the kernel takes them.
-static MODULES: crate::sync::SpinLock<Option<Vec<BootModule>>> = crate::sync::SpinLock::new(None);
+static MODULES: crate::sync::BaseLock<Option<Vec<BootModule>>> = crate::sync::BaseLock::new(None);
 
 /// Hands the boot modules to the caller, in boot-loader order; the first
 /// call gets them all, later calls nothing.

@@ -14,21 +14,32 @@
 //! it enters the cell. A panic, or a CPU exception in kernel mode, while
 //! that record is the current task's innermost one resumes at the
 //! continuation: the call returns [`Fault`] instead of stopping the
-//! kernel. The abandoned frames' destructors do not run (like a `longjmp`):
-//! what they owned leaks, and locks they held stay held, so the caller
-//! must not use the instance again — the supervisor drops it and starts a
-//! fresh one. Interface design keeps this safe: cells get their state only
-//! through their instance, and return plain data.
+//! kernel. The abandoned frames' destructors do not run (like a `longjmp`),
+//! so whatever they were changing may be half-changed. Soundness rests on
+//! never looking at any of it again (docs/soundness.md):
+//! - the cell is *tainted*: none of its instances is called or dropped
+//!   again (their objects leak), its statics are never used again (a
+//!   restart links a fresh copy), and the device claims taken in its calls
+//!   are revoked by the base, which owns the claim tables;
+//! - a call crosses the boundary only with [`Arg`] values in and [`Ret`]
+//!   values out: plain data, whose every partial update is a valid value,
+//!   or owned buffers that leak with the call; no closure, so no caller
+//!   state is captured;
+//! - frames are abandoned only outside the base's own critical sections
+//!   ([`BaseSection`], taken by every base lock): a fault while the base
+//!   holds a lock is the base's bug and stops the kernel instead;
+//! - [`enter`] is the base's own: nothing outside it can abandon frames.
 
 use crate::mm::MapError;
 use crate::mm::cellmap::{self, CellMapping, Rights};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
+
 use core::any::Any;
 use core::fmt;
 use core::mem::ManuallyDrop;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel_logic::cellfile::{CellFile, FileError};
 use framekernel_logic::cellobj::{self, CellObject, LinkError};
 
@@ -62,6 +73,12 @@ impl fmt::Display for LoadError {
 /// A cell mapped and linked, ready to instantiate. The code stays mapped
 /// as long as this (or an [`Instance`] made from it) lives.
 pub struct LoadedCell {
+    /// Its fault domain: claims taken in its calls are recorded under it.
+    id: u64,
+    /// A call faulted: its statics and instances are never used again.
+    tainted: AtomicBool,
+    /// The checked object, for fresh copies after a fault.
+    object: Box<[u8]>,
     name: String,
     version: String,
     interface: String,
@@ -81,7 +98,14 @@ impl fmt::Debug for LoadedCell {
 /// Loads the cell file `file`.
 pub fn load(file: &[u8]) -> Result<Arc<LoadedCell>, LoadError> {
     let cell = CellFile::parse(file).map_err(LoadError::File)?;
-    let object = CellObject::parse(cell.object).map_err(|e| LoadError::Link(LinkError::Object(e)))?;
+    link_and_map(cell.name.into(), cell.version.into(), cell.interface.into(), cell.object.into())
+}
+
+static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(1);
+
+/// Links `object` for a fresh range of the cell area and maps it W^X.
+fn link_and_map(name: String, version: String, interface: String, object_bytes: Box<[u8]>) -> Result<Arc<LoadedCell>, LoadError> {
+    let object = CellObject::parse(&object_bytes).map_err(|e| LoadError::Link(LinkError::Object(e)))?;
     let size = cellobj::image_size(&object).map_err(LoadError::Link)?;
     if !crate::symbols::available() {
         return Err(LoadError::NoKernelSymbols);
@@ -103,14 +127,17 @@ pub fn load(file: &[u8]) -> Result<Arc<LoadedCell>, LoadError> {
     // On failure the partial mapping drops, which unmaps and releases it.
     let mapping = CellMapping::map(base, &image.bytes, &parts).map_err(LoadError::Map)?;
     Ok(Arc::new(LoadedCell {
-        name: cell.name.into(),
-        version: cell.version.into(),
-        interface: cell.interface.into(),
+        id: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
+        tainted: AtomicBool::new(false),
+        name,
+        version,
+        interface,
         mapping,
         entry: base + image.entry,
         text: (base + image.text.0, base + image.text.1),
         imports: image.imports,
         relocations: image.relocations,
+        object: object_bytes,
     }))
 }
 
@@ -150,6 +177,29 @@ impl LoadedCell {
         (self.text.0..self.text.1).contains(&address)
     }
 
+    /// True once a call into this cell faulted: it is not called,
+    /// instantiated or asked to drop anything again.
+    pub fn is_tainted(&self) -> bool {
+        self.tainted.load(Ordering::Acquire)
+    }
+
+    /// The same cell linked again at a fresh address, with fresh statics:
+    /// what a restart after a fault runs (the tainted copy's statics may be
+    /// half-updated).
+    pub fn fresh_copy(&self) -> Result<Arc<LoadedCell>, LoadError> {
+        link_and_map(self.name.clone(), self.version.clone(), self.interface.clone(), self.object.clone())
+    }
+
+    /// A call into this cell faulted: no instance of it runs again, and
+    /// every device claim taken in its calls goes back to the base.
+    fn taint(&self) {
+        if !self.tainted.swap(true, Ordering::AcqRel) {
+            crate::io::revoke_domain(self.id);
+            crate::mm::kmap::revoke_domain(self.id);
+            crate::pci::revoke_domain(self.id);
+        }
+    }
+
     /// Runs the cell's entry function (inside the boundary) and returns its
     /// exported object, which keeps the code mapped while it lives.
     pub fn instantiate(self: &Arc<Self>) -> Result<Instance<dyn Any + Send + Sync>, Fault> {
@@ -159,7 +209,10 @@ impl LoadedCell {
         // of that name, with exactly this signature (`fn() -> Export`); the
         // code stays mapped while `self` lives, which outlasts the call.
         let entry: fn() -> Export = unsafe { core::mem::transmute::<usize, fn() -> Export>(self.entry as usize) };
-        let object = enter(entry)?;
+        if self.is_tainted() {
+            return Err(Fault { kind: FaultKind::Poisoned, message: String::from("this copy of the cell faulted; start a fresh copy") });
+        }
+        let object = enter(self.id, entry).inspect_err(|_| self.taint())?;
         Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()), poisoned: false.into() })
     }
 }
@@ -194,23 +247,28 @@ impl Instance<dyn Any + Send + Sync> {
 }
 
 impl<T: ?Sized + 'static> Instance<T> {
-    /// Calls into the object through the boundary: a panic or CPU fault in
-    /// the cell returns `Err` and the instance must then be dropped.
-    pub fn call<R: 'static>(&self, f: impl FnOnce(&T) -> R) -> Result<R, Fault> {
+    /// Calls `f(object, arg)` through the boundary: a panic or CPU fault in
+    /// the cell returns `Err`, the cell is tainted and no instance of it is
+    /// called again. `f` is a function, not a closure: nothing of the
+    /// caller's reaches the call except `arg`, whose type may be left
+    /// half-written or leak ([`Arg`]), and only a [`Ret`] comes back.
+    pub fn call<A: Arg, R: Ret>(&self, arg: A, f: fn(&T, A) -> R) -> Result<R, Fault> {
         if self.is_poisoned() {
             return Err(Fault { kind: FaultKind::Poisoned, message: String::new() });
         }
         let object: &T = &self.object;
-        let result = enter(|| f(object));
+        let result = enter(self.cell.id, move || f(object, arg));
         if result.is_err() {
             self.poisoned.store(true, Ordering::Release);
+            self.cell.taint();
         }
         result
     }
 
-    /// True once a call faulted (the instance is not called again).
+    /// True once a call of this instance, or of another instance of its
+    /// cell, faulted (the instance is not called again).
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
+        self.poisoned.load(Ordering::Acquire) || self.cell.is_tainted()
     }
 
     /// The cell this object came from.
@@ -223,10 +281,19 @@ impl<T: ?Sized + 'static> Drop for Instance<T> {
     fn drop(&mut self) {
         // SAFETY: taken once, here; the field is not used afterwards.
         let object = unsafe { ManuallyDrop::take(&mut self.object) };
-        // The destructor is cell code: run it inside the boundary. If it
-        // faults, what it had not freed leaks. The code is unmapped only
-        // after this, when `self.cell` drops.
-        let _ = enter(move || drop(object));
+        if self.is_poisoned() {
+            // A faulted call may have left anything it reaches half-updated:
+            // the object and all it owns leak, unread (its device claims
+            // were revoked when the cell was tainted).
+            core::mem::forget(object);
+        } else {
+            // The destructor is cell code: run it inside the boundary. If
+            // it faults, the cell is tainted and the rest leaks. The code is
+            // unmapped only after this, when `self.cell` drops.
+            if enter(self.cell.id, move || drop(object)).is_err() {
+                self.cell.taint();
+            }
+        }
         // SAFETY: taken once, here, after the object is gone.
         drop(unsafe { ManuallyDrop::take(&mut self.cell) });
     }
@@ -283,6 +350,11 @@ struct Record {
     irq_depth: u64,
     /// When the call began (ns since boot), for the watchdog.
     started_ns: u64,
+    /// The fault domain (the cell's id) device claims are recorded under.
+    domain: u64,
+    /// Base critical sections the call is inside now ([`BaseSection`]):
+    /// while not zero, nothing is abandoned.
+    base_depth: AtomicU64,
     /// What happened (written by the fault handlers before resuming).
     kind: FaultKind,
     /// True while a handler formats the message (a fault then skips it).
@@ -291,16 +363,7 @@ struct Record {
     message: [u8; 240],
     /// Bytes of `message` used.
     len: usize,
-    /// Device claims (ports, MMIO, PCI functions) taken during the call:
-    /// released if it faults, since their handles are then abandoned.
-    ledger: [Option<Claim>; LEDGER],
 }
-
-/// A device claim to give back: its release function and token.
-type Claim = (fn(u64), u64);
-
-/// Claims one call's record keeps.
-const LEDGER: usize = 16;
 
 static CLAIM_TOKENS: AtomicU64 = AtomicU64::new(1);
 
@@ -309,21 +372,47 @@ pub(crate) fn claim_token() -> u64 {
     CLAIM_TOKENS.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Notes a claim taken now: if the running cell call faults, `release(token)`
-/// gives it back (a call that returns passes its claims to the call around
-/// it, if any). Outside cell calls this does nothing.
-pub(crate) fn note_claim(release: fn(u64), token: u64) {
+/// The fault domain of the running cell call (0 outside cell calls): the
+/// device claims taken now are revoked if a call of that cell faults.
+pub(crate) fn current_domain() -> u64 {
     let record = INNERMOST.load(Ordering::Relaxed);
     if record == 0 {
-        return;
+        return 0;
     }
-    // SAFETY: as in `containing_record`: a live record of the running task;
-    // it is only read or written by this task.
-    let record = unsafe { &mut *(record as *mut Record) };
-    if let Some(slot) = record.ledger.iter_mut().find(|s| s.is_none()) {
-        *slot = Some((release, token));
-    } else {
-        log::warn!("cell call took more than {LEDGER} device claims; a fault would leak the rest");
+    // SAFETY: as in `containing_record`: a live record of the running task.
+    unsafe { (*(record as *const Record)).domain }
+}
+
+/// A stretch of base code (any base lock held, the heap, the PCI scan)
+/// that a fault or the watchdog must not abandon: while one is open in a
+/// cell call, a fault is not contained (the base's state could be
+/// half-updated and its lock would stay held) and the watchdog waits.
+pub(crate) struct BaseSection {
+    /// The record counted (0 outside cell calls).
+    record: u64,
+}
+
+impl BaseSection {
+    /// Opens a section for the running cell call, if any.
+    pub(crate) fn enter() -> Self {
+        let record = INNERMOST.load(Ordering::Relaxed);
+        if record != 0 {
+            // SAFETY: a live record of the running task (`containing_record`);
+            // `base_depth` is atomic, so no exclusive reference is made.
+            unsafe { (*(record as *const Record)).base_depth.fetch_add(1, Ordering::Relaxed) };
+        }
+        Self { record }
+    }
+}
+
+impl Drop for BaseSection {
+    fn drop(&mut self) {
+        if self.record != 0 {
+            // SAFETY: the record counted in `enter`: sections are opened and
+            // closed in scope by base code, inside the call that owns the
+            // record, which is therefore still live.
+            unsafe { (*(self.record as *const Record)).base_depth.fetch_sub(1, Ordering::Relaxed) };
+        }
     }
 }
 
@@ -435,20 +524,24 @@ extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
     }
 }
 
-/// Runs `f` inside a cell boundary: a panic or kernel-mode CPU exception
-/// while it runs (on this task, not in a nested interrupt) returns `Err`.
-pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
+/// Runs `f` inside a cell boundary for fault domain `domain`: a panic or
+/// kernel-mode CPU exception while it runs (on this task, not in a nested
+/// interrupt, outside base critical sections) returns `Err`. The frames it
+/// abandons are not unwound: only the base calls this, for cell code whose
+/// state is then quarantined (see the module documentation).
+pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, f: F) -> Result<R, Fault> {
     let mut call = Call { f: Some(f), out: None };
     let mut record = Record {
         rsp: 0,
         prev: INNERMOST.load(Ordering::Relaxed),
         irq_depth: crate::irq::depth(),
         started_ns: crate::time::now_ns(),
+        domain,
+        base_depth: AtomicU64::new(0),
         kind: FaultKind::Panic,
         describing: false,
         message: [0; 240],
         len: 0,
-        ledger: [None; LEDGER],
     };
     let record_ptr: *mut Record = &mut record;
     INNERMOST.store(record_ptr as u64, Ordering::Relaxed);
@@ -461,23 +554,8 @@ pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
     };
     // SAFETY: `record` is this frame's local and no longer reachable from
     // INNERMOST after the store below.
-    let (prev, ledger) = unsafe { ((*record_ptr).prev, (*record_ptr).ledger) };
+    let prev = unsafe { (*record_ptr).prev };
     INNERMOST.store(prev, Ordering::Relaxed);
-    let returned = matches!((faulted, &call.out), (0, Some(_)));
-    for (release, token) in ledger.into_iter().flatten() {
-        if !returned {
-            release(token); // the handle was abandoned with the call's frames
-        } else if prev != 0 {
-            // The handle came back to the enclosing call: its fault would
-            // abandon it too.
-            // SAFETY: `prev` is the enclosing record, in a live frame of
-            // this task below this one.
-            let outer = unsafe { &mut *(prev as *mut Record) };
-            if let Some(slot) = outer.ledger.iter_mut().find(|s| s.is_none()) {
-                *slot = Some((release, token));
-            }
-        }
-    }
     match (faulted, call.out) {
         (0, Some(out)) => Ok(out),
         _ => {
@@ -487,7 +565,8 @@ pub fn enter<F: FnOnce() -> R, R>(f: F) -> Result<R, Fault> {
             // refers to it any more.
             let (kind, message) = unsafe { ((*record_ptr).kind, (*record_ptr).message.get(..(*record_ptr).len).unwrap_or(&[])) };
             let message = String::from_utf8_lossy(message).into_owned();
-            // The closure (and whatever it owned) was consumed or abandoned.
+            // The closure (and whatever it owned) was consumed or abandoned:
+            // it leaks, never dropped.
             core::mem::forget(call.f);
             Err(Fault { kind, message })
         }
@@ -521,8 +600,11 @@ fn containing_record() -> Option<u64> {
     // SAFETY: a non-zero INNERMOST points to a `Record` in the frame of an
     // `enter` call of the running task that has not returned yet (it resets
     // INNERMOST before returning, and task switches swap it per task).
-    let depth = unsafe { (*(record as *const Record)).irq_depth };
-    (depth == crate::irq::depth()).then_some(record)
+    let (depth, in_base) = unsafe {
+        let r = &*(record as *const Record);
+        (r.irq_depth, r.base_depth.load(Ordering::Relaxed))
+    };
+    (depth == crate::irq::depth() && in_base == 0).then_some(record)
 }
 
 fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) -> ! {
@@ -577,3 +659,5 @@ pub(crate) fn contain_exception(vector: u64, rip: u64, cr2: u64) {
         }
     }
 }
+
+pub use framekernel_boundary::{Arg, Plain, Ret};

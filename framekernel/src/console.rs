@@ -2,13 +2,12 @@
 //! receive buffer filled by the serial interrupt.
 
 use crate::arch::serial;
-use crate::sync::SpinLock;
 use core::fmt::{self, Write};
 use framekernel_logic::ring::ByteRing;
 
-static OUTPUT: SpinLock<()> = SpinLock::new(());
+static OUTPUT: crate::sync::BaseLock<()> = crate::sync::BaseLock::new(());
 /// The newest kernel log text, for `dmesg` (syslog(2)).
-static LOG: SpinLock<framekernel_logic::ring::LogRing<32768>> = SpinLock::new(framekernel_logic::ring::LogRing::new());
+static LOG: crate::sync::BaseLock<framekernel_logic::ring::LogRing<32768>> = crate::sync::BaseLock::new(framekernel_logic::ring::LogRing::new());
 
 /// Copies the kernel log (oldest first) into `out`; returns the bytes copied.
 pub fn read_log(out: &mut [u8]) -> usize {
@@ -29,7 +28,7 @@ impl Write for LogSink {
         Ok(())
     }
 }
-static INPUT: SpinLock<ByteRing<4096>> = SpinLock::new(ByteRing::new());
+static INPUT: crate::sync::BaseLock<ByteRing<4096>> = crate::sync::BaseLock::new(ByteRing::new());
 
 struct Serial;
 
@@ -45,10 +44,50 @@ impl Write for Serial {
     }
 }
 
+/// Formatted text gathered on the stack and written out in pieces: the
+/// caller's `Display` code (perhaps a cell's, which may fault) runs while
+/// no lock is held; each piece is written under the output lock.
+struct Pieces {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Pieces {
+    fn flush(&mut self) {
+        let bytes = self.buf.get(..self.len).unwrap_or(&[]);
+        let _guard = OUTPUT.lock();
+        let _ = Serial.write_str(core::str::from_utf8(bytes).unwrap_or_else(|e| {
+            core::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or("")
+        }));
+        self.len = 0;
+    }
+}
+
+impl Write for Pieces {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for ch in s.chars() {
+            let mut utf8 = [0u8; 4];
+            let encoded = ch.encode_utf8(&mut utf8).as_bytes();
+            if self.len + encoded.len() > self.buf.len() {
+                self.flush();
+            }
+            if let Some(dst) = self.buf.get_mut(self.len..self.len + encoded.len()) {
+                dst.copy_from_slice(encoded);
+                self.len += encoded.len();
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes formatted text to the console (used by `print!`/`println!`).
+/// The text is formatted before the output lock is taken (in pieces of
+/// 256 bytes), so a panic or fault in a `Display` implementation never
+/// leaves the console locked.
 pub fn print(args: fmt::Arguments<'_>) {
-    let _guard = OUTPUT.lock();
-    let _ = Serial.write_fmt(args);
+    let mut pieces = Pieces { buf: [0; 256], len: 0 };
+    let _ = pieces.write_fmt(args);
+    pieces.flush();
 }
 
 /// Writes raw bytes (program output) to the console, turning `\n` into
@@ -64,12 +103,13 @@ pub fn write_bytes(bytes: &[u8]) {
 }
 
 /// Writes bytes exactly as given (terminal output already processed by a
-/// line discipline).
+/// line discipline). The console driver (a cell) is called with no lock
+/// held: a fault there must not leave the console locked.
 pub fn write_raw(bytes: &[u8]) {
-    let _guard = OUTPUT.lock();
     if driver_write(bytes) {
         return;
     }
+    let _guard = OUTPUT.lock();
     for &byte in bytes {
         serial::write_byte(byte);
     }
@@ -100,12 +140,12 @@ pub fn dropped_input() -> u64 {
     INPUT.lock().dropped()
 }
 
-static INPUT_HOOK: SpinLock<Option<fn()>> = SpinLock::new(None);
+static INPUT_HOOK: crate::sync::BaseLock<Option<fn()>> = crate::sync::BaseLock::new(None);
 
 /// A console driver outside the base: `receiver` drains the UART when it
 /// interrupts (and pushes with [`push_input`]); `sender` takes program
 /// output and returns false when it cannot (the base then writes itself).
-static DRIVER: SpinLock<Option<ConsoleDriver>> = SpinLock::new(None);
+static DRIVER: crate::sync::BaseLock<Option<ConsoleDriver>> = crate::sync::BaseLock::new(None);
 
 /// A console driver's two entry points: (receive, send).
 pub type ConsoleDriver = (fn(), fn(&[u8]) -> bool);
@@ -157,7 +197,8 @@ pub fn set_input_hook(hook: fn()) {
 /// COM1 interrupt: the driver (or the base) moves every received byte
 /// into the input ring.
 fn receive_interrupt() {
-    let receiver = DRIVER.lock().map(|(receive, _)| receive);
+    let receiver = *DRIVER.lock();
+    let receiver = receiver.map(|(receive, _)| receive);
     match receiver {
         Some(receive) => receive(),
         None => {
@@ -203,6 +244,8 @@ impl log::Log for Logger {
             record.target(),
             record.args()
         );
+        // Formatted twice, each time with no lock held while the record's
+        // arguments (perhaps a cell's `Display`) run.
         let _ = LogSink.write_fmt(line);
         print(line);
     }

@@ -1,11 +1,13 @@
 //! Port I/O handles for safe components.
 //!
-//! An [`IoPorts`] is an exclusive claim on a range of I/O ports. The base
-//! refuses ranges it uses itself (PIC, PIT, COM1, QEMU exit, PCI
-//! configuration) and ranges someone else holds, so a component can only
-//! talk to the device it acquired. Accesses are bounds-checked.
+//! An [`IoPorts`] is an exclusive claim on a range of I/O ports, reached
+//! only through a device: a claimed PCI function's I/O BAR
+//! (`pci::PciDevice::io_ports`), the console UART the base lends its
+//! driver (`console::claim_uart`), or a legacy device the base hands out
+//! by name ([`claim_legacy`]). No port number is taken from a caller, so no
+//! component reaches fw_cfg's DMA, ISA DMA, CMOS/NMI, the reset port or
+//! PCI configuration. Accesses are bounds-checked.
 
-use crate::sync::SpinLock;
 use alloc::vec::Vec;
 use core::mem::size_of;
 use x86_64::instructions::port::{PortRead, PortWrite};
@@ -32,6 +34,8 @@ pub enum IoPortError {
     Busy { port: u16 },
     /// An access outside the acquired range.
     OutOfRange { offset: u16, width: u16, len: u16 },
+    /// No memory to record the claim.
+    NoMemory,
 }
 
 impl core::fmt::Display for IoPortError {
@@ -43,12 +47,33 @@ impl core::fmt::Display for IoPortError {
             IoPortError::OutOfRange { offset, width, len } => {
                 write!(f, "{width}-byte access at offset {offset} outside a {len}-port range")
             }
+            IoPortError::NoMemory => f.write_str("no memory to record the port claim"),
         }
     }
 }
 
-/// Claimed ranges: (first, last, claim token).
-static CLAIMED: SpinLock<Vec<(u16, u16, u64)>> = SpinLock::new(Vec::new());
+/// Claimed ranges: (first, last, claim token, fault domain).
+static CLAIMED: crate::sync::BaseLock<Vec<(u16, u16, u64, u64)>> = crate::sync::BaseLock::new(Vec::new());
+
+/// Legacy devices the base hands out by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legacy {
+    /// The second serial port (COM2, 8 ports at 0x2f8).
+    Com2,
+}
+
+/// Claims the ports of legacy device `device`.
+pub fn claim_legacy(device: Legacy) -> Result<IoPorts, IoPortError> {
+    match device {
+        Legacy::Com2 => IoPorts::acquire(0x2f8, 8),
+    }
+}
+
+/// Gives back every port claim taken in calls of the faulted cell `domain`
+/// (their handles were abandoned with it and are never used).
+pub(crate) fn revoke_domain(domain: u64) {
+    CLAIMED.lock().retain(|&(_, _, _, d)| d != domain);
+}
 
 /// Exclusive access to the ports `base..base+len`. Released on drop.
 #[derive(Debug)]
@@ -59,8 +84,9 @@ pub struct IoPorts {
 }
 
 impl IoPorts {
-    /// Claims `len` ports starting at `base`.
-    pub fn acquire(base: u16, len: u16) -> Result<Self, IoPortError> {
+    /// Claims `len` ports starting at `base` (the base's own use: device
+    /// handles and named legacy devices).
+    pub(crate) fn acquire(base: u16, len: u16) -> Result<Self, IoPortError> {
         let last = base.checked_add(len.checked_sub(1).ok_or(IoPortError::BadRange { base, len })?);
         let last = last.ok_or(IoPortError::BadRange { base, len })?;
         for (first, end, owner) in BASE_PORTS {
@@ -80,14 +106,13 @@ impl IoPorts {
 
     fn claim(base: u16, len: u16, last: u16) -> Result<Self, IoPortError> {
         let mut claimed = CLAIMED.lock();
-        if let Some(&(first, _, _)) = claimed.iter().find(|&&(first, end, _)| base <= end && first <= last) {
+        if let Some(&(first, ..)) = claimed.iter().find(|&&(first, end, ..)| base <= end && first <= last) {
             return Err(IoPortError::Busy { port: base.max(first) });
         }
+        claimed.try_reserve(1).map_err(|_| IoPortError::NoMemory)?;
         let token = crate::cell::claim_token();
-        claimed.push((base, last, token));
-        drop(claimed);
-        // Taken inside a cell call that then faults: released with it.
-        crate::cell::note_claim(release, token);
+        // Taken inside a cell call: revoked if a call of that cell faults.
+        claimed.push((base, last, token, crate::cell::current_domain()));
         Ok(Self { base, len, token })
     }
 
@@ -132,9 +157,9 @@ impl IoPorts {
     }
 }
 
-/// Gives back the claim `token` (a handle's drop, or a faulted cell call).
+/// Gives back the claim `token` (a handle's drop; a no-op once revoked).
 fn release(token: u64) {
-    CLAIMED.lock().retain(|&(_, _, t)| t != token);
+    CLAIMED.lock().retain(|&(_, _, t, _)| t != token);
 }
 
 impl Drop for IoPorts {

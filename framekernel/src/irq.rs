@@ -5,7 +5,6 @@
 //! the base itself uses (0 timer, 2 cascade, 4 console) are refused.
 
 use crate::arch::pic;
-use crate::sync::SpinLock;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Number of legacy IRQ lines.
@@ -38,7 +37,7 @@ impl core::fmt::Display for IrqError {
 
 type HandlerTable = [Option<fn()>; IRQ_LINES as usize];
 
-static HANDLERS: SpinLock<HandlerTable> = SpinLock::new([None; IRQ_LINES as usize]);
+static HANDLERS: crate::sync::BaseLock<HandlerTable> = crate::sync::BaseLock::new([None; IRQ_LINES as usize]);
 static COUNTS: [AtomicU64; IRQ_LINES as usize] = [const { AtomicU64::new(0) }; IRQ_LINES as usize];
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 

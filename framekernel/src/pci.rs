@@ -4,14 +4,17 @@
 //! base keeps for itself. [`devices`] lists every function found (bus 0 and
 //! the buses behind bridges), with BARs sized at scan time. A driver
 //! [`PciDevice::claim`]s one function; the handle lets it enable decoding
-//! and bus mastering, take its I/O or memory BARs as [`IoPorts`]/[`IoMem`]
-//! and read configuration space. It may write only the device-specific part
-//! (offset 0x40 and up), never BARs. Dropping the handle turns bus mastering
-//! off, which stops the device's DMA.
+//! and bus mastering, take its I/O or memory BARs as [`IoPorts`]/[`IoMem`],
+//! allocate DMA memory for it ([`PciDevice::dma_buffer`]) and read
+//! configuration space. It may not write configuration space at all (no
+//! BARs, no MSI address that could aim a device write anywhere): the
+//! command register changes only through [`PciDevice::enable`]. Dropping
+//! the handle, or the fault of the cell that claimed it, turns bus
+//! mastering off, which stops the device's DMA; only then do the frames of
+//! its DMA buffers go back to the frame allocator.
 
 use crate::io::{IoPortError, IoPorts};
 use crate::mm::{IoMem, IoMemError};
-use crate::sync::SpinLock;
 use alloc::vec::Vec;
 use core::fmt;
 use framekernel_logic::pci::{Bar, decode_bar};
@@ -20,7 +23,7 @@ use x86_64::instructions::port::Port;
 pub use framekernel_logic::pci::{Bar as PciBar, PciAddress, capabilities};
 
 /// Serialises the address/data port pair.
-static CONFIG: SpinLock<()> = SpinLock::new(());
+static CONFIG: crate::sync::BaseLock<()> = crate::sync::BaseLock::new(());
 
 fn read32(address: PciAddress, offset: u8) -> u32 {
     let _guard = CONFIG.lock();
@@ -170,6 +173,8 @@ pub enum PciError {
     NoSuchBar { index: usize },
     /// A configuration access outside what a driver may touch.
     Forbidden { offset: u16 },
+    /// No memory to record the claim.
+    NoMemory,
     /// Taking the BAR's ports failed.
     Ports(IoPortError),
     /// Mapping the BAR's memory failed.
@@ -183,24 +188,69 @@ impl fmt::Display for PciError {
             PciError::Busy(a) => write!(f, "PCI function {a} is claimed by another driver"),
             PciError::NoSuchBar { index } => write!(f, "BAR {index} is absent or of another kind"),
             PciError::Forbidden { offset } => write!(f, "configuration offset {offset:#x} is not a driver's to write"),
+            PciError::NoMemory => f.write_str("no memory to record the claim"),
             PciError::Ports(e) => write!(f, "{e:?}"),
             PciError::Memory(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Claimed functions with their claim tokens.
-static CLAIMED: SpinLock<Vec<(PciAddress, u64)>> = SpinLock::new(Vec::new());
+/// A claimed function: its address, claim token, the fault domain that
+/// claimed it, and the DMA frames (first frame, pages) its driver dropped
+/// while the device could still write them.
+struct Claimed {
+    address: PciAddress,
+    token: u64,
+    domain: u64,
+    deferred: Vec<(u64, u64)>,
+}
 
-/// Gives back the claim `token`: bus mastering off (the device can no
-/// longer reach memory), then the function is free. A handle's drop, or a
-/// cell call that faulted with the handle in its abandoned frames.
+static CLAIMED: crate::sync::BaseLock<Vec<Claimed>> = crate::sync::BaseLock::new(Vec::new());
+
+/// Ends claim `token`: bus mastering off (read back, so the write has
+/// reached the device before anything is freed), then the DMA frames the
+/// device could still have written go back. A handle's drop, or the
+/// revocation of a faulted cell's claims; a no-op once done.
 fn release(token: u64) {
-    let address = CLAIMED.lock().iter().find(|(_, t)| *t == token).map(|(a, _)| *a);
-    if let Some(address) = address {
-        let command = read32(address, 4);
-        write32(address, 4, (command & 0xffff) & !0x4);
-        CLAIMED.lock().retain(|(_, t)| *t != token);
+    let mut claimed = CLAIMED.lock();
+    let Some(at) = claimed.iter().position(|c| c.token == token) else { return };
+    let claim = claimed.swap_remove(at);
+    drop(claimed);
+    let command = read32(claim.address, 4);
+    write32(claim.address, 4, (command & 0xffff) & !0x4);
+    let _ = read32(claim.address, 4);
+    for (phys, pages) in claim.deferred {
+        crate::mm::dma::free_frames(phys, pages);
+    }
+}
+
+/// Ends every claim taken in calls of the faulted cell `domain`.
+pub(crate) fn revoke_domain(domain: u64) {
+    let tokens: Vec<u64> = CLAIMED.lock().iter().filter(|c| c.domain == domain).map(|c| c.token).collect();
+    for token in tokens {
+        release(token);
+    }
+}
+
+/// A DMA buffer of the device with claim `token` was dropped: its frames
+/// wait for the device to stop (the claim's end) if it is still claimed,
+/// else they go back now. False if they could not be recorded (no memory):
+/// the caller then keeps them out of use.
+pub(crate) fn dma_dropped(token: u64, phys: u64, pages: u64) -> bool {
+    let mut claimed = CLAIMED.lock();
+    match claimed.iter_mut().find(|c| c.token == token) {
+        Some(claim) => {
+            if claim.deferred.try_reserve(1).is_err() {
+                return false;
+            }
+            claim.deferred.push((phys, pages));
+            true
+        }
+        None => {
+            drop(claimed);
+            crate::mm::dma::free_frames(phys, pages);
+            true
+        }
     }
 }
 
@@ -216,13 +266,13 @@ impl PciDevice {
     pub fn claim(address: PciAddress) -> Result<Self, PciError> {
         let info = devices().iter().find(|d| d.address == address).copied().ok_or(PciError::NotFound(address))?;
         let mut claimed = CLAIMED.lock();
-        if claimed.iter().any(|(a, _)| *a == address) {
+        if claimed.iter().any(|c| c.address == address) {
             return Err(PciError::Busy(address));
         }
+        claimed.try_reserve(1).map_err(|_| PciError::NoMemory)?;
         let token = crate::cell::claim_token();
-        claimed.push((address, token));
-        drop(claimed);
-        crate::cell::note_claim(release, token);
+        // Claimed inside a cell call: revoked if a call of that cell faults.
+        claimed.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred: Vec::new() });
         Ok(Self { info, token })
     }
 
@@ -269,13 +319,12 @@ impl PciDevice {
         out
     }
 
-    /// Writes the dword at `offset`: only the device-specific area (0x40..).
-    pub fn write_config(&self, offset: u8, value: u32) -> Result<(), PciError> {
-        if offset < 0x40 {
-            return Err(PciError::Forbidden { offset: u16::from(offset) });
-        }
-        write32(self.info.address, offset, value);
-        Ok(())
+    /// `bytes` of zeroed memory this device may read and write by DMA
+    /// (physically contiguous). Its frames are reused only once the device
+    /// cannot write them any more: after this handle is dropped or revoked
+    /// (bus mastering off).
+    pub fn dma_buffer(&self, bytes: usize) -> Result<crate::mm::DmaBuffer, crate::mm::OutOfMemory> {
+        crate::mm::DmaBuffer::new_for(self.token, bytes)
     }
 }
 

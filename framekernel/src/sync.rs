@@ -116,3 +116,49 @@ impl<T: Default> Default for Mutex<T> {
         Self::new(T::default())
     }
 }
+
+/// The base's own locks (frame allocator, heap, page tables, device
+/// claims, console, ...): a [`SpinLock`] that also marks the running cell
+/// call, if any, as inside the base while held. A fault or watchdog stop
+/// there is then not contained (the base's state may be half-updated and
+/// its lock would stay held): containment only ever abandons frames that
+/// hold none of the base's locks.
+pub(crate) struct BaseLock<T> {
+    inner: SpinLock<T>,
+}
+
+/// Holds a [`BaseLock`].
+pub(crate) struct BaseLockGuard<'a, T> {
+    // Declared first: the lock is released before the section ends.
+    guard: SpinLockGuard<'a, T>,
+    _section: crate::cell::BaseSection,
+}
+
+impl<T> BaseLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self { inner: SpinLock::new(value) }
+    }
+
+    pub(crate) fn lock(&self) -> BaseLockGuard<'_, T> {
+        let section = crate::cell::BaseSection::enter();
+        BaseLockGuard { guard: self.inner.lock(), _section: section }
+    }
+
+    pub(crate) fn try_lock(&self) -> Option<BaseLockGuard<'_, T>> {
+        let section = crate::cell::BaseSection::enter();
+        self.inner.try_lock().map(|guard| BaseLockGuard { guard, _section: section })
+    }
+}
+
+impl<T> Deref for BaseLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for BaseLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}

@@ -67,13 +67,13 @@ pub enum SwitchError {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static CURRENT: SpinLock<Option<Arc<Task>>> = SpinLock::new(None);
+static CURRENT: crate::sync::BaseLock<Option<Arc<Task>>> = crate::sync::BaseLock::new(None);
 /// The task the CPU just left, dropped by the task that was entered.
-static PREVIOUS: SpinLock<Option<Arc<Task>>> = SpinLock::new(None);
+static PREVIOUS: crate::sync::BaseLock<Option<Arc<Task>>> = crate::sync::BaseLock::new(None);
 /// Bounds of the running task's stack, for the fault reporter.
-static STACK_BOUNDS: SpinLock<(u64, u64)> = SpinLock::new((0, 0));
+static STACK_BOUNDS: crate::sync::BaseLock<(u64, u64)> = crate::sync::BaseLock::new((0, 0));
 /// Called when a task's function returns; must switch away for good.
-static EXIT_HOOK: SpinLock<Option<fn() -> !>> = SpinLock::new(None);
+static EXIT_HOOK: crate::sync::BaseLock<Option<fn() -> !>> = crate::sync::BaseLock::new(None);
 
 unsafe extern "C" {
     fn tessera_switch(save_rsp: *mut u64, load_rsp: u64);
@@ -155,7 +155,7 @@ pub fn set_exit_hook(hook: fn() -> !) {
 
 /// Stacks of finished tasks, kept mapped for the next tasks: spawning
 /// needs no mapping then, and the kernel window is not used up.
-static STACK_POOL: SpinLock<Vec<MappedArea>> = SpinLock::new(Vec::new());
+static STACK_POOL: crate::sync::BaseLock<Vec<MappedArea>> = crate::sync::BaseLock::new(Vec::new());
 /// Most stacks kept in the pool.
 const STACK_POOL_MAX: usize = 32;
 

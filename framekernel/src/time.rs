@@ -2,7 +2,6 @@
 //! periodic timer tick (PIT channel 0, IRQ 0) and tick callbacks.
 
 use crate::arch::{self, pit};
-use crate::sync::SpinLock;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
@@ -16,7 +15,7 @@ static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
 static TICKS: AtomicU64 = AtomicU64::new(0);
 type CallbackTable = [Option<fn(u64)>; MAX_TICK_CALLBACKS];
 
-static CALLBACKS: SpinLock<CallbackTable> = SpinLock::new([None; MAX_TICK_CALLBACKS]);
+static CALLBACKS: crate::sync::BaseLock<CallbackTable> = crate::sync::BaseLock::new([None; MAX_TICK_CALLBACKS]);
 
 /// Errors from the timer API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

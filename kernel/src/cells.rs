@@ -97,20 +97,20 @@ impl BlockBackend for SlotDisk {
     fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // Reads by sector are idempotent: retried after a contained fault.
         self.slot
-            .call(true, |d| d.read(sector, buf))
+            .call(true, |cell| cell.call((sector, &mut *buf), |d, (sector, buf)| d.read(sector, buf)))
             .map_err(block_errno)?
             .map_err(driver_errno)
     }
 
     fn write(&self, sector: u64, buf: &[u8]) -> Result<(), Errno> {
         self.slot
-            .call(true, |d| d.write(sector, buf))
+            .call_with(true, (sector, buf), |d, (sector, buf)| d.write(sector, buf))
             .map_err(block_errno)?
             .map_err(driver_errno)
     }
 
     fn flush(&self) -> Result<(), Errno> {
-        self.slot.call(true, |d| d.flush()).map_err(block_errno)?.map_err(driver_errno)
+        self.slot.call_with(true, (), |d, ()| d.flush()).map_err(block_errno)?.map_err(driver_errno)
     }
 }
 
@@ -123,13 +123,24 @@ fn console_slot() -> Option<Arc<SerialSlot>> {
     CONSOLE.try_lock().and_then(|slot| slot.clone())
 }
 
-/// Drains the UART through the driver into the console's input ring,
-/// and says so to whoever waits for input.
-fn drain_input(driver: &serial::Export) {
+/// Drains the UART through the driver (never blocking: interrupt context)
+/// into the console's input ring, and says so to whoever waits for input.
+fn drain_input(slot: &SerialSlot) -> Result<(), SlotError> {
+    drain_with(|buf| slot.try_call_with(buf, |driver, buf| driver.receive(buf)))
+}
+
+/// The same, on a fresh instance before it serves.
+fn drain_instance(cell: &framekernel::cell::Instance<serial::Export>) -> Result<(), framekernel::cell::Fault> {
+    drain_with(|buf| cell.call(buf, |driver, buf| driver.receive(buf)))
+}
+
+/// Receives into a stack buffer until the UART is empty (the driver's
+/// call crosses with the buffer only), then pushes the bytes on.
+fn drain_with<E>(mut receive: impl FnMut(&mut [u8; 64]) -> Result<usize, E>) -> Result<(), E> {
     let mut buf = [0u8; 64];
     let mut any = false;
     loop {
-        let n = driver.receive(&mut buf).min(buf.len());
+        let n = receive(&mut buf)?.min(buf.len());
         any |= n > 0;
         framekernel::console::push_input(buf.get(..n).unwrap_or(&[]));
         if n < buf.len() {
@@ -139,6 +150,7 @@ fn drain_input(driver: &serial::Export) {
     if any {
         framekernel::console::notify_input();
     }
+    Ok(())
 }
 
 /// The UART interrupted (interrupt context): the driver drains it. While
@@ -146,14 +158,14 @@ fn drain_input(driver: &serial::Export) {
 /// instance drains them when it starts (`set_on_start`).
 fn console_receive() {
     if let Some(slot) = console_slot() {
-        let _ = slot.try_call(drain_input);
+        let _ = drain_input(&slot);
     }
 }
 
 /// Program output: through the driver when it can take it now, else the
 /// base writes it directly (during a swap or after a fault).
 fn console_send(bytes: &[u8]) -> bool {
-    console_slot().is_some_and(|slot| matches!(slot.try_call(|driver| driver.write(bytes)), Ok(n) if n == bytes.len()))
+    console_slot().is_some_and(|slot| matches!(slot.try_call_with(bytes, |driver, bytes| driver.write(bytes)), Ok(n) if n == bytes.len()))
 }
 
 fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
@@ -161,12 +173,12 @@ fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
         return;
     };
     let slot = SerialSlot::new("console", "serial");
-    slot.set_on_start(drain_input);
+    slot.set_on_start(drain_instance);
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "console driver: cannot start: {e}; the base keeps driving the console");
         return;
     }
-    match slot.call(false, |d| d.describe()) {
+    match slot.call_with(false, (), |d, ()| d.describe()) {
         Ok(Ok(what)) => {
             tessera_live_update::slot::register(slot.clone());
             *CONSOLE.lock() = Some(slot);
@@ -191,7 +203,10 @@ fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
         return;
     };
     let slot = tessera_linux::files::TtySlot::new("tty", "tty");
-    slot.set_state_transfer(|ld| ld.save(), |ld, state| ld.restore(state));
+    slot.set_state_transfer(
+        |cell| cell.call((), |ld, ()| ld.save()),
+        |cell, state| cell.call(state, |ld, state| ld.restore(state)),
+    );
     match slot.install(entry.clone()) {
         Ok(()) => {
             tessera_live_update::slot::register(slot.clone());
@@ -225,7 +240,7 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
         return;
     }
     tessera_live_update::slot::register(slot.clone());
-    match slot.call(false, |d| d.info()) {
+    match slot.call_with(false, (), |d, ()| d.info()) {
         Ok(Ok(info)) => {
             let disk = Arc::new(SlotDisk {
                 slot,
@@ -262,11 +277,11 @@ fn probe_slot(name: &str) -> Result<Arc<ProbeSlot>, String> {
 
 fn calls_and_state() -> Result<(), String> {
     let slot = probe_slot("probe-calls")?;
-    ensure!(slot.call(false, |p| p.sum_to(100)) == Ok(4950), "sum_to(100) through the cell");
-    let text = slot.call(false, |p| p.describe(255)).map_err(|e| format!("{e}"))?;
-    ensure!(text == "probe cell: 255 is 0xff, 2 calls so far", "describe gave {text:?}");
+    ensure!(slot.call_with(false, 100, |p, n| p.sum_to(n)) == Ok(4950), "sum_to(100) through the cell");
+    let text = slot.call_with(false, 255, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    ensure!(text == "probe cell: 255 is 0xff, 2 calls so far, since linking 1", "describe gave {text:?}");
     ensure!(
-        slot.call(false, |p| p.calls()) == Ok(2),
+        slot.call_with(false, (), |p, ()| p.calls()) == Ok(2),
         "the instance keeps its state between calls"
     );
     let entry = slot.cell().ok_or("no cell in the slot")?;
@@ -277,7 +292,7 @@ fn calls_and_state() -> Result<(), String> {
 }
 
 fn expect_fault(slot: &ProbeSlot, how: Failure, kind: fn(FaultKind) -> bool, text: &str) -> Result<(), String> {
-    match slot.call(false, |p| p.fail(how)) {
+    match slot.call_with(false, how, |p, how| p.fail(how)) {
         Err(SlotError::Fault(fault)) => {
             ensure!(kind(fault.kind), "{how:?}: wrong kind {:?}", fault.kind);
             ensure!(fault.message.contains(text), "{how:?}: message {:?} lacks {text:?}", fault.message);
@@ -290,10 +305,10 @@ fn expect_fault(slot: &ProbeSlot, how: Failure, kind: fn(FaultKind) -> bool, tex
 fn faults_are_contained_and_restarted() -> Result<(), String> {
     let slot = probe_slot("probe-faults")?;
     let before = framekernel::cell::fault_count();
-    slot.call(false, |p| p.sum_to(3)).map_err(|e| format!("{e}"))?;
+    slot.call_with(false, 3, |p, n| p.sum_to(n)).map_err(|e| format!("{e}"))?;
     expect_fault(&slot, Failure::Panic, |k| k == FaultKind::Panic, "asked to panic after 2 calls")?;
     // A fresh instance took over: its counter starts again.
-    ensure!(slot.call(false, |p| p.calls()) == Ok(0), "the faulted instance was not replaced");
+    ensure!(slot.call_with(false, (), |p, ()| p.calls()) == Ok(0), "the faulted instance was not replaced");
     expect_fault(&slot, Failure::OutOfBounds, |k| k == FaultKind::Panic, "index out of bounds")?;
     expect_fault(
         &slot,
@@ -307,7 +322,7 @@ fn faults_are_contained_and_restarted() -> Result<(), String> {
         |k| matches!(k, FaultKind::Exception { vector: 6, .. }),
         "invalid opcode",
     )?;
-    ensure!(slot.call(false, |p| p.sum_to(10)) == Ok(45), "calls work after four faults");
+    ensure!(slot.call_with(false, 10, |p, n| p.sum_to(n)) == Ok(45), "calls work after four faults");
     let stats = slot.stats();
     ensure!(stats.faults == 4 && stats.restarts == 4, "stats {stats:?}");
     ensure!(
@@ -333,18 +348,18 @@ fn a_runaway_call_is_stopped_by_the_watchdog() -> Result<(), String> {
     framekernel::cell::set_watchdog(previous);
     result?;
     ensure!((200..2000).contains(&took_ms), "stopped after {took_ms} ms");
-    ensure!(slot.call(false, |p| p.sum_to(5)) == Ok(10), "calls work after the watchdog stopped one");
+    ensure!(slot.call_with(false, 5, |p, n| p.sum_to(n)) == Ok(10), "calls work after the watchdog stopped one");
     Ok(())
 }
 
 fn repeated_faults_hold_the_cell() -> Result<(), String> {
     let slot = probe_slot("probe-hold")?;
     // An idempotent call that always faults: retried, then failed.
-    let result = slot.call(true, |p| p.fail(Failure::Panic));
+    let result = slot.call_with(true, Failure::Panic, |p, how| p.fail(how));
     ensure!(matches!(result, Err(SlotError::Fault(_))), "first call: {result:?}");
     let mut held = false;
     for _ in 0..tessera_live_update::slot::MAX_CONSECUTIVE_FAULTS {
-        if let Err(SlotError::Held { .. }) = slot.call(false, |p| p.fail(Failure::Panic)) {
+        if let Err(SlotError::Held { .. }) = slot.call_with(false, Failure::Panic, |p, how| p.fail(how)) {
             held = true;
             break;
         }
@@ -353,11 +368,11 @@ fn repeated_faults_hold_the_cell() -> Result<(), String> {
     let entry = slot.cell().ok_or("no cell")?;
     ensure!(entry.state() == CellState::Held, "state {:?}", entry.state());
     ensure!(
-        matches!(slot.call(false, |p| p.sum_to(4)), Err(SlotError::Held { .. })),
+        matches!(slot.call_with(false, 4, |p, n| p.sum_to(n)), Err(SlotError::Held { .. })),
         "calls must fail while held"
     );
     slot.restart().map_err(|e| format!("restart: {e}"))?;
-    ensure!(slot.call(false, |p| p.sum_to(4)) == Ok(6), "calls work after restart");
+    ensure!(slot.call_with(false, 4, |p, n| p.sum_to(n)) == Ok(6), "calls work after restart");
     ensure!(entry.state() == CellState::Active, "state after restart {:?}", entry.state());
     Ok(())
 }
@@ -365,7 +380,7 @@ fn repeated_faults_hold_the_cell() -> Result<(), String> {
 fn swap_replaces_and_retires() -> Result<(), String> {
     let slot = probe_slot("probe-swap")?;
     let old = slot.cell().ok_or("no cell")?;
-    slot.call(false, |p| p.sum_to(5)).map_err(|e| format!("{e}"))?;
+    slot.call_with(false, 5, |p, n| p.sum_to(n)).map_err(|e| format!("{e}"))?;
     let new = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
     ensure!(new.state() == CellState::Loaded, "a freshly loaded cell is {:?}", new.state());
     let report = slot.swap(new.clone()).map_err(|e| format!("swap: {e}"))?;
@@ -377,7 +392,7 @@ fn swap_replaces_and_retires() -> Result<(), String> {
         old.state()
     );
     ensure!(!old.is_mapped(), "the old cell's code is still mapped after the swap");
-    ensure!(slot.call(false, |p| p.calls()) == Ok(0), "the new instance serves");
+    ensure!(slot.call_with(false, (), |p, ()| p.calls()) == Ok(0), "the new instance serves");
     ensure!(new.swaps.load(Ordering::Relaxed) == 1 && slot.stats().swaps == 1, "swap counters");
     let in_use = registry::unload(new.name());
     ensure!(
@@ -391,7 +406,7 @@ fn swap_replaces_and_retires() -> Result<(), String> {
     let block = registry::load(&other).map_err(|e| format!("{e}"))?;
     let refused = slot.swap(block.clone());
     ensure!(matches!(refused, Err(SlotError::Interface { .. })), "wrong interface: {refused:?}");
-    ensure!(slot.call(false, |p| p.sum_to(3)) == Ok(3), "still serving after a refused swap");
+    ensure!(slot.call_with(false, 3, |p, n| p.sum_to(n)) == Ok(3), "still serving after a refused swap");
     ensure!(
         block.state() == CellState::Loaded,
         "the refused cell stays loaded, unused: {:?}",
@@ -424,7 +439,7 @@ fn start_faults_hold_and_swaps_roll_back() -> Result<(), String> {
     let result = slot.swap(broken.clone());
     ensure!(matches!(result, Err(SlotError::StartFault(_))), "swap: {result:?}");
     ensure!(
-        slot.call(false, |p| p.sum_to(4)) == Ok(6),
+        slot.call_with(false, 4, |p, n| p.sum_to(n)) == Ok(6),
         "the old cell does not serve after the failed swap"
     );
     ensure!(
@@ -447,7 +462,7 @@ fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
     FIRST.store(0, Ordering::SeqCst);
     SECOND_BUSY.store(0, Ordering::SeqCst);
     // A call in flight (it yields inside the slot) while two swaps arrive.
-    let during = slot.call(false, |p| {
+    let during = slot.call(false, |cell| {
         let (s1, s2) = (slot.clone(), slot.clone());
         let (r1, r2) = (replacement.clone(), second.clone());
         let spawned = tessera_sched::spawn("swap-1", move || {
@@ -467,7 +482,8 @@ fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
             }
             tessera_sched::yield_now();
         }
-        (spawned.is_ok(), FIRST.load(Ordering::SeqCst), p.calls())
+        let calls = cell.call((), |p, ()| p.calls())?;
+        Ok((spawned.is_ok(), FIRST.load(Ordering::SeqCst), calls))
     });
     ensure!(
         matches!(during, Ok((true, 1, 0))),
@@ -515,6 +531,68 @@ fn unload_gives_memory_back() -> Result<(), String> {
 
 /// The kernel's own self-tests on cells, or none without the probe cell
 /// (a boot archive holding only the kernel).
+/// Red team (issue 10, finding 1): a cell frees a frame and panics in the
+/// middle of dropping its own state, which still names that frame. The
+/// faulted instance used to be dropped by the recovery, freeing the frame
+/// a second time while someone else owned it: two later frames aliased.
+/// Now the instance leaks, unread.
+fn half_dropped_state_is_never_dropped_again() -> Result<(), String> {
+    use framekernel::mm::Frame;
+    let slot = probe_slot("probe-bomb")?;
+    // try_call: the fault is recorded and recovered later, so we can take
+    // the freed frame back before the faulted instance is replaced.
+    let fault = match slot.try_call_with(Failure::DropBomb, |p, how| p.fail(how)) {
+        Err(SlotError::Fault(fault)) => fault,
+        other => return Err(format!("expected the bomb to fault, got {other:?}")),
+    };
+    let phys = fault
+        .message
+        .split("frame 0x")
+        .nth(1)
+        .and_then(|rest| u64::from_str_radix(rest.split(|c: char| !c.is_ascii_hexdigit()).next().unwrap_or(""), 16).ok())
+        .ok_or_else(|| format!("no frame in the fault message: {}", fault.message))?;
+    let mut held = Vec::new();
+    let mut mine = None;
+    for _ in 0..4096 {
+        let frame = Frame::alloc().map_err(|e| format!("{e}"))?;
+        if frame.phys_addr() == phys {
+            mine = Some(frame);
+            break;
+        }
+        held.push(frame);
+    }
+    let mut mine = mine.ok_or("the frame the cell freed never came back")?;
+    mine.write_bytes(0, b"mine").map_err(|e| format!("{e:?}"))?;
+    // The next call recovers first: the faulted instance is replaced.
+    ensure!(slot.call_with(false, (), |p, ()| p.calls()) == Ok(0), "the faulted instance was not replaced");
+    for _ in 0..4096 {
+        let frame = Frame::alloc().map_err(|e| format!("{e}"))?;
+        ensure!(frame.phys_addr() != phys, "frame {phys:#x} was freed twice: two owners now");
+        held.push(frame);
+    }
+    let mut check = [0u8; 4];
+    mine.read_bytes(0, &mut check).map_err(|e| format!("{e:?}"))?;
+    ensure!(&check == b"mine", "the frame changed under its owner");
+    Ok(())
+}
+
+/// Red team (finding 1/7): a restart after a fault runs a fresh copy of
+/// the cell, so its statics start over (a half-updated static, or a
+/// static lock held by the abandoned call, is never seen again).
+fn restart_links_fresh_statics() -> Result<(), String> {
+    let slot = probe_slot("probe-statics")?;
+    let first = slot.call_with(false, 1, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    let second = slot.call_with(false, 2, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    ensure!(first.ends_with("since linking 1") && second.ends_with("since linking 2"), "{first:?}, {second:?}");
+    let before = slot.cell().and_then(|e| e.code()).map(|c| c.base());
+    ensure!(matches!(slot.call_with(false, Failure::Panic, |p, how| p.fail(how)), Err(SlotError::Fault(_))), "no fault");
+    let after = slot.call_with(false, 3, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    ensure!(after.ends_with("since linking 1"), "the restarted cell inherited its statics: {after:?}");
+    let now = slot.cell().and_then(|e| e.code()).map(|c| c.base());
+    ensure!(now.is_some() && now != before, "the restart did not link a fresh copy ({before:?} -> {now:?})");
+    Ok(())
+}
+
 pub fn selftests() -> Vec<SelfTest> {
     if probe_file().is_err() {
         println!("selftest cells: skipped, no {CELL_DIR}/probe.cell in this boot archive");
@@ -524,6 +602,14 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_calls_and_state",
             run: calls_and_state
+        },
+        SelfTest {
+            name: "redteam_cell_half_dropped_state_never_dropped",
+            run: half_dropped_state_is_never_dropped_again
+        },
+        SelfTest {
+            name: "redteam_cell_restart_gets_fresh_statics",
+            run: restart_links_fresh_statics
         },
         SelfTest {
             name: "cell_faults_contained_and_restarted",

@@ -53,11 +53,11 @@ pub struct CellEntry {
     name: String,
     version: String,
     interface: String,
-    base: u64,
-    size: u64,
+    base: AtomicU64,
+    size: AtomicU64,
     /// Nanoseconds the load (check, link, map) took.
     pub load_ns: u64,
-    code: Weak<LoadedCell>,
+    code: SpinLock<Weak<LoadedCell>>,
     /// Keeps the code while the cell serves no slot (after `cellctl load`).
     pinned: SpinLock<Option<Arc<LoadedCell>>>,
     state: AtomicU8,
@@ -106,12 +106,25 @@ impl CellEntry {
 
     /// The code, while it is mapped.
     pub fn code(&self) -> Option<Arc<LoadedCell>> {
-        self.code.upgrade()
+        self.code.lock().upgrade()
     }
 
     /// True while its code is mapped.
     pub fn is_mapped(&self) -> bool {
-        self.code.strong_count() > 0
+        self.code.lock().strong_count() > 0
+    }
+
+    /// The cell now runs from `code`, a fresh copy linked after a fault.
+    pub(crate) fn replace_code(&self, code: &Arc<LoadedCell>) {
+        *self.code.lock() = Arc::downgrade(code);
+        // A loaded (not yet serving) entry keeps its code mapped: now this.
+        let mut pinned = self.pinned.lock();
+        if pinned.is_some() {
+            *pinned = Some(code.clone());
+        }
+        drop(pinned);
+        self.base.store(code.base(), Ordering::Relaxed);
+        self.size.store(code.size(), Ordering::Relaxed);
     }
 
     pub(crate) fn unpin(&self) {
@@ -132,10 +145,10 @@ pub fn load(file: &[u8]) -> Result<Arc<CellEntry>, LoadError> {
         name: code.name().into(),
         version: code.version().into(),
         interface: code.interface().into(),
-        base: code.base(),
-        size: code.size(),
+        base: AtomicU64::new(code.base()),
+        size: AtomicU64::new(code.size()),
         load_ns,
-        code: Arc::downgrade(&code),
+        code: SpinLock::new(Arc::downgrade(&code)),
         pinned: SpinLock::new(Some(code)),
         state: AtomicU8::new(CellState::Loaded as u8),
         slot: SpinLock::new(None),
@@ -189,7 +202,7 @@ pub fn unload_entry(entry: &Arc<CellEntry>) -> Result<(), UnloadError> {
 pub fn proc_cells() -> String {
     let mut out = String::from("id name            version      interface  state    slot         address            size faults restarts swaps\n");
     for e in list() {
-        let address = if e.is_mapped() { format!("{:#x}", e.base) } else { "-".into() };
+        let address = if e.is_mapped() { format!("{:#x}", e.base.load(Ordering::Relaxed)) } else { "-".into() };
         let _ = writeln!(
             out,
             "{:<2} {:<15} {:<12} {:<10} {:<8} {:<12} {:<18} {:>4}K {:>6} {:>8} {:>5}",
@@ -200,7 +213,7 @@ pub fn proc_cells() -> String {
             e.state().as_str(),
             e.slot().unwrap_or_else(|| "-".into()),
             address,
-            e.size / 1024,
+            e.size.load(Ordering::Relaxed) / 1024,
             e.faults.load(Ordering::Relaxed),
             e.restarts.load(Ordering::Relaxed),
             e.swaps.load(Ordering::Relaxed),

@@ -23,7 +23,7 @@ use core::any::Any;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
-use framekernel::cell::{Fault, Instance, LoadedCell};
+use framekernel::cell::{Arg, Fault, Instance, LoadedCell, Ret};
 use framekernel::sync::SpinLock;
 use framekernel::time;
 use tessera_sched::WaitQueue;
@@ -55,6 +55,8 @@ pub enum SlotError {
     Busy,
     /// The new cell refused the old one's state.
     StateRefused(String),
+    /// A fresh copy of a faulted cell could not be linked.
+    Reload(String),
 }
 
 impl fmt::Display for SlotError {
@@ -70,6 +72,7 @@ impl fmt::Display for SlotError {
             SlotError::Gone => f.write_str("the cell's code is no longer loaded"),
             SlotError::Busy => f.write_str("another swap of this slot is running"),
             SlotError::StateRefused(why) => write!(f, "the new cell refused the state it was handed: {why}"),
+            SlotError::Reload(why) => write!(f, "a fresh copy of the faulted cell could not be linked: {why}"),
         }
     }
 }
@@ -143,8 +146,18 @@ pub fn start_supervisor() -> Result<(), framekernel::mm::OutOfMemory> {
 /// A fault recorded by `try_call`: what, when (ns), in which instance.
 type PendingFault<T> = (Fault, u64, Arc<Instance<T>>);
 
-/// Saves an instance's state, and restores it into a fresh one.
-pub type StateTransfer<T> = (fn(&T) -> Vec<u8>, fn(&T, &[u8]) -> Result<(), String>);
+/// Saves an instance's state, and restores it into a fresh one (each
+/// makes its own calls through the boundary).
+pub type StateTransfer<T> = (SaveState<T>, RestoreState<T>);
+/// Asks an instance for its state.
+pub type SaveState<T> = fn(&Instance<T>) -> Result<Vec<u8>, Fault>;
+/// Hands a fresh instance the old one's state (`Ok(Err)`: refused).
+pub type RestoreState<T> = fn(&Instance<T>, &[u8]) -> Result<Result<(), String>, Fault>;
+/// Runs on every fresh instance before it serves.
+pub type StartHook<T> = fn(&Instance<T>) -> Result<(), Fault>;
+
+/// A started instance and the code it runs.
+type Started<T> = (Arc<Instance<T>>, Arc<LoadedCell>);
 
 struct Active<T: 'static> {
     instance: Arc<Instance<T>>,
@@ -184,7 +197,7 @@ pub struct Slot<T: Any + Send + Sync> {
     needs_recovery: AtomicBool,
     /// Called (inside the boundary) on every fresh instance before it
     /// serves: catches up with what happened while the slot was closed.
-    on_start: SpinLock<Option<fn(&T)>>,
+    on_start: SpinLock<Option<StartHook<T>>>,
     /// How a swap hands state from the old instance to the new one.
     transfer: SpinLock<Option<StateTransfer<T>>>,
     /// That fault, when, and the instance it happened in (recovery only
@@ -263,7 +276,7 @@ impl<T: Any + Send + Sync> Slot<T> {
 
     /// Sets the hook run on every fresh instance before it serves (for a
     /// console: drain what arrived while the driver was being replaced).
-    pub fn set_on_start(&self, hook: fn(&T)) {
+    pub fn set_on_start(&self, hook: StartHook<T>) {
         *self.on_start.lock() = Some(hook);
     }
 
@@ -271,29 +284,30 @@ impl<T: Any + Send + Sync> Slot<T> {
     /// the gate is drained, `restore` on the new one before it serves; a
     /// refusal rolls the swap back. (A restart after a fault starts fresh:
     /// a faulted instance's state is not trusted.)
-    pub fn set_state_transfer(&self, save: fn(&T) -> Vec<u8>, restore: fn(&T, &[u8]) -> Result<(), String>) {
+    pub fn set_state_transfer(&self, save: SaveState<T>, restore: RestoreState<T>) {
         *self.transfer.lock() = Some((save, restore));
     }
 
     /// Starts `entry`'s cell and hands it `state` if there is some.
-    fn start_with_state(&self, entry: &Arc<CellEntry>, code: &Arc<LoadedCell>, state: Option<&[u8]>) -> Result<Arc<Instance<T>>, SlotError> {
-        let instance = self.start(entry, code)?;
+    fn start_with_state(&self, entry: &Arc<CellEntry>, code: Arc<LoadedCell>, state: Option<&[u8]>) -> Result<Started<T>, SlotError> {
+        let (instance, code) = self.start(entry, code)?;
         let restore = self.transfer.lock().map(|(_, restore)| restore);
         if let (Some(state), Some(restore)) = (state, restore) {
-            match instance.call(|object| restore(object, state)) {
+            match restore(&instance, state) {
                 Ok(Ok(())) => {}
                 Ok(Err(why)) => return Err(SlotError::StateRefused(why)),
                 Err(fault) => return Err(SlotError::StartFault(fault)),
             }
         }
-        Ok(instance)
+        Ok((instance, code))
     }
 
-    /// Calls `f` without ever blocking (for interrupt handlers and console
-    /// output): `Busy` while the gate is closed or a fault awaits recovery,
-    /// `Held` when held. A fault is recorded and handed to the supervisor
-    /// task, which restarts the cell; the call is not retried.
-    pub fn try_call<R: 'static>(&self, f: impl FnOnce(&T) -> R) -> Result<R, SlotError> {
+    /// Makes one call attempt without ever blocking (for interrupt handlers
+    /// and console output): `attempt` gets the instance and calls it
+    /// (`Instance::call`). `Busy` while the gate is closed or a fault
+    /// awaits recovery, `Held` when held. A fault is recorded and handed to
+    /// the supervisor task, which restarts the cell; it is not retried.
+    pub fn try_call<R: Ret>(&self, attempt: impl FnOnce(&Instance<T>) -> Result<R, Fault>) -> Result<R, SlotError> {
         let active = framekernel::arch::without_interrupts(|| {
             if self.held.load(Ordering::Relaxed) {
                 return Err(SlotError::Held { cell: self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default() });
@@ -305,7 +319,7 @@ impl<T: Any + Send + Sync> Slot<T> {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             Ok(active)
         })?;
-        let result = active.instance.call(f);
+        let result = attempt(&active.instance);
         self.leave();
         if result.is_ok() {
             self.consecutive.store(0, Ordering::Relaxed);
@@ -326,23 +340,29 @@ impl<T: Any + Send + Sync> Slot<T> {
         })
     }
 
-    /// Starts an instance of `entry`'s cell (`code`) as a `T`.
-    fn start(&self, entry: &Arc<CellEntry>, code: &Arc<LoadedCell>) -> Result<Arc<Instance<T>>, SlotError> {
+    /// Starts an instance of `entry`'s cell (`code`) as a `T`; returns it
+    /// with the code it runs (a fresh copy of `code` if that had faulted:
+    /// a faulted copy's statics are never used again).
+    fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>) -> Result<Started<T>, SlotError> {
         if entry.interface() != self.interface {
             return Err(SlotError::Interface { offers: entry.interface().into(), expects: self.interface.clone() });
         }
         let mut last = None;
         for attempt in 0..START_ATTEMPTS {
             pause(backoff(attempt + 1));
+            if code.is_tainted() {
+                code = code.fresh_copy().map_err(|e| SlotError::Reload(format!("{e}")))?;
+                entry.replace_code(&code);
+            }
             match code.instantiate() {
                 Ok(instance) => {
                     return match instance.downcast::<T>() {
                         Ok(typed) => {
                             let hook = *self.on_start.lock();
                             if let Some(hook) = hook {
-                                typed.call(hook).map_err(SlotError::StartFault)?;
+                                hook(&typed).map_err(SlotError::StartFault)?;
                             }
-                            Ok(Arc::new(typed))
+                            Ok((Arc::new(typed), code))
                         }
                         Err(_) => Err(SlotError::Interface {
                             offers: format!("{} (by its header; its object is another type)", entry.interface()),
@@ -367,7 +387,7 @@ impl<T: Any + Send + Sync> Slot<T> {
     /// Puts `entry`'s cell in the (empty) slot.
     pub fn install(&self, entry: Arc<CellEntry>) -> Result<(), SlotError> {
         let code = entry.code().ok_or(SlotError::Gone)?;
-        let instance = self.start(&entry, &code)?;
+        let (instance, code) = self.start(&entry, code)?;
         self.take_slot(instance, entry, code);
         Ok(())
     }
@@ -423,14 +443,16 @@ impl<T: Any + Send + Sync> Slot<T> {
         self.gate.wake_all();
     }
 
-    /// Calls `f` on the cell's object. After a fault the cell is restarted;
-    /// an `idempotent` call is then tried again (up to [`MAX_RETRIES`]).
-    pub fn call<R: 'static>(&self, idempotent: bool, mut f: impl FnMut(&T) -> R) -> Result<R, SlotError> {
+    /// Calls the cell: `attempt` gets the instance and makes the call
+    /// (`Instance::call`, with the arguments that cross). After a fault the
+    /// cell is restarted; an `idempotent` call is then attempted again (up
+    /// to [`MAX_RETRIES`]), so `attempt` may run more than once.
+    pub fn call<R: Ret>(&self, idempotent: bool, mut attempt: impl FnMut(&Instance<T>) -> Result<R, Fault>) -> Result<R, SlotError> {
         self.recover_pending();
         let mut retries = 0;
         loop {
             let active = self.enter()?;
-            let result = active.instance.call(|object| f(object));
+            let result = attempt(&active.instance);
             self.leave();
             match result {
                 Ok(value) => {
@@ -462,6 +484,17 @@ impl<T: Any + Send + Sync> Slot<T> {
         }
     }
 
+    /// [`call`](Self::call) with one argument that crosses (copied again
+    /// for a retry): `f(object, arg)` runs inside the boundary.
+    pub fn call_with<A: Arg + Copy, R: Ret>(&self, idempotent: bool, arg: A, f: fn(&T, A) -> R) -> Result<R, SlotError> {
+        self.call(idempotent, |cell| cell.call(arg, f))
+    }
+
+    /// [`try_call`](Self::try_call) with one argument that crosses.
+    pub fn try_call_with<A: Arg, R: Ret>(&self, arg: A, f: fn(&T, A) -> R) -> Result<R, SlotError> {
+        self.try_call(|cell| cell.call(arg, f))
+    }
+
     /// Logs fault `n` of this slot: the first few in full, then every 25th
     /// (as a kernel log is rate-limited), so a cell faulting in a loop does
     /// not flood the console; `/proc/cells` and `cellctl info` count all.
@@ -484,8 +517,8 @@ impl<T: Any + Send + Sync> Slot<T> {
         let current = self.active.lock().take_if(|a| Arc::ptr_eq(&a.instance, &faulted.instance));
         if let Some(old) = current {
             let entry = old.entry.clone();
-            // The old instance goes first (its destructor runs inside the
-            // boundary), so its device is free for the fresh one.
+            // The old instance goes first: it faulted, so it is not dropped
+            // but leaks, unread; its device claims were revoked.
             drop(old);
             drop(faulted);
             let consecutive = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
@@ -494,10 +527,11 @@ impl<T: Any + Send + Sync> Slot<T> {
             } else {
                 pause(backoff(consecutive));
                 let code = self.code.lock().clone();
-                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, &code)) {
-                    Ok(instance) => {
+                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, code)) {
+                    Ok((instance, code)) => {
                         entry.restarts.fetch_add(1, Ordering::Relaxed);
                         self.restarts.fetch_add(1, Ordering::Relaxed);
+                        *self.code.lock() = Some(code);
                         *self.active.lock() = Some(Active { instance, entry });
                         self.last_recovery_ns.store(time::now_ns().saturating_sub(faulted_at), Ordering::Relaxed);
                     }
@@ -575,7 +609,7 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
                 log::warn!("slot {}: the old instance faulted; its state is not trusted and the new cell starts fresh", self.name);
                 None
             }
-            (Some(old), Some(save)) => match old.instance.call(save) {
+            (Some(old), Some(save)) => match save(&old.instance) {
                 Ok(state) => Some(state),
                 Err(fault) => {
                     log::warn!("slot {}: saving the old cell's state faulted ({fault}); the new cell starts fresh", self.name);
@@ -585,8 +619,8 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
             _ => None,
         };
         drop(old);
-        let result = match self.start_with_state(&entry, &new_code, state.as_deref()) {
-            Ok(instance) => {
+        let result = match self.start_with_state(&entry, new_code, state.as_deref()) {
+            Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
                     && !Arc::ptr_eq(old, &entry)
                 {
@@ -600,8 +634,8 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
             Err(e) => {
                 // Roll back: the old cell serves again.
                 if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
-                    match self.start_with_state(old, &code, state.as_deref()) {
-                        Ok(instance) => self.take_slot(instance, old.clone(), code),
+                    match self.start_with_state(old, code, state.as_deref()) {
+                        Ok((instance, code)) => self.take_slot(instance, old.clone(), code),
                         Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
                     }
                 }
@@ -641,7 +675,7 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
         }
         self.close_and_drain();
         drop(self.active.lock().take());
-        let result = self.start(&entry, &code).map(|instance| {
+        let result = self.start(&entry, code).map(|(instance, code)| {
             entry.restarts.fetch_add(1, Ordering::Relaxed);
             self.restarts.fetch_add(1, Ordering::Relaxed);
             self.take_slot(instance, entry.clone(), code);

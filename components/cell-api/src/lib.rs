@@ -63,13 +63,21 @@ pub mod probe {
         InvalidOpcode,
         /// A loop without end (the watchdog must stop it).
         Hang,
+        /// A panic in the middle of dropping the cell's own state: a frame
+        /// is freed, then a destructor panics, so the state still names the
+        /// freed frame (dropping it again would free the frame twice). The
+        /// panic message names the frame (`frame 0x...`).
+        DropBomb,
     }
+    framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, DropBomb });
 
     /// The probe interface.
     pub trait Probe: Send + Sync {
         /// Sum of `0..n` computed through a heap vector.
         fn sum_to(&self, n: u64) -> u64;
-        /// A formatted description of `n` (uses `core::fmt`).
+        /// A formatted description of `n` (uses `core::fmt`), with the calls
+        /// this instance answered and the calls since this copy of the
+        /// cell was linked (a static: `since linking N`).
         fn describe(&self, n: u64) -> String;
         /// Calls answered by this instance so far.
         fn calls(&self) -> u64;
@@ -107,6 +115,7 @@ pub mod block {
         /// The device is read-only.
         ReadOnly,
     }
+    framekernel_boundary::cell_data!(enum BlockError { NoDevice(why), OutOfRange { sector, sectors }, BadLength(len), Device(status), Timeout, ReadOnly });
 
     impl core::fmt::Display for BlockError {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -131,6 +140,7 @@ pub mod block {
         /// True when writes are refused.
         pub read_only: bool,
     }
+    framekernel_boundary::cell_data!(struct DeviceInfo { description, sectors, read_only });
 
     /// A block device driver.
     pub trait BlockDriver: Send + Sync {
@@ -235,6 +245,7 @@ pub mod tty {
         /// Control characters.
         pub cc: [u8; 19],
     }
+    framekernel_boundary::cell_data!(struct Termios { iflag, oflag, cflag, lflag, line, cc });
 
     impl Default for Termios {
         /// A terminal as it starts: cooked, echoing, signals on (`stty sane`).
@@ -304,6 +315,7 @@ pub mod tty {
         /// ^Z: SIGTSTP.
         Suspend,
     }
+    framekernel_boundary::cell_data!(enum TtySignal { Interrupt, Quit, Suspend });
 
     /// What one typed byte caused.
     #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -315,6 +327,7 @@ pub mod tty {
         /// Readers may now have something to read.
         pub readable: bool,
     }
+    framekernel_boundary::cell_data!(struct InputEffect { echo, signal, readable });
 
     /// Most bytes waiting in a terminal's input.
     pub const MAX_INPUT: usize = 4096;

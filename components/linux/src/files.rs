@@ -10,6 +10,7 @@ pub const MAX_FILES: usize = 1024;
 
 /// What `stat` reports (the VFS's metadata, also for non-VFS files).
 pub use tessera_vfs::Metadata as FileStat;
+use framekernel::cell::{Arg, Ret};
 use tessera_cell_api::tty;
 use tessera_live_update::AnySlot;
 use tessera_vfs::{FileType, Location, Timespec};
@@ -172,7 +173,7 @@ pub fn start_input_task() -> Result<(), framekernel::mm::OutOfMemory> {
             tty.replay_raw();
             while let Some(byte) = framekernel::console::read_byte() {
                 // Retried after a fault: the fresh line discipline gets the byte.
-                match tty.line_discipline(true, |ld| ld.input(CONSOLE_TTY, byte)) {
+                match tty.line_discipline(true, byte, |ld, byte| ld.input(CONSOLE_TTY, byte)) {
                     Some(effect) => {
                         if !effect.echo.is_empty() {
                             framekernel::console::write_raw(&effect.echo);
@@ -202,8 +203,10 @@ pub fn start_input_task() -> Result<(), framekernel::mm::OutOfMemory> {
 
 impl Tty {
     /// Calls the line discipline; `None` without a working one.
-    fn line_discipline<R: 'static>(&self, idempotent: bool, mut f: impl FnMut(&dyn tty::LineDisciplines) -> R) -> Option<R> {
-        LINE_DISCIPLINES.get()?.call(idempotent, |ld| f(&**ld)).ok()
+    /// `f(line discipline, arg)` runs inside the cell boundary; only `arg`
+    /// crosses (copied again for a retry).
+    fn line_discipline<A: Arg + Copy, R: Ret>(&self, idempotent: bool, arg: A, f: fn(&tty::Export, A) -> R) -> Option<R> {
+        LINE_DISCIPLINES.get()?.call(idempotent, |cell| cell.call(arg, f)).ok()
     }
 
     /// Bytes kept raw while no line discipline worked go through one as
@@ -217,7 +220,7 @@ impl Tty {
             raw.drain(..).collect()
         };
         for byte in pending {
-            let _ = self.line_discipline(true, |ld| ld.input(CONSOLE_TTY, byte));
+            let _ = self.line_discipline(true, byte, |ld, byte| ld.input(CONSOLE_TTY, byte));
         }
     }
 
@@ -231,7 +234,7 @@ impl Tty {
     /// One read attempt: `None` when the reader must wait.
     fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
         let max = buf.len();
-        match self.line_discipline(false, |ld| ld.read(CONSOLE_TTY, max)) {
+        match self.line_discipline(false, max, |ld, max| ld.read(CONSOLE_TTY, max)) {
             Some(Some(bytes)) => {
                 let n = bytes.len().min(buf.len());
                 buf.get_mut(..n)?.copy_from_slice(bytes.get(..n)?);
@@ -304,12 +307,12 @@ impl Tty {
 
     /// The settings.
     pub fn termios(&self) -> tty::Termios {
-        self.line_discipline(true, |ld| ld.termios(CONSOLE_TTY)).unwrap_or_default()
+        self.line_discipline(true, (), |ld, ()| ld.termios(CONSOLE_TTY)).unwrap_or_default()
     }
 
     /// New settings; `flush` drops pending input first.
     pub fn set_termios(&self, termios: tty::Termios, flush: bool) {
-        self.line_discipline(true, |ld| {
+        self.line_discipline(true, (flush, termios), |ld, (flush, termios)| {
             if flush {
                 ld.flush_input(CONSOLE_TTY);
             }
@@ -320,14 +323,14 @@ impl Tty {
 
     /// Drops pending input.
     pub fn flush_input(&self) {
-        if self.line_discipline(true, |ld| ld.flush_input(CONSOLE_TTY)).is_none() {
+        if self.line_discipline(true, (), |ld, ()| ld.flush_input(CONSOLE_TTY)).is_none() {
             self.raw.lock().clear();
         }
     }
 
     /// Bytes a read would get now.
     pub fn available(&self) -> usize {
-        self.line_discipline(true, |ld| ld.available(CONSOLE_TTY)).unwrap_or_else(|| self.raw.lock().len())
+        self.line_discipline(true, (), |ld, ()| ld.available(CONSOLE_TTY)).unwrap_or_else(|| self.raw.lock().len())
     }
 
     /// Window size: rows, columns, x and y pixels.
@@ -355,7 +358,7 @@ impl File for Tty {
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
-        match self.line_discipline(true, |ld| ld.output(CONSOLE_TTY, buf)) {
+        match self.line_discipline(true, buf, |ld, buf| ld.output(CONSOLE_TTY, buf)) {
             Some(out) => framekernel::console::write_raw(&out),
             None => framekernel::console::write_raw(buf),
         }
@@ -379,7 +382,7 @@ impl File for Tty {
         // Polling may run where waiting is not allowed: never block here;
         // while the line discipline is unavailable, say readable (a read
         // then waits properly).
-        let readable = match LINE_DISCIPLINES.get().map(|slot| slot.try_call(|ld| ld.readable(CONSOLE_TTY))) {
+        let readable = match LINE_DISCIPLINES.get().map(|slot| slot.try_call(|cell| cell.call((), |ld, ()| ld.readable(CONSOLE_TTY)))) {
             Some(Ok(readable)) => readable,
             // Held: the terminal is raw now.
             Some(Err(tessera_live_update::SlotError::Held { .. })) | None => !self.raw.lock().is_empty(),

@@ -8,7 +8,6 @@
 use super::frames::Frame;
 use super::kmap::MapError;
 use super::paging;
-use crate::sync::SpinLock;
 use alloc::vec::Vec;
 use framekernel_logic::layout::{CELLS_BASE, CELLS_END, PAGE_SIZE};
 use x86_64::structures::paging::PageTableFlags as Flags;
@@ -25,7 +24,7 @@ pub enum Rights {
 }
 
 /// Address ranges of the cell area: (next never-used address, freed ranges).
-static AREA: SpinLock<(u64, Vec<(u64, u64)>)> = SpinLock::new((CELLS_BASE, Vec::new()));
+static AREA: crate::sync::BaseLock<(u64, Vec<(u64, u64)>)> = crate::sync::BaseLock::new((CELLS_BASE, Vec::new()));
 
 /// Reserves `bytes` (a page multiple) of the cell area, followed by an
 /// unmapped guard page.

@@ -6,10 +6,16 @@
 //! volatile copies only. Frames are zeroed when allocated and again before
 //! they return to the pool.
 //!
+//! A buffer belongs to one claimed device (`pci::PciDevice::dma_buffer`).
+//! Its frames are reused only when that device can no longer write them:
+//! a buffer dropped while its device is claimed waits for the claim to end
+//! (the handle's drop or the revocation of a faulted cell's claims, which
+//! turn bus mastering off first); a buffer abandoned by a faulted cell is
+//! never dropped, so its frames stay out of use for good.
+//!
 //! Trust note: without an IOMMU a device can be told any physical address;
-//! the base cannot stop a driver from pointing its device elsewhere. A
-//! driver's device handle (`pci::PciDevice`) turns bus mastering off when it
-//! drops, so declare it before the buffers the device uses.
+//! the base cannot stop a driver from pointing its device elsewhere
+//! (docs/soundness.md, assumptions).
 
 use super::frames::{self, OutOfMemory, frame_stats};
 use super::kmap::Register;
@@ -39,11 +45,31 @@ pub struct DmaBuffer {
     phys: u64,
     pages: u64,
     virt: u64,
+    /// The claim token of the device that may write it.
+    device: u64,
+}
+
+/// Frames of DMA buffers whose release could not be recorded (kept out of
+/// use rather than risk a device writing reused memory).
+static LEAKED_PAGES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Pages of DMA memory kept out of use for good.
+pub fn leaked_pages() -> u64 {
+    LEAKED_PAGES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Zeroes and frees `pages` frames from `phys` (the device is stopped).
+pub(crate) fn free_frames(phys: u64, pages: u64) {
+    for i in 0..pages {
+        frames::zero(phys + i * PAGE_SIZE);
+        frames::free_raw(phys + i * PAGE_SIZE);
+    }
 }
 
 impl DmaBuffer {
-    /// At least `bytes` (rounded up to pages) of zeroed, contiguous memory.
-    pub fn new(bytes: usize) -> Result<Self, OutOfMemory> {
+    /// At least `bytes` (rounded up to pages) of zeroed, contiguous memory
+    /// for the device whose PCI claim is `device`.
+    pub(crate) fn new_for(device: u64, bytes: usize) -> Result<Self, OutOfMemory> {
         let pages = (bytes.max(1) as u64).div_ceil(PAGE_SIZE);
         let oom = || OutOfMemory { requested: pages, free: frame_stats().free };
         let phys = frames::alloc_contiguous_raw(pages, 1).ok_or_else(oom)?;
@@ -56,7 +82,7 @@ impl DmaBuffer {
         for i in 0..pages {
             frames::zero(phys + i * PAGE_SIZE);
         }
-        Ok(Self { phys, pages, virt })
+        Ok(Self { phys, pages, virt, device })
     }
 
     /// Physical address of the first byte, for the device.
@@ -121,10 +147,8 @@ impl DmaBuffer {
 
 impl Drop for DmaBuffer {
     fn drop(&mut self) {
-        for i in 0..self.pages {
-            let phys = self.phys + i * PAGE_SIZE;
-            frames::zero(phys);
-            frames::free_raw(phys);
+        if !crate::pci::dma_dropped(self.device, self.phys, self.pages) {
+            LEAKED_PAGES.fetch_add(self.pages, core::sync::atomic::Ordering::Relaxed);
         }
     }
 }

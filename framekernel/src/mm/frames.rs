@@ -1,12 +1,11 @@
 //! The physical frame allocator and the owned [`Frame`] handle.
 
 use super::MemoryInitError;
-use crate::sync::SpinLock;
 use framekernel_logic::frames::FrameBitmap;
 use framekernel_logic::layout::{DIRECT_MAP_BASE, EARLY_MAPPED, PAGE_SIZE, align_up, phys_to_direct};
 use framekernel_logic::memmap::{Range, UsableMemory};
 
-static FRAMES: SpinLock<Option<FrameBitmap<'static>>> = SpinLock::new(None);
+static FRAMES: crate::sync::BaseLock<Option<FrameBitmap<'static>>> = crate::sync::BaseLock::new(None);
 
 /// No frame (or no run of frames) was free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

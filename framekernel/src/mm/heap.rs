@@ -3,7 +3,6 @@
 //! small and grows a chunk at a time when an allocation does not fit.
 
 use super::{MemoryInitError, frames};
-use crate::sync::SpinLock;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +59,7 @@ impl OomHandler for Grow {
 
 /// The global allocator: talc behind an interrupt-safe lock.
 struct KernelHeap {
-    talc: SpinLock<Talc<Grow>>,
+    talc: crate::sync::BaseLock<Talc<Grow>>,
 }
 
 // SAFETY: all allocator state is behind the lock; talc returns blocks that
@@ -81,7 +80,7 @@ unsafe impl GlobalAlloc for KernelHeap {
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap { talc: SpinLock::new(Talc::new(Grow)) };
+static HEAP: KernelHeap = KernelHeap { talc: crate::sync::BaseLock::new(Talc::new(Grow)) };
 
 /// Heap figures, for reports and for the out-of-memory message.
 #[derive(Debug, Clone, Copy, Default)]

@@ -3,7 +3,6 @@
 
 use super::frames::Frame;
 use super::paging;
-use crate::sync::SpinLock;
 use alloc::vec::Vec;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -151,13 +150,18 @@ impl core::fmt::Display for IoMemError {
     }
 }
 
-/// Acquired ranges with their claim tokens.
-static ACQUIRED: SpinLock<Vec<(Range, u64)>> = SpinLock::new(Vec::new());
+/// Acquired ranges with their claim tokens and fault domains.
+static ACQUIRED: crate::sync::BaseLock<Vec<(Range, u64, u64)>> = crate::sync::BaseLock::new(Vec::new());
 
-/// Gives back the claim `token` (a handle's drop, or a faulted cell call;
-/// then the mapping stays, unused, and only the device range is free).
+/// Gives back the claim `token` (a handle's drop; a no-op once revoked).
 fn release_iomem(token: u64) {
-    ACQUIRED.lock().retain(|&(_, t)| t != token);
+    ACQUIRED.lock().retain(|&(_, t, _)| t != token);
+}
+
+/// Gives back every MMIO claim taken in calls of the faulted cell `domain`
+/// (the abandoned handles' mappings stay, unused; the range is free).
+pub(crate) fn revoke_domain(domain: u64) {
+    ACQUIRED.lock().retain(|&(_, _, d)| d != domain);
 }
 
 /// Exclusive, uncached access to a device's memory-mapped registers.
@@ -174,27 +178,40 @@ pub struct IoMem {
 }
 
 impl IoMem {
-    /// Claims and maps `len` bytes of device memory at `phys`.
-    pub fn acquire(phys: u64, len: u64) -> Result<Self, IoMemError> {
+    /// Claims and maps `len` bytes of device memory at `phys` (the base's
+    /// own use: a claimed PCI function's memory BAR).
+    pub(crate) fn acquire(phys: u64, len: u64) -> Result<Self, IoMemError> {
         let end = phys.checked_add(len).filter(|_| len > 0).ok_or(IoMemError::BadRange { phys, len })?;
         let range = Range::new(phys, end);
         if super::overlaps_ram(range) {
             return Err(IoMemError::IsRam { phys, len });
         }
-        let mut acquired = ACQUIRED.lock();
-        if let Some((other, _)) = acquired.iter().find(|(r, _)| r.overlaps(&range)) {
-            return Err(IoMemError::Busy { phys: other.start.max(phys) });
-        }
         let first = align_down(phys, PAGE_SIZE);
         let pages = (align_up(end, PAGE_SIZE) - first) / PAGE_SIZE;
+        let busy = |acquired: &[(Range, u64, u64)]| acquired.iter().find(|(r, ..)| r.overlaps(&range)).map(|(r, ..)| r.start.max(phys));
+        if let Some(at) = busy(&ACQUIRED.lock()) {
+            return Err(IoMemError::Busy { phys: at });
+        }
+        // Everything that allocates happens before the claim lock is taken.
         let map_base = reserve_window(pages).map_err(IoMemError::Map)?;
-        let frames: Vec<u64> = (0..pages).map(|i| first + i * PAGE_SIZE).collect();
+        let mut frames: Vec<u64> = Vec::new();
+        frames.try_reserve_exact(pages as usize).map_err(|_| IoMemError::Map(MapError::PageTables("no memory to record the mapping")))?;
+        frames.extend((0..pages).map(|i| first + i * PAGE_SIZE));
         let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | paging::nx();
         paging::map(map_base, &frames, flags).map_err(|e| IoMemError::Map(MapError::PageTables(e)))?;
         let token = crate::cell::claim_token();
-        acquired.push((range, token));
-        drop(acquired);
-        crate::cell::note_claim(release_iomem, token);
+        let mut acquired = ACQUIRED.lock();
+        let claimed = match busy(&acquired) {
+            Some(at) => Err(IoMemError::Busy { phys: at }),
+            None => acquired.try_reserve(1).map_err(|_| IoMemError::Map(MapError::PageTables("no memory to record the mapping"))),
+        };
+        if let Err(e) = claimed {
+            drop(acquired);
+            paging::unmap(map_base, pages);
+            return Err(e);
+        }
+        // Claimed inside a cell call: revoked if a call of that cell faults.
+        acquired.push((range, token, crate::cell::current_domain()));
         Ok(Self { phys, len, map_base, pages, skew: phys - first, token })
     }
 

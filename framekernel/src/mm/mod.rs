@@ -11,21 +11,21 @@
 
 pub(crate) mod frames;
 mod heap;
-mod kmap;
+pub(crate) mod kmap;
 mod paging;
 pub(crate) mod cellmap;
-mod dma;
+pub(crate) mod dma;
 mod vm;
 pub(crate) mod phys;
 
-pub use dma::{DmaBuffer, DmaOutOfRange};
+pub use dma::{DmaBuffer, DmaOutOfRange, leaked_pages as dma_leaked_pages};
 pub use frames::{Frame, FrameStats, OutOfMemory, frame_stats};
 pub use heap::{HeapStats, heap_stats};
 pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};
-pub use paging::{PageInfo, query};
+pub use paging::PageInfo;
+pub(crate) use paging::query;
 pub use vm::{Perms, VmError, VmSpace};
 
-use crate::sync::SpinLock;
 use framekernel_logic::bootinfo::{BootInfo, MemoryRegion};
 use framekernel_logic::fixed::FixedVec;
 use framekernel_logic::memmap::{self, MemoryMapError, Range, Reservation, UsableMemory};
@@ -80,7 +80,7 @@ pub(crate) mod image {
 }
 
 /// The firmware memory map, kept for [`IoMem`] checks and reports.
-static FIRMWARE_MAP: SpinLock<FixedVec<MemoryRegion, 128>> = SpinLock::new(FixedVec::new_const());
+static FIRMWARE_MAP: crate::sync::BaseLock<FixedVec<MemoryRegion, 128>> = crate::sync::BaseLock::new(FixedVec::new_const());
 
 /// What memory initialisation found.
 #[derive(Debug, Clone, Copy)]

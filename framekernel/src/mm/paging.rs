@@ -2,7 +2,6 @@
 //! image, guard page) and then changed only in the kernel mapping window.
 
 use super::{MemoryInitError, frames, image};
-use crate::sync::SpinLock;
 use framekernel_logic::bootinfo::{MemoryRegion, RegionKind};
 use framekernel_logic::layout::{
     DIRECT_MAP_BASE, DIRECT_MAP_SIZE, EARLY_MAPPED, KERNEL_BASE, KMAP_BASE, LARGE_PAGE_SIZE, PAGE_SIZE, align_down,
@@ -19,8 +18,8 @@ use x86_64::{PhysAddr, VirtAddr};
 /// Flags of intermediate tables: the leaf entry decides the permissions.
 const PARENT: Flags = Flags::PRESENT.union(Flags::WRITABLE);
 
-static KERNEL_PT: SpinLock<Option<OffsetPageTable<'static>>> = SpinLock::new(None);
-static NX: SpinLock<Flags> = SpinLock::new(Flags::empty());
+static KERNEL_PT: crate::sync::BaseLock<Option<OffsetPageTable<'static>>> = crate::sync::BaseLock::new(None);
+static NX: crate::sync::BaseLock<Flags> = crate::sync::BaseLock::new(Flags::empty());
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Physical address of the kernel's PML4.

@@ -11,7 +11,6 @@
 
 use super::frames::{self, Frame, OutOfMemory};
 use super::paging;
-use crate::sync::SpinLock;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +25,7 @@ use x86_64::{PhysAddr, VirtAddr};
 /// Physical address of the PML4 that is loaded in CR3 now.
 static ACTIVE_ROOT: AtomicU64 = AtomicU64::new(0);
 /// Serialises CR3 switches with the bookkeeping above.
-static SWITCH: SpinLock<()> = SpinLock::new(());
+static SWITCH: crate::sync::BaseLock<()> = crate::sync::BaseLock::new(());
 
 /// Access rights of a user page (always readable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

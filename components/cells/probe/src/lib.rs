@@ -16,6 +16,21 @@ use tessera_cell_api::probe::{Export, Failure, Probe};
 /// Counts the calls it answers.
 struct Counter {
     calls: AtomicU64,
+    /// State that [`Failure::DropBomb`] leaves half-dropped.
+    kept: framekernel::sync::Mutex<Option<(framekernel::mm::Frame, Bomb)>>,
+}
+
+/// Calls answered by every instance of this copy of the cell: a static,
+/// which a restart after a fault must not inherit half-updated.
+static SINCE_LINKING: AtomicU64 = AtomicU64::new(0);
+
+/// Panics when dropped, naming the frame dropped just before it.
+struct Bomb(u64);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("bomb went off right after freeing frame {:#x}", self.0);
+    }
 }
 
 impl Probe for Counter {
@@ -27,7 +42,8 @@ impl Probe for Counter {
 
     fn describe(&self, n: u64) -> String {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        format!("probe cell: {n} is {n:#x}, {} calls so far", self.calls.load(Ordering::Relaxed))
+        let linked = SINCE_LINKING.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("probe cell: {n} is {n:#x}, {} calls so far, since linking {linked}", self.calls.load(Ordering::Relaxed))
     }
 
     fn calls(&self) -> u64 {
@@ -55,23 +71,32 @@ impl Probe for Counter {
             Failure::Hang => loop {
                 core::hint::spin_loop();
             },
+            Failure::DropBomb => {
+                let Ok(frame) = framekernel::mm::Frame::alloc() else { return u64::MAX };
+                let phys = frame.phys_addr();
+                let mut kept = self.kept.lock();
+                *kept = Some((frame, Bomb(phys)));
+                // Frees the frame, then the bomb panics: `kept` still holds
+                // both (the assignment never completes).
+                *kept = None;
+                0
+            }
         }
     }
 }
 
-/// Ports the initfault build claims before it fails (nothing is there):
-/// a restart can claim them again only if the fault released them.
-const INITFAULT_PORTS: (u16, u16) = (0x0e80, 8);
-
+/// The probe's object. The initfault build claims COM2's ports before it
+/// fails (nothing uses them): a restart can claim them again only if the
+/// fault's revocation released them.
 fn make() -> Export {
     if cfg!(feature = "initfault") {
-        let claim = framekernel::io::IoPorts::acquire(INITFAULT_PORTS.0, INITFAULT_PORTS.1);
+        let claim = framekernel::io::claim_legacy(framekernel::io::Legacy::Com2);
         match claim {
             Ok(_ports) => panic!("probe cell (initfault build) cannot start"),
             Err(e) => panic!("probe cell (initfault build): its earlier claim was not released: {e:?}"),
         }
     }
-    Box::new(Counter { calls: AtomicU64::new(0) })
+    Box::new(Counter { calls: AtomicU64::new(0), kept: framekernel::sync::Mutex::new(None) })
 }
 
 tessera_cell_api::cell_entry!(make);

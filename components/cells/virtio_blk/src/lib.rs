@@ -124,8 +124,8 @@ fn setup() -> Result<Device, String> {
     }
     let q = usize::from(queue_size);
     let used_offset = (16 * q + 6 + 2 * q).next_multiple_of(4096);
-    let queue = DmaBuffer::new(used_offset + 6 + 8 * q).map_err(|e| format!("{e}"))?;
-    let request = DmaBuffer::new(DATA + MAX_BYTES).map_err(|e| format!("{e}"))?;
+    let queue = pci.dma_buffer(used_offset + 6 + 8 * q).map_err(|e| format!("{e}"))?;
+    let request = pci.dma_buffer(DATA + MAX_BYTES).map_err(|e| format!("{e}"))?;
     let pfn = u32::try_from(queue.phys_addr() >> 12).map_err(|_| "queue above 16 TiB".to_string())?;
     let dma = |e| format!("{e}");
     queue.write::<u16>(16 * q, AVAIL_NO_INTERRUPT).map_err(dma)?;
