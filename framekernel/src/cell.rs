@@ -212,7 +212,7 @@ impl LoadedCell {
         if self.is_tainted() {
             return Err(Fault { kind: FaultKind::Poisoned, message: String::from("this copy of the cell faulted; start a fresh copy") });
         }
-        let object = enter(self.id, entry).inspect_err(|_| self.taint())?;
+        let object = enter(self.id, self.text, entry).inspect_err(|_| self.taint())?;
         Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()), poisoned: false.into() })
     }
 }
@@ -257,7 +257,7 @@ impl<T: ?Sized + 'static> Instance<T> {
             return Err(Fault { kind: FaultKind::Poisoned, message: String::new() });
         }
         let object: &T = &self.object;
-        let result = enter(self.cell.id, move || f(object, arg));
+        let result = enter(self.cell.id, self.cell.text, move || f(object, arg));
         if result.is_err() {
             self.poisoned.store(true, Ordering::Release);
             self.cell.taint();
@@ -290,7 +290,7 @@ impl<T: ?Sized + 'static> Drop for Instance<T> {
             // The destructor is cell code: run it inside the boundary. If
             // it faults, the cell is tainted and the rest leaks. The code is
             // unmapped only after this, when `self.cell` drops.
-            if enter(self.cell.id, move || drop(object)).is_err() {
+            if enter(self.cell.id, self.cell.text, move || drop(object)).is_err() {
                 self.cell.taint();
             }
         }
@@ -352,6 +352,8 @@ struct Record {
     started_ns: u64,
     /// The fault domain (the cell's id) device claims are recorded under.
     domain: u64,
+    /// The cell's code (start, end): where the NMI watchdog may stop it.
+    text: (u64, u64),
     /// Base critical sections the call is inside now ([`BaseSection`]):
     /// while not zero, nothing is abandoned.
     base_depth: AtomicU64,
@@ -436,6 +438,22 @@ pub fn set_watchdog(limit: core::time::Duration) -> core::time::Duration {
 /// handler), the return from the interrupt goes to that call's
 /// continuation instead.
 pub(crate) fn watchdog(frame: &mut crate::arch::trap::TrapFrame) {
+    stop_runaway(frame, false);
+}
+
+/// Called for every NMI (the PIT's ticks come as NMIs too, through the
+/// I/O APIC, so a cell that spins with interrupts off is stopped): like
+/// [`watchdog`], but only when the interrupted instruction is the cell's
+/// own code: an NMI can arrive anywhere, even in the middle of an
+/// interrupt entry or of the fault path, which must not be abandoned.
+pub(crate) fn nmi_watchdog(frame: &mut crate::arch::trap::TrapFrame) {
+    stop_runaway(frame, true);
+}
+
+fn stop_runaway(frame: &mut crate::arch::trap::TrapFrame, only_in_cell_code: bool) {
+    if frame.cs & 3 != 0 {
+        return;
+    }
     let Some(record) = containing_record() else { return };
     let record_ptr = record as *mut Record;
     // SAFETY: as in `containing_record`: the record is in a live frame of
@@ -443,7 +461,10 @@ pub(crate) fn watchdog(frame: &mut crate::arch::trap::TrapFrame) {
     let record_ref = unsafe { &mut *record_ptr };
     let ran_ms = crate::time::now_ns().saturating_sub(record_ref.started_ns) / 1_000_000;
     let limit = WATCHDOG_MS.load(Ordering::Relaxed);
-    if ran_ms <= limit || frame.cs & 3 != 0 {
+    // `rsp` is 0 until `tessera_cell_call` saved the continuation and again
+    // once the call returned: there is nothing to resume then.
+    let in_cell = (record_ref.text.0..record_ref.text.1).contains(&frame.rip);
+    if ran_ms <= limit || record_ref.rsp == 0 || (only_in_cell_code && !in_cell) {
         return;
     }
     record_ref.kind = FaultKind::Timeout;
@@ -451,9 +472,12 @@ pub(crate) fn watchdog(frame: &mut crate::arch::trap::TrapFrame) {
     let mut w = Truncating { buf: &mut record_ref.message, len: 0 };
     let _ = fmt::write(&mut w, format_args!("ran for {ran_ms} ms (limit {limit} ms), interrupted at {:#x}", frame.rip));
     record_ref.len = w.len;
-    // Return from the interrupt into `tessera_cell_resume(rsp)`.
+    // Return from the interrupt into `tessera_cell_resume(rsp)`. The record
+    // has no continuation any more: an interrupt arriving while the resume
+    // runs (it turns interrupts back on) must not resume a second time,
+    // over the stack the first one is popping.
     frame.rip = tessera_cell_resume as *const () as u64;
-    frame.rdi = record_ref.rsp;
+    frame.rdi = core::mem::replace(&mut record_ref.rsp, 0);
 }
 
 /// Contained faults since boot.
@@ -477,8 +501,10 @@ tessera_cell_call:                 /* rdi = &mut rsp slot, rsi = fn(data), rdx =
     pushq %r14
     pushq %r15
     movq %rsp, (%rdi)
+    movq %rdi, %rbx                /* callee-saved (and saved above) */
     movq %rdx, %rdi
     callq *%rsi
+    movq $0, (%rbx)                /* returned: no continuation to resume */
     popq %r15
     popq %r14
     popq %r13
@@ -529,7 +555,7 @@ extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
 /// interrupt, outside base critical sections) returns `Err`. The frames it
 /// abandons are not unwound: only the base calls this, for cell code whose
 /// state is then quarantined (see the module documentation).
-pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, f: F) -> Result<R, Fault> {
+pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) -> Result<R, Fault> {
     let mut call = Call { f: Some(f), out: None };
     let mut record = Record {
         rsp: 0,
@@ -537,6 +563,7 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, f: F) -> Result<R, Fault> 
         irq_depth: crate::irq::depth(),
         started_ns: crate::time::now_ns(),
         domain,
+        text,
         base_depth: AtomicU64::new(0),
         kind: FaultKind::Panic,
         describing: false,
@@ -607,7 +634,7 @@ fn containing_record() -> Option<u64> {
     (depth == crate::irq::depth() && in_base == 0).then_some(record)
 }
 
-fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) -> ! {
+fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) {
     let record_ptr = record as *mut Record;
     // SAFETY: as in `containing_record`: the record lives in a frame of
     // this task below which every frame is being abandoned; only this
@@ -628,7 +655,12 @@ fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) -> ! {
         let _ = fmt::write(&mut w, message);
         record_ref.len = w.len;
     }
-    let rsp = record_ref.rsp;
+    // Used once: a later watchdog tick finds no continuation (see
+    // `stop_runaway`).
+    let rsp = core::mem::replace(&mut record_ref.rsp, 0);
+    if rsp == 0 {
+        return; // not entered yet, or already resumed: not this call's fault
+    }
     // SAFETY: the saved stack pointer belongs to the live
     // `tessera_cell_call` frame below that `enter`, which is on this stack
     // above the current frame, so jumping there abandons only frames of the

@@ -128,6 +128,10 @@ fn timer_interrupt() {
 pub(crate) fn start_timer() {
     pit::start_periodic(TICK_HZ);
     let _ = crate::irq::register_base(0, timer_interrupt);
+    // The same ticks as NMIs, for the cell watchdog.
+    if let Err(why) = crate::arch::ioapic::route_pit_as_nmi() {
+        log::warn!("cell watchdog: no NMI ({why}); a cell spinning with interrupts off cannot be stopped");
+    }
 }
 
 /// Unix time (ns) at kernel entry, from the CMOS real-time clock.

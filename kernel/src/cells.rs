@@ -352,6 +352,19 @@ fn a_runaway_call_is_stopped_by_the_watchdog() -> Result<(), String> {
     Ok(())
 }
 
+/// Red team (finding 7): a cell that spins with interrupts off is stopped
+/// too (by the NMI watchdog; the timer interrupt cannot reach it).
+fn a_call_spinning_with_interrupts_off_is_stopped() -> Result<(), String> {
+    let slot = probe_slot("probe-cli")?;
+    let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
+    let result = expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms");
+    framekernel::cell::set_watchdog(previous);
+    result?;
+    ensure!(framekernel::arch::interrupts_enabled(), "interrupts stayed off after the call was stopped");
+    ensure!(slot.call_with(false, 5, |p, n| p.sum_to(n)) == Ok(10), "calls work after the watchdog stopped one");
+    Ok(())
+}
+
 fn repeated_faults_hold_the_cell() -> Result<(), String> {
     let slot = probe_slot("probe-hold")?;
     // An idempotent call that always faults: retried, then failed.
@@ -618,6 +631,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_runaway_call_stopped_by_watchdog",
             run: a_runaway_call_is_stopped_by_the_watchdog
+        },
+        SelfTest {
+            name: "redteam_cell_spinning_with_interrupts_off_stopped",
+            run: a_call_spinning_with_interrupts_off_is_stopped
         },
         SelfTest {
             name: "cell_repeated_faults_hold",

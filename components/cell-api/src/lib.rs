@@ -63,13 +63,16 @@ pub mod probe {
         InvalidOpcode,
         /// A loop without end (the watchdog must stop it).
         Hang,
+        /// A loop without end with interrupts off: the timer cannot reach
+        /// the watchdog, its NMI must.
+        HangInterruptsOff,
         /// A panic in the middle of dropping the cell's own state: a frame
         /// is freed, then a destructor panics, so the state still names the
         /// freed frame (dropping it again would free the frame twice). The
         /// panic message names the frame (`frame 0x...`).
         DropBomb,
     }
-    framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, DropBomb });
+    framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, HangInterruptsOff, DropBomb });
 
     /// The probe interface.
     pub trait Probe: Send + Sync {

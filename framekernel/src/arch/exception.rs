@@ -60,8 +60,21 @@ fn has_error_code(vector: u64) -> bool {
     matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
 }
 
+static NMIS: AtomicU64 = AtomicU64::new(0);
+
+/// NMIs taken in kernel mode since boot (the cell watchdog's ticks).
+pub fn nmi_count() -> u64 {
+    NMIS.load(Ordering::Relaxed)
+}
+
 /// Called for vectors 0..32.
 pub(crate) fn handle(frame: &mut TrapFrame) {
+    if frame.vector == 2 {
+        // The watchdog's NMI (the PIT's ticks, through the I/O APIC).
+        NMIS.fetch_add(1, Ordering::Relaxed);
+        crate::cell::nmi_watchdog(frame);
+        return;
+    }
     if frame.vector == 3 {
         BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         return; // int3 is a trap: RIP already points past it

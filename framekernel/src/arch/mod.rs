@@ -8,6 +8,7 @@ pub(crate) mod boot;
 pub mod cpu;
 pub mod exception;
 pub(crate) mod gdt;
+pub(crate) mod ioapic;
 pub(crate) mod pic;
 pub(crate) mod pit;
 pub mod qemu;

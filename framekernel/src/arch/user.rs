@@ -211,6 +211,9 @@ impl UserContext {
         }
         match self.trap {
             TRAP_SYSCALL => Trap::Syscall,
+            // The watchdog's NMI (PIT ticks through the I/O APIC): nothing of
+            // the program's; it runs on like after an interrupt.
+            2 => Trap::Interrupt { vector: 2 },
             v if v < 32 => {
                 Trap::Exception { vector: v as u8, error_code: self.error_code, fault_address: self.fault_address }
             }

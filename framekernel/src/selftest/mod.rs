@@ -61,6 +61,16 @@ macro_rules! ensure {
     };
 }
 
+/// The PIT's ticks also arrive as NMIs (the cell watchdog's), even with
+/// interrupts off.
+fn watchdog_nmis_arrive() -> Result<(), String> {
+    let before = arch::exception::nmi_count();
+    arch::without_interrupts(|| time::busy_wait(Duration::from_millis(20)));
+    let during = arch::exception::nmi_count() - before;
+    ensure!(during >= 5, "{during} NMIs in 20 ms with interrupts off");
+    Ok(())
+}
+
 /// The trusted base's own tests.
 pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "frames_alloc_write_free", run: frames_alloc_write_free },
@@ -75,6 +85,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "irq_registration_rtc", run: irq_registration_rtc },
     SelfTest { name: "iomem_guarded_and_reads_lapic", run: iomem_guarded_and_reads_lapic },
     SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
+    SelfTest { name: "watchdog_nmis_arrive", run: watchdog_nmis_arrive },
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
     SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },

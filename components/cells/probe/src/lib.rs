@@ -71,6 +71,9 @@ impl Probe for Counter {
             Failure::Hang => loop {
                 core::hint::spin_loop();
             },
+            Failure::HangInterruptsOff => framekernel::arch::without_interrupts(|| loop {
+                core::hint::spin_loop();
+            }),
             Failure::DropBomb => {
                 let Ok(frame) = framekernel::mm::Frame::alloc() else { return u64::MAX };
                 let phys = frame.phys_addr();

@@ -1,0 +1,42 @@
+//! The I/O APIC, for one thing only: the cell watchdog's NMI. The base
+//! drives interrupts through the legacy PIC; here it also routes the PIT's
+//! output (ISA IRQ 0, which PC chipsets wire to I/O APIC pin 2) to this CPU
+//! as a non-maskable interrupt. A cell that spins with interrupts off
+//! (so the timer interrupt cannot reach the watchdog) is still stopped.
+
+use crate::mm::IoMem;
+
+/// Where PC chipsets (and QEMU) put the first I/O APIC.
+const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// The PIT's pin (ISA IRQ 0 is redirected to GSI 2).
+const PIT_PIN: u32 = 2;
+
+static WINDOW: spin::Once<Option<IoMem>> = spin::Once::new();
+
+fn read(ioapic: &IoMem, index: u32) -> Option<u32> {
+    ioapic.write::<u32>(0, index).ok()?;
+    ioapic.read::<u32>(0x10).ok()
+}
+
+fn write(ioapic: &IoMem, index: u32, value: u32) -> Option<()> {
+    ioapic.write::<u32>(0, index).ok()?;
+    ioapic.write::<u32>(0x10, value).ok()
+}
+
+/// Routes the PIT's pin to this CPU as an NMI. Returns why not, if not.
+pub(crate) fn route_pit_as_nmi() -> Result<(), &'static str> {
+    let ioapic = WINDOW.call_once(|| IoMem::acquire(IOAPIC_BASE, 0x20).ok()).as_ref().ok_or("no I/O APIC window")?;
+    let version = read(ioapic, 1).ok_or("I/O APIC not readable")?;
+    let pins = ((version >> 16) & 0xff) + 1;
+    if version == u32::MAX || pins <= PIT_PIN {
+        return Err("no I/O APIC at 0xfec00000");
+    }
+    // This CPU's local APIC id (CPUID leaf 1, EBX bits 31..24).
+    let apic_id = core::arch::x86_64::__cpuid(1).ebx >> 24;
+    let entry = 0x10 + 2 * PIT_PIN;
+    // High half first (destination), then the low half, which unmasks:
+    // delivery mode NMI (0b100), physical destination, edge, active high.
+    write(ioapic, entry + 1, apic_id << 24).ok_or("I/O APIC write failed")?;
+    write(ioapic, entry, (0b100 << 8) | 2).ok_or("I/O APIC write failed")?;
+    Ok(())
+}
