@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod buildtime;
+pub mod cells;
 pub mod cfg;
 pub mod macros;
 pub mod scan;
@@ -137,6 +138,22 @@ pub struct Audit {
     pub build_time: Vec<buildtime::BuildEntry>,
     /// Exported macros of kernel crates that write unsafe code.
     pub unsafe_macros: Vec<macros::UnsafeMacro>,
+    /// Each built cell's imports from the kernel (see [`Audit::read_cells`]).
+    pub cells: Vec<cells::CellSurface>,
+}
+
+impl Audit {
+    /// Adds the capability surface of the cell files in `dir`; a cell file
+    /// that cannot be read is noted (with why).
+    pub fn read_cells(&mut self, dir: &Path) -> Result<(), String> {
+        self.cells = cells::read_dir(dir)?;
+        for c in &self.cells {
+            if let Some(e) = &c.error {
+                self.notes.push((c.file.clone(), Finding { kind: Kind::Unfollowed, file: c.file.clone(), line: 0, detail: format!("cell file not read: {e}") }));
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Package {
@@ -578,7 +595,7 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
             }
         }
     }
-    Ok(Audit { crates, totals, violations, notes, build_time, unsafe_macros })
+    Ok(Audit { crates, totals, violations, notes, build_time, unsafe_macros, cells: Vec::new() })
 }
 
 fn place(f: &Finding) -> String {
@@ -636,6 +653,7 @@ pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
     }
     render_build_time(&mut out, audit);
     render_unsafe_macros(&mut out, audit);
+    render_cells(&mut out, audit);
     let _ = writeln!(out, "\nTrusted crates, by file (files without unsafe code summed):");
     for c in audit.crates.iter().filter(|c| c.trusted) {
         let _ = writeln!(out, "{} {} — {}", c.name, c.version, c.reason.as_deref().unwrap_or("NOT REVIEWED"));
@@ -755,6 +773,28 @@ fn render_unsafe_macros(out: &mut String, audit: &Audit) {
     }
 }
 
+/// Each cell's imports from the kernel, by crate.
+fn render_cells(out: &mut String, audit: &Audit) {
+    if audit.cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nCell capability surface (kernel symbols each cell imports, by crate):");
+    for c in &audit.cells {
+        if let Some(e) = &c.error {
+            let _ = writeln!(out, "  {}: NOT READ: {e}", c.file);
+            continue;
+        }
+        let total: usize = c.imports.values().map(Vec::len).sum();
+        let _ = writeln!(out, "  {}: {total} imports", c.file);
+        for (krate, names) in &c.imports {
+            let _ = writeln!(out, "    {krate} ({}):", names.len());
+            for name in names {
+                let _ = writeln!(out, "      {name}");
+            }
+        }
+    }
+}
+
 /// The report as Markdown, for a review.
 pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
     let mut out = String::from("# Tessera unsafe-code audit\n\n");
@@ -804,6 +844,40 @@ pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
         out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for f in c.scan.files.iter().filter(|f| f.stats.has_unsafe()) {
             let _ = writeln!(out, "| `{}` | {}", f.path, md_row(&f.stats));
+        }
+    }
+    let _ = writeln!(out, "\n## Macros that write unsafe code\n\nExported `macro_rules!` whose expansion holds unsafe code or unsafe attributes (`forbid(unsafe_code)` does not see it in the invoking crate).\n");
+    if audit.unsafe_macros.is_empty() {
+        out.push_str("None.\n");
+    }
+    for m in &audit.unsafe_macros {
+        let uses: Vec<String> = m.uses.iter().map(|(p, f, l)| format!("{p} `{f}:{l}`")).collect();
+        let _ = writeln!(
+            out,
+            "- `{}!` (`{}:{}`): writes {}; {}; invoked by crates that must be safe: {}",
+            m.key,
+            m.file,
+            m.line,
+            m.emits.join(", "),
+            m.reviewed.as_deref().unwrap_or("**not reviewed**"),
+            if uses.is_empty() { "none".to_string() } else { uses.join(", ") }
+        );
+    }
+    if !audit.cells.is_empty() {
+        let _ = writeln!(out, "\n## Cell capability surface\n\nThe kernel symbols each cell imports: all it can reach of the base.\n");
+        for c in &audit.cells {
+            match &c.error {
+                Some(e) => {
+                    let _ = writeln!(out, "- `{}`: **not read**: {e}", c.file);
+                }
+                None => {
+                    let _ = writeln!(out, "### {}\n", c.file);
+                    for (krate, names) in &c.imports {
+                        let _ = writeln!(out, "- **{krate}** ({}): {}", names.len(), names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "));
+                    }
+                    out.push('\n');
+                }
+            }
         }
     }
     let _ = writeln!(out, "\n## Violations\n");

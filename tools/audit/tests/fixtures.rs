@@ -283,3 +283,32 @@ fn unsafe_attributes_written_in_a_safe_crate_are_named() {
         ]
     );
 }
+
+#[test]
+fn a_cell_object_s_imports_are_demangled_and_grouped_by_crate() {
+    let object = framekernel_logic::testcell::compile(
+        "#![no_std]\n\
+         unsafe extern \"C\" { fn outside_c(x: u64) -> u64; }\n\
+         #[inline(never)]\n\
+         pub fn pick(v: &[u8], i: usize) -> u64 { u64::from(v[i]) + unsafe { outside_c(1) } }\n\
+         #[panic_handler]\nfn panic(_: &core::panic::PanicInfo) -> ! { loop {} }\n",
+    );
+    let imports = tessera_audit::cells::imports(&object).unwrap();
+    assert_eq!(imports.get("core").map(Vec::as_slice), Some(&["core::panicking::panic_bounds_check".to_string()][..]), "{imports:?}");
+    assert_eq!(imports.get("(not Rust)").map(Vec::as_slice), Some(&["outside_c".to_string()][..]), "{imports:?}");
+}
+
+#[test]
+fn cell_files_that_cannot_be_read_are_reported_not_fatal() {
+    let dir = std::env::temp_dir().join(format!("tessera-audit-cells-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("garbage.cell"), b"not a cell").unwrap();
+    std::fs::write(dir.join("empty.cell"), b"").unwrap();
+    std::fs::write(dir.join("readme.txt"), b"ignored").unwrap();
+    let cells = tessera_audit::cells::read_dir(&dir).unwrap();
+    let files: Vec<(&str, bool)> = cells.iter().map(|c| (c.file.as_str(), c.error.is_some())).collect();
+    assert_eq!(files, [("empty.cell", true), ("garbage.cell", true)]);
+    assert!(tessera_audit::cells::read_dir(&dir.join("missing")).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
