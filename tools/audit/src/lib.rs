@@ -395,6 +395,9 @@ fn scan_package(pkg: &Package, features: BTreeSet<String>, host: bool) -> CrateS
                 m.macro_uses.extend(scan.macro_uses);
                 m.macro_uses.sort();
                 m.macro_uses.dedup();
+                m.imports.extend(scan.imports);
+                m.imports.sort();
+                m.imports.dedup();
                 m
             }
         });
@@ -408,6 +411,7 @@ fn scan_package(pkg: &Package, features: BTreeSet<String>, host: bool) -> CrateS
         sites: Vec::new(),
         macro_defs: Vec::new(),
         macro_uses: Vec::new(),
+        imports: Vec::new(),
     })
 }
 

@@ -9,10 +9,13 @@
 //! `trusted.toml`, `"crate::macro" = "reason"`).
 //!
 //! Invocations are resolved by path as written: `dep::m!` through the
-//! crate's dependency names, `m!` to a dependency's exported `m` (as with
-//! `use dep::m` or `#[macro_use]`) unless the crate defines its own `m`.
-//! A macro renamed on import (`use dep::m as n`) or re-exported by
-//! another crate is not followed.
+//! crate's dependency names, `m!` through the crate's `use` items
+//! (renames too) or else to a dependency's exported `m` (`#[macro_use]`,
+//! glob imports) unless the crate defines its own `m`; re-exports
+//! (`pub use other::m as n` in a dependency) are followed a few steps.
+//! A path `dep::module::m` is matched by the name `m` in `dep`. Not
+//! followed: macros invoked only through what another macro expands to
+//! from a proc-macro (those crates must be reviewed as a whole).
 
 use crate::Policy;
 use crate::scan::{CrateScan, Finding, Kind};
@@ -55,23 +58,53 @@ pub fn rust_name(package: &str) -> String {
     package.replace('-', "_")
 }
 
-/// Candidate definitions (package, macro) for `path` invoked in `from`.
+/// Candidate definitions (package, macro) for `path` invoked in `from`,
+/// following `use` renames and re-exports (a few steps deep).
 fn resolve(crates: &[CrateMacros<'_>], from: &CrateMacros<'_>, path: &[String]) -> Vec<(String, String)> {
+    resolve_in(crates, from, path, 0)
+}
+
+fn resolve_in(crates: &[CrateMacros<'_>], from: &CrateMacros<'_>, path: &[String], depth: usize) -> Vec<(String, String)> {
     let Some(name) = path.last() else { return Vec::new() };
-    let defined = |package: &str, exported_only: bool| {
-        crates
+    if depth > 4 {
+        return Vec::new();
+    }
+    let defines = |c: &CrateMacros<'_>, exported_only: bool| {
+        c.scan.macro_defs.iter().any(|d| &d.name == name && (d.exported || !exported_only))
+    };
+    // `name` brought in by a `use` of crate `c` (renamed or re-exported).
+    let imported = |c: &CrateMacros<'_>| -> Vec<(String, String)> {
+        c.scan
+            .imports
             .iter()
-            .find(|c| c.package == package)
-            .is_some_and(|c| c.scan.macro_defs.iter().any(|d| &d.name == name && (d.exported || !exported_only)))
+            .filter(|(alias, full)| alias == name && full.as_slice() != path)
+            .flat_map(|(_, full)| resolve_in(crates, c, full, depth + 1))
+            .collect()
+    };
+    let in_crate = |c: &CrateMacros<'_>, exported_only: bool| {
+        if defines(c, exported_only) { vec![(c.package.to_string(), name.clone())] } else { imported(c) }
     };
     match path.first().map(String::as_str) {
-        Some("$crate" | "crate" | "self" | "super") if path.len() > 1 => vec![(from.package.to_string(), name.clone())],
-        Some(first) if path.len() > 1 => match from.externs.get(first) {
-            Some(package) if defined(package, true) => vec![(package.clone(), name.clone())],
-            _ => Vec::new(),
+        Some("$crate" | "crate" | "self" | "super") if path.len() > 1 => in_crate(from, false),
+        Some(first) if path.len() > 1 => match from.externs.get(first).and_then(|p| crates.iter().find(|c| c.package == p)) {
+            Some(target) => in_crate(target, true),
+            None => Vec::new(),
         },
-        _ if defined(from.package, false) => vec![(from.package.to_string(), name.clone())],
-        _ => from.externs.values().filter(|p| defined(p, true)).map(|p| (p.clone(), name.clone())).collect(),
+        _ if defines(from, false) => vec![(from.package.to_string(), name.clone())],
+        _ => {
+            let mut found = imported(from);
+            if found.is_empty() {
+                // `#[macro_use] extern crate` or a glob import.
+                found = from
+                    .externs
+                    .values()
+                    .filter_map(|p| crates.iter().find(|c| c.package == p))
+                    .filter(|c| defines(c, true))
+                    .map(|c| (c.package.to_string(), name.clone()))
+                    .collect();
+            }
+            found
+        }
     }
 }
 

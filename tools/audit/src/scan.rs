@@ -321,6 +321,9 @@ pub struct CrateScan {
     pub macro_defs: Vec<MacroDef>,
     /// Its macro invocations.
     pub macro_uses: Vec<MacroUse>,
+    /// Names its `use` items bring in: (name, full path), e.g.
+    /// `use dep::m as n;` → (`n`, `[dep, m]`).
+    pub imports: Vec<(String, Vec<String>)>,
 }
 
 /// Which lines of `source` hold code: not blank, not only a comment.
@@ -552,6 +555,35 @@ struct FileVisitor<'a> {
     macro_defs: Vec<MacroDef>,
     /// Macro invocations.
     macro_uses: Vec<MacroUse>,
+    /// `use` names.
+    imports: Vec<(String, Vec<String>)>,
+}
+
+/// The names a `use` tree brings in, with their full paths.
+fn use_names(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            use_names(&p.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) if n.ident != "self" => {
+            let mut path = prefix.clone();
+            path.push(n.ident.to_string());
+            out.push((n.ident.to_string(), path));
+        }
+        syn::UseTree::Rename(r) => {
+            let mut path = prefix.clone();
+            path.push(r.ident.to_string());
+            out.push((r.rename.to_string(), path));
+        }
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                use_names(t, prefix, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn lines_of(span: Span) -> (usize, usize) {
@@ -803,6 +835,10 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
         self.anchors.pop();
     }
 
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        use_names(&u.tree, &mut Vec::new(), &mut self.imports);
+    }
+
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
         self.unsafe_fn(&f.sig, &f.attrs, Some(f.block.span()));
         visit::visit_item_fn(self, f);
@@ -958,6 +994,7 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
     let mut sites = Vec::new();
     let mut macro_defs = Vec::new();
     let mut macro_uses = Vec::new();
+    let mut imports = Vec::new();
     // (file, is the crate root, its children sit next to it like mod.rs)
     let mut queue: Vec<(PathBuf, bool, bool)> = vec![(root.to_path_buf(), true, true)];
     let mut seen = BTreeSet::new();
@@ -1013,6 +1050,7 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
             inline: Vec::new(),
             macro_defs: Vec::new(),
             macro_uses: Vec::new(),
+            imports: Vec::new(),
         };
         visitor.unsafe_attributes(&parsed.attrs);
         for item in &parsed.items {
@@ -1059,6 +1097,7 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
         sites.extend(visitor.sites);
         macro_defs.extend(visitor.macro_defs);
         macro_uses.extend(visitor.macro_uses);
+        imports.extend(visitor.imports);
         files.push(FileReport { path: rel, stats: visitor.stats });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -1067,7 +1106,9 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
     macro_defs.sort();
     macro_uses.sort();
     macro_uses.dedup();
-    CrateScan { files, total, forbids_unsafe, roots_without_forbid, findings, sites, macro_defs, macro_uses }
+    imports.sort();
+    imports.dedup();
+    CrateScan { files, total, forbids_unsafe, roots_without_forbid, findings, sites, macro_defs, macro_uses, imports }
 }
 
 #[cfg(test)]
