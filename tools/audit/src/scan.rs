@@ -806,19 +806,22 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
                     for (line, path) in &calls {
                         self.macro_uses.push(MacroUse { file: self.file.clone(), line: *line, path: path.clone() });
                     }
+                    let emits = unsafe_emits(m.mac.tokens.clone());
+                    // `unsafe` tokens, or at least one for a body that writes
+                    // only an attribute such as #[no_mangle] or global_asm!.
+                    let n = count_unsafe_tokens(m.mac.tokens.clone()).max(usize::from(!emits.is_empty()));
+                    self.stats.unsafe_in_macro_definitions += n;
+                    if n > 0 {
+                        self.site(m.span().start().line, &format!("macro_rules! body writing {}", emits.join(", ")));
+                    }
                     self.macro_defs.push(MacroDef {
                         name: m.ident.as_ref().map(ToString::to_string).unwrap_or_default(),
                         exported: attrs.iter().any(|a| a.path().is_ident("macro_export")),
                         file: self.file.clone(),
                         line: m.span().start().line,
-                        emits: unsafe_emits(m.mac.tokens.clone()),
+                        emits,
                         calls: calls.into_iter().map(|(_, p)| p).collect(),
                     });
-                    let n = count_unsafe_tokens(m.mac.tokens.clone());
-                    self.stats.unsafe_in_macro_definitions += n;
-                    if n > 0 {
-                        self.site(m.span().start().line, "`unsafe` in a macro_rules! body");
-                    }
                     // Unsafe blocks written in the body need their comment too.
                     for line in unsafe_block_lines(m.mac.tokens.clone()) {
                         if !self.has_safety_comment(line, None) {

@@ -284,6 +284,8 @@ fn unsafe_attributes_written_in_a_safe_crate_are_named() {
             (Kind::UnsafeInSafeCrate, lib(), 7),
             (Kind::UnsafeInSafeCrate, lib(), 10),
             (Kind::UnsafeInSafeCrate, lib(), 13),
+            // A macro_rules! body writing #[no_mangle] (no `unsafe` token).
+            (Kind::UnsafeInSafeCrate, lib(), 20),
         ]
     );
 }
