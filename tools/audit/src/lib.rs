@@ -2,15 +2,19 @@
 //!
 //! The crates compiled into the kernel and its cells come from `cargo
 //! metadata` for the kernel target (the resolved graph from
-//! `tessera-kernel` and the cell crates, normal dependencies only, no
-//! build scripts or proc-macros). Every workspace crate and every such
-//! dependency is read with `syn` ([`scan`]), with `cfg` evaluated as the
-//! kernel build sees it ([`cfg`]). The policy (`tools/audit/trusted.toml`)
-//! names the trusted workspace crates and the reviewed third-party crates
-//! with unsafe code, each with a reason; anything else that contains
-//! unsafe code, lacks `#![forbid(unsafe_code)]`, or leaves an unsafe block
+//! `tessera-kernel` and the cell crates, normal dependencies only). Every
+//! workspace crate and every such dependency is read with `syn` ([`scan`]),
+//! with `cfg` evaluated as the kernel build sees it ([`cfg`]). The policy
+//! (`tools/audit/trusted.toml`) names the trusted workspace crates, the
+//! reviewed third-party crates with unsafe code, the safe crates the base's
+//! soundness depends on, and the reviewed build scripts, proc-macros and
+//! unsafe-writing macros, each with a reason; anything else that contains
+//! unsafe code, lacks `#![forbid(unsafe_code)]`, leaves an unsafe block
 //! without `// SAFETY:` or an unsafe fn/trait without `# Safety` in a
-//! trusted workspace crate is a violation, named by file and line.
+//! trusted workspace crate, is an unreviewed build script or proc-macro
+//! ([`buildtime`]), or invokes another crate's unsafe-writing macro from a
+//! crate that must be safe ([`macros`]) is a violation, named by file and
+//! line. [`cells`] lists each built cell's imports from the kernel.
 #![forbid(unsafe_code)]
 
 pub mod buildtime;
