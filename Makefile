@@ -203,7 +203,9 @@ exec: $(SYSTEM_DEPS)
 # --- audit ------------------------------------------------------------------
 # What must be trusted: unsafe code, SAFETY coverage, third-party crates
 # (tools/audit; policy in tools/audit/trusted.toml). Fails naming file and
-# line on a violation. `make audit MARKDOWN=report.md SVG=tcb.svg` also
+# line on a violation; also lists build scripts, proc-macros, macros that
+# write unsafe code and, when build/cells exists (`make cells`), each
+# cell's imports from the kernel. `make audit MARKDOWN=report.md SVG=tcb.svg` also
 # writes a review report and a chart;
 # `make audit RECORD=1` records the totals later audits compare with.
 AUDIT := target/release/tessera-audit

@@ -2,18 +2,25 @@
 //!
 //! The crates compiled into the kernel and its cells come from `cargo
 //! metadata` for the kernel target (the resolved graph from
-//! `tessera-kernel` and the cell crates, normal dependencies only, no
-//! build scripts or proc-macros). Every workspace crate and every such
-//! dependency is read with `syn` ([`scan`]), with `cfg` evaluated as the
-//! kernel build sees it ([`cfg`]). The policy (`tools/audit/trusted.toml`)
-//! names the trusted workspace crates and the reviewed third-party crates
-//! with unsafe code, each with a reason; anything else that contains
-//! unsafe code, lacks `#![forbid(unsafe_code)]`, or leaves an unsafe block
+//! `tessera-kernel` and the cell crates, normal dependencies only). Every
+//! workspace crate and every such dependency is read with `syn` ([`scan`]),
+//! with `cfg` evaluated as the kernel build sees it ([`cfg`]). The policy
+//! (`tools/audit/trusted.toml`) names the trusted workspace crates, the
+//! reviewed third-party crates with unsafe code, the safe crates the base's
+//! soundness depends on, and the reviewed build scripts, proc-macros and
+//! unsafe-writing macros, each with a reason; anything else that contains
+//! unsafe code, lacks `#![forbid(unsafe_code)]`, leaves an unsafe block
 //! without `// SAFETY:` or an unsafe fn/trait without `# Safety` in a
-//! trusted workspace crate is a violation, named by file and line.
+//! trusted workspace crate, is an unreviewed build script or proc-macro
+//! ([`buildtime`]), or invokes another crate's unsafe-writing macro from a
+//! crate that must be safe ([`macros`]) is a violation, named by file and
+//! line. [`cells`] lists each built cell's imports from the kernel.
 #![forbid(unsafe_code)]
 
+pub mod buildtime;
+pub mod cells;
 pub mod cfg;
+pub mod macros;
 pub mod scan;
 
 use scan::{CrateScan, Finding, Kind, Stats};
@@ -32,6 +39,20 @@ pub struct Policy {
     /// Third-party crates with unsafe code that were reviewed, with why.
     #[serde(default)]
     pub dependencies: BTreeMap<String, String>,
+    /// Safe crates (no unsafe code) the base's soundness depends on: the
+    /// base writes what they compute. Counted in the trusted share.
+    #[serde(default, rename = "trusted-safe")]
+    pub trusted_safe: BTreeMap<String, String>,
+    /// Packages whose build script was reviewed, with why.
+    #[serde(default, rename = "build-scripts")]
+    pub build_scripts: BTreeMap<String, String>,
+    /// Proc-macro crates that were reviewed, with why.
+    #[serde(default, rename = "proc-macros")]
+    pub proc_macros: BTreeMap<String, String>,
+    /// Macros that emit unsafe code, reviewed for use from crates that
+    /// must be safe: `"crate::macro" = "reason"`.
+    #[serde(default)]
+    pub macros: BTreeMap<String, String>,
 }
 
 impl Policy {
@@ -117,6 +138,26 @@ pub struct Audit {
     /// What the reader should know (unparsed macros, unfollowed files,
     /// stale policy entries).
     pub notes: Vec<(String, Finding)>,
+    /// Build scripts, proc-macros and host crates of the build.
+    pub build_time: Vec<buildtime::BuildEntry>,
+    /// Exported macros of kernel crates that write unsafe code.
+    pub unsafe_macros: Vec<macros::UnsafeMacro>,
+    /// Each built cell's imports from the kernel (see [`Audit::read_cells`]).
+    pub cells: Vec<cells::CellSurface>,
+}
+
+impl Audit {
+    /// Adds the capability surface of the cell files in `dir`; a cell file
+    /// that cannot be read is noted (with why).
+    pub fn read_cells(&mut self, dir: &Path) -> Result<(), String> {
+        self.cells = cells::read_dir(dir)?;
+        for c in &self.cells {
+            if let Some(e) = &c.error {
+                self.notes.push((c.file.clone(), Finding { kind: Kind::Unfollowed, file: c.file.clone(), line: 0, detail: format!("cell file not read: {e}") }));
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Package {
@@ -125,6 +166,8 @@ struct Package {
     roots: Vec<PathBuf>,
     dir: PathBuf,
     proc_macro: bool,
+    build_script: Option<PathBuf>,
+    links: Option<String>,
 }
 
 /// Runs `cargo metadata` in `workspace` for the kernel target.
@@ -147,9 +190,13 @@ fn packages(meta: &Value) -> BTreeMap<String, Package> {
         let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap_or_default());
         let mut roots = Vec::new();
         let mut proc_macro = false;
+        let mut build_script = None;
         for t in p["targets"].as_array().into_iter().flatten() {
             let kinds: Vec<&str> = t["kind"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
             proc_macro |= kinds.contains(&"proc-macro");
+            if kinds.contains(&"custom-build") {
+                build_script = t["src_path"].as_str().map(PathBuf::from);
+            }
             if kinds.iter().any(|k| matches!(*k, "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "bin" | "proc-macro")) {
                 roots.push(PathBuf::from(t["src_path"].as_str().unwrap_or_default()));
             }
@@ -162,17 +209,35 @@ fn packages(meta: &Value) -> BTreeMap<String, Package> {
                 roots,
                 dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
                 proc_macro,
+                build_script,
+                links: p["links"].as_str().map(String::from),
             },
         );
     }
     out
 }
 
+/// The dependencies of package `id`: (kinds — `None` normal, `Some("build")`,
+/// `Some("dev")` — extern crate name, package id).
+fn deps_of<'m>(meta: &'m Value, id: &str) -> Vec<(Vec<Option<&'m str>>, &'m str, &'m str)> {
+    meta["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["id"].as_str() == Some(id))
+        .and_then(|n| n["deps"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            let kinds = d["dep_kinds"].as_array().into_iter().flatten().map(|k| k["kind"].as_str()).collect();
+            Some((kinds, d["name"].as_str()?, d["pkg"].as_str()?))
+        })
+        .collect()
+}
+
 /// Package ids compiled into the kernel and its cells: reachable from
 /// `tessera-kernel` and `tessera-cell-*` through normal dependencies.
 fn kernel_set(meta: &Value, pkgs: &BTreeMap<String, Package>) -> BTreeSet<String> {
-    let nodes: BTreeMap<&str, &Value> =
-        meta["resolve"]["nodes"].as_array().into_iter().flatten().map(|n| (n["id"].as_str().unwrap_or_default(), n)).collect();
     let mut queue: VecDeque<String> = pkgs
         .iter()
         .filter(|(_, p)| p.name == "tessera-kernel" || p.name.starts_with("tessera-cell-"))
@@ -183,14 +248,87 @@ fn kernel_set(meta: &Value, pkgs: &BTreeMap<String, Package>) -> BTreeSet<String
         if pkgs.get(&id).is_some_and(|p| p.proc_macro) || !set.insert(id.clone()) {
             continue;
         }
-        for dep in nodes.get(id.as_str()).and_then(|n| n["deps"].as_array()).into_iter().flatten() {
-            let normal = dep["dep_kinds"].as_array().into_iter().flatten().any(|k| k["kind"].is_null());
-            if normal && let Some(pkg) = dep["pkg"].as_str() {
+        for (kinds, _, pkg) in deps_of(meta, &id) {
+            if kinds.contains(&None) {
                 queue.push_back(pkg.to_string());
             }
         }
     }
     set
+}
+
+/// Package ids built for the host to build the kernel and cells: the
+/// proc-macros and build-dependencies of kernel crates, and everything
+/// they depend on (normal and build dependencies).
+fn build_time_set(meta: &Value, pkgs: &BTreeMap<String, Package>, kernel: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut queue = VecDeque::new();
+    for id in kernel {
+        for (kinds, _, pkg) in deps_of(meta, id) {
+            if kinds.contains(&Some("build")) || (kinds.contains(&None) && pkgs.get(pkg).is_some_and(|p| p.proc_macro)) {
+                queue.push_back(pkg.to_string());
+            }
+        }
+    }
+    let mut set = BTreeSet::new();
+    while let Some(id) = queue.pop_front() {
+        if !set.insert(id.clone()) {
+            continue;
+        }
+        for (kinds, _, pkg) in deps_of(meta, &id) {
+            if kinds.iter().any(|k| *k != Some("dev")) {
+                queue.push_back(pkg.to_string());
+            }
+        }
+    }
+    set
+}
+
+/// The build scripts, proc-macros and host crates of the kernel's build.
+fn build_time(meta: &Value, pkgs: &BTreeMap<String, Package>, members: &BTreeSet<String>, kernel: &BTreeSet<String>, policy: &Policy) -> Vec<buildtime::BuildEntry> {
+    use buildtime::BuildKind;
+    let host = build_time_set(meta, pkgs, kernel);
+    let mut out = Vec::new();
+    for (id, pkg) in pkgs {
+        if !kernel.contains(id) && !host.contains(id) {
+            continue;
+        }
+        let origin = if members.contains(id) { Origin::Workspace } else { Origin::Dependency };
+        let cfg = cfg::Cfg { features: features(meta, id), host: true };
+        let mut add = |kind: BuildKind, root: &Path| {
+            let (stats, unsafe_sites, mut native) = buildtime::read(kind, root, &pkg.dir, &cfg);
+            if kind == BuildKind::BuildScript {
+                for (kinds, name, dep) in deps_of(meta, id) {
+                    let dep_name = pkgs.get(dep).map_or(name, |p| p.name.as_str());
+                    if kinds.contains(&Some("build")) && buildtime::NATIVE_BUILD_DEPS.contains(&dep_name) {
+                        native.push((0, format!("build-dependency {dep_name} (compiles native code)")));
+                    }
+                }
+            }
+            out.push(buildtime::BuildEntry {
+                package: pkg.name.clone(),
+                version: pkg.version.clone(),
+                origin,
+                kind,
+                file: root.strip_prefix(&pkg.dir).unwrap_or(root).display().to_string(),
+                links: if kind == BuildKind::BuildScript { pkg.links.clone() } else { None },
+                native,
+                reviewed: buildtime::reviewed(kind, &pkg.name, policy),
+                stats,
+                unsafe_sites,
+            });
+        };
+        if let Some(script) = &pkg.build_script {
+            add(BuildKind::BuildScript, script);
+        }
+        if host.contains(id) && !kernel.contains(id) {
+            let kind = if pkg.proc_macro { BuildKind::ProcMacro } else { BuildKind::HostDependency };
+            if let Some(root) = pkg.roots.first() {
+                add(kind, root);
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.kind, a.origin, &a.package).cmp(&(b.kind, b.origin, &b.package)));
+    out
 }
 
 /// Features of each package (name, version) as the kernel and cells are
@@ -255,6 +393,15 @@ fn scan_package(pkg: &Package, features: BTreeSet<String>, host: bool) -> CrateS
                 m.findings.dedup();
                 m.sites.sort();
                 m.sites.dedup();
+                m.macro_defs.extend(scan.macro_defs);
+                m.macro_defs.sort();
+                m.macro_defs.dedup();
+                m.macro_uses.extend(scan.macro_uses);
+                m.macro_uses.sort();
+                m.macro_uses.dedup();
+                m.imports.extend(scan.imports);
+                m.imports.sort();
+                m.imports.dedup();
                 m
             }
         });
@@ -266,6 +413,9 @@ fn scan_package(pkg: &Package, features: BTreeSet<String>, host: bool) -> CrateS
         roots_without_forbid: Vec::new(),
         findings: Vec::new(),
         sites: Vec::new(),
+        macro_defs: Vec::new(),
+        macro_uses: Vec::new(),
+        imports: Vec::new(),
     })
 }
 
@@ -287,7 +437,10 @@ pub fn judge(entry: &CrateEntry, policy: &Policy) -> (Vec<Finding>, Vec<Finding>
         f
     }));
     let documentation = entry.scan.findings.iter().filter(|f| f.kind.is_violation()).cloned();
-    match (entry.origin, entry.trusted) {
+    // A trusted-safe crate is trusted for the TCB but must stay safe.
+    let only_trusted_safe = policy.trusted_safe.contains_key(&entry.name) && !policy.workspace.contains_key(&entry.name);
+    let unsafe_allowed = entry.trusted && !only_trusted_safe;
+    match (entry.origin, unsafe_allowed) {
         (Origin::Workspace, true) => violations.extend(documentation),
         (Origin::Workspace, false) => {
             for root in &entry.scan.roots_without_forbid {
@@ -345,11 +498,20 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
         .collect();
     let kernel_features = build_features(workspace, &roots)?;
     let mut crates = Vec::new();
+    let mut externs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (id, pkg) in &pkgs {
         let origin = if members.contains(id) { Origin::Workspace } else { Origin::Dependency };
         let kernel = in_kernel.contains(id);
         if origin == Origin::Dependency && !kernel {
             continue; // host-only dependencies (tools, tests, build scripts)
+        }
+        if kernel {
+            let names = deps_of(&meta, id)
+                .into_iter()
+                .filter(|(kinds, _, _)| kinds.contains(&None))
+                .filter_map(|(_, name, dep)| Some((name.to_string(), pkgs.get(dep)?.name.clone())))
+                .collect();
+            externs.insert(pkg.name.clone(), names);
         }
         // Kernel crates with the features of the kernel build; host tools
         // and tests with theirs, on the host's cfg.
@@ -361,6 +523,11 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
             Origin::Workspace => (policy.workspace.contains_key(&pkg.name), policy.workspace.get(&pkg.name).cloned()),
             Origin::Dependency => (scan.total.has_unsafe(), policy.dependencies.get(&pkg.name).cloned()),
         };
+        // A safe crate the base's soundness depends on is trusted too.
+        let (trusted, reason) = match policy.trusted_safe.get(&pkg.name) {
+            Some(why) if !trusted => (true, Some(format!("trusted-safe: {why}"))),
+            _ => (trusted, reason),
+        };
         crates.push(CrateEntry { name: pkg.name.clone(), version: pkg.version.clone(), origin, in_kernel: kernel, trusted, reason, scan });
     }
     crates.sort_by(|a, b| (a.origin, &a.name).cmp(&(b.origin, &b.name)));
@@ -371,7 +538,47 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
         violations.extend(v.into_iter().map(|f| (entry.name.clone(), f)));
         notes.extend(n.into_iter().map(|f| (entry.name.clone(), f)));
     }
-    for name in policy.workspace.keys().chain(policy.dependencies.keys()) {
+    let resolvable: Vec<macros::CrateMacros<'_>> = crates
+        .iter()
+        .filter(|c| c.in_kernel)
+        .map(|c| macros::CrateMacros {
+            package: &c.name,
+            externs: externs.get(&c.name).cloned().unwrap_or_default(),
+            scan: &c.scan,
+            checked: match c.origin {
+                Origin::Workspace => !policy.workspace.contains_key(&c.name),
+                Origin::Dependency => !policy.dependencies.contains_key(&c.name),
+            },
+        })
+        .collect();
+    let (unsafe_macros, macro_violations) = macros::check(&resolvable, policy);
+    violations.extend(macro_violations);
+    for key in policy.macros.keys() {
+        if !unsafe_macros.iter().any(|m| &m.key == key) {
+            notes.push((
+                key.clone(),
+                Finding { kind: Kind::Unfollowed, file: String::new(), line: 0, detail: format!("{key} is reviewed in [macros] but no kernel crate exports a macro by that name that writes unsafe code") },
+            ));
+        }
+    }
+    let build_time = build_time(&meta, &pkgs, &members, &in_kernel, policy);
+    for entry in &build_time {
+        violations.extend(buildtime::judge(entry).into_iter().map(|f| (entry.package.clone(), f)));
+    }
+    for (name, kind) in policy
+        .build_scripts
+        .keys()
+        .map(|n| (n, buildtime::BuildKind::BuildScript))
+        .chain(policy.proc_macros.keys().map(|n| (n, buildtime::BuildKind::ProcMacro)))
+    {
+        if !build_time.iter().any(|b| &b.package == name && b.kind == kind) {
+            notes.push((
+                name.clone(),
+                Finding { kind: Kind::Unfollowed, file: String::new(), line: 0, detail: format!("{name} is reviewed in trusted.toml as {kind:?} but is not one in the build") },
+            ));
+        }
+    }
+    for name in policy.workspace.keys().chain(policy.dependencies.keys()).chain(policy.trusted_safe.keys()) {
         if !crates.iter().any(|c| &c.name == name) {
             notes.push((
                 name.clone(),
@@ -396,7 +603,7 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
             }
         }
     }
-    Ok(Audit { crates, totals, violations, notes })
+    Ok(Audit { crates, totals, violations, notes, build_time, unsafe_macros, cells: Vec::new() })
 }
 
 fn place(f: &Finding) -> String {
@@ -452,6 +659,9 @@ pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
         let trust = if c.trusted { "TRUSTED" } else { "safe" };
         let _ = writeln!(out, "{:<34} {place:<10} {trust:<8}{}", format!("{} {}", c.name, c.version), row(&c.scan.total));
     }
+    render_build_time(&mut out, audit);
+    render_unsafe_macros(&mut out, audit);
+    render_cells(&mut out, audit);
     let _ = writeln!(out, "\nTrusted crates, by file (files without unsafe code summed):");
     for c in audit.crates.iter().filter(|c| c.trusted) {
         let _ = writeln!(out, "{} {} — {}", c.name, c.version, c.reason.as_deref().unwrap_or("NOT REVIEWED"));
@@ -513,6 +723,86 @@ pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
     out
 }
 
+fn build_kind_label(kind: buildtime::BuildKind) -> &'static str {
+    match kind {
+        buildtime::BuildKind::BuildScript => "build script",
+        buildtime::BuildKind::ProcMacro => "proc-macro",
+        buildtime::BuildKind::HostDependency => "host crate",
+    }
+}
+
+/// What runs at build time, one line each (with its native linking).
+fn render_build_time(out: &mut String, audit: &Audit) {
+    let _ = writeln!(out, "\nBuild-time code (runs on the host while the kernel and cells are built; not in the line counts):");
+    if audit.build_time.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for b in &audit.build_time {
+        let review = match (&b.reviewed, b.kind) {
+            (_, buildtime::BuildKind::HostDependency) => "used by the above".to_string(),
+            (Some(why), _) => format!("reviewed: {why}"),
+            (None, _) => "NOT REVIEWED".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<28} {:<22} {:>5} lines {:>3} unsafe  {review}",
+            build_kind_label(b.kind),
+            format!("{} {}", b.package, b.version),
+            b.file,
+            b.stats.code_lines,
+            b.unsafe_sites
+        );
+        if let Some(links) = &b.links {
+            let _ = writeln!(out, "    links = \"{links}\" (links a native library)");
+        }
+        for (line, text) in &b.native {
+            let _ = writeln!(out, "    links into the build: {}{text}", if *line == 0 { String::new() } else { format!("{}:{line}: ", b.file) });
+        }
+    }
+}
+
+/// Exported macros that write unsafe code, and who (of the crates that
+/// must be safe) invokes them.
+fn render_unsafe_macros(out: &mut String, audit: &Audit) {
+    let _ = writeln!(out, "\nExported macros that write unsafe code (forbid(unsafe_code) does not see it where they expand):");
+    if audit.unsafe_macros.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for m in &audit.unsafe_macros {
+        let review = match &m.reviewed {
+            Some(why) => format!("reviewed: {why}"),
+            None if m.uses.is_empty() => "not used by crates that must be safe".into(),
+            None => "NOT REVIEWED".into(),
+        };
+        let _ = writeln!(out, "  {}! ({} {}:{}) writes {} — {review}", m.key, m.package, m.file, m.line, m.emits.join(", "));
+        for (package, file, line) in &m.uses {
+            let _ = writeln!(out, "    invoked by {package} at {file}:{line}");
+        }
+    }
+}
+
+/// Each cell's imports from the kernel, by crate.
+fn render_cells(out: &mut String, audit: &Audit) {
+    if audit.cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nCell capability surface (kernel symbols each cell imports, by crate):");
+    for c in &audit.cells {
+        if let Some(e) = &c.error {
+            let _ = writeln!(out, "  {}: NOT READ: {e}", c.file);
+            continue;
+        }
+        let total: usize = c.imports.values().map(Vec::len).sum();
+        let _ = writeln!(out, "  {}: {total} imports", c.file);
+        for (krate, names) in &c.imports {
+            let _ = writeln!(out, "    {krate} ({}):", names.len());
+            for name in names {
+                let _ = writeln!(out, "      {name}");
+            }
+        }
+    }
+}
+
 /// The report as Markdown, for a review.
 pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
     let mut out = String::from("# Tessera unsafe-code audit\n\n");
@@ -535,12 +825,67 @@ pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
         let place = place_label(c);
         let _ = writeln!(out, "| {} {} | {place} | {} | {}", c.name, c.version, if c.trusted { "**trusted**" } else { "safe" }, md_row(&c.scan.total));
     }
+    let _ = writeln!(out, "\n## Build-time code\n\nBuild scripts, proc-macros and the host crates they use: not compiled into the kernel, but they decide what is.\n");
+    out.push_str("| what | crate | file | lines | unsafe sites | links native code | review |\n|---|---|---|--:|--:|---|---|\n");
+    for b in &audit.build_time {
+        let native: Vec<String> = b.links.iter().map(|l| format!("links = {l}")).chain(b.native.iter().map(|(_, t)| format!("`{t}`"))).collect();
+        let review = match (&b.reviewed, b.kind) {
+            (_, buildtime::BuildKind::HostDependency) => "-".to_string(),
+            (Some(why), _) => why.clone(),
+            (None, _) => "**not reviewed**".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | `{}` | {} | {} | {} | {review} |",
+            build_kind_label(b.kind),
+            b.package,
+            b.version,
+            b.file,
+            b.stats.code_lines,
+            b.unsafe_sites,
+            native.join("<br>")
+        );
+    }
     for c in audit.crates.iter().filter(|c| c.trusted) {
         let _ = writeln!(out, "\n## {} {}\n\n{}\n", c.name, c.version, c.reason.as_deref().unwrap_or("**Not reviewed.**"));
         out.push_str("| file | lines | unsafe lines | blocks | SAFETY | unsafe fn | # Safety | impls | traits | extern/attr | asm |\n");
         out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for f in c.scan.files.iter().filter(|f| f.stats.has_unsafe()) {
             let _ = writeln!(out, "| `{}` | {}", f.path, md_row(&f.stats));
+        }
+    }
+    let _ = writeln!(out, "\n## Macros that write unsafe code\n\nExported `macro_rules!` whose expansion holds unsafe code or unsafe attributes (`forbid(unsafe_code)` does not see it in the invoking crate).\n");
+    if audit.unsafe_macros.is_empty() {
+        out.push_str("None.\n");
+    }
+    for m in &audit.unsafe_macros {
+        let uses: Vec<String> = m.uses.iter().map(|(p, f, l)| format!("{p} `{f}:{l}`")).collect();
+        let _ = writeln!(
+            out,
+            "- `{}!` (`{}:{}`): writes {}; {}; invoked by crates that must be safe: {}",
+            m.key,
+            m.file,
+            m.line,
+            m.emits.join(", "),
+            m.reviewed.as_deref().unwrap_or("**not reviewed**"),
+            if uses.is_empty() { "none".to_string() } else { uses.join(", ") }
+        );
+    }
+    if !audit.cells.is_empty() {
+        let _ = writeln!(out, "\n## Cell capability surface\n\nThe kernel symbols each cell imports: all it can reach of the base.\n");
+        for c in &audit.cells {
+            match &c.error {
+                Some(e) => {
+                    let _ = writeln!(out, "- `{}`: **not read**: {e}", c.file);
+                }
+                None => {
+                    let _ = writeln!(out, "### {}\n", c.file);
+                    for (krate, names) in &c.imports {
+                        let _ = writeln!(out, "- **{krate}** ({}): {}", names.len(), names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "));
+                    }
+                    out.push('\n');
+                }
+            }
         }
     }
     let _ = writeln!(out, "\n## Violations\n");

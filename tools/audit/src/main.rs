@@ -1,8 +1,10 @@
-//! `tessera-audit [--json] [--markdown FILE] [--svg FILE] [--record] [--policy FILE] [WORKSPACE]`
+//! `tessera-audit [--json] [--markdown FILE] [--svg FILE] [--record] [--policy FILE] [--cells DIR] [WORKSPACE]`
 //!
 //! Prints what must be trusted in the kernel and its cells (see the
 //! library's documentation); exits 1 when the policy is violated (each
-//! violation named by file and line), 2 when it cannot run.
+//! violation named by file and line), 2 when it cannot run. With `--cells
+//! DIR` (default: `WORKSPACE/build/cells` when it exists) it also lists
+//! each cell file's imports from the kernel (its capability surface).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut json, mut markdown, mut record, mut policy_path, mut workspace) = (false, None, false, None, None);
     let mut svg: Option<PathBuf> = None;
+    let mut cells: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => json = true,
@@ -21,8 +24,9 @@ fn main() -> ExitCode {
             "--record" => record = true,
             "--svg" => svg = args.next().map(PathBuf::from),
             "--policy" => policy_path = args.next().map(PathBuf::from),
+            "--cells" => cells = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: tessera-audit [--json] [--markdown FILE] [--svg FILE] [--record] [--policy FILE] [WORKSPACE]");
+                println!("usage: tessera-audit [--json] [--markdown FILE] [--svg FILE] [--record] [--policy FILE] [--cells DIR] [WORKSPACE]");
                 return ExitCode::SUCCESS;
             }
             other if !other.starts_with('-') => workspace = Some(PathBuf::from(other)),
@@ -42,13 +46,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match audit(&workspace, &policy) {
+    let mut report = match audit(&workspace, &policy) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tessera-audit: {e}");
             return ExitCode::from(2);
         }
     };
+    let built_cells = workspace.join("build/cells");
+    if let Some(dir) = cells.or_else(|| built_cells.is_dir().then_some(built_cells))
+        && let Err(e) = report.read_cells(&dir)
+    {
+        eprintln!("tessera-audit: {e}");
+        return ExitCode::from(2);
+    }
     let previous: Option<Totals> = std::fs::read_to_string(&recorded).ok().and_then(|t| serde_json::from_str(&t).ok());
     if json {
         match serde_json::to_string_pretty(&report) {

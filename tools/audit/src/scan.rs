@@ -32,6 +32,16 @@ pub enum Kind {
     MissingForbidUnsafe,
     /// A third-party crate with unsafe code that nobody reviewed.
     UnreviewedDependency,
+    /// A build script nobody reviewed (`[build-scripts]`).
+    UnreviewedBuildScript,
+    /// An unreviewed build script that links native code or passes linker
+    /// arguments (`cargo:rustc-link-lib`, `links = ...`).
+    NativeLink,
+    /// A proc-macro crate nobody reviewed (`[proc-macros]`).
+    UnreviewedProcMacro,
+    /// An invocation, in a crate that must be safe, of another crate's
+    /// macro that emits unsafe code or unsafe attributes (`[macros]`).
+    UnsafeMacro,
     /// A macro invocation that could not be parsed (its `unsafe` tokens
     /// were counted, not its structure). Informational.
     UnparsedMacro,
@@ -143,6 +153,154 @@ pub struct FileReport {
     pub stats: Stats,
 }
 
+/// A `macro_rules!` definition and the unsafe code it emits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct MacroDef {
+    /// Its name.
+    pub name: String,
+    /// `#[macro_export]`: other crates can invoke it.
+    pub exported: bool,
+    /// File and line of the definition.
+    pub file: String,
+    /// Line.
+    pub line: usize,
+    /// What unsafe its body writes (`unsafe block`, `#[unsafe(no_mangle)]`,
+    /// ...), empty when none.
+    pub emits: Vec<String>,
+    /// Paths of the macros its body invokes (`$crate::inner`, `other::m`).
+    pub calls: Vec<Vec<String>>,
+}
+
+/// A macro invocation (also one written inside another macro's arguments
+/// or a `macro_rules!` body): the path, as written, and its place.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct MacroUse {
+    /// File.
+    pub file: String,
+    /// Line.
+    pub line: usize,
+    /// Path segments (`["framekernel", "entry_point"]`, `["$crate", "m"]`).
+    pub path: Vec<String>,
+}
+
+/// Attributes that place or export code in ways only unsafe code may
+/// (unsafe attributes in edition 2024, and those a macro may hide).
+const UNSAFE_ATTRIBUTES: [&str; 5] = ["no_mangle", "export_name", "link_section", "used", "naked"];
+
+/// What unsafe code `tokens` (a macro body) write: unsafe blocks, fns,
+/// impls, traits and extern blocks, unsafe attributes, assembly.
+pub fn unsafe_emits(tokens: TokenStream) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    emits_into(tokens, &mut out);
+    out.into_iter().collect()
+}
+
+fn emits_into(tokens: TokenStream, out: &mut BTreeSet<String>) {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let ident = |t: Option<&TokenTree>| match t {
+        Some(TokenTree::Ident(i)) => Some(i.to_string()),
+        _ => None,
+    };
+    let mut i = 0;
+    while let Some(t) = tokens.get(i) {
+        match t {
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                if let Some(TokenTree::Group(g)) = tokens.get(i + 1)
+                    && g.delimiter() == proc_macro2::Delimiter::Bracket
+                {
+                    let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+                    match ident(inner.first()).as_deref() {
+                        Some("unsafe") => {
+                            let what = match inner.get(1) {
+                                Some(TokenTree::Group(a)) => ident(a.stream().into_iter().next().as_ref()).unwrap_or_default(),
+                                _ => String::new(),
+                            };
+                            out.insert(format!("#[unsafe({what})]"));
+                        }
+                        Some(name) if UNSAFE_ATTRIBUTES.contains(&name) => {
+                            out.insert(format!("#[{name}]"));
+                        }
+                        _ => emits_into(g.stream(), out),
+                    }
+                    i += 2;
+                    continue;
+                }
+            }
+            TokenTree::Ident(id) if id == "unsafe" => {
+                let what = match tokens.get(i + 1) {
+                    Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Brace => "unsafe block".to_string(),
+                    next => match ident(next).as_deref() {
+                        Some(k @ ("fn" | "impl" | "trait" | "extern")) => format!("unsafe {k}"),
+                        _ => "unsafe".to_string(),
+                    },
+                };
+                out.insert(what);
+            }
+            TokenTree::Ident(id) if ["asm", "global_asm", "naked_asm"].iter().any(|n| id == n) => {
+                if matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '!') {
+                    out.insert(format!("{id}!"));
+                }
+            }
+            TokenTree::Ident(id) if id == "extern" => {
+                let after = if matches!(tokens.get(i + 1), Some(TokenTree::Literal(_))) { i + 2 } else { i + 1 };
+                if matches!(tokens.get(after), Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Brace) {
+                    out.insert("extern block".into());
+                }
+            }
+            TokenTree::Group(g) => emits_into(g.stream(), out),
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// Macro invocations written in `tokens` (`path!(...)`, `$crate::m!{...}`):
+/// (line, path).
+pub fn invocations(tokens: TokenStream) -> Vec<(usize, Vec<String>)> {
+    let mut out = Vec::new();
+    invocations_into(tokens, &mut out);
+    out
+}
+
+fn invocations_into(tokens: TokenStream, out: &mut Vec<(usize, Vec<String>)>) {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, t) in tokens.iter().enumerate() {
+        match t {
+            TokenTree::Group(g) => invocations_into(g.stream(), out),
+            TokenTree::Punct(p) if p.as_char() == '!' && matches!(tokens.get(i + 1), Some(TokenTree::Group(_))) => {
+                // Walk back over `a::b::c` (and `$crate`).
+                let mut path = Vec::new();
+                let mut line = 0;
+                let mut j = i;
+                while let Some(TokenTree::Ident(id)) = j.checked_sub(1).and_then(|k| tokens.get(k)) {
+                    path.push(id.to_string());
+                    line = id.span().start().line;
+                    j -= 1;
+                    if let Some(TokenTree::Punct(d)) = j.checked_sub(1).and_then(|k| tokens.get(k))
+                        && d.as_char() == '$'
+                    {
+                        if let Some(last) = path.last_mut() {
+                            *last = format!("${last}");
+                        }
+                        j -= 1;
+                    }
+                    let colons = |k: usize| matches!(tokens.get(k), Some(TokenTree::Punct(c)) if c.as_char() == ':');
+                    if j >= 3 && colons(j - 1) && colons(j - 2) {
+                        j -= 2;
+                    } else {
+                        break;
+                    }
+                }
+                if !path.is_empty() {
+                    path.reverse();
+                    out.push((line, path));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// One crate's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct CrateScan {
@@ -159,6 +317,13 @@ pub struct CrateScan {
     /// Every unsafe construct, as `UnsafeInSafeCrate` findings: a violation
     /// in a crate that must be safe, a list of places in a trusted one.
     pub sites: Vec<Finding>,
+    /// Its `macro_rules!` definitions.
+    pub macro_defs: Vec<MacroDef>,
+    /// Its macro invocations.
+    pub macro_uses: Vec<MacroUse>,
+    /// Names its `use` items bring in: (name, full path), e.g.
+    /// `use dep::m as n;` → (`n`, `[dep, m]`).
+    pub imports: Vec<(String, Vec<String>)>,
 }
 
 /// Which lines of `source` hold code: not blank, not only a comment.
@@ -386,6 +551,39 @@ struct FileVisitor<'a> {
     direct_children: BTreeSet<(usize, usize)>,
     /// Inline modules around the current item (`mod a { mod b { ... } }`).
     inline: Vec<String>,
+    /// `macro_rules!` definitions.
+    macro_defs: Vec<MacroDef>,
+    /// Macro invocations.
+    macro_uses: Vec<MacroUse>,
+    /// `use` names.
+    imports: Vec<(String, Vec<String>)>,
+}
+
+/// The names a `use` tree brings in, with their full paths.
+fn use_names(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            use_names(&p.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) if n.ident != "self" => {
+            let mut path = prefix.clone();
+            path.push(n.ident.to_string());
+            out.push((n.ident.to_string(), path));
+        }
+        syn::UseTree::Rename(r) => {
+            let mut path = prefix.clone();
+            path.push(r.ident.to_string());
+            out.push((r.rename.to_string(), path));
+        }
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                use_names(t, prefix, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn lines_of(span: Span) -> (usize, usize) {
@@ -468,6 +666,11 @@ impl FileVisitor<'_> {
     fn macro_call(&mut self, mac: &syn::Macro) {
         let name = mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
         let line = mac.path.span().start().line;
+        let path = mac.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        self.macro_uses.push(MacroUse { file: self.file.clone(), line, path });
+        for (line, path) in invocations(mac.tokens.clone()) {
+            self.macro_uses.push(MacroUse { file: self.file.clone(), line, path });
+        }
         if matches!(name.as_str(), "asm" | "global_asm" | "naked_asm") {
             self.stats.asm_sites += 1;
             self.site(line, &format!("{name}!"));
@@ -599,11 +802,26 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
             }
             syn::Item::Macro(m) => {
                 if m.mac.path.is_ident("macro_rules") {
-                    let n = count_unsafe_tokens(m.mac.tokens.clone());
+                    let calls = invocations(m.mac.tokens.clone());
+                    for (line, path) in &calls {
+                        self.macro_uses.push(MacroUse { file: self.file.clone(), line: *line, path: path.clone() });
+                    }
+                    let emits = unsafe_emits(m.mac.tokens.clone());
+                    // `unsafe` tokens, or at least one for a body that writes
+                    // only an attribute such as #[no_mangle] or global_asm!.
+                    let n = count_unsafe_tokens(m.mac.tokens.clone()).max(usize::from(!emits.is_empty()));
                     self.stats.unsafe_in_macro_definitions += n;
                     if n > 0 {
-                        self.site(m.span().start().line, "`unsafe` in a macro_rules! body");
+                        self.site(m.span().start().line, &format!("macro_rules! body writing {}", emits.join(", ")));
                     }
+                    self.macro_defs.push(MacroDef {
+                        name: m.ident.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        exported: attrs.iter().any(|a| a.path().is_ident("macro_export")),
+                        file: self.file.clone(),
+                        line: m.span().start().line,
+                        emits,
+                        calls: calls.into_iter().map(|(_, p)| p).collect(),
+                    });
                     // Unsafe blocks written in the body need their comment too.
                     for line in unsafe_block_lines(m.mac.tokens.clone()) {
                         if !self.has_safety_comment(line, None) {
@@ -618,6 +836,10 @@ impl<'ast> Visit<'ast> for FileVisitor<'_> {
         }
         self.trait_impls = trait_impls;
         self.anchors.pop();
+    }
+
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        use_names(&u.tree, &mut Vec::new(), &mut self.imports);
     }
 
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
@@ -773,6 +995,9 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
     let mut forbids_unsafe = false;
     let mut roots_without_forbid = Vec::new();
     let mut sites = Vec::new();
+    let mut macro_defs = Vec::new();
+    let mut macro_uses = Vec::new();
+    let mut imports = Vec::new();
     // (file, is the crate root, its children sit next to it like mod.rs)
     let mut queue: Vec<(PathBuf, bool, bool)> = vec![(root.to_path_buf(), true, true)];
     let mut seen = BTreeSet::new();
@@ -826,6 +1051,9 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
             trait_impls: 0,
             direct_children: BTreeSet::new(),
             inline: Vec::new(),
+            macro_defs: Vec::new(),
+            macro_uses: Vec::new(),
+            imports: Vec::new(),
         };
         visitor.unsafe_attributes(&parsed.attrs);
         for item in &parsed.items {
@@ -870,12 +1098,20 @@ pub fn scan_crate(root: &Path, crate_dir: &Path, cfg: &Cfg) -> CrateScan {
         total.add(&visitor.stats);
         findings.extend(visitor.findings);
         sites.extend(visitor.sites);
+        macro_defs.extend(visitor.macro_defs);
+        macro_uses.extend(visitor.macro_uses);
+        imports.extend(visitor.imports);
         files.push(FileReport { path: rel, stats: visitor.stats });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     findings.sort();
     sites.sort();
-    CrateScan { files, total, forbids_unsafe, roots_without_forbid, findings, sites }
+    macro_defs.sort();
+    macro_uses.sort();
+    macro_uses.dedup();
+    imports.sort();
+    imports.dedup();
+    CrateScan { files, total, forbids_unsafe, roots_without_forbid, findings, sites, macro_defs, macro_uses, imports }
 }
 
 #[cfg(test)]

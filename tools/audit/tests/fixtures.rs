@@ -155,3 +155,166 @@ fn unreadable_code_fails_the_audit() {
     assert!(v.iter().any(|(k, f, line)| *k == Kind::Unfollowed && f == "src/broken.rs" && *line == 1), "{v:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Copies `tests/fixtures/workspace` (a small kernel build) to a scratch
+/// directory, so cargo's lock file is not written into the source tree.
+fn workspace_copy(tag: &str) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("tessera-audit-ws-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy(&fixture("workspace"), &dir);
+    dir
+}
+
+/// The fixture's policy: fixture-macros may hold unsafe code (like the
+/// base), fixture-logic is safe but the base depends on it.
+fn workspace_policy() -> Policy {
+    let mut policy = Policy::default();
+    policy.workspace.insert("fixture-macros".into(), "the fixture's base".into());
+    policy.trusted_safe.insert("fixture-logic".into(), "the base writes what it computes".into());
+    policy
+}
+
+/// (crate, kind, file, line) of each violation of a whole audit.
+fn audit_violations(a: &tessera_audit::Audit) -> Vec<(String, Kind, String, usize)> {
+    a.violations.iter().map(|(c, f)| (c.clone(), f.kind, f.file.clone(), f.line)).collect()
+}
+
+#[test]
+fn build_scripts_proc_macros_and_other_crates_unsafe_macros_fail_until_reviewed() {
+    let dir = workspace_copy("unreviewed");
+    let a = tessera_audit::audit(&dir, &workspace_policy()).unwrap();
+    let v = |c: &str, k: Kind, f: &str, l: usize| (c.to_string(), k, f.to_string(), l);
+    assert_eq!(
+        audit_violations(&a),
+        [
+            // #[unsafe(no_mangle)] written by another crate's macro.
+            v("tessera-cell-demo", Kind::UnsafeMacro, "src/lib.rs", 5),
+            // An unsafe block from another crate's macro, directly, through
+            // a macro that invokes it, and nested in an expression.
+            v("tessera-kernel", Kind::UnsafeMacro, "src/lib.rs", 11),
+            v("tessera-kernel", Kind::UnsafeMacro, "src/lib.rs", 15),
+            v("tessera-kernel", Kind::UnsafeMacro, "src/lib.rs", 23),
+            // Renamed on import.
+            v("tessera-kernel", Kind::UnsafeMacro, "src/lib.rs", 33),
+            // The build script, and each line linking native code.
+            v("tessera-kernel", Kind::UnreviewedBuildScript, "build.rs", 1),
+            v("tessera-kernel", Kind::NativeLink, "build.rs", 3),
+            v("tessera-kernel", Kind::NativeLink, "build.rs", 4),
+            v("fixture-derive", Kind::UnreviewedProcMacro, "src/lib.rs", 1),
+        ],
+        "{:#?}",
+        a.violations
+    );
+    let details: Vec<&str> = a.violations.iter().map(|(_, f)| f.detail.as_str()).collect();
+    assert!(details[0].contains("fixture_macros::export_symbol") && details[0].contains("#[unsafe(no_mangle)]"), "{}", details[0]);
+    assert!(details[2].contains("fixture_macros::peek_twice") && details[2].contains("via fixture_macros::peek!"), "{}", details[2]);
+    assert!(details[7].contains("rustc-link-lib=static=evil"), "{}", details[7]);
+    // Build-time code is listed, with what it links.
+    let listed: Vec<(String, tessera_audit::buildtime::BuildKind)> = a.build_time.iter().map(|b| (b.package.clone(), b.kind)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("tessera-kernel".to_string(), tessera_audit::buildtime::BuildKind::BuildScript),
+            ("fixture-derive".to_string(), tessera_audit::buildtime::BuildKind::ProcMacro),
+            // Its build-dependency: listed, not judged.
+            ("fixture-buildhelper".to_string(), tessera_audit::buildtime::BuildKind::HostDependency),
+        ]
+    );
+    assert_eq!(a.build_time[0].native.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reviewed_build_time_code_and_macros_pass_and_stay_listed() {
+    let dir = workspace_copy("reviewed");
+    let mut policy = workspace_policy();
+    policy.build_scripts.insert("tessera-kernel".into(), "reviewed".into());
+    policy.proc_macros.insert("fixture-derive".into(), "reviewed".into());
+    for m in ["peek", "peek_twice", "export_symbol"] {
+        policy.macros.insert(format!("fixture_macros::{m}"), "reviewed".into());
+    }
+    let a = tessera_audit::audit(&dir, &policy).unwrap();
+    assert!(a.violations.is_empty(), "{:#?}", a.violations);
+    let macros: Vec<(&str, usize)> = a.unsafe_macros.iter().map(|m| (m.key.as_str(), m.uses.len())).collect();
+    assert_eq!(macros, [("fixture_macros::export_symbol", 1), ("fixture_macros::peek", 3), ("fixture_macros::peek_twice", 1)]);
+    assert!(a.unsafe_macros.iter().all(|m| m.reviewed.is_some()));
+    assert!(a.build_time.iter().all(|b| b.reviewed.is_some() || b.kind == tessera_audit::buildtime::BuildKind::HostDependency));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_trusted_safe_crate_counts_in_the_trusted_share_and_must_stay_safe() {
+    let dir = workspace_copy("tcb");
+    let a = tessera_audit::audit(&dir, &workspace_policy()).unwrap();
+    let lines = |name: &str| a.crates.iter().find(|c| c.name == name).map(|c| c.scan.total.code_lines).unwrap();
+    let logic = a.crates.iter().find(|c| c.name == "fixture-logic").unwrap();
+    assert!(logic.trusted && logic.reason.as_deref().is_some_and(|r| r.starts_with("trusted-safe:")), "{logic:?}");
+    assert_eq!(lines("fixture-logic"), 5);
+    assert_eq!(a.totals.own_trusted_lines, lines("fixture-macros") + lines("fixture-logic"));
+    assert_eq!(a.totals.trusted_crates, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+    // Trusted for the TCB, but not allowed unsafe code.
+    let mut policy = Policy::default();
+    policy.trusted_safe.insert("logic".into(), "the base depends on it".into());
+    let (v, _) = judge(&entry("logic", true, scan("safe_with_unsafe", &[])), &policy);
+    assert_eq!(v.iter().filter(|f| f.kind == Kind::UnsafeInSafeCrate).count(), 4, "{v:?}");
+}
+
+#[test]
+fn unsafe_attributes_written_in_a_safe_crate_are_named() {
+    let s = scan("safe_with_attributes", &[]);
+    assert_eq!(s.total.unsafe_attributes, 4, "{:?}", s.total);
+    let lib = || String::from("src/lib.rs");
+    assert_eq!(
+        violations(&entry("safe_with_attributes", false, s)),
+        [
+            (Kind::UnsafeInSafeCrate, lib(), 4),
+            (Kind::UnsafeInSafeCrate, lib(), 7),
+            (Kind::UnsafeInSafeCrate, lib(), 10),
+            (Kind::UnsafeInSafeCrate, lib(), 13),
+            // A macro_rules! body writing #[no_mangle] (no `unsafe` token).
+            (Kind::UnsafeInSafeCrate, lib(), 20),
+        ]
+    );
+}
+
+#[test]
+fn a_cell_object_s_imports_are_demangled_and_grouped_by_crate() {
+    let object = framekernel_logic::testcell::compile(
+        "#![no_std]\n\
+         unsafe extern \"C\" { fn outside_c(x: u64) -> u64; }\n\
+         #[inline(never)]\n\
+         pub fn pick(v: &[u8], i: usize) -> u64 { u64::from(v[i]) + unsafe { outside_c(1) } }\n\
+         #[panic_handler]\nfn panic(_: &core::panic::PanicInfo) -> ! { loop {} }\n",
+    );
+    let imports = tessera_audit::cells::imports(&object).unwrap();
+    assert_eq!(imports.get("core").map(Vec::as_slice), Some(&["core::panicking::panic_bounds_check".to_string()][..]), "{imports:?}");
+    assert_eq!(imports.get("(not Rust)").map(Vec::as_slice), Some(&["outside_c".to_string()][..]), "{imports:?}");
+}
+
+#[test]
+fn cell_files_that_cannot_be_read_are_reported_not_fatal() {
+    let dir = std::env::temp_dir().join(format!("tessera-audit-cells-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("garbage.cell"), b"not a cell").unwrap();
+    std::fs::write(dir.join("empty.cell"), b"").unwrap();
+    std::fs::write(dir.join("readme.txt"), b"ignored").unwrap();
+    let cells = tessera_audit::cells::read_dir(&dir).unwrap();
+    let files: Vec<(&str, bool)> = cells.iter().map(|c| (c.file.as_str(), c.error.is_some())).collect();
+    assert_eq!(files, [("empty.cell", true), ("garbage.cell", true)]);
+    assert!(tessera_audit::cells::read_dir(&dir.join("missing")).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
