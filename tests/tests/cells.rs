@@ -118,6 +118,22 @@ fn patched(object: &[u8], patch: impl Fn(&mut Vec<u8>, &CellObject<'_>)) -> Vec<
     CellFile::write("probe", "0.1.0", "probe", &bytes).expect("pack")
 }
 
+/// As [`patched`], for another cell.
+fn patched_as(name: &str, interface: &str, object: &[u8], patch: impl Fn(&mut Vec<u8>, &CellObject<'_>)) -> Vec<u8> {
+    let parsed = CellObject::parse(object).expect("object parses");
+    let mut bytes = object.to_vec();
+    patch(&mut bytes, &parsed);
+    CellFile::write(name, "0.1.0", interface, &bytes).expect("pack")
+}
+
+/// The kernel symbol (NUL-terminated in its string table) containing `tag`.
+fn kernel_symbol(kernel: &[u8], tag: &[u8]) -> Vec<u8> {
+    let at = kernel.windows(tag.len()).position(|w| w == tag).unwrap_or_else(|| panic!("no {} in the kernel", String::from_utf8_lossy(tag)));
+    let start = kernel[..at].iter().rposition(|&c| c == 0).expect("string table") + 1;
+    let end = at + kernel[at..].iter().position(|&c| c == 0).expect("string end");
+    kernel[start..end].to_vec()
+}
+
 fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) {
     let at = bytes.windows(from.len()).position(|w| w == from).expect("pattern in the object");
     bytes[at..at + to.len()].copy_from_slice(to);
@@ -148,11 +164,27 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     write("unresolved.cell", &patched(object, |b, _| replace_once(b, b"panic_fmt", b"panic_fmX")));
     write("noentry.cell", &patched(object, |b, _| replace_once(b, b"20__tessera_cell_entry", b"20__tessera_cell_entrX")));
     write("nomarker.cell", &patched(object, |b, _| replace_once(b, b"18__TESSERA_CELL_ABI", b"18__TESSERA_CELL_ABX")));
+    // The disk driver, its import of `<IoPorts as Drop>::drop` renamed to
+    // kernel functions that would keep the cell's vtable in a kernel global.
+    let kernel = std::fs::read(std::env::var("TESSERA_KERNEL").expect("TESSERA_KERNEL")).expect("read the kernel");
+    let driver = std::fs::read(root.join("build/cells/virtio_blk.cell")).expect("build/cells/virtio_blk.cell");
+    let driver = &driver[HEADER_LEN..];
+    for (file, tag) in [("adddisk.cell", &b"5block8add_disk17h"[..]), ("slotregister.cell", &b"4slot8register17h"[..])] {
+        let name = kernel_symbol(&kernel, tag);
+        let bad = patched_as("virtio_blk", "block", driver, |b, _| {
+            let from = b"IoPorts$u20$as$u20$core..ops..drop..Drop$GT$4drop17h";
+            let at = b.windows(from.len()).position(|w| w == from).expect("IoPorts drop import");
+            let start = b[..at].iter().rposition(|&c| c == 0).expect("string table") + 1;
+            b[start..start + name.len()].copy_from_slice(&name);
+            b[start + name.len()] = 0;
+        });
+        write(file, &bad);
+    }
     let script = dir.join("script.sh");
     std::fs::write(
         &script,
         "mount -t proc proc /proc\n\
-         for f in truncated flipped arm64 reloc unresolved noentry nomarker; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
+         for f in truncated flipped arm64 reloc unresolved noentry nomarker adddisk slotregister; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
          cellctl swap virtio_blk /lib/cells/probe.cell; echo \"interface: status $?\"\n\
          cellctl swap sound /lib/cells/virtio_blk.cell; echo \"no slot: status $?\"\n\
          cellctl unload virtio_blk; echo \"in use: status $?\"\n\
@@ -182,6 +214,9 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("panic_fmX is not defined by the kernel", "unresolved: status 1"),
         ("cellctl: Exec format error: /bad/noentry.cell: no entry function", "noentry: status 1"),
         ("cellctl: Exec format error: /bad/nomarker.cell: the entry function was not made by tessera_cell_api::cell_entry!", "nomarker: status 1"),
+        ("cellctl: Exec format error: /bad/adddisk.cell: imports tessera_linux::block::add_disk (_ZN", "adddisk: status 1"),
+        ("cellctl: Exec format error: /bad/slotregister.cell: imports tessera_live_update::slot::register (_ZN", "slotregister: status 1"),
+        ("which is not on the cell import allowlist", "adddisk: status 1"),
         ("cellctl: Invalid argument: /lib/cells/probe.cell: cell probe offers interface probe, slot virtio_blk takes block", "interface: status 1"),
         ("cellctl: No such file or directory: no slot sound (slots: tty, console, virtio_blk)", "no slot: status 1"),
         ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),

@@ -369,9 +369,9 @@ pub enum LinkError {
     TooLarge { bytes: u64 },
     /// No memory for the image.
     NoMemory { bytes: u64 },
-    /// A kernel function cells may not use (it would keep a pointer into
-    /// the cell's code beyond the cell's life).
-    RefusedImport { name: alloc::string::String, what: &'static str },
+    /// A symbol outside the cell import allowlist (`cellimports`): `path`
+    /// is its demangled name, `name` the symbol.
+    RefusedImport { name: alloc::string::String, path: alloc::string::String },
 }
 
 impl From<CellError> for LinkError {
@@ -392,9 +392,11 @@ impl fmt::Display for LinkError {
             ),
             LinkError::TooLarge { bytes } => write!(f, "a {bytes}-byte image exceeds the {MAX_IMAGE}-byte limit for a cell"),
             LinkError::NoMemory { bytes } => write!(f, "no memory for a {bytes}-byte cell image"),
-            LinkError::RefusedImport { name, what } => {
-                write!(f, "uses {what} ({name}), which would keep a pointer into the cell's code after it is gone; cells may not")
-            }
+            LinkError::RefusedImport { name, path } => write!(
+                f,
+                "imports {path} ({name}), which is not on the cell import allowlist (core, alloc, cell-api, the base's handle APIs): \
+                 a cell may not leave pointers to its code where the registry cannot revoke them"
+            ),
         }
     }
 }
@@ -458,23 +460,6 @@ pub struct Image {
     pub imports: usize,
 }
 
-/// Kernel code cells may not import, by mangled-name segment: each keeps
-/// a function pointer (callbacks, task entries) that would outlive the
-/// cell's code once it is swapped out or unloaded.
-const REFUSED_IMPORTS: [(&str, &str); 6] = [
-    ("11framekernel3irq8register", "framekernel::irq::register"),
-    ("11framekernel4time7on_tick", "framekernel::time::on_tick"),
-    ("11framekernel7console15set_input_hook", "framekernel::console::set_input_hook"),
-    ("11framekernel7console10set_driver", "framekernel::console::set_driver"),
-    ("11framekernel4task", "framekernel::task (kernel tasks)"),
-    ("13tessera_sched5spawn", "tessera_sched::spawn"),
-];
-
-/// Why a cell may not import `name`, if it may not.
-pub fn refused_import(name: &str) -> Option<&'static str> {
-    REFUSED_IMPORTS.iter().find(|(segment, _)| name.contains(segment)).map(|&(_, what)| what)
-}
-
 /// Bytes of address space an object will need (`Image::bytes` length),
 /// known before its address is chosen.
 pub fn image_size(object: &CellObject<'_>) -> Result<u64, LinkError> {
@@ -523,8 +508,8 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
         let sym = object.symbol(index)?;
         Ok(match sym.place {
             SymbolPlace::Undefined => {
-                if let Some(what) = refused_import(sym.name) {
-                    return Err(LinkError::RefusedImport { name: sym.name.into(), what });
+                if let Err(path) = crate::cellimports::check(sym.name) {
+                    return Err(LinkError::RefusedImport { name: sym.name.into(), path });
                 }
                 resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?
             }
@@ -779,23 +764,28 @@ mod tests {
     }
 
     #[test]
-    fn callback_registration_is_refused() {
-        assert_eq!(refused_import("_ZN11framekernel3irq8register17h0123456789abcdefE"), Some("framekernel::irq::register"));
-        assert_eq!(refused_import("_ZN11framekernel4task9new_stack17h0123456789abcdefE"), Some("framekernel::task (kernel tasks)"));
-        assert_eq!(refused_import("_ZN11framekernel5debug7provoke17h55133368b52f431eE"), None);
-        // A real cell whose import of panic_fmt is renamed to contain a
-        // refused segment: the link refuses it by name.
-        let mut data = crate::testcell::compile(ENTRY_CELL);
-        let tail = b"9panicking9panic_fmt\0";
-        let end = data.windows(tail.len()).position(|w| w == tail).expect("panic_fmt import in the object");
-        let start = data[..end].iter().rposition(|&b| b == 0).expect("string table") + 1;
-        let at = start + 4;
-        let segment = b"11framekernel3irq8register";
-        data[at..at + segment.len()].copy_from_slice(segment);
-        let object = CellObject::parse(&data).unwrap();
-        match link(&object, crate::layout::CELLS_BASE, &kernel) {
-            Err(LinkError::RefusedImport { what, .. }) => assert_eq!(what, "framekernel::irq::register"),
-            other => panic!("expected a refused import, got {other:?}"),
+    fn imports_outside_the_allowlist_are_refused_by_name() {
+        // A hand-made object: the entry and marker as `cell_entry!` makes
+        // them, plus a call to the kernel's `add_disk` (which would keep
+        // the cell's vtable in a kernel global).
+        for (symbol, path) in [
+            ("_ZN13tessera_linux5block8add_disk17h0123456789abcdefE", "tessera_linux::block::add_disk"),
+            ("_ZN19tessera_live_update4slot8register17h0123456789abcdefE", "tessera_live_update::slot::register"),
+        ] {
+            let source = std::format!(
+                "#![no_std]\nunsafe extern \"Rust\" {{ #[link_name = \"{symbol}\"] fn attack(x: u64); }}\n\
+                 pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 1: fn()->Export\";\n\
+                 #[inline(never)]\npub fn __tessera_cell_entry() -> u64 {{ unsafe {{ attack(7) }}; 7 }}\n"
+            );
+            let data = crate::testcell::compile(&source);
+            let object = CellObject::parse(&data).unwrap();
+            match link(&object, crate::layout::CELLS_BASE, &kernel) {
+                Err(e @ LinkError::RefusedImport { .. }) => {
+                    assert!(matches!(&e, LinkError::RefusedImport { name, path: p } if name == symbol && p == path), "{e:?}");
+                    assert!(e.to_string().contains(path) && e.to_string().contains("allowlist"), "{e}");
+                }
+                other => panic!("expected a refused import, got {other:?}"),
+            }
         }
     }
 
