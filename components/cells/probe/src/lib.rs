@@ -74,4 +74,4 @@ fn make() -> Export {
     Box::new(Counter { calls: AtomicU64::new(0) })
 }
 
-tessera_cell_api::cell_entry!(make);
+tessera_cell_api::cell_entry!(probe, make);
