@@ -206,7 +206,7 @@ impl LoadedCell {
     /// mapped while it lives. Refused without calling anything in the cell
     /// when the cell offers another interface.
     pub fn instantiate<I: Interface>(self: &Arc<Self>) -> Result<Instance<I::Export>, StartError> {
-        if self.fingerprint != I::FINGERPRINT {
+        if self.fingerprint != I::FINGERPRINT || self.interface != I::NAME {
             return Err(StartError::Interface { offers: self.interface.clone(), expects: I::NAME });
         }
         // SAFETY: `entry` is the address of the cell's `__tessera_cell_entry`
