@@ -197,6 +197,35 @@ impl fmt::Display for PackError {
     }
 }
 
+/// Refuses a cell crate whose sources spell the entry's or the marker's
+/// name themselves: only `cell_entry!` may write them (the loader calls
+/// the entry as the marker's interface says, so a hand-made pair with
+/// another signature would be signed and then called as the wrong type).
+pub fn check_sources(crate_dir: &Path) -> Result<(), String> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(&crate_dir.join("src"), &mut files)?;
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for name in [cellobj::ENTRY_NAME, "__TESSERA_CELL_ABI"] {
+            if text.contains(name) {
+                return Err(format!("{}: spells {name}, which only tessera_cell_api::cell_entry! may define", file.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What `pack` binds a cell to: the kernel's symbols (name → address) and
 /// build id, and the signing key (32-byte seed).
 pub struct Kernel<'a> {
@@ -315,6 +344,23 @@ mod tests {
         assert_ne!(seed, new_key().unwrap());
         assert_eq!(parse_key_file(&key_text(&seed)), Ok(seed));
         assert!(parse_key_file("hello").unwrap_err().contains("64 hex digits"));
+    }
+
+    #[test]
+    fn a_crate_that_spells_the_entry_or_marker_itself_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tessera-cellpack-src-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src/sub")).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "tessera_cell_api::cell_entry!(probe, make);\n").unwrap();
+        assert_eq!(check_sources(&dir), Ok(()));
+        std::fs::write(dir.join("src/sub/forged.rs"), "pub static __TESSERA_CELL_ABI: [u8; 64] = [0; 64];\n").unwrap();
+        let err = check_sources(&dir).unwrap_err();
+        assert!(err.contains("forged.rs") && err.contains("__TESSERA_CELL_ABI"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // The real cells pass.
+        for cell in ["probe", "tty", "uart16550", "virtio_blk"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../components/cells").join(cell);
+            assert_eq!(check_sources(&dir), Ok(()), "{cell}");
+        }
     }
 
     #[test]

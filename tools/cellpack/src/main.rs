@@ -61,6 +61,7 @@ fn run(args: &[String]) -> Result<String, String> {
                 manifest.version = format!("{}+{variant}", manifest.version);
             }
             let key_path = key.ok_or("pack needs --key KEY (tessera-cellpack keygen KEY makes one)")?;
+            tessera_cellpack::check_sources(Path::new(crate_dir))?;
             let seed = read_key(&key_path)?;
             let (cell_bytes, kernel_bytes) = (read(cell)?, read(kernel)?);
             let defined = tessera_cellpack::defined_symbols(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
