@@ -6,6 +6,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-none
 PROFILE := release
 KERNEL := target/$(TARGET)/$(PROFILE)/tessera
+CELLPACK := target/release/tessera-cellpack
 BUILD := build
 ISO := $(BUILD)/tessera.iso
 # The boot archive (cpio newc): the kernel ELF (for symbols) and programs.
@@ -65,19 +66,28 @@ $(DEPS_STAMP): Makefile rust-toolchain.toml
 	@mkdir -p $(BUILD) && touch $@
 
 # --- build ------------------------------------------------------------------
-build: deps
-	@$(CARGO) build -q -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
+# Cells are signed with this build directory's key (made once, never
+# committed: build/ is ignored); the kernel is built with its public half
+# and loads only cells it signed, packed for that very kernel build.
+CELL_KEY := $(BUILD)/cell-signing.key
+
+build: deps $(CELLPACK) $(CELL_KEY)
+	@TESSERA_CELL_PUBKEY=$$($(CELLPACK) pubkey $(CELL_KEY)) && test -n "$$TESSERA_CELL_PUBKEY" && export TESSERA_CELL_PUBKEY && \
+	$(CARGO) build -q -p tessera-kernel --target $(TARGET) --profile $(PROFILE)
+
+$(CELL_KEY): | $(CELLPACK)
+	@mkdir -p $(BUILD)
+	$(CELLPACK) keygen $@
 
 # Cells: each crate components/cells/NAME (package tessera-cell-NAME) is
 # compiled to one ELF relocatable object with the kernel's toolchain, target,
 # flags and profile, then checked and packed against the kernel just built
-# (every undefined symbol must be a kernel symbol, or the build fails naming
-# it). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
+# (every undefined symbol must be a kernel symbol on the cell import
+# allowlist, or the build fails naming it) and signed with $(CELL_KEY). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
 # is the same crate built with cargo feature FEATURE (version gets +FEATURE).
 CELLS := $(notdir $(wildcard components/cells/*))
 CELL_VARIANTS := virtio_blk-faulty probe-initfault
 CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS) $(CELL_VARIANTS))
-CELLPACK := target/release/tessera-cellpack
 
 $(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
 	@$(CARGO) build -q --release -p tessera-cellpack
@@ -89,7 +99,7 @@ $(BUILD)/cells/%.cell: build $(CELLPACK)
 	@name=$*; crate=$${name%%-*}; feature=$${name#$$crate}; feature=$${feature#-}; \
 	$(CARGO) rustc -q -p tessera-cell-$$crate $${feature:+--features $$feature} --target $(TARGET) --profile $(PROFILE) -- \
 		--emit=obj=$(abspath $(BUILD)/cell-objects/$*.o) -C codegen-units=1 && \
-	$(CELLPACK) pack components/cells/$$crate $(BUILD)/cell-objects/$*.o $(KERNEL) $@ $$feature >/dev/null
+	$(CELLPACK) pack components/cells/$$crate $(BUILD)/cell-objects/$*.o $(KERNEL) $@ $$feature --key $(CELL_KEY) >/dev/null
 
 # One static-pie build (ET_DYN without an interpreter), loaded at the PIE base.
 $(BUILD)/userspace/bin/pie/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps
@@ -239,10 +249,10 @@ lint: deps
 	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-audit -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps $(CELL_FILES)
-	TESSERA_CELLS_DIR=$(abspath $(BUILD)/cells) TESSERA_KERNEL=$(abspath $(KERNEL)) \
+	TESSERA_CELLS_DIR=$(abspath $(BUILD)/cells) TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) \
 	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
 
-TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
+TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
 	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)
 
 test-kernel: $(ISO) $(INITRD)

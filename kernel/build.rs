@@ -9,5 +9,8 @@ fn main() {
         // unreferenced sections: cells may call code the kernel never does.
         println!("cargo:rustc-link-arg-bins=--no-gc-sections");
         println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
+        // A build id the cell loader checks cells against (their header
+        // names the kernel build they were packed for).
+        println!("cargo:rustc-link-arg-bins=--build-id=sha1");
     }
 }

@@ -1,13 +1,18 @@
 //! Cells: components loaded at run time from `*.cell` files, and the
 //! boundary every call into a cell crosses.
 //!
-//! [`load`] checks the file (`logic::cellfile`), links the object for a
-//! range of the cell area against the kernel's symbols (`logic::cellobj`),
-//! and maps it W^X. [`LoadedCell::instantiate`] runs the cell's entry
-//! function (made by `tessera_cell_api::cell_entry!`), which returns the
-//! cell's one exported object; [`Instance::downcast`] checks its type
-//! (a `TypeId` comparison, so a cell offering another interface than the
-//! caller expects is refused) and [`Instance::call`] calls it.
+//! [`load`] checks the file (`logic::cellfile`): its Ed25519 signature by
+//! the build's cell signing key (whose public half is compiled into the
+//! kernel from `TESSERA_CELL_PUBKEY`) before any ELF structure is looked
+//! at, then that it was packed for this kernel build (GNU build id). It
+//! then links the object for a range of the cell area against the
+//! kernel's symbols (`logic::cellobj`, which allows only the cell import
+//! allowlist), checks that the object's marker carries the interface
+//! fingerprint the signed header names, and maps it W^X.
+//! [`LoadedCell::instantiate`] compares that fingerprint with the
+//! interface the caller expects, and only then runs the cell's entry
+//! function (made by `tessera_cell_api::cell_entry!`) inside the boundary;
+//! it returns the interface's `Export`, which [`Instance::call`] calls.
 //!
 //! Fault containment: every call into a cell records a continuation (the
 //! callee-saved registers, stack pointer, flags and return address) before
@@ -35,16 +40,25 @@ use crate::mm::cellmap::{self, CellMapping, Rights};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-
-use core::any::Any;
 use core::fmt;
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use framekernel_logic::cellfile::{CellFile, FileError};
+use framekernel_logic::cellfile::{self, CellFile, FileError, Interface};
 use framekernel_logic::cellobj::{self, CellObject, LinkError};
 
-/// What a cell's entry function returns.
-pub type Export = Box<dyn Any + Send + Sync>;
+/// The public key that verifies cell files (the Makefile passes the
+/// build's `build/cell-signing.key` public half as 64 hex digits).
+const CELL_PUBKEY: Option<&str> = option_env!("TESSERA_CELL_PUBKEY");
+
+/// The key cells must be signed with, if this kernel was built with one.
+pub fn signing_key() -> Option<[u8; 32]> {
+    CELL_PUBKEY.and_then(cellfile::parse_key)
+}
+
+/// This kernel's GNU build id (cells name the build they were packed for).
+pub fn build_id() -> Option<&'static [u8]> {
+    cellfile::gnu_build_id(crate::mm::image::build_id_note())
+}
 
 /// Why a cell was not loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +71,14 @@ pub enum LoadError {
     NoKernelSymbols,
     /// No room or memory to map it.
     Map(MapError),
+    /// The kernel was built without `TESSERA_CELL_PUBKEY`.
+    NoSigningKey,
+    /// The kernel has no build id to check cells against.
+    NoBuildId,
+    /// The cell was packed for another kernel build.
+    WrongKernel { cell: String, kernel: String },
+    /// The object's marker names another interface than the signed header.
+    MarkerMismatch,
 }
 
 impl fmt::Display for LoadError {
@@ -66,6 +88,16 @@ impl fmt::Display for LoadError {
             LoadError::Link(e) => write!(f, "{e}"),
             LoadError::NoKernelSymbols => f.write_str("the kernel's symbol table is not loaded; cells cannot be linked"),
             LoadError::Map(e) => write!(f, "cannot map the cell: {e}"),
+            LoadError::NoSigningKey => f.write_str(
+                "this kernel was built without a cell signing key (TESSERA_CELL_PUBKEY); it loads no cells",
+            ),
+            LoadError::NoBuildId => f.write_str("this kernel has no GNU build id; it cannot tell which cells were packed for it"),
+            LoadError::WrongKernel { cell, kernel } => {
+                write!(f, "packed for kernel build {cell}, this kernel is build {kernel} (repack it against this kernel's ELF)")
+            }
+            LoadError::MarkerMismatch => {
+                f.write_str("the object's cell_entry! marker names another interface fingerprint than its signed header")
+            }
         }
     }
 }
@@ -82,6 +114,7 @@ pub struct LoadedCell {
     name: String,
     version: String,
     interface: String,
+    fingerprint: [u8; 32],
     mapping: CellMapping,
     entry: u64,
     text: (u64, u64),
@@ -95,16 +128,30 @@ impl fmt::Debug for LoadedCell {
     }
 }
 
-/// Loads the cell file `file`.
+/// Loads the cell file `file`: signature, kernel build, link (imports on
+/// the allowlist only), marker, map.
 pub fn load(file: &[u8]) -> Result<Arc<LoadedCell>, LoadError> {
-    let cell = CellFile::parse(file).map_err(LoadError::File)?;
-    link_and_map(cell.name.into(), cell.version.into(), cell.interface.into(), cell.object.into())
+    let key = signing_key().ok_or(LoadError::NoSigningKey)?;
+    let cell = CellFile::verify(file, &key).map_err(LoadError::File)?;
+    let kernel = build_id().ok_or(LoadError::NoBuildId)?;
+    if cell.header.build_id != kernel {
+        return Err(LoadError::WrongKernel { cell: cellfile::hex(cell.header.build_id), kernel: cellfile::hex(kernel) });
+    }
+    let header = &cell.header;
+    link_and_map(header.name.into(), header.version.into(), header.interface.into(), header.fingerprint, cell.object.into())
 }
 
 static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(1);
 
-/// Links `object` for a fresh range of the cell area and maps it W^X.
-fn link_and_map(name: String, version: String, interface: String, object_bytes: Box<[u8]>) -> Result<Arc<LoadedCell>, LoadError> {
+/// Links a verified object for a fresh range of the cell area (imports on
+/// the allowlist only), checks its marker and maps it W^X.
+fn link_and_map(
+    name: String,
+    version: String,
+    interface: String,
+    fingerprint: [u8; 32],
+    object_bytes: Box<[u8]>,
+) -> Result<Arc<LoadedCell>, LoadError> {
     let object = CellObject::parse(&object_bytes).map_err(|e| LoadError::Link(LinkError::Object(e)))?;
     let size = cellobj::image_size(&object).map_err(LoadError::Link)?;
     if !crate::symbols::available() {
@@ -118,6 +165,10 @@ fn link_and_map(name: String, version: String, interface: String, object_bytes: 
             return Err(LoadError::Link(e));
         }
     };
+    if image.fingerprint != fingerprint {
+        cellmap::release(base, size);
+        return Err(LoadError::MarkerMismatch);
+    }
     let parts = [
         (image.text, Rights::Execute),
         (image.rodata, Rights::ReadOnly),
@@ -132,6 +183,7 @@ fn link_and_map(name: String, version: String, interface: String, object_bytes: 
         name,
         version,
         interface,
+        fingerprint,
         mapping,
         entry: base + image.entry,
         text: (base + image.text.0, base + image.text.1),
@@ -177,6 +229,12 @@ impl LoadedCell {
         (self.text.0..self.text.1).contains(&address)
     }
 
+    /// The fingerprint of the interface it offers (signed header and
+    /// marker agree on it).
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+
     /// True once a call into this cell faulted: it is not called,
     /// instantiated or asked to drop anything again.
     pub fn is_tainted(&self) -> bool {
@@ -185,9 +243,10 @@ impl LoadedCell {
 
     /// The same cell linked again at a fresh address, with fresh statics:
     /// what a restart after a fault runs (the tainted copy's statics may be
-    /// half-updated).
+    /// half-updated). The object was verified when it was first loaded and
+    /// is kept in the base's own memory since.
     pub fn fresh_copy(&self) -> Result<Arc<LoadedCell>, LoadError> {
-        link_and_map(self.name.clone(), self.version.clone(), self.interface.clone(), self.object.clone())
+        link_and_map(self.name.clone(), self.version.clone(), self.interface.clone(), self.fingerprint, self.object.clone())
     }
 
     /// A call into this cell faulted: no instance of it runs again, and
@@ -200,21 +259,46 @@ impl LoadedCell {
         }
     }
 
-    /// Runs the cell's entry function (inside the boundary) and returns its
-    /// exported object, which keeps the code mapped while it lives.
-    pub fn instantiate(self: &Arc<Self>) -> Result<Instance<dyn Any + Send + Sync>, Fault> {
+    /// Runs the cell's entry function (inside the boundary) as an entry of
+    /// interface `I` and returns its exported object, which keeps the code
+    /// mapped while it lives. Refused without calling anything in the cell
+    /// when the cell offers another interface, or when this copy faulted
+    /// before (its statics are not trusted: start a [`fresh_copy`](Self::fresh_copy)).
+    pub fn instantiate<I: Interface>(self: &Arc<Self>) -> Result<Instance<I::Export>, StartError> {
+        if self.fingerprint != I::FINGERPRINT || self.interface != I::NAME {
+            return Err(StartError::Interface { offers: self.interface.clone(), expects: I::NAME });
+        }
+        if self.is_tainted() {
+            return Err(StartError::Tainted);
+        }
         // SAFETY: `entry` is the address of the cell's `__tessera_cell_entry`
         // function, found by its mangled name in the cell's own symbol table
-        // and linked at this address. Only `cell_entry!` defines a function
-        // of that name, with exactly this signature (`fn() -> Export`); the
-        // code stays mapped while `self` lives, which outlasts the call.
-        let entry: fn() -> Export = unsafe { core::mem::transmute::<usize, fn() -> Export>(self.entry as usize) };
-        if self.is_tainted() {
-            return Err(Fault { kind: FaultKind::Poisoned, message: String::from("this copy of the cell faulted; start a fresh copy") });
-        }
-        let object = enter(self.id, self.text, entry).inspect_err(|_| self.taint())?;
+        // and linked at this address. The file is signed by the build's key
+        // (checked in `load`), so it is what `tessera-cellpack` packed: an
+        // object whose `__TESSERA_CELL_ABI` marker (checked by `link`)
+        // carries ENTRY_ABI and the fingerprint of `I` (checked above and in
+        // `load`). Only `cell_entry!` writes that marker, next to an entry
+        // of type `fn() -> <I as Interface>::Export` for the same interface
+        // type of `tessera-cell-api`, compiled by the same build. The code
+        // stays mapped while `self` lives, which outlasts the call.
+        let entry: fn() -> I::Export = unsafe { core::mem::transmute::<usize, fn() -> I::Export>(self.entry as usize) };
+        let object = enter(self.id, self.text, || Box::new(entry())).map_err(|fault| {
+            self.taint();
+            StartError::Fault(fault)
+        })?;
         Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()), poisoned: false.into() })
     }
+}
+
+/// Why [`LoadedCell::instantiate`] gave no instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The cell offers another interface (nothing in it was called).
+    Interface { offers: String, expects: &'static str },
+    /// The entry function faulted.
+    Fault(Fault),
+    /// This copy of the cell faulted before: start a fresh copy.
+    Tainted,
 }
 
 /// An object a cell exported, kept together with the cell's code.
@@ -224,26 +308,6 @@ pub struct Instance<T: ?Sized + 'static> {
     /// A call faulted: the object's state may be inconsistent (locks held
     /// by abandoned frames), so it is never called again.
     poisoned: core::sync::atomic::AtomicBool,
-}
-
-impl Instance<dyn Any + Send + Sync> {
-    /// The object as a `T` (the interface the caller expects), or the
-    /// instance back when the cell exported something else.
-    pub fn downcast<T: Any + Send + Sync>(mut self) -> Result<Instance<T>, Self> {
-        if !self.object.is::<T>() {
-            return Err(self);
-        }
-        // SAFETY: `self` is forgotten right after, so both fields are moved
-        // out exactly once and never used again.
-        let (object, cell) = unsafe { (ManuallyDrop::take(&mut self.object), ManuallyDrop::take(&mut self.cell)) };
-        core::mem::forget(self);
-        let cell = ManuallyDrop::new(cell);
-        match object.downcast::<T>() {
-            Ok(object) => Ok(Instance { object: ManuallyDrop::new(object), cell, poisoned: false.into() }),
-            // `is` said yes; keep the object rather than lose it.
-            Err(object) => Err(Instance { object: ManuallyDrop::new(object), cell, poisoned: false.into() }),
-        }
-    }
 }
 
 impl<T: ?Sized + 'static> Instance<T> {

@@ -12,7 +12,6 @@ use framekernel::cell::FaultKind;
 use framekernel::selftest::SelfTest;
 use framekernel::sync::SpinLock;
 use framekernel::{ensure, println};
-use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
 use tessera_cell_api::block::{self, BlockError};
 use tessera_cell_api::probe::{self, Failure};
 use tessera_cell_api::serial;
@@ -172,7 +171,7 @@ fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
     let Some(entry) = cells.iter().find(|e| e.name() == "uart16550") else {
         return;
     };
-    let slot = SerialSlot::new("console", "serial");
+    let slot = SerialSlot::new::<serial::Interface>("console", &["uart16550"]);
     slot.set_on_start(drain_instance);
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "console driver: cannot start: {e}; the base keeps driving the console");
@@ -202,7 +201,7 @@ fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
         );
         return;
     };
-    let slot = tessera_linux::files::TtySlot::new("tty", "tty");
+    let slot = tessera_linux::files::TtySlot::new::<tessera_cell_api::tty::Interface>("tty", &["tty"]);
     slot.set_state_transfer(
         |cell| cell.call((), |ld, ()| ld.save()),
         |cell, state| cell.call(state, |ld, state| ld.restore(state)),
@@ -234,7 +233,7 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
-    let slot = BlockSlot::new("virtio_blk", "block");
+    let slot = BlockSlot::new::<block::Interface>("virtio_blk", &["virtio_blk"]);
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "virtio_blk: cannot start: {e}");
         return;
@@ -270,7 +269,7 @@ fn probe_file() -> Result<Arc<Vec<u8>>, String> {
 
 fn probe_slot(name: &str) -> Result<Arc<ProbeSlot>, String> {
     let entry = registry::load(&probe_file()?).map_err(|e| format!("loading the probe: {e}"))?;
-    let slot = ProbeSlot::new(name, "probe");
+    let slot = ProbeSlot::new::<probe::Interface>(name, &["probe"]);
     slot.install(entry).map_err(|e| format!("starting the probe: {e}"))?;
     Ok(slot)
 }
@@ -412,20 +411,24 @@ fn swap_replaces_and_retires() -> Result<(), String> {
         matches!(&in_use, Err(tessera_live_update::UnloadError::InUse { slot }) if slot == "probe-swap"),
         "unload in use: {in_use:?}"
     );
-    // A cell offering another interface is refused, and the slot keeps serving.
-    let mut other = probe_file()?.to_vec();
-    let object = other.get(HEADER_LEN..).ok_or("short probe file")?.to_vec();
-    other = CellFile::write("probe", "9.9.9", "block", &object).map_err(|e| format!("{e}"))?;
-    let block = registry::load(&other).map_err(|e| format!("{e}"))?;
+    // A cell offering another interface (the tty cell, under the probe's
+    // name so the name check passes) is refused without being called,
+    // and the slot keeps serving.
+    let tty = tessera_linux::fs::read_file(&format!("{CELL_DIR}/tty.cell")).map_err(|e| format!("{e:?}"))?;
+    let block = registry::load(&tty).map_err(|e| format!("{e}"))?;
     let refused = slot.swap(block.clone());
-    ensure!(matches!(refused, Err(SlotError::Interface { .. })), "wrong interface: {refused:?}");
+    ensure!(matches!(refused, Err(SlotError::WrongCell { .. })), "wrong cell: {refused:?}");
     ensure!(slot.call_with(false, 3, |p, n| p.sum_to(n)) == Ok(3), "still serving after a refused swap");
     ensure!(
         block.state() == CellState::Loaded,
         "the refused cell stays loaded, unused: {:?}",
         block.state()
     );
-    registry::unload(block.name()).map_err(|e| format!("unload the refused cell: {e:?}"))?;
+    let other = ProbeSlot::new::<probe::Interface>("probe-other", &["tty"]);
+    let refused = other.install(block.clone());
+    ensure!(matches!(&refused, Err(SlotError::Interface { offers, .. }) if offers == "tty"), "wrong interface: {refused:?}");
+    ensure!(block.faults.load(Ordering::Relaxed) == 0, "the refused cell was called");
+    registry::unload_entry(&block).map_err(|e| format!("unload the refused cell: {e:?}"))?;
     ensure!(!block.is_mapped(), "unloaded");
     Ok(())
 }
@@ -434,7 +437,7 @@ fn start_faults_hold_and_swaps_roll_back() -> Result<(), String> {
     let bytes = tessera_linux::fs::read_file(&format!("{CELL_DIR}/probe-initfault.cell")).map_err(|e| format!("{e:?}"))?;
     let broken = registry::load(&bytes).map_err(|e| format!("{e}"))?;
     // Installed in an empty slot: it faults at every start attempt, then gives up.
-    let empty = ProbeSlot::new("probe-initfault", "probe");
+    let empty = ProbeSlot::new::<probe::Interface>("probe-initfault", &["probe"]);
     let result = empty.install(broken.clone());
     ensure!(
         matches!(&result, Err(SlotError::StartFault(f)) if f.message.contains("cannot start")),

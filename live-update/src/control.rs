@@ -64,7 +64,7 @@ fn load_error(path: &str, e: LoadError) -> ControlError {
 fn slot_error(name: &str, e: SlotError) -> ControlError {
     let failure = match e {
         SlotError::Busy => Failure::Busy,
-        SlotError::Interface { .. } => Failure::WrongInterface,
+        SlotError::Interface { .. } | SlotError::WrongCell { .. } => Failure::WrongInterface,
         SlotError::Gone => Failure::NotFound,
         _ => Failure::StartFailed,
     };
@@ -166,8 +166,13 @@ pub fn command(line: &str, read_file: &dyn Fn(&str) -> Result<Vec<u8>, String>) 
             let slot = find_slot(name)?;
             let bytes = read(path, read_file)?;
             let cell = registry::load(&bytes).map_err(|e| load_error(path, e))?;
-            if cell.interface() != slot.interface() {
-                let message = format!("{path}: cell {} offers interface {}, slot {name} takes {}", cell.name(), cell.interface(), slot.interface());
+            if let Err(e) = slot.check(&cell) {
+                let message = match &e {
+                    SlotError::Interface { .. } => {
+                        format!("{path}: cell {} offers interface {}, slot {name} takes {}", cell.name(), cell.interface(), slot.interface())
+                    }
+                    other => format!("{path}: slot {name}: {other}"),
+                };
                 let _ = registry::unload_entry(&cell);
                 return Err(fail(Failure::WrongInterface, message));
             }

@@ -53,6 +53,7 @@ pub struct CellEntry {
     name: String,
     version: String,
     interface: String,
+    fingerprint: [u8; 32],
     base: AtomicU64,
     size: AtomicU64,
     /// Nanoseconds the load (check, link, map) took.
@@ -84,6 +85,11 @@ impl CellEntry {
     /// The interface it offers.
     pub fn interface(&self) -> &str {
         &self.interface
+    }
+
+    /// Its interface's fingerprint (from its signed header).
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
     }
 
     /// Current state.
@@ -145,6 +151,7 @@ pub fn load(file: &[u8]) -> Result<Arc<CellEntry>, LoadError> {
         name: code.name().into(),
         version: code.version().into(),
         interface: code.interface().into(),
+        fingerprint: *code.fingerprint(),
         base: AtomicU64::new(code.base()),
         size: AtomicU64::new(code.size()),
         load_ns,

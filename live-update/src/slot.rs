@@ -19,11 +19,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::any::Any;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
-use framekernel::cell::{Arg, Fault, Instance, LoadedCell, Ret};
+use framekernel::cell::{Arg, Fault, Instance, LoadedCell, Ret, StartError};
+use framekernel_logic::cellfile::Interface;
 use framekernel::sync::SpinLock;
 use framekernel::time;
 use tessera_sched::WaitQueue;
@@ -49,6 +49,8 @@ pub enum SlotError {
     StartFault(Fault),
     /// The cell offers another interface than the slot takes.
     Interface { offers: String, expects: String },
+    /// The cell is not one the slot takes (by the name in its signed header).
+    WrongCell { cell: String, accepts: Vec<String> },
     /// The cell's code is gone (retired).
     Gone,
     /// Another swap of this slot is running.
@@ -68,6 +70,9 @@ impl fmt::Display for SlotError {
             SlotError::StartFault(fault) => write!(f, "cell failed to start: {fault}"),
             SlotError::Interface { offers, expects } => {
                 write!(f, "cell offers interface {offers}, this slot takes {expects}")
+            }
+            SlotError::WrongCell { cell, accepts } => {
+                write!(f, "cell {cell} is not one this slot takes (it takes {})", accepts.join(", "))
             }
             SlotError::Gone => f.write_str("the cell's code is no longer loaded"),
             SlotError::Busy => f.write_str("another swap of this slot is running"),
@@ -111,6 +116,8 @@ pub trait AnySlot: Send + Sync {
     fn name(&self) -> &str;
     /// The interface it takes (`block`).
     fn interface(&self) -> &str;
+    /// Refuses a cell this slot does not take (its name or interface).
+    fn check(&self, entry: &CellEntry) -> Result<(), SlotError>;
     /// The cell serving it.
     fn cell(&self) -> Option<Arc<CellEntry>>;
     /// True when its cell is held.
@@ -170,11 +177,19 @@ impl<T> Clone for Active<T> {
     }
 }
 
+/// Makes an instance of a loaded cell as a `T` (`LoadedCell::instantiate`
+/// for the slot's interface).
+type Instantiate<T> = fn(&Arc<LoadedCell>) -> Result<Instance<T>, StartError>;
+
 /// A slot for cells exporting a `T` (for example `Box<dyn BlockDriver>`).
-pub struct Slot<T: Any + Send + Sync> {
+pub struct Slot<T: Send + Sync + 'static> {
     me: Weak<Slot<T>>,
     name: String,
-    interface: String,
+    interface: &'static str,
+    fingerprint: [u8; 32],
+    /// Names of the cells it takes (the signed header's name).
+    accepts: Vec<String>,
+    instantiate: Instantiate<T>,
     active: SpinLock<Option<Active<T>>>,
     /// The last cell that served, kept for `cellctl restart` after a hold.
     last: SpinLock<Option<Arc<CellEntry>>>,
@@ -245,13 +260,17 @@ fn pause(duration: Duration) {
     }
 }
 
-impl<T: Any + Send + Sync> Slot<T> {
-    /// An empty slot called `name`, taking cells that offer `interface`.
-    pub fn new(name: &str, interface: &str) -> Arc<Self> {
+impl<T: Send + Sync + 'static> Slot<T> {
+    /// An empty slot called `name`, taking the cells named in `accepts`
+    /// that offer interface `I` (checked by its fingerprint).
+    pub fn new<I: Interface<Export = T>>(name: &str, accepts: &[&str]) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             name: name.into(),
-            interface: interface.into(),
+            interface: I::NAME,
+            fingerprint: I::FINGERPRINT,
+            accepts: accepts.iter().map(|&a| String::from(a)).collect(),
+            instantiate: LoadedCell::instantiate::<I>,
             active: SpinLock::new(None),
             last: SpinLock::new(None),
             code: SpinLock::new(None),
@@ -344,9 +363,7 @@ impl<T: Any + Send + Sync> Slot<T> {
     /// with the code it runs (a fresh copy of `code` if that had faulted:
     /// a faulted copy's statics are never used again).
     fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>) -> Result<Started<T>, SlotError> {
-        if entry.interface() != self.interface {
-            return Err(SlotError::Interface { offers: entry.interface().into(), expects: self.interface.clone() });
-        }
+        self.check(entry)?;
         let mut last = None;
         for attempt in 0..START_ATTEMPTS {
             pause(backoff(attempt + 1));
@@ -354,23 +371,19 @@ impl<T: Any + Send + Sync> Slot<T> {
                 code = code.fresh_copy().map_err(|e| SlotError::Reload(format!("{e}")))?;
                 entry.replace_code(&code);
             }
-            match code.instantiate() {
-                Ok(instance) => {
-                    return match instance.downcast::<T>() {
-                        Ok(typed) => {
-                            let hook = *self.on_start.lock();
-                            if let Some(hook) = hook {
-                                hook(&typed).map_err(SlotError::StartFault)?;
-                            }
-                            Ok((Arc::new(typed), code))
-                        }
-                        Err(_) => Err(SlotError::Interface {
-                            offers: format!("{} (by its header; its object is another type)", entry.interface()),
-                            expects: self.interface.clone(),
-                        }),
-                    };
+            match (self.instantiate)(&code) {
+                Ok(typed) => {
+                    let hook = *self.on_start.lock();
+                    if let Some(hook) = hook {
+                        hook(&typed).map_err(SlotError::StartFault)?;
+                    }
+                    return Ok((Arc::new(typed), code));
                 }
-                Err(fault) => {
+                Err(StartError::Interface { offers, expects }) => {
+                    return Err(SlotError::Interface { offers, expects: expects.into() });
+                }
+                Err(StartError::Tainted) => continue, // a fresh copy next time round
+                Err(StartError::Fault(fault)) => {
                     entry.faults.fetch_add(1, Ordering::Relaxed);
                     self.faults.fetch_add(1, Ordering::Relaxed);
                     log::warn!("cell {} {}: fault while starting: {fault}", entry.name(), entry.version());
@@ -551,7 +564,7 @@ impl<T: Any + Send + Sync> Slot<T> {
     }
 }
 
-impl<T: Any + Send + Sync> Drop for Slot<T> {
+impl<T: Send + Sync + 'static> Drop for Slot<T> {
     fn drop(&mut self) {
         if let Some(active) = self.active.lock().take() {
             active.entry.set_state(CellState::Retired);
@@ -562,13 +575,23 @@ impl<T: Any + Send + Sync> Drop for Slot<T> {
     }
 }
 
-impl<T: Any + Send + Sync> AnySlot for Slot<T> {
+impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn interface(&self) -> &str {
-        &self.interface
+        self.interface
+    }
+
+    fn check(&self, entry: &CellEntry) -> Result<(), SlotError> {
+        if !self.accepts.iter().any(|a| a == entry.name()) {
+            return Err(SlotError::WrongCell { cell: entry.name().into(), accepts: self.accepts.clone() });
+        }
+        if entry.fingerprint() != &self.fingerprint || entry.interface() != self.interface {
+            return Err(SlotError::Interface { offers: entry.interface().into(), expects: self.interface.into() });
+        }
+        Ok(())
     }
 
     fn cell(&self) -> Option<Arc<CellEntry>> {
@@ -591,9 +614,7 @@ impl<T: Any + Send + Sync> AnySlot for Slot<T> {
     }
 
     fn swap(&self, entry: Arc<CellEntry>) -> Result<SwapReport, SlotError> {
-        if entry.interface() != self.interface {
-            return Err(SlotError::Interface { offers: entry.interface().into(), expects: self.interface.clone() });
-        }
+        self.check(&entry)?;
         let new_code = entry.code().ok_or(SlotError::Gone)?;
         if self.swapping.swap(true, Ordering::Acquire) {
             return Err(SlotError::Busy);

@@ -3,8 +3,9 @@
 //! then the fixed one swapped back live), and every kind of bad cell file
 //! refused through `cellctl` with the system unchanged.
 
-use framekernel_logic::cellfile::{CellFile, HEADER_LEN};
-use framekernel_logic::cellobj::CellObject;
+use framekernel_logic::cellfile::{self, CellFile, HEADER_LEN, Header};
+use framekernel_logic::cellobj::{self, CellObject};
+use framekernel_logic::testcell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -109,13 +110,41 @@ fn a_faulty_driver_is_contained_and_swapped_out_live_without_losing_data() {
     assert_eq!(m.wait_exit(T), Exit::Success);
 }
 
+/// The build's cell signing key (`make` made it; `TESSERA_CELL_KEY` names it).
+fn build_key() -> [u8; 32] {
+    let path = std::env::var("TESSERA_CELL_KEY").expect("TESSERA_CELL_KEY: run through make test");
+    cellfile::parse_key(&std::fs::read_to_string(path).expect("read the cell signing key")).expect("a cell signing key")
+}
+
+/// A cell file of the build: its header's fields and its object.
+fn read_cell(name: &str) -> (Header<'static>, &'static [u8]) {
+    let bytes = std::fs::read(workspace().join(format!("build/cells/{name}.cell"))).expect("build/cells: run make test");
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let cell = CellFile::verify(bytes, &cellfile::public_key(&build_key())).expect("the build's cell verifies");
+    (cell.header, cell.object)
+}
+
 /// The probe cell's object (from the build) with `patch` applied, packed
-/// again with a correct header.
+/// again with a correct header and signed with the build's key: only the
+/// defect under test is wrong.
 fn patched(object: &[u8], patch: impl Fn(&mut Vec<u8>, &CellObject<'_>)) -> Vec<u8> {
-    let parsed = CellObject::parse(object).expect("probe object parses");
+    patched_as(read_cell("probe").0, object, patch)
+}
+
+/// As [`patched`], with `header`.
+fn patched_as(header: Header<'_>, object: &[u8], patch: impl Fn(&mut Vec<u8>, &CellObject<'_>)) -> Vec<u8> {
+    let parsed = CellObject::parse(object).expect("object parses");
     let mut bytes = object.to_vec();
     patch(&mut bytes, &parsed);
-    CellFile::write("probe", "0.1.0", "probe", &bytes).expect("pack")
+    CellFile::write(&header, &bytes, &build_key()).expect("pack")
+}
+
+/// The kernel symbol (NUL-terminated in its string table) containing `tag`.
+fn kernel_symbol(kernel: &[u8], tag: &[u8]) -> Vec<u8> {
+    let at = kernel.windows(tag.len()).position(|w| w == tag).unwrap_or_else(|| panic!("no {} in the kernel", String::from_utf8_lossy(tag)));
+    let start = kernel[..at].iter().rposition(|&c| c == 0).expect("string table") + 1;
+    let end = at + kernel[at..].iter().position(|&c| c == 0).expect("string end");
+    kernel[start..end].to_vec()
 }
 
 fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) {
@@ -127,7 +156,7 @@ fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) {
 fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     let root = workspace();
     let good = std::fs::read(root.join("build/cells/probe.cell")).expect("build/cells/probe.cell: run make test");
-    let object = &good[HEADER_LEN..];
+    let (probe, object) = read_cell("probe");
     let dir = std::env::temp_dir().join(format!("tessera-badcells-{}", std::process::id()));
     let cells = dir.join("overlay/bad");
     std::fs::create_dir_all(&cells).unwrap();
@@ -148,12 +177,53 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     write("unresolved.cell", &patched(object, |b, _| replace_once(b, b"panic_fmt", b"panic_fmX")));
     write("noentry.cell", &patched(object, |b, _| replace_once(b, b"20__tessera_cell_entry", b"20__tessera_cell_entrX")));
     write("nomarker.cell", &patched(object, |b, _| replace_once(b, b"18__TESSERA_CELL_ABI", b"18__TESSERA_CELL_ABX")));
+    // The disk driver, its import of `<IoPorts as Drop>::drop` renamed to
+    // kernel functions that would keep the cell's vtable in a kernel global.
+    let kernel = std::fs::read(std::env::var("TESSERA_KERNEL").expect("TESSERA_KERNEL")).expect("read the kernel");
+    let (disk, driver) = read_cell("virtio_blk");
+    for (file, tag) in [("adddisk.cell", &b"5block8add_disk17h"[..]), ("slotregister.cell", &b"4slot8register17h"[..])] {
+        let name = kernel_symbol(&kernel, tag);
+        let bad = patched_as(disk, driver, |b, _| {
+            let from = b"IoPorts$u20$as$u20$core..ops..drop..Drop$GT$4drop17h";
+            let at = b.windows(from.len()).position(|w| w == from).expect("IoPorts drop import");
+            let start = b[..at].iter().rposition(|&c| c == 0).expect("string table") + 1;
+            b[start..start + name.len()].copy_from_slice(&name);
+            b[start + name.len()] = 0;
+        });
+        write(file, &bad);
+    }
+    // Red team. One bit of a relocation flipped and the CRC fixed: the
+    // signature no longer verifies.
+    let mut relocflip = good.clone();
+    let rela = CellObject::parse(object).unwrap().sections.into_iter().find(|s| s.kind == 4 && s.size >= 24).expect("a RELA section");
+    relocflip[HEADER_LEN + rela.offset as usize + 8] ^= 1;
+    let crc = framekernel_logic::crc32::crc32(&relocflip[HEADER_LEN..]);
+    relocflip[16..20].copy_from_slice(&crc.to_le_bytes());
+    write("relocflip.cell", &relocflip);
+    // A forged cell: a hand-made object with the marker (and the probe's
+    // fingerprint) and a function named like the entry returning
+    // `(1, 0xdead_0000)`, signed with another key.
+    let marker: String = cellobj::marker(probe.fingerprint).iter().map(|b| format!("\\x{b:02x}")).collect();
+    let forged = testcell::compile(&format!(
+        "#![no_std]\npub static __TESSERA_CELL_ABI: [u8; 64] = *b\"{marker}\";\n\
+         #[inline(never)]\npub fn __tessera_cell_entry() -> (u64, u64) {{ (1, 0xdead_0000) }}\n"
+    ));
+    write("forged.cell", &CellFile::write(&probe, &forged, &[0x5a; 32]).unwrap());
+    // The probe, packed for another kernel build (signed with the right key).
+    write("otherkernel.cell", &patched_as(Header { build_id: &[0x11; 20], ..probe }, object, |_, _| {}));
+    // A header naming another interface fingerprint than the marker.
+    write("fingerprint.cell", &patched_as(Header { fingerprint: disk.fingerprint, ..probe }, object, |_, _| {}));
+    // The disk driver labelled tty, and the probe labelled as the disk driver.
+    write("ttyname.cell", &patched_as(Header { name: "tty", ..disk }, driver, |_, _| {}));
+    write("probeasdisk.cell", &patched_as(Header { name: "virtio_blk", ..probe }, object, |_, _| {}));
     let script = dir.join("script.sh");
     std::fs::write(
         &script,
         "mount -t proc proc /proc\n\
-         for f in truncated flipped arm64 reloc unresolved noentry nomarker; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
-         cellctl swap virtio_blk /lib/cells/probe.cell; echo \"interface: status $?\"\n\
+         for f in truncated flipped arm64 reloc unresolved noentry nomarker adddisk slotregister relocflip forged otherkernel fingerprint; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
+         cellctl swap virtio_blk /lib/cells/probe.cell; echo \"wrong cell: status $?\"\n\
+         cellctl swap virtio_blk /bad/ttyname.cell; echo \"tty name: status $?\"\n\
+         cellctl swap virtio_blk /bad/probeasdisk.cell; echo \"interface: status $?\"\n\
          cellctl swap sound /lib/cells/virtio_blk.cell; echo \"no slot: status $?\"\n\
          cellctl unload virtio_blk; echo \"in use: status $?\"\n\
          cellctl frobnicate; echo \"usage: status $?\"\n\
@@ -182,7 +252,16 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("panic_fmX is not defined by the kernel", "unresolved: status 1"),
         ("cellctl: Exec format error: /bad/noentry.cell: no entry function", "noentry: status 1"),
         ("cellctl: Exec format error: /bad/nomarker.cell: the entry function was not made by tessera_cell_api::cell_entry!", "nomarker: status 1"),
-        ("cellctl: Invalid argument: /lib/cells/probe.cell: cell probe offers interface probe, slot virtio_blk takes block", "interface: status 1"),
+        ("cellctl: Exec format error: /bad/adddisk.cell: imports tessera_linux::block::add_disk (_ZN", "adddisk: status 1"),
+        ("cellctl: Exec format error: /bad/slotregister.cell: imports tessera_live_update::slot::register (_ZN", "slotregister: status 1"),
+        ("which is not on the cell import allowlist", "adddisk: status 1"),
+        ("cellctl: Exec format error: /bad/relocflip.cell: cell file signature does not verify with this kernel's cell signing key", "relocflip: status 1"),
+        ("cellctl: Exec format error: /bad/forged.cell: cell file signature does not verify", "forged: status 1"),
+        ("cellctl: Exec format error: /bad/otherkernel.cell: packed for kernel build 1111111111", "otherkernel: status 1"),
+        ("cellctl: Exec format error: /bad/fingerprint.cell: the object's cell_entry! marker names another interface fingerprint", "fingerprint: status 1"),
+        ("cellctl: Invalid argument: /lib/cells/probe.cell: slot virtio_blk: cell probe is not one this slot takes (it takes virtio_blk)", "wrong cell: status 1"),
+        ("cellctl: Invalid argument: /bad/ttyname.cell: slot virtio_blk: cell tty is not one this slot takes (it takes virtio_blk)", "tty name: status 1"),
+        ("cellctl: Invalid argument: /bad/probeasdisk.cell: cell virtio_blk offers interface probe, slot virtio_blk takes block", "interface: status 1"),
         ("cellctl: No such file or directory: no slot sound (slots: tty, console, virtio_blk)", "no slot: status 1"),
         ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),
         ("usage: cellctl list | info NAME", "usage: status 2"),

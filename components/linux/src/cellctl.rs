@@ -2,7 +2,9 @@
 //! command (see `tessera_live_update::control`); the write fails with an
 //! errno naming the kind of problem (EINVAL, ENOENT, ENOEXEC, EBUSY, EIO,
 //! ENOMEM), and reading the same open file returns the reply: the
-//! command's output, or the message that explains the failure.
+//! command's output, or the message that explains the failure. Commands
+//! that load or change ring-0 code (`load`, `unload`, `swap`, `restart`)
+//! need effective uid 0 (`EPERM` otherwise); `list` and `info` do not.
 
 use crate::errno::{Errno, SysResult};
 use crate::files::{File, FileStat};
@@ -13,6 +15,10 @@ use tessera_live_update::control::{self, Failure};
 
 /// Device number: misc major 10, minor 240.
 pub const RDEV: u64 = 0x0af0;
+
+/// Commands that load or change ring-0 code: root only (as Linux asks
+/// `CAP_SYS_MODULE` for modules).
+const PRIVILEGED: [&str; 4] = ["load", "unload", "swap", "restart"];
 
 /// One open `/dev/cellctl`.
 #[derive(Default)]
@@ -44,6 +50,16 @@ impl File for CellCtl {
 
     fn write(&self, buf: &[u8]) -> SysResult {
         let line = core::str::from_utf8(buf).map_err(|_| Errno::EINVAL)?;
+        let command = line.split_ascii_whitespace().next().unwrap_or("");
+        if PRIVILEGED.contains(&command) {
+            let caller = crate::process::current().map(|p| p.credentials());
+            if !caller.is_some_and(|c| c.is_root()) {
+                let euid = caller.map_or_else(|| String::from("none"), |c| alloc::format!("{}", c.euid));
+                let text = alloc::format!("{command}: loading or changing cells needs root (effective uid 0); the caller's is {euid}\n");
+                *self.reply.lock() = (text.into_bytes(), 0);
+                return Err(Errno::EPERM);
+            }
+        }
         let read_file = |path: &str| {
             crate::fs::read_file(path).map(|bytes| bytes.to_vec()).map_err(|e| alloc::format!("cannot read ({e:?})"))
         };

@@ -120,6 +120,127 @@ impl ThreadInfo {
     }
 }
 
+/// A process's user and group ids (real, effective, saved), as `setuid`
+/// and its relatives set them (Linux rules: a process with effective uid
+/// 0 may set any; others only to one of their own real, effective or
+/// saved ids). Inherited by `fork`, kept by `exec` (no set-id programs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// Real user id.
+    pub ruid: u32,
+    /// Effective user id (what permission checks use).
+    pub euid: u32,
+    /// Saved set-user-id.
+    pub suid: u32,
+    /// Real group id.
+    pub rgid: u32,
+    /// Effective group id.
+    pub egid: u32,
+    /// Saved set-group-id.
+    pub sgid: u32,
+}
+
+/// `-1` in an id argument: leave that id as it is.
+const KEEP: u32 = u32::MAX;
+
+/// Sets (real, effective, saved) ids `old` to `new` (KEEP: unchanged),
+/// each new id being one of the old ones unless `privileged`.
+fn set_res(old: [u32; 3], new: [u32; 3], privileged: bool) -> Result<[u32; 3], Errno> {
+    if !privileged && new.iter().any(|&id| id != KEEP && !old.contains(&id)) {
+        return Err(Errno::EPERM);
+    }
+    let mut out = old;
+    for (slot, id) in out.iter_mut().zip(new) {
+        if id != KEEP {
+            *slot = id;
+        }
+    }
+    Ok(out)
+}
+
+/// `setreuid` rules on (real, effective, saved).
+fn set_re(old: [u32; 3], real: u32, effective: u32, privileged: bool) -> Result<[u32; 3], Errno> {
+    let [ruid, euid, suid] = old;
+    if !privileged && ((real != KEEP && real != ruid && real != euid) || (effective != KEEP && !old.contains(&effective))) {
+        return Err(Errno::EPERM);
+    }
+    let new_real = if real == KEEP { ruid } else { real };
+    let new_effective = if effective == KEEP { euid } else { effective };
+    // The saved id follows the effective one when the real id is set, or
+    // the effective one is set to something other than the old real id.
+    let new_saved = if real != KEEP || (effective != KEEP && effective != ruid) { new_effective } else { suid };
+    Ok([new_real, new_effective, new_saved])
+}
+
+/// `setuid` rules: privileged sets all three, others only the effective
+/// id, to their real or saved id.
+fn set_one(old: [u32; 3], id: u32, privileged: bool) -> Result<[u32; 3], Errno> {
+    if id == KEEP {
+        return Err(Errno::EINVAL);
+    }
+    match privileged {
+        true => Ok([id, id, id]),
+        false if id == old[0] || id == old[2] => Ok([old[0], id, old[2]]),
+        false => Err(Errno::EPERM),
+    }
+}
+
+/// Which ids a call sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// User ids.
+    User,
+    /// Group ids.
+    Group,
+}
+
+impl Credentials {
+    /// True when permission checks let this process do anything (euid 0).
+    pub fn is_root(&self) -> bool {
+        self.euid == 0
+    }
+
+    fn ids(&self, kind: IdKind) -> [u32; 3] {
+        match kind {
+            IdKind::User => [self.ruid, self.euid, self.suid],
+            IdKind::Group => [self.rgid, self.egid, self.sgid],
+        }
+    }
+
+    fn with(self, kind: IdKind, [r, e, s]: [u32; 3]) -> Self {
+        match kind {
+            IdKind::User => Self { ruid: r, euid: e, suid: s, ..self },
+            IdKind::Group => Self { rgid: r, egid: e, sgid: s, ..self },
+        }
+    }
+
+    /// `setuid` / `setgid`.
+    pub fn set_id(self, kind: IdKind, id: u32) -> Result<Self, Errno> {
+        Ok(self.with(kind, set_one(self.ids(kind), id, self.is_root())?))
+    }
+
+    /// `setreuid` / `setregid` (`u32::MAX`: unchanged).
+    pub fn set_re(self, kind: IdKind, real: u32, effective: u32) -> Result<Self, Errno> {
+        Ok(self.with(kind, set_re(self.ids(kind), real, effective, self.is_root())?))
+    }
+
+    /// `setresuid` / `setresgid` (`u32::MAX`: unchanged).
+    pub fn set_res(self, kind: IdKind, ids: [u32; 3]) -> Result<Self, Errno> {
+        Ok(self.with(kind, set_res(self.ids(kind), ids, self.is_root())?))
+    }
+
+    /// (real, effective, saved) of `kind`.
+    pub fn get(&self, kind: IdKind) -> [u32; 3] {
+        self.ids(kind)
+    }
+}
+
+/// The process whose thread runs now, if a user thread does.
+pub fn current() -> Option<Arc<ProcessInfo>> {
+    let task = framekernel::task::current();
+    all().into_iter().find(|p| p.threads.lock().iter().any(|t| t.task.lock().as_ref().is_some_and(|own| Arc::ptr_eq(own, &task))))
+}
+
 /// What the process table knows about a process; shared with its parent,
 /// its threads, `kill` and (later) `/proc`.
 pub struct ProcessInfo {
@@ -152,6 +273,8 @@ pub struct ProcessInfo {
     memory_view: SpinLock<Option<Memory>>,
     /// NUL-separated arguments.
     pub cmdline: SpinLock<Vec<u8>>,
+    /// User and group ids.
+    credentials: SpinLock<Credentials>,
 }
 
 static TABLE: SpinLock<BTreeMap<u32, Arc<ProcessInfo>>> = SpinLock::new(BTreeMap::new());
@@ -198,7 +321,14 @@ fn allocate_id(table: &BTreeMap<u32, Arc<ProcessInfo>>) -> u32 {
     id
 }
 
-fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Result<(Arc<ProcessInfo>, Arc<ThreadInfo>), Errno> {
+fn register(
+    ppid: u32,
+    pgid: u32,
+    sid: u32,
+    exe: &str,
+    cmdline: Vec<u8>,
+    credentials: Credentials,
+) -> Result<(Arc<ProcessInfo>, Arc<ThreadInfo>), Errno> {
     let mut table = TABLE.lock();
     if table.len() >= MAX_PROCESSES || THREADS.lock().len() >= MAX_THREADS {
         return Err(Errno::EAGAIN);
@@ -222,6 +352,7 @@ fn register(ppid: u32, pgid: u32, sid: u32, exe: &str, cmdline: Vec<u8>) -> Resu
         view: SpinLock::new(None),
         memory_view: SpinLock::new(None),
         cmdline: SpinLock::new(cmdline),
+        credentials: SpinLock::new(credentials),
     });
     table.insert(pid, info.clone());
     THREADS.lock().insert(pid, thread.clone());
@@ -240,6 +371,16 @@ impl ProcessInfo {
     /// Session.
     pub fn sid(&self) -> u32 {
         self.sid.load(Ordering::Relaxed)
+    }
+    /// User and group ids.
+    pub fn credentials(&self) -> Credentials {
+        *self.credentials.lock()
+    }
+    /// Changes them with `change` (which may refuse).
+    pub fn change_credentials(&self, change: impl FnOnce(Credentials) -> Result<Credentials, Errno>) -> Result<(), Errno> {
+        let mut credentials = self.credentials.lock();
+        *credentials = change(*credentials)?;
+        Ok(())
     }
     /// Sets the process group.
     pub fn set_pgid(&self, pgid: u32) {
@@ -496,7 +637,7 @@ impl Process {
         context.regs.rip = loaded.entry;
         context.regs.rsp = loaded.sp;
         let cmdline: Vec<u8> = argv.iter().flat_map(|a| a.iter().copied().chain(core::iter::once(0))).collect();
-        let (info, thread) = register(0, 0, 0, path, cmdline)?;
+        let (info, thread) = register(0, 0, 0, path, cmdline, Credentials::default())?;
         let process = Process {
             info,
             thread,
@@ -519,7 +660,7 @@ impl Process {
         let memory = self.memory.fork_copy()?;
         let exe = self.info.exe.lock().clone();
         let cmdline = self.info.cmdline.lock().clone();
-        let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline)?;
+        let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline, self.info.credentials())?;
         Ok(Process {
             info,
             thread,

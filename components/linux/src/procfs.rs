@@ -177,10 +177,21 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::PidStatus(pid) => {
             let info = process(pid)?;
             let state = state(&info);
+            let c = info.credentials();
+            // Real, effective, saved and file-system ids (the last follows
+            // the effective one).
             format!(
-                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
+                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nThreads:\t{}\n",
                 comm(&info),
                 info.ppid(),
+                c.ruid,
+                c.euid,
+                c.suid,
+                c.euid,
+                c.rgid,
+                c.egid,
+                c.sgid,
+                c.egid,
                 info.thread_count()
             )
         }

@@ -369,9 +369,9 @@ pub enum LinkError {
     TooLarge { bytes: u64 },
     /// No memory for the image.
     NoMemory { bytes: u64 },
-    /// A kernel function cells may not use (it would keep a pointer into
-    /// the cell's code beyond the cell's life).
-    RefusedImport { name: alloc::string::String, what: &'static str },
+    /// A symbol outside the cell import allowlist (`cellimports`): `path`
+    /// is its demangled name, `name` the symbol.
+    RefusedImport { name: alloc::string::String, path: alloc::string::String },
 }
 
 impl From<CellError> for LinkError {
@@ -388,13 +388,15 @@ impl fmt::Display for LinkError {
             LinkError::NoEntry => f.write_str("no entry function (a cell declares one with tessera_cell_api::cell_entry!)"),
             LinkError::ManyEntries => f.write_str("more than one entry function"),
             LinkError::NoAbiMarker => f.write_str(
-                "the entry function was not made by tessera_cell_api::cell_entry! (no __TESSERA_CELL_ABI marker of this ABI version)",
+                "the entry function was not made by tessera_cell_api::cell_entry! (no single __TESSERA_CELL_ABI marker of this ABI version)",
             ),
             LinkError::TooLarge { bytes } => write!(f, "a {bytes}-byte image exceeds the {MAX_IMAGE}-byte limit for a cell"),
             LinkError::NoMemory { bytes } => write!(f, "no memory for a {bytes}-byte cell image"),
-            LinkError::RefusedImport { name, what } => {
-                write!(f, "uses {what} ({name}), which would keep a pointer into the cell's code after it is gone; cells may not")
-            }
+            LinkError::RefusedImport { name, path } => write!(
+                f,
+                "imports {path} ({name}), which is not on the cell import allowlist (core, alloc, cell-api, the base's handle APIs): \
+                 a cell may not leave pointers to its code where the registry cannot revoke them"
+            ),
         }
     }
 }
@@ -412,11 +414,22 @@ pub fn is_entry_symbol(name: &str) -> bool {
     is_root_symbol(name, "20__tessera_cell_entry")
 }
 
-/// The bytes `cell_entry!` puts in a static next to the entry function:
-/// they say the entry has the signature the loader calls it with
-/// (`fn() -> Box<dyn Any + Send + Sync>`). A function that merely has the
-/// entry's name, without the macro, lacks them and is refused.
-pub const ENTRY_ABI: [u8; 32] = *b"tessera cell ABI 1: fn()->Export";
+/// The first half of the marker `cell_entry!` puts in a static next to
+/// the entry function: it says the entry has the signature the loader
+/// calls it with (`fn() -> I::Export` for the interface `I` whose
+/// fingerprint is the second half). A function that merely has the
+/// entry's name, without the macro, lacks it and is refused.
+pub const ENTRY_ABI: [u8; 32] = *b"tessera cell ABI 2: fn()->Export";
+
+/// The marker static's contents: [`ENTRY_ABI`] and the interface's
+/// fingerprint.
+pub const fn marker(fingerprint: [u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let (abi, fp) = out.split_at_mut(32);
+    abi.copy_from_slice(&ENTRY_ABI);
+    fp.copy_from_slice(&fingerprint);
+    out
+}
 
 /// True for the mangled name of the static `__TESSERA_CELL_ABI` at the root
 /// of a crate.
@@ -452,27 +465,12 @@ pub struct Image {
     pub got: (u64, u64),
     /// Offset of the entry function.
     pub entry: u64,
+    /// The interface fingerprint in the cell's marker.
+    pub fingerprint: [u8; 32],
     /// Relocations applied.
     pub relocations: usize,
     /// Symbols resolved against the kernel.
     pub imports: usize,
-}
-
-/// Kernel code cells may not import, by mangled-name segment: each keeps
-/// a function pointer (callbacks, task entries) that would outlive the
-/// cell's code once it is swapped out or unloaded.
-const REFUSED_IMPORTS: [(&str, &str); 6] = [
-    ("11framekernel3irq8register", "framekernel::irq::register"),
-    ("11framekernel4time7on_tick", "framekernel::time::on_tick"),
-    ("11framekernel7console15set_input_hook", "framekernel::console::set_input_hook"),
-    ("11framekernel7console10set_driver", "framekernel::console::set_driver"),
-    ("11framekernel4task", "framekernel::task (kernel tasks)"),
-    ("13tessera_sched5spawn", "tessera_sched::spawn"),
-];
-
-/// Why a cell may not import `name`, if it may not.
-pub fn refused_import(name: &str) -> Option<&'static str> {
-    REFUSED_IMPORTS.iter().find(|(segment, _)| name.contains(segment)).map(|&(_, what)| what)
 }
 
 /// Bytes of address space an object will need (`Image::bytes` length),
@@ -523,8 +521,8 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
         let sym = object.symbol(index)?;
         Ok(match sym.place {
             SymbolPlace::Undefined => {
-                if let Some(what) = refused_import(sym.name) {
-                    return Err(LinkError::RefusedImport { name: sym.name.into(), what });
+                if let Err(path) = crate::cellimports::check(sym.name) {
+                    return Err(LinkError::RefusedImport { name: sym.name.into(), path });
                 }
                 resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?
             }
@@ -577,13 +575,15 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
         }
     }
     let entry = entry.ok_or(LinkError::NoEntry)?;
-    let marked = (0..object.symbol_count()).filter_map(|i| object.symbol(i).ok()).any(|sym| {
-        let SymbolPlace::Section(i) = sym.place else { return false };
-        sym.global
-            && is_abi_symbol(sym.name)
-            && object.contents(i).get(sym.value as usize..).and_then(|b| b.get(..ENTRY_ABI.len())) == Some(&ENTRY_ABI[..])
+    let mut markers = (0..object.symbol_count()).filter_map(|i| object.symbol(i).ok()).filter_map(|sym| {
+        let SymbolPlace::Section(i) = sym.place else { return None };
+        let bytes = object.contents(i).get(sym.value as usize..).and_then(|b| b.get(..64))?;
+        (sym.global && is_abi_symbol(sym.name) && bytes.get(..32) == Some(&ENTRY_ABI[..]))
+            .then(|| bytes.get(32..).and_then(|f| <[u8; 32]>::try_from(f).ok()))
+            .flatten()
     });
-    if !marked {
+    let fingerprint = markers.next().ok_or(LinkError::NoAbiMarker)?;
+    if markers.next().is_some() {
         return Err(LinkError::NoAbiMarker);
     }
     let imports = (0..object.symbol_count())
@@ -593,7 +593,7 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
     if entry >= layout.text.1 {
         return Err(LinkError::NoEntry);
     }
-    Ok(Image { bytes, text: layout.text, rodata: layout.rodata, data: layout.data, got, entry, relocations, imports })
+    Ok(Image { bytes, text: layout.text, rodata: layout.rodata, data: layout.data, got, entry, fingerprint, relocations, imports })
 }
 
 #[cfg(test)]
@@ -702,7 +702,7 @@ mod tests {
 
     const ENTRY_CELL: &str = "#![no_std]\nextern crate alloc;\nuse alloc::vec::Vec;\n\
         pub static TABLE: [u32; 4] = [1, 2, 3, 4];\n\
-        pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 1: fn()->Export\";\n\
+        pub static __TESSERA_CELL_ABI: [u8; 64] = *b\"tessera cell ABI 2: fn()->Export0123456789abcdef0123456789abcdef\";\n\
         pub fn __tessera_cell_entry(x: u64) -> u64 {\n\
         let v: Vec<u64> = (0..x).map(|i| i * 3).collect();\nlet s: u64 = v.iter().sum();\n\
         if s == 7 { panic!(\"bad {}\", s); }\ns + u64::from(TABLE[(x % 4) as usize])\n}\n";
@@ -722,6 +722,7 @@ mod tests {
             let image = link(&object, base, &kernel).unwrap();
             assert_eq!(image.bytes.len() as u64, image_size(&object).unwrap());
             assert!(image.entry < image.text.1 && image.relocations > 0 && image.imports >= 3, "{image:?}");
+            assert_eq!(&image.fingerprint, b"0123456789abcdef0123456789abcdef", "the marker's second half");
             if pic {
                 assert!(image.got.1 > image.got.0, "a PIC cell needs a GOT");
                 // Each GOT slot holds a resolved address.
@@ -770,7 +771,7 @@ mod tests {
         assert_eq!(link(&object, crate::layout::CELLS_BASE, &kernel), Err(LinkError::NoEntry));
         assert!(LinkError::NoEntry.to_string().contains("cell_entry!"));
         // An entry function without the marker, or with another version's.
-        for marker in ["", "pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 9: fn()->Export\";\n"] {
+        for marker in ["", "pub static __TESSERA_CELL_ABI: [u8; 64] = *b\"tessera cell ABI 1: fn()->Export0123456789abcdef0123456789abcdef\";\n"] {
             let source = std::format!("#![no_std]\n{marker}#[inline(never)]\npub fn __tessera_cell_entry() -> u64 {{ 7 }}\n");
             let data = crate::testcell::compile(&source);
             let object = CellObject::parse(&data).unwrap();
@@ -779,23 +780,28 @@ mod tests {
     }
 
     #[test]
-    fn callback_registration_is_refused() {
-        assert_eq!(refused_import("_ZN11framekernel3irq8register17h0123456789abcdefE"), Some("framekernel::irq::register"));
-        assert_eq!(refused_import("_ZN11framekernel4task9new_stack17h0123456789abcdefE"), Some("framekernel::task (kernel tasks)"));
-        assert_eq!(refused_import("_ZN11framekernel5debug7provoke17h55133368b52f431eE"), None);
-        // A real cell whose import of panic_fmt is renamed to contain a
-        // refused segment: the link refuses it by name.
-        let mut data = crate::testcell::compile(ENTRY_CELL);
-        let tail = b"9panicking9panic_fmt\0";
-        let end = data.windows(tail.len()).position(|w| w == tail).expect("panic_fmt import in the object");
-        let start = data[..end].iter().rposition(|&b| b == 0).expect("string table") + 1;
-        let at = start + 4;
-        let segment = b"11framekernel3irq8register";
-        data[at..at + segment.len()].copy_from_slice(segment);
-        let object = CellObject::parse(&data).unwrap();
-        match link(&object, crate::layout::CELLS_BASE, &kernel) {
-            Err(LinkError::RefusedImport { what, .. }) => assert_eq!(what, "framekernel::irq::register"),
-            other => panic!("expected a refused import, got {other:?}"),
+    fn imports_outside_the_allowlist_are_refused_by_name() {
+        // A hand-made object: the entry and marker as `cell_entry!` makes
+        // them, plus a call to the kernel's `add_disk` (which would keep
+        // the cell's vtable in a kernel global).
+        for (symbol, path) in [
+            ("_ZN13tessera_linux5block8add_disk17h0123456789abcdefE", "tessera_linux::block::add_disk"),
+            ("_ZN19tessera_live_update4slot8register17h0123456789abcdefE", "tessera_live_update::slot::register"),
+        ] {
+            let source = std::format!(
+                "#![no_std]\nunsafe extern \"Rust\" {{ #[link_name = \"{symbol}\"] fn attack(x: u64); }}\n\
+                 pub static __TESSERA_CELL_ABI: [u8; 64] = *b\"tessera cell ABI 2: fn()->Export0123456789abcdef0123456789abcdef\";\n\
+                 #[inline(never)]\npub fn __tessera_cell_entry() -> u64 {{ unsafe {{ attack(7) }}; 7 }}\n"
+            );
+            let data = crate::testcell::compile(&source);
+            let object = CellObject::parse(&data).unwrap();
+            match link(&object, crate::layout::CELLS_BASE, &kernel) {
+                Err(e @ LinkError::RefusedImport { .. }) => {
+                    assert!(matches!(&e, LinkError::RefusedImport { name, path: p } if name == symbol && p == path), "{e:?}");
+                    assert!(e.to_string().contains(path) && e.to_string().contains("allowlist"), "{e}");
+                }
+                other => panic!("expected a refused import, got {other:?}"),
+            }
         }
     }
 

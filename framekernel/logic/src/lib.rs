@@ -16,6 +16,7 @@ extern crate std;
 pub mod bootinfo;
 pub mod calendar;
 pub mod cellfile;
+pub mod cellimports;
 pub mod cellobj;
 pub mod cmdline;
 pub mod crc32;

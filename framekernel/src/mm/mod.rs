@@ -44,6 +44,8 @@ pub(crate) mod image {
         static __stack_guard: u8;
         static __boot_stack_bottom: u8;
         static __boot_stack_top: u8;
+        static __build_id_note_start: u8;
+        static __build_id_note_end: u8;
     }
 
     macro_rules! addr {
@@ -56,6 +58,16 @@ pub(crate) mod image {
     /// Physical range of the whole kernel image, boot code included.
     pub fn phys() -> (u64, u64) {
         (addr!(__kernel_phys_start), addr!(__kernel_phys_end))
+    }
+    /// The bytes of the kernel's `.note.gnu.build-id` section (empty when
+    /// it was linked without a build id).
+    pub fn build_id_note() -> &'static [u8] {
+        let (start, end) = (addr!(__build_id_note_start), addr!(__build_id_note_end));
+        // SAFETY: the linker script puts these two symbols around the note
+        // section, inside the kernel's read-only data, which is mapped for
+        // the kernel's whole life and never written; `end >= start` there
+        // (saturating keeps a broken script to an empty slice).
+        unsafe { core::slice::from_raw_parts(start as *const u8, end.saturating_sub(start) as usize) }
     }
     /// Virtual range of the code.
     pub fn text() -> (u64, u64) {

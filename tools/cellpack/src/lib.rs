@@ -2,12 +2,14 @@
 //! undefined must be defined by the kernel it will be loaded into, or the
 //! build fails naming the symbol; the object is then linked once against
 //! the kernel's real addresses (so the entry, every relocation type and
-//! every range is checked as the loader will) and written as a cell file
-//! (`framekernel_logic::cellfile`) with the name, version and interface
-//! from the cell crate's `Cargo.toml`.
+//! every range is checked as the loader will, imports on the cell allowlist
+//! only) and written as a cell file (`framekernel_logic::cellfile`) with
+//! the name, version and interface from the cell crate's `Cargo.toml`, the
+//! interface fingerprint from the object's `cell_entry!` marker and the
+//! kernel's GNU build id, signed with the build's cell signing key.
 #![forbid(unsafe_code)]
 
-use framekernel_logic::cellfile::CellFile;
+use framekernel_logic::cellfile::{CellFile, Header};
 use framekernel_logic::cellobj::{self, CellError, CellObject, SymbolPlace};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -83,6 +85,36 @@ pub fn defined_symbols(elf: &[u8]) -> Result<BTreeMap<String, u64>, String> {
         return Err("no symbol table with defined symbols".into());
     }
     Ok(names)
+}
+
+/// The GNU build id of an ELF file (the kernel), from its
+/// `.note.gnu.build-id` section.
+pub fn build_id(elf: &[u8]) -> Result<Vec<u8>, String> {
+    let file = xmas_elf::ElfFile::new(elf)?;
+    let section = file
+        .find_section_by_name(".note.gnu.build-id")
+        .ok_or("no .note.gnu.build-id section (link the kernel with --build-id=sha1)")?;
+    framekernel_logic::cellfile::gnu_build_id(section.raw_data(&file))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| "no GNU build id note of 1-32 bytes in .note.gnu.build-id".to_string())
+}
+
+/// A new cell signing key: 32 random bytes from the operating system.
+pub fn new_key() -> Result<[u8; 32], String> {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(seed)
+}
+
+/// The key file's text: the 32-byte seed in hex, one line.
+pub fn key_text(seed: &[u8; 32]) -> String {
+    format!("{}\n", framekernel_logic::cellfile::hex(seed))
+}
+
+/// Reads a key file written by [`key_text`].
+pub fn parse_key_file(text: &str) -> Result<[u8; 32], String> {
+    framekernel_logic::cellfile::parse_key(text).ok_or_else(|| "not a cell signing key (64 hex digits)".to_string())
 }
 
 /// Checks that every undefined symbol of `cell` is one `kernel_defines`.
@@ -165,16 +197,62 @@ impl fmt::Display for PackError {
     }
 }
 
-/// Checks `object` against the kernel's `symbols` (name → address), links
-/// it at the start of the cell area as the loader would, and returns the
-/// cell file.
-pub fn pack(manifest: &Manifest, object: &[u8], symbols: &BTreeMap<String, u64>) -> Result<Vec<u8>, PackError> {
+/// Refuses a cell crate whose sources spell the entry's or the marker's
+/// name themselves: only `cell_entry!` may write them (the loader calls
+/// the entry as the marker's interface says, so a hand-made pair with
+/// another signature would be signed and then called as the wrong type).
+pub fn check_sources(crate_dir: &Path) -> Result<(), String> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(&crate_dir.join("src"), &mut files)?;
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for name in [cellobj::ENTRY_NAME, "__TESSERA_CELL_ABI"] {
+            if text.contains(name) {
+                return Err(format!("{}: spells {name}, which only tessera_cell_api::cell_entry! may define", file.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `pack` binds a cell to: the kernel's symbols (name → address) and
+/// build id, and the signing key (32-byte seed).
+pub struct Kernel<'a> {
+    /// The kernel's symbols.
+    pub symbols: &'a BTreeMap<String, u64>,
+    /// Its GNU build id.
+    pub build_id: &'a [u8],
+    /// The cell signing key.
+    pub key: &'a [u8; 32],
+}
+
+/// Checks `object` against the kernel's symbols, links it at the start of
+/// the cell area as the loader would, and returns the signed cell file.
+pub fn pack(manifest: &Manifest, object: &[u8], kernel: &Kernel<'_>) -> Result<Vec<u8>, PackError> {
+    let symbols = kernel.symbols;
     check(object, &|name| symbols.contains_key(name)).map_err(PackError::Check)?;
     let parsed = CellObject::parse(object).map_err(|e| PackError::Check(CheckError::Cell(e)))?;
     let base = framekernel_logic::layout::CELLS_BASE;
-    cellobj::link(&parsed, base, &|name| symbols.get(name).copied()).map_err(|e| PackError::Link(e.to_string()))?;
-    CellFile::write(&manifest.name, &manifest.version, &manifest.interface, object)
-        .map_err(|e| PackError::Header(e.to_string()))
+    let image = cellobj::link(&parsed, base, &|name| symbols.get(name).copied()).map_err(|e| PackError::Link(e.to_string()))?;
+    let header = Header {
+        name: &manifest.name,
+        version: &manifest.version,
+        interface: &manifest.interface,
+        fingerprint: image.fingerprint,
+        build_id: kernel.build_id,
+    };
+    CellFile::write(&header, object, kernel.key).map_err(|e| PackError::Header(e.to_string()))
 }
 
 #[cfg(test)]
@@ -218,30 +296,71 @@ mod tests {
     fn packs_a_cell_that_loads_and_refuses_one_that_would_not() {
         let object = framekernel_logic::testcell::compile(
             "#![no_std]\nextern crate alloc;\npub fn __tessera_cell_entry() -> alloc::boxed::Box<u64> { alloc::boxed::Box::new(7) }\n\
-             pub static __TESSERA_CELL_ABI: [u8; 32] = *b\"tessera cell ABI 1: fn()->Export\";\n",
+             pub static __TESSERA_CELL_ABI: [u8; 64] = *b\"tessera cell ABI 2: fn()->Export0123456789abcdef0123456789abcdef\";\n",
         );
         let parsed = CellObject::parse(&object).unwrap();
         let base = framekernel_logic::layout::KERNEL_BASE + 0x10_0000;
         let symbols: BTreeMap<String, u64> =
             undefined_symbols(&parsed).unwrap().iter().enumerate().map(|(i, n)| (n.to_string(), base + i as u64 * 64)).collect();
         let manifest = Manifest { name: "seven".into(), version: "0.1.0".into(), interface: "probe".into() };
-        let file = pack(&manifest, &object, &symbols).unwrap();
-        let cell = CellFile::parse(&file).unwrap();
-        assert_eq!((cell.name, cell.version, cell.interface, cell.object), ("seven", "0.1.0", "probe", &object[..]));
+        let key = [9u8; 32];
+        let kernel = |symbols| Kernel { symbols, build_id: &[0xbd; 20], key: &key };
+        let file = pack(&manifest, &object, &kernel(&symbols)).unwrap();
+        let cell = CellFile::verify(&file, &framekernel_logic::cellfile::public_key(&key)).unwrap();
+        let h = cell.header;
+        assert_eq!((h.name, h.version, h.interface, cell.object), ("seven", "0.1.0", "probe", &object[..]));
+        assert_eq!((&h.fingerprint, h.build_id), (b"0123456789abcdef0123456789abcdef", &[0xbd; 20][..]));
+        // Another key does not verify it.
+        assert!(CellFile::verify(&file, &framekernel_logic::cellfile::public_key(&[1; 32])).is_err());
         // A kernel out of reach of 32-bit relocations: refused at build time.
         let far: BTreeMap<String, u64> = symbols.keys().map(|n| (n.clone(), 0x1000)).collect();
-        assert!(matches!(pack(&manifest, &object, &far), Err(PackError::Link(e)) if e.contains("relocation")));
+        assert!(matches!(pack(&manifest, &object, &kernel(&far)), Err(PackError::Link(e)) if e.contains("relocation")));
         // A missing symbol is named.
         let mut fewer = symbols.clone();
         let gone = fewer.keys().next().unwrap().clone();
         fewer.remove(&gone);
-        assert!(pack(&manifest, &object, &fewer).unwrap_err().to_string().contains(&gone));
+        assert!(pack(&manifest, &object, &kernel(&fewer)).unwrap_err().to_string().contains(&gone));
         // A bad name.
         let bad = Manifest { name: "Seven Up".into(), ..manifest.clone() };
-        assert!(matches!(pack(&bad, &object, &symbols), Err(PackError::Header(_))));
+        assert!(matches!(pack(&bad, &object, &kernel(&symbols)), Err(PackError::Header(_))));
         // No entry function.
         let helper = framekernel_logic::testcell::compile("#![no_std]\npub fn helper(x: u64) -> u64 { x + 1 }\n");
-        assert!(pack(&manifest, &helper, &symbols).unwrap_err().to_string().contains("entry"));
+        assert!(pack(&manifest, &helper, &kernel(&symbols)).unwrap_err().to_string().contains("entry"));
+        // An import outside the allowlist is refused at build time, by name.
+        let add_disk = framekernel_logic::testcell::compile(
+            "#![no_std]\nunsafe extern \"Rust\" { #[link_name = \"_ZN13tessera_linux5block8add_disk17h0123456789abcdefE\"] fn add_disk(); }\n\
+             pub fn __tessera_cell_entry() -> u64 { unsafe { add_disk() }; 7 }\n\
+             pub static __TESSERA_CELL_ABI: [u8; 64] = *b\"tessera cell ABI 2: fn()->Export0123456789abcdef0123456789abcdef\";\n",
+        );
+        let mut all = symbols.clone();
+        all.insert("_ZN13tessera_linux5block8add_disk17h0123456789abcdefE".into(), base);
+        let err = pack(&manifest, &add_disk, &kernel(&all)).unwrap_err().to_string();
+        assert!(err.contains("tessera_linux::block::add_disk") && err.contains("allowlist"), "{err}");
+    }
+
+    #[test]
+    fn keys_round_trip_and_bad_key_files_are_named() {
+        let seed = new_key().unwrap();
+        assert_ne!(seed, new_key().unwrap());
+        assert_eq!(parse_key_file(&key_text(&seed)), Ok(seed));
+        assert!(parse_key_file("hello").unwrap_err().contains("64 hex digits"));
+    }
+
+    #[test]
+    fn a_crate_that_spells_the_entry_or_marker_itself_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tessera-cellpack-src-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src/sub")).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "tessera_cell_api::cell_entry!(probe, make);\n").unwrap();
+        assert_eq!(check_sources(&dir), Ok(()));
+        std::fs::write(dir.join("src/sub/forged.rs"), "pub static __TESSERA_CELL_ABI: [u8; 64] = [0; 64];\n").unwrap();
+        let err = check_sources(&dir).unwrap_err();
+        assert!(err.contains("forged.rs") && err.contains("__TESSERA_CELL_ABI"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // The real cells pass.
+        for cell in ["probe", "tty", "uart16550", "virtio_blk"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../components/cells").join(cell);
+            assert_eq!(check_sources(&dir), Ok(()), "{cell}");
+        }
     }
 
     #[test]
@@ -266,7 +385,11 @@ mod built_cells {
     /// (path, bytes) of each cell file.
     type Cells = Vec<(String, Vec<u8>)>;
 
-    fn inputs() -> Option<(Cells, BTreeMap<String, u64>)> {
+    /// The cells, the kernel's symbols, the signing key's public half and
+    /// the kernel's build id.
+    type Inputs = (Cells, BTreeMap<String, u64>, [u8; 32], Vec<u8>);
+
+    fn inputs() -> Option<Inputs> {
         let dir = std::env::var_os("TESSERA_CELLS_DIR")?;
         let kernel = std::fs::read(std::env::var_os("TESSERA_KERNEL")?).expect("read TESSERA_KERNEL");
         let mut cells: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
@@ -276,19 +399,22 @@ mod built_cells {
             .map(|p| (p.display().to_string(), std::fs::read(&p).expect("read cell")))
             .collect();
         cells.sort();
-        Some((cells, defined_symbols(&kernel).expect("kernel symbols")))
+        let key = std::fs::read_to_string(std::env::var_os("TESSERA_CELL_KEY")?).expect("read TESSERA_CELL_KEY");
+        let key = framekernel_logic::cellfile::public_key(&parse_key_file(&key).expect("cell signing key"));
+        Some((cells, defined_symbols(&kernel).expect("kernel symbols"), key, build_id(&kernel).expect("kernel build id")))
     }
 
     #[test]
     fn every_built_cell_links_at_any_cell_address_and_damage_is_refused() {
-        let Some((cells, symbols)) = inputs() else {
-            eprintln!("TESSERA_CELLS_DIR/TESSERA_KERNEL not set: run through `make test-host`");
+        let Some((cells, symbols, key, kernel_id)) = inputs() else {
+            eprintln!("TESSERA_CELLS_DIR/TESSERA_KERNEL/TESSERA_CELL_KEY not set: run through `make test-host`");
             return;
         };
         assert!(cells.len() >= 5, "expected the build's cells, found {}", cells.len());
         let resolve = |name: &str| symbols.get(name).copied();
         for (path, file) in &cells {
-            let cell = CellFile::parse(file).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let cell = CellFile::verify(file, &key).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(cell.header.build_id, &kernel_id[..], "{path}: packed for another kernel");
             let object = CellObject::parse(cell.object).unwrap_or_else(|e| panic!("{path}: {e}"));
             let size = image_size(&object).unwrap();
             // At the start and at the very end of the cell area.
@@ -303,20 +429,30 @@ mod built_cells {
             // bytes the loader does not interpret, such as code) a link;
             // never a panic, never a wrong entry.
             for cut in (0..file.len()).step_by(97) {
-                assert!(CellFile::parse(&file[..cut]).is_err(), "{path} cut at {cut}");
+                assert!(CellFile::verify(&file[..cut], &key).is_err(), "{path} cut at {cut}");
             }
             let mut refused = 0;
             for at in (0..cell.object.len()).step_by(13) {
                 let mut object = cell.object.to_vec();
                 object[at] ^= 0xa5;
-                let rewrapped = CellFile::write(cell.name, cell.version, cell.interface, &object).unwrap();
-                let reparsed = CellFile::parse(&rewrapped).unwrap();
+                let test_key = [5u8; 32];
+                let rewrapped = CellFile::write(&cell.header, &object, &test_key).unwrap();
+                let reparsed = CellFile::verify(&rewrapped, &framekernel_logic::cellfile::public_key(&test_key)).unwrap();
                 match CellObject::parse(reparsed.object).map_err(LinkError::Object).and_then(|o| link(&o, CELLS_BASE, &resolve)) {
                     Ok(image) => assert!(image.entry < image.text.1),
                     Err(_) => refused += 1,
                 }
             }
             assert!(refused > 0, "{path}: no damaged copy was refused");
+            // One bit of a relocation flipped and the CRC fixed (what an
+            // attacker would do): the signature refuses it.
+            use framekernel_logic::cellfile::{FileError, HEADER_LEN};
+            let rela = object.sections.iter().find(|s| s.kind == 4 && s.size >= 24).expect("a RELA section");
+            let mut bad = file.clone();
+            bad[HEADER_LEN + rela.offset as usize + 8] ^= 1;
+            let crc = framekernel_logic::crc32::crc32(&bad[HEADER_LEN..]);
+            bad[16..20].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(CellFile::verify(&bad, &key), Err(FileError::BadSignature), "{path}");
         }
     }
 }

@@ -1,22 +1,54 @@
 //! `tessera-cellpack check CELL.o KERNEL.elf`: fails, naming them, when the
 //! cell needs symbols the kernel does not define.
-//! `tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell`: checks as
-//! above, links the cell once against the kernel's addresses, and writes
-//! the cell file with the crate's name, version and interface (a VARIANT
-//! build, made with that cargo feature, gets version `X.Y.Z+VARIANT`).
+//! `tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell [VARIANT] --key KEY`:
+//! checks as above, links the cell once against the kernel's addresses,
+//! and writes the cell file with the crate's name, version and interface
+//! (a VARIANT build, made with that cargo feature, gets version
+//! `X.Y.Z+VARIANT`), the kernel's build id, signed with KEY.
+//! `tessera-cellpack keygen KEY`: writes a new signing key (refuses to
+//! overwrite one). `tessera-cellpack pubkey KEY`: prints its public half,
+//! which the kernel is built with (`TESSERA_CELL_PUBKEY`).
 #![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: tessera-cellpack check CELL.o KERNEL.elf\n       tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell [VARIANT]";
+const USAGE: &str = "usage: tessera-cellpack check CELL.o KERNEL.elf\n       tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell [VARIANT] --key KEY\n       tessera-cellpack keygen KEY\n       tessera-cellpack pubkey KEY";
+
+fn read_key(path: &str) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    tessera_cellpack::parse_key_file(&text).map_err(|e| format!("{path}: {e}"))
+}
 
 fn read(path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{path}: {e}"))
 }
 
 fn run(args: &[String]) -> Result<String, String> {
-    match args {
+    let mut args = args.to_vec();
+    let key = match args.iter().position(|a| a == "--key") {
+        Some(at) if at + 1 < args.len() => {
+            let path = args.remove(at + 1);
+            args.remove(at);
+            Some(path)
+        }
+        Some(_) => return Err(USAGE.into()),
+        None => None,
+    };
+    match args.as_slice() {
+        [command, path] if command == "keygen" => {
+            use std::io::Write;
+            let seed = tessera_cellpack::new_key()?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(|e| format!("{path}: {e} (a key is never overwritten)"))?;
+            file.write_all(tessera_cellpack::key_text(&seed).as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+            Ok(format!("{path}: new cell signing key, public key {}", framekernel_logic::cellfile::hex(&framekernel_logic::cellfile::public_key(&seed))))
+        }
+        [command, path] if command == "pubkey" => {
+            Ok(framekernel_logic::cellfile::hex(&framekernel_logic::cellfile::public_key(&read_key(path)?)))
+        }
         [command, cell, kernel] if command == "check" => {
             let (cell_bytes, kernel_bytes) = (read(cell)?, read(kernel)?);
             let defined = tessera_cellpack::defined_symbols(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
@@ -28,9 +60,14 @@ fn run(args: &[String]) -> Result<String, String> {
             if let Some(variant) = variant.first().filter(|v| !v.is_empty()) {
                 manifest.version = format!("{}+{variant}", manifest.version);
             }
+            let key_path = key.ok_or("pack needs --key KEY (tessera-cellpack keygen KEY makes one)")?;
+            tessera_cellpack::check_sources(Path::new(crate_dir))?;
+            let seed = read_key(&key_path)?;
             let (cell_bytes, kernel_bytes) = (read(cell)?, read(kernel)?);
             let defined = tessera_cellpack::defined_symbols(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
-            let file = tessera_cellpack::pack(&manifest, &cell_bytes, &defined).map_err(|e| format!("{cell}: {e}"))?;
+            let build_id = tessera_cellpack::build_id(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
+            let target = tessera_cellpack::Kernel { symbols: &defined, build_id: &build_id, key: &seed };
+            let file = tessera_cellpack::pack(&manifest, &cell_bytes, &target).map_err(|e| format!("{cell}: {e}"))?;
             std::fs::write(out, &file).map_err(|e| format!("{out}: {e}"))?;
             Ok(format!(
                 "{out}: cell {} {} ({} interface), {} bytes",

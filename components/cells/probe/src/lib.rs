@@ -102,4 +102,4 @@ fn make() -> Export {
     Box::new(Counter { calls: AtomicU64::new(0), kept: framekernel::sync::Mutex::new(None) })
 }
 
-tessera_cell_api::cell_entry!(make);
+tessera_cell_api::cell_entry!(probe, make);

@@ -374,7 +374,7 @@ fn make() -> Export {
     Box::new(Ttys::default())
 }
 
-tessera_cell_api::cell_entry!(make);
+tessera_cell_api::cell_entry!(tty, make);
 
 #[cfg(test)]
 mod tests {

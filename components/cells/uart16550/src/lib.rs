@@ -101,4 +101,4 @@ fn make() -> Export {
     Box::new(Uart { ports: setup() })
 }
 
-tessera_cell_api::cell_entry!(make);
+tessera_cell_api::cell_entry!(serial, make);

@@ -304,4 +304,4 @@ fn make() -> Export {
     Box::new(VirtioBlk { device: Mutex::new(device) })
 }
 
-tessera_cell_api::cell_entry!(make);
+tessera_cell_api::cell_entry!(block, make);

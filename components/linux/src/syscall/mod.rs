@@ -13,7 +13,7 @@ pub mod proc;
 mod signal;
 
 use crate::errno::Errno;
-use crate::process::Process;
+use crate::process::{IdKind, Process};
 use alloc::collections::BTreeSet;
 use framekernel::arch::user::UserContext;
 use framekernel::sync::SpinLock;
@@ -147,8 +147,16 @@ pub mod nr {
     pub const READLINK: u64 = 89;
     pub const GETUID: u64 = 102;
     pub const GETGID: u64 = 104;
+    pub const SETUID: u64 = 105;
+    pub const SETGID: u64 = 106;
     pub const GETEUID: u64 = 107;
     pub const GETEGID: u64 = 108;
+    pub const SETREUID: u64 = 113;
+    pub const SETREGID: u64 = 114;
+    pub const SETRESUID: u64 = 117;
+    pub const GETRESUID: u64 = 118;
+    pub const SETRESGID: u64 = 119;
+    pub const GETRESGID: u64 = 120;
     pub const SETPGID: u64 = 109;
     pub const GETPPID: u64 = 110;
     pub const GETPGRP: u64 = 111;
@@ -336,7 +344,21 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::SETPGID => proc::setpgid(p, a[0], a[1]),
         nr::GETSID => proc::getsid(p, a[0]),
         nr::SETSID => proc::setsid(p),
-        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Ok(0),
+        nr::GETUID => Ok(u64::from(p.info.credentials().ruid)),
+        nr::GETEUID => Ok(u64::from(p.info.credentials().euid)),
+        nr::GETGID => Ok(u64::from(p.info.credentials().rgid)),
+        nr::GETEGID => Ok(u64::from(p.info.credentials().egid)),
+        nr::SETUID => p.info.change_credentials(|c| c.set_id(IdKind::User, a[0] as u32)).map(|()| 0),
+        nr::SETGID => p.info.change_credentials(|c| c.set_id(IdKind::Group, a[0] as u32)).map(|()| 0),
+        nr::SETREUID => p.info.change_credentials(|c| c.set_re(IdKind::User, a[0] as u32, a[1] as u32)).map(|()| 0),
+        nr::SETREGID => p.info.change_credentials(|c| c.set_re(IdKind::Group, a[0] as u32, a[1] as u32)).map(|()| 0),
+        nr::SETRESUID => p.info.change_credentials(|c| c.set_res(IdKind::User, [a[0] as u32, a[1] as u32, a[2] as u32])).map(|()| 0),
+        nr::SETRESGID => p.info.change_credentials(|c| c.set_res(IdKind::Group, [a[0] as u32, a[1] as u32, a[2] as u32])).map(|()| 0),
+        nr::GETRESUID | nr::GETRESGID => {
+            let kind = if r.rax == nr::GETRESUID { IdKind::User } else { IdKind::Group };
+            let ids = p.info.credentials().get(kind);
+            a.iter().zip(ids).try_for_each(|(&at, id)| p.memory.write(at, &id.to_le_bytes())).map(|()| 0)
+        }
         nr::UNAME => uname(p, a[0]),
         nr::READLINK => fs::readlinkat(p, CWD, a[0], a[1], a[2]),
         nr::READLINKAT => fs::readlinkat(p, a[0], a[1], a[2], a[3]),

@@ -1,0 +1,56 @@
+//! A cell that exercises the boundary: the kernel's self-test loads it,
+//! calls it and makes it fail in each way a cell can.
+use alloc::boxed::Box;
+use alloc::string::String;
+
+/// How [`Probe::fail`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// `panic!` with a message.
+    Panic,
+    /// A slice index out of bounds (a panic from `core`).
+    OutOfBounds,
+    /// A page fault in kernel code the cell called.
+    PageFault,
+    /// An invalid instruction in kernel code the cell called.
+    InvalidOpcode,
+    /// A loop without end (the watchdog must stop it).
+    Hang,
+    /// A loop without end with interrupts off: the timer cannot reach
+    /// the watchdog, its NMI must.
+    HangInterruptsOff,
+    /// A panic in the middle of dropping the cell's own state: a frame
+    /// is freed, then a destructor panics, so the state still names the
+    /// freed frame (dropping it again would free the frame twice). The
+    /// panic message names the frame (`frame 0x...`).
+    DropBomb,
+}
+framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, HangInterruptsOff, DropBomb });
+
+/// The probe interface.
+pub trait Probe: Send + Sync {
+    /// Sum of `0..n` computed through a heap vector.
+    fn sum_to(&self, n: u64) -> u64;
+    /// A formatted description of `n` (uses `core::fmt`), with the calls
+    /// this instance answered and the calls since this copy of the cell
+    /// was linked (a static: `since linking N`).
+    fn describe(&self, n: u64) -> String;
+    /// Calls answered by this instance so far.
+    fn calls(&self) -> u64;
+    /// Fails as asked; returns only if the failure did not happen.
+    fn fail(&self, how: Failure) -> u64;
+}
+
+/// What a probe cell exports.
+pub type Export = Box<dyn Probe>;
+
+/// The `probe` interface: what its cells export and its fingerprint, a hash
+/// of this file's text (so any change to the definitions above changes it,
+/// and a cell built against another definition is refused).
+pub struct Interface;
+
+impl framekernel_logic::cellfile::Interface for Interface {
+    type Export = Export;
+    const NAME: &'static str = "probe";
+    const FINGERPRINT: [u8; 32] = framekernel_logic::cellfile::fingerprint("probe", include_str!("probe.rs"));
+}
