@@ -43,7 +43,7 @@ use alloc::sync::Arc;
 use core::fmt;
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use framekernel_logic::cellfile::{self, CellFile, FileError, Interface};
+use framekernel_logic::cellfile::{self, CellFile, FileError};
 use framekernel_logic::cellobj::{self, CellObject, LinkError};
 
 /// The public key that verifies cell files (the Makefile passes the
@@ -756,4 +756,4 @@ pub(crate) fn contain_exception(vector: u64, rip: u64, cr2: u64) {
     }
 }
 
-pub use framekernel_boundary::{Arg, Plain, Ret};
+pub use framekernel_boundary::{Arg, Interface, Plain, Ret};

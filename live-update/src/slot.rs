@@ -23,7 +23,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 use framekernel::cell::{Arg, Fault, Instance, LoadedCell, Ret, StartError};
-use framekernel_logic::cellfile::Interface;
+use framekernel::cell::Interface;
 use framekernel::sync::SpinLock;
 use framekernel::time;
 use tessera_sched::WaitQueue;

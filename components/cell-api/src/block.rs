@@ -70,8 +70,4 @@ pub type Export = Box<dyn BlockDriver>;
 /// and a cell built against another definition is refused).
 pub struct Interface;
 
-impl framekernel_logic::cellfile::Interface for Interface {
-    type Export = Export;
-    const NAME: &'static str = "block";
-    const FINGERPRINT: [u8; 32] = framekernel_logic::cellfile::fingerprint("block", include_str!("block.rs"));
-}
+framekernel_boundary::interface!(Interface, name: "block", export: Export, source: include_str!("block.rs"));

@@ -25,7 +25,7 @@ extern crate alloc;
 pub use alloc::boxed::Box;
 #[doc(hidden)]
 pub use framekernel_logic::cellobj::marker;
-pub use framekernel_logic::cellfile::Interface;
+pub use framekernel_boundary::Interface;
 
 /// Declares the cell's entry: `cell_entry!(block, make)` where `block` is
 /// the interface module and `make` a function (or closure) returning that

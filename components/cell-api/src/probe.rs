@@ -49,8 +49,4 @@ pub type Export = Box<dyn Probe>;
 /// and a cell built against another definition is refused).
 pub struct Interface;
 
-impl framekernel_logic::cellfile::Interface for Interface {
-    type Export = Export;
-    const NAME: &'static str = "probe";
-    const FINGERPRINT: [u8; 32] = framekernel_logic::cellfile::fingerprint("probe", include_str!("probe.rs"));
-}
+framekernel_boundary::interface!(Interface, name: "probe", export: Export, source: include_str!("probe.rs"));

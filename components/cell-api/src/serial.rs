@@ -21,8 +21,4 @@ pub type Export = Box<dyn SerialPort>;
 /// and a cell built against another definition is refused).
 pub struct Interface;
 
-impl framekernel_logic::cellfile::Interface for Interface {
-    type Export = Export;
-    const NAME: &'static str = "serial";
-    const FINGERPRINT: [u8; 32] = framekernel_logic::cellfile::fingerprint("serial", include_str!("serial.rs"));
-}
+framekernel_boundary::interface!(Interface, name: "serial", export: Export, source: include_str!("serial.rs"));

@@ -183,8 +183,4 @@ pub type Export = Box<dyn LineDisciplines>;
 /// and a cell built against another definition is refused).
 pub struct Interface;
 
-impl framekernel_logic::cellfile::Interface for Interface {
-    type Export = Export;
-    const NAME: &'static str = "tty";
-    const FINGERPRINT: [u8; 32] = framekernel_logic::cellfile::fingerprint("tty", include_str!("tty.rs"));
-}
+framekernel_boundary::interface!(Interface, name: "tty", export: Export, source: include_str!("tty.rs"));

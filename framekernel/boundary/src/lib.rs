@@ -167,3 +167,68 @@ macro_rules! cell_data {
         };
     };
 }
+
+/// An interface cells offer: what a cell exporting it returns from its
+/// entry (`Export`), its name, and a fingerprint of its definition. The
+/// base calls a cell's entry as `fn() -> Export` once the signed file's
+/// fingerprint equals `FINGERPRINT`, so this pairing is what makes that
+/// call well typed.
+///
+/// # Safety
+///
+/// `FINGERPRINT` must identify the definition of `Export`: it is
+/// `fingerprint(NAME, text)` of the source file that defines `Export` (and
+/// everything it names), so two implementations share a fingerprint only
+/// when they export the same definition. Implement it only with
+/// [`interface!`], inside that file, as `tessera-cell-api` does (the audit
+/// allows no other caller).
+pub unsafe trait Interface: 'static {
+    /// What a cell offering it exports (`Box<dyn BlockDriver>`).
+    type Export: Send + Sync + 'static;
+    /// Its name (the cell header's interface field).
+    const NAME: &'static str;
+    /// A hash of its definition and name.
+    const FINGERPRINT: [u8; 32];
+}
+
+/// Declares `$ty` the interface `$name` exporting `$export`, fingerprinted
+/// over `$source` (the text of the file that defines `$export`, given as
+/// `include_str!("that-file.rs")` in that very file). See [`Interface`]'s
+/// safety contract; `make audit` lets only `tessera-cell-api` invoke it.
+#[macro_export]
+macro_rules! interface {
+    ($ty:ident, name: $name:literal, export: $export:ty, source: $source:expr) => {
+        // SAFETY: invoked (audit-checked) only in tessera-cell-api, in the
+        // file that defines `$export`, whose text `$source` is: the
+        // fingerprint changes with any change of that definition.
+        unsafe impl $crate::Interface for $ty {
+            type Export = $export;
+            const NAME: &'static str = $name;
+            const FINGERPRINT: [u8; 32] = $crate::fingerprint($name, $source);
+        }
+    };
+}
+
+/// The fingerprint of interface `name` defined by `source`: four FNV-1a
+/// 64-bit hashes with different seeds over the name and the text. Not a
+/// cryptographic hash (the file that carries it is signed); it changes
+/// whenever the definition's text does.
+pub const fn fingerprint(name: &str, source: &str) -> [u8; 32] {
+    const fn fnv(mut h: u64, mut bytes: &[u8]) -> u64 {
+        while let [first, rest @ ..] = bytes {
+            h ^= *first as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            bytes = rest;
+        }
+        h
+    }
+    const fn lane(seed: u64, name: &str, source: &str) -> [u8; 8] {
+        let h = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        fnv(fnv(fnv(h, name.as_bytes()), b"\0"), source.as_bytes()).to_le_bytes()
+    }
+    let (a, b, c, d) = (lane(1, name, source), lane(2, name, source), lane(3, name, source), lane(4, name, source));
+    [
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], //
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
+    ]
+}

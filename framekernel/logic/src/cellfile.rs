@@ -44,46 +44,6 @@ const BUILD_ID: usize = 128;
 const SIGNATURE: usize = 160;
 const RESERVED: usize = 224;
 
-/// An interface cells offer: implemented once per interface module of
-/// `tessera-cell-api` (and nowhere else), which computes the fingerprint
-/// from the module's source text with [`fingerprint`]. `cell_entry!`
-/// writes the fingerprint into the cell next to an entry function that
-/// returns `Export`; the kernel's slot for the interface expects the same
-/// fingerprint, so a cell is only ever called as the type it was built to
-/// return.
-pub trait Interface: 'static {
-    /// What a cell offering it exports (`Box<dyn BlockDriver>`).
-    type Export: Send + Sync + 'static;
-    /// Its name (the header's interface field).
-    const NAME: &'static str;
-    /// A hash of its definition and name.
-    const FINGERPRINT: [u8; 32];
-}
-
-/// The fingerprint of interface `name` defined by `source`: four FNV-1a
-/// 64-bit hashes with different seeds over the name and the text. Not a
-/// cryptographic hash (the file that carries it is signed); it changes
-/// whenever the definition's text does.
-pub const fn fingerprint(name: &str, source: &str) -> [u8; 32] {
-    const fn fnv(mut h: u64, mut bytes: &[u8]) -> u64 {
-        while let [first, rest @ ..] = bytes {
-            h ^= *first as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            bytes = rest;
-        }
-        h
-    }
-    const fn lane(seed: u64, name: &str, source: &str) -> [u8; 8] {
-        let h = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        fnv(fnv(fnv(h, name.as_bytes()), b"\0"), source.as_bytes()).to_le_bytes()
-    }
-    let (a, b, c, d) = (lane(1, name, source), lane(2, name, source), lane(3, name, source), lane(4, name, source));
-    [
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], //
-        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
-    ]
-}
-
 /// Why a cell file was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileError {
@@ -458,10 +418,10 @@ mod tests {
 
     #[test]
     fn fingerprints_change_with_the_definition_and_the_name() {
-        let a = fingerprint("block", "pub trait BlockDriver { fn read(&self); }");
-        assert_eq!(a, fingerprint("block", "pub trait BlockDriver { fn read(&self); }"));
-        assert_ne!(a, fingerprint("block", "pub trait BlockDriver { fn read(&self, x: u8); }"));
-        assert_ne!(a, fingerprint("serial", "pub trait BlockDriver { fn read(&self); }"));
+        let a = framekernel_boundary::fingerprint("block", "pub trait BlockDriver { fn read(&self); }");
+        assert_eq!(a, framekernel_boundary::fingerprint("block", "pub trait BlockDriver { fn read(&self); }"));
+        assert_ne!(a, framekernel_boundary::fingerprint("block", "pub trait BlockDriver { fn read(&self, x: u8); }"));
+        assert_ne!(a, framekernel_boundary::fingerprint("serial", "pub trait BlockDriver { fn read(&self); }"));
         assert_ne!(a[..8], a[8..16]);
     }
 

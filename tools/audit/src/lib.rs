@@ -53,6 +53,10 @@ pub struct Policy {
     /// must be safe: `"crate::macro" = "reason"`.
     #[serde(default)]
     pub macros: BTreeMap<String, String>,
+    /// Reviewed macros that only some crates may invoke (their safety
+    /// contract names the caller): `"crate::macro" = ["package", ...]`.
+    #[serde(default, rename = "macro-callers")]
+    pub macro_callers: BTreeMap<String, Vec<String>>,
 }
 
 impl Policy {

@@ -172,7 +172,23 @@ pub fn check(crates: &[CrateMacros<'_>], policy: &Policy) -> (Vec<UnsafeMacro>, 
                 }
                 let Some(m) = listed.get_mut(&k) else { continue };
                 m.uses.push((c.package.to_string(), u.file.clone(), u.line));
-                if m.reviewed.is_none() {
+                if let Some(callers) = policy.macro_callers.get(&m.key)
+                    && !callers.iter().any(|p| p == c.package)
+                {
+                    violations.push((
+                        c.package.to_string(),
+                        Finding {
+                            kind: Kind::UnsafeMacro,
+                            file: u.file.clone(),
+                            line: u.line,
+                            detail: format!(
+                                "invokes {}!, which only {} may invoke ([macro-callers] in tools/audit/trusted.toml): its safety contract depends on where it is written",
+                                m.key,
+                                callers.join(", ")
+                            ),
+                        },
+                    ));
+                } else if m.reviewed.is_none() {
                     violations.push((
                         c.package.to_string(),
                         Finding {

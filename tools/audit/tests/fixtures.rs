@@ -255,6 +255,24 @@ fn reviewed_build_time_code_and_macros_pass_and_stay_listed() {
 }
 
 #[test]
+fn a_reviewed_macro_restricted_to_some_callers_fails_elsewhere() {
+    let dir = workspace_copy("callers");
+    let mut policy = workspace_policy();
+    policy.build_scripts.insert("tessera-kernel".into(), "reviewed".into());
+    policy.proc_macros.insert("fixture-derive".into(), "reviewed".into());
+    for m in ["peek", "peek_twice", "export_symbol"] {
+        policy.macros.insert(format!("fixture_macros::{m}"), "reviewed".into());
+    }
+    policy.macro_callers.insert("fixture_macros::export_symbol".into(), vec!["some-other-crate".into()]);
+    let a = tessera_audit::audit(&dir, &policy).unwrap();
+    let v = audit_violations(&a);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0].1, Kind::UnsafeMacro);
+    assert!(a.violations.iter().any(|(_, f)| f.detail.contains("which only some-other-crate may invoke")), "{:#?}", a.violations);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_trusted_safe_crate_counts_in_the_trusted_share_and_must_stay_safe() {
     let dir = workspace_copy("tcb");
     let a = tessera_audit::audit(&dir, &workspace_policy()).unwrap();
