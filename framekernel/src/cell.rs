@@ -6,8 +6,9 @@
 //! kernel from `TESSERA_CELL_PUBKEY`) before any ELF structure is looked
 //! at, then that it was packed for this kernel build (GNU build id). It
 //! then links the object for a range of the cell area against the
-//! kernel's symbols (`logic::cellobj`, which allows only the cell import
-//! allowlist), checks that the object's marker carries the interface
+//! kernel addresses the signed file lists for its imports (resolved by the
+//! packer against this build's kernel ELF; `logic::cellobj` allows only
+//! the cell import allowlist), checks that the object's marker carries the interface
 //! fingerprint the signed header names, and maps it W^X.
 //! [`LoadedCell::instantiate`] compares that fingerprint with the
 //! interface the caller expects, and only then runs the cell's entry
@@ -40,6 +41,7 @@ use crate::mm::cellmap::{self, CellMapping, Rights};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,8 +69,6 @@ pub enum LoadError {
     File(FileError),
     /// The object could not be linked (malformed, unresolved symbol, ...).
     Link(LinkError),
-    /// The kernel's symbol table was not loaded.
-    NoKernelSymbols,
     /// No room or memory to map it.
     Map(MapError),
     /// The kernel was built without `TESSERA_CELL_PUBKEY`.
@@ -86,7 +86,6 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::File(e) => write!(f, "{e}"),
             LoadError::Link(e) => write!(f, "{e}"),
-            LoadError::NoKernelSymbols => f.write_str("the kernel's symbol table is not loaded; cells cannot be linked"),
             LoadError::Map(e) => write!(f, "cannot map the cell: {e}"),
             LoadError::NoSigningKey => f.write_str(
                 "this kernel was built without a cell signing key (TESSERA_CELL_PUBKEY); it loads no cells",
@@ -111,10 +110,8 @@ pub struct LoadedCell {
     tainted: AtomicBool,
     /// The checked object, for fresh copies after a fault.
     object: Box<[u8]>,
-    name: String,
-    version: String,
-    interface: String,
-    fingerprint: [u8; 32],
+    /// Name, version, interface, fingerprint and imports, as signed.
+    signed: Signed,
     mapping: CellMapping,
     entry: u64,
     text: (u64, u64),
@@ -124,7 +121,7 @@ pub struct LoadedCell {
 
 impl fmt::Debug for LoadedCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LoadedCell({} {} at {:#x})", self.name, self.version, self.base())
+        write!(f, "LoadedCell({} {} at {:#x})", self.signed.name, self.signed.version, self.base())
     }
 }
 
@@ -138,34 +135,47 @@ pub fn load(file: &[u8]) -> Result<Arc<LoadedCell>, LoadError> {
         return Err(LoadError::WrongKernel { cell: cellfile::hex(cell.header.build_id), kernel: cellfile::hex(kernel) });
     }
     let header = &cell.header;
-    link_and_map(header.name.into(), header.version.into(), header.interface.into(), header.fingerprint, cell.object.into())
+    let mut imports: Vec<(String, u64)> = cell.imports.iter().map(|(name, address)| (String::from(name), address)).collect();
+    imports.sort_unstable();
+    let signed = Signed { name: header.name.into(), version: header.version.into(), interface: header.interface.into(), fingerprint: header.fingerprint, imports };
+    link_and_map(signed, cell.object.into())
+}
+
+/// What the signed file says besides the object: kept for fresh copies.
+#[derive(Clone)]
+struct Signed {
+    name: String,
+    version: String,
+    interface: String,
+    fingerprint: [u8; 32],
+    /// The kernel symbols the object uses and their addresses in this
+    /// build (resolved by the packer, covered by the signature), sorted.
+    imports: Vec<(String, u64)>,
 }
 
 static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(1);
 
 /// Links a verified object for a fresh range of the cell area (imports on
 /// the allowlist only), checks its marker and maps it W^X.
-fn link_and_map(
-    name: String,
-    version: String,
-    interface: String,
-    fingerprint: [u8; 32],
-    object_bytes: Box<[u8]>,
-) -> Result<Arc<LoadedCell>, LoadError> {
+fn link_and_map(signed: Signed, object_bytes: Box<[u8]>) -> Result<Arc<LoadedCell>, LoadError> {
     let object = CellObject::parse(&object_bytes).map_err(|e| LoadError::Link(LinkError::Object(e)))?;
     let size = cellobj::image_size(&object).map_err(LoadError::Link)?;
-    if !crate::symbols::available() {
-        return Err(LoadError::NoKernelSymbols);
-    }
     let base = cellmap::reserve(size).map_err(LoadError::Map)?;
-    let image = match cellobj::link(&object, base, &crate::symbols::address_of) {
+    // Imports resolve from the signed table only (a symbol it does not list
+    // is unresolved): no symbol table handed to the base at run time can
+    // point a cell's calls elsewhere.
+    let resolve = |name: &str| {
+        let at = signed.imports.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok()?;
+        signed.imports.get(at).map(|&(_, address)| address)
+    };
+    let image = match cellobj::link(&object, base, &resolve) {
         Ok(image) => image,
         Err(e) => {
             cellmap::release(base, size);
             return Err(LoadError::Link(e));
         }
     };
-    if image.fingerprint != fingerprint {
+    if image.fingerprint != signed.fingerprint {
         cellmap::release(base, size);
         return Err(LoadError::MarkerMismatch);
     }
@@ -180,33 +190,30 @@ fn link_and_map(
     Ok(Arc::new(LoadedCell {
         id: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
         tainted: AtomicBool::new(false),
-        name,
-        version,
-        interface,
-        fingerprint,
         mapping,
         entry: base + image.entry,
         text: (base + image.text.0, base + image.text.1),
         imports: image.imports,
         relocations: image.relocations,
         object: object_bytes,
+        signed,
     }))
 }
 
 impl LoadedCell {
     /// The cell's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.signed.name
     }
 
     /// Its version.
     pub fn version(&self) -> &str {
-        &self.version
+        &self.signed.version
     }
 
     /// The interface it says it offers.
     pub fn interface(&self) -> &str {
-        &self.interface
+        &self.signed.interface
     }
 
     /// Load address.
@@ -232,7 +239,7 @@ impl LoadedCell {
     /// The fingerprint of the interface it offers (signed header and
     /// marker agree on it).
     pub fn fingerprint(&self) -> &[u8; 32] {
-        &self.fingerprint
+        &self.signed.fingerprint
     }
 
     /// True once a call into this cell faulted: it is not called,
@@ -246,7 +253,7 @@ impl LoadedCell {
     /// half-updated). The object was verified when it was first loaded and
     /// is kept in the base's own memory since.
     pub fn fresh_copy(&self) -> Result<Arc<LoadedCell>, LoadError> {
-        link_and_map(self.name.clone(), self.version.clone(), self.interface.clone(), self.fingerprint, self.object.clone())
+        link_and_map(self.signed.clone(), self.object.clone())
     }
 
     /// A call into this cell faulted: no instance of it runs again, and
@@ -265,8 +272,8 @@ impl LoadedCell {
     /// when the cell offers another interface, or when this copy faulted
     /// before (its statics are not trusted: start a [`fresh_copy`](Self::fresh_copy)).
     pub fn instantiate<I: Interface>(self: &Arc<Self>) -> Result<Instance<I::Export>, StartError> {
-        if self.fingerprint != I::FINGERPRINT || self.interface != I::NAME {
-            return Err(StartError::Interface { offers: self.interface.clone(), expects: I::NAME });
+        if self.signed.fingerprint != I::FINGERPRINT || self.signed.interface != I::NAME {
+            return Err(StartError::Interface { offers: self.signed.interface.clone(), expects: I::NAME });
         }
         if self.is_tainted() {
             return Err(StartError::Tainted);

@@ -136,7 +136,24 @@ fn patched_as(header: Header<'_>, object: &[u8], patch: impl Fn(&mut Vec<u8>, &C
     let parsed = CellObject::parse(object).expect("object parses");
     let mut bytes = object.to_vec();
     patch(&mut bytes, &parsed);
-    CellFile::write(&header, &bytes, &build_key()).expect("pack")
+    let imports = imports_of(&bytes);
+    let imports: Vec<(&str, u64)> = imports.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    CellFile::write(&header, &bytes, &imports, &build_key()).expect("pack")
+}
+
+/// The kernel addresses of the symbols `object` imports, as the packer
+/// would list them (a name the kernel does not define is left out, so the
+/// loader finds it unresolved).
+fn imports_of(object: &[u8]) -> Vec<(String, u64)> {
+    use framekernel_logic::cellobj::SymbolPlace;
+    let kernel = std::fs::read(std::env::var("TESSERA_KERNEL").expect("TESSERA_KERNEL")).expect("read the kernel");
+    let defined = tessera_cellpack::defined_symbols(&kernel).expect("kernel symbols");
+    let Ok(parsed) = CellObject::parse(object) else { return Vec::new() };
+    (0..parsed.symbol_count())
+        .filter_map(|i| parsed.symbol(i).ok())
+        .filter(|s| s.place == SymbolPlace::Undefined && !s.name.is_empty())
+        .filter_map(|s| defined.get(s.name).map(|&a| (s.name.to_string(), a)))
+        .collect()
 }
 
 /// The kernel symbol (NUL-terminated in its string table) containing `tag`.
@@ -197,9 +214,15 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     let mut relocflip = good.clone();
     let rela = CellObject::parse(object).unwrap().sections.into_iter().find(|s| s.kind == 4 && s.size >= 24).expect("a RELA section");
     relocflip[HEADER_LEN + rela.offset as usize + 8] ^= 1;
-    let crc = framekernel_logic::crc32::crc32(&relocflip[HEADER_LEN..]);
+    let crc = framekernel_logic::crc32::crc32(&relocflip[HEADER_LEN..HEADER_LEN + object.len()]);
     relocflip[16..20].copy_from_slice(&crc.to_le_bytes());
     write("relocflip.cell", &relocflip);
+    // Red team: one signed import address changed (an attacker's way to
+    // point a call elsewhere without touching the object or its CRC).
+    let mut importflip = good.clone();
+    let last = importflip.len() - 1;
+    importflip[last - 3] ^= 1;
+    write("importflip.cell", &importflip);
     // A forged cell: a hand-made object with the marker (and the probe's
     // fingerprint) and a function named like the entry returning
     // `(1, 0xdead_0000)`, signed with another key.
@@ -208,7 +231,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         "#![no_std]\npub static __TESSERA_CELL_ABI: [u8; 64] = *b\"{marker}\";\n\
          #[inline(never)]\npub fn __tessera_cell_entry() -> (u64, u64) {{ (1, 0xdead_0000) }}\n"
     ));
-    write("forged.cell", &CellFile::write(&probe, &forged, &[0x5a; 32]).unwrap());
+    write("forged.cell", &CellFile::write(&probe, &forged, &[], &[0x5a; 32]).unwrap());
     // The probe, packed for another kernel build (signed with the right key).
     write("otherkernel.cell", &patched_as(Header { build_id: &[0x11; 20], ..probe }, object, |_, _| {}));
     // A header naming another interface fingerprint than the marker.
@@ -220,7 +243,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     std::fs::write(
         &script,
         "mount -t proc proc /proc\n\
-         for f in truncated flipped arm64 reloc unresolved noentry nomarker adddisk slotregister relocflip forged otherkernel fingerprint; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
+         for f in truncated flipped arm64 reloc unresolved noentry nomarker adddisk slotregister relocflip importflip forged otherkernel fingerprint; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
          cellctl swap virtio_blk /lib/cells/probe.cell; echo \"wrong cell: status $?\"\n\
          cellctl swap virtio_blk /bad/ttyname.cell; echo \"tty name: status $?\"\n\
          cellctl swap virtio_blk /bad/probeasdisk.cell; echo \"interface: status $?\"\n\
@@ -256,6 +279,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("cellctl: Exec format error: /bad/slotregister.cell: imports tessera_live_update::slot::register (_ZN", "slotregister: status 1"),
         ("which is not on the cell import allowlist", "adddisk: status 1"),
         ("cellctl: Exec format error: /bad/relocflip.cell: cell file signature does not verify with this kernel's cell signing key", "relocflip: status 1"),
+        ("cellctl: Exec format error: /bad/importflip.cell: cell file signature does not verify with this kernel's cell signing key", "importflip: status 1"),
         ("cellctl: Exec format error: /bad/forged.cell: cell file signature does not verify", "forged: status 1"),
         ("cellctl: Exec format error: /bad/otherkernel.cell: packed for kernel build 1111111111", "otherkernel: status 1"),
         ("cellctl: Exec format error: /bad/fingerprint.cell: the object's cell_entry! marker names another interface fingerprint", "fingerprint: status 1"),

@@ -1,7 +1,10 @@
 //! The cell file (`*.cell`): a 256-byte header naming the cell, its
 //! version, the interface it offers (by name and by fingerprint) and the
 //! kernel build it was packed for, followed by the cell's ELF relocatable
-//! object. The whole file is signed with Ed25519 by the build's cell
+//! object and its imports: the address of every kernel symbol the object
+//! names, resolved by the packer against the kernel ELF of that build (so
+//! linking never depends on a symbol table loaded at run time). The whole
+//! file is signed with Ed25519 by the build's cell
 //! signing key; the kernel holds the public key (compiled in) and refuses
 //! a file whose signature does not verify before it looks at any of the
 //! object's ELF structures. `tools/cellpack` writes it; the loader reads it.
@@ -9,7 +12,7 @@
 //! ```text
 //!   0  magic        b"TSRCELL2"
 //!   8  header       u32 = 256
-//!  12  length       u32, bytes of the object after the header (the file ends there)
+//!  12  length       u32, bytes of the object after the header
 //!  16  crc32        u32, of those bytes (catches accidents before the signature)
 //!  20  build id len u32, 1-32
 //!  24  name         32 bytes, [a-z0-9_-], NUL-padded
@@ -18,8 +21,12 @@
 //!  96  fingerprint  32 bytes: the interface's fingerprint (`Interface::FINGERPRINT`)
 //! 128  build id     32 bytes: the kernel's GNU build id, zero-padded
 //! 160  signature    64 bytes: Ed25519 over the whole file with this field zeroed
-//! 224  reserved     32 bytes = 0
+//! 224  imports      u32, bytes of the imports table after the object (the file ends there)
+//! 228  reserved     28 bytes = 0
 //! ```
+//!
+//! The imports table: records of a u64 address, a u16 name length and the
+//! name (a mangled kernel symbol), little-endian, at most [`MAX_IMPORTS`].
 
 use crate::crc32::crc32;
 use alloc::vec::Vec;
@@ -42,7 +49,10 @@ const INTERFACE: (usize, usize) = (72, 24);
 const FINGERPRINT: usize = 96;
 const BUILD_ID: usize = 128;
 const SIGNATURE: usize = 160;
-const RESERVED: usize = 224;
+const IMPORTS: usize = 224;
+const RESERVED: usize = 228;
+/// Most imports a cell file may list.
+pub const MAX_IMPORTS: usize = 4096;
 
 /// Why a cell file was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +71,8 @@ pub enum FileError {
     Truncated { expected: usize, actual: usize },
     /// Bytes after the object.
     TrailingBytes { extra: usize },
+    /// The imports table is malformed.
+    BadImports(&'static str),
     /// The object's CRC-32 differs from the header's.
     Checksum { expected: u32, actual: u32 },
     /// The signature does not verify with the kernel's key.
@@ -80,7 +92,8 @@ impl fmt::Display for FileError {
             FileError::Truncated { expected, actual } => {
                 write!(f, "cell file truncated: object of {expected} bytes, {actual} present")
             }
-            FileError::TrailingBytes { extra } => write!(f, "cell file has {extra} bytes after its object"),
+            FileError::TrailingBytes { extra } => write!(f, "cell file has {extra} bytes after its imports"),
+            FileError::BadImports(what) => write!(f, "bad imports table: {what}"),
             FileError::Checksum { expected, actual } => {
                 write!(f, "cell file damaged: CRC-32 {actual:#010x}, header says {expected:#010x}")
             }
@@ -113,6 +126,69 @@ pub struct CellFile<'a> {
     pub header: Header<'a>,
     /// The ELF relocatable object.
     pub object: &'a [u8],
+    /// The kernel symbols it uses, with their addresses in that build.
+    pub imports: Imports<'a>,
+}
+
+/// A cell file's imports table (well-formed: checked when the file is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imports<'a>(&'a [u8]);
+
+impl<'a> Imports<'a> {
+    /// Checks `table`: whole records, UTF-8 names, at most [`MAX_IMPORTS`].
+    pub fn parse(table: &'a [u8]) -> Result<Self, FileError> {
+        let mut count = 0;
+        let mut rest = table;
+        while !rest.is_empty() {
+            let (_, name, tail) = Self::record(rest).ok_or(FileError::BadImports("a record runs past the table"))?;
+            if core::str::from_utf8(name).is_err() || name.is_empty() {
+                return Err(FileError::BadImports("a name is empty or not UTF-8"));
+            }
+            count += 1;
+            if count > MAX_IMPORTS {
+                return Err(FileError::BadImports("too many imports"));
+            }
+            rest = tail;
+        }
+        Ok(Self(table))
+    }
+
+    fn record(data: &'a [u8]) -> Option<(u64, &'a [u8], &'a [u8])> {
+        let address = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+        let len = usize::from(u16::from_le_bytes(data.get(8..10)?.try_into().ok()?));
+        let name = data.get(10..10 + len)?;
+        Some((address, name, data.get(10 + len..)?))
+    }
+
+    /// Every (name, address).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        let mut rest = self.0;
+        core::iter::from_fn(move || {
+            let (address, name, tail) = Self::record(rest)?;
+            rest = tail;
+            Some((core::str::from_utf8(name).ok()?, address))
+        })
+    }
+
+    /// The address of `name`, if listed.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.iter().find(|&(n, _)| n == name).map(|(_, a)| a)
+    }
+
+    /// Writes the table for `imports`.
+    pub fn write(imports: &[(&str, u64)]) -> Result<Vec<u8>, FileError> {
+        if imports.len() > MAX_IMPORTS {
+            return Err(FileError::BadImports("too many imports"));
+        }
+        let mut out = Vec::new();
+        for &(name, address) in imports {
+            let len = u16::try_from(name.len()).map_err(|_| FileError::BadImports("a name is longer than 65535 bytes"))?;
+            out.extend_from_slice(&address.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        Ok(out)
+    }
 }
 
 fn field<'a>(header: &'a [u8], (at, len): (usize, usize), what: &'static str, ok: fn(u8) -> bool) -> Result<&'a str, FileError> {
@@ -155,13 +231,13 @@ fn unsigned_header(header: &[u8]) -> [u8; HEADER_LEN] {
 }
 
 /// Checks an Ed25519 signature over `header` (its signature field zeroed)
-/// followed by `object`.
-fn verify_signature(header: &[u8], object: &[u8], public_key: &[u8; 32]) -> Result<(), FileError> {
+/// followed by `body` (the object and the imports table).
+fn verify_signature(header: &[u8], body: &[u8], public_key: &[u8; 32]) -> Result<(), FileError> {
     use ed25519_compact::{PublicKey, Signature};
     let signature = Signature::new(array(header, SIGNATURE));
     let mut state = PublicKey::new(*public_key).verify_incremental(&signature).map_err(|_| FileError::BadSignature)?;
     state.absorb(unsigned_header(header));
-    state.absorb(object);
+    state.absorb(body);
     state.verify().map_err(|_| FileError::BadSignature)
 }
 
@@ -213,20 +289,20 @@ impl<'a> CellFile<'a> {
     /// byte, and only then the header's fields. The object's ELF
     /// structures are not looked at here.
     pub fn verify(data: &'a [u8], public_key: &[u8; 32]) -> Result<Self, FileError> {
-        let (header, object) = Self::framing(data)?;
-        verify_signature(header, object, public_key)?;
-        Ok(Self { header: Self::fields(header)?, object })
+        let (header, object, imports) = Self::framing(data)?;
+        verify_signature(header, data.get(HEADER_LEN..).unwrap_or(&[]), public_key)?;
+        Ok(Self { header: Self::fields(header)?, object, imports: Imports::parse(imports)? })
     }
 
     /// The object of a well-framed cell file (magic, lengths, CRC), its
     /// signature NOT checked: for tools that report on a file (`make
     /// audit`), never for loading one.
     pub fn unverified_object(data: &'a [u8]) -> Result<&'a [u8], FileError> {
-        Self::framing(data).map(|(_, object)| object)
+        Self::framing(data).map(|(_, object, _)| object)
     }
 
-    /// Header and object of `data`, framing and CRC checked.
-    fn framing(data: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), FileError> {
+    /// Header, object and imports table of `data`, framing and CRC checked.
+    fn framing(data: &'a [u8]) -> Result<(&'a [u8], &'a [u8], &'a [u8]), FileError> {
         let header = data.get(..HEADER_LEN).ok_or(FileError::TooShort { len: data.len() })?;
         if header.get(..8) == Some(&OLD_MAGIC[..]) {
             return Err(FileError::OldFormat);
@@ -243,15 +319,18 @@ impl<'a> CellFile<'a> {
         }
         let rest = data.get(HEADER_LEN..).unwrap_or(&[]);
         let object = rest.get(..len).ok_or(FileError::Truncated { expected: len, actual: rest.len() })?;
-        if rest.len() > len {
-            return Err(FileError::TrailingBytes { extra: rest.len() - len });
+        let imports_len = u32_at(header, IMPORTS) as usize;
+        let after = rest.get(len..).unwrap_or(&[]);
+        let imports = after.get(..imports_len).ok_or(FileError::Truncated { expected: len + imports_len, actual: rest.len() })?;
+        if after.len() > imports_len {
+            return Err(FileError::TrailingBytes { extra: after.len() - imports_len });
         }
         let expected = u32_at(header, 16);
         let actual = crc32(object);
         if actual != expected {
             return Err(FileError::Checksum { expected, actual });
         }
-        Ok((header, object))
+        Ok((header, object, imports))
     }
 
     /// The header's fields, checked.
@@ -274,7 +353,8 @@ impl<'a> CellFile<'a> {
 
     /// Writes a cell file signed with the 32-byte key `seed`; fails when a
     /// field does not fit the format.
-    pub fn write(header: &Header<'_>, object: &[u8], seed: &[u8; 32]) -> Result<Vec<u8>, FileError> {
+    pub fn write(header: &Header<'_>, object: &[u8], imports: &[(&str, u64)], seed: &[u8; 32]) -> Result<Vec<u8>, FileError> {
+        let table = Imports::write(imports)?;
         if object.len() > MAX_OBJECT {
             return Err(FileError::TooLarge { len: object.len() });
         }
@@ -294,7 +374,13 @@ impl<'a> CellFile<'a> {
         put(NAME, header.name, "name must be 1-32 of [a-z0-9_-]", is_name_byte)?;
         put(VERSION, header.version, "version must be 1-16 printable characters", is_version_byte)?;
         put(INTERFACE, header.interface, "interface must be 1-24 of [a-z0-9_]", is_interface_byte)?;
-        let words = [(8, HEADER_LEN as u32), (12, object.len() as u32), (16, crc32(object)), (20, header.build_id.len() as u32)];
+        let words = [
+            (8, HEADER_LEN as u32),
+            (12, object.len() as u32),
+            (16, crc32(object)),
+            (20, header.build_id.len() as u32),
+            (IMPORTS, table.len() as u32),
+        ];
         for (at, value) in words {
             if let Some(slot) = out.get_mut(at..at + 4) {
                 slot.copy_from_slice(&value.to_le_bytes());
@@ -306,6 +392,7 @@ impl<'a> CellFile<'a> {
             }
         }
         out.extend_from_slice(object);
+        out.extend_from_slice(&table);
         Ok(Self::sign(out, seed))
     }
 
@@ -333,37 +420,68 @@ mod tests {
     use super::*;
 
     const SEED: [u8; 32] = [7; 32];
+    const IMPORTS_AT: usize = super::IMPORTS;
 
     fn header(name: &str) -> Header<'_> {
         Header { name, version: "0.1.0", interface: "block", fingerprint: [0x42; 32], build_id: &[0xb1; 20] }
     }
 
+    const IMPORTS: [(&str, u64); 2] = [("memcpy", 0xffff_ffff_8010_0000), ("_ZN11framekernel4time6now_ns17h0123E", 0xffff_ffff_8012_3450)];
+
     #[test]
     fn round_trip() {
-        let file = CellFile::write(&header("virtio_blk"), b"\x7fELF object", &SEED).unwrap();
+        let file = CellFile::write(&header("virtio_blk"), b"\x7fELF object", &IMPORTS, &SEED).unwrap();
         let cell = CellFile::verify(&file, &public_key(&SEED)).unwrap();
         assert_eq!((cell.header, cell.object), (header("virtio_blk"), &b"\x7fELF object"[..]));
+        assert_eq!(cell.imports.iter().collect::<Vec<_>>(), IMPORTS);
+        assert_eq!(cell.imports.get("memcpy"), Some(0xffff_ffff_8010_0000));
+        assert_eq!(cell.imports.get("memmove"), None);
+    }
+
+    #[test]
+    fn malformed_import_tables_are_named() {
+        assert!(Imports::parse(&[1, 2, 3]).is_err());
+        let mut table = Imports::write(&IMPORTS).unwrap();
+        table.pop();
+        assert_eq!(Imports::parse(&table), Err(FileError::BadImports("a record runs past the table")));
+        let empty_name = [0u8; 10];
+        assert!(Imports::parse(&empty_name).is_err());
     }
 
     /// Flips `at` and fixes the CRC, as someone tampering on purpose would.
     fn tamper(file: &[u8], at: usize) -> Vec<u8> {
         let mut bad = file.to_vec();
         bad[at] ^= 0x10;
-        let crc = crc32(&bad[HEADER_LEN..]);
-        bad[16..20].copy_from_slice(&crc.to_le_bytes());
+        let len = u32::from_le_bytes(bad[12..16].try_into().unwrap()) as usize;
+        if let Some(object) = bad.get(HEADER_LEN..HEADER_LEN + len) {
+            let crc = crc32(object);
+            bad[16..20].copy_from_slice(&crc.to_le_bytes());
+        }
         bad
     }
 
     #[test]
     fn a_flipped_bit_anywhere_with_the_crc_fixed_is_refused_by_the_signature() {
-        let good = CellFile::write(&header("c"), &[7u8; 300], &SEED).unwrap();
+        // An import's address flipped is caught like any other byte.
+        let good = CellFile::write(&header("c"), &[7u8; 300], &IMPORTS, &SEED).unwrap();
         let key = public_key(&SEED);
         for at in (0..good.len()).filter(|&at| !(16..20).contains(&at)) {
             let bad = tamper(&good, at);
             let result = CellFile::verify(&bad, &key);
-            assert!(matches!(result, Err(FileError::BadSignature | FileError::BadHeader(_) | FileError::BadMagic | FileError::TooLarge { .. } | FileError::Truncated { .. })), "flip at {at}: {result:?}");
+            assert!(
+                matches!(
+                    result,
+                    Err(FileError::BadSignature
+                        | FileError::BadHeader(_)
+                        | FileError::BadMagic
+                        | FileError::TooLarge { .. }
+                        | FileError::Truncated { .. }
+                        | FileError::TrailingBytes { .. })
+                ),
+                "flip at {at}: {result:?}"
+            );
             // Past the framing fields, only the signature can tell.
-            if at >= 24 {
+            if at >= 24 && !(IMPORTS_AT..IMPORTS_AT + 4).contains(&at) {
                 assert_eq!(result, Err(FileError::BadSignature), "flip at {at}");
             }
         }
@@ -371,7 +489,7 @@ mod tests {
 
     #[test]
     fn another_key_is_refused() {
-        let file = CellFile::write(&header("c"), &[1u8; 64], &SEED).unwrap();
+        let file = CellFile::write(&header("c"), &[1u8; 64], &[], &SEED).unwrap();
         assert_eq!(CellFile::verify(&file, &public_key(&[8; 32])), Err(FileError::BadSignature));
         assert!(FileError::BadSignature.to_string().contains("signing key"));
     }
@@ -379,7 +497,7 @@ mod tests {
     #[test]
     fn every_defect_is_named() {
         let key = public_key(&SEED);
-        let good = CellFile::write(&header("c"), &[7u8; 300], &SEED).unwrap();
+        let good = CellFile::write(&header("c"), &[7u8; 300], &[], &SEED).unwrap();
         assert_eq!(CellFile::verify(&good[..100], &key), Err(FileError::TooShort { len: 100 }));
         assert_eq!(CellFile::verify(&good[..300], &key), Err(FileError::Truncated { expected: 300, actual: 44 }));
         for cut in HEADER_LEN..good.len() {
@@ -411,9 +529,9 @@ mod tests {
         let mut huge = good.clone();
         huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(CellFile::verify(&huge, &key), Err(FileError::TooLarge { .. })));
-        assert!(CellFile::write(&header("Bad Name"), b"", &SEED).is_err());
-        assert!(CellFile::write(&Header { interface: "this_interface_name_is_too_long", ..header("a") }, b"", &SEED).is_err());
-        assert!(CellFile::write(&Header { build_id: &[], ..header("a") }, b"", &SEED).is_err());
+        assert!(CellFile::write(&header("Bad Name"), b"", &[], &SEED).is_err());
+        assert!(CellFile::write(&Header { interface: "this_interface_name_is_too_long", ..header("a") }, b"", &[], &SEED).is_err());
+        assert!(CellFile::write(&Header { build_id: &[], ..header("a") }, b"", &[], &SEED).is_err());
     }
 
     #[test]

@@ -244,7 +244,20 @@ pub fn pack(manifest: &Manifest, object: &[u8], kernel: &Kernel<'_>) -> Result<V
     check(object, &|name| symbols.contains_key(name)).map_err(PackError::Check)?;
     let parsed = CellObject::parse(object).map_err(|e| PackError::Check(CheckError::Cell(e)))?;
     let base = framekernel_logic::layout::CELLS_BASE;
-    let image = cellobj::link(&parsed, base, &|name| symbols.get(name).copied()).map_err(|e| PackError::Link(e.to_string()))?;
+    // Every symbol the link resolves goes into the signed file with its
+    // address: the loader links from that table, never from a symbol
+    // table it is handed at run time.
+    let used = std::cell::RefCell::new(BTreeMap::new());
+    let resolve = |name: &str| {
+        let address = symbols.get(name).copied();
+        if let Some(address) = address {
+            used.borrow_mut().insert(name.to_string(), address);
+        }
+        address
+    };
+    let image = cellobj::link(&parsed, base, &resolve).map_err(|e| PackError::Link(e.to_string()))?;
+    let used = used.into_inner();
+    let imports: Vec<(&str, u64)> = used.iter().map(|(name, &address)| (name.as_str(), address)).collect();
     let header = Header {
         name: &manifest.name,
         version: &manifest.version,
@@ -252,7 +265,7 @@ pub fn pack(manifest: &Manifest, object: &[u8], kernel: &Kernel<'_>) -> Result<V
         fingerprint: image.fingerprint,
         build_id: kernel.build_id,
     };
-    CellFile::write(&header, object, kernel.key).map_err(|e| PackError::Header(e.to_string()))
+    CellFile::write(&header, object, &imports, kernel.key).map_err(|e| PackError::Header(e.to_string()))
 }
 
 #[cfg(test)]
@@ -436,7 +449,8 @@ mod built_cells {
                 let mut object = cell.object.to_vec();
                 object[at] ^= 0xa5;
                 let test_key = [5u8; 32];
-                let rewrapped = CellFile::write(&cell.header, &object, &test_key).unwrap();
+                let imports: Vec<(&str, u64)> = cell.imports.iter().collect();
+                let rewrapped = CellFile::write(&cell.header, &object, &imports, &test_key).unwrap();
                 let reparsed = CellFile::verify(&rewrapped, &framekernel_logic::cellfile::public_key(&test_key)).unwrap();
                 match CellObject::parse(reparsed.object).map_err(LinkError::Object).and_then(|o| link(&o, CELLS_BASE, &resolve)) {
                     Ok(image) => assert!(image.entry < image.text.1),
@@ -450,9 +464,20 @@ mod built_cells {
             let rela = object.sections.iter().find(|s| s.kind == 4 && s.size >= 24).expect("a RELA section");
             let mut bad = file.clone();
             bad[HEADER_LEN + rela.offset as usize + 8] ^= 1;
-            let crc = framekernel_logic::crc32::crc32(&bad[HEADER_LEN..]);
+            let crc = framekernel_logic::crc32::crc32(&bad[HEADER_LEN..HEADER_LEN + cell.object.len()]);
             bad[16..20].copy_from_slice(&crc.to_le_bytes());
             assert_eq!(CellFile::verify(&bad, &key), Err(FileError::BadSignature), "{path}");
+            // The signed imports are what the loader links with: one
+            // address changed (the CRC does not cover them) is refused too.
+            let mut bad = file.clone();
+            let last = bad.len() - 1;
+            bad[last - 3] ^= 1; // inside the last import's name or address
+            assert_eq!(CellFile::verify(&bad, &key), Err(FileError::BadSignature), "{path}: imports");
+            // And they are exactly the kernel's addresses for those names.
+            for (name, address) in cell.imports.iter() {
+                assert_eq!(symbols.get(name), Some(&address), "{path}: import {name}");
+            }
+            assert!(cell.imports.iter().count() > 0, "{path}: no imports listed");
         }
     }
 }
