@@ -130,6 +130,9 @@ pub struct CellFile<'a> {
     pub imports: Imports<'a>,
 }
 
+/// A cell file's header, object and imports table, in that order.
+type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// A cell file's imports table (well-formed: checked when the file is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Imports<'a>(&'a [u8]);
@@ -302,7 +305,7 @@ impl<'a> CellFile<'a> {
     }
 
     /// Header, object and imports table of `data`, framing and CRC checked.
-    fn framing(data: &'a [u8]) -> Result<(&'a [u8], &'a [u8], &'a [u8]), FileError> {
+    fn framing(data: &'a [u8]) -> Result<Parts<'a>, FileError> {
         let header = data.get(..HEADER_LEN).ok_or(FileError::TooShort { len: data.len() })?;
         if header.get(..8) == Some(&OLD_MAGIC[..]) {
             return Err(FileError::OldFormat);
