@@ -609,6 +609,25 @@ fn restart_links_fresh_statics() -> Result<(), String> {
     Ok(())
 }
 
+/// `tessera.cellbench`: the cost of a call through a slot and the
+/// boundary (the probe's `calls()`, which does next to nothing), printed
+/// for `make bench`. A measurement, not a test.
+pub fn call_benchmark() {
+    let Ok(slot) = probe_slot("probe-bench") else {
+        println!("cellbench: no probe cell");
+        return;
+    };
+    const CALLS: u64 = 20_000;
+    for round in 0..3 {
+        let started = framekernel::time::now_ns();
+        for _ in 0..CALLS {
+            let _ = slot.call_with(false, (), |p, ()| p.calls());
+        }
+        let ns = (framekernel::time::now_ns() - started) / CALLS;
+        println!("cellbench call: round {round}: {ns} ns per slot call ({CALLS} calls)");
+    }
+}
+
 pub fn selftests() -> Vec<SelfTest> {
     if probe_file().is_err() {
         println!("selftest cells: skipped, no {CELL_DIR}/probe.cell in this boot archive");

@@ -77,6 +77,10 @@ fn main(boot: &'static BootContext) -> ! {
             Err(why) => println!("{why}"),
         }
     }
+    if cmdline.flag("tessera.cellbench") {
+        cells::call_benchmark();
+        framekernel::exit(ExitCode::Success);
+    }
     if cmdline.flag("tessera.selftest") {
         let mut tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
         tests.extend(cells::selftests());

@@ -57,6 +57,24 @@ fn main() {
     user_benchmarks();
     shell_figures();
     cell_figures();
+    cell_call_figures();
+}
+
+/// The cost of one call through a slot and the cell boundary.
+fn cell_call_figures() {
+    let mut machine = Machine::start("cell-call-bench", &MachineOptions::kernel("tessera.cellbench"));
+    let _ = machine.wait_exit(Duration::from_secs(300));
+    let output = machine.output();
+    let per_call: Vec<f64> = output
+        .lines()
+        .filter(|l| l.starts_with("cellbench call:"))
+        .filter_map(|l| l.split(": ").nth(2)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    if per_call.is_empty() {
+        println!("cell call: no figures in {output:?}");
+    } else {
+        println!("  call through a slot and the boundary (probe calls()): median {:.0} ns over {} rounds", median(per_call.clone()), per_call.len());
+    }
 }
 
 /// Cells: load time and memory, swap downtime per slot, fault recovery.
