@@ -78,6 +78,25 @@ fn watchdog_nmis_arrive() -> Result<(), String> {
     Ok(())
 }
 
+/// Red team (issue 10, finding 4): a DMA buffer dropped while its device
+/// may still write it does not give its frames back until the device's
+/// claim ends (bus mastering off); without a device there is no DMA
+/// buffer at all.
+fn dma_frames_wait_for_bus_mastering_off() -> Result<(), String> {
+    // The host bridge: present on every PC, claimed by no driver.
+    let address = crate::pci::devices().first().map(|d| d.address).ok_or("no PCI function")?;
+    let device = crate::pci::PciDevice::claim(address).map_err(|e| format!("{e}"))?;
+    arch::without_interrupts(|| {
+        let buffer = device.dma_buffer(3 * 4096).map_err(|e| format!("{e}"))?;
+        let held = mm::frame_stats().free;
+        drop(buffer);
+        ensure!(mm::frame_stats().free == held, "DMA frames were freed while the device could still write them");
+        drop(device);
+        ensure!(mm::frame_stats().free == held + 3, "DMA frames not given back once bus mastering was off");
+        Ok(())
+    })
+}
+
 /// The trusted base's own tests.
 pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "frames_alloc_write_free", run: frames_alloc_write_free },
@@ -93,6 +112,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "iomem_guarded_and_reads_lapic", run: iomem_guarded_and_reads_lapic },
     SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
     SelfTest { name: "watchdog_nmis_arrive", run: watchdog_nmis_arrive },
+    SelfTest { name: "redteam_dma_frames_wait_for_bus_mastering_off", run: dma_frames_wait_for_bus_mastering_off },
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
     SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },
