@@ -509,7 +509,7 @@ pub fn set_watchdog(limit: core::time::Duration) -> core::time::Duration {
 /// handler), the return from the interrupt goes to that call's
 /// continuation instead.
 pub(crate) fn watchdog(frame: &mut crate::arch::trap::TrapFrame) {
-    stop_runaway(frame, false);
+    stop_runaway(frame);
 }
 
 /// Called for every NMI (the PIT's ticks come as NMIs too, through the
@@ -518,10 +518,10 @@ pub(crate) fn watchdog(frame: &mut crate::arch::trap::TrapFrame) {
 /// own code: an NMI can arrive anywhere, even in the middle of an
 /// interrupt entry or of the fault path, which must not be abandoned.
 pub(crate) fn nmi_watchdog(frame: &mut crate::arch::trap::TrapFrame) {
-    stop_runaway(frame, true);
+    stop_runaway(frame);
 }
 
-fn stop_runaway(frame: &mut crate::arch::trap::TrapFrame, only_in_cell_code: bool) {
+fn stop_runaway(frame: &mut crate::arch::trap::TrapFrame) {
     if frame.cs & 3 != 0 {
         return;
     }
@@ -533,9 +533,11 @@ fn stop_runaway(frame: &mut crate::arch::trap::TrapFrame, only_in_cell_code: boo
     let ran_ms = crate::time::now_ns().saturating_sub(record_ref.started_ns) / 1_000_000;
     let limit = WATCHDOG_MS.load(Ordering::Relaxed);
     // `rsp` is 0 until `tessera_cell_call` saved the continuation and again
-    // once the call returned: there is nothing to resume then.
+    // once the call returned: there is nothing to resume then. Only the
+    // cell's own code is ever stopped: not the base's (the trampoline
+    // moving the result out, say), not kernel code it returned to.
     let in_cell = (record_ref.text.0..record_ref.text.1).contains(&frame.rip);
-    if ran_ms <= limit || record_ref.rsp == 0 || (only_in_cell_code && !in_cell) {
+    if ran_ms <= limit || record_ref.rsp == 0 || !in_cell {
         return;
     }
     record_ref.kind = FaultKind::Timeout;
@@ -656,7 +658,10 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
     INNERMOST.store(prev, Ordering::Relaxed);
     match (faulted, call.out) {
         (0, Some(out)) => Ok(out),
-        _ => {
+        (_, out) => {
+            // A result the call was still writing when it was stopped may be
+            // torn: it leaks, never read or dropped.
+            core::mem::forget(out);
             FAULTS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: `record` is this frame's local; the handlers wrote it
             // through INNERMOST before resuming here, and nothing else

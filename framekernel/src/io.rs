@@ -8,7 +8,9 @@
 //! component reaches fw_cfg's DMA, ISA DMA, CMOS/NMI, the reset port or
 //! PCI configuration. Accesses are bounds-checked.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::mem::size_of;
 use x86_64::instructions::port::{PortRead, PortWrite};
 
@@ -36,6 +38,8 @@ pub enum IoPortError {
     OutOfRange { offset: u16, width: u16, len: u16 },
     /// No memory to record the claim.
     NoMemory,
+    /// The claim was revoked (the cell call that took it faulted).
+    Revoked,
 }
 
 impl core::fmt::Display for IoPortError {
@@ -48,12 +52,17 @@ impl core::fmt::Display for IoPortError {
                 write!(f, "{width}-byte access at offset {offset} outside a {len}-port range")
             }
             IoPortError::NoMemory => f.write_str("no memory to record the port claim"),
+            IoPortError::Revoked => f.write_str("the port claim was revoked (the cell call that took it faulted)"),
         }
     }
 }
 
-/// Claimed ranges: (first, last, claim token, fault domain).
-static CLAIMED: crate::sync::BaseLock<Vec<(u16, u16, u64, u64)>> = crate::sync::BaseLock::new(Vec::new());
+/// Claimed ranges: (first, last, claim token, fault domain, live flag
+/// shared with the handle).
+static CLAIMED: crate::sync::BaseLock<Vec<PortClaim>> = crate::sync::BaseLock::new(Vec::new());
+
+/// One claimed range (see [`CLAIMED`]).
+type PortClaim = (u16, u16, u64, u64, Arc<AtomicBool>);
 
 /// Legacy devices the base hands out by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +81,13 @@ pub fn claim_legacy(device: Legacy) -> Result<IoPorts, IoPortError> {
 /// Gives back every port claim taken in calls of the faulted cell `domain`
 /// (their handles were abandoned with it and are never used).
 pub(crate) fn revoke_domain(domain: u64) {
-    CLAIMED.lock().retain(|&(_, _, _, d)| d != domain);
+    CLAIMED.lock().retain(|(.., d, live)| {
+        if *d == domain {
+            // The handle (wherever it is) answers `Revoked` from now on.
+            live.store(false, Ordering::Release);
+        }
+        *d != domain
+    });
 }
 
 /// Exclusive access to the ports `base..base+len`. Released on drop.
@@ -81,6 +96,8 @@ pub struct IoPorts {
     base: u16,
     len: u16,
     token: u64,
+    /// Cleared when the claim is revoked: every access then fails.
+    live: Arc<AtomicBool>,
 }
 
 impl IoPorts {
@@ -105,6 +122,9 @@ impl IoPorts {
     }
 
     fn claim(base: u16, len: u16, last: u16) -> Result<Self, IoPortError> {
+        // Allocated before the claim lock is taken (an allocation failure
+        // must not happen under a base lock).
+        let live = Arc::new(AtomicBool::new(true));
         let mut claimed = CLAIMED.lock();
         if let Some(&(first, ..)) = claimed.iter().find(|&&(first, end, ..)| base <= end && first <= last) {
             return Err(IoPortError::Busy { port: base.max(first) });
@@ -112,8 +132,8 @@ impl IoPorts {
         claimed.try_reserve(1).map_err(|_| IoPortError::NoMemory)?;
         let token = crate::cell::claim_token();
         // Taken inside a cell call: revoked if a call of that cell faults.
-        claimed.push((base, last, token, crate::cell::current_domain()));
-        Ok(Self { base, len, token })
+        claimed.push((base, last, token, crate::cell::current_domain(), live.clone()));
+        Ok(Self { base, len, token, live })
     }
 
     /// First port of the range.
@@ -141,25 +161,38 @@ impl IoPorts {
     /// Reads a `u8`, `u16` or `u32` at `offset`.
     pub fn read<T: PortRead>(&self, offset: u16) -> Result<T, IoPortError> {
         let port = self.port(offset, size_of::<T>() as u16)?;
-        // SAFETY: the port lies in a range this handle holds exclusively and
-        // that the base does not use; port reads do not touch memory.
-        Ok(unsafe { T::read_from_port(port) })
+        // Interrupts off: a revocation (from an interrupt handler's cell
+        // call) cannot fall between the check and the access.
+        crate::arch::without_interrupts(|| {
+            if !self.live.load(Ordering::Acquire) {
+                return Err(IoPortError::Revoked);
+            }
+            // SAFETY: the port lies in a range this handle holds exclusively
+            // (the claim is live) and that the base does not use; port reads
+            // do not touch memory.
+            Ok(unsafe { T::read_from_port(port) })
+        })
     }
 
     /// Writes a `u8`, `u16` or `u32` at `offset`.
     pub fn write<T: PortWrite>(&self, offset: u16, value: T) -> Result<(), IoPortError> {
         let port = self.port(offset, size_of::<T>() as u16)?;
-        // SAFETY: as in `read`. A device may start DMA on a port write;
-        // without an IOMMU that is a trust assumption on device drivers,
-        // documented in docs/architecture.md.
-        unsafe { T::write_to_port(port, value) };
-        Ok(())
+        crate::arch::without_interrupts(|| {
+            if !self.live.load(Ordering::Acquire) {
+                return Err(IoPortError::Revoked);
+            }
+            // SAFETY: as in `read`. A device may start DMA on a port write;
+            // without an IOMMU that is a trust assumption on device drivers,
+            // documented in docs/soundness.md.
+            unsafe { T::write_to_port(port, value) };
+            Ok(())
+        })
     }
 }
 
 /// Gives back the claim `token` (a handle's drop; a no-op once revoked).
 fn release(token: u64) {
-    CLAIMED.lock().retain(|&(_, _, t, _)| t != token);
+    CLAIMED.lock().retain(|(_, _, t, ..)| *t != token);
 }
 
 impl Drop for IoPorts {

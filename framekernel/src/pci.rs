@@ -15,7 +15,9 @@
 
 use crate::io::{IoPortError, IoPorts};
 use crate::mm::{IoMem, IoMemError};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::fmt;
 use framekernel_logic::pci::{Bar, decode_bar};
 use x86_64::instructions::port::Port;
@@ -175,6 +177,10 @@ pub enum PciError {
     Forbidden { offset: u16 },
     /// No memory to record the claim.
     NoMemory,
+    /// No memory for a DMA buffer.
+    OutOfMemory(crate::mm::OutOfMemory),
+    /// The claim was revoked (the cell call that took it faulted).
+    Revoked(PciAddress),
     /// Taking the BAR's ports failed.
     Ports(IoPortError),
     /// Mapping the BAR's memory failed.
@@ -189,6 +195,8 @@ impl fmt::Display for PciError {
             PciError::NoSuchBar { index } => write!(f, "BAR {index} is absent or of another kind"),
             PciError::Forbidden { offset } => write!(f, "configuration offset {offset:#x} is not a driver's to write"),
             PciError::NoMemory => f.write_str("no memory to record the claim"),
+            PciError::OutOfMemory(e) => write!(f, "{e}"),
+            PciError::Revoked(a) => write!(f, "the claim on PCI function {a} was revoked (the cell call that took it faulted)"),
             PciError::Ports(e) => write!(f, "{e:?}"),
             PciError::Memory(e) => write!(f, "{e}"),
         }
@@ -203,6 +211,8 @@ struct Claimed {
     token: u64,
     domain: u64,
     deferred: Vec<(u64, u64)>,
+    /// Shared with the handle: cleared when the claim ends.
+    live: Arc<AtomicBool>,
 }
 
 static CLAIMED: crate::sync::BaseLock<Vec<Claimed>> = crate::sync::BaseLock::new(Vec::new());
@@ -215,6 +225,8 @@ fn release(token: u64) {
     let mut claimed = CLAIMED.lock();
     let Some(at) = claimed.iter().position(|c| c.token == token) else { return };
     let claim = claimed.swap_remove(at);
+    // The handle (if it still exists: revocation) can do nothing more.
+    claim.live.store(false, Ordering::Release);
     drop(claimed);
     let command = read32(claim.address, 4);
     write32(claim.address, 4, (command & 0xffff) & !0x4);
@@ -259,12 +271,15 @@ pub(crate) fn dma_dropped(token: u64, phys: u64, pages: u64) -> bool {
 pub struct PciDevice {
     info: PciInfo,
     token: u64,
+    /// Cleared when the claim ends (revocation): the handle is inert then.
+    live: Arc<AtomicBool>,
 }
 
 impl PciDevice {
     /// Claims the function at `address`.
     pub fn claim(address: PciAddress) -> Result<Self, PciError> {
         let info = devices().iter().find(|d| d.address == address).copied().ok_or(PciError::NotFound(address))?;
+        let live = Arc::new(AtomicBool::new(true));
         let mut claimed = CLAIMED.lock();
         if claimed.iter().any(|c| c.address == address) {
             return Err(PciError::Busy(address));
@@ -272,8 +287,8 @@ impl PciDevice {
         claimed.try_reserve(1).map_err(|_| PciError::NoMemory)?;
         let token = crate::cell::claim_token();
         // Claimed inside a cell call: revoked if a call of that cell faults.
-        claimed.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred: Vec::new() });
-        Ok(Self { info, token })
+        claimed.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred: Vec::new(), live: live.clone() });
+        Ok(Self { info, token, live })
     }
 
     /// What the scan found.
@@ -282,15 +297,26 @@ impl PciDevice {
     }
 
     /// Turns on I/O and memory decoding, and bus mastering if asked.
-    pub fn enable(&self, bus_master: bool) {
-        let command = read32(self.info.address, 4);
-        let bits = 0x3 | if bus_master { 0x4 } else { 0 };
-        // Keep the status half (write-one-to-clear bits) untouched.
-        write32(self.info.address, 4, (command & 0xffff) | bits);
+    pub fn enable(&self, bus_master: bool) -> Result<(), PciError> {
+        // Interrupts off: a revocation cannot fall between the check and
+        // the write (a revoked handle must not turn bus mastering back on).
+        crate::arch::without_interrupts(|| {
+            self.check_live()?;
+            let command = read32(self.info.address, 4);
+            let bits = 0x3 | if bus_master { 0x4 } else { 0 };
+            // Keep the status half (write-one-to-clear bits) untouched.
+            write32(self.info.address, 4, (command & 0xffff) | bits);
+            Ok(())
+        })
+    }
+
+    fn check_live(&self) -> Result<(), PciError> {
+        if self.live.load(Ordering::Acquire) { Ok(()) } else { Err(PciError::Revoked(self.info.address)) }
     }
 
     /// BAR `index` as I/O ports.
     pub fn io_ports(&self, index: usize) -> Result<IoPorts, PciError> {
+        self.check_live()?;
         match self.info.bars.get(index) {
             Some(&Bar::Io { port, size }) => IoPorts::acquire(port, size).map_err(PciError::Ports),
             _ => Err(PciError::NoSuchBar { index }),
@@ -299,6 +325,7 @@ impl PciDevice {
 
     /// BAR `index` as device memory.
     pub fn iomem(&self, index: usize) -> Result<IoMem, PciError> {
+        self.check_live()?;
         match self.info.bars.get(index) {
             Some(&Bar::Memory { address, size, .. }) => IoMem::acquire(address, size).map_err(PciError::Memory),
             _ => Err(PciError::NoSuchBar { index }),
@@ -323,8 +350,9 @@ impl PciDevice {
     /// (physically contiguous). Its frames are reused only once the device
     /// cannot write them any more: after this handle is dropped or revoked
     /// (bus mastering off).
-    pub fn dma_buffer(&self, bytes: usize) -> Result<crate::mm::DmaBuffer, crate::mm::OutOfMemory> {
-        crate::mm::DmaBuffer::new_for(self.token, bytes)
+    pub fn dma_buffer(&self, bytes: usize) -> Result<crate::mm::DmaBuffer, PciError> {
+        self.check_live()?;
+        crate::mm::DmaBuffer::new_for(self.token, bytes).map_err(PciError::OutOfMemory)
     }
 }
 

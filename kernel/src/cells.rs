@@ -351,6 +351,43 @@ fn a_runaway_call_is_stopped_by_the_watchdog() -> Result<(), String> {
     Ok(())
 }
 
+/// A kernel function run as a cell call's `f` that spins, then returns a
+/// large value (moved out by the base's trampoline).
+fn spin_then_return(_: &probe::Export, ms: u64) -> (String, [u64; 512], String) {
+    let end = framekernel::time::now_ns() + ms * 1_000_000;
+    while framekernel::time::now_ns() < end {
+        core::hint::spin_loop();
+    }
+    (String::from("first"), [0x4141_4141_4141_4141; 512], String::from("second"))
+}
+
+/// Red team (the review after issue 10's fixes, A9): the watchdog used to
+/// stop a call anywhere outside base sections, even in the base's
+/// trampoline while it moved the result out, and the half-written result
+/// was then dropped (a live `String` freed). It now stops only the cell's
+/// own code: kernel code of the call runs to its end, and a result is
+/// never torn.
+fn the_watchdog_stops_only_cell_code() -> Result<(), String> {
+    let entry = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    let code = entry.code().ok_or("probe not mapped")?;
+    let instance = code.instantiate::<probe::Interface>().map_err(|e| format!("{e:?}"))?;
+    let previous = framekernel::cell::set_watchdog(core::time::Duration::ZERO);
+    let mut result = Ok(());
+    for round in 0..10 {
+        match instance.call(3, spin_then_return) {
+            Ok((a, middle, b)) if a == "first" && b == "second" && middle.iter().all(|&w| w == 0x4141_4141_4141_4141) => {}
+            Ok(_) => result = Err(format!("round {round}: the result came back changed")),
+            Err(fault) => result = Err(format!("round {round}: the watchdog stopped kernel code: {fault}")),
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    framekernel::cell::set_watchdog(previous);
+    registry::unload_entry(&entry).map_err(|e| format!("{e:?}"))?;
+    result
+}
+
 /// Red team (finding 7): a cell that spins with interrupts off is stopped
 /// too (by the NMI watchdog; the timer interrupt cannot reach it).
 fn a_call_spinning_with_interrupts_off_is_stopped() -> Result<(), String> {
@@ -653,6 +690,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_runaway_call_stopped_by_watchdog",
             run: a_runaway_call_is_stopped_by_the_watchdog
+        },
+        SelfTest {
+            name: "redteam_watchdog_stops_only_cell_code",
+            run: the_watchdog_stops_only_cell_code
         },
         SelfTest {
             name: "redteam_cell_spinning_with_interrupts_off_stopped",

@@ -188,10 +188,13 @@ impl UserContext {
     ///
     /// A context whose `rip`, `rsp` or segment bases lie outside the user
     /// half is not entered: it returns a general-protection exception, as
-    /// the CPU would, without leaving the kernel.
+    /// the CPU would, without leaving the kernel. So is any context when
+    /// called from an interrupt handler: the per-CPU user-entry state then
+    /// belongs to the program the interrupt stopped, whose return to the
+    /// kernel would otherwise go through this entry's dead stack.
     pub fn run(&mut self) -> Trap {
         let r = &self.regs;
-        if ![r.rip, r.rsp, r.fs_base, r.gs_base].into_iter().all(user_address_ok) {
+        if crate::irq::depth() > 0 || ![r.rip, r.rsp, r.fs_base, r.gs_base].into_iter().all(user_address_ok) {
             return Trap::Exception { vector: 13, error_code: 0, fault_address: 0 };
         }
         // The FPU image is plain bytes anyone may have written (a signal

@@ -3,9 +3,10 @@
 
 use super::frames::Frame;
 use super::paging;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::size_of;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel_logic::layout::{KMAP_BASE, KMAP_END, PAGE_SIZE, align_down, align_up};
 use framekernel_logic::memmap::Range;
 use x86_64::structures::paging::PageTableFlags as Flags;
@@ -133,6 +134,8 @@ pub enum IoMemError {
     OutOfRange { offset: u64, width: u64, len: u64 },
     /// An access not aligned to its width.
     Misaligned { offset: u64, width: u64 },
+    /// The claim was revoked (the cell call that took it faulted).
+    Revoked,
 }
 
 impl core::fmt::Display for IoMemError {
@@ -141,6 +144,7 @@ impl core::fmt::Display for IoMemError {
             IoMemError::BadRange { phys, len } => write!(f, "bad MMIO range {phys:#x}+{len:#x}"),
             IoMemError::IsRam { phys, len } => write!(f, "MMIO range {phys:#x}+{len:#x} overlaps RAM"),
             IoMemError::Busy { phys } => write!(f, "MMIO range at {phys:#x} is already acquired"),
+            IoMemError::Revoked => f.write_str("the MMIO claim was revoked (the cell call that took it faulted)"),
             IoMemError::Map(e) => write!(f, "{e}"),
             IoMemError::OutOfRange { offset, width, len } => {
                 write!(f, "{width}-byte access at offset {offset:#x} outside a {len:#x}-byte MMIO range")
@@ -151,17 +155,27 @@ impl core::fmt::Display for IoMemError {
 }
 
 /// Acquired ranges with their claim tokens and fault domains.
-static ACQUIRED: crate::sync::BaseLock<Vec<(Range, u64, u64)>> = crate::sync::BaseLock::new(Vec::new());
+static ACQUIRED: crate::sync::BaseLock<Vec<MmioClaim>> = crate::sync::BaseLock::new(Vec::new());
+
+/// One acquired range: the range, its claim token, its fault domain and
+/// the live flag shared with the handle.
+type MmioClaim = (Range, u64, u64, Arc<AtomicBool>);
 
 /// Gives back the claim `token` (a handle's drop; a no-op once revoked).
 fn release_iomem(token: u64) {
-    ACQUIRED.lock().retain(|&(_, t, _)| t != token);
+    ACQUIRED.lock().retain(|(_, t, ..)| *t != token);
 }
 
 /// Gives back every MMIO claim taken in calls of the faulted cell `domain`
 /// (the abandoned handles' mappings stay, unused; the range is free).
 pub(crate) fn revoke_domain(domain: u64) {
-    ACQUIRED.lock().retain(|&(_, _, d)| d != domain);
+    ACQUIRED.lock().retain(|(_, _, d, live)| {
+        if *d == domain {
+            // The handle answers `Revoked` from now on.
+            live.store(false, Ordering::Release);
+        }
+        *d != domain
+    });
 }
 
 /// Exclusive, uncached access to a device's memory-mapped registers.
@@ -175,6 +189,8 @@ pub struct IoMem {
     skew: u64,
     /// The claim, in `ACQUIRED`.
     token: u64,
+    /// Cleared when the claim is revoked: every access then fails.
+    live: Arc<AtomicBool>,
 }
 
 impl IoMem {
@@ -188,7 +204,7 @@ impl IoMem {
         }
         let first = align_down(phys, PAGE_SIZE);
         let pages = (align_up(end, PAGE_SIZE) - first) / PAGE_SIZE;
-        let busy = |acquired: &[(Range, u64, u64)]| acquired.iter().find(|(r, ..)| r.overlaps(&range)).map(|(r, ..)| r.start.max(phys));
+        let busy = |acquired: &[MmioClaim]| acquired.iter().find(|(r, ..)| r.overlaps(&range)).map(|(r, ..)| r.start.max(phys));
         if let Some(at) = busy(&ACQUIRED.lock()) {
             return Err(IoMemError::Busy { phys: at });
         }
@@ -200,6 +216,7 @@ impl IoMem {
         let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | paging::nx();
         paging::map(map_base, &frames, flags).map_err(|e| IoMemError::Map(MapError::PageTables(e)))?;
         let token = crate::cell::claim_token();
+        let live = Arc::new(AtomicBool::new(true));
         let mut acquired = ACQUIRED.lock();
         let claimed = match busy(&acquired) {
             Some(at) => Err(IoMemError::Busy { phys: at }),
@@ -211,8 +228,8 @@ impl IoMem {
             return Err(e);
         }
         // Claimed inside a cell call: revoked if a call of that cell faults.
-        acquired.push((range, token, crate::cell::current_domain()));
-        Ok(Self { phys, len, map_base, pages, skew: phys - first, token })
+        acquired.push((range, token, crate::cell::current_domain(), live.clone()));
+        Ok(Self { phys, len, map_base, pages, skew: phys - first, token, live })
     }
 
     /// Physical address of the first register.
@@ -231,6 +248,9 @@ impl IoMem {
     }
 
     fn address(&self, offset: u64, width: u64) -> Result<u64, IoMemError> {
+        if !self.live.load(Ordering::Acquire) {
+            return Err(IoMemError::Revoked);
+        }
         if !offset.is_multiple_of(width) {
             return Err(IoMemError::Misaligned { offset, width });
         }
@@ -243,6 +263,11 @@ impl IoMem {
     /// Reads a `u8`, `u16`, `u32` or `u64` register at `offset` (aligned
     /// to its size).
     pub fn read<T: Register>(&self, offset: u64) -> Result<T, IoMemError> {
+        // Interrupts off: a revocation cannot fall between check and access.
+        crate::arch::without_interrupts(|| self.read_live(offset))
+    }
+
+    fn read_live<T: Register>(&self, offset: u64) -> Result<T, IoMemError> {
         let addr = self.address(offset, size_of::<T>() as u64)?;
         // SAFETY: `addr` is inside this handle's uncached mapping of device
         // memory (checked), which is not RAM and is held exclusively, and it
@@ -253,6 +278,10 @@ impl IoMem {
     /// Writes a `u8`, `u16`, `u32` or `u64` register at `offset` (aligned
     /// to its size).
     pub fn write<T: Register>(&self, offset: u64, value: T) -> Result<(), IoMemError> {
+        crate::arch::without_interrupts(|| self.write_live(offset, value))
+    }
+
+    fn write_live<T: Register>(&self, offset: u64, value: T) -> Result<(), IoMemError> {
         let addr = self.address(offset, size_of::<T>() as u64)?;
         // SAFETY: as in `read`. Device side effects (such as DMA) are a
         // driver-trust assumption documented in docs/architecture.md.

@@ -97,6 +97,39 @@ fn dma_frames_wait_for_bus_mastering_off() -> Result<(), String> {
     })
 }
 
+/// Red team (the review after issue 10's fixes, A2/A3): handles whose
+/// claims were revoked (a faulted cell call took them; kernel code kept
+/// them) do nothing any more, while the device's next owner works.
+fn revoked_handles_are_inert() -> Result<(), String> {
+    // A fault domain of its own, as a cell call that then faults has.
+    const DOMAIN: u64 = u64::MAX - 7;
+    let (ports, device) = crate::cell::enter(DOMAIN, (0, 0), || {
+        let ports = io::claim_legacy(io::Legacy::Com2);
+        let address = crate::pci::devices().first().map(|d| d.address);
+        let device = address.and_then(|a| crate::pci::PciDevice::claim(a).ok());
+        (ports, device)
+    })
+    .map_err(|e| format!("{e}"))?;
+    let ports = ports.map_err(|e| format!("COM2: {e}"))?;
+    let device = device.ok_or("no PCI function to claim")?;
+    ensure!(io::claim_legacy(io::Legacy::Com2).is_err(), "COM2 claimed twice");
+    crate::io::revoke_domain(DOMAIN);
+    crate::mm::kmap::revoke_domain(DOMAIN);
+    crate::pci::revoke_domain(DOMAIN);
+    let next = io::claim_legacy(io::Legacy::Com2).map_err(|e| format!("COM2 after revocation: {e}"))?;
+    next.write::<u8>(7, 0xa5).map_err(|e| format!("{e}"))?;
+    ensure!(ports.write::<u8>(7, 0x5a) == Err(io::IoPortError::Revoked), "a revoked port handle still writes");
+    ensure!(ports.read::<u8>(7) == Err(io::IoPortError::Revoked), "a revoked port handle still reads");
+    ensure!(next.read::<u8>(7).is_ok(), "the new owner cannot read its ports");
+    let again = crate::pci::PciDevice::claim(device.info().address).map_err(|e| format!("PCI after revocation: {e}"))?;
+    let command = again.read_config(4) & 0xffff;
+    ensure!(matches!(device.enable(true), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still enables");
+    ensure!(again.read_config(4) & 0xffff == command, "the command register changed through a revoked handle");
+    ensure!(matches!(device.dma_buffer(4096), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still makes DMA buffers");
+    ensure!(matches!(device.io_ports(0), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still hands out BARs");
+    Ok(())
+}
+
 /// The trusted base's own tests.
 pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "frames_alloc_write_free", run: frames_alloc_write_free },
@@ -119,6 +152,8 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "redteam_user_ac_flag_cleared", run: user::user_alignment_flag_does_not_reach_the_kernel },
     SelfTest { name: "redteam_user_mxcsr_sanitized", run: user::user_fpu_image_is_sanitized },
     SelfTest { name: "redteam_switch_in_interrupt_refused", run: user::task_switch_in_interrupt_is_refused },
+    SelfTest { name: "redteam_user_run_in_interrupt_refused", run: user::user_run_in_interrupt_is_refused },
+    SelfTest { name: "redteam_revoked_handles_are_inert", run: revoked_handles_are_inert },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
     SelfTest { name: "symbols_resolve_both_ways", run: symbols_resolve_both_ways },

@@ -260,3 +260,41 @@ pub(super) fn task_switch_in_interrupt_is_refused() -> Result<(), String> {
     ensure!(SWITCHES_REFUSED.load(Relaxed) >= 5, "only {} switches attempted", SWITCHES_REFUSED.load(Relaxed));
     Ok(())
 }
+
+static NESTED_RUNS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static NESTED_REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn run_from_tick(_tick: u64) {
+    use core::sync::atomic::Ordering::Relaxed;
+    NESTED_RUNS.fetch_add(1, Relaxed);
+    let mut ctx = UserContext::new();
+    ctx.regs.rip = 0x1000; // would fault at once in ring 3
+    ctx.regs.rsp = 0x2000;
+    if let Trap::Exception { vector: 13, .. } = ctx.run() {
+        NESTED_REFUSED.fetch_add(1, Relaxed);
+    }
+}
+
+/// Red team (the review after issue 10's fixes, A8): a tick callback that
+/// enters user mode while a program is stopped by that tick used to
+/// overwrite the per-CPU user-entry state: the interrupted program's
+/// return to the kernel then went through the nested entry's dead stack.
+/// Now `run` refuses interrupt context.
+pub(super) fn user_run_in_interrupt_is_refused() -> Result<(), String> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (_space, mut ctx) = space_with(&[0xeb, 0xfe])?; // jmp $
+    ctx.regs.r12 = 0x1212;
+    crate::time::on_tick(run_from_tick).map_err(|e| format!("{e:?}"))?;
+    let mut traps = 0;
+    for _ in 0..4 {
+        if let Trap::Interrupt { .. } = ctx.run() {
+            traps += 1;
+        }
+    }
+    let _ = crate::time::remove_tick_callback(run_from_tick);
+    ensure!(traps == 4, "the user loop stopped for another reason");
+    ensure!(ctx.regs.rip == CODE && ctx.regs.r12 == 0x1212, "the program's registers changed: {:?}", ctx.regs);
+    let (runs, refused) = (NESTED_RUNS.load(Relaxed), NESTED_REFUSED.load(Relaxed));
+    ensure!(runs > 0 && runs == refused, "{refused} of {runs} nested entries refused");
+    Ok(())
+}

@@ -107,7 +107,7 @@ fn find() -> Result<PciInfo, String> {
 fn setup() -> Result<Device, String> {
     let info = find()?;
     let pci = PciDevice::claim(info.address).map_err(|e| format!("{e}"))?;
-    pci.enable(true);
+    pci.enable(true).map_err(|e| format!("{e}"))?;
     let ports = pci.io_ports(0).map_err(|e| format!("BAR 0: {e}"))?;
     let io = |e| format!("register access: {e:?}");
     ports.write::<u8>(STATUS, 0).map_err(io)?; // reset
