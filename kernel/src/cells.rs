@@ -171,7 +171,7 @@ fn start_console(cells: &[Arc<CellEntry>], quiet: bool) {
     let Some(entry) = cells.iter().find(|e| e.name() == "uart16550") else {
         return;
     };
-    let slot = SerialSlot::new::<serial::Interface>("console", &["uart16550"]);
+    let slot = SerialSlot::new::<framekernel_interfaces::serial::Interface>("console", &["uart16550"]);
     slot.set_on_start(drain_instance);
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "console driver: cannot start: {e}; the base keeps driving the console");
@@ -201,7 +201,7 @@ fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
         );
         return;
     };
-    let slot = tessera_linux::files::TtySlot::new::<tessera_cell_api::tty::Interface>("tty", &["tty"]);
+    let slot = tessera_linux::files::TtySlot::new::<framekernel_interfaces::tty::Interface>("tty", &["tty"]);
     slot.set_state_transfer(
         |cell| cell.call((), |ld, ()| ld.save()),
         |cell, state| cell.call(state, |ld, state| ld.restore(state)),
@@ -233,7 +233,7 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
-    let slot = BlockSlot::new::<block::Interface>("virtio_blk", &["virtio_blk"]);
+    let slot = BlockSlot::new::<framekernel_interfaces::block::Interface>("virtio_blk", &["virtio_blk"]);
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "virtio_blk: cannot start: {e}");
         return;
@@ -269,7 +269,7 @@ fn probe_file() -> Result<Arc<Vec<u8>>, String> {
 
 fn probe_slot(name: &str) -> Result<Arc<ProbeSlot>, String> {
     let entry = registry::load(&probe_file()?).map_err(|e| format!("loading the probe: {e}"))?;
-    let slot = ProbeSlot::new::<probe::Interface>(name, &["probe"]);
+    let slot = ProbeSlot::new::<framekernel_interfaces::probe::Interface>(name, &["probe"]);
     slot.install(entry).map_err(|e| format!("starting the probe: {e}"))?;
     Ok(slot)
 }
@@ -370,7 +370,7 @@ fn spin_then_return(_: &probe::Export, ms: u64) -> (String, [u64; 512], String) 
 fn the_watchdog_stops_only_cell_code() -> Result<(), String> {
     let entry = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
     let code = entry.code().ok_or("probe not mapped")?;
-    let instance = code.instantiate::<probe::Interface>().map_err(|e| format!("{e:?}"))?;
+    let instance = code.instantiate::<framekernel_interfaces::probe::Interface>().map_err(|e| format!("{e:?}"))?;
     let previous = framekernel::cell::set_watchdog(core::time::Duration::ZERO);
     let mut result = Ok(());
     for round in 0..10 {
@@ -461,7 +461,7 @@ fn swap_replaces_and_retires() -> Result<(), String> {
         "the refused cell stays loaded, unused: {:?}",
         block.state()
     );
-    let other = ProbeSlot::new::<probe::Interface>("probe-other", &["tty"]);
+    let other = ProbeSlot::new::<framekernel_interfaces::probe::Interface>("probe-other", &["tty"]);
     let refused = other.install(block.clone());
     ensure!(matches!(&refused, Err(SlotError::Interface { offers, .. }) if offers == "tty"), "wrong interface: {refused:?}");
     ensure!(block.faults.load(Ordering::Relaxed) == 0, "the refused cell was called");
@@ -474,7 +474,7 @@ fn start_faults_hold_and_swaps_roll_back() -> Result<(), String> {
     let bytes = tessera_linux::fs::read_file(&format!("{CELL_DIR}/probe-initfault.cell")).map_err(|e| format!("{e:?}"))?;
     let broken = registry::load(&bytes).map_err(|e| format!("{e}"))?;
     // Installed in an empty slot: it faults at every start attempt, then gives up.
-    let empty = ProbeSlot::new::<probe::Interface>("probe-initfault", &["probe"]);
+    let empty = ProbeSlot::new::<framekernel_interfaces::probe::Interface>("probe-initfault", &["probe"]);
     let result = empty.install(broken.clone());
     ensure!(
         matches!(&result, Err(SlotError::StartFault(f)) if f.message.contains("cannot start")),

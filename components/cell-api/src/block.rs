@@ -65,9 +65,4 @@ pub trait BlockDriver: Send + Sync {
 /// What a block driver cell exports.
 pub type Export = Box<dyn BlockDriver>;
 
-/// The `block` interface: what its cells export and its fingerprint, a hash
-/// of this file's text (so any change to the definitions above changes it,
-/// and a cell built against another definition is refused).
-pub struct Interface;
 
-framekernel_boundary::interface!(Interface, name: "block", export: Export, source: include_str!("block.rs"));

@@ -37,7 +37,7 @@ macro_rules! cell_entry {
         /// The cell's entry, found by the loader by this name (never
         /// inlined away: the object must define it).
         #[inline(never)]
-        pub fn __tessera_cell_entry() -> <$crate::$interface::Interface as $crate::Interface>::Export {
+        pub fn __tessera_cell_entry() -> <::framekernel_interfaces::$interface::Interface as $crate::Interface>::Export {
             ($make)()
         }
 
@@ -46,7 +46,7 @@ macro_rules! cell_entry {
         /// wrote both). The packer copies the fingerprint into the signed
         /// header; the kernel's slot compares it with its own.
         pub static __TESSERA_CELL_ABI: [u8; 64] =
-            $crate::marker(<$crate::$interface::Interface as $crate::Interface>::FINGERPRINT);
+            $crate::marker(<::framekernel_interfaces::$interface::Interface as $crate::Interface>::FINGERPRINT);
     };
 }
 

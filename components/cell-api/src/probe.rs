@@ -44,9 +44,4 @@ pub trait Probe: Send + Sync {
 /// What a probe cell exports.
 pub type Export = Box<dyn Probe>;
 
-/// The `probe` interface: what its cells export and its fingerprint, a hash
-/// of this file's text (so any change to the definitions above changes it,
-/// and a cell built against another definition is refused).
-pub struct Interface;
 
-framekernel_boundary::interface!(Interface, name: "probe", export: Export, source: include_str!("probe.rs"));

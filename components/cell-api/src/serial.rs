@@ -16,9 +16,4 @@ pub trait SerialPort: Send + Sync {
 /// What a serial driver cell exports.
 pub type Export = Box<dyn SerialPort>;
 
-/// The `serial` interface: what its cells export and its fingerprint, a hash
-/// of this file's text (so any change to the definitions above changes it,
-/// and a cell built against another definition is refused).
-pub struct Interface;
 
-framekernel_boundary::interface!(Interface, name: "serial", export: Export, source: include_str!("serial.rs"));

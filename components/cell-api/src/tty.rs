@@ -178,9 +178,4 @@ pub trait LineDisciplines: Send + Sync {
 /// What a tty cell exports.
 pub type Export = Box<dyn LineDisciplines>;
 
-/// The `tty` interface: what its cells export and its fingerprint, a hash
-/// of this file's text (so any change to the definitions above changes it,
-/// and a cell built against another definition is refused).
-pub struct Interface;
 
-framekernel_boundary::interface!(Interface, name: "tty", export: Export, source: include_str!("tty.rs"));

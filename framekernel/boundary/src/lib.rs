@@ -179,9 +179,8 @@ macro_rules! cell_data {
 /// `FINGERPRINT` must identify the definition of `Export`: it is
 /// `fingerprint(NAME, text)` of the source file that defines `Export` (and
 /// everything it names), so two implementations share a fingerprint only
-/// when they export the same definition. Implement it only with
-/// [`interface!`], inside that file, as `tessera-cell-api` does (the audit
-/// allows no other caller).
+/// when they export the same definition. It is implemented once per
+/// interface, in `framekernel-interfaces` (part of the trusted base).
 pub unsafe trait Interface: 'static {
     /// What a cell offering it exports (`Box<dyn BlockDriver>`).
     type Export: Send + Sync + 'static;
@@ -189,24 +188,6 @@ pub unsafe trait Interface: 'static {
     const NAME: &'static str;
     /// A hash of its definition and name.
     const FINGERPRINT: [u8; 32];
-}
-
-/// Declares `$ty` the interface `$name` exporting `$export`, fingerprinted
-/// over `$source` (the text of the file that defines `$export`, given as
-/// `include_str!("that-file.rs")` in that very file). See [`Interface`]'s
-/// safety contract; `make audit` lets only `tessera-cell-api` invoke it.
-#[macro_export]
-macro_rules! interface {
-    ($ty:ident, name: $name:literal, export: $export:ty, source: $source:expr) => {
-        // SAFETY: invoked (audit-checked) only in tessera-cell-api, in the
-        // file that defines `$export`, whose text `$source` is: the
-        // fingerprint changes with any change of that definition.
-        unsafe impl $crate::Interface for $ty {
-            type Export = $export;
-            const NAME: &'static str = $name;
-            const FINGERPRINT: [u8; 32] = $crate::fingerprint($name, $source);
-        }
-    };
 }
 
 /// The fingerprint of interface `name` defined by `source`: four FNV-1a
