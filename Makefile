@@ -250,7 +250,7 @@ lint: deps
 
 test-host: deps $(CELL_FILES)
 	TESSERA_CELLS_DIR=$(abspath $(BUILD)/cells) TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) \
-	$(CARGO) test -p framekernel-logic -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
+	$(CARGO) test -p framekernel-logic -p framekernel-boundary -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
 
 TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
 	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)
