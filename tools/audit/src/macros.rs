@@ -172,40 +172,25 @@ pub fn check(crates: &[CrateMacros<'_>], policy: &Policy) -> (Vec<UnsafeMacro>, 
                 }
                 let Some(m) = listed.get_mut(&k) else { continue };
                 m.uses.push((c.package.to_string(), u.file.clone(), u.line));
-                if let Some(callers) = policy.macro_callers.get(&m.key)
-                    && !callers.iter().any(|p| p == c.package)
-                {
-                    violations.push((
-                        c.package.to_string(),
-                        Finding {
-                            kind: Kind::UnsafeMacro,
-                            file: u.file.clone(),
-                            line: u.line,
-                            detail: format!(
-                                "invokes {}!, which only {} may invoke ([macro-callers] in tools/audit/trusted.toml): its safety contract depends on where it is written",
-                                m.key,
-                                callers.join(", ")
-                            ),
-                        },
-                    ));
-                } else if m.reviewed.is_none() {
-                    violations.push((
-                        c.package.to_string(),
-                        Finding {
-                            kind: Kind::UnsafeMacro,
-                            file: u.file.clone(),
-                            line: u.line,
-                            detail: format!(
-                                "invokes {}!, which writes {} ({}:{} in {}); forbid(unsafe_code) does not see unsafe code from another crate's macro: review it and add \"{}\" to [macros] in tools/audit/trusted.toml with a reason",
-                                m.key,
-                                m.emits.join(", "),
-                                m.file,
-                                m.line,
-                                m.package,
-                                m.key
-                            ),
-                        },
-                    ));
+                let detail = match policy.macro_callers.get(&m.key) {
+                    Some(callers) if !callers.iter().any(|p| p == c.package) => Some(format!(
+                        "invokes {}!, which only {} may invoke ([macro-callers] in tools/audit/trusted.toml): its safety contract depends on where it is written",
+                        m.key,
+                        callers.join(", ")
+                    )),
+                    _ if m.reviewed.is_none() => Some(format!(
+                        "invokes {}!, which writes {} ({}:{} in {}); forbid(unsafe_code) does not see unsafe code from another crate's macro: review it and add \"{}\" to [macros] in tools/audit/trusted.toml with a reason",
+                        m.key,
+                        m.emits.join(", "),
+                        m.file,
+                        m.line,
+                        m.package,
+                        m.key
+                    )),
+                    _ => None,
+                };
+                if let Some(detail) = detail {
+                    violations.push((c.package.to_string(), Finding { kind: Kind::UnsafeMacro, file: u.file.clone(), line: u.line, detail }));
                 }
             }
         }
