@@ -256,6 +256,12 @@ impl LoadedCell {
         link_and_map(self.signed.clone(), self.object.clone())
     }
 
+    /// Runs `f` inside the boundary in this cell's fault domain; a fault
+    /// taints the cell.
+    fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R, Fault> {
+        enter(self.id, self.text, f).inspect_err(|_| self.taint())
+    }
+
     /// A call into this cell faulted: no instance of it runs again, and
     /// every device claim taken in its calls goes back to the base.
     fn taint(&self) {
@@ -289,11 +295,8 @@ impl LoadedCell {
         // type of `tessera-cell-api`, compiled by the same build. The code
         // stays mapped while `self` lives, which outlasts the call.
         let entry: fn() -> I::Export = unsafe { core::mem::transmute::<usize, fn() -> I::Export>(self.entry as usize) };
-        let object = enter(self.id, self.text, || Box::new(entry())).map_err(|fault| {
-            self.taint();
-            StartError::Fault(fault)
-        })?;
-        Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()), poisoned: false.into() })
+        let object = self.run(|| Box::new(entry())).map_err(StartError::Fault)?;
+        Ok(Instance { object: ManuallyDrop::new(object), cell: ManuallyDrop::new(self.clone()) })
     }
 }
 
@@ -312,9 +315,6 @@ pub enum StartError {
 pub struct Instance<T: ?Sized + 'static> {
     object: ManuallyDrop<Box<T>>,
     cell: ManuallyDrop<Arc<LoadedCell>>,
-    /// A call faulted: the object's state may be inconsistent (locks held
-    /// by abandoned frames), so it is never called again.
-    poisoned: core::sync::atomic::AtomicBool,
 }
 
 impl<T: ?Sized + 'static> Instance<T> {
@@ -328,18 +328,13 @@ impl<T: ?Sized + 'static> Instance<T> {
             return Err(Fault { kind: FaultKind::Poisoned, message: String::new() });
         }
         let object: &T = &self.object;
-        let result = enter(self.cell.id, self.cell.text, move || f(object, arg));
-        if result.is_err() {
-            self.poisoned.store(true, Ordering::Release);
-            self.cell.taint();
-        }
-        result
+        self.cell.run(move || f(object, arg))
     }
 
     /// True once a call of this instance, or of another instance of its
     /// cell, faulted (the instance is not called again).
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire) || self.cell.is_tainted()
+        self.cell.is_tainted()
     }
 
     /// The cell this object came from.
@@ -361,9 +356,7 @@ impl<T: ?Sized + 'static> Drop for Instance<T> {
             // The destructor is cell code: run it inside the boundary. If
             // it faults, the cell is tainted and the rest leaks. The code is
             // unmapped only after this, when `self.cell` drops.
-            if enter(self.cell.id, self.cell.text, move || drop(object)).is_err() {
-                self.cell.taint();
-            }
+            let _ = self.cell.run(move || drop(object));
         }
         // SAFETY: taken once, here, after the object is gone.
         drop(unsafe { ManuallyDrop::take(&mut self.cell) });
