@@ -168,6 +168,7 @@ impl File for VfsFile {
         }
         let mut offset = self.offset.lock();
         let n = self.node().read_at(*offset, buf)?;
+        crate::pagecache::read(self.node(), *offset, buf.get_mut(..n).unwrap_or(&mut []));
         *offset += n as u64;
         Ok(n as u64)
     }
@@ -182,6 +183,7 @@ impl File for VfsFile {
             *offset = self.node().metadata().size;
         }
         let n = self.node().write_at(*offset, buf)?;
+        crate::pagecache::wrote(self.node(), *offset, buf.get(..n).unwrap_or(&[]));
         *offset += n as u64;
         Ok(n as u64)
     }
@@ -207,14 +209,18 @@ impl File for VfsFile {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
-        Ok(self.node().read_at(offset, buf)? as u64)
+        let n = self.node().read_at(offset, buf)?;
+        crate::pagecache::read(self.node(), offset, buf.get_mut(..n).unwrap_or(&mut []));
+        Ok(n as u64)
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> SysResult {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
-        Ok(self.node().write_at(offset, buf)? as u64)
+        let n = self.node().write_at(offset, buf)?;
+        crate::pagecache::wrote(self.node(), offset, buf.get(..n).unwrap_or(&[]));
+        Ok(n as u64)
     }
 
     fn location(&self) -> Option<Location> {

@@ -11,6 +11,7 @@ pub mod errno;
 pub mod exec;
 pub mod files;
 pub mod memory;
+pub mod pagecache;
 pub mod pipe;
 pub mod process;
 pub mod procfs;

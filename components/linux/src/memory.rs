@@ -68,6 +68,8 @@ pub enum Populate {
     BadAccess,
     /// No memory for the page (the process is killed, not the kernel).
     NoMemory,
+    /// A file mapping's page past the end of the file (SIGBUS).
+    BusError,
 }
 
 /// File contents behind an area: `file[start..start + len]` belongs at
@@ -473,20 +475,35 @@ impl AddressSpace {
         let result = match self.parked.remove(&page) {
             Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
             None if user_memory_exhausted() => return Populate::NoMemory,
-            None => match Frame::alloc() {
-                Ok(mut frame) => {
-                    if let Some(backing) = &area.backing {
-                        fill_from(&mut frame, page, backing);
-                    }
-                    if let Some(file) = &area.file {
-                        let mut data = alloc::vec![0u8; PAGE as usize];
-                        if let Ok(n) = file.node.read_at(file.offset(page), &mut data) {
-                            let _ = frame.write_bytes(0, data.get(..n).unwrap_or(&[]));
-                        }
-                    }
-                    self.space.map(page, frame, perms).map_err(|(e, _)| e)
+            None => match &area.file {
+                // A page wholly past the end of the file: SIGBUS, as Linux.
+                Some(file) if page_up(file.node.metadata().size).is_none_or(|end| file.offset(page) >= end) => {
+                    return Populate::BusError;
                 }
-                Err(_) => return Populate::NoMemory,
+                // Shared: the page cache's frame, the one every mapping shows.
+                Some(file) if area.shared => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE) {
+                    Ok(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
+                    Err(_) => return Populate::NoMemory,
+                },
+                _ => match Frame::alloc() {
+                    Ok(mut frame) => {
+                        if let Some(backing) = &area.backing {
+                            fill_from(&mut frame, page, backing);
+                        }
+                        if let Some(file) = &area.file {
+                            // Private: a copy of what the file shows now.
+                            let mut data = alloc::vec![0u8; PAGE as usize];
+                            let offset = file.offset(page);
+                            if let Ok(n) = file.node.read_at(offset, &mut data) {
+                                let shown = data.get_mut(..n).unwrap_or(&mut []);
+                                crate::pagecache::read(&file.node, offset, shown);
+                                let _ = frame.write_bytes(0, shown);
+                            }
+                        }
+                        self.space.map(page, frame, perms).map_err(|(e, _)| e)
+                    }
+                    Err(_) => return Populate::NoMemory,
+                },
             },
         };
         match result {
@@ -512,9 +529,14 @@ impl AddressSpace {
         copy.areas = self.areas.clone();
         copy.brk_start = self.brk_start;
         copy.brk = self.brk;
-        // Shared areas must exist in full before both sides map them.
-        let shared_areas: alloc::vec::Vec<(u64, u64)> =
-            self.areas.iter().filter(|(_, a)| a.shared && a.prot.page_perms().is_some()).map(|(&s, a)| (s, a.end)).collect();
+        // Shared anonymous areas must exist in full before both sides map
+        // them (shared file pages are found in the page cache by both).
+        let shared_areas: alloc::vec::Vec<(u64, u64)> = self
+            .areas
+            .iter()
+            .filter(|(_, a)| a.shared && a.file.is_none() && a.prot.page_perms().is_some())
+            .map(|(&s, a)| (s, a.end))
+            .collect();
         for (start, end) in shared_areas {
             self.populate_range(start, end - start, false)?;
         }
@@ -546,7 +568,7 @@ impl AddressSpace {
         while page < end {
             match self.populate(page, access) {
                 Populate::Ok => {}
-                Populate::BadAccess => return Err(Errno::EFAULT),
+                Populate::BadAccess | Populate::BusError => return Err(Errno::EFAULT),
                 Populate::NoMemory => return Err(Errno::ENOMEM),
             }
             page += PAGE;
@@ -587,6 +609,18 @@ impl AddressSpace {
             }
             at = at.checked_add(room as u64).ok_or(Errno::EFAULT)?;
         }
+    }
+
+    /// The frame behind `addr` when it lies in a `MAP_SHARED` area (backed
+    /// now if it was not): what a shared futex is keyed by, so that every
+    /// process mapping the page finds the same waiters.
+    pub fn shared_frame(&mut self, addr: u64) -> Result<Option<Arc<Frame>>, Errno> {
+        let Some((_, area)) = self.area_at(addr) else { return Err(Errno::EFAULT) };
+        if !area.shared {
+            return Ok(None);
+        }
+        self.populate_range(addr, 4, false)?;
+        Ok(self.space.share(page_down(addr)))
     }
 
     /// Maps `frame` (already filled) at `page` with `prot` (used by exec).
@@ -714,6 +748,11 @@ impl Memory {
     /// See [`AddressSpace::activate`].
     pub fn activate(&self) {
         self.lock().activate();
+    }
+
+    /// See [`AddressSpace::shared_frame`].
+    pub fn shared_frame(&self, addr: u64) -> Result<Option<Arc<Frame>>, Errno> {
+        self.lock().shared_frame(addr)
     }
 
     /// See [`AddressSpace::set_brk`].

@@ -2,13 +2,20 @@
 //! until data or end of file (no writers left); writes block until there
 //! is room, and fail with EPIPE (and SIGPIPE) when no reader is left.
 //! Writes of at most `PIPE_BUF` bytes are never interleaved.
+//!
+//! A FIFO (named pipe) is the same buffer, found through its file-system
+//! node: opening one for reading waits for a writer and the other way
+//! round (as Linux: `O_NONBLOCK` readers do not wait, `O_NONBLOCK` writers
+//! without a reader get `ENXIO`, `O_RDWR` never waits). The buffer lives
+//! while any end is open; its contents go when the last end closes.
 
 use crate::errno::{Errno, SysResult};
 use crate::files::{File, FileStat, device_stat};
-use alloc::collections::VecDeque;
-use alloc::sync::Arc;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::{Arc, Weak};
+use tessera_vfs::NodeRef;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use framekernel::sync::Mutex;
+use framekernel::sync::{Mutex, SpinLock};
 use tessera_sched::WaitQueue;
 
 /// Bytes a pipe holds.
@@ -23,33 +30,123 @@ pub struct Pipe {
     buffer: Mutex<VecDeque<u8>>,
     readers: AtomicUsize,
     writers: AtomicUsize,
+    /// Ends ever opened for reading / writing (a FIFO opener waits for
+    /// the other side's count to move, even if that end closed again).
+    read_opens: AtomicUsize,
+    write_opens: AtomicUsize,
     changed: WaitQueue,
     ino: u64,
 }
 
-/// One end of a pipe, as an open file.
+/// One end of a pipe, as an open file (both ends for a FIFO opened
+/// `O_RDWR`).
 pub struct PipeEnd {
     pipe: Arc<Pipe>,
-    writer: bool,
+    reads: bool,
+    writes: bool,
     nonblocking: AtomicBool,
+    /// The FIFO's node (for `stat`); none for `pipe(2)`.
+    node: Option<NodeRef>,
 }
 
 /// Makes a pipe; returns (read end, write end).
 pub fn pipe(nonblocking: bool) -> (Arc<dyn File>, Arc<dyn File>) {
-    let pipe = Arc::new(Pipe {
-        buffer: Mutex::new(VecDeque::new()),
-        readers: AtomicUsize::new(1),
-        writers: AtomicUsize::new(1),
-        changed: WaitQueue::new(),
-        ino: NEXT_INO.fetch_add(1, Ordering::Relaxed) as u64,
-    });
-    let read: Arc<dyn File> =
-        Arc::new(PipeEnd { pipe: pipe.clone(), writer: false, nonblocking: AtomicBool::new(nonblocking) });
-    let write: Arc<dyn File> = Arc::new(PipeEnd { pipe, writer: true, nonblocking: AtomicBool::new(nonblocking) });
+    let pipe = Pipe::new();
+    let read = pipe.open_end(true, false, nonblocking, None);
+    let write = pipe.open_end(false, true, nonblocking, None);
     (read, write)
 }
 
+/// Open FIFOs by node (the node's address, with the node kept so the
+/// address is not reused while the entry exists).
+static FIFOS: SpinLock<BTreeMap<usize, (NodeRef, Weak<Pipe>)>> = SpinLock::new(BTreeMap::new());
+
+const O_ACCMODE: u64 = 3;
+const O_NONBLOCK: u64 = 0o4000;
+
+/// Opens the FIFO `node` with `open(2)` `flags`; waits for the other side
+/// as Linux does, giving up with EINTR when `interrupted()`.
+pub fn open_fifo(node: &NodeRef, flags: u64, interrupted: &dyn Fn() -> bool) -> Result<Arc<dyn File>, Errno> {
+    let key = Arc::as_ptr(node) as *const () as usize;
+    let pipe = {
+        let mut fifos = FIFOS.lock();
+        fifos.retain(|_, (_, pipe)| pipe.strong_count() > 0);
+        match fifos.get(&key).and_then(|(_, pipe)| pipe.upgrade()) {
+            Some(pipe) => pipe,
+            None => {
+                let pipe = Pipe::new();
+                fifos.insert(key, (node.clone(), Arc::downgrade(&pipe)));
+                pipe
+            }
+        }
+    };
+    let nonblocking = flags & O_NONBLOCK != 0;
+    let node = Some(node.clone());
+    match flags & O_ACCMODE {
+        0 => {
+            let end = pipe.open_end(true, false, nonblocking, node);
+            if !nonblocking {
+                pipe.wait_for_other(&pipe.write_opens, &pipe.writers, interrupted)?;
+            }
+            Ok(end)
+        }
+        1 => {
+            if nonblocking && pipe.readers.load(Ordering::SeqCst) == 0 {
+                return Err(Errno::ENXIO);
+            }
+            let end = pipe.open_end(false, true, nonblocking, node);
+            if !nonblocking {
+                pipe.wait_for_other(&pipe.read_opens, &pipe.readers, interrupted)?;
+            }
+            Ok(end)
+        }
+        _ => Ok(pipe.open_end(true, true, nonblocking, node)),
+    }
+}
+
 impl Pipe {
+    fn new() -> Arc<Pipe> {
+        Arc::new(Pipe {
+            buffer: Mutex::new(VecDeque::new()),
+            readers: AtomicUsize::new(0),
+            writers: AtomicUsize::new(0),
+            read_opens: AtomicUsize::new(0),
+            write_opens: AtomicUsize::new(0),
+            changed: WaitQueue::new(),
+            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed) as u64,
+        })
+    }
+
+    /// A new end; counts it before it exists as a file, so that an opener
+    /// waiting for this side sees it.
+    fn open_end(self: &Arc<Self>, reads: bool, writes: bool, nonblocking: bool, node: Option<NodeRef>) -> Arc<dyn File> {
+        if reads {
+            self.readers.fetch_add(1, Ordering::SeqCst);
+            self.read_opens.fetch_add(1, Ordering::SeqCst);
+        }
+        if writes {
+            self.writers.fetch_add(1, Ordering::SeqCst);
+            self.write_opens.fetch_add(1, Ordering::SeqCst);
+        }
+        self.notify();
+        Arc::new(PipeEnd { pipe: self.clone(), reads, writes, nonblocking: AtomicBool::new(nonblocking), node })
+    }
+
+    /// Waits until the other side is open now or was opened since we
+    /// started waiting.
+    fn wait_for_other(&self, opens: &AtomicUsize, open_now: &AtomicUsize, interrupted: &dyn Fn() -> bool) -> Result<(), Errno> {
+        let seen = opens.load(Ordering::SeqCst);
+        self.changed.wait_until(|| {
+            if open_now.load(Ordering::SeqCst) > 0 || opens.load(Ordering::SeqCst) != seen {
+                return Some(Ok(()));
+            }
+            if interrupted() {
+                return Some(Err(Errno::EINTR));
+            }
+            None
+        })
+    }
+
     fn notify(&self) {
         self.changed.wake_all();
         crate::syscall::poll::notify();
@@ -58,9 +155,10 @@ impl Pipe {
 
 impl Drop for PipeEnd {
     fn drop(&mut self) {
-        if self.writer {
+        if self.writes {
             self.pipe.writers.fetch_sub(1, Ordering::SeqCst);
-        } else {
+        }
+        if self.reads {
             self.pipe.readers.fetch_sub(1, Ordering::SeqCst);
         }
         self.pipe.notify();
@@ -69,7 +167,7 @@ impl Drop for PipeEnd {
 
 impl File for PipeEnd {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
-        if self.writer {
+        if !self.reads {
             return Err(Errno::EBADF);
         }
         if buf.is_empty() {
@@ -103,7 +201,7 @@ impl File for PipeEnd {
     }
 
     fn write(&self, data: &[u8]) -> SysResult {
-        if !self.writer {
+        if !self.writes {
             return Err(Errno::EBADF);
         }
         let nonblocking = self.nonblocking.load(Ordering::Relaxed);
@@ -141,6 +239,9 @@ impl File for PipeEnd {
     }
 
     fn stat(&self) -> FileStat {
+        if let Some(node) = &self.node {
+            return node.metadata();
+        }
         let mut stat = device_stat(self.pipe.ino, 0, 0o600);
         stat.kind = tessera_vfs::FileType::Fifo;
         stat
@@ -149,17 +250,20 @@ impl File for PipeEnd {
     fn poll(&self) -> u16 {
         let buffered = self.pipe.buffer.lock().len();
         let mut events = 0;
-        if self.writer {
+        if self.writes {
             if self.pipe.readers.load(Ordering::SeqCst) == 0 {
                 events |= crate::files::POLLERR;
             } else if PIPE_CAPACITY - buffered >= PIPE_BUF {
                 events |= crate::files::POLLOUT;
             }
-        } else {
+        }
+        if self.reads {
             if buffered > 0 {
                 events |= crate::files::POLLIN;
             }
-            if self.pipe.writers.load(Ordering::SeqCst) == 0 {
+            // A FIFO reader that never had a writer is not hung up (Linux).
+            let had_writer = self.node.is_none() || self.pipe.write_opens.load(Ordering::SeqCst) > 0;
+            if self.pipe.writers.load(Ordering::SeqCst) == 0 && had_writer {
                 events |= crate::files::POLLHUP;
             }
         }
@@ -167,7 +271,11 @@ impl File for PipeEnd {
     }
 
     fn status_flags(&self) -> u32 {
-        let access = if self.writer { 1 } else { 0 };
+        let access = match (self.reads, self.writes) {
+            (true, true) => 2,
+            (false, true) => 1,
+            _ => 0,
+        };
         access | if self.nonblocking.load(Ordering::Relaxed) { crate::fs::O_NONBLOCK } else { 0 }
     }
 

@@ -786,6 +786,10 @@ impl Process {
                             log::warn!("pid {}: out of memory at {fault_address:#x}: killed", self.info.pid);
                             return ThreadEnd::Group(Outcome::Killed(num::SIGKILL));
                         }
+                        Populate::BusError => {
+                            self.thread.send_signal(num::SIGBUS, SigInfo { code: 2, addr: fault_address }); // BUS_ADRERR
+                            self.force_if_blocked(num::SIGBUS);
+                        }
                         Populate::BadAccess => {
                             let code = if present { 2 } else { 1 }; // SEGV_ACCERR / SEGV_MAPERR
                             self.thread.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address });

@@ -102,7 +102,26 @@ pub(super) fn zero(phys: u64) {
     }
 }
 
-/// One 4 KiB frame of physical memory, owned exclusively; freed on drop.
+/// Copies `len` bytes from `src` to `dst` with one `rep movsb`: frame
+/// contents are untyped memory that programs may store to at the same
+/// time (shared mappings), so they are never read or written by Rust
+/// loads and stores the compiler could reason about.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `len` bytes, the
+/// ranges must not overlap, and no live Rust reference may cover `dst`'s
+/// range (nor a mutable one `src`'s).
+unsafe fn untyped_copy(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller guarantees both ranges; the direction flag is
+    // clear in kernel code (the ABI), so `rep movsb` copies upwards.
+    unsafe {
+        core::arch::asm!("rep movsb", inout("rcx") len => _, inout("rdi") dst => _, inout("rsi") src => _,
+            options(nostack, preserves_flags));
+    }
+}
+
+/// One 4 KiB frame of physical memory; freed on drop.
 ///
 /// Its contents are reached only by copying ([`Frame::read_bytes`],
 /// [`Frame::write_bytes`]) or by mapping it into a [`super::MappedArea`],
@@ -145,18 +164,34 @@ impl Frame {
     pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfBounds> {
         Self::check(offset, out.len())?;
         let src = DIRECT_MAP_BASE + self.phys + offset as u64;
-        // SAFETY: this handle owns the frame exclusively, the range is inside
-        // it (checked above) and the direct map covers it.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, out.as_mut_ptr(), out.len()) };
+        // SAFETY: the range is inside the frame (checked above), which this
+        // handle keeps allocated and the direct map covers; `out` is a
+        // distinct, writable buffer of that length.
+        unsafe { untyped_copy(out.as_mut_ptr(), src as *const u8, out.len()) };
         Ok(())
     }
 
     /// Copies `data` into the frame at `offset`.
     pub fn write_bytes(&mut self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        self.write_shared(offset, data)
+    }
+
+    /// Copies `data` into the frame at `offset` through a shared handle:
+    /// the frame may be mapped into user address spaces and held by
+    /// others (a page cache writes `write(2)` data into the pages every
+    /// mapping of the file shows). Frame contents are untyped memory: no
+    /// Rust reference to them ever exists, every access is one `rep movsb`
+    /// copy, so a copy that overlaps another (or a program's stores) only
+    /// mixes bytes.
+    pub fn write_shared(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
         Self::check(offset, data.len())?;
         let dst = DIRECT_MAP_BASE + self.phys + offset as u64;
-        // SAFETY: as in `read_bytes`; `&mut self` excludes concurrent access.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        // SAFETY: the range is inside the frame (checked above), which this
+        // handle keeps allocated and the direct map covers (RW); frame
+        // contents are never behind a Rust reference, so writing through a
+        // shared handle invalidates no reference; `data` cannot overlap a
+        // frame's direct-map bytes, since no reference to those exists.
+        unsafe { untyped_copy(dst as *mut u8, data.as_ptr(), data.len()) };
         Ok(())
     }
 
@@ -164,16 +199,20 @@ impl Frame {
     pub fn copy_from(&mut self, other: &Frame) {
         let src = DIRECT_MAP_BASE + other.phys;
         let dst = DIRECT_MAP_BASE + self.phys;
-        // SAFETY: two distinct frames (both handles own theirs exclusively,
-        // `&mut self` vs `&other`), each 4096 bytes in the direct map.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize) };
+        // SAFETY: two distinct frames (`&mut self` vs `&other`), each
+        // 4096 bytes in the direct map and kept allocated by its handle.
+        unsafe { untyped_copy(dst as *mut u8, src as *const u8, PAGE_SIZE as usize) };
     }
 
     /// Sets every byte of the frame to `byte`.
     pub fn fill(&mut self, byte: u8) {
         let dst = DIRECT_MAP_BASE + self.phys;
-        // SAFETY: as in `write_bytes`, for the whole frame.
-        unsafe { core::ptr::write_bytes(dst as *mut u8, byte, PAGE_SIZE as usize) };
+        // SAFETY: the whole frame, kept allocated by this handle, in the
+        // direct map; `rep stosb` like the copies (untyped memory).
+        unsafe {
+            core::arch::asm!("rep stosb", inout("rcx") PAGE_SIZE as usize => _, inout("rdi") dst => _,
+                in("al") byte, options(nostack, preserves_flags));
+        }
     }
 
     /// Gives up ownership without freeing (the page tables now own it).

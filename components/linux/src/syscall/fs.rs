@@ -61,12 +61,13 @@ fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, E
     Ok(fs::vfs()?.resolve(&base, path, flags & AT_SYMLINK_NOFOLLOW == 0)?)
 }
 
-fn open_location(location: Location, flags: u64) -> Result<Arc<dyn File>, Errno> {
+fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn File>, Errno> {
     let meta = location.node().metadata();
     match meta.kind {
+        FileType::Fifo if flags & O_PATH == 0 => crate::pipe::open_fifo(location.node(), flags, &p.interrupt_check()),
         FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
         FileType::BlockDevice if flags & O_PATH == 0 => crate::block::open(meta.rdev),
-        FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::Symlink => {
+        FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Symlink => {
             Ok(Arc::new(VfsFile::new(location, (flags & 0o7777777) as u32)))
         }
         _ => Err(Errno::ENXIO),
@@ -114,8 +115,9 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     }
     if flags & O_TRUNC != 0 && meta.kind == FileType::Regular && flags & O_ACCMODE as u64 != 0 {
         location.node().truncate(0)?;
+        crate::pagecache::truncated(location.node(), 0);
     }
-    let file = open_location(location, flags)?;
+    let file = open_location(p, location, flags)?;
     p.files.insert(file, 0, flags & O_CLOEXEC != 0)
 }
 
@@ -382,6 +384,7 @@ pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
         return Err(Errno::EISDIR);
     }
     location.node().truncate(len)?;
+    crate::pagecache::truncated(location.node(), len);
     Ok(0)
 }
 
@@ -395,6 +398,7 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL); // not open for writing (Linux: EINVAL or EBADF)
     }
     location.node().truncate(len)?;
+    crate::pagecache::truncated(location.node(), len);
     Ok(0)
 }
 

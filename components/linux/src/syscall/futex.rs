@@ -1,5 +1,8 @@
-//! `futex`: wait until a word changes, and wake waiters (private and
-//! shared futexes are both keyed by address space and address).
+//! `futex`: wait until a word changes, and wake waiters. A private futex
+//! (or any futex in private memory) is keyed by address space and address;
+//! a shared one in a `MAP_SHARED` area by the page's frame and the offset
+//! in it, so processes that map the page at different addresses (or that
+//! forked) wake each other, as Linux keys them by page.
 //!
 //! Waiters sleep on the same queue as timed sleeps, so timeouts need no
 //! extra timer; a wake-up wakes that queue and each waiter re-checks
@@ -12,6 +15,7 @@ use crate::process::Process;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
+use framekernel::mm::Frame;
 use framekernel::sync::SpinLock;
 
 const FUTEX_WAIT: u64 = 0;
@@ -21,24 +25,47 @@ const FUTEX_WAKE_BITSET: u64 = 10;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
 
+/// What identifies a futex word.
+#[derive(Clone, PartialEq, Eq)]
+enum Key {
+    /// Address space and address.
+    Private(usize, u64),
+    /// Shared page (its frame's identity) and offset.
+    Shared(usize, u64),
+}
+
 struct Waiter {
-    key: (usize, u64),
+    key: Key,
+    /// Keeps a shared key's frame alive, so its identity is not reused
+    /// while the waiter waits.
+    _frame: Option<Arc<Frame>>,
     bitset: u32,
     woken: Arc<AtomicBool>,
 }
 
-static WAITERS: SpinLock<Vec<Waiter>> = SpinLock::new(Vec::new());
-
-/// Wakes up to `count` waiters on `addr` in `memory`; returns how many.
-pub fn wake(memory: &Memory, addr: u64, count: u64) -> u64 {
-    wake_bitset(memory, addr, count, u32::MAX)
+/// The key of the word at `addr`; `private` for `FUTEX_PRIVATE_FLAG`.
+fn key(memory: &Memory, addr: u64, private: bool) -> Result<(Key, Option<Arc<Frame>>), Errno> {
+    if !private && let Some(frame) = memory.shared_frame(addr)? {
+        return Ok((Key::Shared(Arc::as_ptr(&frame) as usize, addr % 4096), Some(frame)));
+    }
+    Ok((Key::Private(memory.id(), addr), None))
 }
 
-fn wake_bitset(memory: &Memory, addr: u64, count: u64, bitset: u32) -> u64 {
-    let key = (memory.id(), addr);
+static WAITERS: SpinLock<Vec<Waiter>> = SpinLock::new(Vec::new());
+
+/// Wakes up to `count` waiters on `addr` in `memory` (a shared futex, as
+/// the `CLONE_CHILD_CLEARTID` wake is); returns how many.
+pub fn wake(memory: &Memory, addr: u64, count: u64) -> u64 {
+    match key(memory, addr, false) {
+        Ok((key, _frame)) => wake_bitset(&key, count, u32::MAX),
+        Err(_) => 0,
+    }
+}
+
+fn wake_bitset(key: &Key, count: u64, bitset: u32) -> u64 {
     let mut woken = 0;
     WAITERS.lock().retain(|w| {
-        if woken < count && w.key == key && w.bitset & bitset != 0 {
+        if woken < count && w.key == *key && w.bitset & bitset != 0 {
             w.woken.store(true, Ordering::SeqCst);
             woken += 1;
             false
@@ -57,13 +84,14 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
     if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
+    let private = op & FUTEX_PRIVATE_FLAG != 0;
     match cmd {
-        FUTEX_WAKE => Ok(wake(&p.memory, addr, val)),
+        FUTEX_WAKE => Ok(wake_bitset(&key(&p.memory, addr, private)?.0, val, u32::MAX)),
         FUTEX_WAKE_BITSET => {
             if val3 as u32 == 0 {
                 return Err(Errno::EINVAL);
             }
-            Ok(wake_bitset(&p.memory, addr, val, val3 as u32))
+            Ok(wake_bitset(&key(&p.memory, addr, private)?.0, val, val3 as u32))
         }
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
             let bitset = if cmd == FUTEX_WAIT { u32::MAX } else { val3 as u32 };
@@ -92,8 +120,8 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
                 return Err(Errno::EAGAIN);
             }
             let woken = Arc::new(AtomicBool::new(false));
-            let key = (p.memory.id(), addr);
-            WAITERS.lock().push(Waiter { key, bitset, woken: woken.clone() });
+            let (key, frame) = key(&p.memory, addr, private)?;
+            WAITERS.lock().push(Waiter { key, _frame: frame, bitset, woken: woken.clone() });
             let interrupted = p.interrupt_check();
             let result = SLEEPERS.wait_until(|| {
                 if woken.load(Ordering::SeqCst) {
