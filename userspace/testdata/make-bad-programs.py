@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes hostile and odd program files for userspace/tests/exec.c.
 
-Usage: make-bad-programs.py GOOD_STATIC_ELF OUTPUT_DIR
+Usage: make-bad-programs.py GOOD_STATIC_ELF OUTPUT_DIR [DYNAMIC_ELF]
 
 Each file is a damaged copy of a good static x86_64 program (or not a
 program at all); exec.c checks that execve refuses each one cleanly.
@@ -49,3 +49,21 @@ write("entry-zero", copy)
 copy = bytearray(good)
 struct.pack_into("<Q", copy, loads[0] + 32, 1 << 40)  # p_filesz past the end of the file
 write("filesz-past-end", copy)
+
+# A dynamically linked program whose interpreter (PT_INTERP) is missing,
+# or not an ELF file. The paths are relative: Linux resolves them from the
+# working directory, which is testdata's parent for exec.c on both kernels.
+if len(sys.argv) > 3:
+    dynamic = bytearray(open(sys.argv[3], "rb").read())
+    (dphoff,) = struct.unpack_from("<Q", dynamic, 0x20)
+    dphentsize, dphnum = struct.unpack_from("<HH", dynamic, 0x36)
+    for i in range(dphnum):
+        at = dphoff + i * dphentsize
+        if struct.unpack_from("<I", dynamic, at)[0] == 3:  # PT_INTERP
+            (offset,) = struct.unpack_from("<Q", dynamic, at + 8)
+            (size,) = struct.unpack_from("<Q", dynamic, at + 32)
+            for name, interp in [("interp-missing", b"testdata/no-such-ld.so"), ("interp-not-elf", b"testdata/not-elf")]:
+                assert len(interp) < size
+                copy = bytearray(dynamic)
+                copy[offset : offset + size] = interp + bytes(size - len(interp))
+                write(name, copy)

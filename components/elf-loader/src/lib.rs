@@ -1,9 +1,12 @@
-//! Loading static Linux x86_64 executables, as pure functions.
+//! Loading Linux x86_64 executables, as pure functions.
 //!
 //! [`parse`] checks an ELF file from an untrusted source (every offset,
-//! size and address) and returns what to map where; [`build_stack`] lays
-//! out `argc`, `argv`, `envp` and the auxiliary vector the way Linux does.
-//! The process component turns both into mappings of a `VmSpace`.
+//! size and address) and returns what to map where, including the program
+//! interpreter a dynamically linked program names (`PT_INTERP`), which
+//! [`parse_interpreter`] places; [`script_interpreter`] reads a `#!` line
+//! the way Linux does; [`build_stack`] lays out `argc`, `argv`, `envp` and
+//! the auxiliary vector. The process component turns them into mappings of
+//! a `VmSpace`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
@@ -25,6 +28,13 @@ pub const USER_LOAD_LIMIT: u64 = 0x7000_0000_0000;
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
 /// Most memory the segments of one program may span.
 pub const MAX_IMAGE_SIZE: u64 = 1 << 32;
+/// Where a program interpreter (`ld-linux-x86-64.so.2`) is placed: the
+/// top [`MAX_IMAGE_SIZE`] below [`USER_LOAD_LIMIT`].
+pub const INTERP_BASE: u64 = USER_LOAD_LIMIT - MAX_IMAGE_SIZE;
+/// Longest interpreter path (`PT_INTERP`), as Linux's `PATH_MAX`.
+pub const MAX_INTERP_PATH: usize = 4096;
+/// Bytes of a `#!` line that count (Linux's `BINPRM_BUF_SIZE`).
+pub const SCRIPT_LINE_MAX: usize = 256;
 
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
@@ -43,8 +53,9 @@ pub enum ElfError {
     WrongMachine(u16),
     /// Neither an executable nor a position-independent executable.
     NotExecutable(u16),
-    /// Needs a dynamic loader (`PT_INTERP`); only static programs run.
-    Dynamic,
+    /// The `PT_INTERP` path is malformed (outside the file, not
+    /// NUL-terminated, empty or too long), or an interpreter names one.
+    BadInterpreter,
     /// A header or table lies outside the file.
     Truncated(&'static str),
     /// A segment is inconsistent (sizes, alignment, address), by index.
@@ -65,7 +76,7 @@ impl fmt::Display for ElfError {
             ElfError::NotElf64 => f.write_str("not a little-endian ELF64 file"),
             ElfError::WrongMachine(m) => write!(f, "built for machine {m}, not x86_64"),
             ElfError::NotExecutable(t) => write!(f, "ELF type {t} is not an executable"),
-            ElfError::Dynamic => f.write_str("dynamically linked programs are not supported (PT_INTERP)"),
+            ElfError::BadInterpreter => f.write_str("the program interpreter (PT_INTERP) is malformed"),
             ElfError::Truncated(what) => write!(f, "{what} lies outside the file"),
             ElfError::BadSegment(i) => write!(f, "program header {i} is inconsistent"),
             ElfError::Overlap(a, b) => write!(f, "segments {a} and {b} overlap"),
@@ -117,6 +128,9 @@ pub struct ExecImage {
     pub load_bias: u64,
     /// First page after the image: where `brk` starts.
     pub brk_start: u64,
+    /// The program interpreter's path (`PT_INTERP`, without its NUL), for
+    /// a dynamically linked program.
+    pub interpreter: Option<Vec<u8>>,
 }
 
 struct Fields<'a>(&'a [u8]);
@@ -139,6 +153,20 @@ impl Fields<'_> {
 /// Checks `file` and plans its loading. `ET_DYN` programs are placed at
 /// [`PIE_BASE`].
 pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
+    parse_at(file, PIE_BASE)
+}
+
+/// Checks a program interpreter and plans its loading at [`INTERP_BASE`]
+/// (it must be `ET_DYN` and must not name an interpreter itself).
+pub fn parse_interpreter(file: &[u8]) -> Result<ExecImage, ElfError> {
+    let image = parse_at(file, INTERP_BASE)?;
+    if image.load_bias != INTERP_BASE || image.interpreter.is_some() {
+        return Err(ElfError::BadInterpreter);
+    }
+    Ok(image)
+}
+
+fn parse_at(file: &[u8], dyn_base: u64) -> Result<ExecImage, ElfError> {
     let f = Fields(file);
     if file.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) || file.len() < 64 {
         return Err(ElfError::NotElf64);
@@ -150,7 +178,7 @@ pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
     }
     let load_bias = match kind {
         ET_EXEC => 0,
-        ET_DYN => PIE_BASE,
+        ET_DYN => dyn_base,
         other => return Err(ElfError::NotExecutable(other)),
     };
     let entry = f.u64(24).ok_or(ElfError::NotElf64)?;
@@ -166,6 +194,7 @@ pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
     }
     let mut segments = Vec::new();
     let mut phdr = 0;
+    let mut interpreter = None;
     for index in 0..usize::from(phnum) {
         let at = phoff as usize + index * usize::from(phent);
         let bad = ElfError::BadSegment(index);
@@ -176,7 +205,19 @@ pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
         let file_size = f.u64(at + 32).ok_or(bad)?;
         let mem_size = f.u64(at + 40).ok_or(bad)?;
         match p_type {
-            PT_INTERP => return Err(ElfError::Dynamic),
+            PT_INTERP => {
+                let path = offset
+                    .checked_add(file_size)
+                    .and_then(|end| file.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?))
+                    .ok_or(ElfError::BadInterpreter)?;
+                // NUL-terminated (the last byte, as Linux checks); the path
+                // is the C string up to the first NUL.
+                let name = path.split(|&b| b == 0).next().unwrap_or(&[]);
+                if path.last() != Some(&0) || name.is_empty() || name.len() >= MAX_INTERP_PATH {
+                    return Err(ElfError::BadInterpreter);
+                }
+                interpreter = Some(name.to_vec());
+            }
             PT_PHDR => phdr = vaddr.checked_add(load_bias).ok_or(bad)?,
             PT_LOAD if mem_size > 0 => {
                 let vaddr = vaddr.checked_add(load_bias).ok_or(bad)?;
@@ -226,7 +267,62 @@ pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
             .find(|s| s.file_offset <= phoff && phoff + u64::from(phent) * u64::from(phnum) <= s.file_offset + s.file_size)
             .map_or(0, |s| s.vaddr + (phoff - s.file_offset));
     }
-    Ok(ExecImage { entry, segments, phdr, phnum, phent, load_bias, brk_start: high })
+    Ok(ExecImage { entry, segments, phdr, phnum, phent, load_bias, brk_start: high, interpreter })
+}
+
+/// What a `#!` line asks for: the interpreter and its one optional
+/// argument (the rest of the line, inner blanks kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptLine {
+    /// Interpreter path.
+    pub interpreter: Vec<u8>,
+    /// Optional argument.
+    pub argument: Option<Vec<u8>>,
+}
+
+/// Reads the `#!` line at the start of `head` (the file's first bytes), as
+/// Linux's `binfmt_script` does: it looks at a [`SCRIPT_LINE_MAX`]-byte
+/// buffer (NUL-padded when the file is shorter; its last byte never
+/// counts), blanks (space, tab) around the interpreter are skipped, and
+/// everything after the interpreter up to the end of the line (newline or
+/// NUL), trailing blanks removed, is one argument. `None`: not a script.
+/// `Some(Err(()))`: a script Linux refuses with ENOEXEC (no interpreter,
+/// or an interpreter name that the buffer's end may have cut off).
+pub fn script_interpreter(head: &[u8]) -> Option<Result<ScriptLine, ()>> {
+    if !head.starts_with(b"#!") {
+        return None;
+    }
+    let mut buf = [0u8; SCRIPT_LINE_MAX];
+    for (slot, byte) in buf.iter_mut().zip(head) {
+        *slot = *byte;
+    }
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    let usable = buf.get(2..SCRIPT_LINE_MAX - 1).unwrap_or(&[]);
+    let line = match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => buf.get(2..end.max(2)).unwrap_or(&[]),
+        None => {
+            // No newline: the name must be followed by a blank or NUL
+            // inside the buffer, else it may be cut off.
+            let Some(start) = usable.iter().position(|&b| !blank(b)) else { return Some(Err(())) };
+            let rest = usable.get(start..).unwrap_or(&[]);
+            if !rest.iter().any(|&b| blank(b) || b == 0) {
+                return Some(Err(()));
+            }
+            usable
+        }
+    };
+    // The C strings end at a NUL.
+    let line = line.get(..line.iter().position(|&b| b == 0).unwrap_or(line.len())).unwrap_or(&[]);
+    let line = line.get(..line.iter().rposition(|&b| !blank(b)).map_or(0, |i| i + 1)).unwrap_or(&[]);
+    let line = line.get(line.iter().position(|&b| !blank(b)).unwrap_or(line.len())..).unwrap_or(&[]);
+    let name_len = line.iter().position(|&b| blank(b)).unwrap_or(line.len());
+    if name_len == 0 {
+        return Some(Err(()));
+    }
+    let interpreter = line.get(..name_len).unwrap_or(&[]).to_vec();
+    let after = line.get(name_len..).unwrap_or(&[]);
+    let argument = after.get(after.iter().position(|&b| !blank(b)).unwrap_or(after.len())..).filter(|a| !a.is_empty()).map(<[u8]>::to_vec);
+    Some(Ok(ScriptLine { interpreter, argument }))
 }
 
 #[cfg(test)]

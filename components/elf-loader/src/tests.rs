@@ -83,7 +83,7 @@ fn each_defect_is_named() {
     relocatable[16..18].copy_from_slice(&1u16.to_le_bytes());
     assert_eq!(parse(&relocatable), Err(ElfError::NotExecutable(1)));
     let interp = elf(ET_EXEC, 0x401000, &[Ph { kind: PT_INTERP, flags: 4, offset: 0, vaddr: 0, file_size: 1, mem_size: 1 }], 0x200);
-    assert_eq!(parse(&interp), Err(ElfError::Dynamic));
+    assert_eq!(parse(&interp), Err(ElfError::BadInterpreter)); // one byte, not a NUL-terminated path
     let mut many = good();
     many[56..58].copy_from_slice(&1000u16.to_le_bytes());
     assert_eq!(parse(&many), Err(ElfError::Truncated("program header table")));
@@ -204,4 +204,59 @@ fn stack_limits() {
     assert_eq!(build_stack(0x7fff_0000, &[b"a\0b"], &[], &[], [0; 16], b"x"), Err(StackError::EmbeddedNul));
     let empty = build_stack(0x7fff_0000, &[], &[], &[], [0; 16], b"x").unwrap();
     assert_eq!(word(&empty.bytes, empty.sp, empty.sp), 0, "argc 0");
+}
+
+#[test]
+fn dynamic_programs_name_their_interpreter() {
+    let path = b"/lib64/ld-linux-x86-64.so.2\0";
+    let mut file = elf(
+        ET_DYN,
+        0x1000,
+        &[Ph { kind: PT_INTERP, flags: 4, offset: 0x800, vaddr: 0x800, file_size: path.len() as u64, mem_size: path.len() as u64 }, load(5, 0x1000, 0x1000, 0x100, 0x100)],
+        0x2000,
+    );
+    file[0x800..0x800 + path.len()].copy_from_slice(path);
+    let image = parse(&file).unwrap();
+    assert_eq!(image.interpreter.as_deref(), Some(&path[..path.len() - 1]));
+    assert_eq!(image.load_bias, PIE_BASE);
+    // An interpreter may not name one itself; a plain ET_DYN is placed high.
+    assert_eq!(parse_interpreter(&file), Err(ElfError::BadInterpreter));
+    let ld = elf(ET_DYN, 0x1000, &[load(5, 0x1000, 0x1000, 0x100, 0x100)], 0x2000);
+    let placed = parse_interpreter(&ld).unwrap();
+    assert_eq!(placed.entry, INTERP_BASE + 0x1000);
+    assert!(placed.segments.iter().all(|s| s.vaddr + s.mem_size <= USER_LOAD_LIMIT));
+    assert_eq!(parse_interpreter(&good()), Err(ElfError::BadInterpreter)); // ET_EXEC
+    // Not NUL-terminated, empty, or past the end of the file.
+    for (offset, len) in [(0x800u64, path.len() as u64 - 1), (0x800 + path.len() as u64 - 1, 1), (0x1ff0, 0x20)] {
+        let mut bad = file.clone();
+        bad[64 + 8..64 + 16].copy_from_slice(&offset.to_le_bytes());
+        bad[64 + 32..64 + 40].copy_from_slice(&len.to_le_bytes());
+        assert_eq!(parse(&bad), Err(ElfError::BadInterpreter), "offset {offset:#x} len {len}");
+    }
+}
+
+#[test]
+fn script_lines_read_as_linux_reads_them() {
+    let line = |s: &[u8]| script_interpreter(s);
+    let ok = |i: &[u8], a: Option<&[u8]>| Some(Ok(ScriptLine { interpreter: i.to_vec(), argument: a.map(<[u8]>::to_vec) }));
+    assert_eq!(line(b"\x7fELF"), None);
+    assert_eq!(line(b"#"), None);
+    assert_eq!(line(b"#!/bin/sh\necho hi\n"), ok(b"/bin/sh", None));
+    assert_eq!(line(b"#! \t/bin/sh \t\n"), ok(b"/bin/sh", None));
+    assert_eq!(line(b"#!/usr/bin/awk -f\n"), ok(b"/usr/bin/awk", Some(b"-f")));
+    // The rest of the line is one argument, inner blanks kept.
+    assert_eq!(line(b"#!/usr/bin/env  python3 -u  \n"), ok(b"/usr/bin/env", Some(b"python3 -u")));
+    // A short file needs no newline (the buffer is NUL-padded).
+    assert_eq!(line(b"#!/bin/sh"), ok(b"/bin/sh", None));
+    assert_eq!(line(b"#!\n"), Some(Err(())));
+    assert_eq!(line(b"#!   \n"), Some(Err(())));
+    // Only the first 256 bytes count: a long argument is cut, a name cut
+    // off by the limit is refused.
+    let mut long_arg = b"#!/bin/sh ".to_vec();
+    long_arg.extend(std::iter::repeat_n(b'x', 400));
+    let Some(Ok(cut)) = line(&long_arg) else { panic!("refused") };
+    assert_eq!(cut.argument.unwrap().len(), SCRIPT_LINE_MAX - 1 - 10);
+    let mut long_name = b"#!/".to_vec();
+    long_name.extend(std::iter::repeat_n(b'y', 400));
+    assert_eq!(line(&long_name), Some(Err(())));
 }

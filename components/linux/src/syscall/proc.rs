@@ -108,11 +108,12 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     let path = p.memory.read_c_string(path, 4096)?;
     let argv = string_array(p, argv)?;
     let envp = string_array(p, envp)?;
-    let (program, absolute) = crate::fs::open_executable(&p.fs.cwd(), &path)?;
-    let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
     // The old image stays until the new one is fully loaded.
-    let loaded = exec::load(program, &argv_refs, &envp_refs, &path)?;
+    let program = exec::load_path(&p.fs.cwd(), &path, argv, &envp_refs, &p.info.credentials())?;
+    let (loaded, absolute, argv) = (program.loaded, program.exe, program.argv);
+    let credentials = program.credentials;
+    p.info.change_credentials(|_| Ok(credentials))?;
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
