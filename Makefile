@@ -130,8 +130,8 @@ $(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh | deps
 # Hostile and unsupported program files for userspace/tests/exec.c.
 TESTDATA := $(BUILD)/userspace/testdata
 $(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello userspace/tests/hello.c
-	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello $(TESTDATA)
 	gcc -O2 -o $(TESTDATA)/dynamic userspace/tests/hello.c
+	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello $(TESTDATA) $(TESTDATA)/dynamic
 	@touch $@
 
 userspace: $(USER_BINS) $(BENCH_BIN) $(CELLCTL) $(TESTDATA)/.made
@@ -162,11 +162,22 @@ SYSTEM_FILES := =$(ROOTFS) boot/tessera.elf=$(KERNEL) lib/cells=$(BUILD)/cells s
 	usr/bin/disk-loop=userspace/scripts/disk-loop.sh
 SYSTEM_DEPS := build $(MKINITRD) $(CELL_FILES) $(CELLCTL) userspace/scripts/disk-loop.sh $(ROOTFS)/.made
 
+# Unmodified, dynamically linked Debian programs from the host with their
+# loader and libraries (tools/bring.sh), for the tests: under
+# /opt/tessera/debian, the libraries at their Debian paths.
+DEBIAN_PROGRAMS := ls id cat env sort dash
+DEBIAN := $(BUILD)/debian
+$(BUILD)/debian.made: tools/bring.sh
+	@rm -rf $(DEBIAN)
+	@sh tools/bring.sh --bin opt/tessera/debian $(DEBIAN) $(DEBIAN_PROGRAMS) >/dev/null
+	@touch $@
+
 # The test boot archive (`make run-fast`, the QEMU tests): the system and,
-# under /opt/tessera, the test programs, benchmarks and test data.
-$(INITRD): $(SYSTEM_DEPS) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made
+# under /opt/tessera, the test programs, benchmarks, test data and Debian
+# programs.
+$(INITRD): $(SYSTEM_DEPS) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(BUILD)/debian.made
 	$(MKINITRD) $@ $(SYSTEM_FILES) opt/tessera/bin=$(BUILD)/userspace/bin \
-		opt/tessera/bench=$(BUILD)/userspace/bench opt/tessera/testdata=$(TESTDATA)
+		opt/tessera/bench=$(BUILD)/userspace/bench opt/tessera/testdata=$(TESTDATA) =$(DEBIAN)
 
 # The ISO's archive (`make run`): the system and the benchmarks, without
 # the 12 MB of test programs, so GRUB reads far less from the CD.

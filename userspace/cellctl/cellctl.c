@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
 
     int fd = open("/dev/cellctl", O_RDWR);
     if (fd < 0) {
-        fprintf(stderr, "cellctl: /dev/cellctl: %s (is this Tessera?)\n", strerror(errno));
+        fprintf(stderr, "cellctl: /dev/cellctl: %s%s\n", strerror(errno), errno == ENOENT ? " (is this Tessera?)" : "");
         return 1;
     }
     int failed = write(fd, line, len) != len;

@@ -13,7 +13,7 @@ if ! [ -x "$busybox" ]; then
     exit 1
 fi
 if readelf -l "$busybox" | grep -q INTERP; then
-    echo "make-rootfs: $busybox is dynamically linked; Tessera runs static programs" >&2
+    echo "make-rootfs: $busybox is dynamically linked; the root file system needs Debian's static busybox (busybox-static)" >&2
     exit 1
 fi
 
@@ -30,3 +30,8 @@ done
 cp -R "$here/etc/." "$out/etc/"
 chmod 755 "$out/etc/init.d/rcS"
 chmod 1777 "$out/tmp"
+chmod 600 "$out/etc/shadow"
+# busybox is set-user-id root so that su, passwd and login work for
+# ordinary users; it drops the rights at once for every other applet
+# (its FEATURE_SUID, which Debian's build has).
+chmod 4755 "$out/bin/busybox"

@@ -37,7 +37,11 @@ pub enum Errno {
     ENOSYS = 38,
     ENOTEMPTY = 39,
     ELOOP = 40,
+    ENODATA = 61,
+    ELIBBAD = 80,
     ETIMEDOUT = 110,
+    EOVERFLOW = 75,
+    EDEADLK = 35,
     EOPNOTSUPP = 95,
 }
 

@@ -458,16 +458,20 @@ impl FileTable {
         if self.slots.len() <= index {
             self.slots.resize(index + 1, None);
         }
-        if let Some(slot) = self.slots.get_mut(index) {
-            *slot = Some(Slot { file, cloexec });
+        if let Some(slot) = self.slots.get_mut(index)
+            && let Some(old) = slot.replace(Slot { file, cloexec })
+        {
+            crate::locks::descriptor_closed(&old.file);
         }
         Ok(fd)
     }
 
-    /// Closes `fd`.
+    /// Closes `fd` (the process's POSIX locks on the file go with it).
     pub fn close(&mut self, fd: u64) -> Result<(), Errno> {
         let slot = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).ok_or(Errno::EBADF)?;
-        slot.take().map(|_| ()).ok_or(Errno::EBADF)
+        let old = slot.take().ok_or(Errno::EBADF)?;
+        crate::locks::descriptor_closed(&old.file);
+        Ok(())
     }
 
     /// The close-on-exec flag of `fd`.
@@ -485,8 +489,10 @@ impl FileTable {
     /// Closes every close-on-exec descriptor (at `execve`).
     pub fn close_on_exec(&mut self) {
         for slot in self.slots.iter_mut() {
-            if slot.as_ref().is_some_and(|s| s.cloexec) {
-                *slot = None;
+            if slot.as_ref().is_some_and(|s| s.cloexec)
+                && let Some(old) = slot.take()
+            {
+                crate::locks::descriptor_closed(&old.file);
             }
         }
     }

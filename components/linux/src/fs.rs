@@ -25,6 +25,7 @@ impl From<FsError> for Errno {
             FsError::CrossDevice => Errno::EXDEV,
             FsError::NotPermitted => Errno::EPERM,
             FsError::Busy => Errno::EBUSY,
+            FsError::Access => Errno::EACCES,
         }
     }
 }
@@ -69,14 +70,15 @@ pub fn list_dir(path: &str) -> Result<alloc::vec::Vec<String>, Errno> {
 
 /// The contents of the program at `path` (from `cwd`) and its absolute
 /// path, checking that it is an executable regular file.
-pub fn open_executable(cwd: &Location, path: &[u8]) -> Result<(Arc<alloc::vec::Vec<u8>>, String), Errno> {
+pub fn open_executable(cwd: &Location, path: &[u8], who: &tessera_vfs::Identity) -> Result<(Arc<alloc::vec::Vec<u8>>, String, tessera_vfs::Metadata), Errno> {
     let path = core::str::from_utf8(path).map_err(|_| Errno::ENOENT)?;
-    let location = vfs()?.resolve(cwd, path, true)?;
+    let location = vfs()?.resolve_as(cwd, path, true, who)?;
     let meta = location.node().metadata();
-    if meta.kind != FileType::Regular || meta.perm & 0o111 == 0 {
+    // A regular file that `who` may execute (the superuser: any x bit).
+    if meta.kind != FileType::Regular || !who.may(&meta, tessera_vfs::perm::MAY_EXEC) {
         return Err(Errno::EACCES);
     }
-    Ok((location.node().snapshot()?, location.path()))
+    Ok((location.node().snapshot()?, location.path(), meta))
 }
 
 /// Working directory and umask, shared by the threads of a process.
@@ -135,6 +137,28 @@ pub const O_APPEND: u32 = 0o2000;
 /// Non-blocking.
 pub const O_NONBLOCK: u32 = 0o4000;
 
+impl Drop for VfsFile {
+    /// The open file description ends: its OFD and `flock` locks go.
+    fn drop(&mut self) {
+        crate::locks::release_open_file(self as *const VfsFile as *const () as usize);
+    }
+}
+
+/// A write by anyone but the superuser takes the set-user-id (and, with
+/// group execute, set-group-id) bit off a file, as Linux does.
+fn remove_privileges(node: &NodeRef) {
+    let meta = node.metadata();
+    if meta.perm & (tessera_vfs::perm::SET_UID | tessera_vfs::perm::SET_GID) == 0 {
+        return;
+    }
+    if let Some(writer) = crate::process::current() {
+        let perm = tessera_vfs::perm::after_write(&meta, &writer.credentials().identity());
+        if perm != meta.perm {
+            node.set_perm(perm);
+        }
+    }
+}
+
 /// A regular file or directory of the tree, opened.
 pub struct VfsFile {
     location: Location,
@@ -184,6 +208,7 @@ impl File for VfsFile {
         }
         let n = self.node().write_at(*offset, buf)?;
         crate::pagecache::wrote(self.node(), *offset, buf.get(..n).unwrap_or(&[]));
+        remove_privileges(self.node());
         *offset += n as u64;
         Ok(n as u64)
     }
@@ -220,6 +245,7 @@ impl File for VfsFile {
         }
         let n = self.node().write_at(offset, buf)?;
         crate::pagecache::wrote(self.node(), offset, buf.get(..n).unwrap_or(&[]));
+        remove_privileges(self.node());
         Ok(n as u64)
     }
 
@@ -341,7 +367,7 @@ pub const DEVICES: [(&str, u64, u32); 9] = [
     ("tty", 0x500, 0o666),
     ("console", 0x501, 0o620),
     ("ttyS0", 0x440, 0o620),
-    ("cellctl", crate::cellctl::RDEV, 0o600),
+    ("cellctl", crate::cellctl::RDEV, 0o666), // changing cells checks the euid
 ];
 
 fn make_dirs(root: &NodeRef, path: &str) -> Result<NodeRef, FsError> {

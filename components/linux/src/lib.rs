@@ -10,6 +10,7 @@ pub mod cellctl;
 pub mod errno;
 pub mod exec;
 pub mod files;
+pub mod locks;
 pub mod memory;
 pub mod pagecache;
 pub mod pipe;

@@ -120,11 +120,14 @@ impl ThreadInfo {
     }
 }
 
-/// A process's user and group ids (real, effective, saved), as `setuid`
-/// and its relatives set them (Linux rules: a process with effective uid
-/// 0 may set any; others only to one of their own real, effective or
-/// saved ids). Inherited by `fork`, kept by `exec` (no set-id programs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A process's user and group ids (real, effective, saved, file system)
+/// and supplementary groups, as `setuid` and its relatives set them (Linux
+/// rules: a process with effective uid 0 may set any; others only to one
+/// of their own real, effective or saved ids). Inherited by `fork`; `exec`
+/// of a set-user-id or set-group-id program changes the effective and
+/// saved ids. File-system checks use the file-system ids, which follow the
+/// effective ones unless `setfsuid`/`setfsgid` moved them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// Real user id.
     pub ruid: u32,
@@ -132,12 +135,79 @@ pub struct Credentials {
     pub euid: u32,
     /// Saved set-user-id.
     pub suid: u32,
+    /// File-system user id.
+    pub fsuid: u32,
     /// Real group id.
     pub rgid: u32,
     /// Effective group id.
     pub egid: u32,
     /// Saved set-group-id.
     pub sgid: u32,
+    /// File-system group id.
+    pub fsgid: u32,
+    /// Supplementary groups.
+    pub groups: Arc<[u32]>,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Self { ruid: 0, euid: 0, suid: 0, fsuid: 0, rgid: 0, egid: 0, sgid: 0, fsgid: 0, groups: Arc::from([]) }
+    }
+}
+
+/// Most supplementary groups (`NGROUPS_MAX`).
+pub const MAX_GROUPS: usize = 65536;
+
+impl Credentials {
+    /// What the auxiliary vector reports.
+    pub fn aux_ids(&self) -> exec::AuxIds {
+        exec::AuxIds { uid: self.ruid, euid: self.euid, gid: self.rgid, egid: self.egid, secure: self.ruid != self.euid || self.rgid != self.egid }
+    }
+
+    /// Who file-system operations are done as.
+    pub fn identity(&self) -> tessera_vfs::Identity {
+        tessera_vfs::Identity { uid: self.fsuid, gid: self.fsgid, groups: self.groups.clone() }
+    }
+
+    /// The real ids as an identity (`access(2)` checks with them).
+    pub fn real_identity(&self) -> tessera_vfs::Identity {
+        tessera_vfs::Identity { uid: self.ruid, gid: self.rgid, groups: self.groups.clone() }
+    }
+
+    /// `setfsuid`/`setfsgid`: sets the file-system id if privileged or one
+    /// of the process's own ids; returns the old one either way (Linux).
+    pub fn set_fs(&mut self, kind: IdKind, id: u32) -> u32 {
+        let (old, ids) = match kind {
+            IdKind::User => (self.fsuid, [self.ruid, self.euid, self.suid, self.fsuid]),
+            IdKind::Group => (self.fsgid, [self.rgid, self.egid, self.sgid, self.fsgid]),
+        };
+        if id != KEEP && (self.is_root() || ids.contains(&id)) {
+            match kind {
+                IdKind::User => self.fsuid = id,
+                IdKind::Group => self.fsgid = id,
+            }
+        }
+        old
+    }
+
+    /// The ids after `exec` of a file with `meta`: a set-user-id file makes
+    /// its owner the effective uid, a set-group-id file (with group
+    /// execute) its group the effective gid; the saved ids copy the
+    /// effective ones, the file-system ids follow them.
+    pub fn after_exec(&self, meta: &tessera_vfs::Metadata) -> Self {
+        let mut new = self.clone();
+        if meta.perm & tessera_vfs::perm::SET_UID != 0 {
+            new.euid = meta.uid;
+        }
+        if meta.perm & tessera_vfs::perm::SET_GID != 0 && meta.perm & 0o010 != 0 {
+            new.egid = meta.gid;
+        }
+        new.suid = new.euid;
+        new.sgid = new.egid;
+        new.fsuid = new.euid;
+        new.fsgid = new.egid;
+        new
+    }
 }
 
 /// `-1` in an id argument: leave that id as it is.
@@ -207,26 +277,39 @@ impl Credentials {
         }
     }
 
+    /// The ids with (real, effective, saved) of `kind` replaced; the
+    /// file-system id follows the effective one.
     fn with(self, kind: IdKind, [r, e, s]: [u32; 3]) -> Self {
         match kind {
-            IdKind::User => Self { ruid: r, euid: e, suid: s, ..self },
-            IdKind::Group => Self { rgid: r, egid: e, sgid: s, ..self },
+            IdKind::User => Self { ruid: r, euid: e, suid: s, fsuid: e, ..self },
+            IdKind::Group => Self { rgid: r, egid: e, sgid: s, fsgid: e, ..self },
         }
+    }
+
+    /// `setgroups`: the superuser only.
+    pub fn set_groups(self, groups: &[u32]) -> Result<Self, Errno> {
+        if !self.is_root() {
+            return Err(Errno::EPERM);
+        }
+        Ok(Self { groups: Arc::from(groups), ..self })
     }
 
     /// `setuid` / `setgid`.
     pub fn set_id(self, kind: IdKind, id: u32) -> Result<Self, Errno> {
-        Ok(self.with(kind, set_one(self.ids(kind), id, self.is_root())?))
+        let ids = set_one(self.ids(kind), id, self.is_root())?;
+        Ok(self.with(kind, ids))
     }
 
     /// `setreuid` / `setregid` (`u32::MAX`: unchanged).
     pub fn set_re(self, kind: IdKind, real: u32, effective: u32) -> Result<Self, Errno> {
-        Ok(self.with(kind, set_re(self.ids(kind), real, effective, self.is_root())?))
+        let ids = set_re(self.ids(kind), real, effective, self.is_root())?;
+        Ok(self.with(kind, ids))
     }
 
     /// `setresuid` / `setresgid` (`u32::MAX`: unchanged).
     pub fn set_res(self, kind: IdKind, ids: [u32; 3]) -> Result<Self, Errno> {
-        Ok(self.with(kind, set_res(self.ids(kind), ids, self.is_root())?))
+        let ids = set_res(self.ids(kind), ids, self.is_root())?;
+        Ok(self.with(kind, ids))
     }
 
     /// (real, effective, saved) of `kind`.
@@ -374,12 +457,12 @@ impl ProcessInfo {
     }
     /// User and group ids.
     pub fn credentials(&self) -> Credentials {
-        *self.credentials.lock()
+        self.credentials.lock().clone()
     }
     /// Changes them with `change` (which may refuse).
     pub fn change_credentials(&self, change: impl FnOnce(Credentials) -> Result<Credentials, Errno>) -> Result<(), Errno> {
         let mut credentials = self.credentials.lock();
-        *credentials = change(*credentials)?;
+        *credentials = change(credentials.clone())?;
         Ok(())
     }
     /// Sets the process group.
@@ -630,9 +713,10 @@ impl Process {
         let fs = Fs::at_root()?;
         let start = crate::fs::vfs()?.resolve(&fs.cwd(), cwd, true)?;
         fs.set_cwd(start);
-        let (program, path) = crate::fs::open_executable(&fs.cwd(), path.as_bytes())?;
-        let path = path.as_str();
-        let loaded = exec::load(program, argv, &env, path.as_bytes())?;
+        let argv_owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+        let program = exec::load_path(&fs.cwd(), path.as_bytes(), argv_owned, &env, &Credentials::default())?;
+        let (loaded, argv) = (program.loaded, program.argv);
+        let path = program.exe.as_str();
         let mut context = UserContext::new();
         context.regs.rip = loaded.entry;
         context.regs.rsp = loaded.sp;
@@ -856,6 +940,7 @@ impl Process {
             (None, ThreadEnd::Group(outcome)) => outcome,
         };
         let pid = info.pid;
+        crate::locks::release_all(crate::locks::Owner::Process(pid));
         let init = lookup(1).filter(|i| i.outcome().is_none() && i.pid != pid);
         for child in all().into_iter().filter(|c| c.ppid() == pid) {
             child.ppid.store(init.as_ref().map_or(0, |i| i.pid), Ordering::Relaxed);

@@ -178,20 +178,21 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             let info = process(pid)?;
             let state = state(&info);
             let c = info.credentials();
-            // Real, effective, saved and file-system ids (the last follows
-            // the effective one).
+            // Real, effective, saved and file-system ids; supplementary groups.
+            let groups: alloc::vec::Vec<alloc::string::String> = c.groups.iter().map(|g| format!("{g}")).collect();
             format!(
-                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nThreads:\t{}\n",
+                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\nThreads:\t{}\n",
                 comm(&info),
                 info.ppid(),
                 c.ruid,
                 c.euid,
                 c.suid,
-                c.euid,
+                c.fsuid,
                 c.rgid,
                 c.egid,
                 c.sgid,
-                c.egid,
+                c.fsgid,
+                groups.join(" "),
                 info.thread_count()
             )
         }

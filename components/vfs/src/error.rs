@@ -29,6 +29,8 @@ pub enum FsError {
     Busy,
     /// The operation does not apply to this kind of node (EINVAL/ENOTSUP).
     Unsupported,
+    /// Permission denied (EACCES).
+    Access,
 }
 
 impl FsError {
@@ -48,6 +50,7 @@ impl FsError {
             FsError::NotPermitted => 1,
             FsError::Busy => 16,
             FsError::Unsupported => 95,
+            FsError::Access => 13,
         }
     }
 }

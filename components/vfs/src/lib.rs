@@ -14,10 +14,12 @@ extern crate alloc;
 mod error;
 mod node;
 mod path;
+pub mod perm;
 pub mod tmpfs;
 
 pub use error::FsError;
 pub use node::{DirEntry, FileType, FsStats, Metadata, Node, NodeRef, Timespec};
+pub use perm::Identity;
 pub use path::{Location, MAX_NAME, MAX_PATH, MAX_SYMLINKS, Resolved, Vfs};
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Path resolution and the mount table.
 
+use crate::perm::{Identity, MAY_EXEC};
 use crate::node::{FileType, NodeRef};
 use crate::FsError;
 use alloc::string::{String, ToString};
@@ -139,10 +140,17 @@ impl Vfs {
     /// followed (stat) or not (lstat, readlink, unlink).
     pub fn resolve(&self, cwd: &Location, path: &str, follow_last: bool) -> Result<Location, FsError> {
         let mut links = 0;
-        self.walk(cwd.clone(), path, follow_last, &mut links)
+        self.walk(cwd.clone(), path, follow_last, &mut links, None)
     }
 
-    fn walk(&self, start: Location, path: &str, follow_last: bool, links: &mut usize) -> Result<Location, FsError> {
+    /// [`Vfs::resolve`] for `who`: every directory walked through must
+    /// allow `who` to search it (`Access` otherwise, EACCES).
+    pub fn resolve_as(&self, cwd: &Location, path: &str, follow_last: bool, who: &Identity) -> Result<Location, FsError> {
+        let mut links = 0;
+        self.walk(cwd.clone(), path, follow_last, &mut links, Some(who))
+    }
+
+    fn walk(&self, start: Location, path: &str, follow_last: bool, links: &mut usize, who: Option<&Identity>) -> Result<Location, FsError> {
         if path.len() >= MAX_PATH {
             return Err(FsError::NameTooLong);
         }
@@ -157,6 +165,12 @@ impl Vfs {
             let last = i + 1 == count;
             if component.len() > MAX_NAME {
                 return Err(FsError::NameTooLong);
+            }
+            if let Some(who) = who {
+                let dir = location.node().metadata();
+                if dir.kind == FileType::Directory && !who.may(&dir, MAY_EXEC) {
+                    return Err(FsError::Access);
+                }
             }
             if component == "." {
                 if !is_dir(location.node()) {
@@ -181,7 +195,7 @@ impl Vfs {
                     return Err(FsError::Loop);
                 }
                 let target = child.read_link()?;
-                location = self.walk(location, &target, true, links)?;
+                location = self.walk(location, &target, true, links, who)?;
                 continue;
             }
             location.push(component, child);
@@ -195,6 +209,16 @@ impl Vfs {
     /// Resolves all but the last component of `path`; returns the parent
     /// directory and the last name (which may be `.` or `..`).
     pub fn resolve_parent(&self, cwd: &Location, path: &str) -> Result<(Location, String), FsError> {
+        self.parent_of(cwd, path, None)
+    }
+
+    /// [`Vfs::resolve_parent`] for `who` (search permission checked on the
+    /// way, as [`Vfs::resolve_as`]).
+    pub fn resolve_parent_as(&self, cwd: &Location, path: &str, who: &Identity) -> Result<(Location, String), FsError> {
+        self.parent_of(cwd, path, Some(who))
+    }
+
+    fn parent_of(&self, cwd: &Location, path: &str, who: Option<&Identity>) -> Result<(Location, String), FsError> {
         if path.len() >= MAX_PATH {
             return Err(FsError::NameTooLong);
         }
@@ -211,7 +235,8 @@ impl Vfs {
         if name.len() > MAX_NAME {
             return Err(FsError::NameTooLong);
         }
-        let parent = self.resolve(cwd, dir, true)?;
+        let mut links = 0;
+        let parent = self.walk(cwd.clone(), dir, true, &mut links, who)?;
         if !is_dir(parent.node()) {
             return Err(FsError::NotDir);
         }

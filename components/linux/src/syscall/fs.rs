@@ -9,7 +9,8 @@ use crate::process::Process;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
-use tessera_vfs::{FileType, Location, Timespec};
+use tessera_vfs::perm::{MAY_EXEC, MAY_READ, MAY_WRITE};
+use tessera_vfs::{FileType, Identity, Location, Metadata, NodeRef, Timespec};
 
 /// `dirfd` meaning "the working directory".
 const AT_FDCWD: i32 = -100;
@@ -17,6 +18,7 @@ const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const AT_REMOVEDIR: u64 = 0x200;
 const AT_SYMLINK_FOLLOW: u64 = 0x400;
 const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_EACCESS: u64 = 0x200;
 
 const O_CREAT: u64 = 0o100;
 const O_EXCL: u64 = 0o200;
@@ -26,6 +28,37 @@ const O_NOFOLLOW: u64 = 0o400000;
 pub(super) const O_CLOEXEC: u64 = 0o2000000;
 const O_PATH: u64 = 0o10000000;
 const O_TMPFILE: u64 = 0o20000000;
+
+/// Who this process's file-system operations are done as.
+pub(super) fn who(p: &Process) -> Identity {
+    p.info.credentials().identity()
+}
+
+/// EACCES unless `who` may access `meta` for `mask`.
+fn check(who: &Identity, meta: &Metadata, mask: u32) -> Result<(), Errno> {
+    if who.may(meta, mask) { Ok(()) } else { Err(Errno::EACCES) }
+}
+
+/// The parent directory and last name of `(dirfd, path)`, searched as
+/// this process.
+fn parent_of(p: &Process, dirfd: u64, path: &str) -> Result<(Location, String), Errno> {
+    Ok(fs::vfs()?.resolve_parent_as(&at_dir(p, dirfd)?, path, &who(p))?)
+}
+
+/// A new node in `parent` belongs to its creator: the fsuid, and the
+/// fsgid or, in a set-group-id directory, the directory's group (a new
+/// directory there is set-group-id too), as Linux's `inode_init_owner`.
+fn init_owner(who: &Identity, parent: &Metadata, node: &NodeRef) {
+    let meta = node.metadata();
+    let sgid_dir = parent.perm & tessera_vfs::perm::SET_GID != 0;
+    let gid = if sgid_dir { parent.gid } else { who.gid };
+    node.set_owner(who.uid, gid);
+    if sgid_dir && meta.kind == FileType::Directory {
+        node.set_perm(meta.perm | tessera_vfs::perm::SET_GID);
+    } else if meta.perm & tessera_vfs::perm::SET_GID != 0 && !who.in_group(gid) && !who.is_root() {
+        node.set_perm(meta.perm & !tessera_vfs::perm::SET_GID);
+    }
+}
 
 /// Reads a path argument.
 pub(super) fn path_arg(p: &Process, addr: u64) -> Result<String, Errno> {
@@ -58,7 +91,7 @@ fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, E
         return p.files.get(dirfd)?.location().ok_or(Errno::EBADF);
     }
     let base = at_dir(p, dirfd)?;
-    Ok(fs::vfs()?.resolve(&base, path, flags & AT_SYMLINK_NOFOLLOW == 0)?)
+    Ok(fs::vfs()?.resolve_as(&base, path, flags & AT_SYMLINK_NOFOLLOW == 0, &who(p))?)
 }
 
 fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn File>, Errno> {
@@ -84,9 +117,11 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     }
     let vfs = fs::vfs()?;
     let base = at_dir(p, dirfd)?;
+    let me = who(p);
+    let mut created = false;
     let location = if flags & O_CREAT != 0 {
-        let (parent, name) = vfs.resolve_parent(&base, &path)?;
-        match vfs.resolve(&parent, &name, flags & O_NOFOLLOW == 0).map_err(Errno::from) {
+        let (parent, name) = vfs.resolve_parent_as(&base, &path, &me)?;
+        match vfs.resolve_as(&parent, &name, flags & O_NOFOLLOW == 0, &me).map_err(Errno::from) {
             Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
             Ok(existing) => existing,
             Err(Errno::ENOENT) if path.ends_with('/') => return Err(Errno::EISDIR),
@@ -94,14 +129,18 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
                 if name == "." || name == ".." {
                     return Err(Errno::EISDIR);
                 }
+                let parent_meta = parent.node().metadata();
+                check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
                 let perm = (mode as u32) & 0o7777 & !p.fs.umask();
-                parent.node().create(&name, FileType::Regular, perm, 0)?;
+                let node = parent.node().create(&name, FileType::Regular, perm, 0)?;
+                init_owner(&me, &parent_meta, &node);
+                created = true;
                 vfs.resolve(&parent, &name, false)?
             }
             Err(e) => return Err(e),
         }
     } else {
-        vfs.resolve(&base, &path, flags & O_NOFOLLOW == 0)?
+        vfs.resolve_as(&base, &path, flags & O_NOFOLLOW == 0, &me)?
     };
     let meta = location.node().metadata();
     if meta.kind == FileType::Symlink && flags & O_PATH == 0 {
@@ -112,6 +151,19 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     }
     if meta.kind == FileType::Directory && (flags & O_ACCMODE as u64 != 0 || flags & O_CREAT != 0) {
         return Err(Errno::EISDIR);
+    }
+    // The creator of a file may open it whatever its mode; others need the
+    // rights the access mode (and O_TRUNC) asks for.
+    if !created && flags & O_PATH == 0 {
+        let mut mask = match flags & O_ACCMODE as u64 {
+            0 => MAY_READ,
+            1 => MAY_WRITE,
+            _ => MAY_READ | MAY_WRITE,
+        };
+        if flags & O_TRUNC != 0 {
+            mask |= MAY_WRITE;
+        }
+        check(&me, &meta, mask)?;
     }
     if flags & O_TRUNC != 0 && meta.kind == FileType::Regular && flags & O_ACCMODE as u64 != 0 {
         location.node().truncate(0)?;
@@ -212,18 +264,25 @@ pub(super) fn statx(p: &mut Process, dirfd: u64, path: u64, flags: u64, buf: u64
 
 pub(super) fn mkdirat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysResult {
     let path = path_arg(p, path)?;
-    let (parent, name) = fs::vfs()?.resolve_parent(&at_dir(p, dirfd)?, &path)?;
+    let (parent, name) = parent_of(p, dirfd, &path)?;
     if name == "." || name == ".." {
         return Err(Errno::EEXIST);
     }
+    if parent.node().lookup(&name).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    let me = who(p);
+    let parent_meta = parent.node().metadata();
+    check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
     let perm = (mode as u32) & 0o7777 & !p.fs.umask();
-    parent.node().create(&name, FileType::Directory, perm, 0)?;
+    let node = parent.node().create(&name, FileType::Directory, perm, 0)?;
+    init_owner(&me, &parent_meta, &node);
     Ok(0)
 }
 
 pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u64) -> SysResult {
     let path = path_arg(p, path)?;
-    let (parent, name) = fs::vfs()?.resolve_parent(&at_dir(p, dirfd)?, &path)?;
+    let (parent, name) = parent_of(p, dirfd, &path)?;
     let kind = match (mode as u32) & 0o170000 {
         0 | 0o100000 => FileType::Regular,
         0o020000 => FileType::CharDevice,
@@ -235,7 +294,18 @@ pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u6
     let perm = (mode as u32) & 0o7777 & !p.fs.umask();
     // Device numbers: old-style 16-bit encoding (major << 8 | minor).
     let rdev = ((dev >> 8) & 0xfff) << 8 | (dev & 0xff);
-    parent.node().create(&name, kind, perm, rdev)?;
+    let me = who(p);
+    // Device nodes need CAP_MKNOD.
+    if matches!(kind, FileType::CharDevice | FileType::BlockDevice) && !me.is_root() {
+        return Err(Errno::EPERM);
+    }
+    if parent.node().lookup(&name).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    let parent_meta = parent.node().metadata();
+    check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
+    let node = parent.node().create(&name, kind, perm, rdev)?;
+    init_owner(&me, &parent_meta, &node);
     Ok(0)
 }
 
@@ -245,7 +315,8 @@ pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> Sy
     }
     let path = path_arg(p, path)?;
     let vfs = fs::vfs()?;
-    let (parent, name) = vfs.resolve_parent(&at_dir(p, dirfd)?, &path)?;
+    let (parent, name) = parent_of(p, dirfd, &path)?;
+    may_delete(p, &parent, &name)?;
     if flags & AT_REMOVEDIR != 0 {
         vfs.rmdir(&parent, &name)?;
     } else {
@@ -257,6 +328,20 @@ pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> Sy
     Ok(0)
 }
 
+/// May this process remove or move away `name` from `parent`? It needs
+/// write and search permission on the directory and, in a sticky one, to
+/// own the entry or the directory (EPERM otherwise, as Linux).
+fn may_delete(p: &Process, parent: &Location, name: &str) -> Result<(), Errno> {
+    let me = who(p);
+    let dir = parent.node().metadata();
+    let Ok(child) = parent.node().lookup(name) else { return Ok(()) }; // ENOENT comes from the operation
+    check(&me, &dir, MAY_WRITE | MAY_EXEC)?;
+    if !me.may_delete(&dir, &child.metadata()) {
+        return Err(Errno::EPERM);
+    }
+    Ok(())
+}
+
 const RENAME_NOREPLACE: u64 = 1;
 
 pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
@@ -265,10 +350,16 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
     }
     let (old, new) = (path_arg(p, old)?, path_arg(p, new)?);
     let vfs = fs::vfs()?;
-    let (old_parent, old_name) = vfs.resolve_parent(&at_dir(p, olddir)?, &old)?;
-    let (new_parent, new_name) = vfs.resolve_parent(&at_dir(p, newdir)?, &new)?;
+    let (old_parent, old_name) = parent_of(p, olddir, &old)?;
+    let (new_parent, new_name) = parent_of(p, newdir, &new)?;
     if flags & RENAME_NOREPLACE != 0 && new_parent.node().lookup(&new_name).is_ok() {
         return Err(Errno::EEXIST);
+    }
+    may_delete(p, &old_parent, &old_name)?;
+    if old_parent.node().lookup(&old_name).is_ok() {
+        // The target directory is written even when nothing is replaced.
+        check(&who(p), &new_parent.node().metadata(), MAY_WRITE | MAY_EXEC)?;
+        may_delete(p, &new_parent, &new_name)?;
     }
     vfs.rename(&old_parent, &old_name, &new_parent, &new_name)?;
     Ok(0)
@@ -282,7 +373,11 @@ pub(super) fn linkat(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u
     let follow = if flags & AT_SYMLINK_FOLLOW != 0 { 0 } else { AT_SYMLINK_NOFOLLOW };
     let source = lookup(p, olddir, &old, follow | (flags & AT_EMPTY_PATH))?;
     let vfs = fs::vfs()?;
-    let (parent, name) = vfs.resolve_parent(&at_dir(p, newdir)?, &new)?;
+    let (parent, name) = parent_of(p, newdir, &new)?;
+    if parent.node().lookup(&name).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    check(&who(p), &parent.node().metadata(), MAY_WRITE | MAY_EXEC)?;
     vfs.link(source.node(), &parent, &name)?;
     Ok(0)
 }
@@ -292,8 +387,15 @@ pub(super) fn symlinkat(p: &mut Process, target: u64, newdir: u64, path: u64) ->
     if target.is_empty() {
         return Err(Errno::ENOENT);
     }
-    let (parent, name) = fs::vfs()?.resolve_parent(&at_dir(p, newdir)?, &path)?;
-    parent.node().symlink(&name, &target)?;
+    let (parent, name) = parent_of(p, newdir, &path)?;
+    if parent.node().lookup(&name).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    let me = who(p);
+    let parent_meta = parent.node().metadata();
+    check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
+    let node = parent.node().symlink(&name, &target)?;
+    init_owner(&me, &parent_meta, &node);
     Ok(0)
 }
 
@@ -316,19 +418,23 @@ pub(super) fn readlinkat(p: &mut Process, dirfd: u64, path: u64, buf: u64, size:
 
 pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
     let path = path_arg(p, path)?;
-    let location = fs::vfs()?.resolve(&p.fs.cwd(), &path, true)?;
-    if location.node().metadata().kind != FileType::Directory {
+    let location = fs::vfs()?.resolve_as(&p.fs.cwd(), &path, true, &who(p))?;
+    let meta = location.node().metadata();
+    if meta.kind != FileType::Directory {
         return Err(Errno::ENOTDIR);
     }
+    check(&who(p), &meta, MAY_EXEC)?;
     p.fs.set_cwd(location);
     Ok(0)
 }
 
 pub(super) fn fchdir(p: &mut Process, fd: u64) -> SysResult {
     let location = p.files.get(fd)?.location().ok_or(Errno::ENOTDIR)?;
-    if location.node().metadata().kind != FileType::Directory {
+    let meta = location.node().metadata();
+    if meta.kind != FileType::Directory {
         return Err(Errno::ENOTDIR);
     }
+    check(&who(p), &meta, MAY_EXEC)?;
     p.fs.set_cwd(location);
     Ok(0)
 }
@@ -345,33 +451,51 @@ pub(super) fn getcwd(p: &mut Process, buf: u64, size: u64) -> SysResult {
 
 pub(super) fn fchmodat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysResult {
     let name = path_arg(p, path)?;
-    lookup(p, dirfd, &name, 0)?.node().set_perm(mode as u32 & 0o7777);
-    Ok(0)
+    chmod_node(p, lookup(p, dirfd, &name, 0)?.node(), mode)
 }
 
 pub(super) fn fchmod(p: &mut Process, fd: u64, mode: u64) -> SysResult {
-    let location = p.files.get(fd)?.location().ok_or(Errno::EINVAL)?;
-    location.node().set_perm(mode as u32 & 0o7777);
+    let location = p.files.get(fd)?.location().ok_or(Errno::EBADF)?;
+    chmod_node(p, location.node(), mode)
+}
+
+/// `chmod`: the owner or the superuser (EPERM otherwise).
+fn chmod_node(p: &Process, node: &NodeRef, mode: u64) -> SysResult {
+    let me = who(p);
+    let meta = node.metadata();
+    if !me.owns(&meta) {
+        return Err(Errno::EPERM);
+    }
+    node.set_perm(me.chmod_bits(&meta, mode as u32));
     Ok(0)
 }
 
-fn chown_node(node: &tessera_vfs::NodeRef, uid: u64, gid: u64) {
+/// `chown`: only the superuser gives files away; the owner may change the
+/// group to one of its own. The set-id bits of a regular file go.
+fn chown_node(p: &Process, node: &NodeRef, uid: u64, gid: u64) -> SysResult {
+    let me = who(p);
     let meta = node.metadata();
-    let uid = if uid as i32 == -1 { meta.uid } else { uid as u32 };
-    let gid = if gid as i32 == -1 { meta.gid } else { gid as u32 };
-    node.set_owner(uid, gid);
+    let (uid, gid) = (uid as u32, gid as u32);
+    if !me.may_chown(&meta, uid, gid) {
+        return Err(Errno::EPERM);
+    }
+    let new_uid = if uid == u32::MAX { meta.uid } else { uid };
+    let new_gid = if gid == u32::MAX { meta.gid } else { gid };
+    node.set_owner(new_uid, new_gid);
+    if uid != u32::MAX || gid != u32::MAX {
+        node.set_perm(tessera_vfs::perm::after_chown(&meta));
+    }
+    Ok(0)
 }
 
 pub(super) fn fchownat(p: &mut Process, dirfd: u64, path: u64, uid: u64, gid: u64, flags: u64) -> SysResult {
     let name = path_arg(p, path)?;
-    chown_node(lookup(p, dirfd, &name, flags)?.node(), uid, gid);
-    Ok(0)
+    chown_node(p, lookup(p, dirfd, &name, flags)?.node(), uid, gid)
 }
 
 pub(super) fn fchown(p: &mut Process, fd: u64, uid: u64, gid: u64) -> SysResult {
-    let location = p.files.get(fd)?.location().ok_or(Errno::EINVAL)?;
-    chown_node(location.node(), uid, gid);
-    Ok(0)
+    let location = p.files.get(fd)?.location().ok_or(Errno::EBADF)?;
+    chown_node(p, location.node(), uid, gid)
 }
 
 pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
@@ -380,9 +504,11 @@ pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
     }
     let name = path_arg(p, path)?;
     let location = lookup(p, AT_FDCWD as u64, &name, 0)?;
-    if location.node().metadata().kind == FileType::Directory {
+    let meta = location.node().metadata();
+    if meta.kind == FileType::Directory {
         return Err(Errno::EISDIR);
     }
+    check(&who(p), &meta, MAY_WRITE)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
     Ok(0)
@@ -406,12 +532,20 @@ pub(super) fn faccessat(p: &mut Process, dirfd: u64, path: u64, mode: u64, flags
     if mode & !7 != 0 {
         return Err(Errno::EINVAL);
     }
-    let name = path_arg(p, path)?;
-    let meta = lookup(p, dirfd, &name, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))?.node().metadata();
-    // Root may read and write anything; executing needs an x bit (or a directory).
-    if mode & 1 != 0 && meta.kind != FileType::Directory && meta.perm & 0o111 == 0 {
-        return Err(Errno::EACCES);
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_EACCESS) != 0 {
+        return Err(Errno::EINVAL);
     }
+    let name = path_arg(p, path)?;
+    // access(2) asks with the real ids (AT_EACCESS: the effective ones),
+    // also while walking the path.
+    let credentials = p.info.credentials();
+    let me = if flags & AT_EACCESS != 0 { credentials.identity() } else { credentials.real_identity() };
+    let location = if name.is_empty() {
+        lookup(p, dirfd, &name, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))?
+    } else {
+        fs::vfs()?.resolve_as(&at_dir(p, dirfd)?, &name, flags & AT_SYMLINK_NOFOLLOW == 0, &me)?
+    };
+    check(&me, &location.node().metadata(), mode as u32)?;
     Ok(0)
 }
 
@@ -449,6 +583,17 @@ pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flag
         };
         (pick(field(0), field(8))?, pick(field(16), field(24))?)
     };
+    // Setting times to now needs ownership or write permission; any other
+    // time ownership (EPERM), as Linux.
+    let me = who(p);
+    let meta = location.node().metadata();
+    let only_now = times == 0 || (atime.is_none_or(|t| t == now) && mtime.is_none_or(|t| t == now));
+    if !me.owns(&meta) {
+        if !only_now {
+            return Err(Errno::EPERM);
+        }
+        check(&me, &meta, MAY_WRITE)?;
+    }
     location.node().set_times(atime, mtime);
     Ok(0)
 }
@@ -493,4 +638,24 @@ fn write_statfs(p: &mut Process, stats: tessera_vfs::FsStats, buf: u64) -> SysRe
     }
     p.memory.write(buf, &b)?;
     Ok(0)
+}
+
+/// The extended-attribute calls (`*xattr`, numbers 188-199): no file here
+/// has extended attributes and none can be set, as on a file system
+/// without xattr support: get gives ENODATA, list an empty list, set and
+/// remove EOPNOTSUPP — after the file itself was found (ENOENT, EBADF).
+pub(super) fn xattr(p: &mut Process, number: u64, target: u64) -> SysResult {
+    let by_fd = matches!(number, 190 | 193 | 196 | 199);
+    if by_fd {
+        p.files.get(target)?;
+    } else {
+        let nofollow = matches!(number, 189 | 192 | 195 | 198);
+        let name = path_arg(p, target)?;
+        lookup(p, AT_FDCWD as u64, &name, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })?;
+    }
+    match number {
+        191..=193 => Err(Errno::ENODATA),
+        194..=196 => Ok(0),
+        _ => Err(Errno::EOPNOTSUPP),
+    }
 }

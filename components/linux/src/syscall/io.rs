@@ -284,8 +284,114 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
             file.set_status_flags(arg as u32);
             Ok(0)
         }
+        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => record_lock(p, &file, cmd, arg),
         _ => Err(Errno::EINVAL),
     }
+}
+
+const F_GETLK: u64 = 5;
+const F_SETLK: u64 = 6;
+const F_SETLKW: u64 = 7;
+const F_OFD_GETLK: u64 = 36;
+const F_OFD_SETLK: u64 = 37;
+const F_OFD_SETLKW: u64 = 38;
+const F_RDLCK: i16 = 0;
+const F_WRLCK: i16 = 1;
+const F_UNLCK: i16 = 2;
+
+/// `fcntl` record locks, POSIX (per process) and OFD (per open file):
+/// `struct flock` is l_type, l_whence (i16 each), l_start, l_len (i64 at
+/// 8 and 16) and l_pid (i32 at 24).
+fn record_lock(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::File>, cmd: u64, arg: u64) -> SysResult {
+    use crate::locks::{self, Kind, Owner};
+    let mut raw = [0u8; 32];
+    p.memory.read(arg, &mut raw)?;
+    let short = |at: usize| i16::from_le_bytes([raw[at], raw[at + 1]]);
+    let long = |at: usize| i64::from_le_bytes(raw[at..at + 8].try_into().unwrap_or([0; 8]));
+    let (l_type, whence, l_start, l_len) = (short(0), short(2), long(8), long(16));
+    let l_pid = i32::from_le_bytes(raw[24..28].try_into().unwrap_or([0; 4]));
+    let ofd = matches!(cmd, F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW);
+    if ofd && l_pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let kind = match l_type {
+        F_RDLCK => Some(Kind::Read),
+        F_WRLCK => Some(Kind::Write),
+        F_UNLCK => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let key = locks::key(file).ok_or(Errno::EINVAL)?;
+    let base = match whence as u32 {
+        crate::files::SEEK_SET => 0,
+        crate::files::SEEK_CUR => file.seek(0, crate::files::SEEK_CUR)? as i64,
+        crate::files::SEEK_END => file.stat().size as i64,
+        _ => return Err(Errno::EINVAL),
+    };
+    let start = base.checked_add(l_start).ok_or(Errno::EOVERFLOW)?;
+    let (start, end) = match l_len {
+        0 => (start, u64::MAX as i128),
+        n if n > 0 => (start, i128::from(start) + i128::from(n)),
+        n => (start.checked_add(n).ok_or(Errno::EINVAL)?, i128::from(start)),
+    };
+    if start < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let range = (start as u64, end.min(i128::from(u64::MAX)) as u64);
+    let owner = if ofd { Owner::OpenFile(locks::open_file_id(file)) } else { Owner::Process(p.info.pid) };
+    if matches!(cmd, F_GETLK | F_OFD_GETLK) {
+        let kind = kind.ok_or(Errno::EINVAL)?;
+        let wanted = locks::Lock { owner, kind, start: range.0, end: range.1, pid: p.info.pid };
+        let mut out = raw;
+        match locks::conflict(key, &wanted) {
+            None => out[0..2].copy_from_slice(&F_UNLCK.to_le_bytes()),
+            Some(held) => {
+                let held_type = if held.kind == Kind::Write { F_WRLCK } else { F_RDLCK };
+                let len = if held.end == u64::MAX { 0 } else { (held.end - held.start) as i64 };
+                let pid = if matches!(held.owner, Owner::Process(_)) { held.pid as i32 } else { -1 };
+                out[0..2].copy_from_slice(&held_type.to_le_bytes());
+                out[2..4].copy_from_slice(&0i16.to_le_bytes());
+                out[8..16].copy_from_slice(&(held.start as i64).to_le_bytes());
+                out[16..24].copy_from_slice(&len.to_le_bytes());
+                out[24..28].copy_from_slice(&pid.to_le_bytes());
+            }
+        }
+        p.memory.write(arg, &out)?;
+        return Ok(0);
+    }
+    // The descriptor must allow the kind of lock asked for.
+    let access = file.status_flags() & crate::fs::O_ACCMODE;
+    match kind {
+        Some(Kind::Read) if access == crate::fs::O_WRONLY => return Err(Errno::EBADF),
+        Some(Kind::Write) if access == 0 => return Err(Errno::EBADF),
+        _ => {}
+    }
+    let wait = matches!(cmd, F_SETLKW | F_OFD_SETLKW);
+    locks::set(key, owner, p.info.pid, kind, range, wait, &p.interrupt_check()).map(|()| 0)
+}
+
+const LOCK_SH: u64 = 1;
+const LOCK_EX: u64 = 2;
+const LOCK_NB: u64 = 4;
+const LOCK_UN: u64 = 8;
+
+/// `flock(fd, operation)`: a whole-file lock of the open file description.
+pub(super) fn flock(p: &mut Process, fd: u64, operation: u64) -> SysResult {
+    use crate::locks::{self, Kind, Owner};
+    let file = p.files.get(fd)?;
+    let kind = match operation & !LOCK_NB {
+        LOCK_SH => Some(Kind::Read),
+        LOCK_EX => Some(Kind::Write),
+        LOCK_UN => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let key = locks::key(&file).ok_or(Errno::EINVAL)?;
+    let owner = Owner::Flock(locks::open_file_id(&file));
+    // Converting a lock drops the old one first (as Linux's flock).
+    if kind.is_some() {
+        locks::set(key, owner, p.info.pid, None, (0, u64::MAX), false, &|| false)?;
+    }
+    let result = locks::set(key, owner, p.info.pid, kind, (0, u64::MAX), operation & LOCK_NB == 0, &p.interrupt_check());
+    result.map(|()| 0) // EWOULDBLOCK is EAGAIN
 }
 
 /// `sendfile(out, in, offset, count)`: copies through a kernel buffer.

@@ -167,9 +167,12 @@ fn tmpfs_size(options: &str, ram: u64) -> Result<Option<u64>, Errno> {
 }
 
 pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, flags: u64, data: u64) -> SysResult {
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM); // CAP_SYS_ADMIN
+    }
     let target = super::fs::path_arg(p, target)?;
     let vfs = crate::fs::vfs()?;
-    let at = vfs.resolve(&p.fs.cwd(), &target, true)?;
+    let at = vfs.resolve_as(&p.fs.cwd(), &target, true, &super::fs::who(p))?;
     if flags & MS_REMOUNT != 0 {
         return Ok(0); // options of an existing mount: nothing to change yet
     }
@@ -201,6 +204,9 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     if flags & !0xf != 0 {
         return Err(Errno::EINVAL);
     }
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
     let target = super::fs::path_arg(p, target)?;
     let vfs = crate::fs::vfs()?;
     let at = vfs.resolve(&p.fs.cwd(), &target, true)?;
@@ -215,7 +221,10 @@ const RB_POWER_OFF: u64 = 0x4321_fedc;
 const RB_ENABLE_CAD: u64 = 0x89ab_cdef;
 const RB_DISABLE_CAD: u64 = 0;
 
-pub(super) fn reboot(_p: &mut Process, magic1: u64, _magic2: u64, cmd: u64) -> SysResult {
+pub(super) fn reboot(p: &mut Process, magic1: u64, _magic2: u64, cmd: u64) -> SysResult {
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM); // CAP_SYS_BOOT, checked first
+    }
     if magic1 as u32 as u64 != LINUX_REBOOT_MAGIC1 {
         return Err(Errno::EINVAL);
     }
@@ -238,6 +247,9 @@ pub fn hostname() -> [u8; 65] {
 }
 
 pub(super) fn sethostname(p: &mut Process, name: u64, len: u64) -> SysResult {
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
     if len > 64 {
         return Err(Errno::EINVAL);
     }

@@ -198,6 +198,39 @@ fn sigpipe(p: &Process, result: crate::errno::SysResult) -> crate::errno::SysRes
     result
 }
 
+/// `getgroups(size, list)`: the count for size 0, EINVAL if `size` is too
+/// small.
+fn getgroups(p: &mut Process, size: u64, list: u64) -> crate::errno::SysResult {
+    let groups = p.info.credentials().groups;
+    let size = size as i32;
+    if size < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if size == 0 {
+        return Ok(groups.len() as u64);
+    }
+    if (size as usize) < groups.len() {
+        return Err(Errno::EINVAL);
+    }
+    let bytes: alloc::vec::Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    p.memory.write(list, &bytes)?;
+    Ok(groups.len() as u64)
+}
+
+/// `setgroups(size, list)`: the superuser only; at most `MAX_GROUPS`.
+fn setgroups(p: &mut Process, size: u64, list: u64) -> crate::errno::SysResult {
+    if size as usize > crate::process::MAX_GROUPS {
+        return Err(Errno::EINVAL);
+    }
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
+    let mut bytes = alloc::vec![0u8; size as usize * 4];
+    p.memory.read(list, &mut bytes)?;
+    let groups: alloc::vec::Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    p.info.change_credentials(|c| c.set_groups(&groups)).map(|()| 0)
+}
+
 /// Serves the system call in `context`.
 pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
     let r = context.regs;
@@ -296,12 +329,14 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::FCHOWNAT => fs::fchownat(p, a[0], a[1], a[2], a[3], a[4]),
         nr::UMASK => fs::umask(p, a[0]),
         nr::UTIMENSAT => fs::utimensat(p, a[0], a[1], a[2], a[3]),
+        188..=199 => fs::xattr(p, r.rax, a[0]),
         nr::STATFS => fs::statfs(p, a[0], a[1]),
         nr::FSTATFS => fs::fstatfs(p, a[0], a[1]),
         nr::DUP => dup(p, a[0]),
         nr::DUP2 => dup3(p, a[0], a[1], 0, true),
         nr::DUP3 => dup3(p, a[0], a[1], a[2], false),
         nr::FCNTL => fcntl(p, a[0], a[1], a[2]),
+        73 => flock(p, a[0], a[1]),
         nr::GETTIMEOFDAY => gettimeofday(p, a[0], a[1]),
         nr::GETRLIMIT => getrlimit(p, a[0], a[1]),
         nr::PRCTL => prctl(p, a[0], a[1]),
@@ -358,6 +393,18 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             let kind = if r.rax == nr::GETRESUID { IdKind::User } else { IdKind::Group };
             let ids = p.info.credentials().get(kind);
             a.iter().zip(ids).try_for_each(|(&at, id)| p.memory.write(at, &id.to_le_bytes())).map(|()| 0)
+        }
+        115 => getgroups(p, a[0], a[1]),
+        116 => setgroups(p, a[0], a[1]),
+        122 | 123 => {
+            let kind = if r.rax == 122 { IdKind::User } else { IdKind::Group };
+            let mut old = 0;
+            p.info
+                .change_credentials(|mut c| {
+                    old = c.set_fs(kind, a[0] as u32);
+                    Ok(c)
+                })
+                .map(|()| u64::from(old))
         }
         nr::UNAME => uname(p, a[0]),
         nr::READLINK => fs::readlinkat(p, CWD, a[0], a[1], a[2]),

@@ -158,12 +158,28 @@ pub(super) fn kill(p: &mut Process, pid: u64, sig: u64) -> SysResult {
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
+    let sender = p.info.credentials();
+    let allowed: Vec<_> = targets.into_iter().filter(|t| may_signal(&sender, &p.info, t, sig)).collect();
+    if allowed.is_empty() {
+        return Err(Errno::EPERM);
+    }
     if sig != 0 {
-        for target in targets {
+        for target in allowed {
             target.send_signal(sig, SigInfo { code: 0, addr: u64::from(me) });
         }
     }
     Ok(0)
+}
+
+/// Linux's `kill_ok_by_cred`: the superuser may signal anyone; others a
+/// process whose real or saved uid is their real or effective uid, and
+/// SIGCONT goes to any process of their session.
+fn may_signal(sender: &process::Credentials, me: &process::ProcessInfo, target: &process::ProcessInfo, sig: u8) -> bool {
+    if sender.is_root() || (sig == 18 && target.sid() == me.sid()) {
+        return true;
+    }
+    let t = target.credentials();
+    [sender.ruid, sender.euid].iter().any(|id| *id == t.ruid || *id == t.suid)
 }
 
 fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResult {
@@ -177,6 +193,10 @@ fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResul
         if !group.has_thread(tid as u32) {
             return Err(Errno::ESRCH);
         }
+    }
+    let owner = process::all().into_iter().find(|t| t.has_thread(tid as u32)).ok_or(Errno::ESRCH)?;
+    if !may_signal(&p.info.credentials(), &p.info, &owner, sig) {
+        return Err(Errno::EPERM);
     }
     if sig != 0 {
         thread.send_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) }); // SI_TKILL
