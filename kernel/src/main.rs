@@ -103,9 +103,11 @@ fn main(boot: &'static BootContext) -> ! {
     monitor::run(boot)
 }
 
-/// `tessera.quiet` with `tessera.exec=SCRIPT`: set up silently, run the
-/// script with the shell as process 1, leave QEMU with its exit status.
-/// This is what `make exec` uses; only the script's output is printed.
+/// `tessera.quiet` with `tessera.exec=SCRIPT`: set up silently, run
+/// `/etc/init.d/rcS` as `make run`'s init does (so `/proc`, `/tmp` and the
+/// rest are mounted), then the script with the shell, and leave QEMU with
+/// the script's exit status. This is what `make exec` uses; only the
+/// output of rcS and the script is printed.
 fn quiet_boot(boot: &'static BootContext) -> ! {
     let archive = BootArchive::take(root_limit(boot));
     let _ = load_symbols(archive.bytes());
@@ -128,14 +130,17 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
         Some(root) => {
             match root {
                 Ok(_) => match boot.cmdline().value("tessera.exec") {
-                    Some(script) => match programs::run("/", "/bin/sh", &[script]) {
-                        Ok(tessera_linux::Outcome::Exited(code)) => u32::from(code),
-                        Ok(tessera_linux::Outcome::Killed(signal)) => 128 + u32::from(signal),
-                        Err(why) => {
-                            println!("tessera: {why}");
-                            127
+                    Some(script) => {
+                        run_rcs();
+                        match programs::run("/", "/bin/sh", &[script]) {
+                            Ok(tessera_linux::Outcome::Exited(code)) => u32::from(code),
+                            Ok(tessera_linux::Outcome::Killed(signal)) => 128 + u32::from(signal),
+                            Err(why) => {
+                                println!("tessera: {why}");
+                                127
+                            }
                         }
-                    },
+                    }
                     None => {
                         println!("tessera: tessera.quiet needs tessera.exec=SCRIPT");
                         127
@@ -153,6 +158,20 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
         }
     };
     framekernel::exit_with_value(status)
+}
+
+/// Runs the system's start script, if there is one; its failure is
+/// reported, not fatal (as busybox init goes on after sysinit).
+fn run_rcs() {
+    const RCS: &str = "/etc/init.d/rcS";
+    if tessera_linux::fs::read_file(RCS).is_err() {
+        return;
+    }
+    match programs::run("/", "/bin/sh", &[RCS]) {
+        Ok(tessera_linux::Outcome::Exited(0)) => {}
+        Ok(outcome) => println!("tessera: {RCS}: {outcome:?}"),
+        Err(why) => println!("tessera: {RCS}: {why}"),
+    }
 }
 
 /// Where the kernel's own ELF sits in the boot archive.

@@ -242,8 +242,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
     let script = dir.join("script.sh");
     std::fs::write(
         &script,
-        "mount -t proc proc /proc\n\
-         for f in truncated flipped arm64 reloc unresolved noentry nomarker adddisk slotregister relocflip importflip forged otherkernel fingerprint; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
+        "for f in truncated flipped arm64 reloc unresolved noentry nomarker adddisk slotregister relocflip importflip forged otherkernel fingerprint; do cellctl load /bad/$f.cell; echo \"$f: status $?\"; done\n\
          cellctl swap virtio_blk /lib/cells/probe.cell; echo \"wrong cell: status $?\"\n\
          cellctl swap virtio_blk /bad/ttyname.cell; echo \"tty name: status $?\"\n\
          cellctl swap virtio_blk /bad/probeasdisk.cell; echo \"interface: status $?\"\n\
