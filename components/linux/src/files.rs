@@ -280,7 +280,7 @@ impl Tty {
             return;
         }
         for process in crate::process::all().into_iter().filter(|p| p.pgid() == group) {
-            process.send_signal(sig, crate::signal::SigInfo { code: 0x80, addr: 0 });
+            process.send_signal(sig, crate::signal::SigInfo { code: 0x80, ..Default::default() });
         }
     }
 

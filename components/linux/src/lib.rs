@@ -19,6 +19,7 @@ pub mod procfs;
 pub mod fs;
 pub mod signal;
 pub mod syscall;
+pub mod timers;
 
 pub use errno::Errno;
 pub use process::{Outcome, Process, ProcessInfo};
@@ -27,6 +28,9 @@ pub use process::{Outcome, Process, ProcessInfo};
 /// console: sleeping and blocking console reads.
 pub fn init() {
     let _ = framekernel::time::on_tick(syscall::proc::sleep_tick);
+    if let Err(e) = timers::start_task() {
+        log::error!("timers: no timer task ({e}); alarm and timers do not fire");
+    }
     if let Err(e) = files::start_input_task() {
         log::error!("console: no input task ({e}); typed input is not processed");
     }

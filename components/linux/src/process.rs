@@ -569,7 +569,7 @@ impl ProcessInfo {
     /// `code`, and a wake-up for `wait4`).
     fn notify_parent(&self, code: i32, _status: u8) {
         if let Some(parent) = lookup(self.ppid()).filter(|_| self.ppid() != 0) {
-            parent.send_signal(num::SIGCHLD, SigInfo { code, addr: u64::from(self.pid) });
+            parent.send_signal(num::SIGCHLD, SigInfo { code, addr: u64::from(self.pid), value: 0 });
             parent.children_changed.wake_all();
         }
     }
@@ -871,19 +871,19 @@ impl Process {
                             return ThreadEnd::Group(Outcome::Killed(num::SIGKILL));
                         }
                         Populate::BusError => {
-                            self.thread.send_signal(num::SIGBUS, SigInfo { code: 2, addr: fault_address }); // BUS_ADRERR
+                            self.thread.send_signal(num::SIGBUS, SigInfo { code: 2, addr: fault_address, value: 0 }); // BUS_ADRERR
                             self.force_if_blocked(num::SIGBUS);
                         }
                         Populate::BadAccess => {
                             let code = if present { 2 } else { 1 }; // SEGV_ACCERR / SEGV_MAPERR
-                            self.thread.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address });
+                            self.thread.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address, value: 0 });
                             self.force_if_blocked(num::SIGSEGV);
                         }
                     }
                 }
                 Trap::Exception { vector, .. } => {
                     let (sig, code) = signal_for(vector);
-                    self.thread.send_signal(sig, SigInfo { code, addr: context.regs.rip });
+                    self.thread.send_signal(sig, SigInfo { code, addr: context.regs.rip, value: 0 });
                     self.force_if_blocked(sig);
                 }
                 Trap::Interrupt { .. } => tessera_sched::preempt_point(),
@@ -941,6 +941,7 @@ impl Process {
         };
         let pid = info.pid;
         crate::locks::release_all(crate::locks::Owner::Process(pid));
+        crate::timers::remove_process(pid, false);
         let init = lookup(1).filter(|i| i.outcome().is_none() && i.pid != pid);
         for child in all().into_iter().filter(|c| c.ppid() == pid) {
             child.ppid.store(init.as_ref().map_or(0, |i| i.pid), Ordering::Relaxed);
@@ -957,7 +958,7 @@ impl Process {
         drop(memory);
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
-                parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid) });
+                parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid), value: 0 });
                 parent.children_changed.wake_all();
             }
             // Started by the kernel, or orphaned with no init: whoever holds

@@ -190,8 +190,11 @@ const FRAME_SIZE: u64 = INFO + 128;
 pub struct SigInfo {
     /// `si_code`.
     pub code: i32,
-    /// `si_addr` for faults, or `si_pid` for kill (in the low half).
+    /// `si_addr` for faults, or `si_pid` and `si_uid` for kill (low and
+    /// high half), or a timer's `si_timerid` and `si_overrun`.
     pub addr: u64,
+    /// The word at offset 24: a timer's `si_value`, a child's `si_status`.
+    pub value: u64,
 }
 
 fn mcontext_words(ctx: &UserContext, fpstate: u64, old_mask: u64) -> [u64; 32] {
@@ -239,6 +242,7 @@ pub fn setup_frame(p: &mut Process, ctx: &mut UserContext, sig: u8, info: SigInf
     put(INFO, &i32::from(sig).to_le_bytes());
     put(INFO + 8, &info.code.to_le_bytes());
     put(INFO + 16, &info.addr.to_le_bytes());
+    put(INFO + 24, &info.value.to_le_bytes());
     p.memory.write(fpstate, &ctx.fpu.0)?;
     p.memory.write(frame, &bytes)?;
     let mut mask = old_mask | action.mask;

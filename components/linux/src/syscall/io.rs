@@ -471,7 +471,7 @@ fn terminal_access(p: &Process, sig: u8) -> Result<(), Errno> {
         return if reading { Err(Errno::EIO) } else { Ok(()) };
     }
     for member in crate::process::all().into_iter().filter(|m| m.pgid() == group && m.outcome().is_none()) {
-        member.send_signal(sig, signal::SigInfo { code: 0x80, addr: 0 });
+        member.send_signal(sig, signal::SigInfo { code: 0x80, ..Default::default() });
     }
     Err(Errno::EINTR)
 }

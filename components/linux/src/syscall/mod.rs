@@ -11,6 +11,7 @@ pub mod poll;
 pub mod names;
 pub mod proc;
 mod signal;
+mod timer;
 
 use crate::errno::Errno;
 use crate::process::{IdKind, Process};
@@ -336,6 +337,14 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::DUP2 => dup3(p, a[0], a[1], 0, true),
         nr::DUP3 => dup3(p, a[0], a[1], a[2], false),
         nr::FCNTL => fcntl(p, a[0], a[1], a[2]),
+        36 => timer::getitimer(p, a[0], a[1]),
+        37 => timer::alarm(p, a[0]),
+        38 => timer::setitimer(p, a[0], a[1], a[2]),
+        222 => timer::timer_create(p, a[0], a[1], a[2]),
+        223 => timer::timer_settime(p, a[0], a[1], a[2], a[3]),
+        224 => timer::timer_gettime(p, a[0], a[1]),
+        225 => timer::timer_getoverrun(p, a[0]),
+        226 => timer::timer_delete(p, a[0]),
         73 => flock(p, a[0], a[1]),
         nr::GETTIMEOFDAY => gettimeofday(p, a[0], a[1]),
         nr::GETRLIMIT => getrlimit(p, a[0], a[1]),

@@ -114,6 +114,8 @@ pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u6
     let (loaded, absolute, argv) = (program.loaded, program.exe, program.argv);
     let credentials = program.credentials;
     p.info.change_credentials(|_| Ok(credentials))?;
+    // POSIX timers end with the old image; interval timers stay (Linux).
+    crate::timers::remove_process(p.info.pid, true);
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
@@ -233,6 +235,7 @@ pub(crate) static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Timer tick: wakes sleepers once the earliest deadline has passed.
 pub fn sleep_tick(_tick: u64) {
+    crate::timers::tick();
     if framekernel::time::now_ns() >= NEXT_WAKE.load(Ordering::Relaxed) {
         NEXT_WAKE.store(u64::MAX, Ordering::Relaxed);
         SLEEPERS.wake_all();

@@ -165,7 +165,8 @@ pub(super) fn kill(p: &mut Process, pid: u64, sig: u64) -> SysResult {
     }
     if sig != 0 {
         for target in allowed {
-            target.send_signal(sig, SigInfo { code: 0, addr: u64::from(me) });
+            // SI_USER: si_pid, si_uid.
+            target.send_signal(sig, SigInfo { code: 0, addr: u64::from(me) | u64::from(sender.ruid) << 32, value: 0 });
         }
     }
     Ok(0)
@@ -199,7 +200,8 @@ fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResul
         return Err(Errno::EPERM);
     }
     if sig != 0 {
-        thread.send_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) }); // SI_TKILL
+        let uid = u64::from(p.info.credentials().ruid);
+        thread.send_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) | uid << 32, value: 0 }); // SI_TKILL
     }
     Ok(0)
 }
@@ -250,6 +252,7 @@ pub(super) fn rt_sigtimedwait(p: &mut Process, set: u64, info: u64, timeout: u64
                 si[..4].copy_from_slice(&i32::from(sig).to_le_bytes());
                 si[8..12].copy_from_slice(&details.code.to_le_bytes());
                 si[16..24].copy_from_slice(&details.addr.to_le_bytes());
+                si[24..32].copy_from_slice(&details.value.to_le_bytes());
                 p.memory.write(info, &si)?;
             }
             Ok(u64::from(sig))

@@ -1,0 +1,182 @@
+//! `alarm`, `getitimer`/`setitimer` and the POSIX `timer_*` calls over
+//! [`crate::timers`].
+
+use crate::errno::{Errno, SysResult};
+use crate::process::Process;
+use crate::timers::{self, Notify, Which};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+fn which(kind: u64) -> Result<Which, Errno> {
+    match kind {
+        0 => Ok(Which::Real),
+        1 => Ok(Which::Virtual),
+        2 => Ok(Which::Prof),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `alarm(seconds)`: the seconds the previous alarm had left (rounded to
+/// the nearest second, at least 1 while armed, as Linux).
+pub(super) fn alarm(p: &mut Process, seconds: u64) -> SysResult {
+    let seconds = seconds as u32; // the argument is an unsigned int
+    let (left, _) = timers::set(p.info.pid, Which::Real, u64::from(seconds) * NS_PER_SEC, 0, false)?;
+    let mut secs = left / NS_PER_SEC;
+    let usec = left % NS_PER_SEC / 1000;
+    if usec >= 500_000 || (secs == 0 && usec > 0) {
+        secs += 1;
+    }
+    Ok(secs)
+}
+
+/// A `struct timeval` pair as ns (interval, value); EINVAL for a
+/// microsecond field outside 0..1_000_000 or a negative second.
+fn read_itimerval(p: &Process, addr: u64) -> Result<(u64, u64), Errno> {
+    let mut raw = [0u8; 32];
+    p.memory.read(addr, &mut raw)?;
+    let field = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let ns = |sec: i64, usec: i64| -> Result<u64, Errno> {
+        if sec < 0 || !(0..1_000_000).contains(&usec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((sec as u64).saturating_mul(NS_PER_SEC).saturating_add(usec as u64 * 1000))
+    };
+    Ok((ns(field(0), field(8))?, ns(field(16), field(24))?))
+}
+
+fn write_timeval_pair(p: &Process, addr: u64, (left, interval): (u64, u64)) -> Result<(), Errno> {
+    let mut raw = [0u8; 32];
+    // Microseconds, rounded up so an armed timer never reads as zero.
+    for (at, ns) in [(0, interval), (16, left)] {
+        let us = ns.div_ceil(1000);
+        raw[at..at + 8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
+        raw[at + 8..at + 16].copy_from_slice(&(us % 1_000_000).to_le_bytes());
+    }
+    p.memory.write(addr, &raw)
+}
+
+pub(super) fn getitimer(p: &mut Process, kind: u64, out: u64) -> SysResult {
+    let current = timers::get(p.info.pid, which(kind)?)?;
+    write_timeval_pair(p, out, current).map(|()| 0)
+}
+
+pub(super) fn setitimer(p: &mut Process, kind: u64, new: u64, old: u64) -> SysResult {
+    let which = which(kind)?;
+    let (interval, value) = if new == 0 { (0, 0) } else { read_itimerval(p, new)? };
+    let previous = timers::set(p.info.pid, which, value, interval, false)?;
+    if old != 0 {
+        write_timeval_pair(p, old, previous)?;
+    }
+    Ok(0)
+}
+
+const SIGEV_SIGNAL: i32 = 0;
+const SIGEV_NONE: i32 = 1;
+const SIGEV_THREAD: i32 = 2;
+const SIGEV_THREAD_ID: i32 = 4;
+const TIMER_ABSTIME: u64 = 1;
+
+/// The clocks a POSIX timer may use: REALTIME, MONOTONIC, the CPU-time
+/// clocks (counted as wall time here), BOOTTIME and its alarm variants,
+/// TAI.
+fn clock_ok(clock: u64) -> bool {
+    matches!(clock as i32, 0..=3 | 7..=9 | 11)
+}
+
+pub(super) fn timer_create(p: &mut Process, clock: u64, event: u64, id_out: u64) -> SysResult {
+    if !clock_ok(clock) {
+        return Err(Errno::EINVAL);
+    }
+    let notify = if event == 0 {
+        None
+    } else {
+        // struct sigevent: sigev_value (8), sigev_signo (4), sigev_notify (4), _tid (4).
+        let mut raw = [0u8; 24];
+        p.memory.read(event, &mut raw)?;
+        let int = |at: usize| i32::from_le_bytes(raw.get(at..at + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
+        let value = u64::from_le_bytes(raw.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let (signo, how, tid) = (int(8), int(12), int(16));
+        let signal = u8::try_from(signo).ok().filter(|s| (1..=64).contains(s));
+        Some(match how {
+            SIGEV_NONE => Notify::None,
+            SIGEV_SIGNAL | SIGEV_THREAD => Notify::Signal { signal: signal.ok_or(Errno::EINVAL)?, value, thread: None },
+            SIGEV_THREAD_ID => {
+                let tid = u32::try_from(tid).map_err(|_| Errno::EINVAL)?;
+                if !p.info.has_thread(tid) {
+                    return Err(Errno::EINVAL);
+                }
+                Notify::Signal { signal: signal.ok_or(Errno::EINVAL)?, value, thread: Some(tid) }
+            }
+            _ => return Err(Errno::EINVAL),
+        })
+    };
+    // Without a sigevent: SIGALRM with the timer id as si_value (Linux).
+    let id = timers::create(p.info.pid, clock as u32, |id| {
+        notify.unwrap_or(Notify::Signal { signal: crate::signal::num::SIGALRM, value: u64::from(id), thread: None })
+    })?;
+    if let Err(e) = p.memory.write(id_out, &(id as i32).to_le_bytes()) {
+        let _ = timers::delete(p.info.pid, id);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn timer_id(id: u64) -> Result<u32, Errno> {
+    u32::try_from(id as i32).map_err(|_| Errno::EINVAL)
+}
+
+/// A `struct itimerspec` as ns (interval, value).
+fn read_itimerspec(p: &Process, addr: u64) -> Result<(u64, u64), Errno> {
+    let mut raw = [0u8; 32];
+    p.memory.read(addr, &mut raw)?;
+    let field = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let ns = |sec: i64, nsec: i64| -> Result<u64, Errno> {
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((sec as u64).saturating_mul(NS_PER_SEC).saturating_add(nsec as u64))
+    };
+    Ok((ns(field(0), field(8))?, ns(field(16), field(24))?))
+}
+
+fn write_itimerspec(p: &Process, addr: u64, (left, interval): (u64, u64)) -> Result<(), Errno> {
+    let mut raw = [0u8; 32];
+    for (at, ns) in [(0, interval), (16, left)] {
+        raw[at..at + 8].copy_from_slice(&(ns / NS_PER_SEC).to_le_bytes());
+        raw[at + 8..at + 16].copy_from_slice(&(ns % NS_PER_SEC).to_le_bytes());
+    }
+    p.memory.write(addr, &raw)
+}
+
+pub(super) fn timer_settime(p: &mut Process, id: u64, flags: u64, new: u64, old: u64) -> SysResult {
+    let id = timer_id(id)?;
+    timers::get(p.info.pid, Which::Posix(id))?; // EINVAL for an unknown timer, first
+    let (interval, mut value) = read_itimerspec(p, new)?;
+    let absolute = flags & TIMER_ABSTIME != 0 && value != 0;
+    if absolute {
+        // The absolute time is on the timer's clock; deadlines are on the
+        // boot clock. (A REALTIME clock set later does not move it.)
+        let offset = framekernel::time::realtime_ns().saturating_sub(framekernel::time::now_ns());
+        if timers::clock_of(p.info.pid, id) == Some(0) {
+            value = value.saturating_sub(offset).max(1);
+        }
+    }
+    let previous = timers::set(p.info.pid, Which::Posix(id), value, interval, absolute)?;
+    if old != 0 {
+        write_itimerspec(p, old, previous)?;
+    }
+    Ok(0)
+}
+
+pub(super) fn timer_gettime(p: &mut Process, id: u64, out: u64) -> SysResult {
+    let current = timers::get(p.info.pid, Which::Posix(timer_id(id)?))?;
+    write_itimerspec(p, out, current).map(|()| 0)
+}
+
+pub(super) fn timer_getoverrun(p: &mut Process, id: u64) -> SysResult {
+    timers::overrun(p.info.pid, timer_id(id)?).map(u64::from)
+}
+
+pub(super) fn timer_delete(p: &mut Process, id: u64) -> SysResult {
+    timers::delete(p.info.pid, timer_id(id)?).map(|()| 0)
+}
