@@ -204,3 +204,10 @@ pub(crate) fn read_wall_clock() {
 pub fn realtime_ns() -> u64 {
     REALTIME_AT_BOOT_NS.load(Ordering::Relaxed).saturating_add(now_ns())
 }
+
+/// Sets the wall clock to `ns` since the Unix epoch (`clock_settime`,
+/// `settimeofday`): only the offset from the boot clock moves, so
+/// monotonic time and every timer deadline are unaffected.
+pub fn set_realtime_ns(ns: u64) {
+    REALTIME_AT_BOOT_NS.store(ns.saturating_sub(now_ns()), Ordering::Relaxed);
+}

@@ -40,6 +40,7 @@ pub enum Errno {
     ENODATA = 61,
     ELIBBAD = 80,
     ETIMEDOUT = 110,
+    EFBIG = 27,
     EOVERFLOW = 75,
     EDEADLK = 35,
     EOPNOTSUPP = 95,

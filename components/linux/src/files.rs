@@ -91,6 +91,10 @@ pub trait File: Send + Sync {
     fn as_tty(&self) -> Option<&Tty> {
         None
     }
+    /// The epoll instance behind this file, if it is one.
+    fn as_epoll(&self) -> Option<&crate::epoll::Epoll> {
+        None
+    }
 }
 
 /// Data to read.

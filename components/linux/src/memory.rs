@@ -196,8 +196,38 @@ impl AddressSpace {
         self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, a.clone()))
     }
 
+    /// True when every byte of `[start, end)` is in some area.
+    pub fn is_mapped(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        while at < end {
+            match self.area_at(at) {
+                Some((_, area)) => at = area.end,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// `MADV_DONTNEED`: the pages of private areas in `[start, end)` go, so
+    /// the next touch sees zeros (anonymous) or the file again; shared
+    /// pages keep their contents.
+    pub fn discard(&mut self, start: u64, end: u64) {
+        let pages: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        for page in pages {
+            if self.area_at(page).is_some_and(|(_, a)| !a.shared) {
+                let _ = self.space.unmap(page);
+            }
+        }
+        let parked: alloc::vec::Vec<u64> = self.parked.range(start..end).map(|(&v, _)| v).collect();
+        for page in parked {
+            if self.area_at(page).is_some_and(|(_, a)| !a.shared) {
+                self.parked.remove(&page);
+            }
+        }
+    }
+
     /// True when no area overlaps `[start, end)`.
-    fn is_free(&self, start: u64, end: u64) -> bool {
+    pub fn is_free(&self, start: u64, end: u64) -> bool {
         self.areas.range(..end).next_back().is_none_or(|(_, a)| a.end <= start)
     }
 
@@ -370,10 +400,27 @@ impl AddressSpace {
     /// area) to `new_len`, in place or, when `may_move`, elsewhere.
     /// Lengths are page multiples. Returns the new address.
     pub fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, Errno> {
+        self.remap_to(old, old_len, new_len, may_move, None)
+    }
+
+    /// [`AddressSpace::remap`], to exactly `fixed` when given
+    /// (`MREMAP_FIXED`: whatever is there is unmapped first).
+    pub fn remap_to(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool, fixed: Option<u64>) -> Result<u64, Errno> {
         let (start, area) = self.area_at(old).ok_or(Errno::EFAULT)?;
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         if start > old || area.end < old_end {
             return Err(Errno::EFAULT); // not one mapping
+        }
+        if let Some(target) = fixed {
+            let target_end = target.checked_add(new_len).filter(|&e| e <= STACK_TOP).ok_or(Errno::EINVAL)?;
+            if target < old_end && old < target_end {
+                return Err(Errno::EINVAL); // overlapping ranges
+            }
+            self.remove_range(target, target_end);
+            if new_len < old_len {
+                self.remove_range(old + new_len, old_end);
+            }
+            return self.move_area(old, old.saturating_add(old_len.min(new_len)), &area, target, new_len);
         }
         if new_len <= old_len {
             self.remove_range(old + new_len, old_end);
@@ -388,6 +435,12 @@ impl AddressSpace {
             return Err(Errno::ENOMEM);
         }
         let target = self.find_free(new_len).ok_or(Errno::ENOMEM)?;
+        self.move_area(old, old_end, &area, target, new_len)
+    }
+
+    /// Moves the pages of `[old, old_end)` (part of `area`) to a new area
+    /// of `new_len` bytes at `target`, which is free.
+    fn move_area(&mut self, old: u64, old_end: u64, area: &Area, target: u64, new_len: u64) -> Result<u64, Errno> {
         self.add_area(target, target + new_len, area.prot, area.shared)?;
         if let Some(added) = self.areas.get_mut(&target) {
             // Backed contents keep their addresses relative to the mapping.

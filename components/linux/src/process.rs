@@ -24,7 +24,8 @@ use tessera_sched::WaitQueue;
 pub const MAX_PROCESSES: usize = 256;
 /// Most threads at once, all processes together.
 pub const MAX_THREADS: usize = 1024;
-const MAX_PID: u32 = 32768;
+/// Process and thread ids go up to this and wrap (`/proc/sys/kernel/pid_max` is one more).
+pub const MAX_PID: u32 = 32768;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,6 +30,8 @@ pub fn new_root() -> NodeRef {
 #[derive(Clone, Copy)]
 enum DirKind {
     Root,
+    /// `/proc/sys` or a directory under it, by its path below `sys`.
+    Sys(&'static str),
     Pid(u32),
     Fds(u32),
 }
@@ -51,7 +53,24 @@ enum FileKind {
     PidMaps(u32),
     PidCmdline(u32),
     PidComm(u32),
+    /// A `/proc/sys` value, by index in [`SYS_FILES`].
+    Sys(usize),
 }
+
+/// `/proc/sys` (read-only): the limits and facts programs and test suites
+/// read, each this kernel's real value.
+const SYS_FILES: [(&str, fn() -> String); 10] = [
+    ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
+    ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
+    ("kernel/tainted", || "0\n".to_string()),
+    ("kernel/ostype", || "Linux\n".to_string()),
+    ("kernel/osrelease", || format!("{}\n", crate::syscall::RELEASE)),
+    ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
+    ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
+    ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_CAPACITY)),
+    ("fs/file-max", || format!("{}\n", crate::files::MAX_FILES * process::MAX_PROCESSES)),
+    ("vm/overcommit_memory", || "0\n".to_string()),
+];
 
 #[derive(Clone, Copy)]
 enum LinkKind {
@@ -163,6 +182,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             format!("0.00 0.00 0.00 1/{procs} {}\n", procs)
         }
         FileKind::Cells => tessera_live_update::registry::proc_cells(),
+        FileKind::Sys(i) => SYS_FILES.get(i).map(|(_, value)| value()).unwrap_or_default(),
         FileKind::Filesystems => "nodev\ttmpfs\nnodev\tproc\nnodev\tsysfs\nnodev\tdevpts\n".to_string(),
         FileKind::Stat => {
             let ticks = uptime_ns / 10_000_000;
@@ -217,6 +237,7 @@ impl Node for Dir {
     fn metadata(&self) -> Metadata {
         let ino = match self.0 {
             DirKind::Root => 1,
+            DirKind::Sys(path) => 2 + path.len() as u64,
             DirKind::Pid(pid) => u64::from(pid) << 8,
             DirKind::Fds(pid) => (u64::from(pid) << 8) | 1,
         };
@@ -247,9 +268,24 @@ impl Node for Dir {
                 if let Some((_, kind)) = ROOT_FILES.iter().find(|(n, _)| *n == name) {
                     return Ok(Arc::new(File(*kind)));
                 }
+                if name == "sys" {
+                    return Ok(Arc::new(Dir(DirKind::Sys(""))));
+                }
                 let pid: u32 = name.parse().map_err(|_| FsError::NotFound)?;
                 process(pid)?;
                 Ok(Arc::new(Dir(DirKind::Pid(pid))))
+            }
+            DirKind::Sys(dir) => {
+                let wanted = if dir.is_empty() { String::from(name) } else { format!("{dir}/{name}") };
+                for (i, (path, _)) in SYS_FILES.iter().enumerate() {
+                    if *path == wanted {
+                        return Ok(Arc::new(File(FileKind::Sys(i))));
+                    }
+                    if path.starts_with(&wanted) && path.as_bytes().get(wanted.len()) == Some(&b'/') {
+                        return Ok(Arc::new(Dir(DirKind::Sys(path.get(..wanted.len()).unwrap_or("")))));
+                    }
+                }
+                Err(FsError::NotFound)
             }
             DirKind::Pid(pid) => match name {
                 "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
@@ -289,8 +325,24 @@ impl Node for Dir {
                 let mut out: Vec<DirEntry> =
                     ROOT_FILES.iter().enumerate().map(|(i, (n, _))| entry(n, 10 + i as u64, FileType::Regular)).collect();
                 out.push(entry("self", 9, FileType::Symlink));
+                out.push(entry("sys", 2, FileType::Directory));
                 for info in process::all() {
                     out.push(entry(&info.pid.to_string(), u64::from(info.pid) << 8, FileType::Directory));
+                }
+                out
+            }
+            DirKind::Sys(dir) => {
+                let mut out: Vec<DirEntry> = Vec::new();
+                for (i, (path, _)) in SYS_FILES.iter().enumerate() {
+                    let rest = if dir.is_empty() { Some(*path) } else { path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) };
+                    let Some(rest) = rest else { continue };
+                    let (name, kind) = match rest.split_once('/') {
+                        Some((sub, _)) => (sub, FileType::Directory),
+                        None => (rest, FileType::Regular),
+                    };
+                    if !out.iter().any(|e| e.name == name) {
+                        out.push(entry(name, 0x1000 + i as u64, kind));
+                    }
                 }
                 out
             }

@@ -528,6 +528,55 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
     Ok(0)
 }
 
+const FALLOC_FL_KEEP_SIZE: u64 = 1;
+const FALLOC_FL_PUNCH_HOLE: u64 = 2;
+const FALLOC_FL_ZERO_RANGE: u64 = 0x10;
+
+/// `fallocate(fd, mode, offset, len)`: memory-backed files need no space
+/// reserved, so mode 0 only extends the file, `FALLOC_FL_KEEP_SIZE` does
+/// nothing more, `PUNCH_HOLE` (with `KEEP_SIZE`) and `ZERO_RANGE` zero the
+/// bytes; collapsing and inserting ranges are EOPNOTSUPP.
+pub(super) fn fallocate(p: &mut Process, fd: u64, mode: u64, offset: u64, len: u64) -> SysResult {
+    let (offset, len) = (offset as i64, len as i64);
+    if offset < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let end = offset.checked_add(len).ok_or(Errno::EFBIG)? as u64;
+    let file = p.files.get(fd)?;
+    if file.status_flags() & O_ACCMODE == 0 {
+        return Err(Errno::EBADF);
+    }
+    let kind = file.stat().kind;
+    if kind == FileType::Fifo {
+        return Err(Errno::ESPIPE);
+    }
+    let location = file.location().ok_or(Errno::ENODEV)?;
+    if kind != FileType::Regular {
+        return Err(if kind == FileType::Directory { Errno::EISDIR } else { Errno::ENODEV });
+    }
+    let node = location.node();
+    let size = node.metadata().size;
+    match mode {
+        0 | FALLOC_FL_KEEP_SIZE => {}
+        m if m == FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE || m & !FALLOC_FL_KEEP_SIZE == FALLOC_FL_ZERO_RANGE => {
+            let zero_end = if m & FALLOC_FL_KEEP_SIZE != 0 { end.min(size) } else { end };
+            let mut at = offset as u64;
+            let zeros = vec![0u8; IO_CHUNK];
+            while at < zero_end {
+                let n = ((zero_end - at) as usize).min(IO_CHUNK);
+                file.write_at(at, zeros.get(..n).unwrap_or(&[]))?;
+                at += n as u64;
+            }
+        }
+        FALLOC_FL_PUNCH_HOLE => return Err(Errno::EOPNOTSUPP), // needs KEEP_SIZE
+        _ => return Err(Errno::EOPNOTSUPP),
+    }
+    if mode & FALLOC_FL_KEEP_SIZE == 0 && end > node.metadata().size {
+        node.truncate(end)?;
+    }
+    Ok(0)
+}
+
 pub(super) fn faccessat(p: &mut Process, dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
     if mode & !7 != 0 {
         return Err(Errno::EINVAL);

@@ -369,6 +369,46 @@ fn record_lock(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::File>,
     locks::set(key, owner, p.info.pid, kind, range, wait, &p.interrupt_check()).map(|()| 0)
 }
 
+const CLOSE_RANGE_UNSHARE: u64 = 2;
+const CLOSE_RANGE_CLOEXEC: u64 = 4;
+
+/// `close_range(first, last, flags)`: closes (or, with
+/// `CLOSE_RANGE_CLOEXEC`, marks close-on-exec) every open descriptor in
+/// `[first, last]`; `CLOSE_RANGE_UNSHARE` first gives this thread its own
+/// descriptor table.
+pub(super) fn close_range(p: &mut Process, first: u64, last: u64, flags: u64) -> SysResult {
+    let (first, last) = (first as u32, last as u32);
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLOSE_RANGE_UNSHARE != 0 {
+        p.files = p.files.fork_copy();
+    }
+    let top = u64::from(last).min(crate::files::MAX_FILES as u64 - 1);
+    for fd in u64::from(first)..=top {
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
+            let _ = p.files.set_cloexec(fd, true);
+        } else {
+            let _ = p.files.close(fd);
+        }
+    }
+    Ok(0)
+}
+
+/// `fadvise64(fd, offset, len, advice)`: advice is accepted (nothing is
+/// cached that it could change); EBADF, ESPIPE for pipes, EINVAL for an
+/// unknown advice or a negative length.
+pub(super) fn fadvise64(p: &mut Process, fd: u64, _offset: u64, len: u64, advice: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    if file.stat().kind == tessera_vfs::FileType::Fifo {
+        return Err(Errno::ESPIPE);
+    }
+    if advice > 5 || (len as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
 const LOCK_SH: u64 = 1;
 const LOCK_EX: u64 = 2;
 const LOCK_NB: u64 = 4;

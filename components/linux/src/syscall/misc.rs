@@ -15,7 +15,7 @@ pub(super) fn uname(p: &mut Process, buf: u64) -> SysResult {
     let host = hostname();
     let host_len = host.iter().position(|&b| b == 0).unwrap_or(64);
     let fields: [&[u8]; 6] =
-        [b"Linux", host.get(..host_len).unwrap_or(b""), b"6.1.0-tessera", b"#1 Tessera framekernel", b"x86_64", b"(none)"];
+        [b"Linux", host.get(..host_len).unwrap_or(b""), super::RELEASE.as_bytes(), b"#1 Tessera framekernel", b"x86_64", b"(none)"];
     let mut out = [0u8; 65 * 6];
     for (i, field) in fields.iter().enumerate() {
         if let Some(dst) = out.get_mut(i * 65..i * 65 + field.len()) {
@@ -49,6 +49,40 @@ pub(super) fn arch_prctl(p: &mut Process, context: &mut UserContext, code: u64, 
         ARCH_GET_GS => p.memory.write(addr, &context.regs.gs_base.to_le_bytes()).map(|()| 0),
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// `clock_settime`: only CLOCK_REALTIME can be set (EINVAL for the
+/// others, as Linux), by root (EPERM).
+pub(super) fn clock_settime(p: &mut Process, clock: u64, ts: u64) -> SysResult {
+    let ns = super::proc::read_timespec(p, ts)?;
+    if clock != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
+    framekernel::time::set_realtime_ns(ns);
+    Ok(0)
+}
+
+/// `settimeofday(tv, tz)`: the time zone is ignored (obsolete); the time,
+/// when given, as `clock_settime(CLOCK_REALTIME)` with microseconds.
+pub(super) fn settimeofday(p: &mut Process, tv: u64, _tz: u64) -> SysResult {
+    if tv == 0 {
+        return Ok(0);
+    }
+    let mut raw = [0u8; 16];
+    p.memory.read(tv, &mut raw)?;
+    let sec = i64::from_le_bytes(raw[..8].try_into().unwrap_or([0; 8]));
+    let usec = i64::from_le_bytes(raw[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000).contains(&usec) {
+        return Err(Errno::EINVAL);
+    }
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
+    framekernel::time::set_realtime_ns((sec as u64).saturating_mul(1_000_000_000).saturating_add(usec as u64 * 1000));
+    Ok(0)
 }
 
 pub(super) fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> SysResult {

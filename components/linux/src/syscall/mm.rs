@@ -16,6 +16,7 @@ const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const O_WRONLY: u32 = 1;
 const O_RDWR: u32 = 2;
 
@@ -46,7 +47,17 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     let len = len.checked_add(PAGE - 1).ok_or(Errno::ENOMEM)? & !(PAGE - 1);
     let prot = Prot::from_bits(prot);
     let file = if flags & MAP_ANONYMOUS == 0 { Some(mapped_file(p, fd, offset, kind == MAP_SHARED, prot)?) } else { None };
-    let start = if flags & MAP_FIXED != 0 {
+    let start = if flags & MAP_FIXED_NOREPLACE != 0 && flags & MAP_FIXED == 0 {
+        // Exactly there, or EEXIST if anything is mapped there.
+        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+        if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if !p.memory.lock().is_free(addr, end) {
+            return Err(Errno::EEXIST);
+        }
+        addr
+    } else if flags & MAP_FIXED != 0 {
         let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
         if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
             return Err(Errno::EINVAL);
@@ -88,17 +99,79 @@ pub(super) fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> SysRe
 
 
 const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
 
-pub(super) fn mremap(p: &mut Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> SysResult {
-    if flags & !MREMAP_MAYMOVE != 0 || !old.is_multiple_of(PAGE) || new_len == 0 {
+pub(super) fn mremap(p: &mut Process, old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> SysResult {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || !old.is_multiple_of(PAGE) || new_len == 0 {
         return Err(Errno::EINVAL);
     }
+    // MREMAP_FIXED needs MREMAP_MAYMOVE and an aligned target.
+    let fixed = if flags & MREMAP_FIXED != 0 {
+        if flags & MREMAP_MAYMOVE == 0 || !new_addr.is_multiple_of(PAGE) || !is_user_half(new_addr) {
+            return Err(Errno::EINVAL);
+        }
+        Some(new_addr)
+    } else {
+        None
+    };
     let round = |n: u64| n.checked_add(PAGE - 1).map(|v| v & !(PAGE - 1)).ok_or(Errno::EINVAL);
     let (old_len, new_len) = (round(old_len)?, round(new_len)?);
     if old_len == 0 {
         return Err(Errno::EINVAL);
     }
-    p.memory.lock().remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0)
+    p.memory.lock().remap_to(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0, fixed)
+}
+
+const MADV_DONTNEED: u64 = 4;
+const MADV_FREE: u64 = 8;
+
+/// `madvise`: advice is accepted where Linux accepts it; `MADV_DONTNEED`
+/// and `MADV_FREE` drop private pages (they read as zeros, or the file,
+/// again), as glibc's allocator relies on.
+pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE) {
+        return Err(Errno::EINVAL);
+    }
+    // NORMAL..DONTNEED, FREE..POPULATE_WRITE, COLLAPSE.
+    if !matches!(advice, 0..=4 | 8..=23 | 25) {
+        return Err(Errno::EINVAL);
+    }
+    let len = len.checked_add(PAGE - 1).ok_or(Errno::EINVAL)? & !(PAGE - 1);
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    let mut memory = p.memory.lock();
+    if !memory.is_mapped(addr, end) {
+        return Err(Errno::ENOMEM);
+    }
+    if matches!(advice, MADV_DONTNEED | MADV_FREE) {
+        memory.discard(addr, end);
+    }
+    Ok(0)
+}
+
+/// `mlock`, `mlock2`, `munlock`: the range must be mapped (ENOMEM); locking
+/// brings its pages in. Pages are never swapped out here, so nothing else
+/// changes.
+pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResult {
+    let start = addr & !(PAGE - 1);
+    let end = addr.checked_add(len).and_then(|e| e.checked_add(PAGE - 1)).ok_or(Errno::EINVAL)? & !(PAGE - 1);
+    if start == end {
+        return Ok(0);
+    }
+    let mut memory = p.memory.lock();
+    if !memory.is_mapped(start, end) {
+        return Err(Errno::ENOMEM);
+    }
+    if lock {
+        let mut page = start;
+        while page < end {
+            let _ = memory.populate(page, crate::memory::Access::Read);
+            page += PAGE;
+        }
+    }
+    Ok(0)
 }
 
 const MS_ASYNC: u64 = 1;

@@ -37,6 +37,16 @@ pub enum Action {
     Kill(u8),
 }
 
+/// The release `uname` and `/proc/sys/kernel/osrelease` report.
+pub const RELEASE: &str = "6.1.0-tessera";
+
+/// The host name, as text.
+pub fn hostname_string() -> alloc::string::String {
+    let host = misc::hostname();
+    let len = host.iter().position(|&b| b == 0).unwrap_or(host.len());
+    alloc::string::String::from_utf8_lossy(host.get(..len).unwrap_or(&[])).into_owned()
+}
+
 /// Largest chunk copied between user and kernel per step of read/write.
 pub(crate) const IO_CHUNK: usize = 64 * 1024;
 
@@ -243,6 +253,10 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             Ok(action) => return action,
             Err(errno) => Err(errno),
         },
+        322 => match proc::execveat(p, context, a[0], a[1], a[2], a[3], a[4]) {
+            Ok(action) => return action,
+            Err(errno) => Err(errno),
+        },
         nr::RT_SIGRETURN => match rt_sigreturn(p, context) {
             Ok(()) => return Action::Replaced,
             Err(_) => return Action::Kill(11), // unusable frame: SIGSEGV
@@ -257,6 +271,13 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             sigpipe(p, result)
         }
         nr::POLL => poll::poll(p, a[0], a[1], a[2]),
+        213 => poll::epoll_create(p, a[0], false),
+        291 => poll::epoll_create(p, a[0], true),
+        233 => poll::epoll_ctl(p, a[0], a[1], a[2], a[3]),
+        232 | 281 => poll::epoll_wait(p, a[0], a[1], a[2], poll::deadline_ms(a[3])),
+        441 => poll::deadline_ts(p, a[3]).and_then(|deadline| poll::epoll_wait(p, a[0], a[1], a[2], deadline)),
+        284 => poll::eventfd(p, a[0], 0),
+        290 => poll::eventfd(p, a[0], a[1]),
         nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
         nr::SENDFILE => sendfile(p, a[0], a[1], a[2], a[3]),
         nr::SYSLOG => syslog(p, a[0], a[1], a[2]),
@@ -337,6 +358,9 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::DUP2 => dup3(p, a[0], a[1], 0, true),
         nr::DUP3 => dup3(p, a[0], a[1], a[2], false),
         nr::FCNTL => fcntl(p, a[0], a[1], a[2]),
+        436 => close_range(p, a[0], a[1], a[2]),
+        221 => fadvise64(p, a[0], a[1], a[2], a[3]),
+        285 => fs::fallocate(p, a[0], a[1], a[2], a[3]),
         36 => timer::getitimer(p, a[0], a[1]),
         37 => timer::alarm(p, a[0]),
         38 => timer::setitimer(p, a[0], a[1], a[2]),
@@ -356,9 +380,19 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::MSYNC => msync(p, a[0], a[1], a[2]),
         nr::MUNMAP => munmap(p, a[0], a[1]),
-        nr::MREMAP => mremap(p, a[0], a[1], a[2], a[3]),
+        nr::MREMAP => mremap(p, a[0], a[1], a[2], a[3], a[4]),
+        149 => mlock(p, a[0], a[1], true),
+        150 => mlock(p, a[0], a[1], false),
+        151 => {
+            // mlockall: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT, at least one of the first two.
+            if a[0] == 0 || a[0] & !7 != 0 || a[0] & 3 == 0 { Err(Errno::EINVAL) } else { Ok(0) }
+        }
+        152 => Ok(0), // munlockall
+        325 => {
+            if a[2] & !1 != 0 { Err(Errno::EINVAL) } else { mlock(p, a[0], a[1], true) } // mlock2(MLOCK_ONFAULT)
+        }
         nr::MPROTECT => mprotect(p, a[0], a[1], a[2]),
-        nr::MADVISE => Ok(0),
+        nr::MADVISE => madvise(p, a[0], a[1], a[2]),
         nr::BRK => Ok(p.memory.set_brk(a[0])),
         nr::RT_SIGACTION => rt_sigaction(p, a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
@@ -432,6 +466,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             }
         }
         nr::CLOCK_GETTIME => clock_gettime(p, a[0], a[1]),
+        227 => clock_settime(p, a[0], a[1]),
+        164 => settimeofday(p, a[0], a[1]),
         nr::PRLIMIT64 => prlimit64(p, a[0], a[1], a[2], a[3]),
         nr::GETRANDOM => getrandom(p, a[0], a[1], a[2]),
         nr::RSEQ => Err(Errno::ENOSYS),

@@ -223,3 +223,107 @@ pub(super) fn pipe2(p: &mut Process, fds: u64, flags: u64) -> SysResult {
     }
     Ok(0)
 }
+
+const EPOLL_CLOEXEC: u64 = 0o2000000;
+const EFD_SEMAPHORE: u64 = 1;
+const EFD_NONBLOCK: u64 = 0o4000;
+
+/// `epoll_create(size)` (size > 0, else EINVAL) and `epoll_create1(flags)`.
+pub(super) fn epoll_create(p: &mut Process, size_or_flags: u64, create1: bool) -> SysResult {
+    let cloexec = if create1 {
+        if size_or_flags & !EPOLL_CLOEXEC != 0 {
+            return Err(Errno::EINVAL);
+        }
+        size_or_flags & EPOLL_CLOEXEC != 0
+    } else {
+        if size_or_flags as i32 <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        false
+    };
+    let epoll: alloc::sync::Arc<dyn crate::files::File> = crate::epoll::Epoll::new();
+    p.files.insert(epoll, 0, cloexec)
+}
+
+/// `epoll_ctl(epfd, op, fd, event)`: `struct epoll_event` is packed, 12
+/// bytes (events u32, data u64).
+pub(super) fn epoll_ctl(p: &mut Process, epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
+    let epoll_file = p.files.get(epfd)?;
+    let target = p.files.get(fd)?;
+    let epoll = epoll_file.as_epoll().ok_or(Errno::EINVAL)?;
+    if epfd == fd {
+        return Err(Errno::EINVAL);
+    }
+    // Regular files and directories are always ready: Linux refuses them.
+    if target.location().is_some_and(|l| matches!(l.node().metadata().kind, tessera_vfs::FileType::Regular | tessera_vfs::FileType::Directory)) {
+        return Err(Errno::EPERM);
+    }
+    let (events, data) = if op == 2 {
+        (0, 0)
+    } else {
+        let mut raw = [0u8; 12];
+        p.memory.read(event, &mut raw)?;
+        (u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]), u64::from_le_bytes(raw[4..12].try_into().unwrap_or([0; 8])))
+    };
+    if op == 1 && target.as_epoll().is_some_and(|inner| inner.reaches(&epoll_file, 0)) {
+        return Err(Errno::ELOOP);
+    }
+    epoll.control(op as u32, fd as i32, &target, events, data)?;
+    Ok(0)
+}
+
+/// `epoll_wait` / `epoll_pwait` / `epoll_pwait2`: waits (until the deadline,
+/// a signal, or an entry ready) and writes up to `max` events.
+pub(super) fn epoll_wait(p: &mut Process, epfd: u64, events: u64, max: u64, deadline: Option<u64>) -> SysResult {
+    let max = max as i32;
+    if max <= 0 || max as usize > usize::MAX / 12 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(epfd)?;
+    let epoll = file.as_epoll().ok_or(Errno::EINVAL)?;
+    if events == 0 || !framekernel::logic::layout::is_user_half(events) {
+        return Err(Errno::EFAULT);
+    }
+    let interrupted = p.interrupt_check();
+    let ready = SLEEPERS.wait_until(|| {
+        let ready = epoll.ready(max as usize);
+        let now = framekernel::time::now_ns();
+        if !ready.is_empty() || deadline.is_some_and(|d| now >= d) {
+            return Some(Ok(ready));
+        }
+        if interrupted() {
+            return Some(Err(Errno::EINTR));
+        }
+        if let Some(d) = deadline {
+            NEXT_WAKE.fetch_min(d, Ordering::Relaxed);
+        }
+        None
+    })?;
+    let mut raw = Vec::with_capacity(ready.len() * 12);
+    for (revents, data) in &ready {
+        raw.extend_from_slice(&revents.to_le_bytes());
+        raw.extend_from_slice(&data.to_le_bytes());
+    }
+    p.memory.write(events, &raw)?;
+    Ok(ready.len() as u64)
+}
+
+/// A millisecond timeout (negative: none) as a deadline.
+pub(super) fn deadline_ms(timeout: u64) -> Option<u64> {
+    let timeout = timeout as i32;
+    (timeout >= 0).then(|| deadline_after(timeout as u64 * 1_000_000))
+}
+
+/// A `struct timespec` timeout (NULL: none) as a deadline.
+pub(super) fn deadline_ts(p: &Process, timeout: u64) -> Result<Option<u64>, Errno> {
+    Ok(read_timespec_ns(p, timeout)?.map(deadline_after))
+}
+
+/// `eventfd(initval)` and `eventfd2(initval, flags)`.
+pub(super) fn eventfd(p: &mut Process, initial: u64, flags: u64) -> SysResult {
+    if flags & !(EFD_SEMAPHORE | EFD_NONBLOCK | EPOLL_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = crate::epoll::EventFd::new(u64::from(initial as u32), flags & EFD_SEMAPHORE != 0, flags & EFD_NONBLOCK != 0);
+    p.files.insert(file, 0, flags & EPOLL_CLOEXEC != 0)
+}

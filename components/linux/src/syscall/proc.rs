@@ -106,6 +106,50 @@ fn string_array(p: &mut Process, mut addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
 
 pub(super) fn execve(p: &mut Process, ctx: &mut UserContext, path: u64, argv: u64, envp: u64) -> Result<Action, Errno> {
     let path = p.memory.read_c_string(path, 4096)?;
+    exec_path(p, ctx, path, argv, envp)
+}
+
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+/// `execveat(dirfd, path, argv, envp, flags)`: a relative path from the
+/// directory `dirfd`, or (`AT_EMPTY_PATH` with an empty path) the file
+/// `dirfd` itself; `AT_SYMLINK_NOFOLLOW` refuses a final link (ELOOP).
+pub(super) fn execveat(p: &mut Process, ctx: &mut UserContext, dirfd: u64, path: u64, argv: u64, envp: u64, flags: u64) -> Result<Action, Errno> {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = p.memory.read_c_string(path, 4096)?;
+    let full = if name.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        p.files.get(dirfd)?.location().ok_or(Errno::EACCES)?.path().into_bytes()
+    } else if name.starts_with(b"/") || dirfd as i32 == -100 {
+        name
+    } else {
+        let dir = p.files.get(dirfd)?.location().ok_or(Errno::ENOTDIR)?;
+        if dir.node().metadata().kind != tessera_vfs::FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut full = dir.path().into_bytes();
+        if full.last() != Some(&b'/') {
+            full.push(b'/');
+        }
+        full.extend_from_slice(&name);
+        full
+    };
+    if flags & AT_SYMLINK_NOFOLLOW != 0 {
+        let text = core::str::from_utf8(&full).map_err(|_| Errno::ENOENT)?;
+        let location = crate::fs::vfs()?.resolve(&p.fs.cwd(), text, false)?;
+        if location.node().metadata().kind == tessera_vfs::FileType::Symlink {
+            return Err(Errno::ELOOP);
+        }
+    }
+    exec_path(p, ctx, full, argv, envp)
+}
+
+fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, envp: u64) -> Result<Action, Errno> {
     let argv = string_array(p, argv)?;
     let envp = string_array(p, envp)?;
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();

@@ -1,0 +1,254 @@
+/* Assorted system calls as Linux has them: eventfd, epoll, madvise
+ * (MADV_DONTNEED zeroes private anonymous pages), mlock, MAP_FIXED_NOREPLACE,
+ * MREMAP_FIXED, close_range, posix_fadvise, fallocate, execveat, clock
+ * setting rights, and the /proc/sys values programs read. */
+#define _GNU_SOURCE
+#include "tessera_test.h"
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096
+/* Not in every C library's headers (musl). */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_execveat
+#define SYS_execveat 322
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+static long read_long(const char *path) {
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1) v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static void events(void) {
+    /* eventfd: a counter; semaphore mode takes one at a time. */
+    int efd = eventfd(3, EFD_NONBLOCK);
+    CHECK(efd >= 0);
+    uint64_t v = 0;
+    CHECK(read(efd, &v, 8) == 8 && v == 3);
+    CHECK_ERR(read(efd, &v, 8), EAGAIN);
+    v = 5;
+    CHECK(write(efd, &v, 8) == 8);
+    CHECK_ERR(read(efd, &v, 4), EINVAL);
+    v = UINT64_MAX;
+    CHECK_ERR(write(efd, &v, 8), EINVAL);
+    int sem = eventfd(2, EFD_SEMAPHORE | EFD_NONBLOCK);
+    CHECK(read(sem, &v, 8) == 8 && v == 1 && read(sem, &v, 8) == 8 && v == 1);
+    CHECK_ERR(read(sem, &v, 8), EAGAIN);
+
+    /* epoll over a pipe and the eventfd. */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK(ep >= 0);
+    CHECK_ERR(epoll_create1(12345), EINVAL);
+    CHECK_ERR(syscall(SYS_epoll_create, 0), EINVAL); /* musl's wrapper may not pass size */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1111};
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev) == 0);
+    CHECK_ERR(epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev), EEXIST);
+    ev.data.u64 = 0x2222;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0);
+    CHECK_ERR(epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev), EINVAL);
+    int plain = open("/proc/self/comm", O_RDONLY);
+    int regular = open("/tmp", O_RDONLY);
+    CHECK_ERR(epoll_ctl(ep, EPOLL_CTL_ADD, regular, &ev), EPERM);
+    close(regular);
+    close(plain);
+    struct epoll_event out[4];
+    /* The eventfd holds 5: ready; the pipe is empty. */
+    int n = epoll_wait(ep, out, 4, 0);
+    CHECK(n == 1 && out[0].data.u64 == 0x2222 && (out[0].events & EPOLLIN));
+    CHECK(read(efd, &v, 8) == 8);
+    CHECK(epoll_wait(ep, out, 4, 0) == 0);
+    CHECK(epoll_wait(ep, out, 4, 50) == 0); /* times out */
+    /* A child writes into the pipe while we wait. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        usleep(50000);
+        write(fds[1], "x", 1);
+        _exit(0);
+    }
+    n = epoll_wait(ep, out, 4, 10000);
+    CHECK(n == 1 && out[0].data.u64 == 0x1111 && (out[0].events & EPOLLIN));
+    waitpid(child, NULL, 0);
+    /* One-shot: reports once until re-armed. */
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.u64 = 0x3333;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fds[0], &ev) == 0);
+    CHECK(epoll_wait(ep, out, 4, 0) == 1 && out[0].data.u64 == 0x3333);
+    CHECK(epoll_wait(ep, out, 4, 0) == 0);
+    CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fds[0], &ev) == 0);
+    CHECK(epoll_wait(ep, out, 4, 0) == 1);
+    /* Hang-up is always reported; a closed file leaves the set. */
+    CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, fds[0], NULL) == 0);
+    CHECK_ERR(epoll_ctl(ep, EPOLL_CTL_DEL, fds[0], NULL), ENOENT);
+    ev.events = EPOLLOUT;
+    ev.data.u64 = 0x4444;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fds[1], &ev) == 0);
+    close(fds[0]);
+    n = epoll_wait(ep, out, 4, 0);
+    CHECK(n == 1 && out[0].data.u64 == 0x4444 && (out[0].events & EPOLLERR));
+    close(fds[1]);
+    CHECK(epoll_wait(ep, out, 4, 0) == 0);
+    CHECK_ERR(epoll_wait(ep, out, 0, 0), EINVAL);
+    CHECK_ERR(epoll_wait(efd, out, 4, 0), EINVAL);
+    /* Nested instances: a loop is refused. */
+    int inner = epoll_create1(0);
+    ev.events = EPOLLIN;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, inner, &ev) == 0);
+    CHECK_ERR(epoll_ctl(inner, EPOLL_CTL_ADD, ep, &ev), ELOOP);
+    close(inner);
+    close(ep);
+    close(efd);
+    close(sem);
+}
+
+static void memory(void) {
+    /* MADV_DONTNEED: private anonymous pages read as zero again. */
+    char *p = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED);
+    memset(p, 'x', 4 * PAGE);
+    CHECK(madvise(p + PAGE, 2 * PAGE, MADV_DONTNEED) == 0);
+    CHECK(p[0] == 'x' && p[PAGE] == 0 && p[3 * PAGE - 1] == 0 && p[3 * PAGE] == 'x');
+    CHECK_ERR(madvise(p + 1, PAGE, MADV_DONTNEED), EINVAL);
+    CHECK_ERR(madvise(p, PAGE, 12345), EINVAL);
+    /* A shared mapping keeps its contents. */
+    char *s = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    s[0] = 'k';
+    CHECK(madvise(s, PAGE, MADV_DONTNEED) == 0 && s[0] == 'k');
+    munmap(s, PAGE);
+
+    /* mlock: mapped ranges only. */
+    CHECK(mlock(p, 4 * PAGE) == 0 && munlock(p, 4 * PAGE) == 0);
+    CHECK(munmap(p + 2 * PAGE, PAGE) == 0);
+    CHECK_ERR(mlock(p, 4 * PAGE), ENOMEM);
+    CHECK_ERR(madvise(p, 4 * PAGE, MADV_NORMAL), ENOMEM);
+    CHECK_ERR(mlockall(0), EINVAL);
+
+    /* MAP_FIXED_NOREPLACE: the hole is free, the rest is not. */
+    char *q = mmap(p + 2 * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    CHECK(q == p + 2 * PAGE);
+    CHECK(mmap(p, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED && errno == EEXIST);
+
+    /* MREMAP_FIXED moves the pages to exactly where asked. */
+    char *target = mmap(NULL, 8 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(p, 'm', PAGE);
+    char *moved = mremap(p, PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, target + 4 * PAGE);
+    CHECK(moved == target + 4 * PAGE);
+    CHECK(moved != MAP_FAILED && moved[0] == 'm' && moved[PAGE] == 0);
+    CHECK(mremap(p + PAGE, PAGE, PAGE, MREMAP_FIXED, target) == MAP_FAILED && errno == EINVAL);
+    munmap(target, 8 * PAGE);
+    munmap(p, 4 * PAGE);
+}
+
+static void files(void) {
+    char path[] = "/tmp/tessera-calls-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    /* fallocate extends (or, with KEEP_SIZE, does not); punching a hole zeroes. */
+    CHECK(fallocate(fd, 0, 0, 10000) == 0);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0 && st.st_size == 10000);
+    CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 20000) == 0 && fstat(fd, &st) == 0 && st.st_size == 10000);
+    CHECK(pwrite(fd, "abcdef", 6, 100) == 6);
+    CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 101, 2) == 0);
+    char buf[8] = {0};
+    CHECK(pread(fd, buf, 6, 100) == 6 && memcmp(buf, "a\0\0def", 6) == 0);
+    CHECK_ERR(fallocate(fd, 0, -1, 10), EINVAL);
+    CHECK_ERR(fallocate(fd, 0, 0, 0), EINVAL);
+    /* posix_fadvise returns the error number. */
+    CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) == 0);
+    CHECK(posix_fadvise(fd, 0, 0, 99) == EINVAL);
+    CHECK(posix_fadvise(999, 0, 0, POSIX_FADV_NORMAL) == EBADF);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(posix_fadvise(fds[0], 0, 0, POSIX_FADV_NORMAL) == ESPIPE);
+    CHECK_ERR(fallocate(fds[1], 0, 0, 10), ESPIPE);
+
+    /* close_range: closes a range, or marks it close-on-exec. */
+    int a = dup(fd), b = dup(fd), c = dup(fd);
+    CHECK(syscall(SYS_close_range, a, b, 0) == 0);
+    CHECK_ERR(fcntl(a, F_GETFD), EBADF);
+    CHECK_ERR(fcntl(b, F_GETFD), EBADF);
+    CHECK(fcntl(c, F_GETFD) == 0);
+    CHECK(syscall(SYS_close_range, c, c, CLOSE_RANGE_CLOEXEC) == 0 && fcntl(c, F_GETFD) == FD_CLOEXEC);
+    CHECK_ERR(syscall(SYS_close_range, 5, 4, 0), EINVAL);
+    CHECK_ERR(syscall(SYS_close_range, 0, 1, 1 << 10), EINVAL);
+    close(c);
+    close(fds[0]);
+    close(fds[1]);
+    close(fd);
+    unlink(path);
+
+    /* execveat: relative to a directory descriptor, and AT_EMPTY_PATH. */
+    int dir = open("/bin", O_RDONLY | O_DIRECTORY);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        char *argv[] = {"true", NULL}, *envp[] = {NULL};
+        syscall(SYS_execveat, dir, "true", argv, envp, 0);
+        _exit(errno);
+    }
+    int status = -1;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int prog = open("/bin/true", O_RDONLY);
+    child = fork();
+    if (child == 0) {
+        char *argv[] = {"true", NULL}, *envp[] = {NULL};
+        syscall(SYS_execveat, prog, "", argv, envp, AT_EMPTY_PATH);
+        _exit(errno);
+    }
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *argv[] = {"true", NULL}, *envp[] = {NULL};
+    CHECK_ERR(syscall(SYS_execveat, prog, "", argv, envp, 0), ENOENT);
+    CHECK_ERR(syscall(SYS_execveat, dir, "true", argv, envp, 0x8000), EINVAL);
+    close(prog);
+    close(dir);
+}
+
+int main(void) {
+    events();
+    memory();
+    files();
+    /* Clocks: only CLOCK_REALTIME can be set, and only by root. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    CHECK_ERR(clock_settime(CLOCK_MONOTONIC, &now), EINVAL);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        if (setuid(1000) != 0) _exit(2);
+        clock_gettime(CLOCK_REALTIME, &now);
+        _exit(clock_settime(CLOCK_REALTIME, &now) == -1 && errno == EPERM ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* /proc/sys values programs read. */
+    CHECK(read_long("/proc/sys/kernel/pid_max") > 300);
+    CHECK(read_long("/proc/sys/kernel/tainted") == 0);
+    CHECK(read_long("/proc/sys/fs/pipe-max-size") >= 65536);
+    CHECK(read_long("/proc/sys/kernel/ngroups_max") == 65536);
+    return tt_done("calls");
+}
