@@ -39,8 +39,8 @@ pub struct EventFd {
 }
 
 impl EventFd {
-    /// A counter starting at `initial`.
-    pub fn new(initial: u64, semaphore: bool, nonblocking: bool) -> Arc<dyn File> {
+    /// A counter starting at `initial`, as an open file.
+    pub fn open(initial: u64, semaphore: bool, nonblocking: bool) -> Arc<dyn File> {
         Arc::new(EventFd { count: SpinLock::new(initial), semaphore, nonblocking: AtomicBool::new(nonblocking), changed: WaitQueue::new(), ino: anon_ino() })
     }
 
@@ -207,7 +207,8 @@ impl Epoll {
             NESTING.fetch_sub(1, Ordering::SeqCst);
             return Vec::new();
         }
-        let entries: Vec<((i32, usize), Arc<dyn File>, u32)> = self
+        type Entry = ((i32, usize), Arc<dyn File>, u32);
+        let entries: Vec<Entry> = self
             .interest
             .lock()
             .iter()

@@ -59,7 +59,8 @@ enum FileKind {
 
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
-const SYS_FILES: [(&str, fn() -> String); 10] = [
+type SysValue = fn() -> String;
+const SYS_FILES: [(&str, SysValue); 10] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),

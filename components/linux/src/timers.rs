@@ -100,13 +100,15 @@ fn fire_expired() {
             if timer.deadline == 0 || timer.deadline > now {
                 continue;
             }
-            let overrun = if timer.interval > 0 {
-                let missed = (now - timer.deadline) / timer.interval;
-                timer.deadline = timer.deadline.saturating_add((missed + 1).saturating_mul(timer.interval));
-                u32::try_from(missed).unwrap_or(u32::MAX)
-            } else {
-                timer.deadline = 0;
-                0
+            let overrun = match (now - timer.deadline).checked_div(timer.interval) {
+                Some(missed) => {
+                    timer.deadline = timer.deadline.saturating_add((missed + 1).saturating_mul(timer.interval));
+                    u32::try_from(missed).unwrap_or(u32::MAX)
+                }
+                None => {
+                    timer.deadline = 0; // one shot
+                    0
+                }
             };
             timer.overrun = overrun;
             due.push((pid, which, timer.notify, overrun));

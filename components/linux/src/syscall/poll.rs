@@ -324,6 +324,6 @@ pub(super) fn eventfd(p: &mut Process, initial: u64, flags: u64) -> SysResult {
     if flags & !(EFD_SEMAPHORE | EFD_NONBLOCK | EPOLL_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    let file = crate::epoll::EventFd::new(u64::from(initial as u32), flags & EFD_SEMAPHORE != 0, flags & EFD_NONBLOCK != 0);
+    let file = crate::epoll::EventFd::open(u64::from(initial as u32), flags & EFD_SEMAPHORE != 0, flags & EFD_NONBLOCK != 0);
     p.files.insert(file, 0, flags & EPOLL_CLOEXEC != 0)
 }
