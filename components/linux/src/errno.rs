@@ -40,6 +40,8 @@ pub enum Errno {
     ENODATA = 61,
     ELIBBAD = 80,
     ETIMEDOUT = 110,
+    ENOMSG = 42,
+    EIDRM = 43,
     EFBIG = 27,
     EOVERFLOW = 75,
     EDEADLK = 35,

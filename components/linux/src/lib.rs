@@ -20,6 +20,7 @@ pub mod procfs;
 pub mod fs;
 pub mod signal;
 pub mod syscall;
+pub mod sysv;
 pub mod timers;
 
 pub use errno::Errno;

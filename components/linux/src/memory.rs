@@ -134,7 +134,32 @@ pub struct Area {
     /// when first touched; in a shared area, written pages go back to the
     /// file on `msync`, `munmap` and when the address space ends.
     pub file: Option<FileMap>,
+    /// A System V shared memory attachment shown here.
+    pub shm: Option<ShmMap>,
 }
+
+/// A System V shared memory segment attached by `shmat`: page `p` of the
+/// area is the segment's page `(p - base) / PAGE`.
+#[derive(Clone)]
+pub struct ShmMap {
+    /// The segment's id.
+    pub id: i32,
+    /// The memory.
+    pub segment: Arc<crate::sysv::Segment>,
+    /// Address of the segment's first byte.
+    pub base: u64,
+    /// This attachment (one `shmat`), so that `shmdt` removes all of it and
+    /// attachments can be counted.
+    pub token: u64,
+}
+
+impl core::fmt::Debug for ShmMap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ShmMap {{ id: {}, base: {:#x} }}", self.id, self.base)
+    }
+}
+
+static NEXT_ATTACH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl Area {
     /// True for a `MAP_SHARED` file mapping (whose written pages are
@@ -236,7 +261,7 @@ impl AddressSpace {
         if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
             return Err(Errno::EINVAL);
         }
-        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None });
+        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None });
         Ok(())
     }
 
@@ -249,6 +274,38 @@ impl AddressSpace {
             area.file = Some(FileMap { node, base: start.wrapping_sub(offset), path });
         }
         Ok(())
+    }
+
+    /// `shmat`: shows `segment` (id `id`) at `[start, end)`, which is free.
+    pub fn attach_shm(&mut self, start: u64, end: u64, prot: Prot, id: i32, segment: Arc<crate::sysv::Segment>) -> Result<(), Errno> {
+        self.add_area(start, end, prot, true)?;
+        if let Some(area) = self.areas.get_mut(&start) {
+            let token = NEXT_ATTACH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            area.shm = Some(ShmMap { id, segment, base: start, token });
+        }
+        Ok(())
+    }
+
+    /// `shmdt(addr)`: removes the attachment whose segment starts at
+    /// `addr` (every area of it); returns the segment id.
+    pub fn detach_shm(&mut self, addr: u64) -> Option<i32> {
+        let (_, area) = self.area_at(addr)?;
+        let shm = area.shm.filter(|s| s.base == addr)?;
+        let parts: alloc::vec::Vec<(u64, u64)> = self
+            .areas
+            .iter()
+            .filter(|(_, a)| a.shm.as_ref().is_some_and(|s| s.token == shm.token))
+            .map(|(&s, a)| (s, a.end))
+            .collect();
+        for (start, end) in parts {
+            self.remove_range(start, end);
+        }
+        Some(shm.id)
+    }
+
+    /// The attachments (tokens) of segment `id` in this address space.
+    pub fn shm_attachments(&self, id: i32) -> alloc::collections::BTreeSet<u64> {
+        self.areas.values().filter_map(|a| a.shm.as_ref().filter(|s| s.id == id).map(|s| s.token)).collect()
     }
 
     /// Writes the written pages of shared file mappings in `[start, end)`
@@ -314,7 +371,9 @@ impl AddressSpace {
                 if area.prot.exec { 'x' } else { '-' },
                 if area.shared { 's' } else { 'p' },
             ];
-            let (offset, ino, name) = if let Some(file) = &area.file {
+            let (offset, ino, name) = if let Some(shm) = &area.shm {
+                (start - shm.base, shm.id as u64, alloc::format!("/SYSV{:08x} (deleted)", shm.id))
+            } else if let Some(file) = &area.file {
                 (file.offset(start), file.node.metadata().ino, file.path.clone())
             } else if let Some(b) = &area.backing {
                 // The file offset at the area's start (the segment may begin mid-page).
@@ -446,6 +505,7 @@ impl AddressSpace {
             // Backed contents keep their addresses relative to the mapping.
             added.backing = area.backing.as_ref().map(|b| Backing { vaddr: b.vaddr - old + target, ..b.clone() });
             added.file = area.file.as_ref().map(|f| FileMap { base: f.base.wrapping_sub(old).wrapping_add(target), ..f.clone() });
+            added.shm = area.shm.as_ref().map(|s| ShmMap { base: s.base.wrapping_sub(old).wrapping_add(target), ..s.clone() });
         }
         let mut page = old;
         while page < old_end {
@@ -528,6 +588,13 @@ impl AddressSpace {
         let result = match self.parked.remove(&page) {
             Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
             None if user_memory_exhausted() => return Populate::NoMemory,
+            None if area.shm.is_some() => match &area.shm {
+                Some(shm) => match shm.segment.frame((page - shm.base) / PAGE) {
+                    Ok(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
+                    Err(_) => return Populate::NoMemory,
+                },
+                None => return Populate::BadAccess,
+            },
             None => match &area.file {
                 // A page wholly past the end of the file: SIGBUS, as Linux.
                 Some(file) if page_up(file.node.metadata().size).is_none_or(|end| file.offset(page) >= end) => {
@@ -587,7 +654,7 @@ impl AddressSpace {
         let shared_areas: alloc::vec::Vec<(u64, u64)> = self
             .areas
             .iter()
-            .filter(|(_, a)| a.shared && a.file.is_none() && a.prot.page_perms().is_some())
+            .filter(|(_, a)| a.shared && a.file.is_none() && a.shm.is_none() && a.prot.page_perms().is_some())
             .map(|(&s, a)| (s, a.end))
             .collect();
         for (start, end) in shared_areas {
@@ -705,7 +772,7 @@ impl AddressSpace {
             // Grow the heap area (or start it).
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {

@@ -490,6 +490,11 @@ impl ProcessInfo {
     }
 
     /// The memory map in `/proc/[pid]/maps` form.
+    pub fn memory(&self) -> Option<Memory> {
+        self.memory_view.lock().clone()
+    }
+
+    /// `/proc/[pid]/maps`, while the process has memory.
     pub fn maps(&self) -> Option<String> {
         let memory = self.memory_view.lock().clone()?;
         let exe = self.exe.lock().clone();
@@ -957,6 +962,7 @@ impl Process {
         *info.view.lock() = None; // the zombie holds no files
         let memory = info.memory_view.lock().take();
         drop(memory);
+        crate::syscall::ipc::reap_removed_segments();
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
                 parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid), value: 0 });

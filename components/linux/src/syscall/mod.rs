@@ -4,6 +4,7 @@
 
 mod fs;
 pub mod futex;
+pub mod ipc;
 mod io;
 mod misc;
 mod mm;
@@ -358,6 +359,22 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::DUP2 => dup3(p, a[0], a[1], 0, true),
         nr::DUP3 => dup3(p, a[0], a[1], a[2], false),
         nr::FCNTL => fcntl(p, a[0], a[1], a[2]),
+        29 => ipc::shmget(p, a[0], a[1], a[2]),
+        30 => ipc::shmat(p, a[0], a[1], a[2]),
+        31 => ipc::shmctl(p, a[0], a[1], a[2]),
+        67 => {
+            let result = ipc::shmdt(p, a[0]);
+            ipc::reap_removed_segments();
+            result
+        }
+        64 => ipc::semget(p, a[0], a[1], a[2]),
+        65 => ipc::semtimedop(p, a[0], a[1], a[2], None),
+        220 => poll::deadline_ts(p, a[3]).and_then(|deadline| ipc::semtimedop(p, a[0], a[1], a[2], deadline)),
+        66 => ipc::semctl(p, a[0], a[1], a[2], a[3]),
+        68 => ipc::msgget(p, a[0], a[1]),
+        69 => ipc::msgsnd(p, a[0], a[1], a[2], a[3]),
+        70 => ipc::msgrcv(p, a[0], a[1], a[2], a[3], a[4]),
+        71 => ipc::msgctl(p, a[0], a[1], a[2]),
         436 => close_range(p, a[0], a[1], a[2]),
         221 => fadvise64(p, a[0], a[1], a[2], a[3]),
         285 => fs::fallocate(p, a[0], a[1], a[2], a[3]),

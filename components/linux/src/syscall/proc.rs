@@ -160,6 +160,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     p.info.change_credentials(|_| Ok(credentials))?;
     // POSIX timers end with the old image; interval timers stay (Linux).
     crate::timers::remove_process(p.info.pid, true);
+    super::ipc::reap_removed_segments();
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
@@ -280,6 +281,7 @@ pub(crate) static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Timer tick: wakes sleepers once the earliest deadline has passed.
 pub fn sleep_tick(_tick: u64) {
     crate::timers::tick();
+    super::ipc::tick();
     if framekernel::time::now_ns() >= NEXT_WAKE.load(Ordering::Relaxed) {
         NEXT_WAKE.store(u64::MAX, Ordering::Relaxed);
         SLEEPERS.wake_all();

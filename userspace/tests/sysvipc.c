@@ -1,0 +1,207 @@
+/* System V IPC as Linux has it: message queues (types, IPC_NOWAIT,
+ * E2BIG/MSG_NOERROR, blocking receive across fork, removal waking a
+ * waiter with EIDRM), semaphore sets (SETVAL/GETVAL/GETALL/SETALL, semop
+ * that blocks until another process posts, IPC_NOWAIT, semtimedop timing
+ * out, ERANGE/EFBIG) and shared memory (shmget/shmat/shmdt/shmctl, sharing
+ * with a child, nattch, removal while attached, read-only attachments,
+ * permissions for another user). */
+#define _GNU_SOURCE
+#include "tessera_test.h"
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+union semun {
+    int val;
+    struct semid_ds *buf;
+    unsigned short *array;
+};
+
+struct msg {
+    long type;
+    char text[64];
+};
+
+static int wait_child(pid_t child) {
+    int status = -1;
+    if (waitpid(child, &status, 0) != child) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+static void queues(void) {
+    int q = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    CHECK(q >= 0);
+    struct msg m = {2, "two"};
+    CHECK(msgsnd(q, &m, 4, 0) == 0);
+    m.type = 1;
+    strcpy(m.text, "one");
+    CHECK(msgsnd(q, &m, 4, 0) == 0);
+    m.type = 3;
+    strcpy(m.text, "three-long-text");
+    CHECK(msgsnd(q, &m, 16, 0) == 0);
+    struct msqid_ds ds;
+    CHECK(msgctl(q, IPC_STAT, &ds) == 0 && ds.msg_qnum == 3 && ds.msg_perm.mode == 0600);
+    /* By type; negative takes the lowest type not above |type|. */
+    struct msg got = {0};
+    CHECK(msgrcv(q, &got, sizeof got.text, 1, 0) == 4 && got.type == 1 && strcmp(got.text, "one") == 0);
+    CHECK(msgrcv(q, &got, sizeof got.text, -5, 0) == 4 && got.type == 2);
+    /* Too big for the buffer: E2BIG, or cut with MSG_NOERROR. */
+    CHECK_ERR(msgrcv(q, &got, 4, 0, 0), E2BIG);
+    CHECK(msgrcv(q, &got, 5, 0, MSG_NOERROR) == 5 && memcmp(got.text, "three", 5) == 0);
+    CHECK_ERR(msgrcv(q, &got, sizeof got.text, 0, IPC_NOWAIT), ENOMSG);
+    m.type = 0;
+    CHECK_ERR(msgsnd(q, &m, 4, 0), EINVAL);
+    /* A child blocks in msgrcv until we send. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        struct msg c = {0};
+        _exit(msgrcv(q, &c, sizeof c.text, 7, 0) == 3 && strcmp(c.text, "hi") == 0 ? 0 : 1);
+    }
+    usleep(50000);
+    m.type = 7;
+    strcpy(m.text, "hi");
+    CHECK(msgsnd(q, &m, 3, 0) == 0);
+    CHECK(wait_child(child) == 0);
+    /* Removal wakes a blocked receiver with EIDRM. */
+    child = fork();
+    if (child == 0) {
+        struct msg c;
+        _exit(msgrcv(q, &c, sizeof c.text, 0, 0) == -1 && errno == EIDRM ? 0 : 1);
+    }
+    usleep(50000);
+    CHECK(msgctl(q, IPC_RMID, NULL) == 0);
+    CHECK(wait_child(child) == 0);
+    CHECK_ERR(msgsnd(q, &m, 3, 0), EINVAL);
+    /* Keys: the same key finds the same queue; IPC_EXCL refuses it. */
+    key_t key = 0x7e55e7a;
+    int a = msgget(key, IPC_CREAT | 0644);
+    CHECK(a >= 0 && msgget(key, 0) == a);
+    CHECK_ERR(msgget(key, IPC_CREAT | IPC_EXCL | 0644), EEXIST);
+    CHECK_ERR(msgget(0x7e55e7b, 0), ENOENT);
+    CHECK(msgctl(a, IPC_RMID, NULL) == 0);
+}
+
+static void semaphores(void) {
+    int s = semget(IPC_PRIVATE, 3, IPC_CREAT | 0600);
+    CHECK(s >= 0);
+    CHECK(semctl(s, 0, SETVAL, (union semun){.val = 2}) == 0 && semctl(s, 0, GETVAL) == 2);
+    unsigned short all[3] = {1, 0, 5}, back[3] = {0};
+    CHECK(semctl(s, 0, SETALL, (union semun){.array = all}) == 0);
+    CHECK(semctl(s, 0, GETALL, (union semun){.array = back}) == 0 && back[0] == 1 && back[2] == 5);
+    CHECK(semctl(s, 0, GETPID) == getpid());
+    CHECK_ERR(semctl(s, 0, SETVAL, (union semun){.val = 40000}), ERANGE);
+    struct semid_ds ds;
+    CHECK(semctl(s, 0, IPC_STAT, (union semun){.buf = &ds}) == 0 && ds.sem_nsems == 3);
+    /* Operations apply all at once or not at all. */
+    struct sembuf two[2] = {{0, -1, 0}, {1, -1, IPC_NOWAIT}};
+    CHECK_ERR(semop(s, two, 2), EAGAIN);
+    CHECK(semctl(s, 0, GETVAL) == 1);
+    struct sembuf bad = {7, 1, 0};
+    CHECK_ERR(semop(s, &bad, 1), EFBIG);
+    /* A child waits on semaphore 1 until we post it. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        struct sembuf take = {1, -1, 0};
+        _exit(semop(s, &take, 1) == 0 ? 0 : 1);
+    }
+    usleep(50000);
+    CHECK(waitpid(child, NULL, WNOHANG) == 0);
+    struct sembuf post = {1, 1, 0};
+    CHECK(semop(s, &post, 1) == 0);
+    CHECK(wait_child(child) == 0);
+    CHECK(semctl(s, 1, GETVAL) == 0);
+    /* Wait-for-zero and a timeout. */
+    struct sembuf zero = {2, 0, 0};
+    struct timespec short_wait = {0, 50000000};
+    CHECK_ERR(semtimedop(s, &zero, 1, &short_wait), EAGAIN);
+    /* Removal wakes a waiter with EIDRM. */
+    child = fork();
+    if (child == 0) {
+        struct sembuf take = {1, -1, 0};
+        _exit(semop(s, &take, 1) == -1 && errno == EIDRM ? 0 : 1);
+    }
+    usleep(50000);
+    CHECK(semctl(s, 0, IPC_RMID) == 0);
+    CHECK(wait_child(child) == 0);
+    CHECK_ERR(semctl(s, 0, GETVAL), EINVAL);
+    CHECK_ERR(semget(IPC_PRIVATE, 0, IPC_CREAT | 0600), EINVAL);
+}
+
+static sigjmp_buf segv_jump;
+static void on_segv(int sig) {
+    (void)sig;
+    siglongjmp(segv_jump, 1);
+}
+
+static void shared_memory(void) {
+    int id = shmget(IPC_PRIVATE, 10000, IPC_CREAT | 0600);
+    CHECK(id >= 0);
+    char *p = shmat(id, NULL, 0);
+    CHECK(p != (void *)-1);
+    CHECK(p[0] == 0 && p[9999] == 0);
+    strcpy(p, "parent");
+    struct shmid_ds ds;
+    CHECK(shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_segsz == 10000 && ds.shm_nattch == 1 && ds.shm_cpid == getpid());
+    /* A child shares it (inherited attachment) and attaches it again. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        char *again = shmat(id, NULL, 0);
+        if (again == (void *)-1 || strcmp(again, "parent") != 0 || strcmp(p, "parent") != 0) _exit(1);
+        struct shmid_ds cds;
+        if (shmctl(id, IPC_STAT, &cds) != 0 || cds.shm_nattch != 3) _exit(2);
+        strcpy(again + 5000, "child");
+        _exit(shmdt(again) == 0 ? 0 : 3);
+    }
+    CHECK(wait_child(child) == 0);
+    CHECK(strcmp(p + 5000, "child") == 0);
+    CHECK(shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch == 1);
+    /* Read-only attachment: a store is SIGSEGV. */
+    char *ro = shmat(id, NULL, SHM_RDONLY);
+    CHECK(ro != (void *)-1 && strcmp(ro, "parent") == 0);
+    signal(SIGSEGV, on_segv);
+    int faulted = 0;
+    if (sigsetjmp(segv_jump, 1) == 0) {
+        ((volatile char *)ro)[0] = 'x';
+    } else {
+        faulted = 1;
+    }
+    signal(SIGSEGV, SIG_DFL);
+    CHECK(faulted);
+    CHECK(shmdt(ro) == 0);
+    CHECK_ERR(shmdt(ro), EINVAL);
+    CHECK(shmat(id, p + 1, 0) == (void *)-1 && errno == EINVAL);
+    /* Removed while attached: still usable, gone after the last detach. */
+    CHECK(shmctl(id, IPC_RMID, NULL) == 0);
+    strcpy(p, "still here");
+    CHECK(strcmp(p, "still here") == 0);
+    CHECK(shmdt(p) == 0);
+    CHECK_ERR(shmctl(id, IPC_STAT, &ds), EINVAL);
+    /* Another user without rights: EACCES. */
+    int private_id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    child = fork();
+    if (child == 0) {
+        if (setuid(1000) != 0) _exit(9);
+        _exit(shmat(private_id, NULL, 0) == (void *)-1 && errno == EACCES ? 0 : 1);
+    }
+    CHECK(wait_child(child) == 0);
+    CHECK(shmctl(private_id, IPC_RMID, NULL) == 0);
+    CHECK_ERR(shmget(IPC_PRIVATE, 0, IPC_CREAT | 0600), EINVAL);
+}
+
+int main(void) {
+    CHECK(geteuid() == 0); /* the permission check runs a child as uid 1000 */
+    queues();
+    semaphores();
+    shared_memory();
+    return tt_done("sysvipc");
+}
