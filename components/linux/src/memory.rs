@@ -216,6 +216,11 @@ impl AddressSpace {
         self.space.page_count()
     }
 
+    /// Bytes of address space the areas take (`VmSize`).
+    pub fn virtual_size(&self) -> u64 {
+        self.areas.iter().map(|(&start, a)| a.end - start).sum()
+    }
+
     /// The area containing `addr`.
     pub fn area_at(&self, addr: u64) -> Option<(u64, Area)> {
         self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, a.clone()))

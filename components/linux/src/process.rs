@@ -98,11 +98,13 @@ pub struct ThreadInfo {
     /// Signals sent to this thread (`tgkill`, faults).
     pub pending: Pending,
     task: SpinLock<Option<Arc<Task>>>,
+    /// Time spent running the program (user mode), ns.
+    user_ns: AtomicU64,
 }
 
 impl ThreadInfo {
     fn new(tid: u32) -> Arc<Self> {
-        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None) })
+        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None), user_ns: AtomicU64::new(0) })
     }
 
     fn wake(&self) {
@@ -359,6 +361,21 @@ pub struct ProcessInfo {
     pub cmdline: SpinLock<Vec<u8>>,
     /// User and group ids.
     credentials: SpinLock<Credentials>,
+    /// When the process was created (ns since boot).
+    pub start_ns: u64,
+    /// CPU time of its threads that ended: (user, total) ns.
+    ended_threads: SpinLock<(u64, u64)>,
+    /// CPU time of its children (and theirs) that it waited for: (user,
+    /// total) ns.
+    waited_children: SpinLock<(u64, u64)>,
+}
+
+/// Time programs spent in user mode since boot, over all processes (ns).
+static USER_NS_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Time all programs spent in user mode since boot (ns), for `/proc/stat`.
+pub fn user_ns_total() -> u64 {
+    USER_NS_TOTAL.load(Ordering::Relaxed)
 }
 
 static TABLE: SpinLock<BTreeMap<u32, Arc<ProcessInfo>>> = SpinLock::new(BTreeMap::new());
@@ -437,13 +454,51 @@ fn register(
         memory_view: SpinLock::new(None),
         cmdline: SpinLock::new(cmdline),
         credentials: SpinLock::new(credentials),
+        start_ns: framekernel::time::now_ns(),
+        ended_threads: SpinLock::new((0, 0)),
+        waited_children: SpinLock::new((0, 0)),
     });
     table.insert(pid, info.clone());
     THREADS.lock().insert(pid, thread.clone());
     Ok((info, thread))
 }
 
+impl ThreadInfo {
+    /// This thread's CPU time: (user, total) ns.
+    pub fn cpu_ns(&self) -> (u64, u64) {
+        let user = self.user_ns.load(Ordering::Relaxed);
+        let total = self.task.lock().as_ref().map_or(0, |t| tessera_sched::cpu_ns(t));
+        (user, total.max(user))
+    }
+}
+
 impl ProcessInfo {
+    /// CPU time of the process (live and ended threads): (user, total) ns.
+    pub fn cpu_ns(&self) -> (u64, u64) {
+        let (mut user, mut total) = *self.ended_threads.lock();
+        for thread in self.threads.lock().iter() {
+            let (u, t) = thread.cpu_ns();
+            user += u;
+            total += t;
+        }
+        (user, total)
+    }
+
+    /// CPU time of the children it waited for: (user, total) ns.
+    pub fn children_cpu_ns(&self) -> (u64, u64) {
+        *self.waited_children.lock()
+    }
+
+    /// `wait4` collected `child`: its time and its children's count as
+    /// this process's children's time (Linux's cutime/cstime).
+    pub fn add_waited_child(&self, child: &ProcessInfo) {
+        let (u, t) = child.cpu_ns();
+        let (cu, ct) = child.children_cpu_ns();
+        let mut waited = self.waited_children.lock();
+        waited.0 += u + cu;
+        waited.1 += t + ct;
+    }
+
     /// Parent's pid (0 for processes the kernel started).
     pub fn ppid(&self) -> u32 {
         self.ppid.load(Ordering::Relaxed)
@@ -838,7 +893,12 @@ impl Process {
             }
             self.memory.activate();
             crate::procfs::set_current(self.info.pid);
-            match context.run() {
+            let entered = framekernel::time::now_ns();
+            let trap = context.run();
+            let user = framekernel::time::now_ns().saturating_sub(entered);
+            self.thread.user_ns.fetch_add(user, Ordering::Relaxed);
+            USER_NS_TOTAL.fetch_add(user, Ordering::Relaxed);
+            match trap {
                 Trap::Syscall => {
                     let nr = context.regs.rax;
                     match syscall::dispatch(self, context) {
@@ -931,6 +991,13 @@ impl Process {
             crate::syscall::futex::wake(&self.memory, self.clear_child_tid, 1);
         }
         THREADS.lock().remove(&thread.tid);
+        // Its CPU time stays with the process.
+        {
+            let (user, total) = thread.cpu_ns();
+            let mut ended = info.ended_threads.lock();
+            ended.0 += user;
+            ended.1 += total;
+        }
         let last = {
             let mut threads = info.threads.lock();
             threads.retain(|t| !Arc::ptr_eq(t, &thread));

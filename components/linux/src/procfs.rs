@@ -139,13 +139,21 @@ fn state(info: &ProcessInfo) -> &'static str {
 
 fn pid_stat(info: &ProcessInfo) -> String {
     let state = state(info).chars().next().unwrap_or('S');
-    let ticks = framekernel::time::now_ns() / 10_000_000;
+    let ticks = |ns: u64| ns / 10_000_000;
+    let (user, total) = info.cpu_ns();
+    let (cuser, ctotal) = info.children_cpu_ns();
+    let (utime, stime, cutime, cstime) = (ticks(user), ticks(total.saturating_sub(user)), ticks(cuser), ticks(ctotal.saturating_sub(cuser)));
+    let start = ticks(info.start_ns);
+    let (vsize, rss) = info.memory().map_or((0, 0), |m| {
+        let space = m.lock();
+        (space.virtual_size(), space.resident_pages())
+    });
     // The console terminal (ttyS0, device 4:64) if it is this session's.
     let tty = crate::files::console();
     let (tty_nr, tpgid) =
         if tty.session() != 0 && tty.session() == info.sid() { (4u32 << 8 | 64, i64::from(tty.foreground())) } else { (0, -1) };
     format!(
-        "{} ({}) {state} {} {} {} {tty_nr} {tpgid} 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+        "{} ({}) {state} {} {} {} {tty_nr} {tpgid} 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 {} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
         info.pid,
         comm(info),
         info.ppid(),
@@ -186,9 +194,15 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::Sys(i) => SYS_FILES.get(i).map(|(_, value)| value()).unwrap_or_default(),
         FileKind::Filesystems => "nodev\ttmpfs\nnodev\tproc\nnodev\tsysfs\nnodev\tdevpts\n".to_string(),
         FileKind::Stat => {
-            let ticks = uptime_ns / 10_000_000;
+            // One CPU: programs' user time, the idle task's time, and the
+            // rest (the kernel) as system time; clock ticks of 100 Hz.
+            // (Read from a system call: no program and no idle task is
+            // running now, so each figure is complete and only grows.)
+            let (user_ns, idle_ns) = (process::user_ns_total(), tessera_sched::idle_ns());
+            let system = uptime_ns.saturating_sub(user_ns + idle_ns) / 10_000_000;
+            let (user, idle) = (user_ns / 10_000_000, idle_ns / 10_000_000);
             format!(
-                "cpu  0 0 {ticks} 0 0 0 0 0 0 0\ncpu0 0 0 {ticks} 0 0 0 0 0 0 0\nbtime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n",
+                "cpu  {user} 0 {system} {idle} 0 0 0 0 0 0\ncpu0 {user} 0 {system} {idle} 0 0 0 0 0 0\nbtime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n",
                 framekernel::time::realtime_ns().saturating_sub(uptime_ns) / 1_000_000_000,
                 process::all().len()
             )

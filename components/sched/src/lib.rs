@@ -10,7 +10,7 @@
 
 extern crate alloc;
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel::mm::OutOfMemory;
@@ -25,6 +25,41 @@ static IDLE: SpinLock<Option<Arc<Task>>> = SpinLock::new(None);
 static SLICE_START: AtomicU64 = AtomicU64::new(0);
 static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
+/// When the running task was switched in (ns since boot).
+static RUNNING_SINCE: AtomicU64 = AtomicU64::new(0);
+/// CPU time of each task that ran (ns), by task id, until forgotten.
+static CPU_NS: SpinLock<BTreeMap<u64, u64>> = SpinLock::new(BTreeMap::new());
+/// CPU time the idle task had (ns): the processor was idle.
+static IDLE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Charges the time since the last switch to the task running now.
+fn account_current(now: u64) {
+    let spent = now.saturating_sub(RUNNING_SINCE.swap(now, Ordering::Relaxed));
+    let me = task::current();
+    if is_idle(&me) {
+        IDLE_NS.fetch_add(spent, Ordering::Relaxed);
+    } else {
+        *CPU_NS.lock().entry(me.id()).or_insert(0) += spent;
+    }
+}
+
+/// CPU time `t` has had (ns), its current run included.
+pub fn cpu_ns(t: &Task) -> u64 {
+    let mut total = CPU_NS.lock().get(&t.id()).copied().unwrap_or(0);
+    if task::current().id() == t.id() {
+        total += framekernel::time::now_ns().saturating_sub(RUNNING_SINCE.load(Ordering::Relaxed));
+    }
+    total
+}
+
+/// Time the processor was idle since boot (ns).
+pub fn idle_ns() -> u64 {
+    let mut total = IDLE_NS.load(Ordering::Relaxed);
+    if is_idle(&task::current()) {
+        total += framekernel::time::now_ns().saturating_sub(RUNNING_SINCE.load(Ordering::Relaxed));
+    }
+    total
+}
 
 fn on_tick(tick: u64) {
     if tick.saturating_sub(SLICE_START.load(Ordering::Relaxed)) >= TIME_SLICE_TICKS {
@@ -41,6 +76,9 @@ fn idle_loop() {
 
 fn exit_hook() -> ! {
     let next = pick_next();
+    // The finished task's CPU time goes (its owner took the figure).
+    CPU_NS.lock().remove(&task::current().id());
+    RUNNING_SINCE.store(framekernel::time::now_ns(), Ordering::Relaxed);
     task::finish_and_switch(next)
 }
 
@@ -65,6 +103,7 @@ fn pick_next() -> Arc<Task> {
 }
 
 fn switch(next: Arc<Task>) {
+    account_current(framekernel::time::now_ns());
     SLICE_START.store(framekernel::time::ticks(), Ordering::Relaxed);
     NEED_RESCHED.store(false, Ordering::Relaxed);
     SWITCHES.fetch_add(1, Ordering::Relaxed);

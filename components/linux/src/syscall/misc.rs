@@ -91,8 +91,9 @@ pub(super) fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> SysResult 
         0 | 5 => framekernel::time::realtime_ns(),
         // CLOCK_MONOTONIC, _RAW, _COARSE, CLOCK_BOOTTIME
         1 | 4 | 6 | 7 => framekernel::time::now_ns(),
-        // Process and thread CPU time: approximated by time since boot.
-        2 | 3 => framekernel::time::now_ns(),
+        // CPU time of the process and of this thread.
+        2 => p.info.cpu_ns().1,
+        3 => p.thread.cpu_ns().1,
         _ => return Err(Errno::EINVAL),
     };
     let mut ts = [0u8; 16];
@@ -321,21 +322,59 @@ pub(super) fn sysinfo(p: &mut Process, info: u64) -> SysResult {
     Ok(0)
 }
 
-pub(super) fn times(p: &mut Process, buf: u64) -> SysResult {
-    let ticks = framekernel::time::now_ns() / 10_000_000; // clock ticks of 100 Hz
-    if buf != 0 {
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&ticks.to_le_bytes());
-        p.memory.write(buf, &b)?;
-    }
-    Ok(ticks)
+/// Nanoseconds as clock ticks of 100 Hz (`clock_t`).
+fn ticks(ns: u64) -> u64 {
+    ns / 10_000_000
 }
 
-pub(super) fn getrusage(p: &mut Process, who: u64, usage: u64) -> SysResult {
-    if !(-1..=1).contains(&(who as i64)) {
-        return Err(Errno::EINVAL);
+/// `times(buf)`: user and system time of the process and of the children
+/// it waited for, in clock ticks; returns ticks since boot.
+pub(super) fn times(p: &mut Process, buf: u64) -> SysResult {
+    if buf != 0 {
+        let (user, total) = p.info.cpu_ns();
+        let (cuser, ctotal) = p.info.children_cpu_ns();
+        let mut b = [0u8; 32];
+        for (i, ns) in [user, total.saturating_sub(user), cuser, ctotal.saturating_sub(cuser)].into_iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&ticks(ns).to_le_bytes());
+        }
+        p.memory.write(buf, &b)?;
     }
-    p.memory.write(usage, &[0u8; 144])?;
+    Ok(ticks(framekernel::time::now_ns()))
+}
+
+/// A `struct rusage` (144 bytes): user and system time, and the largest
+/// resident size in KiB.
+pub(super) fn rusage_bytes(user_ns: u64, total_ns: u64, max_rss_kib: u64) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    let system = total_ns.saturating_sub(user_ns);
+    for (at, ns) in [(0, user_ns), (16, system)] {
+        let us = ns / 1000;
+        b[at..at + 8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&(us % 1_000_000).to_le_bytes());
+    }
+    b[32..40].copy_from_slice(&max_rss_kib.to_le_bytes());
+    b
+}
+
+/// `getrusage(who)`: RUSAGE_SELF (0), RUSAGE_CHILDREN (-1), RUSAGE_THREAD (1).
+pub(super) fn getrusage(p: &mut Process, who: u64, usage: u64) -> SysResult {
+    let rss_kib = p.memory.lock().resident_pages() as u64 * 4;
+    let bytes = match who as i32 {
+        0 => {
+            let (user, total) = p.info.cpu_ns();
+            rusage_bytes(user, total, rss_kib)
+        }
+        -1 => {
+            let (user, total) = p.info.children_cpu_ns();
+            rusage_bytes(user, total, 0)
+        }
+        1 => {
+            let (user, total) = p.thread.cpu_ns();
+            rusage_bytes(user, total, rss_kib)
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    p.memory.write(usage, &bytes)?;
     Ok(0)
 }
 

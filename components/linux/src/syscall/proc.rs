@@ -230,10 +230,15 @@ pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage
     if status != 0 {
         p.memory.write(status, &word.to_le_bytes())?;
     }
+    let child_info = process::lookup(child);
     if rusage != 0 {
-        p.memory.write(rusage, &[0u8; 144])?;
+        let (user, total) = child_info.as_ref().map_or((0, 0), |c| c.cpu_ns());
+        p.memory.write(rusage, &super::misc::rusage_bytes(user, total, 0))?;
     }
     if ended {
+        if let Some(c) = &child_info {
+            p.info.add_waited_child(c);
+        }
         process::reap(child);
     }
     Ok(u64::from(child))
