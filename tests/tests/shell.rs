@@ -70,7 +70,8 @@ fn commands_pipelines_and_ctrl_c() {
     run(&mut m, "cat /tmp/typed", "typed in the foreground");
     // If it cannot be stopped (SIGTTIN ignored), the read fails with EIO.
     run(&mut m, "sh -c \"trap '' TTIN; cat\" & wait $!", "read error: Input/output error");
-    run(&mut m, "test -d /proc/1 && cat /proc/1/comm", "busybox");
+    run(&mut m, "test -d /proc/1 && cat /proc/1/comm", "init"); // the name it was started by, as on Linux
+    run(&mut m, "cat /proc/$$/task/$$/comm /proc/$$/comm | tr '\\n' ,", "sh,sh,");
     run(&mut m, "awk '/\\[stack\\]/ {print \"stack\", $2}' /proc/self/maps", "stack rw-p");
     run(&mut m, "uptime", "load average");
     run(&mut m, "mount | grep ' /proc '", "proc on /proc type proc");

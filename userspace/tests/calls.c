@@ -8,6 +8,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/sendfile.h>
+#include <sys/uio.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -228,8 +232,77 @@ static void files(void) {
     close(dir);
 }
 
+static void descriptors(void) {
+    char path[] = "/tmp/tessera-calls2-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, "0123456789", 10) == 10);
+    /* pwrite on an O_APPEND descriptor appends (Linux). */
+    int app = open(path, O_WRONLY | O_APPEND);
+    CHECK(pwrite(app, "AB", 2, 0) == 2);
+    char buf[16] = {0};
+    CHECK(pread(fd, buf, 12, 0) == 12 && memcmp(buf, "0123456789AB", 12) == 0);
+    /* sendfile needs a writable output and a readable input. */
+    int ro = open(path, O_RDONLY);
+    CHECK_ERR(sendfile(ro, fd, NULL, 4), EBADF);
+    CHECK_ERR(sendfile(fd, app, NULL, 4), EBADF);
+    /* O_PATH names a file but is not open for reading or writing. */
+    int opath = open(path, O_PATH);
+    CHECK(opath >= 0);
+    CHECK_ERR(read(opath, buf, 1), EBADF);
+    CHECK_ERR(write(opath, "x", 1), EBADF);
+    struct stat st;
+    CHECK(fstat(opath, &st) == 0 && st.st_size == 12);
+    CHECK((fcntl(opath, F_GETFL) & O_PATH) == O_PATH);
+    CHECK(mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, opath, 0) == MAP_FAILED && errno == EBADF);
+    /* writev checks every entry before writing anything. */
+    struct iovec bad[2] = {{"good", 4}, {"x", (size_t)-1}};
+    off_t before = lseek(fd, 0, SEEK_END);
+    CHECK_ERR(writev(fd, bad, 2), EINVAL);
+    CHECK(lseek(fd, 0, SEEK_END) == before);
+    volatile int minus_one = -1; /* hidden from the compiler's checks */
+    CHECK_ERR(writev(fd, bad, minus_one), EINVAL);
+    struct iovec many[1025] = {{0}};
+    CHECK_ERR(readv(fd, many, 1025), EINVAL);
+    struct iovec two[2] = {{"ab", 2}, {"cd", 2}};
+    CHECK(writev(fd, two, 2) == 4);
+    close(opath);
+    close(ro);
+    close(app);
+    close(fd);
+    unlink(path);
+    /* Pipe sizes. */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(fcntl(fds[0], F_GETPIPE_SZ) == 65536);
+    CHECK(fcntl(fds[1], F_SETPIPE_SZ, 100000) == 131072 && fcntl(fds[0], F_GETPIPE_SZ) == 131072);
+    CHECK(fcntl(fds[1], F_SETPIPE_SZ, 1) == 4096);
+    CHECK(write(fds[1], buf, 10) == 10);
+    close(fds[0]);
+    close(fds[1]);
+    int file = open("/proc/self/comm", O_RDONLY);
+    CHECK_ERR(fcntl(file, F_GETPIPE_SZ), EBADF);
+    close(file);
+    /* personality: asked and set. */
+    int old = personality(0xffffffff);
+    CHECK(old == PER_LINUX);
+    CHECK(personality(ADDR_NO_RANDOMIZE) == PER_LINUX && personality(0xffffffff) == ADDR_NO_RANDOMIZE);
+    personality(PER_LINUX);
+    /* A thread's name shows in /proc/self/task/TID/comm and /proc/self/comm. */
+    CHECK(prctl(PR_SET_NAME, "renamed-thread") == 0);
+    char comm_path[64], comm[32] = {0};
+    snprintf(comm_path, sizeof comm_path, "/proc/self/task/%d/comm", getpid());
+    int c = open(comm_path, O_RDONLY);
+    CHECK(c >= 0 && read(c, comm, sizeof comm) > 0 && strcmp(comm, "renamed-thread\n") == 0);
+    close(c);
+    memset(comm, 0, sizeof comm);
+    c = open("/proc/self/comm", O_RDONLY);
+    CHECK(c >= 0 && read(c, comm, sizeof comm) > 0 && strcmp(comm, "renamed-thread\n") == 0);
+    close(c);
+}
+
 int main(void) {
     events();
+    descriptors();
     memory();
     files();
     /* Clocks: only CLOCK_REALTIME can be set, and only by root. */

@@ -91,6 +91,12 @@ pub trait File: Send + Sync {
     fn as_tty(&self) -> Option<&Tty> {
         None
     }
+    /// A pipe's capacity (`F_GETPIPE_SZ`), or sets it (`F_SETPIPE_SZ`:
+    /// bytes asked for, whether the caller is privileged); EBADF for
+    /// files that are not pipes.
+    fn pipe_size(&self, _new: Option<(usize, bool)>) -> Result<usize, Errno> {
+        Err(Errno::EBADF)
+    }
     /// The epoll instance behind this file, if it is one.
     fn as_epoll(&self) -> Option<&crate::epoll::Epoll> {
         None

@@ -136,6 +136,8 @@ pub const O_RDWR: u32 = 2;
 pub const O_APPEND: u32 = 0o2000;
 /// Non-blocking.
 pub const O_NONBLOCK: u32 = 0o4000;
+/// A descriptor that only names a file (`O_PATH`).
+pub const O_PATH: u32 = 0o10000000;
 
 impl Drop for VfsFile {
     /// The open file description ends: its OFD and `flock` locks go.
@@ -176,12 +178,15 @@ impl VfsFile {
         self.location.node()
     }
 
+    /// Open for reading (an `O_PATH` descriptor is open for nothing).
     fn readable(&self) -> bool {
-        *self.flags.lock() & O_ACCMODE != O_WRONLY
+        let flags = *self.flags.lock();
+        flags & O_PATH == 0 && flags & O_ACCMODE != O_WRONLY
     }
 
     fn writable(&self) -> bool {
-        matches!(*self.flags.lock() & O_ACCMODE, O_WRONLY | O_RDWR)
+        let flags = *self.flags.lock();
+        flags & O_PATH == 0 && matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR)
     }
 }
 
@@ -243,6 +248,9 @@ impl File for VfsFile {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
+        // With O_APPEND, pwrite appends whatever the offset (Linux's
+        // documented behaviour).
+        let offset = if *self.flags.lock() & O_APPEND != 0 { self.node().metadata().size } else { offset };
         let n = self.node().write_at(offset, buf)?;
         crate::pagecache::wrote(self.node(), offset, buf.get(..n).unwrap_or(&[]));
         remove_privileges(self.node());
@@ -254,6 +262,9 @@ impl File for VfsFile {
     }
 
     fn read_dir(&self, buf: &mut [u8]) -> SysResult {
+        if *self.flags.lock() & O_PATH != 0 {
+            return Err(Errno::EBADF);
+        }
         let node = self.node();
         let mut entries = node.entries()?;
         let meta = node.metadata();

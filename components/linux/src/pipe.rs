@@ -18,8 +18,11 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use framekernel::sync::{Mutex, SpinLock};
 use tessera_sched::WaitQueue;
 
-/// Bytes a pipe holds.
+/// Bytes a pipe holds at first.
 pub const PIPE_CAPACITY: usize = 64 * 1024;
+/// Most bytes `F_SETPIPE_SZ` gives an unprivileged process
+/// (`/proc/sys/fs/pipe-max-size`, Linux's default).
+pub const PIPE_MAX_SIZE: usize = 1024 * 1024;
 /// Writes up to this size are atomic.
 pub const PIPE_BUF: usize = 4096;
 
@@ -34,6 +37,8 @@ pub struct Pipe {
     /// the other side's count to move, even if that end closed again).
     read_opens: AtomicUsize,
     write_opens: AtomicUsize,
+    /// Bytes it holds (`F_GETPIPE_SZ`).
+    capacity: AtomicUsize,
     changed: WaitQueue,
     ino: u64,
 }
@@ -112,6 +117,7 @@ impl Pipe {
             writers: AtomicUsize::new(0),
             read_opens: AtomicUsize::new(0),
             write_opens: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(PIPE_CAPACITY),
             changed: WaitQueue::new(),
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed) as u64,
         })
@@ -215,7 +221,7 @@ impl File for PipeEnd {
                     return Some(Err(Errno::EPIPE));
                 }
                 let mut buffer = self.pipe.buffer.lock();
-                let room = PIPE_CAPACITY - buffer.len();
+                let room = self.pipe.capacity.load(Ordering::Relaxed).saturating_sub(buffer.len());
                 if room >= need {
                     let n = room.min(rest.len());
                     buffer.extend(rest.iter().take(n));
@@ -253,7 +259,7 @@ impl File for PipeEnd {
         if self.writes {
             if self.pipe.readers.load(Ordering::SeqCst) == 0 {
                 events |= crate::files::POLLERR;
-            } else if PIPE_CAPACITY - buffered >= PIPE_BUF {
+            } else if self.pipe.capacity.load(Ordering::Relaxed).saturating_sub(buffered) >= PIPE_BUF {
                 events |= crate::files::POLLOUT;
             }
         }
@@ -268,6 +274,24 @@ impl File for PipeEnd {
             }
         }
         events
+    }
+
+    fn pipe_size(&self, new: Option<(usize, bool)>) -> Result<usize, Errno> {
+        let Some((wanted, privileged)) = new else { return Ok(self.pipe.capacity.load(Ordering::Relaxed)) };
+        if wanted > PIPE_MAX_SIZE && !privileged {
+            return Err(Errno::EPERM);
+        }
+        // Whole pages, a power of two of them (Linux), at least one page.
+        // Pipe buffers are kernel memory: even root gets at most 4 MiB.
+        let size = wanted.max(4096).checked_next_power_of_two().filter(|&s| s <= 4 << 20).ok_or(Errno::EPERM)?;
+        let buffer = self.pipe.buffer.lock();
+        if buffer.len() > size {
+            return Err(Errno::EBUSY);
+        }
+        self.pipe.capacity.store(size, Ordering::Relaxed);
+        drop(buffer);
+        self.pipe.notify();
+        Ok(size)
     }
 
     fn status_flags(&self) -> u32 {

@@ -100,11 +100,14 @@ pub struct ThreadInfo {
     task: SpinLock<Option<Arc<Task>>>,
     /// Time spent running the program (user mode), ns.
     user_ns: AtomicU64,
+    /// The thread's name (`comm`: `prctl(PR_SET_NAME)`, the program's
+    /// file name after `exec`), NUL-padded.
+    comm: SpinLock<[u8; 16]>,
 }
 
 impl ThreadInfo {
     fn new(tid: u32) -> Arc<Self> {
-        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None), user_ns: AtomicU64::new(0) })
+        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None), user_ns: AtomicU64::new(0), comm: SpinLock::new([0; 16]) })
     }
 
     fn wake(&self) {
@@ -464,6 +467,18 @@ fn register(
 }
 
 impl ThreadInfo {
+    /// The thread's name (`/proc/.../comm`).
+    pub fn comm(&self) -> String {
+        let name = *self.comm.lock();
+        let len = name.iter().position(|&b| b == 0).unwrap_or(16);
+        String::from_utf8_lossy(name.get(..len).unwrap_or(&[])).into_owned()
+    }
+
+    /// Renames the thread.
+    pub fn set_comm(&self, name: [u8; 16]) {
+        *self.comm.lock() = name;
+    }
+
     /// This thread's CPU time: (user, total) ns.
     pub fn cpu_ns(&self) -> (u64, u64) {
         let user = self.user_ns.load(Ordering::Relaxed);
@@ -573,6 +588,18 @@ impl ProcessInfo {
         self.threads.lock().iter().any(|t| t.tid == tid)
     }
 
+    /// The live threads.
+    pub fn thread_list(&self) -> Vec<Arc<ThreadInfo>> {
+        self.threads.lock().clone()
+    }
+
+    /// The process's name: its main thread's (or, once that ended, the
+    /// first thread's).
+    pub fn comm(&self) -> String {
+        let threads = self.threads.lock();
+        threads.iter().find(|t| t.tid == self.pid).or(threads.first()).map(|t| t.comm()).unwrap_or_default()
+    }
+
     /// Job-control state.
     pub fn job(&self) -> JobState {
         *self.job.lock()
@@ -665,6 +692,8 @@ pub struct Process {
     pub signals: SignalState,
     /// Thread name (`prctl(PR_SET_NAME)`), NUL padded.
     pub name: [u8; 16],
+    /// `personality(2)` (inherited by `fork` and threads, kept by `exec`).
+    pub personality: u32,
 }
 
 /// How one thread's run ended.
@@ -777,6 +806,9 @@ impl Process {
         let argv_owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
         let program = exec::load_path(&fs.cwd(), path.as_bytes(), argv_owned, &env, &Credentials::default())?;
         let (loaded, argv) = (program.loaded, program.argv);
+        // The name is the file name asked for (`/sbin/init` is "init"
+        // although it is busybox), as Linux's comm.
+        let name = name_of(path);
         let path = program.exe.as_str();
         let mut context = UserContext::new();
         context.regs.rip = loaded.entry;
@@ -793,7 +825,8 @@ impl Process {
             robust_list: 0,
             restart_sleep: None,
             signals: SignalState::default(),
-            name: name_of(path),
+            name,
+            personality: 0,
         };
         Ok((process, context))
     }
@@ -817,6 +850,7 @@ impl Process {
             restart_sleep: None,
             signals: SignalState { actions: self.signals.actions.fork_copy(), restore_mask: None, ..self.signals.clone() },
             name: self.name,
+            personality: self.personality,
         })
     }
 
@@ -845,6 +879,7 @@ impl Process {
             restart_sleep: None,
             signals: SignalState { alt_stack: (0, 0), restore_mask: None, ..self.signals.clone() },
             name: self.name,
+            personality: self.personality,
         })
     }
 
@@ -856,6 +891,7 @@ impl Process {
             self.info.set_memory_view(&self.memory);
         }
         let thread = self.thread.clone();
+        thread.set_comm(self.name);
         let name = alloc::format!("tid {}", thread.tid);
         let task = tessera_sched::spawn(&name, move || {
             let mut process = self;

@@ -34,6 +34,10 @@ enum DirKind {
     Sys(&'static str),
     Pid(u32),
     Fds(u32),
+    /// `/proc/[pid]/task`.
+    Tasks(u32),
+    /// `/proc/[pid]/task/[tid]`.
+    Task(u32, u32),
 }
 
 #[derive(Clone, Copy)]
@@ -55,6 +59,8 @@ enum FileKind {
     PidComm(u32),
     /// A `/proc/sys` value, by index in [`SYS_FILES`].
     Sys(usize),
+    /// `/proc/[pid]/task/[tid]/comm`.
+    TaskComm(u32, u32),
 }
 
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
@@ -68,7 +74,7 @@ const SYS_FILES: [(&str, SysValue); 10] = [
     ("kernel/osrelease", || format!("{}\n", crate::syscall::RELEASE)),
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
     ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
-    ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_CAPACITY)),
+    ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE)),
     ("fs/file-max", || format!("{}\n", crate::files::MAX_FILES * process::MAX_PROCESSES)),
     ("vm/overcommit_memory", || "0\n".to_string()),
 ];
@@ -121,6 +127,10 @@ fn process(pid: u32) -> Result<Arc<ProcessInfo>, FsError> {
 }
 
 fn comm(info: &ProcessInfo) -> String {
+    let name = info.comm();
+    if !name.is_empty() {
+        return name;
+    }
     let exe = info.exe.lock().clone();
     exe.rsplit('/').next().unwrap_or("").chars().take(15).collect()
 }
@@ -192,6 +202,11 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         }
         FileKind::Cells => tessera_live_update::registry::proc_cells(),
         FileKind::Sys(i) => SYS_FILES.get(i).map(|(_, value)| value()).unwrap_or_default(),
+        FileKind::TaskComm(pid, tid) => {
+            let info = process(pid)?;
+            let thread = info.thread_list().into_iter().find(|t| t.tid == tid).ok_or(FsError::NotFound)?;
+            format!("{}\n", thread.comm())
+        }
         FileKind::Filesystems => "nodev\ttmpfs\nnodev\tproc\nnodev\tsysfs\nnodev\tdevpts\n".to_string(),
         FileKind::Stat => {
             // One CPU: programs' user time, the idle task's time, and the
@@ -255,6 +270,8 @@ impl Node for Dir {
             DirKind::Sys(path) => 2 + path.len() as u64,
             DirKind::Pid(pid) => u64::from(pid) << 8,
             DirKind::Fds(pid) => (u64::from(pid) << 8) | 1,
+            DirKind::Tasks(pid) => (u64::from(pid) << 8) | 6,
+            DirKind::Task(_, tid) => (u64::from(tid) << 8) | 7,
         };
         meta(ino, FileType::Directory, 0o555, 0)
     }
@@ -311,6 +328,20 @@ impl Node for Dir {
                 "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
                 "cwd" => Ok(Arc::new(Link(LinkKind::Cwd(pid)))),
                 "fd" => Ok(Arc::new(Dir(DirKind::Fds(pid)))),
+                "task" => Ok(Arc::new(Dir(DirKind::Tasks(pid)))),
+                _ => Err(FsError::NotFound),
+            },
+            DirKind::Tasks(pid) => {
+                let tid: u32 = name.parse().map_err(|_| FsError::NotFound)?;
+                if !process(pid)?.has_thread(tid) {
+                    return Err(FsError::NotFound);
+                }
+                Ok(Arc::new(Dir(DirKind::Task(pid, tid))))
+            }
+            DirKind::Task(pid, tid) => match name {
+                "comm" => Ok(Arc::new(File(FileKind::TaskComm(pid, tid)))),
+                "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
+                "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
                 _ => Err(FsError::NotFound),
             },
             DirKind::Fds(pid) => {
@@ -368,8 +399,17 @@ impl Node for Dir {
                     .enumerate()
                     .map(|(i, n)| entry(n, base + 2 + i as u64, FileType::Regular))
                     .chain([entry("exe", base + 8, FileType::Symlink), entry("cwd", base + 9, FileType::Symlink)])
-                    .chain([entry("fd", base + 1, FileType::Directory)])
+                    .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 6, FileType::Directory)])
                     .collect()
+            }
+            DirKind::Tasks(pid) => process(pid)?
+                .thread_list()
+                .iter()
+                .map(|t| entry(&t.tid.to_string(), (u64::from(t.tid) << 8) | 7, FileType::Directory))
+                .collect(),
+            DirKind::Task(_, tid) => {
+                let base = u64::from(tid) << 8;
+                ["comm", "stat", "status"].iter().enumerate().map(|(i, n)| entry(n, base + 0x20 + i as u64, FileType::Regular)).collect()
             }
             DirKind::Fds(pid) => {
                 let files = process(pid)?.files().ok_or(FsError::NotFound)?;

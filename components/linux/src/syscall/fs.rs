@@ -101,7 +101,7 @@ fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn 
         FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
         FileType::BlockDevice if flags & O_PATH == 0 => crate::block::open(meta.rdev),
         FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Symlink => {
-            Ok(Arc::new(VfsFile::new(location, (flags & 0o7777777) as u32)))
+            Ok(Arc::new(VfsFile::new(location, (flags & 0o17777777) as u32)))
         }
         _ => Err(Errno::ENXIO),
     }

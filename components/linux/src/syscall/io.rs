@@ -76,16 +76,66 @@ pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult
     Ok(done)
 }
 
-pub(super) fn writev(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult {
-    if count > 1024 {
+/// The whole `struct iovec` array, checked as Linux's `import_iovec`
+/// does before anything moves: at most `IOV_MAX` (1024) entries (EINVAL),
+/// readable (EFAULT), no negative length and a total that fits `ssize_t`
+/// (EINVAL).
+fn iovecs(p: &Process, iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>, Errno> {
+    let count = count as i32;
+    if !(0..=1024).contains(&count) {
         return Err(Errno::EINVAL);
     }
+    let mut entries = alloc::vec::Vec::with_capacity(count as usize);
     let mut total = 0u64;
-    for i in 0..count {
+    for i in 0..count as u64 {
         let (base, len) = iovec_entry(p, iov, i)?;
-        total += write(p, fd, base, len)?;
+        if (len as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        total = total.checked_add(len).filter(|&t| t <= i64::MAX as u64).ok_or(Errno::EINVAL)?;
+        entries.push((base, len));
     }
-    Ok(total)
+    Ok(entries)
+}
+
+pub(super) fn writev(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult {
+    let entries = iovecs(p, iov, count)?;
+    let file = p.files.get(fd)?;
+    let total: u64 = entries.iter().map(|&(_, len)| len).sum();
+    if total <= IO_CHUNK as u64 {
+        // One write of everything: a pipe gets it atomically (PIPE_BUF), as
+        // Linux's writev. A bad buffer ends the data gathered so far.
+        let mut data = alloc::vec::Vec::with_capacity(total as usize);
+        for &(base, len) in &entries {
+            let mut part = vec![0u8; len as usize];
+            match p.memory.read(base, &mut part) {
+                Ok(()) => data.extend_from_slice(&part),
+                Err(e) if data.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if data.is_empty() && total > 0 {
+            return Ok(0);
+        }
+        if file.is_tty() {
+            terminal_access(p, signal::num::SIGTTOU)?;
+        }
+        return file.write(&data);
+    }
+    let mut done = 0u64;
+    for (base, len) in entries {
+        match write(p, fd, base, len) {
+            Ok(n) => {
+                done += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
 }
 
 /// Entry `i` of a user `struct iovec` array: (base, length).
@@ -228,16 +278,18 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
 
 
 pub(super) fn readv(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResult {
-    if count > 1024 {
-        return Err(Errno::EINVAL);
-    }
+    let entries = iovecs(p, iov, count)?;
+    p.files.get(fd)?;
     let mut total = 0u64;
-    for i in 0..count {
-        let (base, len) = iovec_entry(p, iov, i)?;
+    for (base, len) in entries {
         if len == 0 {
             continue;
         }
-        let n = read(p, fd, base, len)?;
+        let n = match read(p, fd, base, len) {
+            Ok(n) => n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
         total += n;
         if n < len {
             break;
@@ -285,10 +337,17 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
             Ok(0)
         }
         F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => record_lock(p, &file, cmd, arg),
+        F_GETPIPE_SZ => file.pipe_size(None).map(|n| n as u64),
+        F_SETPIPE_SZ => {
+            let wanted = usize::try_from(arg as u32).map_err(|_| Errno::EINVAL)?;
+            file.pipe_size(Some((wanted, p.info.credentials().is_root()))).map(|n| n as u64)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
 
+const F_SETPIPE_SZ: u64 = 1031;
+const F_GETPIPE_SZ: u64 = 1032;
 const F_GETLK: u64 = 5;
 const F_SETLK: u64 = 6;
 const F_SETLKW: u64 = 7;
@@ -438,6 +497,10 @@ pub(super) fn flock(p: &mut Process, fd: u64, operation: u64) -> SysResult {
 pub(super) fn sendfile(p: &mut Process, out_fd: u64, in_fd: u64, offset: u64, count: u64) -> SysResult {
     let input = p.files.get(in_fd)?;
     let output = p.files.get(out_fd)?;
+    // The input must be open for reading, the output for writing (EBADF).
+    if input.status_flags() & 3 == 1 || output.status_flags() & 3 == 0 {
+        return Err(Errno::EBADF);
+    }
     // As on Linux, a terminal cannot be spliced from (callers fall back
     // to read, which applies job control).
     if input.is_tty() {

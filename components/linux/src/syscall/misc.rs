@@ -171,6 +171,7 @@ pub(super) fn prctl(p: &mut Process, option: u64, arg: u64) -> SysResult {
             if let (Some(dst), Some(src)) = (p.name.get_mut(..len), name.get(..len)) {
                 dst.copy_from_slice(src);
             }
+            p.thread.set_comm(p.name);
             Ok(0)
         }
         PR_GET_NAME => {

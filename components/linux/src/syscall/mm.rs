@@ -32,6 +32,9 @@ fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> R
     if node.metadata().kind != FileType::Regular {
         return Err(Errno::ENODEV);
     }
+    if file.status_flags() & crate::fs::O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
     let access = file.status_flags() & 3;
     if access == O_WRONLY || (shared && prot.write && access != O_RDWR) {
         return Err(Errno::EACCES);

@@ -467,6 +467,14 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
                 .map(|()| u64::from(old))
         }
         nr::UNAME => uname(p, a[0]),
+        135 => {
+            // personality: 0xffffffff only asks; any other value is taken.
+            let old = p.personality;
+            if a[0] as u32 != u32::MAX {
+                p.personality = a[0] as u32;
+            }
+            Ok(u64::from(old))
+        }
         nr::READLINK => fs::readlinkat(p, CWD, a[0], a[1], a[2]),
         nr::READLINKAT => fs::readlinkat(p, a[0], a[1], a[2], a[3]),
         nr::ARCH_PRCTL => arch_prctl(p, context, a[0], a[1]),

@@ -170,6 +170,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     p.signals.reset_for_exec();
     p.files.close_on_exec();
     p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
+    p.thread.set_comm(p.name);
     p.clear_child_tid = 0;
     p.robust_list = 0;
     // /proc/self/exe is the absolute path, symbolic links resolved.
