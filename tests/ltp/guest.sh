@@ -11,10 +11,13 @@ export PATH=/opt/ltp/testcases/bin:/bin:/sbin:/usr/bin:/usr/sbin
 mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
 [ -e /proc/self ] || mount -t proc proc /proc
 mounted /sys || mount -t sysfs sysfs /sys 2>/dev/null
-mounted /dev || mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# Tessera's /dev is a directory of the root file system with its device
+# files; Linux's /init mounts devtmpfs. Mount one only where there is none.
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mounted /tmp || mount -t tmpfs tmpfs /tmp
-mkdir -p /dev/shm
+mkdir -p /dev/shm /dev/pts
 mounted /dev/shm || mount -t tmpfs shm /dev/shm
+mounted /dev/pts || mount -t devpts devpts /dev/pts 2>/dev/null
 # Loopback only: socket tests talk to 127.0.0.1; there is no other network.
 ip link set lo up 2>/dev/null
 # The users and groups LTP tests look up (nobody, bin, daemon).
