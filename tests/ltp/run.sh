@@ -119,6 +119,7 @@ helpers=$(cd "$bindir" && ls | grep -E '_child$|_helper$|^execveat_errno$|^landl
 
 ovl=$out/overlay
 boot=0
+retried=""
 remaining=$entries
 while [ -s "$remaining" ]; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -204,7 +205,15 @@ EOF
         awk '{print $1 " NOTRUN exit=- time=0"}' "$remaining" >>"$results"
         break
     else
-        if grep -q "^$last_started " "$results"; then
+        again=""
+        if tr -d '\r' <"$log" | grep -aq '^qemu-system-x86_64: terminating on signal' \
+            && [ -z "$why" ] && [ "$last_started" != "$retried" ]; then
+            # QEMU was killed from outside (not by this script): run the
+            # test again, once.
+            retried=$last_started
+            echo "ltp: boot $boot: QEMU was killed from outside during $last_started; running it again"
+            again=$last_started
+        elif grep -q "^$last_started " "$results"; then
             # The test ended, the next did not start: blame no test.
             echo "ltp: boot $boot ended after $last_started (status $status${why:+, $why})"
         else
@@ -214,7 +223,9 @@ EOF
             echo "$last_started $res exit=- time=-" >>"$results"
             echo "ltp: boot $boot: $last_started $res (status $status${why:+, $why}); going on from the next test"
         fi
-        awk -v t="$last_started" 'seen { print } $1 == t { seen = 1 }' "$remaining" >"$remaining.new"
+        # Go on after the test, or from it when it is to run again.
+        awk -v t="$last_started" -v again="$again" '$1 == t { seen = 1; if (!again) next } seen' \
+            "$remaining" >"$remaining.new"
     fi
     mv "$remaining.new" "$out/remaining"
     remaining=$out/remaining
