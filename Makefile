@@ -44,7 +44,7 @@ QEMU_POWEROFF := 33
 APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps build cells audit audit-gate audit-crosscheck exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench clean
+.PHONY: all deps build cells audit audit-gate audit-crosscheck exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench ltp ltp-linux clean
 
 all: iso
 
@@ -269,6 +269,18 @@ TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CEL
 test-kernel: $(ISO) $(INITRD)
 	$(TEST_ENV) \
 		$(CARGO) test -p tessera-tests -- --test-threads=2
+
+# --- LTP conformance (not part of `make test`: about half an hour each) -----
+# LTP's system-call tests (tests/ltp/syscalls.list) on Tessera and, for
+# reference, on Debian's Linux kernel in the same QEMU. LTP is built
+# outside the repository (tests/ltp/README.md); LTP_BUILD is its install
+# prefix, LTP_ARGS more options of tests/ltp/run.sh (--from NAME, --only "A B").
+LTP_BUILD ?= /work/ltp-build
+ltp: deps
+	tests/ltp/run.sh $(LTP_ARGS) $(LTP_BUILD)
+
+ltp-linux: deps
+	tests/ltp/run.sh --linux $(LTP_ARGS) $(LTP_BUILD)
 
 # --- measurements -----------------------------------------------------------
 bench: $(ISO) $(INITRD)
