@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <sys/eventfd.h>
@@ -300,8 +301,51 @@ static void descriptors(void) {
     close(c);
 }
 
+static void owners_and_priorities(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(fcntl(fds[0], F_GETOWN) == 0);
+    CHECK(fcntl(fds[0], F_SETOWN, getpid()) == 0 && fcntl(fds[0], F_GETOWN) == getpid());
+    struct f_owner_ex ex;
+    CHECK(fcntl(fds[0], F_GETOWN_EX, &ex) == 0 && ex.type == F_OWNER_PID && ex.pid == getpid());
+    ex.type = F_OWNER_PGRP;
+    ex.pid = getpgrp();
+    CHECK(fcntl(fds[0], F_SETOWN_EX, &ex) == 0 && fcntl(fds[0], F_GETOWN) == -getpgrp());
+    ex.type = 7;
+    CHECK_ERR(fcntl(fds[0], F_SETOWN_EX, &ex), EINVAL);
+    CHECK(fcntl(fds[0], F_SETSIG, SIGUSR1) == 0 && fcntl(fds[0], F_GETSIG) == SIGUSR1);
+    CHECK_ERR(fcntl(fds[0], F_SETSIG, 1000), EINVAL);
+    close(fds[0]);
+    close(fds[1]);
+    char path[] = "/tmp/tessera-lease-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fcntl(fd, F_GETLEASE) == F_UNLCK);
+    CHECK_ERR(fcntl(fd, F_SETLEASE, F_RDLCK), EAGAIN); /* open for writing */
+    close(fd);
+    unlink(path);
+    /* Nice values: raising is free, lowering needs root. */
+    errno = 0;
+    CHECK(getpriority(PRIO_PROCESS, 0) == 0 && errno == 0);
+    CHECK_ERR(getpriority(99, 0), EINVAL);
+    CHECK_ERR(getpriority(PRIO_PROCESS, 999999), ESRCH);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        if (setpriority(PRIO_PROCESS, 0, 5) != 0 || getpriority(PRIO_PROCESS, 0) != 5) _exit(1);
+        if (setuid(1000) != 0) _exit(2);
+        if (setpriority(PRIO_PROCESS, 0, 10) != 0) _exit(3);
+        errno = 0;
+        if (setpriority(PRIO_PROCESS, 0, 0) != -1 || errno != EACCES) _exit(4);
+        if (setpriority(PRIO_PROCESS, getppid(), 10) != -1 || errno != EPERM) _exit(5);
+        _exit(getpriority(PRIO_PROCESS, 0) == 10 ? 0 : 6);
+    }
+    int status = -1;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
     events();
+    owners_and_priorities();
     descriptors();
     memory();
     files();

@@ -366,6 +366,8 @@ pub struct ProcessInfo {
     credentials: SpinLock<Credentials>,
     /// When the process was created (ns since boot).
     pub start_ns: u64,
+    /// Nice value (-20..=19), inherited by `fork`.
+    pub nice: core::sync::atomic::AtomicI32,
     /// CPU time of its threads that ended: (user, total) ns.
     ended_threads: SpinLock<(u64, u64)>,
     /// CPU time of its children (and theirs) that it waited for: (user,
@@ -458,6 +460,7 @@ fn register(
         cmdline: SpinLock::new(cmdline),
         credentials: SpinLock::new(credentials),
         start_ns: framekernel::time::now_ns(),
+        nice: core::sync::atomic::AtomicI32::new(0),
         ended_threads: SpinLock::new((0, 0)),
         waited_children: SpinLock::new((0, 0)),
     });
@@ -839,6 +842,7 @@ impl Process {
         let exe = self.info.exe.lock().clone();
         let cmdline = self.info.cmdline.lock().clone();
         let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline, self.info.credentials())?;
+        info.nice.store(self.info.nice.load(Ordering::Relaxed), Ordering::Relaxed);
         Ok(Process {
             info,
             thread,

@@ -163,12 +163,14 @@ fn pid_stat(info: &ProcessInfo) -> String {
     let (tty_nr, tpgid) =
         if tty.session() != 0 && tty.session() == info.sid() { (4u32 << 8 | 64, i64::from(tty.foreground())) } else { (0, -1) };
     format!(
-        "{} ({}) {state} {} {} {} {tty_nr} {tpgid} 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 {} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+        "{} ({}) {state} {} {} {} {tty_nr} {tpgid} 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} {} {} {} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
         info.pid,
         comm(info),
         info.ppid(),
         info.pgid(),
         info.sid(),
+        20 + info.nice.load(core::sync::atomic::Ordering::Relaxed),
+        info.nice.load(core::sync::atomic::Ordering::Relaxed),
         info.thread_count()
     )
 }

@@ -338,11 +338,148 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => record_lock(p, &file, cmd, arg),
         F_GETPIPE_SZ => file.pipe_size(None).map(|n| n as u64),
+        F_SETOWN | F_GETOWN | F_SETSIG | F_GETSIG | F_SETOWN_EX | F_GETOWN_EX | F_SETLEASE | F_GETLEASE => {
+            owner_settings(p, &file, cmd, arg)
+        }
         F_SETPIPE_SZ => {
             let wanted = usize::try_from(arg as u32).map_err(|_| Errno::EINVAL)?;
             file.pipe_size(Some((wanted, p.info.credentials().is_root()))).map(|n| n as u64)
         }
         _ => Err(Errno::EINVAL),
+    }
+}
+
+const F_SETOWN: u64 = 8;
+const F_GETOWN: u64 = 9;
+const F_SETSIG: u64 = 10;
+const F_GETSIG: u64 = 11;
+const F_SETOWN_EX: u64 = 15;
+const F_GETOWN_EX: u64 = 16;
+const F_SETLEASE: u64 = 1024;
+const F_GETLEASE: u64 = 1025;
+
+/// What `F_SETOWN`, `F_SETSIG` and `F_SETLEASE` set on an open file:
+/// owner (pid, or -pgid), signal, lease type. Kept by weak reference, so
+/// an entry never outlives (nor is confused with a successor of) its file.
+#[derive(Clone, Copy)]
+struct AsyncSettings {
+    owner: i32,
+    owner_type: i32,
+    signal: i32,
+    lease: i32,
+}
+
+impl Default for AsyncSettings {
+    fn default() -> Self {
+        AsyncSettings { owner: 0, owner_type: 0, signal: 0, lease: 2 } // F_UNLCK
+    }
+}
+
+static ASYNC: framekernel::sync::SpinLock<alloc::vec::Vec<(alloc::sync::Weak<dyn crate::files::File>, AsyncSettings)>> =
+    framekernel::sync::SpinLock::new(alloc::vec::Vec::new());
+
+fn async_settings(file: &alloc::sync::Arc<dyn crate::files::File>, change: impl FnOnce(&mut AsyncSettings)) -> AsyncSettings {
+    let mut all = ASYNC.lock();
+    all.retain(|(weak, _)| weak.strong_count() > 0);
+    let ptr = alloc::sync::Arc::as_ptr(file) as *const ();
+    let index = match all.iter().position(|(weak, _)| weak.as_ptr() as *const () == ptr) {
+        Some(i) => i,
+        None => {
+            all.push((alloc::sync::Arc::downgrade(file), AsyncSettings::default()));
+            all.len() - 1
+        }
+    };
+    let entry = &mut all[index].1;
+    change(entry);
+    *entry
+}
+
+/// `F_SETOWN`/`F_GETOWN` (and `_EX`), `F_SETSIG`/`F_GETSIG`: stored and
+/// reported (no SIGIO is sent yet). `F_SETLEASE`/`F_GETLEASE`: a read
+/// lease needs a file opened read-only, a write lease one nobody else has
+/// open; the owner of the file or root only.
+fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::File>, cmd: u64, arg: u64) -> SysResult {
+    match cmd {
+        F_GETOWN => Ok(async_settings(file, |_| {}).owner as i64 as u64),
+        F_SETOWN => {
+            let owner = arg as i32;
+            if owner > 0 && crate::process::lookup(owner as u32).is_none() {
+                return Err(Errno::ESRCH);
+            }
+            async_settings(file, |s| {
+                s.owner = owner;
+                s.owner_type = if owner < 0 { 3 } else { 2 }; // F_OWNER_PGRP / F_OWNER_PID, plus one
+            });
+            Ok(0)
+        }
+        F_GETSIG => Ok(async_settings(file, |_| {}).signal as u64),
+        F_SETSIG => {
+            let sig = arg as i32;
+            if !(0..=64).contains(&sig) {
+                return Err(Errno::EINVAL);
+            }
+            async_settings(file, |s| s.signal = sig);
+            Ok(0)
+        }
+        F_GETOWN_EX => {
+            let s = async_settings(file, |_| {});
+            // Stored type is F_OWNER_* + 1 (0: never set, F_SETOWN's pid or -pgid).
+            let kind = match s.owner_type {
+                0 if s.owner < 0 => 2,
+                0 => 1,
+                t => t - 1,
+            };
+            let pid = s.owner.saturating_abs();
+            let mut raw = [0u8; 8];
+            raw[..4].copy_from_slice(&kind.to_le_bytes());
+            raw[4..].copy_from_slice(&pid.to_le_bytes());
+            p.memory.write(arg, &raw)?;
+            Ok(0)
+        }
+        F_SETOWN_EX => {
+            let mut raw = [0u8; 8];
+            p.memory.read(arg, &mut raw)?;
+            let kind = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            let pid = i32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+            // F_OWNER_TID 0, F_OWNER_PID 1, F_OWNER_PGRP 2.
+            if !(0..=2).contains(&kind) {
+                return Err(Errno::EINVAL);
+            }
+            if pid > 0 && kind != 2 && crate::process::lookup(pid as u32).is_none() && crate::process::lookup_thread(pid as u32).is_none() {
+                return Err(Errno::ESRCH);
+            }
+            async_settings(file, |s| {
+                s.owner = if kind == 2 { -pid } else { pid };
+                s.owner_type = kind + 1;
+            });
+            Ok(0)
+        }
+        F_GETLEASE => Ok(async_settings(file, |_| {}).lease as u64),
+        _ => {
+            // F_SETLEASE: F_RDLCK 0, F_WRLCK 1, F_UNLCK 2.
+            let kind = arg as i32;
+            if !(0..=2).contains(&kind) {
+                return Err(Errno::EINVAL);
+            }
+            let location = file.location().ok_or(Errno::EINVAL)?;
+            let meta = location.node().metadata();
+            if meta.kind != tessera_vfs::FileType::Regular {
+                return Err(Errno::EINVAL);
+            }
+            let creds = p.info.credentials();
+            if !creds.is_root() && creds.fsuid != meta.uid {
+                return Err(Errno::EACCES);
+            }
+            let access = file.status_flags() & 3;
+            if kind == 0 && access != 0 {
+                return Err(Errno::EAGAIN); // a read lease needs a read-only open
+            }
+            if kind == 1 && alloc::sync::Arc::strong_count(file) > 2 {
+                return Err(Errno::EAGAIN); // opened elsewhere too
+            }
+            async_settings(file, |s| s.lease = kind);
+            Ok(0)
+        }
     }
 }
 

@@ -400,3 +400,60 @@ pub(super) fn syslog(p: &mut Process, action: u64, buf: u64, len: u64) -> SysRes
         _ => Err(Errno::EINVAL),
     }
 }
+
+const PRIO_PROCESS: u64 = 0;
+const PRIO_PGRP: u64 = 1;
+const PRIO_USER: u64 = 2;
+
+/// The processes `getpriority`/`setpriority` name: (which, who), who 0 the
+/// caller (its process, group or real user).
+fn priority_targets(p: &Process, which: u64, who: u64) -> Result<alloc::vec::Vec<alloc::sync::Arc<crate::process::ProcessInfo>>, Errno> {
+    let who = who as u32;
+    let live = crate::process::all().into_iter().filter(|t| t.outcome().is_none());
+    let targets: alloc::vec::Vec<_> = match which {
+        PRIO_PROCESS => {
+            let pid = if who == 0 { p.info.pid } else { who };
+            live.filter(|t| t.pid == pid).collect()
+        }
+        PRIO_PGRP => {
+            let pgid = if who == 0 { p.info.pgid() } else { who };
+            live.filter(|t| t.pgid() == pgid).collect()
+        }
+        PRIO_USER => {
+            let uid = if who == 0 { p.info.credentials().ruid } else { who };
+            live.filter(|t| t.credentials().ruid == uid).collect()
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    Ok(targets)
+}
+
+/// `getpriority`: 20 - the lowest nice value of the targets (the raw call
+/// returns 1..=40; the C library turns it back into a nice value).
+pub(super) fn getpriority(p: &mut Process, which: u64, who: u64) -> SysResult {
+    let targets = priority_targets(p, which, who)?;
+    let nice = targets.iter().map(|t| t.nice.load(core::sync::atomic::Ordering::Relaxed)).min().unwrap_or(0);
+    Ok((20 - nice) as u64)
+}
+
+/// `setpriority`: the nice value, clamped to -20..=19; lowering it needs
+/// root (EACCES), changing another user's process too (EPERM).
+pub(super) fn setpriority(p: &mut Process, which: u64, who: u64, nice: u64) -> SysResult {
+    let targets = priority_targets(p, which, who)?;
+    let nice = (nice as i32).clamp(-20, 19);
+    let me = p.info.credentials();
+    for target in targets {
+        let them = target.credentials();
+        if !me.is_root() && me.euid != them.euid && me.euid != them.ruid {
+            return Err(Errno::EPERM);
+        }
+        if nice < target.nice.load(core::sync::atomic::Ordering::Relaxed) && !me.is_root() {
+            return Err(Errno::EACCES);
+        }
+        target.nice.store(nice, core::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(0)
+}

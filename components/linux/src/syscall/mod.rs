@@ -290,8 +290,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::SYSINFO => sysinfo(p, a[0]),
         nr::TIMES => times(p, a[0]),
         nr::GETRUSAGE => getrusage(p, a[0], a[1]),
-        nr::GETPRIORITY => Ok(20), // nice 0, as the raw call reports it
-        nr::SETPRIORITY => Ok(0),
+        nr::GETPRIORITY => getpriority(p, a[0], a[1]),
+        nr::SETPRIORITY => setpriority(p, a[0], a[1], a[2]),
         nr::PPOLL => poll::ppoll(p, a[0], a[1], a[2]),
         nr::SELECT => poll::select(p, a[0], a[1], a[2], a[3], a[4]),
         nr::PSELECT6 => poll::pselect6(p, a[0], a[1], a[2], a[3], a[4]),
