@@ -119,6 +119,17 @@ static void semaphores(void) {
     CHECK(semop(s, &post, 1) == 0);
     CHECK(wait_child(child) == 0);
     CHECK(semctl(s, 1, GETVAL) == 0);
+    /* SEM_UNDO: what an exiting process took comes back. */
+    CHECK(semctl(s, 1, SETVAL, (union semun){.val = 3}) == 0);
+    fflush(stdout);
+    child = fork();
+    if (child == 0) {
+        struct sembuf take = {1, -2, SEM_UNDO};
+        _exit(semop(s, &take, 1) == 0 && semctl(s, 1, GETVAL) == 1 ? 0 : 1);
+    }
+    CHECK(wait_child(child) == 0);
+    CHECK(semctl(s, 1, GETVAL) == 3);
+    CHECK(semctl(s, 1, SETVAL, (union semun){.val = 0}) == 0);
     /* Wait-for-zero and a timeout. */
     struct sembuf zero = {2, 0, 0};
     struct timespec short_wait = {0, 50000000};

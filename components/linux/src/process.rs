@@ -1055,6 +1055,7 @@ impl Process {
         let pid = info.pid;
         crate::locks::release_all(crate::locks::Owner::Process(pid));
         crate::timers::remove_process(pid, false);
+        crate::sysv::exit_undo(pid);
         let init = lookup(1).filter(|i| i.outcome().is_none() && i.pid != pid);
         for child in all().into_iter().filter(|c| c.ppid() == pid) {
             child.ppid.store(init.as_ref().map_or(0, |i| i.pid), Ordering::Relaxed);

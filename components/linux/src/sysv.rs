@@ -375,6 +375,54 @@ pub fn try_ops(set: &mut SemSet, ops: &[SemOp], pid: u32) -> Try {
     Try::Done
 }
 
+/// `SEM_UNDO`.
+pub const SEM_UNDO: i16 = 0x1000;
+
+/// Adjustments `SEM_UNDO` operations leave, by (pid, set, semaphore):
+/// applied when the process ends, dropped when the value is set.
+pub static UNDO: SpinLock<BTreeMap<(u32, u32, u16), i32>> = SpinLock::new(BTreeMap::new());
+
+/// Records the undo of `ops` (those with `SEM_UNDO`) for `pid` on set `id`.
+pub fn remember_undo(pid: u32, id: u32, ops: &[SemOp]) {
+    let mut undo = UNDO.lock();
+    for op in ops.iter().filter(|o| o.flags & SEM_UNDO != 0 && o.op != 0) {
+        let adj = undo.entry((pid, id, op.num)).or_insert(0);
+        *adj -= i32::from(op.op);
+    }
+    undo.retain(|_, adj| *adj != 0);
+}
+
+/// Forgets the adjustments on set `id` (all semaphores, or one).
+pub fn forget_undo(id: u32, num: Option<u16>) {
+    UNDO.lock().retain(|&(_, set, n), _| set != id || num.is_some_and(|m| m != n));
+}
+
+/// The process `pid` ends: its adjustments are applied (each value kept
+/// within 0..=SEMVMX, as Linux).
+pub fn exit_undo(pid: u32) {
+    let mine: Vec<((u32, u32, u16), i32)> = {
+        let mut undo = UNDO.lock();
+        let mine = undo.range((pid, 0, 0)..=(pid, u32::MAX, u16::MAX)).map(|(&k, &v)| (k, v)).collect();
+        undo.retain(|&(p, _, _), _| p != pid);
+        mine
+    };
+    if mine.is_empty() {
+        return;
+    }
+    {
+        let mut sets = SEMS.lock();
+        for ((_, id, num), adj) in mine {
+            if let Ok(set) = sets.get(id as i32)
+                && let Some(sem) = set.sems.get_mut(usize::from(num))
+            {
+                sem.value = (sem.value + adj).clamp(0, SEMVMX);
+                sem.pid = pid;
+            }
+        }
+    }
+    CHANGED.wake_all();
+}
+
 /// A shared memory segment: its pages, made on first touch.
 pub struct Segment {
     /// Size asked for.

@@ -275,7 +275,10 @@ pub(super) fn semtimedop(p: &mut Process, id: u64, sops: u64, count: u64, deadli
             return Some(Err(Errno::EACCES));
         }
         match sysv::try_ops(set, &ops, pid) {
-            Try::Done => Some(Ok(0)),
+            Try::Done => {
+                sysv::remember_undo(pid, id as u32, &ops);
+                Some(Ok(0))
+            }
             Try::Fail(e) => Some(Err(e)),
             Try::Block => {
                 if interrupted() {
@@ -358,6 +361,7 @@ pub(super) fn semctl(p: &mut Process, id: u64, num: u64, cmd: u64, arg: u64) -> 
             }
             sets.remove(id as i32);
             drop(sets);
+            sysv::forget_undo(id as u32, None);
             sysv::CHANGED.wake_all();
             Ok(0)
         }
@@ -395,6 +399,7 @@ pub(super) fn semctl(p: &mut Process, id: u64, num: u64, cmd: u64, arg: u64) -> 
             slot.pid = p.info.pid;
             set.ctime = sysv::now_sec();
             drop(sets);
+            sysv::forget_undo(id as u32, Some(index as u16));
             sysv::CHANGED.wake_all();
             Ok(0)
         }
@@ -418,6 +423,7 @@ pub(super) fn semctl(p: &mut Process, id: u64, num: u64, cmd: u64, arg: u64) -> 
             }
             set.ctime = sysv::now_sec();
             drop(sets);
+            sysv::forget_undo(id as u32, None);
             sysv::CHANGED.wake_all();
             Ok(0)
         }
