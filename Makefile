@@ -165,7 +165,7 @@ SYSTEM_DEPS := build $(MKINITRD) $(CELL_FILES) $(CELLCTL) userspace/scripts/disk
 # Unmodified, dynamically linked Debian programs from the host with their
 # loader and libraries (tools/bring.sh), for the tests: under
 # /opt/tessera/debian, the libraries at their Debian paths.
-DEBIAN_PROGRAMS := ls id cat env sort dash
+DEBIAN_PROGRAMS := ls id cat env sort dash true
 DEBIAN := $(BUILD)/debian
 $(BUILD)/debian.made: tools/bring.sh
 	@rm -rf $(DEBIAN)
