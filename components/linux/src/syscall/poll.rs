@@ -25,12 +25,33 @@ struct PollFd {
     revents: u16,
 }
 
+/// Waits until `check` finds something (`Some`), `deadline` (ns since
+/// boot) passes (`None`) or a signal arrives (EINTR); re-checked whenever
+/// a file may have changed.
+fn wait_ready<R>(p: &Process, deadline: Option<u64>, mut check: impl FnMut() -> Option<R>) -> Result<Option<R>, Errno> {
+    let interrupted = p.interrupt_check();
+    SLEEPERS.wait_until(|| {
+        if let Some(found) = check() {
+            return Some(Ok(Some(found)));
+        }
+        if deadline.is_some_and(|d| framekernel::time::now_ns() >= d) {
+            return Some(Ok(None));
+        }
+        if interrupted() {
+            return Some(Err(Errno::EINTR));
+        }
+        if let Some(d) = deadline {
+            NEXT_WAKE.fetch_min(d, Ordering::Relaxed);
+        }
+        None
+    })
+}
+
 /// Waits until one of `fds` is ready, `deadline` (ns since boot) passes
 /// or a signal arrives. Fills in `revents`; returns the ready count.
 fn wait(p: &Process, fds: &mut [PollFd], deadline: Option<u64>) -> Result<usize, Errno> {
-    let interrupted = p.interrupt_check();
     let files = p.files.clone();
-    SLEEPERS.wait_until(|| {
+    let found = wait_ready(p, deadline, || {
         let mut ready = 0;
         for entry in fds.iter_mut() {
             entry.revents = if entry.fd < 0 {
@@ -45,18 +66,9 @@ fn wait(p: &Process, fds: &mut [PollFd], deadline: Option<u64>) -> Result<usize,
                 ready += 1;
             }
         }
-        let now = framekernel::time::now_ns();
-        if ready > 0 || deadline.is_some_and(|d| now >= d) {
-            return Some(Ok(ready));
-        }
-        if interrupted() {
-            return Some(Err(Errno::EINTR));
-        }
-        if let Some(d) = deadline {
-            NEXT_WAKE.fetch_min(d, Ordering::Relaxed);
-        }
-        None
-    })
+        (ready > 0).then_some(ready)
+    })?;
+    Ok(found.unwrap_or(0))
 }
 
 fn deadline_after(ns: u64) -> u64 {
@@ -284,21 +296,7 @@ pub(super) fn epoll_wait(p: &mut Process, epfd: u64, events: u64, max: u64, dead
     if events == 0 || !framekernel::logic::layout::is_user_half(events) {
         return Err(Errno::EFAULT);
     }
-    let interrupted = p.interrupt_check();
-    let ready = SLEEPERS.wait_until(|| {
-        let ready = epoll.ready(max as usize);
-        let now = framekernel::time::now_ns();
-        if !ready.is_empty() || deadline.is_some_and(|d| now >= d) {
-            return Some(Ok(ready));
-        }
-        if interrupted() {
-            return Some(Err(Errno::EINTR));
-        }
-        if let Some(d) = deadline {
-            NEXT_WAKE.fetch_min(d, Ordering::Relaxed);
-        }
-        None
-    })?;
+    let ready = wait_ready(p, deadline, || Some(epoll.ready(max as usize)).filter(|r| !r.is_empty()))?.unwrap_or_default();
     let mut raw = Vec::with_capacity(ready.len() * 12);
     for (revents, data) in &ready {
         raw.extend_from_slice(&revents.to_le_bytes());
