@@ -8,6 +8,9 @@
 #include "tessera_test.h"
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/fsuid.h>
@@ -40,6 +43,23 @@ static void as_user(void (*body)(void)) {
     }
     int status = -1;
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static char marker[96];
+
+/* Spins on the raw setresuid(0) (glibc's wrapper would involve every
+ * thread): succeeding would mean this thread got root from the exec of a
+ * set-user-id program by another thread of its process. */
+static void *escalate(void *unused) {
+    (void)unused;
+    for (;;) {
+        if (syscall(SYS_setresuid, 0, 0, 0) == 0) {
+            int fd = open(marker, O_CREAT | O_WRONLY, 0644);
+            close(fd);
+            _exit(42);
+        }
+    }
+    return NULL;
 }
 
 static void user_checks(void) {
@@ -130,6 +150,40 @@ static void user_checks(void) {
         _exit(100);
     }
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* execve ends the other threads first (Linux's de_thread): none of
+     * them runs on with the set-user-id program's credentials. */
+    snprintf(marker, sizeof marker, "/tmp/tessera-escalated-%d", getpid());
+    fflush(stdout);
+    child = fork();
+    if (child == 0) {
+        pthread_t spinner;
+        pthread_create(&spinner, NULL, escalate, NULL);
+        usleep(20000);
+        execv(helper[0], helper);
+        _exit(100);
+    }
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_ERR(access(marker, F_OK), ENOENT);
+    /* O_PATH opens for nothing: no reading, writing, truncating or
+     * changing the file through it. */
+    snprintf(path, sizeof path, "%s/readable", dir);
+    int opath = open(path, O_PATH | O_RDWR | O_TRUNC);
+    CHECK(opath >= 0);
+    CHECK(stat(path, &st) == 0 && st.st_size == 1);
+    char byte;
+    CHECK_ERR(read(opath, &byte, 1), EBADF);
+    CHECK_ERR(write(opath, "x", 1), EBADF);
+    CHECK_ERR(syscall(SYS_fchmod, opath, 0666), EBADF); /* musl's fchmod retries through /proc */
+    CHECK_ERR(ftruncate(opath, 0), EBADF);
+    close(opath);
+    /* A shared mapping of a file opened read-only cannot become writable. */
+    int ro = open(path, O_RDONLY);
+    char *map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, ro, 0);
+    CHECK(map != MAP_FAILED);
+    CHECK_ERR(mprotect(map, 4096, PROT_READ | PROT_WRITE), EACCES);
+    munmap(map, 4096);
+    close(ro);
 
     /* Signals: not to root's processes, but to our own. */
     CHECK_ERR(kill(getppid(), 0), EPERM); /* the parent is root */

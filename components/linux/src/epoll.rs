@@ -200,6 +200,26 @@ impl Epoll {
         files.iter().any(|f| f.as_epoll().is_some_and(|e| e.reaches(other, depth + 1)))
     }
 
+    /// The epoll instances reachable from this one, itself included and
+    /// counted once per path, if that stays within `budget` and the
+    /// chains within [`MAX_NESTING`] levels; `None` otherwise.
+    pub fn nested_instances(&self, depth: usize, budget: usize) -> Option<usize> {
+        if depth > MAX_NESTING || budget == 0 {
+            return None;
+        }
+        let files: Vec<Arc<dyn File>> = self.interest.lock().values().filter_map(|i| i.file.upgrade()).collect();
+        let mut count = 1;
+        for file in &files {
+            if let Some(inner) = file.as_epoll() {
+                count += inner.nested_instances(depth + 1, budget.checked_sub(count)?)?;
+                if count > budget {
+                    return None;
+                }
+            }
+        }
+        Some(count)
+    }
+
     /// The ready entries now: (events, data), at most `max`; one-shot
     /// entries that report are disarmed.
     pub fn ready(&self, max: usize) -> Vec<(u32, u64)> {

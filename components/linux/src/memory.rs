@@ -136,6 +136,10 @@ pub struct Area {
     pub file: Option<FileMap>,
     /// A System V shared memory attachment shown here.
     pub shm: Option<ShmMap>,
+    /// Whether `mprotect` may ever make a shared area writable (Linux's
+    /// `VM_MAYWRITE`): not for a file opened without write access, nor
+    /// for an `SHM_RDONLY` attachment.
+    pub may_write: bool,
 }
 
 /// A System V shared memory segment attached by `shmat`: page `p` of the
@@ -266,17 +270,26 @@ impl AddressSpace {
         if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
             return Err(Errno::EINVAL);
         }
-        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None });
+        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None, may_write: true });
         Ok(())
     }
 
     /// Adds an area showing `node` from file offset `offset` (`mmap` of a
     /// file; `shared` writes go back to the file).
-    pub fn add_file_area(&mut self, start: u64, end: u64, prot: Prot, shared: bool, file: (NodeRef, alloc::string::String), offset: u64) -> Result<(), Errno> {
+    pub fn add_file_area(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: Prot,
+        (shared, may_write): (bool, bool),
+        file: (NodeRef, alloc::string::String),
+        offset: u64,
+    ) -> Result<(), Errno> {
         self.add_area(start, end, prot, shared)?;
         if let Some(area) = self.areas.get_mut(&start) {
             let (node, path) = file;
             area.file = Some(FileMap { node, base: start.wrapping_sub(offset), path });
+            area.may_write = may_write;
         }
         Ok(())
     }
@@ -287,6 +300,7 @@ impl AddressSpace {
         if let Some(area) = self.areas.get_mut(&start) {
             let token = NEXT_ATTACH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             area.shm = Some(ShmMap { id, segment, base: start, token });
+            area.may_write = prot.write; // SHM_RDONLY stays read-only
         }
         Ok(())
     }
@@ -431,6 +445,10 @@ impl AddressSpace {
         let mut at = start;
         while at < end {
             let (_, area) = self.area_at(at).ok_or(Errno::ENOMEM)?;
+            // A shared mapping cannot gain a write right it was not given.
+            if prot.write && area.shared && !area.may_write {
+                return Err(Errno::EACCES);
+            }
             at = area.end;
         }
         self.split_at(start);
@@ -511,6 +529,7 @@ impl AddressSpace {
             added.backing = area.backing.as_ref().map(|b| Backing { vaddr: b.vaddr - old + target, ..b.clone() });
             added.file = area.file.as_ref().map(|f| FileMap { base: f.base.wrapping_sub(old).wrapping_add(target), ..f.clone() });
             added.shm = area.shm.as_ref().map(|s| ShmMap { base: s.base.wrapping_sub(old).wrapping_add(target), ..s.clone() });
+            added.may_write = area.may_write;
         }
         let mut page = old;
         while page < old_end {
@@ -777,7 +796,7 @@ impl AddressSpace {
             // Grow the heap area (or start it).
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None, may_write: true });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {

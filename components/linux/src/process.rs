@@ -103,11 +103,14 @@ pub struct ThreadInfo {
     /// The thread's name (`comm`: `prctl(PR_SET_NAME)`, the program's
     /// file name after `exec`), NUL-padded.
     comm: SpinLock<[u8; 16]>,
+    /// Another thread of the process is in `execve`: this one must end
+    /// (at its next return to user mode; blocking calls are interrupted).
+    must_exit: core::sync::atomic::AtomicBool,
 }
 
 impl ThreadInfo {
     fn new(tid: u32) -> Arc<Self> {
-        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None), user_ns: AtomicU64::new(0), comm: SpinLock::new([0; 16]) })
+        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None), user_ns: AtomicU64::new(0), comm: SpinLock::new([0; 16]), must_exit: core::sync::atomic::AtomicBool::new(false) })
     }
 
     fn wake(&self) {
@@ -719,7 +722,34 @@ impl Process {
     /// A closure form of [`Process::interrupted`] for wait conditions.
     pub fn interrupt_check(&self) -> impl Fn() -> bool + use<> {
         let (info, thread, mask) = (self.info.clone(), self.thread.clone(), self.signals.mask & !signal::UNBLOCKABLE);
-        move || (thread.pending.bits() | info.pending.bits()) & !mask != 0
+        move || (thread.pending.bits() | info.pending.bits()) & !mask != 0 || thread.must_exit.load(Ordering::SeqCst)
+    }
+
+    /// `execve` from one thread of a multi-threaded process: every other
+    /// thread ends first (Linux's `de_thread`), so none of them runs on
+    /// with the new image's credentials or memory. Returns once this is
+    /// the only thread; EAGAIN if another thread's `execve` got there
+    /// first (this thread then ends).
+    pub fn end_other_threads(&self) -> Result<(), Errno> {
+        if self.thread.must_exit.load(Ordering::SeqCst) {
+            return Err(Errno::EAGAIN);
+        }
+        let others: Vec<Arc<ThreadInfo>> = self.info.threads.lock().iter().filter(|t| !Arc::ptr_eq(t, &self.thread)).cloned().collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        for other in &others {
+            other.must_exit.store(true, Ordering::SeqCst);
+            other.wake();
+        }
+        self.info.continued.wake_all(); // stopped threads re-check
+        while self.info.threads.lock().iter().any(|t| !Arc::ptr_eq(t, &self.thread)) {
+            tessera_sched::yield_now();
+            for other in &others {
+                other.wake();
+            }
+        }
+        Ok(())
     }
 
     /// Stops the process (this thread) for job control until SIGCONT or
@@ -749,7 +779,8 @@ impl Process {
         let info = self.info.clone();
         let thread = self.thread.clone();
         self.info.continued.wait_until(|| {
-            let killed = (info.pending.bits() | thread.pending.bits()) & signal::bit(num::SIGKILL) != 0;
+            let killed = (info.pending.bits() | thread.pending.bits()) & signal::bit(num::SIGKILL) != 0
+                || thread.must_exit.load(Ordering::SeqCst);
             let ending = info.ending.lock().is_some();
             (info.job.lock().stopped.is_none() || killed || ending).then_some(())
         });
@@ -927,7 +958,13 @@ impl Process {
             if let Some(outcome) = self.info.ending.lock().as_ref().copied() {
                 return ThreadEnd::Group(outcome);
             }
+            if self.thread.must_exit.load(Ordering::SeqCst) {
+                return ThreadEnd::Thread(0); // another thread is in execve
+            }
             self.wait_while_stopped();
+            if self.thread.must_exit.load(Ordering::SeqCst) {
+                return ThreadEnd::Thread(0);
+            }
             if let Some(outcome) = signal::deliver(self, context, interrupted.take()) {
                 return ThreadEnd::Group(outcome);
             }

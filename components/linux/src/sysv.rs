@@ -39,6 +39,12 @@ pub const SEMMSL: usize = 32000;
 pub const SEMOPM: usize = 500;
 /// Largest semaphore value (`SEMVMX`).
 pub const SEMVMX: i32 = 32767;
+/// Most semaphores in all sets together (`SEMMNS`; kernel memory).
+pub const SEMMNS: usize = 256_000;
+/// Most message bytes queued in all queues together (kernel memory).
+pub const MSG_POOL_BYTES: usize = 16 << 20;
+/// Most messages queued in all queues together (`MSGTQL`-like).
+pub const MSG_POOL_COUNT: usize = 65_536;
 /// Largest shared memory segment (`SHMMAX`, bounded here by memory).
 pub const SHMMAX: u64 = 1 << 32;
 

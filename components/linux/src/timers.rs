@@ -127,13 +127,12 @@ fn fire_expired() {
                 (signal, info, thread)
             }
         };
-        match thread.and_then(crate::process::lookup_thread) {
+        let Some(process) = crate::process::lookup(pid) else { continue };
+        // The target thread only while it is still one of the timer's
+        // process (a tid can be reused by another process); else the process.
+        match thread.filter(|&tid| process.has_thread(tid)).and_then(crate::process::lookup_thread) {
             Some(thread) => thread.send_signal(signal, info),
-            None => {
-                if let Some(process) = crate::process::lookup(pid) {
-                    process.send_signal(signal, info);
-                }
-            }
+            None => process.send_signal(signal, info),
         }
     }
 }

@@ -115,6 +115,9 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     if flags & O_ACCMODE as u64 == 3 {
         return Err(Errno::EINVAL);
     }
+    // O_PATH names a file and opens it for nothing: every other flag but
+    // these is ignored (no O_CREAT, no O_TRUNC, no access mode), as Linux.
+    let flags = if flags & O_PATH != 0 { flags & (O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW) } else { flags };
     let vfs = fs::vfs()?;
     let base = at_dir(p, dirfd)?;
     let me = who(p);
@@ -454,8 +457,17 @@ pub(super) fn fchmodat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> Sys
     chmod_node(p, lookup(p, dirfd, &name, 0)?.node(), mode)
 }
 
+/// The file of a descriptor that is open for something (not `O_PATH`).
+fn opened_location(p: &Process, fd: u64) -> Result<Location, Errno> {
+    let file = p.files.get(fd)?;
+    if file.status_flags() & fs::O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    file.location().ok_or(Errno::EBADF)
+}
+
 pub(super) fn fchmod(p: &mut Process, fd: u64, mode: u64) -> SysResult {
-    let location = p.files.get(fd)?.location().ok_or(Errno::EBADF)?;
+    let location = opened_location(p, fd)?;
     chmod_node(p, location.node(), mode)
 }
 
@@ -494,7 +506,7 @@ pub(super) fn fchownat(p: &mut Process, dirfd: u64, path: u64, uid: u64, gid: u6
 }
 
 pub(super) fn fchown(p: &mut Process, fd: u64, uid: u64, gid: u64) -> SysResult {
-    let location = p.files.get(fd)?.location().ok_or(Errno::EBADF)?;
+    let location = opened_location(p, fd)?;
     chown_node(p, location.node(), uid, gid)
 }
 
@@ -520,6 +532,9 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
     }
     let file = p.files.get(fd)?;
     let location = file.location().ok_or(Errno::EINVAL)?;
+    if file.status_flags() & fs::O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
     if file.status_flags() & O_ACCMODE == 0 {
         return Err(Errno::EINVAL); // not open for writing (Linux: EINVAL or EBADF)
     }

@@ -555,6 +555,9 @@ fn record_lock(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::File>,
         return Ok(0);
     }
     // The descriptor must allow the kind of lock asked for.
+    if file.status_flags() & crate::fs::O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
     let access = file.status_flags() & crate::fs::O_ACCMODE;
     match kind {
         Some(Kind::Read) if access == crate::fs::O_WRONLY => return Err(Errno::EBADF),

@@ -63,7 +63,13 @@ pub(super) fn msgsnd(p: &mut Process, id: u64, msgp: u64, size: u64, flags: u64)
             return Some(Err(Errno::EACCES));
         }
         let len = message.as_ref().map_or(0, |m| m.text.len());
-        if queue.bytes + len <= queue.max_bytes && queue.messages.len() < queue.max_bytes {
+        let fits_queue = queue.bytes + len <= queue.max_bytes && queue.messages.len() < queue.max_bytes;
+        // All queues together hold a bounded amount of kernel memory; when
+        // that is full a sender waits (or gets EAGAIN) as for a full queue.
+        let (pool_bytes, pool_count) = queues.iter().fold((0, 0), |(b, c), (_, q)| (b + q.bytes, c + q.messages.len()));
+        let fits_pool = pool_bytes + len <= sysv::MSG_POOL_BYTES && pool_count < sysv::MSG_POOL_COUNT;
+        let Ok(queue) = queues.get(id) else { return Some(Err(Errno::EIDRM)) };
+        if fits_queue && fits_pool {
             if let Some(m) = message.take() {
                 queue.bytes += m.text.len();
                 queue.messages.push_back(m);
@@ -224,6 +230,7 @@ pub(super) fn semget(p: &mut Process, key: u64, nsems: u64, flags: u64) -> SysRe
     }
     let creds = p.info.credentials();
     let mut sets = sysv::SEMS.lock();
+    let in_use: usize = sets.iter().map(|(_, s)| s.sems.len()).sum();
     sysv::get_or_create(
         &mut sets,
         key as i32,
@@ -234,6 +241,9 @@ pub(super) fn semget(p: &mut Process, key: u64, nsems: u64, flags: u64) -> SysRe
         |perm| {
             if nsems == 0 {
                 return Err(Errno::EINVAL);
+            }
+            if in_use + nsems as usize > sysv::SEMMNS {
+                return Err(Errno::ENOSPC);
             }
             Ok(SemSet { perm, sems: vec![Semaphore::default(); nsems as usize], otime: 0, ctime: sysv::now_sec(), removed: false })
         },

@@ -20,8 +20,9 @@ const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const O_WRONLY: u32 = 1;
 const O_RDWR: u32 = 2;
 
-/// The file behind a file `mmap`, checked against the request.
-fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> Result<(NodeRef, alloc::string::String), Errno> {
+/// The file behind a file `mmap`, checked against the request, and
+/// whether a shared mapping of it may ever be written (open `O_RDWR`).
+fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> Result<((NodeRef, alloc::string::String), bool), Errno> {
     let file = p.files.get(fd)?;
     if !offset.is_multiple_of(PAGE) {
         return Err(Errno::EINVAL);
@@ -39,7 +40,7 @@ fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> R
     if access == O_WRONLY || (shared && prot.write && access != O_RDWR) {
         return Err(Errno::EACCES);
     }
-    Ok((node, location.path()))
+    Ok(((node, location.path()), !shared || access == O_RDWR))
 }
 
 pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
@@ -71,7 +72,7 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
         p.memory.lock().find_free(len).ok_or(Errno::ENOMEM)?
     };
     match file {
-        Some(node) => p.memory.lock().add_file_area(start, start + len, prot, kind == MAP_SHARED, node, offset)?,
+        Some((node, may_write)) => p.memory.lock().add_file_area(start, start + len, prot, (kind == MAP_SHARED, may_write), node, offset)?,
         None => p.memory.lock().add_area(start, start + len, prot, kind == MAP_SHARED)?,
     }
     Ok(start)
@@ -154,24 +155,42 @@ pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysR
     Ok(0)
 }
 
-/// `mlock`, `mlock2`, `munlock`: the range must be mapped (ENOMEM); locking
-/// brings its pages in. Pages are never swapped out here, so nothing else
-/// changes.
+/// `RLIMIT_MEMLOCK` for processes without privilege (Linux's default).
+const MEMLOCK_LIMIT: u64 = 8 << 20;
+
+/// `mlock`, `mlock2`, `munlock`: the range must be mapped (ENOMEM); more
+/// than `RLIMIT_MEMLOCK` needs root (ENOMEM). Locking brings in the pages
+/// of the accessible parts (a `PROT_NONE` part cannot be touched, as on
+/// Linux); running out of memory is ENOMEM. Pages are never swapped out
+/// here, so nothing else changes.
 pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResult {
     let start = addr & !(PAGE - 1);
     let end = addr.checked_add(len).and_then(|e| e.checked_add(PAGE - 1)).ok_or(Errno::EINVAL)? & !(PAGE - 1);
     if start == end {
         return Ok(0);
     }
+    if lock && end - start > MEMLOCK_LIMIT && !p.info.credentials().is_root() {
+        return Err(Errno::ENOMEM);
+    }
     let mut memory = p.memory.lock();
     if !memory.is_mapped(start, end) {
         return Err(Errno::ENOMEM);
     }
     if lock {
-        let mut page = start;
-        while page < end {
-            let _ = memory.populate(page, crate::memory::Access::Read);
-            page += PAGE;
+        let mut at = start;
+        while at < end {
+            let Some((_, area)) = memory.area_at(at) else { break };
+            let area_end = area.end.min(end);
+            if area.prot.read || area.prot.write || area.prot.exec {
+                let mut page = at;
+                while page < area_end {
+                    match memory.populate(page, crate::memory::Access::Read) {
+                        crate::memory::Populate::NoMemory => return Err(Errno::ENOMEM),
+                        _ => page += PAGE,
+                    }
+                }
+            }
+            at = area_end;
         }
     }
     Ok(0)

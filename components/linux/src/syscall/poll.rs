@@ -257,6 +257,9 @@ pub(super) fn epoll_create(p: &mut Process, size_or_flags: u64, create1: bool) -
     p.files.insert(epoll, 0, cloexec)
 }
 
+/// Most epoll instances one instance may reach through nesting.
+const MAX_NESTED_INSTANCES: usize = 64;
+
 /// `epoll_ctl(epfd, op, fd, event)`: `struct epoll_event` is packed, 12
 /// bytes (events u32, data u64).
 pub(super) fn epoll_ctl(p: &mut Process, epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
@@ -279,6 +282,14 @@ pub(super) fn epoll_ctl(p: &mut Process, epfd: u64, op: u64, fd: u64, event: u64
     };
     if op == 1 && target.as_epoll().is_some_and(|inner| inner.reaches(&epoll_file, 0)) {
         return Err(Errno::ELOOP);
+    }
+    // Nested instances make every wait poll through them: Linux bounds
+    // the paths (EINVAL), so that no wait can be made to take forever.
+    if op == 1
+        && let Some(inner) = target.as_epoll()
+        && (inner.nested_instances(1, MAX_NESTED_INSTANCES).is_none() || epoll.nested_instances(0, MAX_NESTED_INSTANCES).is_none())
+    {
+        return Err(Errno::EINVAL);
     }
     epoll.control(op as u32, fd as i32, &target, events, data)?;
     Ok(0)

@@ -155,6 +155,9 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
     // The old image stays until the new one is fully loaded.
     let program = exec::load_path(&p.fs.cwd(), &path, argv, &envp_refs, &p.info.credentials())?;
+    // The point of no return: the other threads end before the new image
+    // (and its credentials) takes over.
+    p.end_other_threads()?;
     let (loaded, absolute, argv) = (program.loaded, program.exe, program.argv);
     let credentials = program.credentials;
     p.info.change_credentials(|_| Ok(credentials))?;
