@@ -270,7 +270,7 @@ test-kernel: $(ISO) $(INITRD)
 	$(TEST_ENV) \
 		$(CARGO) test -p tessera-tests -- --test-threads=2
 
-# --- LTP conformance (not part of `make test`: about half an hour each) -----
+# --- LTP conformance (not part of `make test`: 20-40 minutes each) --------
 # LTP's system-call tests (tests/ltp/syscalls.list) on Tessera and, for
 # reference, on Debian's Linux kernel in the same QEMU. LTP is built
 # outside the repository (tests/ltp/README.md); LTP_BUILD is its install
