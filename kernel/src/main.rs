@@ -103,10 +103,10 @@ fn main(boot: &'static BootContext) -> ! {
     monitor::run(boot)
 }
 
-/// `tessera.quiet` with `tessera.exec=SCRIPT`: set up silently, run
-/// `/etc/init.d/rcS` as `make run`'s init does (so `/proc`, `/tmp` and the
-/// rest are mounted), then the script with the shell, and leave QEMU with
-/// the script's exit status. This is what `make exec` uses; only the
+/// `tessera.quiet` with `tessera.exec=SCRIPT`: set up silently; process 1
+/// (a shell) runs `/etc/init.d/rcS` as `make run`'s init does (so `/proc`,
+/// `/tmp` and the rest are mounted) and then becomes the script's shell;
+/// leave QEMU with the script's exit status. This is what `make exec` uses; only the
 /// output of rcS and the script is printed.
 fn quiet_boot(boot: &'static BootContext) -> ! {
     let archive = BootArchive::take(root_limit(boot));
@@ -131,8 +131,10 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
             match root {
                 Ok(_) => match boot.cmdline().value("tessera.exec") {
                     Some(script) => {
-                        run_rcs();
-                        match programs::run("/", "/bin/sh", &[script]) {
+                        // One shell is process 1 throughout, as init is on
+                        // Linux: it runs rcS, then becomes the script's shell.
+                        let command = alloc::format!("{RCS_LINE}exec /bin/sh {script}");
+                        match programs::run("/", "/bin/sh", &["-c", &command]) {
                             Ok(tessera_linux::Outcome::Exited(code)) => u32::from(code),
                             Ok(tessera_linux::Outcome::Killed(signal)) => 128 + u32::from(signal),
                             Err(why) => {
@@ -160,19 +162,10 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     framekernel::exit_with_value(status)
 }
 
-/// Runs the system's start script, if there is one; its failure is
-/// reported, not fatal (as busybox init goes on after sysinit).
-fn run_rcs() {
-    const RCS: &str = "/etc/init.d/rcS";
-    if tessera_linux::fs::read_file(RCS).is_err() {
-        return;
-    }
-    match programs::run("/", "/bin/sh", &[RCS]) {
-        Ok(tessera_linux::Outcome::Exited(0)) => {}
-        Ok(outcome) => println!("tessera: {RCS}: {outcome:?}"),
-        Err(why) => println!("tessera: {RCS}: {why}"),
-    }
-}
+/// What process 1 runs before the script: the system's start script if
+/// there is one (its failure is reported by the shell, not fatal, as
+/// busybox init goes on after sysinit).
+const RCS_LINE: &str = "[ -x /etc/init.d/rcS ] && /etc/init.d/rcS; ";
 
 /// Where the kernel's own ELF sits in the boot archive.
 const SYMBOLS_PATH: &str = "boot/tessera.elf";
