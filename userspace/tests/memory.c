@@ -104,6 +104,24 @@ int main(void) {
     CHECK(mmap((void *)(uintptr_t)0xffff800000000000ull, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
           MAP_FAILED);
 
+    /* Copy-on-write survives mprotect: a child that makes a shared page
+     * read-only and then writable again writes its own copy. */
+    char *cow = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(cow != MAP_FAILED);
+    cow[0] = 'p';
+    fflush(stdout);
+    pid_t cow_child = fork();
+    if (cow_child == 0) {
+        mprotect(cow, page, PROT_READ);
+        mprotect(cow, page, PROT_READ | PROT_WRITE);
+        cow[0] = 'c';
+        _exit(cow[0] == 'c' ? 0 : 1);
+    }
+    int cow_status = -1;
+    CHECK(waitpid(cow_child, &cow_status, 0) == cow_child && WIFEXITED(cow_status) && WEXITSTATUS(cow_status) == 0);
+    CHECK(cow[0] == 'p');
+    munmap(cow, page);
+
     /* The stack grows on demand. */
     volatile char deep[512 * 1024];
     deep[0] = 1;

@@ -462,9 +462,13 @@ impl AddressSpace {
         let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
         for page in mapped {
             let tracked = self.area_at(page).is_some_and(|(_, a)| a.writes_back()) && !self.dirty.contains(&page);
+            // A private page still shared copy-on-write (after fork) stays
+            // read-only: the first write must copy it, not write the frame
+            // another process shows.
+            let copy_on_write = self.area_at(page).is_some_and(|(_, a)| !a.shared) && self.space.is_shared(page);
             match prot.page_perms() {
                 Some(perms) => {
-                    let perms = if tracked { Perms { write: false, ..perms } } else { perms };
+                    let perms = if tracked || copy_on_write { Perms { write: false, ..perms } } else { perms };
                     let _ = self.space.protect(page, perms);
                 }
                 None => {
