@@ -633,6 +633,13 @@ impl AddressSpace {
                     Ok(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
                     Err(_) => return Populate::NoMemory,
                 },
+                // Private, read: the page cache's frame too, read-only, so
+                // every process mapping the file (libc, say) shares it until
+                // one writes (copy on write), as Linux does.
+                Some(file) if access != Access::Write => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE) {
+                    Ok(frame) => self.space.map_shared(page, frame, Perms { write: false, ..perms }).map_err(|(e, _)| e),
+                    Err(_) => return Populate::NoMemory,
+                },
                 _ => match Frame::alloc() {
                     Ok(mut frame) => {
                         if let Some(backing) = &area.backing {

@@ -1,8 +1,10 @@
-//! The page cache: while any `MAP_SHARED` mapping shows a page of a file,
-//! that page is one frame, found here by (file, page index). Every process
-//! that maps the page maps this frame, `read(2)` sees what was stored
-//! through mappings and not yet written back, and `write(2)` updates the
-//! frame, so mappings and file calls see the same bytes, as on Linux.
+//! The page cache: while any mapping shows a page of a file, that page is
+//! one frame, found here by (file, page index). Every `MAP_SHARED` mapping
+//! of the page maps this frame, and a private mapping maps it read-only
+//! until it writes (then copies it), so processes share a library's pages;
+//! `read(2)` sees what was stored through shared mappings and not yet
+//! written back, and `write(2)` updates the frame, so mappings and file
+//! calls see the same bytes, as on Linux.
 //!
 //! The file itself stays the store: pages written through a mapping go
 //! back to it on `msync`, `munmap` and exit (see `memory.rs`). An entry
