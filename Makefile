@@ -130,6 +130,7 @@ $(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh | deps
 # Hostile and unsupported program files for userspace/tests/exec.c.
 TESTDATA := $(BUILD)/userspace/testdata
 $(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello userspace/tests/hello.c
+	@mkdir -p $(TESTDATA)
 	gcc -O2 -o $(TESTDATA)/dynamic userspace/tests/hello.c
 	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello $(TESTDATA) $(TESTDATA)/dynamic
 	@touch $@
