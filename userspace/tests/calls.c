@@ -26,6 +26,15 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+/* <linux/capability.h> is not in musl's headers. */
+#define CAP_VERSION_3 0x20080522
+struct cap_header {
+    uint32_t version;
+    int pid;
+};
+struct cap_data {
+    uint32_t effective, permitted, inheritable;
+};
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -367,5 +376,16 @@ int main(void) {
     CHECK(read_long("/proc/sys/kernel/tainted") == 0);
     CHECK(read_long("/proc/sys/fs/pipe-max-size") >= 65536);
     CHECK(read_long("/proc/sys/kernel/ngroups_max") == 65536);
+    FILE *mounts = fopen("/proc/self/mounts", "r");
+    char line[256] = {0};
+    CHECK(mounts && fgets(line, sizeof line, mounts) && strchr(line, ' '));
+    if (mounts) fclose(mounts);
+    /* Capabilities: root holds them all (CAP_SYS_ADMIN is 21). */
+    struct cap_header hdr = {CAP_VERSION_3, 0};
+    struct cap_data caps[2];
+    CHECK(syscall(SYS_capget, &hdr, caps) == 0 && (caps[0].effective & (1u << 21)) && (caps[0].permitted & (1u << 21)));
+    hdr.version = 0x12345678;
+    CHECK_ERR(syscall(SYS_capget, &hdr, caps), EINVAL);
+    CHECK(hdr.version == CAP_VERSION_3);
     return tt_done("calls");
 }

@@ -272,8 +272,8 @@ impl Node for Dir {
             DirKind::Sys(path) => 2 + path.len() as u64,
             DirKind::Pid(pid) => u64::from(pid) << 8,
             DirKind::Fds(pid) => (u64::from(pid) << 8) | 1,
-            DirKind::Tasks(pid) => (u64::from(pid) << 8) | 6,
-            DirKind::Task(_, tid) => (u64::from(tid) << 8) | 7,
+            DirKind::Tasks(pid) => (u64::from(pid) << 8) | 10,
+            DirKind::Task(_, tid) => (u64::from(tid) << 8) | 11,
         };
         meta(ino, FileType::Directory, 0o555, 0)
     }
@@ -327,6 +327,7 @@ impl Node for Dir {
                 "maps" => Ok(Arc::new(File(FileKind::PidMaps(pid)))),
                 "cmdline" => Ok(Arc::new(File(FileKind::PidCmdline(pid)))),
                 "comm" => Ok(Arc::new(File(FileKind::PidComm(pid)))),
+                "mounts" => Ok(Arc::new(File(FileKind::Mounts))), // one mount namespace
                 "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
                 "cwd" => Ok(Arc::new(Link(LinkKind::Cwd(pid)))),
                 "fd" => Ok(Arc::new(Dir(DirKind::Fds(pid)))),
@@ -396,18 +397,18 @@ impl Node for Dir {
             }
             DirKind::Pid(pid) => {
                 let base = u64::from(pid) << 8;
-                ["stat", "status", "cmdline", "comm", "maps"]
+                ["stat", "status", "cmdline", "comm", "maps", "mounts"]
                     .iter()
                     .enumerate()
                     .map(|(i, n)| entry(n, base + 2 + i as u64, FileType::Regular))
                     .chain([entry("exe", base + 8, FileType::Symlink), entry("cwd", base + 9, FileType::Symlink)])
-                    .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 6, FileType::Directory)])
+                    .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 10, FileType::Directory)])
                     .collect()
             }
             DirKind::Tasks(pid) => process(pid)?
                 .thread_list()
                 .iter()
-                .map(|t| entry(&t.tid.to_string(), (u64::from(t.tid) << 8) | 7, FileType::Directory))
+                .map(|t| entry(&t.tid.to_string(), (u64::from(t.tid) << 8) | 11, FileType::Directory))
                 .collect(),
             DirKind::Task(_, tid) => {
                 let base = u64::from(tid) << 8;

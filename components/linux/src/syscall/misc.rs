@@ -457,3 +457,68 @@ pub(super) fn setpriority(p: &mut Process, which: u64, who: u64, nice: u64) -> S
     }
     Ok(0)
 }
+
+const CAP_V1: u32 = 0x1998_0330;
+const CAP_V2: u32 = 0x2007_1026;
+const CAP_V3: u32 = 0x2008_0522;
+/// Every capability Linux 6.1 knows (`CAP_LAST_CAP` 40), as the two
+/// 32-bit words of a v3 `cap_user_data_t`.
+const ALL_CAPS: [u32; 2] = [u32::MAX, 0x1ff];
+
+/// The header of `capget`/`capset`: EINVAL (with the preferred version
+/// written back) for an unknown version; the number of data words.
+fn cap_header(p: &Process, header: u64) -> Result<(usize, u32), Errno> {
+    let mut raw = [0u8; 8];
+    p.memory.read(header, &mut raw)?;
+    let version = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    let pid = i32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]) as u32;
+    match version {
+        CAP_V1 => Ok((1, pid)),
+        CAP_V2 | CAP_V3 => Ok((2, pid)),
+        _ => {
+            p.memory.write(header, &CAP_V3.to_le_bytes())?;
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+/// `capget`: capabilities follow the effective uid here (root holds them
+/// all, others none), as Linux's do for a process that never changed them.
+pub(super) fn capget(p: &mut Process, header: u64, data: u64) -> SysResult {
+    let (words, pid) = cap_header(p, header)?;
+    let target = if pid == 0 { p.info.clone() } else { crate::process::lookup(pid).ok_or(Errno::ESRCH)? };
+    if data == 0 {
+        return Ok(0);
+    }
+    let caps = if target.credentials().is_root() { ALL_CAPS } else { [0, 0] };
+    let mut raw = alloc::vec::Vec::new();
+    for word in caps.iter().take(words) {
+        // effective, permitted, inheritable (none inherited)
+        raw.extend_from_slice(&word.to_le_bytes());
+        raw.extend_from_slice(&word.to_le_bytes());
+        raw.extend_from_slice(&0u32.to_le_bytes());
+    }
+    p.memory.write(data, &raw)?;
+    Ok(0)
+}
+
+/// `capset`: only the caller's own capabilities, and no more than it
+/// holds (EPERM); accepted, but rights still follow the effective uid.
+pub(super) fn capset(p: &mut Process, header: u64, data: u64) -> SysResult {
+    let (words, pid) = cap_header(p, header)?;
+    if pid != 0 && pid != p.info.pid {
+        return Err(Errno::EPERM);
+    }
+    let mut raw = alloc::vec![0u8; words * 12];
+    p.memory.read(data, &mut raw)?;
+    let held = if p.info.credentials().is_root() { ALL_CAPS } else { [0, 0] };
+    for (i, chunk) in raw.chunks_exact(12).enumerate() {
+        let word = |at: usize| u32::from_le_bytes([chunk[at], chunk[at + 1], chunk[at + 2], chunk[at + 3]]);
+        let (effective, permitted) = (word(0), word(4));
+        let limit = held.get(i).copied().unwrap_or(0);
+        if permitted & !limit != 0 || effective & !permitted != 0 {
+            return Err(Errno::EPERM);
+        }
+    }
+    Ok(0)
+}

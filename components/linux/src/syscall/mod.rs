@@ -467,6 +467,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
                 .map(|()| u64::from(old))
         }
         nr::UNAME => uname(p, a[0]),
+        125 => capget(p, a[0], a[1]),
+        126 => capset(p, a[0], a[1]),
         135 => {
             // personality: 0xffffffff only asks; any other value is taken.
             let old = p.personality;
