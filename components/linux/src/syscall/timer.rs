@@ -29,43 +29,53 @@ pub(super) fn alarm(p: &mut Process, seconds: u64) -> SysResult {
     Ok(secs)
 }
 
-/// A `struct timeval` pair as ns (interval, value); EINVAL for a
-/// microsecond field outside 0..1_000_000 or a negative second.
-fn read_itimerval(p: &Process, addr: u64) -> Result<(u64, u64), Errno> {
+/// A `struct timeval` (`unit` 1000 ns) or `struct timespec` (`unit` 1 ns)
+/// pair — `itimerval`, `itimerspec` — as ns (interval, value); EINVAL for
+/// a negative second or a sub-second field outside one second.
+fn read_time_pair(p: &Process, addr: u64, unit: u64) -> Result<(u64, u64), Errno> {
     let mut raw = [0u8; 32];
     p.memory.read(addr, &mut raw)?;
     let field = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-    let ns = |sec: i64, usec: i64| -> Result<u64, Errno> {
-        if sec < 0 || !(0..1_000_000).contains(&usec) {
+    let per_sec = (NS_PER_SEC / unit) as i64;
+    let ns = |sec: i64, sub: i64| -> Result<u64, Errno> {
+        if sec < 0 || !(0..per_sec).contains(&sub) {
             return Err(Errno::EINVAL);
         }
-        Ok((sec as u64).saturating_mul(NS_PER_SEC).saturating_add(usec as u64 * 1000))
+        Ok((sec as u64).saturating_mul(NS_PER_SEC).saturating_add(sub as u64 * unit))
     };
     Ok((ns(field(0), field(8))?, ns(field(16), field(24))?))
 }
 
-fn write_timeval_pair(p: &Process, addr: u64, (left, interval): (u64, u64)) -> Result<(), Errno> {
+/// Writes (time left, interval) as a `timeval` or `timespec` pair (see
+/// [`read_time_pair`]), rounded up to the unit so that an armed timer never
+/// reads as zero.
+fn write_time_pair(p: &Process, addr: u64, (left, interval): (u64, u64), unit: u64) -> Result<(), Errno> {
     let mut raw = [0u8; 32];
-    // Microseconds, rounded up so an armed timer never reads as zero.
+    let per_sec = NS_PER_SEC / unit;
     for (at, ns) in [(0, interval), (16, left)] {
-        let us = ns.div_ceil(1000);
-        raw[at..at + 8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
-        raw[at + 8..at + 16].copy_from_slice(&(us % 1_000_000).to_le_bytes());
+        let units = ns.div_ceil(unit);
+        raw[at..at + 8].copy_from_slice(&(units / per_sec).to_le_bytes());
+        raw[at + 8..at + 16].copy_from_slice(&(units % per_sec).to_le_bytes());
     }
     p.memory.write(addr, &raw)
 }
 
+/// `struct timeval` fields count microseconds.
+const TIMEVAL: u64 = 1000;
+/// `struct timespec` fields count nanoseconds.
+const TIMESPEC: u64 = 1;
+
 pub(super) fn getitimer(p: &mut Process, kind: u64, out: u64) -> SysResult {
     let current = timers::get(p.info.pid, which(kind)?)?;
-    write_timeval_pair(p, out, current).map(|()| 0)
+    write_time_pair(p, out, current, TIMEVAL).map(|()| 0)
 }
 
 pub(super) fn setitimer(p: &mut Process, kind: u64, new: u64, old: u64) -> SysResult {
     let which = which(kind)?;
-    let (interval, value) = if new == 0 { (0, 0) } else { read_itimerval(p, new)? };
+    let (interval, value) = if new == 0 { (0, 0) } else { read_time_pair(p, new, TIMEVAL)? };
     let previous = timers::set(p.info.pid, which, value, interval, false)?;
     if old != 0 {
-        write_timeval_pair(p, old, previous)?;
+        write_time_pair(p, old, previous, TIMEVAL)?;
     }
     Ok(0)
 }
@@ -125,33 +135,10 @@ fn timer_id(id: u64) -> Result<u32, Errno> {
     u32::try_from(id as i32).map_err(|_| Errno::EINVAL)
 }
 
-/// A `struct itimerspec` as ns (interval, value).
-fn read_itimerspec(p: &Process, addr: u64) -> Result<(u64, u64), Errno> {
-    let mut raw = [0u8; 32];
-    p.memory.read(addr, &mut raw)?;
-    let field = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-    let ns = |sec: i64, nsec: i64| -> Result<u64, Errno> {
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Ok((sec as u64).saturating_mul(NS_PER_SEC).saturating_add(nsec as u64))
-    };
-    Ok((ns(field(0), field(8))?, ns(field(16), field(24))?))
-}
-
-fn write_itimerspec(p: &Process, addr: u64, (left, interval): (u64, u64)) -> Result<(), Errno> {
-    let mut raw = [0u8; 32];
-    for (at, ns) in [(0, interval), (16, left)] {
-        raw[at..at + 8].copy_from_slice(&(ns / NS_PER_SEC).to_le_bytes());
-        raw[at + 8..at + 16].copy_from_slice(&(ns % NS_PER_SEC).to_le_bytes());
-    }
-    p.memory.write(addr, &raw)
-}
-
 pub(super) fn timer_settime(p: &mut Process, id: u64, flags: u64, new: u64, old: u64) -> SysResult {
     let id = timer_id(id)?;
     timers::get(p.info.pid, Which::Posix(id))?; // EINVAL for an unknown timer, first
-    let (interval, mut value) = read_itimerspec(p, new)?;
+    let (interval, mut value) = read_time_pair(p, new, TIMESPEC)?;
     let absolute = flags & TIMER_ABSTIME != 0 && value != 0;
     if absolute {
         // The absolute time is on the timer's clock; deadlines are on the
@@ -163,14 +150,14 @@ pub(super) fn timer_settime(p: &mut Process, id: u64, flags: u64, new: u64, old:
     }
     let previous = timers::set(p.info.pid, Which::Posix(id), value, interval, absolute)?;
     if old != 0 {
-        write_itimerspec(p, old, previous)?;
+        write_time_pair(p, old, previous, TIMESPEC)?;
     }
     Ok(0)
 }
 
 pub(super) fn timer_gettime(p: &mut Process, id: u64, out: u64) -> SysResult {
     let current = timers::get(p.info.pid, Which::Posix(timer_id(id)?))?;
-    write_itimerspec(p, out, current).map(|()| 0)
+    write_time_pair(p, out, current, TIMESPEC).map(|()| 0)
 }
 
 pub(super) fn timer_getoverrun(p: &mut Process, id: u64) -> SysResult {
