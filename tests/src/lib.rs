@@ -202,6 +202,15 @@ impl Machine {
         }
     }
 
+    /// Types `command` at the shell, waits for `answer` and then the next
+    /// prompt (`# `); returns what came up to the answer.
+    pub fn shell(&mut self, command: &str, answer: &str, timeout: Duration) -> String {
+        self.send(&format!("{command}\r"));
+        let seen = self.expect(answer, timeout);
+        self.expect("# ", timeout);
+        seen
+    }
+
     /// Types `text` on the console.
     pub fn send(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("console input is open");

@@ -27,10 +27,7 @@ fn shell(name: &str) -> Machine {
 /// Types `command`, waits for `answer` and the next prompt; returns what
 /// was printed up to the answer.
 fn run(machine: &mut Machine, command: &str, answer: &str) -> String {
-    machine.send(&format!("{command}\r"));
-    let seen = machine.expect(answer, T);
-    machine.expect("# ", T);
-    seen
+    machine.shell(command, answer, T)
 }
 
 /// Types `command` and returns what the console shows up to the end of

@@ -9,9 +9,7 @@ use tessera_tests::{Exit, Machine, MachineOptions};
 const T: Duration = Duration::from_secs(90);
 
 fn run(machine: &mut Machine, command: &str, answer: &str) {
-    machine.send(&format!("{command}\r"));
-    machine.expect(answer, T);
-    machine.expect("# ", T);
+    machine.shell(command, answer, T);
 }
 
 #[test]

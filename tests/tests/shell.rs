@@ -15,9 +15,7 @@ fn shell() -> Machine {
 }
 
 fn run(machine: &mut Machine, command: &str, answer: &str) {
-    machine.send(&format!("{command}\r"));
-    machine.expect(answer, T);
-    machine.expect("# ", T);
+    machine.shell(command, answer, T);
 }
 
 #[test]
