@@ -211,6 +211,9 @@ int main(int argc, char **argv) {
         return geteuid() == 0 && getuid() == USER ? 0 : 1;
     }
     CHECK(geteuid() == 0); /* the test runs as root */
+    /* /tmp (a tmpfs mounted at boot) is everyone's, sticky. */
+    struct stat tmp;
+    CHECK(stat("/tmp", &tmp) == 0 && (tmp.st_mode & 07777) == 01777);
     snprintf(dir, sizeof dir, "/tmp/tessera-perms-%d", getpid());
     CHECK(mkdir(dir, 0755) == 0);
     char path[128];

@@ -22,7 +22,8 @@ use tessera_sched::WaitQueue;
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 
-fn anon_ino() -> u64 {
+/// A fresh inode number for an anonymous file (eventfd, epoll, timerfd, signalfd).
+pub fn anon_ino() -> u64 {
     0x4000_0000 + NEXT_INO.fetch_add(1, Ordering::Relaxed)
 }
 

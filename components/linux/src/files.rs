@@ -101,6 +101,22 @@ pub trait File: Send + Sync {
     fn as_epoll(&self) -> Option<&crate::epoll::Epoll> {
         None
     }
+    /// The pipe end behind this file, if it is one.
+    fn as_pipe(&self) -> Option<&crate::pipe::PipeEnd> {
+        None
+    }
+    /// The timerfd behind this file, if it is one.
+    fn as_timerfd(&self) -> Option<&crate::timerfd::TimerFd> {
+        None
+    }
+    /// The signalfd behind this file, if it is one.
+    fn as_signalfd(&self) -> Option<&crate::signalfd::SignalFd> {
+        None
+    }
+    /// The process descriptor behind this file, if it is one.
+    fn as_pidfd(&self) -> Option<&crate::pidfd::PidFd> {
+        None
+    }
 }
 
 /// Data to read.
@@ -431,6 +447,9 @@ struct Slot {
 #[derive(Clone)]
 pub struct FileTable {
     slots: Vec<Option<Slot>>,
+    /// Descriptors go below this (`RLIMIT_NOFILE`'s soft limit, at most
+    /// `MAX_FILES`).
+    limit: usize,
 }
 
 impl FileTable {
@@ -438,7 +457,7 @@ impl FileTable {
     pub fn with_console() -> Self {
         let console: Arc<dyn File> = console();
         let slot = || Some(Slot { file: console.clone(), cloexec: false });
-        Self { slots: alloc::vec![slot(), slot(), slot()] }
+        Self { slots: alloc::vec![slot(), slot(), slot()], limit: MAX_FILES }
     }
 
     /// The file open as `fd`.
@@ -452,7 +471,7 @@ impl FileTable {
 
     /// Installs `file` at the lowest free descriptor `>= min`.
     pub fn insert(&mut self, file: Arc<dyn File>, min: usize, cloexec: bool) -> Result<u64, Errno> {
-        let index = (min..MAX_FILES).find(|&i| self.slots.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)?;
+        let index = (min..self.limit).find(|&i| self.slots.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)?;
         if self.slots.len() <= index {
             self.slots.resize(index + 1, None);
         }
@@ -464,7 +483,7 @@ impl FileTable {
 
     /// Puts `file` at exactly `fd`, closing what was there.
     pub fn put(&mut self, fd: u64, file: Arc<dyn File>, cloexec: bool) -> Result<u64, Errno> {
-        let index = usize::try_from(fd).ok().filter(|&i| i < MAX_FILES).ok_or(Errno::EBADF)?;
+        let index = usize::try_from(fd).ok().filter(|&i| i < self.limit).ok_or(Errno::EBADF)?;
         if self.slots.len() <= index {
             self.slots.resize(index + 1, None);
         }
@@ -521,6 +540,17 @@ impl Files {
     /// A separate copy (for `fork`): same open files, own descriptors.
     pub fn fork_copy(&self) -> Self {
         Self::new(self.0.lock().clone())
+    }
+
+    /// The descriptor limit (`RLIMIT_NOFILE`): new descriptors go below it.
+    pub fn limit(&self) -> usize {
+        self.0.lock().limit
+    }
+
+    /// Sets the descriptor limit (at most `MAX_FILES`); open descriptors
+    /// above it stay open, as on Linux.
+    pub fn set_limit(&self, limit: usize) {
+        self.0.lock().limit = limit.min(MAX_FILES);
     }
 
     /// See [`FileTable::get`].

@@ -14,13 +14,16 @@ pub mod files;
 pub mod locks;
 pub mod memory;
 pub mod pagecache;
+pub mod pidfd;
 pub mod pipe;
 pub mod process;
 pub mod procfs;
 pub mod fs;
 pub mod signal;
+pub mod signalfd;
 pub mod syscall;
 pub mod sysv;
+pub mod timerfd;
 pub mod timers;
 
 pub use errno::Errno;

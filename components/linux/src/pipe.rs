@@ -159,6 +159,54 @@ impl Pipe {
     }
 }
 
+impl PipeEnd {
+    /// Whether this end reads (else it writes).
+    pub fn reads(&self) -> bool {
+        self.reads
+    }
+
+    /// Whether both ends are of the same pipe.
+    pub fn same_pipe(&self, other: &PipeEnd) -> bool {
+        Arc::ptr_eq(&self.pipe, &other.pipe)
+    }
+
+    /// Copies up to `max` buffered bytes without taking them (`splice`,
+    /// `tee`), waiting for data like a read: empty at end of file; EAGAIN
+    /// when non-blocking (`nonblocking` or the file's flag).
+    pub fn peek(&self, max: usize, nonblocking: bool, interrupted: &dyn Fn() -> bool) -> Result<alloc::vec::Vec<u8>, Errno> {
+        if !self.reads {
+            return Err(Errno::EBADF);
+        }
+        let nonblocking = nonblocking || self.nonblocking.load(Ordering::Relaxed);
+        self.pipe.changed.wait_until(|| {
+            let buffer = self.pipe.buffer.lock();
+            if !buffer.is_empty() {
+                return Some(Ok(buffer.iter().take(max).copied().collect()));
+            }
+            if self.pipe.writers.load(Ordering::SeqCst) == 0 {
+                return Some(Ok(alloc::vec::Vec::new()));
+            }
+            if nonblocking {
+                return Some(Err(Errno::EAGAIN));
+            }
+            if interrupted() {
+                return Some(Err(Errno::EINTR));
+            }
+            None
+        })
+    }
+
+    /// Drops the first `n` buffered bytes (after a `peek` whose bytes went
+    /// elsewhere).
+    pub fn consume(&self, n: usize) {
+        let mut buffer = self.pipe.buffer.lock();
+        let n = n.min(buffer.len());
+        buffer.drain(..n);
+        drop(buffer);
+        self.pipe.notify();
+    }
+}
+
 impl Drop for PipeEnd {
     fn drop(&mut self) {
         if self.writes {
@@ -274,6 +322,10 @@ impl File for PipeEnd {
             }
         }
         events
+    }
+
+    fn as_pipe(&self) -> Option<&PipeEnd> {
+        Some(self)
     }
 
     fn pipe_size(&self, new: Option<(usize, bool)>) -> Result<usize, Errno> {

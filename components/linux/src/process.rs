@@ -46,6 +46,58 @@ impl Outcome {
     }
 }
 
+/// No limit (`RLIM_INFINITY`).
+pub const RLIM_INFINITY: u64 = u64::MAX;
+/// Resource numbers (`RLIMIT_*`) this kernel enforces.
+#[allow(missing_docs)]
+pub mod rlimit {
+    pub const CPU: usize = 0;
+    pub const FSIZE: usize = 1;
+    pub const STACK: usize = 3;
+    pub const CORE: usize = 4;
+    pub const NPROC: usize = 6;
+    pub const NOFILE: usize = 7;
+    pub const MEMLOCK: usize = 8;
+    pub const MSGQUEUE: usize = 12;
+    /// Number of resources.
+    pub const COUNT: usize = 16;
+}
+
+/// A process's resource limits: (soft, hard) per `RLIMIT_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits(pub [(u64, u64); rlimit::COUNT]);
+
+impl Default for Limits {
+    /// Linux's limits for process 1 where they mean something here:
+    /// 8 MiB stack, no core files, `MAX_PROCESSES` processes per user,
+    /// `MAX_FILES` descriptors, 8 MiB locked memory, 800 KiB of POSIX
+    /// message queues; the rest unlimited.
+    fn default() -> Self {
+        let mut limits = [(RLIM_INFINITY, RLIM_INFINITY); rlimit::COUNT];
+        let mut set = |resource: usize, value: (u64, u64)| {
+            if let Some(slot) = limits.get_mut(resource) {
+                *slot = value;
+            }
+        };
+        set(rlimit::STACK, (crate::memory::STACK_SIZE, RLIM_INFINITY));
+        set(rlimit::CORE, (0, RLIM_INFINITY));
+        set(rlimit::NPROC, (MAX_PROCESSES as u64, MAX_PROCESSES as u64));
+        set(rlimit::NOFILE, (crate::files::MAX_FILES as u64, crate::files::MAX_FILES as u64));
+        set(rlimit::MEMLOCK, (8 << 20, 8 << 20));
+        set(rlimit::MSGQUEUE, (819_200, 819_200));
+        set(13, (0, 0)); // RLIMIT_NICE
+        set(14, (0, 0)); // RLIMIT_RTPRIO
+        Self(limits)
+    }
+}
+
+impl Limits {
+    /// The soft limit of `resource` (unlimited for an unknown one).
+    pub fn soft(&self, resource: usize) -> u64 {
+        self.0.get(resource).map_or(RLIM_INFINITY, |l| l.0)
+    }
+}
+
 /// A set of pending signals with the details of each.
 pub struct Pending {
     bits: AtomicU64,
@@ -70,7 +122,12 @@ impl Pending {
     }
 
     fn take(&self, mask: u64) -> Option<(u8, SigInfo)> {
-        let ready = self.bits() & !(mask & !signal::UNBLOCKABLE);
+        self.take_in(!(mask & !signal::UNBLOCKABLE))
+    }
+
+    /// Takes the lowest pending signal of `set`.
+    fn take_in(&self, set: u64) -> Option<(u8, SigInfo)> {
+        let ready = self.bits() & set;
         if ready == 0 {
             return None;
         }
@@ -106,11 +163,44 @@ pub struct ThreadInfo {
     /// Another thread of the process is in `execve`: this one must end
     /// (at its next return to user mode; blocking calls are interrupted).
     must_exit: core::sync::atomic::AtomicBool,
+    /// Scheduling policy and priority (`sched_setscheduler`).
+    pub sched: SpinLock<SchedParams>,
+}
+
+/// A thread's scheduling policy as `sched_setscheduler` and
+/// `sched_setattr` set it. Recorded and reported; the scheduler itself
+/// runs every thread round-robin (real-time policies get no precedence).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedParams {
+    /// `SCHED_OTHER` 0, `SCHED_FIFO` 1, `SCHED_RR` 2, `SCHED_BATCH` 3,
+    /// `SCHED_IDLE` 5, `SCHED_DEADLINE` 6.
+    pub policy: u32,
+    /// Real-time priority (1..=99 for FIFO and RR, else 0).
+    pub priority: u32,
+    /// `SCHED_RESET_ON_FORK`: children start as `SCHED_OTHER`.
+    pub reset_on_fork: bool,
+    /// `SCHED_DEADLINE` runtime, deadline and period (ns).
+    pub deadline: [u64; 3],
+}
+
+impl SchedParams {
+    /// What a child created by this thread starts with.
+    pub fn for_child(self) -> Self {
+        if self.reset_on_fork { Self::default() } else { self }
+    }
 }
 
 impl ThreadInfo {
     fn new(tid: u32) -> Arc<Self> {
-        Arc::new(Self { tid, pending: Pending::new(), task: SpinLock::new(None), user_ns: AtomicU64::new(0), comm: SpinLock::new([0; 16]), must_exit: core::sync::atomic::AtomicBool::new(false) })
+        Arc::new(Self {
+            tid,
+            pending: Pending::new(),
+            task: SpinLock::new(None),
+            user_ns: AtomicU64::new(0),
+            comm: SpinLock::new([0; 16]),
+            must_exit: core::sync::atomic::AtomicBool::new(false),
+            sched: SpinLock::new(SchedParams::default()),
+        })
     }
 
     fn wake(&self) {
@@ -371,6 +461,8 @@ pub struct ProcessInfo {
     pub start_ns: u64,
     /// Nice value (-20..=19), inherited by `fork`.
     pub nice: core::sync::atomic::AtomicI32,
+    /// Resource limits (`RLIMIT_*`: soft, hard), inherited by `fork`.
+    limits: SpinLock<Limits>,
     /// CPU time of its threads that ended: (user, total) ns.
     ended_threads: SpinLock<(u64, u64)>,
     /// CPU time of its children (and theirs) that it waited for: (user,
@@ -464,6 +556,7 @@ fn register(
         credentials: SpinLock::new(credentials),
         start_ns: framekernel::time::now_ns(),
         nice: core::sync::atomic::AtomicI32::new(0),
+        limits: SpinLock::new(Limits::default()),
         ended_threads: SpinLock::new((0, 0)),
         waited_children: SpinLock::new((0, 0)),
     });
@@ -611,9 +704,34 @@ impl ProcessInfo {
         *self.job.lock()
     }
 
+    /// The resource limits.
+    pub fn limits(&self) -> Limits {
+        *self.limits.lock()
+    }
+
+    /// The soft limit of one resource (`rlimit::*`).
+    pub fn soft_limit(&self, resource: usize) -> u64 {
+        self.limits.lock().soft(resource)
+    }
+
+    /// Replaces the resource limits (checked by the caller).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.lock() = limits;
+    }
+
     /// Takes an unreported stop (for `wait4(WUNTRACED)`).
     pub fn take_stop_report(&self) -> Option<u8> {
         self.job.lock().stop_unreported.take()
+    }
+
+    /// An unreported stop, left in place (`waitid(WNOWAIT)`).
+    pub fn peek_stop_report(&self) -> Option<u8> {
+        self.job.lock().stop_unreported
+    }
+
+    /// Whether a continue is unreported, left in place (`waitid(WNOWAIT)`).
+    pub fn peek_continue_report(&self) -> bool {
+        self.job.lock().continue_unreported
     }
 
     /// Takes an unreported continue (for `wait4(WCONTINUED)`).
@@ -789,8 +907,7 @@ impl Process {
     /// Takes the lowest pending signal in `set`, blocked or not
     /// (`rt_sigtimedwait`).
     pub fn take_signal_in(&self, set: u64) -> Option<(u8, SigInfo)> {
-        let mask = !set;
-        self.thread.pending.take(mask).or_else(|| self.info.pending.take(mask))
+        self.thread.pending.take_in(set).or_else(|| self.info.pending.take_in(set))
     }
 
     /// True when a signal in `set` is pending (blocked or not).
@@ -869,11 +986,26 @@ impl Process {
     /// over the same open files, the same signal actions (copied), this
     /// thread's mask, nothing pending.
     pub fn fork(&mut self) -> Result<Process, Errno> {
+        // RLIMIT_NPROC: processes of the same real user, root exempt.
+        let credentials = self.info.credentials();
+        let limits = self.info.limits();
+        if !credentials.is_root() {
+            let ruid = credentials.ruid;
+            let owned = all().iter().filter(|q| q.credentials().ruid == ruid).count() as u64;
+            if owned >= limits.soft(rlimit::NPROC) {
+                return Err(Errno::EAGAIN);
+            }
+        }
         let memory = self.memory.fork_copy()?;
         let exe = self.info.exe.lock().clone();
         let cmdline = self.info.cmdline.lock().clone();
         let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline, self.info.credentials())?;
         info.nice.store(self.info.nice.load(Ordering::Relaxed), Ordering::Relaxed);
+        info.set_limits(limits);
+        *thread.sched.lock() = self.thread.sched.lock().for_child();
+        if limits.0.get(rlimit::CPU).is_some_and(|&l| l != (RLIM_INFINITY, RLIM_INFINITY)) {
+            crate::timers::watch_cpu_limit(info.pid, true);
+        }
         Ok(Process {
             info,
             thread,
@@ -899,6 +1031,7 @@ impl Process {
             }
             let tid = allocate_id(&table);
             let thread = ThreadInfo::new(tid);
+            *thread.sched.lock() = self.thread.sched.lock().for_child();
             THREADS.lock().insert(tid, thread.clone());
             thread
         };
@@ -1104,6 +1237,7 @@ impl Process {
             init.children_changed.wake_all();
         }
         *info.outcome.lock() = Some(outcome);
+        crate::syscall::poll::notify(); // pidfds become readable
         *info.view.lock() = None; // the zombie holds no files
         let memory = info.memory_view.lock().take();
         drop(memory);

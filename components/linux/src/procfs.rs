@@ -66,7 +66,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 10] = [
+const SYS_FILES: [(&str, SysValue); 13] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -75,6 +75,9 @@ const SYS_FILES: [(&str, SysValue); 10] = [
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
     ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
     ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE)),
+    ("kernel/domainname", || crate::syscall::domainname_string() + "\n"),
+    ("kernel/sched_rr_timeslice_ms", || format!("{}\n", crate::syscall::RR_TIMESLICE_MS)),
+    ("fs/nr_open", || format!("{}\n", crate::files::MAX_FILES)),
     ("fs/file-max", || format!("{}\n", crate::files::MAX_FILES * process::MAX_PROCESSES)),
     ("vm/overcommit_memory", || "0\n".to_string()),
 ];

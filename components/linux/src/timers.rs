@@ -29,6 +29,8 @@ pub enum Which {
     Virtual,
     /// `ITIMER_PROF`: SIGPROF.
     Prof,
+    /// The `RLIMIT_CPU` watch: samples the process's CPU time.
+    CpuLimit,
     /// A POSIX timer, by id.
     Posix(u32),
 }
@@ -120,6 +122,10 @@ fn fire_expired() {
             (Which::Real, _) => (crate::signal::num::SIGALRM, SigInfo { code: 0x80, ..SigInfo::default() }, None),
             (Which::Virtual, _) => (26, SigInfo { code: 0x80, ..SigInfo::default() }, None), // SIGVTALRM
             (Which::Prof, _) => (27, SigInfo { code: 0x80, ..SigInfo::default() }, None),    // SIGPROF
+            (Which::CpuLimit, _) => {
+                check_cpu_limit(pid);
+                continue;
+            }
             (Which::Posix(_), Notify::None) => continue,
             (Which::Posix(id), Notify::Signal { signal, value, thread }) => {
                 // SI_TIMER: si_timerid, si_overrun, si_value.
@@ -133,6 +139,36 @@ fn fire_expired() {
         match thread.filter(|&tid| process.has_thread(tid)).and_then(crate::process::lookup_thread) {
             Some(thread) => thread.send_signal(signal, info),
             None => process.send_signal(signal, info),
+        }
+    }
+}
+
+/// How often a process's CPU time is compared with its `RLIMIT_CPU`.
+const CPU_LIMIT_SAMPLE_NS: u64 = 100_000_000;
+
+/// Watches (or stops watching) `pid`'s CPU time for `RLIMIT_CPU`.
+pub fn watch_cpu_limit(pid: u32, on: bool) {
+    let _ = set(pid, Which::CpuLimit, if on { CPU_LIMIT_SAMPLE_NS } else { 0 }, CPU_LIMIT_SAMPLE_NS, false);
+}
+
+/// Linux's rule for `RLIMIT_CPU`: SIGKILL once the process's CPU time
+/// reaches the hard limit; SIGXCPU at the soft limit, which then moves up
+/// a second so that the signal repeats every CPU second.
+fn check_cpu_limit(pid: u32) {
+    use crate::process::{RLIM_INFINITY, rlimit};
+    let Some(process) = crate::process::lookup(pid).filter(|p| p.outcome().is_none()) else { return };
+    let mut limits = process.limits();
+    let Some(&(soft, hard)) = limits.0.get(rlimit::CPU) else { return };
+    let seconds = process.cpu_ns().1 / 1_000_000_000;
+    if hard != RLIM_INFINITY && seconds >= hard {
+        process.send_signal(crate::signal::num::SIGKILL, SigInfo::default());
+    } else if soft != RLIM_INFINITY && seconds >= soft.max(1) {
+        process.send_signal(24, SigInfo { code: 0x80, ..SigInfo::default() }); // SIGXCPU, SI_KERNEL
+        if soft < hard
+            && let Some(limit) = limits.0.get_mut(rlimit::CPU)
+        {
+            limit.0 = soft.max(1) + 1;
+            process.set_limits(limits);
         }
     }
 }

@@ -202,6 +202,7 @@ pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u
         return Err(Errno::EINVAL);
     }
     let file = p.files.get(fd)?;
+    let count = super::io::fsize_room(p, &file, Some(offset), count)?;
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
@@ -521,6 +522,7 @@ pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
         return Err(Errno::EISDIR);
     }
     check(&who(p), &meta, MAY_WRITE)?;
+    super::io::fsize_check(p, len)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
     Ok(0)
@@ -538,6 +540,7 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
     if file.status_flags() & O_ACCMODE == 0 {
         return Err(Errno::EINVAL); // not open for writing (Linux: EINVAL or EBADF)
     }
+    super::io::fsize_check(p, len)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
     Ok(0)

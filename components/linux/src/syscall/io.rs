@@ -15,6 +15,9 @@ use crate::signal;
 
 pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = p.files.get(fd)?;
+    if let Some(signals) = file.as_signalfd() {
+        return super::signal::signalfd_read(p, signals, buf, count);
+    }
     if file.is_tty() {
         terminal_access(p, signal::num::SIGTTIN)?;
     }
@@ -57,11 +60,43 @@ pub(super) fn read_to_user(
     Ok(done)
 }
 
+/// `RLIMIT_FSIZE`: how much of a `len`-byte write at `at` (the file
+/// offset when `None`; the end for O_APPEND) a regular file takes. At or
+/// past the limit the writer gets SIGXFSZ and EFBIG, as on Linux.
+pub(super) fn fsize_room(p: &Process, file: &alloc::sync::Arc<dyn crate::files::File>, at: Option<u64>, len: u64) -> Result<u64, Errno> {
+    let limit = p.info.soft_limit(crate::process::rlimit::FSIZE);
+    if limit == crate::process::RLIM_INFINITY || len == 0 {
+        return Ok(len);
+    }
+    let stat = file.stat();
+    if stat.kind != tessera_vfs::FileType::Regular {
+        return Ok(len);
+    }
+    let at = match at {
+        _ if file.status_flags() & crate::fs::O_APPEND != 0 => stat.size,
+        Some(at) => at,
+        None => file.seek(0, crate::files::SEEK_CUR)?,
+    };
+    fsize_check(p, at.saturating_add(1))?;
+    Ok(len.min(limit - at))
+}
+
+/// SIGXFSZ and EFBIG when a file would reach `size` bytes past the
+/// writer's `RLIMIT_FSIZE`.
+pub(super) fn fsize_check(p: &Process, size: u64) -> Result<(), Errno> {
+    if size > p.info.soft_limit(crate::process::rlimit::FSIZE) {
+        p.thread.send_signal(25, crate::signal::SigInfo { code: 0x80, ..Default::default() }); // SIGXFSZ
+        return Err(Errno::EFBIG);
+    }
+    Ok(())
+}
+
 pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = p.files.get(fd)?;
     if file.is_tty() {
         terminal_access(p, signal::num::SIGTTOU)?;
     }
+    let count = fsize_room(p, &file, None, count)?;
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
@@ -120,6 +155,8 @@ pub(super) fn writev(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResul
         if file.is_tty() {
             terminal_access(p, signal::num::SIGTTOU)?;
         }
+        let room = fsize_room(p, &file, None, data.len() as u64)?;
+        data.truncate(room as usize);
         return file.write(&data);
     }
     let mut done = 0u64;
@@ -326,7 +363,7 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
     let file = p.files.get(fd)?;
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
-            let min = usize::try_from(arg).ok().filter(|&m| m < crate::files::MAX_FILES).ok_or(Errno::EINVAL)?;
+            let min = usize::try_from(arg).ok().filter(|&m| m < p.files.limit()).ok_or(Errno::EINVAL)?;
             p.files.insert(file, min, cmd == F_DUPFD_CLOEXEC)
         }
         F_GETFD => Ok(u64::from(p.files.cloexec(fd)?)),
@@ -725,4 +762,82 @@ fn orphaned(group: u32) -> bool {
     !crate::process::all().into_iter().filter(|m| m.pgid() == group && m.outcome().is_none()).any(|m| {
         crate::process::lookup(m.ppid()).is_some_and(|parent| parent.pgid() != group && parent.sid() == m.sid())
     })
+}
+
+/// `RWF_*` flags of `preadv2`/`pwritev2` this kernel knows (HIPRI, DSYNC,
+/// SYNC, NOWAIT, APPEND); others give EOPNOTSUPP as on Linux. Data is
+/// written through at once, so the sync flags ask for nothing more.
+const RWF_KNOWN: u64 = 0x1f;
+const RWF_APPEND: u64 = 0x10;
+
+/// `preadv`, `preadv2`: a vectored read at `offset`, or at the file offset
+/// for `preadv2` with offset -1 (then as `readv`).
+pub(super) fn preadv(p: &mut Process, fd: u64, iov: u64, count: u64, offset: u64, flags: Option<u64>) -> SysResult {
+    if flags.is_some_and(|f| f & !RWF_KNOWN != 0) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags.is_some() && offset as i64 == -1 {
+        return readv(p, fd, iov, count);
+    }
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    if file.seek(0, crate::files::SEEK_CUR).is_err() {
+        return Err(Errno::ESPIPE);
+    }
+    let entries = iovecs(p, iov, count)?;
+    let mut done = 0u64;
+    for (base, len) in entries {
+        let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
+        let n = match super::fs::pread64(p, fd, base, len, at) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        if n < len {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// `pwritev`, `pwritev2`: a vectored write at `offset`, or at the file
+/// offset for `pwritev2` with offset -1 (then as `writev`); RWF_APPEND
+/// writes at the end.
+pub(super) fn pwritev(p: &mut Process, fd: u64, iov: u64, count: u64, offset: u64, flags: Option<u64>) -> SysResult {
+    let flags_given = flags.unwrap_or(0);
+    if flags_given & !RWF_KNOWN != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags.is_some() && (offset as i64 == -1 || flags_given & RWF_APPEND != 0) {
+        if flags_given & RWF_APPEND != 0 {
+            let file = p.files.get(fd)?;
+            file.seek(0, crate::files::SEEK_END)?;
+        }
+        return writev(p, fd, iov, count);
+    }
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    if file.seek(0, crate::files::SEEK_CUR).is_err() {
+        return Err(Errno::ESPIPE);
+    }
+    let entries = iovecs(p, iov, count)?;
+    let mut done = 0u64;
+    for (base, len) in entries {
+        let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
+        let n = match super::fs::pwrite64(p, fd, base, len, at) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        if n < len {
+            break;
+        }
+    }
+    Ok(done)
 }

@@ -14,8 +14,16 @@ use framekernel::logic::layout::is_user_half;
 pub(super) fn uname(p: &mut Process, buf: u64) -> SysResult {
     let host = hostname();
     let host_len = host.iter().position(|&b| b == 0).unwrap_or(64);
-    let fields: [&[u8]; 6] =
-        [b"Linux", host.get(..host_len).unwrap_or(b""), super::RELEASE.as_bytes(), b"#1 Tessera framekernel", b"x86_64", b"(none)"];
+    let domain = *DOMAINNAME.lock();
+    let domain_len = domain.iter().position(|&b| b == 0).unwrap_or(64);
+    let fields: [&[u8]; 6] = [
+        b"Linux",
+        host.get(..host_len).unwrap_or(b""),
+        super::RELEASE.as_bytes(),
+        b"#1 Tessera framekernel",
+        b"x86_64",
+        domain.get(..domain_len).unwrap_or(b""),
+    ];
     let mut out = [0u8; 65 * 6];
     for (i, field) in fields.iter().enumerate() {
         if let Some(dst) = out.get_mut(i * 65..i * 65 + field.len()) {
@@ -106,24 +114,69 @@ pub(super) fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> SysResult 
 const RLIM_INFINITY: u64 = u64::MAX;
 
 pub(super) fn prlimit64(p: &mut Process, pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
-    if pid != 0 && pid != u64::from(p.info.pid) {
-        return Err(Errno::ESRCH);
-    }
-    let (cur, max) = match resource {
-        3 => (crate::memory::STACK_SIZE, RLIM_INFINITY),       // RLIMIT_STACK
-        7 => (crate::files::MAX_FILES as u64, crate::files::MAX_FILES as u64), // RLIMIT_NOFILE
-        0..=15 => (RLIM_INFINITY, RLIM_INFINITY),
-        _ => return Err(Errno::EINVAL),
+    use crate::process::rlimit;
+    let resource = usize::try_from(resource).ok().filter(|&r| r < rlimit::COUNT).ok_or(Errno::EINVAL)?;
+    let me = p.info.credentials();
+    let target = match pid as i64 {
+        0 => p.info.clone(),
+        n if n == i64::from(p.info.pid) => p.info.clone(),
+        n if n > 0 && n <= i64::from(u32::MAX) => crate::process::lookup(n as u32).filter(|t| t.outcome().is_none()).ok_or(Errno::ESRCH)?,
+        _ => return Err(Errno::ESRCH),
     };
-    if new != 0 {
-        let mut limits = [0u8; 16];
-        p.memory.read(new, &mut limits)?;
+    // Another process's limits: the same user and group through and
+    // through (Linux's check_prlimit_permission), or root.
+    if target.pid != p.info.pid && !me.is_root() {
+        let t = target.credentials();
+        let same_user = [t.ruid, t.euid, t.suid].iter().all(|&id| id == me.ruid);
+        let same_group = [t.rgid, t.egid, t.sgid].iter().all(|&id| id == me.rgid);
+        if !same_user || !same_group {
+            return Err(Errno::EPERM);
+        }
+    }
+    let new_limit = if new != 0 {
+        let mut bytes = [0u8; 16];
+        p.memory.read(new, &mut bytes)?;
+        let word = |at: usize| u64::from_le_bytes(bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        Some((word(0), word(8)))
+    } else {
+        None
+    };
+    let mut limits = target.limits();
+    let current = limits.0.get(resource).copied().ok_or(Errno::EINVAL)?;
+    if let Some((soft, hard)) = new_limit {
+        if soft > hard {
+            return Err(Errno::EINVAL);
+        }
+        if resource == rlimit::NOFILE && hard > crate::files::MAX_FILES as u64 {
+            return Err(Errno::EPERM); // above /proc/sys/fs/nr_open
+        }
+        if hard > current.1 && !me.is_root() {
+            return Err(Errno::EPERM);
+        }
     }
     if old != 0 {
-        let mut limits = [0u8; 16];
-        limits[..8].copy_from_slice(&cur.to_le_bytes());
-        limits[8..].copy_from_slice(&max.to_le_bytes());
-        p.memory.write(old, &limits)?;
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&current.0.to_le_bytes());
+        bytes[8..].copy_from_slice(&current.1.to_le_bytes());
+        p.memory.write(old, &bytes)?;
+    }
+    if let Some(value) = new_limit {
+        if let Some(slot) = limits.0.get_mut(resource) {
+            *slot = value;
+        }
+        target.set_limits(limits);
+        match resource {
+            rlimit::NOFILE => {
+                let limit = usize::try_from(value.0).unwrap_or(usize::MAX);
+                if target.pid == p.info.pid {
+                    p.files.set_limit(limit);
+                } else if let Some(files) = target.files() {
+                    files.set_limit(limit);
+                }
+            }
+            rlimit::CPU => crate::timers::watch_cpu_limit(target.pid, value != (RLIM_INFINITY, RLIM_INFINITY)),
+            _ => {}
+        }
     }
     Ok(0)
 }
@@ -225,7 +278,14 @@ pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, fla
                 String::from_utf8(p.memory.read_c_string(data, 4096)?).map_err(|_| Errno::EINVAL)?
             };
             let limit = tmpfs_size(&options, ram)?.unwrap_or(ram / 4);
-            tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(crate::fs::now))
+            // The root directory's mode: `mode=` (octal), else 1777 as Linux.
+            let mode = match options.split(',').find_map(|o| o.strip_prefix("mode=")) {
+                Some(octal) => u32::from_str_radix(octal, 8).ok().filter(|m| *m <= 0o7777).ok_or(Errno::EINVAL)?,
+                None => 0o1777,
+            };
+            let root = tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(crate::fs::now));
+            root.set_perm(mode);
+            root
         }
         "proc" => crate::procfs::new_root(),
         // Enough for programs that expect them to be mounted.
@@ -282,7 +342,21 @@ pub fn hostname() -> [u8; 65] {
     *HOSTNAME.lock()
 }
 
-pub(super) fn sethostname(p: &mut Process, name: u64, len: u64) -> SysResult {
+/// The NIS domain name (`uname` domainname, `setdomainname`).
+static DOMAINNAME: framekernel::sync::SpinLock<[u8; 65]> = framekernel::sync::SpinLock::new({
+    let mut name = [0u8; 65];
+    let none = *b"(none)";
+    let mut i = 0;
+    while i < none.len() {
+        name[i] = none[i];
+        i += 1;
+    }
+    name
+});
+
+/// `sethostname` (`domain` false) and `setdomainname`: root only, at most
+/// 64 bytes.
+pub(super) fn set_uts_name(p: &mut Process, name: u64, len: u64, domain: bool) -> SysResult {
     if !p.info.credentials().is_root() {
         return Err(Errno::EPERM);
     }
@@ -291,8 +365,15 @@ pub(super) fn sethostname(p: &mut Process, name: u64, len: u64) -> SysResult {
     }
     let mut bytes = [0u8; 65];
     p.memory.read(name, bytes.get_mut(..len as usize).unwrap_or(&mut []))?;
-    *HOSTNAME.lock() = bytes;
+    *(if domain { &DOMAINNAME } else { &HOSTNAME }).lock() = bytes;
     Ok(0)
+}
+
+/// The NIS domain name, as text (`/proc/sys/kernel/domainname`).
+pub fn domainname_string() -> alloc::string::String {
+    let name = *DOMAINNAME.lock();
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    alloc::string::String::from_utf8_lossy(name.get(..len).unwrap_or(&[])).into_owned()
 }
 
 pub(super) fn sysinfo(p: &mut Process, info: u64) -> SysResult {

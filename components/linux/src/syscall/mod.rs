@@ -11,6 +11,8 @@ mod mm;
 pub mod poll;
 pub mod names;
 pub mod proc;
+mod sched;
+mod splice;
 mod signal;
 mod timer;
 
@@ -37,6 +39,9 @@ pub enum Action {
     /// The process is killed by a signal (an unusable signal frame).
     Kill(u8),
 }
+
+pub use misc::domainname_string;
+pub use sched::RR_TIMESLICE_MS;
 
 /// The release `uname` and `/proc/sys/kernel/osrelease` report.
 pub const RELEASE: &str = "6.1.0-tessera";
@@ -281,12 +286,21 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         290 => poll::eventfd(p, a[0], a[1]),
         nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
         nr::SENDFILE => sendfile(p, a[0], a[1], a[2], a[3]),
+        275 => {
+            let result = splice::splice(p, a[0], a[1], a[2], a[3], a[4], a[5]);
+            sigpipe(p, result)
+        }
+        276 => splice::tee(p, a[0], a[1], a[2], a[3]),
+        278 => {
+            let result = splice::vmsplice(p, a[0], a[1], a[2], a[3]);
+            sigpipe(p, result)
+        }
         nr::SYSLOG => syslog(p, a[0], a[1], a[2]),
         nr::MOUNT => mount(p, a[0], a[1], a[2], a[3], a[4]),
         nr::UMOUNT2 => umount2(p, a[0], a[1]),
         nr::REBOOT => reboot(p, a[0], a[1], a[2]),
-        nr::SETHOSTNAME => sethostname(p, a[0], a[1]),
-        nr::SETDOMAINNAME => Ok(0),
+        nr::SETHOSTNAME => set_uts_name(p, a[0], a[1], false),
+        nr::SETDOMAINNAME => set_uts_name(p, a[0], a[1], true),
         nr::SYSINFO => sysinfo(p, a[0]),
         nr::TIMES => times(p, a[0]),
         nr::GETRUSAGE => getrusage(p, a[0], a[1]),
@@ -306,6 +320,16 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             }
         }
         nr::READV => readv(p, a[0], a[1], a[2]),
+        295 => preadv(p, a[0], a[1], a[2], a[3], None),
+        296 => {
+            let result = pwritev(p, a[0], a[1], a[2], a[3], None);
+            sigpipe(p, result)
+        }
+        327 => preadv(p, a[0], a[1], a[2], a[3], Some(a[5])),
+        328 => {
+            let result = pwritev(p, a[0], a[1], a[2], a[3], Some(a[5]));
+            sigpipe(p, result)
+        }
         nr::OPEN => fs::openat(p, CWD, a[0], a[1], a[2]),
         nr::CREAT => fs::openat(p, CWD, a[0], 0o1101, a[1]), // O_CREAT|O_WRONLY|O_TRUNC
         nr::OPENAT => fs::openat(p, a[0], a[1], a[2], a[3]),
@@ -386,6 +410,11 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         224 => timer::timer_gettime(p, a[0], a[1]),
         225 => timer::timer_getoverrun(p, a[0]),
         226 => timer::timer_delete(p, a[0]),
+        283 => timer::timerfd_create(p, a[0], a[1]),
+        286 => timer::timerfd_settime(p, a[0], a[1], a[2], a[3]),
+        287 => timer::timerfd_gettime(p, a[0], a[1]),
+        282 => signalfd4(p, a[0], a[1], a[2], 0),
+        289 => signalfd4(p, a[0], a[1], a[2], a[3]),
         73 => flock(p, a[0], a[1]),
         nr::GETTIMEOFDAY => gettimeofday(p, a[0], a[1]),
         nr::GETRLIMIT => getrlimit(p, a[0], a[1]),
@@ -423,9 +452,26 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::CLONE => proc::clone(p, context, a[0], a[1], a[2], a[3], a[4]),
         nr::FORK | nr::VFORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
         nr::WAIT4 => proc::wait4(p, a[0], a[1], a[2], a[3]),
+        247 => proc::waitid(p, a[0], a[1], a[2], a[3], a[4]),
+        434 => pidfd_open(p, a[0], a[1]),
+        424 => pidfd_send_signal(p, a[0], a[1], a[2], a[3]),
+        129 => rt_sigqueueinfo(p, a[0], None, a[1], a[2]),
+        297 => rt_sigqueueinfo(p, a[0], Some(a[1]), a[2], a[3]),
         nr::NANOSLEEP => proc::nanosleep(p, a[0], a[1]),
         nr::RESTART_SYSCALL => proc::restart_syscall(p),
         nr::CLOCK_NANOSLEEP => proc::clock_nanosleep(p, a[0], a[1], a[2], a[3]),
+        142 => sched::sched_setparam(p, a[0], a[1]),
+        143 => sched::sched_getparam(p, a[0], a[1]),
+        144 => sched::sched_setscheduler(p, a[0], a[1], a[2]),
+        145 => sched::sched_getscheduler(p, a[0]),
+        146 => sched::sched_priority_range(a[0], true),
+        147 => sched::sched_priority_range(a[0], false),
+        148 => sched::sched_rr_get_interval(p, a[0], a[1]),
+        203 => sched::sched_setaffinity(p, a[0], a[1], a[2]),
+        204 => sched::sched_getaffinity(p, a[0], a[1], a[2]),
+        309 => sched::getcpu(p, a[0], a[1]),
+        314 => sched::sched_setattr(p, a[0], a[1], a[2]),
+        315 => sched::sched_getattr(p, a[0], a[1], a[2], a[3]),
         nr::SCHED_YIELD => {
             tessera_sched::yield_now();
             Ok(0)

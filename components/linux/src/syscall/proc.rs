@@ -4,6 +4,7 @@ use crate::errno::{Errno, SysResult};
 use crate::exec;
 use crate::process::{self, Process};
 use crate::syscall::Action;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use framekernel::arch::user::UserContext;
@@ -188,39 +189,64 @@ const WCONTINUED: u64 = 8;
 const WALL: u64 = 0x4000_0000;
 const WCLONE: u64 = 0x8000_0000;
 
-pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
-    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | 0x2000_0000) != 0 {
-        return Err(Errno::EINVAL);
-    }
+const WSTOPPED: u64 = 2; // waitid's name for WUNTRACED
+const WEXITED: u64 = 4;
+const WNOWAIT: u64 = 0x0100_0000;
+const WNOTHREAD: u64 = 0x2000_0000;
+
+/// What a waited-for child did.
+#[derive(Clone, Copy)]
+enum ChildEvent {
+    Ended(process::Outcome),
+    Stopped(u8),
+    Continued,
+}
+
+/// Which children a wait selects.
+#[derive(Clone, Copy)]
+enum Select {
+    Any,
+    Pid(u32),
+    Group(u32),
+}
+
+/// The common part of `wait4` and `waitid`: waits until a child that
+/// `select` picks has an event `options` asks for (WEXITED, WSTOPPED,
+/// WCONTINUED); `None` with WNOHANG when none has. WNOWAIT leaves the
+/// event to be reported again. ECHILD when no child matches at all.
+fn wait_child(p: &mut Process, select: Select, options: u64) -> Result<Option<(u32, ChildEvent)>, Errno> {
     let me = p.info.clone();
     let interrupted = p.interrupt_check();
-    let selector = pid as i64 as i32;
-    let found = me.children_changed.wait_until(|| {
+    let keep = options & WNOWAIT != 0;
+    me.children_changed.wait_until(|| {
         let children: Vec<_> = process::all()
             .into_iter()
             .filter(|c| c.ppid() == me.pid)
-            .filter(|c| match selector {
-                -1 => true,
-                0 => c.pgid() == me.pgid(),
-                n if n > 0 => c.pid == n as u32,
-                n => c.pgid() == n.unsigned_abs(),
+            .filter(|c| match select {
+                Select::Any => true,
+                Select::Pid(pid) => c.pid == pid,
+                Select::Group(group) => c.pgid() == group,
             })
             .collect();
         if children.is_empty() {
             return Some(Err(Errno::ECHILD));
         }
-        if let Some(zombie) = children.iter().find_map(|c| c.outcome().map(|o| (c.pid, o.wait_status(), true))) {
-            return Some(Ok(Some(zombie)));
-        }
-        if options & WUNTRACED != 0
-            && let Some((pid, sig)) = children.iter().find_map(|c| c.take_stop_report().map(|s| (c.pid, s)))
+        if options & WEXITED != 0
+            && let Some(found) = children.iter().find_map(|c| c.outcome().map(|o| (c.pid, ChildEvent::Ended(o))))
         {
-            return Some(Ok(Some((pid, 0x7f | (u32::from(sig) << 8), false))));
+            return Some(Ok(Some(found)));
         }
-        if options & WCONTINUED != 0
-            && let Some(pid) = children.iter().find(|c| c.take_continue_report()).map(|c| c.pid)
-        {
-            return Some(Ok(Some((pid, 0xffff, false))));
+        if options & WSTOPPED != 0 {
+            let report = |c: &Arc<process::ProcessInfo>| if keep { c.peek_stop_report() } else { c.take_stop_report() };
+            if let Some(found) = children.iter().find_map(|c| report(c).map(|s| (c.pid, ChildEvent::Stopped(s)))) {
+                return Some(Ok(Some(found)));
+            }
+        }
+        if options & WCONTINUED != 0 {
+            let report = |c: &Arc<process::ProcessInfo>| if keep { c.peek_continue_report() } else { c.take_continue_report() };
+            if let Some(pid) = children.iter().find(|c| report(c)).map(|c| c.pid) {
+                return Some(Ok(Some((pid, ChildEvent::Continued))));
+            }
         }
         if options & WNOHANG != 0 {
             return Some(Ok(None));
@@ -229,24 +255,109 @@ pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage
             return Some(Err(Errno::EINTR));
         }
         None
-    })?;
-    let Some((child, word, ended)) = found else { return Ok(0) };
-    if status != 0 {
-        p.memory.write(status, &word.to_le_bytes())?;
-    }
-    let child_info = process::lookup(child);
-    if rusage != 0 {
-        let (user, total) = child_info.as_ref().map_or((0, 0), |c| c.cpu_ns());
-        p.memory.write(rusage, &super::misc::rusage_bytes(user, total, 0))?;
-    }
-    if ended {
-        if let Some(c) = &child_info {
-            p.info.add_waited_child(c);
+    })
+}
+
+/// After a reported exit: the child's times join the parent's and the
+/// zombie goes (unless WNOWAIT kept it).
+fn reap_child(p: &Process, child: u32, event: ChildEvent, options: u64) {
+    if matches!(event, ChildEvent::Ended(_)) && options & WNOWAIT == 0 {
+        if let Some(c) = process::lookup(child) {
+            p.info.add_waited_child(&c);
         }
         process::reap(child);
     }
+}
+
+fn write_child_rusage(p: &mut Process, child: u32, rusage: u64) -> Result<(), Errno> {
+    if rusage == 0 {
+        return Ok(());
+    }
+    let (user, total) = process::lookup(child).map_or((0, 0), |c| c.cpu_ns());
+    p.memory.write(rusage, &super::misc::rusage_bytes(user, total, 0))
+}
+
+pub(super) fn wait4(p: &mut Process, pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | WNOTHREAD) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let select = match pid as i64 as i32 {
+        -1 => Select::Any,
+        0 => Select::Group(p.info.pgid()),
+        n if n > 0 => Select::Pid(n as u32),
+        // i32::MIN has no group: Linux's find_get_pid(-INT_MIN) finds none.
+        i32::MIN => return Err(Errno::ESRCH),
+        n => Select::Group(n.unsigned_abs()),
+    };
+    let Some((child, event)) = wait_child(p, select, options | WEXITED)? else { return Ok(0) };
+    let word = match event {
+        ChildEvent::Ended(outcome) => outcome.wait_status(),
+        ChildEvent::Stopped(sig) => 0x7f | (u32::from(sig) << 8),
+        ChildEvent::Continued => 0xffff,
+    };
+    if status != 0 {
+        p.memory.write(status, &word.to_le_bytes())?;
+    }
+    write_child_rusage(p, child, rusage)?;
+    reap_child(p, child, event, options);
     Ok(u64::from(child))
 }
+
+const P_ALL: u64 = 0;
+const P_PID: u64 = 1;
+const P_PGID: u64 = 2;
+const P_PIDFD: u64 = 3;
+
+/// `waitid(idtype, id, infop, options, rusage)`: the child's event as a
+/// `siginfo_t` (SIGCHLD, CLD_* code, pid, real uid, status).
+pub(super) fn waitid(p: &mut Process, idtype: u64, id: u64, infop: u64, options: u64, rusage: u64) -> SysResult {
+    if options & !(WNOHANG | WNOWAIT | WEXITED | WSTOPPED | WCONTINUED | WALL | WCLONE | WNOTHREAD) != 0
+        || options & (WEXITED | WSTOPPED | WCONTINUED) == 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let id = id as u32;
+    let select = match idtype {
+        P_ALL => Select::Any,
+        P_PID if (id as i32) > 0 => Select::Pid(id),
+        P_PGID if id == 0 => Select::Group(p.info.pgid()),
+        P_PGID if (id as i32) > 0 => Select::Group(id),
+        P_PIDFD => Select::Pid(p.files.get(u64::from(id))?.as_pidfd().ok_or(Errno::EINVAL)?.target().pid),
+        _ => return Err(Errno::EINVAL),
+    };
+    let found = wait_child(p, select, options)?;
+    // signo, errno, code, pid, uid, status: all zero when WNOHANG found nothing.
+    let (child, signo, code, uid, status) = match found {
+        None => (0, 0, 0, 0, 0),
+        Some((child, event)) => {
+            let uid = process::lookup(child).map_or(0, |c| c.credentials().ruid);
+            let (code, status) = match event {
+                ChildEvent::Ended(process::Outcome::Exited(code)) => (CLD_EXITED, i32::from(code)),
+                ChildEvent::Ended(process::Outcome::Killed(sig)) => (CLD_KILLED, i32::from(sig)),
+                ChildEvent::Stopped(sig) => (CLD_STOPPED, i32::from(sig)),
+                ChildEvent::Continued => (CLD_CONTINUED, i32::from(crate::signal::num::SIGCONT)),
+            };
+            (child, i32::from(crate::signal::num::SIGCHLD), code, uid, status)
+        }
+    };
+    if infop != 0 {
+        let mut info = [0u8; 28];
+        for (at, word) in [(0, signo as u32), (4, 0), (8, code as u32), (16, child), (20, uid), (24, status as u32)] {
+            info[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        p.memory.write(infop, &info)?;
+    }
+    if let Some((child, event)) = found {
+        write_child_rusage(p, child, rusage)?;
+        reap_child(p, child, event, options);
+    }
+    Ok(0)
+}
+
+const CLD_EXITED: i32 = 1;
+const CLD_KILLED: i32 = 2;
+const CLD_STOPPED: i32 = 5;
+const CLD_CONTINUED: i32 = 6;
 
 pub(super) fn setpgid(p: &mut Process, pid: u64, pgid: u64) -> SysResult {
     let target = if pid == 0 { p.info.clone() } else { process::lookup(pid as u32).ok_or(Errno::ESRCH)? };

@@ -261,3 +261,141 @@ pub(super) fn rt_sigtimedwait(p: &mut Process, set: u64, info: u64, timeout: u64
         None => Err(Errno::EINTR),
     }
 }
+
+/// A caller-supplied `siginfo_t` (rt_sigqueueinfo, pidfd_send_signal):
+/// its signal number and the fields the kernel passes on. Only the
+/// sender's own process may claim a kernel code (`si_code >= 0`) or
+/// SI_TKILL, as Linux's rule.
+fn user_siginfo(p: &Process, at: u64, target: u32) -> Result<(u32, SigInfo), Errno> {
+    let mut bytes = [0u8; 32];
+    p.memory.read(at, &mut bytes)?;
+    let word = |i: usize| u32::from_le_bytes(bytes.get(i..i + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
+    let code = word(8) as i32;
+    if (code >= 0 || code == -6) && target != p.info.pid {
+        return Err(Errno::EPERM);
+    }
+    let value = u64::from(word(24)) | u64::from(word(28)) << 32;
+    Ok((word(0), SigInfo { code, addr: u64::from(word(16)) | u64::from(word(20)) << 32, value }))
+}
+
+/// `rt_sigqueueinfo(tgid, sig, info)` and `rt_tgsigqueueinfo(tgid, tid, sig, info)`.
+pub(super) fn rt_sigqueueinfo(p: &mut Process, tgid: u64, tid: Option<u64>, sig: u64, info: u64) -> SysResult {
+    let sig = if sig == 0 { 0 } else { valid(sig)? };
+    let group = process::lookup(tgid as u32).filter(|g| (tgid as i64) > 0 && g.outcome().is_none()).ok_or(Errno::ESRCH)?;
+    let (_, info) = user_siginfo(p, info, group.pid)?;
+    if !may_signal(&p.info.credentials(), &p.info, &group, sig) {
+        return Err(Errno::EPERM);
+    }
+    match tid {
+        None if sig != 0 => group.send_signal(sig, info),
+        Some(tid) => {
+            let thread = process::lookup_thread(tid as u32).filter(|_| group.has_thread(tid as u32)).ok_or(Errno::ESRCH)?;
+            if sig != 0 {
+                thread.send_signal(sig, info);
+            }
+        }
+        None => {}
+    }
+    Ok(0)
+}
+
+/// `pidfd_open(pid, flags)`: a close-on-exec descriptor for a process
+/// (a thread-group leader); flags 0 or PIDFD_NONBLOCK.
+pub(super) fn pidfd_open(p: &mut Process, pid: u64, flags: u64) -> SysResult {
+    let nonblock = u64::from(crate::fs::O_NONBLOCK);
+    let pid = pid as i32; // a pid_t
+    if flags & !nonblock != 0 || pid <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = process::lookup(pid as u32).filter(|t| t.outcome().is_none()).ok_or(Errno::ESRCH)?;
+    p.files.insert(crate::pidfd::PidFd::open(target, 2 | flags as u32), 0, true)
+}
+
+/// `pidfd_send_signal(pidfd, sig, info, flags)`.
+pub(super) fn pidfd_send_signal(p: &mut Process, fd: u64, sig: u64, info: u64, flags: u64) -> SysResult {
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    let target = file.as_pidfd().ok_or(Errno::EBADF)?.target().clone();
+    let sig = if sig == 0 { 0 } else { valid(sig)? };
+    if target.outcome().is_some() {
+        return Err(Errno::ESRCH);
+    }
+    let sender = p.info.credentials();
+    let info = if info != 0 {
+        let (signo, info) = user_siginfo(p, info, target.pid)?;
+        if signo != u32::from(sig) {
+            return Err(Errno::EINVAL);
+        }
+        info
+    } else {
+        SigInfo { code: 0, addr: u64::from(p.info.pid) | u64::from(sender.ruid) << 32, value: 0 } // SI_USER
+    };
+    if !may_signal(&sender, &p.info, &target, sig) {
+        return Err(Errno::EPERM);
+    }
+    if sig != 0 {
+        target.send_signal(sig, info);
+    }
+    Ok(0)
+}
+
+const SFD_CLOEXEC: u64 = 0o2000000;
+const SFD_NONBLOCK: u64 = 0o4000;
+
+/// `signalfd4(fd, mask, size, flags)` (and `signalfd` with flags 0): a new
+/// signalfd when `fd` is -1, else a new mask for that signalfd.
+pub(super) fn signalfd4(p: &mut Process, fd: u64, mask: u64, size: u64, flags: u64) -> SysResult {
+    if size != 8 || flags & !(SFD_CLOEXEC | SFD_NONBLOCK) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = [0u8; 8];
+    p.memory.read(mask, &mut bytes)?;
+    let set = u64::from_le_bytes(bytes);
+    if fd as i32 == -1 {
+        let file = crate::signalfd::SignalFd::open(set, flags & SFD_NONBLOCK != 0, p.info.clone(), p.thread.clone(), crate::epoll::anon_ino());
+        return p.files.insert(file, 0, flags & SFD_CLOEXEC != 0);
+    }
+    let file = p.files.get(fd)?;
+    file.as_signalfd().ok_or(Errno::EINVAL)?.set_mask(set);
+    Ok(fd)
+}
+
+/// `read` of a signalfd: whole records of the caller's pending signals of
+/// the mask, waiting for one unless non-blocking.
+pub(super) fn signalfd_read(p: &mut Process, file: &crate::signalfd::SignalFd, buf: u64, count: u64) -> SysResult {
+    use crate::signalfd::RECORD;
+    let room = (count as usize / RECORD).min(64);
+    if room == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let interrupted = p.interrupt_check();
+    let mask = file.mask();
+    let waiting = {
+        let (info, thread) = (p.info.clone(), p.thread.clone());
+        move || (thread.pending.bits() | info.pending.bits()) & mask != 0
+    };
+    super::proc::SLEEPERS.wait_until(|| {
+        if waiting() {
+            return Some(Ok(()));
+        }
+        if file.nonblocking() {
+            return Some(Err(Errno::EAGAIN));
+        }
+        if interrupted() {
+            return Some(Err(Errno::EINTR));
+        }
+        None
+    })?;
+    let mut out = Vec::with_capacity(room * RECORD);
+    while out.len() < room * RECORD {
+        let Some((sig, info)) = p.take_signal_in(mask) else { break };
+        out.extend_from_slice(&crate::signalfd::record(sig, &info));
+    }
+    if out.is_empty() {
+        return Err(Errno::EAGAIN); // another reader took them
+    }
+    p.memory.write(buf, &out)?;
+    Ok(out.len() as u64)
+}

@@ -167,3 +167,64 @@ pub(super) fn timer_getoverrun(p: &mut Process, id: u64) -> SysResult {
 pub(super) fn timer_delete(p: &mut Process, id: u64) -> SysResult {
     timers::delete(p.info.pid, timer_id(id)?).map(|()| 0)
 }
+
+const TFD_CLOEXEC: u64 = 0o2000000;
+const TFD_NONBLOCK: u64 = 0o4000;
+const TFD_TIMER_ABSTIME: u64 = 1;
+const TFD_TIMER_CANCEL_ON_SET: u64 = 2;
+
+/// `timerfd_create(clock, flags)`: REALTIME, MONOTONIC, BOOTTIME, and the
+/// ALARM clocks for root (they count as their base clocks: nothing here
+/// suspends).
+pub(super) fn timerfd_create(p: &mut Process, clock: u64, flags: u64) -> SysResult {
+    if flags & !(TFD_CLOEXEC | TFD_NONBLOCK) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let clock = match clock {
+        0 | 1 | 7 => clock as u32,
+        8 | 9 if p.info.credentials().is_root() => clock as u32,
+        8 | 9 => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    };
+    let file = crate::timerfd::TimerFd::open(clock, flags & TFD_NONBLOCK != 0, crate::epoll::anon_ino());
+    p.files.insert(file, 0, flags & TFD_CLOEXEC != 0)
+}
+
+fn timerfd_of(p: &Process, fd: u64) -> Result<alloc::sync::Arc<dyn crate::files::File>, Errno> {
+    let file = p.files.get(fd)?;
+    if file.as_timerfd().is_none() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(file)
+}
+
+pub(super) fn timerfd_settime(p: &mut Process, fd: u64, flags: u64, new: u64, old: u64) -> SysResult {
+    if flags & !(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = timerfd_of(p, fd)?;
+    let timer = file.as_timerfd().ok_or(Errno::EINVAL)?;
+    let (interval, value) = read_time_pair(p, new, 1)?;
+    let now = framekernel::time::now_ns();
+    let deadline = match value {
+        0 => 0,
+        v if flags & TFD_TIMER_ABSTIME != 0 && matches!(timer.clock, 0 | 8) => {
+            // A wall-clock deadline, as monotonic time.
+            let offset = framekernel::time::realtime_ns().saturating_sub(now);
+            v.saturating_sub(offset).max(1)
+        }
+        v if flags & TFD_TIMER_ABSTIME != 0 => v.max(1),
+        v => now.saturating_add(v),
+    };
+    let previous = timer.set(deadline, interval);
+    if old != 0 {
+        write_time_pair(p, old, previous, 1)?;
+    }
+    Ok(0)
+}
+
+pub(super) fn timerfd_gettime(p: &mut Process, fd: u64, out: u64) -> SysResult {
+    let file = timerfd_of(p, fd)?;
+    let current = file.as_timerfd().ok_or(Errno::EINVAL)?.get();
+    write_time_pair(p, out, current, 1).map(|()| 0)
+}
