@@ -352,8 +352,119 @@ static void owners_and_priorities(void) {
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* The state letter of /proc/PID/stat. */
+static char proc_state(pid_t pid) {
+    char path[64], text[256] = {0};
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return '?';
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char *close = strrchr(text, ')');
+    return close && close[1] == ' ' ? close[2] : '?';
+}
+
+#ifndef SYS_kcmp
+#define SYS_kcmp 312
+#endif
+
+static void more_calls(void) {
+    /* mincore: resident pages of a mapping. */
+    long page = sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    m[0] = 1;
+    m[2 * page] = 1;
+    unsigned char vec[4] = {9, 9, 9, 9};
+    CHECK(mincore(m, 4 * page, vec) == 0 && (vec[0] & 1) && !(vec[1] & 1) && (vec[2] & 1) && !(vec[3] & 1));
+    CHECK_ERR(mincore(m + 1, page, vec), EINVAL);
+    munmap(m + 3 * page, page);
+    CHECK_ERR(mincore(m, 4 * page, vec), ENOMEM);
+    munmap(m, 3 * page);
+    /* sysfs(2): the file-system types /proc/filesystems lists. */
+    long count = syscall(SYS_sysfs, 3);
+    CHECK(count >= 2);
+    long tmpfs = syscall(SYS_sysfs, 1, "tmpfs");
+    char name[64] = {0};
+    CHECK(tmpfs >= 0 && syscall(SYS_sysfs, 2, tmpfs, name) == 0 && strcmp(name, "tmpfs") == 0);
+    CHECK_ERR(syscall(SYS_sysfs, 1, "no-such-fs"), EINVAL);
+    CHECK_ERR(syscall(SYS_sysfs, 2, 100000, name), EINVAL);
+    CHECK_ERR(syscall(SYS_sysfs, 9), EINVAL);
+    /* kcmp: what a fork shares and what it copies. */
+    int fd = open("/dev/null", O_RDONLY);
+    int dupped = dup(fd);
+    int other = open("/dev/null", O_RDONLY);
+    pid_t me = getpid();
+    CHECK(syscall(SYS_kcmp, me, me, 0, fd, dupped) == 0);
+    long differ = syscall(SYS_kcmp, me, me, 0, fd, other);
+    CHECK(differ == 1 || differ == 2);
+    CHECK_ERR(syscall(SYS_kcmp, me, me, 0, fd, 999), EBADF);
+    CHECK_ERR(syscall(SYS_kcmp, me, me, 99, 0, 0), EINVAL);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    CHECK(syscall(SYS_kcmp, me, child, 0, fd, fd) == 0); /* the same open file */
+    long vm = syscall(SYS_kcmp, me, child, 1, 0, 0);
+    CHECK(vm == 1 || vm == 2); /* its own memory */
+    long files = syscall(SYS_kcmp, me, child, 2, 0, 0);
+    CHECK(files == 1 || files == 2);
+    CHECK(syscall(SYS_kcmp, me, me, 1, 0, 0) == 0);
+    /* /proc/PID/stat: a paused child sleeps, a spinning one runs. */
+    for (int i = 0; i < 200 && proc_state(child) != 'S'; i++) usleep(10000);
+    CHECK(proc_state(child) == 'S');
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    child = fork();
+    if (child == 0) {
+        for (;;) {
+        }
+    }
+    CHECK(proc_state(child) == 'R');
+    CHECK(proc_state(getpid()) == 'R');
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(fd);
+    close(dupped);
+    close(other);
+    /* copy_file_range between files; sync_file_range's checks; syncfs. */
+    char path[] = "/tmp/calls-copy-XXXXXX";
+    int a = mkstemp(path);
+    unlink(path);
+    char path2[] = "/tmp/calls-copy-XXXXXX";
+    int b = mkstemp(path2);
+    unlink(path2);
+    CHECK(write(a, "abcdefgh", 8) == 8);
+    loff_t from = 2, to = 0;
+    CHECK(copy_file_range(a, &from, b, &to, 4, 0) == 4 && from == 6 && to == 4);
+    char got[8] = {0};
+    CHECK(pread(b, got, 8, 0) == 4 && memcmp(got, "cdef", 4) == 0);
+    CHECK(lseek(a, 0, SEEK_CUR) == 8); /* offsets given: the files' own stay */
+    CHECK_ERR(copy_file_range(a, &from, b, &to, 4, 1), EINVAL);
+    from = 0;
+    to = 2;
+    CHECK_ERR(copy_file_range(a, &from, a, &to, 4, 0), EINVAL); /* overlap */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK_ERR(copy_file_range(fds[0], NULL, b, NULL, 4, 0), EINVAL);
+    CHECK(sync_file_range(a, 0, 8, SYNC_FILE_RANGE_WRITE) == 0);
+    CHECK_ERR(sync_file_range(a, -1, 8, 0), EINVAL);
+    CHECK_ERR(sync_file_range(a, 0, 8, 0x100), EINVAL);
+    CHECK_ERR(sync_file_range(fds[0], 0, 8, 0), ESPIPE);
+    CHECK(syncfs(a) == 0);
+    CHECK_ERR(syncfs(999), EBADF);
+    close(a);
+    close(b);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void) {
     events();
+    more_calls();
     owners_and_priorities();
     descriptors();
     memory();

@@ -532,6 +532,11 @@ impl FileTable {
 pub struct Files(Arc<framekernel::sync::Mutex<FileTable>>);
 
 impl Files {
+    /// Identifies the shared object (`kcmp`): equal for handles of one object.
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+
     /// Shares `table`.
     pub fn new(table: FileTable) -> Self {
         Self(Arc::new(framekernel::sync::Mutex::new(table)))

@@ -94,6 +94,11 @@ pub struct FsContext {
 pub struct Fs(Arc<Mutex<FsContext>>);
 
 impl Fs {
+    /// Identifies the shared object (`kcmp`): equal for handles of one object.
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+
     /// At the root, umask 022.
     pub fn at_root() -> Result<Self, Errno> {
         Ok(Self(Arc::new(Mutex::new(FsContext { cwd: vfs()?.root(), umask: 0o022 }))))

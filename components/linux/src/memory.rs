@@ -242,6 +242,16 @@ impl AddressSpace {
         true
     }
 
+    /// `mincore`: for each page of `[start, end)`, whether memory backs it
+    /// now (mapped, or kept while `PROT_NONE`).
+    pub fn residency(&self, start: u64, end: u64) -> alloc::vec::Vec<bool> {
+        let resident: BTreeSet<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        (start..end)
+            .step_by(4096)
+            .map(|page| resident.contains(&page) || self.parked.contains_key(&page))
+            .collect()
+    }
+
     /// `MADV_DONTNEED`: the pages of private areas in `[start, end)` go, so
     /// the next touch sees zeros (anonymous) or the file again; shared
     /// pages keep their contents.
@@ -860,6 +870,11 @@ fn fill_from(frame: &mut Frame, page: u64, backing: &Backing) {
 pub struct Memory(Arc<Mutex<AddressSpace>>);
 
 impl Memory {
+    /// Identifies the shared object (`kcmp`): equal for handles of one object.
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+
     /// Shares `space`.
     pub fn new(space: AddressSpace) -> Self {
         Self(Arc::new(Mutex::new(space)))

@@ -209,6 +209,12 @@ impl ThreadInfo {
         }
     }
 
+    /// Whether the thread is running or ready to run (a thread whose task
+    /// is not started yet counts as ready).
+    pub fn is_runnable(&self) -> bool {
+        self.task.lock().as_ref().is_none_or(tessera_sched::is_runnable)
+    }
+
     /// Makes `sig` pending for this thread and wakes it.
     pub fn send_signal(&self, sig: u8, info: SigInfo) {
         if sig == 0 || usize::from(sig) > signal::NSIG {
@@ -648,6 +654,11 @@ impl ProcessInfo {
     pub fn outcome(&self) -> Option<Outcome> {
         *self.outcome.lock()
     }
+    /// Whether a thread of the process is running or ready to run.
+    pub fn is_runnable(&self) -> bool {
+        self.threads.lock().iter().any(|t| t.is_runnable())
+    }
+
     /// Number of live threads.
     pub fn thread_count(&self) -> usize {
         self.threads.lock().len()
@@ -656,6 +667,11 @@ impl ProcessInfo {
     /// The process's descriptor table (for `/proc/[pid]/fd`).
     pub fn files(&self) -> Option<Files> {
         self.view.lock().as_ref().map(|(files, _)| files.clone())
+    }
+
+    /// The process's working directory and umask (for `kcmp`).
+    pub fn fs(&self) -> Option<Fs> {
+        self.view.lock().as_ref().map(|(_, fs)| fs.clone())
     }
 
     /// The memory map in `/proc/[pid]/maps` form.

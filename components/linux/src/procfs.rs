@@ -145,6 +145,8 @@ fn state(info: &ProcessInfo) -> &'static str {
         "Z (zombie)"
     } else if info.job().stopped.is_some() {
         "T (stopped)"
+    } else if info.is_runnable() {
+        "R (running)"
     } else {
         "S (sleeping)"
     }
@@ -212,7 +214,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             let thread = info.thread_list().into_iter().find(|t| t.tid == tid).ok_or(FsError::NotFound)?;
             format!("{}\n", thread.comm())
         }
-        FileKind::Filesystems => "nodev\ttmpfs\nnodev\tproc\nnodev\tsysfs\nnodev\tdevpts\n".to_string(),
+        FileKind::Filesystems => crate::syscall::FILESYSTEMS.iter().map(|fs| format!("nodev\t{fs}\n")).collect(),
         FileKind::Stat => {
             // One CPU: programs' user time, the idle task's time, and the
             // rest (the kernel) as system time; clock ticks of 100 Hz.

@@ -130,6 +130,12 @@ pub fn wake(t: &Arc<Task>) {
     }
 }
 
+/// Whether `t` is running or waiting for the CPU (not blocked): what
+/// `/proc/PID/stat` shows as `R`.
+pub fn is_runnable(t: &Arc<Task>) -> bool {
+    !t.is_finished() && (Arc::ptr_eq(&task::current(), t) || RUN_QUEUE.lock().iter().any(|q| Arc::ptr_eq(q, t)))
+}
+
 /// Creates a task running `f` and queues it.
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, OutOfMemory> {
     let t = task::spawn(name, f)?;

@@ -4,6 +4,7 @@ use super::IO_CHUNK;
 use crate::errno::{Errno, SysResult};
 use crate::process::Process;
 use alloc::string::String;
+use alloc::sync::Arc;
 #[allow(unused_imports)]
 use alloc::vec;
 #[allow(unused_imports)]
@@ -602,4 +603,171 @@ pub(super) fn capset(p: &mut Process, header: u64, data: u64) -> SysResult {
         }
     }
     Ok(0)
+}
+
+/// The file-system types `mount` knows, in `/proc/filesystems` order
+/// (also what `sysfs(2)` numbers).
+pub const FILESYSTEMS: [&str; 4] = ["tmpfs", "proc", "sysfs", "devpts"];
+
+/// `sysfs(option, ...)`: 1 a type's index by name, 2 the name at an
+/// index, 3 the number of types.
+pub(super) fn sysfs(p: &mut Process, option: u64, arg1: u64, arg2: u64) -> SysResult {
+    match option {
+        1 => {
+            let name = p.memory.read_c_string(arg1, 256)?;
+            FILESYSTEMS.iter().position(|fs| fs.as_bytes() == name.as_slice()).map(|i| i as u64).ok_or(Errno::EINVAL)
+        }
+        2 => {
+            let name = FILESYSTEMS.get(usize::try_from(arg1 as u32).unwrap_or(usize::MAX)).ok_or(Errno::EINVAL)?;
+            let mut bytes = alloc::vec::Vec::from(name.as_bytes());
+            bytes.push(0);
+            p.memory.write(arg2, &bytes).map(|()| 0)
+        }
+        3 => Ok(FILESYSTEMS.len() as u64),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `vhangup`: the calling terminal is hung up for root; others EPERM.
+/// (The console has no hang-up state to change.)
+pub(super) fn vhangup(p: &mut Process) -> SysResult {
+    if p.info.credentials().is_root() { Ok(0) } else { Err(Errno::EPERM) }
+}
+
+/// `syncfs(fd)`: writes back the file system of `fd` (every disk here).
+pub(super) fn syncfs(p: &mut Process, fd: u64) -> SysResult {
+    p.files.get(fd)?;
+    crate::block::sync_all();
+    Ok(0)
+}
+
+/// `sync_file_range(fd, offset, nbytes, flags)`: Linux's checks (flags
+/// WAIT_BEFORE|WRITE|WAIT_AFTER, no negative range, not a pipe), then the
+/// file's data is made durable like `fdatasync`.
+pub(super) fn sync_file_range(p: &mut Process, fd: u64, offset: u64, nbytes: u64, flags: u64) -> SysResult {
+    if flags & !7 != 0 || (offset as i64) < 0 || (nbytes as i64) < 0 || offset.checked_add(nbytes).is_none_or(|e| (e as i64) < 0) {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(fd)?;
+    let kind = file.stat().kind;
+    if !matches!(kind, tessera_vfs::FileType::Regular | tessera_vfs::FileType::Directory | tessera_vfs::FileType::BlockDevice | tessera_vfs::FileType::Symlink) {
+        return Err(Errno::ESPIPE);
+    }
+    file.sync()
+}
+
+const KCMP_FILE: u64 = 0;
+const KCMP_VM: u64 = 1;
+const KCMP_FILES: u64 = 2;
+const KCMP_FS: u64 = 3;
+const KCMP_SIGHAND: u64 = 4;
+const KCMP_IO: u64 = 5;
+const KCMP_SYSVSEM: u64 = 6;
+const KCMP_EPOLL_TFD: u64 = 7;
+
+/// `kcmp(pid1, pid2, type, idx1, idx2)`: whether two processes share a
+/// kernel object: 0 the same, 1 or 2 an order between different ones.
+/// The caller must be root or own both (Linux's ptrace read check).
+pub(super) fn kcmp(p: &mut Process, pid1: u64, pid2: u64, kind: u64, idx1: u64, idx2: u64) -> SysResult {
+    let find = |pid: u64| crate::process::lookup(pid as u32).filter(|t| t.outcome().is_none() && (pid as i64) > 0).ok_or(Errno::ESRCH);
+    let (a, b) = (find(pid1)?, find(pid2)?);
+    let me = p.info.credentials();
+    for target in [&a, &b] {
+        let t = target.credentials();
+        let owned = [t.ruid, t.euid, t.suid].iter().all(|&id| id == me.ruid) && [t.rgid, t.egid, t.sgid].iter().all(|&id| id == me.rgid);
+        if !me.is_root() && !owned {
+            return Err(Errno::EPERM);
+        }
+    }
+    let (x, y) = match kind {
+        KCMP_FILE => {
+            let file = |info: &crate::process::ProcessInfo, fd: u64| -> Result<usize, Errno> {
+                let files = info.files().ok_or(Errno::EBADF)?;
+                Ok(Arc::as_ptr(&files.get(fd)?) as *const () as usize)
+            };
+            (file(&a, idx1)?, file(&b, idx2)?)
+        }
+        KCMP_VM => (a.memory().map_or(0, |m| m.identity()), b.memory().map_or(0, |m| m.identity())),
+        KCMP_FILES => (a.files().map_or(0, |f| f.identity()), b.files().map_or(0, |f| f.identity())),
+        KCMP_FS => (a.fs().map_or(0, |f| f.identity()), b.fs().map_or(0, |f| f.identity())),
+        // Shared only by the threads of one process here.
+        KCMP_SIGHAND | KCMP_IO | KCMP_SYSVSEM => (a.pid as usize, b.pid as usize),
+        KCMP_EPOLL_TFD => return Err(Errno::EOPNOTSUPP),
+        _ => return Err(Errno::EINVAL),
+    };
+    Ok(match x.cmp(&y) {
+        core::cmp::Ordering::Equal => 0,
+        core::cmp::Ordering::Less => 1,
+        core::cmp::Ordering::Greater => 2,
+    })
+}
+
+/// `copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)`: copies
+/// between regular files through the kernel. Linux's checks: flags 0,
+/// both regular files (EISDIR for a directory, EINVAL otherwise), the
+/// right access modes (EBADF), O_APPEND output (EBADF), no overlap within
+/// one file (EINVAL).
+pub(super) fn copy_file_range(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_out: u64, len: u64, flags: u64) -> SysResult {
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let input = p.files.get(fd_in)?;
+    let output = p.files.get(fd_out)?;
+    if input.status_flags() & 3 == 1 || output.status_flags() & 3 == 0 || output.status_flags() & crate::fs::O_APPEND != 0 {
+        return Err(Errno::EBADF);
+    }
+    let (kin, kout) = (input.stat().kind, output.stat().kind);
+    if kin == tessera_vfs::FileType::Directory || kout == tessera_vfs::FileType::Directory {
+        return Err(Errno::EISDIR);
+    }
+    if kin != tessera_vfs::FileType::Regular || kout != tessera_vfs::FileType::Regular {
+        return Err(Errno::EINVAL);
+    }
+    let read_offset = |p: &Process, at: u64, file: &Arc<dyn crate::files::File>| -> Result<u64, Errno> {
+        if at == 0 {
+            return file.seek(0, crate::files::SEEK_CUR);
+        }
+        let mut word = [0u8; 8];
+        p.memory.read(at, &mut word)?;
+        let value = i64::from_le_bytes(word);
+        if value < 0 { Err(Errno::EINVAL) } else { Ok(value as u64) }
+    };
+    let (mut from, mut to) = (read_offset(p, off_in, &input)?, read_offset(p, off_out, &output)?);
+    if from.checked_add(len).is_none_or(|e| (e as i64) < 0) || to.checked_add(len).is_none_or(|e| (e as i64) < 0) {
+        return Err(Errno::EOVERFLOW);
+    }
+    let same = input.stat().ino == output.stat().ino && input.stat().dev == output.stat().dev;
+    if same && from < to.saturating_add(len) && to < from.saturating_add(len) {
+        return Err(Errno::EINVAL);
+    }
+    let len = super::io::fsize_room(p, &output, Some(to), len)?;
+    let mut done = 0u64;
+    let mut chunk = vec![0u8; IO_CHUNK];
+    while done < len {
+        let want = ((len - done) as usize).min(IO_CHUNK);
+        let buf = chunk.get_mut(..want).unwrap_or(&mut []);
+        let got = input.read_at(from, buf)? as usize;
+        if got == 0 {
+            break;
+        }
+        let wrote = output.write_at(to, buf.get(..got).unwrap_or(&[]))?;
+        done += wrote;
+        from += wrote;
+        to += wrote;
+        if (wrote as usize) < got {
+            break;
+        }
+    }
+    // The offsets move: the pointed-to ones, else the files' own.
+    if off_in != 0 {
+        p.memory.write(off_in, &from.to_le_bytes())?;
+    } else {
+        input.seek(from as i64, crate::files::SEEK_SET)?;
+    }
+    if off_out != 0 {
+        p.memory.write(off_out, &to.to_le_bytes())?;
+    } else {
+        output.seek(to as i64, crate::files::SEEK_SET)?;
+    }
+    Ok(done)
 }

@@ -155,8 +155,28 @@ pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysR
     Ok(0)
 }
 
-/// `RLIMIT_MEMLOCK` for processes without privilege (Linux's default).
-const MEMLOCK_LIMIT: u64 = 8 << 20;
+/// `mincore(addr, len, vec)`: one byte per page, 1 where the page is in
+/// memory. EINVAL for an unaligned start, ENOMEM for a range with a hole.
+pub(super) fn mincore(p: &mut Process, addr: u64, len: u64, vec: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE) {
+        return Err(Errno::EINVAL);
+    }
+    let len = len.checked_add(PAGE - 1).ok_or(Errno::ENOMEM)? & !(PAGE - 1);
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = addr.checked_add(len).filter(|&e| framekernel::logic::layout::is_user_half(e - 1)).ok_or(Errno::ENOMEM)?;
+    let flags: alloc::vec::Vec<u8> = {
+        let memory = p.memory.lock();
+        if !memory.is_mapped(addr, end) {
+            return Err(Errno::ENOMEM);
+        }
+        memory.residency(addr, end).into_iter().map(u8::from).collect()
+    };
+    p.memory.write(vec, &flags)?;
+    Ok(0)
+}
+
 
 /// `mlock`, `mlock2`, `munlock`: the range must be mapped (ENOMEM); more
 /// than `RLIMIT_MEMLOCK` needs root (ENOMEM). Locking brings in the pages
@@ -169,7 +189,7 @@ pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResu
     if start == end {
         return Ok(0);
     }
-    if lock && end - start > MEMLOCK_LIMIT && !p.info.credentials().is_root() {
+    if lock && end - start > p.info.soft_limit(crate::process::rlimit::MEMLOCK) && !p.info.credentials().is_root() {
         return Err(Errno::ENOMEM);
     }
     let mut memory = p.memory.lock();

@@ -40,7 +40,7 @@ pub enum Action {
     Kill(u8),
 }
 
-pub use misc::domainname_string;
+pub use misc::{FILESYSTEMS, domainname_string};
 pub use sched::RR_TIMESLICE_MS;
 
 /// The release `uname` and `/proc/sys/kernel/osrelease` report.
@@ -344,6 +344,12 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::FACCESSAT => fs::faccessat(p, a[0], a[1], a[2], 0),
         nr::FACCESSAT2 => fs::faccessat(p, a[0], a[1], a[2], a[3]),
         nr::FSYNC | nr::FDATASYNC => p.files.get(a[0]).and_then(|f| f.sync()),
+        306 => syncfs(p, a[0]),
+        277 => sync_file_range(p, a[0], a[1], a[2], a[3]),
+        139 => sysfs(p, a[0], a[1], a[2]),
+        153 => vhangup(p),
+        312 => kcmp(p, a[0], a[1], a[2], a[3], a[4]),
+        326 => copy_file_range(p, a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::SYNC => {
             crate::block::sync_all();
             Ok(0)
@@ -439,6 +445,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         }
         nr::MPROTECT => mprotect(p, a[0], a[1], a[2]),
         nr::MADVISE => madvise(p, a[0], a[1], a[2]),
+        27 => mincore(p, a[0], a[1], a[2]),
         nr::BRK => Ok(p.memory.set_brk(a[0])),
         nr::RT_SIGACTION => rt_sigaction(p, a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
