@@ -1,6 +1,6 @@
 /* Descriptors for kernel objects and moving data through pipes, as Linux
  * has them: timerfd, signalfd, pidfd (with waitid(P_PIDFD) and
- * pidfd_send_signal), splice, tee and vmsplice. */
+ * pidfd_send_signal), memfd with seals, splice, tee and vmsplice. */
 #define _GNU_SOURCE
 #include "tessera_test.h"
 #include <fcntl.h>
@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -230,7 +231,65 @@ static void splices(void) {
     close(b[1]);
 }
 
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 1
+#define F_SEAL_SHRINK 2
+#define F_SEAL_GROW 4
+#define F_SEAL_WRITE 8
+#endif
+
+static void memfds(void) {
+    int m = memfd_create("tessera", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    CHECK(m >= 0);
+    CHECK((fcntl(m, F_GETFD) & FD_CLOEXEC) != 0);
+    char link[128] = {0};
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", m);
+    CHECK(readlink(self, link, sizeof link - 1) > 0 && strncmp(link, "/memfd:tessera", 14) == 0);
+    CHECK(write(m, "hello", 5) == 5 && ftruncate(m, 4096) == 0);
+    char *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+    CHECK(map != MAP_FAILED && memcmp(map, "hello", 5) == 0);
+    map[0] = 'j';
+    char buf[8] = {0};
+    CHECK(pread(m, buf, 5, 0) == 5 && memcmp(buf, "jello", 5) == 0);
+    CHECK(fcntl(m, F_GET_SEALS) == 0);
+    CHECK_ERR(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE), EBUSY); /* a writable shared mapping */
+    munmap(map, 4096);
+    CHECK(fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+    CHECK_ERR(ftruncate(m, 100), EPERM);
+    CHECK_ERR(ftruncate(m, 8192), EPERM);
+    CHECK_ERR(pwrite(m, "x", 1, 4096), EPERM); /* would grow */
+    CHECK(pwrite(m, "y", 1, 10) == 1);
+    CHECK(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL) == 0);
+    CHECK(fcntl(m, F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL));
+    CHECK_ERR(pwrite(m, "z", 1, 10), EPERM);
+    CHECK(mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0) == MAP_FAILED && errno == EPERM);
+    map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0);
+    CHECK(map != MAP_FAILED && map[10] == 'y');
+    munmap(map, 4096);
+    CHECK_ERR(fcntl(m, F_ADD_SEALS, F_SEAL_GROW), EPERM); /* sealed seals */
+    /* Without MFD_ALLOW_SEALING the file is born sealed. */
+    int n = memfd_create("plain", 0);
+    CHECK(n >= 0 && fcntl(n, F_GET_SEALS) == F_SEAL_SEAL);
+    CHECK_ERR(fcntl(n, F_ADD_SEALS, F_SEAL_WRITE), EPERM);
+    CHECK_ERR(fcntl(0, F_GET_SEALS), EINVAL); /* not a memfd */
+    CHECK_ERR(memfd_create("x", 0x100), EINVAL);
+    char longname[300];
+    memset(longname, 'n', sizeof longname);
+    longname[250] = 0;
+    CHECK_ERR(memfd_create(longname, 0), EINVAL);
+    longname[249] = 0;
+    int l = memfd_create(longname, 0);
+    CHECK(l >= 0);
+    close(l);
+    close(m);
+    close(n);
+}
+
 int main(void) {
+    memfds();
     timerfds();
     signalfds();
     pidfds();

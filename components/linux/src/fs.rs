@@ -216,6 +216,7 @@ impl File for VfsFile {
         if append {
             *offset = self.node().metadata().size;
         }
+        crate::memfd::check_write(self.node(), *offset, buf.len())?;
         let n = self.node().write_at(*offset, buf)?;
         crate::pagecache::wrote(self.node(), *offset, buf.get(..n).unwrap_or(&[]));
         remove_privileges(self.node());
@@ -256,6 +257,7 @@ impl File for VfsFile {
         // With O_APPEND, pwrite appends whatever the offset (Linux's
         // documented behaviour).
         let offset = if *self.flags.lock() & O_APPEND != 0 { self.node().metadata().size } else { offset };
+        crate::memfd::check_write(self.node(), offset, buf.len())?;
         let n = self.node().write_at(offset, buf)?;
         crate::pagecache::wrote(self.node(), offset, buf.get(..n).unwrap_or(&[]));
         remove_privileges(self.node());

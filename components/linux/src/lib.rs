@@ -12,6 +12,7 @@ pub mod errno;
 pub mod exec;
 pub mod files;
 pub mod locks;
+pub mod memfd;
 pub mod memory;
 pub mod pagecache;
 pub mod pidfd;

@@ -242,6 +242,12 @@ impl AddressSpace {
         true
     }
 
+    /// Whether a shared writable area shows `node` (`F_SEAL_WRITE` is
+    /// refused then).
+    pub fn maps_shared_writable(&self, node: &NodeRef) -> bool {
+        self.areas.values().any(|a| a.shared && a.prot.write && a.file.as_ref().is_some_and(|f| Arc::ptr_eq(&f.node, node)))
+    }
+
     /// `mincore`: for each page of `[start, end)`, whether memory backs it
     /// now (mapped, or kept while `PROT_NONE`).
     pub fn residency(&self, start: u64, end: u64) -> alloc::vec::Vec<bool> {

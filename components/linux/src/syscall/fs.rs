@@ -523,6 +523,7 @@ pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
     }
     check(&who(p), &meta, MAY_WRITE)?;
     super::io::fsize_check(p, len)?;
+    crate::memfd::check_resize(location.node(), len)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
     Ok(0)
@@ -541,6 +542,7 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL); // not open for writing (Linux: EINVAL or EBADF)
     }
     super::io::fsize_check(p, len)?;
+    crate::memfd::check_resize(location.node(), len)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
     Ok(0)
@@ -725,4 +727,26 @@ pub(super) fn xattr(p: &mut Process, number: u64, target: u64) -> SysResult {
         194..=196 => Ok(0),
         _ => Err(Errno::EOPNOTSUPP),
     }
+}
+
+const MFD_CLOEXEC: u64 = 1;
+const MFD_ALLOW_SEALING: u64 = 2;
+const MFD_HUGETLB: u64 = 4;
+/// Longest memfd name: NAME_MAX less "memfd:".
+const MFD_NAME_MAX: usize = 249;
+
+/// `memfd_create(name, flags)`: an anonymous memory file open for reading
+/// and writing (no huge pages here: MFD_HUGETLB is EINVAL).
+pub(super) fn memfd_create(p: &mut Process, name: u64, flags: u64) -> SysResult {
+    if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING) != 0 || flags & MFD_HUGETLB != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = p.memory.read_c_string(name, MFD_NAME_MAX + 2).map_err(|e| if e == Errno::ENAMETOOLONG { Errno::EINVAL } else { e })?;
+    if name.len() > MFD_NAME_MAX || name.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let location = crate::memfd::create(&name, flags & MFD_ALLOW_SEALING != 0)?;
+    let file: Arc<dyn crate::files::File> = Arc::new(VfsFile::new(location, 2 | 0o100000)); // O_RDWR | O_LARGEFILE
+    p.files.insert(file, 0, flags & MFD_CLOEXEC != 0)
 }

@@ -375,6 +375,19 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => record_lock(p, &file, cmd, arg),
         F_GETPIPE_SZ => file.pipe_size(None).map(|n| n as u64),
+        F_ADD_SEALS | F_GET_SEALS => {
+            let node = file.location().ok_or(Errno::EINVAL)?.node().clone();
+            if cmd == F_GET_SEALS {
+                return crate::memfd::seals(&node).map(u64::from).ok_or(Errno::EINVAL);
+            }
+            if file.status_flags() & 3 == 0 {
+                return Err(Errno::EPERM); // not open for writing
+            }
+            let mapped = || {
+                crate::process::all().iter().filter_map(|q| q.memory()).any(|m| m.lock().maps_shared_writable(&node))
+            };
+            crate::memfd::add_seals(&node, arg as u32, mapped).map(|()| 0)
+        }
         F_SETOWN | F_GETOWN | F_SETSIG | F_GETSIG | F_SETOWN_EX | F_GETOWN_EX | F_SETLEASE | F_GETLEASE => {
             owner_settings(p, &file, cmd, arg)
         }
@@ -521,6 +534,8 @@ fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::Fil
 }
 
 const F_SETPIPE_SZ: u64 = 1031;
+const F_ADD_SEALS: u64 = 1033;
+const F_GET_SEALS: u64 = 1034;
 const F_GETPIPE_SZ: u64 = 1032;
 const F_GETLK: u64 = 5;
 const F_SETLK: u64 = 6;

@@ -40,6 +40,9 @@ fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> R
     if access == O_WRONLY || (shared && prot.write && access != O_RDWR) {
         return Err(Errno::EACCES);
     }
+    if shared && prot.write {
+        crate::memfd::check_shared_write_map(&node)?;
+    }
     Ok(((node, location.path()), !shared || access == O_RDWR))
 }
 

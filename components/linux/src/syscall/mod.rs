@@ -408,6 +408,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         436 => close_range(p, a[0], a[1], a[2]),
         221 => fadvise64(p, a[0], a[1], a[2], a[3]),
         285 => fs::fallocate(p, a[0], a[1], a[2], a[3]),
+        319 => fs::memfd_create(p, a[0], a[1]),
         36 => timer::getitimer(p, a[0], a[1]),
         37 => timer::alarm(p, a[0]),
         38 => timer::setitimer(p, a[0], a[1], a[2]),
