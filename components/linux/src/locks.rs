@@ -78,9 +78,11 @@ static LOCKS: SpinLock<BTreeMap<usize, Vec<Lock>>> = SpinLock::new(BTreeMap::new
 static WAITING: SpinLock<BTreeMap<Owner, Owner>> = SpinLock::new(BTreeMap::new());
 static RELEASED: WaitQueue = WaitQueue::new();
 
-/// The first lock on `file` that conflicts with `wanted`.
+/// The first lock on `file` that conflicts with `wanted`: the one that
+/// starts lowest (Linux keeps an owner's locks in file order and reports
+/// the first).
 pub fn conflict(file: usize, wanted: &Lock) -> Option<Lock> {
-    LOCKS.lock().get(&file).and_then(|locks| locks.iter().find(|l| l.conflicts(wanted)).copied())
+    LOCKS.lock().get(&file).and_then(|locks| locks.iter().filter(|l| l.conflicts(wanted)).min_by_key(|l| l.start).copied())
 }
 
 /// Replaces `owner`'s locks in `[start, end)` with `new` (none: unlock),

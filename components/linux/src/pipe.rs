@@ -330,6 +330,9 @@ impl File for PipeEnd {
 
     fn pipe_size(&self, new: Option<(usize, bool)>) -> Result<usize, Errno> {
         let Some((wanted, privileged)) = new else { return Ok(self.pipe.capacity.load(Ordering::Relaxed)) };
+        if wanted > 1 << 31 {
+            return Err(Errno::EINVAL); // Linux's round_pipe_size gives up
+        }
         if wanted > PIPE_MAX_SIZE && !privileged {
             return Err(Errno::EPERM);
         }

@@ -98,6 +98,45 @@ impl Limits {
     }
 }
 
+/// What `prctl` sets for a process (Linux keeps some of it per thread;
+/// here the whole process shares it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrctlState {
+    /// `PR_SET_PDEATHSIG`: the signal this process gets when its parent
+    /// ends (0: none). Not inherited.
+    pub pdeathsig: u8,
+    /// `PR_SET_DUMPABLE`.
+    pub dumpable: bool,
+    /// `PR_SET_KEEPCAPS`.
+    pub keepcaps: bool,
+    /// `PR_SET_TIMERSLACK`, ns.
+    pub timerslack_ns: u64,
+    /// `PR_SET_CHILD_SUBREAPER`: orphaned descendants come here, not to
+    /// process 1. Not inherited.
+    pub subreaper: bool,
+    /// `PR_SET_NO_NEW_PRIVS`: `exec` never grants privileges (set-id bits
+    /// are ignored). Inherited and never cleared.
+    pub no_new_privs: bool,
+    /// `PR_SET_THP_DISABLE`.
+    pub thp_disable: bool,
+}
+
+/// Linux's default timer slack (50 µs).
+pub const DEFAULT_TIMERSLACK_NS: u64 = 50_000;
+
+impl Default for PrctlState {
+    fn default() -> Self {
+        Self { pdeathsig: 0, dumpable: true, keepcaps: false, timerslack_ns: DEFAULT_TIMERSLACK_NS, subreaper: false, no_new_privs: false, thp_disable: false }
+    }
+}
+
+impl PrctlState {
+    /// What a child created by `fork` starts with.
+    pub fn for_child(self) -> Self {
+        Self { pdeathsig: 0, subreaper: false, ..self }
+    }
+}
+
 /// A set of pending signals with the details of each.
 pub struct Pending {
     bits: AtomicU64,
@@ -435,6 +474,8 @@ pub struct ProcessInfo {
     /// Process id.
     pub pid: u32,
     ppid: AtomicU32,
+    /// Set at `exec`: a parent waiting in `vfork` may go on.
+    vfork_done: core::sync::atomic::AtomicBool,
     pgid: AtomicU32,
     sid: AtomicU32,
     outcome: SpinLock<Option<Outcome>>,
@@ -469,6 +510,8 @@ pub struct ProcessInfo {
     pub nice: core::sync::atomic::AtomicI32,
     /// Resource limits (`RLIMIT_*`: soft, hard), inherited by `fork`.
     limits: SpinLock<Limits>,
+    /// What `prctl` sets.
+    pub prctl: SpinLock<PrctlState>,
     /// CPU time of its threads that ended: (user, total) ns.
     ended_threads: SpinLock<(u64, u64)>,
     /// CPU time of its children (and theirs) that it waited for: (user,
@@ -545,6 +588,7 @@ fn register(
     let info = Arc::new(ProcessInfo {
         pid,
         ppid: AtomicU32::new(ppid),
+        vfork_done: core::sync::atomic::AtomicBool::new(false),
         pgid: AtomicU32::new(if pgid == 0 { pid } else { pgid }),
         sid: AtomicU32::new(if sid == 0 { pid } else { sid }),
         outcome: SpinLock::new(None),
@@ -563,6 +607,7 @@ fn register(
         start_ns: framekernel::time::now_ns(),
         nice: core::sync::atomic::AtomicI32::new(0),
         limits: SpinLock::new(Limits::default()),
+        prctl: SpinLock::new(PrctlState::default()),
         ended_threads: SpinLock::new((0, 0)),
         waited_children: SpinLock::new((0, 0)),
     });
@@ -619,7 +664,23 @@ impl ProcessInfo {
         waited.1 += t + ct;
     }
 
-    /// Parent's pid (0 for processes the kernel started).
+    /// Gives the process another parent (`CLONE_PARENT`).
+    pub fn set_ppid(&self, ppid: u32) {
+        self.ppid.store(ppid, Ordering::Relaxed);
+    }
+
+    /// A `vfork` child let its parent go on (it ran `exec`, or ended).
+    pub fn vfork_released(&self) -> bool {
+        self.vfork_done.load(Ordering::SeqCst) || self.outcome().is_some()
+    }
+
+    /// Lets a parent waiting in `vfork` go on (after `exec`).
+    pub fn release_vfork(&self) {
+        self.vfork_done.store(true, Ordering::SeqCst);
+        self.exited.wake_all();
+    }
+
+    /// The parent's process id.
     pub fn ppid(&self) -> u32 {
         self.ppid.load(Ordering::Relaxed)
     }
@@ -685,6 +746,12 @@ impl ProcessInfo {
         let exe = self.exe.lock().clone();
         let text = memory.lock().maps(&exe);
         Some(text)
+    }
+
+    /// Shows `files` and `fs` as the process's (`/proc`, `kcmp`; after
+    /// `unshare`).
+    pub fn set_view(&self, files: &Files, fs: &Fs) {
+        *self.view.lock() = Some((files.clone(), fs.clone()));
     }
 
     /// Shows `memory` as the process's (at start and after exec).
@@ -1018,6 +1085,7 @@ impl Process {
         let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline, self.info.credentials())?;
         info.nice.store(self.info.nice.load(Ordering::Relaxed), Ordering::Relaxed);
         info.set_limits(limits);
+        *info.prctl.lock() = self.info.prctl.lock().for_child();
         *thread.sched.lock() = self.thread.sched.lock().for_child();
         if limits.0.get(rlimit::CPU).is_some_and(|&l| l != (RLIM_INFINITY, RLIM_INFINITY)) {
             crate::timers::watch_cpu_limit(info.pid, true);
@@ -1242,11 +1310,30 @@ impl Process {
         crate::locks::release_all(crate::locks::Owner::Process(pid));
         crate::timers::remove_process(pid, false);
         crate::sysv::exit_undo(pid);
-        let init = lookup(1).filter(|i| i.outcome().is_none() && i.pid != pid);
+        // Orphans go to the nearest living ancestor that is a subreaper
+        // (PR_SET_CHILD_SUBREAPER), else to process 1.
+        let reaper = {
+            let mut at = info.ppid();
+            let mut found = None;
+            for _ in 0..MAX_PROCESSES {
+                let Some(ancestor) = lookup(at).filter(|_| at != 0) else { break };
+                if ancestor.outcome().is_none() && ancestor.prctl.lock().subreaper {
+                    found = Some(ancestor);
+                    break;
+                }
+                at = ancestor.ppid();
+            }
+            found
+        };
+        let init = reaper.or_else(|| lookup(1)).filter(|i| i.outcome().is_none() && i.pid != pid);
         for child in all().into_iter().filter(|c| c.ppid() == pid) {
             child.ppid.store(init.as_ref().map_or(0, |i| i.pid), Ordering::Relaxed);
             if init.is_none() && child.outcome().is_some() {
                 reap(child.pid); // nobody is left to collect it
+            }
+            let deathsig = child.prctl.lock().pdeathsig;
+            if deathsig != 0 {
+                child.send_signal(deathsig, SigInfo { code: 0, addr: u64::from(pid), value: 0 }); // SI_USER from the parent
             }
         }
         if let Some(init) = &init {

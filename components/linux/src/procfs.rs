@@ -57,6 +57,7 @@ enum FileKind {
     PidMaps(u32),
     PidCmdline(u32),
     PidComm(u32),
+    PidTimerslack(u32),
     /// A `/proc/sys` value, by index in [`SYS_FILES`].
     Sys(usize),
     /// `/proc/[pid]/task/[tid]/comm`.
@@ -66,7 +67,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 13] = [
+const SYS_FILES: [(&str, SysValue); 20] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -75,6 +76,13 @@ const SYS_FILES: [(&str, SysValue); 13] = [
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
     ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
     ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE)),
+    ("kernel/shmmax", || format!("{}\n", crate::sysv::SHMMAX)),
+    ("kernel/shmall", || format!("{}\n", crate::sysv::SHMMAX / 4096)),
+    ("kernel/shmmni", || format!("{}\n", crate::sysv::MAX_IDS)),
+    ("kernel/msgmax", || format!("{}\n", crate::sysv::MSGMAX)),
+    ("kernel/msgmnb", || format!("{}\n", crate::sysv::MSGMNB)),
+    ("kernel/msgmni", || format!("{}\n", crate::sysv::MAX_IDS)),
+    ("kernel/sem", || format!("{}\t{}\t{}\t{}\n", crate::sysv::SEMMSL, crate::sysv::SEMMNS, crate::sysv::SEMOPM, crate::sysv::MAX_IDS)),
     ("kernel/domainname", || crate::syscall::domainname_string() + "\n"),
     ("kernel/sched_rr_timeslice_ms", || format!("{}\n", crate::syscall::RR_TIMESLICE_MS)),
     ("fs/nr_open", || format!("{}\n", crate::files::MAX_FILES)),
@@ -259,6 +267,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             String::from_utf8_lossy(&bytes).into_owned()
         }
         FileKind::PidComm(pid) => format!("{}\n", comm(&*process(pid)?)),
+        FileKind::PidTimerslack(pid) => format!("{}\n", process(pid)?.prctl.lock().timerslack_ns),
     })
 }
 
@@ -332,6 +341,7 @@ impl Node for Dir {
                 "maps" => Ok(Arc::new(File(FileKind::PidMaps(pid)))),
                 "cmdline" => Ok(Arc::new(File(FileKind::PidCmdline(pid)))),
                 "comm" => Ok(Arc::new(File(FileKind::PidComm(pid)))),
+                "timerslack_ns" => Ok(Arc::new(File(FileKind::PidTimerslack(pid)))),
                 "mounts" => Ok(Arc::new(File(FileKind::Mounts))), // one mount namespace
                 "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
                 "cwd" => Ok(Arc::new(Link(LinkKind::Cwd(pid)))),
@@ -408,6 +418,7 @@ impl Node for Dir {
                     .map(|(i, n)| entry(n, base + 2 + i as u64, FileType::Regular))
                     .chain([entry("exe", base + 8, FileType::Symlink), entry("cwd", base + 9, FileType::Symlink)])
                     .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 10, FileType::Directory)])
+                    .chain([entry("timerslack_ns", base + 12, FileType::Regular)])
                     .collect()
             }
             DirKind::Tasks(pid) => process(pid)?

@@ -212,14 +212,42 @@ pub(super) fn getrlimit(p: &mut Process, resource: u64, out: u64) -> SysResult {
     prlimit64(p, 0, resource, 0, out)
 }
 
+const PR_SET_PDEATHSIG: u64 = 1;
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_GET_KEEPCAPS: u64 = 7;
+const PR_SET_KEEPCAPS: u64 = 8;
+const PR_GET_TIMING: u64 = 13;
+const PR_SET_TIMING: u64 = 14;
 const PR_SET_NAME: u64 = 15;
 const PR_GET_NAME: u64 = 16;
+const PR_GET_SECCOMP: u64 = 21;
+const PR_CAPBSET_READ: u64 = 23;
+const PR_CAPBSET_DROP: u64 = 24;
+const PR_GET_SECUREBITS: u64 = 27;
+const PR_SET_SECUREBITS: u64 = 28;
+const PR_SET_TIMERSLACK: u64 = 29;
+const PR_GET_TIMERSLACK: u64 = 30;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const PR_GET_NO_NEW_PRIVS: u64 = 39;
+const PR_SET_THP_DISABLE: u64 = 41;
+const PR_GET_THP_DISABLE: u64 = 42;
+/// The highest capability number (`CAP_CHECKPOINT_RESTORE`).
+const CAP_LAST_CAP: u64 = 40;
 
-pub(super) fn prctl(p: &mut Process, option: u64, arg: u64) -> SysResult {
+/// `prctl(option, arg2, arg3, arg4, arg5)`: the options programs and LTP
+/// use, with Linux's argument checks. Options this kernel does not have
+/// (seccomp filters, TSC trapping, memory-map edits, ...) are EINVAL.
+pub(super) fn prctl(p: &mut Process, option: u64, args: [u64; 4]) -> SysResult {
+    let [arg2, arg3, arg4, arg5] = args;
+    let write_int = |p: &mut Process, value: u32| p.memory.write(arg2, &value.to_le_bytes()).map(|()| 0);
     match option {
         PR_SET_NAME => {
             let mut name = [0u8; 16];
-            p.memory.read(arg, &mut name)?;
+            p.memory.read(arg2, &mut name)?;
             let len = name.iter().position(|&b| b == 0).unwrap_or(15).min(15);
             p.name = [0; 16];
             if let (Some(dst), Some(src)) = (p.name.get_mut(..len), name.get(..len)) {
@@ -230,8 +258,87 @@ pub(super) fn prctl(p: &mut Process, option: u64, arg: u64) -> SysResult {
         }
         PR_GET_NAME => {
             let name = p.name;
-            p.memory.write(arg, &name)?;
+            p.memory.write(arg2, &name)?;
             Ok(0)
+        }
+        PR_SET_PDEATHSIG => {
+            if arg2 > crate::signal::NSIG as u64 {
+                return Err(Errno::EINVAL);
+            }
+            p.info.prctl.lock().pdeathsig = arg2 as u8;
+            Ok(0)
+        }
+        PR_GET_PDEATHSIG => {
+            let sig = p.info.prctl.lock().pdeathsig;
+            write_int(p, u32::from(sig))
+        }
+        PR_GET_DUMPABLE => Ok(u64::from(p.info.prctl.lock().dumpable)),
+        PR_SET_DUMPABLE => {
+            if arg2 > 1 {
+                return Err(Errno::EINVAL);
+            }
+            p.info.prctl.lock().dumpable = arg2 == 1;
+            Ok(0)
+        }
+        PR_GET_KEEPCAPS => Ok(u64::from(p.info.prctl.lock().keepcaps)),
+        PR_SET_KEEPCAPS => {
+            if arg2 > 1 {
+                return Err(Errno::EINVAL);
+            }
+            p.info.prctl.lock().keepcaps = arg2 == 1;
+            Ok(0)
+        }
+        PR_GET_TIMING => Ok(0), // PR_TIMING_STATISTICAL
+        PR_SET_TIMING => if arg2 == 0 { Ok(0) } else { Err(Errno::EINVAL) },
+        PR_GET_SECCOMP => Ok(0),
+        PR_CAPBSET_READ => if arg2 <= CAP_LAST_CAP { Ok(1) } else { Err(Errno::EINVAL) },
+        PR_CAPBSET_DROP => {
+            if !p.info.credentials().is_root() {
+                return Err(Errno::EPERM);
+            }
+            if arg2 > CAP_LAST_CAP { Err(Errno::EINVAL) } else { Ok(0) }
+        }
+        PR_GET_SECUREBITS => Ok(0),
+        PR_SET_SECUREBITS => if p.info.credentials().is_root() && arg2 == 0 { Ok(0) } else { Err(Errno::EPERM) },
+        PR_SET_TIMERSLACK => {
+            // 0 restores the default; the value is an unsigned long.
+            p.info.prctl.lock().timerslack_ns = if arg2 == 0 { crate::process::DEFAULT_TIMERSLACK_NS } else { arg2 };
+            Ok(0)
+        }
+        PR_GET_TIMERSLACK => Ok(p.info.prctl.lock().timerslack_ns),
+        PR_SET_CHILD_SUBREAPER => {
+            p.info.prctl.lock().subreaper = arg2 != 0;
+            Ok(0)
+        }
+        PR_GET_CHILD_SUBREAPER => {
+            let on = p.info.prctl.lock().subreaper;
+            write_int(p, u32::from(on))
+        }
+        PR_SET_NO_NEW_PRIVS => {
+            if arg2 != 1 || arg3 != 0 || arg4 != 0 || arg5 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            p.info.prctl.lock().no_new_privs = true;
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS => {
+            if arg2 != 0 || arg3 != 0 || arg4 != 0 || arg5 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(u64::from(p.info.prctl.lock().no_new_privs))
+        }
+        PR_SET_THP_DISABLE => {
+            if arg3 != 0 || arg4 != 0 || arg5 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            p.info.prctl.lock().thp_disable = arg2 != 0;
+            Ok(0)
+        }
+        PR_GET_THP_DISABLE => {
+            if arg2 != 0 || arg3 != 0 || arg4 != 0 || arg5 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(u64::from(p.info.prctl.lock().thp_disable))
         }
         _ => Err(Errno::EINVAL),
     }

@@ -47,8 +47,19 @@ fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> R
 }
 
 pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
-    let kind = flags & (MAP_SHARED | MAP_PRIVATE);
-    if len == 0 || kind == 0 || kind == (MAP_SHARED | MAP_PRIVATE) {
+    // As Linux: the descriptor first (EBADF), then the arguments.
+    if flags & MAP_ANONYMOUS == 0 {
+        p.files.get(fd)?;
+    }
+    let mut kind = flags & (MAP_SHARED | MAP_PRIVATE);
+    if kind == MAP_SHARED_VALIDATE {
+        // Every flag must be known (MAP_SYNC needs DAX storage: none here).
+        if flags & !MAP_KNOWN != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        kind = MAP_SHARED;
+    }
+    if len == 0 || kind == 0 {
         return Err(Errno::EINVAL);
     }
     let len = len.checked_add(PAGE - 1).ok_or(Errno::ENOMEM)? & !(PAGE - 1);
@@ -80,6 +91,14 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     }
     Ok(start)
 }
+
+/// `MAP_SHARED | MAP_PRIVATE`: a shared mapping whose flags are checked.
+const MAP_SHARED_VALIDATE: u64 = 3;
+/// The flags Linux's `MAP_SHARED_VALIDATE` accepts without MAP_SYNC:
+/// SHARED, PRIVATE, FIXED, ANONYMOUS, GROWSDOWN, DENYWRITE, EXECUTABLE,
+/// LOCKED, NORESERVE, POPULATE, NONBLOCK, STACK, HUGETLB, FIXED_NOREPLACE,
+/// UNINITIALIZED.
+const MAP_KNOWN: u64 = 0x3 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x100000 | 0x4000000 | (0x3f << 26);
 
 pub(super) fn check_range(addr: u64, len: u64) -> Result<(u64, u64), Errno> {
     let len = len.checked_add(PAGE - 1).ok_or(Errno::EINVAL)? & !(PAGE - 1);
@@ -186,13 +205,38 @@ pub(super) fn mincore(p: &mut Process, addr: u64, len: u64, vec: u64) -> SysResu
 /// of the accessible parts (a `PROT_NONE` part cannot be touched, as on
 /// Linux); running out of memory is ENOMEM. Pages are never swapped out
 /// here, so nothing else changes.
+/// `mlockall(flags)`: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT, at least
+/// one of the first two; without root, RLIMIT_MEMLOCK 0 is EPERM and
+/// locking more than it (MCL_CURRENT: all mapped memory) ENOMEM. Pages
+/// never leave memory here, so nothing else changes.
+pub(super) fn mlockall(p: &mut Process, flags: u64) -> SysResult {
+    if flags == 0 || flags & !7 != 0 || flags & 3 == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !p.info.credentials().is_root() {
+        let limit = p.info.soft_limit(crate::process::rlimit::MEMLOCK);
+        if limit == 0 {
+            return Err(Errno::EPERM);
+        }
+        if flags & 1 != 0 && p.memory.lock().virtual_size() > limit {
+            return Err(Errno::ENOMEM);
+        }
+    }
+    Ok(0)
+}
+
 pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResult {
+    let limit = p.info.soft_limit(crate::process::rlimit::MEMLOCK);
+    // Linux's can_do_mlock: a zero RLIMIT_MEMLOCK forbids locking at all.
+    if lock && limit == 0 && !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
     let start = addr & !(PAGE - 1);
     let end = addr.checked_add(len).and_then(|e| e.checked_add(PAGE - 1)).ok_or(Errno::EINVAL)? & !(PAGE - 1);
     if start == end {
         return Ok(0);
     }
-    if lock && end - start > p.info.soft_limit(crate::process::rlimit::MEMLOCK) && !p.info.credentials().is_root() {
+    if lock && end - start > limit && !p.info.credentials().is_root() {
         return Err(Errno::ENOMEM);
     }
     let mut memory = p.memory.lock();

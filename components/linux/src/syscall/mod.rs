@@ -425,7 +425,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         73 => flock(p, a[0], a[1]),
         nr::GETTIMEOFDAY => gettimeofday(p, a[0], a[1]),
         nr::GETRLIMIT => getrlimit(p, a[0], a[1]),
-        nr::PRCTL => prctl(p, a[0], a[1]),
+        nr::PRCTL => prctl(p, a[0], [a[1], a[2], a[3], a[4]]),
         nr::CLOSE => p.files.close(a[0]).map(|()| 0),
         nr::FSTAT => fstat(p, a[0], a[1]),
         nr::NEWFSTATAT => fs::newfstatat(p, a[0], a[1], a[2], a[3]),
@@ -436,10 +436,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::MREMAP => mremap(p, a[0], a[1], a[2], a[3], a[4]),
         149 => mlock(p, a[0], a[1], true),
         150 => mlock(p, a[0], a[1], false),
-        151 => {
-            // mlockall: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT, at least one of the first two.
-            if a[0] == 0 || a[0] & !7 != 0 || a[0] & 3 == 0 { Err(Errno::EINVAL) } else { Ok(0) }
-        }
+        151 => mlockall(p, a[0]),
         152 => Ok(0), // munlockall
         325 => {
             if a[2] & !1 != 0 { Err(Errno::EINVAL) } else { mlock(p, a[0], a[1], true) } // mlock2(MLOCK_ONFAULT)
@@ -458,7 +455,9 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::TKILL => tkill(p, a[0], a[1]),
         nr::TGKILL => tgkill(p, a[0], a[1], a[2]),
         nr::CLONE => proc::clone(p, context, a[0], a[1], a[2], a[3], a[4]),
-        nr::FORK | nr::VFORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
+        nr::FORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
+        nr::VFORK => proc::clone(p, context, SIGCHLD | 0x4000 | 0x100, 0, 0, 0, 0), // CLONE_VFORK | CLONE_VM
+        272 => proc::unshare(p, a[0]),
         nr::WAIT4 => proc::wait4(p, a[0], a[1], a[2], a[3]),
         247 => proc::waitid(p, a[0], a[1], a[2], a[3], a[4]),
         434 => pidfd_open(p, a[0], a[1]),

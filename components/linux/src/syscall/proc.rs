@@ -20,6 +20,7 @@ const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> SysResult {
+    check_namespaces(p, flags)?;
     if flags & CLONE_THREAD != 0 {
         // A thread shares memory and signal handlers (Linux requires both).
         if flags & (CLONE_VM | CLONE_SIGHAND) != (CLONE_VM | CLONE_SIGHAND) {
@@ -35,8 +36,69 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
     // posix_spawn) gets a copy-on-write copy instead: the same results for
     // programs that only exec or exit in the child.
     let child = p.fork()?;
-    start_child(p, child, ctx, flags, stack, ptid, ctid, tls)
+    if flags & CLONE_PARENT != 0 {
+        // A sibling: the caller's parent is the child's (and is told when it ends).
+        child.info.set_ppid(p.info.ppid());
+    }
+    let info = child.info.clone();
+    let pid = start_child(p, child, ctx, flags, stack, ptid, ctid, tls)?;
+    if flags & CLONE_VFORK != 0 {
+        // The parent waits until the child runs exec or ends (or the
+        // parent is killed, as Linux's killable wait).
+        let killed = {
+            let (me, thread) = (p.info.clone(), p.thread.clone());
+            move || (me.pending.bits() | thread.pending.bits()) & crate::signal::bit(crate::signal::num::SIGKILL) != 0
+        };
+        info.exited.wait_until(|| (info.vfork_released() || killed()).then_some(()));
+    }
+    Ok(pid)
 }
+
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_PARENT: u64 = 0x8000;
+/// CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
+const CLONE_NEW_NAMESPACES: u64 = 0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
+
+/// New namespaces need privilege (EPERM); this kernel has none to give
+/// (EINVAL, as a Linux built without them).
+fn check_namespaces(p: &Process, flags: u64) -> Result<(), Errno> {
+    if flags & CLONE_NEW_NAMESPACES == 0 {
+        return Ok(());
+    }
+    if !p.info.credentials().is_root() { Err(Errno::EPERM) } else { Err(Errno::EINVAL) }
+}
+
+/// `unshare(flags)`: a private descriptor table (CLONE_FILES) or working
+/// directory and umask (CLONE_FS); CLONE_SYSVSEM and the sharing flags
+/// that only a single-threaded caller can drop are accepted; namespaces
+/// as for `clone`.
+pub(super) fn unshare(p: &mut Process, flags: u64) -> SysResult {
+    const KNOWN: u64 = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_NEW_NAMESPACES | CLONE_NEWTIME;
+    if flags & !KNOWN != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // Undoing thread sharing is only possible alone.
+    if flags & (CLONE_THREAD | CLONE_VM | CLONE_SIGHAND) != 0 && p.info.thread_count() > 1 {
+        return Err(Errno::EINVAL);
+    }
+    check_namespaces(p, flags & !CLONE_NEWTIME)?;
+    if flags & CLONE_NEWTIME != 0 {
+        return Err(if p.info.credentials().is_root() { Errno::EINVAL } else { Errno::EPERM });
+    }
+    if flags & CLONE_FILES != 0 {
+        p.files = p.files.fork_copy();
+        p.info.set_view(&p.files, &p.fs);
+    }
+    if flags & CLONE_FS != 0 {
+        p.fs = p.fs.fork_copy();
+        p.info.set_view(&p.files, &p.fs);
+    }
+    Ok(0)
+}
+
+const CLONE_FS: u64 = 0x200;
+const CLONE_SYSVSEM: u64 = 0x40000;
+const CLONE_NEWTIME: u64 = 0x80;
 
 #[allow(clippy::too_many_arguments)]
 fn start_child(
@@ -65,6 +127,10 @@ fn start_child(
         }
         if flags & CLONE_PARENT_SETTID != 0 {
             p.memory.write(ptid, &pid_bytes)?;
+            // A CLONE_VM child has its own copy here: it sees the id too.
+            if flags & (CLONE_VM | CLONE_THREAD) == CLONE_VM {
+                child.memory.write(ptid, &pid_bytes)?;
+            }
         }
         Ok(())
     })();
@@ -160,7 +226,16 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     // (and its credentials) takes over.
     p.end_other_threads()?;
     let (loaded, absolute, argv) = (program.loaded, program.exe, program.argv);
-    let credentials = program.credentials;
+    // PR_SET_NO_NEW_PRIVS: set-id bits grant nothing; the ids stay, the
+    // saved ones follow the effective ones as for any exec.
+    let credentials = if p.info.prctl.lock().no_new_privs {
+        let mut same = p.info.credentials();
+        same.suid = same.euid;
+        same.sgid = same.egid;
+        same
+    } else {
+        program.credentials
+    };
     p.info.change_credentials(|_| Ok(credentials))?;
     // POSIX timers end with the old image; interval timers stay (Linux).
     crate::timers::remove_process(p.info.pid, true);
@@ -179,6 +254,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     p.robust_list = 0;
     // /proc/self/exe is the absolute path, symbolic links resolved.
     *p.info.exe.lock() = absolute;
+    p.info.release_vfork();
     *p.info.cmdline.lock() = argv.iter().flat_map(|a| a.iter().copied().chain(core::iter::once(0))).collect();
     Ok(Action::Replaced)
 }
