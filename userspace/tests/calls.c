@@ -462,8 +462,46 @@ static void more_calls(void) {
     close(fds[1]);
 }
 
+/* chroot: a directory becomes "/" for the process and its children. */
+static void chroots(void) {
+    char dir[] = "/tmp/calls-root-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL && chmod(dir, 0755) == 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/inside", dir);
+    CHECK(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/marker", dir);
+    int fd = open(path, O_CREAT | O_WRONLY, 0644);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_ERR(chroot("/no/such/dir"), ENOENT);
+    CHECK_ERR(chroot(path), ENOTDIR);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        if (chroot(dir) != 0 || chdir("/") != 0) _exit(2);
+        char cwd[64];
+        int ok = getcwd(cwd, sizeof cwd) && strcmp(cwd, "/") == 0;
+        ok = ok && access("/marker", F_OK) == 0 && access("/tmp", F_OK) == -1;
+        ok = ok && access("/../../marker", F_OK) == 0; /* ".." stops at the new root */
+        ok = ok && chdir("/inside/..") == 0 && getcwd(cwd, sizeof cwd) && strcmp(cwd, "/") == 0;
+        ok = ok && chdir("inside") == 0 && getcwd(cwd, sizeof cwd) && strcmp(cwd, "/inside") == 0;
+        /* An ordinary user may not chroot. */
+        ok = ok && setuid(65534) == 0 && chroot("/") == -1 && errno == EPERM;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(access("/tmp", F_OK) == 0); /* the parent's root is unchanged */
+    snprintf(path, sizeof path, "%s/marker", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/inside", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
 int main(void) {
     events();
+    chroots();
     more_calls();
     owners_and_priorities();
     descriptors();

@@ -61,7 +61,7 @@ pub struct Program {
 /// interpreter if it is dynamically linked) or a `#!` script run by its
 /// interpreter, as Linux's `execve` does.
 pub fn load_path(
-    cwd: &tessera_vfs::Location,
+    fs: &crate::fs::Fs,
     path: &[u8],
     argv: Vec<Vec<u8>>,
     envp: &[&[u8]],
@@ -71,14 +71,14 @@ pub fn load_path(
     let mut argv = argv;
     let mut file_path = path.to_vec();
     for _ in 0..=MAX_SCRIPT_DEPTH {
-        let (bytes, absolute, meta) = crate::fs::open_executable(cwd, &file_path, &who)?;
+        let (bytes, absolute, meta) = crate::fs::open_executable(fs, &file_path, &who)?;
         match tessera_elf::script_interpreter(&bytes) {
             None => {
                 // The ELF file that runs decides set-id (a script's own
                 // set-id bits are ignored, as on Linux).
                 let credentials = credentials.after_exec(&meta);
                 let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-                let loaded = load(bytes, &refs, envp, path, cwd, &who, credentials.aux_ids())?;
+                let loaded = load(bytes, &refs, envp, path, fs, &who, credentials.aux_ids())?;
                 return Ok(Program { loaded, exe: absolute, argv, credentials });
             }
             Some(Err(())) => return Err(Errno::ENOEXEC),
@@ -141,7 +141,7 @@ pub fn load(
     argv: &[&[u8]],
     envp: &[&[u8]],
     execfn: &[u8],
-    cwd: &tessera_vfs::Location,
+    fs: &crate::fs::Fs,
     who: &tessera_vfs::Identity,
     ids: AuxIds,
 ) -> Result<Loaded, Errno> {
@@ -153,7 +153,7 @@ pub fn load(
     map_segments(&mut memory, &image, &file)?;
     let (start, base) = match &image.interpreter {
         Some(path) => {
-            let (ld, _, _) = crate::fs::open_executable(cwd, path, who)?;
+            let (ld, _, _) = crate::fs::open_executable(fs, path, who)?;
             // Linux reads the interpreter's ELF header first: a shorter
             // file is EIO, a wrong one ELIBBAD.
             if ld.len() < 64 {

@@ -68,11 +68,12 @@ pub fn list_dir(path: &str) -> Result<alloc::vec::Vec<String>, Errno> {
     Ok(names)
 }
 
-/// The contents of the program at `path` (from `cwd`) and its absolute
-/// path, checking that it is an executable regular file.
-pub fn open_executable(cwd: &Location, path: &[u8], who: &tessera_vfs::Identity) -> Result<(Arc<alloc::vec::Vec<u8>>, String, tessera_vfs::Metadata), Errno> {
+/// The contents of the program at `path` (from the process's current
+/// directory, under its root) and its absolute path, checking that it is
+/// an executable regular file.
+pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Result<(Arc<alloc::vec::Vec<u8>>, String, tessera_vfs::Metadata), Errno> {
     let path = core::str::from_utf8(path).map_err(|_| Errno::ENOENT)?;
-    let location = vfs()?.resolve_as(cwd, path, true, who)?;
+    let location = vfs()?.resolve_in(&fs.root(), &fs.cwd(), path, true, who)?;
     let meta = location.node().metadata();
     // A regular file that `who` may execute (the superuser: any x bit).
     if meta.kind != FileType::Regular || !who.may(&meta, tessera_vfs::perm::MAY_EXEC) {
@@ -83,6 +84,8 @@ pub fn open_executable(cwd: &Location, path: &[u8], who: &tessera_vfs::Identity)
 
 /// Working directory and umask, shared by the threads of a process.
 pub struct FsContext {
+    /// Root directory (`chroot`).
+    pub root: Location,
     /// Current directory.
     pub cwd: Location,
     /// File-creation mask.
@@ -101,18 +104,36 @@ impl Fs {
 
     /// At the root, umask 022.
     pub fn at_root() -> Result<Self, Errno> {
-        Ok(Self(Arc::new(Mutex::new(FsContext { cwd: vfs()?.root(), umask: 0o022 }))))
+        let root = vfs()?.root();
+        Ok(Self(Arc::new(Mutex::new(FsContext { root: root.clone(), cwd: root, umask: 0o022 }))))
     }
 
     /// A separate copy (for `fork`).
     pub fn fork_copy(&self) -> Self {
         let ctx = self.0.lock();
-        Self(Arc::new(Mutex::new(FsContext { cwd: ctx.cwd.clone(), umask: ctx.umask })))
+        Self(Arc::new(Mutex::new(FsContext { root: ctx.root.clone(), cwd: ctx.cwd.clone(), umask: ctx.umask })))
     }
 
     /// The current directory.
     pub fn cwd(&self) -> Location {
         self.0.lock().cwd.clone()
+    }
+
+    /// The root directory (`/` unless `chroot` moved it).
+    pub fn root(&self) -> Location {
+        self.0.lock().root.clone()
+    }
+
+    /// Changes the root directory (`chroot`).
+    pub fn set_root(&self, location: Location) {
+        self.0.lock().root = location;
+    }
+
+    /// The current directory as this process names it: from its root
+    /// (`(unreachable)` before the path when it is outside, as Linux).
+    pub fn cwd_path(&self) -> String {
+        let ctx = self.0.lock();
+        ctx.cwd.path_from(&ctx.root).unwrap_or_else(|| alloc::format!("(unreachable){}", ctx.cwd.path()))
     }
 
     /// Changes the current directory.

@@ -1038,7 +1038,7 @@ impl Process {
         let start = crate::fs::vfs()?.resolve(&fs.cwd(), cwd, true)?;
         fs.set_cwd(start);
         let argv_owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
-        let program = exec::load_path(&fs.cwd(), path.as_bytes(), argv_owned, &env, &Credentials::default())?;
+        let program = exec::load_path(&fs, path.as_bytes(), argv_owned, &env, &Credentials::default())?;
         let (loaded, argv) = (program.loaded, program.argv);
         // The name is the file name asked for (`/sbin/init` is "init"
         // although it is busybox), as Linux's comm.

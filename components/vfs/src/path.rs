@@ -4,6 +4,7 @@ use crate::perm::{Identity, MAY_EXEC};
 use crate::node::{FileType, NodeRef};
 use crate::FsError;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
@@ -26,6 +27,22 @@ impl Location {
     pub fn node(&self) -> &NodeRef {
         // The chain always holds the root.
         &self.chain.last().expect("a location always holds the root").1
+    }
+
+    /// Whether both name the same place by the same way down from the root.
+    pub fn is_same(&self, other: &Location) -> bool {
+        self.chain.len() == other.chain.len() && self.chain.iter().zip(&other.chain).all(|((_, a), (_, b))| Arc::ptr_eq(a, b))
+    }
+
+    /// The path as seen from `root` (a `chroot` directory): relative to it
+    /// when inside it, `None` when outside.
+    pub fn path_from(&self, root: &Location) -> Option<String> {
+        let inside = self.chain.len() >= root.chain.len() && self.chain.iter().zip(&root.chain).all(|((_, a), (_, b))| Arc::ptr_eq(a, b));
+        if !inside {
+            return None;
+        }
+        let rest: Vec<&str> = self.chain.iter().skip(root.chain.len()).map(|(name, _)| name.as_str()).collect();
+        Some(alloc::format!("/{}", rest.join("/")))
     }
 
     /// The absolute path (`/` for the root).
@@ -140,24 +157,31 @@ impl Vfs {
     /// followed (stat) or not (lstat, readlink, unlink).
     pub fn resolve(&self, cwd: &Location, path: &str, follow_last: bool) -> Result<Location, FsError> {
         let mut links = 0;
-        self.walk(cwd.clone(), path, follow_last, &mut links, None)
+        self.walk(&self.root(), cwd.clone(), path, follow_last, &mut links, None)
     }
 
     /// [`Vfs::resolve`] for `who`: every directory walked through must
     /// allow `who` to search it (`Access` otherwise, EACCES).
     pub fn resolve_as(&self, cwd: &Location, path: &str, follow_last: bool, who: &Identity) -> Result<Location, FsError> {
-        let mut links = 0;
-        self.walk(cwd.clone(), path, follow_last, &mut links, Some(who))
+        self.resolve_in(&self.root(), cwd, path, follow_last, who)
     }
 
-    fn walk(&self, start: Location, path: &str, follow_last: bool, links: &mut usize, who: Option<&Identity>) -> Result<Location, FsError> {
+    /// [`Vfs::resolve_as`] for a walker whose root directory is `root`
+    /// (`chroot`): absolute paths and absolute symbolic links start there
+    /// and `..` does not climb above it.
+    pub fn resolve_in(&self, root: &Location, cwd: &Location, path: &str, follow_last: bool, who: &Identity) -> Result<Location, FsError> {
+        let mut links = 0;
+        self.walk(root, cwd.clone(), path, follow_last, &mut links, Some(who))
+    }
+
+    fn walk(&self, root: &Location, start: Location, path: &str, follow_last: bool, links: &mut usize, who: Option<&Identity>) -> Result<Location, FsError> {
         if path.len() >= MAX_PATH {
             return Err(FsError::NameTooLong);
         }
         if path.is_empty() {
             return Err(FsError::NotFound);
         }
-        let mut location = if path.starts_with('/') { self.root() } else { start };
+        let mut location = if path.starts_with('/') { root.clone() } else { start };
         let must_be_dir = path.ends_with('/');
         let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         let count = components.len();
@@ -182,7 +206,9 @@ impl Vfs {
                 if !is_dir(location.node()) {
                     return Err(FsError::NotDir);
                 }
-                location.pop();
+                if !location.is_same(root) {
+                    location.pop();
+                }
                 continue;
             }
             if !is_dir(location.node()) {
@@ -195,7 +221,7 @@ impl Vfs {
                     return Err(FsError::Loop);
                 }
                 let target = child.read_link()?;
-                location = self.walk(location, &target, true, links, who)?;
+                location = self.walk(root, location, &target, true, links, who)?;
                 continue;
             }
             location.push(component, child);
@@ -209,23 +235,29 @@ impl Vfs {
     /// Resolves all but the last component of `path`; returns the parent
     /// directory and the last name (which may be `.` or `..`).
     pub fn resolve_parent(&self, cwd: &Location, path: &str) -> Result<(Location, String), FsError> {
-        self.parent_of(cwd, path, None)
+        self.parent_of(&self.root(), cwd, path, None)
     }
 
     /// [`Vfs::resolve_parent`] for `who` (search permission checked on the
     /// way, as [`Vfs::resolve_as`]).
     pub fn resolve_parent_as(&self, cwd: &Location, path: &str, who: &Identity) -> Result<(Location, String), FsError> {
-        self.parent_of(cwd, path, Some(who))
+        self.parent_of(&self.root(), cwd, path, Some(who))
     }
 
-    fn parent_of(&self, cwd: &Location, path: &str, who: Option<&Identity>) -> Result<(Location, String), FsError> {
+    /// [`Vfs::resolve_parent_as`] under the root directory `root` (see
+    /// [`Vfs::resolve_in`]).
+    pub fn resolve_parent_in(&self, root: &Location, cwd: &Location, path: &str, who: &Identity) -> Result<(Location, String), FsError> {
+        self.parent_of(root, cwd, path, Some(who))
+    }
+
+    fn parent_of(&self, root: &Location, cwd: &Location, path: &str, who: Option<&Identity>) -> Result<(Location, String), FsError> {
         if path.len() >= MAX_PATH {
             return Err(FsError::NameTooLong);
         }
         let trimmed = path.trim_end_matches('/');
         if trimmed.is_empty() {
             // "/" itself: the root, named "." (mkdir gives EEXIST, unlink EISDIR).
-            return if path.is_empty() { Err(FsError::NotFound) } else { Ok((self.root(), ".".to_string())) };
+            return if path.is_empty() { Err(FsError::NotFound) } else { Ok((root.clone(), ".".to_string())) };
         }
         let (dir, name) = match trimmed.rfind('/') {
             Some(0) => ("/", trimmed.get(1..).unwrap_or("")),
@@ -236,7 +268,7 @@ impl Vfs {
             return Err(FsError::NameTooLong);
         }
         let mut links = 0;
-        let parent = self.walk(cwd.clone(), dir, true, &mut links, who)?;
+        let parent = self.walk(root, cwd.clone(), dir, true, &mut links, who)?;
         if !is_dir(parent.node()) {
             return Err(FsError::NotDir);
         }

@@ -42,7 +42,7 @@ fn check(who: &Identity, meta: &Metadata, mask: u32) -> Result<(), Errno> {
 /// The parent directory and last name of `(dirfd, path)`, searched as
 /// this process.
 fn parent_of(p: &Process, dirfd: u64, path: &str) -> Result<(Location, String), Errno> {
-    Ok(fs::vfs()?.resolve_parent_as(&at_dir(p, dirfd)?, path, &who(p))?)
+    Ok(fs::vfs()?.resolve_parent_in(&p.fs.root(), &at_dir(p, dirfd)?, path, &who(p))?)
 }
 
 /// A new node in `parent` belongs to its creator: the fsuid, and the
@@ -91,7 +91,7 @@ fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, E
         return p.files.get(dirfd)?.location().ok_or(Errno::EBADF);
     }
     let base = at_dir(p, dirfd)?;
-    Ok(fs::vfs()?.resolve_as(&base, path, flags & AT_SYMLINK_NOFOLLOW == 0, &who(p))?)
+    Ok(fs::vfs()?.resolve_in(&p.fs.root(), &base, path, flags & AT_SYMLINK_NOFOLLOW == 0, &who(p))?)
 }
 
 fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn File>, Errno> {
@@ -123,8 +123,9 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     let me = who(p);
     let mut created = false;
     let location = if flags & O_CREAT != 0 {
-        let (parent, name) = vfs.resolve_parent_as(&base, &path, &me)?;
-        match vfs.resolve_as(&parent, &name, flags & O_NOFOLLOW == 0, &me).map_err(Errno::from) {
+        let root = p.fs.root();
+        let (parent, name) = vfs.resolve_parent_in(&root, &base, &path, &me)?;
+        match vfs.resolve_in(&root, &parent, &name, flags & O_NOFOLLOW == 0, &me).map_err(Errno::from) {
             Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
             Ok(existing) => existing,
             Err(Errno::ENOENT) if path.ends_with('/') => return Err(Errno::EISDIR),
@@ -143,7 +144,7 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
             Err(e) => return Err(e),
         }
     } else {
-        vfs.resolve_as(&base, &path, flags & O_NOFOLLOW == 0, &me)?
+        vfs.resolve_in(&p.fs.root(), &base, &path, flags & O_NOFOLLOW == 0, &me)?
     };
     let meta = location.node().metadata();
     if meta.kind == FileType::Symlink && flags & O_PATH == 0 {
@@ -422,13 +423,31 @@ pub(super) fn readlinkat(p: &mut Process, dirfd: u64, path: u64, buf: u64, size:
 
 pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
     let path = path_arg(p, path)?;
-    let location = fs::vfs()?.resolve_as(&p.fs.cwd(), &path, true, &who(p))?;
+    let location = fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?;
     let meta = location.node().metadata();
     if meta.kind != FileType::Directory {
         return Err(Errno::ENOTDIR);
     }
     check(&who(p), &meta, MAY_EXEC)?;
     p.fs.set_cwd(location);
+    Ok(0)
+}
+
+/// `chroot(path)`: the directory becomes the process's `/` (its current
+/// directory stays, as on Linux). Lookup errors first, then search
+/// permission on it (EACCES), then root only (EPERM).
+pub(super) fn chroot(p: &mut Process, path: u64) -> SysResult {
+    let path = path_arg(p, path)?;
+    let location = fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?;
+    let meta = location.node().metadata();
+    if meta.kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    check(&who(p), &meta, MAY_EXEC)?;
+    if !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
+    p.fs.set_root(location);
     Ok(0)
 }
 
@@ -444,7 +463,7 @@ pub(super) fn fchdir(p: &mut Process, fd: u64) -> SysResult {
 }
 
 pub(super) fn getcwd(p: &mut Process, buf: u64, size: u64) -> SysResult {
-    let mut path = p.fs.cwd().path().into_bytes();
+    let mut path = p.fs.cwd_path().into_bytes();
     path.push(0);
     if (size as usize) < path.len() {
         return Err(Errno::ERANGE);
@@ -612,7 +631,7 @@ pub(super) fn faccessat(p: &mut Process, dirfd: u64, path: u64, mode: u64, flags
     let location = if name.is_empty() {
         lookup(p, dirfd, &name, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))?
     } else {
-        fs::vfs()?.resolve_as(&at_dir(p, dirfd)?, &name, flags & AT_SYMLINK_NOFOLLOW == 0, &me)?
+        fs::vfs()?.resolve_in(&p.fs.root(), &at_dir(p, dirfd)?, &name, flags & AT_SYMLINK_NOFOLLOW == 0, &me)?
     };
     check(&me, &location.node().metadata(), mode as u32)?;
     Ok(0)

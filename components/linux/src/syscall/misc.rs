@@ -369,7 +369,7 @@ pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, fla
     }
     let target = super::fs::path_arg(p, target)?;
     let vfs = crate::fs::vfs()?;
-    let at = vfs.resolve_as(&p.fs.cwd(), &target, true, &super::fs::who(p))?;
+    let at = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
     if flags & MS_REMOUNT != 0 {
         return Ok(0); // options of an existing mount: nothing to change yet
     }
@@ -413,7 +413,7 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     }
     let target = super::fs::path_arg(p, target)?;
     let vfs = crate::fs::vfs()?;
-    let at = vfs.resolve(&p.fs.cwd(), &target, true)?;
+    let at = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
     vfs.unmount(&at.path())?;
     Ok(0)
 }

@@ -359,6 +359,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::GETCWD => fs::getcwd(p, a[0], a[1]),
         nr::CHDIR => fs::chdir(p, a[0]),
         nr::FCHDIR => fs::fchdir(p, a[0]),
+        161 => fs::chroot(p, a[0]),
         nr::RENAME => fs::renameat2(p, CWD, a[0], CWD, a[1], 0),
         nr::RENAMEAT => fs::renameat2(p, a[0], a[1], a[2], a[3], 0),
         nr::RENAMEAT2 => fs::renameat2(p, a[0], a[1], a[2], a[3], a[4]),

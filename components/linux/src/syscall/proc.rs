@@ -208,7 +208,7 @@ pub(super) fn execveat(p: &mut Process, ctx: &mut UserContext, dirfd: u64, path:
     };
     if flags & AT_SYMLINK_NOFOLLOW != 0 {
         let text = core::str::from_utf8(&full).map_err(|_| Errno::ENOENT)?;
-        let location = crate::fs::vfs()?.resolve(&p.fs.cwd(), text, false)?;
+        let location = crate::fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), text, false, &super::fs::who(p))?;
         if location.node().metadata().kind == tessera_vfs::FileType::Symlink {
             return Err(Errno::ELOOP);
         }
@@ -221,7 +221,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     let envp = string_array(p, envp)?;
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
     // The old image stays until the new one is fully loaded.
-    let program = exec::load_path(&p.fs.cwd(), &path, argv, &envp_refs, &p.info.credentials())?;
+    let program = exec::load_path(&p.fs, &path, argv, &envp_refs, &p.info.credentials())?;
     // The point of no return: the other threads end before the new image
     // (and its credentials) takes over.
     p.end_other_threads()?;
