@@ -215,7 +215,7 @@ const ONLINE_CPUS: u64 = 1;
 pub(super) fn sched_getaffinity(p: &mut Process, pid: u64, len: u64, mask: u64) -> SysResult {
     // Linux: room for every possible CPU's bit, in whole longs; returns
     // the bytes written (a long here).
-    if len < 8 || len % 8 != 0 {
+    if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     target(p, pid).map_err(|e| if e == Errno::EINVAL { Errno::ESRCH } else { e })?;
