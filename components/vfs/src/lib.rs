@@ -18,7 +18,7 @@ pub mod perm;
 pub mod tmpfs;
 
 pub use error::FsError;
-pub use node::{DirEntry, FileType, FsStats, Metadata, Node, NodeRef, Timespec};
+pub use node::{DirEntry, FileType, FsStats, Metadata, Node, NodeRef, Timespec, Xattrs};
 pub use perm::Identity;
 pub use path::{Location, MAX_NAME, MAX_PATH, MAX_SYMLINKS, Resolved, Vfs};
 

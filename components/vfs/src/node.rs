@@ -126,6 +126,9 @@ pub struct DirEntry {
     pub kind: FileType,
 }
 
+/// Extended attributes: full name (`security.x`, `trusted.y`) → value.
+pub type Xattrs = alloc::collections::BTreeMap<String, Vec<u8>>;
+
 /// A file, directory, link or device in some file system. Operations that
 /// do not apply to a node's kind fail with `IsDir`, `NotDir` or `Invalid`.
 pub trait Node: Send + Sync {
@@ -185,6 +188,12 @@ pub trait Node: Send + Sync {
     /// Size and usage of the file system this node is in (`statfs`).
     fn fs_stats(&self) -> FsStats {
         FsStats::default()
+    }
+
+    /// The node's extended attributes (full name → value), where the file
+    /// system keeps them; `None`: not supported (EOPNOTSUPP).
+    fn xattrs(&self) -> Option<&spin::Mutex<Xattrs>> {
+        None
     }
 
     /// A value for `Any`-style downcasts within one file system.

@@ -45,6 +45,7 @@ pub struct TmpNode {
     fs: Arc<TmpFs>,
     meta: Mutex<Metadata>,
     content: Content,
+    xattrs: Mutex<crate::node::Xattrs>,
 }
 
 impl TmpFs {
@@ -91,6 +92,7 @@ impl TmpNode {
                 ctime: now,
             }),
             content,
+            xattrs: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -183,6 +185,10 @@ impl Drop for TmpNode {
 }
 
 impl Node for TmpNode {
+    fn xattrs(&self) -> Option<&Mutex<crate::node::Xattrs>> {
+        Some(&self.xattrs)
+    }
+
     fn fs_stats(&self) -> FsStats {
         FsStats {
             magic: TMPFS_MAGIC,

@@ -732,19 +732,148 @@ fn write_statfs(p: &mut Process, stats: tessera_vfs::FsStats, buf: u64) -> SysRe
 /// has extended attributes and none can be set, as on a file system
 /// without xattr support: get gives ENODATA, list an empty list, set and
 /// remove EOPNOTSUPP — after the file itself was found (ENOENT, EBADF).
-pub(super) fn xattr(p: &mut Process, number: u64, target: u64) -> SysResult {
-    let by_fd = matches!(number, 190 | 193 | 196 | 199);
-    if by_fd {
-        p.files.get(target)?;
-    } else {
-        let nofollow = matches!(number, 189 | 192 | 195 | 198);
-        let name = path_arg(p, target)?;
-        lookup(p, AT_FDCWD as u64, &name, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })?;
+const XATTR_CREATE: u64 = 1;
+const XATTR_REPLACE: u64 = 2;
+/// Longest attribute name and value, and list (Linux's limits).
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: usize = 65536;
+/// Most bytes of names and values one file keeps (kernel memory).
+const XATTR_NODE_MAX: usize = 64 * 1024;
+
+/// The node a `*xattr` call names: by descriptor (`f*`), by path without
+/// following a final link (`l*`), or by path.
+fn xattr_target(p: &mut Process, number: u64, target: u64) -> Result<NodeRef, Errno> {
+    if matches!(number, 190 | 193 | 196 | 199) {
+        let file = p.files.get(target)?;
+        if file.status_flags() & fs::O_PATH != 0 {
+            return Err(Errno::EBADF);
+        }
+        return Ok(file.location().ok_or(Errno::EOPNOTSUPP)?.node().clone());
     }
+    let nofollow = matches!(number, 189 | 192 | 195 | 198);
+    let name = path_arg(p, target)?;
+    Ok(lookup(p, AT_FDCWD as u64, &name, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })?.node().clone())
+}
+
+/// Linux's xattr_permission and capability hooks, for a tmpfs (as Linux
+/// 6.6 and later, which keep `user.*` there too): `security.*` readable
+/// by all, written by root; `trusted.*` root only (others: EPERM to
+/// write, ENODATA to read); `user.*` on regular files and directories
+/// with read or write permission (in a sticky directory only its owner
+/// or root writes); `system.*` (ACLs) and anything else EOPNOTSUPP.
+fn xattr_access(p: &Process, node: &NodeRef, name: &str, write: bool) -> Result<(), Errno> {
+    let creds = p.info.credentials();
+    let root = creds.is_root();
+    if name.starts_with("security.") {
+        return if write && !root { Err(Errno::EPERM) } else { Ok(()) };
+    }
+    if name.starts_with("trusted.") {
+        return match (root, write) {
+            (true, _) => Ok(()),
+            (false, true) => Err(Errno::EPERM),
+            (false, false) => Err(Errno::ENODATA),
+        };
+    }
+    if name.starts_with("user.") {
+        let meta = node.metadata();
+        if meta.kind != FileType::Regular && meta.kind != FileType::Directory {
+            return Err(if write { Errno::EPERM } else { Errno::ENODATA });
+        }
+        if write && meta.kind == FileType::Directory && meta.perm & 0o1000 != 0 && !root && creds.fsuid != meta.uid {
+            return Err(Errno::EPERM);
+        }
+        return check(&who(p), &meta, if write { MAY_WRITE } else { MAY_READ });
+    }
+    Err(Errno::EOPNOTSUPP)
+}
+
+fn xattr_name(p: &Process, at: u64) -> Result<String, Errno> {
+    let name = p.memory.read_c_string(at, XATTR_NAME_MAX + 1).map_err(|e| if e == Errno::ENAMETOOLONG { Errno::ERANGE } else { e })?;
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(Errno::ERANGE);
+    }
+    String::from_utf8(name).map_err(|_| Errno::EOPNOTSUPP)
+}
+
+/// The `*xattr` calls (188..=199): set, get, list and remove extended
+/// attributes, by path, by path without following links, or by
+/// descriptor.
+pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
+    let [target, arg1, arg2, arg3, arg4] = a;
     match number {
-        191..=193 => Err(Errno::ENODATA),
-        194..=196 => Ok(0),
-        _ => Err(Errno::EOPNOTSUPP),
+        188..=190 => {
+            let (name, value, size, flags) = (arg1, arg2, arg3, arg4);
+            // As Linux: the file first, then the arguments.
+            let node = xattr_target(p, number, target)?;
+            if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let name = xattr_name(p, name)?;
+            if size as usize > XATTR_SIZE_MAX {
+                return Err(Errno::E2BIG);
+            }
+            let mut bytes = vec![0u8; size as usize];
+            p.memory.read(value, &mut bytes)?;
+            xattr_access(p, &node, &name, true)?;
+            let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;
+            let mut attrs = store.lock();
+            let exists = attrs.contains_key(&name);
+            if flags & XATTR_CREATE != 0 && exists {
+                return Err(Errno::EEXIST);
+            }
+            if flags & XATTR_REPLACE != 0 && !exists {
+                return Err(Errno::ENODATA);
+            }
+            let used: usize = attrs.iter().filter(|(k, _)| **k != name).map(|(k, v)| k.len() + v.len()).sum();
+            if used + name.len() + bytes.len() > XATTR_NODE_MAX {
+                return Err(Errno::ENOSPC);
+            }
+            attrs.insert(name, bytes);
+            Ok(0)
+        }
+        191..=193 => {
+            let (name, value, size) = (arg1, arg2, arg3);
+            let node = xattr_target(p, number, target)?;
+            let name = xattr_name(p, name)?;
+            xattr_access(p, &node, &name, false)?;
+            let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;
+            let data = store.lock().get(&name).cloned().ok_or(Errno::ENODATA)?;
+            if size == 0 {
+                return Ok(data.len() as u64);
+            }
+            if (size as usize).min(XATTR_SIZE_MAX) < data.len() {
+                return Err(Errno::ERANGE);
+            }
+            p.memory.write(value, &data)?;
+            Ok(data.len() as u64)
+        }
+        194..=196 => {
+            let (list, size) = (arg1, arg2);
+            let node = xattr_target(p, number, target)?;
+            let root = p.info.credentials().is_root();
+            let mut names = alloc::vec::Vec::new();
+            if let Some(store) = node.xattrs() {
+                for name in store.lock().keys().filter(|n| root || !n.starts_with("trusted.")) {
+                    names.extend_from_slice(name.as_bytes());
+                    names.push(0);
+                }
+            }
+            if size == 0 {
+                return Ok(names.len() as u64);
+            }
+            if (size as usize).min(XATTR_SIZE_MAX) < names.len() {
+                return Err(Errno::ERANGE);
+            }
+            p.memory.write(list, &names)?;
+            Ok(names.len() as u64)
+        }
+        _ => {
+            let node = xattr_target(p, number, target)?;
+            let name = xattr_name(p, arg1)?;
+            xattr_access(p, &node, &name, true)?;
+            let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;
+            store.lock().remove(&name).map(|_| 0).ok_or(Errno::ENODATA)
+        }
     }
 }
 

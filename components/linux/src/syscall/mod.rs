@@ -383,7 +383,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::FCHOWNAT => fs::fchownat(p, a[0], a[1], a[2], a[3], a[4]),
         nr::UMASK => fs::umask(p, a[0]),
         nr::UTIMENSAT => fs::utimensat(p, a[0], a[1], a[2], a[3]),
-        188..=199 => fs::xattr(p, r.rax, a[0]),
+        188..=199 => fs::xattr(p, r.rax, [a[0], a[1], a[2], a[3], a[4]]),
         nr::STATFS => fs::statfs(p, a[0], a[1]),
         nr::FSTATFS => fs::fstatfs(p, a[0], a[1]),
         nr::DUP => dup(p, a[0]),
