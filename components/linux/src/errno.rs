@@ -46,6 +46,7 @@ pub enum Errno {
     EOVERFLOW = 75,
     EDEADLK = 35,
     EOPNOTSUPP = 95,
+    EMSGSIZE = 90,
 }
 
 impl Errno {

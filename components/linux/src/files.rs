@@ -105,6 +105,10 @@ pub trait File: Send + Sync {
     fn as_pipe(&self) -> Option<&crate::pipe::PipeEnd> {
         None
     }
+    /// The message queue behind this file, if it is one.
+    fn as_mqueue(&self) -> Option<&crate::mqueue::MqFile> {
+        None
+    }
     /// The timerfd behind this file, if it is one.
     fn as_timerfd(&self) -> Option<&crate::timerfd::TimerFd> {
         None

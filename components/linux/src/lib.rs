@@ -14,6 +14,7 @@ pub mod files;
 pub mod locks;
 pub mod memfd;
 pub mod memory;
+pub mod mqueue;
 pub mod pagecache;
 pub mod pidfd;
 pub mod pipe;

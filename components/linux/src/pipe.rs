@@ -22,7 +22,7 @@ use tessera_sched::WaitQueue;
 pub const PIPE_CAPACITY: usize = 64 * 1024;
 /// Most bytes `F_SETPIPE_SZ` gives an unprivileged process
 /// (`/proc/sys/fs/pipe-max-size`, Linux's default).
-pub const PIPE_MAX_SIZE: usize = 1024 * 1024;
+pub static PIPE_MAX_SIZE: AtomicUsize = AtomicUsize::new(1024 * 1024);
 /// Writes up to this size are atomic.
 pub const PIPE_BUF: usize = 4096;
 
@@ -333,7 +333,7 @@ impl File for PipeEnd {
         if wanted > 1 << 31 {
             return Err(Errno::EINVAL); // Linux's round_pipe_size gives up
         }
-        if wanted > PIPE_MAX_SIZE && !privileged {
+        if wanted > PIPE_MAX_SIZE.load(Ordering::Relaxed) && !privileged {
             return Err(Errno::EPERM);
         }
         // Whole pages, a power of two of them (Linux), at least one page.

@@ -1310,6 +1310,7 @@ impl Process {
         crate::locks::release_all(crate::locks::Owner::Process(pid));
         crate::timers::remove_process(pid, false);
         crate::sysv::exit_undo(pid);
+        crate::mqueue::process_ended(pid);
         // Orphans go to the nearest living ancestor that is a subreaper
         // (PR_SET_CHILD_SUBREAPER), else to process 1.
         let reaper = {

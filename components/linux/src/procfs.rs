@@ -67,7 +67,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 20] = [
+const SYS_FILES: [(&str, SysValue); 25] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -75,7 +75,12 @@ const SYS_FILES: [(&str, SysValue); 20] = [
     ("kernel/osrelease", || format!("{}\n", crate::syscall::RELEASE)),
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
     ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
-    ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE)),
+    ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE.load(core::sync::atomic::Ordering::Relaxed))),
+    ("fs/mqueue/queues_max", || format!("{}\n", crate::mqueue::QUEUES_MAX.load(core::sync::atomic::Ordering::Relaxed))),
+    ("fs/mqueue/msg_max", || format!("{}\n", crate::mqueue::MSG_MAX)),
+    ("fs/mqueue/msgsize_max", || format!("{}\n", crate::mqueue::MSGSIZE_MAX)),
+    ("fs/mqueue/msg_default", || format!("{}\n", crate::mqueue::MSG_MAX)),
+    ("fs/mqueue/msgsize_default", || format!("{}\n", crate::mqueue::MSGSIZE_MAX)),
     ("kernel/shmmax", || format!("{}\n", crate::sysv::SHMMAX)),
     ("kernel/shmall", || format!("{}\n", crate::sysv::SHMMAX / 4096)),
     ("kernel/shmmni", || format!("{}\n", crate::sysv::MAX_IDS)),
@@ -441,13 +446,33 @@ impl Node for Dir {
     }
 }
 
+/// The `/proc/sys` values root may change: a number in range, stored.
+fn sys_setter(index: usize) -> Option<fn(u64) -> Result<(), FsError>> {
+    use core::sync::atomic::Ordering::Relaxed;
+    match SYS_FILES.get(index)?.0 {
+        // Whole pages, rounded up to a power of two as Linux's round_pipe_size.
+        "fs/pipe-max-size" => Some(|v| {
+            let size = usize::try_from(v).ok().filter(|v| (4096..=1 << 30).contains(v)).ok_or(FsError::Invalid)?;
+            crate::pipe::PIPE_MAX_SIZE.store(size.next_power_of_two(), Relaxed);
+            Ok(())
+        }),
+        "fs/mqueue/queues_max" => Some(|v| {
+            let count = usize::try_from(v).ok().filter(|&v| v <= 65536).ok_or(FsError::Invalid)?;
+            crate::mqueue::QUEUES_MAX.store(count, Relaxed);
+            Ok(())
+        }),
+        _ => None,
+    }
+}
+
 impl Node for File {
     fn fs_stats(&self) -> FsStats {
         PROC_STATS
     }
 
     fn metadata(&self) -> Metadata {
-        meta(100, FileType::Regular, 0o444, 0)
+        let writable = matches!(self.0, FileKind::Sys(i) if sys_setter(i).is_some());
+        meta(100, FileType::Regular, if writable { 0o644 } else { 0o444 }, 0)
     }
     fn set_perm(&self, _perm: u32) {}
     fn set_owner(&self, _uid: u32, _gid: u32) {}
@@ -463,11 +488,21 @@ impl Node for File {
         }
         Ok(n)
     }
-    fn write_at(&self, _offset: u64, _data: &[u8]) -> Result<usize, FsError> {
-        not_permitted()
+    fn write_at(&self, _offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        // A tunable takes a decimal number (whitespace around it ignored).
+        let FileKind::Sys(index) = self.0 else { return not_permitted() };
+        let set = sys_setter(index).ok_or(FsError::NotPermitted)?;
+        let text = core::str::from_utf8(data).map_err(|_| FsError::Invalid)?;
+        let value: u64 = text.trim().parse().map_err(|_| FsError::Invalid)?;
+        set(value)?;
+        Ok(data.len())
     }
     fn truncate(&self, _len: u64) -> Result<(), FsError> {
-        not_permitted()
+        // Opening a tunable for writing truncates it: nothing to do.
+        match self.0 {
+            FileKind::Sys(index) if sys_setter(index).is_some() => Ok(()),
+            _ => not_permitted(),
+        }
     }
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
         Ok(Arc::new(generate(self.0)?.into_bytes()))

@@ -7,6 +7,7 @@ pub mod futex;
 pub mod ipc;
 mod io;
 mod misc;
+mod mq;
 mod mm;
 pub mod poll;
 pub mod names;
@@ -286,6 +287,12 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         290 => poll::eventfd(p, a[0], a[1]),
         nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
         nr::SENDFILE => sendfile(p, a[0], a[1], a[2], a[3]),
+        240 => mq::mq_open(p, a[0], a[1], a[2], a[3]),
+        241 => mq::mq_unlink(p, a[0]),
+        242 => mq::mq_timedsend(p, a[0], a[1], a[2], a[3], a[4]),
+        243 => mq::mq_timedreceive(p, a[0], a[1], a[2], a[3], a[4]),
+        244 => mq::mq_notify(p, a[0], a[1]),
+        245 => mq::mq_getsetattr(p, a[0], a[1], a[2]),
         275 => {
             let result = splice::splice(p, a[0], a[1], a[2], a[3], a[4], a[5]);
             sigpipe(p, result)
