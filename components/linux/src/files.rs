@@ -105,6 +105,10 @@ pub trait File: Send + Sync {
     fn as_pipe(&self) -> Option<&crate::pipe::PipeEnd> {
         None
     }
+    /// The inotify instance behind this file, if it is one.
+    fn as_inotify(&self) -> Option<&crate::inotify::Inotify> {
+        None
+    }
     /// The message queue behind this file, if it is one.
     fn as_mqueue(&self) -> Option<&crate::mqueue::MqFile> {
         None

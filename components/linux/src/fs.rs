@@ -169,6 +169,10 @@ impl Drop for VfsFile {
     /// The open file description ends: its OFD and `flock` locks go.
     fn drop(&mut self) {
         crate::locks::release_open_file(self as *const VfsFile as *const () as usize);
+        if *self.flags.lock() & O_PATH == 0 {
+            let bits = if self.writable() { crate::inotify::mask::CLOSE_WRITE } else { crate::inotify::mask::CLOSE_NOWRITE };
+            crate::inotify::file_event(&self.location, bits);
+        }
     }
 }
 
@@ -225,6 +229,10 @@ impl File for VfsFile {
         let n = self.node().read_at(*offset, buf)?;
         crate::pagecache::read(self.node(), *offset, buf.get_mut(..n).unwrap_or(&mut []));
         *offset += n as u64;
+        drop(offset);
+        if n > 0 {
+            crate::inotify::file_event(&self.location, crate::inotify::mask::ACCESS);
+        }
         Ok(n as u64)
     }
 
@@ -242,6 +250,10 @@ impl File for VfsFile {
         crate::pagecache::wrote(self.node(), *offset, buf.get(..n).unwrap_or(&[]));
         remove_privileges(self.node());
         *offset += n as u64;
+        drop(offset);
+        if n > 0 {
+            crate::inotify::file_event(&self.location, crate::inotify::mask::MODIFY);
+        }
         Ok(n as u64)
     }
 
@@ -268,6 +280,9 @@ impl File for VfsFile {
         }
         let n = self.node().read_at(offset, buf)?;
         crate::pagecache::read(self.node(), offset, buf.get_mut(..n).unwrap_or(&mut []));
+        if n > 0 {
+            crate::inotify::file_event(&self.location, crate::inotify::mask::ACCESS);
+        }
         Ok(n as u64)
     }
 
@@ -282,6 +297,9 @@ impl File for VfsFile {
         let n = self.node().write_at(offset, buf)?;
         crate::pagecache::wrote(self.node(), offset, buf.get(..n).unwrap_or(&[]));
         remove_privileges(self.node());
+        if n > 0 {
+            crate::inotify::file_event(&self.location, crate::inotify::mask::MODIFY);
+        }
         Ok(n as u64)
     }
 
@@ -321,6 +339,10 @@ impl File for VfsFile {
             record[19..19 + entry.name.len()].copy_from_slice(entry.name.as_bytes());
             used += reclen;
             *index += 1;
+        }
+        drop(index);
+        if used > 0 {
+            crate::inotify::file_event(&self.location, crate::inotify::mask::ACCESS);
         }
         Ok(used as u64)
     }

@@ -21,6 +21,7 @@ pub mod pipe;
 pub mod process;
 pub mod procfs;
 pub mod fs;
+pub mod inotify;
 pub mod signal;
 pub mod signalfd;
 pub mod syscall;

@@ -160,6 +160,11 @@ impl Pipe {
 }
 
 impl PipeEnd {
+    /// Bytes buffered now (`FIONREAD`).
+    pub fn available(&self) -> usize {
+        self.pipe.buffer.lock().len()
+    }
+
     /// Whether this end reads (else it writes).
     pub fn reads(&self) -> bool {
         self.reads

@@ -67,7 +67,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 25] = [
+const SYS_FILES: [(&str, SysValue); 28] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -76,6 +76,9 @@ const SYS_FILES: [(&str, SysValue); 25] = [
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
     ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
     ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE.load(core::sync::atomic::Ordering::Relaxed))),
+    ("fs/inotify/max_queued_events", || format!("{}\n", crate::inotify::MAX_QUEUED_EVENTS)),
+    ("fs/inotify/max_user_instances", || format!("{}\n", crate::inotify::MAX_USER_INSTANCES)),
+    ("fs/inotify/max_user_watches", || format!("{}\n", crate::inotify::MAX_USER_WATCHES)),
     ("fs/mqueue/queues_max", || format!("{}\n", crate::mqueue::QUEUES_MAX.load(core::sync::atomic::Ordering::Relaxed))),
     ("fs/mqueue/msg_max", || format!("{}\n", crate::mqueue::MSG_MAX)),
     ("fs/mqueue/msgsize_max", || format!("{}\n", crate::mqueue::MSGSIZE_MAX)),

@@ -58,6 +58,18 @@ impl Location {
         out
     }
 
+    /// The directory holding this location and the name it has there
+    /// (`None` at the root).
+    pub fn parent_and_name(&self) -> Option<(&NodeRef, &str)> {
+        let len = self.chain.len();
+        if len < 2 {
+            return None;
+        }
+        let (name, _) = self.chain.get(len - 1)?;
+        let (_, parent) = self.chain.get(len - 2)?;
+        Some((parent, name.as_str()))
+    }
+
     /// True when `node` is this location or one of its ancestors.
     pub fn contains(&self, node: &NodeRef) -> bool {
         let id = node.fs_node_id();

@@ -138,6 +138,7 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
                 let perm = (mode as u32) & 0o7777 & !p.fs.umask();
                 let node = parent.node().create(&name, FileType::Regular, perm, 0)?;
                 init_owner(&me, &parent_meta, &node);
+                crate::inotify::dir_event(parent.node(), &name, crate::inotify::mask::CREATE, 0, false);
                 created = true;
                 vfs.resolve(&parent, &name, false)?
             }
@@ -172,8 +173,15 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     if flags & O_TRUNC != 0 && meta.kind == FileType::Regular && flags & O_ACCMODE as u64 != 0 {
         location.node().truncate(0)?;
         crate::pagecache::truncated(location.node(), 0);
+        if !created {
+            crate::inotify::file_event(&location, crate::inotify::mask::MODIFY);
+        }
     }
+    let events = if flags & O_PATH == 0 { Some(location.clone()) } else { None };
     let file = open_location(p, location, flags)?;
+    if let Some(location) = events {
+        crate::inotify::file_event(&location, crate::inotify::mask::OPEN);
+    }
     p.files.insert(file, 0, flags & O_CLOEXEC != 0)
 }
 
@@ -282,6 +290,7 @@ pub(super) fn mkdirat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysR
     let perm = (mode as u32) & 0o7777 & !p.fs.umask();
     let node = parent.node().create(&name, FileType::Directory, perm, 0)?;
     init_owner(&me, &parent_meta, &node);
+    crate::inotify::dir_event(parent.node(), &name, crate::inotify::mask::CREATE, 0, true);
     Ok(0)
 }
 
@@ -311,6 +320,7 @@ pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u6
     check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
     let node = parent.node().create(&name, kind, perm, rdev)?;
     init_owner(&me, &parent_meta, &node);
+    crate::inotify::dir_event(parent.node(), &name, crate::inotify::mask::CREATE, 0, false);
     Ok(0)
 }
 
@@ -322,6 +332,7 @@ pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> Sy
     let vfs = fs::vfs()?;
     let (parent, name) = parent_of(p, dirfd, &path)?;
     may_delete(p, &parent, &name)?;
+    let victim = parent.node().lookup(&name).ok();
     if flags & AT_REMOVEDIR != 0 {
         vfs.rmdir(&parent, &name)?;
     } else {
@@ -330,7 +341,26 @@ pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> Sy
         }
         vfs.unlink(&parent, &name)?;
     }
+    if let Some(node) = victim {
+        removed(parent.node(), &name, &node);
+    }
     Ok(0)
+}
+
+/// inotify, in Linux's order: a removed file's own watchers hear
+/// IN_ATTRIB (its link count), the directory IN_DELETE, and with the last
+/// link (or for a directory) the node's watchers IN_DELETE_SELF.
+fn removed(parent: &NodeRef, name: &str, node: &NodeRef) {
+    use crate::inotify::{self, mask};
+    let meta = node.metadata();
+    let dir = meta.kind == FileType::Directory;
+    if !dir {
+        inotify::self_event(node, mask::ATTRIB);
+    }
+    inotify::dir_event(parent, name, mask::DELETE, 0, dir);
+    if dir || meta.nlink == 0 {
+        inotify::self_event(node, mask::DELETE_SELF);
+    }
 }
 
 /// May this process remove or move away `name` from `parent`? It needs
@@ -366,7 +396,23 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
         check(&who(p), &new_parent.node().metadata(), MAY_WRITE | MAY_EXEC)?;
         may_delete(p, &new_parent, &new_name)?;
     }
+    let moving = old_parent.node().lookup(&old_name).ok();
+    let victim = new_parent.node().lookup(&new_name).ok().filter(|v| moving.as_ref().is_none_or(|m| !Arc::ptr_eq(m, v)));
     vfs.rename(&old_parent, &old_name, &new_parent, &new_name)?;
+    if let Some(node) = moving {
+        use crate::inotify::{self, mask};
+        let dir = node.metadata().kind == FileType::Directory;
+        let cookie = inotify::cookie();
+        inotify::dir_event(old_parent.node(), &old_name, mask::MOVED_FROM, cookie, dir);
+        inotify::dir_event(new_parent.node(), &new_name, mask::MOVED_TO, cookie, dir);
+        inotify::self_event(&node, mask::MOVE_SELF);
+        if let Some(victim) = victim {
+            let meta = victim.metadata();
+            if meta.kind == FileType::Directory || meta.nlink == 0 {
+                inotify::self_event(&victim, mask::DELETE_SELF);
+            }
+        }
+    }
     Ok(0)
 }
 
@@ -384,6 +430,8 @@ pub(super) fn linkat(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u
     }
     check(&who(p), &parent.node().metadata(), MAY_WRITE | MAY_EXEC)?;
     vfs.link(source.node(), &parent, &name)?;
+    crate::inotify::file_event(&source, crate::inotify::mask::ATTRIB);
+    crate::inotify::dir_event(parent.node(), &name, crate::inotify::mask::CREATE, 0, false);
     Ok(0)
 }
 
@@ -401,6 +449,7 @@ pub(super) fn symlinkat(p: &mut Process, target: u64, newdir: u64, path: u64) ->
     check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
     let node = parent.node().symlink(&name, &target)?;
     init_owner(&me, &parent_meta, &node);
+    crate::inotify::dir_event(parent.node(), &name, crate::inotify::mask::CREATE, 0, false);
     Ok(0)
 }
 
@@ -474,7 +523,7 @@ pub(super) fn getcwd(p: &mut Process, buf: u64, size: u64) -> SysResult {
 
 pub(super) fn fchmodat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysResult {
     let name = path_arg(p, path)?;
-    chmod_node(p, lookup(p, dirfd, &name, 0)?.node(), mode)
+    chmod_node(p, &lookup(p, dirfd, &name, 0)?, mode)
 }
 
 /// The file of a descriptor that is open for something (not `O_PATH`).
@@ -488,23 +537,26 @@ fn opened_location(p: &Process, fd: u64) -> Result<Location, Errno> {
 
 pub(super) fn fchmod(p: &mut Process, fd: u64, mode: u64) -> SysResult {
     let location = opened_location(p, fd)?;
-    chmod_node(p, location.node(), mode)
+    chmod_node(p, &location, mode)
 }
 
 /// `chmod`: the owner or the superuser (EPERM otherwise).
-fn chmod_node(p: &Process, node: &NodeRef, mode: u64) -> SysResult {
+fn chmod_node(p: &Process, location: &Location, mode: u64) -> SysResult {
+    let node = location.node();
     let me = who(p);
     let meta = node.metadata();
     if !me.owns(&meta) {
         return Err(Errno::EPERM);
     }
     node.set_perm(me.chmod_bits(&meta, mode as u32));
+    crate::inotify::file_event(location, crate::inotify::mask::ATTRIB);
     Ok(0)
 }
 
 /// `chown`: only the superuser gives files away; the owner may change the
 /// group to one of its own. The set-id bits of a regular file go.
-fn chown_node(p: &Process, node: &NodeRef, uid: u64, gid: u64) -> SysResult {
+fn chown_node(p: &Process, location: &Location, uid: u64, gid: u64) -> SysResult {
+    let node = location.node();
     let me = who(p);
     let meta = node.metadata();
     let (uid, gid) = (uid as u32, gid as u32);
@@ -517,17 +569,18 @@ fn chown_node(p: &Process, node: &NodeRef, uid: u64, gid: u64) -> SysResult {
     if uid != u32::MAX || gid != u32::MAX {
         node.set_perm(tessera_vfs::perm::after_chown(&meta));
     }
+    crate::inotify::file_event(location, crate::inotify::mask::ATTRIB);
     Ok(0)
 }
 
 pub(super) fn fchownat(p: &mut Process, dirfd: u64, path: u64, uid: u64, gid: u64, flags: u64) -> SysResult {
     let name = path_arg(p, path)?;
-    chown_node(p, lookup(p, dirfd, &name, flags)?.node(), uid, gid)
+    chown_node(p, &lookup(p, dirfd, &name, flags)?, uid, gid)
 }
 
 pub(super) fn fchown(p: &mut Process, fd: u64, uid: u64, gid: u64) -> SysResult {
     let location = opened_location(p, fd)?;
-    chown_node(p, location.node(), uid, gid)
+    chown_node(p, &location, uid, gid)
 }
 
 pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
@@ -545,6 +598,7 @@ pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
     crate::memfd::check_resize(location.node(), len)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
+    crate::inotify::file_event(&location, crate::inotify::mask::MODIFY);
     Ok(0)
 }
 
@@ -564,6 +618,7 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
     crate::memfd::check_resize(location.node(), len)?;
     location.node().truncate(len)?;
     crate::pagecache::truncated(location.node(), len);
+    crate::inotify::file_event(&location, crate::inotify::mask::MODIFY);
     Ok(0)
 }
 
@@ -683,6 +738,7 @@ pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flag
         check(&me, &meta, MAY_WRITE)?;
     }
     location.node().set_times(atime, mtime);
+    crate::inotify::file_event(&location, crate::inotify::mask::ATTRIB);
     Ok(0)
 }
 
@@ -829,6 +885,8 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
                 return Err(Errno::ENOSPC);
             }
             attrs.insert(name, bytes);
+            drop(attrs);
+            crate::inotify::self_event(&node, crate::inotify::mask::ATTRIB);
             Ok(0)
         }
         191..=193 => {
@@ -872,7 +930,9 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
             let name = xattr_name(p, arg1)?;
             xattr_access(p, &node, &name, true)?;
             let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;
-            store.lock().remove(&name).map(|_| 0).ok_or(Errno::ENODATA)
+            store.lock().remove(&name).ok_or(Errno::ENODATA)?;
+            crate::inotify::self_event(&node, crate::inotify::mask::ATTRIB);
+            Ok(0)
         }
     }
 }
@@ -897,4 +957,44 @@ pub(super) fn memfd_create(p: &mut Process, name: u64, flags: u64) -> SysResult 
     let location = crate::memfd::create(&name, flags & MFD_ALLOW_SEALING != 0)?;
     let file: Arc<dyn crate::files::File> = Arc::new(VfsFile::new(location, 2 | 0o100000)); // O_RDWR | O_LARGEFILE
     p.files.insert(file, 0, flags & MFD_CLOEXEC != 0)
+}
+
+const IN_NONBLOCK: u64 = 0o4000;
+const IN_CLOEXEC: u64 = 0o2000000;
+
+/// `inotify_init1(flags)` (and `inotify_init` with 0).
+pub(super) fn inotify_init(p: &mut Process, flags: u64) -> SysResult {
+    if flags & !(IN_NONBLOCK | IN_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = crate::inotify::Inotify::open(p.info.credentials().ruid, flags & IN_NONBLOCK != 0)?;
+    p.files.insert(file, 0, flags & IN_CLOEXEC != 0)
+}
+
+/// `inotify_add_watch(fd, path, mask)`: the file must be readable by the
+/// caller; IN_ONLYDIR wants a directory, IN_DONT_FOLLOW a final link
+/// itself.
+pub(super) fn inotify_add_watch(p: &mut Process, fd: u64, path: u64, wanted: u64) -> SysResult {
+    use crate::inotify::mask;
+    let wanted = wanted as u32;
+    let file = p.files.get(fd)?;
+    let instance = file.as_inotify().ok_or(Errno::EINVAL)?;
+    if wanted & mask::ALL_EVENTS == 0 || wanted & (mask::MASK_ADD | mask::MASK_CREATE) == (mask::MASK_ADD | mask::MASK_CREATE) {
+        return Err(Errno::EINVAL);
+    }
+    let name = path_arg(p, path)?;
+    let follow = if wanted & mask::DONT_FOLLOW != 0 { AT_SYMLINK_NOFOLLOW } else { 0 };
+    let location = lookup(p, AT_FDCWD as u64, &name, follow)?;
+    let meta = location.node().metadata();
+    if wanted & mask::ONLYDIR != 0 && meta.kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    check(&who(p), &meta, MAY_READ)?;
+    instance.add_watch(location.node(), wanted).map(|wd| wd as u64)
+}
+
+pub(super) fn inotify_rm_watch(p: &mut Process, fd: u64, wd: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    let instance = file.as_inotify().ok_or(Errno::EINVAL)?;
+    instance.remove_watch(wd as i32).map(|()| 0)
 }

@@ -253,6 +253,13 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         }
         _ => {}
     }
+    if request == FIONREAD {
+        // Bytes ready to read: an inotify queue, a pipe, a message queue...
+        let ready = file.as_inotify().map(|i| i.pending_bytes()).or_else(|| file.as_pipe().map(|pipe| pipe.available()));
+        if let Some(bytes) = ready {
+            return p.memory.write(arg, &(bytes as u32).to_le_bytes()).map(|()| 0);
+        }
+    }
     let tty = file.as_tty().ok_or(Errno::ENOTTY)?;
     match request {
         TCGETS => p.memory.write(arg, &tty.termios().to_bytes()).map(|()| 0),

@@ -357,6 +357,10 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         153 => vhangup(p),
         312 => kcmp(p, a[0], a[1], a[2], a[3], a[4]),
         326 => copy_file_range(p, a[0], a[1], a[2], a[3], a[4], a[5]),
+        253 => fs::inotify_init(p, 0),
+        294 => fs::inotify_init(p, a[0]),
+        254 => fs::inotify_add_watch(p, a[0], a[1], a[2]),
+        255 => fs::inotify_rm_watch(p, a[0], a[1]),
         nr::SYNC => {
             crate::block::sync_all();
             Ok(0)

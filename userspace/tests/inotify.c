@@ -1,0 +1,144 @@
+/* inotify as Linux has it: events on a watched file (attributes, open,
+ * access, modify, close) and a watched directory (create, delete, moves
+ * with a shared cookie, names), merging, one-shot watches, IN_IGNORED,
+ * IN_DELETE_SELF, errors and FIONREAD. */
+#define _GNU_SOURCE
+#include "tessera_test.h"
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct seen {
+    int wd;
+    uint32_t mask, cookie;
+    char name[64];
+};
+
+/* Reads every queued event (non-blocking instance). */
+static int collect(int fd, struct seen *out, int max) {
+    char buf[4096] __attribute__((aligned(8)));
+    int n = 0;
+    ssize_t len;
+    while ((len = read(fd, buf, sizeof buf)) > 0) {
+        for (char *at = buf; at < buf + len && n < max;) {
+            struct inotify_event *e = (struct inotify_event *)at;
+            out[n].wd = e->wd;
+            out[n].mask = e->mask;
+            out[n].cookie = e->cookie;
+            snprintf(out[n].name, sizeof out[n].name, "%s", e->len ? e->name : "");
+            n++;
+            at += sizeof *e + e->len;
+        }
+    }
+    return n;
+}
+
+int main(void) {
+    char dir[] = "/tmp/inotify-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char file[128], other[128], sub[128];
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(other, sizeof other, "%s/renamed", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    int f = open(file, O_CREAT | O_WRONLY, 0644);
+    CHECK(f >= 0);
+    close(f);
+
+    CHECK_ERR(inotify_init1(0x1), EINVAL);
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    CHECK(in >= 0);
+    CHECK_ERR(inotify_add_watch(in, file, 0), EINVAL);
+    CHECK_ERR(inotify_add_watch(0, file, IN_ALL_EVENTS), EINVAL); /* not an inotify descriptor */
+    CHECK_ERR(inotify_add_watch(in, "/tmp/no-such-inotify-file", IN_ALL_EVENTS), ENOENT);
+    CHECK_ERR(inotify_add_watch(in, file, IN_ALL_EVENTS | IN_ONLYDIR), ENOTDIR);
+    int wf = inotify_add_watch(in, file, IN_ALL_EVENTS);
+    CHECK(wf > 0);
+    CHECK(inotify_add_watch(in, file, IN_ALL_EVENTS) == wf); /* the same watch */
+    CHECK_ERR(inotify_add_watch(in, file, IN_ALL_EVENTS | IN_MASK_CREATE), EEXIST);
+    struct seen ev[64];
+    char c;
+    CHECK_ERR(read(in, &c, 1), EAGAIN);
+
+    /* A file's life, event by event. */
+    CHECK(chmod(file, 0600) == 0);
+    f = open(file, O_RDWR);
+    CHECK(write(f, "abc", 3) == 3);
+    CHECK(write(f, "def", 3) == 3); /* merged with the one before */
+    CHECK(pread(f, &c, 1, 0) == 1);
+    close(f);
+    f = open(file, O_RDONLY);
+    close(f);
+    int bytes = 0;
+    CHECK(ioctl(in, FIONREAD, &bytes) == 0 && bytes == 7 * (int)sizeof(struct inotify_event));
+    CHECK_ERR(read(in, &c, 1), EINVAL); /* too small for one event */
+    uint32_t want[] = {IN_ATTRIB, IN_OPEN, IN_MODIFY, IN_ACCESS, IN_CLOSE_WRITE, IN_OPEN, IN_CLOSE_NOWRITE};
+    int n = collect(in, ev, 64);
+    CHECK(n == 7);
+    for (int i = 0; i < n && i < 7; i++) CHECK(ev[i].wd == wf && ev[i].mask == want[i] && ev[i].name[0] == 0);
+
+    /* A directory: entries by name, moves paired by a cookie. */
+    int wd = inotify_add_watch(in, dir, IN_CREATE | IN_DELETE | IN_MOVE | IN_ONLYDIR);
+    CHECK(wd > 0 && wd != wf);
+    CHECK(mkdir(sub, 0755) == 0);
+    CHECK(rename(file, other) == 0);
+    CHECK(rmdir(sub) == 0);
+    n = collect(in, ev, 64);
+    /* create sub (dir), moved from/to, file's own IN_MOVE_SELF, delete sub */
+    int creates = 0, froms = 0, tos = 0, selfs = 0, deletes = 0;
+    uint32_t from_cookie = 0, to_cookie = 1;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].wd == wd && ev[i].mask == (IN_CREATE | IN_ISDIR) && strcmp(ev[i].name, "sub") == 0) creates++;
+        if (ev[i].wd == wd && ev[i].mask == IN_MOVED_FROM && strcmp(ev[i].name, "file") == 0) froms++, from_cookie = ev[i].cookie;
+        if (ev[i].wd == wd && ev[i].mask == IN_MOVED_TO && strcmp(ev[i].name, "renamed") == 0) tos++, to_cookie = ev[i].cookie;
+        if (ev[i].wd == wf && ev[i].mask == IN_MOVE_SELF) selfs++;
+        if (ev[i].wd == wd && ev[i].mask == (IN_DELETE | IN_ISDIR) && strcmp(ev[i].name, "sub") == 0) deletes++;
+    }
+    CHECK(n == 5 && creates == 1 && froms == 1 && tos == 1 && selfs == 1 && deletes == 1);
+    CHECK(from_cookie == to_cookie && from_cookie != 0);
+
+    /* Deleting the watched file: IN_ATTRIB (links), IN_DELETE_SELF, IN_IGNORED. */
+    CHECK(unlink(other) == 0);
+    n = collect(in, ev, 64);
+    int attrib = 0, gone = 0, ignored = 0, deleted = 0;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].wd == wf && ev[i].mask == IN_ATTRIB) attrib++;
+        if (ev[i].wd == wf && ev[i].mask == IN_DELETE_SELF) gone++;
+        if (ev[i].wd == wf && ev[i].mask == IN_IGNORED) ignored++;
+        if (ev[i].wd == wd && ev[i].mask == IN_DELETE && strcmp(ev[i].name, "renamed") == 0) deleted++;
+    }
+    CHECK(attrib == 1 && gone == 1 && ignored == 1 && deleted == 1);
+    CHECK_ERR(inotify_rm_watch(in, wf), EINVAL); /* already gone */
+
+    /* One-shot: one event, then IN_IGNORED. */
+    CHECK(inotify_rm_watch(in, wd) == 0);
+    n = collect(in, ev, 64);
+    CHECK(n == 1 && ev[0].wd == wd && ev[0].mask == IN_IGNORED);
+    int once = inotify_add_watch(in, dir, IN_CREATE | IN_ONESHOT);
+    f = open(file, O_CREAT | O_WRONLY, 0644);
+    close(f);
+    snprintf(other, sizeof other, "%s/second", dir);
+    f = open(other, O_CREAT | O_WRONLY, 0644);
+    close(f);
+    n = collect(in, ev, 64);
+    CHECK(n == 2 && ev[0].wd == once && ev[0].mask == IN_CREATE && strcmp(ev[0].name, "file") == 0 && ev[1].mask == IN_IGNORED);
+
+    /* A blocking reader is woken by poll. */
+    int w2 = inotify_add_watch(in, file, IN_MODIFY);
+    CHECK(w2 > 0);
+    struct pollfd pfd = {.fd = in, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 0) == 0);
+    f = open(file, O_WRONLY);
+    CHECK(write(f, "x", 1) == 1);
+    close(f);
+    CHECK(poll(&pfd, 1, 1000) == 1 && (pfd.revents & POLLIN));
+    close(in);
+    unlink(file);
+    unlink(other);
+    rmdir(dir);
+    return tt_done("inotify");
+}
