@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/time.h>
+#include <sys/timex.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,8 +23,42 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* adjtimex reads the clock's NTP state; setting it needs root; the tick
+ * stays within 10% of 1/HZ; only the wall clock is adjustable. Nothing is
+ * changed (the test also runs on the Linux host). */
+static void ntp_state(void) {
+    struct timex tx;
+    memset(&tx, 0, sizeof tx);
+    int state = adjtimex(&tx);
+    CHECK(state >= 0 && state <= 5);
+    long hz = sysconf(_SC_CLK_TCK);
+    CHECK(tx.tick >= 900000 / hz && tx.tick <= 1100000 / hz);
+    CHECK(tx.time.tv_sec > 1000000000); /* the wall-clock time */
+    memset(&tx, 0, sizeof tx);
+    tx.modes = ADJ_TICK;
+    tx.tick = 1100000 / hz + 1;
+    CHECK_ERR(adjtimex(&tx), EINVAL);
+    tx.tick = 900000 / hz - 1;
+    CHECK_ERR(adjtimex(&tx), EINVAL);
+    memset(&tx, 0, sizeof tx);
+    CHECK_ERR(clock_adjtime(CLOCK_MONOTONIC, &tx), EOPNOTSUPP);
+    CHECK(clock_adjtime(CLOCK_REALTIME, &tx) >= 0);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        if (setuid(65534) != 0) _exit(2);
+        struct timex t;
+        memset(&t, 0, sizeof t);
+        t.modes = ADJ_FREQUENCY;
+        _exit(adjtimex(&t) == -1 && errno == EPERM ? 0 : 1);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
     signal(SIGALRM, on_alarm);
+    ntp_state();
 
     /* alarm returns what the previous one had left. */
     CHECK(alarm(10) == 0);

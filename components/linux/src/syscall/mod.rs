@@ -429,6 +429,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         224 => timer::timer_gettime(p, a[0], a[1]),
         225 => timer::timer_getoverrun(p, a[0]),
         226 => timer::timer_delete(p, a[0]),
+        159 => timer::adjtimex(p, a[0]),
+        305 => timer::clock_adjtime(p, a[0], a[1]),
         283 => timer::timerfd_create(p, a[0], a[1]),
         286 => timer::timerfd_settime(p, a[0], a[1], a[2], a[3]),
         287 => timer::timerfd_gettime(p, a[0], a[1]),

@@ -228,3 +228,138 @@ pub(super) fn timerfd_gettime(p: &mut Process, fd: u64, out: u64) -> SysResult {
     let current = file.as_timerfd().ok_or(Errno::EINVAL)?.get();
     write_time_pair(p, out, current, 1).map(|()| 0)
 }
+
+/// The kernel's NTP state as `adjtimex` reads and sets it. The values are
+/// kept and reported as Linux keeps them; the clock's rate is not
+/// disciplined by them (the timer hardware sets it). `ADJ_SETOFFSET`
+/// does step the wall clock.
+struct Ntp {
+    offset: i64,
+    freq: i64,
+    maxerror: i64,
+    esterror: i64,
+    status: i32,
+    constant: i64,
+    tick: i64,
+    tai: i32,
+}
+
+static NTP: framekernel::sync::SpinLock<Ntp> =
+    framekernel::sync::SpinLock::new(Ntp { offset: 0, freq: 0, maxerror: 16_000_000, esterror: 16_000_000, status: STA_UNSYNC, constant: 2, tick: 10_000, tai: 0 });
+
+const ADJ_OFFSET: u32 = 0x0001;
+const ADJ_FREQUENCY: u32 = 0x0002;
+const ADJ_MAXERROR: u32 = 0x0004;
+const ADJ_ESTERROR: u32 = 0x0008;
+const ADJ_STATUS: u32 = 0x0010;
+const ADJ_TIMECONST: u32 = 0x0020;
+const ADJ_TAI: u32 = 0x0080;
+const ADJ_SETOFFSET: u32 = 0x0100;
+const ADJ_NANO: u32 = 0x2000;
+const ADJ_TICK: u32 = 0x4000;
+const ADJ_OFFSET_SINGLESHOT: u32 = 0x8001;
+const ADJ_OFFSET_SS_READ: u32 = 0xa001;
+const STA_UNSYNC: i32 = 0x0040;
+const STA_NANO: i32 = 0x2000;
+/// Read-only status bits (PPS signal state, clock state).
+const STA_RONLY: i32 = 0x0100 | 0x0200 | 0x0400 | 0x0800 | 0x1000 | 0x2000 | 0x4000 | 0x8000;
+const TIME_OK: u64 = 0;
+const TIME_ERROR: u64 = 5;
+/// Clock ticks per second (`USER_HZ`).
+const USER_HZ: i64 = 100;
+
+/// `adjtimex(buf)` and `clock_adjtime(CLOCK_REALTIME, buf)`: reads (and,
+/// for root, sets) the NTP parameters; returns the clock state.
+pub(super) fn adjtimex(p: &mut Process, buf: u64) -> SysResult {
+    let mut raw = [0u8; 208];
+    p.memory.read(buf, &mut raw)?;
+    let i64_at = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let i32_at = |at: usize| i32::from_le_bytes(raw.get(at..at + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
+    let modes = i32_at(0) as u32;
+    if modes != 0 && modes != ADJ_OFFSET_SS_READ && !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
+    if modes & ADJ_TICK != 0 && !(900_000 / USER_HZ..=1_100_000 / USER_HZ).contains(&i64_at(88)) {
+        return Err(Errno::EINVAL);
+    }
+    if modes & ADJ_SETOFFSET != 0 {
+        // A step of the wall clock by the timeval (or timespec with ADJ_NANO).
+        let (sec, sub) = (i64_at(72), i64_at(80));
+        let per_sec = if modes & ADJ_NANO != 0 { 1_000_000_000 } else { 1_000_000 };
+        if !(0..per_sec).contains(&sub) {
+            return Err(Errno::EINVAL);
+        }
+        let step = i128::from(sec) * 1_000_000_000 + i128::from(sub) * i128::from(1_000_000_000 / per_sec);
+        let now = i128::from(framekernel::time::realtime_ns());
+        let target = u64::try_from(now + step).map_err(|_| Errno::EINVAL)?;
+        framekernel::time::set_realtime_ns(target);
+    }
+    let mut ntp = NTP.lock();
+    if modes & ADJ_OFFSET_SINGLESHOT == ADJ_OFFSET_SINGLESHOT && modes != ADJ_OFFSET_SS_READ {
+        ntp.offset = i64_at(8);
+    } else if modes & ADJ_OFFSET != 0 && modes & ADJ_OFFSET_SINGLESHOT != ADJ_OFFSET_SINGLESHOT {
+        ntp.offset = i64_at(8).clamp(-500_000_000, 500_000_000);
+    }
+    if modes & ADJ_FREQUENCY != 0 {
+        ntp.freq = i64_at(16).clamp(-(500 << 16), 500 << 16); // ±500 ppm
+    }
+    if modes & ADJ_MAXERROR != 0 {
+        ntp.maxerror = i64_at(24).clamp(0, 16_000_000);
+    }
+    if modes & ADJ_ESTERROR != 0 {
+        ntp.esterror = i64_at(32).clamp(0, 16_000_000);
+    }
+    if modes & ADJ_STATUS != 0 {
+        ntp.status = (ntp.status & STA_RONLY) | (i32_at(40) & !STA_RONLY);
+    }
+    if modes & ADJ_TIMECONST != 0 {
+        ntp.constant = i64_at(48).clamp(0, 10);
+    }
+    if modes & ADJ_TAI != 0 && i32_at(160) >= 0 {
+        ntp.tai = i32_at(160);
+    }
+    if modes & ADJ_TICK != 0 {
+        ntp.tick = i64_at(88);
+    }
+    if modes & ADJ_NANO != 0 {
+        ntp.status |= STA_NANO;
+    }
+    let state = if ntp.status & STA_UNSYNC != 0 { TIME_ERROR } else { TIME_OK };
+    // The whole structure back, padding zeroed (no kernel data leaks).
+    let mut out = [0u8; 208];
+    let wall = framekernel::time::realtime_ns();
+    let sub = if ntp.status & STA_NANO != 0 { wall % NS_PER_SEC } else { wall % NS_PER_SEC / 1000 };
+    let words: [(usize, i64); 13] = [
+        (8, ntp.offset),
+        (16, ntp.freq),
+        (24, ntp.maxerror),
+        (32, ntp.esterror),
+        (48, ntp.constant),
+        (56, 1),                       // precision, µs
+        (64, 500 << 16),               // tolerance: 500 ppm
+        (72, (wall / NS_PER_SEC) as i64),
+        (80, sub as i64),
+        (88, ntp.tick),
+        (104, 0),                      // jitter
+        (120, 0),                      // stabil
+        (96, 0),                       // ppsfreq
+    ];
+    out[0..4].copy_from_slice(&modes.to_le_bytes());
+    for (at, value) in words {
+        out[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    out[40..44].copy_from_slice(&ntp.status.to_le_bytes());
+    out[160..164].copy_from_slice(&ntp.tai.to_le_bytes());
+    drop(ntp);
+    p.memory.write(buf, &out)?;
+    Ok(state)
+}
+
+/// `clock_adjtime(clock, buf)`: only the wall clock is adjustable.
+pub(super) fn clock_adjtime(p: &mut Process, clock: u64, buf: u64) -> SysResult {
+    match clock {
+        0 => adjtimex(p, buf),
+        1 | 4 | 6 | 7 | 2 | 3 => Err(Errno::EOPNOTSUPP),
+        _ => Err(Errno::EINVAL),
+    }
+}
