@@ -1,10 +1,11 @@
 /* inotify as Linux has it: events on a watched file (attributes, open,
  * access, modify, close) and a watched directory (create, delete, moves
  * with a shared cookie, names), merging, one-shot watches, IN_IGNORED,
- * IN_DELETE_SELF, errors and FIONREAD. */
+ * IN_DELETE_SELF, errors and FIONREAD; dnotify (F_NOTIFY). */
 #define _GNU_SOURCE
 #include "tessera_test.h"
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +37,41 @@ static int collect(int fd, struct seen *out, int max) {
         }
     }
     return n;
+}
+
+static volatile int dn_fd = -1, dn_count;
+static void on_dnotify(int sig, siginfo_t *info, void *ctx) {
+    (void)sig;
+    (void)ctx;
+    dn_fd = info->si_fd;
+    dn_count++;
+}
+
+/* dnotify (fcntl F_NOTIFY): a signal carrying the directory's descriptor,
+ * for the directory itself and its entries; one-shot unless multishot. */
+static void dnotify(const char *dir) {
+    struct sigaction sa = {.sa_sigaction = on_dnotify, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGRTMIN + 1, &sa, NULL) == 0);
+    int d = open(dir, O_RDONLY);
+    CHECK(d >= 0);
+    CHECK_ERR(fcntl(0, F_NOTIFY, DN_CREATE), ENOTDIR);
+    CHECK(fcntl(d, F_SETSIG, SIGRTMIN + 1) == 0);
+    CHECK(fcntl(d, F_NOTIFY, DN_CREATE | DN_ATTRIB) == 0);
+    char path[160];
+    snprintf(path, sizeof path, "%s/dn-file", dir);
+    int f = open(path, O_CREAT | O_WRONLY, 0644); /* the signal arrives before open returns */
+    close(f);
+    CHECK(dn_count == 1 && dn_fd == d);
+    CHECK(chmod(path, 0600) == 0); /* one-shot: nothing more */
+    CHECK(dn_count == 1);
+    CHECK(fcntl(d, F_NOTIFY, DN_ATTRIB | DN_MULTISHOT) == 0);
+    CHECK(chmod(path, 0644) == 0 && chmod(dir, 0755) == 0);
+    CHECK(dn_count == 3);
+    CHECK(fcntl(d, F_NOTIFY, 0) == 0);
+    CHECK(chmod(path, 0600) == 0 && dn_count == 3);
+    unlink(path);
+    close(d);
 }
 
 int main(void) {
@@ -137,6 +173,7 @@ int main(void) {
     close(f);
     CHECK(poll(&pfd, 1, 1000) == 1 && (pfd.revents & POLLIN));
     close(in);
+    dnotify(dir);
     unlink(file);
     unlink(other);
     rmdir(dir);

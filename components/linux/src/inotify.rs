@@ -256,6 +256,10 @@ pub fn file_event(location: &tessera_vfs::Location, bits: u32) {
     }
     let node = location.node();
     let dir = is_dir(node);
+    dnotify_deliver(node, bits);
+    if let Some((parent, _)) = location.parent_and_name() {
+        dnotify_deliver(parent, bits);
+    }
     let mut woken = Vec::new();
     for instance in live_instances() {
         let mut any = instance.deliver(node, bits, 0, None, dir);
@@ -278,6 +282,7 @@ pub fn dir_event(parent: &NodeRef, name: &str, bits: u32, cookie: u32, dir: bool
     if WATCHES.load(Ordering::Relaxed) == 0 {
         return;
     }
+    dnotify_deliver(parent, bits);
     for instance in live_instances() {
         if instance.deliver(parent, bits, cookie, Some(name), dir) {
             instance.wake();
@@ -291,6 +296,7 @@ pub fn self_event(node: &NodeRef, bits: u32) {
         return;
     }
     let dir = is_dir(node);
+    dnotify_deliver(node, bits);
     for instance in live_instances() {
         let mut any = instance.deliver(node, bits, 0, None, dir);
         if bits & mask::DELETE_SELF != 0 {
@@ -299,6 +305,99 @@ pub fn self_event(node: &NodeRef, bits: u32) {
         if any {
             instance.wake();
         }
+    }
+}
+
+/// A directory watched with `fcntl(F_NOTIFY)` (dnotify): a signal to the
+/// owner on changes in it.
+struct Dnotify {
+    dir: Weak<dyn Node>,
+    /// The open directory; the watch ends with it.
+    file: Weak<dyn File>,
+    fd: u32,
+    pid: u32,
+    /// `DN_*` bits.
+    mask: u32,
+    /// The signal (`F_SETSIG`; SIGIO when 0).
+    signal: u8,
+}
+
+static DNOTIFY: SpinLock<Vec<Dnotify>> = SpinLock::new(Vec::new());
+
+/// `DN_*` bits.
+#[allow(missing_docs)]
+pub mod dn {
+    pub const ACCESS: u32 = 0x1;
+    pub const MODIFY: u32 = 0x2;
+    pub const CREATE: u32 = 0x4;
+    pub const DELETE: u32 = 0x8;
+    pub const RENAME: u32 = 0x10;
+    pub const ATTRIB: u32 = 0x20;
+    pub const MULTISHOT: u32 = 0x8000_0000;
+}
+
+/// The dnotify bits of inotify events.
+fn dn_bits(bits: u32) -> u32 {
+    let mut out = 0;
+    for (from, to) in [
+        (mask::ACCESS, dn::ACCESS),
+        (mask::MODIFY, dn::MODIFY),
+        (mask::CREATE | mask::MOVED_TO, dn::CREATE),
+        (mask::DELETE | mask::MOVED_FROM, dn::DELETE),
+        (mask::MOVED_FROM | mask::MOVED_TO, dn::RENAME),
+        (mask::ATTRIB, dn::ATTRIB),
+    ] {
+        if bits & from != 0 {
+            out |= to;
+        }
+    }
+    out
+}
+
+/// `fcntl(fd, F_NOTIFY, mask)`: watches the directory open as `file`
+/// for `pid` (replacing that file's watch); mask 0 ends it.
+pub fn dnotify(dir: &NodeRef, file: &Arc<dyn File>, fd: u32, pid: u32, wanted: u32, signal: u8) {
+    let mut list = DNOTIFY.lock();
+    let before = list.len();
+    list.retain(|d| d.file.strong_count() > 0 && !core::ptr::addr_eq(d.file.as_ptr(), Arc::as_ptr(file)));
+    WATCHES.fetch_sub(before - list.len(), Ordering::SeqCst);
+    if wanted & !dn::MULTISHOT != 0 {
+        list.push(Dnotify { dir: Arc::downgrade(dir), file: Arc::downgrade(file), fd, pid, mask: wanted, signal });
+        WATCHES.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Signals the dnotify watchers of `node` about `bits`.
+fn dnotify_deliver(node: &NodeRef, bits: u32) {
+    let wanted = dn_bits(bits);
+    if wanted == 0 {
+        return;
+    }
+    let mut hits = Vec::new();
+    {
+        let mut list = DNOTIFY.lock();
+        let before = list.len();
+        list.retain(|d| {
+            if d.file.strong_count() == 0 {
+                return false;
+            }
+            if !same(&d.dir, node) || d.mask & wanted == 0 {
+                return true;
+            }
+            hits.push((d.pid, d.fd, d.signal));
+            d.mask & dn::MULTISHOT != 0
+        });
+        WATCHES.fetch_sub(before - list.len(), Ordering::SeqCst);
+    }
+    for (pid, fd, signal) in hits {
+        let Some(owner) = crate::process::lookup(pid) else { continue };
+        let info = if signal == 0 {
+            crate::signal::SigInfo { code: 0x80, ..Default::default() } // SI_KERNEL
+        } else {
+            // POLL_MSG, with si_band and si_fd.
+            crate::signal::SigInfo { code: 3, addr: 0x441, value: u64::from(fd) }
+        };
+        owner.send_signal(if signal == 0 { 29 } else { signal }, info); // SIGIO
     }
 }
 

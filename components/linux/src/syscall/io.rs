@@ -382,6 +382,16 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => record_lock(p, &file, cmd, arg),
         F_GETPIPE_SZ => file.pipe_size(None).map(|n| n as u64),
+        F_NOTIFY => {
+            // dnotify: the directory open as `fd`; signals go to this process.
+            let location = file.location().ok_or(Errno::ENOTDIR)?;
+            if location.node().metadata().kind != tessera_vfs::FileType::Directory {
+                return Err(Errno::ENOTDIR);
+            }
+            let signal = async_settings(&file, |_| {}).signal as u8;
+            crate::inotify::dnotify(location.node(), &file, fd as u32, p.info.pid, arg as u32, signal);
+            Ok(0)
+        }
         F_ADD_SEALS | F_GET_SEALS => {
             let node = file.location().ok_or(Errno::EINVAL)?.node().clone();
             if cmd == F_GET_SEALS {
@@ -541,6 +551,7 @@ fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::Fil
 }
 
 const F_SETPIPE_SZ: u64 = 1031;
+const F_NOTIFY: u64 = 1026;
 const F_ADD_SEALS: u64 = 1033;
 const F_GET_SEALS: u64 = 1034;
 const F_GETPIPE_SZ: u64 = 1032;
