@@ -218,6 +218,16 @@ static void splices(void) {
     CHECK_ERR(splice(f, NULL, a[1], NULL, 1, 0x100), EINVAL);
     CHECK_ERR(tee(a[0], f, 1, 0), EINVAL);
     CHECK_ERR(splice(a[0], NULL, b[1], NULL, 1, SPLICE_F_NONBLOCK), EAGAIN); /* empty */
+    /* vmsplice into a pipe takes what fits and returns (no waiting once
+     * something went in). */
+    static char lots[128 * 1024];
+    int c[2];
+    CHECK(pipe(c) == 0);
+    struct iovec whole = {lots, sizeof lots};
+    long took = vmsplice(c[1], &whole, 1, 0);
+    CHECK(took > 0 && took <= fcntl(c[1], F_GETPIPE_SZ));
+    close(c[0]);
+    close(c[1]);
     /* vmsplice in and out of a pipe. */
     struct iovec iov[2] = {{"ab", 2}, {"cde", 3}};
     CHECK(vmsplice(a[1], iov, 2, 0) == 5);

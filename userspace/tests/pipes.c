@@ -18,7 +18,61 @@ static long long ms_now(void) {
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+static void on_alarm_signal(int sig) { (void)sig; }
+
+/* A writer blocked on a full pipe: a handled signal ends the write with
+ * EINTR, SIGKILL ends the process (even when it holds the read end). */
+static void blocked_writers(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        struct sigaction sa = {.sa_handler = on_alarm_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+        fcntl(fds[1], F_SETFL, O_NONBLOCK);
+        char block[4096] = {0};
+        while (write(fds[1], block, sizeof block) > 0) {
+        }
+        fcntl(fds[1], F_SETFL, 0);
+        alarm(1);
+        ssize_t n = write(fds[1], block, 1);
+        int interrupted = n == -1 && errno == EINTR;
+        for (;;) write(fds[1], block, sizeof block); /* blocks for good */
+        _exit(interrupted ? 0 : 1);
+    }
+    /* Let it block, then kill it: it holds its own read end open. */
+    struct timespec pause_for = {2, 0};
+    nanosleep(&pause_for, NULL);
+    CHECK(kill(child, SIGKILL) == 0);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    close(fds[0]);
+    close(fds[1]);
+    /* The EINTR part, checked through the exit code of a second child. */
+    CHECK(pipe(fds) == 0);
+    child = fork();
+    if (child == 0) {
+        struct sigaction sa = {.sa_handler = on_alarm_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+        fcntl(fds[1], F_SETFL, O_NONBLOCK);
+        char block[4096] = {0};
+        while (write(fds[1], block, sizeof block) > 0) {
+        }
+        fcntl(fds[1], F_SETFL, 0);
+        alarm(1);
+        ssize_t n = write(fds[1], block, 1);
+        _exit(n == -1 && errno == EINTR ? 0 : 1);
+    }
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void) {
+    blocked_writers();
     int fds[2];
     CHECK(pipe(fds) == 0);
     CHECK(write(fds[1], "abc", 3) == 3);

@@ -80,6 +80,10 @@ impl File for EventFd {
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
+        self.write_interruptible(buf, &|| false)
+    }
+
+    fn write_interruptible(&self, buf: &[u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         let bytes: [u8; 8] = buf.get(..8).and_then(|b| b.try_into().ok()).ok_or(Errno::EINVAL)?;
         let add = u64::from_le_bytes(bytes);
         if add == u64::MAX {
@@ -94,6 +98,9 @@ impl File for EventFd {
             }
             if nonblocking {
                 return Some(Err(Errno::EAGAIN));
+            }
+            if interrupted() {
+                return Some(Err(Errno::EINTR));
             }
             None
         })?;

@@ -47,6 +47,13 @@ pub trait File: Send + Sync {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult;
     /// Writes `buf`; returns the bytes written.
     fn write(&self, buf: &[u8]) -> SysResult;
+    /// [`File::write`] for a writer that a signal may interrupt: a write
+    /// that blocks gives up once `interrupted()` is true (EINTR, or the
+    /// bytes written so far). Files whose writes never block need not
+    /// implement it.
+    fn write_interruptible(&self, buf: &[u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        self.write(buf)
+    }
     /// File status.
     fn stat(&self) -> FileStat;
     /// True for terminals (`TCGETS` and friends work).

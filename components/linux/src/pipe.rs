@@ -201,6 +201,55 @@ impl PipeEnd {
         })
     }
 
+    /// Writes `data`: all of it, waiting for room (a write of at most
+    /// `PIPE_BUF` bytes goes in whole), unless `partial`, which stops once
+    /// something is written (`vmsplice`, `splice`). A wait ends with EAGAIN
+    /// when non-blocking, EPIPE without readers, EINTR when `interrupted()`
+    /// — or the bytes written so far.
+    pub fn put(&self, data: &[u8], partial: bool, interrupted: &dyn Fn() -> bool) -> SysResult {
+        if !self.writes {
+            return Err(Errno::EBADF);
+        }
+        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let mut written = 0usize;
+        while written < data.len() {
+            let rest = data.get(written..).unwrap_or(&[]);
+            // A small write goes in whole or waits; a large one in pieces.
+            let need = if rest.len() <= PIPE_BUF && !partial { rest.len() } else { 1 };
+            let step = self.pipe.changed.wait_until(|| {
+                if self.pipe.readers.load(Ordering::SeqCst) == 0 {
+                    return Some(Err(Errno::EPIPE));
+                }
+                let mut buffer = self.pipe.buffer.lock();
+                let room = self.pipe.capacity.load(Ordering::Relaxed).saturating_sub(buffer.len());
+                if room >= need {
+                    let n = room.min(rest.len());
+                    buffer.extend(rest.iter().take(n));
+                    return Some(Ok(n));
+                }
+                if nonblocking {
+                    return Some(Err(Errno::EAGAIN));
+                }
+                if interrupted() {
+                    return Some(Err(Errno::EINTR));
+                }
+                None
+            });
+            match step {
+                Ok(n) => {
+                    written += n;
+                    self.pipe.notify();
+                    if partial {
+                        break;
+                    }
+                }
+                Err(e) if written == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(written as u64)
+    }
+
     /// Drops the first `n` buffered bytes (after a `peek` whose bytes went
     /// elsewhere).
     pub fn consume(&self, n: usize) {
@@ -260,41 +309,11 @@ impl File for PipeEnd {
     }
 
     fn write(&self, data: &[u8]) -> SysResult {
-        if !self.writes {
-            return Err(Errno::EBADF);
-        }
-        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
-        let mut written = 0usize;
-        while written < data.len() {
-            let rest = data.get(written..).unwrap_or(&[]);
-            // A small write goes in whole or waits; a large one in pieces.
-            let need = if rest.len() <= PIPE_BUF { rest.len() } else { 1 };
-            let step = self.pipe.changed.wait_until(|| {
-                if self.pipe.readers.load(Ordering::SeqCst) == 0 {
-                    return Some(Err(Errno::EPIPE));
-                }
-                let mut buffer = self.pipe.buffer.lock();
-                let room = self.pipe.capacity.load(Ordering::Relaxed).saturating_sub(buffer.len());
-                if room >= need {
-                    let n = room.min(rest.len());
-                    buffer.extend(rest.iter().take(n));
-                    return Some(Ok(n));
-                }
-                if nonblocking {
-                    return Some(Err(Errno::EAGAIN));
-                }
-                None
-            });
-            match step {
-                Ok(n) => {
-                    written += n;
-                    self.pipe.notify();
-                }
-                Err(e) if written == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(written as u64)
+        self.write_interruptible(data, &|| false)
+    }
+
+    fn write_interruptible(&self, data: &[u8], interrupted: &dyn Fn() -> bool) -> SysResult {
+        self.put(data, false, interrupted)
     }
 
     fn stat(&self) -> FileStat {

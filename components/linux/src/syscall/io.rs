@@ -97,12 +97,17 @@ pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult
         terminal_access(p, signal::num::SIGTTOU)?;
     }
     let count = fsize_room(p, &file, None, count)?;
+    let interrupted = p.interrupt_check();
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
         let mut data = vec![0u8; len];
         p.memory.read(buf.checked_add(done).ok_or(Errno::EFAULT)?, &mut data)?;
-        let n = file.write(&data)?;
+        let n = match file.write_interruptible(&data, &interrupted) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
         done += n;
         if (n as usize) < len {
             break;
@@ -115,7 +120,7 @@ pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult
 /// does before anything moves: at most `IOV_MAX` (1024) entries (EINVAL),
 /// readable (EFAULT), no negative length and a total that fits `ssize_t`
 /// (EINVAL).
-fn iovecs(p: &Process, iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>, Errno> {
+pub(super) fn iovecs(p: &Process, iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>, Errno> {
     let count = count as i32;
     if !(0..=1024).contains(&count) {
         return Err(Errno::EINVAL);
@@ -157,7 +162,7 @@ pub(super) fn writev(p: &mut Process, fd: u64, iov: u64, count: u64) -> SysResul
         }
         let room = fsize_room(p, &file, None, data.len() as u64)?;
         data.truncate(room as usize);
-        return file.write(&data);
+        return file.write_interruptible(&data, &p.interrupt_check());
     }
     let mut done = 0u64;
     for (base, len) in entries {
@@ -743,7 +748,7 @@ pub(super) fn sendfile(p: &mut Process, out_fd: u64, in_fd: u64, offset: u64, co
         if got == 0 {
             break;
         }
-        let wrote = output.write(buf.get(..got).unwrap_or(&[]))? as usize;
+        let wrote = output.write_interruptible(buf.get(..got).unwrap_or(&[]), &interrupted)? as usize;
         done += wrote as u64;
         if let Some(at) = position.as_mut() {
             *at += wrote as u64;

@@ -69,7 +69,7 @@ pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_
             if data.is_empty() {
                 return Ok(0);
             }
-            let wrote = output.write(&data)?;
+            let wrote = to.put(&data, true, &interrupted)?;
             from.consume(wrote as usize);
             Ok(wrote)
         }
@@ -100,7 +100,7 @@ pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_
             }
             Ok(wrote)
         }
-        (None, Some(_)) => {
+        (None, Some(to)) => {
             if off_out != 0 {
                 return Err(Errno::ESPIPE);
             }
@@ -125,7 +125,7 @@ pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_
             if got == 0 {
                 return Ok(0);
             }
-            let wrote = output.write(data.get(..got).unwrap_or(&[]))?;
+            let wrote = to.put(data.get(..got).unwrap_or(&[]), true, &interrupted)?;
             if let Some(at) = position {
                 p.memory.write(off_in, &(at + wrote).to_le_bytes())?;
             } else if let Some(at) = own {
@@ -160,7 +160,7 @@ pub(super) fn tee(p: &mut Process, fd_in: u64, fd_out: u64, len: u64, flags: u64
     if data.is_empty() {
         return Ok(0);
     }
-    output.write(&data)
+    to.put(&data, true, &interrupted)
 }
 
 /// `vmsplice(fd, iov, count, flags)`: user memory into a pipe (its write
@@ -170,12 +170,28 @@ pub(super) fn vmsplice(p: &mut Process, fd: u64, iov: u64, count: u64, flags: u6
         return Err(Errno::EINVAL);
     }
     let file = p.files.get(fd)?;
-    let reads = file.as_pipe().ok_or(Errno::EBADF)?.reads();
-    if reads && readable(&file) {
-        super::io::readv(p, fd, iov, count)
-    } else if !reads && writable(&file) {
-        super::io::writev(p, fd, iov, count)
-    } else {
-        Err(Errno::EBADF)
+    let pipe = file.as_pipe().ok_or(Errno::EBADF)?;
+    if pipe.reads() && readable(&file) {
+        return super::io::readv(p, fd, iov, count);
     }
+    if pipe.reads() || !writable(&file) {
+        return Err(Errno::EBADF);
+    }
+    // Into the pipe: what fits, waiting only while nothing does (Linux).
+    let entries = super::io::iovecs(p, iov, count)?;
+    let mut data = alloc::vec::Vec::new();
+    for (base, len) in entries {
+        let room = IO_CHUNK.saturating_sub(data.len()).min(len as usize);
+        let mut part = alloc::vec![0u8; room];
+        p.memory.read(base, &mut part)?;
+        data.extend_from_slice(&part);
+        if data.len() >= IO_CHUNK {
+            break;
+        }
+    }
+    if data.is_empty() {
+        return Ok(0);
+    }
+    let interrupted = p.interrupt_check();
+    pipe.put(&data, true, &interrupted)
 }
