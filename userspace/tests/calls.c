@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include "tessera_test.h"
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -369,6 +371,54 @@ static char proc_state(pid_t pid) {
 #define SYS_kcmp 312
 #endif
 
+static int blocker_pipe[2];
+static volatile pid_t blocker_tid;
+static void *blocker(void *arg) {
+    (void)arg;
+    blocker_tid = syscall(SYS_gettid);
+    char c;
+    return (void *)(long)read(blocker_pipe[0], &c, 1);
+}
+
+/* The state letter of /proc/self/task/TID/stat. */
+static char task_state(pid_t tid) {
+    char path[64], text[256] = {0};
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f) return '?';
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    char *close = strrchr(text, ')');
+    return n && close && close[1] == ' ' ? close[2] : '?';
+}
+
+static void clocks_and_threads(void) {
+    struct timespec res;
+    CHECK(clock_getres(CLOCK_REALTIME, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 10000000);
+    CHECK(clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0);
+    CHECK(clock_getres(CLOCK_BOOTTIME, NULL) == 0);
+    CHECK_ERR(clock_getres(12345, &res), EINVAL);
+    /* Another process's CPU clock. */
+    clockid_t cpu;
+    CHECK(clock_getcpuclockid(getpid(), &cpu) == 0);
+    struct timespec used;
+    CHECK(clock_gettime(cpu, &used) == 0 && (used.tv_sec > 0 || used.tv_nsec > 0));
+    /* A thread blocked in read sleeps (S) while this one runs (R). */
+    CHECK(pipe(blocker_pipe) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocker, NULL) == 0);
+    while (!blocker_tid) sched_yield();
+    char state = '?';
+    for (int i = 0; i < 200 && (state = task_state(blocker_tid)) != 'S'; i++) usleep(5000);
+    CHECK(state == 'S');
+    CHECK(task_state(syscall(SYS_gettid)) == 'R');
+    CHECK(write(blocker_pipe[1], "x", 1) == 1);
+    void *got;
+    CHECK(pthread_join(t, &got) == 0 && (long)got == 1);
+    close(blocker_pipe[0]);
+    close(blocker_pipe[1]);
+}
+
 static void more_calls(void) {
     /* mincore: resident pages of a mapping. */
     long page = sysconf(_SC_PAGESIZE);
@@ -501,6 +551,7 @@ static void chroots(void) {
 
 int main(void) {
     events();
+    clocks_and_threads();
     chroots();
     more_calls();
     owners_and_priorities();

@@ -145,6 +145,9 @@ static void pidfds(void) {
     CHECK(poll(&p, 1, 0) == 0); /* running */
     CHECK_ERR(syscall(SYS_pidfd_send_signal, pfd, SIGTERM, NULL, 0x100), EINVAL);
     CHECK_ERR(syscall(SYS_pidfd_send_signal, 0, SIGTERM, NULL, 0), EBADF); /* not a pidfd */
+    int procdir = open("/proc/self", O_DIRECTORY | O_RDONLY);
+    CHECK(syscall(SYS_pidfd_send_signal, procdir, 0, NULL, 0) == 0); /* a /proc/PID directory will do */
+    close(procdir);
     CHECK(syscall(SYS_pidfd_send_signal, pfd, SIGTERM, NULL, 0) == 0);
     CHECK(poll(&p, 1, 5000) == 1 && (p.revents & POLLIN));
     siginfo_t info;
@@ -278,6 +281,7 @@ static void memfds(void) {
     CHECK(mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0) == MAP_FAILED && errno == EPERM);
     map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0);
     CHECK(map != MAP_FAILED && map[10] == 'y');
+    CHECK_ERR(mprotect(map, 4096, PROT_READ | PROT_WRITE), EACCES); /* never writable */
     munmap(map, 4096);
     CHECK_ERR(fcntl(m, F_ADD_SEALS, F_SEAL_GROW), EPERM); /* sealed seals */
     /* Without MFD_ALLOW_SEALING the file is born sealed. */

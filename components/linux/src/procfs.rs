@@ -62,6 +62,8 @@ enum FileKind {
     Sys(usize),
     /// `/proc/[pid]/task/[tid]/comm`.
     TaskComm(u32, u32),
+    /// `/proc/[pid]/task/[tid]/stat`: the thread's own state letter.
+    TaskStat(u32, u32),
 }
 
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
@@ -123,6 +125,14 @@ const ROOT_FILES: [(&str, FileKind); 10] = [
     ("cells", FileKind::Cells),
 ];
 
+/// The process a `/proc/PID` directory stands for (`pidfd_send_signal`
+/// takes such a descriptor as a process descriptor, as Linux).
+pub fn process_of_dir(node: &tessera_vfs::NodeRef) -> Option<u32> {
+    let meta = node.metadata();
+    let pid_dir = meta.dev == PROC_DEV && meta.kind == FileType::Directory && meta.ino >= 256 && meta.ino & 0xff == 0;
+    pid_dir.then_some((meta.ino >> 8) as u32)
+}
+
 fn meta(ino: u64, kind: FileType, perm: u32, size: u64) -> Metadata {
     let now = crate::fs::now();
     Metadata {
@@ -168,8 +178,15 @@ fn state(info: &ProcessInfo) -> &'static str {
     }
 }
 
-fn pid_stat(info: &ProcessInfo) -> String {
-    let state = state(info).chars().next().unwrap_or('S');
+fn pid_stat(info: &ProcessInfo, thread: Option<u32>) -> String {
+    let mut state = state(info).chars().next().unwrap_or('S');
+    // A thread's own line: sleeping or running on its own.
+    if let Some(tid) = thread
+        && (state == 'R' || state == 'S')
+    {
+        let runnable = crate::process::lookup_thread(tid).is_some_and(|t| t.is_runnable());
+        state = if runnable { 'R' } else { 'S' };
+    }
     let ticks = |ns: u64| ns / 10_000_000;
     let (user, total) = info.cpu_ns();
     let (cuser, ctotal) = info.children_cpu_ns();
@@ -185,7 +202,7 @@ fn pid_stat(info: &ProcessInfo) -> String {
         if tty.session() != 0 && tty.session() == info.sid() { (4u32 << 8 | 64, i64::from(tty.foreground())) } else { (0, -1) };
     format!(
         "{} ({}) {state} {} {} {} {tty_nr} {tpgid} 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} {} {} {} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
-        info.pid,
+        thread.unwrap_or(info.pid),
         comm(info),
         info.ppid(),
         info.pgid(),
@@ -246,7 +263,8 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             )
         }
         FileKind::Cmdline => "tessera\n".to_string(),
-        FileKind::PidStat(pid) => pid_stat(&*process(pid)?),
+        FileKind::PidStat(pid) => pid_stat(&*process(pid)?, None),
+        FileKind::TaskStat(pid, tid) => pid_stat(&*process(pid)?, Some(tid)),
         FileKind::PidStatus(pid) => {
             let info = process(pid)?;
             let state = state(&info);
@@ -366,7 +384,7 @@ impl Node for Dir {
             }
             DirKind::Task(pid, tid) => match name {
                 "comm" => Ok(Arc::new(File(FileKind::TaskComm(pid, tid)))),
-                "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
+                "stat" => Ok(Arc::new(File(FileKind::TaskStat(pid, tid)))),
                 "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
                 _ => Err(FsError::NotFound),
             },

@@ -43,7 +43,10 @@ fn mapped_file(p: &Process, fd: u64, offset: u64, shared: bool, prot: Prot) -> R
     if shared && prot.write {
         crate::memfd::check_shared_write_map(&node)?;
     }
-    Ok(((node, location.path()), !shared || access == O_RDWR))
+    // A write-sealed memfd is never writable through a shared mapping
+    // (Linux clears VM_MAYWRITE: a later mprotect is EACCES).
+    let sealed = crate::memfd::check_shared_write_map(&node).is_err();
+    Ok(((node, location.path()), !shared || (access == O_RDWR && !sealed)))
 }
 
 pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {

@@ -560,6 +560,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
             }
         }
         nr::CLOCK_GETTIME => clock_gettime(p, a[0], a[1]),
+        229 => clock_getres(p, a[0], a[1]),
         227 => clock_settime(p, a[0], a[1]),
         164 => settimeofday(p, a[0], a[1]),
         nr::PRLIMIT64 => prlimit64(p, a[0], a[1], a[2], a[3]),

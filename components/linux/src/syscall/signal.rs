@@ -317,7 +317,15 @@ pub(super) fn pidfd_send_signal(p: &mut Process, fd: u64, sig: u64, info: u64, f
         return Err(Errno::EINVAL);
     }
     let file = p.files.get(fd)?;
-    let target = file.as_pidfd().ok_or(Errno::EBADF)?.target().clone();
+    // A process descriptor, or an open /proc/PID directory.
+    let target = match file.as_pidfd() {
+        Some(pidfd) => pidfd.target().clone(),
+        None => {
+            let node = file.location().ok_or(Errno::EBADF)?.node().clone();
+            let pid = crate::procfs::process_of_dir(&node).ok_or(Errno::EBADF)?;
+            process::lookup(pid).ok_or(Errno::ESRCH)?
+        }
+    };
     let sig = if sig == 0 { 0 } else { valid(sig)? };
     if target.outcome().is_some() {
         return Err(Errno::ESRCH);
