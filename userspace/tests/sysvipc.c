@@ -209,8 +209,40 @@ static void shared_memory(void) {
     CHECK_ERR(shmget(IPC_PRIVATE, 0, IPC_CREAT | 0600), EINVAL);
 }
 
+#ifndef MSG_COPY
+#define MSG_COPY 040000
+#endif
+
+/* MSG_COPY reads a message by index and leaves it; SHM_LOCK shows in the mode. */
+static void copies_and_locks(void) {
+    int q = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    CHECK(q >= 0);
+    struct {
+        long type;
+        char text[16];
+    } m = {5, "first"}, got;
+    CHECK(msgsnd(q, &m, 6, 0) == 0);
+    m.type = 6;
+    strcpy(m.text, "second");
+    CHECK(msgsnd(q, &m, 7, 0) == 0);
+    CHECK(msgrcv(q, &got, sizeof got.text, 1, MSG_COPY | IPC_NOWAIT) == 7 && got.type == 6 && strcmp(got.text, "second") == 0);
+    CHECK_ERR(msgrcv(q, &got, sizeof got.text, 5, MSG_COPY | IPC_NOWAIT), ENOMSG);
+    CHECK_ERR(msgrcv(q, &got, sizeof got.text, 0, MSG_COPY), EINVAL); /* needs IPC_NOWAIT */
+    CHECK_ERR(msgrcv(q, &got, sizeof got.text, 0, MSG_COPY | IPC_NOWAIT | MSG_EXCEPT), EINVAL);
+    struct msqid_ds ds;
+    CHECK(msgctl(q, IPC_STAT, &ds) == 0 && ds.msg_qnum == 2); /* nothing taken */
+    msgctl(q, IPC_RMID, NULL);
+    int shm = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    CHECK(shm >= 0);
+    struct shmid_ds sds;
+    CHECK(shmctl(shm, SHM_LOCK, NULL) == 0 && shmctl(shm, IPC_STAT, &sds) == 0 && (sds.shm_perm.mode & SHM_LOCKED));
+    CHECK(shmctl(shm, SHM_UNLOCK, NULL) == 0 && shmctl(shm, IPC_STAT, &sds) == 0 && !(sds.shm_perm.mode & SHM_LOCKED));
+    shmctl(shm, IPC_RMID, NULL);
+}
+
 int main(void) {
     CHECK(geteuid() == 0); /* the permission check runs a child as uid 1000 */
+    copies_and_locks();
     queues();
     semaphores();
     shared_memory();

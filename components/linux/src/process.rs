@@ -674,6 +674,11 @@ impl ProcessInfo {
         self.vfork_done.load(Ordering::SeqCst) || self.outcome().is_some()
     }
 
+    /// Whether the process ran `exec` since it was created.
+    pub fn has_execed(&self) -> bool {
+        self.vfork_done.load(Ordering::SeqCst)
+    }
+
     /// Lets a parent waiting in `vfork` go on (after `exec`).
     pub fn release_vfork(&self) {
         self.vfork_done.store(true, Ordering::SeqCst);

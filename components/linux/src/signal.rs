@@ -251,7 +251,9 @@ pub fn setup_frame(p: &mut Process, ctx: &mut UserContext, sig: u8, info: SigInf
     }
     p.signals.mask = mask & !UNBLOCKABLE;
     if action.flags & SA_RESETHAND != 0 {
-        p.signals.actions.set(sig, SigAction::default());
+        // Only the handler goes back to the default (Linux keeps the flags,
+        // SA_SIGINFO included, and the mask).
+        p.signals.actions.set(sig, SigAction { handler: SIG_DFL, ..action });
     }
     ctx.regs.rsp = frame;
     ctx.regs.rip = action.handler;

@@ -28,6 +28,7 @@ const O_NOFOLLOW: u64 = 0o400000;
 pub(super) const O_CLOEXEC: u64 = 0o2000000;
 const O_PATH: u64 = 0o10000000;
 const O_TMPFILE: u64 = 0o20000000;
+const O_NOATIME: u64 = 0o1000000;
 
 /// Who this process's file-system operations are done as.
 pub(super) fn who(p: &Process) -> Identity {
@@ -42,7 +43,7 @@ fn check(who: &Identity, meta: &Metadata, mask: u32) -> Result<(), Errno> {
 /// The parent directory and last name of `(dirfd, path)`, searched as
 /// this process.
 fn parent_of(p: &Process, dirfd: u64, path: &str) -> Result<(Location, String), Errno> {
-    Ok(fs::vfs()?.resolve_parent_in(&p.fs.root(), &at_dir(p, dirfd)?, path, &who(p))?)
+    Ok(fs::vfs()?.resolve_parent_in(&p.fs.root(), &base_dir(p, dirfd, path)?, path, &who(p))?)
 }
 
 /// A new node in `parent` belongs to its creator: the fsuid, and the
@@ -78,6 +79,12 @@ pub(super) fn at_dir(p: &Process, dirfd: u64) -> Result<Location, Errno> {
     Ok(location)
 }
 
+/// The directory a relative `path` starts from; an absolute path ignores
+/// `dirfd` altogether (even an invalid one), as Linux.
+fn base_dir(p: &Process, dirfd: u64, path: &str) -> Result<Location, Errno> {
+    if path.starts_with('/') { Ok(p.fs.cwd()) } else { at_dir(p, dirfd) }
+}
+
 /// Resolves `(dirfd, path)`; an empty path means `dirfd` itself when
 /// `AT_EMPTY_PATH` is set.
 fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, Errno> {
@@ -90,7 +97,7 @@ fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, E
         }
         return p.files.get(dirfd)?.location().ok_or(Errno::EBADF);
     }
-    let base = at_dir(p, dirfd)?;
+    let base = base_dir(p, dirfd, path)?;
     Ok(fs::vfs()?.resolve_in(&p.fs.root(), &base, path, flags & AT_SYMLINK_NOFOLLOW == 0, &who(p))?)
 }
 
@@ -119,7 +126,7 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     // these is ignored (no O_CREAT, no O_TRUNC, no access mode), as Linux.
     let flags = if flags & O_PATH != 0 { flags & (O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW) } else { flags };
     let vfs = fs::vfs()?;
-    let base = at_dir(p, dirfd)?;
+    let base = base_dir(p, dirfd, &path)?;
     let me = who(p);
     let mut created = false;
     let location = if flags & O_CREAT != 0 {
@@ -169,6 +176,10 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
             mask |= MAY_WRITE;
         }
         check(&me, &meta, mask)?;
+    }
+    // O_NOATIME: the file's owner or root only.
+    if flags & O_NOATIME != 0 && flags & O_PATH == 0 && !me.is_root() && me.uid != meta.uid {
+        return Err(Errno::EPERM);
     }
     if flags & O_TRUNC != 0 && meta.kind == FileType::Regular && flags & O_ACCMODE as u64 != 0 {
         location.node().truncate(0)?;
@@ -686,7 +697,7 @@ pub(super) fn faccessat(p: &mut Process, dirfd: u64, path: u64, mode: u64, flags
     let location = if name.is_empty() {
         lookup(p, dirfd, &name, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))?
     } else {
-        fs::vfs()?.resolve_in(&p.fs.root(), &at_dir(p, dirfd)?, &name, flags & AT_SYMLINK_NOFOLLOW == 0, &me)?
+        fs::vfs()?.resolve_in(&p.fs.root(), &base_dir(p, dirfd, &name)?, &name, flags & AT_SYMLINK_NOFOLLOW == 0, &me)?
     };
     check(&me, &location.node().metadata(), mode as u32)?;
     Ok(0)

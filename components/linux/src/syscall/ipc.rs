@@ -96,11 +96,32 @@ pub(super) fn msgrcv(p: &mut Process, id: u64, msgp: u64, size: u64, msgtyp: u64
     if id < 0 || (size as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & MSG_COPY != 0 {
-        return Err(Errno::ENOSYS); // needs CONFIG_CHECKPOINT_RESTORE on Linux too
-    }
     let msgtyp = msgtyp as i64;
     let creds = p.info.credentials();
+    if flags & MSG_COPY != 0 {
+        // A copy of the message at index `msgtyp`, left in the queue: only
+        // without waiting and not with MSG_EXCEPT (EINVAL), as Linux.
+        if flags as u32 & IPC_NOWAIT == 0 || flags & MSG_EXCEPT != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let found = {
+            let mut queues = sysv::QUEUES.lock();
+            let queue = queues.get(id).map_err(|_| Errno::EINVAL)?;
+            if !queue.perm.allows(&creds, 4) {
+                return Err(Errno::EACCES);
+            }
+            let index = usize::try_from(msgtyp).map_err(|_| Errno::ENOMSG)?;
+            queue.messages.get(index).map(|m| (m.kind, m.text.clone())).ok_or(Errno::ENOMSG)?
+        };
+        let (kind, text) = found;
+        if text.len() > size as usize && flags & MSG_NOERROR == 0 {
+            return Err(Errno::E2BIG);
+        }
+        let n = text.len().min(size as usize);
+        p.memory.write(msgp, &kind.to_le_bytes())?;
+        p.memory.write(msgp.checked_add(8).ok_or(Errno::EFAULT)?, text.get(..n).unwrap_or(&[]))?;
+        return Ok(n as u64);
+    }
     let interrupted = p.interrupt_check();
     let pid = p.info.pid;
     let waited = core::cell::Cell::new(false);
@@ -446,6 +467,8 @@ const SHM_RND: u64 = 0o20000;
 const SHM_REMAP: u64 = 0o40000;
 const SHM_EXEC: u64 = 0o100000;
 const SHM_LOCK: u64 = 11;
+/// `shm_perm.mode` bit of a locked segment.
+const SHM_LOCKED: u32 = 0o2000;
 const SHM_UNLOCK: u64 = 12;
 const SHM_STAT: u64 = 13;
 const SHM_INFO: u64 = 14;
@@ -644,7 +667,13 @@ pub(super) fn shmctl(p: &mut Process, id: u64, cmd: u64, buf: u64) -> SysResult 
             if !creds.is_root() && !shm.perm.may_control(&creds) {
                 return Err(Errno::EPERM);
             }
-            Ok(0) // nothing is ever swapped out
+            // Nothing is ever swapped out; the mode shows the lock (SHM_LOCKED).
+            if cmd == SHM_LOCK {
+                shm.perm.mode |= SHM_LOCKED;
+            } else {
+                shm.perm.mode &= !SHM_LOCKED;
+            }
+            Ok(0)
         }
         _ => Err(Errno::EINVAL),
     }

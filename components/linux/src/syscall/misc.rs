@@ -607,11 +607,19 @@ const SYSLOG_ACTION_READ_CLEAR: u64 = 4;
 const SYSLOG_ACTION_SIZE_UNREAD: u64 = 9;
 const SYSLOG_ACTION_SIZE_BUFFER: u64 = 10;
 
+/// `syslog(action, buf, len)` over the kernel log ring (`dmesg`). As
+/// Linux with `dmesg_restrict` 0: anyone reads the whole ring and its
+/// size; everything else needs root (EPERM). Reads do not block.
 pub(super) fn syslog(p: &mut Process, action: u64, buf: u64, len: u64) -> SysResult {
+    let len = len as i32; // an int
+    if !matches!(action, SYSLOG_ACTION_READ_ALL | SYSLOG_ACTION_SIZE_BUFFER) && !p.info.credentials().is_root() {
+        return Err(Errno::EPERM);
+    }
     match action {
-        0 | 1 | 5 | 6 | 7 | 8 => Ok(0), // close, open, clear, console on/off/level
-        SYSLOG_ACTION_READ_ALL | SYSLOG_ACTION_READ_CLEAR => {
-            if (len as i64) < 0 {
+        0 | 1 | 5 | 6 | 7 => Ok(0), // close, open, clear, console off/on
+        8 => if (1..=8).contains(&len) { Ok(0) } else { Err(Errno::EINVAL) }, // console level
+        2 | SYSLOG_ACTION_READ_ALL | SYSLOG_ACTION_READ_CLEAR => {
+            if buf == 0 || len < 0 {
                 return Err(Errno::EINVAL);
             }
             let mut data = vec![0u8; (len as usize).min(framekernel::console::log_len())];

@@ -217,7 +217,10 @@ pub(super) fn execveat(p: &mut Process, ctx: &mut UserContext, dirfd: u64, path:
 }
 
 fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, envp: u64) -> Result<Action, Errno> {
-    let argv = string_array(p, argv)?;
+    let mut argv = string_array(p, argv)?;
+    if argv.is_empty() {
+        argv.push(Vec::new()); // an empty argv gets "" as argv[0] (Linux 5.18+)
+    }
     let envp = string_array(p, envp)?;
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
     // The old image stays until the new one is fully loaded.
@@ -435,18 +438,39 @@ const CLD_KILLED: i32 = 2;
 const CLD_STOPPED: i32 = 5;
 const CLD_CONTINUED: i32 = 6;
 
+/// `setpgid(pid, pgid)` with Linux's rules: the caller or one of its
+/// children (ESRCH) that has not run `exec` (EACCES), in the caller's
+/// session and not its leader (EPERM), into its own new group or an
+/// existing group of the same session (EPERM).
 pub(super) fn setpgid(p: &mut Process, pid: u64, pgid: u64) -> SysResult {
-    let target = if pid == 0 { p.info.clone() } else { process::lookup(pid as u32).ok_or(Errno::ESRCH)? };
-    if target.pid != p.info.pid && target.ppid() != p.info.pid {
-        return Err(Errno::ESRCH);
-    }
-    if (pgid as i64) < 0 {
+    let (pid, pgid) = (pid as i32, pgid as i32);
+    if pgid < 0 {
         return Err(Errno::EINVAL);
+    }
+    let target = if pid == 0 { p.info.clone() } else { process::lookup(pid as u32).filter(|_| pid > 0).ok_or(Errno::ESRCH)? };
+    if target.pid != p.info.pid {
+        if target.ppid() != p.info.pid {
+            return Err(Errno::ESRCH);
+        }
+        if target.has_execed() {
+            return Err(Errno::EACCES);
+        }
+        if target.sid() != p.info.sid() {
+            return Err(Errno::EPERM);
+        }
     }
     if target.pid == target.sid() {
         return Err(Errno::EPERM); // a session leader keeps its group
     }
-    target.set_pgid(if pgid == 0 { target.pid } else { pgid as u32 });
+    let group = if pgid == 0 { target.pid } else { pgid as u32 };
+    if group != target.pid {
+        let session = p.info.sid();
+        let exists = process::all().iter().any(|q| q.pgid() == group && q.sid() == session);
+        if !exists {
+            return Err(Errno::EPERM);
+        }
+    }
+    target.set_pgid(group);
     Ok(0)
 }
 

@@ -145,9 +145,9 @@ pub(super) fn kill(p: &mut Process, pid: u64, sig: u64) -> SysResult {
     let sig = if sig == 0 { 0 } else { valid(sig)? };
     let pid = pid as i64 as i32;
     let me = p.info.pid;
+    // Zombies are still there to be signalled (nothing happens), as on Linux.
     let targets: Vec<_> = process::all()
         .into_iter()
-        .filter(|t| t.outcome().is_none())
         .filter(|t| match pid {
             0 => t.pgid() == p.info.pgid(),
             -1 => t.pid != 1 && t.pid != me,
@@ -184,8 +184,8 @@ fn may_signal(sender: &process::Credentials, me: &process::ProcessInfo, target: 
 }
 
 fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResult {
-    if (tid as i64) <= 0 {
-        return Err(Errno::EINVAL);
+    if (tid as i32) <= 0 {
+        return Err(Errno::EINVAL); // a pid_t
     }
     let sig = if sig == 0 { 0 } else { valid(sig)? };
     let thread = process::lookup_thread(tid as u32).ok_or(Errno::ESRCH)?;
@@ -207,7 +207,7 @@ fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResul
 }
 
 pub(super) fn tgkill(p: &mut Process, tgid: u64, tid: u64, sig: u64) -> SysResult {
-    if (tgid as i64) <= 0 {
+    if (tgid as i32) <= 0 || (tid as i32) <= 0 {
         return Err(Errno::EINVAL);
     }
     signal_thread(p, Some(tgid as u32), tid, sig)
@@ -281,7 +281,15 @@ fn user_siginfo(p: &Process, at: u64, target: u32) -> Result<(u32, SigInfo), Err
 /// `rt_sigqueueinfo(tgid, sig, info)` and `rt_tgsigqueueinfo(tgid, tid, sig, info)`.
 pub(super) fn rt_sigqueueinfo(p: &mut Process, tgid: u64, tid: Option<u64>, sig: u64, info: u64) -> SysResult {
     let sig = if sig == 0 { 0 } else { valid(sig)? };
-    let group = process::lookup(tgid as u32).filter(|g| (tgid as i64) > 0 && g.outcome().is_none()).ok_or(Errno::ESRCH)?;
+    // The process, found by its id or the id of any of its threads.
+    let id = tgid as i32;
+    if id <= 0 && tid.is_some() {
+        return Err(Errno::EINVAL);
+    }
+    let group = process::lookup(id as u32)
+        .or_else(|| process::all().into_iter().find(|q| q.has_thread(id as u32)))
+        .filter(|_| id > 0)
+        .ok_or(Errno::ESRCH)?;
     let (_, info) = user_siginfo(p, info, group.pid)?;
     if !may_signal(&p.info.credentials(), &p.info, &group, sig) {
         return Err(Errno::EPERM);
