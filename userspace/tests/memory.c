@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Runs `fn(arg)` in a child; returns the signal that killed it (0 if none). */
@@ -27,7 +28,52 @@ static int dies_of(void (*fn)(char *), char *arg) {
 static void write_to(char *p) { *(volatile char *)p = 1; }
 static void read_from(char *p) { (void)*(volatile char *)p; }
 
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#define MADV_KEEPONFORK 19
+#endif
+
+/* MADV_WIPEONFORK: a child sees zeros there (private anonymous memory
+ * only); MADV_KEEPONFORK undoes it. */
+static void fork_advice(void) {
+    const size_t page = 4096;
+    char *m = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    memset(m, 7, 3 * page);
+    CHECK(madvise(m + page, page, MADV_WIPEONFORK) == 0);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) _exit(m[0] == 7 && m[page] == 0 && m[2 * page - 1] == 0 && m[2 * page] == 7 ? 0 : 1);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(m[page] == 7); /* the parent keeps its data */
+    CHECK(madvise(m + page, page, MADV_KEEPONFORK) == 0);
+    child = fork();
+    if (child == 0) _exit(m[page] == 7 ? 0 : 1);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *shared = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK_ERR(madvise(shared, page, MADV_WIPEONFORK), EINVAL);
+    CHECK_ERR(madvise(m, page, MADV_REMOVE), EINVAL); /* not shared */
+    munmap(shared, page);
+    munmap(m, 3 * page);
+    /* Raw and coarse clocks cannot be slept on. */
+    struct timespec t = {0, 1000};
+    CHECK(clock_nanosleep(CLOCK_MONOTONIC_COARSE, 0, &t, NULL) == EOPNOTSUPP);
+    /* /proc/self/status: the memory lines programs read. */
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    int swap = 0, rss = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        long kb;
+        if (sscanf(line, "VmSwap: %ld", &kb) == 1) swap = kb == 0;
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1) rss = kb > 0;
+    }
+    if (f) fclose(f);
+    CHECK(swap && rss);
+}
+
 int main(void) {
+    fork_advice();
     const size_t page = 4096;
     char *a = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(a != MAP_FAILED);

@@ -187,6 +187,9 @@ pub struct AddressSpace {
     parked: BTreeMap<u64, Arc<Frame>>,
     /// Written pages of shared file mappings, not yet written back.
     dirty: BTreeSet<u64>,
+    /// `MADV_WIPEONFORK` ranges (start → end, disjoint): a child made by
+    /// `fork` sees zeros there.
+    wipe_on_fork: BTreeMap<u64, u64>,
 }
 
 fn page_down(addr: u64) -> u64 {
@@ -207,6 +210,7 @@ impl AddressSpace {
             brk: 0,
             parked: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            wipe_on_fork: BTreeMap::new(),
         })
     }
 
@@ -434,8 +438,31 @@ impl AddressSpace {
         }
     }
 
+    /// `MADV_WIPEONFORK` (`on`) or `MADV_KEEPONFORK` for `[start, end)`.
+    pub fn set_wipe_on_fork(&mut self, start: u64, end: u64, on: bool) {
+        // Cut the range out of every stored one, then add it back if on.
+        let overlapping: alloc::vec::Vec<(u64, u64)> = self.wipe_on_fork.iter().filter(|&(&s, &e)| s < end && start < e).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in overlapping {
+            self.wipe_on_fork.remove(&s);
+            if s < start {
+                self.wipe_on_fork.insert(s, start);
+            }
+            if e > end {
+                self.wipe_on_fork.insert(end, e);
+            }
+        }
+        if on {
+            self.wipe_on_fork.insert(start, end);
+        }
+    }
+
+    fn wiped_on_fork(&self, page: u64) -> bool {
+        self.wipe_on_fork.range(..=page).next_back().is_some_and(|(_, &end)| page < end)
+    }
+
     /// Removes `[start, end)` from the areas and frees its pages.
     pub fn remove_range(&mut self, start: u64, end: u64) {
+        self.set_wipe_on_fork(start, end, false);
         // Nothing written through a shared file mapping is lost (a file
         // that refuses the data has already reported it to msync callers).
         let _ = self.write_back(start, end, false);
@@ -711,8 +738,12 @@ impl AddressSpace {
         for (start, end) in shared_areas {
             self.populate_range(start, end - start, false)?;
         }
+        copy.wipe_on_fork = self.wipe_on_fork.clone();
         let pages: alloc::vec::Vec<(u64, Perms)> = self.space.pages().collect();
         for (page, perms) in pages {
+            if self.wiped_on_fork(page) {
+                continue; // the child starts with zeros here
+            }
             let frame = self.space.share(page).ok_or(Errno::EFAULT)?;
             let shared_area = self.area_at(page).is_some_and(|(_, a)| a.shared);
             let child_perms = if shared_area { perms } else { Perms { write: false, exec: perms.exec } };
@@ -722,7 +753,9 @@ impl AddressSpace {
             copy.space.map_shared(page, frame, child_perms).map_err(|_| Errno::ENOMEM)?;
         }
         for (&page, frame) in &self.parked {
-            copy.parked.insert(page, frame.clone());
+            if !self.wiped_on_fork(page) {
+                copy.parked.insert(page, frame.clone());
+            }
         }
         copy.dirty = self.dirty.clone();
         Ok(copy)

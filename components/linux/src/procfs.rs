@@ -271,8 +271,13 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             let c = info.credentials();
             // Real, effective, saved and file-system ids; supplementary groups.
             let groups: alloc::vec::Vec<alloc::string::String> = c.groups.iter().map(|g| format!("{g}")).collect();
+            // Memory lines while the process has memory (not for zombies).
+            let memory = info.memory().map_or(String::new(), |m| {
+                let space = m.lock();
+                format!("VmSize:\t{} kB\nVmRSS:\t{} kB\nVmSwap:\t0 kB\n", space.virtual_size() / 1024, space.resident_pages() * 4)
+            });
             format!(
-                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\nThreads:\t{}\n",
+                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\n{memory}Threads:\t{}\n",
                 comm(&info),
                 info.ppid(),
                 c.ruid,

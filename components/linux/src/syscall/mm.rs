@@ -153,6 +153,11 @@ pub(super) fn mremap(p: &mut Process, old: u64, old_len: u64, new_len: u64, flag
 
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
+const MADV_REMOVE: u64 = 9;
+const MADV_MERGEABLE: u64 = 12;
+const MADV_UNMERGEABLE: u64 = 13;
+const MADV_WIPEONFORK: u64 = 18;
+const MADV_KEEPONFORK: u64 = 19;
 
 /// `madvise`: advice is accepted where Linux accepts it; `MADV_DONTNEED`
 /// and `MADV_FREE` drop private pages (they read as zeros, or the file,
@@ -174,8 +179,28 @@ pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysR
     if !memory.is_mapped(addr, end) {
         return Err(Errno::ENOMEM);
     }
-    if matches!(advice, MADV_DONTNEED | MADV_FREE) {
-        memory.discard(addr, end);
+    // Advice for some kinds of memory only, as Linux: MADV_FREE and the
+    // fork advice for private anonymous memory, MADV_REMOVE for shared
+    // memory; no KSM (MERGEABLE, UNMERGEABLE) here.
+    let mut at = addr;
+    while at < end {
+        let Some((_, area)) = memory.area_at(at) else { return Err(Errno::ENOMEM) };
+        let private_anonymous = !area.shared && area.file.is_none() && area.shm.is_none();
+        let refused = match advice {
+            MADV_FREE | MADV_WIPEONFORK | MADV_KEEPONFORK => !private_anonymous,
+            MADV_REMOVE => !area.shared,
+            MADV_MERGEABLE | MADV_UNMERGEABLE => true,
+            _ => false,
+        };
+        if refused {
+            return Err(Errno::EINVAL);
+        }
+        at = area.end;
+    }
+    match advice {
+        MADV_DONTNEED | MADV_FREE => memory.discard(addr, end),
+        MADV_WIPEONFORK | MADV_KEEPONFORK => memory.set_wipe_on_fork(addr, end, advice == MADV_WIPEONFORK),
+        _ => {}
     }
     Ok(0)
 }

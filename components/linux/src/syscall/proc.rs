@@ -578,9 +578,13 @@ pub(super) fn restart_syscall(p: &mut Process) -> SysResult {
 const TIMER_ABSTIME: u64 = 1;
 
 pub(super) fn clock_nanosleep(p: &mut Process, clock: u64, flags: u64, req: u64, rem: u64) -> SysResult {
-    if !matches!(clock, 0 | 1 | 7) {
-        return Err(Errno::EINVAL);
-    }
+    let clock = match clock {
+        0 | 1 | 7 => clock,
+        8 => 0, // CLOCK_REALTIME_ALARM: nothing here suspends
+        9 => 7, // CLOCK_BOOTTIME_ALARM
+        4..=6 => return Err(Errno::EOPNOTSUPP), // raw and coarse clocks cannot sleep
+        _ => return Err(Errno::EINVAL),         // CPU-time sleeps are not supported
+    };
     let value = read_timespec(p, req)?;
     let now = framekernel::time::now_ns();
     let deadline = if flags & TIMER_ABSTIME != 0 {
