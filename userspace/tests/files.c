@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int listed(const char *dir, const char *name) {
@@ -25,10 +26,31 @@ static int listed(const char *dir, const char *name) {
     return found;
 }
 
+#ifndef RENAME_EXCHANGE
+#define RENAME_NOREPLACE 1
+#define RENAME_EXCHANGE 2
+#endif
+
+/* renameat2(RENAME_EXCHANGE): two names swap files atomically. */
+static void exchange(void) {
+    int a = open("swap-a", O_CREAT | O_WRONLY, 0644);
+    CHECK(a >= 0 && write(a, "A", 1) == 1);
+    close(a);
+    CHECK(mkdir("swap-d", 0755) == 0);
+    CHECK(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "swap-d", RENAME_EXCHANGE) == 0);
+    struct stat st;
+    CHECK(stat("swap-a", &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK(stat("swap-d", &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 1);
+    CHECK_ERR(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "no-such", RENAME_EXCHANGE), ENOENT);
+    CHECK_ERR(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "swap-d", RENAME_EXCHANGE | RENAME_NOREPLACE), EINVAL);
+    CHECK(unlink("swap-d") == 0 && rmdir("swap-a") == 0);
+}
+
 int main(void) {
     char dir[] = "/tmp/tessera-files-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     CHECK(chdir(dir) == 0);
+    exchange();
     char cwd[PATH_MAX];
     CHECK(getcwd(cwd, sizeof cwd) != NULL && strcmp(cwd, dir) == 0);
     CHECK(getcwd(cwd, 3) == NULL && errno == ERANGE);

@@ -355,6 +355,32 @@ impl Vfs {
         old_parent.node().detach(old_name).map(drop)
     }
 
+    /// Swaps two entries (`RENAME_EXCHANGE`): both must exist, on one file
+    /// system, neither a mount point nor a directory moved into itself.
+    pub fn exchange(&self, a_parent: &Location, a_name: &str, b_parent: &Location, b_name: &str) -> Result<(), FsError> {
+        for name in [a_name, b_name] {
+            if name == "." || name == ".." {
+                return Err(FsError::Busy);
+            }
+        }
+        let a = a_parent.node().lookup(a_name)?;
+        let b = b_parent.node().lookup(b_name)?;
+        if a.fs_node_id() == b.fs_node_id() {
+            return Ok(());
+        }
+        if self.is_mount_point(&a) || self.is_mount_point(&b) {
+            return Err(FsError::Busy);
+        }
+        if (is_dir(&a) && b_parent.contains(&a)) || (is_dir(&b) && a_parent.contains(&b)) {
+            return Err(FsError::Invalid);
+        }
+        if a.metadata().dev != b_parent.node().metadata().dev || b.metadata().dev != a_parent.node().metadata().dev {
+            return Err(FsError::CrossDevice);
+        }
+        b_parent.node().attach(b_name, a, true)?;
+        a_parent.node().attach(a_name, b, true)
+    }
+
     /// Makes `new_name` in `new_parent` another name for the file `node`.
     pub fn link(&self, node: &NodeRef, new_parent: &Location, new_name: &str) -> Result<(), FsError> {
         if is_dir(node) {

@@ -152,3 +152,38 @@ fn tmpfs_limit_and_snapshots() {
     assert_eq!(file.lookup("x").err(), Some(FsError::NotDir));
     assert_eq!(root.create("a/b", FileType::Regular, 0, 0).err(), Some(FsError::Invalid));
 }
+
+#[test]
+fn exchange_swaps_entries_and_keeps_link_counts() {
+    let vfs = tree();
+    let root = vfs.root();
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    let bin = vfs.resolve(&root, "/usr/bin", true).unwrap();
+    let note = root.node().create("note", FileType::Regular, 0o644, 0).unwrap();
+    note.write_at(0, b"note").unwrap();
+    // A file and a directory swap places across directories.
+    vfs.exchange(&root, "note", &usr, "bin").unwrap();
+    assert_eq!(vfs.resolve(&root, "/note/tool", true).unwrap().path(), "/note/tool");
+    assert_eq!(vfs.resolve(&root, "/usr/bin", true).unwrap().node().metadata().size, 4);
+    assert_eq!(note.metadata().nlink, 1);
+    // Both must exist; no directory into itself.
+    assert_eq!(vfs.exchange(&root, "missing", &usr, "bin").err(), Some(FsError::NotFound));
+    let moved = vfs.resolve(&root, "/note", true).unwrap();
+    assert_eq!(vfs.exchange(&root, "note", &moved, "tool").err(), Some(FsError::Invalid));
+    drop(bin);
+}
+
+#[test]
+fn a_walk_under_another_root_stays_there() {
+    let vfs = tree();
+    let root = vfs.root();
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    let who = crate::Identity::root();
+    // "/" is the new root; ".." stops there; absolute links start there.
+    let bin = vfs.resolve_in(&usr, &usr, "/bin", true, &who).unwrap();
+    assert_eq!(bin.path(), "/usr/bin");
+    assert_eq!(vfs.resolve_in(&usr, &bin, "../../..", true, &who).unwrap().path(), "/usr");
+    assert_eq!(bin.path_from(&usr).as_deref(), Some("/bin"));
+    assert_eq!(root.path_from(&usr), None);
+    assert_eq!(vfs.resolve_in(&usr, &usr, "/usr", true, &who).err(), Some(FsError::NotFound));
+}

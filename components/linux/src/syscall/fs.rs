@@ -389,15 +389,32 @@ fn may_delete(p: &Process, parent: &Location, name: &str) -> Result<(), Errno> {
 }
 
 const RENAME_NOREPLACE: u64 = 1;
+const RENAME_EXCHANGE: u64 = 2;
 
 pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
-    if flags & !RENAME_NOREPLACE != 0 {
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 || flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
         return Err(Errno::EINVAL);
     }
     let (old, new) = (path_arg(p, old)?, path_arg(p, new)?);
     let vfs = fs::vfs()?;
     let (old_parent, old_name) = parent_of(p, olddir, &old)?;
     let (new_parent, new_name) = parent_of(p, newdir, &new)?;
+    if flags & RENAME_EXCHANGE != 0 {
+        // Both entries must exist; both directories lose and gain one.
+        let a = old_parent.node().lookup(&old_name).map_err(|_| Errno::ENOENT)?;
+        let b = new_parent.node().lookup(&new_name).map_err(|_| Errno::ENOENT)?;
+        may_delete(p, &old_parent, &old_name)?;
+        may_delete(p, &new_parent, &new_name)?;
+        vfs.exchange(&old_parent, &old_name, &new_parent, &new_name)?;
+        use crate::inotify::{self, mask};
+        for (node, from, from_name, to, to_name) in [(&a, &old_parent, &old_name, &new_parent, &new_name), (&b, &new_parent, &new_name, &old_parent, &old_name)] {
+            let dir = node.metadata().kind == FileType::Directory;
+            let cookie = inotify::cookie();
+            inotify::dir_event(from.node(), from_name, mask::MOVED_FROM, cookie, dir);
+            inotify::dir_event(to.node(), to_name, mask::MOVED_TO, cookie, dir);
+        }
+        return Ok(0);
+    }
     if flags & RENAME_NOREPLACE != 0 && new_parent.node().lookup(&new_name).is_ok() {
         return Err(Errno::EEXIST);
     }
