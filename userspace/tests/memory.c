@@ -72,8 +72,41 @@ static void fork_advice(void) {
     CHECK(swap && rss);
 }
 
+/* VmLck of /proc/self/status, in kB (-1 if missing). */
+static long locked_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmLck: %ld", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb;
+}
+
+/* mlock marks memory locked (VmLck); munlock, munlockall undo it; a
+ * child inherits no locks. */
+static void locking(void) {
+    const size_t page = 4096;
+    char *m = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    long before = locked_kb();
+    CHECK(before >= 0);
+    CHECK(mlock(m, 3 * page) == 0 && locked_kb() == before + 12);
+    CHECK(munlock(m + page, page) == 0 && locked_kb() == before + 8);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) _exit(locked_kb() == 0 ? 0 : 1);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(munlock(m, 3 * page) == 0 && locked_kb() == before);
+    CHECK(mlockall(MCL_CURRENT) == 0 && locked_kb() > 12);
+    CHECK(munlockall() == 0 && locked_kb() == 0);
+    munmap(m, 3 * page);
+}
+
 int main(void) {
     fork_advice();
+    locking();
     const size_t page = 4096;
     char *a = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(a != MAP_FAILED);

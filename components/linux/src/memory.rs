@@ -140,6 +140,9 @@ pub struct Area {
     /// `VM_MAYWRITE`): not for a file opened without write access, nor
     /// for an `SHM_RDONLY` attachment.
     pub may_write: bool,
+    /// Locked in memory (`mlock`, `mlockall`): counted in `VmLck`. Pages
+    /// never leave memory here, so this changes nothing else.
+    pub locked: bool,
 }
 
 /// A System V shared memory segment attached by `shmat`: page `p` of the
@@ -190,6 +193,8 @@ pub struct AddressSpace {
     /// `MADV_WIPEONFORK` ranges (start → end, disjoint): a child made by
     /// `fork` sees zeros there.
     wipe_on_fork: BTreeMap<u64, u64>,
+    /// `mlockall(MCL_FUTURE)`: new areas start locked.
+    lock_future: bool,
 }
 
 fn page_down(addr: u64) -> u64 {
@@ -211,6 +216,7 @@ impl AddressSpace {
             parked: BTreeMap::new(),
             dirty: BTreeSet::new(),
             wipe_on_fork: BTreeMap::new(),
+            lock_future: false,
         })
     }
 
@@ -222,6 +228,40 @@ impl AddressSpace {
     /// Pages currently backed by memory.
     pub fn resident_pages(&self) -> usize {
         self.space.page_count()
+    }
+
+    /// Bytes of locked areas (`VmLck`).
+    pub fn locked_size(&self) -> u64 {
+        self.areas.iter().filter(|(_, a)| a.locked).map(|(&start, a)| a.end - start).sum()
+    }
+
+    /// Bytes of locked areas within `[start, end)`.
+    pub fn locked_within(&self, start: u64, end: u64) -> u64 {
+        self.areas
+            .iter()
+            .filter(|(_, a)| a.locked)
+            .map(|(&s, a)| a.end.min(end).saturating_sub(s.max(start)))
+            .sum()
+    }
+
+    /// Locks (or unlocks) the areas of `[start, end)` (split at its ends).
+    pub fn set_locked(&mut self, start: u64, end: u64, on: bool) {
+        self.split_at(start);
+        self.split_at(end);
+        for (_, area) in self.areas.range_mut(start..end) {
+            area.locked = on;
+        }
+    }
+
+    /// `mlockall` (`current`: every area now; `future`: areas to come) and
+    /// `munlockall` (both false).
+    pub fn lock_all(&mut self, current: bool, future: bool) {
+        if current || !future {
+            for area in self.areas.values_mut() {
+                area.locked = current;
+            }
+        }
+        self.lock_future = future;
     }
 
     /// Bytes of address space the areas take (`VmSize`).
@@ -290,7 +330,8 @@ impl AddressSpace {
         if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end || end > STACK_TOP || !self.is_free(start, end) {
             return Err(Errno::EINVAL);
         }
-        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None, may_write: true });
+        let locked = self.lock_future;
+        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None, may_write: true, locked });
         Ok(())
     }
 
@@ -577,6 +618,7 @@ impl AddressSpace {
             added.file = area.file.as_ref().map(|f| FileMap { base: f.base.wrapping_sub(old).wrapping_add(target), ..f.clone() });
             added.shm = area.shm.as_ref().map(|s| ShmMap { base: s.base.wrapping_sub(old).wrapping_add(target), ..s.clone() });
             added.may_write = area.may_write;
+            added.locked = area.locked;
         }
         let mut page = old;
         while page < old_end {
@@ -725,6 +767,10 @@ impl AddressSpace {
     pub fn fork_copy(&mut self) -> Result<AddressSpace, Errno> {
         let mut copy = AddressSpace::new()?;
         copy.areas = self.areas.clone();
+        // Memory locks are not inherited by a child (Linux).
+        for area in copy.areas.values_mut() {
+            area.locked = false;
+        }
         copy.brk_start = self.brk_start;
         copy.brk = self.brk;
         // Shared anonymous areas must exist in full before both sides map
@@ -856,7 +902,8 @@ impl AddressSpace {
             // Grow the heap area (or start it).
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None, may_write: true });
+                    let locked = self.lock_future;
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None, may_write: true, locked });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {

@@ -274,7 +274,12 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             // Memory lines while the process has memory (not for zombies).
             let memory = info.memory().map_or(String::new(), |m| {
                 let space = m.lock();
-                format!("VmSize:\t{} kB\nVmRSS:\t{} kB\nVmSwap:\t0 kB\n", space.virtual_size() / 1024, space.resident_pages() * 4)
+                format!(
+                    "VmSize:\t{} kB\nVmLck:\t{} kB\nVmRSS:\t{} kB\nVmSwap:\t0 kB\n",
+                    space.virtual_size() / 1024,
+                    space.locked_size() / 1024,
+                    space.resident_pages() * 4
+                )
             });
             format!(
                 "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\n{memory}Threads:\t{}\n",

@@ -228,32 +228,41 @@ pub(super) fn mincore(p: &mut Process, addr: u64, len: u64, vec: u64) -> SysResu
 }
 
 
-/// `mlock`, `mlock2`, `munlock`: the range must be mapped (ENOMEM); more
-/// than `RLIMIT_MEMLOCK` needs root (ENOMEM). Locking brings in the pages
-/// of the accessible parts (a `PROT_NONE` part cannot be touched, as on
-/// Linux); running out of memory is ENOMEM. Pages are never swapped out
-/// here, so nothing else changes.
 /// `mlockall(flags)`: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT, at least
 /// one of the first two; without root, RLIMIT_MEMLOCK 0 is EPERM and
-/// locking more than it (MCL_CURRENT: all mapped memory) ENOMEM. Pages
-/// never leave memory here, so nothing else changes.
+/// locking more than it (MCL_CURRENT: all mapped memory) ENOMEM. The
+/// areas are marked locked (`VmLck`); MCL_FUTURE locks areas made later.
 pub(super) fn mlockall(p: &mut Process, flags: u64) -> SysResult {
     if flags == 0 || flags & !7 != 0 || flags & 3 == 0 {
         return Err(Errno::EINVAL);
     }
+    let mut memory = p.memory.lock();
     if !p.info.credentials().is_root() {
         let limit = p.info.soft_limit(crate::process::rlimit::MEMLOCK);
         if limit == 0 {
             return Err(Errno::EPERM);
         }
-        if flags & 1 != 0 && p.memory.lock().virtual_size() > limit {
+        if flags & 1 != 0 && memory.virtual_size() > limit {
             return Err(Errno::ENOMEM);
         }
     }
+    memory.lock_all(flags & 1 != 0, flags & 2 != 0);
     Ok(0)
 }
 
-pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResult {
+/// `munlockall`: nothing locked, now or later.
+pub(super) fn munlockall(p: &mut Process) -> SysResult {
+    p.memory.lock().lock_all(false, false);
+    Ok(0)
+}
+
+/// `mlock`, `mlock2`, `munlock`: the range must be mapped (ENOMEM); more
+/// locked memory in all than `RLIMIT_MEMLOCK` needs root (ENOMEM).
+/// Locking brings in the pages of the accessible parts (a `PROT_NONE` part
+/// cannot be touched, as on Linux; with `on_fault` they come when first
+/// touched) and marks the areas locked (`VmLck`); running out of memory
+/// is ENOMEM. Pages are never swapped out here, so nothing else changes.
+pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool, on_fault: bool) -> SysResult {
     let limit = p.info.soft_limit(crate::process::rlimit::MEMLOCK);
     // Linux's can_do_mlock: a zero RLIMIT_MEMLOCK forbids locking at all.
     if lock && limit == 0 && !p.info.credentials().is_root() {
@@ -264,14 +273,17 @@ pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResu
     if start == end {
         return Ok(0);
     }
-    if lock && end - start > limit && !p.info.credentials().is_root() {
-        return Err(Errno::ENOMEM);
-    }
     let mut memory = p.memory.lock();
+    if lock && !p.info.credentials().is_root() {
+        let after = memory.locked_size() - memory.locked_within(start, end) + (end - start);
+        if after > limit {
+            return Err(Errno::ENOMEM);
+        }
+    }
     if !memory.is_mapped(start, end) {
         return Err(Errno::ENOMEM);
     }
-    if lock {
+    if lock && !on_fault {
         let mut at = start;
         while at < end {
             let Some((_, area)) = memory.area_at(at) else { break };
@@ -288,6 +300,7 @@ pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool) -> SysResu
             at = area_end;
         }
     }
+    memory.set_locked(start, end, lock);
     Ok(0)
 }
 

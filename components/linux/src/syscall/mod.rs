@@ -448,12 +448,12 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::MSYNC => msync(p, a[0], a[1], a[2]),
         nr::MUNMAP => munmap(p, a[0], a[1]),
         nr::MREMAP => mremap(p, a[0], a[1], a[2], a[3], a[4]),
-        149 => mlock(p, a[0], a[1], true),
-        150 => mlock(p, a[0], a[1], false),
+        149 => mlock(p, a[0], a[1], true, false),
+        150 => mlock(p, a[0], a[1], false, false),
         151 => mlockall(p, a[0]),
-        152 => Ok(0), // munlockall
+        152 => munlockall(p),
         325 => {
-            if a[2] & !1 != 0 { Err(Errno::EINVAL) } else { mlock(p, a[0], a[1], true) } // mlock2(MLOCK_ONFAULT)
+            if a[2] & !1 != 0 { Err(Errno::EINVAL) } else { mlock(p, a[0], a[1], true, a[2] & 1 != 0) } // mlock2(MLOCK_ONFAULT)
         }
         nr::MPROTECT => mprotect(p, a[0], a[1], a[2]),
         nr::MADVISE => madvise(p, a[0], a[1], a[2]),
