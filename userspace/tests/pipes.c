@@ -71,7 +71,37 @@ static void blocked_writers(void) {
     close(fds[1]);
 }
 
+/* O_ASYNC: data arriving in a pipe signals the read end's owner, with the
+ * F_SETSIG signal (POLL_IN, si_band) or SIGIO. */
+static void signal_driven(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGIO);
+    CHECK(sigprocmask(SIG_BLOCK, &set, &old) == 0);
+    CHECK(fcntl(fds[0], F_SETOWN, getpid()) == 0 && fcntl(fds[0], F_SETSIG, SIGUSR1) == 0);
+    CHECK(fcntl(fds[0], F_SETFL, O_ASYNC) == 0 && (fcntl(fds[0], F_GETFL) & O_ASYNC));
+    CHECK(write(fds[1], "x", 1) == 1);
+    struct timespec zero = {1, 0};
+    siginfo_t info;
+    CHECK(sigtimedwait(&set, &info, &zero) == SIGUSR1 && info.si_code == POLL_IN && (info.si_band & POLLIN));
+    CHECK(fcntl(fds[0], F_SETSIG, 0) == 0);
+    CHECK(write(fds[1], "y", 1) == 1);
+    CHECK(sigtimedwait(&set, &info, &zero) == SIGIO);
+    /* Without O_ASYNC: nothing. */
+    CHECK(fcntl(fds[0], F_SETFL, 0) == 0);
+    CHECK(write(fds[1], "z", 1) == 1);
+    struct timespec brief = {0, 20 * 1000000};
+    CHECK_ERR(sigtimedwait(&set, &info, &brief), EAGAIN);
+    CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void) {
+    signal_driven();
     blocked_writers();
     int fds[2];
     CHECK(pipe(fds) == 0);

@@ -39,6 +39,8 @@ pub struct Pipe {
     write_opens: AtomicUsize,
     /// Bytes it holds (`F_GETPIPE_SZ`).
     capacity: AtomicUsize,
+    /// The open ends (for `O_ASYNC` signals).
+    ends: SpinLock<alloc::vec::Vec<Weak<PipeEnd>>>,
     changed: WaitQueue,
     ino: u64,
 }
@@ -47,6 +49,8 @@ pub struct Pipe {
 /// `O_RDWR`).
 pub struct PipeEnd {
     pipe: Arc<Pipe>,
+    /// `O_ASYNC`: readiness is signalled to the owner.
+    async_io: AtomicBool,
     reads: bool,
     writes: bool,
     nonblocking: AtomicBool,
@@ -68,6 +72,8 @@ static FIFOS: SpinLock<BTreeMap<usize, (NodeRef, Weak<Pipe>)>> = SpinLock::new(B
 
 const O_ACCMODE: u64 = 3;
 const O_NONBLOCK: u64 = 0o4000;
+/// Signal-driven I/O (`fcntl(F_SETFL, O_ASYNC)`).
+const O_ASYNC: u32 = 0o20000;
 
 /// Opens the FIFO `node` with `open(2)` `flags`; waits for the other side
 /// as Linux does, giving up with EINTR when `interrupted()`.
@@ -118,6 +124,7 @@ impl Pipe {
             read_opens: AtomicUsize::new(0),
             write_opens: AtomicUsize::new(0),
             capacity: AtomicUsize::new(PIPE_CAPACITY),
+            ends: SpinLock::new(alloc::vec::Vec::new()),
             changed: WaitQueue::new(),
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed) as u64,
         })
@@ -135,7 +142,9 @@ impl Pipe {
             self.write_opens.fetch_add(1, Ordering::SeqCst);
         }
         self.notify();
-        Arc::new(PipeEnd { pipe: self.clone(), reads, writes, nonblocking: AtomicBool::new(nonblocking), node })
+        let end = Arc::new(PipeEnd { pipe: self.clone(), async_io: AtomicBool::new(false), reads, writes, nonblocking: AtomicBool::new(nonblocking), node });
+        self.ends.lock().push(Arc::downgrade(&end));
+        end
     }
 
     /// Waits until the other side is open now or was opened since we
@@ -156,6 +165,21 @@ impl Pipe {
     fn notify(&self) {
         self.changed.wake_all();
         crate::syscall::poll::notify();
+    }
+
+    /// Signal-driven I/O: the ends with `O_ASYNC` that can now read
+    /// (`input`) or write are signalled.
+    fn signal_async(&self, input: bool) {
+        let ends: alloc::vec::Vec<Arc<PipeEnd>> = {
+            let mut list = self.ends.lock();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for end in ends {
+            if end.async_io.load(Ordering::Relaxed) && (if input { end.reads } else { end.writes }) {
+                crate::syscall::signal_io(Arc::as_ptr(&end) as *const (), if input { 1 } else { 2 });
+            }
+        }
     }
 }
 
@@ -239,6 +263,7 @@ impl PipeEnd {
                 Ok(n) => {
                     written += n;
                     self.pipe.notify();
+                    self.pipe.signal_async(true);
                     if partial {
                         break;
                     }
@@ -304,6 +329,7 @@ impl File for PipeEnd {
         });
         if matches!(result, Ok(n) if n > 0) {
             self.pipe.notify();
+            self.pipe.signal_async(false);
         }
         result
     }
@@ -379,10 +405,13 @@ impl File for PipeEnd {
             (false, true) => 1,
             _ => 0,
         };
-        access | if self.nonblocking.load(Ordering::Relaxed) { crate::fs::O_NONBLOCK } else { 0 }
+        access
+            | if self.nonblocking.load(Ordering::Relaxed) { crate::fs::O_NONBLOCK } else { 0 }
+            | if self.async_io.load(Ordering::Relaxed) { O_ASYNC } else { 0 }
     }
 
     fn set_status_flags(&self, flags: u32) {
         self.nonblocking.store(flags & crate::fs::O_NONBLOCK != 0, Ordering::Relaxed);
+        self.async_io.store(flags & O_ASYNC != 0, Ordering::Relaxed);
     }
 }

@@ -466,8 +466,51 @@ fn async_settings(file: &alloc::sync::Arc<dyn crate::files::File>, change: impl 
     *entry
 }
 
-/// `F_SETOWN`/`F_GETOWN` (and `_EX`), `F_SETSIG`/`F_GETSIG`: stored and
-/// reported (no SIGIO is sent yet). `F_SETLEASE`/`F_GETLEASE`: a read
+/// Signal-driven I/O (`O_ASYNC`): the file at `file` (its allocation)
+/// became ready (`POLL_IN` 1 or `POLL_OUT` 2): its owner (`F_SETOWN`: a
+/// process, a process group, or with `F_SETOWN_EX` a thread) gets the
+/// `F_SETSIG` signal with `si_code` and `si_band`, or plain SIGIO.
+pub fn signal_io(file: *const (), reason: i32) {
+    let settings = {
+        let all = ASYNC.lock();
+        match all.iter().find(|(weak, _)| weak.as_ptr() as *const () == file && weak.strong_count() > 0) {
+            Some((_, s)) => *s,
+            None => return,
+        }
+    };
+    if settings.owner == 0 {
+        return;
+    }
+    // POLLIN|POLLRDNORM|POLLMSG for input, POLLOUT|POLLWRNORM|POLLWRBAND for output.
+    let band: u64 = if reason == 1 { 0x1 | 0x40 | 0x400 } else { 0x4 | 0x100 | 0x200 };
+    let (signal, info) = if settings.signal == 0 {
+        (29u8, crate::signal::SigInfo { code: 0x80, ..Default::default() }) // SIGIO, SI_KERNEL
+    } else {
+        (settings.signal as u8, crate::signal::SigInfo { code: reason, addr: band, value: 0 })
+    };
+    let owner = settings.owner;
+    match settings.owner_type {
+        1 => {
+            // F_OWNER_TID
+            if let Some(thread) = crate::process::lookup_thread(owner as u32) {
+                thread.send_signal(signal, info);
+            }
+        }
+        _ if owner < 0 => {
+            for process in crate::process::all().into_iter().filter(|q| q.pgid() == owner.unsigned_abs()) {
+                process.send_signal(signal, info);
+            }
+        }
+        _ => {
+            if let Some(process) = crate::process::lookup(owner as u32) {
+                process.send_signal(signal, info);
+            }
+        }
+    }
+}
+
+/// `F_SETOWN`/`F_GETOWN` (and `_EX`), `F_SETSIG`/`F_GETSIG`: the owner
+/// and signal of signal-driven I/O (sent for pipes, see [`signal_io`]). `F_SETLEASE`/`F_GETLEASE`: a read
 /// lease needs a file opened read-only, a write lease one nobody else has
 /// open; the owner of the file or root only.
 fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::File>, cmd: u64, arg: u64) -> SysResult {

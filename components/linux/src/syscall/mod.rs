@@ -41,6 +41,7 @@ pub enum Action {
     Kill(u8),
 }
 
+pub use io::signal_io;
 pub use misc::{FILESYSTEMS, domainname_string};
 pub use sched::RR_TIMESLICE_MS;
 
