@@ -238,6 +238,17 @@ static void copies_and_locks(void) {
     CHECK(shmctl(shm, SHM_LOCK, NULL) == 0 && shmctl(shm, IPC_STAT, &sds) == 0 && (sds.shm_perm.mode & SHM_LOCKED));
     CHECK(shmctl(shm, SHM_UNLOCK, NULL) == 0 && shmctl(shm, IPC_STAT, &sds) == 0 && !(sds.shm_perm.mode & SHM_LOCKED));
     shmctl(shm, IPC_RMID, NULL);
+    /* kernel.msg_next_id chooses the next id once. */
+    FILE *f = fopen("/proc/sys/kernel/msg_next_id", "w");
+    CHECK(f && fprintf(f, "4242\n") > 0);
+    if (f) fclose(f);
+    int chosen = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    CHECK(chosen == 4242);
+    f = fopen("/proc/sys/kernel/msg_next_id", "r");
+    long next = 0;
+    CHECK(f && fscanf(f, "%ld", &next) == 1 && next == -1);
+    if (f) fclose(f);
+    msgctl(chosen, IPC_RMID, NULL);
 }
 
 int main(void) {

@@ -69,7 +69,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 28] = [
+const SYS_FILES: [(&str, SysValue); 31] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -86,6 +86,9 @@ const SYS_FILES: [(&str, SysValue); 28] = [
     ("fs/mqueue/msgsize_max", || format!("{}\n", crate::mqueue::MSGSIZE_MAX)),
     ("fs/mqueue/msg_default", || format!("{}\n", crate::mqueue::MSG_MAX)),
     ("fs/mqueue/msgsize_default", || format!("{}\n", crate::mqueue::MSGSIZE_MAX)),
+    ("kernel/msg_next_id", || format!("{}\n", crate::sysv::QUEUES.lock().next_id.map_or(-1, i64::from))),
+    ("kernel/sem_next_id", || format!("{}\n", crate::sysv::SEMS.lock().next_id.map_or(-1, i64::from))),
+    ("kernel/shm_next_id", || format!("{}\n", crate::sysv::SHMS.lock().next_id.map_or(-1, i64::from))),
     ("kernel/shmmax", || format!("{}\n", crate::sysv::SHMMAX)),
     ("kernel/shmall", || format!("{}\n", crate::sysv::SHMMAX / 4096)),
     ("kernel/shmmni", || format!("{}\n", crate::sysv::MAX_IDS)),
@@ -478,7 +481,7 @@ impl Node for Dir {
 }
 
 /// The `/proc/sys` values root may change: a number in range, stored.
-fn sys_setter(index: usize) -> Option<fn(u64) -> Result<(), FsError>> {
+fn sys_setter(index: usize) -> Option<fn(i64) -> Result<(), FsError>> {
     use core::sync::atomic::Ordering::Relaxed;
     match SYS_FILES.get(index)?.0 {
         // Whole pages, rounded up to a power of two as Linux's round_pipe_size.
@@ -487,6 +490,10 @@ fn sys_setter(index: usize) -> Option<fn(u64) -> Result<(), FsError>> {
             crate::pipe::PIPE_MAX_SIZE.store(size.next_power_of_two(), Relaxed);
             Ok(())
         }),
+        // The next System V id (-1: the usual order), 0..=INT_MAX.
+        "kernel/msg_next_id" => Some(|v| next_id(&crate::sysv::QUEUES, v)),
+        "kernel/sem_next_id" => Some(|v| next_id(&crate::sysv::SEMS, v)),
+        "kernel/shm_next_id" => Some(|v| next_id(&crate::sysv::SHMS, v)),
         "fs/mqueue/queues_max" => Some(|v| {
             let count = usize::try_from(v).ok().filter(|&v| v <= 65536).ok_or(FsError::Invalid)?;
             crate::mqueue::QUEUES_MAX.store(count, Relaxed);
@@ -494,6 +501,14 @@ fn sys_setter(index: usize) -> Option<fn(u64) -> Result<(), FsError>> {
         }),
         _ => None,
     }
+}
+
+fn next_id<T>(table: &framekernel::sync::SpinLock<crate::sysv::Table<T>>, value: i64) -> Result<(), FsError> {
+    table.lock().next_id = match value {
+        -1 => None,
+        v => Some(u32::try_from(v).ok().filter(|&v| v <= i32::MAX as u32).ok_or(FsError::Invalid)?),
+    };
+    Ok(())
 }
 
 impl Node for File {
@@ -524,7 +539,7 @@ impl Node for File {
         let FileKind::Sys(index) = self.0 else { return not_permitted() };
         let set = sys_setter(index).ok_or(FsError::NotPermitted)?;
         let text = core::str::from_utf8(data).map_err(|_| FsError::Invalid)?;
-        let value: u64 = text.trim().parse().map_err(|_| FsError::Invalid)?;
+        let value: i64 = text.trim().parse().map_err(|_| FsError::Invalid)?;
         set(value)?;
         Ok(data.len())
     }

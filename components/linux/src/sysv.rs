@@ -123,6 +123,9 @@ pub fn now_sec() -> i64 {
 pub struct Table<T> {
     objects: BTreeMap<u32, T>,
     next: u32,
+    /// `/proc/sys/kernel/{msg,sem,shm}_next_id`: the id the next object
+    /// gets (then back to `None`, shown as -1).
+    pub next_id: Option<u32>,
 }
 
 impl<T> Default for Table<T> {
@@ -134,7 +137,7 @@ impl<T> Default for Table<T> {
 impl<T> Table<T> {
     /// Empty.
     pub const fn new() -> Self {
-        Table { objects: BTreeMap::new(), next: 0 }
+        Table { objects: BTreeMap::new(), next: 0, next_id: None }
     }
 
     /// The object `id`.
@@ -200,8 +203,20 @@ pub fn get_or_create<T>(
     if table.objects.len() >= MAX_IDS {
         return Err(Errno::ENOSPC);
     }
-    let id = table.next;
-    table.next = table.next.wrapping_add(1) % (i32::MAX as u32);
+    let id = match table.next_id.take() {
+        // The id asked for through /proc/sys; taken already: ENOSPC (Linux).
+        Some(id) if table.objects.contains_key(&id) => return Err(Errno::ENOSPC),
+        Some(id) => id,
+        None => {
+            // The next free id in turn (never one in use after wrapping).
+            let mut id = table.next;
+            while table.objects.contains_key(&id) {
+                id = id.wrapping_add(1) % (i32::MAX as u32);
+            }
+            table.next = id.wrapping_add(1) % (i32::MAX as u32);
+            id
+        }
+    };
     let object = make(Perm::new(key, flags, creds))?;
     table.objects.insert(id, object);
     Ok(id)
