@@ -17,6 +17,8 @@
 #include <sys/uio.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -630,6 +632,53 @@ static void linux_rules(char *self) {
     unlink(path);
 }
 
+/* A read-only mount: every change is EROFS, reading works; remounting
+ * read-write undoes it. */
+static void read_only_mount(void) {
+    char dir[] = "/tmp/calls-ro-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(mount("tmpfs", dir, "tmpfs", 0, NULL) == 0);
+    char file[128], sub[128], other[128];
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    int fd = open(file, O_CREAT | O_WRONLY, 0666);
+    CHECK(fd >= 0 && write(fd, "data", 4) == 4);
+    close(fd);
+    CHECK(mkdir(sub, 0755) == 0);
+    CHECK(mount("tmpfs", dir, "tmpfs", MS_REMOUNT | MS_RDONLY, NULL) == 0);
+    CHECK_ERR(open(file, O_WRONLY), EROFS);
+    CHECK_ERR(open(file, O_RDONLY | O_TRUNC), EROFS);
+    CHECK_ERR(open(other, O_CREAT | O_WRONLY, 0644), EROFS);
+    CHECK_ERR(mkdir(other, 0755), EROFS);
+    CHECK_ERR(rmdir(sub), EROFS);
+    CHECK_ERR(unlink(file), EROFS);
+    CHECK_ERR(rename(file, other), EROFS);
+    CHECK_ERR(link(file, other), EROFS);
+    CHECK_ERR(symlink("file", other), EROFS);
+    CHECK_ERR(chmod(file, 0600), EROFS);
+    CHECK_ERR(chown(file, 1, 1), EROFS);
+    CHECK_ERR(truncate(file, 0), EROFS);
+    CHECK_ERR(utimes(file, NULL), EROFS);
+    CHECK_ERR(access(file, W_OK), EROFS);
+    CHECK(access(file, R_OK) == 0);
+    char buf[8] = {0};
+    fd = open(file, O_RDONLY);
+    CHECK(fd >= 0 && read(fd, buf, sizeof buf) == 4 && memcmp(buf, "data", 4) == 0);
+    close(fd);
+    /* /proc/self/mounts says ro. */
+    FILE *m = fopen("/proc/self/mounts", "r");
+    char line[512];
+    int ro = 0;
+    while (m && fgets(line, sizeof line, m))
+        if (strstr(line, dir) && strstr(line, " ro")) ro = 1;
+    if (m) fclose(m);
+    CHECK(ro);
+    CHECK(mount("tmpfs", dir, "tmpfs", MS_REMOUNT, NULL) == 0);
+    CHECK(unlink(file) == 0 && rmdir(sub) == 0);
+    CHECK(umount(dir) == 0 && rmdir(dir) == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc == 1 && argv[0][0] == 0) return 42; /* the empty-argv exec */
     if (argc > 1 && strcmp(argv[1], "--pause") == 0) {
@@ -637,6 +686,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     linux_rules(argv[0][0] == '/' ? argv[0] : realpath(argv[0], NULL));
+    read_only_mount();
     events();
     clocks_and_threads();
     chroots();

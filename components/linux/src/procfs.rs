@@ -233,8 +233,9 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::Version => "Linux version 6.1.0-tessera (Tessera framekernel) #1\n".to_string(),
         FileKind::Mounts => {
             let mut out = String::from("rootfs / tmpfs rw 0 0\n");
-            for (path, fstype) in crate::fs::vfs().map(|v| v.mounts()).unwrap_or_default() {
-                out.push_str(&format!("{fstype} {path} {fstype} rw 0 0\n"));
+            for (path, fstype, read_only) in crate::fs::vfs().map(|v| v.mount_list()).unwrap_or_default() {
+                let mode = if read_only { "ro" } else { "rw" };
+                out.push_str(&format!("{fstype} {path} {fstype} {mode} 0 0\n"));
             }
             out
         }

@@ -96,6 +96,8 @@ struct Mount {
     root: NodeRef,
     path: String,
     fstype: String,
+    /// Mounted (or remounted) read-only: changes are refused (EROFS).
+    read_only: bool,
 }
 
 /// The file-system tree: a root and the mounts on it.
@@ -129,8 +131,34 @@ impl Vfs {
         if mounts.iter().any(|m| m.at == id) {
             return Err(FsError::Busy);
         }
-        mounts.push(Mount { at: id, root, path: at.path(), fstype: fstype.to_string() });
+        mounts.push(Mount { at: id, root, path: at.path(), fstype: fstype.to_string(), read_only: false });
         Ok(())
+    }
+
+    /// Makes the file system mounted at `at` (its root directory, as a
+    /// path walk reaches it) read-only or writable again (`MS_REMOUNT`);
+    /// `Invalid` when `at` is not the root of a mount.
+    pub fn set_read_only(&self, at: &Location, read_only: bool) -> Result<(), FsError> {
+        let root = at.node();
+        let mut mounts = self.mounts.lock();
+        let mount = mounts.iter_mut().rev().find(|m| Arc::ptr_eq(&m.root, root)).ok_or(FsError::Invalid)?;
+        mount.read_only = read_only;
+        Ok(())
+    }
+
+    /// Whether `location` is on a read-only mount: the nearest mount root
+    /// on its way down from the root decides.
+    pub fn is_read_only(&self, location: &Location) -> bool {
+        let mounts = self.mounts.lock();
+        if mounts.iter().all(|m| !m.read_only) {
+            return false;
+        }
+        for (_, node) in location.chain.iter().rev() {
+            if let Some(mount) = mounts.iter().rev().find(|m| Arc::ptr_eq(&m.root, node)) {
+                return mount.read_only;
+            }
+        }
+        false
     }
 
     /// Removes the mount at absolute `path`.
@@ -144,6 +172,11 @@ impl Vfs {
     /// Mount points and their types, for `/proc/mounts`.
     pub fn mounts(&self) -> Vec<(String, String)> {
         self.mounts.lock().iter().map(|m| (m.path.clone(), m.fstype.clone())).collect()
+    }
+
+    /// Every mount: path, type and whether it is read-only.
+    pub fn mount_list(&self) -> Vec<(String, String, bool)> {
+        self.mounts.lock().iter().map(|m| (m.path.clone(), m.fstype.clone(), m.read_only)).collect()
     }
 
     /// True when `node` is covered by a mount.

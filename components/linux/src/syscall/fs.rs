@@ -35,6 +35,12 @@ pub(super) fn who(p: &Process) -> Identity {
     p.info.credentials().identity()
 }
 
+/// EROFS when `location` is on a read-only mount (checked before the
+/// permission bits, as Linux's `mnt_want_write`).
+fn writable_fs(location: &Location) -> Result<(), Errno> {
+    if fs::vfs()?.is_read_only(location) { Err(Errno::EROFS) } else { Ok(()) }
+}
+
 /// EACCES unless `who` may access `meta` for `mask`.
 fn check(who: &Identity, meta: &Metadata, mask: u32) -> Result<(), Errno> {
     if who.may(meta, mask) { Ok(()) } else { Err(Errno::EACCES) }
@@ -140,6 +146,7 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
                 if name == "." || name == ".." {
                     return Err(Errno::EISDIR);
                 }
+                writable_fs(&parent)?;
                 let parent_meta = parent.node().metadata();
                 check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
                 let perm = (mode as u32) & 0o7777 & !p.fs.umask();
@@ -163,6 +170,11 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     }
     if meta.kind == FileType::Directory && (flags & O_ACCMODE as u64 != 0 || flags & O_CREAT != 0) {
         return Err(Errno::EISDIR);
+    }
+    // Writing a file or directory of a read-only mount: EROFS.
+    let wants_write = flags & O_ACCMODE as u64 != 0 || flags & O_TRUNC != 0;
+    if wants_write && flags & O_PATH == 0 && matches!(meta.kind, FileType::Regular | FileType::Directory | FileType::Symlink) {
+        writable_fs(&location)?;
     }
     // The creator of a file may open it whatever its mode; others need the
     // rights the access mode (and O_TRUNC) asks for.
@@ -295,6 +307,7 @@ pub(super) fn mkdirat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysR
     if parent.node().lookup(&name).is_ok() {
         return Err(Errno::EEXIST);
     }
+    writable_fs(&parent)?;
     let me = who(p);
     let parent_meta = parent.node().metadata();
     check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
@@ -327,6 +340,7 @@ pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u6
     if parent.node().lookup(&name).is_ok() {
         return Err(Errno::EEXIST);
     }
+    writable_fs(&parent)?;
     let parent_meta = parent.node().metadata();
     check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
     let node = parent.node().create(&name, kind, perm, rdev)?;
@@ -342,6 +356,9 @@ pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> Sy
     let path = path_arg(p, path)?;
     let vfs = fs::vfs()?;
     let (parent, name) = parent_of(p, dirfd, &path)?;
+    if parent.node().lookup(&name).is_ok() {
+        writable_fs(&parent)?;
+    }
     may_delete(p, &parent, &name)?;
     let victim = parent.node().lookup(&name).ok();
     if flags & AT_REMOVEDIR != 0 {
@@ -399,6 +416,10 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
     let vfs = fs::vfs()?;
     let (old_parent, old_name) = parent_of(p, olddir, &old)?;
     let (new_parent, new_name) = parent_of(p, newdir, &new)?;
+    if old_parent.node().lookup(&old_name).is_ok() {
+        writable_fs(&old_parent)?;
+        writable_fs(&new_parent)?;
+    }
     if flags & RENAME_EXCHANGE != 0 {
         // Both entries must exist; both directories lose and gain one.
         let a = old_parent.node().lookup(&old_name).map_err(|_| Errno::ENOENT)?;
@@ -456,6 +477,7 @@ pub(super) fn linkat(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u
     if parent.node().lookup(&name).is_ok() {
         return Err(Errno::EEXIST);
     }
+    writable_fs(&parent)?;
     check(&who(p), &parent.node().metadata(), MAY_WRITE | MAY_EXEC)?;
     vfs.link(source.node(), &parent, &name)?;
     crate::inotify::file_event(&source, crate::inotify::mask::ATTRIB);
@@ -472,6 +494,7 @@ pub(super) fn symlinkat(p: &mut Process, target: u64, newdir: u64, path: u64) ->
     if parent.node().lookup(&name).is_ok() {
         return Err(Errno::EEXIST);
     }
+    writable_fs(&parent)?;
     let me = who(p);
     let parent_meta = parent.node().metadata();
     check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
@@ -571,6 +594,7 @@ pub(super) fn fchmod(p: &mut Process, fd: u64, mode: u64) -> SysResult {
 /// `chmod`: the owner or the superuser (EPERM otherwise).
 fn chmod_node(p: &Process, location: &Location, mode: u64) -> SysResult {
     let node = location.node();
+    writable_fs(location)?;
     let me = who(p);
     let meta = node.metadata();
     if !me.owns(&meta) {
@@ -585,6 +609,7 @@ fn chmod_node(p: &Process, location: &Location, mode: u64) -> SysResult {
 /// group to one of its own. The set-id bits of a regular file go.
 fn chown_node(p: &Process, location: &Location, uid: u64, gid: u64) -> SysResult {
     let node = location.node();
+    writable_fs(location)?;
     let me = who(p);
     let meta = node.metadata();
     let (uid, gid) = (uid as u32, gid as u32);
@@ -621,6 +646,7 @@ pub(super) fn truncate(p: &mut Process, path: u64, len: u64) -> SysResult {
     if meta.kind == FileType::Directory {
         return Err(Errno::EISDIR);
     }
+    writable_fs(&location)?;
     check(&who(p), &meta, MAY_WRITE)?;
     super::io::fsize_check(p, len)?;
     crate::memfd::check_resize(location.node(), len)?;
@@ -716,7 +742,12 @@ pub(super) fn faccessat(p: &mut Process, dirfd: u64, path: u64, mode: u64, flags
     } else {
         fs::vfs()?.resolve_in(&p.fs.root(), &base_dir(p, dirfd, &name)?, &name, flags & AT_SYMLINK_NOFOLLOW == 0, &me)?
     };
-    check(&me, &location.node().metadata(), mode as u32)?;
+    let meta = location.node().metadata();
+    // W_OK on a read-only mount: EROFS for files, directories and links.
+    if mode & 2 != 0 && matches!(meta.kind, FileType::Regular | FileType::Directory | FileType::Symlink) {
+        writable_fs(&location)?;
+    }
+    check(&me, &meta, mode as u32)?;
     Ok(0)
 }
 
@@ -757,6 +788,7 @@ pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flag
     // Setting times to now needs ownership or write permission; any other
     // time ownership (EPERM), as Linux.
     let me = who(p);
+    writable_fs(&location)?;
     let meta = location.node().metadata();
     let only_now = times == 0 || (atime.is_none_or(|t| t == now) && mtime.is_none_or(|t| t == now));
     if !me.owns(&meta) {
@@ -826,17 +858,17 @@ const XATTR_NODE_MAX: usize = 64 * 1024;
 
 /// The node a `*xattr` call names: by descriptor (`f*`), by path without
 /// following a final link (`l*`), or by path.
-fn xattr_target(p: &mut Process, number: u64, target: u64) -> Result<NodeRef, Errno> {
+fn xattr_target(p: &mut Process, number: u64, target: u64) -> Result<Location, Errno> {
     if matches!(number, 190 | 193 | 196 | 199) {
         let file = p.files.get(target)?;
         if file.status_flags() & fs::O_PATH != 0 {
             return Err(Errno::EBADF);
         }
-        return Ok(file.location().ok_or(Errno::EOPNOTSUPP)?.node().clone());
+        return file.location().ok_or(Errno::EOPNOTSUPP);
     }
     let nofollow = matches!(number, 189 | 192 | 195 | 198);
     let name = path_arg(p, target)?;
-    Ok(lookup(p, AT_FDCWD as u64, &name, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })?.node().clone())
+    lookup(p, AT_FDCWD as u64, &name, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })
 }
 
 /// Linux's xattr_permission and capability hooks, for a tmpfs (as Linux
@@ -888,7 +920,9 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
         188..=190 => {
             let (name, value, size, flags) = (arg1, arg2, arg3, arg4);
             // As Linux: the file first, then the arguments.
-            let node = xattr_target(p, number, target)?;
+            let location = xattr_target(p, number, target)?;
+            writable_fs(&location)?;
+            let node = location.node().clone();
             if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
                 return Err(Errno::EINVAL);
             }
@@ -919,7 +953,7 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
         }
         191..=193 => {
             let (name, value, size) = (arg1, arg2, arg3);
-            let node = xattr_target(p, number, target)?;
+            let node = xattr_target(p, number, target)?.node().clone();
             let name = xattr_name(p, name)?;
             xattr_access(p, &node, &name, false)?;
             let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;
@@ -935,7 +969,7 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
         }
         194..=196 => {
             let (list, size) = (arg1, arg2);
-            let node = xattr_target(p, number, target)?;
+            let node = xattr_target(p, number, target)?.node().clone();
             let root = p.info.credentials().is_root();
             let mut names = alloc::vec::Vec::new();
             if let Some(store) = node.xattrs() {
@@ -954,7 +988,9 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
             Ok(names.len() as u64)
         }
         _ => {
-            let node = xattr_target(p, number, target)?;
+            let location = xattr_target(p, number, target)?;
+            writable_fs(&location)?;
+            let node = location.node().clone();
             let name = xattr_name(p, arg1)?;
             xattr_access(p, &node, &name, true)?;
             let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;

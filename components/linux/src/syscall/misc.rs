@@ -378,6 +378,7 @@ pub(super) fn prctl(p: &mut Process, option: u64, args: [u64; 4]) -> SysResult {
     }
 }
 
+const MS_RDONLY: u64 = 1;
 const MS_REMOUNT: u64 = 32;
 const MS_BIND: u64 = 4096;
 
@@ -405,7 +406,8 @@ pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, fla
     let vfs = crate::fs::vfs()?;
     let at = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
     if flags & MS_REMOUNT != 0 {
-        return Ok(0); // options of an existing mount: nothing to change yet
+        // Options of an existing mount: read-only or writable again.
+        return vfs.set_read_only(&at, flags & MS_RDONLY != 0).map(|()| 0).map_err(Errno::from);
     }
     if flags & MS_BIND != 0 {
         return Err(Errno::EINVAL);
@@ -435,6 +437,10 @@ pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, fla
         _ => return Err(Errno::ENODEV),
     };
     vfs.mount(&at, root, &kind)?;
+    if flags & MS_RDONLY != 0 {
+        let mounted = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
+        vfs.set_read_only(&mounted, true)?;
+    }
     Ok(0)
 }
 
