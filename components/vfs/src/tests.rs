@@ -187,3 +187,22 @@ fn a_walk_under_another_root_stays_there() {
     assert_eq!(root.path_from(&usr), None);
     assert_eq!(vfs.resolve_in(&usr, &usr, "/usr", true, &who).err(), Some(FsError::NotFound));
 }
+
+#[test]
+fn read_only_mounts_cover_their_tree_only() {
+    let vfs = tree();
+    let root = vfs.root();
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    vfs.mount(&usr, TmpFs::new_root(1 << 20, None), "tmpfs").unwrap();
+    let mounted = vfs.resolve(&root, "/usr", true).unwrap();
+    mounted.node().create("dir", FileType::Directory, 0o755, 0).unwrap();
+    let inside = vfs.resolve(&root, "/usr/dir", true).unwrap();
+    assert!(!vfs.is_read_only(&inside));
+    vfs.set_read_only(&mounted, true).unwrap();
+    assert!(vfs.is_read_only(&inside) && vfs.is_read_only(&mounted));
+    assert!(!vfs.is_read_only(&root));
+    assert_eq!(vfs.set_read_only(&inside, true).err(), Some(FsError::Invalid)); // not a mount root
+    assert_eq!(vfs.mount_list(), alloc::vec![(String::from("/usr"), String::from("tmpfs"), true)]);
+    vfs.set_read_only(&mounted, false).unwrap();
+    assert!(!vfs.is_read_only(&inside));
+}
