@@ -20,6 +20,25 @@ static long long ms_now(void) {
 
 static void on_alarm_signal(int sig) { (void)sig; }
 
+/* A child's body: fill the pipe, then block writing one more byte until
+ * SIGALRM (handled) interrupts it; exits 0 if that write gave EINTR.
+ * With `forever`, goes on blocking instead of exiting. */
+static void fill_and_block(int fd, int forever) {
+    struct sigaction sa = {.sa_handler = on_alarm_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    char block[4096] = {0};
+    while (write(fd, block, sizeof block) > 0) {
+    }
+    fcntl(fd, F_SETFL, 0);
+    alarm(1);
+    ssize_t n = write(fd, block, 1);
+    int interrupted = n == -1 && errno == EINTR;
+    while (forever) write(fd, block, sizeof block); /* blocks for good */
+    _exit(interrupted ? 0 : 1);
+}
+
 /* A writer blocked on a full pipe: a handled signal ends the write with
  * EINTR, SIGKILL ends the process (even when it holds the read end). */
 static void blocked_writers(void) {
@@ -27,21 +46,7 @@ static void blocked_writers(void) {
     CHECK(pipe(fds) == 0);
     fflush(stdout);
     pid_t child = fork();
-    if (child == 0) {
-        struct sigaction sa = {.sa_handler = on_alarm_signal};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGALRM, &sa, NULL);
-        fcntl(fds[1], F_SETFL, O_NONBLOCK);
-        char block[4096] = {0};
-        while (write(fds[1], block, sizeof block) > 0) {
-        }
-        fcntl(fds[1], F_SETFL, 0);
-        alarm(1);
-        ssize_t n = write(fds[1], block, 1);
-        int interrupted = n == -1 && errno == EINTR;
-        for (;;) write(fds[1], block, sizeof block); /* blocks for good */
-        _exit(interrupted ? 0 : 1);
-    }
+    if (child == 0) fill_and_block(fds[1], 1);
     /* Let it block, then kill it: it holds its own read end open. */
     struct timespec pause_for = {2, 0};
     nanosleep(&pause_for, NULL);
@@ -53,19 +58,7 @@ static void blocked_writers(void) {
     /* The EINTR part, checked through the exit code of a second child. */
     CHECK(pipe(fds) == 0);
     child = fork();
-    if (child == 0) {
-        struct sigaction sa = {.sa_handler = on_alarm_signal};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGALRM, &sa, NULL);
-        fcntl(fds[1], F_SETFL, O_NONBLOCK);
-        char block[4096] = {0};
-        while (write(fds[1], block, sizeof block) > 0) {
-        }
-        fcntl(fds[1], F_SETFL, 0);
-        alarm(1);
-        ssize_t n = write(fds[1], block, 1);
-        _exit(n == -1 && errno == EINTR ? 0 : 1);
-    }
+    if (child == 0) fill_and_block(fds[1], 0);
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     close(fds[0]);
     close(fds[1]);

@@ -16,7 +16,7 @@ use crate::files::{File, FileStat, POLLIN, POLLOUT, device_stat};
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use framekernel::sync::SpinLock;
 use tessera_sched::WaitQueue;
 
@@ -34,7 +34,7 @@ const EVENTFD_MAX: u64 = u64::MAX - 1;
 pub struct EventFd {
     count: SpinLock<u64>,
     semaphore: bool,
-    nonblocking: AtomicBool,
+    nonblocking: crate::files::NonBlocking,
     changed: WaitQueue,
     ino: u64,
 }
@@ -42,7 +42,7 @@ pub struct EventFd {
 impl EventFd {
     /// A counter starting at `initial`, as an open file.
     pub fn open(initial: u64, semaphore: bool, nonblocking: bool) -> Arc<dyn File> {
-        Arc::new(EventFd { count: SpinLock::new(initial), semaphore, nonblocking: AtomicBool::new(nonblocking), changed: WaitQueue::new(), ino: anon_ino() })
+        Arc::new(EventFd { count: SpinLock::new(initial), semaphore, nonblocking: crate::files::NonBlocking::new(nonblocking), changed: WaitQueue::new(), ino: anon_ino() })
     }
 
     fn notify(&self) {
@@ -56,7 +56,7 @@ impl File for EventFd {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);
         }
-        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let nonblocking = self.nonblocking.get();
         let value = self.changed.wait_until(|| {
             let mut count = self.count.lock();
             if *count > 0 {
@@ -89,7 +89,7 @@ impl File for EventFd {
         if add == u64::MAX {
             return Err(Errno::EINVAL);
         }
-        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let nonblocking = self.nonblocking.get();
         self.changed.wait_until(|| {
             let mut count = self.count.lock();
             if EVENTFD_MAX - *count >= add {
@@ -125,11 +125,11 @@ impl File for EventFd {
     }
 
     fn status_flags(&self) -> u32 {
-        2 | if self.nonblocking.load(Ordering::Relaxed) { crate::fs::O_NONBLOCK } else { 0 }
+        self.nonblocking.status_flags()
     }
 
     fn set_status_flags(&self, flags: u32) {
-        self.nonblocking.store(flags & crate::fs::O_NONBLOCK != 0, Ordering::Relaxed);
+        self.nonblocking.set_from(flags);
     }
 }
 

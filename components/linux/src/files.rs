@@ -134,6 +134,32 @@ pub trait File: Send + Sync {
     }
 }
 
+/// The status flags of a file whose only changeable flag is `O_NONBLOCK`
+/// (eventfd, timerfd, signalfd, inotify): open for reading and writing.
+pub struct NonBlocking(core::sync::atomic::AtomicBool);
+
+impl NonBlocking {
+    /// `O_NONBLOCK` set or not.
+    pub fn new(on: bool) -> Self {
+        Self(core::sync::atomic::AtomicBool::new(on))
+    }
+
+    /// Whether waits give EAGAIN instead.
+    pub fn get(&self) -> bool {
+        self.0.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `fcntl(F_GETFL)`: `O_RDWR`, with `O_NONBLOCK` when set.
+    pub fn status_flags(&self) -> u32 {
+        2 | if self.get() { crate::fs::O_NONBLOCK } else { 0 }
+    }
+
+    /// `fcntl(F_SETFL)`: takes `O_NONBLOCK` from `flags`.
+    pub fn set_from(&self, flags: u32) {
+        self.0.store(flags & crate::fs::O_NONBLOCK != 0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Data to read.
 pub const POLLIN: u16 = 0x1;
 /// Room to write.

@@ -14,7 +14,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use framekernel::sync::SpinLock;
 use tessera_sched::WaitQueue;
 use tessera_vfs::{Node, NodeRef};
@@ -103,7 +103,7 @@ struct State {
 pub struct Inotify {
     state: SpinLock<State>,
     changed: WaitQueue,
-    nonblocking: AtomicBool,
+    nonblocking: crate::files::NonBlocking,
     /// The user it counts against.
     uid: u32,
     ino: u64,
@@ -128,7 +128,7 @@ impl Inotify {
         let instance = Arc::new(Inotify {
             state: SpinLock::new(State { watches: BTreeMap::new(), next_wd: 1, events: VecDeque::new() }),
             changed: WaitQueue::new(),
-            nonblocking: AtomicBool::new(nonblocking),
+            nonblocking: crate::files::NonBlocking::new(nonblocking),
             uid,
             ino: crate::epoll::anon_ino(),
         });
@@ -408,7 +408,7 @@ pub fn cookie() -> u32 {
 
 impl File for Inotify {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
-        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let nonblocking = self.nonblocking.get();
         let out = self.changed.wait_until(|| {
             let mut state = self.state.lock();
             if let Some(first) = state.events.front() {
@@ -450,11 +450,11 @@ impl File for Inotify {
     }
 
     fn status_flags(&self) -> u32 {
-        2 | if self.nonblocking.load(Ordering::Relaxed) { crate::fs::O_NONBLOCK } else { 0 }
+        self.nonblocking.status_flags()
     }
 
     fn set_status_flags(&self, flags: u32) {
-        self.nonblocking.store(flags & crate::fs::O_NONBLOCK != 0, Ordering::Relaxed);
+        self.nonblocking.set_from(flags);
     }
 
     fn as_inotify(&self) -> Option<&Inotify> {

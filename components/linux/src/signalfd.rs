@@ -10,7 +10,7 @@ use crate::files::{File, FileStat, POLLIN, device_stat};
 use crate::process::{ProcessInfo, ThreadInfo};
 use crate::signal::SigInfo;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of one `struct signalfd_siginfo`.
 pub const RECORD: usize = 128;
@@ -18,7 +18,7 @@ pub const RECORD: usize = 128;
 /// A signalfd.
 pub struct SignalFd {
     mask: AtomicU64,
-    nonblocking: AtomicBool,
+    nonblocking: crate::files::NonBlocking,
     process: Arc<ProcessInfo>,
     thread: Arc<ThreadInfo>,
     ino: u64,
@@ -28,7 +28,7 @@ impl SignalFd {
     /// A signalfd for `mask` (SIGKILL and SIGSTOP never included), created
     /// by `thread` of `process`.
     pub fn open(mask: u64, nonblocking: bool, process: Arc<ProcessInfo>, thread: Arc<ThreadInfo>, ino: u64) -> Arc<dyn File> {
-        Arc::new(SignalFd { mask: AtomicU64::new(mask & !crate::signal::UNBLOCKABLE), nonblocking: AtomicBool::new(nonblocking), process, thread, ino })
+        Arc::new(SignalFd { mask: AtomicU64::new(mask & !crate::signal::UNBLOCKABLE), nonblocking: crate::files::NonBlocking::new(nonblocking), process, thread, ino })
     }
 
     /// The signals the file reads.
@@ -44,7 +44,7 @@ impl SignalFd {
 
     /// Whether reads fail with EAGAIN instead of blocking.
     pub fn nonblocking(&self) -> bool {
-        self.nonblocking.load(Ordering::Relaxed)
+        self.nonblocking.get()
     }
 }
 
@@ -98,11 +98,11 @@ impl File for SignalFd {
     }
 
     fn status_flags(&self) -> u32 {
-        2 | if self.nonblocking() { crate::fs::O_NONBLOCK } else { 0 }
+        self.nonblocking.status_flags()
     }
 
     fn set_status_flags(&self, flags: u32) {
-        self.nonblocking.store(flags & crate::fs::O_NONBLOCK != 0, Ordering::Relaxed);
+        self.nonblocking.set_from(flags);
     }
 
     fn as_signalfd(&self) -> Option<&SignalFd> {

@@ -12,7 +12,7 @@ use crate::errno::{Errno, SysResult};
 use crate::files::{File, FileStat, POLLIN, device_stat};
 use crate::syscall::proc::{NEXT_WAKE, SLEEPERS};
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 use framekernel::sync::SpinLock;
 
 #[derive(Default)]
@@ -50,14 +50,14 @@ pub struct TimerFd {
     /// count monotonic time).
     pub clock: u32,
     state: SpinLock<State>,
-    nonblocking: AtomicBool,
+    nonblocking: crate::files::NonBlocking,
     ino: u64,
 }
 
 impl TimerFd {
     /// A disarmed timer on `clock`, as an open file.
     pub fn open(clock: u32, nonblocking: bool, ino: u64) -> Arc<dyn File> {
-        Arc::new(TimerFd { clock, state: SpinLock::new(State::default()), nonblocking: AtomicBool::new(nonblocking), ino })
+        Arc::new(TimerFd { clock, state: SpinLock::new(State::default()), nonblocking: crate::files::NonBlocking::new(nonblocking), ino })
     }
 
     /// Arms (deadline > 0, monotonic ns) or disarms the timer; returns the
@@ -92,7 +92,7 @@ impl TimerFd {
 impl File for TimerFd {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         let out = buf.get_mut(..8).ok_or(Errno::EINVAL)?;
-        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let nonblocking = self.nonblocking.get();
         let count = SLEEPERS.wait_until(|| {
             if self.pending() > 0 {
                 return Some(Ok(core::mem::take(&mut self.state.lock().expirations)));
@@ -122,11 +122,11 @@ impl File for TimerFd {
     }
 
     fn status_flags(&self) -> u32 {
-        2 | if self.nonblocking.load(Ordering::Relaxed) { crate::fs::O_NONBLOCK } else { 0 }
+        self.nonblocking.status_flags()
     }
 
     fn set_status_flags(&self, flags: u32) {
-        self.nonblocking.store(flags & crate::fs::O_NONBLOCK != 0, Ordering::Relaxed);
+        self.nonblocking.set_from(flags);
     }
 
     fn as_timerfd(&self) -> Option<&TimerFd> {

@@ -860,6 +860,14 @@ pub(super) fn preadv(p: &mut Process, fd: u64, iov: u64, count: u64, offset: u64
     if flags.is_some() && offset as i64 == -1 {
         return readv(p, fd, iov, count);
     }
+    vector_at(p, fd, iov, count, offset, super::fs::pread64)
+}
+
+/// The positioned vector calls: each entry in turn at `offset` plus the
+/// bytes before it, moved by `step` (`pread64`, `pwrite64`); a short step,
+/// or an error after some bytes, ends the call with those bytes. EINVAL
+/// for a negative offset, ESPIPE for a file that does not seek.
+fn vector_at(p: &mut Process, fd: u64, iov: u64, count: u64, offset: u64, step: fn(&mut Process, u64, u64, u64, u64) -> SysResult) -> SysResult {
     if (offset as i64) < 0 {
         return Err(Errno::EINVAL);
     }
@@ -871,7 +879,7 @@ pub(super) fn preadv(p: &mut Process, fd: u64, iov: u64, count: u64, offset: u64
     let mut done = 0u64;
     for (base, len) in entries {
         let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
-        let n = match super::fs::pread64(p, fd, base, len, at) {
+        let n = match step(p, fd, base, len, at) {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
@@ -899,26 +907,5 @@ pub(super) fn pwritev(p: &mut Process, fd: u64, iov: u64, count: u64, offset: u6
         }
         return writev(p, fd, iov, count);
     }
-    if (offset as i64) < 0 {
-        return Err(Errno::EINVAL);
-    }
-    let file = p.files.get(fd)?;
-    if file.seek(0, crate::files::SEEK_CUR).is_err() {
-        return Err(Errno::ESPIPE);
-    }
-    let entries = iovecs(p, iov, count)?;
-    let mut done = 0u64;
-    for (base, len) in entries {
-        let at = offset.checked_add(done).ok_or(Errno::EINVAL)?;
-        let n = match super::fs::pwrite64(p, fd, base, len, at) {
-            Ok(n) => n,
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        };
-        done += n;
-        if n < len {
-            break;
-        }
-    }
-    Ok(done)
+    vector_at(p, fd, iov, count, offset, super::fs::pwrite64)
 }
