@@ -64,13 +64,7 @@ impl File for EventFd {
                 *count -= taken;
                 return Some(Ok(taken));
             }
-            if nonblocking {
-                return Some(Err(Errno::EAGAIN));
-            }
-            if interrupted() {
-                return Some(Err(Errno::EINTR));
-            }
-            None
+            crate::files::nothing_yet(nonblocking, interrupted)
         })?;
         if let Some(out) = buf.get_mut(..8) {
             out.copy_from_slice(&value.to_le_bytes());
@@ -96,13 +90,7 @@ impl File for EventFd {
                 *count += add;
                 return Some(Ok(()));
             }
-            if nonblocking {
-                return Some(Err(Errno::EAGAIN));
-            }
-            if interrupted() {
-                return Some(Err(Errno::EINTR));
-            }
-            None
+            crate::files::nothing_yet(nonblocking, interrupted)
         })?;
         self.notify();
         Ok(8)

@@ -160,6 +160,19 @@ impl NonBlocking {
     }
 }
 
+/// The end of a blocking file operation's check that found nothing to do:
+/// EAGAIN for a non-blocking file, EINTR once a signal is due, else `None`
+/// (wait on).
+pub fn nothing_yet<T>(nonblocking: bool, interrupted: &dyn Fn() -> bool) -> Option<Result<T, Errno>> {
+    if nonblocking {
+        return Some(Err(Errno::EAGAIN));
+    }
+    if interrupted() {
+        return Some(Err(Errno::EINTR));
+    }
+    None
+}
+
 /// Data to read.
 pub const POLLIN: u16 = 0x1;
 /// Room to write.

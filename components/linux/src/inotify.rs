@@ -425,13 +425,7 @@ impl File for Inotify {
                 }
                 return Some(Ok(out));
             }
-            if nonblocking {
-                return Some(Err(Errno::EAGAIN));
-            }
-            if interrupted() {
-                return Some(Err(Errno::EINTR));
-            }
-            None
+            crate::files::nothing_yet(nonblocking, interrupted)
         })?;
         buf.get_mut(..out.len()).ok_or(Errno::EINVAL)?.copy_from_slice(&out);
         Ok(out.len() as u64)

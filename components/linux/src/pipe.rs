@@ -215,13 +215,7 @@ impl PipeEnd {
             if self.pipe.writers.load(Ordering::SeqCst) == 0 {
                 return Some(Ok(alloc::vec::Vec::new()));
             }
-            if nonblocking {
-                return Some(Err(Errno::EAGAIN));
-            }
-            if interrupted() {
-                return Some(Err(Errno::EINTR));
-            }
-            None
+            crate::files::nothing_yet(nonblocking, interrupted)
         })
     }
 
@@ -251,13 +245,7 @@ impl PipeEnd {
                     buffer.extend(rest.iter().take(n));
                     return Some(Ok(n));
                 }
-                if nonblocking {
-                    return Some(Err(Errno::EAGAIN));
-                }
-                if interrupted() {
-                    return Some(Err(Errno::EINTR));
-                }
-                None
+                crate::files::nothing_yet(nonblocking, interrupted)
             });
             match step {
                 Ok(n) => {
@@ -319,13 +307,7 @@ impl File for PipeEnd {
             if self.pipe.writers.load(Ordering::SeqCst) == 0 {
                 return Some(Ok(0)); // end of file
             }
-            if nonblocking {
-                return Some(Err(Errno::EAGAIN));
-            }
-            if interrupted() {
-                return Some(Err(Errno::EINTR));
-            }
-            None
+            crate::files::nothing_yet(nonblocking, interrupted)
         });
         if matches!(result, Ok(n) if n > 0) {
             self.pipe.notify();

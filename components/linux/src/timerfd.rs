@@ -97,13 +97,7 @@ impl File for TimerFd {
             if self.pending() > 0 {
                 return Some(Ok(core::mem::take(&mut self.state.lock().expirations)));
             }
-            if nonblocking {
-                return Some(Err(Errno::EAGAIN));
-            }
-            if interrupted() {
-                return Some(Err(Errno::EINTR));
-            }
-            None
+            crate::files::nothing_yet(nonblocking, interrupted)
         })?;
         out.copy_from_slice(&count.to_le_bytes());
         Ok(8)
