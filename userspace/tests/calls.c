@@ -394,6 +394,18 @@ static char task_state(pid_t tid) {
     return n && close && close[1] == ' ' ? close[2] : '?';
 }
 
+/* <linux/futex.h> is not in musl's headers. */
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+static int futex_word;
+static volatile pid_t futex_tid;
+static void *futex_sleeper(void *arg) {
+    (void)arg;
+    futex_tid = syscall(SYS_gettid);
+    while (__atomic_load_n(&futex_word, __ATOMIC_SEQ_CST) == 0) syscall(SYS_futex, &futex_word, FUTEX_WAIT, 0, NULL, NULL, 0);
+    return NULL;
+}
+
 static void clocks_and_threads(void) {
     struct timespec res;
     CHECK(clock_getres(CLOCK_REALTIME, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 10000000);
@@ -417,6 +429,19 @@ static void clocks_and_threads(void) {
     CHECK(write(blocker_pipe[1], "x", 1) == 1);
     void *got;
     CHECK(pthread_join(t, &got) == 0 && (long)got == 1);
+    /* A thread in an untimed futex wait sleeps, however often others
+     * sleep and wake meanwhile. */
+    CHECK(pthread_create(&t, NULL, futex_sleeper, NULL) == 0);
+    while (!futex_tid) sched_yield();
+    int sleeping = 0;
+    for (int i = 0; i < 200 && sleeping < 20; i++) {
+        usleep(2000);
+        sleeping = task_state(futex_tid) == 'S' ? sleeping + 1 : 0;
+    }
+    CHECK(sleeping == 20);
+    __atomic_store_n(&futex_word, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, &futex_word, FUTEX_WAKE, 1, NULL, NULL, 0);
+    CHECK(pthread_join(t, NULL) == 0);
     close(blocker_pipe[0]);
     close(blocker_pipe[1]);
 }

@@ -200,7 +200,14 @@ impl WaitQueue {
                 if let Some(r) = ready() {
                     return Some(r);
                 }
-                self.waiters.lock().push_back(task::current());
+                // Once: a task woken directly (a signal) and waiting again
+                // may still be listed from before.
+                let me = task::current();
+                let mut waiters = self.waiters.lock();
+                if !waiters.iter().any(|t| Arc::ptr_eq(t, &me)) {
+                    waiters.push_back(me);
+                }
+                drop(waiters);
                 block_current();
                 None
             });

@@ -53,6 +53,10 @@ fn key(memory: &Memory, addr: u64, private: bool) -> Result<(Key, Option<Arc<Fra
 
 static WAITERS: SpinLock<Vec<Waiter>> = SpinLock::new(Vec::new());
 
+/// Futex waiters without a time limit (woken by futex wakes only, so the
+/// sleeps and pollers that share `SLEEPERS` do not wake them all).
+static UNTIMED: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new();
+
 /// Wakes up to `count` waiters on `addr` in `memory` (a shared futex, as
 /// the `CLONE_CHILD_CLEARTID` wake is); returns how many.
 pub fn wake(memory: &Memory, addr: u64, count: u64) -> u64 {
@@ -74,6 +78,7 @@ fn wake_bitset(key: &Key, count: u64, bitset: u32) -> u64 {
         }
     });
     if woken > 0 {
+        UNTIMED.wake_all();
         SLEEPERS.wake_all();
     }
     woken
@@ -123,7 +128,10 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
             let (key, frame) = key(&p.memory, addr, private)?;
             WAITERS.lock().push(Waiter { key, _frame: frame, bitset, woken: woken.clone() });
             let interrupted = p.interrupt_check();
-            let result = SLEEPERS.wait_until(|| {
+            // Untimed waits sleep where only futex wakes (and signals) reach
+            // them; timed ones where the timer tick finds them.
+            let queue = if deadline == u64::MAX { &UNTIMED } else { &SLEEPERS };
+            let result = queue.wait_until(|| {
                 if woken.load(Ordering::SeqCst) {
                     return Some(Ok(0));
                 }
