@@ -104,8 +104,37 @@ static void locking(void) {
     munmap(m, 3 * page);
 }
 
+/* MAP_GROWSDOWN: a touch just below grows the mapping, unless a mapping
+ * below would come within Linux's 256-page guard gap (SIGSEGV). */
+static void grows_down(void) {
+    const size_t page = 4096;
+    for (int crowded = 0; crowded <= 1; crowded++) {
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            size_t reserved = 300 * page;
+            char *base = mmap(NULL, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            munmap(base, reserved);
+            char *stack = mmap(base + reserved - 2 * page, 2 * page, PROT_READ | PROT_WRITE,
+                               MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0);
+            if (stack == MAP_FAILED) _exit(2);
+            if (crowded) mmap(stack - 30 * page, page, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            char *below = stack - 10 * page;
+            *below = 1; /* grows, or SIGSEGV when crowded */
+            _exit(*below == 1 ? 0 : 3);
+        }
+        int status;
+        CHECK(waitpid(child, &status, 0) == child);
+        if (crowded)
+            CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+        else
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
 int main(void) {
     fork_advice();
+    grows_down();
     locking();
     const size_t page = 4096;
     char *a = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -143,6 +143,9 @@ pub struct Area {
     /// Locked in memory (`mlock`, `mlockall`): counted in `VmLck`. Pages
     /// never leave memory here, so this changes nothing else.
     pub locked: bool,
+    /// `MAP_GROWSDOWN`: a fault just below extends it downwards (a stack),
+    /// keeping Linux's guard gap to the mapping below.
+    pub grows_down: bool,
 }
 
 /// A System V shared memory segment attached by `shmat`: page `p` of the
@@ -331,7 +334,7 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let locked = self.lock_future;
-        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None, may_write: true, locked });
+        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None, may_write: true, locked, grows_down: false });
         Ok(())
     }
 
@@ -479,6 +482,34 @@ impl AddressSpace {
         }
     }
 
+    /// Marks the area starting at `start` as a `MAP_GROWSDOWN` stack.
+    pub fn set_grows_down(&mut self, start: u64) {
+        if let Some(area) = self.areas.get_mut(&start) {
+            area.grows_down = true;
+        }
+    }
+
+    /// A fault at `page` in no area: when the area just above grows down
+    /// and Linux's guard gap (256 pages) to the accessible mapping below
+    /// stays free, that area now starts at `page`.
+    fn grow_down_to(&mut self, page: u64) {
+        const GUARD_GAP: u64 = 256 * PAGE;
+        let Some((&start, area)) = self.areas.range(page..).next() else { return };
+        if !area.grows_down {
+            return;
+        }
+        let below = self.areas.range(..page).next_back().map(|(_, a)| (a.end, a.grows_down || a.prot.page_perms().is_none()));
+        if let Some((end, exempt)) = below
+            && !exempt
+            && page < end.saturating_add(GUARD_GAP)
+        {
+            return;
+        }
+        if let Some(area) = self.areas.remove(&start) {
+            self.areas.insert(page, area);
+        }
+    }
+
     /// `MADV_WIPEONFORK` (`on`) or `MADV_KEEPONFORK` for `[start, end)`.
     pub fn set_wipe_on_fork(&mut self, start: u64, end: u64, on: bool) {
         // Cut the range out of every stored one, then add it back if on.
@@ -619,6 +650,7 @@ impl AddressSpace {
             added.shm = area.shm.as_ref().map(|s| ShmMap { base: s.base.wrapping_sub(old).wrapping_add(target), ..s.clone() });
             added.may_write = area.may_write;
             added.locked = area.locked;
+            added.grows_down = area.grows_down;
         }
         let mut page = old;
         while page < old_end {
@@ -657,6 +689,9 @@ impl AddressSpace {
     /// the access (`write` for a write). Returns false for a bad access.
     pub fn populate(&mut self, addr: u64, access: Access) -> Populate {
         let page = page_down(addr);
+        if self.area_at(addr).is_none() {
+            self.grow_down_to(page);
+        }
         let Some((_, area)) = self.area_at(addr) else { return Populate::BadAccess };
         let Some(perms) = area.prot.page_perms() else { return Populate::BadAccess };
         let allowed = match access {
@@ -903,7 +938,7 @@ impl AddressSpace {
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
                     let locked = self.lock_future;
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None, may_write: true, locked });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None, may_write: true, locked, grows_down: false });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {

@@ -90,11 +90,19 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     };
     match file {
         Some((node, may_write)) => p.memory.lock().add_file_area(start, start + len, prot, (kind == MAP_SHARED, may_write), node, offset)?,
-        None => p.memory.lock().add_area(start, start + len, prot, kind == MAP_SHARED)?,
+        None => {
+            let mut memory = p.memory.lock();
+            memory.add_area(start, start + len, prot, kind == MAP_SHARED)?;
+            if flags & MAP_GROWSDOWN != 0 && kind == MAP_PRIVATE {
+                memory.set_grows_down(start);
+            }
+        }
     }
     Ok(start)
 }
 
+/// A stack that grows down into the gap below it.
+const MAP_GROWSDOWN: u64 = 0x100;
 /// `MAP_SHARED | MAP_PRIVATE`: a shared mapping whose flags are checked.
 const MAP_SHARED_VALIDATE: u64 = 3;
 /// The flags Linux's `MAP_SHARED_VALIDATE` accepts without MAP_SYNC:
