@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <utime.h>
 #include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -655,6 +656,35 @@ static void linux_rules(char *self) {
     }
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     unlink(path);
+    /* The older time calls, the old setrlimit, and a few small ones. */
+    char tpath[] = "/tmp/calls-times-XXXXXX";
+    fd = mkstemp(tpath);
+    close(fd);
+    struct utimbuf ub = {.actime = 1000, .modtime = 2000};
+    struct stat st;
+    CHECK(utime(tpath, &ub) == 0 && stat(tpath, &st) == 0 && st.st_atime == 1000 && st.st_mtime == 2000);
+    struct timeval tv[2] = {{3000, 5}, {4000, 6}};
+    CHECK(utimes(tpath, tv) == 0 && stat(tpath, &st) == 0 && st.st_mtime == 4000 && st.st_mtim.tv_nsec == 6000);
+    tv[0].tv_usec = 1000000;
+    CHECK_ERR(utimes(tpath, tv), EINVAL);
+    CHECK(syscall(SYS_futimesat, AT_FDCWD, tpath, NULL) == 0 && stat(tpath, &st) == 0 && st.st_mtime > 4000);
+    unlink(tpath);
+    struct rlimit old_lim, lim;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old_lim) == 0);
+    lim = (struct rlimit){.rlim_cur = 100, .rlim_max = old_lim.rlim_max};
+    CHECK(syscall(SYS_setrlimit, RLIMIT_NOFILE, &lim) == 0 && getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur == 100);
+    CHECK(syscall(SYS_setrlimit, RLIMIT_NOFILE, &old_lim) == 0);
+    void *head = NULL;
+    size_t head_len = 0;
+    CHECK(syscall(SYS_get_robust_list, 0, &head, &head_len) == 0 && head_len == 24);
+    CHECK_ERR(syscall(SYS_get_robust_list, 999999, &head, &head_len), ESRCH);
+    long supported = syscall(SYS_membarrier, 0, 0, 0); /* MEMBARRIER_CMD_QUERY */
+    CHECK(supported > 0 && (supported & 1));
+    CHECK(syscall(SYS_membarrier, 1, 0, 0) == 0);
+    CHECK_ERR(syscall(SYS_membarrier, 0, 1, 0), EINVAL);
+    int rfd = open("/proc/self/status", O_RDONLY);
+    CHECK_ERR(readahead(rfd < 0 ? 0 : 999, 0, 4096), EBADF);
+    close(rfd);
 }
 
 /* A read-only mount: every change is EROFS, reading works; remounting

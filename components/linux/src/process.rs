@@ -204,6 +204,8 @@ pub struct ThreadInfo {
     must_exit: core::sync::atomic::AtomicBool,
     /// Scheduling policy and priority (`sched_setscheduler`).
     pub sched: SpinLock<SchedParams>,
+    /// The `set_robust_list` head, for `get_robust_list` from elsewhere.
+    robust: AtomicU64,
 }
 
 /// A thread's scheduling policy as `sched_setscheduler` and
@@ -239,6 +241,7 @@ impl ThreadInfo {
             comm: SpinLock::new([0; 16]),
             must_exit: core::sync::atomic::AtomicBool::new(false),
             sched: SpinLock::new(SchedParams::default()),
+            robust: AtomicU64::new(0),
         })
     }
 
@@ -246,6 +249,16 @@ impl ThreadInfo {
         if let Some(task) = self.task.lock().clone() {
             tessera_sched::wake(&task);
         }
+    }
+
+    /// The robust-futex list head it registered.
+    pub fn robust_list(&self) -> u64 {
+        self.robust.load(Ordering::Relaxed)
+    }
+
+    /// Records the robust-futex list head (`set_robust_list`).
+    pub fn set_robust_list(&self, head: u64) {
+        self.robust.store(head, Ordering::Relaxed);
     }
 
     /// Whether the thread is running or ready to run (a thread whose task

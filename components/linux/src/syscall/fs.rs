@@ -785,12 +785,17 @@ pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flag
         };
         (pick(field(0), field(8))?, pick(field(16), field(24))?)
     };
-    // Setting times to now needs ownership or write permission; any other
-    // time ownership (EPERM), as Linux.
-    let me = who(p);
-    writable_fs(&location)?;
-    let meta = location.node().metadata();
     let only_now = times == 0 || (atime.is_none_or(|t| t == now) && mtime.is_none_or(|t| t == now));
+    apply_times(p, &location, atime, mtime, only_now)
+}
+
+/// Sets a file's times (None keeps one). Setting them to now needs
+/// ownership or write permission; any other time ownership (EPERM), as
+/// Linux.
+fn apply_times(p: &Process, location: &Location, atime: Option<Timespec>, mtime: Option<Timespec>, only_now: bool) -> SysResult {
+    let me = who(p);
+    writable_fs(location)?;
+    let meta = location.node().metadata();
     if !me.owns(&meta) {
         if !only_now {
             return Err(Errno::EPERM);
@@ -798,8 +803,36 @@ pub(super) fn utimensat(p: &mut Process, dirfd: u64, path: u64, times: u64, flag
         check(&me, &meta, MAY_WRITE)?;
     }
     location.node().set_times(atime, mtime);
-    crate::inotify::file_event(&location, crate::inotify::mask::ATTRIB);
+    crate::inotify::file_event(location, crate::inotify::mask::ATTRIB);
     Ok(0)
+}
+
+/// `utime(path, utimbuf)`, `utimes(path, timeval[2])` and
+/// `futimesat(dirfd, path, timeval[2])`: the older forms of `utimensat`
+/// (`unit` 0 for whole seconds, 1000 ns for microseconds); a null times
+/// pointer sets both to now.
+pub(super) fn utimes(p: &mut Process, dirfd: u64, path: u64, times: u64, unit: u64) -> SysResult {
+    let name = path_arg(p, path)?;
+    let location = lookup(p, dirfd, &name, 0)?;
+    if times == 0 {
+        let now = fs::now();
+        return apply_times(p, &location, Some(now), Some(now), true);
+    }
+    let mut raw = [0u8; 32];
+    let size = if unit == 0 { 16 } else { 32 };
+    p.memory.read(times, raw.get_mut(..size).unwrap_or(&mut []))?;
+    let field = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let time = |index: usize| -> Result<Timespec, Errno> {
+        if unit == 0 {
+            return Ok(Timespec { sec: field(index * 8), nsec: 0 });
+        }
+        let usec = field(index * 16 + 8);
+        if !(0..1_000_000).contains(&usec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Timespec { sec: field(index * 16), nsec: (usec * 1000) as u32 })
+    };
+    apply_times(p, &location, Some(time(0)?), Some(time(1)?), false)
 }
 
 pub(super) fn statfs(p: &mut Process, path: u64, buf: u64) -> SysResult {

@@ -926,3 +926,58 @@ pub(super) fn copy_file_range(p: &mut Process, fd_in: u64, off_in: u64, fd_out: 
     }
     Ok(done)
 }
+
+/// `get_robust_list(pid, head, len)`: the robust-futex list head a thread
+/// registered (the caller's, or another's for root or its owner).
+pub(super) fn get_robust_list(p: &mut Process, pid: u64, head: u64, len: u64) -> SysResult {
+    let tid = pid as i32;
+    if tid < 0 {
+        return Err(Errno::ESRCH);
+    }
+    let address = if tid == 0 || tid as u32 == p.thread.tid {
+        p.robust_list
+    } else {
+        let thread = crate::process::lookup_thread(tid as u32).ok_or(Errno::ESRCH)?;
+        let owner = crate::process::all().into_iter().find(|q| q.has_thread(thread.tid)).ok_or(Errno::ESRCH)?;
+        let (me, them) = (p.info.credentials(), owner.credentials());
+        if !me.is_root() && me.euid != them.euid && me.euid != them.ruid {
+            return Err(Errno::EPERM);
+        }
+        thread.robust_list()
+    };
+    p.memory.write(head, &address.to_le_bytes())?;
+    p.memory.write(len, &24u64.to_le_bytes())?;
+    Ok(0)
+}
+
+const MEMBARRIER_CMD_QUERY: u64 = 0;
+/// The commands this kernel answers: GLOBAL (1), GLOBAL_EXPEDITED (2),
+/// REGISTER_GLOBAL_EXPEDITED (4), PRIVATE_EXPEDITED (8),
+/// REGISTER_PRIVATE_EXPEDITED (16). One CPU runs everything in order, so
+/// each is complete as soon as it is asked.
+const MEMBARRIER_SUPPORTED: u64 = 1 | 2 | 4 | 8 | 16;
+
+/// `membarrier(cmd, flags, cpu_id)`.
+pub(super) fn membarrier(cmd: u64, flags: u64, _cpu: u64) -> SysResult {
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    match cmd {
+        MEMBARRIER_CMD_QUERY => Ok(MEMBARRIER_SUPPORTED),
+        c if c.is_power_of_two() && c & MEMBARRIER_SUPPORTED != 0 => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `readahead(fd, offset, count)`: a hint (every file here is in memory);
+/// EBADF for a bad descriptor, EINVAL for one that is not a file.
+pub(super) fn readahead(p: &mut Process, fd: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    if file.status_flags() & 3 == 1 {
+        return Err(Errno::EBADF);
+    }
+    if file.stat().kind != tessera_vfs::FileType::Regular {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}

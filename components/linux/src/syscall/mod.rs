@@ -395,6 +395,13 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::FCHOWNAT => fs::fchownat(p, a[0], a[1], a[2], a[3], a[4]),
         nr::UMASK => fs::umask(p, a[0]),
         nr::UTIMENSAT => fs::utimensat(p, a[0], a[1], a[2], a[3]),
+        132 => fs::utimes(p, CWD, a[0], a[1], 0),
+        235 => fs::utimes(p, CWD, a[0], a[1], 1000),
+        261 => fs::utimes(p, a[0], a[1], a[2], 1000),
+        160 => prlimit64(p, 0, a[0], a[1], 0),
+        274 => get_robust_list(p, a[0], a[1], a[2]),
+        324 => membarrier(a[0], a[1], a[2]),
+        187 => readahead(p, a[0]),
         188..=199 => fs::xattr(p, r.rax, [a[0], a[1], a[2], a[3], a[4]]),
         nr::STATFS => fs::statfs(p, a[0], a[1]),
         nr::FSTATFS => fs::fstatfs(p, a[0], a[1]),
@@ -557,6 +564,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
                 Err(Errno::EINVAL)
             } else {
                 p.robust_list = a[0];
+                p.thread.set_robust_list(a[0]);
                 Ok(0)
             }
         }

@@ -255,6 +255,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     p.thread.set_comm(p.name);
     p.clear_child_tid = 0;
     p.robust_list = 0;
+    p.thread.set_robust_list(0);
     // /proc/self/exe is the absolute path, symbolic links resolved.
     *p.info.exe.lock() = absolute;
     p.info.release_vfork();
