@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <dirent.h>
 #include <utime.h>
 #include <sys/time.h>
 #include <sys/stat.h>
@@ -682,6 +683,25 @@ static void linux_rules(char *self) {
     CHECK(supported > 0 && (supported & 1));
     CHECK(syscall(SYS_membarrier, 1, 0, 0) == 0);
     CHECK_ERR(syscall(SYS_membarrier, 0, 1, 0), EINVAL);
+    /* I/O priorities: none set, then best effort level 6; RT needs root. */
+    CHECK(syscall(SYS_ioprio_get, 1, 0) == 0);
+    CHECK(syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 6) == 0 && syscall(SYS_ioprio_get, 1, 0) == ((2 << 13) | 6));
+    CHECK_ERR(syscall(SYS_ioprio_set, 1, 0, 4 << 13), EINVAL); /* no such class */
+    CHECK_ERR(syscall(SYS_ioprio_set, 9, 0, 0), EINVAL);
+    CHECK_ERR(syscall(SYS_ioprio_set, 1, 999999, 0), ESRCH);
+    CHECK(syscall(SYS_ioprio_set, 1, 0, 0) == 0 && syscall(SYS_ioprio_get, 1, 0) == 0);
+    /* The old getdents: the same entries as getdents64. */
+    int dfd = open("/", O_RDONLY | O_DIRECTORY);
+    char ents[4096];
+    long got = syscall(SYS_getdents, dfd, ents, sizeof ents);
+    int found_tmp = 0;
+    for (long at = 0; at < got;) {
+        unsigned short reclen = *(unsigned short *)(ents + at + 16);
+        if (strcmp(ents + at + 18, "tmp") == 0 && ents[at + reclen - 1] == DT_DIR) found_tmp = 1;
+        at += reclen;
+    }
+    CHECK(got > 0 && found_tmp);
+    close(dfd);
     int rfd = open("/proc/self/status", O_RDONLY);
     CHECK_ERR(readahead(rfd < 0 ? 0 : 999, 0, 4096), EBADF);
     close(rfd);

@@ -119,14 +119,30 @@ pub struct PrctlState {
     pub no_new_privs: bool,
     /// `PR_SET_THP_DISABLE`.
     pub thp_disable: bool,
+    /// `ioprio_set`: I/O class and level (`IOPRIO_PRIO_VALUE`); kept and
+    /// reported (there is one disk queue, served in order).
+    pub ioprio: u16,
 }
+
+/// The I/O priority of a process that set none: class NONE (it follows
+/// its nice value), as Linux reports it.
+pub const IOPRIO_DEFAULT: u16 = 0;
 
 /// Linux's default timer slack (50 µs).
 pub const DEFAULT_TIMERSLACK_NS: u64 = 50_000;
 
 impl Default for PrctlState {
     fn default() -> Self {
-        Self { pdeathsig: 0, dumpable: true, keepcaps: false, timerslack_ns: DEFAULT_TIMERSLACK_NS, subreaper: false, no_new_privs: false, thp_disable: false }
+        Self {
+            pdeathsig: 0,
+            dumpable: true,
+            keepcaps: false,
+            timerslack_ns: DEFAULT_TIMERSLACK_NS,
+            subreaper: false,
+            no_new_privs: false,
+            thp_disable: false,
+            ioprio: IOPRIO_DEFAULT,
+        }
     }
 }
 

@@ -216,6 +216,31 @@ pub(super) fn getdents64(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysR
     Ok(n as u64)
 }
 
+/// `getdents`: the old `struct linux_dirent` (the type in the record's
+/// last byte, the name right after the length). Each record has the same
+/// length as its `linux_dirent64` form, so the entries are rewritten in
+/// place.
+pub(super) fn getdents(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    let file = p.files.get(fd)?;
+    let mut data = vec![0u8; (count as usize).min(IO_CHUNK)];
+    let n = file.read_dir(&mut data)? as usize;
+    let mut at = 0usize;
+    while at + 19 <= n {
+        let reclen = usize::from(u16::from_le_bytes([data[at + 16], data[at + 17]]));
+        let Some(record) = data.get_mut(at..at + reclen) else { break };
+        if reclen < 20 {
+            break;
+        }
+        let kind = record[18];
+        // name (NUL-terminated) moves down one byte; the type goes last.
+        record.copy_within(19.., 18);
+        record[reclen - 1] = kind;
+        at += reclen;
+    }
+    p.memory.write(buf, data.get(..n).unwrap_or(&[]))?;
+    Ok(n as u64)
+}
+
 pub(super) fn lseek(p: &mut Process, fd: u64, offset: u64, whence: u64) -> SysResult {
     p.files.get(fd)?.seek(offset as i64, whence as u32)
 }

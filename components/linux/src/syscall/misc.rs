@@ -981,3 +981,63 @@ pub(super) fn readahead(p: &mut Process, fd: u64) -> SysResult {
     }
     Ok(0)
 }
+
+const IOPRIO_WHO_PROCESS: u64 = 1;
+const IOPRIO_WHO_PGRP: u64 = 2;
+const IOPRIO_WHO_USER: u64 = 3;
+
+/// The processes an `ioprio_*` call names (`who` 0: the caller's process,
+/// group or user).
+fn ioprio_targets(p: &Process, which: u64, who: u64) -> Result<alloc::vec::Vec<Arc<crate::process::ProcessInfo>>, Errno> {
+    let who = who as u32;
+    let live = crate::process::all().into_iter().filter(|q| q.outcome().is_none());
+    let targets: alloc::vec::Vec<_> = match which {
+        IOPRIO_WHO_PROCESS => {
+            let pid = if who == 0 { p.info.pid } else { who };
+            live.filter(|q| q.pid == pid || q.has_thread(pid)).collect()
+        }
+        IOPRIO_WHO_PGRP => {
+            let group = if who == 0 { p.info.pgid() } else { who };
+            live.filter(|q| q.pgid() == group).collect()
+        }
+        IOPRIO_WHO_USER => {
+            let uid = if who == 0 { p.info.credentials().ruid } else { who };
+            live.filter(|q| q.credentials().ruid == uid).collect()
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    if targets.is_empty() { Err(Errno::ESRCH) } else { Ok(targets) }
+}
+
+/// `ioprio_set(which, who, ioprio)`: class NONE (level 0), RT (root), BE
+/// or IDLE with levels 0..=7, Linux's checks; kept per process.
+pub(super) fn ioprio_set(p: &mut Process, which: u64, who: u64, ioprio: u64) -> SysResult {
+    let value = ioprio as u32;
+    let (class, level) = (value >> 13, value & 0x1fff);
+    match class {
+        0 if level != 0 => return Err(Errno::EINVAL),
+        1 if !p.info.credentials().is_root() => return Err(Errno::EPERM),
+        1..=3 if level > 7 => return Err(Errno::EINVAL),
+        0..=3 => {}
+        _ => return Err(Errno::EINVAL),
+    }
+    let me = p.info.credentials();
+    for target in ioprio_targets(p, which, who)? {
+        let them = target.credentials();
+        if !me.is_root() && me.euid != them.euid && me.euid != them.ruid {
+            return Err(Errno::EPERM);
+        }
+        target.prctl.lock().ioprio = value as u16;
+    }
+    Ok(0)
+}
+
+/// `ioprio_get(which, who)`: the highest priority among the processes named.
+pub(super) fn ioprio_get(p: &mut Process, which: u64, who: u64) -> SysResult {
+    let targets = ioprio_targets(p, which, who)?;
+    // Lower class, then lower level, is higher priority (NONE counts as
+    // best effort at level 4).
+    let rank = |v: u16| if v >> 13 == 0 { (2, 4) } else { (v >> 13, v & 0x1fff) };
+    let best = targets.iter().map(|t| t.prctl.lock().ioprio).min_by_key(|&v| rank(v)).unwrap_or(crate::process::IOPRIO_DEFAULT);
+    Ok(u64::from(best))
+}
