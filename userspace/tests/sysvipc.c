@@ -249,6 +249,22 @@ static void copies_and_locks(void) {
     CHECK(f && fscanf(f, "%ld", &next) == 1 && next == -1);
     if (f) fclose(f);
     msgctl(chosen, IPC_RMID, NULL);
+    /* /proc/sysvipc/shm lists a segment: key, id, size. */
+    int seg = shmget(0x5e55, 8192, IPC_CREAT | 0640);
+    CHECK(seg >= 0);
+    f = fopen("/proc/sysvipc/shm", "r");
+    char line[512];
+    int listed = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        int key, id;
+        unsigned perms;
+        unsigned long size;
+        if (sscanf(line, "%d %d %o %lu", &key, &id, &perms, &size) == 4 && id == seg)
+            listed = key == 0x5e55 && (perms & 0777) == 0640 && size == 8192;
+    }
+    if (f) fclose(f);
+    CHECK(listed);
+    shmctl(seg, IPC_RMID, NULL);
 }
 
 int main(void) {

@@ -38,6 +38,8 @@ enum DirKind {
     Tasks(u32),
     /// `/proc/[pid]/task/[tid]`.
     Task(u32, u32),
+    /// `/proc/sysvipc`.
+    SysvIpc,
 }
 
 #[derive(Clone, Copy)]
@@ -64,6 +66,8 @@ enum FileKind {
     TaskComm(u32, u32),
     /// `/proc/[pid]/task/[tid]/stat`: the thread's own state letter.
     TaskStat(u32, u32),
+    /// `/proc/sysvipc/{msg,sem,shm}`.
+    SysvIpc(&'static str),
 }
 
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
@@ -308,6 +312,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         }
         FileKind::PidComm(pid) => format!("{}\n", comm(&*process(pid)?)),
         FileKind::PidTimerslack(pid) => format!("{}\n", process(pid)?.prctl.lock().timerslack_ns),
+        FileKind::SysvIpc(kind) => crate::syscall::ipc::proc_listing(kind),
     })
 }
 
@@ -328,6 +333,7 @@ impl Node for Dir {
             DirKind::Fds(pid) => (u64::from(pid) << 8) | 1,
             DirKind::Tasks(pid) => (u64::from(pid) << 8) | 10,
             DirKind::Task(_, tid) => (u64::from(tid) << 8) | 11,
+            DirKind::SysvIpc => 200,
         };
         meta(ino, FileType::Directory, 0o555, 0)
     }
@@ -358,6 +364,9 @@ impl Node for Dir {
                 }
                 if name == "sys" {
                     return Ok(Arc::new(Dir(DirKind::Sys(""))));
+                }
+                if name == "sysvipc" {
+                    return Ok(Arc::new(Dir(DirKind::SysvIpc)));
                 }
                 let pid: u32 = name.parse().map_err(|_| FsError::NotFound)?;
                 process(pid)?;
@@ -408,6 +417,12 @@ impl Node for Dir {
                 files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
                 Ok(Arc::new(Link(LinkKind::Fd(pid, fd))))
             }
+            DirKind::SysvIpc => match name {
+                "msg" => Ok(Arc::new(File(FileKind::SysvIpc("msg")))),
+                "sem" => Ok(Arc::new(File(FileKind::SysvIpc("sem")))),
+                "shm" => Ok(Arc::new(File(FileKind::SysvIpc("shm")))),
+                _ => Err(FsError::NotFound),
+            },
         }
     }
     fn create(&self, _name: &str, _kind: FileType, _perm: u32, _rdev: u64) -> Result<NodeRef, FsError> {
@@ -430,6 +445,7 @@ impl Node for Dir {
                     ROOT_FILES.iter().enumerate().map(|(i, (n, _))| entry(n, 10 + i as u64, FileType::Regular)).collect();
                 out.push(entry("self", 9, FileType::Symlink));
                 out.push(entry("sys", 2, FileType::Directory));
+                out.push(entry("sysvipc", 200, FileType::Directory));
                 for info in process::all() {
                     out.push(entry(&info.pid.to_string(), u64::from(info.pid) << 8, FileType::Directory));
                 }
@@ -477,6 +493,7 @@ impl Node for Dir {
                     .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | fd, FileType::Symlink))
                     .collect()
             }
+            DirKind::SysvIpc => ["msg", "sem", "shm"].iter().enumerate().map(|(i, n)| entry(n, 201 + i as u64, FileType::Regular)).collect(),
         })
     }
 }

@@ -565,6 +565,54 @@ pub(super) fn shmdt(p: &mut Process, addr: u64) -> SysResult {
 
 /// Attachments of segment `id` now: the distinct (address space,
 /// attachment) pairs of every process.
+/// `/proc/sysvipc/{msg,sem,shm}`: one line per object in Linux's layout.
+pub fn proc_listing(kind: &str) -> alloc::string::String {
+    use core::fmt::Write;
+    let mut out = alloc::string::String::new();
+    match kind {
+        "shm" => {
+            out.push_str("       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n");
+            let rows: Vec<_> = sysv::SHMS
+                .lock()
+                .iter()
+                .filter(|(_, s)| !s.removed)
+                .map(|(&id, s)| (id, s.perm, s.segment.size, s.cpid, s.lpid, s.atime, s.dtime, s.ctime))
+                .collect();
+            for (id, perm, size, cpid, lpid, atime, dtime, ctime) in rows {
+                let nattch = attach_count(id as i32);
+                let _ = writeln!(
+                    out,
+                    "{:10} {:10}  {:4o} {:21} {:5} {:5}  {:5} {:5} {:5} {:5} {:5} {:10} {:10} {:10} {:21} {:21}",
+                    perm.key, id, perm.mode & 0o7777, size, cpid, lpid, nattch, perm.uid, perm.gid, perm.cuid, perm.cgid, atime, dtime, ctime, 0, 0
+                );
+            }
+        }
+        "msg" => {
+            out.push_str("       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime\n");
+            for (id, q) in sysv::QUEUES.lock().iter() {
+                let p = &q.perm;
+                let _ = writeln!(
+                    out,
+                    "{:10} {:10}  {:4o}  {:10} {:10} {:5} {:5} {:5} {:5} {:5} {:5} {:10} {:10} {:10}",
+                    p.key, id, p.mode & 0o7777, q.bytes, q.messages.len(), q.lspid, q.lrpid, p.uid, p.gid, p.cuid, p.cgid, q.stime, q.rtime, q.ctime
+                );
+            }
+        }
+        _ => {
+            out.push_str("       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime\n");
+            for (id, set) in sysv::SEMS.lock().iter().filter(|(_, s)| !s.removed) {
+                let p = &set.perm;
+                let _ = writeln!(
+                    out,
+                    "{:10} {:10}  {:4o} {:10} {:5} {:5} {:5} {:5} {:10} {:10}",
+                    p.key, id, p.mode & 0o7777, set.sems.len(), p.uid, p.gid, p.cuid, p.cgid, set.otime, set.ctime
+                );
+            }
+        }
+    }
+    out
+}
+
 fn attach_count(id: i32) -> u64 {
     let mut seen = alloc::collections::BTreeSet::new();
     for info in crate::process::all() {
