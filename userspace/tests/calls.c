@@ -411,6 +411,14 @@ static void *futex_sleeper(void *arg) {
 static void clocks_and_threads(void) {
     struct timespec res;
     CHECK(clock_getres(CLOCK_REALTIME, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 10000000);
+    /* A sleep is as precise as the resolution says (within a tick more). */
+    struct timespec r0, r1, nap = {0, 3 * res.tv_nsec};
+    CHECK(clock_getres(CLOCK_MONOTONIC, &res) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &r0);
+    CHECK(nanosleep(&nap, NULL) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &r1);
+    long slept = (r1.tv_sec - r0.tv_sec) * 1000000000L + (r1.tv_nsec - r0.tv_nsec);
+    CHECK(slept >= nap.tv_nsec);
     CHECK(clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0);
     CHECK(clock_getres(CLOCK_BOOTTIME, NULL) == 0);
     CHECK_ERR(clock_getres(12345, &res), EINVAL);
@@ -441,6 +449,10 @@ static void clocks_and_threads(void) {
         sleeping = task_state(futex_tid) == 'S' ? sleeping + 1 : 0;
     }
     CHECK(sleeping == 20);
+    /* /proc/TID (not listed) is the thread too. */
+    char tid_stat[64];
+    snprintf(tid_stat, sizeof tid_stat, "/proc/%d/stat", futex_tid);
+    CHECK(access(tid_stat, R_OK) == 0);
     __atomic_store_n(&futex_word, 1, __ATOMIC_SEQ_CST);
     syscall(SYS_futex, &futex_word, FUTEX_WAKE, 1, NULL, NULL, 0);
     CHECK(pthread_join(t, NULL) == 0);

@@ -369,7 +369,12 @@ impl Node for Dir {
                     return Ok(Arc::new(Dir(DirKind::SysvIpc)));
                 }
                 let pid: u32 = name.parse().map_err(|_| FsError::NotFound)?;
-                process(pid)?;
+                if process(pid).is_err() {
+                    // A thread id: /proc/TID is found (not listed) as Linux
+                    // finds it, showing the thread.
+                    let owner = process::all().into_iter().find(|q| q.has_thread(pid)).ok_or(FsError::NotFound)?;
+                    return Ok(Arc::new(Dir(DirKind::Task(owner.pid, pid))));
+                }
                 Ok(Arc::new(Dir(DirKind::Pid(pid))))
             }
             DirKind::Sys(dir) => {

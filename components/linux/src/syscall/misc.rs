@@ -133,11 +133,13 @@ pub(super) fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> SysResult 
     Ok(0)
 }
 
-/// `clock_getres`: 1 ns for the fine clocks, the 10 ms tick for the
-/// coarse ones (the clock must exist; a null pointer asks nothing).
+/// `clock_getres`: the timer tick (1 ms) for every clock. The clocks read
+/// to the nanosecond, but sleeps and timers end on the tick, and that is
+/// the precision a program can count on (the clock must exist; a null
+/// pointer asks nothing).
 pub(super) fn clock_getres(p: &mut Process, clock: u64, out: u64) -> SysResult {
     clock_ns(p, clock)?;
-    let ns: u64 = if matches!(clock, 5 | 6) { 10_000_000 } else { 1 };
+    let ns: u64 = 1_000_000_000 / u64::from(framekernel::time::TICK_HZ);
     if out != 0 {
         let mut ts = [0u8; 16];
         ts[8..].copy_from_slice(&ns.to_le_bytes());
