@@ -270,6 +270,11 @@ static void memfds(void) {
     CHECK(fcntl(m, F_GET_SEALS) == 0);
     CHECK_ERR(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE), EBUSY); /* a writable shared mapping */
     munmap(map, 4096);
+    /* A read-only shared mapping that mprotect could make writable counts too. */
+    map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0);
+    CHECK(map != MAP_FAILED);
+    CHECK_ERR(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE), EBUSY);
+    munmap(map, 4096);
     CHECK(fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0);
     CHECK_ERR(ftruncate(m, 100), EPERM);
     CHECK_ERR(ftruncate(m, 8192), EPERM);

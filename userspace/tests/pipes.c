@@ -88,6 +88,25 @@ static void signal_driven(void) {
     CHECK(write(fds[1], "z", 1) == 1);
     struct timespec brief = {0, 20 * 1000000};
     CHECK_ERR(sigtimedwait(&set, &info, &brief), EAGAIN);
+    /* An ordinary user cannot aim the signal at another user's process. */
+    fflush(stdout);
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    CHECK(sigprocmask(SIG_BLOCK, &usr2, NULL) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        int q[2];
+        if (setuid(65534) != 0 || pipe(q) != 0) _exit(2);
+        fcntl(q[0], F_SETOWN, getppid());
+        fcntl(q[0], F_SETSIG, SIGUSR2);
+        fcntl(q[0], F_SETFL, O_ASYNC);
+        _exit(write(q[1], "x", 1) == 1 ? 0 : 1);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    sigset_t pending;
+    CHECK(sigpending(&pending) == 0 && !sigismember(&pending, SIGUSR2));
     CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
     close(fds[0]);
     close(fds[1]);

@@ -54,6 +54,13 @@ pub const MAX_USER_INSTANCES: usize = 128;
 /// Most watches per user (`max_user_watches`).
 pub const MAX_USER_WATCHES: usize = 8192;
 
+/// Events queued in all instances together: kernel memory, bounded below
+/// what the per-instance limit times the instances would allow (a full
+/// system overflows like a full queue).
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+/// Most events queued in all instances together.
+pub const MAX_QUEUED_TOTAL: usize = 65536;
+
 /// Watches anywhere: reports are skipped while there are none.
 static WATCHES: AtomicUsize = AtomicUsize::new(0);
 /// The live instances.
@@ -181,13 +188,14 @@ impl Inotify {
         if state.events.back() == Some(&event) {
             return; // merged with the identical unread event before it
         }
-        if state.events.len() >= MAX_QUEUED_EVENTS {
+        if state.events.len() >= MAX_QUEUED_EVENTS || QUEUED.load(Ordering::Relaxed) >= MAX_QUEUED_TOTAL {
             let overflow = Event { wd: -1, mask: mask::Q_OVERFLOW, cookie: 0, name: None };
             if state.events.back() != Some(&overflow) {
                 state.events.push_back(overflow);
             }
             return;
         }
+        QUEUED.fetch_add(1, Ordering::Relaxed);
         state.events.push_back(event);
     }
 
@@ -239,8 +247,10 @@ impl Inotify {
 
 impl Drop for Inotify {
     fn drop(&mut self) {
-        let count = self.state.lock().watches.len();
-        WATCHES.fetch_sub(count, Ordering::SeqCst);
+        let state = self.state.lock();
+        WATCHES.fetch_sub(state.watches.len(), Ordering::SeqCst);
+        let queued = state.events.iter().filter(|e| e.mask != mask::Q_OVERFLOW).count();
+        QUEUED.fetch_sub(queued, Ordering::Relaxed);
     }
 }
 
@@ -315,7 +325,8 @@ struct Dnotify {
     /// The open directory; the watch ends with it.
     file: Weak<dyn File>,
     fd: u32,
-    pid: u32,
+    /// The process that asked (a record, never a reused pid).
+    owner: Weak<crate::process::ProcessInfo>,
     /// `DN_*` bits.
     mask: u32,
     /// The signal (`F_SETSIG`; SIGIO when 0).
@@ -356,13 +367,13 @@ fn dn_bits(bits: u32) -> u32 {
 
 /// `fcntl(fd, F_NOTIFY, mask)`: watches the directory open as `file`
 /// for `pid` (replacing that file's watch); mask 0 ends it.
-pub fn dnotify(dir: &NodeRef, file: &Arc<dyn File>, fd: u32, pid: u32, wanted: u32, signal: u8) {
+pub fn dnotify(dir: &NodeRef, file: &Arc<dyn File>, fd: u32, owner: &Arc<crate::process::ProcessInfo>, wanted: u32, signal: u8) {
     let mut list = DNOTIFY.lock();
     let before = list.len();
     list.retain(|d| d.file.strong_count() > 0 && !core::ptr::addr_eq(d.file.as_ptr(), Arc::as_ptr(file)));
     WATCHES.fetch_sub(before - list.len(), Ordering::SeqCst);
     if wanted & !dn::MULTISHOT != 0 {
-        list.push(Dnotify { dir: Arc::downgrade(dir), file: Arc::downgrade(file), fd, pid, mask: wanted, signal });
+        list.push(Dnotify { dir: Arc::downgrade(dir), file: Arc::downgrade(file), fd, owner: Arc::downgrade(owner), mask: wanted, signal });
         WATCHES.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -384,13 +395,13 @@ fn dnotify_deliver(node: &NodeRef, bits: u32) {
             if !same(&d.dir, node) || d.mask & wanted == 0 {
                 return true;
             }
-            hits.push((d.pid, d.fd, d.signal));
+            hits.push((d.owner.clone(), d.fd, d.signal));
             d.mask & dn::MULTISHOT != 0
         });
         WATCHES.fetch_sub(before - list.len(), Ordering::SeqCst);
     }
-    for (pid, fd, signal) in hits {
-        let Some(owner) = crate::process::lookup(pid) else { continue };
+    for (owner, fd, signal) in hits {
+        let Some(owner) = owner.upgrade() else { continue };
         let info = if signal == 0 {
             crate::signal::SigInfo { code: 0x80, ..Default::default() } // SI_KERNEL
         } else {
@@ -421,7 +432,9 @@ impl File for Inotify {
                         break;
                     }
                     event.encode(&mut out);
-                    state.events.pop_front();
+                    if state.events.pop_front().is_some_and(|e| e.mask != mask::Q_OVERFLOW) {
+                        QUEUED.fetch_sub(1, Ordering::Relaxed);
+                    }
                 }
                 return Some(Ok(out));
             }

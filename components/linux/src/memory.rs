@@ -292,7 +292,8 @@ impl AddressSpace {
     /// Whether a shared writable area shows `node` (`F_SEAL_WRITE` is
     /// refused then).
     pub fn maps_shared_writable(&self, node: &NodeRef) -> bool {
-        self.areas.values().any(|a| a.shared && a.prot.write && a.file.as_ref().is_some_and(|f| Arc::ptr_eq(&f.node, node)))
+        // Writable now, or could be made so by mprotect (Linux's VM_MAYWRITE).
+        self.areas.values().any(|a| a.shared && (a.prot.write || a.may_write) && a.file.as_ref().is_some_and(|f| Arc::ptr_eq(&f.node, node)))
     }
 
     /// `mincore`: for each page of `[start, end)`, whether memory backs it

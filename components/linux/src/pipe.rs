@@ -143,7 +143,10 @@ impl Pipe {
         }
         self.notify();
         let end = Arc::new(PipeEnd { pipe: self.clone(), async_io: AtomicBool::new(false), reads, writes, nonblocking: AtomicBool::new(nonblocking), node });
-        self.ends.lock().push(Arc::downgrade(&end));
+        let mut ends = self.ends.lock();
+        ends.retain(|w| w.strong_count() > 0);
+        ends.push(Arc::downgrade(&end));
+        drop(ends);
         end
     }
 

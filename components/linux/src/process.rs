@@ -81,7 +81,9 @@ impl Default for Limits {
         };
         set(rlimit::STACK, (crate::memory::STACK_SIZE, RLIM_INFINITY));
         set(rlimit::CORE, (0, RLIM_INFINITY));
-        set(rlimit::NPROC, (MAX_PROCESSES as u64, MAX_PROCESSES as u64));
+        // Half the table per ordinary user, so one user cannot fill it
+        // (root is not bound by it).
+        set(rlimit::NPROC, (MAX_PROCESSES as u64 / 2, MAX_PROCESSES as u64 / 2));
         set(rlimit::NOFILE, (crate::files::MAX_FILES as u64, crate::files::MAX_FILES as u64));
         set(rlimit::MEMLOCK, (8 << 20, 8 << 20));
         set(rlimit::MSGQUEUE, (819_200, 819_200));
@@ -265,6 +267,11 @@ impl ThreadInfo {
         if let Some(task) = self.task.lock().clone() {
             tessera_sched::wake(&task);
         }
+    }
+
+    /// Whether the thread must end (another thread runs `execve`).
+    pub fn must_exit(&self) -> bool {
+        self.must_exit.load(Ordering::SeqCst)
     }
 
     /// The robust-futex list head it registered.
@@ -1326,6 +1333,9 @@ impl Process {
             ended.0 += user;
             ended.1 += total;
         }
+        // The record may outlive the thread (a signalfd holds it): it must
+        // not keep the finished task and its stack.
+        *thread.task.lock() = None;
         let last = {
             let mut threads = info.threads.lock();
             threads.retain(|t| !Arc::ptr_eq(t, &thread));

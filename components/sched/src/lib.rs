@@ -195,9 +195,16 @@ impl WaitQueue {
     /// `ready` runs with interrupts off, so a wake from an interrupt
     /// handler cannot be lost between the check and the sleep.
     pub fn wait_until<R>(&self, mut ready: impl FnMut() -> Option<R>) -> R {
+        let mut waited = false;
         loop {
             let result = framekernel::arch::without_interrupts(|| {
                 if let Some(r) = ready() {
+                    if waited {
+                        // Woken directly (a signal) rather than by this
+                        // queue: no entry of this task may stay behind.
+                        let me = task::current();
+                        self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &me));
+                    }
                     return Some(r);
                 }
                 // Once: a task woken directly (a signal) and waiting again
@@ -209,6 +216,7 @@ impl WaitQueue {
                 }
                 drop(waiters);
                 block_current();
+                waited = true;
                 None
             });
             if let Some(r) = result {

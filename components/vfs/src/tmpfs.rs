@@ -174,9 +174,31 @@ fn writable(data: &mut Arc<Vec<u8>>, len: usize) -> Result<&mut Vec<u8>, FsError
     Ok(contents)
 }
 
+/// Bytes of extended attributes (names and values) all tmpfs nodes hold:
+/// kernel memory, bounded here since no file-system size counts it.
+static XATTR_BYTES: AtomicU64 = AtomicU64::new(0);
+/// The most extended-attribute bytes all tmpfs nodes hold together.
+pub const XATTR_TOTAL_MAX: u64 = 16 << 20;
+
+/// Charges `delta` bytes of extended attributes (negative: frees them);
+/// `NoSpace` when the total would pass [`XATTR_TOTAL_MAX`].
+pub fn charge_xattrs(delta: i64) -> Result<(), FsError> {
+    if delta <= 0 {
+        XATTR_BYTES.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        return Ok(());
+    }
+    let add = delta as u64;
+    XATTR_BYTES
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(add).filter(|&total| total <= XATTR_TOTAL_MAX))
+        .map(drop)
+        .map_err(|_| FsError::NoSpace)
+}
+
 impl Drop for TmpNode {
     fn drop(&mut self) {
         self.fs.nodes.fetch_sub(1, Ordering::Relaxed);
+        let xattrs: usize = self.xattrs.lock().iter().map(|(name, value)| name.len() + value.len()).sum();
+        XATTR_BYTES.fetch_sub(xattrs as u64, Ordering::Relaxed);
         if let Content::File(data) = &self.content {
             let len = data.lock().len() as u64;
             self.fs.used.fetch_sub(len, Ordering::Relaxed);

@@ -729,6 +729,12 @@ pub(super) fn fallocate(p: &mut Process, fd: u64, mode: u64, offset: u64, len: u
     }
     let node = location.node();
     let size = node.metadata().size;
+    writable_fs(&location)?;
+    if mode & FALLOC_FL_KEEP_SIZE == 0 && end > size {
+        // Growing: RLIMIT_FSIZE and a memfd's F_SEAL_GROW apply.
+        super::io::fsize_check(p, end)?;
+        crate::memfd::check_resize(node, end)?;
+    }
     match mode {
         0 | FALLOC_FL_KEEP_SIZE => {}
         m if m == FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE || m & !FALLOC_FL_KEEP_SIZE == FALLOC_FL_ZERO_RANGE => {
@@ -1004,6 +1010,9 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
             if used + name.len() + bytes.len() > XATTR_NODE_MAX {
                 return Err(Errno::ENOSPC);
             }
+            // All files' attributes together are bounded too (kernel memory).
+            let old = attrs.get(&name).map_or(0, |v| name.len() + v.len());
+            tessera_vfs::tmpfs::charge_xattrs((name.len() + bytes.len()) as i64 - old as i64)?;
             attrs.insert(name, bytes);
             drop(attrs);
             crate::inotify::self_event(&node, crate::inotify::mask::ATTRIB);
@@ -1052,7 +1061,8 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
             let name = xattr_name(p, arg1)?;
             xattr_access(p, &node, &name, true)?;
             let store = node.xattrs().ok_or(Errno::EOPNOTSUPP)?;
-            store.lock().remove(&name).ok_or(Errno::ENODATA)?;
+            let value = store.lock().remove(&name).ok_or(Errno::ENODATA)?;
+            tessera_vfs::tmpfs::charge_xattrs(-((name.len() + value.len()) as i64))?;
             crate::inotify::self_event(&node, crate::inotify::mask::ATTRIB);
             Ok(0)
         }

@@ -394,7 +394,7 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
                 return Err(Errno::ENOTDIR);
             }
             let signal = async_settings(&file, |_| {}).signal as u8;
-            crate::inotify::dnotify(location.node(), &file, fd as u32, p.info.pid, arg as u32, signal);
+            crate::inotify::dnotify(location.node(), &file, fd as u32, &p.info, arg as u32, signal);
             Ok(0)
         }
         F_ADD_SEALS | F_GET_SEALS => {
@@ -439,11 +439,14 @@ struct AsyncSettings {
     owner_type: i32,
     signal: i32,
     lease: i32,
+    /// Real and effective uid of whoever set the owner: Linux's
+    /// `sigio_perm` lets them signal only processes they could `kill`.
+    setter: (u32, u32),
 }
 
 impl Default for AsyncSettings {
     fn default() -> Self {
-        AsyncSettings { owner: 0, owner_type: 0, signal: 0, lease: 2 } // F_UNLCK
+        AsyncSettings { owner: 0, owner_type: 0, signal: 0, lease: 2, setter: (0, 0) } // F_UNLCK
     }
 }
 
@@ -489,20 +492,30 @@ pub fn signal_io(file: *const (), reason: i32) {
         (settings.signal as u8, crate::signal::SigInfo { code: reason, addr: band, value: 0 })
     };
     let owner = settings.owner;
+    // Linux's sigio_perm: root's setting reaches anyone; others' only a
+    // process whose real or saved uid is the setter's real or effective one.
+    let (ruid, euid) = settings.setter;
+    let allowed = |q: &crate::process::ProcessInfo| {
+        let t = q.credentials();
+        euid == 0 || [ruid, euid].iter().any(|&id| id == t.ruid || id == t.suid)
+    };
     match settings.owner_type {
         1 => {
             // F_OWNER_TID
-            if let Some(thread) = crate::process::lookup_thread(owner as u32) {
+            let owner_process = crate::process::all().into_iter().find(|q| q.has_thread(owner as u32));
+            if let (Some(thread), Some(process)) = (crate::process::lookup_thread(owner as u32), owner_process)
+                && allowed(&process)
+            {
                 thread.send_signal(signal, info);
             }
         }
         _ if owner < 0 => {
-            for process in crate::process::all().into_iter().filter(|q| q.pgid() == owner.unsigned_abs()) {
+            for process in crate::process::all().into_iter().filter(|q| q.pgid() == owner.unsigned_abs() && allowed(q)) {
                 process.send_signal(signal, info);
             }
         }
         _ => {
-            if let Some(process) = crate::process::lookup(owner as u32) {
+            if let Some(process) = crate::process::lookup(owner as u32).filter(|q| allowed(q)) {
                 process.send_signal(signal, info);
             }
         }
@@ -521,9 +534,14 @@ fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::Fil
             if owner > 0 && crate::process::lookup(owner as u32).is_none() {
                 return Err(Errno::ESRCH);
             }
+            if owner == i32::MIN {
+                return Err(Errno::EINVAL);
+            }
+            let c = p.info.credentials();
             async_settings(file, |s| {
                 s.owner = owner;
                 s.owner_type = if owner < 0 { 3 } else { 2 }; // F_OWNER_PGRP / F_OWNER_PID, plus one
+                s.setter = (c.ruid, c.euid);
             });
             Ok(0)
         }
@@ -563,9 +581,14 @@ fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::Fil
             if pid > 0 && kind != 2 && crate::process::lookup(pid as u32).is_none() && crate::process::lookup_thread(pid as u32).is_none() {
                 return Err(Errno::ESRCH);
             }
+            if pid == i32::MIN {
+                return Err(Errno::EINVAL);
+            }
+            let c = p.info.credentials();
             async_settings(file, |s| {
                 s.owner = if kind == 2 { -pid } else { pid };
                 s.owner_type = kind + 1;
+                s.setter = (c.ruid, c.euid);
             });
             Ok(0)
         }

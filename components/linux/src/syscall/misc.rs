@@ -107,7 +107,8 @@ fn clock_ns(p: &Process, clock: u64) -> Result<u64, Errno> {
         }
         let who = (!id >> 3) as u32;
         let (user, total) = if id & 4 != 0 {
-            let thread = if who == 0 { p.thread.clone() } else { crate::process::lookup_thread(who).ok_or(Errno::EINVAL)? };
+            // A thread's clock: only of the caller's own process (Linux).
+            let thread = if who == 0 { p.thread.clone() } else { crate::process::lookup_thread(who).filter(|_| p.info.has_thread(who)).ok_or(Errno::EINVAL)? };
             thread.cpu_ns()
         } else {
             let process = if who == 0 { p.info.clone() } else { crate::process::lookup(who).filter(|q| q.outcome().is_none()).ok_or(Errno::EINVAL)? };
@@ -941,8 +942,10 @@ pub(super) fn get_robust_list(p: &mut Process, pid: u64, head: u64, len: u64) ->
     } else {
         let thread = crate::process::lookup_thread(tid as u32).ok_or(Errno::ESRCH)?;
         let owner = crate::process::all().into_iter().find(|q| q.has_thread(thread.tid)).ok_or(Errno::ESRCH)?;
+        // Linux's ptrace-read rule: root, or the same user and group throughout.
         let (me, them) = (p.info.credentials(), owner.credentials());
-        if !me.is_root() && me.euid != them.euid && me.euid != them.ruid {
+        let same = [them.ruid, them.euid, them.suid].iter().all(|&id| id == me.ruid) && [them.rgid, them.egid, them.sgid].iter().all(|&id| id == me.rgid);
+        if !me.is_root() && !same {
             return Err(Errno::EPERM);
         }
         thread.robust_list()

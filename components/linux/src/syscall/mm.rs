@@ -224,14 +224,18 @@ pub(super) fn mincore(p: &mut Process, addr: u64, len: u64, vec: u64) -> SysResu
         return Ok(0);
     }
     let end = addr.checked_add(len).filter(|&e| framekernel::logic::layout::is_user_half(e - 1)).ok_or(Errno::ENOMEM)?;
-    let flags: alloc::vec::Vec<u8> = {
-        let memory = p.memory.lock();
-        if !memory.is_mapped(addr, end) {
-            return Err(Errno::ENOMEM);
-        }
-        memory.residency(addr, end).into_iter().map(u8::from).collect()
-    };
-    p.memory.write(vec, &flags)?;
+    if !p.memory.lock().is_mapped(addr, end) {
+        return Err(Errno::ENOMEM);
+    }
+    // A chunk of pages at a time: the kernel never holds more than that.
+    const CHUNK: u64 = 4096 * PAGE;
+    let mut at = addr;
+    while at < end {
+        let stop = end.min(at.saturating_add(CHUNK));
+        let flags: alloc::vec::Vec<u8> = p.memory.lock().residency(at, stop).into_iter().map(u8::from).collect();
+        p.memory.write(vec + (at - addr) / PAGE, &flags)?;
+        at = stop;
+    }
     Ok(0)
 }
 

@@ -35,6 +35,9 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
     // A process that would share memory without being a thread (vfork,
     // posix_spawn) gets a copy-on-write copy instead: the same results for
     // programs that only exec or exit in the child.
+    if flags & CLONE_PARENT != 0 && p.info.pid == 1 {
+        return Err(Errno::EINVAL); // init's siblings would have no parent
+    }
     let child = p.fork()?;
     if flags & CLONE_PARENT != 0 {
         // A sibling: the caller's parent is the child's (and is told when it ends).
@@ -47,7 +50,7 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
         // parent is killed, as Linux's killable wait).
         let killed = {
             let (me, thread) = (p.info.clone(), p.thread.clone());
-            move || (me.pending.bits() | thread.pending.bits()) & crate::signal::bit(crate::signal::num::SIGKILL) != 0
+            move || (me.pending.bits() | thread.pending.bits()) & crate::signal::bit(crate::signal::num::SIGKILL) != 0 || thread.must_exit()
         };
         info.exited.wait_until(|| (info.vfork_released() || killed()).then_some(()));
     }

@@ -92,7 +92,7 @@ pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_
             let data = data.get(..room).unwrap_or(&data);
             let wrote = match position {
                 Some(at) => output.write_at(at, data)?,
-                None => output.write(data)?,
+                None => output.write_interruptible(data, &interrupted)?,
             };
             from.consume(wrote as usize);
             if let Some(at) = position {
