@@ -408,6 +408,21 @@ static void *futex_sleeper(void *arg) {
     return NULL;
 }
 
+static int main_word;
+static volatile int main_seen_sleeping;
+static void *main_watcher(void *arg) {
+    (void)arg;
+    /* /proc/PID/stat is the main thread's state: sleeping in its futex
+     * wait while this thread runs. */
+    for (int i = 0; i < 500 && !main_seen_sleeping; i++) {
+        usleep(2000);
+        if (proc_state(getpid()) == 'S') main_seen_sleeping = 1;
+    }
+    __atomic_store_n(&main_word, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, &main_word, FUTEX_WAKE, 1, NULL, NULL, 0);
+    return NULL;
+}
+
 static void clocks_and_threads(void) {
     struct timespec res;
     CHECK(clock_getres(CLOCK_REALTIME, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 10000000);
@@ -449,6 +464,10 @@ static void clocks_and_threads(void) {
         sleeping = task_state(futex_tid) == 'S' ? sleeping + 1 : 0;
     }
     CHECK(sleeping == 20);
+    pthread_t w;
+    CHECK(pthread_create(&w, NULL, main_watcher, NULL) == 0);
+    while (__atomic_load_n(&main_word, __ATOMIC_SEQ_CST) == 0) syscall(SYS_futex, &main_word, FUTEX_WAIT, 0, NULL, NULL, 0);
+    CHECK(pthread_join(w, NULL) == 0 && main_seen_sleeping);
     /* /proc/TID (not listed) is the thread too. */
     char tid_stat[64];
     snprintf(tid_stat, sizeof tid_stat, "/proc/%d/stat", futex_tid);

@@ -756,9 +756,13 @@ impl ProcessInfo {
     pub fn outcome(&self) -> Option<Outcome> {
         *self.outcome.lock()
     }
-    /// Whether a thread of the process is running or ready to run.
+    /// Whether the process's main thread (its first live one once the
+    /// main thread has ended) is running or ready to run: the state Linux
+    /// shows in `/proc/PID/stat` is the thread-group leader's.
     pub fn is_runnable(&self) -> bool {
-        self.threads.lock().iter().any(|t| t.is_runnable())
+        let threads = self.threads.lock();
+        let leader = threads.iter().find(|t| t.tid == self.pid).or_else(|| threads.first());
+        leader.is_some_and(|t| t.is_runnable())
     }
 
     /// Number of live threads.
