@@ -41,6 +41,9 @@ pub struct Pipe {
     capacity: AtomicUsize,
     /// The open ends (for `O_ASYNC` signals).
     ends: SpinLock<alloc::vec::Vec<Weak<PipeEnd>>>,
+    /// Open ends with `O_ASYNC` set: reads and writes skip the signalling
+    /// while there are none.
+    async_ends: AtomicUsize,
     changed: WaitQueue,
     ino: u64,
 }
@@ -125,6 +128,7 @@ impl Pipe {
             write_opens: AtomicUsize::new(0),
             capacity: AtomicUsize::new(PIPE_CAPACITY),
             ends: SpinLock::new(alloc::vec::Vec::new()),
+            async_ends: AtomicUsize::new(0),
             changed: WaitQueue::new(),
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed) as u64,
         })
@@ -173,6 +177,9 @@ impl Pipe {
     /// Signal-driven I/O: the ends with `O_ASYNC` that can now read
     /// (`input`) or write are signalled.
     fn signal_async(&self, input: bool) {
+        if self.async_ends.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let ends: alloc::vec::Vec<Arc<PipeEnd>> = {
             let mut list = self.ends.lock();
             list.retain(|w| w.strong_count() > 0);
@@ -284,6 +291,9 @@ impl Drop for PipeEnd {
         }
         if self.reads {
             self.pipe.readers.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.async_io.load(Ordering::Relaxed) {
+            self.pipe.async_ends.fetch_sub(1, Ordering::Relaxed);
         }
         self.pipe.notify();
     }
@@ -397,6 +407,13 @@ impl File for PipeEnd {
 
     fn set_status_flags(&self, flags: u32) {
         self.nonblocking.store(flags & crate::fs::O_NONBLOCK != 0, Ordering::Relaxed);
-        self.async_io.store(flags & O_ASYNC != 0, Ordering::Relaxed);
+        let on = flags & O_ASYNC != 0;
+        if self.async_io.swap(on, Ordering::Relaxed) != on {
+            if on {
+                self.pipe.async_ends.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.pipe.async_ends.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
