@@ -546,14 +546,20 @@ pub(super) fn readlinkat(p: &mut Process, dirfd: u64, path: u64, buf: u64, size:
     Ok(n as u64)
 }
 
-pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
-    let path = path_arg(p, path)?;
-    let location = fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?;
+/// `location` if it is a directory the caller may search (ENOTDIR,
+/// EACCES): what `chdir`, `fchdir` and `chroot` may move to.
+fn enterable(p: &Process, location: Location) -> Result<Location, Errno> {
     let meta = location.node().metadata();
     if meta.kind != FileType::Directory {
         return Err(Errno::ENOTDIR);
     }
     check(&who(p), &meta, MAY_EXEC)?;
+    Ok(location)
+}
+
+pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
+    let path = path_arg(p, path)?;
+    let location = enterable(p, fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?)?;
     p.fs.set_cwd(location);
     Ok(0)
 }
@@ -563,12 +569,7 @@ pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
 /// permission on it (EACCES), then root only (EPERM).
 pub(super) fn chroot(p: &mut Process, path: u64) -> SysResult {
     let path = path_arg(p, path)?;
-    let location = fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?;
-    let meta = location.node().metadata();
-    if meta.kind != FileType::Directory {
-        return Err(Errno::ENOTDIR);
-    }
-    check(&who(p), &meta, MAY_EXEC)?;
+    let location = enterable(p, fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?)?;
     if !p.info.credentials().is_root() {
         return Err(Errno::EPERM);
     }
@@ -577,12 +578,7 @@ pub(super) fn chroot(p: &mut Process, path: u64) -> SysResult {
 }
 
 pub(super) fn fchdir(p: &mut Process, fd: u64) -> SysResult {
-    let location = p.files.get(fd)?.location().ok_or(Errno::ENOTDIR)?;
-    let meta = location.node().metadata();
-    if meta.kind != FileType::Directory {
-        return Err(Errno::ENOTDIR);
-    }
-    check(&who(p), &meta, MAY_EXEC)?;
+    let location = enterable(p, p.files.get(fd)?.location().ok_or(Errno::ENOTDIR)?)?;
     p.fs.set_cwd(location);
     Ok(0)
 }

@@ -43,6 +43,17 @@ fn offset_arg(p: &Process, file: &Arc<dyn File>, at: u64) -> Result<Option<u64>,
     Ok(Some(value as u64))
 }
 
+/// Up to `len` (at most a chunk) bytes waiting in the pipe, left there
+/// until they are written on; `None` for nothing to move (a zero length,
+/// or end of file).
+fn waiting_bytes(from: &crate::pipe::PipeEnd, len: u64, nonblocking: bool, interrupted: &dyn Fn() -> bool) -> Result<Option<alloc::vec::Vec<u8>>, Errno> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let data = from.peek((len as usize).min(IO_CHUNK), nonblocking, interrupted)?;
+    Ok(if data.is_empty() { None } else { Some(data) })
+}
+
 pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_out: u64, len: u64, flags: u64) -> SysResult {
     if flags & !SPLICE_F_ALL != 0 {
         return Err(Errno::EINVAL);
@@ -62,13 +73,7 @@ pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_
             if from.same_pipe(to) {
                 return Err(Errno::EINVAL);
             }
-            if len == 0 {
-                return Ok(0);
-            }
-            let data = from.peek((len as usize).min(IO_CHUNK), nonblocking, &interrupted)?;
-            if data.is_empty() {
-                return Ok(0);
-            }
+            let Some(data) = waiting_bytes(from, len, nonblocking, &interrupted)? else { return Ok(0) };
             let wrote = to.put(&data, true, &interrupted)?;
             from.consume(wrote as usize);
             Ok(wrote)
@@ -81,13 +86,7 @@ pub(super) fn splice(p: &mut Process, fd_in: u64, off_in: u64, fd_out: u64, off_
             if output.status_flags() & crate::fs::O_APPEND != 0 {
                 return Err(Errno::EINVAL);
             }
-            if len == 0 {
-                return Ok(0);
-            }
-            let data = from.peek((len as usize).min(IO_CHUNK), nonblocking, &interrupted)?;
-            if data.is_empty() {
-                return Ok(0);
-            }
+            let Some(data) = waiting_bytes(from, len, nonblocking, &interrupted)? else { return Ok(0) };
             let room = super::io::fsize_room(p, &output, position, data.len() as u64)? as usize;
             let data = data.get(..room).unwrap_or(&data);
             let wrote = match position {
@@ -152,14 +151,8 @@ pub(super) fn tee(p: &mut Process, fd_in: u64, fd_out: u64, len: u64, flags: u64
     if from.same_pipe(to) {
         return Err(Errno::EINVAL);
     }
-    if len == 0 {
-        return Ok(0);
-    }
     let interrupted = p.interrupt_check();
-    let data = from.peek((len as usize).min(IO_CHUNK), flags & SPLICE_F_NONBLOCK != 0, &interrupted)?;
-    if data.is_empty() {
-        return Ok(0);
-    }
+    let Some(data) = waiting_bytes(from, len, flags & SPLICE_F_NONBLOCK != 0, &interrupted)? else { return Ok(0) };
     to.put(&data, true, &interrupted)
 }
 
