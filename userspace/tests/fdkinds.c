@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -307,7 +309,62 @@ static void memfds(void) {
     close(n);
 }
 
+/* Reads /proc/self/fdinfo/FD into buf. */
+static int fdinfo(int fd, char *buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    int f = open(path, O_RDONLY);
+    if (f < 0) return -1;
+    ssize_t n = read(f, buf, size - 1);
+    close(f);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return 0;
+}
+
+/* /proc/PID/fdinfo: position, flags (octal, with O_CLOEXEC), and what
+ * the kind of file adds. */
+static void fdinfos(void) {
+    char name[] = "/tmp/fdinfo.XXXXXX";
+    int fd = mkostemp(name, O_CLOEXEC | O_APPEND);
+    CHECK(fd >= 0 && write(fd, "0123456789", 10) == 10 && lseek(fd, 4, SEEK_SET) == 4);
+    char buf[1024];
+    CHECK(fdinfo(fd, buf, sizeof buf) == 0);
+    CHECK(strncmp(buf, "pos:\t4\n", 7) == 0);
+    unsigned flags = 0;
+    char *at = strstr(buf, "flags:\t");
+    CHECK(at != NULL && sscanf(at, "flags:\t%o", &flags) == 1);
+    CHECK((flags & O_CLOEXEC) && (flags & O_APPEND) && (flags & O_ACCMODE) == O_RDWR);
+    CHECK(strstr(buf, "ino:\t") != NULL);
+    unlink(name);
+    close(fd);
+    int e = eventfd(5, 0);
+    CHECK(e >= 0 && fdinfo(e, buf, sizeof buf) == 0);
+    unsigned long long count = 0;
+    at = strstr(buf, "eventfd-count:");
+    CHECK(at != NULL && sscanf(at, "eventfd-count: %llx", &count) == 1 && count == 5);
+    close(e);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    int sfd = signalfd(-1, &set, 0);
+    unsigned long long mask = 0;
+    CHECK(sfd >= 0 && fdinfo(sfd, buf, sizeof buf) == 0);
+    at = strstr(buf, "sigmask:\t");
+    CHECK(at != NULL && sscanf(at, "sigmask:\t%llx", &mask) == 1 && mask == 1ull << (SIGUSR1 - 1));
+    close(sfd);
+    int in = inotify_init1(0);
+    CHECK(in >= 0 && inotify_add_watch(in, "/tmp", IN_MODIFY | IN_ONESHOT) > 0);
+    unsigned wmask = 0;
+    CHECK(fdinfo(in, buf, sizeof buf) == 0);
+    at = strstr(buf, "inotify wd:");
+    CHECK(at != NULL && sscanf(at, "inotify wd:%*x ino:%*x sdev:%*x mask:%x", &wmask) == 1 && wmask == (IN_MODIFY | IN_ONESHOT));
+    close(in);
+    CHECK(fdinfo(999, buf, sizeof buf) == -1 && errno == ENOENT);
+}
+
 int main(void) {
+    fdinfos();
     memfds();
     timerfds();
     signalfds();

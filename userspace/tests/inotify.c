@@ -70,8 +70,60 @@ static void dnotify(const char *dir) {
     CHECK(dn_count == 3);
     CHECK(fcntl(d, F_NOTIFY, 0) == 0);
     CHECK(chmod(path, 0600) == 0 && dn_count == 3);
+
+    /* A directory and its watched subdirectory both hear a change of the
+     * subdirectory: two instances of the same real-time signal. */
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s/dn-sub", dir);
+    CHECK(mkdir(sub, 0700) == 0);
+    int s = open(sub, O_RDONLY);
+    CHECK(s >= 0 && fcntl(s, F_SETSIG, SIGRTMIN + 1) == 0);
+    CHECK(fcntl(d, F_NOTIFY, DN_ATTRIB | DN_RENAME | DN_MULTISHOT) == 0);
+    CHECK(fcntl(s, F_NOTIFY, DN_ATTRIB | DN_RENAME | DN_MULTISHOT) == 0);
+    dn_count = 0;
+    CHECK(chmod(sub, 0755) == 0);
+    CHECK(dn_count == 2);
+    /* DN_RENAME is a rename within the directory, not a move out of it. */
+    dn_count = 0;
+    char moved[200];
+    snprintf(moved, sizeof moved, "%s/dn-file", sub);
+    CHECK(rename(path, moved) == 0);
+    CHECK(dn_count == 0);
+    char renamed[200];
+    snprintf(renamed, sizeof renamed, "%s/dn-renamed", sub);
+    CHECK(rename(moved, renamed) == 0);
+    CHECK(dn_count == 1 && dn_fd == s);
+    unlink(renamed);
+    close(s);
+    rmdir(sub);
     unlink(path);
     close(d);
+}
+
+/* Self events of a directory carry no IN_ISDIR; a change to a watched
+ * entry is reported to the directory's watch first. */
+static void directory_self(const char *dir) {
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s/self-dir", dir);
+    CHECK(mkdir(sub, 0755) == 0);
+    int in = inotify_init1(IN_NONBLOCK);
+    int parent = inotify_add_watch(in, dir, IN_ATTRIB);
+    int child = inotify_add_watch(in, sub, IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF);
+    CHECK(parent > 0 && child > 0);
+    CHECK(chmod(sub, 0700) == 0);
+    struct seen ev[8];
+    int n = collect(in, ev, 8);
+    CHECK(n == 2 && ev[0].wd == parent && ev[0].mask == (IN_ATTRIB | IN_ISDIR) && strcmp(ev[0].name, "self-dir") == 0);
+    CHECK(n == 2 && ev[1].wd == child && ev[1].mask == (IN_ATTRIB | IN_ISDIR) && ev[1].name[0] == 0);
+    char other[200];
+    snprintf(other, sizeof other, "%s/self-dir2", dir);
+    CHECK(rename(sub, other) == 0);
+    n = collect(in, ev, 8);
+    CHECK(n == 1 && ev[0].wd == child && ev[0].mask == IN_MOVE_SELF);
+    CHECK(rmdir(other) == 0);
+    n = collect(in, ev, 8);
+    CHECK(n == 2 && ev[0].mask == IN_DELETE_SELF && ev[1].mask == IN_IGNORED);
+    close(in);
 }
 
 int main(void) {
@@ -174,6 +226,7 @@ int main(void) {
     CHECK(poll(&pfd, 1, 1000) == 1 && (pfd.revents & POLLIN));
     close(in);
     dnotify(dir);
+    directory_self(dir);
     unlink(file);
     unlink(other);
     rmdir(dir);

@@ -52,6 +52,10 @@ impl EventFd {
 }
 
 impl File for EventFd {
+    fn fdinfo(&self) -> alloc::string::String {
+        alloc::format!("eventfd-count: {:16x}\neventfd-id: {}\n", *self.count.lock(), self.ino)
+    }
+
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);

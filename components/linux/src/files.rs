@@ -56,6 +56,11 @@ pub trait File: Send + Sync {
     }
     /// File status.
     fn stat(&self) -> FileStat;
+    /// Lines this kind of file adds to `/proc/PID/fdinfo/FD` (inotify
+    /// watches, an eventfd's count, a signalfd's mask).
+    fn fdinfo(&self) -> alloc::string::String {
+        alloc::string::String::new()
+    }
     /// True for terminals (`TCGETS` and friends work).
     fn is_tty(&self) -> bool {
         false
@@ -64,9 +69,11 @@ pub trait File: Send + Sync {
     fn seek(&self, _offset: i64, _whence: u32) -> SysResult {
         Err(Errno::ESPIPE)
     }
-    /// Makes the file's data durable (`fsync`).
+    /// Makes the file's data durable (`fsync`). Pipes, devices without
+    /// storage and the anonymous kinds have nothing to sync: EINVAL, as
+    /// on Linux (no `fsync` operation).
     fn sync(&self) -> SysResult {
-        Ok(0)
+        Err(Errno::EINVAL)
     }
     /// Reads at `offset` without moving the offset (`pread64`).
     fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> SysResult {

@@ -221,6 +221,14 @@ impl VfsFile {
 }
 
 impl File for VfsFile {
+    fn sync(&self) -> SysResult {
+        if *self.flags.lock() & O_PATH != 0 {
+            return Err(Errno::EBADF);
+        }
+        // tmpfs and the page cache are the storage: nothing to flush.
+        Ok(0)
+    }
+
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         if !self.readable() {
             return Err(Errno::EBADF);

@@ -272,10 +272,13 @@ pub fn file_event(location: &tessera_vfs::Location, bits: u32) {
     }
     let mut woken = Vec::new();
     for instance in live_instances() {
-        let mut any = instance.deliver(node, bits, 0, None, dir);
+        // The directory's watch hears first, then the file's own (Linux's
+        // fsnotify order).
+        let mut any = false;
         if let Some((parent, name)) = location.parent_and_name() {
             any |= instance.deliver(parent, bits, 0, Some(name), dir);
         }
+        any |= instance.deliver(node, bits, 0, None, dir);
         if any {
             woken.push(instance);
         }
@@ -305,10 +308,10 @@ pub fn self_event(node: &NodeRef, bits: u32) {
     if WATCHES.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let dir = is_dir(node);
     dnotify_deliver(node, bits);
     for instance in live_instances() {
-        let mut any = instance.deliver(node, bits, 0, None, dir);
+        // IN_DELETE_SELF and IN_MOVE_SELF carry no IN_ISDIR (Linux).
+        let mut any = instance.deliver(node, bits, 0, None, false);
         if bits & mask::DELETE_SELF != 0 {
             any |= instance.forget(node);
         }
@@ -348,6 +351,19 @@ pub mod dn {
 }
 
 /// The dnotify bits of inotify events.
+/// Linux's `FS_RENAME`: an entry renamed within one directory. Not an
+/// inotify event; dnotify's `DN_RENAME` hears only this.
+const FS_RENAME: u32 = 0x1000_0000;
+
+/// An entry of `dir` was renamed to another name in the same directory
+/// (dnotify's `DN_RENAME`; a move between directories is a delete and
+/// a create for dnotify).
+pub fn renamed_within(dir: &NodeRef) {
+    if WATCHES.load(Ordering::Relaxed) != 0 {
+        dnotify_deliver(dir, FS_RENAME);
+    }
+}
+
 fn dn_bits(bits: u32) -> u32 {
     let mut out = 0;
     for (from, to) in [
@@ -355,7 +371,7 @@ fn dn_bits(bits: u32) -> u32 {
         (mask::MODIFY, dn::MODIFY),
         (mask::CREATE | mask::MOVED_TO, dn::CREATE),
         (mask::DELETE | mask::MOVED_FROM, dn::DELETE),
-        (mask::MOVED_FROM | mask::MOVED_TO, dn::RENAME),
+        (FS_RENAME, dn::RENAME),
         (mask::ATTRIB, dn::ATTRIB),
     ] {
         if bits & from != 0 {
@@ -418,6 +434,19 @@ pub fn cookie() -> u32 {
 }
 
 impl File for Inotify {
+    fn fdinfo(&self) -> String {
+        let state = self.state.lock();
+        let mut out = String::new();
+        for (wd, watch) in &state.watches {
+            let Some(node) = watch.node.upgrade() else { continue };
+            let meta = node.metadata();
+            // The mask as the user set it: events, IN_EXCL_UNLINK, IN_ONESHOT.
+            let shown = watch.mask & (mask::ALL_EVENTS | mask::EXCL_UNLINK | mask::ONESHOT);
+            out.push_str(&alloc::format!("inotify wd:{wd:x} ino:{:x} sdev:{:x} mask:{shown:x} ignored_mask:0\n", meta.ino, meta.dev));
+        }
+        out
+    }
+
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         let nonblocking = self.nonblocking.get();
         let out = self.changed.wait_until(|| {

@@ -58,6 +58,7 @@ pub mod rlimit {
     pub const NPROC: usize = 6;
     pub const NOFILE: usize = 7;
     pub const MEMLOCK: usize = 8;
+    pub const SIGPENDING: usize = 11;
     pub const MSGQUEUE: usize = 12;
     /// Number of resources.
     pub const COUNT: usize = 16;
@@ -87,6 +88,7 @@ impl Default for Limits {
         set(rlimit::NOFILE, (crate::files::MAX_FILES as u64, crate::files::MAX_FILES as u64));
         set(rlimit::MEMLOCK, (8 << 20, 8 << 20));
         set(rlimit::MSGQUEUE, (819_200, 819_200));
+        set(rlimit::SIGPENDING, (DEFAULT_SIGPENDING, DEFAULT_SIGPENDING));
         set(13, (0, 0)); // RLIMIT_NICE
         set(14, (0, 0)); // RLIMIT_RTPRIO
         Self(limits)
@@ -155,22 +157,98 @@ impl PrctlState {
     }
 }
 
-/// A set of pending signals with the details of each.
+/// A set of pending signals with the details of each. A standard signal
+/// (below `SIGRTMIN`) is pending once, with the details of its first
+/// sending; real-time signals queue every instance, in order, each
+/// charged to a user's `RLIMIT_SIGPENDING` (Linux's rules).
 pub struct Pending {
     bits: AtomicU64,
     info: SpinLock<[SigInfo; signal::NSIG + 1]>,
+    /// Queued real-time instances: signal, details, the user charged.
+    queue: SpinLock<alloc::collections::VecDeque<(u8, SigInfo, u32)>>,
+}
+
+/// Real-time signal instances queued per user (the `RLIMIT_SIGPENDING`
+/// count), and in all.
+static QUEUED_SIGNALS: SpinLock<BTreeMap<u32, u64>> = SpinLock::new(BTreeMap::new());
+/// Most real-time signal instances queued at once, over all users,
+/// whatever the limits say (bounds the kernel memory they take).
+pub const MAX_QUEUED_SIGNALS: u64 = 65536;
+/// The default `RLIMIT_SIGPENDING` (Linux sets it from memory size; a
+/// few thousand on a small machine).
+pub const DEFAULT_SIGPENDING: u64 = 4096;
+
+/// `SIGRTMIN` as the kernel numbers it.
+const SIGRTMIN: u8 = 32;
+
+fn uncharge(uid: u32) {
+    let mut counts = QUEUED_SIGNALS.lock();
+    if let Some(count) = counts.get_mut(&uid) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            counts.remove(&uid);
+        }
+    }
 }
 
 impl Pending {
     fn new() -> Self {
-        Self { bits: AtomicU64::new(0), info: SpinLock::new([SigInfo::default(); signal::NSIG + 1]) }
+        Self {
+            bits: AtomicU64::new(0),
+            info: SpinLock::new([SigInfo::default(); signal::NSIG + 1]),
+            queue: SpinLock::new(alloc::collections::VecDeque::new()),
+        }
     }
 
-    fn add(&self, sig: u8, info: SigInfo) {
-        if let Some(slot) = self.info.lock().get_mut(usize::from(sig)) {
-            *slot = info;
+    /// Makes `sig` pending. `quota` is the user charged for a real-time
+    /// instance and that user's limit. Over the limit, an instance
+    /// from `kill` (SI_USER) still makes the signal pending, without its
+    /// details; any other fails with EAGAIN (Linux's `__send_signal`).
+    fn add(&self, sig: u8, info: SigInfo, quota: (u32, u64)) -> Result<(), Errno> {
+        let bit = signal::bit(sig);
+        if sig < SIGRTMIN {
+            if self.bits.load(Ordering::SeqCst) & bit != 0 {
+                return Ok(()); // already pending: the first details stay
+            }
+            if let Some(slot) = self.info.lock().get_mut(usize::from(sig)) {
+                *slot = info;
+            }
+            self.bits.fetch_or(bit, Ordering::SeqCst);
+            return Ok(());
         }
-        self.bits.fetch_or(signal::bit(sig), Ordering::SeqCst);
+        let (uid, limit) = quota;
+        let charged = {
+            let mut counts = QUEUED_SIGNALS.lock();
+            let total: u64 = counts.values().sum();
+            let mine = counts.get(&uid).copied().unwrap_or(0);
+            if mine < limit && total < MAX_QUEUED_SIGNALS {
+                counts.insert(uid, mine + 1);
+                true
+            } else {
+                false
+            }
+        };
+        if charged {
+            self.queue.lock().push_back((sig, info, uid));
+        } else if info.code != 0 {
+            return Err(Errno::EAGAIN);
+        } else if let Some(slot) = self.info.lock().get_mut(usize::from(sig)) {
+            *slot = SigInfo { code: 0, addr: 0, value: 0 }; // details lost
+        }
+        self.bits.fetch_or(bit, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Drops every pending instance of `sig`.
+    fn discard(&self, sig: u8) {
+        let mut queue = self.queue.lock();
+        queue.retain(|&(s, _, uid)| {
+            if s == sig {
+                uncharge(uid);
+            }
+            s != sig
+        });
+        self.bits.fetch_and(!signal::bit(sig), Ordering::SeqCst);
     }
 
     /// The pending set.
@@ -182,15 +260,35 @@ impl Pending {
         self.take_in(!(mask & !signal::UNBLOCKABLE))
     }
 
-    /// Takes the lowest pending signal of `set`.
+    /// Takes the lowest pending signal of `set` (one instance of a
+    /// real-time signal; it stays pending while more are queued).
     fn take_in(&self, set: u64) -> Option<(u8, SigInfo)> {
+        let mut queue = self.queue.lock();
         let ready = self.bits() & set;
         if ready == 0 {
             return None;
         }
         let sig = ready.trailing_zeros() as u8 + 1;
+        if sig >= SIGRTMIN
+            && let Some(at) = queue.iter().position(|&(s, _, _)| s == sig)
+        {
+            let (_, info, uid) = queue.remove(at).unwrap_or((sig, SigInfo::default(), 0));
+            uncharge(uid);
+            if !queue.iter().any(|&(s, _, _)| s == sig) {
+                self.bits.fetch_and(!signal::bit(sig), Ordering::SeqCst);
+            }
+            return Some((sig, info));
+        }
         self.bits.fetch_and(!signal::bit(sig), Ordering::SeqCst);
         Some((sig, self.info.lock().get(usize::from(sig)).copied().unwrap_or_default()))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for &(_, _, uid) in self.queue.lock().iter() {
+            uncharge(uid);
+        }
     }
 }
 
@@ -224,6 +322,12 @@ pub struct ThreadInfo {
     pub sched: SpinLock<SchedParams>,
     /// The `set_robust_list` head, for `get_robust_list` from elsewhere.
     robust: AtomicU64,
+    /// A copy of the thread's blocked mask, for senders (see
+    /// [`Process::sync_signal_state`]).
+    blocked: AtomicU64,
+    /// The signals the process ignores (`SIG_IGN`, or a default action
+    /// of ignoring): senders discard them unless blocked, as Linux does.
+    ignored: AtomicU64,
 }
 
 /// A thread's scheduling policy as `sched_setscheduler` and
@@ -260,7 +364,17 @@ impl ThreadInfo {
             must_exit: core::sync::atomic::AtomicBool::new(false),
             sched: SpinLock::new(SchedParams::default()),
             robust: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            ignored: AtomicU64::new(signal::DEFAULT_IGNORED),
         })
+    }
+
+    /// True when a signal `sig` sent now would be discarded: the process
+    /// ignores it and this thread does not block it (Linux's
+    /// `sig_ignored`).
+    fn discards(&self, sig: u8) -> bool {
+        let bit = signal::bit(sig);
+        self.ignored.load(Ordering::SeqCst) & bit != 0 && self.blocked.load(Ordering::SeqCst) & bit == 0
     }
 
     fn wake(&self) {
@@ -290,13 +404,21 @@ impl ThreadInfo {
         self.task.lock().as_ref().is_none_or(tessera_sched::is_runnable)
     }
 
-    /// Makes `sig` pending for this thread and wakes it.
+    /// Makes `sig` pending for this thread and wakes it (a signal the
+    /// kernel sends: a real-time one is charged to no user's limit).
     pub fn send_signal(&self, sig: u8, info: SigInfo) {
-        if sig == 0 || usize::from(sig) > signal::NSIG {
-            return;
+        let _ = self.queue_signal(sig, info, (u32::MAX, MAX_QUEUED_SIGNALS));
+    }
+
+    /// Makes `sig` pending for this thread, a real-time instance charged
+    /// to `quota` (user, limit): EAGAIN over the limit (see [`Pending`]).
+    pub fn queue_signal(&self, sig: u8, info: SigInfo, quota: (u32, u64)) -> Result<(), Errno> {
+        if sig == 0 || usize::from(sig) > signal::NSIG || self.discards(sig) {
+            return Ok(());
         }
-        self.pending.add(sig, info);
+        self.pending.add(sig, info, quota)?;
         self.wake();
+        Ok(())
     }
 }
 
@@ -872,8 +994,21 @@ impl ProcessInfo {
     /// (and drops pending stop signals); a stop signal drops a pending
     /// SIGCONT; SIGKILL also wakes a stopped process so that it dies.
     pub fn send_signal(&self, sig: u8, info: SigInfo) {
+        let _ = self.queue_signal(sig, info);
+    }
+
+    /// Who a real-time signal queued for this process is charged to: its
+    /// real user, with its `RLIMIT_SIGPENDING`.
+    pub fn signal_quota(&self) -> (u32, u64) {
+        let limit = self.limits().0.get(rlimit::SIGPENDING).map_or(DEFAULT_SIGPENDING, |l| l.0);
+        (self.credentials().ruid, limit)
+    }
+
+    /// [`Self::send_signal`], reporting EAGAIN when a real-time signal
+    /// with details would go over the queue limit.
+    pub fn queue_signal(&self, sig: u8, info: SigInfo) -> Result<(), Errno> {
         if sig == 0 || usize::from(sig) > signal::NSIG || self.outcome().is_some() {
-            return;
+            return Ok(());
         }
         if sig == num::SIGCONT {
             for stop in [num::SIGSTOP, num::SIGTSTP, num::SIGTTIN, num::SIGTTOU] {
@@ -898,11 +1033,15 @@ impl ProcessInfo {
         if sig == num::SIGKILL {
             self.continued.wake_all();
         }
-        self.pending.add(sig, info);
         let threads = self.threads.lock().clone();
+        if !threads.is_empty() && threads.iter().all(|t| t.discards(sig)) {
+            return Ok(()); // ignored (after SIGCONT has resumed the process)
+        }
+        self.pending.add(sig, info, self.signal_quota())?;
         for thread in threads {
             thread.wake();
         }
+        Ok(())
     }
 
     /// Tells the parent about a change of this child (SIGCHLD with
@@ -1276,20 +1415,20 @@ impl Process {
                             return ThreadEnd::Group(Outcome::Killed(num::SIGKILL));
                         }
                         Populate::BusError => {
-                            self.thread.send_signal(num::SIGBUS, SigInfo { code: 2, addr: fault_address, value: 0 }); // BUS_ADRERR
                             self.force_if_blocked(num::SIGBUS);
+                            self.thread.send_signal(num::SIGBUS, SigInfo { code: 2, addr: fault_address, value: 0 }); // BUS_ADRERR
                         }
                         Populate::BadAccess => {
                             let code = if present { 2 } else { 1 }; // SEGV_ACCERR / SEGV_MAPERR
-                            self.thread.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address, value: 0 });
                             self.force_if_blocked(num::SIGSEGV);
+                            self.thread.send_signal(num::SIGSEGV, SigInfo { code, addr: fault_address, value: 0 });
                         }
                     }
                 }
                 Trap::Exception { vector, .. } => {
                     let (sig, code) = signal_for(vector);
-                    self.thread.send_signal(sig, SigInfo { code, addr: context.regs.rip, value: 0 });
                     self.force_if_blocked(sig);
+                    self.thread.send_signal(sig, SigInfo { code, addr: context.regs.rip, value: 0 });
                 }
                 Trap::Interrupt { .. } => tessera_sched::preempt_point(),
             }
@@ -1298,12 +1437,44 @@ impl Process {
 
     /// A fault signal that is blocked or ignored cannot be left pending
     /// (the instruction would fault again forever): default action.
+    /// Called before the signal is sent, so that it is not discarded.
     fn force_if_blocked(&mut self, sig: u8) {
         let action = self.signals.actions.get(sig);
         if self.signals.mask & signal::bit(sig) != 0 || action.handler == signal::SIG_IGN {
             self.signals.mask &= !signal::bit(sig);
             self.signals.actions.set(sig, signal::SigAction::default());
+            self.sync_signal_state();
         }
+    }
+
+    /// Publishes this thread's blocked mask and the process's ignored
+    /// signals to senders; called after either changes.
+    pub fn sync_signal_state(&self) {
+        self.thread.blocked.store(self.signals.mask, Ordering::SeqCst);
+        let ignored = self.signals.actions.ignored();
+        for thread in self.info.threads.lock().iter() {
+            thread.ignored.store(ignored, Ordering::SeqCst);
+        }
+    }
+
+    /// Sets the blocked mask (never SIGKILL or SIGSTOP).
+    pub fn set_signal_mask(&mut self, mask: u64) {
+        self.signals.mask = mask & !signal::UNBLOCKABLE;
+        self.thread.blocked.store(self.signals.mask, Ordering::SeqCst);
+    }
+
+    /// Sets the action for `sig`. An action that ignores the signal
+    /// discards its pending instances, for the process and every thread
+    /// (POSIX; Linux's `do_sigaction`).
+    pub fn set_signal_action(&mut self, sig: u8, action: signal::SigAction) {
+        self.signals.actions.set(sig, action);
+        if self.signals.actions.ignored() & signal::bit(sig) != 0 {
+            self.info.pending.discard(sig);
+            for thread in self.info.threads.lock().iter() {
+                thread.pending.discard(sig);
+            }
+        }
+        self.sync_signal_state();
     }
 
     /// Ends this thread; the last thread out ends the process: children

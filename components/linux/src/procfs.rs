@@ -34,6 +34,8 @@ enum DirKind {
     Sys(&'static str),
     Pid(u32),
     Fds(u32),
+    /// `/proc/[pid]/fdinfo`.
+    FdInfos(u32),
     /// `/proc/[pid]/task`.
     Tasks(u32),
     /// `/proc/[pid]/task/[tid]`.
@@ -68,6 +70,8 @@ enum FileKind {
     TaskStat(u32, u32),
     /// `/proc/sysvipc/{msg,sem,shm}`.
     SysvIpc(&'static str),
+    /// `/proc/[pid]/fdinfo/[fd]`.
+    FdInfo(u32, u32),
 }
 
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
@@ -313,6 +317,16 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::PidComm(pid) => format!("{}\n", comm(&*process(pid)?)),
         FileKind::PidTimerslack(pid) => format!("{}\n", process(pid)?.prctl.lock().timerslack_ns),
         FileKind::SysvIpc(kind) => crate::syscall::ipc::proc_listing(kind),
+        FileKind::FdInfo(pid, fd) => {
+            // Linux's layout: position, flags in octal (with O_CLOEXEC),
+            // mount id, inode, then what the file kind adds.
+            let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+            let file = files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
+            let cloexec = if files.cloexec(u64::from(fd)).unwrap_or(false) { 0o2000000 } else { 0 };
+            let pos = file.seek(0, 1).unwrap_or(0);
+            let flags = file.status_flags() | cloexec;
+            format!("pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{}\nino:\t{}\n{}", 1, file.stat().ino, file.fdinfo())
+        }
     })
 }
 
@@ -331,6 +345,7 @@ impl Node for Dir {
             DirKind::Sys(path) => 2 + path.len() as u64,
             DirKind::Pid(pid) => u64::from(pid) << 8,
             DirKind::Fds(pid) => (u64::from(pid) << 8) | 1,
+            DirKind::FdInfos(pid) => (u64::from(pid) << 8) | 13,
             DirKind::Tasks(pid) => (u64::from(pid) << 8) | 10,
             DirKind::Task(_, tid) => (u64::from(tid) << 8) | 11,
             DirKind::SysvIpc => 200,
@@ -400,6 +415,7 @@ impl Node for Dir {
                 "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
                 "cwd" => Ok(Arc::new(Link(LinkKind::Cwd(pid)))),
                 "fd" => Ok(Arc::new(Dir(DirKind::Fds(pid)))),
+                "fdinfo" => Ok(Arc::new(Dir(DirKind::FdInfos(pid)))),
                 "task" => Ok(Arc::new(Dir(DirKind::Tasks(pid)))),
                 _ => Err(FsError::NotFound),
             },
@@ -421,6 +437,12 @@ impl Node for Dir {
                 let files = process(pid)?.files().ok_or(FsError::NotFound)?;
                 files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
                 Ok(Arc::new(Link(LinkKind::Fd(pid, fd))))
+            }
+            DirKind::FdInfos(pid) => {
+                let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
+                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
+                Ok(Arc::new(File(FileKind::FdInfo(pid, fd))))
             }
             DirKind::SysvIpc => match name {
                 "msg" => Ok(Arc::new(File(FileKind::SysvIpc("msg")))),
@@ -479,6 +501,7 @@ impl Node for Dir {
                     .map(|(i, n)| entry(n, base + 2 + i as u64, FileType::Regular))
                     .chain([entry("exe", base + 8, FileType::Symlink), entry("cwd", base + 9, FileType::Symlink)])
                     .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 10, FileType::Directory)])
+                    .chain([entry("fdinfo", base + 13, FileType::Directory)])
                     .chain([entry("timerslack_ns", base + 12, FileType::Regular)])
                     .collect()
             }
@@ -496,6 +519,13 @@ impl Node for Dir {
                 (0..crate::files::MAX_FILES as u64)
                     .filter(|&fd| files.get(fd).is_ok())
                     .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | fd, FileType::Symlink))
+                    .collect()
+            }
+            DirKind::FdInfos(pid) => {
+                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                (0..crate::files::MAX_FILES as u64)
+                    .filter(|&fd| files.get(fd).is_ok())
+                    .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | 0x80000 | fd, FileType::Regular))
                     .collect()
             }
             DirKind::SysvIpc => ["msg", "sem", "shm"].iter().enumerate().map(|(i, n)| entry(n, 201 + i as u64, FileType::Regular)).collect(),

@@ -101,6 +101,20 @@ impl Actions {
         self.0.lock().get(usize::from(sig)).copied().unwrap_or_default()
     }
 
+    /// The signals whose action ignores them: `SIG_IGN`, or `SIG_DFL`
+    /// where the default is to ignore.
+    pub fn ignored(&self) -> u64 {
+        let table = self.0.lock();
+        let mut mask = 0;
+        for (sig, action) in table.iter().enumerate().skip(1) {
+            let sig = sig as u8;
+            if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_action(sig) == Default_::Ignore) {
+                mask |= bit(sig);
+            }
+        }
+        mask
+    }
+
     /// Sets the action for `sig`.
     pub fn set(&self, sig: u8, action: SigAction) {
         if let Some(slot) = self.0.lock().get_mut(usize::from(sig)) {
@@ -150,6 +164,9 @@ impl SignalState {
         self.alt_stack = (0, 0);
     }
 }
+
+/// The signals ignored with every action at its default.
+pub const DEFAULT_IGNORED: u64 = bit(num::SIGCHLD) | bit(num::SIGURG) | bit(num::SIGWINCH) | bit(num::SIGCONT);
 
 /// True for the signals whose default action stops the process.
 pub fn is_stop_signal(sig: u8) -> bool {
@@ -249,11 +266,11 @@ pub fn setup_frame(p: &mut Process, ctx: &mut UserContext, sig: u8, info: SigInf
     if action.flags & SA_NODEFER == 0 {
         mask |= bit(sig);
     }
-    p.signals.mask = mask & !UNBLOCKABLE;
+    p.set_signal_mask(mask);
     if action.flags & SA_RESETHAND != 0 {
         // Only the handler goes back to the default (Linux keeps the flags,
         // SA_SIGINFO included, and the mask).
-        p.signals.actions.set(sig, SigAction { handler: SIG_DFL, ..action });
+        p.set_signal_action(sig, SigAction { handler: SIG_DFL, ..action });
     }
     ctx.regs.rsp = frame;
     ctx.regs.rip = action.handler;
@@ -291,7 +308,7 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
     // rip and rsp are checked by UserContext::run; rflags is sanitised there.
     (r.rip, r.rflags) = (word(16), word(17));
     ctx.fpu = fpu;
-    p.signals.mask = u64::from_le_bytes(mask) & !UNBLOCKABLE;
+    p.set_signal_mask(u64::from_le_bytes(mask));
     Ok(())
 }
 
@@ -316,7 +333,7 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
         let Some(pending) = p.take_signal() else {
             // rt_sigsuspend without a handler run: its mask ends here.
             if let Some(mask) = p.signals.restore_mask.take() {
-                p.signals.mask = mask;
+                p.set_signal_mask(mask);
             }
             // No handler ran (the signals were ignored, or stopped and
             // continued the process): an interrupted call starts again,

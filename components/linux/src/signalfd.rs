@@ -80,6 +80,10 @@ pub fn record(sig: u8, info: &SigInfo) -> [u8; RECORD] {
 }
 
 impl File for SignalFd {
+    fn fdinfo(&self) -> alloc::string::String {
+        alloc::format!("sigmask:\t{:016x}\n", self.mask())
+    }
+
     /// Reads go through the system call, which knows the reading thread.
     fn read(&self, _buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         Err(Errno::EINVAL)

@@ -52,8 +52,12 @@ struct Timer {
     /// Period (0: one shot).
     interval: u64,
     notify: Notify,
-    /// Expiries missed at the last signal (`timer_getoverrun`).
+    /// Expiries missed at the last signal (`timer_getoverrun`), at most
+    /// `i32::MAX` (Linux caps it there).
     overrun: u32,
+    /// Expiries already missed when the timer was armed (an absolute
+    /// deadline before boot); counted into the first overrun.
+    carried: u64,
     /// A POSIX timer's clock id.
     clock: u32,
 }
@@ -105,7 +109,8 @@ fn fire_expired() {
             let overrun = match (now - timer.deadline).checked_div(timer.interval) {
                 Some(missed) => {
                     timer.deadline = timer.deadline.saturating_add((missed + 1).saturating_mul(timer.interval));
-                    u32::try_from(missed).unwrap_or(u32::MAX)
+                    let missed = missed.saturating_add(core::mem::take(&mut timer.carried));
+                    u32::try_from(missed.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32)
                 }
                 None => {
                     timer.deadline = 0; // one shot
@@ -148,7 +153,7 @@ const CPU_LIMIT_SAMPLE_NS: u64 = 100_000_000;
 
 /// Watches (or stops watching) `pid`'s CPU time for `RLIMIT_CPU`.
 pub fn watch_cpu_limit(pid: u32, on: bool) {
-    let _ = set(pid, Which::CpuLimit, if on { CPU_LIMIT_SAMPLE_NS } else { 0 }, CPU_LIMIT_SAMPLE_NS, false);
+    let _ = set(pid, Which::CpuLimit, if on { CPU_LIMIT_SAMPLE_NS } else { 0 }, CPU_LIMIT_SAMPLE_NS, false, 0);
 }
 
 /// Linux's rule for `RLIMIT_CPU`: SIGKILL once the process's CPU time
@@ -174,8 +179,10 @@ fn check_cpu_limit(pid: u32) {
 }
 
 /// Arms (`value` > 0) or disarms a timer; returns the old (time left,
-/// interval). An absolute `value` is a deadline in ns since boot.
-pub fn set(pid: u32, which: Which, value: u64, interval: u64, absolute: bool) -> Result<(u64, u64), Errno> {
+/// interval). An absolute `value` is a deadline in ns since boot;
+/// `missed` periods had already passed before it (they count as
+/// overruns at the first expiry).
+pub fn set(pid: u32, which: Which, value: u64, interval: u64, absolute: bool, missed: u64) -> Result<(u64, u64), Errno> {
     let now = framekernel::time::now_ns();
     let mut timers = TIMERS.lock();
     let notify = match which {
@@ -193,7 +200,7 @@ pub fn set(pid: u32, which: Which, value: u64, interval: u64, absolute: bool) ->
         timers.remove(&(pid, which));
     } else {
         let interval = if deadline == 0 { 0 } else { interval };
-        timers.insert((pid, which), Timer { deadline, interval, notify, overrun, clock });
+        timers.insert((pid, which), Timer { deadline, interval, notify, overrun, carried: if deadline == 0 { 0 } else { missed }, clock });
     }
     recompute(&timers);
     drop(timers);
@@ -228,7 +235,7 @@ pub fn create(pid: u32, clock: u32, notify: impl FnOnce(u32) -> Notify) -> Resul
         return Err(Errno::EAGAIN);
     }
     let id = (0u32..).find(|id| !used.contains(id)).ok_or(Errno::EAGAIN)?;
-    timers.insert((pid, Which::Posix(id)), Timer { deadline: 0, interval: 0, notify: notify(id), overrun: 0, clock });
+    timers.insert((pid, Which::Posix(id)), Timer { deadline: 0, interval: 0, notify: notify(id), overrun: 0, carried: 0, clock });
     Ok(id)
 }
 

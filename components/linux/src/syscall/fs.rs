@@ -70,6 +70,11 @@ fn init_owner(who: &Identity, parent: &Metadata, node: &NodeRef) {
 /// Reads a path argument.
 pub(super) fn path_arg(p: &Process, addr: u64) -> Result<String, Errno> {
     let bytes = p.memory.read_c_string(addr, tessera_vfs::MAX_PATH)?;
+    // Linux's getname: a path with no NUL in its first PATH_MAX bytes
+    // is too long, before any directory is looked at.
+    if bytes.len() >= tessera_vfs::MAX_PATH {
+        return Err(Errno::ENAMETOOLONG);
+    }
     String::from_utf8(bytes).map_err(|_| Errno::EINVAL)
 }
 
@@ -279,7 +284,17 @@ pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u
     Ok(done)
 }
 
+/// `AT_NO_AUTOMOUNT`: accepted by the stat calls; nothing here automounts.
+const AT_NO_AUTOMOUNT: u64 = 0x800;
+/// `AT_STATX_SYNC_TYPE`: statx's sync bits (both set is invalid).
+const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+/// `STATX__RESERVED`: a mask bit kept for future extension.
+const STATX_RESERVED: u64 = 0x8000_0000;
+
 pub(super) fn newfstatat(p: &mut Process, dirfd: u64, path: u64, buf: u64, flags: u64) -> SysResult {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
     let name = path_arg(p, path)?;
     let meta = if name.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != AT_FDCWD {
         p.files.get(dirfd)?.stat()
@@ -290,7 +305,13 @@ pub(super) fn newfstatat(p: &mut Process, dirfd: u64, path: u64, buf: u64, flags
     Ok(0)
 }
 
-pub(super) fn statx(p: &mut Process, dirfd: u64, path: u64, flags: u64, buf: u64) -> SysResult {
+pub(super) fn statx(p: &mut Process, dirfd: u64, path: u64, flags: u64, mask: u64, buf: u64) -> SysResult {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE) != 0
+        || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+        || mask & STATX_RESERVED != 0
+    {
+        return Err(Errno::EINVAL);
+    }
     let name = path_arg(p, path)?;
     let meta = if name.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != AT_FDCWD {
         p.files.get(dirfd)?.stat()
@@ -459,6 +480,9 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
             inotify::dir_event(from.node(), from_name, mask::MOVED_FROM, cookie, dir);
             inotify::dir_event(to.node(), to_name, mask::MOVED_TO, cookie, dir);
         }
+        if core::ptr::addr_eq(Arc::as_ptr(old_parent.node()), Arc::as_ptr(new_parent.node())) {
+            inotify::renamed_within(old_parent.node());
+        }
         return Ok(0);
     }
     if flags & RENAME_NOREPLACE != 0 && new_parent.node().lookup(&new_name).is_ok() {
@@ -479,6 +503,9 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
         let cookie = inotify::cookie();
         inotify::dir_event(old_parent.node(), &old_name, mask::MOVED_FROM, cookie, dir);
         inotify::dir_event(new_parent.node(), &new_name, mask::MOVED_TO, cookie, dir);
+        if core::ptr::addr_eq(Arc::as_ptr(old_parent.node()), Arc::as_ptr(new_parent.node())) {
+            inotify::renamed_within(old_parent.node());
+        }
         inotify::self_event(&node, mask::MOVE_SELF);
         if let Some(victim) = victim {
             let meta = victim.metadata();
@@ -648,6 +675,9 @@ fn chown_node(p: &Process, location: &Location, uid: u64, gid: u64) -> SysResult
 }
 
 pub(super) fn fchownat(p: &mut Process, dirfd: u64, path: u64, uid: u64, gid: u64, flags: u64) -> SysResult {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
     let name = path_arg(p, path)?;
     chown_node(p, &lookup(p, dirfd, &name, flags)?, uid, gid)
 }

@@ -354,12 +354,18 @@ pub(super) fn dup(p: &mut Process, fd: u64) -> SysResult {
 }
 
 pub(super) fn dup3(p: &mut Process, old: u64, new: u64, flags: u64, allow_same: bool) -> SysResult {
-    let file = p.files.get(old)?;
-    if old == new {
-        return if allow_same { Ok(new) } else { Err(Errno::EINVAL) };
-    }
+    // Linux's order (fs/file.c ksys_dup3): flags, then the same
+    // descriptor twice (EINVAL for dup3 even when it is not open),
+    // then the descriptors themselves.
     if flags & !O_CLOEXEC != 0 {
         return Err(Errno::EINVAL);
+    }
+    if old == new && !allow_same {
+        return Err(Errno::EINVAL);
+    }
+    let file = p.files.get(old)?;
+    if old == new {
+        return Ok(new);
     }
     p.files.put(new, file, flags & O_CLOEXEC != 0)
 }

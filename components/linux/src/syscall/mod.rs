@@ -343,7 +343,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::OPENAT => fs::openat(p, a[0], a[1], a[2], a[3]),
         nr::STAT => fs::newfstatat(p, CWD, a[0], a[1], 0),
         nr::LSTAT => fs::newfstatat(p, CWD, a[0], a[1], 0x100),
-        nr::STATX => fs::statx(p, a[0], a[1], a[2], a[4]),
+        nr::STATX => fs::statx(p, a[0], a[1], a[2], a[3] & 0xffff_ffff, a[4]),
         nr::LSEEK => fs::lseek(p, a[0], a[1], a[2]),
         nr::PREAD64 => fs::pread64(p, a[0], a[1], a[2], a[3]),
         nr::PWRITE64 => fs::pwrite64(p, a[0], a[1], a[2], a[3]),

@@ -27,6 +27,7 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
             return Err(Errno::EINVAL);
         }
         let thread = p.new_thread(flags & CLONE_FILES != 0)?;
+        thread.sync_signal_state();
         return start_child(p, thread, ctx, flags, stack, ptid, ctid, tls);
     }
     if flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0 {
@@ -39,6 +40,7 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
         return Err(Errno::EINVAL); // init's siblings would have no parent
     }
     let child = p.fork()?;
+    child.sync_signal_state();
     if flags & CLONE_PARENT != 0 {
         // A sibling: the caller's parent is the child's (and is told when it ends).
         child.info.set_ppid(p.info.ppid());
@@ -253,6 +255,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     fresh.regs.rsp = loaded.sp;
     *ctx = fresh;
     p.signals.reset_for_exec();
+    p.sync_signal_state();
     p.files.close_on_exec();
     p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
     p.thread.set_comm(p.name);

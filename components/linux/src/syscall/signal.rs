@@ -31,7 +31,7 @@ pub(super) fn rt_sigaction(p: &mut Process, sig: u64, act: u64, old: u64, size: 
     }
     if let Some(mut new) = new {
         new.mask &= !UNBLOCKABLE;
-        p.signals.actions.set(sig, new);
+        p.set_signal_action(sig, new);
     }
     Ok(0)
 }
@@ -59,7 +59,7 @@ pub(super) fn rt_sigprocmask(p: &mut Process, how: u64, set: u64, old: u64, size
             1 => p.signals.mask & !set,
             _ => set,
         };
-        p.signals.mask = mask & !UNBLOCKABLE;
+        p.set_signal_mask(mask);
     }
     Ok(0)
 }
@@ -92,7 +92,7 @@ pub(super) fn rt_sigsuspend(p: &mut Process, set: u64, size: u64) -> SysResult {
     p.memory.read(set, &mut bytes)?;
     let temporary = u64::from_le_bytes(bytes) & !UNBLOCKABLE;
     p.signals.restore_mask = Some(p.signals.mask);
-    p.signals.mask = temporary;
+    p.set_signal_mask(temporary);
     wait_for_signal(p);
     Err(Errno::EINTR)
 }
@@ -201,7 +201,7 @@ fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResul
     }
     if sig != 0 {
         let uid = u64::from(p.info.credentials().ruid);
-        thread.send_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) | uid << 32, value: 0 }); // SI_TKILL
+        thread.queue_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) | uid << 32, value: 0 }, owner.signal_quota())?; // SI_TKILL
     }
     Ok(0)
 }
@@ -295,11 +295,11 @@ pub(super) fn rt_sigqueueinfo(p: &mut Process, tgid: u64, tid: Option<u64>, sig:
         return Err(Errno::EPERM);
     }
     match tid {
-        None if sig != 0 => group.send_signal(sig, info),
+        None if sig != 0 => group.queue_signal(sig, info)?,
         Some(tid) => {
             let thread = process::lookup_thread(tid as u32).filter(|_| group.has_thread(tid as u32)).ok_or(Errno::ESRCH)?;
             if sig != 0 {
-                thread.send_signal(sig, info);
+                thread.queue_signal(sig, info, group.signal_quota())?;
             }
         }
         None => {}
@@ -352,7 +352,7 @@ pub(super) fn pidfd_send_signal(p: &mut Process, fd: u64, sig: u64, info: u64, f
         return Err(Errno::EPERM);
     }
     if sig != 0 {
-        target.send_signal(sig, info);
+        target.queue_signal(sig, info)?;
     }
     Ok(0)
 }

@@ -20,7 +20,7 @@ fn which(kind: u64) -> Result<Which, Errno> {
 /// the nearest second, at least 1 while armed, as Linux).
 pub(super) fn alarm(p: &mut Process, seconds: u64) -> SysResult {
     let seconds = seconds as u32; // the argument is an unsigned int
-    let (left, _) = timers::set(p.info.pid, Which::Real, u64::from(seconds) * NS_PER_SEC, 0, false)?;
+    let (left, _) = timers::set(p.info.pid, Which::Real, u64::from(seconds) * NS_PER_SEC, 0, false, 0)?;
     let mut secs = left / NS_PER_SEC;
     let usec = left % NS_PER_SEC / 1000;
     if usec >= 500_000 || (secs == 0 && usec > 0) {
@@ -73,7 +73,7 @@ pub(super) fn getitimer(p: &mut Process, kind: u64, out: u64) -> SysResult {
 pub(super) fn setitimer(p: &mut Process, kind: u64, new: u64, old: u64) -> SysResult {
     let which = which(kind)?;
     let (interval, value) = if new == 0 { (0, 0) } else { read_time_pair(p, new, TIMEVAL)? };
-    let previous = timers::set(p.info.pid, which, value, interval, false)?;
+    let previous = timers::set(p.info.pid, which, value, interval, false, 0)?;
     if old != 0 {
         write_time_pair(p, old, previous, TIMEVAL)?;
     }
@@ -138,17 +138,27 @@ fn timer_id(id: u64) -> Result<u32, Errno> {
 pub(super) fn timer_settime(p: &mut Process, id: u64, flags: u64, new: u64, old: u64) -> SysResult {
     let id = timer_id(id)?;
     timers::get(p.info.pid, Which::Posix(id))?; // EINVAL for an unknown timer, first
+    if new == 0 {
+        return Err(Errno::EINVAL); // Linux: no new setting is invalid, not a fault
+    }
     let (interval, mut value) = read_time_pair(p, new, TIMESPEC)?;
     let absolute = flags & TIMER_ABSTIME != 0 && value != 0;
+    let mut missed = 0;
     if absolute {
         // The absolute time is on the timer's clock; deadlines are on the
         // boot clock. (A REALTIME clock set later does not move it.)
         let offset = framekernel::time::realtime_ns().saturating_sub(framekernel::time::now_ns());
         if timers::clock_of(p.info.pid, id) == Some(0) {
+            if value < offset && interval > 0 {
+                // A deadline before boot: the periods since then have
+                // been missed already (timer_getoverrun counts them).
+                missed = (offset - value) / interval + 1;
+                value = value.saturating_add(missed.saturating_mul(interval));
+            }
             value = value.saturating_sub(offset).max(1);
         }
     }
-    let previous = timers::set(p.info.pid, Which::Posix(id), value, interval, absolute)?;
+    let previous = timers::set(p.info.pid, Which::Posix(id), value, interval, absolute, missed)?;
     if old != 0 {
         write_time_pair(p, old, previous, TIMESPEC)?;
     }
@@ -276,6 +286,11 @@ pub(super) fn adjtimex(p: &mut Process, buf: u64) -> SysResult {
     let i64_at = |at: usize| i64::from_le_bytes(raw.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
     let i32_at = |at: usize| i32::from_le_bytes(raw.get(at..at + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
     let modes = i32_at(0) as u32;
+    // ADJ_ADJTIME (0x8000) is only meaningful with the single-shot
+    // offset bit (0x0001): Linux's timekeeping_validate_timex, first.
+    if modes & 0x8000 != 0 && modes & 0x0001 == 0 {
+        return Err(Errno::EINVAL);
+    }
     if modes != 0 && modes != ADJ_OFFSET_SS_READ && !p.info.credentials().is_root() {
         return Err(Errno::EPERM);
     }
