@@ -136,7 +136,7 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
                         let command = alloc::format!("{RCS_LINE}exec /bin/sh {script}");
                         match programs::run("/", "/bin/sh", &["-c", &command]) {
                             Ok(tessera_linux::Outcome::Exited(code)) => u32::from(code),
-                            Ok(tessera_linux::Outcome::Killed(signal)) => 128 + u32::from(signal),
+                            Ok(tessera_linux::Outcome::Killed(signal) | tessera_linux::Outcome::Dumped(signal)) => 128 + u32::from(signal),
                             Err(why) => {
                                 println!("tessera: {why}");
                                 127

@@ -48,6 +48,7 @@ pub fn describe(outcome: Outcome) -> String {
     match outcome {
         Outcome::Exited(code) => alloc::format!("exited with status {code}"),
         Outcome::Killed(signal) => alloc::format!("killed by signal {signal}"),
+        Outcome::Dumped(signal) => alloc::format!("killed by signal {signal} (core dumped)"),
     }
 }
 

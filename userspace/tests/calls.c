@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -785,12 +786,39 @@ static void read_only_mount(void) {
     CHECK(umount(dir) == 0 && rmdir(dir) == 0);
 }
 
+#ifndef RNDGETENTCNT
+#define RNDGETENTCNT 0x80045200 /* <linux/random.h>, absent from musl's tree */
+#endif
+
+/* /dev/urandom's entropy count matches /proc (LTP ioctl07); CPUID
+ * faulting is not offered (ARCH_GET_CPUID 1, ARCH_SET_CPUID ENODEV). */
+static void entropy_and_cpuid(void) {
+    int fd = open("/dev/urandom", O_RDONLY);
+    int count = -1, proc = -2;
+    CHECK(fd >= 0 && ioctl(fd, RNDGETENTCNT, &count) == 0 && count > 0);
+    FILE *f = fopen("/proc/sys/kernel/random/entropy_avail", "r");
+    CHECK(f && fscanf(f, "%d", &proc) == 1 && proc - count <= 2 && count - proc <= 2);
+    if (f) fclose(f);
+    close(fd);
+    int cpuinfo_fault = 0;
+    f = fopen("/proc/cpuinfo", "r");
+    char line[4096];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "flags", 5) && strstr(line, " cpuid_fault")) cpuinfo_fault = 1;
+    if (f) fclose(f);
+    if (!cpuinfo_fault) {
+        CHECK(syscall(SYS_arch_prctl, 0x1011 /* ARCH_GET_CPUID */, 0) == 1);
+        CHECK_ERR(syscall(SYS_arch_prctl, 0x1012 /* ARCH_SET_CPUID */, 0), ENODEV);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc == 1 && argv[0][0] == 0) return 42; /* the empty-argv exec */
     if (argc > 1 && strcmp(argv[1], "--pause") == 0) {
         pause();
         return 0;
     }
+    entropy_and_cpuid();
     linux_rules(argv[0][0] == '/' ? argv[0] : realpath(argv[0], NULL));
     read_only_mount();
     events();

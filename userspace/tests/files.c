@@ -2,12 +2,15 @@
  * listing, links, symlinks, renames, permissions, times, the working
  * directory, device files; and the errors for each misuse. Works in a
  * fresh directory under /tmp. */
+#define _GNU_SOURCE
 #include "tessera_test.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -44,6 +47,36 @@ static void exchange(void) {
     CHECK_ERR(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "no-such", RENAME_EXCHANGE), ENOENT);
     CHECK_ERR(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "swap-d", RENAME_EXCHANGE | RENAME_NOREPLACE), EINVAL);
     CHECK(unlink("swap-d") == 0 && rmdir("swap-a") == 0);
+}
+
+/* O_PATH descriptors name a file for *at calls and fstat, and refuse
+ * I/O-style calls (EBADF); readlinkat with an empty path reads the
+ * link a descriptor was opened on. */
+static void o_path_and_links(void) {
+    CHECK(symlink("target-of-link", "a-link") == 0);
+    int fd = open("a-link", O_PATH | O_NOFOLLOW);
+    CHECK(fd >= 0);
+    char buf[64] = {0};
+    CHECK(readlinkat(fd, "", buf, sizeof buf) == 14 && memcmp(buf, "target-of-link", 14) == 0);
+    int dir = open(".", O_PATH | O_DIRECTORY);
+    CHECK_ERR(readlinkat(dir, "", buf, sizeof buf), ENOENT);
+    int file = open("o-path-file", O_CREAT | O_WRONLY, 0644);
+    CHECK(file >= 0 && write(file, "data", 4) == 4);
+    close(file);
+    file = open("o-path-file", O_PATH);
+    int n = 0;
+    CHECK_ERR(ioctl(file, FIONREAD, &n), EBADF);
+    CHECK_ERR(lseek(file, 0, SEEK_SET), EBADF);
+    CHECK_ERR(syscall(SYS_readahead, file, 0, 4096), EBADF);
+    CHECK_ERR(flock(file, LOCK_SH), EBADF);
+    struct stat st;
+    CHECK(fstat(file, &st) == 0 && st.st_size == 4);
+    CHECK(fcntl(file, F_GETFD) == 0);
+    close(file);
+    close(dir);
+    close(fd);
+    unlink("o-path-file");
+    unlink("a-link");
 }
 
 int main(void) {
@@ -180,6 +213,8 @@ int main(void) {
     CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
     struct statfs sfs;
     CHECK(statfs(".", &sfs) == 0 && sfs.f_bsize > 0);
+
+    o_path_and_links();
 
     /* clean up */
     CHECK(unlink("loop-a") == 0 && unlink("loop-b") == 0 && unlink("link") == 0);

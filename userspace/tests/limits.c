@@ -213,7 +213,48 @@ static void names(void) {
     CHECK(setdomainname(old, strlen(old)) == 0);
 }
 
+/* Touches `mib` MiB of fresh memory. */
+static void touch_mib(int mib) {
+    volatile char *m = malloc((size_t)mib << 20);
+    if (!m) _exit(50);
+    for (size_t i = 0; i < ((size_t)mib << 20); i += 4096) m[i] = 1;
+    free((void *)m);
+}
+
+/* ru_maxrss: the peak resident set, kept after memory is freed; the
+ * children's is the largest of those waited for, grandchildren
+ * included; a new child starts with none. */
+static void maxrss(void) {
+    struct rusage ru;
+    pid_t kid = fork();
+    if (kid == 0) {
+        touch_mib(48);
+        struct rusage mine;
+        getrusage(RUSAGE_SELF, &mine);
+        _exit(mine.ru_maxrss >= 48 * 1024 ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(waitpid(kid, &status, 0) == kid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(getrusage(RUSAGE_CHILDREN, &ru) == 0 && ru.ru_maxrss >= 48 * 1024 && ru.ru_maxrss < 200 * 1024);
+    kid = fork();
+    if (kid == 0) {
+        struct rusage none;
+        getrusage(RUSAGE_CHILDREN, &none);
+        if (none.ru_maxrss != 0) _exit(2);
+        pid_t grandchild = fork();
+        if (grandchild == 0) {
+            touch_mib(80);
+            _exit(0);
+        }
+        waitpid(grandchild, NULL, 0);
+        _exit(0);
+    }
+    CHECK(waitpid(kid, &status, 0) == kid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(getrusage(RUSAGE_CHILDREN, &ru) == 0 && ru.ru_maxrss >= 80 * 1024);
+}
+
 int main(void) {
+    maxrss();
     policies();
     nofile();
     fsize();

@@ -93,6 +93,11 @@ static void locking(void) {
     CHECK(before >= 0);
     CHECK(mlock(m, 3 * page) == 0 && locked_kb() == before + 12);
     CHECK(munlock(m + page, page) == 0 && locked_kb() == before + 8);
+    /* Locked memory cannot be dropped or invalidated (LTP madvise02,
+     * msync03); the unlocked page can. */
+    CHECK_ERR(madvise(m, page, MADV_DONTNEED), EINVAL);
+    CHECK_ERR(msync(m, page, MS_INVALIDATE), EBUSY);
+    CHECK(madvise(m + page, page, MADV_DONTNEED) == 0);
     fflush(stdout);
     pid_t child = fork();
     if (child == 0) _exit(locked_kb() == 0 ? 0 : 1);

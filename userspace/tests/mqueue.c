@@ -7,6 +7,7 @@
 #include <mqueue.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -146,6 +147,24 @@ static void tunables(void) {
     fd = open(path, O_WRONLY | O_TRUNC);
     CHECK_ERR(write(fd, "many\n", 5), EINVAL);
     close(fd);
+    /* No descriptor left (RLIMIT_NOFILE 0): EMFILE, and no queue made. */
+    pid_t kid = fork();
+    if (kid == 0) {
+        struct rlimit none = {0, 1024};
+        setrlimit(RLIMIT_NOFILE, &none);
+        errno = 0;
+        int bad = mq_open(name, O_CREAT | O_RDWR, 0600, NULL) != -1 || errno != EMFILE;
+        none.rlim_cur = 1024;
+        setrlimit(RLIMIT_NOFILE, &none);
+        errno = 0;
+        bad |= mq_open(name, O_RDWR) != -1 || errno != ENOENT;
+        _exit(bad);
+    }
+    int status = -1;
+    CHECK(waitpid(kid, &status, 0) == kid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The request is checked before the descriptor. */
+    struct sigevent bad = {.sigev_notify = -1};
+    CHECK_ERR(mq_notify(0, &bad), EINVAL);
 }
 
 int main(void) {

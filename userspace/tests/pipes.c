@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -112,7 +114,69 @@ static void signal_driven(void) {
     close(fds[1]);
 }
 
+/* A new pipe of an unprivileged user gets at most pipe-max-size; root
+ * (CAP_SYS_RESOURCE) gets the full 64 KiB (LTP fcntl35). */
+static void default_capacity(void) {
+    if (geteuid() != 0) return;
+    FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+    long saved = 0;
+    CHECK(f && fscanf(f, "%ld", &saved) == 1);
+    if (f) fclose(f);
+    f = fopen("/proc/sys/fs/pipe-max-size", "w");
+    CHECK(f && fprintf(f, "4096\n") > 0);
+    if (f) fclose(f);
+    /* Root's share depends on CAP_SYS_RESOURCE (a container may lack it). */
+    unsigned long long eff = 0;
+    char line[256];
+    f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "CapEff:", 7)) eff = strtoull(line + 7, NULL, 16);
+    if (f) fclose(f);
+    int fds[2];
+    CHECK(pipe(fds) == 0 && fcntl(fds[1], F_GETPIPE_SZ) == ((eff >> 24) & 1 ? 65536 : 4096));
+    close(fds[0]);
+    close(fds[1]);
+    pid_t kid = fork();
+    if (kid == 0) {
+        if (setuid(1000) != 0 || pipe(fds) != 0) _exit(2);
+        _exit(fcntl(fds[1], F_GETPIPE_SZ) == 4096 ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(waitpid(kid, &status, 0) == kid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    f = fopen("/proc/sys/fs/pipe-max-size", "w");
+    CHECK(f && fprintf(f, "%ld\n", saved) > 0);
+    if (f) fclose(f);
+}
+
+/* epoll instances nest at most five deep (LTP epoll_ctl04). */
+static void epoll_depth(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    int inner = fds[0];
+    struct epoll_event ev = {.events = EPOLLIN};
+    for (int depth = 0; depth < 5; depth++) {
+        int ep = epoll_create1(0);
+        ev.data.fd = inner;
+        CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, inner, &ev) == 0);
+        inner = ep;
+    }
+    int top = epoll_create1(0);
+    ev.data.fd = inner;
+    errno = 0;
+    CHECK(epoll_ctl(top, EPOLL_CTL_ADD, inner, &ev) == -1 && (errno == EINVAL || errno == ELOOP));
+    /* Five levels work: data in the pipe shows at the top. */
+    CHECK(write(fds[1], "x", 1) == 1);
+    struct epoll_event got;
+    CHECK(epoll_wait(inner, &got, 1, 0) == 1);
+    close(top);
+    for (int fd = inner; fd > fds[1]; fd--) close(fd);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void) {
+    default_capacity();
+    epoll_depth();
     signal_driven();
     blocked_writers();
     int fds[2];

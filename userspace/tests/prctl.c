@@ -46,6 +46,17 @@ static void options(void) {
     CHECK(f && fscanf(f, "%ld", &slack) == 1 && slack == 200000);
     if (f) fclose(f);
     CHECK(prctl(PR_SET_TIMERSLACK, 0) == 0 && prctl(PR_GET_TIMERSLACK) == 50000);
+    /* A child's default slack is its creator's current one. */
+    CHECK(prctl(PR_SET_TIMERSLACK, 70000) == 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        long now = prctl(PR_GET_TIMERSLACK);
+        prctl(PR_SET_TIMERSLACK, 0);
+        _exit(now == 70000 && prctl(PR_GET_TIMERSLACK) == 70000 ? 0 : 1);
+    }
+    int kid_status = -1;
+    CHECK(waitpid(kid, &kid_status, 0) == kid && WIFEXITED(kid_status) && WEXITSTATUS(kid_status) == 0);
+    CHECK(prctl(PR_SET_TIMERSLACK, 0) == 0 && prctl(PR_GET_TIMERSLACK) == 50000);
     CHECK_ERR(prctl(PR_SET_NO_NEW_PRIVS, 0, 0, 0, 0), EINVAL);
     CHECK_ERR(prctl(PR_GET_NO_NEW_PRIVS, 1, 0, 0, 0), EINVAL);
     CHECK(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 0);

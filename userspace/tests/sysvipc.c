@@ -89,7 +89,50 @@ static void queues(void) {
     CHECK(msgctl(a, IPC_RMID, NULL) == 0);
 }
 
+/* Waits until semctl(cmd) of semaphore `num` reads `want` (at most ~5 s). */
+static int wait_count(int s, int num, int cmd, int want) {
+    for (int i = 0; i < 500; i++) {
+        if (semctl(s, num, cmd) == want) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* GETNCNT and GETZCNT count the processes blocked on a semaphore, by the
+ * operation that blocks them (LTP semctl01). */
+static void waiter_counts(void) {
+    int s = semget(IPC_PRIVATE, 2, IPC_CREAT | 0600);
+    CHECK(s >= 0);
+    CHECK(semctl(s, 1, SETVAL, (union semun){.val = 1}) == 0);
+    CHECK(semctl(s, 0, GETNCNT) == 0 && semctl(s, 1, GETZCNT) == 0);
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            /* Two wait for semaphore 0 to grow, one for semaphore 1 to be 0. */
+            struct sembuf op = i < 2 ? (struct sembuf){0, -1, 0} : (struct sembuf){1, 0, 0};
+            _exit(semop(s, &op, 1) == 0 ? 0 : 1);
+        }
+    }
+    CHECK(wait_count(s, 0, GETNCNT, 2));
+    CHECK(wait_count(s, 1, GETZCNT, 1));
+    CHECK(semctl(s, 1, GETNCNT) == 0 && semctl(s, 0, GETZCNT) == 0);
+    /* One unit for semaphore 0 lets one waiter go. */
+    struct sembuf up = {0, 1, 0};
+    CHECK(semop(s, &up, 1) == 0);
+    CHECK(wait_count(s, 0, GETNCNT, 1));
+    CHECK(semctl(s, 0, SETVAL, (union semun){.val = 1}) == 0);
+    CHECK(semctl(s, 1, SETVAL, (union semun){.val = 0}) == 0);
+    for (int i = 0; i < 3; i++) {
+        int status = -1;
+        CHECK(waitpid(kids[i], &status, 0) == kids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(semctl(s, 0, GETNCNT) == 0 && semctl(s, 1, GETZCNT) == 0);
+    semctl(s, 0, IPC_RMID);
+}
+
 static void semaphores(void) {
+    waiter_counts();
     int s = semget(IPC_PRIVATE, 3, IPC_CREAT | 0600);
     CHECK(s >= 0);
     CHECK(semctl(s, 0, SETVAL, (union semun){.val = 2}) == 0 && semctl(s, 0, GETVAL) == 2);
@@ -248,6 +291,13 @@ static void copies_and_locks(void) {
     long next = 0;
     CHECK(f && fscanf(f, "%ld", &next) == 1 && next == -1);
     if (f) fclose(f);
+    /* An id in use: the next free one after it (LTP msgget05). */
+    f = fopen("/proc/sys/kernel/msg_next_id", "w");
+    CHECK(f && fprintf(f, "%d\n", chosen) > 0);
+    if (f) fclose(f);
+    int after = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    CHECK(after >= 0 && after != chosen);
+    msgctl(after, IPC_RMID, NULL);
     msgctl(chosen, IPC_RMID, NULL);
     /* /proc/sysvipc/shm lists a segment: key, id, size. */
     int seg = shmget(0x5e55, 8192, IPC_CREAT | 0640);

@@ -7,6 +7,7 @@ extern crate alloc;
 
 pub mod block;
 pub mod cellctl;
+pub mod coredump;
 pub mod epoll;
 pub mod errno;
 pub mod exec;

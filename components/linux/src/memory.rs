@@ -48,6 +48,19 @@ impl Prot {
     }
 }
 
+/// A piece of the address space in a core dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpPiece {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// ELF `PF_*` bits: read 4, write 2, execute 1.
+    pub flags: u32,
+    /// Whether the bytes are in the dump (else they read as zeros).
+    pub contents: bool,
+}
+
 /// The kind of access that needs a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -198,6 +211,8 @@ pub struct AddressSpace {
     wipe_on_fork: BTreeMap<u64, u64>,
     /// `mlockall(MCL_FUTURE)`: new areas start locked.
     lock_future: bool,
+    /// Most pages resident at once so far (`ru_maxrss`).
+    hiwater: usize,
 }
 
 fn page_down(addr: u64) -> u64 {
@@ -220,6 +235,7 @@ impl AddressSpace {
             dirty: BTreeSet::new(),
             wipe_on_fork: BTreeMap::new(),
             lock_future: false,
+            hiwater: 0,
         })
     }
 
@@ -689,6 +705,59 @@ impl AddressSpace {
     /// Makes sure the page containing `addr` is backed, if an area allows
     /// the access (`write` for a write). Returns false for a bad access.
     pub fn populate(&mut self, addr: u64, access: Access) -> Populate {
+        let result = self.populate_page(addr, access);
+        self.hiwater = self.hiwater.max(self.space.page_count());
+        result
+    }
+
+    /// What a core dump shows (see `crate::coredump`): the areas in
+    /// address order, cut into runs of resident pages (with contents) and
+    /// the gaps between them (zeros, no contents); areas that cannot be
+    /// read have no contents. At most `max` pieces: past that, the rest
+    /// of the address space is left out.
+    pub fn dump_plan(&self, max: usize) -> alloc::vec::Vec<DumpPiece> {
+        let resident: alloc::vec::Vec<u64> = self.space.pages().map(|(page, _)| page).collect();
+        let mut plan = alloc::vec::Vec::new();
+        for (&start, area) in &self.areas {
+            let flags = u32::from(area.prot.read) << 2 | u32::from(area.prot.write) << 1 | u32::from(area.prot.exec);
+            if !area.prot.read {
+                plan.push(DumpPiece { start, end: area.end, flags, contents: false });
+                continue;
+            }
+            let mut at = start;
+            let first = resident.partition_point(|&page| page < start);
+            let mut pages = resident.get(first..).unwrap_or(&[]).iter().copied().take_while(|&page| page < area.end).peekable();
+            while at < area.end && plan.len() < max {
+                match pages.peek().copied() {
+                    Some(page) if page == at => {
+                        let mut end = at;
+                        while pages.peek() == Some(&end) {
+                            pages.next();
+                            end += PAGE;
+                        }
+                        plan.push(DumpPiece { start: at, end, flags, contents: true });
+                        at = end;
+                    }
+                    next => {
+                        let end = next.unwrap_or(area.end).min(area.end);
+                        plan.push(DumpPiece { start: at, end, flags, contents: false });
+                        at = end;
+                    }
+                }
+            }
+            if plan.len() >= max {
+                break;
+            }
+        }
+        plan
+    }
+
+    /// The most pages resident at once so far.
+    pub fn peak_resident_pages(&self) -> usize {
+        self.hiwater.max(self.space.page_count())
+    }
+
+    fn populate_page(&mut self, addr: u64, access: Access) -> Populate {
         let page = page_down(addr);
         if self.area_at(addr).is_none() {
             self.grow_down_to(page);
@@ -840,6 +909,7 @@ impl AddressSpace {
             }
         }
         copy.dirty = self.dirty.clone();
+        copy.hiwater = copy.space.page_count();
         Ok(copy)
     }
 

@@ -62,8 +62,10 @@ pub struct PipeEnd {
 }
 
 /// Makes a pipe; returns (read end, write end).
-pub fn pipe(nonblocking: bool) -> (Arc<dyn File>, Arc<dyn File>) {
-    let pipe = Pipe::new();
+/// `privileged` (CAP_SYS_RESOURCE): the default capacity even when
+/// `pipe-max-size` is smaller.
+pub fn pipe(nonblocking: bool, privileged: bool) -> (Arc<dyn File>, Arc<dyn File>) {
+    let pipe = Pipe::new(privileged);
     let read = pipe.open_end(true, false, nonblocking, None);
     let write = pipe.open_end(false, true, nonblocking, None);
     (read, write)
@@ -80,7 +82,7 @@ const O_ASYNC: u32 = 0o20000;
 
 /// Opens the FIFO `node` with `open(2)` `flags`; waits for the other side
 /// as Linux does, giving up with EINTR when `interrupted()`.
-pub fn open_fifo(node: &NodeRef, flags: u64, interrupted: &dyn Fn() -> bool) -> Result<Arc<dyn File>, Errno> {
+pub fn open_fifo(node: &NodeRef, flags: u64, interrupted: &dyn Fn() -> bool, privileged: bool) -> Result<Arc<dyn File>, Errno> {
     let key = Arc::as_ptr(node) as *const () as usize;
     let pipe = {
         let mut fifos = FIFOS.lock();
@@ -88,7 +90,7 @@ pub fn open_fifo(node: &NodeRef, flags: u64, interrupted: &dyn Fn() -> bool) -> 
         match fifos.get(&key).and_then(|(_, pipe)| pipe.upgrade()) {
             Some(pipe) => pipe,
             None => {
-                let pipe = Pipe::new();
+                let pipe = Pipe::new(privileged);
                 fifos.insert(key, (node.clone(), Arc::downgrade(&pipe)));
                 pipe
             }
@@ -119,14 +121,18 @@ pub fn open_fifo(node: &NodeRef, flags: u64, interrupted: &dyn Fn() -> bool) -> 
 }
 
 impl Pipe {
-    fn new() -> Arc<Pipe> {
+    /// A new pipe: 64 KiB, or `pipe-max-size` if that is smaller and the
+    /// creator is not privileged (Linux's `alloc_pipe_info`).
+    fn new(privileged: bool) -> Arc<Pipe> {
+        let max = PIPE_MAX_SIZE.load(Ordering::Relaxed);
+        let capacity = if privileged || max >= PIPE_CAPACITY { PIPE_CAPACITY } else { (max / 4096).max(1) * 4096 };
         Arc::new(Pipe {
             buffer: Mutex::new(VecDeque::new()),
             readers: AtomicUsize::new(0),
             writers: AtomicUsize::new(0),
             read_opens: AtomicUsize::new(0),
             write_opens: AtomicUsize::new(0),
-            capacity: AtomicUsize::new(PIPE_CAPACITY),
+            capacity: AtomicUsize::new(capacity),
             ends: SpinLock::new(alloc::vec::Vec::new()),
             async_ends: AtomicUsize::new(0),
             changed: WaitQueue::new(),

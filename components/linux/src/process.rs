@@ -34,14 +34,17 @@ pub enum Outcome {
     Exited(u8),
     /// Killed by a signal.
     Killed(u8),
+    /// Killed by a signal, after writing a core file.
+    Dumped(u8),
 }
 
 impl Outcome {
-    /// The `wait4` status word.
+    /// The `wait4` status word (0x80: core dumped).
     pub fn wait_status(self) -> u32 {
         match self {
             Outcome::Exited(code) => u32::from(code) << 8,
             Outcome::Killed(sig) => u32::from(sig),
+            Outcome::Dumped(sig) => u32::from(sig) | 0x80,
         }
     }
 }
@@ -115,6 +118,8 @@ pub struct PrctlState {
     pub keepcaps: bool,
     /// `PR_SET_TIMERSLACK`, ns.
     pub timerslack_ns: u64,
+    /// What `PR_SET_TIMERSLACK` 0 restores: the creating thread's slack.
+    pub default_timerslack_ns: u64,
     /// `PR_SET_CHILD_SUBREAPER`: orphaned descendants come here, not to
     /// process 1. Not inherited.
     pub subreaper: bool,
@@ -142,6 +147,7 @@ impl Default for PrctlState {
             dumpable: true,
             keepcaps: false,
             timerslack_ns: DEFAULT_TIMERSLACK_NS,
+            default_timerslack_ns: DEFAULT_TIMERSLACK_NS,
             subreaper: false,
             no_new_privs: false,
             thp_disable: false,
@@ -153,7 +159,7 @@ impl Default for PrctlState {
 impl PrctlState {
     /// What a child created by `fork` starts with.
     pub fn for_child(self) -> Self {
-        Self { pdeathsig: 0, subreaper: false, ..self }
+        Self { pdeathsig: 0, subreaper: false, default_timerslack_ns: self.timerslack_ns, ..self }
     }
 }
 
@@ -449,11 +455,82 @@ pub struct Credentials {
     pub fsgid: u32,
     /// Supplementary groups.
     pub groups: Arc<[u32]>,
+    /// Capability sets (bit N: capability N): what privileged checks use.
+    pub caps: Caps,
+}
+
+/// A process's capability sets, changed as Linux's commoncap changes
+/// them: with the uids (a process whose uids all leave 0 loses its
+/// permitted and effective sets unless it asked to keep them; the
+/// effective set follows the effective uid), at `exec` (root, or a
+/// set-user-id-root program, gets the bounding set), and by `capset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// What privileged checks see.
+    pub effective: u64,
+    /// What the effective set may hold.
+    pub permitted: u64,
+    /// What is kept across `exec` (with file capabilities; none here).
+    pub inheritable: u64,
+    /// The limit on what `exec` grants (`PR_CAPBSET_DROP`).
+    pub bounding: u64,
+    /// Kept across `exec` by unprivileged programs (`PR_CAP_AMBIENT`).
+    pub ambient: u64,
+    /// `PR_SET_KEEPCAPS`: keep the permitted set when the uids leave 0.
+    pub keep: bool,
+}
+
+/// Every capability Linux 6.1 knows (0 ..= CAP_CHECKPOINT_RESTORE 40).
+pub const ALL_CAPS: u64 = (1 << 41) - 1;
+
+/// Capability numbers used by the checks here.
+pub mod cap {
+    pub const CHOWN: u32 = 0;
+    pub const DAC_OVERRIDE: u32 = 1;
+    pub const DAC_READ_SEARCH: u32 = 2;
+    pub const FOWNER: u32 = 3;
+    pub const FSETID: u32 = 4;
+    pub const KILL: u32 = 5;
+    pub const SETGID: u32 = 6;
+    pub const SETUID: u32 = 7;
+    pub const SETPCAP: u32 = 8;
+    pub const LINUX_IMMUTABLE: u32 = 9;
+    pub const NET_ADMIN: u32 = 12;
+    pub const IPC_LOCK: u32 = 14;
+    pub const IPC_OWNER: u32 = 15;
+    pub const SYS_MODULE: u32 = 16;
+    pub const SYS_CHROOT: u32 = 18;
+    pub const SYS_PTRACE: u32 = 19;
+    pub const SYS_ADMIN: u32 = 21;
+    pub const SYS_BOOT: u32 = 22;
+    pub const SYS_NICE: u32 = 23;
+    pub const SYS_RESOURCE: u32 = 24;
+    pub const SYS_TIME: u32 = 25;
+    pub const MKNOD: u32 = 27;
+    pub const SYSLOG: u32 = 34;
+    pub const MAC_OVERRIDE: u32 = 32;
+}
+
+/// The capabilities that follow the file-system uid (`setfsuid`).
+const FS_CAPS: u64 = 1 << cap::CHOWN
+    | 1 << cap::DAC_OVERRIDE
+    | 1 << cap::DAC_READ_SEARCH
+    | 1 << cap::FOWNER
+    | 1 << cap::FSETID
+    | 1 << cap::LINUX_IMMUTABLE
+    | 1 << cap::MAC_OVERRIDE
+    | 1 << cap::MKNOD;
+
+impl Caps {
+    /// Everything (uid 0 at boot).
+    pub const fn full() -> Self {
+        Self { effective: ALL_CAPS, permitted: ALL_CAPS, inheritable: 0, bounding: ALL_CAPS, ambient: 0, keep: false }
+    }
 }
 
 impl Default for Credentials {
     fn default() -> Self {
-        Self { ruid: 0, euid: 0, suid: 0, fsuid: 0, rgid: 0, egid: 0, sgid: 0, fsgid: 0, groups: Arc::from([]) }
+        Self { ruid: 0, euid: 0, suid: 0, fsuid: 0, rgid: 0, egid: 0, sgid: 0, fsgid: 0, groups: Arc::from([]), caps: Caps::full() }
     }
 }
 
@@ -483,9 +560,14 @@ impl Credentials {
             IdKind::User => (self.fsuid, [self.ruid, self.euid, self.suid, self.fsuid]),
             IdKind::Group => (self.fsgid, [self.rgid, self.egid, self.sgid, self.fsgid]),
         };
-        if id != KEEP && (self.is_root() || ids.contains(&id)) {
+        let privileged = self.capable(if kind == IdKind::User { cap::SETUID } else { cap::SETGID });
+        if id != KEEP && (privileged || ids.contains(&id)) {
             match kind {
-                IdKind::User => self.fsuid = id,
+                IdKind::User => {
+                    let before = self.clone();
+                    self.fsuid = id;
+                    *self = self.clone().caps_follow_uids(&before);
+                }
                 IdKind::Group => self.fsgid = id,
             }
         }
@@ -498,6 +580,7 @@ impl Credentials {
     /// effective ones, the file-system ids follow them.
     pub fn after_exec(&self, meta: &tessera_vfs::Metadata) -> Self {
         let mut new = self.clone();
+        let set_id = meta.perm & tessera_vfs::perm::SET_UID != 0 || (meta.perm & tessera_vfs::perm::SET_GID != 0 && meta.perm & 0o010 != 0);
         if meta.perm & tessera_vfs::perm::SET_UID != 0 {
             new.euid = meta.uid;
         }
@@ -508,7 +591,79 @@ impl Credentials {
         new.sgid = new.egid;
         new.fsuid = new.euid;
         new.fsgid = new.egid;
+        // Capabilities (Linux's cap_bprm_creds_from_file with no file
+        // capabilities): root, real or effective, gets the bounding set
+        // and its inheritable set; the effective set is full only for
+        // an effective root. Others keep only their ambient set, which a
+        // set-id program clears.
+        let caps = &mut new.caps;
+        if set_id {
+            caps.ambient = 0;
+        }
+        if new.euid == 0 || new.ruid == 0 {
+            caps.permitted = caps.bounding | caps.inheritable;
+            caps.effective = if new.euid == 0 { caps.permitted } else { 0 };
+        } else {
+            caps.permitted = caps.ambient;
+            caps.effective = caps.ambient;
+        }
+        caps.keep = false;
         new
+    }
+
+    /// True when the effective set holds capability `number`.
+    pub fn capable(&self, number: u32) -> bool {
+        self.caps.effective & (1u64 << (number & 63)) != 0
+    }
+
+    /// Linux's `cap_emulate_setxuid` and `setfsuid` rules after the user
+    /// ids changed from `old` to `self`.
+    fn caps_follow_uids(mut self, old: &Self) -> Self {
+        let was_root = old.ruid == 0 || old.euid == 0 || old.suid == 0;
+        let none_root = self.ruid != 0 && self.euid != 0 && self.suid != 0;
+        if was_root && none_root && !self.caps.keep {
+            self.caps.permitted = 0;
+            self.caps.effective = 0;
+        }
+        if was_root && none_root {
+            self.caps.ambient = 0;
+        }
+        if old.euid == 0 && self.euid != 0 {
+            self.caps.effective = 0;
+        }
+        if old.euid != 0 && self.euid == 0 {
+            self.caps.effective = self.caps.permitted;
+        }
+        if old.fsuid == 0 && self.fsuid != 0 {
+            self.caps.effective &= !FS_CAPS;
+        } else if old.fsuid != 0 && self.fsuid == 0 {
+            self.caps.effective |= self.caps.permitted & FS_CAPS;
+        }
+        self
+    }
+
+    /// `capset(effective, permitted, inheritable)` on one's own sets,
+    /// with Linux's limits (EPERM): the permitted set only shrinks, the
+    /// effective set stays within it, and the inheritable set grows only
+    /// from the permitted set (from the bounding set with CAP_SETPCAP),
+    /// never past the bounding set.
+    pub fn set_caps(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<Self, Errno> {
+        let old = self.caps;
+        let inheritable_room = if self.capable(cap::SETPCAP) { old.inheritable | old.bounding } else { old.inheritable | old.permitted };
+        if inheritable & !inheritable_room != 0
+            || inheritable & !(old.inheritable | old.bounding) != 0
+            || permitted & !old.permitted != 0
+            || effective & !permitted != 0
+        {
+            return Err(Errno::EPERM);
+        }
+        let mut new = self.clone();
+        new.caps.effective = effective;
+        new.caps.permitted = permitted;
+        new.caps.inheritable = inheritable;
+        // The ambient set stays within permitted and inheritable.
+        new.caps.ambient &= permitted & inheritable;
+        Ok(new)
     }
 }
 
@@ -566,12 +721,17 @@ pub enum IdKind {
     Group,
 }
 
-impl Credentials {
-    /// True when permission checks let this process do anything (euid 0).
-    pub fn is_root(&self) -> bool {
-        self.euid == 0
+impl IdKind {
+    /// The capability that lets a process set any id of this kind.
+    fn cap(self) -> u32 {
+        match self {
+            IdKind::User => cap::SETUID,
+            IdKind::Group => cap::SETGID,
+        }
     }
+}
 
+impl Credentials {
     fn ids(&self, kind: IdKind) -> [u32; 3] {
         match kind {
             IdKind::User => [self.ruid, self.euid, self.suid],
@@ -583,14 +743,17 @@ impl Credentials {
     /// file-system id follows the effective one.
     fn with(self, kind: IdKind, [r, e, s]: [u32; 3]) -> Self {
         match kind {
-            IdKind::User => Self { ruid: r, euid: e, suid: s, fsuid: e, ..self },
+            IdKind::User => {
+                let old = self.clone();
+                Self { ruid: r, euid: e, suid: s, fsuid: e, ..self }.caps_follow_uids(&old)
+            }
             IdKind::Group => Self { rgid: r, egid: e, sgid: s, fsgid: e, ..self },
         }
     }
 
     /// `setgroups`: the superuser only.
     pub fn set_groups(self, groups: &[u32]) -> Result<Self, Errno> {
-        if !self.is_root() {
+        if !self.capable(cap::SETGID) {
             return Err(Errno::EPERM);
         }
         Ok(Self { groups: Arc::from(groups), ..self })
@@ -598,19 +761,19 @@ impl Credentials {
 
     /// `setuid` / `setgid`.
     pub fn set_id(self, kind: IdKind, id: u32) -> Result<Self, Errno> {
-        let ids = set_one(self.ids(kind), id, self.is_root())?;
+        let ids = set_one(self.ids(kind), id, self.capable(kind.cap()))?;
         Ok(self.with(kind, ids))
     }
 
     /// `setreuid` / `setregid` (`u32::MAX`: unchanged).
     pub fn set_re(self, kind: IdKind, real: u32, effective: u32) -> Result<Self, Errno> {
-        let ids = set_re(self.ids(kind), real, effective, self.is_root())?;
+        let ids = set_re(self.ids(kind), real, effective, self.capable(kind.cap()))?;
         Ok(self.with(kind, ids))
     }
 
     /// `setresuid` / `setresgid` (`u32::MAX`: unchanged).
     pub fn set_res(self, kind: IdKind, ids: [u32; 3]) -> Result<Self, Errno> {
-        let ids = set_res(self.ids(kind), ids, self.is_root())?;
+        let ids = set_res(self.ids(kind), ids, self.capable(kind.cap()))?;
         Ok(self.with(kind, ids))
     }
 
@@ -675,6 +838,11 @@ pub struct ProcessInfo {
     /// CPU time of its children (and theirs) that it waited for: (user,
     /// total) ns.
     waited_children: SpinLock<(u64, u64)>,
+    /// Peak resident set (KiB) of address spaces this process left
+    /// (`exec`, exit): Linux's `signal->maxrss`.
+    maxrss_kib: AtomicU64,
+    /// Largest peak of the children it waited for (and theirs).
+    children_maxrss_kib: AtomicU64,
 }
 
 /// Time programs spent in user mode since boot, over all processes (ns).
@@ -768,6 +936,8 @@ fn register(
         prctl: SpinLock::new(PrctlState::default()),
         ended_threads: SpinLock::new((0, 0)),
         waited_children: SpinLock::new((0, 0)),
+        maxrss_kib: AtomicU64::new(0),
+        children_maxrss_kib: AtomicU64::new(0),
     });
     table.insert(pid, info.clone());
     THREADS.lock().insert(pid, thread.clone());
@@ -807,6 +977,24 @@ impl ProcessInfo {
         (user, total)
     }
 
+    /// Records the peak resident set of an address space the process is
+    /// leaving (`exec`, exit).
+    pub fn note_maxrss(&self, memory: &Memory) {
+        let kib = memory.lock().peak_resident_pages() as u64 * 4;
+        self.maxrss_kib.fetch_max(kib, Ordering::Relaxed);
+    }
+
+    /// `ru_maxrss` of RUSAGE_SELF: the current address space's peak or a
+    /// left one's, whichever is larger (KiB).
+    pub fn maxrss_kib(&self, memory: &Memory) -> u64 {
+        self.maxrss_kib.load(Ordering::Relaxed).max(memory.lock().peak_resident_pages() as u64 * 4)
+    }
+
+    /// `ru_maxrss` of RUSAGE_CHILDREN (KiB).
+    pub fn children_maxrss_kib(&self) -> u64 {
+        self.children_maxrss_kib.load(Ordering::Relaxed)
+    }
+
     /// CPU time of the children it waited for: (user, total) ns.
     pub fn children_cpu_ns(&self) -> (u64, u64) {
         *self.waited_children.lock()
@@ -817,6 +1005,8 @@ impl ProcessInfo {
     pub fn add_waited_child(&self, child: &ProcessInfo) {
         let (u, t) = child.cpu_ns();
         let (cu, ct) = child.children_cpu_ns();
+        let peak = child.maxrss_kib.load(Ordering::Relaxed).max(child.children_maxrss_kib());
+        self.children_maxrss_kib.fetch_max(peak, Ordering::Relaxed);
         let mut waited = self.waited_children.lock();
         waited.0 += u + cu;
         waited.1 += t + ct;
@@ -1256,7 +1446,7 @@ impl Process {
         // RLIMIT_NPROC: processes of the same real user, root exempt.
         let credentials = self.info.credentials();
         let limits = self.info.limits();
-        if !credentials.is_root() {
+        if !credentials.capable(cap::SYS_RESOURCE) && !credentials.capable(cap::SYS_ADMIN) {
             let ruid = credentials.ruid;
             let owned = all().iter().filter(|q| q.credentials().ruid == ruid).count() as u64;
             if owned >= limits.soft(rlimit::NPROC) {
@@ -1482,6 +1672,7 @@ impl Process {
     pub fn exit(self, end: ThreadEnd) {
         let info = self.info.clone();
         let thread = self.thread.clone();
+        info.note_maxrss(&self.memory);
         if let ThreadEnd::Group(outcome) = end {
             let first = {
                 let mut ending = info.ending.lock();

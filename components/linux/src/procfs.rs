@@ -77,10 +77,15 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 31] = [
+const SYS_FILES: [(&str, SysValue); 35] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
+    // Core files are written as `core` in the working directory.
+    ("kernel/core_pattern", || "core\n".to_string()),
+    ("kernel/core_uses_pid", || "0\n".to_string()),
+    ("kernel/random/entropy_avail", || "256\n".to_string()),
+    ("kernel/random/poolsize", || "256\n".to_string()),
     ("kernel/ostype", || "Linux\n".to_string()),
     ("kernel/osrelease", || format!("{}\n", crate::syscall::RELEASE)),
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
@@ -294,7 +299,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
                 )
             });
             format!(
-                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\n{memory}Threads:\t{}\n",
+                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\n{memory}Threads:\t{}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\n",
                 comm(&info),
                 info.ppid(),
                 c.ruid,
@@ -306,7 +311,12 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
                 c.sgid,
                 c.fsgid,
                 groups.join(" "),
-                info.thread_count()
+                info.thread_count(),
+                c.caps.inheritable,
+                c.caps.permitted,
+                c.caps.effective,
+                c.caps.bounding,
+                c.caps.ambient
             )
         }
         FileKind::PidMaps(pid) => process(pid)?.maps().unwrap_or_default(),

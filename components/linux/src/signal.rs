@@ -360,6 +360,7 @@ pub fn deliver(p: &mut Process, ctx: &mut UserContext, interrupted: Option<u64>)
         match action.handler {
             SIG_IGN => continue,
             SIG_DFL => match default_action(sig) {
+                Default_::Terminate if crate::coredump::dumps_core(sig) && crate::coredump::write(p, ctx, sig) => return Some(Outcome::Dumped(sig)),
                 Default_::Terminate => return Some(Outcome::Killed(sig)),
                 Default_::Ignore => continue,
                 Default_::Stop => {

@@ -74,7 +74,7 @@ impl Perm {
 
     /// Linux's `ipcperms`: may `creds` access for `want` (4 read, 2 write)?
     pub fn allows(&self, creds: &Credentials, want: u32) -> bool {
-        if creds.is_root() {
+        if creds.capable(crate::process::cap::IPC_OWNER) {
             return true;
         }
         let bits = if creds.euid == self.uid || creds.euid == self.cuid {
@@ -89,7 +89,7 @@ impl Perm {
 
     /// May `creds` change or remove the object (owner, creator or root)?
     pub fn may_control(&self, creds: &Credentials) -> bool {
-        creds.is_root() || creds.euid == self.uid || creds.euid == self.cuid
+        creds.capable(crate::process::cap::SYS_ADMIN) || creds.euid == self.uid || creds.euid == self.cuid
     }
 
     /// `struct ipc64_perm` (48 bytes).
@@ -204,9 +204,14 @@ pub fn get_or_create<T>(
         return Err(Errno::ENOSPC);
     }
     let id = match table.next_id.take() {
-        // The id asked for through /proc/sys; taken already: ENOSPC (Linux).
-        Some(id) if table.objects.contains_key(&id) => return Err(Errno::ENOSPC),
-        Some(id) => id,
+        // The id asked for through /proc/sys, or the first free one
+        // after it (Linux's idr_alloc from that index).
+        Some(mut id) => {
+            while table.objects.contains_key(&id) {
+                id = id.wrapping_add(1) % (i32::MAX as u32);
+            }
+            id
+        }
         None => {
             // The next free id in turn (never one in use after wrapping).
             let mut id = table.next;
@@ -302,6 +307,10 @@ pub struct Semaphore {
     pub value: i32,
     /// Last process that changed it.
     pub pid: u32,
+    /// Processes waiting for it to grow (`GETNCNT`).
+    pub ncnt: u32,
+    /// Processes waiting for it to be zero (`GETZCNT`).
+    pub zcnt: u32,
 }
 
 /// A semaphore set.
@@ -348,8 +357,9 @@ pub struct SemOp {
 pub enum Try {
     /// Done.
     Done,
-    /// Would block.
-    Block,
+    /// Would block: on semaphore `num`, waiting for zero (`zero`) or
+    /// for an increase.
+    Block { num: u16, zero: bool },
     /// Failed.
     Fail(Errno),
 }
@@ -363,7 +373,7 @@ pub fn try_ops(set: &mut SemSet, ops: &[SemOp], pid: u32) -> Try {
         match op.op {
             0 => {
                 if *value != 0 {
-                    return if op.flags as u32 & IPC_NOWAIT != 0 { Try::Fail(Errno::EAGAIN) } else { Try::Block };
+                    return if op.flags as u32 & IPC_NOWAIT != 0 { Try::Fail(Errno::EAGAIN) } else { Try::Block { num: op.num, zero: true } };
                 }
             }
             n if n > 0 => {
@@ -376,7 +386,7 @@ pub fn try_ops(set: &mut SemSet, ops: &[SemOp], pid: u32) -> Try {
             n => {
                 let new = *value + i32::from(n);
                 if new < 0 {
-                    return if op.flags as u32 & IPC_NOWAIT != 0 { Try::Fail(Errno::EAGAIN) } else { Try::Block };
+                    return if op.flags as u32 & IPC_NOWAIT != 0 { Try::Fail(Errno::EAGAIN) } else { Try::Block { num: op.num, zero: false } };
                 }
                 *value = new;
             }

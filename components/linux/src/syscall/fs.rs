@@ -115,7 +115,7 @@ fn lookup(p: &Process, dirfd: u64, path: &str, flags: u64) -> Result<Location, E
 fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn File>, Errno> {
     let meta = location.node().metadata();
     match meta.kind {
-        FileType::Fifo if flags & O_PATH == 0 => crate::pipe::open_fifo(location.node(), flags, &p.interrupt_check()),
+        FileType::Fifo if flags & O_PATH == 0 => crate::pipe::open_fifo(location.node(), flags, &p.interrupt_check(), p.info.credentials().capable(crate::process::cap::SYS_RESOURCE)),
         FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
         FileType::BlockDevice if flags & O_PATH == 0 => crate::block::open(meta.rdev),
         FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Symlink => {
@@ -127,6 +127,14 @@ fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn 
 
 pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u64) -> SysResult {
     let path = path_arg(p, path)?;
+    let file = open_path(p, dirfd, &path, flags, mode)?;
+    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+}
+
+/// `openat` on a path the kernel holds: the open file, with every check
+/// `openat` makes (used by core dumps too).
+pub fn open_path(p: &Process, dirfd: u64, path: &str, flags: u64, mode: u64) -> Result<Arc<dyn File>, Errno> {
+    let path = alloc::string::String::from(path);
     if flags & O_TMPFILE == O_TMPFILE {
         return Err(Errno::EOPNOTSUPP);
     }
@@ -210,7 +218,7 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     if let Some(location) = events {
         crate::inotify::file_event(&location, crate::inotify::mask::OPEN);
     }
-    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+    Ok(file)
 }
 
 pub(super) fn getdents64(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult {
@@ -565,7 +573,13 @@ pub(super) fn readlinkat(p: &mut Process, dirfd: u64, path: u64, buf: u64, size:
     let target = if name == "/proc/self/exe" {
         p.info.exe.lock().clone()
     } else {
-        let location = lookup(p, dirfd, &name, AT_SYMLINK_NOFOLLOW)?;
+        // An empty path names the symbolic link dirfd was opened on
+        // (O_PATH | O_NOFOLLOW); anything else there is ENOENT.
+        let flags = if name.is_empty() { AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH } else { AT_SYMLINK_NOFOLLOW };
+        let location = lookup(p, dirfd, &name, flags)?;
+        if name.is_empty() && location.node().metadata().kind != FileType::Symlink {
+            return Err(Errno::ENOENT);
+        }
         location.node().read_link().map_err(|_| Errno::EINVAL)?
     };
     let n = target.len().min(size as usize);
@@ -597,7 +611,7 @@ pub(super) fn chdir(p: &mut Process, path: u64) -> SysResult {
 pub(super) fn chroot(p: &mut Process, path: u64) -> SysResult {
     let path = path_arg(p, path)?;
     let location = enterable(p, fs::vfs()?.resolve_in(&p.fs.root(), &p.fs.cwd(), &path, true, &who(p))?)?;
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_CHROOT) {
         return Err(Errno::EPERM);
     }
     p.fs.set_root(location);
@@ -969,7 +983,7 @@ fn xattr_target(p: &mut Process, number: u64, target: u64) -> Result<Location, E
 /// or root writes); `system.*` (ACLs) and anything else EOPNOTSUPP.
 fn xattr_access(p: &Process, node: &NodeRef, name: &str, write: bool) -> Result<(), Errno> {
     let creds = p.info.credentials();
-    let root = creds.is_root();
+    let root = creds.capable(crate::process::cap::SYS_ADMIN);
     if name.starts_with("security.") {
         return if write && !root { Err(Errno::EPERM) } else { Ok(()) };
     }
@@ -1063,7 +1077,7 @@ pub(super) fn xattr(p: &mut Process, number: u64, a: [u64; 5]) -> SysResult {
         194..=196 => {
             let (list, size) = (arg1, arg2);
             let node = xattr_target(p, number, target)?.node().clone();
-            let root = p.info.credentials().is_root();
+            let root = p.info.credentials().capable(crate::process::cap::SYS_ADMIN);
             let mut names = alloc::vec::Vec::new();
             if let Some(store) = node.xattrs() {
                 for name in store.lock().keys().filter(|n| root || !n.starts_with("trusted.")) {

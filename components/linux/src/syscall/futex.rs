@@ -4,11 +4,11 @@
 //! in it, so processes that map the page at different addresses (or that
 //! forked) wake each other, as Linux keys them by page.
 //!
-//! Waiters sleep on the same queue as timed sleeps, so timeouts need no
-//! extra timer; a wake-up wakes that queue and each waiter re-checks
-//! whether it was chosen. Simple, and fine while there are few waiters.
+//! A waiter is listed with its task; a wake marks the chosen waiters and
+//! wakes exactly their tasks (a timed wait also sets an alarm for its
+//! deadline). `FUTEX_REQUEUE`/`FUTEX_CMP_REQUEUE` move waiters to another
+//! word; `FUTEX_WAKE_OP` changes a second word and wakes on both.
 
-use super::proc::{NEXT_WAKE, SLEEPERS};
 use crate::errno::{Errno, SysResult};
 use crate::memory::Memory;
 use crate::process::Process;
@@ -20,6 +20,9 @@ use framekernel::sync::SpinLock;
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
+const FUTEX_REQUEUE: u64 = 3;
+const FUTEX_CMP_REQUEUE: u64 = 4;
+const FUTEX_WAKE_OP: u64 = 5;
 const FUTEX_WAIT_BITSET: u64 = 9;
 const FUTEX_WAKE_BITSET: u64 = 10;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
@@ -41,6 +44,8 @@ struct Waiter {
     _frame: Option<Arc<Frame>>,
     bitset: u32,
     woken: Arc<AtomicBool>,
+    /// The waiting task, woken directly.
+    task: Arc<framekernel::task::Task>,
 }
 
 /// The key of the word at `addr`; `private` for `FUTEX_PRIVATE_FLAG`.
@@ -53,9 +58,6 @@ fn key(memory: &Memory, addr: u64, private: bool) -> Result<(Key, Option<Arc<Fra
 
 static WAITERS: SpinLock<Vec<Waiter>> = SpinLock::new(Vec::new());
 
-/// Futex waiters without a time limit (woken by futex wakes only, so the
-/// sleeps and pollers that share `SLEEPERS` do not wake them all).
-static UNTIMED: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new();
 
 /// Wakes up to `count` waiters on `addr` in `memory` (a shared futex, as
 /// the `CLONE_CHILD_CLEARTID` wake is); returns how many.
@@ -68,23 +70,86 @@ pub fn wake(memory: &Memory, addr: u64, count: u64) -> u64 {
 
 fn wake_bitset(key: &Key, count: u64, bitset: u32) -> u64 {
     let mut woken = 0;
+    let mut tasks = Vec::new();
     WAITERS.lock().retain(|w| {
         if woken < count && w.key == *key && w.bitset & bitset != 0 {
             w.woken.store(true, Ordering::SeqCst);
+            tasks.push(w.task.clone());
             woken += 1;
             false
         } else {
             true
         }
     });
-    if woken > 0 {
-        UNTIMED.wake_all();
-        SLEEPERS.wake_all();
+    // Exactly the woken waiters run again (no herd of other waiters).
+    for task in &tasks {
+        tessera_sched::wake(task);
     }
     woken
 }
 
-pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64, val3: u64) -> SysResult {
+/// Wakes up to `wakes` waiters on `from` and moves up to `moves` more to
+/// `to` (keeping `frame`, the page of a shared `to`, alive); returns how
+/// many were woken and moved.
+fn requeue(from: &Key, to: &Key, frame: Option<Arc<Frame>>, wakes: u64, moves: u64) -> u64 {
+    let woken = wake_bitset(from, wakes, u32::MAX);
+    let mut moved = 0;
+    for w in WAITERS.lock().iter_mut() {
+        if moved < moves && w.key == *from {
+            w.key = to.clone();
+            w._frame = frame.clone();
+            moved += 1;
+        }
+    }
+    woken + moved
+}
+
+/// `FUTEX_WAKE_OP`: `*addr2 = *addr2 OP oparg`, wake `val` waiters on
+/// `addr`, and `val2` on `addr2` if the old value compares true.
+fn wake_op(p: &mut Process, addr: u64, addr2: u64, val: u64, val2: u64, encoded: u32, private: bool) -> SysResult {
+    let (op, cmp) = ((encoded >> 28) & 15, (encoded >> 24) & 15);
+    let sign12 = |v: u32| ((v << 20) as i32) >> 20;
+    let (mut oparg, cmparg) = (sign12((encoded >> 12) & 0xfff), sign12(encoded & 0xfff));
+    if op & 8 != 0 {
+        oparg = if (0..32).contains(&oparg) { 1 << oparg } else { 0 };
+    }
+    if cmp > 5 || op & 7 > 4 {
+        return Err(Errno::ENOSYS);
+    }
+    if !addr2.is_multiple_of(4) {
+        return Err(Errno::EINVAL);
+    }
+    let key1 = key(&p.memory, addr, private)?.0;
+    let key2 = key(&p.memory, addr2, private)?.0;
+    // Read, change and write with nothing else running in between (one
+    // CPU; the kernel is not preempted in a system call).
+    let mut word = [0u8; 4];
+    p.memory.read(addr2, &mut word)?;
+    let old = i32::from_le_bytes(word);
+    let new = match op & 7 {
+        0 => oparg,
+        1 => old.wrapping_add(oparg),
+        2 => old | oparg,
+        3 => old & !oparg,
+        _ => old ^ oparg,
+    };
+    p.memory.write(addr2, &new.to_le_bytes())?;
+    let mut woken = wake_bitset(&key1, val, u32::MAX);
+    let hit = match cmp {
+        0 => old == cmparg,
+        1 => old != cmparg,
+        2 => old < cmparg,
+        3 => old <= cmparg,
+        4 => old > cmparg,
+        _ => old >= cmparg,
+    };
+    if hit {
+        woken += wake_bitset(&key2, val2, u32::MAX);
+    }
+    Ok(woken)
+}
+
+pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) -> SysResult {
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
@@ -98,6 +163,26 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
             }
             Ok(wake_bitset(&key(&p.memory, addr, private)?.0, val, val3 as u32))
         }
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            // `timeout` carries the number to requeue (val2).
+            if (val as i32) < 0 || (timeout as i32) < 0 {
+                return Err(Errno::EINVAL);
+            }
+            if !addr2.is_multiple_of(4) {
+                return Err(Errno::EINVAL);
+            }
+            let from = key(&p.memory, addr, private)?.0;
+            let (to, frame) = key(&p.memory, addr2, private)?;
+            if cmd == FUTEX_CMP_REQUEUE {
+                let mut word = [0u8; 4];
+                p.memory.read(addr, &mut word)?;
+                if u32::from_le_bytes(word) != val3 as u32 {
+                    return Err(Errno::EAGAIN);
+                }
+            }
+            Ok(requeue(&from, &to, frame, u64::from(val as u32), u64::from(timeout as u32)))
+        }
+        FUTEX_WAKE_OP => wake_op(p, addr, addr2, u64::from(val as u32), u64::from(timeout as u32), val3 as u32, private),
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
             let bitset = if cmd == FUTEX_WAIT { u32::MAX } else { val3 as u32 };
             if bitset == 0 {
@@ -126,11 +211,12 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
             }
             let woken = Arc::new(AtomicBool::new(false));
             let (key, frame) = key(&p.memory, addr, private)?;
-            WAITERS.lock().push(Waiter { key, _frame: frame, bitset, woken: woken.clone() });
+            WAITERS.lock().push(Waiter { key, _frame: frame, bitset, woken: woken.clone(), task: framekernel::task::current() });
             let interrupted = p.interrupt_check();
-            // Untimed waits sleep where only futex wakes (and signals) reach
-            // them; timed ones where the timer tick finds them.
-            let queue = if deadline == u64::MAX { &UNTIMED } else { &SLEEPERS };
+            // Woken directly: by a futex wake of this waiter, a signal, or
+            // the alarm at the deadline.
+            let _alarm = super::proc::Alarm::new(deadline);
+            let queue = tessera_sched::WaitQueue::new();
             let result = queue.wait_until(|| {
                 if woken.load(Ordering::SeqCst) {
                     return Some(Ok(0));
@@ -141,7 +227,6 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
                 if framekernel::time::now_ns() >= deadline {
                     return Some(Err(Errno::ETIMEDOUT));
                 }
-                NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);
                 None
             });
             if result.is_err() {

@@ -244,6 +244,9 @@ fn read_u32(p: &Process, addr: u64) -> Result<u32, Errno> {
     Ok(u32::from_le_bytes(word))
 }
 
+/// `RNDGETENTCNT`: the entropy count of the random devices.
+const RNDGETENTCNT: u64 = 0x8004_5200;
+
 pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResult {
     let file = p.files.get(fd)?;
     match request {
@@ -264,6 +267,12 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         if let Some(bytes) = ready {
             return p.memory.write(arg, &(bytes as u32).to_le_bytes()).map(|()| 0);
         }
+    }
+    // /dev/random and /dev/urandom: RNDGETENTCNT reports a full pool
+    // (256 bits, as Linux 5.18+ always does once seeded).
+    let stat = file.stat();
+    if request == RNDGETENTCNT && stat.kind == tessera_vfs::FileType::CharDevice && matches!(stat.rdev, 0x108 | 0x109) {
+        return p.memory.write(arg, &256i32.to_le_bytes()).map(|()| 0);
     }
     let tty = file.as_tty().ok_or(Errno::ENOTTY)?;
     match request {
@@ -421,7 +430,7 @@ pub(super) fn fcntl(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
         }
         F_SETPIPE_SZ => {
             let wanted = usize::try_from(arg as u32).map_err(|_| Errno::EINVAL)?;
-            file.pipe_size(Some((wanted, p.info.credentials().is_root()))).map(|n| n as u64)
+            file.pipe_size(Some((wanted, p.info.credentials().capable(crate::process::cap::SYS_RESOURCE)))).map(|n| n as u64)
         }
         _ => Err(Errno::EINVAL),
     }
@@ -611,7 +620,7 @@ fn owner_settings(p: &mut Process, file: &alloc::sync::Arc<dyn crate::files::Fil
                 return Err(Errno::EINVAL);
             }
             let creds = p.info.credentials();
-            if !creds.is_root() && creds.fsuid != meta.uid {
+            if !creds.capable(crate::process::cap::FOWNER) && creds.fsuid != meta.uid {
                 return Err(Errno::EACCES);
             }
             let access = file.status_flags() & 3;

@@ -211,7 +211,7 @@ pub(super) fn msgctl(p: &mut Process, id: u64, cmd: u64, buf: u64) -> SysResult 
                 return Err(Errno::EPERM);
             }
             let qbytes = u64::from_le_bytes(raw[88..96].try_into().unwrap_or([0; 8])) as usize;
-            if qbytes > sysv::MSGMNB && !creds.is_root() {
+            if qbytes > sysv::MSGMNB && !creds.capable(crate::process::cap::SYS_RESOURCE) {
                 return Err(Errno::EPERM);
             }
             queue.perm.set_from(&raw[..48]);
@@ -293,6 +293,17 @@ pub(super) fn semtimedop(p: &mut Process, id: u64, sops: u64, count: u64, deadli
     let interrupted = p.interrupt_check();
     let pid = p.info.pid;
     let waited = core::cell::Cell::new(false);
+    // The semaphore this caller waits on, counted in its GETNCNT or
+    // GETZCNT while it waits (Linux counts the operation that blocks).
+    let counted: core::cell::Cell<Option<(u16, bool)>> = core::cell::Cell::new(None);
+    let count = |set: &mut SemSet, at: Option<(u16, bool)>, step: i32| {
+        if let Some((num, zero)) = at
+            && let Some(sem) = set.sems.get_mut(usize::from(num))
+        {
+            let slot = if zero { &mut sem.zcnt } else { &mut sem.ncnt };
+            *slot = slot.saturating_add_signed(step);
+        }
+    };
     let result = sysv::CHANGED.wait_until(|| {
         let mut sets = sysv::SEMS.lock();
         let set = match sets.get(id) {
@@ -303,20 +314,29 @@ pub(super) fn semtimedop(p: &mut Process, id: u64, sops: u64, count: u64, deadli
             return Some(Err(Errno::EFBIG));
         }
         if !set.perm.allows(&creds, if alters { 2 } else { 4 }) {
+            count(set, counted.take(), -1);
             return Some(Err(Errno::EACCES));
         }
-        match sysv::try_ops(set, &ops, pid) {
+        let outcome = sysv::try_ops(set, &ops, pid);
+        let now = match outcome {
+            Try::Block { num, zero } => Some((num, zero)),
+            _ => None,
+        };
+        if counted.get() != now {
+            count(set, counted.get(), -1);
+            count(set, now, 1);
+            counted.set(now);
+        }
+        match outcome {
             Try::Done => {
                 sysv::remember_undo(pid, id as u32, &ops);
                 Some(Ok(0))
             }
             Try::Fail(e) => Some(Err(e)),
-            Try::Block => {
-                if interrupted() {
-                    return Some(Err(Errno::EINTR));
-                }
-                if deadline.is_some_and(|d| framekernel::time::now_ns() >= d) {
-                    return Some(Err(Errno::EAGAIN));
+            Try::Block { .. } => {
+                if interrupted() || deadline.is_some_and(|d| framekernel::time::now_ns() >= d) {
+                    count(set, counted.take(), -1);
+                    return Some(Err(if interrupted() { Errno::EINTR } else { Errno::EAGAIN }));
                 }
                 if let Some(d) = deadline {
                     NEXT_SEM_DEADLINE.fetch_min(d, core::sync::atomic::Ordering::Relaxed);
@@ -404,7 +424,8 @@ pub(super) fn semctl(p: &mut Process, id: u64, num: u64, cmd: u64, arg: u64) -> 
             Ok(match cmd {
                 GETVAL => s.value as u64,
                 GETPID => u64::from(s.pid),
-                _ => 0, // waiters are not counted per semaphore
+                GETNCNT => u64::from(s.ncnt),
+                _ => u64::from(s.zcnt),
             })
         }
         GETALL => {
@@ -712,7 +733,7 @@ pub(super) fn shmctl(p: &mut Process, id: u64, cmd: u64, buf: u64) -> SysResult 
             Ok(0)
         }
         SHM_LOCK | SHM_UNLOCK => {
-            if !creds.is_root() && !shm.perm.may_control(&creds) {
+            if !creds.capable(crate::process::cap::IPC_LOCK) && !shm.perm.may_control(&creds) {
                 return Err(Errno::EPERM);
             }
             // Nothing is ever swapped out; the mode shows the lock (SHM_LOCKED).

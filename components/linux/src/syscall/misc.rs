@@ -40,6 +40,8 @@ const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
 const ARCH_GET_GS: u64 = 0x1004;
+const ARCH_GET_CPUID: u64 = 0x1011;
+const ARCH_SET_CPUID: u64 = 0x1012;
 
 pub(super) fn arch_prctl(p: &mut Process, context: &mut UserContext, code: u64, addr: u64) -> SysResult {
     match code {
@@ -56,6 +58,10 @@ pub(super) fn arch_prctl(p: &mut Process, context: &mut UserContext, code: u64, 
         }
         ARCH_GET_FS => p.memory.write(addr, &context.regs.fs_base.to_le_bytes()).map(|()| 0),
         ARCH_GET_GS => p.memory.write(addr, &context.regs.gs_base.to_le_bytes()).map(|()| 0),
+        // CPUID faulting is not offered (no `cpuid_fault` in /proc/cpuinfo):
+        // CPUID always works, and turning that off is ENODEV (Linux).
+        ARCH_GET_CPUID => Ok(1),
+        ARCH_SET_CPUID => Err(Errno::ENODEV),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -67,7 +73,7 @@ pub(super) fn clock_settime(p: &mut Process, clock: u64, ts: u64) -> SysResult {
     if clock != 0 {
         return Err(Errno::EINVAL);
     }
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_TIME) {
         return Err(Errno::EPERM);
     }
     framekernel::time::set_realtime_ns(ns);
@@ -87,7 +93,7 @@ pub(super) fn settimeofday(p: &mut Process, tv: u64, _tz: u64) -> SysResult {
     if sec < 0 || !(0..1_000_000).contains(&usec) {
         return Err(Errno::EINVAL);
     }
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_TIME) {
         return Err(Errno::EPERM);
     }
     framekernel::time::set_realtime_ns((sec as u64).saturating_mul(1_000_000_000).saturating_add(usec as u64 * 1000));
@@ -163,7 +169,7 @@ pub(super) fn prlimit64(p: &mut Process, pid: u64, resource: u64, new: u64, old:
     };
     // Another process's limits: the same user and group through and
     // through (Linux's check_prlimit_permission), or root.
-    if target.pid != p.info.pid && !me.is_root() {
+    if target.pid != p.info.pid && !me.capable(crate::process::cap::SYS_RESOURCE) {
         let t = target.credentials();
         let same_user = [t.ruid, t.euid, t.suid].iter().all(|&id| id == me.ruid);
         let same_group = [t.rgid, t.egid, t.sgid].iter().all(|&id| id == me.rgid);
@@ -188,7 +194,7 @@ pub(super) fn prlimit64(p: &mut Process, pid: u64, resource: u64, new: u64, old:
         if resource == rlimit::NOFILE && hard > crate::files::MAX_FILES as u64 {
             return Err(Errno::EPERM); // above /proc/sys/fs/nr_open
         }
-        if hard > current.1 && !me.is_root() {
+        if hard > current.1 && !me.capable(crate::process::cap::SYS_RESOURCE) {
             return Err(Errno::EPERM);
         }
     }
@@ -317,29 +323,47 @@ pub(super) fn prctl(p: &mut Process, option: u64, args: [u64; 4]) -> SysResult {
             p.info.prctl.lock().dumpable = arg2 == 1;
             Ok(0)
         }
-        PR_GET_KEEPCAPS => Ok(u64::from(p.info.prctl.lock().keepcaps)),
+        PR_GET_KEEPCAPS => Ok(u64::from(p.info.credentials().caps.keep)),
         PR_SET_KEEPCAPS => {
             if arg2 > 1 {
                 return Err(Errno::EINVAL);
             }
             p.info.prctl.lock().keepcaps = arg2 == 1;
+            p.info.change_credentials(|mut c| {
+                c.caps.keep = arg2 == 1;
+                Ok(c)
+            })?;
             Ok(0)
         }
         PR_GET_TIMING => Ok(0), // PR_TIMING_STATISTICAL
         PR_SET_TIMING => if arg2 == 0 { Ok(0) } else { Err(Errno::EINVAL) },
         PR_GET_SECCOMP => Ok(0),
-        PR_CAPBSET_READ => if arg2 <= CAP_LAST_CAP { Ok(1) } else { Err(Errno::EINVAL) },
+        PR_CAPBSET_READ => {
+            if arg2 > CAP_LAST_CAP {
+                return Err(Errno::EINVAL);
+            }
+            Ok((p.info.credentials().caps.bounding >> arg2) & 1)
+        }
         PR_CAPBSET_DROP => {
-            if !p.info.credentials().is_root() {
+            if !p.info.credentials().capable(crate::process::cap::SETPCAP) {
                 return Err(Errno::EPERM);
             }
-            if arg2 > CAP_LAST_CAP { Err(Errno::EINVAL) } else { Ok(0) }
+            if arg2 > CAP_LAST_CAP {
+                return Err(Errno::EINVAL);
+            }
+            p.info.change_credentials(|mut c| {
+                c.caps.bounding &= !(1u64 << arg2);
+                Ok(c)
+            })?;
+            Ok(0)
         }
+        PR_CAP_AMBIENT => cap_ambient(p, arg2, arg3, arg4, arg5),
         PR_GET_SECUREBITS => Ok(0),
-        PR_SET_SECUREBITS => if p.info.credentials().is_root() && arg2 == 0 { Ok(0) } else { Err(Errno::EPERM) },
+        PR_SET_SECUREBITS => if p.info.credentials().capable(crate::process::cap::SETPCAP) && arg2 == 0 { Ok(0) } else { Err(Errno::EPERM) },
         PR_SET_TIMERSLACK => {
             // 0 restores the default; the value is an unsigned long.
-            p.info.prctl.lock().timerslack_ns = if arg2 == 0 { crate::process::DEFAULT_TIMERSLACK_NS } else { arg2 };
+            let mut state = p.info.prctl.lock();
+            state.timerslack_ns = if arg2 == 0 { state.default_timerslack_ns } else { arg2 };
             Ok(0)
         }
         PR_GET_TIMERSLACK => Ok(p.info.prctl.lock().timerslack_ns),
@@ -402,7 +426,7 @@ fn tmpfs_size(options: &str, ram: u64) -> Result<Option<u64>, Errno> {
 }
 
 pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, flags: u64, data: u64) -> SysResult {
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) {
         return Err(Errno::EPERM); // CAP_SYS_ADMIN
     }
     let target = super::fs::path_arg(p, target)?;
@@ -451,7 +475,7 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     if flags & !0xf != 0 {
         return Err(Errno::EINVAL);
     }
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     let target = super::fs::path_arg(p, target)?;
@@ -469,7 +493,7 @@ const RB_ENABLE_CAD: u64 = 0x89ab_cdef;
 const RB_DISABLE_CAD: u64 = 0;
 
 pub(super) fn reboot(p: &mut Process, magic1: u64, _magic2: u64, cmd: u64) -> SysResult {
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_BOOT) {
         return Err(Errno::EPERM); // CAP_SYS_BOOT, checked first
     }
     if magic1 as u32 as u64 != LINUX_REBOOT_MAGIC1 {
@@ -508,7 +532,7 @@ static DOMAINNAME: framekernel::sync::SpinLock<[u8; 65]> = framekernel::sync::Sp
 /// `sethostname` (`domain` false) and `setdomainname`: root only, at most
 /// 64 bytes.
 pub(super) fn set_uts_name(p: &mut Process, name: u64, len: u64, domain: bool) -> SysResult {
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     if len > 64 {
@@ -591,7 +615,7 @@ pub(super) fn rusage_bytes(user_ns: u64, total_ns: u64, max_rss_kib: u64) -> [u8
 
 /// `getrusage(who)`: RUSAGE_SELF (0), RUSAGE_CHILDREN (-1), RUSAGE_THREAD (1).
 pub(super) fn getrusage(p: &mut Process, who: u64, usage: u64) -> SysResult {
-    let rss_kib = p.memory.lock().resident_pages() as u64 * 4;
+    let rss_kib = p.info.maxrss_kib(&p.memory);
     let bytes = match who as i32 {
         0 => {
             let (user, total) = p.info.cpu_ns();
@@ -599,7 +623,7 @@ pub(super) fn getrusage(p: &mut Process, who: u64, usage: u64) -> SysResult {
         }
         -1 => {
             let (user, total) = p.info.children_cpu_ns();
-            rusage_bytes(user, total, 0)
+            rusage_bytes(user, total, p.info.children_maxrss_kib())
         }
         1 => {
             let (user, total) = p.thread.cpu_ns();
@@ -621,7 +645,7 @@ const SYSLOG_ACTION_SIZE_BUFFER: u64 = 10;
 /// size; everything else needs root (EPERM). Reads do not block.
 pub(super) fn syslog(p: &mut Process, action: u64, buf: u64, len: u64) -> SysResult {
     let len = len as i32; // an int
-    if !matches!(action, SYSLOG_ACTION_READ_ALL | SYSLOG_ACTION_SIZE_BUFFER) && !p.info.credentials().is_root() {
+    if !matches!(action, SYSLOG_ACTION_READ_ALL | SYSLOG_ACTION_SIZE_BUFFER) && !p.info.credentials().capable(crate::process::cap::SYSLOG) {
         return Err(Errno::EPERM);
     }
     match action {
@@ -687,10 +711,10 @@ pub(super) fn setpriority(p: &mut Process, which: u64, who: u64, nice: u64) -> S
     let me = p.info.credentials();
     for target in targets {
         let them = target.credentials();
-        if !me.is_root() && me.euid != them.euid && me.euid != them.ruid {
+        if !me.capable(crate::process::cap::SYS_NICE) && me.euid != them.euid && me.euid != them.ruid {
             return Err(Errno::EPERM);
         }
-        if nice < target.nice.load(core::sync::atomic::Ordering::Relaxed) && !me.is_root() {
+        if nice < target.nice.load(core::sync::atomic::Ordering::Relaxed) && !me.capable(crate::process::cap::SYS_NICE) {
             return Err(Errno::EACCES);
         }
         target.nice.store(nice, core::sync::atomic::Ordering::Relaxed);
@@ -701,9 +725,40 @@ pub(super) fn setpriority(p: &mut Process, which: u64, who: u64, nice: u64) -> S
 const CAP_V1: u32 = 0x1998_0330;
 const CAP_V2: u32 = 0x2007_1026;
 const CAP_V3: u32 = 0x2008_0522;
-/// Every capability Linux 6.1 knows (`CAP_LAST_CAP` 40), as the two
-/// 32-bit words of a v3 `cap_user_data_t`.
-const ALL_CAPS: [u32; 2] = [u32::MAX, 0x1ff];
+const PR_CAP_AMBIENT: u64 = 47;
+
+/// `prctl(PR_CAP_AMBIENT, op, cap)`: IS_SET 1, RAISE 2 (the capability
+/// must be permitted and inheritable), LOWER 3, CLEAR_ALL 4.
+fn cap_ambient(p: &Process, op: u64, number: u64, arg4: u64, arg5: u64) -> SysResult {
+    if arg4 != 0 || arg5 != 0 || (op == 4 && number != 0) {
+        return Err(Errno::EINVAL);
+    }
+    if op != 4 && number > CAP_LAST_CAP {
+        return Err(Errno::EINVAL);
+    }
+    let bit = if op == 4 { 0 } else { 1u64 << number };
+    match op {
+        1 => Ok(u64::from(p.info.credentials().caps.ambient & bit != 0)),
+        2 => p
+            .info
+            .change_credentials(|mut c| {
+                if c.caps.permitted & bit == 0 || c.caps.inheritable & bit == 0 {
+                    return Err(Errno::EPERM);
+                }
+                c.caps.ambient |= bit;
+                Ok(c)
+            })
+            .map(|()| 0),
+        3 | 4 => p
+            .info
+            .change_credentials(|mut c| {
+                c.caps.ambient = if op == 4 { 0 } else { c.caps.ambient & !bit };
+                Ok(c)
+            })
+            .map(|()| 0),
+        _ => Err(Errno::EINVAL),
+    }
+}
 
 /// The header of `capget`/`capset`: EINVAL (with the preferred version
 /// written back) for an unknown version; the number of data words.
@@ -722,28 +777,32 @@ fn cap_header(p: &Process, header: u64) -> Result<(usize, u32), Errno> {
     }
 }
 
-/// `capget`: capabilities follow the effective uid here (root holds them
-/// all, others none), as Linux's do for a process that never changed them.
+/// `capget`: the effective, permitted and inheritable sets of the caller
+/// (pid 0 or its own) or of another process (ESRCH if none; EINVAL for a
+/// negative pid).
 pub(super) fn capget(p: &mut Process, header: u64, data: u64) -> SysResult {
     let (words, pid) = cap_header(p, header)?;
+    if (pid as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
     let target = if pid == 0 { p.info.clone() } else { crate::process::lookup(pid).ok_or(Errno::ESRCH)? };
     if data == 0 {
         return Ok(0);
     }
-    let caps = if target.credentials().is_root() { ALL_CAPS } else { [0, 0] };
+    let caps = target.credentials().caps;
     let mut raw = alloc::vec::Vec::new();
-    for word in caps.iter().take(words) {
-        // effective, permitted, inheritable (none inherited)
-        raw.extend_from_slice(&word.to_le_bytes());
-        raw.extend_from_slice(&word.to_le_bytes());
-        raw.extend_from_slice(&0u32.to_le_bytes());
+    for word in 0..words {
+        let part = |set: u64| ((set >> (32 * word)) as u32).to_le_bytes();
+        raw.extend_from_slice(&part(caps.effective));
+        raw.extend_from_slice(&part(caps.permitted));
+        raw.extend_from_slice(&part(caps.inheritable));
     }
     p.memory.write(data, &raw)?;
     Ok(0)
 }
 
-/// `capset`: only the caller's own capabilities, and no more than it
-/// holds (EPERM); accepted, but rights still follow the effective uid.
+/// `capset`: only the caller's own sets, within Linux's limits (EPERM;
+/// see `Credentials::set_caps`).
 pub(super) fn capset(p: &mut Process, header: u64, data: u64) -> SysResult {
     let (words, pid) = cap_header(p, header)?;
     if pid != 0 && pid != p.info.pid {
@@ -751,15 +810,16 @@ pub(super) fn capset(p: &mut Process, header: u64, data: u64) -> SysResult {
     }
     let mut raw = alloc::vec![0u8; words * 12];
     p.memory.read(data, &mut raw)?;
-    let held = if p.info.credentials().is_root() { ALL_CAPS } else { [0, 0] };
+    let (mut effective, mut permitted, mut inheritable) = (0u64, 0u64, 0u64);
     for (i, chunk) in raw.chunks_exact(12).enumerate() {
-        let word = |at: usize| u32::from_le_bytes([chunk[at], chunk[at + 1], chunk[at + 2], chunk[at + 3]]);
-        let (effective, permitted) = (word(0), word(4));
-        let limit = held.get(i).copied().unwrap_or(0);
-        if permitted & !limit != 0 || effective & !permitted != 0 {
-            return Err(Errno::EPERM);
-        }
+        let word = |at: usize| u64::from(u32::from_le_bytes(chunk.get(at..at + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4])));
+        effective |= word(0) << (32 * i);
+        permitted |= word(4) << (32 * i);
+        inheritable |= word(8) << (32 * i);
     }
+    // Bits past the last capability are dropped, as Linux masks them.
+    let all = crate::process::ALL_CAPS;
+    p.info.change_credentials(|c| c.set_caps(effective & all, permitted & all, inheritable & all))?;
     Ok(0)
 }
 
@@ -789,7 +849,7 @@ pub(super) fn sysfs(p: &mut Process, option: u64, arg1: u64, arg2: u64) -> SysRe
 /// `vhangup`: the calling terminal is hung up for root; others EPERM.
 /// (The console has no hang-up state to change.)
 pub(super) fn vhangup(p: &mut Process) -> SysResult {
-    if p.info.credentials().is_root() { Ok(0) } else { Err(Errno::EPERM) }
+    if p.info.credentials().capable(crate::process::cap::SYS_ADMIN) { Ok(0) } else { Err(Errno::EPERM) }
 }
 
 /// `syncfs(fd)`: writes back the file system of `fd` (every disk here).
@@ -833,7 +893,7 @@ pub(super) fn kcmp(p: &mut Process, pid1: u64, pid2: u64, kind: u64, idx1: u64, 
     for target in [&a, &b] {
         let t = target.credentials();
         let owned = [t.ruid, t.euid, t.suid].iter().all(|&id| id == me.ruid) && [t.rgid, t.egid, t.sgid].iter().all(|&id| id == me.rgid);
-        if !me.is_root() && !owned {
+        if !me.capable(crate::process::cap::SYS_PTRACE) && !owned {
             return Err(Errno::EPERM);
         }
     }
@@ -945,7 +1005,7 @@ pub(super) fn get_robust_list(p: &mut Process, pid: u64, head: u64, len: u64) ->
         // Linux's ptrace-read rule: root, or the same user and group throughout.
         let (me, them) = (p.info.credentials(), owner.credentials());
         let same = [them.ruid, them.euid, them.suid].iter().all(|&id| id == me.ruid) && [them.rgid, them.egid, them.sgid].iter().all(|&id| id == me.rgid);
-        if !me.is_root() && !same {
+        if !me.capable(crate::process::cap::SYS_PTRACE) && !same {
             return Err(Errno::EPERM);
         }
         thread.robust_list()
@@ -1021,7 +1081,7 @@ pub(super) fn ioprio_set(p: &mut Process, which: u64, who: u64, ioprio: u64) -> 
     let (class, level) = (value >> 13, value & 0x1fff);
     match class {
         0 if level != 0 => return Err(Errno::EINVAL),
-        1 if !p.info.credentials().is_root() => return Err(Errno::EPERM),
+        1 if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) => return Err(Errno::EPERM),
         1..=3 if level > 7 => return Err(Errno::EINVAL),
         0..=3 => {}
         _ => return Err(Errno::EINVAL),
@@ -1029,7 +1089,7 @@ pub(super) fn ioprio_set(p: &mut Process, which: u64, who: u64, ioprio: u64) -> 
     let me = p.info.credentials();
     for target in ioprio_targets(p, which, who)? {
         let them = target.credentials();
-        if !me.is_root() && me.euid != them.euid && me.euid != them.ruid {
+        if !me.capable(crate::process::cap::SYS_ADMIN) && me.euid != them.euid && me.euid != them.ruid {
             return Err(Errno::EPERM);
         }
         target.prctl.lock().ioprio = value as u16;

@@ -194,9 +194,11 @@ pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysR
     while at < end {
         let Some((_, area)) = memory.area_at(at) else { return Err(Errno::ENOMEM) };
         let private_anonymous = !area.shared && area.file.is_none() && area.shm.is_none();
+        // Locked memory cannot be dropped (Linux's VM_LOCKED checks).
         let refused = match advice {
-            MADV_FREE | MADV_WIPEONFORK | MADV_KEEPONFORK => !private_anonymous,
-            MADV_REMOVE => !area.shared,
+            MADV_FREE | MADV_WIPEONFORK | MADV_KEEPONFORK => !private_anonymous || (advice == MADV_FREE && area.locked),
+            MADV_DONTNEED => area.locked,
+            MADV_REMOVE => !area.shared || area.locked,
             MADV_MERGEABLE | MADV_UNMERGEABLE => true,
             _ => false,
         };
@@ -249,7 +251,7 @@ pub(super) fn mlockall(p: &mut Process, flags: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mut memory = p.memory.lock();
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::IPC_LOCK) {
         let limit = p.info.soft_limit(crate::process::rlimit::MEMLOCK);
         if limit == 0 {
             return Err(Errno::EPERM);
@@ -277,7 +279,7 @@ pub(super) fn munlockall(p: &mut Process) -> SysResult {
 pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool, on_fault: bool) -> SysResult {
     let limit = p.info.soft_limit(crate::process::rlimit::MEMLOCK);
     // Linux's can_do_mlock: a zero RLIMIT_MEMLOCK forbids locking at all.
-    if lock && limit == 0 && !p.info.credentials().is_root() {
+    if lock && limit == 0 && !p.info.credentials().capable(crate::process::cap::IPC_LOCK) {
         return Err(Errno::EPERM);
     }
     let start = addr & !(PAGE - 1);
@@ -286,7 +288,7 @@ pub(super) fn mlock(p: &mut Process, addr: u64, len: u64, lock: bool, on_fault: 
         return Ok(0);
     }
     let mut memory = p.memory.lock();
-    if lock && !p.info.credentials().is_root() {
+    if lock && !p.info.credentials().capable(crate::process::cap::IPC_LOCK) {
         let after = memory.locked_size() - memory.locked_within(start, end) + (end - start);
         if after > limit {
             return Err(Errno::ENOMEM);
@@ -329,5 +331,17 @@ pub(super) fn msync(p: &mut Process, addr: u64, len: u64, flags: u64) -> SysResu
         return if addr.is_multiple_of(PAGE) { Ok(0) } else { Err(Errno::EINVAL) };
     }
     let (start, end) = check_range(addr, len)?;
-    p.memory.lock().sync(start, end).map(|()| 0)
+    let mut memory = p.memory.lock();
+    // MS_INVALIDATE of locked memory: EBUSY (Linux).
+    if flags & MS_INVALIDATE != 0 {
+        let mut at = start;
+        while at < end {
+            let Some((_, area)) = memory.area_at(at) else { break };
+            if area.locked {
+                return Err(Errno::EBUSY);
+            }
+            at = area.end;
+        }
+    }
+    memory.sync(start, end).map(|()| 0)
 }

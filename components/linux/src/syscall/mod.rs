@@ -3,6 +3,7 @@
 //! Unknown numbers return `ENOSYS` and are logged once each.
 
 mod fs;
+pub(crate) use fs::open_path;
 pub mod futex;
 pub mod ipc;
 mod io;
@@ -241,7 +242,7 @@ fn setgroups(p: &mut Process, size: u64, list: u64) -> crate::errno::SysResult {
     if size as usize > crate::process::MAX_GROUPS {
         return Err(Errno::EINVAL);
     }
-    if !p.info.credentials().is_root() {
+    if !p.info.credentials().capable(crate::process::cap::SETGID) {
         return Err(Errno::EPERM);
     }
     let mut bytes = alloc::vec![0u8; size as usize * 4];
@@ -254,6 +255,13 @@ fn setgroups(p: &mut Process, size: u64, list: u64) -> crate::errno::SysResult {
 pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
     let r = context.regs;
     let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+    // Calls that need a descriptor open for I/O take none opened with
+    // O_PATH (Linux's `fdget` refuses them: EBADF).
+    if matches!(r.rax, nr::IOCTL | nr::LSEEK | nr::GETDENTS64 | 78 /* getdents */ | 187 /* readahead */ | 221 /* fadvise64 */ | 73 /* flock */)
+        && p.files.get(a[0]).is_ok_and(|f| f.status_flags() & crate::fs::O_PATH != 0)
+    {
+        return Action::Return(Errno::EBADF.as_return());
+    }
     let result = match r.rax {
         nr::EXIT => return Action::ExitThread(a[0] as u8),
         nr::EXIT_GROUP => return Action::ExitGroup(a[0] as u8),
@@ -454,7 +462,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::CLOSE => p.files.close(a[0]).map(|()| 0),
         nr::FSTAT => fstat(p, a[0], a[1]),
         nr::NEWFSTATAT => fs::newfstatat(p, a[0], a[1], a[2], a[3]),
-        nr::IOCTL => ioctl(p, a[0], a[1], a[2]),
+        nr::IOCTL => ioctl(p, a[0], a[1] & 0xffff_ffff, a[2]), // the request is an unsigned int (musl passes it sign-extended)
         nr::MMAP => mmap(p, a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::MSYNC => msync(p, a[0], a[1], a[2]),
         nr::MUNMAP => munmap(p, a[0], a[1]),
@@ -510,7 +518,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         }
         nr::GETPID => Ok(u64::from(p.info.pid)),
         nr::GETTID => Ok(u64::from(p.thread.tid)),
-        nr::FUTEX => futex::futex(p, a[0], a[1], a[2], a[3], a[5]),
+        nr::FUTEX => futex::futex(p, a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::GETPPID => Ok(u64::from(p.info.ppid())),
         nr::GETPGRP => Ok(u64::from(p.info.pgid())),
         nr::GETPGID => proc::getpgid(p, a[0]),

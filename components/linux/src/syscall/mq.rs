@@ -56,7 +56,7 @@ pub(super) fn mq_open(p: &mut Process, name: u64, flags: u64, mode: u64, attr: u
             let (mut max_messages, mut message_size) = (mqueue::MSG_MAX, mqueue::MSGSIZE_MAX);
             if attr != 0 {
                 let (maxmsg, msgsize) = (read_long(p, attr, 1)?, read_long(p, attr, 2)?);
-                let root = creds.is_root();
+                let root = creds.capable(crate::process::cap::SYS_RESOURCE);
                 let (msg_limit, size_limit) =
                     if root { (mqueue::HARD_MSG_MAX, mqueue::HARD_MSGSIZE_MAX) } else { (mqueue::MSG_MAX, mqueue::MSGSIZE_MAX) };
                 if maxmsg <= 0 || msgsize <= 0 || maxmsg as u64 > msg_limit as u64 || msgsize as u64 > size_limit as u64 {
@@ -67,7 +67,7 @@ pub(super) fn mq_open(p: &mut Process, name: u64, flags: u64, mode: u64, attr: u
             let perm = (mode as u32) & 0o777 & !p.fs.umask();
             let limit = p.info.soft_limit(crate::process::rlimit::MSGQUEUE);
             created = true;
-            mqueue::create(&name, max_messages, message_size, (creds.euid, creds.egid, perm), limit, creds.is_root())?
+            mqueue::create(&name, max_messages, message_size, (creds.euid, creds.egid, perm), limit, creds.capable(crate::process::cap::SYS_RESOURCE))?
         }
     };
     let existing_needs = match access {
@@ -79,7 +79,13 @@ pub(super) fn mq_open(p: &mut Process, name: u64, flags: u64, mode: u64, attr: u
         return Err(Errno::EACCES);
     }
     let file = MqFile::open(queue, access as u32, flags & O_NONBLOCK != 0);
-    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+    let fd = p.files.insert(file, 0, flags & O_CLOEXEC != 0);
+    if fd.is_err() && created {
+        // No descriptor (EMFILE): Linux takes the descriptor first, so
+        // the queue must not be left behind.
+        mqueue::unlink(&name);
+    }
+    fd
 }
 
 pub(super) fn mq_unlink(p: &mut Process, name: u64) -> SysResult {
@@ -87,7 +93,7 @@ pub(super) fn mq_unlink(p: &mut Process, name: u64) -> SysResult {
     let queue = mqueue::lookup(&name).ok_or(Errno::ENOENT)?;
     let creds = p.info.credentials();
     // The queue directory is sticky: its owner or root removes a queue.
-    if !creds.is_root() && creds.euid != queue.owner.0 {
+    if !creds.capable(crate::process::cap::FOWNER) && creds.euid != queue.owner.0 {
         return Err(Errno::EACCES);
     }
     mqueue::unlink(&name);
@@ -214,24 +220,29 @@ const SIGEV_SIGNAL: i32 = 0;
 const SIGEV_NONE: i32 = 1;
 
 pub(super) fn mq_notify(p: &mut Process, fd: u64, event: u64) -> SysResult {
+    // The request is checked before the descriptor (Linux's order).
+    let request = if event == 0 {
+        None
+    } else {
+        let mut bytes = [0u8; 16];
+        p.memory.read(event, &mut bytes)?;
+        let value = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+        let signo = i32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4]));
+        let how = i32::from_le_bytes(bytes[12..16].try_into().unwrap_or([0; 4]));
+        Some(match how {
+            SIGEV_NONE => None,
+            SIGEV_SIGNAL if (1..=crate::signal::NSIG as i32).contains(&signo) => Some((signo as u8, value)),
+            // SIGEV_THREAD needs a netlink socket (none here); others are invalid.
+            _ => return Err(Errno::EINVAL),
+        })
+    };
     let file = queue_file(p, fd)?;
     let mq = file.as_mqueue().ok_or(Errno::EBADF)?;
     let pid = p.info.pid;
-    if event == 0 {
-        return mq.queue.set_notify(pid, None).map(|()| 0);
+    match request {
+        None => mq.queue.set_notify(pid, None).map(|()| 0),
+        Some(signal) => mq.queue.set_notify(pid, Some(Notify { pid, signal })).map(|()| 0),
     }
-    let mut bytes = [0u8; 16];
-    p.memory.read(event, &mut bytes)?;
-    let value = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
-    let signo = i32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4]));
-    let how = i32::from_le_bytes(bytes[12..16].try_into().unwrap_or([0; 4]));
-    let signal = match how {
-        SIGEV_NONE => None,
-        SIGEV_SIGNAL if (1..=crate::signal::NSIG as i32).contains(&signo) => Some((signo as u8, value)),
-        // SIGEV_THREAD needs a netlink socket (none here); others are invalid.
-        _ => return Err(Errno::EINVAL),
-    };
-    mq.queue.set_notify(pid, Some(Notify { pid, signal })).map(|()| 0)
 }
 
 pub(super) fn mq_getsetattr(p: &mut Process, fd: u64, new: u64, old: u64) -> SysResult {

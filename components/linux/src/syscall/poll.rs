@@ -215,7 +215,7 @@ pub(super) fn pipe2(p: &mut Process, fds: u64, flags: u64) -> SysResult {
     if flags & !(super::fs::O_CLOEXEC | O_NONBLOCK | 0o40000 /* O_DIRECT */) != 0 {
         return Err(Errno::EINVAL);
     }
-    let (read, write) = crate::pipe::pipe(flags & O_NONBLOCK != 0);
+    let (read, write) = crate::pipe::pipe(flags & O_NONBLOCK != 0, p.info.credentials().capable(crate::process::cap::SYS_RESOURCE));
     let cloexec = flags & super::fs::O_CLOEXEC != 0;
     let r = p.files.insert(read, 0, cloexec)?;
     let w = match p.files.insert(write, 0, cloexec) {
@@ -284,10 +284,11 @@ pub(super) fn epoll_ctl(p: &mut Process, epfd: u64, op: u64, fd: u64, event: u64
         return Err(Errno::ELOOP);
     }
     // Nested instances make every wait poll through them: Linux bounds
-    // the paths (EINVAL), so that no wait can be made to take forever.
+    // the paths (EINVAL), so that no wait can be made to take forever,
+    // and the depth: this instance and at most four more below it.
     if op == 1
         && let Some(inner) = target.as_epoll()
-        && (inner.nested_instances(1, MAX_NESTED_INSTANCES).is_none() || epoll.nested_instances(0, MAX_NESTED_INSTANCES).is_none())
+        && (inner.nested_instances(2, MAX_NESTED_INSTANCES).is_none() || epoll.nested_instances(0, MAX_NESTED_INSTANCES).is_none())
     {
         return Err(Errno::EINVAL);
     }

@@ -70,7 +70,7 @@ fn check_namespaces(p: &Process, flags: u64) -> Result<(), Errno> {
     if flags & CLONE_NEW_NAMESPACES == 0 {
         return Ok(());
     }
-    if !p.info.credentials().is_root() { Err(Errno::EPERM) } else { Err(Errno::EINVAL) }
+    if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) { Err(Errno::EPERM) } else { Err(Errno::EINVAL) }
 }
 
 /// `unshare(flags)`: a private descriptor table (CLONE_FILES) or working
@@ -88,7 +88,7 @@ pub(super) fn unshare(p: &mut Process, flags: u64) -> SysResult {
     }
     check_namespaces(p, flags & !CLONE_NEWTIME)?;
     if flags & CLONE_NEWTIME != 0 {
-        return Err(if p.info.credentials().is_root() { Errno::EINVAL } else { Errno::EPERM });
+        return Err(if p.info.credentials().capable(crate::process::cap::SYS_ADMIN) { Errno::EINVAL } else { Errno::EPERM });
     }
     if flags & CLONE_FILES != 0 {
         p.files = p.files.fork_copy();
@@ -248,6 +248,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     // POSIX timers end with the old image; interval timers stay (Linux).
     crate::timers::remove_process(p.info.pid, true);
     super::ipc::reap_removed_segments();
+    p.info.note_maxrss(&p.memory); // the old image's peak stays in ru_maxrss
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
@@ -420,6 +421,7 @@ pub(super) fn waitid(p: &mut Process, idtype: u64, id: u64, infop: u64, options:
             let (code, status) = match event {
                 ChildEvent::Ended(process::Outcome::Exited(code)) => (CLD_EXITED, i32::from(code)),
                 ChildEvent::Ended(process::Outcome::Killed(sig)) => (CLD_KILLED, i32::from(sig)),
+                ChildEvent::Ended(process::Outcome::Dumped(sig)) => (CLD_DUMPED, i32::from(sig)),
                 ChildEvent::Stopped(sig) => (CLD_STOPPED, i32::from(sig)),
                 ChildEvent::Continued => (CLD_CONTINUED, i32::from(crate::signal::num::SIGCONT)),
             };
@@ -442,6 +444,7 @@ pub(super) fn waitid(p: &mut Process, idtype: u64, id: u64, infop: u64, options:
 
 const CLD_EXITED: i32 = 1;
 const CLD_KILLED: i32 = 2;
+const CLD_DUMPED: i32 = 3;
 const CLD_STOPPED: i32 = 5;
 const CLD_CONTINUED: i32 = 6;
 
@@ -505,21 +508,65 @@ pub(crate) static SLEEPERS: WaitQueue = WaitQueue::new();
 /// Earliest deadline (ns since boot) any sleeper waits for.
 pub(crate) static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// Timer tick: wakes sleepers once the earliest deadline has passed.
+/// Tasks that wait with a deadline on a queue of their own (sleeps,
+/// futex and signal waits): the tick wakes each one when its deadline has
+/// passed, and no other task. Keyed by (deadline, sequence number).
+static ALARMS: framekernel::sync::SpinLock<alloc::collections::BTreeMap<(u64, u64), Arc<framekernel::task::Task>>> =
+    framekernel::sync::SpinLock::new(alloc::collections::BTreeMap::new());
+static ALARM_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A wake-up of the current task at a deadline, for as long as it lives
+/// (made before waiting, dropped after).
+pub(crate) struct Alarm((u64, u64));
+
+impl Alarm {
+    /// Wakes the current task at `deadline` (ns since boot); none for
+    /// `u64::MAX`.
+    pub(crate) fn new(deadline: u64) -> Option<Self> {
+        if deadline == u64::MAX {
+            return None;
+        }
+        let key = (deadline, ALARM_SEQ.fetch_add(1, Ordering::Relaxed));
+        ALARMS.lock().insert(key, framekernel::task::current());
+        NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);
+        Some(Self(key))
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        ALARMS.lock().remove(&self.0);
+    }
+}
+
+/// Timer tick: once the earliest deadline has passed, wakes the tasks
+/// whose alarms are due and the pollers on `SLEEPERS`.
 pub fn sleep_tick(_tick: u64) {
     crate::timers::tick();
     super::ipc::tick();
-    if framekernel::time::now_ns() >= NEXT_WAKE.load(Ordering::Relaxed) {
+    let now = framekernel::time::now_ns();
+    if now >= NEXT_WAKE.load(Ordering::Relaxed) {
         NEXT_WAKE.store(u64::MAX, Ordering::Relaxed);
         SLEEPERS.wake_all();
+        let alarms = ALARMS.lock();
+        for (_, task) in alarms.range(..(now.saturating_add(1), 0)) {
+            tessera_sched::wake(task);
+        }
+        // Due alarms stay until their task drops them; the next wake-up is
+        // the first one still ahead.
+        if let Some(((next, _), _)) = alarms.range((now.saturating_add(1), 0)..).next() {
+            NEXT_WAKE.fetch_min(*next, Ordering::Relaxed);
+        }
     }
 }
 
 /// Sleeps until `deadline` (ns since boot); EINTR with the time left when
-/// a signal arrives first.
+/// a signal arrives first. Only the alarm and signals wake it.
 fn sleep_until(p: &Process, deadline: u64) -> Result<(), (Errno, u64)> {
     let interrupted = p.interrupt_check();
-    SLEEPERS.wait_until(|| {
+    let _alarm = Alarm::new(deadline);
+    let queue = WaitQueue::new();
+    queue.wait_until(|| {
         let now = framekernel::time::now_ns();
         if now >= deadline {
             return Some(Ok(()));
@@ -527,7 +574,6 @@ fn sleep_until(p: &Process, deadline: u64) -> Result<(), (Errno, u64)> {
         if interrupted() {
             return Some(Err((Errno::EINTR, deadline - now)));
         }
-        NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);
         None
     })
 }

@@ -49,7 +49,7 @@ fn target(p: &Process, pid: u64) -> Result<(Arc<ThreadInfo>, Arc<ProcessInfo>), 
 fn may_change(p: &Process, owner: &ProcessInfo) -> Result<(), Errno> {
     let me = p.info.credentials();
     let them = owner.credentials();
-    if me.is_root() || me.euid == them.euid || me.euid == them.ruid { Ok(()) } else { Err(Errno::EPERM) }
+    if me.capable(crate::process::cap::SYS_NICE) || me.euid == them.euid || me.euid == them.ruid { Ok(()) } else { Err(Errno::EPERM) }
 }
 
 /// Checks and applies a new policy: `priority` for FIFO/RR (1..=99),
@@ -60,7 +60,7 @@ fn apply(p: &Process, thread: &ThreadInfo, owner: &ProcessInfo, new: SchedParams
         return Err(Errno::EINVAL);
     }
     may_change(p, owner)?;
-    let root = p.info.credentials().is_root();
+    let root = p.info.credentials().capable(crate::process::cap::SYS_NICE);
     let old = *thread.sched.lock();
     // RLIMIT_RTPRIO is 0: without root no real-time policy, and a reset
     // on fork once set stays.
@@ -175,7 +175,7 @@ pub(super) fn sched_setattr(p: &mut Process, pid: u64, attr: u64, flags: u64) ->
     apply(p, &thread, &owner, SchedParams { policy, priority, reset_on_fork, deadline })?;
     if policy == SCHED_OTHER || policy == SCHED_BATCH {
         let nice = nice.clamp(-20, 19);
-        if nice < owner.nice.load(core::sync::atomic::Ordering::Relaxed) && !p.info.credentials().is_root() {
+        if nice < owner.nice.load(core::sync::atomic::Ordering::Relaxed) && !p.info.credentials().capable(crate::process::cap::SYS_NICE) {
             return Err(Errno::EPERM);
         }
         owner.nice.store(nice, core::sync::atomic::Ordering::Relaxed);

@@ -176,7 +176,7 @@ pub(super) fn kill(p: &mut Process, pid: u64, sig: u64) -> SysResult {
 /// process whose real or saved uid is their real or effective uid, and
 /// SIGCONT goes to any process of their session.
 fn may_signal(sender: &process::Credentials, me: &process::ProcessInfo, target: &process::ProcessInfo, sig: u8) -> bool {
-    if sender.is_root() || (sig == 18 && target.sid() == me.sid()) {
+    if sender.capable(crate::process::cap::KILL) || (sig == 18 && target.sid() == me.sid()) {
         return true;
     }
     let t = target.credentials();
@@ -235,14 +235,15 @@ pub(super) fn rt_sigtimedwait(p: &mut Process, set: u64, info: u64, timeout: u64
         let (info, thread) = (p.info.clone(), p.thread.clone());
         move || (thread.pending.bits() | info.pending.bits()) & set != 0
     };
-    super::proc::SLEEPERS.wait_until(|| {
+    // Signals wake the thread directly; the alarm at the deadline.
+    let _alarm = super::proc::Alarm::new(deadline);
+    tessera_sched::WaitQueue::new().wait_until(|| {
         if waiting() {
             return Some(());
         }
         if check() || framekernel::time::now_ns() >= deadline {
             return Some(());
         }
-        super::proc::NEXT_WAKE.fetch_min(deadline, core::sync::atomic::Ordering::Relaxed);
         None
     });
     match p.take_signal_in(set) {
@@ -392,7 +393,8 @@ pub(super) fn signalfd_read(p: &mut Process, file: &crate::signalfd::SignalFd, b
         let (info, thread) = (p.info.clone(), p.thread.clone());
         move || (thread.pending.bits() | info.pending.bits()) & mask != 0
     };
-    super::proc::SLEEPERS.wait_until(|| {
+    // A signal made pending wakes the thread directly.
+    tessera_sched::WaitQueue::new().wait_until(|| {
         if waiting() {
             return Some(Ok(()));
         }

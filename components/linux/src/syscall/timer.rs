@@ -192,7 +192,7 @@ pub(super) fn timerfd_create(p: &mut Process, clock: u64, flags: u64) -> SysResu
     }
     let clock = match clock {
         0 | 1 | 7 => clock as u32,
-        8 | 9 if p.info.credentials().is_root() => clock as u32,
+        8 | 9 if p.info.credentials().capable(crate::process::cap::SYS_TIME) => clock as u32,
         8 | 9 => return Err(Errno::EPERM),
         _ => return Err(Errno::EINVAL),
     };
@@ -291,7 +291,7 @@ pub(super) fn adjtimex(p: &mut Process, buf: u64) -> SysResult {
     if modes & 0x8000 != 0 && modes & 0x0001 == 0 {
         return Err(Errno::EINVAL);
     }
-    if modes != 0 && modes != ADJ_OFFSET_SS_READ && !p.info.credentials().is_root() {
+    if modes != 0 && modes != ADJ_OFFSET_SS_READ && !p.info.credentials().capable(crate::process::cap::SYS_TIME) {
         return Err(Errno::EPERM);
     }
     if modes & ADJ_TICK != 0 && !(900_000 / USER_HZ..=1_100_000 / USER_HZ).contains(&i64_at(88)) {
