@@ -52,6 +52,10 @@ impl EventFd {
 }
 
 impl File for EventFd {
+    fn is_eventfd(&self) -> bool {
+        true
+    }
+
     fn fdinfo(&self) -> alloc::string::String {
         alloc::format!("eventfd-count: {:16x}\neventfd-id: {}\n", *self.count.lock(), self.ino)
     }

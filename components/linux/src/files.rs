@@ -56,6 +56,10 @@ pub trait File: Send + Sync {
     }
     /// File status.
     fn stat(&self) -> FileStat;
+    /// True for an eventfd (`IOCB_FLAG_RESFD` signals one).
+    fn is_eventfd(&self) -> bool {
+        false
+    }
     /// Lines this kind of file adds to `/proc/PID/fdinfo/FD` (inotify
     /// watches, an eventfd's count, a signalfd's mask).
     fn fdinfo(&self) -> alloc::string::String {

@@ -426,6 +426,12 @@ pub fn open_device(rdev: u64) -> Result<Arc<dyn File>, Errno> {
     }
 }
 
+/// The `/dev` path of device number `rdev` (what `/proc/PID/fd` shows for
+/// a descriptor of a device, whose open file keeps no path).
+pub fn device_path(rdev: u64) -> Option<alloc::string::String> {
+    DEVICES.iter().find(|(_, number, _)| *number == rdev).map(|(name, _, _)| alloc::format!("/dev/{name}"))
+}
+
 /// Device nodes made in `/dev` at boot: name, number, permissions.
 pub const DEVICES: [(&str, u64, u32); 9] = [
     ("null", 0x103, 0o666),

@@ -843,6 +843,8 @@ pub struct ProcessInfo {
     maxrss_kib: AtomicU64,
     /// Largest peak of the children it waited for (and theirs).
     children_maxrss_kib: AtomicU64,
+    /// AIO contexts by ring address (`io_setup`); gone at `exec`.
+    pub aio: SpinLock<BTreeMap<u64, crate::syscall::aio::Context>>,
 }
 
 /// Time programs spent in user mode since boot, over all processes (ns).
@@ -938,6 +940,7 @@ fn register(
         waited_children: SpinLock::new((0, 0)),
         maxrss_kib: AtomicU64::new(0),
         children_maxrss_kib: AtomicU64::new(0),
+        aio: SpinLock::new(BTreeMap::new()),
     });
     table.insert(pid, info.clone());
     THREADS.lock().insert(pid, thread.clone());
@@ -975,6 +978,22 @@ impl ProcessInfo {
             total += t;
         }
         (user, total)
+    }
+
+    /// Linux's `ptrace_may_access` (real credentials): may `tracer` read
+    /// or change this process (`process_vm_*`, `pidfd_getfd`, `kcmp`,
+    /// `get_robust_list`)? Itself; a process of the same user and group
+    /// in all three ids that is dumpable; or with CAP_SYS_PTRACE.
+    pub fn may_be_traced_by(&self, tracer: &ProcessInfo) -> bool {
+        if self.pid == tracer.pid {
+            return true;
+        }
+        let (me, them) = (tracer.credentials(), self.credentials());
+        if me.capable(cap::SYS_PTRACE) {
+            return true;
+        }
+        let same = [them.ruid, them.euid, them.suid].iter().all(|&id| id == me.ruid) && [them.rgid, them.egid, them.sgid].iter().all(|&id| id == me.rgid);
+        same && self.prctl.lock().dumpable
     }
 
     /// Records the peak resident set of an address space the process is

@@ -77,7 +77,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 35] = [
+const SYS_FILES: [(&str, SysValue); 37] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -86,6 +86,8 @@ const SYS_FILES: [(&str, SysValue); 35] = [
     ("kernel/core_uses_pid", || "0\n".to_string()),
     ("kernel/random/entropy_avail", || "256\n".to_string()),
     ("kernel/random/poolsize", || "256\n".to_string()),
+    ("fs/aio-max-nr", || format!("{}\n", crate::syscall::aio::AIO_MAX_NR)),
+    ("fs/aio-nr", || format!("{}\n", crate::syscall::aio::AIO_NR.load(core::sync::atomic::Ordering::Relaxed))),
     ("kernel/ostype", || "Linux\n".to_string()),
     ("kernel/osrelease", || format!("{}\n", crate::syscall::RELEASE)),
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
@@ -653,6 +655,9 @@ impl Node for Link {
                 Ok(match file.location() {
                     Some(location) => location.path(),
                     None if file.is_tty() => "/dev/console".to_string(),
+                    None if file.stat().kind == FileType::CharDevice => {
+                        crate::fs::device_path(file.stat().rdev).unwrap_or_else(|| format!("anon_inode:[{}]", file.stat().ino))
+                    }
                     None => format!("pipe:[{}]", file.stat().ino),
                 })
             }

@@ -149,6 +149,75 @@ fn wake_op(p: &mut Process, addr: u64, addr2: u64, val: u64, val2: u64, encoded:
     Ok(woken)
 }
 
+/// `futex_waitv(waiters, count, flags, timeout, clock)`: waits on up to
+/// 128 words at once (`struct futex_waitv`: value, address, `FUTEX_32`
+/// with an optional private flag); EAGAIN if a word already differs;
+/// returns the index of a woken one. The time-out is absolute on
+/// CLOCK_MONOTONIC or CLOCK_REALTIME.
+pub(super) fn futex_waitv(p: &mut Process, list: u64, count: u64, flags: u64, timeout: u64, clock: u64) -> SysResult {
+    const FUTEX_32: u32 = 2;
+    if flags != 0 || count == 0 || count > 128 || list == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let deadline = if timeout == 0 {
+        u64::MAX
+    } else {
+        let now = framekernel::time::now_ns();
+        let absolute = super::proc::read_timespec(p, timeout)?;
+        match clock {
+            1 => absolute,
+            0 => absolute.saturating_sub(framekernel::time::realtime_ns().saturating_sub(now)),
+            _ => return Err(Errno::EINVAL),
+        }
+    };
+    let mut raw = alloc::vec![0u8; count as usize * 24];
+    p.memory.read(list, &mut raw)?;
+    let mut entries = Vec::new();
+    for chunk in raw.chunks_exact(24) {
+        let word = |at: usize| u64::from_le_bytes(chunk.get(at..at + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+        let (value, addr, bits) = (word(0), word(8), word(16));
+        let (wflags, reserved) = (bits as u32, (bits >> 32) as u32);
+        if reserved != 0 || wflags & !(FUTEX_32 | FUTEX_PRIVATE_FLAG as u32) != 0 || wflags & FUTEX_32 == 0 || !addr.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
+        }
+        if value > u64::from(u32::MAX) {
+            return Err(Errno::EINVAL);
+        }
+        entries.push((addr, value as u32, wflags & FUTEX_PRIVATE_FLAG as u32 != 0));
+    }
+    // Compare every word and enqueue with nothing else running between.
+    let mut flags_woken = Vec::new();
+    let mut waiters = Vec::new();
+    for &(addr, value, private) in &entries {
+        let mut word = [0u8; 4];
+        p.memory.read(addr, &mut word)?;
+        if u32::from_le_bytes(word) != value {
+            return Err(Errno::EAGAIN);
+        }
+        let (key, frame) = key(&p.memory, addr, private)?;
+        let woken = Arc::new(AtomicBool::new(false));
+        flags_woken.push(woken.clone());
+        waiters.push(Waiter { key, _frame: frame, bitset: u32::MAX, woken, task: framekernel::task::current() });
+    }
+    WAITERS.lock().extend(waiters);
+    let interrupted = p.interrupt_check();
+    let _alarm = super::proc::Alarm::new(deadline);
+    let result = tessera_sched::WaitQueue::new().wait_until(|| {
+        if let Some(index) = flags_woken.iter().position(|w| w.load(Ordering::SeqCst)) {
+            return Some(Ok(index as u64));
+        }
+        if interrupted() {
+            return Some(Err(Errno::EINTR));
+        }
+        if framekernel::time::now_ns() >= deadline {
+            return Some(Err(Errno::ETIMEDOUT));
+        }
+        None
+    });
+    WAITERS.lock().retain(|w| !flags_woken.iter().any(|f| Arc::ptr_eq(&w.woken, f)));
+    result
+}
+
 pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) -> SysResult {
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     if !addr.is_multiple_of(4) {

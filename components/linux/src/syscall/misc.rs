@@ -889,13 +889,8 @@ const KCMP_EPOLL_TFD: u64 = 7;
 pub(super) fn kcmp(p: &mut Process, pid1: u64, pid2: u64, kind: u64, idx1: u64, idx2: u64) -> SysResult {
     let find = |pid: u64| crate::process::lookup(pid as u32).filter(|t| t.outcome().is_none() && (pid as i64) > 0).ok_or(Errno::ESRCH);
     let (a, b) = (find(pid1)?, find(pid2)?);
-    let me = p.info.credentials();
-    for target in [&a, &b] {
-        let t = target.credentials();
-        let owned = [t.ruid, t.euid, t.suid].iter().all(|&id| id == me.ruid) && [t.rgid, t.egid, t.sgid].iter().all(|&id| id == me.rgid);
-        if !me.capable(crate::process::cap::SYS_PTRACE) && !owned {
-            return Err(Errno::EPERM);
-        }
+    if ![&a, &b].iter().all(|target| target.may_be_traced_by(&p.info)) {
+        return Err(Errno::EPERM);
     }
     let (x, y) = match kind {
         KCMP_FILE => {
@@ -1002,10 +997,8 @@ pub(super) fn get_robust_list(p: &mut Process, pid: u64, head: u64, len: u64) ->
     } else {
         let thread = crate::process::lookup_thread(tid as u32).ok_or(Errno::ESRCH)?;
         let owner = crate::process::all().into_iter().find(|q| q.has_thread(thread.tid)).ok_or(Errno::ESRCH)?;
-        // Linux's ptrace-read rule: root, or the same user and group throughout.
-        let (me, them) = (p.info.credentials(), owner.credentials());
-        let same = [them.ruid, them.euid, them.suid].iter().all(|&id| id == me.ruid) && [them.rgid, them.egid, them.sgid].iter().all(|&id| id == me.rgid);
-        if !me.capable(crate::process::cap::SYS_PTRACE) && !same {
+        // Linux's ptrace-read rule.
+        if !owner.may_be_traced_by(&p.info) {
             return Err(Errno::EPERM);
         }
         thread.robust_list()

@@ -2,6 +2,7 @@
 //! `rsi`, `rdx`, `r10`, `r8`, `r9`; result or `-errno` back in `rax`.
 //! Unknown numbers return `ENOSYS` and are logged once each.
 
+pub mod aio;
 mod fs;
 pub(crate) use fs::open_path;
 pub mod futex;
@@ -9,6 +10,7 @@ pub mod ipc;
 mod io;
 mod misc;
 mod mq;
+mod pvm;
 mod mm;
 pub mod poll;
 pub mod names;
@@ -519,6 +521,16 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::GETPID => Ok(u64::from(p.info.pid)),
         nr::GETTID => Ok(u64::from(p.thread.tid)),
         nr::FUTEX => futex::futex(p, a[0], a[1], a[2], a[3], a[4], a[5]),
+        310 => pvm::process_vm(p, a[0], a[1], a[2], a[3], a[4], a[5], false),
+        311 => pvm::process_vm(p, a[0], a[1], a[2], a[3], a[4], a[5], true),
+        438 => pvm::pidfd_getfd(p, a[0], a[1], a[2]),
+        206 => aio::io_setup(p, a[0], a[1]),
+        207 => aio::io_destroy(p, a[0]),
+        208 => aio::io_getevents(p, a[0], a[1], a[2], a[3], a[4]),
+        209 => aio::io_submit(p, a[0], a[1], a[2]),
+        210 => aio::io_cancel(p, a[0], a[1], a[2]),
+        333 => aio::io_getevents(p, a[0], a[1], a[2], a[3], a[4]),
+        449 => futex::futex_waitv(p, a[0], a[1], a[2], a[3], a[4]),
         nr::GETPPID => Ok(u64::from(p.info.ppid())),
         nr::GETPGRP => Ok(u64::from(p.info.pgid())),
         nr::GETPGID => proc::getpgid(p, a[0]),

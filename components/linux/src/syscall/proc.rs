@@ -249,6 +249,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     crate::timers::remove_process(p.info.pid, true);
     super::ipc::reap_removed_segments();
     p.info.note_maxrss(&p.memory); // the old image's peak stays in ru_maxrss
+    p.info.aio.lock().clear(); // AIO contexts belong to the old address space
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
