@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod acct;
 pub mod block;
 pub mod cellctl;
 pub mod coredump;

@@ -501,6 +501,7 @@ pub mod cap {
     pub const SYS_MODULE: u32 = 16;
     pub const SYS_CHROOT: u32 = 18;
     pub const SYS_PTRACE: u32 = 19;
+    pub const SYS_PACCT: u32 = 20;
     pub const SYS_ADMIN: u32 = 21;
     pub const SYS_BOOT: u32 = 22;
     pub const SYS_NICE: u32 = 23;
@@ -843,6 +844,11 @@ pub struct ProcessInfo {
     maxrss_kib: AtomicU64,
     /// Largest peak of the children it waited for (and theirs).
     children_maxrss_kib: AtomicU64,
+    /// The signal the parent gets when this process ends (`clone`'s low
+    /// byte; 0: none). SIGCHLD after `exec` or a new parent.
+    exit_signal: core::sync::atomic::AtomicU8,
+    /// Set by `exec`.
+    execed: core::sync::atomic::AtomicBool,
     /// AIO contexts by ring address (`io_setup`); gone at `exec`.
     pub aio: SpinLock<BTreeMap<u64, crate::syscall::aio::Context>>,
 }
@@ -941,6 +947,8 @@ fn register(
         maxrss_kib: AtomicU64::new(0),
         children_maxrss_kib: AtomicU64::new(0),
         aio: SpinLock::new(BTreeMap::new()),
+        exit_signal: core::sync::atomic::AtomicU8::new(num::SIGCHLD),
+        execed: core::sync::atomic::AtomicBool::new(false),
     });
     table.insert(pid, info.clone());
     THREADS.lock().insert(pid, thread.clone());
@@ -996,6 +1004,22 @@ impl ProcessInfo {
         same && self.prctl.lock().dumpable
     }
 
+    /// Whether the process ran `exec` (accounting's AFORK is the opposite).
+    pub fn did_exec(&self) -> bool {
+        self.execed.load(Ordering::Relaxed)
+    }
+
+    /// Notes an `exec`.
+    pub fn note_exec(&self) {
+        self.execed.store(true, Ordering::Relaxed);
+        self.exit_signal.store(num::SIGCHLD, Ordering::Relaxed);
+    }
+
+    /// The peak resident set recorded so far (KiB; at exit, the last one).
+    pub fn maxrss_seen_kib(&self) -> u64 {
+        self.maxrss_kib.load(Ordering::Relaxed)
+    }
+
     /// Records the peak resident set of an address space the process is
     /// leaving (`exec`, exit).
     pub fn note_maxrss(&self, memory: &Memory) {
@@ -1029,6 +1053,12 @@ impl ProcessInfo {
         let mut waited = self.waited_children.lock();
         waited.0 += u + cu;
         waited.1 += t + ct;
+    }
+
+    /// Sets the signal the parent gets at the end (`clone`); SIGCHLD again
+    /// after `exec`.
+    pub fn set_exit_signal(&self, signal: u8) {
+        self.exit_signal.store(signal, Ordering::Relaxed);
     }
 
     /// Gives the process another parent (`CLONE_PARENT`).
@@ -1736,6 +1766,7 @@ impl Process {
             (None, ThreadEnd::Group(outcome)) => outcome,
         };
         let pid = info.pid;
+        crate::acct::process_ended(&info, outcome, &thread.comm());
         crate::locks::release_all(crate::locks::Owner::Process(pid));
         crate::timers::remove_process(pid, false);
         crate::sysv::exit_undo(pid);
@@ -1758,6 +1789,7 @@ impl Process {
         let init = reaper.or_else(|| lookup(1)).filter(|i| i.outcome().is_none() && i.pid != pid);
         for child in all().into_iter().filter(|c| c.ppid() == pid) {
             child.ppid.store(init.as_ref().map_or(0, |i| i.pid), Ordering::Relaxed);
+            child.exit_signal.store(num::SIGCHLD, Ordering::Relaxed); // a new parent hears SIGCHLD
             if init.is_none() && child.outcome().is_some() {
                 reap(child.pid); // nobody is left to collect it
             }
@@ -1777,7 +1809,16 @@ impl Process {
         crate::syscall::ipc::reap_removed_segments();
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
-                parent.send_signal(num::SIGCHLD, SigInfo { code: 1, addr: u64::from(pid), value: 0 });
+                let signal = info.exit_signal.load(Ordering::Relaxed);
+                if signal != 0 {
+                    // CLD_EXITED, CLD_KILLED or CLD_DUMPED.
+                    let code = match outcome {
+                        Outcome::Exited(_) => 1,
+                        Outcome::Killed(_) => 2,
+                        Outcome::Dumped(_) => 3,
+                    };
+                    parent.send_signal(signal, SigInfo { code, addr: u64::from(pid), value: 0 });
+                }
                 parent.children_changed.wake_all();
             }
             // Started by the kernel, or orphaned with no init: whoever holds

@@ -68,7 +68,7 @@ fn init_owner(who: &Identity, parent: &Metadata, node: &NodeRef) {
 }
 
 /// Reads a path argument.
-pub(super) fn path_arg(p: &Process, addr: u64) -> Result<String, Errno> {
+pub fn path_arg(p: &Process, addr: u64) -> Result<String, Errno> {
     let bytes = p.memory.read_c_string(addr, tessera_vfs::MAX_PATH)?;
     // Linux's getname: a path with no NUL in its first PATH_MAX bytes
     // is too long, before any directory is looked at.
@@ -917,6 +917,30 @@ pub(super) fn fstatfs(p: &mut Process, fd: u64, buf: u64) -> SysResult {
     // Pipes and devices outside the tree: an empty in-memory file system.
     let stats = file.location().map(|l| l.node().fs_stats()).unwrap_or_default();
     write_statfs(p, stats, buf)
+}
+
+/// `ustat(dev, buf)`: free blocks and inodes of the mounted file system
+/// whose device number is `dev` (EINVAL if none): `struct ustat`.
+pub(super) fn ustat(p: &mut Process, dev: u64, buf: u64) -> SysResult {
+    let dev = dev as u32;
+    let vfs = fs::vfs()?;
+    let root = p.fs.root();
+    let mut paths: alloc::vec::Vec<String> = vfs.mount_list().into_iter().map(|(path, _, _)| path).collect();
+    paths.insert(0, String::from("/"));
+    let stats = paths
+        .iter()
+        .filter_map(|path| vfs.resolve_in(&root, &root, path, true, &tessera_vfs::Identity::root()).ok())
+        .map(|location| location.node().clone())
+        .find(|node| node.metadata().dev as u32 == dev)
+        .map(|node| node.fs_stats())
+        .ok_or(Errno::EINVAL)?;
+    const BLOCK: u64 = 4096;
+    let free = stats.capacity.saturating_sub(stats.used).min(framekernel::mm::frame_stats().free * BLOCK) / BLOCK;
+    let mut b = [0u8; 32];
+    b[0..4].copy_from_slice(&(free.min(i32::MAX as u64) as i32).to_le_bytes());
+    b[8..16].copy_from_slice(&stats.nodes.saturating_sub(stats.nodes_used).to_le_bytes());
+    p.memory.write(buf, &b)?;
+    Ok(0)
 }
 
 /// Writes a `struct statfs` for `stats`. Free space is also bounded by

@@ -4,7 +4,7 @@
 
 pub mod aio;
 mod fs;
-pub(crate) use fs::open_path;
+pub(crate) use fs::{open_path, path_arg};
 pub mod futex;
 pub mod ipc;
 mod io;
@@ -490,6 +490,9 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::TKILL => tkill(p, a[0], a[1]),
         nr::TGKILL => tgkill(p, a[0], a[1], a[2]),
         nr::CLONE => proc::clone(p, context, a[0], a[1], a[2], a[3], a[4]),
+        435 => proc::clone3(p, context, a[0], a[1]),
+        163 => crate::acct::acct(p, a[0]),
+        136 => fs::ustat(p, a[0], a[1]),
         nr::FORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
         nr::VFORK => proc::clone(p, context, SIGCHLD | 0x4000 | 0x100, 0, 0, 0, 0), // CLONE_VFORK | CLONE_VM
         272 => proc::unshare(p, a[0]),

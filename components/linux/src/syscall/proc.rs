@@ -20,6 +20,62 @@ const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
 pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> SysResult {
+    // CLONE_PIDFD: clone() puts the descriptor where the parent's tid
+    // would go, so the two cannot be asked for together.
+    if flags & CLONE_PIDFD != 0 && flags & CLONE_PARENT_SETTID != 0 {
+        return Err(Errno::EINVAL);
+    }
+    clone_with(p, ctx, flags, stack, ptid, ctid, tls, ptid)
+}
+
+/// `clone3(args, size)`: `struct clone_args` (flags, pidfd, child_tid,
+/// parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+/// set_tid_size, cgroup), at least the first 64 bytes; bytes this kernel
+/// does not know must be zero (E2BIG).
+pub(super) fn clone3(p: &mut Process, ctx: &UserContext, args: u64, size: u64) -> SysResult {
+    const KNOWN: usize = 88;
+    if size < 64 {
+        return Err(Errno::EINVAL);
+    }
+    if size > 4096 {
+        return Err(Errno::E2BIG);
+    }
+    let mut raw = alloc::vec![0u8; size as usize];
+    p.memory.read(args, &mut raw)?;
+    if raw.get(KNOWN..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
+        return Err(Errno::E2BIG);
+    }
+    let field = |i: usize| u64::from_le_bytes(raw.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let (flags, pidfd, child_tid, parent_tid, exit_signal) = (field(0), field(1), field(2), field(3), field(4));
+    let (stack, stack_size, tls, set_tid, set_tid_size) = (field(5), field(6), field(7), field(8), field(9));
+    // The exit signal has its own field here; CLONE_DETACHED and the old
+    // low byte are invalid, as are signals past 64.
+    if flags & 0xff != 0 || flags & CLONE_DETACHED != 0 || exit_signal > 64 {
+        return Err(Errno::EINVAL);
+    }
+    if (stack == 0) != (stack_size == 0) || set_tid_size > 32 || (set_tid == 0) != (set_tid_size == 0) {
+        return Err(Errno::EINVAL);
+    }
+    if set_tid_size != 0 {
+        // Choosing the new pid (checkpoint/restore) is not offered.
+        return Err(if p.info.credentials().capable(crate::process::cap::SYS_ADMIN) { Errno::EINVAL } else { Errno::EPERM });
+    }
+    if flags & CLONE_INTO_CGROUP != 0 {
+        return Err(Errno::EINVAL); // no cgroups
+    }
+    if flags & (CLONE_THREAD | CLONE_PARENT) != 0 && exit_signal != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let top = if stack == 0 { 0 } else { stack.checked_add(stack_size).ok_or(Errno::EINVAL)? };
+    clone_with(p, ctx, flags | exit_signal, top, parent_tid, child_tid, tls, pidfd)
+}
+
+/// `clone` and `clone3`: `pidfd_at` receives the pidfd for CLONE_PIDFD.
+#[allow(clippy::too_many_arguments)]
+fn clone_with(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, pidfd_at: u64) -> SysResult {
+    if flags & CLONE_PIDFD != 0 && flags & CLONE_THREAD != 0 {
+        return Err(Errno::EINVAL);
+    }
     check_namespaces(p, flags)?;
     if flags & CLONE_THREAD != 0 {
         // A thread shares memory and signal handlers (Linux requires both).
@@ -45,8 +101,32 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
         // A sibling: the caller's parent is the child's (and is told when it ends).
         child.info.set_ppid(p.info.ppid());
     }
+    child.info.set_exit_signal((flags & 0xff) as u8);
     let info = child.info.clone();
-    let pid = start_child(p, child, ctx, flags, stack, ptid, ctid, tls)?;
+    // CLONE_PIDFD: a close-on-exec pidfd for the child, its number stored
+    // for the parent before the child runs.
+    let pidfd = if flags & CLONE_PIDFD != 0 {
+        let fd = p.files.insert(crate::pidfd::PidFd::open(info.clone(), 2), 0, true);
+        let stored = fd.and_then(|fd| p.memory.write(pidfd_at, &(fd as i32).to_le_bytes()).map(|()| fd));
+        match stored {
+            Ok(fd) => Some(fd),
+            Err(errno) => {
+                child.abandon();
+                return Err(errno);
+            }
+        }
+    } else {
+        None
+    };
+    let pid = match start_child(p, child, ctx, flags, stack, ptid, ctid, tls) {
+        Ok(pid) => pid,
+        Err(errno) => {
+            if let Some(fd) = pidfd {
+                let _ = p.files.close(fd);
+            }
+            return Err(errno);
+        }
+    };
     if flags & CLONE_VFORK != 0 {
         // The parent waits until the child runs exec or ends (or the
         // parent is killed, as Linux's killable wait).
@@ -60,6 +140,9 @@ pub(super) fn clone(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, 
 }
 
 const CLONE_VFORK: u64 = 0x4000;
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_DETACHED: u64 = 0x40_0000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CLONE_PARENT: u64 = 0x8000;
 /// CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
 const CLONE_NEW_NAMESPACES: u64 = 0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
@@ -250,6 +333,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     super::ipc::reap_removed_segments();
     p.info.note_maxrss(&p.memory); // the old image's peak stays in ru_maxrss
     p.info.aio.lock().clear(); // AIO contexts belong to the old address space
+    p.info.note_exec();
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
