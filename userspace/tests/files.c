@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -47,6 +48,76 @@ static void exchange(void) {
     CHECK_ERR(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "no-such", RENAME_EXCHANGE), ENOENT);
     CHECK_ERR(syscall(SYS_renameat2, AT_FDCWD, "swap-a", AT_FDCWD, "swap-d", RENAME_EXCHANGE | RENAME_NOREPLACE), EINVAL);
     CHECK(unlink("swap-d") == 0 && rmdir("swap-a") == 0);
+}
+
+struct open_how_t {
+    uint64_t flags, mode, resolve;
+};
+
+static long openat2_(int dirfd, const char *path, struct open_how_t *how, size_t size) {
+    return syscall(437 /* SYS_openat2 */, dirfd, path, how, size);
+}
+
+/* openat2: strict arguments and the RESOLVE_* rules (run in a fresh
+ * directory with a subdirectory "sub"). */
+static void openat2_rules(void) {
+    CHECK(mkdir("sub", 0755) == 0);
+    int dir = open("sub", O_DIRECTORY | O_RDONLY);
+    CHECK(dir >= 0);
+    CHECK(symlink("/proc/version", "sub/abs-link") == 0 && symlink("target", "sub/rel-link") == 0);
+    int f = openat(dir, "target", O_CREAT | O_WRONLY, 0644);
+    CHECK(f >= 0);
+    close(f);
+    struct open_how_t how = {O_RDONLY, 0, 0};
+    long fd = openat2_(dir, "target", &how, sizeof how);
+    CHECK(fd >= 0);
+    close((int)fd);
+    how.resolve = 0x04; /* RESOLVE_NO_SYMLINKS */
+    CHECK_ERR(openat2_(dir, "rel-link", &how, sizeof how), ELOOP);
+    how.resolve = 0x02; /* RESOLVE_NO_MAGICLINKS: ordinary links are fine */
+    fd = openat2_(dir, "rel-link", &how, sizeof how);
+    CHECK(fd >= 0);
+    close((int)fd);
+    CHECK_ERR(openat2_(AT_FDCWD, "/proc/self/exe", &how, sizeof how), ELOOP);
+    how.resolve = 0x08; /* RESOLVE_BENEATH */
+    CHECK_ERR(openat2_(dir, "../sub/target", &how, sizeof how), EXDEV);
+    CHECK_ERR(openat2_(dir, "/proc/version", &how, sizeof how), EXDEV);
+    CHECK_ERR(openat2_(dir, "abs-link", &how, sizeof how), EXDEV);
+    fd = openat2_(dir, "./rel-link", &how, sizeof how);
+    CHECK(fd >= 0);
+    close((int)fd);
+    how.resolve = 0x01; /* RESOLVE_NO_XDEV */
+    CHECK_ERR(openat2_(dir, "/proc/version", &how, sizeof how), EXDEV);
+    how.resolve = 0x10; /* RESOLVE_IN_ROOT: "/" is dirfd */
+    fd = openat2_(dir, "/target", &how, sizeof how);
+    CHECK(fd >= 0);
+    close((int)fd);
+    CHECK_ERR(openat2_(dir, "/proc/version", &how, sizeof how), ENOENT);
+    /* Strict arguments. */
+    how.resolve = 0;
+    how.mode = 0644; /* a mode without O_CREAT */
+    CHECK_ERR(openat2_(dir, "target", &how, sizeof how), EINVAL);
+    how.mode = 0;
+    how.resolve = 0x08 | 0x10;
+    CHECK_ERR(openat2_(dir, "target", &how, sizeof how), EINVAL);
+    how.resolve = 1ull << 40;
+    CHECK_ERR(openat2_(dir, "target", &how, sizeof how), EINVAL);
+    how.resolve = 0;
+    CHECK_ERR(openat2_(dir, "target", &how, 16), EINVAL);
+    struct {
+        struct open_how_t how;
+        uint64_t pad;
+    } padded = {{O_RDONLY, 0, 0}, 1};
+    CHECK_ERR(openat2_(dir, "target", &padded.how, sizeof padded), E2BIG);
+    padded.pad = 0;
+    fd = openat2_(dir, "target", &padded.how, sizeof padded);
+    CHECK(fd >= 0);
+    close((int)fd);
+    close(dir);
+    unlinkat(AT_FDCWD, "sub/target", 0);
+    unlink("sub/abs-link");
+    unlink("sub/rel-link");
+    rmdir("sub");
 }
 
 /* O_PATH descriptors name a file for *at calls and fstat, and refuse
@@ -215,6 +286,7 @@ int main(void) {
     CHECK(statfs(".", &sfs) == 0 && sfs.f_bsize > 0);
 
     o_path_and_links();
+    openat2_rules();
 
     /* clean up */
     CHECK(unlink("loop-a") == 0 && unlink("loop-b") == 0 && unlink("link") == 0);

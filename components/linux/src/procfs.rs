@@ -145,6 +145,17 @@ const ROOT_FILES: [(&str, FileKind); 10] = [
 
 /// The process a `/proc/PID` directory stands for (`pidfd_send_signal`
 /// takes such a descriptor as a process descriptor, as Linux).
+/// `/proc/self`'s inode number.
+const SELF_INO: u64 = 9;
+
+/// True for the "magic" links of procfs (`/proc/PID/exe`, `cwd`,
+/// `fd/N`), which name an object rather than a path
+/// (`RESOLVE_NO_MAGICLINKS` refuses them).
+pub fn is_magic_link(node: &tessera_vfs::NodeRef) -> bool {
+    let meta = node.metadata();
+    meta.dev == PROC_DEV && meta.kind == FileType::Symlink && meta.ino != SELF_INO
+}
+
 pub fn process_of_dir(node: &tessera_vfs::NodeRef) -> Option<u32> {
     let meta = node.metadata();
     let pid_dir = meta.dev == PROC_DEV && meta.kind == FileType::Directory && meta.ino >= 256 && meta.ino & 0xff == 0;
@@ -626,7 +637,14 @@ impl Node for Link {
     }
 
     fn metadata(&self) -> Metadata {
-        meta(200, FileType::Symlink, 0o777, 0)
+        // The numbers the directory listings give.
+        let ino = match self.0 {
+            LinkKind::SelfPid => SELF_INO,
+            LinkKind::Exe(pid) => (u64::from(pid) << 8) + 8,
+            LinkKind::Cwd(pid) => (u64::from(pid) << 8) + 9,
+            LinkKind::Fd(pid, fd) => (u64::from(pid) << 20) | u64::from(fd),
+        };
+        meta(ino, FileType::Symlink, 0o777, 0)
     }
     fn set_perm(&self, _perm: u32) {}
     fn set_owner(&self, _uid: u32, _gid: u32) {}

@@ -131,10 +131,141 @@ pub(super) fn openat(p: &mut Process, dirfd: u64, path: u64, flags: u64, mode: u
     p.files.insert(file, 0, flags & O_CLOEXEC != 0)
 }
 
+const RESOLVE_NO_XDEV: u64 = 0x01;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+const RESOLVE_CACHED: u64 = 0x20;
+/// The `open` flags Linux knows (`VALID_OPEN_FLAGS`).
+const VALID_OPEN_FLAGS: u64 = 0o3 | 0o100 | 0o200 | 0o400 | 0o1000 | 0o2000 | 0o4000 | 0o10000 | 0o20000 | 0o40000 | 0o100000 | 0o200000 | 0o400000 | 0o1000000 | 0o2000000 | 0o4000000 | 0o10000000 | 0o20000000;
+
+/// `openat2(dirfd, path, how, size)`: `struct open_how` (flags, mode,
+/// resolve) checked strictly, then the path walked once under the
+/// `RESOLVE_*` rules before it is opened: no symlinks, no procfs magic
+/// links (ELOOP), no other file system (EXDEV), nothing above `dirfd`
+/// (EXDEV), or `dirfd` as the root. (The walk and the open are two
+/// steps; a rename in between is not caught.)
+pub(super) fn openat2(p: &mut Process, dirfd: u64, path: u64, how: u64, size: u64) -> SysResult {
+    if size < 24 {
+        return Err(Errno::EINVAL);
+    }
+    if size > 4096 {
+        return Err(Errno::E2BIG);
+    }
+    let mut raw = alloc::vec![0u8; size as usize];
+    p.memory.read(how, &mut raw)?;
+    if raw.get(24..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
+        return Err(Errno::E2BIG);
+    }
+    let field = |i: usize| u64::from_le_bytes(raw.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let (flags, mode, resolve) = (field(0), field(1), field(2));
+    if flags & !VALID_OPEN_FLAGS != 0 || mode & !0o7777 != 0 || resolve & !0x3f != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if mode != 0 && flags & (O_CREAT | O_TMPFILE) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if resolve & RESOLVE_BENEATH != 0 && resolve & RESOLVE_IN_ROOT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if resolve & RESOLVE_CACHED != 0 && flags & (O_CREAT | O_TRUNC | O_TMPFILE) != 0 {
+        return Err(Errno::EAGAIN);
+    }
+    let name = path_arg(p, path)?;
+    let root = if resolve & RESOLVE_IN_ROOT != 0 { Some(at_dir(p, dirfd)?) } else { None };
+    if resolve & (RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH) != 0 {
+        check_resolve(p, root.clone(), dirfd, &name, flags, resolve)?;
+    }
+    let file = open_path_in(p, root, dirfd, &name, flags, mode)?;
+    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+}
+
+/// Walks `path` from `dirfd` one component at a time (symlinks expanded
+/// in place, at most 40) and refuses what `resolve` forbids.
+fn check_resolve(p: &Process, root: Option<Location>, dirfd: u64, path: &str, flags: u64, resolve: u64) -> Result<(), Errno> {
+    let vfs = fs::vfs()?;
+    let me = who(p);
+    let root = root.unwrap_or_else(|| p.fs.root());
+    let start = if dirfd as i32 == AT_FDCWD { p.fs.cwd() } else { at_dir(p, dirfd)? };
+    let start_dev = start.node().metadata().dev;
+    let mut at = start.clone();
+    let mut depth: usize = 0;
+    let mut parts: alloc::collections::VecDeque<String> = path.split('/').map(String::from).collect();
+    let mut links = 0;
+    if path.starts_with('/') {
+        if resolve & RESOLVE_BENEATH != 0 {
+            return Err(Errno::EXDEV);
+        }
+        at = root.clone();
+        if resolve & RESOLVE_NO_XDEV != 0 && at.node().metadata().dev != start_dev {
+            return Err(Errno::EXDEV);
+        }
+    }
+    while let Some(part) = parts.pop_front() {
+        let last = parts.iter().all(|s| s.is_empty() || s == ".");
+        if part.is_empty() || part == "." {
+            continue;
+        }
+        if part == ".." {
+            if resolve & RESOLVE_BENEATH != 0 {
+                depth = depth.checked_sub(1).ok_or(Errno::EXDEV)?;
+            }
+        } else if resolve & RESOLVE_BENEATH != 0 {
+            depth += 1;
+        }
+        let Ok(next) = vfs.resolve_in(&root, &at, &part, false, &me) else {
+            return Ok(()); // missing: the open says what is wrong (or creates it)
+        };
+        if resolve & RESOLVE_NO_XDEV != 0 && next.node().metadata().dev != start_dev {
+            return Err(Errno::EXDEV);
+        }
+        if next.node().metadata().kind == FileType::Symlink && !(last && flags & (O_NOFOLLOW | O_PATH) != 0) {
+            if resolve & (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) != 0 && crate::procfs::is_magic_link(next.node()) {
+                return Err(Errno::ELOOP);
+            }
+            if resolve & RESOLVE_NO_SYMLINKS != 0 {
+                return Err(Errno::ELOOP);
+            }
+            links += 1;
+            if links > 40 {
+                return Err(Errno::ELOOP);
+            }
+            if crate::procfs::is_magic_link(next.node()) {
+                return Ok(()); // names an object: nothing further to walk
+            }
+            let target = next.node().read_link().map_err(|_| Errno::EINVAL)?;
+            if resolve & RESOLVE_BENEATH != 0 {
+                if target.starts_with('/') {
+                    return Err(Errno::EXDEV);
+                }
+                depth = depth.saturating_sub(1); // the link's own name
+            }
+            if target.starts_with('/') {
+                at = root.clone();
+            }
+            for piece in target.split('/').rev() {
+                parts.push_front(String::from(piece));
+            }
+            continue;
+        }
+        at = next;
+    }
+    Ok(())
+}
+
 /// `openat` on a path the kernel holds: the open file, with every check
 /// `openat` makes (used by core dumps too).
 pub fn open_path(p: &Process, dirfd: u64, path: &str, flags: u64, mode: u64) -> Result<Arc<dyn File>, Errno> {
+    open_path_in(p, None, dirfd, path, flags, mode)
+}
+
+/// [`open_path`] with `root` (if any) as the root directory for the path
+/// (openat2's RESOLVE_IN_ROOT).
+fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, flags: u64, mode: u64) -> Result<Arc<dyn File>, Errno> {
     let path = alloc::string::String::from(path);
+    let in_root = root.clone();
+    let root_dir = || in_root.clone().unwrap_or_else(|| p.fs.root());
     if flags & O_TMPFILE == O_TMPFILE {
         return Err(Errno::EOPNOTSUPP);
     }
@@ -145,11 +276,14 @@ pub fn open_path(p: &Process, dirfd: u64, path: &str, flags: u64, mode: u64) -> 
     // these is ignored (no O_CREAT, no O_TRUNC, no access mode), as Linux.
     let flags = if flags & O_PATH != 0 { flags & (O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW) } else { flags };
     let vfs = fs::vfs()?;
-    let base = base_dir(p, dirfd, &path)?;
+    let base = match &root {
+        Some(r) => r.clone(),
+        None => base_dir(p, dirfd, &path)?,
+    };
     let me = who(p);
     let mut created = false;
     let location = if flags & O_CREAT != 0 {
-        let root = p.fs.root();
+        let root = root_dir();
         let (parent, name) = vfs.resolve_parent_in(&root, &base, &path, &me)?;
         match vfs.resolve_in(&root, &parent, &name, flags & O_NOFOLLOW == 0, &me).map_err(Errno::from) {
             Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
@@ -172,7 +306,7 @@ pub fn open_path(p: &Process, dirfd: u64, path: &str, flags: u64, mode: u64) -> 
             Err(e) => return Err(e),
         }
     } else {
-        vfs.resolve_in(&p.fs.root(), &base, &path, flags & O_NOFOLLOW == 0, &me)?
+        vfs.resolve_in(&root_dir(), &base, &path, flags & O_NOFOLLOW == 0, &me)?
     };
     let meta = location.node().metadata();
     if meta.kind == FileType::Symlink && flags & O_PATH == 0 {

@@ -493,6 +493,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         435 => proc::clone3(p, context, a[0], a[1]),
         163 => crate::acct::acct(p, a[0]),
         136 => fs::ustat(p, a[0], a[1]),
+        437 => fs::openat2(p, a[0], a[1], a[2], a[3]),
         nr::FORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
         nr::VFORK => proc::clone(p, context, SIGCHLD | 0x4000 | 0x100, 0, 0, 0, 0), // CLONE_VFORK | CLONE_VM
         272 => proc::unshare(p, a[0]),
