@@ -120,6 +120,41 @@ static void openat2_rules(void) {
     rmdir("sub");
 }
 
+/* O_TMPFILE: an unnamed file in a directory, named later by linkat
+ * through /proc/self/fd or AT_EMPTY_PATH; with O_EXCL it stays unnamed. */
+static void tmpfiles(void) {
+    CHECK(mkdir("tmpdir", 0755) == 0);
+    int fd = open("tmpdir", O_TMPFILE | O_RDWR, 0640);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "unnamed", 7) == 7);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 && st.st_size == 7);
+    DIR *d = opendir("tmpdir");
+    int entries = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) entries++;
+    if (d) closedir(d);
+    CHECK(entries == 0);
+    char path[64], target[PATH_MAX] = {0};
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    CHECK(readlink(path, target, sizeof target - 1) > 0 && strstr(target, "(deleted)") != NULL);
+    CHECK(linkat(AT_FDCWD, path, AT_FDCWD, "tmpdir/named", AT_SYMLINK_FOLLOW) == 0);
+    CHECK(stat("tmpdir/named", &st) == 0 && st.st_nlink == 1 && st.st_size == 7 && (st.st_mode & 0777) == (0640 & ~022));
+    close(fd);
+    /* O_EXCL: never linkable. */
+    fd = open("tmpdir", O_TMPFILE | O_WRONLY | O_EXCL, 0600);
+    CHECK(fd >= 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    CHECK_ERR(linkat(AT_FDCWD, path, AT_FDCWD, "tmpdir/never", AT_SYMLINK_FOLLOW), ENOENT);
+    close(fd);
+    /* Read-only, or on something that is not a directory: EINVAL, ENOTDIR. */
+    CHECK_ERR(open("tmpdir", O_TMPFILE | O_RDONLY, 0600), EINVAL);
+    CHECK_ERR(open("tmpdir/named", O_TMPFILE | O_RDWR, 0600), ENOTDIR);
+    unlink("tmpdir/named");
+    rmdir("tmpdir");
+}
+
 /* O_PATH descriptors name a file for *at calls and fstat, and refuse
  * I/O-style calls (EBADF); readlinkat with an empty path reads the
  * link a descriptor was opened on. */
@@ -287,6 +322,7 @@ int main(void) {
 
     o_path_and_links();
     openat2_rules();
+    tmpfiles();
 
     /* clean up */
     CHECK(unlink("loop-a") == 0 && unlink("loop-b") == 0 && unlink("link") == 0);

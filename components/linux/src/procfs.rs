@@ -147,6 +147,21 @@ const ROOT_FILES: [(&str, FileKind); 10] = [
 /// takes such a descriptor as a process descriptor, as Linux).
 /// `/proc/self`'s inode number.
 const SELF_INO: u64 = 9;
+/// Inode numbers of the magic links: a kind tag and the ids.
+const LINK_EXE: u64 = 1 << 60;
+const LINK_CWD: u64 = 2 << 60;
+const LINK_FD: u64 = 3 << 60;
+
+/// The open file a `/proc/PID/fd/N` link stands for (what following it
+/// reaches on Linux, even for a file with no name).
+pub fn file_of_link(node: &tessera_vfs::NodeRef) -> Option<alloc::sync::Arc<dyn crate::files::File>> {
+    let meta = node.metadata();
+    if meta.dev != PROC_DEV || meta.kind != FileType::Symlink || meta.ino >> 60 != LINK_FD >> 60 {
+        return None;
+    }
+    let (pid, fd) = (((meta.ino >> 32) & 0x0fff_ffff) as u32, meta.ino as u32);
+    process(pid).ok()?.files()?.get(u64::from(fd)).ok()
+}
 
 /// True for the "magic" links of procfs (`/proc/PID/exe`, `cwd`,
 /// `fd/N`), which name an object rather than a path
@@ -640,9 +655,9 @@ impl Node for Link {
         // The numbers the directory listings give.
         let ino = match self.0 {
             LinkKind::SelfPid => SELF_INO,
-            LinkKind::Exe(pid) => (u64::from(pid) << 8) + 8,
-            LinkKind::Cwd(pid) => (u64::from(pid) << 8) + 9,
-            LinkKind::Fd(pid, fd) => (u64::from(pid) << 20) | u64::from(fd),
+            LinkKind::Exe(pid) => LINK_EXE | u64::from(pid),
+            LinkKind::Cwd(pid) => LINK_CWD | u64::from(pid),
+            LinkKind::Fd(pid, fd) => LINK_FD | (u64::from(pid) << 32) | u64::from(fd),
         };
         meta(ino, FileType::Symlink, 0o777, 0)
     }
@@ -671,6 +686,10 @@ impl Node for Link {
                 let files = process(pid)?.files().ok_or(FsError::NotFound)?;
                 let file = files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
                 Ok(match file.location() {
+                    // A file whose last name went: " (deleted)", as Linux.
+                    Some(location) if location.node().metadata().nlink == 0 && location.node().metadata().kind == FileType::Regular => {
+                        location.path() + " (deleted)"
+                    }
                     Some(location) => location.path(),
                     None if file.is_tty() => "/dev/console".to_string(),
                     None if file.stat().kind == FileType::CharDevice => {

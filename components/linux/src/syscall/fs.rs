@@ -119,7 +119,8 @@ fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn 
         FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
         FileType::BlockDevice if flags & O_PATH == 0 => crate::block::open(meta.rdev),
         FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Symlink => {
-            Ok(Arc::new(VfsFile::new(location, (flags & 0o17777777) as u32)))
+            // __O_TMPFILE stays in the flags of a linkable unnamed file.
+            Ok(Arc::new(VfsFile::new(location, (flags & 0o37777777) as u32)))
         }
         _ => Err(Errno::ENXIO),
     }
@@ -254,6 +255,42 @@ fn check_resolve(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fl
     Ok(())
 }
 
+static TMPFILE_SEQ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// `O_TMPFILE`: an unnamed regular file in directory `path`, open for
+/// writing (EINVAL otherwise), with no link; unless `O_EXCL`, `linkat`
+/// may give it a name later (through `/proc/self/fd/N` or
+/// `AT_EMPTY_PATH`).
+fn open_tmpfile(p: &Process, root: Location, dirfd: u64, path: &str, flags: u64, mode: u64) -> Result<Arc<dyn File>, Errno> {
+    if flags & O_ACCMODE as u64 == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let vfs = fs::vfs()?;
+    let me = who(p);
+    let base = base_dir(p, dirfd, path)?;
+    let dir = vfs.resolve_in(&root, &base, path, true, &me)?;
+    let dir_meta = dir.node().metadata();
+    if dir_meta.kind != FileType::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    writable_fs(&dir)?;
+    check(&me, &dir_meta, MAY_WRITE | MAY_EXEC)?;
+    // Made under a private name and unlinked at once.
+    let name = alloc::format!(".tessera-tmpfile-{}", TMPFILE_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
+    let perm = (mode as u32) & 0o7777 & !p.fs.umask();
+    let node = dir.node().create(&name, FileType::Regular, perm, 0)?;
+    init_owner(&me, &dir_meta, &node);
+    let location = vfs.resolve(&dir, &name, false);
+    let _ = dir.node().detach(&name);
+    let location = location?;
+    let kept = if flags & O_EXCL != 0 { flags & !O_TMPFILE_BIT } else { flags };
+    Ok(Arc::new(VfsFile::new(location, (kept & 0o37777777 & !O_DIRECTORY_BIT) as u32)))
+}
+
+/// The bit of `O_TMPFILE` beyond `O_DIRECTORY`.
+const O_TMPFILE_BIT: u64 = 0o20000000;
+const O_DIRECTORY_BIT: u64 = 0o200000;
+
 /// `openat` on a path the kernel holds: the open file, with every check
 /// `openat` makes (used by core dumps too).
 pub fn open_path(p: &Process, dirfd: u64, path: &str, flags: u64, mode: u64) -> Result<Arc<dyn File>, Errno> {
@@ -266,11 +303,14 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
     let path = alloc::string::String::from(path);
     let in_root = root.clone();
     let root_dir = || in_root.clone().unwrap_or_else(|| p.fs.root());
-    if flags & O_TMPFILE == O_TMPFILE {
-        return Err(Errno::EOPNOTSUPP);
-    }
     if flags & O_ACCMODE as u64 == 3 {
         return Err(Errno::EINVAL);
+    }
+    if flags & O_TMPFILE == O_TMPFILE {
+        return open_tmpfile(p, root_dir(), dirfd, &path, flags, mode);
+    }
+    if flags & O_TMPFILE_BIT != 0 {
+        return Err(Errno::EINVAL); // __O_TMPFILE without O_DIRECTORY
     }
     // O_PATH names a file and opens it for nothing: every other flag but
     // these is ignored (no O_CREAT, no O_TRUNC, no access mode), as Linux.
@@ -468,7 +508,7 @@ pub(super) fn statx(p: &mut Process, dirfd: u64, path: u64, flags: u64, mask: u6
     };
     put(0, &0x7ffu32.to_le_bytes()); // STATX_BASIC_STATS
     put(4, &4096u32.to_le_bytes());
-    put(16, &meta.nlink.max(1).to_le_bytes());
+    put(16, &meta.nlink.to_le_bytes());
     put(20, &meta.uid.to_le_bytes());
     put(24, &meta.gid.to_le_bytes());
     put(28, &(meta.mode() as u16).to_le_bytes());
@@ -665,7 +705,26 @@ pub(super) fn linkat(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u
     }
     let (old, new) = (path_arg(p, old)?, path_arg(p, new)?);
     let follow = if flags & AT_SYMLINK_FOLLOW != 0 { 0 } else { AT_SYMLINK_NOFOLLOW };
-    let source = lookup(p, olddir, &old, follow | (flags & AT_EMPTY_PATH))?;
+    // The file behind a descriptor (AT_EMPTY_PATH, or following a
+    // /proc/PID/fd link): a file with no link left may get one only if it
+    // was made by O_TMPFILE without O_EXCL (ENOENT otherwise).
+    let behind = if old.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd_is_file(p, olddir) {
+        Some(p.files.get(olddir)?)
+    } else if flags & AT_SYMLINK_FOLLOW != 0 {
+        lookup(p, olddir, &old, AT_SYMLINK_NOFOLLOW).ok().and_then(|l| crate::procfs::file_of_link(l.node()))
+    } else {
+        None
+    };
+    let source = match &behind {
+        Some(file) => {
+            let location = file.location().ok_or(Errno::ENOENT)?;
+            if location.node().metadata().nlink == 0 && u64::from(file.status_flags()) & O_TMPFILE_BIT == 0 {
+                return Err(Errno::ENOENT);
+            }
+            location
+        }
+        None => lookup(p, olddir, &old, follow | (flags & AT_EMPTY_PATH))?,
+    };
     let vfs = fs::vfs()?;
     let (parent, name) = parent_of(p, newdir, &new)?;
     if parent.node().lookup(&name).is_ok() {
@@ -771,6 +830,11 @@ pub(super) fn getcwd(p: &mut Process, buf: u64, size: u64) -> SysResult {
 pub(super) fn fchmodat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysResult {
     let name = path_arg(p, path)?;
     chmod_node(p, &lookup(p, dirfd, &name, 0)?, mode)
+}
+
+/// True when `dirfd` is an open descriptor (not AT_FDCWD).
+fn dirfd_is_file(p: &Process, dirfd: u64) -> bool {
+    dirfd as i32 != AT_FDCWD && p.files.get(dirfd).is_ok()
 }
 
 /// The file of a descriptor that is open for something (not `O_PATH`).

@@ -198,7 +198,7 @@ pub(super) fn stat_bytes(st: &FileStat) -> [u8; 144] {
     };
     put(0, &st.dev.to_le_bytes());
     put(8, &st.ino.to_le_bytes());
-    put(16, &u64::from(st.nlink.max(1)).to_le_bytes());
+    put(16, &u64::from(st.nlink).to_le_bytes()); // 0 once the last name is gone, as Linux
     put(24, &st.mode().to_le_bytes());
     put(28, &st.uid.to_le_bytes());
     put(32, &st.gid.to_le_bytes());
