@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int listed(const char *dir, const char *name) {
@@ -153,6 +154,51 @@ static void tmpfiles(void) {
     CHECK_ERR(open("tmpdir/named", O_TMPFILE | O_RDWR, 0600), ENOTDIR);
     unlink("tmpdir/named");
     rmdir("tmpdir");
+}
+
+struct handle_t {
+    unsigned int bytes;
+    int type;
+    unsigned char data[128];
+};
+
+/* name_to_handle_at / open_by_handle_at: a handle opens the same file
+ * again (root only), EOVERFLOW tells the size, a symlink's is ELOOP. */
+static void handles(void) {
+    int f = open("handled", O_CREAT | O_RDWR, 0600);
+    CHECK(f >= 0 && write(f, "by handle", 9) == 9);
+    close(f);
+    CHECK(symlink("handled", "handled-link") == 0);
+    struct handle_t h;
+    memset(&h, 0, sizeof h);
+    int mount_id = -1;
+    CHECK_ERR(syscall(SYS_name_to_handle_at, AT_FDCWD, "handled", &h, &mount_id, 0), EOVERFLOW);
+    CHECK(h.bytes > 0 && h.bytes <= 128);
+    CHECK(syscall(SYS_name_to_handle_at, AT_FDCWD, "handled", &h, &mount_id, 0) == 0);
+    int again = (int)syscall(SYS_open_by_handle_at, AT_FDCWD, &h, O_RDONLY);
+    char buf[16] = {0};
+    CHECK(again >= 0 && read(again, buf, sizeof buf) == 9 && memcmp(buf, "by handle", 9) == 0);
+    close(again);
+    struct handle_t link;
+    memset(&link, 0, sizeof link);
+    link.bytes = 128;
+    CHECK(syscall(SYS_name_to_handle_at, AT_FDCWD, "handled-link", &link, &mount_id, 0) == 0);
+    CHECK_ERR(syscall(SYS_open_by_handle_at, AT_FDCWD, &link, O_RDONLY), ELOOP);
+    struct handle_t big;
+    memset(&big, 0, sizeof big);
+    big.bytes = 129;
+    CHECK_ERR(syscall(SYS_name_to_handle_at, AT_FDCWD, "handled", &big, &mount_id, 0), EINVAL);
+    CHECK_ERR(syscall(SYS_name_to_handle_at, AT_FDCWD, "handled", &h, &mount_id, -1), EINVAL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setuid(1000) != 0) _exit(2);
+        errno = 0;
+        _exit(syscall(SYS_open_by_handle_at, AT_FDCWD, &h, O_RDONLY) == -1 && errno == EPERM ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    unlink("handled-link");
+    unlink("handled");
 }
 
 /* O_PATH descriptors name a file for *at calls and fstat, and refuse
@@ -323,6 +369,7 @@ int main(void) {
     o_path_and_links();
     openat2_rules();
     tmpfiles();
+    if (geteuid() == 0) handles();
 
     /* clean up */
     CHECK(unlink("loop-a") == 0 && unlink("loop-b") == 0 && unlink("link") == 0);

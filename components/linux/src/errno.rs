@@ -40,6 +40,7 @@ pub enum Errno {
     ENODATA = 61,
     ELIBBAD = 80,
     ETIMEDOUT = 110,
+    ESTALE = 116,
     ENOMSG = 42,
     EIDRM = 43,
     EFBIG = 27,

@@ -832,6 +832,113 @@ pub(super) fn fchmodat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> Sys
     chmod_node(p, &lookup(p, dirfd, &name, 0)?, mode)
 }
 
+/// `MAX_HANDLE_SZ`.
+const MAX_HANDLE_SZ: u32 = 128;
+/// Bytes of a handle here: inode number (8) and a check word (4).
+const HANDLE_BYTES: u32 = 12;
+/// `FILEID_INO32_GEN`-like type tag of the handles made here.
+const HANDLE_TYPE: i32 = 1;
+/// Most handles remembered (the oldest are forgotten: ESTALE).
+const MAX_HANDLES: usize = 4096;
+
+/// Files named by `name_to_handle_at`, by (device, inode): where they
+/// are, so that `open_by_handle_at` can open them again.
+static HANDLES: framekernel::sync::SpinLock<alloc::collections::VecDeque<((u64, u64), Location)>> =
+    framekernel::sync::SpinLock::new(alloc::collections::VecDeque::new());
+
+fn handle_check(dev: u64, ino: u64) -> u32 {
+    ((dev.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ino) >> 17) as u32
+}
+
+/// `name_to_handle_at(dirfd, path, handle, mount_id, flags)`: a
+/// `struct file_handle` for the file (EOVERFLOW with the size needed
+/// when `handle_bytes` is too small) and its mount id.
+pub(super) fn name_to_handle_at(p: &mut Process, dirfd: u64, path: u64, handle: u64, mount_id: u64, flags: u64) -> SysResult {
+    const AT_HANDLE_FID: u64 = 0x200;
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH | AT_HANDLE_FID) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = path_arg(p, path)?;
+    let follow = if flags & AT_SYMLINK_FOLLOW != 0 { 0 } else { AT_SYMLINK_NOFOLLOW };
+    let location = lookup(p, dirfd, &name, follow | (flags & AT_EMPTY_PATH))?;
+    let mut head = [0u8; 8];
+    p.memory.read(handle, &mut head)?;
+    let room = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if room > MAX_HANDLE_SZ {
+        return Err(Errno::EINVAL);
+    }
+    if room < HANDLE_BYTES {
+        p.memory.write(handle, &HANDLE_BYTES.to_le_bytes())?;
+        return Err(Errno::EOVERFLOW);
+    }
+    let meta = location.node().metadata();
+    let mut out = [0u8; 8 + HANDLE_BYTES as usize];
+    out[0..4].copy_from_slice(&HANDLE_BYTES.to_le_bytes());
+    out[4..8].copy_from_slice(&HANDLE_TYPE.to_le_bytes());
+    out[8..16].copy_from_slice(&meta.ino.to_le_bytes());
+    out[16..20].copy_from_slice(&handle_check(meta.dev, meta.ino).to_le_bytes());
+    p.memory.write(handle, &out)?;
+    p.memory.write(mount_id, &(meta.dev as i32).to_le_bytes())?;
+    let mut handles = HANDLES.lock();
+    handles.retain(|(key, _)| *key != (meta.dev, meta.ino));
+    if handles.len() >= MAX_HANDLES {
+        handles.pop_front();
+    }
+    handles.push_back(((meta.dev, meta.ino), location));
+    Ok(0)
+}
+
+/// `open_by_handle_at(mount_fd, handle, flags)`: CAP_DAC_READ_SEARCH;
+/// the file a handle made here names, on the file system of `mount_fd`
+/// (ESTALE if it is not there, or no longer exists), opened with the
+/// usual checks.
+pub(super) fn open_by_handle_at(p: &mut Process, mount_fd: u64, handle: u64, flags: u64) -> SysResult {
+    // Linux's order: privilege, the handle, then the mount descriptor.
+    if !p.info.credentials().capable(crate::process::cap::DAC_READ_SEARCH) {
+        return Err(Errno::EPERM);
+    }
+    let mut head = [0u8; 8];
+    p.memory.read(handle, &mut head)?;
+    let bytes = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if bytes == 0 || bytes > MAX_HANDLE_SZ {
+        return Err(Errno::EINVAL);
+    }
+    let mut body = alloc::vec![0u8; bytes as usize];
+    p.memory.read(handle + 8, &mut body)?;
+    let mount = if mount_fd as i32 == AT_FDCWD { p.fs.cwd() } else { p.files.get(mount_fd)?.location().ok_or(Errno::ESTALE)? };
+    let kind = i32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if bytes != HANDLE_BYTES || kind != HANDLE_TYPE {
+        return Err(Errno::ESTALE);
+    }
+    let ino = u64::from_le_bytes(body.get(0..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let check_word = u32::from_le_bytes(body.get(8..12).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
+    let dev = mount.node().metadata().dev;
+    if check_word != handle_check(dev, ino) {
+        return Err(Errno::ESTALE);
+    }
+    let location = HANDLES.lock().iter().find(|(key, _)| *key == (dev, ino)).map(|(_, l)| l.clone()).ok_or(Errno::ESTALE)?;
+    let meta = location.node().metadata();
+    if meta.nlink == 0 && meta.kind != FileType::Directory {
+        return Err(Errno::ESTALE);
+    }
+    if meta.kind == FileType::Symlink && flags & O_PATH == 0 {
+        return Err(Errno::ELOOP);
+    }
+    if meta.kind == FileType::Directory && flags & O_ACCMODE as u64 != 0 {
+        return Err(Errno::EISDIR);
+    }
+    if flags & O_PATH == 0 {
+        let mask = match flags & O_ACCMODE as u64 {
+            0 => MAY_READ,
+            1 => MAY_WRITE,
+            _ => MAY_READ | MAY_WRITE,
+        };
+        check(&who(p), &meta, mask)?;
+    }
+    let file = open_location(p, location, flags)?;
+    p.files.insert(file, 0, flags & O_CLOEXEC != 0)
+}
+
 /// True when `dirfd` is an open descriptor (not AT_FDCWD).
 fn dirfd_is_file(p: &Process, dirfd: u64) -> bool {
     dirfd as i32 != AT_FDCWD && p.files.get(dirfd).is_ok()

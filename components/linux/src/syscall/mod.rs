@@ -494,6 +494,8 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         163 => crate::acct::acct(p, a[0]),
         136 => fs::ustat(p, a[0], a[1]),
         437 => fs::openat2(p, a[0], a[1], a[2], a[3]),
+        303 => fs::name_to_handle_at(p, a[0], a[1], a[2], a[3], a[4]),
+        304 => fs::open_by_handle_at(p, a[0], a[1], a[2]),
         nr::FORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
         nr::VFORK => proc::clone(p, context, SIGCHLD | 0x4000 | 0x100, 0, 0, 0, 0), // CLONE_VFORK | CLONE_VM
         272 => proc::unshare(p, a[0]),
