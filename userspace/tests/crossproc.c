@@ -5,7 +5,9 @@
 #include "tessera_test.h"
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -284,7 +286,45 @@ static void clone3_calls(void) {
     CHECK_ERR(syscall(SYS_clone3, big, sizeof big), E2BIG);
 }
 
+static volatile int vm_shared;
+
+static int vm_child(void *arg) {
+    (void)arg;
+    vm_shared = 42;
+    _exit(0);
+}
+
+/* CLONE_VM without CLONE_THREAD: the child's writes are the parent's
+ * (vfork, clone(CLONE_VM|CLONE_VFORK), posix_spawn's exec error). */
+static void shared_memory_children(void) {
+    vm_shared = 0;
+    pid_t pid = vfork();
+    if (pid == 0) {
+        vm_shared = 7;
+        _exit(0);
+    }
+    CHECK(pid > 0 && vm_shared == 7);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    size_t size = 64 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(stack != MAP_FAILED);
+    pid = clone(vm_child, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
+    CHECK(pid > 0 && vm_shared == 42);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    munmap(stack, size);
+    /* posix_spawn of a program that does not exist reports ENOENT. */
+    char *args[] = {"no-such-program", NULL};
+    pid_t spawned = -1;
+    CHECK(posix_spawn(&spawned, "/no/such/program", NULL, NULL, args, NULL) == ENOENT);
+    /* And of one that does, runs it. */
+    char *ok[] = {"true", NULL};
+    int status = -1;
+    CHECK(posix_spawn(&spawned, "/bin/true", NULL, NULL, ok, NULL) == 0);
+    CHECK(waitpid(spawned, &status, 0) == spawned && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
+    shared_memory_children();
     clone3_calls();
     process_vm();
     getfd();

@@ -784,6 +784,18 @@ impl Credentials {
     }
 }
 
+/// What a new process shares with its creator (see
+/// [`Process::fork_sharing`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sharing {
+    /// The address space (CLONE_VM).
+    pub memory: bool,
+    /// The descriptor table (CLONE_FILES).
+    pub files: bool,
+    /// Working directory, root and umask (CLONE_FS).
+    pub fs: bool,
+}
+
 /// The process whose thread runs now, if a user thread does.
 pub fn current() -> Option<Arc<ProcessInfo>> {
     let task = framekernel::task::current();
@@ -1492,6 +1504,15 @@ impl Process {
     /// over the same open files, the same signal actions (copied), this
     /// thread's mask, nothing pending.
     pub fn fork(&mut self) -> Result<Process, Errno> {
+        self.fork_sharing(Sharing::default())
+    }
+
+    /// A new process that shares with this one what `share` says
+    /// (`clone` without `CLONE_THREAD`): the address space (CLONE_VM,
+    /// as `vfork` and `posix_spawn` use it: the child's writes are the
+    /// parent's), the descriptor table (CLONE_FILES), the working
+    /// directory and umask (CLONE_FS); the rest is copied.
+    pub fn fork_sharing(&mut self, share: Sharing) -> Result<Process, Errno> {
         // RLIMIT_NPROC: processes of the same real user, root exempt.
         let credentials = self.info.credentials();
         let limits = self.info.limits();
@@ -1502,7 +1523,7 @@ impl Process {
                 return Err(Errno::EAGAIN);
             }
         }
-        let memory = self.memory.fork_copy()?;
+        let memory = if share.memory { self.memory.clone() } else { self.memory.fork_copy()? };
         let exe = self.info.exe.lock().clone();
         let cmdline = self.info.cmdline.lock().clone();
         let (info, thread) = register(self.info.pid, self.info.pgid(), self.info.sid(), &exe, cmdline, self.info.credentials())?;
@@ -1517,8 +1538,8 @@ impl Process {
             info,
             thread,
             memory,
-            files: self.files.fork_copy(),
-            fs: self.fs.fork_copy(),
+            files: if share.files { self.files.clone() } else { self.files.fork_copy() },
+            fs: if share.fs { self.fs.clone() } else { self.fs.fork_copy() },
             clear_child_tid: 0,
             robust_list: 0,
             restart_sleep: None,

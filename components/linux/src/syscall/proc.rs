@@ -89,13 +89,15 @@ fn clone_with(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: 
     if flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0 {
         return Err(Errno::EINVAL);
     }
-    // A process that would share memory without being a thread (vfork,
-    // posix_spawn) gets a copy-on-write copy instead: the same results for
-    // programs that only exec or exit in the child.
     if flags & CLONE_PARENT != 0 && p.info.pid == 1 {
         return Err(Errno::EINVAL); // init's siblings would have no parent
     }
-    let child = p.fork()?;
+    // A process may share its creator's memory (vfork, posix_spawn: the
+    // child's writes, an exec error say, are the parent's), descriptor
+    // table and file-system context. Signal actions are copied even with
+    // CLONE_SIGHAND (a separate process keeps its own).
+    let share = process::Sharing { memory: flags & CLONE_VM != 0, files: flags & CLONE_FILES != 0, fs: flags & CLONE_FS != 0 };
+    let child = p.fork_sharing(share)?;
     child.sync_signal_state();
     if flags & CLONE_PARENT != 0 {
         // A sibling: the caller's parent is the child's (and is told when it ends).
