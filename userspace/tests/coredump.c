@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -125,6 +126,58 @@ int main(void) {
     memset(&info, 0, sizeof info);
     CHECK(waitid(P_PID, pid, &info, WEXITED) == 0 && info.si_code == CLD_DUMPED && info.si_status == SIGABRT);
     unlink("core");
+
+    /* MADV_DONTDUMP leaves memory out; coredump_filter reads 0x33. */
+    FILE *f = fopen("/proc/self/coredump_filter", "r");
+    unsigned filter = 0;
+    CHECK(f && fscanf(f, "%x", &filter) == 1 && filter == 0x33);
+    if (f) fclose(f);
+    pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+        setrlimit(RLIMIT_CORE, &rl);
+        char *hidden = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        strcpy(hidden, "tessera-hidden-marker-77");
+        madvise(hidden, 8192, MADV_DONTDUMP);
+        abort();
+    }
+    int hidden_status = -1;
+    CHECK(waitpid(pid, &hidden_status, 0) == pid && WCOREDUMP(hidden_status));
+    if (files) {
+        int fd = open("core", O_RDONLY);
+        struct stat st;
+        CHECK(fd >= 0 && fstat(fd, &st) == 0);
+        char *data = malloc(st.st_size);
+        CHECK(data && read(fd, data, st.st_size) == st.st_size);
+        CHECK(data && memmem(data, st.st_size, "tessera-hidden-marker-77", 24) == NULL);
+        free(data);
+        close(fd);
+    }
+    unlink("core");
+
+    /* core_pattern with %p, where it may be changed (root, not a container). */
+    char saved[256] = {0};
+    int pf = open("/proc/sys/kernel/core_pattern", O_RDONLY);
+    ssize_t n = pf >= 0 ? read(pf, saved, sizeof saved - 1) : -1;
+    if (pf >= 0) close(pf);
+    pf = open("/proc/sys/kernel/core_pattern", O_WRONLY | O_TRUNC);
+    if (files && n > 0 && pf >= 0 && write(pf, "dump-%p", 7) == 7) {
+        close(pf);
+        pid = fork();
+        if (pid == 0) {
+            struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+            setrlimit(RLIMIT_CORE, &rl);
+            abort();
+        }
+        CHECK(waitpid(pid, &status, 0) == pid && WCOREDUMP(status));
+        char name[64];
+        snprintf(name, sizeof name, "dump-%d", pid);
+        CHECK(access(name, F_OK) == 0);
+        unlink(name);
+        pf = open("/proc/sys/kernel/core_pattern", O_WRONLY | O_TRUNC);
+        CHECK(pf >= 0 && write(pf, saved, n) == n);
+    }
+    if (pf >= 0) close(pf);
     CHECK(chdir("/") == 0 && rmdir(dir) == 0);
     return tt_done("coredump");
 }

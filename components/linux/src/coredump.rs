@@ -25,6 +25,57 @@ use crate::process::{Process, rlimit};
 use alloc::vec::Vec;
 use framekernel::arch::user::UserContext;
 
+/// `kernel.core_pattern`: the core file's name, with `%p` (pid), `%e`
+/// (command), `%s` (signal), `%u`/`%g` (ids), `%t` (time), `%h` (host)
+/// and `%%`; relative to the working directory unless absolute. A pipe
+/// (`|program`) is not supported: no dump is made.
+static PATTERN: framekernel::sync::SpinLock<alloc::string::String> = framekernel::sync::SpinLock::new(alloc::string::String::new());
+
+/// The current pattern ("core" by default).
+pub fn pattern() -> alloc::string::String {
+    let pattern = PATTERN.lock();
+    if pattern.is_empty() { alloc::string::String::from("core") } else { pattern.clone() }
+}
+
+/// Sets the pattern (at most 127 bytes, as Linux's CORENAME_MAX_SIZE).
+pub fn set_pattern(text: &str) -> Result<(), Errno> {
+    let text = text.trim_end_matches('\n');
+    if text.len() > 127 {
+        return Err(Errno::EINVAL);
+    }
+    *PATTERN.lock() = alloc::string::String::from(text);
+    Ok(())
+}
+
+fn core_name(p: &Process, sig: u8) -> Option<alloc::string::String> {
+    let pattern = pattern();
+    if pattern.starts_with('|') {
+        return None;
+    }
+    let creds = p.info.credentials();
+    let mut out = alloc::string::String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('p') | Some('P') => out.push_str(&alloc::format!("{}", p.info.pid)),
+            Some('i') | Some('I') => out.push_str(&alloc::format!("{}", p.thread.tid)),
+            Some('e') => out.push_str(&p.thread.comm()),
+            Some('s') => out.push_str(&alloc::format!("{sig}")),
+            Some('u') => out.push_str(&alloc::format!("{}", creds.euid)),
+            Some('g') => out.push_str(&alloc::format!("{}", creds.egid)),
+            Some('t') => out.push_str(&alloc::format!("{}", framekernel::time::realtime_ns() / 1_000_000_000)),
+            Some('h') => out.push_str(&crate::syscall::hostname_string()),
+            Some('%') => out.push('%'),
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
 /// Signals whose default action dumps core.
 pub fn dumps_core(sig: u8) -> bool {
     matches!(sig, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31)
@@ -56,7 +107,8 @@ pub fn write(p: &Process, ctx: &UserContext, sig: u8) -> bool {
 }
 
 fn try_write(p: &Process, ctx: &UserContext, sig: u8, limit: u64) -> Result<(), Errno> {
-    let plan = p.memory.lock().dump_plan(MAX_SEGMENTS);
+    let filter = p.info.prctl.lock().coredump_filter;
+    let plan = p.memory.lock().dump_plan(MAX_SEGMENTS, filter);
     let notes = notes(p, ctx, sig);
     let phnum = plan.len() + 1;
     let headers = 64 + 56 * phnum as u64;
@@ -66,7 +118,8 @@ fn try_write(p: &Process, ctx: &UserContext, sig: u8, limit: u64) -> Result<(), 
     if data_at.saturating_add(data_bytes) > limit {
         return Err(Errno::EFBIG);
     }
-    let file = open_core(p)?;
+    let name = core_name(p, sig).ok_or(Errno::EOPNOTSUPP)?;
+    let file = open_core(p, &name)?;
     let mut out = Vec::with_capacity(data_at as usize);
     out.extend_from_slice(&elf_header(phnum));
     out.extend_from_slice(&program_header(4, 0, notes_at, 0, notes.len() as u64, 0, 4)); // PT_NOTE
@@ -100,8 +153,8 @@ fn try_write(p: &Process, ctx: &UserContext, sig: u8, limit: u64) -> Result<(), 
 /// Opens `core` in the working directory as Linux's `do_coredump` does:
 /// made 0600, or an existing regular file with one link owned by the
 /// file-system uid, emptied.
-fn open_core(p: &Process) -> Result<alloc::sync::Arc<dyn crate::files::File>, Errno> {
-    let file = crate::syscall::open_path(p, AT_FDCWD, "core", O_WRONLY | O_CREAT | O_NOFOLLOW, 0o600)?;
+fn open_core(p: &Process, name: &str) -> Result<alloc::sync::Arc<dyn crate::files::File>, Errno> {
+    let file = crate::syscall::open_path(p, AT_FDCWD, name, O_WRONLY | O_CREAT | O_NOFOLLOW, 0o600)?;
     let meta = file.stat();
     if meta.kind != tessera_vfs::FileType::Regular || meta.nlink != 1 || meta.uid != p.info.credentials().fsuid {
         return Err(Errno::EPERM);

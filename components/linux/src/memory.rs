@@ -213,6 +213,9 @@ pub struct AddressSpace {
     lock_future: bool,
     /// Most pages resident at once so far (`ru_maxrss`).
     hiwater: usize,
+    /// `MADV_DONTDUMP` ranges (start → end, disjoint): left out of core
+    /// dumps.
+    dont_dump: BTreeMap<u64, u64>,
 }
 
 fn page_down(addr: u64) -> u64 {
@@ -236,6 +239,7 @@ impl AddressSpace {
             wipe_on_fork: BTreeMap::new(),
             lock_future: false,
             hiwater: 0,
+            dont_dump: BTreeMap::new(),
         })
     }
 
@@ -545,6 +549,27 @@ impl AddressSpace {
         }
     }
 
+    /// `MADV_DONTDUMP` (`on`) and `MADV_DODUMP` over `[start, end)`.
+    pub fn set_dont_dump(&mut self, start: u64, end: u64, on: bool) {
+        let overlapping: alloc::vec::Vec<(u64, u64)> = self.dont_dump.iter().filter(|&(&s, &e)| s < end && start < e).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in overlapping {
+            self.dont_dump.remove(&s);
+            if s < start {
+                self.dont_dump.insert(s, start);
+            }
+            if e > end {
+                self.dont_dump.insert(end, e);
+            }
+        }
+        if on {
+            self.dont_dump.insert(start, end);
+        }
+    }
+
+    fn not_dumped(&self, page: u64) -> bool {
+        self.dont_dump.range(..=page).next_back().is_some_and(|(_, &end)| page < end)
+    }
+
     fn wiped_on_fork(&self, page: u64) -> bool {
         self.wipe_on_fork.range(..=page).next_back().is_some_and(|(_, &end)| page < end)
     }
@@ -552,6 +577,7 @@ impl AddressSpace {
     /// Removes `[start, end)` from the areas and frees its pages.
     pub fn remove_range(&mut self, start: u64, end: u64) {
         self.set_wipe_on_fork(start, end, false);
+        self.set_dont_dump(start, end, false);
         // Nothing written through a shared file mapping is lost (a file
         // that refuses the data has already reported it to msync callers).
         let _ = self.write_back(start, end, false);
@@ -715,12 +741,24 @@ impl AddressSpace {
     /// the gaps between them (zeros, no contents); areas that cannot be
     /// read have no contents. At most `max` pieces: past that, the rest
     /// of the address space is left out.
-    pub fn dump_plan(&self, max: usize) -> alloc::vec::Vec<DumpPiece> {
-        let resident: alloc::vec::Vec<u64> = self.space.pages().map(|(page, _)| page).collect();
+    pub fn dump_plan(&self, max: usize, filter: u32) -> alloc::vec::Vec<DumpPiece> {
+        let resident: alloc::vec::Vec<u64> = self.space.pages().filter(|&(page, _)| !self.not_dumped(page)).map(|(page, _)| page).collect();
         let mut plan = alloc::vec::Vec::new();
         for (&start, area) in &self.areas {
             let flags = u32::from(area.prot.read) << 2 | u32::from(area.prot.write) << 1 | u32::from(area.prot.exec);
-            if !area.prot.read {
+            // coredump_filter: bit 0 private anonymous, 1 shared anonymous,
+            // 2 private file-backed, 3 shared file-backed memory.
+            // A program's read-only segments count as file-backed (never
+            // written, so Linux leaves them to the file); its writable
+            // ones hold anonymous copies and are dumped as such.
+            let file_backed = area.file.is_some() || (area.backing.is_some() && !area.prot.write);
+            let bit = match (file_backed, area.shared || area.shm.is_some()) {
+                (false, false) => 1,
+                (false, true) => 2,
+                (true, false) => 4,
+                (true, true) => 8,
+            };
+            if !area.prot.read || filter & bit == 0 {
                 plan.push(DumpPiece { start, end: area.end, flags, contents: false });
                 continue;
             }

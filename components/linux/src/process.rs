@@ -118,6 +118,8 @@ pub struct PrctlState {
     pub keepcaps: bool,
     /// `PR_SET_TIMERSLACK`, ns.
     pub timerslack_ns: u64,
+    /// `/proc/PID/coredump_filter` (inherited; Linux's default 0x33).
+    pub coredump_filter: u32,
     /// What `PR_SET_TIMERSLACK` 0 restores: the creating thread's slack.
     pub default_timerslack_ns: u64,
     /// `PR_SET_CHILD_SUBREAPER`: orphaned descendants come here, not to
@@ -147,6 +149,7 @@ impl Default for PrctlState {
             dumpable: true,
             keepcaps: false,
             timerslack_ns: DEFAULT_TIMERSLACK_NS,
+            coredump_filter: 0x33,
             default_timerslack_ns: DEFAULT_TIMERSLACK_NS,
             subreaper: false,
             no_new_privs: false,
@@ -427,6 +430,9 @@ impl ThreadInfo {
         Ok(())
     }
 }
+
+/// `SA_NOCLDWAIT`.
+const SA_NOCLDWAIT: u64 = 2;
 
 /// A process's user and group ids (real, effective, saved, file system)
 /// and supplementary groups, as `setuid` and its relatives set them (Linux
@@ -861,6 +867,8 @@ pub struct ProcessInfo {
     exit_signal: core::sync::atomic::AtomicU8,
     /// Set by `exec`.
     execed: core::sync::atomic::AtomicBool,
+    /// Children are reaped when they end (SIGCHLD ignored, SA_NOCLDWAIT).
+    autoreap: core::sync::atomic::AtomicBool,
     /// AIO contexts by ring address (`io_setup`); gone at `exec`.
     pub aio: SpinLock<BTreeMap<u64, crate::syscall::aio::Context>>,
 }
@@ -961,6 +969,7 @@ fn register(
         aio: SpinLock::new(BTreeMap::new()),
         exit_signal: core::sync::atomic::AtomicU8::new(num::SIGCHLD),
         execed: core::sync::atomic::AtomicBool::new(false),
+        autoreap: core::sync::atomic::AtomicBool::new(false),
     });
     table.insert(pid, info.clone());
     THREADS.lock().insert(pid, thread.clone());
@@ -1715,6 +1724,11 @@ impl Process {
         for thread in self.info.threads.lock().iter() {
             thread.ignored.store(ignored, Ordering::SeqCst);
         }
+        // SIGCHLD set to SIG_IGN, or SA_NOCLDWAIT: children are reaped
+        // as they end, never zombies (POSIX; Linux).
+        let chld = self.signals.actions.get(num::SIGCHLD);
+        let auto = chld.handler == signal::SIG_IGN || chld.flags & SA_NOCLDWAIT != 0;
+        self.info.autoreap.store(auto, Ordering::SeqCst);
     }
 
     /// Sets the blocked mask (never SIGKILL or SIGSTOP).
@@ -1839,6 +1853,9 @@ impl Process {
                         Outcome::Dumped(_) => 3,
                     };
                     parent.send_signal(signal, SigInfo { code, addr: u64::from(pid), value: 0 });
+                }
+                if parent.autoreap.load(Ordering::SeqCst) {
+                    reap(pid); // no zombie: the parent said it will not wait
                 }
                 parent.children_changed.wake_all();
             }

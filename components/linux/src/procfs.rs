@@ -62,6 +62,8 @@ enum FileKind {
     PidCmdline(u32),
     PidComm(u32),
     PidTimerslack(u32),
+    /// `/proc/[pid]/coredump_filter`.
+    PidCoredumpFilter(u32),
     /// A `/proc/sys` value, by index in [`SYS_FILES`].
     Sys(usize),
     /// `/proc/[pid]/task/[tid]/comm`.
@@ -82,7 +84,7 @@ const SYS_FILES: [(&str, SysValue); 37] = [
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
     // Core files are written as `core` in the working directory.
-    ("kernel/core_pattern", || "core\n".to_string()),
+    ("kernel/core_pattern", || crate::coredump::pattern() + "\n"),
     ("kernel/core_uses_pid", || "0\n".to_string()),
     ("kernel/random/entropy_avail", || "256\n".to_string()),
     ("kernel/random/poolsize", || "256\n".to_string()),
@@ -354,6 +356,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         }
         FileKind::PidComm(pid) => format!("{}\n", comm(&*process(pid)?)),
         FileKind::PidTimerslack(pid) => format!("{}\n", process(pid)?.prctl.lock().timerslack_ns),
+        FileKind::PidCoredumpFilter(pid) => format!("{:08x}\n", process(pid)?.prctl.lock().coredump_filter),
         FileKind::SysvIpc(kind) => crate::syscall::ipc::proc_listing(kind),
         FileKind::FdInfo(pid, fd) => {
             // Linux's layout: position, flags in octal (with O_CLOEXEC),
@@ -449,6 +452,7 @@ impl Node for Dir {
                 "cmdline" => Ok(Arc::new(File(FileKind::PidCmdline(pid)))),
                 "comm" => Ok(Arc::new(File(FileKind::PidComm(pid)))),
                 "timerslack_ns" => Ok(Arc::new(File(FileKind::PidTimerslack(pid)))),
+                "coredump_filter" => Ok(Arc::new(File(FileKind::PidCoredumpFilter(pid)))),
                 "mounts" => Ok(Arc::new(File(FileKind::Mounts))), // one mount namespace
                 "exe" => Ok(Arc::new(Link(LinkKind::Exe(pid)))),
                 "cwd" => Ok(Arc::new(Link(LinkKind::Cwd(pid)))),
@@ -540,7 +544,7 @@ impl Node for Dir {
                     .chain([entry("exe", base + 8, FileType::Symlink), entry("cwd", base + 9, FileType::Symlink)])
                     .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 10, FileType::Directory)])
                     .chain([entry("fdinfo", base + 13, FileType::Directory)])
-                    .chain([entry("timerslack_ns", base + 12, FileType::Regular)])
+                    .chain([entry("timerslack_ns", base + 12, FileType::Regular), entry("coredump_filter", base + 14, FileType::Regular)])
                     .collect()
             }
             DirKind::Tasks(pid) => process(pid)?
@@ -608,7 +612,8 @@ impl Node for File {
     }
 
     fn metadata(&self) -> Metadata {
-        let writable = matches!(self.0, FileKind::Sys(i) if sys_setter(i).is_some());
+        let writable = matches!(self.0, FileKind::Sys(i) if sys_setter(i).is_some() || SYS_FILES.get(i).is_some_and(|f| f.0 == "kernel/core_pattern"))
+            || matches!(self.0, FileKind::PidCoredumpFilter(_));
         meta(100, FileType::Regular, if writable { 0o644 } else { 0o444 }, 0)
     }
     fn set_perm(&self, _perm: u32) {}
@@ -626,8 +631,20 @@ impl Node for File {
         Ok(n)
     }
     fn write_at(&self, _offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        if let FileKind::PidCoredumpFilter(pid) = self.0 {
+            // Hexadecimal (0x optional), as Linux reads it.
+            let text = core::str::from_utf8(data).map_err(|_| FsError::Invalid)?.trim();
+            let value = u32::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|_| FsError::Invalid)?;
+            process(pid)?.prctl.lock().coredump_filter = value & 0x1ff;
+            return Ok(data.len());
+        }
         // A tunable takes a decimal number (whitespace around it ignored).
         let FileKind::Sys(index) = self.0 else { return not_permitted() };
+        if SYS_FILES.get(index).is_some_and(|f| f.0 == "kernel/core_pattern") {
+            let text = core::str::from_utf8(data).map_err(|_| FsError::Invalid)?;
+            crate::coredump::set_pattern(text).map_err(|_| FsError::Invalid)?;
+            return Ok(data.len());
+        }
         let set = sys_setter(index).ok_or(FsError::NotPermitted)?;
         let text = core::str::from_utf8(data).map_err(|_| FsError::Invalid)?;
         let value: i64 = text.trim().parse().map_err(|_| FsError::Invalid)?;
@@ -637,7 +654,8 @@ impl Node for File {
     fn truncate(&self, _len: u64) -> Result<(), FsError> {
         // Opening a tunable for writing truncates it: nothing to do.
         match self.0 {
-            FileKind::Sys(index) if sys_setter(index).is_some() => Ok(()),
+            FileKind::Sys(index) if sys_setter(index).is_some() || SYS_FILES.get(index).is_some_and(|f| f.0 == "kernel/core_pattern") => Ok(()),
+            FileKind::PidCoredumpFilter(_) => Ok(()),
             _ => not_permitted(),
         }
     }

@@ -164,6 +164,8 @@ const MADV_FREE: u64 = 8;
 const MADV_REMOVE: u64 = 9;
 const MADV_MERGEABLE: u64 = 12;
 const MADV_UNMERGEABLE: u64 = 13;
+const MADV_DONTDUMP: u64 = 16;
+const MADV_DODUMP: u64 = 17;
 const MADV_WIPEONFORK: u64 = 18;
 const MADV_KEEPONFORK: u64 = 19;
 
@@ -210,6 +212,7 @@ pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysR
     match advice {
         MADV_DONTNEED | MADV_FREE => memory.discard(addr, end),
         MADV_WIPEONFORK | MADV_KEEPONFORK => memory.set_wipe_on_fork(addr, end, advice == MADV_WIPEONFORK),
+        MADV_DONTDUMP | MADV_DODUMP => memory.set_dont_dump(addr, end, advice == MADV_DONTDUMP),
         _ => {}
     }
     Ok(0)

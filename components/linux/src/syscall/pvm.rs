@@ -16,7 +16,8 @@ const STEP: usize = 64 * 1024;
 /// ones, in order, until either list ends. Returns the bytes copied; a
 /// fault in the remote process ends the copy (EFAULT if nothing was
 /// copied), as on Linux.
-pub(super) fn process_vm(p: &mut Process, pid: u64, local: u64, local_count: u64, remote: u64, remote_count: u64, flags: u64, write: bool) -> SysResult {
+pub(super) fn process_vm(p: &mut Process, args: [u64; 6], write: bool) -> SysResult {
+    let [pid, local, local_count, remote, remote_count, flags] = args;
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
