@@ -1,6 +1,7 @@
 /* mmap of files: private and shared mappings, write-back on msync, munmap
  * and exit, sharing across fork, and the errors for files that cannot be
  * mapped the way a program asks. */
+#define _GNU_SOURCE
 #include "tessera_test.h"
 #include <fcntl.h>
 #include <limits.h>
@@ -25,10 +26,36 @@ static off_t size_of(int fd) {
     return fstat(fd, &st) == 0 ? st.st_size : -1;
 }
 
+/* remap_file_pages: a page of a shared file mapping shows another page
+ * of the file (Linux's emulation); private mappings and a nonzero prot
+ * are EINVAL. */
+static void remap_pages(void) {
+    int fd = open("remap", O_CREAT | O_RDWR | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    char page[4096];
+    for (int i = 0; i < 3; i++) {
+        memset(page, 'a' + i, sizeof page);
+        CHECK(write(fd, page, sizeof page) == sizeof page);
+    }
+    char *m = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(m != MAP_FAILED);
+    CHECK(remap_file_pages(m, 4096, 0, 2, 0) == 0);
+    CHECK(m[0] == 'c' && m[4095] == 'c' && m[4096] == 'b' && m[8192] == 'c');
+    CHECK_ERR(remap_file_pages(m, 4096, PROT_READ, 1, 0), EINVAL);
+    munmap(m, 3 * 4096);
+    char *priv = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    CHECK(priv != MAP_FAILED);
+    CHECK_ERR(remap_file_pages(priv, 4096, 0, 1, 0), EINVAL);
+    munmap(priv, 4096);
+    close(fd);
+    unlink("remap");
+}
+
 int main(void) {
     char dir[] = "/tmp/tessera-mmap-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     CHECK(chdir(dir) == 0);
+    remap_pages();
 
     /* A file of three pages and a bit. */
     long size = 3 * PAGE + 100;

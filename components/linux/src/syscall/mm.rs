@@ -169,6 +169,31 @@ const MADV_DODUMP: u64 = 17;
 const MADV_WIPEONFORK: u64 = 18;
 const MADV_KEEPONFORK: u64 = 19;
 
+/// `remap_file_pages(start, size, prot, pgoff, flags)`: as Linux since
+/// 4.0 emulates it, the pages `[start, start+size)` of a shared file
+/// mapping are mapped again to show the file from page `pgoff` (prot must
+/// be 0; the area's rights stay).
+pub(super) fn remap_file_pages(p: &mut Process, start: u64, size: u64, prot: u64, pgoff: u64, flags: u64) -> SysResult {
+    const MAP_NONBLOCK: u64 = 0x10000;
+    if prot != 0 || flags & !MAP_NONBLOCK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let start = start & !(PAGE - 1);
+    let size = size.checked_add(PAGE - 1).ok_or(Errno::EINVAL)? & !(PAGE - 1);
+    let end = start.checked_add(size).ok_or(Errno::EINVAL)?;
+    let offset = pgoff.checked_mul(PAGE).filter(|&o| (o as i64) >= 0).ok_or(Errno::EINVAL)?;
+    if size == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut memory = p.memory.lock();
+    let (_, area) = memory.area_at(start).ok_or(Errno::EINVAL)?;
+    let Some(file) = area.file.clone().filter(|_| area.shared && end <= area.end) else { return Err(Errno::EINVAL) };
+    let (prot, may_write) = (area.prot, area.may_write);
+    memory.remove_range(start, end);
+    memory.add_file_area(start, end, prot, (true, may_write), (file.node, file.path), offset)?;
+    Ok(0)
+}
+
 /// `madvise`: advice is accepted where Linux accepts it; `MADV_DONTNEED`
 /// and `MADV_FREE` drop private pages (they read as zeros, or the file,
 /// again), as glibc's allocator relies on.

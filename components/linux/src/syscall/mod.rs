@@ -494,6 +494,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         163 => crate::acct::acct(p, a[0]),
         136 => fs::ustat(p, a[0], a[1]),
         437 => fs::openat2(p, a[0], a[1], a[2], a[3]),
+        216 => mm::remap_file_pages(p, a[0], a[1], a[2], a[3], a[4]),
         303 => fs::name_to_handle_at(p, a[0], a[1], a[2], a[3], a[4]),
         304 => fs::open_by_handle_at(p, a[0], a[1], a[2]),
         nr::FORK => proc::clone(p, context, SIGCHLD, 0, 0, 0, 0),
