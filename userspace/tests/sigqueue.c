@@ -7,7 +7,9 @@
 #include "tessera_test.h"
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/select.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -283,7 +285,43 @@ static void overrun_cap(void) {
     CHECK(signal(SIGUSR1, SIG_DFL) != SIG_ERR);
 }
 
+static volatile int usr1_handled;
+static void on_usr1(int sig) {
+    (void)sig;
+    usr1_handled++;
+}
+
+/* ppoll/pselect with a signal mask: a pending signal the mask lets in
+ * interrupts the wait (EINTR, its handler runs), and the caller's mask
+ * is back afterwards. */
+static void wait_masks(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    sigset_t block, old, empty, now;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigemptyset(&empty);
+    CHECK(sigprocmask(SIG_BLOCK, &block, &old) == 0);
+    CHECK(raise(SIGUSR1) == 0 && usr1_handled == 0);
+    struct timespec second = {1, 0};
+    CHECK_ERR(ppoll(NULL, 0, &second, &empty), EINTR);
+    CHECK(usr1_handled == 1);
+    CHECK(sigprocmask(SIG_SETMASK, NULL, &now) == 0 && sigismember(&now, SIGUSR1));
+    CHECK(raise(SIGUSR1) == 0);
+    CHECK_ERR(pselect(0, NULL, NULL, NULL, &second, &empty), EINTR);
+    CHECK(usr1_handled == 2);
+    /* The mask keeps a signal out: the wait times out. */
+    struct timespec short_wait = {0, 20000000};
+    CHECK(raise(SIGUSR1) == 0);
+    CHECK(ppoll(NULL, 0, &short_wait, &block) == 0 && usr1_handled == 2);
+    CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0 && usr1_handled == 3);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 int main(void) {
+    wait_masks();
     queueing();
     standard_once();
     limit();

@@ -292,8 +292,9 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         213 => poll::epoll_create(p, a[0], false),
         291 => poll::epoll_create(p, a[0], true),
         233 => poll::epoll_ctl(p, a[0], a[1], a[2], a[3]),
-        232 | 281 => poll::epoll_wait(p, a[0], a[1], a[2], poll::deadline_ms(a[3])),
-        441 => poll::deadline_ts(p, a[3]).and_then(|deadline| poll::epoll_wait(p, a[0], a[1], a[2], deadline)),
+        232 => poll::epoll_wait(p, a[0], a[1], a[2], poll::deadline_ms(a[3])),
+        281 => poll::with_sigmask(p, a[4], a[5], |p| poll::epoll_wait(p, a[0], a[1], a[2], poll::deadline_ms(a[3]))),
+        441 => poll::deadline_ts(p, a[3]).and_then(|deadline| poll::with_sigmask(p, a[4], a[5], |p| poll::epoll_wait(p, a[0], a[1], a[2], deadline))),
         284 => poll::eventfd(p, a[0], 0),
         290 => poll::eventfd(p, a[0], a[1]),
         nr::RT_SIGTIMEDWAIT => rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
@@ -324,9 +325,14 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::GETRUSAGE => getrusage(p, a[0], a[1]),
         nr::GETPRIORITY => getpriority(p, a[0], a[1]),
         nr::SETPRIORITY => setpriority(p, a[0], a[1], a[2]),
-        nr::PPOLL => poll::ppoll(p, a[0], a[1], a[2]),
+        nr::PPOLL => poll::with_sigmask(p, a[3], a[4], |p| poll::ppoll(p, a[0], a[1], a[2])),
         nr::SELECT => poll::select(p, a[0], a[1], a[2], a[3], a[4]),
-        nr::PSELECT6 => poll::pselect6(p, a[0], a[1], a[2], a[3], a[4]),
+        nr::PSELECT6 => {
+            // The sixth argument: { const sigset_t *set; size_t size; }.
+            let mut pair = [0u8; 16];
+            let sig = if a[5] == 0 { Ok((0, 0)) } else { p.memory.read(a[5], &mut pair).map(|()| (u64::from_le_bytes(pair[..8].try_into().unwrap_or([0; 8])), u64::from_le_bytes(pair[8..].try_into().unwrap_or([0; 8])))) };
+            sig.and_then(|(set, size)| poll::with_sigmask(p, set, size, |p| poll::pselect6(p, a[0], a[1], a[2], a[3], a[4])))
+        }
         nr::PIPE => poll::pipe2(p, a[0], 0),
         nr::PIPE2 => poll::pipe2(p, a[0], a[1]),
         nr::TIME => {

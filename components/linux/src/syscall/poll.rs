@@ -117,6 +117,30 @@ fn read_timespec_ns(p: &Process, addr: u64) -> Result<Option<u64>, Errno> {
     super::proc::read_timespec(p, addr).map(Some)
 }
 
+/// Runs a wait with the signal mask at `mask` (a `sigset_t`; none: as
+/// is) in force, as `ppoll`, `pselect6` and `epoll_pwait` do: the old
+/// mask comes back afterwards, or, when a signal interrupted the wait,
+/// after its handler ran (Linux's restore_saved_sigmask_unless).
+pub(super) fn with_sigmask(p: &mut Process, mask: u64, size: u64, wait: impl FnOnce(&mut Process) -> SysResult) -> SysResult {
+    if mask == 0 {
+        return wait(p);
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = [0u8; 8];
+    p.memory.read(mask, &mut raw)?;
+    let old = p.signals.mask;
+    p.set_signal_mask(u64::from_le_bytes(raw));
+    let result = wait(p);
+    if result == Err(Errno::EINTR) {
+        p.signals.restore_mask = Some(old);
+    } else {
+        p.set_signal_mask(old);
+    }
+    result
+}
+
 pub(super) fn ppoll(p: &mut Process, fds: u64, count: u64, timeout: u64) -> SysResult {
     let mut entries = read_pollfds(p, fds, count)?;
     let deadline = read_timespec_ns(p, timeout)?.map(deadline_after);
