@@ -24,6 +24,7 @@
 #include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -790,6 +791,28 @@ static void read_only_mount(void) {
 #define RNDGETENTCNT 0x80045200 /* <linux/random.h>, absent from musl's tree */
 #endif
 
+/* /proc/sys/kernel/{version,hostname} show uname's fields; root may set
+ * the host name by writing the file. */
+static void uts_files(void) {
+    struct utsname u;
+    CHECK(uname(&u) == 0);
+    char text[128] = {0};
+    FILE *f = fopen("/proc/sys/kernel/version", "r");
+    CHECK(f && fgets(text, sizeof text, f) && strncmp(text, u.version, strlen(u.version)) == 0);
+    if (f) fclose(f);
+    if (geteuid() != 0) return;
+    char saved[65];
+    snprintf(saved, sizeof saved, "%s", u.nodename);
+    f = fopen("/proc/sys/kernel/hostname", "w");
+    if (!f) return; /* a container may keep it read-only */
+    int wrote = fprintf(f, "tessera-host-test\n") > 0;
+    int closed = fclose(f) == 0;
+    if (wrote && closed) {
+        CHECK(uname(&u) == 0 && strcmp(u.nodename, "tessera-host-test") == 0);
+        CHECK(sethostname(saved, strlen(saved)) == 0);
+    }
+}
+
 /* /dev/urandom's entropy count matches /proc (LTP ioctl07); CPUID
  * faulting is not offered (ARCH_GET_CPUID 1, ARCH_SET_CPUID ENODEV). */
 static void entropy_and_cpuid(void) {
@@ -819,6 +842,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     entropy_and_cpuid();
+    uts_files();
     linux_rules(argv[0][0] == '/' ? argv[0] : realpath(argv[0], NULL));
     read_only_mount();
     events();

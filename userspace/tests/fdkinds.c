@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -363,7 +364,32 @@ static void fdinfos(void) {
     CHECK(fdinfo(999, buf, sizeof buf) == -1 && errno == ENOENT);
 }
 
+/* /proc/self/fd/N opens the file again, even one with no name. */
+static void reopen(void) {
+    int m = memfd_create("reopened", 0);
+    CHECK(m >= 0 && write(m, "memfd!", 6) == 6);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", m);
+    int again = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK(again >= 0);
+    struct stat st;
+    CHECK(fstat(m, &st) == 0 && st.st_size == 0); /* O_TRUNC reached it */
+    CHECK(write(again, "xy", 2) == 2 && pread(m, path, 2, 0) == 2 && memcmp(path, "xy", 2) == 0);
+    close(again);
+    close(m);
+    char name[] = "/tmp/reopen.XXXXXX";
+    int f = mkstemp(name);
+    CHECK(f >= 0 && write(f, "gone", 4) == 4 && unlink(name) == 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", f);
+    int r = open(path, O_RDONLY);
+    char buf[8] = {0};
+    CHECK(r >= 0 && read(r, buf, sizeof buf) == 4 && memcmp(buf, "gone", 4) == 0);
+    close(r);
+    close(f);
+}
+
 int main(void) {
+    reopen();
     fdinfos();
     memfds();
     timerfds();

@@ -104,6 +104,12 @@ static void locking(void) {
     int status;
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CHECK(munlock(m, 3 * page) == 0 && locked_kb() == before);
+    /* MAP_LOCKED: locked from the start (LTP mmap14). */
+    long base_lock = locked_kb();
+    char *l = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+    CHECK(l != MAP_FAILED && locked_kb() == base_lock + 16);
+    munmap(l, 4 * page);
+    CHECK(locked_kb() == base_lock);
     CHECK(mlockall(MCL_CURRENT) == 0 && locked_kb() > 12);
     CHECK(munlockall() == 0 && locked_kb() == 0);
     munmap(m, 3 * page);

@@ -79,7 +79,7 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 37] = [
+const SYS_FILES: [(&str, SysValue); 38] = [
     ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
@@ -92,6 +92,7 @@ const SYS_FILES: [(&str, SysValue); 37] = [
     ("fs/aio-nr", || format!("{}\n", crate::syscall::aio::AIO_NR.load(core::sync::atomic::Ordering::Relaxed))),
     ("kernel/ostype", || "Linux\n".to_string()),
     ("kernel/osrelease", || format!("{}\n", crate::syscall::RELEASE)),
+    ("kernel/version", || format!("{}\n", crate::syscall::VERSION)),
     ("kernel/hostname", || crate::syscall::hostname_string() + "\n"),
     ("kernel/ngroups_max", || format!("{}\n", process::MAX_GROUPS)),
     ("fs/pipe-max-size", || format!("{}\n", crate::pipe::PIPE_MAX_SIZE.load(core::sync::atomic::Ordering::Relaxed))),
@@ -575,6 +576,16 @@ impl Node for Dir {
     }
 }
 
+/// The `/proc/sys` texts root may change (the trailing newline dropped).
+fn text_setter(index: usize) -> Option<fn(&str) -> Result<(), crate::errno::Errno>> {
+    match SYS_FILES.get(index)?.0 {
+        "kernel/core_pattern" => Some(crate::coredump::set_pattern),
+        "kernel/hostname" => Some(|t| crate::syscall::set_uts_text(false, t)),
+        "kernel/domainname" => Some(|t| crate::syscall::set_uts_text(true, t)),
+        _ => None,
+    }
+}
+
 /// The `/proc/sys` values root may change: a number in range, stored.
 fn sys_setter(index: usize) -> Option<fn(i64) -> Result<(), FsError>> {
     use core::sync::atomic::Ordering::Relaxed;
@@ -612,7 +623,7 @@ impl Node for File {
     }
 
     fn metadata(&self) -> Metadata {
-        let writable = matches!(self.0, FileKind::Sys(i) if sys_setter(i).is_some() || SYS_FILES.get(i).is_some_and(|f| f.0 == "kernel/core_pattern"))
+        let writable = matches!(self.0, FileKind::Sys(i) if sys_setter(i).is_some() || text_setter(i).is_some())
             || matches!(self.0, FileKind::PidCoredumpFilter(_));
         meta(100, FileType::Regular, if writable { 0o644 } else { 0o444 }, 0)
     }
@@ -640,9 +651,9 @@ impl Node for File {
         }
         // A tunable takes a decimal number (whitespace around it ignored).
         let FileKind::Sys(index) = self.0 else { return not_permitted() };
-        if SYS_FILES.get(index).is_some_and(|f| f.0 == "kernel/core_pattern") {
+        if let Some(set) = text_setter(index) {
             let text = core::str::from_utf8(data).map_err(|_| FsError::Invalid)?;
-            crate::coredump::set_pattern(text).map_err(|_| FsError::Invalid)?;
+            set(text.trim_end_matches('\n')).map_err(|_| FsError::Invalid)?;
             return Ok(data.len());
         }
         let set = sys_setter(index).ok_or(FsError::NotPermitted)?;
@@ -654,7 +665,7 @@ impl Node for File {
     fn truncate(&self, _len: u64) -> Result<(), FsError> {
         // Opening a tunable for writing truncates it: nothing to do.
         match self.0 {
-            FileKind::Sys(index) if sys_setter(index).is_some() || SYS_FILES.get(index).is_some_and(|f| f.0 == "kernel/core_pattern") => Ok(()),
+            FileKind::Sys(index) if sys_setter(index).is_some() || text_setter(index).is_some() => Ok(()),
             FileKind::PidCoredumpFilter(_) => Ok(()),
             _ => not_permitted(),
         }

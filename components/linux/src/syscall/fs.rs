@@ -322,7 +322,20 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
     };
     let me = who(p);
     let mut created = false;
-    let location = if flags & O_CREAT != 0 {
+    // A /proc/PID/fd/N link opens the file it stands for again (even one
+    // with no name: a memfd, an unlinked file), as Linux's magic links.
+    let reopened = if flags & O_NOFOLLOW == 0 {
+        vfs.resolve_in(&root_dir(), &base, &path, false, &me)
+            .ok()
+            .and_then(|l| crate::procfs::file_of_link(l.node()))
+            .map(|file| file.location().ok_or(Errno::ENXIO))
+            .transpose()?
+    } else {
+        None
+    };
+    let location = if let Some(location) = reopened {
+        location
+    } else if flags & O_CREAT != 0 {
         let root = root_dir();
         let (parent, name) = vfs.resolve_parent_in(&root, &base, &path, &me)?;
         match vfs.resolve_in(&root, &parent, &name, flags & O_NOFOLLOW == 0, &me).map_err(Errno::from) {

@@ -21,7 +21,7 @@ pub(super) fn uname(p: &mut Process, buf: u64) -> SysResult {
         b"Linux",
         host.get(..host_len).unwrap_or(b""),
         super::RELEASE.as_bytes(),
-        b"#1 Tessera framekernel",
+        super::VERSION.as_bytes(),
         b"x86_64",
         domain.get(..domain_len).unwrap_or(b""),
     ];
@@ -542,6 +542,19 @@ pub(super) fn set_uts_name(p: &mut Process, name: u64, len: u64, domain: bool) -
     p.memory.read(name, bytes.get_mut(..len as usize).unwrap_or(&mut []))?;
     *(if domain { &DOMAINNAME } else { &HOSTNAME }).lock() = bytes;
     Ok(0)
+}
+
+/// Sets the host name (`domain` false) or NIS domain name from text, as
+/// writing `/proc/sys/kernel/{hostname,domainname}` does (at most 64
+/// bytes).
+pub fn set_uts_text(domain: bool, text: &str) -> Result<(), Errno> {
+    if text.len() > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = [0u8; 65];
+    bytes.get_mut(..text.len()).ok_or(Errno::EINVAL)?.copy_from_slice(text.as_bytes());
+    *(if domain { &DOMAINNAME } else { &HOSTNAME }).lock() = bytes;
+    Ok(())
 }
 
 /// The NIS domain name, as text (`/proc/sys/kernel/domainname`).

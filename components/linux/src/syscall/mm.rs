@@ -98,9 +98,19 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
             }
         }
     }
+    // MAP_LOCKED: locked (and in memory) at once, within RLIMIT_MEMLOCK
+    // (EAGAIN beyond it; EPERM if locking is not allowed at all).
+    if flags & MAP_LOCKED != 0 {
+        if let Err(errno) = mlock(p, start, len, true, false) {
+            p.memory.lock().remove_range(start, start + len);
+            return Err(if errno == Errno::ENOMEM { Errno::EAGAIN } else { errno });
+        }
+    }
     Ok(start)
 }
 
+/// Lock the mapping in memory.
+const MAP_LOCKED: u64 = 0x2000;
 /// A stack that grows down into the gap below it.
 const MAP_GROWSDOWN: u64 = 0x100;
 /// `MAP_SHARED | MAP_PRIVATE`: a shared mapping whose flags are checked.

@@ -45,11 +45,13 @@ pub enum Action {
 }
 
 pub use io::signal_io;
-pub use misc::{FILESYSTEMS, domainname_string};
+pub use misc::{FILESYSTEMS, domainname_string, set_uts_text};
 pub use sched::RR_TIMESLICE_MS;
 
 /// The release `uname` and `/proc/sys/kernel/osrelease` report.
 pub const RELEASE: &str = "6.1.0-tessera";
+/// The version `uname` and `/proc/sys/kernel/version` report.
+pub const VERSION: &str = "#1 Tessera framekernel";
 
 /// The host name, as text.
 pub fn hostname_string() -> alloc::string::String {
