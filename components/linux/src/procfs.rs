@@ -576,8 +576,11 @@ impl Node for Dir {
     }
 }
 
+/// Sets a `/proc/sys` text.
+type TextSetter = fn(&str) -> Result<(), crate::errno::Errno>;
+
 /// The `/proc/sys` texts root may change (the trailing newline dropped).
-fn text_setter(index: usize) -> Option<fn(&str) -> Result<(), crate::errno::Errno>> {
+fn text_setter(index: usize) -> Option<TextSetter> {
     match SYS_FILES.get(index)?.0 {
         "kernel/core_pattern" => Some(crate::coredump::set_pattern),
         "kernel/hostname" => Some(|t| crate::syscall::set_uts_text(false, t)),

@@ -100,11 +100,11 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     }
     // MAP_LOCKED: locked (and in memory) at once, within RLIMIT_MEMLOCK
     // (EAGAIN beyond it; EPERM if locking is not allowed at all).
-    if flags & MAP_LOCKED != 0 {
-        if let Err(errno) = mlock(p, start, len, true, false) {
-            p.memory.lock().remove_range(start, start + len);
-            return Err(if errno == Errno::ENOMEM { Errno::EAGAIN } else { errno });
-        }
+    if flags & MAP_LOCKED != 0
+        && let Err(errno) = mlock(p, start, len, true, false)
+    {
+        p.memory.lock().remove_range(start, start + len);
+        return Err(if errno == Errno::ENOMEM { Errno::EAGAIN } else { errno });
     }
     Ok(start)
 }
