@@ -131,7 +131,48 @@ static void waiter_counts(void) {
     semctl(s, 0, IPC_RMID);
 }
 
+static long read_long(const char *path) {
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f && fscanf(f, "%ld", &v) != 1) v = -1;
+    if (f) fclose(f);
+    return v;
+}
+
+static int write_long(const char *path, long v) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int ok = fprintf(f, "%ld\n", v) > 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* kernel.msgmni and kernel.shmmax bound what msgget and shmget give. */
+static void tunable_limits(void) {
+    long msgmni = read_long("/proc/sys/kernel/msgmni"), shmmax = read_long("/proc/sys/kernel/shmmax");
+    CHECK(msgmni > 0 && shmmax > 0);
+    struct msginfo info;
+    int used = msgctl(0, MSG_INFO, (struct msqid_ds *)&info);
+    CHECK(used >= 0);
+    long in_use = info.msgpool;
+    if (write_long("/proc/sys/kernel/msgmni", in_use + 2) == 0) {
+        int a = msgget(IPC_PRIVATE, IPC_CREAT | 0600), b = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+        CHECK(a >= 0 && b >= 0);
+        CHECK_ERR(msgget(IPC_PRIVATE, IPC_CREAT | 0600), ENOSPC);
+        msgctl(a, IPC_RMID, NULL);
+        msgctl(b, IPC_RMID, NULL);
+        CHECK(write_long("/proc/sys/kernel/msgmni", msgmni) == 0);
+    }
+    if (write_long("/proc/sys/kernel/shmmax", 8192) == 0) {
+        CHECK_ERR(shmget(IPC_PRIVATE, 8193, IPC_CREAT | 0600), EINVAL);
+        int seg = shmget(IPC_PRIVATE, 8192, IPC_CREAT | 0600);
+        CHECK(seg >= 0);
+        shmctl(seg, IPC_RMID, NULL);
+        CHECK(write_long("/proc/sys/kernel/shmmax", shmmax) == 0);
+    }
+}
+
 static void semaphores(void) {
+    tunable_limits();
     waiter_counts();
     int s = semget(IPC_PRIVATE, 3, IPC_CREAT | 0600);
     CHECK(s >= 0);

@@ -107,12 +107,12 @@ const SYS_FILES: [(&str, SysValue); 38] = [
     ("kernel/msg_next_id", || format!("{}\n", crate::sysv::QUEUES.lock().next_id.map_or(-1, i64::from))),
     ("kernel/sem_next_id", || format!("{}\n", crate::sysv::SEMS.lock().next_id.map_or(-1, i64::from))),
     ("kernel/shm_next_id", || format!("{}\n", crate::sysv::SHMS.lock().next_id.map_or(-1, i64::from))),
-    ("kernel/shmmax", || format!("{}\n", crate::sysv::SHMMAX)),
+    ("kernel/shmmax", || format!("{}\n", crate::sysv::shm_max())),
     ("kernel/shmall", || format!("{}\n", crate::sysv::SHMMAX / 4096)),
-    ("kernel/shmmni", || format!("{}\n", crate::sysv::MAX_IDS)),
+    ("kernel/shmmni", || format!("{}\n", crate::sysv::SHMS.lock().limit)),
     ("kernel/msgmax", || format!("{}\n", crate::sysv::MSGMAX)),
     ("kernel/msgmnb", || format!("{}\n", crate::sysv::MSGMNB)),
-    ("kernel/msgmni", || format!("{}\n", crate::sysv::MAX_IDS)),
+    ("kernel/msgmni", || format!("{}\n", crate::sysv::QUEUES.lock().limit)),
     ("kernel/sem", || format!("{}\t{}\t{}\t{}\n", crate::sysv::SEMMSL, crate::sysv::SEMMNS, crate::sysv::SEMOPM, crate::sysv::MAX_IDS)),
     ("kernel/domainname", || crate::syscall::domainname_string() + "\n"),
     ("kernel/sched_rr_timeslice_ms", || format!("{}\n", crate::syscall::RR_TIMESLICE_MS)),
@@ -601,6 +601,15 @@ fn sys_setter(index: usize) -> Option<fn(i64) -> Result<(), FsError>> {
         }),
         // The next System V id (-1: the usual order), 0..=INT_MAX.
         "kernel/msg_next_id" => Some(|v| next_id(&crate::sysv::QUEUES, v)),
+        // How many objects of a kind there may be, 0..=32000.
+        "kernel/msgmni" => Some(|v| id_limit(&crate::sysv::QUEUES, v)),
+        "kernel/shmmni" => Some(|v| id_limit(&crate::sysv::SHMS, v)),
+        // The largest segment, 1 byte ..= 4 GiB here.
+        "kernel/shmmax" => Some(|v| {
+            let max = u64::try_from(v).ok().filter(|m| (1..=crate::sysv::SHMMAX).contains(m)).ok_or(FsError::Invalid)?;
+            crate::sysv::SHM_MAX.store(max, Relaxed);
+            Ok(())
+        }),
         "kernel/sem_next_id" => Some(|v| next_id(&crate::sysv::SEMS, v)),
         "kernel/shm_next_id" => Some(|v| next_id(&crate::sysv::SHMS, v)),
         "fs/mqueue/queues_max" => Some(|v| {
@@ -610,6 +619,11 @@ fn sys_setter(index: usize) -> Option<fn(i64) -> Result<(), FsError>> {
         }),
         _ => None,
     }
+}
+
+fn id_limit<T>(table: &framekernel::sync::SpinLock<crate::sysv::Table<T>>, value: i64) -> Result<(), FsError> {
+    table.lock().limit = usize::try_from(value).ok().filter(|&v| v <= crate::sysv::MAX_IDS).ok_or(FsError::Invalid)?;
+    Ok(())
 }
 
 fn next_id<T>(table: &framekernel::sync::SpinLock<crate::sysv::Table<T>>, value: i64) -> Result<(), FsError> {

@@ -47,6 +47,13 @@ pub const MSG_POOL_BYTES: usize = 16 << 20;
 pub const MSG_POOL_COUNT: usize = 65_536;
 /// Largest shared memory segment (`SHMMAX`, bounded here by memory).
 pub const SHMMAX: u64 = 1 << 32;
+/// `kernel.shmmax` as set (at most [`SHMMAX`]).
+pub static SHM_MAX: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(SHMMAX);
+
+/// The current largest segment size.
+pub fn shm_max() -> u64 {
+    SHM_MAX.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// Owner, creator and mode of an IPC object.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +133,8 @@ pub struct Table<T> {
     /// `/proc/sys/kernel/{msg,sem,shm}_next_id`: the id the next object
     /// gets (then back to `None`, shown as -1).
     pub next_id: Option<u32>,
+    /// Most objects (`kernel.msgmni`, `shmmni`; at most [`MAX_IDS`]).
+    pub limit: usize,
 }
 
 impl<T> Default for Table<T> {
@@ -137,7 +146,7 @@ impl<T> Default for Table<T> {
 impl<T> Table<T> {
     /// Empty.
     pub const fn new() -> Self {
-        Table { objects: BTreeMap::new(), next: 0, next_id: None }
+        Table { objects: BTreeMap::new(), next: 0, next_id: None, limit: MAX_IDS }
     }
 
     /// The object `id`.
@@ -200,7 +209,7 @@ pub fn get_or_create<T>(
     if key != IPC_PRIVATE && flags & IPC_CREAT == 0 {
         return Err(Errno::ENOENT);
     }
-    if table.objects.len() >= MAX_IDS {
+    if table.objects.len() >= table.limit.min(MAX_IDS) {
         return Err(Errno::ENOSPC);
     }
     let id = match table.next_id.take() {

@@ -184,9 +184,9 @@ pub(super) fn msgctl(p: &mut Process, id: u64, cmd: u64, buf: u64) -> SysResult 
             drop(queues);
             // struct msginfo: msgpool msgmap msgmax msgmnb msgmni msgssz msgtql msgseg (ints, msgseg a short).
             let values = if cmd == MSG_INFO {
-                [count, msgs, sysv::MSGMAX as i64, sysv::MSGMNB as i64, sysv::MAX_IDS as i64, 16, used_bytes, 0x7fff]
+                [count, msgs, sysv::MSGMAX as i64, sysv::MSGMNB as i64, sysv::QUEUES.lock().limit as i64, 16, used_bytes, 0x7fff]
             } else {
-                [0x7fff, 0x7fff, sysv::MSGMAX as i64, sysv::MSGMNB as i64, sysv::MAX_IDS as i64, 16, 0x7fff, 0x7fff]
+                [0x7fff, 0x7fff, sysv::MSGMAX as i64, sysv::MSGMNB as i64, sysv::QUEUES.lock().limit as i64, 16, 0x7fff, 0x7fff]
             };
             write_ints(p, buf, &values, 4)?;
             Ok(highest as u64)
@@ -507,7 +507,7 @@ pub(super) fn shmget(p: &mut Process, key: u64, size: u64, flags: u64) -> SysRes
         |s| &s.perm,
         |s| if size > s.segment.size { Err(Errno::EINVAL) } else { Ok(()) },
         |perm| {
-            if size == 0 || size > sysv::SHMMAX {
+            if size == 0 || size > sysv::shm_max() {
                 return Err(Errno::EINVAL);
             }
             let pages = size.div_ceil(PAGE);
@@ -676,7 +676,7 @@ pub(super) fn shmctl(p: &mut Process, id: u64, cmd: u64, buf: u64) -> SysResult 
             p.memory.write(buf, &raw)?;
         } else {
             // struct shminfo: shmmax shmmin shmmni shmseg shmall (longs).
-            write_ints(p, buf, &[sysv::SHMMAX as i64, 1, sysv::MAX_IDS as i64, 4096, (sysv::SHMMAX / PAGE) as i64], 8)?;
+            write_ints(p, buf, &[sysv::shm_max() as i64, 1, sysv::SHMS.lock().limit as i64, 4096, (sysv::SHMMAX / PAGE) as i64], 8)?;
         }
         return Ok(u64::from(highest));
     }
