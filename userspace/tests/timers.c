@@ -56,7 +56,59 @@ static void ntp_state(void) {
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static volatile int cpu_fired;
+static volatile long long fired_at_ns;
+static void on_cpu_timer(int sig) {
+    (void)sig;
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    fired_at_ns = (long long)t.tv_sec * 1000000000 + t.tv_nsec;
+    cpu_fired++;
+}
+
+static long long cpu_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (long long)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* CPU-time timers count CPU time, not wall time: asleep they do not
+ * fire; busy, they fire once the clock reached their value. */
+static void cpu_timers(void) {
+    signal(SIGVTALRM, on_cpu_timer);
+    struct itimerval v = {{0, 0}, {0, 50000}}; /* 50 ms of user time */
+    long long start = cpu_ns();
+    cpu_fired = 0;
+    CHECK(setitimer(ITIMER_VIRTUAL, &v, NULL) == 0);
+    usleep(200000);
+    CHECK(cpu_fired == 0);
+    while (!cpu_fired && cpu_ns() - start < 5000000000LL) {}
+    CHECK(cpu_fired == 1 && fired_at_ns - start >= 50000000);
+    signal(SIGVTALRM, SIG_DFL);
+
+    signal(SIGUSR2, on_cpu_timer);
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGUSR2;
+    timer_t t;
+    CHECK(timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &t) == 0);
+    struct itimerspec spec = {{0, 0}, {0, 60000000}};
+    start = cpu_ns();
+    cpu_fired = 0;
+    CHECK(timer_settime(t, 0, &spec, NULL) == 0);
+    usleep(200000);
+    CHECK(cpu_fired == 0);
+    struct itimerspec left;
+    CHECK(timer_gettime(t, &left) == 0 && left.it_value.tv_sec == 0 && left.it_value.tv_nsec > 0);
+    while (!cpu_fired && cpu_ns() - start < 5000000000LL) {}
+    CHECK(cpu_fired == 1 && fired_at_ns - start >= 60000000);
+    CHECK(timer_delete(t) == 0);
+    signal(SIGUSR2, SIG_DFL);
+}
+
 int main(void) {
+    cpu_timers();
     signal(SIGALRM, on_alarm);
     ntp_state();
 

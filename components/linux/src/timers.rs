@@ -8,9 +8,12 @@
 //! table may be locked) and re-arms periodic timers, counting the periods
 //! that passed in between as overruns, as Linux does.
 //!
-//! There is no per-process CPU-time accounting yet, so `ITIMER_VIRTUAL`
-//! and `ITIMER_PROF` count wall-clock time like `ITIMER_REAL` (they raise
-//! SIGVTALRM and SIGPROF).
+//! `ITIMER_VIRTUAL` (user time), `ITIMER_PROF` (user and system time)
+//! and POSIX timers on CLOCK_PROCESS_CPUTIME_ID / CLOCK_THREAD_CPUTIME_ID
+//! count CPU time: their deadline is on that clock, and a wall-clock
+//! estimate (CPU time cannot pass faster than wall time on one CPU) says
+//! when to sample it again; they fire once the clock has reached the
+//! deadline, never before.
 
 use crate::errno::Errno;
 use crate::signal::SigInfo;
@@ -60,6 +63,42 @@ struct Timer {
     carried: u64,
     /// A POSIX timer's clock id.
     clock: u32,
+    /// The CPU clock a CPU-time timer counts, and its deadline there.
+    cpu: Option<(CpuSource, u64)>,
+}
+
+/// A CPU-time clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuSource {
+    /// The process's user and system time.
+    Process(u32),
+    /// The process's user time.
+    User(u32),
+    /// One thread's time.
+    Thread(u32),
+}
+
+impl CpuSource {
+    /// The clock's reading (ns), or none when its owner is gone.
+    fn now(self) -> Option<u64> {
+        match self {
+            CpuSource::Process(pid) => crate::process::lookup(pid).map(|p| p.cpu_ns().1),
+            CpuSource::User(pid) => crate::process::lookup(pid).map(|p| p.cpu_ns().0),
+            CpuSource::Thread(tid) => crate::process::lookup_thread(tid).map(|t| t.cpu_ns().1),
+        }
+    }
+}
+
+/// The CPU clock `which` of `pid` counts, if any (`clock` for a POSIX
+/// timer, `tid` its creator).
+fn cpu_source(pid: u32, which: Which, clock: u32, tid: u32) -> Option<CpuSource> {
+    match which {
+        Which::Virtual => Some(CpuSource::User(pid)),
+        Which::Prof => Some(CpuSource::Process(pid)),
+        Which::Posix(_) if clock == 2 => Some(CpuSource::Process(pid)),
+        Which::Posix(_) if clock == 3 => Some(CpuSource::Thread(tid)),
+        _ => None,
+    }
 }
 
 /// Most POSIX timers per process.
@@ -100,10 +139,41 @@ pub fn start_task() -> Result<(), framekernel::mm::OutOfMemory> {
 fn fire_expired() {
     let now = framekernel::time::now_ns();
     let mut due: Vec<(u32, Which, Notify, u32)> = Vec::new();
+    // The CPU clocks of the CPU-time timers that may be due, read with no
+    // timer lock held (they look up processes).
+    let sources: Vec<((u32, Which), CpuSource)> =
+        TIMERS.lock().iter().filter(|(_, t)| t.deadline != 0 && t.deadline <= now).filter_map(|(&k, t)| t.cpu.map(|(s, _)| (k, s))).collect();
+    let samples: BTreeMap<(u32, Which), Option<u64>> = sources.into_iter().map(|(k, s)| (k, s.now())).collect();
     {
         let mut timers = TIMERS.lock();
         for (&(pid, which), timer) in timers.iter_mut() {
             if timer.deadline == 0 || timer.deadline > now {
+                continue;
+            }
+            if let Some((source, cpu_deadline)) = timer.cpu {
+                let Some(&sample) = samples.get(&(pid, which)) else { continue }; // armed meanwhile
+                let Some(cpu_now) = sample else {
+                    timer.deadline = 0; // the clock's owner is gone
+                    continue;
+                };
+                if cpu_now < cpu_deadline {
+                    timer.deadline = now.saturating_add(cpu_deadline - cpu_now);
+                    continue;
+                }
+                let overrun = match (cpu_now - cpu_deadline).checked_div(timer.interval) {
+                    Some(missed) => {
+                        let next = cpu_deadline.saturating_add((missed + 1).saturating_mul(timer.interval));
+                        timer.cpu = Some((source, next));
+                        timer.deadline = now.saturating_add(next - cpu_now);
+                        u32::try_from(missed.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32)
+                    }
+                    None => {
+                        timer.deadline = 0;
+                        0
+                    }
+                };
+                timer.overrun = overrun;
+                due.push((pid, which, timer.notify, overrun));
                 continue;
             }
             let overrun = match (now - timer.deadline).checked_div(timer.interval) {
@@ -183,24 +253,38 @@ fn check_cpu_limit(pid: u32) {
 /// `missed` periods had already passed before it (they count as
 /// overruns at the first expiry).
 pub fn set(pid: u32, which: Which, value: u64, interval: u64, absolute: bool, missed: u64) -> Result<(u64, u64), Errno> {
+    set_on(pid, which, value, interval, absolute, missed, 0)
+}
+
+/// [`set`] by thread `tid` (whose clock a CLOCK_THREAD_CPUTIME_ID timer
+/// counts).
+pub fn set_on(pid: u32, which: Which, value: u64, interval: u64, absolute: bool, missed: u64, tid: u32) -> Result<(u64, u64), Errno> {
+    // A CPU-time timer: its clock is read first, with no timer lock held.
+    let clock = TIMERS.lock().get(&(pid, which)).map_or(0, |t| t.clock);
+    let source = cpu_source(pid, which, clock, if tid == 0 { pid } else { tid });
+    let cpu_now = source.and_then(CpuSource::now).unwrap_or(0);
     let now = framekernel::time::now_ns();
     let mut timers = TIMERS.lock();
     let notify = match which {
         Which::Posix(_) => timers.get(&(pid, which)).ok_or(Errno::EINVAL)?.notify,
         _ => Notify::None, // unused: the kind decides the signal
     };
-    let old = timers.get(&(pid, which)).map_or((0, 0), |t| (remaining(t, now), t.interval));
-    let deadline = match value {
-        0 => 0,
-        v if absolute => v.max(1),
-        v => now.saturating_add(v),
+    let old = timers.get(&(pid, which)).map_or((0, 0), |t| (remaining(t, now, cpu_now), t.interval));
+    let (deadline, cpu) = match (value, source) {
+        (0, _) => (0, None),
+        (v, Some(source)) => {
+            let cpu_deadline = if absolute { v } else { cpu_now.saturating_add(v) };
+            (now.saturating_add(cpu_deadline.saturating_sub(cpu_now)).max(1), Some((source, cpu_deadline)))
+        }
+        (v, None) if absolute => (v.max(1), None),
+        (v, None) => (now.saturating_add(v), None),
     };
-    let (overrun, clock) = timers.get(&(pid, which)).map_or((0, 0), |t| (t.overrun, t.clock));
+    let (overrun, clock) = timers.get(&(pid, which)).map_or((0, clock), |t| (t.overrun, t.clock));
     if deadline == 0 && !matches!(which, Which::Posix(_)) {
         timers.remove(&(pid, which));
     } else {
         let interval = if deadline == 0 { 0 } else { interval };
-        timers.insert((pid, which), Timer { deadline, interval, notify, overrun, carried: if deadline == 0 { 0 } else { missed }, clock });
+        timers.insert((pid, which), Timer { deadline, interval, notify, overrun, carried: if deadline == 0 { 0 } else { missed }, clock, cpu });
     }
     recompute(&timers);
     drop(timers);
@@ -208,16 +292,23 @@ pub fn set(pid: u32, which: Which, value: u64, interval: u64, absolute: bool, mi
     Ok(old)
 }
 
-fn remaining(timer: &Timer, now: u64) -> u64 {
-    if timer.deadline == 0 { 0 } else { timer.deadline.saturating_sub(now).max(1) }
+/// Time left (`cpu_now`: the reading of a CPU-time timer's clock).
+fn remaining(timer: &Timer, now: u64, cpu_now: u64) -> u64 {
+    match (timer.deadline, timer.cpu) {
+        (0, _) => 0,
+        (_, Some((_, cpu_deadline))) => cpu_deadline.saturating_sub(cpu_now).max(1),
+        (deadline, None) => deadline.saturating_sub(now).max(1),
+    }
 }
 
 /// (time left, interval) of a timer (zeros when disarmed); EINVAL for an
 /// unknown POSIX timer.
 pub fn get(pid: u32, which: Which) -> Result<(u64, u64), Errno> {
+    let source = TIMERS.lock().get(&(pid, which)).and_then(|t| t.cpu.map(|(s, _)| s));
+    let cpu_now = source.and_then(CpuSource::now).unwrap_or(0);
     let now = framekernel::time::now_ns();
     match TIMERS.lock().get(&(pid, which)) {
-        Some(t) => Ok((remaining(t, now), t.interval)),
+        Some(t) => Ok((remaining(t, now, cpu_now), t.interval)),
         None if matches!(which, Which::Posix(_)) => Err(Errno::EINVAL),
         None => Ok((0, 0)),
     }
@@ -235,7 +326,7 @@ pub fn create(pid: u32, clock: u32, notify: impl FnOnce(u32) -> Notify) -> Resul
         return Err(Errno::EAGAIN);
     }
     let id = (0u32..).find(|id| !used.contains(id)).ok_or(Errno::EAGAIN)?;
-    timers.insert((pid, Which::Posix(id)), Timer { deadline: 0, interval: 0, notify: notify(id), overrun: 0, carried: 0, clock });
+    timers.insert((pid, Which::Posix(id)), Timer { deadline: 0, interval: 0, notify: notify(id), overrun: 0, carried: 0, clock, cpu: None });
     Ok(id)
 }
 

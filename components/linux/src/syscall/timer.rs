@@ -94,6 +94,19 @@ fn clock_ok(clock: u64) -> bool {
 }
 
 pub(super) fn timer_create(p: &mut Process, clock: u64, event: u64, id_out: u64) -> SysResult {
+    // A CPU clock named the dynamic way (glibc: pid 0, the caller): the
+    // caller's process (2) or thread (3) clock.
+    let clock = match clock as i32 {
+        c if c < 0 => {
+            let pid = !(c >> 3) as u32;
+            let thread = c & 4 != 0;
+            if c & 3 == 3 || (pid != 0 && pid != if thread { p.thread.tid } else { p.info.pid }) {
+                return Err(Errno::EINVAL);
+            }
+            if thread { 3 } else { 2 }
+        }
+        _ => clock,
+    };
     if !clock_ok(clock) {
         return Err(Errno::EINVAL);
     }
@@ -158,7 +171,7 @@ pub(super) fn timer_settime(p: &mut Process, id: u64, flags: u64, new: u64, old:
             value = value.saturating_sub(offset).max(1);
         }
     }
-    let previous = timers::set(p.info.pid, Which::Posix(id), value, interval, absolute, missed)?;
+    let previous = timers::set_on(p.info.pid, Which::Posix(id), value, interval, absolute, missed, p.thread.tid)?;
     if old != 0 {
         write_time_pair(p, old, previous, TIMESPEC)?;
     }
