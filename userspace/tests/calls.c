@@ -791,6 +791,35 @@ static void read_only_mount(void) {
 #define RNDGETENTCNT 0x80045200 /* <linux/random.h>, absent from musl's tree */
 #endif
 
+/* kernel.ns_last_pid chooses the next pid (as checkpoint/restore tools
+ * use it); kernel.pid_max reads back what was written. */
+static void pid_tunables(void) {
+    if (geteuid() != 0) return;
+    FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+    if (!f) return; /* not on every kernel */
+    int target = 4000 + (getpid() % 1000);
+    int ok = fprintf(f, "%d\n", target - 1) > 0;
+    if (fclose(f) == 0 && ok) {
+        pid_t pid = fork();
+        if (pid == 0) _exit(0);
+        /* The next free id from there (others may fork meanwhile). */
+        CHECK(pid >= target && pid < target + 200);
+        waitpid(pid, NULL, 0);
+    }
+    f = fopen("/proc/sys/kernel/pid_max", "r");
+    long max = 0;
+    CHECK(f && fscanf(f, "%ld", &max) == 1 && max >= 301);
+    if (f) fclose(f);
+    f = fopen("/proc/sys/kernel/pid_max", "w");
+    CHECK(f && fprintf(f, "%ld\n", max) > 0);
+    if (f) CHECK(fclose(f) == 0);
+    f = fopen("/proc/sys/kernel/pid_max", "w");
+    if (f) {
+        fprintf(f, "12\n"); /* below the minimum */
+        CHECK(fclose(f) != 0 && errno == EINVAL);
+    }
+}
+
 /* /proc/sys/kernel/{version,hostname} show uname's fields; root may set
  * the host name by writing the file. */
 static void uts_files(void) {
@@ -843,6 +872,7 @@ int main(int argc, char **argv) {
     }
     entropy_and_cpuid();
     uts_files();
+    pid_tunables();
     linux_rules(argv[0][0] == '/' ? argv[0] : realpath(argv[0], NULL));
     read_only_mount();
     events();

@@ -915,14 +915,40 @@ fn unregister(info: &Arc<ProcessInfo>, thread: &Arc<ThreadInfo>) {
 }
 
 /// A free id for a process or thread.
-fn allocate_id(table: &BTreeMap<u32, Arc<ProcessInfo>>) -> u32 {
+/// `kernel.pid_max`: ids are below it (default [`MAX_PID`] + 1).
+pub static PID_MAX: AtomicU32 = AtomicU32::new(MAX_PID + 1);
+/// Bounds for `kernel.pid_max` (Linux's: 301 ..= 4194304).
+pub const PID_MAX_RANGE: core::ops::RangeInclusive<u32> = 301..=4_194_304;
+
+/// The next free id from `NEXT_PID` on, wrapping below `pid_max` (EAGAIN
+/// when every id is taken).
+fn allocate_id(table: &BTreeMap<u32, Arc<ProcessInfo>>) -> Result<u32, Errno> {
     let threads = THREADS.lock();
+    let limit = PID_MAX.load(Ordering::Relaxed).max(*PID_MAX_RANGE.start());
+    let next = |id: u32| if id + 1 >= limit { 2 } else { id + 1 };
     let mut id = NEXT_PID.load(Ordering::Relaxed);
-    while id == 0 || table.contains_key(&id) || threads.contains_key(&id) {
-        id = if id >= MAX_PID { 2 } else { id + 1 };
+    if id < 2 || id >= limit {
+        id = 2;
     }
-    NEXT_PID.store(if id >= MAX_PID { 2 } else { id + 1 }, Ordering::Relaxed);
-    id
+    for _ in 0..limit {
+        if !table.contains_key(&id) && !threads.contains_key(&id) {
+            NEXT_PID.store(next(id), Ordering::Relaxed);
+            return Ok(id);
+        }
+        id = next(id);
+    }
+    Err(Errno::EAGAIN)
+}
+
+/// The id last handed out (`kernel.ns_last_pid`).
+pub fn last_pid() -> u32 {
+    NEXT_PID.load(Ordering::Relaxed).saturating_sub(1).max(1)
+}
+
+/// Makes `last` the id last handed out, so the next is `last + 1`
+/// (`kernel.ns_last_pid`, as checkpoint/restore tools set it).
+pub fn set_last_pid(last: u32) {
+    NEXT_PID.store(last.saturating_add(1), Ordering::Relaxed);
 }
 
 fn register(
@@ -937,7 +963,7 @@ fn register(
     if table.len() >= MAX_PROCESSES || THREADS.lock().len() >= MAX_THREADS {
         return Err(Errno::EAGAIN);
     }
-    let pid = allocate_id(&table);
+    let pid = allocate_id(&table)?;
     let thread = ThreadInfo::new(pid);
     let info = Arc::new(ProcessInfo {
         pid,
@@ -1566,7 +1592,7 @@ impl Process {
             if THREADS.lock().len() >= MAX_THREADS {
                 return Err(Errno::EAGAIN);
             }
-            let tid = allocate_id(&table);
+            let tid = allocate_id(&table)?;
             let thread = ThreadInfo::new(tid);
             *thread.sched.lock() = self.thread.sched.lock().for_child();
             THREADS.lock().insert(tid, thread.clone());

@@ -79,8 +79,9 @@ enum FileKind {
 /// `/proc/sys` (read-only): the limits and facts programs and test suites
 /// read, each this kernel's real value.
 type SysValue = fn() -> String;
-const SYS_FILES: [(&str, SysValue); 38] = [
-    ("kernel/pid_max", || format!("{}\n", process::MAX_PID + 1)),
+const SYS_FILES: [(&str, SysValue); 39] = [
+    ("kernel/pid_max", || format!("{}\n", process::PID_MAX.load(core::sync::atomic::Ordering::Relaxed))),
+    ("kernel/ns_last_pid", || format!("{}\n", process::last_pid())),
     ("kernel/threads-max", || format!("{}\n", process::MAX_THREADS)),
     ("kernel/tainted", || "0\n".to_string()),
     // Core files are written as `core` in the working directory.
@@ -601,6 +602,16 @@ fn sys_setter(index: usize) -> Option<fn(i64) -> Result<(), FsError>> {
         }),
         // The next System V id (-1: the usual order), 0..=INT_MAX.
         "kernel/msg_next_id" => Some(|v| next_id(&crate::sysv::QUEUES, v)),
+        "kernel/pid_max" => Some(|v| {
+            let max = u32::try_from(v).ok().filter(|m| process::PID_MAX_RANGE.contains(m)).ok_or(FsError::Invalid)?;
+            process::PID_MAX.store(max, Relaxed);
+            Ok(())
+        }),
+        "kernel/ns_last_pid" => Some(|v| {
+            let last = u32::try_from(v).ok().filter(|&l| l < process::PID_MAX.load(Relaxed)).ok_or(FsError::Invalid)?;
+            process::set_last_pid(last);
+            Ok(())
+        }),
         // How many objects of a kind there may be, 0..=32000.
         "kernel/msgmni" => Some(|v| id_limit(&crate::sysv::QUEUES, v)),
         "kernel/shmmni" => Some(|v| id_limit(&crate::sysv::SHMS, v)),
