@@ -5,6 +5,7 @@
 #include "tessera_test.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -85,6 +86,18 @@ static long locked_kb(void) {
 
 /* mlock marks memory locked (VmLck); munlock, munlockall undo it; a
  * child inherits no locks. */
+/* The sum of the "Locked:" lines of /proc/self/smaps (kB). */
+static long smaps_locked_kb(void) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[256];
+    long total = 0, kb;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Locked: %ld kB", &kb) == 1) total += kb;
+    fclose(f);
+    return total;
+}
+
 static void locking(void) {
     const size_t page = 4096;
     char *m = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -92,6 +105,7 @@ static void locking(void) {
     long before = locked_kb();
     CHECK(before >= 0);
     CHECK(mlock(m, 3 * page) == 0 && locked_kb() == before + 12);
+    CHECK(smaps_locked_kb() >= 12); /* LTP mlock05 */
     CHECK(munlock(m + page, page) == 0 && locked_kb() == before + 8);
     /* Locked memory cannot be dropped or invalidated (LTP madvise02,
      * msync03); the unlocked page can. */

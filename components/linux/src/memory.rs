@@ -466,8 +466,19 @@ impl AddressSpace {
     /// The areas as `/proc/[pid]/maps` lists them; program segments are
     /// named after `exe`.
     pub fn maps(&self, exe: &str) -> alloc::string::String {
+        self.maps_with(exe, false)
+    }
+
+    /// `/proc/[pid]/smaps`: each `maps` line followed by the area's size,
+    /// resident, private/shared, anonymous, locked and swap counts (kB).
+    pub fn smaps(&self, exe: &str) -> alloc::string::String {
+        self.maps_with(exe, true)
+    }
+
+    fn maps_with(&self, exe: &str, details: bool) -> alloc::string::String {
         use core::fmt::Write;
         let mut out = alloc::string::String::new();
+        let resident: alloc::vec::Vec<u64> = if details { self.space.pages().map(|(page, _)| page).collect() } else { alloc::vec::Vec::new() };
         for (&start, area) in &self.areas {
             let perms = [
                 if area.prot.read { 'r' } else { '-' },
@@ -491,6 +502,30 @@ impl AddressSpace {
             };
             let perms: alloc::string::String = perms.iter().collect();
             let _ = writeln!(out, "{start:08x}-{:08x} {perms} {offset:08x} 00:00 {ino:<10} {name}", area.end);
+            if details {
+                let size = (area.end - start) / 1024;
+                let first = resident.partition_point(|&page| page < start);
+                let rss = resident.get(first..).unwrap_or(&[]).iter().take_while(|&&page| page < area.end).count() as u64 * 4;
+                let shared = area.shared || area.shm.is_some();
+                let anonymous = if area.file.is_none() && !shared { rss } else { 0 };
+                let (shared_rss, private_rss) = if shared { (rss, 0) } else { (0, rss) };
+                let locked = if area.locked { rss } else { 0 };
+                let _ = write!(
+                    out,
+                    "Size:           {size:8} kB\nKernelPageSize:        4 kB\nMMUPageSize:           4 kB\nRss:            {rss:8} kB\nPss:            {rss:8} kB\n\
+                     Shared_Clean:          0 kB\nShared_Dirty:   {shared_rss:8} kB\nPrivate_Clean:         0 kB\nPrivate_Dirty:  {private_rss:8} kB\n\
+                     Referenced:     {rss:8} kB\nAnonymous:      {anonymous:8} kB\nLazyFree:              0 kB\nAnonHugePages:         0 kB\n\
+                     ShmemPmdMapped:        0 kB\nFilePmdMapped:         0 kB\nShared_Hugetlb:        0 kB\nPrivate_Hugetlb:       0 kB\n\
+                     Swap:                  0 kB\nSwapPss:               0 kB\nLocked:         {locked:8} kB\nTHPeligible:    0\n"
+                );
+                let mut flags = alloc::string::String::from("VmFlags:");
+                for (on, flag) in [(area.prot.read, " rd"), (area.prot.write, " wr"), (area.prot.exec, " ex"), (shared, " sh"), (area.locked, " lo"), (area.grows_down, " gd")] {
+                    if on {
+                        flags.push_str(flag);
+                    }
+                }
+                let _ = writeln!(out, "{flags}");
+            }
         }
         out
     }

@@ -1201,6 +1201,14 @@ impl ProcessInfo {
         Some(text)
     }
 
+    /// `/proc/[pid]/smaps`, while the process has memory.
+    pub fn smaps(&self) -> Option<String> {
+        let memory = self.memory_view.lock().clone()?;
+        let exe = self.exe.lock().clone();
+        let text = memory.lock().smaps(&exe);
+        Some(text)
+    }
+
     /// Shows `files` and `fs` as the process's (`/proc`, `kcmp`; after
     /// `unshare`).
     pub fn set_view(&self, files: &Files, fs: &Fs) {

@@ -59,6 +59,8 @@ enum FileKind {
     PidStat(u32),
     PidStatus(u32),
     PidMaps(u32),
+    /// `/proc/[pid]/smaps`.
+    PidSmaps(u32),
     PidCmdline(u32),
     PidComm(u32),
     PidTimerslack(u32),
@@ -352,6 +354,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             )
         }
         FileKind::PidMaps(pid) => process(pid)?.maps().unwrap_or_default(),
+        FileKind::PidSmaps(pid) => process(pid)?.smaps().unwrap_or_default(),
         FileKind::PidCmdline(pid) => {
             let bytes = process(pid)?.cmdline.lock().clone();
             String::from_utf8_lossy(&bytes).into_owned()
@@ -451,6 +454,7 @@ impl Node for Dir {
                 "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
                 "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
                 "maps" => Ok(Arc::new(File(FileKind::PidMaps(pid)))),
+                "smaps" => Ok(Arc::new(File(FileKind::PidSmaps(pid)))),
                 "cmdline" => Ok(Arc::new(File(FileKind::PidCmdline(pid)))),
                 "comm" => Ok(Arc::new(File(FileKind::PidComm(pid)))),
                 "timerslack_ns" => Ok(Arc::new(File(FileKind::PidTimerslack(pid)))),
@@ -547,6 +551,7 @@ impl Node for Dir {
                     .chain([entry("fd", base + 1, FileType::Directory), entry("task", base + 10, FileType::Directory)])
                     .chain([entry("fdinfo", base + 13, FileType::Directory)])
                     .chain([entry("timerslack_ns", base + 12, FileType::Regular), entry("coredump_filter", base + 14, FileType::Regular)])
+                    .chain([entry("smaps", base + 15, FileType::Regular)])
                     .collect()
             }
             DirKind::Tasks(pid) => process(pid)?
