@@ -22,6 +22,7 @@ pub mod pidfd;
 pub mod pipe;
 pub mod process;
 pub mod procfs;
+pub mod seccomp;
 pub mod fs;
 pub mod inotify;
 pub mod signal;

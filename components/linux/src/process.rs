@@ -337,6 +337,10 @@ pub struct ThreadInfo {
     /// The signals the process ignores (`SIG_IGN`, or a default action
     /// of ignoring): senders discard them unless blocked, as Linux does.
     ignored: AtomicU64,
+    /// seccomp mode (0: none), read on every system call.
+    pub seccomp_mode: core::sync::atomic::AtomicU8,
+    /// seccomp filters.
+    pub seccomp: SpinLock<crate::seccomp::State>,
 }
 
 /// A thread's scheduling policy as `sched_setscheduler` and
@@ -375,7 +379,16 @@ impl ThreadInfo {
             robust: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             ignored: AtomicU64::new(signal::DEFAULT_IGNORED),
+            seccomp_mode: core::sync::atomic::AtomicU8::new(0),
+            seccomp: SpinLock::new(crate::seccomp::State::default()),
         })
+    }
+
+    /// Gives this new thread `from`'s seccomp state (fork, clone).
+    pub fn inherit_seccomp(&self, from: &ThreadInfo) {
+        let state = from.seccomp.lock().clone();
+        self.seccomp_mode.store(state.mode, Ordering::SeqCst);
+        *self.seccomp.lock() = state;
     }
 
     /// True when a signal `sig` sent now would be discarded: the process
@@ -1574,6 +1587,7 @@ impl Process {
         info.set_limits(limits);
         *info.prctl.lock() = self.info.prctl.lock().for_child();
         *thread.sched.lock() = self.thread.sched.lock().for_child();
+        thread.inherit_seccomp(&self.thread);
         if limits.0.get(rlimit::CPU).is_some_and(|&l| l != (RLIM_INFINITY, RLIM_INFINITY)) {
             crate::timers::watch_cpu_limit(info.pid, true);
         }
@@ -1603,6 +1617,7 @@ impl Process {
             let tid = allocate_id(&table)?;
             let thread = ThreadInfo::new(tid);
             *thread.sched.lock() = self.thread.sched.lock().for_child();
+            thread.inherit_seccomp(&self.thread);
             THREADS.lock().insert(tid, thread.clone());
             thread
         };
@@ -1741,7 +1756,7 @@ impl Process {
     /// A fault signal that is blocked or ignored cannot be left pending
     /// (the instruction would fault again forever): default action.
     /// Called before the signal is sent, so that it is not discarded.
-    fn force_if_blocked(&mut self, sig: u8) {
+    pub fn force_if_blocked(&mut self, sig: u8) {
         let action = self.signals.actions.get(sig);
         if self.signals.mask & signal::bit(sig) != 0 || action.handler == signal::SIG_IGN {
             self.signals.mask &= !signal::bit(sig);

@@ -333,7 +333,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
                 )
             });
             format!(
-                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\n{memory}Threads:\t{}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\n",
+                "Name:\t{}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\n{memory}Threads:\t{}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\nNoNewPrivs:\t{}\nSeccomp:\t{}\n",
                 comm(&info),
                 info.ppid(),
                 c.ruid,
@@ -350,7 +350,9 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
                 c.caps.permitted,
                 c.caps.effective,
                 c.caps.bounding,
-                c.caps.ambient
+                c.caps.ambient,
+                u8::from(info.prctl.lock().no_new_privs),
+                info.thread_list().first().map_or(0, |t| t.seccomp_mode.load(core::sync::atomic::Ordering::Relaxed))
             )
         }
         FileKind::PidMaps(pid) => process(pid)?.maps().unwrap_or_default(),

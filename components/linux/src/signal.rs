@@ -17,6 +17,7 @@ pub mod num {
     pub const SIGTRAP: u8 = 5;
     pub const SIGABRT: u8 = 6;
     pub const SIGBUS: u8 = 7;
+    pub const SIGSYS: u8 = 31;
     pub const SIGFPE: u8 = 8;
     pub const SIGKILL: u8 = 9;
     pub const SIGUSR1: u8 = 10;

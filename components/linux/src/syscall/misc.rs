@@ -266,6 +266,7 @@ const PR_SET_TIMING: u64 = 14;
 const PR_SET_NAME: u64 = 15;
 const PR_GET_NAME: u64 = 16;
 const PR_GET_SECCOMP: u64 = 21;
+const PR_SET_SECCOMP: u64 = 22;
 const PR_CAPBSET_READ: u64 = 23;
 const PR_CAPBSET_DROP: u64 = 24;
 const PR_GET_SECUREBITS: u64 = 27;
@@ -337,7 +338,12 @@ pub(super) fn prctl(p: &mut Process, option: u64, args: [u64; 4]) -> SysResult {
         }
         PR_GET_TIMING => Ok(0), // PR_TIMING_STATISTICAL
         PR_SET_TIMING => if arg2 == 0 { Ok(0) } else { Err(Errno::EINVAL) },
-        PR_GET_SECCOMP => Ok(0),
+        PR_GET_SECCOMP => Ok(u64::from(p.thread.seccomp_mode.load(core::sync::atomic::Ordering::SeqCst))),
+        PR_SET_SECCOMP => match arg2 {
+            1 => crate::seccomp::seccomp(p, 0, 0, 0),
+            2 => crate::seccomp::seccomp(p, 1, 0, arg3),
+            _ => Err(Errno::EINVAL),
+        },
         PR_CAPBSET_READ => {
             if arg2 > CAP_LAST_CAP {
                 return Err(Errno::EINVAL);

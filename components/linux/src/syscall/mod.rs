@@ -259,6 +259,27 @@ fn setgroups(p: &mut Process, size: u64, list: u64) -> crate::errno::SysResult {
 pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
     let r = context.regs;
     let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+    // seccomp decides first (one atomic load when it is off).
+    if p.thread.seccomp_mode.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        use crate::seccomp::Verdict;
+        let verdict = p.thread.seccomp.lock().verdict(r.rax, a, r.rip);
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Errno(errno) => return Action::Return((-i64::from(errno)) as u64),
+            Verdict::Trap(data) => {
+                // SIGSYS, SYS_SECCOMP: si_call_addr, si_syscall, si_arch;
+                // the call is not made (rax keeps its number).
+                p.force_if_blocked(crate::signal::num::SIGSYS);
+                let info = crate::signal::SigInfo { code: 1, addr: r.rip, value: (r.rax & 0xffff_ffff) | (0xc000_003e << 32) };
+                let _ = data;
+                p.thread.send_signal(crate::signal::num::SIGSYS, info);
+                return Action::Return(r.rax);
+            }
+            Verdict::KillThread if p.info.thread_count() > 1 => return Action::ExitThread(0),
+            Verdict::KillThread | Verdict::KillProcess => return Action::Kill(crate::signal::num::SIGSYS),
+            Verdict::StrictKill => return Action::Kill(crate::signal::num::SIGKILL),
+        }
+    }
     // Calls that need a descriptor open for I/O take none opened with
     // O_PATH (Linux's `fdget` refuses them: EBADF).
     if matches!(r.rax, nr::IOCTL | nr::LSEEK | nr::GETDENTS64 | 78 /* getdents */ | 187 /* readahead */ | 221 /* fadvise64 */ | 73 /* flock */)
@@ -502,6 +523,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         163 => crate::acct::acct(p, a[0]),
         136 => fs::ustat(p, a[0], a[1]),
         437 => fs::openat2(p, a[0], a[1], a[2], a[3]),
+        317 => crate::seccomp::seccomp(p, a[0], a[1], a[2]),
         216 => mm::remap_file_pages(p, a[0], a[1], a[2], a[3], a[4]),
         303 => fs::name_to_handle_at(p, a[0], a[1], a[2], a[3], a[4]),
         304 => fs::open_by_handle_at(p, a[0], a[1], a[2]),
