@@ -939,8 +939,9 @@ fn allocate_id(table: &BTreeMap<u32, Arc<ProcessInfo>>) -> Result<u32, Errno> {
     let threads = THREADS.lock();
     let limit = PID_MAX.load(Ordering::Relaxed).max(*PID_MAX_RANGE.start());
     let next = |id: u32| if id + 1 >= limit { 2 } else { id + 1 };
+    // The first process is 1; after wrapping, ids start again at 2.
     let mut id = NEXT_PID.load(Ordering::Relaxed);
-    if id < 2 || id >= limit {
+    if id == 0 || id >= limit {
         id = 2;
     }
     for _ in 0..limit {
