@@ -262,7 +262,9 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
     // seccomp decides first (one atomic load when it is off).
     if p.thread.seccomp_mode.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         use crate::seccomp::Verdict;
-        let verdict = p.thread.seccomp.lock().verdict(r.rax, a, r.rip);
+        // The filters run with no lock held (interrupts stay on).
+        let state = p.thread.seccomp.lock().clone();
+        let verdict = state.verdict(r.rax, a, r.rip);
         match verdict {
             Verdict::Allow => {}
             Verdict::Errno(errno) => return Action::Return((-i64::from(errno)) as u64),
