@@ -183,6 +183,35 @@ static int ordinary(void) {
     return bad != 0;
 }
 
+static pid_t parent_pid;
+static int parent_memfd = -1;
+
+/* Another user's process is closed to an ordinary user: its descriptors,
+ * their details, its program and memory map (EACCES), and a process that
+ * changed its ids is no longer dumpable. */
+static int prying(void) {
+    int bad = 0;
+    if (setresuid(1000, 1000, 1000) != 0) return 1;
+    if (prctl(PR_GET_DUMPABLE) != 0) bad |= 2;
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", parent_pid);
+    errno = 0;
+    if (open(path, O_RDONLY | O_DIRECTORY) != -1 || errno != EACCES) bad |= 4;
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", parent_pid, parent_memfd);
+    errno = 0;
+    if (open(path, O_RDWR) != -1 || errno != EACCES) bad |= 8;
+    snprintf(path, sizeof path, "/proc/%d/exe", parent_pid);
+    errno = 0;
+    if (readlink(path, buf, sizeof buf) != -1 || errno != EACCES) bad |= 16;
+    snprintf(path, sizeof path, "/proc/%d/maps", parent_pid);
+    errno = 0;
+    if (open(path, O_RDONLY) != -1 || errno != EACCES) bad |= 32;
+    /* Its own are open to it. */
+    if (readlink("/proc/self/exe", buf, sizeof buf) <= 0) bad |= 64;
+    if (bad) printf("# prying: %#x\n", bad);
+    return bad;
+}
+
 static void in_child(int (*body)(void), const char *what) {
     pid_t pid = fork();
     if (pid == 0) _exit(body());
@@ -198,6 +227,12 @@ int main(int argc, char **argv) {
     in_child(dropping, "dropping");
     in_child(uid_changes, "uid_changes");
     in_child(ordinary, "ordinary");
+    parent_pid = getpid();
+    parent_memfd = (int)syscall(SYS_memfd_create, "secret", 0);
+    CHECK(parent_memfd >= 0);
+    in_child(prying, "prying");
+    close(parent_memfd);
+    CHECK(prctl(PR_GET_DUMPABLE) == 1);
     /* exec as root after dropping effective capabilities and CAP_KILL
      * from the bounding set: the new program holds the bounding set. */
     pid_t pid = fork();

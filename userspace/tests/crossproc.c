@@ -323,7 +323,31 @@ static void shared_memory_children(void) {
     CHECK(waitpid(spawned, &status, 0) == spawned && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static int exec_status_fd = -1;
+
+/* exec in a child that shares the descriptor table (CLONE_FILES) closes
+ * its close-on-exec descriptors in its own copy, not in the parent's. */
+static int files_child(void *arg) {
+    (void)arg;
+    execl("/bin/true", "true", (char *)NULL);
+    _exit(127);
+}
+
+static void exec_unshares_files(void) {
+    exec_status_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(exec_status_fd >= 0);
+    size_t size = 64 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    pid_t pid = clone(files_child, stack + size, CLONE_FILES | SIGCHLD, NULL);
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(fcntl(exec_status_fd, F_GETFD) == FD_CLOEXEC); /* still open here */
+    close(exec_status_fd);
+    munmap(stack, size);
+}
+
 int main(void) {
+    exec_unshares_files();
     shared_memory_children();
     clone3_calls();
     process_vm();

@@ -87,6 +87,12 @@ static void openat2_rules(void) {
     fd = openat2_(dir, "./rel-link", &how, sizeof how);
     CHECK(fd >= 0);
     close((int)fd);
+    /* A magic link cannot carry a walk out from under dirfd. */
+    int rootdir = open("/", O_DIRECTORY | O_RDONLY);
+    CHECK_ERR(openat2_(rootdir, "proc/self/cwd/..", &how, sizeof how), EXDEV);
+    how.resolve = 0x10; /* RESOLVE_IN_ROOT */
+    CHECK_ERR(openat2_(rootdir, "proc/self/cwd/..", &how, sizeof how), EXDEV);
+    close(rootdir);
     how.resolve = 0x01; /* RESOLVE_NO_XDEV */
     CHECK_ERR(openat2_(dir, "/proc/version", &how, sizeof how), EXDEV);
     how.resolve = 0x10; /* RESOLVE_IN_ROOT: "/" is dirfd */

@@ -20,10 +20,21 @@ pub const RDEV: u64 = 0x0af0;
 /// `CAP_SYS_MODULE` for modules).
 const PRIVILEGED: [&str; 4] = ["load", "unload", "swap", "restart"];
 
-/// One open `/dev/cellctl`.
+/// One open `/dev/cellctl`, with the credentials of whoever opened it:
+/// privilege is judged by the opener, as Linux judges a file by its
+/// `f_cred` (a set-uid program whose output is redirected here does not
+/// lend its rights to the redirecting user).
 #[derive(Default)]
 pub struct CellCtl {
     reply: Mutex<(Vec<u8>, usize)>,
+    opener: Option<crate::process::Credentials>,
+}
+
+impl CellCtl {
+    /// An open file for the calling process.
+    pub fn open() -> Self {
+        Self { reply: Mutex::new((Vec::new(), 0)), opener: crate::process::current().map(|p| p.credentials()) }
+    }
 }
 
 fn errno(failure: Failure) -> Errno {
@@ -52,8 +63,11 @@ impl File for CellCtl {
         let line = core::str::from_utf8(buf).map_err(|_| Errno::EINVAL)?;
         let command = line.split_ascii_whitespace().next().unwrap_or("");
         if PRIVILEGED.contains(&command) {
-            let caller = crate::process::current().map(|p| p.credentials());
-            if !caller.as_ref().is_some_and(|c| c.euid == 0 && c.capable(crate::process::cap::SYS_MODULE)) {
+            // Both the opener and the writer must be privileged.
+            let writer = crate::process::current().map(|p| p.credentials());
+            let privileged = |c: &Option<crate::process::Credentials>| c.as_ref().is_some_and(|c| c.euid == 0 && c.capable(crate::process::cap::SYS_MODULE));
+            let caller = if privileged(&writer) { self.opener.clone() } else { writer };
+            if !privileged(&caller) {
                 let euid = caller.map_or_else(|| String::from("none"), |c| alloc::format!("{}", c.euid));
                 let text = alloc::format!("{command}: loading or changing cells needs root (effective uid 0); the caller's is {euid}\n");
                 *self.reply.lock() = (text.into_bytes(), 0);

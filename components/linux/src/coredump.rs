@@ -63,7 +63,8 @@ fn core_name(p: &Process, sig: u8) -> Option<alloc::string::String> {
         match chars.next() {
             Some('p') | Some('P') => out.push_str(&alloc::format!("{}", p.info.pid)),
             Some('i') | Some('I') => out.push_str(&alloc::format!("{}", p.thread.tid)),
-            Some('e') => out.push_str(&p.thread.comm()),
+            // A name with '/' must not steer the path (Linux writes '!').
+            Some('e') => out.push_str(&p.thread.comm().replace('/', "!")),
             Some('s') => out.push_str(&alloc::format!("{sig}")),
             Some('u') => out.push_str(&alloc::format!("{}", creds.euid)),
             Some('g') => out.push_str(&alloc::format!("{}", creds.egid)),

@@ -421,7 +421,7 @@ pub fn open_device(rdev: u64) -> Result<Arc<dyn File>, Errno> {
         0x107 => Ok(Arc::new(Full)),
         0x108 | 0x109 => Ok(Arc::new(Random)),
         0x400..=0x501 => Ok(crate::files::console()), // ttyS*, tty, console
-        crate::cellctl::RDEV => Ok(Arc::new(crate::cellctl::CellCtl::default())),
+        crate::cellctl::RDEV => Ok(Arc::new(crate::cellctl::CellCtl::open())),
         _ => Err(Errno::ENODEV),
     }
 }

@@ -48,6 +48,10 @@ impl Prot {
     }
 }
 
+/// Most advice ranges (`MADV_DONTDUMP`, `MADV_WIPEONFORK`) kept at once,
+/// Linux's default `vm.max_map_count`.
+pub const MAX_ADVICE_RANGES: usize = 65530;
+
 /// A piece of the address space in a core dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpPiece {
@@ -582,6 +586,12 @@ impl AddressSpace {
         if on {
             self.wipe_on_fork.insert(start, end);
         }
+    }
+
+    /// True when one more advice range may be kept (Linux's
+    /// `max_map_count` bounds the mappings advice splits).
+    pub fn advice_room(&self) -> bool {
+        self.dont_dump.len() + self.wipe_on_fork.len() < MAX_ADVICE_RANGES
     }
 
     /// `MADV_DONTDUMP` (`on`) and `MADV_DODUMP` over `[start, end)`.

@@ -1162,7 +1162,16 @@ impl ProcessInfo {
     /// Changes them with `change` (which may refuse).
     pub fn change_credentials(&self, change: impl FnOnce(Credentials) -> Result<Credentials, Errno>) -> Result<(), Errno> {
         let mut credentials = self.credentials.lock();
-        *credentials = change(credentials.clone())?;
+        let new = change(credentials.clone())?;
+        // Linux's commit_creds: a process whose effective or file-system
+        // ids change, or that gains capabilities, is no longer dumpable
+        // (suid_dumpable 0): no core, no ptrace-style access by others.
+        let old = &*credentials;
+        let gained = new.caps.permitted & !old.caps.permitted != 0 || new.caps.effective & !old.caps.effective & !old.caps.permitted != 0;
+        if new.euid != old.euid || new.egid != old.egid || new.fsuid != old.fsuid || new.fsgid != old.fsgid || gained {
+            self.prctl.lock().dumpable = false;
+        }
+        *credentials = new;
         Ok(())
     }
     /// Sets the process group.
@@ -1302,7 +1311,10 @@ impl ProcessInfo {
     /// (and drops pending stop signals); a stop signal drops a pending
     /// SIGCONT; SIGKILL also wakes a stopped process so that it dies.
     pub fn send_signal(&self, sig: u8, info: SigInfo) {
-        let _ = self.queue_signal(sig, info);
+        // Signals the kernel sends (timers, notifications, children) are
+        // not charged to the user's RLIMIT_SIGPENDING (Linux keeps their
+        // queue entries aside); only the global bound applies.
+        let _ = self.queue_signal_with(sig, info, (u32::MAX, MAX_QUEUED_SIGNALS));
     }
 
     /// Who a real-time signal queued for this process is charged to: its
@@ -1315,10 +1327,37 @@ impl ProcessInfo {
     /// [`Self::send_signal`], reporting EAGAIN when a real-time signal
     /// with details would go over the queue limit.
     pub fn queue_signal(&self, sig: u8, info: SigInfo) -> Result<(), Errno> {
+        self.queue_signal_with(sig, info, self.signal_quota())
+    }
+
+    fn queue_signal_with(&self, sig: u8, info: SigInfo, quota: (u32, u64)) -> Result<(), Errno> {
         if sig == 0 || usize::from(sig) > signal::NSIG || self.outcome().is_some() {
             return Ok(());
         }
         if sig == num::SIGCONT {
+            self.resume_stopped();
+        } else if signal::is_stop_signal(sig) {
+            self.pending.bits.fetch_and(!signal::bit(num::SIGCONT), Ordering::SeqCst);
+        }
+        if sig == num::SIGKILL {
+            self.continued.wake_all();
+        }
+        let threads = self.threads.lock().clone();
+        if !threads.is_empty() && threads.iter().all(|t| t.discards(sig)) {
+            return Ok(()); // ignored (after SIGCONT has resumed the process)
+        }
+        self.pending.add(sig, info, quota)?;
+        for thread in threads {
+            thread.wake();
+        }
+        Ok(())
+    }
+
+    /// What SIGCONT does whoever it is sent to (also by `tgkill`): the
+    /// pending stop signals go, a stopped process runs again and its
+    /// parent hears CLD_CONTINUED.
+    pub fn resume_stopped(&self) {
+        {
             for stop in [num::SIGSTOP, num::SIGTSTP, num::SIGTTIN, num::SIGTTOU] {
                 self.pending.bits.fetch_and(!signal::bit(stop), Ordering::SeqCst);
             }
@@ -1335,21 +1374,7 @@ impl ProcessInfo {
                 self.continued.wake_all();
                 self.notify_parent(6, 0); // CLD_CONTINUED
             }
-        } else if signal::is_stop_signal(sig) {
-            self.pending.bits.fetch_and(!signal::bit(num::SIGCONT), Ordering::SeqCst);
         }
-        if sig == num::SIGKILL {
-            self.continued.wake_all();
-        }
-        let threads = self.threads.lock().clone();
-        if !threads.is_empty() && threads.iter().all(|t| t.discards(sig)) {
-            return Ok(()); // ignored (after SIGCONT has resumed the process)
-        }
-        self.pending.add(sig, info, self.signal_quota())?;
-        for thread in threads {
-            thread.wake();
-        }
-        Ok(())
     }
 
     /// Tells the parent about a change of this child (SIGCHLD with

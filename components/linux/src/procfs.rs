@@ -166,7 +166,7 @@ pub fn file_of_link(node: &tessera_vfs::NodeRef) -> Option<alloc::sync::Arc<dyn 
         return None;
     }
     let (pid, fd) = (((meta.ino >> 32) & 0x0fff_ffff) as u32, meta.ino as u32);
-    process(pid).ok()?.files()?.get(u64::from(fd)).ok()
+    traceable(pid).ok()?.files()?.get(u64::from(fd)).ok()
 }
 
 /// True for the "magic" links of procfs (`/proc/PID/exe`, `cwd`,
@@ -203,6 +203,17 @@ fn meta(ino: u64, kind: FileType, perm: u32, size: u64) -> Metadata {
 
 fn process(pid: u32) -> Result<Arc<ProcessInfo>, FsError> {
     process::lookup(pid).ok_or(FsError::NotFound)
+}
+
+/// The process `pid`, if the caller may look into it as ptrace would
+/// (its descriptors, their details, its memory map): Linux's
+/// `ptrace_may_access` for /proc/PID/fd, fdinfo, smaps. EACCES otherwise.
+fn traceable(pid: u32) -> Result<Arc<ProcessInfo>, FsError> {
+    let target = process(pid)?;
+    match process::current() {
+        Some(me) if !target.may_be_traced_by(&me) => Err(FsError::Access),
+        _ => Ok(target),
+    }
 }
 
 fn comm(info: &ProcessInfo) -> String {
@@ -355,8 +366,8 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
                 info.thread_list().first().map_or(0, |t| t.seccomp_mode.load(core::sync::atomic::Ordering::Relaxed))
             )
         }
-        FileKind::PidMaps(pid) => process(pid)?.maps().unwrap_or_default(),
-        FileKind::PidSmaps(pid) => process(pid)?.smaps().unwrap_or_default(),
+        FileKind::PidMaps(pid) => traceable(pid)?.maps().unwrap_or_default(),
+        FileKind::PidSmaps(pid) => traceable(pid)?.smaps().unwrap_or_default(),
         FileKind::PidCmdline(pid) => {
             let bytes = process(pid)?.cmdline.lock().clone();
             String::from_utf8_lossy(&bytes).into_owned()
@@ -368,7 +379,7 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::FdInfo(pid, fd) => {
             // Linux's layout: position, flags in octal (with O_CLOEXEC),
             // mount id, inode, then what the file kind adds.
-            let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+            let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
             let file = files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
             let cloexec = if files.cloexec(u64::from(fd)).unwrap_or(false) { 0o2000000 } else { 0 };
             let pos = file.seek(0, 1).unwrap_or(0);
@@ -452,6 +463,9 @@ impl Node for Dir {
                 }
                 Err(FsError::NotFound)
             }
+            // What ptrace access guards is refused at lookup (EACCES), as
+            // Linux's permission checks on these entries refuse opening.
+            DirKind::Pid(pid) if matches!(name, "fd" | "fdinfo" | "maps" | "smaps" | "exe" | "cwd") && traceable(pid).is_err() => Err(FsError::Access),
             DirKind::Pid(pid) => match name {
                 "stat" => Ok(Arc::new(File(FileKind::PidStat(pid)))),
                 "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
@@ -484,13 +498,13 @@ impl Node for Dir {
             },
             DirKind::Fds(pid) => {
                 let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
-                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
                 files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
                 Ok(Arc::new(Link(LinkKind::Fd(pid, fd))))
             }
             DirKind::FdInfos(pid) => {
                 let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
-                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
                 files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
                 Ok(Arc::new(File(FileKind::FdInfo(pid, fd))))
             }
@@ -566,14 +580,14 @@ impl Node for Dir {
                 ["comm", "stat", "status"].iter().enumerate().map(|(i, n)| entry(n, base + 0x20 + i as u64, FileType::Regular)).collect()
             }
             DirKind::Fds(pid) => {
-                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
                 (0..crate::files::MAX_FILES as u64)
                     .filter(|&fd| files.get(fd).is_ok())
                     .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | fd, FileType::Symlink))
                     .collect()
             }
             DirKind::FdInfos(pid) => {
-                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
                 (0..crate::files::MAX_FILES as u64)
                     .filter(|&fd| files.get(fd).is_ok())
                     .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | 0x80000 | fd, FileType::Regular))
@@ -744,10 +758,10 @@ impl Node for Link {
     fn read_link(&self) -> Result<String, FsError> {
         match self.0 {
             LinkKind::SelfPid => Ok(CURRENT.load(Ordering::Relaxed).to_string()),
-            LinkKind::Exe(pid) => Ok(process(pid)?.exe.lock().clone()),
-            LinkKind::Cwd(pid) => process(pid)?.cwd().ok_or(FsError::NotFound),
+            LinkKind::Exe(pid) => Ok(traceable(pid)?.exe.lock().clone()),
+            LinkKind::Cwd(pid) => traceable(pid)?.cwd().ok_or(FsError::NotFound),
             LinkKind::Fd(pid, fd) => {
-                let files = process(pid)?.files().ok_or(FsError::NotFound)?;
+                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
                 let file = files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
                 Ok(match file.location() {
                     // A file whose last name went: " (deleted)", as Linux.

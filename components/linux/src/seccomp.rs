@@ -322,6 +322,22 @@ pub fn seccomp(p: &mut Process, op: u64, flags: u64, args: u64) -> SysResult {
             if state.mode == MODE_STRICT {
                 return Err(Errno::EINVAL);
             }
+            // TSYNC: every other thread must be unfiltered or run the
+            // caller's filters so far; else the first one's id is the
+            // answer and nothing changes (Linux).
+            if flags & FLAG_TSYNC != 0 {
+                for thread in p.info.thread_list() {
+                    let theirs = thread.seccomp.lock().clone();
+                    let same = match (&theirs.filter, &state.filter) {
+                        (None, _) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (Some(_), None) => false,
+                    };
+                    if theirs.mode == MODE_STRICT || !same {
+                        return Ok(u64::from(thread.tid));
+                    }
+                }
+            }
             let total = state.filter.as_ref().map_or(0, |f| f.total) + insns.len() + 4;
             if total > MAX_TOTAL {
                 return Err(Errno::ENOMEM);

@@ -134,6 +134,14 @@ fn submit_one(p: &mut Process, ctx: u64, slot: u64) -> Result<(), Errno> {
     if (needs_read && status & 3 == 1) || (needs_write && status & 3 == 0) {
         return Err(Errno::EBADF);
     }
+    // Room for the event first: a full context refuses before any I/O.
+    {
+        let contexts = p.info.aio.lock();
+        let context = contexts.get(&ctx).ok_or(Errno::EINVAL)?;
+        if context.events.len() as u64 >= context.max {
+            return Err(Errno::EAGAIN);
+        }
+    }
     let eventfd = if flags & IOCB_FLAG_RESFD != 0 {
         let target = p.files.get(resfd)?;
         if !target.is_eventfd() {
@@ -183,7 +191,7 @@ pub(super) fn io_getevents(p: &mut Process, ctx: u64, min_nr: u64, nr: u64, out:
     let ready = super::proc::SLEEPERS.wait_until(|| {
         let available = info.aio.lock().get(&ctx).map(|c| c.events.len() as i64);
         let Some(available) = available else { return Some(Err(Errno::EINVAL)) };
-        if available >= min_nr.max(1).min(nr) || nr == 0 || framekernel::time::now_ns() >= deadline {
+        if available >= min_nr || nr == 0 || framekernel::time::now_ns() >= deadline {
             return Some(Ok(()));
         }
         if interrupted() {

@@ -175,7 +175,7 @@ pub(super) fn openat2(p: &mut Process, dirfd: u64, path: u64, how: u64, size: u6
     }
     let name = path_arg(p, path)?;
     let root = if resolve & RESOLVE_IN_ROOT != 0 { Some(at_dir(p, dirfd)?) } else { None };
-    if resolve & (RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH) != 0 {
+    if resolve & (RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 {
         check_resolve(p, root.clone(), dirfd, &name, flags, resolve)?;
     }
     let file = open_path_in(p, root, dirfd, &name, flags, mode)?;
@@ -228,6 +228,11 @@ fn check_resolve(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fl
             if resolve & RESOLVE_NO_SYMLINKS != 0 {
                 return Err(Errno::ELOOP);
             }
+            // A magic link jumps to an object anywhere: not from under a
+            // RESOLVE_BENEATH or RESOLVE_IN_ROOT directory (Linux: EXDEV).
+            if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 && crate::procfs::is_magic_link(next.node()) {
+                return Err(Errno::EXDEV);
+            }
             links += 1;
             if links > 40 {
                 return Err(Errno::ELOOP);
@@ -275,10 +280,20 @@ fn open_tmpfile(p: &Process, root: Location, dirfd: u64, path: &str, flags: u64,
     }
     writable_fs(&dir)?;
     check(&me, &dir_meta, MAY_WRITE | MAY_EXEC)?;
-    // Made under a private name and unlinked at once.
-    let name = alloc::format!(".tessera-tmpfile-{}", TMPFILE_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
+    // Made under an unguessable private name and unlinked at once (a name
+    // taken already: another try).
     let perm = (mode as u32) & 0o7777 & !p.fs.umask();
-    let node = dir.node().create(&name, FileType::Regular, perm, 0)?;
+    let mut attempt = 0;
+    let (name, node) = loop {
+        let mut noise = [0u8; 8];
+        framekernel::random::fill(&mut noise);
+        let name = alloc::format!(".tmpfile-{:016x}-{}", u64::from_le_bytes(noise), TMPFILE_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
+        match dir.node().create(&name, FileType::Regular, perm, 0) {
+            Ok(node) => break (name, node),
+            Err(tessera_vfs::FsError::Exists) if attempt < 8 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
     init_owner(&me, &dir_meta, &node);
     let location = vfs.resolve(&dir, &name, false);
     let _ = dir.node().detach(&name);
@@ -721,6 +736,11 @@ pub(super) fn linkat(p: &mut Process, olddir: u64, old: u64, newdir: u64, new: u
     // The file behind a descriptor (AT_EMPTY_PATH, or following a
     // /proc/PID/fd link): a file with no link left may get one only if it
     // was made by O_TMPFILE without O_EXCL (ENOENT otherwise).
+    // Linking a descriptor by AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH
+    // (ENOENT otherwise, as Linux).
+    if flags & AT_EMPTY_PATH != 0 && old.is_empty() && !p.info.credentials().capable(crate::process::cap::DAC_READ_SEARCH) {
+        return Err(Errno::ENOENT);
+    }
     let behind = if old.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd_is_file(p, olddir) {
         Some(p.files.get(olddir)?)
     } else if flags & AT_SYMLINK_FOLLOW != 0 {
@@ -893,7 +913,8 @@ pub(super) fn name_to_handle_at(p: &mut Process, dirfd: u64, path: u64, handle: 
     p.memory.write(handle, &out)?;
     p.memory.write(mount_id, &(meta.dev as i32).to_le_bytes())?;
     let mut handles = HANDLES.lock();
-    handles.retain(|(key, _)| *key != (meta.dev, meta.ino));
+    // Files whose last name went are let go (their memory with them).
+    handles.retain(|(key, l)| *key != (meta.dev, meta.ino) && (l.node().metadata().nlink > 0 || l.node().metadata().kind == FileType::Directory));
     if handles.len() >= MAX_HANDLES {
         handles.pop_front();
     }
@@ -1469,6 +1490,9 @@ pub(super) fn memfd_create(p: &mut Process, name: u64, flags: u64) -> SysResult 
     }
     let name = String::from_utf8_lossy(&name).into_owned();
     let location = crate::memfd::create(&name, flags & MFD_ALLOW_SEALING != 0)?;
+    // Its creator owns it (mode 0777, as Linux's).
+    let me = who(p);
+    location.node().set_owner(me.uid, me.gid);
     let file: Arc<dyn crate::files::File> = Arc::new(VfsFile::new(location, 2 | 0o100000)); // O_RDWR | O_LARGEFILE
     p.files.insert(file, 0, flags & MFD_CLOEXEC != 0)
 }

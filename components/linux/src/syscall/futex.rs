@@ -185,21 +185,29 @@ pub(super) fn futex_waitv(p: &mut Process, list: u64, count: u64, flags: u64, ti
         }
         entries.push((addr, value as u32, wflags & FUTEX_PRIVATE_FLAG as u32 != 0));
     }
-    // Compare every word and enqueue with nothing else running between.
+    // Enqueue on every word first, then compare them (as Linux): a wake
+    // that comes while a later word is read is not lost.
     let mut flags_woken = Vec::new();
     let mut waiters = Vec::new();
-    for &(addr, value, private) in &entries {
-        let mut word = [0u8; 4];
-        p.memory.read(addr, &mut word)?;
-        if u32::from_le_bytes(word) != value {
-            return Err(Errno::EAGAIN);
-        }
+    for &(addr, _, private) in &entries {
         let (key, frame) = key(&p.memory, addr, private)?;
         let woken = Arc::new(AtomicBool::new(false));
         flags_woken.push(woken.clone());
         waiters.push(Waiter { key, _frame: frame, bitset: u32::MAX, woken, task: framekernel::task::current() });
     }
     WAITERS.lock().extend(waiters);
+    let forget = |flags: &Vec<Arc<AtomicBool>>| WAITERS.lock().retain(|w| !flags.iter().any(|f| Arc::ptr_eq(&w.woken, f)));
+    for &(addr, value, _) in &entries {
+        let mut word = [0u8; 4];
+        let read = p.memory.read(addr, &mut word);
+        if read.is_err() || u32::from_le_bytes(word) != value {
+            forget(&flags_woken);
+            if let Some(index) = flags_woken.iter().position(|w| w.load(Ordering::SeqCst)) {
+                return Ok(index as u64); // woken while comparing
+            }
+            return Err(if read.is_err() { Errno::EFAULT } else { Errno::EAGAIN });
+        }
+    }
     let interrupted = p.interrupt_check();
     let _alarm = super::proc::Alarm::new(deadline);
     let result = tessera_sched::WaitQueue::new().wait_until(|| {

@@ -244,6 +244,9 @@ pub(super) fn madvise(p: &mut Process, addr: u64, len: u64, advice: u64) -> SysR
         }
         at = area.end;
     }
+    if matches!(advice, MADV_WIPEONFORK | MADV_DONTDUMP) && !memory.advice_room() {
+        return Err(Errno::ENOMEM);
+    }
     match advice {
         MADV_DONTNEED | MADV_FREE => memory.discard(addr, end),
         MADV_WIPEONFORK | MADV_KEEPONFORK => memory.set_wipe_on_fork(addr, end, advice == MADV_WIPEONFORK),

@@ -322,14 +322,18 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     // PR_SET_NO_NEW_PRIVS: set-id bits grant nothing; the ids stay, the
     // saved ones follow the effective ones as for any exec.
     let credentials = if p.info.prctl.lock().no_new_privs {
-        let mut same = p.info.credentials();
-        same.suid = same.euid;
-        same.sgid = same.egid;
-        same
+        // As an exec of a file without set-id bits: the ids stay, the
+        // capability sets change as for any exec.
+        let plain = tessera_vfs::Metadata { perm: 0, ..crate::files::device_stat(0, 0, 0) };
+        p.info.credentials().after_exec(&plain)
     } else {
         program.credentials
     };
     p.info.change_credentials(|_| Ok(credentials))?;
+    // Dumpable again unless this exec changed who the process is
+    // (set-id: AT_SECURE), as Linux's begin_new_exec decides.
+    let creds = p.info.credentials();
+    p.info.prctl.lock().dumpable = creds.ruid == creds.euid && creds.rgid == creds.egid;
     // POSIX timers end with the old image; interval timers stay (Linux).
     crate::timers::remove_process(p.info.pid, true);
     super::ipc::reap_removed_segments();
@@ -344,6 +348,11 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     *ctx = fresh;
     p.signals.reset_for_exec();
     p.sync_signal_state();
+    // A table shared with another process (clone(CLONE_FILES)) becomes
+    // this process's own first (Linux's unshare_files), so closing the
+    // close-on-exec descriptors does not close the other's.
+    p.files = p.files.fork_copy();
+    p.info.set_view(&p.files, &p.fs);
     p.files.close_on_exec();
     p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
     p.thread.set_comm(p.name);

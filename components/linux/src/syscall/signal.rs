@@ -199,6 +199,9 @@ fn signal_thread(p: &Process, tgid: Option<u32>, tid: u64, sig: u64) -> SysResul
     if !may_signal(&p.info.credentials(), &p.info, &owner, sig) {
         return Err(Errno::EPERM);
     }
+    if sig == crate::signal::num::SIGCONT {
+        owner.resume_stopped(); // even when SIGCONT itself is ignored
+    }
     if sig != 0 {
         let uid = u64::from(p.info.credentials().ruid);
         thread.queue_signal(sig, SigInfo { code: -6, addr: u64::from(p.info.pid) | uid << 32, value: 0 }, owner.signal_quota())?; // SI_TKILL
