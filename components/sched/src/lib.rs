@@ -75,11 +75,17 @@ fn idle_loop() {
 }
 
 fn exit_hook() -> ! {
-    let next = pick_next();
-    // The finished task's CPU time goes (its owner took the figure).
-    CPU_NS.lock().remove(&task::current().id());
-    RUNNING_SINCE.store(framekernel::time::now_ns(), Ordering::Relaxed);
-    task::finish_and_switch(next)
+    // Interrupts stay off from choosing the next task to switching to it:
+    // an interrupt in between could queue the chosen task again (it is
+    // neither current nor queued then), and it would later be resumed
+    // from the queue while running, or after it finished.
+    framekernel::arch::without_interrupts(|| {
+        let next = pick_next();
+        // The finished task's CPU time goes (its owner took the figure).
+        CPU_NS.lock().remove(&task::current().id());
+        RUNNING_SINCE.store(framekernel::time::now_ns(), Ordering::Relaxed);
+        task::finish_and_switch(next)
+    })
 }
 
 /// Sets up the idle task, the exit hook and the time slice. Call once.
@@ -93,8 +99,15 @@ pub fn init() -> Result<(), OutOfMemory> {
 
 /// The next task to run: the head of the run queue, else the idle task.
 fn pick_next() -> Arc<Task> {
-    if let Some(next) = RUN_QUEUE.lock().pop_front() {
-        return next;
+    let me = task::current();
+    loop {
+        let next = RUN_QUEUE.lock().pop_front();
+        match next {
+            // Never the caller itself, nor a task that has finished.
+            Some(next) if Arc::ptr_eq(&next, &me) || next.is_finished() => continue,
+            Some(next) => return next,
+            None => break,
+        }
     }
     match IDLE.lock().clone() {
         Some(idle) => idle,

@@ -605,10 +605,14 @@ pub(crate) static SLEEPERS: WaitQueue = WaitQueue::new();
 pub(crate) static NEXT_WAKE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Tasks that wait with a deadline on a queue of their own (sleeps,
-/// futex and signal waits): the tick wakes each one when its deadline has
-/// passed, and no other task. Keyed by (deadline, sequence number).
-static ALARMS: framekernel::sync::SpinLock<alloc::collections::BTreeMap<(u64, u64), Arc<framekernel::task::Task>>> =
+/// futex and signal waits): the tick wakes each one once, when its
+/// deadline has passed, and no other task. Keyed by (deadline, sequence
+/// number); the task, until the tick has woken it.
+static ALARMS: framekernel::sync::SpinLock<alloc::collections::BTreeMap<(u64, u64), AlarmTask>> =
     framekernel::sync::SpinLock::new(alloc::collections::BTreeMap::new());
+
+/// The task an alarm wakes, until it has woken it.
+type AlarmTask = Option<Arc<framekernel::task::Task>>;
 static ALARM_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A wake-up of the current task at a deadline, for as long as it lives
@@ -623,7 +627,7 @@ impl Alarm {
             return None;
         }
         let key = (deadline, ALARM_SEQ.fetch_add(1, Ordering::Relaxed));
-        ALARMS.lock().insert(key, framekernel::task::current());
+        ALARMS.lock().insert(key, Some(framekernel::task::current()));
         NEXT_WAKE.fetch_min(deadline, Ordering::Relaxed);
         Some(Self(key))
     }
@@ -644,9 +648,13 @@ pub fn sleep_tick(_tick: u64) {
     if now >= NEXT_WAKE.load(Ordering::Relaxed) {
         NEXT_WAKE.store(u64::MAX, Ordering::Relaxed);
         SLEEPERS.wake_all();
-        let alarms = ALARMS.lock();
-        for (_, task) in alarms.range(..(now.saturating_add(1), 0)) {
-            tessera_sched::wake(task);
+        let mut alarms = ALARMS.lock();
+        // One wake each: past its deadline, a waiter's check never sleeps
+        // again (the check and the sleep run with interrupts off).
+        for (_, task) in alarms.range_mut(..(now.saturating_add(1), 0)) {
+            if let Some(task) = task.take() {
+                tessera_sched::wake(&task);
+            }
         }
         // Due alarms stay until their task drops them; the next wake-up is
         // the first one still ahead.
