@@ -222,6 +222,30 @@ pub struct AddressSpace {
     dont_dump: BTreeMap<u64, u64>,
 }
 
+/// Adds (`on`) or removes `[start, end)` in a map of disjoint ranges
+/// (start → end): the range is cut out of every stored one, then added
+/// back if on.
+fn set_range(ranges: &mut BTreeMap<u64, u64>, start: u64, end: u64, on: bool) {
+    let overlapping: alloc::vec::Vec<(u64, u64)> = ranges.iter().filter(|&(&s, &e)| s < end && start < e).map(|(&s, &e)| (s, e)).collect();
+    for (s, e) in overlapping {
+        ranges.remove(&s);
+        if s < start {
+            ranges.insert(s, start);
+        }
+        if e > end {
+            ranges.insert(end, e);
+        }
+    }
+    if on {
+        ranges.insert(start, end);
+    }
+}
+
+/// True when `page` lies in one of the disjoint `ranges`.
+fn in_ranges(ranges: &BTreeMap<u64, u64>, page: u64) -> bool {
+    ranges.range(..=page).next_back().is_some_and(|(_, &end)| page < end)
+}
+
 fn page_down(addr: u64) -> u64 {
     addr & !(PAGE - 1)
 }
@@ -572,20 +596,7 @@ impl AddressSpace {
 
     /// `MADV_WIPEONFORK` (`on`) or `MADV_KEEPONFORK` for `[start, end)`.
     pub fn set_wipe_on_fork(&mut self, start: u64, end: u64, on: bool) {
-        // Cut the range out of every stored one, then add it back if on.
-        let overlapping: alloc::vec::Vec<(u64, u64)> = self.wipe_on_fork.iter().filter(|&(&s, &e)| s < end && start < e).map(|(&s, &e)| (s, e)).collect();
-        for (s, e) in overlapping {
-            self.wipe_on_fork.remove(&s);
-            if s < start {
-                self.wipe_on_fork.insert(s, start);
-            }
-            if e > end {
-                self.wipe_on_fork.insert(end, e);
-            }
-        }
-        if on {
-            self.wipe_on_fork.insert(start, end);
-        }
+        set_range(&mut self.wipe_on_fork, start, end, on);
     }
 
     /// True when one more advice range may be kept (Linux's
@@ -596,27 +607,15 @@ impl AddressSpace {
 
     /// `MADV_DONTDUMP` (`on`) and `MADV_DODUMP` over `[start, end)`.
     pub fn set_dont_dump(&mut self, start: u64, end: u64, on: bool) {
-        let overlapping: alloc::vec::Vec<(u64, u64)> = self.dont_dump.iter().filter(|&(&s, &e)| s < end && start < e).map(|(&s, &e)| (s, e)).collect();
-        for (s, e) in overlapping {
-            self.dont_dump.remove(&s);
-            if s < start {
-                self.dont_dump.insert(s, start);
-            }
-            if e > end {
-                self.dont_dump.insert(end, e);
-            }
-        }
-        if on {
-            self.dont_dump.insert(start, end);
-        }
+        set_range(&mut self.dont_dump, start, end, on);
     }
 
     fn not_dumped(&self, page: u64) -> bool {
-        self.dont_dump.range(..=page).next_back().is_some_and(|(_, &end)| page < end)
+        in_ranges(&self.dont_dump, page)
     }
 
     fn wiped_on_fork(&self, page: u64) -> bool {
-        self.wipe_on_fork.range(..=page).next_back().is_some_and(|(_, &end)| page < end)
+        in_ranges(&self.wipe_on_fork, page)
     }
 
     /// Removes `[start, end)` from the areas and frees its pages.

@@ -205,6 +205,15 @@ fn process(pid: u32) -> Result<Arc<ProcessInfo>, FsError> {
     process::lookup(pid).ok_or(FsError::NotFound)
 }
 
+/// Descriptor `name` of process `pid`, if it is open and the caller may
+/// see it (`/proc/PID/fd/N`, `fdinfo/N`).
+fn open_fd(pid: u32, name: &str) -> Result<u32, FsError> {
+    let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
+    let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
+    files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
+    Ok(fd)
+}
+
 /// The process `pid`, if the caller may look into it as ptrace would
 /// (its descriptors, their details, its memory map): Linux's
 /// `ptrace_may_access` for /proc/PID/fd, fdinfo, smaps. EACCES otherwise.
@@ -496,17 +505,9 @@ impl Node for Dir {
                 "status" => Ok(Arc::new(File(FileKind::PidStatus(pid)))),
                 _ => Err(FsError::NotFound),
             },
-            DirKind::Fds(pid) => {
-                let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
-                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
-                files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
-                Ok(Arc::new(Link(LinkKind::Fd(pid, fd))))
-            }
-            DirKind::FdInfos(pid) => {
-                let fd: u32 = name.parse().map_err(|_| FsError::NotFound)?;
-                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
-                files.get(u64::from(fd)).map_err(|_| FsError::NotFound)?;
-                Ok(Arc::new(File(FileKind::FdInfo(pid, fd))))
+            DirKind::Fds(pid) | DirKind::FdInfos(pid) => {
+                let fd = open_fd(pid, name)?;
+                Ok(if matches!(self.0, DirKind::Fds(_)) { Arc::new(Link(LinkKind::Fd(pid, fd))) } else { Arc::new(File(FileKind::FdInfo(pid, fd))) })
             }
             DirKind::SysvIpc => match name {
                 "msg" => Ok(Arc::new(File(FileKind::SysvIpc("msg")))),
@@ -579,18 +580,13 @@ impl Node for Dir {
                 let base = u64::from(tid) << 8;
                 ["comm", "stat", "status"].iter().enumerate().map(|(i, n)| entry(n, base + 0x20 + i as u64, FileType::Regular)).collect()
             }
-            DirKind::Fds(pid) => {
+            DirKind::Fds(pid) | DirKind::FdInfos(pid) => {
+                // fd/N links and fdinfo/N files, one per open descriptor.
+                let (tag, kind) = if matches!(self.0, DirKind::Fds(_)) { (0, FileType::Symlink) } else { (0x80000, FileType::Regular) };
                 let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
                 (0..crate::files::MAX_FILES as u64)
                     .filter(|&fd| files.get(fd).is_ok())
-                    .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | fd, FileType::Symlink))
-                    .collect()
-            }
-            DirKind::FdInfos(pid) => {
-                let files = traceable(pid)?.files().ok_or(FsError::NotFound)?;
-                (0..crate::files::MAX_FILES as u64)
-                    .filter(|&fd| files.get(fd).is_ok())
-                    .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | 0x80000 | fd, FileType::Regular))
+                    .map(|fd| entry(&fd.to_string(), (u64::from(pid) << 20) | tag | fd, kind))
                     .collect()
             }
             DirKind::SysvIpc => ["msg", "sem", "shm"].iter().enumerate().map(|(i, n)| entry(n, 201 + i as u64, FileType::Regular)).collect(),

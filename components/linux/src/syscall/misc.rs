@@ -546,8 +546,12 @@ pub(super) fn set_uts_name(p: &mut Process, name: u64, len: u64, domain: bool) -
     }
     let mut bytes = [0u8; 65];
     p.memory.read(name, bytes.get_mut(..len as usize).unwrap_or(&mut []))?;
-    *(if domain { &DOMAINNAME } else { &HOSTNAME }).lock() = bytes;
+    store_uts(domain, bytes);
     Ok(0)
+}
+
+fn store_uts(domain: bool, bytes: [u8; 65]) {
+    *(if domain { &DOMAINNAME } else { &HOSTNAME }).lock() = bytes;
 }
 
 /// Sets the host name (`domain` false) or NIS domain name from text, as
@@ -559,7 +563,7 @@ pub fn set_uts_text(domain: bool, text: &str) -> Result<(), Errno> {
     }
     let mut bytes = [0u8; 65];
     bytes.get_mut(..text.len()).ok_or(Errno::EINVAL)?.copy_from_slice(text.as_bytes());
-    *(if domain { &DOMAINNAME } else { &HOSTNAME }).lock() = bytes;
+    store_uts(domain, bytes);
     Ok(())
 }
 
