@@ -86,7 +86,7 @@ $(CELL_KEY): | $(CELLPACK)
 # allowlist, or the build fails naming it) and signed with $(CELL_KEY). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
 # is the same crate built with cargo feature FEATURE (version gets +FEATURE).
 CELLS := $(notdir $(wildcard components/cells/*))
-CELL_VARIANTS := virtio_blk-faulty probe-initfault
+CELL_VARIANTS := virtio_blk-faulty probe-initfault ext2-faulty
 CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS) $(CELL_VARIANTS))
 
 $(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
@@ -219,7 +219,7 @@ exec: $(SYSTEM_DEPS)
 	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
 	@$(MKINITRD) $(EXEC_INITRD) $(SYSTEM_FILES) $(if $(OVERLAY),=$(OVERLAY)) \
 		etc/tessera-exec.sh=$(SCRIPT)
-	@SCRATCH_SIZE=$(SCRATCH_SIZE) sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
+	@SCRATCH_SIZE=$(SCRATCH_SIZE) DISK=$(DISK) sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
 
 # --- audit ------------------------------------------------------------------

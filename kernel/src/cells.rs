@@ -30,7 +30,7 @@ macro_rules! report {
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 3] = ["tty", "uart16550", "virtio_blk"];
+const BOOT_CELLS: [&str; 4] = ["tty", "uart16550", "virtio_blk", "ext2"];
 
 /// Loads the boot cells from [`CELL_DIR`]; reports each unless `quiet`.
 /// Other files there (variants such as `virtio_blk-faulty.cell`) are
@@ -230,6 +230,7 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     }
     start_tty(cells, quiet);
     start_console(cells, quiet);
+    start_file_systems(cells, quiet);
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
@@ -258,6 +259,24 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
         }
         Ok(Err(e)) => report!(quiet, "virtio_blk: {e}; no /dev/vda"),
         Err(e) => report!(quiet, "virtio_blk: {e}; no /dev/vda"),
+    }
+}
+
+/// Starts a slot per file-system cell loaded at boot (`ext2`) and makes
+/// its type available to `mount`.
+fn start_file_systems(cells: &[Arc<CellEntry>], quiet: bool) {
+    for name in ["ext2"] {
+        let Some(entry) = cells.iter().find(|e| e.name() == name) else {
+            continue;
+        };
+        let slot = tessera_linux::cellfs::FsSlot::new::<framekernel_interfaces::fs::Interface>(name, &[name]);
+        match slot.install(entry.clone()) {
+            Ok(()) => {
+                tessera_live_update::slot::register(slot.clone());
+                tessera_linux::cellfs::register(name, slot);
+            }
+            Err(e) => report!(quiet, "{name}: cannot start the file-system cell: {e}"),
+        }
     }
 }
 

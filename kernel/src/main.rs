@@ -159,6 +159,8 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
             127
         }
     };
+    // Whatever the script wrote to disk file systems reaches the disk.
+    tessera_linux::block::sync_all();
     framekernel::exit_with_value(status)
 }
 

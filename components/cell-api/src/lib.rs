@@ -57,3 +57,5 @@ pub mod block;
 pub mod serial;
 
 pub mod tty;
+
+pub mod fs;

@@ -53,8 +53,21 @@ pub fn add_disk(name: &str, backend: Arc<dyn BlockBackend>) -> Result<(), String
     Ok(())
 }
 
-/// Flushes every disk (`sync`).
+/// The disk with device number `rdev`: its name and driver.
+pub fn disk(rdev: u64) -> Option<(String, Arc<dyn BlockBackend>)> {
+    DISKS.lock().iter().find(|d| d.rdev == rdev).map(|d| (d.name.clone(), d.backend.clone()))
+}
+
+/// Every disk: name, device number and size in sectors.
+pub fn disks() -> Vec<(String, u64, u64)> {
+    let disks = DISKS.lock().clone();
+    disks.iter().map(|d| (d.name.clone(), d.rdev, d.backend.sectors().unwrap_or(0))).collect()
+}
+
+/// Writes what mounted file systems hold back, then flushes every disk
+/// (`sync`).
 pub fn sync_all() {
+    crate::cellfs::sync_all();
     let disks = DISKS.lock().clone();
     for disk in disks {
         if let Err(e) = disk.backend.flush() {

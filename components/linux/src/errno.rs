@@ -12,6 +12,7 @@ pub enum Errno {
     EIO = 5,
     E2BIG = 7,
     ENXIO = 6,
+    ENOTBLK = 15,
     ENOEXEC = 8,
     EBADF = 9,
     ECHILD = 10,
@@ -48,6 +49,8 @@ pub enum Errno {
     EDEADLK = 35,
     EOPNOTSUPP = 95,
     EMSGSIZE = 90,
+    EMLINK = 31,
+    EUCLEAN = 117,
 }
 
 impl Errno {

@@ -26,6 +26,11 @@ impl From<FsError> for Errno {
             FsError::NotPermitted => Errno::EPERM,
             FsError::Busy => Errno::EBUSY,
             FsError::Access => Errno::EACCES,
+            FsError::Io => Errno::EIO,
+            FsError::Corrupt => Errno::EUCLEAN,
+            FsError::TooBig => Errno::EFBIG,
+            FsError::TooManyLinks => Errno::EMLINK,
+            FsError::ReadOnly => Errno::EROFS,
         }
     }
 }
@@ -225,7 +230,9 @@ impl File for VfsFile {
         if *self.flags.lock() & O_PATH != 0 {
             return Err(Errno::EBADF);
         }
-        // tmpfs and the page cache are the storage: nothing to flush.
+        // tmpfs and the page cache are the storage: nothing to flush; a
+        // disk file system writes back.
+        self.location.node().sync()?;
         Ok(0)
     }
 

@@ -6,7 +6,9 @@
 extern crate alloc;
 
 pub mod acct;
+pub mod bcache;
 pub mod block;
+pub mod cellfs;
 pub mod cellctl;
 pub mod coredump;
 pub mod epoll;

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use tessera_vfs::{DirEntry, FileType, FsError, FsStats, Metadata, Node, NodeRef, Timespec};
 
 /// What `statfs` reports for procfs: Linux's `PROC_SUPER_MAGIC`, no storage.
-const PROC_STATS: FsStats = FsStats { magic: 0x9fa0, capacity: 0, used: 0, nodes: 0, nodes_used: 0 };
+const PROC_STATS: FsStats = FsStats { magic: 0x9fa0, capacity: 0, used: 0, nodes: 0, nodes_used: 0, block_size: 0, reserved: 0 };
 
 /// Device number of procfs.
 const PROC_DEV: u64 = 0x50;
@@ -300,9 +300,9 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
         FileKind::Version => "Linux version 6.1.0-tessera (Tessera framekernel) #1\n".to_string(),
         FileKind::Mounts => {
             let mut out = String::from("rootfs / tmpfs rw 0 0\n");
-            for (path, fstype, read_only) in crate::fs::vfs().map(|v| v.mount_list()).unwrap_or_default() {
+            for (source, path, fstype, read_only) in crate::fs::vfs().map(|v| v.mount_table()).unwrap_or_default() {
                 let mode = if read_only { "ro" } else { "rw" };
-                out.push_str(&format!("{fstype} {path} {fstype} {mode} 0 0\n"));
+                out.push_str(&format!("{source} {path} {fstype} {mode} 0 0\n"));
             }
             out
         }
@@ -318,7 +318,13 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             let thread = info.thread_list().into_iter().find(|t| t.tid == tid).ok_or(FsError::NotFound)?;
             format!("{}\n", thread.comm())
         }
-        FileKind::Filesystems => crate::syscall::FILESYSTEMS.iter().map(|fs| format!("nodev\t{fs}\n")).collect(),
+        FileKind::Filesystems => {
+            let mut out: String = crate::syscall::FILESYSTEMS.iter().map(|fs| format!("nodev\t{fs}\n")).collect();
+            for name in crate::cellfs::type_names() {
+                out.push_str(&format!("\t{name}\n"));
+            }
+            out
+        }
         FileKind::Stat => {
             // One CPU: programs' user time, the idle task's time, and the
             // rest (the kernel) as system time; clock ticks of 100 Hz.

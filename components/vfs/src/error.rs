@@ -31,6 +31,16 @@ pub enum FsError {
     Unsupported,
     /// Permission denied (EACCES).
     Access,
+    /// The storage failed (EIO).
+    Io,
+    /// The structures on disk are inconsistent (EUCLEAN).
+    Corrupt,
+    /// Past the largest file the file system holds (EFBIG).
+    TooBig,
+    /// Too many links (EMLINK).
+    TooManyLinks,
+    /// A read-only file system (EROFS).
+    ReadOnly,
 }
 
 impl FsError {
@@ -51,6 +61,11 @@ impl FsError {
             FsError::Busy => 16,
             FsError::Unsupported => 95,
             FsError::Access => 13,
+            FsError::Io => 5,
+            FsError::Corrupt => 117,
+            FsError::TooBig => 27,
+            FsError::TooManyLinks => 31,
+            FsError::ReadOnly => 30,
         }
     }
 }

@@ -113,6 +113,11 @@ pub struct FsStats {
     pub nodes: u64,
     /// Nodes in use.
     pub nodes_used: u64,
+    /// Bytes per block of a disk file system (0: the file system lives
+    /// in memory; free space is also bounded by free RAM).
+    pub block_size: u64,
+    /// Free bytes only privileged users may take.
+    pub reserved: u64,
 }
 
 /// One directory entry.
@@ -194,6 +199,12 @@ pub trait Node: Send + Sync {
     /// system keeps them; `None`: not supported (EOPNOTSUPP).
     fn xattrs(&self) -> Option<&spin::Mutex<Xattrs>> {
         None
+    }
+
+    /// Writes what the file system holds of this node (and, for a disk
+    /// file system, everything else it has not written yet) to storage.
+    fn sync(&self) -> Result<(), FsError> {
+        Ok(())
     }
 
     /// A value for `Any`-style downcasts within one file system.

@@ -98,6 +98,7 @@ struct Mount {
     fstype: String,
     /// Mounted (or remounted) read-only: changes are refused (EROFS).
     read_only: bool,
+    source: String,
 }
 
 /// The file-system tree: a root and the mounts on it.
@@ -123,6 +124,12 @@ impl Vfs {
 
     /// Mounts `root` (of type `fstype`) over the directory at `at`.
     pub fn mount(&self, at: &Location, root: NodeRef, fstype: &str) -> Result<(), FsError> {
+        self.mount_from(at, root, fstype, fstype)
+    }
+
+    /// Mounts `root` (of type `fstype`, from `source`: a device path, or
+    /// the type's name) over the directory at `at`.
+    pub fn mount_from(&self, at: &Location, root: NodeRef, fstype: &str, source: &str) -> Result<(), FsError> {
         if !is_dir(at.node()) || !is_dir(&root) {
             return Err(FsError::NotDir);
         }
@@ -131,7 +138,7 @@ impl Vfs {
         if mounts.iter().any(|m| m.at == id) {
             return Err(FsError::Busy);
         }
-        mounts.push(Mount { at: id, root, path: at.path(), fstype: fstype.to_string(), read_only: false });
+        mounts.push(Mount { at: id, root, path: at.path(), fstype: fstype.to_string(), source: source.to_string(), read_only: false });
         Ok(())
     }
 
@@ -177,6 +184,16 @@ impl Vfs {
     /// Every mount: path, type and whether it is read-only.
     pub fn mount_list(&self) -> Vec<(String, String, bool)> {
         self.mounts.lock().iter().map(|m| (m.path.clone(), m.fstype.clone(), m.read_only)).collect()
+    }
+
+    /// Every mount: source, path, type and whether it is read-only.
+    pub fn mount_table(&self) -> Vec<(String, String, String, bool)> {
+        self.mounts.lock().iter().map(|m| (m.source.clone(), m.path.clone(), m.fstype.clone(), m.read_only)).collect()
+    }
+
+    /// The root of the mount at absolute `path`.
+    pub fn mount_root(&self, path: &str) -> Option<NodeRef> {
+        self.mounts.lock().iter().rev().find(|m| m.path == path).map(|m| m.root.clone())
     }
 
     /// True when `node` is covered by a mount.

@@ -219,6 +219,7 @@ impl Node for TmpNode {
             // Linux's default: one node per page of capacity.
             nodes: (self.fs.limit / 4096).max(1024),
             nodes_used: self.fs.nodes.load(Ordering::Relaxed),
+            ..FsStats::default()
         }
     }
 

@@ -40,6 +40,7 @@ macro_rules! interfaces {
 
 interfaces!(
     block: "../../../components/cell-api/src/block.rs",
+    fs: "../../../components/cell-api/src/fs.rs",
     probe: "../../../components/cell-api/src/probe.rs",
     serial: "../../../components/cell-api/src/serial.rs",
     tty: "../../../components/cell-api/src/tty.rs",

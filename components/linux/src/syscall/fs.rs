@@ -1285,22 +1285,24 @@ pub(super) fn ustat(p: &mut Process, dev: u64, buf: u64) -> SysResult {
 /// Writes a `struct statfs` for `stats`. Free space is also bounded by
 /// free memory, since every file system here lives in RAM.
 fn write_statfs(p: &mut Process, stats: tessera_vfs::FsStats, buf: u64) -> SysResult {
-    const BLOCK: u64 = 4096;
-    let free_ram = framekernel::mm::frame_stats().free * BLOCK;
-    let blocks = stats.capacity / BLOCK;
-    let free = (stats.capacity.saturating_sub(stats.used)).min(free_ram) / BLOCK;
+    let disk = stats.block_size != 0;
+    let block = if disk { stats.block_size } else { 4096 };
+    let free_ram = if disk { u64::MAX } else { framekernel::mm::frame_stats().free * block };
+    let blocks = stats.capacity / block;
+    let free = (stats.capacity.saturating_sub(stats.used)).min(free_ram) / block;
+    let available = free.saturating_sub(stats.reserved / block);
     let free_nodes = stats.nodes.saturating_sub(stats.nodes_used);
     let mut b = [0u8; 120];
     let words: [(usize, u64); 9] = [
         (0, stats.magic),
-        (8, BLOCK),   // f_bsize
-        (16, blocks), // f_blocks
-        (24, free),   // f_bfree
-        (32, free),   // f_bavail
+        (8, block),       // f_bsize
+        (16, blocks),     // f_blocks
+        (24, free),       // f_bfree
+        (32, available),  // f_bavail
         (40, stats.nodes),
         (48, free_nodes),
         (64, tessera_vfs::MAX_NAME as u64),
-        (72, BLOCK), // f_frsize
+        (72, block), // f_frsize
     ];
     for (at, value) in words {
         if let Some(dst) = b.get_mut(at..at + 8) {

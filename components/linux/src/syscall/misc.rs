@@ -431,7 +431,7 @@ fn tmpfs_size(options: &str, ram: u64) -> Result<Option<u64>, Errno> {
     Ok(Some(bytes))
 }
 
-pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, flags: u64, data: u64) -> SysResult {
+pub(super) fn mount(p: &mut Process, source: u64, target: u64, fstype: u64, flags: u64, data: u64) -> SysResult {
     if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) {
         return Err(Errno::EPERM); // CAP_SYS_ADMIN
     }
@@ -467,6 +467,29 @@ pub(super) fn mount(p: &mut Process, _source: u64, target: u64, fstype: u64, fla
         "proc" => crate::procfs::new_root(),
         // Enough for programs that expect them to be mounted.
         "sysfs" | "devpts" | "cgroup" | "cgroup2" => tessera_vfs::tmpfs::TmpFs::new_root(0, Some(crate::fs::now)),
+        _ if crate::cellfs::type_names().contains(&kind) => {
+            // A disk file system served by a cell: the source is a block
+            // device node.
+            let source = super::fs::path_arg(p, source)?;
+            let node = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &source, true, &super::fs::who(p))?;
+            let meta = node.node().metadata();
+            if meta.kind != tessera_vfs::FileType::BlockDevice {
+                return Err(Errno::ENOTBLK);
+            }
+            let (_, disk) = crate::block::disk(meta.rdev).ok_or(Errno::ENXIO)?;
+            let (root, _) = crate::cellfs::mount(&source, disk, meta.rdev, Some(&kind), flags & MS_RDONLY != 0)?;
+            if let Err(e) = vfs.mount_from(&at, root, &kind, &source) {
+                if let Some(fs) = crate::cellfs::mounted(meta.rdev) {
+                    let _ = fs.unmount();
+                }
+                return Err(e.into());
+            }
+            if flags & MS_RDONLY != 0 {
+                let mounted = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
+                vfs.set_read_only(&mounted, true)?;
+            }
+            return Ok(0);
+        }
         _ => return Err(Errno::ENODEV),
     };
     vfs.mount(&at, root, &kind)?;
@@ -487,7 +510,21 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     let target = super::fs::path_arg(p, target)?;
     let vfs = crate::fs::vfs()?;
     let at = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
-    vfs.unmount(&at.path())?;
+    let path = at.path();
+    // A disk file system: refused while its files are in use (unless
+    // MNT_DETACH), then marked clean and written back.
+    let cell = vfs.mount_root(&path).and_then(|root| crate::cellfs::mounted(root.fs_node_id().0));
+    drop(at);
+    if let Some(fs) = &cell {
+        const MNT_DETACH: u64 = 2;
+        if flags & MNT_DETACH == 0 && fs.busy() {
+            return Err(Errno::EBUSY);
+        }
+    }
+    vfs.unmount(&path)?;
+    if let Some(fs) = cell {
+        fs.unmount().map_err(Errno::from)?;
+    }
     Ok(0)
 }
 
@@ -509,6 +546,9 @@ pub(super) fn reboot(p: &mut Process, magic1: u64, _magic2: u64, cmd: u64) -> Sy
         RB_ENABLE_CAD | RB_DISABLE_CAD => Ok(0),
         RB_POWER_OFF | RB_HALT_SYSTEM | RB_AUTOBOOT => {
             log::info!("system going down (reboot command {cmd:#x})");
+            // As Linux's `kernel_restart_prepare`/`kernel_power_off`
+            // (through the file systems' shutdown): nothing written is lost.
+            crate::block::sync_all();
             // QEMU runs with -no-reboot: both power off and reboot end it.
             framekernel::exit(framekernel::ExitCode::Success)
         }

@@ -1,0 +1,324 @@
+//! A block cache over one disk: blocks of one size in one contiguous
+//! buffer (so a file-system cell can be shown all of them as one byte
+//! slice, `view`), least-recently-used replacement, write-back of dirty
+//! blocks (in block order, contiguous runs in one device request) when
+//! half the cache is dirty, on `flush`, and when a dirty block is
+//! evicted; read-ahead of the blocks that follow a missing one.
+//!
+//! Not locked: its owner (a mounted file system) holds it under its lock.
+
+use crate::block::{BlockBackend, SECTOR};
+use crate::errno::Errno;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+const EMPTY: u64 = u64::MAX;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    block: u64,
+    dirty: bool,
+    /// Last use (the cache's clock).
+    used: u64,
+}
+
+/// What the cache did, for `/proc` and the benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+/// A cache of `capacity` blocks of `block_size` bytes of `disk`.
+pub struct BlockCache {
+    disk: Arc<dyn BlockBackend>,
+    block_size: usize,
+    /// Blocks on the disk (requests past it are EIO).
+    blocks: u64,
+    data: Vec<u8>,
+    slots: Vec<Slot>,
+    /// `[block, slot]`, sorted by block.
+    index: Vec<[u64; 2]>,
+    clock: u64,
+    dirty: usize,
+    /// Blocks used since this stamp are not evicted (the current
+    /// operation's working set).
+    pinned_since: u64,
+    read_ahead: u64,
+    pub stats: CacheStats,
+}
+
+impl BlockCache {
+    /// A cache of about `bytes` (at least 64 blocks) of `disk`, read in
+    /// `block_size` units; ENOMEM if the memory cannot be had.
+    pub fn new(disk: Arc<dyn BlockBackend>, block_size: usize, bytes: usize, read_ahead: u64) -> Result<Self, Errno> {
+        if !matches!(block_size, 1024 | 2048 | 4096) {
+            return Err(Errno::EINVAL);
+        }
+        let capacity = (bytes / block_size).max(64);
+        let mut data = Vec::new();
+        data.try_reserve_exact(capacity * block_size).map_err(|_| Errno::ENOMEM)?;
+        data.resize(capacity * block_size, 0);
+        let blocks = disk.sectors()?.saturating_mul(SECTOR) / block_size as u64;
+        Ok(BlockCache {
+            disk,
+            block_size,
+            blocks,
+            data,
+            slots: alloc::vec![Slot { block: EMPTY, dirty: false, used: 0 }; capacity],
+            index: Vec::with_capacity(capacity),
+            clock: 1,
+            dirty: 0,
+            pinned_since: u64::MAX,
+            read_ahead,
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// Bytes per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks the disk holds.
+    pub fn disk_blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// The index and the bytes, for a file-system cell.
+    pub fn view(&self) -> (&[[u64; 2]], &[u8]) {
+        (&self.index, &self.data)
+    }
+
+    /// From now on, blocks used are kept until `unpin`.
+    pub fn pin(&mut self) {
+        self.pinned_since = self.clock;
+    }
+
+    /// Ends `pin`.
+    pub fn unpin(&mut self) {
+        self.pinned_since = u64::MAX;
+    }
+
+    fn find(&self, block: u64) -> Option<usize> {
+        let at = self.index.binary_search_by_key(&block, |e| e[0]).ok()?;
+        self.index.get(at).map(|e| e[1] as usize)
+    }
+
+    /// True if `block` is held.
+    pub fn holds(&self, block: u64) -> bool {
+        self.find(block).is_some()
+    }
+
+    fn touch(&mut self, slot: usize) {
+        self.clock += 1;
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.used = self.clock;
+        }
+    }
+
+    fn bytes(&self, slot: usize) -> &[u8] {
+        self.data.get(slot * self.block_size..(slot + 1) * self.block_size).unwrap_or(&[])
+    }
+
+    fn bytes_mut(&mut self, slot: usize) -> &mut [u8] {
+        let bs = self.block_size;
+        self.data.get_mut(slot * bs..(slot + 1) * bs).unwrap_or(&mut [])
+    }
+
+    /// A slot to fill: an empty one, or the least recently used one not
+    /// pinned (written back first if dirty).
+    fn victim(&mut self) -> Result<usize, Errno> {
+        if self.index.len() < self.slots.len()
+            && let Some(free) = self.slots.iter().position(|s| s.block == EMPTY)
+        {
+            return Ok(free);
+        }
+        let pinned = self.pinned_since;
+        let (slot, s) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.used < pinned)
+            .min_by_key(|(_, s)| (s.dirty, s.used))
+            .map(|(i, s)| (i, *s))
+            .ok_or(Errno::ENOMEM)?;
+        if s.dirty {
+            self.write_back(&[slot])?;
+        }
+        self.remove(s.block);
+        Ok(slot)
+    }
+
+    fn insert(&mut self, block: u64, slot: usize) {
+        if let Err(at) = self.index.binary_search_by_key(&block, |e| e[0]) {
+            self.index.insert(at, [block, slot as u64]);
+        }
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Slot { block, dirty: false, used: 0 };
+        }
+        self.touch(slot);
+    }
+
+    fn remove(&mut self, block: u64) {
+        if let Ok(at) = self.index.binary_search_by_key(&block, |e| e[0]) {
+            let slot = self.index.remove(at)[1] as usize;
+            if let Some(s) = self.slots.get_mut(slot) {
+                if s.dirty {
+                    self.dirty -= 1;
+                }
+                *s = Slot { block: EMPTY, dirty: false, used: 0 };
+            }
+        }
+    }
+
+    fn check(&self, block: u64) -> Result<(), Errno> {
+        if block >= self.blocks { Err(Errno::EIO) } else { Ok(()) }
+    }
+
+    /// Makes sure every block of `blocks` is held, reading the missing
+    /// ones (with read-ahead) in runs.
+    pub fn load(&mut self, blocks: &[u64]) -> Result<(), Errno> {
+        let mut wanted: Vec<u64> = Vec::new();
+        for &b in blocks {
+            self.check(b)?;
+            match self.find(b) {
+                Some(slot) => {
+                    self.stats.hits += 1;
+                    self.touch(slot);
+                }
+                None => {
+                    self.stats.misses += 1;
+                    wanted.push(b);
+                    for ahead in 1..=self.read_ahead {
+                        let next = b + ahead;
+                        if next >= self.blocks || self.holds(next) {
+                            break;
+                        }
+                        wanted.push(next);
+                    }
+                }
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        // Contiguous runs, one device read each (into a bounce buffer).
+        let mut i = 0;
+        while i < wanted.len() {
+            let start = wanted.get(i).copied().unwrap_or(0);
+            let mut n = 1;
+            while wanted.get(i + n) == Some(&(start + n as u64)) && n < 64 {
+                n += 1;
+            }
+            self.read_run(start, n)?;
+            i += n;
+        }
+        Ok(())
+    }
+
+    fn read_run(&mut self, start: u64, n: usize) -> Result<(), Errno> {
+        let bs = self.block_size;
+        let mut buf = alloc::vec![0u8; n * bs];
+        self.disk.read(start * bs as u64 / SECTOR, &mut buf)?;
+        self.stats.reads += 1;
+        for k in 0..n {
+            let block = start + k as u64;
+            if self.holds(block) {
+                continue;
+            }
+            let slot = self.victim()?;
+            let src = buf.get(k * bs..(k + 1) * bs).ok_or(Errno::EIO)?;
+            let base = slot * bs;
+            self.data.get_mut(base..base + bs).ok_or(Errno::EIO)?.copy_from_slice(src);
+            self.insert(block, slot);
+        }
+        Ok(())
+    }
+
+    /// Block `block`'s bytes, read if needed.
+    pub fn get(&mut self, block: u64) -> Result<&[u8], Errno> {
+        self.load(&[block])?;
+        let slot = self.find(block).ok_or(Errno::EIO)?;
+        Ok(self.bytes(slot))
+    }
+
+    /// Block `block`'s bytes to change (read first unless `whole`: the
+    /// caller overwrites all of it); marked dirty.
+    pub fn get_mut(&mut self, block: u64, whole: bool) -> Result<&mut [u8], Errno> {
+        self.check(block)?;
+        let slot = match self.find(block) {
+            Some(slot) => slot,
+            None if whole => {
+                let slot = self.victim()?;
+                self.insert(block, slot);
+                slot
+            }
+            None => {
+                self.load(&[block])?;
+                self.find(block).ok_or(Errno::EIO)?
+            }
+        };
+        self.touch(slot);
+        if let Some(s) = self.slots.get_mut(slot)
+            && !s.dirty
+        {
+            s.dirty = true;
+            self.dirty += 1;
+        }
+        Ok(self.bytes_mut(slot))
+    }
+
+    /// Forgets `block` (freed: what it held no longer matters).
+    pub fn forget(&mut self, block: u64) {
+        self.remove(block);
+    }
+
+    /// Writes back when half the cache is dirty.
+    pub fn maybe_write_back(&mut self) -> Result<(), Errno> {
+        if self.dirty * 2 > self.slots.len() { self.flush() } else { Ok(()) }
+    }
+
+    /// Dirty blocks.
+    pub fn dirty_blocks(&self) -> usize {
+        self.dirty
+    }
+
+    /// Writes every dirty block back (not a device flush).
+    pub fn flush(&mut self) -> Result<(), Errno> {
+        let slots: Vec<usize> = self.index.iter().map(|e| e[1] as usize).filter(|&s| self.slots.get(s).is_some_and(|s| s.dirty)).collect();
+        self.write_back(&slots)
+    }
+
+    /// Writes `slots` back, sorted by block, contiguous runs together.
+    fn write_back(&mut self, slots: &[usize]) -> Result<(), Errno> {
+        let bs = self.block_size;
+        let mut order: Vec<(u64, usize)> = slots.iter().filter_map(|&s| self.slots.get(s).map(|x| (x.block, s))).collect();
+        order.sort_unstable();
+        let mut i = 0;
+        while i < order.len() {
+            let (start, _) = order.get(i).copied().unwrap_or((0, 0));
+            let mut n = 1;
+            while order.get(i + n).is_some_and(|&(b, _)| b == start + n as u64) && n < 64 {
+                n += 1;
+            }
+            let mut buf = Vec::with_capacity(n * bs);
+            for &(_, slot) in order.get(i..i + n).unwrap_or(&[]) {
+                buf.extend_from_slice(self.bytes(slot));
+            }
+            self.disk.write(start * bs as u64 / SECTOR, &buf)?;
+            self.stats.writes += 1;
+            for &(_, slot) in order.get(i..i + n).unwrap_or(&[]) {
+                if let Some(s) = self.slots.get_mut(slot)
+                    && s.dirty
+                {
+                    s.dirty = false;
+                    self.dirty -= 1;
+                }
+            }
+            i += n;
+        }
+        Ok(())
+    }
+}

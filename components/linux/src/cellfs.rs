@@ -1,0 +1,733 @@
+//! Disk file systems served by cells (`tessera_cell_api::fs`): the
+//! kernel side. A mount holds the disk's block caches, one for metadata
+//! (shown whole to the cell at every call) and one for file data (which
+//! never passes through the cell), and turns VFS node operations into
+//! requests. A request runs in rounds: the cell asks for blocks it lacks,
+//! the kernel reads them and calls again; when the cell is done, the
+//! blocks it changed go into the metadata cache. A cell that faults or
+//! answers nonsense leaves the caches as they were: the operation fails
+//! with EIO and the file system stays consistent and writable.
+//!
+//! One operation at a time per mount (a sleeping lock: a caller may wait
+//! for the disk or for the cell's slot during a swap).
+
+use crate::bcache::BlockCache;
+use crate::block::BlockBackend;
+use crate::errno::Errno;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use framekernel::sync::SpinLock;
+use tessera_cell_api::fs::{Attr, Done, Export, FRESH, FsErr, Info, Outcome, Request, SetAttr, Time};
+use tessera_live_update::Slot;
+use tessera_vfs::{DirEntry, FileType, FsError, FsStats, Metadata, Node, NodeRef, Timespec};
+
+/// A file-system cell's slot.
+pub type FsSlot = Slot<Export>;
+
+/// Registered file-system types: name and slot.
+static TYPES: SpinLock<Vec<(String, Arc<FsSlot>)>> = SpinLock::new(Vec::new());
+/// Mounted cell file systems.
+static MOUNTED: SpinLock<Vec<Arc<CellFs>>> = SpinLock::new(Vec::new());
+
+/// Bytes of metadata cache per mount.
+const META_CACHE: usize = 4 << 20;
+/// Bytes of data cache per mount.
+const DATA_CACHE: usize = 16 << 20;
+/// Rounds a request may take before the cell is judged to loop.
+const MAX_ROUNDS: usize = 4096;
+/// Blocks a file operation maps per request.
+const MAP_CHUNK: u64 = 256;
+
+/// Makes file-system type `name` (`ext2`) available to `mount`.
+pub fn register(name: &str, slot: Arc<FsSlot>) {
+    let mut types = TYPES.lock();
+    types.retain(|(n, _)| n != name);
+    types.push((name.into(), slot));
+}
+
+/// The registered types (`/proc/filesystems`).
+pub fn type_names() -> Vec<String> {
+    TYPES.lock().iter().map(|(n, _)| n.clone()).collect()
+}
+
+fn slot_of(name: &str) -> Option<Arc<FsSlot>> {
+    TYPES.lock().iter().find(|(n, _)| n == name).map(|(_, s)| s.clone())
+}
+
+fn now() -> Time {
+    let t = crate::fs::now();
+    Time { sec: t.sec, nsec: t.nsec }
+}
+
+fn fs_errno(e: FsErr) -> FsError {
+    match e {
+        FsErr::NotFound => FsError::NotFound,
+        FsErr::Exists => FsError::Exists,
+        FsErr::NotDir => FsError::NotDir,
+        FsErr::IsDir => FsError::IsDir,
+        FsErr::NotEmpty => FsError::NotEmpty,
+        FsErr::NoSpace => FsError::NoSpace,
+        FsErr::NameTooLong => FsError::NameTooLong,
+        FsErr::Invalid | FsErr::NotSupported => FsError::Invalid,
+        FsErr::TooBig => FsError::TooBig,
+        FsErr::TooManyLinks => FsError::TooManyLinks,
+        FsErr::ReadOnly => FsError::ReadOnly,
+        FsErr::Corrupt => FsError::Corrupt,
+    }
+}
+
+fn io(e: Errno) -> FsError {
+    log::debug!("cellfs: {e:?}");
+    if e == Errno::ENOMEM { FsError::NoSpace } else { FsError::Io }
+}
+
+/// The caches of one mount.
+struct State {
+    meta: BlockCache,
+    data: BlockCache,
+    /// Attributes answered since the last change (any change clears it).
+    attrs: BTreeMap<u64, Attr>,
+}
+
+/// A mounted disk file system.
+pub struct CellFs {
+    fstype: String,
+    source: String,
+    slot: Arc<FsSlot>,
+    disk: Arc<dyn BlockBackend>,
+    /// `st_dev` of its files: the disk's device number.
+    dev: u64,
+    block_size: u32,
+    blocks: u64,
+    root: u64,
+    read_only: bool,
+    state: spin::Mutex<State>,
+    waiters: tessera_sched::WaitQueue,
+    nodes: SpinLock<BTreeMap<u64, Weak<CellNode>>>,
+    /// Inodes without names whose last user went: freed at the next
+    /// operation.
+    orphans: SpinLock<Vec<u64>>,
+    /// Failed calls (faults, nonsense answers).
+    pub failures: AtomicU64,
+    gone: AtomicBool,
+}
+
+/// Holds a mount's state; wakes the next waiter when dropped.
+struct Held<'a> {
+    fs: &'a CellFs,
+    guard: Option<spin::MutexGuard<'a, State>>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.fs.waiters.wake_all();
+    }
+}
+
+impl core::ops::Deref for Held<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.guard.as_deref().unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl core::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_deref_mut().unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+fn mutating(r: &Request) -> bool {
+    if let Request::Mount { write, .. } = r {
+        return *write;
+    }
+    !matches!(r, Request::Probe | Request::Statfs | Request::Stat { .. } | Request::Lookup { .. } | Request::ReadDir { .. } | Request::Map { .. } | Request::ReadLink { .. })
+}
+
+/// Runs `request` against `cache` through `slot` until it is done
+/// (see the module's documentation); applies the cell's changes.
+fn run(slot: &FsSlot, cache: &mut BlockCache, mut data: Option<&mut BlockCache>, fs_blocks: u64, request: &Request) -> Result<Done, FsError> {
+    let bs = cache.block_size();
+    let idempotent = !mutating(request);
+    cache.pin();
+    let result = (|| {
+        for _ in 0..MAX_ROUNDS {
+            let reply = {
+                let (index, bytes) = cache.view();
+                slot.call(idempotent, |cell| cell.call((request.clone(), bs as u32, index, bytes), |fs, (r, b, i, d)| fs.serve(r, b, i, d)))
+            };
+            let reply = reply.map_err(|e| {
+                log::warn!("file-system cell: {e}");
+                FsError::Io
+            })?;
+            match reply.outcome {
+                Outcome::Need(blocks) => {
+                    // Asking again for what it holds, or for nothing, or
+                    // past the file system: the cell is not making progress.
+                    if blocks.is_empty() || blocks.len() > 4096 || blocks.iter().any(|&b| b >= fs_blocks || cache.holds(b)) {
+                        log::warn!("file-system cell: bad request for blocks {:?}", blocks.get(..4));
+                        return Err(FsError::Io);
+                    }
+                    cache.load(&blocks).map_err(io)?;
+                }
+                Outcome::Failed(e) => return Err(fs_errno(e)),
+                Outcome::Done(done) => {
+                    if reply.written.len() != reply.writes.len() * bs || reply.writes.iter().chain(&reply.freed).any(|&b| b >= fs_blocks) {
+                        log::warn!("file-system cell: malformed answer");
+                        return Err(FsError::Io);
+                    }
+                    for (i, &b) in reply.writes.iter().enumerate() {
+                        let src = reply.written.get(i * bs..(i + 1) * bs).ok_or(FsError::Io)?;
+                        cache.get_mut(b, true).map_err(io)?.copy_from_slice(src);
+                        if let Some(d) = data.as_deref_mut() {
+                            d.forget(b);
+                        }
+                    }
+                    for &b in &reply.freed {
+                        cache.forget(b);
+                        if let Some(d) = data.as_deref_mut() {
+                            d.forget(b);
+                        }
+                    }
+                    return Ok(done);
+                }
+            }
+        }
+        log::warn!("file-system cell: no answer after {MAX_ROUNDS} rounds");
+        Err(FsError::Io)
+    })();
+    cache.unpin();
+    result
+}
+
+/// Mounts the disk at `source` (a block device node) with file-system
+/// type `fstype` (`None`: whichever registered type recognises it).
+pub fn mount(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: Option<&str>, read_only: bool) -> Result<(NodeRef, String), Errno> {
+    if MOUNTED.lock().iter().any(|m| m.dev == dev) {
+        return Err(Errno::EBUSY);
+    }
+    let candidates: Vec<(String, Arc<FsSlot>)> = match fstype {
+        Some(name) => alloc::vec![(name.into(), slot_of(name).ok_or(Errno::ENODEV)?)],
+        None => TYPES.lock().clone(),
+    };
+    let mut last = Errno::EINVAL;
+    for (name, slot) in candidates {
+        match mount_as(source, disk.clone(), dev, &name, slot, read_only) {
+            Ok(root) => return Ok((root, name)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, slot: Arc<FsSlot>, read_only: bool) -> Result<NodeRef, Errno> {
+    // The superblock, read in 1 KiB blocks.
+    let mut probe = BlockCache::new(disk.clone(), 1024, 64 * 1024, 0)?;
+    let disk_blocks = probe.disk_blocks();
+    let info = match run(&slot, &mut probe, None, disk_blocks, &Request::Probe) {
+        Ok(Done::Info(info)) => info,
+        Ok(_) => return Err(Errno::EIO),
+        Err(FsError::Io) => return Err(Errno::EIO),
+        Err(_) => return Err(Errno::EINVAL), // not this type, or unsupported features
+    };
+    let bs = info.block_size as usize;
+    let disk_bytes = disk.sectors()?.saturating_mul(crate::block::SECTOR);
+    if info.blocks.saturating_mul(bs as u64) > disk_bytes {
+        log::warn!("{source}: {fstype} of {} blocks of {bs} bytes is larger than the device ({disk_bytes} bytes)", info.blocks);
+        return Err(Errno::EINVAL);
+    }
+    let read_only = read_only || info.read_only;
+    let meta = BlockCache::new(disk.clone(), bs, META_CACHE, 8)?;
+    let data = BlockCache::new(disk.clone(), bs, DATA_CACHE, (32 * 1024 / bs) as u64)?;
+    let fs = Arc::new(CellFs {
+        fstype: fstype.into(),
+        source: source.into(),
+        slot,
+        disk,
+        dev,
+        block_size: info.block_size,
+        blocks: info.blocks,
+        root: info.root,
+        read_only,
+        state: spin::Mutex::new(State { meta, data, attrs: BTreeMap::new() }),
+        waiters: tessera_sched::WaitQueue::new(),
+        nodes: SpinLock::new(BTreeMap::new()),
+        orphans: SpinLock::new(Vec::new()),
+        failures: AtomicU64::new(0),
+        gone: AtomicBool::new(false),
+    });
+    fs.request(Request::Mount { write: !read_only, now: now() })?;
+    let root = fs.stat(info.root)?;
+    if root.mode & 0o170000 != 0o040000 {
+        return Err(Errno::EUCLEAN);
+    }
+    let node = fs.node_for(&root);
+    MOUNTED.lock().push(fs.clone());
+    log::info!("{source}: {fstype} mounted ({} blocks of {bs} bytes{})", info.blocks, if read_only { ", read-only" } else { "" });
+    Ok(node)
+}
+
+/// The mounted cell file system whose files have device number `dev`.
+pub fn mounted(dev: u64) -> Option<Arc<CellFs>> {
+    MOUNTED.lock().iter().find(|m| m.dev == dev).cloned()
+}
+
+/// Writes every mounted cell file system's changes to its disk.
+pub fn sync_all() {
+    let all = MOUNTED.lock().clone();
+    for fs in all {
+        if let Err(e) = fs.sync() {
+            log::warn!("{}: sync failed: {e:?}", fs.source);
+        }
+    }
+}
+
+/// `(source, type)` of every mounted cell file system by device.
+pub fn describe(dev: u64) -> Option<(String, String)> {
+    mounted(dev).map(|fs| (fs.source.clone(), fs.fstype.clone()))
+}
+
+impl CellFs {
+    fn lock(&self) -> Held<'_> {
+        let guard = self.waiters.wait_until(|| self.state.try_lock());
+        Held { fs: self, guard: Some(guard) }
+    }
+
+    /// Runs `request`, then frees the inodes whose last user went.
+    fn with_state<R>(&self, f: impl FnOnce(&CellFs, &mut State) -> Result<R, FsError>) -> Result<R, FsError> {
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(FsError::Io);
+        }
+        let mut held = self.lock();
+        let result = f(self, &mut held);
+        self.release_orphans(&mut held);
+        if let Err(e) = held.meta.maybe_write_back().and_then(|()| held.data.maybe_write_back()) {
+            log::warn!("{}: write-back failed: {e:?}", self.source);
+        }
+        if matches!(result, Err(FsError::Io)) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn release_orphans(&self, st: &mut State) {
+        let orphans = core::mem::take(&mut *self.orphans.lock());
+        for ino in orphans {
+            if let Err(e) = self.run_in(st, &Request::Release { ino, now: now() }) {
+                log::warn!("{}: inode {ino} not freed: {e:?}", self.source);
+            }
+        }
+    }
+
+    fn run_in(&self, st: &mut State, request: &Request) -> Result<Done, FsError> {
+        if mutating(request) {
+            if self.read_only {
+                return Err(FsError::ReadOnly);
+            }
+            st.attrs.clear();
+        }
+        let done = run(&self.slot, &mut st.meta, Some(&mut st.data), self.blocks, request)?;
+        if let Done::Attr(a) = &done {
+            st.attrs.insert(a.ino, *a);
+        }
+        Ok(done)
+    }
+
+    fn request(&self, request: Request) -> Result<Done, FsError> {
+        self.with_state(|fs, st| fs.run_in(st, &request))
+    }
+
+    fn attr_of(&self, request: Request) -> Result<Attr, FsError> {
+        match self.request(request)? {
+            Done::Attr(a) => Ok(a),
+            _ => Err(FsError::Io),
+        }
+    }
+
+    fn stat(&self, ino: u64) -> Result<Attr, FsError> {
+        self.with_state(|fs, st| {
+            if let Some(a) = st.attrs.get(&ino) {
+                return Ok(*a);
+            }
+            match fs.run_in(st, &Request::Stat { ino })? {
+                Done::Attr(a) => Ok(a),
+                _ => Err(FsError::Io),
+            }
+        })
+    }
+
+    /// The node for inode `attr.ino` (one per inode while it is used).
+    fn node_for(self: &Arc<Self>, attr: &Attr) -> Arc<CellNode> {
+        let mut nodes = self.nodes.lock();
+        if let Some(node) = nodes.get(&attr.ino).and_then(Weak::upgrade) {
+            return node;
+        }
+        let node = Arc::new(CellNode { fs: self.clone(), ino: attr.ino, kind: kind_of(attr.mode), orphan: AtomicBool::new(false) });
+        nodes.insert(attr.ino, Arc::downgrade(&node));
+        node
+    }
+
+    /// Writes everything held back and flushes the disk.
+    pub fn sync(&self) -> Result<(), FsError> {
+        self.with_state(|fs, st| {
+            st.meta.flush().map_err(io)?;
+            st.data.flush().map_err(io)?;
+            fs.disk.flush().map_err(io)
+        })
+    }
+
+    /// True while files of it are in use (other than its root).
+    pub fn busy(&self) -> bool {
+        self.nodes.lock().iter().any(|(&ino, n)| ino != self.root && n.strong_count() > 0)
+    }
+
+    /// Ends the mount: frees orphans, marks the file system clean,
+    /// writes everything back.
+    pub fn unmount(&self) -> Result<(), FsError> {
+        if !self.read_only {
+            self.request(Request::Unmount { now: now() })?;
+        }
+        self.sync()?;
+        self.gone.store(true, Ordering::Relaxed);
+        MOUNTED.lock().retain(|m| !core::ptr::eq(&**m, self));
+        Ok(())
+    }
+
+    /// Figures for `/proc/fs/cellfs`-style reports and the benchmarks.
+    pub fn describe(&self) -> String {
+        let st = self.lock();
+        format!(
+            "{} on {} ({}): meta cache {} hits {} misses {} reads {} writes, data cache {} hits {} misses {} reads {} writes, {} failures",
+            self.fstype,
+            self.source,
+            self.block_size,
+            st.meta.stats.hits,
+            st.meta.stats.misses,
+            st.meta.stats.reads,
+            st.meta.stats.writes,
+            st.data.stats.hits,
+            st.data.stats.misses,
+            st.data.stats.reads,
+            st.data.stats.writes,
+            self.failures.load(Ordering::Relaxed)
+        )
+    }
+}
+
+fn kind_of(mode: u32) -> FileType {
+    match mode & 0o170000 {
+        0o040000 => FileType::Directory,
+        0o120000 => FileType::Symlink,
+        0o020000 => FileType::CharDevice,
+        0o060000 => FileType::BlockDevice,
+        0o010000 => FileType::Fifo,
+        0o140000 => FileType::Socket,
+        _ => FileType::Regular,
+    }
+}
+
+fn time(t: Time) -> Timespec {
+    Timespec { sec: t.sec, nsec: t.nsec }
+}
+
+fn from_time(t: Timespec) -> Time {
+    Time { sec: t.sec, nsec: t.nsec }
+}
+
+/// A file, directory or other node of a cell file system.
+pub struct CellNode {
+    fs: Arc<CellFs>,
+    ino: u64,
+    kind: FileType,
+    /// No name is left: the inode is freed when the node goes.
+    orphan: AtomicBool,
+}
+
+impl Drop for CellNode {
+    fn drop(&mut self) {
+        if self.orphan.load(Ordering::Relaxed) {
+            self.fs.orphans.lock().push(self.ino);
+        }
+        let mut nodes = self.fs.nodes.lock();
+        if nodes.get(&self.ino).is_some_and(|w| w.strong_count() == 0) {
+            nodes.remove(&self.ino);
+        }
+    }
+}
+
+impl CellNode {
+    fn attr(&self) -> Result<Attr, FsError> {
+        self.fs.stat(self.ino)
+    }
+
+    fn set(&self, set: SetAttr) {
+        if let Err(e) = self.fs.request(Request::SetAttr { ino: self.ino, set, now: now() }) {
+            log::warn!("{}: inode {}: attributes not changed: {e:?}", self.fs.source, self.ino);
+        }
+    }
+
+    /// Marks the node of `attr` orphaned if no name is left.
+    fn orphaned(&self, attr: &Attr) -> NodeRef {
+        let node = self.fs.node_for(attr);
+        if attr.nlink == 0 {
+            node.orphan.store(true, Ordering::Relaxed);
+        }
+        node
+    }
+}
+
+impl Node for CellNode {
+    fn metadata(&self) -> Metadata {
+        let a = self.attr().unwrap_or(Attr { ino: self.ino, ..Attr::default() });
+        Metadata {
+            dev: self.fs.dev,
+            ino: self.ino,
+            kind: self.kind,
+            perm: a.mode & 0o7777,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            size: a.size,
+            rdev: a.rdev,
+            atime: time(a.atime),
+            mtime: time(a.mtime),
+            ctime: time(a.ctime),
+        }
+    }
+
+    fn set_perm(&self, perm: u32) {
+        self.set(SetAttr { perm: Some(perm), ..SetAttr::default() });
+    }
+
+    fn set_owner(&self, uid: u32, gid: u32) {
+        self.set(SetAttr { uid: Some(uid), gid: Some(gid), ..SetAttr::default() });
+    }
+
+    fn set_times(&self, atime: Option<Timespec>, mtime: Option<Timespec>) {
+        self.set(SetAttr { atime: atime.map(from_time), mtime: mtime.map(from_time), ..SetAttr::default() });
+    }
+
+    fn set_link_count(&self, _links: u32) {
+        // Kept on disk by the directory operations.
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        if self.kind == FileType::Directory {
+            return Err(FsError::IsDir);
+        }
+        let ino = self.ino;
+        self.fs.with_state(|fs, st| {
+            let size = match st.attrs.get(&ino) {
+                Some(a) => a.size,
+                None => match fs.run_in(st, &Request::Stat { ino })? {
+                    Done::Attr(a) => a.size,
+                    _ => return Err(FsError::Io),
+                },
+            };
+            let end = size.min(offset.saturating_add(buf.len() as u64));
+            if offset >= end {
+                return Ok(0);
+            }
+            let bs = u64::from(fs.block_size);
+            let mut l = offset / bs;
+            let last = (end - 1) / bs;
+            while l <= last {
+                let count = (last + 1 - l).min(MAP_CHUNK);
+                let Done::Map(blocks) = fs.run_in(st, &Request::Map { ino, first: l, count: count as u32 })? else { return Err(FsError::Io) };
+                if blocks.is_empty() || blocks.iter().any(|&b| b >= fs.blocks) {
+                    return Err(FsError::Io);
+                }
+                let present: Vec<u64> = blocks.iter().copied().filter(|&b| b != 0).collect();
+                st.data.pin();
+                let loaded = st.data.load(&present);
+                st.data.unpin();
+                loaded.map_err(io)?;
+                for (k, &b) in blocks.iter().enumerate() {
+                    let start = (l + k as u64) * bs;
+                    let from = offset.max(start);
+                    let to = end.min(start + bs);
+                    if from >= to {
+                        continue;
+                    }
+                    let dst = buf.get_mut((from - offset) as usize..(to - offset) as usize).ok_or(FsError::Io)?;
+                    if b == 0 {
+                        dst.fill(0);
+                    } else {
+                        let src = st.data.get(b).map_err(io)?;
+                        dst.copy_from_slice(src.get((from - start) as usize..(to - start) as usize).ok_or(FsError::Io)?);
+                    }
+                }
+                l += blocks.len() as u64;
+            }
+            Ok((end - offset) as usize)
+        })
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        if self.kind != FileType::Regular {
+            return Err(if self.kind == FileType::Directory { FsError::IsDir } else { FsError::Invalid });
+        }
+        let ino = self.ino;
+        self.fs.with_state(|fs, st| {
+            let bs = u64::from(fs.block_size);
+            let mut done = 0usize;
+            while done < data.len() || (data.is_empty() && done == 0) {
+                let at = offset + done as u64;
+                let want = ((data.len() - done) as u64).min(MAP_CHUNK * bs - at % bs);
+                let blocks = match fs.run_in(st, &Request::Write { ino, offset: at, len: want, now: now() }) {
+                    Ok(Done::Blocks(_, blocks)) => blocks,
+                    Ok(_) => return Err(FsError::Io),
+                    Err(_) if done > 0 => break, // a short write (the disk is full)
+                    Err(e) => return Err(e),
+                };
+                if data.is_empty() {
+                    break;
+                }
+                if blocks.is_empty() {
+                    return Err(FsError::Io);
+                }
+                let first = at / bs;
+                for (k, &b) in blocks.iter().enumerate() {
+                    let fresh = b & FRESH != 0;
+                    let b = b & !FRESH;
+                    if b >= fs.blocks {
+                        return Err(FsError::Io);
+                    }
+                    let start = (first + k as u64) * bs;
+                    let from = at.max(start);
+                    let to = (offset + data.len() as u64).min(start + bs);
+                    if from >= to {
+                        continue;
+                    }
+                    st.meta.forget(b);
+                    let whole = fresh || (from == start && to == start + bs);
+                    let dst = st.data.get_mut(b, whole).map_err(io)?;
+                    if fresh {
+                        dst.fill(0);
+                    }
+                    let src = data.get((from - offset) as usize..(to - offset) as usize).ok_or(FsError::Io)?;
+                    dst.get_mut((from - start) as usize..(to - start) as usize).ok_or(FsError::Io)?.copy_from_slice(src);
+                    done = (to - offset) as usize;
+                }
+                st.data.maybe_write_back().map_err(io)?;
+            }
+            Ok(done)
+        })
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), FsError> {
+        let ino = self.ino;
+        self.fs.with_state(|fs, st| {
+            let Done::Blocks(attr, tail) = fs.run_in(st, &Request::Truncate { ino, size: len, now: now() })? else { return Err(FsError::Io) };
+            st.attrs.insert(ino, attr);
+            let bs = u64::from(fs.block_size);
+            for b in tail {
+                if b >= fs.blocks {
+                    return Err(FsError::Io);
+                }
+                let dst = st.data.get_mut(b, false).map_err(io)?;
+                dst.get_mut((len % bs) as usize..).ok_or(FsError::Io)?.fill(0);
+            }
+            Ok(())
+        })
+    }
+
+    fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
+        let size = self.attr()?.size;
+        let mut out = alloc::vec![0u8; usize::try_from(size).map_err(|_| FsError::TooBig)?];
+        let n = self.read_at(0, &mut out)?;
+        out.truncate(n);
+        Ok(Arc::new(out))
+    }
+
+    fn lookup(&self, name: &str) -> Result<NodeRef, FsError> {
+        let attr = self.fs.attr_of(Request::Lookup { dir: self.ino, name: name.into() })?;
+        Ok(self.fs.node_for(&attr))
+    }
+
+    fn create(&self, name: &str, kind: FileType, perm: u32, rdev: u64) -> Result<NodeRef, FsError> {
+        let attr = self.fs.attr_of(Request::Create { dir: self.ino, name: name.into(), mode: kind.mode_bits() | (perm & 0o7777), uid: 0, gid: 0, rdev, now: now() })?;
+        Ok(self.fs.node_for(&attr))
+    }
+
+    fn symlink(&self, name: &str, target: &str) -> Result<NodeRef, FsError> {
+        let attr = self.fs.attr_of(Request::Symlink { dir: self.ino, name: name.into(), target: target.into(), uid: 0, gid: 0, now: now() })?;
+        Ok(self.fs.node_for(&attr))
+    }
+
+    fn attach(&self, name: &str, node: NodeRef, replace: bool) -> Result<(), FsError> {
+        let (dev, ino) = node.fs_node_id();
+        if dev != self.fs.dev {
+            return Err(FsError::CrossDevice);
+        }
+        match self.fs.request(Request::Link { dir: self.ino, name: name.into(), ino, replace, now: now() })? {
+            Done::Maybe(Some(victim)) => {
+                drop(self.orphaned(&victim));
+                Ok(())
+            }
+            Done::Maybe(None) => Ok(()),
+            _ => Err(FsError::Io),
+        }
+    }
+
+    fn detach(&self, name: &str) -> Result<NodeRef, FsError> {
+        let attr = self.fs.attr_of(Request::Unlink { dir: self.ino, name: name.into(), now: now() })?;
+        Ok(self.orphaned(&attr))
+    }
+
+    fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
+        let Done::Entries(e) = self.fs.request(Request::ReadDir { dir: self.ino })? else { return Err(FsError::Io) };
+        let mut out = Vec::with_capacity(e.inos.len());
+        for ((name, &ino), &t) in e.names.split('\0').zip(e.inos.iter()).zip(e.kinds.iter()) {
+            let kind = match t {
+                1 => FileType::Fifo,
+                2 => FileType::CharDevice,
+                4 => FileType::Directory,
+                6 => FileType::BlockDevice,
+                10 => FileType::Symlink,
+                12 => FileType::Socket,
+                8 => FileType::Regular,
+                _ => self.fs.stat(ino).map(|a| kind_of(a.mode)).unwrap_or(FileType::Regular),
+            };
+            out.push(DirEntry { name: name.into(), ino, kind });
+        }
+        Ok(out)
+    }
+
+    fn read_link(&self) -> Result<String, FsError> {
+        match self.fs.request(Request::ReadLink { ino: self.ino })? {
+            Done::Text(t) => Ok(t),
+            _ => Err(FsError::Io),
+        }
+    }
+
+    fn fs_stats(&self) -> FsStats {
+        let info = match self.fs.request(Request::Statfs) {
+            Ok(Done::Info(i)) => i,
+            _ => Info::default(),
+        };
+        let bs = u64::from(info.block_size);
+        FsStats {
+            magic: 0xef53,
+            capacity: info.blocks * bs,
+            used: info.blocks.saturating_sub(info.free_blocks) * bs,
+            nodes: info.inodes,
+            nodes_used: info.inodes.saturating_sub(info.free_inodes),
+            block_size: bs,
+            reserved: info.reserved_blocks.min(info.free_blocks) * bs,
+        }
+    }
+
+    fn sync(&self) -> Result<(), FsError> {
+        self.fs.sync()
+    }
+
+    fn fs_node_id(&self) -> (u64, u64) {
+        (self.fs.dev, self.ino)
+    }
+}
