@@ -36,12 +36,20 @@ QEMU_CONSOLE := -display none -serial mon:stdio
 # each boot.
 SCRATCH := $(BUILD)/scratch.img
 SCRATCH_SIZE ?= 64M
-QEMU_DISK := -drive file=$(SCRATCH),format=raw,if=none,id=scratch -device virtio-blk-pci,drive=scratch
 NEW_SCRATCH = @rm -f $(SCRATCH) && truncate -s $(SCRATCH_SIZE) $(SCRATCH)
+# The persistent disk, /dev/vdb in the guest, mounted at /mnt/disk at
+# boot: `make run` keeps build/disk.img (ext2, made on first use with
+# DISK_SIZE), or uses DISK=path (raw or qcow2, any size). `make exec`
+# attaches one only when DISK= is given.
+DEFAULT_DISK := $(BUILD)/disk.img
+DISK_SIZE ?= 256M
+RUN_DISK := $(if $(DISK),$(DISK),$(DEFAULT_DISK))
+QEMU_DISK = -drive file=$(SCRATCH),format=raw,if=none,id=scratch -device virtio-blk-pci,drive=scratch \
+	-drive file=$(RUN_DISK),format=$$(sh tools/disk-format.sh $(RUN_DISK)),if=none,id=disk -device virtio-blk-pci,drive=disk
 # QEMU's exit status after `poweroff` (isa-debug-exit with the success code).
 QEMU_POWEROFF := 33
 
-APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools
+APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools e2fsprogs qemu-utils
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps build cells audit audit-gate audit-crosscheck exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench ltp ltp-linux clean
@@ -197,14 +205,23 @@ $(ISO): $(IMAGE) tools/grub.cfg.in
 		|| { cat $(BUILD)/grub-mkrescue.log; exit 1; }
 
 # --- run --------------------------------------------------------------------
+$(DEFAULT_DISK): | deps
+	@mkdir -p $(BUILD)
+	truncate -s $(DISK_SIZE) $@.new && mkfs.ext2 -q -F -L tessera $@.new && mv $@.new $@
+
+# A DISK= that does not exist is an error, not a new image.
+DISK_DEPS := $(if $(DISK),,$(DEFAULT_DISK))
+
 # The real-world path: GRUB from an ISO. Leave QEMU with Ctrl-A X.
-run: $(ISO)
+run: $(ISO) $(DISK_DEPS)
+	@test -f $(RUN_DISK) || { echo "make run: DISK=$(RUN_DISK): no such file" >&2; exit 2; }
 	$(NEW_SCRATCH)
 	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -cdrom $(ISO) || [ $$? -eq $(QEMU_POWEROFF) ]
 
 # The fast path: QEMU loads the ELF directly (PVH entry); the same file is
 # passed again as the `symbols` module.
-run-fast: $(INITRD)
+run-fast: $(INITRD) $(DISK_DEPS)
+	@test -f $(RUN_DISK) || { echo "make run-fast: DISK=$(RUN_DISK): no such file" >&2; exit 2; }
 	$(NEW_SCRATCH)
 	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)" \
 		|| [ $$? -eq $(QEMU_POWEROFF) ]
@@ -258,11 +275,11 @@ test: deps lint audit-gate
 
 lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
-	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-mkinitrd -p tessera-cellpack -p tessera-audit -p tessera-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-cell-ext2 -p tessera-mkinitrd -p tessera-cellpack -p tessera-audit -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps $(CELL_FILES)
 	TESSERA_CELLS_DIR=$(abspath $(BUILD)/cells) TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) \
-	$(CARGO) test -p framekernel-logic -p framekernel-boundary -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty
+	$(CARGO) test -p framekernel-logic -p framekernel-boundary -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-cell-ext2
 
 TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
 	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)

@@ -6,24 +6,22 @@
 kernel=$1
 initrd=$2
 mem=${3:-256M}
-# /dev/vda: the image DISK names (raw, or qcow2 by its header), kept
-# after the run; else a fresh scratch disk for each run.
+set --
+# A fresh scratch disk (/dev/vda) for each run; DISK, when given, is
+# attached as /dev/vdb (raw or qcow2) and kept (rcS mounts it at /mnt/disk).
+scratch=$(mktemp "${TMPDIR:-/tmp}/tessera-scratch.XXXXXX") || exit 125
+trap 'rm -f "$scratch"' EXIT
+truncate -s "${SCRATCH_SIZE:-64M}" "$scratch"
 if [ -n "$DISK" ]; then
     [ -f "$DISK" ] || { echo "make exec: DISK=$DISK: no such file" >&2; exit 125; }
-    scratch=$DISK
-    if [ "$(head -c 4 "$DISK")" = "$(printf 'QFI\373')" ]; then format=qcow2; else format=raw; fi
-else
-    scratch=$(mktemp "${TMPDIR:-/tmp}/tessera-scratch.XXXXXX") || exit 125
-    trap 'rm -f "$scratch"' EXIT
-    truncate -s "${SCRATCH_SIZE:-64M}" "$scratch"
-    format=raw
+    set -- "$@" -drive "file=$DISK,format=$(sh "$(dirname "$0")/disk-format.sh" "$DISK"),if=none,id=disk" -device virtio-blk-pci,drive=disk
 fi
 timeout --kill-after=5 "${EXEC_TIMEOUT:-600}" qemu-system-x86_64 \
     -machine q35 -cpu max -m "$mem" -no-reboot \
-    -drive "file=$scratch,format=$format,if=none,id=scratch" -device virtio-blk-pci,drive=scratch \
+    -drive "file=$scratch,format=raw,if=none,id=scratch" -device virtio-blk-pci,drive=scratch \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -display none -serial stdio -monitor none \
-    -kernel "$kernel" -initrd "$initrd" \
+    -kernel "$kernel" -initrd "$initrd" "$@" \
     -append "tessera.quiet tessera.exec=/etc/tessera-exec.sh" </dev/null
 rc=$?
 # The kernel leaves QEMU through isa-debug-exit: status = value * 2 + 1.

@@ -234,31 +234,54 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
-    let slot = BlockSlot::new::<framekernel_interfaces::block::Interface>("virtio_blk", &["virtio_blk"]);
+    // One slot per virtio-blk function, in bus order: `virtio_blk` drives
+    // /dev/vda, `virtio_blk1` /dev/vdb, ... (each instance attaches to its
+    // slot's device when it starts, so a swap or restart keeps the disk).
+    let count = framekernel::pci::devices().iter().filter(|d| d.vendor == 0x1af4 && d.device == 0x1001).count();
+    let hooks: [BlockHook; 4] = [attach_nth::<0>, attach_nth::<1>, attach_nth::<2>, attach_nth::<3>];
+    for (n, hook) in hooks.into_iter().enumerate().take(count.max(1)) {
+        let name = if n == 0 { String::from("virtio_blk") } else { format!("virtio_blk{n}") };
+        let disk_name = format!("vd{}", char::from(b'a' + n as u8));
+        start_disk(entry, &name, &disk_name, hook, quiet);
+    }
+    if count > hooks.len() {
+        report!(quiet, "virtio_blk: {count} disks; only the first {} are used", hooks.len());
+    }
+}
+
+type BlockHook = fn(&framekernel::cell::Instance<block::Export>) -> Result<(), framekernel::cell::Fault>;
+
+/// Attaches a new driver instance to the `N`th virtio-blk device.
+fn attach_nth<const N: u32>(cell: &framekernel::cell::Instance<block::Export>) -> Result<(), framekernel::cell::Fault> {
+    cell.call(N, |driver, n| {
+        let _ = driver.attach(n);
+    })
+}
+
+fn start_disk(entry: &Arc<CellEntry>, name: &str, disk_name: &str, hook: BlockHook, quiet: bool) {
+    let slot = BlockSlot::new::<framekernel_interfaces::block::Interface>(name, &["virtio_blk"]);
+    slot.set_on_start(hook);
     if let Err(e) = slot.install(entry.clone()) {
-        report!(quiet, "virtio_blk: cannot start: {e}");
+        report!(quiet, "{name}: cannot start: {e}");
         return;
     }
     tessera_live_update::slot::register(slot.clone());
     match slot.call_with(false, (), |d, ()| d.info()) {
         Ok(Ok(info)) => {
-            let disk = Arc::new(SlotDisk {
-                slot,
-                sectors: info.sectors,
-            });
-            match tessera_linux::block::add_disk("vda", disk) {
+            let disk = Arc::new(SlotDisk { slot, sectors: info.sectors });
+            match tessera_linux::block::add_disk(disk_name, disk) {
                 Ok(()) if !quiet => println!(
-                    "/dev/vda: {}, {} MiB{}",
+                    "/dev/{disk_name}: {}, {} MiB{}",
                     info.description,
                     info.sectors / 2048,
                     if info.read_only { ", read-only" } else { "" }
                 ),
                 Ok(()) => {}
-                Err(why) => report!(quiet, "/dev/vda: {why}"),
+                Err(why) => report!(quiet, "/dev/{disk_name}: {why}"),
             }
         }
-        Ok(Err(e)) => report!(quiet, "virtio_blk: {e}; no /dev/vda"),
-        Err(e) => report!(quiet, "virtio_blk: {e}; no /dev/vda"),
+        Ok(Err(e)) => report!(quiet, "{name}: {e}; no /dev/{disk_name}"),
+        Err(e) => report!(quiet, "{name}: {e}; no /dev/{disk_name}"),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct MachineOptions {
     /// Size of the empty scratch disk attached as virtio-blk (`/dev/vda`),
     /// in MiB; 0 for none.
     pub disk_mib: u64,
+    /// An image (raw or qcow2) attached after it as a second virtio-blk
+    /// disk (`/dev/vdb`, which the system mounts at `/mnt/disk`); kept.
+    pub extra_disk: Option<PathBuf>,
 }
 
 impl MachineOptions {
@@ -48,12 +51,13 @@ impl MachineOptions {
             memory: "256M".into(),
             wall_clock: Duration::from_secs(120),
             disk_mib: 16,
+            extra_disk: None,
         }
     }
 
     /// The GRUB path from the ISO.
     pub fn iso() -> Self {
-        Self { boot: Boot::Iso(iso_path()), memory: "256M".into(), wall_clock: Duration::from_secs(180), disk_mib: 16 }
+        Self { boot: Boot::Iso(iso_path()), memory: "256M".into(), wall_clock: Duration::from_secs(180), disk_mib: 16, extra_disk: None }
     }
 }
 
@@ -128,6 +132,13 @@ impl Machine {
             cmd.args(["-device", "virtio-blk-pci,drive=scratch"]);
             path
         });
+        if let Some(image) = &options.extra_disk {
+            let mut magic = [0u8; 4];
+            let qcow2 = std::fs::File::open(image).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"QFI\xfb";
+            let format = if qcow2 { "qcow2" } else { "raw" };
+            cmd.arg("-drive").arg(format!("file={},format={format},if=none,id=disk", image.display()));
+            cmd.args(["-device", "virtio-blk-pci,drive=disk"]);
+        }
         match &options.boot {
             Boot::Iso(iso) => {
                 cmd.arg("-cdrom").arg(iso);

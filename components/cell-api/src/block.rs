@@ -50,8 +50,11 @@ pub struct DeviceInfo {
 }
 framekernel_boundary::cell_data!(struct DeviceInfo { description, sectors, read_only });
 
-/// A block device driver.
+/// A block device driver. A new instance drives nothing until `attach`.
 pub trait BlockDriver: Send + Sync {
+    /// Takes the `nth` device this driver can drive (0: the first, in
+    /// the order of the bus), or says why there is none.
+    fn attach(&self, nth: u32) -> Result<DeviceInfo, BlockError>;
     /// The device, or why there is none.
     fn info(&self) -> Result<DeviceInfo, BlockError>;
     /// Reads `buf.len() / 512` sectors from `sector`.

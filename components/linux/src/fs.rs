@@ -240,11 +240,12 @@ impl File for VfsFile {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
-        let mut offset = self.offset.lock();
-        let n = self.node().read_at(*offset, buf)?;
-        crate::pagecache::read(self.node(), *offset, buf.get_mut(..n).unwrap_or(&mut []));
-        *offset += n as u64;
-        drop(offset);
+        // The offset lock (a spin lock) is not held across the node's I/O:
+        // a disk file system may wait for its disk or its cell's slot.
+        let at = *self.offset.lock();
+        let n = self.node().read_at(at, buf)?;
+        crate::pagecache::read(self.node(), at, buf.get_mut(..n).unwrap_or(&mut []));
+        *self.offset.lock() = at + n as u64;
         if n > 0 {
             crate::inotify::file_event(&self.location, crate::inotify::mask::ACCESS);
         }
@@ -256,16 +257,13 @@ impl File for VfsFile {
             return Err(Errno::EBADF);
         }
         let append = *self.flags.lock() & O_APPEND != 0;
-        let mut offset = self.offset.lock();
-        if append {
-            *offset = self.node().metadata().size;
-        }
-        crate::memfd::check_write(self.node(), *offset, buf.len())?;
-        let n = self.node().write_at(*offset, buf)?;
-        crate::pagecache::wrote(self.node(), *offset, buf.get(..n).unwrap_or(&[]));
+        // As in `read`, no spin lock is held across the node's I/O.
+        let at = if append { self.node().metadata().size } else { *self.offset.lock() };
+        crate::memfd::check_write(self.node(), at, buf.len())?;
+        let n = self.node().write_at(at, buf)?;
+        crate::pagecache::wrote(self.node(), at, buf.get(..n).unwrap_or(&[]));
         remove_privileges(self.node());
-        *offset += n as u64;
-        drop(offset);
+        *self.offset.lock() = at + n as u64;
         if n > 0 {
             crate::inotify::file_event(&self.location, crate::inotify::mask::MODIFY);
         }
@@ -277,11 +275,13 @@ impl File for VfsFile {
     }
 
     fn seek(&self, offset: i64, whence: u32) -> SysResult {
+        // The size is asked before the lock is taken (it may wait for a disk).
+        let size = if whence == SEEK_END { self.node().metadata().size as i64 } else { 0 };
         let mut current = self.offset.lock();
         let base = match whence {
             SEEK_SET => 0,
             SEEK_CUR => *current as i64,
-            SEEK_END => self.node().metadata().size as i64,
+            SEEK_END => size,
             _ => return Err(Errno::EINVAL),
         };
         let new = base.checked_add(offset).filter(|&n| n >= 0).ok_or(Errno::EINVAL)?;

@@ -93,19 +93,23 @@ struct VirtioBlk {
     device: Mutex<Result<Device, String>>,
 }
 
-fn find() -> Result<PciInfo, String> {
+/// The `nth` legacy virtio-blk function on the bus.
+fn find(nth: u32) -> Result<PciInfo, String> {
     let devices = framekernel::pci::devices();
-    if let Some(info) = devices.iter().find(|d| d.vendor == VENDOR && d.device == DEVICE_LEGACY) {
+    if let Some(info) = devices.iter().filter(|d| d.vendor == VENDOR && d.device == DEVICE_LEGACY).nth(nth as usize) {
         return Ok(*info);
     }
     if devices.iter().any(|d| d.vendor == VENDOR && d.device == DEVICE_MODERN) {
         return Err("only a modern-only virtio-blk (1af4:1042) is present; this driver needs the legacy interface".into());
     }
+    if nth > 0 {
+        return Err(format!("no virtio-blk PCI device number {nth}"));
+    }
     Err("no virtio-blk PCI device".into())
 }
 
-fn setup() -> Result<Device, String> {
-    let info = find()?;
+fn setup(nth: u32) -> Result<Device, String> {
+    let info = find(nth)?;
     let pci = PciDevice::claim(info.address).map_err(|e| format!("{e}"))?;
     pci.enable(true).map_err(|e| format!("{e}"))?;
     let ports = pci.io_ports(0).map_err(|e| format!("BAR 0: {e}"))?;
@@ -266,6 +270,20 @@ impl Drop for Device {
 }
 
 impl BlockDriver for VirtioBlk {
+    fn attach(&self, nth: u32) -> Result<DeviceInfo, BlockError> {
+        let mut slot = self.device.lock();
+        // A device this instance drove is let go first (its claim ends).
+        *slot = Err("re-attaching".into());
+        *slot = setup(nth);
+        if let Err(why) = &*slot {
+            log::info!("virtio_blk: {why}");
+        }
+        match &*slot {
+            Ok(device) => Ok(device.describe()),
+            Err(why) => Err(BlockError::NoDevice(why.clone())),
+        }
+    }
+
     fn info(&self) -> Result<DeviceInfo, BlockError> {
         match &*self.device.lock() {
             Ok(device) => Ok(device.describe()),
@@ -297,11 +315,7 @@ impl BlockDriver for VirtioBlk {
 }
 
 fn make() -> Export {
-    let device = setup();
-    if let Err(why) = &device {
-        log::info!("virtio_blk: {why}");
-    }
-    Box::new(VirtioBlk { device: Mutex::new(device) })
+    Box::new(VirtioBlk { device: Mutex::new(Err("not attached to a device".into())) })
 }
 
 tessera_cell_api::cell_entry!(block, make);

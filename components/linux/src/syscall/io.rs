@@ -21,10 +21,16 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
     if file.is_tty() {
         terminal_access(p, signal::num::SIGTTIN)?;
     }
-    // Regular files and disks never block: read all that was asked for,
-    // as Linux does (`dd bs=1M count=1` gets a whole megabyte). Pipes and
-    // terminals return what one read brings.
-    let whole = matches!(file.stat().kind, tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice);
+    // Regular files, disks and the memory devices (major 1: null, zero,
+    // full, random, urandom) never block: read all that was asked for, as
+    // Linux does (`dd if=/dev/zero bs=1M count=1` gets a whole megabyte).
+    // Pipes and terminals return what one read brings.
+    let stat = file.stat();
+    let whole = match stat.kind {
+        tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice => true,
+        tessera_vfs::FileType::CharDevice => stat.rdev >> 8 == 1,
+        _ => false,
+    };
     let interrupted = p.interrupt_check();
     read_to_user(p, buf, count, whole, |data, _| file.read(data, &interrupted))
 }
