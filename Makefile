@@ -49,7 +49,7 @@ QEMU_DISK = -drive file=$(SCRATCH),format=raw,if=none,id=scratch -device virtio-
 # QEMU's exit status after `poweroff` (isa-debug-exit with the success code).
 QEMU_POWEROFF := 33
 
-APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools e2fsprogs qemu-utils
+APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools e2fsprogs genext2fs qemu-utils
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps build cells audit audit-gate audit-crosscheck exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench ltp ltp-linux clean

@@ -53,6 +53,7 @@ enum FileKind {
     Cpuinfo,
     Loadavg,
     Filesystems,
+    Partitions,
     Stat,
     Cmdline,
     Cells,
@@ -136,7 +137,7 @@ struct Dir(DirKind);
 struct File(FileKind);
 struct Link(LinkKind);
 
-const ROOT_FILES: [(&str, FileKind); 10] = [
+const ROOT_FILES: [(&str, FileKind); 11] = [
     ("meminfo", FileKind::Meminfo),
     ("uptime", FileKind::Uptime),
     ("version", FileKind::Version),
@@ -144,6 +145,7 @@ const ROOT_FILES: [(&str, FileKind); 10] = [
     ("cpuinfo", FileKind::Cpuinfo),
     ("loadavg", FileKind::Loadavg),
     ("filesystems", FileKind::Filesystems),
+    ("partitions", FileKind::Partitions),
     ("stat", FileKind::Stat),
     ("cmdline", FileKind::Cmdline),
     ("cells", FileKind::Cells),
@@ -317,6 +319,13 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
             let info = process(pid)?;
             let thread = info.thread_list().into_iter().find(|t| t.tid == tid).ok_or(FsError::NotFound)?;
             format!("{}\n", thread.comm())
+        }
+        FileKind::Partitions => {
+            let mut out = String::from("major minor  #blocks  name\n\n");
+            for (name, rdev, sectors) in crate::block::disks() {
+                out.push_str(&format!("{:4}  {:7} {:10} {name}\n", rdev >> 8, rdev & 0xff, sectors / 2));
+            }
+            out
         }
         FileKind::Filesystems => {
             let mut out: String = crate::syscall::FILESYSTEMS.iter().map(|fs| format!("nodev\t{fs}\n")).collect();

@@ -253,6 +253,42 @@ fn read_u32(p: &Process, addr: u64) -> Result<u32, Errno> {
 /// `RNDGETENTCNT`: the entropy count of the random devices.
 const RNDGETENTCNT: u64 = 0x8004_5200;
 
+/// The block-device ioctls `blockdev`, `mke2fs` and `fdisk` use.
+fn block_ioctl(p: &mut Process, rdev: u64, request: u64, arg: u64) -> SysResult {
+    const BLKROSET: u64 = 0x125d;
+    const BLKROGET: u64 = 0x125e;
+    const BLKRRPART: u64 = 0x125f;
+    const BLKGETSIZE: u64 = 0x1260;
+    const BLKFLSBUF: u64 = 0x1261;
+    const BLKSSZGET: u64 = 0x1268;
+    const BLKBSZGET: u64 = 0x8008_1270;
+    const BLKGETSIZE64: u64 = 0x8008_1272;
+    const BLKIOMIN: u64 = 0x1278;
+    const BLKIOOPT: u64 = 0x1279;
+    const BLKPBSZGET: u64 = 0x127b;
+    let (_, disk) = crate::block::disk(rdev).ok_or(Errno::ENXIO)?;
+    let bytes = disk.sectors()?.saturating_mul(crate::block::SECTOR);
+    let int = |p: &mut Process, v: u32| p.memory.write(arg, &v.to_le_bytes()).map(|()| 0);
+    match request {
+        BLKGETSIZE64 => p.memory.write(arg, &bytes.to_le_bytes()).map(|()| 0),
+        BLKGETSIZE => p.memory.write(arg, &(bytes / 512).to_le_bytes()).map(|()| 0),
+        BLKSSZGET | BLKPBSZGET | BLKIOMIN => int(p, 512),
+        BLKBSZGET => int(p, 4096),
+        BLKIOOPT | BLKROGET => int(p, 0),
+        BLKFLSBUF | BLKROSET | BLKRRPART => {
+            if !p.info.credentials().capable(crate::process::cap::SYS_ADMIN) {
+                return Err(Errno::EACCES);
+            }
+            match request {
+                BLKFLSBUF => disk.flush().map(|()| 0),
+                BLKRRPART => Err(Errno::EINVAL), // no partition tables yet
+                _ => Err(Errno::EOPNOTSUPP),
+            }
+        }
+        _ => Err(Errno::ENOTTY),
+    }
+}
+
 pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResult {
     let file = p.files.get(fd)?;
     match request {
@@ -279,6 +315,9 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
     let stat = file.stat();
     if request == RNDGETENTCNT && stat.kind == tessera_vfs::FileType::CharDevice && matches!(stat.rdev, 0x108 | 0x109) {
         return p.memory.write(arg, &256i32.to_le_bytes()).map(|()| 0);
+    }
+    if stat.kind == tessera_vfs::FileType::BlockDevice {
+        return block_ioctl(p, stat.rdev, request, arg);
     }
     let tty = file.as_tty().ok_or(Errno::ENOTTY)?;
     match request {
