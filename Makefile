@@ -130,10 +130,10 @@ $(CELLCTL): userspace/cellctl/cellctl.c | deps
 	@mkdir -p $(dir $@)
 	musl-gcc -static -Os -Wall -Werror -o $@ $<
 
-$(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh | deps
+$(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh userspace/bench/fs.sh | deps
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -o $@ $<
-	cp userspace/bench/cells.sh $(dir $@)cells.sh
+	cp userspace/bench/cells.sh userspace/bench/fs.sh $(dir $@)
 
 # Hostile and unsupported program files for userspace/tests/exec.c.
 TESTDATA := $(BUILD)/userspace/testdata

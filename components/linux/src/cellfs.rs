@@ -268,6 +268,7 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
     }
     let node = fs.node_for(&root);
     MOUNTED.lock().push(fs.clone());
+    start_writeback();
     log::info!("{source}: {fstype} mounted ({} blocks of {bs} bytes{})", info.blocks, if read_only { ", read-only" } else { "" });
     Ok(node)
 }
@@ -275,6 +276,36 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
 /// The mounted cell file system whose files have device number `dev`.
 pub fn mounted(dev: u64) -> Option<Arc<CellFs>> {
     MOUNTED.lock().iter().find(|m| m.dev == dev).cloned()
+}
+
+/// Seconds between periodic write-backs.
+pub const WRITEBACK_SECONDS: u64 = 5;
+
+/// Starts the task that writes what mounted file systems hold dirty back
+/// every [`WRITEBACK_SECONDS`] (Linux's flusher threads wake every 5 s),
+/// so at most that much work is lost if the machine stops unsynced.
+fn start_writeback() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let spawned = tessera_sched::spawn("writeback", || {
+        loop {
+            crate::syscall::proc::kernel_sleep(WRITEBACK_SECONDS * 1_000_000_000);
+            let all = MOUNTED.lock().clone();
+            for fs in all {
+                if fs.dirty()
+                    && let Err(e) = fs.sync()
+                {
+                    log::warn!("{}: write-back failed: {e:?}", fs.source);
+                }
+            }
+        }
+    });
+    if spawned.is_err() {
+        STARTED.store(false, Ordering::Relaxed);
+        log::warn!("cellfs: no write-back task (out of memory): data is written on sync and unmount only");
+    }
 }
 
 /// Writes every mounted cell file system's changes to its disk.
@@ -379,6 +410,14 @@ impl CellFs {
             st.data.flush().map_err(io)?;
             fs.disk.flush().map_err(io)
         })
+    }
+
+    /// True when either cache holds blocks not yet written.
+    fn dirty(&self) -> bool {
+        match self.state.try_lock() {
+            Some(st) => st.meta.dirty_blocks() + st.data.dirty_blocks() > 0,
+            None => true, // in use: ask again through `sync`
+        }
     }
 
     /// True while files of it are in use (other than its root).

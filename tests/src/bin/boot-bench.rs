@@ -58,6 +58,100 @@ fn main() {
     shell_figures();
     cell_figures();
     cell_call_figures();
+    fs_figures();
+}
+
+/// A fresh ext2 image (4 KiB blocks) for the file-system figures.
+fn ext2_image(tag: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("tessera-fsbench-{}-{tag}.img", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let ok = std::process::Command::new("mkfs.ext2").args(["-q", "-F", "-b", "4096"]).arg(&path).arg("256M").status().map(|s| s.success());
+    assert!(matches!(ok, Ok(true)), "mkfs.ext2 failed (make deps installs e2fsprogs)");
+    path
+}
+
+fn fsck_verdict(image: &std::path::Path) -> &'static str {
+    let clean = std::process::Command::new("e2fsck").arg("-fn").arg(image).output().map(|o| o.status.success());
+    if matches!(clean, Ok(true)) { "clean" } else { "NOT clean" }
+}
+
+/// `fsbench NAME: SECONDS s ...` lines as (name, seconds).
+fn fs_lines(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("fsbench ")?;
+            let (name, value) = rest.split_once(": ")?;
+            Some((name.to_string(), value.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// ext2 on a virtio disk: userspace/bench/fs.sh on Tessera (the ext2
+/// cell) and on Debian's Linux (its ext4 driver serving ext2) in the same
+/// QEMU, each on a fresh 256 MiB image; and the ext2 cell's swap downtime
+/// with a file open and being written.
+fn fs_figures() {
+    let image = ext2_image("tessera");
+    let mut options = MachineOptions::kernel("");
+    options.extra_disk = Some(image.clone());
+    options.memory = "512M".into();
+    options.wall_clock = Duration::from_secs(1500);
+    let mut machine = Machine::start("fs-bench", &options);
+    machine.expect("built-in shell (ash)", Duration::from_secs(120));
+    machine.expect("# ", Duration::from_secs(60));
+    machine.send("sh /opt/tessera/bench/fs.sh /mnt/disk /dev/vdb 2>&1\r");
+    machine.expect("fs.sh /mnt/disk /dev/vdb 2>&1\n", Duration::from_secs(30));
+    let tessera = fs_lines(&machine.expect("fsbench done", Duration::from_secs(1200)));
+    machine.expect("# ", Duration::from_secs(60));
+    // Swap the ext2 cell five times while a file on it is open and written.
+    machine.send("exec 3>/mnt/disk/open; (i=0; while [ $i -lt 400 ]; do echo line $i >&3; i=$((i+1)); done) & for i in 1 2 3 4 5; do cellctl swap ext2 /lib/cells/ext2.cell; done; wait; echo \"lines=$(wc -l < /mnt/disk/open)\"; exec 3>&-\r");
+    let swaps = machine.expect("lines=", Duration::from_secs(300));
+    let lines = machine.expect("\n", Duration::from_secs(30));
+    let downtimes: Vec<f64> = swaps
+        .lines()
+        .filter(|l| l.contains("in slot ext2:"))
+        .filter_map(|l| l.split("gate closed for ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    machine.send("poweroff\r");
+    let _ = machine.wait_exit(Duration::from_secs(60));
+    let tessera_clean = fsck_verdict(&image);
+    let _ = std::fs::remove_file(&image);
+
+    let linux_image = ext2_image("linux");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../userspace/bench/linux-fs.sh");
+    let linux = std::process::Command::new("sh").arg(&script).arg(&linux_image).output();
+    let linux_clean = fsck_verdict(&linux_image);
+    let _ = std::fs::remove_file(&linux_image);
+    let linux = match linux {
+        Ok(out) if out.status.success() => fs_lines(&String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => {
+            println!("ext2 on Linux: not measured: {}", String::from_utf8_lossy(&out.stderr).trim());
+            Vec::new()
+        }
+        Err(e) => {
+            println!("ext2 on Linux: not measured: {e}");
+            Vec::new()
+        }
+    };
+    println!("ext2 on a virtio disk, same QEMU (TCG, 512 MiB), seconds (lower is better):");
+    println!("  {:<10} {:>9} {:>9}", "workload", "Tessera", "Linux 6.1");
+    for (name, secs) in &tessera {
+        let other = linux.iter().find(|(n, _)| n == name).map_or("-".to_string(), |(_, v)| format!("{v:.2}"));
+        let rate = match name.as_str() {
+            "seq-write" | "seq-read" => format!("  ({:.1} MB/s on Tessera)", 64.0 * 1.048_576 / secs.max(0.01)),
+            _ => String::new(),
+        };
+        println!("  {name:<10} {secs:>9.2} {other:>9}{rate}");
+    }
+    println!("  e2fsck -fn afterwards: Tessera's image {tessera_clean}, Linux's image {linux_clean}");
+    if !downtimes.is_empty() {
+        println!(
+            "  ext2 cell swap with a file open and written: median downtime {:.0} us over {} swaps; {} of 400 lines written",
+            median(downtimes.clone()),
+            downtimes.len(),
+            lines.trim()
+        );
+    }
 }
 
 /// The cost of one call through a slot and the cell boundary.

@@ -664,6 +664,15 @@ pub fn sleep_tick(_tick: u64) {
     }
 }
 
+/// Puts the current kernel task to sleep for `ns` nanoseconds (a kernel
+/// task's timed wait: no signals).
+pub fn kernel_sleep(ns: u64) {
+    let deadline = framekernel::time::now_ns().saturating_add(ns);
+    let _alarm = Alarm::new(deadline);
+    let queue = WaitQueue::new();
+    queue.wait_until(|| (framekernel::time::now_ns() >= deadline).then_some(()));
+}
+
 /// Sleeps until `deadline` (ns since boot); EINTR with the time left when
 /// a signal arrives first. Only the alarm and signals wake it.
 fn sleep_until(p: &Process, deadline: u64) -> Result<(), (Errno, u64)> {
