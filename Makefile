@@ -301,11 +301,12 @@ ltp-linux: deps
 	tests/ltp/run.sh --linux $(LTP_ARGS) $(LTP_BUILD)
 
 # --- measurements -----------------------------------------------------------
-bench: $(ISO) $(INITRD)
+# `make bench BENCH=fs`: only the file-system figures (Tessera and, when
+# tests/ltp/fetch-linux.sh has fetched it, Debian's Linux).
+bench: $(ISO) $(INITRD) $(MKINITRD)
 	$(TEST_ENV) \
-		$(CARGO) run -q -p tessera-tests --bin boot-bench --release
-	@echo "The same user benchmark natively on this host, for reference:"
-	@$(BENCH_BIN) | sed 's/^/  host /'
+		$(CARGO) run -q -p tessera-tests --bin boot-bench --release -- $(BENCH)
+	@[ -n "$(BENCH)" ] || { echo "The same user benchmark natively on this host, for reference:"; $(BENCH_BIN) | sed 's/^/  host /'; }
 
 clean:
 	$(CARGO) clean

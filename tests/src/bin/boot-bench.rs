@@ -39,6 +39,11 @@ fn measure(label: &str, options: &MachineOptions) {
 }
 
 fn main() {
+    // `boot-bench fs`: only the file-system figures.
+    if std::env::args().nth(1).as_deref() == Some("fs") {
+        fs_figures();
+        return;
+    }
     let kernel = kernel_path();
     let iso = iso_path();
     let bytes = std::fs::read(&kernel).expect("read kernel");
