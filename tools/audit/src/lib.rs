@@ -112,12 +112,21 @@ pub struct Totals {
     pub trusted_crates: usize,
     /// Crates compiled into the kernel and cells.
     pub kernel_crates: usize,
+    /// Of our safe code (outside the base), lines in cells
+    /// (`tessera-cell-*` crates other than `tessera-cell-api`).
+    #[serde(default)]
+    pub cell_lines: usize,
 }
 
 impl Totals {
     /// Trusted share of our own code, in percent.
     pub fn own_share(&self) -> f64 {
         percent(self.own_trusted_lines, self.own_lines)
+    }
+
+    /// Share of our code outside the base that lives in cells, in percent.
+    pub fn cell_share(&self) -> f64 {
+        percent(self.cell_lines, self.own_lines - self.own_trusted_lines)
     }
 
     /// Trusted share with dependencies, in percent.
@@ -604,6 +613,8 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
             totals.own_lines += lines;
             if c.trusted {
                 totals.own_trusted_lines += lines;
+            } else if c.name.starts_with("tessera-cell-") && c.name != "tessera-cell-api" {
+                totals.cell_lines += lines;
             }
         }
     }
@@ -710,6 +721,13 @@ pub fn render_text(audit: &Audit, previous: Option<&Totals>) -> String {
         delta(t.all_share(), previous.map(Totals::all_share))
     );
     let _ = writeln!(out, "  lines inside unsafe blocks and functions: {}", t.unsafe_lines);
+    let _ = writeln!(
+        out,
+        "  our code outside the base: {} lines, {} of them in cells = {:.1}%",
+        t.own_lines - t.own_trusted_lines,
+        t.cell_lines,
+        t.cell_share()
+    );
     if !audit.notes.is_empty() {
         let _ = writeln!(out, "\nNotes ({}):", audit.notes.len());
         for (krate, f) in &audit.notes {
@@ -821,6 +839,13 @@ pub fn render_markdown(audit: &Audit, previous: Option<&Totals>) -> String {
         t.all_trusted_lines,
         t.all_lines,
         previous.map(|p| format!(" Last recorded: {:.1}% / {:.1}%.", p.own_share(), p.all_share())).unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "Of our code outside the base ({} lines), **{:.1}%** lives in cells ({} lines).\n",
+        t.own_lines - t.own_trusted_lines,
+        t.cell_share(),
+        t.cell_lines
     );
     out.push_str("| crate | where | trust | lines | unsafe lines | blocks | SAFETY | unsafe fn | # Safety | impls | traits | extern/attr | asm |\n");
     out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
