@@ -15,7 +15,6 @@ use crate::bcache::BlockCache;
 use crate::block::BlockBackend;
 use crate::errno::Errno;
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -95,7 +94,6 @@ struct State {
 
 /// A mounted disk file system.
 pub struct CellFs {
-    fstype: String,
     source: String,
     slot: Arc<FsSlot>,
     disk: Arc<dyn BlockBackend>,
@@ -245,7 +243,6 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
     let meta = BlockCache::new(disk.clone(), bs, META_CACHE, 8)?;
     let data = BlockCache::new(disk.clone(), bs, DATA_CACHE, (32 * 1024 / bs) as u64)?;
     let fs = Arc::new(CellFs {
-        fstype: fstype.into(),
         source: source.into(),
         slot,
         disk,
@@ -308,6 +305,12 @@ fn start_writeback() {
     }
 }
 
+/// The mounted cell file system whose root directory is `root`.
+pub fn mounted_root(root: &NodeRef) -> Option<Arc<CellFs>> {
+    let (dev, ino) = root.fs_node_id();
+    mounted(dev).filter(|fs| fs.root == ino)
+}
+
 /// Writes every mounted cell file system's changes to its disk.
 pub fn sync_all() {
     let all = MOUNTED.lock().clone();
@@ -316,11 +319,6 @@ pub fn sync_all() {
             log::warn!("{}: sync failed: {e:?}", fs.source);
         }
     }
-}
-
-/// `(source, type)` of every mounted cell file system by device.
-pub fn describe(dev: u64) -> Option<(String, String)> {
-    mounted(dev).map(|fs| (fs.source.clone(), fs.fstype.clone()))
 }
 
 impl CellFs {
@@ -435,26 +433,6 @@ impl CellFs {
         self.gone.store(true, Ordering::Relaxed);
         MOUNTED.lock().retain(|m| !core::ptr::eq(&**m, self));
         Ok(())
-    }
-
-    /// Figures for `/proc/fs/cellfs`-style reports and the benchmarks.
-    pub fn describe(&self) -> String {
-        let st = self.lock();
-        format!(
-            "{} on {} ({}): meta cache {} hits {} misses {} reads {} writes, data cache {} hits {} misses {} reads {} writes, {} failures",
-            self.fstype,
-            self.source,
-            self.block_size,
-            st.meta.stats.hits,
-            st.meta.stats.misses,
-            st.meta.stats.reads,
-            st.meta.stats.writes,
-            st.data.stats.hits,
-            st.data.stats.misses,
-            st.data.stats.reads,
-            st.data.stats.writes,
-            self.failures.load(Ordering::Relaxed)
-        )
     }
 }
 

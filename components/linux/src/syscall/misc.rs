@@ -513,7 +513,8 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     let path = at.path();
     // A disk file system: refused while its files are in use (unless
     // MNT_DETACH), then marked clean and written back.
-    let cell = vfs.mount_root(&path).and_then(|root| crate::cellfs::mounted(root.fs_node_id().0));
+    let cell_type = vfs.mount_table().into_iter().rev().find(|m| m.1 == path).is_some_and(|m| crate::cellfs::type_names().contains(&m.2));
+    let cell = if cell_type { vfs.mount_root(&path).and_then(|root| crate::cellfs::mounted_root(&root)) } else { None };
     drop(at);
     if let Some(fs) = &cell {
         const MNT_DETACH: u64 = 2;
