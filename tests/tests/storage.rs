@@ -129,6 +129,12 @@ fn files_written_in_one_boot_are_there_in_the_next_and_e2fsck_finds_the_disk_cle
 fn busybox_mke2fs_makes_a_file_system_the_host_reads() {
     let disk = image("mke2fs", "32M", &[]);
     let mut m = boot("storage-mke2fs", &disk, "256M");
+    // What tools read about the disk: sysfs (mdev makes the node again
+    // from it), /proc/partitions, the block ioctls.
+    run(&mut m, "cat /sys/block/vdb/size /sys/class/block/vdb/dev", "65536\n254:16");
+    run(&mut m, "rm /dev/vdb && mdev -s && ls -l /dev/vdb", "254,  16");
+    run(&mut m, "grep vdb /proc/partitions", "254       16      32768 vdb");
+    run(&mut m, "blockdev --getsize64 /dev/vdb", "33554432");
     run(&mut m, "mke2fs /dev/vdb >/dev/null 2>&1; echo status $?", "status 0");
     run(&mut m, "mount -t ext2 /dev/vdb /mnt/disk && echo hello from tessera > /mnt/disk/hello && mkdir /mnt/disk/d && umount /mnt/disk && echo ok", "ok");
     poweroff(m);
