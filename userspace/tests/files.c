@@ -237,11 +237,43 @@ static void o_path_and_links(void) {
     unlink("a-link");
 }
 
+/* Removing entries while reading the directory (what `rm -r` does) must
+ * not skip any: 3000 files, each unlinked as readdir returns it, then the
+ * directory is empty. */
+static void remove_while_reading(void) {
+    CHECK(mkdir("many", 0755) == 0);
+    char name[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "many/file-with-a-longer-name-%04d", i);
+        int fd = open(name, O_CREAT | O_WRONLY, 0644);
+        if (fd < 0) {
+            CHECK(fd >= 0);
+            return;
+        }
+        close(fd);
+    }
+    DIR *d = opendir("many");
+    CHECK(d != NULL);
+    int removed = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    if (d)
+        closedir(d);
+    CHECK(removed == 3000);
+    CHECK(rmdir("many") == 0);
+}
+
 int main(void) {
     char dir[] = "/tmp/tessera-files-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     CHECK(chdir(dir) == 0);
     exchange();
+    remove_while_reading();
     char cwd[PATH_MAX];
     CHECK(getcwd(cwd, sizeof cwd) != NULL && strcmp(cwd, dir) == 0);
     CHECK(getcwd(cwd, 3) == NULL && errno == ERANGE);

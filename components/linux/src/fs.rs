@@ -201,12 +201,18 @@ pub struct VfsFile {
     location: Location,
     offset: Mutex<u64>,
     flags: Mutex<u32>,
+    /// A directory's entries as the first `getdents` from the start saw
+    /// them: later calls continue in this list, so removing entries while
+    /// reading (`rm -r`) skips none (POSIX leaves it open whether entries
+    /// added or removed since `opendir`/`rewinddir` show up). Dropped by
+    /// `lseek`.
+    listing: Mutex<Option<Arc<alloc::vec::Vec<tessera_vfs::DirEntry>>>>,
 }
 
 impl VfsFile {
     /// Opens `location` with `flags` (access mode and status flags).
     pub fn new(location: Location, flags: u32) -> Self {
-        Self { location, offset: Mutex::new(0), flags: Mutex::new(flags) }
+        Self { location, offset: Mutex::new(0), flags: Mutex::new(flags), listing: Mutex::new(None) }
     }
 
     fn node(&self) -> &NodeRef {
@@ -277,6 +283,7 @@ impl File for VfsFile {
     fn seek(&self, offset: i64, whence: u32) -> SysResult {
         // The size is asked before the lock is taken (it may wait for a disk).
         let size = if whence == SEEK_END { self.node().metadata().size as i64 } else { 0 };
+        *self.listing.lock() = None;
         let mut current = self.offset.lock();
         let base = match whence {
             SEEK_SET => 0,
@@ -327,13 +334,23 @@ impl File for VfsFile {
             return Err(Errno::EBADF);
         }
         let node = self.node();
-        let mut entries = node.entries()?;
-        let meta = node.metadata();
-        let dots = [
-            tessera_vfs::DirEntry { name: String::from("."), ino: meta.ino, kind: FileType::Directory },
-            tessera_vfs::DirEntry { name: String::from(".."), ino: meta.ino, kind: FileType::Directory },
-        ];
-        entries.splice(0..0, dots);
+        let start = *self.offset.lock();
+        let cached = if start == 0 { None } else { self.listing.lock().clone() };
+        let entries = match cached {
+            Some(entries) => entries,
+            None => {
+                let mut entries = node.entries()?;
+                let meta = node.metadata();
+                let dots = [
+                    tessera_vfs::DirEntry { name: String::from("."), ino: meta.ino, kind: FileType::Directory },
+                    tessera_vfs::DirEntry { name: String::from(".."), ino: meta.ino, kind: FileType::Directory },
+                ];
+                entries.splice(0..0, dots);
+                let entries = Arc::new(entries);
+                *self.listing.lock() = Some(entries.clone());
+                entries
+            }
+        };
         // The offset counts entries already returned.
         let mut index = self.offset.lock();
         let mut used = 0usize;
