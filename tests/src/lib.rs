@@ -260,6 +260,16 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
+        // SIGTERM to `timeout`, which passes it on to QEMU (a SIGKILL
+        // would end `timeout` alone and leave QEMU running); SIGKILL only
+        // if they are not gone after a while.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(disk) = &self.disk {
