@@ -432,9 +432,7 @@ fn dir_blocks(tx: &Tx, dir: &Inode) -> R<Vec<u64>> {
 
 /// One entry as stored.
 struct Dirent<'a> {
-    off: usize,
     ino: u64,
-    rec_len: usize,
     name: &'a [u8],
     kind: u8,
 }
@@ -446,28 +444,74 @@ type RawEntry = (usize, u64, usize, usize, u8);
 /// entry before it in that block.
 type Found = (u64, u64, usize, Option<usize>);
 
-/// The entries of one directory block, checked.
-fn entries(tx: &Tx, blk: &[u8]) -> R<Vec<RawEntry>> {
-    let mut out = Vec::new();
+/// Calls `f` with each entry of one directory block, checked, until it
+/// answers `Some`.
+fn each_entry<T>(tx: &Tx, blk: &[u8], mut f: impl FnMut(RawEntry) -> Option<T>) -> R<Option<T>> {
     let mut off = 0;
     let bs = tx.sb.block_size;
+    let filetype = tx.sb.filetype;
+    let inodes = u64::from(tx.sb.inodes);
     while off < bs {
         let ino = u64::from(le32(blk, off));
         let rec_len = usize::from(le16(blk, off + 4));
-        let name_len = if tx.sb.filetype { usize::from(*blk.get(off + 6).unwrap_or(&0)) } else { usize::from(le16(blk, off + 6)) };
-        let kind = if tx.sb.filetype { *blk.get(off + 7).unwrap_or(&0) } else { 0 };
-        if rec_len < 12 && !(rec_len == 8 && name_len == 0 && ino == 0) || rec_len % 4 != 0 || off + rec_len > bs || (ino != 0 && 8 + name_len > rec_len) || ino > u64::from(tx.sb.inodes) {
+        let name_len = if filetype { usize::from(*blk.get(off + 6).unwrap_or(&0)) } else { usize::from(le16(blk, off + 6)) };
+        let kind = if filetype { *blk.get(off + 7).unwrap_or(&0) } else { 0 };
+        if rec_len < 12 && !(rec_len == 8 && name_len == 0 && ino == 0) || rec_len % 4 != 0 || off + rec_len > bs || (ino != 0 && 8 + name_len > rec_len) || ino > inodes {
             return corrupt();
         }
-        out.push((off, ino, rec_len, name_len, kind));
+        if let Some(t) = f((off, ino, rec_len, name_len, kind)) {
+            return Ok(Some(t));
+        }
         off += rec_len;
     }
+    Ok(None)
+}
+
+/// The entries of one directory block, checked.
+fn entries(tx: &Tx, blk: &[u8]) -> R<Vec<RawEntry>> {
+    let mut out = Vec::new();
+    each_entry(tx, blk, |e| {
+        out.push(e);
+        None::<()>
+    })?;
     Ok(out)
 }
 
+/// Room for a new entry: block, offset of the entry to split (or reuse),
+/// the bytes that entry keeps, and its record length.
+type Spot = (u64, usize, usize, usize);
+
+/// One pass over `dir`: where `name` is, and the first place a new entry
+/// of `name`'s length fits.
+fn scan(tx: &Tx, dir: &Inode, name: &[u8]) -> R<(Option<Found>, Option<Spot>)> {
+    let need = (8 + name.len() + 3) & !3;
+    let mut spot = None;
+    for b in dir_blocks(tx, dir)? {
+        let blk = tx.read(b)?;
+        let mut prev = None;
+        let found = each_entry(tx, blk, |(off, ino, rec_len, name_len, _)| {
+            if ino != 0 && name_len == name.len() && blk.get(off + 8..off + 8 + name_len) == Some(name) {
+                return Some((ino, b, off, prev));
+            }
+            if spot.is_none() {
+                let used = if ino == 0 { 0 } else { (8 + name_len + 3) & !3 };
+                if rec_len - used >= need {
+                    spot = Some((b, off, used, rec_len));
+                }
+            }
+            prev = Some(off);
+            None
+        })?;
+        if found.is_some() {
+            return Ok((found, spot));
+        }
+    }
+    Ok((None, spot))
+}
+
 fn dirent<'a>(blk: &'a [u8], e: RawEntry) -> Dirent<'a> {
-    let (off, ino, rec_len, name_len, kind) = e;
-    Dirent { off, ino, rec_len, name: blk.get(off + 8..off + 8 + name_len).unwrap_or(&[]), kind }
+    let (off, ino, _, name_len, kind) = e;
+    Dirent { ino, name: blk.get(off + 8..off + 8 + name_len).unwrap_or(&[]), kind }
 }
 
 /// Finds `name` in `dir`: inode, block, offset, and the offset of the
@@ -476,12 +520,15 @@ fn find(tx: &Tx, dir: &Inode, name: &[u8]) -> R<Option<Found>> {
     for b in dir_blocks(tx, dir)? {
         let blk = tx.read(b)?;
         let mut prev = None;
-        for e in entries(tx, blk)? {
-            let d = dirent(blk, e);
-            if d.ino != 0 && d.name == name {
-                return Ok(Some((d.ino, b, d.off, prev)));
+        let found = each_entry(tx, blk, |(off, ino, _, name_len, _)| {
+            if ino != 0 && name_len == name.len() && blk.get(off + 8..off + 8 + name_len) == Some(name) {
+                return Some((ino, b, off, prev));
             }
-            prev = Some(d.off);
+            prev = Some(off);
+            None
+        })?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
@@ -555,8 +602,9 @@ fn check_name(name: &str) -> R<()> {
     Ok(())
 }
 
-/// Adds entry `name` → `ino` to `dir` (which must not have it).
-fn add_entry(tx: &mut Tx, dir: &mut Inode, name: &[u8], ino: u64, kind: u8, now: Time) -> R<()> {
+/// Adds entry `name` → `ino` to `dir` (which must not have it) at
+/// `spot` (from `scan`), or in a new block at the end when there is none.
+fn add_entry(tx: &mut Tx, dir: &mut Inode, name: &[u8], ino: u64, kind: u8, spot: Option<Spot>, now: Time) -> R<()> {
     #[cfg(feature = "faulty")]
     if name.starts_with(b"ext2-fault") {
         // The faulty build's bug: an index out of bounds, a panic the
@@ -565,33 +613,21 @@ fn add_entry(tx: &mut Tx, dir: &mut Inode, name: &[u8], ino: u64, kind: u8, now:
         #[allow(clippy::indexing_slicing)]
         let _ = probe[name.len()];
     }
-    let need = (8 + name.len() + 3) & !3;
     let bs = tx.sb.block_size;
-    let blocks = dir_blocks(tx, dir)?;
-    for b in blocks.iter().copied() {
-        let spot = {
-            let blk = tx.read(b)?;
-            entries(tx, blk)?.into_iter().find_map(|e| {
-                let d = dirent(blk, e);
-                let used = if d.ino == 0 { 0 } else { (8 + d.name.len() + 3) & !3 };
-                (d.rec_len - used >= need).then_some((d.off, used, d.rec_len))
-            })
-        };
-        if let Some((off, used, rec_len)) = spot {
-            let blk = tx.modify(b)?;
-            if used == 0 {
-                put_entry(blk, off, ino, rec_len, name, kind);
-            } else {
-                put16(blk, off + 4, used as u16);
-                put_entry(blk, off + used, ino, rec_len - used, name, kind);
-            }
-            return touch_dir(tx, dir, now);
+    if let Some((b, off, used, rec_len)) = spot {
+        let blk = tx.modify(b)?;
+        if used == 0 {
+            put_entry(blk, off, ino, rec_len, name, kind);
+        } else {
+            put16(blk, off + 4, used as u16);
+            put_entry(blk, off + used, ino, rec_len - used, name, kind);
         }
+        return touch_dir(tx, dir, now);
     }
     // A new block at the end.
-    let l = blocks.len() as u64;
-    let goal = blocks.last().map_or(0, |b| b + 1);
-    let b = bmap_alloc(tx, dir, l, goal)? & !FRESH;
+    let l = dir.size() / bs as u64;
+    let goal = if l > 0 { bmap(tx, dir, l - 1)? } else { 0 };
+    let b = bmap_alloc(tx, dir, l, goal.saturating_add(u64::from(goal != 0)))? & !FRESH;
     let blk = tx.fresh(b)?;
     put_entry(blk, 0, ino, bs, name, kind);
     dir.set_size(dir.size() + bs as u64);
@@ -686,7 +722,8 @@ fn create(tx: &mut Tx, dir: u64, name: &str, mode: u32, uid: u32, gid: u32, now:
     if d.links() == 0 {
         return Err(Stop::Fail(FsErr::NotFound)); // a removed directory
     }
-    if find(tx, &d, name.as_bytes())?.is_some() {
+    let (existing, spot) = scan(tx, &d, name.as_bytes())?;
+    if existing.is_some() {
         return Err(Stop::Fail(FsErr::Exists));
     }
     let is_dir = mode & S_IFMT == S_IFDIR;
@@ -706,7 +743,7 @@ fn create(tx: &mut Tx, dir: u64, name: &str, mode: u32, uid: u32, gid: u32, now:
     fill(tx, &mut inode)?;
     tx.put_inode(&inode)?;
     let kind = file_type(tx, mode);
-    add_entry(tx, &mut d, name.as_bytes(), ino, kind, now)?;
+    add_entry(tx, &mut d, name.as_bytes(), ino, kind, spot, now)?;
     if is_dir {
         d.set_links(d.links() + 1);
         tx.put_inode(&d)?;
@@ -733,7 +770,8 @@ fn link(tx: &mut Tx, dir: u64, name: &str, ino: u64, replace: bool, now: Time) -
     }
     let kind = file_type(tx, inode.mode());
     let mut replaced = None;
-    match find(tx, &d, name.as_bytes())? {
+    let (existing, spot) = scan(tx, &d, name.as_bytes())?;
+    match existing {
         Some(_) if !replace => return Err(Stop::Fail(FsErr::Exists)),
         Some((old, b, off, _)) => {
             if old == ino {
@@ -758,7 +796,7 @@ fn link(tx: &mut Tx, dir: u64, name: &str, ino: u64, replace: bool, now: Time) -
             replaced = Some(attr(tx, &victim));
             touch_dir(tx, &mut d, now)?;
         }
-        None => add_entry(tx, &mut d, name.as_bytes(), ino, kind, now)?,
+        None => add_entry(tx, &mut d, name.as_bytes(), ino, kind, spot, now)?,
     }
     if moving_dir {
         if d.links() >= LINK_MAX {
