@@ -15,7 +15,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/tessera-linux-fs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/ovl/lib/bench" "$work/ovl/opt/bench"
 # The modules for virtio-blk and ext2 (ext4's driver), in load order.
-for m in drivers/virtio/virtio.ko drivers/virtio/virtio_ring.ko drivers/virtio/virtio_pci_modern_dev.ko \
+for m in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko drivers/virtio/virtio_pci_modern_dev.ko \
     drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko \
     lib/crc16.ko crypto/crc32c_generic.ko fs/mbcache.ko fs/jbd2/jbd2.ko fs/ext4/ext4.ko; do
     cp "$mods/$m" "$work/ovl/lib/bench/"
@@ -44,4 +44,4 @@ timeout --kill-after=5 900 qemu-system-x86_64 -machine q35 -cpu max -m 512M -no-
     -drive "file=$work/scratch,format=raw,if=none,id=scratch" -device virtio-blk-pci,drive=scratch \
     -drive "file=$image,format=raw,if=none,id=disk" -device virtio-blk-pci,drive=disk \
     -kernel "$linux/vmlinuz" -initrd "$work/initrd.cpio" -append "console=ttyS0 quiet panic=-1" </dev/null \
-    | tr -d '\r' | grep -a '^fsbench'
+    | tr -d "\r" | tee /tmp/linux-fs.log | grep -a "^fsbench"

@@ -1,6 +1,8 @@
 //! A block cache over one disk: blocks of one size in one contiguous
 //! buffer (so a file-system cell can be shown all of them as one byte
-//! slice, `view`), least-recently-used replacement, write-back of dirty
+//! slice with a sorted index, `view`, for a cache made `with_view`),
+//! second-chance (clock) replacement that skips the blocks the current
+//! operation uses (`pin`), write-back of dirty
 //! blocks (in block order, contiguous runs in one device request) when
 //! half the cache is dirty, on `flush`, and when a dirty block is
 //! evicted; read-ahead of the blocks that follow a missing one.
@@ -9,6 +11,7 @@
 
 use crate::block::{BlockBackend, SECTOR};
 use crate::errno::Errno;
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -18,9 +21,13 @@ const EMPTY: u64 = u64::MAX;
 struct Slot {
     block: u64,
     dirty: bool,
-    /// Last use (the cache's clock).
+    /// Used since the clock hand last passed (second chance).
+    referenced: bool,
+    /// Last use (the cache's clock), for pinning.
     used: u64,
 }
+
+const EMPTY_SLOT: Slot = Slot { block: EMPTY, dirty: false, referenced: false, used: 0 };
 
 /// What the cache did, for `/proc` and the benchmarks.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,8 +46,16 @@ pub struct BlockCache {
     blocks: u64,
     data: Vec<u8>,
     slots: Vec<Slot>,
-    /// `[block, slot]`, sorted by block.
+    /// Block → slot.
+    map: BTreeMap<u64, usize>,
+    /// `[block, slot]`, sorted by block: the view a file-system cell gets
+    /// (kept only for a cache made `with_view`).
     index: Vec<[u64; 2]>,
+    with_view: bool,
+    /// Slots holding nothing.
+    free: Vec<usize>,
+    /// The clock hand of second-chance replacement.
+    hand: usize,
     clock: u64,
     dirty: usize,
     /// Blocks used since this stamp are not evicted (the current
@@ -53,7 +68,7 @@ pub struct BlockCache {
 impl BlockCache {
     /// A cache of about `bytes` (at least 64 blocks) of `disk`, read in
     /// `block_size` units; ENOMEM if the memory cannot be had.
-    pub fn new(disk: Arc<dyn BlockBackend>, block_size: usize, bytes: usize, read_ahead: u64) -> Result<Self, Errno> {
+    pub fn new(disk: Arc<dyn BlockBackend>, block_size: usize, bytes: usize, read_ahead: u64, with_view: bool) -> Result<Self, Errno> {
         if !matches!(block_size, 1024 | 2048 | 4096) {
             return Err(Errno::EINVAL);
         }
@@ -67,8 +82,12 @@ impl BlockCache {
             block_size,
             blocks,
             data,
-            slots: alloc::vec![Slot { block: EMPTY, dirty: false, used: 0 }; capacity],
-            index: Vec::with_capacity(capacity),
+            slots: alloc::vec![EMPTY_SLOT; capacity],
+            map: BTreeMap::new(),
+            index: if with_view { Vec::with_capacity(capacity) } else { Vec::new() },
+            with_view,
+            free: (0..capacity).rev().collect(),
+            hand: 0,
             clock: 1,
             dirty: 0,
             pinned_since: u64::MAX,
@@ -103,8 +122,7 @@ impl BlockCache {
     }
 
     fn find(&self, block: u64) -> Option<usize> {
-        let at = self.index.binary_search_by_key(&block, |e| e[0]).ok()?;
-        self.index.get(at).map(|e| e[1] as usize)
+        self.map.get(&block).copied()
     }
 
     /// True if `block` is held.
@@ -116,6 +134,7 @@ impl BlockCache {
         self.clock += 1;
         if let Some(s) = self.slots.get_mut(slot) {
             s.used = self.clock;
+            s.referenced = true;
         }
     }
 
@@ -128,49 +147,67 @@ impl BlockCache {
         self.data.get_mut(slot * bs..(slot + 1) * bs).unwrap_or(&mut [])
     }
 
-    /// A slot to fill: an empty one, or the least recently used one not
-    /// pinned (written back first if dirty).
+    /// A slot to fill: an empty one, or one the clock hand finds unused
+    /// since it last passed (second chance), clean and not pinned; when
+    /// every candidate is dirty, they are written back first.
     fn victim(&mut self) -> Result<usize, Errno> {
-        if self.index.len() < self.slots.len()
-            && let Some(free) = self.slots.iter().position(|s| s.block == EMPTY)
-        {
+        if let Some(free) = self.free.pop() {
             return Ok(free);
         }
-        let pinned = self.pinned_since;
-        let (slot, s) = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.used < pinned)
-            .min_by_key(|(_, s)| (s.dirty, s.used))
-            .map(|(i, s)| (i, *s))
-            .ok_or(Errno::ENOMEM)?;
-        if s.dirty {
-            self.write_back(&[slot])?;
+        let n = self.slots.len();
+        for round in 0..2 {
+            for _ in 0..2 * n {
+                let i = self.hand;
+                self.hand = (self.hand + 1) % n;
+                let Some(s) = self.slots.get_mut(i) else { continue };
+                if s.used >= self.pinned_since || s.block == EMPTY {
+                    continue;
+                }
+                if s.referenced {
+                    s.referenced = false;
+                    continue;
+                }
+                if s.dirty {
+                    continue;
+                }
+                let block = s.block;
+                self.remove(block);
+                self.free.retain(|&f| f != i);
+                return Ok(i);
+            }
+            if round == 0 {
+                self.flush()?;
+            }
         }
-        self.remove(s.block);
-        Ok(slot)
+        Err(Errno::ENOMEM) // every slot pinned
     }
 
     fn insert(&mut self, block: u64, slot: usize) {
-        if let Err(at) = self.index.binary_search_by_key(&block, |e| e[0]) {
+        if self.map.insert(block, slot).is_none()
+            && self.with_view
+            && let Err(at) = self.index.binary_search_by_key(&block, |e| e[0])
+        {
             self.index.insert(at, [block, slot as u64]);
         }
         if let Some(s) = self.slots.get_mut(slot) {
-            *s = Slot { block, dirty: false, used: 0 };
+            *s = Slot { block, ..EMPTY_SLOT };
         }
         self.touch(slot);
     }
 
     fn remove(&mut self, block: u64) {
-        if let Ok(at) = self.index.binary_search_by_key(&block, |e| e[0]) {
-            let slot = self.index.remove(at)[1] as usize;
-            if let Some(s) = self.slots.get_mut(slot) {
-                if s.dirty {
-                    self.dirty -= 1;
-                }
-                *s = Slot { block: EMPTY, dirty: false, used: 0 };
+        let Some(slot) = self.map.remove(&block) else { return };
+        if self.with_view
+            && let Ok(at) = self.index.binary_search_by_key(&block, |e| e[0])
+        {
+            self.index.remove(at);
+        }
+        if let Some(s) = self.slots.get_mut(slot) {
+            if s.dirty {
+                self.dirty -= 1;
             }
+            *s = EMPTY_SLOT;
+            self.free.push(slot);
         }
     }
 
@@ -287,7 +324,10 @@ impl BlockCache {
 
     /// Writes every dirty block back (not a device flush).
     pub fn flush(&mut self) -> Result<(), Errno> {
-        let slots: Vec<usize> = self.index.iter().map(|e| e[1] as usize).filter(|&s| self.slots.get(s).is_some_and(|s| s.dirty)).collect();
+        if self.dirty == 0 {
+            return Ok(());
+        }
+        let slots: Vec<usize> = self.map.values().copied().filter(|&s| self.slots.get(s).is_some_and(|s| s.dirty)).collect();
         self.write_back(&slots)
     }
 

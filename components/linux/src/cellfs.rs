@@ -225,7 +225,7 @@ pub fn mount(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: Option
 
 fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, slot: Arc<FsSlot>, read_only: bool) -> Result<NodeRef, Errno> {
     // The superblock, read in 1 KiB blocks.
-    let mut probe = BlockCache::new(disk.clone(), 1024, 64 * 1024, 0)?;
+    let mut probe = BlockCache::new(disk.clone(), 1024, 64 * 1024, 0, true)?;
     let disk_blocks = probe.disk_blocks();
     let info = match run(&slot, &mut probe, None, disk_blocks, &Request::Probe) {
         Ok(Done::Info(info)) => info,
@@ -240,8 +240,8 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         return Err(Errno::EINVAL);
     }
     let read_only = read_only || info.read_only;
-    let meta = BlockCache::new(disk.clone(), bs, META_CACHE, 8)?;
-    let data = BlockCache::new(disk.clone(), bs, DATA_CACHE, (32 * 1024 / bs) as u64)?;
+    let meta = BlockCache::new(disk.clone(), bs, META_CACHE, 8, true)?;
+    let data = BlockCache::new(disk.clone(), bs, DATA_CACHE, (128 * 1024 / bs) as u64, false)?;
     let fs = Arc::new(CellFs {
         source: source.into(),
         slot,
