@@ -88,8 +88,71 @@ fn io(e: Errno) -> FsError {
 struct State {
     meta: BlockCache,
     data: BlockCache,
-    /// Attributes answered since the last change (any change clears it).
+    /// Attributes answered since the inode last changed.
     attrs: BTreeMap<u64, Attr>,
+    /// Complete listings of directories (name → inode), read once with
+    /// `ReadDir` and kept up to date by this mount's own changes, so a
+    /// lookup (a hit, or a miss before a create) is no scan of the
+    /// directory on disk. At most [`DIR_CACHE_NAMES`] names in all.
+    dirs: BTreeMap<u64, BTreeMap<String, u64>>,
+    dir_names: usize,
+}
+
+/// Names the directory listings of one mount may hold.
+const DIR_CACHE_NAMES: usize = 200_000;
+
+impl State {
+    /// Keeps the directory listings true after `request` answered `result`.
+    fn note_entries(&mut self, request: &Request, result: &Result<Done, FsError>) {
+        let (dir, change) = match (request, result) {
+            (Request::Create { dir, name, .. } | Request::Symlink { dir, name, .. }, Ok(Done::Attr(a))) => (*dir, Some((name, Some(a.ino)))),
+            (Request::Link { dir, name, ino, .. }, Ok(done)) => {
+                if let Done::Maybe(Some(v)) = done
+                    && v.nlink == 0
+                    && v.mode & 0o170000 == 0o040000
+                {
+                    self.forget_dir(v.ino);
+                }
+                (*dir, Some((name, Some(*ino))))
+            }
+            (Request::Unlink { dir, name, .. }, Ok(Done::Attr(a))) => {
+                if a.nlink == 0 && a.mode & 0o170000 == 0o040000 {
+                    self.forget_dir(a.ino);
+                }
+                (*dir, Some((name, None)))
+            }
+            (Request::Create { dir, .. } | Request::Symlink { dir, .. } | Request::Link { dir, .. } | Request::Unlink { dir, .. }, Err(_)) => (*dir, None),
+            (Request::Mount { .. } | Request::Unmount { .. }, _) => {
+                self.dirs.clear();
+                self.dir_names = 0;
+                return;
+            }
+            _ => return,
+        };
+        match change {
+            Some((name, ino)) => {
+                if let Some(listing) = self.dirs.get_mut(&dir) {
+                    let had = match ino {
+                        Some(ino) => listing.insert(name.clone(), ino).is_some(),
+                        None => listing.remove(name.as_str()).is_some(),
+                    };
+                    match (had, ino.is_some()) {
+                        (false, true) => self.dir_names += 1,
+                        (true, false) => self.dir_names = self.dir_names.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+            }
+            // A failed change: the listing is read again when next needed.
+            None => self.forget_dir(dir),
+        }
+    }
+
+    fn forget_dir(&mut self, dir: u64) {
+        if let Some(listing) = self.dirs.remove(&dir) {
+            self.dir_names = self.dir_names.saturating_sub(listing.len());
+        }
+    }
 }
 
 /// A mounted disk file system.
@@ -145,6 +208,20 @@ fn mutating(r: &Request) -> bool {
         return *write;
     }
     !matches!(r, Request::Probe | Request::Statfs | Request::Stat { .. } | Request::Lookup { .. } | Request::ReadDir { .. } | Request::Map { .. } | Request::ReadLink { .. })
+}
+
+/// The inodes whose attributes `request` may change (`None`: any).
+fn touched(request: &Request) -> Option<[Option<u64>; 2]> {
+    Some(match request {
+        Request::Create { dir, .. } | Request::Symlink { dir, .. } => [Some(*dir), None],
+        // A replaced inode comes back in the answer; a moved directory's
+        // old parent is changed by the `Unlink` that follows.
+        Request::Link { dir, ino, .. } => [Some(*dir), Some(*ino)],
+        // The removed entry's inode is in the answer.
+        Request::Unlink { dir, .. } => [Some(*dir), None],
+        Request::Release { ino, .. } | Request::SetAttr { ino, .. } | Request::Truncate { ino, .. } | Request::Write { ino, .. } => [Some(*ino), None],
+        _ => return None,
+    })
 }
 
 /// Runs `request` against `cache` through `slot` until it is done
@@ -251,7 +328,7 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         blocks: info.blocks,
         root: info.root,
         read_only,
-        state: spin::Mutex::new(State { meta, data, attrs: BTreeMap::new() }),
+        state: spin::Mutex::new(State { meta, data, attrs: BTreeMap::new(), dirs: BTreeMap::new(), dir_names: 0 }),
         waiters: tessera_sched::WaitQueue::new(),
         nodes: SpinLock::new(BTreeMap::new()),
         orphans: SpinLock::new(Vec::new()),
@@ -358,13 +435,29 @@ impl CellFs {
             if self.read_only {
                 return Err(FsError::ReadOnly);
             }
-            st.attrs.clear();
+            // The inodes a request may change; any other's cached
+            // attributes stay true.
+            match touched(request) {
+                Some(inodes) => {
+                    for ino in inodes.into_iter().flatten() {
+                        st.attrs.remove(&ino);
+                    }
+                }
+                None => st.attrs.clear(),
+            }
         }
-        let done = run(&self.slot, &mut st.meta, Some(&mut st.data), self.blocks, request)?;
-        if let Done::Attr(a) = &done {
-            st.attrs.insert(a.ino, *a);
+        let result = run(&self.slot, &mut st.meta, Some(&mut st.data), self.blocks, request);
+        st.note_entries(request, &result);
+        match &result {
+            Ok(Done::Attr(a) | Done::Blocks(a, _) | Done::Maybe(Some(a))) => {
+                st.attrs.insert(a.ino, *a);
+            }
+            Ok(_) => {}
+            // A failed change may have been half-understood: forget all.
+            Err(_) if mutating(request) => st.attrs.clear(),
+            Err(_) => {}
         }
-        Ok(done)
+        result
     }
 
     fn request(&self, request: Request) -> Result<Done, FsError> {
@@ -663,7 +756,36 @@ impl Node for CellNode {
     }
 
     fn lookup(&self, name: &str) -> Result<NodeRef, FsError> {
-        let attr = self.fs.attr_of(Request::Lookup { dir: self.ino, name: name.into() })?;
+        if self.kind != FileType::Directory {
+            return Err(FsError::NotDir);
+        }
+        let dir = self.ino;
+        let attr = self.fs.with_state(|fs, st| {
+            if name == "." || name == ".." {
+                return match fs.run_in(st, &Request::Lookup { dir, name: name.into() })? {
+                    Done::Attr(a) => Ok(a),
+                    _ => Err(FsError::Io),
+                };
+            }
+            if !st.dirs.contains_key(&dir) {
+                let Done::Entries(e) = fs.run_in(st, &Request::ReadDir { dir })? else { return Err(FsError::Io) };
+                if st.dir_names + e.inos.len() > DIR_CACHE_NAMES {
+                    st.dirs.clear();
+                    st.dir_names = 0;
+                }
+                let listing: BTreeMap<String, u64> = e.names.split('\0').zip(e.inos.iter().copied()).map(|(n, i)| (String::from(n), i)).collect();
+                st.dir_names += listing.len();
+                st.dirs.insert(dir, listing);
+            }
+            let ino = *st.dirs.get(&dir).and_then(|l| l.get(name)).ok_or(FsError::NotFound)?;
+            if let Some(a) = st.attrs.get(&ino) {
+                return Ok(*a);
+            }
+            match fs.run_in(st, &Request::Stat { ino })? {
+                Done::Attr(a) => Ok(a),
+                _ => Err(FsError::Io),
+            }
+        })?;
         Ok(self.fs.node_for(&attr))
     }
 
