@@ -109,7 +109,7 @@ fn fs_figures() {
     let tessera = fs_lines(&machine.expect("fsbench done", Duration::from_secs(1200)));
     machine.expect("# ", Duration::from_secs(60));
     // Swap the ext2 cell five times while a file on it is open and written.
-    machine.send("exec 3>/mnt/disk/open; (i=0; while [ $i -lt 400 ]; do echo line $i >&3; i=$((i+1)); done) & for i in 1 2 3 4 5; do cellctl swap ext2 /lib/cells/ext2.cell; done; wait; echo \"lines=$(wc -l < /mnt/disk/open)\"; exec 3>&-\r");
+    machine.send("exec 3>/mnt/disk/open; (i=0; while [ $i -lt 400 ]; do echo line $i >&3; i=$((i+1)); done) & for i in 1 2 3 4 5; do cellctl swap ext2 /lib/cells/ext2.cell; done; wait; echo \"li\"\"nes=$(wc -l < /mnt/disk/open)\"; exec 3>&-\r");
     let swaps = machine.expect("lines=", Duration::from_secs(300));
     let lines = machine.expect("\n", Duration::from_secs(30));
     let downtimes: Vec<f64> = swaps
