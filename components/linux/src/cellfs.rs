@@ -382,6 +382,11 @@ fn start_writeback() {
     }
 }
 
+/// True when files with device number `dev` are on a cell file system.
+pub fn mounted_root_dev(dev: u64) -> bool {
+    mounted(dev).is_some()
+}
+
 /// The mounted cell file system whose root directory is `root`.
 pub fn mounted_root(root: &NodeRef) -> Option<Arc<CellFs>> {
     let (dev, ino) = root.fs_node_id();

@@ -48,12 +48,18 @@ pub struct TmpNode {
     xattrs: Mutex<crate::node::Xattrs>,
 }
 
+/// Device number `0:n` in Linux's encoding (`new_encode_dev`), as its
+/// anonymous file systems have: major 0 for any `n`, so never a disk's.
+fn anonymous_dev(n: u64) -> u64 {
+    (n & 0xff) | ((n & !0xff) << 12)
+}
+
 impl TmpFs {
     /// A new, empty tmpfs holding at most `limit` bytes of file data;
     /// returns its root directory.
     pub fn new_root(limit: u64, clock: Option<Clock>) -> NodeRef {
         let fs = Arc::new(TmpFs {
-            dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
+            dev: anonymous_dev(NEXT_DEV.fetch_add(1, Ordering::Relaxed)),
             next_ino: AtomicU64::new(1),
             used: AtomicU64::new(0),
             limit,

@@ -672,6 +672,11 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
     let vfs = fs::vfs()?;
     let (old_parent, old_name) = parent_of(p, olddir, &old)?;
     let (new_parent, new_name) = parent_of(p, newdir, &new)?;
+    // Linux's ext2 takes no rename flag but RENAME_NOREPLACE (EINVAL); so
+    // does every disk file system served by a cell here.
+    if flags & RENAME_EXCHANGE != 0 && crate::cellfs::mounted_root_dev(old_parent.node().fs_node_id().0) {
+        return Err(Errno::EINVAL);
+    }
     if old_parent.node().lookup(&old_name).is_ok() {
         writable_fs(&old_parent)?;
         writable_fs(&new_parent)?;
