@@ -190,6 +190,10 @@ fn a_full_disk_is_enospc_and_stays_consistent() {
     run(&mut m, "dd if=/dev/zero of=/mnt/disk/fill bs=64k 2>&1 | grep -c 'No space left on device'", "1");
     run(&mut m, "touch /mnt/disk/a && echo x > /mnt/disk/b; df -k /mnt/disk | tail -1", "100%");
     run(&mut m, "rm /mnt/disk/fill && echo data > /mnt/disk/c && cat /mnt/disk/c", "data");
+    // In use (a working directory, an open file): EBUSY; then it goes.
+    run(&mut m, "cd /mnt/disk && umount /mnt/disk; echo status $?", "Device or resource busy");
+    run(&mut m, "cd / && exec 3</mnt/disk/c && umount /mnt/disk; echo status $?", "Device or resource busy");
+    run(&mut m, "exec 3<&- && umount /mnt/disk && grep -c vdb /proc/mounts", "0");
     poweroff(m);
     fsck(&disk);
 }

@@ -516,9 +516,11 @@ impl CellFs {
         }
     }
 
-    /// True while files of it are in use (other than its root).
+    /// True while files of it are in use: any node but the root, or the
+    /// root by anyone but the mount table (a working directory, an open
+    /// directory).
     pub fn busy(&self) -> bool {
-        self.nodes.lock().iter().any(|(&ino, n)| ino != self.root && n.strong_count() > 0)
+        self.nodes.lock().iter().any(|(&ino, n)| if ino == self.root { n.strong_count() > 1 } else { n.strong_count() > 0 })
     }
 
     /// Ends the mount: frees orphans, marks the file system clean,

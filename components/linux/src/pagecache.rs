@@ -51,6 +51,18 @@ pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
     Ok(entry.frame.clone())
 }
 
+/// Drops every entry no mapping holds (`umount` asks first, so a file
+/// once mapped does not keep its file system busy).
+pub fn release_unmapped() {
+    let unused: alloc::vec::Vec<Entry> = {
+        let mut cache = CACHE.lock();
+        let keys: alloc::vec::Vec<(usize, u64)> = cache.iter().filter(|(_, e)| Arc::strong_count(&e.frame) == 1).map(|(k, _)| *k).collect();
+        keys.iter().filter_map(|k| cache.remove(k)).collect()
+    };
+    // The nodes go after the lock is released.
+    drop(unused);
+}
+
 /// Calls `f(frame, offset in the frame, range of the file bytes)` for every
 /// cached page of `node` that overlaps `[offset, offset + len)`.
 fn overlapping(node: &NodeRef, offset: u64, len: usize, mut f: impl FnMut(&Frame, usize, core::ops::Range<usize>)) {

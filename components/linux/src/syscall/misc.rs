@@ -519,6 +519,7 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     drop(at);
     if let Some(fs) = &cell {
         const MNT_DETACH: u64 = 2;
+        crate::pagecache::release_unmapped();
         if flags & MNT_DETACH == 0 && fs.busy() {
             return Err(Errno::EBUSY);
         }
