@@ -101,6 +101,11 @@ impl BlockCache {
         self.block_size
     }
 
+    /// Blocks the cache holds at most.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Blocks the disk holds.
     pub fn disk_blocks(&self) -> u64 {
         self.blocks

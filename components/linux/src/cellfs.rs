@@ -81,7 +81,7 @@ fn fs_errno(e: FsErr) -> FsError {
 
 fn io(e: Errno) -> FsError {
     log::debug!("cellfs: {e:?}");
-    if e == Errno::ENOMEM { FsError::NoSpace } else { FsError::Io }
+    FsError::Io
 }
 
 /// The caches of one mount.
@@ -210,6 +210,17 @@ fn mutating(r: &Request) -> bool {
     !matches!(r, Request::Probe | Request::Statfs | Request::Stat { .. } | Request::Lookup { .. } | Request::ReadDir { .. } | Request::Map { .. } | Request::ReadLink { .. })
 }
 
+/// Entries a kernel can take: at most a million, three lists of one
+/// length, every name non-empty without `/` (NUL separates them).
+fn entries_ok(e: &tessera_cell_api::fs::Entries) -> bool {
+    let n = e.inos.len();
+    n <= 1 << 20
+        && e.kinds.len() == n
+        && e.names.bytes().filter(|&b| b == 0).count() == n
+        && e.names.ends_with('\0') == (n > 0)
+        && !e.names.split('\0').take(n).any(|name| name.is_empty() || name.contains('/'))
+}
+
 /// The inodes whose attributes `request` may change (`None`: any).
 fn touched(request: &Request) -> Option<[Option<u64>; 2]> {
     Some(match request {
@@ -256,6 +267,15 @@ fn run(slot: &FsSlot, cache: &mut BlockCache, mut data: Option<&mut BlockCache>,
                         log::warn!("file-system cell: malformed answer");
                         return Err(FsError::Io);
                     }
+                    // All or nothing: an answer the cache cannot take
+                    // whole is refused before any of it is applied, and
+                    // the operation's blocks are no longer pinned, so
+                    // making room can only write back earlier changes.
+                    if reply.writes.len() > cache.capacity() / 2 {
+                        log::warn!("file-system cell: an answer of {} blocks is more than the cache takes", reply.writes.len());
+                        return Err(FsError::Io);
+                    }
+                    cache.unpin();
                     for (i, &b) in reply.writes.iter().enumerate() {
                         let src = reply.written.get(i * bs..(i + 1) * bs).ok_or(FsError::Io)?;
                         cache.get_mut(b, true).map_err(io)?.copy_from_slice(src);
@@ -756,7 +776,16 @@ impl Node for CellNode {
 
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
         let size = self.attr()?.size;
-        let mut out = alloc::vec![0u8; usize::try_from(size).map_err(|_| FsError::TooBig)?];
+        // A program file is copied whole (exec): refuse one larger than
+        // half the free memory instead of failing an allocation (a sparse
+        // file may claim terabytes).
+        let free = framekernel::mm::frame_stats().free.saturating_mul(4096);
+        if size > free / 2 {
+            return Err(FsError::TooBig);
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(usize::try_from(size).map_err(|_| FsError::TooBig)?).map_err(|_| FsError::TooBig)?;
+        out.resize(size as usize, 0);
         let n = self.read_at(0, &mut out)?;
         out.truncate(n);
         Ok(Arc::new(out))
@@ -776,6 +805,9 @@ impl Node for CellNode {
             }
             if !st.dirs.contains_key(&dir) {
                 let Done::Entries(e) = fs.run_in(st, &Request::ReadDir { dir })? else { return Err(FsError::Io) };
+                if !entries_ok(&e) {
+                    return Err(FsError::Io);
+                }
                 if st.dir_names + e.inos.len() > DIR_CACHE_NAMES {
                     st.dirs.clear();
                     st.dir_names = 0;
@@ -828,7 +860,11 @@ impl Node for CellNode {
 
     fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
         let Done::Entries(e) = self.fs.request(Request::ReadDir { dir: self.ino })? else { return Err(FsError::Io) };
-        let mut out = Vec::with_capacity(e.inos.len());
+        if !entries_ok(&e) {
+            return Err(FsError::Io);
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(e.inos.len()).map_err(|_| FsError::Io)?;
         for ((name, &ino), &t) in e.names.split('\0').zip(e.inos.iter()).zip(e.kinds.iter()) {
             let kind = match t {
                 1 => FileType::Fifo,

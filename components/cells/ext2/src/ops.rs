@@ -419,12 +419,24 @@ fn dir_blocks(tx: &Tx, dir: &Inode) -> R<Vec<u64>> {
     if !size.is_multiple_of(bs) || size > (1 << 32) {
         return corrupt();
     }
+    // At most 2^16 blocks: Linux's ext2 directories stay far below, and
+    // a crafted size cannot make a listing of millions of entries.
+    if size / bs > 1 << 16 {
+        return corrupt();
+    }
     let mut out = Vec::with_capacity((size / bs) as usize);
     for l in 0..size / bs {
         match bmap(tx, dir, l)? {
             0 => return corrupt(),
             b => out.push(b),
         }
+    }
+    // A block listed twice (crafted pointers) is corruption, not a
+    // directory twice as long.
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w.first() == w.get(1)) {
+        return corrupt();
     }
     tx.need_all(&out)?;
     Ok(out)
@@ -543,6 +555,9 @@ fn read_dir(tx: &Tx, dir: u64) -> R<Done> {
             let d = dirent(blk, e);
             if d.ino == 0 || d.name == b"." || d.name == b".." {
                 continue;
+            }
+            if d.name.is_empty() || d.name.contains(&0) || d.name.contains(&b'/') {
+                return corrupt();
             }
             out.names.push_str(&String::from_utf8_lossy(d.name));
             out.names.push('\0');
