@@ -41,6 +41,22 @@ impl FileType {
         }
     }
 
+    /// Every kind.
+    const ALL: [FileType; 7] =
+        [FileType::Regular, FileType::Directory, FileType::Symlink, FileType::CharDevice, FileType::BlockDevice, FileType::Fifo, FileType::Socket];
+
+    /// The kind whose `S_IFMT` bits `mode` has, if any.
+    pub fn from_mode(mode: u32) -> Option<FileType> {
+        Self::ALL.into_iter()
+        .find(|k| k.mode_bits() == mode & 0o170000)
+    }
+
+    /// The kind a directory entry's `d_type` names (`None` for 0, unknown).
+    pub fn from_dirent_type(t: u8) -> Option<FileType> {
+        Self::ALL.into_iter()
+        .find(|k| k.dirent_type() == t)
+    }
+
     /// The `d_type` of a directory entry.
     pub fn dirent_type(self) -> u8 {
         match self {

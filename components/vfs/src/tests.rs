@@ -206,3 +206,17 @@ fn read_only_mounts_cover_their_tree_only() {
     vfs.set_read_only(&mounted, false).unwrap();
     assert!(!vfs.is_read_only(&inside));
 }
+
+#[test]
+fn file_types_from_mode_and_dirent_type() {
+    assert_eq!(FileType::from_mode(0o100644), Some(FileType::Regular));
+    assert_eq!(FileType::from_mode(0o040755), Some(FileType::Directory));
+    assert_eq!(FileType::from_mode(0o120777), Some(FileType::Symlink));
+    assert_eq!(FileType::from_mode(0o020666), Some(FileType::CharDevice));
+    assert_eq!(FileType::from_mode(0o644), None);
+    assert_eq!(FileType::from_mode(0o170000), None);
+    assert_eq!(FileType::from_dirent_type(4), Some(FileType::Directory));
+    assert_eq!(FileType::from_dirent_type(10), Some(FileType::Symlink));
+    assert_eq!(FileType::from_dirent_type(0), None);
+    assert_eq!(FileType::from_dirent_type(3), None);
+}

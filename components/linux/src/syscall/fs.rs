@@ -577,13 +577,11 @@ pub(super) fn mkdirat(p: &mut Process, dirfd: u64, path: u64, mode: u64) -> SysR
 pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u64) -> SysResult {
     let path = path_arg(p, path)?;
     let (parent, name) = parent_of(p, dirfd, &path)?;
-    let kind = match (mode as u32) & 0o170000 {
-        0 | 0o100000 => FileType::Regular,
-        0o020000 => FileType::CharDevice,
-        0o060000 => FileType::BlockDevice,
-        0o010000 => FileType::Fifo,
-        0o140000 => FileType::Socket,
-        _ => return Err(Errno::EINVAL),
+    // No type bits is a regular file; directories and links are not made here.
+    let kind = match FileType::from_mode(mode as u32) {
+        _ if (mode as u32) & 0o170000 == 0 => FileType::Regular,
+        Some(FileType::Directory | FileType::Symlink) | None => return Err(Errno::EINVAL),
+        Some(kind) => kind,
     };
     let perm = (mode as u32) & 0o7777 & !p.fs.umask();
     // Device numbers: old-style 16-bit encoding (major << 8 | minor).
@@ -674,7 +672,7 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
     let (new_parent, new_name) = parent_of(p, newdir, &new)?;
     // Linux's ext2 takes no rename flag but RENAME_NOREPLACE (EINVAL); so
     // does every disk file system served by a cell here.
-    if flags & RENAME_EXCHANGE != 0 && crate::cellfs::mounted_root_dev(old_parent.node().fs_node_id().0) {
+    if flags & RENAME_EXCHANGE != 0 && crate::cellfs::mounted(old_parent.node().fs_node_id().0).is_some() {
         return Err(Errno::EINVAL);
     }
     if old_parent.node().lookup(&old_name).is_ok() {
