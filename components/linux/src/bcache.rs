@@ -29,15 +29,6 @@ struct Slot {
 
 const EMPTY_SLOT: Slot = Slot { block: EMPTY, dirty: false, referenced: false, used: 0 };
 
-/// What the cache did, for `/proc` and the benchmarks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CacheStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub reads: u64,
-    pub writes: u64,
-}
-
 /// A cache of `capacity` blocks of `block_size` bytes of `disk`.
 pub struct BlockCache {
     disk: Arc<dyn BlockBackend>,
@@ -62,7 +53,6 @@ pub struct BlockCache {
     /// operation's working set).
     pinned_since: u64,
     read_ahead: u64,
-    pub stats: CacheStats,
 }
 
 impl BlockCache {
@@ -92,7 +82,6 @@ impl BlockCache {
             dirty: 0,
             pinned_since: u64::MAX,
             read_ahead,
-            stats: CacheStats::default(),
         })
     }
 
@@ -176,8 +165,7 @@ impl BlockCache {
                     continue;
                 }
                 let block = s.block;
-                self.remove(block);
-                self.free.retain(|&f| f != i);
+                self.detach(block);
                 return Ok(i);
             }
             if round == 0 {
@@ -200,18 +188,25 @@ impl BlockCache {
         self.touch(slot);
     }
 
-    fn remove(&mut self, block: u64) {
-        let Some(slot) = self.map.remove(&block) else { return };
+    /// Takes `block` out of the cache; its slot, now empty, is the
+    /// caller's to fill.
+    fn detach(&mut self, block: u64) -> Option<usize> {
+        let slot = self.map.remove(&block)?;
         if self.with_view
             && let Ok(at) = self.index.binary_search_by_key(&block, |e| e[0])
         {
             self.index.remove(at);
         }
-        if let Some(s) = self.slots.get_mut(slot) {
-            if s.dirty {
-                self.dirty -= 1;
-            }
-            *s = EMPTY_SLOT;
+        let s = self.slots.get_mut(slot)?;
+        if s.dirty {
+            self.dirty -= 1;
+        }
+        *s = EMPTY_SLOT;
+        Some(slot)
+    }
+
+    fn remove(&mut self, block: u64) {
+        if let Some(slot) = self.detach(block) {
             self.free.push(slot);
         }
     }
@@ -228,11 +223,9 @@ impl BlockCache {
             self.check(b)?;
             match self.find(b) {
                 Some(slot) => {
-                    self.stats.hits += 1;
                     self.touch(slot);
                 }
                 None => {
-                    self.stats.misses += 1;
                     wanted.push(b);
                     for ahead in 1..=self.read_ahead {
                         let next = b + ahead;
@@ -264,7 +257,6 @@ impl BlockCache {
         let bs = self.block_size;
         let mut buf = alloc::vec![0u8; n * bs];
         self.disk.read(start * bs as u64 / SECTOR, &mut buf)?;
-        self.stats.reads += 1;
         for k in 0..n {
             let block = start + k as u64;
             if self.holds(block) {
@@ -353,7 +345,6 @@ impl BlockCache {
                 buf.extend_from_slice(self.bytes(slot));
             }
             self.disk.write(start * bs as u64 / SECTOR, &buf)?;
-            self.stats.writes += 1;
             for &(_, slot) in order.get(i..i + n).unwrap_or(&[]) {
                 if let Some(s) = self.slots.get_mut(slot)
                     && s.dirty

@@ -18,9 +18,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use framekernel::sync::SpinLock;
-use tessera_cell_api::fs::{Attr, Done, Export, FRESH, FsErr, Info, Outcome, Request, SetAttr, Time};
+use tessera_cell_api::fs::{Attr, Done, Entries, Export, FRESH, FsErr, Info, Outcome, Request, SetAttr, Time};
 use tessera_live_update::Slot;
 use tessera_vfs::{DirEntry, FileType, FsError, FsStats, Metadata, Node, NodeRef, Timespec};
 
@@ -172,8 +172,6 @@ pub struct CellFs {
     /// Inodes without names whose last user went: freed at the next
     /// operation.
     orphans: SpinLock<Vec<u64>>,
-    /// Failed calls (faults, nonsense answers).
-    pub failures: AtomicU64,
     gone: AtomicBool,
 }
 
@@ -352,7 +350,6 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         waiters: tessera_sched::WaitQueue::new(),
         nodes: SpinLock::new(BTreeMap::new()),
         orphans: SpinLock::new(Vec::new()),
-        failures: AtomicU64::new(0),
         gone: AtomicBool::new(false),
     });
     fs.request(Request::Mount { write: !read_only, now: now() })?;
@@ -402,11 +399,6 @@ fn start_writeback() {
     }
 }
 
-/// True when files with device number `dev` are on a cell file system.
-pub fn mounted_root_dev(dev: u64) -> bool {
-    mounted(dev).is_some()
-}
-
 /// The mounted cell file system whose root directory is `root`.
 pub fn mounted_root(root: &NodeRef) -> Option<Arc<CellFs>> {
     let (dev, ino) = root.fs_node_id();
@@ -439,9 +431,6 @@ impl CellFs {
         self.release_orphans(&mut held);
         if let Err(e) = held.meta.maybe_write_back().and_then(|()| held.data.maybe_write_back()) {
             log::warn!("{}: write-back failed: {e:?}", self.source);
-        }
-        if matches!(result, Err(FsError::Io)) {
-            self.failures.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
@@ -483,6 +472,24 @@ impl CellFs {
             Err(_) => {}
         }
         result
+    }
+
+    /// Reads directory `dir`'s entries, checked, and keeps its listing
+    /// for lookups.
+    fn read_dir(&self, st: &mut State, dir: u64) -> Result<Entries, FsError> {
+        let Done::Entries(e) = self.run_in(st, &Request::ReadDir { dir })? else { return Err(FsError::Io) };
+        if !entries_ok(&e) {
+            return Err(FsError::Io);
+        }
+        st.forget_dir(dir);
+        if st.dir_names + e.inos.len() > DIR_CACHE_NAMES {
+            st.dirs.clear();
+            st.dir_names = 0;
+        }
+        let listing: BTreeMap<String, u64> = e.names.split('\0').zip(e.inos.iter().copied()).map(|(n, i)| (String::from(n), i)).collect();
+        st.dir_names += listing.len();
+        st.dirs.insert(dir, listing);
+        Ok(e)
     }
 
     fn request(&self, request: Request) -> Result<Done, FsError> {
@@ -557,15 +564,7 @@ impl CellFs {
 }
 
 fn kind_of(mode: u32) -> FileType {
-    match mode & 0o170000 {
-        0o040000 => FileType::Directory,
-        0o120000 => FileType::Symlink,
-        0o020000 => FileType::CharDevice,
-        0o060000 => FileType::BlockDevice,
-        0o010000 => FileType::Fifo,
-        0o140000 => FileType::Socket,
-        _ => FileType::Regular,
-    }
+    FileType::from_mode(mode).unwrap_or(FileType::Regular)
 }
 
 fn time(t: Time) -> Timespec {
@@ -804,17 +803,7 @@ impl Node for CellNode {
                 };
             }
             if !st.dirs.contains_key(&dir) {
-                let Done::Entries(e) = fs.run_in(st, &Request::ReadDir { dir })? else { return Err(FsError::Io) };
-                if !entries_ok(&e) {
-                    return Err(FsError::Io);
-                }
-                if st.dir_names + e.inos.len() > DIR_CACHE_NAMES {
-                    st.dirs.clear();
-                    st.dir_names = 0;
-                }
-                let listing: BTreeMap<String, u64> = e.names.split('\0').zip(e.inos.iter().copied()).map(|(n, i)| (String::from(n), i)).collect();
-                st.dir_names += listing.len();
-                st.dirs.insert(dir, listing);
+                fs.read_dir(st, dir)?;
             }
             let ino = *st.dirs.get(&dir).and_then(|l| l.get(name)).ok_or(FsError::NotFound)?;
             if let Some(a) = st.attrs.get(&ino) {
@@ -859,22 +848,13 @@ impl Node for CellNode {
     }
 
     fn entries(&self) -> Result<Vec<DirEntry>, FsError> {
-        let Done::Entries(e) = self.fs.request(Request::ReadDir { dir: self.ino })? else { return Err(FsError::Io) };
-        if !entries_ok(&e) {
-            return Err(FsError::Io);
-        }
+        let e = self.fs.with_state(|fs, st| fs.read_dir(st, self.ino))?;
         let mut out = Vec::new();
         out.try_reserve_exact(e.inos.len()).map_err(|_| FsError::Io)?;
         for ((name, &ino), &t) in e.names.split('\0').zip(e.inos.iter()).zip(e.kinds.iter()) {
-            let kind = match t {
-                1 => FileType::Fifo,
-                2 => FileType::CharDevice,
-                4 => FileType::Directory,
-                6 => FileType::BlockDevice,
-                10 => FileType::Symlink,
-                12 => FileType::Socket,
-                8 => FileType::Regular,
-                _ => self.fs.stat(ino).map(|a| kind_of(a.mode)).unwrap_or(FileType::Regular),
+            let kind = match FileType::from_dirent_type(t) {
+                Some(kind) => kind,
+                None => self.fs.stat(ino).map(|a| kind_of(a.mode)).unwrap_or(FileType::Regular),
             };
             out.push(DirEntry { name: name.into(), ino, kind });
         }
