@@ -529,21 +529,7 @@ fn dirent<'a>(blk: &'a [u8], e: RawEntry) -> Dirent<'a> {
 /// Finds `name` in `dir`: inode, block, offset, and the offset of the
 /// entry before it in that block.
 fn find(tx: &Tx, dir: &Inode, name: &[u8]) -> R<Option<Found>> {
-    for b in dir_blocks(tx, dir)? {
-        let blk = tx.read(b)?;
-        let mut prev = None;
-        let found = each_entry(tx, blk, |(off, ino, _, name_len, _)| {
-            if ino != 0 && name_len == name.len() && blk.get(off + 8..off + 8 + name_len) == Some(name) {
-                return Some((ino, b, off, prev));
-            }
-            prev = Some(off);
-            None
-        })?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
+    Ok(scan(tx, dir, name)?.0)
 }
 
 fn read_dir(tx: &Tx, dir: u64) -> R<Done> {
@@ -670,28 +656,23 @@ fn remove_entry(tx: &mut Tx, b: u64, off: usize, prev: Option<usize>) -> R<()> {
     Ok(())
 }
 
-/// Points directory `child`'s `..` at `parent`.
-fn set_dotdot(tx: &mut Tx, child: &Inode, parent: u64) -> R<u64> {
-    let first = *dir_blocks(tx, child)?.first().ok_or(Stop::Fail(FsErr::Corrupt))?;
-    let blk = tx.read(first)?;
-    let es = entries(tx, blk)?;
-    let e = *es.get(1).ok_or(Stop::Fail(FsErr::Corrupt))?;
-    if dirent(blk, e).name != b".." {
-        return corrupt();
-    }
-    let old = e.1;
-    put32(tx.modify(first)?, e.0, parent as u32);
-    Ok(old)
-}
-
-fn dotdot(tx: &Tx, child: &Inode) -> R<u64> {
+/// Where directory `child`'s `..` entry is: block, offset, and the inode
+/// it names.
+fn dotdot(tx: &Tx, child: &Inode) -> R<(u64, usize, u64)> {
     let first = *dir_blocks(tx, child)?.first().ok_or(Stop::Fail(FsErr::Corrupt))?;
     let blk = tx.read(first)?;
     let e = *entries(tx, blk)?.get(1).ok_or(Stop::Fail(FsErr::Corrupt))?;
     if dirent(blk, e).name != b".." {
         return corrupt();
     }
-    Ok(e.1)
+    Ok((first, e.0, e.1))
+}
+
+/// Points directory `child`'s `..` at `parent`.
+fn set_dotdot(tx: &mut Tx, child: &Inode, parent: u64) -> R<()> {
+    let (block, off, _) = dotdot(tx, child)?;
+    put32(tx.modify(block)?, off, parent as u32);
+    Ok(())
 }
 
 // --- inodes --------------------------------------------------------------
@@ -837,7 +818,7 @@ fn unlink(tx: &mut Tx, dir: u64, name: &str, now: Time) -> R<Done> {
         d.set_links(d.links().saturating_sub(1));
         // Removed for good unless it now hangs elsewhere (a rename
         // linked it first: its `..` moved, or it has another name here).
-        if dotdot(tx, &inode)? == dir && find_ino(tx, &d, ino)?.is_none() {
+        if dotdot(tx, &inode)?.2 == dir && find_ino(tx, &d, ino)?.is_none() {
             inode.set_links(0);
         }
     } else {
