@@ -30,7 +30,7 @@ macro_rules! report {
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 4] = ["tty", "uart16550", "virtio_blk", "ext2"];
+const BOOT_CELLS: [&str; 5] = ["tty", "uart16550", "virtio_blk", "ext2", "tmpfs"];
 
 /// Loads the boot cells from [`CELL_DIR`]; reports each unless `quiet`.
 /// Other files there (variants such as `virtio_blk-faulty.cell`) are
@@ -285,10 +285,11 @@ fn start_disk(entry: &Arc<CellEntry>, name: &str, disk_name: &str, hook: BlockHo
     }
 }
 
-/// Starts a slot per file-system cell loaded at boot (`ext2`) and makes
-/// its type available to `mount`.
+/// Starts a slot per file-system cell loaded at boot and makes its types
+/// available to `mount`: `ext2` for disks, `tmpfs` for the in-memory
+/// file systems (`devtmpfs`, `sysfs`).
 fn start_file_systems(cells: &[Arc<CellEntry>], quiet: bool) {
-    for name in ["ext2"] {
+    for name in ["ext2", "tmpfs"] {
         let Some(entry) = cells.iter().find(|e| e.name() == name) else {
             continue;
         };
@@ -296,7 +297,11 @@ fn start_file_systems(cells: &[Arc<CellEntry>], quiet: bool) {
         match slot.install(entry.clone()) {
             Ok(()) => {
                 tessera_live_update::slot::register(slot.clone());
-                tessera_linux::cellfs::register(name, slot);
+                if name == "tmpfs" {
+                    tessera_linux::cellfs::register_memory(slot);
+                } else {
+                    tessera_linux::cellfs::register(name, slot);
+                }
             }
             Err(e) => report!(quiet, "{name}: cannot start the file-system cell: {e}"),
         }

@@ -140,8 +140,11 @@ pub enum Request {
     /// whatever the file system's own size; nothing is written.
     Probe,
     /// Starts using the file system (with its own block size from now
-    /// on); with `write`, marks it mounted (not clean) on disk.
-    Mount { write: bool, now: Time },
+    /// on); with `write`, marks it mounted (not clean) on disk. `options`
+    /// are the file system's own mount options (`size=1m,mode=755`), as
+    /// the kernel passes them on (it puts its own first: `memory=BYTES`
+    /// for the in-memory file systems).
+    Mount { write: bool, now: Time, options: String },
     /// Marks the file system cleanly unmounted.
     Unmount { now: Time },
     /// The size and usage (`statfs`).
@@ -182,13 +185,18 @@ pub enum Request {
     Write { ino: u64, offset: u64, len: u64, now: Time },
     /// The target of a symbolic link.
     ReadLink { ino: u64 },
+    /// Swaps what entries `a_name` in `a_dir` and `b_name` in `b_dir`
+    /// name (`RENAME_EXCHANGE`; both exist, the kernel checked the rest);
+    /// a directory's parent follows it. `Invalid` where the file system
+    /// has no such operation (Linux's ext2).
+    Exchange { a_dir: u64, a_name: String, b_dir: u64, b_name: String, now: Time },
 }
 framekernel_boundary::cell_data!(enum Request {
-    Probe, Mount { write, now }, Unmount { now }, Statfs, Stat { ino }, Lookup { dir, name }, ReadDir { dir },
+    Probe, Mount { write, now, options }, Unmount { now }, Statfs, Stat { ino }, Lookup { dir, name }, ReadDir { dir },
     Create { dir, name, mode, uid, gid, rdev, now }, Symlink { dir, name, target, uid, gid, now },
     Link { dir, name, ino, replace, now }, Unlink { dir, name, now }, Release { ino, now },
     SetAttr { ino, set, now }, Truncate { ino, size, now }, Map { ino, first, count },
-    Write { ino, offset, len, now }, ReadLink { ino },
+    Write { ino, offset, len, now }, ReadLink { ino }, Exchange { a_dir, a_name, b_dir, b_name, now },
 });
 
 /// Directory entries, in three parallel lists.

@@ -309,6 +309,14 @@ impl BlockCache {
         self.remove(block);
     }
 
+    /// Forgets `block` here and on the disk (which may give its storage
+    /// back: the memory store does).
+    pub fn discard(&mut self, block: u64) {
+        self.remove(block);
+        let per = self.block_size as u64 / SECTOR;
+        self.disk.discard(block.saturating_mul(per), per);
+    }
+
     /// Writes back when half the cache is dirty.
     pub fn maybe_write_back(&mut self) -> Result<(), Errno> {
         if self.dirty * 2 > self.slots.len() { self.flush() } else { Ok(()) }

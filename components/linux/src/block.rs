@@ -29,6 +29,9 @@ pub trait BlockBackend: Send + Sync {
     fn write(&self, sector: u64, buf: &[u8]) -> Result<(), Errno>;
     /// Makes writes durable.
     fn flush(&self) -> Result<(), Errno>;
+    /// Forgets the sectors of `count` at `sector`: a file system freed
+    /// them (a disk may ignore it; the memory store gives the pages back).
+    fn discard(&self, _sector: u64, _count: u64) {}
 }
 
 struct Disk {
@@ -64,41 +67,34 @@ pub fn disks() -> Vec<(String, u64, u64)> {
     disks.iter().map(|d| (d.name.clone(), d.rdev, d.backend.sectors().unwrap_or(0))).collect()
 }
 
-/// A sysfs (a small tmpfs, made at mount) with the disks as Linux shows
-/// them to `mdev -s`, `lsblk`-like tools and `df`: `block/NAME/{dev,size,
-/// ro,removable,uevent,queue/*}`, `class/block/NAME` and
-/// `dev/block/MAJ:MIN` (links to `block/NAME`).
-pub fn sysfs_root() -> tessera_vfs::NodeRef {
-    let root = tessera_vfs::tmpfs::TmpFs::new_root(1 << 20, Some(crate::fs::now));
+/// Fills a new sysfs with the disks as Linux shows them to `mdev -s`,
+/// `lsblk`-like tools and `df`: `block/NAME/{dev,size,ro,removable,
+/// uevent,queue/*}`, `class/block/NAME` and `dev/block/MAJ:MIN` (links to
+/// `block/NAME`).
+pub fn fill_sysfs(root: &tessera_vfs::NodeRef) -> Result<(), tessera_vfs::FsError> {
     let dir = |at: &tessera_vfs::NodeRef, name: &str| at.lookup(name).or_else(|_| at.create(name, FileType::Directory, 0o755, 0));
     let file = |at: &tessera_vfs::NodeRef, name: &str, text: &str| {
         at.create(name, FileType::Regular, 0o444, 0).and_then(|f| f.write_at(0, text.as_bytes()).map(drop))
     };
-    let made = (|| -> Result<(), tessera_vfs::FsError> {
-        let block = dir(&root, "block")?;
-        let class_block = dir(&dir(&root, "class")?, "block")?;
-        let dev_block = dir(&dir(&root, "dev")?, "block")?;
-        for (name, rdev, sectors) in disks() {
-            let (major, minor) = (rdev >> 8, rdev & 0xff);
-            let d = dir(&block, &name)?;
-            file(&d, "dev", &alloc::format!("{major}:{minor}\n"))?;
-            file(&d, "size", &alloc::format!("{sectors}\n"))?;
-            file(&d, "ro", "0\n")?;
-            file(&d, "removable", "0\n")?;
-            file(&d, "uevent", &alloc::format!("MAJOR={major}\nMINOR={minor}\nDEVNAME={name}\nDEVTYPE=disk\n"))?;
-            let queue = dir(&d, "queue")?;
-            file(&queue, "logical_block_size", "512\n")?;
-            file(&queue, "physical_block_size", "512\n")?;
-            file(&queue, "rotational", "0\n")?;
-            class_block.symlink(&name, &alloc::format!("../../block/{name}"))?;
-            dev_block.symlink(&alloc::format!("{major}:{minor}"), &alloc::format!("../../block/{name}"))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = made {
-        log::warn!("sysfs: block entries incomplete: {e:?}");
+    let block = dir(root, "block")?;
+    let class_block = dir(&dir(root, "class")?, "block")?;
+    let dev_block = dir(&dir(root, "dev")?, "block")?;
+    for (name, rdev, sectors) in disks() {
+        let (major, minor) = (rdev >> 8, rdev & 0xff);
+        let d = dir(&block, &name)?;
+        file(&d, "dev", &alloc::format!("{major}:{minor}\n"))?;
+        file(&d, "size", &alloc::format!("{sectors}\n"))?;
+        file(&d, "ro", "0\n")?;
+        file(&d, "removable", "0\n")?;
+        file(&d, "uevent", &alloc::format!("MAJOR={major}\nMINOR={minor}\nDEVNAME={name}\nDEVTYPE=disk\n"))?;
+        let queue = dir(&d, "queue")?;
+        file(&queue, "logical_block_size", "512\n")?;
+        file(&queue, "physical_block_size", "512\n")?;
+        file(&queue, "rotational", "0\n")?;
+        class_block.symlink(&name, &alloc::format!("../../block/{name}"))?;
+        dev_block.symlink(&alloc::format!("{major}:{minor}"), &alloc::format!("../../block/{name}"))?;
     }
-    root
+    Ok(())
 }
 
 /// Writes what mounted file systems hold back, then flushes every disk

@@ -29,13 +29,18 @@ pub type FsSlot = Slot<Export>;
 
 /// Registered file-system types: name and slot.
 static TYPES: SpinLock<Vec<(String, Arc<FsSlot>)>> = SpinLock::new(Vec::new());
+/// The cell serving the in-memory file systems (`tmpfs`).
+static MEMORY: SpinLock<Option<Arc<FsSlot>>> = SpinLock::new(None);
 /// Mounted cell file systems.
 static MOUNTED: SpinLock<Vec<Arc<CellFs>>> = SpinLock::new(Vec::new());
 
-/// Bytes of metadata cache per mount.
-const META_CACHE: usize = 4 << 20;
-/// Bytes of data cache per mount.
-const DATA_CACHE: usize = 16 << 20;
+/// Bytes of metadata and data cache per disk mount.
+const DISK_CACHES: (usize, usize) = (4 << 20, 16 << 20);
+/// The same per in-memory mount: the store below is memory too, so the
+/// caches only need to hold what one request uses.
+const MEMORY_CACHES: (usize, usize) = (1 << 20, 256 << 10);
+/// Blocks of the memory store (see `memstore`).
+const MEMORY_BLOCKS: u64 = 1 << 52;
 /// Rounds a request may take before the cell is judged to loop.
 const MAX_ROUNDS: usize = 4096;
 /// Blocks a file operation maps per request.
@@ -51,6 +56,47 @@ pub fn register(name: &str, slot: Arc<FsSlot>) {
 /// The registered types (`/proc/filesystems`).
 pub fn type_names() -> Vec<String> {
     TYPES.lock().iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// Makes the in-memory file systems (`tmpfs`, `devtmpfs`, `sysfs`)
+/// cell-served: `slot` holds the `tmpfs` cell.
+pub fn register_memory(slot: Arc<FsSlot>) {
+    *MEMORY.lock() = Some(slot);
+}
+
+/// True when a cell serves the in-memory file systems.
+pub fn memory_served() -> bool {
+    MEMORY.lock().is_some()
+}
+
+/// True when mounts of type `fstype` may be served by a cell (a disk type,
+/// or an in-memory one while the tmpfs cell is there).
+pub fn may_serve(fstype: &str) -> bool {
+    TYPES.lock().iter().any(|(n, _)| n == fstype) || (memory_served() && matches!(fstype, "tmpfs" | "devtmpfs" | "sysfs"))
+}
+
+const SYSFS_MAGIC: u64 = 0x6265_6572;
+
+/// `statfs`'s `f_type` of file-system type `fstype`, as Linux's.
+fn magic_of(fstype: &str) -> u64 {
+    match fstype {
+        "tmpfs" | "devtmpfs" | "ramfs" => 0x0102_1994,
+        "sysfs" => SYSFS_MAGIC,
+        _ => 0xef53,
+    }
+}
+
+/// Mounts a new, empty in-memory file system of type `fstype` (`tmpfs`,
+/// `devtmpfs`, `sysfs`) with the file system's own `options`
+/// (`size=`, `nr_inodes=`, `mode=`, `uid=`, `gid=`).
+/// (A read-only mount is the mount table's to enforce: the store is made
+/// writable, to be filled.)
+pub fn mount_memory(fstype: &str, options: &str) -> Result<NodeRef, Errno> {
+    let slot = MEMORY.lock().clone().ok_or(Errno::ENODEV)?;
+    let dev = tessera_vfs::tmpfs::new_anonymous_dev();
+    let memory = framekernel::mm::frame_stats().total * 4096;
+    let options = alloc::format!("memory={memory},{options}");
+    mount_as(fstype, Arc::new(crate::memstore::MemStore::new()), dev, fstype, slot, false, &options)
 }
 
 fn slot_of(name: &str) -> Option<Arc<FsSlot>> {
@@ -122,6 +168,11 @@ impl State {
                 (*dir, Some((name, None)))
             }
             (Request::Create { dir, .. } | Request::Symlink { dir, .. } | Request::Link { dir, .. } | Request::Unlink { dir, .. }, Err(_)) => (*dir, None),
+            (Request::Exchange { a_dir, b_dir, .. }, _) => {
+                self.forget_dir(*a_dir);
+                self.forget_dir(*b_dir);
+                return;
+            }
             (Request::Mount { .. } | Request::Unmount { .. }, _) => {
                 self.dirs.clear();
                 self.dir_names = 0;
@@ -164,6 +215,13 @@ pub struct CellFs {
     dev: u64,
     block_size: u32,
     blocks: u64,
+    /// `statfs`'s `f_type`.
+    magic: u64,
+    /// In memory (the tmpfs cell over a memory store).
+    memory: bool,
+    /// Extended attributes of the inodes of an in-memory mount, kept by
+    /// the kernel as Linux's tmpfs keeps them (in memory, per inode).
+    xattrs: SpinLock<BTreeMap<u64, Arc<spin::Mutex<tessera_vfs::Xattrs>>>>,
     root: u64,
     read_only: bool,
     state: spin::Mutex<State>,
@@ -282,7 +340,7 @@ fn run(slot: &FsSlot, cache: &mut BlockCache, mut data: Option<&mut BlockCache>,
                         }
                     }
                     for &b in &reply.freed {
-                        cache.forget(b);
+                        cache.discard(b);
                         if let Some(d) = data.as_deref_mut() {
                             d.forget(b);
                         }
@@ -310,7 +368,7 @@ pub fn mount(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: Option
     };
     let mut last = Errno::EINVAL;
     for (name, slot) in candidates {
-        match mount_as(source, disk.clone(), dev, &name, slot, read_only) {
+        match mount_as(source, disk.clone(), dev, &name, slot, read_only, "") {
             Ok(root) => return Ok((root, name)),
             Err(e) => last = e,
         }
@@ -318,7 +376,8 @@ pub fn mount(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: Option
     Err(last)
 }
 
-fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, slot: Arc<FsSlot>, read_only: bool) -> Result<NodeRef, Errno> {
+fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, slot: Arc<FsSlot>, read_only: bool, options: &str) -> Result<NodeRef, Errno> {
+    let memory = options.starts_with("memory=");
     // The superblock, read in 1 KiB blocks.
     let mut probe = BlockCache::new(disk.clone(), 1024, 64 * 1024, 0, true)?;
     let disk_blocks = probe.disk_blocks();
@@ -330,20 +389,24 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
     };
     let bs = info.block_size as usize;
     let disk_bytes = disk.sectors()?.saturating_mul(crate::block::SECTOR);
-    if info.blocks.saturating_mul(bs as u64) > disk_bytes {
+    if !memory && info.blocks.saturating_mul(bs as u64) > disk_bytes {
         log::warn!("{source}: {fstype} of {} blocks of {bs} bytes is larger than the device ({disk_bytes} bytes)", info.blocks);
         return Err(Errno::EINVAL);
     }
     let read_only = read_only || info.read_only;
-    let meta = BlockCache::new(disk.clone(), bs, META_CACHE, 8, true)?;
-    let data = BlockCache::new(disk.clone(), bs, DATA_CACHE, (128 * 1024 / bs) as u64, false)?;
+    let (meta_bytes, data_bytes) = if memory { MEMORY_CACHES } else { DISK_CACHES };
+    let meta = BlockCache::new(disk.clone(), bs, meta_bytes, if memory { 0 } else { 8 }, true)?;
+    let data = BlockCache::new(disk.clone(), bs, data_bytes, if memory { 0 } else { (128 * 1024 / bs) as u64 }, false)?;
     let fs = Arc::new(CellFs {
         source: source.into(),
         slot,
         disk,
         dev,
         block_size: info.block_size,
-        blocks: info.blocks,
+        blocks: if memory { MEMORY_BLOCKS } else { info.blocks },
+        magic: magic_of(fstype),
+        memory,
+        xattrs: SpinLock::new(BTreeMap::new()),
         root: info.root,
         read_only,
         state: spin::Mutex::new(State { meta, data, attrs: BTreeMap::new(), dirs: BTreeMap::new(), dir_names: 0 }),
@@ -352,7 +415,7 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         orphans: SpinLock::new(Vec::new()),
         gone: AtomicBool::new(false),
     });
-    fs.request(Request::Mount { write: !read_only, now: now() })?;
+    fs.request(Request::Mount { write: !read_only, now: now(), options: options.into() })?;
     let root = fs.stat(info.root)?;
     if root.mode & 0o170000 != 0o040000 {
         return Err(Errno::EUCLEAN);
@@ -360,7 +423,9 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
     let node = fs.node_for(&root);
     MOUNTED.lock().push(fs.clone());
     start_writeback();
-    log::info!("{source}: {fstype} mounted ({} blocks of {bs} bytes{})", info.blocks, if read_only { ", read-only" } else { "" });
+    if !memory {
+        log::info!("{source}: {fstype} mounted ({} blocks of {bs} bytes{})", info.blocks, if read_only { ", read-only" } else { "" });
+    }
     Ok(node)
 }
 
@@ -441,6 +506,7 @@ impl CellFs {
             if let Err(e) = self.run_in(st, &Request::Release { ino, now: now() }) {
                 log::warn!("{}: inode {ino} not freed: {e:?}", self.source);
             }
+            self.drop_xattrs(ino);
         }
     }
 
@@ -521,9 +587,24 @@ impl CellFs {
         if let Some(node) = nodes.get(&attr.ino).and_then(Weak::upgrade) {
             return node;
         }
-        let node = Arc::new(CellNode { fs: self.clone(), ino: attr.ino, kind: kind_of(attr.mode), orphan: AtomicBool::new(false) });
+        let xattrs = self.memory.then(|| self.xattrs.lock().entry(attr.ino).or_default().clone());
+        let node = Arc::new(CellNode { fs: self.clone(), ino: attr.ino, kind: kind_of(attr.mode), orphan: AtomicBool::new(false), xattrs });
         nodes.insert(attr.ino, Arc::downgrade(&node));
         node
+    }
+
+    /// True for an in-memory mount (the tmpfs cell).
+    pub fn in_memory(&self) -> bool {
+        self.memory
+    }
+
+    /// Forgets inode `ino`'s extended attributes (it was freed), giving
+    /// back what they counted against the tmpfs limit.
+    fn drop_xattrs(&self, ino: u64) {
+        if let Some(x) = self.xattrs.lock().remove(&ino) {
+            let bytes: usize = x.lock().iter().map(|(k, v)| k.len() + v.len()).sum();
+            let _ = tessera_vfs::tmpfs::charge_xattrs(-(bytes as i64));
+        }
     }
 
     /// Writes everything held back and flushes the disk.
@@ -582,6 +663,8 @@ pub struct CellNode {
     kind: FileType,
     /// No name is left: the inode is freed when the node goes.
     orphan: AtomicBool,
+    /// Its extended attributes (in-memory mounts only).
+    xattrs: Option<Arc<spin::Mutex<tessera_vfs::Xattrs>>>,
 }
 
 impl Drop for CellNode {
@@ -592,6 +675,10 @@ impl Drop for CellNode {
         let mut nodes = self.fs.nodes.lock();
         if nodes.get(&self.ino).is_some_and(|w| w.strong_count() == 0) {
             nodes.remove(&self.ino);
+            // No attributes to keep: no entry either.
+            if self.xattrs.as_ref().is_some_and(|x| x.lock().is_empty()) {
+                self.fs.xattrs.lock().remove(&self.ino);
+            }
         }
     }
 }
@@ -861,6 +948,19 @@ impl Node for CellNode {
         Ok(out)
     }
 
+    fn exchange(&self, name: &str, other_dir: &NodeRef, other_name: &str) -> Option<Result<(), FsError>> {
+        let (dev, other) = other_dir.fs_node_id();
+        if dev != self.fs.dev {
+            return Some(Err(FsError::CrossDevice));
+        }
+        let request = Request::Exchange { a_dir: self.ino, a_name: name.into(), b_dir: other, b_name: other_name.into(), now: now() };
+        Some(self.fs.request(request).map(drop))
+    }
+
+    fn xattrs(&self) -> Option<&spin::Mutex<tessera_vfs::Xattrs>> {
+        self.xattrs.as_deref()
+    }
+
     fn read_link(&self) -> Result<String, FsError> {
         match self.fs.request(Request::ReadLink { ino: self.ino })? {
             Done::Text(t) => Ok(t),
@@ -869,19 +969,23 @@ impl Node for CellNode {
     }
 
     fn fs_stats(&self) -> FsStats {
+        if self.fs.magic == SYSFS_MAGIC {
+            // As Linux's sysfs: no size, no inode counts.
+            return FsStats { magic: SYSFS_MAGIC, block_size: 4096, ..FsStats::default() };
+        }
         let info = match self.fs.request(Request::Statfs) {
             Ok(Done::Info(i)) => i,
             _ => Info::default(),
         };
         let bs = u64::from(info.block_size);
         FsStats {
-            magic: 0xef53,
-            capacity: info.blocks * bs,
-            used: info.blocks.saturating_sub(info.free_blocks) * bs,
+            magic: self.fs.magic,
+            capacity: info.blocks.saturating_mul(bs),
+            used: info.blocks.saturating_sub(info.free_blocks).saturating_mul(bs),
             nodes: info.inodes,
             nodes_used: info.inodes.saturating_sub(info.free_inodes),
             block_size: bs,
-            reserved: info.reserved_blocks.min(info.free_blocks) * bs,
+            reserved: info.reserved_blocks.min(info.free_blocks).saturating_mul(bs),
         }
     }
 

@@ -469,6 +469,23 @@ pub const DEVICES: [(&str, u64, u32); 9] = [
     ("cellctl", crate::cellctl::RDEV, 0o666), // changing cells checks the euid
 ];
 
+/// Fills a new `devtmpfs` (Linux's: a tmpfs the kernel puts its device
+/// nodes in): the character devices, the disks, and the `fd` and
+/// `std{in,out,err}` links.
+pub fn fill_devtmpfs(root: &NodeRef) -> Result<(), FsError> {
+    for (name, rdev, perm) in DEVICES {
+        root.create(name, FileType::CharDevice, perm, rdev)?;
+    }
+    for (name, rdev, _) in crate::block::disks() {
+        root.create(&name, FileType::BlockDevice, 0o660, rdev)?;
+    }
+    root.symlink("fd", "/proc/self/fd")?;
+    for (i, name) in ["stdin", "stdout", "stderr"].into_iter().enumerate() {
+        root.symlink(name, &alloc::format!("/proc/self/fd/{i}"))?;
+    }
+    Ok(())
+}
+
 fn make_dirs(root: &NodeRef, path: &str) -> Result<NodeRef, FsError> {
     let mut dir = root.clone();
     for part in path.split('/').filter(|p| !p.is_empty()) {

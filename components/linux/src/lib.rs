@@ -18,6 +18,7 @@ pub mod files;
 pub mod locks;
 pub mod memfd;
 pub mod memory;
+pub mod memstore;
 pub mod mqueue;
 pub mod pagecache;
 pub mod pidfd;

@@ -291,8 +291,9 @@ fn generate(kind: FileKind) -> Result<String, FsError> {
     Ok(match kind {
         FileKind::Meminfo => {
             let (total, free) = (frames.total * 4, frames.free * 4);
+            let shmem = crate::memstore::bytes_in_use() / 1024;
             format!(
-                "MemTotal:       {total:>8} kB\nMemFree:        {free:>8} kB\nMemAvailable:   {free:>8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
+                "MemTotal:       {total:>8} kB\nMemFree:        {free:>8} kB\nMemAvailable:   {free:>8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\nShmem:          {shmem:>8} kB\n"
             )
         }
         FileKind::Uptime => {

@@ -201,6 +201,13 @@ pub trait Node: Send + Sync {
         Err(FsError::NotDir)
     }
 
+    /// Swaps what this directory's entry `name` and `other_dir`'s entry
+    /// `other_name` name (`RENAME_EXCHANGE`), for a file system that does
+    /// it in one step; `None`: do it with two `attach`es.
+    fn exchange(&self, _name: &str, _other_dir: &NodeRef, _other_name: &str) -> Option<Result<(), FsError>> {
+        None
+    }
+
     /// The target of a symbolic link (`Invalid` for other nodes).
     fn read_link(&self) -> Result<String, FsError> {
         Err(FsError::Invalid)

@@ -427,6 +427,9 @@ impl Vfs {
         if a.metadata().dev != b_parent.node().metadata().dev || b.metadata().dev != a_parent.node().metadata().dev {
             return Err(FsError::CrossDevice);
         }
+        if let Some(done) = a_parent.node().exchange(a_name, b_parent.node(), b_name) {
+            return done;
+        }
         b_parent.node().attach(b_name, a, true)?;
         a_parent.node().attach(a_name, b, true)
     }

@@ -48,6 +48,11 @@ pub struct TmpNode {
     xattrs: Mutex<crate::node::Xattrs>,
 }
 
+/// A device number no other anonymous file system has (`0:n`).
+pub fn new_anonymous_dev() -> u64 {
+    anonymous_dev(NEXT_DEV.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Device number `0:n` in Linux's encoding (`new_encode_dev`), as its
 /// anonymous file systems have: major 0 for any `n`, so never a disk's.
 fn anonymous_dev(n: u64) -> u64 {

@@ -33,7 +33,7 @@ fn writable(tx: &Tx) -> R<()> {
 fn run(tx: &mut Tx, request: Request) -> R<Done> {
     match request {
         Request::Probe | Request::Statfs => Ok(Done::Info(info(tx))),
-        Request::Mount { write, now } => {
+        Request::Mount { write, now, .. } => {
             if write && !tx.sb.read_only {
                 let s = tx.super_mut()?;
                 put32(s, 44, now.sec as u32); // s_mtime
@@ -131,6 +131,8 @@ fn run(tx: &mut Tx, request: Request) -> R<Done> {
             write(tx, ino, offset, len, now)
         }
         Request::ReadLink { ino } => read_link(tx, ino),
+        // Linux's ext2 takes no RENAME_EXCHANGE either.
+        Request::Exchange { .. } => Err(Stop::Fail(FsErr::Invalid)),
     }
 }
 

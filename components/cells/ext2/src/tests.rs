@@ -212,7 +212,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 fn workload(block_size: &str) {
     let (mut img, path) = Img::mkfs(&format!("work{block_size}"), 16 * 1024, &["-b", block_size]);
-    let Done::Info(info) = img.call(Request::Mount { write: true, now: NOW }).expect("mount") else { panic!() };
+    let Done::Info(info) = img.call(Request::Mount { write: true, now: NOW, options: String::new() }).expect("mount") else { panic!() };
     assert_eq!(info.block_size.to_string(), block_size);
     let root = 2;
     assert_eq!(img.names(root), vec!["lost+found"]);
@@ -380,7 +380,7 @@ fn reads_and_changes_a_genext2fs_image() {
 #[test]
 fn full_disk_is_enospc_and_stays_consistent() {
     let (mut img, path) = Img::mkfs("full", 2048, &["-b", "1024"]);
-    img.call(Request::Mount { write: true, now: NOW }).unwrap();
+    img.call(Request::Mount { write: true, now: NOW, options: String::new() }).unwrap();
     let f = img.create(2, "fill", 0o100644).unwrap();
     let chunk = pattern(64 * 1024, 1);
     let mut total = 0;
@@ -502,7 +502,7 @@ fn fuzz_mutated_images() {
         }
         img.held.clear();
         outcomes[1] += 1;
-        let _ = img.call(Request::Mount { write: true, now: NOW });
+        let _ = img.call(Request::Mount { write: true, now: NOW, options: String::new() });
         // Walk up to 200 nodes breadth first.
         let mut queue = vec![2u64];
         let mut seen = 0;

@@ -672,7 +672,7 @@ pub(super) fn renameat2(p: &mut Process, olddir: u64, old: u64, newdir: u64, new
     let (new_parent, new_name) = parent_of(p, newdir, &new)?;
     // Linux's ext2 takes no rename flag but RENAME_NOREPLACE (EINVAL); so
     // does every disk file system served by a cell here.
-    if flags & RENAME_EXCHANGE != 0 && crate::cellfs::mounted(old_parent.node().fs_node_id().0).is_some() {
+    if flags & RENAME_EXCHANGE != 0 && crate::cellfs::mounted(old_parent.node().fs_node_id().0).is_some_and(|fs| !fs.in_memory()) {
         return Err(Errno::EINVAL);
     }
     if old_parent.node().lookup(&old_name).is_ok() {

@@ -447,6 +447,15 @@ pub(super) fn mount(p: &mut Process, source: u64, target: u64, fstype: u64, flag
     }
     let kind = String::from_utf8(p.memory.read_c_string(fstype, 64)?).map_err(|_| Errno::ENODEV)?;
     let root = match kind.as_str() {
+        "devtmpfs" | "sysfs" if crate::cellfs::memory_served() => {
+            // Served by the tmpfs cell, filled by the kernel.
+            let root = crate::cellfs::mount_memory(&kind, "mode=755")?;
+            let filled = if kind == "sysfs" { crate::block::fill_sysfs(&root) } else { crate::fs::fill_devtmpfs(&root) };
+            if let Err(e) = filled {
+                log::warn!("{kind}: entries incomplete: {e:?}");
+            }
+            root
+        }
         "tmpfs" | "ramfs" | "devtmpfs" => {
             let ram = framekernel::mm::frame_stats().total * 4096;
             let options = if data == 0 {
@@ -465,8 +474,14 @@ pub(super) fn mount(p: &mut Process, source: u64, target: u64, fstype: u64, flag
             root
         }
         "proc" => crate::procfs::new_root(),
-        // Enough for programs that expect them to be mounted.
-        "sysfs" => crate::block::sysfs_root(),
+        // Without the tmpfs cell: a kernel tmpfs, filled the same way.
+        "sysfs" => {
+            let root = tessera_vfs::tmpfs::TmpFs::new_root(1 << 20, Some(crate::fs::now));
+            if let Err(e) = crate::block::fill_sysfs(&root) {
+                log::warn!("sysfs: block entries incomplete: {e:?}");
+            }
+            root
+        }
         "devpts" | "cgroup" | "cgroup2" => tessera_vfs::tmpfs::TmpFs::new_root(0, Some(crate::fs::now)),
         _ if crate::cellfs::type_names().contains(&kind) => {
             // A disk file system served by a cell: the source is a block
@@ -512,9 +527,9 @@ pub(super) fn umount2(p: &mut Process, target: u64, flags: u64) -> SysResult {
     let vfs = crate::fs::vfs()?;
     let at = vfs.resolve_in(&p.fs.root(), &p.fs.cwd(), &target, true, &super::fs::who(p))?;
     let path = at.path();
-    // A disk file system: refused while its files are in use (unless
-    // MNT_DETACH), then marked clean and written back.
-    let cell_type = vfs.mount_table().into_iter().rev().find(|m| m.1 == path).is_some_and(|m| crate::cellfs::type_names().contains(&m.2));
+    // A cell-served file system: refused while its files are in use
+    // (unless MNT_DETACH), then marked clean and written back.
+    let cell_type = vfs.mount_table().into_iter().rev().find(|m| m.1 == path).is_some_and(|m| crate::cellfs::may_serve(&m.2));
     let cell = if cell_type { vfs.mount_root(&path).and_then(|root| crate::cellfs::mounted_root(&root)) } else { None };
     drop(at);
     if let Some(fs) = &cell {
