@@ -88,9 +88,34 @@ fn devtmpfs_and_sysfs_come_from_the_tmpfs_cell_which_swaps_and_faults_without_lo
     let after = shmem_kib(&mut m);
     assert!(after <= before + 64, "removing the file gave back only {} of {} KiB", full.saturating_sub(after), full - before);
 
+    // A directory far larger than the metadata cache starts out as.
+    run(
+        &mut m,
+        "mkdir /mnt/d/many && cd /mnt/d/many && i=0; while [ $i -lt 6000 ]; do : > file-$i; i=$((i+1)); done; echo count=$(ls | wc -l); cd /",
+        "count=6000",
+    );
+    run(&mut m, "rm -r /mnt/d/many && echo gone", "gone");
+
+    // Programs run from it (read in pieces the small cache takes).
+    run(&mut m, "cp /bin/busybox /mnt/d/busybox && /mnt/d/busybox echo ran-from-the-cell", "ran-from-the-cell");
+
     // A mount in use stays; an idle one goes.
     run(&mut m, "cd /mnt/d && umount /mnt/d; echo status $?", "busy");
     run(&mut m, "cd / && umount /mnt/d && grep -c /mnt/d /proc/mounts", "0");
+    m.send("poweroff\r");
+    assert_eq!(m.wait_exit(T), Exit::Success, "{}", m.output());
+}
+
+/// The userspace suites that work in /tmp pass with a cell-served tmpfs
+/// there (a devtmpfs: the same cell and format as `tmpfs` will be).
+#[test]
+fn the_file_suites_pass_on_a_cell_served_tmp() {
+    let mut m = boot("memfs-suites");
+    run(&mut m, "mount -t devtmpfs none /tmp && chmod 1777 /tmp && stat -f /tmp | grep Type", "Type: tmpfs");
+    for suite in ["files", "xattr", "inotify", "perms", "locks", "mmapfile", "fdkinds"] {
+        let out = capture(&mut m, &format!("cd / && /opt/tessera/bin/{suite} > /{suite}.out 2>&1; echo \"exit $?\"; grep -v '^ok' /{suite}.out | tail -20"));
+        assert!(out.contains("exit 0") && out.contains(&format!("{suite}: ")) && out.contains(" 0 failed"), "{suite} on the tmpfs cell:\n{out}");
+    }
     m.send("poweroff\r");
     assert_eq!(m.wait_exit(T), Exit::Success, "{}", m.output());
 }

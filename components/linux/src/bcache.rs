@@ -53,6 +53,9 @@ pub struct BlockCache {
     /// operation's working set).
     pinned_since: u64,
     read_ahead: u64,
+    /// Slots the cache may grow to when one operation needs more blocks
+    /// at once than it holds (a long directory, a large tree to free).
+    max_slots: usize,
 }
 
 impl BlockCache {
@@ -82,7 +85,41 @@ impl BlockCache {
             dirty: 0,
             pinned_since: u64::MAX,
             read_ahead,
+            max_slots: capacity,
         })
+    }
+
+    /// Lets the cache grow to about `bytes` when an operation needs more
+    /// blocks at once than it holds (it starts at the size it was made).
+    pub fn with_growth(mut self, bytes: usize) -> Self {
+        self.max_slots = (bytes / self.block_size).max(self.slots.len());
+        self
+    }
+
+    /// Blocks the cache may come to hold (`with_growth`).
+    pub fn max_capacity(&self) -> usize {
+        self.max_slots
+    }
+
+    /// Doubles the cache (up to its limit) for an operation whose blocks
+    /// fill it; ENOMEM at the limit or without memory.
+    fn grow(&mut self) -> Result<usize, Errno> {
+        let old = self.slots.len();
+        let new = old.saturating_mul(2).min(self.max_slots);
+        if new <= old {
+            return Err(Errno::ENOMEM);
+        }
+        let bs = self.block_size;
+        self.data.try_reserve_exact((new - old) * bs).map_err(|_| Errno::ENOMEM)?;
+        self.slots.try_reserve_exact(new - old).map_err(|_| Errno::ENOMEM)?;
+        self.free.try_reserve(new - old).map_err(|_| Errno::ENOMEM)?;
+        if self.with_view {
+            self.index.try_reserve(new - old).map_err(|_| Errno::ENOMEM)?;
+        }
+        self.data.resize(new * bs, 0);
+        self.slots.resize(new, EMPTY_SLOT);
+        self.free.extend((old + 1..new).rev());
+        Ok(old)
     }
 
     /// Bytes per block.
@@ -172,7 +209,7 @@ impl BlockCache {
                 self.flush()?;
             }
         }
-        Err(Errno::ENOMEM) // every slot pinned
+        self.grow() // every slot pinned: more room, up to the limit
     }
 
     fn insert(&mut self, block: u64, slot: usize) {

@@ -38,7 +38,11 @@ static MOUNTED: SpinLock<Vec<Arc<CellFs>>> = SpinLock::new(Vec::new());
 const DISK_CACHES: (usize, usize) = (4 << 20, 16 << 20);
 /// The same per in-memory mount: the store below is memory too, so the
 /// caches only need to hold what one request uses.
-const MEMORY_CACHES: (usize, usize) = (1 << 20, 256 << 10);
+const MEMORY_CACHES: (usize, usize) = (256 << 10, 256 << 10);
+/// The metadata cache of any mount grows up to this when one request
+/// needs more blocks at once (a directory of 100,000 names in 4 KiB
+/// blocks of ext2 or tmpfs takes 25 MiB).
+const META_LIMIT: usize = 64 << 20;
 /// Blocks of the memory store (see `memstore`).
 const MEMORY_BLOCKS: u64 = 1 << 52;
 /// Rounds a request may take before the cell is judged to loop.
@@ -311,7 +315,7 @@ fn run(slot: &FsSlot, cache: &mut BlockCache, mut data: Option<&mut BlockCache>,
                 Outcome::Need(blocks) => {
                     // Asking again for what it holds, or for nothing, or
                     // past the file system: the cell is not making progress.
-                    if blocks.is_empty() || blocks.len() > 4096 || blocks.iter().any(|&b| b >= fs_blocks || cache.holds(b)) {
+                    if blocks.is_empty() || blocks.len() > cache.max_capacity() / 2 || blocks.iter().any(|&b| b >= fs_blocks || cache.holds(b)) {
                         log::warn!("file-system cell: bad request for blocks {:?}", blocks.get(..4));
                         return Err(FsError::Io);
                     }
@@ -327,7 +331,7 @@ fn run(slot: &FsSlot, cache: &mut BlockCache, mut data: Option<&mut BlockCache>,
                     // whole is refused before any of it is applied, and
                     // the operation's blocks are no longer pinned, so
                     // making room can only write back earlier changes.
-                    if reply.writes.len() > cache.capacity() / 2 {
+                    if reply.writes.len() > cache.max_capacity() / 2 {
                         log::warn!("file-system cell: an answer of {} blocks is more than the cache takes", reply.writes.len());
                         return Err(FsError::Io);
                     }
@@ -395,7 +399,7 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
     }
     let read_only = read_only || info.read_only;
     let (meta_bytes, data_bytes) = if memory { MEMORY_CACHES } else { DISK_CACHES };
-    let meta = BlockCache::new(disk.clone(), bs, meta_bytes, if memory { 0 } else { 8 }, true)?;
+    let meta = BlockCache::new(disk.clone(), bs, meta_bytes, if memory { 0 } else { 8 }, true)?.with_growth(META_LIMIT);
     let data = BlockCache::new(disk.clone(), bs, data_bytes, if memory { 0 } else { (128 * 1024 / bs) as u64 }, false)?;
     let fs = Arc::new(CellFs {
         source: source.into(),
@@ -760,7 +764,8 @@ impl Node for CellNode {
             let mut l = offset / bs;
             let last = (end - 1) / bs;
             while l <= last {
-                let count = (last + 1 - l).min(MAP_CHUNK);
+                // At most half the data cache at once (it loads them together).
+                let count = (last + 1 - l).min(MAP_CHUNK).min((st.data.capacity() / 2).max(1) as u64);
                 let Done::Map(blocks) = fs.run_in(st, &Request::Map { ino, first: l, count: count as u32 })? else { return Err(FsError::Io) };
                 if blocks.is_empty() || blocks.iter().any(|&b| b >= fs.blocks) {
                     return Err(FsError::Io);
@@ -919,7 +924,13 @@ impl Node for CellNode {
         if dev != self.fs.dev {
             return Err(FsError::CrossDevice);
         }
-        match self.fs.request(Request::Link { dir: self.ino, name: name.into(), ino, replace, now: now() })? {
+        let linked = self.fs.request(Request::Link { dir: self.ino, name: name.into(), ino, replace, now: now() })?;
+        // A file that had no name (O_TMPFILE) has one now: keep it.
+        let named = self.fs.nodes.lock().get(&ino).and_then(Weak::upgrade);
+        if let Some(node) = named {
+            node.orphan.store(false, Ordering::Relaxed);
+        }
+        match linked {
             Done::Maybe(Some(victim)) => {
                 drop(self.orphaned(&victim));
                 Ok(())

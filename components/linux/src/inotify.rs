@@ -68,8 +68,11 @@ static INSTANCES: SpinLock<Vec<Weak<Inotify>>> = SpinLock::new(Vec::new());
 /// Move events of one rename share a cookie.
 static COOKIE: AtomicU32 = AtomicU32::new(1);
 
+/// A watch holds its node (as Linux's holds the inode): a node no one
+/// else holds, such as a disk file system's file that is not open, stays
+/// the same node while it is watched.
 struct Watch {
-    node: Weak<dyn Node>,
+    node: NodeRef,
     mask: u32,
 }
 
@@ -116,8 +119,8 @@ pub struct Inotify {
     ino: u64,
 }
 
-fn same(weak: &Weak<dyn Node>, node: &NodeRef) -> bool {
-    core::ptr::addr_eq(weak.as_ptr(), Arc::as_ptr(node))
+fn same(watched: &NodeRef, node: &NodeRef) -> bool {
+    core::ptr::addr_eq(Arc::as_ptr(watched), Arc::as_ptr(node))
 }
 
 fn live_instances() -> Vec<Arc<Inotify>> {
@@ -167,7 +170,7 @@ impl Inotify {
         }
         let wd = state.next_wd;
         state.next_wd = state.next_wd.checked_add(1).ok_or(Errno::ENOSPC)?;
-        state.watches.insert(wd, Watch { node: Arc::downgrade(node), mask: wanted });
+        state.watches.insert(wd, Watch { node: node.clone(), mask: wanted });
         WATCHES.fetch_add(1, Ordering::SeqCst);
         Ok(wd)
     }
@@ -408,7 +411,7 @@ fn dnotify_deliver(node: &NodeRef, bits: u32) {
             if d.file.strong_count() == 0 {
                 return false;
             }
-            if !same(&d.dir, node) || d.mask & wanted == 0 {
+            if !core::ptr::addr_eq(d.dir.as_ptr(), Arc::as_ptr(node)) || d.mask & wanted == 0 {
                 return true;
             }
             hits.push((d.owner.clone(), d.fd, d.signal));
@@ -435,13 +438,14 @@ pub fn cookie() -> u32 {
 
 impl File for Inotify {
     fn fdinfo(&self) -> String {
-        let state = self.state.lock();
+        // The nodes are asked outside the lock (a cell file system's may
+        // wait for its cell).
+        let watches: Vec<(i32, NodeRef, u32)> = self.state.lock().watches.iter().map(|(&wd, w)| (wd, w.node.clone(), w.mask)).collect();
         let mut out = String::new();
-        for (wd, watch) in &state.watches {
-            let Some(node) = watch.node.upgrade() else { continue };
+        for (wd, node, mask) in watches {
             let meta = node.metadata();
             // The mask as the user set it: events, IN_EXCL_UNLINK, IN_ONESHOT.
-            let shown = watch.mask & (mask::ALL_EVENTS | mask::EXCL_UNLINK | mask::ONESHOT);
+            let shown = mask & (mask::ALL_EVENTS | mask::EXCL_UNLINK | mask::ONESHOT);
             out.push_str(&alloc::format!("inotify wd:{wd:x} ino:{:x} sdev:{:x} mask:{shown:x} ignored_mask:0\n", meta.ino, meta.dev));
         }
         out

@@ -758,9 +758,12 @@ fn link(tx: &mut Tx, dir: u64, name: &str, ino: u64, replace: bool, now: Time) -
     if d.links() == 0 {
         return Err(Stop::Fail(FsErr::NotFound));
     }
+    // An inode with no link left is linked again only when the kernel
+    // allows it (an O_TMPFILE file; others are ENOENT there, as Linux's
+    // vfs_link decides).
     let mut inode = tx.inode(ino)?;
-    if inode.links() == 0 && !inode.is_dir() {
-        return Err(Stop::Fail(FsErr::NotFound)); // linkat of an unlinked file
+    if inode.mode() == 0 {
+        return Err(Stop::Fail(FsErr::NotFound)); // freed
     }
     let moving_dir = inode.is_dir();
     if !moving_dir && inode.links() >= LINK_MAX {

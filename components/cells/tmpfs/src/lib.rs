@@ -858,10 +858,10 @@ fn link(tx: &mut Tx, dir: u64, name: &str, ino: u64, replace: bool, now: Time) -
     check_name(name)?;
     let mut d = live_dir(tx, dir)?;
     let mut inode = tx.inode(ino)?;
+    // An inode with no link left is linked again only when the kernel
+    // allows it (an O_TMPFILE file; others are ENOENT there, as Linux's
+    // vfs_link decides).
     let moving_dir = inode.is_dir();
-    if inode.links() == 0 && !moving_dir {
-        return fail(FsErr::NotFound); // linkat of an unlinked file
-    }
     if !moving_dir && inode.links() >= LINK_MAX {
         return fail(FsErr::TooManyLinks);
     }
