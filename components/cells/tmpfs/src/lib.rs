@@ -416,6 +416,9 @@ fn options(text: &str) -> R<Options> {
             "mode" => o.mode = u32::from_str_radix(value, 8).ok().filter(|&m| m <= 0o7777).ok_or(bad)?,
             "uid" => o.uid = value.parse().map_err(|_| bad)?,
             "gid" => o.gid = value.parse().map_err(|_| bad)?,
+            // Taken and of no consequence here, as on a Linux without
+            // huge pages, NUMA or swap.
+            "huge" | "mpol" | "inode32" | "inode64" | "noswap" => {}
             _ => return Err(bad),
         }
     }

@@ -447,6 +447,16 @@ pub(super) fn mount(p: &mut Process, source: u64, target: u64, fstype: u64, flag
     }
     let kind = String::from_utf8(p.memory.read_c_string(fstype, 64)?).map_err(|_| Errno::ENODEV)?;
     let root = match kind.as_str() {
+        "tmpfs" if crate::cellfs::memory_served() => {
+            // Served by the tmpfs cell, with its own options (size=,
+            // nr_inodes=, mode=, uid=, gid=: EINVAL for others).
+            let options = if data == 0 {
+                String::new()
+            } else {
+                String::from_utf8(p.memory.read_c_string(data, 4096)?).map_err(|_| Errno::EINVAL)?
+            };
+            crate::cellfs::mount_memory("tmpfs", &options)?
+        }
         "devtmpfs" | "sysfs" if crate::cellfs::memory_served() => {
             // Served by the tmpfs cell, filled by the kernel.
             let root = crate::cellfs::mount_memory(&kind, "mode=755")?;
