@@ -720,6 +720,7 @@ impl Node for CellNode {
             uid: a.uid,
             gid: a.gid,
             size: a.size,
+            blocks: Some(a.blocks),
             rdev: a.rdev,
             atime: time(a.atime),
             mtime: time(a.mtime),

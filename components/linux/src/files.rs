@@ -26,6 +26,7 @@ pub fn device_stat(ino: u64, rdev: u64, perm: u32) -> FileStat {
         uid: 0,
         gid: 0,
         size: 0,
+        blocks: None,
         rdev,
         atime: Timespec::default(),
         mtime: Timespec::default(),

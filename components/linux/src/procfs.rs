@@ -196,6 +196,7 @@ fn meta(ino: u64, kind: FileType, perm: u32, size: u64) -> Metadata {
         uid: 0,
         gid: 0,
         size,
+        blocks: None,
         rdev: 0,
         atime: now,
         mtime: now,

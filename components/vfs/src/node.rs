@@ -99,6 +99,9 @@ pub struct Metadata {
     pub gid: u32,
     /// Size in bytes.
     pub size: u64,
+    /// 512-byte units allocated, where the file system counts them
+    /// (`None`: the size's, as for a file without holes).
+    pub blocks: Option<u64>,
     /// Device number of a device node.
     pub rdev: u64,
     /// Last access.
@@ -113,6 +116,11 @@ impl Metadata {
     /// `st_mode`: type and permission bits.
     pub fn mode(&self) -> u32 {
         self.kind.mode_bits() | self.perm
+    }
+
+    /// `st_blocks`: 512-byte units allocated.
+    pub fn blocks(&self) -> u64 {
+        self.blocks.unwrap_or(self.size.div_ceil(512))
     }
 }
 

@@ -134,7 +134,7 @@ mod tests {
 
     fn meta(kind: FileType, perm: u32, uid: u32, gid: u32) -> Metadata {
         let t = Timespec::default();
-        Metadata { dev: 1, ino: 1, kind, perm, nlink: 1, uid, gid, size: 0, rdev: 0, atime: t, mtime: t, ctime: t }
+        Metadata { dev: 1, ino: 1, kind, perm, nlink: 1, uid, gid, size: 0, blocks: None, rdev: 0, atime: t, mtime: t, ctime: t }
     }
 
     fn user(uid: u32, gid: u32, groups: &[u32]) -> Identity {

@@ -97,6 +97,7 @@ impl TmpNode {
                 uid: 0,
                 gid: 0,
                 size,
+                blocks: None,
                 rdev,
                 atime: now,
                 mtime: now,

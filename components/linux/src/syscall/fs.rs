@@ -542,7 +542,7 @@ pub(super) fn statx(p: &mut Process, dirfd: u64, path: u64, flags: u64, mask: u6
     put(28, &(meta.mode() as u16).to_le_bytes());
     put(32, &meta.ino.to_le_bytes());
     put(40, &meta.size.to_le_bytes());
-    put(48, &meta.size.div_ceil(512).to_le_bytes());
+    put(48, &meta.blocks().to_le_bytes());
     for (at, t) in [(64, meta.atime), (80, meta.ctime), (96, meta.ctime), (112, meta.mtime)] {
         put(at, &t.sec.to_le_bytes());
         put(at + 8, &t.nsec.to_le_bytes());

@@ -211,7 +211,7 @@ pub(super) fn stat_bytes(st: &FileStat) -> [u8; 144] {
     put(40, &st.rdev.to_le_bytes());
     put(48, &st.size.to_le_bytes());
     put(56, &4096u64.to_le_bytes()); // st_blksize
-    put(64, &st.size.div_ceil(512).to_le_bytes());
+    put(64, &st.blocks().to_le_bytes());
     for (at, t) in [(72, st.atime), (88, st.mtime), (104, st.ctime)] {
         put(at, &t.sec.to_le_bytes());
         put(at + 8, &u64::from(t.nsec).to_le_bytes());
