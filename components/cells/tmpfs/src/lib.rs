@@ -874,8 +874,7 @@ fn link(tx: &mut Tx, dir: u64, name: &str, ino: u64, replace: bool, now: Time) -
         Some(_) if !replace => return fail(FsErr::Exists),
         Some((old, _, _)) if old == ino => return Ok(Done::Maybe(None)),
         Some((old, b, slot)) => {
-            clear_entry(tx, b, slot)?;
-            add_entry(tx, &mut d, name, ino, d_type(inode.mode()), Some((b, slot)))?;
+            set_entry(tx, b, slot, ino, d_type(inode.mode()))?;
             let mut victim = tx.inode(old)?;
             if victim.is_dir() {
                 victim.set_links(0);
