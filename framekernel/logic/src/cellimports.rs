@@ -126,6 +126,12 @@ fn base_name(ty: &str) -> &str {
     ty.split('<').next().unwrap_or(ty)
 }
 
+/// A primitive type (`u64`, `str`, ...): only `core` can give it
+/// inherent methods (no other crate may write `impl u32`).
+fn primitive(name: &str) -> bool {
+    !name.is_empty() && !name.contains("::") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A type whose `core` trait impls a cell may call.
 fn allowed_type(ty: &str) -> bool {
     let mut ty = ty.trim();
@@ -137,8 +143,7 @@ fn allowed_type(ty: &str) -> bool {
     let ty = ty.trim_end_matches(']');
     let name = base_name(ty);
     // Primitive types (`u64`, `str`, ...) and the unit or tuple types.
-    let primitive = !name.contains("::") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    primitive
+    primitive(name)
         || ty.starts_with('(')
         || is_std(ty)
         || ty.starts_with("tessera_cell_api::")
@@ -155,8 +160,10 @@ pub fn allowed(path: &str) -> bool {
         return match as_trait {
             // A trait impl: a `core`/`alloc` trait on an allowed type.
             Some(tr) => is_std(tr) && allowed_type(ty),
-            // An inherent method: of a `core`/`alloc` type or a base handle.
-            None => is_std(ty) || BASE_TYPES.contains(&base_name(ty)),
+            // An inherent method: of a `core`/`alloc` type, of a
+            // primitive type (defined in `core`, as `<u32>::_fmt`), or of
+            // a base handle.
+            None => is_std(ty) || primitive(ty) || BASE_TYPES.contains(&base_name(ty)),
         };
     }
     if is_std(path) || path.starts_with("tessera_cell_api::") {
@@ -179,6 +186,8 @@ mod tests {
         "_RNvCsfLfy6EI15iL_7___rustc19___rust_alloc_zeroed",
         "_RNvCsfLfy6EI15iL_7___rustc35___rust_no_alloc_shim_is_unstable_v2",
         "_RNvMs3_NtCsfySoobUK4LL_5alloc7raw_vecINtB5_6RawVechE8grow_oneB7_",
+        // `<u32>::_fmt`: an inherent method of a primitive type (procfs).
+        "_RNvMsa_NtNtNtCsg3SjgaGcPXb_4core3fmt3num3impm4__fmt",
         "_RNvMsa_NtCsg3SjgaGcPXb_4core3fmtNtB5_9Formatter26debug_struct_field1_finish",
         "_RNvMsa_NtCsg3SjgaGcPXb_4core3fmtNtB5_9Formatter26debug_struct_field2_finish",
         "_RNvMsa_NtCsg3SjgaGcPXb_4core3fmtNtB5_9Formatter26debug_struct_field3_finish",
@@ -260,6 +269,15 @@ mod tests {
         ] {
             assert_eq!(check(name), Err(path.into()), "{name}");
         }
+    }
+
+    #[test]
+    fn inherent_methods_of_primitives_are_core_and_of_kernel_types_are_not() {
+        assert!(allowed("<u32>::_fmt"));
+        assert!(allowed("<str>::trim"));
+        assert!(!allowed("<tessera_linux::block::Disk>::read"));
+        assert!(!allowed("<tessera_linux::block::Disk<u32>>::read"));
+        assert!(!allowed("<>::x"));
     }
 
     #[test]
