@@ -1,5 +1,7 @@
-//! Cells at boot: every `/lib/cells/*.cell` of the root file system is
-//! loaded and registered; slots then take the ones they need. Also the
+//! Cells at boot: the boot cells are loaded from the boot archive's
+//! `lib/cells/*.cell` (before the root file system exists: the root is
+//! served by the `tmpfs` cell) and registered; slots then take the ones
+//! they need. Also the
 //! self-tests that exercise the loader, the boundary and the slots with
 //! the probe cell.
 
@@ -30,18 +32,19 @@ macro_rules! report {
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 5] = ["tty", "uart16550", "virtio_blk", "ext2", "tmpfs"];
+const BOOT_CELLS: [&str; 6] = ["tty", "uart16550", "virtio_blk", "ext2", "tmpfs", "procfs"];
 
-/// Loads the boot cells from [`CELL_DIR`]; reports each unless `quiet`.
-/// Other files there (variants such as `virtio_blk-faulty.cell`) are
-/// loaded on demand by `cellctl`.
-pub fn load_boot_cells(quiet: bool) -> Vec<Arc<CellEntry>> {
+/// Loads the boot cells, each `CELL_DIR/NAME.cell` as `file` finds it
+/// (in the boot archive); reports each unless `quiet`. Other files there
+/// (variants such as `virtio_blk-faulty.cell`) are loaded on demand by
+/// `cellctl` from the root file system.
+pub fn load_boot_cells<'a>(quiet: bool, file: &dyn Fn(&str) -> Option<&'a [u8]>) -> Vec<Arc<CellEntry>> {
     let mut loaded = Vec::new();
     for name in BOOT_CELLS {
         let path = format!("{CELL_DIR}/{name}.cell");
-        let result = tessera_linux::fs::read_file(&path)
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|bytes| registry::load(&bytes).map_err(|e| format!("{e}")));
+        let result = file(&path)
+            .ok_or_else(|| String::from("not in the boot archive"))
+            .and_then(|bytes| registry::load(bytes).map_err(|e| format!("{e}")));
         match result {
             Ok(entry) => {
                 if !quiet {
@@ -218,19 +221,24 @@ fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
     }
 }
 
-/// Starts the slots with the cells loaded at boot: the line discipline
-/// (`tty`), the console (`uart16550`) and the disk (`virtio_blk`,
-/// `/dev/vda`).
-pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
+/// Starts the supervisor and the file-system cells' slots (before the
+/// root file system, which the `tmpfs` cell serves).
+pub fn start_file_system_cells(cells: &[Arc<CellEntry>], quiet: bool) {
     if let Err(e) = tessera_live_update::slot::start_supervisor() {
         report!(
             quiet,
             "cells: no supervisor task ({e}); faults outside task context stay unrecovered"
         );
     }
+    start_file_systems(cells, quiet);
+}
+
+/// Starts the slots of the drivers loaded at boot (once the root file
+/// system has `/dev`): the line discipline (`tty`), the console
+/// (`uart16550`) and the disks (`virtio_blk`, `/dev/vda`, ...).
+pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     start_tty(cells, quiet);
     start_console(cells, quiet);
-    start_file_systems(cells, quiet);
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
@@ -304,6 +312,17 @@ fn start_file_systems(cells: &[Arc<CellEntry>], quiet: bool) {
                 }
             }
             Err(e) => report!(quiet, "{name}: cannot start the file-system cell: {e}"),
+        }
+    }
+    // `/proc`: the tree and its files come from the procfs cell.
+    if let Some(entry) = cells.iter().find(|e| e.name() == "procfs") {
+        let slot = tessera_linux::procfs::ProcSlot::new::<framekernel_interfaces::procfs::Interface>("procfs", &["procfs"]);
+        match slot.install(entry.clone()) {
+            Ok(()) => {
+                tessera_live_update::slot::register(slot.clone());
+                tessera_linux::procfs::register(slot);
+            }
+            Err(e) => report!(quiet, "procfs: cannot start the cell: {e}; /proc cannot be mounted"),
         }
     }
 }

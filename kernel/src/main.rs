@@ -45,20 +45,26 @@ fn main(boot: &'static BootContext) -> ! {
         println!("scheduler: cannot start ({e}); user programs will not run");
     }
     tessera_linux::init();
+    // The file-system cells first: the root is served by the tmpfs cell.
+    let boot_cells = cells::load_boot_cells(false, &|path| archive.file(path));
+    cells::start_file_system_cells(&boot_cells, false);
     match archive.cpio() {
         Some(cpio) => {
             // The root file system: a tmpfs of at most half the RAM, filled
             // from the boot archive.
             let limit = root_limit(boot);
+            let started = time::now_ns();
             match tessera_linux::fs::boot_root(cpio, limit, tessera_linux::fs::now) {
-                Ok(count) => println!("root file system: tmpfs with {count} entries from the boot archive"),
+                Ok((count, server)) => println!(
+                    "root file system: tmpfs with {count} entries from the boot archive, served by {server} ({} ms)",
+                    time::now_ns().saturating_sub(started) / 1_000_000
+                ),
                 Err(why) => println!("root file system: {why}; programs cannot run"),
             }
         }
         None => println!("root file system: no boot archive; programs cannot run"),
     }
     drop(archive);
-    let boot_cells = cells::load_boot_cells(false);
     cells::start_drivers(&boot_cells, false);
     let cmdline = boot.cmdline();
     if let Some(name) = cmdline.value("tessera.fault") {
@@ -113,13 +119,14 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     let _ = load_symbols(archive.bytes());
     let _ = tessera_sched::init();
     tessera_linux::init();
+    let boot_cells = cells::load_boot_cells(true, &|path| archive.file(path));
+    cells::start_file_system_cells(&boot_cells, true);
     let limit = root_limit(boot);
     let root = match (&archive.problem, archive.cpio()) {
         (Some(problem), _) => Some(Err(alloc::format!("boot archive: {problem}"))),
         (None, cpio) => cpio.map(|cpio| tessera_linux::fs::boot_root(cpio, limit, tessera_linux::fs::now)),
     };
     drop(archive);
-    let boot_cells = cells::load_boot_cells(true);
     cells::start_drivers(&boot_cells, true);
     // The script's output goes to the host as is: no \n -> \r\n.
     let tty = tessera_linux::files::console();
@@ -215,6 +222,15 @@ impl BootArchive {
     /// The boot archive, when the first module is (or decompresses to) cpio.
     fn cpio(&self) -> Option<&[u8]> {
         self.bytes().filter(|b| tessera_cpio::is_cpio(b))
+    }
+
+    /// The contents of the regular file at `path` in the boot archive (the
+    /// last entry of that name: a later one, from an overlay, replaces an
+    /// earlier one, as when the archive is unpacked).
+    fn file(&self, path: &str) -> Option<&[u8]> {
+        let name = path.trim_start_matches('/');
+        let entries = tessera_cpio::Reader::new(self.cpio()?).map_while(Result::ok);
+        entries.filter(|e| e.name == name && e.is_file()).last().map(|e| e.data)
     }
 }
 

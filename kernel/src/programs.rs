@@ -58,7 +58,7 @@ pub fn run_all() -> (usize, usize) {
     // The programs expect /proc, as a system's init would mount it.
     if let Ok(vfs) = tessera_linux::fs::vfs()
         && let Ok(at) = vfs.resolve(&vfs.root(), "/proc", true)
-        && let Err(e) = vfs.mount(&at, tessera_linux::procfs::new_root(), "proc")
+        && let Err(e) = tessera_linux::procfs::new_root().and_then(|root| vfs.mount(&at, root, "proc").map_err(Into::into))
     {
         println!("usertests: cannot mount /proc: {e:?}");
     }

@@ -222,6 +222,15 @@ impl Machine {
         seen
     }
 
+    /// Runs `command` at the shell and returns its output: what came up
+    /// to a marker the typed line itself does not contain.
+    pub fn capture(&mut self, command: &str, timeout: Duration) -> String {
+        self.send(&format!("{command}; echo \"<<$((6*7))>>\"\r"));
+        let out = self.expect("<<42>>", timeout);
+        self.expect("# ", timeout);
+        out
+    }
+
     /// Types `text` on the console.
     pub fn send(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("console input is open");

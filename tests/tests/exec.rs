@@ -45,13 +45,15 @@ fn applet_script_matches_host_busybox() {
 }
 
 /// What `make exec` does, with a private archive in `dir`: the root file
-/// system, `overlay` on top, `script` as the job; QEMU with `mem`.
+/// system and the cells, `overlay` on top, `script` as the job; QEMU with `mem`.
 fn exec_with_overlay(dir: &Path, overlay: &Path, script: &Path, mem: &str) -> std::process::Output {
     let root = workspace();
     let archive = dir.join("exec.cpio");
     let status = Command::new(root.join("target/release/tessera-mkinitrd"))
         .arg(&archive)
         .arg(format!("={}", root.join("build/rootfs").display()))
+        // The system's cells (the root file system and /proc are theirs).
+        .arg(format!("lib/cells={}", root.join("build/cells").display()))
         .arg(format!("={}", overlay.display()))
         .arg(format!("etc/tessera-exec.sh={}", script.display()))
         .status()

@@ -59,3 +59,5 @@ pub mod serial;
 pub mod tty;
 
 pub mod fs;
+
+pub mod procfs;

@@ -18,7 +18,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel::sync::SpinLock;
 use tessera_cell_api::fs::{Attr, Done, Entries, Export, FRESH, FsErr, Info, Outcome, Request, SetAttr, Time};
 use tessera_live_update::Slot;
@@ -235,6 +235,13 @@ pub struct CellFs {
     /// operation.
     orphans: SpinLock<Vec<u64>>,
     gone: AtomicBool,
+    /// Whole-file copies handed to `exec` and still in use, by inode: the
+    /// next exec of an unchanged program shares the copy (as the kernel's
+    /// tmpfs shares its file), instead of reading it again.
+    snapshots: SpinLock<BTreeMap<u64, Weak<Vec<u8>>>>,
+    /// Counts changes to file contents (a copy made while one happened is
+    /// not kept).
+    changes: AtomicU64,
 }
 
 /// Holds a mount's state; wakes the next waiter when dropped.
@@ -418,6 +425,8 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         nodes: SpinLock::new(BTreeMap::new()),
         orphans: SpinLock::new(Vec::new()),
         gone: AtomicBool::new(false),
+        snapshots: SpinLock::new(BTreeMap::new()),
+        changes: AtomicU64::new(0),
     });
     fs.request(Request::Mount { write: !read_only, now: now(), options: options.into() })?;
     let root = fs.stat(info.root)?;
@@ -507,6 +516,7 @@ impl CellFs {
     fn release_orphans(&self, st: &mut State) {
         let orphans = core::mem::take(&mut *self.orphans.lock());
         for ino in orphans {
+            self.contents_change(ino);
             if let Err(e) = self.run_in(st, &Request::Release { ino, now: now() }) {
                 log::warn!("{}: inode {ino} not freed: {e:?}", self.source);
             }
@@ -595,6 +605,13 @@ impl CellFs {
         let node = Arc::new(CellNode { fs: self.clone(), ino: attr.ino, kind: kind_of(attr.mode), orphan: AtomicBool::new(false), xattrs });
         nodes.insert(attr.ino, Arc::downgrade(&node));
         node
+    }
+
+    /// The contents of inode `ino` change (or it is freed): a copy made
+    /// before is not handed out again.
+    fn contents_change(&self, ino: u64) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        self.snapshots.lock().remove(&ino);
     }
 
     /// True for an in-memory mount (the tmpfs cell).
@@ -802,7 +819,9 @@ impl Node for CellNode {
             return Err(if self.kind == FileType::Directory { FsError::IsDir } else { FsError::Invalid });
         }
         let ino = self.ino;
-        self.fs.with_state(|fs, st| {
+        // Before and after: a copy read in between is not kept either.
+        self.fs.contents_change(ino);
+        let written = self.fs.with_state(|fs, st| {
             let bs = u64::from(fs.block_size);
             let mut done = 0usize;
             while done < data.len() || (data.is_empty() && done == 0) {
@@ -846,12 +865,15 @@ impl Node for CellNode {
                 st.data.maybe_write_back().map_err(io)?;
             }
             Ok(done)
-        })
+        });
+        self.fs.contents_change(ino);
+        written
     }
 
     fn truncate(&self, len: u64) -> Result<(), FsError> {
         let ino = self.ino;
-        self.fs.with_state(|fs, st| {
+        self.fs.contents_change(ino);
+        let truncated = self.fs.with_state(|fs, st| {
             let Done::Blocks(attr, tail) = fs.run_in(st, &Request::Truncate { ino, size: len, now: now() })? else { return Err(FsError::Io) };
             st.attrs.insert(ino, attr);
             let bs = u64::from(fs.block_size);
@@ -863,10 +885,16 @@ impl Node for CellNode {
                 dst.get_mut((len % bs) as usize..).ok_or(FsError::Io)?.fill(0);
             }
             Ok(())
-        })
+        });
+        self.fs.contents_change(ino);
+        truncated
     }
 
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError> {
+        if let Some(copy) = self.fs.snapshots.lock().get(&self.ino).and_then(Weak::upgrade) {
+            return Ok(copy);
+        }
+        let changes = self.fs.changes.load(Ordering::Relaxed);
         let size = self.attr()?.size;
         // A program file is copied whole (exec): refuse one larger than
         // half the free memory instead of failing an allocation (a sparse
@@ -880,7 +908,14 @@ impl Node for CellNode {
         out.resize(size as usize, 0);
         let n = self.read_at(0, &mut out)?;
         out.truncate(n);
-        Ok(Arc::new(out))
+        let copy = Arc::new(out);
+        let mut snapshots = self.fs.snapshots.lock();
+        // Kept unless some file changed while it was read.
+        if self.fs.changes.load(Ordering::Relaxed) == changes {
+            snapshots.retain(|_, c| c.strong_count() > 0);
+            snapshots.insert(self.ino, Arc::downgrade(&copy));
+        }
+        Ok(copy)
     }
 
     fn lookup(&self, name: &str) -> Result<NodeRef, FsError> {

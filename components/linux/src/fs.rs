@@ -507,10 +507,19 @@ fn split_parent(path: &str) -> (&str, &str) {
 
 /// Builds the root file system at boot: a tmpfs of at most `limit` bytes
 /// holding the boot archive's files, `/dev` with its device nodes, `/tmp`.
-/// Returns the number of archive entries unpacked, or a message naming the
-/// entry that could not be.
-pub fn boot_root(archive: &[u8], limit: u64, clock: tessera_vfs::tmpfs::Clock) -> Result<usize, String> {
-    let root = tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(clock));
+/// The `tmpfs` cell serves it; without that cell (an archive without
+/// `lib/cells/tmpfs.cell`) the kernel's own tmpfs does, so the system
+/// still comes up. Returns the number of archive entries unpacked and
+/// which tmpfs serves the root, or a message naming the entry that could
+/// not be unpacked.
+pub fn boot_root(archive: &[u8], limit: u64, clock: tessera_vfs::tmpfs::Clock) -> Result<(usize, &'static str), String> {
+    let (root, server) = match crate::cellfs::mount_memory("tmpfs", &alloc::format!("size={limit},mode=755")) {
+        Ok(root) => (root, "the tmpfs cell"),
+        Err(e) => {
+            log::warn!("root file system: the tmpfs cell cannot serve it ({e:?}); the kernel's tmpfs does");
+            (tessera_vfs::tmpfs::TmpFs::new_root(limit, Some(clock)), "the kernel (no tmpfs cell)")
+        }
+    };
     let mut count = 0;
     for entry in tessera_cpio::Reader::new(archive) {
         let entry = entry.map_err(|e| alloc::format!("boot archive: {e}"))?;
@@ -566,5 +575,5 @@ pub fn boot_root(archive: &[u8], limit: u64, clock: tessera_vfs::tmpfs::Clock) -
     let tmp = make_dirs(&root, "tmp").map_err(|e| alloc::format!("/tmp: {e:?}"))?;
     tmp.set_perm(0o1777);
     set_root(root);
-    Ok(count)
+    Ok((count, server))
 }

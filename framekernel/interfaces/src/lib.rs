@@ -42,6 +42,7 @@ interfaces!(
     block: "../../../components/cell-api/src/block.rs",
     fs: "../../../components/cell-api/src/fs.rs",
     probe: "../../../components/cell-api/src/probe.rs",
+    procfs: "../../../components/cell-api/src/procfs.rs",
     serial: "../../../components/cell-api/src/serial.rs",
     tty: "../../../components/cell-api/src/tty.rs",
 );

@@ -483,7 +483,7 @@ pub(super) fn mount(p: &mut Process, source: u64, target: u64, fstype: u64, flag
             root.set_perm(mode);
             root
         }
-        "proc" => crate::procfs::new_root(),
+        "proc" => crate::procfs::new_root()?,
         // Without the tmpfs cell: a kernel tmpfs, filled the same way.
         "sysfs" => {
             let root = tessera_vfs::tmpfs::TmpFs::new_root(1 << 20, Some(crate::fs::now));
