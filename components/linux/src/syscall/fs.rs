@@ -1086,11 +1086,14 @@ pub(super) fn ftruncate(p: &mut Process, fd: u64, len: u64) -> SysResult {
 const FALLOC_FL_KEEP_SIZE: u64 = 1;
 const FALLOC_FL_PUNCH_HOLE: u64 = 2;
 const FALLOC_FL_ZERO_RANGE: u64 = 0x10;
+/// `statfs`'s `f_type` of ext2.
+const EXT2_MAGIC: u64 = 0xef53;
 
 /// `fallocate(fd, mode, offset, len)`: memory-backed files need no space
 /// reserved, so mode 0 only extends the file, `FALLOC_FL_KEEP_SIZE` does
 /// nothing more, `PUNCH_HOLE` (with `KEEP_SIZE`) and `ZERO_RANGE` zero the
-/// bytes; collapsing and inserting ranges are EOPNOTSUPP.
+/// bytes; collapsing and inserting ranges are EOPNOTSUPP, and so is all
+/// of it on ext2 (as Linux's ext2 driver has none).
 pub(super) fn fallocate(p: &mut Process, fd: u64, mode: u64, offset: u64, len: u64) -> SysResult {
     let (offset, len) = (offset as i64, len as i64);
     if offset < 0 || len <= 0 {
@@ -1110,6 +1113,10 @@ pub(super) fn fallocate(p: &mut Process, fd: u64, mode: u64, offset: u64, len: u
         return Err(if kind == FileType::Directory { Errno::EISDIR } else { Errno::ENODEV });
     }
     let node = location.node();
+    // Linux's ext2 has no fallocate at all.
+    if node.fs_stats().magic == EXT2_MAGIC {
+        return Err(Errno::EOPNOTSUPP);
+    }
     let size = node.metadata().size;
     writable_fs(&location)?;
     if mode & FALLOC_FL_KEEP_SIZE == 0 && end > size {
