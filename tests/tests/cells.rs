@@ -34,10 +34,7 @@ fn run(machine: &mut Machine, command: &str, answer: &str) -> String {
 /// its output (the echoed command line included), marked by text the
 /// command line itself does not contain.
 fn capture(machine: &mut Machine, command: &str) -> String {
-    machine.send(&format!("{command}; echo \"<<$((6*7))>>\"\r"));
-    let out = machine.expect("<<42>>", T);
-    machine.expect("# ", T);
-    out
+    machine.capture(command, T)
 }
 
 #[test]
