@@ -242,8 +242,17 @@ fn gather(fact: Fact, facts: &mut Facts) {
     }
 }
 
-/// Applies what a write asked for, each value checked here.
+/// Applies what a write asked for, each value and the writer's right to
+/// it checked here (not left to the modes the cell reports): `/proc/sys`
+/// takes writes from root only, `coredump_filter` from whoever may trace
+/// the process.
 fn apply(setting: Setting) -> Result<(), FsError> {
+    let root = process::current().is_none_or(|me| me.credentials().euid == 0);
+    match &setting {
+        Setting::Number { .. } | Setting::Text { .. } if !root => return Err(FsError::Access),
+        Setting::CoredumpFilter { pid, .. } if !may_trace(&*process(*pid)?) => return Err(FsError::Access),
+        _ => {}
+    }
     match setting {
         Setting::Number { index, value } => sys_setter(index as usize).ok_or(FsError::NotPermitted)?(value),
         Setting::Text { index, text } => text_setter(index as usize).ok_or(FsError::NotPermitted)?(&text).map_err(|_| FsError::Invalid),
@@ -447,9 +456,19 @@ struct ProcNode {
 
 impl ProcNode {
     /// The node the cell answered, if it is a kind procfs has.
+    /// The kernel sets the permissions, not the cell: directories 0555,
+    /// files 0444 or (where the cell says it takes writes) 0644, links
+    /// 0777; never set-id or executable bits.
     fn from_cell(node: api::Node) -> Result<NodeRef, FsError> {
+        let mode = match FileType::from_mode(node.mode) {
+            Some(FileType::Directory) => 0o040555,
+            Some(FileType::Regular) if node.mode & 0o200 != 0 => 0o100644,
+            Some(FileType::Regular) => 0o100444,
+            Some(FileType::Symlink) => 0o120777,
+            _ => 0,
+        };
         match FileType::from_mode(node.mode) {
-            Some(FileType::Directory | FileType::Regular | FileType::Symlink) => Ok(Arc::new(ProcNode { ino: node.ino, mode: node.mode })),
+            Some(FileType::Directory | FileType::Regular | FileType::Symlink) => Ok(Arc::new(ProcNode { ino: node.ino, mode })),
             _ => {
                 log::warn!("procfs cell: a node of mode {:o}", node.mode);
                 Err(FsError::Io)
