@@ -280,12 +280,17 @@ fn mutating(r: &Request) -> bool {
 /// Entries a kernel can take: at most a million, three lists of one
 /// length, every name non-empty without `/` (NUL separates them).
 fn entries_ok(e: &tessera_cell_api::fs::Entries) -> bool {
-    let n = e.inos.len();
+    e.kinds.len() == e.inos.len() && listing_ok(&e.names, e.inos.len())
+}
+
+/// A cell's listing of `n` entries whose names are `names`, each ended by
+/// NUL: at most a million, exactly `n` names, none empty or with `/`
+/// (any cell's: file systems and procfs).
+pub(crate) fn listing_ok(names: &str, n: usize) -> bool {
     n <= 1 << 20
-        && e.kinds.len() == n
-        && e.names.bytes().filter(|&b| b == 0).count() == n
-        && e.names.ends_with('\0') == (n > 0)
-        && !e.names.split('\0').take(n).any(|name| name.is_empty() || name.contains('/'))
+        && names.bytes().filter(|&b| b == 0).count() == n
+        && names.ends_with('\0') == (n > 0)
+        && !names.split('\0').take(n).any(|name| name.is_empty() || name.contains('/'))
 }
 
 /// The inodes whose attributes `request` may change (`None`: any).

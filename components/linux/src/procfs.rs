@@ -591,17 +591,15 @@ impl Node for ProcNode {
             return Err(FsError::NotDir);
         }
         let Done::Entries(e) = call(Request::List { dir: self.ino })? else { return Err(FsError::Io) };
-        // Checked as the kernel checks any listing: at most a million,
-        // lists of one length, names non-empty without `/`.
-        let names: Vec<&str> = e.names.split_terminator('\0').collect();
+        // Checked as the kernel checks any cell's listing.
         let n = e.inos.len();
-        if n > 1 << 20 || e.modes.len() != n || names.len() != n || names.iter().any(|s| s.is_empty() || s.contains('/')) {
+        if e.modes.len() != n || !crate::cellfs::listing_ok(&e.names, n) {
             log::warn!("procfs cell: a malformed listing of inode {:#x}", self.ino);
             return Err(FsError::Io);
         }
         let mut out = Vec::new();
         out.try_reserve_exact(n).map_err(|_| FsError::Io)?;
-        for ((name, &ino), &mode) in names.into_iter().zip(&e.inos).zip(&e.modes) {
+        for ((name, &ino), &mode) in e.names.split_terminator('\0').zip(&e.inos).zip(&e.modes) {
             out.push(DirEntry { name: name.to_string(), ino, kind: FileType::from_mode(mode).unwrap_or(FileType::Regular) });
         }
         Ok(out)
