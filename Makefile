@@ -94,7 +94,7 @@ $(CELL_KEY): | $(CELLPACK)
 # allowlist, or the build fails naming it) and signed with $(CELL_KEY). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
 # is the same crate built with cargo feature FEATURE (version gets +FEATURE).
 CELLS := $(notdir $(wildcard components/cells/*))
-CELL_VARIANTS := virtio_blk-faulty probe-initfault ext2-faulty tmpfs-faulty procfs-faulty
+CELL_VARIANTS := virtio_blk-faulty probe-initfault ext2-faulty tmpfs-faulty procfs-faulty procfs-hostile
 CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS) $(CELL_VARIANTS))
 
 $(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
@@ -275,6 +275,7 @@ test: deps lint audit-gate
 
 lint: deps
 	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
+	$(CARGO) clippy -p tessera-cell-procfs --features hostile --target $(TARGET) --profile $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-cell-ext2 -p tessera-cell-tmpfs -p tessera-cell-procfs -p tessera-mkinitrd -p tessera-cellpack -p tessera-audit -p tessera-tests --all-targets -- -D warnings
 
 test-host: deps $(CELL_FILES)

@@ -1,6 +1,7 @@
 //! `/proc` served by the `procfs` cell, in QEMU: what programs read from
 //! it, what a tracer alone may see, settings written to `/proc/sys`, a
-//! swap of the cell while programs read `/proc`, and a fault in it.
+//! swap of the cell while programs read `/proc`, a fault in it, and a
+//! hostile build that the kernel keeps in its role.
 
 use std::time::Duration;
 use tessera_tests::{Exit, Machine, MachineOptions};
@@ -42,6 +43,15 @@ fn proc_comes_from_the_procfs_cell_which_swaps_under_readers_and_contains_its_fa
     run(&mut m, "echo many > /proc/sys/fs/pipe-max-size; echo status $?", "status 1");
     run(&mut m, "echo 0x3f > /proc/self/coredump_filter && cat /proc/self/coredump_filter", "0000003f");
     run(&mut m, "echo 1 > /proc/sys/kernel/tainted; echo status $?", "status 1");
+    // A process's files are its user's (Debian's dash: busybox is set-uid
+    // here and drops it, which leaves it not dumpable, as on Linux): it
+    // may set its own coredump_filter, not another's.
+    run(
+        &mut m,
+        "su nobody -s /bin/sh -c '/opt/tessera/debian/dash -c \"stat -c owner=%u /proc/\\$\\$/status; echo 0x21 > /proc/\\$\\$/coredump_filter && cat /proc/\\$\\$/coredump_filter; echo 0x21 > /proc/1/coredump_filter\"' 2>&1 | tr '\\n' ' '",
+        "owner=65534 00000021 ",
+    );
+    run(&mut m, "sed 's/^/init=/' /proc/1/coredump_filter", "init=00000033");
 
     // Eight swaps while a reader walks /proc over and over.
     run(
@@ -65,6 +75,32 @@ fn proc_comes_from_the_procfs_cell_which_swaps_under_readers_and_contains_its_fa
     assert!(faults.as_deref().is_some_and(|f| f != "0" && !f.is_empty()), "the fault is counted: {row}");
     run(&mut m, "cellctl swap procfs /lib/cells/procfs.cell", "in slot procfs");
     run(&mut m, "grep -c ' 1/' /proc/loadavg | sed 's/^/loadavg-lines=/'", "loadavg-lines=1");
+
+    // A hostile build (red-team findings): what anyone may do is the
+    // kernel's decision, whatever the cell answers.
+    run(&mut m, "cellctl swap procfs /lib/cells/procfs-hostile.cell", "0.1.0+hostile in slot procfs");
+    // Set-id and writable-by-all modes are not taken: 0644 at most.
+    run(&mut m, "ls -ld /proc/hostile_suid /proc/sys/kernel/hostname /proc/sys | cut -c1-10 | tr '\\n' ' '", "-rw-r--r-- dr-xr-xr-x -rw-r--r-- ");
+    run(&mut m, "su nobody -s /bin/sh -c '/proc/hostile_suid; echo exec status $?'", "exec status 126");
+    // A caller that may not trace process 1 gets no facts about it, even
+    // when the cell asks; root does.
+    run(&mut m, "su nobody -s /bin/sh -c 'cat /proc/hostile_leak'", "maps-given=false fd-given=false");
+    run(&mut m, "cat /proc/hostile_leak", "maps-given=true fd-given=true");
+    run(&mut m, "su nobody -s /bin/sh -c 'readlink /proc/hostile_fd1 || echo re\"\"fused'", "refused");
+    // Writes: an unprivileged user cannot write /proc/sys; a setting for
+    // another file (process 1's filter, from a write to a sleeper's) or a
+    // text with a NUL is refused.
+    run(&mut m, "su nobody -s /bin/sh -c 'echo evil > /proc/sys/kernel/hostname' 2>&1 | grep -c denied", "1");
+    run(&mut m, "echo evil > /proc/sys/kernel/hostname; uname -n | sed 's/^/host=/'", "host=tessera");
+    run(&mut m, "sleep 60 & echo 0x21 > /proc/$!/coredump_filter; echo status $?; kill $!", "status 1");
+    run(&mut m, "sed 's/^/init=/' /proc/1/coredump_filter", "init=00000033");
+    // Listings with `.`, a 300-byte name, a name twice or 2^17 names, and
+    // a file that asks for facts forever: EIO, nothing shown.
+    // (Collected first: the kernel's warnings go to the same console.)
+    run(&mut m, "r=; for d in dots long twice many; do r=\"$r$d=$(ls -a /proc/hostile_$d | wc -l) \"; done; echo \"$r\"", "dots=0 long=0 twice=0 many=0");
+    run(&mut m, "cat /proc/hostile_need; echo status $?", "Input/output error");
+    run(&mut m, "cellctl swap procfs /lib/cells/procfs.cell", "in slot procfs");
+    run(&mut m, "ls /proc/sys | grep kern", "kernel");
     m.send("poweroff\r");
     assert_eq!(m.wait_exit(T), Exit::Success, "{}", m.output());
 }

@@ -48,6 +48,8 @@ pub const LINK_EXE: u64 = 1;
 pub const LINK_CWD: u64 = 2;
 /// `/proc/PID/fd/N`.
 pub const LINK_FD: u64 = 3;
+/// The tag of `/proc/PID/fdinfo/N` (numbered as the links are).
+pub const FDINFO_TAG: u64 = 4;
 
 /// The inode number of magic link `tag` ([`LINK_EXE`], [`LINK_CWD`],
 /// [`LINK_FD`]) of process `pid` (descriptor `fd`).

@@ -277,20 +277,24 @@ fn mutating(r: &Request) -> bool {
     !matches!(r, Request::Probe | Request::Statfs | Request::Stat { .. } | Request::Lookup { .. } | Request::ReadDir { .. } | Request::Map { .. } | Request::ReadLink { .. })
 }
 
-/// Entries a kernel can take: at most a million, three lists of one
-/// length, every name non-empty without `/` (NUL separates them).
+/// Entries a kernel can take: three lists of one length, the names as
+/// [`listing_ok`] wants them.
 fn entries_ok(e: &tessera_cell_api::fs::Entries) -> bool {
     e.kinds.len() == e.inos.len() && listing_ok(&e.names, e.inos.len())
 }
 
 /// A cell's listing of `n` entries whose names are `names`, each ended by
-/// NUL: at most a million, exactly `n` names, none empty or with `/`
-/// (any cell's: file systems and procfs).
+/// NUL: at most a million, exactly `n` names, each a name a directory
+/// can hold (1..=255 bytes, no `/`, not `.` or `..`, which the kernel
+/// adds itself) and none twice (any cell's: file systems and procfs).
 pub(crate) fn listing_ok(names: &str, n: usize) -> bool {
-    n <= 1 << 20
-        && names.bytes().filter(|&b| b == 0).count() == n
-        && names.ends_with('\0') == (n > 0)
-        && !names.split('\0').take(n).any(|name| name.is_empty() || name.contains('/'))
+    if n > 1 << 20 || names.bytes().filter(|&b| b == 0).count() != n || names.ends_with('\0') != (n > 0) {
+        return false;
+    }
+    let mut seen = alloc::collections::BTreeSet::new();
+    names.split_terminator('\0').all(|name| {
+        (1..=255).contains(&name.len()) && !name.contains('/') && name != "." && name != ".." && seen.insert(name)
+    })
 }
 
 /// The inodes whose attributes `request` may change (`None`: any).

@@ -1714,7 +1714,6 @@ impl Process {
                 return ThreadEnd::Group(outcome);
             }
             self.memory.activate();
-            crate::procfs::set_current(self.info.pid);
             let entered = framekernel::time::now_ns();
             let trap = context.run();
             let user = framekernel::time::now_ns().saturating_sub(entered);

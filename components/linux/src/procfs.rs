@@ -14,7 +14,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 use framekernel::sync::SpinLock;
 use tessera_cell_api::procfs::{self as api, Done, Fact, Facts, ProcErr, Reply, Request, Setting, TextFact};
 use tessera_vfs::{DirEntry, FileType, FsError, FsStats, Metadata, Node, NodeRef, Timespec};
@@ -28,7 +28,14 @@ const PROC_DEV: u64 = 0x50;
 /// Rounds of facts one request may ask for.
 const MAX_ROUNDS: usize = 8;
 
-static CURRENT: AtomicU32 = AtomicU32::new(0);
+/// Time one request may take over all its rounds (ns): the cell renders
+/// in microseconds, so a request still asking after this is refused
+/// (EIO) instead of holding the caller for every round's watchdog.
+const REQUEST_BUDGET_NS: u64 = 2_000_000_000;
+
+/// Entries one `/proc` directory may list: more than any directory has
+/// (processes, threads and descriptors are bounded far below this).
+const MAX_ENTRIES: usize = 1 << 16;
 
 /// The procfs cell's slot.
 pub type ProcSlot = tessera_live_update::Slot<api::Export>;
@@ -38,11 +45,6 @@ static SLOT: SpinLock<Option<Arc<ProcSlot>>> = SpinLock::new(None);
 /// Makes `slot` serve every procfs mount (once, at boot).
 pub fn register(slot: Arc<ProcSlot>) {
     *SLOT.lock() = Some(slot);
-}
-
-/// Records which process is making system calls now (`/proc/self`).
-pub fn set_current(pid: u32) {
-    CURRENT.store(pid, Ordering::Relaxed);
 }
 
 /// A new procfs root; ENODEV without the procfs cell.
@@ -73,7 +75,12 @@ fn proc_errno(e: ProcErr) -> FsError {
 fn call(request: Request) -> Result<Done, FsError> {
     let slot = SLOT.lock().clone().ok_or(FsError::Io)?;
     let mut facts = Facts::default();
+    let started = framekernel::time::now_ns();
     for _ in 0..MAX_ROUNDS {
+        if framekernel::time::now_ns().saturating_sub(started) > REQUEST_BUDGET_NS {
+            log::warn!("procfs cell: no answer to {request:?} within {} ms", REQUEST_BUDGET_NS / 1_000_000);
+            return Err(FsError::Io);
+        }
         let reply = slot.call(false, |cell| cell.call((request.clone(), facts.clone()), |p, (r, f)| p.serve(r, f))).map_err(|e| {
             log::warn!("procfs cell: {e}");
             FsError::Io
@@ -247,10 +254,12 @@ fn gather(fact: Fact, facts: &mut Facts) {
 /// takes writes from root only, `coredump_filter` from whoever may trace
 /// the process.
 fn apply(setting: Setting) -> Result<(), FsError> {
-    let root = process::current().is_none_or(|me| me.credentials().euid == 0);
+    let root = process::current().is_some_and(|me| me.credentials().euid == 0);
     match &setting {
         Setting::Number { .. } | Setting::Text { .. } if !root => return Err(FsError::Access),
         Setting::CoredumpFilter { pid, .. } if !may_trace(&*process(*pid)?) => return Err(FsError::Access),
+        // A name or pattern is a C string: nothing after a NUL would show.
+        Setting::Text { text, .. } if text.contains('\0') => return Err(FsError::Invalid),
         _ => {}
     }
     match setting {
@@ -384,11 +393,9 @@ fn process(pid: u32) -> Result<Arc<ProcessInfo>, FsError> {
 /// True when the caller may look into `target` as ptrace would (its
 /// descriptors, their details, its memory map): Linux's
 /// `ptrace_may_access` for /proc/PID/fd, fdinfo, maps, smaps, exe, cwd.
+/// Nothing when no process is calling.
 fn may_trace(target: &ProcessInfo) -> bool {
-    match process::current() {
-        Some(me) => target.may_be_traced_by(&me),
-        None => true,
-    }
+    process::current().is_some_and(|me| target.may_be_traced_by(&me))
 }
 
 /// The process `pid`, if the caller may look into it; EACCES otherwise.
@@ -490,6 +497,28 @@ impl ProcNode {
     fn writable(&self) -> bool {
         self.kind() == FileType::Regular && self.mode & 0o200 != 0
     }
+
+    /// Who owns the node: a process's nodes (`/proc/PID` and below, by
+    /// the numbering of [`api::pid_entry_ino`] and [`api::link_ino`])
+    /// belong to its effective user and group while it is dumpable, as on
+    /// Linux; everything else to root. Ownership only shows, and lets the
+    /// owner past the mode check: every setting is still checked by
+    /// [`apply`].
+    fn owner(&self) -> (u32, u32) {
+        let (tag, link_pid, _) = api::link_of(self.ino);
+        let pid = match tag {
+            0 if self.ino >> 40 == 0 && self.ino >= 256 => (self.ino >> 8) as u32,
+            api::LINK_EXE | api::LINK_CWD | api::LINK_FD | api::FDINFO_TAG => link_pid,
+            _ => return (0, 0),
+        };
+        match process::lookup(pid) {
+            Some(p) if p.prctl.lock().dumpable => {
+                let c = p.credentials();
+                (c.euid, c.egid)
+            }
+            _ => (0, 0),
+        }
+    }
 }
 
 impl Node for ProcNode {
@@ -499,14 +528,15 @@ impl Node for ProcNode {
 
     fn metadata(&self) -> Metadata {
         let now = crate::fs::now();
+        let (uid, gid) = self.owner();
         Metadata {
             dev: PROC_DEV,
             ino: self.ino,
             kind: self.kind(),
             perm: self.mode & 0o7777,
             nlink: 1,
-            uid: 0,
-            gid: 0,
+            uid,
+            gid,
             size: 0,
             blocks: None,
             rdev: 0,
@@ -593,7 +623,7 @@ impl Node for ProcNode {
         let Done::Entries(e) = call(Request::List { dir: self.ino })? else { return Err(FsError::Io) };
         // Checked as the kernel checks any cell's listing.
         let n = e.inos.len();
-        if e.modes.len() != n || !crate::cellfs::listing_ok(&e.names, n) {
+        if n > MAX_ENTRIES || e.modes.len() != n || !crate::cellfs::listing_ok(&e.names, n) {
             log::warn!("procfs cell: a malformed listing of inode {:#x}", self.ino);
             return Err(FsError::Io);
         }
@@ -609,7 +639,8 @@ impl Node for ProcNode {
             return Err(FsError::Invalid);
         }
         if self.ino == api::SELF_INO {
-            return Ok(CURRENT.load(Ordering::Relaxed).to_string());
+            // The caller's own process (none: as for Linux's kernel threads).
+            return process::current().map(|me| me.pid.to_string()).ok_or(FsError::NotFound);
         }
         let (tag, pid, fd) = api::link_of(self.ino);
         match tag {

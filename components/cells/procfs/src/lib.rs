@@ -23,6 +23,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "hostile")]
+mod hostile;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +34,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 use tessera_cell_api::procfs::{
-    Done, Entries, Export, Fact, Facts, LINK_CWD, LINK_EXE, LINK_FD, Node, ProcErr, ProcFs, Process, Processes, Reply, Request,
+    Done, Entries, Export, FDINFO_TAG, Fact, Facts, LINK_CWD, LINK_EXE, LINK_FD, Node, ProcErr, ProcFs, Process, Processes, Reply, Request,
     COREDUMP_FILTER, ROOT_INO, SELF_INO, Setting, Sys, System, Tables, TextFact, link_ino, link_of, pid_dir_ino, pid_entry_ino,
     pid_of_dir, sys_ino,
 };
@@ -70,7 +72,7 @@ pub const PID_ENTRIES: [(&str, u64); 14] = [
 const GUARDED: [&str; 6] = ["fd", "fdinfo", "maps", "smaps", "exe", "cwd"];
 const TASK_DIR: u64 = 11;
 const TASK_FILES: [&str; 3] = ["comm", "stat", "status"];
-const TAG_FDINFO: u64 = 4;
+const TAG_FDINFO: u64 = FDINFO_TAG;
 /// `sys_ino`'s tag.
 const TAG_SYS: u64 = 5;
 const TAG_SYS_DIR: u64 = 6;
@@ -615,6 +617,8 @@ pub struct Proc;
 
 impl ProcFs for Proc {
     fn serve(&self, request: Request, facts: Facts) -> Reply {
+        #[cfg(feature = "hostile")]
+        use hostile::{list_hostile as list, lookup_hostile as lookup, read_hostile as read, write_hostile as write};
         let result = match &request {
             Request::Lookup { dir, name } => lookup(&facts, *dir, name).map(Done::Node),
             Request::List { dir } => list(&facts, *dir).map(Done::Entries),
