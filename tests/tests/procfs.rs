@@ -33,6 +33,13 @@ fn proc_comes_from_the_procfs_cell_which_swaps_under_readers_and_contains_its_fa
     run(&mut m, "grep -E '^(Name|PPid|Uid)' /proc/self/status | tr '\\t\\n' '  '", "Name: grep PPid: ");
     run(&mut m, "readlink /proc/self/fd/1", "/dev/console");
     run(&mut m, "readlink /proc/self/exe", "/bin/busybox");
+    // Following /proc/PID/fd/N opens the file again, even one with no
+    // name: a pipe end (through /dev/stdin and /dev/stdout too), the
+    // console, /dev/null.
+    run(&mut m, "echo pi\"\"ped | cat /dev/stdin", "piped");
+    run(&mut m, "sh -c 'echo to-std\"\"out > /dev/stdout' | tr a-z A-Z", "TO-STDOUT");
+    run(&mut m, "echo con\"\"sole > /proc/self/fd/2", "console");
+    run(&mut m, "cat /proc/self/fd/0 < /dev/null; echo status $?", "status 0");
     run(&mut m, "stat -f /proc | grep -o 'Type: [a-z]*'", "Type: proc");
     // A tracer alone sees descriptors and maps (an ordinary user: EACCES).
     run(&mut m, "su nobody -s /bin/sh -c 'ls /proc/1/fd; cat /proc/1/maps' 2>&1 | grep -c 'Permission denied' | sed 's/^/denied=/'", "denied=2");

@@ -92,6 +92,14 @@ pub trait File: Send + Sync {
     fn location(&self) -> Option<Location> {
         None
     }
+    /// Opens a file with no name again with `open(2)` `flags`, as
+    /// following its `/proc/PID/fd/N` link does (a pipe end: a new end of
+    /// the same pipe, as Linux opens a pipe's inode like a FIFO's);
+    /// `None` for kinds that cannot be (ENXIO, as Linux for sockets and
+    /// anonymous files).
+    fn reopen(&self, _flags: u64, _interrupted: &dyn Fn() -> bool) -> Option<Result<Arc<dyn File>, Errno>> {
+        None
+    }
     /// Directory entries for `getdents64`: fills `buf`, returns bytes used.
     fn read_dir(&self, _buf: &mut [u8]) -> SysResult {
         Err(Errno::ENOTDIR)

@@ -479,9 +479,16 @@ pub fn fill_devtmpfs(root: &NodeRef) -> Result<(), FsError> {
     for (name, rdev, _) in crate::block::disks() {
         root.create(&name, FileType::BlockDevice, 0o660, rdev)?;
     }
-    root.symlink("fd", "/proc/self/fd")?;
-    for (i, name) in ["stdin", "stdout", "stderr"].into_iter().enumerate() {
-        root.symlink(name, &alloc::format!("/proc/self/fd/{i}"))?;
+    dev_links(root)
+}
+
+/// The `fd` and `std{in,out,err}` links of `/dev` (made by udev on
+/// Debian; programs and scripts name `/dev/stdin` freely).
+fn dev_links(dev: &NodeRef) -> Result<(), FsError> {
+    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        if dev.lookup(name).is_err() {
+            dev.symlink(name, target)?;
+        }
     }
     Ok(())
 }
@@ -572,6 +579,7 @@ pub fn boot_root(archive: &[u8], limit: u64, clock: tessera_vfs::tmpfs::Clock) -
             dev.create(name, FileType::CharDevice, perm, rdev).map_err(|e| alloc::format!("/dev/{name}: {e:?}"))?;
         }
     }
+    dev_links(&dev).map_err(|e| alloc::format!("/dev links: {e:?}"))?;
     let tmp = make_dirs(&root, "tmp").map_err(|e| alloc::format!("/tmp: {e:?}"))?;
     tmp.set_perm(0o1777);
     set_root(root);

@@ -96,27 +96,37 @@ pub fn open_fifo(node: &NodeRef, flags: u64, interrupted: &dyn Fn() -> bool, pri
             }
         }
     };
-    let nonblocking = flags & O_NONBLOCK != 0;
-    let node = Some(node.clone());
-    match flags & O_ACCMODE {
-        0 => {
-            let end = pipe.open_end(true, false, nonblocking, node);
-            if !nonblocking {
-                pipe.wait_for_other(&pipe.write_opens, &pipe.writers, interrupted)?;
+    pipe.open(flags, interrupted, Some(node.clone()))
+}
+
+impl Pipe {
+    /// A new end of this pipe for `open(2)` `flags`. A FIFO's (`node`)
+    /// opener waits for the other side; a `pipe(2)` pipe's does not, as
+    /// Linux's `fifo_open` for a pipe's inode.
+    fn open(self: &Arc<Self>, flags: u64, interrupted: &dyn Fn() -> bool, node: Option<NodeRef>) -> Result<Arc<dyn File>, Errno> {
+        let nonblocking = flags & O_NONBLOCK != 0;
+        let fifo = node.is_some();
+        let wait = fifo && !nonblocking;
+        match flags & O_ACCMODE {
+            0 => {
+                let end = self.open_end(true, false, nonblocking, node);
+                if wait {
+                    self.wait_for_other(&self.write_opens, &self.writers, interrupted)?;
+                }
+                Ok(end)
             }
-            Ok(end)
+            1 => {
+                if fifo && nonblocking && self.readers.load(Ordering::SeqCst) == 0 {
+                    return Err(Errno::ENXIO);
+                }
+                let end = self.open_end(false, true, nonblocking, node);
+                if wait {
+                    self.wait_for_other(&self.read_opens, &self.readers, interrupted)?;
+                }
+                Ok(end)
+            }
+            _ => Ok(self.open_end(true, true, nonblocking, node)),
         }
-        1 => {
-            if nonblocking && pipe.readers.load(Ordering::SeqCst) == 0 {
-                return Err(Errno::ENXIO);
-            }
-            let end = pipe.open_end(false, true, nonblocking, node);
-            if !nonblocking {
-                pipe.wait_for_other(&pipe.read_opens, &pipe.readers, interrupted)?;
-            }
-            Ok(end)
-        }
-        _ => Ok(pipe.open_end(true, true, nonblocking, node)),
     }
 }
 
@@ -379,6 +389,9 @@ impl File for PipeEnd {
         Some(self)
     }
 
+    fn reopen(&self, flags: u64, interrupted: &dyn Fn() -> bool) -> Option<Result<Arc<dyn File>, Errno>> {
+        Some(self.pipe.open(flags, interrupted, self.node.clone()))
+    }
     fn pipe_size(&self, new: Option<(usize, bool)>) -> Result<usize, Errno> {
         let Some((wanted, privileged)) = new else { return Ok(self.pipe.capacity.load(Ordering::Relaxed)) };
         if wanted > 1 << 31 {

@@ -236,6 +236,29 @@ impl Vfs {
         self.walk(root, cwd.clone(), path, follow_last, &mut links, Some(who))
     }
 
+    /// [`Vfs::resolve_in`] following symbolic links, the last ones too,
+    /// except a last one for which `keep(node)` holds: its own location
+    /// (Linux's "magic" links, `/proc/PID/fd/N`, which name an object the
+    /// caller reaches itself, even through `/dev/stdin -> /proc/self/fd/0`).
+    pub fn resolve_keeping(&self, root: &Location, cwd: &Location, path: &str, keep: &dyn Fn(&NodeRef) -> bool, who: &Identity) -> Result<Location, FsError> {
+        let mut links = 0;
+        let mut location = self.walk(root, cwd.clone(), path, false, &mut links, Some(who))?;
+        loop {
+            let node = location.node();
+            if node.metadata().kind != FileType::Symlink || keep(node) {
+                return Ok(location);
+            }
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(FsError::Loop);
+            }
+            let target = node.read_link()?;
+            let mut dir = location.clone();
+            dir.pop();
+            location = self.walk(root, dir, &target, false, &mut links, Some(who))?;
+        }
+    }
+
     fn walk(&self, root: &Location, start: Location, path: &str, follow_last: bool, links: &mut usize, who: Option<&Identity>) -> Result<Location, FsError> {
         if path.len() >= MAX_PATH {
             return Err(FsError::NameTooLong);

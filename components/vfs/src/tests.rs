@@ -220,3 +220,23 @@ fn file_types_from_mode_and_dirent_type() {
     assert_eq!(FileType::from_dirent_type(0), None);
     assert_eq!(FileType::from_dirent_type(3), None);
 }
+
+#[test]
+fn resolve_keeping_stops_at_a_kept_link_through_a_chain() {
+    let vfs = tree();
+    let root = vfs.root();
+    let who = crate::Identity::root();
+    let dev = root.node().create("dev", FileType::Directory, 0o755, 0).unwrap();
+    root.node().symlink("magic", "/nowhere").unwrap();
+    dev.symlink("stdin", "../magic").unwrap();
+    root.node().symlink("chain", "dev/stdin").unwrap();
+    let keep = |n: &NodeRef| n.read_link().is_ok_and(|t| t == "/nowhere");
+    for path in ["/magic", "/dev/stdin", "chain"] {
+        let at = vfs.resolve_keeping(&root, &root, path, &keep, &who).unwrap();
+        assert_eq!(at.path(), "/magic", "{path}");
+    }
+    // Links not kept are followed to the end; loops are refused.
+    assert_eq!(vfs.resolve_keeping(&root, &root, "/abs", &keep, &who).unwrap().path(), "/usr/bin/tool");
+    assert_eq!(vfs.resolve_keeping(&root, &root, "/usr", &keep, &who).unwrap().path(), "/usr");
+    assert!(matches!(vfs.resolve_keeping(&root, &root, "/loop1", &keep, &who), Err(FsError::Loop)));
+}

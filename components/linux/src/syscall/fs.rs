@@ -339,14 +339,39 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
     let mut created = false;
     // A /proc/PID/fd/N link opens the file it stands for again (even one
     // with no name: a memfd, an unlinked file), as Linux's magic links.
-    let reopened = if flags & O_NOFOLLOW == 0 {
-        vfs.resolve_in(&root_dir(), &base, &path, false, &me)
-            .ok()
-            .and_then(|l| crate::procfs::file_of_link(l.node()))
-            .map(|file| file.location().ok_or(Errno::ENXIO))
-            .transpose()?
+    let linked = if flags & O_NOFOLLOW == 0 {
+        vfs.resolve_keeping(&root_dir(), &base, &path, &crate::procfs::is_magic_link, &me).ok().and_then(|l| crate::procfs::file_of_link(l.node()))
     } else {
         None
+    };
+    let reopened = match linked {
+        None => None,
+        Some(file) => match file.location() {
+            Some(location) => Some(location),
+            None => {
+                // A file with no name: a pipe end opens a new end of its
+                // pipe, a device its node in /dev (the console terminal:
+                // /dev/console); anything else ENXIO, as Linux.
+                if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
+                    return Err(Errno::EEXIST);
+                }
+                if flags & O_PATH == 0
+                    && let Some(reopened) = file.reopen(flags, &p.interrupt_check())
+                {
+                    return if flags & O_DIRECTORY != 0 { Err(Errno::ENOTDIR) } else { reopened };
+                }
+                let stat = file.stat();
+                let device = if file.is_tty() {
+                    Some(alloc::string::String::from("/dev/console"))
+                } else if stat.kind == FileType::CharDevice {
+                    fs::device_path(stat.rdev)
+                } else {
+                    None
+                };
+                let device = device.ok_or(Errno::ENXIO)?;
+                Some(vfs.resolve_in(&root_dir(), &root_dir(), &device, true, &me)?)
+            }
+        },
     };
     let location = if let Some(location) = reopened {
         location
