@@ -46,10 +46,19 @@ DISK_SIZE ?= 256M
 RUN_DISK := $(if $(DISK),$(DISK),$(DEFAULT_DISK))
 QEMU_DISK = -drive file=$(SCRATCH),format=raw,if=none,id=scratch -device virtio-blk-pci,drive=scratch \
 	-drive file=$(RUN_DISK),format=$$(sh tools/disk-format.sh $(RUN_DISK)),if=none,id=disk -device virtio-blk-pci,drive=disk
+# The network: a virtio-net card (eth0) on QEMU's user networking,
+# isolated (restrict=on: the guest reaches nothing outside this machine;
+# QEMU's DHCP gives it 10.0.2.15). HOSTFWD=HOSTPORT:GUESTPORT forwards the
+# host's 127.0.0.1:HOSTPORT to the guest; GUESTFWD=PORT makes the host's
+# 127.0.0.1:PORT reachable from the guest at 10.0.2.100:PORT (each
+# connection runs socat to it, so the host's server may start later).
+comma := ,
+NETDEV = user,id=net0,restrict=on$(if $(HOSTFWD),$(comma)hostfwd=tcp:127.0.0.1:$(word 1,$(subst :, ,$(HOSTFWD)))-:$(word 2,$(subst :, ,$(HOSTFWD))))$(if $(GUESTFWD),$(comma)guestfwd=tcp:10.0.2.100:$(GUESTFWD)-cmd:socat - TCP:127.0.0.1:$(GUESTFWD))
+QEMU_NET = -netdev '$(NETDEV)' -device virtio-net-pci,netdev=net0
 # QEMU's exit status after `poweroff` (isa-debug-exit with the success code).
 QEMU_POWEROFF := 33
 
-APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools e2fsprogs genext2fs qemu-utils
+APT_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools busybox-static musl-tools e2fsprogs genext2fs qemu-utils socat
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all deps build cells audit audit-gate audit-crosscheck exec userspace userspace-host-check initrd iso run run-fast test test-host test-kernel lint bench ltp ltp-linux clean
@@ -94,7 +103,7 @@ $(CELL_KEY): | $(CELLPACK)
 # allowlist, or the build fails naming it) and signed with $(CELL_KEY). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
 # is the same crate built with cargo feature FEATURE (version gets +FEATURE).
 CELLS := $(notdir $(wildcard components/cells/*))
-CELL_VARIANTS := virtio_blk-faulty probe-initfault ext2-faulty tmpfs-faulty procfs-faulty procfs-hostile
+CELL_VARIANTS := virtio_blk-faulty virtio_net-faulty probe-initfault ext2-faulty tmpfs-faulty procfs-faulty procfs-hostile
 CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS) $(CELL_VARIANTS))
 
 $(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
@@ -216,14 +225,14 @@ DISK_DEPS := $(if $(DISK),,$(DEFAULT_DISK))
 run: $(ISO) $(DISK_DEPS)
 	@test -f $(RUN_DISK) || { echo "make run: DISK=$(RUN_DISK): no such file" >&2; exit 2; }
 	$(NEW_SCRATCH)
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -cdrom $(ISO) || [ $$? -eq $(QEMU_POWEROFF) ]
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) $(QEMU_NET) -cdrom $(ISO) || [ $$? -eq $(QEMU_POWEROFF) ]
 
 # The fast path: QEMU loads the ELF directly (PVH entry); the same file is
 # passed again as the `symbols` module.
 run-fast: $(INITRD) $(DISK_DEPS)
 	@test -f $(RUN_DISK) || { echo "make run-fast: DISK=$(RUN_DISK): no such file" >&2; exit 2; }
 	$(NEW_SCRATCH)
-	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)" \
+	$(QEMU) $(QEMU_MACHINE) $(QEMU_CONSOLE) $(QEMU_DISK) $(QEMU_NET) -kernel $(KERNEL) -initrd $(INITRD) -append "$(CMDLINE)" \
 		|| [ $$? -eq $(QEMU_POWEROFF) ]
 
 # Run a script non-interactively: the image with OVERLAY's files added, the
@@ -236,7 +245,7 @@ exec: $(SYSTEM_DEPS)
 	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
 	@$(MKINITRD) $(EXEC_INITRD) $(SYSTEM_FILES) $(if $(OVERLAY),=$(OVERLAY)) \
 		etc/tessera-exec.sh=$(SCRIPT)
-	@SCRATCH_SIZE=$(SCRATCH_SIZE) DISK=$(DISK) sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
+	@SCRATCH_SIZE=$(SCRATCH_SIZE) DISK=$(DISK) NETDEV='$(NETDEV)' sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
 
 # --- audit ------------------------------------------------------------------

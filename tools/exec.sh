@@ -16,6 +16,9 @@ if [ -n "$DISK" ]; then
     [ -f "$DISK" ] || { echo "make exec: DISK=$DISK: no such file" >&2; exit 125; }
     set -- "$@" -drive "file=$DISK,format=$(sh "$(dirname "$0")/disk-format.sh" "$DISK"),if=none,id=disk" -device virtio-blk-pci,drive=disk
 fi
+# The network card on isolated user networking (NETDEV from make, with
+# HOSTFWD/GUESTFWD).
+set -- "$@" -netdev "${NETDEV:-user,id=net0,restrict=on}" -device virtio-net-pci,netdev=net0
 timeout --kill-after=5 "${EXEC_TIMEOUT:-600}" qemu-system-x86_64 \
     -machine q35 -cpu max -m "$mem" -no-reboot \
     -drive "file=$scratch,format=raw,if=none,id=scratch" -device virtio-blk-pci,drive=scratch \

@@ -32,7 +32,7 @@ macro_rules! report {
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 6] = ["tty", "uart16550", "virtio_blk", "ext2", "tmpfs", "procfs"];
+const BOOT_CELLS: [&str; 7] = ["tty", "uart16550", "virtio_blk", "virtio_net", "ext2", "tmpfs", "procfs"];
 
 /// Loads the boot cells, each `CELL_DIR/NAME.cell` as `file` finds it
 /// (in the boot archive); reports each unless `quiet`. Other files there
@@ -239,6 +239,7 @@ pub fn start_file_system_cells(cells: &[Arc<CellEntry>], quiet: bool) {
 pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     start_tty(cells, quiet);
     start_console(cells, quiet);
+    start_network(cells, quiet);
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
@@ -254,6 +255,48 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     }
     if count > hooks.len() {
         report!(quiet, "virtio_blk: {count} disks; only the first {} are used", hooks.len());
+    }
+}
+
+/// Starts the network card's slot: `virtio_net` drives `eth0` (the
+/// first virtio-net function; each new instance attaches to it when it
+/// starts, so a swap or restart keeps the card).
+fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
+    let Some(entry) = cells.iter().find(|e| e.name() == "virtio_net") else {
+        return;
+    };
+    let slot = tessera_linux::net::NicSlot::new::<framekernel_interfaces::net::Interface>("virtio_net", &["virtio_net"]);
+    slot.set_on_start(|cell| {
+        cell.call(0u32, |driver, n| {
+            let _ = driver.attach(n);
+        })
+    });
+    if let Err(e) = slot.install(entry.clone()) {
+        report!(quiet, "virtio_net: cannot start: {e}");
+        return;
+    }
+    tessera_live_update::slot::register(slot.clone());
+    match slot.call_with(false, (), |d, ()| d.info()) {
+        Ok(Ok(info)) => {
+            let eth = tessera_linux::net::add_interface("eth0", slot, info.mac);
+            let m = info.mac;
+            if !quiet {
+                println!(
+                    "{}: {}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}",
+                    eth.name,
+                    info.description,
+                    m[0],
+                    m[1],
+                    m[2],
+                    m[3],
+                    m[4],
+                    m[5],
+                    if info.link_up { "up" } else { "down" }
+                );
+            }
+        }
+        Ok(Err(e)) => report!(quiet, "virtio_net: {e}; no eth0"),
+        Err(e) => report!(quiet, "virtio_net: {e}; no eth0"),
     }
 }
 

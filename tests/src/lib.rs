@@ -139,6 +139,8 @@ impl Machine {
             cmd.arg("-drive").arg(format!("file={},format={format},if=none,id=disk", image.display()));
             cmd.args(["-device", "virtio-blk-pci,drive=disk"]);
         }
+        // eth0: a virtio-net card on QEMU's isolated user networking.
+        cmd.args(["-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-pci,netdev=net0"]);
         match &options.boot {
             Boot::Iso(iso) => {
                 cmd.arg("-cdrom").arg(iso);

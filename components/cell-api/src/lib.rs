@@ -54,6 +54,8 @@ pub mod probe;
 
 pub mod block;
 
+pub mod net;
+
 pub mod serial;
 
 pub mod tty;

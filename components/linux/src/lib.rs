@@ -20,6 +20,7 @@ pub mod memfd;
 pub mod memory;
 pub mod memstore;
 pub mod mqueue;
+pub mod net;
 pub mod pagecache;
 pub mod pidfd;
 pub mod pipe;
