@@ -279,6 +279,7 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
     match slot.call_with(false, (), |d, ()| d.info()) {
         Ok(Ok(info)) => {
             let eth = tessera_linux::net::add_interface("eth0", slot, info.mac);
+            tessera_linux::net::start_task();
             let m = info.mac;
             if !quiet {
                 println!(

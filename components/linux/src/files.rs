@@ -132,6 +132,10 @@ pub trait File: Send + Sync {
     fn as_pipe(&self) -> Option<&crate::pipe::PipeEnd> {
         None
     }
+    /// The packet socket behind this file, if it is one.
+    fn as_packet_socket(&self) -> Option<&crate::socket::PacketSocket> {
+        None
+    }
     /// The inotify instance behind this file, if it is one.
     fn as_inotify(&self) -> Option<&crate::inotify::Inotify> {
         None

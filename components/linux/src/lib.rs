@@ -31,6 +31,7 @@ pub mod fs;
 pub mod inotify;
 pub mod signal;
 pub mod signalfd;
+pub mod socket;
 pub mod syscall;
 pub mod sysv;
 pub mod timerfd;

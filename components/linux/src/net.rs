@@ -55,6 +55,50 @@ pub fn interfaces() -> Vec<Arc<Interface>> {
     INTERFACES.lock().clone()
 }
 
+/// The interface numbered `index`.
+pub fn interface(index: u32) -> Option<Arc<Interface>> {
+    INTERFACES.lock().iter().find(|i| i.index == index).cloned()
+}
+
+/// Frames taken from one card in one round, so that a flood cannot keep
+/// the network task from sleeping.
+const ROUND_FRAMES: usize = 64;
+
+/// Drains every card of the frames it received and hands each to the
+/// packet sockets. Returns the frames moved.
+pub fn pump() -> usize {
+    let mut moved = 0;
+    let mut buf = alloc::vec![0u8; tessera_cell_api::net::MAX_FRAME];
+    for interface in interfaces() {
+        for _ in 0..ROUND_FRAMES {
+            match interface.receive(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(frame) = buf.get(..n) {
+                        crate::socket::deliver(&interface, frame);
+                    }
+                    moved += 1;
+                }
+            }
+        }
+    }
+    moved
+}
+
+/// Starts the network task: the cards raise PCI interrupts the base does
+/// not route yet, so it drains them every millisecond (every timer tick).
+pub fn start_task() {
+    let spawned = tessera_sched::spawn("net", || {
+        loop {
+            pump();
+            crate::syscall::proc::kernel_sleep(1_000_000);
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("net: no network task ({e:?}): frames are not received");
+    }
+}
+
 fn errno(e: NetError) -> Errno {
     match e {
         NetError::BadLength(_) => Errno::EMSGSIZE,
@@ -65,6 +109,11 @@ fn errno(e: NetError) -> Errno {
 }
 
 impl Interface {
+    /// True while the card says its link is up.
+    pub fn link_up(&self) -> bool {
+        matches!(self.slot.call_with(false, (), |d, ()| d.info()), Ok(Ok(info)) if info.link_up)
+    }
+
     /// Sends one Ethernet frame.
     pub fn transmit(&self, frame: &[u8]) -> Result<(), Errno> {
         let sent = self.slot.call_with(false, frame, |d, frame| d.transmit(frame)).map_err(|e| {

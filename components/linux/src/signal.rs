@@ -317,7 +317,8 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
 /// sleeps, `pause` and `sigsuspend` always return `EINTR`).
 fn restartable(nr: u64) -> bool {
     use crate::syscall::nr;
-    matches!(nr, nr::READ | nr::WRITE | nr::READV | nr::WRITEV | nr::IOCTL | nr::WAIT4)
+    // recvfrom, recvmsg (sockets without a receive timeout).
+    matches!(nr, nr::READ | nr::WRITE | nr::READV | nr::WRITEV | nr::IOCTL | nr::WAIT4 | 45 | 47)
 }
 
 /// The sleeps that resume through `restart_syscall` after a stop.

@@ -303,6 +303,9 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         }
         _ => {}
     }
+    if crate::socket::is_interface_ioctl(request) && file.stat().kind == tessera_vfs::FileType::Socket {
+        return super::net::interface_ioctl(p, request, arg);
+    }
     if request == FIONREAD {
         // Bytes ready to read: an inotify queue, a pipe, a message queue...
         let ready = file.as_inotify().map(|i| i.pending_bytes()).or_else(|| file.as_pipe().map(|pipe| pipe.available()));

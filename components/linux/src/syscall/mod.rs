@@ -12,6 +12,7 @@ mod misc;
 mod mq;
 mod pvm;
 mod mm;
+pub mod net;
 pub mod poll;
 pub mod names;
 pub mod proc;
@@ -637,6 +638,18 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         nr::PRLIMIT64 => prlimit64(p, a[0], a[1], a[2], a[3]),
         nr::GETRANDOM => getrandom(p, a[0], a[1], a[2]),
         nr::RSEQ => Err(Errno::ENOSYS),
+        41 => net::socket(p, a[0], a[1], a[2]),
+        42 | 43 | 48 | 50 | 288 => net::unsupported(p, a[0]),
+        44 => net::sendto(p, a[0], a[1], a[2], a[3], a[4], a[5]),
+        45 => net::recvfrom(p, a[0], a[1], a[2], a[3], a[4], a[5]),
+        46 => net::sendmsg(p, a[0], a[1], a[2]),
+        47 => net::recvmsg(p, a[0], a[1], a[2]),
+        49 => net::bind(p, a[0], a[1], a[2]),
+        51 => net::getsockname(p, a[0], a[1], a[2]),
+        52 => net::getpeername(p, a[0]),
+        53 => net::socketpair(p, a[0]),
+        54 => net::setsockopt(p, a[0], a[1], a[2]),
+        55 => net::getsockopt(p, a[0], a[1], a[2], a[3], a[4]),
         other => {
             if REPORTED.lock().insert(other) {
                 let exe = p.info.exe.lock().clone();
