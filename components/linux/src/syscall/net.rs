@@ -175,7 +175,7 @@ fn read_msghdr(p: &Process, msg: u64) -> Result<MsgHdr, Errno> {
     let mut iov = Vec::new();
     for i in 0..iov_len {
         let mut entry = [0u8; 16];
-        p.memory.read(iov_addr + i * 16, &mut entry)?;
+        p.memory.read(iov_addr.checked_add(i * 16).ok_or(Errno::EFAULT)?, &mut entry)?;
         let base = u64::from_le_bytes(entry[..8].try_into().unwrap_or([0; 8]));
         let len = u64::from_le_bytes(entry[8..].try_into().unwrap_or([0; 8]));
         if len > isize::MAX as u64 {
@@ -222,12 +222,13 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
         let name = from.bytes();
         let k = (hdr.name_len as usize).min(link_len(&from));
         p.memory.write(hdr.name, &name[..k])?;
-        p.memory.write(msg + 8, &(link_len(&from) as u32).to_le_bytes())?;
+        p.memory.write(msg.wrapping_add(8), &(link_len(&from) as u32).to_le_bytes())?;
     }
     // No control messages; MSG_TRUNC when the frame did not fit.
-    p.memory.write(msg + 40, &0u64.to_le_bytes())?;
+    // (`msg` was read whole above: these fields are inside it.)
+    p.memory.write(msg.wrapping_add(40), &0u64.to_le_bytes())?;
     let out_flags: u32 = if full > n { MSG_TRUNC as u32 } else { 0 };
-    p.memory.write(msg + 48, &out_flags.to_le_bytes())?;
+    p.memory.write(msg.wrapping_add(48), &out_flags.to_le_bytes())?;
     Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
 }
 
