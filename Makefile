@@ -283,7 +283,7 @@ test: deps lint audit-gate
 		$(BUILD)/test.log
 
 lint: deps
-	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
+	$(CARGO) clippy -p framekernel -p tessera-linux -p tessera-kernel -p tessera-live-update -p tessera-cell-api -p tessera-virtio $(patsubst %,-p tessera-cell-%,$(CELLS)) --target $(TARGET) --profile $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p tessera-cell-procfs --features hostile --target $(TARGET) --profile $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p framekernel-logic -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-cell-ext2 -p tessera-cell-tmpfs -p tessera-cell-procfs -p tessera-mkinitrd -p tessera-cellpack -p tessera-audit -p tessera-tests --all-targets -- -D warnings
 

@@ -17,31 +17,20 @@ use alloc::string::{String, ToString};
 use core::sync::atomic::{Ordering, fence};
 use framekernel::io::IoPorts;
 use framekernel::mm::DmaBuffer;
-use framekernel::pci::{PciDevice, PciInfo};
+use framekernel::pci::PciDevice;
 use framekernel::sync::Mutex;
 use tessera_cell_api::block::{BlockDriver, BlockError, DeviceInfo, Export, SECTOR_SIZE};
+use tessera_virtio::{
+    AVAIL_NO_INTERRUPT, CONFIG, DESC_NEXT, DESC_WRITE, GUEST_FEATURES, ISR, QUEUE_NOTIFY, QUEUE_PFN, QUEUE_SELECT, QUEUE_SIZE, STATUS,
+    STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED,
+};
 
-const VENDOR: u16 = 0x1af4;
 /// Transitional virtio-blk (legacy interface available).
 const DEVICE_LEGACY: u16 = 0x1001;
 /// Modern-only virtio-blk (not driven here).
 const DEVICE_MODERN: u16 = 0x1042;
 
-// Legacy register block (BAR 0), without MSI-X.
-const DEVICE_FEATURES: u16 = 0x00;
-const GUEST_FEATURES: u16 = 0x04;
-const QUEUE_PFN: u16 = 0x08;
-const QUEUE_SIZE: u16 = 0x0c;
-const QUEUE_SELECT: u16 = 0x0e;
-const QUEUE_NOTIFY: u16 = 0x10;
-const STATUS: u16 = 0x12;
-const ISR: u16 = 0x13;
-const CONFIG_CAPACITY: u16 = 0x14;
-
-const STATUS_ACKNOWLEDGE: u8 = 1;
-const STATUS_DRIVER: u8 = 2;
-const STATUS_DRIVER_OK: u8 = 4;
-const STATUS_FAILED: u8 = 0x80;
+const CONFIG_CAPACITY: u16 = CONFIG;
 
 const FEATURE_RO: u32 = 1 << 5;
 const FEATURE_FLUSH: u32 = 1 << 9;
@@ -50,9 +39,6 @@ const REQUEST_IN: u32 = 0;
 const REQUEST_OUT: u32 = 1;
 const REQUEST_FLUSH: u32 = 4;
 
-const DESC_NEXT: u16 = 1;
-const DESC_WRITE: u16 = 2;
-const AVAIL_NO_INTERRUPT: u16 = 1;
 
 /// Largest transfer in one request.
 pub const MAX_BYTES: usize = 64 * 1024;
@@ -93,31 +79,10 @@ struct VirtioBlk {
     device: Mutex<Result<Device, String>>,
 }
 
-/// The `nth` legacy virtio-blk function on the bus.
-fn find(nth: u32) -> Result<PciInfo, String> {
-    let devices = framekernel::pci::devices();
-    if let Some(info) = devices.iter().filter(|d| d.vendor == VENDOR && d.device == DEVICE_LEGACY).nth(nth as usize) {
-        return Ok(*info);
-    }
-    if devices.iter().any(|d| d.vendor == VENDOR && d.device == DEVICE_MODERN) {
-        return Err("only a modern-only virtio-blk (1af4:1042) is present; this driver needs the legacy interface".into());
-    }
-    if nth > 0 {
-        return Err(format!("no virtio-blk PCI device number {nth}"));
-    }
-    Err("no virtio-blk PCI device".into())
-}
-
 fn setup(nth: u32) -> Result<Device, String> {
-    let info = find(nth)?;
-    let pci = PciDevice::claim(info.address).map_err(|e| format!("{e}"))?;
-    pci.enable(true).map_err(|e| format!("{e}"))?;
-    let ports = pci.io_ports(0).map_err(|e| format!("BAR 0: {e}"))?;
+    let info = tessera_virtio::find("virtio-blk", DEVICE_LEGACY, DEVICE_MODERN, nth)?;
+    let (pci, ports, offered) = tessera_virtio::start(&info)?;
     let io = |e| format!("register access: {e:?}");
-    ports.write::<u8>(STATUS, 0).map_err(io)?; // reset
-    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE).map_err(io)?;
-    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER).map_err(io)?;
-    let offered = ports.read::<u32>(DEVICE_FEATURES).map_err(io)?;
     let accepted = offered & (FEATURE_RO | FEATURE_FLUSH);
     ports.write::<u32>(GUEST_FEATURES, accepted).map_err(io)?;
     ports.write::<u16>(QUEUE_SELECT, 0).map_err(io)?;
@@ -127,8 +92,8 @@ fn setup(nth: u32) -> Result<Device, String> {
         return Err(format!("unusable queue size {queue_size}"));
     }
     let q = usize::from(queue_size);
-    let used_offset = (16 * q + 6 + 2 * q).next_multiple_of(4096);
-    let queue = pci.dma_buffer(used_offset + 6 + 8 * q).map_err(|e| format!("{e}"))?;
+    let (used_offset, bytes) = tessera_virtio::ring_layout(queue_size);
+    let queue = pci.dma_buffer(bytes).map_err(|e| format!("{e}"))?;
     let request = pci.dma_buffer(DATA + MAX_BYTES).map_err(|e| format!("{e}"))?;
     let pfn = u32::try_from(queue.phys_addr() >> 12).map_err(|_| "queue above 16 TiB".to_string())?;
     let dma = |e| format!("{e}");

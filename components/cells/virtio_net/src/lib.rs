@@ -21,39 +21,25 @@ use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use framekernel::io::IoPorts;
 use framekernel::mm::DmaBuffer;
-use framekernel::pci::{PciDevice, PciInfo};
+use framekernel::pci::PciDevice;
 use framekernel::sync::Mutex;
 use tessera_cell_api::net::{Export, MAX_FRAME, MIN_FRAME, NetError, NicDriver, NicInfo};
+use tessera_virtio::{
+    AVAIL_NO_INTERRUPT, CONFIG, DESC_WRITE, GUEST_FEATURES, ISR, QUEUE_NOTIFY, QUEUE_PFN, QUEUE_SELECT, QUEUE_SIZE, STATUS, STATUS_ACKNOWLEDGE,
+    STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED,
+};
 
-const VENDOR: u16 = 0x1af4;
 /// Transitional virtio-net (legacy interface available).
 const DEVICE_LEGACY: u16 = 0x1000;
 /// Modern-only virtio-net (not driven here).
 const DEVICE_MODERN: u16 = 0x1041;
 
-// Legacy register block (BAR 0), without MSI-X.
-const DEVICE_FEATURES: u16 = 0x00;
-const GUEST_FEATURES: u16 = 0x04;
-const QUEUE_PFN: u16 = 0x08;
-const QUEUE_SIZE: u16 = 0x0c;
-const QUEUE_SELECT: u16 = 0x0e;
-const QUEUE_NOTIFY: u16 = 0x10;
-const STATUS: u16 = 0x12;
-const ISR: u16 = 0x13;
-const CONFIG_MAC: u16 = 0x14;
-const CONFIG_STATUS: u16 = 0x1a;
-
-const STATUS_ACKNOWLEDGE: u8 = 1;
-const STATUS_DRIVER: u8 = 2;
-const STATUS_DRIVER_OK: u8 = 4;
-const STATUS_FAILED: u8 = 0x80;
+const CONFIG_MAC: u16 = CONFIG;
+const CONFIG_STATUS: u16 = CONFIG + 6;
 
 const FEATURE_MAC: u32 = 1 << 5;
 const FEATURE_STATUS: u32 = 1 << 16;
 const LINK_UP: u16 = 1;
-
-const DESC_WRITE: u16 = 2;
-const AVAIL_NO_INTERRUPT: u16 = 1;
 
 const RX: u16 = 0;
 const TX: u16 = 1;
@@ -90,8 +76,8 @@ impl Queue {
             return Err(format!("unusable size {size} of queue {index}"));
         }
         let q = usize::from(size);
-        let used_offset = (16 * q + 6 + 2 * q).next_multiple_of(4096);
-        let ring = pci.dma_buffer(used_offset + 6 + 8 * q).map_err(|e| format!("{e}"))?;
+        let (used_offset, bytes) = tessera_virtio::ring_layout(size);
+        let ring = pci.dma_buffer(bytes).map_err(|e| format!("{e}"))?;
         let count = size.min(BUFFERS);
         let buffers = pci.dma_buffer(usize::from(count) * BUFFER).map_err(|e| format!("{e}"))?;
         let dma = |e| format!("{e}");
@@ -165,31 +151,10 @@ struct VirtioNet {
     device: Mutex<Result<Device, String>>,
 }
 
-/// The `nth` legacy virtio-net function on the bus.
-fn find(nth: u32) -> Result<PciInfo, String> {
-    let devices = framekernel::pci::devices();
-    if let Some(info) = devices.iter().filter(|d| d.vendor == VENDOR && d.device == DEVICE_LEGACY).nth(nth as usize) {
-        return Ok(*info);
-    }
-    if devices.iter().any(|d| d.vendor == VENDOR && d.device == DEVICE_MODERN) {
-        return Err("only a modern-only virtio-net (1af4:1041) is present; this driver needs the legacy interface".into());
-    }
-    if nth > 0 {
-        return Err(format!("no virtio-net PCI device number {nth}"));
-    }
-    Err("no virtio-net PCI device".into())
-}
-
 fn setup(nth: u32) -> Result<Device, String> {
-    let info = find(nth)?;
-    let pci = PciDevice::claim(info.address).map_err(|e| format!("{e}"))?;
-    pci.enable(true).map_err(|e| format!("{e}"))?;
-    let ports = pci.io_ports(0).map_err(|e| format!("BAR 0: {e}"))?;
+    let info = tessera_virtio::find("virtio-net", DEVICE_LEGACY, DEVICE_MODERN, nth)?;
+    let (pci, ports, offered) = tessera_virtio::start(&info)?;
     let io = |e| format!("register access: {e:?}");
-    ports.write::<u8>(STATUS, 0).map_err(io)?; // reset
-    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE).map_err(io)?;
-    ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER).map_err(io)?;
-    let offered = ports.read::<u32>(DEVICE_FEATURES).map_err(io)?;
     if offered & FEATURE_MAC == 0 {
         let _ = ports.write::<u8>(STATUS, STATUS_FAILED);
         return Err("the card has no hardware address (VIRTIO_NET_F_MAC)".into());
