@@ -456,6 +456,17 @@ pub fn device_path(rdev: u64) -> Option<alloc::string::String> {
     DEVICES.iter().find(|(_, number, _)| *number == rdev).map(|(name, _, _)| alloc::format!("/dev/{name}"))
 }
 
+/// The `/dev` node of an open file that keeps no path: `/dev/console`
+/// for the console terminal, a character device's by its number; `None`
+/// for anything else (pipes, anonymous files).
+pub fn device_node_of(file: &dyn crate::files::File) -> Option<alloc::string::String> {
+    if file.is_tty() {
+        return Some(alloc::string::String::from("/dev/console"));
+    }
+    let stat = file.stat();
+    if stat.kind == FileType::CharDevice { device_path(stat.rdev) } else { None }
+}
+
 /// Device nodes made in `/dev` at boot: name, number, permissions.
 pub const DEVICES: [(&str, u64, u32); 9] = [
     ("null", 0x103, 0o666),

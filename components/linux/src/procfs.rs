@@ -655,11 +655,11 @@ impl Node for ProcNode {
                         location.path() + " (deleted)"
                     }
                     Some(location) => location.path(),
-                    None if file.is_tty() => "/dev/console".to_string(),
-                    None if file.stat().kind == FileType::CharDevice => {
-                        crate::fs::device_path(file.stat().rdev).unwrap_or_else(|| format!("anon_inode:[{}]", file.stat().ino))
-                    }
-                    None => format!("pipe:[{}]", file.stat().ino),
+                    None => match crate::fs::device_node_of(&*file) {
+                        Some(path) => path,
+                        None if file.stat().kind == FileType::CharDevice => format!("anon_inode:[{}]", file.stat().ino),
+                        None => format!("pipe:[{}]", file.stat().ino),
+                    },
                 })
             }
             _ => Err(FsError::Invalid),

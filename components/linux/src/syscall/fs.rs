@@ -360,15 +360,7 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
                 {
                     return if flags & O_DIRECTORY != 0 { Err(Errno::ENOTDIR) } else { reopened };
                 }
-                let stat = file.stat();
-                let device = if file.is_tty() {
-                    Some(alloc::string::String::from("/dev/console"))
-                } else if stat.kind == FileType::CharDevice {
-                    fs::device_path(stat.rdev)
-                } else {
-                    None
-                };
-                let device = device.ok_or(Errno::ENXIO)?;
+                let device = fs::device_node_of(&*file).ok_or(Errno::ENXIO)?;
                 Some(vfs.resolve_in(&root_dir(), &root_dir(), &device, true, &me)?)
             }
         },

@@ -244,7 +244,7 @@ const FIONBIO: u64 = 0x5421;
 const FIOCLEX: u64 = 0x5451;
 const FIONCLEX: u64 = 0x5450;
 
-fn read_u32(p: &Process, addr: u64) -> Result<u32, Errno> {
+pub(super) fn read_u32(p: &Process, addr: u64) -> Result<u32, Errno> {
     let mut word = [0u8; 4];
     p.memory.read(addr, &mut word)?;
     Ok(u32::from_le_bytes(word))

@@ -72,19 +72,19 @@ fn read_addr(p: &Process, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
     Ok(bytes)
 }
 
+/// The bytes the caller has room for, from the `socklen_t` at `len_ptr`
+/// (EINVAL when negative).
+fn room(p: &Process, len_ptr: u64) -> Result<usize, Errno> {
+    usize::try_from(super::io::read_u32(p, len_ptr)? as i32).map_err(|_| Errno::EINVAL)
+}
+
 /// Writes `name` (`full` bytes long) to `addr`, at most the `*len_ptr`
 /// bytes the caller has room for, and the full length to `*len_ptr`.
 fn write_addr(p: &Process, addr: u64, len_ptr: u64, name: &[u8], full: usize) -> Result<(), Errno> {
     if addr == 0 || len_ptr == 0 {
         return Ok(());
     }
-    let mut room = [0u8; 4];
-    p.memory.read(len_ptr, &mut room)?;
-    let room = i32::from_le_bytes(room);
-    if room < 0 {
-        return Err(Errno::EINVAL);
-    }
-    let n = (room as usize).min(full).min(name.len());
+    let n = room(p, len_ptr)?.min(full).min(name.len());
     p.memory.write(addr, &name[..n])?;
     p.memory.write(len_ptr, &(full as u32).to_le_bytes())
 }
@@ -250,14 +250,8 @@ pub(super) fn getsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value:
         SO_PROTOCOL => with_packet(&file, |s| i32::from(s.protocol()))?,
         _ => return Err(Errno::ENOPROTOOPT),
     };
-    let mut room = [0u8; 4];
-    p.memory.read(len_ptr, &mut room)?;
-    let room = i32::from_le_bytes(room);
-    if room < 0 {
-        return Err(Errno::EINVAL);
-    }
     let bytes = answer.to_le_bytes();
-    let n = (room as usize).min(4);
+    let n = room(p, len_ptr)?.min(4);
     p.memory.write(value, &bytes[..n])?;
     p.memory.write(len_ptr, &(n as u32).to_le_bytes())?;
     Ok(0)
