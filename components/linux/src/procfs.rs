@@ -472,15 +472,12 @@ impl ProcNode {
             Some(FileType::Regular) if node.mode & 0o200 != 0 => 0o100644,
             Some(FileType::Regular) => 0o100444,
             Some(FileType::Symlink) => 0o120777,
-            _ => 0,
-        };
-        match FileType::from_mode(node.mode) {
-            Some(FileType::Directory | FileType::Regular | FileType::Symlink) => Ok(Arc::new(ProcNode { ino: node.ino, mode })),
             _ => {
                 log::warn!("procfs cell: a node of mode {:o}", node.mode);
-                Err(FsError::Io)
+                return Err(FsError::Io);
             }
-        }
+        };
+        Ok(Arc::new(ProcNode { ino: node.ino, mode }))
     }
 
     fn kind(&self) -> FileType {
