@@ -102,8 +102,10 @@ $(CELL_KEY): | $(CELLPACK)
 # (every undefined symbol must be a kernel symbol on the cell import
 # allowlist, or the build fails naming it) and signed with $(CELL_KEY). The files go to /lib/cells in the boot archive. A variant NAME-FEATURE
 # is the same crate built with cargo feature FEATURE (version gets +FEATURE).
+# A cell may bundle crates the kernel does not link (`bundle` in its
+# [package.metadata.tessera-cell]): their rlibs are linked into its object.
 CELLS := $(notdir $(wildcard components/cells/*))
-CELL_VARIANTS := virtio_blk-faulty virtio_net-faulty probe-initfault ext2-faulty tmpfs-faulty procfs-faulty procfs-hostile
+CELL_VARIANTS := virtio_blk-faulty virtio_net-faulty netstack-faulty probe-initfault ext2-faulty tmpfs-faulty procfs-faulty procfs-hostile
 CELL_FILES := $(patsubst %,$(BUILD)/cells/%.cell,$(CELLS) $(CELL_VARIANTS))
 
 $(CELLPACK): deps $(wildcard tools/cellpack/src/*.rs framekernel/logic/src/*.rs)
@@ -114,9 +116,11 @@ cells: $(CELL_FILES)
 $(BUILD)/cells/%.cell: build $(CELLPACK)
 	@mkdir -p $(BUILD)/cells $(BUILD)/cell-objects
 	@name=$*; crate=$${name%%-*}; feature=$${name#$$crate}; feature=$${feature#-}; \
-	$(CARGO) rustc -q -p tessera-cell-$$crate $${feature:+--features $$feature} --target $(TARGET) --profile $(PROFILE) -- \
-		--emit=obj=$(abspath $(BUILD)/cell-objects/$*.o) -C codegen-units=1 && \
-	$(CELLPACK) pack components/cells/$$crate $(BUILD)/cell-objects/$*.o $(KERNEL) $@ $$feature --key $(CELL_KEY) >/dev/null
+	$(CARGO) rustc -q -p tessera-cell-$$crate $${feature:+--features $$feature} --target $(TARGET) --profile $(PROFILE) \
+		--message-format=json-render-diagnostics -- \
+		--emit=obj=$(abspath $(BUILD)/cell-objects/$*.o) -C codegen-units=1 >$(BUILD)/cell-objects/$*.json && \
+	$(CELLPACK) bundle components/cells/$$crate $(BUILD)/cell-objects/$*.json $(BUILD)/cell-objects/$*.o $(BUILD)/cell-objects/$*.linked.o >/dev/null && \
+	$(CELLPACK) pack components/cells/$$crate $(BUILD)/cell-objects/$*.linked.o $(KERNEL) $@ $$feature --key $(CELL_KEY) >/dev/null
 
 # One static-pie build (ET_DYN without an interpreter), loaded at the PIE base.
 $(BUILD)/userspace/bin/pie/%: userspace/tests/%.c userspace/tests/tessera_test.h | deps

@@ -32,7 +32,7 @@ macro_rules! report {
 pub const CELL_DIR: &str = "/lib/cells";
 
 /// The cells the kernel starts at boot: file name in [`CELL_DIR`].
-const BOOT_CELLS: [&str; 7] = ["tty", "uart16550", "virtio_blk", "virtio_net", "ext2", "tmpfs", "procfs"];
+const BOOT_CELLS: [&str; 8] = ["tty", "uart16550", "virtio_blk", "virtio_net", "netstack", "ext2", "tmpfs", "procfs"];
 
 /// Loads the boot cells, each `CELL_DIR/NAME.cell` as `file` finds it
 /// (in the boot archive); reports each unless `quiet`. Other files there
@@ -240,6 +240,10 @@ pub fn start_drivers(cells: &[Arc<CellEntry>], quiet: bool) {
     start_tty(cells, quiet);
     start_console(cells, quiet);
     start_network(cells, quiet);
+    start_stack(cells, quiet);
+    if !tessera_linux::net::interfaces().is_empty() || tessera_linux::inet::available() {
+        tessera_linux::net::start_task();
+    }
     let Some(entry) = cells.iter().find(|e| e.name() == "virtio_blk") else {
         return;
     };
@@ -279,7 +283,6 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
     match slot.call_with(false, (), |d, ()| d.info()) {
         Ok(Ok(info)) => {
             let eth = tessera_linux::net::add_interface("eth0", slot, info.mac);
-            tessera_linux::net::start_task();
             let m = info.mac;
             if !quiet {
                 println!(
@@ -299,6 +302,23 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
         Ok(Err(e)) => report!(quiet, "virtio_net: {e}; no eth0"),
         Err(e) => report!(quiet, "virtio_net: {e}; no eth0"),
     }
+}
+
+/// Starts the TCP/IP stack's slot (`netstack`), configured with the
+/// interfaces there are, and the network task that runs it.
+fn start_stack(cells: &[Arc<CellEntry>], quiet: bool) {
+    let Some(entry) = cells.iter().find(|e| e.name() == "netstack") else {
+        report!(quiet, "netstack: no cell; AF_INET sockets are refused (EAFNOSUPPORT)");
+        return;
+    };
+    let slot = tessera_linux::inet::StackSlot::new::<framekernel_interfaces::netstack::Interface>("netstack", &["netstack"]);
+    slot.set_on_start(tessera_linux::inet::start_hook);
+    if let Err(e) = slot.install(entry.clone()) {
+        report!(quiet, "netstack: cannot start: {e}");
+        return;
+    }
+    tessera_live_update::slot::register(slot.clone());
+    tessera_linux::inet::set_stack(slot);
 }
 
 type BlockHook = fn(&framekernel::cell::Instance<block::Export>) -> Result<(), framekernel::cell::Fault>;

@@ -56,6 +56,8 @@ pub mod block;
 
 pub mod net;
 
+pub mod netstack;
+
 pub mod serial;
 
 pub mod tty;

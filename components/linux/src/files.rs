@@ -136,6 +136,10 @@ pub trait File: Send + Sync {
     fn as_packet_socket(&self) -> Option<&crate::socket::PacketSocket> {
         None
     }
+    /// The `AF_INET` socket behind this file, if it is one.
+    fn as_inet_socket(&self) -> Option<&crate::inet::InetSocket> {
+        None
+    }
     /// The inotify instance behind this file, if it is one.
     fn as_inotify(&self) -> Option<&crate::inotify::Inotify> {
         None

@@ -28,6 +28,7 @@ pub mod process;
 pub mod procfs;
 pub mod seccomp;
 pub mod fs;
+pub mod inet;
 pub mod inotify;
 pub mod signal;
 pub mod signalfd;

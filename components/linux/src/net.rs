@@ -6,7 +6,7 @@ use crate::errno::Errno;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel::sync::SpinLock;
 use tessera_cell_api::net::{Export, NetError};
 
@@ -24,6 +24,10 @@ pub struct Interface {
     slot: Arc<NicSlot>,
     /// Frames and bytes sent and received, and frames that failed.
     pub counters: Counters,
+    /// Up (`IFF_UP`), as `ifconfig eth0 up/down` sets it.
+    up: AtomicBool,
+    /// The IPv4 address and prefix length (`[0; 4]`, 0: none).
+    address: SpinLock<([u8; 4], u8)>,
 }
 
 /// What `/proc/net/dev` counts.
@@ -45,7 +49,15 @@ pub fn add_interface(name: &str, slot: Arc<NicSlot>, mac: [u8; 6]) -> Arc<Interf
     let mut all = INTERFACES.lock();
     // Index 1 is the loopback interface.
     let index = all.len() as u32 + 2;
-    let interface = Arc::new(Interface { name: name.into(), index, mac, slot, counters: Counters::default() });
+    let interface = Arc::new(Interface {
+        name: name.into(),
+        index,
+        mac,
+        slot,
+        counters: Counters::default(),
+        up: AtomicBool::new(true),
+        address: SpinLock::new(([0; 4], 0)),
+    });
     all.push(interface.clone());
     interface
 }
@@ -65,7 +77,8 @@ pub fn interface(index: u32) -> Option<Arc<Interface>> {
 const ROUND_FRAMES: usize = 64;
 
 /// Drains every card of the frames it received and hands each to the
-/// packet sockets. Returns the frames moved.
+/// packet sockets and the protocol stack, then runs the stack and sends
+/// what it made. Returns the frames moved.
 pub fn pump() -> usize {
     let mut moved = 0;
     let mut buf = alloc::vec![0u8; tessera_cell_api::net::MAX_FRAME];
@@ -76,21 +89,30 @@ pub fn pump() -> usize {
                 Ok(n) => {
                     if let Some(frame) = buf.get(..n) {
                         crate::socket::deliver(&interface, frame);
+                        if interface.is_up() {
+                            crate::inet::input(interface.index, frame);
+                        }
                     }
                     moved += 1;
                 }
             }
         }
     }
-    moved
+    moved + crate::inet::run()
 }
 
 /// Starts the network task: the cards raise PCI interrupts the base does
 /// not route yet, so it drains them every millisecond (every timer tick).
+/// Sockets are woken after every round that moved frames, and every 50
+/// rounds regardless (for what changes by timer alone).
 pub fn start_task() {
     let spawned = tessera_sched::spawn("net", || {
+        let mut round = 0u64;
         loop {
-            pump();
+            round += 1;
+            if pump() > 0 || round.is_multiple_of(50) {
+                crate::inet::changed();
+            }
             crate::syscall::proc::kernel_sleep(1_000_000);
         }
     });
@@ -109,6 +131,28 @@ fn errno(e: NetError) -> Errno {
 }
 
 impl Interface {
+    /// True while up (`IFF_UP`).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Sets `IFF_UP` and tells the stack.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+        crate::inet::configure(self.index);
+    }
+
+    /// The IPv4 address and prefix length (`[0; 4]`, 0: none).
+    pub fn address(&self) -> ([u8; 4], u8) {
+        *self.address.lock()
+    }
+
+    /// Sets the IPv4 address and prefix length and tells the stack.
+    pub fn set_address(&self, addr: [u8; 4], prefix: u8) {
+        *self.address.lock() = (addr, prefix);
+        crate::inet::configure(self.index);
+    }
+
     /// True while the card says its link is up.
     pub fn link_up(&self) -> bool {
         matches!(self.slot.call_with(false, (), |d, ()| d.info()), Ok(Ok(info)) if info.link_up)

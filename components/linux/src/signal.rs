@@ -317,8 +317,9 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
 /// sleeps, `pause` and `sigsuspend` always return `EINTR`).
 fn restartable(nr: u64) -> bool {
     use crate::syscall::nr;
-    // recvfrom, recvmsg (sockets without a receive timeout).
-    matches!(nr, nr::READ | nr::WRITE | nr::READV | nr::WRITEV | nr::IOCTL | nr::WAIT4 | 45 | 47)
+    // connect, accept, sendto, recvfrom, sendmsg, recvmsg, accept4
+    // (sockets without a timeout).
+    matches!(nr, nr::READ | nr::WRITE | nr::READV | nr::WRITEV | nr::IOCTL | nr::WAIT4 | 42 | 43 | 44 | 45 | 46 | 47 | 288)
 }
 
 /// The sleeps that resume through `restart_syscall` after a stop.

@@ -294,56 +294,256 @@ impl File for PacketSocket {
 }
 
 // Interface ioctls (`struct ifreq`: a 16-byte name, then a union).
+pub const SIOCADDRT: u64 = 0x890b;
+pub const SIOCDELRT: u64 = 0x890c;
 pub const SIOCGIFNAME: u64 = 0x8910;
+pub const SIOCGIFCONF: u64 = 0x8912;
 pub const SIOCGIFFLAGS: u64 = 0x8913;
+pub const SIOCSIFFLAGS: u64 = 0x8914;
 pub const SIOCGIFADDR: u64 = 0x8915;
+pub const SIOCSIFADDR: u64 = 0x8916;
+pub const SIOCGIFBRDADDR: u64 = 0x8919;
+pub const SIOCSIFBRDADDR: u64 = 0x891a;
+pub const SIOCGIFNETMASK: u64 = 0x891b;
+pub const SIOCSIFNETMASK: u64 = 0x891c;
+pub const SIOCGIFMETRIC: u64 = 0x891d;
 pub const SIOCGIFMTU: u64 = 0x8921;
+pub const SIOCSIFMTU: u64 = 0x8922;
 pub const SIOCGIFHWADDR: u64 = 0x8927;
 pub const SIOCGIFINDEX: u64 = 0x8933;
+pub const SIOCGIFTXQLEN: u64 = 0x8942;
 /// Bytes of `struct ifreq`.
 pub const IFREQ: usize = 40;
+/// Bytes of `struct rtentry`.
+pub const RTENTRY: usize = 120;
 
 const IFF_UP: u16 = 0x1;
 const IFF_BROADCAST: u16 = 0x2;
+const IFF_LOOPBACK: u16 = 0x8;
 const IFF_RUNNING: u16 = 0x40;
 const IFF_MULTICAST: u16 = 0x1000;
+const ARPHRD_LOOPBACK: u16 = 772;
+const RTF_UP: u16 = 0x1;
+const RTF_GATEWAY: u16 = 0x2;
 
 /// True for the interface ioctls [`interface_ioctl`] answers.
 pub fn is_interface_ioctl(request: u64) -> bool {
-    matches!(request, SIOCGIFNAME | SIOCGIFFLAGS | SIOCGIFADDR | SIOCGIFMTU | SIOCGIFHWADDR | SIOCGIFINDEX)
+    matches!(
+        request,
+        SIOCGIFNAME
+            | SIOCGIFFLAGS
+            | SIOCSIFFLAGS
+            | SIOCGIFADDR
+            | SIOCSIFADDR
+            | SIOCGIFBRDADDR
+            | SIOCSIFBRDADDR
+            | SIOCGIFNETMASK
+            | SIOCSIFNETMASK
+            | SIOCGIFMETRIC
+            | SIOCGIFMTU
+            | SIOCSIFMTU
+            | SIOCGIFHWADDR
+            | SIOCGIFINDEX
+            | SIOCGIFTXQLEN
+    )
+}
+
+/// The netmask of a prefix length.
+pub fn mask(prefix: u8) -> [u8; 4] {
+    let bits = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    bits.to_be_bytes()
+}
+
+/// The prefix length of a netmask (EINVAL if its ones are not contiguous).
+fn prefix_of(mask: [u8; 4]) -> Result<u8, Errno> {
+    let bits = u32::from_be_bytes(mask);
+    let ones = bits.leading_ones();
+    if bits.checked_shl(ones).unwrap_or(0) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(ones as u8)
+}
+
+/// The classful prefix Linux gives an address set without a mask.
+fn classful(addr: [u8; 4]) -> u8 {
+    match addr[0] {
+        0..=127 => 8,
+        128..=191 => 16,
+        _ => 24,
+    }
+}
+
+fn sockaddr_in(addr: [u8; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..2].copy_from_slice(&(crate::inet::AF_INET as u16).to_le_bytes());
+    b[4..8].copy_from_slice(&addr);
+    b
+}
+
+/// The IPv4 address in a `struct sockaddr` (EINVAL for another family).
+fn in_addr(b: &[u8]) -> Result<[u8; 4], Errno> {
+    let b = b.get(..8).ok_or(Errno::EINVAL)?;
+    if u16::from_le_bytes([b[0], b[1]]) != crate::inet::AF_INET as u16 {
+        return Err(Errno::EINVAL);
+    }
+    Ok([b[4], b[5], b[6], b[7]])
+}
+
+/// Interfaces as `ifconfig` lists them: `lo` (index 1), then the cards.
+pub fn interface_names() -> Vec<(u32, alloc::string::String)> {
+    let mut names = alloc::vec![(tessera_cell_api::netstack::LOOPBACK_INDEX, alloc::string::String::from("lo"))];
+    names.extend(net::interfaces().iter().map(|i| (i.index, i.name.clone())));
+    names
 }
 
 /// Answers an interface ioctl on `ifreq` (read from and written back to
-/// the caller): ENODEV for an interface that does not exist.
-pub fn interface_ioctl(request: u64, ifreq: &mut [u8; IFREQ]) -> Result<(), Errno> {
+/// the caller): ENODEV for an interface that does not exist, EPERM for a
+/// change without `admin` (CAP_NET_ADMIN).
+pub fn interface_ioctl(request: u64, ifreq: &mut [u8; IFREQ], admin: bool) -> Result<(), Errno> {
+    let lo_present = crate::inet::available();
     if request == SIOCGIFNAME {
         let index = u32::from_le_bytes([ifreq[16], ifreq[17], ifreq[18], ifreq[19]]);
-        let interface = net::interface(index).ok_or(Errno::ENODEV)?;
+        let name = if index == tessera_cell_api::netstack::LOOPBACK_INDEX && lo_present {
+            alloc::string::String::from("lo")
+        } else {
+            net::interface(index).ok_or(Errno::ENODEV)?.name.clone()
+        };
         ifreq[..16].fill(0);
-        let name = interface.name.as_bytes();
         let n = name.len().min(15);
-        ifreq[..n].copy_from_slice(&name[..n]);
+        ifreq[..n].copy_from_slice(&name.as_bytes()[..n]);
         return Ok(());
     }
     let len = ifreq[..16].iter().position(|&b| b == 0).unwrap_or(16);
     let name = core::str::from_utf8(&ifreq[..len]).map_err(|_| Errno::ENODEV)?;
+    let setting = matches!(request, SIOCSIFFLAGS | SIOCSIFADDR | SIOCSIFBRDADDR | SIOCSIFNETMASK | SIOCSIFMTU);
+    if name == "lo" && lo_present {
+        if setting && !admin {
+            return Err(Errno::EPERM);
+        }
+        let out = &mut ifreq[16..];
+        let input: [u8; 24] = out.try_into().unwrap_or([0; 24]);
+        out.fill(0);
+        match request {
+            SIOCGIFINDEX => out[..4].copy_from_slice(&tessera_cell_api::netstack::LOOPBACK_INDEX.to_le_bytes()),
+            SIOCGIFFLAGS => out[..2].copy_from_slice(&(IFF_UP | IFF_LOOPBACK | IFF_RUNNING).to_le_bytes()),
+            SIOCGIFMTU => out[..4].copy_from_slice(&65536u32.to_le_bytes()),
+            SIOCGIFHWADDR => out[..2].copy_from_slice(&ARPHRD_LOOPBACK.to_le_bytes()),
+            SIOCGIFADDR => out[..16].copy_from_slice(&sockaddr_in([127, 0, 0, 1])),
+            SIOCGIFNETMASK => out[..16].copy_from_slice(&sockaddr_in([255, 0, 0, 0])),
+            SIOCGIFBRDADDR => out[..16].copy_from_slice(&sockaddr_in([0; 4])),
+            SIOCGIFMETRIC => {}
+            SIOCGIFTXQLEN => out[..4].copy_from_slice(&1000u32.to_le_bytes()),
+            // lo stays 127.0.0.1/8 and up (the stack serves it).
+            SIOCSIFFLAGS | SIOCSIFMTU | SIOCSIFBRDADDR => out.copy_from_slice(&input),
+            SIOCSIFADDR if in_addr(&input)? == [127, 0, 0, 1] => out.copy_from_slice(&input),
+            SIOCSIFNETMASK if in_addr(&input)? == [255, 0, 0, 0] => out.copy_from_slice(&input),
+            _ => return Err(Errno::EOPNOTSUPP),
+        }
+        return Ok(());
+    }
     let interface = net::interfaces().into_iter().find(|i| i.name == name).ok_or(Errno::ENODEV)?;
+    if setting && !admin {
+        return Err(Errno::EPERM);
+    }
     let out = &mut ifreq[16..];
+    let input: [u8; 24] = out.try_into().unwrap_or([0; 24]);
+    let (addr, prefix) = interface.address();
+    if setting {
+        match request {
+            SIOCSIFFLAGS => interface.set_up(u16::from_le_bytes([input[0], input[1]]) & IFF_UP != 0),
+            SIOCSIFADDR => {
+                let new = in_addr(&input)?;
+                if new[0] == 127 || new[0] >= 224 {
+                    return Err(Errno::EINVAL);
+                }
+                interface.set_address(new, if new == [0; 4] { 0 } else { classful(new) });
+            }
+            SIOCSIFNETMASK => {
+                let p = prefix_of(in_addr(&input)?)?;
+                if addr == [0; 4] {
+                    return Err(Errno::EADDRNOTAVAIL);
+                }
+                interface.set_address(addr, p);
+            }
+            SIOCSIFBRDADDR => {}
+            SIOCSIFMTU => {
+                let mtu = u32::from_le_bytes([input[0], input[1], input[2], input[3]]);
+                if mtu != 1500 {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            _ => return Err(Errno::EINVAL),
+        }
+        return Ok(());
+    }
     out.fill(0);
     match request {
         SIOCGIFINDEX => out[..4].copy_from_slice(&interface.index.to_le_bytes()),
         SIOCGIFFLAGS => {
-            let running = if interface.link_up() { IFF_RUNNING } else { 0 };
-            out[..2].copy_from_slice(&(IFF_UP | IFF_BROADCAST | IFF_MULTICAST | running).to_le_bytes());
+            let up = if interface.is_up() { IFF_UP } else { 0 };
+            let running = if interface.is_up() && interface.link_up() { IFF_RUNNING } else { 0 };
+            out[..2].copy_from_slice(&(up | IFF_BROADCAST | IFF_MULTICAST | running).to_le_bytes());
         }
         SIOCGIFMTU => out[..4].copy_from_slice(&1500u32.to_le_bytes()),
         SIOCGIFHWADDR => {
             out[..2].copy_from_slice(&ARPHRD_ETHER.to_le_bytes());
             out[2..8].copy_from_slice(&interface.mac);
         }
-        // No address is configured yet (the stack is not in).
-        SIOCGIFADDR => return Err(Errno::EADDRNOTAVAIL),
+        SIOCGIFMETRIC => {}
+        SIOCGIFTXQLEN => out[..4].copy_from_slice(&1000u32.to_le_bytes()),
+        _ if addr == [0; 4] => return Err(Errno::EADDRNOTAVAIL),
+        SIOCGIFADDR => out[..16].copy_from_slice(&sockaddr_in(addr)),
+        SIOCGIFNETMASK => out[..16].copy_from_slice(&sockaddr_in(mask(prefix))),
+        SIOCGIFBRDADDR => {
+            let m = u32::from_be_bytes(mask(prefix));
+            let b = (u32::from_be_bytes(addr) | !m).to_be_bytes();
+            out[..16].copy_from_slice(&sockaddr_in(b));
+        }
         _ => return Err(Errno::EINVAL),
     }
     Ok(())
+}
+
+/// `SIOCADDRT`/`SIOCDELRT` on a `struct rtentry`: the default route
+/// (destination and mask 0.0.0.0, through a gateway on a connected
+/// network); a route to a connected network is there already.
+pub fn route_ioctl(request: u64, rt: &[u8; RTENTRY], admin: bool) -> Result<(), Errno> {
+    if !admin {
+        return Err(Errno::EPERM);
+    }
+    let dst = in_addr(&rt[8..24])?;
+    let flags = u16::from_le_bytes([rt[56], rt[57]]);
+    let genmask = in_addr(&rt[40..56]).unwrap_or([0; 4]);
+    let gateway = if flags & RTF_GATEWAY != 0 { in_addr(&rt[24..40])? } else { [0; 4] };
+    let _ = RTF_UP;
+    let connected = |gw: [u8; 4]| {
+        net::interfaces().iter().any(|i| {
+            let (a, p) = i.address();
+            let m = u32::from_be_bytes(mask(p));
+            a != [0; 4] && u32::from_be_bytes(a) & m == u32::from_be_bytes(gw) & m
+        })
+    };
+    if dst == [0; 4] && genmask == [0; 4] {
+        if request == SIOCDELRT {
+            if crate::inet::gateway() == [0; 4] {
+                return Err(Errno::ESRCH);
+            }
+            return crate::inet::set_gateway([0; 4]);
+        }
+        if gateway == [0; 4] {
+            return Err(Errno::EINVAL);
+        }
+        if !connected(gateway) {
+            return Err(Errno::ENETUNREACH);
+        }
+        if crate::inet::gateway() != [0; 4] {
+            return Err(Errno::EEXIST);
+        }
+        return crate::inet::set_gateway(gateway);
+    }
+    // A route to a network an interface is on: the stack has it.
+    if gateway == [0; 4] && connected(dst) {
+        return if request == SIOCADDRT { Err(Errno::EEXIST) } else { Ok(()) };
+    }
+    Err(Errno::EOPNOTSUPP)
 }

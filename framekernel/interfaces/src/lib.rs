@@ -42,6 +42,7 @@ interfaces!(
     block: "../../../components/cell-api/src/block.rs",
     fs: "../../../components/cell-api/src/fs.rs",
     net: "../../../components/cell-api/src/net.rs",
+    netstack: "../../../components/cell-api/src/netstack.rs",
     probe: "../../../components/cell-api/src/probe.rs",
     procfs: "../../../components/cell-api/src/procfs.rs",
     serial: "../../../components/cell-api/src/serial.rs",

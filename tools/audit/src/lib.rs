@@ -503,13 +503,17 @@ pub fn audit(workspace: &Path, policy: &Policy) -> Result<Audit, String> {
     let pkgs = packages(&meta);
     let members: BTreeSet<String> =
         meta["workspace_members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(String::from)).collect();
-    let in_kernel = kernel_set(&meta, &pkgs);
     let roots: Vec<String> = pkgs
         .values()
         .filter(|p| p.name == "tessera-kernel" || p.name.starts_with("tessera-cell-"))
         .map(|p| p.name.clone())
         .collect();
     let kernel_features = build_features(workspace, &roots)?;
+    // cargo metadata's graph also holds optional dependencies no feature
+    // of the kernel build turns on (smoltcp's defmt): only what cargo tree
+    // builds for the kernel target is in it.
+    let mut in_kernel = kernel_set(&meta, &pkgs);
+    in_kernel.retain(|id| pkgs.get(id).is_some_and(|p| kernel_features.contains_key(&(p.name.clone(), p.version.clone()))));
     let mut crates = Vec::new();
     let mut externs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (id, pkg) in &pkgs {

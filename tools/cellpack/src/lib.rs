@@ -135,6 +135,10 @@ pub struct Manifest {
     pub version: String,
     /// `[package.metadata.tessera-cell] interface`.
     pub interface: String,
+    /// `[package.metadata.tessera-cell] bundle`: crates (library names)
+    /// whose code is linked into the cell's object, because nothing else
+    /// in the kernel uses them (empty: none).
+    pub bundle: Vec<String>,
 }
 
 /// Reads `CRATE/Cargo.toml` (and the workspace's, for an inherited version).
@@ -173,7 +177,40 @@ pub fn read_manifest(crate_dir: &Path) -> Result<Manifest, String> {
         }
         _ => return Err(format!("{}: no package version", path.display())),
     };
-    Ok(Manifest { name: field("name")?, version, interface: field("interface")? })
+    let bundle = match meta.get("bundle") {
+        None => Vec::new(),
+        Some(toml::Value::Array(names)) => names
+            .iter()
+            .map(|n| n.as_str().map(str::to_string).ok_or(format!("{}: bundle lists a non-string", path.display())))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{}: bundle is not a list of crate names", path.display())),
+    };
+    Ok(Manifest { name: field("name")?, version, interface: field("interface")?, bundle })
+}
+
+/// The rlibs of the `bundle` crates among the artifacts cargo reported
+/// (`--message-format=json` lines): each `lib<crate>-<hash>.rlib` named
+/// in a `compiler-artifact` message, in the order reported.
+pub fn bundle_rlibs(messages: &str, bundle: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in messages.lines().filter(|l| l.contains("\"reason\":\"compiler-artifact\"")) {
+        let Some(list) = line.split_once("\"filenames\":[").and_then(|(_, rest)| rest.split_once(']')).map(|(list, _)| list) else {
+            continue;
+        };
+        for file in list.split(',').map(|f| f.trim().trim_matches('"')) {
+            let name = file.rsplit('/').next().unwrap_or(file);
+            let wanted = bundle.iter().any(|c| {
+                name.strip_prefix("lib")
+                    .and_then(|n| n.strip_prefix(c.as_str()))
+                    .and_then(|n| n.strip_prefix('-'))
+                    .is_some_and(|n| n.ends_with(".rlib") && !n.contains('-'))
+            });
+            if wanted && !out.iter().any(|o| o == file) {
+                out.push(file.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// Why a cell could not be packed.
@@ -281,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn bundle_rlibs_are_found_by_crate_name() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","filenames":["/t/deps/libsmoltcp-5c19.rlib","/t/deps/libsmoltcp-5c19.rmeta"]}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","filenames":["/t/deps/libsmoltcp_extra-11.rlib"]}"#,
+            "\n",
+            r#"{"reason":"build-script-executed","filenames":["/t/deps/libheapless-22.rlib"]}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","filenames":["/t/deps/libheapless-33.rlib"]}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","filenames":["/t/deps/libsmoltcp-5c19.rlib"]}"#,
+        );
+        let bundle = ["smoltcp".to_string(), "heapless".to_string()];
+        assert_eq!(bundle_rlibs(messages, &bundle), ["/t/deps/libsmoltcp-5c19.rlib", "/t/deps/libheapless-33.rlib"]);
+        assert!(bundle_rlibs(messages, &["managed".to_string()]).is_empty());
+    }
+
+    #[test]
     fn resolves_against_the_kernel_or_names_what_is_missing() {
         let cell = real_cell();
         let object = CellObject::parse(&cell).unwrap();
@@ -315,7 +370,7 @@ mod tests {
         let base = framekernel_logic::layout::KERNEL_BASE + 0x10_0000;
         let symbols: BTreeMap<String, u64> =
             undefined_symbols(&parsed).unwrap().iter().enumerate().map(|(i, n)| (n.to_string(), base + i as u64 * 64)).collect();
-        let manifest = Manifest { name: "seven".into(), version: "0.1.0".into(), interface: "probe".into() };
+        let manifest = Manifest { name: "seven".into(), version: "0.1.0".into(), interface: "probe".into(), bundle: Vec::new() };
         let key = [9u8; 32];
         let kernel = |symbols| Kernel { symbols, build_id: &[0xbd; 20], key: &key };
         let file = pack(&manifest, &object, &kernel(&symbols)).unwrap();

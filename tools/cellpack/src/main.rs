@@ -5,6 +5,11 @@
 //! and writes the cell file with the crate's name, version and interface
 //! (a VARIANT build, made with that cargo feature, gets version
 //! `X.Y.Z+VARIANT`), the kernel's build id, signed with KEY.
+//! `tessera-cellpack bundle CRATE_DIR MESSAGES CELL.o OUT.o`: links the
+//! rlibs of the crates the manifest's `bundle` lists (found in cargo's
+//! JSON MESSAGES) into the cell object (`ld -r` with the toolchain's
+//! rust-lld, or `$TESSERA_LD`), so that a cell can use a crate the kernel
+//! does not link; without a bundle, copies CELL.o.
 //! `tessera-cellpack keygen KEY`: writes a new signing key (refuses to
 //! overwrite one). `tessera-cellpack pubkey KEY`: prints its public half,
 //! which the kernel is built with (`TESSERA_CELL_PUBKEY`).
@@ -13,7 +18,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: tessera-cellpack check CELL.o KERNEL.elf\n       tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell [VARIANT] --key KEY\n       tessera-cellpack keygen KEY\n       tessera-cellpack pubkey KEY";
+const USAGE: &str = "usage: tessera-cellpack check CELL.o KERNEL.elf\n       tessera-cellpack bundle CRATE_DIR MESSAGES CELL.o OUT.o\n       tessera-cellpack pack CRATE_DIR CELL.o KERNEL.elf OUT.cell [VARIANT] --key KEY\n       tessera-cellpack keygen KEY\n       tessera-cellpack pubkey KEY";
 
 fn read_key(path: &str) -> Result<[u8; 32], String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -49,6 +54,29 @@ fn run(args: &[String]) -> Result<String, String> {
         [command, path] if command == "pubkey" => {
             Ok(framekernel_logic::cellfile::hex(&framekernel_logic::cellfile::public_key(&read_key(path)?)))
         }
+        [command, crate_dir, messages, cell, out] if command == "bundle" => {
+            let manifest = tessera_cellpack::read_manifest(Path::new(crate_dir))?;
+            if manifest.bundle.is_empty() {
+                std::fs::copy(cell, out).map_err(|e| format!("{cell} -> {out}: {e}"))?;
+                return Ok(format!("{out}: {cell} (nothing bundled)"));
+            }
+            let text = std::fs::read_to_string(messages).map_err(|e| format!("{messages}: {e}"))?;
+            let rlibs = tessera_cellpack::bundle_rlibs(&text, &manifest.bundle);
+            if rlibs.is_empty() {
+                return Err(format!("{messages}: cargo built none of the bundled crates {:?}", manifest.bundle));
+            }
+            let linker = linker()?;
+            let status = std::process::Command::new(&linker)
+                .args(["-flavor", "gnu", "-r", "-o", out, cell, "--start-group"])
+                .args(&rlibs)
+                .arg("--end-group")
+                .status()
+                .map_err(|e| format!("{linker}: {e}"))?;
+            if !status.success() {
+                return Err(format!("{linker} -r failed ({status}) linking {cell} with {}", rlibs.join(" ")));
+            }
+            Ok(format!("{out}: {cell} with {} bundled rlib(s)", rlibs.len()))
+        }
         [command, cell, kernel] if command == "check" => {
             let (cell_bytes, kernel_bytes) = (read(cell)?, read(kernel)?);
             let defined = tessera_cellpack::defined_symbols(&kernel_bytes).map_err(|e| format!("{kernel}: {e}"))?;
@@ -79,6 +107,22 @@ fn run(args: &[String]) -> Result<String, String> {
         }
         _ => Err(USAGE.into()),
     }
+}
+
+/// The linker for `bundle`: `$TESSERA_LD`, else the toolchain's rust-lld.
+fn linker() -> Result<String, String> {
+    if let Ok(ld) = std::env::var("TESSERA_LD") {
+        return Ok(ld);
+    }
+    let rustc = |arg: &str| -> Result<String, String> {
+        let out = std::process::Command::new("rustc").arg(arg).output().map_err(|e| format!("rustc {arg}: {e}"))?;
+        String::from_utf8(out.stdout).map_err(|_| format!("rustc {arg}: output is not UTF-8"))
+    };
+    let sysroot = rustc("--print=sysroot")?;
+    let version = rustc("-vV")?;
+    let host = version.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("rustc -vV names no host")?;
+    let lld = format!("{}/lib/rustlib/{host}/bin/rust-lld", sysroot.trim());
+    if Path::new(&lld).exists() { Ok(lld) } else { Err(format!("{lld} is missing (set TESSERA_LD to an ELF linker)")) }
 }
 
 fn main() -> ExitCode {

@@ -303,8 +303,14 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         }
         _ => {}
     }
-    if crate::socket::is_interface_ioctl(request) && file.stat().kind == tessera_vfs::FileType::Socket {
+    let socket_wide = matches!(request, crate::socket::SIOCADDRT | crate::socket::SIOCDELRT | crate::socket::SIOCGIFCONF);
+    if (crate::socket::is_interface_ioctl(request) || socket_wide) && file.stat().kind == tessera_vfs::FileType::Socket {
         return super::net::interface_ioctl(p, request, arg);
+    }
+    if request == FIONREAD
+        && let Some(s) = file.as_inet_socket()
+    {
+        return p.memory.write(arg, &s.pending().to_le_bytes()).map(|()| 0);
     }
     if request == FIONREAD {
         // Bytes ready to read: an inotify queue, a pipe, a message queue...

@@ -1,7 +1,9 @@
 //! The socket system calls. Families so far: `AF_PACKET` (see
-//! `crate::socket`); the others give EAFNOSUPPORT until their cells are in.
+//! `crate::socket`) and `AF_INET` (TCP, UDP and ping sockets over the
+//! stack cell, see `crate::inet`); the others give EAFNOSUPPORT.
 
 use crate::errno::{Errno, SysResult};
+use crate::inet::{self, AF_INET, InetSocket, SOCK_STREAM};
 use crate::process::Process;
 use crate::socket::{self, AF_PACKET, LinkAddr, PacketSocket, SOCK_DGRAM, SOCK_RAW, SOCKADDR_LL};
 use alloc::sync::Arc;
@@ -15,8 +17,34 @@ const MSG_PEEK: u64 = 2;
 const MSG_TRUNC: u64 = 0x20;
 const MSG_DONTWAIT: u64 = 0x40;
 const SOL_SOCKET: u64 = 1;
+const SO_REUSEADDR: u64 = 2;
 const SO_TYPE: u64 = 3;
 const SO_ERROR: u64 = 4;
+const SO_DONTROUTE: u64 = 5;
+const SO_BROADCAST: u64 = 6;
+const SO_SNDBUF: u64 = 7;
+const SO_RCVBUF: u64 = 8;
+const SO_KEEPALIVE: u64 = 9;
+const SO_OOBINLINE: u64 = 10;
+const SO_LINGER: u64 = 13;
+const SO_REUSEPORT: u64 = 15;
+const SO_RCVLOWAT: u64 = 18;
+const SO_RCVTIMEO: u64 = 20;
+const SO_SNDTIMEO: u64 = 21;
+const SO_ACCEPTCONN: u64 = 30;
+const SO_SNDBUFFORCE: u64 = 32;
+const SO_RCVBUFFORCE: u64 = 33;
+const SOL_IP: u64 = 0;
+const IP_TOS: u64 = 1;
+const IP_TTL: u64 = 2;
+const SOL_TCP: u64 = 6;
+const TCP_NODELAY: u64 = 1;
+const TCP_MAXSEG: u64 = 2;
+const TCP_KEEPIDLE: u64 = 4;
+const TCP_KEEPINTVL: u64 = 5;
+const TCP_KEEPCNT: u64 = 6;
+const MSG_WAITALL: u64 = 0x100;
+const MSG_NOSIGNAL: u64 = 0x4000;
 const SO_PROTOCOL: u64 = 38;
 const SO_DOMAIN: u64 = 39;
 /// Most iovecs in one message (`UIO_MAXIOV`).
@@ -45,17 +73,58 @@ pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> 
             let socket = socket::packet_socket(ty, protocol, kind & SOCK_NONBLOCK != 0);
             p.files.insert(socket, 0, kind & SOCK_CLOEXEC != 0)
         }
+        AF_INET => {
+            use tessera_cell_api::netstack::Protocol;
+            let ty = (kind & SOCK_TYPE_MASK) as u32;
+            let proto = match (ty, protocol as u32) {
+                (SOCK_STREAM, 0 | inet::IPPROTO_TCP) => Protocol::Tcp,
+                (SOCK_DGRAM, 0 | inet::IPPROTO_UDP) => Protocol::Udp,
+                // A ping socket (every group may, as Debian's
+                // net.ipv4.ping_group_range is set).
+                (SOCK_DGRAM, inet::IPPROTO_ICMP) => Protocol::Icmp,
+                // Raw IP sockets are not there yet: EPERM sends ping
+                // to its ping socket, as for a user without CAP_NET_RAW.
+                (SOCK_RAW, _) => return Err(Errno::EPERM),
+                (SOCK_STREAM | SOCK_DGRAM, _) => return Err(Errno::EPROTONOSUPPORT),
+                _ => return Err(Errno::ESOCKTNOSUPPORT),
+            };
+            if !inet::available() {
+                return Err(Errno::EAFNOSUPPORT);
+            }
+            let socket = inet::socket(ty, proto, kind & SOCK_NONBLOCK != 0)?;
+            p.files.insert(socket, 0, kind & SOCK_CLOEXEC != 0)
+        }
         _ => Err(Errno::EAFNOSUPPORT),
     }
 }
 
-/// The packet socket `fd` names: EBADF, or ENOTSOCK for another file.
-fn packet(p: &Process, fd: u64) -> Result<Arc<dyn crate::files::File>, Errno> {
+/// The socket `fd` names: EBADF, or ENOTSOCK for another file.
+fn any_socket(p: &Process, fd: u64) -> Result<Arc<dyn crate::files::File>, Errno> {
     let file = p.files.get(fd)?;
-    if file.as_packet_socket().is_none() {
+    if file.as_packet_socket().is_none() && file.as_inet_socket().is_none() {
         return Err(Errno::ENOTSOCK);
     }
     Ok(file)
+}
+
+/// Reads an `AF_INET` address for `bind`/`connect`/`sendto`: EINVAL when
+/// shorter than `sockaddr_in`, EAFNOSUPPORT for another family (`unspec`
+/// says whether `AF_UNSPEC` is taken, returned as None).
+fn inet_addr(p: &Process, addr: u64, len: u64, unspec: bool) -> Result<Option<tessera_cell_api::netstack::Endpoint>, Errno> {
+    if unspec && len >= 2 {
+        let family = read_addr(p, addr, 2)?;
+        if family == [0, 0] {
+            return Ok(None);
+        }
+    }
+    if (len as i32) < inet::SOCKADDR_IN as i32 {
+        return Err(Errno::EINVAL);
+    }
+    let (family, endpoint) = inet::parse_addr(&read_addr(p, addr, len.min(MAX_ADDR))?)?;
+    if u32::from(family) != AF_INET {
+        return Err(Errno::EAFNOSUPPORT);
+    }
+    Ok(Some(endpoint))
 }
 
 fn with_packet<R>(file: &Arc<dyn crate::files::File>, f: impl FnOnce(&PacketSocket) -> R) -> Result<R, Errno> {
@@ -95,7 +164,12 @@ fn link_len(addr: &LinkAddr) -> usize {
 }
 
 pub(super) fn bind(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
-    let file = packet(p, fd)?;
+    let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_inet_socket() {
+        let local = inet_addr(p, addr, len, false)?.ok_or(Errno::EAFNOSUPPORT)?;
+        s.bind(local, p.info.credentials().capable(crate::process::cap::NET_BIND_SERVICE))?;
+        return Ok(0);
+    }
     if len < SOCKADDR_LL as u64 {
         return Err(Errno::EINVAL);
     }
@@ -105,21 +179,64 @@ pub(super) fn bind(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
 }
 
 pub(super) fn getsockname(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> SysResult {
-    let file = packet(p, fd)?;
+    let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_inet_socket() {
+        write_addr(p, addr, len_ptr, &inet::addr_bytes(&s.local()), inet::SOCKADDR_IN)?;
+        return Ok(0);
+    }
     let name = with_packet(&file, PacketSocket::name)?;
     write_addr(p, addr, len_ptr, &name.bytes(), link_len(&name))?;
     Ok(0)
 }
 
-pub(super) fn getpeername(p: &mut Process, fd: u64) -> SysResult {
-    packet(p, fd)?;
-    Err(Errno::EOPNOTSUPP)
+pub(super) fn getpeername(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> SysResult {
+    let file = any_socket(p, fd)?;
+    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
+    let peer = s.peer()?;
+    write_addr(p, addr, len_ptr, &inet::addr_bytes(&peer), inet::SOCKADDR_IN)?;
+    Ok(0)
 }
 
-/// `connect`, `listen`, `accept`, `shutdown`: packet sockets have none.
-pub(super) fn unsupported(p: &mut Process, fd: u64) -> SysResult {
-    packet(p, fd)?;
-    Err(Errno::EOPNOTSUPP)
+pub(super) fn connect(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
+    let file = any_socket(p, fd)?;
+    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
+    let unspec = s.kind() != SOCK_STREAM;
+    let remote = inet_addr(p, addr, len, unspec)?.unwrap_or_default();
+    let interrupted = p.interrupt_check();
+    s.connect(remote, &interrupted)?;
+    Ok(0)
+}
+
+pub(super) fn listen(p: &mut Process, fd: u64, backlog: u64) -> SysResult {
+    let file = any_socket(p, fd)?;
+    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
+    // Linux caps the backlog at net.core.somaxconn (4096); negative is 0.
+    let backlog = (backlog as i32).clamp(0, 4096) as u32;
+    s.listen(backlog)?;
+    Ok(0)
+}
+
+pub(super) fn accept(p: &mut Process, fd: u64, addr: u64, len_ptr: u64, flags: u64) -> SysResult {
+    if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = any_socket(p, fd)?;
+    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
+    if addr != 0 && len_ptr != 0 {
+        room(p, len_ptr)?;
+    }
+    let interrupted = p.interrupt_check();
+    let (conn, peer) = s.accept(flags & SOCK_NONBLOCK != 0, &interrupted)?;
+    let fd = p.files.insert(conn, 0, flags & SOCK_CLOEXEC != 0)?;
+    write_addr(p, addr, len_ptr, &inet::addr_bytes(&peer), inet::SOCKADDR_IN)?;
+    Ok(fd)
+}
+
+pub(super) fn shutdown(p: &mut Process, fd: u64, how: u64) -> SysResult {
+    let file = any_socket(p, fd)?;
+    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
+    s.shutdown(how)?;
+    Ok(0)
 }
 
 pub(super) fn socketpair(_p: &mut Process, family: u64) -> SysResult {
@@ -136,8 +253,37 @@ fn destination(p: &Process, addr: u64, len: u64) -> Result<Option<LinkAddr>, Err
     LinkAddr::parse(&read_addr(p, addr, len.min(MAX_ADDR))?).map(Some)
 }
 
-pub(super) fn sendto(p: &mut Process, fd: u64, buf: u64, len: u64, _flags: u64, addr: u64, addr_len: u64) -> SysResult {
-    let file = packet(p, fd)?;
+/// Sends on an `AF_INET` socket; EPIPE raises SIGPIPE unless MSG_NOSIGNAL.
+fn inet_send(p: &Process, s: &InetSocket, data: &[u8], to: Option<tessera_cell_api::netstack::Endpoint>, flags: u64) -> SysResult {
+    let interrupted = p.interrupt_check();
+    let result = s.send(data, to, flags & MSG_DONTWAIT != 0, &interrupted);
+    if result == Err(Errno::EPIPE) && flags & MSG_NOSIGNAL == 0 {
+        p.thread.send_signal(13, crate::signal::SigInfo::default());
+    }
+    result
+}
+
+/// Where a datagram goes: None for a stream (the address is ignored, as
+/// Linux does for a connected TCP socket).
+fn inet_destination(p: &Process, s: &InetSocket, addr: u64, len: u64) -> Result<Option<tessera_cell_api::netstack::Endpoint>, Errno> {
+    if addr == 0 || s.kind() == SOCK_STREAM {
+        return Ok(None);
+    }
+    inet_addr(p, addr, len, false)
+}
+
+pub(super) fn sendto(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64, addr: u64, addr_len: u64) -> SysResult {
+    let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_inet_socket() {
+        let to = inet_destination(p, s, addr, addr_len)?;
+        let len = if s.kind() == SOCK_STREAM { len.min(1 << 20) } else { len };
+        if len as usize > MAX_DATAGRAM {
+            return Err(Errno::EMSGSIZE);
+        }
+        let mut data = vec![0u8; len as usize];
+        p.memory.read(buf, &mut data)?;
+        return inet_send(p, s, &data, to, flags);
+    }
     let to = destination(p, addr, addr_len)?;
     if len as usize > MAX_DATAGRAM {
         return Err(Errno::EMSGSIZE);
@@ -148,7 +294,20 @@ pub(super) fn sendto(p: &mut Process, fd: u64, buf: u64, len: u64, _flags: u64, 
 }
 
 pub(super) fn recvfrom(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64, addr: u64, len_ptr: u64) -> SysResult {
-    let file = packet(p, fd)?;
+    let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_inet_socket() {
+        let mut data = vec![0u8; (len as usize).min(1 << 20)];
+        let interrupted = p.interrupt_check();
+        let (n, full, from) = s.recv(&mut data, flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0, flags & MSG_WAITALL != 0, &interrupted)?;
+        p.memory.write(buf, &data[..n])?;
+        if s.kind() != SOCK_STREAM {
+            write_addr(p, addr, len_ptr, &inet::addr_bytes(&from), inet::SOCKADDR_IN)?;
+        } else if addr != 0 && len_ptr != 0 {
+            // Linux leaves a stream's address untouched and says 0 bytes.
+            p.memory.write(len_ptr, &0u32.to_le_bytes())?;
+        }
+        return Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64);
+    }
     let mut data = vec![0u8; (len as usize).min(MAX_DATAGRAM)];
     let interrupted = p.interrupt_check();
     let (n, full, from) = with_packet(&file, |s| s.receive(&mut data, flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0, &interrupted))??;
@@ -186,9 +345,24 @@ fn read_msghdr(p: &Process, msg: u64) -> Result<MsgHdr, Errno> {
     Ok(MsgHdr { name: word(0), name_len: u64::from(u32::from_le_bytes(raw[8..12].try_into().unwrap_or([0; 4]))), iov })
 }
 
-pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, _flags: u64) -> SysResult {
-    let file = packet(p, fd)?;
+pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResult {
+    let file = any_socket(p, fd)?;
     let hdr = read_msghdr(p, msg)?;
+    if let Some(s) = file.as_inet_socket() {
+        let to = inet_destination(p, s, hdr.name, hdr.name_len)?;
+        let limit = if s.kind() == SOCK_STREAM { 1 << 20 } else { MAX_DATAGRAM };
+        let mut data = Vec::new();
+        for (base, len) in hdr.iov {
+            let take = (len as usize).min(limit.saturating_sub(data.len()));
+            if s.kind() != SOCK_STREAM && take < len as usize {
+                return Err(Errno::EMSGSIZE);
+            }
+            let at = data.len();
+            data.resize(at + take, 0);
+            p.memory.read(base, &mut data[at..])?;
+        }
+        return inet_send(p, s, &data, to, flags);
+    }
     let to = destination(p, hdr.name, hdr.name_len)?;
     let mut data = Vec::new();
     for (base, len) in hdr.iov {
@@ -203,12 +377,20 @@ pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, _flags: u64) -> SysRes
 }
 
 pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResult {
-    let file = packet(p, fd)?;
+    let file = any_socket(p, fd)?;
     let hdr = read_msghdr(p, msg)?;
     let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
-    let mut data = vec![0u8; (room as usize).min(MAX_DATAGRAM)];
     let interrupted = p.interrupt_check();
-    let (n, full, from) = with_packet(&file, |s| s.receive(&mut data, flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0, &interrupted))??;
+    let (data, n, full, name, name_len) = if let Some(s) = file.as_inet_socket() {
+        let mut data = vec![0u8; (room as usize).min(1 << 20)];
+        let (n, full, from) = s.recv(&mut data, flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0, flags & MSG_WAITALL != 0, &interrupted)?;
+        let (name, name_len) = if s.kind() == SOCK_STREAM { (None, 0) } else { (Some(inet::addr_bytes(&from).to_vec()), inet::SOCKADDR_IN) };
+        (data, n, full, name, name_len)
+    } else {
+        let mut data = vec![0u8; (room as usize).min(MAX_DATAGRAM)];
+        let (n, full, from) = with_packet(&file, |s| s.receive(&mut data, flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0, &interrupted))??;
+        (data, n, full, Some(from.bytes().to_vec()), link_len(&from))
+    };
     let mut done = 0;
     for (base, len) in hdr.iov {
         if done >= n {
@@ -219,10 +401,10 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
         done += take;
     }
     if hdr.name != 0 {
-        let name = from.bytes();
-        let k = (hdr.name_len as usize).min(link_len(&from));
+        let name = name.unwrap_or_default();
+        let k = (hdr.name_len as usize).min(name_len).min(name.len());
         p.memory.write(hdr.name, &name[..k])?;
-        p.memory.write(msg.wrapping_add(8), &(link_len(&from) as u32).to_le_bytes())?;
+        p.memory.write(msg.wrapping_add(8), &(name_len as u32).to_le_bytes())?;
     }
     // No control messages; MSG_TRUNC when the frame did not fit.
     // (`msg` was read whole above: these fields are inside it.)
@@ -232,14 +414,175 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
     Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
 }
 
-pub(super) fn setsockopt(p: &mut Process, fd: u64, _level: u64, _name: u64) -> SysResult {
-    packet(p, fd)?;
-    // No option changes anything a packet socket does yet.
-    Err(Errno::ENOPROTOOPT)
+/// Reads an option value: an `int` (at least 4 bytes, EINVAL).
+fn int_value(p: &Process, value: u64, len: u64) -> Result<i32, Errno> {
+    if (len as i32) < 4 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 4];
+    p.memory.read(value, &mut b)?;
+    Ok(i32::from_le_bytes(b))
+}
+
+/// Reads a `struct timeval` option as nanoseconds (0: none).
+fn timeval_value(p: &Process, value: u64, len: u64) -> Result<u64, Errno> {
+    if (len as i32) < 16 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 16];
+    p.memory.read(value, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    let usec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    if !(0..1_000_000).contains(&usec) {
+        return Err(Errno::EDOM);
+    }
+    if sec < 0 {
+        return Ok(0);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(usec as u64 * 1000))
+}
+
+pub(super) fn setsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysResult {
+    use tessera_cell_api::netstack::SockOption;
+    let file = any_socket(p, fd)?;
+    let Some(s) = file.as_inet_socket() else {
+        // No option changes anything a packet socket does yet.
+        return Err(Errno::ENOPROTOOPT);
+    };
+    let privileged = p.info.credentials().capable(crate::process::cap::NET_ADMIN);
+    match (level, name) {
+        (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => {
+            let ns = timeval_value(p, value, len)?;
+            let mut o = s.options.lock();
+            if name == SO_RCVTIMEO { o.rcv_timeout = ns } else { o.snd_timeout = ns }
+        }
+        (SOL_SOCKET, SO_LINGER) => {
+            if (len as i32) < 8 {
+                return Err(Errno::EINVAL);
+            }
+            let mut b = [0u8; 8];
+            p.memory.read(value, &mut b)?;
+            let on = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) != 0;
+            let secs = i32::from_le_bytes([b[4], b[5], b[6], b[7]]).max(0) as u32;
+            s.options.lock().linger = (on, secs);
+        }
+        (SOL_SOCKET, _) => {
+            let v = int_value(p, value, len)?;
+            let on = v != 0;
+            match name {
+                SO_REUSEADDR => s.options.lock().reuse_addr = on,
+                SO_REUSEPORT => s.options.lock().reuse_port = on,
+                SO_BROADCAST => s.options.lock().broadcast = on,
+                SO_KEEPALIVE => {
+                    s.options.lock().keep_alive = on;
+                    if s.kind() == SOCK_STREAM {
+                        // Linux's default: probes after 2 hours idle.
+                        s.set_option(SockOption::KeepAlive(on.then_some(7_200_000)))?;
+                    }
+                }
+                // Linux doubles the value and keeps it within its limits.
+                SO_RCVBUF | SO_RCVBUFFORCE | SO_SNDBUF | SO_SNDBUFFORCE => {
+                    if matches!(name, SO_RCVBUFFORCE | SO_SNDBUFFORCE) && !privileged {
+                        return Err(Errno::EPERM);
+                    }
+                    let doubled = (v.max(0) as u32).saturating_mul(2);
+                    let mut o = s.options.lock();
+                    if matches!(name, SO_RCVBUF | SO_RCVBUFFORCE) { o.rcvbuf = doubled.clamp(2304, 425_984) } else { o.sndbuf = doubled.clamp(4608, 425_984) }
+                }
+                SO_DONTROUTE | SO_OOBINLINE | SO_RCVLOWAT => {}
+                _ => return Err(Errno::ENOPROTOOPT),
+            }
+        }
+        (SOL_IP, IP_TTL) => {
+            let v = int_value(p, value, len)?;
+            let ttl = match v {
+                -1 => 64,
+                1..=255 => v as u8,
+                _ => return Err(Errno::EINVAL),
+            };
+            s.options.lock().ttl = ttl;
+            s.set_option(SockOption::Ttl(ttl))?;
+        }
+        (SOL_IP, IP_TOS) => {
+            int_value(p, value, len)?;
+        }
+        (SOL_TCP, _) if s.kind() == SOCK_STREAM => {
+            let v = int_value(p, value, len)?;
+            match name {
+                TCP_NODELAY => {
+                    s.options.lock().no_delay = v != 0;
+                    s.set_option(SockOption::NoDelay(v != 0))?;
+                }
+                TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT | TCP_MAXSEG => {
+                    if v < 1 {
+                        return Err(Errno::EINVAL);
+                    }
+                }
+                _ => return Err(Errno::ENOPROTOOPT),
+            }
+        }
+        (SOL_TCP, _) => return Err(Errno::EOPNOTSUPP),
+        _ => return Err(Errno::ENOPROTOOPT),
+    }
+    Ok(0)
 }
 
 pub(super) fn getsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value: u64, len_ptr: u64) -> SysResult {
-    let file = packet(p, fd)?;
+    let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_inet_socket() {
+        let o = *s.options.lock();
+        let answer: Vec<u8> = match (level, name) {
+            (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => {
+                let ns = if name == SO_RCVTIMEO { o.rcv_timeout } else { o.snd_timeout };
+                let mut b = (ns / 1_000_000_000).to_le_bytes().to_vec();
+                b.extend_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
+                b
+            }
+            (SOL_SOCKET, SO_LINGER) => {
+                let mut b = i32::from(o.linger.0).to_le_bytes().to_vec();
+                b.extend_from_slice(&o.linger.1.to_le_bytes());
+                b
+            }
+            (SOL_SOCKET, _) => {
+                let v: i32 = match name {
+                    SO_TYPE => s.kind() as i32,
+                    SO_ERROR => s.take_error(),
+                    SO_DOMAIN => AF_INET as i32,
+                    SO_PROTOCOL => s.protocol() as i32,
+                    SO_REUSEADDR => o.reuse_addr.into(),
+                    SO_REUSEPORT => o.reuse_port.into(),
+                    SO_BROADCAST => o.broadcast.into(),
+                    SO_KEEPALIVE => o.keep_alive.into(),
+                    SO_RCVBUF => o.rcvbuf as i32,
+                    SO_SNDBUF => o.sndbuf as i32,
+                    SO_ACCEPTCONN => i32::from(s.status().is_ok_and(|st| st.state == tessera_cell_api::netstack::TcpState::Listen)),
+                    SO_DONTROUTE | SO_OOBINLINE => 0,
+                    SO_RCVLOWAT => 1,
+                    _ => return Err(Errno::ENOPROTOOPT),
+                };
+                v.to_le_bytes().to_vec()
+            }
+            (SOL_IP, IP_TTL) => i32::from(o.ttl).to_le_bytes().to_vec(),
+            (SOL_IP, IP_TOS) => 0i32.to_le_bytes().to_vec(),
+            (SOL_TCP, _) if s.kind() == SOCK_STREAM => {
+                let v: i32 = match name {
+                    TCP_NODELAY => o.no_delay.into(),
+                    TCP_MAXSEG => 536,
+                    TCP_KEEPIDLE => 7200,
+                    TCP_KEEPINTVL => 75,
+                    TCP_KEEPCNT => 9,
+                    _ => return Err(Errno::ENOPROTOOPT),
+                };
+                v.to_le_bytes().to_vec()
+            }
+            (SOL_TCP, _) => return Err(Errno::EOPNOTSUPP),
+            _ => return Err(Errno::ENOPROTOOPT),
+        };
+        let n = room(p, len_ptr)?.min(answer.len());
+        p.memory.write(value, &answer[..n])?;
+        p.memory.write(len_ptr, &(n as u32).to_le_bytes())?;
+        return Ok(0);
+    }
     if level != SOL_SOCKET {
         return Err(Errno::ENOPROTOOPT);
     }
@@ -257,11 +600,55 @@ pub(super) fn getsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value:
     Ok(0)
 }
 
-/// An interface ioctl on a socket (`SIOCGIFINDEX`, ...).
+/// An interface ioctl on a socket (`SIOCGIFINDEX`, `SIOCSIFADDR`,
+/// `SIOCADDRT`, `SIOCGIFCONF`, ...).
 pub(super) fn interface_ioctl(p: &mut Process, request: u64, arg: u64) -> SysResult {
-    let mut ifreq = [0u8; socket::IFREQ];
-    p.memory.read(arg, &mut ifreq)?;
-    socket::interface_ioctl(request, &mut ifreq)?;
-    p.memory.write(arg, &ifreq)?;
-    Ok(0)
+    let admin = p.info.credentials().capable(crate::process::cap::NET_ADMIN);
+    match request {
+        socket::SIOCADDRT | socket::SIOCDELRT => {
+            let mut rt = [0u8; socket::RTENTRY];
+            p.memory.read(arg, &mut rt)?;
+            socket::route_ioctl(request, &rt, admin)?;
+            Ok(0)
+        }
+        socket::SIOCGIFCONF => {
+            // struct ifconf { int len; char *buf; }: one ifreq (name and
+            // address) per interface with an address; a null buffer asks
+            // for the length needed.
+            let mut conf = [0u8; 16];
+            p.memory.read(arg, &mut conf)?;
+            let room = i32::from_le_bytes([conf[0], conf[1], conf[2], conf[3]]).max(0) as usize;
+            let buf = u64::from_le_bytes(conf[8..16].try_into().unwrap_or([0; 8]));
+            let mut records = Vec::new();
+            for (_, name) in socket::interface_names() {
+                let mut ifreq = [0u8; socket::IFREQ];
+                let n = name.len().min(15);
+                ifreq[..n].copy_from_slice(&name.as_bytes()[..n]);
+                if socket::interface_ioctl(socket::SIOCGIFADDR, &mut ifreq, false).is_ok() {
+                    records.push(ifreq);
+                }
+            }
+            let mut used = 0usize;
+            if buf == 0 {
+                used = records.len() * socket::IFREQ;
+            } else {
+                for r in records {
+                    if used + socket::IFREQ > room {
+                        break;
+                    }
+                    p.memory.write(buf + used as u64, &r)?;
+                    used += socket::IFREQ;
+                }
+            }
+            p.memory.write(arg, &(used as i32).to_le_bytes())?;
+            Ok(0)
+        }
+        _ => {
+            let mut ifreq = [0u8; socket::IFREQ];
+            p.memory.read(arg, &mut ifreq)?;
+            socket::interface_ioctl(request, &mut ifreq, admin)?;
+            p.memory.write(arg, &ifreq)?;
+            Ok(0)
+        }
+    }
 }

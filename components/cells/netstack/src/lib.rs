@@ -1,0 +1,913 @@
+//! The TCP/IP stack as a cell: smoltcp's IPv4, ARP, ICMP, UDP and TCP
+//! behind the `netstack` interface.
+//!
+//! One smoltcp interface serves both `eth0` and `lo`: it holds the
+//! loopback address 127.0.0.1/8 next to eth0's, and the [`Wire`] under it
+//! turns around, instead of sending, every frame addressed to one of the
+//! stack's own addresses (answering the ARP request for it itself). So a
+//! socket listening on any address is reached over both, and no frame for
+//! 127.0.0.0/8 ever leaves the machine.
+//!
+//! A listening TCP socket is a pool of smoltcp sockets (smoltcp turns a
+//! listening socket into the connection): one always listens while fewer
+//! than `backlog` connections wait for `accept`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec;
+use alloc::vec::Vec;
+use framekernel::sync::Mutex;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address};
+use tessera_cell_api::netstack::{Endpoint, Export, LOOPBACK_INDEX, NetStack, Protocol, SockError, SockOption, Status, TcpState};
+
+tessera_cell_api::cell_entry!(netstack, || -> Export { Box::new(Stack { inner: Mutex::new(Inner::new()) }) });
+
+/// Bytes of each TCP socket's receive and send buffers.
+const TCP_BUFFER: usize = 64 * 1024;
+/// Datagrams and bytes of each UDP or ICMP socket's queues.
+const DGRAM_PACKETS: usize = 64;
+const DGRAM_BYTES: usize = 64 * 1024;
+/// Frames waiting to go out (more are dropped, as a full device queue).
+const TX_QUEUE: usize = 512;
+/// Frames waiting to be processed.
+const RX_QUEUE: usize = 1024;
+/// Sockets the stack keeps (handles and smoltcp sockets).
+const MAX_SOCKETS: usize = 4096;
+/// The ephemeral port range (Linux's `ip_local_port_range`).
+const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
+/// The hardware address used until the kernel names eth0's.
+const NO_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+fn loopback() -> IpCidr {
+    IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)
+}
+/// The faulty build panics on every `FAULT_EVERY`th frame it is given.
+const FAULT_EVERY: u64 = 500;
+
+struct Stack {
+    inner: Mutex<Inner>,
+}
+
+/// The device under smoltcp: queues of frames in and out.
+struct Wire {
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<(u32, Vec<u8>)>,
+    /// eth0's index once the kernel named it, and whether it is up.
+    eth: Option<(u32, bool)>,
+    mac: [u8; 6],
+    /// eth0's IPv4 address, if any.
+    eth_addr: Option<[u8; 4]>,
+}
+
+impl Wire {
+    fn own(&self, ip: [u8; 4]) -> bool {
+        ip[0] == 127 || Some(ip) == self.eth_addr
+    }
+
+    /// Sends `frame`, or turns it around when it is for this machine.
+    fn send(&mut self, frame: Vec<u8>) {
+        let ethertype = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
+        match ethertype {
+            Some(0x0806) => {
+                // An ARP request for one of our own addresses: answer it.
+                let target = frame.get(38..42).and_then(|t| <[u8; 4]>::try_from(t).ok());
+                let op = frame.get(20..22);
+                if let (Some(target), Some([0, 1])) = (target, op)
+                    && self.own(target)
+                {
+                    if let Some(reply) = arp_reply(&frame, self.mac) {
+                        self.loop_back(reply);
+                    }
+                    return;
+                }
+            }
+            Some(0x0800) => {
+                if let Some(dst) = frame.get(30..34).and_then(|t| <[u8; 4]>::try_from(t).ok())
+                    && self.own(dst)
+                {
+                    return self.loop_back(frame);
+                }
+            }
+            _ => {}
+        }
+        if let Some((index, true)) = self.eth
+            && self.tx.len() < TX_QUEUE
+        {
+            self.tx.push_back((index, frame));
+        }
+    }
+
+    fn loop_back(&mut self, frame: Vec<u8>) {
+        if self.rx.len() < RX_QUEUE {
+            self.rx.push_back(frame);
+        }
+    }
+}
+
+/// The reply to ARP request `request` from the owner of `mac`.
+fn arp_reply(request: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
+    let asker_mac = request.get(22..28)?;
+    let asker_ip = request.get(28..32)?;
+    let target_ip = request.get(38..42)?;
+    let mut reply = Vec::with_capacity(42);
+    reply.extend_from_slice(asker_mac);
+    reply.extend_from_slice(&mac);
+    reply.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+    reply.extend_from_slice(&mac);
+    reply.extend_from_slice(target_ip);
+    reply.extend_from_slice(asker_mac);
+    reply.extend_from_slice(asker_ip);
+    Some(reply)
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut Wire);
+
+impl RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let result = f(&mut frame);
+        self.0.send(frame);
+        result
+    }
+}
+
+impl Device for Wire {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((Rx(frame), Tx(self)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx(self))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = tessera_cell_api::net::MAX_FRAME;
+        caps
+    }
+}
+
+/// What a handle names.
+enum Kind {
+    /// A TCP socket: one smoltcp socket.
+    Tcp(SocketHandle),
+    /// A listening TCP socket: a pool of smoltcp sockets, listening or
+    /// connected and waiting for `accept` (at most `backlog`).
+    Listener { pool: Vec<SocketHandle>, backlog: usize },
+    Udp(SocketHandle),
+    Icmp(SocketHandle),
+}
+
+struct Sock {
+    kind: Kind,
+    /// The address `bind` gave (TCP binds in smoltcp only on listen or
+    /// connect; UDP and ICMP bind at once).
+    bound: Option<Endpoint>,
+    /// The default destination (UDP, ICMP) or the peer (TCP).
+    remote: Option<Endpoint>,
+    /// The state seen after the last poll, to tell a reset from a close.
+    last: tcp::State,
+    /// The error a failed connection left.
+    error: Option<SockError>,
+    /// Shut down for reading.
+    read_shut: bool,
+    /// The connection was established at some time.
+    connected: bool,
+}
+
+struct Inner {
+    epoch: u32,
+    wire: Wire,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    table: BTreeMap<u32, Sock>,
+    next_handle: u32,
+    next_port: u16,
+    now: Instant,
+    frames: u64,
+    /// TCP sockets of closed handles, finishing their connections.
+    lingering: Vec<SocketHandle>,
+}
+
+fn endpoint(ep: IpEndpoint) -> Endpoint {
+    let IpAddress::Ipv4(a) = ep.addr;
+    Endpoint { addr: a.octets(), port: ep.port }
+}
+
+fn ip(addr: [u8; 4]) -> IpAddress {
+    IpAddress::Ipv4(Ipv4Address::from(addr))
+}
+
+fn state(s: tcp::State) -> TcpState {
+    match s {
+        tcp::State::Closed => TcpState::Closed,
+        tcp::State::Listen => TcpState::Listen,
+        tcp::State::SynSent => TcpState::SynSent,
+        tcp::State::SynReceived => TcpState::SynReceived,
+        tcp::State::Established => TcpState::Established,
+        tcp::State::FinWait1 => TcpState::FinWait1,
+        tcp::State::FinWait2 => TcpState::FinWait2,
+        tcp::State::CloseWait => TcpState::CloseWait,
+        tcp::State::Closing => TcpState::Closing,
+        tcp::State::LastAck => TcpState::LastAck,
+        tcp::State::TimeWait => TcpState::TimeWait,
+    }
+}
+
+fn new_tcp() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUFFER]), tcp::SocketBuffer::new(vec![0; TCP_BUFFER]));
+    // Linux gives up on an unanswered connection after about two minutes.
+    socket.set_timeout(Some(Duration::from_secs(120)));
+    socket.set_nagle_enabled(true);
+    socket
+}
+
+fn established(s: tcp::State) -> bool {
+    matches!(s, tcp::State::Established | tcp::State::CloseWait)
+}
+
+impl Inner {
+    fn new() -> Inner {
+        let mut wire = Wire { rx: VecDeque::new(), tx: VecDeque::new(), eth: None, mac: NO_MAC, eth_addr: None };
+        let now = Instant::from_millis(0);
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(NO_MAC)));
+        config.random_seed = framekernel::time::now_ns();
+        let mut iface = Interface::new(config, &mut wire, now);
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(loopback());
+        });
+        Inner {
+            epoch: 0,
+            wire,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            table: BTreeMap::new(),
+            next_handle: 1,
+            next_port: *EPHEMERAL.start() + (framekernel::time::now_ns() % 16384) as u16,
+            now,
+            frames: 0,
+            lingering: Vec::new(),
+        }
+    }
+
+    fn handle(&self, index: u32) -> u64 {
+        (u64::from(self.epoch) << 32) | u64::from(index)
+    }
+
+    fn index(&self, handle: u64) -> Result<u32, SockError> {
+        if (handle >> 32) as u32 != self.epoch || self.epoch == 0 {
+            return Err(SockError::BadHandle);
+        }
+        Ok(handle as u32)
+    }
+
+    fn sock(&mut self, handle: u64) -> Result<&mut Sock, SockError> {
+        let index = self.index(handle)?;
+        self.table.get_mut(&index).ok_or(SockError::BadHandle)
+    }
+
+    fn insert(&mut self, kind: Kind) -> Result<u64, SockError> {
+        if self.table.len() >= MAX_SOCKETS {
+            return Err(SockError::NoBuffers);
+        }
+        let mut index = self.next_handle;
+        while index == 0 || self.table.contains_key(&index) {
+            index = index.wrapping_add(1);
+        }
+        self.next_handle = index.wrapping_add(1);
+        let sock = Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, connected: false };
+        self.table.insert(index, sock);
+        Ok(self.handle(index))
+    }
+
+    /// True when some socket of `protocol` has local port `port`.
+    fn port_used(&self, tcp_kind: bool, port: u16) -> bool {
+        self.table.values().any(|s| {
+            let same = matches!((&s.kind, tcp_kind), (Kind::Tcp(_) | Kind::Listener { .. }, true) | (Kind::Udp(_), false));
+            let local = match &s.kind {
+                Kind::Tcp(socket) => self.sockets.get::<tcp::Socket>(*socket).local_endpoint().map(|e| e.port),
+                _ => None,
+            };
+            same && (s.bound.is_some_and(|b| b.port == port) || local == Some(port))
+        })
+    }
+
+    fn ephemeral(&mut self, tcp_kind: bool) -> Result<u16, SockError> {
+        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= *EPHEMERAL.end() { *EPHEMERAL.start() } else { port + 1 };
+            if !self.port_used(tcp_kind, port) {
+                return Ok(port);
+            }
+        }
+        Err(SockError::AddrInUse)
+    }
+
+    fn local_ok(&self, addr: [u8; 4]) -> bool {
+        addr == [0; 4] || self.wire.own(addr)
+    }
+
+    /// Keeps a closed handle's TCP socket until its connection is over.
+    fn lingering_push(&mut self, socket: SocketHandle) {
+        self.lingering.push(socket);
+    }
+
+    fn run(&mut self) {
+        self.iface.poll(self.now, &mut self.wire, &mut self.sockets);
+        // Turned-around frames are processed in the same round.
+        for _ in 0..8 {
+            if self.wire.rx.is_empty() {
+                break;
+            }
+            self.iface.poll(self.now, &mut self.wire, &mut self.sockets);
+        }
+        self.observe();
+    }
+
+    /// Notes what the last round did to each connection, and keeps one
+    /// socket of every listening pool listening.
+    fn observe(&mut self) {
+        let sockets = &mut self.sockets;
+        self.lingering.retain(|&h| {
+            let over = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+            if over {
+                sockets.remove(h);
+            }
+            !over
+        });
+        let mut refill = Vec::new();
+        for (&index, sock) in self.table.iter_mut() {
+            if let Kind::Listener { pool, backlog } = &mut sock.kind {
+                let listening = pool.iter().filter(|&&h| self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen).count();
+                // Connections that died before accept leave the pool.
+                pool.retain(|&h| {
+                    let gone = self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+                    if gone {
+                        self.sockets.remove(h);
+                    }
+                    !gone
+                });
+                if listening == 0 && pool.len() <= *backlog {
+                    refill.push(index);
+                }
+                continue;
+            }
+            let Kind::Tcp(socket) = sock.kind else { continue };
+            let now = self.sockets.get::<tcp::Socket>(socket).state();
+            if established(now) {
+                sock.connected = true;
+            }
+            if now == tcp::State::Closed && sock.error.is_none() {
+                match sock.last {
+                    tcp::State::SynSent | tcp::State::SynReceived => sock.error = Some(SockError::Refused),
+                    tcp::State::Established | tcp::State::CloseWait | tcp::State::FinWait1 | tcp::State::FinWait2 => {
+                        sock.error = Some(SockError::Reset)
+                    }
+                    _ => {}
+                }
+            }
+            sock.last = now;
+        }
+        for index in refill {
+            let Some(bound) = self.table.get(&index).and_then(|s| s.bound) else { continue };
+            let mut socket = new_tcp();
+            if socket.listen(listen_endpoint(bound)).is_ok() {
+                let h = self.sockets.add(socket);
+                if let Some(Sock { kind: Kind::Listener { pool, .. }, .. }) = self.table.get_mut(&index) {
+                    pool.push(h);
+                }
+            }
+        }
+    }
+}
+
+fn listen_endpoint(e: Endpoint) -> IpListenEndpoint {
+    IpListenEndpoint { addr: (e.addr != [0; 4]).then(|| ip(e.addr)), port: e.port }
+}
+
+fn sending(e: tcp::SendError) -> SockError {
+    match e {
+        tcp::SendError::InvalidState => SockError::NotConnected,
+    }
+}
+
+impl NetStack for Stack {
+    fn start(&self, epoch: u32) {
+        self.inner.lock().epoch = epoch;
+    }
+
+    fn set_interface(&self, index: u32, mac: [u8; 6], _mtu: u32, up: bool) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        match s.wire.eth {
+            Some((other, _)) if other != index => return Err(SockError::Unsupported),
+            _ => {}
+        }
+        if index == LOOPBACK_INDEX || mac[0] & 1 != 0 || mac == [0; 6] {
+            return Err(SockError::InvalidState);
+        }
+        s.wire.eth = Some((index, up));
+        s.wire.mac = mac;
+        s.iface.set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        Ok(())
+    }
+
+    fn set_address(&self, index: u32, addr: [u8; 4], prefix: u8) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        if index == LOOPBACK_INDEX {
+            return if addr == [127, 0, 0, 1] && prefix == 8 { Ok(()) } else { Err(SockError::Unsupported) };
+        }
+        if s.wire.eth.map(|(i, _)| i) != Some(index) {
+            return Err(SockError::AddrNotAvail);
+        }
+        if prefix > 32 || addr[0] == 127 || (addr != [0; 4] && Ipv4Address::from(addr).is_multicast()) {
+            return Err(SockError::InvalidState);
+        }
+        let cidr = (addr != [0; 4]).then(|| IpCidr::new(ip(addr), prefix));
+        s.wire.eth_addr = cidr.map(|_| addr);
+        s.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            let _ = addrs.push(loopback());
+            if let Some(cidr) = cidr {
+                let _ = addrs.push(cidr);
+            }
+        });
+        Ok(())
+    }
+
+    fn set_gateway(&self, gateway: Option<[u8; 4]>) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        match gateway {
+            Some(gw) => {
+                s.iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(gw)).map_err(|_| SockError::NoBuffers)?;
+            }
+            None => {
+                s.iface.routes_mut().remove_default_ipv4_route();
+            }
+        }
+        Ok(())
+    }
+
+    fn input(&self, index: u32, frame: &[u8]) {
+        let mut s = self.inner.lock();
+        s.frames += 1;
+        if cfg!(feature = "faulty") && s.frames.is_multiple_of(FAULT_EVERY) {
+            panic!("netstack-faulty: fault injected at frame {}", s.frames);
+        }
+        if s.wire.eth.is_some_and(|(i, up)| i == index && up) && s.wire.rx.len() < RX_QUEUE {
+            s.wire.rx.push_back(frame.to_vec());
+        }
+    }
+
+    fn poll(&self, now_ms: u64) -> u64 {
+        let mut s = self.inner.lock();
+        s.now = Instant::from_millis(now_ms as i64);
+        s.run();
+        let now = s.now;
+        let Inner { iface, sockets, .. } = &mut *s;
+        match iface.poll_delay(now, sockets) {
+            Some(d) => d.total_millis(),
+            None => u64::MAX,
+        }
+    }
+
+    fn output(&self, buf: &mut [u8]) -> Option<(u32, usize)> {
+        let mut s = self.inner.lock();
+        let (index, frame) = s.wire.tx.pop_front()?;
+        let n = frame.len().min(buf.len());
+        buf.get_mut(..n)?.copy_from_slice(frame.get(..n)?);
+        Some((index, n))
+    }
+
+    fn open(&self, protocol: Protocol) -> Result<u64, SockError> {
+        let mut s = self.inner.lock();
+        if s.table.len() >= MAX_SOCKETS {
+            return Err(SockError::NoBuffers);
+        }
+        let kind = match protocol {
+            Protocol::Tcp => Kind::Tcp(s.sockets.add(new_tcp())),
+            Protocol::Udp => {
+                let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; DGRAM_PACKETS], vec![0; DGRAM_BYTES]);
+                Kind::Udp(s.sockets.add(udp::Socket::new(buffer(), buffer())))
+            }
+            Protocol::Icmp => {
+                let buffer = || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; DGRAM_PACKETS], vec![0; DGRAM_BYTES]);
+                Kind::Icmp(s.sockets.add(icmp::Socket::new(buffer(), buffer())))
+            }
+        };
+        s.insert(kind)
+    }
+
+    fn bind(&self, handle: u64, local: Endpoint) -> Result<Endpoint, SockError> {
+        let mut s = self.inner.lock();
+        if !s.local_ok(local.addr) {
+            return Err(SockError::AddrNotAvail);
+        }
+        let tcp_kind = match s.sock(handle)?.kind {
+            Kind::Tcp(_) | Kind::Listener { .. } => true,
+            Kind::Udp(_) => false,
+            Kind::Icmp(_) => false,
+        };
+        let sock = s.sock(handle)?;
+        if sock.bound.is_some() || sock.connected {
+            return Err(SockError::InvalidState);
+        }
+        let is_icmp = matches!(sock.kind, Kind::Icmp(_));
+        let port = if local.port != 0 {
+            if !is_icmp && s.port_used(tcp_kind, local.port) {
+                return Err(SockError::AddrInUse);
+            }
+            local.port
+        } else {
+            s.ephemeral(tcp_kind)?
+        };
+        let bound = Endpoint { addr: local.addr, port };
+        let Inner { table, sockets, epoch, .. } = &mut *s;
+        let index = if (handle >> 32) as u32 == *epoch { handle as u32 } else { return Err(SockError::BadHandle) };
+        let sock = table.get_mut(&index).ok_or(SockError::BadHandle)?;
+        match sock.kind {
+            Kind::Tcp(_) | Kind::Listener { .. } => {}
+            Kind::Udp(h) => sockets.get_mut::<udp::Socket>(h).bind(listen_endpoint(bound)).map_err(|_| SockError::InvalidState)?,
+            Kind::Icmp(h) => sockets.get_mut::<icmp::Socket>(h).bind(icmp::Endpoint::Ident(port)).map_err(|_| SockError::InvalidState)?,
+        }
+        sock.bound = Some(bound);
+        Ok(bound)
+    }
+
+    fn listen(&self, handle: u64, backlog: u32) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        let backlog = (backlog as usize).clamp(1, 128);
+        if !matches!(s.sock(handle)?.kind, Kind::Tcp(_) | Kind::Listener { .. }) {
+            return Err(SockError::Unsupported);
+        }
+        if s.sock(handle)?.bound.is_none() {
+            let port = s.ephemeral(true)?;
+            s.sock(handle)?.bound = Some(Endpoint { addr: [0; 4], port });
+        }
+        let Inner { table, sockets, epoch, .. } = &mut *s;
+        let index = if (handle >> 32) as u32 == *epoch { handle as u32 } else { return Err(SockError::BadHandle) };
+        let sock = table.get_mut(&index).ok_or(SockError::BadHandle)?;
+        let bound = sock.bound.ok_or(SockError::InvalidState)?;
+        let socket = match &mut sock.kind {
+            Kind::Listener { backlog: b, .. } => {
+                *b = backlog;
+                return Ok(());
+            }
+            Kind::Tcp(socket) => *socket,
+            _ => return Err(SockError::Unsupported),
+        };
+        let first = sockets.get_mut::<tcp::Socket>(socket);
+        if first.state() != tcp::State::Closed || sock.connected {
+            return Err(SockError::InvalidState);
+        }
+        first.listen(listen_endpoint(bound)).map_err(|_| SockError::InvalidState)?;
+        sock.kind = Kind::Listener { pool: vec![socket], backlog };
+        Ok(())
+    }
+
+    fn accept(&self, handle: u64) -> Result<(u64, Endpoint), SockError> {
+        let mut s = self.inner.lock();
+        let index = s.index(handle)?;
+        let Inner { table, sockets, .. } = &mut *s;
+        let sock = table.get_mut(&index).ok_or(SockError::BadHandle)?;
+        let Kind::Listener { pool, .. } = &mut sock.kind else { return Err(SockError::InvalidState) };
+        let at = pool.iter().position(|&h| established(sockets.get::<tcp::Socket>(h).state())).ok_or(SockError::WouldBlock)?;
+        let conn = pool.remove(at);
+        let socket = sockets.get::<tcp::Socket>(conn);
+        let remote = socket.remote_endpoint().map(endpoint).unwrap_or_default();
+        let local = socket.local_endpoint().map(endpoint);
+        let new = s.insert(Kind::Tcp(conn))?;
+        let sock = s.sock(new)?;
+        sock.connected = true;
+        sock.last = tcp::State::Established;
+        sock.remote = Some(remote);
+        sock.bound = local;
+        s.observe();
+        Ok((new, remote))
+    }
+
+    fn connect(&self, handle: u64, remote: Endpoint) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        let sock = s.sock(handle)?;
+        match sock.kind {
+            Kind::Listener { .. } => return Err(SockError::InvalidState),
+            Kind::Tcp(_) => {}
+            _ => {
+                sock.remote = (remote.addr != [0; 4]).then_some(remote);
+                return Ok(());
+            }
+        }
+        if remote.addr == [0; 4] || remote.port == 0 {
+            return Err(SockError::Refused);
+        }
+        let bound = sock.bound;
+        let port = match bound {
+            Some(b) => b.port,
+            None => s.ephemeral(true)?,
+        };
+        let local = IpListenEndpoint { addr: bound.filter(|b| b.addr != [0; 4]).map(|b| ip(b.addr)), port };
+        let Inner { table, sockets, iface, epoch, .. } = &mut *s;
+        let index = if (handle >> 32) as u32 == *epoch { handle as u32 } else { return Err(SockError::BadHandle) };
+        let sock = table.get_mut(&index).ok_or(SockError::BadHandle)?;
+        let Kind::Tcp(socket) = sock.kind else { return Err(SockError::Unsupported) };
+        let tcp_socket = sockets.get_mut::<tcp::Socket>(socket);
+        if tcp_socket.state() != tcp::State::Closed || sock.connected {
+            return Err(SockError::InvalidState);
+        }
+        tcp_socket
+            .connect(iface.context(), IpEndpoint::new(ip(remote.addr), remote.port), local)
+            .map_err(|e| match e {
+                tcp::ConnectError::InvalidState => SockError::InvalidState,
+                tcp::ConnectError::Unaddressable => SockError::Unreachable,
+            })?;
+        sock.remote = Some(remote);
+        sock.last = tcp::State::SynSent;
+        sock.error = None;
+        drop(s);
+        // Send the SYN now rather than at the next tick.
+        let mut s = self.inner.lock();
+        s.run();
+        Ok(())
+    }
+
+    fn send(&self, handle: u64, data: &[u8], to: Option<Endpoint>) -> Result<usize, SockError> {
+        let mut s = self.inner.lock();
+        let (kind_udp, needs_port) = match s.sock(handle)?.kind {
+            Kind::Udp(_) => (true, s.sock(handle)?.bound.is_none()),
+            Kind::Icmp(_) => (false, s.sock(handle)?.bound.is_none()),
+            Kind::Tcp(_) | Kind::Listener { .. } => (false, false),
+        };
+        if needs_port {
+            let port = s.ephemeral(false)?;
+            drop(s);
+            self.bind(handle, Endpoint { addr: [0; 4], port })?;
+            s = self.inner.lock();
+        }
+        let _ = kind_udp;
+        s.index(handle)?;
+        let Inner { table, sockets, .. } = &mut *s;
+        let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        let sent = match sock.kind {
+            Kind::Listener { .. } => return Err(SockError::NotConnected),
+            Kind::Tcp(socket) => {
+                if let Some(e) = sock.error {
+                    return Err(e);
+                }
+                let t = sockets.get_mut::<tcp::Socket>(socket);
+                match t.state() {
+                    tcp::State::SynSent | tcp::State::SynReceived => return Err(SockError::WouldBlock),
+                    tcp::State::Established | tcp::State::CloseWait => {}
+                    _ if sock.connected => return Err(SockError::NotConnected),
+                    _ => return Err(SockError::NotConnected),
+                }
+                let n = t.send_slice(data).map_err(sending)?;
+                if n == 0 && !data.is_empty() {
+                    return Err(SockError::WouldBlock);
+                }
+                n
+            }
+            Kind::Udp(h) => {
+                let dest = to.or(sock.remote).ok_or(SockError::NotConnected)?;
+                if dest.port == 0 {
+                    return Err(SockError::InvalidState);
+                }
+                let u = sockets.get_mut::<udp::Socket>(h);
+                if data.len() > DGRAM_BYTES - 28 {
+                    return Err(SockError::TooLong);
+                }
+                u.send_slice(data, IpEndpoint::new(ip(dest.addr), dest.port)).map_err(|e| match e {
+                    udp::SendError::BufferFull => SockError::WouldBlock,
+                    udp::SendError::Unaddressable => SockError::Unreachable,
+                })?;
+                data.len()
+            }
+            Kind::Icmp(h) => {
+                let dest = to.or(sock.remote).ok_or(SockError::NotConnected)?;
+                let i = sockets.get_mut::<icmp::Socket>(h);
+                i.send_slice(data, ip(dest.addr)).map_err(|e| match e {
+                    icmp::SendError::BufferFull => SockError::WouldBlock,
+                    icmp::SendError::Unaddressable => SockError::Unreachable,
+                })?;
+                data.len()
+            }
+        };
+        // Send at once rather than at the next tick.
+        s.run();
+        Ok(sent)
+    }
+
+    fn recv(&self, handle: u64, buf: &mut [u8], peek: bool) -> Result<(usize, Endpoint), SockError> {
+        let mut s = self.inner.lock();
+        s.index(handle)?;
+        let Inner { table, sockets, .. } = &mut *s;
+        let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        let got = match sock.kind {
+            Kind::Listener { .. } => return Err(SockError::NotConnected),
+            Kind::Tcp(socket) => {
+                let remote = sock.remote.unwrap_or_default();
+                let t = sockets.get_mut::<tcp::Socket>(socket);
+                if t.can_recv() && !sock.read_shut {
+                    let n = if peek { t.peek_slice(buf) } else { t.recv_slice(buf) };
+                    (n.map_err(|_| SockError::Reset)?, remote)
+                } else if let Some(e) = sock.error.take() {
+                    sock.read_shut = true;
+                    return Err(e);
+                } else if sock.read_shut || (sock.connected && !t.may_recv()) {
+                    (0, remote)
+                } else if matches!(t.state(), tcp::State::SynSent | tcp::State::SynReceived) || sock.connected {
+                    return Err(SockError::WouldBlock);
+                } else {
+                    return Err(SockError::NotConnected);
+                }
+            }
+            Kind::Udp(h) => {
+                let u = sockets.get_mut::<udp::Socket>(h);
+                let remote = sock.remote;
+                loop {
+                    let (data, meta) = if peek {
+                        let (d, m) = u.peek().map_err(|_| SockError::WouldBlock)?;
+                        (d, *m)
+                    } else {
+                        u.recv().map_err(|_| SockError::WouldBlock)?
+                    };
+                    let from = endpoint(meta.endpoint);
+                    // A connected socket takes datagrams of its peer only.
+                    if remote.is_some_and(|r| r != from) {
+                        if peek {
+                            let _ = u.recv();
+                        }
+                        continue;
+                    }
+                    let n = data.len().min(buf.len());
+                    if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+                        dst.copy_from_slice(src);
+                    }
+                    break (n, from);
+                }
+            }
+            Kind::Icmp(h) => {
+                let i = sockets.get_mut::<icmp::Socket>(h);
+                if peek {
+                    return Err(SockError::Unsupported);
+                }
+                let mut whole = vec![0u8; DGRAM_BYTES];
+                let (n, from) = i.recv_slice(&mut whole).map_err(|_| SockError::WouldBlock)?;
+                let n = n.min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), whole.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                let IpAddress::Ipv4(a) = from;
+                (n, Endpoint { addr: a.octets(), port: 0 })
+            }
+        };
+        // A window update, if reading made room.
+        s.run();
+        Ok(got)
+    }
+
+    fn shutdown(&self, handle: u64, read: bool, write: bool) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        s.index(handle)?;
+        let Inner { table, sockets, .. } = &mut *s;
+        let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        let socket = match sock.kind {
+            Kind::Tcp(socket) => socket,
+            // A listening socket shut down stops listening (not yet).
+            Kind::Listener { .. } => return Ok(()),
+            _ => {
+                sock.read_shut |= read;
+                return Ok(());
+            }
+        };
+        if !sock.connected && sock.last != tcp::State::SynSent {
+            return Err(SockError::NotConnected);
+        }
+        sock.read_shut |= read;
+        if write {
+            sockets.get_mut::<tcp::Socket>(socket).close();
+        }
+        s.run();
+        Ok(())
+    }
+
+    fn status(&self, handle: u64) -> Result<Status, SockError> {
+        let mut s = self.inner.lock();
+        s.index(handle)?;
+        let Inner { table, sockets, .. } = &mut *s;
+        let sock = table.get(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        let local = sock.bound.unwrap_or_default();
+        let remote = sock.remote.unwrap_or_default();
+        let mut status = Status {
+            state: TcpState::Closed,
+            readable: false,
+            writable: false,
+            read_closed: sock.read_shut,
+            write_closed: false,
+            error: sock.error,
+            local,
+            remote,
+            pending: 0,
+        };
+        match &sock.kind {
+            Kind::Listener { pool, .. } => {
+                status.state = TcpState::Listen;
+                status.readable = pool.iter().any(|&h| established(sockets.get::<tcp::Socket>(h).state()));
+            }
+            Kind::Tcp(socket) => {
+                let t = sockets.get::<tcp::Socket>(*socket);
+                status.state = state(t.state());
+                if let Some(l) = t.local_endpoint() {
+                    status.local = endpoint(l);
+                }
+                status.pending = t.recv_queue() as u32;
+                let eof = sock.connected && !t.may_recv();
+                status.read_closed |= eof || sock.error.is_some();
+                status.readable = t.can_recv() || status.read_closed;
+                status.write_closed = sock.connected && !t.may_send() || sock.error.is_some();
+                status.writable = (t.can_send() && t.may_send()) || status.write_closed;
+            }
+            Kind::Udp(h) => {
+                let u = sockets.get::<udp::Socket>(*h);
+                status.readable = u.can_recv() || sock.read_shut;
+                status.writable = u.can_send();
+                status.pending = u.recv_queue() as u32;
+            }
+            Kind::Icmp(h) => {
+                let i = sockets.get::<icmp::Socket>(*h);
+                status.readable = i.can_recv() || sock.read_shut;
+                status.writable = i.can_send();
+                status.pending = i.recv_queue() as u32;
+            }
+        }
+        Ok(status)
+    }
+
+    fn set_option(&self, handle: u64, option: SockOption) -> Result<(), SockError> {
+        let mut s = self.inner.lock();
+        s.index(handle)?;
+        let Inner { table, sockets, .. } = &mut *s;
+        let sock = table.get(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        match (&sock.kind, option) {
+            (Kind::Tcp(socket), SockOption::NoDelay(on)) => sockets.get_mut::<tcp::Socket>(*socket).set_nagle_enabled(!on),
+            (Kind::Tcp(socket), SockOption::KeepAlive(ms)) => {
+                sockets.get_mut::<tcp::Socket>(*socket).set_keep_alive(ms.map(Duration::from_millis))
+            }
+            (Kind::Tcp(socket), SockOption::Ttl(hops)) => sockets.get_mut::<tcp::Socket>(*socket).set_hop_limit(Some(hops)),
+            (Kind::Udp(h), SockOption::Ttl(hops)) => sockets.get_mut::<udp::Socket>(*h).set_hop_limit(Some(hops)),
+            (Kind::Icmp(h), SockOption::Ttl(hops)) => sockets.get_mut::<icmp::Socket>(*h).set_hop_limit(Some(hops)),
+            _ => return Err(SockError::Unsupported),
+        }
+        Ok(())
+    }
+
+    fn close(&self, handle: u64, abort: bool) {
+        let mut s = self.inner.lock();
+        let Ok(index) = s.index(handle) else { return };
+        let Some(sock) = s.table.remove(&index) else { return };
+        match sock.kind {
+            Kind::Listener { pool, .. } => {
+                for h in pool {
+                    // Connections not accepted yet are reset, as on Linux.
+                    s.sockets.get_mut::<tcp::Socket>(h).abort();
+                    s.lingering_push(h);
+                }
+            }
+            Kind::Tcp(socket) => {
+                {
+                    let t = s.sockets.get_mut::<tcp::Socket>(socket);
+                    if abort || t.state() == tcp::State::Closed || t.state() == tcp::State::Listen {
+                        t.abort();
+                    } else {
+                        t.close();
+                    }
+                    // It lingers, finishing in the background, until a
+                    // sweep finds it closed.
+                    s.lingering_push(socket);
+                }
+            }
+            Kind::Udp(h) | Kind::Icmp(h) => {
+                s.sockets.remove(h);
+            }
+        }
+        s.run();
+    }
+}
