@@ -41,6 +41,10 @@ pub struct MachineOptions {
     /// An image (raw or qcow2) attached after it as a second virtio-blk
     /// disk (`/dev/vdb`, which the system mounts at `/mnt/disk`); kept.
     pub extra_disk: Option<PathBuf>,
+    /// Options appended to the isolated user network (`,hostfwd=...`,
+    /// `,guestfwd=...`); see [`MachineOptions::host_port`] and
+    /// [`MachineOptions::guest_port`].
+    pub netdev: String,
 }
 
 impl MachineOptions {
@@ -52,12 +56,34 @@ impl MachineOptions {
             wall_clock: Duration::from_secs(120),
             disk_mib: 16,
             extra_disk: None,
+            netdev: String::new(),
         }
+    }
+
+    /// Forwards `127.0.0.1:host` on this machine to the guest's TCP port
+    /// `guest` (QEMU `hostfwd`).
+    pub fn host_port(mut self, host: u16, guest: u16) -> Self {
+        self.netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        self
+    }
+
+    /// Makes this machine's `127.0.0.1:port` reachable from the guest at
+    /// `10.0.2.100:port` (QEMU `guestfwd` through socat).
+    pub fn guest_port(mut self, port: u16) -> Self {
+        self.netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:{port}-cmd:socat - TCP:127.0.0.1:{port}"));
+        self
     }
 
     /// The GRUB path from the ISO.
     pub fn iso() -> Self {
-        Self { boot: Boot::Iso(iso_path()), memory: "256M".into(), wall_clock: Duration::from_secs(180), disk_mib: 16, extra_disk: None }
+        Self {
+            boot: Boot::Iso(iso_path()),
+            memory: "256M".into(),
+            wall_clock: Duration::from_secs(180),
+            disk_mib: 16,
+            extra_disk: None,
+            netdev: String::new(),
+        }
     }
 }
 
@@ -140,7 +166,8 @@ impl Machine {
             cmd.args(["-device", "virtio-blk-pci,drive=disk"]);
         }
         // eth0: a virtio-net card on QEMU's isolated user networking.
-        cmd.args(["-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-pci,netdev=net0"]);
+        cmd.arg("-netdev").arg(format!("user,id=net0,restrict=on{}", options.netdev));
+        cmd.args(["-device", "virtio-net-pci,netdev=net0"]);
         match &options.boot {
             Boot::Iso(iso) => {
                 cmd.arg("-cdrom").arg(iso);

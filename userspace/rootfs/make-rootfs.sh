@@ -29,6 +29,7 @@ cp "$busybox" "$out/bin/busybox"
 done
 cp -R "$here/etc/." "$out/etc/"
 chmod 755 "$out/etc/init.d/rcS"
+chmod 755 "$out/etc/udhcpc/default.script"
 chmod 1777 "$out/tmp"
 chmod 600 "$out/etc/shadow"
 # busybox is set-user-id root so that su, passwd and login work for

@@ -674,3 +674,43 @@ impl File for InetSocket {
         Some(self)
     }
 }
+
+/// An `AF_INET` raw socket (`SOCK_RAW`): not served by the stack yet. It
+/// exists so that the interface ioctls programs make on one work (busybox
+/// `udhcpc` and `ifconfig` open `SOCK_RAW, IPPROTO_RAW` for them); sending
+/// and receiving give EOPNOTSUPP.
+pub struct RawSocket {
+    ino: u64,
+    nonblocking: NonBlocking,
+}
+
+/// A new raw socket.
+pub fn raw_socket(nonblocking: bool) -> Arc<RawSocket> {
+    Arc::new(RawSocket { ino: crate::epoll::anon_ino(), nonblocking: NonBlocking::new(nonblocking) })
+}
+
+impl File for RawSocket {
+    fn read(&self, _buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn write(&self, _buf: &[u8]) -> SysResult {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn stat(&self) -> FileStat {
+        FileStat { kind: tessera_vfs::FileType::Socket, ..crate::files::device_stat(self.ino, 0, 0o777) }
+    }
+
+    fn poll(&self) -> u16 {
+        POLLOUT
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.nonblocking.status_flags()
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        self.nonblocking.set_from(flags);
+    }
+}
