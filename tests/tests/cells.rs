@@ -279,7 +279,7 @@ fn bad_cell_files_are_refused_by_name_and_nothing_changes() {
         ("cellctl: Invalid argument: /lib/cells/probe.cell: slot virtio_blk: cell probe is not one this slot takes (it takes virtio_blk)", "wrong cell: status 1"),
         ("cellctl: Invalid argument: /bad/ttyname.cell: slot virtio_blk: cell tty is not one this slot takes (it takes virtio_blk)", "tty name: status 1"),
         ("cellctl: Invalid argument: /bad/probeasdisk.cell: cell virtio_blk offers interface probe, slot virtio_blk takes block", "interface: status 1"),
-        ("cellctl: No such file or directory: no slot sound (slots: ext2, tmpfs, procfs, tty, console, netstack, virtio_net, virtio_blk)", "no slot: status 1"),
+        ("cellctl: No such file or directory: no slot sound (slots: ext2, tmpfs, procfs, tty, console, virtio_net, netstack, virtio_blk)", "no slot: status 1"),
         ("cellctl: Resource busy: virtio_blk is in use by slot virtio_blk", "in use: status 1"),
         ("usage: cellctl list | info NAME", "usage: status 2"),
         ("Invalid argument", "raw: status 1"),
