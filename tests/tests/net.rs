@@ -126,6 +126,14 @@ fn tcp_and_udp_through_the_stack_cell_with_dhcp_forwarded_ports_swaps_and_faults
     m.shell("i=0; until ifconfig eth0 | grep -q 'inet addr:10.0.2.15'; do sleep 1; i=$((i+1)); [ $i = 30 ] && break; done; echo lea\"\"se $i", "lease", T);
     m.shell("ifconfig eth0", "inet addr:10.0.2.15  Bcast:10.0.2.255  Mask:255.255.255.0", T);
     m.shell("ifconfig lo", "inet addr:127.0.0.1  Mask:255.0.0.0", T);
+    // ping (a raw ICMP socket) of the loopback, the guest's own address
+    // and QEMU's gateway; the routing table and counters in /proc/net.
+    for host in ["127.0.0.1", "10.0.2.15", "10.0.2.2"] {
+        m.shell(&format!("ping -c 2 -W 3 {host} | grep -c 'bytes from {host}'"), "2", T);
+    }
+    m.shell("route -n | grep '^10.0.2.0'", "10.0.2.0        0.0.0.0         255.255.255.0   U     0      0        0 eth0", T);
+    m.shell("grep -c '^  eth0: ' /proc/net/dev", "1", T);
+    m.shell("ping -c 1 -W 2 10.0.2.99 >/dev/null || echo no an\"\"swer", "no answer", T);
     // TCP over the loopback interface, both ways.
     m.shell(
         "(echo from-server | nc -l -p 7000 > /tmp/s.txt &); sleep 1; echo from-client | nc 127.0.0.1 7000 > /tmp/c.txt; sleep 1; cat /tmp/s.txt /tmp/c.txt | tr '\\n' +",

@@ -36,8 +36,12 @@ pub enum Protocol {
     /// ICMP echo (a ping socket): datagrams are ICMP messages; the
     /// identifier is the bound port.
     Icmp,
+    /// Raw ICMP (`SOCK_RAW, IPPROTO_ICMP`): what is sent is an ICMP
+    /// message, which the stack puts in an IPv4 header; what is received
+    /// is every ICMP packet for this machine, IPv4 header included.
+    RawIcmp,
 }
-framekernel_boundary::cell_data!(enum Protocol { Tcp, Udp, Icmp });
+framekernel_boundary::cell_data!(enum Protocol { Tcp, Udp, Icmp, RawIcmp });
 
 /// Why a stack request failed (the kernel maps each to a Linux errno).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

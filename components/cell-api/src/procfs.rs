@@ -181,8 +181,10 @@ pub enum TextFact {
     SysvIpc(u8),
     /// `/proc/cells`.
     Cells,
+    /// `/proc/net/{dev,route}`: 0, 1.
+    Net(u8),
 }
-framekernel_boundary::cell_data!(enum TextFact { Maps(p), Smaps(p), SysvIpc(k), Cells });
+framekernel_boundary::cell_data!(enum TextFact { Maps(p), Smaps(p), SysvIpc(k), Cells, Net(k) });
 
 /// The machine's figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -273,7 +273,7 @@ impl InetSocket {
         match self.protocol {
             Protocol::Tcp => IPPROTO_TCP,
             Protocol::Udp => IPPROTO_UDP,
-            Protocol::Icmp => IPPROTO_ICMP,
+            Protocol::Icmp | Protocol::RawIcmp => IPPROTO_ICMP,
         }
     }
 
@@ -313,7 +313,7 @@ impl InetSocket {
 
     /// `bind`.
     pub fn bind(&self, local: Endpoint, may_bind_low: bool) -> Result<(), Errno> {
-        if local.port != 0 && local.port < 1024 && !may_bind_low && self.protocol != Protocol::Icmp {
+        if local.port != 0 && local.port < 1024 && !may_bind_low && !matches!(self.protocol, Protocol::Icmp | Protocol::RawIcmp) {
             return Err(Errno::EACCES);
         }
         if self.stale() {

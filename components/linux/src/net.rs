@@ -205,3 +205,52 @@ impl Interface {
         }
     }
 }
+
+/// `/proc/net/dev`: `lo` (its traffic stays in the stack: zeros) and
+/// every card's counters, in Linux's layout.
+pub fn proc_dev() -> String {
+    use core::fmt::Write;
+    let mut out = String::from(
+        "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
+    );
+    let line = |out: &mut String, name: &str, c: [u64; 7]| {
+        let [rb, rp, re, tb, tp, te, td] = c;
+        let _ = writeln!(out, "{name:>6}: {rb:>7} {rp:>7} {re:>4} {:>4} {:>4} {:>5} {:>10} {:>9} {tb:>8} {tp:>7} {te:>4} {td:>4} {:>4} {:>5} {:>7} {:>10}", 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    };
+    if crate::inet::available() {
+        line(&mut out, "lo", [0; 7]);
+    }
+    for i in interfaces() {
+        let c = &i.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        line(&mut out, &i.name, [get(&c.rx_bytes), get(&c.rx_packets), get(&c.rx_errors), get(&c.tx_bytes), get(&c.tx_packets), get(&c.tx_errors), get(&c.tx_dropped)]);
+    }
+    out
+}
+
+/// `/proc/net/route`: each card's connected network and the default
+/// route, in Linux's layout (addresses as the little-endian hex of the
+/// network-order word).
+pub fn proc_route() -> String {
+    use core::fmt::Write;
+    let hex = |a: [u8; 4]| u32::from_le_bytes(a);
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<127}", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT");
+    let gateway = crate::inet::gateway();
+    for i in interfaces() {
+        let (addr, prefix) = i.address();
+        if addr == [0; 4] || !i.is_up() {
+            continue;
+        }
+        let mask = crate::socket::mask(prefix);
+        let m = u32::from_be_bytes(mask);
+        if gateway != [0; 4] && u32::from_be_bytes(gateway) & m == u32::from_be_bytes(addr) & m {
+            let text = alloc::format!("{}\t{:08X}\t{:08X}\t{:04X}\t0\t0\t0\t{:08X}\t0\t0\t0", i.name, 0, hex(gateway), 3, 0);
+            let _ = writeln!(out, "{text:<127}");
+        }
+        let net = (u32::from_be_bytes(addr) & m).to_be_bytes();
+        let text = alloc::format!("{}\t{:08X}\t{:08X}\t{:04X}\t0\t0\t0\t{:08X}\t0\t0\t0", i.name, hex(net), 0, 1, hex(mask));
+        let _ = writeln!(out, "{text:<127}");
+    }
+    out
+}

@@ -217,6 +217,9 @@ fn text_facts(what: TextFact) -> Option<String> {
         TextFact::Smaps(pid) => traceable(pid).ok()?.smaps(),
         TextFact::SysvIpc(kind) => Some(crate::syscall::ipc::proc_listing(["msg", "sem", "shm"].get(usize::from(kind))?)),
         TextFact::Cells => Some(tessera_live_update::registry::proc_cells()),
+        TextFact::Net(0) => Some(crate::net::proc_dev()),
+        TextFact::Net(1) => Some(crate::net::proc_route()),
+        TextFact::Net(_) => None,
     }
 }
 

@@ -23,9 +23,9 @@ use alloc::vec::Vec;
 use framekernel::sync::Mutex;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
-use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::socket::{icmp, raw, tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, IpProtocol, IpVersion, Ipv4Address};
 use tessera_cell_api::netstack::{Endpoint, Export, LOOPBACK_INDEX, NetStack, Protocol, SockError, SockOption, Status, TcpState};
 
 tessera_cell_api::cell_entry!(netstack, || -> Export { Box::new(Stack { inner: Mutex::new(Inner::new()) }) });
@@ -175,6 +175,8 @@ enum Kind {
     Listener { pool: Vec<SocketHandle>, backlog: usize },
     Udp(SocketHandle),
     Icmp(SocketHandle),
+    /// Raw ICMP: IPv4 packets of protocol ICMP.
+    Raw(SocketHandle),
 }
 
 struct Sock {
@@ -190,6 +192,8 @@ struct Sock {
     error: Option<SockError>,
     /// Shut down for reading.
     read_shut: bool,
+    /// Hop limit of raw packets sent.
+    ttl: u8,
     /// The connection was established at some time.
     connected: bool,
 }
@@ -294,7 +298,7 @@ impl Inner {
             index = index.wrapping_add(1);
         }
         self.next_handle = index.wrapping_add(1);
-        let sock = Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, connected: false };
+        let sock = Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, ttl: 64, connected: false };
         self.table.insert(index, sock);
         Ok(self.handle(index))
     }
@@ -513,6 +517,10 @@ impl NetStack for Stack {
                 let buffer = || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; DGRAM_PACKETS], vec![0; DGRAM_BYTES]);
                 Kind::Icmp(s.sockets.add(icmp::Socket::new(buffer(), buffer())))
             }
+            Protocol::RawIcmp => {
+                let buffer = || raw::PacketBuffer::new(vec![raw::PacketMetadata::EMPTY; DGRAM_PACKETS], vec![0; DGRAM_BYTES]);
+                Kind::Raw(s.sockets.add(raw::Socket::new(IpVersion::Ipv4, IpProtocol::Icmp, buffer(), buffer())))
+            }
         };
         s.insert(kind)
     }
@@ -524,14 +532,13 @@ impl NetStack for Stack {
         }
         let tcp_kind = match s.sock(handle)?.kind {
             Kind::Tcp(_) | Kind::Listener { .. } => true,
-            Kind::Udp(_) => false,
-            Kind::Icmp(_) => false,
+            Kind::Udp(_) | Kind::Icmp(_) | Kind::Raw(_) => false,
         };
         let sock = s.sock(handle)?;
         if sock.bound.is_some() || sock.connected {
             return Err(SockError::InvalidState);
         }
-        let is_icmp = matches!(sock.kind, Kind::Icmp(_));
+        let is_icmp = matches!(sock.kind, Kind::Icmp(_) | Kind::Raw(_));
         let port = if local.port != 0 {
             if !is_icmp && s.port_used(tcp_kind, local.port) {
                 return Err(SockError::AddrInUse);
@@ -548,6 +555,7 @@ impl NetStack for Stack {
             Kind::Tcp(_) | Kind::Listener { .. } => {}
             Kind::Udp(h) => sockets.get_mut::<udp::Socket>(h).bind(listen_endpoint(bound)).map_err(|_| SockError::InvalidState)?,
             Kind::Icmp(h) => sockets.get_mut::<icmp::Socket>(h).bind(icmp::Endpoint::Ident(port)).map_err(|_| SockError::InvalidState)?,
+            Kind::Raw(_) => {}
         }
         sock.bound = Some(bound);
         Ok(bound)
@@ -654,7 +662,7 @@ impl NetStack for Stack {
         let (kind_udp, needs_port) = match s.sock(handle)?.kind {
             Kind::Udp(_) => (true, s.sock(handle)?.bound.is_none()),
             Kind::Icmp(_) => (false, s.sock(handle)?.bound.is_none()),
-            Kind::Tcp(_) | Kind::Listener { .. } => (false, false),
+            Kind::Tcp(_) | Kind::Listener { .. } | Kind::Raw(_) => (false, false),
         };
         if needs_port {
             let port = s.ephemeral(false)?;
@@ -664,7 +672,9 @@ impl NetStack for Stack {
         }
         let _ = kind_udp;
         s.index(handle)?;
+        let eth_addr = s.wire.eth_addr;
         let Inner { table, sockets, .. } = &mut *s;
+        let sock_ttl = table.get(&(handle as u32)).map_or(64, |t| t.ttl);
         let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
         let sent = match sock.kind {
             Kind::Listener { .. } => return Err(SockError::NotConnected),
@@ -698,6 +708,23 @@ impl NetStack for Stack {
                     udp::SendError::BufferFull => SockError::WouldBlock,
                     udp::SendError::Unaddressable => SockError::Unreachable,
                 })?;
+                data.len()
+            }
+            Kind::Raw(h) => {
+                let dest = to.or(sock.remote).ok_or(SockError::NotConnected)?;
+                let source = if dest.addr[0] == 127 { [127, 0, 0, 1] } else { eth_addr.ok_or(SockError::Unreachable)? };
+                if data.len() > DGRAM_BYTES - 20 {
+                    return Err(SockError::TooLong);
+                }
+                let total = (data.len() + 20) as u16;
+                let mut packet = Vec::with_capacity(data.len() + 20);
+                packet.extend_from_slice(&[0x45, 0]);
+                packet.extend_from_slice(&total.to_be_bytes());
+                packet.extend_from_slice(&[0, 0, 0x40, 0, sock_ttl, 1, 0, 0]);
+                packet.extend_from_slice(&source);
+                packet.extend_from_slice(&dest.addr);
+                packet.extend_from_slice(data);
+                sockets.get_mut::<raw::Socket>(h).send_slice(&packet).map_err(|_| SockError::WouldBlock)?;
                 data.len()
             }
             Kind::Icmp(h) => {
@@ -763,6 +790,17 @@ impl NetStack for Stack {
                     }
                     break (n, from);
                 }
+            }
+            Kind::Raw(h) => {
+                let r = sockets.get_mut::<raw::Socket>(h);
+                let mut whole = vec![0u8; DGRAM_BYTES];
+                let n = if peek { r.peek_slice(&mut whole) } else { r.recv_slice(&mut whole) }.map_err(|_| SockError::WouldBlock)?;
+                let from = whole.get(12..16).and_then(|a| <[u8; 4]>::try_from(a).ok()).unwrap_or([0; 4]);
+                let n = n.min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), whole.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                (n, Endpoint { addr: from, port: 0 })
             }
             Kind::Icmp(h) => {
                 let i = sockets.get_mut::<icmp::Socket>(h);
@@ -857,6 +895,12 @@ impl NetStack for Stack {
                 status.writable = i.can_send();
                 status.pending = i.recv_queue() as u32;
             }
+            Kind::Raw(h) => {
+                let r = sockets.get::<raw::Socket>(*h);
+                status.readable = r.can_recv() || sock.read_shut;
+                status.writable = r.can_send();
+                status.pending = r.recv_queue() as u32;
+            }
         }
         Ok(status)
     }
@@ -865,7 +909,11 @@ impl NetStack for Stack {
         let mut s = self.inner.lock();
         s.index(handle)?;
         let Inner { table, sockets, .. } = &mut *s;
-        let sock = table.get(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        if let (Kind::Raw(_), SockOption::Ttl(hops)) = (&sock.kind, option) {
+            sock.ttl = hops;
+            return Ok(());
+        }
         match (&sock.kind, option) {
             (Kind::Tcp(socket), SockOption::NoDelay(on)) => sockets.get_mut::<tcp::Socket>(*socket).set_nagle_enabled(!on),
             (Kind::Tcp(socket), SockOption::KeepAlive(ms)) => {
@@ -904,7 +952,7 @@ impl NetStack for Stack {
                     s.lingering_push(socket);
                 }
             }
-            Kind::Udp(h) | Kind::Icmp(h) => {
+            Kind::Udp(h) | Kind::Icmp(h) | Kind::Raw(h) => {
                 s.sockets.remove(h);
             }
         }

@@ -11,6 +11,7 @@
 //! | 9 | `self` |
 //! | 10 + i | the files of `/proc` ([`ROOT_FILES`]) |
 //! | 200, 201 + k | `sysvipc` and its files |
+//! | 210, 211 + k | `net` and its files |
 //! | `PID << 8`, `PID << 8 \| k` | `/proc/PID` and its entries ([`PID_ENTRIES`]) |
 //! | `TID << 8 \| 11`, `TID << 8 \| 0x20 + k` | `task/TID` and its files |
 //! | tag 1, 2, 3 `<< 60` | the magic links `exe`, `cwd`, `fd/N` |
@@ -49,6 +50,8 @@ pub const ROOT_FILES: [&str; 11] =
     ["meminfo", "uptime", "version", "mounts", "cpuinfo", "loadavg", "filesystems", "partitions", "stat", "cmdline", "cells"];
 const SYSVIPC_INO: u64 = 200;
 const SYSVIPC: [&str; 3] = ["msg", "sem", "shm"];
+const NET_INO: u64 = 210;
+const NET: [&str; 2] = ["dev", "route"];
 
 /// What `/proc/PID` holds: name and the low byte of its inode number
 /// (the links' numbers are their own).
@@ -101,6 +104,8 @@ enum What {
     RootFile(usize),
     SysvDir,
     Sysv(u8),
+    NetDir,
+    Net(u8),
     SysDir { first: usize, len: usize },
     SysFile(usize),
     PidDir(u32),
@@ -119,6 +124,8 @@ fn decode(ino: u64) -> Option<What> {
         10..=20 => What::RootFile((ino - 10) as usize),
         SYSVIPC_INO => What::SysvDir,
         201..=203 => What::Sysv((ino - 201) as u8),
+        NET_INO => What::NetDir,
+        211..=212 => What::Net((ino - 211) as u8),
         _ if tag == LINK_EXE || tag == LINK_CWD || tag == LINK_FD => What::Link(tag, pid, fd),
         _ if tag == TAG_FDINFO => What::FdInfo(pid, fd),
         _ if tag == TAG_SYS && ino & 0x0fff_ffff_ffff_ffff < SYS_MAX => What::SysFile((ino & 0xffff) as usize),
@@ -238,6 +245,9 @@ fn lookup(f: &Facts, dir: u64, name: &str) -> Res<Node> {
             if name == "sysvipc" {
                 return Ok(node(SYSVIPC_INO, DIR));
             }
+            if name == "net" {
+                return Ok(node(NET_INO, DIR));
+            }
             let id: u32 = name.parse().map_err(|_| ProcErr::NotFound)?;
             if name.starts_with('0') || name.starts_with('+') {
                 return Err(ProcErr::NotFound.into());
@@ -254,6 +264,10 @@ fn lookup(f: &Facts, dir: u64, name: &str) -> Res<Node> {
         What::SysvDir => {
             let k = SYSVIPC.iter().position(|n| *n == name).ok_or(ProcErr::NotFound)?;
             Ok(node(201 + k as u64, FILE))
+        }
+        What::NetDir => {
+            let k = NET.iter().position(|n| *n == name).ok_or(ProcErr::NotFound)?;
+            Ok(node(211 + k as u64, FILE))
         }
         What::SysDir { first, len } => {
             let s = sys(f)?;
@@ -300,7 +314,7 @@ fn lookup(f: &Facts, dir: u64, name: &str) -> Res<Node> {
             owner(f, tid)?;
             Ok(node(pid_dir_ino(tid) | (0x20 + k as u64), FILE))
         }
-        What::PidEntry(..) | What::RootFile(_) | What::Sysv(_) | What::SysFile(_) | What::FdInfo(..) | What::TaskFile(..) => {
+        What::PidEntry(..) | What::RootFile(_) | What::Sysv(_) | What::Net(_) | What::SysFile(_) | What::FdInfo(..) | What::TaskFile(..) => {
             Err(ProcErr::NotDir.into())
         }
         What::SelfLink | What::Link(..) => Err(ProcErr::NotDir.into()),
@@ -323,6 +337,7 @@ fn list(f: &Facts, dir: u64) -> Res<Entries> {
             add("self", node(SELF_INO, LINK));
             add("sys", node(sys_dir_ino(0, 0), DIR));
             add("sysvipc", node(SYSVIPC_INO, DIR));
+            add("net", node(NET_INO, DIR));
             for &pid in &processes(f)?.pids {
                 add(&pid.to_string(), node(pid_dir_ino(pid), DIR));
             }
@@ -330,6 +345,11 @@ fn list(f: &Facts, dir: u64) -> Res<Entries> {
         What::SysvDir => {
             for (k, name) in SYSVIPC.iter().enumerate() {
                 add(name, node(201 + k as u64, FILE));
+            }
+        }
+        What::NetDir => {
+            for (k, name) in NET.iter().enumerate() {
+                add(name, node(211 + k as u64, FILE));
             }
         }
         What::SysDir { first, len } => {
@@ -538,6 +558,7 @@ fn read(f: &Facts, ino: u64) -> Res<Vec<u8>> {
     let text = match decode(ino).ok_or(ProcErr::NotFound)? {
         What::RootFile(i) => root_file(f, i)?,
         What::Sysv(k) => text(f, TextFact::SysvIpc(k))?,
+        What::Net(k) => text(f, TextFact::Net(k))?,
         What::SysFile(i) => {
             let values: Vec<&str> = split(&sys(f)?.values).collect();
             let value = values.get(i).ok_or(ProcErr::NotFound)?;
@@ -584,7 +605,7 @@ fn read(f: &Facts, ino: u64) -> Res<Vec<u8>> {
             // mount id, inode, then what the file kind adds.
             format!("pos:\t{}\nflags:\t0{:o}\nmnt_id:\t1\nino:\t{}\n{}", d.pos, d.flags, d.ino, d.extra)
         }
-        What::Root | What::SysvDir | What::SysDir { .. } | What::PidDir(_) | What::TaskDir(_) => return Err(ProcErr::IsDir.into()),
+        What::Root | What::SysvDir | What::NetDir | What::SysDir { .. } | What::PidDir(_) | What::TaskDir(_) => return Err(ProcErr::IsDir.into()),
         What::SelfLink | What::Link(..) => return Err(ProcErr::Invalid.into()),
     };
     Ok(text.into_bytes())

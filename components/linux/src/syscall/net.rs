@@ -83,9 +83,7 @@ pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> 
                 // net.ipv4.ping_group_range is set).
                 (SOCK_DGRAM, inet::IPPROTO_ICMP) => Protocol::Icmp,
                 (SOCK_RAW, _) if !p.info.credentials().capable(crate::process::cap::NET_RAW) => return Err(Errno::EPERM),
-                // Raw ICMP is not there yet: EPERM sends ping to its ping
-                // socket (as for a user without CAP_NET_RAW).
-                (SOCK_RAW, inet::IPPROTO_ICMP) => return Err(Errno::EPERM),
+                (SOCK_RAW, inet::IPPROTO_ICMP) => Protocol::RawIcmp,
                 // Other raw sockets serve the interface ioctls only.
                 (SOCK_RAW, _) => return p.files.insert(inet::raw_socket(kind & SOCK_NONBLOCK != 0), 0, kind & SOCK_CLOEXEC != 0),
                 (SOCK_STREAM | SOCK_DGRAM, _) => return Err(Errno::EPROTONOSUPPORT),
