@@ -131,6 +131,8 @@ fn tcp_and_udp_through_the_stack_cell_with_dhcp_forwarded_ports_swaps_and_faults
     for host in ["127.0.0.1", "10.0.2.15", "10.0.2.2"] {
         m.shell(&format!("ping -c 2 -W 3 {host} | grep -c 'bytes from {host}'"), "2", T);
     }
+    // SO_BINDTODEVICE (arping without -D binds its packet socket so).
+    m.shell("arping -c 1 -w 5 -I eth0 10.0.2.3", "Unicast reply from 10.0.2.3 [52:55:0a:00:02:03]", T);
     m.shell("route -n | grep '^10.0.2.0'", "10.0.2.0        0.0.0.0         255.255.255.0   U     0      0        0 eth0", T);
     m.shell("grep -c '^  eth0: ' /proc/net/dev", "1", T);
     m.shell("ping -c 1 -W 2 10.0.2.99 >/dev/null || echo no an\"\"swer", "no answer", T);

@@ -28,6 +28,7 @@ const SO_KEEPALIVE: u64 = 9;
 const SO_OOBINLINE: u64 = 10;
 const SO_LINGER: u64 = 13;
 const SO_REUSEPORT: u64 = 15;
+const SO_BINDTODEVICE: u64 = 25;
 const SO_RCVLOWAT: u64 = 18;
 const SO_RCVTIMEO: u64 = 20;
 const SO_SNDTIMEO: u64 = 21;
@@ -443,11 +444,38 @@ fn timeval_value(p: &Process, value: u64, len: u64) -> Result<u64, Errno> {
     Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(usec as u64 * 1000))
 }
 
+/// `SO_BINDTODEVICE`: an interface name (up to 15 bytes, NUL-ended or
+/// not; empty unbinds), root only (CAP_NET_RAW), ENODEV for a name that
+/// is no interface. A packet socket then receives from that interface
+/// only; an `AF_INET` socket has one interface besides `lo` to use.
+fn bind_to_device(p: &Process, file: &Arc<dyn crate::files::File>, value: u64, len: u64) -> SysResult {
+    if !p.info.credentials().capable(crate::process::cap::NET_RAW) {
+        return Err(Errno::EPERM);
+    }
+    let n = (len as usize).min(16);
+    let mut name = vec![0u8; n];
+    p.memory.read(value, &mut name)?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(n);
+    let name = core::str::from_utf8(&name[..end]).map_err(|_| Errno::ENODEV)?;
+    let index = if name.is_empty() {
+        0
+    } else {
+        socket::interface_names().into_iter().find(|(_, n)| n == name).map(|(i, _)| i).ok_or(Errno::ENODEV)?
+    };
+    if let Some(packet) = file.as_packet_socket() {
+        packet.bind(&LinkAddr { ifindex: index, ..LinkAddr::default() })?;
+    }
+    Ok(0)
+}
+
 pub(super) fn setsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysResult {
     use tessera_cell_api::netstack::SockOption;
     let file = any_socket(p, fd)?;
+    if level == SOL_SOCKET && name == SO_BINDTODEVICE {
+        return bind_to_device(p, &file, value, len);
+    }
     let Some(s) = file.as_inet_socket() else {
-        // No option changes anything a packet socket does yet.
+        // No other option changes anything a packet socket does yet.
         return Err(Errno::ENOPROTOOPT);
     };
     let privileged = p.info.credentials().capable(crate::process::cap::NET_ADMIN);
