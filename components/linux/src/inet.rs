@@ -140,14 +140,22 @@ pub fn input(index: u32, frame: &[u8]) {
     }
 }
 
-/// Runs the stack's protocols and sends what they made. Returns the
-/// frames sent.
-pub fn run() -> usize {
+/// When the stack next needs running for its timers (ms since boot).
+static NEXT_RUN_MS: AtomicU64 = AtomicU64::new(0);
+/// The longest the network task leaves the stack alone: system calls
+/// change its timers without the task seeing the new deadline.
+const MAX_IDLE_MS: u64 = 10;
+
+/// Runs the stack's protocols and sends what they made, if frames came
+/// in (`received`) or its timers are due. Returns the frames sent.
+pub fn run(received: bool) -> usize {
     let Ok(slot) = slot() else { return 0 };
     let now_ms = framekernel::time::now_ns() / 1_000_000;
-    if slot.call_with(false, now_ms, |s, now| s.poll(now)).is_err() {
+    if !received && now_ms < NEXT_RUN_MS.load(Ordering::Relaxed) {
         return 0;
     }
+    let Ok(delay) = slot.call_with(false, now_ms, |s, now| s.poll(now)) else { return 0 };
+    NEXT_RUN_MS.store(now_ms.saturating_add(delay.min(MAX_IDLE_MS)), Ordering::Relaxed);
     flush_with(&slot)
 }
 

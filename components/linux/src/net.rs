@@ -77,7 +77,8 @@ pub fn interface(index: u32) -> Option<Arc<Interface>> {
 const ROUND_FRAMES: usize = 64;
 
 /// Drains every card of the frames it received and hands each to the
-/// packet sockets and the protocol stack, then runs the stack and sends
+/// packet sockets and the protocol stack, then runs the stack (when
+/// frames came or its timers are due, at least every 10 ms) and sends
 /// what it made. Returns the frames moved.
 pub fn pump() -> usize {
     let mut moved = 0;
@@ -98,7 +99,7 @@ pub fn pump() -> usize {
             }
         }
     }
-    moved + crate::inet::run()
+    moved + crate::inet::run(moved > 0)
 }
 
 /// Starts the network task: the cards raise PCI interrupts the base does
