@@ -347,6 +347,9 @@ impl InetSocket {
 
     /// `accept`: the connection's socket and its peer.
     pub fn accept(&self, nonblocking: bool, interrupted: &dyn Fn() -> bool) -> Result<(Arc<InetSocket>, Endpoint), Errno> {
+        if self.protocol != Protocol::Tcp {
+            return Err(Errno::EOPNOTSUPP);
+        }
         if !self.listening.load(Ordering::Relaxed) {
             return Err(Errno::EINVAL);
         }
@@ -378,7 +381,10 @@ impl InetSocket {
     }
 
     /// `connect`.
-    pub fn connect(&self, remote: Endpoint, interrupted: &dyn Fn() -> bool) -> Result<(), Errno> {
+    pub fn connect(&self, mut remote: Endpoint, interrupted: &dyn Fn() -> bool) -> Result<(), Errno> {
+        if remote.addr == [0; 4] && remote.port != 0 {
+            remote.addr = [127, 0, 0, 1];
+        }
         if self.stale() {
             return Err(Errno::ECONNRESET);
         }
@@ -409,9 +415,10 @@ impl InetSocket {
             }
             TcpState::Closed => {}
             _ => {
+                // A non-blocking connect that has finished: 0 once (as
+                // Linux), EISCONN after.
                 if self.connecting.swap(false, Ordering::Relaxed) && status.error.is_none() {
-                    // A non-blocking connect that has finished.
-                    return Err(Errno::EISCONN);
+                    return Ok(());
                 }
                 return Err(Errno::EISCONN);
             }
@@ -457,8 +464,7 @@ impl InetSocket {
                     let chunk = rest.get(..rest.len().min(65536)).unwrap_or(rest);
                     let r = call((self.handle, chunk), |s, (h, d)| s.send(h, d, None))?;
                     r.map_err(|e| match e {
-                        SockError::NotConnected if self.connecting.load(Ordering::Relaxed) => Errno::EPIPE,
-                        SockError::Reset => Errno::EPIPE,
+                        SockError::NotConnected | SockError::Reset => Errno::EPIPE,
                         e => errno(e),
                     })
                 });
@@ -592,6 +598,8 @@ impl InetSocket {
         }
         match self.status() {
             Ok(s) if self.connecting.load(Ordering::Relaxed) && s.state == TcpState::Closed => {
+                // Reported once, as Linux clears sk_err when it is read.
+                self.connecting.store(false, Ordering::Relaxed);
                 s.error.map(|e| errno(e) as i32).unwrap_or(Errno::ECONNREFUSED as i32)
             }
             Ok(_) => 0,

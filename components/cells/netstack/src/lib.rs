@@ -31,7 +31,11 @@ use tessera_cell_api::netstack::{Endpoint, Export, LOOPBACK_INDEX, NetStack, Pro
 tessera_cell_api::cell_entry!(netstack, || -> Export { Box::new(Stack { inner: Mutex::new(Inner::new()) }) });
 
 /// Bytes of each TCP socket's receive and send buffers.
-const TCP_BUFFER: usize = 64 * 1024;
+const TCP_BUFFER: usize = 32 * 1024;
+/// smoltcp sockets of every kind and state (open, queued for accept,
+/// closing): each TCP one holds 64 KiB, so this bounds the stack's
+/// memory (64 MiB) whatever programs do.
+const MAX_STACK_SOCKETS: usize = 1024;
 /// Datagrams and bytes of each UDP or ICMP socket's queues.
 const DGRAM_PACKETS: usize = 64;
 const DGRAM_BYTES: usize = 64 * 1024;
@@ -289,6 +293,11 @@ impl Inner {
         self.table.get_mut(&index).ok_or(SockError::BadHandle)
     }
 
+    /// True when another smoltcp socket would pass the cap.
+    fn full(&self) -> bool {
+        self.sockets.iter().count() >= MAX_STACK_SOCKETS
+    }
+
     fn insert(&mut self, kind: Kind) -> Result<u64, SockError> {
         if self.table.len() >= MAX_SOCKETS {
             return Err(SockError::NoBuffers);
@@ -393,6 +402,9 @@ impl Inner {
             sock.last = now;
         }
         for index in refill {
+            if self.full() {
+                break;
+            }
             let Some(bound) = self.table.get(&index).and_then(|s| s.bound) else { continue };
             let mut socket = new_tcp();
             if socket.listen(listen_endpoint(bound)).is_ok() {
@@ -504,7 +516,7 @@ impl NetStack for Stack {
 
     fn open(&self, protocol: Protocol) -> Result<u64, SockError> {
         let mut s = self.inner.lock();
-        if s.table.len() >= MAX_SOCKETS {
+        if s.table.len() >= MAX_SOCKETS || s.full() {
             return Err(SockError::NoBuffers);
         }
         let kind = match protocol {
@@ -603,7 +615,15 @@ impl NetStack for Stack {
         let socket = sockets.get::<tcp::Socket>(conn);
         let remote = socket.remote_endpoint().map(endpoint).unwrap_or_default();
         let local = socket.local_endpoint().map(endpoint);
-        let new = s.insert(Kind::Tcp(conn))?;
+        let new = match s.insert(Kind::Tcp(conn)) {
+            Ok(new) => new,
+            Err(e) => {
+                if let Some(Sock { kind: Kind::Listener { pool, .. }, .. }) = s.table.get_mut(&index) {
+                    pool.push(conn);
+                }
+                return Err(e);
+            }
+        };
         let sock = s.sock(new)?;
         sock.connected = true;
         sock.last = tcp::State::Established;
@@ -711,7 +731,13 @@ impl NetStack for Stack {
                 data.len()
             }
             Kind::Raw(h) => {
-                let dest = to.or(sock.remote).ok_or(SockError::NotConnected)?;
+                let mut dest = to.or(sock.remote).ok_or(SockError::NotConnected)?;
+                if dest.addr == [0; 4] {
+                    dest.addr = [127, 0, 0, 1];
+                }
+                if dest.addr == [255; 4] || (224..=239).contains(&dest.addr[0]) {
+                    return Err(SockError::Unsupported);
+                }
                 let source = if dest.addr[0] == 127 { [127, 0, 0, 1] } else { eth_addr.ok_or(SockError::Unreachable)? };
                 if data.len() > DGRAM_BYTES - 20 {
                     return Err(SockError::TooLong);

@@ -57,7 +57,9 @@ const MAX_DATAGRAM: usize = 65536;
 const MAX_ADDR: u64 = 128;
 
 pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> SysResult {
-    if kind & !(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+    // Linux: flags other than NONBLOCK/CLOEXEC, or a type past SOCK_PACKET
+    // (10), are EINVAL whatever the family.
+    if kind & !(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 || kind & SOCK_TYPE_MASK > 10 {
         return Err(Errno::EINVAL);
     }
     match family as u32 {
@@ -113,6 +115,9 @@ fn any_socket(p: &Process, fd: u64) -> Result<Arc<dyn crate::files::File>, Errno
 /// shorter than `sockaddr_in`, EAFNOSUPPORT for another family (`unspec`
 /// says whether `AF_UNSPEC` is taken, returned as None).
 fn inet_addr(p: &Process, addr: u64, len: u64, unspec: bool) -> Result<Option<tessera_cell_api::netstack::Endpoint>, Errno> {
+    if len > MAX_ADDR {
+        return Err(Errno::EINVAL);
+    }
     if unspec && len >= 2 {
         let family = read_addr(p, addr, 2)?;
         if family == [0, 0] {
@@ -122,8 +127,10 @@ fn inet_addr(p: &Process, addr: u64, len: u64, unspec: bool) -> Result<Option<te
     if (len as i32) < inet::SOCKADDR_IN as i32 {
         return Err(Errno::EINVAL);
     }
-    let (family, endpoint) = inet::parse_addr(&read_addr(p, addr, len.min(MAX_ADDR))?)?;
-    if u32::from(family) != AF_INET {
+    let (family, endpoint) = inet::parse_addr(&read_addr(p, addr, len)?)?;
+    // AF_UNSPEC with INADDR_ANY is taken as AF_INET (Linux's inet_bind
+    // does so for old programs).
+    if u32::from(family) != AF_INET && !(family == 0 && endpoint.addr == [0; 4]) {
         return Err(Errno::EAFNOSUPPORT);
     }
     Ok(Some(endpoint))
@@ -242,7 +249,7 @@ pub(super) fn shutdown(p: &mut Process, fd: u64, how: u64) -> SysResult {
 }
 
 pub(super) fn socketpair(_p: &mut Process, family: u64) -> SysResult {
-    if family as u32 == AF_PACKET { Err(Errno::EOPNOTSUPP) } else { Err(Errno::EAFNOSUPPORT) }
+    if matches!(family as u32, AF_PACKET | AF_INET) { Err(Errno::EOPNOTSUPP) } else { Err(Errno::EAFNOSUPPORT) }
 }
 
 fn destination(p: &Process, addr: u64, len: u64) -> Result<Option<LinkAddr>, Errno> {
