@@ -15,6 +15,12 @@ use tessera_cell_api::tty;
 use tessera_live_update::AnySlot;
 use tessera_vfs::{FileType, Location, Timespec};
 
+/// Metadata for a socket (every kind: packet, inet, raw), mode 0777 as
+/// Linux's sockfs gives.
+pub fn socket_stat(ino: u64) -> FileStat {
+    FileStat { kind: FileType::Socket, ..device_stat(ino, 0, 0o777) }
+}
+
 /// Metadata for a character device that is not in a file system.
 pub fn device_stat(ino: u64, rdev: u64, perm: u32) -> FileStat {
     FileStat {

@@ -242,35 +242,36 @@ pub struct InetSocket {
     connecting: AtomicBool,
     shut_read: AtomicBool,
     shut_write: AtomicBool,
-    /// A connection error `SO_ERROR` has not taken yet.
-    error: AtomicU32,
     pub options: SpinLock<Options>,
     ino: u64,
-    sent: AtomicU64,
 }
 
 /// A new `AF_INET` socket.
 pub fn socket(kind: u32, protocol: Protocol, nonblocking: bool) -> Result<Arc<InetSocket>, Errno> {
     let epoch = EPOCH.load(Ordering::Relaxed);
     let handle = call(protocol, |s, p| s.open(p))?.map_err(errno)?;
-    Ok(Arc::new(InetSocket {
-        kind,
-        protocol,
-        epoch,
-        handle,
-        nonblocking: NonBlocking::new(nonblocking),
-        listening: AtomicBool::new(false),
-        connecting: AtomicBool::new(false),
-        shut_read: AtomicBool::new(false),
-        shut_write: AtomicBool::new(false),
-        error: AtomicU32::new(0),
-        options: SpinLock::new(Options { rcvbuf: 131072, sndbuf: 16384, ttl: 64, ..Options::default() }),
-        ino: crate::epoll::anon_ino(),
-        sent: AtomicU64::new(0),
-    }))
+    let options = Options { rcvbuf: 131072, sndbuf: 16384, ttl: 64, ..Options::default() };
+    Ok(InetSocket::new(kind, protocol, epoch, handle, nonblocking, options))
 }
 
 impl InetSocket {
+    /// The file for the stack's socket `handle` of instance `epoch`.
+    fn new(kind: u32, protocol: Protocol, epoch: u32, handle: u64, nonblocking: bool, options: Options) -> Arc<InetSocket> {
+        Arc::new(InetSocket {
+            kind,
+            protocol,
+            epoch,
+            handle,
+            nonblocking: NonBlocking::new(nonblocking),
+            listening: AtomicBool::new(false),
+            connecting: AtomicBool::new(false),
+            shut_read: AtomicBool::new(false),
+            shut_write: AtomicBool::new(false),
+            options: SpinLock::new(options),
+            ino: crate::epoll::anon_ino(),
+        })
+    }
+
     /// `SOCK_STREAM` or `SOCK_DGRAM`.
     pub fn kind(&self) -> u32 {
         self.kind
@@ -361,21 +362,7 @@ impl InetSocket {
             call(self.handle, |s, h| s.accept(h))?.map_err(errno)
         })?;
         let options = *self.options.lock();
-        let socket = Arc::new(InetSocket {
-            kind: self.kind,
-            protocol: self.protocol,
-            epoch: self.epoch,
-            handle,
-            nonblocking: NonBlocking::new(nonblocking),
-            listening: AtomicBool::new(false),
-            connecting: AtomicBool::new(false),
-            shut_read: AtomicBool::new(false),
-            shut_write: AtomicBool::new(false),
-            error: AtomicU32::new(0),
-            options: SpinLock::new(options),
-            ino: crate::epoll::anon_ino(),
-            sent: AtomicU64::new(0),
-        });
+        let socket = InetSocket::new(self.kind, self.protocol, self.epoch, handle, nonblocking, options);
         flush();
         Ok((socket, peer))
     }
@@ -480,7 +467,6 @@ impl InetSocket {
                     Err(e) => return Err(e),
                 }
             }
-            self.sent.fetch_add(done as u64, Ordering::Relaxed);
             return Ok(done as u64);
         }
         if self.stale() {
@@ -508,8 +494,6 @@ impl InetSocket {
         }
         let timeout = self.options.lock().rcv_timeout;
         if self.protocol != Protocol::Tcp {
-            let pending = self.status().map(|s| s.pending as usize).unwrap_or(0);
-            let _ = pending;
             let (n, from) = self.block(dontwait, timeout, interrupted, || {
                 if self.stale() {
                     return Err(Errno::ECONNRESET);
@@ -592,10 +576,6 @@ impl InetSocket {
 
     /// `SO_ERROR`: the pending error, cleared.
     pub fn take_error(&self) -> i32 {
-        let kept = self.error.swap(0, Ordering::Relaxed);
-        if kept != 0 {
-            return kept as i32;
-        }
         match self.status() {
             Ok(s) if self.connecting.load(Ordering::Relaxed) && s.state == TcpState::Closed => {
                 // Reported once, as Linux clears sk_err when it is read.
@@ -649,7 +629,7 @@ impl File for InetSocket {
     }
 
     fn stat(&self) -> FileStat {
-        FileStat { kind: tessera_vfs::FileType::Socket, ..crate::files::device_stat(self.ino, 0, 0o777) }
+        crate::files::socket_stat(self.ino)
     }
 
     fn poll(&self) -> u16 {
@@ -715,7 +695,7 @@ impl File for RawSocket {
     }
 
     fn stat(&self) -> FileStat {
-        FileStat { kind: tessera_vfs::FileType::Socket, ..crate::files::device_stat(self.ino, 0, 0o777) }
+        crate::files::socket_stat(self.ino)
     }
 
     fn poll(&self) -> u16 {

@@ -273,7 +273,7 @@ impl File for PacketSocket {
     }
 
     fn stat(&self) -> FileStat {
-        FileStat { kind: tessera_vfs::FileType::Socket, ..crate::files::device_stat(self.ino, 0, 0o777) }
+        crate::files::socket_stat(self.ino)
     }
 
     fn poll(&self) -> u16 {

@@ -679,18 +679,15 @@ impl NetStack for Stack {
 
     fn send(&self, handle: u64, data: &[u8], to: Option<Endpoint>) -> Result<usize, SockError> {
         let mut s = self.inner.lock();
-        let (kind_udp, needs_port) = match s.sock(handle)?.kind {
-            Kind::Udp(_) => (true, s.sock(handle)?.bound.is_none()),
-            Kind::Icmp(_) => (false, s.sock(handle)?.bound.is_none()),
-            Kind::Tcp(_) | Kind::Listener { .. } | Kind::Raw(_) => (false, false),
-        };
+        // UDP and ping sockets bind a port of their own on first send.
+        let sock = s.sock(handle)?;
+        let needs_port = matches!(sock.kind, Kind::Udp(_) | Kind::Icmp(_)) && sock.bound.is_none();
         if needs_port {
             let port = s.ephemeral(false)?;
             drop(s);
             self.bind(handle, Endpoint { addr: [0; 4], port })?;
             s = self.inner.lock();
         }
-        let _ = kind_udp;
         s.index(handle)?;
         let eth_addr = s.wire.eth_addr;
         let Inner { table, sockets, .. } = &mut *s;
