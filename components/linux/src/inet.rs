@@ -425,6 +425,13 @@ impl InetSocket {
                 self.connecting.store(false, Ordering::Relaxed);
                 Err(e)
             }
+            // A blocking connect that finished reports itself: the next
+            // connect is EISCONN (only a non-blocking one's completion is
+            // reported by a later connect returning 0).
+            Ok(()) => {
+                self.connecting.store(false, Ordering::Relaxed);
+                Ok(())
+            }
             other => other,
         }
     }
