@@ -54,6 +54,16 @@ fn dynamically_linked_debian_programs_and_scripts_run_by_name() {
     run(&mut m, "printf 'pass1234\\npass1234\\n' | passwd user >/dev/null 2>&1; echo status $?", "status 0");
     run(&mut m, "su user -c \"echo pass1234 | su user -c 'echo I am \\$(whoami)'\"", "I am user");
     run(&mut m, "su user -c \"echo wrong | su root -c id\"; echo status $?", "status 1");
+    // AF_UNIX through real programs: busybox syslogd binds the datagram
+    // socket /dev/log, logger (as root and as a user) sends to it.
+    run(&mut m, "syslogd -O /tmp/messages && stat -c %F /dev/log", "socket");
+    run(&mut m, "logger -t demo 'through /dev/log' && su user -c \"logger -t demo 'from the user'\"", "");
+    run(
+        &mut m,
+        "for i in 1 2 3 4 5 6 7 8 9 10; do grep -q 'from the user' /tmp/messages && break; sleep 1; done; echo lines=$(grep -c -e 'demo: through /dev/log' -e 'demo: from the user' /tmp/messages)",
+        "lines=2",
+    );
+    run(&mut m, "killall syslogd && rm /dev/log", "");
     m.send("poweroff\r");
     assert_eq!(m.wait_exit(Duration::from_secs(60)), Exit::Success);
 }

@@ -71,6 +71,7 @@ pub enum Errno {
     EISCONN = 106,
     ENOTCONN = 107,
     ESHUTDOWN = 108,
+    ETOOMANYREFS = 109,
     ECONNREFUSED = 111,
     EHOSTDOWN = 112,
     EHOSTUNREACH = 113,

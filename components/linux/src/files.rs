@@ -146,6 +146,10 @@ pub trait File: Send + Sync {
     fn as_inet_socket(&self) -> Option<&crate::inet::InetSocket> {
         None
     }
+    /// The `AF_UNIX` socket behind this file, if it is one.
+    fn as_unix_socket(&self) -> Option<&crate::unix::UnixSocket> {
+        None
+    }
     /// The inotify instance behind this file, if it is one.
     fn as_inotify(&self) -> Option<&crate::inotify::Inotify> {
         None

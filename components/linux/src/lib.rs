@@ -37,6 +37,7 @@ pub mod syscall;
 pub mod sysv;
 pub mod timerfd;
 pub mod timers;
+pub mod unix;
 
 pub use errno::Errno;
 pub use process::{Outcome, Process, ProcessInfo};

@@ -620,6 +620,39 @@ pub(super) fn mknodat(p: &mut Process, dirfd: u64, path: u64, mode: u64, dev: u6
     Ok(0)
 }
 
+/// Makes the socket node an `AF_UNIX` `bind` names (`path`, relative to
+/// the working directory): its (device, inode). EADDRINUSE when the name
+/// exists, else the errors of `mknod`.
+pub(super) fn make_socket_node(p: &Process, path: &str) -> Result<(u64, u64), Errno> {
+    let (parent, name) = parent_of(p, AT_FDCWD as u64, path)?;
+    if parent.node().lookup(&name).is_ok() || path.ends_with('/') {
+        return Err(Errno::EADDRINUSE);
+    }
+    writable_fs(&parent)?;
+    let me = who(p);
+    let parent_meta = parent.node().metadata();
+    check(&me, &parent_meta, MAY_WRITE | MAY_EXEC)?;
+    let perm = 0o777 & !p.fs.umask();
+    let node = parent.node().create(&name, FileType::Socket, perm, 0)?;
+    init_owner(&me, &parent_meta, &node);
+    crate::inotify::dir_event(parent.node(), &name, crate::inotify::mask::CREATE, 0, false);
+    let meta = node.metadata();
+    Ok((meta.dev, meta.ino))
+}
+
+/// The socket node an `AF_UNIX` `connect` or `sendto` names: its (device,
+/// inode). The caller needs write permission on it (EACCES); a node that
+/// is not a socket is ECONNREFUSED, as on Linux.
+pub(super) fn socket_node(p: &Process, path: &str) -> Result<(u64, u64), Errno> {
+    let location = lookup(p, AT_FDCWD as u64, path, 0)?;
+    let meta = location.node().metadata();
+    check(&who(p), &meta, MAY_WRITE)?;
+    if meta.kind != FileType::Socket {
+        return Err(Errno::ECONNREFUSED);
+    }
+    Ok((meta.dev, meta.ino))
+}
+
 pub(super) fn unlinkat(p: &mut Process, dirfd: u64, path: u64, flags: u64) -> SysResult {
     if flags & !AT_REMOVEDIR != 0 {
         return Err(Errno::EINVAL);

@@ -308,6 +308,12 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         return super::net::interface_ioctl(p, request, arg);
     }
     if request == FIONREAD
+        && let Some(s) = file.as_unix_socket()
+    {
+        let n = s.pending()? as u32;
+        return p.memory.write(arg, &n.to_le_bytes()).map(|()| 0);
+    }
+    if request == FIONREAD
         && let Some(s) = file.as_inet_socket()
     {
         return p.memory.write(arg, &s.pending().to_le_bytes()).map(|()| 0);

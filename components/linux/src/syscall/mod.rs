@@ -20,6 +20,7 @@ mod sched;
 mod splice;
 mod signal;
 mod timer;
+mod unix;
 
 use crate::errno::Errno;
 use crate::process::{IdKind, Process};
@@ -651,7 +652,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         49 => net::bind(p, a[0], a[1], a[2]),
         51 => net::getsockname(p, a[0], a[1], a[2]),
         52 => net::getpeername(p, a[0], a[1], a[2]),
-        53 => net::socketpair(p, a[0]),
+        53 => net::socketpair(p, a[0], a[1], a[2], a[3]),
         54 => net::setsockopt(p, a[0], a[1], a[2], a[3], a[4]),
         55 => net::getsockopt(p, a[0], a[1], a[2], a[3], a[4]),
         other => {

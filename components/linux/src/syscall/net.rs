@@ -1,6 +1,7 @@
 //! The socket system calls. Families so far: `AF_PACKET` (see
 //! `crate::socket`) and `AF_INET` (TCP, UDP and ping sockets over the
-//! stack cell, see `crate::inet`); the others give EAFNOSUPPORT.
+//! stack cell, see `crate::inet`), `AF_UNIX` (`crate::unix`, with the
+//! system calls in `super::unix`); the others give EAFNOSUPPORT.
 
 use crate::errno::{Errno, SysResult};
 use crate::inet::{self, AF_INET, InetSocket, SOCK_STREAM};
@@ -63,6 +64,7 @@ pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> 
         return Err(Errno::EINVAL);
     }
     match family as u32 {
+        crate::unix::AF_UNIX => super::unix::socket(p, (kind & SOCK_TYPE_MASK) as u32, protocol, kind & SOCK_NONBLOCK != 0, kind & SOCK_CLOEXEC != 0),
         AF_PACKET => {
             let ty = (kind & SOCK_TYPE_MASK) as u32;
             if ty != SOCK_DGRAM && ty != SOCK_RAW {
@@ -105,7 +107,7 @@ pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> 
 /// The socket `fd` names: EBADF, or ENOTSOCK for another file.
 fn any_socket(p: &Process, fd: u64) -> Result<Arc<dyn crate::files::File>, Errno> {
     let file = p.files.get(fd)?;
-    if file.as_packet_socket().is_none() && file.as_inet_socket().is_none() {
+    if file.as_packet_socket().is_none() && file.as_inet_socket().is_none() && file.as_unix_socket().is_none() {
         return Err(Errno::ENOTSOCK);
     }
     Ok(file)
@@ -141,7 +143,7 @@ fn with_packet<R>(file: &Arc<dyn crate::files::File>, f: impl FnOnce(&PacketSock
 }
 
 /// Reads a socket address of `len` bytes (EINVAL past 128, EFAULT).
-fn read_addr(p: &Process, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
+pub(super) fn read_addr(p: &Process, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
     if len > MAX_ADDR {
         return Err(Errno::EINVAL);
     }
@@ -152,13 +154,13 @@ fn read_addr(p: &Process, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
 
 /// The bytes the caller has room for, from the `socklen_t` at `len_ptr`
 /// (EINVAL when negative).
-fn room(p: &Process, len_ptr: u64) -> Result<usize, Errno> {
+pub(super) fn room(p: &Process, len_ptr: u64) -> Result<usize, Errno> {
     usize::try_from(super::io::read_u32(p, len_ptr)? as i32).map_err(|_| Errno::EINVAL)
 }
 
 /// Writes `name` (`full` bytes long) to `addr`, at most the `*len_ptr`
 /// bytes the caller has room for, and the full length to `*len_ptr`.
-fn write_addr(p: &Process, addr: u64, len_ptr: u64, name: &[u8], full: usize) -> Result<(), Errno> {
+pub(super) fn write_addr(p: &Process, addr: u64, len_ptr: u64, name: &[u8], full: usize) -> Result<(), Errno> {
     if addr == 0 || len_ptr == 0 {
         return Ok(());
     }
@@ -174,6 +176,9 @@ fn link_len(addr: &LinkAddr) -> usize {
 
 pub(super) fn bind(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::bind(p, s, addr, len);
+    }
     if let Some(s) = file.as_inet_socket() {
         let local = inet_addr(p, addr, len, false)?.ok_or(Errno::EAFNOSUPPORT)?;
         s.bind(local, p.info.credentials().capable(crate::process::cap::NET_BIND_SERVICE))?;
@@ -189,6 +194,9 @@ pub(super) fn bind(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
 
 pub(super) fn getsockname(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::getsockname(p, s, addr, len_ptr);
+    }
     if let Some(s) = file.as_inet_socket() {
         write_addr(p, addr, len_ptr, &inet::addr_bytes(&s.local()), inet::SOCKADDR_IN)?;
         return Ok(0);
@@ -200,6 +208,9 @@ pub(super) fn getsockname(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> 
 
 pub(super) fn getpeername(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::getpeername(p, s, addr, len_ptr);
+    }
     let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     let peer = s.peer()?;
     write_addr(p, addr, len_ptr, &inet::addr_bytes(&peer), inet::SOCKADDR_IN)?;
@@ -208,6 +219,9 @@ pub(super) fn getpeername(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> 
 
 pub(super) fn connect(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::connect(p, s, addr, len);
+    }
     let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     let unspec = s.kind() != SOCK_STREAM;
     let remote = inet_addr(p, addr, len, unspec)?.unwrap_or_default();
@@ -218,9 +232,12 @@ pub(super) fn connect(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResul
 
 pub(super) fn listen(p: &mut Process, fd: u64, backlog: u64) -> SysResult {
     let file = any_socket(p, fd)?;
-    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     // Linux caps the backlog at net.core.somaxconn (4096); negative is 0.
     let backlog = (backlog as i32).clamp(0, 4096) as u32;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::listen(p, s, backlog as usize);
+    }
+    let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     s.listen(backlog)?;
     Ok(0)
 }
@@ -230,6 +247,9 @@ pub(super) fn accept(p: &mut Process, fd: u64, addr: u64, len_ptr: u64, flags: u
         return Err(Errno::EINVAL);
     }
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::accept(p, s, addr, len_ptr, flags & SOCK_NONBLOCK != 0, flags & SOCK_CLOEXEC != 0);
+    }
     let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     if addr != 0 && len_ptr != 0 {
         room(p, len_ptr)?;
@@ -243,13 +263,24 @@ pub(super) fn accept(p: &mut Process, fd: u64, addr: u64, len_ptr: u64, flags: u
 
 pub(super) fn shutdown(p: &mut Process, fd: u64, how: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        s.shutdown(how)?;
+        return Ok(0);
+    }
     let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     s.shutdown(how)?;
     Ok(0)
 }
 
-pub(super) fn socketpair(_p: &mut Process, family: u64) -> SysResult {
-    if matches!(family as u32, AF_PACKET | AF_INET) { Err(Errno::EOPNOTSUPP) } else { Err(Errno::EAFNOSUPPORT) }
+pub(super) fn socketpair(p: &mut Process, family: u64, kind: u64, protocol: u64, sv: u64) -> SysResult {
+    if kind & !(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 || kind & SOCK_TYPE_MASK > 10 {
+        return Err(Errno::EINVAL);
+    }
+    match family as u32 {
+        crate::unix::AF_UNIX => super::unix::socketpair(p, (kind & SOCK_TYPE_MASK) as u32, protocol, kind & SOCK_NONBLOCK != 0, kind & SOCK_CLOEXEC != 0, sv),
+        AF_PACKET | AF_INET => Err(Errno::EOPNOTSUPP),
+        _ => Err(Errno::EAFNOSUPPORT),
+    }
 }
 
 fn destination(p: &Process, addr: u64, len: u64) -> Result<Option<LinkAddr>, Errno> {
@@ -283,6 +314,9 @@ fn inet_destination(p: &Process, s: &InetSocket, addr: u64, len: u64) -> Result<
 
 pub(super) fn sendto(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64, addr: u64, addr_len: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::sendto(p, s, buf, len, flags, addr, addr_len);
+    }
     if let Some(s) = file.as_inet_socket() {
         let to = inet_destination(p, s, addr, addr_len)?;
         let len = if s.kind() == SOCK_STREAM { len.min(1 << 20) } else { len };
@@ -304,6 +338,9 @@ pub(super) fn sendto(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64, a
 
 pub(super) fn recvfrom(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64, addr: u64, len_ptr: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::recvfrom(p, s, buf, len, flags, addr, len_ptr);
+    }
     if let Some(s) = file.as_inet_socket() {
         let mut data = vec![0u8; (len as usize).min(1 << 20)];
         let interrupted = p.interrupt_check();
@@ -326,13 +363,16 @@ pub(super) fn recvfrom(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64,
 }
 
 /// A `struct msghdr`.
-struct MsgHdr {
-    name: u64,
-    name_len: u64,
-    iov: Vec<(u64, u64)>,
+pub(super) struct MsgHdr {
+    pub name: u64,
+    pub name_len: u64,
+    pub iov: Vec<(u64, u64)>,
+    /// The control buffer and its length.
+    pub control: u64,
+    pub control_len: u64,
 }
 
-fn read_msghdr(p: &Process, msg: u64) -> Result<MsgHdr, Errno> {
+pub(super) fn read_msghdr(p: &Process, msg: u64) -> Result<MsgHdr, Errno> {
     let mut raw = [0u8; 56];
     p.memory.read(msg, &mut raw)?;
     let word = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or([0; 8]));
@@ -351,12 +391,15 @@ fn read_msghdr(p: &Process, msg: u64) -> Result<MsgHdr, Errno> {
         }
         iov.push((base, len));
     }
-    Ok(MsgHdr { name: word(0), name_len: u64::from(u32::from_le_bytes(raw[8..12].try_into().unwrap_or([0; 4]))), iov })
+    Ok(MsgHdr { name: word(0), name_len: u64::from(u32::from_le_bytes(raw[8..12].try_into().unwrap_or([0; 4]))), iov, control: word(32), control_len: word(40) })
 }
 
 pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResult {
     let file = any_socket(p, fd)?;
     let hdr = read_msghdr(p, msg)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::sendmsg(p, s, &hdr, flags);
+    }
     if let Some(s) = file.as_inet_socket() {
         let to = inet_destination(p, s, hdr.name, hdr.name_len)?;
         let limit = if s.kind() == SOCK_STREAM { 1 << 20 } else { MAX_DATAGRAM };
@@ -388,6 +431,9 @@ pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
 pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResult {
     let file = any_socket(p, fd)?;
     let hdr = read_msghdr(p, msg)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::recvmsg(p, s, msg, &hdr, flags);
+    }
     let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
     let interrupted = p.interrupt_check();
     let (data, n, full, name, name_len) = if let Some(s) = file.as_inet_socket() {
@@ -424,7 +470,7 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
 }
 
 /// Reads an option value: an `int` (at least 4 bytes, EINVAL).
-fn int_value(p: &Process, value: u64, len: u64) -> Result<i32, Errno> {
+pub(super) fn int_value(p: &Process, value: u64, len: u64) -> Result<i32, Errno> {
     if (len as i32) < 4 {
         return Err(Errno::EINVAL);
     }
@@ -434,7 +480,7 @@ fn int_value(p: &Process, value: u64, len: u64) -> Result<i32, Errno> {
 }
 
 /// Reads a `struct timeval` option as nanoseconds (0: none).
-fn timeval_value(p: &Process, value: u64, len: u64) -> Result<u64, Errno> {
+pub(super) fn timeval_value(p: &Process, value: u64, len: u64) -> Result<u64, Errno> {
     if (len as i32) < 16 {
         return Err(Errno::EINVAL);
     }
@@ -478,6 +524,9 @@ fn bind_to_device(p: &Process, file: &Arc<dyn crate::files::File>, value: u64, l
 pub(super) fn setsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysResult {
     use tessera_cell_api::netstack::SockOption;
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::setsockopt(p, s, level, name, value, len);
+    }
     if level == SOL_SOCKET && name == SO_BINDTODEVICE {
         return bind_to_device(p, &file, value, len);
     }
@@ -565,6 +614,9 @@ pub(super) fn setsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value:
 
 pub(super) fn getsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value: u64, len_ptr: u64) -> SysResult {
     let file = any_socket(p, fd)?;
+    if let Some(s) = file.as_unix_socket() {
+        return super::unix::getsockopt(p, s, level, name, value, len_ptr);
+    }
     if let Some(s) = file.as_inet_socket() {
         let o = *s.options.lock();
         let answer: Vec<u8> = match (level, name) {
