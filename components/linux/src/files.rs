@@ -150,6 +150,10 @@ pub trait File: Send + Sync {
     fn as_unix_socket(&self) -> Option<&crate::unix::UnixSocket> {
         None
     }
+    /// The `AF_NETLINK` socket behind this file, if it is one.
+    fn as_netlink_socket(&self) -> Option<&crate::netlink::NetlinkSocket> {
+        None
+    }
     /// The inotify instance behind this file, if it is one.
     fn as_inotify(&self) -> Option<&crate::inotify::Inotify> {
         None

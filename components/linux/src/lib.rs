@@ -21,6 +21,7 @@ pub mod memory;
 pub mod memstore;
 pub mod mqueue;
 pub mod net;
+pub mod netlink;
 pub mod pagecache;
 pub mod pidfd;
 pub mod pipe;

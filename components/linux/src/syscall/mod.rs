@@ -21,6 +21,7 @@ mod splice;
 mod signal;
 mod timer;
 mod unix;
+mod netlink;
 
 use crate::errno::Errno;
 use crate::process::{IdKind, Process};

@@ -64,6 +64,7 @@ pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> 
         return Err(Errno::EINVAL);
     }
     match family as u32 {
+        crate::netlink::AF_NETLINK => super::netlink::socket(p, (kind & SOCK_TYPE_MASK) as u32, protocol, kind & SOCK_NONBLOCK != 0, kind & SOCK_CLOEXEC != 0),
         crate::unix::AF_UNIX => super::unix::socket(p, (kind & SOCK_TYPE_MASK) as u32, protocol, kind & SOCK_NONBLOCK != 0, kind & SOCK_CLOEXEC != 0),
         AF_PACKET => {
             let ty = (kind & SOCK_TYPE_MASK) as u32;
@@ -107,7 +108,7 @@ pub(super) fn socket(p: &mut Process, family: u64, kind: u64, protocol: u64) -> 
 /// The socket `fd` names: EBADF, or ENOTSOCK for another file.
 fn any_socket(p: &Process, fd: u64) -> Result<Arc<dyn crate::files::File>, Errno> {
     let file = p.files.get(fd)?;
-    if file.as_packet_socket().is_none() && file.as_inet_socket().is_none() && file.as_unix_socket().is_none() {
+    if file.as_packet_socket().is_none() && file.as_inet_socket().is_none() && file.as_unix_socket().is_none() && file.as_netlink_socket().is_none() {
         return Err(Errno::ENOTSOCK);
     }
     Ok(file)
@@ -179,6 +180,9 @@ pub(super) fn bind(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResult {
     if let Some(s) = file.as_unix_socket() {
         return super::unix::bind(p, s, addr, len);
     }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::bind(p, s, addr, len);
+    }
     if let Some(s) = file.as_inet_socket() {
         let local = inet_addr(p, addr, len, false)?.ok_or(Errno::EAFNOSUPPORT)?;
         s.bind(local, p.info.credentials().capable(crate::process::cap::NET_BIND_SERVICE))?;
@@ -197,6 +201,9 @@ pub(super) fn getsockname(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> 
     if let Some(s) = file.as_unix_socket() {
         return super::unix::getsockname(p, s, addr, len_ptr);
     }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::getsockname(p, s, addr, len_ptr);
+    }
     if let Some(s) = file.as_inet_socket() {
         write_addr(p, addr, len_ptr, &inet::addr_bytes(&s.local()), inet::SOCKADDR_IN)?;
         return Ok(0);
@@ -211,6 +218,9 @@ pub(super) fn getpeername(p: &mut Process, fd: u64, addr: u64, len_ptr: u64) -> 
     if let Some(s) = file.as_unix_socket() {
         return super::unix::getpeername(p, s, addr, len_ptr);
     }
+    if file.as_netlink_socket().is_some() {
+        return super::netlink::getpeername(p, addr, len_ptr);
+    }
     let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     let peer = s.peer()?;
     write_addr(p, addr, len_ptr, &inet::addr_bytes(&peer), inet::SOCKADDR_IN)?;
@@ -221,6 +231,9 @@ pub(super) fn connect(p: &mut Process, fd: u64, addr: u64, len: u64) -> SysResul
     let file = any_socket(p, fd)?;
     if let Some(s) = file.as_unix_socket() {
         return super::unix::connect(p, s, addr, len);
+    }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::connect(p, s, addr, len);
     }
     let s = file.as_inet_socket().ok_or(Errno::EOPNOTSUPP)?;
     let unspec = s.kind() != SOCK_STREAM;
@@ -278,7 +291,7 @@ pub(super) fn socketpair(p: &mut Process, family: u64, kind: u64, protocol: u64,
     }
     match family as u32 {
         crate::unix::AF_UNIX => super::unix::socketpair(p, (kind & SOCK_TYPE_MASK) as u32, protocol, kind & SOCK_NONBLOCK != 0, kind & SOCK_CLOEXEC != 0, sv),
-        AF_PACKET | AF_INET => Err(Errno::EOPNOTSUPP),
+        AF_PACKET | AF_INET | crate::netlink::AF_NETLINK => Err(Errno::EOPNOTSUPP),
         _ => Err(Errno::EAFNOSUPPORT),
     }
 }
@@ -317,6 +330,9 @@ pub(super) fn sendto(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64, a
     if let Some(s) = file.as_unix_socket() {
         return super::unix::sendto(p, s, buf, len, flags, addr, addr_len);
     }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::sendto(p, s, buf, len, addr, addr_len);
+    }
     if let Some(s) = file.as_inet_socket() {
         let to = inet_destination(p, s, addr, addr_len)?;
         let len = if s.kind() == SOCK_STREAM { len.min(1 << 20) } else { len };
@@ -340,6 +356,9 @@ pub(super) fn recvfrom(p: &mut Process, fd: u64, buf: u64, len: u64, flags: u64,
     let file = any_socket(p, fd)?;
     if let Some(s) = file.as_unix_socket() {
         return super::unix::recvfrom(p, s, buf, len, flags, addr, len_ptr);
+    }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::recvfrom(p, s, buf, len, flags, addr, len_ptr);
     }
     if let Some(s) = file.as_inet_socket() {
         let mut data = vec![0u8; (len as usize).min(1 << 20)];
@@ -400,6 +419,9 @@ pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
     if let Some(s) = file.as_unix_socket() {
         return super::unix::sendmsg(p, s, &hdr, flags);
     }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::sendmsg(p, s, &hdr);
+    }
     if let Some(s) = file.as_inet_socket() {
         let to = inet_destination(p, s, hdr.name, hdr.name_len)?;
         let limit = if s.kind() == SOCK_STREAM { 1 << 20 } else { MAX_DATAGRAM };
@@ -433,6 +455,9 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
     let hdr = read_msghdr(p, msg)?;
     if let Some(s) = file.as_unix_socket() {
         return super::unix::recvmsg(p, s, msg, &hdr, flags);
+    }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::recvmsg(p, s, msg, &hdr, flags);
     }
     let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
     let interrupted = p.interrupt_check();
@@ -527,6 +552,9 @@ pub(super) fn setsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value:
     if let Some(s) = file.as_unix_socket() {
         return super::unix::setsockopt(p, s, level, name, value, len);
     }
+    if file.as_netlink_socket().is_some() {
+        return super::netlink::setsockopt(p, level, value, len);
+    }
     if level == SOL_SOCKET && name == SO_BINDTODEVICE {
         return bind_to_device(p, &file, value, len);
     }
@@ -616,6 +644,9 @@ pub(super) fn getsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value:
     let file = any_socket(p, fd)?;
     if let Some(s) = file.as_unix_socket() {
         return super::unix::getsockopt(p, s, level, name, value, len_ptr);
+    }
+    if let Some(s) = file.as_netlink_socket() {
+        return super::netlink::getsockopt(p, s, level, name, value, len_ptr);
     }
     if let Some(s) = file.as_inet_socket() {
         let o = *s.options.lock();
