@@ -47,6 +47,29 @@ fn eth0_is_driven_by_the_virtio_net_cell_which_swaps_live_and_contains_its_fault
 
 /// A deterministic body of `len` bytes (xorshift), so that nothing about
 /// it compresses or repeats.
+/// Reads from a telnet connection until `needle` shows, skipping the
+/// option negotiation (IAC sequences); returns the text seen.
+fn telnet_until(stream: &mut std::net::TcpStream, needle: &str) -> String {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let mut raw = [0u8; 512];
+    let mut iac = 0usize;
+    while !String::from_utf8_lossy(&text).contains(needle) {
+        let n = stream.read(&mut raw).unwrap_or_else(|e| panic!("telnet: waiting for {needle:?}: {e}; seen {:?}", String::from_utf8_lossy(&text)));
+        assert!(n > 0, "telnet: closed while waiting for {needle:?}; seen {:?}", String::from_utf8_lossy(&text));
+        for &b in &raw[..n] {
+            match (iac, b) {
+                (0, 255) => iac = 1,
+                (0, _) => text.push(b),
+                // IAC WILL/WONT/DO/DONT take one more byte.
+                (1, 251..=254) => iac = 2,
+                _ => iac = 0,
+            }
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 fn body(len: usize) -> Vec<u8> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     (0..len)
@@ -114,11 +137,12 @@ fn tcp_and_udp_through_the_stack_cell_with_dhcp_forwarded_ports_swaps_and_faults
     let server_port = server.local_addr().expect("its port").port();
     let (tx, from_guest) = std::sync::mpsc::channel();
     serve(server, data.clone(), tx);
-    let (httpd_port, nc_port) = (free_port(), free_port());
+    let (httpd_port, nc_port, telnet_port) = (free_port(), free_port(), free_port());
     let options = MachineOptions { memory: "512M".into(), wall_clock: Duration::from_secs(900), ..MachineOptions::kernel("") }
         .guest_port(server_port)
         .host_port(httpd_port, 8080)
-        .host_port(nc_port, 9000);
+        .host_port(nc_port, 9000)
+        .host_port(telnet_port, 23);
     let mut m = Machine::start("net-tcp", &options);
     m.expect("built-in shell (ash)", T);
     m.expect("# ", T);
@@ -168,6 +192,31 @@ fn tcp_and_udp_through_the_stack_cell_with_dhcp_forwarded_ports_swaps_and_faults
     stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").expect("send the request");
     stream.read_to_string(&mut page).expect("read the page");
     assert!(page.starts_with("HTTP/1.") && page.contains("page-from-tessera"), "{page}");
+    // busybox telnetd in the guest: a shell on a pseudo-terminal
+    // (/dev/ptmx, /dev/pts/0), used from the host through the forwarded
+    // port: a command, the terminal's name, ^C of a foreground job, exit.
+    m.shell("telnetd -l /bin/sh && echo telnetd star\"\"ted", "telnetd started", T);
+    let mut telnet = std::net::TcpStream::connect(("127.0.0.1", telnet_port)).expect("connect to the forwarded telnetd");
+    telnet.set_read_timeout(Some(T)).expect("timeout");
+    telnet_until(&mut telnet, "# ");
+    telnet.write_all(b"echo tele$((6*7))net; tty\r\n").expect("send");
+    let seen = telnet_until(&mut telnet, "/dev/pts/0");
+    assert!(seen.contains("tele42net"), "{seen}");
+    // ^C once the job runs (ash puts it in front before exec, so once
+    // `ps` shows it, the terminal's foreground group is the job's): the
+    // job dies of SIGINT, the shell drops the rest of the line (as ash
+    // does on Linux) and takes the next command.
+    telnet.write_all(b"sleep 60; echo not-reached\r\n").expect("send");
+    m.shell("i=0; until ps | grep -q '[s]leep 60'; do sleep 1; i=$((i+1)); [ $i = 30 ] && break; done; echo wait\"\"ed $i", "waited", T);
+    telnet.write_all(b"\x03").expect("send ^C");
+    telnet_until(&mut telnet, "^C");
+    telnet.write_all(b"echo after-$((1+1)); ps | grep -c '[s]leep 60'\r\n").expect("send");
+    let seen = telnet_until(&mut telnet, "after-2");
+    assert!(!seen.contains("not-reached"), "{seen}");
+    telnet.write_all(b"exit\r\n").expect("send");
+    let mut rest = Vec::new();
+    telnet.read_to_end(&mut rest).expect("telnetd closes the connection when the shell exits");
+    m.shell("echo pts=$(ls /dev/pts | wc -l)", "pts=0", T);
     // nc both ways: the host sends to a listening guest, the guest to a
     // host listener.
     m.shell("(nc -l -p 9000 > /tmp/from-host.txt &) ; sleep 1; echo nc listening", "nc listening", T);

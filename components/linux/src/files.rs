@@ -150,6 +150,10 @@ pub trait File: Send + Sync {
     fn as_unix_socket(&self) -> Option<&crate::unix::UnixSocket> {
         None
     }
+    /// The pty master behind this file, if it is one.
+    fn as_pty_master(&self) -> Option<&crate::pty::PtyMaster> {
+        None
+    }
     /// The `AF_NETLINK` socket behind this file, if it is one.
     fn as_netlink_socket(&self) -> Option<&crate::netlink::NetlinkSocket> {
         None
@@ -243,6 +247,12 @@ pub struct Tty {
     winsize: framekernel::sync::SpinLock<[u16; 4]>,
     /// Raw input while there is no line discipline.
     raw: framekernel::sync::SpinLock<alloc::collections::VecDeque<u8>>,
+    /// The terminal's number in the tty cell (0: the console).
+    index: u32,
+    /// The pseudo-terminal whose slave this is (none: the console).
+    pty: Option<alloc::sync::Weak<crate::pty::Pty>>,
+    /// The other side is gone (a pty master closed): reads end, writes fail.
+    hung_up: core::sync::atomic::AtomicBool,
 }
 
 /// The line disciplines' slot.
@@ -265,14 +275,7 @@ pub fn set_line_disciplines(slot: Arc<TtySlot>) {
 pub fn console() -> Arc<Tty> {
     CONSOLE
         .call_once(|| {
-            Arc::new(Tty {
-                readers: tessera_sched::WaitQueue::new(),
-                generation: core::sync::atomic::AtomicU64::new(0),
-                foreground: core::sync::atomic::AtomicU32::new(0),
-                session: core::sync::atomic::AtomicU32::new(0),
-                winsize: framekernel::sync::SpinLock::new([24, 80, 0, 0]),
-                raw: framekernel::sync::SpinLock::new(alloc::collections::VecDeque::new()),
-            })
+            Arc::new(Tty::new(CONSOLE_TTY, None))
         })
         .clone()
 }
@@ -294,28 +297,7 @@ pub fn start_input_task() -> Result<(), framekernel::mm::OutOfMemory> {
             let tty = console();
             tty.replay_raw();
             while let Some(byte) = framekernel::console::read_byte() {
-                // Retried after a fault: the fresh line discipline gets the byte.
-                match tty.line_discipline(true, byte, |ld, byte| ld.input(CONSOLE_TTY, byte)) {
-                    Some(effect) => {
-                        if !effect.echo.is_empty() {
-                            framekernel::console::write_raw(&effect.echo);
-                        }
-                        if let Some(signal) = effect.signal {
-                            let sig = match signal {
-                                tty::TtySignal::Interrupt => crate::signal::num::SIGINT,
-                                tty::TtySignal::Quit => crate::signal::num::SIGQUIT,
-                                tty::TtySignal::Suspend => crate::signal::num::SIGTSTP,
-                            };
-                            tty.signal_foreground(sig);
-                        }
-                    }
-                    None => {
-                        let mut raw = tty.raw.lock();
-                        if raw.len() < tty::MAX_INPUT {
-                            raw.push_back(byte);
-                        }
-                    }
-                }
+                tty.input(byte, &mut |echo| framekernel::console::write_raw(echo));
             }
             tty.changed();
         }
@@ -324,6 +306,74 @@ pub fn start_input_task() -> Result<(), framekernel::mm::OutOfMemory> {
 }
 
 impl Tty {
+    /// A terminal with line discipline number `index` (a pty's slave when
+    /// `pty` is given), in the line discipline's default settings.
+    pub(crate) fn new(index: u32, pty: Option<alloc::sync::Weak<crate::pty::Pty>>) -> Tty {
+        Tty {
+            readers: tessera_sched::WaitQueue::new(),
+            generation: core::sync::atomic::AtomicU64::new(0),
+            foreground: core::sync::atomic::AtomicU32::new(0),
+            session: core::sync::atomic::AtomicU32::new(0),
+            winsize: framekernel::sync::SpinLock::new([24, 80, 0, 0]),
+            raw: framekernel::sync::SpinLock::new(alloc::collections::VecDeque::new()),
+            index,
+            pty,
+            hung_up: core::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Runs one typed byte through the line discipline: `echo` gets what
+    /// to show, the foreground group the signal it raises. Without a
+    /// line discipline the byte waits raw. Readers are not woken (call
+    /// [`Tty::changed`] after a batch).
+    pub(crate) fn input(&self, byte: u8, echo: &mut dyn FnMut(&[u8])) {
+        let index = self.index;
+        // Retried after a fault: the fresh line discipline gets the byte.
+        match self.line_discipline(true, (index, byte), |ld, (index, byte)| ld.input(index, byte)) {
+            Some(effect) => {
+                if !effect.echo.is_empty() {
+                    echo(&effect.echo);
+                }
+                if let Some(signal) = effect.signal {
+                    let sig = match signal {
+                        tty::TtySignal::Interrupt => crate::signal::num::SIGINT,
+                        tty::TtySignal::Quit => crate::signal::num::SIGQUIT,
+                        tty::TtySignal::Suspend => crate::signal::num::SIGTSTP,
+                    };
+                    self.signal_foreground(sig);
+                }
+            }
+            None => {
+                let mut raw = self.raw.lock();
+                if raw.len() < tty::MAX_INPUT {
+                    raw.push_back(byte);
+                }
+            }
+        }
+    }
+
+    /// The other side went away (a pty's master closed): readers get end
+    /// of file, writers EIO, the foreground group SIGHUP and SIGCONT.
+    pub(crate) fn hang_up(&self) {
+        self.hung_up.store(true, core::sync::atomic::Ordering::SeqCst);
+        self.signal_foreground(crate::signal::num::SIGHUP);
+        self.signal_foreground(crate::signal::num::SIGCONT);
+        self.changed();
+    }
+
+    /// The pty this terminal is the slave of.
+    pub fn pty(&self) -> Option<Arc<crate::pty::Pty>> {
+        self.pty.as_ref().and_then(alloc::sync::Weak::upgrade)
+    }
+
+    /// The line discipline back to its defaults (a pty number used again).
+    pub(crate) fn reset(&self) {
+        self.line_discipline(true, self.index, |ld, index| {
+            ld.flush_input(index);
+            ld.set_termios(index, tty::Termios::default());
+        });
+    }
+
     /// Calls the line discipline; `None` without a working one.
     /// `f(line discipline, arg)` runs inside the cell boundary; only `arg`
     /// crosses (copied again for a retry).
@@ -341,13 +391,14 @@ impl Tty {
             }
             raw.drain(..).collect()
         };
+        let index = self.index;
         for byte in pending {
-            let _ = self.line_discipline(true, byte, |ld, byte| ld.input(CONSOLE_TTY, byte));
+            let _ = self.line_discipline(true, (index, byte), |ld, (index, byte)| ld.input(index, byte));
         }
     }
 
     /// Input was processed or settings changed: wake readers and pollers.
-    fn changed(&self) {
+    pub(crate) fn changed(&self) {
         self.generation.fetch_add(1, core::sync::atomic::Ordering::Release);
         self.readers.wake_all();
         crate::syscall::poll::notify();
@@ -356,7 +407,7 @@ impl Tty {
     /// One read attempt: `None` when the reader must wait.
     fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
         let max = buf.len();
-        match self.line_discipline(false, max, |ld, max| ld.read(CONSOLE_TTY, max)) {
+        match self.line_discipline(false, (self.index, max), |ld, (index, max)| ld.read(index, max)) {
             Some(Some(bytes)) => {
                 let n = bytes.len().min(buf.len());
                 buf.get_mut(..n)?.copy_from_slice(bytes.get(..n)?);
@@ -385,6 +436,9 @@ impl Tty {
             let seen = self.generation.load(core::sync::atomic::Ordering::Acquire);
             if let Some(n) = self.try_read(buf) {
                 return Ok(n as u64);
+            }
+            if self.hung_up.load(core::sync::atomic::Ordering::SeqCst) {
+                return Ok(0);
             }
             if interrupted() {
                 return Err(Errno::EINTR);
@@ -429,30 +483,30 @@ impl Tty {
 
     /// The settings.
     pub fn termios(&self) -> tty::Termios {
-        self.line_discipline(true, (), |ld, ()| ld.termios(CONSOLE_TTY)).unwrap_or_default()
+        self.line_discipline(true, self.index, |ld, index| ld.termios(index)).unwrap_or_default()
     }
 
     /// New settings; `flush` drops pending input first.
     pub fn set_termios(&self, termios: tty::Termios, flush: bool) {
-        self.line_discipline(true, (flush, termios), |ld, (flush, termios)| {
+        self.line_discipline(true, (self.index, flush, termios), |ld, (index, flush, termios)| {
             if flush {
-                ld.flush_input(CONSOLE_TTY);
+                ld.flush_input(index);
             }
-            ld.set_termios(CONSOLE_TTY, termios);
+            ld.set_termios(index, termios);
         });
         self.changed();
     }
 
     /// Drops pending input.
     pub fn flush_input(&self) {
-        if self.line_discipline(true, (), |ld, ()| ld.flush_input(CONSOLE_TTY)).is_none() {
+        if self.line_discipline(true, self.index, |ld, index| ld.flush_input(index)).is_none() {
             self.raw.lock().clear();
         }
     }
 
     /// Bytes a read would get now.
     pub fn available(&self) -> usize {
-        self.line_discipline(true, (), |ld, ()| ld.available(CONSOLE_TTY)).unwrap_or_else(|| self.raw.lock().len())
+        self.line_discipline(true, self.index, |ld, index| ld.available(index)).unwrap_or_else(|| self.raw.lock().len())
     }
 
     /// Window size: rows, columns, x and y pixels.
@@ -460,9 +514,13 @@ impl Tty {
         *self.winsize.lock()
     }
 
-    /// Sets the window size.
+    /// Sets the window size; a change signals the foreground group
+    /// (SIGWINCH), as Linux.
     pub fn set_winsize(&self, size: [u16; 4]) {
-        *self.winsize.lock() = size;
+        let old = core::mem::replace(&mut *self.winsize.lock(), size);
+        if old != size {
+            self.signal_foreground(crate::signal::num::SIGWINCH);
+        }
     }
 
     /// Reads like a program would (for the kernel's own console monitor).
@@ -480,16 +538,30 @@ impl File for Tty {
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
-        match self.line_discipline(true, buf, |ld, buf| ld.output(CONSOLE_TTY, buf)) {
-            Some(out) => framekernel::console::write_raw(&out),
-            None => framekernel::console::write_raw(buf),
+        self.write_interruptible(buf, &|| false)
+    }
+
+    fn write_interruptible(&self, buf: &[u8], interrupted: &dyn Fn() -> bool) -> SysResult {
+        if self.hung_up.load(core::sync::atomic::Ordering::SeqCst) {
+            return Err(Errno::EIO);
+        }
+        let index = self.index;
+        let out = self.line_discipline(true, (index, buf), |ld, (index, buf)| ld.output(index, buf));
+        let out = out.as_deref().unwrap_or(buf);
+        match &self.pty {
+            Some(pty) => pty.upgrade().ok_or(Errno::EIO)?.slave_output(out, interrupted)?,
+            None => framekernel::console::write_raw(out),
         }
         Ok(buf.len() as u64)
     }
 
     fn stat(&self) -> FileStat {
-        // A character device, like /dev/console (major 5, minor 1).
-        device_stat(1, (5 << 8) | 1, 0o620)
+        match self.pty() {
+            // /dev/pts/N.
+            Some(pty) => pty.stat(),
+            // A character device, like /dev/console (major 5, minor 1).
+            None => device_stat(1, (5 << 8) | 1, 0o620),
+        }
     }
 
     fn is_tty(&self) -> bool {
@@ -504,7 +576,10 @@ impl File for Tty {
         // Polling may run where waiting is not allowed: never block here;
         // while the line discipline is unavailable, say readable (a read
         // then waits properly).
-        let readable = match LINE_DISCIPLINES.get().map(|slot| slot.try_call(|cell| cell.call((), |ld, ()| ld.readable(CONSOLE_TTY)))) {
+        if self.hung_up.load(core::sync::atomic::Ordering::SeqCst) {
+            return POLLIN | POLLOUT | POLLHUP;
+        }
+        let readable = match LINE_DISCIPLINES.get().map(|slot| slot.try_call(|cell| cell.call(self.index, |ld, index| ld.readable(index)))) {
             Some(Ok(readable)) => readable,
             // Held: the terminal is raw now.
             Some(Err(tessera_live_update::SlotError::Held { .. })) | None => !self.raw.lock().is_empty(),

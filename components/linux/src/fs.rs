@@ -460,6 +460,12 @@ pub fn device_path(rdev: u64) -> Option<alloc::string::String> {
 /// for the console terminal, a character device's by its number; `None`
 /// for anything else (pipes, anonymous files).
 pub fn device_node_of(file: &dyn crate::files::File) -> Option<alloc::string::String> {
+    if file.as_pty_master().is_some() {
+        return Some(alloc::string::String::from("/dev/ptmx"));
+    }
+    if let Some(pty) = file.as_tty().and_then(crate::files::Tty::pty) {
+        return Some(alloc::format!("/dev/pts/{}", pty.number()));
+    }
     if file.is_tty() {
         return Some(alloc::string::String::from("/dev/console"));
     }
@@ -468,7 +474,7 @@ pub fn device_node_of(file: &dyn crate::files::File) -> Option<alloc::string::St
 }
 
 /// Device nodes made in `/dev` at boot: name, number, permissions.
-pub const DEVICES: [(&str, u64, u32); 9] = [
+pub const DEVICES: [(&str, u64, u32); 10] = [
     ("null", 0x103, 0o666),
     ("zero", 0x105, 0o666),
     ("full", 0x107, 0o666),
@@ -476,6 +482,7 @@ pub const DEVICES: [(&str, u64, u32); 9] = [
     ("urandom", 0x109, 0o666),
     ("tty", 0x500, 0o666),
     ("console", 0x501, 0o620),
+    ("ptmx", crate::pty::PTMX_RDEV, 0o666),
     ("ttyS0", 0x440, 0o620),
     ("cellctl", crate::cellctl::RDEV, 0o666), // changing cells checks the euid
 ];

@@ -27,6 +27,7 @@ pub mod pidfd;
 pub mod pipe;
 pub mod process;
 pub mod procfs;
+pub mod pty;
 pub mod seccomp;
 pub mod fs;
 pub mod inet;

@@ -116,6 +116,12 @@ fn open_location(p: &Process, location: Location, flags: u64) -> Result<Arc<dyn 
     let meta = location.node().metadata();
     match meta.kind {
         FileType::Fifo if flags & O_PATH == 0 => crate::pipe::open_fifo(location.node(), flags, &p.interrupt_check(), p.info.credentials().capable(crate::process::cap::SYS_RESOURCE)),
+        FileType::CharDevice if flags & O_PATH == 0 && crate::pty::handles(meta.rdev) => crate::pty::open(meta.rdev, flags, &p.info),
+        // /dev/tty: a pty session's terminal, else the console.
+        FileType::CharDevice if flags & O_PATH == 0 && meta.rdev == crate::pty::TTY_RDEV => match crate::pty::controlling(&p.info) {
+            Some(tty) => Ok(tty),
+            None => fs::open_device(meta.rdev),
+        },
         FileType::CharDevice if flags & O_PATH == 0 => fs::open_device(meta.rdev),
         FileType::BlockDevice if flags & O_PATH == 0 => crate::block::open(meta.rdev),
         FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Symlink => {

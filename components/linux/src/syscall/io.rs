@@ -240,6 +240,9 @@ const TIOCSWINSZ: u64 = 0x5414;
 const FIONREAD: u64 = 0x541B;
 const TIOCNOTTY: u64 = 0x5422;
 const TIOCGSID: u64 = 0x5429;
+const TIOCGPTN: u64 = 0x8004_5430;
+const TIOCSPTLCK: u64 = 0x4004_5431;
+const TIOCGPTLCK: u64 = 0x8004_5439;
 const FIONBIO: u64 = 0x5421;
 const FIOCLEX: u64 = 0x5451;
 const FIONCLEX: u64 = 0x5450;
@@ -333,6 +336,18 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
     }
     if stat.kind == tessera_vfs::FileType::BlockDevice {
         return block_ioctl(p, stat.rdev, request, arg);
+    }
+    if let Some(master) = file.as_pty_master() {
+        match request {
+            TIOCGPTN => return p.memory.write(arg, &master.number().to_le_bytes()).map(|()| 0),
+            TIOCSPTLCK => {
+                master.set_locked(read_u32(p, arg)? != 0);
+                return Ok(0);
+            }
+            TIOCGPTLCK => return p.memory.write(arg, &u32::from(master.locked()).to_le_bytes()).map(|()| 0),
+            FIONREAD => return p.memory.write(arg, &(master.pending() as u32).to_le_bytes()).map(|()| 0),
+            _ => {}
+        }
     }
     let tty = file.as_tty().ok_or(Errno::ENOTTY)?;
     match request {

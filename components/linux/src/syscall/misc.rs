@@ -492,7 +492,8 @@ pub(super) fn mount(p: &mut Process, source: u64, target: u64, fstype: u64, flag
             }
             root
         }
-        "devpts" | "cgroup" | "cgroup2" => tessera_vfs::tmpfs::TmpFs::new_root(0, Some(crate::fs::now)),
+        "devpts" => crate::pty::devpts(),
+        "cgroup" | "cgroup2" => tessera_vfs::tmpfs::TmpFs::new_root(0, Some(crate::fs::now)),
         _ if crate::cellfs::type_names().contains(&kind) => {
             // A disk file system served by a cell: the source is a block
             // device node.
