@@ -20,9 +20,16 @@
 //! every lock is released (dropping a file may close another socket).
 //!
 //! Descriptors in flight count against the sender's user, up to its
-//! `RLIMIT_NOFILE` (ETOOMANYREFS past it), as on Linux. A socket sent
-//! over itself stays alive until the machine stops (Linux collects such
-//! cycles; here the in-flight limit bounds them).
+//! `RLIMIT_NOFILE` (ETOOMANYREFS past it), as on Linux. Sockets that are
+//! reachable only from queues (a socket sent over itself, rings of them)
+//! are found by [`collect`] when a socket with descriptors in flight
+//! closes, and their queues emptied, as Linux's garbage collector does.
+//!
+//! Queued bytes are charged to the sending user: at most a quarter of
+//! RAM in all and an eighth per user (ENOBUFS past it), so no user can
+//! exhaust the kernel heap through socket queues; every queue allocation
+//! is fallible. Dropping a queue that holds sockets that hold queues is
+//! done by one loop ([`bury`]), never by recursion.
 
 use crate::errno::{Errno, SysResult};
 use crate::files::{File, FileStat, NonBlocking, POLLERR, POLLHUP, POLLIN, POLLOUT};
@@ -133,9 +140,6 @@ impl Ucred {
 /// The credentials a message without any gives (pid 0, ids -1).
 const NO_CRED: Ucred = Ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
 
-/// Sockets with `SO_PASSCRED` on.
-static PASS_CRED: AtomicUsize = AtomicUsize::new(0);
-
 /// Descriptors in flight per sending user.
 static IN_FLIGHT: SpinLock<BTreeMap<u32, usize>> = SpinLock::new(BTreeMap::new());
 
@@ -151,13 +155,18 @@ impl Carried {
     /// a privileged sender).
     fn new(files: Vec<Arc<dyn File>>, uid: u32, limit: Option<usize>) -> Result<Carried, Errno> {
         if !files.is_empty() {
+            let over = |counts: &BTreeMap<u32, usize>| limit.is_some_and(|limit| counts.get(&uid).copied().unwrap_or(0) + files.len() > limit);
+            // Past the limit: garbage may hold the count; collect it first.
+            if over(&IN_FLIGHT.lock()) {
+                collect();
+            }
             let mut counts = IN_FLIGHT.lock();
-            let count = counts.entry(uid).or_insert(0);
-            if limit.is_some_and(|limit| *count + files.len() > limit) {
+            if over(&counts) {
                 return Err(Errno::ETOOMANYREFS);
             }
-            *count += files.len();
+            *counts.entry(uid).or_insert(0) += files.len();
         }
+        count_in_flight(&files, true);
         Ok(Carried { files, uid })
     }
 
@@ -168,6 +177,7 @@ impl Carried {
         }
         let files = core::mem::take(&mut self.files);
         release(self.uid, files.len());
+        count_in_flight(&files, false);
         files
     }
 }
@@ -175,6 +185,7 @@ impl Carried {
 impl Drop for Carried {
     fn drop(&mut self) {
         release(self.uid, self.files.len());
+        count_in_flight(&self.files, false);
     }
 }
 
@@ -191,16 +202,106 @@ fn release(uid: u32, n: usize) {
     }
 }
 
+/// Bytes queued on every socket, and per sending user.
+static QUEUED: SpinLock<(usize, BTreeMap<u32, usize>)> = SpinLock::new((0, BTreeMap::new()));
+
+/// Queued bytes charged to a user until the message is read or dropped.
+struct Charge {
+    uid: u32,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Charges `bytes` to `uid`: ENOBUFS past a quarter of RAM in all or
+    /// an eighth for one user.
+    fn new(uid: u32, bytes: usize) -> Result<Charge, Errno> {
+        Charge::take(uid, bytes).or_else(|_| {
+            // Garbage may hold the bytes: collect it and try again.
+            collect();
+            Charge::take(uid, bytes)
+        })
+    }
+
+    fn take(uid: u32, bytes: usize) -> Result<Charge, Errno> {
+        let ram = (framekernel::mm::frame_stats().total as usize).saturating_mul(4096);
+        let mut q = QUEUED.lock();
+        let mine = q.1.get(&uid).copied().unwrap_or(0);
+        if q.0 + bytes > ram / 4 || mine + bytes > ram / 8 {
+            return Err(Errno::ENOBUFS);
+        }
+        q.0 += bytes;
+        *q.1.entry(uid).or_insert(0) += bytes;
+        Ok(Charge { uid, bytes })
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let mut q = QUEUED.lock();
+        q.0 = q.0.saturating_sub(self.bytes);
+        if let Some(mine) = q.1.get_mut(&self.uid) {
+            *mine = mine.saturating_sub(self.bytes);
+            if *mine == 0 {
+                q.1.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Copies `data` into a new buffer, ENOBUFS when the heap has no room.
+fn copy(data: &[u8]) -> Result<Vec<u8>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(data.len()).map_err(|_| Errno::ENOBUFS)?;
+    v.extend_from_slice(data);
+    Ok(v)
+}
+
+/// Queues waiting to be dropped, and whether a task is dropping them.
+static GRAVE: SpinLock<(Vec<VecDeque<Msg>>, bool)> = SpinLock::new((Vec::new(), false));
+
+/// Drops `queue` with no lock held. Messages may carry sockets whose
+/// queues carry sockets, and so on: the first caller drops them all in a
+/// loop, later (nested) ones only add theirs to its list, so a long chain
+/// costs no stack.
+fn bury(queue: VecDeque<Msg>) {
+    if queue.is_empty() {
+        return;
+    }
+    {
+        let mut grave = GRAVE.lock();
+        grave.0.push(queue);
+        if grave.1 {
+            return;
+        }
+        grave.1 = true;
+    }
+    loop {
+        let next = {
+            let mut grave = GRAVE.lock();
+            let next = grave.0.pop();
+            if next.is_none() {
+                grave.1 = false;
+            }
+            next
+        };
+        match next {
+            Some(queue) => drop(queue),
+            None => return,
+        }
+    }
+}
+
 /// One queued message.
 struct Msg {
     data: Vec<u8>,
     /// Bytes a stream reader has taken already.
     read: usize,
     from: Name,
-    /// The sender's credentials (`None`: written with `write(2)` while no
-    /// socket asked for credentials).
+    /// The sender's credentials (`None`: written by the kernel itself,
+    /// outside any process).
     cred: Option<Ucred>,
     files: Carried,
+    _charge: Charge,
 }
 
 impl Msg {
@@ -243,6 +344,10 @@ struct State {
 pub struct Sock {
     kind: u32,
     state: Mutex<State>,
+    /// The socket file (for the collector: its reference count).
+    file: Mutex<Option<Weak<UnixSocket>>>,
+    /// Messages in queues that carry the socket file.
+    in_flight: AtomicUsize,
     /// Woken when this socket's queue, connections or state change.
     changed: WaitQueue,
 }
@@ -254,6 +359,7 @@ static ABSTRACT: SpinLock<BTreeMap<AbstractKey, Weak<Sock>>> = SpinLock::new(BTr
 /// A socket kind and an abstract name.
 type AbstractKey = (u32, Vec<u8>);
 static AUTOBIND: AtomicU32 = AtomicU32::new(0);
+
 
 /// The socket bound to the file-system node `(dev, ino)`, or to the
 /// abstract `name` among sockets of `kind`: ECONNREFUSED when there is
@@ -269,7 +375,7 @@ pub fn find(name: &Name, node: Option<(u64, u64)>, kind: u32) -> Result<Arc<Sock
 
 impl Sock {
     fn new(kind: u32) -> Arc<Sock> {
-        Arc::new(Sock { kind, state: Mutex::new(State::default()), changed: WaitQueue::new() })
+        Arc::new(Sock { kind, state: Mutex::new(State::default()), file: Mutex::new(None), in_flight: AtomicUsize::new(0), changed: WaitQueue::new() })
     }
 
     /// The kind (`SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`).
@@ -327,7 +433,7 @@ impl Sock {
                 embryo.close(true);
             }
         }
-        drop(queue);
+        bury(queue);
     }
 }
 
@@ -397,6 +503,10 @@ pub struct Received {
     pub files: Vec<Arc<dyn File>>,
     /// The sender's credentials, when `SO_PASSCRED` is on.
     pub cred: Option<Ucred>,
+    /// The credentials the message came with and the user charged for
+    /// it (to put it back with [`UnixSocket::unread`]).
+    sent_cred: Option<Ucred>,
+    sender_uid: u32,
 }
 
 /// An `AF_UNIX` socket as an open file.
@@ -410,13 +520,134 @@ pub struct UnixSocket {
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        self.set_pass_cred(false);
         self.sock.close(false);
+        maybe_collect();
+    }
+}
+
+/// Sockets with references in flight, by address.
+static IN_FLIGHT_SOCKS: SpinLock<BTreeMap<usize, Weak<Sock>>> = SpinLock::new(BTreeMap::new());
+/// Socket files closed since the collector last ran.
+static CLOSES: AtomicU32 = AtomicU32::new(0);
+
+/// Counts references to socket files in flight (`delta` per file) on
+/// their sockets; a socket with some is listed for the collector.
+fn count_in_flight(files: &[Arc<dyn File>], up: bool) {
+    for f in files {
+        let Some(u) = f.as_unix_socket() else { continue };
+        let sock = &u.sock;
+        let key = Arc::as_ptr(sock) as usize;
+        if up {
+            if sock.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+                IN_FLIGHT_SOCKS.lock().insert(key, Arc::downgrade(sock));
+            }
+        } else if sock.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            IN_FLIGHT_SOCKS.lock().remove(&key);
+        }
+    }
+}
+
+/// A socket file closed: runs the collector once as many closes have
+/// happened as a quarter of the sockets in flight (so a long chain of
+/// them costs linear time, not quadratic).
+fn maybe_collect() {
+    let in_flight = IN_FLIGHT_SOCKS.lock().len();
+    if in_flight == 0 {
+        return;
+    }
+    let closes = CLOSES.fetch_add(1, Ordering::Relaxed) as usize + 1;
+    if closes >= (in_flight / 4).max(1) {
+        collect();
+    }
+}
+
+/// Linux's unix garbage collector: sockets whose every file reference is
+/// a message in some queue (none from a descriptor table or a system
+/// call in progress), and that no such socket with an outside reference
+/// reaches, are garbage: their queues are emptied, which drops the
+/// references that kept them. It takes one socket's lock at a time, and
+/// costs the sockets in flight and their queues.
+fn collect() {
+    use alloc::collections::BTreeSet;
+    CLOSES.store(0, Ordering::Relaxed);
+    let socks: Vec<(usize, Arc<Sock>)> = IN_FLIGHT_SOCKS.lock().iter().filter_map(|(&k, w)| w.upgrade().map(|s| (k, s))).collect();
+    // Candidates: every reference to the file is in flight.
+    let mut candidates: BTreeMap<usize, Arc<Sock>> = BTreeMap::new();
+    for (key, sock) in socks {
+        let files = sock.file.lock().as_ref().map_or(0, Weak::strong_count);
+        if files > 0 && files <= sock.in_flight.load(Ordering::SeqCst) {
+            candidates.insert(key, sock);
+        }
+    }
+    if candidates.is_empty() {
+        return;
+    }
+    // What each candidate's queues (and its embryos') carry.
+    let carried = |sock: &Sock| -> Vec<usize> {
+        let mut out = Vec::new();
+        let embryos: Vec<Arc<Sock>> = {
+            let st = sock.state.lock();
+            for m in &st.queue {
+                out.extend(m.files.files.iter().filter_map(|f| f.as_unix_socket()).map(|u| Arc::as_ptr(&u.sock) as usize));
+            }
+            st.listen.as_ref().map(|l| l.pending.iter().cloned().collect()).unwrap_or_default()
+        };
+        for embryo in embryos {
+            let st = embryo.state.lock();
+            for m in &st.queue {
+                out.extend(m.files.files.iter().filter_map(|f| f.as_unix_socket()).map(|u| Arc::as_ptr(&u.sock) as usize));
+            }
+        }
+        out
+    };
+    let mut edges: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut from_candidates: BTreeMap<usize, usize> = BTreeMap::new();
+    for (&key, sock) in &candidates {
+        let targets: Vec<usize> = carried(sock).into_iter().filter(|t| candidates.contains_key(t)).collect();
+        for t in &targets {
+            *from_candidates.entry(*t).or_insert(0) += 1;
+        }
+        edges.insert(key, targets);
+    }
+    // A candidate referenced from outside the candidates is alive, and so
+    // is everything it reaches.
+    let mut work: Vec<usize> = candidates
+        .iter()
+        .filter(|(k, s)| s.in_flight.load(Ordering::SeqCst) > from_candidates.get(k).copied().unwrap_or(0))
+        .map(|(&k, _)| k)
+        .collect();
+    let mut alive: BTreeSet<usize> = BTreeSet::new();
+    while let Some(k) = work.pop() {
+        if alive.insert(k) {
+            work.extend(edges.get(&k).into_iter().flatten().filter(|t| !alive.contains(t)));
+        }
+    }
+    let mut queues = Vec::new();
+    for (key, sock) in candidates {
+        if alive.contains(&key) {
+            continue;
+        }
+        let embryos: Vec<Arc<Sock>> = {
+            let mut st = sock.state.lock();
+            st.queued = 0;
+            queues.push(core::mem::take(&mut st.queue));
+            st.listen.as_ref().map(|l| l.pending.iter().cloned().collect()).unwrap_or_default()
+        };
+        for embryo in embryos {
+            let mut es = embryo.state.lock();
+            es.queued = 0;
+            queues.push(core::mem::take(&mut es.queue));
+        }
+    }
+    for queue in queues {
+        bury(queue);
     }
 }
 
 fn wrap(sock: Arc<Sock>, nonblocking: bool) -> Arc<UnixSocket> {
-    Arc::new(UnixSocket { sock, ino: crate::epoll::anon_ino(), nonblocking: NonBlocking::new(nonblocking), options: Mutex::new(Options::default()) })
+    let file = Arc::new(UnixSocket { sock: sock.clone(), ino: crate::epoll::anon_ino(), nonblocking: NonBlocking::new(nonblocking), options: Mutex::new(Options::default()) });
+    *sock.file.lock() = Some(Arc::downgrade(&file));
+    file
 }
 
 /// A new socket of `kind`.
@@ -505,15 +736,7 @@ impl UnixSocket {
 
     /// `SO_PASSCRED`.
     pub fn set_pass_cred(&self, on: bool) {
-        let mut o = self.options.lock();
-        if o.pass_cred != on {
-            if on {
-                PASS_CRED.fetch_add(1, Ordering::Relaxed);
-            } else {
-                PASS_CRED.fetch_sub(1, Ordering::Relaxed);
-            }
-            o.pass_cred = on;
-        }
+        self.options.lock().pass_cred = on;
     }
 
     /// The pending error, cleared (`SO_ERROR`).
@@ -525,6 +748,27 @@ impl UnixSocket {
     /// name yet: Linux then gives it one when it sends or connects.
     pub fn needs_autobind(&self) -> bool {
         self.options.lock().pass_cred && !self.is_bound()
+    }
+
+    /// Puts what a stream receive took back at the front of the queue
+    /// (the caller could not copy it out: Linux leaves such data queued).
+    /// Other kinds lose the message, as on Linux.
+    pub fn unread(&self, got: Received) {
+        if self.sock.kind != SOCK_STREAM || got.data.is_empty() {
+            return;
+        }
+        let Ok(charge) = Charge::new(got.sender_uid, got.data.len() + MSG_COST) else { return };
+        let files = Carried { files: got.files, uid: got.sender_uid };
+        // The files were counted out when taken: count them in again.
+        if !files.files.is_empty() {
+            *IN_FLIGHT.lock().entry(files.uid).or_insert(0) += files.files.len();
+        }
+        let msg = Msg { data: got.data, read: 0, from: got.from, cred: got.sent_cred, files, _charge: charge };
+        let mut st = self.sock.state.lock();
+        st.queued += msg.cost();
+        st.queue.push_front(msg);
+        drop(st);
+        self.sock.wake();
     }
 
     /// The socket's own name (`getsockname`).
@@ -553,7 +797,9 @@ impl UnixSocket {
 
     /// The peer's credentials (`SO_PEERCRED`): none when not connected.
     pub fn peer_cred(&self) -> Option<Ucred> {
-        self.sock.state.lock().peer_cred
+        let st = self.sock.state.lock();
+        // A listener's are its own, as Linux.
+        if st.listen.is_some() { st.own_cred } else { st.peer_cred }
     }
 
     /// True while listening (`SO_ACCEPTCONN`).
@@ -586,12 +832,19 @@ impl UnixSocket {
         let timeout = self.options.lock().rcv_timeout;
         let conn = block(&self.sock.changed, self.nonblocking.get(), timeout, interrupted, || {
             let mut st = self.sock.state.lock();
+            // A listener shut down accepts no more (Linux: EINVAL).
+            if st.shut & RCV != 0 {
+                return Err(Errno::EINVAL);
+            }
             let listen = st.listen.as_mut().ok_or(Errno::EINVAL)?;
             listen.pending.pop_front().ok_or(Errno::EAGAIN)
         })?;
         // Connectors waiting for room in the backlog.
         self.sock.wake();
-        Ok(wrap(conn, nonblocking))
+        let conn = wrap(conn, nonblocking);
+        // The new socket passes credentials if the listener does.
+        conn.set_pass_cred(self.options.lock().pass_cred);
+        Ok(conn)
     }
 
     /// `connect`: a stream or sequenced-packet socket joins `target`'s
@@ -657,6 +910,11 @@ impl UnixSocket {
             let mut st = me.state.lock();
             if st.connected {
                 return Err(Errno::EISCONN);
+            }
+            // Checked again under the lock: a listener never takes another
+            // socket's lock while holding its own, which keeps the order.
+            if st.listen.is_some() {
+                return Err(Errno::EINVAL);
             }
             let mut ts = target.state.lock();
             let listener_name = ts.name.clone();
@@ -754,6 +1012,14 @@ impl UnixSocket {
             }
             (st.name.clone(), st.peer.clone())
         };
+        if me.kind == SOCK_STREAM && data.is_empty() {
+            // Linux queues nothing for an empty stream send (files too).
+            return Ok(0);
+        }
+        let extra_uid = extra.uid;
+        // Under the limit now, or after collecting garbage (no lock may be
+        // held while the collector runs, so not inside the waits below).
+        drop(Charge::new(extra_uid, data.len().min(QUEUE_BYTES) + MSG_COST)?);
         let mut carried = Some(Carried::new(extra.files, extra.uid, extra.fd_limit)?);
         let cred = extra.cred;
         if me.kind == SOCK_DGRAM {
@@ -791,8 +1057,10 @@ impl UnixSocket {
                 if dgram_full(&ts, me, data.len()) {
                     return Err(Errno::EAGAIN);
                 }
+                let charge = Charge::take(extra_uid, data.len() + MSG_COST)?;
+                let bytes = copy(data)?;
                 let files = carried.take().ok_or(Errno::EINVAL)?;
-                let msg = Msg { data: data.to_vec(), read: 0, from: from.clone(), cred, files };
+                let msg = Msg { data: bytes, read: 0, from: from.clone(), cred, files, _charge: charge };
                 ts.queued += msg.cost();
                 ts.queue.push_back(msg);
                 Ok(())
@@ -836,8 +1104,10 @@ impl UnixSocket {
                     }
                     rest.min(room.max(1))
                 };
+                let charge = Charge::take(extra_uid, take + MSG_COST)?;
+                let bytes = copy(&data[sent..sent + take])?;
                 let files = carried.take().unwrap_or(Carried { files: Vec::new(), uid: 0 });
-                let msg = Msg { data: data[sent..sent + take].to_vec(), read: 0, from: from.clone(), cred, files };
+                let msg = Msg { data: bytes, read: 0, from: from.clone(), cred, files, _charge: charge };
                 ps.queued += msg.cost();
                 ps.queue.push_back(msg);
                 Ok(take)
@@ -891,28 +1161,41 @@ impl UnixSocket {
             if me.kind != SOCK_STREAM {
                 let Some(m) = st.queue.front_mut() else { return Err(Errno::EAGAIN) };
                 out.full = m.data.len();
-                out.data = m.data[..len.min(m.data.len())].to_vec();
+                out.data = copy(&m.data[..len.min(m.data.len())])?;
                 out.from = m.from.clone();
                 out.files = m.files.take(peek);
                 out.cred = pass_cred.then(|| m.cred.unwrap_or(NO_CRED));
+                out.sent_cred = m.cred;
+                out.sender_uid = m._charge.uid;
                 if !peek && let Some(m) = st.queue.pop_front() {
                     st.queued -= m.cost();
                 }
                 return Ok(());
             }
             let mut index = 0;
+            // A boundary the read may not cross (descriptors, other
+            // credentials) ends it even under MSG_WAITALL, as Linux.
+            let mut boundary = false;
             while out.data.len() < len {
                 let Some(m) = st.queue.get_mut(index) else { break };
                 if started && (!m.files.files.is_empty() || pass_cred && out.cred != Some(m.cred.unwrap_or(NO_CRED))) {
+                    boundary = true;
                     break;
                 }
+                let mut had_files = false;
                 if !started {
+                    had_files = !m.files.files.is_empty();
                     out.files = m.files.take(peek);
                     out.cred = pass_cred.then(|| m.cred.unwrap_or(NO_CRED));
                     out.from = m.from.clone();
+                    out.sent_cred = m.cred;
+                    out.sender_uid = m._charge.uid;
                     started = true;
                 }
                 let n = (len - out.data.len()).min(m.data.len() - m.read);
+                if out.data.try_reserve(n).is_err() {
+                    return Err(Errno::ENOBUFS);
+                }
                 out.data.extend_from_slice(&m.data[m.read..m.read + n]);
                 if peek {
                     if m.read + n < m.data.len() {
@@ -928,8 +1211,13 @@ impl UnixSocket {
                         st.queued -= m.cost();
                     }
                 }
+                // A message with descriptors ends the read (Linux).
+                if had_files {
+                    boundary = true;
+                    break;
+                }
             }
-            if waitall && !peek && out.data.len() < len && st.shut & RCV == 0 {
+            if waitall && !boundary && !peek && out.data.len() < len && st.shut & RCV == 0 {
                 drop(st);
                 me.wake();
                 return Err(Errno::EAGAIN);
@@ -965,13 +1253,14 @@ impl File for UnixSocket {
     }
 
     fn write_interruptible(&self, buf: &[u8], interrupted: &dyn Fn() -> bool) -> SysResult {
-        // The writer's credentials, looked up only while some socket wants
-        // them (finding the calling process is a search).
-        let cred = (PASS_CRED.load(Ordering::Relaxed) > 0).then(crate::process::current).flatten().map(|info| {
+        // The writer: its credentials go with the bytes, its user is
+        // charged for them.
+        let writer = crate::process::current().map(|info| {
             let c = info.credentials();
             Ucred { pid: info.pid, uid: c.ruid, gid: c.rgid }
         });
-        let extra = Ancillary { files: Vec::new(), uid: 0, fd_limit: None, cred };
+        let uid = writer.map_or(0, |w| w.uid);
+        let extra = Ancillary { files: Vec::new(), uid, fd_limit: None, cred: writer };
         self.send(buf, None, extra, false, interrupted)
     }
 
@@ -984,7 +1273,8 @@ impl File for UnixSocket {
         let (mut events, peer) = {
             let st = me.state.lock();
             if let Some(listen) = &st.listen {
-                return if listen.pending.is_empty() { 0 } else { POLLIN };
+                let shut = if st.shut & RCV != 0 { POLLIN | POLLRDHUP } else { 0 } | if st.shut == RCV | SEND { POLLHUP } else { 0 };
+                return shut | if listen.pending.is_empty() { 0 } else { POLLIN };
             }
             let mut events = 0;
             if !st.queue.is_empty() || st.shut & RCV != 0 {

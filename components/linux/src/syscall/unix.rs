@@ -208,7 +208,7 @@ fn read_control(p: &Process, hdr: &MsgHdr) -> Result<Control, Errno> {
             match ty {
                 SCM_RIGHTS => {
                     let n = data.len() / 4;
-                    if n == 0 || files.len() + n > unix::MAX_FDS {
+                    if files.len() + n > unix::MAX_FDS {
                         return Err(Errno::EINVAL);
                     }
                     for fd in data.chunks_exact(4) {
@@ -287,12 +287,22 @@ fn send(p: &Process, s: &UnixSocket, data: &[u8], addr: u64, addr_len: u64, hdr:
     result
 }
 
+/// A zeroed buffer of `len` bytes, ENOBUFS when the heap has no room.
+fn buffer(len: usize) -> Result<Vec<u8>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Errno::ENOBUFS)?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
 pub(super) fn sendto(p: &mut Process, s: &UnixSocket, buf: u64, len: u64, flags: u64, addr: u64, addr_len: u64) -> SysResult {
+    // A stream sends what fits of a long buffer (a short count); a
+    // datagram is whole or EMSGSIZE.
     let len = if s.kind() == SOCK_STREAM { (len as usize).min(MAX_IO) } else { len as usize };
-    if len > unix::QUEUE_BYTES {
+    if s.kind() != SOCK_STREAM && len > unix::QUEUE_BYTES {
         return Err(Errno::EMSGSIZE);
     }
-    let mut data = vec![0u8; len];
+    let mut data = buffer(len)?;
     p.memory.read(buf, &mut data)?;
     send(p, s, &data, addr, addr_len, None, flags)
 }
@@ -306,6 +316,7 @@ pub(super) fn sendmsg(p: &mut Process, s: &UnixSocket, hdr: &MsgHdr, flags: u64)
             return Err(Errno::EMSGSIZE);
         }
         let at = data.len();
+        data.try_reserve_exact(take).map_err(|_| Errno::ENOBUFS)?;
         data.resize(at + take, 0);
         p.memory.read(base, &mut data[at..])?;
     }
@@ -326,8 +337,14 @@ fn sender_name(got: &unix::Received) -> Vec<u8> {
 
 pub(super) fn recvfrom(p: &mut Process, s: &UnixSocket, buf: u64, len: u64, flags: u64, addr: u64, len_ptr: u64) -> SysResult {
     let got = recv(p, s, len as usize, flags)?;
+    // Data that cannot be copied out stays queued (a stream's, as Linux).
+    if let Err(e) = p.memory.write(buf, &got.data) {
+        if flags & MSG_PEEK == 0 {
+            s.unread(got);
+        }
+        return Err(e);
+    }
     // Descriptors no one asked for are closed (dropped here).
-    p.memory.write(buf, &got.data)?;
     let name = sender_name(&got);
     write_addr(p, addr, len_ptr, &name, name.len())?;
     Ok(if flags & MSG_TRUNC != 0 && s.kind() != SOCK_STREAM { got.full } else { got.data.len() } as u64)
@@ -335,15 +352,31 @@ pub(super) fn recvfrom(p: &mut Process, s: &UnixSocket, buf: u64, len: u64, flag
 
 pub(super) fn recvmsg(p: &mut Process, s: &UnixSocket, msg: u64, hdr: &MsgHdr, flags: u64) -> SysResult {
     let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
+    // The control buffer must take what arrives: checked before anything
+    // is taken from the queue.
+    let control_room = if hdr.control == 0 { 0 } else { hdr.control_len.min(MAX_CONTROL) as usize };
+    if control_room > 0 {
+        p.memory.populate_range(hdr.control, control_room as u64, true)?;
+    }
     let got = recv(p, s, room as usize, flags)?;
     let mut done = 0;
+    let mut fault = None;
     for &(base, len) in &hdr.iov {
         if done >= got.data.len() {
             break;
         }
         let take = (len as usize).min(got.data.len() - done);
-        p.memory.write(base, &got.data[done..done + take])?;
+        if let Err(e) = p.memory.write(base, &got.data[done..done + take]) {
+            fault = Some(e);
+            break;
+        }
         done += take;
+    }
+    if let Some(e) = fault {
+        if flags & MSG_PEEK == 0 {
+            s.unread(got);
+        }
+        return Err(e);
     }
     if hdr.name != 0 {
         let name = sender_name(&got);
@@ -353,7 +386,6 @@ pub(super) fn recvmsg(p: &mut Process, s: &UnixSocket, msg: u64, hdr: &MsgHdr, f
     }
     // Control messages: credentials first, then descriptors, as many as
     // fit (the rest are closed and MSG_CTRUNC says so).
-    let control_room = if hdr.control == 0 { 0 } else { hdr.control_len.min(MAX_CONTROL) as usize };
     let mut control = Vec::new();
     let mut out_flags: u32 = 0;
     if let Some(cred) = got.cred {
