@@ -11,7 +11,7 @@
 //! A listening TCP socket is a pool of smoltcp sockets (smoltcp turns a
 //! listening socket into the connection): one always listens while fewer
 //! than `backlog` connections wait for `accept`.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
@@ -20,13 +20,21 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
-use framekernel::sync::Mutex;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{icmp, raw, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, IpProtocol, IpVersion, Ipv4Address};
 use tessera_cell_api::netstack::{Endpoint, Export, LOOPBACK_INDEX, NetStack, Protocol, SockError, SockOption, Status, TcpState};
+// The kernel's lock and clock; the host tests link no kernel and bring
+// their own.
+#[cfg(not(test))]
+use framekernel::{sync::Mutex, time::now_ns};
+#[cfg(test)]
+use tests::{Mutex, now_ns};
+
+#[cfg(test)]
+mod tests;
 
 tessera_cell_api::cell_entry!(netstack, || -> Export { Box::new(Stack { inner: Mutex::new(Inner::new()) }) });
 
@@ -108,6 +116,32 @@ impl Wire {
         }
     }
 
+    /// True for a frame eth0 must not deliver, as Linux drops such
+    /// "martians": IPv4 from or to 127.0.0.0/8, from one of our own
+    /// addresses, or from 0.0.0.0 unless to 255.255.255.255 (DHCP); ARP
+    /// from one of our addresses or asking for 127.0.0.0/8; TCP to
+    /// anything but eth0's address. smoltcp would let the network reach
+    /// sockets bound to 127.0.0.1, answer ARP for it, take a neighbour
+    /// entry for our own addresses from it (turned-around frames then
+    /// carry that MAC and are dropped), answer TCP to a broadcast or
+    /// multicast address from that address, and a listening socket that
+    /// takes a SYN from 0.0.0.0 panics smoltcp 0.12 when it answers
+    /// (`assert!(!ip_repr.dst_addr().is_unspecified())` in dispatch_ip).
+    fn martian(&self, frame: &[u8]) -> bool {
+        let addr = |at: usize| frame.get(at..at + 4).and_then(|a| <[u8; 4]>::try_from(a).ok());
+        match frame.get(12..14) {
+            Some([0x08, 0x06]) => addr(28).is_some_and(|a| self.own(a)) || addr(38).is_some_and(|a| a[0] == 127),
+            Some([0x08, 0x00]) => {
+                let (src, dst) = (addr(26), addr(30));
+                src.is_some_and(|a| self.own(a))
+                    || (src == Some([0; 4]) && dst != Some([255; 4]))
+                    || dst.is_some_and(|a| a[0] == 127)
+                    || (frame.get(23) == Some(&6) && dst != self.eth_addr)
+            }
+            _ => false,
+        }
+    }
+
     fn loop_back(&mut self, frame: Vec<u8>) {
         if self.rx.len() < RX_QUEUE {
             self.rx.push_back(frame);
@@ -129,6 +163,15 @@ fn arp_reply(request: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
     reply.extend_from_slice(asker_mac);
     reply.extend_from_slice(asker_ip);
     Some(reply)
+}
+
+/// The ARP reply that tells the stack its own `addr` is at `mac`.
+fn own_arp(addr: [u8; 4], mac: [u8; 6]) -> Vec<u8> {
+    let mut reply = Vec::with_capacity(42);
+    for part in [&mac[..], &mac, &[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2], &mac, &addr, &mac, &addr] {
+        reply.extend_from_slice(part);
+    }
+    reply
 }
 
 struct Rx(Vec<u8>);
@@ -258,7 +301,7 @@ impl Inner {
         let mut wire = Wire { rx: VecDeque::new(), tx: VecDeque::new(), eth: None, mac: NO_MAC, eth_addr: None };
         let now = Instant::from_millis(0);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(NO_MAC)));
-        config.random_seed = framekernel::time::now_ns();
+        config.random_seed = now_ns();
         let mut iface = Interface::new(config, &mut wire, now);
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(loopback());
@@ -270,7 +313,7 @@ impl Inner {
             sockets: SocketSet::new(Vec::new()),
             table: BTreeMap::new(),
             next_handle: 1,
-            next_port: *EPHEMERAL.start() + (framekernel::time::now_ns() % 16384) as u16,
+            next_port: *EPHEMERAL.start() + (now_ns() % 16384) as u16,
             now,
             frames: 0,
             lingering: Vec::new(),
@@ -346,6 +389,14 @@ impl Inner {
     }
 
     fn run(&mut self) {
+        // smoltcp sends one ARP request a second, for the first socket
+        // that wants one: behind connections to hosts that never answer
+        // (a SYN flood's), one to our own address waited for minutes. So
+        // the entries for our own addresses are renewed every round.
+        for addr in core::iter::once([127, 0, 0, 1]).chain(self.wire.eth_addr) {
+            let mac = self.wire.mac;
+            self.wire.loop_back(own_arp(addr, mac));
+        }
         self.iface.poll(self.now, &mut self.wire, &mut self.sockets);
         // Turned-around frames are processed in the same round.
         for _ in 0..8 {
@@ -362,6 +413,9 @@ impl Inner {
     fn observe(&mut self) {
         let sockets = &mut self.sockets;
         self.lingering.retain(|&h| {
+            // A closed socket's close must end (its idle time was not
+            // counted while it was open: see below).
+            sockets.get_mut::<tcp::Socket>(h).set_timeout(Some(Duration::from_secs(120)));
             let over = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
             if over {
                 sockets.remove(h);
@@ -380,13 +434,29 @@ impl Inner {
                     }
                     !gone
                 });
+                // A pool full of half-open connections (a SYN flood) would
+                // leave the port deaf until they time out (2 minutes): the
+                // oldest makes room for a listening socket.
+                if listening == 0
+                    && pool.len() > *backlog
+                    && let Some(at) = pool.iter().position(|&h| self.sockets.get::<tcp::Socket>(h).state() == tcp::State::SynReceived)
+                {
+                    self.sockets.remove(pool.remove(at));
+                }
                 if listening == 0 && pool.len() <= *backlog {
                     refill.push(index);
                 }
                 continue;
             }
             let Kind::Tcp(socket) = sock.kind else { continue };
-            let now = self.sockets.get::<tcp::Socket>(socket).state();
+            let t = self.sockets.get_mut::<tcp::Socket>(socket);
+            let now = t.state();
+            // smoltcp's timeout counts from the last packet received even
+            // when nothing waits for an answer: an idle connection would
+            // be reset after two minutes. It applies only while something
+            // does (smoltcp restarts the count when an idle socket sends).
+            let waiting = !matches!(now, tcp::State::Established | tcp::State::CloseWait) || t.send_queue() > 0;
+            t.set_timeout(waiting.then_some(Duration::from_secs(120)));
             if established(now) {
                 sock.connected = true;
             }
@@ -462,10 +532,13 @@ impl NetStack for Stack {
         s.wire.eth_addr = cidr.map(|_| addr);
         s.iface.update_ip_addrs(|addrs| {
             addrs.clear();
-            let _ = addrs.push(loopback());
+            // eth0's first: smoltcp sends ARP requests, and unbound
+            // sockets' packets, from the first address, and 127.0.0.1
+            // must never leave on eth0 (to lo, connect and send pick it).
             if let Some(cidr) = cidr {
                 let _ = addrs.push(cidr);
             }
+            let _ = addrs.push(loopback());
         });
         Ok(())
     }
@@ -489,7 +562,7 @@ impl NetStack for Stack {
         if cfg!(feature = "faulty") && s.frames.is_multiple_of(FAULT_EVERY) {
             panic!("netstack-faulty: fault injected at frame {}", s.frames);
         }
-        if s.wire.eth.is_some_and(|(i, up)| i == index && up) && s.wire.rx.len() < RX_QUEUE {
+        if s.wire.eth.is_some_and(|(i, up)| i == index && up) && s.wire.rx.len() < RX_QUEUE && !s.wire.martian(frame) {
             s.wire.rx.push_back(frame.to_vec());
         }
     }
@@ -652,7 +725,10 @@ impl NetStack for Stack {
             Some(b) => b.port,
             None => s.ephemeral(true)?,
         };
-        let local = IpListenEndpoint { addr: bound.filter(|b| b.addr != [0; 4]).map(|b| ip(b.addr)), port };
+        // Unbound, a connection to lo comes from 127.0.0.1, as on Linux
+        // (smoltcp would take its first address, eth0's).
+        let source = bound.map(|b| b.addr).filter(|a| *a != [0; 4]).or((remote.addr[0] == 127).then_some([127, 0, 0, 1]));
+        let local = IpListenEndpoint { addr: source.map(ip), port };
         let Inner { table, sockets, iface, epoch, .. } = &mut *s;
         let index = if (handle >> 32) as u32 == *epoch { handle as u32 } else { return Err(SockError::BadHandle) };
         let sock = table.get_mut(&index).ok_or(SockError::BadHandle)?;
@@ -721,7 +797,12 @@ impl NetStack for Stack {
                 if data.len() > DGRAM_BYTES - 28 {
                     return Err(SockError::TooLong);
                 }
-                u.send_slice(data, IpEndpoint::new(ip(dest.addr), dest.port)).map_err(|e| match e {
+                let mut meta = udp::UdpMetadata::from(IpEndpoint::new(ip(dest.addr), dest.port));
+                // Unbound, a datagram to lo comes from 127.0.0.1 (as connect).
+                if dest.addr[0] == 127 && sock.bound.is_none_or(|b| b.addr == [0; 4]) {
+                    meta.local_address = Some(ip([127, 0, 0, 1]));
+                }
+                u.send_slice(data, meta).map_err(|e| match e {
                     udp::SendError::BufferFull => SockError::WouldBlock,
                     udp::SendError::Unaddressable => SockError::Unreachable,
                 })?;
@@ -864,7 +945,12 @@ impl NetStack for Stack {
         }
         sock.read_shut |= read;
         if write {
-            sockets.get_mut::<tcp::Socket>(socket).close();
+            let t = sockets.get_mut::<tcp::Socket>(socket);
+            t.close();
+            // LAST-ACK or FIN-WAIT-1 from here: over lo the close can end
+            // in this very run, and CLOSE-WAIT then CLOSED would read as a
+            // reset.
+            sock.last = t.state();
         }
         s.run();
         Ok(())
