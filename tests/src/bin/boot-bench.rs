@@ -44,6 +44,11 @@ fn main() {
         fs_figures();
         return;
     }
+    // `boot-bench net`: only the network figures.
+    if std::env::args().nth(1).as_deref() == Some("net") {
+        net_figures();
+        return;
+    }
     let kernel = kernel_path();
     let iso = iso_path();
     let bytes = std::fs::read(&kernel).expect("read kernel");
@@ -249,4 +254,223 @@ fn user_benchmarks() {
     println!("  after the benchmark: {}", mem.trim());
     machine.send("poweroff\r");
     let _ = machine.wait_exit(Duration::from_secs(30));
+}
+
+/// Bytes each throughput run moves.
+const NET_BYTES: usize = 32 << 20;
+/// Requests of the latency run.
+const REQUESTS: usize = 50;
+
+/// One boot's network figures: host to guest and guest to host in MB/s,
+/// a small HTTP request's median round trip in ms.
+struct NetFigures {
+    down: f64,
+    up: f64,
+    request: f64,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Boots `boot` with QEMU's user networking (as the tests do) and measures
+/// through busybox `nc` and `httpd` in the guest, timed on the host.
+fn net_run(label: &str, boot: tessera_tests::Boot, linux: bool) -> NetFigures {
+    use std::io::{Read, Write};
+    const T: Duration = Duration::from_secs(120);
+    let (sink_port, httpd_port) = (free_port(), free_port());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let host_port = listener.local_addr().expect("its port").port();
+    let options = MachineOptions { boot, memory: "512M".into(), wall_clock: Duration::from_secs(900), ..MachineOptions::kernel("") }
+        .host_port(sink_port, 5001)
+        .host_port(httpd_port, 8080)
+        .guest_port(host_port);
+    let mut m = Machine::start(label, &options);
+    if linux {
+        m.expect("linux-net: eth0 configured", T);
+    } else {
+        m.expect("built-in shell (ash)", T);
+        m.expect("# ", T);
+        m.shell("i=0; until ifconfig eth0 | grep -q 'inet addr:10.0.2.15'; do sleep 1; i=$((i+1)); [ $i = 30 ] && break; done; echo lea\"\"se $i", "lease", T);
+    }
+    m.shell("mkdir -p /tmp/www && echo small > /tmp/www/small && httpd -p 8080 -h /tmp/www && echo htt\"\"pd up", "httpd up", T);
+    // Host to guest: 32 MiB into `nc -l`, until the guest closes.
+    m.shell("(nc -l -p 5001 > /dev/null &); sleep 1; echo si\"\"nk up", "sink up", T);
+    let block = vec![0x5au8; 1 << 16];
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", sink_port)).expect("connect to the guest's nc");
+    for _ in 0..NET_BYTES / block.len() {
+        stream.write_all(&block).expect("send to the guest");
+    }
+    stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let down = NET_BYTES as f64 / 1e6 / started.elapsed().as_secs_f64();
+    // Guest to host: 32 MiB from `dd | nc` to a host listener (guestfwd).
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("the guest connects");
+        let started = Instant::now();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0usize;
+        while got < NET_BYTES {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        (got, started.elapsed().as_secs_f64())
+    });
+    m.shell(&format!("dd if=/dev/zero bs=65536 count={} 2>/dev/null | nc 10.0.2.100 {host_port}; echo se\"\"nt", NET_BYTES >> 16), "sent", T);
+    let (got, secs) = receiver.join().expect("receiver");
+    let up = if got == NET_BYTES { got as f64 / 1e6 / secs } else { f64::NAN };
+    // Requests: connect, GET a 6-byte file, read to the end.
+    let mut times = Vec::new();
+    for _ in 0..REQUESTS {
+        let started = Instant::now();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", httpd_port)).expect("connect to httpd");
+        conn.write_all(b"GET /small HTTP/1.0\r\n\r\n").expect("request");
+        let mut page = Vec::new();
+        let _ = conn.read_to_end(&mut page);
+        if page.ends_with(b"small\n") {
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let request = if times.len() == REQUESTS { median(times) } else { f64::NAN };
+    m.send(if linux { "poweroff -f\r" } else { "poweroff\r" });
+    let _ = m.wait_exit(Duration::from_secs(30));
+    NetFigures { down, up, request }
+}
+
+/// `make bench BENCH=net`: TCP throughput both ways and request latency
+/// through QEMU's user networking, Tessera and (when
+/// tests/ltp/fetch-linux.sh has fetched it) Debian's Linux in the same
+/// QEMU with the same busybox, boots interleaved.
+fn net_figures() {
+    const NET_RUNS: usize = 3;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let linux_dir = std::env::var("LINUX_REF").unwrap_or_else(|_| "/work/linux-ref".into());
+    let vmlinuz = std::path::Path::new(&linux_dir).join("vmlinuz");
+    let initrd = std::env::temp_dir().join(format!("tessera-linux-net-{}.cpio", std::process::id()));
+    let linux = vmlinuz.exists()
+        && std::process::Command::new("sh")
+            .arg(repo.join("userspace/bench/linux-net-initrd.sh"))
+            .arg(&initrd)
+            .arg(&linux_dir)
+            .status()
+            .is_ok_and(|s| s.success());
+    let mut tessera = Vec::new();
+    let mut reference = Vec::new();
+    for run in 0..NET_RUNS {
+        if linux {
+            let boot = tessera_tests::Boot::Kernel { kernel: vmlinuz.clone(), initrd: Some(initrd.clone()), cmdline: "console=ttyS0 quiet panic=-1".into() };
+            reference.push(net_run(&format!("net-linux-{run}"), boot, true));
+        }
+        tessera.push(net_run(&format!("net-tessera-{run}"), MachineOptions::kernel("").boot, false));
+    }
+    let _ = std::fs::remove_file(&initrd);
+    let col = |runs: &[NetFigures], f: fn(&NetFigures) -> f64| median(runs.iter().map(f).collect());
+    println!("network (QEMU user networking, TCG, 512 MiB; busybox nc/httpd in the guest, timed on the host; median of {NET_RUNS} boots):");
+    println!("  {:<38} {:>10} {:>10} {:>8}", "metric", "Linux", "Tessera", "ratio");
+    let metrics: [(&str, fn(&NetFigures) -> f64); 3] = [
+        ("TCP host -> guest, MB/s (32 MiB)", |f| f.down),
+        ("TCP guest -> host, MB/s (32 MiB)", |f| f.up),
+        ("HTTP request round trip, ms", |f| f.request),
+    ];
+    for (name, f) in metrics {
+        let t = col(&tessera, f);
+        if linux {
+            let l = col(&reference, f);
+            println!("  {name:<38} {l:>10.2} {t:>10.2} {:>7.2}x", t / l);
+        } else {
+            println!("  {name:<38} {:>10} {t:>10.2}", "-");
+        }
+    }
+    if !linux {
+        println!("  (no Linux side: tests/ltp/fetch-linux.sh fetches Debian's kernel into {linux_dir})");
+    }
+    swap_figures();
+}
+
+/// Serves `data` to every HTTP GET on `listener` (a thread per request).
+fn serve(listener: std::net::TcpListener, data: std::sync::Arc<Vec<u8>>) {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let header = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+                let _ = stream.write_all(header.as_bytes());
+                let _ = stream.write_all(&data);
+            });
+        }
+    });
+}
+
+/// The NIC driver swapped 100 times (one every 0.2 s or so) while the
+/// guest downloads a file again and again from the host: the gate-closed
+/// time of each swap (the driver's downtime) and how many downloads
+/// arrived whole (one that stalls for 2 minutes counts as lost).
+fn swap_figures() {
+    const T: Duration = Duration::from_secs(600);
+    const SWAPS: usize = 100;
+    // Bytes that do not repeat (a lost or repeated segment changes the sum).
+    let mut x: u32 = 0x2545_f491;
+    let data: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("host server");
+    let port = listener.local_addr().expect("its port").port();
+    let md5 = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(&data)?;
+            child.wait_with_output()
+        })
+        .map(|out| String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
+        .expect("md5sum");
+    serve(listener, std::sync::Arc::new(data));
+    let options = MachineOptions { memory: "512M".into(), wall_clock: Duration::from_secs(900), ..MachineOptions::kernel("") }.guest_port(port);
+    let mut m = Machine::start("net-swaps", &options);
+    m.expect("built-in shell (ash)", T);
+    m.expect("# ", T);
+    m.shell("i=0; until ifconfig eth0 | grep -q 'inet addr:10.0.2.15'; do sleep 1; i=$((i+1)); [ $i = 30 ] && break; done; echo lea\"\"se $i", "lease", T);
+    let script = format!(
+        "rm -f /tmp/sw /tmp/swdone; (i=0; while [ $i -lt {SWAPS} ]; do cellctl swap virtio_net /lib/cells/virtio_net.cell >> /tmp/sw 2>&1; i=$((i+1)); sleep 0.2; done; touch /tmp/swdone) & \
+         n=0; ok=0; while [ ! -f /tmp/swdone ]; do s=$(timeout 120 wget -q -O - http://10.0.2.100:{port}/f | md5sum); n=$((n+1)); [ \"$s\" = \"{md5}  -\" ] && ok=$((ok+1)); done; \
+         echo \"downloads: $ok of $n whole\"; echo swa\"\"ps $(grep -c 'gate closed' /tmp/sw)"
+    );
+    let out = m.capture(&script, T);
+    let summary = out.lines().find_map(|l| l.trim().strip_prefix("swaps ")).unwrap_or("?").to_string();
+    let gates = m.capture("grep -o 'gate closed for [0-9]* us' /tmp/sw | awk '{print $4}' | sort -n | tr '\\n' ' '", T);
+    let values: Vec<f64> = gates.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    let whole = out.lines().find(|l| l.starts_with("downloads:")).unwrap_or("downloads: ?").to_string();
+    m.send("poweroff\r");
+    let _ = m.wait_exit(Duration::from_secs(30));
+    println!("virtio_net swapped {summary} times during repeated 8 MiB downloads (guestfwd, md5 checked): {whole}");
+    if !values.is_empty() {
+        println!(
+            "  gate closed per swap (driver downtime): median {:.0} us, min {:.0}, max {:.0} ({} swaps measured)",
+            median(values.clone()),
+            values.iter().copied().fold(f64::INFINITY, f64::min),
+            values.iter().copied().fold(0.0, f64::max),
+            values.len()
+        );
+    }
 }
