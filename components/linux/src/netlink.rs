@@ -396,7 +396,9 @@ fn error_reply(h: &Header, request: &[u8], port: u32, errno: i32) -> Vec<u8> {
 /// Answers one request into `replies`.
 fn handle(h: &Header, request: &[u8], port: u32, admin: bool, replies: &mut Vec<Vec<u8>>) {
     let body = &request[NLMSG_HDR..];
-    let dump = h.flags & NLM_F_DUMP == NLM_F_DUMP;
+    // Either bit of a GET asks for a dump (Linux tests NLM_F_DUMP as a
+    // mask; for NEW requests the same bits mean REPLACE and EXCL).
+    let dump = matches!(h.ty, RTM_GETLINK | RTM_GETADDR | RTM_GETROUTE) && h.flags & NLM_F_DUMP != 0;
     let result = match h.ty {
         RTM_GETLINK if dump => Ok(links().iter().map(Link::message).collect()),
         RTM_GETLINK => get_link(body).map(|l| alloc::vec![l.message()]),

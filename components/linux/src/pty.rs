@@ -148,6 +148,7 @@ pub struct PtyMaster {
 /// The slave side, as an open file.
 pub struct PtySlave {
     pty: Arc<Pty>,
+    nonblocking: NonBlocking,
 }
 
 /// Opens `/dev/ptmx`, `/dev/pts/N` or `/dev/tty` (`rdev`) for `opener`
@@ -166,13 +167,13 @@ pub fn open(rdev: u64, flags: u64, opener: &ProcessInfo) -> Result<Arc<dyn File>
     if flags & O_NOCTTY == 0 && leader && pty.tty.session() == 0 && controlling(opener).is_none() {
         pty.tty.set_session(opener.sid(), opener.pgid());
     }
-    Ok(slave(pty))
+    Ok(slave(pty, flags & crate::fs::O_NONBLOCK as u64 != 0))
 }
 
-fn slave(pty: Arc<Pty>) -> Arc<dyn File> {
+fn slave(pty: Arc<Pty>, nonblocking: bool) -> Arc<dyn File> {
     pty.slaves.fetch_add(1, Ordering::SeqCst);
     pty.slave_opened.store(true, Ordering::SeqCst);
-    Arc::new(PtySlave { pty })
+    Arc::new(PtySlave { pty, nonblocking: NonBlocking::new(nonblocking) })
 }
 
 /// The slave of the pty that is `who`'s controlling terminal, if any
@@ -180,7 +181,7 @@ fn slave(pty: Arc<Pty>) -> Arc<dyn File> {
 pub fn controlling(who: &ProcessInfo) -> Option<Arc<dyn File>> {
     let sid = who.sid();
     let pty = PTYS.lock().values().filter_map(Weak::upgrade).find(|p| p.tty.session() == sid && !p.master_closed.load(Ordering::SeqCst))?;
-    Some(slave(pty))
+    Some(slave(pty, false))
 }
 
 fn open_master(flags: u64, opener: &ProcessInfo) -> Result<Arc<dyn File>, Errno> {
@@ -227,10 +228,9 @@ impl Drop for PtyMaster {
         pty.tty.hang_up();
         pty.notify();
         let _ = devpts().detach(&alloc::format!("{}", pty.number));
-        let mut ptys = PTYS.lock();
-        if ptys.get(&pty.number).is_some_and(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(pty))) {
-            ptys.remove(&pty.number);
-        }
+        // The number stays taken while a slave descriptor is open (its
+        // line discipline is the number's): `open_master` reuses it only
+        // once the last one closed, as Linux.
     }
 }
 
@@ -345,16 +345,33 @@ impl Drop for PtySlave {
 
 impl File for PtySlave {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
-        let n = self.pty.tty.read(buf, interrupted)?;
-        Ok(n)
+        let tty = &self.pty.tty;
+        if self.nonblocking.get() && !buf.is_empty() && tty.available() == 0 && tty.poll() & POLLHUP == 0 {
+            return Err(Errno::EAGAIN);
+        }
+        tty.read(buf, interrupted)
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
-        self.pty.tty.write(buf)
+        self.write_interruptible(buf, &|| false)
     }
 
     fn write_interruptible(&self, buf: &[u8], interrupted: &dyn Fn() -> bool) -> SysResult {
-        self.pty.tty.write_interruptible(buf, interrupted)
+        // Non-blocking: a full buffer ends the write at once (EAGAIN, or
+        // the bytes taken so far).
+        let nonblocking = self.nonblocking.get();
+        match self.pty.tty.write_interruptible(buf, &|| nonblocking || interrupted()) {
+            Err(Errno::EINTR) if nonblocking && !interrupted() => Err(Errno::EAGAIN),
+            other => other,
+        }
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.nonblocking.status_flags()
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        self.nonblocking.set_from(flags);
     }
 
     fn stat(&self) -> FileStat {

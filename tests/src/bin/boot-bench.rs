@@ -256,6 +256,9 @@ fn user_benchmarks() {
     let _ = machine.wait_exit(Duration::from_secs(30));
 }
 
+/// Reads one figure of a boot's network figures.
+type Metric = fn(&NetFigures) -> f64;
+
 /// Bytes each throughput run moves.
 const NET_BYTES: usize = 32 << 20;
 /// Requests of the latency run.
@@ -371,7 +374,7 @@ fn net_figures() {
     let col = |runs: &[NetFigures], f: fn(&NetFigures) -> f64| median(runs.iter().map(f).collect());
     println!("network (QEMU user networking, TCG, 512 MiB; busybox nc/httpd in the guest, timed on the host; median of {NET_RUNS} boots):");
     println!("  {:<38} {:>10} {:>10} {:>8}", "metric", "Linux", "Tessera", "ratio");
-    let metrics: [(&str, fn(&NetFigures) -> f64); 3] = [
+    let metrics: [(&str, Metric); 3] = [
         ("TCP host -> guest, MB/s (32 MiB)", |f| f.down),
         ("TCP guest -> host, MB/s (32 MiB)", |f| f.up),
         ("HTTP request round trip, ms", |f| f.request),

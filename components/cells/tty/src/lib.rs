@@ -132,15 +132,23 @@ impl LineDiscipline {
             // End of file: hand over the line without the ^D; an empty
             // line makes the next read return 0.
             if self.line.is_empty() {
-                self.ready.push_back(None);
+                // Bounded as every input: a writer of ^D after ^D (a pty
+                // master) must not grow the queue without end.
+                if self.ready.len() < MAX_INPUT {
+                    self.ready.push_back(None);
+                }
             } else {
                 self.ready.extend(self.line.drain(..).map(Some));
             }
             effect.readable = true;
             return effect;
         }
-        if self.line.len() + self.ready.len() >= MAX_INPUT && byte != b'\n' {
-            return effect; // full: drop, like Linux's input queue
+        // Full: drop, like Linux's input queue. A newline still ends the
+        // line being typed, but only up to twice the limit: lines of
+        // nothing but newlines (a pty master writing them) must not grow
+        // the queue without end.
+        if self.line.len() + self.ready.len() >= MAX_INPUT && (byte != b'\n' || self.line.len() + self.ready.len() >= 2 * MAX_INPUT) {
+            return effect;
         }
         self.line.push(byte);
         if byte == b'\n' || Some(byte) == t.char(cc::VEOL) {
@@ -251,8 +259,9 @@ impl LineDiscipline {
         }
         let line = input.bytes(line_len)?.to_vec();
         let ready_len = input.u32()? as usize;
-        if ready_len > MAX_INPUT + 1 {
-            return Err(format!("{ready_len} unread bytes exceed {MAX_INPUT}"));
+        // What `input` admits: twice the limit (newlines past it).
+        if ready_len > 2 * MAX_INPUT + 1 {
+            return Err(format!("{ready_len} unread bytes exceed {}", 2 * MAX_INPUT));
         }
         let mut ready = VecDeque::with_capacity(ready_len);
         for _ in 0..ready_len {

@@ -400,7 +400,18 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
             p.memory.write(arg, &session.to_le_bytes()).map(|()| 0)
         }
         TIOCSCTTY => {
-            tty.set_session(p.info.sid(), p.info.pgid());
+            // A session leader only, and not a terminal another live
+            // session holds (root may take it with arg 1), as Linux.
+            let sid = p.info.sid();
+            if sid != p.info.pid {
+                return Err(Errno::EPERM);
+            }
+            let holder = tty.session();
+            let held = holder != 0 && holder != sid && crate::process::all().iter().any(|q| q.sid() == holder);
+            if held && !(arg == 1 && p.info.credentials().capable(crate::process::cap::SYS_ADMIN)) {
+                return Err(Errno::EPERM);
+            }
+            tty.set_session(sid, p.info.pgid());
             Ok(0)
         }
         TIOCNOTTY => Ok(0),
