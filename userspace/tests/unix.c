@@ -1241,6 +1241,48 @@ static void threads(void) {
     close(sv[1]);
 }
 
+/* Behaviours a red-team run found wrong once (each as Linux does it). */
+static void regressions(void) {
+    int sv[2];
+    char b[8];
+    /* An empty stream send queues nothing (no false end of file). */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(send(sv[0], "", 0, 0) == 0);
+    CHECK_ERR(recv(sv[1], b, sizeof b, MSG_DONTWAIT), EAGAIN);
+    /* A long non-blocking stream send sends part, not EMSGSIZE. */
+    static char big[300000];
+    ssize_t n = send(sv[0], big, sizeof big, MSG_DONTWAIT);
+    CHECK(n > 0 && n < (ssize_t)sizeof big);
+    close(sv[0]);
+    close(sv[1]);
+    /* A listener: SO_PEERCRED gives its own, an accepted socket inherits
+     * SO_PASSCRED, and after shutdown accept fails with EINVAL. */
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    a.sun_path[0] = 0;
+    snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "tessera-regress-%d", (int)getpid());
+    socklen_t al = SUN_OFF + 1 + strlen(a.sun_path + 1);
+    CHECK(bind(l, SA(&a), al) == 0 && listen(l, 4) == 0);
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    CHECK(getsockopt(l, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid == getpid());
+    int one = 1;
+    CHECK(setsockopt(l, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0);
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(connect(c, SA(&a), al) == 0);
+    int s = accept(l, NULL, NULL);
+    CHECK(s >= 0 && sock_int(s, SOL_SOCKET, SO_PASSCRED) == 1);
+    /* After shutdown, accept waits no more: EINVAL (EAGAIN when
+     * non-blocking, as before). */
+    CHECK(shutdown(l, SHUT_RDWR) == 0);
+    CHECK_ERR(accept(l, NULL, NULL), EINVAL);
+    CHECK(set_nonblock(l, 1) == 0);
+    CHECK_ERR(accept(l, NULL, NULL), EAGAIN);
+    close(s);
+    close(c);
+    close(l);
+}
+
 int main(void) {
     alarm(10);
     creation();
@@ -1257,6 +1299,7 @@ int main(void) {
     fionread();
     selecting();
     threads();
+    regressions();
     remove_tmp_paths();
     return tt_done("unix");
 }

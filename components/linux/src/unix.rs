@@ -830,14 +830,18 @@ impl UnixSocket {
             return Err(Errno::EOPNOTSUPP);
         }
         let timeout = self.options.lock().rcv_timeout;
-        let conn = block(&self.sock.changed, self.nonblocking.get(), timeout, interrupted, || {
+        let waits = !self.nonblocking.get();
+        let conn = block(&self.sock.changed, !waits, timeout, interrupted, || {
             let mut st = self.sock.state.lock();
-            // A listener shut down accepts no more (Linux: EINVAL).
-            if st.shut & RCV != 0 {
-                return Err(Errno::EINVAL);
-            }
+            let shut = st.shut & RCV != 0;
             let listen = st.listen.as_mut().ok_or(Errno::EINVAL)?;
-            listen.pending.pop_front().ok_or(Errno::EAGAIN)
+            match listen.pending.pop_front() {
+                Some(conn) => Ok(conn),
+                // A listener shut down is waited on no more (Linux: EINVAL;
+                // non-blocking, EAGAIN as before).
+                None if shut && waits => Err(Errno::EINVAL),
+                None => Err(Errno::EAGAIN),
+            }
         })?;
         // Connectors waiting for room in the backlog.
         self.sock.wake();
