@@ -391,6 +391,58 @@ pub(super) struct MsgHdr {
     pub control_len: u64,
 }
 
+impl MsgHdr {
+    /// The bytes the iovecs name, read from user memory, at most `limit`:
+    /// past it, EMSGSIZE when the message must go `whole`, else the rest
+    /// is left out (a stream's short send). ENOBUFS when the heap has no
+    /// room.
+    pub fn gather(&self, p: &Process, limit: usize, whole: bool) -> Result<Vec<u8>, Errno> {
+        let mut data = Vec::new();
+        for &(base, len) in &self.iov {
+            let take = (len as usize).min(limit.saturating_sub(data.len()));
+            if whole && take < len as usize {
+                return Err(Errno::EMSGSIZE);
+            }
+            let at = data.len();
+            data.try_reserve_exact(take).map_err(|_| Errno::ENOBUFS)?;
+            data.resize(at + take, 0);
+            p.memory.read(base, &mut data[at..])?;
+        }
+        Ok(data)
+    }
+
+    /// Bytes the iovecs have room for.
+    pub fn room(&self) -> u64 {
+        self.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add)
+    }
+
+    /// Copies received `data` into the iovecs, in order.
+    pub fn scatter(&self, p: &Process, data: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        for &(base, len) in &self.iov {
+            if done >= data.len() {
+                break;
+            }
+            let take = (len as usize).min(data.len() - done);
+            p.memory.write(base, &data[done..done + take])?;
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// The sender's address for `recvmsg`: as much of `name` as
+    /// `msg_namelen` has room for, and its `full` length into
+    /// `msg_namelen` (of the header at `msg`); nothing without `msg_name`.
+    pub fn put_name(&self, p: &Process, msg: u64, name: &[u8], full: usize) -> Result<(), Errno> {
+        if self.name == 0 {
+            return Ok(());
+        }
+        let k = (self.name_len as usize).min(full).min(name.len());
+        p.memory.write(self.name, &name[..k])?;
+        p.memory.write(msg.wrapping_add(8), &(full as u32).to_le_bytes())
+    }
+}
+
 pub(super) fn read_msghdr(p: &Process, msg: u64) -> Result<MsgHdr, Errno> {
     let mut raw = [0u8; 56];
     p.memory.read(msg, &mut raw)?;
@@ -424,29 +476,12 @@ pub(super) fn sendmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
     }
     if let Some(s) = file.as_inet_socket() {
         let to = inet_destination(p, s, hdr.name, hdr.name_len)?;
-        let limit = if s.kind() == SOCK_STREAM { 1 << 20 } else { MAX_DATAGRAM };
-        let mut data = Vec::new();
-        for (base, len) in hdr.iov {
-            let take = (len as usize).min(limit.saturating_sub(data.len()));
-            if s.kind() != SOCK_STREAM && take < len as usize {
-                return Err(Errno::EMSGSIZE);
-            }
-            let at = data.len();
-            data.resize(at + take, 0);
-            p.memory.read(base, &mut data[at..])?;
-        }
+        let stream = s.kind() == SOCK_STREAM;
+        let data = hdr.gather(p, if stream { 1 << 20 } else { MAX_DATAGRAM }, !stream)?;
         return inet_send(p, s, &data, to, flags);
     }
     let to = destination(p, hdr.name, hdr.name_len)?;
-    let mut data = Vec::new();
-    for (base, len) in hdr.iov {
-        if data.len() + len as usize > MAX_DATAGRAM {
-            return Err(Errno::EMSGSIZE);
-        }
-        let at = data.len();
-        data.resize(at + len as usize, 0);
-        p.memory.read(base, &mut data[at..])?;
-    }
+    let data = hdr.gather(p, MAX_DATAGRAM, true)?;
     with_packet(&file, |s| s.send(&data, to.as_ref()))?
 }
 
@@ -459,7 +494,7 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
     if let Some(s) = file.as_netlink_socket() {
         return super::netlink::recvmsg(p, s, msg, &hdr, flags);
     }
-    let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
+    let room = hdr.room();
     let interrupted = p.interrupt_check();
     let (data, n, full, name, name_len) = if let Some(s) = file.as_inet_socket() {
         let mut data = vec![0u8; (room as usize).min(1 << 20)];
@@ -471,21 +506,8 @@ pub(super) fn recvmsg(p: &mut Process, fd: u64, msg: u64, flags: u64) -> SysResu
         let (n, full, from) = with_packet(&file, |s| s.receive(&mut data, flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0, &interrupted))??;
         (data, n, full, Some(from.bytes().to_vec()), link_len(&from))
     };
-    let mut done = 0;
-    for (base, len) in hdr.iov {
-        if done >= n {
-            break;
-        }
-        let take = (len as usize).min(n - done);
-        p.memory.write(base, &data[done..done + take])?;
-        done += take;
-    }
-    if hdr.name != 0 {
-        let name = name.unwrap_or_default();
-        let k = (hdr.name_len as usize).min(name_len).min(name.len());
-        p.memory.write(hdr.name, &name[..k])?;
-        p.memory.write(msg.wrapping_add(8), &(name_len as u32).to_le_bytes())?;
-    }
+    hdr.scatter(p, &data[..n])?;
+    hdr.put_name(p, msg, &name.unwrap_or_default(), name_len)?;
     // No control messages; MSG_TRUNC when the frame did not fit.
     // (`msg` was read whole above: these fields are inside it.)
     p.memory.write(msg.wrapping_add(40), &0u64.to_le_bytes())?;

@@ -82,15 +82,7 @@ pub(super) fn sendto(p: &mut Process, s: &NetlinkSocket, buf: u64, len: u64, add
 }
 
 pub(super) fn sendmsg(p: &mut Process, s: &NetlinkSocket, hdr: &MsgHdr) -> SysResult {
-    let mut data = Vec::new();
-    for &(base, len) in &hdr.iov {
-        if data.len() + len as usize > MAX_SEND {
-            return Err(Errno::EMSGSIZE);
-        }
-        let at = data.len();
-        data.resize(at + len as usize, 0);
-        p.memory.read(base, &mut data[at..])?;
-    }
+    let data = hdr.gather(p, MAX_SEND, true)?;
     send(p, s, &data, hdr.name, hdr.name_len)
 }
 
@@ -107,23 +99,9 @@ pub(super) fn recvfrom(p: &mut Process, s: &NetlinkSocket, buf: u64, len: u64, f
 }
 
 pub(super) fn recvmsg(p: &mut Process, s: &NetlinkSocket, msg: u64, hdr: &MsgHdr, flags: u64) -> SysResult {
-    let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
-    let (data, full) = recv(p, s, room as usize, flags)?;
-    let mut done = 0;
-    for &(base, len) in &hdr.iov {
-        if done >= data.len() {
-            break;
-        }
-        let take = (len as usize).min(data.len() - done);
-        p.memory.write(base, &data[done..done + take])?;
-        done += take;
-    }
-    if hdr.name != 0 {
-        let name = netlink::addr_bytes(0, 0);
-        let k = (hdr.name_len as usize).min(SOCKADDR_NL);
-        p.memory.write(hdr.name, &name[..k])?;
-        p.memory.write(msg.wrapping_add(8), &(SOCKADDR_NL as u32).to_le_bytes())?;
-    }
+    let (data, full) = recv(p, s, hdr.room() as usize, flags)?;
+    hdr.scatter(p, &data)?;
+    hdr.put_name(p, msg, &netlink::addr_bytes(0, 0), SOCKADDR_NL)?;
     p.memory.write(msg.wrapping_add(40), &0u64.to_le_bytes())?;
     let out_flags: u32 = if full > data.len() { MSG_TRUNC as u32 } else { 0 };
     p.memory.write(msg.wrapping_add(48), &out_flags.to_le_bytes())?;

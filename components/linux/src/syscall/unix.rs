@@ -308,18 +308,8 @@ pub(super) fn sendto(p: &mut Process, s: &UnixSocket, buf: u64, len: u64, flags:
 }
 
 pub(super) fn sendmsg(p: &mut Process, s: &UnixSocket, hdr: &MsgHdr, flags: u64) -> SysResult {
-    let limit = if s.kind() == SOCK_STREAM { MAX_IO } else { unix::QUEUE_BYTES };
-    let mut data = Vec::new();
-    for &(base, len) in &hdr.iov {
-        let take = (len as usize).min(limit.saturating_sub(data.len()));
-        if s.kind() != SOCK_STREAM && take < len as usize {
-            return Err(Errno::EMSGSIZE);
-        }
-        let at = data.len();
-        data.try_reserve_exact(take).map_err(|_| Errno::ENOBUFS)?;
-        data.resize(at + take, 0);
-        p.memory.read(base, &mut data[at..])?;
-    }
+    let stream = s.kind() == SOCK_STREAM;
+    let data = hdr.gather(p, if stream { MAX_IO } else { unix::QUEUE_BYTES }, !stream)?;
     send(p, s, &data, hdr.name, hdr.name_len, Some(hdr), flags)
 }
 
@@ -351,7 +341,7 @@ pub(super) fn recvfrom(p: &mut Process, s: &UnixSocket, buf: u64, len: u64, flag
 }
 
 pub(super) fn recvmsg(p: &mut Process, s: &UnixSocket, msg: u64, hdr: &MsgHdr, flags: u64) -> SysResult {
-    let room: u64 = hdr.iov.iter().map(|&(_, len)| len).fold(0, u64::saturating_add);
+    let room = hdr.room();
     // The control buffer must take what arrives: checked before anything
     // is taken from the queue.
     let control_room = if hdr.control == 0 { 0 } else { hdr.control_len.min(MAX_CONTROL) as usize };
@@ -359,31 +349,14 @@ pub(super) fn recvmsg(p: &mut Process, s: &UnixSocket, msg: u64, hdr: &MsgHdr, f
         p.memory.populate_range(hdr.control, control_room as u64, true)?;
     }
     let got = recv(p, s, room as usize, flags)?;
-    let mut done = 0;
-    let mut fault = None;
-    for &(base, len) in &hdr.iov {
-        if done >= got.data.len() {
-            break;
-        }
-        let take = (len as usize).min(got.data.len() - done);
-        if let Err(e) = p.memory.write(base, &got.data[done..done + take]) {
-            fault = Some(e);
-            break;
-        }
-        done += take;
-    }
-    if let Some(e) = fault {
+    if let Err(e) = hdr.scatter(p, &got.data) {
         if flags & MSG_PEEK == 0 {
             s.unread(got);
         }
         return Err(e);
     }
-    if hdr.name != 0 {
-        let name = sender_name(&got);
-        let k = (hdr.name_len as usize).min(name.len());
-        p.memory.write(hdr.name, &name[..k])?;
-        p.memory.write(msg.wrapping_add(8), &(name.len() as u32).to_le_bytes())?;
-    }
+    let name = sender_name(&got);
+    hdr.put_name(p, msg, &name, name.len())?;
     // Control messages: credentials first, then descriptors, as many as
     // fit (the rest are closed and MSG_CTRUNC says so).
     let mut control = Vec::new();
