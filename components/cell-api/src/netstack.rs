@@ -136,8 +136,11 @@ pub enum SockOption {
     KeepAlive(Option<u64>),
     /// `IP_TTL` (hop limit of what is sent).
     Ttl(u8),
+    /// `SO_REUSEADDR`: `bind` may take a port that a closed connection
+    /// of a socket that had it too still holds (TIME-WAIT).
+    ReuseAddr(bool),
 }
-framekernel_boundary::cell_data!(enum SockOption { NoDelay(on), KeepAlive(interval), Ttl(hops) });
+framekernel_boundary::cell_data!(enum SockOption { NoDelay(on), KeepAlive(interval), Ttl(hops), ReuseAddr(on) });
 
 /// A TCP/IP stack. A new instance has only `lo` (127.0.0.1/8) until the
 /// kernel configures it.

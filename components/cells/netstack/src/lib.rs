@@ -243,6 +243,16 @@ struct Sock {
     ttl: u8,
     /// The connection was established at some time.
     connected: bool,
+    /// `SO_REUSEADDR`.
+    reuse: bool,
+}
+
+/// The TCP socket of a closed handle, finishing its connection.
+struct Lingering {
+    socket: SocketHandle,
+    /// Its handle had `SO_REUSEADDR`: a socket that has it too may bind
+    /// its port.
+    reuse: bool,
 }
 
 struct Inner {
@@ -256,7 +266,10 @@ struct Inner {
     now: Instant,
     frames: u64,
     /// TCP sockets of closed handles, finishing their connections.
-    lingering: Vec<SocketHandle>,
+    lingering: Vec<Lingering>,
+    /// Sees every ICMP message that arrives, for the errors that concern
+    /// UDP sockets (smoltcp hands them to no socket).
+    icmp_errors: SocketHandle,
 }
 
 fn endpoint(ep: IpEndpoint) -> Endpoint {
@@ -306,17 +319,21 @@ impl Inner {
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(loopback());
         });
+        let mut sockets = SocketSet::new(Vec::new());
+        let buffer = || raw::PacketBuffer::new(vec![raw::PacketMetadata::EMPTY; 16], vec![0; 4096]);
+        let icmp_errors = sockets.add(raw::Socket::new(IpVersion::Ipv4, IpProtocol::Icmp, buffer(), buffer()));
         Inner {
             epoch: 0,
             wire,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             table: BTreeMap::new(),
             next_handle: 1,
             next_port: *EPHEMERAL.start() + (now_ns() % 16384) as u16,
             now,
             frames: 0,
             lingering: Vec::new(),
+            icmp_errors,
         }
     }
 
@@ -350,14 +367,23 @@ impl Inner {
             index = index.wrapping_add(1);
         }
         self.next_handle = index.wrapping_add(1);
-        let sock = Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, ttl: 64, connected: false };
+        let sock =
+            Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, ttl: 64, connected: false, reuse: false };
         self.table.insert(index, sock);
         Ok(self.handle(index))
     }
 
-    /// True when some socket of `protocol` has local port `port`.
-    fn port_used(&self, tcp_kind: bool, port: u16) -> bool {
-        self.table.values().any(|s| {
+    /// True when some socket of `protocol` has local port `port`, or (for
+    /// TCP) a closed one still does, unless both it and the binding
+    /// socket have `SO_REUSEADDR` (`reuse`).
+    fn port_used(&self, tcp_kind: bool, port: u16, reuse: bool) -> bool {
+        let lingering = tcp_kind
+            && self.lingering.iter().any(|l| {
+                let t = self.sockets.get::<tcp::Socket>(l.socket);
+                !(reuse && l.reuse) && t.state() != tcp::State::Closed && t.local_endpoint().is_some_and(|e| e.port == port)
+            });
+        lingering
+            || self.table.values().any(|s| {
             let same = matches!((&s.kind, tcp_kind), (Kind::Tcp(_) | Kind::Listener { .. }, true) | (Kind::Udp(_), false));
             let local = match &s.kind {
                 Kind::Tcp(socket) => self.sockets.get::<tcp::Socket>(*socket).local_endpoint().map(|e| e.port),
@@ -372,7 +398,7 @@ impl Inner {
         for _ in 0..span {
             let port = self.next_port;
             self.next_port = if port >= *EPHEMERAL.end() { *EPHEMERAL.start() } else { port + 1 };
-            if !self.port_used(tcp_kind, port) {
+            if !self.port_used(tcp_kind, port, false) {
                 return Ok(port);
             }
         }
@@ -384,8 +410,23 @@ impl Inner {
     }
 
     /// Keeps a closed handle's TCP socket until its connection is over.
-    fn lingering_push(&mut self, socket: SocketHandle) {
-        self.lingering.push(socket);
+    fn lingering_push(&mut self, socket: SocketHandle, reuse: bool) {
+        self.lingering.push(Lingering { socket, reuse });
+    }
+
+    /// Hands the ICMP errors that arrived to the connected UDP sockets
+    /// they concern, as Linux does: port unreachable is ECONNREFUSED
+    /// (host and network unreachable: ENETUNREACH).
+    fn icmp_errors(&mut self) {
+        let mut packet = [0u8; 576];
+        while let Ok(n) = self.sockets.get_mut::<raw::Socket>(self.icmp_errors).recv_slice(&mut packet) {
+            let Some((error, local_port, remote)) = packet.get(..n).and_then(udp_error) else { continue };
+            for sock in self.table.values_mut() {
+                if matches!(sock.kind, Kind::Udp(_)) && sock.bound.is_some_and(|b| b.port == local_port) && sock.remote == Some(remote) {
+                    sock.error = Some(error);
+                }
+            }
+        }
     }
 
     fn run(&mut self) {
@@ -405,6 +446,7 @@ impl Inner {
             }
             self.iface.poll(self.now, &mut self.wire, &mut self.sockets);
         }
+        self.icmp_errors();
         self.observe();
     }
 
@@ -412,13 +454,19 @@ impl Inner {
     /// socket of every listening pool listening.
     fn observe(&mut self) {
         let sockets = &mut self.sockets;
-        self.lingering.retain(|&h| {
+        self.lingering.retain(|l| {
+            let t = sockets.get_mut::<tcp::Socket>(l.socket);
             // A closed socket's close must end (its idle time was not
             // counted while it was open: see below).
-            sockets.get_mut::<tcp::Socket>(h).set_timeout(Some(Duration::from_secs(120)));
-            let over = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+            t.set_timeout(Some(Duration::from_secs(120)));
+            let over = t.state() == tcp::State::Closed;
             if over {
-                sockets.remove(h);
+                sockets.remove(l.socket);
+            } else if t.recv_queue() > 0 {
+                // Data for a socket nobody can read any more: reset the
+                // connection, as Linux does (the RST goes out next round),
+                // so that the sender learns of it (EPIPE).
+                t.abort();
             }
             !over
         });
@@ -485,6 +533,41 @@ impl Inner {
             }
         }
     }
+}
+
+/// The Internet checksum of `data` (0 when it carries a right one).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for pair in data.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// What an IPv4 packet carrying an ICMP "port unreachable" says about
+/// the UDP datagram that caused it: the error, its source port and its
+/// destination. None for anything else, or a damaged message.
+fn udp_error(packet: &[u8]) -> Option<(SockError, u16, Endpoint)> {
+    let ihl = usize::from(packet.first()? & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+    let icmp = packet.get(ihl.max(20)..total.min(packet.len()))?;
+    if icmp.len() < 8 + 20 + 8 || checksum(icmp) != 0 || icmp.first() != Some(&3) || icmp.get(1) != Some(&3) {
+        return None;
+    }
+    let inner = icmp.get(8..)?;
+    let inner_ihl = usize::from(inner.first()? & 0xf) * 4;
+    if inner.first()? >> 4 != 4 || inner_ihl < 20 || inner.get(9) != Some(&17) {
+        return None;
+    }
+    let dst: [u8; 4] = inner.get(16..20)?.try_into().ok()?;
+    let udp = inner.get(inner_ihl..inner_ihl + 4)?;
+    let src_port = u16::from_be_bytes([udp[0], udp[1]]);
+    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+    Some((SockError::Refused, src_port, Endpoint { addr: dst, port: dst_port }))
 }
 
 fn listen_endpoint(e: Endpoint) -> IpListenEndpoint {
@@ -624,8 +707,9 @@ impl NetStack for Stack {
             return Err(SockError::InvalidState);
         }
         let is_icmp = matches!(sock.kind, Kind::Icmp(_) | Kind::Raw(_));
+        let reuse = sock.reuse;
         let port = if local.port != 0 {
-            if !is_icmp && s.port_used(tcp_kind, local.port) {
+            if !is_icmp && s.port_used(tcp_kind, local.port, reuse) {
                 return Err(SockError::AddrInUse);
             }
             local.port
@@ -697,7 +781,9 @@ impl NetStack for Stack {
                 return Err(e);
             }
         };
+        let reuse = s.table.get(&index).is_some_and(|l| l.reuse);
         let sock = s.sock(new)?;
+        sock.reuse = reuse;
         sock.connected = true;
         sock.last = tcp::State::Established;
         sock.remote = Some(remote);
@@ -833,8 +919,18 @@ impl NetStack for Stack {
             }
             Kind::Icmp(h) => {
                 let dest = to.or(sock.remote).ok_or(SockError::NotConnected)?;
+                // A ping socket sends echo requests only; the identifier
+                // is its port and the checksum is the stack's, as Linux.
+                if data.len() < 8 || data.first() != Some(&8) || data.get(1) != Some(&0) {
+                    return Err(SockError::InvalidState);
+                }
+                let ident = sock.bound.map_or(0, |b| b.port).to_be_bytes();
+                let mut message = data.to_vec();
+                message.splice(2..6, [0, 0, ident[0], ident[1]]);
+                let sum = checksum(&message).to_be_bytes();
+                message.splice(2..4, sum);
                 let i = sockets.get_mut::<icmp::Socket>(h);
-                i.send_slice(data, ip(dest.addr)).map_err(|e| match e {
+                i.send_slice(&message, ip(dest.addr)).map_err(|e| match e {
                     icmp::SendError::BufferFull => SockError::WouldBlock,
                     icmp::SendError::Unaddressable => SockError::Unreachable,
                 })?;
@@ -871,6 +967,10 @@ impl NetStack for Stack {
                 }
             }
             Kind::Udp(h) => {
+                // An ICMP error for a datagram sent is reported once.
+                if let Some(e) = sock.error.take() {
+                    return Err(e);
+                }
                 let u = sockets.get_mut::<udp::Socket>(h);
                 let remote = sock.remote;
                 loop {
@@ -912,7 +1012,14 @@ impl NetStack for Stack {
                     return Err(SockError::Unsupported);
                 }
                 let mut whole = vec![0u8; DGRAM_BYTES];
-                let (n, from) = i.recv_slice(&mut whole).map_err(|_| SockError::WouldBlock)?;
+                // Echo replies only: the socket also sees the requests it
+                // sent to this machine.
+                let (n, from) = loop {
+                    let (n, from) = i.recv_slice(&mut whole).map_err(|_| SockError::WouldBlock)?;
+                    if whole.first() == Some(&0) {
+                        break (n, from);
+                    }
+                };
                 let n = n.min(buf.len());
                 if let (Some(dst), Some(src)) = (buf.get_mut(..n), whole.get(..n)) {
                     dst.copy_from_slice(src);
@@ -994,7 +1101,7 @@ impl NetStack for Stack {
             }
             Kind::Udp(h) => {
                 let u = sockets.get::<udp::Socket>(*h);
-                status.readable = u.can_recv() || sock.read_shut;
+                status.readable = u.can_recv() || sock.read_shut || sock.error.is_some();
                 status.writable = u.can_send();
                 status.pending = u.recv_queue() as u32;
             }
@@ -1019,6 +1126,10 @@ impl NetStack for Stack {
         s.index(handle)?;
         let Inner { table, sockets, .. } = &mut *s;
         let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
+        if let SockOption::ReuseAddr(on) = option {
+            sock.reuse = on;
+            return Ok(());
+        }
         if let (Kind::Raw(_), SockOption::Ttl(hops)) = (&sock.kind, option) {
             sock.ttl = hops;
             return Ok(());
@@ -1045,21 +1156,20 @@ impl NetStack for Stack {
                 for h in pool {
                     // Connections not accepted yet are reset, as on Linux.
                     s.sockets.get_mut::<tcp::Socket>(h).abort();
-                    s.lingering_push(h);
+                    s.lingering_push(h, sock.reuse);
                 }
             }
             Kind::Tcp(socket) => {
-                {
-                    let t = s.sockets.get_mut::<tcp::Socket>(socket);
-                    if abort || t.state() == tcp::State::Closed || t.state() == tcp::State::Listen {
-                        t.abort();
-                    } else {
-                        t.close();
-                    }
-                    // It lingers, finishing in the background, until a
-                    // sweep finds it closed.
-                    s.lingering_push(socket);
+                let t = s.sockets.get_mut::<tcp::Socket>(socket);
+                // Unread data makes the close a reset, as on Linux.
+                if abort || t.recv_queue() > 0 || t.state() == tcp::State::Closed || t.state() == tcp::State::Listen {
+                    t.abort();
+                } else {
+                    t.close();
                 }
+                // It lingers, finishing in the background, until a sweep
+                // finds it closed.
+                s.lingering_push(socket, sock.reuse);
             }
             Kind::Udp(h) | Kind::Icmp(h) | Kind::Raw(h) => {
                 s.sockets.remove(h);

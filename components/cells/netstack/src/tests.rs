@@ -409,9 +409,11 @@ fn check_limits(stack: &Stack) {
     }
 }
 
-/// smoltcp sockets the stack holds (open, waiting for accept, closing).
+/// smoltcp sockets the stack holds for sockets (open, waiting for
+/// accept, closing): all but its own ICMP listener.
 fn stack_sockets(stack: &Stack) -> usize {
-    stack.inner.lock().sockets.iter().count()
+    let s = stack.inner.lock();
+    s.sockets.iter().filter(|(h, _)| *h != s.icmp_errors).count()
 }
 
 /// Ten milliseconds on (smoltcp's delayed ACK), runs the stack and takes
@@ -1293,7 +1295,7 @@ impl Fuzz {
         }
         let s = self.stack.inner.lock();
         assert!(s.table.is_empty(), "{} handles left", s.table.len());
-        let left: Vec<_> = s.sockets.iter().map(|(_, socket)| format!("{socket:?}")).collect();
+        let left: Vec<_> = s.sockets.iter().filter(|(h, _)| *h != s.icmp_errors).map(|(_, socket)| format!("{socket:?}")).collect();
         assert!(left.is_empty(), "sockets left after closing all and waiting: {left:?}");
     }
 }
@@ -1358,4 +1360,163 @@ fn fuzz_eth0_then_loopback_still_works() {
     // The stack was alive throughout, not dropping everything.
     assert!(stats.echo_replies > 0 && stats.syn_acks > 0 && stats.accepted > 0, "{stats:?}");
     assert!(stats.bytes_received > 0 && stats.datagrams > 0, "{stats:?}");
+}
+
+/// A connection over lo to a listener on `port`: (client, accepted, listener).
+fn local_pair(stack: &Stack, now: &mut u64, port: u16, reuse: bool) -> (u64, u64, u64) {
+    let server = stack.open(Protocol::Tcp).expect("open");
+    stack.set_option(server, SockOption::ReuseAddr(reuse)).expect("SO_REUSEADDR");
+    stack.bind(server, Endpoint { addr: LOCALHOST, port }).expect("bind");
+    stack.listen(server, 4).expect("listen");
+    let client = stack.open(Protocol::Tcp).expect("open");
+    stack.connect(client, Endpoint { addr: LOCALHOST, port }).expect("connect");
+    for _ in 0..100 {
+        pump(stack, now);
+        if let Ok((conn, _)) = stack.accept(server) {
+            return (client, conn, server);
+        }
+    }
+    panic!("no connection to port {port}");
+}
+
+/// Data for a connection whose socket was closed resets it, as on Linux:
+/// the sender's next sends fail (the kernel's EPIPE).
+#[test]
+fn data_after_the_peer_closed_resets() {
+    let stack = configured();
+    let mut now = 0;
+    let (client, conn, server) = local_pair(&stack, &mut now, 9100, false);
+    stack.close(conn, false);
+    let mut got = Vec::new();
+    let mut open = true;
+    for _ in 0..20 {
+        pump(&stack, &mut now);
+        open = recv_into(&stack, client, &mut got);
+        if !open {
+            break;
+        }
+    }
+    assert!(!open, "the client saw no FIN");
+    assert_eq!(stack.send(client, b"x", None), Ok(1), "the first send after the FIN is taken");
+    let mut result = Ok(0);
+    for _ in 0..20 {
+        pump(&stack, &mut now);
+        result = stack.send(client, b"x", None);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(SockError::Reset), "sends after the reset");
+    assert_eq!(stack.send(client, b"x", None), Err(SockError::Reset), "and stay failed");
+    stack.close(client, false);
+    stack.close(server, false);
+}
+
+/// Closing with unread data resets the connection instead of a FIN.
+#[test]
+fn close_with_unread_data_resets() {
+    let stack = configured();
+    let mut now = 0;
+    let (client, conn, server) = local_pair(&stack, &mut now, 9101, false);
+    assert_eq!(stack.send(client, b"unread", None), Ok(6));
+    pump(&stack, &mut now);
+    assert_eq!(stack.status(conn).expect("status").pending, 6);
+    stack.close(conn, false);
+    pump(&stack, &mut now);
+    let mut buf = [0u8; 8];
+    assert_eq!(stack.recv(client, &mut buf, false), Err(SockError::Reset), "the client reads a reset, not an end");
+    stack.close(client, false);
+    stack.close(server, false);
+}
+
+/// A port a closed connection holds (TIME-WAIT) binds only for a socket
+/// with SO_REUSEADDR whose predecessor had it too.
+#[test]
+fn time_wait_holds_the_port_without_reuse() {
+    let stack = configured();
+    let mut now = 0;
+    let (client, conn, server) = local_pair(&stack, &mut now, 9102, true);
+    // The server's end closes first: it waits in TIME-WAIT.
+    stack.close(conn, false);
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        pump(&stack, &mut now);
+        if !recv_into(&stack, client, &mut got) {
+            break;
+        }
+    }
+    stack.close(client, false);
+    stack.close(server, false);
+    pump(&stack, &mut now);
+    let plain = stack.open(Protocol::Tcp).expect("open");
+    assert_eq!(stack.bind(plain, Endpoint { addr: LOCALHOST, port: 9102 }), Err(SockError::AddrInUse));
+    stack.close(plain, false);
+    let reusing = stack.open(Protocol::Tcp).expect("open");
+    stack.set_option(reusing, SockOption::ReuseAddr(true)).expect("SO_REUSEADDR");
+    assert!(stack.bind(reusing, Endpoint { addr: LOCALHOST, port: 9102 }).is_ok(), "SO_REUSEADDR binds over TIME-WAIT");
+    stack.close(reusing, false);
+    // Once TIME-WAIT is over the port is free for anyone.
+    for _ in 0..10 {
+        now += 60_000;
+        stack.poll(now);
+        drain(&stack);
+    }
+    let later = stack.open(Protocol::Tcp).expect("open");
+    assert!(stack.bind(later, Endpoint { addr: LOCALHOST, port: 9102 }).is_ok());
+    stack.close(later, false);
+}
+
+/// ICMP port unreachable reaches the connected UDP socket that caused it
+/// (once), not others.
+#[test]
+fn port_unreachable_refuses_a_connected_udp_socket() {
+    let stack = configured();
+    let mut now = 0;
+    let closed = Endpoint { addr: LOCALHOST, port: 9103 };
+    let connected = stack.open(Protocol::Udp).expect("open");
+    stack.connect(connected, closed).expect("connect");
+    let other = stack.open(Protocol::Udp).expect("open");
+    stack.connect(other, Endpoint { addr: LOCALHOST, port: 9104 }).expect("connect");
+    assert_eq!(stack.send(other, b"?", None), Ok(1));
+    let unconnected = stack.open(Protocol::Udp).expect("open");
+    assert_eq!(stack.send(unconnected, b"?", Some(closed)), Ok(1));
+    assert_eq!(stack.send(connected, b"anyone?", None), Ok(7));
+    pump(&stack, &mut now);
+    assert!(stack.status(connected).expect("status").readable, "the error makes it readable");
+    let mut buf = [0u8; 16];
+    assert_eq!(stack.recv(connected, &mut buf, false), Err(SockError::Refused));
+    assert_eq!(stack.recv(connected, &mut buf, false), Err(SockError::WouldBlock), "reported once");
+    // `other` got its own error; the unconnected one none.
+    assert_eq!(stack.recv(other, &mut buf, false), Err(SockError::Refused));
+    assert_eq!(stack.recv(unconnected, &mut buf, false), Err(SockError::WouldBlock));
+    for h in [connected, other, unconnected] {
+        stack.close(h, false);
+    }
+}
+
+/// A ping socket sends echo requests with its identifier and a right
+/// checksum whatever the program put there, refuses anything else, and
+/// receives the replies only.
+#[test]
+fn ping_socket_fills_in_ident_and_checksum() {
+    let stack = configured();
+    let mut now = 0;
+    let ping = stack.open(Protocol::Icmp).expect("open");
+    let to = Some(Endpoint { addr: LOCALHOST, port: 0 });
+    assert_eq!(stack.send(ping, &[0, 0, 0, 0, 0, 0, 0, 0], to), Err(SockError::InvalidState), "an echo reply");
+    assert_eq!(stack.send(ping, &[8, 0, 0], to), Err(SockError::InvalidState), "shorter than a header");
+    let request = [8, 0, 0xde, 0xad, 0xbe, 0xef, 0, 7, b'h', b'i'];
+    assert_eq!(stack.send(ping, &request, to), Ok(request.len()));
+    pump(&stack, &mut now);
+    let ident = stack.status(ping).expect("status").local.port.to_be_bytes();
+    let mut buf = [0u8; 64];
+    let (n, from) = stack.recv(ping, &mut buf, false).expect("an echo reply");
+    assert_eq!(from.addr, LOCALHOST);
+    let reply = &buf[..n];
+    assert_eq!((reply[0], reply[1]), (0, 0), "an echo reply");
+    assert_eq!(&reply[4..6], &ident, "the socket's identifier");
+    assert_eq!(&reply[6..], &request[6..], "sequence and data");
+    assert_eq!(checksum(&[reply]), 0);
+    assert_eq!(stack.recv(ping, &mut buf, false), Err(SockError::WouldBlock), "its own request is not received");
+    stack.close(ping, false);
 }

@@ -605,7 +605,10 @@ pub(super) fn setsockopt(p: &mut Process, fd: u64, level: u64, name: u64, value:
             let v = int_value(p, value, len)?;
             let on = v != 0;
             match name {
-                SO_REUSEADDR => s.options.lock().reuse_addr = on,
+                SO_REUSEADDR => {
+                    s.options.lock().reuse_addr = on;
+                    s.set_option(SockOption::ReuseAddr(on))?;
+                }
                 SO_REUSEPORT => s.options.lock().reuse_port = on,
                 SO_BROADCAST => s.options.lock().broadcast = on,
                 SO_KEEPALIVE => {
