@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -825,6 +826,118 @@ static void ping(void) {
     close(p);
 }
 
+/* Runs `call` in a child on `fd` (shared), and `shutdown(fd, how)` in
+ * the parent once the child has had time to block: the child's exit
+ * status is 0 when the call returned `want` with errno `want_errno`.
+ * shutdown's own result and errno go to *sret and *serr. */
+static int blocked_then_shut(int fd, int how, int (*call)(int), int want, int want_errno, int *sret, int *serr) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        errno = 0;
+        int r = call(fd);
+        _exit(r == want && (want >= 0 || errno == want_errno) ? 0 : 1);
+    }
+    usleep(200000);
+    errno = 0;
+    *sret = shutdown(fd, how);
+    *serr = errno;
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int recv_one(int fd) {
+    char c;
+    return (int)recv(fd, &c, 1, 0);
+}
+
+static int accept_one(int fd) { return accept(fd, NULL, NULL); }
+
+static void shutdowns(void) {
+    group("shutdown wakes blocked calls");
+    int sret, serr;
+    /* An unconnected UDP socket: ENOTCONN, but a blocked recv returns 0. */
+    int u = bound_socket(SOCK_DGRAM, 0);
+    CHECK(u >= 0);
+    CHECK(blocked_then_shut(u, SHUT_RD, recv_one, 0, 0, &sret, &serr) == 0);
+    CHECK(sret == -1 && serr == ENOTCONN);
+    CHECK(recv_one(u) == 0); /* and later ones too */
+    close(u);
+    /* A listener shut for reading stops listening: a blocked accept
+     * fails with EINVAL, connects are refused, and it can listen again. */
+    int port;
+    int l = listener(&port);
+    CHECK(l >= 0);
+    CHECK(blocked_then_shut(l, SHUT_RD, accept_one, -1, EINVAL, &sret, &serr) == 0);
+    CHECK(sret == 0);
+    CHECK_ERR(accept(l, NULL, NULL), EINVAL);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = lo(port);
+    CHECK_ERR(connect(c, SA(a), sizeof a), ECONNREFUSED);
+    close(c);
+    /* Listening again takes a port again (the ephemeral one was given
+     * back, as Linux does for a port bind did not name). */
+    CHECK(listen(l, 4) == 0);
+    a = lo(local_port(l));
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(connect(c, SA(a), sizeof a) == 0);
+    int s = accept(l, NULL, NULL);
+    CHECK(s >= 0);
+    close(s);
+    close(c);
+    /* Shutting a listener for writing only changes nothing. */
+    CHECK(shutdown(l, SHUT_WR) == 0);
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(connect(c, SA(a), sizeof a) == 0);
+    s = accept(l, NULL, NULL);
+    CHECK(s >= 0);
+    close(s);
+    close(c);
+    close(l);
+}
+
+/* accept with no free descriptor fails with EMFILE and leaves the
+ * connection queued for the next accept. */
+static void accept_emfile(void) {
+    group("accept at the descriptor limit");
+    int port;
+    int l = listener(&port);
+    CHECK(l >= 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = lo(port);
+    CHECK(connect(c, SA(a), sizeof a) == 0);
+    CHECK(write(c, "queued", 6) == 6);
+    /* A limit just above the descriptors in use, then every free one
+     * below it taken. */
+    struct rlimit old, low;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int fill[64], n = 0;
+    low = old;
+    low.rlim_cur = (rlim_t)(l > c ? l : c) + 4;
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (;;) {
+        int d = dup(0);
+        if (d < 0)
+            break;
+        if (n < 64)
+            fill[n++] = d;
+    }
+    CHECK_ERR(accept(l, NULL, NULL), EMFILE);
+    close(fill[--n]);
+    int s = accept(l, NULL, NULL);
+    CHECK(s >= 0);
+    char buf[8] = {0};
+    CHECK(s >= 0 && read_full(s, buf, 6) == 6 && memcmp(buf, "queued", 6) == 0);
+    while (n > 0)
+        close(fill[--n]);
+    CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+    close(s);
+    close(c);
+    close(l);
+}
+
 int main(void) {
     signal(SIGALRM, on_alarm);
     signal(SIGPIPE, on_sigpipe);
@@ -839,6 +952,8 @@ int main(void) {
     reuse();
     transfer();
     ping();
+    shutdowns();
+    accept_emfile();
     alarm(0);
     return tt_done("inet");
 }

@@ -739,6 +739,15 @@ impl Files {
         self.0.lock().insert(file, min, cloexec)
     }
 
+    /// EMFILE when no descriptor is free: checked before a call takes
+    /// something it could not give back (`accept` takes a connection
+    /// off the queue; Linux finds the descriptor first, and the
+    /// connection stays queued).
+    pub fn check_room(&self) -> Result<(), Errno> {
+        let table = self.0.lock();
+        (0..table.limit).any(|i| table.slots.get(i).is_none_or(Option::is_none)).then_some(()).ok_or(Errno::EMFILE)
+    }
+
     /// See [`FileTable::put`].
     pub fn put(&self, fd: u64, file: Arc<dyn File>, cloexec: bool) -> Result<u64, Errno> {
         self.0.lock().put(fd, file, cloexec)

@@ -553,8 +553,18 @@ impl InetSocket {
             return Err(Errno::ENOTCONN);
         }
         if self.listening.load(Ordering::Relaxed) {
+            // Shut for reading, a listener stops listening; a blocked
+            // accept then fails with EINVAL.
+            if read {
+                call((self.handle, true, write), |s, (h, r, w)| s.shutdown(h, r, w))?.map_err(errno)?;
+                self.listening.store(false, Ordering::Relaxed);
+                flush();
+            }
             return Ok(());
         }
+        // An unconnected datagram socket is shut all the same (a blocked
+        // receive returns 0), but the call says ENOTCONN, as Linux.
+        let unconnected = self.protocol != Protocol::Tcp && self.status().is_ok_and(|s| s.remote.addr == [0; 4]);
         call((self.handle, read, write), |s, (h, r, w)| s.shutdown(h, r, w))?.map_err(errno)?;
         if read {
             self.shut_read.store(true, Ordering::Relaxed);
@@ -563,7 +573,7 @@ impl InetSocket {
             self.shut_write.store(true, Ordering::Relaxed);
         }
         flush();
-        Ok(())
+        if unconnected { Err(Errno::ENOTCONN) } else { Ok(()) }
     }
 
     /// `getsockname`.

@@ -47,6 +47,10 @@ const MAX_STACK_SOCKETS: usize = 1024;
 /// Datagrams and bytes of each UDP or ICMP socket's queues.
 const DGRAM_PACKETS: usize = 64;
 const DGRAM_BYTES: usize = 64 * 1024;
+/// The most an IPv4 packet carries (one frame: the stack does not
+/// fragment, on lo either, where Linux's MTU is 64 KiB): larger
+/// datagrams are refused (EMSGSIZE) rather than lost.
+const MAX_IP_PAYLOAD: usize = tessera_cell_api::net::MAX_FRAME - 14 - 20;
 /// Frames waiting to go out (more are dropped, as a full device queue).
 const TX_QUEUE: usize = 512;
 /// Frames waiting to be processed.
@@ -245,6 +249,9 @@ struct Sock {
     connected: bool,
     /// `SO_REUSEADDR`.
     reuse: bool,
+    /// `bind` named the port (else the stack chose it, and a listener
+    /// that stops listening gives it back, as Linux).
+    named_port: bool,
 }
 
 /// The TCP socket of a closed handle, finishing its connection.
@@ -368,7 +375,7 @@ impl Inner {
         }
         self.next_handle = index.wrapping_add(1);
         let sock =
-            Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, ttl: 64, connected: false, reuse: false };
+            Sock { kind, bound: None, remote: None, last: tcp::State::Closed, error: None, read_shut: false, ttl: 64, connected: false, reuse: false, named_port: false };
         self.table.insert(index, sock);
         Ok(self.handle(index))
     }
@@ -727,6 +734,7 @@ impl NetStack for Stack {
             Kind::Raw(_) => {}
         }
         sock.bound = Some(bound);
+        sock.named_port = local.port != 0;
         Ok(bound)
     }
 
@@ -880,7 +888,7 @@ impl NetStack for Stack {
                     return Err(SockError::InvalidState);
                 }
                 let u = sockets.get_mut::<udp::Socket>(h);
-                if data.len() > DGRAM_BYTES - 28 {
+                if data.len() > MAX_IP_PAYLOAD - 8 {
                     return Err(SockError::TooLong);
                 }
                 let mut meta = udp::UdpMetadata::from(IpEndpoint::new(ip(dest.addr), dest.port));
@@ -903,7 +911,7 @@ impl NetStack for Stack {
                     return Err(SockError::Unsupported);
                 }
                 let source = if dest.addr[0] == 127 { [127, 0, 0, 1] } else { eth_addr.ok_or(SockError::Unreachable)? };
-                if data.len() > DGRAM_BYTES - 20 {
+                if data.len() > MAX_IP_PAYLOAD {
                     return Err(SockError::TooLong);
                 }
                 let total = (data.len() + 20) as u16;
@@ -923,6 +931,9 @@ impl NetStack for Stack {
                 // is its port and the checksum is the stack's, as Linux.
                 if data.len() < 8 || data.first() != Some(&8) || data.get(1) != Some(&0) {
                     return Err(SockError::InvalidState);
+                }
+                if data.len() > MAX_IP_PAYLOAD {
+                    return Err(SockError::TooLong);
                 }
                 let ident = sock.bound.map_or(0, |b| b.port).to_be_bytes();
                 let mut message = data.to_vec();
@@ -974,6 +985,10 @@ impl NetStack for Stack {
                 let u = sockets.get_mut::<udp::Socket>(h);
                 let remote = sock.remote;
                 loop {
+                    // Shut for reading, an empty queue is the end (0).
+                    if !u.can_recv() && sock.read_shut {
+                        break (0, Endpoint::default());
+                    }
                     let (data, meta) = if peek {
                         let (d, m) = u.peek().map_err(|_| SockError::WouldBlock)?;
                         (d, *m)
@@ -1038,10 +1053,30 @@ impl NetStack for Stack {
         s.index(handle)?;
         let Inner { table, sockets, .. } = &mut *s;
         let sock = table.get_mut(&(handle as u32)).ok_or(SockError::BadHandle)?;
-        let socket = match sock.kind {
-            Kind::Tcp(socket) => socket,
-            // A listening socket shut down stops listening (not yet).
-            Kind::Listener { .. } => return Ok(()),
+        let socket = match &mut sock.kind {
+            Kind::Tcp(socket) => *socket,
+            // A listener shut for reading stops listening, as on Linux:
+            // the connections not accepted yet are reset, and a port the
+            // stack chose is given back.
+            Kind::Listener { pool, .. } => {
+                if !read {
+                    return Ok(());
+                }
+                let pool = core::mem::take(pool);
+                let reuse = sock.reuse;
+                sock.kind = Kind::Tcp(sockets.add(new_tcp()));
+                if !sock.named_port {
+                    sock.bound = None;
+                }
+                for &h in &pool {
+                    sockets.get_mut::<tcp::Socket>(h).abort();
+                }
+                for h in pool {
+                    s.lingering_push(h, reuse);
+                }
+                s.run();
+                return Ok(());
+            }
             _ => {
                 sock.read_shut |= read;
                 return Ok(());

@@ -1520,3 +1520,20 @@ fn ping_socket_fills_in_ident_and_checksum() {
     assert_eq!(stack.recv(ping, &mut buf, false), Err(SockError::WouldBlock), "its own request is not received");
     stack.close(ping, false);
 }
+
+/// A datagram fits one frame or is refused: the stack does not fragment.
+#[test]
+fn datagrams_larger_than_a_frame_are_refused() {
+    let stack = configured();
+    let mut now = 0;
+    let rx = stack.open(Protocol::Udp).expect("open");
+    let at = stack.bind(rx, Endpoint { addr: LOCALHOST, port: 0 }).expect("bind");
+    let tx = stack.open(Protocol::Udp).expect("open");
+    assert_eq!(stack.send(tx, &[7; 1473], Some(at)), Err(SockError::TooLong));
+    assert_eq!(stack.send(tx, &[7; 1472], Some(at)), Ok(1472));
+    pump(&stack, &mut now);
+    let mut buf = [0u8; 2048];
+    assert_eq!(stack.recv(rx, &mut buf, false).map(|(n, _)| n), Ok(1472), "the largest datagram arrived whole");
+    stack.close(rx, false);
+    stack.close(tx, false);
+}

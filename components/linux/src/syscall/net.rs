@@ -260,6 +260,7 @@ pub(super) fn accept(p: &mut Process, fd: u64, addr: u64, len_ptr: u64, flags: u
         return Err(Errno::EINVAL);
     }
     let file = any_socket(p, fd)?;
+    p.files.check_room()?;
     if let Some(s) = file.as_unix_socket() {
         return super::unix::accept(p, s, addr, len_ptr, flags & SOCK_NONBLOCK != 0, flags & SOCK_CLOEXEC != 0);
     }
