@@ -55,12 +55,22 @@ pub fn describe(outcome: Outcome) -> String {
 /// Runs every test program (under `/opt/tessera/bin`); each passes when it
 /// exits with status 0. Prints one line per program and the totals.
 pub fn run_all() -> (usize, usize) {
-    // The programs expect /proc, as a system's init would mount it.
-    if let Ok(vfs) = tessera_linux::fs::vfs()
-        && let Ok(at) = vfs.resolve(&vfs.root(), "/proc", true)
-        && let Err(e) = tessera_linux::procfs::new_root().and_then(|root| vfs.mount(&at, root, "proc").map_err(Into::into))
-    {
-        println!("usertests: cannot mount /proc: {e:?}");
+    // The programs expect /proc and /dev/pts, as a system's init would
+    // mount them.
+    if let Ok(vfs) = tessera_linux::fs::vfs() {
+        if let Ok(at) = vfs.resolve(&vfs.root(), "/proc", true)
+            && let Err(e) = tessera_linux::procfs::new_root().and_then(|root| vfs.mount(&at, root, "proc").map_err(Into::into))
+        {
+            println!("usertests: cannot mount /proc: {e:?}");
+        }
+        if let Ok(dev) = vfs.resolve(&vfs.root(), "/dev", true) {
+            let _ = dev.node().create("pts", tessera_vfs::FileType::Directory, 0o755, 0);
+        }
+        if let Ok(at) = vfs.resolve(&vfs.root(), "/dev/pts", true)
+            && let Err(e) = vfs.mount(&at, tessera_linux::pty::devpts(), "devpts")
+        {
+            println!("usertests: cannot mount /dev/pts: {e:?}");
+        }
     }
     let mut programs = Vec::new();
     files_under(TESTS, &mut programs);

@@ -230,6 +230,7 @@ const TCGETS: u64 = 0x5401;
 const TCSETS: u64 = 0x5402;
 const TCSETSW: u64 = 0x5403;
 const TCSETSF: u64 = 0x5404;
+const TCSBRK: u64 = 0x5409;
 const TCXONC: u64 = 0x540A;
 const TCFLSH: u64 = 0x540B;
 const TIOCSCTTY: u64 = 0x540E;
@@ -239,6 +240,8 @@ const TIOCGWINSZ: u64 = 0x5413;
 const TIOCSWINSZ: u64 = 0x5414;
 const FIONREAD: u64 = 0x541B;
 const TIOCNOTTY: u64 = 0x5422;
+const TCSBRKP: u64 = 0x5425;
+const TIOCOUTQ: u64 = 0x5411;
 const TIOCGSID: u64 = 0x5429;
 const TIOCGPTN: u64 = 0x8004_5430;
 const TIOCSPTLCK: u64 = 0x4004_5431;
@@ -416,7 +419,12 @@ pub(super) fn ioctl(p: &mut Process, fd: u64, request: u64, arg: u64) -> SysResu
         }
         TIOCNOTTY => Ok(0),
         FIONREAD => p.memory.write(arg, &(tty.available() as u32).to_le_bytes()).map(|()| 0),
-        _ => Err(Errno::EINVAL),
+        // Output leaves at once: tcdrain (TCSBRK 1) and a break return
+        // at once, nothing waits to go out.
+        TCSBRK | TCSBRKP => Ok(0),
+        TIOCOUTQ => p.memory.write(arg, &0u32.to_le_bytes()).map(|()| 0),
+        // As Linux: a request no terminal knows is ENOTTY.
+        _ => Err(Errno::ENOTTY),
     }
 }
 
