@@ -90,6 +90,38 @@ int main(void) {
     CHECK(write(m, "ab\rc", 4) == 4);
     CHECK(read_within(s, buf, sizeof buf, 2000) == 4 && memcmp(buf, "ab\rc", 4) == 0);
     CHECK(read_within(m, buf, sizeof buf, 200) == 0);
+    /* A paste larger than any buffer, into a program that reads slowly:
+     * the writer is held back, nothing is lost. */
+    pid_t paster = fork();
+    if (paster == 0) {
+        static char big[96 * 1024];
+        for (size_t i = 0; i < sizeof big; i++)
+            big[i] = (char)('a' + i % 23);
+        size_t at = 0;
+        while (at < sizeof big) {
+            ssize_t w = write(m, big + at, sizeof big - at);
+            if (w <= 0)
+                _exit(1);
+            at += (size_t)w;
+        }
+        _exit(0);
+    }
+    size_t total = 0;
+    int order_ok = 1;
+    while (total < 96 * 1024) {
+        ssize_t r = read_within(s, buf, sizeof buf, 3000);
+        if (r <= 0)
+            break;
+        for (ssize_t i = 0; i < r; i++)
+            order_ok &= buf[i] == (char)('a' + (total + (size_t)i) % 23);
+        total += (size_t)r;
+        if (total % 8192 < sizeof buf)
+            usleep(2000);
+    }
+    int pstatus = -1;
+    CHECK(waitpid(paster, &pstatus, 0) == paster && pstatus == 0);
+    printf("  raw paste: %zu of %d bytes\n", total, 96 * 1024);
+    CHECK(total == 96 * 1024 && order_ok);
     CHECK(tcsetattr(s, TCSANOW, &saved) == 0);
 
     /* Terminal ioctls. */

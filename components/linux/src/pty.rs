@@ -260,6 +260,25 @@ impl PtyMaster {
     }
 }
 
+impl PtyMaster {
+    /// Hands `bytes` to the slave's line discipline; what it echoes is
+    /// the master's to read.
+    fn feed(&self, bytes: &[u8]) {
+        let pty = &self.pty;
+        let mut echoed = alloc::vec::Vec::new();
+        for &byte in bytes {
+            pty.tty.input(byte, &mut |echo| echoed.extend_from_slice(echo));
+        }
+        if !echoed.is_empty() {
+            let mut out = pty.out.lock();
+            let room = OUT_BYTES.saturating_sub(out.len());
+            out.extend(echoed.iter().take(room));
+        }
+        pty.tty.changed();
+        pty.notify();
+    }
+}
+
 impl File for PtyMaster {
     fn read(&self, buf: &mut [u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         if buf.is_empty() {
@@ -286,19 +305,39 @@ impl File for PtyMaster {
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
+        self.write_interruptible(buf, &|| false)
+    }
+
+    /// Input for the slave: taken while less than `MAX_INPUT` bytes wait
+    /// to be read there, else the writer waits (as Linux's pty: a paste
+    /// into a busy program is held back, not lost), or gets EAGAIN when
+    /// non-blocking. A line longer than the discipline holds is cut, as
+    /// Linux's canonical mode does.
+    fn write_interruptible(&self, buf: &[u8], interrupted: &dyn Fn() -> bool) -> SysResult {
         let pty = &self.pty;
-        let mut echoed = alloc::vec::Vec::new();
-        for &byte in buf {
-            pty.tty.input(byte, &mut |echo| echoed.extend_from_slice(echo));
+        let mut done = 0;
+        while done < buf.len() {
+            let step = pty.out_changed.wait_until(|| {
+                let room = tessera_cell_api::tty::MAX_INPUT.saturating_sub(pty.tty.available());
+                if room > 0 {
+                    Some(Ok(room))
+                } else if self.nonblocking.get() {
+                    Some(Err(Errno::EAGAIN))
+                } else {
+                    interrupted().then_some(Err(Errno::EINTR))
+                }
+            });
+            match step {
+                Ok(room) => {
+                    let chunk = buf.get(done..buf.len().min(done + room)).unwrap_or(&[]);
+                    self.feed(chunk);
+                    done += chunk.len();
+                }
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
         }
-        if !echoed.is_empty() {
-            let mut out = pty.out.lock();
-            let room = OUT_BYTES.saturating_sub(out.len());
-            out.extend(echoed.iter().take(room));
-        }
-        pty.tty.changed();
-        pty.notify();
-        Ok(buf.len() as u64)
+        Ok(done as u64)
     }
 
     fn stat(&self) -> FileStat {
@@ -314,7 +353,10 @@ impl File for PtyMaster {
     }
 
     fn poll(&self) -> u16 {
-        let mut events = POLLOUT;
+        let mut events = 0;
+        if self.pty.tty.available() < tessera_cell_api::tty::MAX_INPUT {
+            events |= POLLOUT;
+        }
         if !self.pty.out.lock().is_empty() {
             events |= POLLIN;
         } else if self.slave_gone() {
@@ -349,7 +391,10 @@ impl File for PtySlave {
         if self.nonblocking.get() && !buf.is_empty() && tty.available() == 0 && tty.poll() & POLLHUP == 0 {
             return Err(Errno::EAGAIN);
         }
-        tty.read(buf, interrupted)
+        let n = tty.read(buf, interrupted)?;
+        // A master writer may wait for the room this made.
+        self.pty.notify();
+        Ok(n)
     }
 
     fn write(&self, buf: &[u8]) -> SysResult {
