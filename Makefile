@@ -25,7 +25,10 @@ CMDLINE ?=
 QEMU := qemu-system-x86_64
 # TCG, not KVM: /dev/kvm on these machines is a slow software stand-in.
 # `-cpu max` gives every feature TCG emulates (NX, SMEP/SMAP, ...).
-QEMU_MACHINE := -machine q35 -cpu max -m $(MEM) -no-reboot \
+# SMP=N: the guest's processors (Tessera lists them all and runs on the
+# first; SMP is issue 14's work).
+SMP ?= 1
+QEMU_MACHINE := -machine q35 -cpu max -m $(MEM) -smp $(SMP) -no-reboot \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
 # Opt in to KVM with `make run KVM=1` where it really exists.
 ifeq ($(KVM),1)
@@ -249,7 +252,7 @@ exec: $(SYSTEM_DEPS)
 	@test -f "$(SCRIPT)" || { echo "make exec: $(SCRIPT): no such file" >&2; exit 2; }
 	@$(MKINITRD) $(EXEC_INITRD) $(SYSTEM_FILES) $(if $(OVERLAY),=$(OVERLAY)) \
 		etc/tessera-exec.sh=$(SCRIPT)
-	@SCRATCH_SIZE=$(SCRATCH_SIZE) DISK=$(DISK) NETDEV='$(NETDEV)' sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
+	@SCRATCH_SIZE=$(SCRATCH_SIZE) DISK=$(DISK) NETDEV='$(NETDEV)' SMP=$(SMP) sh tools/exec.sh $(KERNEL) $(EXEC_INITRD) $(MEM) || { status=$$?; \
 		echo "make exec: the script exited with status $$status" >&2; exit $$status; }
 
 # --- audit ------------------------------------------------------------------

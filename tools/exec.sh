@@ -20,7 +20,7 @@ fi
 # HOSTFWD/GUESTFWD).
 set -- "$@" -netdev "${NETDEV:-user,id=net0,restrict=on}" -device virtio-net-pci,netdev=net0
 timeout --kill-after=5 "${EXEC_TIMEOUT:-600}" qemu-system-x86_64 \
-    -machine q35 -cpu max -m "$mem" -no-reboot \
+    -machine q35 -cpu max -m "$mem" -smp "${SMP:-1}" -no-reboot \
     -drive "file=$scratch,format=raw,if=none,id=scratch" -device virtio-blk-pci,drive=scratch \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -display none -serial stdio -monitor none \

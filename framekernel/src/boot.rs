@@ -127,6 +127,9 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     let report = mm::init(&info).unwrap_or_else(|e| fatal(format_args!("memory: {e}")));
     pic::init();
     time::calibrate();
+    // The firmware's processor list; before the timer, which routes its
+    // watchdog NMI through the I/O APIC the list names.
+    crate::cpu::init(info.rsdp);
     time::read_wall_clock();
     time::start_timer();
     console::init_input();

@@ -18,6 +18,7 @@ pub mod arch;
 pub mod boot;
 pub mod cell;
 pub mod console;
+pub mod cpu;
 pub mod debug;
 pub mod io;
 pub mod irq;

@@ -33,6 +33,8 @@ pub struct MachineOptions {
     pub boot: Boot,
     /// Guest RAM (`-m`).
     pub memory: String,
+    /// Processors (`-smp`).
+    pub cpus: u32,
     /// Hard limit on the whole QEMU run.
     pub wall_clock: Duration,
     /// Size of the empty scratch disk attached as virtio-blk (`/dev/vda`),
@@ -53,6 +55,7 @@ impl MachineOptions {
         Self {
             boot: Boot::Kernel { kernel: kernel_path(), initrd: None, cmdline: cmdline.to_string() },
             memory: "256M".into(),
+            cpus: 1,
             wall_clock: Duration::from_secs(120),
             disk_mib: 16,
             extra_disk: None,
@@ -79,6 +82,7 @@ impl MachineOptions {
         Self {
             boot: Boot::Iso(iso_path()),
             memory: "256M".into(),
+            cpus: 1,
             wall_clock: Duration::from_secs(180),
             disk_mib: 16,
             extra_disk: None,
@@ -146,6 +150,7 @@ impl Machine {
         let mut cmd = Command::new("timeout");
         cmd.arg("--kill-after=5").arg(format!("{}", options.wall_clock.as_secs())).arg("qemu-system-x86_64");
         cmd.args(["-machine", "q35", "-cpu", "max", "-m", &options.memory, "-no-reboot"]);
+        cmd.arg("-smp").arg(options.cpus.to_string());
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
         let disk = (options.disk_mib > 0).then(|| {

@@ -147,3 +147,23 @@ fn too_little_memory_for_the_archive_is_named_not_a_panic() {
     assert!(!machine.output().contains("PANIC"), "{}", machine.output());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The firmware's processor list (ACPI MADT) is read on both boot paths:
+/// GRUB gives the RSDP in a multiboot2 tag, PVH in its start info (or the
+/// BIOS area has it). Tessera runs on the boot processor and says so.
+#[test]
+fn every_processor_is_listed_on_both_boot_paths() {
+    for (name, options) in [("smp-pvh", MachineOptions::kernel("tessera.monitor")), ("smp-grub", MachineOptions::iso())] {
+        let mut machine = Machine::start(name, &MachineOptions { cpus: 4, ..options });
+        let line = machine.expect("running on 1", BOOT);
+        assert!(line.contains("acpi: 4 processor(s) (local APIC ids [0, 1, 2, 3], boot 0), 1 I/O APIC(s)"), "{name}:\n{}", machine.output());
+        machine.expect("Tessera ready", BOOT);
+        if name == "smp-grub" {
+            // sysfs says the same: all four present, the first online.
+            machine.expect("# ", BOOT);
+            machine.send("cd /sys/devices/system/cpu; echo cpus=$(cat present)/$(cat online)/$(cat offline)/$(ls -d cpu[0-9]* | wc -l)\r");
+            machine.expect("cpus=0-3/0/1-3/4", BOOT);
+        }
+        drop(machine);
+    }
+}

@@ -67,7 +67,8 @@ pub fn disks() -> Vec<(String, u64, u64)> {
     disks.iter().map(|d| (d.name.clone(), d.rdev, d.backend.sectors().unwrap_or(0))).collect()
 }
 
-/// Fills a new sysfs with the disks as Linux shows them to `mdev -s`,
+/// Fills a new sysfs with the processors (`devices/system/cpu`) and the
+/// disks as Linux shows them to `mdev -s`,
 /// `lsblk`-like tools and `df`: `block/NAME/{dev,size,ro,removable,
 /// uevent,queue/*}`, `class/block/NAME` and `dev/block/MAJ:MIN` (links to
 /// `block/NAME`).
@@ -93,6 +94,26 @@ pub fn fill_sysfs(root: &tessera_vfs::NodeRef) -> Result<(), tessera_vfs::FsErro
         file(&queue, "rotational", "0\n")?;
         class_block.symlink(&name, &alloc::format!("../../block/{name}"))?;
         dev_block.symlink(&alloc::format!("{major}:{minor}"), &alloc::format!("../../block/{name}"))?;
+    }
+    // The processors, as Linux shows them: every one the firmware lists
+    // is present and possible, the ones Tessera runs on are online (so
+    // glibc's configured and online counts tell the truth).
+    let cpus = dir(&dir(&dir(root, "devices")?, "system")?, "cpu")?;
+    let (present, online) = (framekernel::cpu::present(), framekernel::cpu::online().min(framekernel::cpu::present()));
+    let span = |first: usize, end: usize| match end - first {
+        0 => String::from("\n"),
+        1 => alloc::format!("{first}\n"),
+        _ => alloc::format!("{first}-{}\n", end - 1),
+    };
+    file(&cpus, "possible", &span(0, present))?;
+    file(&cpus, "present", &span(0, present))?;
+    file(&cpus, "online", &span(0, online))?;
+    file(&cpus, "offline", &span(online, present))?;
+    for n in 0..present {
+        let cpu = dir(&cpus, &alloc::format!("cpu{n}"))?;
+        if n > 0 {
+            file(&cpu, "online", if n < online { "1\n" } else { "0\n" })?;
+        }
     }
     Ok(())
 }

@@ -117,6 +117,9 @@ pub struct BootInfo {
     /// Physical range of the boot information structures themselves, so the
     /// frame allocator keeps its hands off them while they are in use.
     pub info_range: (u64, u64),
+    /// The ACPI RSDP the boot loader gave, when it gave a valid one (else
+    /// the base looks for it in the BIOS area).
+    pub rsdp: Option<crate::acpi::Rsdp>,
 }
 
 /// Read access to physical memory during boot. The trusted base implements

@@ -13,6 +13,7 @@ extern crate alloc;
 #[cfg(feature = "test-support")]
 extern crate std;
 
+pub mod acpi;
 pub mod bootinfo;
 pub mod calendar;
 pub mod cellfile;

@@ -19,6 +19,9 @@ const TAG_END: u32 = 0;
 const TAG_CMDLINE: u32 = 1;
 const TAG_MODULE: u32 = 3;
 const TAG_MMAP: u32 = 6;
+/// Copies of the ACPI RSDP (1.0 and 2.0+).
+const TAG_ACPI_OLD: u32 = 14;
+const TAG_ACPI_NEW: u32 = 15;
 const MMAP_ENTRY_MIN: u32 = 24;
 
 /// Parses the multiboot2 information structure at physical address `addr`.
@@ -71,6 +74,14 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<BootInfo, BootInfoError
             TAG_MMAP => {
                 saw_mmap = true;
                 parse_mmap(tag, &mut info)?;
+            }
+            // The newer copy wins; a damaged one is ignored (the base
+            // then looks for the RSDP itself).
+            TAG_ACPI_OLD | TAG_ACPI_NEW => {
+                let copy = crate::acpi::parse_rsdp(tag.get(8..).unwrap_or(&[]), addr + offset as u64 + 8).ok();
+                if tag_type == TAG_ACPI_NEW || info.rsdp.is_none() {
+                    info.rsdp = copy.or(info.rsdp);
+                }
             }
             _ => {}
         }
@@ -192,6 +203,38 @@ pub(crate) mod tests {
         assert_eq!(parsed.memory.as_slice()[1].kind, RegionKind::Usable);
         assert_eq!(parsed.memory.as_slice()[2].kind, RegionKind::Reserved);
         assert_eq!(parsed.info_range, (0x10000, 0x10000 + mem.bytes.len() as u64));
+    }
+
+    /// An RSDP copy as GRUB puts it in its tags (`new`: revision 2).
+    fn rsdp_copy(new: bool, rsdt: u32) -> Vec<u8> {
+        let mut r = vec![0u8; if new { 36 } else { 20 }];
+        r[..8].copy_from_slice(b"RSD PTR ");
+        r[15] = if new { 2 } else { 0 };
+        r[16..20].copy_from_slice(&rsdt.to_le_bytes());
+        let first = r[..20].iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        r[8] = 0u8.wrapping_sub(first);
+        if new {
+            r[20..24].copy_from_slice(&36u32.to_le_bytes());
+            r[24..32].copy_from_slice(&u64::from(rsdt).to_le_bytes());
+            let all = r.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+            r[32] = 0u8.wrapping_sub(all);
+        }
+        r
+    }
+
+    #[test]
+    fn acpi_tags_give_the_rsdp_and_damaged_ones_are_ignored() {
+        let mmap = || mmap_tag(&[(0x100000, 0x100000, 1)]);
+        let old = parse(&info(&[tag(TAG_ACPI_OLD, &rsdp_copy(false, 0x7000)), mmap()]), 0x10000).unwrap();
+        assert_eq!(old.rsdp.map(|r| (r.revision, r.rsdt, r.xsdt)), Some((0, 0x7000, 0)));
+        let both = parse(&info(&[tag(TAG_ACPI_NEW, &rsdp_copy(true, 0x8000)), tag(TAG_ACPI_OLD, &rsdp_copy(false, 0x7000)), mmap()]), 0x10000).unwrap();
+        assert_eq!(both.rsdp.map(|r| (r.revision, r.xsdt)), Some((2, 0x8000)), "the newer copy wins");
+        let mut damaged = rsdp_copy(true, 0x8000);
+        damaged[17] ^= 1;
+        let bad = parse(&info(&[tag(TAG_ACPI_NEW, &damaged), mmap()]), 0x10000).unwrap();
+        assert_eq!(bad.rsdp, None);
+        let short = parse(&info(&[tag(TAG_ACPI_NEW, &[b'R'; 5]), mmap()]), 0x10000).unwrap();
+        assert_eq!(short.rsdp, None);
     }
 
     #[test]

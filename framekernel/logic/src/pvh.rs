@@ -60,6 +60,13 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<BootInfo, BootInfoError
     if version < 1 {
         return Err(BootInfoError::NoMemoryMap);
     }
+    // The RSDP's address (0: none given); a bad one is ignored (the base
+    // then looks for it itself).
+    let rsdp = f.u64(32)?;
+    if rsdp != 0 {
+        let bytes = mem.read(rsdp, 36).or_else(|| mem.read(rsdp, 20));
+        info.rsdp = bytes.and_then(|b| crate::acpi::parse_rsdp(b, rsdp).ok());
+    }
     let memmap = f.u64(40)?;
     let entries = f.u32(48)? as usize;
     if entries == 0 {

@@ -24,6 +24,7 @@ pub use heap::{HeapStats, heap_stats};
 pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};
 pub use paging::PageInfo;
 pub(crate) use paging::query;
+pub(crate) use phys::{FirmwareRange, copy_firmware, firmware_range};
 pub use vm::{Perms, VmError, VmSpace};
 
 use framekernel_logic::bootinfo::{BootInfo, MemoryRegion};

@@ -36,3 +36,56 @@ pub(crate) fn reserved_module(start: u64, end: u64) -> Option<&'static [u8]> {
     // which only `BootModule::drop` does, after its last borrow ended.
     Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
 }
+
+/// How a range of firmware memory (not usable RAM) can be read.
+pub(crate) enum FirmwareRange {
+    /// Through the direct map: in the first 2 MiB, or inside an ACPI range.
+    DirectMapped,
+    /// Inside a reserved range the direct map does not cover: through a
+    /// temporary uncached mapping ([`super::IoMem`]).
+    Reserved,
+}
+
+/// Whether `[start, end)` is firmware memory the base may read, and how:
+/// never when it touches usable RAM (frames that other owners hold and
+/// write), else when it lies in the first 2 MiB (always direct-mapped) or
+/// inside one ACPI or reserved range of the firmware map.
+pub(crate) fn firmware_range(start: u64, end: u64) -> Option<FirmwareRange> {
+    use framekernel_logic::bootinfo::RegionKind;
+    use framekernel_logic::memmap::Range;
+    let range = Range::new(start, end);
+    let map = super::FIRMWARE_MAP.lock();
+    if start >= end || map.iter().any(|r| r.kind == RegionKind::Usable && Range::new(r.start, r.start.saturating_add(r.len)).overlaps(&range)) {
+        return None;
+    }
+    if end <= 2 << 20 {
+        return Some(FirmwareRange::DirectMapped);
+    }
+    let inside = |kinds: &[RegionKind]| map.iter().any(|r| kinds.contains(&r.kind) && r.start <= start && end <= r.start.saturating_add(r.len));
+    if inside(&[RegionKind::AcpiReclaimable, RegionKind::AcpiNvs]) && framekernel_logic::layout::phys_to_direct(end - 1).is_some() {
+        Some(FirmwareRange::DirectMapped)
+    } else if inside(&[RegionKind::Reserved]) {
+        Some(FirmwareRange::Reserved)
+    } else {
+        None
+    }
+}
+
+/// Copies firmware memory at `addr` into `buf` through the direct map;
+/// false unless [`firmware_range`] says the range is direct-mapped.
+pub(crate) fn copy_firmware(addr: u64, buf: &mut [u8]) -> bool {
+    let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
+    if !matches!(firmware_range(addr, end), Some(FirmwareRange::DirectMapped)) {
+        return false;
+    }
+    let Some(base) = framekernel_logic::layout::phys_to_direct(addr) else { return false };
+    for (i, byte) in buf.iter_mut().enumerate() {
+        // SAFETY: `addr..end` is not usable RAM, so no frame owner holds
+        // or writes it (firmware may, so each byte is read volatile, and
+        // no reference to it is made); it lies in the first 2 MiB or in an
+        // ACPI range, both of which the direct map covers read-only or
+        // read-write at `DIRECT_MAP_BASE + phys` (checked above).
+        *byte = unsafe { core::ptr::read_volatile((base + i as u64) as *const u8) };
+    }
+    true
+}

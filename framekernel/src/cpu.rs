@@ -1,0 +1,144 @@
+//! The machine's processors and interrupt controllers, as the firmware's
+//! ACPI MADT lists them, read once at boot.
+//!
+//! This is what SMP bring-up starts from (the local APIC ids to wake) and
+//! where the I/O APIC is. Tessera runs on the boot processor only so far:
+//! [`online`] is 1 whatever [`present`] says.
+
+use alloc::vec::Vec;
+use framekernel_logic::acpi::{self, AcpiError, FirmwareMemory, IoApic, Override, Processor};
+
+/// What the firmware said, or why it could not be read.
+pub struct Topology {
+    /// Physical address of the local APICs' registers.
+    pub local_apic: u64,
+    /// The processors (enabled or not), in the firmware's order.
+    pub processors: Vec<Processor>,
+    pub io_apics: Vec<IoApic>,
+    pub overrides: Vec<Override>,
+    /// MADT entries past the kernel's limits.
+    pub ignored: usize,
+    /// The local APIC id of the processor that booted.
+    pub boot_apic_id: u32,
+    /// Why the tables were not read, when they were not (then only the
+    /// boot processor is known).
+    pub error: Option<AcpiError>,
+}
+
+static TOPOLOGY: spin::Once<Topology> = spin::Once::new();
+/// Before boot read the tables: the boot processor alone.
+static UNKNOWN: Topology = Topology {
+    local_apic: 0xfee0_0000,
+    processors: Vec::new(),
+    io_apics: Vec::new(),
+    overrides: Vec::new(),
+    ignored: 0,
+    boot_apic_id: 0,
+    error: Some(AcpiError::NoRsdp),
+};
+
+/// The topology read at boot.
+pub fn topology() -> &'static Topology {
+    TOPOLOGY.get().unwrap_or(&UNKNOWN)
+}
+
+/// Processors the firmware lists as usable (at least the boot one).
+pub fn present() -> usize {
+    topology().processors.iter().filter(|p| p.enabled).count().max(1)
+}
+
+/// Processors running Tessera: the boot processor.
+pub fn online() -> usize {
+    1
+}
+
+/// This processor's local APIC id (CPUID leaf 1).
+fn boot_apic_id() -> u32 {
+    core::arch::x86_64::__cpuid(1).ebx >> 24
+}
+
+/// Reads the MADT (once; later calls do nothing). `hint`: the RSDP the
+/// boot loader gave.
+pub(crate) fn init(hint: Option<acpi::Rsdp>) {
+    TOPOLOGY.call_once(|| {
+        let boot_apic_id = boot_apic_id();
+        let memory = Firmware;
+        let found = hint.or_else(|| {
+            let mut area = Vec::new();
+            area.try_reserve_exact(BIOS_AREA.end - BIOS_AREA.start).ok()?;
+            area.resize(BIOS_AREA.end - BIOS_AREA.start, 0);
+            if !memory.read(BIOS_AREA.start as u64, &mut area) {
+                return None;
+            }
+            acpi::find_rsdp(&area, BIOS_AREA.start as u64).map(|(_, rsdp)| rsdp)
+        });
+        let madt = found.ok_or(AcpiError::NoRsdp).and_then(|rsdp| acpi::read_madt(&memory, &rsdp));
+        match madt {
+            Ok(m) => {
+                let enabled = m.processors.iter().filter(|p| p.enabled).count();
+                let ids: Vec<u32> = m.processors.iter().filter(|p| p.enabled).map(|p| p.apic_id).collect();
+                log::info!(
+                    "acpi: {enabled} processor(s) (local APIC ids {ids:?}, boot {boot_apic_id}), {} I/O APIC(s), {} interrupt override(s); running on 1",
+                    m.io_apics.len(),
+                    m.overrides.len()
+                );
+                if m.ignored > 0 {
+                    log::warn!("acpi: {} MADT entries past the kernel's limits were ignored", m.ignored);
+                }
+                Topology {
+                    local_apic: m.local_apic,
+                    processors: m.processors,
+                    io_apics: m.io_apics,
+                    overrides: m.overrides,
+                    ignored: m.ignored,
+                    boot_apic_id,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                log::warn!("acpi: {e}; running on the boot processor only");
+                Topology {
+                    local_apic: UNKNOWN.local_apic,
+                    processors: Vec::new(),
+                    io_apics: Vec::new(),
+                    overrides: Vec::new(),
+                    ignored: 0,
+                    boot_apic_id,
+                    error: Some(e),
+                }
+            }
+        }
+    });
+}
+
+/// Where the RSDP may be, when the boot loader did not say.
+const BIOS_AREA: core::ops::Range<usize> = 0xe_0000..0x10_0000;
+
+/// Firmware memory as the tables may be read: ranges that are not usable
+/// RAM (so nothing else owns or writes them), through the direct map when
+/// it covers them (the first 2 MiB, ACPI ranges), else through a
+/// temporary uncached mapping of the reserved range.
+struct Firmware;
+
+impl FirmwareMemory for Firmware {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
+        if buf.is_empty() {
+            return true;
+        }
+        match crate::mm::firmware_range(addr, end) {
+            Some(crate::mm::FirmwareRange::DirectMapped) => crate::mm::copy_firmware(addr, buf),
+            Some(crate::mm::FirmwareRange::Reserved) => match crate::mm::IoMem::acquire(addr, buf.len() as u64) {
+                Ok(window) => buf.iter_mut().enumerate().all(|(i, byte)| match window.read::<u8>(i as u64) {
+                    Ok(b) => {
+                        *byte = b;
+                        true
+                    }
+                    Err(_) => false,
+                }),
+                Err(_) => false,
+            },
+            None => false,
+        }
+    }
+}
