@@ -130,6 +130,7 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     // The firmware's processor list; before the timer, which routes its
     // watchdog NMI through the I/O APIC the list names.
     crate::cpu::init(info.rsdp);
+    arch::smp::start_aps();
     time::read_wall_clock();
     time::start_timer();
     console::init_input();

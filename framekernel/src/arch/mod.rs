@@ -13,6 +13,7 @@ pub(crate) mod pic;
 pub(crate) mod pit;
 pub mod qemu;
 pub(crate) mod serial;
+pub(crate) mod smp;
 pub(crate) mod trap;
 pub mod user;
 pub mod usercopy;

@@ -151,6 +151,11 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     Ok(MemoryReport { usable, bitmap_bytes, kernel })
 }
 
+/// A copy of the firmware's memory map.
+pub(crate) fn firmware_map() -> FixedVec<MemoryRegion, 128> {
+    *FIRMWARE_MAP.lock()
+}
+
 /// True when `range` overlaps RAM in the firmware map (any kind but
 /// reserved/bad/unknown).
 pub(crate) fn overlaps_ram(range: Range) -> bool {

@@ -1,0 +1,301 @@
+//! Starting the other processors (application processors, APs) with
+//! INIT-SIPI-SIPI through the local APIC.
+//!
+//! An AP wakes in 16-bit real mode at `TRAMPOLINE` (the start-up IPI's
+//! vector names the page). The trampoline, copied there by the boot
+//! processor, switches to protected mode, then to long mode on temporary
+//! page tables in the pages after it (the first 2 MiB identity-mapped, for
+//! the trampoline itself, and the kernel half of the kernel's own tables),
+//! jumps to `ap_long_entry` in the kernel's text, which loads the kernel's
+//! page tables, and calls `framekernel_ap_entry` on a stack of its own.
+//!
+//! So far an AP only says it is alive and parks (interrupts off, halted):
+//! Tessera runs on the boot processor (issue 14 adds the rest). APs are
+//! started one at a time; the first that does not answer within
+//! `ANSWER_MS` stops the start-up (a late one would find the next one's
+//! stack in the shared data area), and is reported.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Physical address of the trampoline page (the start-up vector is its
+/// page number). Below 1 MiB, where the frame allocator never goes.
+const TRAMPOLINE: u64 = 0x7_0000;
+/// The temporary PML4, PDPT and PD after it.
+const TEMP_PML4: u64 = TRAMPOLINE + 0x1000;
+const TEMP_PDPT: u64 = TRAMPOLINE + 0x2000;
+const TEMP_PD: u64 = TRAMPOLINE + 0x3000;
+/// Pages the start-up uses.
+const PAGES: u64 = 4;
+/// Bytes of each AP's stack.
+const AP_STACK: usize = 16 * 1024;
+/// How long an AP has to answer.
+const ANSWER_MS: u64 = 2000;
+
+/// APs that reached `framekernel_ap_entry`.
+static STARTED: AtomicU32 = AtomicU32::new(0);
+
+core::arch::global_asm!(
+    r#"
+    .section .rodata.ap_trampoline, "a"
+    .balign 16
+    .global ap_trampoline_start
+    .code16
+ap_trampoline_start:
+    cli
+    cld
+    movw %cs, %ax
+    movw %ax, %ds
+    lgdtl (ap_gdt_ptr - ap_trampoline_start)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $(0x70000 + ap_pm32 - ap_trampoline_start)
+
+    .code32
+ap_pm32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $(1 << 5), %eax                   /* PAE */
+    movl %eax, %cr4
+    movl (0x70000 + ap_data_pml4 - ap_trampoline_start), %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx                /* EFER: LME, and NXE as the boot processor has it */
+    rdmsr
+    orl (0x70000 + ap_data_efer - ap_trampoline_start), %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80010001, %eax                 /* PG | WP | PE */
+    movl %eax, %cr0
+    ljmpl $0x18, $(0x70000 + ap_lm64 - ap_trampoline_start)
+
+    .code64
+ap_lm64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movq (0x70000 + ap_data_stack - ap_trampoline_start), %rsp
+    movq (0x70000 + ap_data_cr3 - ap_trampoline_start), %rax
+    movq (0x70000 + ap_data_index - ap_trampoline_start), %rdi
+    movq (0x70000 + ap_data_entry - ap_trampoline_start), %rbx
+    jmpq *%rbx
+
+    .balign 8
+ap_gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF              /* 0x08: 32-bit code */
+    .quad 0x00CF92000000FFFF              /* 0x10: data */
+    .quad 0x00AF9A000000FFFF              /* 0x18: 64-bit code */
+ap_gdt_end:
+ap_gdt_ptr:
+    .short ap_gdt_end - ap_gdt - 1
+    .long 0x70000 + ap_gdt - ap_trampoline_start
+    .balign 8
+    .global ap_trampoline_data
+ap_trampoline_data:
+ap_data_pml4:  .quad 0
+ap_data_efer:  .quad 0
+ap_data_stack: .quad 0
+ap_data_cr3:   .quad 0
+ap_data_index: .quad 0
+ap_data_entry: .quad 0
+    .global ap_trampoline_end
+ap_trampoline_end:
+
+    .section .text.ap_entry, "ax"
+    .code64
+    .global ap_long_entry
+ap_long_entry:
+    movq %rax, %cr3                       /* the kernel's page tables */
+    xorl %ebp, %ebp                       /* ends frame-pointer stack walks */
+    call framekernel_ap_entry
+    ud2
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_data: u8;
+    static ap_trampoline_end: u8;
+    fn ap_long_entry();
+}
+
+/// Where an AP arrives, on its own stack and the kernel's page tables,
+/// interrupts off. It says it is alive and parks.
+#[unsafe(no_mangle)]
+extern "C" fn framekernel_ap_entry(_index: u64) -> ! {
+    STARTED.fetch_add(1, Ordering::Release);
+    super::halt_forever()
+}
+
+/// Processors started besides the boot one.
+pub(crate) fn started() -> u32 {
+    STARTED.load(Ordering::Acquire)
+}
+
+/// Writes `bytes` at physical `phys` in low memory (the start-up pages).
+fn write_low(phys: u64, bytes: &[u8]) {
+    let Some(virt) = framekernel_logic::layout::phys_to_direct(phys) else { return };
+    debug_assert!(phys + bytes.len() as u64 <= TRAMPOLINE + PAGES * 4096);
+    // SAFETY: the start-up pages lie below 1 MiB, which the frame allocator
+    // never hands out and nothing else in the kernel uses (checked usable
+    // RAM in `start_aps`); the direct map covers the first 2 MiB read-write.
+    // Only the boot processor writes them, while no AP runs the trampoline
+    // (APs are started one at a time and each has left it when it answers).
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), virt as *mut u8, bytes.len()) };
+}
+
+/// Starts every enabled processor the firmware lists, one by one, and
+/// reports each. Returns how many answered.
+pub(crate) fn start_aps() -> u32 {
+    let topology = crate::cpu::topology();
+    let others: Vec<u32> = topology.processors.iter().filter(|p| p.enabled && p.apic_id != topology.boot_apic_id).map(|p| p.apic_id).collect();
+    if others.is_empty() {
+        return 0;
+    }
+    if let Err(why) = prepare() {
+        log::warn!("smp: processors not started: {why}");
+        return 0;
+    }
+    let lapic = match crate::mm::IoMem::acquire(topology.local_apic, 0x1000) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!("smp: processors not started: local APIC window: {e}");
+            return 0;
+        }
+    };
+    for (index, &apic_id) in others.iter().enumerate() {
+        // The xAPIC's interrupt command register names 8-bit ids.
+        if apic_id > 0xfe {
+            log::warn!("smp: processor with local APIC id {apic_id} needs x2APIC mode; it and the rest are not started");
+            break;
+        }
+        let Some(stack) = new_stack() else {
+            log::warn!("smp: no memory for processor {}'s stack; the rest are not started", index + 1);
+            break;
+        };
+        let cr3 = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
+        // The data area's fields, in the assembly's order.
+        let fields = [TEMP_PML4, efer_bits(), stack, cr3, index as u64 + 1, ap_long_entry as *const () as u64];
+        let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
+        write_low(TRAMPOLINE + data_offset(), &bytes);
+        let before = started();
+        if !wake(&lapic, apic_id, before) {
+            log::warn!("smp: processor with local APIC id {apic_id} did not answer in {ANSWER_MS} ms; it and the rest are not used");
+            break;
+        }
+    }
+    let n = started();
+    log::info!("smp: {n} of {} other processor(s) started and parked; Tessera runs on the boot processor", others.len());
+    n
+}
+
+/// The data area's offset in the trampoline.
+fn data_offset() -> u64 {
+    // Addresses of the assembly's labels only (never dereferenced).
+    let start = core::ptr::addr_of!(ap_trampoline_start) as u64;
+    core::ptr::addr_of!(ap_trampoline_data) as u64 - start
+}
+
+/// EFER bits the AP sets: long mode, and no-execute when this processor
+/// has it on (the kernel's page tables use it).
+fn efer_bits() -> u64 {
+    use x86_64::registers::model_specific::{Efer, EferFlags};
+    let mut bits = EferFlags::LONG_MODE_ENABLE.bits();
+    if Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) {
+        bits |= EferFlags::NO_EXECUTE_ENABLE.bits();
+    }
+    bits
+}
+
+/// A stack for an AP (never freed: a processor may run on it for good).
+fn new_stack() -> Option<u64> {
+    let mut stack: Vec<u8> = Vec::new();
+    stack.try_reserve_exact(AP_STACK).ok()?;
+    stack.resize(AP_STACK, 0);
+    let stack = alloc::boxed::Box::leak(stack.into_boxed_slice());
+    // 16-byte aligned top.
+    Some((stack.as_ptr() as u64 + AP_STACK as u64) & !0xf)
+}
+
+/// Copies the trampoline and builds the temporary page tables.
+fn prepare() -> Result<(), &'static str> {
+    use framekernel_logic::bootinfo::RegionKind;
+    // The pages must be RAM the firmware does not use.
+    let end = TRAMPOLINE + PAGES * 4096;
+    let usable = crate::mm::firmware_map().iter().any(|r| r.kind == RegionKind::Usable && r.start <= TRAMPOLINE && end <= r.start.saturating_add(r.len));
+    if !usable {
+        return Err("the start-up pages at 0x70000 are not free RAM");
+    }
+    let start = core::ptr::addr_of!(ap_trampoline_start) as usize;
+    let len = core::ptr::addr_of!(ap_trampoline_end) as usize - start;
+    if len > 4096 {
+        return Err("the trampoline is larger than a page");
+    }
+    // SAFETY: `ap_trampoline_start..ap_trampoline_end` is read-only data
+    // of the kernel image (the assembly above), `len` bytes long.
+    let code = unsafe { core::slice::from_raw_parts(start as *const u8, len) };
+    write_low(TRAMPOLINE, code);
+    // Temporary tables: PML4[0] -> PDPT[0] -> PD[0] = 2 MiB identity;
+    // PML4[256..512] = the kernel's.
+    let mut pml4 = [0u64; 512];
+    pml4[0] = TEMP_PDPT | 3;
+    let kernel_root = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
+    let root = framekernel_logic::layout::phys_to_direct(kernel_root).ok_or("the kernel's page tables are outside the direct map")?;
+    for (i, entry) in pml4.iter_mut().enumerate().skip(256) {
+        // SAFETY: `root` is the direct-map address of the active PML4 (a
+        // page-table frame the paging module owns); entries are read as
+        // plain integers, volatile, while nothing changes the kernel half
+        // (boot, one processor, interrupts off).
+        *entry = unsafe { core::ptr::read_volatile((root as *const u64).add(i)) };
+    }
+    let mut pdpt = [0u64; 512];
+    pdpt[0] = TEMP_PD | 3;
+    let mut pd = [0u64; 512];
+    pd[0] = 0x83; // present, writable, 2 MiB
+    for (phys, table) in [(TEMP_PML4, &pml4), (TEMP_PDPT, &pdpt), (TEMP_PD, &pd)] {
+        let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_le_bytes()).collect();
+        write_low(phys, &bytes);
+    }
+    Ok(())
+}
+
+/// INIT, then up to two start-up IPIs, to `apic_id`; true once it answers
+/// (`started` passes `before`).
+fn wake(lapic: &crate::mm::IoMem, apic_id: u32, before: u32) -> bool {
+    const ICR_LOW: u64 = 0x300;
+    const ICR_HIGH: u64 = 0x310;
+    let send = |low: u32| {
+        let _ = lapic.write::<u32>(ICR_HIGH, apic_id << 24);
+        let _ = lapic.write::<u32>(ICR_LOW, low);
+        // Wait for delivery (bit 12: send pending).
+        let deadline = crate::time::now_ns() + 10_000_000;
+        while lapic.read::<u32>(ICR_LOW).is_ok_and(|v| v & (1 << 12) != 0) && crate::time::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+    };
+    let answered = |ms: u64| {
+        let deadline = crate::time::now_ns() + ms * 1_000_000;
+        while crate::time::now_ns() < deadline {
+            if started() > before {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        started() > before
+    };
+    let vector = (TRAMPOLINE >> 12) as u32;
+    send(0x0000_4500); // INIT, assert
+    let _ = answered(10);
+    send(0x0000_4600 | vector); // start-up
+    if answered(1) {
+        return true;
+    }
+    send(0x0000_4600 | vector);
+    answered(ANSWER_MS)
+}
