@@ -52,6 +52,12 @@ pub fn online() -> usize {
     1
 }
 
+/// Other processors that were started and are parked (halted, waiting
+/// for work).
+pub fn parked() -> usize {
+    crate::arch::smp::started() as usize
+}
+
 /// This processor's local APIC id (CPUID leaf 1).
 fn boot_apic_id() -> u32 {
     core::arch::x86_64::__cpuid(1).ebx >> 24
@@ -77,7 +83,7 @@ pub(crate) fn init(hint: Option<acpi::Rsdp>) {
             Ok(m) => {
                 let enabled = m.processors.iter().filter(|p| p.enabled).count();
                 let ids: Vec<u32> = m.processors.iter().filter(|p| p.enabled).map(|p| p.apic_id).collect();
-                log::info!(
+                log::debug!(
                     "acpi: {enabled} processor(s) (local APIC ids {ids:?}, boot {boot_apic_id}), {} I/O APIC(s), {} interrupt override(s); running on 1",
                     m.io_apics.len(),
                     m.overrides.len()

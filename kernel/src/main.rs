@@ -307,6 +307,22 @@ fn print_memory(boot: &BootContext) {
             (module.end - module.start) / 1024
         );
     }
+    let cpus = framekernel::cpu::topology();
+    match cpus.error {
+        None => {
+            let ids: alloc::vec::Vec<u32> = cpus.processors.iter().filter(|p| p.enabled).map(|p| p.apic_id).collect();
+            println!(
+                "processors: {} (local APIC ids {ids:?}, boot {}), {} started and parked; running on {}; {} I/O APIC(s), {} interrupt override(s)",
+                framekernel::cpu::present(),
+                cpus.boot_apic_id,
+                framekernel::cpu::parked(),
+                framekernel::cpu::online(),
+                cpus.io_apics.len(),
+                cpus.overrides.len()
+            );
+        }
+        Some(e) => println!("processors: firmware tables not read ({e}); running on the boot processor"),
+    }
     let frames = framekernel::mm::frame_stats();
     println!(
         "usable RAM: {} MiB in {} range(s); {} MiB free for allocation",

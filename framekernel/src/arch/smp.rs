@@ -191,7 +191,7 @@ pub(crate) fn start_aps() -> u32 {
         }
     }
     let n = started();
-    log::info!("smp: {n} of {} other processor(s) started and parked; Tessera runs on the boot processor", others.len());
+    log::debug!("smp: {n} of {} other processor(s) started and parked; Tessera runs on the boot processor", others.len());
     n
 }
 
