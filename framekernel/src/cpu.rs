@@ -20,6 +20,8 @@ pub struct Topology {
     pub ignored: usize,
     /// The local APIC id of the processor that booted.
     pub boot_apic_id: u32,
+    /// The local APICs run in x2APIC mode (registers in MSRs, not memory).
+    pub x2apic: bool,
     /// Why the tables were not read, when they were not (then only the
     /// boot processor is known).
     pub error: Option<AcpiError>,
@@ -34,6 +36,7 @@ static UNKNOWN: Topology = Topology {
     overrides: Vec::new(),
     ignored: 0,
     boot_apic_id: 0,
+    x2apic: false,
     error: Some(AcpiError::NoRsdp),
 };
 
@@ -63,6 +66,31 @@ fn boot_apic_id() -> u32 {
     core::arch::x86_64::__cpuid(1).ebx >> 24
 }
 
+/// True when the local APIC runs in x2APIC mode (IA32_APIC_BASE bit 10).
+fn x2apic_mode() -> bool {
+    apic_base_msr() & (1 << 10) != 0
+}
+
+/// IA32_APIC_BASE, or 0 without a local APIC.
+fn apic_base_msr() -> u64 {
+    // CPUID.1:EDX bit 9: the processor has a local APIC (and the MSR).
+    if core::arch::x86_64::__cpuid(1).edx & (1 << 9) == 0 {
+        return 0;
+    }
+    // SAFETY: IA32_APIC_BASE (0x1b) exists on every processor with a local
+    // APIC (checked above); reading it has no side effects.
+    unsafe { x86_64::registers::model_specific::Msr::new(0x1b).read() }
+}
+
+/// The physical address of this processor's local APIC registers
+/// (IA32_APIC_BASE), or the architectural default without an APIC MSR.
+fn local_apic_base() -> u64 {
+    match apic_base_msr() & 0x000f_ffff_ffff_f000 {
+        0 => 0xfee0_0000,
+        base => base,
+    }
+}
+
 /// Reads the MADT (once; later calls do nothing). `hint`: the RSDP the
 /// boot loader gave.
 pub(crate) fn init(hint: Option<acpi::Rsdp>) {
@@ -80,7 +108,30 @@ pub(crate) fn init(hint: Option<acpi::Rsdp>) {
         });
         let madt = found.ok_or(AcpiError::NoRsdp).and_then(|rsdp| acpi::read_madt(&memory, &rsdp));
         match madt {
-            Ok(m) => {
+            Ok(mut m) => {
+                // The processor running this is there, whatever the table
+                // says.
+                if !m.processors.iter().any(|p| p.enabled && p.apic_id == boot_apic_id) {
+                    log::warn!("acpi: the MADT does not list the boot processor (local APIC id {boot_apic_id}); counted anyway");
+                    m.processors.retain(|p| p.apic_id != boot_apic_id);
+                    m.processors.insert(0, Processor { apic_id: boot_apic_id, uid: 0, enabled: true, online_capable: false });
+                }
+                // The local APIC's address is the processor's own register
+                // (IA32_APIC_BASE), not the table's.
+                let own = local_apic_base();
+                if own != m.local_apic {
+                    log::warn!("acpi: the MADT puts the local APIC at {:#x}, the processor at {own:#x}; using the processor's", m.local_apic);
+                    m.local_apic = own;
+                }
+                // An I/O APIC window in the local APICs' range (MSI writes
+                // there interrupt processors) is refused.
+                m.io_apics.retain(|a| {
+                    let bad = (0xfee0_0000..0xff00_0000).contains(&u64::from(a.address)) || a.address % 1024 != 0;
+                    if bad {
+                        log::warn!("acpi: I/O APIC {} at {:#x} refused (not an I/O APIC window)", a.id, a.address);
+                    }
+                    !bad
+                });
                 let enabled = m.processors.iter().filter(|p| p.enabled).count();
                 let ids: Vec<u32> = m.processors.iter().filter(|p| p.enabled).map(|p| p.apic_id).collect();
                 log::debug!(
@@ -98,6 +149,7 @@ pub(crate) fn init(hint: Option<acpi::Rsdp>) {
                     overrides: m.overrides,
                     ignored: m.ignored,
                     boot_apic_id,
+                    x2apic: x2apic_mode(),
                     error: None,
                 }
             }
@@ -110,6 +162,7 @@ pub(crate) fn init(hint: Option<acpi::Rsdp>) {
                     overrides: Vec::new(),
                     ignored: 0,
                     boot_apic_id,
+                    x2apic: x2apic_mode(),
                     error: Some(e),
                 }
             }

@@ -48,7 +48,8 @@ pub(crate) fn route_pit_as_nmi() -> Result<(), &'static str> {
     let ioapic = WINDOW.call_once(|| IoMem::acquire(base, 0x20).ok()).as_ref().ok_or("no I/O APIC window")?;
     let version = read(ioapic, 1).ok_or("I/O APIC not readable")?;
     let pins = ((version >> 16) & 0xff) + 1;
-    if version == u32::MAX || pins <= pin {
+    // An I/O APIC answers with version 0x11 or 0x20 (not all ones, not 0).
+    if version == u32::MAX || !(0x11..=0x2f).contains(&(version & 0xff)) || pins <= pin {
         return Err("no I/O APIC with the PIT's pin");
     }
     // This CPU's local APIC id (CPUID leaf 1, EBX bits 31..24).

@@ -152,10 +152,19 @@ fn write_low(phys: u64, bytes: &[u8]) {
 
 /// Starts every enabled processor the firmware lists, one by one, and
 /// reports each. Returns how many answered.
-pub(crate) fn start_aps() -> u32 {
+pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
     let topology = crate::cpu::topology();
     let others: Vec<u32> = topology.processors.iter().filter(|p| p.enabled && p.apic_id != topology.boot_apic_id).map(|p| p.apic_id).collect();
     if others.is_empty() {
+        return 0;
+    }
+    if topology.x2apic {
+        log::warn!("smp: the local APICs run in x2APIC mode, which the start-up does not speak yet; processors not started");
+        return 0;
+    }
+    let pages = TRAMPOLINE..TRAMPOLINE + PAGES * 4096;
+    if modules.iter().any(|&(start, end)| start < pages.end && pages.start < end) {
+        log::warn!("smp: processors not started: a boot module lies in the start-up pages at {TRAMPOLINE:#x}");
         return 0;
     }
     if let Err(why) = prepare() {
@@ -172,8 +181,8 @@ pub(crate) fn start_aps() -> u32 {
     for (index, &apic_id) in others.iter().enumerate() {
         // The xAPIC's interrupt command register names 8-bit ids.
         if apic_id > 0xfe {
-            log::warn!("smp: processor with local APIC id {apic_id} needs x2APIC mode; it and the rest are not started");
-            break;
+            log::warn!("smp: processor with local APIC id {apic_id} needs x2APIC mode; not started");
+            continue;
         }
         let Some(stack) = new_stack() else {
             log::warn!("smp: no memory for processor {}'s stack; the rest are not started", index + 1);

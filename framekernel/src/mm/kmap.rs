@@ -154,6 +154,17 @@ impl core::fmt::Display for IoMemError {
     }
 }
 
+/// One past the highest physical address this processor can address
+/// (CPUID 0x80000008: 36 bits when the leaf is missing).
+fn physical_limit() -> u64 {
+    let bits = if core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0008 {
+        core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff
+    } else {
+        36
+    };
+    1u64 << bits.clamp(32, 52)
+}
+
 /// Acquired ranges with their claim tokens and fault domains.
 static ACQUIRED: crate::sync::BaseLock<Vec<MmioClaim>> = crate::sync::BaseLock::new(Vec::new());
 
@@ -197,7 +208,9 @@ impl IoMem {
     /// Claims and maps `len` bytes of device memory at `phys` (the base's
     /// own use: a claimed PCI function's memory BAR).
     pub(crate) fn acquire(phys: u64, len: u64) -> Result<Self, IoMemError> {
-        let end = phys.checked_add(len).filter(|_| len > 0).ok_or(IoMemError::BadRange { phys, len })?;
+        // Past the processor's physical address width a page-table entry
+        // would set reserved bits (a fault on first access).
+        let end = phys.checked_add(len).filter(|&end| len > 0 && end <= physical_limit()).ok_or(IoMemError::BadRange { phys, len })?;
         let range = Range::new(phys, end);
         if super::overlaps_ram(range) {
             return Err(IoMemError::IsRam { phys, len });

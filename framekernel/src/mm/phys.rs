@@ -49,7 +49,9 @@ pub(crate) enum FirmwareRange {
 /// Whether `[start, end)` is firmware memory the base may read, and how:
 /// never when it touches usable RAM (frames that other owners hold and
 /// write), else when it lies in the first 2 MiB (always direct-mapped) or
-/// inside one ACPI or reserved range of the firmware map.
+/// inside one ACPI or reserved range of the firmware map: through the
+/// direct map where it covers the whole range, else (reserved ranges
+/// only) through an uncached mapping.
 pub(crate) fn firmware_range(start: u64, end: u64) -> Option<FirmwareRange> {
     use framekernel_logic::bootinfo::RegionKind;
     use framekernel_logic::memmap::Range;
@@ -62,12 +64,24 @@ pub(crate) fn firmware_range(start: u64, end: u64) -> Option<FirmwareRange> {
         return Some(FirmwareRange::DirectMapped);
     }
     let inside = |kinds: &[RegionKind]| map.iter().any(|r| kinds.contains(&r.kind) && r.start <= start && end <= r.start.saturating_add(r.len));
-    if inside(&[RegionKind::AcpiReclaimable, RegionKind::AcpiNvs]) && framekernel_logic::layout::phys_to_direct(end - 1).is_some() {
-        Some(FirmwareRange::DirectMapped)
-    } else if inside(&[RegionKind::Reserved]) {
-        Some(FirmwareRange::Reserved)
-    } else {
-        None
+    let acpi = inside(&[RegionKind::AcpiReclaimable, RegionKind::AcpiNvs]);
+    let reserved = inside(&[RegionKind::Reserved]);
+    drop(map);
+    if !acpi && !reserved {
+        return None;
+    }
+    // The direct map rounds RAM out to 2 MiB, so it may cover a reserved
+    // range too: then that mapping is the one to read through (a second,
+    // uncached one would give the same page two memory types).
+    let pages = (start & !0xfff..end).step_by(4096);
+    let mapped = |page: u64| {
+        framekernel_logic::layout::phys_to_direct(page).and_then(super::query).is_some_and(|info| info.phys == page)
+    };
+    let covered = pages.clone().filter(|&p| mapped(p)).count();
+    match (covered, pages.count()) {
+        (c, all) if c == all => Some(FirmwareRange::DirectMapped),
+        (0, _) if reserved => Some(FirmwareRange::Reserved),
+        _ => None,
     }
 }
 
