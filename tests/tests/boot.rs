@@ -170,3 +170,60 @@ fn every_processor_is_listed_on_both_boot_paths() {
         drop(machine);
     }
 }
+
+/// A MADT written by an attacker (or broken firmware), handed over by
+/// GRUB's `acpi` command in place of QEMU's: its local APIC override aims
+/// the start-up's INIT below the APIC page, its I/O APIC window lies in
+/// the local APICs' range (writes there are interrupt messages), one
+/// processor needs x2APIC mode. The kernel reports each and boots; it
+/// obeys none of them (the red-team found each resetting or crashing the
+/// machine).
+#[test]
+fn hostile_firmware_tables_are_reported_not_obeyed() {
+    let dir = std::env::temp_dir().join(format!("tessera-test-{}-madt", std::process::id()));
+    let boot = dir.join("tree/boot");
+    std::fs::create_dir_all(boot.join("grub")).expect("iso tree");
+    std::fs::copy(tessera_tests::kernel_path(), boot.join("tessera.elf")).expect("kernel");
+    std::fs::copy(tessera_tests::initrd_path(), boot.join("initrd.cpio")).expect("archive");
+    let mut entries = Vec::new();
+    entries.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // processor, local APIC id 0
+    entries.extend_from_slice(&[0, 8, 1, 1, 1, 0, 0, 0]); // processor, local APIC id 1
+    entries.extend_from_slice(&[9, 16, 0, 0, 44, 1, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]); // x2APIC id 300
+    entries.extend_from_slice(&[1, 12, 0, 0, 0x00, 0x10, 0xe0, 0xfe, 0, 0, 0, 0]); // I/O APIC at 0xfee01000
+    entries.extend_from_slice(&[5, 12, 0, 0]); // local APIC override to 0xfedffd00
+    entries.extend_from_slice(&0xfedf_fd00u64.to_le_bytes());
+    let mut madt = b"APIC".to_vec();
+    madt.extend_from_slice(&(36 + 8 + entries.len() as u32).to_le_bytes());
+    madt.extend_from_slice(&[3, 0]); // revision, checksum (below)
+    madt.extend_from_slice(b"EVIL  EVILMADT");
+    madt.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+    madt.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
+    madt.extend_from_slice(&1u32.to_le_bytes());
+    madt.extend_from_slice(&entries);
+    let sum = madt.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    madt[9] = 0u8.wrapping_sub(sum);
+    std::fs::write(boot.join("madt.bin"), &madt).expect("table");
+    let menu = "set timeout=0\nserial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n\
+        menuentry \"Tessera\" {\n insmod acpi\n acpi --exclude=APIC /boot/madt.bin\n multiboot2 /boot/tessera.elf tessera.monitor\n module2 /boot/initrd.cpio initrd\n boot\n}\n";
+    std::fs::write(boot.join("grub/grub.cfg"), menu).expect("menu");
+    let iso = dir.join("hostile.iso");
+    let made = std::process::Command::new("grub-mkrescue")
+        .args(["-d", "/usr/lib/grub/i386-pc", "-o"])
+        .arg(&iso)
+        .arg(dir.join("tree"))
+        .output()
+        .expect("grub-mkrescue (make deps installs it)");
+    assert!(made.status.success(), "grub-mkrescue: {}", String::from_utf8_lossy(&made.stderr));
+    let options = MachineOptions { boot: tessera_tests::Boot::Iso(iso), cpus: 3, ..MachineOptions::iso() };
+    let mut machine = Machine::start("hostile-madt", &options);
+    machine.expect("the MADT puts the local APIC at 0xfedffd00, the processor at 0xfee00000; using the processor's", BOOT);
+    machine.expect("I/O APIC 0 at 0xfee01000 refused", BOOT);
+    machine.expect("local APIC id 300 needs x2APIC mode", BOOT);
+    let line = machine.expect("running on 1;", BOOT);
+    assert!(line.contains("processors: 3 (local APIC ids [0, 1, 300], boot 0), 1 started and parked"), "{}", machine.output());
+    machine.expect("tessera> ", BOOT);
+    machine.send("poweroff\r");
+    assert_eq!(machine.wait_exit(BOOT), Exit::Success, "{}", machine.output());
+    drop(machine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
