@@ -27,18 +27,26 @@ pub struct Topology {
     pub error: Option<AcpiError>,
 }
 
+impl Topology {
+    /// The boot processor alone, known only by its own registers, and why
+    /// the tables said nothing more.
+    const fn boot_processor_only(local_apic: u64, boot_apic_id: u32, x2apic: bool, error: AcpiError) -> Self {
+        Topology {
+            local_apic,
+            processors: Vec::new(),
+            io_apics: Vec::new(),
+            overrides: Vec::new(),
+            ignored: 0,
+            boot_apic_id,
+            x2apic,
+            error: Some(error),
+        }
+    }
+}
+
 static TOPOLOGY: spin::Once<Topology> = spin::Once::new();
 /// Before boot read the tables: the boot processor alone.
-static UNKNOWN: Topology = Topology {
-    local_apic: 0xfee0_0000,
-    processors: Vec::new(),
-    io_apics: Vec::new(),
-    overrides: Vec::new(),
-    ignored: 0,
-    boot_apic_id: 0,
-    x2apic: false,
-    error: Some(AcpiError::NoRsdp),
-};
+static UNKNOWN: Topology = Topology::boot_processor_only(0xfee0_0000, 0, false, AcpiError::NoRsdp);
 
 /// The topology read at boot.
 pub fn topology() -> &'static Topology {
@@ -155,16 +163,7 @@ pub(crate) fn init(hint: Option<acpi::Rsdp>) {
             }
             Err(e) => {
                 log::warn!("acpi: {e}; running on the boot processor only");
-                Topology {
-                    local_apic: UNKNOWN.local_apic,
-                    processors: Vec::new(),
-                    io_apics: Vec::new(),
-                    overrides: Vec::new(),
-                    ignored: 0,
-                    boot_apic_id,
-                    x2apic: x2apic_mode(),
-                    error: Some(e),
-                }
+                Topology::boot_processor_only(local_apic_base(), boot_apic_id, x2apic_mode(), e)
             }
         }
     });
@@ -173,31 +172,12 @@ pub(crate) fn init(hint: Option<acpi::Rsdp>) {
 /// Where the RSDP may be, when the boot loader did not say.
 const BIOS_AREA: core::ops::Range<usize> = 0xe_0000..0x10_0000;
 
-/// Firmware memory as the tables may be read: ranges that are not usable
-/// RAM (so nothing else owns or writes them), through the direct map when
-/// it covers them (the first 2 MiB, ACPI ranges), else through a
-/// temporary uncached mapping of the reserved range.
+/// Firmware memory as the tables may be read (see `mm::read_firmware`:
+/// never usable RAM).
 struct Firmware;
 
 impl FirmwareMemory for Firmware {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
-        if buf.is_empty() {
-            return true;
-        }
-        match crate::mm::firmware_range(addr, end) {
-            Some(crate::mm::FirmwareRange::DirectMapped) => crate::mm::copy_firmware(addr, buf),
-            Some(crate::mm::FirmwareRange::Reserved) => match crate::mm::IoMem::acquire(addr, buf.len() as u64) {
-                Ok(window) => buf.iter_mut().enumerate().all(|(i, byte)| match window.read::<u8>(i as u64) {
-                    Ok(b) => {
-                        *byte = b;
-                        true
-                    }
-                    Err(_) => false,
-                }),
-                Err(_) => false,
-            },
-            None => false,
-        }
+        crate::mm::read_firmware(addr, buf)
     }
 }

@@ -640,9 +640,14 @@ impl FileTable {
             .ok_or(Errno::EBADF)
     }
 
+    /// The lowest free descriptor `>= min` below the limit (EMFILE: none).
+    fn free_slot(&self, min: usize) -> Result<usize, Errno> {
+        (min..self.limit).find(|&i| self.slots.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)
+    }
+
     /// Installs `file` at the lowest free descriptor `>= min`.
     pub fn insert(&mut self, file: Arc<dyn File>, min: usize, cloexec: bool) -> Result<u64, Errno> {
-        let index = (min..self.limit).find(|&i| self.slots.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)?;
+        let index = self.free_slot(min)?;
         if self.slots.len() <= index {
             self.slots.resize(index + 1, None);
         }
@@ -744,8 +749,7 @@ impl Files {
     /// off the queue; Linux finds the descriptor first, and the
     /// connection stays queued).
     pub fn check_room(&self) -> Result<(), Errno> {
-        let table = self.0.lock();
-        (0..table.limit).any(|i| table.slots.get(i).is_none_or(Option::is_none)).then_some(()).ok_or(Errno::EMFILE)
+        self.0.lock().free_slot(0).map(drop)
     }
 
     /// See [`FileTable::put`].

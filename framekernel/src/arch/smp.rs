@@ -178,6 +178,8 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
             return 0;
         }
     };
+    // The kernel's page tables, which every AP loads.
+    let cr3 = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
     for (index, &apic_id) in others.iter().enumerate() {
         // The xAPIC's interrupt command register names 8-bit ids.
         if apic_id > 0xfe {
@@ -188,7 +190,6 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
             log::warn!("smp: no memory for processor {}'s stack; the rest are not started", index + 1);
             break;
         };
-        let cr3 = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
         // The data area's fields, in the assembly's order.
         let fields = [TEMP_PML4, efer_bits(), stack, cr3, index as u64 + 1, ap_long_entry as *const () as u64];
         let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();

@@ -24,7 +24,7 @@ pub use heap::{HeapStats, heap_stats};
 pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};
 pub use paging::PageInfo;
 pub(crate) use paging::query;
-pub(crate) use phys::{FirmwareRange, copy_firmware, firmware_range};
+pub(crate) use phys::read_firmware;
 pub use vm::{Perms, VmError, VmSpace};
 
 use framekernel_logic::bootinfo::{BootInfo, MemoryRegion};

@@ -38,7 +38,7 @@ pub(crate) fn reserved_module(start: u64, end: u64) -> Option<&'static [u8]> {
 }
 
 /// How a range of firmware memory (not usable RAM) can be read.
-pub(crate) enum FirmwareRange {
+enum FirmwareRange {
     /// Through the direct map: in the first 2 MiB, or inside an ACPI range.
     DirectMapped,
     /// Inside a reserved range the direct map does not cover: through a
@@ -52,7 +52,7 @@ pub(crate) enum FirmwareRange {
 /// inside one ACPI or reserved range of the firmware map: through the
 /// direct map where it covers the whole range, else (reserved ranges
 /// only) through an uncached mapping.
-pub(crate) fn firmware_range(start: u64, end: u64) -> Option<FirmwareRange> {
+fn firmware_range(start: u64, end: u64) -> Option<FirmwareRange> {
     use framekernel_logic::bootinfo::RegionKind;
     use framekernel_logic::memmap::Range;
     let range = Range::new(start, end);
@@ -85,21 +85,32 @@ pub(crate) fn firmware_range(start: u64, end: u64) -> Option<FirmwareRange> {
     }
 }
 
-/// Copies firmware memory at `addr` into `buf` through the direct map;
-/// false unless [`firmware_range`] says the range is direct-mapped.
-pub(crate) fn copy_firmware(addr: u64, buf: &mut [u8]) -> bool {
+/// Copies firmware memory at `addr` into `buf`, where [`firmware_range`]
+/// allows and as it says: through the direct map, or through a temporary
+/// uncached mapping of a reserved range. False when the range may not be
+/// read.
+pub(crate) fn read_firmware(addr: u64, buf: &mut [u8]) -> bool {
     let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
-    if !matches!(firmware_range(addr, end), Some(FirmwareRange::DirectMapped)) {
-        return false;
+    if buf.is_empty() {
+        return true;
     }
-    let Some(base) = framekernel_logic::layout::phys_to_direct(addr) else { return false };
-    for (i, byte) in buf.iter_mut().enumerate() {
-        // SAFETY: `addr..end` is not usable RAM, so no frame owner holds
-        // or writes it (firmware may, so each byte is read volatile, and
-        // no reference to it is made); it lies in the first 2 MiB or in an
-        // ACPI range, both of which the direct map covers read-only or
-        // read-write at `DIRECT_MAP_BASE + phys` (checked above).
-        *byte = unsafe { core::ptr::read_volatile((base + i as u64) as *const u8) };
+    match firmware_range(addr, end) {
+        Some(FirmwareRange::DirectMapped) => {
+            let Some(base) = framekernel_logic::layout::phys_to_direct(addr) else { return false };
+            for (i, byte) in buf.iter_mut().enumerate() {
+                // SAFETY: `addr..end` is not usable RAM, so no frame owner
+                // holds or writes it (firmware may, so each byte is read
+                // volatile, and no reference to it is made); the direct
+                // map covers all of it at `DIRECT_MAP_BASE + phys`
+                // (checked by `firmware_range`).
+                *byte = unsafe { core::ptr::read_volatile((base + i as u64) as *const u8) };
+            }
+            true
+        }
+        Some(FirmwareRange::Reserved) => match super::IoMem::acquire(addr, buf.len() as u64) {
+            Ok(window) => buf.iter_mut().enumerate().all(|(i, byte)| window.read::<u8>(i as u64).map(|b| *byte = b).is_ok()),
+            Err(_) => false,
+        },
+        None => false,
     }
-    true
 }

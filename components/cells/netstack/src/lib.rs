@@ -421,6 +421,16 @@ impl Inner {
         self.lingering.push(Lingering { socket, reuse });
     }
 
+    /// Resets the connections of a listening pool that were not accepted
+    /// (as Linux does when a listener closes or stops listening); each
+    /// lingers until its reset went out.
+    fn reset_pool(&mut self, pool: Vec<SocketHandle>, reuse: bool) {
+        for h in pool {
+            self.sockets.get_mut::<tcp::Socket>(h).abort();
+            self.lingering_push(h, reuse);
+        }
+    }
+
     /// Hands the ICMP errors that arrived to the connected UDP sockets
     /// they concern, as Linux does: port unreachable is ECONNREFUSED
     /// (host and network unreachable: ENETUNREACH).
@@ -1068,12 +1078,7 @@ impl NetStack for Stack {
                 if !sock.named_port {
                     sock.bound = None;
                 }
-                for &h in &pool {
-                    sockets.get_mut::<tcp::Socket>(h).abort();
-                }
-                for h in pool {
-                    s.lingering_push(h, reuse);
-                }
+                s.reset_pool(pool, reuse);
                 s.run();
                 return Ok(());
             }
@@ -1187,13 +1192,7 @@ impl NetStack for Stack {
         let Ok(index) = s.index(handle) else { return };
         let Some(sock) = s.table.remove(&index) else { return };
         match sock.kind {
-            Kind::Listener { pool, .. } => {
-                for h in pool {
-                    // Connections not accepted yet are reset, as on Linux.
-                    s.sockets.get_mut::<tcp::Socket>(h).abort();
-                    s.lingering_push(h, sock.reuse);
-                }
-            }
+            Kind::Listener { pool, .. } => s.reset_pool(pool, sock.reuse),
             Kind::Tcp(socket) => {
                 let t = s.sockets.get_mut::<tcp::Socket>(socket);
                 // Unread data makes the close a reset, as on Linux.
