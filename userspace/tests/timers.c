@@ -208,6 +208,14 @@ int main(void) {
     struct itimerspec every = {.it_interval = {0, 10000000}, .it_value = {0, 10000000}};
     CHECK(timer_settime(timer, 0, &every, NULL) == 0);
     for (int i = 0; i < 3; i++) CHECK(sigwaitinfo(&usr1, &info) == SIGUSR1);
+    /* Expiries while its signal is pending send no other: they are the
+     * signal's si_overrun, and timer_getoverrun says the same once it is
+     * taken (10 periods pass in the sleep: at least 8 after the one that
+     * sent it). */
+    usleep(100000);
+    CHECK(sigwaitinfo(&usr1, &info) == SIGUSR1);
+    CHECK(info.si_code == SI_TIMER && info.si_overrun >= 8);
+    CHECK(timer_getoverrun(timer) == info.si_overrun);
     CHECK(timer_delete(timer) == 0);
     CHECK(timer_delete(abs_timer) == 0);
 

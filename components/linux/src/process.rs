@@ -1509,7 +1509,18 @@ impl Process {
     /// Takes the lowest pending signal in `set`, blocked or not
     /// (`rt_sigtimedwait`).
     pub fn take_signal_in(&self, set: u64) -> Option<(u8, SigInfo)> {
-        self.thread.pending.take_in(set).or_else(|| self.info.pending.take_in(set))
+        self.thread.pending.take_in(set).or_else(|| self.info.pending.take_in(set)).map(|taken| self.timer_overrun(taken))
+    }
+
+    /// A POSIX timer's signal gets its overrun count as it is taken.
+    fn timer_overrun(&self, (sig, mut info): (u8, SigInfo)) -> (u8, SigInfo) {
+        if info.code == -2 {
+            let id = info.addr as u32;
+            if let Some(overrun) = crate::timers::delivered(self.info.pid, id) {
+                info.addr = u64::from(id) | u64::from(overrun) << 32;
+            }
+        }
+        (sig, info)
     }
 
     /// True when a signal in `set` is pending (blocked or not).
@@ -1520,7 +1531,7 @@ impl Process {
     /// Takes the lowest pending signal this thread does not block.
     pub fn take_signal(&self) -> Option<(u8, SigInfo)> {
         let mask = self.signals.mask;
-        self.thread.pending.take(mask).or_else(|| self.info.pending.take(mask))
+        self.thread.pending.take(mask).or_else(|| self.info.pending.take(mask)).map(|taken| self.timer_overrun(taken))
     }
 }
 

@@ -55,9 +55,16 @@ struct Timer {
     /// Period (0: one shot).
     interval: u64,
     notify: Notify,
-    /// Expiries missed at the last signal (`timer_getoverrun`), at most
-    /// `i32::MAX` (Linux caps it there).
+    /// Expiries missed at the last signal the process took
+    /// (`timer_getoverrun`), at most `i32::MAX` (Linux caps it there).
     overrun: u32,
+    /// A POSIX timer's signal is pending: expiries meanwhile send no
+    /// other and are counted in `missed` instead.
+    queued: bool,
+    /// Expiries missed since the pending signal was sent; they become
+    /// `overrun` when the process takes the signal (Linux latches its
+    /// `it_overrun_last` at dequeue).
+    missed: u64,
     /// Expiries already missed when the timer was armed (an absolute
     /// deadline before boot); counted into the first overrun.
     carried: u64,
@@ -138,7 +145,7 @@ pub fn start_task() -> Result<(), framekernel::mm::OutOfMemory> {
 
 fn fire_expired() {
     let now = framekernel::time::now_ns();
-    let mut due: Vec<(u32, Which, Notify, u32)> = Vec::new();
+    let mut due: Vec<(u32, Which, Notify, u64)> = Vec::new();
     // The CPU clocks of the CPU-time timers that may be due, read with no
     // timer lock held (they look up processes).
     let sources: Vec<((u32, Which), CpuSource)> =
@@ -160,39 +167,36 @@ fn fire_expired() {
                     timer.deadline = now.saturating_add(cpu_deadline - cpu_now);
                     continue;
                 }
-                let overrun = match (cpu_now - cpu_deadline).checked_div(timer.interval) {
+                let missed = match (cpu_now - cpu_deadline).checked_div(timer.interval) {
                     Some(missed) => {
                         let next = cpu_deadline.saturating_add((missed + 1).saturating_mul(timer.interval));
                         timer.cpu = Some((source, next));
                         timer.deadline = now.saturating_add(next - cpu_now);
-                        u32::try_from(missed.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32)
+                        missed
                     }
                     None => {
                         timer.deadline = 0;
                         0
                     }
                 };
-                timer.overrun = overrun;
-                due.push((pid, which, timer.notify, overrun));
+                due.push((pid, which, timer.notify, missed));
                 continue;
             }
-            let overrun = match (now - timer.deadline).checked_div(timer.interval) {
+            let missed = match (now - timer.deadline).checked_div(timer.interval) {
                 Some(missed) => {
                     timer.deadline = timer.deadline.saturating_add((missed + 1).saturating_mul(timer.interval));
-                    let missed = missed.saturating_add(core::mem::take(&mut timer.carried));
-                    u32::try_from(missed.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32)
+                    missed.saturating_add(core::mem::take(&mut timer.carried))
                 }
                 None => {
                     timer.deadline = 0; // one shot
                     0
                 }
             };
-            timer.overrun = overrun;
-            due.push((pid, which, timer.notify, overrun));
+            due.push((pid, which, timer.notify, missed));
         }
         recompute(&timers);
     }
-    for (pid, which, notify, overrun) in due {
+    for (pid, which, notify, missed) in due {
         let (signal, info, thread) = match (which, notify) {
             (Which::Real, _) => (crate::signal::num::SIGALRM, SigInfo { code: 0x80, ..SigInfo::default() }, None),
             (Which::Virtual, _) => (26, SigInfo { code: 0x80, ..SigInfo::default() }, None), // SIGVTALRM
@@ -203,19 +207,54 @@ fn fire_expired() {
             }
             (Which::Posix(_), Notify::None) => continue,
             (Which::Posix(id), Notify::Signal { signal, value, thread }) => {
-                // SI_TIMER: si_timerid, si_overrun, si_value.
-                let info = SigInfo { code: -2, addr: u64::from(id) | u64::from(overrun) << 32, value };
+                // SI_TIMER: si_timerid, si_overrun (set when taken), si_value.
+                let info = SigInfo { code: -2, addr: u64::from(id), value };
                 (signal, info, thread)
             }
         };
         let Some(process) = crate::process::lookup(pid) else { continue };
         // The target thread only while it is still one of the timer's
         // process (a tid can be reused by another process); else the process.
-        match thread.filter(|&tid| process.has_thread(tid)).and_then(crate::process::lookup_thread) {
+        let target = thread.filter(|&tid| process.has_thread(tid)).and_then(crate::process::lookup_thread);
+        if let Which::Posix(id) = which {
+            let pending = target.as_ref().map_or(0, |t| t.pending.bits()) | process.pending.bits();
+            if !expired(pid, id, missed, pending & crate::signal::bit(signal) != 0) {
+                continue; // its signal is still pending: counted as overruns
+            }
+        }
+        match target {
             Some(thread) => thread.send_signal(signal, info),
             None => process.send_signal(signal, info),
         }
     }
+}
+
+/// POSIX timer `id` of `pid` expired after `missed` more periods: true
+/// when its signal is to be sent; false when the last one is still
+/// `pending` (Linux sends one at a time and counts the rest as overruns).
+fn expired(pid: u32, id: u32, missed: u64, pending: bool) -> bool {
+    let mut timers = TIMERS.lock();
+    let Some(timer) = timers.get_mut(&(pid, Which::Posix(id))) else { return false }; // deleted meanwhile
+    if timer.queued && pending {
+        timer.missed = timer.missed.saturating_add(missed).saturating_add(1);
+        return false;
+    }
+    // Not pending though sent: ignored or discarded; a new one goes.
+    timer.queued = true;
+    timer.missed = missed;
+    true
+}
+
+/// The process took the SI_TIMER signal of its POSIX timer `id`: the
+/// overruns counted since it was sent are latched for
+/// `timer_getoverrun` and returned for its `si_overrun` (none when no
+/// signal of the timer was outstanding: a forged SI_TIMER from `sigqueue`).
+pub fn delivered(pid: u32, id: u32) -> Option<u32> {
+    let mut timers = TIMERS.lock();
+    let timer = timers.get_mut(&(pid, Which::Posix(id))).filter(|t| t.queued)?;
+    timer.queued = false;
+    timer.overrun = u32::try_from(core::mem::take(&mut timer.missed).min(i32::MAX as u64)).unwrap_or(i32::MAX as u32);
+    Some(timer.overrun)
 }
 
 /// How often a process's CPU time is compared with its `RLIMIT_CPU`.
@@ -279,12 +318,15 @@ pub fn set_on(pid: u32, which: Which, value: u64, interval: u64, absolute: bool,
         (v, None) if absolute => (v.max(1), None),
         (v, None) => (now.saturating_add(v), None),
     };
-    let (overrun, clock) = timers.get(&(pid, which)).map_or((0, clock), |t| (t.overrun, t.clock));
+    // Arming clears the last overrun count (Linux's common_timer_set); a
+    // signal still pending keeps counting.
+    let (queued, missed_since, clock) = timers.get(&(pid, which)).map_or((false, 0, clock), |t| (t.queued, t.missed, t.clock));
     if deadline == 0 && !matches!(which, Which::Posix(_)) {
         timers.remove(&(pid, which));
     } else {
         let interval = if deadline == 0 { 0 } else { interval };
-        timers.insert((pid, which), Timer { deadline, interval, notify, overrun, carried: if deadline == 0 { 0 } else { missed }, clock, cpu });
+        let carried = if deadline == 0 { 0 } else { missed };
+        timers.insert((pid, which), Timer { deadline, interval, notify, overrun: 0, queued, missed: missed_since, carried, clock, cpu });
     }
     recompute(&timers);
     drop(timers);
@@ -326,7 +368,7 @@ pub fn create(pid: u32, clock: u32, notify: impl FnOnce(u32) -> Notify) -> Resul
         return Err(Errno::EAGAIN);
     }
     let id = (0u32..).find(|id| !used.contains(id)).ok_or(Errno::EAGAIN)?;
-    timers.insert((pid, Which::Posix(id)), Timer { deadline: 0, interval: 0, notify: notify(id), overrun: 0, carried: 0, clock, cpu: None });
+    timers.insert((pid, Which::Posix(id)), Timer { deadline: 0, interval: 0, notify: notify(id), overrun: 0, queued: false, missed: 0, carried: 0, clock, cpu: None });
     Ok(id)
 }
 
