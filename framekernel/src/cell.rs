@@ -441,7 +441,7 @@ pub(crate) fn claim_token() -> u64 {
 /// The fault domain of the running cell call (0 outside cell calls): the
 /// device claims taken now are revoked if a call of that cell faults.
 pub(crate) fn current_domain() -> u64 {
-    let record = INNERMOST.load(Ordering::Relaxed);
+    let record = innermost();
     if record == 0 {
         return 0;
     }
@@ -461,7 +461,7 @@ pub(crate) struct BaseSection {
 impl BaseSection {
     /// Opens a section for the running cell call, if any.
     pub(crate) fn enter() -> Self {
-        let record = INNERMOST.load(Ordering::Relaxed);
+        let record = innermost();
         if record != 0 {
             // SAFETY: a live record of the running task (`containing_record`);
             // `base_depth` is atomic, so no exclusive reference is made.
@@ -482,9 +482,16 @@ impl Drop for BaseSection {
     }
 }
 
-/// The running task's innermost record (0: not inside a cell). Saved and
-/// restored per task by `task::switch_to`.
-pub(crate) static INNERMOST: AtomicU64 = AtomicU64::new(0);
+/// The running task's innermost record (0: not inside a cell), kept in
+/// the processor's block; saved and restored per task by `task::switch_to`.
+pub(crate) fn innermost() -> u64 {
+    crate::percpu::this_cpu().innermost.load(Ordering::Relaxed)
+}
+
+/// Sets the running task's innermost record.
+pub(crate) fn set_innermost(record: u64) {
+    crate::percpu::this_cpu().innermost.store(record, Ordering::Relaxed);
+}
 
 /// Longest a cell call may run before the watchdog stops it (ms).
 static WATCHDOG_MS: AtomicU64 = AtomicU64::new(10_000);
@@ -625,7 +632,7 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
     let mut call = Call { f: Some(f), out: None };
     let mut record = Record {
         rsp: 0,
-        prev: INNERMOST.load(Ordering::Relaxed),
+        prev: innermost(),
         irq_depth: crate::irq::depth(),
         started_ns: crate::time::now_ns(),
         domain,
@@ -637,7 +644,7 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
         len: 0,
     };
     let record_ptr: *mut Record = &mut record;
-    INNERMOST.store(record_ptr as u64, Ordering::Relaxed);
+    set_innermost(record_ptr as u64);
     // SAFETY: the slot is `record.rsp`, alive for the call; the trampoline
     // matches `call`'s type. If the call faults, a handler resumes through
     // `tessera_cell_resume` with the registers and stack `tessera_cell_call`
@@ -646,9 +653,9 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
         tessera_cell_call(&raw mut (*record_ptr).rsp, trampoline::<F, R>, (&raw mut call).cast::<u8>())
     };
     // SAFETY: `record` is this frame's local and no longer reachable from
-    // INNERMOST after the store below.
+    // the innermost record after the store below.
     let prev = unsafe { (*record_ptr).prev };
-    INNERMOST.store(prev, Ordering::Relaxed);
+    set_innermost(prev);
     match (faulted, call.out) {
         (0, Some(out)) => Ok(out),
         (_, out) => {
@@ -657,7 +664,7 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
             core::mem::forget(out);
             FAULTS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: `record` is this frame's local; the handlers wrote it
-            // through INNERMOST before resuming here, and nothing else
+            // through the innermost record before resuming here, and nothing else
             // refers to it any more.
             let (kind, message) = unsafe { ((*record_ptr).kind, (*record_ptr).message.get(..(*record_ptr).len).unwrap_or(&[])) };
             let message = String::from_utf8_lossy(message).into_owned();
@@ -689,13 +696,13 @@ impl fmt::Write for Truncating<'_> {
 
 /// The innermost record, if a fault now belongs to a cell call.
 fn containing_record() -> Option<u64> {
-    let record = INNERMOST.load(Ordering::Relaxed);
+    let record = innermost();
     if record == 0 {
         return None;
     }
-    // SAFETY: a non-zero INNERMOST points to a `Record` in the frame of an
+    // SAFETY: a non-zero innermost record (this processor's) points to a `Record` in the frame of an
     // `enter` call of the running task that has not returned yet (it resets
-    // INNERMOST before returning, and task switches swap it per task).
+    // it before returning, and task switches swap it per task).
     let (depth, in_base) = unsafe {
         let r = &*(record as *const Record);
         (r.irq_depth, r.base_depth.load(Ordering::Relaxed))

@@ -63,10 +63,20 @@ pub fn online() -> usize {
     1
 }
 
-/// Other processors that were started and are parked (halted, waiting
-/// for work).
+/// The index of the processor running the caller (0: the boot processor;
+/// the others in the order they were started).
+pub fn current_index() -> usize {
+    crate::percpu::this_cpu().index()
+}
+
+/// Most processors the base uses.
+pub const MAX_CPUS: usize = crate::percpu::MAX_CPUS;
+
+/// Other processors that were started, set themselves up (per-CPU
+/// block, descriptor tables, system-call registers) and are parked
+/// (halted, waiting for work).
 pub fn parked() -> usize {
-    crate::arch::smp::started() as usize
+    crate::arch::smp::ready()
 }
 
 /// This processor's local APIC id (CPUID leaf 1).

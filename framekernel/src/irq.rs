@@ -97,13 +97,11 @@ pub fn spurious_count() -> u64 {
 
 /// Called from the trap dispatcher for vectors 32..48.
 pub(crate) fn dispatch(line: u8) {
-    DEPTH.fetch_add(1, Ordering::Relaxed);
+    let depth = &crate::percpu::this_cpu().irq_depth;
+    depth.fetch_add(1, Ordering::Relaxed);
     dispatch_line(line);
-    DEPTH.fetch_sub(1, Ordering::Relaxed);
+    depth.fetch_sub(1, Ordering::Relaxed);
 }
-
-/// Interrupt handlers running (nested) on this CPU.
-static DEPTH: AtomicU64 = AtomicU64::new(0);
 
 /// True inside an interrupt handler (a tick callback, say), where tasks
 /// cannot switch or block.
@@ -111,9 +109,10 @@ pub fn in_interrupt() -> bool {
     depth() > 0
 }
 
-/// How many interrupt handlers are running (0 outside interrupts).
+/// How many interrupt handlers are running on this processor (0 outside
+/// interrupts).
 pub(crate) fn depth() -> u64 {
-    DEPTH.load(Ordering::Relaxed)
+    crate::percpu::this_cpu().irq_depth.load(Ordering::Relaxed)
 }
 
 fn dispatch_line(line: u8) {

@@ -23,6 +23,7 @@ pub mod debug;
 pub mod io;
 pub mod irq;
 pub mod mm;
+mod percpu;
 mod panic;
 pub mod pci;
 pub mod random;

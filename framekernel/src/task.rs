@@ -35,7 +35,7 @@ pub struct Task {
     entry: SpinLock<Option<Entry>>,
     state: AtomicU8,
     /// The task's innermost cell-call record while it is switched out
-    /// (`cell::INNERMOST` holds the running task's).
+    /// (the processor's block holds the running task's).
     cell_record: AtomicU64,
     /// The per-CPU user-entry state (resume stack, current context, TSS
     /// rsp0) while it is switched out: it belongs to the task, not the CPU.
@@ -67,11 +67,6 @@ pub enum SwitchError {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static CURRENT: crate::sync::BaseLock<Option<Arc<Task>>> = crate::sync::BaseLock::new(None);
-/// The task the CPU just left, dropped by the task that was entered.
-static PREVIOUS: crate::sync::BaseLock<Option<Arc<Task>>> = crate::sync::BaseLock::new(None);
-/// Bounds of the running task's stack, for the fault reporter.
-static STACK_BOUNDS: crate::sync::BaseLock<(u64, u64)> = crate::sync::BaseLock::new((0, 0));
 /// Called when a task's function returns; must switch away for good.
 static EXIT_HOOK: crate::sync::BaseLock<Option<fn() -> !>> = crate::sync::BaseLock::new(None);
 
@@ -128,14 +123,17 @@ impl Task {
     }
 }
 
-/// The task running now (the boot flow is task 0, created on first use).
+/// The task running now on this processor (its first flow is a task
+/// created on first use: task 0, "boot", on the boot processor).
 pub fn current() -> Arc<Task> {
-    let mut current = CURRENT.lock();
+    let block = crate::percpu::this_cpu();
+    let mut current = block.current.lock();
     current
         .get_or_insert_with(|| {
+            let index = block.index();
             Arc::new(Task {
-                id: 0,
-                name: String::from("boot"),
+                id: if index == 0 { 0 } else { NEXT_ID.fetch_add(1, Ordering::Relaxed) },
+                name: if index == 0 { String::from("boot") } else { alloc::format!("cpu{index}") },
                 saved_rsp: UnsafeCell::new(0),
                 stack: None,
                 entry: SpinLock::new(None),
@@ -206,21 +204,23 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
     }))
 }
 
-fn stack_bounds(task: &Task) -> (u64, u64) {
+/// A task's stack; a processor's first task runs on the stack that
+/// processor started on.
+fn stack_bounds(task: &Task, block: &crate::percpu::PerCpu) -> (u64, u64) {
     match &task.stack {
         Some(area) => (area.virt_addr(), area.virt_addr() + area.len() as u64),
-        None => crate::mm::image::boot_stack(),
+        None => (block.initial_stack.0.load(Ordering::Relaxed), block.initial_stack.1.load(Ordering::Relaxed)),
     }
 }
 
 /// Bounds of the running task's kernel stack.
 pub(crate) fn current_stack_bounds() -> (u64, u64) {
-    STACK_BOUNDS.try_lock().map_or((0, 0), |b| *b)
+    crate::percpu::this_cpu().stack_bounds.try_lock().map_or((0, 0), |b| *b)
 }
 
 /// Drops the reference to the task we came from (maybe freeing its stack).
 fn after_switch() {
-    let previous = PREVIOUS.lock().take();
+    let previous = crate::percpu::this_cpu().previous.lock().take();
     drop(previous);
 }
 
@@ -245,17 +245,18 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         // (or by `spawn`).
         let load = unsafe { *next.saved_rsp.get() };
         next.state.compare_exchange(NEW, LIVE, Ordering::AcqRel, Ordering::Acquire).ok();
-        me.cell_record.store(crate::cell::INNERMOST.load(Ordering::Relaxed), Ordering::Relaxed);
-        crate::cell::INNERMOST.store(next.cell_record.load(Ordering::Relaxed), Ordering::Relaxed);
+        let block = crate::percpu::this_cpu();
+        me.cell_record.store(crate::cell::innermost(), Ordering::Relaxed);
+        crate::cell::set_innermost(next.cell_record.load(Ordering::Relaxed));
         *me.user_entry.lock() = crate::arch::cpu::UserEntry::save();
         next.user_entry.lock().restore();
-        *STACK_BOUNDS.lock() = stack_bounds(&next);
-        *CURRENT.lock() = Some(next);
-        *PREVIOUS.lock() = Some(me);
+        *block.stack_bounds.lock() = stack_bounds(&next, block);
+        *block.current.lock() = Some(next);
+        *block.previous.lock() = Some(me);
         // SAFETY: `save` points into the leaving task, which stays alive
-        // (PREVIOUS holds it until the entered task has switched); `load`
+        // (the block's `previous` holds it until the entered task has switched); `load`
         // is a stack pointer prepared by `tessera_switch` or `spawn` on a
-        // stack that the entered task (held by CURRENT) owns.
+        // stack that the entered task (held by the block's `current`) owns.
         unsafe { tessera_switch(save, load) };
         after_switch();
     });

@@ -313,7 +313,7 @@ fn print_memory(boot: &BootContext) {
             let ids: alloc::vec::Vec<alloc::string::String> = cpus.processors.iter().filter(|p| p.enabled).map(|p| alloc::format!("{}", p.apic_id)).collect();
             let shown = if ids.len() > 16 { alloc::format!("{}, ...", ids[..16].join(", ")) } else { ids.join(", ") };
             println!(
-                "processors: {} (local APIC ids [{shown}], boot {}), {} started and parked; running on {}; {} I/O APIC(s), {} interrupt override(s)",
+                "processors: {} (local APIC ids [{shown}], boot {}), {} started, set up and parked; running on {}; {} I/O APIC(s), {} interrupt override(s)",
                 framekernel::cpu::present(),
                 cpus.boot_apic_id,
                 framekernel::cpu::parked(),

@@ -864,12 +864,24 @@ static void entropy_and_cpuid(void) {
     }
 }
 
+/* A million system calls in a row, with the kernel's 1 kHz watchdog NMIs
+ * arriving throughout: some land between `syscall` and the kernel's
+ * swapgs, where GS is still the program's (Tessera's NMI entry must swap it
+ * itself, or it reads its per-CPU data from user memory). */
+static void many_calls(void) {
+    pid_t parent = getppid();
+    long wrong = 0;
+    for (long i = 0; i < 1000000; i++) wrong += syscall(SYS_getppid) != parent;
+    CHECK(wrong == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc == 1 && argv[0][0] == 0) return 42; /* the empty-argv exec */
     if (argc > 1 && strcmp(argv[1], "--pause") == 0) {
         pause();
         return 0;
     }
+    many_calls();
     entropy_and_cpuid();
     uts_files();
     pid_tunables();

@@ -72,6 +72,9 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
     if frame.vector == 2 {
         // The watchdog's NMI (the PIT's ticks, through the I/O APIC).
         NMIS.fetch_add(1, Ordering::Relaxed);
+        let block = crate::percpu::this_cpu();
+        block.nmis.fetch_add(1, Ordering::Relaxed);
+        block.nmi_frame.store(frame as *const TrapFrame as u64, Ordering::Relaxed);
         crate::cell::nmi_watchdog(frame);
         return;
     }
@@ -147,8 +150,11 @@ fn report(frame: &TrapFrame) {
 fn on_kernel_stack(addr: u64) -> bool {
     let (bottom, top) = crate::mm::image::boot_stack();
     let inside = |(lo, hi): (u64, u64)| addr >= lo && addr.saturating_add(16) <= hi;
+    let block = crate::percpu::this_cpu();
+    let first = (block.initial_stack.0.load(core::sync::atomic::Ordering::Relaxed), block.initial_stack.1.load(core::sync::atomic::Ordering::Relaxed));
     addr.is_multiple_of(8)
         && (inside((bottom, top))
+            || inside(first)
             || inside(crate::task::current_stack_bounds())
             || super::gdt::ist_stacks().into_iter().any(inside))
 }

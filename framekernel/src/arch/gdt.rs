@@ -4,12 +4,12 @@
 //! NMIs, so that a kernel stack overflow is still reported.
 
 use crate::arch::trap::{DOUBLE_FAULT_IST, NMI_IST};
+use core::sync::atomic::Ordering;
 use x86_64::VirtAddr;
-use x86_64::instructions::segmentation::{CS, DS, ES, FS, GS, SS, Segment};
+use x86_64::instructions::segmentation::{CS, DS, ES, FS, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::registers::segmentation::SegmentSelector;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
-use x86_64::structures::tss::TaskStateSegment;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
@@ -38,58 +38,67 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-/// The TSS is written after the GDT refers to it (`rsp0` changes whenever
-/// the CPU is about to run user code), so it is only ever reached through
-/// raw pointers: no Rust reference to it exists.
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
-static GDT: spin::Once<(GlobalDescriptorTable, Selectors)> = spin::Once::new();
-
-/// Address of the TSS `rsp0` field: the stack the CPU switches to when an
-/// interrupt or exception arrives in user mode (written by the user-entry
-/// assembly).
-pub fn rsp0_address() -> u64 {
-    // TSS layout: a reserved u32, then rsp0.
-    core::ptr::addr_of!(TSS) as u64 + 4
-}
-
-/// Top and bottom of an IST stack, for the stack walker.
-pub fn ist_stacks() -> [(u64, u64); 2] {
+/// Top and bottom of the boot processor's IST stacks.
+fn boot_ist_stacks() -> [(u64, u64); 2] {
     let df = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64;
     let nmi = core::ptr::addr_of!(NMI_STACK) as u64;
     [(df, df + IST_STACK_SIZE as u64), (nmi, nmi + IST_STACK_SIZE as u64)]
 }
 
-/// Builds and loads the GDT and TSS; returns the selectors.
+/// Bytes of each IST stack.
+pub(crate) const IST_SIZE: usize = IST_STACK_SIZE;
+
+/// This processor's IST stacks (double fault, NMI), for the stack walker.
+pub fn ist_stacks() -> [(u64, u64); 2] {
+    let block = crate::percpu::this_cpu();
+    block.ist_stacks.each_ref().map(|(lo, hi)| (lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed)))
+}
+
+/// Builds and loads the boot processor's GDT and TSS; returns the selectors.
 pub fn init() -> Selectors {
-    let tss = core::ptr::addr_of_mut!(TSS);
-    let [(_, df_top), (_, nmi_top)] = ist_stacks();
-    // SAFETY: runs once at boot on the only CPU, before the TSS is loaded;
-    // nothing else accesses the TSS yet.
+    let Some(block) = crate::percpu::install(0, crate::mm::image::boot_stack()) else { unreachable!("block 0 exists") };
+    load(block, boot_ist_stacks())
+}
+
+/// Builds and loads the GDT and TSS of the processor whose block is
+/// `block` (its own, installed), with IST stacks `ist` (double fault,
+/// NMI: bottom and top of memory no one else uses, for good).
+pub(crate) fn load(block: &'static crate::percpu::PerCpu, ist: [(u64, u64); 2]) -> Selectors {
+    let [(_, df_top), (_, nmi_top)] = ist;
+    for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip(ist) {
+        lo.store(bottom, Ordering::Relaxed);
+        hi.store(top, Ordering::Relaxed);
+    }
+    let tss = block.tss.get();
+    // SAFETY: the block is this processor's, and its TSS is not loaded yet
+    // (each processor loads its GDT and TSS once): nothing else reads or
+    // writes it now. Plain field writes through the raw pointer.
     unsafe {
         (*tss).interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] = VirtAddr::new(df_top);
         (*tss).interrupt_stack_table[usize::from(NMI_IST - 1)] = VirtAddr::new(nmi_top);
     }
-    let (gdt, selectors) = GDT.call_once(|| {
+    let (gdt, selectors) = block.gdt.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let kernel_code = gdt.append(Descriptor::kernel_code_segment());
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        // SAFETY: the TSS is a 'static that lives as long as the GDT.
+        // SAFETY: the TSS lives in a 'static per-CPU block, as long as the GDT.
         let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
         (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
     });
     gdt.load();
     // SAFETY: the selectors index the GDT just loaded, whose code and data
     // descriptors are valid 64-bit kernel segments and whose TSS descriptor
-    // points at the 'static TSS above.
+    // points at this processor's 'static TSS, not loaded by any other.
+    // GS is left alone: its base is the per-CPU block (loading a selector
+    // would zero it).
     unsafe {
         CS::set_reg(selectors.kernel_code);
         SS::set_reg(selectors.kernel_data);
         DS::set_reg(selectors.kernel_data);
         ES::set_reg(selectors.kernel_data);
         FS::set_reg(SegmentSelector(0));
-        GS::set_reg(SegmentSelector(0));
         load_tss(selectors.tss);
     }
     *selectors

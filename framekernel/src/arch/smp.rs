@@ -9,8 +9,10 @@
 //! jumps to `ap_long_entry` in the kernel's text, which loads the kernel's
 //! page tables, and calls `framekernel_ap_entry` on a stack of its own.
 //!
-//! So far an AP only says it is alive and parks (interrupts off, halted):
-//! Tessera runs on the boot processor (issue 14 adds the rest). APs are
+//! So far an AP sets itself up (its per-CPU block, GDT, TSS and IST stacks,
+//! the IDT, control registers and system-call MSRs), says it is alive and
+//! parks (interrupts off, halted): Tessera runs on the boot processor
+//! (issue 14 adds the rest). APs are
 //! started one at a time; the first that does not answer within
 //! `ANSWER_MS` stops the start-up (a late one would find the next one's
 //! stack in the shared data area), and is reported.
@@ -126,16 +128,88 @@ unsafe extern "C" {
 }
 
 /// Where an AP arrives, on its own stack and the kernel's page tables,
-/// interrupts off. It says it is alive and parks.
+/// interrupts off. It installs its per-CPU block (GS base), loads its own
+/// GDT and TSS (with its own IST stacks) and the shared IDT, sets the
+/// control registers and system-call MSRs as the boot processor did, says
+/// it is alive, and parks.
 #[unsafe(no_mangle)]
-extern "C" fn framekernel_ap_entry(_index: u64) -> ! {
+extern "C" fn framekernel_ap_entry(index: u64) -> ! {
+    // The boot processor filled in the block's stacks before waking this
+    // one (and waits for it to answer before touching the block again).
+    let Some(block) = crate::percpu::block(index as usize) else { super::halt_forever() };
+    let stack = (block.initial_stack.0.load(Ordering::Acquire), block.initial_stack.1.load(Ordering::Acquire));
+    let ist = block.ist_stacks.each_ref().map(|(lo, hi)| (lo.load(Ordering::Acquire), hi.load(Ordering::Acquire)));
+    if crate::percpu::install(index as usize, stack).is_none() {
+        super::halt_forever();
+    }
+    let selectors = super::gdt::load(block, ist);
+    super::trap::load_idt();
+    match super::cpu::init_ap(&selectors).and_then(|()| check_tables(block)) {
+        Ok(()) => block.ready.store(true, Ordering::Release),
+        Err(why) => {
+            let _ = REFUSED.try_lock().map(|mut r| *r = Some((block.apic_id.load(Ordering::Relaxed), why)));
+        }
+    }
     STARTED.fetch_add(1, Ordering::Release);
     super::halt_forever()
 }
 
+/// What the processor's own registers say about its set-up: its GDT, its
+/// TSS, the shared IDT and its per-CPU block.
+fn check_tables(block: &'static crate::percpu::PerCpu) -> Result<(), &'static str> {
+    use x86_64::instructions::tables::{sgdt, sidt};
+    use x86_64::registers::model_specific::GsBase;
+    let gdt = block.gdt.get().ok_or("no GDT was built")?;
+    if sgdt().base.as_u64() != &gdt.0 as *const _ as u64 {
+        return Err("its GDT register does not name its own GDT");
+    }
+    if Some(sidt().base.as_u64()) != super::trap::idt_address() {
+        return Err("its IDT register does not name the kernel's IDT");
+    }
+    if GsBase::read().as_u64() != block.address() {
+        return Err("its GS base is not its per-CPU block");
+    }
+    let tr: u16;
+    // SAFETY: STR reads the task register into a general register; no
+    // memory is touched.
+    unsafe { core::arch::asm!("str {0:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
+    if tr != gdt.1.tss.0 {
+        return Err("its task register does not name its TSS");
+    }
+    Ok(())
+}
+
+/// Sends an NMI to started processor `index` (1..), which takes it on its
+/// own NMI stack and goes back to what it was doing.
+pub(crate) fn send_nmi(index: usize) -> Result<(), &'static str> {
+    let block = crate::percpu::block(index).filter(|b| index > 0 && b.ready.load(Ordering::Acquire)).ok_or("no such processor is set up")?;
+    let lapic = crate::mm::IoMem::acquire(crate::cpu::topology().local_apic, 0x1000).map_err(|_| "the local APIC window is not available")?;
+    let apic_id = block.apic_id.load(Ordering::Relaxed);
+    let _ = lapic.write::<u32>(0x310, apic_id << 24);
+    let _ = lapic.write::<u32>(0x300, 0x0000_4400); // NMI, assert, physical destination
+    let deadline = crate::time::now_ns() + 10_000_000;
+    while lapic.read::<u32>(0x300).is_ok_and(|v| v & (1 << 12) != 0) {
+        if crate::time::now_ns() > deadline {
+            return Err("the NMI stayed pending");
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// A processor that came up but differs from the boot processor: its APIC
+/// id and why (reported by the boot processor).
+static REFUSED: spin::Mutex<Option<(u32, &'static str)>> = spin::Mutex::new(None);
+
 /// Processors started besides the boot one.
 pub(crate) fn started() -> u32 {
     STARTED.load(Ordering::Acquire)
+}
+
+/// Processors started besides the boot one whose descriptor tables,
+/// per-CPU block and system-call registers are set up.
+pub(crate) fn ready() -> usize {
+    (1..crate::percpu::MAX_CPUS).filter_map(crate::percpu::block).filter(|b| b.ready.load(Ordering::Acquire)).count()
 }
 
 /// Writes `bytes` at physical `phys` in low memory (the start-up pages).
@@ -180,18 +254,31 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
     };
     // The kernel's page tables, which every AP loads.
     let cr3 = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
-    for (index, &apic_id) in others.iter().enumerate() {
+    let mut index = 0usize;
+    for &apic_id in &others {
         // The xAPIC's interrupt command register names 8-bit ids.
         if apic_id > 0xfe {
             log::warn!("smp: processor with local APIC id {apic_id} needs x2APIC mode; not started");
             continue;
         }
-        let Some(stack) = new_stack() else {
-            log::warn!("smp: no memory for processor {}'s stack; the rest are not started", index + 1);
+        index += 1;
+        let Some(block) = crate::percpu::block(index) else {
+            log::warn!("smp: Tessera uses at most {} processors; the rest are not started", crate::percpu::MAX_CPUS);
             break;
         };
+        let Some([stack, df, nmi]) = new_stacks() else {
+            log::warn!("smp: no memory for processor {index}'s stacks; the rest are not started");
+            break;
+        };
+        block.apic_id.store(apic_id, Ordering::Relaxed);
+        block.initial_stack.0.store(stack.0, Ordering::Relaxed);
+        block.initial_stack.1.store(stack.1, Ordering::Relaxed);
+        for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip([df, nmi]) {
+            lo.store(bottom, Ordering::Relaxed);
+            hi.store(top, Ordering::Release);
+        }
         // The data area's fields, in the assembly's order.
-        let fields = [TEMP_PML4, efer_bits(), stack, cr3, index as u64 + 1, ap_long_entry as *const () as u64];
+        let fields = [TEMP_PML4, efer_bits(), stack.1, cr3, index as u64, ap_long_entry as *const () as u64];
         let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
         write_low(TRAMPOLINE + data_offset(), &bytes);
         let before = started();
@@ -199,9 +286,12 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
             log::warn!("smp: processor with local APIC id {apic_id} did not answer in {ANSWER_MS} ms; it and the rest are not used");
             break;
         }
+        if let Some((id, why)) = REFUSED.lock().take() {
+            log::warn!("smp: processor with local APIC id {id} is not used: {why}");
+        }
     }
     let n = started();
-    log::debug!("smp: {n} of {} other processor(s) started and parked; Tessera runs on the boot processor", others.len());
+    log::debug!("smp: {n} of {} other processor(s) started, {} set up, parked; Tessera runs on the boot processor", others.len(), ready());
     n
 }
 
@@ -223,14 +313,19 @@ fn efer_bits() -> u64 {
     bits
 }
 
-/// A stack for an AP (never freed: a processor may run on it for good).
-fn new_stack() -> Option<u64> {
-    let mut stack: Vec<u8> = Vec::new();
-    stack.try_reserve_exact(AP_STACK).ok()?;
-    stack.resize(AP_STACK, 0);
-    let stack = alloc::boxed::Box::leak(stack.into_boxed_slice());
-    // 16-byte aligned top.
-    Some((stack.as_ptr() as u64 + AP_STACK as u64) & !0xf)
+/// An AP's stacks, as (bottom, top): the one it starts on, and its
+/// double-fault and NMI stacks. Mapped in the kernel window with an
+/// unmapped page below each (an overflow faults), and never freed: the
+/// processor may run on them for good.
+fn new_stacks() -> Option<[(u64, u64); 3]> {
+    let stack = |bytes: usize| -> Option<(u64, u64)> {
+        let frames: Vec<crate::mm::Frame> = (0..bytes / 4096).map(|_| crate::mm::Frame::alloc()).collect::<Result<_, _>>().ok()?;
+        let area = crate::mm::MappedArea::new(frames).ok()?;
+        let bounds = (area.virt_addr(), area.virt_addr() + area.len() as u64);
+        core::mem::forget(area);
+        Some(bounds)
+    };
+    Some([stack(AP_STACK)?, stack(super::gdt::IST_SIZE)?, stack(super::gdt::IST_SIZE)?])
 }
 
 /// Copies the trampoline and builds the temporary page tables.

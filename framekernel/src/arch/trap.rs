@@ -89,9 +89,31 @@ trap_common:
     cld
     testb $3, 144(%rsp)                  /* CS of the interrupted code: ring 3? */
     jnz 1f
-    movq %rsp, %rdi
+    /* In kernel mode GS is the kernel's, except in the few instructions
+       around swapgs on the way into and out of user mode, where only an
+       NMI (2), a double fault (8) or a machine check (18) can arrive: for
+       those, a GS base in the user half (bit 63 clear) is swapped for the
+       kernel's and back (rbx, saved above, remembers). */
+    xorl %ebx, %ebx
+    movq 120(%rsp), %rax                 /* the vector */
+    cmpq $2, %rax
+    je 2f
+    cmpq $8, %rax
+    je 2f
+    cmpq $18, %rax
+    jne 3f
+2:  movl $0xC0000101, %ecx               /* GS_BASE */
+    rdmsr
+    testl %edx, %edx
+    js 3f                                /* a kernel address: GS is the kernel's */
+    swapgs
+    movl $1, %ebx
+3:  movq %rsp, %rdi
     call trap_dispatch
-    popq %r15
+    testl %ebx, %ebx
+    jz 4f
+    swapgs                               /* the user's GS back */
+4:  popq %r15
     popq %r14
     popq %r13
     popq %r12
@@ -175,12 +197,29 @@ pub fn init(code_selector: u16) {
         }
         Idt(gates)
     });
+    load_idt_at(idt);
+}
+
+/// Address of the IDT (once built).
+pub(crate) fn idt_address() -> Option<u64> {
+    IDT.get().map(|idt| idt as *const Idt as u64)
+}
+
+/// Loads the IDT `init` built on this processor (nothing before then).
+pub(crate) fn load_idt() {
+    if let Some(idt) = IDT.get() {
+        load_idt_at(idt);
+    }
+}
+
+fn load_idt_at(idt: &'static Idt) {
     let pointer = DescriptorTablePointer {
         limit: (size_of::<Idt>() - 1) as u16,
         base: VirtAddr::from_ptr(idt as *const Idt),
     };
     // SAFETY: `pointer` describes a complete, 'static IDT whose 256 gates
-    // point at the stubs above, all in the kernel code segment.
+    // point at the stubs above, all in the kernel code segment (the same
+    // selector on every processor's GDT).
     unsafe { lidt(&pointer) };
 }
 

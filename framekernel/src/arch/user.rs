@@ -74,13 +74,18 @@ static MXCSR_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32
 /// Reads MXCSR_MASK from an FXSAVE image of this CPU (boot).
 pub(crate) fn detect_mxcsr_mask() {
     let mut image = FpuState([0; 512]);
-    // SAFETY: FXSAVE writes 512 bytes to a 16-byte aligned buffer, which
-    // `FpuState` is; SSE was enabled (CR4.OSFXSR) before this runs.
-    unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) image.0.as_mut_ptr(), options(nostack)) };
+    fxsave(&mut image);
     let mask = u32::from_le_bytes([image.0[28], image.0[29], image.0[30], image.0[31]]);
     if mask != 0 {
         MXCSR_MASK.store(mask, core::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// This processor's FPU/SSE state, into `image`.
+pub(crate) fn fxsave(image: &mut FpuState) {
+    // SAFETY: FXSAVE writes 512 bytes to a 16-byte aligned buffer, which
+    // `FpuState` is; SSE was enabled (CR4.OSFXSR) before this runs.
+    unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) image.0.as_mut_ptr(), options(nostack)) };
 }
 
 /// The MXCSR bits this CPU implements.

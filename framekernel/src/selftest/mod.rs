@@ -78,6 +78,37 @@ fn watchdog_nmis_arrive() -> Result<(), String> {
     Ok(())
 }
 
+/// Every other processor that was started set itself up: it has its own
+/// per-CPU block, and an NMI sent to it is taken there, on its own NMI
+/// stack (its own TSS), not on the boot processor's.
+fn processors_take_nmis_on_their_own_stacks() -> Result<(), String> {
+    let others = crate::cpu::present() - 1;
+    let parked = crate::cpu::parked();
+    ensure!(parked == others.min(crate::percpu::MAX_CPUS - 1), "{parked} of {others} other processors set up");
+    ensure!(crate::percpu::this_cpu().index() == 0, "the self-tests run on processor {}", crate::cpu::current_index());
+    let mut stacks = Vec::new();
+    for index in 1..=parked {
+        let block = crate::percpu::block(index).ok_or("no block")?;
+        let before = block.nmis.load(Ordering::Relaxed);
+        arch::smp::send_nmi(index).map_err(|e| format!("processor {index}: {e}"))?;
+        let end = time::now() + Duration::from_secs(2);
+        while block.nmis.load(Ordering::Relaxed) == before && time::now() < end {
+            core::hint::spin_loop();
+        }
+        ensure!(block.nmis.load(Ordering::Relaxed) > before, "processor {index} took no NMI in 2 s");
+        let frame = block.nmi_frame.load(Ordering::Relaxed);
+        let (lo, hi) = (block.ist_stacks[1].0.load(Ordering::Relaxed), block.ist_stacks[1].1.load(Ordering::Relaxed));
+        ensure!((lo..hi).contains(&frame), "processor {index}'s NMI frame at {frame:#x} is not on its NMI stack {lo:#x}..{hi:#x}");
+        stacks.push((lo, hi));
+    }
+    let own = crate::percpu::this_cpu();
+    let boot_nmi = (own.ist_stacks[1].0.load(Ordering::Relaxed), own.ist_stacks[1].1.load(Ordering::Relaxed));
+    stacks.push(boot_nmi);
+    stacks.sort_unstable();
+    ensure!(stacks.windows(2).all(|w| w[0].1 <= w[1].0), "two processors share NMI stack memory: {stacks:x?}");
+    Ok(())
+}
+
 /// Red team (issue 10, finding 4): a DMA buffer dropped while its device
 /// may still write it does not give its frames back until the device's
 /// claim ends (bus mastering off); without a device there is no DMA
@@ -145,6 +176,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "iomem_guarded_and_reads_lapic", run: iomem_guarded_and_reads_lapic },
     SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
     SelfTest { name: "watchdog_nmis_arrive", run: watchdog_nmis_arrive },
+    SelfTest { name: "processors_take_nmis_on_their_own_stacks", run: processors_take_nmis_on_their_own_stacks },
     SelfTest { name: "redteam_dma_frames_wait_for_bus_mastering_off", run: dma_frames_wait_for_bus_mastering_off },
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },

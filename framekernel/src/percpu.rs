@@ -1,0 +1,187 @@
+//! Per-CPU data: one [`PerCpu`] block per processor, found through the
+//! processor's GS base while it runs kernel code.
+//!
+//! The first fields are the user-entry assembly's (fixed offsets, reached as
+//! `gs:OFFSET`); the rest is the base's per-processor state: the running
+//! task, the task just left, the running task's stack bounds, the innermost
+//! cell-call record, the interrupt nesting depth, and the processor's task
+//! state segment and descriptor table.
+//!
+//! Why GS is always the kernel's here: every way into the kernel from ring
+//! 3 (`syscall`, interrupts, exceptions) executes `swapgs` first, and every
+//! way out executes it last, with interrupts off in between. Only an NMI,
+//! a machine check or a double fault can arrive in those few instructions;
+//! their entry (`arch::trap`) reads the GS base register and swaps when it
+//! holds a user value (user GS bases are always in the user half, checked
+//! before entering user mode), as Linux's "paranoid" entries do. Before the
+//! boot processor has installed its block, [`this_cpu`] is processor 0's.
+
+use crate::sync::BaseLock;
+use crate::task::Task;
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use x86_64::structures::gdt::GlobalDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+
+/// Most processors Tessera uses (the rest are reported and left parked).
+pub const MAX_CPUS: usize = 16;
+
+/// One processor's block. Offsets of the first six fields are part of the
+/// assembly contract (`arch::user`, `arch::trap`).
+#[repr(C, align(64))]
+pub(crate) struct PerCpu {
+    /// 0: the block's own address (what `this_cpu` reads through GS).
+    self_address: AtomicU64,
+    /// 8: kernel stack pointer to resume when user mode traps back.
+    pub(crate) kernel_resume_rsp: AtomicU64,
+    /// 16: scratch for the user stack pointer during `syscall` entry.
+    user_rsp_scratch: AtomicU64,
+    /// 24: the `UserContext` being run.
+    pub(crate) current_context: AtomicU64,
+    /// 32: address of this processor's TSS `rsp0` field.
+    pub(crate) tss_rsp0: AtomicU64,
+    /// Interrupt handlers running (nested) on this processor.
+    pub(crate) irq_depth: AtomicU64,
+    /// The running task's innermost cell-call record (0: none).
+    pub(crate) innermost: AtomicU64,
+    /// The task running on this processor.
+    pub(crate) current: BaseLock<Option<Arc<Task>>>,
+    /// The task this processor just left, dropped by the task entered.
+    pub(crate) previous: BaseLock<Option<Arc<Task>>>,
+    /// Bounds of the running task's stack, for the fault reporter.
+    pub(crate) stack_bounds: BaseLock<(u64, u64)>,
+    /// Bounds of the stack the processor started on (its first task's).
+    pub(crate) initial_stack: (AtomicU64, AtomicU64),
+    /// Bounds of the double-fault and NMI stacks.
+    pub(crate) ist_stacks: [(AtomicU64, AtomicU64); 2],
+    /// The processor's task-state segment: written by this processor only
+    /// (set-up before it is loaded; `rsp0` by the user-entry code and
+    /// `UserEntry::restore`, interrupts off), read by the processor.
+    pub(crate) tss: UnsafeCell<TaskStateSegment>,
+    /// The processor's GDT (it names this processor's TSS).
+    pub(crate) gdt: spin::Once<(GlobalDescriptorTable, crate::arch::gdt::Selectors)>,
+    /// The processor's local APIC id.
+    pub(crate) apic_id: AtomicU32,
+    /// Set once the processor has loaded its descriptor tables, its block
+    /// and its system-call registers.
+    pub(crate) ready: AtomicBool,
+    /// NMIs this processor took, and where the last one's frame was.
+    pub(crate) nmis: AtomicU64,
+    pub(crate) nmi_frame: AtomicU64,
+}
+
+// SAFETY: every field but `tss` is atomic or a lock. `tss` is written only
+// by the processor that owns the block (before loading it, and its `rsp0`
+// with interrupts off) and otherwise only read by that processor's
+// hardware and by the same processor's `UserEntry::save`; no Rust
+// reference to it is ever formed.
+unsafe impl Sync for PerCpu {}
+
+impl PerCpu {
+    const fn new() -> Self {
+        Self {
+            self_address: AtomicU64::new(0),
+            kernel_resume_rsp: AtomicU64::new(0),
+            user_rsp_scratch: AtomicU64::new(0),
+            current_context: AtomicU64::new(0),
+            tss_rsp0: AtomicU64::new(0),
+            irq_depth: AtomicU64::new(0),
+            innermost: AtomicU64::new(0),
+            current: BaseLock::new(None),
+            previous: BaseLock::new(None),
+            stack_bounds: BaseLock::new((0, 0)),
+            initial_stack: (AtomicU64::new(0), AtomicU64::new(0)),
+            ist_stacks: [(AtomicU64::new(0), AtomicU64::new(0)), (AtomicU64::new(0), AtomicU64::new(0))],
+            tss: UnsafeCell::new(TaskStateSegment::new()),
+            gdt: spin::Once::new(),
+            apic_id: AtomicU32::new(0),
+            ready: AtomicBool::new(false),
+            nmis: AtomicU64::new(0),
+            nmi_frame: AtomicU64::new(0),
+        }
+    }
+
+    /// The processor's index (0: the boot processor).
+    pub(crate) fn index(&self) -> usize {
+        let base = BLOCKS.as_ptr() as usize;
+        (self as *const Self as usize - base) / core::mem::size_of::<Self>()
+    }
+
+    /// The block's address.
+    pub(crate) fn address(&self) -> u64 {
+        self as *const Self as u64
+    }
+
+    /// Address of the TSS (for its GDT descriptor and `rsp0`).
+    pub(crate) fn tss_address(&self) -> u64 {
+        self.tss.get() as u64
+    }
+}
+
+const _: () = assert!(core::mem::offset_of!(PerCpu, kernel_resume_rsp) == 8);
+const _: () = assert!(core::mem::offset_of!(PerCpu, user_rsp_scratch) == 16);
+const _: () = assert!(core::mem::offset_of!(PerCpu, current_context) == 24);
+const _: () = assert!(core::mem::offset_of!(PerCpu, tss_rsp0) == 32);
+
+static BLOCKS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
+/// Set once the boot processor's GS base holds its block.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Block `index` (none past [`MAX_CPUS`]).
+pub(crate) fn block(index: usize) -> Option<&'static PerCpu> {
+    BLOCKS.get(index)
+}
+
+/// Makes block `index` this processor's: its GS base (and the kernel GS
+/// base that `swapgs` exchanges with, which holds the user's value only in
+/// user mode) point at it. `stack` is the stack the processor runs on now.
+/// Called once per processor, first thing, with interrupts off.
+pub(crate) fn install(index: usize, stack: (u64, u64)) -> Option<&'static PerCpu> {
+    use x86_64::VirtAddr;
+    use x86_64::instructions::segmentation::{GS, Segment};
+    use x86_64::registers::model_specific::{GsBase, KernelGsBase};
+    use x86_64::registers::segmentation::SegmentSelector;
+    let block = BLOCKS.get(index)?;
+    let address = block as *const PerCpu as u64;
+    block.self_address.store(address, Ordering::Relaxed);
+    block.tss_rsp0.store(block.tss_address() + 4, Ordering::Relaxed); // TSS: a reserved u32, then rsp0
+    block.initial_stack.0.store(stack.0, Ordering::Relaxed);
+    block.initial_stack.1.store(stack.1, Ordering::Relaxed);
+    // SAFETY: the null selector is always valid for GS in 64-bit mode;
+    // loading it zeroes the base, written right after.
+    unsafe { GS::set_reg(SegmentSelector(0)) };
+    GsBase::write(VirtAddr::new(address));
+    KernelGsBase::write(VirtAddr::new(0));
+    if index == 0 {
+        INSTALLED.store(true, Ordering::Release);
+    }
+    Some(block)
+}
+
+/// This processor's block.
+pub(crate) fn this_cpu() -> &'static PerCpu {
+    if !INSTALLED.load(Ordering::Acquire) {
+        // Early boot: the boot processor alone runs, and no other
+        // processor starts before this flag is set.
+        return &BLOCKS[0];
+    }
+    let address: u64;
+    // SAFETY: a plain 8-byte load from `gs:0`. GS holds this processor's
+    // block whenever kernel code runs (module documentation), and every
+    // processor installs its block before running any code that calls
+    // this; the load has no other effect.
+    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) address, options(nostack, readonly, preserves_flags)) };
+    let base = BLOCKS.as_ptr() as u64;
+    let size = core::mem::size_of::<PerCpu>() as u64;
+    let index = address.wrapping_sub(base) / size;
+    match BLOCKS.get(index as usize) {
+        Some(block) if base + index * size == address => block,
+        // Not a block: the GS invariant is broken, and no processor's
+        // state may be used for another's.
+        _ => {
+            crate::console::emergency_print(format_args!("\n!!! per-CPU block address {address:#x} is not one of the base's\n"));
+            crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
+        }
+    }
+}
