@@ -66,6 +66,10 @@ pub(crate) struct PerCpu {
     /// Set once the processor has loaded its descriptor tables, its block
     /// and its system-call registers.
     pub(crate) ready: AtomicBool,
+    /// The PML4 in this processor's CR3 (updated right after each load).
+    pub(crate) active_root: AtomicU64,
+    /// The last TLB shootdown this processor carried out.
+    pub(crate) tlb_ack: AtomicU64,
     /// NMIs this processor took, and where the last one's frame was.
     pub(crate) nmis: AtomicU64,
     pub(crate) nmi_frame: AtomicU64,
@@ -97,6 +101,8 @@ impl PerCpu {
             gdt: spin::Once::new(),
             apic_id: AtomicU32::new(0),
             ready: AtomicBool::new(false),
+            active_root: AtomicU64::new(0),
+            tlb_ack: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             nmi_frame: AtomicU64::new(0),
         }

@@ -91,6 +91,7 @@ pub(crate) fn init(selectors: &Selectors) {
     super::user::detect_mxcsr_mask();
     TESSERA_SMAP_ENABLED.store(u8::from(smap), core::sync::atomic::Ordering::Relaxed);
     FEATURES.call_once(|| Features { smep, smap });
+    crate::percpu::this_cpu().ready.store(true, Ordering::Release);
 }
 
 /// Prepares another processor as the boot processor was prepared. It must

@@ -75,6 +75,7 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
         let block = crate::percpu::this_cpu();
         block.nmis.fetch_add(1, Ordering::Relaxed);
         block.nmi_frame.store(frame as *const TrapFrame as u64, Ordering::Relaxed);
+        crate::mm::tlb::on_nmi();
         crate::cell::nmi_watchdog(frame);
         return;
     }

@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod exception;
 pub(crate) mod gdt;
 pub(crate) mod ioapic;
+pub(crate) mod lapic;
 pub(crate) mod pic;
 pub(crate) mod pit;
 pub mod qemu;

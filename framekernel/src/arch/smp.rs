@@ -142,6 +142,8 @@ extern "C" fn framekernel_ap_entry(index: u64) -> ! {
     if crate::percpu::install(index as usize, stack).is_none() {
         super::halt_forever();
     }
+    // The kernel's page tables, loaded by `ap_long_entry`.
+    block.active_root.store(x86_64::registers::control::Cr3::read().0.start_address().as_u64(), Ordering::SeqCst);
     let selectors = super::gdt::load(block, ist);
     super::trap::load_idt();
     match super::cpu::init_ap(&selectors).and_then(|()| check_tables(block)) {
@@ -183,18 +185,7 @@ fn check_tables(block: &'static crate::percpu::PerCpu) -> Result<(), &'static st
 /// own NMI stack and goes back to what it was doing.
 pub(crate) fn send_nmi(index: usize) -> Result<(), &'static str> {
     let block = crate::percpu::block(index).filter(|b| index > 0 && b.ready.load(Ordering::Acquire)).ok_or("no such processor is set up")?;
-    let lapic = crate::mm::IoMem::acquire(crate::cpu::topology().local_apic, 0x1000).map_err(|_| "the local APIC window is not available")?;
-    let apic_id = block.apic_id.load(Ordering::Relaxed);
-    let _ = lapic.write::<u32>(0x310, apic_id << 24);
-    let _ = lapic.write::<u32>(0x300, 0x0000_4400); // NMI, assert, physical destination
-    let deadline = crate::time::now_ns() + 10_000_000;
-    while lapic.read::<u32>(0x300).is_ok_and(|v| v & (1 << 12) != 0) {
-        if crate::time::now_ns() > deadline {
-            return Err("the NMI stayed pending");
-        }
-        core::hint::spin_loop();
-    }
-    Ok(())
+    super::lapic::send_nmi(block.apic_id.load(Ordering::Relaxed))
 }
 
 /// A processor that came up but differs from the boot processor: its APIC
@@ -245,13 +236,10 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
         log::warn!("smp: processors not started: {why}");
         return 0;
     }
-    let lapic = match crate::mm::IoMem::acquire(topology.local_apic, 0x1000) {
-        Ok(l) => l,
-        Err(e) => {
-            log::warn!("smp: processors not started: local APIC window: {e}");
-            return 0;
-        }
-    };
+    if let Err(why) = super::lapic::init() {
+        log::warn!("smp: processors not started: {why}");
+        return 0;
+    }
     // The kernel's page tables, which every AP loads.
     let cr3 = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
     let mut index = 0usize;
@@ -282,7 +270,7 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
         let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
         write_low(TRAMPOLINE + data_offset(), &bytes);
         let before = started();
-        if !wake(&lapic, apic_id, before) {
+        if !wake(apic_id, before) {
             log::warn!("smp: processor with local APIC id {apic_id} did not answer in {ANSWER_MS} ms; it and the rest are not used");
             break;
         }
@@ -372,17 +360,9 @@ fn prepare() -> Result<(), &'static str> {
 
 /// INIT, then up to two start-up IPIs, to `apic_id`; true once it answers
 /// (`started` passes `before`).
-fn wake(lapic: &crate::mm::IoMem, apic_id: u32, before: u32) -> bool {
-    const ICR_LOW: u64 = 0x300;
-    const ICR_HIGH: u64 = 0x310;
+fn wake(apic_id: u32, before: u32) -> bool {
     let send = |low: u32| {
-        let _ = lapic.write::<u32>(ICR_HIGH, apic_id << 24);
-        let _ = lapic.write::<u32>(ICR_LOW, low);
-        // Wait for delivery (bit 12: send pending).
-        let deadline = crate::time::now_ns() + 10_000_000;
-        while lapic.read::<u32>(ICR_LOW).is_ok_and(|v| v & (1 << 12) != 0) && crate::time::now_ns() < deadline {
-            core::hint::spin_loop();
-        }
+        let _ = super::lapic::send_ipi(apic_id, low);
     };
     let answered = |ms: u64| {
         let deadline = crate::time::now_ns() + ms * 1_000_000;

@@ -16,6 +16,8 @@ mod paging;
 pub(crate) mod cellmap;
 pub(crate) mod dma;
 mod vm;
+pub(crate) mod tlb;
+pub use tlb::shootdown_count;
 pub(crate) mod phys;
 
 pub use dma::{DmaBuffer, DmaOutOfRange, leaked_pages as dma_leaked_pages};

@@ -178,6 +178,10 @@ pub(super) fn unmap(virt: u64, count: u64) {
             flush.flush();
         }
     }
+    drop(guard);
+    // Every other processor shares the kernel half: its TLB forgets the
+    // range before the caller frees or reuses what was mapped there.
+    super::tlb::shootdown(super::tlb::other_processors(), virt, count, 0);
 }
 
 /// How a virtual address is mapped.

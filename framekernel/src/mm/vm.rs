@@ -13,7 +13,7 @@ use super::frames::{self, Frame, OutOfMemory};
 use super::paging;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use framekernel_logic::layout::{DIRECT_MAP_BASE, PAGE_SIZE, is_user_half};
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::mapper::{MapToError, UnmapError};
@@ -22,9 +22,8 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-/// Physical address of the PML4 that is loaded in CR3 now.
-static ACTIVE_ROOT: AtomicU64 = AtomicU64::new(0);
-/// Serialises CR3 switches with the bookkeeping above.
+/// Serialises CR3 switches with their bookkeeping (each processor's
+/// `active_root`, which TLB shootdowns read).
 static SWITCH: crate::sync::BaseLock<()> = crate::sync::BaseLock::new(());
 
 /// Access rights of a user page (always readable).
@@ -131,9 +130,19 @@ impl VmSpace {
         }
     }
 
-    /// True while this space is loaded in CR3.
+    /// True while this space is loaded in this processor's CR3.
     pub fn is_active(&self) -> bool {
-        ACTIVE_ROOT.load(Ordering::Relaxed) == self.root
+        crate::percpu::this_cpu().active_root.load(Ordering::SeqCst) == self.root
+    }
+
+    /// After a change to the page at `vaddr`: this processor's TLB (when
+    /// the space is loaded here) and every other processor's that has the
+    /// space loaded forget it.
+    fn flush_page(&self, vaddr: u64, local: bool) {
+        if local {
+            x86_64::instructions::tlb::flush(VirtAddr::new(vaddr));
+        }
+        super::tlb::shootdown(super::tlb::others_using(self.root), vaddr, 1, 0);
     }
 
     /// Maps `frame` at `vaddr`. On error the frame comes back.
@@ -187,11 +196,8 @@ impl VmSpace {
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
         match self.table().unmap(page) {
             Ok((_, flush)) => {
-                if active {
-                    flush.flush();
-                } else {
-                    flush.ignore();
-                }
+                flush.ignore();
+                self.flush_page(vaddr, active);
             }
             Err(UnmapError::PageNotMapped) => {}
             Err(_) => return Err(VmError::NotMapped(vaddr)),
@@ -210,11 +216,8 @@ impl VmSpace {
         // frame stays the same and stays owned by this space.
         match unsafe { self.table().update_flags(page, perms.flags()) } {
             Ok(flush) => {
-                if active {
-                    flush.flush();
-                } else {
-                    flush.ignore();
-                }
+                flush.ignore();
+                self.flush_page(vaddr, active);
                 Ok(())
             }
             Err(_) => Err(VmError::NotMapped(vaddr)),
@@ -316,12 +319,15 @@ unsafe fn load_root(root: u64) {
     let (_, flags) = Cr3::read();
     // SAFETY: guaranteed by the caller.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), flags) };
-    ACTIVE_ROOT.store(root, Ordering::Relaxed);
+    // After the load: a shootdown that reads the old value meanwhile sends
+    // this processor a needless NMI, never misses it.
+    crate::percpu::this_cpu().active_root.store(root, Ordering::SeqCst);
 }
 
-/// Records the kernel PML4 as active (called once paging is on).
-pub(super) fn note_kernel_root(root: u64) {
-    ACTIVE_ROOT.store(root, Ordering::Relaxed);
+/// Records the kernel PML4 as active on this processor (once paging is on,
+/// and on each other processor as it starts).
+pub(crate) fn note_kernel_root(root: u64) {
+    crate::percpu::this_cpu().active_root.store(root, Ordering::SeqCst);
 }
 
 /// Frees the page-table frames of the lower half below `table` at `level`
@@ -348,6 +354,9 @@ impl Drop for VmSpace {
             // SAFETY: the kernel PML4 is always valid to load.
             unsafe { load_root(paging::kernel_root()) };
         }
+        // Other processors whose CR3 still holds it (they ran a task of
+        // this space last) load the kernel's before its tables are freed.
+        super::tlb::shootdown(super::tlb::others_using(self.root), 0, 0, self.root);
         free_tables(self.root, 4);
         self.pages.clear();
         frames::free_raw(self.root);

@@ -109,6 +109,26 @@ fn processors_take_nmis_on_their_own_stacks() -> Result<(), String> {
     Ok(())
 }
 
+/// A kernel-window unmap is carried out on every other processor before
+/// the frames can be reused: each answers the shootdown's NMI.
+fn kernel_unmaps_reach_every_processor() -> Result<(), String> {
+    let others = crate::cpu::parked();
+    let before = mm::shootdown_count();
+    let frames: Vec<Frame> = (0..3).map(|_| Frame::alloc()).collect::<Result<_, _>>().map_err(|e| format!("{e:?}"))?;
+    let area = MappedArea::new(frames).map_err(|e| format!("{e:?}"))?;
+    drop(area);
+    let sent = mm::shootdown_count() - before;
+    if others == 0 {
+        ensure!(sent == 0, "{sent} shootdowns sent with no other processor");
+        return Ok(());
+    }
+    ensure!(sent >= 1, "no shootdown sent for a kernel unmap with {others} other processors");
+    let latest = (1..=others).filter_map(crate::percpu::block).map(|b| b.tlb_ack.load(Ordering::Acquire)).collect::<Vec<_>>();
+    let own = crate::percpu::this_cpu().tlb_ack.load(Ordering::Acquire);
+    ensure!(latest.iter().all(|&ack| ack == own), "processors answered up to {latest:?}, the last shootdown was {own}");
+    Ok(())
+}
+
 /// Red team (issue 10, finding 4): a DMA buffer dropped while its device
 /// may still write it does not give its frames back until the device's
 /// claim ends (bus mastering off); without a device there is no DMA
@@ -173,10 +193,11 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "clock_agrees_with_timer", run: clock_agrees_with_timer },
     SelfTest { name: "io_ports_guarded", run: io_ports_guarded },
     SelfTest { name: "irq_registration_rtc", run: irq_registration_rtc },
-    SelfTest { name: "iomem_guarded_and_reads_lapic", run: iomem_guarded_and_reads_lapic },
+    SelfTest { name: "iomem_guarded_and_reads_hpet", run: iomem_guarded_and_reads_hpet },
     SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
     SelfTest { name: "watchdog_nmis_arrive", run: watchdog_nmis_arrive },
     SelfTest { name: "processors_take_nmis_on_their_own_stacks", run: processors_take_nmis_on_their_own_stacks },
+    SelfTest { name: "kernel_unmaps_reach_every_processor", run: kernel_unmaps_reach_every_processor },
     SelfTest { name: "redteam_dma_frames_wait_for_bus_mastering_off", run: dma_frames_wait_for_bus_mastering_off },
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
@@ -392,19 +413,26 @@ fn irq_registration_rtc() -> Result<(), String> {
     Ok(())
 }
 
-fn iomem_guarded_and_reads_lapic() -> Result<(), String> {
+/// `IoMem` over the HPET (q35 has one at 0xfed00000): claims are
+/// exclusive, bounds and alignment checked, released on drop; the local
+/// APIC window, which the base keeps for its IPIs, is not handed out.
+fn iomem_guarded_and_reads_hpet() -> Result<(), String> {
+    const HPET: u64 = 0xfed0_0000;
     ensure!(matches!(IoMem::acquire(0x100000, 4096), Err(IoMemError::IsRam { .. })), "RAM handed out as MMIO");
-    ensure!(matches!(IoMem::acquire(0xfee0_0000, 0), Err(IoMemError::BadRange { .. })), "empty MMIO range accepted");
-    let lapic = IoMem::acquire(0xfee0_0000, 0x400).map_err(|e| format!("{e}"))?;
-    ensure!(matches!(IoMem::acquire(0xfee0_0100, 4), Err(IoMemError::Busy { .. })), "MMIO acquired twice");
-    ensure!(matches!(lapic.read::<u32>(0x400), Err(IoMemError::OutOfRange { .. })), "read past the end accepted");
-    ensure!(matches!(lapic.read::<u32>(0x31), Err(IoMemError::Misaligned { .. })), "misaligned read accepted");
-    // Local APIC version register: version in bits 0..8, max LVT in 16..24.
-    let version = lapic.read::<u32>(0x30).map_err(|e| format!("{e}"))?;
-    ensure!(version != 0 && version != 0xffff_ffff, "LAPIC version register reads {version:#x}");
-    ensure!((version >> 16) & 0xff >= 2, "LAPIC reports {} LVT entries", ((version >> 16) & 0xff) + 1);
-    drop(lapic);
-    ensure!(IoMem::acquire(0xfee0_0000, 4).is_ok(), "MMIO not released on drop");
+    ensure!(matches!(IoMem::acquire(HPET, 0), Err(IoMemError::BadRange { .. })), "empty MMIO range accepted");
+    ensure!(matches!(IoMem::acquire(0xfee0_0000, 4), Err(IoMemError::Busy { .. })), "the base's local APIC window handed out");
+    let hpet = IoMem::acquire(HPET, 0x400).map_err(|e| format!("{e}"))?;
+    ensure!(matches!(IoMem::acquire(HPET + 0x100, 4), Err(IoMemError::Busy { .. })), "MMIO acquired twice");
+    ensure!(matches!(hpet.read::<u32>(0x400), Err(IoMemError::OutOfRange { .. })), "read past the end accepted");
+    ensure!(matches!(hpet.read::<u32>(0x31), Err(IoMemError::Misaligned { .. })), "misaligned read accepted");
+    // General capabilities: revision in bits 0..8 (non-zero), the counter
+    // period in femtoseconds in the high half (at most 100 ns).
+    let caps = hpet.read::<u64>(0).map_err(|e| format!("{e}"))?;
+    ensure!(caps & 0xff != 0 && caps != u64::MAX, "HPET capabilities read {caps:#x}");
+    let period = caps >> 32;
+    ensure!(period > 0 && period <= 100_000_000, "HPET period {period} fs");
+    drop(hpet);
+    ensure!(IoMem::acquire(HPET, 4).is_ok(), "MMIO not released on drop");
     Ok(())
 }
 

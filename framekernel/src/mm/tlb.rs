@@ -1,0 +1,145 @@
+//! TLB shootdown: after the base unmaps or restricts a page, no other
+//! processor may keep a translation for it, or it could still reach a
+//! frame that has been given to someone else.
+//!
+//! The processor that changed the tables flushes its own TLB, then asks
+//! the others with an NMI and waits until each has answered. NMIs, not
+//! ordinary interrupts: the others may be spinning on a lock with
+//! interrupts off (possibly one the asker holds), and an NMI still gets
+//! through, so two processors shooting at each other cannot deadlock.
+//! One shootdown is in flight at a time (`LOCK`); its request is in the
+//! statics below, numbered by `GENERATION`, and each processor's block
+//! records the last number it carried out. A processor that does not
+//! answer within `ANSWER_NS` is reported and the kernel stops: its TLB may
+//! still map memory that is about to be reused.
+//!
+//! The NMI handler takes no lock: it reads the request, flushes, and, when
+//! asked to leave an address space that is being dropped and its CR3 holds
+//! it, loads the kernel's tables.
+
+use crate::percpu::{self, PerCpu};
+use crate::sync::SpinLock;
+use core::sync::atomic::{AtomicU64, Ordering};
+use framekernel_logic::layout::PAGE_SIZE;
+use x86_64::VirtAddr;
+use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
+
+/// Pages above which a whole flush is cheaper than one `invlpg` each.
+const MOST_PAGES: u64 = 64;
+/// How long a processor has to answer.
+const ANSWER_NS: u64 = 1_000_000_000;
+
+static LOCK: SpinLock<()> = SpinLock::new(());
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static START: AtomicU64 = AtomicU64::new(0);
+static PAGES: AtomicU64 = AtomicU64::new(0);
+/// A PML4 the processors must stop using (0: none).
+static LEAVE_ROOT: AtomicU64 = AtomicU64::new(0);
+static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+
+/// Shootdowns sent since boot (each to one or more processors).
+pub fn shootdown_count() -> u64 {
+    SHOOTDOWNS.load(Ordering::Relaxed)
+}
+
+/// The processors besides this one that are set up (they take NMIs).
+pub(crate) fn other_processors() -> u64 {
+    let me = percpu::this_cpu().index();
+    (0..percpu::MAX_CPUS).filter(|&i| i != me && percpu::block(i).is_some_and(|b| b.ready.load(Ordering::Acquire))).fold(0, |mask, i| mask | 1 << i)
+}
+
+/// The processors besides this one whose CR3 holds `root`.
+pub(crate) fn others_using(root: u64) -> u64 {
+    let me = percpu::this_cpu().index();
+    (0..percpu::MAX_CPUS)
+        .filter(|&i| i != me && percpu::block(i).is_some_and(|b| b.ready.load(Ordering::Acquire) && b.active_root.load(Ordering::SeqCst) == root))
+        .fold(0, |mask, i| mask | 1 << i)
+}
+
+/// Makes the processors in `targets` (a mask of indices; this one is left
+/// out) drop their translations for `pages` pages from `start`
+/// (`u64::MAX` pages: all, global ones included), and, when `leave_root`
+/// is non-zero, stop using that PML4. Returns once every one has done it.
+pub(crate) fn shootdown(targets: u64, start: u64, pages: u64, leave_root: u64) {
+    let me = percpu::this_cpu();
+    let targets = targets & !(1u64 << me.index());
+    if targets == 0 {
+        return;
+    }
+    let _one_at_a_time = LOCK.lock();
+    START.store(start, Ordering::Relaxed);
+    PAGES.store(pages, Ordering::Relaxed);
+    LEAVE_ROOT.store(leave_root, Ordering::Relaxed);
+    let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+    me.tlb_ack.store(generation, Ordering::Relaxed); // nothing for this one to do
+    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    let blocks = || (0..percpu::MAX_CPUS).filter(move |i| targets & (1 << i) != 0).filter_map(percpu::block);
+    for block in blocks() {
+        if let Err(why) = crate::arch::lapic::send_nmi(block.apic_id.load(Ordering::Relaxed)) {
+            unanswered(block, why);
+        }
+    }
+    for block in blocks() {
+        let deadline = crate::time::now_ns() + ANSWER_NS;
+        while block.tlb_ack.load(Ordering::Acquire) < generation {
+            if crate::time::now_ns() > deadline {
+                unanswered(block, "no answer in 1 s");
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+fn unanswered(block: &PerCpu, why: &str) -> ! {
+    crate::console::emergency_print(format_args!(
+        "\n!!! processor {} (local APIC id {}) did not carry out a TLB shootdown ({why}); its TLB may still map memory about to be reused: stopping\n",
+        block.index(),
+        block.apic_id.load(Ordering::Relaxed)
+    ));
+    crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
+}
+
+/// Called for every NMI: carries out a shootdown request this processor
+/// has not done yet (the request stays put until every target answered).
+pub(crate) fn on_nmi() {
+    let block = percpu::this_cpu();
+    let generation = GENERATION.load(Ordering::Acquire);
+    if block.tlb_ack.load(Ordering::Relaxed) >= generation || !block.ready.load(Ordering::Acquire) {
+        return;
+    }
+    let (start, pages, leave_root) = (START.load(Ordering::Relaxed), PAGES.load(Ordering::Relaxed), LEAVE_ROOT.load(Ordering::Relaxed));
+    let (frame, flags) = Cr3::read();
+    if leave_root != 0 && frame.start_address().as_u64() == leave_root {
+        let kernel = x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(super::paging::kernel_root()));
+        // SAFETY: the kernel's PML4 is always valid to load (every space
+        // shares its kernel half); the space being left is about to be
+        // freed, so no code on this processor may use its lower half any
+        // more (user copies into it fault and return an error).
+        unsafe { Cr3::write(kernel, flags) };
+        block.active_root.store(kernel.start_address().as_u64(), Ordering::SeqCst);
+    }
+    if pages > MOST_PAGES {
+        flush_everything();
+    } else {
+        for i in 0..pages {
+            x86_64::instructions::tlb::flush(VirtAddr::new_truncate(start.wrapping_add(i * PAGE_SIZE)));
+        }
+    }
+    block.tlb_ack.store(generation, Ordering::Release);
+}
+
+/// Drops every translation, global ones too (toggling CR4.PGE).
+fn flush_everything() {
+    let cr4 = Cr4::read();
+    if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
+        // SAFETY: clearing and restoring PGE changes no mapping; it only
+        // invalidates the TLB, global entries included. Only the processor
+        // itself writes its CR4, and not while it is set up (`ready`).
+        unsafe {
+            Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
+            Cr4::write(cr4);
+        }
+    } else {
+        x86_64::instructions::tlb::flush_all();
+    }
+}
