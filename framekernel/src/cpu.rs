@@ -58,9 +58,37 @@ pub fn present() -> usize {
     topology().processors.iter().filter(|p| p.enabled).count().max(1)
 }
 
-/// Processors running Tessera: the boot processor.
+/// Processors running the kernel's work: the boot processor and those
+/// [`start_others`] started.
 pub fn online() -> usize {
-    1
+    1 + (1..crate::percpu::MAX_CPUS).filter(|&i| is_online(i)).count()
+}
+
+/// True when processor `index` runs the kernel's work (0 always).
+pub fn is_online(index: usize) -> bool {
+    index == 0 || crate::percpu::block(index).is_some_and(|b| b.online.load(core::sync::atomic::Ordering::Acquire))
+}
+
+/// Starts the parked processors, once: each starts its 1 kHz local timer
+/// (its ticks go to `time::on_local_tick` callbacks), turns interrupts on
+/// and runs `entry(index)` for good on the task it runs then. Returns how
+/// many came online (0 when called again).
+pub fn start_others(entry: fn(usize) -> !) -> usize {
+    crate::arch::smp::start_others(entry)
+}
+
+/// Interrupts processor `index` so that it looks at its work again (it
+/// leaves `wait_for_interrupt`); false when it is not online.
+pub fn kick(index: usize) -> bool {
+    match crate::percpu::block(index).filter(|b| index != 0 && b.online.load(core::sync::atomic::Ordering::Acquire)) {
+        Some(block) => crate::arch::lapic::send_kick(block.apic_id.load(core::sync::atomic::Ordering::Relaxed)).is_ok(),
+        None => false,
+    }
+}
+
+/// Local timer ticks and kicks processor `index` took.
+pub fn interrupt_counts(index: usize) -> (u64, u64) {
+    crate::percpu::block(index).map_or((0, 0), |b| (b.ticks.load(core::sync::atomic::Ordering::Relaxed), b.kicks.load(core::sync::atomic::Ordering::Relaxed)))
 }
 
 /// The index of the processor running the caller (0: the boot processor;

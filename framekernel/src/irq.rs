@@ -115,6 +115,35 @@ pub(crate) fn depth() -> u64 {
     crate::percpu::this_cpu().irq_depth.load(Ordering::Relaxed)
 }
 
+/// Called for the local APIC's vectors (48..256): the local timer runs
+/// the per-processor tick callbacks, a kick only wakes the processor.
+/// Returns true for a timer tick. Anything else is counted as spurious.
+pub(crate) fn dispatch_local(vector: u8) -> bool {
+    use crate::arch::lapic;
+    let depth = &crate::percpu::this_cpu().irq_depth;
+    depth.fetch_add(1, Ordering::Relaxed);
+    let tick = match vector {
+        lapic::TIMER_VECTOR => {
+            crate::time::local_tick();
+            lapic::end_of_interrupt();
+            true
+        }
+        lapic::KICK_VECTOR => {
+            crate::percpu::this_cpu().kicks.fetch_add(1, Ordering::Relaxed);
+            lapic::end_of_interrupt();
+            false
+        }
+        // The APIC's spurious vector needs no acknowledgement; any other
+        // vector has no source (nothing is routed there).
+        _ => {
+            SPURIOUS.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    };
+    depth.fetch_sub(1, Ordering::Relaxed);
+    tick
+}
+
 fn dispatch_line(line: u8) {
     if pic::is_spurious(line) {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);

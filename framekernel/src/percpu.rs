@@ -53,8 +53,8 @@ pub(crate) struct PerCpu {
     pub(crate) stack_bounds: BaseLock<(u64, u64)>,
     /// Bounds of the stack the processor started on (its first task's).
     pub(crate) initial_stack: (AtomicU64, AtomicU64),
-    /// Bounds of the double-fault and NMI stacks.
-    pub(crate) ist_stacks: [(AtomicU64, AtomicU64); 2],
+    /// Bounds of the double-fault, NMI and machine-check stacks.
+    pub(crate) ist_stacks: [(AtomicU64, AtomicU64); 3],
     /// The processor's task-state segment: written by this processor only
     /// (set-up before it is loaded; `rsp0` by the user-entry code and
     /// `UserEntry::restore`, interrupts off), read by the processor.
@@ -68,6 +68,11 @@ pub(crate) struct PerCpu {
     pub(crate) ready: AtomicBool,
     /// The PML4 in this processor's CR3 (updated right after each load).
     pub(crate) active_root: AtomicU64,
+    /// Set once the processor runs the kernel's work (`cpu::start_others`).
+    pub(crate) online: AtomicBool,
+    /// Local timer ticks and kicks this processor took.
+    pub(crate) ticks: AtomicU64,
+    pub(crate) kicks: AtomicU64,
     /// The last TLB shootdown this processor carried out.
     pub(crate) tlb_ack: AtomicU64,
     /// NMIs this processor took, and where the last one's frame was.
@@ -96,12 +101,15 @@ impl PerCpu {
             previous: BaseLock::new(None),
             stack_bounds: BaseLock::new((0, 0)),
             initial_stack: (AtomicU64::new(0), AtomicU64::new(0)),
-            ist_stacks: [(AtomicU64::new(0), AtomicU64::new(0)), (AtomicU64::new(0), AtomicU64::new(0))],
+            ist_stacks: [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 3],
             tss: UnsafeCell::new(TaskStateSegment::new()),
             gdt: spin::Once::new(),
             apic_id: AtomicU32::new(0),
             ready: AtomicBool::new(false),
             active_root: AtomicU64::new(0),
+            online: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+            kicks: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             nmi_frame: AtomicU64::new(0),

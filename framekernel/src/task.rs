@@ -28,9 +28,14 @@ type Entry = Box<dyn FnOnce() + Send>;
 pub struct Task {
     id: u64,
     name: String,
-    /// Saved stack pointer while not running; written only by `switch_to`
-    /// on the single CPU with interrupts off.
+    /// Saved stack pointer while not running; written by `tessera_switch`
+    /// on the processor leaving the task, read by `switch_to` on the
+    /// processor entering it, which must first take `on_cpu`.
     saved_rsp: UnsafeCell<u64>,
+    /// True while a processor runs the task or is still switching away
+    /// from it (cleared by the next task on that processor once the
+    /// leaving task's registers and stack pointer are saved).
+    on_cpu: core::sync::atomic::AtomicBool,
     stack: Option<MappedArea>,
     entry: SpinLock<Option<Entry>>,
     state: AtomicU8,
@@ -42,9 +47,11 @@ pub struct Task {
     user_entry: SpinLock<crate::arch::cpu::UserEntry>,
 }
 
-// SAFETY: `saved_rsp` is the only non-Sync field; it is read and written
-// only inside `switch_to`, with interrupts disabled on the only CPU, and
-// never for the running task from anywhere else.
+// SAFETY: `saved_rsp` is the only non-Sync field. It is written only by
+// the processor running the task, as it switches away (`tessera_switch`,
+// interrupts off), and read only by a processor that has taken the task's
+// `on_cpu` flag (Acquire), which the leaving processor releases only after
+// the write (`after_switch`, Release): one processor at a time touches it.
 unsafe impl Sync for Task {}
 // SAFETY: as above; every other field is Send.
 unsafe impl Send for Task {}
@@ -64,6 +71,9 @@ pub enum SwitchError {
     /// interrupted code's frame and the CPU's trap state are not a task's
     /// to carry away.
     InterruptContext,
+    /// The target task is running on another processor (or that processor
+    /// is still switching away from it).
+    Running,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -117,6 +127,12 @@ impl Task {
         &self.name
     }
 
+    /// True while a processor runs the task (or is still switching away
+    /// from it).
+    pub fn is_on_cpu(&self) -> bool {
+        self.on_cpu.load(Ordering::Acquire)
+    }
+
     /// True once the task's function has returned.
     pub fn is_finished(&self) -> bool {
         self.state.load(Ordering::Acquire) == FINISHED
@@ -135,6 +151,7 @@ pub fn current() -> Arc<Task> {
                 id: if index == 0 { 0 } else { NEXT_ID.fetch_add(1, Ordering::Relaxed) },
                 name: if index == 0 { String::from("boot") } else { alloc::format!("cpu{index}") },
                 saved_rsp: UnsafeCell::new(0),
+                on_cpu: core::sync::atomic::AtomicBool::new(true),
                 stack: None,
                 entry: SpinLock::new(None),
                 state: AtomicU8::new(LIVE),
@@ -196,6 +213,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         name: String::from(name),
         saved_rsp: UnsafeCell::new(top - 64),
+        on_cpu: core::sync::atomic::AtomicBool::new(false),
         stack: Some(stack),
         entry: SpinLock::new(Some(Box::new(f))),
         state: AtomicU8::new(NEW),
@@ -218,9 +236,14 @@ pub(crate) fn current_stack_bounds() -> (u64, u64) {
     crate::percpu::this_cpu().stack_bounds.try_lock().map_or((0, 0), |b| *b)
 }
 
-/// Drops the reference to the task we came from (maybe freeing its stack).
+/// Releases the task this processor came from (its registers and stack
+/// pointer are saved now: another processor may enter it) and drops the
+/// reference to it (maybe freeing its stack).
 fn after_switch() {
     let previous = crate::percpu::this_cpu().previous.lock().take();
+    if let Some(previous) = &previous {
+        previous.on_cpu.store(false, Ordering::Release);
+    }
     drop(previous);
 }
 
@@ -239,10 +262,16 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         return Ok(());
     }
     crate::arch::without_interrupts(|| {
+        // Taken for good by this processor, or refused: a task runs on one
+        // processor at a time.
+        if next.on_cpu.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return Err(SwitchError::Running);
+        }
         let save: *mut u64 = me.saved_rsp.get();
-        // SAFETY: `next` is not running (single CPU, not current), so its
-        // saved stack pointer is stable; it was written by its last switch
-        // (or by `spawn`).
+        // SAFETY: this processor holds `next`'s `on_cpu` flag, so no
+        // processor runs it or is still saving it: its saved stack pointer
+        // is stable, written by its last switch (or by `spawn`) before the
+        // flag was released.
         let load = unsafe { *next.saved_rsp.get() };
         next.state.compare_exchange(NEW, LIVE, Ordering::AcqRel, Ordering::Acquire).ok();
         let block = crate::percpu::this_cpu();
@@ -259,16 +288,18 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         // stack that the entered task (held by the block's `current`) owns.
         unsafe { tessera_switch(save, load) };
         after_switch();
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Ends the current task and switches to `next` for good.
 pub fn finish_and_switch(next: Arc<Task>) -> ! {
     current().state.store(FINISHED, Ordering::Release);
     // A finished task is never switched back to, so this does not return.
-    let _ = switch_to(next);
-    panic!("a finished task was resumed");
+    match switch_to(next) {
+        Ok(()) => panic!("a finished task was resumed"),
+        Err(e) => panic!("a finished task could not switch away: {e:?}"),
+    }
 }
 
 /// First code a new task runs (from the trampoline).

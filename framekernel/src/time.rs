@@ -115,6 +115,30 @@ pub fn remove_tick_callback(callback: fn(u64)) -> Result<(), TimerError> {
     Ok(())
 }
 
+/// Callbacks of the other processors' local ticks.
+type LocalCallbacks = [Option<fn(usize)>; 4];
+static LOCAL_CALLBACKS: crate::sync::BaseLock<LocalCallbacks> = crate::sync::BaseLock::new([None; 4]);
+
+/// Calls `callback(cpu)` on every local timer tick of the other
+/// processors (`cpu::start_others`; 1 kHz each), in interrupt context.
+/// The boot processor's ticks are [`on_tick`]'s.
+pub fn on_local_tick(callback: fn(usize)) -> Result<(), TimerError> {
+    let mut slots = LOCAL_CALLBACKS.lock();
+    let slot = slots.iter_mut().find(|s| s.is_none()).ok_or(TimerError::NoFreeSlot)?;
+    *slot = Some(callback);
+    Ok(())
+}
+
+/// A local timer tick on this processor.
+pub(crate) fn local_tick() {
+    let block = crate::percpu::this_cpu();
+    block.ticks.fetch_add(1, Ordering::Relaxed);
+    let callbacks = *LOCAL_CALLBACKS.lock();
+    for callback in callbacks.iter().flatten() {
+        callback(block.index());
+    }
+}
+
 fn timer_interrupt() {
     let tick = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     // Copy the table so that a callback may (un)register without deadlock.

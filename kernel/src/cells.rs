@@ -849,5 +849,87 @@ pub fn selftests() -> Vec<SelfTest> {
             name: "cell_swap_drains_calls_and_refuses_a_second",
             run: swap_drains_calls_and_refuses_a_second_swap
         },
+        SelfTest {
+            name: "cell_swapped_while_every_processor_calls_it",
+            run: swap_while_every_processor_calls
+        },
     ]
+}
+
+/// A cell swapped while every other processor calls it in a loop: the
+/// swap waits for the calls in flight on all of them, the old code is
+/// retired and unmapped (a TLB shootdown reaches the processors that ran
+/// it), and the calls go on, into the new instance, each on its own
+/// processor, none failing.
+fn swap_while_every_processor_calls() -> Result<(), String> {
+    use core::sync::atomic::{AtomicBool, AtomicU64};
+    use framekernel::cpu::MAX_CPUS;
+    const ROUND: u64 = 50;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static CALLS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+    static WRONG: AtomicU64 = AtomicU64::new(0);
+    let others: Vec<usize> = (1..MAX_CPUS).filter(|&i| framekernel::cpu::is_online(i)).collect();
+    ensure!(
+        others.len() + 1 == framekernel::cpu::present().min(MAX_CPUS),
+        "{} of {} processors online",
+        others.len() + 1,
+        framekernel::cpu::present()
+    );
+    if others.is_empty() {
+        return Ok(()); // one processor: nothing to call from
+    }
+    let slot = probe_slot("probe-smp")?;
+    let old = slot.cell().ok_or("no cell")?;
+    STOP.store(false, Ordering::SeqCst);
+    WRONG.store(0, Ordering::SeqCst);
+    for calls in &CALLS {
+        calls.store(0, Ordering::SeqCst);
+    }
+    let mut callers = Vec::new();
+    for &index in &others {
+        let slot = slot.clone();
+        let caller = tessera_sched::spawn_on(index, "probe-caller", move || {
+            while !STOP.load(Ordering::SeqCst) {
+                if slot.call_with(false, 10, |p, n| p.sum_to(n)) != Ok(45) {
+                    WRONG.fetch_add(1, Ordering::SeqCst);
+                }
+                if framekernel::cpu::current_index() != index {
+                    WRONG.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(calls) = CALLS.get(index) {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .map_err(|e| format!("spawn on processor {index}: {e:?}"))?;
+        callers.push(caller);
+    }
+    let calls = |index: usize| CALLS.get(index).map_or(0, |c| c.load(Ordering::SeqCst));
+    // Waits (yielding) until every caller made `n` calls; 30 s at most.
+    let wait_for = |n: &dyn Fn(usize) -> u64| {
+        let deadline = framekernel::time::now_ns() + 30_000_000_000;
+        while others.iter().any(|&i| calls(i) < n(i)) && framekernel::time::now_ns() < deadline {
+            tessera_sched::yield_now();
+        }
+        others.iter().all(|&i| calls(i) >= n(i))
+    };
+    let started = wait_for(&|_| ROUND);
+    let new = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    let swap = slot.swap(new.clone());
+    let at_swap: Vec<u64> = (0..MAX_CPUS).map(calls).collect();
+    let went_on = wait_for(&|i| at_swap.get(i).copied().unwrap_or(0) + ROUND);
+    STOP.store(true, Ordering::SeqCst);
+    let deadline = framekernel::time::now_ns() + 30_000_000_000;
+    while callers.iter().any(|c| !c.is_finished()) && framekernel::time::now_ns() < deadline {
+        tessera_sched::yield_now();
+    }
+    ensure!(started, "the callers did not get going: {:?} calls", (0..MAX_CPUS).map(calls).collect::<Vec<_>>());
+    swap.map_err(|e| format!("swap: {e}"))?;
+    ensure!(went_on, "the calls did not go on after the swap: {:?} at the swap, {:?} now", at_swap, (0..MAX_CPUS).map(calls).collect::<Vec<_>>());
+    ensure!(callers.iter().all(|c| c.is_finished()), "a caller did not stop");
+    ensure!(WRONG.load(Ordering::SeqCst) == 0, "{} calls failed or ran on the wrong processor", WRONG.load(Ordering::SeqCst));
+    ensure!(old.state() == CellState::Retired && !old.is_mapped(), "the old cell is {:?}, mapped: {}", old.state(), old.is_mapped());
+    let served = slot.call_with(false, (), |p, ()| p.calls()).map_err(|e| format!("{e}"))?;
+    ensure!(served >= ROUND * others.len() as u64, "the new instance served only {served} calls");
+    Ok(())
 }

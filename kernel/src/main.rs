@@ -88,6 +88,10 @@ fn main(boot: &'static BootContext) -> ! {
         framekernel::exit(ExitCode::Success);
     }
     if cmdline.flag("tessera.selftest") {
+        // The other processors run the scheduler too, for the tests that
+        // need them (user programs still run on the boot processor).
+        let online = framekernel::cpu::start_others(tessera_sched::processor_main);
+        println!("selftest: {online} other processor(s) online");
         let mut tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
         tests.extend(cells::selftests());
         let summary = selftest::run(&tests);

@@ -199,6 +199,8 @@ pub struct Slot<T: Send + Sync + 'static> {
     in_flight: AtomicU64,
     closed: AtomicBool,
     gate: WaitQueue,
+    /// A swap waiting for the calls in flight to leave.
+    drained: WaitQueue,
     swapping: AtomicBool,
     consecutive: AtomicU32,
     held: AtomicBool,
@@ -277,6 +279,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             in_flight: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             gate: WaitQueue::new(),
+            drained: WaitQueue::new(),
             swapping: AtomicBool::new(false),
             consecutive: AtomicU32::new(0),
             held: AtomicBool::new(false),
@@ -331,12 +334,21 @@ impl<T: Send + Sync + 'static> Slot<T> {
             if self.held.load(Ordering::Relaxed) {
                 return Err(SlotError::Held { cell: self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default() });
             }
-            if self.closed.load(Ordering::Relaxed) || self.needs_recovery.load(Ordering::Relaxed) {
+            // Counted first, then the gate checked: a swap closing it on
+            // another processor either sees this call or is seen by it.
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if self.closed.load(Ordering::SeqCst) || self.needs_recovery.load(Ordering::Relaxed) {
+                self.leave();
                 return Err(SlotError::Busy);
             }
-            let active = self.active.try_lock().ok_or(SlotError::Busy)?.as_ref().cloned().ok_or(SlotError::Empty)?;
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
-            Ok(active)
+            let active = match self.active.try_lock() {
+                Some(active) => active.as_ref().cloned().ok_or(SlotError::Empty),
+                None => Err(SlotError::Busy),
+            };
+            if active.is_err() {
+                self.leave();
+            }
+            active
         })?;
         let result = attempt(&active.instance);
         self.leave();
@@ -426,33 +438,44 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 let cell = self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default();
                 return Some(Err(SlotError::Held { cell }));
             }
-            if self.closed.load(Ordering::Relaxed) {
+            // Counted first, then the gate checked (SeqCst both, as in
+            // `close_and_drain`): on many processors a call and a swap
+            // cannot both miss each other.
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if self.closed.load(Ordering::SeqCst) {
+                self.leave();
                 return None;
             }
-            match self.active.lock().as_ref() {
-                Some(active) => {
-                    self.in_flight.fetch_add(1, Ordering::Relaxed);
-                    Some(Ok(active.clone()))
+            let active = self.active.lock().as_ref().cloned();
+            match active {
+                Some(active) => Some(Ok(active)),
+                None => {
+                    self.leave();
+                    Some(Err(SlotError::Empty))
                 }
-                None => Some(Err(SlotError::Empty)),
             }
         })
     }
 
+    /// A call leaves (or steps back from a closed gate). Only a draining
+    /// swap waits for this: callers waiting at the gate are not woken (one
+    /// stepping back would wake itself, and spin).
     fn leave(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.gate.wake_all();
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.drained.wake_all();
         }
     }
 
-    /// Closes the gate and waits until no call is in flight.
+    /// Closes the gate and waits until no call is in flight: a call that
+    /// counted itself before the gate closed is waited for; one that
+    /// counts itself after sees the gate closed and steps back.
     fn close_and_drain(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        self.gate.wait_until(|| (self.in_flight.load(Ordering::Relaxed) == 0).then_some(()));
+        self.closed.store(true, Ordering::SeqCst);
+        self.drained.wait_until(|| (self.in_flight.load(Ordering::SeqCst) == 0).then_some(()));
     }
 
     fn reopen(&self) {
-        self.closed.store(false, Ordering::Relaxed);
+        self.closed.store(false, Ordering::SeqCst);
         self.gate.wake_all();
     }
 

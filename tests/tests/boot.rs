@@ -52,8 +52,9 @@ fn pvh_boots_to_the_monitor_and_powers_off() {
 
 #[test]
 fn self_tests_pass() {
-    // Two processors: the second one's set-up is tested too.
-    let mut machine = Machine::start("selftest", &MachineOptions { cpus: 2, ..MachineOptions::kernel("tessera.selftest") });
+    // Four processors: the others' set-up is tested too, and they run
+    // the scheduler and call a cell while it is swapped.
+    let mut machine = Machine::start("selftest", &MachineOptions { cpus: 4, ..MachineOptions::kernel("tessera.selftest") });
     let exit = machine.wait_exit(Duration::from_secs(90));
     let output = machine.output();
     let passed = output.lines().filter(|l| l.starts_with("selftest ") && l.ends_with(')') && l.contains(" ... ok")).count();
@@ -72,10 +73,12 @@ fn self_tests_pass() {
         "cell_swap_drains_calls_and_refuses_a_second",
         "processors_take_nmis_on_their_own_stacks",
         "kernel_unmaps_reach_every_processor",
+        "cell_swapped_while_every_processor_calls_it",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }
     assert!(output.contains("cells: virtio_blk 0.1.0 (block) loaded from /lib/cells/virtio_blk.cell"), "{output}");
+    assert!(output.contains("selftest: 3 other processor(s) online"), "{output}");
     assert_eq!(exit, Exit::Success, "{output}");
 }
 

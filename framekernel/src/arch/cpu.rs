@@ -91,7 +91,10 @@ pub(crate) fn init(selectors: &Selectors) {
     super::user::detect_mxcsr_mask();
     TESSERA_SMAP_ENABLED.store(u8::from(smap), core::sync::atomic::Ordering::Relaxed);
     FEATURES.call_once(|| Features { smep, smap });
-    crate::percpu::this_cpu().ready.store(true, Ordering::Release);
+    let block = crate::percpu::this_cpu();
+    // Its local APIC id (CPUID leaf 1), for IPIs aimed at it.
+    block.apic_id.store(core::arch::x86_64::__cpuid(1).ebx >> 24, Ordering::Relaxed);
+    block.ready.store(true, Ordering::Release);
 }
 
 /// Prepares another processor as the boot processor was prepared. It must
@@ -127,6 +130,11 @@ fn setup(selectors: &Selectors, smep: bool, smap: bool) {
         });
         Cr4::update(|f| {
             f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE);
+            // Off, whatever the loader left: with FSGSBASE a program could
+            // set its GS base to a kernel address (the NMI entry tells user
+            // from kernel GS by the half), and TLB shootdowns rely on a CR3
+            // load flushing every user translation (no PCIDs).
+            f.remove(Cr4Flags::FSGSBASE | Cr4Flags::PCID);
             if smep {
                 f.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
             }

@@ -149,13 +149,12 @@ fn report(frame: &TrapFrame) {
 
 /// True when `addr..addr+16` lies in a stack the kernel runs on.
 fn on_kernel_stack(addr: u64) -> bool {
-    let (bottom, top) = crate::mm::image::boot_stack();
+    // This processor's stacks only: another's may be written meanwhile.
     let inside = |(lo, hi): (u64, u64)| addr >= lo && addr.saturating_add(16) <= hi;
     let block = crate::percpu::this_cpu();
     let first = (block.initial_stack.0.load(core::sync::atomic::Ordering::Relaxed), block.initial_stack.1.load(core::sync::atomic::Ordering::Relaxed));
     addr.is_multiple_of(8)
-        && (inside((bottom, top))
-            || inside(first)
+        && (inside(first)
             || inside(crate::task::current_stack_bounds())
             || super::gdt::ist_stacks().into_iter().any(inside))
 }

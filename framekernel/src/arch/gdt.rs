@@ -3,7 +3,7 @@
 //! The TSS supplies the interrupt stacks (IST) used for double faults and
 //! NMIs, so that a kernel stack overflow is still reported.
 
-use crate::arch::trap::{DOUBLE_FAULT_IST, NMI_IST};
+use crate::arch::trap::{DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST};
 use core::sync::atomic::Ordering;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, FS, SS, Segment};
@@ -20,6 +20,7 @@ struct Stack([u8; IST_STACK_SIZE]);
 // fault or NMI; Rust code never forms references to them.
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
 static mut NMI_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+static mut MACHINE_CHECK_STACK: Stack = Stack([0; IST_STACK_SIZE]);
 
 /// The segment selectors the rest of the kernel needs. The order of the
 /// GDT entries is fixed by `syscall`/`sysret`: kernel code, kernel data,
@@ -39,17 +40,18 @@ pub struct Selectors {
 }
 
 /// Top and bottom of the boot processor's IST stacks.
-fn boot_ist_stacks() -> [(u64, u64); 2] {
+fn boot_ist_stacks() -> [(u64, u64); 3] {
     let df = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64;
     let nmi = core::ptr::addr_of!(NMI_STACK) as u64;
-    [(df, df + IST_STACK_SIZE as u64), (nmi, nmi + IST_STACK_SIZE as u64)]
+    let mc = core::ptr::addr_of!(MACHINE_CHECK_STACK) as u64;
+    [(df, df + IST_STACK_SIZE as u64), (nmi, nmi + IST_STACK_SIZE as u64), (mc, mc + IST_STACK_SIZE as u64)]
 }
 
 /// Bytes of each IST stack.
 pub(crate) const IST_SIZE: usize = IST_STACK_SIZE;
 
 /// This processor's IST stacks (double fault, NMI), for the stack walker.
-pub fn ist_stacks() -> [(u64, u64); 2] {
+pub fn ist_stacks() -> [(u64, u64); 3] {
     let block = crate::percpu::this_cpu();
     block.ist_stacks.each_ref().map(|(lo, hi)| (lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed)))
 }
@@ -63,8 +65,8 @@ pub fn init() -> Selectors {
 /// Builds and loads the GDT and TSS of the processor whose block is
 /// `block` (its own, installed), with IST stacks `ist` (double fault,
 /// NMI: bottom and top of memory no one else uses, for good).
-pub(crate) fn load(block: &'static crate::percpu::PerCpu, ist: [(u64, u64); 2]) -> Selectors {
-    let [(_, df_top), (_, nmi_top)] = ist;
+pub(crate) fn load(block: &'static crate::percpu::PerCpu, ist: [(u64, u64); 3]) -> Selectors {
+    let [(_, df_top), (_, nmi_top), (_, mc_top)] = ist;
     for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip(ist) {
         lo.store(bottom, Ordering::Relaxed);
         hi.store(top, Ordering::Relaxed);
@@ -76,6 +78,7 @@ pub(crate) fn load(block: &'static crate::percpu::PerCpu, ist: [(u64, u64); 2]) 
     unsafe {
         (*tss).interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] = VirtAddr::new(df_top);
         (*tss).interrupt_stack_table[usize::from(NMI_IST - 1)] = VirtAddr::new(nmi_top);
+        (*tss).interrupt_stack_table[usize::from(MACHINE_CHECK_IST - 1)] = VirtAddr::new(mc_top);
     }
     let (gdt, selectors) = block.gdt.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();

@@ -52,3 +52,57 @@ pub(crate) fn send_ipi(apic_id: u32, low: u32) -> Result<(), &'static str> {
 pub(crate) fn send_nmi(apic_id: u32) -> Result<(), &'static str> {
     send_ipi(apic_id, 0x0000_4400) // NMI delivery, assert, physical destination
 }
+
+/// Vector of the local APIC timer.
+pub(crate) const TIMER_VECTOR: u8 = 0xf0;
+/// Vector of the "look at your run queue" IPI.
+pub(crate) const KICK_VECTOR: u8 = 0xf1;
+/// Vector of the local APIC's spurious interrupts (never acknowledged).
+pub(crate) const SPURIOUS_VECTOR: u8 = 0xff;
+
+const TPR: u64 = 0x80;
+const EOI: u64 = 0xb0;
+const SVR: u64 = 0xf0;
+const LVT_TIMER: u64 = 0x320;
+const TIMER_INITIAL: u64 = 0x380;
+const TIMER_CURRENT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3e0;
+
+/// Enables this processor's local APIC (spurious vector, all priorities)
+/// and starts its timer, periodic at `hz`, measured against the TSC
+/// clock. Returns the timer's count per period.
+pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
+    let lapic = window()?;
+    let revoked = |_| "the local APIC window was revoked";
+    lapic.write::<u32>(TPR, 0).map_err(revoked)?;
+    lapic.write::<u32>(SVR, 0x100 | u32::from(SPURIOUS_VECTOR)).map_err(revoked)?;
+    lapic.write::<u32>(TIMER_DIVIDE, 0b1011).map_err(revoked)?; // divide by 1
+    // One shot, masked, from the top: how far it counts in 10 ms.
+    lapic.write::<u32>(LVT_TIMER, 1 << 16 | u32::from(TIMER_VECTOR)).map_err(revoked)?;
+    lapic.write::<u32>(TIMER_INITIAL, u32::MAX).map_err(revoked)?;
+    let start = crate::time::now_ns();
+    while crate::time::now_ns() - start < 10_000_000 {
+        core::hint::spin_loop();
+    }
+    let left = lapic.read::<u32>(TIMER_CURRENT).map_err(revoked)?;
+    let per_10ms = u64::from(u32::MAX - left);
+    let per_period = (per_10ms * 100 / hz.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+    if per_10ms == 0 {
+        return Err("the local APIC timer does not count");
+    }
+    lapic.write::<u32>(LVT_TIMER, 1 << 17 | u32::from(TIMER_VECTOR)).map_err(revoked)?; // periodic, unmasked
+    lapic.write::<u32>(TIMER_INITIAL, per_period).map_err(revoked)?;
+    Ok(per_period)
+}
+
+/// Acknowledges the interrupt this processor's local APIC delivered.
+pub(crate) fn end_of_interrupt() {
+    if let Ok(lapic) = window() {
+        let _ = lapic.write::<u32>(EOI, 0);
+    }
+}
+
+/// Sends processor `apic_id` the kick IPI (a fixed interrupt).
+pub(crate) fn send_kick(apic_id: u32) -> Result<(), &'static str> {
+    send_ipi(apic_id, 0x0000_4000 | u32::from(KICK_VECTOR)) // fixed, assert, physical
+}

@@ -30,7 +30,7 @@ const TEMP_PD: u64 = TRAMPOLINE + 0x3000;
 /// Pages the start-up uses.
 const PAGES: u64 = 4;
 /// Bytes of each AP's stack.
-const AP_STACK: usize = 16 * 1024;
+const AP_STACK: usize = crate::task::STACK_SIZE;
 /// How long an AP has to answer.
 const ANSWER_MS: u64 = 2000;
 
@@ -153,7 +153,54 @@ extern "C" fn framekernel_ap_entry(index: u64) -> ! {
         }
     }
     STARTED.fetch_add(1, Ordering::Release);
-    super::halt_forever()
+    // Parked (interrupts off, halted) until the kernel gives the
+    // processors work; an NMI wakes it to look (and shootdowns use NMIs).
+    let entry = loop {
+        if let Some(&entry) = AP_MAIN.get()
+            && block.ready.load(Ordering::Acquire)
+        {
+            break entry;
+        }
+        x86_64::instructions::hlt();
+    };
+    if let Err(why) = super::lapic::start_local_timer(u64::from(crate::time::TICK_HZ)) {
+        let _ = REFUSED.try_lock().map(|mut r| *r = Some((block.apic_id.load(Ordering::Relaxed), why)));
+        super::halt_forever();
+    }
+    block.online.store(true, Ordering::Release);
+    super::enable_interrupts();
+    entry(index as usize)
+}
+
+/// What the other processors run once the kernel starts them.
+static AP_MAIN: spin::Once<fn(usize) -> !> = spin::Once::new();
+
+/// Starts the parked processors (once): each starts its local timer, turns
+/// interrupts on and calls `entry(index)` on the task it runs now. Returns
+/// how many are online within a second each.
+pub(crate) fn start_others(entry: fn(usize) -> !) -> usize {
+    if AP_MAIN.get().is_some() {
+        return 0;
+    }
+    AP_MAIN.call_once(|| entry);
+    let mut online = 0;
+    for block in (1..crate::percpu::MAX_CPUS).filter_map(crate::percpu::block).filter(|b| b.ready.load(Ordering::Acquire)) {
+        if super::lapic::send_nmi(block.apic_id.load(Ordering::Relaxed)).is_err() {
+            continue;
+        }
+        let deadline = crate::time::now_ns() + 1_000_000_000;
+        while !block.online.load(Ordering::Acquire) && crate::time::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        if block.online.load(Ordering::Acquire) {
+            online += 1;
+        } else if let Some((id, why)) = REFUSED.lock().take() {
+            log::warn!("smp: processor with local APIC id {id} stays parked: {why}");
+        } else {
+            log::warn!("smp: processor {} did not come online in 1 s", block.index());
+        }
+    }
+    online
 }
 
 /// What the processor's own registers say about its set-up: its GDT, its
@@ -254,14 +301,14 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
             log::warn!("smp: Tessera uses at most {} processors; the rest are not started", crate::percpu::MAX_CPUS);
             break;
         };
-        let Some([stack, df, nmi]) = new_stacks() else {
+        let Some([stack, df, nmi, mc]) = new_stacks() else {
             log::warn!("smp: no memory for processor {index}'s stacks; the rest are not started");
             break;
         };
         block.apic_id.store(apic_id, Ordering::Relaxed);
         block.initial_stack.0.store(stack.0, Ordering::Relaxed);
         block.initial_stack.1.store(stack.1, Ordering::Relaxed);
-        for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip([df, nmi]) {
+        for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip([df, nmi, mc]) {
             lo.store(bottom, Ordering::Relaxed);
             hi.store(top, Ordering::Release);
         }
@@ -302,10 +349,10 @@ fn efer_bits() -> u64 {
 }
 
 /// An AP's stacks, as (bottom, top): the one it starts on, and its
-/// double-fault and NMI stacks. Mapped in the kernel window with an
+/// double-fault, NMI and machine-check stacks. Mapped in the kernel window with an
 /// unmapped page below each (an overflow faults), and never freed: the
 /// processor may run on them for good.
-fn new_stacks() -> Option<[(u64, u64); 3]> {
+fn new_stacks() -> Option<[(u64, u64); 4]> {
     let stack = |bytes: usize| -> Option<(u64, u64)> {
         let frames: Vec<crate::mm::Frame> = (0..bytes / 4096).map(|_| crate::mm::Frame::alloc()).collect::<Result<_, _>>().ok()?;
         let area = crate::mm::MappedArea::new(frames).ok()?;
@@ -313,7 +360,7 @@ fn new_stacks() -> Option<[(u64, u64); 3]> {
         core::mem::forget(area);
         Some(bounds)
     };
-    Some([stack(AP_STACK)?, stack(super::gdt::IST_SIZE)?, stack(super::gdt::IST_SIZE)?])
+    Some([stack(AP_STACK)?, stack(super::gdt::IST_SIZE)?, stack(super::gdt::IST_SIZE)?, stack(super::gdt::IST_SIZE)?])
 }
 
 /// Copies the trampoline and builds the temporary page tables.

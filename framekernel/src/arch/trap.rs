@@ -131,7 +131,14 @@ trap_common:
     addq $16, %rsp                       /* vector and error code */
     iretq
 
-1:  swapgs                               /* from user mode: kernel GS */
+1:  cmpq $2, 120(%rsp)                   /* an NMI in user mode: */
+    jne 5f
+    swapgs                               /* handled here (TLB shootdowns, */
+    movq %rsp, %rdi                      /* counters), then straight back */
+    call trap_dispatch                   /* with iretq, which also ends */
+    swapgs                               /* the NMI-blocked state */
+    jmp 4b
+5:  swapgs                               /* from user mode: kernel GS */
     movq %rsp, %rdi
     call trap_from_user
     jmp tessera_return_from_user_trap    /* back into UserContext::run */
@@ -167,8 +174,11 @@ static IDT: spin::Once<Idt> = spin::Once::new();
 
 /// IST slot (1-based, as the gate encodes it) for the double-fault handler.
 pub const DOUBLE_FAULT_IST: u8 = 1;
-/// IST slot for NMIs and machine checks.
+/// IST slot for NMIs.
 pub const NMI_IST: u8 = 2;
+/// IST slot for machine checks (not NMIs': a machine check does not block
+/// NMIs, and an NMI during its handler would start over its stack).
+pub const MACHINE_CHECK_IST: u8 = 3;
 
 /// Builds and loads the IDT. `code_selector` is the kernel code segment.
 pub fn init(code_selector: u16) {
@@ -179,7 +189,8 @@ pub fn init(code_selector: u16) {
             let handler = base + 16 * vector as u64;
             let ist = match vector {
                 8 => DOUBLE_FAULT_IST,
-                2 | 18 => NMI_IST,
+                2 => NMI_IST,
+                18 => MACHINE_CHECK_IST,
                 _ => 0,
             };
             *gate = Gate {
@@ -234,6 +245,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
                 crate::cell::watchdog(frame); // the timer: a cell call running away?
             }
         }
-        _ => log::warn!("unexpected interrupt vector {}", frame.vector),
+        v => {
+            if crate::irq::dispatch_local(v as u8) {
+                crate::cell::watchdog(frame); // a local timer tick
+            }
+        }
     }
 }

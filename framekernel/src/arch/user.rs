@@ -252,6 +252,8 @@ extern "C" fn trap_from_user(frame: &super::trap::TrapFrame) {
         if frame.vector == 14 { x86_64::registers::control::Cr2::read_raw() } else { 0 };
     if (32..48).contains(&frame.vector) {
         crate::irq::dispatch((frame.vector - 32) as u8);
+    } else if frame.vector >= 48 {
+        crate::irq::dispatch_local(frame.vector as u8);
     }
 }
 

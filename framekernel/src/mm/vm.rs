@@ -319,8 +319,11 @@ unsafe fn load_root(root: u64) {
     let (_, flags) = Cr3::read();
     // SAFETY: guaranteed by the caller.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), flags) };
-    // After the load: a shootdown that reads the old value meanwhile sends
-    // this processor a needless NMI, never misses it.
+    // After the load. Leaving a space: a shootdown that reads the old
+    // value meanwhile sends this processor a needless NMI, never misses it.
+    // Entering one: a shootdown for it needs `&mut VmSpace` (unmap,
+    // protect, drop) while `activate` holds `&self`, so the two never
+    // overlap and this store is seen by any later shootdown.
     crate::percpu::this_cpu().active_root.store(root, Ordering::SeqCst);
 }
 
