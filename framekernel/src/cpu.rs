@@ -86,10 +86,6 @@ pub fn kick(index: usize) -> bool {
     }
 }
 
-/// Local timer ticks and kicks processor `index` took.
-pub fn interrupt_counts(index: usize) -> (u64, u64) {
-    crate::percpu::block(index).map_or((0, 0), |b| (b.ticks.load(core::sync::atomic::Ordering::Relaxed), b.kicks.load(core::sync::atomic::Ordering::Relaxed)))
-}
 
 /// The index of the processor running the caller (0: the boot processor;
 /// the others in the order they were started).

@@ -129,7 +129,6 @@ pub(crate) fn dispatch_local(vector: u8) -> bool {
             true
         }
         lapic::KICK_VECTOR => {
-            crate::percpu::this_cpu().kicks.fetch_add(1, Ordering::Relaxed);
             lapic::end_of_interrupt();
             false
         }

@@ -70,9 +70,6 @@ pub(crate) struct PerCpu {
     pub(crate) active_root: AtomicU64,
     /// Set once the processor runs the kernel's work (`cpu::start_others`).
     pub(crate) online: AtomicBool,
-    /// Local timer ticks and kicks this processor took.
-    pub(crate) ticks: AtomicU64,
-    pub(crate) kicks: AtomicU64,
     /// The last TLB shootdown this processor carried out.
     pub(crate) tlb_ack: AtomicU64,
     /// NMIs this processor took, and where the last one's frame was.
@@ -108,8 +105,6 @@ impl PerCpu {
             ready: AtomicBool::new(false),
             active_root: AtomicU64::new(0),
             online: AtomicBool::new(false),
-            ticks: AtomicU64::new(0),
-            kicks: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             nmi_frame: AtomicU64::new(0),
@@ -120,6 +115,25 @@ impl PerCpu {
     pub(crate) fn index(&self) -> usize {
         let base = BLOCKS.as_ptr() as usize;
         (self as *const Self as usize - base) / core::mem::size_of::<Self>()
+    }
+
+    /// Bounds (bottom, top) of the stack the processor started on.
+    pub(crate) fn initial_stack(&self) -> (u64, u64) {
+        load_pair(&self.initial_stack)
+    }
+
+    /// Bounds of the double-fault, NMI and machine-check stacks.
+    pub(crate) fn ist_bounds(&self) -> [(u64, u64); 3] {
+        self.ist_stacks.each_ref().map(load_pair)
+    }
+
+    /// Records the processor's stacks (the boot processor's at install,
+    /// an AP's by the boot processor before it wakes the AP).
+    pub(crate) fn set_stacks(&self, initial: (u64, u64), ist: [(u64, u64); 3]) {
+        for (pair, (bottom, top)) in core::iter::once(&self.initial_stack).chain(&self.ist_stacks).zip(core::iter::once(initial).chain(ist)) {
+            pair.0.store(bottom, Ordering::Relaxed);
+            pair.1.store(top, Ordering::Release);
+        }
     }
 
     /// The block's address.
@@ -142,6 +156,11 @@ static BLOCKS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 /// Set once the boot processor's GS base holds its block.
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
+fn load_pair((bottom, top): &(AtomicU64, AtomicU64)) -> (u64, u64) {
+    let top = top.load(Ordering::Acquire);
+    (bottom.load(Ordering::Relaxed), top)
+}
+
 /// Block `index` (none past [`MAX_CPUS`]).
 pub(crate) fn block(index: usize) -> Option<&'static PerCpu> {
     BLOCKS.get(index)
@@ -149,9 +168,10 @@ pub(crate) fn block(index: usize) -> Option<&'static PerCpu> {
 
 /// Makes block `index` this processor's: its GS base (and the kernel GS
 /// base that `swapgs` exchanges with, which holds the user's value only in
-/// user mode) point at it. `stack` is the stack the processor runs on now.
-/// Called once per processor, first thing, with interrupts off.
-pub(crate) fn install(index: usize, stack: (u64, u64)) -> Option<&'static PerCpu> {
+/// user mode) point at it. Its stacks are recorded already
+/// (`PerCpu::set_stacks`). Called once per processor, first thing, with
+/// interrupts off.
+pub(crate) fn install(index: usize) -> Option<&'static PerCpu> {
     use x86_64::VirtAddr;
     use x86_64::instructions::segmentation::{GS, Segment};
     use x86_64::registers::model_specific::{GsBase, KernelGsBase};
@@ -160,8 +180,6 @@ pub(crate) fn install(index: usize, stack: (u64, u64)) -> Option<&'static PerCpu
     let address = block as *const PerCpu as u64;
     block.self_address.store(address, Ordering::Relaxed);
     block.tss_rsp0.store(block.tss_address() + 4, Ordering::Relaxed); // TSS: a reserved u32, then rsp0
-    block.initial_stack.0.store(stack.0, Ordering::Relaxed);
-    block.initial_stack.1.store(stack.1, Ordering::Relaxed);
     // SAFETY: the null selector is always valid for GS in 64-bit mode;
     // loading it zeroes the base, written right after.
     unsafe { GS::set_reg(SegmentSelector(0)) };

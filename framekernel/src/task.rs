@@ -227,7 +227,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
 fn stack_bounds(task: &Task, block: &crate::percpu::PerCpu) -> (u64, u64) {
     match &task.stack {
         Some(area) => (area.virt_addr(), area.virt_addr() + area.len() as u64),
-        None => (block.initial_stack.0.load(Ordering::Relaxed), block.initial_stack.1.load(Ordering::Relaxed)),
+        None => block.initial_stack(),
     }
 }
 

@@ -131,11 +131,10 @@ pub fn on_local_tick(callback: fn(usize)) -> Result<(), TimerError> {
 
 /// A local timer tick on this processor.
 pub(crate) fn local_tick() {
-    let block = crate::percpu::this_cpu();
-    block.ticks.fetch_add(1, Ordering::Relaxed);
+    let index = crate::percpu::this_cpu().index();
     let callbacks = *LOCAL_CALLBACKS.lock();
     for callback in callbacks.iter().flatten() {
-        callback(block.index());
+        callback(index);
     }
 }
 

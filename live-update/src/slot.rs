@@ -334,10 +334,10 @@ impl<T: Send + Sync + 'static> Slot<T> {
             if self.held.load(Ordering::Relaxed) {
                 return Err(SlotError::Held { cell: self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default() });
             }
-            // Counted first, then the gate checked: a swap closing it on
-            // another processor either sees this call or is seen by it.
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-            if self.closed.load(Ordering::SeqCst) || self.needs_recovery.load(Ordering::Relaxed) {
+            if !self.step_in() {
+                return Err(SlotError::Busy);
+            }
+            if self.needs_recovery.load(Ordering::Relaxed) {
                 self.leave();
                 return Err(SlotError::Busy);
             }
@@ -438,12 +438,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 let cell = self.last.lock().as_ref().map(|e| String::from(e.name())).unwrap_or_default();
                 return Some(Err(SlotError::Held { cell }));
             }
-            // Counted first, then the gate checked (SeqCst both, as in
-            // `close_and_drain`): on many processors a call and a swap
-            // cannot both miss each other.
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-            if self.closed.load(Ordering::SeqCst) {
-                self.leave();
+            if !self.step_in() {
                 return None;
             }
             let active = self.active.lock().as_ref().cloned();
@@ -455,6 +450,18 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 }
             }
         })
+    }
+
+    /// Counts a call in flight, then checks the gate (SeqCst both, as in
+    /// `close_and_drain`, so that on many processors a call and a swap
+    /// cannot both miss each other); false, and not counted, when closed.
+    fn step_in(&self) -> bool {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.leave();
+            return false;
+        }
+        true
     }
 
     /// A call leaves (or steps back from a closed gate). Only a draining

@@ -231,7 +231,12 @@ pub fn wake(t: &Arc<Task>) {
     if t.is_finished() || is_idle(t) {
         return;
     }
-    let index = home(t);
+    enqueue(home(t), t);
+}
+
+/// Queues `t` on processor `index` (once) and kicks that processor when it
+/// is another.
+fn enqueue(index: usize, t: &Arc<Task>) {
     {
         let mut queue = cpu(index).run_queue.lock();
         if !queue.iter().any(|q| Arc::ptr_eq(q, t)) {
@@ -275,10 +280,7 @@ pub fn spawn_on(index: usize, name: &str, f: impl FnOnce() + Send + 'static) -> 
     if index != 0 {
         HOME.lock().insert(t.id(), index);
     }
-    cpu(index).run_queue.lock().push_back(t.clone());
-    if index != framekernel::cpu::current_index() {
-        framekernel::cpu::kick(index);
-    }
+    enqueue(index, &t);
     Ok(t)
 }
 

@@ -84,9 +84,7 @@ pub(crate) fn current_context() -> u64 {
 /// Prepares the boot processor to run user code. `selectors` must be the
 /// loaded GDT's.
 pub(crate) fn init(selectors: &Selectors) {
-    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
-    let smep = leaf7.ebx & (1 << 7) != 0;
-    let smap = leaf7.ebx & (1 << 20) != 0;
+    let (smep, smap) = smep_smap();
     setup(selectors, smep, smap);
     super::user::detect_mxcsr_mask();
     TESSERA_SMAP_ENABLED.store(u8::from(smap), core::sync::atomic::Ordering::Relaxed);
@@ -101,21 +99,23 @@ pub(crate) fn init(selectors: &Selectors) {
 /// have the features the base decided on at boot (the user-copy code runs
 /// STAC/CLAC on every processor or on none), else it is not used.
 pub(crate) fn init_ap(selectors: &Selectors) -> Result<(), &'static str> {
-    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
-    let smep = leaf7.ebx & (1 << 7) != 0;
-    let smap = leaf7.ebx & (1 << 20) != 0;
+    let (smep, smap) = smep_smap();
     let boot = features();
     if (smep, smap) != (boot.smep, boot.smap) {
         return Err("its SMEP/SMAP support differs from the boot processor's");
     }
-    let mut image = super::user::FpuState([0; 512]);
     setup(selectors, smep, smap);
-    super::user::fxsave(&mut image);
-    let mask = u32::from_le_bytes([image.0[28], image.0[29], image.0[30], image.0[31]]);
+    let mask = super::user::this_mxcsr_mask();
     if mask != 0 && mask != super::user::mxcsr_mask() {
         return Err("its MXCSR mask differs from the boot processor's");
     }
     Ok(())
+}
+
+/// Whether this processor has SMEP and SMAP (CPUID leaf 7).
+fn smep_smap() -> (bool, bool) {
+    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+    (leaf7.ebx & (1 << 7) != 0, leaf7.ebx & (1 << 20) != 0)
 }
 
 /// Control registers and system-call MSRs, the same on every processor.

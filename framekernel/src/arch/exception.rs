@@ -152,11 +152,10 @@ fn on_kernel_stack(addr: u64) -> bool {
     // This processor's stacks only: another's may be written meanwhile.
     let inside = |(lo, hi): (u64, u64)| addr >= lo && addr.saturating_add(16) <= hi;
     let block = crate::percpu::this_cpu();
-    let first = (block.initial_stack.0.load(core::sync::atomic::Ordering::Relaxed), block.initial_stack.1.load(core::sync::atomic::Ordering::Relaxed));
     addr.is_multiple_of(8)
-        && (inside(first)
+        && (inside(block.initial_stack())
             || inside(crate::task::current_stack_bounds())
-            || super::gdt::ist_stacks().into_iter().any(inside))
+            || block.ist_bounds().into_iter().any(inside))
 }
 
 /// Prints the call chain by walking frame pointers from `rbp`, reading only

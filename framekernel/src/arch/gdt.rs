@@ -4,7 +4,6 @@
 //! NMIs, so that a kernel stack overflow is still reported.
 
 use crate::arch::trap::{DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST};
-use core::sync::atomic::Ordering;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, FS, SS, Segment};
 use x86_64::instructions::tables::load_tss;
@@ -50,27 +49,19 @@ fn boot_ist_stacks() -> [(u64, u64); 3] {
 /// Bytes of each IST stack.
 pub(crate) const IST_SIZE: usize = IST_STACK_SIZE;
 
-/// This processor's IST stacks (double fault, NMI), for the stack walker.
-pub fn ist_stacks() -> [(u64, u64); 3] {
-    let block = crate::percpu::this_cpu();
-    block.ist_stacks.each_ref().map(|(lo, hi)| (lo.load(Ordering::Relaxed), hi.load(Ordering::Relaxed)))
-}
-
 /// Builds and loads the boot processor's GDT and TSS; returns the selectors.
 pub fn init() -> Selectors {
-    let Some(block) = crate::percpu::install(0, crate::mm::image::boot_stack()) else { unreachable!("block 0 exists") };
-    load(block, boot_ist_stacks())
+    let Some(block) = crate::percpu::block(0) else { unreachable!("block 0 exists") };
+    block.set_stacks(crate::mm::image::boot_stack(), boot_ist_stacks());
+    let Some(block) = crate::percpu::install(0) else { unreachable!("block 0 exists") };
+    load(block)
 }
 
 /// Builds and loads the GDT and TSS of the processor whose block is
-/// `block` (its own, installed), with IST stacks `ist` (double fault,
-/// NMI: bottom and top of memory no one else uses, for good).
-pub(crate) fn load(block: &'static crate::percpu::PerCpu, ist: [(u64, u64); 3]) -> Selectors {
-    let [(_, df_top), (_, nmi_top), (_, mc_top)] = ist;
-    for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip(ist) {
-        lo.store(bottom, Ordering::Relaxed);
-        hi.store(top, Ordering::Relaxed);
-    }
+/// `block` (its own, installed), with the IST stacks recorded in it
+/// (double fault, NMI, machine check: memory no one else uses, for good).
+pub(crate) fn load(block: &'static crate::percpu::PerCpu) -> Selectors {
+    let [(_, df_top), (_, nmi_top), (_, mc_top)] = block.ist_bounds();
     let tss = block.tss.get();
     // SAFETY: the block is this processor's, and its TSS is not loaded yet
     // (each processor loads its GDT and TSS once): nothing else reads or

@@ -86,10 +86,10 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
     }
     let left = lapic.read::<u32>(TIMER_CURRENT).map_err(revoked)?;
     let per_10ms = u64::from(u32::MAX - left);
-    let per_period = (per_10ms * 100 / hz.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
     if per_10ms == 0 {
         return Err("the local APIC timer does not count");
     }
+    let per_period = (per_10ms * 100 / hz.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
     lapic.write::<u32>(LVT_TIMER, 1 << 17 | u32::from(TIMER_VECTOR)).map_err(revoked)?; // periodic, unmasked
     lapic.write::<u32>(TIMER_INITIAL, per_period).map_err(revoked)?;
     Ok(per_period)

@@ -137,20 +137,16 @@ extern "C" fn framekernel_ap_entry(index: u64) -> ! {
     // The boot processor filled in the block's stacks before waking this
     // one (and waits for it to answer before touching the block again).
     let Some(block) = crate::percpu::block(index as usize) else { super::halt_forever() };
-    let stack = (block.initial_stack.0.load(Ordering::Acquire), block.initial_stack.1.load(Ordering::Acquire));
-    let ist = block.ist_stacks.each_ref().map(|(lo, hi)| (lo.load(Ordering::Acquire), hi.load(Ordering::Acquire)));
-    if crate::percpu::install(index as usize, stack).is_none() {
+    if crate::percpu::install(index as usize).is_none() {
         super::halt_forever();
     }
     // The kernel's page tables, loaded by `ap_long_entry`.
     block.active_root.store(x86_64::registers::control::Cr3::read().0.start_address().as_u64(), Ordering::SeqCst);
-    let selectors = super::gdt::load(block, ist);
+    let selectors = super::gdt::load(block);
     super::trap::load_idt();
     match super::cpu::init_ap(&selectors).and_then(|()| check_tables(block)) {
         Ok(()) => block.ready.store(true, Ordering::Release),
-        Err(why) => {
-            let _ = REFUSED.try_lock().map(|mut r| *r = Some((block.apic_id.load(Ordering::Relaxed), why)));
-        }
+        Err(why) => refuse(block, why),
     }
     STARTED.fetch_add(1, Ordering::Release);
     // Parked (interrupts off, halted) until the kernel gives the
@@ -164,7 +160,7 @@ extern "C" fn framekernel_ap_entry(index: u64) -> ! {
         x86_64::instructions::hlt();
     };
     if let Err(why) = super::lapic::start_local_timer(u64::from(crate::time::TICK_HZ)) {
-        let _ = REFUSED.try_lock().map(|mut r| *r = Some((block.apic_id.load(Ordering::Relaxed), why)));
+        refuse(block, why);
         super::halt_forever();
     }
     block.online.store(true, Ordering::Release);
@@ -239,6 +235,13 @@ pub(crate) fn send_nmi(index: usize) -> Result<(), &'static str> {
 /// id and why (reported by the boot processor).
 static REFUSED: spin::Mutex<Option<(u32, &'static str)>> = spin::Mutex::new(None);
 
+/// Records why this processor is not used, for the boot processor to say.
+fn refuse(block: &crate::percpu::PerCpu, why: &'static str) {
+    if let Some(mut refused) = REFUSED.try_lock() {
+        *refused = Some((block.apic_id.load(Ordering::Relaxed), why));
+    }
+}
+
 /// Processors started besides the boot one.
 pub(crate) fn started() -> u32 {
     STARTED.load(Ordering::Acquire)
@@ -306,12 +309,7 @@ pub(crate) fn start_aps(modules: &[(u64, u64)]) -> u32 {
             break;
         };
         block.apic_id.store(apic_id, Ordering::Relaxed);
-        block.initial_stack.0.store(stack.0, Ordering::Relaxed);
-        block.initial_stack.1.store(stack.1, Ordering::Relaxed);
-        for ((lo, hi), (bottom, top)) in block.ist_stacks.iter().zip([df, nmi, mc]) {
-            lo.store(bottom, Ordering::Relaxed);
-            hi.store(top, Ordering::Release);
-        }
+        block.set_stacks(stack, [df, nmi, mc]);
         // The data area's fields, in the assembly's order.
         let fields = [TEMP_PML4, efer_bits(), stack.1, cr3, index as u64, ap_long_entry as *const () as u64];
         let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();

@@ -73,19 +73,20 @@ static MXCSR_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32
 
 /// Reads MXCSR_MASK from an FXSAVE image of this CPU (boot).
 pub(crate) fn detect_mxcsr_mask() {
-    let mut image = FpuState([0; 512]);
-    fxsave(&mut image);
-    let mask = u32::from_le_bytes([image.0[28], image.0[29], image.0[30], image.0[31]]);
+    let mask = this_mxcsr_mask();
     if mask != 0 {
         MXCSR_MASK.store(mask, core::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// This processor's FPU/SSE state, into `image`.
-pub(crate) fn fxsave(image: &mut FpuState) {
+/// MXCSR_MASK as this processor's FXSAVE image gives it (0: the
+/// architectural default applies). SSE must be enabled (CR4.OSFXSR).
+pub(crate) fn this_mxcsr_mask() -> u32 {
+    let mut image = FpuState([0; 512]);
     // SAFETY: FXSAVE writes 512 bytes to a 16-byte aligned buffer, which
     // `FpuState` is; SSE was enabled (CR4.OSFXSR) before this runs.
     unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) image.0.as_mut_ptr(), options(nostack)) };
+    u32::from_le_bytes([image.0[28], image.0[29], image.0[30], image.0[31]])
 }
 
 /// The MXCSR bits this CPU implements.
@@ -218,10 +219,9 @@ impl UserContext {
             x86_64::instructions::interrupts::enable();
         }
         match self.trap {
+            // (An NMI in user mode never ends the run: `trap_common`
+            // handles it in place and returns to the program.)
             TRAP_SYSCALL => Trap::Syscall,
-            // The watchdog's NMI (PIT ticks through the I/O APIC): nothing of
-            // the program's; it runs on like after an interrupt.
-            2 => Trap::Interrupt { vector: 2 },
             v if v < 32 => {
                 Trap::Exception { vector: v as u8, error_code: self.error_code, fault_address: self.fault_address }
             }

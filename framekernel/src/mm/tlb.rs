@@ -44,15 +44,19 @@ pub fn shootdown_count() -> u64 {
 
 /// The processors besides this one that are set up (they take NMIs).
 pub(crate) fn other_processors() -> u64 {
-    let me = percpu::this_cpu().index();
-    (0..percpu::MAX_CPUS).filter(|&i| i != me && percpu::block(i).is_some_and(|b| b.ready.load(Ordering::Acquire))).fold(0, |mask, i| mask | 1 << i)
+    others_where(|_| true)
 }
 
 /// The processors besides this one whose CR3 holds `root`.
 pub(crate) fn others_using(root: u64) -> u64 {
+    others_where(|b| b.active_root.load(Ordering::SeqCst) == root)
+}
+
+/// A mask of the set-up processors besides this one that `wanted` picks.
+fn others_where(wanted: impl Fn(&PerCpu) -> bool) -> u64 {
     let me = percpu::this_cpu().index();
     (0..percpu::MAX_CPUS)
-        .filter(|&i| i != me && percpu::block(i).is_some_and(|b| b.ready.load(Ordering::Acquire) && b.active_root.load(Ordering::SeqCst) == root))
+        .filter(|&i| i != me && percpu::block(i).is_some_and(|b| b.ready.load(Ordering::Acquire) && wanted(b)))
         .fold(0, |mask, i| mask | 1 << i)
 }
 

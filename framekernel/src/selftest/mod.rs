@@ -97,12 +97,12 @@ fn processors_take_nmis_on_their_own_stacks() -> Result<(), String> {
         }
         ensure!(block.nmis.load(Ordering::Relaxed) > before, "processor {index} took no NMI in 2 s");
         let frame = block.nmi_frame.load(Ordering::Relaxed);
-        let (lo, hi) = (block.ist_stacks[1].0.load(Ordering::Relaxed), block.ist_stacks[1].1.load(Ordering::Relaxed));
+        let [_, (lo, hi), _] = block.ist_bounds();
         ensure!((lo..hi).contains(&frame), "processor {index}'s NMI frame at {frame:#x} is not on its NMI stack {lo:#x}..{hi:#x}");
         stacks.push((lo, hi));
     }
     let own = crate::percpu::this_cpu();
-    let boot_nmi = (own.ist_stacks[1].0.load(Ordering::Relaxed), own.ist_stacks[1].1.load(Ordering::Relaxed));
+    let [_, boot_nmi, _] = own.ist_bounds();
     stacks.push(boot_nmi);
     stacks.sort_unstable();
     ensure!(stacks.windows(2).all(|w| w[0].1 <= w[1].0), "two processors share NMI stack memory: {stacks:x?}");
