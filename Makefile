@@ -25,9 +25,9 @@ CMDLINE ?=
 QEMU := qemu-system-x86_64
 # TCG, not KVM: /dev/kvm on these machines is a slow software stand-in.
 # `-cpu max` gives every feature TCG emulates (NX, SMEP/SMAP, ...).
-# SMP=N: the guest's processors (Tessera lists them all and runs on the
-# first; SMP is issue 14's work).
-SMP ?= 1
+# SMP=N: the guest's processors; Tessera runs programs on all of them
+# (the kernel's `nosmp` keeps it to the first).
+SMP ?= 2
 QEMU_MACHINE := -machine q35 -cpu max -m $(MEM) -smp $(SMP) -no-reboot \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
 # Opt in to KVM with `make run KVM=1` where it really exists.

@@ -2,7 +2,8 @@
 # make exec: boots Tessera with the given boot archive, runs
 # /etc/tessera-exec.sh with busybox sh as the only job, copies its output
 # to stdout and exits with its status.
-# Usage: exec.sh KERNEL INITRD MEM   (EXEC_TIMEOUT: seconds, default 600)
+# Usage: exec.sh KERNEL INITRD MEM   (EXEC_TIMEOUT: seconds, default 600;
+# EXEC_QEMU_ARGS: more QEMU options, e.g. a monitor socket for debugging)
 kernel=$1
 initrd=$2
 mem=${3:-256M}
@@ -20,11 +21,11 @@ fi
 # HOSTFWD/GUESTFWD).
 set -- "$@" -netdev "${NETDEV:-user,id=net0,restrict=on}" -device virtio-net-pci,netdev=net0
 timeout --kill-after=5 "${EXEC_TIMEOUT:-600}" qemu-system-x86_64 \
-    -machine q35 -cpu max -m "$mem" -smp "${SMP:-1}" -no-reboot \
+    -machine q35 -cpu max -m "$mem" -smp "${SMP:-2}" -no-reboot \
     -drive "file=$scratch,format=raw,if=none,id=scratch" -device virtio-blk-pci,drive=scratch \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -display none -serial stdio -monitor none \
-    -kernel "$kernel" -initrd "$initrd" "$@" \
+    -kernel "$kernel" -initrd "$initrd" "$@" ${EXEC_QEMU_ARGS:-} \
     -append "tessera.quiet tessera.exec=/etc/tessera-exec.sh" </dev/null
 rc=$?
 # The kernel leaves QEMU through isa-debug-exit: status = value * 2 + 1.

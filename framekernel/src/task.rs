@@ -36,7 +36,11 @@ pub struct Task {
     /// from it (cleared by the next task on that processor once the
     /// leaving task's registers and stack pointer are saved).
     on_cpu: core::sync::atomic::AtomicBool,
+    /// None: the task a processor started on, on that processor's first
+    /// stack.
     stack: Option<MappedArea>,
+    /// The processor whose first stack a task without `stack` runs on.
+    born_on: usize,
     entry: SpinLock<Option<Entry>>,
     state: AtomicU8,
     /// The task's innermost cell-call record while it is switched out
@@ -45,6 +49,12 @@ pub struct Task {
     /// The per-CPU user-entry state (resume stack, current context, TSS
     /// rsp0) while it is switched out: it belongs to the task, not the CPU.
     user_entry: SpinLock<crate::arch::cpu::UserEntry>,
+    /// The scheduler's: the processor the task is queued on (the base
+    /// never reads it).
+    home: core::sync::atomic::AtomicUsize,
+    /// The scheduler's: the processors the task may run on, one bit each
+    /// (the base never reads it).
+    affinity: AtomicU64,
 }
 
 // SAFETY: `saved_rsp` is the only non-Sync field. It is written only by
@@ -137,6 +147,28 @@ impl Task {
     pub fn is_finished(&self) -> bool {
         self.state.load(Ordering::Acquire) == FINISHED
     }
+
+    /// The processor the scheduler keeps the task on (a number the base
+    /// only stores: 0 for a new task).
+    pub fn home(&self) -> usize {
+        self.home.load(Ordering::Acquire)
+    }
+
+    /// Records the processor the scheduler keeps the task on.
+    pub fn set_home(&self, index: usize) {
+        self.home.store(index, Ordering::Release);
+    }
+
+    /// The processors the scheduler may run the task on, one bit each (a
+    /// mask the base only stores: all ones for a new task).
+    pub fn affinity(&self) -> u64 {
+        self.affinity.load(Ordering::Acquire)
+    }
+
+    /// Records the processors the scheduler may run the task on.
+    pub fn set_affinity(&self, mask: u64) {
+        self.affinity.store(mask, Ordering::Release);
+    }
 }
 
 /// The task running now on this processor (its first flow is a task
@@ -153,10 +185,13 @@ pub fn current() -> Arc<Task> {
                 saved_rsp: UnsafeCell::new(0),
                 on_cpu: core::sync::atomic::AtomicBool::new(true),
                 stack: None,
+                born_on: index,
                 entry: SpinLock::new(None),
                 state: AtomicU8::new(LIVE),
                 cell_record: AtomicU64::new(0),
                 user_entry: SpinLock::new(crate::arch::cpu::UserEntry::default()),
+                home: core::sync::atomic::AtomicUsize::new(index),
+                affinity: AtomicU64::new(1u64.checked_shl(index as u32).unwrap_or(0)),
             })
         })
         .clone()
@@ -215,19 +250,22 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
         saved_rsp: UnsafeCell::new(top - 64),
         on_cpu: core::sync::atomic::AtomicBool::new(false),
         stack: Some(stack),
+        born_on: 0,
         entry: SpinLock::new(Some(Box::new(f))),
         state: AtomicU8::new(NEW),
         cell_record: AtomicU64::new(0),
         user_entry: SpinLock::new(crate::arch::cpu::UserEntry::default()),
+        home: core::sync::atomic::AtomicUsize::new(0),
+        affinity: AtomicU64::new(u64::MAX),
     }))
 }
 
 /// A task's stack; a processor's first task runs on the stack that
-/// processor started on.
-fn stack_bounds(task: &Task, block: &crate::percpu::PerCpu) -> (u64, u64) {
+/// processor started on, wherever it runs.
+fn stack_bounds(task: &Task) -> (u64, u64) {
     match &task.stack {
         Some(area) => (area.virt_addr(), area.virt_addr() + area.len() as u64),
-        None => block.initial_stack(),
+        None => crate::percpu::block(task.born_on).map_or((0, 0), |b| b.initial_stack()),
     }
 }
 
@@ -267,6 +305,13 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         if next.on_cpu.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return Err(SwitchError::Running);
         }
+        // Checked again with the flag held: a task that finished on another
+        // processor after the first check released the flag only after
+        // marking itself finished (Release), and is never entered again.
+        if next.is_finished() {
+            next.on_cpu.store(false, Ordering::Release);
+            return Err(SwitchError::Finished);
+        }
         let save: *mut u64 = me.saved_rsp.get();
         // SAFETY: this processor holds `next`'s `on_cpu` flag, so no
         // processor runs it or is still saving it: its saved stack pointer
@@ -279,7 +324,7 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         crate::cell::set_innermost(next.cell_record.load(Ordering::Relaxed));
         *me.user_entry.lock() = crate::arch::cpu::UserEntry::save();
         next.user_entry.lock().restore();
-        *block.stack_bounds.lock() = stack_bounds(&next, block);
+        *block.stack_bounds.lock() = stack_bounds(&next);
         *block.current.lock() = Some(next);
         *block.previous.lock() = Some(me);
         // SAFETY: `save` points into the leaving task, which stays alive
@@ -292,13 +337,16 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
     })
 }
 
-/// Ends the current task and switches to `next` for good.
-pub fn finish_and_switch(next: Arc<Task>) -> ! {
+/// Ends the current task and switches to `next` for good. Returns only
+/// when `next` cannot be entered (finished, or running on another
+/// processor), saying why: the caller is finished then all the same (no
+/// processor enters it again) and must call again with another task.
+pub fn finish_and_switch(next: Arc<Task>) -> SwitchError {
     current().state.store(FINISHED, Ordering::Release);
-    // A finished task is never switched back to, so this does not return.
+    // A finished task is never switched back to: `Ok` cannot come back.
     match switch_to(next) {
         Ok(()) => panic!("a finished task was resumed"),
-        Err(e) => panic!("a finished task could not switch away: {e:?}"),
+        Err(e) => e,
     }
 }
 

@@ -41,8 +41,15 @@ fn main(boot: &'static BootContext) -> ! {
         Ok(count) => println!("symbols: {count} kernel symbols loaded"),
         Err(why) => println!("symbols: not loaded ({why}); fault reports show addresses only"),
     }
-    if let Err(e) = tessera_sched::init() {
-        println!("scheduler: cannot start ({e}); user programs will not run");
+    if boot.cmdline().flag("tessera.selftest") {
+        // The self-tests count frames and heap bytes exactly: the kernel's
+        // own tasks stay on this processor, where they cannot run in the
+        // middle of a check (the tests that need the others use them).
+        tessera_sched::set_spawn_affinity(1);
+    }
+    match tessera_sched::init() {
+        Ok(()) => println!("scheduler: running on {} processor(s)", 1 + start_processors(boot)),
+        Err(e) => println!("scheduler: cannot start ({e}); user programs will not run"),
     }
     tessera_linux::init();
     // The file-system cells first: the root is served by the tmpfs cell.
@@ -88,10 +95,7 @@ fn main(boot: &'static BootContext) -> ! {
         framekernel::exit(ExitCode::Success);
     }
     if cmdline.flag("tessera.selftest") {
-        // The other processors run the scheduler too, for the tests that
-        // need them (user programs still run on the boot processor).
-        let online = framekernel::cpu::start_others(tessera_sched::processor_main);
-        println!("selftest: {online} other processor(s) online");
+        println!("selftest: {} other processor(s) online", framekernel::cpu::online() - 1);
         let mut tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
         tests.extend(cells::selftests());
         let summary = selftest::run(&tests);
@@ -121,7 +125,9 @@ fn main(boot: &'static BootContext) -> ! {
 fn quiet_boot(boot: &'static BootContext) -> ! {
     let archive = BootArchive::take(root_limit(boot));
     let _ = load_symbols(archive.bytes());
-    let _ = tessera_sched::init();
+    if tessera_sched::init().is_ok() {
+        start_processors(boot);
+    }
     tessera_linux::init();
     let boot_cells = cells::load_boot_cells(true, &|path| archive.file(path));
     cells::start_file_system_cells(&boot_cells, true);
@@ -173,6 +179,17 @@ fn quiet_boot(boot: &'static BootContext) -> ! {
     // Whatever the script wrote to disk file systems reaches the disk.
     tessera_linux::block::sync_all();
     framekernel::exit_with_value(status)
+}
+
+/// Starts the other processors, which run the scheduler from then on;
+/// returns how many came online. None with `nosmp` or `maxcpus=0` or `1`,
+/// as on Linux.
+fn start_processors(boot: &BootContext) -> usize {
+    let cmdline = boot.cmdline();
+    if cmdline.flag("nosmp") || matches!(cmdline.value("maxcpus"), Some("0" | "1")) {
+        return 0;
+    }
+    framekernel::cpu::start_others(tessera_sched::processor_main)
 }
 
 /// What process 1 runs before the script: the system's start script if
@@ -317,11 +334,10 @@ fn print_memory(boot: &BootContext) {
             let ids: alloc::vec::Vec<alloc::string::String> = cpus.processors.iter().filter(|p| p.enabled).map(|p| alloc::format!("{}", p.apic_id)).collect();
             let shown = if ids.len() > 16 { alloc::format!("{}, ...", ids[..16].join(", ")) } else { ids.join(", ") };
             println!(
-                "processors: {} (local APIC ids [{shown}], boot {}), {} started, set up and parked; running on {}; {} I/O APIC(s), {} interrupt override(s)",
+                "processors: {} (local APIC ids [{shown}], boot {}), {} started, set up and parked; {} I/O APIC(s), {} interrupt override(s)",
                 framekernel::cpu::present(),
                 cpus.boot_apic_id,
                 framekernel::cpu::parked(),
-                framekernel::cpu::online(),
                 cpus.io_apics.len(),
                 cpus.overrides.len()
             );

@@ -34,7 +34,7 @@ pub fn run(cwd: &str, path: &str, args: &[&str]) -> Result<Outcome, String> {
         tessera_linux::Errno::ENOENT => alloc::format!("{path}: no such file"),
         e => alloc::format!("{path}: cannot execute: {e:?}"),
     })?;
-    let info = process.start(context).map_err(|e| alloc::format!("{path}: cannot start: {e:?}"))?;
+    let info = process.start(context, u64::MAX).map_err(|e| alloc::format!("{path}: cannot start: {e:?}"))?;
     // The program owns the terminal while it runs: ^C interrupts it.
     let tty = tessera_linux::files::console();
     tty.set_foreground(info.pgid());

@@ -122,6 +122,8 @@ pub trait AnySlot: Send + Sync {
     fn cell(&self) -> Option<Arc<CellEntry>>;
     /// True when its cell is held.
     fn is_held(&self) -> bool;
+    /// Whether a swap or restart of it is under way.
+    fn is_swapping(&self) -> bool;
     /// Its figures.
     fn stats(&self) -> SlotStats;
     /// Puts `entry` (loaded and linked) in the slot in place of the current cell.
@@ -341,10 +343,17 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 self.leave();
                 return Err(SlotError::Busy);
             }
-            let active = match self.active.try_lock() {
-                Some(active) => active.as_ref().cloned().ok_or(SlotError::Empty),
-                None => Err(SlotError::Busy),
-            };
+            // Held only for a moment (a clone or a replacement), maybe by
+            // another processor: a bounded wait, never a block.
+            let active = (0..10_000)
+                .find_map(|_| {
+                    let active = self.active.try_lock();
+                    if active.is_none() {
+                        core::hint::spin_loop();
+                    }
+                    active.map(|a| a.as_ref().cloned().ok_or(SlotError::Empty))
+                })
+                .unwrap_or(Err(SlotError::Busy));
             if active.is_err() {
                 self.leave();
             }
@@ -630,6 +639,10 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
 
     fn is_held(&self) -> bool {
         self.held.load(Ordering::Relaxed)
+    }
+
+    fn is_swapping(&self) -> bool {
+        self.swapping.load(Ordering::Acquire)
     }
 
     fn stats(&self) -> SlotStats {

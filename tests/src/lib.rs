@@ -55,7 +55,7 @@ impl MachineOptions {
         Self {
             boot: Boot::Kernel { kernel: kernel_path(), initrd: None, cmdline: cmdline.to_string() },
             memory: "256M".into(),
-            cpus: 1,
+            cpus: 2,
             wall_clock: Duration::from_secs(120),
             disk_mib: 16,
             extra_disk: None,
@@ -82,7 +82,7 @@ impl MachineOptions {
         Self {
             boot: Boot::Iso(iso_path()),
             memory: "256M".into(),
-            cpus: 1,
+            cpus: 2,
             wall_clock: Duration::from_secs(180),
             disk_mib: 16,
             extra_disk: None,

@@ -156,25 +156,31 @@ fn too_little_memory_for_the_archive_is_named_not_a_panic() {
 
 /// The firmware's processor list (ACPI MADT) is read on both boot paths:
 /// GRUB gives the RSDP in a multiboot2 tag, PVH in its start info (or the
-/// BIOS area has it). The other processors start and park; Tessera runs
-/// on the boot processor and says so.
+/// BIOS area has it). The other processors start, set themselves up and
+/// join the scheduler; sysfs and /proc say so. `nosmp` keeps Tessera on
+/// the boot processor, as Linux.
 #[test]
 fn every_processor_is_listed_on_both_boot_paths() {
     for (name, options) in [("smp-pvh", MachineOptions::kernel("tessera.monitor")), ("smp-grub", MachineOptions::iso())] {
         let mut machine = Machine::start(name, &MachineOptions { cpus: 4, ..options });
         // The other three are woken (INIT-SIPI-SIPI) and park.
-        let line = machine.expect("running on 1;", BOOT);
+        let line = machine.expect("1 I/O APIC(s)", BOOT);
         assert!(line.contains("processors: 4 (local APIC ids [0, 1, 2, 3], boot 0), 3 started, set up and parked"), "{name}:\n{}", machine.output());
-        machine.expect("1 I/O APIC(s)", BOOT);
+        machine.expect("scheduler: running on 4 processor(s)", BOOT);
         machine.expect("Tessera ready", BOOT);
         if name == "smp-grub" {
-            // sysfs says the same: all four present, the first online.
+            // sysfs, /proc and the affinity calls say the same: all four
+            // present and online.
             machine.expect("# ", BOOT);
-            machine.send("cd /sys/devices/system/cpu; echo cpus=$(cat present)/$(cat online)/$(cat offline)/$(ls -d cpu[0-9]* | wc -l)\r");
-            machine.expect("cpus=0-3/0/1-3/4", BOOT);
+            machine.send("cd /sys/devices/system/cpu; echo cpus=$(cat present)/$(cat online)/$(cat offline)/$(ls -d cpu[0-9]* | wc -l)/$(nproc)/$(grep -c '^processor' /proc/cpuinfo)/$(grep -c '^cpu[0-9]' /proc/stat)\r");
+            machine.expect("cpus=0-3/0-3//4/4/4/4", BOOT);
         }
         drop(machine);
     }
+    let mut machine = Machine::start("nosmp", &MachineOptions { cpus: 4, ..MachineOptions::kernel("tessera.monitor nosmp") });
+    machine.expect("3 started, set up and parked", BOOT);
+    machine.expect("scheduler: running on 1 processor(s)", BOOT);
+    machine.expect("Tessera ready", BOOT);
 }
 
 /// A MADT written by an attacker (or broken firmware), handed over by
@@ -225,8 +231,9 @@ fn hostile_firmware_tables_are_reported_not_obeyed() {
     machine.expect("the MADT puts the local APIC at 0xfedffd00, the processor at 0xfee00000; using the processor's", BOOT);
     machine.expect("I/O APIC 0 at 0xfee01000 refused", BOOT);
     machine.expect("local APIC id 300 needs x2APIC mode", BOOT);
-    let line = machine.expect("running on 1;", BOOT);
+    let line = machine.expect("interrupt override(s)", BOOT);
     assert!(line.contains("processors: 3 (local APIC ids [0, 1, 300], boot 0), 1 started, set up and parked"), "{}", machine.output());
+    machine.expect("scheduler: running on 2 processor(s)", BOOT);
     machine.expect("tessera> ", BOOT);
     machine.send("poweroff\r");
     assert_eq!(machine.wait_exit(BOOT), Exit::Success, "{}", machine.output());

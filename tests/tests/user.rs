@@ -6,8 +6,19 @@ use tessera_tests::{Exit, Machine, MachineOptions};
 
 #[test]
 fn user_test_programs_pass() {
-    let mut machine = Machine::start("usertests", &MachineOptions::kernel("tessera.usertests"));
-    let exit = machine.wait_exit(Duration::from_secs(300));
+    user_tests_pass("usertests", 2);
+}
+
+/// The same programs with four processors: threads, pipes, signals and
+/// futexes under real concurrency.
+#[test]
+fn user_test_programs_pass_on_four_processors() {
+    user_tests_pass("usertests-smp4", 4);
+}
+
+fn user_tests_pass(name: &str, cpus: u32) {
+    let mut machine = Machine::start(name, &MachineOptions { cpus, ..MachineOptions::kernel("tessera.usertests") });
+    let exit = machine.wait_exit(Duration::from_secs(600));
     let output = machine.output();
     // Every program the boot archive carries under /bin (glibc, musl and
     // static-pie builds), counted from the build directory.

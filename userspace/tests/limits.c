@@ -75,6 +75,35 @@ static void policies(void) {
     CHECK(sched_setaffinity(0, sizeof set, &set) == 0);
     unsigned cpu = 99;
     CHECK(syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 && CPU_ISSET(cpu, &set));
+    /* Pinned to the last processor: it runs there, says so, and a child
+     * inherits the mask (bits of processors that are not online are kept
+     * out of what getaffinity shows). */
+    int last = -1;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &set))
+            last = i;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    CPU_SET(CPU_SETSIZE - 1, &one);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0);
+    cpu = 99;
+    CHECK(syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 && (int)cpu == last);
+    cpu_set_t got;
+    CPU_ZERO(&got);
+    CHECK(sched_getaffinity(0, sizeof got, &got) == 0 && CPU_COUNT(&got) == 1 && CPU_ISSET(last, &got));
+    pid_t child = fork();
+    if (child == 0) {
+        cpu_set_t mine;
+        CPU_ZERO(&mine);
+        unsigned where = 99;
+        int ok = sched_getaffinity(0, sizeof mine, &mine) == 0 && CPU_COUNT(&mine) == 1 && CPU_ISSET(last, &mine)
+                 && syscall(SYS_getcpu, &where, NULL, NULL) == 0 && (int)where == last;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(sched_setaffinity(0, sizeof set, &set) == 0);
 }
 
 static void nofile(void) {

@@ -187,7 +187,7 @@ pub enum TextFact {
 framekernel_boundary::cell_data!(enum TextFact { Maps(p), Smaps(p), SysvIpc(k), Cells, Net(k) });
 
 /// The machine's figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct System {
     /// Memory in KiB: all, free, in in-memory file systems.
     pub total_kb: u64,
@@ -205,8 +205,14 @@ pub struct System {
     pub idle_ns: u64,
     /// Processes in the table.
     pub processes: u64,
+    /// Time spent in user programs, per online processor.
+    pub cpu_user_ns: Vec<u64>,
+    /// Time each online processor idled.
+    pub cpu_idle_ns: Vec<u64>,
+    /// Threads running or waiting for a processor.
+    pub running: u64,
 }
-framekernel_boundary::cell_data!(struct System { total_kb, free_kb, shmem_kb, uptime_ns, realtime_ns, user_ns, idle_ns, processes });
+framekernel_boundary::cell_data!(struct System { total_kb, free_kb, shmem_kb, uptime_ns, realtime_ns, user_ns, idle_ns, processes, cpu_user_ns, cpu_idle_ns, running });
 
 /// The kernel's tables: mounts, disks, file-system types.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,6 +295,8 @@ pub struct Process {
     pub tids: Vec<u32>,
     /// Per thread: runnable (1) or not.
     pub tids_running: Vec<u8>,
+    /// Per thread: the processor it runs on or last ran on.
+    pub tids_cpu: Vec<u32>,
     /// Per thread: its name, NUL-terminated.
     pub tid_comms: String,
     /// The caller may look into it as ptrace would.
@@ -298,7 +306,7 @@ pub struct Process {
 }
 framekernel_boundary::cell_data!(struct Process {
     pid, ppid, pgid, sid, state, comm, nice, cpu_ns, start_ns, has_memory, memory, tty_nr, tpgid, ids, groups, caps,
-    no_new_privs, seccomp, cmdline, timerslack_ns, coredump_filter, tids, tids_running, tid_comms, traceable, fds,
+    no_new_privs, seccomp, cmdline, timerslack_ns, coredump_filter, tids, tids_running, tids_cpu, tid_comms, traceable, fds,
 });
 
 /// An open descriptor (`/proc/PID/fdinfo/N`).

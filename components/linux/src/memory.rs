@@ -1028,6 +1028,15 @@ impl AddressSpace {
         usercopy::copy_to_user(addr, data).map_err(Errno::from)
     }
 
+    /// Atomically replaces the aligned word at `addr` with `new` if it
+    /// holds `expected` (as other processors' threads see it); returns
+    /// the word it held.
+    pub fn compare_exchange_u32(&mut self, addr: u64, expected: u32, new: u32) -> Result<u32, Errno> {
+        self.populate_range(addr, 4, true)?;
+        self.activate();
+        usercopy::compare_exchange_user_u32(addr, expected, new).map_err(Errno::from)
+    }
+
     /// Reads a NUL-terminated string of at most `max` bytes.
     pub fn read_c_string(&mut self, addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, Errno> {
         let mut out = alloc::vec::Vec::new();
@@ -1172,6 +1181,11 @@ impl Memory {
     /// See [`AddressSpace::write`].
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         self.lock().write(addr, data)
+    }
+
+    /// See [`AddressSpace::compare_exchange_u32`].
+    pub fn compare_exchange_u32(&self, addr: u64, expected: u32, new: u32) -> Result<u32, Errno> {
+        self.lock().compare_exchange_u32(addr, expected, new)
     }
 
     /// See [`AddressSpace::read_c_string`].

@@ -420,6 +420,29 @@ impl ThreadInfo {
         self.robust.store(head, Ordering::Relaxed);
     }
 
+    /// The processor the thread runs on or last ran on (`/proc/PID/stat`'s
+    /// `processor`).
+    pub fn processor(&self) -> u32 {
+        self.task.lock().as_ref().map_or(0, |t| t.home() as u32)
+    }
+
+    /// The processors the thread may run on, one bit each, within those
+    /// online (`sched_getaffinity`).
+    pub fn affinity(&self) -> u64 {
+        self.task.lock().as_ref().map_or(tessera_sched::online_mask(), |t| tessera_sched::affinity(t))
+    }
+
+    /// Lets the thread run only on the processors in `mask`
+    /// (`sched_setaffinity`): EINVAL when none of them is online.
+    pub fn set_affinity(&self, mask: u64) -> Result<(), Errno> {
+        let task = self.task.lock().clone();
+        match task {
+            Some(task) => tessera_sched::set_affinity(&task, mask).map_err(|_| Errno::EINVAL),
+            None if mask & tessera_sched::online_mask() == 0 => Err(Errno::EINVAL),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the thread is running or ready to run (a thread whose task
     /// is not started yet counts as ready).
     pub fn is_runnable(&self) -> bool {
@@ -896,6 +919,15 @@ pub fn user_ns_total() -> u64 {
     USER_NS_TOTAL.load(Ordering::Relaxed)
 }
 
+/// Time programs spent in user mode on each processor since boot (ns).
+static USER_NS_BY_CPU: [AtomicU64; framekernel::cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; framekernel::cpu::MAX_CPUS];
+
+/// Time programs spent in user mode on processor `index` since boot (ns),
+/// for `/proc/stat`'s per-processor lines.
+pub fn user_ns_of(index: usize) -> u64 {
+    USER_NS_BY_CPU.get(index).map_or(0, |n| n.load(Ordering::Relaxed))
+}
+
 static TABLE: SpinLock<BTreeMap<u32, Arc<ProcessInfo>>> = SpinLock::new(BTreeMap::new());
 static THREADS: SpinLock<BTreeMap<u32, Arc<ThreadInfo>>> = SpinLock::new(BTreeMap::new());
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
@@ -913,6 +945,12 @@ pub fn lookup_thread(tid: u32) -> Option<Arc<ThreadInfo>> {
 /// Every process, by pid.
 pub fn all() -> Vec<Arc<ProcessInfo>> {
     TABLE.lock().values().cloned().collect()
+}
+
+/// Threads running or waiting for a processor (`procs_running`).
+pub fn running_threads() -> u64 {
+    let threads: Vec<Arc<ThreadInfo>> = THREADS.lock().values().cloned().collect();
+    threads.iter().filter(|t| t.is_runnable()).count() as u64
 }
 
 /// Removes a zombie from the table (its parent has collected it).
@@ -1463,8 +1501,12 @@ impl Process {
             other.wake();
         }
         self.info.continued.wake_all(); // stopped threads re-check
+        // The others may run on other processors: between looks, this one
+        // halts until its next interrupt instead of spinning (and kicking
+        // them with a wake every time).
         while self.info.threads.lock().iter().any(|t| !Arc::ptr_eq(t, &self.thread)) {
             tessera_sched::yield_now();
+            framekernel::arch::wait_for_interrupt();
             for other in &others {
                 other.wake();
             }
@@ -1676,8 +1718,9 @@ impl Process {
         })
     }
 
-    /// Starts this thread on its own kernel task.
-    pub fn start(self, context: UserContext) -> Result<Arc<ProcessInfo>, Errno> {
+    /// Starts this thread on its own kernel task, on the processors in
+    /// `affinity` (one bit each; a child inherits its parent's).
+    pub fn start(self, context: UserContext, affinity: u64) -> Result<Arc<ProcessInfo>, Errno> {
         let info = self.info.clone();
         self.info.view.lock().get_or_insert_with(|| (self.files.clone(), self.fs.clone()));
         if self.info.memory_view.lock().is_none() {
@@ -1686,17 +1729,22 @@ impl Process {
         let thread = self.thread.clone();
         thread.set_comm(self.name);
         let name = alloc::format!("tid {}", thread.tid);
-        let task = tessera_sched::spawn(&name, move || {
-            let mut process = self;
-            let mut context = context;
-            let end = process.run(&mut context);
-            process.exit(end);
-        });
+        let record = thread.clone();
+        let task = tessera_sched::spawn_recorded(
+            &name,
+            affinity,
+            move || {
+                let mut process = self;
+                let mut context = context;
+                let end = process.run(&mut context);
+                process.exit(end);
+            },
+            // In the thread's record before it runs (maybe at once, on
+            // another processor): it finds itself through it.
+            move |task| *record.task.lock() = Some(task.clone()),
+        );
         match task {
-            Ok(task) => {
-                *thread.task.lock() = Some(task);
-                Ok(info)
-            }
+            Ok(_) => Ok(info),
             Err(_) => {
                 unregister(&info, &thread);
                 Err(Errno::ENOMEM)
@@ -1732,6 +1780,9 @@ impl Process {
             let user = framekernel::time::now_ns().saturating_sub(entered);
             self.thread.user_ns.fetch_add(user, Ordering::Relaxed);
             USER_NS_TOTAL.fetch_add(user, Ordering::Relaxed);
+            if let Some(n) = USER_NS_BY_CPU.get(framekernel::cpu::current_index()) {
+                n.fetch_add(user, Ordering::Relaxed);
+            }
             match trap {
                 Trap::Syscall => {
                     let nr = context.regs.rax;

@@ -107,7 +107,16 @@ fn system() -> api::System {
         user_ns: process::user_ns_total(),
         idle_ns: tessera_sched::idle_ns(),
         processes: process::all().len() as u64,
+        cpu_user_ns: online().map(process::user_ns_of).collect(),
+        cpu_idle_ns: online().map(tessera_sched::idle_ns_of).collect(),
+        running: process::running_threads(),
     }
+}
+
+/// The online processors' indexes.
+fn online() -> impl Iterator<Item = usize> {
+    let mask = tessera_sched::online_mask();
+    (0..framekernel::cpu::MAX_CPUS).filter(move |&i| mask & (1 << i) != 0)
 }
 
 /// NUL-terminated.
@@ -198,6 +207,7 @@ fn process_facts(pid: u32) -> Option<api::Process> {
         coredump_filter: prctl.coredump_filter,
         tids: threads.iter().map(|t| t.tid).collect(),
         tids_running: threads.iter().map(|t| u8::from(process::lookup_thread(t.tid).is_some_and(|t| t.is_runnable()))).collect(),
+        tids_cpu: threads.iter().map(|t| t.processor()).collect(),
         tid_comms,
         traceable,
         fds,

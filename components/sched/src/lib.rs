@@ -1,16 +1,19 @@
-//! The scheduler: a round-robin run queue with a time slice, an idle task,
-//! and wait queues for blocking. Policy only; the context switch itself is
-//! the trusted base's (`framekernel::task`).
+//! The scheduler: a round-robin run queue per processor with a time
+//! slice, an idle task per processor, and wait queues for blocking. Policy
+//! only; the context switch itself is the trusted base's
+//! (`framekernel::task`).
 //!
 //! Tasks are preempted only where they allow it: a task running user code
 //! calls [`preempt_point`] when the timer interrupts its program, and
 //! kernel code blocks in [`WaitQueue::wait_until`] or yields.
 //!
-//! Each processor has its own run queue and idle task. Tasks do not move:
-//! [`spawn`] puts a task on the boot processor (every user program runs
-//! there for now), [`spawn_on`] on another online processor for good, and
-//! [`wake`] queues a task on its own processor and kicks that processor
-//! when it is another.
+//! Placement: a task is queued on its home processor (the one it last ran
+//! on). A wake or a new task goes to an idle processor instead when its
+//! home is busy, and an idle processor takes a waiting task from another's
+//! queue (the task's home moves with it). Both honour the task's affinity
+//! ([`set_affinity`]); a task running where it may no longer run moves at
+//! its next [`preempt_point`]. A wake on another processor kicks it with an
+//! IPI.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -41,6 +44,8 @@ struct Cpu {
     running_since: AtomicU64,
     /// CPU time the idle task had (ns): the processor was idle.
     idle_ns: AtomicU64,
+    /// True while the idle task runs.
+    idle_now: AtomicBool,
 }
 
 impl Cpu {
@@ -53,7 +58,13 @@ impl Cpu {
             need_resched: AtomicBool::new(false),
             running_since: AtomicU64::new(0),
             idle_ns: AtomicU64::new(0),
+            idle_now: AtomicBool::new(false),
         }
+    }
+
+    /// Idle with nothing queued: a task placed here runs at once.
+    fn is_free(&self) -> bool {
+        self.idle_now.load(Ordering::Acquire) && self.run_queue.lock().is_empty()
     }
 }
 
@@ -64,9 +75,20 @@ static CPUS: [Cpu; MAX_CPUS] = [const { Cpu::new() }; MAX_CPUS];
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
 /// CPU time of each task that ran (ns), by task id, until forgotten.
 static CPU_NS: SpinLock<BTreeMap<u64, u64>> = SpinLock::new(BTreeMap::new());
-/// Tasks that run on a processor other than the boot one, by task id.
-/// Tasks never move: every other task runs on processor 0.
-static HOME: SpinLock<BTreeMap<u64, usize>> = SpinLock::new(BTreeMap::new());
+/// The processors that run the scheduler (an idle task each), one bit
+/// each.
+static SCHEDULING: AtomicU64 = AtomicU64::new(0);
+
+/// The bit of processor `index` in a mask (0 past the mask's width).
+fn bit(index: usize) -> u64 {
+    1u64.checked_shl(index as u32).unwrap_or(0)
+}
+
+/// The processors that run the scheduler, one bit each: what tasks can be
+/// placed on (`sched_getaffinity` shows a task's mask within it).
+pub fn online_mask() -> u64 {
+    SCHEDULING.load(Ordering::Acquire)
+}
 
 /// This processor's share (the base's index is always below `MAX_CPUS`).
 fn here() -> &'static Cpu {
@@ -75,10 +97,6 @@ fn here() -> &'static Cpu {
 
 fn cpu(index: usize) -> &'static Cpu {
     CPUS.get(index).unwrap_or(&CPUS[0])
-}
-
-fn home(t: &Task) -> usize {
-    HOME.lock().get(&t.id()).copied().unwrap_or(0)
 }
 
 /// Charges the time since the last switch to the task running now.
@@ -101,17 +119,18 @@ pub fn cpu_ns(t: &Task) -> u64 {
     total
 }
 
-/// Time the boot processor (the one user programs run on) was idle since
-/// boot (ns).
+/// Time the processors were idle since boot, added up (ns): the second
+/// figure of `/proc/uptime`.
 pub fn idle_ns() -> u64 {
-    idle_ns_of(0)
+    (0..MAX_CPUS).filter(|&i| online_mask() & bit(i) != 0).map(idle_ns_of).sum()
 }
 
-/// Time processor `index` was idle since boot (ns).
+/// Time processor `index` was idle since boot (ns), its current idle
+/// stretch included.
 pub fn idle_ns_of(index: usize) -> u64 {
     let c = cpu(index);
     let mut total = c.idle_ns.load(Ordering::Relaxed);
-    if framekernel::cpu::current_index() == index && is_idle(&task::current()) {
+    if c.idle_now.load(Ordering::Acquire) {
         total += framekernel::time::now_ns().saturating_sub(c.running_since.load(Ordering::Relaxed));
     }
     total
@@ -131,11 +150,46 @@ fn on_local_tick(index: usize) {
     slice_check(cpu(index));
 }
 
+/// The idle task: halts until an interrupt when there is nothing to run
+/// here or to take from a busy processor, then runs what is queued.
 fn idle_loop() {
+    let index = framekernel::cpu::current_index();
+    let c = cpu(index);
     loop {
-        framekernel::arch::wait_for_interrupt();
+        // Interrupts stay off from the check to the halt (`sti; hlt` is
+        // one step): a kick that queues a task in between is not slept
+        // through.
+        framekernel::arch::without_interrupts(|| {
+            if !c.run_queue.lock().is_empty() {
+                return;
+            }
+            match steal(index) {
+                Some(t) => enqueue(index, &t),
+                None => framekernel::arch::wait_for_interrupt(),
+            }
+        });
         yield_now();
     }
+}
+
+/// Takes a task that waits on a busy processor and may run on processor
+/// `index` off that processor's queue (the last one queued); its home is
+/// `index` from then on.
+fn steal(index: usize) -> Option<Arc<Task>> {
+    let mine = bit(index);
+    let others = online_mask() & !mine;
+    (1..MAX_CPUS).map(|k| (index + k) % MAX_CPUS).filter(|&j| others & bit(j) != 0).find_map(|j| {
+        let victim = cpu(j);
+        // An idle processor runs its queue itself (it was kicked).
+        if victim.idle_now.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = victim.run_queue.lock();
+        let at = queue.iter().rposition(|t| t.affinity() & mine != 0 && !t.is_on_cpu() && !t.is_finished())?;
+        let t = queue.remove(at)?;
+        t.set_home(index);
+        Some(t)
+    })
 }
 
 fn exit_hook() -> ! {
@@ -146,36 +200,62 @@ fn exit_hook() -> ! {
     framekernel::arch::without_interrupts(|| {
         let c = here();
         let me = task::current();
-        let next = pick_next(c, &me);
         // The finished task's CPU time goes (its owner took the figure).
         CPU_NS.lock().remove(&me.id());
-        HOME.lock().remove(&me.id());
-        c.running_since.store(framekernel::time::now_ns(), Ordering::Relaxed);
+        let mut next = pick_next(c, &me);
         drop(me);
-        task::finish_and_switch(next)
+        loop {
+            c.running_since.store(framekernel::time::now_ns(), Ordering::Relaxed);
+            c.idle_now.store(is_idle(&next), Ordering::Release);
+            let handed_here = next.home() == framekernel::cpu::current_index();
+            next.set_home(framekernel::cpu::current_index());
+            match task::finish_and_switch(next.clone()) {
+                // Still running on another processor: it runs here later
+                // if it was handed here; this processor's idle task, which
+                // runs nowhere else, is entered now.
+                task::SwitchError::Running => requeue_running(c, next, handed_here),
+                // Finished meanwhile on another processor: dropped.
+                task::SwitchError::Finished => {}
+                // A task's own flow never ends inside an interrupt handler.
+                task::SwitchError::InterruptContext => {
+                    log::error!("scheduler: a task ended inside an interrupt handler; processor stopped");
+                    framekernel::arch::halt_forever()
+                }
+            }
+            next = match c.idle.lock().clone() {
+                Some(idle) => idle,
+                None => framekernel::arch::halt_forever(),
+            };
+        }
     })
 }
 
-/// Sets up the idle task, the exit hook and the time slice. Call once.
+/// Sets up the idle task, the exit hook and the time slice on the boot
+/// processor. Call once.
 pub fn init() -> Result<(), OutOfMemory> {
     let idle = task::spawn("idle", idle_loop)?;
+    idle.set_affinity(bit(0));
     CPUS[0].idle_id.store(idle.id(), Ordering::Relaxed);
     *CPUS[0].idle.lock() = Some(idle);
     task::set_exit_hook(exit_hook);
     let _ = framekernel::time::on_tick(on_tick);
     let _ = framekernel::time::on_local_tick(on_local_tick);
+    SCHEDULING.fetch_or(bit(0), Ordering::AcqRel);
     Ok(())
 }
 
 /// What the other processors run (`framekernel::cpu::start_others`): the
 /// task each starts on becomes its idle task, which halts until an
-/// interrupt and then runs what its run queue holds.
+/// interrupt and then runs what its run queue holds or takes work from a
+/// busy processor.
 pub fn processor_main(index: usize) -> ! {
     let c = cpu(index);
     let me = task::current();
     c.idle_id.store(me.id(), Ordering::Relaxed);
     *c.idle.lock() = Some(me);
     c.running_since.store(framekernel::time::now_ns(), Ordering::Relaxed);
+    c.idle_now.store(true, Ordering::Release);
+    SCHEDULING.fetch_or(bit(index), Ordering::AcqRel);
     loop {
         idle_loop();
     }
@@ -210,13 +290,34 @@ fn switch(c: &Cpu, next: Arc<Task>) {
     c.slice_start.store(now, Ordering::Relaxed);
     c.need_resched.store(false, Ordering::Relaxed);
     SWITCHES.fetch_add(1, Ordering::Relaxed);
+    let index = framekernel::cpu::current_index();
+    let handed_here = next.home() == index;
+    next.set_home(index);
+    let was_idle = c.idle_now.swap(is_idle(&next), Ordering::AcqRel);
     match task::switch_to(next.clone()) {
         Ok(()) => {}
-        Err(task::SwitchError::Finished) => log::error!("scheduler: picked a finished task"),
-        // An interrupt handler cannot switch: `next` stays first in line.
-        Err(task::SwitchError::InterruptContext) => c.run_queue.lock().push_front(next),
-        // Still being left by another processor: it runs after the others.
-        Err(task::SwitchError::Running) => c.run_queue.lock().push_back(next),
+        Err(e) => {
+            c.idle_now.store(was_idle, Ordering::Release);
+            match e {
+                // It finished on another processor after it was picked
+                // (a second queue entry from a concurrent wake): dropped.
+                task::SwitchError::Finished => {}
+                // An interrupt handler cannot switch: `next` stays first in line.
+                task::SwitchError::InterruptContext => c.run_queue.lock().push_front(next),
+                task::SwitchError::Running => requeue_running(c, next, handed_here),
+            }
+        }
+    }
+}
+
+/// `t` was picked here but another processor runs it still. Handed to
+/// this processor (its home was here: a migration or a wake while it was
+/// being left), it runs after the others once that processor lets go; a
+/// second queue entry of a task at home elsewhere (two wakes at once) is
+/// dropped, or this processor would spin on it while it runs there.
+fn requeue_running(c: &Cpu, t: Arc<Task>, handed_here: bool) {
+    if handed_here {
+        c.run_queue.lock().push_back(t);
     }
 }
 
@@ -224,21 +325,41 @@ fn is_idle(t: &Arc<Task>) -> bool {
     CPUS.iter().any(|c| c.idle_id.load(Ordering::Relaxed) == t.id())
 }
 
-/// Makes `t` runnable on its processor (no effect if already queued). A
-/// task that runs now is queued too: it may be about to block, and the
+/// Where to queue `t`: where it runs now; else its home when that is
+/// free; else a free processor it may run on (this one first: no IPI);
+/// else its home, or the first processor it may run on.
+fn place(t: &Task) -> usize {
+    let allowed = t.affinity() & online_mask();
+    let home = t.home();
+    let home_allowed = allowed & bit(home) != 0;
+    if home_allowed && (t.is_on_cpu() || cpu(home).is_free()) {
+        return home;
+    }
+    let here = framekernel::cpu::current_index();
+    let free = (0..MAX_CPUS).map(|k| (here + k) % MAX_CPUS).filter(|&i| allowed & bit(i) != 0).find(|&i| cpu(i).is_free());
+    match free {
+        Some(i) => i,
+        None if home_allowed => home,
+        None => (0..MAX_CPUS).find(|&i| allowed & bit(i) != 0).unwrap_or(0),
+    }
+}
+
+/// Makes `t` runnable (no effect if already queued). A task that runs
+/// now is queued too, on its processor: it may be about to block, and the
 /// wake must not be lost (`block_current` then does not block).
 pub fn wake(t: &Arc<Task>) {
     if t.is_finished() || is_idle(t) {
         return;
     }
-    enqueue(home(t), t);
+    enqueue(place(t), t);
 }
 
-/// Queues `t` on processor `index` (once) and kicks that processor when it
-/// is another.
+/// Queues `t` on processor `index` (once), makes that its home, and kicks
+/// that processor when it is another.
 fn enqueue(index: usize, t: &Arc<Task>) {
     {
         let mut queue = cpu(index).run_queue.lock();
+        t.set_home(index);
         if !queue.iter().any(|q| Arc::ptr_eq(q, t)) {
             queue.push_back(t.clone());
         }
@@ -251,37 +372,125 @@ fn enqueue(index: usize, t: &Arc<Task>) {
 /// Whether `t` is running or waiting for the CPU (not blocked): what
 /// `/proc/PID/stat` shows as `R`.
 pub fn is_runnable(t: &Arc<Task>) -> bool {
-    !t.is_finished() && (t.is_on_cpu() || cpu(home(t)).run_queue.lock().iter().any(|q| Arc::ptr_eq(q, t)))
+    !t.is_finished() && (t.is_on_cpu() || cpu(t.home()).run_queue.lock().iter().any(|q| Arc::ptr_eq(q, t)))
 }
 
-/// Creates a task running `f` and queues it (on the boot processor).
+/// The processors [`spawn`] lets new tasks run on.
+static SPAWN_AFFINITY: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the processors that tasks made by [`spawn`] may run on (the
+/// self-test boot keeps the kernel's own tasks on the boot processor, so
+/// that its exact memory counts are not disturbed by them).
+pub fn set_spawn_affinity(mask: u64) {
+    SPAWN_AFFINITY.store(mask, Ordering::Release);
+}
+
+/// Creates a task running `f` and queues it where it can run soonest.
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, OutOfMemory> {
+    spawn_with_affinity(name, SPAWN_AFFINITY.load(Ordering::Acquire), f)
+}
+
+/// Creates a task running `f` that may run on the processors in
+/// `affinity` (one bit each; none online: any) and queues it.
+pub fn spawn_with_affinity(name: &str, affinity: u64, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, OutOfMemory> {
+    spawn_recorded(name, affinity, f, |_| {})
+}
+
+/// As [`spawn_with_affinity`], and `record(task)` runs before the task
+/// can: another processor may start it at once, and it may need to find
+/// itself where its creator records it (a thread's task in its record).
+pub fn spawn_recorded(
+    name: &str,
+    affinity: u64,
+    f: impl FnOnce() + Send + 'static,
+    record: impl FnOnce(&Arc<Task>),
+) -> Result<Arc<Task>, OutOfMemory> {
     let t = task::spawn(name, f)?;
-    CPUS[0].run_queue.lock().push_back(t.clone());
+    t.set_affinity(if affinity & online_mask() == 0 { u64::MAX } else { affinity });
+    t.set_home(framekernel::cpu::current_index());
+    record(&t);
+    enqueue(place(&t), &t);
     Ok(t)
 }
 
-/// Why [`spawn_on`] failed.
+/// Why [`spawn_on`] or [`set_affinity`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpawnError {
     /// No memory for the task's stack.
     OutOfMemory(OutOfMemory),
-    /// The processor is not online.
+    /// The processor is not online (none of the mask's is).
     NotOnline(usize),
 }
 
 /// Creates a task running `f` on processor `index` for good and queues it
 /// there.
 pub fn spawn_on(index: usize, name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>, SpawnError> {
-    if !framekernel::cpu::is_online(index) || index >= MAX_CPUS {
+    if index >= MAX_CPUS || online_mask() & bit(index) == 0 {
         return Err(SpawnError::NotOnline(index));
     }
     let t = task::spawn(name, f).map_err(SpawnError::OutOfMemory)?;
-    if index != 0 {
-        HOME.lock().insert(t.id(), index);
-    }
+    t.set_affinity(bit(index));
     enqueue(index, &t);
     Ok(t)
+}
+
+/// The processors `t` may run on, within those online.
+pub fn affinity(t: &Task) -> u64 {
+    t.affinity() & online_mask()
+}
+
+/// Lets `t` run only on the processors in `mask` (bits of processors that
+/// are not online are kept, as Linux keeps them). Refused for an idle
+/// task, the boot task (both run on their processor's first stack) and
+/// when no processor in `mask` is online. A queued task moves at
+/// once; the calling task moves before this returns; a task running on
+/// another processor moves at its next [`preempt_point`].
+pub fn set_affinity(t: &Arc<Task>, mask: u64) -> Result<(), SpawnError> {
+    if mask & online_mask() == 0 || is_idle(t) || t.id() == 0 {
+        return Err(SpawnError::NotOnline(mask.trailing_zeros() as usize));
+    }
+    t.set_affinity(mask);
+    if Arc::ptr_eq(t, &task::current()) {
+        if mask & bit(framekernel::cpu::current_index()) == 0 {
+            migrate_current();
+        }
+        return Ok(());
+    }
+    framekernel::arch::without_interrupts(|| {
+        let home = t.home();
+        if mask & bit(home) != 0 || t.is_on_cpu() {
+            return;
+        }
+        let removed = {
+            let mut queue = cpu(home).run_queue.lock();
+            let before = queue.len();
+            queue.retain(|q| !Arc::ptr_eq(q, t));
+            queue.len() != before
+        };
+        if removed {
+            enqueue(place(t), t);
+        }
+    });
+    Ok(())
+}
+
+/// Moves the running task to a processor its affinity allows (it runs
+/// where it is until that processor takes it).
+fn migrate_current() {
+    framekernel::arch::without_interrupts(|| {
+        let c = here();
+        let me = task::current();
+        let allowed = me.affinity() & online_mask();
+        if allowed == 0 || allowed & bit(framekernel::cpu::current_index()) != 0 || is_idle(&me) {
+            return;
+        }
+        // A wake while it ran queued it here.
+        c.run_queue.lock().retain(|q| !Arc::ptr_eq(q, &me));
+        enqueue(place(&me), &me);
+        let next = pick_next(c, &me);
+        drop(me);
+        switch(c, next);
+    });
 }
 
 /// Lets every other runnable task of this processor run once before
@@ -305,8 +514,12 @@ pub fn yield_now() {
     });
 }
 
-/// Yields if the current task has used up its time slice.
+/// Yields if the current task has used up its time slice, and moves it
+/// if it may no longer run on this processor.
 pub fn preempt_point() {
+    if task::current().affinity() & bit(framekernel::cpu::current_index()) == 0 {
+        migrate_current();
+    }
     if here().need_resched.load(Ordering::Relaxed) {
         yield_now();
     }
@@ -318,14 +531,33 @@ pub fn preempt_point() {
 fn block_current() {
     let c = here();
     let me = task::current();
-    {
+    // One hold of the queue from looking for a wake to taking the next
+    // task: a wake from another processor that queued this task in
+    // between would otherwise be taken for a stale entry and dropped (and
+    // the task would sleep through it). A wake after the hold finds the
+    // task running still and queues it here: it runs again later.
+    let queued = {
         let mut queue = c.run_queue.lock();
         if let Some(at) = queue.iter().position(|q| Arc::ptr_eq(q, &me)) {
             queue.remove(at);
             return;
         }
-    }
-    let next = pick_next(c, &me);
+        let mut next = None;
+        while let Some(t) = queue.pop_front() {
+            if !t.is_finished() {
+                next = Some(t);
+                break;
+            }
+        }
+        next
+    };
+    let next = match queued {
+        Some(next) => next,
+        None => match c.idle.lock().clone() {
+            Some(idle) => idle,
+            None => return,
+        },
+    };
     drop(me);
     switch(c, next);
 }

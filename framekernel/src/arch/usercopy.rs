@@ -41,6 +41,29 @@ tessera_user_copy_fixup:
     clac
 3:
     ret
+
+    .global tessera_user_cmpxchg
+tessera_user_cmpxchg:                    /* rdi = address, esi = expected, edx = new; returns the old word, or bit 32 set on a fault */
+    cmpb $0, TESSERA_SMAP_ENABLED(%rip)
+    je 4f
+    stac
+4:
+    movl %esi, %eax
+    .global tessera_user_cmpxchg_start
+tessera_user_cmpxchg_start:
+    lock cmpxchgl %edx, (%rdi)
+    .global tessera_user_cmpxchg_end
+tessera_user_cmpxchg_end:
+    jmp 5f
+    .global tessera_user_cmpxchg_fixup
+tessera_user_cmpxchg_fixup:
+    movabsq $0x100000000, %rax
+5:
+    cmpb $0, TESSERA_SMAP_ENABLED(%rip)
+    je 6f
+    clac
+6:
+    ret
 "#,
     options(att_syntax)
 );
@@ -50,14 +73,24 @@ unsafe extern "C" {
     static tessera_user_copy_start: u8;
     static tessera_user_copy_end: u8;
     static tessera_user_copy_fixup: u8;
+    fn tessera_user_cmpxchg(address: *mut u32, expected: u32, new: u32) -> u64;
+    static tessera_user_cmpxchg_start: u8;
+    static tessera_user_cmpxchg_end: u8;
+    static tessera_user_cmpxchg_fixup: u8;
 }
 
 /// If a kernel-mode page fault at `rip` happened inside the user copy,
 /// returns the address to resume at.
 pub(crate) fn fixup_for(rip: u64) -> Option<u64> {
-    let start = core::ptr::addr_of!(tessera_user_copy_start) as u64;
-    let end = core::ptr::addr_of!(tessera_user_copy_end) as u64;
-    (start..end).contains(&rip).then_some(core::ptr::addr_of!(tessera_user_copy_fixup) as u64)
+    let copy = core::ptr::addr_of!(tessera_user_copy_start) as u64..core::ptr::addr_of!(tessera_user_copy_end) as u64;
+    let cmpxchg = core::ptr::addr_of!(tessera_user_cmpxchg_start) as u64..core::ptr::addr_of!(tessera_user_cmpxchg_end) as u64;
+    if copy.contains(&rip) {
+        Some(core::ptr::addr_of!(tessera_user_copy_fixup) as u64)
+    } else if cmpxchg.contains(&rip) {
+        Some(core::ptr::addr_of!(tessera_user_cmpxchg_fixup) as u64)
+    } else {
+        None
+    }
 }
 
 fn check(address: u64, len: usize) -> Result<(), UserFault> {
@@ -87,4 +120,20 @@ pub fn copy_to_user(dst: u64, data: &[u8]) -> Result<(), UserFault> {
     // writing user pages cannot touch kernel objects.
     let left = unsafe { tessera_user_copy(dst as *mut u8, data.as_ptr(), data.len()) };
     if left == 0 { Ok(()) } else { Err(UserFault { address: dst + (data.len() - left) as u64 }) }
+}
+
+/// Atomically replaces the 32-bit word at user address `address` (4-byte
+/// aligned) of the active address space with `new` if it holds `expected`
+/// (`lock cmpxchg`, as user threads on other processors see it); returns
+/// the word it held. A fault or a misaligned address is a `UserFault`.
+pub fn compare_exchange_user_u32(address: u64, expected: u32, new: u32) -> Result<u32, UserFault> {
+    check(address, 4)?;
+    if !address.is_multiple_of(4) {
+        return Err(UserFault { address });
+    }
+    // SAFETY: the word lies wholly in the user half (checked), which maps
+    // no kernel object, and is aligned; a fault at the one instruction
+    // that touches it is caught by the fixup, which reports it.
+    let result = unsafe { tessera_user_cmpxchg(address as *mut u32, expected, new) };
+    if result >> 32 != 0 { Err(UserFault { address }) } else { Ok(result as u32) }
 }

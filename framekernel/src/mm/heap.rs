@@ -93,10 +93,19 @@ pub struct HeapStats {
     pub failed_grows: u64,
 }
 
-/// Current heap figures. Never waits: when the heap lock is held (for
-/// example by the code that panicked) `in_use` reads 0.
+/// Current heap figures. Never waits for long: an allocation on another
+/// processor is let finish (a bounded spin), but when the heap lock stays
+/// held (for example by the code that panicked) `in_use` reads 0.
 pub fn heap_stats() -> HeapStats {
-    let in_use = HEAP.talc.try_lock().map_or(0, |t| t.get_counters().allocated_bytes as u64);
+    let in_use = (0..100_000)
+        .find_map(|_| {
+            let talc = HEAP.talc.try_lock();
+            if talc.is_none() {
+                core::hint::spin_loop();
+            }
+            talc.map(|t| t.get_counters().allocated_bytes as u64)
+        })
+        .unwrap_or(0);
     HeapStats { claimed: CLAIMED.load(Ordering::Relaxed), in_use, failed_grows: FAILED.load(Ordering::Relaxed) }
 }
 

@@ -257,10 +257,13 @@ fn heap_grows_and_shrinks() -> Result<(), String> {
     let during = mm::heap_stats();
     ensure!(big.iter().step_by(4096).all(|&b| b == 0xa5), "heap memory lost its contents");
     ensure!(during.claimed > before.claimed, "heap did not grow ({} bytes claimed)", during.claimed);
-    ensure!(during.in_use >= before.in_use + (6 << 20), "in-use figure did not count the allocation");
+    // The other processors' tasks allocate and free too (KiBs at boot):
+    // the figures are the whole heap's, so 1 MiB of slack either way.
+    const SLACK: u64 = 1 << 20;
+    ensure!(during.in_use + SLACK >= before.in_use + (6 << 20), "in-use figure did not count the allocation");
     drop(big);
     let after = mm::heap_stats();
-    ensure!(after.in_use < during.in_use, "in-use figure did not drop after free");
+    ensure!(after.in_use + (6 << 20) <= during.in_use + SLACK, "in-use figure did not drop after free");
     let boxed = alloc::boxed::Box::new([7u64; 512]);
     ensure!(boxed.iter().all(|&x| x == 7), "boxed array corrupted");
     Ok(())

@@ -425,11 +425,14 @@ fn pid_stat(p: &Process, thread: Option<u32>) -> String {
         let running = p.tids.iter().position(|&t| t == tid).and_then(|i| p.tids_running.get(i)).is_some_and(|&r| r != 0);
         state = if running { 'R' } else { 'S' };
     }
+    // The thread's processor; the process's is its first thread's.
+    let at = thread.and_then(|tid| p.tids.iter().position(|&t| t == tid)).unwrap_or(0);
+    let processor = p.tids_cpu.get(at).copied().unwrap_or(0);
     let [user, total, cuser, ctotal] = p.cpu_ns;
     let (utime, stime, cutime, cstime) = (ticks(user), ticks(total.saturating_sub(user)), ticks(cuser), ticks(ctotal.saturating_sub(cuser)));
     let (vsize, rss) = if p.has_memory { (p.memory[0], p.memory[2]) } else { (0, 0) };
     format!(
-        "{} ({}) {state} {} {} {} {} {} 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} {} {} {} 0 {} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+        "{} ({}) {state} {} {} {} {} {} 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} {} {} {} 0 {} {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 {processor} 0 0 0 0 0\n",
         thread.unwrap_or(p.pid),
         p.comm,
         p.ppid,
@@ -501,7 +504,18 @@ fn root_file(f: &Facts, i: usize) -> Res<String> {
         }
         "version" => "Linux version 6.1.0-tessera (Tessera framekernel) #1\n".to_string(),
         "mounts" => mounts(tables(f)?),
-        "cpuinfo" => "processor\t: 0\nvendor_id\t: QEMU\nmodel name\t: x86_64 (Tessera)\ncpu cores\t: 1\nflags\t\t: fpu sse sse2\n\n".to_string(),
+        "cpuinfo" => {
+            // One entry per online processor, as Linux lists them.
+            let count = system(f)?.cpu_idle_ns.len().max(1);
+            let mut out = String::new();
+            for i in 0..count {
+                let _ = write!(
+                    out,
+                    "processor\t: {i}\nvendor_id\t: QEMU\nmodel name\t: x86_64 (Tessera)\nphysical id\t: 0\nsiblings\t: {count}\ncore id\t\t: {i}\ncpu cores\t: {count}\napicid\t\t: {i}\nflags\t\t: fpu sse sse2\n\n"
+                );
+            }
+            out
+        }
         "loadavg" => {
             let procs = system(f)?.processes;
             format!("0.00 0.00 0.00 1/{procs} {procs}\n")
@@ -526,16 +540,28 @@ fn root_file(f: &Facts, i: usize) -> Res<String> {
             out
         }
         "stat" => {
-            // One CPU: programs' user time, the idle task's time, and the
-            // rest (the kernel) as system time; clock ticks of 100 Hz.
+            // Per processor: programs' user time, the idle task's time, and
+            // the rest (the kernel) as system time; clock ticks of 100 Hz.
+            // The first line adds them up.
             let s = system(f)?;
-            let system_ticks = ticks(s.uptime_ns.saturating_sub(s.user_ns + s.idle_ns));
-            let (user, idle) = (ticks(s.user_ns), ticks(s.idle_ns));
-            format!(
-                "cpu  {user} 0 {system_ticks} {idle} 0 0 0 0 0 0\ncpu0 {user} 0 {system_ticks} {idle} 0 0 0 0 0 0\nbtime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n",
+            let per_cpu: Vec<(u64, u64)> = s.cpu_user_ns.iter().copied().zip(s.cpu_idle_ns.iter().copied()).collect();
+            let line = |name: &str, user_ns: u64, idle_ns: u64, uptime_ns: u64| {
+                let system_ticks = ticks(uptime_ns.saturating_sub(user_ns + idle_ns));
+                format!("{name} {} 0 {system_ticks} {} 0 0 0 0 0 0\n", ticks(user_ns), ticks(idle_ns))
+            };
+            let cpus = per_cpu.len().max(1) as u64;
+            let mut out = line("cpu ", s.user_ns, s.idle_ns, s.uptime_ns.saturating_mul(cpus));
+            for (i, (user, idle)) in per_cpu.iter().enumerate() {
+                out.push_str(&line(&format!("cpu{i}"), *user, *idle, s.uptime_ns));
+            }
+            let _ = write!(
+                out,
+                "btime {}\nprocesses {}\nprocs_running {}\nprocs_blocked 0\n",
                 s.realtime_ns.saturating_sub(s.uptime_ns) / 1_000_000_000,
-                s.processes
-            )
+                s.processes,
+                s.running.max(1)
+            );
+            out
         }
         "cmdline" => "tessera\n".to_string(),
         "cells" => text(f, TextFact::Cells)?,

@@ -18,6 +18,9 @@ fn kernel(fact: Fact, facts: &mut Facts) {
                 user_ns: 1_000_000_000,
                 idle_ns: 10_000_000_000,
                 processes: 2,
+                cpu_user_ns: vec![600_000_000, 400_000_000],
+                cpu_idle_ns: vec![4_000_000_000, 6_000_000_000],
+                running: 3,
             })
         }
         Fact::Tables => {
@@ -57,6 +60,7 @@ fn kernel(fact: Fact, facts: &mut Facts) {
                     coredump_filter: 0x33,
                     tids: vec![5, 6],
                     tids_running: vec![1, 0],
+                    tids_cpu: vec![1, 3],
                     tid_comms: "sh\0worker\0".into(),
                     traceable: true,
                     fds: vec![0, 1, 2],
@@ -166,8 +170,13 @@ fn system_files_render_the_facts() {
     assert_eq!(read_path("filesystems").unwrap(), "nodev\tproc\nnodev\ttmpfs\n\text2\n");
     assert_eq!(read_path("partitions").unwrap(), "major minor  #blocks  name\n\n 254        0      65536 vda\n 254       16     262144 vdb\n");
     let stat = read_path("stat").unwrap();
-    assert!(stat.starts_with("cpu  100 0 134 1000 0"), "{stat}");
-    assert!(stat.contains("btime 1699999987\nprocesses 2\n"), "{stat}");
+    // Two processors: the first line adds them up (2 x 12.34 s of which
+    // 1 s user and 10 s idle), then one line each.
+    assert!(stat.starts_with("cpu  100 0 1368 1000 0 0 0 0 0 0\ncpu0 60 0 774 400 0 0 0 0 0 0\ncpu1 40 0 594 600 0"), "{stat}");
+    assert!(stat.contains("btime 1699999987\nprocesses 2\nprocs_running 3\n"), "{stat}");
+    let cpuinfo = read_path("cpuinfo").unwrap();
+    assert_eq!(cpuinfo.matches("processor\t: ").count(), 2, "{cpuinfo}");
+    assert!(cpuinfo.contains("processor\t: 1\n") && cpuinfo.contains("siblings\t: 2\n"), "{cpuinfo}");
     assert_eq!(read_path("loadavg").unwrap(), "0.00 0.00 0.00 1/2 2\n");
     assert_eq!(read_path("cells").unwrap(), "cells table\n");
 }
@@ -181,6 +190,7 @@ fn process_files_render_the_process() {
     assert_eq!(fields[14], "2"); // stime
     assert_eq!(fields[19], "2"); // threads
     assert_eq!(fields[21], "200"); // start time
+    assert_eq!(fields[38], "1"); // processor: the first thread's
     let status = read_path("5/status").unwrap();
     assert!(status.contains("State:\tR (running)\n"), "{status}");
     assert!(status.contains("Uid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\nGroups:\t100 27\n"), "{status}");
@@ -192,6 +202,7 @@ fn process_files_render_the_process() {
     // The thread's own line: its id and state.
     let thread = read_path("5/task/6/stat").unwrap();
     assert!(thread.starts_with("6 (sh) S 1 "), "{thread}");
+    assert_eq!(thread.split(' ').nth(38), Some("3")); // its own processor
     assert_eq!(names("5/task").unwrap(), ["5", "6"]);
     assert_eq!(read_path("5/maps").unwrap(), "00400000-00401000 r-xp 00000000 00:00 0 /bin/sh\n");
 }

@@ -121,19 +121,25 @@ fn wake_op(p: &mut Process, addr: u64, addr2: u64, val: u64, val2: u64, encoded:
     }
     let key1 = key(&p.memory, addr, private)?.0;
     let key2 = key(&p.memory, addr2, private)?.0;
-    // Read, change and write with nothing else running in between (one
-    // CPU; the kernel is not preempted in a system call).
+    // Read, change and write atomically (threads on other processors may
+    // change the word meanwhile: compare-exchange until it stays put).
     let mut word = [0u8; 4];
     p.memory.read(addr2, &mut word)?;
-    let old = i32::from_le_bytes(word);
-    let new = match op & 7 {
-        0 => oparg,
-        1 => old.wrapping_add(oparg),
-        2 => old | oparg,
-        3 => old & !oparg,
-        _ => old ^ oparg,
-    };
-    p.memory.write(addr2, &new.to_le_bytes())?;
+    let mut old = i32::from_le_bytes(word);
+    loop {
+        let new = match op & 7 {
+            0 => oparg,
+            1 => old.wrapping_add(oparg),
+            2 => old | oparg,
+            3 => old & !oparg,
+            _ => old ^ oparg,
+        };
+        let held = p.memory.compare_exchange_u32(addr2, old as u32, new as u32)? as i32;
+        if held == old {
+            break;
+        }
+        old = held;
+    }
     let mut woken = wake_bitset(&key1, val, u32::MAX);
     let hit = match cmp {
         0 => old == cmparg,
@@ -279,16 +285,24 @@ pub(super) fn futex(p: &mut Process, addr: u64, op: u64, val: u64, timeout: u64,
                     }
                 }
             };
-            // Compare and enqueue with nothing else running in between
-            // (the kernel is not preempted).
-            let mut word = [0u8; 4];
-            p.memory.read(addr, &mut word)?;
-            if u32::from_le_bytes(word) != val as u32 {
-                return Err(Errno::EAGAIN);
-            }
+            // Listed first, then compared: a waker on another processor
+            // that changes the word after the comparison finds this waiter
+            // listed (Linux compares under the bucket lock that its wake
+            // takes; the order here gives the same guarantee without
+            // reading user memory under a lock).
             let woken = Arc::new(AtomicBool::new(false));
             let (key, frame) = key(&p.memory, addr, private)?;
             WAITERS.lock().push(Waiter { key, _frame: frame, bitset, woken: woken.clone(), task: framekernel::task::current() });
+            let mut word = [0u8; 4];
+            let compared = p.memory.read(addr, &mut word).and_then(|()| {
+                if u32::from_le_bytes(word) != val as u32 { Err(Errno::EAGAIN) } else { Ok(()) }
+            });
+            if let Err(e) = compared {
+                WAITERS.lock().retain(|w| !Arc::ptr_eq(&w.woken, &woken));
+                // A wake that chose this waiter meanwhile is not lost: it
+                // counts as this wait's (futex waits may end at any time).
+                return if woken.load(Ordering::SeqCst) { Ok(0) } else { Err(e) };
+            }
             let interrupted = p.interrupt_check();
             // Woken directly: by a futex wake of this waiter, a signal, or
             // the alarm at the deadline.

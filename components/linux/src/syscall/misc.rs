@@ -1103,8 +1103,11 @@ pub(super) fn get_robust_list(p: &mut Process, pid: u64, head: u64, len: u64) ->
 const MEMBARRIER_CMD_QUERY: u64 = 0;
 /// The commands this kernel answers: GLOBAL (1), GLOBAL_EXPEDITED (2),
 /// REGISTER_GLOBAL_EXPEDITED (4), PRIVATE_EXPEDITED (8),
-/// REGISTER_PRIVATE_EXPEDITED (16). One CPU runs everything in order, so
-/// each is complete as soon as it is asked.
+/// REGISTER_PRIVATE_EXPEDITED (16). Known gap with several processors:
+/// a thread running user code on another one passes a full barrier at its
+/// next interrupt or system call (within a tick, 1 ms), not before this
+/// call returns as Linux makes sure with IPIs (to be built: a kick that
+/// waits for every processor's answer).
 const MEMBARRIER_SUPPORTED: u64 = 1 | 2 | 4 | 8 | 16;
 
 /// `membarrier(cmd, flags, cpu_id)`.

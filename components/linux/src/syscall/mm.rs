@@ -68,13 +68,16 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     let len = len.checked_add(PAGE - 1).ok_or(Errno::ENOMEM)? & !(PAGE - 1);
     let prot = Prot::from_bits(prot);
     let file = if flags & MAP_ANONYMOUS == 0 { Some(mapped_file(p, fd, offset, kind == MAP_SHARED, prot)?) } else { None };
+    // One hold of the address space from choosing the range to mapping
+    // it: another thread's mmap must not take the range in between.
+    let mut memory = p.memory.lock();
     let start = if flags & MAP_FIXED_NOREPLACE != 0 && flags & MAP_FIXED == 0 {
         // Exactly there, or EEXIST if anything is mapped there.
         let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
         if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
             return Err(Errno::EINVAL);
         }
-        if !p.memory.lock().is_free(addr, end) {
+        if !memory.is_free(addr, end) {
             return Err(Errno::EEXIST);
         }
         addr
@@ -83,21 +86,21 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
         if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
             return Err(Errno::EINVAL);
         }
-        p.memory.lock().remove_range(addr, end);
+        memory.remove_range(addr, end);
         addr
     } else {
-        p.memory.lock().find_free(len).ok_or(Errno::ENOMEM)?
+        memory.find_free(len).ok_or(Errno::ENOMEM)?
     };
     match file {
-        Some((node, may_write)) => p.memory.lock().add_file_area(start, start + len, prot, (kind == MAP_SHARED, may_write), node, offset)?,
+        Some((node, may_write)) => memory.add_file_area(start, start + len, prot, (kind == MAP_SHARED, may_write), node, offset)?,
         None => {
-            let mut memory = p.memory.lock();
             memory.add_area(start, start + len, prot, kind == MAP_SHARED)?;
             if flags & MAP_GROWSDOWN != 0 && kind == MAP_PRIVATE {
                 memory.set_grows_down(start);
             }
         }
     }
+    drop(memory);
     // MAP_LOCKED: locked (and in memory) at once, within RLIMIT_MEMLOCK
     // (EAGAIN beyond it; EPERM if locking is not allowed at all).
     if flags & MAP_LOCKED != 0

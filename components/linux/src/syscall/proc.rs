@@ -231,7 +231,8 @@ fn start_child(
     if flags & CLONE_CHILD_CLEARTID != 0 {
         child.clear_child_tid = ctid;
     }
-    child.start(child_ctx)?;
+    // The child runs where its parent may (Linux's fork and clone).
+    child.start(child_ctx, framekernel::task::current().affinity())?;
     Ok(u64::from(pid))
 }
 

@@ -209,17 +209,14 @@ pub(super) fn sched_getattr(p: &mut Process, pid: u64, attr: u64, size: u64, fla
     p.memory.write(attr, out.get(..size as usize).unwrap_or(&out)).map(|()| 0)
 }
 
-/// The one CPU's bit.
-const ONLINE_CPUS: u64 = 1;
-
 pub(super) fn sched_getaffinity(p: &mut Process, pid: u64, len: u64, mask: u64) -> SysResult {
     // Linux: room for every possible CPU's bit, in whole longs; returns
-    // the bytes written (a long here).
+    // the bytes written (a long here: at most 64 processors).
     if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    target(p, pid).map_err(|e| if e == Errno::EINVAL { Errno::ESRCH } else { e })?;
-    p.memory.write(mask, &ONLINE_CPUS.to_le_bytes())?;
+    let (thread, _) = target(p, pid).map_err(|e| if e == Errno::EINVAL { Errno::ESRCH } else { e })?;
+    p.memory.write(mask, &thread.affinity().to_le_bytes())?;
     Ok(8)
 }
 
@@ -227,19 +224,18 @@ pub(super) fn sched_setaffinity(p: &mut Process, pid: u64, len: u64, mask: u64) 
     let mut bytes = [0u8; 8];
     let take = (len as usize).min(8);
     p.memory.read(mask, bytes.get_mut(..take).unwrap_or(&mut []))?;
-    let (_, owner) = target(p, pid).map_err(|e| if e == Errno::EINVAL { Errno::ESRCH } else { e })?;
+    let (thread, owner) = target(p, pid).map_err(|e| if e == Errno::EINVAL { Errno::ESRCH } else { e })?;
     may_change(p, &owner)?;
     // A mask without an online CPU leaves the thread nowhere to run.
-    if u64::from_le_bytes(bytes) & ONLINE_CPUS == 0 {
-        return Err(Errno::EINVAL);
-    }
+    thread.set_affinity(u64::from_le_bytes(bytes))?;
     Ok(0)
 }
 
 pub(super) fn getcpu(p: &mut Process, cpu: u64, node: u64) -> SysResult {
-    for at in [cpu, node] {
+    let here = framekernel::cpu::current_index() as u32;
+    for (at, value) in [(cpu, here), (node, 0)] {
         if at != 0 {
-            p.memory.write(at, &0u32.to_le_bytes())?;
+            p.memory.write(at, &value.to_le_bytes())?;
         }
     }
     Ok(0)

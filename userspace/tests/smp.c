@@ -1,0 +1,350 @@
+/* Many processors: a thread on another processor faults at once after
+ * munmap or mprotect of a page it keeps using (the kernel must shoot down
+ * that processor's TLB entry), a thread writing while its process forks
+ * does not reach the child's copy, and threads hammer futexes, pipes,
+ * fork and shared mappings at once, with every byte checked.
+ *
+ * With one processor the pinned parts run on it (and check less). */
+#define _GNU_SOURCE
+#include "tessera_test.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int cpus[CPU_SETSIZE];
+static int ncpus;
+
+/* Runs the caller on the n-th processor it may use (wrapping). */
+static int pin(int n) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus[n % ncpus], &set);
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Waits (sleeping 1 ms at a time) until *flag is non-zero; 20 s at most,
+ * a guard against a hang, not a speed check. */
+static int wait_flag(volatile long *flag) {
+    double end = now() + 20;
+    while (!*flag && now() < end)
+        usleep(1000);
+    return *flag != 0;
+}
+
+/* --- TLB shootdown ------------------------------------------------------ */
+
+static volatile int *page;
+static volatile int phase;       /* 1: the page is gone or read-only */
+static volatile long uses, stale; /* accesses; accesses after phase 1 that did not fault */
+static volatile long faulted;
+static void *volatile fault_addr;
+static volatile int fault_code;
+static sigjmp_buf user_env;
+
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+    (void)sig;
+    (void)uc;
+    fault_addr = si->si_addr;
+    fault_code = si->si_code;
+    faulted = 1;
+    siglongjmp(user_env, 1);
+}
+
+/* Reads (or writes) the page on another processor until it faults. */
+static void *page_user(void *arg) {
+    int write = (int)(intptr_t)arg;
+    pin(1);
+    if (sigsetjmp(user_env, 1) == 0) {
+        for (;;) {
+            int after = phase;
+            if (write)
+                *page = (int)uses;
+            else
+                (void)*page;
+            if (after)
+                stale++;
+            uses++;
+        }
+    }
+    return NULL;
+}
+
+static void shootdown(int write) {
+    phase = 0;
+    uses = stale = faulted = 0;
+    fault_addr = NULL;
+    page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(page != MAP_FAILED);
+    if (page == MAP_FAILED)
+        return;
+    *page = 1;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, page_user, (void *)(intptr_t)write) == 0);
+    /* The other processor has the page in its TLB now. */
+    double end = now() + 20;
+    while (uses < 100000 && now() < end)
+        usleep(1000);
+    CHECK(uses >= 100000);
+    if (write)
+        CHECK(mprotect((void *)page, 4096, PROT_READ) == 0);
+    else
+        CHECK(munmap((void *)page, 4096) == 0);
+    phase = 1;
+    CHECK(wait_flag(&faulted));
+    CHECK(stale == 0);
+    CHECK(fault_addr == (void *)page);
+    CHECK(fault_code == (write ? SEGV_ACCERR : SEGV_MAPERR));
+    if (faulted)
+        pthread_join(t, NULL);
+    if (write)
+        munmap((void *)page, 4096);
+}
+
+/* --- fork while another thread writes ----------------------------------- */
+
+static volatile long *counter;
+static volatile int stop_counting;
+
+static void *count(void *arg) {
+    (void)arg;
+    pin(1);
+    while (!stop_counting)
+        (*counter)++;
+    return NULL;
+}
+
+/* The child's copy is the memory at the fork: the parent's thread, still
+ * writing on another processor, must not reach it. */
+static void fork_snapshot(void) {
+    counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(counter != MAP_FAILED);
+    if (counter == MAP_FAILED)
+        return;
+    stop_counting = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, count, NULL) == 0);
+    while (*counter < 100000)
+        usleep(1000);
+    int ok = 0;
+    for (int round = 0; round < 5; round++) {
+        pid_t child = fork();
+        if (child == 0) {
+            long first = *counter;
+            usleep(20000);
+            _exit(*counter == first ? 0 : 1);
+        }
+        int status;
+        ok += child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    CHECK(ok == 5);
+    long before = *counter;
+    usleep(20000);
+    CHECK(*counter > before); /* the parent's thread went on counting */
+    stop_counting = 1;
+    pthread_join(t, NULL);
+    munmap((void *)counter, 4096);
+}
+
+/* --- everything at once ------------------------------------------------- */
+
+#define RING 3
+#define BLOCK 4096
+#define RING_ROUNDS 300
+#define COUNTERS 4
+#define INCREMENTS 20000
+#define FORKERS 2
+#define FORK_ROUNDS 15
+#define SHARED (64 * 1024)
+
+static int ring[RING][2];
+static long ring_bad, ring_blocks;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static long total;
+static volatile long fork_bad, fork_good;
+
+static uint32_t sum(const unsigned char *p, size_t n) {
+    uint32_t a = 1, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        a = (a + p[i]) % 65521;
+        b = (b + a) % 65521;
+    }
+    return b << 16 | a;
+}
+
+static int read_all(int fd, unsigned char *p, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n) {
+    size_t put = 0;
+    while (put < n) {
+        ssize_t w = write(fd, p + put, n - put);
+        if (w <= 0)
+            return -1;
+        put += (size_t)w;
+    }
+    return 0;
+}
+
+/* A block goes round the ring; each stage checks its checksum (the last
+ * four bytes), adds its stage number to every byte and seals it again. */
+static void *ring_stage(void *arg) {
+    int stage = (int)(intptr_t)arg;
+    pin(stage);
+    unsigned char block[BLOCK];
+    uint32_t seal;
+    for (int round = 0; round < RING_ROUNDS; round++) {
+        if (stage == 0 && round == 0) {
+            for (int i = 0; i < BLOCK - 4; i++)
+                block[i] = (unsigned char)(i * 7);
+        } else if (read_all(ring[stage][0], block, BLOCK) != 0) {
+            __atomic_add_fetch(&ring_bad, 1, __ATOMIC_SEQ_CST);
+            return NULL;
+        } else {
+            memcpy(&seal, block + BLOCK - 4, 4);
+            if (seal != sum(block, BLOCK - 4))
+                __atomic_add_fetch(&ring_bad, 1, __ATOMIC_SEQ_CST);
+            for (int i = 0; i < BLOCK - 4; i++)
+                block[i] = (unsigned char)(block[i] + stage + 1);
+        }
+        seal = sum(block, BLOCK - 4);
+        memcpy(block + BLOCK - 4, &seal, 4);
+        __atomic_add_fetch(&ring_blocks, 1, __ATOMIC_SEQ_CST);
+        if (write_all(ring[(stage + 1) % RING][1], block, BLOCK) != 0) {
+            __atomic_add_fetch(&ring_bad, 1, __ATOMIC_SEQ_CST);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void *counter_thread(void *arg) {
+    pin((int)(intptr_t)arg);
+    for (int i = 0; i < INCREMENTS; i++) {
+        pthread_mutex_lock(&lock);
+        total++;
+        pthread_mutex_unlock(&lock);
+    }
+    return NULL;
+}
+
+/* Maps shared memory, fills it, lets a child check it and write the
+ * complement, checks that, unmaps; over and over. */
+static void *forker(void *arg) {
+    int n = (int)(intptr_t)arg;
+    pin(n);
+    for (int round = 0; round < FORK_ROUNDS; round++) {
+        unsigned char *m = mmap(NULL, SHARED, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            fork_bad++;
+            continue;
+        }
+        unsigned char seed = (unsigned char)(n * 31 + round);
+        for (int i = 0; i < SHARED; i++)
+            m[i] = (unsigned char)(seed + i);
+        pid_t child = fork();
+        if (child == 0) {
+            for (int i = 0; i < SHARED; i++) {
+                if (m[i] != (unsigned char)(seed + i))
+                    _exit(2);
+                m[i] = (unsigned char)~m[i];
+            }
+            _exit(0);
+        }
+        int status = -1;
+        int ok = child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        for (int i = 0; ok && i < SHARED; i++)
+            ok = m[i] == (unsigned char)~(unsigned char)(seed + i);
+        if (ok)
+            __atomic_add_fetch(&fork_good, 1, __ATOMIC_SEQ_CST);
+        else
+            __atomic_add_fetch(&fork_bad, 1, __ATOMIC_SEQ_CST);
+        munmap(m, SHARED);
+    }
+    return NULL;
+}
+
+static void everything_at_once(void) {
+    pthread_t threads[RING + COUNTERS + FORKERS];
+    int made = 0;
+    for (int i = 0; i < RING; i++)
+        CHECK(pipe(ring[i]) == 0);
+    for (int i = 0; i < RING; i++)
+        made += pthread_create(&threads[made], NULL, ring_stage, (void *)(intptr_t)i) == 0;
+    for (int i = 0; i < COUNTERS; i++)
+        made += pthread_create(&threads[made], NULL, counter_thread, (void *)(intptr_t)i) == 0;
+    for (int i = 0; i < FORKERS; i++)
+        made += pthread_create(&threads[made], NULL, forker, (void *)(intptr_t)i) == 0;
+    CHECK(made == RING + COUNTERS + FORKERS);
+    for (int i = 0; i < made; i++)
+        pthread_join(threads[i], NULL);
+    /* The block stage 0 sent last comes back to it: read and check it. */
+    unsigned char block[BLOCK];
+    uint32_t seal;
+    CHECK(read_all(ring[0][0], block, BLOCK) == 0);
+    memcpy(&seal, block + BLOCK - 4, 4);
+    CHECK(seal == sum(block, BLOCK - 4));
+    /* Each byte went round RING_ROUNDS times, gaining 1 + 2 + 3 per lap
+     * (stage 0's first round only seeded it). */
+    int whole = 1;
+    for (int i = 0; i < BLOCK - 4; i++)
+        whole &= block[i] == (unsigned char)(i * 7 + (RING_ROUNDS - 1) * 6 + 2 + 3);
+    CHECK(whole);
+    CHECK(ring_bad == 0 && ring_blocks == RING * RING_ROUNDS);
+    CHECK(total == (long)COUNTERS * INCREMENTS);
+    CHECK(fork_bad == 0 && fork_good == FORKERS * FORK_ROUNDS);
+    for (int i = 0; i < RING; i++) {
+        close(ring[i][0]);
+        close(ring[i][1]);
+    }
+}
+
+int main(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CHECK(sched_getaffinity(0, sizeof set, &set) == 0);
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &set))
+            cpus[ncpus++] = i;
+    CHECK(ncpus >= 1);
+    if (ncpus == 0)
+        return tt_done("smp");
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+    CHECK(pin(0) == 0);
+    unsigned cpu = 99;
+    CHECK(syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 && (int)cpu == cpus[0]);
+    if (ncpus > 1) {
+        shootdown(0);
+        shootdown(1);
+        fork_snapshot();
+    }
+    everything_at_once();
+    CHECK(sched_setaffinity(0, sizeof set, &set) == 0);
+    printf("smp: %d processor(s)\n", ncpus);
+    return tt_done("smp");
+}
