@@ -341,7 +341,12 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
 /// when `next` cannot be entered (finished, or running on another
 /// processor), saying why: the caller is finished then all the same (no
 /// processor enters it again) and must call again with another task.
+/// Inside an interrupt handler it does nothing (`InterruptContext`): the
+/// interrupted task is not the handler's to end.
 pub fn finish_and_switch(next: Arc<Task>) -> SwitchError {
+    if crate::irq::depth() > 0 {
+        return SwitchError::InterruptContext;
+    }
     current().state.store(FINISHED, Ordering::Release);
     // A finished task is never switched back to: `Ok` cannot come back.
     match switch_to(next) {

@@ -316,8 +316,13 @@ fn switch(c: &Cpu, next: Arc<Task>) {
 /// second queue entry of a task at home elsewhere (two wakes at once) is
 /// dropped, or this processor would spin on it while it runs there.
 fn requeue_running(c: &Cpu, t: Arc<Task>, handed_here: bool) {
-    if handed_here {
-        c.run_queue.lock().push_back(t);
+    // An idle task is never queued (it runs when nothing is), and a task
+    // is queued once.
+    if handed_here && !is_idle(&t) {
+        let mut queue = c.run_queue.lock();
+        if !queue.iter().any(|q| Arc::ptr_eq(q, &t)) {
+            queue.push_back(t);
+        }
     }
 }
 
