@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "tessera_test.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -17,6 +18,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -321,6 +324,59 @@ static void everything_at_once(void) {
     }
 }
 
+/* FIFO opens meet from two processors, many times: the writer writes and
+ * closes at once, which may be before the reader has looked for it (a
+ * reader that counted itself and then waited for a writer opened after
+ * that slept for ever). The reader gives up after 20 s (SIGALRM) and
+ * exits with 11 if its open never returned, 12 if its read did not. */
+static volatile int fifo_phase;
+static void on_alarm(int sig) {
+    (void)sig;
+    _exit(10 + fifo_phase);
+}
+
+static void fifo_meetings(void) {
+    char path[] = "/tmp/tessera-smp-fifo-XXXXXX";
+    int tmp = mkstemp(path);
+    CHECK(tmp >= 0);
+    close(tmp);
+    unlink(path);
+    CHECK(mkfifo(path, 0600) == 0);
+    int good = 0, rounds = 300;
+    for (int i = 0; i < rounds; i++) {
+        pid_t child = fork();
+        if (child == 0) {
+            pin(1);
+            signal(SIGALRM, on_alarm);
+            alarm(20);
+            fifo_phase = 1;
+            int r = open(path, O_RDONLY);
+            fifo_phase = 2;
+            if (r < 0)
+                _exit(1);
+            char got[8] = {0};
+            ssize_t n = read(r, got, sizeof got);
+            _exit(n == 4 && memcmp(got, "meet", 4) == 0 ? 0 : 2);
+        }
+        if (child < 0)
+            break;
+        int w = open(path, O_WRONLY);
+        if (w >= 0) {
+            if (write(w, "meet", 4) != 4)
+                fprintf(stderr, "smp: fifo write failed\n");
+            close(w);
+        }
+        int status = -1;
+        waitpid(child, &status, 0);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            good++;
+        else
+            fprintf(stderr, "smp: fifo meeting %d: wait status %#x\n", i, status);
+    }
+    CHECK(good == rounds);
+    unlink(path);
+}
+
 int main(void) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -343,6 +399,7 @@ int main(void) {
         shootdown(1);
         fork_snapshot();
     }
+    fifo_meetings();
     everything_at_once();
     CHECK(sched_setaffinity(0, sizeof set, &set) == 0);
     printf("smp: %d processor(s)\n", ncpus);

@@ -37,6 +37,8 @@ pub struct Pipe {
     /// the other side's count to move, even if that end closed again).
     read_opens: AtomicUsize,
     write_opens: AtomicUsize,
+    /// Held while an end is counted in or out (see `open_end`).
+    meet: SpinLock<()>,
     /// Bytes it holds (`F_GETPIPE_SZ`).
     capacity: AtomicUsize,
     /// The open ends (for `O_ASYNC` signals).
@@ -66,8 +68,8 @@ pub struct PipeEnd {
 /// `pipe-max-size` is smaller.
 pub fn pipe(nonblocking: bool, privileged: bool) -> (Arc<dyn File>, Arc<dyn File>) {
     let pipe = Pipe::new(privileged);
-    let read = pipe.open_end(true, false, nonblocking, None);
-    let write = pipe.open_end(false, true, nonblocking, None);
+    let (read, _) = pipe.open_end(true, false, nonblocking, None);
+    let (write, _) = pipe.open_end(false, true, nonblocking, None);
     (read, write)
 }
 
@@ -109,9 +111,9 @@ impl Pipe {
         let wait = fifo && !nonblocking;
         match flags & O_ACCMODE {
             0 => {
-                let end = self.open_end(true, false, nonblocking, node);
-                if wait {
-                    self.wait_for_other(&self.write_opens, &self.writers, interrupted)?;
+                let (end, unmet) = self.open_end(true, false, nonblocking, node);
+                if let Some(seen) = unmet.filter(|_| wait) {
+                    self.wait_for_other(seen, &self.write_opens, interrupted)?;
                 }
                 Ok(end)
             }
@@ -119,13 +121,13 @@ impl Pipe {
                 if fifo && nonblocking && self.readers.load(Ordering::SeqCst) == 0 {
                     return Err(Errno::ENXIO);
                 }
-                let end = self.open_end(false, true, nonblocking, node);
-                if wait {
-                    self.wait_for_other(&self.read_opens, &self.readers, interrupted)?;
+                let (end, unmet) = self.open_end(false, true, nonblocking, node);
+                if let Some(seen) = unmet.filter(|_| wait) {
+                    self.wait_for_other(seen, &self.read_opens, interrupted)?;
                 }
                 Ok(end)
             }
-            _ => Ok(self.open_end(true, true, nonblocking, node)),
+            _ => Ok(self.open_end(true, true, nonblocking, node).0),
         }
     }
 }
@@ -142,6 +144,7 @@ impl Pipe {
             writers: AtomicUsize::new(0),
             read_opens: AtomicUsize::new(0),
             write_opens: AtomicUsize::new(0),
+            meet: SpinLock::new(()),
             capacity: AtomicUsize::new(capacity),
             ends: SpinLock::new(alloc::vec::Vec::new()),
             async_ends: AtomicUsize::new(0),
@@ -151,31 +154,44 @@ impl Pipe {
     }
 
     /// A new end; counts it before it exists as a file, so that an opener
-    /// waiting for this side sees it.
-    fn open_end(self: &Arc<Self>, reads: bool, writes: bool, nonblocking: bool, node: Option<NodeRef>) -> Arc<dyn File> {
-        if reads {
-            self.readers.fetch_add(1, Ordering::SeqCst);
-            self.read_opens.fetch_add(1, Ordering::SeqCst);
-        }
-        if writes {
-            self.writers.fetch_add(1, Ordering::SeqCst);
-            self.write_opens.fetch_add(1, Ordering::SeqCst);
-        }
+    /// waiting for this side sees it. Also returns, for a reader or a
+    /// writer only, the other side's count of opens when no end of that
+    /// side was open as this one was counted (the opener waits for that
+    /// count to move), or `None`: met already. Both under `meet`, as
+    /// Linux's `fifo_open` under the pipe's mutex: a writer that met this
+    /// reader, wrote and closed before the reader looked would otherwise
+    /// leave it waiting for another writer.
+    fn open_end(self: &Arc<Self>, reads: bool, writes: bool, nonblocking: bool, node: Option<NodeRef>) -> (Arc<dyn File>, Option<usize>) {
+        let unmet = {
+            let _meet = self.meet.lock();
+            if reads {
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                self.read_opens.fetch_add(1, Ordering::SeqCst);
+            }
+            if writes {
+                self.writers.fetch_add(1, Ordering::SeqCst);
+                self.write_opens.fetch_add(1, Ordering::SeqCst);
+            }
+            match (reads, writes) {
+                (true, false) if self.writers.load(Ordering::SeqCst) == 0 => Some(self.write_opens.load(Ordering::SeqCst)),
+                (false, true) if self.readers.load(Ordering::SeqCst) == 0 => Some(self.read_opens.load(Ordering::SeqCst)),
+                _ => None,
+            }
+        };
         self.notify();
         let end = Arc::new(PipeEnd { pipe: self.clone(), async_io: AtomicBool::new(false), reads, writes, nonblocking: AtomicBool::new(nonblocking), node });
         let mut ends = self.ends.lock();
         ends.retain(|w| w.strong_count() > 0);
         ends.push(Arc::downgrade(&end));
         drop(ends);
-        end
+        (end, unmet)
     }
 
-    /// Waits until the other side is open now or was opened since we
-    /// started waiting.
-    fn wait_for_other(&self, opens: &AtomicUsize, open_now: &AtomicUsize, interrupted: &dyn Fn() -> bool) -> Result<(), Errno> {
-        let seen = opens.load(Ordering::SeqCst);
+    /// Waits until the other side's count of `opens` moves from `seen`
+    /// (an end of it was opened, even if it closed again since).
+    fn wait_for_other(&self, seen: usize, opens: &AtomicUsize, interrupted: &dyn Fn() -> bool) -> Result<(), Errno> {
         self.changed.wait_until(|| {
-            if open_now.load(Ordering::SeqCst) > 0 || opens.load(Ordering::SeqCst) != seen {
+            if opens.load(Ordering::SeqCst) != seen {
                 return Some(Ok(()));
             }
             if interrupted() {
@@ -302,11 +318,14 @@ impl PipeEnd {
 
 impl Drop for PipeEnd {
     fn drop(&mut self) {
-        if self.writes {
-            self.pipe.writers.fetch_sub(1, Ordering::SeqCst);
-        }
-        if self.reads {
-            self.pipe.readers.fetch_sub(1, Ordering::SeqCst);
+        {
+            let _meet = self.pipe.meet.lock();
+            if self.writes {
+                self.pipe.writers.fetch_sub(1, Ordering::SeqCst);
+            }
+            if self.reads {
+                self.pipe.readers.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         if self.async_io.load(Ordering::Relaxed) {
             self.pipe.async_ends.fetch_sub(1, Ordering::Relaxed);

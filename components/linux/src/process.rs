@@ -1944,6 +1944,15 @@ impl Process {
         crate::timers::remove_process(pid, false);
         crate::sysv::exit_undo(pid);
         crate::mqueue::process_ended(pid);
+        // The zombie holds no files and no memory, and lets go of them
+        // before anyone can see that it ended (Linux's exit_files and
+        // exit_mm come before exit_notify): a parent that collects it and
+        // opens a FIFO it had open must not meet the child's end, which
+        // would close under it with what the parent wrote.
+        *info.view.lock() = None;
+        let memory = info.memory_view.lock().take();
+        drop(memory);
+        crate::syscall::ipc::reap_removed_segments();
         // Orphans go to the nearest living ancestor that is a subreaper
         // (PR_SET_CHILD_SUBREAPER), else to process 1.
         let reaper = {
@@ -1976,10 +1985,6 @@ impl Process {
         }
         *info.outcome.lock() = Some(outcome);
         crate::syscall::poll::notify(); // pidfds become readable
-        *info.view.lock() = None; // the zombie holds no files
-        let memory = info.memory_view.lock().take();
-        drop(memory);
-        crate::syscall::ipc::reap_removed_segments();
         match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
             Some(parent) => {
                 let signal = info.exit_signal.load(Ordering::Relaxed);
