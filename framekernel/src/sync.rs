@@ -6,6 +6,66 @@
 
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
+use core::panic::Location;
+
+/// How long a lock may stay taken before a waiter reports it.
+const STALL_REPORT_NS: u64 = 5_000_000_000;
+
+/// Spins until `inner` is free. A wait longer than [`STALL_REPORT_NS`]
+/// is reported once on the serial line, naming where the waiter took the
+/// lock (`at`) and the processor: a lock left held (a holder that never
+/// lets go, or a deadlock) is then not a silent hang. The waiter goes on
+/// waiting: nothing else is safe, as the holder may be mid-update.
+fn acquire<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'static>) -> spin::MutexGuard<'a, T> {
+    if let Some(guard) = inner.try_lock() {
+        return guard;
+    }
+    acquire_contended(inner, at)
+}
+
+#[cold]
+fn acquire_contended<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'static>) -> spin::MutexGuard<'a, T> {
+    // Generic, so also compiled into cells: it calls only base functions
+    // on the cell import allowlist (`now_ns`, `report_stall`).
+    let started = crate::time::now_ns();
+    let mut spins: u32 = 0;
+    let mut reported = false;
+    loop {
+        if let Some(guard) = (!inner.is_locked()).then(|| inner.try_lock()).flatten() {
+            if reported {
+                report_stall(at, crate::time::now_ns().saturating_sub(started), true);
+            }
+            return guard;
+        }
+        core::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if !reported && spins.is_multiple_of(4096) {
+            let waited = crate::time::now_ns().saturating_sub(started);
+            if waited > STALL_REPORT_NS {
+                reported = true;
+                report_stall(at, waited, false);
+            }
+        }
+    }
+}
+
+/// Writes a lock stall report straight to the UART (no lock: the console's
+/// own lock may be the one stalled). `at` is only read, during the call.
+#[inline(never)]
+fn report_stall(at: &Location<'_>, waited_ns: u64, free_again: bool) {
+    let processor = crate::percpu::this_cpu().index();
+    if free_again {
+        crate::console::emergency_print(format_args!(
+            "\n!!! processor {processor}: the lock taken at {at} is free again after {} ms\n",
+            waited_ns / 1_000_000
+        ));
+    } else {
+        crate::console::emergency_print(format_args!(
+            "\n!!! processor {processor}: the lock taken at {at} has been held for over {} s (never released, or a deadlock); still waiting\n",
+            waited_ns / 1_000_000_000
+        ));
+    }
+}
 
 /// A spin lock that is safe to share with interrupt handlers.
 pub struct SpinLock<T> {
@@ -24,11 +84,27 @@ impl<T> SpinLock<T> {
         Self { inner: spin::Mutex::new(value) }
     }
 
-    /// Disables interrupts and spins until the lock is free.
+    /// Disables interrupts and spins until the lock is free (a wait of
+    /// over 5 s is reported, naming the caller's source line).
+    #[track_caller]
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
+        let at = Location::caller();
         let interrupts_were_enabled = crate::arch::interrupts_enabled();
         x86_64::instructions::interrupts::disable();
-        SpinLockGuard { guard: ManuallyDrop::new(self.inner.lock()), interrupts_were_enabled }
+        SpinLockGuard { guard: ManuallyDrop::new(acquire(&self.inner, at)), interrupts_were_enabled }
+    }
+
+    /// Takes the lock if it comes free within `tries` looks (a bounded
+    /// wait for a lock that is only ever held for a moment, on paths that
+    /// must not block: interrupt handlers, fault reports).
+    pub fn try_lock_spinning(&self, tries: u32) -> Option<SpinLockGuard<'_, T>> {
+        for _ in 0..tries {
+            if let Some(guard) = self.try_lock() {
+                return Some(guard);
+            }
+            core::hint::spin_loop();
+        }
+        None
     }
 
     /// Takes the lock only if it is free right now (for paths such as panic
@@ -99,9 +175,11 @@ impl<T> Mutex<T> {
         Self { inner: spin::Mutex::new(value) }
     }
 
-    /// Spins until the lock is free.
+    /// Spins until the lock is free (a wait of over 5 s is reported,
+    /// naming the caller's source line).
+    #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        self.inner.lock()
+        acquire(&self.inner, Location::caller())
     }
 
     /// The value, through a unique borrow (no locking: for destructors,
@@ -139,6 +217,7 @@ impl<T> BaseLock<T> {
         Self { inner: SpinLock::new(value) }
     }
 
+    #[track_caller]
     pub(crate) fn lock(&self) -> BaseLockGuard<'_, T> {
         let section = crate::cell::BaseSection::enter();
         BaseLockGuard { guard: self.inner.lock(), _section: section }

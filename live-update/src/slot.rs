@@ -345,15 +345,10 @@ impl<T: Send + Sync + 'static> Slot<T> {
             }
             // Held only for a moment (a clone or a replacement), maybe by
             // another processor: a bounded wait, never a block.
-            let active = (0..10_000)
-                .find_map(|_| {
-                    let active = self.active.try_lock();
-                    if active.is_none() {
-                        core::hint::spin_loop();
-                    }
-                    active.map(|a| a.as_ref().cloned().ok_or(SlotError::Empty))
-                })
-                .unwrap_or(Err(SlotError::Busy));
+            let active = match self.active.try_lock_spinning(10_000) {
+                Some(active) => active.as_ref().cloned().ok_or(SlotError::Empty),
+                None => Err(SlotError::Busy),
+            };
             if active.is_err() {
                 self.leave();
             }

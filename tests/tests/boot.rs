@@ -74,11 +74,19 @@ fn self_tests_pass() {
         "processors_take_nmis_on_their_own_stacks",
         "kernel_unmaps_reach_every_processor",
         "cell_swapped_while_every_processor_calls_it",
+        "lock_held_too_long_is_reported",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }
     assert!(output.contains("cells: virtio_blk 0.1.0 (block) loaded from /lib/cells/virtio_blk.cell"), "{output}");
     assert!(output.contains("selftest: 3 other processor(s) online"), "{output}");
+    // lock_held_too_long_is_reported: the waiter named the lock's source
+    // line, and said when it got it.
+    assert!(
+        output.lines().any(|l| l.contains(": the lock taken at kernel/src/cells.rs:") && l.contains("has been held for over 5 s")),
+        "no lock stall report:\n{output}"
+    );
+    assert!(output.lines().any(|l| l.contains(": the lock taken at kernel/src/cells.rs:") && l.contains("is free again after")), "{output}");
     assert_eq!(exit, Exit::Success, "{output}");
 }
 

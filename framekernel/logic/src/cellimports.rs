@@ -32,9 +32,12 @@ use alloc::format;
 use alloc::string::String;
 
 /// Base functions a cell may call: each returns a handle the base owns and
-/// takes back on drop (ports, PCI functions, DMA memory), or plain data.
-pub const BASE_FUNCTIONS: [&str; 6] = [
+/// takes back on drop (ports, PCI functions, DMA memory), or plain data;
+/// `sync::report_stall` is what a cell's `SpinLock`/`Mutex` (generic base
+/// code compiled into the cell) calls to report a lock held over 5 s.
+pub const BASE_FUNCTIONS: [&str; 7] = [
     "framekernel::pci::devices",
+    "framekernel::sync::report_stall",
     "framekernel::io::claim_legacy",
     "framekernel::time::now_ns",
     "framekernel::console::claim_uart",
