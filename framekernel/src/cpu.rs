@@ -87,6 +87,13 @@ pub fn kick(index: usize) -> bool {
 }
 
 
+/// Returns once every other set-up processor has taken an interrupt (an
+/// NMI, which serializes it and orders its memory accesses):
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)`.
+pub fn barrier_others() {
+    crate::mm::tlb::shootdown(crate::mm::tlb::other_processors(), 0, 0, 0);
+}
+
 /// The index of the processor running the caller (0: the boot processor;
 /// the others in the order they were started).
 pub fn current_index() -> usize {

@@ -716,6 +716,14 @@ static void linux_rules(char *self) {
     CHECK(supported > 0 && (supported & 1));
     CHECK(syscall(SYS_membarrier, 1, 0, 0) == 0);
     CHECK_ERR(syscall(SYS_membarrier, 0, 1, 0), EINVAL);
+    CHECK_ERR(syscall(SYS_membarrier, 3, 0, 0), EINVAL); /* two commands at once */
+    /* PRIVATE_EXPEDITED needs REGISTER_PRIVATE_EXPEDITED first (EPERM);
+     * GLOBAL_EXPEDITED needs no registration of the caller. */
+    CHECK(supported & 8 && supported & 16);
+    CHECK_ERR(syscall(SYS_membarrier, 8, 0, 0), EPERM);
+    CHECK(syscall(SYS_membarrier, 16, 0, 0) == 0);
+    CHECK(syscall(SYS_membarrier, 8, 0, 0) == 0);
+    CHECK(syscall(SYS_membarrier, 2, 0, 0) == 0);
     /* I/O priorities: none set, then best effort level 6; RT needs root. */
     CHECK(syscall(SYS_ioprio_get, 1, 0) == 0);
     CHECK(syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 6) == 0 && syscall(SYS_ioprio_get, 1, 0) == ((2 << 13) | 6));

@@ -220,6 +220,9 @@ pub struct AddressSpace {
     /// `MADV_DONTDUMP` ranges (start → end, disjoint): left out of core
     /// dumps.
     dont_dump: BTreeMap<u64, u64>,
+    /// `membarrier` registrations (the `MEMBARRIER_CMD_REGISTER_*` bits
+    /// given); a new space (exec, fork) has none, as Linux's.
+    pub membarrier_registered: u64,
 }
 
 /// Adds (`on`) or removes `[start, end)` in a map of disjoint ranges
@@ -268,6 +271,7 @@ impl AddressSpace {
             lock_future: false,
             hiwater: 0,
             dont_dump: BTreeMap::new(),
+            membarrier_registered: 0,
         })
     }
 

@@ -135,6 +135,13 @@ impl VmSpace {
         crate::percpu::this_cpu().active_root.load(Ordering::SeqCst) == self.root
     }
 
+    /// Returns once every other processor that has this space loaded has
+    /// taken an interrupt (an NMI, which serializes it and orders its
+    /// memory accesses): `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`.
+    pub fn barrier_others(&self) {
+        super::tlb::shootdown(super::tlb::others_using(self.root), 0, 0, 0);
+    }
+
     /// After a change to the page at `vaddr`: this processor's TLB (when
     /// the space is loaded here) and every other processor's that has the
     /// space loaded forget it.

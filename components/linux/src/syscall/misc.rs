@@ -1101,23 +1101,45 @@ pub(super) fn get_robust_list(p: &mut Process, pid: u64, head: u64, len: u64) ->
 }
 
 const MEMBARRIER_CMD_QUERY: u64 = 0;
-/// The commands this kernel answers: GLOBAL (1), GLOBAL_EXPEDITED (2),
-/// REGISTER_GLOBAL_EXPEDITED (4), PRIVATE_EXPEDITED (8),
-/// REGISTER_PRIVATE_EXPEDITED (16). Known gap with several processors:
-/// a thread running user code on another one passes a full barrier at its
-/// next interrupt or system call (within a tick, 1 ms), not before this
-/// call returns as Linux makes sure with IPIs (to be built: a kick that
-/// waits for every processor's answer).
-const MEMBARRIER_SUPPORTED: u64 = 1 | 2 | 4 | 8 | 16;
+const MEMBARRIER_CMD_GLOBAL: u64 = 1;
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: u64 = 2;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: u64 = 4;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: u64 = 8;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: u64 = 16;
+/// The commands this kernel answers (the `SYNC_CORE` and `RSEQ` ones are
+/// not offered: QUERY leaves them out, as a kernel without them does).
+const MEMBARRIER_SUPPORTED: u64 = MEMBARRIER_CMD_GLOBAL
+    | MEMBARRIER_CMD_GLOBAL_EXPEDITED
+    | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED
+    | MEMBARRIER_CMD_PRIVATE_EXPEDITED
+    | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED;
 
-/// `membarrier(cmd, flags, cpu_id)`.
-pub(super) fn membarrier(cmd: u64, flags: u64, _cpu: u64) -> SysResult {
+/// `membarrier(cmd, flags, cpu_id)`: a barrier returns once every other
+/// processor (GLOBAL, GLOBAL_EXPEDITED) or every other processor running
+/// this process's memory (PRIVATE_EXPEDITED, which needs its
+/// registration first: EPERM) has taken an interrupt, as Linux's IPIs.
+pub(super) fn membarrier(p: &mut Process, cmd: u64, flags: u64, _cpu: u64) -> SysResult {
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
     match cmd {
         MEMBARRIER_CMD_QUERY => Ok(MEMBARRIER_SUPPORTED),
-        c if c.is_power_of_two() && c & MEMBARRIER_SUPPORTED != 0 => Ok(0),
+        MEMBARRIER_CMD_GLOBAL | MEMBARRIER_CMD_GLOBAL_EXPEDITED => {
+            framekernel::cpu::barrier_others();
+            Ok(0)
+        }
+        MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED => {
+            p.memory.lock().membarrier_registered |= cmd;
+            Ok(0)
+        }
+        MEMBARRIER_CMD_PRIVATE_EXPEDITED => {
+            let space = p.memory.lock();
+            if space.membarrier_registered & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED == 0 {
+                return Err(Errno::EPERM);
+            }
+            space.space().barrier_others();
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }

@@ -445,7 +445,7 @@ pub fn dispatch(p: &mut Process, context: &mut UserContext) -> Action {
         261 => fs::utimes(p, a[0], a[1], a[2], 1000),
         160 => prlimit64(p, 0, a[0], a[1], 0),
         274 => get_robust_list(p, a[0], a[1], a[2]),
-        324 => membarrier(a[0], a[1], a[2]),
+        324 => membarrier(p, a[0], a[1], a[2]),
         187 => readahead(p, a[0]),
         251 => ioprio_set(p, a[0], a[1], a[2]),
         252 => ioprio_get(p, a[0], a[1]),
