@@ -139,6 +139,7 @@ $(BUILD)/userspace/bin/%: userspace/tests/%.c userspace/tests/tessera_test.h | d
 	gcc -static -O2 -Wall -Werror -pthread -o $@ $<
 
 BENCH_BIN := $(BUILD)/userspace/bench/bench
+SMPBENCH_BIN := $(BUILD)/userspace/bench/smpbench
 
 # Tools installed in the root file system.
 CELLCTL := $(BUILD)/userspace/sbin/cellctl
@@ -151,6 +152,10 @@ $(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh userspace/bench/f
 	gcc -static -O2 -Wall -Werror -o $@ $<
 	cp userspace/bench/cells.sh userspace/bench/fs.sh $(dir $@)
 
+$(SMPBENCH_BIN): userspace/bench/smpbench.c | deps
+	@mkdir -p $(dir $@)
+	gcc -static -O2 -Wall -Werror -pthread -o $@ $<
+
 # Hostile and unsupported program files for userspace/tests/exec.c.
 TESTDATA := $(BUILD)/userspace/testdata
 $(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello userspace/tests/hello.c
@@ -159,7 +164,7 @@ $(TESTDATA)/.made: userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bi
 	python3 userspace/testdata/make-bad-programs.py $(BUILD)/userspace/bin/musl/hello $(TESTDATA) $(TESTDATA)/dynamic
 	@touch $@
 
-userspace: $(USER_BINS) $(BENCH_BIN) $(CELLCTL) $(TESTDATA)/.made
+userspace: $(USER_BINS) $(BENCH_BIN) $(SMPBENCH_BIN) $(CELLCTL) $(TESTDATA)/.made
 
 # The same test programs must pass on the Linux host: they check Linux
 # behaviour, not ours. Prints one summary line in the closing format.
@@ -200,14 +205,14 @@ $(BUILD)/debian.made: tools/bring.sh
 # The test boot archive (`make run-fast`, the QEMU tests): the system and,
 # under /opt/tessera, the test programs, benchmarks, test data and Debian
 # programs.
-$(INITRD): $(SYSTEM_DEPS) $(USER_BINS) $(BENCH_BIN) $(TESTDATA)/.made $(BUILD)/debian.made
+$(INITRD): $(SYSTEM_DEPS) $(USER_BINS) $(BENCH_BIN) $(SMPBENCH_BIN) $(TESTDATA)/.made $(BUILD)/debian.made
 	$(MKINITRD) $@ $(SYSTEM_FILES) opt/tessera/bin=$(BUILD)/userspace/bin \
 		opt/tessera/bench=$(BUILD)/userspace/bench opt/tessera/testdata=$(TESTDATA) =$(DEBIAN)
 
 # The ISO's archive (`make run`): the system and the benchmarks, without
 # the 12 MB of test programs, so GRUB reads far less from the CD.
 IMAGE := $(BUILD)/image.cpio
-$(IMAGE): $(SYSTEM_DEPS) $(BENCH_BIN)
+$(IMAGE): $(SYSTEM_DEPS) $(BENCH_BIN) $(SMPBENCH_BIN)
 	$(MKINITRD) $@ $(SYSTEM_FILES) opt/tessera/bench=$(BUILD)/userspace/bench
 
 iso: $(ISO)

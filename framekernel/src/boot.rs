@@ -130,7 +130,7 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     // The firmware's processor list; before the timer, which routes its
     // watchdog NMI through the I/O APIC the list names.
     crate::cpu::init(info.rsdp);
-    if let Err(why) = arch::lapic::init() {
+    if let Err(why) = arch::lapic::init().and_then(|()| arch::lapic::enable_boot_processor()) {
         log::warn!("local APIC: {why}; no inter-processor interrupts");
     }
     let modules: Vec<(u64, u64)> = info.modules.iter().map(|m| (m.start, m.end)).collect();

@@ -80,7 +80,10 @@ pub fn start_others(entry: fn(usize) -> !) -> usize {
 /// Interrupts processor `index` so that it looks at its work again (it
 /// leaves `wait_for_interrupt`); false when it is not online.
 pub fn kick(index: usize) -> bool {
-    match crate::percpu::block(index).filter(|b| index != 0 && b.online.load(core::sync::atomic::Ordering::Acquire)) {
+    let reachable = |b: &crate::percpu::PerCpu| {
+        if index == 0 { crate::arch::lapic::boot_processor_kickable() } else { b.online.load(core::sync::atomic::Ordering::Acquire) }
+    };
+    match crate::percpu::block(index).filter(|b| reachable(b)) {
         Some(block) => crate::arch::lapic::send_kick(block.apic_id.load(core::sync::atomic::Ordering::Relaxed)).is_ok(),
         None => false,
     }

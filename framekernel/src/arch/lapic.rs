@@ -95,6 +95,29 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
     Ok(per_period)
 }
 
+/// Whether the boot processor's local APIC takes the kick.
+static BOOT_KICKABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Software-enables the boot processor's local APIC (spurious vector, all
+/// priorities) without a timer of its own: its ticks come from the PIT
+/// through the PICs (LINT0 in virtual-wire mode, as the firmware left it;
+/// enabling changes no LVT entry), and it now takes the kick, so a task
+/// queued there by another processor runs at once instead of at the next
+/// tick. Call once, on the boot processor, after [`init`].
+pub(crate) fn enable_boot_processor() -> Result<(), &'static str> {
+    let lapic = window()?;
+    let revoked = |_| "the local APIC window was revoked";
+    lapic.write::<u32>(TPR, 0).map_err(revoked)?;
+    lapic.write::<u32>(SVR, 0x100 | u32::from(SPURIOUS_VECTOR)).map_err(revoked)?;
+    BOOT_KICKABLE.store(true, core::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+/// True once [`enable_boot_processor`] has run.
+pub(crate) fn boot_processor_kickable() -> bool {
+    BOOT_KICKABLE.load(core::sync::atomic::Ordering::Acquire)
+}
+
 /// Acknowledges the interrupt this processor's local APIC delivered.
 pub(crate) fn end_of_interrupt() {
     if let Ok(lapic) = window() {

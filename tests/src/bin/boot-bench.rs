@@ -44,6 +44,12 @@ fn main() {
         fs_figures();
         return;
     }
+    // `boot-bench smp`: only the multiprocessor figures.
+    if std::env::args().nth(1).as_deref() == Some("smp") {
+        cell_call_figures();
+        smp_figures();
+        return;
+    }
     // `boot-bench net`: only the network figures.
     if std::env::args().nth(1).as_deref() == Some("net") {
         net_figures();
@@ -68,7 +74,56 @@ fn main() {
     shell_figures();
     cell_figures();
     cell_call_figures();
+    smp_figures();
     fs_figures();
+}
+
+/// Multiprocessor figures: Tessera booted with 1, 2 and 4 processors runs
+/// `smpbench` (userspace/bench/smpbench.c) at the shell: N independent
+/// CPU-bound processes at once, a wake on another processor (pipe
+/// ping-pong), and a munmap that shoots down another processor's TLB.
+fn smp_figures() {
+    let host = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("multiprocessor (QEMU TCG, one host thread per processor; this host has {host} cores):");
+    let mut spin: Vec<(u32, u32, f64)> = Vec::new(); // (processors, processes, ms)
+    let mut other: Vec<(u32, String)> = Vec::new();
+    for cpus in [1u32, 2, 4] {
+        let options = MachineOptions { memory: "512M".into(), cpus, wall_clock: Duration::from_secs(900), ..MachineOptions::kernel("") };
+        let mut m = Machine::start(&format!("smp-bench-{cpus}"), &options);
+        m.expect("built-in shell (ash)", Duration::from_secs(120));
+        m.expect("# ", Duration::from_secs(60));
+        let out = m.capture(
+            "b=/opt/tessera/bench/smpbench; for n in 1 2 4; do $b spin $n; done; $b wake; $b shootdown",
+            Duration::from_secs(800),
+        );
+        m.send("poweroff\r");
+        let _ = m.wait_exit(Duration::from_secs(30));
+        for line in out.lines().filter_map(|l| l.trim().strip_prefix("smpbench ")) {
+            if let Some(rest) = line.strip_prefix("spin ") {
+                let n = rest.split(':').next().and_then(|v| v.trim().parse().ok());
+                let ms = rest.split(": ").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok());
+                if let (Some(n), Some(ms)) = (n, ms) {
+                    spin.push((cpus, n, ms));
+                }
+            } else {
+                other.push((cpus, line.to_string()));
+            }
+        }
+    }
+    println!("  N processes each doing the same CPU-bound work at once: wall time in ms (throughput speed-up over one process)");
+    println!("  {:<12} {:>16} {:>16} {:>16}", "processors", "N=1", "N=2", "N=4");
+    for cpus in [1u32, 2, 4] {
+        let one = spin.iter().find(|&&(c, n, _)| c == cpus && n == 1).map(|&(_, _, ms)| ms);
+        let cell = |n: u32| match (spin.iter().find(|&&(c, k, _)| c == cpus && k == n), one) {
+            (Some(&(_, _, ms)), Some(one)) => format!("{ms:.0} ({:.2}x)", f64::from(n) * one / ms),
+            (Some(&(_, _, ms)), None) => format!("{ms:.0}"),
+            (None, _) => "-".to_string(),
+        };
+        println!("  {:<12} {:>16} {:>16} {:>16}", cpus, cell(1), cell(2), cell(4));
+    }
+    for (cpus, line) in other {
+        println!("  {cpus} processor(s): {line}");
+    }
 }
 
 /// A fresh ext2 image (4 KiB blocks) for the file-system figures.
@@ -166,7 +221,8 @@ fn fs_figures() {
 
 /// The cost of one call through a slot and the cell boundary.
 fn cell_call_figures() {
-    let mut machine = Machine::start("cell-call-bench", &MachineOptions::kernel("tessera.cellbench"));
+    let options = MachineOptions { cpus: 4, ..MachineOptions::kernel("tessera.cellbench") };
+    let mut machine = Machine::start("cell-call-bench", &options);
     let _ = machine.wait_exit(Duration::from_secs(300));
     let output = machine.output();
     let per_call: Vec<f64> = output
@@ -178,6 +234,24 @@ fn cell_call_figures() {
         println!("cell call: no figures in {output:?}");
     } else {
         println!("  call through a slot and the boundary (probe calls()): median {:.0} ns over {} rounds", median(per_call.clone()), per_call.len());
+    }
+    // With four processors calling the same slot at once, then swapping it
+    // while they go on.
+    for line in output.lines().filter(|l| l.starts_with("cellbench call all:")) {
+        println!("  {}", line.trim_start_matches("cellbench ").trim());
+    }
+    let busy: Vec<f64> = output
+        .lines()
+        .filter(|l| l.starts_with("cellbench swap busy:"))
+        .filter_map(|l| l.split("gate closed for ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    if !busy.is_empty() {
+        println!(
+            "  swap downtime while every processor calls the slot: median {:.0} us, max {:.0} over {} swaps",
+            median(busy.clone()),
+            busy.iter().copied().fold(0.0, f64::max),
+            busy.len()
+        );
     }
 }
 
