@@ -987,6 +987,10 @@ pub fn selftests() -> Vec<SelfTest> {
             name: "lock_held_too_long_is_reported",
             run: lock_held_too_long_is_reported
         },
+        SelfTest {
+            name: "redteam_barriers_kicks_and_spinlocks_everywhere",
+            run: barriers_kicks_and_spinlocks_everywhere
+        },
     ]
 }
 
@@ -1018,6 +1022,74 @@ fn lock_held_too_long_is_reported() -> Result<(), String> {
     ensure!(!early, "the waiter got a lock that was held");
     ensure!(wait_for(|| GOT.load(Ordering::SeqCst) && waiter.is_finished()), "the waiter did not get the lock once it was free");
     ensure!(*LOCK.lock() >= 1, "the waiter's update is missing");
+    Ok(())
+}
+
+/// Red team: every processor at once calls `barrier_others` (half of the
+/// calls with interrupts off, some while holding a SpinLock that another
+/// processor spins on with interrupts off) and kicks processor 0 and the
+/// others, for 3 s. Nothing may hang, stop the kernel or panic.
+fn barriers_kicks_and_spinlocks_everywhere() -> Result<(), String> {
+    use core::sync::atomic::{AtomicBool, AtomicU64};
+    use framekernel::cpu::MAX_CPUS;
+    use framekernel::sync::SpinLock;
+    static HELD: SpinLock<u64> = SpinLock::new(0);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static DONE: AtomicU64 = AtomicU64::new(0);
+    static BARRIERS: AtomicU64 = AtomicU64::new(0);
+    fn hammer(me: usize) {
+        let mut round = 0u64;
+        while !STOP.load(Ordering::SeqCst) {
+            round += 1;
+            match (round + me as u64) % 4 {
+                0 => framekernel::arch::without_interrupts(framekernel::cpu::barrier_others),
+                1 => {
+                    // Hold the SpinLock (interrupts off) across barriers
+                    // while others spin on it with interrupts off.
+                    let mut g = HELD.lock();
+                    *g += 1;
+                    for _ in 0..3 {
+                        framekernel::cpu::barrier_others();
+                    }
+                }
+                2 => {
+                    for i in 0..MAX_CPUS {
+                        let _ = framekernel::cpu::kick(i);
+                    }
+                }
+                _ => framekernel::cpu::barrier_others(),
+            }
+            BARRIERS.fetch_add(1, Ordering::Relaxed);
+            if round % 64 == 0 {
+                tessera_sched::yield_now();
+            }
+        }
+        DONE.fetch_add(1, Ordering::SeqCst);
+    }
+    STOP.store(false, Ordering::SeqCst);
+    DONE.store(0, Ordering::SeqCst);
+    let others: Vec<usize> = (1..MAX_CPUS).filter(|&i| framekernel::cpu::is_online(i)).collect();
+    let mut tasks = Vec::new();
+    for &i in &others {
+        tasks.push(tessera_sched::spawn_on(i, "rt-barrier", move || hammer(i)).map_err(|e| format!("spawn on {i}: {e:?}"))?);
+    }
+    let until = framekernel::time::now_ns() + 3_000_000_000;
+    let mut round = 0u64;
+    while framekernel::time::now_ns() < until {
+        round += 1;
+        if round % 2 == 0 {
+            framekernel::arch::without_interrupts(framekernel::cpu::barrier_others);
+        } else {
+            let _g = HELD.lock();
+            framekernel::cpu::barrier_others();
+        }
+        if round % 64 == 0 {
+            tessera_sched::yield_now();
+        }
+    }
+    STOP.store(true, Ordering::SeqCst);
+    ensure!(wait_for(|| DONE.load(Ordering::SeqCst) as usize == others.len()), "the hammering tasks did not stop");
+    log::info!("redteam: {} barriers/kicks from the others, {round} here", BARRIERS.load(Ordering::Relaxed));
     Ok(())
 }
 

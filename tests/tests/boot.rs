@@ -75,6 +75,7 @@ fn self_tests_pass() {
         "kernel_unmaps_reach_every_processor",
         "cell_swapped_while_every_processor_calls_it",
         "lock_held_too_long_is_reported",
+        "redteam_barriers_kicks_and_spinlocks_everywhere",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }

@@ -4,6 +4,8 @@
  *
  *   smpbench spin N      N processes each do the same fixed CPU-bound
  *                        work at once: wall time (ms)
+ *   smpbench pipes N     N shell pipelines (dd | gzip | md5sum) at
+ *                        once: wall time (ms)
  *   smpbench wake        pipe ping-pong between two processes on one
  *                        processor and on two (a wake on another
  *                        processor costs an IPI): round trip (ns)
@@ -139,6 +141,31 @@ static int wake(void) {
     return same < 0 || other < 0;
 }
 
+/* N shell pipelines at once, each compressing 8 MiB of zeros with gzip
+ * and summing the result with md5sum (a build-like mix of processes,
+ * pipes and CPU work): wall time. */
+static int pipes(int n) {
+    const char *cmd = "dd if=/dev/zero bs=64k count=128 2>/dev/null | gzip -c | md5sum >/dev/null";
+    long long start = now_ns();
+    for (int i = 0; i < n; i++) {
+        pid_t child = fork();
+        if (child == 0) {
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        if (child < 0) {
+            perror("smpbench: fork");
+            return 1;
+        }
+    }
+    int failed = 0, status;
+    for (int i = 0; i < n; i++)
+        if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            failed++;
+    printf("smpbench pipes %d: %lld ms on %d processor(s)%s\n", n, (now_ns() - start) / 1000000, ncpus, failed ? " (a pipeline failed)" : "");
+    return failed != 0;
+}
+
 static volatile int stop;
 static void *spinner(void *arg) {
     pin((int)(intptr_t)arg);
@@ -187,10 +214,12 @@ int main(int argc, char **argv) {
     }
     if (argc > 2 && strcmp(argv[1], "spin") == 0)
         return spin(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
+    if (argc > 2 && strcmp(argv[1], "pipes") == 0)
+        return pipes(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
     if (argc > 1 && strcmp(argv[1], "wake") == 0)
         return wake();
     if (argc > 1 && strcmp(argv[1], "shootdown") == 0)
         return shootdown();
-    fprintf(stderr, "usage: smpbench spin N | wake | shootdown\n");
+    fprintf(stderr, "usage: smpbench spin N | pipes N | wake | shootdown\n");
     return 2;
 }

@@ -86,6 +86,7 @@ fn smp_figures() {
     let host = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("multiprocessor (QEMU TCG, one host thread per processor; this host has {host} cores):");
     let mut spin: Vec<(u32, u32, f64)> = Vec::new(); // (processors, processes, ms)
+    let mut pipes: Vec<(u32, u32, f64)> = Vec::new(); // (processors, pipelines, ms)
     let mut other: Vec<(u32, String)> = Vec::new();
     for cpus in [1u32, 2, 4] {
         let options = MachineOptions { memory: "512M".into(), cpus, wall_clock: Duration::from_secs(900), ..MachineOptions::kernel("") };
@@ -93,33 +94,41 @@ fn smp_figures() {
         m.expect("built-in shell (ash)", Duration::from_secs(120));
         m.expect("# ", Duration::from_secs(60));
         let out = m.capture(
-            "b=/opt/tessera/bench/smpbench; for n in 1 2 4; do $b spin $n; done; $b wake; $b shootdown",
+            "b=/opt/tessera/bench/smpbench; $b pipes 1 >/dev/null; for n in 1 2 4; do $b spin $n; done; for n in 1 2 4; do $b pipes $n; done; $b wake; $b shootdown",
             Duration::from_secs(800),
         );
         m.send("poweroff\r");
         let _ = m.wait_exit(Duration::from_secs(30));
         for line in out.lines().filter_map(|l| l.trim().strip_prefix("smpbench ")) {
-            if let Some(rest) = line.strip_prefix("spin ") {
-                let n = rest.split(':').next().and_then(|v| v.trim().parse().ok());
-                let ms = rest.split(": ").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok());
-                if let (Some(n), Some(ms)) = (n, ms) {
-                    spin.push((cpus, n, ms));
-                }
+            let timed = |rest: &str| -> Option<(u32, f64)> {
+                let n = rest.split(':').next()?.trim().parse().ok()?;
+                let ms = rest.split(": ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+                Some((n, ms))
+            };
+            if let Some((n, ms)) = line.strip_prefix("spin ").and_then(timed) {
+                spin.push((cpus, n, ms));
+            } else if let Some((n, ms)) = line.strip_prefix("pipes ").and_then(timed) {
+                pipes.push((cpus, n, ms));
             } else {
                 other.push((cpus, line.to_string()));
             }
         }
     }
-    println!("  N processes each doing the same CPU-bound work at once: wall time in ms (throughput speed-up over one process)");
-    println!("  {:<12} {:>16} {:>16} {:>16}", "processors", "N=1", "N=2", "N=4");
-    for cpus in [1u32, 2, 4] {
-        let one = spin.iter().find(|&&(c, n, _)| c == cpus && n == 1).map(|&(_, _, ms)| ms);
-        let cell = |n: u32| match (spin.iter().find(|&&(c, k, _)| c == cpus && k == n), one) {
-            (Some(&(_, _, ms)), Some(one)) => format!("{ms:.0} ({:.2}x)", f64::from(n) * one / ms),
-            (Some(&(_, _, ms)), None) => format!("{ms:.0}"),
-            (None, _) => "-".to_string(),
-        };
-        println!("  {:<12} {:>16} {:>16} {:>16}", cpus, cell(1), cell(2), cell(4));
+    for (title, rows) in [
+        ("N processes each doing the same CPU-bound work at once", &spin),
+        ("N pipelines (dd 8 MiB | gzip | md5sum) at once", &pipes),
+    ] {
+        println!("  {title}: wall time in ms (throughput speed-up over one)");
+        println!("  {:<12} {:>16} {:>16} {:>16}", "processors", "N=1", "N=2", "N=4");
+        for cpus in [1u32, 2, 4] {
+            let one = rows.iter().find(|&&(c, n, _)| c == cpus && n == 1).map(|&(_, _, ms)| ms);
+            let cell = |n: u32| match (rows.iter().find(|&&(c, k, _)| c == cpus && k == n), one) {
+                (Some(&(_, _, ms)), Some(one)) => format!("{ms:.0} ({:.2}x)", f64::from(n) * one / ms),
+                (Some(&(_, _, ms)), None) => format!("{ms:.0}"),
+                (None, _) => "-".to_string(),
+            };
+            println!("  {:<12} {:>16} {:>16} {:>16}", cpus, cell(1), cell(2), cell(4));
+        }
     }
     for (cpus, line) in other {
         println!("  {cpus} processor(s): {line}");
