@@ -328,7 +328,8 @@ ltp-linux: deps
 
 # --- measurements -----------------------------------------------------------
 # `make bench BENCH=fs`: only the file-system figures (Tessera and, when
-# tests/ltp/fetch-linux.sh has fetched it, Debian's Linux).
+# tests/ltp/fetch-linux.sh has fetched it, Debian's Linux); `BENCH=smp`:
+# only the multiprocessor and cell-call figures; `BENCH=net`: the network.
 bench: $(ISO) $(INITRD) $(MKINITRD)
 	$(TEST_ENV) \
 		$(CARGO) run -q -p tessera-tests --bin boot-bench --release -- $(BENCH)

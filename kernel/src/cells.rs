@@ -1060,7 +1060,7 @@ fn barriers_kicks_and_spinlocks_everywhere() -> Result<(), String> {
                 _ => framekernel::cpu::barrier_others(),
             }
             BARRIERS.fetch_add(1, Ordering::Relaxed);
-            if round % 64 == 0 {
+            if round.is_multiple_of(64) {
                 tessera_sched::yield_now();
             }
         }
@@ -1077,13 +1077,13 @@ fn barriers_kicks_and_spinlocks_everywhere() -> Result<(), String> {
     let mut round = 0u64;
     while framekernel::time::now_ns() < until {
         round += 1;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             framekernel::arch::without_interrupts(framekernel::cpu::barrier_others);
         } else {
             let _g = HELD.lock();
             framekernel::cpu::barrier_others();
         }
-        if round % 64 == 0 {
+        if round.is_multiple_of(64) {
             tessera_sched::yield_now();
         }
     }
