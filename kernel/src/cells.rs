@@ -668,6 +668,11 @@ fn wait_for(done: impl Fn() -> bool) -> bool {
     true
 }
 
+/// The online processors besides the boot processor, by index.
+fn other_processors() -> Vec<usize> {
+    (1..framekernel::cpu::MAX_CPUS).filter(|&i| framekernel::cpu::is_online(i)).collect()
+}
+
 fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
     use core::sync::atomic::AtomicU8;
     let slot = probe_slot("probe-drain")?;
@@ -851,7 +856,7 @@ fn every_processor_benchmark(slot: &Arc<ProbeSlot>) {
     static NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
     static DONE: AtomicUsize = AtomicUsize::new(0);
     static FAILED: AtomicU64 = AtomicU64::new(0);
-    let online: Vec<usize> = (0..MAX_CPUS).filter(|&i| framekernel::cpu::is_online(i)).collect();
+    let online: Vec<usize> = core::iter::once(0).chain(other_processors()).collect();
     if online.len() < 2 {
         println!("cellbench call all: one processor, nothing more to measure");
         return;
@@ -860,14 +865,17 @@ fn every_processor_benchmark(slot: &Arc<ProbeSlot>) {
     for &index in &online {
         let slot = slot.clone();
         let caller = tessera_sched::spawn_on(index, "cellbench-caller", move || {
+            let call = || {
+                if slot.call_with(false, (), |p, ()| p.calls()).is_err() {
+                    FAILED.fetch_add(1, Ordering::SeqCst);
+                }
+            };
             while !GO.load(Ordering::SeqCst) {
                 core::hint::spin_loop();
             }
             let started = framekernel::time::now_ns();
             for _ in 0..CALLS {
-                if slot.call_with(false, (), |p, ()| p.calls()).is_err() {
-                    FAILED.fetch_add(1, Ordering::SeqCst);
-                }
+                call();
             }
             if let Some(ns) = NS.get(index) {
                 ns.store((framekernel::time::now_ns() - started) / CALLS, Ordering::SeqCst);
@@ -878,9 +886,7 @@ fn every_processor_benchmark(slot: &Arc<ProbeSlot>) {
             // processor lets it run now and then.
             while !STOP.load(Ordering::SeqCst) {
                 for _ in 0..64 {
-                    if slot.call_with(false, (), |p, ()| p.calls()).is_err() {
-                        FAILED.fetch_add(1, Ordering::SeqCst);
-                    }
+                    call();
                 }
                 tessera_sched::yield_now();
             }
@@ -1003,7 +1009,7 @@ fn lock_held_too_long_is_reported() -> Result<(), String> {
     use framekernel::sync::Mutex;
     static LOCK: Mutex<u32> = Mutex::new(0);
     static GOT: AtomicBool = AtomicBool::new(false);
-    let Some(other) = (1..framekernel::cpu::MAX_CPUS).find(|&i| framekernel::cpu::is_online(i)) else {
+    let Some(&other) = other_processors().first() else {
         return Ok(()); // one processor: nobody to wait
     };
     GOT.store(false, Ordering::SeqCst);
@@ -1068,7 +1074,7 @@ fn barriers_kicks_and_spinlocks_everywhere() -> Result<(), String> {
     }
     STOP.store(false, Ordering::SeqCst);
     DONE.store(0, Ordering::SeqCst);
-    let others: Vec<usize> = (1..MAX_CPUS).filter(|&i| framekernel::cpu::is_online(i)).collect();
+    let others = other_processors();
     let mut tasks = Vec::new();
     for &i in &others {
         tasks.push(tessera_sched::spawn_on(i, "rt-barrier", move || hammer(i)).map_err(|e| format!("spawn on {i}: {e:?}"))?);
@@ -1105,7 +1111,7 @@ fn swap_while_every_processor_calls() -> Result<(), String> {
     static STOP: AtomicBool = AtomicBool::new(false);
     static CALLS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
     static WRONG: AtomicU64 = AtomicU64::new(0);
-    let others: Vec<usize> = (1..MAX_CPUS).filter(|&i| framekernel::cpu::is_online(i)).collect();
+    let others = other_processors();
     ensure!(
         others.len() + 1 == framekernel::cpu::present().min(MAX_CPUS),
         "{} of {} processors online",

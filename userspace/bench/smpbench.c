@@ -64,20 +64,14 @@ static void work(long rounds) {
 
 #define SPIN_ROUNDS 60000000L
 
-static int spin(int n) {
-    /* One untimed round first: the emulator translates the loop once. */
-    pid_t warm = fork();
-    if (warm == 0) {
-        work(SPIN_ROUNDS / 4);
-        _exit(0);
-    }
-    if (warm > 0)
-        waitpid(warm, NULL, 0);
+/* Runs job() in n child processes at once and prints the wall time as
+ * "smpbench NAME N: MS ms ..."; returns non-zero if any child failed. */
+static int at_once(const char *name, int n, void (*job)(void)) {
     long long start = now_ns();
     for (int i = 0; i < n; i++) {
         pid_t child = fork();
         if (child == 0) {
-            work(SPIN_ROUNDS);
+            job();
             _exit(0);
         }
         if (child < 0) {
@@ -89,8 +83,24 @@ static int spin(int n) {
     for (int i = 0; i < n; i++)
         if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             failed++;
-    printf("smpbench spin %d: %lld ms on %d processor(s)%s\n", n, (now_ns() - start) / 1000000, ncpus, failed ? " (a worker failed)" : "");
+    printf("smpbench %s %d: %lld ms on %d processor(s)%s\n", name, n, (now_ns() - start) / 1000000, ncpus, failed ? " (a child failed)" : "");
     return failed != 0;
+}
+
+static void spin_job(void) {
+    work(SPIN_ROUNDS);
+}
+
+static int spin(int n) {
+    /* One untimed round first: the emulator translates the loop once. */
+    pid_t warm = fork();
+    if (warm == 0) {
+        work(SPIN_ROUNDS / 4);
+        _exit(0);
+    }
+    if (warm > 0)
+        waitpid(warm, NULL, 0);
+    return at_once("spin", n, spin_job);
 }
 
 /* Round trips of one byte between this process and a child on processor
@@ -144,26 +154,9 @@ static int wake(void) {
 /* N shell pipelines at once, each compressing 8 MiB of zeros with gzip
  * and summing the result with md5sum (a build-like mix of processes,
  * pipes and CPU work): wall time. */
-static int pipes(int n) {
-    const char *cmd = "dd if=/dev/zero bs=64k count=128 2>/dev/null | gzip -c | md5sum >/dev/null";
-    long long start = now_ns();
-    for (int i = 0; i < n; i++) {
-        pid_t child = fork();
-        if (child == 0) {
-            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-            _exit(127);
-        }
-        if (child < 0) {
-            perror("smpbench: fork");
-            return 1;
-        }
-    }
-    int failed = 0, status;
-    for (int i = 0; i < n; i++)
-        if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            failed++;
-    printf("smpbench pipes %d: %lld ms on %d processor(s)%s\n", n, (now_ns() - start) / 1000000, ncpus, failed ? " (a pipeline failed)" : "");
-    return failed != 0;
+static void pipeline_job(void) {
+    execl("/bin/sh", "sh", "-c", "dd if=/dev/zero bs=64k count=128 2>/dev/null | gzip -c | md5sum >/dev/null", (char *)NULL);
+    _exit(127);
 }
 
 static volatile int stop;
@@ -215,7 +208,7 @@ int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[1], "spin") == 0)
         return spin(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
     if (argc > 2 && strcmp(argv[1], "pipes") == 0)
-        return pipes(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
+        return at_once("pipes", atoi(argv[2]) > 0 ? atoi(argv[2]) : 1, pipeline_job);
     if (argc > 1 && strcmp(argv[1], "wake") == 0)
         return wake();
     if (argc > 1 && strcmp(argv[1], "shootdown") == 0)
