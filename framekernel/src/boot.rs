@@ -133,6 +133,10 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     if let Err(why) = arch::lapic::init().and_then(|()| arch::lapic::enable_boot_processor()) {
         log::warn!("local APIC: {why}; no inter-processor interrupts");
     }
+    // The PCI scan sizes BARs, turning decoding off and on: done while
+    // this is the only processor (see `mm::tlb::with_others_held`).
+    let functions = crate::pci::devices().len();
+    log::debug!("pci: {functions} function(s)");
     let modules: Vec<(u64, u64)> = info.modules.iter().map(|m| (m.start, m.end)).collect();
     arch::smp::start_aps(&modules);
     time::read_wall_clock();

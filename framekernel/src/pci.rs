@@ -41,13 +41,17 @@ fn read32(address: PciAddress, offset: u8) -> u32 {
 
 fn write32(address: PciAddress, offset: u8, value: u32) {
     let _guard = CONFIG.lock();
-    // SAFETY: as in `read32`. Callers write only the command register and
-    // BARs during sizing (restored at once), or the device-specific area of
-    // a function they have claimed.
-    unsafe {
-        Port::<u32>::new(0xcf8).write(address.config_address(offset));
-        Port::<u32>::new(0xcfc).write(value);
-    }
+    // The other processors wait, touching no device memory, while the
+    // write may move device memory (see `with_others_held`).
+    crate::mm::tlb::with_others_held(|| {
+        // SAFETY: as in `read32`. Callers write only the command register
+        // and BARs during sizing (restored at once), or the device-specific
+        // area of a function they have claimed.
+        unsafe {
+            Port::<u32>::new(0xcf8).write(address.config_address(offset));
+            Port::<u32>::new(0xcfc).write(value);
+        }
+    })
 }
 
 /// What the scan found about one function.

@@ -73,6 +73,7 @@ fn self_tests_pass() {
         "cell_swap_drains_calls_and_refuses_a_second",
         "processors_take_nmis_on_their_own_stacks",
         "kernel_unmaps_reach_every_processor",
+        "pci_writes_hold_the_other_processors",
         "cell_swapped_while_every_processor_calls_it",
         "lock_held_too_long_is_reported",
         "redteam_barriers_kicks_and_spinlocks_everywhere",

@@ -16,6 +16,11 @@
 //! The NMI handler takes no lock: it reads the request, flushes, and, when
 //! asked to leave an address space that is being dropped and its CR3 holds
 //! it, loads the kernel's tables.
+//!
+//! The same request can also *hold* the others ([`with_others_held`]): each
+//! answers, then waits inside its NMI handler, where no interrupt reaches
+//! it and it touches no device memory, until the asker is done. The PCI
+//! configuration writes use it; see there why.
 
 use crate::percpu::{self, PerCpu};
 use crate::sync::SpinLock;
@@ -36,6 +41,11 @@ static PAGES: AtomicU64 = AtomicU64::new(0);
 /// A PML4 the processors must stop using (0: none).
 static LEAVE_ROOT: AtomicU64 = AtomicU64::new(0);
 static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+/// The request whose targets wait in their NMI handler until it is
+/// cleared (0: none).
+static HOLD: AtomicU64 = AtomicU64::new(0);
+/// Requests that held the other processors.
+static HOLDS: AtomicU64 = AtomicU64::new(0);
 
 /// Shootdowns sent since boot (each to one or more processors).
 pub fn shootdown_count() -> u64 {
@@ -65,16 +75,63 @@ fn others_where(wanted: impl Fn(&PerCpu) -> bool) -> u64 {
 /// (`u64::MAX` pages: all, global ones included), and, when `leave_root`
 /// is non-zero, stop using that PML4. Returns once every one has done it.
 pub(crate) fn shootdown(targets: u64, start: u64, pages: u64, leave_root: u64) {
-    let me = percpu::this_cpu();
-    let targets = targets & !(1u64 << me.index());
+    let targets = targets & !(1u64 << percpu::this_cpu().index());
     if targets == 0 {
         return;
     }
     let _one_at_a_time = LOCK.lock();
+    request(targets, start, pages, leave_root, false);
+}
+
+/// Runs `f` while every other set-up processor waits in its NMI handler
+/// (interrupts cannot reach it there, and it touches no device memory),
+/// and returns its result once they have been let go.
+///
+/// For the PCI configuration writes: a write there can change where
+/// device memory is (decoding on or off, BARs, bus mastering), and QEMU's
+/// multi-threaded TCG up to 8.0 gives the other processors the new map
+/// before it drops their TLBs (its `tcg_commit`; QEMU commit 0d58c660
+/// "softmmu: Use async_run_on_cpu in tcg_commit", 8.1, fixed it). A
+/// memory-mapped access they make in between, such as a local APIC EOI,
+/// reaches whichever device now has that slot: QEMU then stops on an
+/// assertion of that device (seen once as `msix_table_mmio_write`) or the
+/// write lands in the wrong registers. Held processors make no such access,
+/// and they drop their TLBs before running on. `f` must not wait for
+/// another processor.
+pub(crate) fn with_others_held<R>(f: impl FnOnce() -> R) -> R {
+    let targets = other_processors();
+    if targets == 0 {
+        return f();
+    }
+    let _one_at_a_time = LOCK.lock();
+    /// Lets the others go even if `f` unwinds.
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            HOLD.store(0, Ordering::Release);
+        }
+    }
+    let _release = Release;
+    request(targets, 0, 0, 0, true);
+    HOLDS.fetch_add(1, Ordering::Relaxed);
+    f()
+}
+
+/// Requests that held the other processors since boot.
+pub(crate) fn hold_count() -> u64 {
+    HOLDS.load(Ordering::Relaxed)
+}
+
+/// Sends a request to `targets` (not this processor) and waits until each
+/// has carried it out; with `hold`, they wait on until `HOLD` is cleared.
+/// The caller holds `LOCK`.
+fn request(targets: u64, start: u64, pages: u64, leave_root: u64, hold: bool) {
+    let me = percpu::this_cpu();
     START.store(start, Ordering::Relaxed);
     PAGES.store(pages, Ordering::Relaxed);
     LEAVE_ROOT.store(leave_root, Ordering::Relaxed);
     let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+    HOLD.store(if hold { generation } else { 0 }, Ordering::SeqCst);
     me.tlb_ack.store(generation, Ordering::Relaxed); // nothing for this one to do
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     let blocks = || (0..percpu::MAX_CPUS).filter(move |i| targets & (1 << i) != 0).filter_map(percpu::block);
@@ -130,6 +187,12 @@ pub(crate) fn on_nmi() {
         }
     }
     block.tlb_ack.store(generation, Ordering::Release);
+    // Held: wait here until the asker is done. Only a processor that has
+    // just answered this request waits (never the asker, which marked it
+    // done for itself), and NMIs do not nest, so nothing can wait on it.
+    while HOLD.load(Ordering::Acquire) == generation {
+        core::hint::spin_loop();
+    }
 }
 
 /// Drops every translation, global ones too (toggling CR4.PGE).

@@ -129,6 +129,34 @@ fn kernel_unmaps_reach_every_processor() -> Result<(), String> {
     Ok(())
 }
 
+/// A PCI configuration write waits until every other processor has
+/// stopped in its NMI handler (QEMU's TCG may otherwise send their
+/// memory-mapped accesses to the wrong device while the map changes), and
+/// lets them go again.
+fn pci_writes_hold_the_other_processors() -> Result<(), String> {
+    let others = crate::cpu::parked();
+    let address = crate::pci::devices().first().map(|d| d.address).ok_or("no PCI function")?;
+    let device = crate::pci::PciDevice::claim(address).map_err(|e| format!("{e}"))?;
+    let (holds, shootdowns) = (mm::tlb::hold_count(), mm::shootdown_count());
+    device.enable(false).map_err(|e| format!("{e}"))?;
+    ensure!(device.read_config(4) & 0x3 == 0x3, "decoding is not on after enable: {:#x}", device.read_config(4));
+    let held = mm::tlb::hold_count() - holds;
+    if others == 0 {
+        ensure!(held == 0 && mm::shootdown_count() == shootdowns, "{held} holds with no other processor");
+        return Ok(());
+    }
+    ensure!(held == 1, "{held} holds for one configuration write with {others} other processors");
+    let own = crate::percpu::this_cpu().tlb_ack.load(Ordering::Acquire);
+    let answered = (1..=others).filter_map(crate::percpu::block).map(|b| b.tlb_ack.load(Ordering::Acquire)).collect::<Vec<_>>();
+    ensure!(answered.iter().all(|&ack| ack == own), "processors answered up to {answered:?}, the hold was request {own}");
+    // Let go: a shootdown needs every one of them to answer again.
+    mm::tlb::shootdown(mm::tlb::other_processors(), 0, 0, 0);
+    ensure!(mm::shootdown_count() - shootdowns == 2, "the processors did not answer after the hold");
+    drop(device); // bus mastering off: another configuration write, held too
+    ensure!(mm::tlb::hold_count() - holds == 2, "dropping the claim wrote without holding");
+    Ok(())
+}
+
 /// Red team (issue 10, finding 4): a DMA buffer dropped while its device
 /// may still write it does not give its frames back until the device's
 /// claim ends (bus mastering off); without a device there is no DMA
@@ -198,6 +226,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "watchdog_nmis_arrive", run: watchdog_nmis_arrive },
     SelfTest { name: "processors_take_nmis_on_their_own_stacks", run: processors_take_nmis_on_their_own_stacks },
     SelfTest { name: "kernel_unmaps_reach_every_processor", run: kernel_unmaps_reach_every_processor },
+    SelfTest { name: "pci_writes_hold_the_other_processors", run: pci_writes_hold_the_other_processors },
     SelfTest { name: "redteam_dma_frames_wait_for_bus_mastering_off", run: dma_frames_wait_for_bus_mastering_off },
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
