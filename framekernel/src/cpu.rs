@@ -77,8 +77,48 @@ pub fn start_others(entry: fn(usize) -> !) -> usize {
     crate::arch::smp::start_others(entry)
 }
 
+/// Halts this processor until an interrupt, as
+/// [`arch::wait_for_interrupt`](crate::arch::wait_for_interrupt) does, with
+/// its own periodic timer stopped meanwhile: an idle processor sleeps
+/// until something [`kick`]s it (or an NMI or a device interrupt reaches
+/// it) instead of waking a thousand times a second. Interrupts are on when
+/// it returns, and the timer runs again. The boot processor's ticks come
+/// from the PIT and go on (the kernel's clock and timers run on them).
+pub fn idle_wait() {
+    // Interrupts off from stopping the timer to the halt: a kick in
+    // between is taken by the halt (`sti; hlt`), not lost.
+    x86_64::instructions::interrupts::disable();
+    crate::arch::lapic::mask_local_timer(true);
+    crate::arch::wait_for_interrupt();
+    // Interrupts are on again: restart the timer with them off, so that
+    // no interrupt handler runs in between with it stopped.
+    x86_64::instructions::interrupts::disable();
+    crate::arch::lapic::mask_local_timer(false);
+    x86_64::instructions::interrupts::enable();
+}
+
+/// What interrupted processor `index` since it started; `None` for an
+/// index past the last processor the kernel set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InterruptCounts {
+    /// Ticks of its local APIC timer (Linux's `LOC`); 0 on the boot
+    /// processor, whose ticks are the PIT's (IRQ 0).
+    pub local_timer: u64,
+    /// Kicks from other processors (Linux's `RES`, rescheduling).
+    pub kicks: u64,
+    /// NMIs: TLB shootdowns, barriers, the cell watchdog.
+    pub nmis: u64,
+}
+
+/// How often processor `index` was interrupted, by kind.
+pub fn interrupt_counts(index: usize) -> Option<InterruptCounts> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let block = crate::percpu::block(index).filter(|b| index == 0 || b.ready.load(core::sync::atomic::Ordering::Acquire))?;
+    Some(InterruptCounts { local_timer: block.local_ticks.load(Relaxed), kicks: block.kicks.load(Relaxed), nmis: block.nmis.load(Relaxed) })
+}
+
 /// Interrupts processor `index` so that it looks at its work again (it
-/// leaves `wait_for_interrupt`); false when it is not online.
+/// leaves `wait_for_interrupt` or [`idle_wait`]); false when it is not online.
 pub fn kick(index: usize) -> bool {
     let reachable = |b: &crate::percpu::PerCpu| {
         if index == 0 { crate::arch::lapic::boot_processor_kickable() } else { b.online.load(core::sync::atomic::Ordering::Acquire) }

@@ -5,7 +5,7 @@
 //! the base itself uses (0 timer, 2 cascade, 4 console) are refused.
 
 use crate::arch::pic;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 /// Number of legacy IRQ lines.
 pub const IRQ_LINES: u8 = 16;
@@ -38,6 +38,8 @@ impl core::fmt::Display for IrqError {
 type HandlerTable = [Option<fn()>; IRQ_LINES as usize];
 
 static HANDLERS: crate::sync::BaseLock<HandlerTable> = crate::sync::BaseLock::new([None; IRQ_LINES as usize]);
+/// Lines registered with [`register_oneshot`] (bit per line).
+static ONESHOT: AtomicU16 = AtomicU16::new(0);
 static COUNTS: [AtomicU64; IRQ_LINES as usize] = [const { AtomicU64::new(0) }; IRQ_LINES as usize];
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
@@ -63,6 +65,43 @@ pub fn register(line: u8, handler: fn()) -> Result<(), IrqError> {
     install(line, handler)
 }
 
+/// Like [`register`], for a level-triggered line (a PCI function's
+/// interrupt, as the firmware routed it) whose device is quieted later,
+/// by a task (reading its status register), not by `handler`: the line is
+/// masked each time it fires, before `handler` runs, and stays masked
+/// until [`unmask`]. `handler` typically wakes that task.
+pub fn register_oneshot(line: u8, handler: fn()) -> Result<(), IrqError> {
+    if line >= IRQ_LINES {
+        return Err(IrqError::InvalidLine(line));
+    }
+    if BASE_LINES.contains(&line) {
+        return Err(IrqError::Reserved(line));
+    }
+    let mut handlers = HANDLERS.lock();
+    let slot = handlers.get_mut(usize::from(line)).ok_or(IrqError::InvalidLine(line))?;
+    if slot.is_some() {
+        return Err(IrqError::Busy(line));
+    }
+    *slot = Some(handler);
+    ONESHOT.fetch_or(1 << line, Ordering::SeqCst);
+    pic::unmask(line);
+    Ok(())
+}
+
+/// Lets a line registered with [`register_oneshot`] fire again (a no-op
+/// while it is not masked).
+pub fn unmask(line: u8) -> Result<(), IrqError> {
+    if line >= IRQ_LINES {
+        return Err(IrqError::InvalidLine(line));
+    }
+    let handlers = HANDLERS.lock();
+    if handlers.get(usize::from(line)).copied().flatten().is_none() || ONESHOT.load(Ordering::SeqCst) & (1 << line) == 0 {
+        return Err(IrqError::NotRegistered(line));
+    }
+    pic::unmask(line);
+    Ok(())
+}
+
 /// Masks IRQ `line` and removes its handler.
 pub fn unregister(line: u8) -> Result<(), IrqError> {
     if line >= IRQ_LINES {
@@ -76,6 +115,7 @@ pub fn unregister(line: u8) -> Result<(), IrqError> {
     if slot.take().is_none() {
         return Err(IrqError::NotRegistered(line));
     }
+    ONESHOT.fetch_and(!(1 << line), Ordering::SeqCst);
     pic::mask(line);
     Ok(())
 }
@@ -124,11 +164,13 @@ pub(crate) fn dispatch_local(vector: u8) -> bool {
     depth.fetch_add(1, Ordering::Relaxed);
     let tick = match vector {
         lapic::TIMER_VECTOR => {
+            crate::percpu::this_cpu().local_ticks.fetch_add(1, Ordering::Relaxed);
             crate::time::local_tick();
             lapic::end_of_interrupt();
             true
         }
         lapic::KICK_VECTOR => {
+            crate::percpu::this_cpu().kicks.fetch_add(1, Ordering::Relaxed);
             lapic::end_of_interrupt();
             false
         }
@@ -154,7 +196,13 @@ fn dispatch_line(line: u8) {
     if let Some(counter) = COUNTS.get(usize::from(line)) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
-    let handler = HANDLERS.lock().get(usize::from(line)).copied().flatten();
+    let handler = {
+        let handlers = HANDLERS.lock();
+        if ONESHOT.load(Ordering::SeqCst) & (1 << line) != 0 {
+            pic::mask(line); // until its task calls `unmask`
+        }
+        handlers.get(usize::from(line)).copied().flatten()
+    };
     if let Some(handler) = handler {
         handler();
     }

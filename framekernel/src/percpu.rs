@@ -75,6 +75,11 @@ pub(crate) struct PerCpu {
     /// NMIs this processor took, and where the last one's frame was.
     pub(crate) nmis: AtomicU64,
     pub(crate) nmi_frame: AtomicU64,
+    /// Local timer interrupts and kicks this processor took.
+    pub(crate) local_ticks: AtomicU64,
+    pub(crate) kicks: AtomicU64,
+    /// Set once this processor's local APIC timer runs (`cpu::start_others`).
+    pub(crate) local_timer: AtomicBool,
 }
 
 // SAFETY: every field but `tss` is atomic or a lock. `tss` is written only
@@ -108,6 +113,9 @@ impl PerCpu {
             tlb_ack: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             nmi_frame: AtomicU64::new(0),
+            local_ticks: AtomicU64::new(0),
+            kicks: AtomicU64::new(0),
+            local_timer: AtomicBool::new(false),
         }
     }
 

@@ -300,6 +300,10 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
     match slot.call_with(false, (), |d, ()| d.info()) {
         Ok(Ok(info)) => {
             let eth = tessera_linux::net::add_interface("eth0", slot, info.mac);
+            // Its interrupt wakes the network task (else it polls).
+            if let Err(e) = tessera_linux::net::use_interrupt(info.irq) {
+                report!(quiet, "{}: interrupt line {}: {e}; the card is polled every millisecond", eth.name, info.irq);
+            }
             let m = info.mac;
             if !quiet {
                 println!(
@@ -997,7 +1001,55 @@ pub fn selftests() -> Vec<SelfTest> {
             name: "redteam_barriers_kicks_and_spinlocks_everywhere",
             run: barriers_kicks_and_spinlocks_everywhere
         },
+        SelfTest {
+            name: "idle_processors_stop_their_timers",
+            run: idle_processors_stop_their_timers
+        },
     ]
+}
+
+/// An idle processor sleeps with its local timer stopped (no ticks while
+/// nothing runs there), and a task that runs there gets ticks again (its
+/// time slice is measured).
+fn idle_processors_stop_their_timers() -> Result<(), String> {
+    use core::sync::atomic::AtomicBool;
+    use framekernel::cpu::interrupt_counts;
+    let ticks = |i: usize| interrupt_counts(i).map_or(0, |c| c.local_timer);
+    for i in other_processors() {
+        // Idle: let it settle, then 200 ms, where a running timer ticks
+        // 200 times (a busy host makes that fewer, never more).
+        let settle = framekernel::time::now_ns() + 20_000_000;
+        wait_for(|| framekernel::time::now_ns() >= settle);
+        let before = ticks(i);
+        let until = framekernel::time::now_ns() + 200_000_000;
+        wait_for(|| framekernel::time::now_ns() >= until);
+        let idle = ticks(i) - before;
+        if idle > 10 {
+            return Err(format!("processor {i} took {idle} timer ticks in 200 ms with nothing to run"));
+        }
+        // Busy: a task spinning there until its processor's timer ticks.
+        static TICKED: AtomicBool = AtomicBool::new(false);
+        TICKED.store(false, Ordering::SeqCst);
+        let start = ticks(i);
+        let spinner = tessera_sched::spawn_on(i, "tick-spin", move || {
+            let deadline = framekernel::time::now_ns() + 10_000_000_000;
+            while framekernel::time::now_ns() < deadline {
+                if interrupt_counts(i).map_or(0, |c| c.local_timer) > start + 2 {
+                    TICKED.store(true, Ordering::SeqCst);
+                    return;
+                }
+                core::hint::spin_loop();
+            }
+        })
+        .map_err(|e| format!("spawn on {i}: {e:?}"))?;
+        if !wait_for(|| spinner.is_finished()) {
+            return Err(format!("the spinner on processor {i} did not end"));
+        }
+        if !TICKED.load(Ordering::SeqCst) {
+            return Err(format!("processor {i}'s timer did not tick in 10 s while a task ran there"));
+        }
+    }
+    Ok(())
 }
 
 /// A lock held for over 5 s while another processor waits for it: the

@@ -159,6 +159,12 @@ pub fn run(received: bool) -> usize {
     flush_with(&slot)
 }
 
+/// When the stack next wants to run (ns since boot): its nearest timer,
+/// at most 10 ms after its last run.
+pub fn next_run_ns() -> u64 {
+    NEXT_RUN_MS.load(Ordering::Relaxed).saturating_mul(1_000_000)
+}
+
 /// Sends every frame the stack has ready.
 fn flush_with(slot: &StackSlot) -> usize {
     let mut buf = alloc::vec![0u8; tessera_cell_api::net::MAX_FRAME];

@@ -6,7 +6,7 @@ use crate::errno::Errno;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use framekernel::sync::SpinLock;
 use tessera_cell_api::net::{Export, NetError};
 
@@ -102,19 +102,73 @@ pub fn pump() -> usize {
     moved + crate::inet::run(moved > 0)
 }
 
-/// Starts the network task: the cards raise PCI interrupts the base does
-/// not route yet, so it drains them every millisecond (every timer tick).
-/// Sockets are woken after every round that moved frames, and every 50
-/// rounds regardless (for what changes by timer alone).
+/// Legacy IRQ lines of the cards whose interrupts wake the network task
+/// (bit per line).
+static LINES: AtomicU16 = AtomicU16::new(0);
+/// Set by a card's interrupt; the network task clears it.
+static RAISED: AtomicBool = AtomicBool::new(false);
+/// Where the network task waits.
+static TASK_WAIT: tessera_sched::WaitQueue = tessera_sched::WaitQueue::new();
+
+fn card_interrupt() {
+    RAISED.store(true, Ordering::SeqCst);
+    TASK_WAIT.wake_all();
+}
+
+/// Wakes the network task when a card raises its interrupt on `line` (a
+/// legacy IRQ line, as the firmware routed the PCI function), instead of
+/// polling the cards every millisecond. The base masks the line when it
+/// fires; the task unmasks it once it has drained the cards (the driver
+/// reads the card's interrupt status, which lowers the line).
+pub fn use_interrupt(line: u8) -> Result<(), framekernel::irq::IrqError> {
+    if line >= framekernel::irq::IRQ_LINES || LINES.load(Ordering::SeqCst) & (1 << line) != 0 {
+        return if line >= framekernel::irq::IRQ_LINES { Err(framekernel::irq::IrqError::InvalidLine(line)) } else { Ok(()) };
+    }
+    framekernel::irq::register_oneshot(line, card_interrupt)?;
+    LINES.fetch_or(1 << line, Ordering::SeqCst);
+    TASK_WAIT.wake_all();
+    Ok(())
+}
+
+/// How long the network task sleeps at most between rounds when the
+/// cards' interrupts wake it (the stack's timers usually wake it sooner).
+const IDLE_NS: u64 = 50_000_000;
+/// Sockets are woken at least this often, for what changes by timer alone.
+const CHANGED_NS: u64 = 50_000_000;
+
+/// Starts the network task: it drains the cards, runs the stack when its
+/// timers are due and wakes the sockets after every round that moved
+/// frames (and every 50 ms regardless). Between rounds it sleeps until a
+/// card's interrupt ([`use_interrupt`]) or the stack's next timer; without
+/// an interrupt line it polls every millisecond (every timer tick).
 pub fn start_task() {
     let spawned = tessera_sched::spawn("net", || {
-        let mut round = 0u64;
+        let mut changed_at = 0u64;
         loop {
-            round += 1;
-            if pump() > 0 || round.is_multiple_of(50) {
+            let moved = pump();
+            let now = framekernel::time::now_ns();
+            if moved > 0 || now.saturating_sub(changed_at) >= CHANGED_NS {
                 crate::inet::changed();
+                changed_at = now;
             }
-            crate::syscall::proc::kernel_sleep(1_000_000);
+            let lines = LINES.load(Ordering::SeqCst);
+            if lines == 0 {
+                crate::syscall::proc::kernel_sleep(1_000_000);
+                continue;
+            }
+            // Raised but nothing came: a line another device holds up,
+            // or a driver that cannot take frames (being swapped): no
+            // faster than the polling it replaces.
+            if RAISED.swap(false, Ordering::SeqCst) && moved == 0 {
+                crate::syscall::proc::kernel_sleep(1_000_000);
+            }
+            for line in (0..framekernel::irq::IRQ_LINES).filter(|l| lines & (1 << l) != 0) {
+                let _ = framekernel::irq::unmask(line);
+            }
+            // At least a millisecond (no stack: no timer at all).
+            let deadline = crate::inet::next_run_ns().min(now.saturating_add(IDLE_NS)).max(now.saturating_add(1_000_000));
+            let _alarm = crate::syscall::proc::Alarm::new(deadline);
+            TASK_WAIT.wait_until(|| (RAISED.load(Ordering::SeqCst) || framekernel::time::now_ns() >= deadline).then_some(()));
         }
     });
     if let Err(e) = spawned {

@@ -110,7 +110,16 @@ fn system() -> api::System {
         cpu_user_ns: online().map(process::user_ns_of).collect(),
         cpu_idle_ns: online().map(tessera_sched::idle_ns_of).collect(),
         running: process::running_threads(),
+        cpu_local_timer: counts().map(|c| c.local_timer).collect(),
+        cpu_kicks: counts().map(|c| c.kicks).collect(),
+        cpu_nmis: counts().map(|c| c.nmis).collect(),
+        irq_lines: (0..framekernel::irq::IRQ_LINES).map(framekernel::irq::count).collect(),
     }
+}
+
+/// Each online processor's interrupt counts.
+fn counts() -> impl Iterator<Item = framekernel::cpu::InterruptCounts> {
+    online().map(|i| framekernel::cpu::interrupt_counts(i).unwrap_or_default())
 }
 
 /// The online processors' indexes.

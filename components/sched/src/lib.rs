@@ -165,7 +165,9 @@ fn idle_loop() {
             }
             match steal(index) {
                 Some(t) => enqueue(index, &t),
-                None => framekernel::arch::wait_for_interrupt(),
+                // Its timer stopped: only a kick (a task queued here, or
+                // one waiting on a busy processor: `nudge_idle`) wakes it.
+                None => framekernel::cpu::idle_wait(),
             }
         });
         yield_now();
@@ -295,7 +297,16 @@ fn switch(c: &Cpu, next: Arc<Task>) {
     next.set_home(index);
     let was_idle = c.idle_now.swap(is_idle(&next), Ordering::AcqRel);
     match task::switch_to(next.clone()) {
-        Ok(()) => {}
+        // Running again (perhaps elsewhere). Tasks that wait behind this
+        // one are no longer running: an idle processor may take them now
+        // (it could not while they were being switched away from).
+        Ok(()) => {
+            let c = here();
+            let waiting = c.run_queue.lock().front().map(|t| t.affinity());
+            if let Some(allowed) = waiting {
+                nudge_idle(allowed, framekernel::cpu::current_index());
+            }
+        }
         Err(e) => {
             c.idle_now.store(was_idle, Ordering::Release);
             match e {
@@ -371,6 +382,21 @@ fn enqueue(index: usize, t: &Arc<Task>) {
     }
     if index != framekernel::cpu::current_index() {
         framekernel::cpu::kick(index);
+    }
+    if !cpu(index).idle_now.load(Ordering::Acquire) {
+        // It waits behind a running task: an idle processor may take it.
+        nudge_idle(t.affinity(), index);
+    }
+}
+
+/// Kicks one idle processor in `allowed` other than `busy` (and this
+/// one), if there is one: idle processors sleep with their timers stopped
+/// and take waiting work off busy ones (`steal`) only when woken.
+fn nudge_idle(allowed: u64, busy: usize) {
+    let here = framekernel::cpu::current_index();
+    let candidates = allowed & online_mask() & !bit(busy) & !bit(here);
+    if let Some(i) = (0..MAX_CPUS).find(|&i| candidates & bit(i) != 0 && cpu(i).idle_now.load(Ordering::Acquire)) {
+        framekernel::cpu::kick(i);
     }
 }
 

@@ -95,6 +95,19 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
     Ok(per_period)
 }
 
+/// Stops (`true`) or restarts this processor's periodic local timer by
+/// its LVT mask bit; the count runs on meanwhile, so a restarted timer
+/// keeps its period. Only on a processor whose timer runs
+/// ([`start_local_timer`]); a no-op elsewhere.
+pub(crate) fn mask_local_timer(masked: bool) {
+    if !crate::percpu::this_cpu().local_timer.load(core::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    if let Ok(lapic) = window() {
+        let _ = lapic.write::<u32>(LVT_TIMER, u32::from(masked) << 16 | 1 << 17 | u32::from(TIMER_VECTOR));
+    }
+}
+
 /// Whether the boot processor's local APIC takes the kick.
 static BOOT_KICKABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 

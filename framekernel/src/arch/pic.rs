@@ -36,15 +36,22 @@ pub fn init() {
     write(SLAVE + 1, 0xff);
 }
 
+/// Keeps each read-modify-write of a mask register whole: lines are
+/// masked in interrupt handlers on the boot processor and unmasked by
+/// tasks anywhere.
+static MASKS: crate::sync::SpinLock<()> = crate::sync::SpinLock::new(());
+
 /// Lets IRQ `line` (0..16) through.
 pub fn unmask(line: u8) {
     let (port, bit) = if line < 8 { (MASTER + 1, line) } else { (SLAVE + 1, line - 8) };
+    let _whole = MASKS.lock();
     write(port, read(port) & !(1 << bit));
 }
 
 /// Blocks IRQ `line` (0..16).
 pub fn mask(line: u8) {
     let (port, bit) = if line < 8 { (MASTER + 1, line) } else { (SLAVE + 1, line - 8) };
+    let _whole = MASKS.lock();
     write(port, read(port) | (1 << bit));
 }
 

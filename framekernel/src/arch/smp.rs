@@ -163,6 +163,7 @@ extern "C" fn framekernel_ap_entry(index: u64) -> ! {
         refuse(block, why);
         super::halt_forever();
     }
+    block.local_timer.store(true, Ordering::Release);
     block.online.store(true, Ordering::Release);
     super::enable_interrupts();
     entry(index as usize)

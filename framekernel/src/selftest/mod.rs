@@ -221,6 +221,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "clock_agrees_with_timer", run: clock_agrees_with_timer },
     SelfTest { name: "io_ports_guarded", run: io_ports_guarded },
     SelfTest { name: "irq_registration_rtc", run: irq_registration_rtc },
+    SelfTest { name: "irq_oneshot_lines_wait_for_unmask", run: irq_oneshot_lines_wait_for_unmask },
     SelfTest { name: "iomem_guarded_and_reads_hpet", run: iomem_guarded_and_reads_hpet },
     SelfTest { name: "spinlock_masks_interrupts", run: spinlock_masks_interrupts },
     SelfTest { name: "watchdog_nmis_arrive", run: watchdog_nmis_arrive },
@@ -443,6 +444,49 @@ fn irq_registration_rtc() -> Result<(), String> {
     ensure!(seen >= 3, "RTC handler ran {seen} times in 40 ms");
     ensure!(irq::count(8) >= seen, "IRQ 8 count {} below handler runs {seen}", irq::count(8));
     Ok(())
+}
+
+/// A line registered with `register_oneshot` stays masked after it fires
+/// until its owner unmasks it (the RTC keeps interrupting: its handler
+/// acknowledges each one); only such lines can be unmasked.
+fn irq_oneshot_lines_wait_for_unmask() -> Result<(), String> {
+    ensure!(irq::unmask(4) == Err(irq::IrqError::NotRegistered(4)), "the console's line unmasked");
+    ensure!(irq::unmask(8) == Err(irq::IrqError::NotRegistered(8)), "an unregistered line unmasked");
+    ensure!(irq::register_oneshot(2, rtc_interrupt) == Err(irq::IrqError::Reserved(2)), "the cascade handed out");
+    RTC_IRQS.store(0, Ordering::Relaxed);
+    irq::register_oneshot(8, rtc_interrupt).map_err(|e| format!("{e}"))?;
+    let rtc = |on: bool| {
+        arch::without_interrupts(|| -> Result<(), String> {
+            let cmos = io::IoPorts::acquire(0x70, 2).map_err(|e| format!("{e}"))?;
+            let b = cmos_read(&cmos, 0x0b)?;
+            cmos_write(&cmos, 0x0b, if on { b | 0x40 } else { b & !0x40 })?;
+            cmos_read(&cmos, 0x0c)?;
+            Ok(())
+        })
+    };
+    let result = (|| -> Result<(), String> {
+        rtc(true)?;
+        // Fires once, then stays masked (1024 Hz: dozens would come).
+        let end = time::now() + Duration::from_secs(5);
+        while RTC_IRQS.load(Ordering::Relaxed) == 0 && time::now() < end {
+            core::hint::spin_loop();
+        }
+        ensure!(RTC_IRQS.load(Ordering::Relaxed) == 1, "the RTC's line did not fire in 5 s");
+        time::sleep(Duration::from_millis(40));
+        let masked = RTC_IRQS.load(Ordering::Relaxed);
+        ensure!(masked == 1, "a one-shot line fired {masked} times before it was unmasked");
+        irq::unmask(8).map_err(|e| format!("{e}"))?;
+        let end = time::now() + Duration::from_secs(5);
+        while RTC_IRQS.load(Ordering::Relaxed) < 2 && time::now() < end {
+            core::hint::spin_loop();
+        }
+        ensure!(RTC_IRQS.load(Ordering::Relaxed) == 2, "the line did not fire again after unmask");
+        Ok(())
+    })();
+    rtc(false)?;
+    irq::unregister(8).map_err(|e| format!("{e}"))?;
+    ensure!(irq::unmask(8) == Err(irq::IrqError::NotRegistered(8)), "a line unmasked after its handler went");
+    result
 }
 
 /// `IoMem` over the HPET (q35 has one at 0xfed00000): claims are

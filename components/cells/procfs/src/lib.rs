@@ -46,8 +46,10 @@ const WRITABLE: u32 = 0o100644;
 const LINK: u32 = 0o120777;
 
 /// The files of `/proc`.
-pub const ROOT_FILES: [&str; 11] =
-    ["meminfo", "uptime", "version", "mounts", "cpuinfo", "loadavg", "filesystems", "partitions", "stat", "cmdline", "cells"];
+pub const ROOT_FILES: [&str; 12] =
+    ["meminfo", "uptime", "version", "mounts", "cpuinfo", "loadavg", "filesystems", "partitions", "stat", "cmdline", "cells", "interrupts"];
+/// The last root file's inode number.
+const ROOT_FILES_LAST: u64 = 10 + ROOT_FILES.len() as u64 - 1;
 const SYSVIPC_INO: u64 = 200;
 const SYSVIPC: [&str; 3] = ["msg", "sem", "shm"];
 const NET_INO: u64 = 210;
@@ -121,7 +123,7 @@ fn decode(ino: u64) -> Option<What> {
     Some(match ino {
         ROOT_INO => What::Root,
         SELF_INO => What::SelfLink,
-        10..=20 => What::RootFile((ino - 10) as usize),
+        10..=ROOT_FILES_LAST => What::RootFile((ino - 10) as usize),
         SYSVIPC_INO => What::SysvDir,
         201..=203 => What::Sysv((ino - 201) as u8),
         NET_INO => What::NetDir,
@@ -563,10 +565,46 @@ fn root_file(f: &Facts, i: usize) -> Res<String> {
             );
             out
         }
+        "interrupts" => interrupts(system(f)?),
         "cmdline" => "tessera\n".to_string(),
         "cells" => text(f, TextFact::Cells)?,
         _ => return Err(ProcErr::NotFound.into()),
     })
+}
+
+/// `/proc/interrupts` as Linux lays it out: a column per online
+/// processor; the legacy lines that fired (all through the 8259 PICs to
+/// the boot processor), then NMIs, local timer ticks and kicks.
+fn interrupts(s: &System) -> String {
+    let cpus = s.cpu_idle_ns.len().max(1);
+    let mut out = String::from("    ");
+    for i in 0..cpus {
+        let _ = write!(out, " {:>10}", format!("CPU{i}"));
+    }
+    out.push('\n');
+    let row = |out: &mut String, label: &str, values: &mut dyn Iterator<Item = u64>, what: &str| {
+        let _ = write!(out, "{label:>4}:");
+        for _ in 0..cpus {
+            let _ = write!(out, " {:>10}", values.next().unwrap_or(0));
+        }
+        let _ = writeln!(out, "   {what}");
+    };
+    for (line, &count) in s.irq_lines.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let name = match line {
+            0 => "timer",
+            4 => "ttyS0",
+            8 => "rtc0",
+            _ => "",
+        };
+        row(&mut out, &format!("{line:>3}"), &mut core::iter::once(count), &format!("XT-PIC  {name}"));
+    }
+    row(&mut out, "NMI", &mut s.cpu_nmis.iter().copied(), "Non-maskable interrupts");
+    row(&mut out, "LOC", &mut s.cpu_local_timer.iter().copied(), "Local timer interrupts");
+    row(&mut out, "RES", &mut s.cpu_kicks.iter().copied(), "Rescheduling interrupts");
+    out
 }
 
 fn mounts(t: &Tables) -> String {

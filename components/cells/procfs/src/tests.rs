@@ -21,6 +21,10 @@ fn kernel(fact: Fact, facts: &mut Facts) {
                 cpu_user_ns: vec![600_000_000, 400_000_000],
                 cpu_idle_ns: vec![4_000_000_000, 6_000_000_000],
                 running: 3,
+                cpu_local_timer: vec![0, 812],
+                cpu_kicks: vec![3, 41],
+                cpu_nmis: vec![12_000, 2],
+                irq_lines: [vec![12_340, 0, 0, 0, 27], vec![0; 11]].concat(),
             })
         }
         Fact::Tables => {
@@ -179,6 +183,16 @@ fn system_files_render_the_facts() {
     assert!(cpuinfo.contains("processor\t: 1\n") && cpuinfo.contains("siblings\t: 2\n"), "{cpuinfo}");
     assert_eq!(read_path("loadavg").unwrap(), "0.00 0.00 0.00 1/2 2\n");
     assert_eq!(read_path("cells").unwrap(), "cells table\n");
+    // A column per processor; the lines that fired, then NMI, LOC, RES.
+    let interrupts = read_path("interrupts").unwrap();
+    let lines: Vec<&str> = interrupts.lines().collect();
+    assert_eq!(lines.len(), 6, "{interrupts}");
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["CPU0", "CPU1"], "{interrupts}");
+    assert_eq!(lines[1].split_whitespace().take(3).collect::<Vec<_>>(), ["0:", "12340", "0"], "{interrupts}");
+    assert!(lines[1].ends_with("timer") && lines[2].ends_with("ttyS0"), "{interrupts}");
+    assert_eq!(lines[3].split_whitespace().take(3).collect::<Vec<_>>(), ["NMI:", "12000", "2"], "{interrupts}");
+    assert_eq!(lines[4].split_whitespace().take(4).collect::<Vec<_>>(), ["LOC:", "0", "812", "Local"], "{interrupts}");
+    assert_eq!(lines[5].split_whitespace().take(3).collect::<Vec<_>>(), ["RES:", "3", "41"], "{interrupts}");
 }
 
 #[test]
