@@ -84,7 +84,11 @@ pub fn start_others(entry: fn(usize) -> !) -> usize {
 /// it) instead of waking a thousand times a second. Interrupts are on when
 /// it returns, and the timer runs again. The boot processor's ticks come
 /// from the PIT and go on (the kernel's clock and timers run on them).
+/// Inside an interrupt handler it returns at once (as `wait_for_interrupt`).
 pub fn idle_wait() {
+    if crate::irq::in_interrupt() {
+        return;
+    }
     // Interrupts off from stopping the timer to the halt: a kick in
     // between is taken by the halt (`sti; hlt`), not lost.
     x86_64::instructions::interrupts::disable();
@@ -108,13 +112,20 @@ pub struct InterruptCounts {
     pub kicks: u64,
     /// NMIs: TLB shootdowns, barriers, the cell watchdog.
     pub nmis: u64,
+    /// TLB shootdowns (and barriers) it carried out (Linux's `TLB`).
+    pub tlb_shootdowns: u64,
 }
 
 /// How often processor `index` was interrupted, by kind.
 pub fn interrupt_counts(index: usize) -> Option<InterruptCounts> {
     use core::sync::atomic::Ordering::Relaxed;
     let block = crate::percpu::block(index).filter(|b| index == 0 || b.ready.load(core::sync::atomic::Ordering::Acquire))?;
-    Some(InterruptCounts { local_timer: block.local_ticks.load(Relaxed), kicks: block.kicks.load(Relaxed), nmis: block.nmis.load(Relaxed) })
+    Some(InterruptCounts {
+        local_timer: block.local_ticks.load(Relaxed),
+        kicks: block.kicks.load(Relaxed),
+        nmis: block.nmis.load(Relaxed),
+        tlb_shootdowns: block.shootdowns.load(Relaxed),
+    })
 }
 
 /// Interrupts processor `index` so that it looks at its work again (it

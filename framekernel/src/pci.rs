@@ -231,10 +231,13 @@ fn release(token: u64) {
     let claim = claimed.swap_remove(at);
     // The handle (if it still exists: revocation) can do nothing more.
     claim.live.store(false, Ordering::Release);
-    drop(claimed);
+    // Still under the claim table's lock: an `enable` on another processor
+    // that saw the claim live has finished its write, and one that comes
+    // later sees it dead; bus mastering goes off after either.
     let command = read32(claim.address, 4);
     write32(claim.address, 4, (command & 0xffff) & !0x4);
     let _ = read32(claim.address, 4);
+    drop(claimed);
     for (phys, pages) in claim.deferred {
         crate::mm::dma::free_frames(phys, pages);
     }
@@ -302,9 +305,12 @@ impl PciDevice {
 
     /// Turns on I/O and memory decoding, and bus mastering if asked.
     pub fn enable(&self, bus_master: bool) -> Result<(), PciError> {
-        // Interrupts off: a revocation cannot fall between the check and
-        // the write (a revoked handle must not turn bus mastering back on).
+        // The claim table's lock from the check to the write: a revocation
+        // (on any processor: `release` turns bus mastering off under the
+        // same lock) cannot fall in between, so a revoked handle never
+        // turns bus mastering back on after its DMA frames were freed.
         crate::arch::without_interrupts(|| {
+            let _claims = CLAIMED.lock();
             self.check_live()?;
             let command = read32(self.info.address, 4);
             let bits = 0x3 | if bus_master { 0x4 } else { 0 };

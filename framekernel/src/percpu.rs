@@ -78,6 +78,8 @@ pub(crate) struct PerCpu {
     /// Local timer interrupts and kicks this processor took.
     pub(crate) local_ticks: AtomicU64,
     pub(crate) kicks: AtomicU64,
+    /// TLB shootdown requests (and barriers, holds) it carried out.
+    pub(crate) shootdowns: AtomicU64,
     /// Set once this processor's local APIC timer runs (`cpu::start_others`).
     pub(crate) local_timer: AtomicBool,
 }
@@ -115,6 +117,7 @@ impl PerCpu {
             nmi_frame: AtomicU64::new(0),
             local_ticks: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
+            shootdowns: AtomicU64::new(0),
             local_timer: AtomicBool::new(false),
         }
     }

@@ -1005,7 +1005,91 @@ pub fn selftests() -> Vec<SelfTest> {
             name: "idle_processors_stop_their_timers",
             run: idle_processors_stop_their_timers
         },
+        SelfTest {
+            name: "redteam_pci_holds_everywhere",
+            run: pci_holds_everywhere
+        },
     ]
+}
+
+/// Red team (eighth review): PCI configuration writes, each holding the
+/// other processors in their NMI handler, from every processor at once,
+/// with interrupts off, under a spin lock, between barriers, kicks and
+/// idle waits: no deadlock, every processor goes on.
+fn pci_holds_everywhere() -> Result<(), String> {
+    use core::sync::atomic::{AtomicBool, AtomicU64};
+    use framekernel::cpu::MAX_CPUS;
+    use framekernel::sync::SpinLock;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static ROUNDS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+    static HELD: SpinLock<u64> = SpinLock::new(0);
+    // Functions no driver holds (bridges left out).
+    let free: Vec<_> = framekernel::pci::devices()
+        .iter()
+        .filter(|d| d.class.0 != 6 && framekernel::pci::PciDevice::claim(d.address).is_ok())
+        .map(|d| d.address)
+        .collect();
+    if free.is_empty() {
+        return Err("no free PCI function".into());
+    }
+    STOP.store(false, Ordering::SeqCst);
+    let mut cpus = other_processors();
+    cpus.push(0);
+    let mut tasks = Vec::new();
+    for &i in &cpus {
+        let address = free.get(i % free.len()).copied().ok_or("no function")?;
+        if let Some(r) = ROUNDS.get(i) {
+            r.store(0, Ordering::SeqCst);
+        }
+        let task = tessera_sched::spawn_on(i, "rt-hold", move || {
+            let cycle = || {
+                if let Ok(d) = framekernel::pci::PciDevice::claim(address) {
+                    let _ = d.enable(true);
+                    let _ = d.enable(false);
+                }
+            };
+            let end = framekernel::time::now_ns() + 2_000_000_000;
+            let mut round = 0u64;
+            while framekernel::time::now_ns() < end && !STOP.load(Ordering::SeqCst) {
+                round += 1;
+                match (round + i as u64) % 7 {
+                    0 => cycle(),
+                    1 => framekernel::arch::without_interrupts(cycle),
+                    2 => {
+                        let mut held = HELD.lock();
+                        *held += 1;
+                        cycle();
+                        framekernel::cpu::barrier_others();
+                    }
+                    3 => framekernel::cpu::barrier_others(),
+                    4 => {
+                        for k in 0..MAX_CPUS {
+                            let _ = framekernel::cpu::kick(k);
+                        }
+                    }
+                    5 if i != 0 => framekernel::arch::without_interrupts(framekernel::cpu::idle_wait),
+                    _ => {
+                        let _ = framekernel::pci::PciDevice::claim(address).map(|d| d.read_config(0));
+                    }
+                }
+                if let Some(r) = ROUNDS.get(i) {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .map_err(|e| format!("spawn on {i}: {e:?}"))?;
+        tasks.push(task);
+    }
+    let ended = wait_for(|| tasks.iter().all(|t| t.is_finished()));
+    STOP.store(true, Ordering::SeqCst);
+    if !ended {
+        return Err("a task holding others did not end in 30 s".into());
+    }
+    let rounds: Vec<u64> = cpus.iter().map(|&i| ROUNDS.get(i).map_or(0, |r| r.load(Ordering::SeqCst))).collect();
+    if rounds.contains(&0) {
+        return Err(format!("a processor made no progress: {rounds:?}"));
+    }
+    Ok(())
 }
 
 /// An idle processor sleeps with its local timer stopped (no ticks while

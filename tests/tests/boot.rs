@@ -79,6 +79,7 @@ fn self_tests_pass() {
         "redteam_barriers_kicks_and_spinlocks_everywhere",
         "idle_processors_stop_their_timers",
         "irq_oneshot_lines_wait_for_unmask",
+        "redteam_pci_holds_everywhere",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }

@@ -212,15 +212,17 @@ pub struct System {
     /// Threads running or waiting for a processor.
     pub running: u64,
     /// Per online processor: local timer interrupts, kicks (rescheduling
-    /// interrupts) and NMIs taken (`/proc/interrupts`).
+    /// interrupts), NMIs taken and TLB shootdowns carried out
+    /// (`/proc/interrupts`).
     pub cpu_local_timer: Vec<u64>,
     pub cpu_kicks: Vec<u64>,
     pub cpu_nmis: Vec<u64>,
+    pub cpu_tlb_shootdowns: Vec<u64>,
     /// Interrupts taken on each legacy IRQ line (0..16), all on the boot
     /// processor.
     pub irq_lines: Vec<u64>,
 }
-framekernel_boundary::cell_data!(struct System { total_kb, free_kb, shmem_kb, uptime_ns, realtime_ns, user_ns, idle_ns, processes, cpu_user_ns, cpu_idle_ns, running, cpu_local_timer, cpu_kicks, cpu_nmis, irq_lines });
+framekernel_boundary::cell_data!(struct System { total_kb, free_kb, shmem_kb, uptime_ns, realtime_ns, user_ns, idle_ns, processes, cpu_user_ns, cpu_idle_ns, running, cpu_local_timer, cpu_kicks, cpu_nmis, cpu_tlb_shootdowns, irq_lines });
 
 /// The kernel's tables: mounts, disks, file-system types.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

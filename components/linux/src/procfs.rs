@@ -113,6 +113,7 @@ fn system() -> api::System {
         cpu_local_timer: counts().map(|c| c.local_timer).collect(),
         cpu_kicks: counts().map(|c| c.kicks).collect(),
         cpu_nmis: counts().map(|c| c.nmis).collect(),
+        cpu_tlb_shootdowns: counts().map(|c| c.tlb_shootdowns).collect(),
         irq_lines: (0..framekernel::irq::IRQ_LINES).map(framekernel::irq::count).collect(),
     }
 }

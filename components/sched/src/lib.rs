@@ -165,9 +165,26 @@ fn idle_loop() {
             }
             match steal(index) {
                 Some(t) => enqueue(index, &t),
+                // A task that may run here waits on a busy processor but
+                // is still being switched away from there (`steal` skips
+                // it): halt with the timer running, to look again at the
+                // next tick.
+                None if waiting_elsewhere(index) => framekernel::arch::wait_for_interrupt(),
                 // Its timer stopped: only a kick (a task queued here, or
                 // one waiting on a busy processor: `nudge_idle`) wakes it.
-                None => framekernel::cpu::idle_wait(),
+                None => {
+                    let shootdowns = || framekernel::cpu::interrupt_counts(index).map_or(0, |c| c.tlb_shootdowns);
+                    let before = shootdowns();
+                    framekernel::cpu::idle_wait();
+                    // A shootdown reached it while it idled (it still had
+                    // the space it ran last loaded): load the kernel's
+                    // tables, so that the next ones skip it. Not at once:
+                    // a wake back into the same space then needs no CR3
+                    // switch, which costs TCG a whole TLB.
+                    if shootdowns() != before && c.run_queue.lock().is_empty() {
+                        framekernel::mm::leave_user_space();
+                    }
+                }
             }
         });
         yield_now();
@@ -191,6 +208,16 @@ fn steal(index: usize) -> Option<Arc<Task>> {
         let t = queue.remove(at)?;
         t.set_home(index);
         Some(t)
+    })
+}
+
+/// True when a busy processor's queue holds a task that may run on
+/// processor `index`.
+fn waiting_elsewhere(index: usize) -> bool {
+    let mine = bit(index);
+    let others = online_mask() & !mine;
+    (0..MAX_CPUS).filter(|&j| others & bit(j) != 0 && !cpu(j).idle_now.load(Ordering::Acquire)).any(|j| {
+        cpu(j).run_queue.lock().iter().any(|t| t.affinity() & mine != 0 && !t.is_finished())
     })
 }
 

@@ -38,8 +38,14 @@ pub fn interrupts_enabled() -> bool {
     interrupts::are_enabled()
 }
 
-/// Sleeps until the next interrupt, with interrupts enabled.
+/// Sleeps until the next interrupt, with interrupts enabled; returns at
+/// once inside an interrupt handler.
 pub fn wait_for_interrupt() {
+    // Inside an interrupt handler, interrupts of its priority class and
+    // below cannot arrive (the handler's vector is in service): return.
+    if crate::irq::in_interrupt() {
+        return;
+    }
     interrupts::enable_and_hlt();
 }
 

@@ -186,6 +186,7 @@ pub(crate) fn on_nmi() {
             x86_64::instructions::tlb::flush(VirtAddr::new_truncate(start.wrapping_add(i * PAGE_SIZE)));
         }
     }
+    block.shootdowns.fetch_add(1, Ordering::Relaxed);
     block.tlb_ack.store(generation, Ordering::Release);
     // Held: wait here until the asker is done. Only a processor that has
     // just answered this request waits (never the asker, which marked it

@@ -317,6 +317,27 @@ impl VmSpace {
     }
 }
 
+/// Loads the kernel's page tables (no user half) on this processor, if a
+/// user space is loaded: for an idle processor, which then takes no TLB
+/// shootdown NMIs for the space it ran last (they go to the processors
+/// whose CR3 holds the space). User memory is out of reach until a space
+/// is activated again ([`VmSpace::activate`]; user copies then fail with
+/// a fault, they never reach another space). A no-op inside an interrupt
+/// handler, where the interrupted code may be using its space.
+pub fn leave_user_space() {
+    if crate::irq::in_interrupt() {
+        return;
+    }
+    let kernel = paging::kernel_root();
+    if crate::percpu::this_cpu().active_root.load(Ordering::SeqCst) == kernel {
+        return;
+    }
+    let _guard = SWITCH.lock();
+    // SAFETY: the kernel PML4 is always valid to load (every space shares
+    // its kernel half).
+    unsafe { load_root(kernel) };
+}
+
 /// Loads `root` in CR3 and records it.
 ///
 /// # Safety

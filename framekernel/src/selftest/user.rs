@@ -169,6 +169,17 @@ pub(super) fn address_space_bookkeeping() -> Result<(), String> {
             space.map(0x4000_0000 + i * 0x20_0000, f, Perms::READ_WRITE).map_err(|(e, _)| format!("{e}"))?;
         }
         ensure!(space.page_count() == 65, "page count {}", space.page_count());
+        // Leaving the user space: no longer loaded, and user memory out of
+        // reach (a fault, not another space's page) until it is activated.
+        space.activate();
+        let mut byte = [0u8; 1];
+        ensure!(crate::arch::usercopy::copy_from_user(0x1000, &mut byte).is_ok(), "the active space's page unreadable");
+        crate::mm::leave_user_space();
+        ensure!(!space.is_active(), "still active after leave_user_space");
+        ensure!(crate::arch::usercopy::copy_from_user(0x1000, &mut byte).is_err(), "user memory reachable after leave_user_space");
+        space.activate();
+        ensure!(space.is_active(), "not active again");
+        crate::mm::leave_user_space();
         let f = space.unmap(0x1000).map_err(|e| format!("{e}"))?;
         ensure!(space.unmap(0x1000).is_err(), "unmap twice succeeded");
         drop(f);

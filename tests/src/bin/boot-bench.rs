@@ -88,11 +88,20 @@ fn smp_figures() {
     let mut spin: Vec<(u32, u32, f64)> = Vec::new(); // (processors, processes, ms)
     let mut pipes: Vec<(u32, u32, f64)> = Vec::new(); // (processors, pipelines, ms)
     let mut other: Vec<(u32, String)> = Vec::new();
+    let mut idle: Vec<(u32, f64)> = Vec::new(); // (processors, % of a host core)
     for cpus in [1u32, 2, 4] {
         let options = MachineOptions { memory: "512M".into(), cpus, wall_clock: Duration::from_secs(900), ..MachineOptions::kernel("") };
         let mut m = Machine::start(&format!("smp-bench-{cpus}"), &options);
         m.expect("built-in shell (ash)", Duration::from_secs(120));
         m.expect("# ", Duration::from_secs(60));
+        // What the idle guest costs its host: QEMU's CPU time over 10 s at
+        // the prompt (after 3 s to settle).
+        std::thread::sleep(Duration::from_secs(3));
+        let before = m.host_cpu_ns();
+        std::thread::sleep(Duration::from_secs(10));
+        if let (Some(a), Some(b)) = (before, m.host_cpu_ns()) {
+            idle.push((cpus, (b - a) as f64 / 1e8));
+        }
         let out = m.capture(
             "b=/opt/tessera/bench/smpbench; $b pipes 1 >/dev/null; for n in 1 2 4; do $b spin $n; done; for n in 1 2 4; do $b pipes $n; done; $b wake; $b shootdown",
             Duration::from_secs(800),
@@ -132,6 +141,9 @@ fn smp_figures() {
     }
     for (cpus, line) in other {
         println!("  {cpus} processor(s): {line}");
+    }
+    for (cpus, percent) in idle {
+        println!("  {cpus} processor(s): idle at the shell, QEMU uses {percent:.1}% of a host core");
     }
 }
 

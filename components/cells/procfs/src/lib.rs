@@ -574,7 +574,8 @@ fn root_file(f: &Facts, i: usize) -> Res<String> {
 
 /// `/proc/interrupts` as Linux lays it out: a column per online
 /// processor; the legacy lines that fired (all through the 8259 PICs to
-/// the boot processor), then NMIs, local timer ticks and kicks.
+/// the boot processor), then NMIs, local timer ticks, kicks and TLB
+/// shootdowns.
 fn interrupts(s: &System) -> String {
     let cpus = s.cpu_idle_ns.len().max(1);
     let mut out = String::from("    ");
@@ -604,6 +605,7 @@ fn interrupts(s: &System) -> String {
     row(&mut out, "NMI", &mut s.cpu_nmis.iter().copied(), "Non-maskable interrupts");
     row(&mut out, "LOC", &mut s.cpu_local_timer.iter().copied(), "Local timer interrupts");
     row(&mut out, "RES", &mut s.cpu_kicks.iter().copied(), "Rescheduling interrupts");
+    row(&mut out, "TLB", &mut s.cpu_tlb_shootdowns.iter().copied(), "TLB shootdowns");
     out
 }
 

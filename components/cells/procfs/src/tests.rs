@@ -24,6 +24,7 @@ fn kernel(fact: Fact, facts: &mut Facts) {
                 cpu_local_timer: vec![0, 812],
                 cpu_kicks: vec![3, 41],
                 cpu_nmis: vec![12_000, 2],
+                cpu_tlb_shootdowns: vec![0, 7],
                 irq_lines: [vec![12_340, 0, 0, 0, 27], vec![0; 11]].concat(),
             })
         }
@@ -186,13 +187,14 @@ fn system_files_render_the_facts() {
     // A column per processor; the lines that fired, then NMI, LOC, RES.
     let interrupts = read_path("interrupts").unwrap();
     let lines: Vec<&str> = interrupts.lines().collect();
-    assert_eq!(lines.len(), 6, "{interrupts}");
+    assert_eq!(lines.len(), 7, "{interrupts}");
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["CPU0", "CPU1"], "{interrupts}");
     assert_eq!(lines[1].split_whitespace().take(3).collect::<Vec<_>>(), ["0:", "12340", "0"], "{interrupts}");
     assert!(lines[1].ends_with("timer") && lines[2].ends_with("ttyS0"), "{interrupts}");
     assert_eq!(lines[3].split_whitespace().take(3).collect::<Vec<_>>(), ["NMI:", "12000", "2"], "{interrupts}");
     assert_eq!(lines[4].split_whitespace().take(4).collect::<Vec<_>>(), ["LOC:", "0", "812", "Local"], "{interrupts}");
     assert_eq!(lines[5].split_whitespace().take(3).collect::<Vec<_>>(), ["RES:", "3", "41"], "{interrupts}");
+    assert_eq!(lines[6].split_whitespace().take(4).collect::<Vec<_>>(), ["TLB:", "0", "7", "TLB"], "{interrupts}");
 }
 
 #[test]
