@@ -1009,7 +1009,87 @@ pub fn selftests() -> Vec<SelfTest> {
             name: "redteam_pci_holds_everywhere",
             run: pci_holds_everywhere
         },
+        SelfTest {
+            name: "redteam_tick_callbacks_cannot_switch_spaces",
+            run: tick_callbacks_cannot_switch_spaces
+        },
     ]
+}
+
+/// Red team (eighth review, D1): a tick callback that activates another
+/// address space (or leaves the user space) does not change the space of
+/// the task it interrupted: that task's user copies keep reading its own
+/// page, never the other space's.
+fn tick_callbacks_cannot_switch_spaces() -> Result<(), String> {
+    use core::sync::atomic::{AtomicBool, AtomicU64};
+    use framekernel::mm::{Frame, Perms, VmSpace};
+    const VA: u64 = 0x1000_0000;
+    static OTHER: SpinLock<Option<VmSpace>> = SpinLock::new(None);
+    static ON: AtomicBool = AtomicBool::new(false);
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    static WRONG: AtomicU64 = AtomicU64::new(0);
+    static READS: AtomicU64 = AtomicU64::new(0);
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    fn callback(_index: usize) {
+        if !ON.load(Ordering::SeqCst) {
+            return;
+        }
+        framekernel::mm::leave_user_space();
+        if let Some(other) = OTHER.try_lock()
+            && let Some(space) = other.as_ref()
+        {
+            space.activate();
+            CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let Some(&cpu) = other_processors().first() else { return Ok(()) };
+    {
+        let mut other = VmSpace::new().map_err(|e| format!("{e:?}"))?;
+        let mut f = Frame::alloc().map_err(|e| format!("{e:?}"))?;
+        f.fill(0xbb);
+        other.map(VA, f, Perms::READ_WRITE).map_err(|(e, _)| format!("{e}"))?;
+        *OTHER.lock() = Some(other);
+    }
+    if !REGISTERED.swap(true, Ordering::SeqCst) {
+        framekernel::time::on_local_tick(callback).map_err(|e| format!("{e:?}"))?;
+    }
+    WRONG.store(0, Ordering::SeqCst);
+    READS.store(0, Ordering::SeqCst);
+    CALLS.store(0, Ordering::SeqCst);
+    let task = tessera_sched::spawn_on(cpu, "rt-tick-space", move || {
+        let Ok(mut mine) = VmSpace::new() else { return };
+        let Ok(mut f) = Frame::alloc() else { return };
+        f.fill(0xaa);
+        if mine.map(VA, f, Perms::READ_WRITE).is_err() {
+            return;
+        }
+        ON.store(true, Ordering::SeqCst);
+        let end = framekernel::time::now_ns() + 500_000_000;
+        while framekernel::time::now_ns() < end {
+            mine.activate();
+            for _ in 0..2000 {
+                let mut b = [0u8; 1];
+                match framekernel::arch::usercopy::copy_from_user(VA, &mut b) {
+                    Ok(()) if b[0] == 0xaa => {}
+                    _ => {
+                        WRONG.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                READS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        ON.store(false, Ordering::SeqCst);
+        framekernel::mm::leave_user_space();
+    })
+    .map_err(|e| format!("{e:?}"))?;
+    let ended = wait_for(|| task.is_finished());
+    ON.store(false, Ordering::SeqCst);
+    drop(OTHER.lock().take());
+    ensure!(ended, "the reading task did not end");
+    let (calls, wrong, reads) = (CALLS.load(Ordering::SeqCst), WRONG.load(Ordering::SeqCst), READS.load(Ordering::SeqCst));
+    ensure!(calls > 0 && reads > 0, "the callback ran {calls} times, the task read {reads} times");
+    ensure!(wrong == 0, "{wrong} of {reads} user copies did not read the task's own page while tick callbacks activated another space");
+    Ok(())
 }
 
 /// Red team (eighth review): PCI configuration writes, each holding the
@@ -1080,7 +1160,14 @@ fn pci_holds_everywhere() -> Result<(), String> {
         .map_err(|e| format!("spawn on {i}: {e:?}"))?;
         tasks.push(task);
     }
-    let ended = wait_for(|| tasks.iter().all(|t| t.is_finished()));
+    // Kicks while waiting: a task's last `idle_wait` (its timer stopped)
+    // may come after every other task sent its last kick.
+    let ended = wait_for(|| {
+        for k in 0..MAX_CPUS {
+            let _ = framekernel::cpu::kick(k);
+        }
+        tasks.iter().all(|t| t.is_finished())
+    });
     STOP.store(true, Ordering::SeqCst);
     if !ended {
         return Err("a task holding others did not end in 30 s".into());

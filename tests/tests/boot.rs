@@ -80,6 +80,7 @@ fn self_tests_pass() {
         "idle_processors_stop_their_timers",
         "irq_oneshot_lines_wait_for_unmask",
         "redteam_pci_holds_everywhere",
+        "redteam_tick_callbacks_cannot_switch_spaces",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }

@@ -308,8 +308,12 @@ impl VmSpace {
     }
 
     /// Loads this space in CR3: user code run next sees it, and the user
-    /// copy functions reach it.
+    /// copy functions reach it. A no-op inside an interrupt handler: the
+    /// interrupted code (user mode included) keeps its own space.
     pub fn activate(&self) {
+        if crate::irq::in_interrupt() {
+            return;
+        }
         let _guard = SWITCH.lock();
         // SAFETY: the PML4 holds the kernel half unchanged, so the kernel
         // keeps running; the lower half maps only frames this space owns.
