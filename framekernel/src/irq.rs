@@ -43,26 +43,37 @@ static ONESHOT: AtomicU16 = AtomicU16::new(0);
 static COUNTS: [AtomicU64; IRQ_LINES as usize] = [const { AtomicU64::new(0) }; IRQ_LINES as usize];
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
-fn install(line: u8, handler: fn()) -> Result<(), IrqError> {
+/// Installs `handler` on `line` (one-shot: masked at each firing until
+/// [`unmask`]) and unmasks the line.
+fn install(line: u8, handler: fn(), oneshot: bool) -> Result<(), IrqError> {
     let mut handlers = HANDLERS.lock();
     let slot = handlers.get_mut(usize::from(line)).ok_or(IrqError::InvalidLine(line))?;
     if slot.is_some() {
         return Err(IrqError::Busy(line));
     }
     *slot = Some(handler);
+    if oneshot {
+        ONESHOT.fetch_or(1 << line, Ordering::SeqCst);
+    }
     pic::unmask(line);
     Ok(())
 }
 
-/// Calls `handler` whenever IRQ `line` fires, and unmasks the line.
-pub fn register(line: u8, handler: fn()) -> Result<(), IrqError> {
+/// Refuses lines that do not exist and the base's own.
+fn open_line(line: u8) -> Result<(), IrqError> {
     if line >= IRQ_LINES {
         return Err(IrqError::InvalidLine(line));
     }
     if BASE_LINES.contains(&line) {
         return Err(IrqError::Reserved(line));
     }
-    install(line, handler)
+    Ok(())
+}
+
+/// Calls `handler` whenever IRQ `line` fires, and unmasks the line.
+pub fn register(line: u8, handler: fn()) -> Result<(), IrqError> {
+    open_line(line)?;
+    install(line, handler, false)
 }
 
 /// Like [`register`], for a level-triggered line (a PCI function's
@@ -71,21 +82,8 @@ pub fn register(line: u8, handler: fn()) -> Result<(), IrqError> {
 /// masked each time it fires, before `handler` runs, and stays masked
 /// until [`unmask`]. `handler` typically wakes that task.
 pub fn register_oneshot(line: u8, handler: fn()) -> Result<(), IrqError> {
-    if line >= IRQ_LINES {
-        return Err(IrqError::InvalidLine(line));
-    }
-    if BASE_LINES.contains(&line) {
-        return Err(IrqError::Reserved(line));
-    }
-    let mut handlers = HANDLERS.lock();
-    let slot = handlers.get_mut(usize::from(line)).ok_or(IrqError::InvalidLine(line))?;
-    if slot.is_some() {
-        return Err(IrqError::Busy(line));
-    }
-    *slot = Some(handler);
-    ONESHOT.fetch_or(1 << line, Ordering::SeqCst);
-    pic::unmask(line);
-    Ok(())
+    open_line(line)?;
+    install(line, handler, true)
 }
 
 /// Lets a line registered with [`register_oneshot`] fire again (a no-op
@@ -104,12 +102,7 @@ pub fn unmask(line: u8) -> Result<(), IrqError> {
 
 /// Masks IRQ `line` and removes its handler.
 pub fn unregister(line: u8) -> Result<(), IrqError> {
-    if line >= IRQ_LINES {
-        return Err(IrqError::InvalidLine(line));
-    }
-    if BASE_LINES.contains(&line) {
-        return Err(IrqError::Reserved(line));
-    }
+    open_line(line)?;
     let mut handlers = HANDLERS.lock();
     let slot = handlers.get_mut(usize::from(line)).ok_or(IrqError::InvalidLine(line))?;
     if slot.take().is_none() {
@@ -122,7 +115,7 @@ pub fn unregister(line: u8) -> Result<(), IrqError> {
 
 /// Registration for the base's own lines.
 pub(crate) fn register_base(line: u8, handler: fn()) -> Result<(), IrqError> {
-    install(line, handler)
+    install(line, handler, false)
 }
 
 /// Interrupts taken on `line` since boot.

@@ -121,11 +121,14 @@ fn card_interrupt() {
 /// fires; the task unmasks it once it has drained the cards (the driver
 /// reads the card's interrupt status, which lowers the line).
 pub fn use_interrupt(line: u8) -> Result<(), framekernel::irq::IrqError> {
-    if line >= framekernel::irq::IRQ_LINES || LINES.load(Ordering::SeqCst) & (1 << line) != 0 {
-        return if line >= framekernel::irq::IRQ_LINES { Err(framekernel::irq::IrqError::InvalidLine(line)) } else { Ok(()) };
+    // Another card on the same line: already registered.
+    let bit = 1u16.checked_shl(u32::from(line)).unwrap_or(0);
+    if LINES.load(Ordering::SeqCst) & bit != 0 {
+        return Ok(());
     }
+    // Refuses lines past 15 (`bit` 0 above) and the base's own.
     framekernel::irq::register_oneshot(line, card_interrupt)?;
-    LINES.fetch_or(1 << line, Ordering::SeqCst);
+    LINES.fetch_or(bit, Ordering::SeqCst);
     TASK_WAIT.wake_all();
     Ok(())
 }

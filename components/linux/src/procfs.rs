@@ -98,6 +98,8 @@ fn call(request: Request) -> Result<Done, FsError> {
 /// The machine's figures.
 fn system() -> api::System {
     let frames = framekernel::mm::frame_stats();
+    // Each online processor's interrupt counts, read once.
+    let counts: Vec<framekernel::cpu::InterruptCounts> = online().map(|i| framekernel::cpu::interrupt_counts(i).unwrap_or_default()).collect();
     api::System {
         total_kb: frames.total as u64 * 4,
         free_kb: frames.free as u64 * 4,
@@ -110,17 +112,12 @@ fn system() -> api::System {
         cpu_user_ns: online().map(process::user_ns_of).collect(),
         cpu_idle_ns: online().map(tessera_sched::idle_ns_of).collect(),
         running: process::running_threads(),
-        cpu_local_timer: counts().map(|c| c.local_timer).collect(),
-        cpu_kicks: counts().map(|c| c.kicks).collect(),
-        cpu_nmis: counts().map(|c| c.nmis).collect(),
-        cpu_tlb_shootdowns: counts().map(|c| c.tlb_shootdowns).collect(),
+        cpu_local_timer: counts.iter().map(|c| c.local_timer).collect(),
+        cpu_kicks: counts.iter().map(|c| c.kicks).collect(),
+        cpu_nmis: counts.iter().map(|c| c.nmis).collect(),
+        cpu_tlb_shootdowns: counts.iter().map(|c| c.tlb_shootdowns).collect(),
         irq_lines: (0..framekernel::irq::IRQ_LINES).map(framekernel::irq::count).collect(),
     }
-}
-
-/// Each online processor's interrupt counts.
-fn counts() -> impl Iterator<Item = framekernel::cpu::InterruptCounts> {
-    online().map(|i| framekernel::cpu::interrupt_counts(i).unwrap_or_default())
 }
 
 /// The online processors' indexes.
