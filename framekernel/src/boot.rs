@@ -130,9 +130,12 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     // The firmware's processor list; before the timer, which routes its
     // watchdog NMI through the I/O APIC the list names.
     crate::cpu::init(info.rsdp);
-    if let Err(why) = arch::lapic::init().and_then(|()| arch::lapic::enable_boot_processor()) {
+    let lapic = arch::lapic::init().and_then(|()| arch::lapic::enable_boot_processor());
+    if let Err(why) = lapic {
         log::warn!("local APIC: {why}; no inter-processor interrupts");
     }
+    let noapic = Cmdline::new(info.cmdline.as_str()).flag("noapic");
+    let controller = crate::irq::init_controller(noapic, lapic.is_ok());
     // The PCI scan sizes BARs, turning decoding off and on: done while
     // this is the only processor (see `mm::tlb::with_others_held`).
     let functions = crate::pci::devices().len();
@@ -140,7 +143,7 @@ extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
     let modules: Vec<(u64, u64)> = info.modules.iter().map(|m| (m.start, m.end)).collect();
     arch::smp::start_aps(&modules);
     time::read_wall_clock();
-    time::start_timer();
+    time::start_timer(controller);
     console::init_input();
 
     let mut owned = Vec::new();

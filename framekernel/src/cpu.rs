@@ -82,8 +82,8 @@ pub fn start_others(entry: fn(usize) -> !) -> usize {
 /// its own periodic timer stopped meanwhile: an idle processor sleeps
 /// until something [`kick`]s it (or an NMI or a device interrupt reaches
 /// it) instead of waking a thousand times a second. Interrupts are on when
-/// it returns, and the timer runs again. The boot processor's ticks come
-/// from the PIT and go on (the kernel's clock and timers run on them).
+/// it returns, and the timer runs again. The boot processor's ticks go on
+/// (the kernel's clock and timers run on them).
 /// Inside an interrupt handler it returns at once (as `wait_for_interrupt`).
 pub fn idle_wait() {
     if crate::irq::in_interrupt() {
@@ -106,7 +106,7 @@ pub fn idle_wait() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InterruptCounts {
     /// Ticks of its local APIC timer (Linux's `LOC`); 0 on the boot
-    /// processor, whose ticks are the PIT's (IRQ 0).
+    /// processor when its ticks are the PIT's (IRQ 0, without an I/O APIC).
     pub local_timer: u64,
     /// Kicks from other processors (Linux's `RES`, rescheduling).
     pub kicks: u64,

@@ -3,9 +3,61 @@
 //! Handlers are plain functions, called with interrupts disabled; the base
 //! acknowledges the interrupt controller after the handler returns. Lines
 //! the base itself uses (0 timer, 2 cascade, 4 console) are refused.
+//!
+//! The lines arrive through the I/O APIC ([`Controller::IoApic`]), each at
+//! the processor it is sent to ([`set_affinity`]; the boot processor until
+//! then), or, on machines without one and with `noapic` on the command
+//! line, through the 8259 PICs to the boot processor.
 
-use crate::arch::pic;
-use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use crate::arch::{ioapic, lapic, pic};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+
+/// What delivers the legacy lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    /// The two 8259 PICs, to the boot processor.
+    Pic,
+    /// The I/O APIC, to any processor.
+    IoApic,
+}
+
+static IOAPIC_MODE: AtomicBool = AtomicBool::new(false);
+
+/// What delivers the legacy lines on this machine.
+pub fn controller() -> Controller {
+    if IOAPIC_MODE.load(Ordering::Acquire) { Controller::IoApic } else { Controller::Pic }
+}
+
+/// Chooses the interrupt controller, once, at boot, before any line is
+/// registered and before the other processors start: the I/O APIC when
+/// it answers and the boot processor's local APIC is on (`lapic_on`),
+/// unless `noapic`. The PICs are then masked whole and the local APIC's
+/// LINT0 (where they deliver) too, so every line has one way in. With
+/// `noapic` the I/O APIC (when it answers) still sends the cell
+/// watchdog's NMI, and nothing else.
+pub(crate) fn init_controller(noapic: bool, lapic_on: bool) -> Controller {
+    let chips = ioapic::init();
+    match chips {
+        Ok(_) if noapic => log::info!("interrupts: through the 8259 PICs (noapic)"),
+        Ok(_) if lapic_on => {
+            pic::disable();
+            lapic::mask_lint0();
+            IOAPIC_MODE.store(true, Ordering::Release);
+            return Controller::IoApic;
+        }
+        Ok(_) => log::warn!("interrupts: the local APIC is off; through the 8259 PICs"),
+        Err(why) => log::warn!("interrupts: {why}; through the 8259 PICs"),
+    }
+    Controller::Pic
+}
+
+fn mask_line(line: u8) {
+    if IOAPIC_MODE.load(Ordering::Acquire) { ioapic::set_masked(line, true) } else { pic::mask(line) }
+}
+
+fn unmask_line(line: u8) {
+    if IOAPIC_MODE.load(Ordering::Acquire) { ioapic::set_masked(line, false) } else { pic::unmask(line) }
+}
 
 /// Number of legacy IRQ lines.
 pub const IRQ_LINES: u8 = 16;
@@ -22,6 +74,9 @@ pub enum IrqError {
     Busy(u8),
     /// No handler is registered on this line.
     NotRegistered(u8),
+    /// The line cannot be sent to that processor (no I/O APIC, no pin for
+    /// the line, or the processor is not online).
+    NoRoute(u8),
 }
 
 impl core::fmt::Display for IrqError {
@@ -31,6 +86,7 @@ impl core::fmt::Display for IrqError {
             IrqError::Reserved(l) => write!(f, "IRQ {l} is used by the trusted base"),
             IrqError::Busy(l) => write!(f, "IRQ {l} already has a handler"),
             IrqError::NotRegistered(l) => write!(f, "IRQ {l} has no handler"),
+            IrqError::NoRoute(l) => write!(f, "IRQ {l} cannot be sent to that processor"),
         }
     }
 }
@@ -40,7 +96,6 @@ type HandlerTable = [Option<fn()>; IRQ_LINES as usize];
 static HANDLERS: crate::sync::BaseLock<HandlerTable> = crate::sync::BaseLock::new([None; IRQ_LINES as usize]);
 /// Lines registered with [`register_oneshot`] (bit per line).
 static ONESHOT: AtomicU16 = AtomicU16::new(0);
-static COUNTS: [AtomicU64; IRQ_LINES as usize] = [const { AtomicU64::new(0) }; IRQ_LINES as usize];
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs `handler` on `line` (one-shot: masked at each firing until
@@ -55,7 +110,7 @@ fn install(line: u8, handler: fn(), oneshot: bool) -> Result<(), IrqError> {
     if oneshot {
         ONESHOT.fetch_or(1 << line, Ordering::SeqCst);
     }
-    pic::unmask(line);
+    unmask_line(line);
     Ok(())
 }
 
@@ -96,7 +151,7 @@ pub fn unmask(line: u8) -> Result<(), IrqError> {
     if handlers.get(usize::from(line)).copied().flatten().is_none() || ONESHOT.load(Ordering::SeqCst) & (1 << line) == 0 {
         return Err(IrqError::NotRegistered(line));
     }
-    pic::unmask(line);
+    unmask_line(line);
     Ok(())
 }
 
@@ -109,8 +164,34 @@ pub fn unregister(line: u8) -> Result<(), IrqError> {
         return Err(IrqError::NotRegistered(line));
     }
     ONESHOT.fetch_and(!(1 << line), Ordering::SeqCst);
-    pic::mask(line);
+    mask_line(line);
+    // The next handler starts on the boot processor again.
+    if IOAPIC_MODE.load(Ordering::Acquire) {
+        let _ = ioapic::set_destination(line, boot_apic_id());
+    }
     Ok(())
+}
+
+fn boot_apic_id() -> u32 {
+    crate::cpu::topology().boot_apic_id
+}
+
+/// Sends `line` to processor `cpu` (an index, as `cpu::current_index`):
+/// its handler runs there from the next interrupt on. Only with the I/O
+/// APIC ([`controller`]) and for a line with a handler that is not the
+/// base's; the processor must be online.
+pub fn set_affinity(line: u8, cpu: usize) -> Result<(), IrqError> {
+    open_line(line)?;
+    let handlers = HANDLERS.lock();
+    if handlers.get(usize::from(line)).copied().flatten().is_none() {
+        return Err(IrqError::NotRegistered(line));
+    }
+    let block = crate::percpu::block(cpu).ok_or(IrqError::NoRoute(line))?;
+    let online = cpu == 0 || block.online.load(Ordering::Acquire);
+    if !IOAPIC_MODE.load(Ordering::Acquire) || !online {
+        return Err(IrqError::NoRoute(line));
+    }
+    ioapic::set_destination(line, block.apic_id.load(Ordering::Relaxed)).map_err(|_| IrqError::NoRoute(line))
 }
 
 /// Registration for the base's own lines.
@@ -118,9 +199,21 @@ pub(crate) fn register_base(line: u8, handler: fn()) -> Result<(), IrqError> {
     install(line, handler, false)
 }
 
-/// Interrupts taken on `line` since boot.
+/// Whether `line` is level-triggered: a PCI line as the firmware tables
+/// describe it (with the I/O APIC; false through the PICs, where the
+/// base does not read the trigger registers).
+pub fn level_triggered(line: u8) -> bool {
+    IOAPIC_MODE.load(Ordering::Acquire) && ioapic::level_triggered(line)
+}
+
+/// Interrupts taken on `line` since boot, on every processor.
 pub fn count(line: u8) -> u64 {
-    COUNTS.get(usize::from(line)).map_or(0, |c| c.load(Ordering::Relaxed))
+    (0..crate::percpu::MAX_CPUS).map(|cpu| count_on(line, cpu)).sum()
+}
+
+/// Interrupts taken on `line` since boot by processor `cpu`.
+pub fn count_on(line: u8, cpu: usize) -> u64 {
+    crate::percpu::block(cpu).and_then(|b| b.lines.get(usize::from(line))).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// Spurious interrupts seen since boot.
@@ -152,13 +245,17 @@ pub(crate) fn depth() -> u64 {
 /// the per-processor tick callbacks, a kick only wakes the processor.
 /// Returns true for a timer tick. Anything else is counted as spurious.
 pub(crate) fn dispatch_local(vector: u8) -> bool {
-    use crate::arch::lapic;
     let depth = &crate::percpu::this_cpu().irq_depth;
     depth.fetch_add(1, Ordering::Relaxed);
     let tick = match vector {
         lapic::TIMER_VECTOR => {
-            crate::percpu::this_cpu().local_ticks.fetch_add(1, Ordering::Relaxed);
-            crate::time::local_tick();
+            let cpu = crate::percpu::this_cpu();
+            cpu.local_ticks.fetch_add(1, Ordering::Relaxed);
+            if cpu.index() == 0 {
+                crate::time::boot_tick(); // the kernel's clock and timers
+            } else {
+                crate::time::local_tick();
+            }
             lapic::end_of_interrupt();
             true
         }
@@ -179,25 +276,32 @@ pub(crate) fn dispatch_local(vector: u8) -> bool {
 }
 
 fn dispatch_line(line: u8) {
-    if pic::is_spurious(line) {
+    let ioapic_mode = IOAPIC_MODE.load(Ordering::Acquire);
+    if !ioapic_mode && pic::is_spurious(line) {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);
         if line == 15 {
             pic::end_of_interrupt(2); // the master still saw the cascade
         }
         return;
     }
-    if let Some(counter) = COUNTS.get(usize::from(line)) {
+    if let Some(counter) = crate::percpu::this_cpu().lines.get(usize::from(line)) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
     let handler = {
         let handlers = HANDLERS.lock();
         if ONESHOT.load(Ordering::SeqCst) & (1 << line) != 0 {
-            pic::mask(line); // until its task calls `unmask`
+            mask_line(line); // until its task calls `unmask`
         }
         handlers.get(usize::from(line)).copied().flatten()
     };
     if let Some(handler) = handler {
         handler();
     }
-    pic::end_of_interrupt(line);
+    if ioapic_mode {
+        // A level-triggered line's pin waits for this (the local APIC
+        // passes it on to the I/O APIC) before it sends again.
+        lapic::end_of_interrupt();
+    } else {
+        pic::end_of_interrupt(line);
+    }
 }

@@ -82,6 +82,8 @@ pub(crate) struct PerCpu {
     pub(crate) shootdowns: AtomicU64,
     /// Set once this processor's local APIC timer runs (`cpu::start_others`).
     pub(crate) local_timer: AtomicBool,
+    /// Interrupts this processor took on each legacy line.
+    pub(crate) lines: [AtomicU64; 16],
 }
 
 // SAFETY: every field but `tss` is atomic or a lock. `tss` is written only
@@ -118,6 +120,7 @@ impl PerCpu {
             local_ticks: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
             shootdowns: AtomicU64::new(0),
+            lines: [const { AtomicU64::new(0) }; 16],
             local_timer: AtomicBool::new(false),
         }
     }

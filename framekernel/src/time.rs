@@ -1,5 +1,8 @@
 //! Time: a monotonic clock from the TSC (calibrated against the PIT), the
-//! periodic timer tick (PIT channel 0, IRQ 0) and tick callbacks.
+//! boot processor's periodic timer tick and tick callbacks. The tick is
+//! its local APIC timer's when the I/O APIC delivers interrupts (the PIT
+//! then only sends the cell watchdog's NMIs, at [`WATCHDOG_NMI_HZ`]), else
+//! the PIT's (IRQ 0 through the PICs).
 
 use crate::arch::{self, pit};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +10,9 @@ use core::time::Duration;
 
 /// Timer interrupts per second.
 pub const TICK_HZ: u32 = 1000;
+/// NMIs per second from the PIT for the cell watchdog, when the local
+/// APIC timer ticks.
+pub const WATCHDOG_NMI_HZ: u32 = 100;
 /// Most tick callbacks registered at once.
 pub const MAX_TICK_CALLBACKS: usize = 16;
 
@@ -138,6 +144,11 @@ pub(crate) fn local_tick() {
     }
 }
 
+/// A tick of the boot processor's local APIC timer.
+pub(crate) fn boot_tick() {
+    timer_interrupt();
+}
+
 fn timer_interrupt() {
     let tick = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     // Copy the table so that a callback may (un)register without deadlock.
@@ -147,12 +158,30 @@ fn timer_interrupt() {
     }
 }
 
-/// Starts the periodic tick.
-pub(crate) fn start_timer() {
+/// Starts the boot processor's periodic tick, and the PIT's watchdog
+/// NMIs where the I/O APIC can send them.
+pub(crate) fn start_timer(controller: crate::irq::Controller) {
+    use crate::arch::{ioapic, lapic};
+    if controller == crate::irq::Controller::IoApic {
+        match lapic::start_local_timer(u64::from(TICK_HZ)) {
+            Ok(_) => {
+                crate::percpu::this_cpu().local_timer.store(true, Ordering::Release);
+                pit::start_periodic(WATCHDOG_NMI_HZ);
+                if let Err(why) = ioapic::route_pit_as_nmi(lapic::ALL_LOGICAL) {
+                    log::warn!("cell watchdog: no NMI ({why}); a cell spinning with interrupts off cannot be stopped");
+                }
+                return;
+            }
+            Err(why) => log::warn!("local APIC timer: {why}; the PIT ticks instead, and the cell watchdog has no NMI"),
+        }
+    }
     pit::start_periodic(TICK_HZ);
     let _ = crate::irq::register_base(0, timer_interrupt);
-    // The same ticks as NMIs, for the cell watchdog.
-    if let Err(why) = crate::arch::ioapic::route_pit_as_nmi() {
+    // The same ticks as NMIs to the boot processor alone (logical id 1),
+    // where an I/O APIC answers.
+    if controller == crate::irq::Controller::Pic
+        && let Err(why) = ioapic::route_pit_as_nmi(1)
+    {
         log::warn!("cell watchdog: no NMI ({why}); a cell spinning with interrupts off cannot be stopped");
     }
 }

@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use framekernel::cell::FaultKind;
 use framekernel::selftest::SelfTest;
 use framekernel::sync::SpinLock;
@@ -301,8 +301,16 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
         Ok(Ok(info)) => {
             let eth = tessera_linux::net::add_interface("eth0", slot, info.mac);
             // Its interrupt wakes the network task (else it polls).
-            if let Err(e) = tessera_linux::net::use_interrupt(info.irq) {
-                report!(quiet, "{}: interrupt line {}: {e}; the card is polled every millisecond", eth.name, info.irq);
+            match tessera_linux::net::use_interrupt(info.irq) {
+                // The boot processor keeps time and the console: the
+                // card's line goes to the last processor (where the I/O
+                // APIC can send it).
+                Ok(()) => {
+                    if let Some(&cpu) = other_processors().last() {
+                        let _ = framekernel::irq::set_affinity(info.irq, cpu);
+                    }
+                }
+                Err(e) => report!(quiet, "{}: interrupt line {}: {e}; the card is polled every millisecond", eth.name, info.irq),
             }
             let m = info.mac;
             if !quiet {
@@ -540,11 +548,32 @@ fn the_watchdog_stops_only_cell_code() -> Result<(), String> {
 }
 
 /// Red team (finding 7): a cell that spins with interrupts off is stopped
-/// too (by the NMI watchdog; the timer interrupt cannot reach it).
+/// too (by the NMI watchdog; the timer interrupt cannot reach it), on
+/// every processor (the PIT's NMIs go to each busy one).
 fn a_call_spinning_with_interrupts_off_is_stopped() -> Result<(), String> {
     let slot = probe_slot("probe-cli")?;
     let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
-    let result = expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms");
+    let mut result = expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms");
+    if framekernel::irq::controller() == framekernel::irq::Controller::IoApic {
+        for cpu in other_processors() {
+            if result.is_err() {
+                break;
+            }
+            let outcome: Arc<SpinLock<Option<Result<(), String>>>> = Arc::new(SpinLock::new(None));
+            let (task_slot, task_outcome) = (slot.clone(), outcome.clone());
+            let spawned = tessera_sched::spawn_on(cpu, "nmi-watchdog", move || {
+                let r = expect_fault(&task_slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms");
+                *task_outcome.lock() = Some(r);
+            });
+            result = match spawned {
+                Ok(task) if wait_for(|| task.is_finished()) => {
+                    outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("on processor {cpu}: {e}"))
+                }
+                Ok(_) => Err(format!("the call spinning on processor {cpu} was not stopped in 30 s")),
+                Err(e) => Err(format!("spawn on {cpu}: {e:?}")),
+            };
+        }
+    }
     framekernel::cell::set_watchdog(previous);
     result?;
     ensure!(framekernel::arch::interrupts_enabled(), "interrupts stayed off after the call was stopped");
@@ -852,7 +881,7 @@ pub fn call_benchmark() {
 /// gate's count of calls in flight is shared), then the swap downtime
 /// while they go on calling.
 fn every_processor_benchmark(slot: &Arc<ProbeSlot>) {
-    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+    use core::sync::atomic::{AtomicBool, AtomicU64};
     use framekernel::cpu::MAX_CPUS;
     const CALLS: u64 = 20_000;
     static GO: AtomicBool = AtomicBool::new(false);
@@ -1004,6 +1033,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "idle_processors_stop_their_timers",
             run: idle_processors_stop_their_timers
+        },
+        SelfTest {
+            name: "device_lines_reach_the_chosen_processor",
+            run: device_lines_reach_the_chosen_processor
         },
         SelfTest {
             name: "redteam_pci_holds_everywhere",
@@ -1175,6 +1208,44 @@ fn pci_holds_everywhere() -> Result<(), String> {
     let rounds: Vec<u64> = cpus.iter().map(|&i| ROUNDS.get(i).map_or(0, |r| r.load(Ordering::SeqCst))).collect();
     if rounds.contains(&0) {
         return Err(format!("a processor made no progress: {rounds:?}"));
+    }
+    Ok(())
+}
+
+fn spare_handler() {}
+
+/// With the I/O APIC, a device line sent to a processor interrupts that
+/// processor and no other (it wakes from its halt, timer stopped), for
+/// every online processor in turn; the per-processor counts
+/// (`/proc/interrupts`) follow. Lines without a handler, the base's lines
+/// and processors that are not online are refused.
+fn device_lines_reach_the_chosen_processor() -> Result<(), String> {
+    use framekernel::irq::{self, IrqError};
+    if irq::controller() != irq::Controller::IoApic {
+        println!("selftest device_lines_reach_the_chosen_processor: lines go through the PICs here; only the refusals are checked");
+    }
+    ensure!(irq::set_affinity(8, 0) == Err(IrqError::NotRegistered(8)), "a line without a handler moved");
+    ensure!(irq::set_affinity(4, 0) == Err(IrqError::Reserved(4)), "the console's line moved");
+    ensure!(irq::set_affinity(16, 0) == Err(IrqError::InvalidLine(16)), "line 16 accepted");
+    irq::register(8, spare_handler).map_err(|e| format!("{e}"))?;
+    let result = (|| -> Result<(), String> {
+        let beyond = framekernel::cpu::MAX_CPUS;
+        ensure!(irq::set_affinity(8, beyond) == Err(IrqError::NoRoute(8)), "a processor past the last accepted");
+        if irq::controller() != irq::Controller::IoApic {
+            ensure!(irq::set_affinity(8, 0) == Err(IrqError::NoRoute(8)), "a PIC line moved");
+            return Ok(());
+        }
+        if let Some(offline) = (1..beyond).find(|&i| !framekernel::cpu::is_online(i)) {
+            ensure!(irq::set_affinity(8, offline) == Err(IrqError::NoRoute(8)), "offline processor {offline} accepted");
+        }
+        Ok(())
+    })();
+    irq::unregister(8).map_err(|e| format!("{e}"))?;
+    result?;
+    if irq::controller() == irq::Controller::IoApic {
+        for cpu in core::iter::once(0).chain(other_processors()) {
+            framekernel::selftest::rtc_interrupts_reach(cpu, 20)?;
+        }
     }
     Ok(())
 }

@@ -218,11 +218,15 @@ pub struct System {
     pub cpu_kicks: Vec<u64>,
     pub cpu_nmis: Vec<u64>,
     pub cpu_tlb_shootdowns: Vec<u64>,
-    /// Interrupts taken on each legacy IRQ line (0..16), all on the boot
-    /// processor.
+    /// Interrupts taken on each legacy IRQ line (0..16) by each online
+    /// processor: line 0's counts (one per processor), then line 1's, ...
     pub irq_lines: Vec<u64>,
+    /// What delivers the legacy lines (`IO-APIC` or `XT-PIC`).
+    pub irq_chip: String,
+    /// Bit per level-triggered line.
+    pub irq_level: u64,
 }
-framekernel_boundary::cell_data!(struct System { total_kb, free_kb, shmem_kb, uptime_ns, realtime_ns, user_ns, idle_ns, processes, cpu_user_ns, cpu_idle_ns, running, cpu_local_timer, cpu_kicks, cpu_nmis, cpu_tlb_shootdowns, irq_lines });
+framekernel_boundary::cell_data!(struct System { total_kb, free_kb, shmem_kb, uptime_ns, realtime_ns, user_ns, idle_ns, processes, cpu_user_ns, cpu_idle_ns, running, cpu_local_timer, cpu_kicks, cpu_nmis, cpu_tlb_shootdowns, irq_lines, irq_chip, irq_level });
 
 /// The kernel's tables: mounts, disks, file-system types.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -116,7 +116,12 @@ fn system() -> api::System {
         cpu_kicks: counts.iter().map(|c| c.kicks).collect(),
         cpu_nmis: counts.iter().map(|c| c.nmis).collect(),
         cpu_tlb_shootdowns: counts.iter().map(|c| c.tlb_shootdowns).collect(),
-        irq_lines: (0..framekernel::irq::IRQ_LINES).map(framekernel::irq::count).collect(),
+        irq_lines: (0..framekernel::irq::IRQ_LINES).flat_map(|line| online().map(move |cpu| framekernel::irq::count_on(line, cpu))).collect(),
+        irq_chip: match framekernel::irq::controller() {
+            framekernel::irq::Controller::IoApic => "IO-APIC".into(),
+            framekernel::irq::Controller::Pic => "XT-PIC".into(),
+        },
+        irq_level: (0..framekernel::irq::IRQ_LINES).filter(|&l| framekernel::irq::level_triggered(l)).fold(0, |m, l| m | 1 << l),
     }
 }
 

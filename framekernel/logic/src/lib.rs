@@ -23,6 +23,7 @@ pub mod cmdline;
 pub mod crc32;
 pub mod elf;
 pub mod fixed;
+pub mod ioapic;
 pub mod frames;
 pub mod layout;
 pub mod memmap;

@@ -62,8 +62,11 @@ pub(crate) const SPURIOUS_VECTOR: u8 = 0xff;
 
 const TPR: u64 = 0x80;
 const EOI: u64 = 0xb0;
+const LDR: u64 = 0xd0;
+const DFR: u64 = 0xe0;
 const SVR: u64 = 0xf0;
 const LVT_TIMER: u64 = 0x320;
+const LVT_LINT0: u64 = 0x350;
 const TIMER_INITIAL: u64 = 0x380;
 const TIMER_CURRENT: u64 = 0x390;
 const TIMER_DIVIDE: u64 = 0x3e0;
@@ -92,19 +95,54 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
     let per_period = (per_10ms * 100 / hz.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
     lapic.write::<u32>(LVT_TIMER, 1 << 17 | u32::from(TIMER_VECTOR)).map_err(revoked)?; // periodic, unmasked
     lapic.write::<u32>(TIMER_INITIAL, per_period).map_err(revoked)?;
+    // Flat logical model: this processor takes the watchdog NMIs.
+    lapic.write::<u32>(DFR, u32::MAX).map_err(revoked)?;
+    take_watchdog_nmi(lapic, true);
     Ok(per_period)
+}
+
+/// The flat logical id of processor `index`: one bit of eight, so only
+/// the first eight processors have one.
+fn logical_bit(index: usize) -> u32 {
+    if index < 8 { 1 << index } else { 0 }
+}
+
+/// Every processor a logical destination may name (the watchdog NMI's
+/// destination; each processor opts in through its logical id).
+pub(crate) const ALL_LOGICAL: u8 = 0xff;
+
+/// Sets this processor's logical id (`on`) or clears it: the PIT's NMIs
+/// go to every processor with a logical id (`ioapic::route_pit_as_nmi`).
+fn take_watchdog_nmi(lapic: &IoMem, on: bool) {
+    let bit = if on { logical_bit(crate::percpu::this_cpu().index()) } else { 0 };
+    let _ = lapic.write::<u32>(LDR, bit << 24);
 }
 
 /// Stops (`true`) or restarts this processor's periodic local timer by
 /// its LVT mask bit; the count runs on meanwhile, so a restarted timer
-/// keeps its period. Only on a processor whose timer runs
-/// ([`start_local_timer`]); a no-op elsewhere.
+/// keeps its period. A stopped processor also leaves the watchdog NMI's
+/// destinations (it runs no cell code while it halts). Only on a
+/// processor other than the boot processor (whose ticks keep the
+/// kernel's time) whose timer runs ([`start_local_timer`]); a no-op
+/// elsewhere.
 pub(crate) fn mask_local_timer(masked: bool) {
-    if !crate::percpu::this_cpu().local_timer.load(core::sync::atomic::Ordering::Acquire) {
+    let cpu = crate::percpu::this_cpu();
+    if cpu.index() == 0 || !cpu.local_timer.load(core::sync::atomic::Ordering::Acquire) {
         return;
     }
     if let Ok(lapic) = window() {
         let _ = lapic.write::<u32>(LVT_TIMER, u32::from(masked) << 16 | 1 << 17 | u32::from(TIMER_VECTOR));
+        take_watchdog_nmi(lapic, !masked);
+    }
+}
+
+/// Masks this processor's LINT0, where the 8259 PICs deliver in
+/// virtual-wire mode (once the I/O APIC delivers the legacy lines).
+pub(crate) fn mask_lint0() {
+    if let Ok(lapic) = window()
+        && let Ok(lint0) = lapic.read::<u32>(LVT_LINT0)
+    {
+        let _ = lapic.write::<u32>(LVT_LINT0, lint0 | 1 << 16);
     }
 }
 
@@ -112,16 +150,20 @@ pub(crate) fn mask_local_timer(masked: bool) {
 static BOOT_KICKABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Software-enables the boot processor's local APIC (spurious vector, all
-/// priorities) without a timer of its own: its ticks come from the PIT
-/// through the PICs (LINT0 in virtual-wire mode, as the firmware left it;
-/// enabling changes no LVT entry), and it now takes the kick, so a task
-/// queued there by another processor runs at once instead of at the next
-/// tick. Call once, on the boot processor, after [`init`].
+/// priorities) without a timer yet (`time::start_timer` starts it, or,
+/// without an I/O APIC, the PIT ticks through the PICs: LINT0 in
+/// virtual-wire mode, as the firmware left it; enabling changes no LVT
+/// entry), and it now takes the kick, so a task queued there by another
+/// processor runs at once instead of at the next tick. Call once, on the
+/// boot processor, after [`init`].
 pub(crate) fn enable_boot_processor() -> Result<(), &'static str> {
     let lapic = window()?;
     let revoked = |_| "the local APIC window was revoked";
     lapic.write::<u32>(TPR, 0).map_err(revoked)?;
     lapic.write::<u32>(SVR, 0x100 | u32::from(SPURIOUS_VECTOR)).map_err(revoked)?;
+    // Flat logical model: the boot processor takes the watchdog NMIs.
+    lapic.write::<u32>(DFR, u32::MAX).map_err(revoked)?;
+    take_watchdog_nmi(lapic, true);
     BOOT_KICKABLE.store(true, core::sync::atomic::Ordering::Release);
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The two cascaded 8259 PICs, remapped to vectors 32..48.
 //!
-//! Tessera runs on one CPU for now, so the PICs route every legacy IRQ;
-//! the local APIC will take over when SMP arrives.
+//! They deliver the legacy lines only on machines without an I/O APIC
+//! (or with `noapic`); otherwise `irq::init_controller` masks them whole
+//! ([`disable`]) once remapped, so that their vectors never collide with
+//! the exceptions.
 
 use x86_64::instructions::port::Port;
 
@@ -33,6 +35,13 @@ pub fn init() {
     write(MASTER + 1, 0x01); // ICW4: 8086 mode
     write(SLAVE + 1, 0x01);
     write(MASTER + 1, !(1 << CASCADE_LINE));
+    write(SLAVE + 1, 0xff);
+}
+
+/// Masks every line of both PICs, the cascade too.
+pub fn disable() {
+    let _whole = MASKS.lock();
+    write(MASTER + 1, 0xff);
     write(SLAVE + 1, 0xff);
 }
 

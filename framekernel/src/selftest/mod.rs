@@ -10,7 +10,7 @@ use crate::{arch, io, irq, mm, time};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
 /// One self-test: a name and a function that returns why it failed.
@@ -444,6 +444,63 @@ fn irq_registration_rtc() -> Result<(), String> {
     ensure!(seen >= 3, "RTC handler ran {seen} times in 40 ms");
     ensure!(irq::count(8) >= seen, "IRQ 8 count {} below handler runs {seen}", irq::count(8));
     Ok(())
+}
+
+/// Which processor ran [`rtc_on_cpu`] last, and how often it ran where it
+/// was not sent.
+static RTC_WANTED: AtomicUsize = AtomicUsize::new(0);
+static RTC_LAST_CPU: AtomicUsize = AtomicUsize::new(0);
+static RTC_ELSEWHERE: AtomicUsize = AtomicUsize::new(0);
+
+fn rtc_on_cpu() {
+    let here = crate::percpu::this_cpu().index();
+    RTC_LAST_CPU.store(here, Ordering::SeqCst);
+    if here != RTC_WANTED.load(Ordering::SeqCst) {
+        RTC_ELSEWHERE.fetch_add(1, Ordering::SeqCst);
+    }
+    rtc_interrupt();
+}
+
+/// A test for the kernel's self-tests (which run once the other
+/// processors are online): sends the RTC's line (8) to processor `cpu`
+/// ([`irq::set_affinity`]), turns its periodic interrupt on until the
+/// handler ran `count` times (at most 10 s), and checks that every run
+/// was on `cpu` and that `cpu`'s count for the line grew as much. Fails
+/// when the line is taken, the processor is not online or the I/O APIC
+/// does not deliver lines.
+pub fn rtc_interrupts_reach(cpu: usize, count: u64) -> Result<(), String> {
+    irq::register(8, rtc_on_cpu).map_err(|e| format!("{e}"))?;
+    let rtc = |on: bool| {
+        arch::without_interrupts(|| -> Result<(), String> {
+            let cmos = io::IoPorts::acquire(0x70, 2).map_err(|e| format!("{e}"))?;
+            let b = cmos_read(&cmos, 0x0b)?;
+            cmos_write(&cmos, 0x0b, if on { b | 0x40 } else { b & !0x40 })?;
+            cmos_read(&cmos, 0x0c)?;
+            Ok(())
+        })
+    };
+    let result = (|| -> Result<(), String> {
+        RTC_WANTED.store(cpu, Ordering::SeqCst);
+        RTC_ELSEWHERE.store(0, Ordering::SeqCst);
+        irq::set_affinity(8, cpu).map_err(|e| format!("line 8 to processor {cpu}: {e}"))?;
+        let (runs, counted) = (RTC_IRQS.load(Ordering::SeqCst), irq::count_on(8, cpu));
+        rtc(true)?;
+        let end = time::now() + Duration::from_secs(10);
+        while RTC_IRQS.load(Ordering::SeqCst) - runs < count && time::now() < end {
+            time::sleep(Duration::from_millis(1));
+        }
+        rtc(false)?;
+        let ran = RTC_IRQS.load(Ordering::SeqCst) - runs;
+        ensure!(ran >= count, "line 8 sent to processor {cpu} fired {ran} times in 10 s");
+        let elsewhere = RTC_ELSEWHERE.load(Ordering::SeqCst);
+        ensure!(elsewhere == 0, "{elsewhere} of {ran} interrupts sent to processor {cpu} ran elsewhere (last on {})", RTC_LAST_CPU.load(Ordering::SeqCst));
+        let grew = irq::count_on(8, cpu) - counted;
+        ensure!(grew >= ran, "processor {cpu}'s count for line 8 grew {grew}, the handler ran {ran} times");
+        Ok(())
+    })();
+    let _ = rtc(false);
+    irq::unregister(8).map_err(|e| format!("{e}"))?;
+    result
 }
 
 /// A line registered with `register_oneshot` stays masked after it fires

@@ -573,9 +573,9 @@ fn root_file(f: &Facts, i: usize) -> Res<String> {
 }
 
 /// `/proc/interrupts` as Linux lays it out: a column per online
-/// processor; the legacy lines that fired (all through the 8259 PICs to
-/// the boot processor), then NMIs, local timer ticks, kicks and TLB
-/// shootdowns.
+/// processor; the legacy lines that fired (with the chip that delivers
+/// them, and, through the I/O APIC, the line's trigger), then NMIs, local
+/// timer ticks, kicks and TLB shootdowns.
 fn interrupts(s: &System) -> String {
     let cpus = s.cpu_idle_ns.len().max(1);
     let mut out = String::from("    ");
@@ -590,8 +590,8 @@ fn interrupts(s: &System) -> String {
         }
         let _ = writeln!(out, "   {what}");
     };
-    for (line, &count) in s.irq_lines.iter().enumerate() {
-        if count == 0 {
+    for (line, counts) in s.irq_lines.chunks(cpus).enumerate().take(16) {
+        if counts.iter().all(|&c| c == 0) {
             continue;
         }
         let name = match line {
@@ -600,7 +600,13 @@ fn interrupts(s: &System) -> String {
             8 => "rtc0",
             _ => "",
         };
-        row(&mut out, &format!("{line:>3}"), &mut core::iter::once(count), &format!("XT-PIC  {name}"));
+        let what = if s.irq_chip == "IO-APIC" {
+            let trigger = if s.irq_level & (1 << line) != 0 { "fasteoi" } else { "edge" };
+            format!("IO-APIC {:>3}-{trigger:<8} {name}", line)
+        } else {
+            format!("{}  {name}", s.irq_chip)
+        };
+        row(&mut out, &format!("{line:>3}"), &mut counts.iter().copied(), &what);
     }
     row(&mut out, "NMI", &mut s.cpu_nmis.iter().copied(), "Non-maskable interrupts");
     row(&mut out, "LOC", &mut s.cpu_local_timer.iter().copied(), "Local timer interrupts");

@@ -25,7 +25,11 @@ fn kernel(fact: Fact, facts: &mut Facts) {
                 cpu_kicks: vec![3, 41],
                 cpu_nmis: vec![12_000, 2],
                 cpu_tlb_shootdowns: vec![0, 7],
-                irq_lines: [vec![12_340, 0, 0, 0, 27], vec![0; 11]].concat(),
+                // Line-major, two processors: line 4 on both, line 11 on
+                // the second.
+                irq_lines: [vec![0; 8], vec![20, 7], vec![0; 12], vec![0, 5], vec![0; 8]].concat(),
+                irq_chip: "IO-APIC".into(),
+                irq_level: 1 << 11,
             })
         }
         Fact::Tables => {
@@ -189,8 +193,8 @@ fn system_files_render_the_facts() {
     let lines: Vec<&str> = interrupts.lines().collect();
     assert_eq!(lines.len(), 7, "{interrupts}");
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["CPU0", "CPU1"], "{interrupts}");
-    assert_eq!(lines[1].split_whitespace().take(3).collect::<Vec<_>>(), ["0:", "12340", "0"], "{interrupts}");
-    assert!(lines[1].ends_with("timer") && lines[2].ends_with("ttyS0"), "{interrupts}");
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["4:", "20", "7", "IO-APIC", "4-edge", "ttyS0"], "{interrupts}");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["11:", "0", "5", "IO-APIC", "11-fasteoi"], "{interrupts}");
     assert_eq!(lines[3].split_whitespace().take(3).collect::<Vec<_>>(), ["NMI:", "12000", "2"], "{interrupts}");
     assert_eq!(lines[4].split_whitespace().take(4).collect::<Vec<_>>(), ["LOC:", "0", "812", "Local"], "{interrupts}");
     assert_eq!(lines[5].split_whitespace().take(3).collect::<Vec<_>>(), ["RES:", "3", "41"], "{interrupts}");
