@@ -377,6 +377,71 @@ static void fifo_meetings(void) {
     unlink(path);
 }
 
+/* --- busy processors even out ------------------------------------------ */
+
+/* A CPU-bound process pinned to the second processor keeps it busy (it
+ * never idles, so it never steals work); three CPU-bound workers start
+ * on the first and may run on either. Linux moves one of them to the
+ * second processor (three against one becomes two and two); so must we.
+ * Each worker watches which processor runs it; the shared page says
+ * when one ran on the second. 20 s is a guard against a hang. */
+static void busy_processors_even_out(void) {
+    volatile long *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(shared != MAP_FAILED);
+    if (shared == MAP_FAILED)
+        return;
+    shared[0] = shared[1] = shared[2] = 0; /* hog running; moved; stop */
+    pid_t hog = fork();
+    if (hog == 0) {
+        pin(1);
+        shared[0] = 1;
+        volatile uint64_t x = 1;
+        while (!shared[2])
+            x = x * 6364136223846793005ULL + 1;
+        _exit(0);
+    }
+    CHECK(hog > 0 && wait_flag(&shared[0]));
+    pid_t workers[3];
+    for (int i = 0; i < 3; i++) {
+        workers[i] = fork();
+        if (workers[i] == 0) {
+            /* Started on the first processor (inherited), then allowed
+             * both: it stays where it is until the kernel moves it. */
+            cpu_set_t two;
+            CPU_ZERO(&two);
+            CPU_SET(cpus[0], &two);
+            CPU_SET(cpus[1], &two);
+            if (sched_setaffinity(0, sizeof two, &two) != 0)
+                _exit(2);
+            double end = now() + 20;
+            volatile uint64_t x = 1;
+            while (!shared[2] && now() < end) {
+                for (int k = 0; k < 100000; k++)
+                    x = x * 6364136223846793005ULL + 1;
+                unsigned cpu = 99;
+                if (syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 && (int)cpu == cpus[1])
+                    shared[1] = 1;
+                if (shared[1])
+                    break;
+            }
+            _exit(0);
+        }
+        CHECK(workers[i] > 0);
+    }
+    int status, clean = 0;
+    for (int i = 0; i < 3; i++)
+        if (workers[i] > 0 && waitpid(workers[i], &status, 0) == workers[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            clean++;
+    shared[2] = 1;
+    if (hog > 0)
+        waitpid(hog, &status, 0);
+    CHECK(clean == 3);
+    if (!shared[1])
+        fprintf(stderr, "smp: no worker ran on processor %d while a hog kept it busy and three waited on %d\n", cpus[1], cpus[0]);
+    CHECK(shared[1] == 1);
+    munmap((void *)shared, 4096);
+}
+
 int main(void) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -398,6 +463,7 @@ int main(void) {
         shootdown(0);
         shootdown(1);
         fork_snapshot();
+        busy_processors_even_out();
     }
     fifo_meetings();
     everything_at_once();

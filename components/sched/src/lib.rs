@@ -191,24 +191,60 @@ fn idle_loop() {
     }
 }
 
-/// Takes a task that waits on a busy processor and may run on processor
-/// `index` off that processor's queue (the last one queued); its home is
-/// `index` from then on.
+/// A task for idle processor `index`: the last one queued on a busy
+/// processor that may run here and is not being switched away from there
+/// (`take_from`). An idle processor runs its queue itself (it was kicked).
 fn steal(index: usize) -> Option<Arc<Task>> {
+    let others = online_mask() & !bit(index);
+    (1..MAX_CPUS)
+        .map(|k| (index + k) % MAX_CPUS)
+        .filter(|&j| others & bit(j) != 0 && !cpu(j).idle_now.load(Ordering::Acquire))
+        .find_map(|j| take_from(j, index))
+}
+
+/// Takes the last task queued on processor `j` that may run on processor
+/// `index` and is neither running nor finished; its home is `index` from
+/// then on (set under `j`'s queue lock, so that a wake in between queues
+/// it at `index`, where `enqueue` keeps one entry).
+fn take_from(j: usize, index: usize) -> Option<Arc<Task>> {
     let mine = bit(index);
-    let others = online_mask() & !mine;
-    (1..MAX_CPUS).map(|k| (index + k) % MAX_CPUS).filter(|&j| others & bit(j) != 0).find_map(|j| {
-        let victim = cpu(j);
-        // An idle processor runs its queue itself (it was kicked).
-        if victim.idle_now.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut queue = victim.run_queue.lock();
-        let at = queue.iter().rposition(|t| t.affinity() & mine != 0 && !t.is_on_cpu() && !t.is_finished())?;
-        let t = queue.remove(at)?;
-        t.set_home(index);
-        Some(t)
-    })
+    let mut queue = cpu(j).run_queue.lock();
+    let at = queue.iter().rposition(|t| t.affinity() & mine != 0 && !t.is_on_cpu() && !t.is_finished())?;
+    let t = queue.remove(at)?;
+    t.set_home(index);
+    Some(t)
+}
+
+/// Tasks running or waiting on processor `j`.
+fn load(j: usize) -> usize {
+    let c = cpu(j);
+    c.run_queue.lock().len() + usize::from(!c.idle_now.load(Ordering::Acquire))
+}
+
+/// Busy processors even out (idle ones `steal`): at the end of a time
+/// slice, processor `index` pulls one task off the most loaded processor
+/// when that one has at least two more tasks (running and waiting) than
+/// it has, so three tasks on one processor and one on another become two
+/// and two. Tasks that may not run here stay.
+fn balance(index: usize) {
+    let mine = load(index);
+    let others = online_mask() & !bit(index);
+    let busiest = (0..MAX_CPUS).filter(|&j| others & bit(j) != 0).map(|j| (load(j), j)).max();
+    if let Some((theirs, j)) = busiest
+        && theirs >= mine + 2
+        && let Some(t) = take_from(j, index)
+    {
+        BALANCED.fetch_add(1, Ordering::Relaxed);
+        enqueue(index, &t);
+    }
+}
+
+/// Tasks moved by [`balance`] since boot.
+static BALANCED: AtomicU64 = AtomicU64::new(0);
+
+/// Tasks moved between busy processors to even them out, since boot.
+pub fn balanced_count() -> u64 {
+    BALANCED.load(Ordering::Relaxed)
 }
 
 /// True when a busy processor's queue holds a task that may run on
@@ -579,6 +615,9 @@ pub fn preempt_point() {
         migrate_current();
     }
     if here().need_resched.load(Ordering::Relaxed) {
+        if !framekernel::irq::in_interrupt() {
+            framekernel::arch::without_interrupts(|| balance(framekernel::cpu::current_index()));
+        }
         yield_now();
     }
 }

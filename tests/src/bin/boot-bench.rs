@@ -80,13 +80,15 @@ fn main() {
 
 /// Multiprocessor figures: Tessera booted with 1, 2 and 4 processors runs
 /// `smpbench` (userspace/bench/smpbench.c) at the shell: N independent
-/// CPU-bound processes at once, a wake on another processor (pipe
-/// ping-pong), and a munmap that shoots down another processor's TLB.
+/// CPU-bound processes at once, N pipelines, N processes churning memory
+/// (the frame allocator), a wake on another processor (pipe ping-pong),
+/// and a munmap that shoots down another processor's TLB.
 fn smp_figures() {
     let host = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("multiprocessor (QEMU TCG, one host thread per processor; this host has {host} cores):");
     let mut spin: Vec<(u32, u32, f64)> = Vec::new(); // (processors, processes, ms)
     let mut pipes: Vec<(u32, u32, f64)> = Vec::new(); // (processors, pipelines, ms)
+    let mut memory: Vec<(u32, u32, f64)> = Vec::new(); // (processors, processes, ms)
     let mut other: Vec<(u32, String)> = Vec::new();
     let mut idle: Vec<(u32, f64)> = Vec::new(); // (processors, % of a host core)
     for cpus in [1u32, 2, 4] {
@@ -103,7 +105,7 @@ fn smp_figures() {
             idle.push((cpus, (b - a) as f64 / 1e8));
         }
         let out = m.capture(
-            "b=/opt/tessera/bench/smpbench; $b pipes 1 >/dev/null; for n in 1 2 4; do $b spin $n; done; for n in 1 2 4; do $b pipes $n; done; $b wake; $b shootdown",
+            "b=/opt/tessera/bench/smpbench; $b pipes 1 >/dev/null; for n in 1 2 4; do $b spin $n; done; for n in 1 2 4; do $b pipes $n; done; for n in 1 2 4; do $b memory $n; done; $b wake; $b shootdown",
             Duration::from_secs(800),
         );
         m.send("poweroff\r");
@@ -118,6 +120,8 @@ fn smp_figures() {
                 spin.push((cpus, n, ms));
             } else if let Some((n, ms)) = line.strip_prefix("pipes ").and_then(timed) {
                 pipes.push((cpus, n, ms));
+            } else if let Some((n, ms)) = line.strip_prefix("memory ").and_then(timed) {
+                memory.push((cpus, n, ms));
             } else {
                 other.push((cpus, line.to_string()));
             }
@@ -126,6 +130,7 @@ fn smp_figures() {
     for (title, rows) in [
         ("N processes each doing the same CPU-bound work at once", &spin),
         ("N pipelines (dd 8 MiB | gzip | md5sum) at once", &pipes),
+        ("N processes each mapping, touching and unmapping 64 KiB 3000 times at once", &memory),
     ] {
         println!("  {title}: wall time in ms (throughput speed-up over one)");
         println!("  {:<12} {:>16} {:>16} {:>16}", "processors", "N=1", "N=2", "N=4");
