@@ -10,9 +10,37 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::mem::size_of;
 use x86_64::instructions::port::{PortRead, PortWrite};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Widths of a port access: `u8`, `u16`, `u32`.
+pub trait PortValue: sealed::Sealed + Copy {
+    /// Widened (zero-extended).
+    fn to_u32(self) -> u32;
+    /// Narrowed (the low bytes).
+    fn from_u32(value: u32) -> Self;
+}
+
+macro_rules! port_value {
+    ($($t:ty),*) => { $(
+        impl sealed::Sealed for $t {}
+        impl PortValue for $t {
+            #[inline(always)]
+            fn to_u32(self) -> u32 {
+                self as u32
+            }
+            #[inline(always)]
+            fn from_u32(value: u32) -> Self {
+                value as $t
+            }
+        }
+    )* };
+}
+port_value!(u8, u16, u32);
 
 /// Port ranges the base owns: `(first, last)` inclusive, and why.
 const BASE_PORTS: [(u16, u16, &str); 7] = [
@@ -62,7 +90,7 @@ impl core::fmt::Display for IoPortError {
 static CLAIMED: crate::sync::BaseLock<Vec<PortClaim>> = crate::sync::BaseLock::new(Vec::new());
 
 /// One claimed range (see [`CLAIMED`]).
-type PortClaim = (u16, u16, u64, u64, Arc<AtomicBool>);
+type PortClaim = (u16, u16, u64, u64, Arc<crate::sync::Claim>);
 
 /// Legacy devices the base hands out by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +111,9 @@ pub fn claim_legacy(device: Legacy) -> Result<IoPorts, IoPortError> {
 pub(crate) fn revoke_domain(domain: u64) {
     CLAIMED.lock().retain(|(.., d, live)| {
         if *d == domain {
-            // The handle (wherever it is) answers `Revoked` from now on.
-            live.store(false, Ordering::Release);
+            // The handle (wherever it is) answers `Revoked` from now on,
+            // and an access another processor began has ended.
+            live.revoke();
         }
         *d != domain
     });
@@ -96,8 +125,8 @@ pub struct IoPorts {
     base: u16,
     len: u16,
     token: u64,
-    /// Cleared when the claim is revoked: every access then fails.
-    live: Arc<AtomicBool>,
+    /// Revoked with the claim: every access then fails.
+    live: Arc<crate::sync::Claim>,
 }
 
 impl IoPorts {
@@ -124,7 +153,7 @@ impl IoPorts {
     fn claim(base: u16, len: u16, last: u16) -> Result<Self, IoPortError> {
         // Allocated before the claim lock is taken (an allocation failure
         // must not happen under a base lock).
-        let live = Arc::new(AtomicBool::new(true));
+        let live = Arc::new(crate::sync::Claim::new());
         let mut claimed = CLAIMED.lock();
         if let Some(&(first, ..)) = claimed.iter().find(|&&(first, end, ..)| base <= end && first <= last) {
             return Err(IoPortError::Busy { port: base.max(first) });
@@ -159,33 +188,43 @@ impl IoPorts {
     }
 
     /// Reads a `u8`, `u16` or `u32` at `offset`.
-    pub fn read<T: PortRead>(&self, offset: u16) -> Result<T, IoPortError> {
+    pub fn read<T: PortValue>(&self, offset: u16) -> Result<T, IoPortError> {
         let port = self.port(offset, size_of::<T>() as u16)?;
-        // Interrupts off: a revocation (from an interrupt handler's cell
-        // call) cannot fall between the check and the access.
-        crate::arch::without_interrupts(|| {
-            if !self.live.load(Ordering::Acquire) {
-                return Err(IoPortError::Revoked);
-            }
-            // SAFETY: the port lies in a range this handle holds exclusively
-            // (the claim is live) and that the base does not use; port reads
-            // do not touch memory.
-            Ok(unsafe { T::read_from_port(port) })
-        })
+        self.access(port, size_of::<T>(), None).map(T::from_u32).ok_or(IoPortError::Revoked)
     }
 
     /// Writes a `u8`, `u16` or `u32` at `offset`.
-    pub fn write<T: PortWrite>(&self, offset: u16, value: T) -> Result<(), IoPortError> {
+    pub fn write<T: PortValue>(&self, offset: u16, value: T) -> Result<(), IoPortError> {
         let port = self.port(offset, size_of::<T>() as u16)?;
-        crate::arch::without_interrupts(|| {
-            if !self.live.load(Ordering::Acquire) {
-                return Err(IoPortError::Revoked);
+        self.access(port, size_of::<T>(), Some(value.to_u32())).map(|_| ()).ok_or(IoPortError::Revoked)
+    }
+
+    /// One access of `width` bytes at `port` (checked by `port`): a write
+    /// of `value` if given, else a read. Not generic and never inlined, so
+    /// it runs as the base's code even when a cell reads or writes
+    /// (`read`/`write` are compiled into the cell): the watchdog never
+    /// stops a cell inside it, so the in-flight count of its claim always
+    /// comes down. `None` once the claim is revoked.
+    #[inline(never)]
+    fn access(&self, port: u16, width: usize, value: Option<u32>) -> Option<u32> {
+        self.live.access(|| {
+            // SAFETY: the port lies in a range this handle holds exclusively
+            // (the claim is live for the whole access: `Claim`) and that the
+            // base does not use; port I/O does not touch memory. A device
+            // may start DMA on a port write; without an IOMMU that is a
+            // trust assumption on device drivers, documented in
+            // docs/soundness.md.
+            unsafe {
+                match (width, value) {
+                    (1, Some(v)) => u8::write_to_port(port, v as u8),
+                    (2, Some(v)) => u16::write_to_port(port, v as u16),
+                    (_, Some(v)) => u32::write_to_port(port, v),
+                    (1, None) => return u32::from(u8::read_from_port(port)),
+                    (2, None) => return u32::from(u16::read_from_port(port)),
+                    (_, None) => return u32::read_from_port(port),
+                }
             }
-            // SAFETY: as in `read`. A device may start DMA on a port write;
-            // without an IOMMU that is a trust assumption on device drivers,
-            // documented in docs/soundness.md.
-            unsafe { T::write_to_port(port, value) };
-            Ok(())
+            0
         })
     }
 }

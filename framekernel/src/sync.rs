@@ -241,3 +241,47 @@ impl<T> DerefMut for BaseLockGuard<'_, T> {
         &mut self.guard
     }
 }
+
+/// The live flag of a device claim (ports, device memory) shared between
+/// the claim table and the handle, with a count of the handle's accesses
+/// in flight: [`Claim::revoke`] on one processor waits for an access that
+/// another processor already began, so that once it returns the handle
+/// never touches the device again (the range may then be claimed anew).
+#[derive(Debug)]
+pub(crate) struct Claim {
+    live: core::sync::atomic::AtomicBool,
+    busy: core::sync::atomic::AtomicU32,
+}
+
+impl Claim {
+    pub(crate) const fn new() -> Self {
+        Self { live: core::sync::atomic::AtomicBool::new(true), busy: core::sync::atomic::AtomicU32::new(0) }
+    }
+
+    /// Runs `access` (one device access) if the claim is live, with
+    /// interrupts off and counted in flight; `None` once revoked. `access`
+    /// is the base's own code, so no fault or watchdog stop can leave the
+    /// count raised (either would stop in the base: not contained).
+    pub(crate) fn access<R>(&self, access: impl FnOnce() -> R) -> Option<R> {
+        use core::sync::atomic::Ordering::SeqCst;
+        crate::arch::without_interrupts(|| {
+            // SeqCst on both sides (as `revoke`): either this sees the
+            // claim dead, or `revoke` sees this access in flight.
+            self.busy.fetch_add(1, SeqCst);
+            let result = self.live.load(SeqCst).then(access);
+            self.busy.fetch_sub(1, SeqCst);
+            result
+        })
+    }
+
+    /// Ends the claim: every later access fails, and the accesses in
+    /// flight on other processors have ended when this returns (each is
+    /// one port or register access, with interrupts off).
+    pub(crate) fn revoke(&self) {
+        use core::sync::atomic::Ordering::SeqCst;
+        self.live.store(false, SeqCst);
+        while self.busy.load(SeqCst) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}

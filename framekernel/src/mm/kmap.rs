@@ -6,7 +6,7 @@ use super::paging;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::size_of;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use framekernel_logic::layout::{KMAP_BASE, KMAP_END, PAGE_SIZE, align_down, align_up};
 use framekernel_logic::memmap::Range;
 use x86_64::structures::paging::PageTableFlags as Flags;
@@ -170,7 +170,7 @@ static ACQUIRED: crate::sync::BaseLock<Vec<MmioClaim>> = crate::sync::BaseLock::
 
 /// One acquired range: the range, its claim token, its fault domain and
 /// the live flag shared with the handle.
-type MmioClaim = (Range, u64, u64, Arc<AtomicBool>);
+type MmioClaim = (Range, u64, u64, Arc<crate::sync::Claim>);
 
 /// Gives back the claim `token` (a handle's drop; a no-op once revoked).
 fn release_iomem(token: u64) {
@@ -182,8 +182,9 @@ fn release_iomem(token: u64) {
 pub(crate) fn revoke_domain(domain: u64) {
     ACQUIRED.lock().retain(|(_, _, d, live)| {
         if *d == domain {
-            // The handle answers `Revoked` from now on.
-            live.store(false, Ordering::Release);
+            // The handle answers `Revoked` from now on, and an access
+            // another processor began has ended.
+            live.revoke();
         }
         *d != domain
     });
@@ -200,8 +201,8 @@ pub struct IoMem {
     skew: u64,
     /// The claim, in `ACQUIRED`.
     token: u64,
-    /// Cleared when the claim is revoked: every access then fails.
-    live: Arc<AtomicBool>,
+    /// Revoked with the claim: every access then fails.
+    live: Arc<crate::sync::Claim>,
 }
 
 impl IoMem {
@@ -229,7 +230,7 @@ impl IoMem {
         let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | paging::nx();
         paging::map(map_base, &frames, flags).map_err(|e| IoMemError::Map(MapError::PageTables(e)))?;
         let token = crate::cell::claim_token();
-        let live = Arc::new(AtomicBool::new(true));
+        let live = Arc::new(crate::sync::Claim::new());
         let mut acquired = ACQUIRED.lock();
         let claimed = match busy(&acquired) {
             Some(at) => Err(IoMemError::Busy { phys: at }),
@@ -261,9 +262,6 @@ impl IoMem {
     }
 
     fn address(&self, offset: u64, width: u64) -> Result<u64, IoMemError> {
-        if !self.live.load(Ordering::Acquire) {
-            return Err(IoMemError::Revoked);
-        }
         if !offset.is_multiple_of(width) {
             return Err(IoMemError::Misaligned { offset, width });
         }
@@ -276,30 +274,47 @@ impl IoMem {
     /// Reads a `u8`, `u16`, `u32` or `u64` register at `offset` (aligned
     /// to its size).
     pub fn read<T: Register>(&self, offset: u64) -> Result<T, IoMemError> {
-        // Interrupts off: a revocation cannot fall between check and access.
-        crate::arch::without_interrupts(|| self.read_live(offset))
-    }
-
-    fn read_live<T: Register>(&self, offset: u64) -> Result<T, IoMemError> {
         let addr = self.address(offset, size_of::<T>() as u64)?;
-        // SAFETY: `addr` is inside this handle's uncached mapping of device
-        // memory (checked), which is not RAM and is held exclusively, and it
-        // is aligned for T (checked); T is a plain integer.
-        Ok(unsafe { core::ptr::read_volatile(addr as *const T) })
+        self.access(addr, size_of::<T>(), None).map(T::from_u64).ok_or(IoMemError::Revoked)
     }
 
     /// Writes a `u8`, `u16`, `u32` or `u64` register at `offset` (aligned
     /// to its size).
     pub fn write<T: Register>(&self, offset: u64, value: T) -> Result<(), IoMemError> {
-        crate::arch::without_interrupts(|| self.write_live(offset, value))
+        let addr = self.address(offset, size_of::<T>() as u64)?;
+        self.access(addr, size_of::<T>(), Some(value.to_u64())).map(|_| ()).ok_or(IoMemError::Revoked)
     }
 
-    fn write_live<T: Register>(&self, offset: u64, value: T) -> Result<(), IoMemError> {
-        let addr = self.address(offset, size_of::<T>() as u64)?;
-        // SAFETY: as in `read`. Device side effects (such as DMA) are a
-        // driver-trust assumption documented in docs/architecture.md.
-        unsafe { core::ptr::write_volatile(addr as *mut T, value) };
-        Ok(())
+    /// One register access of `width` bytes at `addr` (checked by
+    /// `address`): a write of `value` if given, else a read. Not generic
+    /// and never inlined, so it runs as the base's code even when a cell
+    /// reads or writes (`read`/`write` are compiled into the cell): the
+    /// watchdog never stops a cell inside it, so the in-flight count of
+    /// its claim always comes down. `None` once the claim is revoked.
+    #[inline(never)]
+    fn access(&self, addr: u64, width: usize, value: Option<u64>) -> Option<u64> {
+        self.live.access(|| {
+            // SAFETY: `addr..addr + width` is inside this handle's uncached
+            // mapping of device memory (checked by `address`; the mapping
+            // lives as long as the handle), which is not RAM and is held
+            // exclusively for the whole access (`Claim`), and it is aligned
+            // for its width (checked); the values are plain integers.
+            // Device side effects (such as DMA) are a driver-trust
+            // assumption documented in docs/architecture.md.
+            unsafe {
+                match (width, value) {
+                    (1, Some(v)) => core::ptr::write_volatile(addr as *mut u8, v as u8),
+                    (2, Some(v)) => core::ptr::write_volatile(addr as *mut u16, v as u16),
+                    (4, Some(v)) => core::ptr::write_volatile(addr as *mut u32, v as u32),
+                    (_, Some(v)) => core::ptr::write_volatile(addr as *mut u64, v),
+                    (1, None) => return u64::from(core::ptr::read_volatile(addr as *const u8)),
+                    (2, None) => return u64::from(core::ptr::read_volatile(addr as *const u16)),
+                    (4, None) => return u64::from(core::ptr::read_volatile(addr as *const u32)),
+                    (_, None) => return core::ptr::read_volatile(addr as *const u64),
+                }
+            }
+            0
+        })
     }
 }
 
@@ -308,10 +323,27 @@ mod sealed {
 }
 
 /// Integer widths a device register can have: `u8`, `u16`, `u32`, `u64`.
-pub trait Register: sealed::Sealed + Copy {}
+pub trait Register: sealed::Sealed + Copy {
+    /// Widened (zero-extended).
+    fn to_u64(self) -> u64;
+    /// Narrowed (the low bytes).
+    fn from_u64(value: u64) -> Self;
+}
 
 macro_rules! register {
-    ($($t:ty),*) => { $(impl sealed::Sealed for $t {} impl Register for $t {})* };
+    ($($t:ty),*) => { $(
+        impl sealed::Sealed for $t {}
+        impl Register for $t {
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                self as u64
+            }
+            #[inline(always)]
+            fn from_u64(value: u64) -> Self {
+                value as $t
+            }
+        }
+    )* };
 }
 register!(u8, u16, u32, u64);
 
