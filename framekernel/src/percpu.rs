@@ -84,6 +84,9 @@ pub(crate) struct PerCpu {
     pub(crate) local_timer: AtomicBool,
     /// Interrupts this processor took on each legacy line.
     pub(crate) lines: [AtomicU64; 16],
+    /// Set while this processor takes the cell watchdog's NMIs (busy,
+    /// its local APIC timer on).
+    pub(crate) watchdog_nmi: AtomicBool,
 }
 
 // SAFETY: every field but `tss` is atomic or a lock. `tss` is written only
@@ -121,6 +124,7 @@ impl PerCpu {
             kicks: AtomicU64::new(0),
             shootdowns: AtomicU64::new(0),
             lines: [const { AtomicU64::new(0) }; 16],
+            watchdog_nmi: AtomicBool::new(false),
             local_timer: AtomicBool::new(false),
         }
     }

@@ -151,6 +151,14 @@ pub(crate) fn boot_tick() {
 
 fn timer_interrupt() {
     let tick = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
+    // The watchdog's NMI for the busy processors the PIT's cannot reach.
+    if tick.is_multiple_of(u64::from(TICK_HZ / WATCHDOG_NMI_HZ)) {
+        let first = match crate::irq::controller() {
+            crate::irq::Controller::IoApic => arch::lapic::LOGICAL_PROCESSORS,
+            crate::irq::Controller::Pic => 1,
+        };
+        arch::lapic::forward_watchdog_nmi(first);
+    }
     // Copy the table so that a callback may (un)register without deadlock.
     let callbacks = *CALLBACKS.lock();
     for callback in callbacks.iter().flatten() {

@@ -554,25 +554,16 @@ fn a_call_spinning_with_interrupts_off_is_stopped() -> Result<(), String> {
     let slot = probe_slot("probe-cli")?;
     let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
     let mut result = expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms");
-    if framekernel::irq::controller() == framekernel::irq::Controller::IoApic {
-        for cpu in other_processors() {
-            if result.is_err() {
-                break;
-            }
-            let outcome: Arc<SpinLock<Option<Result<(), String>>>> = Arc::new(SpinLock::new(None));
-            let (task_slot, task_outcome) = (slot.clone(), outcome.clone());
-            let spawned = tessera_sched::spawn_on(cpu, "nmi-watchdog", move || {
-                let r = expect_fault(&task_slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms");
-                *task_outcome.lock() = Some(r);
-            });
-            result = match spawned {
-                Ok(task) if wait_for(|| task.is_finished()) => {
-                    outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("on processor {cpu}: {e}"))
-                }
-                Ok(_) => Err(format!("the call spinning on processor {cpu} was not stopped in 30 s")),
-                Err(e) => Err(format!("spawn on {cpu}: {e:?}")),
-            };
+    // Every other processor too, each with a slot of its own (five faults
+    // in a row would hold one slot).
+    for cpu in other_processors() {
+        if result.is_err() {
+            break;
         }
+        result = spin_with_interrupts_off_on(cpu, &format!("probe-cli-{cpu}")).and_then(|(task, outcome)| {
+            ensure!(wait_for(|| task.is_finished()), "the call spinning on processor {cpu} was not stopped in 30 s");
+            outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("on processor {cpu}: {e}"))
+        });
     }
     framekernel::cell::set_watchdog(previous);
     result?;
@@ -1039,6 +1030,18 @@ pub fn selftests() -> Vec<SelfTest> {
             run: device_lines_reach_the_chosen_processor
         },
         SelfTest {
+            name: "redteam_watchdog_nmis_reach_every_busy_processor",
+            run: watchdog_nmis_reach_every_busy_processor
+        },
+        SelfTest {
+            name: "redteam_watchdog_alone_on_the_last_processor",
+            run: watchdog_alone_on_the_last_processor
+        },
+        SelfTest {
+            name: "redteam_watchdog_everywhere_at_once",
+            run: watchdog_everywhere_at_once
+        },
+        SelfTest {
             name: "redteam_pci_holds_everywhere",
             run: pci_holds_everywhere
         },
@@ -1248,6 +1251,96 @@ fn device_lines_reach_the_chosen_processor() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Red team (issue 14): every busy processor takes the cell watchdog's
+/// NMIs, also past the eighth (no flat logical id: the boot processor's
+/// tick forwards them) and with `noapic` (the PIT's NMIs reach the boot
+/// processor alone). Each waits, spinning, until it took three.
+fn watchdog_nmis_reach_every_busy_processor() -> Result<(), String> {
+    use core::sync::atomic::AtomicBool;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    STOP.store(false, Ordering::SeqCst);
+    let nmis = |i: usize| framekernel::cpu::interrupt_counts(i).map_or(0, |c| c.nmis);
+    let mut tasks = Vec::new();
+    for cpu in other_processors() {
+        let before = nmis(cpu);
+        let task = tessera_sched::spawn_on(cpu, "rt-busy", move || {
+            let deadline = framekernel::time::now_ns() + 30_000_000_000;
+            while nmis(cpu) < before + 3 && !STOP.load(Ordering::SeqCst) && framekernel::time::now_ns() < deadline {
+                core::hint::spin_loop();
+            }
+        });
+        match task {
+            Ok(t) => tasks.push((cpu, before, t)),
+            Err(e) => {
+                STOP.store(true, Ordering::SeqCst);
+                return Err(format!("spawn on {cpu}: {e:?}"));
+            }
+        }
+    }
+    let finished = wait_for(|| tasks.iter().all(|(_, _, t)| t.is_finished()));
+    STOP.store(true, Ordering::SeqCst);
+    ensure!(finished, "busy tasks did not end");
+    let starved: Vec<(usize, u64)> = tasks.iter().map(|&(c, b, _)| (c, nmis(c) - b)).filter(|&(_, n)| n < 3).collect();
+    ensure!(starved.is_empty(), "busy processors took fewer than 3 watchdog NMIs in 30 s (processor, NMIs): {starved:?}");
+    Ok(())
+}
+
+/// A task's result, filled in when it ends.
+type Outcome = Arc<SpinLock<Option<Result<(), String>>>>;
+
+/// Runs a call of a fresh probe slot that spins with interrupts off, on
+/// processor `cpu`, in a task; the task's outcome, once it ended.
+fn spin_with_interrupts_off_on(cpu: usize, name: &str) -> Result<(Arc<framekernel::task::Task>, Outcome), String> {
+    let slot = probe_slot(name)?;
+    let outcome: Outcome = Arc::new(SpinLock::new(None));
+    let o = outcome.clone();
+    let task = tessera_sched::spawn_on(cpu, "rt-wd", move || {
+        *o.lock() = Some(expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms"));
+    })
+    .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+    Ok((task, outcome))
+}
+
+/// Red team (issue 14): a cell spinning with interrupts off on the last
+/// processor, alone (nothing else sends it NMIs), is stopped.
+fn watchdog_alone_on_the_last_processor() -> Result<(), String> {
+    let Some(&cpu) = other_processors().last() else { return Ok(()) };
+    let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
+    let result = (|| {
+        let (task, outcome) = spin_with_interrupts_off_on(cpu, "rt-wd-last")?;
+        ensure!(wait_for(|| task.is_finished()), "the call spinning with interrupts off on processor {cpu} was not stopped in 30 s");
+        outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("processor {cpu}: {e}"))
+    })();
+    framekernel::cell::set_watchdog(previous);
+    result
+}
+
+/// Red team (issue 14): cells spinning with interrupts off on every
+/// processor at once are all stopped, also right after the others were
+/// idle (timers stopped, out of the NMI's destinations).
+fn watchdog_everywhere_at_once() -> Result<(), String> {
+    let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
+    let result = (|| -> Result<(), String> {
+        for round in 0..3 {
+            tessera_linux::syscall::proc::kernel_sleep([0, 20_000_000, 100_000_000][round]);
+            let mut pending = Vec::new();
+            for cpu in other_processors() {
+                pending.push((cpu, spin_with_interrupts_off_on(cpu, &format!("rt-wd-{round}-{cpu}"))?));
+            }
+            let own = probe_slot(&format!("rt-wd-{round}-0"))?;
+            expect_fault(&own, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms")
+                .map_err(|e| format!("round {round}, processor 0: {e}"))?;
+            for (cpu, (task, outcome)) in pending {
+                ensure!(wait_for(|| task.is_finished()), "round {round}: the call spinning on processor {cpu} was not stopped in 30 s");
+                outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("round {round}, processor {cpu}: {e}"))?;
+            }
+        }
+        Ok(())
+    })();
+    framekernel::cell::set_watchdog(previous);
+    result
 }
 
 /// An idle processor sleeps with its local timer stopped (no ticks while

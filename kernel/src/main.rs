@@ -98,6 +98,10 @@ fn main(boot: &'static BootContext) -> ! {
         println!("selftest: {} other processor(s) online", framekernel::cpu::online() - 1);
         let mut tests: alloc::vec::Vec<SelfTest> = selftest::BASE_TESTS.to_vec();
         tests.extend(cells::selftests());
+        // `tessera.selftest.only=a,b`: only the tests named.
+        if let Some(only) = cmdline.value("tessera.selftest.only") {
+            tests.retain(|t| only.split(',').any(|name| name == t.name));
+        }
         let summary = selftest::run(&tests);
         framekernel::exit(if summary.failed == 0 && summary.passed > 0 { ExitCode::Success } else { ExitCode::Failure });
     }

@@ -81,6 +81,8 @@ fn self_tests_pass() {
         "irq_oneshot_lines_wait_for_unmask",
         "redteam_pci_holds_everywhere",
         "redteam_tick_callbacks_cannot_switch_spaces",
+        "device_lines_reach_the_chosen_processor",
+        "redteam_watchdog_everywhere_at_once",
     ] {
         assert!(output.contains(&format!("selftest {test} ... ok")), "{test} did not run:\n{output}");
     }
@@ -94,6 +96,24 @@ fn self_tests_pass() {
     );
     assert!(output.lines().any(|l| l.contains(": the lock taken at kernel/src/cells.rs:") && l.contains("is free again after")), "{output}");
     assert_eq!(exit, Exit::Success, "{output}");
+}
+
+/// The cell watchdog stops a cell spinning with interrupts off on every
+/// processor: past the eighth (no flat logical id for the PIT's NMI: the
+/// boot processor forwards it), and with `noapic` (the PICs deliver
+/// interrupts; the PIT's NMI reaches the boot processor alone).
+#[test]
+fn watchdog_reaches_nine_processors_and_noapic() {
+    let only = "tessera.selftest.only=redteam_watchdog_nmis_reach_every_busy_processor,redteam_watchdog_alone_on_the_last_processor,redteam_cell_spinning_with_interrupts_off_stopped";
+    for (name, cpus, extra) in [("watchdog-9", 9, ""), ("watchdog-noapic", 4, " noapic")] {
+        let options = MachineOptions { cpus, ..MachineOptions::kernel(&format!("tessera.selftest {only}{extra}")) };
+        let mut machine = Machine::start(name, &options);
+        let exit = machine.wait_exit(Duration::from_secs(300));
+        let output = machine.output();
+        assert!(output.contains(&format!("selftest: {} other processor(s) online", cpus - 1)), "{output}");
+        assert!(output.contains("selftest: 3 passed, 0 failed"), "{name}:\n{output}");
+        assert_eq!(exit, Exit::Success, "{output}");
+    }
 }
 
 #[test]

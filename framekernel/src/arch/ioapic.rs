@@ -109,6 +109,16 @@ pub(crate) fn level_triggered(line: u8) -> bool {
     STATE.get().is_some_and(|s| s.lock().lines.get(usize::from(line)).copied().flatten().is_some_and(|l| l.route.level))
 }
 
+/// Legacy `line`'s redirection entry as the I/O APIC holds it (for
+/// reports: delivery status bit 12, remote IRR bit 14, mask bit 16).
+pub(crate) fn entry(line: u8) -> Option<u64> {
+    let state = STATE.get()?.lock();
+    let l = state.lines.get(usize::from(line)).copied().flatten()?;
+    let chip = state.chips.get(l.chip)?;
+    let index = 0x10 + 2 * l.pin;
+    Some(u64::from(read(&chip.window, index + 1)?) << 32 | u64::from(read(&chip.window, index)?))
+}
+
 /// Reprograms `line` with `change` applied to its state.
 fn update(line: u8, change: impl FnOnce(&mut Line)) -> Result<(), &'static str> {
     let mut state = STATE.get().ok_or("no I/O APIC")?.lock();

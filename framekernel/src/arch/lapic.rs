@@ -102,7 +102,8 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
 }
 
 /// The flat logical id of processor `index`: one bit of eight, so only
-/// the first eight processors have one.
+/// the first eight processors have one (the boot processor's tick
+/// forwards the NMI to the others: [`forward_watchdog_nmi`]).
 fn logical_bit(index: usize) -> u32 {
     if index < 8 { 1 << index } else { 0 }
 }
@@ -110,12 +111,35 @@ fn logical_bit(index: usize) -> u32 {
 /// Every processor a logical destination may name (the watchdog NMI's
 /// destination; each processor opts in through its logical id).
 pub(crate) const ALL_LOGICAL: u8 = 0xff;
+/// Processors the PIT's NMI reaches through a flat logical id.
+pub(crate) const LOGICAL_PROCESSORS: usize = 8;
 
 /// Sets this processor's logical id (`on`) or clears it: the PIT's NMIs
 /// go to every processor with a logical id (`ioapic::route_pit_as_nmi`).
 fn take_watchdog_nmi(lapic: &IoMem, on: bool) {
-    let bit = if on { logical_bit(crate::percpu::this_cpu().index()) } else { 0 };
+    let cpu = crate::percpu::this_cpu();
+    cpu.watchdog_nmi.store(on, core::sync::atomic::Ordering::SeqCst);
+    let bit = if on { logical_bit(cpu.index()) } else { 0 };
     let _ = lapic.write::<u32>(LDR, bit << 24);
+}
+
+/// Sends the watchdog's NMI, by IPI, to every online processor from
+/// index `first` on (never this one) that takes it now (busy): the
+/// processors the PIT's NMI cannot reach (past the eighth, which have no
+/// flat logical id; every processor but the boot one when the PICs
+/// deliver interrupts). Called by the boot processor's tick, in interrupt
+/// context (an IPI's two register writes cannot be interleaved there).
+pub(crate) fn forward_watchdog_nmi(first: usize) {
+    let here = crate::percpu::this_cpu().index();
+    for index in first.max(1)..crate::percpu::MAX_CPUS {
+        let Some(block) = crate::percpu::block(index) else { continue };
+        if index != here
+            && block.online.load(core::sync::atomic::Ordering::Acquire)
+            && block.watchdog_nmi.load(core::sync::atomic::Ordering::SeqCst)
+        {
+            let _ = send_nmi(block.apic_id.load(core::sync::atomic::Ordering::Relaxed));
+        }
+    }
 }
 
 /// Stops (`true`) or restarts this processor's periodic local timer by

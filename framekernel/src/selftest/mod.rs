@@ -503,6 +503,18 @@ pub fn rtc_interrupts_reach(cpu: usize, count: u64) -> Result<(), String> {
     result
 }
 
+/// What a line looks like, for a failure's message: its counts per
+/// processor, its I/O APIC entry, the CMOS clock's registers B and C.
+fn line_report(line: u8) -> String {
+    let counts: Vec<u64> = (0..crate::percpu::MAX_CPUS).map(|cpu| irq::count_on(line, cpu)).collect();
+    let entry = crate::arch::ioapic::entry(line);
+    let cmos = arch::without_interrupts(|| {
+        let cmos = io::IoPorts::acquire(0x70, 2).ok()?;
+        Some((cmos_read(&cmos, 0x0b).ok()?, cmos_read(&cmos, 0x0a).ok()?))
+    });
+    format!("counts per processor {counts:?}, controller {:?}, I/O APIC entry {entry:#x?}, CMOS B and A {cmos:#x?}, spurious {}", irq::controller(), irq::spurious_count())
+}
+
 /// A line registered with `register_oneshot` stays masked after it fires
 /// until its owner unmasks it (the RTC keeps interrupting: its handler
 /// acknowledges each one); only such lines can be unmasked.
@@ -528,7 +540,7 @@ fn irq_oneshot_lines_wait_for_unmask() -> Result<(), String> {
         while RTC_IRQS.load(Ordering::Relaxed) == 0 && time::now() < end {
             core::hint::spin_loop();
         }
-        ensure!(RTC_IRQS.load(Ordering::Relaxed) == 1, "the RTC's line did not fire in 5 s");
+        ensure!(RTC_IRQS.load(Ordering::Relaxed) == 1, "the RTC's line did not fire in 5 s ({})", line_report(8));
         time::sleep(Duration::from_millis(40));
         let masked = RTC_IRQS.load(Ordering::Relaxed);
         ensure!(masked == 1, "a one-shot line fired {masked} times before it was unmasked");
@@ -537,7 +549,7 @@ fn irq_oneshot_lines_wait_for_unmask() -> Result<(), String> {
         while RTC_IRQS.load(Ordering::Relaxed) < 2 && time::now() < end {
             core::hint::spin_loop();
         }
-        ensure!(RTC_IRQS.load(Ordering::Relaxed) == 2, "the line did not fire again after unmask");
+        ensure!(RTC_IRQS.load(Ordering::Relaxed) == 2, "the line did not fire again after unmask ({})", line_report(8));
         Ok(())
     })();
     rtc(false)?;
