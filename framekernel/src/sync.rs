@@ -263,7 +263,15 @@ impl Claim {
     /// is the base's own code, so no fault or watchdog stop can leave the
     /// count raised (either would stop in the base: not contained).
     pub(crate) fn access<R>(&self, access: impl FnOnce() -> R) -> Option<R> {
-        use core::sync::atomic::Ordering::SeqCst;
+        use core::sync::atomic::Ordering::{Acquire, SeqCst};
+        // A revoked handle does not even count itself in flight: a stream
+        // of accesses through dead handles cannot keep `revoke` waiting.
+        if !self.live.load(Acquire) {
+            return None;
+        }
+        // A base section too: a fault or watchdog stop in here is never
+        // contained, whatever code runs it, so the count always comes down.
+        let _section = crate::cell::BaseSection::enter();
         crate::arch::without_interrupts(|| {
             // SeqCst on both sides (as `revoke`): either this sees the
             // claim dead, or `revoke` sees this access in flight.

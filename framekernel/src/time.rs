@@ -151,13 +151,10 @@ pub(crate) fn boot_tick() {
 
 fn timer_interrupt() {
     let tick = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
-    // The watchdog's NMI for the busy processors the PIT's cannot reach.
+    // The watchdog's NMI for the busy processors the PIT's cannot reach
+    // (also forwarded from the boot processor's NMIs, where there are).
     if tick.is_multiple_of(u64::from(TICK_HZ / WATCHDOG_NMI_HZ)) {
-        let first = match crate::irq::controller() {
-            crate::irq::Controller::IoApic => arch::lapic::LOGICAL_PROCESSORS,
-            crate::irq::Controller::Pic => 1,
-        };
-        arch::lapic::forward_watchdog_nmi(first);
+        arch::lapic::forward_watchdog_nmi();
     }
     // Copy the table so that a callback may (un)register without deadlock.
     let callbacks = *CALLBACKS.lock();

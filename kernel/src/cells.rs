@@ -1042,6 +1042,10 @@ pub fn selftests() -> Vec<SelfTest> {
             run: watchdog_everywhere_at_once
         },
         SelfTest {
+            name: "redteam_watchdog_forwarding_while_the_boot_processor_waits",
+            run: watchdog_forwarding_while_the_boot_processor_waits
+        },
+        SelfTest {
             name: "redteam_pci_holds_everywhere",
             run: pci_holds_everywhere
         },
@@ -1338,6 +1342,53 @@ fn watchdog_everywhere_at_once() -> Result<(), String> {
             }
         }
         Ok(())
+    })();
+    framekernel::cell::set_watchdog(previous);
+    result
+}
+
+/// Red team (watchdog NMI forwarding): a task on the last processor holds
+/// a kernel spin lock across a probe call that spins with interrupts off;
+/// the boot processor waits for that lock with interrupts off (so it does
+/// not tick). The call is stopped all the same (the boot processor
+/// forwards the NMI from its own NMIs), and the lock comes free.
+fn watchdog_forwarding_while_the_boot_processor_waits() -> Result<(), String> {
+    use core::sync::atomic::AtomicBool;
+    static LOCK: SpinLock<()> = SpinLock::new(());
+    static HOLDING: AtomicBool = AtomicBool::new(false);
+    let Some(&cpu) = other_processors().last() else { return Ok(()) };
+    ensure!(framekernel::cpu::current_index() == 0, "not on the boot processor");
+    HOLDING.store(false, Ordering::SeqCst);
+    let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
+    let result = (|| -> Result<(), String> {
+        let slot = probe_slot("rt-wd-boot-waits")?;
+        let outcome: Outcome = Arc::new(SpinLock::new(None));
+        let o = outcome.clone();
+        let task = tessera_sched::spawn_on(cpu, "rt-wd-held", move || {
+            let _held = LOCK.lock();
+            HOLDING.store(true, Ordering::SeqCst);
+            *o.lock() = Some(expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms"));
+        })
+        .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+        ensure!(wait_for(|| HOLDING.load(Ordering::SeqCst)), "the lock holder did not start");
+        let started = framekernel::time::now_ns();
+        // Bounded (30 s), so that a failure is a report, not a hang.
+        let freed = framekernel::arch::without_interrupts(|| {
+            let end = started + 30_000_000_000;
+            loop {
+                if LOCK.try_lock().is_some() {
+                    return true;
+                }
+                if framekernel::time::now_ns() > end {
+                    return false;
+                }
+                core::hint::spin_loop();
+            }
+        });
+        let finished = wait_for(|| task.is_finished());
+        ensure!(freed, "the call on processor {cpu} was not stopped in 30 s while the boot processor waited with interrupts off for the lock its caller held (ended later: {finished})");
+        ensure!(finished, "the task on processor {cpu} did not end");
+        outcome.lock().take().unwrap_or(Err(String::from("no outcome")))
     })();
     framekernel::cell::set_watchdog(previous);
     result

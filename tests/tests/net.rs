@@ -47,15 +47,42 @@ fn eth0_is_driven_by_the_virtio_net_cell_which_swaps_live_and_contains_its_fault
 
 /// A deterministic body of `len` bytes (xorshift), so that nothing about
 /// it compresses or repeats.
+/// Like [`telnet_until`], but `None` when the connection closes before
+/// anything was seen (nobody listened yet).
+fn telnet_until_or_closed(stream: &mut std::net::TcpStream, needle: &str) -> Option<String> {
+    use std::io::Read;
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(0) => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+        Ok(_) => {}
+        Err(e) => panic!("telnet: waiting for {needle:?}: {e}"),
+    }
+    Some(telnet_until_with(stream, needle, &first))
+}
+
 /// Reads from a telnet connection until `needle` shows, skipping the
 /// option negotiation (IAC sequences); returns the text seen.
 fn telnet_until(stream: &mut std::net::TcpStream, needle: &str) -> String {
+    telnet_until_with(stream, needle, &[])
+}
+
+/// [`telnet_until`] with the bytes `already` read first.
+fn telnet_until_with(stream: &mut std::net::TcpStream, needle: &str, already: &[u8]) -> String {
     use std::io::Read;
     let mut text = Vec::new();
     let mut raw = [0u8; 512];
     let mut iac = 0usize;
+    let mut pending: Vec<u8> = already.to_vec();
     while !String::from_utf8_lossy(&text).contains(needle) {
-        let n = stream.read(&mut raw).unwrap_or_else(|e| panic!("telnet: waiting for {needle:?}: {e}; seen {:?}", String::from_utf8_lossy(&text)));
+        let n = if pending.is_empty() {
+            stream.read(&mut raw).unwrap_or_else(|e| panic!("telnet: waiting for {needle:?}: {e}; seen {:?}", String::from_utf8_lossy(&text)))
+        } else {
+            let n = pending.len().min(raw.len());
+            raw[..n].copy_from_slice(&pending[..n]);
+            pending.drain(..n);
+            n
+        };
         assert!(n > 0, "telnet: closed while waiting for {needle:?}; seen {:?}", String::from_utf8_lossy(&text));
         for &b in &raw[..n] {
             match (iac, b) {
@@ -196,10 +223,21 @@ fn tcp_and_udp_through_the_stack_cell_with_dhcp_forwarded_ports_swaps_and_faults
     // busybox telnetd in the guest: a shell on a pseudo-terminal
     // (/dev/ptmx, /dev/pts/0), used from the host through the forwarded
     // port: a command, the terminal's name, ^C of a foreground job, exit.
+    // busybox telnetd goes to the background before it listens (as on
+    // Linux): until it does, QEMU's forwarder connects and is refused,
+    // so the shell's prompt is awaited on a fresh connection each time.
     m.shell("telnetd -l /bin/sh && echo telnetd star\"\"ted", "telnetd started", T);
-    let mut telnet = std::net::TcpStream::connect(("127.0.0.1", telnet_port)).expect("connect to the forwarded telnetd");
-    telnet.set_read_timeout(Some(T)).expect("timeout");
-    telnet_until(&mut telnet, "# ");
+    let mut telnet = None;
+    for _ in 0..50 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", telnet_port)).expect("connect to the forwarded telnetd");
+        stream.set_read_timeout(Some(T)).expect("timeout");
+        if telnet_until_or_closed(&mut stream, "# ").is_some() {
+            telnet = Some(stream);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut telnet = telnet.expect("telnetd never answered with a prompt");
     telnet.write_all(b"echo tele$((6*7))net; tty\r\n").expect("send");
     let seen = telnet_until(&mut telnet, "/dev/pts/0");
     assert!(seen.contains("tele42net"), "{seen}");

@@ -77,6 +77,10 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
         block.nmi_frame.store(frame as *const TrapFrame as u64, Ordering::Relaxed);
         crate::mm::tlb::on_nmi();
         crate::cell::nmi_watchdog(frame);
+        if block.index() == 0 {
+            // Passed on to the processors the PIT's NMI cannot reach.
+            super::lapic::forward_watchdog_nmi();
+        }
         return;
     }
     if frame.vector == 3 {

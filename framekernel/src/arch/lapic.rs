@@ -102,8 +102,8 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
 }
 
 /// The flat logical id of processor `index`: one bit of eight, so only
-/// the first eight processors have one (the boot processor's tick
-/// forwards the NMI to the others: [`forward_watchdog_nmi`]).
+/// the first eight processors have one (the boot processor forwards the
+/// NMI to the others: [`forward_watchdog_nmi`]).
 fn logical_bit(index: usize) -> u32 {
     if index < 8 { 1 << index } else { 0 }
 }
@@ -123,23 +123,52 @@ fn take_watchdog_nmi(lapic: &IoMem, on: bool) {
     let _ = lapic.write::<u32>(LDR, bit << 24);
 }
 
-/// Sends the watchdog's NMI, by IPI, to every online processor from
-/// index `first` on (never this one) that takes it now (busy): the
-/// processors the PIT's NMI cannot reach (past the eighth, which have no
-/// flat logical id; every processor but the boot one when the PICs
-/// deliver interrupts). Called by the boot processor's tick, in interrupt
-/// context (an IPI's two register writes cannot be interleaved there).
-pub(crate) fn forward_watchdog_nmi(first: usize) {
-    let here = crate::percpu::this_cpu().index();
-    for index in first.max(1)..crate::percpu::MAX_CPUS {
-        let Some(block) = crate::percpu::block(index) else { continue };
-        if index != here
-            && block.online.load(core::sync::atomic::Ordering::Acquire)
-            && block.watchdog_nmi.load(core::sync::atomic::Ordering::SeqCst)
-        {
-            let _ = send_nmi(block.apic_id.load(core::sync::atomic::Ordering::Relaxed));
-        }
+/// When the watchdog's NMI was last forwarded (ns since boot).
+static FORWARDED_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Sends the watchdog's NMI, by IPI, at most every 10 ms, to every online
+/// processor (never this one) that takes it now (busy) and that the PIT's
+/// NMI cannot reach: past the eighth (no flat logical id) with the I/O
+/// APIC, every one but the boot processor with the PICs. Called from the
+/// boot processor's NMIs (which arrive with interrupts off too, so a
+/// boot processor spinning for a lock held by a stuck cell's caller still
+/// forwards) and from its tick (for machines whose PIT sends no NMI).
+/// Safe inside an NMI that interrupted [`send_ipi`] on this processor
+/// between its two register writes: it waits for the pending IPI and
+/// puts the destination half back.
+pub(crate) fn forward_watchdog_nmi() {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+    let now = crate::time::now_ns();
+    let last = FORWARDED_NS.load(Relaxed);
+    if now.saturating_sub(last) < 10_000_000 || FORWARDED_NS.compare_exchange(last, now, AcqRel, Relaxed).is_err() {
+        return;
     }
+    let first = match crate::irq::controller() {
+        crate::irq::Controller::IoApic => LOGICAL_PROCESSORS,
+        crate::irq::Controller::Pic => 1,
+    };
+    let here = crate::percpu::this_cpu().index();
+    let Ok(lapic) = window() else { return };
+    let idle = |lapic: &IoMem| {
+        let deadline = crate::time::now_ns() + SEND_NS;
+        while lapic.read::<u32>(ICR_LOW).is_ok_and(|v| v & SEND_PENDING != 0) && crate::time::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+    };
+    crate::arch::without_interrupts(|| {
+        idle(lapic);
+        let saved = lapic.read::<u32>(ICR_HIGH).unwrap_or(0);
+        for index in first.max(1)..crate::percpu::MAX_CPUS {
+            let Some(block) = crate::percpu::block(index) else { continue };
+            let id = block.apic_id.load(Relaxed);
+            if index != here && id <= 0xfe && block.online.load(Acquire) && block.watchdog_nmi.load(SeqCst) {
+                let _ = lapic.write::<u32>(ICR_HIGH, id << 24);
+                let _ = lapic.write::<u32>(ICR_LOW, 0x0000_4400); // NMI, assert, physical
+                idle(lapic);
+            }
+        }
+        let _ = lapic.write::<u32>(ICR_HIGH, saved);
+    });
 }
 
 /// Stops (`true`) or restarts this processor's periodic local timer by
