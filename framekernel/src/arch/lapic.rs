@@ -37,15 +37,21 @@ pub(crate) fn send_ipi(apic_id: u32, low: u32) -> Result<(), &'static str> {
     crate::arch::without_interrupts(|| {
         lapic.write::<u32>(ICR_HIGH, apic_id << 24).map_err(|_| "the local APIC window was revoked")?;
         lapic.write::<u32>(ICR_LOW, low).map_err(|_| "the local APIC window was revoked")?;
-        let deadline = crate::time::now_ns() + SEND_NS;
-        while lapic.read::<u32>(ICR_LOW).is_ok_and(|v| v & SEND_PENDING != 0) {
-            if crate::time::now_ns() > deadline {
-                return Err("the IPI stayed pending");
-            }
-            core::hint::spin_loop();
-        }
-        Ok(())
+        if wait_sent(lapic) { Ok(()) } else { Err("the IPI stayed pending") }
     })
+}
+
+/// Waits (at most [`SEND_NS`]) until the last IPI left this processor's
+/// local APIC; false if it stayed pending.
+fn wait_sent(lapic: &IoMem) -> bool {
+    let deadline = crate::time::now_ns() + SEND_NS;
+    while lapic.read::<u32>(ICR_LOW).is_ok_and(|v| v & SEND_PENDING != 0) {
+        if crate::time::now_ns() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
 }
 
 /// Sends an NMI to the processor with local APIC id `apic_id`.
@@ -148,24 +154,27 @@ pub(crate) fn forward_watchdog_nmi() {
         crate::irq::Controller::Pic => 1,
     };
     let here = crate::percpu::this_cpu().index();
-    let Ok(lapic) = window() else { return };
-    let idle = |lapic: &IoMem| {
-        let deadline = crate::time::now_ns() + SEND_NS;
-        while lapic.read::<u32>(ICR_LOW).is_ok_and(|v| v & SEND_PENDING != 0) && crate::time::now_ns() < deadline {
-            core::hint::spin_loop();
-        }
+    // The local APIC ids of the processors to send it to.
+    let targets = || {
+        (first.max(1)..crate::percpu::MAX_CPUS)
+            .filter(move |&index| index != here)
+            .filter_map(crate::percpu::block)
+            .filter(|b| b.online.load(Acquire) && b.watchdog_nmi.load(SeqCst))
+            .map(|b| b.apic_id.load(Relaxed))
+            .filter(|&id| id <= 0xfe)
     };
+    // Usually none (at most eight processors): the ICR is not touched.
+    if targets().next().is_none() {
+        return;
+    }
+    let Ok(lapic) = window() else { return };
     crate::arch::without_interrupts(|| {
-        idle(lapic);
+        wait_sent(lapic);
         let saved = lapic.read::<u32>(ICR_HIGH).unwrap_or(0);
-        for index in first.max(1)..crate::percpu::MAX_CPUS {
-            let Some(block) = crate::percpu::block(index) else { continue };
-            let id = block.apic_id.load(Relaxed);
-            if index != here && id <= 0xfe && block.online.load(Acquire) && block.watchdog_nmi.load(SeqCst) {
-                let _ = lapic.write::<u32>(ICR_HIGH, id << 24);
-                let _ = lapic.write::<u32>(ICR_LOW, 0x0000_4400); // NMI, assert, physical
-                idle(lapic);
-            }
+        for id in targets() {
+            let _ = lapic.write::<u32>(ICR_HIGH, id << 24);
+            let _ = lapic.write::<u32>(ICR_LOW, 0x0000_4400); // NMI, assert, physical
+            wait_sent(lapic);
         }
         let _ = lapic.write::<u32>(ICR_HIGH, saved);
     });
