@@ -343,17 +343,21 @@ impl PciDevice {
     }
 
     /// Reads the configuration dword at `offset` (rounded down to 4).
-    pub fn read_config(&self, offset: u8) -> u32 {
-        read32(self.info.address, offset)
+    /// A revoked handle reads nothing: the function may belong to another
+    /// cell by now.
+    pub fn read_config(&self, offset: u8) -> Result<u32, PciError> {
+        self.check_live()?;
+        Ok(read32(self.info.address, offset))
     }
 
     /// The whole 256-byte configuration header (for [`capabilities`]).
-    pub fn config_space(&self) -> [u8; 256] {
+    pub fn config_space(&self) -> Result<[u8; 256], PciError> {
+        self.check_live()?;
         let mut out = [0u8; 256];
         for (i, chunk) in out.chunks_exact_mut(4).enumerate() {
             chunk.copy_from_slice(&read32(self.info.address, (i * 4) as u8).to_le_bytes());
         }
-        out
+        Ok(out)
     }
 
     /// `bytes` of zeroed memory this device may read and write by DMA
