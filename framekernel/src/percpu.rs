@@ -70,7 +70,10 @@ pub(crate) struct PerCpu {
     pub(crate) active_root: AtomicU64,
     /// Set once the processor runs the kernel's work (`cpu::start_others`).
     pub(crate) online: AtomicBool,
-    /// The last TLB shootdown this processor carried out.
+    /// The last TLB shootdown request aimed at this processor, and the
+    /// last one it carried out (a request is carried out only by its
+    /// targets: see `mm::tlb::on_nmi`).
+    pub(crate) tlb_want: AtomicU64,
     pub(crate) tlb_ack: AtomicU64,
     /// NMIs this processor took, and where the last one's frame was.
     pub(crate) nmis: AtomicU64,
@@ -117,6 +120,7 @@ impl PerCpu {
             ready: AtomicBool::new(false),
             active_root: AtomicU64::new(0),
             online: AtomicBool::new(false),
+            tlb_want: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             nmi_frame: AtomicU64::new(0),

@@ -2,7 +2,9 @@
  * munmap or mprotect of a page it keeps using (the kernel must shoot down
  * that processor's TLB entry), a thread writing while its process forks
  * does not reach the child's copy, and threads hammer futexes, pipes,
- * fork and shared mappings at once, with every byte checked.
+ * fork and shared mappings at once, with every byte checked; processors
+ * left idle in a process's space while it exits do not keep its freed
+ * page tables in use.
  *
  * With one processor the pinned parts run on it (and check less). */
 #define _GNU_SOURCE
@@ -442,6 +444,70 @@ static void busy_processors_even_out(void) {
     munmap((void *)shared, 4096);
 }
 
+/* --- address spaces come and go ---------------------------------------- */
+
+/* A processor that goes idle keeps the user space it ran last loaded
+ * until something tells it to leave; that space must not be freed (and
+ * its page-table frames handed out again) while a processor still uses
+ * it. Short-lived processes, each with a thread, run on every processor
+ * in turn and exit, leaving those processors idle in their space; the
+ * parent at once fills fresh memory (which reuses the freed frames) with
+ * a pattern and checks it. A stale page table in use would corrupt the
+ * pattern or bring the idle processor (and the kernel) down on its next
+ * interrupt. */
+static char *volatile touch_at;
+
+static void *touch_and_leave(void *arg) {
+    pin((int)(long)arg);
+    volatile char *p = touch_at;
+    for (int i = 0; i < 16; i++)
+        p[i * 4096] = (char)i;
+    return NULL;
+}
+
+static void address_spaces_come_and_go(void) {
+    enum { ROUNDS = 200, FILL = 64 * 4096 };
+    int bad_children = 0, bad_bytes = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        pid_t child = fork();
+        if (child == 0) {
+            /* The child on one processor, its thread on the next (with
+             * two, the thread shares the first's; with more, the thread's
+             * processor goes idle in the space the child then frees). */
+            pin(1 + round % (ncpus - 1));
+            char *mem = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (mem == MAP_FAILED)
+                _exit(2);
+            touch_at = mem;
+            pthread_t t;
+            if (pthread_create(&t, NULL, touch_and_leave, (void *)(long)(1 + (round + 1) % (ncpus - 1))) != 0 || pthread_join(t, NULL) != 0)
+                _exit(3);
+            for (int i = 0; i < 16; i++)
+                if (mem[i * 4096] != (char)i)
+                    _exit(4);
+            _exit(0);
+        }
+        int status;
+        if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            bad_children++;
+        unsigned char *fill = mmap(NULL, FILL, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (fill == MAP_FAILED) {
+            bad_bytes++;
+            continue;
+        }
+        for (size_t i = 0; i < FILL; i++)
+            fill[i] = (unsigned char)(0xff ^ (i * 7 + round));
+        for (size_t i = 0; i < FILL; i++)
+            if (fill[i] != (unsigned char)(0xff ^ (i * 7 + round)))
+                bad_bytes++;
+        munmap(fill, FILL);
+    }
+    if (bad_children || bad_bytes)
+        fprintf(stderr, "smp: address spaces: %d of %d children failed, %d bytes wrong\n", bad_children, ROUNDS, bad_bytes);
+    CHECK(bad_children == 0);
+    CHECK(bad_bytes == 0);
+}
+
 int main(void) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -464,6 +530,7 @@ int main(void) {
         shootdown(1);
         fork_snapshot();
         busy_processors_even_out();
+        address_spaces_come_and_go();
     }
     fifo_meetings();
     everything_at_once();

@@ -8,8 +8,14 @@
 //! interrupts off (possibly one the asker holds), and an NMI still gets
 //! through, so two processors shooting at each other cannot deadlock.
 //! One shootdown is in flight at a time (`LOCK`); its request is in the
-//! statics below, numbered by `GENERATION`, and each processor's block
-//! records the last number it carried out. A processor that does not
+//! statics below, numbered by `GENERATION`; each target's block records
+//! the number of the last request aimed at it and of the last one it
+//! carried out. Only targets carry a request out: every NMI (the cell
+//! watchdog's too) looks for one, and a processor that was not asked must
+//! not act on it later, when the PML4 it names may have been freed and
+//! reused for the space that processor runs now (a request's
+//! `LEAVE_ROOT` would then put it on the kernel's tables under user code,
+//! which faults forever). A processor that does not
 //! answer within `ANSWER_NS` is reported and the kernel stops: its TLB may
 //! still map memory that is about to be reused.
 //!
@@ -136,6 +142,11 @@ fn request(targets: u64, start: u64, pages: u64, leave_root: u64, hold: bool) {
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     let blocks = || (0..percpu::MAX_CPUS).filter(move |i| targets & (1 << i) != 0).filter_map(percpu::block);
     for block in blocks() {
+        // Publishes the request's statics to this target (its handler
+        // loads `tlb_want` with Acquire before reading them).
+        block.tlb_want.store(generation, Ordering::Release);
+    }
+    for block in blocks() {
         if let Err(why) = crate::arch::lapic::send_nmi(block.apic_id.load(Ordering::Relaxed)) {
             unanswered(block, why);
         }
@@ -160,11 +171,12 @@ fn unanswered(block: &PerCpu, why: &str) -> ! {
     crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
 }
 
-/// Called for every NMI: carries out a shootdown request this processor
-/// has not done yet (the request stays put until every target answered).
+/// Called for every NMI: carries out a shootdown request aimed at this
+/// processor that it has not done yet (the request stays put until every
+/// target answered). Requests aimed at others are none of its business.
 pub(crate) fn on_nmi() {
     let block = percpu::this_cpu();
-    let generation = GENERATION.load(Ordering::Acquire);
+    let generation = block.tlb_want.load(Ordering::Acquire);
     if block.tlb_ack.load(Ordering::Relaxed) >= generation || !block.ready.load(Ordering::Acquire) {
         return;
     }
