@@ -259,7 +259,7 @@ impl LoadedCell {
     /// Runs `f` inside the boundary in this cell's fault domain; a fault
     /// taints the cell.
     fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R, Fault> {
-        enter(self.id, self.text, f).inspect_err(|_| self.taint())
+        enter(self.id, self.text, &self.tainted, f).inspect_err(|_| self.taint())
     }
 
     /// A call into this cell faulted: no instance of it runs again, and
@@ -379,7 +379,8 @@ pub enum FaultKind {
     Panic,
     /// A CPU exception (`vector`) at `rip`.
     Exception { vector: u64, rip: u64 },
-    /// Not called: an earlier call of this instance faulted.
+    /// Not called, or stopped while it waited for a lock of its cell: an
+    /// earlier call of this instance faulted.
     Poisoned,
     /// The call ran longer than the watchdog allows.
     Timeout,
@@ -389,7 +390,8 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             FaultKind::Panic => write!(f, "panicked: {}", self.message),
-            FaultKind::Poisoned => f.write_str("not called: an earlier call of this instance faulted"),
+            FaultKind::Poisoned if self.message.is_empty() => f.write_str("not called: an earlier call of this instance faulted"),
+            FaultKind::Poisoned => write!(f, "stopped: {}", self.message),
             FaultKind::Timeout => write!(f, "stopped by the watchdog: {}", self.message),
             FaultKind::Exception { vector, rip } => {
                 let (name, _) = crate::arch::exception::name(vector);
@@ -429,6 +431,10 @@ struct Record {
     message: [u8; 240],
     /// Bytes of `message` used.
     len: usize,
+    /// The cell's tainted flag (null for calls of no loaded cell): set
+    /// while the call runs, a lock of the cell's own it waits for may
+    /// never come free ([`stop_waiting_if_tainted`]).
+    tainted: *const AtomicBool,
 }
 
 static CLAIM_TOKENS: AtomicU64 = AtomicU64::new(1);
@@ -628,7 +634,7 @@ extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
 /// interrupt, outside base critical sections) returns `Err`. The frames it
 /// abandons are not unwound: only the base calls this, for cell code whose
 /// state is then quarantined (see the module documentation).
-pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) -> Result<R, Fault> {
+pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), tainted: *const AtomicBool, f: F) -> Result<R, Fault> {
     let mut call = Call { f: Some(f), out: None };
     let mut record = Record {
         rsp: 0,
@@ -642,6 +648,7 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
         describing: false,
         message: [0; 240],
         len: 0,
+        tainted,
     };
     let record_ptr: *mut Record = &mut record;
     set_innermost(record_ptr as u64);
@@ -662,11 +669,13 @@ pub(crate) fn enter<F: FnOnce() -> R, R>(domain: u64, text: (u64, u64), f: F) ->
             // A result the call was still writing when it was stopped may be
             // torn: it leaks, never read or dropped.
             core::mem::forget(out);
-            FAULTS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: `record` is this frame's local; the handlers wrote it
             // through the innermost record before resuming here, and nothing else
             // refers to it any more.
             let (kind, message) = unsafe { ((*record_ptr).kind, (*record_ptr).message.get(..(*record_ptr).len).unwrap_or(&[])) };
+            if kind != FaultKind::Poisoned {
+                FAULTS.fetch_add(1, Ordering::Relaxed);
+            }
             let message = String::from_utf8_lossy(message).into_owned();
             // The closure (and whatever it owned) was consumed or abandoned:
             // it leaks, never dropped.
@@ -742,6 +751,31 @@ fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) {
     // above the current frame, so jumping there abandons only frames of the
     // faulting call.
     unsafe { tessera_cell_resume(rsp) }
+}
+
+/// Stops the running cell call, as [`FaultKind::Poisoned`], when it waits
+/// in its own cell's code (`code`: the spinning function's address, inside
+/// the cell's text) for a lock, and a call of that cell has faulted since
+/// (the cell is tainted): the faulted call may have held the lock, which
+/// then never comes free, and the slot that recovers from that fault
+/// waits for this call to leave. Its slot retries it on the fresh copy.
+/// Returns otherwise: outside cell calls, in base code (`code` elsewhere),
+/// inside base sections, in an interrupt handler.
+pub(crate) fn stop_waiting_if_tainted(code: u64, at: &core::panic::Location<'_>) {
+    let Some(record) = containing_record() else { return };
+    // SAFETY: as in `containing_record`: a live record of the running task;
+    // only its plain fields are copied out, no reference is kept.
+    let (text, tainted) = unsafe { ((*(record as *const Record)).text, (*(record as *const Record)).tainted) };
+    if tainted.is_null() || code < text.0 || code >= text.1 {
+        return;
+    }
+    // SAFETY: a non-null `tainted` is the flag of the `LoadedCell` whose
+    // `run` made this call (`enter`'s caller borrows it for the whole call,
+    // and the record is live, so the call has not returned).
+    if !unsafe { (*tainted).load(Ordering::Acquire) } {
+        return;
+    }
+    resume(record, FaultKind::Poisoned, format_args!("gave up waiting for the lock taken at {at}: a call of this cell faulted meanwhile, maybe holding it"));
 }
 
 /// Called first by the panic handler: a panic inside a cell call resumes

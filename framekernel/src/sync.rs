@@ -15,7 +15,10 @@ const STALL_REPORT_NS: u64 = 5_000_000_000;
 /// is reported once on the serial line, naming where the waiter took the
 /// lock (`at`) and the processor: a lock left held (a holder that never
 /// lets go, or a deadlock) is then not a silent hang. The waiter goes on
-/// waiting: nothing else is safe, as the holder may be mid-update.
+/// waiting: nothing else is safe, as the holder may be mid-update. One
+/// exception: a cell's own lock, waited for in a call of a cell that has
+/// faulted meanwhile (on another processor, maybe holding it): that call
+/// is stopped and retried on the cell's fresh copy ([`give_up_abandoned_wait`]).
 fn acquire<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'static>) -> spin::MutexGuard<'a, T> {
     if let Some(guard) = inner.try_lock() {
         return guard;
@@ -26,7 +29,8 @@ fn acquire<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'static>) -> 
 #[cold]
 fn acquire_contended<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'static>) -> spin::MutexGuard<'a, T> {
     // Generic, so also compiled into cells: it calls only base functions
-    // on the cell import allowlist (`now_ns`, `report_stall`).
+    // on the cell import allowlist (`now_ns`, `report_stall`,
+    // `give_up_abandoned_wait`).
     let started = crate::time::now_ns();
     let mut spins: u32 = 0;
     let mut reported = false;
@@ -39,6 +43,11 @@ fn acquire_contended<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'st
         }
         core::hint::spin_loop();
         spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(4096) {
+            // This function's own address: in a cell's text when the lock
+            // is the cell's (this copy was compiled into it).
+            give_up_abandoned_wait(acquire_contended::<T> as *const () as usize, at);
+        }
         if !reported && spins.is_multiple_of(4096) {
             let waited = crate::time::now_ns().saturating_sub(started);
             if waited > STALL_REPORT_NS {
@@ -47,6 +56,17 @@ fn acquire_contended<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'st
             }
         }
     }
+}
+
+/// For a lock's spin loop: if it runs in a cell call, in that cell's own
+/// code (`code`, the loop's address, is inside the cell's text), and a call
+/// of the cell has faulted since it began, the call stops here, as
+/// `FaultKind::Poisoned` (its slot retries it on the fresh copy): the
+/// faulted call may have held the lock, and the slot's recovery waits for
+/// this call to leave. Returns otherwise (it never stops base code).
+#[inline(never)]
+pub fn give_up_abandoned_wait(code: usize, at: &Location<'_>) {
+    crate::cell::stop_waiting_if_tainted(code as u64, at);
 }
 
 /// Writes a lock stall report straight to the UART (no lock: the console's

@@ -1053,7 +1053,97 @@ pub fn selftests() -> Vec<SelfTest> {
             name: "redteam_tick_callbacks_cannot_switch_spaces",
             run: tick_callbacks_cannot_switch_spaces
         },
+        SelfTest {
+            name: "a_lock_left_held_by_a_faulted_call_stops_its_waiters",
+            run: a_lock_left_held_by_a_faulted_call_stops_its_waiters
+        },
+        SelfTest {
+            name: "shootdowns_are_carried_out_by_their_targets_only",
+            run: shootdowns_are_carried_out_by_their_targets_only
+        },
     ]
+}
+
+/// A call that faults holding its cell's lock (on another processor)
+/// leaves the lock held for ever; a call of the same copy waiting for it
+/// is stopped as soon as the fault is contained (`Poisoned`, saying why),
+/// not by the watchdog 10 s later, and the slot serves from the fresh
+/// copy. Before: the waiter spun until the watchdog, and the slot's
+/// recovery (which waits for in-flight calls to leave) with it.
+fn a_lock_left_held_by_a_faulted_call_stops_its_waiters() -> Result<(), String> {
+    let Some(&cpu) = other_processors().first() else { return Ok(()) };
+    let slot = probe_slot("probe-held-lock")?;
+    let faults = framekernel::cell::fault_count();
+    let outcome: Outcome = Arc::new(SpinLock::new(None));
+    let (o, s) = (outcome.clone(), slot.clone());
+    let holder = tessera_sched::spawn_on(cpu, "held-lock", move || {
+        *o.lock() = Some(expect_fault(&s, Failure::PanicHoldingLock, |k| k == FaultKind::Panic, "panicked holding its lock"));
+    })
+    .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+    let waited = slot.call_with(false, (), |p, ()| p.wait_for_lock());
+    ensure!(wait_for(|| holder.is_finished()), "the call holding the lock on processor {cpu} did not end");
+    outcome.lock().take().unwrap_or(Err(String::from("no outcome")))?;
+    match waited {
+        Err(SlotError::Fault(fault)) => {
+            ensure!(fault.kind == FaultKind::Poisoned, "the waiting call ended with {:?}: {fault}", fault.kind);
+            ensure!(fault.message.contains("gave up waiting for the lock taken at components/cells/probe"), "message: {}", fault.message);
+        }
+        other => return Err(format!("the waiting call: expected it stopped, got {other:?}")),
+    }
+    ensure!(framekernel::cell::fault_count() - faults == 1, "{} faults counted, expected the one panic", framekernel::cell::fault_count() - faults);
+    ensure!(slot.call_with(false, 10, |p, n| p.sum_to(n)) == Ok(45), "the fresh copy does not serve");
+    Ok(())
+}
+
+/// A space dropped while processor `a` still has it loaded asks `a` (only)
+/// to leave it; its PML4 is freed and, the frame allocator handing out the
+/// frame it took last, becomes the PML4 of the next space, which a task on
+/// processor `b` activates and keeps while the watchdog's NMIs reach `b`.
+/// `b` was not asked: it must not act on that request (before the fix it
+/// did, on its next NMI, and put itself on the kernel's tables under the
+/// new space: the smp user test's child then faulted forever on its first
+/// instruction). Each round checks that `b` still has its space loaded
+/// after three NMIs.
+fn shootdowns_are_carried_out_by_their_targets_only() -> Result<(), String> {
+    use framekernel::mm::VmSpace;
+    let cpus = other_processors();
+    let (Some(&a), Some(&b)) = (cpus.first(), cpus.get(1)) else { return Ok(()) };
+    let nmis = |i: usize| framekernel::cpu::interrupt_counts(i).map_or(0, |c| c.nmis);
+    for round in 0..10 {
+        // Loaded on `a` by a task that then ends: `a` keeps it (lazily).
+        let first: Arc<SpinLock<Option<VmSpace>>> = Arc::new(SpinLock::new(Some(VmSpace::new().map_err(|e| format!("{e:?}"))?)));
+        let f = first.clone();
+        let task = tessera_sched::spawn_on(a, "tlb-a", move || {
+            if let Some(space) = f.lock().as_ref() {
+                space.activate();
+            }
+        })
+        .map_err(|e| format!("spawn on {a}: {e:?}"))?;
+        ensure!(wait_for(|| task.is_finished()), "the task on processor {a} did not end");
+        drop(first.lock().take());
+        let outcome: Outcome = Arc::new(SpinLock::new(None));
+        let o = outcome.clone();
+        let task = tessera_sched::spawn_on(b, "tlb-b", move || {
+            let result = (|| {
+                let space = VmSpace::new().map_err(|e| format!("{e:?}"))?;
+                space.activate();
+                let (start, deadline) = (nmis(b), framekernel::time::now_ns() + 2_000_000_000);
+                while nmis(b) < start + 3 && framekernel::time::now_ns() < deadline {
+                    core::hint::spin_loop();
+                }
+                let took = nmis(b) - start;
+                let active = space.is_active();
+                framekernel::mm::leave_user_space();
+                ensure!(active, "round {round}: processor {b} left its space after {took} NMIs (a shootdown aimed at processor {a} only)");
+                Ok(())
+            })();
+            *o.lock() = Some(result);
+        })
+        .map_err(|e| format!("spawn on {b}: {e:?}"))?;
+        ensure!(wait_for(|| task.is_finished()), "the task on processor {b} did not end");
+        outcome.lock().take().unwrap_or(Err(String::from("no outcome")))?;
+    }
+    Ok(())
 }
 
 /// Red team (eighth review, D1): a tick callback that activates another

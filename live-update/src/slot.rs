@@ -508,9 +508,13 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 }
                 Err(fault) if fault.kind == framekernel::cell::FaultKind::Poisoned => {
                     // Another call faulted in this instance and it is being
-                    // replaced: not a new fault; wait for the fresh one.
+                    // replaced: not a new fault; wait for the fresh one. A
+                    // call stopped while it waited for a lock of the faulted
+                    // copy (it says why) ran in part: retried only when
+                    // idempotent.
                     self.recover(active, time::now_ns());
-                    if retries >= MAX_RETRIES {
+                    let stopped = !fault.message.is_empty();
+                    if retries >= MAX_RETRIES || (stopped && !idempotent) {
                         return Err(SlotError::Fault(fault));
                     }
                     retries += 1;

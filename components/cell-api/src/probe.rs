@@ -24,8 +24,12 @@ pub enum Failure {
     /// freed frame (dropping it again would free the frame twice). The
     /// panic message names the frame (`frame 0x...`).
     DropBomb,
+    /// A panic while the cell's own lock is held, once another call of
+    /// this copy of the cell waits for that lock ([`Probe::wait_for_lock`]):
+    /// the lock is never released.
+    PanicHoldingLock,
 }
-framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, HangInterruptsOff, DropBomb });
+framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, HangInterruptsOff, DropBomb, PanicHoldingLock });
 
 /// The probe interface.
 pub trait Probe: Send + Sync {
@@ -39,6 +43,9 @@ pub trait Probe: Send + Sync {
     fn calls(&self) -> u64;
     /// Fails as asked; returns only if the failure did not happen.
     fn fail(&self, how: Failure) -> u64;
+    /// Once a [`Failure::PanicHoldingLock`] call holds the cell's lock
+    /// (10 s at most), takes that lock and returns the calls answered.
+    fn wait_for_lock(&self) -> u64;
 }
 
 /// What a probe cell exports.

@@ -34,10 +34,13 @@ use alloc::string::String;
 /// Base functions a cell may call: each returns a handle the base owns and
 /// takes back on drop (ports, PCI functions, DMA memory), or plain data;
 /// `sync::report_stall` is what a cell's `SpinLock`/`Mutex` (generic base
-/// code compiled into the cell) calls to report a lock held over 5 s.
-pub const BASE_FUNCTIONS: [&str; 7] = [
+/// code compiled into the cell) calls to report a lock held over 5 s, and
+/// `sync::give_up_abandoned_wait` what it calls to stop waiting for a lock
+/// that a faulted call of the cell may have left held.
+pub const BASE_FUNCTIONS: [&str; 8] = [
     "framekernel::pci::devices",
     "framekernel::sync::report_stall",
+    "framekernel::sync::give_up_abandoned_wait",
     "framekernel::io::claim_legacy",
     "framekernel::time::now_ns",
     "framekernel::console::claim_uart",

@@ -139,7 +139,8 @@ fn pci_writes_hold_the_other_processors() -> Result<(), String> {
     let device = crate::pci::PciDevice::claim(address).map_err(|e| format!("{e}"))?;
     let (holds, shootdowns) = (mm::tlb::hold_count(), mm::shootdown_count());
     device.enable(false).map_err(|e| format!("{e}"))?;
-    ensure!(device.read_config(4) & 0x3 == 0x3, "decoding is not on after enable: {:#x}", device.read_config(4));
+    let command = device.read_config(4).map_err(|e| format!("{e}"))?;
+    ensure!(command & 0x3 == 0x3, "decoding is not on after enable: {command:#x}");
     let held = mm::tlb::hold_count() - holds;
     if others == 0 {
         ensure!(held == 0 && mm::shootdown_count() == shootdowns, "{held} holds with no other processor");
@@ -182,7 +183,7 @@ fn dma_frames_wait_for_bus_mastering_off() -> Result<(), String> {
 fn revoked_handles_are_inert() -> Result<(), String> {
     // A fault domain of its own, as a cell call that then faults has.
     const DOMAIN: u64 = u64::MAX - 7;
-    let (ports, device) = crate::cell::enter(DOMAIN, (0, 0), || {
+    let (ports, device) = crate::cell::enter(DOMAIN, (0, 0), core::ptr::null(), || {
         let ports = io::claim_legacy(io::Legacy::Com2);
         let address = crate::pci::devices().first().map(|d| d.address);
         let device = address.and_then(|a| crate::pci::PciDevice::claim(a).ok());
@@ -201,9 +202,11 @@ fn revoked_handles_are_inert() -> Result<(), String> {
     ensure!(ports.read::<u8>(7) == Err(io::IoPortError::Revoked), "a revoked port handle still reads");
     ensure!(next.read::<u8>(7).is_ok(), "the new owner cannot read its ports");
     let again = crate::pci::PciDevice::claim(device.info().address).map_err(|e| format!("PCI after revocation: {e}"))?;
-    let command = again.read_config(4) & 0xffff;
+    let command = again.read_config(4).map_err(|e| format!("{e}"))? & 0xffff;
     ensure!(matches!(device.enable(true), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still enables");
-    ensure!(again.read_config(4) & 0xffff == command, "the command register changed through a revoked handle");
+    ensure!(again.read_config(4).map_err(|e| format!("{e}"))? & 0xffff == command, "the command register changed through a revoked handle");
+    ensure!(matches!(device.read_config(0), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still reads configuration space");
+    ensure!(matches!(device.config_space(), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still reads its configuration header");
     ensure!(matches!(device.dma_buffer(4096), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still makes DMA buffers");
     ensure!(matches!(device.io_ports(0), Err(crate::pci::PciError::Revoked(_))), "a revoked PCI handle still hands out BARs");
     Ok(())

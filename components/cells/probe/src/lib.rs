@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel::debug::{self, Fault};
 use tessera_cell_api::probe::{Export, Failure, Probe};
 
@@ -23,6 +23,19 @@ struct Counter {
 /// Calls answered by every instance of this copy of the cell: a static,
 /// which a restart after a fault must not inherit half-updated.
 static SINCE_LINKING: AtomicU64 = AtomicU64::new(0);
+
+/// A [`Failure::PanicHoldingLock`] call holds the lock; a
+/// [`Probe::wait_for_lock`] call is about to wait for it.
+static HOLDING: AtomicBool = AtomicBool::new(false);
+static WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Spins until `flag` is set, 10 s at most (a guard, not a timing).
+fn spin_until(flag: &AtomicBool) {
+    let deadline = framekernel::time::now_ns() + 10_000_000_000;
+    while !flag.load(Ordering::SeqCst) && framekernel::time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+}
 
 /// Panics when dropped, naming the frame dropped just before it.
 struct Bomb(u64);
@@ -47,6 +60,13 @@ impl Probe for Counter {
     }
 
     fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn wait_for_lock(&self) -> u64 {
+        spin_until(&HOLDING);
+        WAITING.store(true, Ordering::SeqCst);
+        let _kept = self.kept.lock();
         self.calls.load(Ordering::Relaxed)
     }
 
@@ -83,6 +103,12 @@ impl Probe for Counter {
                 // both (the assignment never completes).
                 *kept = None;
                 0
+            }
+            Failure::PanicHoldingLock => {
+                let _kept = self.kept.lock();
+                HOLDING.store(true, Ordering::SeqCst);
+                spin_until(&WAITING);
+                panic!("probe cell panicked holding its lock");
             }
         }
     }
