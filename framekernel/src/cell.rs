@@ -265,6 +265,9 @@ impl LoadedCell {
     /// A call into this cell faulted: no instance of it runs again, and
     /// every device claim taken in its calls goes back to the base.
     fn taint(&self) {
+        // Set before the revocations take the claim tables' locks: a claim
+        // made by a call still running in this copy is either revoked now
+        // or refused (`current_call_tainted`).
         if !self.tainted.swap(true, Ordering::AcqRel) {
             crate::io::revoke_domain(self.id);
             crate::mm::kmap::revoke_domain(self.id);
@@ -453,6 +456,26 @@ pub(crate) fn current_domain() -> u64 {
     }
     // SAFETY: as in `containing_record`: a live record of the running task.
     unsafe { (*(record as *const Record)).domain }
+}
+
+/// True when the running cell call belongs to a copy of a cell that has
+/// been tainted since it began (a call of that copy faulted, on any
+/// processor): the copy's device claims were revoked at that moment, so
+/// a claim it takes now would outlive them (nothing revokes it again).
+/// The claim paths check it under their table's lock: `taint` sets the
+/// flag before `revoke_domain` takes that lock, so a claim is either in
+/// the table when the revocation runs, or refused here.
+pub(crate) fn current_call_tainted() -> bool {
+    let record = innermost();
+    if record == 0 {
+        return false;
+    }
+    // SAFETY: as in `containing_record`: a live record of the running task;
+    // only the plain pointer is copied out.
+    let tainted = unsafe { (*(record as *const Record)).tainted };
+    // SAFETY: a non-null `tainted` is the flag of the `LoadedCell` whose
+    // `run` made this call, borrowed for the whole call (`enter`).
+    !tainted.is_null() && unsafe { (*tainted).load(Ordering::Acquire) }
 }
 
 /// A stretch of base code (any base lock held, the heap, the PCI scan)

@@ -158,6 +158,11 @@ impl IoPorts {
         if let Some(&(first, ..)) = claimed.iter().find(|&&(first, end, ..)| base <= end && first <= last) {
             return Err(IoPortError::Busy { port: base.max(first) });
         }
+        // A call of a copy whose claims were already revoked (another call
+        // of it faulted) gets none: nothing would revoke it.
+        if crate::cell::current_call_tainted() {
+            return Err(IoPortError::Revoked);
+        }
         claimed.try_reserve(1).map_err(|_| IoPortError::NoMemory)?;
         let token = crate::cell::claim_token();
         // Taken inside a cell call: revoked if a call of that cell faults.

@@ -291,6 +291,11 @@ impl PciDevice {
         if claimed.iter().any(|c| c.address == address) {
             return Err(PciError::Busy(address));
         }
+        // A call of a copy whose claims were already revoked (another call
+        // of it faulted) gets none: nothing would revoke it.
+        if crate::cell::current_call_tainted() {
+            return Err(PciError::Revoked(address));
+        }
         claimed.try_reserve(1).map_err(|_| PciError::NoMemory)?;
         let token = crate::cell::claim_token();
         // Claimed inside a cell call: revoked if a call of that cell faults.

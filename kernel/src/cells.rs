@@ -1058,6 +1058,14 @@ pub fn selftests() -> Vec<SelfTest> {
             run: a_lock_left_held_by_a_faulted_call_stops_its_waiters
         },
         SelfTest {
+            name: "redteam_claim_after_taint_is_refused",
+            run: claim_after_taint_is_refused
+        },
+        SelfTest {
+            name: "redteam_made_up_poisoned_keeps_healthy_instances",
+            run: made_up_poisoned_keeps_healthy_instances
+        },
+        SelfTest {
             name: "shootdowns_are_carried_out_by_their_targets_only",
             run: shootdowns_are_carried_out_by_their_targets_only
         },
@@ -1092,6 +1100,60 @@ fn a_lock_left_held_by_a_faulted_call_stops_its_waiters() -> Result<(), String> 
     }
     ensure!(framekernel::cell::fault_count() - faults == 1, "{} faults counted, expected the one panic", framekernel::cell::fault_count() - faults);
     ensure!(slot.call_with(false, 10, |p, n| p.sum_to(n)) == Ok(45), "the fresh copy does not serve");
+    Ok(())
+}
+
+/// Red team (issue 14, D4): a call of a copy keeps running on one
+/// processor while another call of that copy faults (its claims are
+/// revoked), then claims COM2. Before, the claim was granted under the
+/// dead copy's domain and never revoked: COM2 stayed busy for good.
+fn claim_after_taint_is_refused() -> Result<(), String> {
+    let Some(&cpu) = other_processors().first() else { return Ok(()) };
+    let slot = probe_slot("probe-late-claim")?;
+    let outcome: Outcome = Arc::new(SpinLock::new(None));
+    let (o, s) = (outcome.clone(), slot.clone());
+    let faulter = tessera_sched::spawn_on(cpu, "rt-late-claim", move || {
+        *o.lock() = Some(expect_fault(&s, Failure::PanicForLateClaimer, |k| k == FaultKind::Panic, "late claimer"));
+    })
+    .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+    let late = slot.call_with(false, 300, |p, ms| p.claim_after_fault(ms));
+    ensure!(wait_for(|| faulter.is_finished()), "the faulting call on processor {cpu} did not end");
+    outcome.lock().take().unwrap_or(Err(String::from("no outcome")))?;
+    match framekernel::io::claim_legacy(framekernel::io::Legacy::Com2) {
+        Ok(ports) => drop(ports),
+        Err(e) => return Err(format!("COM2 is still claimed after the copy that claimed it faulted ({e:?}; the late call gave {late:?})")),
+    }
+    ensure!(late == Ok(0), "the late call of the faulted copy was granted its claim: {late:?}");
+    Ok(())
+}
+
+/// Red team (issue 14, D5): an `attempt` that answers `Poisoned` itself
+/// (as the network layer's did when its argument was gone) made the slot
+/// replace a healthy instance on every retry: four restarts for one
+/// fault, the instance's state lost each time, and the next fault held
+/// the cell. Now one fault restarts it once.
+fn made_up_poisoned_keeps_healthy_instances() -> Result<(), String> {
+    let slot = probe_slot("probe-made-up-poisoned")?;
+    let before = slot.stats().restarts;
+    let mut arg = Some(5u64);
+    let mut attempts = 0;
+    let result = slot.call(false, |cell| {
+        attempts += 1;
+        if attempts == 1 {
+            // Taints this copy (another processor's fault, in effect).
+            let _ = cell.call(Failure::Panic, |p, how| p.fail(how));
+        }
+        match arg.take() {
+            Some(n) => cell.call(n, |p, n| p.sum_to(n)),
+            None => Err(framekernel::cell::Fault { kind: FaultKind::Poisoned, message: String::new() }),
+        }
+    });
+    let restarts = slot.stats().restarts - before;
+    ensure!(restarts == 1, "one fault restarted the cell {restarts} times ({attempts} attempts, {result:?})");
+    ensure!(matches!(result, Err(SlotError::Fault(ref f)) if f.kind == FaultKind::Poisoned), "result {result:?}");
+    let _ = slot.call_with(false, Failure::Panic, |p, how| p.fail(how));
+    ensure!(!slot.is_held(), "one more fault held the cell");
+    ensure!(slot.call_with(false, 10, |p, n| p.sum_to(n)) == Ok(45), "the cell does not serve after the faults");
     Ok(())
 }
 

@@ -511,7 +511,12 @@ impl<T: Send + Sync + 'static> Slot<T> {
                     // replaced: not a new fault; wait for the fresh one. A
                     // call stopped while it waited for a lock of the faulted
                     // copy (it says why) ran in part: retried only when
-                    // idempotent.
+                    // idempotent. A `Poisoned` from an instance that is not
+                    // (made up by `attempt`) replaces nothing: a healthy
+                    // instance and its state are kept.
+                    if !active.instance.is_poisoned() {
+                        return Err(SlotError::Fault(fault));
+                    }
                     self.recover(active, time::now_ns());
                     let stopped = !fault.message.is_empty();
                     if retries >= MAX_RETRIES || (stopped && !idempotent) {

@@ -28,8 +28,11 @@ pub enum Failure {
     /// this copy of the cell waits for that lock ([`Probe::wait_for_lock`]):
     /// the lock is never released.
     PanicHoldingLock,
+    /// A panic once another call of this copy is in
+    /// [`Probe::claim_after_fault`] (which then claims a device).
+    PanicForLateClaimer,
 }
-framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, HangInterruptsOff, DropBomb, PanicHoldingLock });
+framekernel_boundary::cell_data!(enum Failure { Panic, OutOfBounds, PageFault, InvalidOpcode, Hang, HangInterruptsOff, DropBomb, PanicHoldingLock, PanicForLateClaimer });
 
 /// The probe interface.
 pub trait Probe: Send + Sync {
@@ -46,6 +49,10 @@ pub trait Probe: Send + Sync {
     /// Once a [`Failure::PanicHoldingLock`] call holds the cell's lock
     /// (10 s at most), takes that lock and returns the calls answered.
     fn wait_for_lock(&self) -> u64;
+    /// Once a [`Failure::PanicForLateClaimer`] call is about to panic (10 s
+    /// at most), waits `delay_ms` more, then claims COM2's ports and keeps
+    /// them in a static; 1 if the claim was granted.
+    fn claim_after_fault(&self, delay_ms: u64) -> u64;
 }
 
 /// What a probe cell exports.

@@ -105,7 +105,12 @@ fn call<A: framekernel::cell::Arg, R: framekernel::cell::Ret>(arg: A, f: fn(&Exp
     let mut arg = Some(arg);
     slot.call(false, |cell| match arg.take() {
         Some(a) => cell.call(a, f),
-        None => Err(framekernel::cell::Fault { kind: framekernel::cell::FaultKind::Poisoned, message: alloc::string::String::new() }),
+        // The argument was handed over once (the instance was found
+        // faulted before the call): not retried with nothing.
+        None => Err(framekernel::cell::Fault {
+            kind: framekernel::cell::FaultKind::Poisoned,
+            message: alloc::string::String::from("not retried: the call's argument was handed over once"),
+        }),
     })
     .map_err(|e| {
         log::debug!("netstack: {e}");

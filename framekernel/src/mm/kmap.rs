@@ -234,6 +234,9 @@ impl IoMem {
         let mut acquired = ACQUIRED.lock();
         let claimed = match busy(&acquired) {
             Some(at) => Err(IoMemError::Busy { phys: at }),
+            // A call of a copy whose claims were already revoked (another
+            // call of it faulted) gets none: nothing would revoke it.
+            None if crate::cell::current_call_tainted() => Err(IoMemError::Revoked),
             None => acquired.try_reserve(1).map_err(|_| IoMemError::Map(MapError::PageTables("no memory to record the mapping"))),
         };
         if let Err(e) = claimed {

@@ -28,6 +28,11 @@ static SINCE_LINKING: AtomicU64 = AtomicU64::new(0);
 /// [`Probe::wait_for_lock`] call is about to wait for it.
 static HOLDING: AtomicBool = AtomicBool::new(false);
 static WAITING: AtomicBool = AtomicBool::new(false);
+/// A [`Probe::claim_after_fault`] call runs; a [`Failure::PanicForLateClaimer`]
+/// call is about to panic; the ports the late call claimed.
+static LATE_CLAIMER: AtomicBool = AtomicBool::new(false);
+static PANICKING: AtomicBool = AtomicBool::new(false);
+static LATE_PORTS: framekernel::sync::Mutex<Option<framekernel::io::IoPorts>> = framekernel::sync::Mutex::new(None);
 
 /// Spins until `flag` is set, 10 s at most (a guard, not a timing).
 fn spin_until(flag: &AtomicBool) {
@@ -61,6 +66,22 @@ impl Probe for Counter {
 
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    fn claim_after_fault(&self, delay_ms: u64) -> u64 {
+        LATE_CLAIMER.store(true, Ordering::SeqCst);
+        spin_until(&PANICKING);
+        let until = framekernel::time::now_ns() + delay_ms.min(10_000) * 1_000_000;
+        while framekernel::time::now_ns() < until {
+            core::hint::spin_loop();
+        }
+        match framekernel::io::claim_legacy(framekernel::io::Legacy::Com2) {
+            Ok(ports) => {
+                *LATE_PORTS.lock() = Some(ports);
+                1
+            }
+            Err(_) => 0,
+        }
     }
 
     fn wait_for_lock(&self) -> u64 {
@@ -103,6 +124,11 @@ impl Probe for Counter {
                 // both (the assignment never completes).
                 *kept = None;
                 0
+            }
+            Failure::PanicForLateClaimer => {
+                spin_until(&LATE_CLAIMER);
+                PANICKING.store(true, Ordering::SeqCst);
+                panic!("probe cell panicked while a late claimer runs");
             }
             Failure::PanicHoldingLock => {
                 let _kept = self.kept.lock();
