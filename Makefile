@@ -147,10 +147,10 @@ $(CELLCTL): userspace/cellctl/cellctl.c | deps
 	@mkdir -p $(dir $@)
 	musl-gcc -static -Os -Wall -Werror -o $@ $<
 
-$(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh userspace/bench/fs.sh | deps
+$(BENCH_BIN): userspace/bench/bench.c userspace/bench/cells.sh userspace/bench/fs.sh userspace/bench/bench-run.sh | deps
 	@mkdir -p $(dir $@)
 	gcc -static -O2 -Wall -Werror -o $@ $<
-	cp userspace/bench/cells.sh userspace/bench/fs.sh $(dir $@)
+	cp userspace/bench/cells.sh userspace/bench/fs.sh userspace/bench/bench-run.sh $(dir $@)
 
 $(SMPBENCH_BIN): userspace/bench/smpbench.c | deps
 	@mkdir -p $(dir $@)
@@ -307,10 +307,16 @@ test-host: deps $(CELL_FILES)
 	$(CARGO) test -p framekernel-logic -p framekernel-boundary -p tessera-cellpack -p tessera-audit -p tessera-cpio -p tessera-elf -p tessera-vfs -p tessera-cell-tty -p tessera-cell-ext2 -p tessera-cell-tmpfs -p tessera-cell-procfs
 	$(CARGO) test -p tessera-cell-netstack
 
-TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
-	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin)
+# Debian's Linux kernel, fetched once (apt-get download, unpacked outside
+# the repository): the reference of `make bench` and of the LTP runs.
+LINUX_REF ?= /work/linux-ref
+$(LINUX_REF)/vmlinuz:
+	sh tests/ltp/fetch-linux.sh $(LINUX_REF)
 
-test-kernel: $(ISO) $(INITRD)
+TEST_ENV := TESSERA_KERNEL=$(abspath $(KERNEL)) TESSERA_CELL_KEY=$(abspath $(CELL_KEY)) TESSERA_ISO=$(abspath $(ISO)) TESSERA_INITRD=$(abspath $(INITRD)) \
+	TESSERA_USER_BINS=$(abspath $(BUILD)/userspace/bin) LINUX_REF=$(LINUX_REF)
+
+test-kernel: $(ISO) $(INITRD) $(LINUX_REF)/vmlinuz
 	$(TEST_ENV) \
 		$(CARGO) test -p tessera-tests -- --test-threads=2
 
@@ -329,8 +335,11 @@ ltp-linux: deps
 # --- measurements -----------------------------------------------------------
 # `make bench BENCH=fs`: only the file-system figures (Tessera and, when
 # tests/ltp/fetch-linux.sh has fetched it, Debian's Linux); `BENCH=smp`:
-# only the multiprocessor and cell-call figures; `BENCH=net`: the network.
-bench: $(ISO) $(INITRD) $(MKINITRD)
+# only the multiprocessor and cell-call figures; `BENCH=net`: the network;
+# `BENCH=linux`: only the system-call figures beside Debian's Linux in the
+# same QEMU (fetched by tests/ltp/fetch-linux.sh when missing; BENCH_RUNS
+# boots each, default 5; BENCH_QUICK=1: one each, checked to parse).
+bench: $(ISO) $(INITRD) $(MKINITRD) $(LINUX_REF)/vmlinuz
 	$(TEST_ENV) \
 		$(CARGO) run -q -p tessera-tests --bin boot-bench --release -- $(BENCH)
 	@[ -n "$(BENCH)" ] || { echo "The same user benchmark natively on this host, for reference:"; $(BENCH_BIN) | sed 's/^/  host /'; }

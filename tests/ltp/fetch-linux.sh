@@ -8,7 +8,12 @@ dir=${1:-/work/linux-ref}
 mkdir -p "$dir"
 cd "$dir"
 # linux-image-amd64 depends on the current linux-image-<abi>-amd64.
-pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
+pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+if [ -z "$pkg" ]; then
+    # A machine whose package lists were never fetched (or were cleaned).
+    $( [ "$(id -u)" = 0 ] || echo sudo ) apt-get update -qq || true
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+fi
 [ -n "$pkg" ] || { echo "fetch-linux: no linux-image-amd64 in apt's lists (apt-get update?)" >&2; exit 1; }
 ls "$pkg"_*.deb >/dev/null 2>&1 || apt-get download "$pkg"
 deb=$(ls "$pkg"_*.deb | tail -n1)

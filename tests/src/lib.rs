@@ -9,6 +9,8 @@
 //! is needed and none of the host terminal's processing gets in the way.
 #![forbid(unsafe_code)]
 
+pub mod sidebyside;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -120,7 +122,7 @@ pub struct Machine {
     disk: Option<PathBuf>,
 }
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 

@@ -55,6 +55,11 @@ fn main() {
         net_figures();
         return;
     }
+    // `boot-bench linux`: only the system-call figures beside Linux's.
+    if std::env::args().nth(1).as_deref() == Some("linux") {
+        side_by_side();
+        return;
+    }
     let kernel = kernel_path();
     let iso = iso_path();
     let bytes = std::fs::read(&kernel).expect("read kernel");
@@ -68,6 +73,7 @@ fn main() {
         .sum();
     println!("kernel ELF file: {} KiB (with symbols); loaded image: {} KiB", bytes.len() / 1024, loaded / 1024);
     println!("boot ISO: {} KiB", std::fs::metadata(&iso).map(|m| m.len() / 1024).unwrap_or(0));
+    side_by_side();
     measure("PVH", &MachineOptions::kernel(""));
     measure("GRUB", &MachineOptions::iso());
     user_benchmarks();
@@ -575,5 +581,24 @@ fn swap_figures() {
             values.iter().copied().fold(0.0, f64::max),
             values.len()
         );
+    }
+}
+
+/// `make bench BENCH=linux`: see [`tessera_tests::sidebyside::run`].
+fn side_by_side() {
+    use tessera_tests::sidebyside;
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+    let report = sidebyside::run(quick);
+    println!("side by side with Debian's Linux ({}):", report.header);
+    print!("{}", sidebyside::table(&report.rows));
+    println!("  (medians; ratio = Tessera/Linux, below 1 Tessera is faster; norm. = the same with each boot's figures divided by its {} figure)", sidebyside::SPIN);
+    for failure in &report.failures {
+        println!("  FAILED {failure}");
+    }
+    for path in &report.written {
+        println!("  written: {}", path.display());
+    }
+    if quick {
+        report.check().unwrap_or_else(|why| panic!("{why}"));
     }
 }

@@ -1,0 +1,15 @@
+#!/bin/sh
+# bench-run.sh: what `make bench BENCH=linux` runs, the same script on
+# Tessera (as tessera.exec=) and on Debian's Linux (from its /init), in
+# the same QEMU with the same busybox and benchmark programs. Prints
+# "bench NAME: N ns/op" lines (bench.c, then shell workloads timed by
+# bench.c's `time` mode) between "bench-run: started" and "bench-run: done".
+echo "bench-run: started"
+b=/opt/tessera/bench/bench
+$b ${BENCH_SCALE:-1}
+# Shell workloads (ns per run of the whole workload).
+$b time shell_loop_500_true sh -c 'i=0; while [ $i -lt 500 ]; do /bin/true; i=$((i+1)); done'
+$b time shell_loop_500_expr sh -c 'i=0; while [ $i -lt 500 ]; do i=$(expr $i + 1); done'
+$b time seq_sort_md5 sh -c 'seq 200000 | sort -n | md5sum >/dev/null'
+$b time dd_64m_read sh -c 'dd if=/dev/zero of=/tmp/dd.64m bs=1M count=64 2>/dev/null && dd if=/tmp/dd.64m of=/dev/null bs=1M 2>/dev/null; rm -f /tmp/dd.64m'
+echo "bench-run: done"
