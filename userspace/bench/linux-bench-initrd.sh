@@ -24,13 +24,8 @@ if [ ! -s "$linux/vmlinux" ]; then
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/tessera-linux-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cat >"$work/init" <<'INIT'
-#!/bin/sh
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
+cp "$repo/userspace/bench/linux-init-prelude.sh" "$work/init"
+cat >>"$work/init" <<'INIT'
 sh /opt/tessera/bench/bench-run.sh
 poweroff -f
 INIT

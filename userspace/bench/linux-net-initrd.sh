@@ -21,13 +21,8 @@ for m in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko drivers/virtio/v
     cp "$mods/$m" "$work/ovl/lib/bench/"
     echo "$(basename "$m")" >>"$work/ovl/lib/bench/order"
 done
-cat >"$work/init" <<'INIT'
-#!/bin/sh
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
+cp "$repo/userspace/bench/linux-init-prelude.sh" "$work/init"
+cat >>"$work/init" <<'INIT'
 for m in $(cat /lib/bench/order); do insmod /lib/bench/$m || echo "linux-net: insmod $m failed"; done
 i=0; while ! ifconfig eth0 >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 ifconfig lo 127.0.0.1 up
