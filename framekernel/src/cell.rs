@@ -466,15 +466,22 @@ pub(crate) fn current_domain() -> u64 {
 /// flag before `revoke_domain` takes that lock, so a claim is either in
 /// the table when the revocation runs, or refused here.
 pub(crate) fn current_call_tainted() -> bool {
-    let record = innermost();
-    if record == 0 {
-        return false;
+    match innermost() {
+        0 => false,
+        record => record_tainted(record),
     }
-    // SAFETY: as in `containing_record`: a live record of the running task;
-    // only the plain pointer is copied out.
+}
+
+/// True when the cell of live record `record` (this task's, non-zero) has
+/// been tainted since its call began.
+fn record_tainted(record: u64) -> bool {
+    // SAFETY: a non-zero record of the running task points to a live
+    // `Record` (as in `containing_record`); only the plain pointer is
+    // copied out.
     let tainted = unsafe { (*(record as *const Record)).tainted };
     // SAFETY: a non-null `tainted` is the flag of the `LoadedCell` whose
-    // `run` made this call, borrowed for the whole call (`enter`).
+    // `run` made this call, borrowed for the whole call (`enter`), which
+    // has not returned while its record is live.
     !tainted.is_null() && unsafe { (*tainted).load(Ordering::Acquire) }
 }
 
@@ -787,15 +794,9 @@ fn resume(record: u64, kind: FaultKind, message: fmt::Arguments<'_>) {
 pub(crate) fn stop_waiting_if_tainted(code: u64, at: &core::panic::Location<'_>) {
     let Some(record) = containing_record() else { return };
     // SAFETY: as in `containing_record`: a live record of the running task;
-    // only its plain fields are copied out, no reference is kept.
-    let (text, tainted) = unsafe { ((*(record as *const Record)).text, (*(record as *const Record)).tainted) };
-    if tainted.is_null() || code < text.0 || code >= text.1 {
-        return;
-    }
-    // SAFETY: a non-null `tainted` is the flag of the `LoadedCell` whose
-    // `run` made this call (`enter`'s caller borrows it for the whole call,
-    // and the record is live, so the call has not returned).
-    if !unsafe { (*tainted).load(Ordering::Acquire) } {
+    // only the plain field is copied out, no reference is kept.
+    let text = unsafe { (*(record as *const Record)).text };
+    if code < text.0 || code >= text.1 || !record_tainted(record) {
         return;
     }
     resume(record, FaultKind::Poisoned, format_args!("gave up waiting for the lock taken at {at}: a call of this cell faulted meanwhile, maybe holding it"));

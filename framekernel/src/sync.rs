@@ -47,10 +47,8 @@ fn acquire_contended<'a, T>(inner: &'a spin::Mutex<T>, at: &'static Location<'st
             // This function's own address: in a cell's text when the lock
             // is the cell's (this copy was compiled into it).
             give_up_abandoned_wait(acquire_contended::<T> as *const () as usize, at);
-        }
-        if !reported && spins.is_multiple_of(4096) {
             let waited = crate::time::now_ns().saturating_sub(started);
-            if waited > STALL_REPORT_NS {
+            if !reported && waited > STALL_REPORT_NS {
                 reported = true;
                 report_stall(at, waited, false);
             }

@@ -562,7 +562,7 @@ fn a_call_spinning_with_interrupts_off_is_stopped() -> Result<(), String> {
         }
         result = spin_with_interrupts_off_on(cpu, &format!("probe-cli-{cpu}")).and_then(|(task, outcome)| {
             ensure!(wait_for(|| task.is_finished()), "the call spinning on processor {cpu} was not stopped in 30 s");
-            outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("on processor {cpu}: {e}"))
+            outcome_of(&outcome).map_err(|e| format!("on processor {cpu}: {e}"))
         });
     }
     framekernel::cell::set_watchdog(previous);
@@ -1082,15 +1082,12 @@ fn a_lock_left_held_by_a_faulted_call_stops_its_waiters() -> Result<(), String> 
     let Some(&cpu) = other_processors().first() else { return Ok(()) };
     let slot = probe_slot("probe-held-lock")?;
     let faults = framekernel::cell::fault_count();
-    let outcome: Outcome = Arc::new(SpinLock::new(None));
-    let (o, s) = (outcome.clone(), slot.clone());
-    let holder = tessera_sched::spawn_on(cpu, "held-lock", move || {
-        *o.lock() = Some(expect_fault(&s, Failure::PanicHoldingLock, |k| k == FaultKind::Panic, "panicked holding its lock"));
-    })
-    .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+    let s = slot.clone();
+    let (holder, outcome) =
+        spawn_with_outcome(cpu, "held-lock", move || expect_fault(&s, Failure::PanicHoldingLock, |k| k == FaultKind::Panic, "panicked holding its lock"))?;
     let waited = slot.call_with(false, (), |p, ()| p.wait_for_lock());
     ensure!(wait_for(|| holder.is_finished()), "the call holding the lock on processor {cpu} did not end");
-    outcome.lock().take().unwrap_or(Err(String::from("no outcome")))?;
+    outcome_of(&outcome)?;
     match waited {
         Err(SlotError::Fault(fault)) => {
             ensure!(fault.kind == FaultKind::Poisoned, "the waiting call ended with {:?}: {fault}", fault.kind);
@@ -1110,15 +1107,12 @@ fn a_lock_left_held_by_a_faulted_call_stops_its_waiters() -> Result<(), String> 
 fn claim_after_taint_is_refused() -> Result<(), String> {
     let Some(&cpu) = other_processors().first() else { return Ok(()) };
     let slot = probe_slot("probe-late-claim")?;
-    let outcome: Outcome = Arc::new(SpinLock::new(None));
-    let (o, s) = (outcome.clone(), slot.clone());
-    let faulter = tessera_sched::spawn_on(cpu, "rt-late-claim", move || {
-        *o.lock() = Some(expect_fault(&s, Failure::PanicForLateClaimer, |k| k == FaultKind::Panic, "late claimer"));
-    })
-    .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+    let s = slot.clone();
+    let (faulter, outcome) =
+        spawn_with_outcome(cpu, "rt-late-claim", move || expect_fault(&s, Failure::PanicForLateClaimer, |k| k == FaultKind::Panic, "late claimer"))?;
     let late = slot.call_with(false, 300, |p, ms| p.claim_after_fault(ms));
     ensure!(wait_for(|| faulter.is_finished()), "the faulting call on processor {cpu} did not end");
-    outcome.lock().take().unwrap_or(Err(String::from("no outcome")))?;
+    outcome_of(&outcome)?;
     match framekernel::io::claim_legacy(framekernel::io::Legacy::Com2) {
         Ok(ports) => drop(ports),
         Err(e) => return Err(format!("COM2 is still claimed after the copy that claimed it faulted ({e:?}; the late call gave {late:?})")),
@@ -1183,27 +1177,21 @@ fn shootdowns_are_carried_out_by_their_targets_only() -> Result<(), String> {
         .map_err(|e| format!("spawn on {a}: {e:?}"))?;
         ensure!(wait_for(|| task.is_finished()), "the task on processor {a} did not end");
         drop(first.lock().take());
-        let outcome: Outcome = Arc::new(SpinLock::new(None));
-        let o = outcome.clone();
-        let task = tessera_sched::spawn_on(b, "tlb-b", move || {
-            let result = (|| {
-                let space = VmSpace::new().map_err(|e| format!("{e:?}"))?;
-                space.activate();
-                let (start, deadline) = (nmis(b), framekernel::time::now_ns() + 2_000_000_000);
-                while nmis(b) < start + 3 && framekernel::time::now_ns() < deadline {
-                    core::hint::spin_loop();
-                }
-                let took = nmis(b) - start;
-                let active = space.is_active();
-                framekernel::mm::leave_user_space();
-                ensure!(active, "round {round}: processor {b} left its space after {took} NMIs (a shootdown aimed at processor {a} only)");
-                Ok(())
-            })();
-            *o.lock() = Some(result);
-        })
-        .map_err(|e| format!("spawn on {b}: {e:?}"))?;
+        let (task, outcome) = spawn_with_outcome(b, "tlb-b", move || {
+            let space = VmSpace::new().map_err(|e| format!("{e:?}"))?;
+            space.activate();
+            let (start, deadline) = (nmis(b), framekernel::time::now_ns() + 2_000_000_000);
+            while nmis(b) < start + 3 && framekernel::time::now_ns() < deadline {
+                core::hint::spin_loop();
+            }
+            let took = nmis(b) - start;
+            let active = space.is_active();
+            framekernel::mm::leave_user_space();
+            ensure!(active, "round {round}: processor {b} left its space after {took} NMIs (a shootdown aimed at processor {a} only)");
+            Ok(())
+        })?;
         ensure!(wait_for(|| task.is_finished()), "the task on processor {b} did not end");
-        outcome.lock().take().unwrap_or(Err(String::from("no outcome")))?;
+        outcome_of(&outcome)?;
     }
     Ok(())
 }
@@ -1455,17 +1443,28 @@ fn watchdog_nmis_reach_every_busy_processor() -> Result<(), String> {
 /// A task's result, filled in when it ends.
 type Outcome = Arc<SpinLock<Option<Result<(), String>>>>;
 
+/// Runs `f` in a task on processor `cpu`; its result lands in the outcome.
+fn spawn_with_outcome(
+    cpu: usize,
+    name: &str,
+    f: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<(Arc<framekernel::task::Task>, Outcome), String> {
+    let outcome: Outcome = Arc::new(SpinLock::new(None));
+    let o = outcome.clone();
+    let task = tessera_sched::spawn_on(cpu, name, move || *o.lock() = Some(f())).map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+    Ok((task, outcome))
+}
+
+/// What a task of [`spawn_with_outcome`] that has ended returned.
+fn outcome_of(outcome: &Outcome) -> Result<(), String> {
+    outcome.lock().take().unwrap_or(Err(String::from("no outcome")))
+}
+
 /// Runs a call of a fresh probe slot that spins with interrupts off, on
 /// processor `cpu`, in a task; the task's outcome, once it ended.
 fn spin_with_interrupts_off_on(cpu: usize, name: &str) -> Result<(Arc<framekernel::task::Task>, Outcome), String> {
     let slot = probe_slot(name)?;
-    let outcome: Outcome = Arc::new(SpinLock::new(None));
-    let o = outcome.clone();
-    let task = tessera_sched::spawn_on(cpu, "rt-wd", move || {
-        *o.lock() = Some(expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms"));
-    })
-    .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
-    Ok((task, outcome))
+    spawn_with_outcome(cpu, "rt-wd", move || expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms"))
 }
 
 /// Red team (issue 14): a cell spinning with interrupts off on the last
@@ -1476,7 +1475,7 @@ fn watchdog_alone_on_the_last_processor() -> Result<(), String> {
     let result = (|| {
         let (task, outcome) = spin_with_interrupts_off_on(cpu, "rt-wd-last")?;
         ensure!(wait_for(|| task.is_finished()), "the call spinning with interrupts off on processor {cpu} was not stopped in 30 s");
-        outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("processor {cpu}: {e}"))
+        outcome_of(&outcome).map_err(|e| format!("processor {cpu}: {e}"))
     })();
     framekernel::cell::set_watchdog(previous);
     result
@@ -1499,7 +1498,7 @@ fn watchdog_everywhere_at_once() -> Result<(), String> {
                 .map_err(|e| format!("round {round}, processor 0: {e}"))?;
             for (cpu, (task, outcome)) in pending {
                 ensure!(wait_for(|| task.is_finished()), "round {round}: the call spinning on processor {cpu} was not stopped in 30 s");
-                outcome.lock().take().unwrap_or(Err(String::from("no outcome"))).map_err(|e| format!("round {round}, processor {cpu}: {e}"))?;
+                outcome_of(&outcome).map_err(|e| format!("round {round}, processor {cpu}: {e}"))?;
             }
         }
         Ok(())
@@ -1523,14 +1522,11 @@ fn watchdog_forwarding_while_the_boot_processor_waits() -> Result<(), String> {
     let previous = framekernel::cell::set_watchdog(core::time::Duration::from_millis(200));
     let result = (|| -> Result<(), String> {
         let slot = probe_slot("rt-wd-boot-waits")?;
-        let outcome: Outcome = Arc::new(SpinLock::new(None));
-        let o = outcome.clone();
-        let task = tessera_sched::spawn_on(cpu, "rt-wd-held", move || {
+        let (task, outcome) = spawn_with_outcome(cpu, "rt-wd-held", move || {
             let _held = LOCK.lock();
             HOLDING.store(true, Ordering::SeqCst);
-            *o.lock() = Some(expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms"));
-        })
-        .map_err(|e| format!("spawn on {cpu}: {e:?}"))?;
+            expect_fault(&slot, Failure::HangInterruptsOff, |k| k == FaultKind::Timeout, "limit 200 ms")
+        })?;
         ensure!(wait_for(|| HOLDING.load(Ordering::SeqCst)), "the lock holder did not start");
         let started = framekernel::time::now_ns();
         // Bounded (30 s), so that a failure is a report, not a hang.
@@ -1549,7 +1545,7 @@ fn watchdog_forwarding_while_the_boot_processor_waits() -> Result<(), String> {
         let finished = wait_for(|| task.is_finished());
         ensure!(freed, "the call on processor {cpu} was not stopped in 30 s while the boot processor waited with interrupts off for the lock its caller held (ended later: {finished})");
         ensure!(finished, "the task on processor {cpu} did not end");
-        outcome.lock().take().unwrap_or(Err(String::from("no outcome")))
+        outcome_of(&outcome)
     })();
     framekernel::cell::set_watchdog(previous);
     result
