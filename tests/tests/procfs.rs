@@ -44,6 +44,14 @@ fn proc_comes_from_the_procfs_cell_which_swaps_under_readers_and_contains_its_fa
     // A tracer alone sees descriptors and maps (an ordinary user: EACCES).
     run(&mut m, "su nobody -s /bin/sh -c 'ls /proc/1/fd; cat /proc/1/maps' 2>&1 | grep -c 'Permission denied' | sed 's/^/denied=/'", "denied=2");
     run(&mut m, "su nobody -s /bin/sh -c 'head -n 1 /proc/self/maps' | grep -c busybox | sed 's/^/own-maps=/'", "own-maps=1");
+    // A program's code is the file's page-cache pages, shared with every
+    // other process running it (here the shell), never copied, as on
+    // Linux: its text shows as shared clean memory.
+    run(
+        &mut m,
+        "awk '/r-xp .*busybox/{f=1} f&&/^Shared_Clean/{print ($2>0)?\"text-shared\":\"text-private\"} f&&/^Private_Dirty/{print \"text-dirty=\"$2; exit}' /proc/self/smaps | tr '\\n' ' '",
+        "text-shared text-dirty=0 ",
+    );
     // Settings: parsed by the cell, checked and applied by the kernel.
     run(&mut m, "echo 40000 > /proc/sys/kernel/pid_max; sed 's/^/pid_max=/' /proc/sys/kernel/pid_max", "pid_max=40000");
     run(&mut m, "echo 1 > /proc/sys/kernel/pid_max; echo status $?", "status 1");

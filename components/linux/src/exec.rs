@@ -2,8 +2,7 @@
 //! segments mapped, a `brk` heap after them and the initial stack.
 
 use crate::errno::Errno;
-use crate::memory::{AddressSpace, Backing, Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
-use alloc::sync::Arc;
+use crate::memory::{AddressSpace, Memory, PAGE, Prot, STACK_SIZE, STACK_TOP};
 use alloc::vec::Vec;
 use tessera_elf::{ElfError, aux};
 
@@ -71,15 +70,16 @@ pub fn load_path(
     let mut argv = argv;
     let mut file_path = path.to_vec();
     for _ in 0..=MAX_SCRIPT_DEPTH {
-        let (bytes, absolute, meta) = crate::fs::open_executable(fs, &file_path, &who)?;
-        match tessera_elf::script_interpreter(&bytes) {
+        let program = crate::fs::open_executable(fs, &file_path, &who)?;
+        match tessera_elf::script_interpreter(&program.bytes) {
             None => {
                 // The ELF file that runs decides set-id (a script's own
                 // set-id bits are ignored, as on Linux).
-                let credentials = credentials.after_exec(&meta);
+                let credentials = credentials.after_exec(&program.meta);
                 let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-                let loaded = load(bytes, &refs, envp, path, fs, &who, credentials.aux_ids())?;
-                return Ok(Program { loaded, exe: absolute, argv, credentials });
+                let exe = program.path.clone();
+                let loaded = load(&program, &refs, envp, path, fs, &who, credentials.aux_ids())?;
+                return Ok(Program { loaded, exe, argv, credentials });
             }
             Some(Err(())) => return Err(Errno::ENOEXEC),
             Some(Ok(line)) => {
@@ -96,38 +96,73 @@ pub fn load_path(
     Err(Errno::ELOOP)
 }
 
-/// Adds areas for `image`'s segments, filled from `file` on first touch.
-fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, file: &Arc<Vec<u8>>) -> Result<(), Errno> {
+/// Adds areas for `image`'s segments. Their pages show the file's
+/// page-cache pages, read-only until written (copy on write), so every
+/// process running a program shares one copy of its code, as on Linux;
+/// a segment's zero-filled tail (`.bss`) is anonymous memory, and the
+/// page where file bytes end and zeros begin is a private copy made now.
+fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, program: &crate::fs::Executable) -> Result<(), Errno> {
     for segment in &image.segments {
         let prot = Prot { read: true, write: segment.write, exec: segment.exec };
         let from = segment.file_offset as usize;
-        let bytes = file.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
-        let backing = Backing { file: file.clone(), start: from, len: bytes.len(), vaddr: segment.vaddr };
+        let bytes = program.bytes.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
         let (start, end) = segment.pages();
-        // Pages of this segment not shared with an earlier one are filled
-        // from the file when first touched.
-        let mut page = start;
-        while page < end {
-            if memory.area_at(page).is_some() {
-                page += PAGE;
+        let file_end = segment.vaddr + segment.file_size;
+        let mem_end = segment.vaddr + segment.mem_size;
+        // Pages an earlier segment's areas already cover (a page two
+        // segments share) keep that area and get this segment's bytes.
+        let mut covered: Vec<u64> = [start, end - PAGE].into_iter().filter(|&p| memory.area_at(p).is_some()).collect();
+        covered.dedup();
+        // Whole pages of file bytes (the last one partly, when no zeros
+        // follow in the segment: the rest of that page shows the file, as
+        // on Linux), then the zero-filled rest.
+        let tail_zeroed = mem_end > file_end && !file_end.is_multiple_of(PAGE);
+        let file_pages_end = if tail_zeroed { file_end & !(PAGE - 1) } else { file_end.next_multiple_of(PAGE) };
+        let base = segment.vaddr.wrapping_sub(segment.file_offset);
+        add_uncovered(memory, start, file_pages_end.max(start), |memory, lo, hi| {
+            memory.add_file_area(lo, hi, prot, (false, true), (program.node.clone(), program.path.clone()), lo.wrapping_sub(base))
+        })?;
+        add_uncovered(memory, file_pages_end.max(start), end, |memory, lo, hi| memory.add_area(lo, hi, prot, false))?;
+        // Bytes written now: the page where the file bytes end and zeros
+        // begin, and pages shared with an earlier segment.
+        let mut eager: Vec<u64> = covered;
+        if tail_zeroed && segment.file_size > 0 && !eager.contains(&(file_end & !(PAGE - 1))) {
+            eager.push(file_end & !(PAGE - 1));
+        }
+        for page in eager {
+            let lo = page.max(segment.vaddr);
+            let hi = (page + PAGE).min(mem_end);
+            if lo >= hi {
                 continue;
             }
-            let run_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
-            memory.add_backed_area(page, run_end, prot, backing.clone())?;
-            page = run_end;
-        }
-        // A page an earlier segment also covers gets this segment's bytes now.
-        for shared in [start, end - PAGE] {
-            let covered = memory.area_at(shared).is_some_and(|(_, a)| a.backing.is_some_and(|b| b.vaddr != segment.vaddr));
-            if covered {
-                let lo = shared.max(segment.vaddr);
-                let hi = (shared + PAGE).min(segment.vaddr + segment.file_size);
-                if lo < hi {
-                    let part = bytes.get((lo - segment.vaddr) as usize..(hi - segment.vaddr) as usize).unwrap_or(&[]);
-                    memory.write_image(lo, part)?;
-                }
+            let mut contents = alloc::vec![0u8; (hi - lo) as usize];
+            if lo < file_end {
+                let part = bytes.get((lo - segment.vaddr) as usize..(hi.min(file_end) - segment.vaddr) as usize).unwrap_or(&[]);
+                contents.get_mut(..part.len()).unwrap_or(&mut []).copy_from_slice(part);
             }
+            memory.write_image(lo, &contents)?;
         }
+    }
+    Ok(())
+}
+
+/// Calls `add(memory, lo, hi)` for each run of pages in `[start, end)`
+/// that no area covers yet.
+fn add_uncovered(
+    memory: &mut AddressSpace,
+    start: u64,
+    end: u64,
+    mut add: impl FnMut(&mut AddressSpace, u64, u64) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    let mut page = start;
+    while page < end {
+        if memory.area_at(page).is_some() {
+            page += PAGE;
+            continue;
+        }
+        let run_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
+        add(memory, page, run_end)?;
+        page = run_end;
     }
     Ok(())
 }
@@ -137,7 +172,7 @@ fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, file:
 /// `cwd`), which starts first and is told where the program is
 /// (`AT_PHDR`, `AT_ENTRY`) and where it is itself (`AT_BASE`).
 pub fn load(
-    file: Arc<Vec<u8>>,
+    program: &crate::fs::Executable,
     argv: &[&[u8]],
     envp: &[&[u8]],
     execfn: &[u8],
@@ -145,21 +180,21 @@ pub fn load(
     who: &tessera_vfs::Identity,
     ids: AuxIds,
 ) -> Result<Loaded, Errno> {
-    let image = tessera_elf::parse(&file).map_err(|e| match e {
+    let image = tessera_elf::parse(&program.bytes).map_err(|e| match e {
         ElfError::TooBig(_) => Errno::ENOMEM,
         _ => Errno::ENOEXEC,
     })?;
     let mut memory = AddressSpace::new()?;
-    map_segments(&mut memory, &image, &file)?;
+    map_segments(&mut memory, &image, program)?;
     let (start, base) = match &image.interpreter {
         Some(path) => {
-            let (ld, _, _) = crate::fs::open_executable(fs, path, who)?;
+            let ld = crate::fs::open_executable(fs, path, who)?;
             // Linux reads the interpreter's ELF header first: a shorter
             // file is EIO, a wrong one ELIBBAD.
-            if ld.len() < 64 {
+            if ld.bytes.len() < 64 {
                 return Err(Errno::EIO);
             }
-            let ld_image = tessera_elf::parse_interpreter(&ld).map_err(|e| match e {
+            let ld_image = tessera_elf::parse_interpreter(&ld.bytes).map_err(|e| match e {
                 ElfError::TooBig(_) => Errno::ENOMEM,
                 _ => Errno::ELIBBAD,
             })?;

@@ -73,10 +73,21 @@ pub fn list_dir(path: &str) -> Result<alloc::vec::Vec<String>, Errno> {
     Ok(names)
 }
 
-/// The contents of the program at `path` (from the process's current
-/// directory, under its root) and its absolute path, checking that it is
-/// an executable regular file.
-pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Result<(Arc<alloc::vec::Vec<u8>>, String, tessera_vfs::Metadata), Errno> {
+/// A program file found for `execve`.
+pub struct Executable {
+    /// Its contents (a copy-on-write snapshot, for the headers).
+    pub bytes: Arc<alloc::vec::Vec<u8>>,
+    /// Its absolute path.
+    pub path: String,
+    /// Its metadata (set-id bits).
+    pub meta: tessera_vfs::Metadata,
+    /// The file, whose page-cache pages the program's segments show.
+    pub node: NodeRef,
+}
+
+/// The program at `path` (from the process's current directory, under its
+/// root), checking that it is an executable regular file.
+pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Result<Executable, Errno> {
     let path = core::str::from_utf8(path).map_err(|_| Errno::ENOENT)?;
     let location = vfs()?.resolve_in(&fs.root(), &fs.cwd(), path, true, who)?;
     let meta = location.node().metadata();
@@ -84,7 +95,7 @@ pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Res
     if meta.kind != FileType::Regular || !who.may(&meta, tessera_vfs::perm::MAY_EXEC) {
         return Err(Errno::EACCES);
     }
-    Ok((location.node().snapshot()?, location.path(), meta))
+    Ok(Executable { bytes: location.node().snapshot()?, path: location.path(), meta, node: location.node().clone() })
 }
 
 /// Working directory and umask, shared by the threads of a process.

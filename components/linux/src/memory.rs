@@ -89,27 +89,6 @@ pub enum Populate {
     BusError,
 }
 
-/// File contents behind an area: `file[start..start + len]` belongs at
-/// address `vaddr`; pages are filled from it when first touched (the rest
-/// is zero). The file is a snapshot: later writes to it do not show.
-#[derive(Debug, Clone)]
-pub struct Backing {
-    /// The program file's contents.
-    pub file: Arc<alloc::vec::Vec<u8>>,
-    /// First byte of the segment in the file.
-    pub start: usize,
-    /// Bytes of the segment in the file.
-    pub len: usize,
-    /// Where the first byte goes.
-    pub vaddr: u64,
-}
-
-impl Backing {
-    fn data(&self) -> &[u8] {
-        self.file.get(self.start..self.start + self.len).unwrap_or(&[])
-    }
-}
-
 /// A file mapped by `mmap`: page `p` of the area shows the file at offset
 /// `p - base` (wrapping: `base` is the address file offset 0 would have),
 /// so splitting an area needs no adjustment.
@@ -120,7 +99,7 @@ pub struct FileMap {
     /// Address of file offset 0.
     pub base: u64,
     /// The path it was mapped by (for `/proc/[pid]/maps`).
-    pub path: alloc::string::String,
+    pub path: Arc<str>,
 }
 
 impl core::fmt::Debug for FileMap {
@@ -145,8 +124,10 @@ pub struct Area {
     pub prot: Prot,
     /// `MAP_SHARED`: the same memory in parent and children after `fork`.
     pub shared: bool,
-    /// Initial contents, if not zero.
-    pub backing: Option<Backing>,
+    /// A private file area some of whose pages were written (private
+    /// copies): core dumps treat it as anonymous memory, as Linux does a
+    /// mapping with anonymous pages.
+    pub anon: bool,
     /// The file shown here (`mmap` of a file). Pages are read from the file
     /// when first touched; in a shared area, written pages go back to the
     /// file on `msync`, `munmap` and when the address space ends.
@@ -387,7 +368,7 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let locked = self.lock_future;
-        self.areas.insert(start, Area { end, prot, shared, backing: None, file: None, shm: None, may_write: true, locked, grows_down: false });
+        self.areas.insert(start, Area { end, prot, shared, anon: false, file: None, shm: None, may_write: true, locked, grows_down: false });
         Ok(())
     }
 
@@ -405,7 +386,7 @@ impl AddressSpace {
         self.add_area(start, end, prot, shared)?;
         if let Some(area) = self.areas.get_mut(&start) {
             let (node, path) = file;
-            area.file = Some(FileMap { node, base: start.wrapping_sub(offset), path });
+            area.file = Some(FileMap { node, base: start.wrapping_sub(offset), path: path.into() });
             area.may_write = may_write;
         }
         Ok(())
@@ -486,28 +467,18 @@ impl AddressSpace {
         self.write_back(start, end, true)
     }
 
-    /// Adds an area whose pages are filled from `backing` on first touch.
-    pub fn add_backed_area(&mut self, start: u64, end: u64, prot: Prot, backing: Backing) -> Result<(), Errno> {
-        self.add_area(start, end, prot, false)?;
-        if let Some(area) = self.areas.get_mut(&start) {
-            area.backing = Some(backing);
-        }
-        Ok(())
-    }
-
-    /// The areas as `/proc/[pid]/maps` lists them; program segments are
-    /// named after `exe`.
-    pub fn maps(&self, exe: &str) -> alloc::string::String {
-        self.maps_with(exe, false)
+    /// The areas as `/proc/[pid]/maps` lists them.
+    pub fn maps(&self) -> alloc::string::String {
+        self.maps_with(false)
     }
 
     /// `/proc/[pid]/smaps`: each `maps` line followed by the area's size,
     /// resident, private/shared, anonymous, locked and swap counts (kB).
-    pub fn smaps(&self, exe: &str) -> alloc::string::String {
-        self.maps_with(exe, true)
+    pub fn smaps(&self) -> alloc::string::String {
+        self.maps_with(true)
     }
 
-    fn maps_with(&self, exe: &str, details: bool) -> alloc::string::String {
+    fn maps_with(&self, details: bool) -> alloc::string::String {
         use core::fmt::Write;
         let mut out = alloc::string::String::new();
         let resident: alloc::vec::Vec<u64> = if details { self.space.pages().map(|(page, _)| page).collect() } else { alloc::vec::Vec::new() };
@@ -521,10 +492,7 @@ impl AddressSpace {
             let (offset, ino, name) = if let Some(shm) = &area.shm {
                 (start - shm.base, shm.id as u64, alloc::format!("/SYSV{:08x} (deleted)", shm.id))
             } else if let Some(file) = &area.file {
-                (file.offset(start), file.node.metadata().ino, file.path.clone())
-            } else if let Some(b) = &area.backing {
-                // The file offset at the area's start (the segment may begin mid-page).
-                ((b.start as u64).wrapping_add(start).wrapping_sub(b.vaddr), 0, alloc::string::String::from(exe))
+                (file.offset(start), file.node.metadata().ino, alloc::string::String::from(&*file.path))
             } else if area.end == STACK_TOP {
                 (0, 0, "[stack]".into())
             } else if self.brk_start != 0 && start >= self.brk_start && start < self.brk_start.saturating_add(BRK_MAX) {
@@ -537,15 +505,30 @@ impl AddressSpace {
             if details {
                 let size = (area.end - start) / 1024;
                 let first = resident.partition_point(|&page| page < start);
-                let rss = resident.get(first..).unwrap_or(&[]).iter().take_while(|&&page| page < area.end).count() as u64 * 4;
+                let pages: alloc::vec::Vec<u64> = resident.get(first..).unwrap_or(&[]).iter().copied().take_while(|&page| page < area.end).collect();
+                let rss = pages.len() as u64 * 4;
                 let shared = area.shared || area.shm.is_some();
-                let anonymous = if area.file.is_none() && !shared { rss } else { 0 };
-                let (shared_rss, private_rss) = if shared { (rss, 0) } else { (0, rss) };
+                // Clean: a file's page-cache page not written through this
+                // mapping; shared when another mapping holds it too.
+                let (mut shared_clean, mut private_clean, mut shared_rss, mut private_rss) = (0u64, 0u64, 0u64, 0u64);
+                for &page in &pages {
+                    let mappers = match (&area.file, self.space.share(page)) {
+                        (Some(file), Some(frame)) if !self.dirty.contains(&page) => crate::pagecache::mappers(&file.node, file.offset(page) / PAGE, &frame),
+                        _ => None,
+                    };
+                    match mappers {
+                        Some(n) if n >= 2 => shared_clean += 4,
+                        Some(_) => private_clean += 4,
+                        None if shared => shared_rss += 4,
+                        None => private_rss += 4,
+                    }
+                }
+                let anonymous = if !shared { private_rss } else { 0 };
                 let locked = if area.locked { rss } else { 0 };
                 let _ = write!(
                     out,
                     "Size:           {size:8} kB\nKernelPageSize:        4 kB\nMMUPageSize:           4 kB\nRss:            {rss:8} kB\nPss:            {rss:8} kB\n\
-                     Shared_Clean:          0 kB\nShared_Dirty:   {shared_rss:8} kB\nPrivate_Clean:         0 kB\nPrivate_Dirty:  {private_rss:8} kB\n\
+                     Shared_Clean:   {shared_clean:8} kB\nShared_Dirty:   {shared_rss:8} kB\nPrivate_Clean:  {private_clean:8} kB\nPrivate_Dirty:  {private_rss:8} kB\n\
                      Referenced:     {rss:8} kB\nAnonymous:      {anonymous:8} kB\nLazyFree:              0 kB\nAnonHugePages:         0 kB\n\
                      ShmemPmdMapped:        0 kB\nFilePmdMapped:         0 kB\nShared_Hugetlb:        0 kB\nPrivate_Hugetlb:       0 kB\n\
                      Swap:                  0 kB\nSwapPss:               0 kB\nLocked:         {locked:8} kB\nTHPeligible:    0\n"
@@ -735,8 +718,7 @@ impl AddressSpace {
     fn move_area(&mut self, old: u64, old_end: u64, area: &Area, target: u64, new_len: u64) -> Result<u64, Errno> {
         self.add_area(target, target + new_len, area.prot, area.shared)?;
         if let Some(added) = self.areas.get_mut(&target) {
-            // Backed contents keep their addresses relative to the mapping.
-            added.backing = area.backing.as_ref().map(|b| Backing { vaddr: b.vaddr - old + target, ..b.clone() });
+            added.anon = area.anon;
             added.file = area.file.as_ref().map(|f| FileMap { base: f.base.wrapping_sub(old).wrapping_add(target), ..f.clone() });
             added.shm = area.shm.as_ref().map(|s| ShmMap { base: s.base.wrapping_sub(old).wrapping_add(target), ..s.clone() });
             added.may_write = area.may_write;
@@ -796,10 +778,9 @@ impl AddressSpace {
             let flags = u32::from(area.prot.read) << 2 | u32::from(area.prot.write) << 1 | u32::from(area.prot.exec);
             // coredump_filter: bit 0 private anonymous, 1 shared anonymous,
             // 2 private file-backed, 3 shared file-backed memory.
-            // A program's read-only segments count as file-backed (never
-            // written, so Linux leaves them to the file); its writable
-            // ones hold anonymous copies and are dumped as such.
-            let file_backed = area.file.is_some() || (area.backing.is_some() && !area.prot.write);
+            // A private file area with written pages (a program's data
+            // segment) holds anonymous copies and is dumped as such.
+            let file_backed = area.file.is_some() && !area.anon;
             let bit = match (file_backed, area.shared || area.shm.is_some()) {
                 (false, false) => 1,
                 (false, true) => 2,
@@ -848,7 +829,7 @@ impl AddressSpace {
         if self.area_at(addr).is_none() {
             self.grow_down_to(page);
         }
-        let Some((_, area)) = self.area_at(addr) else { return Populate::BadAccess };
+        let Some((area_start, area)) = self.area_at(addr) else { return Populate::BadAccess };
         let Some(perms) = area.prot.page_perms() else { return Populate::BadAccess };
         let allowed = match access {
             Access::Read => area.prot.read || area.prot.write,
@@ -869,6 +850,9 @@ impl AddressSpace {
             }
             if area.writes_back() {
                 self.dirty.insert(page);
+            }
+            if !area.shared && area.file.is_some() {
+                self.mark_anon(area_start);
             }
             let private = if area.shared { Ok(()) } else { self.space.make_private(page) };
             return match private.and_then(|()| self.space.protect(page, perms)) {
@@ -913,15 +897,19 @@ impl AddressSpace {
                 // every process mapping the file (libc, say) shares it until
                 // one writes (copy on write), as Linux does.
                 Some(file) if access != Access::Write => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE) {
-                    Ok(frame) => self.space.map_shared(page, frame, Perms { write: false, ..perms }).map_err(|(e, _)| e),
+                    Ok(frame) => {
+                        let mapped = self.space.map_shared(page, frame, Perms { write: false, ..perms }).map_err(|(e, _)| e);
+                        if mapped.is_ok() {
+                            self.map_around(area_start, &area, page, perms);
+                        }
+                        mapped
+                    }
                     Err(_) => return Populate::NoMemory,
                 },
                 _ => match Frame::alloc() {
                     Ok(mut frame) => {
-                        if let Some(backing) = &area.backing {
-                            fill_from(&mut frame, page, backing);
-                        }
                         if let Some(file) = &area.file {
+                            self.mark_anon(area_start);
                             // Private: a copy of what the file shows now.
                             let mut data = alloc::vec![0u8; PAGE as usize];
                             let offset = file.offset(page);
@@ -942,6 +930,39 @@ impl AddressSpace {
             Ok(()) => Populate::Ok,
             Err(VmError::OutOfMemory) => Populate::NoMemory,
             Err(_) => Populate::BadAccess,
+        }
+    }
+
+    /// Marks the private file area starting at `start` as holding written
+    /// (anonymous) pages.
+    fn mark_anon(&mut self, start: u64) {
+        if let Some(area) = self.areas.get_mut(&start) {
+            area.anon = true;
+        }
+    }
+
+    /// Linux's fault-around: after a read fault in a file area, the other
+    /// pages of the aligned 64 KiB window around it (inside the area and
+    /// the file) that the page cache holds are mapped too, read-only, so a
+    /// program whose code other processes ran faults once per 16 pages.
+    fn map_around(&mut self, area_start: u64, area: &Area, page: u64, perms: Perms) {
+        const AROUND: usize = 16;
+        let Some(file) = &area.file else { return };
+        let window = page & !(AROUND as u64 * PAGE - 1);
+        let Some(file_end) = page_up(file.node.metadata().size) else { return };
+        let first = file.offset(window) / PAGE;
+        if file.offset(window) % PAGE != 0 || first.checked_add(AROUND as u64).is_none() {
+            return;
+        }
+        let frames = crate::pagecache::cached::<AROUND>(&file.node, first);
+        let perms = Perms { write: false, ..perms };
+        for (i, frame) in frames.into_iter().enumerate() {
+            let at = window + i as u64 * PAGE;
+            let Some(frame) = frame else { continue };
+            let inside = at >= area_start && at < area.end && at != page && file.offset(at) < file_end;
+            if inside && self.space.perms(at).is_none() && !self.parked.contains_key(&at) && !self.dirty.contains(&at) {
+                let _ = self.space.map_shared(at, frame, perms);
+            }
         }
     }
 
@@ -1086,6 +1107,12 @@ impl AddressSpace {
     /// Writes into mapped pages regardless of rights (used by exec).
     pub fn write_image(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         self.populate_range(addr, data.len() as u64, false)?;
+        if let Some((start, area)) = self.area_at(addr)
+            && area.file.is_some()
+            && !area.shared
+        {
+            self.mark_anon(start);
+        }
         self.space.write_bytes(addr, data).map_err(|_| Errno::EFAULT)
     }
 
@@ -1104,7 +1131,7 @@ impl AddressSpace {
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
                     let locked = self.lock_future;
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, backing: None, file: None, shm: None, may_write: true, locked, grows_down: false });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, anon: false, file: None, shm: None, may_write: true, locked, grows_down: false });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {
@@ -1132,22 +1159,16 @@ impl Drop for AddressSpace {
 /// (at least 4 MiB) stays for the kernel, so a program that exhausts
 /// memory is killed while the kernel's own allocations still succeed.
 pub fn user_memory_exhausted() -> bool {
-    let stats = framekernel::mm::frame_stats();
-    stats.free <= (stats.total / 32).max(1024)
-}
-
-/// Copies the part of `backing` that falls in the page at `page`.
-fn fill_from(frame: &mut Frame, page: u64, backing: &Backing) {
-    let data_end = backing.vaddr.saturating_add(backing.len as u64);
-    let start = page.max(backing.vaddr);
-    let end = (page + PAGE).min(data_end);
-    if start >= end {
-        return;
+    let short = || {
+        let stats = framekernel::mm::frame_stats();
+        stats.free <= (stats.total / 32).max(1024)
+    };
+    if !short() {
+        return false;
     }
-    let from = (start - backing.vaddr) as usize;
-    if let Some(bytes) = backing.data().get(from..from + (end - start) as usize) {
-        let _ = frame.write_bytes((start - page) as usize, bytes);
-    }
+    // File pages no mapping holds are the first to go.
+    crate::pagecache::release_unmapped();
+    short()
 }
 
 /// A process's memory as its threads share it: the address space behind

@@ -1259,16 +1259,14 @@ impl ProcessInfo {
     /// `/proc/[pid]/maps`, while the process has memory.
     pub fn maps(&self) -> Option<String> {
         let memory = self.memory_view.lock().clone()?;
-        let exe = self.exe.lock().clone();
-        let text = memory.lock().maps(&exe);
+        let text = memory.lock().maps();
         Some(text)
     }
 
     /// `/proc/[pid]/smaps`, while the process has memory.
     pub fn smaps(&self) -> Option<String> {
         let memory = self.memory_view.lock().clone()?;
-        let exe = self.exe.lock().clone();
-        let text = memory.lock().smaps(&exe);
+        let text = memory.lock().smaps();
         Some(text)
     }
 

@@ -203,7 +203,7 @@ pub(super) fn remap_file_pages(p: &mut Process, start: u64, size: u64, prot: u64
     let Some(file) = area.file.clone().filter(|_| area.shared && end <= area.end) else { return Err(Errno::EINVAL) };
     let (prot, may_write) = (area.prot, area.may_write);
     memory.remove_range(start, end);
-    memory.add_file_area(start, end, prot, (true, may_write), (file.node, file.path), offset)?;
+    memory.add_file_area(start, end, prot, (true, may_write), (file.node, alloc::string::String::from(&*file.path)), offset)?;
     Ok(0)
 }
 
