@@ -59,6 +59,10 @@ pub fn add_interface(name: &str, slot: Arc<NicSlot>, mac: [u8; 6]) -> Arc<Interf
         address: SpinLock::new(([0; 4], 0)),
     });
     all.push(interface.clone());
+    drop(all);
+    // The network task starts serving it (polling it until it has an
+    // interrupt line).
+    TASK_WAIT.wake_all();
     interface
 }
 
@@ -142,8 +146,9 @@ const CHANGED_NS: u64 = 50_000_000;
 /// Starts the network task: it drains the cards, runs the stack when its
 /// timers are due and wakes the sockets after every round that moved
 /// frames (and every 50 ms regardless). Between rounds it sleeps until a
-/// card's interrupt ([`use_interrupt`]) or the stack's next timer; without
-/// an interrupt line it polls every millisecond (every timer tick).
+/// card's interrupt ([`use_interrupt`]), a new card or the stack's next
+/// timer; a card without an interrupt line is polled every millisecond
+/// (every timer tick).
 pub fn start_task() {
     let spawned = tessera_sched::spawn("net", || {
         let mut changed_at = 0u64;
@@ -155,7 +160,10 @@ pub fn start_task() {
                 changed_at = now;
             }
             let lines = LINES.load(Ordering::SeqCst);
-            if lines == 0 {
+            // Cards without an interrupt line are polled every tick; with
+            // no card at all there is nothing to poll (the stack's timers
+            // and a card's arrival wake the task).
+            if lines == 0 && !INTERFACES.lock().is_empty() {
                 crate::syscall::proc::kernel_sleep(1_000_000);
                 continue;
             }
