@@ -5,7 +5,9 @@
 //! the PIT's (IRQ 0 through the PICs).
 
 use crate::arch::{self, pit};
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::mm::Frame;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
 /// Timer interrupts per second.
@@ -44,6 +46,9 @@ pub(crate) fn calibrate() {
     let ticks = (0..2).map(|_| pit::measure_tsc(5)).min().unwrap_or(0);
     let hz = ticks.saturating_mul(200).max(1_000_000);
     TSC_HZ.store(hz, Ordering::Relaxed);
+    // hz >= 10^6, so the multiplier is below 2^43.
+    MULT.store(((1_000_000_000u128 << SHIFT) / u128::from(hz)) as u64, Ordering::Relaxed);
+    publish_clock();
 }
 
 /// TSC frequency in Hz (0 before calibration).
@@ -51,12 +56,16 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// Nanoseconds per TSC tick, as a fraction `MULT / 2^SHIFT` (0 before
+/// calibration): the one conversion both the kernel and the vDSO use
+/// (through the clock page), so their clocks agree to the nanosecond.
+static MULT: AtomicU64 = AtomicU64::new(0);
+const SHIFT: u32 = 32;
+
 /// Converts a TSC delta to nanoseconds (0 before calibration).
 pub fn tsc_to_ns(delta: u64) -> u64 {
-    match tsc_hz() {
-        0 => 0,
-        hz => (u128::from(delta) * 1_000_000_000 / u128::from(hz)) as u64,
-    }
+    let ns = (u128::from(delta) * u128::from(MULT.load(Ordering::Relaxed))) >> SHIFT;
+    u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
 /// Nanoseconds since kernel entry (0 before calibration).
@@ -252,6 +261,7 @@ pub(crate) fn read_wall_clock() {
         Some(seconds) => {
             let base = seconds.saturating_mul(1_000_000_000).saturating_sub(now_ns());
             REALTIME_AT_BOOT_NS.store(base, Ordering::Relaxed);
+            publish_clock();
         }
         None => log::warn!("CMOS clock reads an impossible date ({reading:?}): wall-clock time starts at 1970"),
     }
@@ -267,4 +277,73 @@ pub fn realtime_ns() -> u64 {
 /// monotonic time and every timer deadline are unaffected.
 pub fn set_realtime_ns(ns: u64) {
     REALTIME_AT_BOOT_NS.store(ns.saturating_sub(now_ns()), Ordering::Relaxed);
+    publish_clock();
+}
+
+/// The clock page (see [`clock_page`]), once made.
+static CLOCK_PAGE: crate::sync::BaseLock<Option<Arc<Frame>>> = crate::sync::BaseLock::new(None);
+/// The page's sequence number: odd while it is being written.
+static CLOCK_SEQ: AtomicU32 = AtomicU32::new(0);
+/// Set when every processor's `IA32_TSC_AUX` holds its number (`rdtscp`
+/// tells user code where it runs).
+static CPU_IN_TSC_AUX: AtomicBool = AtomicBool::new(false);
+
+/// Records that each processor's `IA32_TSC_AUX` holds its index.
+pub(crate) fn set_cpu_in_tsc_aux(on: bool) {
+    CPU_IN_TSC_AUX.store(on, Ordering::Relaxed);
+    publish_clock();
+}
+
+/// The clock page: one frame of clock data for user mode (the vDSO's
+/// `[vvar]` page), which the base rewrites whenever the clock changes
+/// (calibration, `set_realtime_ns`). Made on first use; every call
+/// returns the same frame. Its layout (little endian):
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | `u32` sequence: odd while being written; read again after the fields, a changed value means read again |
+/// | 4 | `u32` flags: 1 the clock is calibrated, 2 `rdtscp` gives the processor number (`IA32_TSC_AUX`) |
+/// | 8 | `u64` TSC at the zero of the monotonic clock |
+/// | 16 | `u64` multiplier and 24 `u64` shift: ns since the zero = `((tsc - zero) * mult) >> shift` (128-bit product) |
+/// | 32 | `u64` Unix time in ns at the zero (the realtime clock adds it) |
+///
+/// The kernel never reads the page: whatever a holder of the frame writes
+/// into it changes only what user programs that map it compute.
+pub fn clock_page() -> Result<Arc<Frame>, crate::mm::OutOfMemory> {
+    let mut page = CLOCK_PAGE.lock();
+    if let Some(frame) = page.as_ref() {
+        return Ok(frame.clone());
+    }
+    let frame = Arc::new(Frame::alloc()?);
+    write_clock_page(&frame);
+    *page = Some(frame.clone());
+    Ok(frame)
+}
+
+/// Rewrites the clock page, if there is one, with the current clock.
+fn publish_clock() {
+    if let Some(frame) = CLOCK_PAGE.lock().as_ref() {
+        write_clock_page(frame);
+    }
+}
+
+/// Writes the clock into `frame` (the caller holds `CLOCK_PAGE`'s lock:
+/// one writer at a time). Each `write_shared` is one string store, and
+/// x86 keeps the stores of consecutive string operations in order, so a
+/// reader that sees the final even sequence number sees every field.
+fn write_clock_page(frame: &Frame) {
+    let odd = CLOCK_SEQ.load(Ordering::Relaxed).wrapping_add(1) | 1;
+    let mult = MULT.load(Ordering::Relaxed);
+    let flags = u32::from(mult != 0) | u32::from(CPU_IN_TSC_AUX.load(Ordering::Relaxed)) << 1;
+    let mut fields = [0u8; 36];
+    let values = [BOOT_TSC.load(Ordering::Relaxed), mult, u64::from(SHIFT), REALTIME_AT_BOOT_NS.load(Ordering::Relaxed)];
+    fields[..4].copy_from_slice(&flags.to_le_bytes());
+    for (chunk, value) in fields[4..].chunks_exact_mut(8).zip(values) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    let _ = frame.write_shared(0, &odd.to_le_bytes());
+    let _ = frame.write_shared(4, &fields);
+    let even = odd.wrapping_add(1);
+    let _ = frame.write_shared(0, &even.to_le_bytes());
+    CLOCK_SEQ.store(even, Ordering::Relaxed);
 }

@@ -33,6 +33,7 @@ pub mod aux {
     pub const AT_RANDOM: u64 = 25;
     pub const AT_HWCAP2: u64 = 26;
     pub const AT_EXECFN: u64 = 31;
+    pub const AT_SYSINFO_EHDR: u64 = 33;
 }
 
 /// One auxiliary-vector entry supplied by the caller.

@@ -206,7 +206,9 @@ pub fn load(
     memory.brk_start = image.brk_start;
     memory.brk = image.brk_start;
     memory.add_area(STACK_TOP - STACK_SIZE, STACK_TOP, Prot::DATA, false)?;
+    let vdso = crate::vdso::map_into(&mut memory)?;
     let auxv = [
+        (aux::AT_SYSINFO_EHDR, vdso),
         (aux::AT_PHDR, image.phdr),
         (aux::AT_PHENT, u64::from(image.phent)),
         (aux::AT_PHNUM, u64::from(image.phnum)),

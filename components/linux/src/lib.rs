@@ -40,6 +40,7 @@ pub mod sysv;
 pub mod timerfd;
 pub mod timers;
 pub mod unix;
+pub mod vdso;
 
 pub use errno::Errno;
 pub use process::{Outcome, Process, ProcessInfo};

@@ -134,6 +134,8 @@ pub struct Area {
     pub file: Option<FileMap>,
     /// A System V shared memory attachment shown here.
     pub shm: Option<ShmMap>,
+    /// The vDSO or its clock page shown here.
+    pub special: Option<Special>,
     /// Whether `mprotect` may ever make a shared area writable (Linux's
     /// `VM_MAYWRITE`): not for a file opened without write access, nor
     /// for an `SHM_RDONLY` attachment.
@@ -144,6 +146,38 @@ pub struct Area {
     /// `MAP_GROWSDOWN`: a fault just below extends it downwards (a stack),
     /// keeping Linux's guard gap to the mapping below.
     pub grows_down: bool,
+}
+
+/// An area the kernel provides in every process: its pages are frames
+/// all processes share, mapped read-only (a write after `mprotect` copies
+/// the page for the writer alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// The clock page (`[vvar]`; never writable).
+    Vvar,
+    /// The vDSO image (`[vdso]`), whose first page is at `base`.
+    Vdso {
+        /// Address of the image's first page.
+        base: u64,
+    },
+}
+
+impl Special {
+    /// The frame shown at `page`.
+    fn frame(self, page: u64) -> Result<Arc<Frame>, Errno> {
+        match self {
+            Special::Vvar => framekernel::time::clock_page().map_err(|_| Errno::ENOMEM),
+            Special::Vdso { base } => crate::vdso::image_frame(page.wrapping_sub(base) / PAGE),
+        }
+    }
+
+    /// Its name in `/proc/[pid]/maps`.
+    fn name(self) -> &'static str {
+        match self {
+            Special::Vvar => "[vvar]",
+            Special::Vdso { .. } => "[vdso]",
+        }
+    }
 }
 
 /// A System V shared memory segment attached by `shmat`: page `p` of the
@@ -368,7 +402,7 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let locked = self.lock_future;
-        self.areas.insert(start, Area { end, prot, shared, anon: false, file: None, shm: None, may_write: true, locked, grows_down: false });
+        self.areas.insert(start, Area { end, prot, shared, anon: false, file: None, shm: None, special: None, may_write: true, locked, grows_down: false });
         Ok(())
     }
 
@@ -388,6 +422,15 @@ impl AddressSpace {
             let (node, path) = file;
             area.file = Some(FileMap { node, base: start.wrapping_sub(offset), path: path.into() });
             area.may_write = may_write;
+        }
+        Ok(())
+    }
+
+    /// Adds an area showing `special` at `[start, end)`, which is free.
+    pub fn add_special_area(&mut self, start: u64, end: u64, prot: Prot, special: Special) -> Result<(), Errno> {
+        self.add_area(start, end, prot, false)?;
+        if let Some(area) = self.areas.get_mut(&start) {
+            area.special = Some(special);
         }
         Ok(())
     }
@@ -493,6 +536,8 @@ impl AddressSpace {
                 (start - shm.base, shm.id as u64, alloc::format!("/SYSV{:08x} (deleted)", shm.id))
             } else if let Some(file) = &area.file {
                 (file.offset(start), file.node.metadata().ino, alloc::string::String::from(&*file.path))
+            } else if let Some(special) = area.special {
+                (0, 0, special.name().into())
             } else if area.end == STACK_TOP {
                 (0, 0, "[stack]".into())
             } else if self.brk_start != 0 && start >= self.brk_start && start < self.brk_start.saturating_add(BRK_MAX) {
@@ -634,8 +679,9 @@ impl AddressSpace {
         let mut at = start;
         while at < end {
             let (_, area) = self.area_at(at).ok_or(Errno::ENOMEM)?;
-            // A shared mapping cannot gain a write right it was not given.
-            if prot.write && area.shared && !area.may_write {
+            // A shared mapping cannot gain a write right it was not given,
+            // nor the clock page any (Linux: EACCES).
+            if prot.write && ((area.shared && !area.may_write) || area.special == Some(Special::Vvar)) {
                 return Err(Errno::EACCES);
             }
             at = area.end;
@@ -719,6 +765,10 @@ impl AddressSpace {
         self.add_area(target, target + new_len, area.prot, area.shared)?;
         if let Some(added) = self.areas.get_mut(&target) {
             added.anon = area.anon;
+            added.special = area.special.map(|special| match special {
+                Special::Vdso { base } => Special::Vdso { base: base.wrapping_sub(old).wrapping_add(target) },
+                other => other,
+            });
             added.file = area.file.as_ref().map(|f| FileMap { base: f.base.wrapping_sub(old).wrapping_add(target), ..f.clone() });
             added.shm = area.shm.as_ref().map(|s| ShmMap { base: s.base.wrapping_sub(old).wrapping_add(target), ..s.clone() });
             added.may_write = area.may_write;
@@ -876,6 +926,11 @@ impl AddressSpace {
         let result = match self.parked.remove(&page) {
             Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
             None if user_memory_exhausted() => return Populate::NoMemory,
+            None if area.special.is_some() => match area.special.map(|special| special.frame(page)) {
+                Some(Ok(frame)) => self.space.map_shared(page, frame, Perms { write: false, ..perms }).map_err(|(e, _)| e),
+                Some(Err(Errno::ENOMEM)) => return Populate::NoMemory,
+                _ => return Populate::BusError,
+            },
             None if area.shm.is_some() => match &area.shm {
                 Some(shm) => match shm.segment.frame((page - shm.base) / PAGE) {
                     Ok(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
@@ -1131,7 +1186,7 @@ impl AddressSpace {
             match self.area_at(old_end.saturating_sub(1)).filter(|(s, _)| *s >= self.brk_start) {
                 Some((start, area)) if area.end == old_end => {
                     let locked = self.lock_future;
-                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, anon: false, file: None, shm: None, may_write: true, locked, grows_down: false });
+                    self.areas.insert(start, Area { end: new_end, prot: Prot::DATA, shared: false, anon: false, file: None, shm: None, special: None, may_write: true, locked, grows_down: false });
                 }
                 _ => {
                     if self.add_area(old_end, new_end, Prot::DATA, false).is_err() {

@@ -16,6 +16,8 @@ pub struct Features {
     pub smep: bool,
     /// Supervisor-mode access prevention is on (user copies use STAC/CLAC).
     pub smap: bool,
+    /// `rdtscp` works, and `IA32_TSC_AUX` holds each processor's index.
+    pub rdtscp: bool,
 }
 
 static FEATURES: spin::Once<Features> = spin::Once::new();
@@ -88,7 +90,12 @@ pub(crate) fn init(selectors: &Selectors) {
     setup(selectors, smep, smap);
     super::user::detect_mxcsr_mask();
     TESSERA_SMAP_ENABLED.store(u8::from(smap), core::sync::atomic::Ordering::Relaxed);
-    FEATURES.call_once(|| Features { smep, smap });
+    let rdtscp = has_rdtscp();
+    FEATURES.call_once(|| Features { smep, smap, rdtscp });
+    if rdtscp {
+        set_tsc_aux();
+    }
+    crate::time::set_cpu_in_tsc_aux(rdtscp);
     let block = crate::percpu::this_cpu();
     // Its local APIC id (CPUID leaf 1), for IPIs aimed at it.
     block.apic_id.store(core::arch::x86_64::__cpuid(1).ebx >> 24, Ordering::Relaxed);
@@ -104,12 +111,34 @@ pub(crate) fn init_ap(selectors: &Selectors) -> Result<(), &'static str> {
     if (smep, smap) != (boot.smep, boot.smap) {
         return Err("its SMEP/SMAP support differs from the boot processor's");
     }
+    if boot.rdtscp && !has_rdtscp() {
+        return Err("it lacks RDTSCP, which the boot processor has (user programs read their processor number with it)");
+    }
     setup(selectors, smep, smap);
+    if boot.rdtscp {
+        set_tsc_aux();
+    }
     let mask = super::user::this_mxcsr_mask();
     if mask != 0 && mask != super::user::mxcsr_mask() {
         return Err("its MXCSR mask differs from the boot processor's");
     }
     Ok(())
+}
+
+/// Whether this processor has RDTSCP (CPUID leaf 0x8000_0001, EDX bit 27).
+fn has_rdtscp() -> bool {
+    let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    max >= 0x8000_0001 && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 27) != 0
+}
+
+/// `IA32_TSC_AUX` := this processor's index, as Linux sets it (node 0 in
+/// bits 12 and up): `rdtscp` and the vDSO's `getcpu` read it in user mode.
+fn set_tsc_aux() {
+    let index = crate::percpu::this_cpu().index() as u64;
+    // SAFETY: the processor has RDTSCP (checked by the callers), so the
+    // MSR exists; it only feeds `rdtscp`/`rdpid` results, which nothing in
+    // the kernel reads.
+    unsafe { x86_64::registers::model_specific::Msr::new(0xC000_0103).write(index) };
 }
 
 /// Whether this processor has SMEP and SMAP (CPUID leaf 7).

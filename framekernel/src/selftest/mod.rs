@@ -215,6 +215,7 @@ fn revoked_handles_are_inert() -> Result<(), String> {
 /// The trusted base's own tests.
 pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "frames_alloc_write_free", run: frames_alloc_write_free },
+    SelfTest { name: "clock_page_agrees_with_the_kernel_clock", run: clock_page_agrees_with_the_kernel_clock },
     SelfTest { name: "frame_bounds_checked", run: frame_bounds_checked },
     SelfTest { name: "heap_grows_and_shrinks", run: heap_grows_and_shrinks },
     SelfTest { name: "mapped_area_aliases_frames", run: mapped_area_aliases_frames },
@@ -380,6 +381,49 @@ fn clock_agrees_with_timer() -> Result<(), String> {
     let b = time::now_ns();
     ensure!(b >= a, "clock went backwards");
     ensure!(time::tsc_hz() >= 1_000_000, "TSC frequency {} Hz", time::tsc_hz());
+    Ok(())
+}
+
+/// The clock page says what the kernel's clock says: a time computed
+/// from it as the vDSO does lies between two kernel readings around it,
+/// for the monotonic and the realtime clock, also after the realtime
+/// clock is set (and put back); `rdtscp` gives this processor's index.
+fn clock_page_agrees_with_the_kernel_clock() -> Result<(), String> {
+    let page = time::clock_page().map_err(|e| format!("{e:?}"))?;
+    let read = |realtime: bool| -> Result<u64, String> {
+        let mut raw = [0u8; 40];
+        page.read_bytes(0, &mut raw).map_err(|e| format!("{e:?}"))?;
+        let word = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap_or([0; 8]));
+        let (seq, flags) = (u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]), raw[4]);
+        ensure!(seq % 2 == 0, "clock page sequence {seq} odd with nobody writing");
+        ensure!(flags & 1 == 1, "clock page not marked calibrated (flags {flags:#x})");
+        let delta = arch::rdtsc().saturating_sub(word(8));
+        let ns = ((u128::from(delta) * u128::from(word(16))) >> word(24)) as u64;
+        Ok(if realtime { ns + word(32) } else { ns })
+    };
+    for realtime in [false, true] {
+        let clock = || if realtime { time::realtime_ns() } else { time::now_ns() };
+        let before = clock();
+        let got = read(realtime)?;
+        let after = clock();
+        ensure!(before <= got && got <= after, "clock page ({realtime}) says {got}, kernel {before}..{after}");
+    }
+    let wall = time::realtime_ns();
+    time::set_realtime_ns(wall + 3_600_000_000_000);
+    let moved = read(true)?;
+    time::set_realtime_ns(time::realtime_ns() - 3_600_000_000_000);
+    ensure!(moved >= wall + 3_600_000_000_000, "clock page did not follow set_realtime_ns");
+    if arch::cpu::features().rdtscp {
+        // Interrupts off: the task stays on this processor in between.
+        let (aux, here) = arch::without_interrupts(|| {
+            let aux: u32;
+            // SAFETY: the processor has RDTSCP (the feature flag); the
+            // instruction only reads the TSC and IA32_TSC_AUX.
+            unsafe { core::arch::asm!("rdtscp", out("eax") _, out("edx") _, out("ecx") aux, options(nomem, nostack)) };
+            (aux, crate::cpu::current_index())
+        });
+        ensure!(aux as usize == here, "rdtscp says processor {aux}, running on {here}");
+    }
     Ok(())
 }
 
