@@ -77,6 +77,9 @@ pub(crate) struct PerCpu {
     pub(crate) tlb_ack: AtomicU64,
     /// NMIs this processor took, and where the last one's frame was.
     pub(crate) nmis: AtomicU64,
+    /// Id of the user context whose FPU state this processor's registers
+    /// hold and its memory does not (0: none; `arch::user`'s lazy FPU).
+    pub(crate) fpu_live: AtomicU64,
     pub(crate) nmi_frame: AtomicU64,
     /// Local timer interrupts and kicks this processor took.
     pub(crate) local_ticks: AtomicU64,
@@ -123,6 +126,7 @@ impl PerCpu {
             tlb_want: AtomicU64::new(0),
             tlb_ack: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
+            fpu_live: AtomicU64::new(0),
             nmi_frame: AtomicU64::new(0),
             local_ticks: AtomicU64::new(0),
             kicks: AtomicU64::new(0),

@@ -49,6 +49,9 @@ pub struct Task {
     /// The per-CPU user-entry state (resume stack, current context, TSS
     /// rsp0) while it is switched out: it belongs to the task, not the CPU.
     user_entry: SpinLock<crate::arch::cpu::UserEntry>,
+    /// Where a switch away parks the FPU state a user context of this task
+    /// left in the processor's registers (see `arch::user`'s lazy FPU).
+    pub(crate) fpu_parked: SpinLock<crate::arch::user::ParkedFpu>,
     /// The scheduler's: the processor the task is queued on (the base
     /// never reads it).
     home: core::sync::atomic::AtomicUsize,
@@ -190,6 +193,7 @@ pub fn current() -> Arc<Task> {
                 state: AtomicU8::new(LIVE),
                 cell_record: AtomicU64::new(0),
                 user_entry: SpinLock::new(crate::arch::cpu::UserEntry::default()),
+                fpu_parked: SpinLock::new(crate::arch::user::ParkedFpu::EMPTY),
                 home: core::sync::atomic::AtomicUsize::new(index),
                 affinity: AtomicU64::new(1u64.checked_shl(index as u32).unwrap_or(0)),
             })
@@ -255,6 +259,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
         state: AtomicU8::new(NEW),
         cell_record: AtomicU64::new(0),
         user_entry: SpinLock::new(crate::arch::cpu::UserEntry::default()),
+        fpu_parked: SpinLock::new(crate::arch::user::ParkedFpu::EMPTY),
         home: core::sync::atomic::AtomicUsize::new(0),
         affinity: AtomicU64::new(u64::MAX),
     }))
@@ -323,6 +328,7 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         me.cell_record.store(crate::cell::innermost(), Ordering::Relaxed);
         crate::cell::set_innermost(next.cell_record.load(Ordering::Relaxed));
         *me.user_entry.lock() = crate::arch::cpu::UserEntry::save();
+        crate::arch::user::park_live_fpu(&me);
         next.user_entry.lock().restore();
         *block.stack_bounds.lock() = stack_bounds(&next);
         *block.current.lock() = Some(next);

@@ -248,7 +248,7 @@ fn notes(p: &Process, ctx: &UserContext, sig: u8) -> Vec<u8> {
     }
     put(&mut status, 328, &1u32.to_le_bytes()); // pr_fpvalid
     note(&mut out, 1, &status); // NT_PRSTATUS
-    note(&mut out, 2, &ctx.fpu.0); // NT_PRFPREG
+    note(&mut out, 2, &ctx.fpu_state().0); // NT_PRFPREG
     // struct elf_prpsinfo (136 bytes).
     let mut ps = [0u8; 136];
     ps[1] = b'R';

@@ -261,7 +261,7 @@ pub fn setup_frame(p: &mut Process, ctx: &mut UserContext, sig: u8, info: SigInf
     put(INFO + 8, &info.code.to_le_bytes());
     put(INFO + 16, &info.addr.to_le_bytes());
     put(INFO + 24, &info.value.to_le_bytes());
-    p.memory.write(fpstate, &ctx.fpu.0)?;
+    p.memory.write(fpstate, &ctx.fpu_state().0)?;
     p.memory.write(frame, &bytes)?;
     let mut mask = old_mask | action.mask;
     if action.flags & SA_NODEFER == 0 {
@@ -293,7 +293,7 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
     let mut mask = [0u8; 8];
     p.memory.read(frame + UC_SIGMASK, &mut mask)?;
     let fpstate = word(23);
-    let mut fpu = ctx.fpu;
+    let mut fpu = ctx.fpu_state();
     if fpstate != 0 {
         p.memory.read(fpstate, &mut fpu.0)?;
         // MXCSR bits 16..32 are reserved: FXRSTOR would fault on them.
@@ -308,7 +308,7 @@ pub fn sigreturn(p: &mut Process, ctx: &mut UserContext) -> Result<(), Errno> {
         (word(8), word(9), word(10), word(11), word(12), word(13), word(14), word(15));
     // rip and rsp are checked by UserContext::run; rflags is sanitised there.
     (r.rip, r.rflags) = (word(16), word(17));
-    ctx.fpu = fpu;
+    ctx.set_fpu_state(fpu);
     p.set_signal_mask(u64::from_le_bytes(mask));
     Ok(())
 }

@@ -4,9 +4,27 @@
 //!
 //! Entry saves the kernel's callee-saved registers on the current kernel
 //! stack, records that stack in the per-CPU block and the TSS (`rsp0`), loads
-//! the program's registers and FPU/SSE state, and `iretq`s to ring 3. Every
-//! way back (`syscall`, an exception or an interrupt in ring 3) stores the
-//! program's registers into the context and returns from the entry call.
+//! the program's registers, and returns to ring 3 (`sysretq` after a
+//! system call, else `iretq`). Every way back (`syscall`, an exception or
+//! an interrupt in ring 3) stores the program's registers into the context
+//! and returns from the entry call.
+//!
+//! **Lazy FPU.** The kernel and the cells are built soft-float: no kernel
+//! code touches the x87/SSE registers. So a program's FPU state stays in
+//! the registers after it traps, and is neither saved on the way in nor
+//! restored on the way out while the same context runs again on the same
+//! processor (a system call then costs no FXSAVE/FXRSTOR, as on Linux).
+//! Each context has an id (given at its first run, never reused); the
+//! processor's block records whose state its registers hold
+//! (`fpu_live`). A task switch parks that state in the leaving task
+//! (`Task::fpu_parked`, base memory that lives as long as the task); the
+//! next run of the context takes it back. Whoever reads or writes a
+//! context's FPU state goes through [`UserContext::fpu_state`] and
+//! [`UserContext::set_fpu_state`], which look in all three places (the
+//! newest wins) and drop the other copies on a write. When a task runs a
+//! second context while the first one's state is parked, the second one
+//! saves its state eagerly (FXSAVE right after the trap), so no state is
+//! ever held in two places that could both be newer.
 
 use framekernel_logic::layout::is_user_half;
 
@@ -109,6 +127,56 @@ impl FpuState {
     }
 }
 
+/// A user context's FPU state parked in its task by a switch away (see
+/// the module's "Lazy FPU"); `id` 0: nothing parked.
+#[derive(Clone, Copy)]
+pub(crate) struct ParkedFpu {
+    id: u64,
+    state: FpuState,
+}
+
+impl ParkedFpu {
+    pub(crate) const EMPTY: Self = Self { id: 0, state: FpuState([0; 512]) };
+}
+
+/// Ids of contexts that ran (0: never ran).
+static NEXT_FPU_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+fn fxsave(into: &mut FpuState) {
+    // SAFETY: FXSAVE writes the 512-byte image to a 16-byte aligned buffer
+    // (`FpuState` is `align(16)`), exclusively borrowed; SSE is enabled
+    // (CR4.OSFXSR) on every processor before user code runs.
+    unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) into.0.as_mut_ptr(), options(nostack)) };
+}
+
+/// Loads `from` into the registers. `from` must be sanitized (MXCSR).
+fn fxrstor(from: &FpuState) {
+    // SAFETY: a 16-byte aligned 512-byte image whose MXCSR holds only bits
+    // this processor implements (the callers sanitize it), so FXRSTOR
+    // cannot fault; it changes only x87/SSE registers, which no kernel code
+    // uses (soft-float).
+    unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) from.0.as_ptr(), options(nostack)) };
+}
+
+/// Called by `task::switch_to` (interrupts off) for the leaving task:
+/// the state a context of it left in this processor's registers is parked
+/// in the task.
+pub(crate) fn park_live_fpu(task: &crate::task::Task) {
+    let block = crate::percpu::this_cpu();
+    let live = block.fpu_live.swap(0, core::sync::atomic::Ordering::Relaxed);
+    if live == 0 {
+        return;
+    }
+    let mut parked = task.fpu_parked.lock();
+    // A live state means its context ran lazily, which it does only
+    // with nothing else parked in its task: the slot is free (or holds an
+    // older copy of the same context).
+    if parked.id == 0 || parked.id == live {
+        fxsave(&mut parked.state);
+        parked.id = live;
+    }
+}
+
 /// Why user code stopped running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trap {
@@ -125,16 +193,41 @@ pub enum Trap {
 /// Everything needed to run one user thread: registers, FPU/SSE state and
 /// the reason it last stopped. Offsets are part of the assembly contract.
 #[repr(C, align(16))]
-#[derive(Clone, Copy)]
 pub struct UserContext {
     /// General registers, `rip`, `rflags` and the FS/GS bases (offset 0).
     pub regs: UserRegs,
     trap: u64,
     error_code: u64,
     fault_address: u64,
-    _pad: u64,
-    /// FXSAVE image (offset 192).
-    pub fpu: FpuState,
+    /// Identifies the context's FPU state in `fpu_live` and a task's
+    /// parked state (0 until the first run).
+    fpu_id: u64,
+    /// FXSAVE image (offset 192): the state unless a newer one is live in
+    /// a processor's registers or parked in the task (see the module doc).
+    fpu: FpuState,
+}
+
+impl Clone for UserContext {
+    /// A copy with the context's current FPU state (wherever it is), as
+    /// a new context (its own id).
+    fn clone(&self) -> Self {
+        Self {
+            regs: self.regs,
+            trap: self.trap,
+            error_code: self.error_code,
+            fault_address: self.fault_address,
+            fpu_id: 0,
+            fpu: self.fpu_state(),
+        }
+    }
+}
+
+impl Drop for UserContext {
+    fn drop(&mut self) {
+        if self.fpu_id != 0 {
+            super::without_interrupts(|| self.forget_fpu_copies());
+        }
+    }
 }
 
 const _: () = assert!(core::mem::offset_of!(UserContext, trap) == 160);
@@ -187,7 +280,93 @@ impl UserContext {
             fs_base: 0,
             gs_base: 0,
         };
-        Self { regs, trap: 0, error_code: 0, fault_address: 0, _pad: 0, fpu: FpuState::initial() }
+        Self { regs, trap: 0, error_code: 0, fault_address: 0, fpu_id: 0, fpu: FpuState::initial() }
+    }
+
+    /// The FPU/SSE state (the FXSAVE image): what the program's registers
+    /// hold, wherever that is kept now.
+    pub fn fpu_state(&self) -> FpuState {
+        super::without_interrupts(|| {
+            let mut state = self.fpu;
+            if self.fpu_id != 0 {
+                // Parked is newer than memory; live is newer than both.
+                let parked = *crate::task::current().fpu_parked.lock();
+                if parked.id == self.fpu_id {
+                    state = parked.state;
+                }
+                if crate::percpu::this_cpu().fpu_live.load(core::sync::atomic::Ordering::Relaxed) == self.fpu_id {
+                    fxsave(&mut state);
+                }
+            }
+            state
+        })
+    }
+
+    /// Replaces the FPU/SSE state (loaded at the next run; MXCSR bits the
+    /// processor lacks are cleared then).
+    pub fn set_fpu_state(&mut self, state: FpuState) {
+        super::without_interrupts(|| {
+            self.forget_fpu_copies();
+            self.fpu = state;
+        });
+    }
+
+    /// Drops the live and parked copies of this context's state (with
+    /// interrupts off; the memory image stays).
+    fn forget_fpu_copies(&mut self) {
+        if self.fpu_id == 0 {
+            return;
+        }
+        let _ = crate::percpu::this_cpu().fpu_live.compare_exchange(
+            self.fpu_id,
+            0,
+            core::sync::atomic::Ordering::Relaxed,
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        let task = crate::task::current();
+        let mut parked = task.fpu_parked.lock();
+        if parked.id == self.fpu_id {
+            parked.id = 0;
+        }
+    }
+
+    /// Makes this processor's registers hold the context's FPU state (with
+    /// interrupts off, right before entering user mode). Returns true when
+    /// the state must be saved to memory right after the run (another
+    /// context's state is parked in this task).
+    fn load_fpu(&mut self) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        if self.fpu_id == 0 {
+            self.fpu_id = NEXT_FPU_ID.fetch_add(1, Relaxed);
+        }
+        let block = crate::percpu::this_cpu();
+        let live = block.fpu_live.load(Relaxed);
+        if live == self.fpu_id {
+            // Ran lazily here last, with nothing parked then; no switch
+            // since (a switch clears `fpu_live`), so nothing parked now.
+            return false;
+        }
+        let task = crate::task::current();
+        let mut parked = task.fpu_parked.lock();
+        if parked.id == self.fpu_id {
+            self.fpu = parked.state;
+            parked.id = 0;
+        }
+        if live != 0 {
+            // Another context of this task left its state in the
+            // registers (a live state means nothing was parked): park it.
+            if parked.id == 0 {
+                fxsave(&mut parked.state);
+                parked.id = live;
+            }
+            block.fpu_live.store(0, Relaxed);
+        }
+        // The FPU image is plain bytes anyone may have written (a signal
+        // frame restored from user memory, say): MXCSR bits the CPU does
+        // not implement would make FXRSTOR fault in ring 0.
+        self.fpu.sanitize();
+        fxrstor(&self.fpu);
+        parked.id != 0
     }
 
     /// Runs the program in the active user address space until it traps.
@@ -203,18 +382,22 @@ impl UserContext {
         if crate::irq::depth() > 0 || ![r.rip, r.rsp, r.fs_base, r.gs_base].into_iter().all(user_address_ok) {
             return Trap::Exception { vector: 13, error_code: 0, fault_address: 0 };
         }
-        // The FPU image is plain bytes anyone may have written (a signal
-        // frame restored from user memory, say): MXCSR bits the CPU does not
-        // implement would make FXRSTOR fault in ring 0.
-        self.fpu.sanitize();
         let interrupts_were_enabled = super::interrupts_enabled();
         x86_64::instructions::interrupts::disable();
+        let eager = self.load_fpu();
         // SAFETY: `self` is a valid, exclusively borrowed context that lives
         // across the call; its rip/rsp/bases are user-half canonical (checked
         // above), the user selectors and per-CPU block were set up at boot,
         // and the user code can only reach memory the active address space
         // maps for it. The call returns, on this stack, when user mode traps.
         unsafe { tessera_enter_user(self) };
+        // Back on the same processor, interrupts still off: the registers
+        // hold the program's FPU state.
+        if eager {
+            fxsave(&mut self.fpu);
+        } else {
+            crate::percpu::this_cpu().fpu_live.store(self.fpu_id, core::sync::atomic::Ordering::Relaxed);
+        }
         if interrupts_were_enabled {
             x86_64::instructions::interrupts::enable();
         }
@@ -275,7 +458,6 @@ tessera_enter_user:                      /* rdi = context */
     movq %gs:32, %rax
     movq %rsp, (%rax)                    /* TSS.rsp0: traps from ring 3 land below */
     movq %rdi, %gs:24
-    fxrstor64 192(%rdi)
     movl $0xC0000100, %ecx               /* FS_BASE */
     movl 144(%rdi), %eax
     movl 148(%rdi), %edx
@@ -284,11 +466,38 @@ tessera_enter_user:                      /* rdi = context */
     movl 152(%rdi), %eax
     movl 156(%rdi), %edx
     wrmsr
-    pushq $0x1b                          /* SS */
-    pushq 56(%rdi)                       /* RSP */
     movq 136(%rdi), %rax
     andq $0x240dd5, %rax                 /* flags a program may set: CF PF AF ZF SF TF DF OF AC ID */
     orq $0x202, %rax                     /* IF on, reserved bit 1 */
+    /* sysretq when it gives exactly the state iretq would: it loads rip
+       from rcx and rflags from r11, so only when the context holds rcx =
+       rip and r11 = rflags (as a system call left them). rip is in the
+       user half (checked by `run`), so canonical: sysretq cannot fault. */
+    movq 128(%rdi), %rcx
+    cmpq 16(%rdi), %rcx
+    jne 1f
+    cmpq 88(%rdi), %rax
+    jne 1f
+    movq %rax, %r11
+    movq 0(%rdi), %rax
+    movq 8(%rdi), %rbx
+    movq 24(%rdi), %rdx
+    movq 32(%rdi), %rsi
+    movq 48(%rdi), %rbp
+    movq 64(%rdi), %r8
+    movq 72(%rdi), %r9
+    movq 80(%rdi), %r10
+    movq 96(%rdi), %r12
+    movq 104(%rdi), %r13
+    movq 112(%rdi), %r14
+    movq 120(%rdi), %r15
+    movq 56(%rdi), %rsp                  /* the user stack: interrupts are off until sysretq; NMIs and exceptions use IST stacks */
+    movq 40(%rdi), %rdi
+    swapgs
+    sysretq
+1:
+    pushq $0x1b                          /* SS */
+    pushq 56(%rdi)                       /* RSP */
     pushq %rax                           /* RFLAGS */
     pushq $0x23                          /* CS */
     pushq 128(%rdi)                      /* RIP */
@@ -335,13 +544,10 @@ tessera_syscall_entry:                   /* from ring 3: rcx = rip, r11 = rflags
     movq %rcx, 128(%rsp)                 /* rip */
     movq %r11, 136(%rsp)                 /* rflags */
     movq $256, 160(%rsp)                 /* trap = syscall */
-    fxsave64 192(%rsp)
     jmp tessera_resume_kernel
 
     .global tessera_return_from_user_trap
 tessera_return_from_user_trap:           /* from trap_common, after trap_from_user */
-    movq %gs:24, %rax
-    fxsave64 192(%rax)
 tessera_resume_kernel:
     movq %gs:8, %rsp
     popq %r15

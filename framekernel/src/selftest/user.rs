@@ -49,7 +49,7 @@ pub(super) fn syscalls_and_fpu_state_round_trip() -> Result<(), String> {
     ctx.regs.rax = 0x5000; // the "return value"
     ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "second stop was not a syscall");
     ensure!(ctx.regs.rax == 0x5001, "return value not delivered: rax {:#x}", ctx.regs.rax);
-    let xmm0 = u64::from_le_bytes(ctx.fpu.0[160..168].try_into().map_err(|_| "fxsave slice")?);
+    let xmm0 = u64::from_le_bytes(ctx.fpu_state().0[160..168].try_into().map_err(|_| "fxsave slice")?);
     ensure!(xmm0 == 0x5001, "xmm0 not saved in the context: {xmm0:#x}");
     ctx.regs.rax = 0;
     ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "third stop was not a syscall");
@@ -221,11 +221,14 @@ pub(super) fn user_alignment_flag_does_not_reach_the_kernel() -> Result<(), Stri
 /// forged signal frame would carry) must not make FXRSTOR fault in ring 0.
 pub(super) fn user_fpu_image_is_sanitized() -> Result<(), String> {
     let (_space, mut ctx) = space_with(&[0x0f, 0x05, 0x0f, 0x0b])?; // syscall; ud2
-    ctx.fpu.0[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut image = ctx.fpu_state();
+    image.0[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    ctx.set_fpu_state(image);
     ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "the program did not run");
     let mask = crate::arch::user::mxcsr_mask();
-    ensure!(ctx.fpu.mxcsr() & !mask == 0, "reserved MXCSR bits survived: {:#x} (mask {mask:#x})", ctx.fpu.mxcsr());
-    ensure!(ctx.fpu.mxcsr() & 0xffff_0000 == 0, "MXCSR {:#x}", ctx.fpu.mxcsr());
+    let mxcsr = ctx.fpu_state().mxcsr();
+    ensure!(mxcsr & !mask == 0, "reserved MXCSR bits survived: {mxcsr:#x} (mask {mask:#x})");
+    ensure!(mxcsr & 0xffff_0000 == 0, "MXCSR {mxcsr:#x}");
     Ok(())
 }
 
@@ -307,5 +310,49 @@ pub(super) fn user_run_in_interrupt_is_refused() -> Result<(), String> {
     ensure!(ctx.regs.rip == CODE && ctx.regs.r12 == 0x1212, "the program's registers changed: {:?}", ctx.regs);
     let (runs, refused) = (NESTED_RUNS.load(Relaxed), NESTED_REFUSED.load(Relaxed));
     ensure!(runs > 0 && runs == refused, "{refused} of {runs} nested entries refused");
+    Ok(())
+}
+
+/// Lazy FPU: two contexts run in turn by one task (the second one's run
+/// parks the first one's live state in the task), with a task switch in
+/// between, and a copy taken while a state is live: each keeps its own
+/// xmm0, `fpu_state` sees the newest value wherever it is, and a
+/// `set_fpu_state` reaches the program even though an older state was
+/// live in the registers.
+pub(super) fn lazy_fpu_keeps_each_contexts_state() -> Result<(), String> {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0x48, 0x0f, 0x6e, 0xc0, // movq xmm0, rax
+        0x0f, 0x05,                   // syscall
+        0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
+        0x0f, 0x05,                   // syscall
+        0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
+        0x0f, 0x05,                   // syscall
+        0x0f, 0x0b,                   // ud2
+    ];
+    let xmm0 = |ctx: &UserContext| u64::from_le_bytes(ctx.fpu_state().0[160..168].try_into().unwrap_or([0; 8]));
+    let (_space, mut a) = space_with(&code)?;
+    let mut b = a.clone();
+    a.regs.rax = 0xaaaa;
+    b.regs.rax = 0xbbbb;
+    ensure!(run_until_trap(&mut a) == Trap::Syscall && xmm0(&a) == 0xaaaa, "a's xmm0 {:#x}", xmm0(&a));
+    ensure!(run_until_trap(&mut b) == Trap::Syscall && xmm0(&b) == 0xbbbb, "b's xmm0 {:#x}", xmm0(&b));
+    ensure!(xmm0(&a) == 0xaaaa, "a's parked xmm0 {:#x}", xmm0(&a));
+    // Another task runs in between (the live state is parked).
+    let me = crate::task::current();
+    let other = crate::task::spawn("fpu-other", move || {
+        let _ = crate::task::finish_and_switch(me);
+    })
+    .map_err(|e| format!("{e}"))?;
+    crate::task::switch_to(other).map_err(|e| format!("{e:?}"))?;
+    ensure!(run_until_trap(&mut a) == Trap::Syscall && a.regs.rax == 0xaaaa, "a read back {:#x}", a.regs.rax);
+    ensure!(run_until_trap(&mut b) == Trap::Syscall && b.regs.rax == 0xbbbb, "b read back {:#x}", b.regs.rax);
+    // A copy of a live state, and a state replaced while live.
+    let copy = b.clone();
+    ensure!(xmm0(&copy) == 0xbbbb, "copy's xmm0 {:#x}", xmm0(&copy));
+    let mut image = b.fpu_state();
+    image.0[160..168].copy_from_slice(&0xcccc_u64.to_le_bytes());
+    b.set_fpu_state(image);
+    ensure!(run_until_trap(&mut b) == Trap::Syscall && b.regs.rax == 0xcccc, "b after set_fpu_state {:#x}", b.regs.rax);
     Ok(())
 }

@@ -202,7 +202,7 @@ fn start_child(
     tls: u64,
 ) -> SysResult {
     let pid = child.thread.tid;
-    let mut child_ctx = *ctx;
+    let mut child_ctx = ctx.clone();
     child_ctx.regs.rax = 0;
     if stack != 0 {
         child_ctx.regs.rsp = stack;
