@@ -924,7 +924,15 @@ impl AddressSpace {
             perms
         };
         let result = match self.parked.remove(&page) {
-            Some(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
+            // A page made inaccessible comes back with the area's rights,
+            // except that a frame another mapping shows (a fork's
+            // copy-on-write page, a file's page-cache page, the vDSO)
+            // comes back read-only in a private area: a write then copies
+            // it, as on every other path.
+            Some(frame) => {
+                let perms = if !area.shared && Arc::strong_count(&frame) > 1 { Perms { write: false, ..perms } } else { perms };
+                self.space.map_shared(page, frame, perms).map_err(|(e, _)| e)
+            }
             None if user_memory_exhausted() => return Populate::NoMemory,
             None if area.special.is_some() => match area.special.map(|special| special.frame(page)) {
                 Some(Ok(frame)) => self.space.map_shared(page, frame, Perms { write: false, ..perms }).map_err(|(e, _)| e),

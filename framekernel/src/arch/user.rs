@@ -24,7 +24,12 @@
 //! newest wins) and drop the other copies on a write. When a task runs a
 //! second context while the first one's state is parked, the second one
 //! saves its state eagerly (FXSAVE right after the trap), so no state is
-//! ever held in two places that could both be newer.
+//! ever held in two places that could both be newer. A context remembers
+//! the task that ran it last (weakly), so one handed to another task finds
+//! its parked state there. Limit: a state still live in another
+//! processor's registers (its task gave the context away and has not
+//! switched since) cannot be reached from here; the reader then sees the
+//! context's previous state (never another context's).
 
 use framekernel_logic::layout::is_user_half;
 
@@ -205,6 +210,9 @@ pub struct UserContext {
     /// FXSAVE image (offset 192): the state unless a newer one is live in
     /// a processor's registers or parked in the task (see the module doc).
     fpu: FpuState,
+    /// The task that ran the context last: where a switch parked its
+    /// state (held weakly: a context does not keep a task alive).
+    fpu_owner: Option<alloc::sync::Weak<crate::task::Task>>,
 }
 
 impl Clone for UserContext {
@@ -218,6 +226,7 @@ impl Clone for UserContext {
             fault_address: self.fault_address,
             fpu_id: 0,
             fpu: self.fpu_state(),
+            fpu_owner: None,
         }
     }
 }
@@ -248,7 +257,9 @@ impl core::fmt::Debug for UserContext {
 }
 
 unsafe extern "C" {
-    fn tessera_enter_user(context: *mut UserContext);
+    /// `context` points to a `UserContext` (its `repr(C)` prefix up to the
+    /// FXSAVE image is the assembly's contract).
+    fn tessera_enter_user(context: *mut u8);
 }
 
 fn user_address_ok(addr: u64) -> bool {
@@ -280,7 +291,7 @@ impl UserContext {
             fs_base: 0,
             gs_base: 0,
         };
-        Self { regs, trap: 0, error_code: 0, fault_address: 0, fpu_id: 0, fpu: FpuState::initial() }
+        Self { regs, trap: 0, error_code: 0, fault_address: 0, fpu_id: 0, fpu: FpuState::initial(), fpu_owner: None }
     }
 
     /// The FPU/SSE state (the FXSAVE image): what the program's registers
@@ -290,9 +301,11 @@ impl UserContext {
             let mut state = self.fpu;
             if self.fpu_id != 0 {
                 // Parked is newer than memory; live is newer than both.
-                let parked = *crate::task::current().fpu_parked.lock();
-                if parked.id == self.fpu_id {
-                    state = parked.state;
+                if let Some(owner) = self.owner() {
+                    let parked = *owner.fpu_parked.lock();
+                    if parked.id == self.fpu_id {
+                        state = parked.state;
+                    }
                 }
                 if crate::percpu::this_cpu().fpu_live.load(core::sync::atomic::Ordering::Relaxed) == self.fpu_id {
                     fxsave(&mut state);
@@ -323,11 +336,17 @@ impl UserContext {
             core::sync::atomic::Ordering::Relaxed,
             core::sync::atomic::Ordering::Relaxed,
         );
-        let task = crate::task::current();
-        let mut parked = task.fpu_parked.lock();
-        if parked.id == self.fpu_id {
-            parked.id = 0;
+        if let Some(owner) = self.owner() {
+            let mut parked = owner.fpu_parked.lock();
+            if parked.id == self.fpu_id {
+                parked.id = 0;
+            }
         }
+    }
+
+    /// The task that ran the context last, if it still exists.
+    fn owner(&self) -> Option<alloc::sync::Arc<crate::task::Task>> {
+        self.fpu_owner.as_ref().and_then(alloc::sync::Weak::upgrade)
     }
 
     /// Makes this processor's registers hold the context's FPU state (with
@@ -341,18 +360,32 @@ impl UserContext {
         }
         let block = crate::percpu::this_cpu();
         let live = block.fpu_live.load(Relaxed);
-        if live == self.fpu_id {
-            // Ran lazily here last, with nothing parked then; no switch
-            // since (a switch clears `fpu_live`), so nothing parked now.
+        let task = crate::task::current();
+        let owner = self.owner();
+        let owned = owner.as_ref().is_some_and(|o| alloc::sync::Arc::ptr_eq(o, &task));
+        if live == self.fpu_id && owned {
+            // Ran lazily here last by this task, with nothing parked then;
+            // no switch since (a switch clears `fpu_live`): nothing parked.
             return false;
         }
-        let task = crate::task::current();
-        let mut parked = task.fpu_parked.lock();
-        if parked.id == self.fpu_id {
-            self.fpu = parked.state;
-            parked.id = 0;
+        // Parked by a switch of the task that ran it last (this one, or
+        // the one that handed the context over).
+        if let Some(owner) = &owner {
+            let mut parked = owner.fpu_parked.lock();
+            if parked.id == self.fpu_id {
+                self.fpu = parked.state;
+                parked.id = 0;
+            }
         }
-        if live != 0 {
+        drop(owner);
+        self.fpu_owner = Some(alloc::sync::Arc::downgrade(&task));
+        let mut parked = task.fpu_parked.lock();
+        if live == self.fpu_id {
+            // Its own newest state (left here under another task that has
+            // not switched since: not reachable, kept for safety).
+            fxsave(&mut self.fpu);
+            block.fpu_live.store(0, Relaxed);
+        } else if live != 0 {
             // Another context of this task left its state in the
             // registers (a live state means nothing was parked): park it.
             if parked.id == 0 {
@@ -390,7 +423,7 @@ impl UserContext {
         // above), the user selectors and per-CPU block were set up at boot,
         // and the user code can only reach memory the active address space
         // maps for it. The call returns, on this stack, when user mode traps.
-        unsafe { tessera_enter_user(self) };
+        unsafe { tessera_enter_user((self as *mut Self).cast()) };
         // Back on the same processor, interrupts still off: the registers
         // hold the program's FPU state.
         if eager {
@@ -474,6 +507,8 @@ tessera_enter_user:                      /* rdi = context */
        rip and r11 = rflags (as a system call left them). rip is in the
        user half (checked by `run`), so canonical: sysretq cannot fault. */
     movq 128(%rdi), %rcx
+    testq $0x100, %rax                   /* TF: sysretq would trap before the next instruction runs (iretq runs it first) */
+    jnz 1f
     cmpq 16(%rdi), %rcx
     jne 1f
     cmpq 88(%rdi), %rax

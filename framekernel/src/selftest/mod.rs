@@ -239,6 +239,8 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "redteam_user_ac_flag_cleared", run: user::user_alignment_flag_does_not_reach_the_kernel },
     SelfTest { name: "redteam_user_mxcsr_sanitized", run: user::user_fpu_image_is_sanitized },
     SelfTest { name: "lazy_fpu_keeps_each_contexts_state", run: user::lazy_fpu_keeps_each_contexts_state },
+    SelfTest { name: "redteam_fpu_state_follows_a_context_across_tasks", run: user::fpu_state_follows_a_context_across_tasks },
+    SelfTest { name: "redteam_single_step_after_a_syscall_makes_progress", run: user::single_step_after_a_syscall_makes_progress },
     SelfTest { name: "redteam_switch_in_interrupt_refused", run: user::task_switch_in_interrupt_is_refused },
     SelfTest { name: "redteam_user_run_in_interrupt_refused", run: user::user_run_in_interrupt_is_refused },
     SelfTest { name: "redteam_revoked_handles_are_inert", run: revoked_handles_are_inert },

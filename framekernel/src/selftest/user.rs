@@ -356,3 +356,61 @@ pub(super) fn lazy_fpu_keeps_each_contexts_state() -> Result<(), String> {
     ensure!(run_until_trap(&mut b) == Trap::Syscall && b.regs.rax == 0xcccc, "b after set_fpu_state {:#x}", b.regs.rax);
     Ok(())
 }
+
+/// Red team (lazy FPU, finding 2): a context whose state a switch parked
+/// in this task is handed to another task, which reads its FPU state and
+/// replaces it; back here, the program sees the replacement.
+pub(super) fn fpu_state_follows_a_context_across_tasks() -> Result<(), String> {
+    use alloc::sync::Arc;
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0x48, 0x0f, 0x6e, 0xc0, // movq xmm0, rax
+        0x0f, 0x05,                   // syscall
+        0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
+        0x0f, 0x05,                   // syscall
+        0x0f, 0x0b,                   // ud2
+    ];
+    let (_space, mut a) = space_with(&code)?;
+    a.regs.rax = 0xaaaa;
+    ensure!(run_until_trap(&mut a) == Trap::Syscall, "first run");
+    let shared: Arc<crate::sync::SpinLock<Option<UserContext>>> = Arc::new(crate::sync::SpinLock::new(Some(a)));
+    let seen = Arc::new(core::sync::atomic::AtomicU64::new(0));
+    let me = crate::task::current();
+    let (s2, seen2) = (shared.clone(), seen.clone());
+    let other = crate::task::spawn("fpu-handover", move || {
+        if let Some(ctx) = s2.lock().as_mut() {
+            let mut image = ctx.fpu_state();
+            seen2.store(u64::from_le_bytes(image.0[160..168].try_into().unwrap_or([0; 8])), core::sync::atomic::Ordering::SeqCst);
+            image.0[160..168].copy_from_slice(&0xcccc_u64.to_le_bytes());
+            ctx.set_fpu_state(image);
+        }
+        let _ = crate::task::finish_and_switch(me);
+    })
+    .map_err(|e| format!("{e}"))?;
+    crate::task::switch_to(other).map_err(|e| format!("{e:?}"))?;
+    let mut a = shared.lock().take().ok_or("context gone")?;
+    let seen = seen.load(core::sync::atomic::Ordering::SeqCst);
+    ensure!(seen == 0xaaaa, "another task's fpu_state saw {seen:#x}, not the program's 0xaaaa");
+    ensure!(run_until_trap(&mut a) == Trap::Syscall, "second run");
+    ensure!(a.regs.rax == 0xcccc, "set_fpu_state by another task lost: the program read {:#x}", a.regs.rax);
+    Ok(())
+}
+
+/// Red team (sysretq, finding 3): a program single-stepping itself (TF)
+/// across a system call makes progress: each further run executes one
+/// instruction and stops with #DB after it (sysretq would trap before
+/// the instruction; the return then uses iretq).
+pub(super) fn single_step_after_a_syscall_makes_progress() -> Result<(), String> {
+    // syscall; nop x8; ud2
+    let code = [0x0f, 0x05, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x0f, 0x0b];
+    let (_space, mut ctx) = space_with(&code)?;
+    ctx.regs.rflags = 0x302; // IF, TF
+    let mut rips = alloc::vec::Vec::new();
+    for _ in 0..6 {
+        let _ = run_until_trap(&mut ctx);
+        rips.push(ctx.regs.rip);
+    }
+    let stuck = rips.windows(2).filter(|w| w[0] == w[1]).count();
+    ensure!(stuck == 0, "single-stepping made no progress {stuck} times: {rips:x?}");
+    Ok(())
+}
