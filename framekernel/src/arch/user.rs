@@ -360,14 +360,14 @@ impl UserContext {
         }
         let block = crate::percpu::this_cpu();
         let live = block.fpu_live.load(Relaxed);
-        let task = crate::task::current();
-        let owner = self.owner();
-        let owned = owner.as_ref().is_some_and(|o| alloc::sync::Arc::ptr_eq(o, &task));
-        if live == self.fpu_id && owned {
-            // Ran lazily here last by this task, with nothing parked then;
-            // no switch since (a switch clears `fpu_live`): nothing parked.
+        if live == self.fpu_id {
+            // Ran lazily here last, with nothing parked then, and no switch
+            // since (a switch clears `fpu_live`): so by this same task, and
+            // nothing is parked now.
             return false;
         }
+        let task = crate::task::current();
+        let owner = self.owner();
         // Parked by a switch of the task that ran it last (this one, or
         // the one that handed the context over).
         if let Some(owner) = &owner {
@@ -380,12 +380,7 @@ impl UserContext {
         drop(owner);
         self.fpu_owner = Some(alloc::sync::Arc::downgrade(&task));
         let mut parked = task.fpu_parked.lock();
-        if live == self.fpu_id {
-            // Its own newest state (left here under another task that has
-            // not switched since: not reachable, kept for safety).
-            fxsave(&mut self.fpu);
-            block.fpu_live.store(0, Relaxed);
-        } else if live != 0 {
+        if live != 0 {
             // Another context of this task left its state in the
             // registers (a live state means nothing was parked): park it.
             if parked.id == 0 {
