@@ -1012,7 +1012,6 @@ impl AddressSpace {
         const AROUND: usize = 16;
         let Some(file) = &area.file else { return };
         let window = page & !(AROUND as u64 * PAGE - 1);
-        let Some(file_end) = page_up(file.node.metadata().size) else { return };
         let first = file.offset(window) / PAGE;
         if file.offset(window) % PAGE != 0 || first.checked_add(AROUND as u64).is_none() {
             return;
@@ -1022,7 +1021,8 @@ impl AddressSpace {
         for (i, frame) in frames.into_iter().enumerate() {
             let at = window + i as u64 * PAGE;
             let Some(frame) = frame else { continue };
-            let inside = at >= area_start && at < area.end && at != page && file.offset(at) < file_end;
+            // (The cache gives only pages inside the file.)
+            let inside = at >= area_start && at < area.end && at != page;
             if inside && self.space.perms(at).is_none() && !self.parked.contains_key(&at) && !self.dirty.contains(&at) {
                 let _ = self.space.map_shared(at, frame, perms);
             }

@@ -124,8 +124,8 @@ pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
 }
 
 /// Up to `N` cached frames for pages `first..first + N` of `node` (those
-/// the cache holds and may use; `None` for the others): for mapping the
-/// pages around a fault without reading the file.
+/// the cache holds and may use, inside the file; `None` for the others):
+/// for mapping the pages around a fault without reading the file.
 pub fn cached<const N: usize>(node: &NodeRef, first: u64) -> [Option<Arc<Frame>>; N] {
     let key = node_key(node);
     let stamp = Stamp::of(node);
@@ -135,6 +135,7 @@ pub fn cached<const N: usize>(node: &NodeRef, first: u64) -> [Option<Arc<Frame>>
     for (&(_, index), entry) in cache.pages.range((key, first)..=(key, last)) {
         if let Some(slot) = out.get_mut((index - first) as usize)
             && entry.fresh(stamp)
+            && index < stamp.size.div_ceil(PAGE)
         {
             *slot = Some(entry.frame.clone());
         }

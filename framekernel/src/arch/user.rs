@@ -494,23 +494,11 @@ tessera_enter_user:                      /* rdi = context */
     movl 152(%rdi), %eax
     movl 156(%rdi), %edx
     wrmsr
-    movq 136(%rdi), %rax
-    andq $0x240dd5, %rax                 /* flags a program may set: CF PF AF ZF SF TF DF OF AC ID */
-    orq $0x202, %rax                     /* IF on, reserved bit 1 */
-    /* sysretq when it gives exactly the state iretq would: it loads rip
-       from rcx and rflags from r11, so only when the context holds rcx =
-       rip and r11 = rflags (as a system call left them). rip is in the
-       user half (checked by `run`), so canonical: sysretq cannot fault. */
-    movq 128(%rdi), %rcx
-    testq $0x100, %rax                   /* TF: sysretq would trap before the next instruction runs (iretq runs it first) */
-    jnz 1f
-    cmpq 16(%rdi), %rcx
-    jne 1f
-    cmpq 88(%rdi), %rax
-    jne 1f
-    movq %rax, %r11
-    movq 0(%rdi), %rax
-    movq 8(%rdi), %rbx
+    movq 136(%rdi), %r11
+    andq $0x240dd5, %r11                 /* flags a program may set: CF PF AF ZF SF TF DF OF AC ID */
+    orq $0x202, %r11                     /* IF on, reserved bit 1 */
+    movq 128(%rdi), %rcx                 /* rip */
+    movq 8(%rdi), %rbx                   /* the registers both returns load */
     movq 24(%rdi), %rdx
     movq 32(%rdi), %rsi
     movq 48(%rdi), %rbp
@@ -521,6 +509,17 @@ tessera_enter_user:                      /* rdi = context */
     movq 104(%rdi), %r13
     movq 112(%rdi), %r14
     movq 120(%rdi), %r15
+    movq 0(%rdi), %rax
+    /* sysretq when it gives exactly the state iretq would: it loads rip
+       from rcx and rflags from r11, so only when the context holds rcx =
+       rip and r11 = rflags (as a system call left them). rip is in the
+       user half (checked by `run`), so canonical: sysretq cannot fault. */
+    testq $0x100, %r11                   /* TF: sysretq would trap before the next instruction runs (iretq runs it first) */
+    jnz 1f
+    cmpq 16(%rdi), %rcx
+    jne 1f
+    cmpq 88(%rdi), %r11
+    jne 1f
     movq 56(%rdi), %rsp                  /* the user stack: interrupts are off until sysretq; NMIs and exceptions use IST stacks */
     movq 40(%rdi), %rdi
     swapgs
@@ -528,23 +527,11 @@ tessera_enter_user:                      /* rdi = context */
 1:
     pushq $0x1b                          /* SS */
     pushq 56(%rdi)                       /* RSP */
-    pushq %rax                           /* RFLAGS */
+    pushq %r11                           /* RFLAGS */
     pushq $0x23                          /* CS */
-    pushq 128(%rdi)                      /* RIP */
-    movq 0(%rdi), %rax
-    movq 8(%rdi), %rbx
+    pushq %rcx                           /* RIP */
     movq 16(%rdi), %rcx
-    movq 24(%rdi), %rdx
-    movq 32(%rdi), %rsi
-    movq 48(%rdi), %rbp
-    movq 64(%rdi), %r8
-    movq 72(%rdi), %r9
-    movq 80(%rdi), %r10
     movq 88(%rdi), %r11
-    movq 96(%rdi), %r12
-    movq 104(%rdi), %r13
-    movq 112(%rdi), %r14
-    movq 120(%rdi), %r15
     movq 40(%rdi), %rdi
     swapgs
     iretq

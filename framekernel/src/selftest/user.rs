@@ -49,7 +49,7 @@ pub(super) fn syscalls_and_fpu_state_round_trip() -> Result<(), String> {
     ctx.regs.rax = 0x5000; // the "return value"
     ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "second stop was not a syscall");
     ensure!(ctx.regs.rax == 0x5001, "return value not delivered: rax {:#x}", ctx.regs.rax);
-    let xmm0 = u64::from_le_bytes(ctx.fpu_state().0[160..168].try_into().map_err(|_| "fxsave slice")?);
+    let xmm0 = xmm0_of(&ctx.fpu_state());
     ensure!(xmm0 == 0x5001, "xmm0 not saved in the context: {xmm0:#x}");
     ctx.regs.rax = 0;
     ensure!(run_until_trap(&mut ctx) == Trap::Syscall, "third stop was not a syscall");
@@ -313,6 +313,35 @@ pub(super) fn user_run_in_interrupt_is_refused() -> Result<(), String> {
     Ok(())
 }
 
+/// A program that copies rax into xmm0, stops (`syscall`), then twice
+/// copies xmm0 back into rax and stops, then ends with `ud2`.
+#[rustfmt::skip]
+const XMM0_ROUND_TRIP: [u8; 23] = [
+    0x66, 0x48, 0x0f, 0x6e, 0xc0, // movq xmm0, rax
+    0x0f, 0x05,                   // syscall
+    0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
+    0x0f, 0x05,                   // syscall
+    0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
+    0x0f, 0x05,                   // syscall
+    0x0f, 0x0b,                   // ud2
+];
+
+/// xmm0's low 64 bits in an FXSAVE image.
+fn xmm0_of(image: &crate::arch::user::FpuState) -> u64 {
+    u64::from_le_bytes(image.0[160..168].try_into().unwrap_or([0; 8]))
+}
+
+/// Runs `f` in a new task and comes back here when it ends.
+fn in_another_task(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    let me = crate::task::current();
+    let other = crate::task::spawn(name, move || {
+        f();
+        let _ = crate::task::finish_and_switch(me);
+    })
+    .map_err(|e| format!("{e}"))?;
+    crate::task::switch_to(other).map_err(|e| format!("{e:?}"))
+}
+
 /// Lazy FPU: two contexts run in turn by one task (the second one's run
 /// parks the first one's live state in the task), with a task switch in
 /// between, and a copy taken while a state is live: each keeps its own
@@ -320,18 +349,8 @@ pub(super) fn user_run_in_interrupt_is_refused() -> Result<(), String> {
 /// `set_fpu_state` reaches the program even though an older state was
 /// live in the registers.
 pub(super) fn lazy_fpu_keeps_each_contexts_state() -> Result<(), String> {
-    #[rustfmt::skip]
-    let code = [
-        0x66, 0x48, 0x0f, 0x6e, 0xc0, // movq xmm0, rax
-        0x0f, 0x05,                   // syscall
-        0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
-        0x0f, 0x05,                   // syscall
-        0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
-        0x0f, 0x05,                   // syscall
-        0x0f, 0x0b,                   // ud2
-    ];
-    let xmm0 = |ctx: &UserContext| u64::from_le_bytes(ctx.fpu_state().0[160..168].try_into().unwrap_or([0; 8]));
-    let (_space, mut a) = space_with(&code)?;
+    let xmm0 = |ctx: &UserContext| xmm0_of(&ctx.fpu_state());
+    let (_space, mut a) = space_with(&XMM0_ROUND_TRIP)?;
     let mut b = a.clone();
     a.regs.rax = 0xaaaa;
     b.regs.rax = 0xbbbb;
@@ -339,12 +358,7 @@ pub(super) fn lazy_fpu_keeps_each_contexts_state() -> Result<(), String> {
     ensure!(run_until_trap(&mut b) == Trap::Syscall && xmm0(&b) == 0xbbbb, "b's xmm0 {:#x}", xmm0(&b));
     ensure!(xmm0(&a) == 0xaaaa, "a's parked xmm0 {:#x}", xmm0(&a));
     // Another task runs in between (the live state is parked).
-    let me = crate::task::current();
-    let other = crate::task::spawn("fpu-other", move || {
-        let _ = crate::task::finish_and_switch(me);
-    })
-    .map_err(|e| format!("{e}"))?;
-    crate::task::switch_to(other).map_err(|e| format!("{e:?}"))?;
+    in_another_task("fpu-other", || {})?;
     ensure!(run_until_trap(&mut a) == Trap::Syscall && a.regs.rax == 0xaaaa, "a read back {:#x}", a.regs.rax);
     ensure!(run_until_trap(&mut b) == Trap::Syscall && b.regs.rax == 0xbbbb, "b read back {:#x}", b.regs.rax);
     // A copy of a live state, and a state replaced while live.
@@ -362,32 +376,20 @@ pub(super) fn lazy_fpu_keeps_each_contexts_state() -> Result<(), String> {
 /// replaces it; back here, the program sees the replacement.
 pub(super) fn fpu_state_follows_a_context_across_tasks() -> Result<(), String> {
     use alloc::sync::Arc;
-    #[rustfmt::skip]
-    let code = [
-        0x66, 0x48, 0x0f, 0x6e, 0xc0, // movq xmm0, rax
-        0x0f, 0x05,                   // syscall
-        0x66, 0x48, 0x0f, 0x7e, 0xc0, // movq rax, xmm0
-        0x0f, 0x05,                   // syscall
-        0x0f, 0x0b,                   // ud2
-    ];
-    let (_space, mut a) = space_with(&code)?;
+    let (_space, mut a) = space_with(&XMM0_ROUND_TRIP)?;
     a.regs.rax = 0xaaaa;
     ensure!(run_until_trap(&mut a) == Trap::Syscall, "first run");
     let shared: Arc<crate::sync::SpinLock<Option<UserContext>>> = Arc::new(crate::sync::SpinLock::new(Some(a)));
     let seen = Arc::new(core::sync::atomic::AtomicU64::new(0));
-    let me = crate::task::current();
     let (s2, seen2) = (shared.clone(), seen.clone());
-    let other = crate::task::spawn("fpu-handover", move || {
+    in_another_task("fpu-handover", move || {
         if let Some(ctx) = s2.lock().as_mut() {
             let mut image = ctx.fpu_state();
-            seen2.store(u64::from_le_bytes(image.0[160..168].try_into().unwrap_or([0; 8])), core::sync::atomic::Ordering::SeqCst);
+            seen2.store(xmm0_of(&image), core::sync::atomic::Ordering::SeqCst);
             image.0[160..168].copy_from_slice(&0xcccc_u64.to_le_bytes());
             ctx.set_fpu_state(image);
         }
-        let _ = crate::task::finish_and_switch(me);
-    })
-    .map_err(|e| format!("{e}"))?;
-    crate::task::switch_to(other).map_err(|e| format!("{e:?}"))?;
+    })?;
     let mut a = shared.lock().take().ok_or("context gone")?;
     let seen = seen.load(core::sync::atomic::Ordering::SeqCst);
     ensure!(seen == 0xaaaa, "another task's fpu_state saw {seen:#x}, not the program's 0xaaaa");
