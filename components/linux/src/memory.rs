@@ -1102,25 +1102,110 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Copies user memory into `out` (the space must be active).
-    pub fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
-        self.populate_range(addr, out.len() as u64, false)?;
-        self.activate();
-        usercopy::copy_from_user(addr, out).map_err(Errno::from)
+    /// Backs the page holding `addr` for `access` (after a user copy
+    /// faulted there), or says why it cannot be.
+    fn fault_in(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
+        match self.populate(page_down(addr), access) {
+            Populate::Ok => Ok(()),
+            Populate::BadAccess | Populate::BusError => Err(Errno::EFAULT),
+            Populate::NoMemory => Err(Errno::ENOMEM),
+        }
     }
 
-    /// Copies `data` to user memory (the space must be active).
-    pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
-        self.populate_range(addr, data.len() as u64, true)?;
+    /// Runs `copy(from)` (a user copy of the range from byte `from` on)
+    /// until it succeeds, backing each page it faults on, as the page
+    /// fault handler would for the program. Pages that are mapped already
+    /// (nearly always) cost nothing more than the copy. A second fault at
+    /// the same address after the page was backed is EFAULT.
+    fn copy_faulting_in(
+        &mut self,
+        addr: u64,
+        len: usize,
+        access: Access,
+        mut copy: impl FnMut(usize) -> Result<(), usercopy::UserFault>,
+    ) -> Result<(), Errno> {
         self.activate();
-        usercopy::copy_to_user(addr, data).map_err(Errno::from)
+        let mut from = 0usize;
+        let mut last = None;
+        while let Err(fault) = copy(from) {
+            if last == Some(fault.address) {
+                return Err(Errno::EFAULT);
+            }
+            last = Some(fault.address);
+            self.fault_in(fault.address, access)?;
+            self.activate();
+            from = usize::try_from(fault.address.wrapping_sub(addr)).unwrap_or(usize::MAX).min(len);
+        }
+        Ok(())
+    }
+
+    /// Copies user memory into `out` (making this space active).
+    pub fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+        let len = out.len();
+        self.copy_faulting_in(addr, len, Access::Read, |from| match out.get_mut(from..) {
+            Some(rest) => usercopy::copy_from_user(addr.wrapping_add(from as u64), rest),
+            None => Ok(()),
+        })
+    }
+
+    /// Copies `data` to user memory (making this space active).
+    pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.copy_faulting_in(addr, data.len(), Access::Write, |from| match data.get(from..) {
+            Some(rest) => usercopy::copy_to_user(addr.wrapping_add(from as u64), rest),
+            None => Ok(()),
+        })
+    }
+
+    /// Makes `[addr, addr+len)` writable by the kernel's user copies now
+    /// (backing pages as a write fault would), so that data taken from
+    /// somewhere (a pipe, a socket) is not lost to a bad buffer after.
+    /// Returns how many bytes from `addr` on can be written: `len`, or
+    /// fewer when the range runs into a page that cannot (EFAULT when not
+    /// even the first can; ENOMEM when memory ran out).
+    ///
+    /// Each page is probed with an atomic compare-exchange that never
+    /// changes the word (0 for 0): the CPU checks write access even when
+    /// the comparison fails, and a word another thread writes meanwhile
+    /// keeps that thread's value.
+    pub fn prepare_write(&mut self, addr: u64, len: u64) -> Result<u64, Errno> {
+        if len == 0 {
+            return Ok(0);
+        }
+        let end = addr.saturating_add(len);
+        self.activate();
+        let mut page = page_down(addr);
+        while page < end {
+            let word = page.max(addr) & !3;
+            if usercopy::compare_exchange_user_u32(word, 0, 0).is_err() {
+                let backed = match self.fault_in(word, Access::Write) {
+                    Err(Errno::ENOMEM) => return Err(Errno::ENOMEM),
+                    result => result.is_ok(),
+                };
+                self.activate();
+                if !backed || usercopy::compare_exchange_user_u32(word, 0, 0).is_err() {
+                    return match page.max(addr) - addr {
+                        0 => Err(Errno::EFAULT),
+                        room => Ok(room),
+                    };
+                }
+            }
+            page = page.saturating_add(PAGE);
+            if page == u64::MAX {
+                break;
+            }
+        }
+        Ok(end - addr)
     }
 
     /// Atomically replaces the aligned word at `addr` with `new` if it
     /// holds `expected` (as other processors' threads see it); returns
     /// the word it held.
     pub fn compare_exchange_u32(&mut self, addr: u64, expected: u32, new: u32) -> Result<u32, Errno> {
-        self.populate_range(addr, 4, true)?;
+        self.activate();
+        if let Ok(old) = usercopy::compare_exchange_user_u32(addr, expected, new) {
+            return Ok(old);
+        }
+        self.fault_in(addr, Access::Write)?;
         self.activate();
         usercopy::compare_exchange_user_u32(addr, expected, new).map_err(Errno::from)
     }
@@ -1289,6 +1374,11 @@ impl Memory {
     /// See [`AddressSpace::populate_range`].
     pub fn populate_range(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
         self.lock().populate_range(addr, len, write)
+    }
+
+    /// See [`AddressSpace::prepare_write`].
+    pub fn prepare_write(&self, addr: u64, len: u64) -> Result<u64, Errno> {
+        self.lock().prepare_write(addr, len)
     }
 
     /// See [`AddressSpace::activate`].

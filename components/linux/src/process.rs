@@ -272,6 +272,9 @@ impl Pending {
     /// Takes the lowest pending signal of `set` (one instance of a
     /// real-time signal; it stays pending while more are queued).
     fn take_in(&self, set: u64) -> Option<(u8, SigInfo)> {
+        if self.bits() & set == 0 {
+            return None; // (the common case, without the lock)
+        }
         let mut queue = self.queue.lock();
         let ready = self.bits() & set;
         if ready == 0 {
@@ -860,6 +863,9 @@ pub struct ProcessInfo {
     /// Set when the process is ending (`exit_group`, fatal signal): the
     /// outcome the last thread reports.
     ending: SpinLock<Option<Outcome>>,
+    /// Set with `ending`, and while `job.stopped` is set: what the return
+    /// to user mode must look at besides signals (read without a lock).
+    attention: core::sync::atomic::AtomicBool,
     /// Woken when a child of this process exits.
     pub children_changed: WaitQueue,
     /// Woken when this process exits.
@@ -1027,6 +1033,7 @@ fn register(
         sid: AtomicU32::new(if sid == 0 { pid } else { sid }),
         outcome: SpinLock::new(None),
         ending: SpinLock::new(None),
+        attention: core::sync::atomic::AtomicBool::new(false),
         children_changed: WaitQueue::new(),
         exited: WaitQueue::new(),
         job: SpinLock::new(JobState::default()),
@@ -1402,6 +1409,7 @@ impl ProcessInfo {
             let resumed = {
                 let mut job = self.job.lock();
                 let was = job.stopped.take().is_some();
+                self.attention.store(self.ending.lock().is_some(), Ordering::SeqCst);
                 if was {
                     job.continue_unreported = true;
                     job.stop_unreported = None;
@@ -1456,6 +1464,12 @@ pub struct Process {
     pub name: [u8; 16],
     /// `personality(2)` (inherited by `fork` and threads, kept by `exec`).
     pub personality: u32,
+    /// The bounce buffer of this thread's reads and writes, kept between
+    /// calls so that it is not allocated and zeroed for each (it only
+    /// grows, to `IO_CHUNK` at most; a new program starts without it).
+    /// It holds bytes of this thread's earlier transfers: only the bytes
+    /// a transfer fills are ever copied out.
+    pub io_buffer: Vec<u8>,
 }
 
 /// How one thread's run ended.
@@ -1518,6 +1532,7 @@ impl Process {
         {
             let mut job = self.info.job.lock();
             job.stopped = Some(sig);
+            self.info.attention.store(true, Ordering::SeqCst);
             job.stop_unreported = Some(sig);
             job.continue_unreported = false;
         }
@@ -1631,6 +1646,7 @@ impl Process {
             signals: SignalState::default(),
             name,
             personality: 0,
+            io_buffer: Vec::new(),
         };
         Ok((process, context))
     }
@@ -1682,6 +1698,7 @@ impl Process {
             signals: SignalState { actions: self.signals.actions.fork_copy(), restore_mask: None, ..self.signals.clone() },
             name: self.name,
             personality: self.personality,
+            io_buffer: Vec::new(),
         })
     }
 
@@ -1713,6 +1730,7 @@ impl Process {
             signals: SignalState { alt_stack: (0, 0), restore_mask: None, ..self.signals.clone() },
             name: self.name,
             personality: self.personality,
+            io_buffer: Vec::new(),
         })
     }
 
@@ -1759,18 +1777,22 @@ impl Process {
     pub fn run(&mut self, context: &mut UserContext) -> ThreadEnd {
         let mut interrupted = None;
         loop {
-            if let Some(outcome) = self.info.ending.lock().as_ref().copied() {
-                return ThreadEnd::Group(outcome);
-            }
-            if self.thread.must_exit.load(Ordering::SeqCst) {
-                return ThreadEnd::Thread(0); // another thread is in execve
-            }
-            self.wait_while_stopped();
-            if self.thread.must_exit.load(Ordering::SeqCst) {
-                return ThreadEnd::Thread(0);
-            }
-            if let Some(outcome) = signal::deliver(self, context, interrupted.take()) {
-                return ThreadEnd::Group(outcome);
+            // The checks below take locks; after most system calls there is
+            // nothing for them to find (one look at a few atomics says so).
+            if interrupted.is_some() || self.needs_attention() {
+                if let Some(outcome) = self.info.ending.lock().as_ref().copied() {
+                    return ThreadEnd::Group(outcome);
+                }
+                if self.thread.must_exit.load(Ordering::SeqCst) {
+                    return ThreadEnd::Thread(0); // another thread is in execve
+                }
+                self.wait_while_stopped();
+                if self.thread.must_exit.load(Ordering::SeqCst) {
+                    return ThreadEnd::Thread(0);
+                }
+                if let Some(outcome) = signal::deliver(self, context, interrupted.take()) {
+                    return ThreadEnd::Group(outcome);
+                }
             }
             self.memory.activate();
             let entered = framekernel::time::now_ns();
@@ -1840,6 +1862,19 @@ impl Process {
         }
     }
 
+    /// True when the return to user mode has more to do than enter it: a
+    /// signal pending that this thread does not block, a mask to restore
+    /// (`rt_sigsuspend`), the process ending or stopped, or this thread
+    /// told to exit. A signal or stop that comes right after the look is
+    /// seen at the next trap: its sender interrupts the thread.
+    fn needs_attention(&self) -> bool {
+        let blocked = self.signals.mask & !signal::UNBLOCKABLE;
+        (self.thread.pending.bits() | self.info.pending.bits()) & !blocked != 0
+            || self.signals.restore_mask.is_some()
+            || self.thread.must_exit.load(Ordering::SeqCst)
+            || self.info.attention.load(Ordering::SeqCst)
+    }
+
     /// A fault signal that is blocked or ignored cannot be left pending
     /// (the instruction would fault again forever): default action.
     /// Called before the signal is sent, so that it is not discarded.
@@ -1898,6 +1933,7 @@ impl Process {
                 let mut ending = info.ending.lock();
                 let first = ending.is_none();
                 ending.get_or_insert(outcome);
+                info.attention.store(true, Ordering::SeqCst);
                 first
             };
             if first {

@@ -150,12 +150,17 @@ fn smep_smap() -> (bool, bool) {
 /// Control registers and system-call MSRs, the same on every processor.
 fn setup(selectors: &Selectors, smep: bool, smap: bool) {
     // SAFETY: enabling SSE state handling (user programs use SSE; the kernel
-    // itself is built soft-float and never touches vector registers) and
-    // SMEP/SMAP where the CPU has them; all other bits are kept.
+    // itself is built soft-float and never touches vector registers), write
+    // protection in ring 0 (the kernel never writes its own read-only pages)
+    // and SMEP/SMAP where the CPU has them; all other bits are kept.
     unsafe {
         Cr0::update(|f| {
             f.remove(Cr0Flags::EMULATE_COPROCESSOR);
             f.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
+            // Whatever the loader left: the user copies (`usercopy`) rely
+            // on a kernel write to a read-only user page faulting, so that
+            // a page shared copy-on-write is copied before it is written.
+            f.insert(Cr0Flags::WRITE_PROTECT);
         });
         Cr4::update(|f| {
             f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE);

@@ -486,14 +486,33 @@ tessera_enter_user:                      /* rdi = context */
     movq %gs:32, %rax
     movq %rsp, (%rax)                    /* TSS.rsp0: traps from ring 3 land below */
     movq %rdi, %gs:24
+    /* The user's FS and GS bases: each register is written only when it
+       does not hold the value already (as after a system call of the same
+       program). It is read, not remembered: a program may have changed
+       its own bases since (a segment load), and another program's value
+       must never stay. */
     movl $0xC0000100, %ecx               /* FS_BASE */
+    rdmsr
+    cmpl 144(%rdi), %eax
+    jne 2f
+    cmpl 148(%rdi), %edx
+    je 3f
+2:
     movl 144(%rdi), %eax
     movl 148(%rdi), %edx
     wrmsr
+3:
     movl $0xC0000102, %ecx               /* KERNEL_GS_BASE: the user's GS after swapgs */
+    rdmsr
+    cmpl 152(%rdi), %eax
+    jne 4f
+    cmpl 156(%rdi), %edx
+    je 5f
+4:
     movl 152(%rdi), %eax
     movl 156(%rdi), %edx
     wrmsr
+5:
     movq 136(%rdi), %r11
     andq $0x240dd5, %r11                 /* flags a program may set: CF PF AF ZF SF TF DF OF AC ID */
     orq $0x202, %r11                     /* IF on, reserved bit 1 */

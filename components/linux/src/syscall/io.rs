@@ -35,6 +35,20 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
     read_to_user(p, buf, count, whole, |data, _| file.read(data, &interrupted))
 }
 
+/// Takes the thread's bounce buffer, at least `len` bytes long (grown
+/// with zeros; never shrunk). Give it back with [`put_buffer`].
+fn take_buffer(p: &mut Process, len: usize) -> alloc::vec::Vec<u8> {
+    let mut buffer = core::mem::take(&mut p.io_buffer);
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    buffer
+}
+
+fn put_buffer(p: &mut Process, buffer: alloc::vec::Vec<u8>) {
+    p.io_buffer = buffer;
+}
+
 /// Reads up to `count` bytes into user memory at `buf`, one chunk of at
 /// most `IO_CHUNK` at a time: `step(chunk, done)` fills a chunk and says
 /// how much it filled. Stops at a short chunk, or after the first unless
@@ -50,14 +64,28 @@ pub(super) fn read_to_user(
     loop {
         let len = ((count - done) as usize).min(IO_CHUNK);
         let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
-        p.memory.populate_range(at, len as u64, true)?;
-        let mut data = vec![0u8; len];
-        let n = match step(&mut data, done) {
-            Ok(n) => n as usize,
+        // Only as much as the buffer takes: a regular file (`whole`) gives
+        // the bytes up to a page that cannot be written, as Linux's does;
+        // a pipe or socket fails with EFAULT and keeps its data.
+        let room = match p.memory.prepare_write(at, len as u64) {
+            Ok(room) if room < len as u64 && !whole => Err(Errno::EFAULT),
+            result => result,
+        };
+        let len = match room {
+            Ok(room) => (room as usize).min(len),
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        p.memory.write(at, data.get(..n).unwrap_or(&[]))?;
+        let mut buffer = take_buffer(p, len);
+        let data = buffer.get_mut(..len).unwrap_or_default();
+        let n = match step(data, done) {
+            Ok(n) => (n as usize).min(len),
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        let copied = p.memory.write(at, data.get(..n).unwrap_or(&[]));
+        put_buffer(p, buffer);
+        copied?;
         done += n as u64;
         if !whole || n < len || done >= count {
             break;
@@ -107,9 +135,12 @@ pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
-        let mut data = vec![0u8; len];
-        p.memory.read(buf.checked_add(done).ok_or(Errno::EFAULT)?, &mut data)?;
-        let n = match file.write_interruptible(&data, &interrupted) {
+        let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
+        let mut buffer = take_buffer(p, len);
+        let data = buffer.get_mut(..len).unwrap_or_default();
+        let result = p.memory.read(at, data).and_then(|()| file.write_interruptible(data, &interrupted));
+        put_buffer(p, buffer);
+        let n = match result {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,

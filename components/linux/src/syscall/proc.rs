@@ -356,6 +356,7 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     p.info.set_view(&p.files, &p.fs);
     p.files.close_on_exec();
     p.name = process::name_of(&alloc::string::String::from_utf8_lossy(&path));
+    p.io_buffer = alloc::vec::Vec::new();
     p.thread.set_comm(p.name);
     p.clear_child_tid = 0;
     p.robust_list = 0;
