@@ -68,6 +68,10 @@ pub enum ElfError {
     BadEntry(u64),
     /// The image would span more than [`MAX_IMAGE_SIZE`].
     TooBig(u64),
+    /// The headers the plan needs reach past the bytes given (to this
+    /// offset, inside the file): read that far and ask again
+    /// ([`parse_head`]).
+    Beyond(u64),
 }
 
 impl fmt::Display for ElfError {
@@ -83,6 +87,7 @@ impl fmt::Display for ElfError {
             ElfError::NoSegments => f.write_str("no loadable segment"),
             ElfError::BadEntry(e) => write!(f, "entry point {e:#x} is not in an executable segment"),
             ElfError::TooBig(n) => write!(f, "image spans {n:#x} bytes"),
+            ElfError::Beyond(end) => write!(f, "the headers reach byte {end:#x}, past the bytes read"),
         }
     }
 }
@@ -153,21 +158,40 @@ impl Fields<'_> {
 /// Checks `file` and plans its loading. `ET_DYN` programs are placed at
 /// [`PIE_BASE`].
 pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
-    parse_at(file, PIE_BASE)
+    parse_at(file, file.len() as u64, PIE_BASE)
+}
+
+/// [`parse`] for a file of `file_len` bytes of which `head` holds the
+/// first ones (a loader need not read the whole program): the result is
+/// the same as for the whole file, except `ElfError::Beyond(end)` when the
+/// program header table or the interpreter path reaches past `head`.
+pub fn parse_head(head: &[u8], file_len: u64) -> Result<ExecImage, ElfError> {
+    parse_at(head, file_len, PIE_BASE)
+}
+
+/// [`parse_interpreter`] for the first bytes of a file (see [`parse_head`]).
+pub fn parse_interpreter_head(head: &[u8], file_len: u64) -> Result<ExecImage, ElfError> {
+    check_interpreter(parse_at(head, file_len, INTERP_BASE)?)
 }
 
 /// Checks a program interpreter and plans its loading at [`INTERP_BASE`]
 /// (it must be `ET_DYN` and must not name an interpreter itself).
 pub fn parse_interpreter(file: &[u8]) -> Result<ExecImage, ElfError> {
-    let image = parse_at(file, INTERP_BASE)?;
+    check_interpreter(parse_at(file, file.len() as u64, INTERP_BASE)?)
+}
+
+fn check_interpreter(image: ExecImage) -> Result<ExecImage, ElfError> {
     if image.load_bias != INTERP_BASE || image.interpreter.is_some() {
         return Err(ElfError::BadInterpreter);
     }
     Ok(image)
 }
 
-fn parse_at(file: &[u8], dyn_base: u64) -> Result<ExecImage, ElfError> {
+/// `file`: the file's first bytes (all of it, or at least the first 64
+/// when it has them); `file_len`: its size.
+fn parse_at(file: &[u8], file_len: u64, dyn_base: u64) -> Result<ExecImage, ElfError> {
     let f = Fields(file);
+    let file_len = file_len.max(file.len() as u64);
     if file.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) || file.len() < 64 {
         return Err(ElfError::NotElf64);
     }
@@ -189,8 +213,10 @@ fn parse_at(file: &[u8], dyn_base: u64) -> Result<ExecImage, ElfError> {
         return Err(ElfError::Truncated("program header table"));
     }
     let table_end = u64::from(phent).checked_mul(u64::from(phnum)).and_then(|n| n.checked_add(phoff));
-    if table_end.is_none_or(|end| end > file.len() as u64) {
-        return Err(ElfError::Truncated("program header table"));
+    match table_end {
+        Some(end) if end <= file.len() as u64 => {}
+        Some(end) if end <= file_len => return Err(ElfError::Beyond(end)),
+        _ => return Err(ElfError::Truncated("program header table")),
     }
     let mut segments = Vec::new();
     let mut phdr = 0;
@@ -206,9 +232,11 @@ fn parse_at(file: &[u8], dyn_base: u64) -> Result<ExecImage, ElfError> {
         let mem_size = f.u64(at + 40).ok_or(bad)?;
         match p_type {
             PT_INTERP => {
-                let path = offset
-                    .checked_add(file_size)
-                    .and_then(|end| file.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?))
+                let end = offset.checked_add(file_size).ok_or(ElfError::BadInterpreter)?;
+                if end > file.len() as u64 && end <= file_len && file_size <= MAX_INTERP_PATH as u64 {
+                    return Err(ElfError::Beyond(end));
+                }
+                let path = file.get(usize::try_from(offset).ok().ok_or(ElfError::BadInterpreter)?..usize::try_from(end).ok().ok_or(ElfError::BadInterpreter)?)
                     .ok_or(ElfError::BadInterpreter)?;
                 // NUL-terminated (the last byte, as Linux checks); the path
                 // is the C string up to the first NUL.
@@ -222,7 +250,7 @@ fn parse_at(file: &[u8], dyn_base: u64) -> Result<ExecImage, ElfError> {
             PT_LOAD if mem_size > 0 => {
                 let vaddr = vaddr.checked_add(load_bias).ok_or(bad)?;
                 let end = vaddr.checked_add(mem_size).ok_or(bad)?;
-                let in_file = offset.checked_add(file_size).is_some_and(|e| e <= file.len() as u64);
+                let in_file = offset.checked_add(file_size).is_some_and(|e| e <= file_len);
                 if file_size > mem_size || !in_file || end > USER_LOAD_LIMIT || vaddr < PAGE_SIZE {
                     return Err(bad);
                 }

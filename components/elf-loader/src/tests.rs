@@ -136,6 +136,8 @@ fn parses_a_real_static_binary_from_gcc() {
     assert!(image.segments.iter().any(|s| s.write));
     assert_ne!(image.phdr, 0);
     assert!(image.brk_start > image.entry);
+    // Its first page plans the same.
+    assert_eq!(parse_head(&bytes[..4096], bytes.len() as u64), Ok(image.clone()));
     // Corrupted copies: flipping header bytes never panics.
     for at in (0..64 + usize::from(image.phnum) * 56).step_by(3) {
         let mut copy = bytes.clone();
@@ -259,4 +261,52 @@ fn script_lines_read_as_linux_reads_them() {
     let mut long_name = b"#!/".to_vec();
     long_name.extend(std::iter::repeat_n(b'y', 400));
     assert_eq!(line(&long_name), Some(Err(())));
+}
+
+/// Parses `file` from its first `cut` bytes as a loader does: on
+/// `Beyond(end)`, with `end` bytes.
+fn parse_from_head(file: &[u8], cut: usize, interpreter: bool) -> Result<ExecImage, ElfError> {
+    let mut head = &file[..cut.min(file.len())];
+    loop {
+        let result = if interpreter { parse_interpreter_head(head, file.len() as u64) } else { parse_head(head, file.len() as u64) };
+        match result {
+            Err(ElfError::Beyond(end)) => {
+                assert!(end as usize > head.len() && end as usize <= file.len(), "Beyond({end}) with {} of {} bytes", head.len(), file.len());
+                head = &file[..end as usize];
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn the_first_bytes_plan_what_the_whole_file_plans() {
+    let path = b"/lib64/ld-linux-x86-64.so.2\0";
+    let mut dynamic = elf(
+        ET_DYN,
+        0x1000,
+        &[Ph { kind: PT_INTERP, flags: 4, offset: 0x800, vaddr: 0x800, file_size: path.len() as u64, mem_size: path.len() as u64 }, load(5, 0x1000, 0x1000, 0x100, 0x100)],
+        0x2000,
+    );
+    dynamic[0x800..0x800 + path.len()].copy_from_slice(path);
+    let mut far_table = good();
+    far_table.resize(0x5000, 0);
+    far_table.copy_within(64..64 + 3 * 56, 0x4000);
+    far_table[32..40].copy_from_slice(&0x4000u64.to_le_bytes());
+    let mut interp_past_end = dynamic.clone();
+    interp_past_end[64 + 8..64 + 16].copy_from_slice(&0x1ff0u64.to_le_bytes());
+    interp_past_end[64 + 32..64 + 40].copy_from_slice(&0x20u64.to_le_bytes());
+    for file in [good(), dynamic, far_table, interp_past_end] {
+        for cut in [64, 100, 0x200, 0x801, 0x1000, file.len()] {
+            assert_eq!(parse_from_head(&file, cut, false), parse(&file), "cut at {cut}");
+            assert_eq!(parse_from_head(&file, cut, true), parse_interpreter(&file), "cut at {cut}");
+        }
+    }
+    // A header table that only a longer head holds, and one past the file.
+    let mut far = good();
+    far.resize(0x5000, 0);
+    far[32..40].copy_from_slice(&0x4000u64.to_le_bytes());
+    assert_eq!(parse_head(&far[..0x1000], far.len() as u64), Err(ElfError::Beyond(0x4000 + 3 * 56)));
+    far[32..40].copy_from_slice(&0x4ff0u64.to_le_bytes());
+    assert_eq!(parse_head(&far[..0x1000], far.len() as u64), Err(ElfError::Truncated("program header table")));
 }

@@ -526,6 +526,7 @@ impl CellFs {
         let orphans = core::mem::take(&mut *self.orphans.lock());
         for ino in orphans {
             self.contents_change(ino);
+            crate::pagecache::forget(self as *const Self as usize, ino);
             if let Err(e) = self.run_in(st, &Request::Release { ino, now: now() }) {
                 log::warn!("{}: inode {ino} not freed: {e:?}", self.source);
             }
@@ -735,6 +736,13 @@ impl CellNode {
 }
 
 impl Node for CellNode {
+    /// The node goes when its last user does (the next lookup makes a new
+    /// one): the page cache names the file by mount and inode, and
+    /// `release_orphans` tells it when the inode is freed.
+    fn cache_id(&self) -> Option<(usize, u64)> {
+        Some((Arc::as_ptr(&self.fs) as usize, self.ino))
+    }
+
     fn metadata(&self) -> Metadata {
         let a = self.attr().unwrap_or(Attr { ino: self.ino, ..Attr::default() });
         Metadata {

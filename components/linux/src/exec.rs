@@ -70,15 +70,15 @@ pub fn load_path(
     let mut argv = argv;
     let mut file_path = path.to_vec();
     for _ in 0..=MAX_SCRIPT_DEPTH {
-        let program = crate::fs::open_executable(fs, &file_path, &who)?;
-        match tessera_elf::script_interpreter(&program.bytes) {
+        let mut program = crate::fs::open_executable(fs, &file_path, &who)?;
+        match tessera_elf::script_interpreter(&program.head) {
             None => {
                 // The ELF file that runs decides set-id (a script's own
                 // set-id bits are ignored, as on Linux).
                 let credentials = credentials.after_exec(&program.meta);
                 let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
                 let exe = program.path.clone();
-                let loaded = load(&program, &refs, envp, path, fs, &who, credentials.aux_ids())?;
+                let loaded = load(&mut program, &refs, envp, path, fs, &who, credentials.aux_ids())?;
                 return Ok(Program { loaded, exe, argv, credentials });
             }
             Some(Err(())) => return Err(Errno::ENOEXEC),
@@ -104,8 +104,6 @@ pub fn load_path(
 fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, program: &crate::fs::Executable) -> Result<(), Errno> {
     for segment in &image.segments {
         let prot = Prot { read: true, write: segment.write, exec: segment.exec };
-        let from = segment.file_offset as usize;
-        let bytes = program.bytes.get(from..from + segment.file_size as usize).ok_or(Errno::ENOEXEC)?;
         let (start, end) = segment.pages();
         let file_end = segment.vaddr + segment.file_size;
         let mem_end = segment.vaddr + segment.mem_size;
@@ -137,13 +135,28 @@ fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, progr
             }
             let mut contents = alloc::vec![0u8; (hi - lo) as usize];
             if lo < file_end {
-                let part = bytes.get((lo - segment.vaddr) as usize..(hi.min(file_end) - segment.vaddr) as usize).unwrap_or(&[]);
-                contents.get_mut(..part.len()).unwrap_or(&mut []).copy_from_slice(part);
+                let part = contents.get_mut(..(hi.min(file_end) - lo) as usize).unwrap_or_default();
+                program.read_exact_at(segment.file_offset + (lo - segment.vaddr), part)?;
             }
             memory.write_image(lo, &contents)?;
         }
     }
     Ok(())
+}
+
+/// Plans `program` from its first bytes, reading more while its headers
+/// reach past them (`ElfError::Beyond`).
+fn plan(
+    program: &mut crate::fs::Executable,
+    parse: fn(&[u8], u64) -> Result<tessera_elf::ExecImage, ElfError>,
+) -> Result<Result<tessera_elf::ExecImage, ElfError>, Errno> {
+    loop {
+        match parse(&program.head, program.len) {
+            Err(ElfError::Beyond(end)) if end > program.head.len() as u64 && end <= program.len => program.read_head(end)?,
+            Err(ElfError::Beyond(_)) => return Ok(Err(ElfError::Truncated("headers"))),
+            result => return Ok(result),
+        }
+    }
 }
 
 /// Calls `add(memory, lo, hi)` for each run of pages in `[start, end)`
@@ -172,7 +185,7 @@ fn add_uncovered(
 /// `cwd`), which starts first and is told where the program is
 /// (`AT_PHDR`, `AT_ENTRY`) and where it is itself (`AT_BASE`).
 pub fn load(
-    program: &crate::fs::Executable,
+    program: &mut crate::fs::Executable,
     argv: &[&[u8]],
     envp: &[&[u8]],
     execfn: &[u8],
@@ -180,7 +193,7 @@ pub fn load(
     who: &tessera_vfs::Identity,
     ids: AuxIds,
 ) -> Result<Loaded, Errno> {
-    let image = tessera_elf::parse(&program.bytes).map_err(|e| match e {
+    let image = plan(program, tessera_elf::parse_head)?.map_err(|e| match e {
         ElfError::TooBig(_) => Errno::ENOMEM,
         _ => Errno::ENOEXEC,
     })?;
@@ -188,13 +201,13 @@ pub fn load(
     map_segments(&mut memory, &image, program)?;
     let (start, base) = match &image.interpreter {
         Some(path) => {
-            let ld = crate::fs::open_executable(fs, path, who)?;
+            let mut ld = crate::fs::open_executable(fs, path, who)?;
             // Linux reads the interpreter's ELF header first: a shorter
             // file is EIO, a wrong one ELIBBAD.
-            if ld.bytes.len() < 64 {
+            if ld.len < 64 {
                 return Err(Errno::EIO);
             }
-            let ld_image = tessera_elf::parse_interpreter(&ld.bytes).map_err(|e| match e {
+            let ld_image = plan(&mut ld, tessera_elf::parse_interpreter_head)?.map_err(|e| match e {
                 ElfError::TooBig(_) => Errno::ENOMEM,
                 _ => Errno::ELIBBAD,
             })?;

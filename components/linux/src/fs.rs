@@ -75,8 +75,13 @@ pub fn list_dir(path: &str) -> Result<alloc::vec::Vec<String>, Errno> {
 
 /// A program file found for `execve`.
 pub struct Executable {
-    /// Its contents (a copy-on-write snapshot, for the headers).
-    pub bytes: Arc<alloc::vec::Vec<u8>>,
+    /// Its first bytes: [`EXEC_HEAD`] of them (all of a shorter file), or
+    /// more once [`Executable::read_head`] asked for more. Exec reads no
+    /// more of the file than its headers: the segments show the page
+    /// cache, filled as the program touches its pages.
+    pub head: alloc::vec::Vec<u8>,
+    /// Its size when it was opened.
+    pub len: u64,
     /// Its absolute path.
     pub path: String,
     /// Its metadata (set-id bits).
@@ -85,8 +90,46 @@ pub struct Executable {
     pub node: NodeRef,
 }
 
+/// Bytes of a program read at exec before its headers are looked at (the
+/// ELF header, the program headers and the interpreter path lie in the
+/// first page of nearly every program; Linux reads 256 bytes, then the
+/// headers).
+pub const EXEC_HEAD: u64 = 4096;
+
+impl Executable {
+    /// Reads `buf.len()` bytes at `offset`; EIO when the file ends first
+    /// (it shrank since it was opened).
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0usize;
+        while let Some(rest) = buf.get_mut(done..).filter(|rest| !rest.is_empty()) {
+            let at = offset.checked_add(done as u64).ok_or(Errno::EIO)?;
+            match self.node.read_at(at, rest)? {
+                0 => return Err(Errno::EIO),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `head` hold the first `len` bytes (at most the whole file).
+    pub fn read_head(&mut self, len: u64) -> Result<(), Errno> {
+        let len = usize::try_from(len.min(self.len)).map_err(|_| Errno::ENOMEM)?;
+        let have = self.head.len();
+        if len <= have {
+            return Ok(());
+        }
+        let mut more = alloc::vec::Vec::new();
+        more.try_reserve_exact(len - have).map_err(|_| Errno::ENOMEM)?;
+        more.resize(len - have, 0);
+        self.read_exact_at(have as u64, &mut more)?;
+        self.head.extend_from_slice(&more);
+        Ok(())
+    }
+}
+
 /// The program at `path` (from the process's current directory, under its
-/// root), checking that it is an executable regular file.
+/// root), checking that it is an executable regular file; its first
+/// [`EXEC_HEAD`] bytes are read.
 pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Result<Executable, Errno> {
     let path = core::str::from_utf8(path).map_err(|_| Errno::ENOENT)?;
     let location = vfs()?.resolve_in(&fs.root(), &fs.cwd(), path, true, who)?;
@@ -95,7 +138,9 @@ pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Res
     if meta.kind != FileType::Regular || !who.may(&meta, tessera_vfs::perm::MAY_EXEC) {
         return Err(Errno::EACCES);
     }
-    Ok(Executable { bytes: location.node().snapshot()?, path: location.path(), meta, node: location.node().clone() })
+    let mut program = Executable { head: alloc::vec::Vec::new(), len: meta.size, path: location.path(), meta, node: location.node().clone() };
+    program.read_head(EXEC_HEAD)?;
+    Ok(program)
 }
 
 /// Working directory and umask, shared by the threads of a process.

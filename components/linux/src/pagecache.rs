@@ -13,7 +13,11 @@
 //! code already in memory, and the emulator's translations of it stay
 //! valid) while the file is unchanged, up to [`KEEP_UNMAPPED`] pages and
 //! while user memory is not short. Entries hold their file weakly: a
-//! deleted file's memory is freed when its last user goes.
+//! deleted file's memory is freed when its last user goes. A file of a
+//! file system that makes a new node per lookup (a cell's) is named by
+//! its [`Node::cache_id`] instead of its node, so its pages outlive the
+//! node and serve the next program that runs it; the file system calls
+//! [`forget`] when it frees the inode.
 
 use crate::errno::Errno;
 use alloc::collections::BTreeMap;
@@ -48,6 +52,8 @@ struct Entry {
     /// The file (weakly: the cache does not keep a deleted file; while
     /// the entry exists the node's address, the key, is not reused).
     node: Weak<dyn Node>,
+    /// Keyed by the file's `cache_id`: usable after its node went.
+    lasting: bool,
     frame: Arc<Frame>,
     stamp: Stamp,
 }
@@ -59,20 +65,40 @@ impl Entry {
 
     /// Usable for a file that looks like `stamp` now.
     fn fresh(&self, stamp: Stamp) -> bool {
-        self.mapped() || (self.stamp == stamp && self.node.strong_count() > 0)
+        self.mapped() || (self.stamp == stamp && (self.lasting || self.node.strong_count() > 0))
     }
 }
 
+/// Names a file: `(0, node address, 0)`, or `(1, file-system id, inode)`
+/// for a file with a [`Node::cache_id`].
+type FileKey = (u8, usize, u64);
+
 struct Cache {
-    pages: BTreeMap<(usize, u64), Entry>,
+    pages: BTreeMap<(FileKey, u64), Entry>,
     /// Entry count at which the next insertion sweeps.
     sweep_at: usize,
 }
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache { pages: BTreeMap::new(), sweep_at: KEEP_UNMAPPED });
 
-fn node_key(node: &NodeRef) -> usize {
-    Arc::as_ptr(node) as *const () as usize
+fn node_key(node: &NodeRef) -> FileKey {
+    match node.cache_id() {
+        Some((fs, ino)) => (1, fs, ino),
+        None => (0, Arc::as_ptr(node) as *const () as usize, 0),
+    }
+}
+
+/// The file system freed inode `ino` (its [`Node::cache_id`] was `(fs,
+/// ino)`): its pages no mapping holds go, and the others are never found
+/// again (a new file may get the inode number).
+pub fn forget(fs: usize, ino: u64) {
+    let key = (1, fs, ino);
+    let removed: vec::Vec<Entry> = {
+        let mut cache = CACHE.lock();
+        let indexes: vec::Vec<u64> = cache.pages.range((key, 0)..=(key, u64::MAX)).map(|(&(_, index), _)| index).collect();
+        indexes.into_iter().filter_map(|index| cache.pages.remove(&(key, index))).collect()
+    };
+    drop(removed);
 }
 
 impl Cache {
@@ -82,10 +108,10 @@ impl Cache {
     fn sweep(&mut self, all: bool) -> vec::Vec<Entry> {
         let unmapped = self.pages.values().filter(|e| !e.mapped()).count();
         let drop_unmapped = all || unmapped > KEEP_UNMAPPED;
-        let gone: vec::Vec<(usize, u64)> = self
+        let gone: vec::Vec<(FileKey, u64)> = self
             .pages
             .iter()
-            .filter(|(_, e)| !e.mapped() && (drop_unmapped || e.node.strong_count() == 0))
+            .filter(|(_, e)| !e.mapped() && (drop_unmapped || (!e.lasting && e.node.strong_count() == 0)))
             .map(|(k, _)| *k)
             .collect();
         let removed = gone.iter().filter_map(|k| self.pages.remove(k)).collect();
@@ -116,7 +142,8 @@ pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
         let mut cache = CACHE.lock();
         let removed = if cache.pages.len() >= cache.sweep_at { cache.sweep(false) } else { vec::Vec::new() };
         // Filled while unlocked: another mapper may have been first.
-        let entry = cache.pages.entry(key).or_insert_with(|| Entry { node: Arc::downgrade(node), frame: Arc::new(frame), stamp });
+        let lasting = key.0 .0 == 1;
+        let entry = cache.pages.entry(key).or_insert_with(|| Entry { node: Arc::downgrade(node), lasting, frame: Arc::new(frame), stamp });
         (entry.frame.clone(), removed)
     };
     drop(removed);

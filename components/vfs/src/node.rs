@@ -182,6 +182,18 @@ pub trait Node: Send + Sync {
     /// writes to the file do not change the snapshot.
     fn snapshot(&self) -> Result<Arc<Vec<u8>>, FsError>;
 
+    /// A name for the file that outlives this node, for file systems
+    /// that make a new node each time a file is looked up again (a file
+    /// system in a cell): an id of the mounted file system (unique while
+    /// it is mounted) and the inode number. The page cache keys such a
+    /// file's pages by it, so that they serve the next user of the file
+    /// too; the file system must call the cache's `forget` when it frees
+    /// the inode. `None` (the default): the node lives as long as the file
+    /// is in use, and its address names it.
+    fn cache_id(&self) -> Option<(usize, u64)> {
+        None
+    }
+
     /// Finds `name` in this directory. The directory operations default to
     /// `NotDir`, for nodes that are not directories.
     fn lookup(&self, _name: &str) -> Result<NodeRef, FsError> {

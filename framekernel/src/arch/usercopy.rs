@@ -1,9 +1,11 @@
 //! Copying between kernel buffers and the active user address space.
 //!
-//! The copy is one `rep movsb` whose address range is known to the page
-//! fault handler: a fault there (unmapped or protected user page) resumes
-//! at a fixup that returns how many bytes were not copied, so a bad user
-//! pointer becomes `EFAULT`, never a kernel fault. Addresses are checked to
+//! The copy is a `rep movsq` and a `rep movsb` for the rest, whose address
+//! ranges are known to the page fault handler: a fault in the first goes
+//! on byte by byte from the word that faulted (a byte of it already stored
+//! is stored again, the same), and a fault in the byte copy resumes at a fixup that returns how many
+//! bytes were not copied, exactly, so a bad user pointer becomes `EFAULT`,
+//! never a kernel fault. Addresses are checked to
 //! lie wholly in the user half first, so kernel memory is never reached.
 
 use framekernel_logic::layout::is_user_half;
@@ -21,19 +23,31 @@ core::arch::global_asm!(
     .global tessera_user_copy
 tessera_user_copy:                       /* rdi = dst, rsi = src, rdx = len; returns bytes left */
     movq %rdx, %rcx
+    shrq $3, %rcx                        /* eight bytes at a time (TCG runs rep one step at a time), */
+    andl $7, %edx                        /* then the rest one at a time */
     cmpb $0, TESSERA_SMAP_ENABLED(%rip)
     je 1f
     stac                                 /* allow supervisor access to user pages */
 1:
     .global tessera_user_copy_start
 tessera_user_copy_start:
-    rep movsb
+    rep movsq
     .global tessera_user_copy_end
 tessera_user_copy_end:
+    movq %rdx, %rcx
+    .global tessera_user_copy_bytes_start
+tessera_user_copy_bytes_start:
+    rep movsb
+    .global tessera_user_copy_bytes_end
+tessera_user_copy_bytes_end:
     xorl %eax, %eax
     jmp 2f
     .global tessera_user_copy_fixup
-tessera_user_copy_fixup:
+tessera_user_copy_fixup:                 /* a fault in movsq: rcx words and rdx bytes left, */
+    leaq (%rdx,%rcx,8), %rcx             /* rsi/rdi at the word that faulted: go on byte by */
+    jmp tessera_user_copy_bytes_start    /* byte, to stop at the exact byte that faults */
+    .global tessera_user_copy_bytes_fixup
+tessera_user_copy_bytes_fixup:
     movq %rcx, %rax                      /* bytes not copied */
 2:
     cmpb $0, TESSERA_SMAP_ENABLED(%rip)
@@ -73,6 +87,9 @@ unsafe extern "C" {
     static tessera_user_copy_start: u8;
     static tessera_user_copy_end: u8;
     static tessera_user_copy_fixup: u8;
+    static tessera_user_copy_bytes_start: u8;
+    static tessera_user_copy_bytes_end: u8;
+    static tessera_user_copy_bytes_fixup: u8;
     fn tessera_user_cmpxchg(address: *mut u32, expected: u32, new: u32) -> u64;
     static tessera_user_cmpxchg_start: u8;
     static tessera_user_cmpxchg_end: u8;
@@ -84,8 +101,11 @@ unsafe extern "C" {
 pub(crate) fn fixup_for(rip: u64) -> Option<u64> {
     let copy = core::ptr::addr_of!(tessera_user_copy_start) as u64..core::ptr::addr_of!(tessera_user_copy_end) as u64;
     let cmpxchg = core::ptr::addr_of!(tessera_user_cmpxchg_start) as u64..core::ptr::addr_of!(tessera_user_cmpxchg_end) as u64;
+    let bytes = core::ptr::addr_of!(tessera_user_copy_bytes_start) as u64..core::ptr::addr_of!(tessera_user_copy_bytes_end) as u64;
     if copy.contains(&rip) {
         Some(core::ptr::addr_of!(tessera_user_copy_fixup) as u64)
+    } else if bytes.contains(&rip) {
+        Some(core::ptr::addr_of!(tessera_user_copy_bytes_fixup) as u64)
     } else if cmpxchg.contains(&rip) {
         Some(core::ptr::addr_of!(tessera_user_cmpxchg_fixup) as u64)
     } else {

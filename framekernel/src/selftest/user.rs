@@ -134,6 +134,26 @@ pub(super) fn user_copy_reports_faults() -> Result<(), String> {
     // Crossing into an unmapped page: fault at the first missing byte.
     let r = copy_to_user(0x50_0ff0, &[1u8; 32]);
     ensure!(r == Err(UserFault { address: 0x50_1000 }), "crossing copy gave {r:?}");
+    // The same from addresses that are not multiples of 8 (the word copy
+    // faults on a word that straddles the pages): still the exact byte,
+    // and every byte before it copied.
+    for start in [0x50_0ffbu64, 0x50_0ff3, 0x50_0fe1] {
+        let r = copy_to_user(start, &[0xa5u8; 40]);
+        ensure!(r == Err(UserFault { address: 0x50_1000 }), "copy to {start:#x} gave {r:?}");
+        let mut head = [0u8; 31];
+        let have = (0x50_1000 - start) as usize;
+        space.read_bytes(start, &mut head[..have]).map_err(|e| format!("{e}"))?;
+        ensure!(head[..have].iter().all(|&b| b == 0xa5), "bytes before the fault at {start:#x}: {:?}", &head[..have]);
+        let mut out = [0u8; 40];
+        let r = copy_from_user(start, &mut out);
+        ensure!(r == Err(UserFault { address: 0x50_1000 }), "copy from {start:#x} gave {r:?}");
+        ensure!(out[..have].iter().all(|&b| b == 0xa5), "bytes read before the fault at {start:#x}: {:?}", &out[..have]);
+    }
+    // Lengths that are not multiples of 8 copy their last bytes.
+    copy_to_user(0x50_0203, b"0123456789abcdefXYZ").map_err(|e| format!("{e:?}"))?;
+    let mut odd = [0u8; 19];
+    copy_from_user(0x50_0203, &mut odd).map_err(|e| format!("{e:?}"))?;
+    ensure!(&odd == b"0123456789abcdefXYZ", "odd-length round trip gave {odd:?}");
     let mut buf = [0u8; 8];
     ensure!(copy_from_user(0x1000, &mut buf).is_err(), "unmapped read succeeded");
     ensure!(copy_from_user(0xffff_ffff_8010_0000, &mut buf).is_err(), "kernel address read succeeded");
