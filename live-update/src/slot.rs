@@ -35,6 +35,10 @@ pub const MAX_CONSECUTIVE_FAULTS: u32 = 5;
 pub const START_ATTEMPTS: u32 = 3;
 /// Times an idempotent call is retried after faults.
 pub const MAX_RETRIES: u32 = 3;
+/// Longest wait, at a swap or restart, for the last handle of the old
+/// instance to go (a call that just left the gate drops its handle right
+/// after): 500 ms.
+const RELEASE_WAIT_NS: u64 = 500_000_000;
 
 /// Why a slot operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,10 +359,13 @@ impl<T: Send + Sync + 'static> Slot<T> {
             active
         })?;
         let result = attempt(&active.instance);
-        self.leave();
         if result.is_ok() {
+            drop(active); // before leaving the gate, as in `call`
+            self.leave();
             self.consecutive.store(0, Ordering::Relaxed);
+            return result.map_err(SlotError::Fault);
         }
+        self.leave();
         result.map_err(|fault| {
             active.entry.faults.fetch_add(1, Ordering::Relaxed);
             self.faults.fetch_add(1, Ordering::Relaxed);
@@ -485,6 +492,21 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.drained.wait_until(|| (self.in_flight.load(Ordering::SeqCst) == 0).then_some(()));
     }
 
+    /// Waits (a bounded while) until nobody holds the instance behind
+    /// `instance` any more: a call that passed the gate may still hold a
+    /// handle for a moment after it left, and the instance's device claims
+    /// end only with its last handle.
+    fn wait_dropped(&self, instance: &Weak<Instance<T>>) {
+        let since = time::now_ns();
+        while instance.strong_count() > 0 {
+            if time::now_ns().saturating_sub(since) > RELEASE_WAIT_NS {
+                log::warn!("slot {}: the old instance is still held after {} ms; the new one starts anyway", self.name, RELEASE_WAIT_NS / 1_000_000);
+                return;
+            }
+            tessera_sched::yield_now();
+        }
+    }
+
     fn reopen(&self) {
         self.closed.store(false, Ordering::SeqCst);
         self.gate.wake_all();
@@ -500,12 +522,19 @@ impl<T: Send + Sync + 'static> Slot<T> {
         loop {
             let active = self.enter()?;
             let result = attempt(&active.instance);
+            if result.is_ok() {
+                // Let go of the instance before leaving the gate: a swap
+                // that waits for the calls to leave then holds the last
+                // handle, and the old instance (its device claims with it)
+                // is gone before the new one starts.
+                drop(active);
+                self.leave();
+                self.consecutive.store(0, Ordering::Relaxed);
+                return result.map_err(SlotError::Fault);
+            }
             self.leave();
             match result {
-                Ok(value) => {
-                    self.consecutive.store(0, Ordering::Relaxed);
-                    return Ok(value);
-                }
+                Ok(value) => return Ok(value),
                 Err(fault) if fault.kind == framekernel::cell::FaultKind::Poisoned => {
                     // Another call faulted in this instance and it is being
                     // replaced: not a new fault; wait for the fresh one. A
@@ -686,7 +715,14 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             },
             _ => None,
         };
+        // The old instance goes before the new one starts (the new one
+        // claims the same device): a fault recorded against it is moot.
+        drop(self.pending_fault.lock().take());
+        let old_instance = old.as_ref().map(|a| Arc::downgrade(&a.instance));
         drop(old);
+        if let Some(old_instance) = old_instance {
+            self.wait_dropped(&old_instance);
+        }
         let result = match self.start_with_state(&entry, new_code, state.as_deref()) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
@@ -742,7 +778,13 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             return Err(SlotError::Busy);
         }
         self.close_and_drain();
-        drop(self.active.lock().take());
+        drop(self.pending_fault.lock().take());
+        let old = self.active.lock().take();
+        let old_instance = old.as_ref().map(|a| Arc::downgrade(&a.instance));
+        drop(old);
+        if let Some(old_instance) = old_instance {
+            self.wait_dropped(&old_instance);
+        }
         let result = self.start(&entry, code).map(|(instance, code)| {
             entry.restarts.fetch_add(1, Ordering::Relaxed);
             self.restarts.fetch_add(1, Ordering::Relaxed);
