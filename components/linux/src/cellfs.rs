@@ -138,8 +138,6 @@ fn io(e: Errno) -> FsError {
 struct State {
     meta: BlockCache,
     data: BlockCache,
-    /// Attributes answered since the inode last changed.
-    attrs: BTreeMap<u64, Attr>,
     /// Complete listings of directories (name → inode), read once with
     /// `ReadDir` and kept up to date by this mount's own changes, so a
     /// lookup (a hit, or a miss before a create) is no scan of the
@@ -229,6 +227,11 @@ pub struct CellFs {
     root: u64,
     read_only: bool,
     state: spin::Mutex<State>,
+    /// Attributes answered since the inode last changed. Changed only by
+    /// the holder of `state` (a change removes the inode's entry before
+    /// its request runs), read without it: `stat` of a file whose
+    /// attributes are known takes this lock alone.
+    attrs: SpinLock<BTreeMap<u64, Attr>>,
     waiters: tessera_sched::WaitQueue,
     nodes: SpinLock<BTreeMap<u64, Weak<CellNode>>>,
     /// Inodes without names whose last user went: freed at the next
@@ -429,7 +432,8 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         xattrs: SpinLock::new(BTreeMap::new()),
         root: info.root,
         read_only,
-        state: spin::Mutex::new(State { meta, data, attrs: BTreeMap::new(), dirs: BTreeMap::new(), dir_names: 0 }),
+        state: spin::Mutex::new(State { meta, data, dirs: BTreeMap::new(), dir_names: 0 }),
+        attrs: SpinLock::new(BTreeMap::new()),
         waiters: tessera_sched::WaitQueue::new(),
         nodes: SpinLock::new(BTreeMap::new()),
         orphans: SpinLock::new(Vec::new()),
@@ -543,22 +547,23 @@ impl CellFs {
             // attributes stay true.
             match touched(request) {
                 Some(inodes) => {
+                    let mut attrs = self.attrs.lock();
                     for ino in inodes.into_iter().flatten() {
-                        st.attrs.remove(&ino);
+                        attrs.remove(&ino);
                     }
                 }
-                None => st.attrs.clear(),
+                None => self.attrs.lock().clear(),
             }
         }
         let result = run(&self.slot, &mut st.meta, Some(&mut st.data), self.blocks, request);
         st.note_entries(request, &result);
         match &result {
             Ok(Done::Attr(a) | Done::Blocks(a, _) | Done::Maybe(Some(a))) => {
-                st.attrs.insert(a.ino, *a);
+                self.attrs.lock().insert(a.ino, *a);
             }
             Ok(_) => {}
             // A failed change may have been half-understood: forget all.
-            Err(_) if mutating(request) => st.attrs.clear(),
+            Err(_) if mutating(request) => self.attrs.lock().clear(),
             Err(_) => {}
         }
         result
@@ -594,9 +599,15 @@ impl CellFs {
     }
 
     fn stat(&self, ino: u64) -> Result<Attr, FsError> {
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(FsError::Io);
+        }
+        if let Some(a) = self.attrs.lock().get(&ino).copied() {
+            return Ok(a);
+        }
         self.with_state(|fs, st| {
-            if let Some(a) = st.attrs.get(&ino) {
-                return Ok(*a);
+            if let Some(a) = fs.attrs.lock().get(&ino).copied() {
+                return Ok(a);
             }
             match fs.run_in(st, &Request::Stat { ino })? {
                 Done::Attr(a) => Ok(a),
@@ -743,6 +754,10 @@ impl Node for CellNode {
         Some((Arc::as_ptr(&self.fs) as usize, self.ino))
     }
 
+    fn kind(&self) -> FileType {
+        self.kind
+    }
+
     fn metadata(&self) -> Metadata {
         let a = self.attr().unwrap_or(Attr { ino: self.ino, ..Attr::default() });
         Metadata {
@@ -784,8 +799,9 @@ impl Node for CellNode {
         }
         let ino = self.ino;
         self.fs.with_state(|fs, st| {
-            let size = match st.attrs.get(&ino) {
-                Some(a) => a.size,
+            let known = fs.attrs.lock().get(&ino).map(|a| a.size);
+            let size = match known {
+                Some(size) => size,
                 None => match fs.run_in(st, &Request::Stat { ino })? {
                     Done::Attr(a) => a.size,
                     _ => return Err(FsError::Io),
@@ -892,7 +908,7 @@ impl Node for CellNode {
         self.fs.contents_change(ino);
         let truncated = self.fs.with_state(|fs, st| {
             let Done::Blocks(attr, tail) = fs.run_in(st, &Request::Truncate { ino, size: len, now: now() })? else { return Err(FsError::Io) };
-            st.attrs.insert(ino, attr);
+            fs.attrs.lock().insert(ino, attr);
             let bs = u64::from(fs.block_size);
             for b in tail {
                 if b >= fs.blocks {
@@ -951,8 +967,8 @@ impl Node for CellNode {
                 fs.read_dir(st, dir)?;
             }
             let ino = *st.dirs.get(&dir).and_then(|l| l.get(name)).ok_or(FsError::NotFound)?;
-            if let Some(a) = st.attrs.get(&ino) {
-                return Ok(*a);
+            if let Some(a) = fs.attrs.lock().get(&ino).copied() {
+                return Ok(a);
             }
             match fs.run_in(st, &Request::Stat { ino })? {
                 Done::Attr(a) => Ok(a),

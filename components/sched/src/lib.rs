@@ -713,6 +713,12 @@ impl WaitQueue {
     /// the queue, from its own `ready` check, say, is running: it stays
     /// listed and is not queued, or its wait would spin).
     pub fn wake_all(&self) {
+        // Nobody listed (the common case): no need to know who calls. A
+        // waiter that lists itself after this look checks its condition
+        // after listing, so it sees what the caller changed before.
+        if self.waiters.lock().is_empty() {
+            return;
+        }
         let me = task::current();
         let waiters: VecDeque<Arc<Task>> = {
             let mut listed = self.waiters.lock();

@@ -250,6 +250,12 @@ pub trait Node: Send + Sync {
         Ok(())
     }
 
+    /// Its kind (a node never changes kind); file systems that know it
+    /// without reading the attributes answer faster than `metadata`.
+    fn kind(&self) -> FileType {
+        self.metadata().kind
+    }
+
     /// A value for `Any`-style downcasts within one file system.
     fn fs_node_id(&self) -> (u64, u64) {
         let m = self.metadata();

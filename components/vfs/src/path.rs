@@ -108,7 +108,7 @@ pub struct Vfs {
 }
 
 fn is_dir(node: &NodeRef) -> bool {
-    node.metadata().kind == FileType::Directory
+    node.kind() == FileType::Directory
 }
 
 impl Vfs {
@@ -300,7 +300,7 @@ impl Vfs {
                 return Err(FsError::NotDir);
             }
             let child = self.cross_mounts(location.node().lookup(component)?);
-            if child.metadata().kind == FileType::Symlink && (!last || follow_last || must_be_dir) {
+            if child.kind() == FileType::Symlink && (!last || follow_last || must_be_dir) {
                 *links += 1;
                 if *links > MAX_SYMLINKS {
                     return Err(FsError::Loop);
