@@ -68,10 +68,12 @@ pub enum ElfError {
     BadEntry(u64),
     /// The image would span more than [`MAX_IMAGE_SIZE`].
     TooBig(u64),
-    /// The headers the plan needs reach past the bytes given (to this
-    /// offset, inside the file): read that far and ask again
-    /// ([`parse_head`]).
-    Beyond(u64),
+    /// The headers the plan needs (the program header table, the
+    /// interpreter path) lie outside the bytes given, at `[from, to)`
+    /// inside the file (at most [`MAX_PHDR_TABLE`] or
+    /// [`MAX_INTERP_PATH`] bytes): read them and ask again
+    /// ([`parse_parts`]).
+    Beyond(u64, u64),
 }
 
 impl fmt::Display for ElfError {
@@ -87,7 +89,7 @@ impl fmt::Display for ElfError {
             ElfError::NoSegments => f.write_str("no loadable segment"),
             ElfError::BadEntry(e) => write!(f, "entry point {e:#x} is not in an executable segment"),
             ElfError::TooBig(n) => write!(f, "image spans {n:#x} bytes"),
-            ElfError::Beyond(end) => write!(f, "the headers reach byte {end:#x}, past the bytes read"),
+            ElfError::Beyond(from, to) => write!(f, "the headers at [{from:#x}, {to:#x}) were not read"),
         }
     }
 }
@@ -138,11 +140,31 @@ pub struct ExecImage {
     pub interpreter: Option<Vec<u8>>,
 }
 
-struct Fields<'a>(&'a [u8]);
+/// Largest program header table taken (Linux's limit: a larger one is
+/// ENOEXEC there too).
+pub const MAX_PHDR_TABLE: u64 = 65536;
+
+/// The bytes of a file that were read: its first bytes (`head`) and
+/// pieces at other offsets.
+struct Fields<'a> {
+    head: &'a [u8],
+    parts: &'a [(u64, &'a [u8])],
+}
 
 impl Fields<'_> {
+    /// Bytes `[at, at + len)` of the file, if one piece holds them all.
+    fn bytes(&self, at: u64, len: u64) -> Option<&[u8]> {
+        let end = at.checked_add(len)?;
+        let from = |base: u64, piece: &[u8]| -> Option<usize> {
+            (at >= base && end <= base.checked_add(piece.len() as u64)?).then(|| (at - base) as usize)
+        };
+        if let Some(i) = from(0, self.head) {
+            return self.head.get(i..i + len as usize);
+        }
+        self.parts.iter().find_map(|&(base, piece)| from(base, piece).and_then(|i| piece.get(i..i + len as usize)))
+    }
     fn get<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
-        self.0.get(at..at.checked_add(N)?)?.try_into().ok()
+        self.bytes(at as u64, N as u64)?.try_into().ok()
     }
     fn u16(&self, at: usize) -> Option<u16> {
         self.get::<2>(at).map(u16::from_le_bytes)
@@ -158,7 +180,7 @@ impl Fields<'_> {
 /// Checks `file` and plans its loading. `ET_DYN` programs are placed at
 /// [`PIE_BASE`].
 pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
-    parse_at(file, file.len() as u64, PIE_BASE)
+    parse_at(file, &[], file.len() as u64, PIE_BASE)
 }
 
 /// [`parse`] for a file of `file_len` bytes of which `head` holds the
@@ -166,18 +188,24 @@ pub fn parse(file: &[u8]) -> Result<ExecImage, ElfError> {
 /// the same as for the whole file, except `ElfError::Beyond(end)` when the
 /// program header table or the interpreter path reaches past `head`.
 pub fn parse_head(head: &[u8], file_len: u64) -> Result<ExecImage, ElfError> {
-    parse_at(head, file_len, PIE_BASE)
+    parse_at(head, &[], file_len, PIE_BASE)
 }
 
-/// [`parse_interpreter`] for the first bytes of a file (see [`parse_head`]).
-pub fn parse_interpreter_head(head: &[u8], file_len: u64) -> Result<ExecImage, ElfError> {
-    check_interpreter(parse_at(head, file_len, INTERP_BASE)?)
+/// [`parse_head`] with more pieces of the file read: `(offset, bytes)`
+/// (what earlier `ElfError::Beyond` answers asked for).
+pub fn parse_parts(head: &[u8], parts: &[(u64, &[u8])], file_len: u64) -> Result<ExecImage, ElfError> {
+    parse_at(head, parts, file_len, PIE_BASE)
+}
+
+/// [`parse_interpreter`] for pieces of a file (see [`parse_parts`]).
+pub fn parse_interpreter_parts(head: &[u8], parts: &[(u64, &[u8])], file_len: u64) -> Result<ExecImage, ElfError> {
+    check_interpreter(parse_at(head, parts, file_len, INTERP_BASE)?)
 }
 
 /// Checks a program interpreter and plans its loading at [`INTERP_BASE`]
 /// (it must be `ET_DYN` and must not name an interpreter itself).
 pub fn parse_interpreter(file: &[u8]) -> Result<ExecImage, ElfError> {
-    check_interpreter(parse_at(file, file.len() as u64, INTERP_BASE)?)
+    check_interpreter(parse_at(file, &[], file.len() as u64, INTERP_BASE)?)
 }
 
 fn check_interpreter(image: ExecImage) -> Result<ExecImage, ElfError> {
@@ -189,8 +217,8 @@ fn check_interpreter(image: ExecImage) -> Result<ExecImage, ElfError> {
 
 /// `file`: the file's first bytes (all of it, or at least the first 64
 /// when it has them); `file_len`: its size.
-fn parse_at(file: &[u8], file_len: u64, dyn_base: u64) -> Result<ExecImage, ElfError> {
-    let f = Fields(file);
+fn parse_at(file: &[u8], parts: &[(u64, &[u8])], file_len: u64, dyn_base: u64) -> Result<ExecImage, ElfError> {
+    let f = Fields { head: file, parts };
     let file_len = file_len.max(file.len() as u64);
     if file.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) || file.len() < 64 {
         return Err(ElfError::NotElf64);
@@ -214,9 +242,10 @@ fn parse_at(file: &[u8], file_len: u64, dyn_base: u64) -> Result<ExecImage, ElfE
     }
     let table_end = u64::from(phent).checked_mul(u64::from(phnum)).and_then(|n| n.checked_add(phoff));
     match table_end {
-        Some(end) if end <= file.len() as u64 => {}
-        Some(end) if end <= file_len => return Err(ElfError::Beyond(end)),
-        _ => return Err(ElfError::Truncated("program header table")),
+        Some(end) if end > file_len || end - phoff > MAX_PHDR_TABLE => return Err(ElfError::Truncated("program header table")),
+        Some(end) if f.bytes(phoff, end - phoff).is_none() => return Err(ElfError::Beyond(phoff, end)),
+        Some(_) => {}
+        None => return Err(ElfError::Truncated("program header table")),
     }
     let mut segments = Vec::new();
     let mut phdr = 0;
@@ -233,11 +262,10 @@ fn parse_at(file: &[u8], file_len: u64, dyn_base: u64) -> Result<ExecImage, ElfE
         match p_type {
             PT_INTERP => {
                 let end = offset.checked_add(file_size).ok_or(ElfError::BadInterpreter)?;
-                if end > file.len() as u64 && end <= file_len && file_size <= MAX_INTERP_PATH as u64 {
-                    return Err(ElfError::Beyond(end));
+                if end > file_len || file_size > MAX_INTERP_PATH as u64 {
+                    return Err(ElfError::BadInterpreter);
                 }
-                let path = file.get(usize::try_from(offset).ok().ok_or(ElfError::BadInterpreter)?..usize::try_from(end).ok().ok_or(ElfError::BadInterpreter)?)
-                    .ok_or(ElfError::BadInterpreter)?;
+                let path = f.bytes(offset, file_size).ok_or(ElfError::Beyond(offset, end))?;
                 // NUL-terminated (the last byte, as Linux checks); the path
                 // is the C string up to the first NUL.
                 let name = path.split(|&b| b == 0).next().unwrap_or(&[]);

@@ -264,15 +264,17 @@ fn script_lines_read_as_linux_reads_them() {
 }
 
 /// Parses `file` from its first `cut` bytes as a loader does: on
-/// `Beyond(end)`, with `end` bytes.
+/// `Beyond(from, to)`, with those bytes read too.
 fn parse_from_head(file: &[u8], cut: usize, interpreter: bool) -> Result<ExecImage, ElfError> {
-    let mut head = &file[..cut.min(file.len())];
+    let head = &file[..cut.min(file.len())];
+    let mut parts: Vec<(u64, &[u8])> = Vec::new();
     loop {
-        let result = if interpreter { parse_interpreter_head(head, file.len() as u64) } else { parse_head(head, file.len() as u64) };
+        let result = if interpreter { parse_interpreter_parts(head, &parts, file.len() as u64) } else { parse_parts(head, &parts, file.len() as u64) };
         match result {
-            Err(ElfError::Beyond(end)) => {
-                assert!(end as usize > head.len() && end as usize <= file.len(), "Beyond({end}) with {} of {} bytes", head.len(), file.len());
-                head = &file[..end as usize];
+            Err(ElfError::Beyond(from, to)) => {
+                assert!(from < to && to as usize <= file.len() && to - from <= MAX_PHDR_TABLE.max(MAX_INTERP_PATH as u64), "Beyond({from}, {to}) of {} bytes", file.len());
+                assert!(parts.len() < 4, "asked again for {from}..{to}");
+                parts.push((from, &file[from as usize..to as usize]));
             }
             other => return other,
         }
@@ -306,7 +308,15 @@ fn the_first_bytes_plan_what_the_whole_file_plans() {
     let mut far = good();
     far.resize(0x5000, 0);
     far[32..40].copy_from_slice(&0x4000u64.to_le_bytes());
-    assert_eq!(parse_head(&far[..0x1000], far.len() as u64), Err(ElfError::Beyond(0x4000 + 3 * 56)));
+    assert_eq!(parse_head(&far[..0x1000], far.len() as u64), Err(ElfError::Beyond(0x4000, 0x4000 + 3 * 56)));
+    // The headers of a large file near its end: only they are read.
+    let mut big = good();
+    big.resize(64 << 20, 0);
+    let at = (64 << 20) - 3 * 56;
+    big.copy_within(64..64 + 3 * 56, at);
+    big[32..40].copy_from_slice(&(at as u64).to_le_bytes());
+    assert_eq!(parse_from_head(&big, 0x1000, false), parse(&big));
+    assert!(parse(&big).is_ok());
     far[32..40].copy_from_slice(&0x4ff0u64.to_le_bytes());
     assert_eq!(parse_head(&far[..0x1000], far.len() as u64), Err(ElfError::Truncated("program header table")));
 }

@@ -245,6 +245,22 @@ pub struct CellFs {
     /// Counts changes to file contents (a copy made while one happened is
     /// not kept).
     changes: AtomicU64,
+    /// Names this mount in the page cache ([`Node::cache_id`]): never
+    /// given to another mount, unlike the mount's address, which the next
+    /// mount may get once this one is freed (its pages would then serve
+    /// that mount's files of the same inode number, size and times).
+    cache_id: usize,
+}
+
+/// The next mount's [`CellFs::cache_id`].
+static NEXT_CACHE_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
+
+impl Drop for CellFs {
+    fn drop(&mut self) {
+        // No node of it is left (each holds the mount), so no mapping
+        // holds its pages: they can never be found again.
+        crate::pagecache::forget_fs(self.cache_id);
+    }
 }
 
 /// Holds a mount's state; wakes the next waiter when dropped.
@@ -440,6 +456,7 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         gone: AtomicBool::new(false),
         snapshots: SpinLock::new(BTreeMap::new()),
         changes: AtomicU64::new(0),
+        cache_id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
     });
     fs.request(Request::Mount { write: !read_only, now: now(), options: options.into() })?;
     let root = fs.stat(info.root)?;
@@ -530,7 +547,7 @@ impl CellFs {
         let orphans = core::mem::take(&mut *self.orphans.lock());
         for ino in orphans {
             self.contents_change(ino);
-            crate::pagecache::forget(self as *const Self as usize, ino);
+            crate::pagecache::forget(self.cache_id, ino);
             if let Err(e) = self.run_in(st, &Request::Release { ino, now: now() }) {
                 log::warn!("{}: inode {ino} not freed: {e:?}", self.source);
             }
@@ -751,7 +768,7 @@ impl Node for CellNode {
     /// one): the page cache names the file by mount and inode, and
     /// `release_orphans` tells it when the inode is freed.
     fn cache_id(&self) -> Option<(usize, u64)> {
-        Some((Arc::as_ptr(&self.fs) as usize, self.ino))
+        Some((self.fs.cache_id, self.ino))
     }
 
     fn kind(&self) -> FileType {

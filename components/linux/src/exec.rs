@@ -70,7 +70,7 @@ pub fn load_path(
     let mut argv = argv;
     let mut file_path = path.to_vec();
     for _ in 0..=MAX_SCRIPT_DEPTH {
-        let mut program = crate::fs::open_executable(fs, &file_path, &who)?;
+        let program = crate::fs::open_executable(fs, &file_path, &who)?;
         match tessera_elf::script_interpreter(&program.head) {
             None => {
                 // The ELF file that runs decides set-id (a script's own
@@ -78,7 +78,7 @@ pub fn load_path(
                 let credentials = credentials.after_exec(&program.meta);
                 let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
                 let exe = program.path.clone();
-                let loaded = load(&mut program, &refs, envp, path, fs, &who, credentials.aux_ids())?;
+                let loaded = load(&program, &refs, envp, path, fs, &who, credentials.aux_ids())?;
                 return Ok(Program { loaded, exe, argv, credentials });
             }
             Some(Err(())) => return Err(Errno::ENOEXEC),
@@ -144,16 +144,25 @@ fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, progr
     Ok(())
 }
 
-/// Plans `program` from its first bytes, reading more while its headers
-/// reach past them (`ElfError::Beyond`).
-fn plan(
-    program: &mut crate::fs::Executable,
-    parse: fn(&[u8], u64) -> Result<tessera_elf::ExecImage, ElfError>,
-) -> Result<Result<tessera_elf::ExecImage, ElfError>, Errno> {
+/// `tessera_elf::parse_parts` or `parse_interpreter_parts`.
+type ParseParts = fn(&[u8], &[(u64, &[u8])], u64) -> Result<tessera_elf::ExecImage, ElfError>;
+
+/// Plans `program` from its first bytes, reading the pieces its headers
+/// ask for when they lie further (`ElfError::Beyond`: the program header
+/// table (64 KiB at most) or the interpreter path (4 KiB), wherever
+/// they are in the file; never the bytes between).
+fn plan(program: &crate::fs::Executable, parse: ParseParts) -> Result<Result<tessera_elf::ExecImage, ElfError>, Errno> {
+    let mut parts: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
-        match parse(&program.head, program.len) {
-            Err(ElfError::Beyond(end)) if end > program.head.len() as u64 && end <= program.len => program.read_head(end)?,
-            Err(ElfError::Beyond(_)) => return Ok(Err(ElfError::Truncated("headers"))),
+        let view: Vec<(u64, &[u8])> = parts.iter().map(|(at, bytes)| (*at, bytes.as_slice())).collect();
+        match parse(&program.head, &view, program.len) {
+            // Two pieces at most (the table, the path); each is asked for once.
+            Err(ElfError::Beyond(from, to)) if parts.len() < 2 && to > from && to <= program.len && !parts.iter().any(|(at, _)| *at == from) => {
+                let mut piece = alloc::vec![0u8; (to - from).min(tessera_elf::MAX_PHDR_TABLE.max(tessera_elf::MAX_INTERP_PATH as u64)) as usize];
+                program.read_exact_at(from, &mut piece)?;
+                parts.push((from, piece));
+            }
+            Err(ElfError::Beyond(..)) => return Ok(Err(ElfError::Truncated("headers"))),
             result => return Ok(result),
         }
     }
@@ -185,7 +194,7 @@ fn add_uncovered(
 /// `cwd`), which starts first and is told where the program is
 /// (`AT_PHDR`, `AT_ENTRY`) and where it is itself (`AT_BASE`).
 pub fn load(
-    program: &mut crate::fs::Executable,
+    program: &crate::fs::Executable,
     argv: &[&[u8]],
     envp: &[&[u8]],
     execfn: &[u8],
@@ -193,7 +202,7 @@ pub fn load(
     who: &tessera_vfs::Identity,
     ids: AuxIds,
 ) -> Result<Loaded, Errno> {
-    let image = plan(program, tessera_elf::parse_head)?.map_err(|e| match e {
+    let image = plan(program, tessera_elf::parse_parts)?.map_err(|e| match e {
         ElfError::TooBig(_) => Errno::ENOMEM,
         _ => Errno::ENOEXEC,
     })?;
@@ -201,13 +210,13 @@ pub fn load(
     map_segments(&mut memory, &image, program)?;
     let (start, base) = match &image.interpreter {
         Some(path) => {
-            let mut ld = crate::fs::open_executable(fs, path, who)?;
+            let ld = crate::fs::open_executable(fs, path, who)?;
             // Linux reads the interpreter's ELF header first: a shorter
             // file is EIO, a wrong one ELIBBAD.
             if ld.len < 64 {
                 return Err(Errno::EIO);
             }
-            let ld_image = plan(&mut ld, tessera_elf::parse_interpreter_head)?.map_err(|e| match e {
+            let ld_image = plan(&ld, tessera_elf::parse_interpreter_parts)?.map_err(|e| match e {
                 ElfError::TooBig(_) => Errno::ENOMEM,
                 _ => Errno::ELIBBAD,
             })?;

@@ -101,6 +101,19 @@ pub fn forget(fs: usize, ino: u64) {
     drop(removed);
 }
 
+/// A file system with [`Node::cache_id`]s went (its id is never used
+/// again): its pages go.
+pub fn forget_fs(fs: usize) {
+    let removed: vec::Vec<Entry> = {
+        let mut cache = CACHE.lock();
+        let first = ((1u8, fs, 0u64), 0u64);
+        let last = ((1u8, fs, u64::MAX), u64::MAX);
+        let keys: vec::Vec<(FileKey, u64)> = cache.pages.range(first..=last).map(|(&k, _)| k).collect();
+        keys.into_iter().filter_map(|k| cache.pages.remove(&k)).collect()
+    };
+    drop(removed);
+}
+
 impl Cache {
     /// Removes entries of deleted files, and every entry no mapping holds
     /// when there are more than [`KEEP_UNMAPPED`] (or `all`). The removed

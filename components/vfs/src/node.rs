@@ -184,8 +184,9 @@ pub trait Node: Send + Sync {
 
     /// A name for the file that outlives this node, for file systems
     /// that make a new node each time a file is looked up again (a file
-    /// system in a cell): an id of the mounted file system (unique while
-    /// it is mounted) and the inode number. The page cache keys such a
+    /// system in a cell): an id of the mounted file system (never given
+    /// to another one: not its address, which a later mount may get) and
+    /// the inode number. The page cache keys such a
     /// file's pages by it, so that they serve the next user of the file
     /// too; the file system must call the cache's `forget` when it frees
     /// the inode. `None` (the default): the node lives as long as the file
