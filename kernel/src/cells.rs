@@ -847,6 +847,12 @@ fn restart_links_fresh_statics() -> Result<(), String> {
     Ok(())
 }
 
+/// What the probe's `calls()` does, as a plain (not inlined) function.
+#[inline(never)]
+fn plain_calls(counter: &core::sync::atomic::AtomicU64) -> u64 {
+    counter.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// `tessera.cellbench`: the cost of a call through a slot and the
 /// boundary (the probe's `calls()`, which does next to nothing), printed
 /// for `make bench`. A measurement, not a test.
@@ -863,6 +869,28 @@ pub fn call_benchmark() {
         }
         let ns = (framekernel::time::now_ns() - started) / CALLS;
         println!("cellbench call: round {round}: {ns} ns per slot call ({CALLS} calls)");
+    }
+    // Beside it: the same call through the boundary alone (inside one
+    // slot call, so without the gate) and the same work as a plain call.
+    for round in 0..3 {
+        let started = framekernel::time::now_ns();
+        let crossed = slot.call(false, |instance| {
+            for _ in 0..CALLS {
+                instance.call((), |p, ()| p.calls())?;
+            }
+            Ok(())
+        });
+        let boundary = (framekernel::time::now_ns() - started) / CALLS;
+        let counter = core::sync::atomic::AtomicU64::new(0);
+        let started = framekernel::time::now_ns();
+        for _ in 0..CALLS {
+            core::hint::black_box(plain_calls(core::hint::black_box(&counter)));
+        }
+        let direct = (framekernel::time::now_ns() - started) / CALLS;
+        match crossed {
+            Ok(()) => println!("cellbench direct: round {round}: {boundary} ns per call through the boundary alone, {direct} ns per plain function call"),
+            Err(e) => println!("cellbench direct: round {round}: the boundary calls failed: {e}"),
+        }
     }
     every_processor_benchmark(&slot);
 }

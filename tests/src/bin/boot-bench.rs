@@ -267,6 +267,24 @@ fn cell_call_figures() {
     } else {
         println!("  call through a slot and the boundary (probe calls()): median {:.0} ns over {} rounds", median(per_call.clone()), per_call.len());
     }
+    // The same call through the boundary alone, and as a plain call.
+    let direct: Vec<(f64, f64)> = output
+        .lines()
+        .filter(|l| l.starts_with("cellbench direct:"))
+        .filter_map(|l| {
+            let rest = l.split(": ").nth(2)?;
+            let boundary = rest.split_whitespace().next()?.parse().ok()?;
+            let plain = rest.split(", ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            Some((boundary, plain))
+        })
+        .collect();
+    if !direct.is_empty() {
+        println!(
+            "  the same through the boundary alone (no slot gate): median {:.0} ns; as a plain function call: median {:.0} ns",
+            median(direct.iter().map(|d| d.0).collect()),
+            median(direct.iter().map(|d| d.1).collect())
+        );
+    }
     // With four processors calling the same slot at once, then swapping it
     // while they go on.
     for line in output.lines().filter(|l| l.starts_with("cellbench call all:")) {
