@@ -237,6 +237,9 @@ pub struct CellFs {
     /// Inodes without names whose last user went: freed at the next
     /// operation.
     orphans: SpinLock<Vec<u64>>,
+    /// Set while `orphans` is not empty (changed under its lock), so that
+    /// an operation with none to free does not take the lock.
+    has_orphans: AtomicBool,
     gone: AtomicBool,
     /// Whole-file copies handed to `exec` and still in use, by inode: the
     /// next exec of an unchanged program shares the copy (as the kernel's
@@ -453,6 +456,7 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         waiters: tessera_sched::WaitQueue::new(),
         nodes: SpinLock::new(BTreeMap::new()),
         orphans: SpinLock::new(Vec::new()),
+        has_orphans: AtomicBool::new(false),
         gone: AtomicBool::new(false),
         snapshots: SpinLock::new(BTreeMap::new()),
         changes: AtomicU64::new(0),
@@ -544,7 +548,16 @@ impl CellFs {
     }
 
     fn release_orphans(&self, st: &mut State) {
-        let orphans = core::mem::take(&mut *self.orphans.lock());
+        // (An orphan pushed right after this look is freed at the next
+        // operation, as one pushed right after the take below is.)
+        if !self.has_orphans.load(Ordering::Acquire) {
+            return;
+        }
+        let orphans = {
+            let mut listed = self.orphans.lock();
+            self.has_orphans.store(false, Ordering::Release);
+            core::mem::take(&mut *listed)
+        };
         for ino in orphans {
             self.contents_change(ino);
             crate::pagecache::forget(self.cache_id, ino);
@@ -729,7 +742,9 @@ pub struct CellNode {
 impl Drop for CellNode {
     fn drop(&mut self) {
         if self.orphan.load(Ordering::Relaxed) {
-            self.fs.orphans.lock().push(self.ino);
+            let mut listed = self.fs.orphans.lock();
+            listed.push(self.ino);
+            self.fs.has_orphans.store(true, Ordering::Release);
         }
         let mut nodes = self.fs.nodes.lock();
         if nodes.get(&self.ino).is_some_and(|w| w.strong_count() == 0) {
