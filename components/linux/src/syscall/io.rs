@@ -32,7 +32,16 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
         _ => false,
     };
     let interrupted = p.interrupt_check();
-    read_to_user(p, buf, count, whole, |data, _| file.read(data, &interrupted))
+    // A buffer that runs into a page it cannot write still takes what a
+    // pipe or stream socket holds when that fits before the page (Linux
+    // copies only the bytes there are); more than fits is EFAULT.
+    let fits = |room: u64| {
+        let ready = file.as_pipe().map(|pipe| pipe.available() as u64)
+            .or_else(|| file.as_unix_socket().and_then(|s| s.pending().ok()).map(|n| n as u64))
+            .or_else(|| file.as_inet_socket().map(|s| u64::from(s.pending())));
+        ready.is_some_and(|ready| ready <= room)
+    };
+    read_to_user_fitting(p, buf, count, whole, &fits, |data, _| file.read(data, &interrupted))
 }
 
 /// Takes the thread's bounce buffer, at least `len` bytes long (grown
@@ -58,6 +67,20 @@ pub(super) fn read_to_user(
     buf: u64,
     count: u64,
     whole: bool,
+    step: impl FnMut(&mut [u8], u64) -> SysResult,
+) -> SysResult {
+    read_to_user_fitting(p, buf, count, whole, &|_| false, step)
+}
+
+/// [`read_to_user`]; when not `whole` and the buffer runs into a page that
+/// cannot be written `room` bytes on, the read takes at most `room` bytes
+/// if `fits(room)` (what the file holds fits), else fails with EFAULT.
+fn read_to_user_fitting(
+    p: &mut Process,
+    buf: u64,
+    count: u64,
+    whole: bool,
+    fits: &dyn Fn(u64) -> bool,
     mut step: impl FnMut(&mut [u8], u64) -> SysResult,
 ) -> SysResult {
     let mut done = 0u64;
@@ -68,7 +91,7 @@ pub(super) fn read_to_user(
         // the bytes up to a page that cannot be written, as Linux's does;
         // a pipe or socket fails with EFAULT and keeps its data.
         let room = match p.memory.prepare_write(at, len as u64) {
-            Ok(room) if room < len as u64 && !whole => Err(Errno::EFAULT),
+            Ok(room) if room < len as u64 && !whole && !fits(room) => Err(Errno::EFAULT),
             result => result,
         };
         let len = match room {
