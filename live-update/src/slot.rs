@@ -492,11 +492,17 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.drained.wait_until(|| (self.in_flight.load(Ordering::SeqCst) == 0).then_some(()));
     }
 
-    /// Waits (a bounded while) until nobody holds the instance behind
-    /// `instance` any more: a call that passed the gate may still hold a
-    /// handle for a moment after it left, and the instance's device claims
-    /// end only with its last handle.
-    fn wait_dropped(&self, instance: &Weak<Instance<T>>) {
+    /// Lets go of the instance a swap or restart replaces, before the new
+    /// one starts (it claims the same device): a fault recorded against it
+    /// is moot and dropped, then this waits (a bounded while) until nobody
+    /// holds the instance any more: a call that passed the gate may still
+    /// hold a handle for a moment after it left, and the instance's device
+    /// claims end only with its last handle.
+    fn retire(&self, old: Option<Active<T>>) {
+        drop(self.pending_fault.lock().take());
+        let Some(old) = old else { return };
+        let instance = Arc::downgrade(&old.instance);
+        drop(old);
         let since = time::now_ns();
         while instance.strong_count() > 0 {
             if time::now_ns().saturating_sub(since) > RELEASE_WAIT_NS {
@@ -715,14 +721,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             },
             _ => None,
         };
-        // The old instance goes before the new one starts (the new one
-        // claims the same device): a fault recorded against it is moot.
-        drop(self.pending_fault.lock().take());
-        let old_instance = old.as_ref().map(|a| Arc::downgrade(&a.instance));
-        drop(old);
-        if let Some(old_instance) = old_instance {
-            self.wait_dropped(&old_instance);
-        }
+        self.retire(old);
         let result = match self.start_with_state(&entry, new_code, state.as_deref()) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
@@ -778,13 +777,8 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             return Err(SlotError::Busy);
         }
         self.close_and_drain();
-        drop(self.pending_fault.lock().take());
         let old = self.active.lock().take();
-        let old_instance = old.as_ref().map(|a| Arc::downgrade(&a.instance));
-        drop(old);
-        if let Some(old_instance) = old_instance {
-            self.wait_dropped(&old_instance);
-        }
+        self.retire(old);
         let result = self.start(&entry, code).map(|(instance, code)| {
             entry.restarts.fetch_add(1, Ordering::Relaxed);
             self.restarts.fetch_add(1, Ordering::Relaxed);

@@ -208,16 +208,26 @@ fn stack_limits() {
     assert_eq!(word(&empty.bytes, empty.sp, empty.sp), 0, "argc 0");
 }
 
-#[test]
-fn dynamic_programs_name_their_interpreter() {
-    let path = b"/lib64/ld-linux-x86-64.so.2\0";
+/// The interpreter path of [`dynamic`], with its NUL.
+const INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2\0";
+
+/// A position-independent program naming [`INTERP`] (at 0x800) as its
+/// interpreter.
+fn dynamic() -> Vec<u8> {
     let mut file = elf(
         ET_DYN,
         0x1000,
-        &[Ph { kind: PT_INTERP, flags: 4, offset: 0x800, vaddr: 0x800, file_size: path.len() as u64, mem_size: path.len() as u64 }, load(5, 0x1000, 0x1000, 0x100, 0x100)],
+        &[Ph { kind: PT_INTERP, flags: 4, offset: 0x800, vaddr: 0x800, file_size: INTERP.len() as u64, mem_size: INTERP.len() as u64 }, load(5, 0x1000, 0x1000, 0x100, 0x100)],
         0x2000,
     );
-    file[0x800..0x800 + path.len()].copy_from_slice(path);
+    file[0x800..0x800 + INTERP.len()].copy_from_slice(INTERP);
+    file
+}
+
+#[test]
+fn dynamic_programs_name_their_interpreter() {
+    let path = INTERP;
+    let file = dynamic();
     let image = parse(&file).unwrap();
     assert_eq!(image.interpreter.as_deref(), Some(&path[..path.len() - 1]));
     assert_eq!(image.load_bias, PIE_BASE);
@@ -283,14 +293,7 @@ fn parse_from_head(file: &[u8], cut: usize, interpreter: bool) -> Result<ExecIma
 
 #[test]
 fn the_first_bytes_plan_what_the_whole_file_plans() {
-    let path = b"/lib64/ld-linux-x86-64.so.2\0";
-    let mut dynamic = elf(
-        ET_DYN,
-        0x1000,
-        &[Ph { kind: PT_INTERP, flags: 4, offset: 0x800, vaddr: 0x800, file_size: path.len() as u64, mem_size: path.len() as u64 }, load(5, 0x1000, 0x1000, 0x100, 0x100)],
-        0x2000,
-    );
-    dynamic[0x800..0x800 + path.len()].copy_from_slice(path);
+    let dynamic = dynamic();
     let mut far_table = good();
     far_table.resize(0x5000, 0);
     far_table.copy_within(64..64 + 3 * 56, 0x4000);

@@ -241,9 +241,10 @@ pub struct CellFs {
     /// an operation with none to free does not take the lock.
     has_orphans: AtomicBool,
     gone: AtomicBool,
-    /// Whole-file copies handed to `exec` and still in use, by inode: the
-    /// next exec of an unchanged program shares the copy (as the kernel's
-    /// tmpfs shares its file), instead of reading it again.
+    /// Whole-file copies (`Node::snapshot`: the kernel's whole-file reads,
+    /// `fs::read_file`, such as a cell file loaded again) still in use, by
+    /// inode: the next read of an unchanged file shares the copy, instead
+    /// of reading it again.
     snapshots: SpinLock<BTreeMap<u64, Weak<Vec<u8>>>>,
     /// Counts changes to file contents (a copy made while one happened is
     /// not kept).
@@ -961,9 +962,9 @@ impl Node for CellNode {
         }
         let changes = self.fs.changes.load(Ordering::Relaxed);
         let size = self.attr()?.size;
-        // A program file is copied whole (exec): refuse one larger than
-        // half the free memory instead of failing an allocation (a sparse
-        // file may claim terabytes).
+        // The file is copied whole: refuse one larger than half the free
+        // memory instead of failing an allocation (a sparse file may claim
+        // terabytes).
         let free = framekernel::mm::frame_stats().free.saturating_mul(4096);
         if size > free / 2 {
             return Err(FsError::TooBig);

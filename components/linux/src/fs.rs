@@ -77,8 +77,8 @@ pub fn list_dir(path: &str) -> Result<alloc::vec::Vec<String>, Errno> {
 pub struct Executable {
     /// Its first bytes: [`EXEC_HEAD`] of them (all of a shorter file).
     /// Exec reads no more of the file than that and the headers that lie
-    /// further (a page each, read apart): the segments show the page
-    /// cache, filled as the program touches its pages.
+    /// further (read apart): the segments show the page cache, filled as
+    /// the program touches its pages.
     pub head: alloc::vec::Vec<u8>,
     /// Its size when it was opened.
     pub len: u64,
@@ -97,50 +97,25 @@ pub struct Executable {
 pub const EXEC_HEAD: u64 = 4096;
 
 impl Executable {
-    /// Reads `buf.len()` bytes at `offset`; EIO when the file ends first
-    /// (it shrank since it was opened).
+    /// Reads `buf.len()` bytes at `offset` as read(2) would; EIO when the
+    /// file ends first (it shrank since it was opened).
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        read_exact_at(&self.node, offset, buf)
-    }
-
-    /// Makes `head` hold the first `len` bytes (at most the whole file).
-    /// ENOMEM when the kernel cannot hold them (the headers of a large
-    /// sparse file may lie near its end): the growth is fallible, and
-    /// in place (no second copy).
-    pub fn read_head(&mut self, len: u64) -> Result<(), Errno> {
-        let len = usize::try_from(len.min(self.len)).map_err(|_| Errno::ENOMEM)?;
-        let have = self.head.len();
-        if len <= have {
-            return Ok(());
-        }
-        self.head.try_reserve_exact(len - have).map_err(|_| Errno::ENOMEM)?;
-        self.head.resize(len, 0);
-        let read = read_exact_at(&self.node, have as u64, self.head.get_mut(have..).unwrap_or_default());
-        if read.is_err() {
-            self.head.truncate(have);
-        }
-        read
-    }
-}
-
-/// Reads `buf.len()` bytes of `node` at `offset` as read(2) would; EIO
-/// when the file ends first (it shrank since it was opened).
-fn read_exact_at(node: &NodeRef, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    let mut done = 0usize;
-    while let Some(rest) = buf.get_mut(done..).filter(|rest| !rest.is_empty()) {
-        let at = offset.checked_add(done as u64).ok_or(Errno::EIO)?;
-        match node.read_at(at, rest)? {
-            0 => return Err(Errno::EIO),
-            n => {
-                // What read(2) gives: a shared mapping's stores the file
-                // does not have yet show (the segments' other pages are
-                // those cached pages themselves).
-                crate::pagecache::read(node, at, rest.get_mut(..n).unwrap_or_default());
-                done += n;
+        let mut done = 0usize;
+        while let Some(rest) = buf.get_mut(done..).filter(|rest| !rest.is_empty()) {
+            let at = offset.checked_add(done as u64).ok_or(Errno::EIO)?;
+            match self.node.read_at(at, rest)? {
+                0 => return Err(Errno::EIO),
+                n => {
+                    // What read(2) gives: a shared mapping's stores the
+                    // file does not have yet show (the segments' other
+                    // pages are those cached pages themselves).
+                    crate::pagecache::read(&self.node, at, rest.get_mut(..n).unwrap_or_default());
+                    done += n;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The program at `path` (from the process's current directory, under its
@@ -155,7 +130,9 @@ pub fn open_executable(fs: &Fs, path: &[u8], who: &tessera_vfs::Identity) -> Res
         return Err(Errno::EACCES);
     }
     let mut program = Executable { head: alloc::vec::Vec::new(), len: meta.size, path: location.path(), meta, node: location.node().clone() };
-    program.read_head(EXEC_HEAD)?;
+    let mut head = alloc::vec![0u8; program.len.min(EXEC_HEAD) as usize];
+    program.read_exact_at(0, &mut head)?;
+    program.head = head;
     Ok(program)
 }
 

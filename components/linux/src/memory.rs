@@ -1092,18 +1092,14 @@ impl AddressSpace {
         let mut page = page_down(addr);
         let access = if write { Access::Write } else { Access::Read };
         while page < end {
-            match self.populate(page, access) {
-                Populate::Ok => {}
-                Populate::BadAccess | Populate::BusError => return Err(Errno::EFAULT),
-                Populate::NoMemory => return Err(Errno::ENOMEM),
-            }
+            self.fault_in(page, access)?;
             page += PAGE;
         }
         Ok(())
     }
 
-    /// Backs the page holding `addr` for `access` (after a user copy
-    /// faulted there), or says why it cannot be.
+    /// Backs the page holding `addr` for `access` (as a fault there from
+    /// the program would), or says why it cannot be.
     fn fault_in(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
         match self.populate(page_down(addr), access) {
             Populate::Ok => Ok(()),
@@ -1190,9 +1186,6 @@ impl AddressSpace {
                 }
             }
             page = page.saturating_add(PAGE);
-            if page == u64::MAX {
-                break;
-            }
         }
         Ok(end - addr)
     }

@@ -52,8 +52,6 @@ struct Entry {
     /// The file (weakly: the cache does not keep a deleted file; while
     /// the entry exists the node's address, the key, is not reused).
     node: Weak<dyn Node>,
-    /// Keyed by the file's `cache_id`: usable after its node went.
-    lasting: bool,
     frame: Arc<Frame>,
     stamp: Stamp,
 }
@@ -63,10 +61,16 @@ impl Entry {
         Arc::strong_count(&self.frame) > 1
     }
 
-    /// Usable for a file that looks like `stamp` now.
-    fn fresh(&self, stamp: Stamp) -> bool {
-        self.mapped() || (self.stamp == stamp && (self.lasting || self.node.strong_count() > 0))
+    /// Usable, as the entry of `key`, for a file that looks like `stamp` now.
+    fn fresh(&self, key: FileKey, stamp: Stamp) -> bool {
+        self.mapped() || (self.stamp == stamp && (lasting(key) || self.node.strong_count() > 0))
     }
+}
+
+/// Keyed by the file's [`Node::cache_id`]: the entry stays usable after
+/// the node went.
+fn lasting(key: FileKey) -> bool {
+    key.0 == 1
 }
 
 /// Names a file: `(0, node address, 0)`, or `(1, file-system id, inode)`
@@ -92,22 +96,20 @@ fn node_key(node: &NodeRef) -> FileKey {
 /// ino)`): its pages no mapping holds go, and the others are never found
 /// again (a new file may get the inode number).
 pub fn forget(fs: usize, ino: u64) {
-    let key = (1, fs, ino);
-    let removed: vec::Vec<Entry> = {
-        let mut cache = CACHE.lock();
-        let indexes: vec::Vec<u64> = cache.pages.range((key, 0)..=(key, u64::MAX)).map(|(&(_, index), _)| index).collect();
-        indexes.into_iter().filter_map(|index| cache.pages.remove(&(key, index))).collect()
-    };
-    drop(removed);
+    remove_range(((1, fs, ino), 0), ((1, fs, ino), u64::MAX));
 }
 
 /// A file system with [`Node::cache_id`]s went (its id is never used
 /// again): its pages go.
 pub fn forget_fs(fs: usize) {
+    remove_range(((1, fs, 0), 0), ((1, fs, u64::MAX), u64::MAX));
+}
+
+/// Removes the entries with keys in `first..=last`; their frames go
+/// after the lock.
+fn remove_range(first: (FileKey, u64), last: (FileKey, u64)) {
     let removed: vec::Vec<Entry> = {
         let mut cache = CACHE.lock();
-        let first = ((1u8, fs, 0u64), 0u64);
-        let last = ((1u8, fs, u64::MAX), u64::MAX);
         let keys: vec::Vec<(FileKey, u64)> = cache.pages.range(first..=last).map(|(&k, _)| k).collect();
         keys.into_iter().filter_map(|k| cache.pages.remove(&k)).collect()
     };
@@ -124,7 +126,7 @@ impl Cache {
         let gone: vec::Vec<(FileKey, u64)> = self
             .pages
             .iter()
-            .filter(|(_, e)| !e.mapped() && (drop_unmapped || (!e.lasting && e.node.strong_count() == 0)))
+            .filter(|((file, _), e)| !e.mapped() && (drop_unmapped || (!lasting(*file) && e.node.strong_count() == 0)))
             .map(|(k, _)| *k)
             .collect();
         let removed = gone.iter().filter_map(|k| self.pages.remove(k)).collect();
@@ -140,7 +142,7 @@ pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
     let stale = {
         let mut cache = CACHE.lock();
         match cache.pages.get(&key) {
-            Some(entry) if entry.fresh(stamp) => return Ok(entry.frame.clone()),
+            Some(entry) if entry.fresh(key.0, stamp) => return Ok(entry.frame.clone()),
             Some(_) => cache.pages.remove(&key),
             None => None,
         }
@@ -155,8 +157,7 @@ pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
         let mut cache = CACHE.lock();
         let removed = if cache.pages.len() >= cache.sweep_at { cache.sweep(false) } else { vec::Vec::new() };
         // Filled while unlocked: another mapper may have been first.
-        let lasting = key.0 .0 == 1;
-        let entry = cache.pages.entry(key).or_insert_with(|| Entry { node: Arc::downgrade(node), lasting, frame: Arc::new(frame), stamp });
+        let entry = cache.pages.entry(key).or_insert_with(|| Entry { node: Arc::downgrade(node), frame: Arc::new(frame), stamp });
         (entry.frame.clone(), removed)
     };
     drop(removed);
@@ -174,7 +175,7 @@ pub fn cached<const N: usize>(node: &NodeRef, first: u64) -> [Option<Arc<Frame>>
     let cache = CACHE.lock();
     for (&(_, index), entry) in cache.pages.range((key, first)..=(key, last)) {
         if let Some(slot) = out.get_mut((index - first) as usize)
-            && entry.fresh(stamp)
+            && entry.fresh(key, stamp)
             && index < stamp.size.div_ceil(PAGE)
         {
             *slot = Some(entry.frame.clone());

@@ -103,8 +103,13 @@ fn read_to_user_fitting(
         let data = buffer.get_mut(..len).unwrap_or_default();
         let n = match step(data, done) {
             Ok(n) => (n as usize).min(len),
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
+            Err(e) => {
+                put_buffer(p, buffer); // kept for the next call
+                if done == 0 {
+                    return Err(e);
+                }
+                break;
+            }
         };
         let copied = p.memory.write(at, data.get(..n).unwrap_or(&[]));
         put_buffer(p, buffer);
