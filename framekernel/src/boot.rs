@@ -111,6 +111,12 @@ unsafe extern "Rust" {
 /// Called from the assembly entry (`arch::boot`) on the boot stack.
 #[unsafe(no_mangle)]
 extern "C" fn framekernel_entry(magic: u64, info_addr: u64) -> ! {
+    // First of all: GS points at the boot processor's block, which
+    // `percpu::this_cpu` (locks, interrupt depth, the current task) reads
+    // from here on. `gdt::init` fills in the rest of the block.
+    if crate::percpu::install(0).is_none() {
+        arch::halt_forever();
+    }
     time::mark_boot();
     console::init_early();
     let parsed = match magic as u32 {

@@ -237,6 +237,7 @@ pub fn in_interrupt() -> bool {
 
 /// How many interrupt handlers are running on this processor (0 outside
 /// interrupts).
+#[inline]
 pub(crate) fn depth() -> u64 {
     crate::percpu::this_cpu().irq_depth.load(Ordering::Relaxed)
 }

@@ -28,8 +28,9 @@ use x86_64::structures::tss::TaskStateSegment;
 pub const MAX_CPUS: usize = 16;
 
 /// One processor's block. Offsets of the first six fields are part of the
-/// assembly contract (`arch::user`, `arch::trap`).
-#[repr(C, align(64))]
+/// assembly contract (`arch::user`, `arch::trap`). Its size is a power of
+/// two, so that `this_cpu` checks an address with one mask (see there).
+#[repr(C, align(1024))]
 pub(crate) struct PerCpu {
     /// 0: the block's own address (what `this_cpu` reads through GS).
     self_address: AtomicU64,
@@ -138,6 +139,7 @@ impl PerCpu {
     }
 
     /// The processor's index (0: the boot processor).
+    #[inline]
     pub(crate) fn index(&self) -> usize {
         let base = BLOCKS.as_ptr() as usize;
         (self as *const Self as usize - base) / core::mem::size_of::<Self>()
@@ -179,8 +181,13 @@ const _: () = assert!(core::mem::offset_of!(PerCpu, current_context) == 24);
 const _: () = assert!(core::mem::offset_of!(PerCpu, tss_rsp0) == 32);
 
 static BLOCKS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
-/// Set once the boot processor's GS base holds its block.
-static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// A block's size, and where its index starts in an offset into `BLOCKS`.
+const BLOCK_SIZE: u64 = core::mem::size_of::<PerCpu>() as u64;
+const BLOCK_SHIFT: u32 = BLOCK_SIZE.trailing_zeros();
+const _: () = assert!(BLOCK_SIZE.is_power_of_two() && MAX_CPUS.is_power_of_two());
+/// The bits an offset into `BLOCKS` may have set to be a block's start:
+/// those of the index alone.
+const BLOCK_INDEX_BITS: u64 = (MAX_CPUS as u64 - 1) << BLOCK_SHIFT;
 
 fn load_pair((bottom, top): &(AtomicU64, AtomicU64)) -> (u64, u64) {
     let top = top.load(Ordering::Acquire);
@@ -194,9 +201,10 @@ pub(crate) fn block(index: usize) -> Option<&'static PerCpu> {
 
 /// Makes block `index` this processor's: its GS base (and the kernel GS
 /// base that `swapgs` exchanges with, which holds the user's value only in
-/// user mode) point at it. Its stacks are recorded already
-/// (`PerCpu::set_stacks`). Called once per processor, first thing, with
-/// interrupts off.
+/// user mode) point at it. Called once per processor, first thing (the
+/// boot processor's at kernel entry, before any code reads its block; an
+/// AP's before it uses its stacks, which the boot processor recorded),
+/// with interrupts off.
 pub(crate) fn install(index: usize) -> Option<&'static PerCpu> {
     use x86_64::VirtAddr;
     use x86_64::instructions::segmentation::{GS, Segment};
@@ -211,35 +219,34 @@ pub(crate) fn install(index: usize) -> Option<&'static PerCpu> {
     unsafe { GS::set_reg(SegmentSelector(0)) };
     GsBase::write(VirtAddr::new(address));
     KernelGsBase::write(VirtAddr::new(0));
-    if index == 0 {
-        INSTALLED.store(true, Ordering::Release);
-    }
     Some(block)
 }
 
-/// This processor's block.
+/// This processor's block (inlined: it runs several times per system
+/// call).
+#[inline]
 pub(crate) fn this_cpu() -> &'static PerCpu {
-    if !INSTALLED.load(Ordering::Acquire) {
-        // Early boot: the boot processor alone runs, and no other
-        // processor starts before this flag is set.
-        return &BLOCKS[0];
-    }
     let address: u64;
     // SAFETY: a plain 8-byte load from `gs:0`. GS holds this processor's
     // block whenever kernel code runs (module documentation), and every
     // processor installs its block before running any code that calls
     // this; the load has no other effect.
     unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) address, options(nostack, readonly, preserves_flags)) };
-    let base = BLOCKS.as_ptr() as u64;
-    let size = core::mem::size_of::<PerCpu>() as u64;
-    let index = address.wrapping_sub(base) / size;
-    match BLOCKS.get(index as usize) {
-        Some(block) if base + index * size == address => block,
+    // A block's start is `BLOCKS` plus an index times the (power of two)
+    // size: an offset with no bit set outside the index's. One test, as
+    // this runs several times per system call.
+    let offset = address.wrapping_sub(BLOCKS.as_ptr() as u64);
+    match BLOCKS.get((offset >> BLOCK_SHIFT) as usize & (MAX_CPUS - 1)) {
+        Some(block) if offset & !BLOCK_INDEX_BITS == 0 => block,
         // Not a block: the GS invariant is broken, and no processor's
         // state may be used for another's.
-        _ => {
-            crate::console::emergency_print(format_args!("\n!!! per-CPU block address {address:#x} is not one of the base's\n"));
-            crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
-        }
+        _ => not_a_block(address),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_block(address: u64) -> ! {
+    crate::console::emergency_print(format_args!("\n!!! per-CPU block address {address:#x} is not one of the base's\n"));
+    crate::arch::qemu::exit(crate::arch::qemu::ExitCode::Failure)
 }

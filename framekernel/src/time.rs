@@ -64,13 +64,26 @@ const SHIFT: u32 = 32;
 
 /// Converts a TSC delta to nanoseconds (0 before calibration).
 pub fn tsc_to_ns(delta: u64) -> u64 {
+    ns_from_tsc(delta)
+}
+
+#[inline]
+fn ns_from_tsc(delta: u64) -> u64 {
     let ns = (u128::from(delta) * u128::from(MULT.load(Ordering::Relaxed))) >> SHIFT;
     u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
 /// Nanoseconds since kernel entry (0 before calibration).
 pub fn now_ns() -> u64 {
-    tsc_to_ns(arch::rdtsc().saturating_sub(BOOT_TSC.load(Ordering::Relaxed)))
+    now_ns_here()
+}
+
+/// [`now_ns`], inlined into the base's own hot paths. The public one
+/// stays a call: inlined into a cell, it would read the base's statics
+/// directly, and a cell may import only the base's functions.
+#[inline]
+pub(crate) fn now_ns_here() -> u64 {
+    ns_from_tsc(arch::rdtsc().saturating_sub(BOOT_TSC.load(Ordering::Relaxed)))
 }
 
 /// Time since kernel entry.

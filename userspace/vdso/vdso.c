@@ -57,30 +57,34 @@ static inline u64 rdtsc_ordered(void)
     return ((u64)hi << 32) | lo;
 }
 
-/* Nanoseconds since boot (realtime: since the epoch) into *ns; 0 when
- * the page cannot answer. */
-static int clock_ns(int realtime, u64 *ns)
+/* Nanoseconds since boot, plus the Unix time at boot where `realtime` is
+ * all ones, into *ns; 0 when the page cannot answer: the clock is not
+ * calibrated, `known` is 0, or the kernel is rewriting the page (the
+ * caller then asks the kernel, whose answer is the reference; the page
+ * changes only when the clock is set, so this is rare).
+ *
+ * Written with one conditional branch on the way in and one on the way
+ * out, inlined into each caller: under an emulator every branch, call and
+ * return ends a translated block, and going from one block to the next
+ * is most of what this costs. */
+static inline __attribute__((always_inline)) int clock_ns(u64 realtime, u32 known, u64 *ns)
 {
     const struct clock_page *page = &__clock_page;
-    for (;;) {
-        u32 seq = page->seq;
-        __asm__ volatile("" ::: "memory");
-        if (seq & 1)
-            continue;
-        if (!(page->flags & CLOCK_READY))
-            return 0;
-        u64 now = rdtsc_ordered();
-        u64 base = page->boot_tsc;
-        u64 delta = now > base ? now - base : 0;
-        u64 t = (u64)(((unsigned __int128)delta * page->mult) >> (page->shift & 63));
-        if (realtime)
-            t += page->realtime_at_boot_ns;
-        __asm__ volatile("" ::: "memory");
-        if (page->seq == seq) {
-            *ns = t;
-            return 1;
-        }
-    }
+    u32 seq = page->seq;
+    u32 flags = page->flags;
+    __asm__ volatile("" ::: "memory");
+    if ((seq & 1) | (~flags & CLOCK_READY) | (known ^ 1))
+        return 0;
+    u64 now = rdtsc_ordered();
+    u64 base = page->boot_tsc;
+    u64 delta = now > base ? now - base : 0;
+    u64 t = (u64)(((unsigned __int128)delta * page->mult) >> (page->shift & 63));
+    t += page->realtime_at_boot_ns & realtime;
+    __asm__ volatile("" ::: "memory");
+    if (page->seq != seq)
+        return 0;
+    *ns = t;
+    return 1;
 }
 
 #define NR_gettimeofday 96
@@ -88,16 +92,17 @@ static int clock_ns(int realtime, u64 *ns)
 #define NR_clock_gettime 228
 #define NR_getcpu 309
 
+/* The clocks the page answers, one bit each: REALTIME (0), MONOTONIC (1),
+ * MONOTONIC_RAW (4), REALTIME_COARSE (5), MONOTONIC_COARSE (6), BOOTTIME
+ * (7), TAI (11); and which of them count from the epoch. */
+#define PAGE_CLOCKS 0x8f3ull
+#define EPOCH_CLOCKS 0x821ull
+
 int __vdso_clock_gettime(int clock, struct timespec64 *ts)
 {
-    int realtime;
-    switch (clock) {
-    case 0: case 5: case 11: realtime = 1; break;  /* REALTIME, _COARSE, TAI */
-    case 1: case 4: case 6: case 7: realtime = 0; break; /* MONOTONIC, _RAW, _COARSE, BOOTTIME */
-    default: return (int)sys2(NR_clock_gettime, clock, (long)ts);
-    }
+    u64 bit = (1ull << ((u32)clock & 63)) & -(u64)((u32)clock < 12);
     u64 ns;
-    if (!clock_ns(realtime, &ns))
+    if (!clock_ns(-(u64)((bit & EPOCH_CLOCKS) != 0), (bit & PAGE_CLOCKS) != 0, &ns))
         return (int)sys2(NR_clock_gettime, clock, (long)ts);
     ts->tv_sec = (i64)(ns / 1000000000u);
     ts->tv_nsec = (i64)(ns % 1000000000u);
@@ -107,7 +112,7 @@ int __vdso_clock_gettime(int clock, struct timespec64 *ts)
 int __vdso_gettimeofday(struct timeval64 *tv, struct timezone32 *tz)
 {
     u64 ns;
-    if (!clock_ns(1, &ns))
+    if (!clock_ns(~0ull, 1, &ns))
         return (int)sys2(NR_gettimeofday, (long)tv, (long)tz);
     if (tv) {
         tv->tv_sec = (i64)(ns / 1000000000u);
@@ -123,7 +128,7 @@ int __vdso_gettimeofday(struct timeval64 *tv, struct timezone32 *tz)
 i64 __vdso_time(i64 *t)
 {
     u64 ns;
-    if (!clock_ns(1, &ns))
+    if (!clock_ns(~0ull, 1, &ns))
         return sys2(NR_time, (long)t, 0);
     i64 s = (i64)(ns / 1000000000u);
     if (t)

@@ -1481,6 +1481,14 @@ pub enum ThreadEnd {
     Group(Outcome),
 }
 
+/// What [`Process::interrupt_check`]'s closure answers, for a caller
+/// that can lend the process's parts instead of cloning them: a signal
+/// pending and not in `mask` (the unblockable ones already taken out),
+/// or the thread told to exit.
+pub fn interrupted(info: &ProcessInfo, thread: &ThreadInfo, mask: u64) -> bool {
+    (thread.pending.bits() | info.pending.bits()) & !mask != 0 || thread.must_exit.load(Ordering::SeqCst)
+}
+
 impl Process {
     /// True when a signal this thread does not block is pending for it or
     /// for its process (blocking calls return `EINTR` then).
@@ -1492,7 +1500,7 @@ impl Process {
     /// A closure form of [`Process::interrupted`] for wait conditions.
     pub fn interrupt_check(&self) -> impl Fn() -> bool + use<> {
         let (info, thread, mask) = (self.info.clone(), self.thread.clone(), self.signals.mask & !signal::UNBLOCKABLE);
-        move || (thread.pending.bits() | info.pending.bits()) & !mask != 0 || thread.must_exit.load(Ordering::SeqCst)
+        move || interrupted(&info, &thread, mask)
     }
 
     /// `execve` from one thread of a multi-threaded process: every other
@@ -1795,12 +1803,11 @@ impl Process {
                 }
             }
             self.memory.activate();
-            let entered = framekernel::time::now_ns();
             let trap = context.run();
-            let user = framekernel::time::now_ns().saturating_sub(entered);
+            let (user, cpu) = context.last_run();
             self.thread.user_ns.fetch_add(user, Ordering::Relaxed);
             USER_NS_TOTAL.fetch_add(user, Ordering::Relaxed);
-            if let Some(n) = USER_NS_BY_CPU.get(framekernel::cpu::current_index()) {
+            if let Some(n) = USER_NS_BY_CPU.get(cpu) {
                 n.fetch_add(user, Ordering::Relaxed);
             }
             match trap {

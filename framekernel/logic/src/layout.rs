@@ -65,9 +65,12 @@ pub const fn is_canonical(addr: u64) -> bool {
     top == 0 || top == 0x1_ffff
 }
 
+/// The end of the lower (user) half: one past its last address.
+pub const USER_HALF_END: u64 = 1 << 47;
+
 /// True for addresses in the lower (user) half.
 pub const fn is_user_half(addr: u64) -> bool {
-    addr >> 47 == 0
+    addr < USER_HALF_END
 }
 
 /// The four page-table indices (PML4, PDPT, PD, PT) of a virtual address.

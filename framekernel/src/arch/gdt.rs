@@ -51,9 +51,9 @@ pub(crate) const IST_SIZE: usize = IST_STACK_SIZE;
 
 /// Builds and loads the boot processor's GDT and TSS; returns the selectors.
 pub fn init() -> Selectors {
+    // (Installed as this processor's first thing at entry.)
     let Some(block) = crate::percpu::block(0) else { unreachable!("block 0 exists") };
     block.set_stacks(crate::mm::image::boot_stack(), boot_ist_stacks());
-    let Some(block) = crate::percpu::install(0) else { unreachable!("block 0 exists") };
     load(block)
 }
 

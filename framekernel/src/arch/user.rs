@@ -213,6 +213,10 @@ pub struct UserContext {
     /// The task that ran the context last: where a switch parked its
     /// state (held weakly: a context does not keep a task alive).
     fpu_owner: Option<alloc::sync::Weak<crate::task::Task>>,
+    /// Nanoseconds the last `run` spent in user mode, and the processor
+    /// it ran on (see `last_run`).
+    last_user_ns: u64,
+    last_cpu: usize,
 }
 
 impl Clone for UserContext {
@@ -227,6 +231,8 @@ impl Clone for UserContext {
             fpu_id: 0,
             fpu: self.fpu_state(),
             fpu_owner: None,
+            last_user_ns: 0,
+            last_cpu: 0,
         }
     }
 }
@@ -291,7 +297,7 @@ impl UserContext {
             fs_base: 0,
             gs_base: 0,
         };
-        Self { regs, trap: 0, error_code: 0, fault_address: 0, fpu_id: 0, fpu: FpuState::initial(), fpu_owner: None }
+        Self { regs, trap: 0, error_code: 0, fault_address: 0, fpu_id: 0, fpu: FpuState::initial(), fpu_owner: None, last_user_ns: 0, last_cpu: 0 }
     }
 
     /// The FPU/SSE state (the FXSAVE image): what the program's registers
@@ -350,15 +356,15 @@ impl UserContext {
     }
 
     /// Makes this processor's registers hold the context's FPU state (with
-    /// interrupts off, right before entering user mode). Returns true when
-    /// the state must be saved to memory right after the run (another
-    /// context's state is parked in this task).
-    fn load_fpu(&mut self) -> bool {
+    /// interrupts off, right before entering user mode; `block` is the
+    /// processor's). Returns true when the state must be saved to memory
+    /// right after the run (another context's state is parked in this
+    /// task).
+    fn load_fpu(&mut self, block: &crate::percpu::PerCpu) -> bool {
         use core::sync::atomic::Ordering::Relaxed;
         if self.fpu_id == 0 {
             self.fpu_id = NEXT_FPU_ID.fetch_add(1, Relaxed);
         }
-        let block = crate::percpu::this_cpu();
         let live = block.fpu_live.load(Relaxed);
         if live == self.fpu_id {
             // Ran lazily here last, with nothing parked then, and no switch
@@ -397,6 +403,14 @@ impl UserContext {
         parked.id != 0
     }
 
+    /// Nanoseconds the last [`run`](Self::run) spent in user mode, and the
+    /// processor it ran on (the caller's user-time accounting, without
+    /// two more clock reads of its own).
+    #[inline]
+    pub fn last_run(&self) -> (u64, usize) {
+        (self.last_user_ns, self.last_cpu)
+    }
+
     /// Runs the program in the active user address space until it traps.
     ///
     /// A context whose `rip`, `rsp` or segment bases lie outside the user
@@ -406,13 +420,25 @@ impl UserContext {
     /// belongs to the program the interrupt stopped, whose return to the
     /// kernel would otherwise go through this entry's dead stack.
     pub fn run(&mut self) -> Trap {
-        let r = &self.regs;
-        if crate::irq::depth() > 0 || ![r.rip, r.rsp, r.fs_base, r.gs_base].into_iter().all(user_address_ok) {
-            return Trap::Exception { vector: 13, error_code: 0, fault_address: 0 };
-        }
         let interrupts_were_enabled = super::interrupts_enabled();
         x86_64::instructions::interrupts::disable();
-        let eager = self.load_fpu();
+        // This processor's block, read once: with interrupts off the task
+        // stays here until the program traps back.
+        let block = crate::percpu::this_cpu();
+        let r = &self.regs;
+        // All four addresses in the user half: their OR is (one test; this
+        // runs on every return to user mode).
+        if block.irq_depth.load(core::sync::atomic::Ordering::Relaxed) > 0
+            || !user_address_ok(r.rip | r.rsp | r.fs_base | r.gs_base)
+        {
+            self.last_user_ns = 0;
+            if interrupts_were_enabled {
+                x86_64::instructions::interrupts::enable();
+            }
+            return Trap::Exception { vector: 13, error_code: 0, fault_address: 0 };
+        }
+        let eager = self.load_fpu(block);
+        let entered = crate::time::now_ns_here();
         // SAFETY: `self` is a valid, exclusively borrowed context that lives
         // across the call; its rip/rsp/bases are user-half canonical (checked
         // above), the user selectors and per-CPU block were set up at boot,
@@ -421,10 +447,12 @@ impl UserContext {
         unsafe { tessera_enter_user((self as *mut Self).cast()) };
         // Back on the same processor, interrupts still off: the registers
         // hold the program's FPU state.
+        self.last_user_ns = crate::time::now_ns_here().saturating_sub(entered);
+        self.last_cpu = block.index();
         if eager {
             fxsave(&mut self.fpu);
         } else {
-            crate::percpu::this_cpu().fpu_live.store(self.fpu_id, core::sync::atomic::Ordering::Relaxed);
+            block.fpu_live.store(self.fpu_id, core::sync::atomic::Ordering::Relaxed);
         }
         if interrupts_were_enabled {
             x86_64::instructions::interrupts::enable();

@@ -31,7 +31,10 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
         tessera_vfs::FileType::CharDevice => stat.rdev >> 8 == 1,
         _ => false,
     };
-    let interrupted = p.interrupt_check();
+    // (Lent, not cloned, from the process: this runs on every read.)
+    let mask = p.signals.mask & !signal::UNBLOCKABLE;
+    let (info, thread) = (&p.info, &p.thread);
+    let interrupted = || crate::process::interrupted(info, thread, mask);
     // A buffer that runs into a page it cannot write still takes what a
     // pipe or stream socket holds when that fits before the page (Linux
     // copies only the bytes there are); more than fits is EFAULT.
@@ -41,21 +44,17 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
             .or_else(|| file.as_inet_socket().map(|s| u64::from(s.pending())));
         ready.is_some_and(|ready| ready <= room)
     };
-    read_to_user_fitting(p, buf, count, whole, &fits, |data, _| file.read(data, &interrupted))
+    read_to_user_fitting(&p.memory, &mut p.io_buffer, buf, count, whole, &fits, |data, _| file.read(data, &interrupted))
 }
 
 /// Takes the thread's bounce buffer, at least `len` bytes long (grown
-/// with zeros; never shrunk). Give it back with [`put_buffer`].
-fn take_buffer(p: &mut Process, len: usize) -> alloc::vec::Vec<u8> {
-    let mut buffer = core::mem::take(&mut p.io_buffer);
+/// with zeros; never shrunk). Give it back by storing it there again.
+fn take_buffer(io_buffer: &mut alloc::vec::Vec<u8>, len: usize) -> alloc::vec::Vec<u8> {
+    let mut buffer = core::mem::take(io_buffer);
     if buffer.len() < len {
         buffer.resize(len, 0);
     }
     buffer
-}
-
-fn put_buffer(p: &mut Process, buffer: alloc::vec::Vec<u8>) {
-    p.io_buffer = buffer;
 }
 
 /// Reads up to `count` bytes into user memory at `buf`, one chunk of at
@@ -69,14 +68,15 @@ pub(super) fn read_to_user(
     whole: bool,
     step: impl FnMut(&mut [u8], u64) -> SysResult,
 ) -> SysResult {
-    read_to_user_fitting(p, buf, count, whole, &|_| false, step)
+    read_to_user_fitting(&p.memory, &mut p.io_buffer, buf, count, whole, &|_| false, step)
 }
 
 /// [`read_to_user`]; when not `whole` and the buffer runs into a page that
 /// cannot be written `room` bytes on, the read takes at most `room` bytes
 /// if `fits(room)` (what the file holds fits), else fails with EFAULT.
 fn read_to_user_fitting(
-    p: &mut Process,
+    memory: &crate::memory::Memory,
+    io_buffer: &mut alloc::vec::Vec<u8>,
     buf: u64,
     count: u64,
     whole: bool,
@@ -90,7 +90,7 @@ fn read_to_user_fitting(
         // Only as much as the buffer takes: a regular file (`whole`) gives
         // the bytes up to a page that cannot be written, as Linux's does;
         // a pipe or socket fails with EFAULT and keeps its data.
-        let room = match p.memory.prepare_write(at, len as u64) {
+        let room = match memory.prepare_write(at, len as u64) {
             Ok(room) if room < len as u64 && !whole && !fits(room) => Err(Errno::EFAULT),
             result => result,
         };
@@ -99,20 +99,20 @@ fn read_to_user_fitting(
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        let mut buffer = take_buffer(p, len);
+        let mut buffer = take_buffer(io_buffer, len);
         let data = buffer.get_mut(..len).unwrap_or_default();
         let n = match step(data, done) {
             Ok(n) => (n as usize).min(len),
             Err(e) => {
-                put_buffer(p, buffer); // kept for the next call
+                *io_buffer = buffer; // kept for the next call
                 if done == 0 {
                     return Err(e);
                 }
                 break;
             }
         };
-        let copied = p.memory.write(at, data.get(..n).unwrap_or(&[]));
-        put_buffer(p, buffer);
+        let copied = memory.write(at, data.get(..n).unwrap_or(&[]));
+        *io_buffer = buffer;
         copied?;
         done += n as u64;
         if !whole || n < len || done >= count {
@@ -159,15 +159,18 @@ pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult
         terminal_access(p, signal::num::SIGTTOU)?;
     }
     let count = fsize_room(p, &file, None, count)?;
-    let interrupted = p.interrupt_check();
+    // (Lent, not cloned, from the process: this runs on every write.)
+    let mask = p.signals.mask & !signal::UNBLOCKABLE;
+    let (info, thread) = (&p.info, &p.thread);
+    let interrupted = || crate::process::interrupted(info, thread, mask);
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
         let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
-        let mut buffer = take_buffer(p, len);
+        let mut buffer = take_buffer(&mut p.io_buffer, len);
         let data = buffer.get_mut(..len).unwrap_or_default();
         let result = p.memory.read(at, data).and_then(|()| file.write_interruptible(data, &interrupted));
-        put_buffer(p, buffer);
+        p.io_buffer = buffer;
         let n = match result {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
