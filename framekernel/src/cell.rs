@@ -108,6 +108,9 @@ pub struct LoadedCell {
     id: u64,
     /// A call faulted: its statics and instances are never used again.
     tainted: AtomicBool,
+    /// Shared by a loaded cell and every fresh copy of it (see
+    /// [`LoadedCell::is_copy_of`]).
+    lineage: u64,
     /// The checked object, for fresh copies after a fault.
     object: Box<[u8]>,
     /// Name, version, interface, fingerprint and imports, as signed.
@@ -138,7 +141,7 @@ pub fn load(file: &[u8]) -> Result<Arc<LoadedCell>, LoadError> {
     let mut imports: Vec<(String, u64)> = cell.imports.iter().map(|(name, address)| (String::from(name), address)).collect();
     imports.sort_unstable();
     let signed = Signed { name: header.name.into(), version: header.version.into(), interface: header.interface.into(), fingerprint: header.fingerprint, imports };
-    link_and_map(signed, cell.object.into())
+    link_and_map(signed, cell.object.into(), NEXT_LINEAGE.fetch_add(1, Ordering::Relaxed))
 }
 
 /// What the signed file says besides the object: kept for fresh copies.
@@ -154,10 +157,11 @@ struct Signed {
 }
 
 static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(1);
+static NEXT_LINEAGE: AtomicU64 = AtomicU64::new(1);
 
 /// Links a verified object for a fresh range of the cell area (imports on
 /// the allowlist only), checks its marker and maps it W^X.
-fn link_and_map(signed: Signed, object_bytes: Box<[u8]>) -> Result<Arc<LoadedCell>, LoadError> {
+fn link_and_map(signed: Signed, object_bytes: Box<[u8]>, lineage: u64) -> Result<Arc<LoadedCell>, LoadError> {
     let object = CellObject::parse(&object_bytes).map_err(|e| LoadError::Link(LinkError::Object(e)))?;
     let size = cellobj::image_size(&object).map_err(LoadError::Link)?;
     let base = cellmap::reserve(size).map_err(LoadError::Map)?;
@@ -190,6 +194,7 @@ fn link_and_map(signed: Signed, object_bytes: Box<[u8]>) -> Result<Arc<LoadedCel
     Ok(Arc::new(LoadedCell {
         id: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
         tainted: AtomicBool::new(false),
+        lineage,
         mapping,
         entry: base + image.entry,
         text: (base + image.text.0, base + image.text.1),
@@ -253,7 +258,14 @@ impl LoadedCell {
     /// half-updated). The object was verified when it was first loaded and
     /// is kept in the base's own memory since.
     pub fn fresh_copy(&self) -> Result<Arc<LoadedCell>, LoadError> {
-        link_and_map(self.signed.clone(), self.object.clone())
+        link_and_map(self.signed.clone(), self.object.clone(), self.lineage)
+    }
+
+    /// True when `self` and `other` come from the same load (one is a
+    /// fresh copy of the other, or both are of a third): the same object
+    /// and signed header, linked at different addresses.
+    pub fn is_copy_of(&self, other: &LoadedCell) -> bool {
+        self.lineage == other.lineage
     }
 
     /// Runs `f` inside the boundary in this cell's fault domain; a fault

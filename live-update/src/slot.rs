@@ -137,20 +137,32 @@ pub trait AnySlot: Send + Sync {
     /// Recovers from a fault that a non-blocking call recorded (the
     /// supervisor task calls this).
     fn recover_pending(&self);
+    /// Links the standby copy of the current cell that the next restart
+    /// after a fault takes (the supervisor task calls this).
+    fn prepare_standby(&self);
 }
 
 /// Slots with a fault to recover from, for the supervisor task.
 static PENDING: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
+/// Slots whose standby copy is to be linked, for the supervisor task.
+static WANT_STANDBY: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
 static SUPERVISOR: WaitQueue = WaitQueue::new();
 
 /// Starts the supervisor: a kernel task that restarts cells whose fault
 /// happened where recovery cannot wait (interrupt handlers, console
-/// output). Call once, after the scheduler.
+/// output), and links standby copies (recoveries first). Call once,
+/// after the scheduler.
 pub fn start_supervisor() -> Result<(), framekernel::mm::OutOfMemory> {
     tessera_sched::spawn("cell-supervisor", || {
         loop {
-            let slot = SUPERVISOR.wait_until(|| PENDING.lock().pop());
-            slot.recover_pending();
+            let (slot, recover) = SUPERVISOR.wait_until(|| {
+                PENDING.lock().pop().map(|s| (s, true)).or_else(|| WANT_STANDBY.lock().pop().map(|s| (s, false)))
+            });
+            if recover {
+                slot.recover_pending();
+            } else {
+                slot.prepare_standby();
+            }
         }
     })
     .map(|_| ())
@@ -202,6 +214,10 @@ pub struct Slot<T: Send + Sync + 'static> {
     /// That cell's code: restarts need it after the faulted instance (which
     /// also holds it) is dropped.
     code: SpinLock<Option<Arc<LoadedCell>>>,
+    /// A fresh copy of that code, linked by the supervisor ahead of time:
+    /// a restart after a fault (which needs fresh statics) takes it
+    /// instead of linking one while the gate is closed.
+    standby: SpinLock<Option<Arc<LoadedCell>>>,
     in_flight: AtomicU64,
     closed: AtomicBool,
     gate: WaitQueue,
@@ -282,6 +298,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             active: SpinLock::new(None),
             last: SpinLock::new(None),
             code: SpinLock::new(None),
+            standby: SpinLock::new(None),
             in_flight: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             gate: WaitQueue::new(),
@@ -391,7 +408,10 @@ impl<T: Send + Sync + 'static> Slot<T> {
         for attempt in 0..START_ATTEMPTS {
             pause(backoff(attempt + 1));
             if code.is_tainted() {
-                code = code.fresh_copy().map_err(|e| SlotError::Reload(format!("{e}")))?;
+                code = match self.take_standby(&code) {
+                    Some(standby) => standby,
+                    None => code.fresh_copy().map_err(|e| SlotError::Reload(format!("{e}")))?,
+                };
                 entry.replace_code(&code);
             }
             match (self.instantiate)(&code) {
@@ -428,8 +448,22 @@ impl<T: Send + Sync + 'static> Slot<T> {
         Ok(())
     }
 
+    /// The standby copy, if it is one of `code` and has never run.
+    fn take_standby(&self, code: &LoadedCell) -> Option<Arc<LoadedCell>> {
+        self.standby.lock().take().filter(|standby| standby.is_copy_of(code) && !standby.is_tainted())
+    }
+
+    /// Asks the supervisor for a standby copy of the current code.
+    fn want_standby(&self) {
+        if let Some(me) = self.me.upgrade() {
+            WANT_STANDBY.lock().push(me);
+            SUPERVISOR.wake_all();
+        }
+    }
+
     fn take_slot(&self, instance: Arc<Instance<T>>, entry: Arc<CellEntry>, code: Arc<LoadedCell>) {
         *self.code.lock() = Some(code);
+        self.want_standby();
         // A fault recorded against the instance this one replaces is moot.
         self.pending_fault.lock().take();
         self.needs_recovery.store(false, Ordering::Release);
@@ -625,6 +659,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
                         *self.code.lock() = Some(code);
                         *self.active.lock() = Some(Active { instance, entry });
                         self.last_recovery_ns.store(time::now_ns().saturating_sub(faulted_at), Ordering::Relaxed);
+                        self.want_standby();
                     }
                     Err(e) => self.hold(&entry, &format!("{e}")),
                 }
@@ -768,6 +803,18 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             self.recover(active, at);
         }
         self.needs_recovery.store(false, Ordering::Release);
+    }
+
+    fn prepare_standby(&self) {
+        let Some(code) = self.code.lock().clone() else { return };
+        if self.standby.lock().as_ref().is_some_and(|s| s.is_copy_of(&code) && !s.is_tainted()) {
+            return;
+        }
+        // Linked outside the lock (a restart may want the old one meanwhile).
+        match code.fresh_copy() {
+            Ok(copy) => *self.standby.lock() = Some(copy),
+            Err(e) => log::warn!("slot {}: no standby copy of {} ({e}); a restart after a fault links one", self.name, code.name()),
+        }
     }
 
     fn restart(&self) -> Result<(), SlotError> {

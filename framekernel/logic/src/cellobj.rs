@@ -498,6 +498,26 @@ fn got_symbols(object: &CellObject<'_>) -> Result<Vec<usize>, CellError> {
     Ok(out)
 }
 
+/// The address symbol `index` of `object` links to, with the sections laid
+/// out by `layout` at `base`: an import from `resolve` (refused unless the
+/// allowlist has it), an absolute value, or a place in a section.
+fn symbol_address(object: &CellObject<'_>, layout: &Layout, base: u64, resolve: &dyn Fn(&str) -> Option<u64>, index: usize) -> Result<u64, LinkError> {
+    let sym = object.symbol(index)?;
+    Ok(match sym.place {
+        SymbolPlace::Undefined => {
+            if let Err(path) = crate::cellimports::check(sym.name) {
+                return Err(LinkError::RefusedImport { name: sym.name.into(), path });
+            }
+            resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?
+        }
+        SymbolPlace::Absolute => sym.value,
+        SymbolPlace::Section(i) => {
+            let at = layout.placement.get(i).copied().flatten().ok_or(CellError::BadSymbol { index })?;
+            base.wrapping_add(at).wrapping_add(sym.value)
+        }
+    })
+}
+
 /// Links `object` for address `base`: lays it out, copies its sections,
 /// resolves undefined symbols with `resolve` (the kernel's symbols) and
 /// applies every relocation of a loaded section.
@@ -517,21 +537,21 @@ pub fn link(object: &CellObject<'_>, base: u64, resolve: &dyn Fn(&str) -> Option
             bytes.get_mut(at as usize..end).ok_or(CellError::BadSection { index })?.copy_from_slice(contents);
         }
     }
-    let address_of = |index: usize| -> Result<u64, LinkError> {
-        let sym = object.symbol(index)?;
-        Ok(match sym.place {
-            SymbolPlace::Undefined => {
-                if let Err(path) = crate::cellimports::check(sym.name) {
-                    return Err(LinkError::RefusedImport { name: sym.name.into(), path });
-                }
-                resolve(sym.name).ok_or_else(|| LinkError::Unresolved(sym.name.into()))?
-            }
-            SymbolPlace::Absolute => sym.value,
-            SymbolPlace::Section(i) => {
-                let at = layout.placement.get(i).copied().flatten().ok_or(CellError::BadSymbol { index })?;
-                base.wrapping_add(at).wrapping_add(sym.value)
-            }
-        })
+    // Each symbol's address, worked out once: an import is demangled and
+    // checked against the allowlist, which is most of a link's time when
+    // repeated for every relocation that names it.
+    let mut addresses: Vec<Option<u64>> = Vec::new();
+    addresses.try_reserve_exact(object.symbol_count()).map_err(|_| LinkError::NoMemory { bytes: object.symbol_count() as u64 * 16 })?;
+    addresses.resize(object.symbol_count(), None);
+    let mut address_of = |index: usize| -> Result<u64, LinkError> {
+        if let Some(Some(known)) = addresses.get(index) {
+            return Ok(*known);
+        }
+        let address = symbol_address(object, &layout, base, resolve, index)?;
+        if let Some(slot) = addresses.get_mut(index) {
+            *slot = Some(address);
+        }
+        Ok(address)
     };
     // Fill the GOT.
     for (slot, &index) in got_syms.iter().enumerate() {
