@@ -73,6 +73,13 @@ pub const fn is_user_half(addr: u64) -> bool {
     addr < USER_HALF_END
 }
 
+/// True when the `len` bytes from `addr` lie wholly in the user half
+/// (an empty range anywhere). Written without short circuits, so that a
+/// user copy checks its range with one branch.
+pub const fn is_user_range(addr: u64, len: u64) -> bool {
+    (len == 0) | (is_user_half(addr) & (len <= USER_HALF_END.wrapping_sub(addr)))
+}
+
 /// The four page-table indices (PML4, PDPT, PD, PT) of a virtual address.
 pub const fn table_indices(addr: u64) -> [usize; 4] {
     [
@@ -91,6 +98,27 @@ pub const fn pages_for(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ranges() {
+        assert!(is_user_range(0, 0));
+        assert!(is_user_range(u64::MAX, 0), "an empty range touches nothing");
+        assert!(is_user_range(0, USER_HALF_END));
+        assert!(is_user_range(USER_HALF_END - 1, 1));
+        assert!(!is_user_range(USER_HALF_END - 1, 2));
+        assert!(!is_user_range(USER_HALF_END, 1));
+        assert!(!is_user_range(0, USER_HALF_END + 1));
+        assert!(!is_user_range(0x1000, u64::MAX), "a length that wraps");
+        assert!(!is_user_range(u64::MAX, 1));
+        assert!(!is_user_range(0xffff_8000_0000_0000, 8));
+        // Against the plain definition: first and last byte in the half.
+        for addr in [0, 1, 0x1000, USER_HALF_END - 4096, USER_HALF_END - 1, USER_HALF_END, u64::MAX - 3] {
+            for len in [0, 1, 2, 4095, 4096, 1 << 46, 1 << 47, u64::MAX] {
+                let plain = len == 0 || addr.checked_add(len - 1).is_some_and(|last| is_user_half(addr) && is_user_half(last));
+                assert_eq!(is_user_range(addr, len), plain, "{addr:#x} + {len:#x}");
+            }
+        }
+    }
 
     #[test]
     fn alignment() {

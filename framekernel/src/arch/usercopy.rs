@@ -8,7 +8,7 @@
 //! never a kernel fault. Addresses are checked to
 //! lie wholly in the user half first, so kernel memory is never reached.
 
-use framekernel_logic::layout::{USER_HALF_END, is_user_half};
+use framekernel_logic::layout::is_user_range;
 
 /// A user address could not be read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +115,7 @@ pub(crate) fn fixup_for(rip: u64) -> Option<u64> {
 
 #[inline]
 fn check(address: u64, len: usize) -> Result<(), UserFault> {
-    // Empty, or first and last byte in the user half: written without
-    // short circuits, so that it is one branch on every user copy.
-    let inside = is_user_half(address) & (len as u64 <= USER_HALF_END.wrapping_sub(address));
-    if (len == 0) | inside { Ok(()) } else { Err(UserFault { address }) }
+    if is_user_range(address, len as u64) { Ok(()) } else { Err(UserFault { address }) }
 }
 
 /// Copies `out.len()` bytes from user address `src` of the active address
