@@ -39,6 +39,8 @@ pub const MAX_RETRIES: u32 = 3;
 /// instance to go (a call that just left the gate drops its handle right
 /// after): 500 ms.
 const RELEASE_WAIT_NS: u64 = 500_000_000;
+/// Longest wait, at a swap or restart, for a recovery under way: 1 s.
+const RECOVERY_WAIT_NS: u64 = 1_000_000_000;
 
 /// Why a slot operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +226,9 @@ pub struct Slot<T: Send + Sync + 'static> {
     /// A swap waiting for the calls in flight to leave.
     drained: WaitQueue,
     swapping: AtomicBool,
+    /// What holds `swapping` is a recovery after a fault (a swap or
+    /// restart waits for it to end instead of failing).
+    recovering: AtomicBool,
     consecutive: AtomicU32,
     held: AtomicBool,
     faults: AtomicU64,
@@ -304,6 +309,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             gate: WaitQueue::new(),
             drained: WaitQueue::new(),
             swapping: AtomicBool::new(false),
+            recovering: AtomicBool::new(false),
             consecutive: AtomicU32::new(0),
             held: AtomicBool::new(false),
             faults: AtomicU64::new(0),
@@ -445,6 +451,22 @@ impl<T: Send + Sync + 'static> Slot<T> {
         let code = entry.code().ok_or(SlotError::Gone)?;
         let (instance, code) = self.start(&entry, code)?;
         self.take_slot(instance, entry, code);
+        Ok(())
+    }
+
+    /// Takes the slot for a swap or restart. A recovery after a fault
+    /// that holds it (a millisecond or two; faults can come every few
+    /// hundred) is waited for, up to [`RECOVERY_WAIT_NS`]: a `cellctl
+    /// swap` of a faulting driver must not fail because the driver just
+    /// faulted. Another swap or restart under way is `Busy`.
+    fn begin_exclusive(&self) -> Result<(), SlotError> {
+        let since = time::now_ns();
+        while self.swapping.swap(true, Ordering::Acquire) {
+            if !self.recovering.load(Ordering::Acquire) || time::now_ns().saturating_sub(since) > RECOVERY_WAIT_NS {
+                return Err(SlotError::Busy);
+            }
+            pause(Duration::from_millis(1));
+        }
         Ok(())
     }
 
@@ -635,7 +657,11 @@ impl<T: Send + Sync + 'static> Slot<T> {
 
     /// After a fault in `faulted`: a fresh instance, or a hold.
     fn recover(&self, faulted: Active<T>, faulted_at: u64) {
+        // Said before the slot is taken, so that a swap arriving in
+        // between waits for this recovery instead of failing.
+        self.recovering.store(true, Ordering::Release);
         if self.swapping.swap(true, Ordering::Acquire) {
+            self.recovering.store(false, Ordering::Release);
             return; // a swap replaces the instance anyway
         }
         self.close_and_drain();
@@ -665,6 +691,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 }
             }
         }
+        self.recovering.store(false, Ordering::Release);
         self.swapping.store(false, Ordering::Release);
         self.reopen();
     }
@@ -733,9 +760,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
     fn swap(&self, entry: Arc<CellEntry>) -> Result<SwapReport, SlotError> {
         self.check(&entry)?;
         let new_code = entry.code().ok_or(SlotError::Gone)?;
-        if self.swapping.swap(true, Ordering::Acquire) {
-            return Err(SlotError::Busy);
-        }
+        self.begin_exclusive()?;
         let old_code = self.code.lock().clone();
         let closed_at = time::now_ns();
         self.close_and_drain();
@@ -820,9 +845,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
     fn restart(&self) -> Result<(), SlotError> {
         let entry = self.last.lock().clone().ok_or(SlotError::Empty)?;
         let code = self.code.lock().clone().ok_or(SlotError::Gone)?;
-        if self.swapping.swap(true, Ordering::Acquire) {
-            return Err(SlotError::Busy);
-        }
+        self.begin_exclusive()?;
         self.close_and_drain();
         let old = self.active.lock().take();
         self.retire(old);
