@@ -13,8 +13,12 @@
 //! a machine check or a double fault can arrive in those few instructions;
 //! their entry (`arch::trap`) reads the GS base register and swaps when it
 //! holds a user value (user GS bases are always in the user half, checked
-//! before entering user mode), as Linux's "paranoid" entries do. Before the
-//! boot processor has installed its block, [`this_cpu`] is processor 0's.
+//! before entering user mode), as Linux's "paranoid" entries do. Every
+//! processor installs its block first thing (the boot processor at the top
+//! of `framekernel_entry`, an AP at the top of `framekernel_ap_entry`), so
+//! [`this_cpu`] has no early-boot case: called before that, it would read
+//! `gs:0` through whatever GS base the loader left (at best stopping the
+//! machine in `not_a_block`).
 
 use crate::sync::BaseLock;
 use crate::task::Task;

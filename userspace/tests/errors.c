@@ -62,6 +62,19 @@ int main(void) {
     CHECK_ERR(syscall(SYS_kill, getpid(), 1000), EINVAL);
     CHECK_ERR(syscall(SYS_rt_sigaction, SIGKILL, NULL, NULL, 4), EINVAL);
     CHECK_ERR(syscall(SYS_arch_prctl, 0x9999, 0), EINVAL);
+    /* A thread pointer outside the user half, or in its last page (Linux's
+     * TASK_SIZE_MAX), is EPERM: for arch_prctl, and for clone's
+     * CLONE_SETTLS, which then makes no child. */
+    CHECK_ERR(syscall(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, 0xffff800000000000ull), EPERM);
+    CHECK_ERR(syscall(SYS_arch_prctl, 0x1001 /* ARCH_SET_GS */, 0x7ffffffff000ull), EPERM);
+    {
+        long r = syscall(SYS_clone, SIGCHLD | 0x80000 /* CLONE_SETTLS */, 0, 0, 0, 0xffff800000000000ull);
+        if (r == 0)
+            _exit(0);
+        if (r > 0)
+            waitpid(r, NULL, 0);
+        CHECK(r == -1 && errno == EPERM);
+    }
     CHECK_ERR(syscall(SYS_getrandom, buf, 8, 0xff00), EINVAL);
     CHECK_ERR(syscall(SYS_wait4, -1, NULL, 0x12345, NULL), EINVAL);
     CHECK_ERR(syscall(SYS_clock_gettime, 12345, buf), EINVAL);

@@ -9,8 +9,6 @@ use alloc::sync::Arc;
 use alloc::vec;
 #[allow(unused_imports)]
 use framekernel::arch::user::UserContext;
-#[allow(unused_imports)]
-use framekernel::logic::layout::is_user_half;
 
 pub(super) fn uname(p: &mut Process, buf: u64) -> SysResult {
     let host = hostname();
@@ -43,12 +41,20 @@ const ARCH_GET_GS: u64 = 0x1004;
 const ARCH_GET_CPUID: u64 = 0x1011;
 const ARCH_SET_CPUID: u64 = 0x1012;
 
+/// Linux's `TASK_SIZE_MAX`: the user half less its last page.
+const TASK_SIZE_MAX: u64 = (1 << 47) - 4096;
+
+/// A value a program may give as its FS or GS base (`arch_prctl`, or
+/// `clone`'s `CLONE_SETTLS`): below `TASK_SIZE_MAX`, as on Linux (EPERM
+/// otherwise).
+pub(super) fn segment_base_ok(addr: u64) -> Result<(), Errno> {
+    if addr < TASK_SIZE_MAX { Ok(()) } else { Err(Errno::EPERM) }
+}
+
 pub(super) fn arch_prctl(p: &mut Process, context: &mut UserContext, code: u64, addr: u64) -> SysResult {
     match code {
         ARCH_SET_FS | ARCH_SET_GS => {
-            if !is_user_half(addr) {
-                return Err(Errno::EPERM);
-            }
+            segment_base_ok(addr)?;
             if code == ARCH_SET_FS {
                 context.regs.fs_base = addr;
             } else {

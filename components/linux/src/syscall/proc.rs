@@ -76,6 +76,11 @@ fn clone_with(p: &mut Process, ctx: &UserContext, flags: u64, stack: u64, ptid: 
     if flags & CLONE_PIDFD != 0 && flags & CLONE_THREAD != 0 {
         return Err(Errno::EINVAL);
     }
+    // A thread pointer the child could not run with fails the call (EPERM,
+    // as Linux's), instead of a child that dies on its first instruction.
+    if flags & CLONE_SETTLS != 0 {
+        super::misc::segment_base_ok(tls)?;
+    }
     check_namespaces(p, flags)?;
     if flags & CLONE_THREAD != 0 {
         // A thread shares memory and signal handlers (Linux requires both).
