@@ -216,9 +216,11 @@ pub struct Slot<T: Send + Sync + 'static> {
     /// That cell's code: restarts need it after the faulted instance (which
     /// also holds it) is dropped.
     code: SpinLock<Option<Arc<LoadedCell>>>,
-    /// A fresh copy of that code, linked by the supervisor ahead of time:
-    /// a restart after a fault (which needs fresh statics) takes it
-    /// instead of linking one while the gate is closed.
+    /// A fresh copy of that code, linked by the supervisor ahead of time
+    /// once the cell has faulted (a cell that faulted once is the one
+    /// likely to fault again; the others cost no memory or boot time for
+    /// it): the next restart after a fault (which needs fresh statics)
+    /// takes it instead of linking one while the gate is closed.
     standby: SpinLock<Option<Arc<LoadedCell>>>,
     in_flight: AtomicU64,
     closed: AtomicBool,
@@ -485,7 +487,6 @@ impl<T: Send + Sync + 'static> Slot<T> {
 
     fn take_slot(&self, instance: Arc<Instance<T>>, entry: Arc<CellEntry>, code: Arc<LoadedCell>) {
         *self.code.lock() = Some(code);
-        self.want_standby();
         // A fault recorded against the instance this one replaces is moot.
         self.pending_fault.lock().take();
         self.needs_recovery.store(false, Ordering::Release);
