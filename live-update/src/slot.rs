@@ -144,6 +144,11 @@ pub trait AnySlot: Send + Sync {
     fn prepare_standby(&self);
 }
 
+/// A standby copy serves for `code`: a copy of it that never ran.
+fn serves_as_standby(standby: &LoadedCell, code: &LoadedCell) -> bool {
+    standby.is_copy_of(code) && !standby.is_tainted()
+}
+
 /// Slots with a fault to recover from, for the supervisor task.
 static PENDING: SpinLock<Vec<Arc<dyn AnySlot>>> = SpinLock::new(Vec::new());
 /// Slots whose standby copy is to be linked, for the supervisor task.
@@ -474,7 +479,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
 
     /// The standby copy, if it is one of `code` and has never run.
     fn take_standby(&self, code: &LoadedCell) -> Option<Arc<LoadedCell>> {
-        self.standby.lock().take().filter(|standby| standby.is_copy_of(code) && !standby.is_tainted())
+        self.standby.lock().take().filter(|standby| serves_as_standby(standby, code))
     }
 
     /// Asks the supervisor for a standby copy of the current code.
@@ -833,7 +838,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
 
     fn prepare_standby(&self) {
         let Some(code) = self.code.lock().clone() else { return };
-        if self.standby.lock().as_ref().is_some_and(|s| s.is_copy_of(&code) && !s.is_tainted()) {
+        if self.standby.lock().as_ref().is_some_and(|s| serves_as_standby(s, &code)) {
             return;
         }
         // Linked outside the lock (a restart may want the old one meanwhile).

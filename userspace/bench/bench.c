@@ -108,9 +108,12 @@ static char block[1 << 16];
 static int op_open_read_close(long count) {
     for (long i = 0; i < count; i++) {
         int fd = open(small_file, O_RDONLY);
-        if (fd < 0 || read(fd, block, 4096) != 4096)
+        if (fd < 0)
             return -1;
+        ssize_t got = read(fd, block, 4096);
         close(fd);
+        if (got != 4096)
+            return -1;
     }
     return 0;
 }

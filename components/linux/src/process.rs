@@ -1481,12 +1481,19 @@ pub enum ThreadEnd {
     Group(Outcome),
 }
 
-/// What [`Process::interrupt_check`]'s closure answers, for a caller
-/// that can lend the process's parts instead of cloning them: a signal
-/// pending and not in `mask` (the unblockable ones already taken out),
-/// or the thread told to exit.
-pub fn interrupted(info: &ProcessInfo, thread: &ThreadInfo, mask: u64) -> bool {
+/// What [`Process::interrupt_check`]'s closure answers: a signal pending
+/// and not in `mask` (the unblockable ones already taken out), or the
+/// thread told to exit.
+fn interrupted(info: &ProcessInfo, thread: &ThreadInfo, mask: u64) -> bool {
     (thread.pending.bits() | info.pending.bits()) & !mask != 0 || thread.must_exit.load(Ordering::SeqCst)
+}
+
+/// [`Process::interrupt_check`] from the process's parts, lent instead of
+/// cloned: for a caller that holds other fields of the process mutably at
+/// the same time (`read`/`write` and their bounce buffer), on every call.
+pub fn lent_interrupt_check<'a>(info: &'a ProcessInfo, thread: &'a ThreadInfo, signals: &SignalState) -> impl Fn() -> bool + 'a {
+    let mask = signals.mask & !signal::UNBLOCKABLE;
+    move || interrupted(info, thread, mask)
 }
 
 impl Process {

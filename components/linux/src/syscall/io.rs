@@ -31,10 +31,7 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
         tessera_vfs::FileType::CharDevice => stat.rdev >> 8 == 1,
         _ => false,
     };
-    // (Lent, not cloned, from the process: this runs on every read.)
-    let mask = p.signals.mask & !signal::UNBLOCKABLE;
-    let (info, thread) = (&p.info, &p.thread);
-    let interrupted = || crate::process::interrupted(info, thread, mask);
+    let interrupted = crate::process::lent_interrupt_check(&p.info, &p.thread, &p.signals);
     // A buffer that runs into a page it cannot write still takes what a
     // pipe or stream socket holds when that fits before the page (Linux
     // copies only the bytes there are); more than fits is EFAULT.
@@ -159,10 +156,7 @@ pub(super) fn write(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult
         terminal_access(p, signal::num::SIGTTOU)?;
     }
     let count = fsize_room(p, &file, None, count)?;
-    // (Lent, not cloned, from the process: this runs on every write.)
-    let mask = p.signals.mask & !signal::UNBLOCKABLE;
-    let (info, thread) = (&p.info, &p.thread);
-    let interrupted = || crate::process::interrupted(info, thread, mask);
+    let interrupted = crate::process::lent_interrupt_check(&p.info, &p.thread, &p.signals);
     let mut done = 0u64;
     while done < count {
         let len = ((count - done) as usize).min(IO_CHUNK);
