@@ -19,7 +19,7 @@ use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use framekernel::sync::SpinLock;
+use framekernel::sync::{Mutex, SpinLock};
 use tessera_cell_api::fs::{Attr, Done, Entries, Export, FRESH, FsErr, Info, Outcome, Request, SetAttr, Time};
 use tessera_live_update::Slot;
 use tessera_vfs::{DirEntry, FileType, FsError, FsStats, Metadata, Node, NodeRef, Timespec};
@@ -223,7 +223,7 @@ pub struct CellFs {
     memory: bool,
     /// Extended attributes of the inodes of an in-memory mount, kept by
     /// the kernel as Linux's tmpfs keeps them (in memory, per inode).
-    xattrs: SpinLock<BTreeMap<u64, Arc<spin::Mutex<tessera_vfs::Xattrs>>>>,
+    xattrs: Mutex<BTreeMap<u64, Arc<spin::Mutex<tessera_vfs::Xattrs>>>>,
     root: u64,
     read_only: bool,
     state: spin::Mutex<State>,
@@ -231,12 +231,15 @@ pub struct CellFs {
     /// the holder of `state` (a change removes the inode's entry before
     /// its request runs), read without it: `stat` of a file whose
     /// attributes are known takes this lock alone.
-    attrs: SpinLock<BTreeMap<u64, Attr>>,
+    attrs: Mutex<BTreeMap<u64, Attr>>,
     waiters: tessera_sched::WaitQueue,
-    nodes: SpinLock<BTreeMap<u64, Weak<CellNode>>>,
+    nodes: Mutex<BTreeMap<u64, Weak<CellNode>>>,
+    /// The nodes made last, kept alive so that a path walked again finds
+    /// its nodes (a walk would otherwise make and free one per name).
+    recent: Mutex<Recent>,
     /// Inodes without names whose last user went: freed at the next
     /// operation.
-    orphans: SpinLock<Vec<u64>>,
+    orphans: Mutex<Vec<u64>>,
     /// Set while `orphans` is not empty (changed under its lock), so that
     /// an operation with none to free does not take the lock.
     has_orphans: AtomicBool,
@@ -245,7 +248,7 @@ pub struct CellFs {
     /// `fs::read_file`, such as a cell file loaded again) still in use, by
     /// inode: the next read of an unchanged file shares the copy, instead
     /// of reading it again.
-    snapshots: SpinLock<BTreeMap<u64, Weak<Vec<u8>>>>,
+    snapshots: Mutex<BTreeMap<u64, Weak<Vec<u8>>>>,
     /// Counts changes to file contents (a copy made while one happened is
     /// not kept).
     changes: AtomicU64,
@@ -254,6 +257,39 @@ pub struct CellFs {
     /// mount may get once this one is freed (its pages would then serve
     /// that mount's files of the same inode number, size and times).
     cache_id: usize,
+}
+
+/// Nodes a mount keeps alive after their last user: the last [`KEPT`] made.
+#[derive(Default)]
+struct Recent {
+    nodes: [Option<Arc<CellNode>>; KEPT],
+    /// The slot the next node takes (the oldest).
+    next: usize,
+    /// Set while the mount is listed (a node kept after its unmount would
+    /// keep the mount, which its nodes hold, forever).
+    open: bool,
+}
+
+/// Nodes a mount keeps made ([`Recent`]).
+const KEPT: usize = 16;
+
+impl Recent {
+    /// Keeps `node`; returns the one it pushes out, for the caller to drop
+    /// once it holds no lock of the mount.
+    fn keep(&mut self, node: &Arc<CellNode>) -> Option<Arc<CellNode>> {
+        if !self.open {
+            return None;
+        }
+        let at = self.next % KEPT;
+        self.next = (at + 1) % KEPT;
+        self.nodes.get_mut(at).and_then(|slot| slot.replace(node.clone()))
+    }
+
+    /// Gives up the kept node of inode `ino` (to be dropped by the caller
+    /// once it holds no lock of the mount).
+    fn take(&mut self, ino: u64) -> Option<Arc<CellNode>> {
+        self.nodes.iter_mut().find(|n| n.as_ref().is_some_and(|n| n.ino == ino)).and_then(Option::take)
+    }
 }
 
 /// The next mount's [`CellFs::cache_id`].
@@ -449,17 +485,18 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
         blocks: if memory { MEMORY_BLOCKS } else { info.blocks },
         magic: magic_of(fstype),
         memory,
-        xattrs: SpinLock::new(BTreeMap::new()),
+        xattrs: Mutex::new(BTreeMap::new()),
         root: info.root,
         read_only,
         state: spin::Mutex::new(State { meta, data, dirs: BTreeMap::new(), dir_names: 0 }),
-        attrs: SpinLock::new(BTreeMap::new()),
+        attrs: Mutex::new(BTreeMap::new()),
         waiters: tessera_sched::WaitQueue::new(),
-        nodes: SpinLock::new(BTreeMap::new()),
-        orphans: SpinLock::new(Vec::new()),
+        nodes: Mutex::new(BTreeMap::new()),
+        recent: Mutex::new(Recent::default()),
+        orphans: Mutex::new(Vec::new()),
         has_orphans: AtomicBool::new(false),
         gone: AtomicBool::new(false),
-        snapshots: SpinLock::new(BTreeMap::new()),
+        snapshots: Mutex::new(BTreeMap::new()),
         changes: AtomicU64::new(0),
         cache_id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
     });
@@ -470,6 +507,8 @@ fn mount_as(source: &str, disk: Arc<dyn BlockBackend>, dev: u64, fstype: &str, s
     }
     let node = fs.node_for(&root);
     MOUNTED.lock().push(fs.clone());
+    // Listed: its nodes may be kept (unmount lets them go).
+    fs.recent.lock().open = true;
     start_writeback();
     if !memory {
         log::info!("{source}: {fstype} mounted ({} blocks of {bs} bytes{})", info.blocks, if read_only { ", read-only" } else { "" });
@@ -649,14 +688,32 @@ impl CellFs {
 
     /// The node for inode `attr.ino` (one per inode while it is used).
     fn node_for(self: &Arc<Self>, attr: &Attr) -> Arc<CellNode> {
-        let mut nodes = self.nodes.lock();
-        if let Some(node) = nodes.get(&attr.ino).and_then(Weak::upgrade) {
-            return node;
-        }
-        let xattrs = self.memory.then(|| self.xattrs.lock().entry(attr.ino).or_default().clone());
-        let node = Arc::new(CellNode { fs: self.clone(), ino: attr.ino, kind: kind_of(attr.mode), orphan: AtomicBool::new(false), xattrs });
-        nodes.insert(attr.ino, Arc::downgrade(&node));
+        let node = {
+            let mut nodes = self.nodes.lock();
+            if let Some(node) = nodes.get(&attr.ino).and_then(Weak::upgrade) {
+                return node;
+            }
+            let node = Arc::new(CellNode {
+                fs: self.clone(),
+                ino: attr.ino,
+                kind: kind_of(attr.mode),
+                orphan: AtomicBool::new(false),
+                xattrs: spin::Once::new(),
+            });
+            nodes.insert(attr.ino, Arc::downgrade(&node));
+            node
+        };
+        // Dropped outside the lock (a node's drop takes the mount's locks).
+        let pushed_out = self.recent.lock().keep(&node);
+        drop(pushed_out);
         node
+    }
+
+    /// Lets go of the kept reference to inode `ino`'s node, if any (it has
+    /// no name left: its last user frees it).
+    fn unkeep(&self, ino: u64) {
+        let kept = self.recent.lock().take(ino);
+        drop(kept);
     }
 
     /// The contents of inode `ino` change (or it is freed): a copy made
@@ -701,7 +758,11 @@ impl CellFs {
     /// root by anyone but the mount table (a working directory, an open
     /// directory).
     pub fn busy(&self) -> bool {
-        self.nodes.lock().iter().any(|(&ino, n)| if ino == self.root { n.strong_count() > 1 } else { n.strong_count() > 0 })
+        let kept: Vec<u64> = self.recent.lock().nodes.iter().flatten().map(|n| n.ino).collect();
+        self.nodes.lock().iter().any(|(&ino, n)| {
+            let users = n.strong_count().saturating_sub(kept.iter().filter(|&&k| k == ino).count());
+            if ino == self.root { users > 1 } else { users > 0 }
+        })
     }
 
     /// Ends the mount: frees orphans, marks the file system clean,
@@ -713,6 +774,14 @@ impl CellFs {
         self.sync()?;
         self.gone.store(true, Ordering::Relaxed);
         MOUNTED.lock().retain(|m| !core::ptr::eq(&**m, self));
+        // The kept nodes hold the mount: let them go (outside the lock:
+        // a node's drop takes the mount's locks).
+        let kept = {
+            let mut recent = self.recent.lock();
+            recent.open = false;
+            core::mem::take(&mut recent.nodes)
+        };
+        drop(kept);
         Ok(())
     }
 }
@@ -736,8 +805,10 @@ pub struct CellNode {
     kind: FileType,
     /// No name is left: the inode is freed when the node goes.
     orphan: AtomicBool,
-    /// Its extended attributes (in-memory mounts only).
-    xattrs: Option<Arc<spin::Mutex<tessera_vfs::Xattrs>>>,
+    /// Its extended attributes (in-memory mounts only), shared with the
+    /// other nodes of the inode through the mount's table: looked up
+    /// there on first use.
+    xattrs: spin::Once<Arc<spin::Mutex<tessera_vfs::Xattrs>>>,
 }
 
 impl Drop for CellNode {
@@ -751,7 +822,7 @@ impl Drop for CellNode {
         if nodes.get(&self.ino).is_some_and(|w| w.strong_count() == 0) {
             nodes.remove(&self.ino);
             // No attributes to keep: no entry either.
-            if self.xattrs.as_ref().is_some_and(|x| x.lock().is_empty()) {
+            if self.xattrs.get().is_some_and(|x| x.lock().is_empty()) {
                 self.fs.xattrs.lock().remove(&self.ino);
             }
         }
@@ -774,6 +845,7 @@ impl CellNode {
         let node = self.fs.node_for(attr);
         if attr.nlink == 0 {
             node.orphan.store(true, Ordering::Relaxed);
+            self.fs.unkeep(attr.ino);
         }
         node
     }
@@ -1071,7 +1143,10 @@ impl Node for CellNode {
     }
 
     fn xattrs(&self) -> Option<&spin::Mutex<tessera_vfs::Xattrs>> {
-        self.xattrs.as_deref()
+        if !self.fs.memory {
+            return None;
+        }
+        Some(self.xattrs.call_once(|| self.fs.xattrs.lock().entry(self.ino).or_default().clone()))
     }
 
     fn read_link(&self) -> Result<String, FsError> {

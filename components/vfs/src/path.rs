@@ -16,42 +16,122 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_SYMLINKS: usize = 40;
 
 /// A place in the tree: the chain of names and nodes from the root, so
-/// that `..` and `getcwd` need no parent pointers.
+/// that `..` and `getcwd` need no parent pointers in the file systems.
+///
+/// The chain is shared: each step holds its name, its node and the step
+/// above it, so cloning a location (a working directory, a walk's start)
+/// costs one reference count, and a walk adds one allocation per name.
 #[derive(Clone)]
 pub struct Location {
-    chain: Vec<(String, NodeRef)>,
+    step: Arc<Step>,
+}
+
+/// One step of a [`Location`]'s chain.
+struct Step {
+    /// The step above (`None` at the root).
+    parent: Option<Location>,
+    name: Name,
+    node: NodeRef,
+    /// Steps above this one (0 at the root).
+    depth: usize,
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        // A deep chain is let go one step at a time, not by recursion (a
+        // working directory may be thousands of names deep).
+        let mut next = self.parent.take();
+        while let Some(above) = next {
+            next = Arc::into_inner(above.step).and_then(|mut step| step.parent.take());
+        }
+    }
+}
+
+/// A name of up to [`Name::INLINE`] bytes is kept in the step itself.
+enum Name {
+    Short(u8, [u8; Name::INLINE]),
+    Long(alloc::boxed::Box<str>),
+}
+
+impl Name {
+    const INLINE: usize = 30;
+
+    fn new(name: &str) -> Self {
+        let bytes = name.as_bytes();
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= Self::INLINE => {
+                let mut buf = [0u8; Self::INLINE];
+                if let Some(dst) = buf.get_mut(..bytes.len()) {
+                    dst.copy_from_slice(bytes);
+                }
+                Name::Short(len, buf)
+            }
+            _ => Name::Long(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `&str` whole, so always UTF-8.
+            Name::Short(len, buf) => buf.get(..usize::from(*len)).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or(""),
+            Name::Long(name) => name,
+        }
+    }
 }
 
 impl Location {
+    /// The location of a root node.
+    fn at_root(root: NodeRef) -> Self {
+        Location { step: Arc::new(Step { parent: None, name: Name::new(""), node: root, depth: 0 }) }
+    }
+
     /// The node here.
     pub fn node(&self) -> &NodeRef {
-        // The chain always holds the root.
-        &self.chain.last().expect("a location always holds the root").1
+        &self.step.node
+    }
+
+    /// The steps from here up to the root, this one first.
+    fn steps(&self) -> impl Iterator<Item = &Step> {
+        core::iter::successors(Some(&*self.step), |s| s.parent.as_ref().map(|p| &*p.step))
+    }
+
+    /// The location `depth` steps from the root on the way here (`None`
+    /// when deeper than this one).
+    fn ancestor_at(&self, depth: usize) -> Option<&Step> {
+        let up = self.step.depth.checked_sub(depth)?;
+        self.steps().nth(up)
     }
 
     /// Whether both name the same place by the same way down from the root.
     pub fn is_same(&self, other: &Location) -> bool {
-        self.chain.len() == other.chain.len() && self.chain.iter().zip(&other.chain).all(|((_, a), (_, b))| Arc::ptr_eq(a, b))
+        Arc::ptr_eq(&self.step, &other.step)
+            || (self.step.depth == other.step.depth && self.steps().zip(other.steps()).all(|(a, b)| Arc::ptr_eq(&a.node, &b.node)))
     }
 
     /// The path as seen from `root` (a `chroot` directory): relative to it
     /// when inside it, `None` when outside.
     pub fn path_from(&self, root: &Location) -> Option<String> {
-        let inside = self.chain.len() >= root.chain.len() && self.chain.iter().zip(&root.chain).all(|((_, a), (_, b))| Arc::ptr_eq(a, b));
+        let top = self.ancestor_at(root.step.depth)?;
+        let inside = core::iter::successors(Some(top), |s| s.parent.as_ref().map(|p| &*p.step))
+            .zip(root.steps())
+            .all(|(a, b)| Arc::ptr_eq(&a.node, &b.node));
         if !inside {
             return None;
         }
-        let rest: Vec<&str> = self.chain.iter().skip(root.chain.len()).map(|(name, _)| name.as_str()).collect();
-        Some(alloc::format!("/{}", rest.join("/")))
+        let mut names: Vec<&str> = self.steps().take(self.step.depth - root.step.depth).map(|s| s.name.as_str()).collect();
+        names.reverse();
+        Some(alloc::format!("/{}", names.join("/")))
     }
 
     /// The absolute path (`/` for the root).
     pub fn path(&self) -> String {
-        if self.chain.len() <= 1 {
+        if self.step.depth == 0 {
             return "/".to_string();
         }
+        let mut names: Vec<&str> = self.steps().take(self.step.depth).map(|s| s.name.as_str()).collect();
+        names.reverse();
         let mut out = String::new();
-        for (name, _) in self.chain.iter().skip(1) {
+        for name in names {
             out.push('/');
             out.push_str(name);
         }
@@ -61,28 +141,28 @@ impl Location {
     /// The directory holding this location and the name it has there
     /// (`None` at the root).
     pub fn parent_and_name(&self) -> Option<(&NodeRef, &str)> {
-        let len = self.chain.len();
-        if len < 2 {
-            return None;
-        }
-        let (name, _) = self.chain.get(len - 1)?;
-        let (_, parent) = self.chain.get(len - 2)?;
-        Some((parent, name.as_str()))
+        let parent = self.step.parent.as_ref()?;
+        Some((&parent.step.node, self.step.name.as_str()))
     }
 
     /// True when `node` is this location or one of its ancestors.
     pub fn contains(&self, node: &NodeRef) -> bool {
         let id = node.fs_node_id();
-        self.chain.iter().any(|(_, n)| n.fs_node_id() == id)
+        self.steps().any(|s| s.node.fs_node_id() == id)
     }
 
     fn push(&mut self, name: &str, node: NodeRef) {
-        self.chain.push((name.to_string(), node));
+        let depth = self.step.depth + 1;
+        let parent = core::mem::replace(self, Location { step: Arc::new(Step { parent: None, name: Name::new(name), node, depth }) });
+        // The new step is not shared yet: it takes its parent in place.
+        if let Some(step) = Arc::get_mut(&mut self.step) {
+            step.parent = Some(parent);
+        }
     }
 
     fn pop(&mut self) {
-        if self.chain.len() > 1 {
-            self.chain.pop();
+        if let Some(parent) = self.step.parent.clone() {
+            *self = parent;
         }
     }
 }
@@ -103,7 +183,8 @@ struct Mount {
 
 /// The file-system tree: a root and the mounts on it.
 pub struct Vfs {
-    root: NodeRef,
+    /// `root`'s location (a walk from `/` starts from a clone of it).
+    root_location: Location,
     mounts: Mutex<Vec<Mount>>,
 }
 
@@ -114,12 +195,12 @@ fn is_dir(node: &NodeRef) -> bool {
 impl Vfs {
     /// A tree with `root` at `/`.
     pub fn new(root: NodeRef) -> Self {
-        Self { root, mounts: Mutex::new(Vec::new()) }
+        Self { root_location: Location::at_root(root), mounts: Mutex::new(Vec::new()) }
     }
 
     /// The root location.
     pub fn root(&self) -> Location {
-        Location { chain: alloc::vec![(String::new(), self.root.clone())] }
+        self.root_location.clone()
     }
 
     /// Mounts `root` (of type `fstype`) over the directory at `at`.
@@ -160,8 +241,8 @@ impl Vfs {
         if mounts.iter().all(|m| !m.read_only) {
             return false;
         }
-        for (_, node) in location.chain.iter().rev() {
-            if let Some(mount) = mounts.iter().rev().find(|m| Arc::ptr_eq(&m.root, node)) {
+        for step in location.steps() {
+            if let Some(mount) = mounts.iter().rev().find(|m| Arc::ptr_eq(&m.root, &step.node)) {
                 return mount.read_only;
             }
         }
@@ -245,7 +326,7 @@ impl Vfs {
         let mut location = self.walk(root, cwd.clone(), path, false, &mut links, Some(who))?;
         loop {
             let node = location.node();
-            if node.metadata().kind != FileType::Symlink || keep(node) {
+            if node.kind() != FileType::Symlink || keep(node) {
                 return Ok(location);
             }
             links += 1;
@@ -268,10 +349,11 @@ impl Vfs {
         }
         let mut location = if path.starts_with('/') { root.clone() } else { start };
         let must_be_dir = path.ends_with('/');
-        let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        let count = components.len();
-        for (i, component) in components.into_iter().enumerate() {
-            let last = i + 1 == count;
+        // The superuser may search every directory: no attributes to read.
+        let who = who.filter(|w| !w.is_root());
+        let mut components = path.split('/').filter(|c| !c.is_empty()).peekable();
+        while let Some(component) = components.next() {
+            let last = components.peek().is_none();
             if component.len() > MAX_NAME {
                 return Err(FsError::NameTooLong);
             }

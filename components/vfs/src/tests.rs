@@ -3,6 +3,7 @@
 use super::*;
 use crate::tmpfs::TmpFs;
 use alloc::string::ToString;
+use alloc::sync::Arc;
 
 fn tree() -> Vfs {
     let vfs = Vfs::new(TmpFs::new_root(1 << 20, None));
@@ -239,4 +240,49 @@ fn resolve_keeping_stops_at_a_kept_link_through_a_chain() {
     assert_eq!(vfs.resolve_keeping(&root, &root, "/abs", &keep, &who).unwrap().path(), "/usr/bin/tool");
     assert_eq!(vfs.resolve_keeping(&root, &root, "/usr", &keep, &who).unwrap().path(), "/usr");
     assert!(matches!(vfs.resolve_keeping(&root, &root, "/loop1", &keep, &who), Err(FsError::Loop)));
+}
+
+#[test]
+fn locations_share_their_chain_and_name_their_place() {
+    let vfs = tree();
+    let root = vfs.root();
+    let long = "n".repeat(200);
+    let dir = root.node().create(&long, FileType::Directory, 0o755, 0).unwrap();
+    dir.create("short", FileType::Directory, 0o755, 0).unwrap();
+    let deep = vfs.resolve(&root, &alloc::format!("/{long}/short"), true).unwrap();
+    assert_eq!(deep.path(), alloc::format!("/{long}/short"));
+    let (parent, name) = deep.parent_and_name().unwrap();
+    assert_eq!(name, "short");
+    assert!(Arc::ptr_eq(parent, &dir));
+    assert!(deep.contains(&dir) && deep.contains(root.node()));
+    assert!(!root.contains(&dir));
+    // The same place reached twice is the same; a clone is too.
+    let again = vfs.resolve(&root, &alloc::format!("/{long}/./short/../short"), true).unwrap();
+    assert!(deep.is_same(&again) && again.is_same(&deep.clone()));
+    assert!(!deep.is_same(&root));
+    let top = vfs.resolve(&root, &long, true).unwrap();
+    assert_eq!(deep.path_from(&top).as_deref(), Some("/short"));
+    assert_eq!(deep.path_from(&root).unwrap(), deep.path());
+    assert_eq!(root.path_from(&deep), None);
+    let usr = vfs.resolve(&root, "/usr", true).unwrap();
+    assert_eq!(deep.path_from(&usr), None);
+    assert_eq!(root.path(), "/");
+    assert!(root.parent_and_name().is_none());
+}
+
+#[test]
+fn a_very_deep_location_is_let_go_without_recursion() {
+    // Deeper than a recursive drop of the chain could go on a test
+    // thread's stack.
+    let vfs = Vfs::new(TmpFs::new_root(1 << 30, None));
+    let mut at = vfs.root();
+    for _ in 0..200_000 {
+        let node = at.node().create("d", FileType::Directory, 0o755, 0).unwrap();
+        at = vfs.resolve(&at, "d", true).unwrap();
+        assert!(Arc::ptr_eq(at.node(), &node));
+    }
+    assert_eq!(vfs.resolve(&at, "..", true).unwrap().parent_and_name().map(|(_, n)| n.to_string()).as_deref(), Some("d"));
+    drop(at);
+    // (The tree itself is not dropped: tmpfs frees a directory's children recursively.)
+    core::mem::forget(vfs);
 }

@@ -321,14 +321,13 @@ pub fn open_path(p: &Process, dirfd: u64, path: &str, flags: u64, mode: u64) -> 
 /// [`open_path`] with `root` (if any) as the root directory for the path
 /// (openat2's RESOLVE_IN_ROOT).
 fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, flags: u64, mode: u64) -> Result<Arc<dyn File>, Errno> {
-    let path = alloc::string::String::from(path);
     let in_root = root.clone();
     let root_dir = || in_root.clone().unwrap_or_else(|| p.fs.root());
     if flags & O_ACCMODE as u64 == 3 {
         return Err(Errno::EINVAL);
     }
     if flags & O_TMPFILE == O_TMPFILE {
-        return open_tmpfile(p, root_dir(), dirfd, &path, flags, mode);
+        return open_tmpfile(p, root_dir(), dirfd, path, flags, mode);
     }
     if flags & O_TMPFILE_BIT != 0 {
         return Err(Errno::EINVAL); // __O_TMPFILE without O_DIRECTORY
@@ -339,14 +338,30 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
     let vfs = fs::vfs()?;
     let base = match &root {
         Some(r) => r.clone(),
-        None => base_dir(p, dirfd, &path)?,
+        None => base_dir(p, dirfd, path)?,
     };
     let me = who(p);
     let mut created = false;
     // A /proc/PID/fd/N link opens the file it stands for again (even one
     // with no name: a memfd, an unlinked file), as Linux's magic links.
+    // That walk follows every link, as the open below does: where it
+    // ended on no link, its answer is the open's (no second walk).
+    let mut walked = None;
     let linked = if flags & O_NOFOLLOW == 0 {
-        vfs.resolve_keeping(&root_dir(), &base, &path, &crate::procfs::is_magic_link, &me).ok().and_then(|l| crate::procfs::file_of_link(l.node()))
+        match vfs.resolve_keeping(&root_dir(), &base, path, &crate::procfs::is_magic_link, &me) {
+            Ok(location) => match crate::procfs::file_of_link(location.node()) {
+                Some(file) => Some(file),
+                // (A magic link without a file, such as /proc/self/exe,
+                // is followed by the walk below.)
+                None => {
+                    if location.node().kind() != FileType::Symlink {
+                        walked = Some(location);
+                    }
+                    None
+                }
+            },
+            Err(_) => None,
+        }
     } else {
         None
     };
@@ -375,7 +390,7 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
         location
     } else if flags & O_CREAT != 0 {
         let root = root_dir();
-        let (parent, name) = vfs.resolve_parent_in(&root, &base, &path, &me)?;
+        let (parent, name) = vfs.resolve_parent_in(&root, &base, path, &me)?;
         match vfs.resolve_in(&root, &parent, &name, flags & O_NOFOLLOW == 0, &me).map_err(Errno::from) {
             Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
             Ok(existing) => existing,
@@ -396,8 +411,10 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
             }
             Err(e) => return Err(e),
         }
+    } else if let Some(location) = walked {
+        location
     } else {
-        vfs.resolve_in(&root_dir(), &base, &path, flags & O_NOFOLLOW == 0, &me)?
+        vfs.resolve_in(&root_dir(), &base, path, flags & O_NOFOLLOW == 0, &me)?
     };
     let meta = location.node().metadata();
     if meta.kind == FileType::Symlink && flags & O_PATH == 0 {
