@@ -52,6 +52,10 @@ pub(crate) struct PerCpu {
     pub(crate) innermost: AtomicU64,
     /// The task running on this processor.
     pub(crate) current: BaseLock<Option<Arc<Task>>>,
+    /// The task `current` holds (null before the first `task::current`),
+    /// read without the lock by `task::current` on this processor. Both
+    /// are written together, only by this processor, interrupts off.
+    pub(crate) current_ptr: core::sync::atomic::AtomicPtr<Task>,
     /// The task this processor just left, dropped by the task entered.
     pub(crate) previous: BaseLock<Option<Arc<Task>>>,
     /// Bounds of the running task's stack, for the fault reporter.
@@ -118,6 +122,7 @@ impl PerCpu {
             irq_depth: AtomicU64::new(0),
             innermost: AtomicU64::new(0),
             current: BaseLock::new(None),
+            current_ptr: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             previous: BaseLock::new(None),
             stack_bounds: BaseLock::new((0, 0)),
             initial_stack: (AtomicU64::new(0), AtomicU64::new(0)),

@@ -58,6 +58,9 @@ pub struct Task {
     /// The scheduler's: the processors the task may run on, one bit each
     /// (the base never reads it).
     affinity: AtomicU64,
+    /// The scheduler's: CPU time charged to the task, ns (the base never
+    /// reads it).
+    cpu_time: AtomicU64,
 }
 
 // SAFETY: `saved_rsp` is the only non-Sync field. It is written only by
@@ -172,14 +175,40 @@ impl Task {
     pub fn set_affinity(&self, mask: u64) {
         self.affinity.store(mask, Ordering::Release);
     }
+
+    /// CPU time the scheduler charged to the task (ns; a figure the base
+    /// only stores).
+    pub fn cpu_time(&self) -> u64 {
+        self.cpu_time.load(Ordering::Relaxed)
+    }
+
+    /// Charges `ns` more CPU time to the task (saturating).
+    pub fn charge_cpu_time(&self, ns: u64) {
+        let _ = self.cpu_time.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_add(ns)));
+    }
 }
 
 /// The task running now on this processor (its first flow is a task
 /// created on first use: task 0, "boot", on the boot processor).
 pub fn current() -> Arc<Task> {
     let block = crate::percpu::this_cpu();
+    let running = block.current_ptr.load(Ordering::Relaxed);
+    if !running.is_null() {
+        // SAFETY: `running` came from `Arc::as_ptr` of the task that this
+        // processor's `current` holds a strong reference to. Only this
+        // processor replaces that reference (in `switch_to` or below,
+        // interrupts off, updating `current_ptr` with it), and this code
+        // runs on this processor until it returns: a task leaves its
+        // processor only inside `switch_to`, and an interrupt handler never
+        // switches (`switch_to` refuses). So the task is alive and held
+        // from the load to the increment.
+        unsafe {
+            Arc::increment_strong_count(running);
+            return Arc::from_raw(running);
+        }
+    }
     let mut current = block.current.lock();
-    current
+    let task = current
         .get_or_insert_with(|| {
             let index = block.index();
             Arc::new(Task {
@@ -196,9 +225,12 @@ pub fn current() -> Arc<Task> {
                 fpu_parked: SpinLock::new(crate::arch::user::ParkedFpu::EMPTY),
                 home: core::sync::atomic::AtomicUsize::new(index),
                 affinity: AtomicU64::new(1u64.checked_shl(index as u32).unwrap_or(0)),
+                cpu_time: AtomicU64::new(0),
             })
         })
-        .clone()
+        .clone();
+    block.current_ptr.store(Arc::as_ptr(&task).cast_mut(), Ordering::Relaxed);
+    task
 }
 
 /// Sets the function called when a task's function returns. It must
@@ -262,6 +294,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Arc<Task>,
         fpu_parked: SpinLock::new(crate::arch::user::ParkedFpu::EMPTY),
         home: core::sync::atomic::AtomicUsize::new(0),
         affinity: AtomicU64::new(u64::MAX),
+        cpu_time: AtomicU64::new(0),
     }))
 }
 
@@ -331,6 +364,7 @@ pub fn switch_to(next: Arc<Task>) -> Result<(), SwitchError> {
         crate::arch::user::park_live_fpu(&me);
         next.user_entry.lock().restore();
         *block.stack_bounds.lock() = stack_bounds(&next);
+        block.current_ptr.store(Arc::as_ptr(&next).cast_mut(), Ordering::Relaxed);
         *block.current.lock() = Some(next);
         *block.previous.lock() = Some(me);
         // SAFETY: `save` points into the leaving task, which stays alive

@@ -19,7 +19,7 @@
 
 extern crate alloc;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel::cpu::MAX_CPUS;
@@ -73,8 +73,7 @@ const NO_TASK: u64 = u64::MAX;
 
 static CPUS: [Cpu; MAX_CPUS] = [const { Cpu::new() }; MAX_CPUS];
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
-/// CPU time of each task that ran (ns), by task id, until forgotten.
-static CPU_NS: SpinLock<BTreeMap<u64, u64>> = SpinLock::new(BTreeMap::new());
+
 /// The processors that run the scheduler (an idle task each), one bit
 /// each.
 static SCHEDULING: AtomicU64 = AtomicU64::new(0);
@@ -82,6 +81,15 @@ static SCHEDULING: AtomicU64 = AtomicU64::new(0);
 /// The bit of processor `index` in a mask (0 past the mask's width).
 fn bit(index: usize) -> u64 {
     1u64.checked_shl(index as u32).unwrap_or(0)
+}
+
+/// The processors in `mask`, lowest first.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (i < MAX_CPUS).then_some(i)
+    })
 }
 
 /// The processors that run the scheduler, one bit each: what tasks can be
@@ -106,13 +114,13 @@ fn account_current(c: &Cpu, now: u64) {
     if is_idle(&me) {
         c.idle_ns.fetch_add(spent, Ordering::Relaxed);
     } else {
-        *CPU_NS.lock().entry(me.id()).or_insert(0) += spent;
+        me.charge_cpu_time(spent);
     }
 }
 
 /// CPU time `t` has had (ns), its current run on this processor included.
 pub fn cpu_ns(t: &Task) -> u64 {
-    let mut total = CPU_NS.lock().get(&t.id()).copied().unwrap_or(0);
+    let mut total = t.cpu_time();
     if task::current().id() == t.id() {
         total += framekernel::time::now_ns().saturating_sub(here().running_since.load(Ordering::Relaxed));
     }
@@ -265,8 +273,6 @@ fn exit_hook() -> ! {
     framekernel::arch::without_interrupts(|| {
         let c = here();
         let me = task::current();
-        // The finished task's CPU time goes (its owner took the figure).
-        CPU_NS.lock().remove(&me.id());
         let mut next = pick_next(c, &me);
         drop(me);
         loop {
@@ -400,8 +406,10 @@ fn requeue_running(c: &Cpu, t: Arc<Task>, handed_here: bool) {
     }
 }
 
+/// An idle task's home is always its processor: it is never woken,
+/// queued, moved or spawned elsewhere, and only its processor enters it.
 fn is_idle(t: &Arc<Task>) -> bool {
-    CPUS.iter().any(|c| c.idle_id.load(Ordering::Relaxed) == t.id())
+    cpu(t.home()).idle_id.load(Ordering::Relaxed) == t.id()
 }
 
 /// Where to queue `t`: where it runs now; else its home when that is
@@ -415,11 +423,13 @@ fn place(t: &Task) -> usize {
         return home;
     }
     let here = framekernel::cpu::current_index();
-    let free = (0..MAX_CPUS).map(|k| (here + k) % MAX_CPUS).filter(|&i| allowed & bit(i) != 0).find(|&i| cpu(i).is_free());
+    // The allowed processors from this one up, then from 0 up to it.
+    let from_here = allowed & bit(here).wrapping_neg();
+    let free = bits(from_here).chain(bits(allowed & !from_here)).find(|&i| cpu(i).is_free());
     match free {
         Some(i) => i,
         None if home_allowed => home,
-        None => (0..MAX_CPUS).find(|&i| allowed & bit(i) != 0).unwrap_or(0),
+        None => bits(allowed).next().unwrap_or(0),
     }
 }
 
@@ -458,7 +468,7 @@ fn enqueue(index: usize, t: &Arc<Task>) {
 fn nudge_idle(allowed: u64, busy: usize) {
     let here = framekernel::cpu::current_index();
     let candidates = allowed & online_mask() & !bit(busy) & !bit(here);
-    if let Some(i) = (0..MAX_CPUS).find(|&i| candidates & bit(i) != 0 && cpu(i).idle_now.load(Ordering::Acquire)) {
+    if let Some(i) = bits(candidates).find(|&i| cpu(i).idle_now.load(Ordering::Acquire)) {
         framekernel::cpu::kick(i);
     }
 }
@@ -716,20 +726,29 @@ impl WaitQueue {
         // Nobody listed (the common case): no need to know who calls. A
         // waiter that lists itself after this look checks its condition
         // after listing, so it sees what the caller changed before.
-        if self.waiters.lock().is_empty() {
+        let listed = self.waiters.lock().len();
+        if listed == 0 {
             return;
         }
+        // Those listed now, taken one at a time from the front (the queue
+        // keeps its room: no allocation per wait). One that lists itself
+        // meanwhile goes to the back, after them; one that leaves
+        // meanwhile makes this wake one task more than listed, which
+        // checks its condition again (a spurious wake).
         let me = task::current();
-        let waiters: VecDeque<Arc<Task>> = {
-            let mut listed = self.waiters.lock();
-            let all = core::mem::take(&mut *listed);
-            if all.iter().any(|t| Arc::ptr_eq(t, &me)) {
-                listed.push_back(me.clone());
-            }
-            all
-        };
-        for t in waiters.iter().filter(|t| !Arc::ptr_eq(t, &me)) {
-            wake(t);
+        for _ in 0..listed {
+            let next = {
+                let mut waiters = self.waiters.lock();
+                match waiters.pop_front() {
+                    Some(t) if Arc::ptr_eq(&t, &me) => {
+                        waiters.push_back(t);
+                        continue;
+                    }
+                    Some(t) => t,
+                    None => break,
+                }
+            };
+            wake(&next);
         }
     }
 }

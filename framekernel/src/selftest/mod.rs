@@ -242,6 +242,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "redteam_fpu_state_follows_a_context_across_tasks", run: user::fpu_state_follows_a_context_across_tasks },
     SelfTest { name: "redteam_single_step_after_a_syscall_makes_progress", run: user::single_step_after_a_syscall_makes_progress },
     SelfTest { name: "redteam_switch_in_interrupt_refused", run: user::task_switch_in_interrupt_is_refused },
+    SelfTest { name: "current_names_the_running_task", run: user::current_names_the_running_task },
     SelfTest { name: "redteam_user_run_in_interrupt_refused", run: user::user_run_in_interrupt_is_refused },
     SelfTest { name: "redteam_revoked_handles_are_inert", run: revoked_handles_are_inert },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },

@@ -362,6 +362,39 @@ fn in_another_task(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), 
     crate::task::switch_to(other).map_err(|e| format!("{e:?}"))
 }
 
+/// `task::current` (read without a lock) names the task running: in a
+/// new task, the task `spawn` made; back here, this one again; and each
+/// answer is one more reference to the task, let go when dropped.
+pub(super) fn current_names_the_running_task() -> Result<(), String> {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    // References to the new task, counted by itself (nothing else takes
+    // one meanwhile): with one answer, with two, after dropping one.
+    static COUNTS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+    let me = crate::task::current();
+    let back = me.clone();
+    let other = crate::task::spawn("current-probe", move || {
+        let first = crate::task::current();
+        COUNTS[0].store(Arc::strong_count(&first), Ordering::Relaxed);
+        let second = crate::task::current();
+        COUNTS[1].store(Arc::strong_count(&first), Ordering::Relaxed);
+        drop(second);
+        COUNTS[2].store(Arc::strong_count(&first), Ordering::Relaxed);
+        SEEN.store(Arc::as_ptr(&first) as usize, Ordering::Relaxed);
+        drop(first);
+        let _ = crate::task::finish_and_switch(back);
+    })
+    .map_err(|e| format!("{e}"))?;
+    let other_at = Arc::as_ptr(&other) as usize;
+    crate::task::switch_to(other).map_err(|e| format!("{e:?}"))?;
+    ensure!(SEEN.load(Ordering::Relaxed) == other_at, "the new task saw {:#x}, not itself ({other_at:#x})", SEEN.load(Ordering::Relaxed));
+    let [one, two, after] = [0, 1, 2].map(|i| COUNTS[i].load(Ordering::Relaxed));
+    ensure!(two == one + 1 && after == one, "references to the new task: {one} with one answer, {two} with two, {after} after one went");
+    ensure!(Arc::ptr_eq(&crate::task::current(), &me), "back here, current is not this task");
+    Ok(())
+}
+
 /// Lazy FPU: two contexts run in turn by one task (the second one's run
 /// parks the first one's live state in the task), with a task switch in
 /// between, and a copy taken while a state is live: each keeps its own
