@@ -63,6 +63,18 @@ pub trait File: Send + Sync {
     }
     /// File status.
     fn stat(&self) -> FileStat;
+    /// True when a read never blocks and brings all that was asked for
+    /// (up to the end): regular files, disks and the memory devices
+    /// (major 1: null, zero, full, random, urandom), as on Linux. Pipes,
+    /// sockets and terminals return what one read brings.
+    fn reads_whole(&self) -> bool {
+        let stat = self.stat();
+        match stat.kind {
+            tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice => true,
+            tessera_vfs::FileType::CharDevice => stat.rdev >> 8 == 1,
+            _ => false,
+        }
+    }
     /// True for an eventfd (`IOCB_FLAG_RESFD` signals one).
     fn is_eventfd(&self) -> bool {
         false
@@ -593,6 +605,9 @@ impl File for Tty {
 pub struct Null;
 
 impl File for Null {
+    fn reads_whole(&self) -> bool {
+        true
+    }
     fn read(&self, _buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         Ok(0)
     }

@@ -281,6 +281,15 @@ impl VfsFile {
 }
 
 impl File for VfsFile {
+    fn reads_whole(&self) -> bool {
+        // The node's kind is known without its attributes (a device
+        // node's number is not).
+        match self.node().kind() {
+            FileType::Regular | FileType::BlockDevice => true,
+            FileType::CharDevice => self.stat().rdev >> 8 == 1,
+            _ => false,
+        }
+    }
     fn sync(&self) -> SysResult {
         if *self.flags.lock() & O_PATH != 0 {
             return Err(Errno::EBADF);
@@ -442,6 +451,9 @@ impl File for VfsFile {
 pub struct Zero;
 
 impl File for Zero {
+    fn reads_whole(&self) -> bool {
+        true
+    }
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         buf.fill(0);
         Ok(buf.len() as u64)
@@ -458,6 +470,9 @@ impl File for Zero {
 pub struct Full;
 
 impl File for Full {
+    fn reads_whole(&self) -> bool {
+        true
+    }
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         buf.fill(0);
         Ok(buf.len() as u64)
@@ -474,6 +489,9 @@ impl File for Full {
 pub struct Random;
 
 impl File for Random {
+    fn reads_whole(&self) -> bool {
+        true
+    }
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         framekernel::random::fill(buf);
         Ok(buf.len() as u64)

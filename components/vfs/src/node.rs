@@ -257,6 +257,13 @@ pub trait Node: Send + Sync {
         self.metadata().kind
     }
 
+    /// Gives up this directory's entries (for a node being freed: its
+    /// file system's nodes are then freed one at a time, not by recursion
+    /// through a deep tree). The default holds none.
+    fn take_entries(&self) -> Vec<NodeRef> {
+        Vec::new()
+    }
+
     /// A value for `Any`-style downcasts within one file system.
     fn fs_node_id(&self) -> (u64, u64) {
         let m = self.metadata();

@@ -208,6 +208,20 @@ pub fn charge_xattrs(delta: i64) -> Result<(), FsError> {
 
 impl Drop for TmpNode {
     fn drop(&mut self) {
+        // A directory's subtree goes one node at a time: each child whose
+        // last reference this is gives up its own entries first, so no
+        // drop recurses (a tree thousands of levels deep would overflow a
+        // kernel stack).
+        if let Content::Dir(entries) = &self.content {
+            let mut pending: Vec<NodeRef> = core::mem::take(&mut *entries.lock()).into_values().collect();
+            while let Some(mut node) = pending.pop() {
+                // Only a node nobody else can reach (no other reference,
+                // strong or weak) is emptied.
+                if let Some(last) = Arc::get_mut(&mut node) {
+                    pending.extend(last.take_entries());
+                }
+            }
+        }
         self.fs.nodes.fetch_sub(1, Ordering::Relaxed);
         let xattrs: usize = self.xattrs.lock().iter().map(|(name, value)| name.len() + value.len()).sum();
         XATTR_BYTES.fetch_sub(xattrs as u64, Ordering::Relaxed);
@@ -219,6 +233,13 @@ impl Drop for TmpNode {
 }
 
 impl Node for TmpNode {
+    fn take_entries(&self) -> Vec<NodeRef> {
+        match &self.content {
+            Content::Dir(entries) => core::mem::take(&mut *entries.lock()).into_values().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn xattrs(&self) -> Option<&Mutex<crate::node::Xattrs>> {
         Some(&self.xattrs)
     }

@@ -21,16 +21,11 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
     if file.is_tty() {
         terminal_access(p, signal::num::SIGTTIN)?;
     }
-    // Regular files, disks and the memory devices (major 1: null, zero,
-    // full, random, urandom) never block: read all that was asked for, as
-    // Linux does (`dd if=/dev/zero bs=1M count=1` gets a whole megabyte).
-    // Pipes and terminals return what one read brings.
-    let stat = file.stat();
-    let whole = match stat.kind {
-        tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice => true,
-        tessera_vfs::FileType::CharDevice => stat.rdev >> 8 == 1,
-        _ => false,
-    };
+    // Regular files, disks and the memory devices never block: read all
+    // that was asked for, as Linux does (`dd if=/dev/zero bs=1M count=1`
+    // gets a whole megabyte). Pipes and terminals return what one read
+    // brings.
+    let whole = file.reads_whole();
     let interrupted = crate::process::lent_interrupt_check(&p.info, &p.thread, &p.signals);
     // A buffer that runs into a page it cannot write still takes what a
     // pipe or stream socket holds when that fits before the page (Linux
