@@ -7,6 +7,7 @@
  * `bench time NAME COMMAND [ARG...]`: runs COMMAND once and prints its
  * wall time as benchmark NAME (bench-run.sh's shell workloads). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
@@ -49,8 +50,9 @@ static int best_of(const char *name, int (*op)(long count), long n) {
     long long best = -1;
     for (int round = 0; round < ROUNDS; round++) {
         long long start = now_ns();
+        errno = 0;
         if (op(count) != 0)
-            return failed(name, "operation failed");
+            return failed(name, errno ? strerror(errno) : "an operation gave a short or wrong answer");
         long long elapsed = now_ns() - start;
         if (best < 0 || elapsed < best)
             best = elapsed;
