@@ -6,6 +6,7 @@
  * the process clock measures it) shows at least that. */
 #define _GNU_SOURCE
 #include "tessera_test.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/times.h>
@@ -27,6 +28,32 @@ static void burn(double seconds) {
 }
 
 static double tv(struct timeval t) { return t.tv_sec + t.tv_usec / 1e6; }
+
+/* Red team: threads that burn a little and exit while another thread
+ * reads the process's CPU time, which must never go back (an ending
+ * thread was counted twice for a moment, then once). */
+static void *burn_briefly(void *arg) {
+    (void)arg;
+    double start = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    while (clock_s(CLOCK_THREAD_CPUTIME_ID) - start < 0.003) ;
+    return 0;
+}
+static volatile int sampling = 1;
+static int went_back;
+static void *sample_process_time(void *arg) {
+    (void)arg;
+    double last_clock = 0, last_usage = 0;
+    while (sampling) {
+        double now = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double usage = tv(ru.ru_utime) + tv(ru.ru_stime);
+        if (now < last_clock || usage + 1e-6 < last_usage) went_back++;
+        last_clock = now;
+        last_usage = usage;
+    }
+    return 0;
+}
 
 int main(void) {
     long hz = sysconf(_SC_CLK_TCK);
@@ -80,5 +107,16 @@ int main(void) {
     if (f) fclose(f);
     CHECK(idle2 >= idle1 && user2 >= user1 && sys2 >= sys1);
     CHECK(user2 + sys2 + idle2 > user1 + sys1 + idle1);
+    /* The process's CPU time only grows while its threads come and go. */
+    pthread_t sampler;
+    CHECK(pthread_create(&sampler, 0, sample_process_time, 0) == 0);
+    for (int round = 0; round < 100; round++) {
+        pthread_t burners[3];
+        for (int i = 0; i < 3; i++) pthread_create(&burners[i], 0, burn_briefly, 0);
+        for (int i = 0; i < 3; i++) pthread_join(burners[i], 0);
+    }
+    sampling = 0;
+    pthread_join(sampler, 0);
+    CHECK(went_back == 0);
     return tt_done("cputime");
 }

@@ -1087,8 +1087,12 @@ impl ThreadInfo {
 impl ProcessInfo {
     /// CPU time of the process (live and ended threads): (user, total) ns.
     pub fn cpu_ns(&self) -> (u64, u64) {
+        // Under the thread list's lock: an ending thread moves its time
+        // to `ended_threads` and leaves the list in one step (see `exit`),
+        // so it is counted once, and the sum never goes back.
+        let threads = self.threads.lock();
         let (mut user, mut total) = *self.ended_threads.lock();
-        for thread in self.threads.lock().iter() {
+        for thread in threads.iter() {
             let (u, t) = thread.cpu_ns();
             user += u;
             total += t;
@@ -1962,21 +1966,23 @@ impl Process {
             crate::syscall::futex::wake(&self.memory, self.clear_child_tid, 1);
         }
         THREADS.lock().remove(&thread.tid);
-        // Its CPU time stays with the process.
-        {
-            let (user, total) = thread.cpu_ns();
-            let mut ended = info.ended_threads.lock();
-            ended.0 += user;
-            ended.1 += total;
-        }
-        // The record may outlive the thread (a signalfd holds it): it must
-        // not keep the finished task and its stack.
-        *thread.task.lock() = None;
+        // Its CPU time stays with the process: moved to `ended_threads`
+        // as it leaves the list, under the list's lock (`cpu_ns` reads
+        // both under it), so no reader counts it twice or not at all.
         let last = {
             let mut threads = info.threads.lock();
+            let (user, total) = thread.cpu_ns();
+            {
+                let mut ended = info.ended_threads.lock();
+                ended.0 += user;
+                ended.1 += total;
+            }
             threads.retain(|t| !Arc::ptr_eq(t, &thread));
             threads.is_empty()
         };
+        // The record may outlive the thread (a signalfd holds it): it must
+        // not keep the finished task and its stack.
+        *thread.task.lock() = None;
         drop(self); // this thread's hold on memory and files
         if !last {
             return;
