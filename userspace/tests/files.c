@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,6 +269,47 @@ static void remove_while_reading(void) {
     CHECK(rmdir("many") == 0);
 }
 
+/* A working directory whose path is longer than a page: the getcwd call
+ * says ENAMETOOLONG, whatever the buffer (Linux's d_path limit), and the
+ * directory still works by relative names. */
+static void deep_working_directory(void) {
+    char here[PATH_MAX];
+    CHECK(getcwd(here, sizeof here) != NULL);
+    int levels = 0;
+    for (; levels < 1500; levels++)
+        if (mkdir("ddd", 0755) != 0 || chdir("ddd") != 0)
+            break;
+    CHECK(levels == 1500); /* 6000 bytes of path */
+    /* The system call itself (a C library may fall back to walking
+     * "..", which glibc does). */
+    static char big[65536];
+    CHECK(syscall(SYS_getcwd, big, sizeof big) == -1 && errno == ENAMETOOLONG);
+    CHECK(syscall(SYS_getcwd, big, 4096) == -1 && errno == ENAMETOOLONG);
+    int fd = open("f", O_CREAT | O_WRONLY, 0644);
+    CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+    CHECK(unlink("f") == 0);
+    for (int i = 0; i < levels; i++)
+        if (chdir("..") != 0 || rmdir("ddd") != 0) {
+            CHECK(!"climbing back");
+            break;
+        }
+    char back[PATH_MAX];
+    CHECK(getcwd(back, sizeof back) != NULL && strcmp(back, here) == 0);
+}
+
+/* O_CREAT | O_EXCL on a /proc/self/fd/N link to an open file: EEXIST,
+ * as on Linux (the link names a file that exists). */
+static void exclusive_create_through_fd_link(void) {
+    int fd = open("named", O_CREAT | O_RDWR, 0644);
+    CHECK(fd >= 0);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    CHECK_ERR(open(path, O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST);
+    if (fd >= 0) close(fd);
+    CHECK(unlink("named") == 0);
+}
+
 int main(void) {
     char dir[] = "/tmp/tessera-files-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -277,6 +319,8 @@ int main(void) {
     char cwd[PATH_MAX];
     CHECK(getcwd(cwd, sizeof cwd) != NULL && strcmp(cwd, dir) == 0);
     CHECK(getcwd(cwd, 3) == NULL && errno == ERANGE);
+    deep_working_directory();
+    exclusive_create_through_fd_link();
 
     /* create, write, seek, read */
     umask(022);

@@ -365,6 +365,10 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
     } else {
         None
     };
+    // A magic link names a file that exists: O_CREAT | O_EXCL is EEXIST.
+    if linked.is_some() && flags & O_CREAT != 0 && flags & O_EXCL != 0 {
+        return Err(Errno::EEXIST);
+    }
     let reopened = match linked {
         None => None,
         Some(file) => match file.location() {
@@ -929,6 +933,11 @@ pub(super) fn fchdir(p: &mut Process, fd: u64) -> SysResult {
 pub(super) fn getcwd(p: &mut Process, buf: u64, size: u64) -> SysResult {
     let mut path = p.fs.cwd_path().into_bytes();
     path.push(0);
+    // Linux's d_path works in one page: a longer path is ENAMETOOLONG,
+    // whatever the buffer.
+    if path.len() > 4096 {
+        return Err(Errno::ENAMETOOLONG);
+    }
     if (size as usize) < path.len() {
         return Err(Errno::ERANGE);
     }
