@@ -346,7 +346,6 @@ impl<T: Send + Sync + 'static> Slot<T> {
         *self.transfer.lock() = Some((save, restore));
     }
 
-    /// Starts `entry`'s cell and hands it `state` if there is some.
     /// Before a swap closes the gate of a slot that hands state over:
     /// the old instance saves its state once and a trial instance of the
     /// new code restores it, then goes. Both run again with the gate
@@ -370,6 +369,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
         }
     }
 
+    /// Starts `entry`'s cell and hands it `state` if there is some.
     fn start_with_state(&self, entry: &Arc<CellEntry>, code: Arc<LoadedCell>, state: Option<&[u8]>) -> Result<Started<T>, SlotError> {
         let (instance, code) = self.start(entry, code)?;
         let restore = self.transfer.lock().map(|(_, restore)| restore);

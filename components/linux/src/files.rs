@@ -69,11 +69,7 @@ pub trait File: Send + Sync {
     /// sockets and terminals return what one read brings.
     fn reads_whole(&self) -> bool {
         let stat = self.stat();
-        match stat.kind {
-            tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice => true,
-            tessera_vfs::FileType::CharDevice => stat.rdev >> 8 == 1,
-            _ => false,
-        }
+        reads_whole(stat.kind, || stat.rdev)
     }
     /// True for an eventfd (`IOCB_FLAG_RESFD` signals one).
     fn is_eventfd(&self) -> bool {
@@ -603,6 +599,16 @@ impl File for Tty {
 
 /// `/dev/null`: reads end at once, writes vanish.
 pub struct Null;
+
+/// [`File::reads_whole`] for a file of `kind` (`rdev`: its device number,
+/// asked only for a character device).
+pub fn reads_whole(kind: tessera_vfs::FileType, rdev: impl FnOnce() -> u64) -> bool {
+    match kind {
+        tessera_vfs::FileType::Regular | tessera_vfs::FileType::BlockDevice => true,
+        tessera_vfs::FileType::CharDevice => rdev() >> 8 == 1,
+        _ => false,
+    }
+}
 
 impl File for Null {
     fn reads_whole(&self) -> bool {

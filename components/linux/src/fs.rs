@@ -284,11 +284,7 @@ impl File for VfsFile {
     fn reads_whole(&self) -> bool {
         // The node's kind is known without its attributes (a device
         // node's number is not).
-        match self.node().kind() {
-            FileType::Regular | FileType::BlockDevice => true,
-            FileType::CharDevice => self.stat().rdev >> 8 == 1,
-            _ => false,
-        }
+        crate::files::reads_whole(self.node().kind(), || self.stat().rdev)
     }
     fn sync(&self) -> SysResult {
         if *self.flags.lock() & O_PATH != 0 {

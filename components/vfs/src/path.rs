@@ -36,6 +36,13 @@ struct Step {
     depth: usize,
 }
 
+impl Step {
+    /// This step and those above it, up to the root.
+    fn up(&self) -> impl Iterator<Item = &Step> {
+        core::iter::successors(Some(self), |s| s.parent.as_ref().map(|p| &*p.step))
+    }
+}
+
 impl Drop for Step {
     fn drop(&mut self) {
         // A deep chain is let go one step at a time, not by recursion (a
@@ -92,7 +99,7 @@ impl Location {
 
     /// The steps from here up to the root, this one first.
     fn steps(&self) -> impl Iterator<Item = &Step> {
-        core::iter::successors(Some(&*self.step), |s| s.parent.as_ref().map(|p| &*p.step))
+        self.step.up()
     }
 
     /// The location `depth` steps from the root on the way here (`None`
@@ -112,30 +119,21 @@ impl Location {
     /// when inside it, `None` when outside.
     pub fn path_from(&self, root: &Location) -> Option<String> {
         let top = self.ancestor_at(root.step.depth)?;
-        let inside = core::iter::successors(Some(top), |s| s.parent.as_ref().map(|p| &*p.step))
-            .zip(root.steps())
-            .all(|(a, b)| Arc::ptr_eq(&a.node, &b.node));
-        if !inside {
-            return None;
-        }
-        let mut names: Vec<&str> = self.steps().take(self.step.depth - root.step.depth).map(|s| s.name.as_str()).collect();
-        names.reverse();
-        Some(alloc::format!("/{}", names.join("/")))
+        let inside = top.up().zip(root.steps()).all(|(a, b)| Arc::ptr_eq(&a.node, &b.node));
+        inside.then(|| self.path_below(root.step.depth))
     }
 
     /// The absolute path (`/` for the root).
     pub fn path(&self) -> String {
-        if self.step.depth == 0 {
-            return "/".to_string();
-        }
-        let mut names: Vec<&str> = self.steps().take(self.step.depth).map(|s| s.name.as_str()).collect();
+        self.path_below(0)
+    }
+
+    /// The names of the steps deeper than `depth` down to here, as a path
+    /// from `/`.
+    fn path_below(&self, depth: usize) -> String {
+        let mut names: Vec<&str> = self.steps().take(self.step.depth.saturating_sub(depth)).map(|s| s.name.as_str()).collect();
         names.reverse();
-        let mut out = String::new();
-        for name in names {
-            out.push('/');
-            out.push_str(name);
-        }
-        out
+        alloc::format!("/{}", names.join("/"))
     }
 
     /// The directory holding this location and the name it has there

@@ -212,14 +212,12 @@ impl Drop for TmpNode {
         // last reference this is gives up its own entries first, so no
         // drop recurses (a tree thousands of levels deep would overflow a
         // kernel stack).
-        if let Content::Dir(entries) = &self.content {
-            let mut pending: Vec<NodeRef> = core::mem::take(&mut *entries.lock()).into_values().collect();
-            while let Some(mut node) = pending.pop() {
-                // Only a node nobody else can reach (no other reference,
-                // strong or weak) is emptied.
-                if let Some(last) = Arc::get_mut(&mut node) {
-                    pending.extend(last.take_entries());
-                }
+        let mut pending = self.take_entries();
+        while let Some(mut node) = pending.pop() {
+            // Only a node nobody else can reach (no other reference,
+            // strong or weak) is emptied.
+            if let Some(last) = Arc::get_mut(&mut node) {
+                pending.extend(last.take_entries());
             }
         }
         self.fs.nodes.fetch_sub(1, Ordering::Relaxed);

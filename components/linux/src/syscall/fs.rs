@@ -377,9 +377,6 @@ fn open_path_in(p: &Process, root: Option<Location>, dirfd: u64, path: &str, fla
                 // A file with no name: a pipe end opens a new end of its
                 // pipe, a device its node in /dev (the console terminal:
                 // /dev/console); anything else ENXIO, as Linux.
-                if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
-                    return Err(Errno::EEXIST);
-                }
                 if flags & O_PATH == 0
                     && let Some(reopened) = file.reopen(flags, &p.interrupt_check())
                 {
