@@ -17,7 +17,7 @@ use crate::io::{IoPortError, IoPorts};
 use crate::mm::{IoMem, IoMemError};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::fmt;
 use framekernel_logic::pci::{Bar, decode_bar};
 use x86_64::instructions::port::Port;
@@ -189,6 +189,9 @@ pub enum PciError {
     Ports(IoPortError),
     /// Mapping the BAR's memory failed.
     Memory(IoMemError),
+    /// No dropped DMA buffer of exactly that place and size waits for
+    /// this claim ([`PciDevice::dma_buffer_kept`]).
+    NoKeptBuffer { phys: u64, bytes: usize },
 }
 
 impl fmt::Display for PciError {
@@ -203,6 +206,7 @@ impl fmt::Display for PciError {
             PciError::Revoked(a) => write!(f, "the claim on PCI function {a} was revoked (the cell call that took it faulted)"),
             PciError::Ports(e) => write!(f, "{e:?}"),
             PciError::Memory(e) => write!(f, "{e}"),
+            PciError::NoKeptBuffer { phys, bytes } => write!(f, "no DMA buffer of {bytes:#x} bytes at {phys:#x} was left for this device"),
         }
     }
 }
@@ -212,61 +216,174 @@ impl fmt::Display for PciError {
 /// while the device could still write them.
 struct Claimed {
     address: PciAddress,
+    /// Names the function's DMA frames: kept by a claim that takes over a
+    /// lingering one (below), so buffers of the earlier claim still find
+    /// it when they are dropped.
     token: u64,
     domain: u64,
     deferred: Vec<(u64, u64)>,
-    /// Shared with the handle: cleared when the claim ends.
+    /// Shared with the handle, which it identifies (a token can outlive a
+    /// handle): cleared when the claim ends.
     live: Arc<AtomicBool>,
 }
 
-static CLAIMED: crate::sync::BaseLock<Vec<Claimed>> = crate::sync::BaseLock::new(Vec::new());
+/// A claim that ended during a handover window, or by revocation, with
+/// its function's bus mastering left on: the function's DMA frames stay
+/// out of use. The next claim of the function takes it over (no
+/// configuration write, its frames reusable by the new driver); else
+/// [`settle`] ends it as a release would have.
+struct Lingering {
+    address: PciAddress,
+    token: u64,
+    deferred: Vec<(u64, u64)>,
+}
 
-/// Ends claim `token`: bus mastering off (read back, so the write has
-/// reached the device before anything is freed), then the DMA frames the
-/// device could still have written go back. A handle's drop, or the
-/// revocation of a faulted cell's claims; a no-op once done.
-fn release(token: u64) {
-    let mut claimed = CLAIMED.lock();
-    let Some(at) = claimed.iter().position(|c| c.token == token) else { return };
-    let claim = claimed.swap_remove(at);
-    // The handle (if it still exists: revocation) can do nothing more.
+struct Claims {
+    live: Vec<Claimed>,
+    lingering: Vec<Lingering>,
+}
+
+static CLAIMED: crate::sync::BaseLock<Claims> = crate::sync::BaseLock::new(Claims { live: Vec::new(), lingering: Vec::new() });
+
+/// Open [`HandoverWindow`]s.
+static WINDOWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Turns bus mastering of `address` off, read back so that the write has
+/// reached the device before anything it could write is freed. Under the
+/// claim table's lock (see `enable`).
+fn bus_mastering_off(address: PciAddress) {
+    let command = read32(address, 4);
+    write32(address, 4, (command & 0xffff) & !0x4);
+    let _ = read32(address, 4);
+}
+
+/// Ends `claim` (taken out of the table, whose lock is held): its handle
+/// can do nothing more. It lingers if `linger` (and there is room to
+/// say so); else bus mastering goes off and its DMA frames are returned
+/// for the caller to free once the lock is let go.
+fn end_claim(claims: &mut Claims, claim: Claimed, linger: bool) -> Vec<(u64, u64)> {
     claim.live.store(false, Ordering::Release);
-    // Still under the claim table's lock: an `enable` on another processor
-    // that saw the claim live has finished its write, and one that comes
-    // later sees it dead; bus mastering goes off after either.
-    let command = read32(claim.address, 4);
-    write32(claim.address, 4, (command & 0xffff) & !0x4);
-    let _ = read32(claim.address, 4);
-    drop(claimed);
-    for (phys, pages) in claim.deferred {
+    if linger && claims.lingering.try_reserve(1).is_ok() {
+        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred });
+        return Vec::new();
+    }
+    bus_mastering_off(claim.address);
+    claim.deferred
+}
+
+fn free_all(frames: Vec<(u64, u64)>) {
+    for (phys, pages) in frames {
         crate::mm::dma::free_frames(phys, pages);
     }
 }
 
-/// Ends every claim taken in calls of the faulted cell `domain`.
+/// Ends the claim of the handle whose flag is `live`: bus mastering off
+/// (read back, so the write has reached the device before anything is
+/// freed), then the DMA frames the device could still have written go
+/// back; or, while a [`HandoverWindow`] is open, the claim lingers. A
+/// no-op once done (revocation came first).
+fn release(live: &Arc<AtomicBool>) {
+    let mut claims = CLAIMED.lock();
+    let Some(at) = claims.live.iter().position(|c| Arc::ptr_eq(&c.live, live)) else { return };
+    let claim = claims.live.swap_remove(at);
+    // Still under the claim table's lock: an `enable` on another processor
+    // that saw the claim live has finished its write, and one that comes
+    // later sees it dead; bus mastering goes off after either.
+    let linger = WINDOWS.load(Ordering::Acquire) > 0;
+    let frames = end_claim(&mut claims, claim, linger);
+    drop(claims);
+    free_all(frames);
+}
+
+/// Ends every claim taken in calls of the faulted cell `domain`. They
+/// linger (bus mastering stays on, their frames out of use): the cell's
+/// slot starts a new instance, which takes the device over, and closes
+/// its [`HandoverWindow`], which settles whatever is left.
 pub(crate) fn revoke_domain(domain: u64) {
-    let tokens: Vec<u64> = CLAIMED.lock().iter().filter(|c| c.domain == domain).map(|c| c.token).collect();
-    for token in tokens {
-        release(token);
+    let mut claims = CLAIMED.lock();
+    let mut frames = Vec::new();
+    while let Some(at) = claims.live.iter().position(|c| c.domain == domain) {
+        let claim = claims.live.swap_remove(at);
+        frames.extend(end_claim(&mut claims, claim, true));
+    }
+    drop(claims);
+    free_all(frames);
+}
+
+/// Ends every lingering claim (bus mastering off, their DMA frames back
+/// to the pool), unless a [`HandoverWindow`] is open. Safe at any time:
+/// a lingering function has no driver.
+pub fn settle() {
+    let mut claims = CLAIMED.lock();
+    if WINDOWS.load(Ordering::Acquire) > 0 {
+        return;
+    }
+    let lingering = core::mem::take(&mut claims.lingering);
+    for ended in &lingering {
+        bus_mastering_off(ended.address);
+    }
+    drop(claims);
+    for ended in lingering {
+        free_all(ended.deferred);
+    }
+}
+
+/// Functions lingering after their claims ended (for tests and
+/// `/proc`): bus mastering on, no driver.
+pub fn lingering() -> usize {
+    CLAIMED.lock().lingering.len()
+}
+
+/// While one is open, a claim that ends leaves its function's bus
+/// mastering on ("lingers"), so that the driver replacing the one that
+/// let go claims the function without a configuration write (each one is a
+/// change of the memory map, slow under emulation) and may reuse its DMA
+/// frames, even in place ([`PciDevice::dma_buffer_kept`]). When the last
+/// window closes, functions nobody claimed again are [`settle`]d. A slot
+/// opens one around a swap, restart or recovery.
+///
+/// Sound in any use: a lingering function's frames stay out of use until
+/// bus mastering is off, whether or not a window ever closes.
+#[derive(Debug)]
+pub struct HandoverWindow(());
+
+impl HandoverWindow {
+    /// Opens a window.
+    pub fn open() -> Self {
+        WINDOWS.fetch_add(1, Ordering::AcqRel);
+        Self(())
+    }
+}
+
+impl Drop for HandoverWindow {
+    fn drop(&mut self) {
+        if WINDOWS.fetch_sub(1, Ordering::AcqRel) == 1 {
+            settle();
+        }
     }
 }
 
 /// A DMA buffer of the device with claim `token` was dropped: its frames
-/// wait for the device to stop (the claim's end) if it is still claimed,
-/// else they go back now. False if they could not be recorded (no memory):
-/// the caller then keeps them out of use.
+/// wait for the device to stop (the claim's end) if it is still claimed
+/// or lingers, else they go back now. False if they could not be recorded
+/// (no memory): the caller then keeps them out of use.
 pub(crate) fn dma_dropped(token: u64, phys: u64, pages: u64) -> bool {
-    let mut claimed = CLAIMED.lock();
-    match claimed.iter_mut().find(|c| c.token == token) {
-        Some(claim) => {
-            if claim.deferred.try_reserve(1).is_err() {
+    let mut claims = CLAIMED.lock();
+    let Claims { live, lingering } = &mut *claims;
+    let deferred = match live.iter_mut().find(|c| c.token == token) {
+        Some(claim) => Some(&mut claim.deferred),
+        None => lingering.iter_mut().find(|l| l.token == token).map(|l| &mut l.deferred),
+    };
+    match deferred {
+        Some(deferred) => {
+            if deferred.try_reserve(1).is_err() {
                 return false;
             }
-            claim.deferred.push((phys, pages));
+            deferred.push((phys, pages));
             true
         }
         None => {
-            drop(claimed);
+            drop(claims);
             crate::mm::dma::free_frames(phys, pages);
             true
         }
@@ -283,12 +400,15 @@ pub struct PciDevice {
 }
 
 impl PciDevice {
-    /// Claims the function at `address`.
+    /// Claims the function at `address`. If its last claim lingers (see
+    /// [`HandoverWindow`]), this one takes it over: bus mastering is as
+    /// the last driver left it, and that driver's dropped DMA frames are
+    /// this claim's to reuse.
     pub fn claim(address: PciAddress) -> Result<Self, PciError> {
         let info = devices().iter().find(|d| d.address == address).copied().ok_or(PciError::NotFound(address))?;
         let live = Arc::new(AtomicBool::new(true));
-        let mut claimed = CLAIMED.lock();
-        if claimed.iter().any(|c| c.address == address) {
+        let mut claims = CLAIMED.lock();
+        if claims.live.iter().any(|c| c.address == address) {
             return Err(PciError::Busy(address));
         }
         // A call of a copy whose claims were already revoked (another call
@@ -296,10 +416,16 @@ impl PciDevice {
         if crate::cell::current_call_tainted() {
             return Err(PciError::Revoked(address));
         }
-        claimed.try_reserve(1).map_err(|_| PciError::NoMemory)?;
-        let token = crate::cell::claim_token();
+        claims.live.try_reserve(1).map_err(|_| PciError::NoMemory)?;
+        let (token, deferred) = match claims.lingering.iter().position(|l| l.address == address) {
+            Some(at) => {
+                let ended = claims.lingering.swap_remove(at);
+                (ended.token, ended.deferred)
+            }
+            None => (crate::cell::claim_token(), Vec::new()),
+        };
         // Claimed inside a cell call: revoked if a call of that cell faults.
-        claimed.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred: Vec::new(), live: live.clone() });
+        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone() });
         Ok(Self { info, token, live })
     }
 
@@ -319,6 +445,11 @@ impl PciDevice {
             self.check_live()?;
             let command = read32(self.info.address, 4);
             let bits = 0x3 | if bus_master { 0x4 } else { 0 };
+            // Already on (a claim that took a lingering one over): no
+            // write, which would be a change of the memory map for nothing.
+            if command & bits == bits {
+                return Ok(());
+            }
             // Keep the status half (write-one-to-clear bits) untouched.
             write32(self.info.address, 4, (command & 0xffff) | bits);
             Ok(())
@@ -369,14 +500,45 @@ impl PciDevice {
     /// (physically contiguous). Its frames are reused only once the device
     /// cannot write them any more: after this handle is dropped or revoked
     /// (bus mastering off).
+    ///
+    /// Frames this function's drivers dropped while it could still write
+    /// them are reused first (zeroed again): they are out of use for
+    /// anything but this function until its claim ends.
     pub fn dma_buffer(&self, bytes: usize) -> Result<crate::mm::DmaBuffer, PciError> {
         self.check_live()?;
-        crate::mm::DmaBuffer::new_for(self.token, bytes).map_err(PciError::OutOfMemory)
+        let pages = crate::mm::dma::pages_for(bytes);
+        match self.take_deferred(|_, p| p == pages)? {
+            Some(phys) => crate::mm::DmaBuffer::reuse(self.token, phys, pages, true).ok_or(PciError::NoMemory),
+            None => crate::mm::DmaBuffer::new_for(self.token, bytes).map_err(PciError::OutOfMemory),
+        }
+    }
+
+    /// The DMA buffer of `bytes` at `phys` that a driver of this function
+    /// dropped while the function could still write it (a driver handing
+    /// the device over to its successor, which finds the same rings where
+    /// the device has them), *not* zeroed: what the last driver and the
+    /// device left in it. `NoKeptBuffer` unless exactly such a buffer waits
+    /// under this claim (or the claim it took over).
+    pub fn dma_buffer_kept(&self, phys: u64, bytes: usize) -> Result<crate::mm::DmaBuffer, PciError> {
+        self.check_live()?;
+        let pages = crate::mm::dma::pages_for(bytes);
+        match self.take_deferred(|at, p| at == phys && p == pages)? {
+            Some(phys) => crate::mm::DmaBuffer::reuse(self.token, phys, pages, false).ok_or(PciError::NoMemory),
+            None => Err(PciError::NoKeptBuffer { phys, bytes }),
+        }
+    }
+
+    /// Takes the first dropped buffer of this claim that `fits`.
+    fn take_deferred(&self, fits: impl Fn(u64, u64) -> bool) -> Result<Option<u64>, PciError> {
+        let mut claims = CLAIMED.lock();
+        let claim = claims.live.iter_mut().find(|c| Arc::ptr_eq(&c.live, &self.live)).ok_or(PciError::Revoked(self.info.address))?;
+        let found = claim.deferred.iter().position(|&(phys, pages)| fits(phys, pages));
+        Ok(found.map(|at| claim.deferred.swap_remove(at).0))
     }
 }
 
 impl Drop for PciDevice {
     fn drop(&mut self) {
-        release(self.token);
+        release(&self.live);
     }
 }

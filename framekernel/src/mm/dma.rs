@@ -66,11 +66,16 @@ pub(crate) fn free_frames(phys: u64, pages: u64) {
     }
 }
 
+/// The pages a buffer of `bytes` takes (at least one).
+pub(crate) fn pages_for(bytes: usize) -> u64 {
+    (bytes.max(1) as u64).div_ceil(PAGE_SIZE)
+}
+
 impl DmaBuffer {
     /// At least `bytes` (rounded up to pages) of zeroed, contiguous memory
     /// for the device whose PCI claim is `device`.
     pub(crate) fn new_for(device: u64, bytes: usize) -> Result<Self, OutOfMemory> {
-        let pages = (bytes.max(1) as u64).div_ceil(PAGE_SIZE);
+        let pages = pages_for(bytes);
         let oom = || OutOfMemory { requested: pages, free: frame_stats().free };
         let phys = frames::alloc_contiguous_raw(pages, 1).ok_or_else(oom)?;
         let Some(virt) = phys_to_direct(phys) else {
@@ -83,6 +88,25 @@ impl DmaBuffer {
             frames::zero(phys + i * PAGE_SIZE);
         }
         Ok(Self { phys, pages, virt, device })
+    }
+
+    /// A buffer again over `pages` frames from `phys` that a buffer of the
+    /// same device (`device`, its claim token) left: they were allocated
+    /// contiguous by [`new_for`](Self::new_for) and have been out of use
+    /// since that buffer was dropped (the device could still write them).
+    /// Zeroed again if `zero`. `None` (never: the direct map covered them
+    /// when they were first handed out) leaves them out of use for good.
+    pub(crate) fn reuse(device: u64, phys: u64, pages: u64, zero: bool) -> Option<Self> {
+        let Some(virt) = phys_to_direct(phys) else {
+            LEAKED_PAGES.fetch_add(pages, core::sync::atomic::Ordering::Relaxed);
+            return None;
+        };
+        if zero {
+            for i in 0..pages {
+                frames::zero(phys + i * PAGE_SIZE);
+            }
+        }
+        Some(Self { phys, pages, virt, device })
     }
 
     /// Physical address of the first byte, for the device.
