@@ -222,10 +222,9 @@ fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
         return;
     };
     let slot = tessera_linux::files::TtySlot::new::<framekernel_interfaces::tty::Interface>("tty", &["tty"]);
-    slot.set_state_transfer(
-        |cell| cell.call((), |ld, ()| ld.save()),
-        |cell, state| cell.call(state, |ld, state| ld.restore(state)),
-    );
+    let save: tessera_live_update::slot::SaveState<tessera_cell_api::tty::Export> = |cell| cell.call((), |ld, ()| ld.save());
+    slot.set_state_transfer(save, |cell, state| cell.call(state, |ld, state| ld.restore(state)));
+    slot.rehearse_swaps(save);
     match slot.install(entry.clone()) {
         Ok(()) => {
             tessera_live_update::slot::register(slot.clone());
@@ -352,21 +351,62 @@ fn start_stack(cells: &[Arc<CellEntry>], quiet: bool) {
 
 type BlockHook = fn(&framekernel::cell::Instance<block::Export>) -> Result<(), framekernel::cell::Fault>;
 
-/// Attaches a new driver instance to the `N`th virtio-blk device.
+/// Attaches a new driver instance to the `N`th virtio-blk device, unless
+/// it took the device over from the instance it replaced (a swap).
 fn attach_nth<const N: u32>(cell: &framekernel::cell::Instance<block::Export>) -> Result<(), framekernel::cell::Fault> {
     cell.call(N, |driver, n| {
-        let _ = driver.attach(n);
+        if !driver.attached() {
+            let _ = driver.attach(n);
+        }
     })
 }
+
+/// A swap hands the running device over (no reset, the rings stay): the
+/// old instance says where its queue is, the new one takes it over. If
+/// it cannot (another driver version, the device was reset), the start
+/// hook attaches it afresh; the swap goes on either way.
+fn hand_over_disk(cell: &framekernel::cell::Instance<block::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
+    cell.call((), |driver, ()| driver.hand_over())
+}
+
+/// What `hand_over_disk` would give, for a rehearsal (the new instance's
+/// take-over then fails: the device is still claimed).
+fn peek_disk(cell: &framekernel::cell::Instance<block::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
+    cell.call((), |driver, ()| driver.handover_state())
+}
+
+fn take_over_disk(cell: &framekernel::cell::Instance<block::Export>, state: &[u8]) -> Result<Result<(), String>, framekernel::cell::Fault> {
+    cell.call(state, |driver, state| driver.take_over(state)).map(|taken| {
+        match taken {
+            Ok(()) => {
+                DISKS_TAKEN_OVER.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(why) => log::info!("virtio_blk: not taken over ({why}); attaching afresh"),
+        }
+        Ok(())
+    })
+}
+
+/// Swaps in which the new disk driver took the running device over.
+static DISKS_TAKEN_OVER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The first disk's slot (for the self-tests).
+static FIRST_DISK: SpinLock<Option<Arc<BlockSlot>>> = SpinLock::new(None);
 
 fn start_disk(entry: &Arc<CellEntry>, name: &str, disk_name: &str, hook: BlockHook, quiet: bool) {
     let slot = BlockSlot::new::<framekernel_interfaces::block::Interface>(name, &["virtio_blk"]);
     slot.set_on_start(hook);
+    slot.set_state_transfer(hand_over_disk, take_over_disk);
+    slot.start_instances_early();
+    slot.rehearse_swaps(peek_disk);
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "{name}: cannot start: {e}");
         return;
     }
     tessera_live_update::slot::register(slot.clone());
+    if name == "virtio_blk" {
+        *FIRST_DISK.lock() = Some(slot.clone());
+    }
     match slot.call_with(false, (), |d, ()| d.info()) {
         Ok(Ok(info)) => {
             let disk = Arc::new(SlotDisk { slot, sectors: info.sectors });
@@ -594,6 +634,43 @@ fn repeated_faults_hold_the_cell() -> Result<(), String> {
     slot.restart().map_err(|e| format!("restart: {e}"))?;
     ensure!(slot.call_with(false, 4, |p, n| p.sum_to(n)) == Ok(6), "calls work after restart");
     ensure!(entry.state() == CellState::Active, "state after restart {:?}", entry.state());
+    Ok(())
+}
+
+/// A swap of the disk driver hands the running device over (no reset,
+/// the rings stay): what was written before reads back after, the new
+/// instance serves at once, nothing lingers, and a restart (no handover)
+/// still attaches afresh.
+fn disk_swap_takes_the_running_device_over() -> Result<(), String> {
+    let Some(slot) = FIRST_DISK.lock().clone() else {
+        println!("selftest disk_swap_takes_the_running_device_over: no virtio-blk disk; skipped");
+        return Ok(());
+    };
+    let sector = 64u64;
+    let pattern: Vec<u8> = (0..1024u32).map(|i| (i * 7 + 3) as u8).collect();
+    let write = |data: &[u8]| -> Result<(), String> {
+        slot.call_with(false, (sector, data), |d, (sector, data)| d.write(sector, data)).map_err(|e| format!("{e}"))?.map_err(|e| format!("{e}"))
+    };
+    let read = || -> Result<Vec<u8>, String> {
+        let mut buf = alloc::vec![0u8; 1024];
+        let buf_ref = &mut buf[..];
+        slot.call(true, |cell| cell.call((sector, &mut *buf_ref), |d, (sector, buf)| d.read(sector, buf))).map_err(|e| format!("{e}"))?.map_err(|e| format!("{e}"))?;
+        Ok(buf)
+    };
+    write(&pattern)?;
+    let entry = slot.cell().ok_or("the disk slot has no cell")?;
+    let before = DISKS_TAKEN_OVER.load(Ordering::Relaxed);
+    slot.swap(entry).map_err(|e| format!("swap: {e}"))?;
+    ensure!(DISKS_TAKEN_OVER.load(Ordering::Relaxed) == before + 1, "the new driver did not take the device over");
+    ensure!(framekernel::pci::lingering() == 0, "a device still lingers after the swap");
+    ensure!(read()? == pattern, "what was written before the swap does not read back");
+    let second: Vec<u8> = pattern.iter().map(|b| !b).collect();
+    write(&second)?;
+    ensure!(read()? == second, "a write after the swap does not read back");
+    AnySlot::restart(&*slot).map_err(|e| format!("restart: {e}"))?;
+    ensure!(DISKS_TAKEN_OVER.load(Ordering::Relaxed) == before + 1, "a restart took a device over");
+    ensure!(read()? == second, "the disk after a restart reads otherwise");
+    ensure!(framekernel::pci::lingering() == 0, "a device lingers after the restart");
     Ok(())
 }
 
@@ -1024,6 +1101,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_swap_replaces_and_retires",
             run: swap_replaces_and_retires
+        },
+        SelfTest {
+            name: "disk_swap_takes_the_running_device_over",
+            run: disk_swap_takes_the_running_device_over
         },
         SelfTest {
             name: "cell_unload_gives_memory_back",

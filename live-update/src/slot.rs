@@ -251,6 +251,11 @@ pub struct Slot<T: Send + Sync + 'static> {
     on_start: SpinLock<Option<StartHook<T>>>,
     /// How a swap hands state from the old instance to the new one.
     transfer: SpinLock<Option<StateTransfer<T>>>,
+    /// A swap rehearses the transfer first, the old instance's state
+    /// asked for with this (see `rehearse_transfer`).
+    rehearse: SpinLock<Option<SaveState<T>>>,
+    /// A swap makes the new instance before the gate closes.
+    start_early: AtomicBool,
     /// That fault, when, and the instance it happened in (recovery only
     /// replaces that instance, not one a swap has put in since).
     pending_fault: SpinLock<Option<PendingFault<T>>>,
@@ -328,6 +333,8 @@ impl<T: Send + Sync + 'static> Slot<T> {
             needs_recovery: AtomicBool::new(false),
             on_start: SpinLock::new(None),
             transfer: SpinLock::new(None),
+            rehearse: SpinLock::new(None),
+            start_early: AtomicBool::new(false),
             pending_fault: SpinLock::new(None),
         })
     }
@@ -339,48 +346,66 @@ impl<T: Send + Sync + 'static> Slot<T> {
     }
 
     /// Makes swaps hand state over: `save` runs on the old instance after
-    /// the gate is drained, `restore` on the new one before it serves; a
-    /// refusal rolls the swap back. (A restart after a fault starts fresh:
+    /// the gate is drained, `restore` on the new one before its start hook
+    /// and before it serves; a refusal rolls the swap back. (A restart after a fault starts fresh:
     /// a faulted instance's state is not trusted.)
     pub fn set_state_transfer(&self, save: SaveState<T>, restore: RestoreState<T>) {
         *self.transfer.lock() = Some((save, restore));
     }
 
-    /// Before a swap closes the gate of a slot that hands state over:
-    /// the old instance saves its state once and a trial instance of the
-    /// new code restores it, then goes. Both run again with the gate
-    /// closed, but their code is no longer new to the processor (or to an
-    /// emulator, which translates code on first use): under QEMU's TCG
-    /// this took the `tty` swap's downtime from 0.8–0.9 ms to 0.04–0.13 ms. Only
-    /// slots with a state transfer rehearse (their cells, the line
-    /// disciplines, hold no device and no global state, so a trial
-    /// instance that is dropped leaves nothing behind); anything the
-    /// rehearsal meets (a fault, a refusal) is left to the real swap.
-    fn rehearse_transfer(&self, new_code: &Arc<LoadedCell>) {
-        let Some((save, restore)) = *self.transfer.lock() else { return };
+    /// Makes every swap rehearse its state transfer first (below), with
+    /// the old instance's state as `peek` gives it: `peek` must leave the
+    /// old instance as it was (for the line disciplines, whose `save`
+    /// does, it is `save`). The state goes to a trial instance, which is
+    /// dropped, so the cell must hold no device and no global state; or,
+    /// if the slot starts instances early, to the new instance itself,
+    /// whose `restore` must then leave it fit for the real one (a driver's
+    /// take-over fails harmlessly while the old instance holds the device).
+    pub fn rehearse_swaps(&self, peek: SaveState<T>) {
+        *self.rehearse.lock() = Some(peek);
+    }
+
+    /// Makes a swap create the new instance while the old one still
+    /// serves, before the gate closes: for slots whose cells' entry
+    /// functions claim nothing (a driver that is attached, or takes its
+    /// device over, only when it starts). Its state and its start hook
+    /// still come with the gate closed.
+    pub fn start_instances_early(&self) {
+        self.start_early.store(true, Ordering::Relaxed);
+    }
+
+    /// Before a swap closes the gate of a slot that rehearses: the old
+    /// instance gives its state once (`peek`) and a trial instance of the
+    /// new code (or the early one) restores it. Both run again with the
+    /// gate closed, but much of their code is no longer new to the
+    /// processor (or to an emulator, which translates code on first use):
+    /// under QEMU's TCG this took the `tty` swap's downtime from 0.8–0.9
+    /// ms to 0.04–0.13 ms. Anything the rehearsal meets (a fault, a
+    /// refusal) is left to the real swap.
+    fn rehearse_transfer(&self, new_code: &Arc<LoadedCell>, early: Option<&Instance<T>>) {
+        let Some(peek) = *self.rehearse.lock() else { return };
+        let Some((_, restore)) = *self.transfer.lock() else { return };
         let Some(old) = self.active.lock().as_ref().map(|a| a.instance.clone()) else { return };
         if old.is_poisoned() || new_code.is_tainted() {
             return;
         }
-        let Ok(state) = save(&old) else { return };
+        let Ok(state) = peek(&old) else { return };
         drop(old);
-        if let Ok(trial) = (self.instantiate)(new_code) {
-            let _ = restore(&trial, &state);
+        match early {
+            Some(early) => {
+                let _ = restore(early, &state);
+            }
+            None => {
+                if let Ok(trial) = (self.instantiate)(new_code) {
+                    let _ = restore(&trial, &state);
+                }
+            }
         }
     }
 
     /// Starts `entry`'s cell and hands it `state` if there is some.
-    fn start_with_state(&self, entry: &Arc<CellEntry>, code: Arc<LoadedCell>, state: Option<&[u8]>) -> Result<Started<T>, SlotError> {
-        let (instance, code) = self.start(entry, code)?;
-        let restore = self.transfer.lock().map(|(_, restore)| restore);
-        if let (Some(state), Some(restore)) = (state, restore) {
-            match restore(&instance, state) {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => return Err(SlotError::StateRefused(why)),
-                Err(fault) => return Err(SlotError::StartFault(fault)),
-            }
-        }
-        Ok((instance, code))
+    fn start_with_state(&self, entry: &Arc<CellEntry>, code: Arc<LoadedCell>, state: Option<&[u8]>, early: Option<Instance<T>>) -> Result<Started<T>, SlotError> {
+        self.start(entry, code, state, early)
     }
 
     /// Makes one call attempt without ever blocking (for interrupt handlers
@@ -438,7 +463,12 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// Starts an instance of `entry`'s cell (`code`) as a `T`; returns it
     /// with the code it runs (a fresh copy of `code` if that had faulted:
     /// a faulted copy's statics are never used again).
-    fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>) -> Result<Started<T>, SlotError> {
+    /// The instance is handed `state` (a swap's) before the start hook
+    /// runs: a driver that took its device over from the old instance
+    /// has nothing left to set up.
+    /// `early`, an instance of `code` made before the gate closed, is used
+    /// first.
+    fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>, state: Option<&[u8]>, mut early: Option<Instance<T>>) -> Result<Started<T>, SlotError> {
         self.check(entry)?;
         let mut last = None;
         for attempt in 0..START_ATTEMPTS {
@@ -450,8 +480,20 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 };
                 entry.replace_code(&code);
             }
-            match (self.instantiate)(&code) {
+            let made = match early.take() {
+                Some(instance) if Arc::ptr_eq(instance.cell(), &code) && !instance.is_poisoned() => Ok(instance),
+                _ => (self.instantiate)(&code),
+            };
+            match made {
                 Ok(typed) => {
+                    let restore = self.transfer.lock().map(|(_, restore)| restore);
+                    if let (Some(state), Some(restore)) = (state, restore) {
+                        match restore(&typed, state) {
+                            Ok(Ok(())) => {}
+                            Ok(Err(why)) => return Err(SlotError::StateRefused(why)),
+                            Err(fault) => return Err(SlotError::StartFault(fault)),
+                        }
+                    }
                     let hook = *self.on_start.lock();
                     if let Some(hook) = hook {
                         hook(&typed).map_err(SlotError::StartFault)?;
@@ -479,7 +521,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// Puts `entry`'s cell in the (empty) slot.
     pub fn install(&self, entry: Arc<CellEntry>) -> Result<(), SlotError> {
         let code = entry.code().ok_or(SlotError::Gone)?;
-        let (instance, code) = self.start(&entry, code)?;
+        let (instance, code) = self.start(&entry, code, None, None)?;
         self.take_slot(instance, entry, code);
         Ok(())
     }
@@ -686,6 +728,10 @@ impl<T: Send + Sync + 'static> Slot<T> {
 
     /// After a fault in `faulted`: a fresh instance, or a hold.
     fn recover(&self, faulted: Active<T>, faulted_at: u64) {
+        // The faulted instance's device claims were revoked and linger:
+        // the fresh instance takes them over; what it does not is settled
+        // when this window (or the last open one) closes.
+        let window = framekernel::pci::HandoverWindow::open();
         // Said before the slot is taken, so that a swap arriving in
         // between waits for this recovery instead of failing.
         self.recovering.store(true, Ordering::Release);
@@ -707,7 +753,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             } else {
                 pause(backoff(consecutive));
                 let code = self.code.lock().clone();
-                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, code)) {
+                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, code, None, None)) {
                     Ok((instance, code)) => {
                         entry.restarts.fetch_add(1, Ordering::Relaxed);
                         self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -723,6 +769,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.recovering.store(false, Ordering::Release);
         self.swapping.store(false, Ordering::Release);
         self.reopen();
+        drop(window);
     }
 
     fn hold(&self, entry: &Arc<CellEntry>, why: &str) {
@@ -790,8 +837,14 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         self.check(&entry)?;
         let new_code = entry.code().ok_or(SlotError::Gone)?;
         self.begin_exclusive()?;
-        self.rehearse_transfer(&new_code);
+        // A slot whose instances claim nothing until they are started
+        // makes the new one now, while the old one still serves.
+        let early = if self.start_early.load(Ordering::Relaxed) && !new_code.is_tainted() { (self.instantiate)(&new_code).ok() } else { None };
+        self.rehearse_transfer(&new_code, early.as_ref());
         let old_code = self.code.lock().clone();
+        // The old instance's device claims linger until the new one has
+        // taken them over (or the window closes, after the gate reopens).
+        let window = framekernel::pci::HandoverWindow::open();
         let closed_at = time::now_ns();
         self.close_and_drain();
         let old = self.active.lock().take();
@@ -812,7 +865,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             _ => None,
         };
         self.retire(old);
-        let result = match self.start_with_state(&entry, new_code, state.as_deref()) {
+        let result = match self.start_with_state(&entry, new_code, state.as_deref(), early) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
                     && !Arc::ptr_eq(old, &entry)
@@ -827,7 +880,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             Err(e) => {
                 // Roll back: the old cell serves again.
                 if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
-                    match self.start_with_state(old, code, state.as_deref()) {
+                    match self.start_with_state(old, code, state.as_deref(), None) {
                         Ok((instance, code)) => self.take_slot(instance, old.clone(), code),
                         Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
                     }
@@ -839,6 +892,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         drop(old_code); // the old code goes now, unless a restart kept it
         self.swapping.store(false, Ordering::Release);
         self.reopen();
+        drop(window);
         result?;
         self.last_swap_ns.store(downtime_ns, Ordering::Relaxed);
         let describe = |e: &CellEntry| format!("{} {}", e.name(), e.version());
@@ -876,10 +930,11 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         let entry = self.last.lock().clone().ok_or(SlotError::Empty)?;
         let code = self.code.lock().clone().ok_or(SlotError::Gone)?;
         self.begin_exclusive()?;
+        let window = framekernel::pci::HandoverWindow::open();
         self.close_and_drain();
         let old = self.active.lock().take();
         self.retire(old);
-        let result = self.start(&entry, code).map(|(instance, code)| {
+        let result = self.start(&entry, code, None, None).map(|(instance, code)| {
             entry.restarts.fetch_add(1, Ordering::Relaxed);
             self.restarts.fetch_add(1, Ordering::Relaxed);
             self.take_slot(instance, entry.clone(), code);
@@ -889,6 +944,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         }
         self.swapping.store(false, Ordering::Release);
         self.reopen();
+        drop(window);
         result
     }
 }

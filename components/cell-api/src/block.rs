@@ -3,6 +3,7 @@
 //! a contained fault.
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Bytes in a sector.
 pub const SECTOR_SIZE: usize = 512;
@@ -63,6 +64,20 @@ pub trait BlockDriver: Send + Sync {
     fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError>;
     /// Makes written data durable.
     fn flush(&self) -> Result<(), BlockError>;
+    /// Hands the device over to the instance that replaces this one (a
+    /// swap, with no request in flight): the state that instance's
+    /// `take_over` needs, empty without a device. The device leaves this
+    /// instance, running, and the instance is not called again.
+    fn hand_over(&self) -> Vec<u8>;
+    /// What `hand_over` would give now, giving nothing (a rehearsal of
+    /// the swap while this instance still serves).
+    fn handover_state(&self) -> Vec<u8>;
+    /// Takes the device over from what `hand_over` gave (the device keeps
+    /// running: no reset, its rings stay where they are), or says why
+    /// not; the slot then attaches the instance afresh.
+    fn take_over(&self, state: &[u8]) -> Result<(), BlockError>;
+    /// True once a device is attached or taken over.
+    fn attached(&self) -> bool;
 }
 
 /// What a block driver cell exports.

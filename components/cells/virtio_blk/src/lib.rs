@@ -14,6 +14,7 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use framekernel::io::IoPorts;
 use framekernel::mm::DmaBuffer;
@@ -60,6 +61,10 @@ const WRITE_LOG_SPAN: u64 = 50;
 /// first and turns bus mastering off before the DMA buffers are freed.
 struct Device {
     pci: PciDevice,
+    /// Which virtio-blk function of the bus (0: the first).
+    nth: u32,
+    /// Handed over to the next instance: left running when dropped.
+    handed_over: bool,
     ports: IoPorts,
     queue: DmaBuffer,
     request: DmaBuffer,
@@ -104,6 +109,8 @@ fn setup(nth: u32) -> Result<Device, String> {
     let high = ports.read::<u32>(CONFIG_CAPACITY + 4).map_err(io)?;
     Ok(Device {
         pci,
+        nth,
+        handed_over: false,
         ports,
         queue,
         request,
@@ -229,8 +236,110 @@ impl Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        // Reset: the device forgets the queue before its memory is freed.
-        let _ = self.ports.write::<u8>(STATUS, 0);
+        // Reset: the device forgets the queue before its memory is freed
+        // (unless the next instance goes on with it).
+        if !self.handed_over {
+            let _ = self.ports.write::<u8>(STATUS, 0);
+        }
+    }
+}
+
+/// What `hand_over` gives: a version, then the device and its queue, at
+/// fixed places (little-endian): the function's number (8), the queue's
+/// and the request buffer's address and size (12, 20, 28, 36), the queue
+/// size and the two ring indices (44, 46, 48), the sectors (50), the
+/// writes so far (58) and the read-only and flush flags (66).
+const HANDOVER_MAGIC: &[u8; 8] = b"vblk-ho1";
+const HANDOVER_LEN: usize = 67;
+
+fn field<const N: usize>(state: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    if let Some(bytes) = state.get(at..at + N) {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+impl Device {
+    /// What the next instance needs to go on driving the device, which
+    /// this one then lets go of without resetting it.
+    fn hand_over(mut self) -> Vec<u8> {
+        self.handed_over = true;
+        self.handover_state()
+    }
+
+    /// What `hand_over` gives.
+    fn handover_state(&self) -> Vec<u8> {
+        let mut out = [0u8; HANDOVER_LEN];
+        let mut put = |at: usize, bytes: &[u8]| {
+            if let Some(to) = out.get_mut(at..at + bytes.len()) {
+                to.copy_from_slice(bytes);
+            }
+        };
+        put(0, HANDOVER_MAGIC);
+        put(8, &self.nth.to_le_bytes());
+        put(12, &self.queue.phys_addr().to_le_bytes());
+        put(20, &(self.queue.len() as u64).to_le_bytes());
+        put(28, &self.request.phys_addr().to_le_bytes());
+        put(36, &(self.request.len() as u64).to_le_bytes());
+        put(44, &self.queue_size.to_le_bytes());
+        put(46, &self.avail_idx.to_le_bytes());
+        put(48, &self.used_idx.to_le_bytes());
+        put(50, &self.sectors.to_le_bytes());
+        put(58, &self.writes.to_le_bytes());
+        put(66, &[u8::from(self.read_only) | u8::from(self.flush) << 1]);
+        Vec::from(out)
+    }
+
+    /// The device as a `hand_over` left it: claimed again, its rings
+    /// taken back where the device has them, checked against what the
+    /// device says (still driven, that queue).
+    fn take_over(state: &[u8]) -> Result<Device, &'static str> {
+        if state.len() != HANDOVER_LEN || field::<8>(state, 0) != *HANDOVER_MAGIC {
+            return Err("no handover of this driver version");
+        }
+        let nth = u32::from_le_bytes(field(state, 8));
+        let [queue_at, queue_len, request_at, request_len] = [12, 20, 28, 36].map(|at| u64::from_le_bytes(field(state, at)));
+        let [queue_size, avail_idx, used_idx] = [44, 46, 48].map(|at| u16::from_le_bytes(field(state, at)));
+        let [sectors, writes] = [50, 58].map(|at| u64::from_le_bytes(field(state, at)));
+        let [flags] = field::<1>(state, 66);
+        if queue_size < 4 || !queue_size.is_power_of_two() {
+            return Err("handed an unusable queue size");
+        }
+        let (used_offset, bytes) = tessera_virtio::ring_layout(queue_size);
+        let (queue_len, request_len) = (usize::try_from(queue_len).unwrap_or(0), usize::try_from(request_len).unwrap_or(0));
+        if queue_len < bytes || request_len < DATA + MAX_BYTES {
+            return Err("handed buffers too small for the queue");
+        }
+        let info = tessera_virtio::find("virtio-blk", DEVICE_LEGACY, DEVICE_MODERN, nth).map_err(|_| "the device is gone")?;
+        let pci = PciDevice::claim(info.address).map_err(|_| "the device is claimed")?;
+        let queue = pci.dma_buffer_kept(queue_at, queue_len).map_err(|_| "the queue was not left")?;
+        let request = pci.dma_buffer_kept(request_at, request_len).map_err(|_| "the request buffer was not left")?;
+        let ports = pci.io_ports(0).map_err(|_| "BAR 0 is taken")?;
+        let status = ports.read::<u8>(STATUS).map_err(|_| "register access")?;
+        let pfn = ports.read::<u32>(QUEUE_PFN).map_err(|_| "register access")?;
+        if status != STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK || u64::from(pfn) != queue_at >> 12 {
+            // Someone reset it: the caller sets it up afresh. (Nothing to
+            // reset here: the device has no queue of ours.)
+            return Err("the device was not left running");
+        }
+        Ok(Device {
+            pci,
+            nth,
+            handed_over: false,
+            ports,
+            queue,
+            request,
+            queue_size,
+            used_offset,
+            avail_idx,
+            used_idx,
+            sectors,
+            read_only: flags & 1 != 0,
+            flush: flags & 2 != 0,
+            writes,
+            write_log: [0; WRITE_LOG],
+        })
     }
 }
 
@@ -276,6 +385,32 @@ impl BlockDriver for VirtioBlk {
             Ok(_) => Ok(()),
             Err(why) => Err(BlockError::NoDevice(why.clone())),
         }
+    }
+
+    fn hand_over(&self) -> Vec<u8> {
+        // The device leaves this instance now (its claim lingers for the
+        // next one): dropping the instance later touches nothing.
+        match core::mem::replace(&mut *self.device.lock(), Err(String::new())) {
+            Ok(device) => device.hand_over(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn handover_state(&self) -> Vec<u8> {
+        match &*self.device.lock() {
+            Ok(device) => device.handover_state(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn take_over(&self, state: &[u8]) -> Result<(), BlockError> {
+        let device = Device::take_over(state).map_err(|why| BlockError::NoDevice(why.into()))?;
+        *self.device.lock() = Ok(device);
+        Ok(())
+    }
+
+    fn attached(&self) -> bool {
+        self.device.lock().is_ok()
     }
 }
 
