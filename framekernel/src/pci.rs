@@ -9,9 +9,13 @@
 //! configuration space. It may not write configuration space at all (no
 //! BARs, no MSI address that could aim a device write anywhere): the
 //! command register changes only through [`PciDevice::enable`]. Dropping
-//! the handle, or the fault of the cell that claimed it, turns bus
-//! mastering off, which stops the device's DMA; only then do the frames of
-//! its DMA buffers go back to the frame allocator.
+//! the handle, or the fault of the cell that claimed it, ends the claim;
+//! the frames of its DMA buffers go back to the frame allocator only once
+//! bus mastering is off, which stops the device's DMA. A claim ends with
+//! bus mastering turned off at once, unless it ends during a
+//! [`HandoverWindow`] or by revocation: then it *lingers* (bus mastering
+//! on, its frames out of use) until the next claim of the function takes
+//! it over, reusing those frames, or [`settle`] ends it.
 
 use crate::io::{IoPortError, IoPorts};
 use crate::mm::{IoMem, IoMemError};
