@@ -6,6 +6,7 @@
 //! the slot never retries a call: a retried `transmit` would send twice.
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// The largest frame a driver sends or receives: 1,500 bytes of payload
 /// and the 14-byte Ethernet header (no frame check sequence).
@@ -67,6 +68,19 @@ pub trait NicDriver: Send + Sync {
     /// bytes) and returns its length; 0 when none is waiting. Also
     /// acknowledges the card's interrupt.
     fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError>;
+    /// Hands the card over to the instance that replaces this one (a
+    /// swap): the state that instance's `take_over` needs, empty without
+    /// a card. The card leaves this instance, running (frames it receives
+    /// meanwhile wait in its ring), and the instance is not called again.
+    fn hand_over(&self) -> Vec<u8>;
+    /// What `hand_over` would give now, giving nothing (a rehearsal).
+    fn handover_state(&self) -> Vec<u8>;
+    /// Takes the card over from what `hand_over` gave (no reset: its
+    /// rings and the frames in them stay), or says why not; the slot then
+    /// attaches the instance afresh.
+    fn take_over(&self, state: &[u8]) -> Result<(), NetError>;
+    /// True once a card is attached or taken over.
+    fn attached(&self) -> bool;
 }
 
 /// What a NIC driver cell exports.

@@ -136,6 +136,10 @@ impl Queue {
 /// and turns bus mastering off before the DMA areas are freed.
 struct Device {
     pci: PciDevice,
+    /// Which virtio-net function of the bus (0: the first).
+    nth: u32,
+    /// Handed over to the next instance: left running when dropped.
+    handed_over: bool,
     ports: IoPorts,
     rx: Queue,
     tx: Queue,
@@ -183,7 +187,7 @@ fn setup(nth: u32) -> Result<Device, String> {
         *byte = ports.read::<u8>(CONFIG_MAC + i as u16).map_err(io)?;
     }
     let tx_free = (0..tx.count).rev().collect();
-    Ok(Device { pci, ports, rx, tx, tx_free, mac, status: accepted & FEATURE_STATUS != 0, received: 0 })
+    Ok(Device { pci, nth, handed_over: false, ports, rx, tx, tx_free, mac, status: accepted & FEATURE_STATUS != 0, received: 0 })
 }
 
 impl Device {
@@ -240,8 +244,147 @@ impl Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        // Reset: the device forgets the queues before their memory is freed.
-        let _ = self.ports.write::<u8>(STATUS, 0);
+        // Reset: the device forgets the queues before their memory is
+        // freed (unless the next instance goes on with them).
+        if !self.handed_over {
+            let _ = self.ports.write::<u8>(STATUS, 0);
+        }
+    }
+}
+
+/// What `hand_over` gives, at fixed places (little-endian): a version
+/// (0), the function's number (8), the receive queue (12) and the
+/// transmit queue (52) — each its ring's address and size and its
+/// buffers' address and size (u64), then its size, buffer count,
+/// available and used index (u16) — the hardware address (92), the
+/// status feature (98), the frames received (99) and a bitmap of the
+/// transmit buffers not in the device's hands (107).
+const HANDOVER_MAGIC: &[u8; 8] = b"vnet-ho1";
+const QUEUE_STATE: usize = 8 * 4 + 2 * 4;
+const HANDOVER_LEN: usize = 12 + 2 * QUEUE_STATE + 6 + 1 + 8 + 16;
+
+fn field<const N: usize>(state: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    if let Some(bytes) = state.get(at..at + N) {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(to) = out.get_mut(at..at + bytes.len()) {
+        to.copy_from_slice(bytes);
+    }
+}
+
+impl Queue {
+    fn encode(&self, out: &mut [u8], at: usize) {
+        put(out, at, &self.ring.phys_addr().to_le_bytes());
+        put(out, at + 8, &(self.ring.len() as u64).to_le_bytes());
+        put(out, at + 16, &self.buffers.phys_addr().to_le_bytes());
+        put(out, at + 24, &(self.buffers.len() as u64).to_le_bytes());
+        for (i, value) in [self.size, self.count, self.avail_idx, self.used_idx].into_iter().enumerate() {
+            put(out, at + 32 + 2 * i, &value.to_le_bytes());
+        }
+    }
+}
+
+/// A queue as `encode` left it, read and checked before anything is
+/// claimed (so that a rehearsal, which cannot claim the card, runs it).
+#[derive(Clone, Copy)]
+struct QueueState {
+    ring: (u64, usize),
+    buffers: (u64, usize),
+    size: u16,
+    count: u16,
+    used_offset: usize,
+    avail_idx: u16,
+    used_idx: u16,
+}
+
+impl QueueState {
+    fn decode(state: &[u8], at: usize) -> Result<QueueState, &'static str> {
+        let [ring_at, ring_len, buffers_at, buffers_len] = [0, 8, 16, 24].map(|o| u64::from_le_bytes(field(state, at + o)));
+        let [size, count, avail_idx, used_idx] = [32, 34, 36, 38].map(|o| u16::from_le_bytes(field(state, at + o)));
+        if size < 4 || !size.is_power_of_two() || count == 0 || count > size.min(BUFFERS) {
+            return Err("handed an unusable queue");
+        }
+        let (used_offset, bytes) = tessera_virtio::ring_layout(size);
+        let (ring_len, buffers_len) = (usize::try_from(ring_len).unwrap_or(0), usize::try_from(buffers_len).unwrap_or(0));
+        if ring_len < bytes || buffers_len < usize::from(count) * BUFFER {
+            return Err("handed buffers too small for the queue");
+        }
+        Ok(QueueState { ring: (ring_at, ring_len), buffers: (buffers_at, buffers_len), size, count, used_offset, avail_idx, used_idx })
+    }
+
+    /// Queue `index` again: its ring and buffers taken back in place,
+    /// checked against what the device says.
+    fn take(self, pci: &PciDevice, ports: &IoPorts, index: u16) -> Result<Queue, &'static str> {
+        ports.write::<u16>(QUEUE_SELECT, index).map_err(|_| "register access")?;
+        let pfn = ports.read::<u32>(QUEUE_PFN).map_err(|_| "register access")?;
+        if u64::from(pfn) != self.ring.0 >> 12 {
+            return Err("the device has another queue");
+        }
+        let ring = pci.dma_buffer_kept(self.ring.0, self.ring.1).map_err(|_| "the ring was not left")?;
+        let buffers = pci.dma_buffer_kept(self.buffers.0, self.buffers.1).map_err(|_| "the buffers were not left")?;
+        let QueueState { size, count, used_offset, avail_idx, used_idx, .. } = self;
+        Ok(Queue { index, ring, buffers, size, count, used_offset, avail_idx, used_idx })
+    }
+}
+
+impl Device {
+    /// What the next instance needs to go on driving the card, which this
+    /// one then lets go of without resetting it.
+    fn hand_over(mut self) -> Vec<u8> {
+        self.handed_over = true;
+        self.handover_state()
+    }
+
+    /// What `hand_over` gives.
+    fn handover_state(&self) -> Vec<u8> {
+        let mut out = [0u8; HANDOVER_LEN];
+        put(&mut out, 0, HANDOVER_MAGIC);
+        put(&mut out, 8, &self.nth.to_le_bytes());
+        self.rx.encode(&mut out, 12);
+        self.tx.encode(&mut out, 12 + QUEUE_STATE);
+        let at = 12 + 2 * QUEUE_STATE;
+        put(&mut out, at, &self.mac);
+        put(&mut out, at + 6, &[u8::from(self.status)]);
+        put(&mut out, at + 7, &self.received.to_le_bytes());
+        let mut free = [0u8; 16];
+        for &id in &self.tx_free {
+            if let Some(byte) = free.get_mut(usize::from(id / 8)) {
+                *byte |= 1 << (id % 8);
+            }
+        }
+        put(&mut out, at + 15, &free);
+        Vec::from(out)
+    }
+
+    /// The card as a `hand_over` left it: claimed again, both queues taken
+    /// back where the device has them, checked against what the device
+    /// says (still driven, those queues).
+    fn take_over(state: &[u8]) -> Result<Device, &'static str> {
+        if state.len() != HANDOVER_LEN || field::<8>(state, 0) != *HANDOVER_MAGIC {
+            return Err("no handover of this driver version");
+        }
+        let nth = u32::from_le_bytes(field(state, 8));
+        let rx = QueueState::decode(state, 12)?;
+        let tx = QueueState::decode(state, 12 + QUEUE_STATE)?;
+        let at = 12 + 2 * QUEUE_STATE;
+        let free: [u8; 16] = field(state, at + 15);
+        let tx_free: Vec<u16> = (0..tx.count).rev().filter(|&id| free.get(usize::from(id / 8)).is_some_and(|b| b & (1 << (id % 8)) != 0)).collect();
+        let (mac, status, received) = (field(state, at), field::<1>(state, at + 6) != [0], u64::from_le_bytes(field(state, at + 7)));
+        let info = tessera_virtio::find("virtio-net", DEVICE_LEGACY, DEVICE_MODERN, nth).map_err(|_| "the card is gone")?;
+        let pci = PciDevice::claim(info.address).map_err(|_| "the card is claimed")?;
+        let ports = pci.io_ports(0).map_err(|_| "BAR 0 is taken")?;
+        let driven = ports.read::<u8>(STATUS).map_err(|_| "register access")?;
+        if driven != STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK {
+            return Err("the card was not left running");
+        }
+        let rx = rx.take(&pci, &ports, RX)?;
+        let tx = tx.take(&pci, &ports, TX)?;
+        Ok(Device { pci, nth, handed_over: false, ports, rx, tx, tx_free, mac, status, received })
     }
 }
 
@@ -279,6 +422,32 @@ impl NicDriver for VirtioNet {
 
     fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError> {
         self.with(|d| d.receive(buf))
+    }
+
+    fn hand_over(&self) -> Vec<u8> {
+        // The card leaves this instance now (its claim lingers for the
+        // next one): dropping the instance later touches nothing.
+        match core::mem::replace(&mut *self.device.lock(), Err(String::new())) {
+            Ok(device) => device.hand_over(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn handover_state(&self) -> Vec<u8> {
+        match &*self.device.lock() {
+            Ok(device) => device.handover_state(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn take_over(&self, state: &[u8]) -> Result<(), NetError> {
+        let device = Device::take_over(state).map_err(|why| NetError::NoDevice(why.into()))?;
+        *self.device.lock() = Ok(device);
+        Ok(())
+    }
+
+    fn attached(&self) -> bool {
+        self.device.lock().is_ok()
     }
 }
 
