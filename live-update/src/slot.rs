@@ -256,6 +256,9 @@ pub struct Slot<T: Send + Sync + 'static> {
     rehearse: SpinLock<Option<SaveState<T>>>,
     /// A swap makes the new instance before the gate closes.
     start_early: AtomicBool,
+    /// The slot's cells hold no device: a swap lets the old instance go
+    /// after the gate reopens.
+    no_devices: AtomicBool,
     /// That fault, when, and the instance it happened in (recovery only
     /// replaces that instance, not one a swap has put in since).
     pending_fault: SpinLock<Option<PendingFault<T>>>,
@@ -335,6 +338,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             transfer: SpinLock::new(None),
             rehearse: SpinLock::new(None),
             start_early: AtomicBool::new(false),
+            no_devices: AtomicBool::new(false),
             pending_fault: SpinLock::new(None),
         })
     }
@@ -372,6 +376,16 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// still come with the gate closed.
     pub fn start_instances_early(&self) {
         self.start_early.store(true, Ordering::Relaxed);
+    }
+
+    /// Says that this slot's cells hold no device (no claim of ports,
+    /// memory or a PCI function): a swap then drops the old instance
+    /// after the gate reopens instead of before the new one starts. A
+    /// cell that claims something anyway finds it busy in its new
+    /// instance until the old one is gone (the claim fails; nothing
+    /// unsound).
+    pub fn cells_hold_no_devices(&self) {
+        self.no_devices.store(true, Ordering::Relaxed);
     }
 
     /// Before a swap closes the gate of a slot that rehearses: the old
@@ -627,6 +641,12 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// claims end only with its last handle.
     fn retire(&self, old: Option<Active<T>>) {
         drop(self.pending_fault.lock().take());
+        self.let_go(old);
+    }
+
+    /// Drops the slot's handle on `old` and waits (a bounded while) until
+    /// nobody holds the instance any more.
+    fn let_go(&self, old: Option<Active<T>>) {
         let Some(old) = old else { return };
         let instance = Arc::downgrade(&old.instance);
         drop(old);
@@ -864,7 +884,15 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             },
             _ => None,
         };
-        self.retire(old);
+        // Cells that hold no device go after the gate reopens: nothing of
+        // theirs is in the new instance's way.
+        let old = if self.no_devices.load(Ordering::Relaxed) {
+            drop(self.pending_fault.lock().take());
+            old
+        } else {
+            self.retire(old);
+            None
+        };
         let result = match self.start_with_state(&entry, new_code, state.as_deref(), early) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
@@ -892,6 +920,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         drop(old_code); // the old code goes now, unless a restart kept it
         self.swapping.store(false, Ordering::Release);
         self.reopen();
+        self.let_go(old);
         drop(window);
         result?;
         self.last_swap_ns.store(downtime_ns, Ordering::Relaxed);
