@@ -11,6 +11,19 @@ for i in 1 2 3 4 5 6 7 8 9 10; do cellctl unload virtio_blk >/dev/null; done
 for i in 1 2 3 4 5; do cellctl swap virtio_blk /lib/cells/virtio_blk.cell; done | sed 's/^/cellbench swap: /'
 for i in 1 2 3 4 5; do cellctl swap console /lib/cells/uart16550.cell; done | sed 's/^/cellbench swap: /'
 for i in 1 2 3 4 5; do cellctl swap tty /lib/cells/tty.cell; done | sed 's/^/cellbench swap: /'
+for slot in virtio_net netstack ext2 tmpfs procfs; do
+    for i in 1 2 3 4 5; do cellctl swap $slot /lib/cells/$slot.cell; done | sed 's/^/cellbench swap: /'
+done
+# Recovery of the file-system cells: their faulty builds panic on a name
+# (tmpfs) or on rendering /proc/loadavg (procfs).
+cellctl swap tmpfs /lib/cells/tmpfs-faulty.cell >/dev/null
+for i in 1 2 3 4 5; do touch /tmp/tmpfs-fault-$i 2>/dev/null; done
+cellctl info tmpfs | sed 's/^/cellbench recovery: /'
+cellctl swap tmpfs /lib/cells/tmpfs.cell >/dev/null
+cellctl swap procfs /lib/cells/procfs-faulty.cell >/dev/null
+for i in 1 2 3 4 5; do cat /proc/loadavg >/dev/null 2>&1; done
+cellctl info procfs | sed 's/^/cellbench recovery: /'
+cellctl swap procfs /lib/cells/procfs.cell >/dev/null
 cellctl swap virtio_blk /lib/cells/virtio_blk-faulty.cell >/dev/null
 disk-loop 40 >/dev/null
 cellctl info virtio_blk | sed 's/^/cellbench recovery: /'

@@ -322,7 +322,7 @@ fn cell_figures() {
     if !loads.is_empty() {
         println!("  load (check, link, map) of virtio_blk.cell: median {:.0} us over {}", median(loads.clone()), loads.len());
     }
-    for slot in ["virtio_blk", "console", "tty"] {
+    for slot in ["virtio_blk", "console", "tty", "virtio_net", "netstack", "ext2", "tmpfs", "procfs"] {
         let downtimes: Vec<f64> = output
             .lines()
             .filter(|l| l.starts_with("cellbench swap:") && l.contains(&format!("in slot {slot}:")))
@@ -332,7 +332,9 @@ fn cell_figures() {
             println!("  swap downtime, slot {slot}: median {:.0} us over {}", median(downtimes.clone()), downtimes.len());
         }
     }
-    for line in output.lines().filter(|l| l.starts_with("cellbench memory:") || l.contains("last fault recovery") || l.contains("faults ")) {
+    for line in output.lines().filter(|l| {
+        l.starts_with("cellbench memory:") || l.starts_with("cellbench recovery: slot") || l.contains("last fault recovery") || l.contains("faults ")
+    }) {
         println!("  {}", line.trim_start_matches("cellbench ").trim());
     }
     machine.send("poweroff\r");
