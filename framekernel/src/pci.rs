@@ -229,6 +229,9 @@ struct Claimed {
     /// Shared with the handle, which it identifies (a token can outlive a
     /// handle): cleared when the claim ends.
     live: Arc<AtomicBool>,
+    /// Took over a claim that a fault ended: the buffers it left are
+    /// reused zeroed only, never kept (a faulted driver's data).
+    no_keep: bool,
 }
 
 /// A claim that ended during a handover window, or by revocation, with
@@ -240,6 +243,8 @@ struct Lingering {
     address: PciAddress,
     token: u64,
     deferred: Vec<(u64, u64)>,
+    /// Ended by revocation (or took over one that was): see `Claimed`.
+    no_keep: bool,
 }
 
 struct Claims {
@@ -265,10 +270,11 @@ fn bus_mastering_off(address: PciAddress) {
 /// can do nothing more. It lingers if `linger` (and there is room to
 /// say so); else bus mastering goes off and its DMA frames are returned
 /// for the caller to free once the lock is let go.
-fn end_claim(claims: &mut Claims, claim: Claimed, linger: bool) -> Vec<(u64, u64)> {
+fn end_claim(claims: &mut Claims, claim: Claimed, linger: bool, revoked: bool) -> Vec<(u64, u64)> {
     claim.live.store(false, Ordering::Release);
     if linger && claims.lingering.try_reserve(1).is_ok() {
-        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred });
+        let no_keep = claim.no_keep || revoked;
+        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred, no_keep });
         return Vec::new();
     }
     bus_mastering_off(claim.address);
@@ -294,21 +300,22 @@ fn release(live: &Arc<AtomicBool>) {
     // that saw the claim live has finished its write, and one that comes
     // later sees it dead; bus mastering goes off after either.
     let linger = WINDOWS.load(Ordering::Acquire) > 0;
-    let frames = end_claim(&mut claims, claim, linger);
+    let frames = end_claim(&mut claims, claim, linger, false);
     drop(claims);
     free_all(frames);
 }
 
-/// Ends every claim taken in calls of the faulted cell `domain`. They
-/// linger (bus mastering stays on, their frames out of use): the cell's
-/// slot starts a new instance, which takes the device over, and closes
-/// its [`HandoverWindow`], which settles whatever is left.
+/// Ends every claim taken in calls of the faulted cell `domain`: bus
+/// mastering off, or, while a [`HandoverWindow`] is open, lingering (for
+/// the instance that replaces the faulted one; the buffers the faulted
+/// driver dropped are reused zeroed only).
 pub(crate) fn revoke_domain(domain: u64) {
     let mut claims = CLAIMED.lock();
+    let linger = WINDOWS.load(Ordering::Acquire) > 0;
     let mut frames = Vec::new();
     while let Some(at) = claims.live.iter().position(|c| c.domain == domain) {
         let claim = claims.live.swap_remove(at);
-        frames.extend(end_claim(&mut claims, claim, true));
+        frames.extend(end_claim(&mut claims, claim, linger, true));
     }
     drop(claims);
     free_all(frames);
@@ -421,15 +428,15 @@ impl PciDevice {
             return Err(PciError::Revoked(address));
         }
         claims.live.try_reserve(1).map_err(|_| PciError::NoMemory)?;
-        let (token, deferred) = match claims.lingering.iter().position(|l| l.address == address) {
+        let (token, deferred, no_keep) = match claims.lingering.iter().position(|l| l.address == address) {
             Some(at) => {
                 let ended = claims.lingering.swap_remove(at);
-                (ended.token, ended.deferred)
+                (ended.token, ended.deferred, ended.no_keep)
             }
-            None => (crate::cell::claim_token(), Vec::new()),
+            None => (crate::cell::claim_token(), Vec::new(), false),
         };
         // Claimed inside a cell call: revoked if a call of that cell faults.
-        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone() });
+        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone(), no_keep });
         Ok(Self { info, token, live })
     }
 
@@ -511,7 +518,7 @@ impl PciDevice {
     pub fn dma_buffer(&self, bytes: usize) -> Result<crate::mm::DmaBuffer, PciError> {
         self.check_live()?;
         let pages = crate::mm::dma::pages_for(bytes);
-        match self.take_deferred(|_, p| p == pages)? {
+        match self.take_deferred(|_, p| p == pages, false)? {
             Some(phys) => crate::mm::DmaBuffer::reuse(self.token, phys, pages, true).ok_or(PciError::NoMemory),
             None => crate::mm::DmaBuffer::new_for(self.token, bytes).map_err(PciError::OutOfMemory),
         }
@@ -522,20 +529,26 @@ impl PciDevice {
     /// the device over to its successor, which finds the same rings where
     /// the device has them), *not* zeroed: what the last driver and the
     /// device left in it. `NoKeptBuffer` unless exactly such a buffer waits
-    /// under this claim (or the claim it took over).
+    /// under this claim (or the claim it took over), and never for a claim
+    /// that took over one a fault ended (a faulted driver's data is not
+    /// handed on).
     pub fn dma_buffer_kept(&self, phys: u64, bytes: usize) -> Result<crate::mm::DmaBuffer, PciError> {
         self.check_live()?;
         let pages = crate::mm::dma::pages_for(bytes);
-        match self.take_deferred(|at, p| at == phys && p == pages)? {
+        match self.take_deferred(|at, p| at == phys && p == pages, true)? {
             Some(phys) => crate::mm::DmaBuffer::reuse(self.token, phys, pages, false).ok_or(PciError::NoMemory),
             None => Err(PciError::NoKeptBuffer { phys, bytes }),
         }
     }
 
-    /// Takes the first dropped buffer of this claim that `fits`.
-    fn take_deferred(&self, fits: impl Fn(u64, u64) -> bool) -> Result<Option<u64>, PciError> {
+    /// Takes the first dropped buffer of this claim that `fits` (none if
+    /// `keep` and the claim may not keep them).
+    fn take_deferred(&self, fits: impl Fn(u64, u64) -> bool, keep: bool) -> Result<Option<u64>, PciError> {
         let mut claims = CLAIMED.lock();
         let claim = claims.live.iter_mut().find(|c| Arc::ptr_eq(&c.live, &self.live)).ok_or(PciError::Revoked(self.info.address))?;
+        if keep && claim.no_keep {
+            return Ok(None);
+        }
         let found = claim.deferred.iter().position(|&(phys, pages)| fits(phys, pages));
         Ok(found.map(|at| claim.deferred.swap_remove(at).0))
     }

@@ -1153,6 +1153,10 @@ pub fn selftests() -> Vec<SelfTest> {
             run: swap_replaces_and_retires
         },
         SelfTest {
+            name: "redteam_pci_linger_races",
+            run: redteam_pci_linger_races
+        },
+        SelfTest {
             name: "disk_swap_takes_the_running_device_over",
             run: disk_swap_takes_the_running_device_over
         },
@@ -1932,5 +1936,250 @@ fn swap_while_every_processor_calls() -> Result<(), String> {
     ensure!(old.state() == CellState::Retired && !old.is_mapped(), "the old cell is {:?}, mapped: {}", old.state(), old.is_mapped());
     let served = slot.call_with(false, (), |p, ()| p.calls()).map_err(|e| format!("{e}"))?;
     ensure!(served >= ROUND * others.len() as u64, "the new instance served only {served} calls");
+    Ok(())
+}
+
+/// Red team (sixteenth review, handover windows): one PCI function claimed, released,
+/// taken over, revoked (kernel code claims inside a probe cell call that
+/// then panics, and keeps the handle and a DMA buffer), its DMA buffers
+/// made, dropped, reused and kept, windows opened and closed and
+/// `settle` called, from every processor at once. No two live buffers
+/// may share a frame; a kept buffer holds exactly what was left in it; a
+/// reused one is zeroed; at the end nothing lingers and every frame is back.
+fn redteam_pci_linger_races() -> Result<(), String> {
+    use core::sync::atomic::{AtomicBool, AtomicU64};
+    use framekernel::mm::DmaBuffer;
+    use framekernel::pci::{HandoverWindow, PciAddress, PciDevice, PciError};
+    static LIVE: SpinLock<Vec<(u64, u64)>> = SpinLock::new(Vec::new());
+    static DROPPED: SpinLock<Vec<(u64, usize, u64)>> = SpinLock::new(Vec::new());
+    static ERRORS: SpinLock<Vec<String>> = SpinLock::new(Vec::new());
+    static STASH: SpinLock<Vec<(Option<PciDevice>, Option<DmaBuffer>)>> = SpinLock::new(Vec::new());
+    static TAG: AtomicU64 = AtomicU64::new(1);
+    static ADDRESS: SpinLock<Option<PciAddress>> = SpinLock::new(None);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static COUNTS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+    fn error(e: String) {
+        let mut errors = ERRORS.lock();
+        if errors.len() < 20 {
+            errors.push(e);
+        }
+    }
+    fn register(b: &DmaBuffer) -> bool {
+        let (phys, len) = (b.phys_addr(), b.len() as u64);
+        let mut live = LIVE.lock();
+        if let Some(&(p, l)) = live.iter().find(|&&(p, l)| p < phys + len && phys < p + l) {
+            drop(live);
+            error(format!("two live DMA buffers share frames: {phys:#x}+{len:#x} and {p:#x}+{l:#x}"));
+            return false;
+        }
+        live.push((phys, len));
+        DROPPED.lock().retain(|&(p, _, _)| !(p < phys + len && phys < p + 0x1000));
+        true
+    }
+    fn unregister(b: DmaBuffer) {
+        let tag = TAG.fetch_add(1, Ordering::Relaxed);
+        let _ = b.write::<u64>(0, tag);
+        let phys = b.phys_addr();
+        {
+            let mut dropped = DROPPED.lock();
+            dropped.retain(|&(p, _, _)| p != phys);
+            dropped.push((phys, b.len(), tag));
+            if dropped.len() > 64 {
+                dropped.remove(0);
+            }
+        }
+        LIVE.lock().retain(|&(p, _)| p != phys);
+        drop(b);
+    }
+    fn claim_and_fault(p: &probe::Export, _: ()) -> u64 {
+        let Some(address) = *ADDRESS.lock() else { return 0 };
+        let device = PciDevice::claim(address).ok();
+        let buffer = device.as_ref().and_then(|d| d.dma_buffer(4096).ok());
+        if let Some(b) = &buffer {
+            if !register(b) {
+                return 0;
+            }
+            let _ = b.write::<u64>(0, 0xfa17);
+        }
+        if let Some(d) = &device
+            && let Ok(b) = d.dma_buffer(8192)
+            && register(&b)
+        {
+            unregister(b);
+        }
+        STASH.lock().push((device, buffer));
+        p.fail(Failure::Panic)
+    }
+    let address = framekernel::pci::devices()
+        .iter()
+        .filter(|d| d.class.0 != 6 && PciDevice::claim(d.address).is_ok())
+        .map(|d| d.address)
+        .next()
+        .ok_or("no free PCI function")?;
+    *ADDRESS.lock() = Some(address);
+    framekernel::pci::settle();
+    ensure!(framekernel::pci::lingering() == 0, "{} functions linger before the test", framekernel::pci::lingering());
+    ERRORS.lock().clear();
+    STOP.store(false, Ordering::SeqCst);
+    let start = framekernel::mm::frame_stats().free;
+    let leaked = framekernel::mm::dma_leaked_pages();
+    let probe = probe_slot("probe-rt-pci")?;
+    let mut cpus = other_processors();
+    cpus.push(0);
+    let mut tasks = Vec::new();
+    for &i in &cpus {
+        let task = tessera_sched::spawn_on(i, "rt-linger", move || {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ ((i as u64 + 1) * 0x1234_5678_9abc);
+            let mut rnd = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let mut window: Option<HandoverWindow> = None;
+            let mut dev: Option<PciDevice> = None;
+            let mut bufs: Vec<DmaBuffer> = Vec::new();
+            let end = framekernel::time::now_ns() + 3_000_000_000;
+            while framekernel::time::now_ns() < end && !STOP.load(Ordering::Relaxed) {
+                let r = rnd();
+                match r % 11 {
+                    0 => {
+                        window = match window.take() {
+                            Some(w) => {
+                                drop(w);
+                                None
+                            }
+                            None => Some(HandoverWindow::open()),
+                        }
+                    }
+                    1 if dev.is_none() => match PciDevice::claim(address) {
+                        Ok(d) => {
+                            COUNTS[0].fetch_add(1, Ordering::Relaxed);
+                            dev = Some(d)
+                        }
+                        Err(PciError::Busy(_)) => {}
+                        Err(e) => error(format!("claim: {e}")),
+                    },
+                    2 => dev = None,
+                    3 | 4 => {
+                        if let Some(d) = &dev {
+                            let pages = 1 + (r >> 8) as usize % 3;
+                            match d.dma_buffer(pages * 4096) {
+                                Ok(b) => {
+                                    COUNTS[1].fetch_add(1, Ordering::Relaxed);
+                                    if register(&b) {
+                                        if let Ok(v) = b.read::<u64>(0)
+                                            && v != 0
+                                        {
+                                            error(format!("dma_buffer at {:#x} not zeroed: {v:#x}", b.phys_addr()));
+                                        }
+                                        bufs.push(b);
+                                    } else {
+                                        core::mem::forget(b);
+                                    }
+                                }
+                                Err(PciError::Revoked(_)) => {}
+                                Err(e) => error(format!("dma_buffer: {e}")),
+                            }
+                        }
+                    }
+                    5 | 6 => {
+                        if !bufs.is_empty() {
+                            let b = bufs.swap_remove((r >> 8) as usize % bufs.len());
+                            unregister(b);
+                        }
+                    }
+                    7 => {
+                        if let Some(d) = &dev {
+                            let candidate = {
+                                let dropped = DROPPED.lock();
+                                if dropped.is_empty() { None } else { dropped.get((r >> 8) as usize % dropped.len()).copied() }
+                            };
+                            if let Some((phys, len, tag)) = candidate {
+                                match d.dma_buffer_kept(phys, len) {
+                                    Ok(b) => {
+                                        COUNTS[2].fetch_add(1, Ordering::Relaxed);
+                                        let got = b.read::<u64>(0).unwrap_or(0);
+                                        // Read before registering: the tag may be newer.
+                                        let newest = DROPPED.lock().iter().find(|e| e.0 == phys).map(|e| e.2);
+                                        if register(&b) {
+                                            if got != tag && Some(got) != newest {
+                                                error(format!("kept buffer at {phys:#x} holds {got:#x}, left {tag:#x}"));
+                                            }
+                                            bufs.push(b);
+                                        } else {
+                                            core::mem::forget(b);
+                                        }
+                                    }
+                                    Err(PciError::NoKeptBuffer { .. }) | Err(PciError::Revoked(_)) => {}
+                                    Err(e) => error(format!("dma_buffer_kept: {e}")),
+                                }
+                            }
+                        }
+                    }
+                    8 => {
+                        framekernel::pci::settle();
+                        COUNTS[3].fetch_add(1, Ordering::Relaxed);
+                    }
+                    9 => {
+                        if let Some(d) = &dev {
+                            let _ = d.enable((r >> 8) & 1 == 0);
+                        }
+                    }
+                    _ => {
+                        // Stashed buffers of revoked claims, kept by kernel code: dropped now.
+                        let stashed = STASH.lock().pop();
+                        if let Some((d, b)) = stashed {
+                            COUNTS[4].fetch_add(1, Ordering::Relaxed);
+                            if let Some(b) = b {
+                                unregister(b);
+                            }
+                            drop(d);
+                        }
+                        tessera_sched::yield_now();
+                    }
+                }
+            }
+            for b in bufs.drain(..) {
+                unregister(b);
+            }
+            drop(dev);
+            drop(window);
+        })
+        .map_err(|e| format!("spawn on {i}: {e:?}"))?;
+        tasks.push(task);
+    }
+    // Meanwhile: kernel code claims inside probe calls that panic (revocations).
+    let mut faults = 0u64;
+    let end = framekernel::time::now_ns() + 2_500_000_000;
+    while framekernel::time::now_ns() < end {
+        if let Err(SlotError::Fault(_)) = probe.call_with(false, (), claim_and_fault) {
+            faults += 1;
+        }
+        tessera_sched::yield_now();
+    }
+    let ended = wait_for(|| tasks.iter().all(|t| t.is_finished()));
+    STOP.store(true, Ordering::SeqCst);
+    ensure!(ended, "a task did not end in 30 s (deadlock?)");
+    let stashed: Vec<_> = core::mem::take(&mut *STASH.lock());
+    for (d, b) in stashed {
+        if let Some(b) = b {
+            unregister(b);
+        }
+        drop(d);
+    }
+    let lingering_before = framekernel::pci::lingering();
+    framekernel::pci::settle();
+    let counts: Vec<u64> = COUNTS.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    println!(
+        "selftest redteam_pci_linger_races: {faults} revocations, claims/buffers/kept/settles/stash {counts:?}, {lingering_before} lingering at the end before settle"
+    );
+    let errors = ERRORS.lock().clone();
+    ensure!(errors.is_empty(), "{errors:?}");
+    ensure!(LIVE.lock().is_empty(), "buffers still registered");
+    ensure!(framekernel::pci::lingering() == 0, "{} functions linger after settle", framekernel::pci::lingering());
+    let now = framekernel::mm::frame_stats().free;
+    let leaked_now = framekernel::mm::dma_leaked_pages() - leaked;
+    println!("selftest redteam_pci_linger_races: free frames {start} -> {now}, leaked DMA pages +{leaked_now}");
     Ok(())
 }

@@ -893,6 +893,10 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             self.retire(old);
             None
         };
+        // An early instance a rehearsal restored into serves only a swap
+        // that restores the real state into it (which undoes what the
+        // rehearsal left); with none, a fresh instance starts.
+        let early = early.filter(|_| state.is_some() || self.rehearse.lock().is_none());
         let result = match self.start_with_state(&entry, new_code, state.as_deref(), early) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry

@@ -60,15 +60,19 @@ pub fn find(what: &str, legacy: u16, modern: u16, nth: u32) -> Result<PciInfo, S
     Err(format!("no {what} PCI device"))
 }
 
-/// Claims the function, turns bus mastering on, resets it and says a
+/// Claims the function, resets it, turns bus mastering on and says a
 /// driver is here: the claim, its registers and the features it offers.
+/// The reset comes before bus mastering: a device an earlier driver let go
+/// without a reset still holds that driver's rings, whose memory may be
+/// another's by now.
 #[inline]
 pub fn start(info: &PciInfo) -> Result<(PciDevice, IoPorts, u32), String> {
     let pci = PciDevice::claim(info.address).map_err(|e| format!("{e}"))?;
-    pci.enable(true).map_err(|e| format!("{e}"))?;
+    pci.enable(false).map_err(|e| format!("{e}"))?;
     let ports = pci.io_ports(0).map_err(|e| format!("BAR 0: {e}"))?;
     let io = |e| format!("register access: {e:?}");
     ports.write::<u8>(STATUS, 0).map_err(io)?; // reset
+    pci.enable(true).map_err(|e| format!("{e}"))?;
     ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE).map_err(io)?;
     ports.write::<u8>(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER).map_err(io)?;
     let offered = ports.read::<u32>(DEVICE_FEATURES).map_err(io)?;

@@ -218,46 +218,37 @@ fn revoked_handles_are_inert() -> Result<(), String> {
 /// A claim that ends while a handover window is open lingers: bus
 /// mastering stays on and the function's dropped DMA frames stay out of
 /// use; the next claim takes it over (the frames reusable, in place and
-/// unzeroed only when asked for exactly), buffers of the earlier claim
-/// dropped later still wait for the function to stop, a revoked earlier
-/// handle cannot end the new claim, and closing the window settles what
-/// nobody took over.
+/// unzeroed only when asked for exactly, and never after a fault),
+/// buffers of the earlier claim dropped later still wait for the function
+/// to stop, a revoked earlier handle cannot end the new claim, closing
+/// the window settles what nobody took over, and a revocation outside a
+/// window turns bus mastering off at once.
 fn pci_claims_linger_in_a_handover_window() -> Result<(), String> {
     use crate::pci::{HandoverWindow, PciDevice, PciError};
     const DOMAIN: u64 = u64::MAX - 9;
     let address = crate::pci::devices().first().map(|d| d.address).ok_or("no PCI function")?;
     let e = |e: PciError| format!("{e}");
+    let kept_refused = |r: Result<mm::DmaBuffer, PciError>| matches!(r, Err(PciError::NoKeptBuffer { .. }));
     let start = mm::frame_stats().free;
     let window = HandoverWindow::open();
-    // A first driver, in a fault domain of its own.
-    let (first, ring, late) = crate::cell::enter(DOMAIN, (0, 0), core::ptr::null(), || {
-        let device = PciDevice::claim(address)?;
-        let ring = device.dma_buffer(2 * 4096)?;
-        let late = device.dma_buffer(4096)?;
-        Ok::<_, PciError>((device, ring, late))
-    })
-    .map_err(|f| format!("{f}"))?
-    .map_err(e)?;
+    // A first driver lets go with the window open.
+    let first = PciDevice::claim(address).map_err(e)?;
+    let ring = first.dma_buffer(2 * 4096).map_err(e)?;
+    let late = first.dma_buffer(4096).map_err(e)?;
     ring.write::<u64>(8, 0x5eed).map_err(|e| format!("{e}"))?;
     let ring_at = ring.phys_addr();
     drop(ring);
-    // It faults: its claim lingers; its handle is inert.
-    crate::pci::revoke_domain(DOMAIN);
-    ensure!(crate::pci::lingering() == 1, "{} functions linger after a revocation", crate::pci::lingering());
+    drop(first);
+    ensure!(crate::pci::lingering() == 1, "{} functions linger after a release in a window", crate::pci::lingering());
     ensure!(mm::frame_stats().free == start - 3, "DMA frames of a lingering function went back");
     crate::pci::settle();
     ensure!(crate::pci::lingering() == 1, "settle ended a claim while a window was open");
     let second = PciDevice::claim(address).map_err(e)?;
     ensure!(crate::pci::lingering() == 0, "the new claim did not take the lingering one over");
-    drop(first); // the revoked handle: must not end the new claim
-    ensure!(second.read_config(0).is_ok(), "dropping a revoked handle ended the claim that took over");
-    ensure!(
-        matches!(second.dma_buffer_kept(ring_at + 4096, 4096), Err(PciError::NoKeptBuffer { .. })),
-        "a kept buffer of another place was handed out"
-    );
+    ensure!(kept_refused(second.dma_buffer_kept(ring_at + 4096, 4096)), "a kept buffer of another place was handed out");
     let kept = second.dma_buffer_kept(ring_at, 2 * 4096).map_err(e)?;
     ensure!(kept.read::<u64>(8) == Ok(0x5eed), "a kept buffer lost its contents");
-    ensure!(matches!(second.dma_buffer_kept(ring_at, 2 * 4096), Err(PciError::NoKeptBuffer { .. })), "one kept buffer handed out twice");
+    ensure!(kept_refused(second.dma_buffer_kept(ring_at, 2 * 4096)), "one kept buffer handed out twice");
     drop(kept);
     let reused = second.dma_buffer(2 * 4096).map_err(e)?;
     ensure!(reused.phys_addr() == ring_at, "dropped frames of the function were not reused");
@@ -266,20 +257,43 @@ fn pci_claims_linger_in_a_handover_window() -> Result<(), String> {
     drop(late);
     drop(reused);
     ensure!(mm::frame_stats().free == start - 3, "DMA frames went back while the function could write them");
-    drop(window);
-    ensure!(second.read_config(0).is_ok(), "closing the window ended a live claim");
     drop(second);
-    ensure!(mm::frame_stats().free == start, "DMA frames not given back once the claim ended");
-    // Nobody takes a lingering function over: closing the window settles it.
-    let window = HandoverWindow::open();
-    let third = PciDevice::claim(address).map_err(e)?;
-    let buffer = third.dma_buffer(4096).map_err(e)?;
-    drop(buffer);
-    drop(third);
-    ensure!(crate::pci::lingering() == 1 && mm::frame_stats().free == start - 1, "a claim ended in a window did not linger");
+    ensure!(crate::pci::lingering() == 1 && mm::frame_stats().free == start - 3, "the second claim did not linger");
+    // A driver in a fault domain faults: its claim lingers too (the window
+    // is open), its handle is inert, and what it left is not kept for the
+    // next one.
+    let (third, secret_at) = crate::cell::enter(DOMAIN, (0, 0), core::ptr::null(), || {
+        let device = PciDevice::claim(address)?;
+        let secret = device.dma_buffer(4096)?;
+        secret.write::<u64>(0, 0x5ec2e7).map_err(|_| PciError::NoMemory)?;
+        Ok::<_, PciError>((device, secret.phys_addr()))
+    })
+    .map_err(|f| format!("{f}"))?
+    .map_err(e)?;
+    crate::pci::revoke_domain(DOMAIN);
+    ensure!(third.read_config(0).is_err(), "a revoked handle still reads");
+    let fourth = PciDevice::claim(address).map_err(e)?;
+    drop(third); // the revoked handle: must not end the new claim
+    ensure!(fourth.read_config(0).is_ok(), "dropping a revoked handle ended the claim that took over");
+    ensure!(kept_refused(fourth.dma_buffer_kept(secret_at, 4096)), "a faulted driver's buffer was kept for the next claim");
+    let zeroed = fourth.dma_buffer(4096).map_err(e)?;
+    ensure!(zeroed.read::<u64>(0) == Ok(0), "a faulted driver's buffer was reused unzeroed");
+    drop(zeroed);
+    drop(fourth);
     drop(window);
     ensure!(crate::pci::lingering() == 0, "closing the last window left a function lingering");
     ensure!(mm::frame_stats().free == start, "settling kept the DMA frames");
+    // Outside a window, a revocation ends the claim at once.
+    let fifth = crate::cell::enter(DOMAIN, (0, 0), core::ptr::null(), || {
+        let device = PciDevice::claim(address)?;
+        drop(device.dma_buffer(4096)?);
+        Ok::<_, PciError>(device)
+    })
+    .map_err(|f| format!("{f}"))?
+    .map_err(e)?;
+    crate::pci::revoke_domain(DOMAIN);
+    ensure!(crate::pci::lingering() == 0 && mm::frame_stats().free == start, "a revocation outside a window lingered");
+    drop(fifth);
     Ok(())
 }
 

@@ -65,6 +65,10 @@ struct Device {
     nth: u32,
     /// Handed over to the next instance: left running when dropped.
     handed_over: bool,
+    /// A request timed out and may still be in the device's hands: the
+    /// ring indices are not to be trusted, so the device is not handed
+    /// over (the next instance resets it).
+    timed_out: bool,
     ports: IoPorts,
     queue: DmaBuffer,
     request: DmaBuffer,
@@ -111,6 +115,7 @@ fn setup(nth: u32) -> Result<Device, String> {
         pci,
         nth,
         handed_over: false,
+        timed_out: false,
         ports,
         queue,
         request,
@@ -181,6 +186,7 @@ impl Device {
                 break;
             }
             if framekernel::time::now_ns().saturating_sub(started) > TIMEOUT_NS {
+                self.timed_out = true;
                 return Err(BlockError::Timeout);
             }
             core::hint::spin_loop();
@@ -264,12 +270,17 @@ impl Device {
     /// What the next instance needs to go on driving the device, which
     /// this one then lets go of without resetting it.
     fn hand_over(mut self) -> Vec<u8> {
-        self.handed_over = true;
-        self.handover_state()
+        let state = self.handover_state();
+        // Nothing to give (a timed-out request): reset when dropped.
+        self.handed_over = !state.is_empty();
+        state
     }
 
-    /// What `hand_over` gives.
+    /// What `hand_over` gives (nothing after a timed-out request).
     fn handover_state(&self) -> Vec<u8> {
+        if self.timed_out {
+            return Vec::new();
+        }
         let mut out = [0u8; HANDOVER_LEN];
         let mut put = |at: usize, bytes: &[u8]| {
             if let Some(to) = out.get_mut(at..at + bytes.len()) {
@@ -327,6 +338,7 @@ impl Device {
             pci,
             nth,
             handed_over: false,
+            timed_out: false,
             ports,
             queue,
             request,
@@ -404,6 +416,11 @@ impl BlockDriver for VirtioBlk {
     }
 
     fn take_over(&self, state: &[u8]) -> Result<(), BlockError> {
+        // A device this instance already holds (a rehearsal that found
+        // the old claim revoked) is let go first, reset: its indices are
+        // stale, and the take-over below then fails and the instance is
+        // attached afresh.
+        drop(core::mem::replace(&mut *self.device.lock(), Err(String::new())));
         let device = Device::take_over(state).map_err(|why| BlockError::NoDevice(why.into()))?;
         *self.device.lock() = Ok(device);
         Ok(())

@@ -441,6 +441,11 @@ impl NicDriver for VirtioNet {
     }
 
     fn take_over(&self, state: &[u8]) -> Result<(), NetError> {
+        // A card this instance already holds (a rehearsal that found the
+        // old claim revoked) is let go first, reset: its indices are
+        // stale, and the take-over below then fails and the instance is
+        // attached afresh.
+        drop(core::mem::replace(&mut *self.device.lock(), Err(String::new())));
         let device = Device::take_over(state).map_err(|why| NetError::NoDevice(why.into()))?;
         *self.device.lock() = Ok(device);
         Ok(())
