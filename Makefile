@@ -336,6 +336,7 @@ ltp-linux: deps
 # `make bench BENCH=fs`: only the file-system figures (Tessera and, when
 # tests/ltp/fetch-linux.sh has fetched it, Debian's Linux); `BENCH=smp`:
 # only the multiprocessor and cell-call figures; `BENCH=net`: the network;
+# `BENCH=cells`: cell load, swap downtime per slot and fault recovery;
 # `BENCH=linux`: only the system-call figures beside Debian's Linux in the
 # same QEMU (fetched by tests/ltp/fetch-linux.sh when missing; BENCH_RUNS
 # boots each, default 5; BENCH_QUICK=1: one each, checked to parse).

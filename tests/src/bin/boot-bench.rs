@@ -55,6 +55,11 @@ fn main() {
         net_figures();
         return;
     }
+    // `boot-bench cells`: only the cells' figures (load, swap, recovery).
+    if std::env::args().nth(1).as_deref() == Some("cells") {
+        cell_figures();
+        return;
+    }
     // `boot-bench linux`: only the system-call figures beside Linux's.
     if std::env::args().nth(1).as_deref() == Some("linux") {
         side_by_side();
@@ -333,7 +338,8 @@ fn cell_figures() {
         }
     }
     for line in output.lines().filter(|l| {
-        l.starts_with("cellbench memory:") || l.starts_with("cellbench recovery: slot") || l.contains("last fault recovery") || l.contains("faults ")
+        l.starts_with("cellbench memory:")
+            || (l.starts_with("cellbench recovery:") && (l.contains(": slot") || l.contains("last fault recovery") || l.contains("faults ")))
     }) {
         println!("  {}", line.trim_start_matches("cellbench ").trim());
     }
