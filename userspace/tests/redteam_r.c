@@ -97,10 +97,14 @@ static void short_buffer(void) {
 
 /* ---- the write probe of pipe reads never changes a word ---- */
 static volatile unsigned *probe_word;
-static volatile int probe_done;
+static volatile int probe_done, probe_go;
 
 static void *bump(void *arg) {
     long n = (long)arg;
+    /* Starts once the main thread's reads have begun: however the two
+       are scheduled, some reads probe the page while it counts. */
+    while (!probe_go)
+        ;
     for (long i = 0; i < n; i++)
         *probe_word = *probe_word + 1; /* not atomic: a racing store would lose counts */
     probe_done = 1;
@@ -117,6 +121,7 @@ static void probe(void) {
     const long n = 300000;
     pthread_t t;
     probe_done = 0;
+    probe_go = 0;
     pthread_create(&t, NULL, bump, (void *)n);
     long reads = 0;
     while (!probe_done) {
@@ -124,7 +129,9 @@ static void probe(void) {
         if (write(p[1], &c, 1) != 1 || read(p[0], buf, 2 * page) != 1)
             break;
         reads++;
+        probe_go = 1;
     }
+    probe_go = 1; /* a failed write or read ends the loop: let it finish */
     pthread_join(t, NULL);
     CHECK(*probe_word == (unsigned)n);
     CHECK(reads > 0);
