@@ -417,11 +417,6 @@ impl<T: Send + Sync + 'static> Slot<T> {
         }
     }
 
-    /// Starts `entry`'s cell and hands it `state` if there is some.
-    fn start_with_state(&self, entry: &Arc<CellEntry>, code: Arc<LoadedCell>, state: Option<&[u8]>, early: Option<Instance<T>>) -> Result<Started<T>, SlotError> {
-        self.start(entry, code, state, early)
-    }
-
     /// Makes one call attempt without ever blocking (for interrupt handlers
     /// and console output): `attempt` gets the instance and calls it
     /// (`Instance::call`). `Busy` while the gate is closed or a fault
@@ -477,11 +472,11 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// Starts an instance of `entry`'s cell (`code`) as a `T`; returns it
     /// with the code it runs (a fresh copy of `code` if that had faulted:
     /// a faulted copy's statics are never used again).
+    ///
     /// The instance is handed `state` (a swap's) before the start hook
     /// runs: a driver that took its device over from the old instance
-    /// has nothing left to set up.
-    /// `early`, an instance of `code` made before the gate closed, is used
-    /// first.
+    /// has nothing left to set up. `early`, an instance of `code` made
+    /// before the gate closed, is used first.
     fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>, state: Option<&[u8]>, mut early: Option<Instance<T>>) -> Result<Started<T>, SlotError> {
         self.check(entry)?;
         let mut last = None;
@@ -897,7 +892,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         // that restores the real state into it (which undoes what the
         // rehearsal left); with none, a fresh instance starts.
         let early = early.filter(|_| state.is_some() || self.rehearse.lock().is_none());
-        let result = match self.start_with_state(&entry, new_code, state.as_deref(), early) {
+        let result = match self.start(&entry, new_code, state.as_deref(), early) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
                     && !Arc::ptr_eq(old, &entry)
@@ -912,7 +907,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             Err(e) => {
                 // Roll back: the old cell serves again.
                 if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
-                    match self.start_with_state(old, code, state.as_deref(), None) {
+                    match self.start(old, code, state.as_deref(), None) {
                         Ok((instance, code)) => self.take_slot(instance, old.clone(), code),
                         Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
                     }
