@@ -298,17 +298,7 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
     });
     slot.set_state_transfer(
         |cell| cell.call((), |driver, ()| driver.hand_over()),
-        |cell, state| {
-            cell.call(state, |driver, state| driver.take_over(state)).map(|taken| {
-                match taken {
-                    Ok(()) => {
-                        NICS_TAKEN_OVER.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(why) => log::info!("virtio_net: not taken over ({why}); attaching afresh"),
-                }
-                Ok(())
-            })
-        },
+        |cell, state| cell.call(state, |driver, state| driver.take_over(state)).map(|taken| took_over("virtio_net", &NICS_TAKEN_OVER, taken)),
     );
     slot.start_instances_early();
     slot.rehearse_swaps(|cell| cell.call((), |driver, ()| driver.handover_state()));
@@ -401,15 +391,19 @@ fn peek_disk(cell: &framekernel::cell::Instance<block::Export>) -> Result<Vec<u8
 }
 
 fn take_over_disk(cell: &framekernel::cell::Instance<block::Export>, state: &[u8]) -> Result<Result<(), String>, framekernel::cell::Fault> {
-    cell.call(state, |driver, state| driver.take_over(state)).map(|taken| {
-        match taken {
-            Ok(()) => {
-                DISKS_TAKEN_OVER.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(why) => log::info!("virtio_blk: not taken over ({why}); attaching afresh"),
+    cell.call(state, |driver, state| driver.take_over(state)).map(|taken| took_over("virtio_blk", &DISKS_TAKEN_OVER, taken))
+}
+
+/// Counts a driver's take-over in `count`, or says why there was none;
+/// either way the swap goes on (the start hook attaches afresh).
+fn took_over(driver: &str, count: &core::sync::atomic::AtomicU64, taken: Result<(), impl core::fmt::Display>) -> Result<(), String> {
+    match taken {
+        Ok(()) => {
+            count.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
-    })
+        Err(why) => log::info!("{driver}: not taken over ({why}); attaching afresh"),
+    }
+    Ok(())
 }
 
 /// Swaps in which the new network driver took the running card over.

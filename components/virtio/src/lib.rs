@@ -15,6 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use framekernel::io::IoPorts;
 use framekernel::pci::{PciDevice, PciInfo};
+use framekernel::sync::{Mutex, MutexGuard};
 
 /// Vendor of every virtio PCI function.
 pub const VENDOR: u16 = 0x1af4;
@@ -87,4 +88,74 @@ pub fn ring_layout(size: u16) -> (usize, usize) {
     let q = usize::from(size);
     let used_offset = (16 * q + 6 + 2 * q).next_multiple_of(4096);
     (used_offset, used_offset + 6 + 8 * q)
+}
+
+/// A driver's device, or why it has none: the state of a virtio driver
+/// cell, with what a swap's handover does to it.
+pub struct Attachment<D>(Mutex<Result<D, String>>);
+
+impl<D> Attachment<D> {
+    /// No device yet.
+    #[inline]
+    pub fn new() -> Self {
+        Self(Mutex::new(Err("not attached to a device".into())))
+    }
+
+    /// The device, or why there is none.
+    #[inline]
+    #[track_caller]
+    pub fn lock(&self) -> MutexGuard<'_, Result<D, String>> {
+        self.0.lock()
+    }
+
+    /// Takes the device out (to hand it over, or to let go of it): the
+    /// instance has none afterwards.
+    #[inline]
+    pub fn take(&self) -> Option<D> {
+        core::mem::replace(&mut *self.0.lock(), Err(String::new())).ok()
+    }
+
+    /// `f` of the device, if there is one.
+    #[inline]
+    pub fn peek<R>(&self, f: impl FnOnce(&D) -> R) -> Option<R> {
+        self.0.lock().as_ref().ok().map(f)
+    }
+
+    /// Drives `device` from now on.
+    #[inline]
+    pub fn set(&self, device: D) {
+        *self.0.lock() = Ok(device);
+    }
+
+    /// True once a device is attached or taken over.
+    #[inline]
+    pub fn attached(&self) -> bool {
+        self.0.lock().is_ok()
+    }
+}
+
+impl<D> Default for Attachment<D> {
+    #[inline]
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `N` bytes at `at` of a handover's state (zeros where it is short:
+/// its length is checked first).
+#[inline]
+pub fn field<const N: usize>(state: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    if let Some(bytes) = state.get(at..at + N) {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+/// Writes `bytes` at `at` of a handover's state (nothing past its end).
+#[inline]
+pub fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(to) = out.get_mut(at..at + bytes.len()) {
+        to.copy_from_slice(bytes);
+    }
 }

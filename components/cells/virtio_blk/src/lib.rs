@@ -19,7 +19,7 @@ use core::sync::atomic::{Ordering, fence};
 use framekernel::io::IoPorts;
 use framekernel::mm::DmaBuffer;
 use framekernel::pci::PciDevice;
-use framekernel::sync::Mutex;
+use tessera_virtio::{Attachment, field, put};
 use tessera_cell_api::block::{BlockDriver, BlockError, DeviceInfo, Export, SECTOR_SIZE};
 use tessera_virtio::{
     AVAIL_NO_INTERRUPT, CONFIG, DESC_NEXT, DESC_WRITE, GUEST_FEATURES, ISR, QUEUE_NOTIFY, QUEUE_PFN, QUEUE_SELECT, QUEUE_SIZE, STATUS,
@@ -85,7 +85,7 @@ struct Device {
 
 /// The driver: a device, or why there is none.
 struct VirtioBlk {
-    device: Mutex<Result<Device, String>>,
+    device: Attachment<Device>,
 }
 
 fn setup(nth: u32) -> Result<Device, String> {
@@ -258,14 +258,6 @@ impl Drop for Device {
 const HANDOVER_MAGIC: &[u8; 8] = b"vblk-ho1";
 const HANDOVER_LEN: usize = 67;
 
-fn field<const N: usize>(state: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0; N];
-    if let Some(bytes) = state.get(at..at + N) {
-        out.copy_from_slice(bytes);
-    }
-    out
-}
-
 impl Device {
     /// What the next instance needs to go on driving the device, which
     /// this one then lets go of without resetting it.
@@ -282,23 +274,18 @@ impl Device {
             return Vec::new();
         }
         let mut out = [0u8; HANDOVER_LEN];
-        let mut put = |at: usize, bytes: &[u8]| {
-            if let Some(to) = out.get_mut(at..at + bytes.len()) {
-                to.copy_from_slice(bytes);
-            }
-        };
-        put(0, HANDOVER_MAGIC);
-        put(8, &self.nth.to_le_bytes());
-        put(12, &self.queue.phys_addr().to_le_bytes());
-        put(20, &(self.queue.len() as u64).to_le_bytes());
-        put(28, &self.request.phys_addr().to_le_bytes());
-        put(36, &(self.request.len() as u64).to_le_bytes());
-        put(44, &self.queue_size.to_le_bytes());
-        put(46, &self.avail_idx.to_le_bytes());
-        put(48, &self.used_idx.to_le_bytes());
-        put(50, &self.sectors.to_le_bytes());
-        put(58, &self.writes.to_le_bytes());
-        put(66, &[u8::from(self.read_only) | u8::from(self.flush) << 1]);
+        put(&mut out, 0, HANDOVER_MAGIC);
+        put(&mut out, 8, &self.nth.to_le_bytes());
+        put(&mut out, 12, &self.queue.phys_addr().to_le_bytes());
+        put(&mut out, 20, &(self.queue.len() as u64).to_le_bytes());
+        put(&mut out, 28, &self.request.phys_addr().to_le_bytes());
+        put(&mut out, 36, &(self.request.len() as u64).to_le_bytes());
+        put(&mut out, 44, &self.queue_size.to_le_bytes());
+        put(&mut out, 46, &self.avail_idx.to_le_bytes());
+        put(&mut out, 48, &self.used_idx.to_le_bytes());
+        put(&mut out, 50, &self.sectors.to_le_bytes());
+        put(&mut out, 58, &self.writes.to_le_bytes());
+        put(&mut out, 66, &[u8::from(self.read_only) | u8::from(self.flush) << 1]);
         Vec::from(out)
     }
 
@@ -402,17 +389,11 @@ impl BlockDriver for VirtioBlk {
     fn hand_over(&self) -> Vec<u8> {
         // The device leaves this instance now (its claim lingers for the
         // next one): dropping the instance later touches nothing.
-        match core::mem::replace(&mut *self.device.lock(), Err(String::new())) {
-            Ok(device) => device.hand_over(),
-            Err(_) => Vec::new(),
-        }
+        self.device.take().map(Device::hand_over).unwrap_or_default()
     }
 
     fn handover_state(&self) -> Vec<u8> {
-        match &*self.device.lock() {
-            Ok(device) => device.handover_state(),
-            Err(_) => Vec::new(),
-        }
+        self.device.peek(Device::handover_state).unwrap_or_default()
     }
 
     fn take_over(&self, state: &[u8]) -> Result<(), BlockError> {
@@ -420,19 +401,18 @@ impl BlockDriver for VirtioBlk {
         // the old claim revoked) is let go first, reset: its indices are
         // stale, and the take-over below then fails and the instance is
         // attached afresh.
-        drop(core::mem::replace(&mut *self.device.lock(), Err(String::new())));
-        let device = Device::take_over(state).map_err(|why| BlockError::NoDevice(why.into()))?;
-        *self.device.lock() = Ok(device);
+        drop(self.device.take());
+        self.device.set(Device::take_over(state).map_err(|why| BlockError::NoDevice(why.into()))?);
         Ok(())
     }
 
     fn attached(&self) -> bool {
-        self.device.lock().is_ok()
+        self.device.attached()
     }
 }
 
 fn make() -> Export {
-    Box::new(VirtioBlk { device: Mutex::new(Err("not attached to a device".into())) })
+    Box::new(VirtioBlk { device: Attachment::new() })
 }
 
 tessera_cell_api::cell_entry!(block, make);

@@ -22,7 +22,7 @@ use core::sync::atomic::{Ordering, fence};
 use framekernel::io::IoPorts;
 use framekernel::mm::DmaBuffer;
 use framekernel::pci::PciDevice;
-use framekernel::sync::Mutex;
+use tessera_virtio::{Attachment, field, put};
 use tessera_cell_api::net::{Export, MAX_FRAME, MIN_FRAME, NetError, NicDriver, NicInfo};
 use tessera_virtio::{
     AVAIL_NO_INTERRUPT, CONFIG, DESC_WRITE, GUEST_FEATURES, ISR, QUEUE_NOTIFY, QUEUE_PFN, QUEUE_SELECT, QUEUE_SIZE, STATUS, STATUS_ACKNOWLEDGE,
@@ -152,7 +152,7 @@ struct Device {
 
 /// The driver: a card, or why there is none.
 struct VirtioNet {
-    device: Mutex<Result<Device, String>>,
+    device: Attachment<Device>,
 }
 
 fn setup(nth: u32) -> Result<Device, String> {
@@ -262,20 +262,6 @@ impl Drop for Device {
 const HANDOVER_MAGIC: &[u8; 8] = b"vnet-ho1";
 const QUEUE_STATE: usize = 8 * 4 + 2 * 4;
 const HANDOVER_LEN: usize = 12 + 2 * QUEUE_STATE + 6 + 1 + 8 + 16;
-
-fn field<const N: usize>(state: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0; N];
-    if let Some(bytes) = state.get(at..at + N) {
-        out.copy_from_slice(bytes);
-    }
-    out
-}
-
-fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(to) = out.get_mut(at..at + bytes.len()) {
-        to.copy_from_slice(bytes);
-    }
-}
 
 impl Queue {
     fn encode(&self, out: &mut [u8], at: usize) {
@@ -427,17 +413,11 @@ impl NicDriver for VirtioNet {
     fn hand_over(&self) -> Vec<u8> {
         // The card leaves this instance now (its claim lingers for the
         // next one): dropping the instance later touches nothing.
-        match core::mem::replace(&mut *self.device.lock(), Err(String::new())) {
-            Ok(device) => device.hand_over(),
-            Err(_) => Vec::new(),
-        }
+        self.device.take().map(Device::hand_over).unwrap_or_default()
     }
 
     fn handover_state(&self) -> Vec<u8> {
-        match &*self.device.lock() {
-            Ok(device) => device.handover_state(),
-            Err(_) => Vec::new(),
-        }
+        self.device.peek(Device::handover_state).unwrap_or_default()
     }
 
     fn take_over(&self, state: &[u8]) -> Result<(), NetError> {
@@ -445,19 +425,18 @@ impl NicDriver for VirtioNet {
         // old claim revoked) is let go first, reset: its indices are
         // stale, and the take-over below then fails and the instance is
         // attached afresh.
-        drop(core::mem::replace(&mut *self.device.lock(), Err(String::new())));
-        let device = Device::take_over(state).map_err(|why| NetError::NoDevice(why.into()))?;
-        *self.device.lock() = Ok(device);
+        drop(self.device.take());
+        self.device.set(Device::take_over(state).map_err(|why| NetError::NoDevice(why.into()))?);
         Ok(())
     }
 
     fn attached(&self) -> bool {
-        self.device.lock().is_ok()
+        self.device.attached()
     }
 }
 
 fn make() -> Export {
-    Box::new(VirtioNet { device: Mutex::new(Err("not attached to a device".into())) })
+    Box::new(VirtioNet { device: Attachment::new() })
 }
 
 tessera_cell_api::cell_entry!(net, make);
