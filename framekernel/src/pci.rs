@@ -12,10 +12,16 @@
 //! the handle, or the fault of the cell that claimed it, ends the claim;
 //! the frames of its DMA buffers go back to the frame allocator only once
 //! bus mastering is off, which stops the device's DMA. A claim ends with
-//! bus mastering turned off at once, unless it ends during a
-//! [`HandoverWindow`] or by revocation: then it *lingers* (bus mastering
-//! on, its frames out of use) until the next claim of the function takes
-//! it over, reusing those frames, or [`settle`] ends it.
+//! bus mastering turned off at once, unless it ends (by a drop or a
+//! revocation) while a [`HandoverWindow`] is open: then it *lingers* (bus
+//! mastering on, its frames out of use) until the next claim of the
+//! function takes it over, reusing those frames, or [`settle`] ends it.
+//!
+//! A driver that lets its device go without a reset leaves it set up to
+//! use those frames; once they are freed, the function's next driver must
+//! reset it before it turns bus mastering on (the virtio drivers do:
+//! `tessera_virtio::start`), as it must not aim the device elsewhere
+//! (docs/soundness.md, what is assumed).
 
 use crate::io::{IoPortError, IoPorts};
 use crate::mm::{IoMem, IoMemError};
@@ -234,8 +240,8 @@ struct Claimed {
     no_keep: bool,
 }
 
-/// A claim that ended during a handover window, or by revocation, with
-/// its function's bus mastering left on: the function's DMA frames stay
+/// A claim that ended (dropped or revoked) while a handover window was
+/// open, with its function's bus mastering left on: the function's DMA frames stay
 /// out of use. The next claim of the function takes it over (no
 /// configuration write, its frames reusable by the new driver); else
 /// [`settle`] ends it as a release would have.
