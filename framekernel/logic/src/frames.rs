@@ -109,21 +109,49 @@ impl<'a> FrameBitmap<'a> {
         if count == 0 || align == 0 || !align.is_power_of_two() {
             return None;
         }
+        // Word at a time: whole words of used frames are skipped at once
+        // (the low memory is mostly the kernel's, in use).
         let mut start = 0u64;
-        while start.checked_add(count)? <= self.frames {
-            match (start..start + count).find(|&f| !self.is_free(f)) {
+        loop {
+            start = self.next_with(start, true)?.checked_next_multiple_of(align)?;
+            let end = start.checked_add(count)?;
+            if end > self.frames {
+                return None;
+            }
+            match self.next_with(start, false).filter(|&used| used < end) {
                 None => {
-                    for frame in start..start + count {
+                    for frame in start..end {
                         self.set(frame, false);
                     }
                     self.free -= count;
                     return Some(start);
                 }
-                // Skip past the used frame, keeping the alignment.
-                Some(used) => start = (used + 1).next_multiple_of(align),
+                Some(used) => start = used + 1,
             }
         }
-        None
+    }
+
+    /// The first frame at or after `from` that is free (`free`) or in use
+    /// (frames past the end count as in use); `None` if there is none
+    /// (looking for a free one).
+    fn next_with(&self, from: u64, free: bool) -> Option<u64> {
+        let mut index = (from / 64) as usize;
+        // Bits below `from` in its word are masked off.
+        let mut mask = u64::MAX.checked_shl((from % 64) as u32).unwrap_or(0);
+        while let Some(&word) = self.words.get(index) {
+            let bits = if free { word } else { !word } & mask;
+            if bits != 0 {
+                let frame = index as u64 * 64 + u64::from(bits.trailing_zeros());
+                return match (free, frame < self.frames) {
+                    (true, true) => Some(frame),
+                    (true, false) => None,
+                    (false, _) => Some(frame.min(self.frames)),
+                };
+            }
+            index += 1;
+            mask = u64::MAX;
+        }
+        if free { None } else { Some(self.frames.max(from)) }
     }
 
     /// Returns `frame` to the pool.
@@ -224,6 +252,55 @@ mod tests {
         let before = bitmap.free_frames();
         assert_eq!(bitmap.alloc_contiguous(3, 1), Some(1));
         assert_eq!(bitmap.free_frames(), before - 3);
+    }
+
+    #[test]
+    fn contiguous_skips_used_words_and_matches_a_frame_by_frame_search() {
+        // A pseudo-random pattern of holes; every request is checked against
+        // the plain search (first aligned run of free frames).
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let frames = 64 * 6 + (round % 70);
+            let mut words = vec![0u64; FrameBitmap::words_needed(frames)];
+            let mut bitmap = FrameBitmap::new(&mut words, frames);
+            bitmap.add_free(0, frames);
+            for f in 0..frames {
+                // Dense used stretches, then sparse ones.
+                let used = if f < 200 { rand() % 8 != 0 } else { rand() % 5 == 0 };
+                if used {
+                    bitmap.set(f, false);
+                    bitmap.free -= 1;
+                }
+            }
+            let count = 1 + rand() % 6;
+            let align = 1u64 << (rand() % 3);
+            let expect = (0..frames)
+                .step_by(align as usize)
+                .find(|&s| s + count <= frames && (s..s + count).all(|f| bitmap.is_free(f)));
+            let free = bitmap.free_frames();
+            let got = bitmap.alloc_contiguous(count, align);
+            assert_eq!(got, expect, "round {round}: {count} frames aligned to {align}");
+            if let Some(start) = got {
+                assert!((start..start + count).all(|f| !bitmap.is_free(f)));
+                assert_eq!(bitmap.free_frames(), free - count);
+            }
+        }
+    }
+
+    #[test]
+    fn contiguous_never_runs_past_the_last_frame() {
+        let mut words = vec![0u64; 2];
+        let mut bitmap = FrameBitmap::new(&mut words, 70);
+        bitmap.add_free(60, 70);
+        assert_eq!(bitmap.alloc_contiguous(11, 1), None);
+        assert_eq!(bitmap.alloc_contiguous(10, 1), Some(60));
+        assert_eq!(bitmap.alloc_contiguous(1, 1), None);
     }
 
     #[test]
