@@ -47,6 +47,7 @@ use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use framekernel_logic::cellfile::{self, CellFile, FileError};
 use framekernel_logic::cellobj::{self, CellObject, LinkError};
+use framekernel_logic::layout::PAGE_SIZE;
 
 /// The public key that verifies cell files (the Makefile passes the
 /// build's `build/cell-signing.key` public half as 64 hex digits).
@@ -116,6 +117,9 @@ pub struct LoadedCell {
     /// Name, version, interface, fingerprint and imports, as signed.
     signed: Signed,
     mapping: CellMapping,
+    /// The writable data as linked (offset of its first page, its bytes up
+    /// to the end of its last page): what [`LoadedCell::renew`] writes back.
+    pristine: (u64, Box<[u8]>),
     entry: u64,
     text: (u64, u64),
     imports: usize,
@@ -189,9 +193,12 @@ fn link_and_map(signed: Signed, object_bytes: Box<[u8]>, lineage: u64) -> Result
         (image.data, Rights::ReadWrite),
         (image.got, Rights::ReadOnly),
     ];
+    let writable = image.data.0..image.data.1.next_multiple_of(PAGE_SIZE);
+    let pristine = image.bytes.get(writable.start as usize..writable.end as usize).unwrap_or_default().into();
     // On failure the partial mapping drops, which unmaps and releases it.
     let mapping = CellMapping::map(base, &image.bytes, &parts).map_err(LoadError::Map)?;
     Ok(Arc::new(LoadedCell {
+        pristine: (writable.start, pristine),
         id: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
         tainted: AtomicBool::new(false),
         lineage,
@@ -259,6 +266,29 @@ impl LoadedCell {
     /// is kept in the base's own memory since.
     pub fn fresh_copy(&self) -> Result<Arc<LoadedCell>, LoadError> {
         link_and_map(self.signed.clone(), self.object.clone(), self.lineage)
+    }
+
+    /// This copy, with its statics set back to what they were when it was
+    /// linked, in place, as a new fault domain: what a restart after a
+    /// fault runs when it can. Nothing is linked or mapped, and the code
+    /// pages stay as they are (so an emulator keeps its translations of
+    /// them). Refused, giving `this` back, unless `this` is the only
+    /// handle on the copy: then no instance of it exists (each holds one),
+    /// so no call runs in it and no object it made is in use (a faulted
+    /// instance's objects leak, unread, and are never used again). That is
+    /// the moment its mapping would be freed otherwise: renewing instead is
+    /// as if the same object were linked again at the same address. Its
+    /// text, read-only data and GOT were never writable since the link,
+    /// so only the writable data differs.
+    pub fn renew(this: Arc<Self>) -> Result<Arc<Self>, Arc<Self>> {
+        let mut cell = Arc::try_unwrap(this)?;
+        let (offset, bytes) = &cell.pristine;
+        if !cell.mapping.restore(*offset, bytes) {
+            return Err(Arc::new(cell)); // not reached: the range came from the link
+        }
+        cell.id = NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed);
+        cell.tainted = AtomicBool::new(false);
+        Ok(Arc::new(cell))
     }
 
     /// True when `self` and `other` come from the same load (one is a

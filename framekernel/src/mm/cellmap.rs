@@ -56,7 +56,8 @@ pub(crate) fn release(start: u64, bytes: u64) {
 pub(crate) struct CellMapping {
     base: u64,
     reserved: u64,
-    frames: Vec<u64>,
+    /// One per page of the image, in order (mapped or not).
+    frames: Vec<Frame>,
 }
 
 impl CellMapping {
@@ -69,9 +70,9 @@ impl CellMapping {
         for chunk in image.chunks(PAGE_SIZE as usize) {
             let mut frame = Frame::alloc().map_err(|_| MapError::PageTables("out of memory for a cell page"))?;
             frame.write_bytes(0, chunk).map_err(|_| MapError::PageTables("cell page larger than a frame"))?;
-            mapping.frames.push(frame.into_phys());
+            mapping.frames.push(frame);
         }
-        for (index, &phys) in mapping.frames.iter().enumerate() {
+        for (index, phys) in mapping.frames.iter().map(Frame::phys_addr).enumerate() {
             let offset = index as u64 * PAGE_SIZE;
             let rights = parts.iter().find(|((start, end), _)| offset + PAGE_SIZE > *start && offset < *end).map(|(_, r)| *r);
             let flags = match rights {
@@ -87,6 +88,25 @@ impl CellMapping {
         Ok(mapping)
     }
 
+    /// Writes `bytes` back over the pages from `offset` (a page multiple)
+    /// on: the writable data of a copy that nothing runs in any more
+    /// (`LoadedCell::renew`). The pages stay mapped as they are; the rest
+    /// of each last page is zeroed. Returns false (nothing written) when
+    /// the range is not inside the image.
+    pub(crate) fn restore(&mut self, offset: u64, bytes: &[u8]) -> bool {
+        let first = (offset / PAGE_SIZE) as usize;
+        let pages = bytes.len().div_ceil(PAGE_SIZE as usize);
+        if !offset.is_multiple_of(PAGE_SIZE) || first.checked_add(pages).is_none_or(|end| end > self.frames.len()) {
+            return false;
+        }
+        for (frame, chunk) in self.frames[first..first + pages].iter_mut().zip(bytes.chunks(PAGE_SIZE as usize)) {
+            frame.fill(0);
+            // A chunk is at most a page: the write cannot fail.
+            let _ = frame.write_bytes(0, chunk);
+        }
+        true
+    }
+
     /// Bytes of memory the mapping holds.
     pub(crate) fn bytes(&self) -> u64 {
         self.frames.len() as u64 * PAGE_SIZE
@@ -100,13 +120,9 @@ impl CellMapping {
 
 impl Drop for CellMapping {
     fn drop(&mut self) {
-        // Unmapping a page that was never mapped does nothing.
+        // Unmapping a page that was never mapped does nothing. The frames
+        // are freed only after (when the vector drops), unmapped.
         paging::unmap(self.base, self.frames.len() as u64);
-        for &phys in &self.frames {
-            // SAFETY: each frame came from `into_phys` in `map` and is no
-            // longer mapped anywhere.
-            drop(unsafe { Frame::from_phys(phys) });
-        }
         release(self.base, self.reserved);
     }
 }
