@@ -27,7 +27,7 @@ use crate::io::{IoPortError, IoPorts};
 use crate::mm::{IoMem, IoMemError};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::fmt;
 use framekernel_logic::pci::{Bar, decode_bar};
 use x86_64::instructions::port::Port;
@@ -49,7 +49,18 @@ fn read32(address: PciAddress, offset: u8) -> u32 {
     }
 }
 
+/// Configuration writes made since boot (`config_writes`).
+static CONFIG_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Configuration-space writes since boot (each is slow under emulation:
+/// a device's command register change rebuilds the memory map). For
+/// tests and figures.
+pub fn config_writes() -> u64 {
+    CONFIG_WRITES.load(Ordering::Relaxed)
+}
+
 fn write32(address: PciAddress, offset: u8, value: u32) {
+    CONFIG_WRITES.fetch_add(1, Ordering::Relaxed);
     let _guard = CONFIG.lock();
     // The other processors wait, touching no device memory, while the
     // write may move device memory (see `with_others_held`).
@@ -231,14 +242,19 @@ struct Claimed {
     /// it when they are dropped.
     token: u64,
     domain: u64,
-    deferred: Vec<(u64, u64)>,
+    deferred: Vec<Deferred>,
     /// Shared with the handle, which it identifies (a token can outlive a
     /// handle): cleared when the claim ends.
     live: Arc<AtomicBool>,
-    /// Took over a claim that a fault ended: the buffers it left are
-    /// reused zeroed only, never kept (a faulted driver's data).
-    no_keep: bool,
 }
+
+/// DMA frames a driver dropped while its device could still write them:
+/// (first frame, pages, may be handed on unzeroed). A buffer a faulted
+/// driver left (dropped before its claim was revoked, or by a call of
+/// the faulted copy still running after) is reused zeroed only, never
+/// kept: a faulted driver's data is not handed on. Buffers dropped by a
+/// healthy driver that took such a claim over may be kept.
+type Deferred = (u64, u64, bool);
 
 /// A claim that ended (dropped or revoked) while a handover window was
 /// open, with its function's bus mastering left on: the function's DMA frames stay
@@ -248,9 +264,7 @@ struct Claimed {
 struct Lingering {
     address: PciAddress,
     token: u64,
-    deferred: Vec<(u64, u64)>,
-    /// Ended by revocation (or took over one that was): see `Claimed`.
-    no_keep: bool,
+    deferred: Vec<Deferred>,
 }
 
 struct Claims {
@@ -262,6 +276,11 @@ static CLAIMED: crate::sync::BaseLock<Claims> = crate::sync::BaseLock::new(Claim
 
 /// Open [`HandoverWindow`]s.
 static WINDOWS: AtomicUsize = AtomicUsize::new(0);
+/// `Claims::lingering.len()`, written under the claim table's lock: a
+/// window that closes with nothing lingering takes no lock. Both counters
+/// use `SeqCst`: a claim that begins to linger just as the last window
+/// closes is settled by one side or the other (`linger_checked`).
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
 
 /// Turns bus mastering of `address` off, read back so that the write has
 /// reached the device before anything it could write is freed. Under the
@@ -276,19 +295,24 @@ fn bus_mastering_off(address: PciAddress) {
 /// can do nothing more. It lingers if `linger` (and there is room to
 /// say so); else bus mastering goes off and its DMA frames are returned
 /// for the caller to free once the lock is let go.
-fn end_claim(claims: &mut Claims, claim: Claimed, linger: bool, revoked: bool) -> Vec<(u64, u64)> {
+fn end_claim(claims: &mut Claims, mut claim: Claimed, linger: bool, revoked: bool) -> Vec<Deferred> {
     claim.live.store(false, Ordering::Release);
     if linger && claims.lingering.try_reserve(1).is_ok() {
-        let no_keep = claim.no_keep || revoked;
-        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred, no_keep });
+        if revoked {
+            for (_, _, keep) in &mut claim.deferred {
+                *keep = false;
+            }
+        }
+        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred });
+        LINGERING.store(claims.lingering.len(), Ordering::SeqCst);
         return Vec::new();
     }
     bus_mastering_off(claim.address);
     claim.deferred
 }
 
-fn free_all(frames: Vec<(u64, u64)>) {
-    for (phys, pages) in frames {
+fn free_all(frames: Vec<Deferred>) {
+    for (phys, pages, _) in frames {
         crate::mm::dma::free_frames(phys, pages);
     }
 }
@@ -305,10 +329,22 @@ fn release(live: &Arc<AtomicBool>) {
     // Still under the claim table's lock: an `enable` on another processor
     // that saw the claim live has finished its write, and one that comes
     // later sees it dead; bus mastering goes off after either.
-    let linger = WINDOWS.load(Ordering::Acquire) > 0;
+    let linger = WINDOWS.load(Ordering::SeqCst) > 0;
     let frames = end_claim(&mut claims, claim, linger, false);
     drop(claims);
     free_all(frames);
+    linger_checked(linger);
+}
+
+/// After a claim began to linger (`lingered`) and the table's lock was
+/// let go: if the last window closed meanwhile, its closer may have seen
+/// nothing lingering (`LINGERING` was stored after its load), so this
+/// side settles. (Each side stores, then loads the other's counter, all
+/// `SeqCst`: at least one of them sees the other's store.)
+fn linger_checked(lingered: bool) {
+    if lingered && WINDOWS.load(Ordering::SeqCst) == 0 {
+        settle();
+    }
 }
 
 /// Ends every claim taken in calls of the faulted cell `domain`: bus
@@ -317,7 +353,7 @@ fn release(live: &Arc<AtomicBool>) {
 /// driver dropped are reused zeroed only).
 pub(crate) fn revoke_domain(domain: u64) {
     let mut claims = CLAIMED.lock();
-    let linger = WINDOWS.load(Ordering::Acquire) > 0;
+    let linger = WINDOWS.load(Ordering::SeqCst) > 0;
     let mut frames = Vec::new();
     while let Some(at) = claims.live.iter().position(|c| c.domain == domain) {
         let claim = claims.live.swap_remove(at);
@@ -325,6 +361,7 @@ pub(crate) fn revoke_domain(domain: u64) {
     }
     drop(claims);
     free_all(frames);
+    linger_checked(linger);
 }
 
 /// Ends every lingering claim (bus mastering off, their DMA frames back
@@ -332,10 +369,11 @@ pub(crate) fn revoke_domain(domain: u64) {
 /// a lingering function has no driver.
 pub fn settle() {
     let mut claims = CLAIMED.lock();
-    if WINDOWS.load(Ordering::Acquire) > 0 {
+    if WINDOWS.load(Ordering::SeqCst) > 0 {
         return;
     }
     let lingering = core::mem::take(&mut claims.lingering);
+    LINGERING.store(0, Ordering::SeqCst);
     for ended in &lingering {
         bus_mastering_off(ended.address);
     }
@@ -367,14 +405,17 @@ pub struct HandoverWindow(());
 impl HandoverWindow {
     /// Opens a window.
     pub fn open() -> Self {
-        WINDOWS.fetch_add(1, Ordering::AcqRel);
+        WINDOWS.fetch_add(1, Ordering::SeqCst);
         Self(())
     }
 }
 
 impl Drop for HandoverWindow {
     fn drop(&mut self) {
-        if WINDOWS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Nothing lingering: no lock (a slot opens a window around every
+        // call of a device driver). See `linger_checked` for the race
+        // with a claim that begins to linger now.
+        if WINDOWS.fetch_sub(1, Ordering::SeqCst) == 1 && LINGERING.load(Ordering::SeqCst) > 0 {
             settle();
         }
     }
@@ -396,7 +437,8 @@ pub(crate) fn dma_dropped(token: u64, phys: u64, pages: u64) -> bool {
             if deferred.try_reserve(1).is_err() {
                 return false;
             }
-            deferred.push((phys, pages));
+            // Dropped by a call of a copy that faulted meanwhile: its data.
+            deferred.push((phys, pages, !crate::cell::current_call_tainted()));
             true
         }
         None => {
@@ -434,15 +476,16 @@ impl PciDevice {
             return Err(PciError::Revoked(address));
         }
         claims.live.try_reserve(1).map_err(|_| PciError::NoMemory)?;
-        let (token, deferred, no_keep) = match claims.lingering.iter().position(|l| l.address == address) {
+        let (token, deferred) = match claims.lingering.iter().position(|l| l.address == address) {
             Some(at) => {
                 let ended = claims.lingering.swap_remove(at);
-                (ended.token, ended.deferred, ended.no_keep)
+                LINGERING.store(claims.lingering.len(), Ordering::SeqCst);
+                (ended.token, ended.deferred)
             }
-            None => (crate::cell::claim_token(), Vec::new(), false),
+            None => (crate::cell::claim_token(), Vec::new()),
         };
         // Claimed inside a cell call: revoked if a call of that cell faults.
-        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone(), no_keep });
+        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone() });
         Ok(Self { info, token, live })
     }
 
@@ -535,8 +578,8 @@ impl PciDevice {
     /// the device over to its successor, which finds the same rings where
     /// the device has them), *not* zeroed: what the last driver and the
     /// device left in it. `NoKeptBuffer` unless exactly such a buffer waits
-    /// under this claim (or the claim it took over), and never for a claim
-    /// that took over one a fault ended (a faulted driver's data is not
+    /// under this claim (or the claim it took over), and never one a
+    /// faulted driver left (see `Deferred`: a faulted driver's data is not
     /// handed on).
     pub fn dma_buffer_kept(&self, phys: u64, bytes: usize) -> Result<crate::mm::DmaBuffer, PciError> {
         self.check_live()?;
@@ -547,15 +590,12 @@ impl PciDevice {
         }
     }
 
-    /// Takes the first dropped buffer of this claim that `fits` (none if
-    /// `keep` and the claim may not keep them).
+    /// Takes the first dropped buffer of this claim that `fits` (and, if
+    /// it is to be `keep`t unzeroed, may be: see `Deferred`).
     fn take_deferred(&self, fits: impl Fn(u64, u64) -> bool, keep: bool) -> Result<Option<u64>, PciError> {
         let mut claims = CLAIMED.lock();
         let claim = claims.live.iter_mut().find(|c| Arc::ptr_eq(&c.live, &self.live)).ok_or(PciError::Revoked(self.info.address))?;
-        if keep && claim.no_keep {
-            return Ok(None);
-        }
-        let found = claim.deferred.iter().position(|&(phys, pages)| fits(phys, pages));
+        let found = claim.deferred.iter().position(|&(phys, pages, may_keep)| fits(phys, pages) && (may_keep || !keep));
         Ok(found.map(|at| claim.deferred.swap_remove(at).0))
     }
 }

@@ -302,6 +302,7 @@ fn start_network(cells: &[Arc<CellEntry>], quiet: bool) {
     );
     slot.start_instances_early();
     slot.rehearse_swaps(|cell| cell.call((), |driver, ()| driver.handover_state()));
+    slot.calls_in_handover_windows();
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "virtio_net: cannot start: {e}");
         return;
@@ -421,6 +422,7 @@ fn start_disk(entry: &Arc<CellEntry>, name: &str, disk_name: &str, hook: BlockHo
     slot.set_state_transfer(hand_over_disk, take_over_disk);
     slot.start_instances_early();
     slot.rehearse_swaps(peek_disk);
+    slot.calls_in_handover_windows();
     if let Err(e) = slot.install(entry.clone()) {
         report!(quiet, "{name}: cannot start: {e}");
         return;
@@ -953,7 +955,9 @@ fn half_dropped_state_attempt(attempt: usize) -> Result<(), String> {
 
 /// Red team (finding 1/7): a restart after a fault runs a fresh copy of
 /// the cell, so its statics start over (a half-updated static, or a
-/// static lock held by the abandoned call, is never seen again).
+/// static lock held by the abandoned call, is never seen again). The
+/// slot holds the only handle on the faulted copy, so it is renewed in
+/// place (its statics written back as linked, the code left as it is).
 fn restart_links_fresh_statics() -> Result<(), String> {
     let slot = probe_slot("probe-statics")?;
     let first = slot.call_with(false, 1, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
@@ -964,7 +968,85 @@ fn restart_links_fresh_statics() -> Result<(), String> {
     let after = slot.call_with(false, 3, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
     ensure!(after.ends_with("since linking 1"), "the restarted cell inherited its statics: {after:?}");
     let now = slot.cell().and_then(|e| e.code()).map(|c| c.base());
-    ensure!(now.is_some() && now != before, "the restart did not link a fresh copy ({before:?} -> {now:?})");
+    ensure!(now.is_some() && now == before, "the faulted copy was not renewed in place ({before:?} -> {now:?})");
+    // The renewed copy is a new fault domain: it claims what the faulted
+    // one's revocation gave back, and a second fault is contained too.
+    ensure!(matches!(slot.call_with(false, Failure::Panic, |p, how| p.fail(how)), Err(SlotError::Fault(_))), "no second fault");
+    let again = slot.call_with(false, 4, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    ensure!(again.ends_with("since linking 1"), "the second restart inherited statics: {again:?}");
+    Ok(())
+}
+
+/// A faulted copy that something besides the slot still holds is not
+/// renewed (its statics could be in use): the restart links a fresh copy
+/// elsewhere, with fresh statics, and the held copy stays as it was.
+fn restart_of_a_held_copy_links_a_new_one() -> Result<(), String> {
+    let slot = probe_slot("probe-held-copy")?;
+    slot.call_with(false, 1, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    let held = slot.cell().and_then(|e| e.code()).ok_or("no code")?;
+    ensure!(matches!(slot.call_with(false, Failure::Panic, |p, how| p.fail(how)), Err(SlotError::Fault(_))), "no fault");
+    let after = slot.call_with(false, 2, |p, n| p.describe(n)).map_err(|e| format!("{e}"))?;
+    ensure!(after.ends_with("since linking 1"), "the restarted cell inherited its statics: {after:?}");
+    let now = slot.cell().and_then(|e| e.code()).ok_or("no code after the restart")?;
+    ensure!(now.base() != held.base(), "a copy held elsewhere was renewed under its holder");
+    ensure!(held.is_tainted() && !now.is_tainted(), "the held copy is not the faulted one, or the new one is tainted");
+    Ok(())
+}
+
+/// A fault of the disk driver is recovered without a PCI configuration
+/// write: the call's handover window keeps the revoked claim lingering
+/// (bus mastering on) until the fresh instance has claimed the disk
+/// again. What was written before and after the fault reads back.
+fn disk_fault_recovery_keeps_bus_mastering() -> Result<(), String> {
+    let Some(slot) = FIRST_DISK.lock().clone() else {
+        println!("selftest disk_fault_recovery_keeps_bus_mastering: no virtio-blk disk; skipped");
+        return Ok(());
+    };
+    let load = |name: &str| -> Result<Arc<CellEntry>, String> {
+        let file = tessera_linux::fs::read_file(&format!("{CELL_DIR}/{name}")).map_err(|e| format!("{name}: {e:?}"))?;
+        registry::load(&file).map_err(|e| format!("loading {name}: {e}"))
+    };
+    let Ok(faulty) = load("virtio_blk-faulty.cell") else {
+        println!("selftest disk_fault_recovery_keeps_bus_mastering: no faulty disk driver in this archive; skipped");
+        return Ok(());
+    };
+    let good = load("virtio_blk.cell")?;
+    slot.swap(faulty).map_err(|e| format!("swap to the faulty build: {e}"))?;
+    let result = (|| -> Result<(), String> {
+        let restarts = slot.stats().restarts;
+        let writes = framekernel::pci::config_writes();
+        let sector = 96u64;
+        let mut last = Vec::new();
+        // The faulty build panics on every 50th write.
+        for round in 0..120u32 {
+            last = (0..512u32).map(|i| (i + round * 3) as u8).collect();
+            // Not idempotent: a write that faulted is written again here.
+            let write = || slot.call_with(false, (sector, &last[..]), |d, (sector, data)| d.write(sector, data));
+            let done = match write() {
+                Err(_) => write().map_err(|e| format!("the write after a fault: {e}"))?,
+                Ok(done) => done,
+            };
+            done.map_err(|e| format!("write: {e}"))?;
+            if slot.stats().restarts > restarts {
+                break;
+            }
+        }
+        ensure!(slot.stats().restarts > restarts, "the faulty build did not fault in 120 writes");
+        ensure!(framekernel::pci::config_writes() == writes, "the recovery wrote the PCI configuration ({} writes)", framekernel::pci::config_writes() - writes);
+        ensure!(framekernel::pci::lingering() == 0, "a device lingers after the recovery");
+        let mut buf = alloc::vec![0u8; 512];
+        let buf_ref = &mut buf[..];
+        slot.call(true, |cell| cell.call((sector, &mut *buf_ref), |d, (sector, buf)| d.read(sector, buf))).map_err(|e| format!("{e}"))?.map_err(|e| format!("{e}"))?;
+        ensure!(buf == last, "the last write does not read back after the recovery");
+        Ok(())
+    })();
+    // The recovered driver's own buffers may be handed on: the swap back
+    // takes the device over (only the faulted driver's are never kept).
+    let taken = DISKS_TAKEN_OVER.load(Ordering::Relaxed);
+    let back = slot.swap(good);
+    result?;
+    back.map_err(|e| format!("swap back: {e}"))?;
+    ensure!(DISKS_TAKEN_OVER.load(Ordering::Relaxed) == taken + 1, "the swap after a recovery did not take the device over");
     Ok(())
 }
 
@@ -1121,6 +1203,14 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "redteam_cell_restart_gets_fresh_statics",
             run: restart_links_fresh_statics
+        },
+        SelfTest {
+            name: "cell_restart_of_a_held_copy_links_a_new_one",
+            run: restart_of_a_held_copy_links_a_new_one
+        },
+        SelfTest {
+            name: "disk_fault_recovery_keeps_bus_mastering",
+            run: disk_fault_recovery_keeps_bus_mastering
         },
         SelfTest {
             name: "cell_faults_contained_and_restarted",

@@ -101,6 +101,10 @@ fn info(name: &str) -> Result<String, ControlError> {
             stats.last_swap_downtime_ns / 1000,
             stats.last_recovery_ns / 1000
         );
+        let (median, longest, count) = stats.recent_recoveries;
+        if count > 0 {
+            let _ = writeln!(out, "  fault recovery: median {} us, longest {} us, of the last {count}", median / 1000, longest / 1000);
+        }
         if let Some(cell) = slot.cell() {
             let _ = writeln!(out, "  cell {} {} ({})", cell.name(), cell.version(), cell.state().as_str());
         }

@@ -339,7 +339,7 @@ fn cell_figures() {
     }
     for line in output.lines().filter(|l| {
         l.starts_with("cellbench memory:")
-            || (l.starts_with("cellbench recovery:") && (l.contains(": slot") || l.contains("last fault recovery") || l.contains("faults ")))
+            || (l.starts_with("cellbench recovery:") && (l.contains(": slot") || l.contains("last fault recovery") || l.contains("fault recovery:") || l.contains("faults ")))
     }) {
         println!("  {}", line.trim_start_matches("cellbench ").trim());
     }
