@@ -246,14 +246,25 @@ struct Claimed {
     /// Shared with the handle, which it identifies (a token can outlive a
     /// handle): cleared when the claim ends.
     live: Arc<AtomicBool>,
+    /// This claim's epoch (every claim gets a newer one, also one that
+    /// takes a lingering claim over and keeps its token); its buffers
+    /// carry it.
+    epoch: u64,
+    /// Buffers of this token made under an epoch up to this one were made
+    /// under a claim that a fault ended (inherited by takeovers).
+    revoked_upto: u64,
 }
+
+/// Epochs of claims (`Claimed::epoch`), newest last.
+static EPOCHS: AtomicU64 = AtomicU64::new(1);
 
 /// DMA frames a driver dropped while its device could still write them:
 /// (first frame, pages, may be handed on unzeroed). A buffer a faulted
-/// driver left (dropped before its claim was revoked, or by a call of
-/// the faulted copy still running after) is reused zeroed only, never
-/// kept: a faulted driver's data is not handed on. Buffers dropped by a
-/// healthy driver that took such a claim over may be kept.
+/// driver made (dropped before its claim was revoked, or after, from
+/// anywhere: told by the epoch it carries) or dropped (a call of the
+/// faulted copy still running) is reused zeroed only, never kept: a
+/// faulted driver's data is not handed on. Buffers made by a healthy
+/// driver that took such a claim over may be kept.
 type Deferred = (u64, u64, bool);
 
 /// A claim that ended (dropped or revoked) while a handover window was
@@ -265,6 +276,8 @@ struct Lingering {
     address: PciAddress,
     token: u64,
     deferred: Vec<Deferred>,
+    /// See `Claimed::revoked_upto`.
+    revoked_upto: u64,
 }
 
 struct Claims {
@@ -298,12 +311,15 @@ fn bus_mastering_off(address: PciAddress) {
 fn end_claim(claims: &mut Claims, mut claim: Claimed, linger: bool, revoked: bool) -> Vec<Deferred> {
     claim.live.store(false, Ordering::Release);
     if linger && claims.lingering.try_reserve(1).is_ok() {
-        if revoked {
+        let revoked_upto = if revoked {
             for (_, _, keep) in &mut claim.deferred {
                 *keep = false;
             }
-        }
-        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred });
+            claim.epoch
+        } else {
+            claim.revoked_upto
+        };
+        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred, revoked_upto });
         LINGERING.store(claims.lingering.len(), Ordering::SeqCst);
         return Vec::new();
     }
@@ -383,6 +399,15 @@ pub fn settle() {
     }
 }
 
+/// Pages of dropped DMA buffers waiting under `function`'s live or
+/// lingering claim for its device to stop (for tests and figures).
+pub fn waiting_pages(function: PciAddress) -> u64 {
+    let claims = CLAIMED.lock();
+    let live = claims.live.iter().filter(|c| c.address == function).flat_map(|c| &c.deferred);
+    let lingering = claims.lingering.iter().filter(|l| l.address == function).flat_map(|l| &l.deferred);
+    live.chain(lingering).map(|&(_, pages, _)| pages).sum()
+}
+
 /// Functions lingering after their claims ended (for tests and
 /// `/proc`): bus mastering on, no driver.
 pub fn lingering() -> usize {
@@ -421,24 +446,33 @@ impl Drop for HandoverWindow {
     }
 }
 
-/// A DMA buffer of the device with claim `token` was dropped: its frames
-/// wait for the device to stop (the claim's end) if it is still claimed
-/// or lingers, else they go back now. False if they could not be recorded
+/// A DMA buffer of `function`, made under claim `token` in `epoch`, was
+/// dropped: its frames wait for the device to stop (the end of the
+/// function's claim, whichever it is now) if the function is claimed or
+/// lingers, else they go back now. False if they could not be recorded
 /// (no memory): the caller then keeps them out of use.
-pub(crate) fn dma_dropped(token: u64, phys: u64, pages: u64) -> bool {
+pub(crate) fn dma_dropped(function: PciAddress, token: u64, epoch: u64, phys: u64, pages: u64) -> bool {
     let mut claims = CLAIMED.lock();
     let Claims { live, lingering } = &mut *claims;
-    let deferred = match live.iter_mut().find(|c| c.token == token) {
-        Some(claim) => Some(&mut claim.deferred),
-        None => lingering.iter_mut().find(|l| l.token == token).map(|l| &mut l.deferred),
+    // Found by the function, not the token: a buffer that outlived its
+    // claim waits under the function's next one (which may have turned
+    // bus mastering on again, with a device still aimed at it). With no
+    // claim live or lingering, bus mastering is off (every end of a claim
+    // turns it off, or lingers, and `settle` turns it off).
+    let deferred = match live.iter_mut().find(|c| c.address == function) {
+        Some(claim) => Some((&mut claim.deferred, claim.token, claim.revoked_upto)),
+        None => lingering.iter_mut().find(|l| l.address == function).map(|l| (&mut l.deferred, l.token, l.revoked_upto)),
     };
     match deferred {
-        Some(deferred) => {
+        Some((deferred, waits_under, revoked_upto)) => {
             if deferred.try_reserve(1).is_err() {
                 return false;
             }
-            // Dropped by a call of a copy that faulted meanwhile: its data.
-            deferred.push((phys, pages, !crate::cell::current_call_tainted()));
+            // Made under a claim a fault ended, or dropped by a call of a
+            // copy that faulted meanwhile: a faulted driver's data; or
+            // made under a claim that is not this one's lineage.
+            let keep = waits_under == token && epoch > revoked_upto && !crate::cell::current_call_tainted();
+            deferred.push((phys, pages, keep));
             true
         }
         None => {
@@ -456,6 +490,8 @@ pub struct PciDevice {
     token: u64,
     /// Cleared when the claim ends (revocation): the handle is inert then.
     live: Arc<AtomicBool>,
+    /// Its claim's epoch, stamped on the buffers it makes.
+    epoch: u64,
 }
 
 impl PciDevice {
@@ -476,17 +512,18 @@ impl PciDevice {
             return Err(PciError::Revoked(address));
         }
         claims.live.try_reserve(1).map_err(|_| PciError::NoMemory)?;
-        let (token, deferred) = match claims.lingering.iter().position(|l| l.address == address) {
+        let (token, deferred, revoked_upto) = match claims.lingering.iter().position(|l| l.address == address) {
             Some(at) => {
                 let ended = claims.lingering.swap_remove(at);
                 LINGERING.store(claims.lingering.len(), Ordering::SeqCst);
-                (ended.token, ended.deferred)
+                (ended.token, ended.deferred, ended.revoked_upto)
             }
-            None => (crate::cell::claim_token(), Vec::new()),
+            None => (crate::cell::claim_token(), Vec::new(), 0),
         };
+        let epoch = EPOCHS.fetch_add(1, Ordering::Relaxed);
         // Claimed inside a cell call: revoked if a call of that cell faults.
-        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone() });
-        Ok(Self { info, token, live })
+        claims.live.push(Claimed { address, token, domain: crate::cell::current_domain(), deferred, live: live.clone(), epoch, revoked_upto });
+        Ok(Self { info, token, live, epoch })
     }
 
     /// What the scan found.
@@ -568,8 +605,8 @@ impl PciDevice {
         self.check_live()?;
         let pages = crate::mm::dma::pages_for(bytes);
         match self.take_deferred(|_, p| p == pages, false)? {
-            Some(phys) => crate::mm::DmaBuffer::reuse(self.token, phys, pages, true).ok_or(PciError::NoMemory),
-            None => crate::mm::DmaBuffer::new_for(self.token, bytes).map_err(PciError::OutOfMemory),
+            Some(phys) => crate::mm::DmaBuffer::reuse(self.info.address, self.token, self.epoch, phys, pages, true).ok_or(PciError::NoMemory),
+            None => crate::mm::DmaBuffer::new_for(self.info.address, self.token, self.epoch, bytes).map_err(PciError::OutOfMemory),
         }
     }
 
@@ -585,7 +622,7 @@ impl PciDevice {
         self.check_live()?;
         let pages = crate::mm::dma::pages_for(bytes);
         match self.take_deferred(|at, p| at == phys && p == pages, true)? {
-            Some(phys) => crate::mm::DmaBuffer::reuse(self.token, phys, pages, false).ok_or(PciError::NoMemory),
+            Some(phys) => crate::mm::DmaBuffer::reuse(self.info.address, self.token, self.epoch, phys, pages, false).ok_or(PciError::NoMemory),
             None => Err(PciError::NoKeptBuffer { phys, bytes }),
         }
     }

@@ -1056,6 +1056,79 @@ fn plain_calls(counter: &core::sync::atomic::AtomicU64) -> u64 {
     counter.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// Red team (seventeenth review): DMA buffers that outlive their claim.
+/// (1) A buffer made in a call that then faults, kept by kernel code and
+/// dropped outside any call after the revocation, is never handed to the
+/// next claimer unzeroed (`dma_buffer_kept`): it was made under a
+/// revoked claim. (2) A live buffer of a claim that ended (bus mastering
+/// off), dropped while the function is claimed again with bus mastering
+/// on, waits under the new claim instead of going back to the pool (the
+/// device may still be aimed at it).
+fn redteam_pci_buffers_outliving_their_claim() -> Result<(), String> {
+    use framekernel::mm::DmaBuffer;
+    use framekernel::pci::{HandoverWindow, PciAddress, PciDevice};
+    static ADDRESS: SpinLock<Option<PciAddress>> = SpinLock::new(None);
+    static STASH: SpinLock<Vec<(Option<PciDevice>, Option<DmaBuffer>)>> = SpinLock::new(Vec::new());
+    fn claim_write_fault(p: &probe::Export, _: ()) -> u64 {
+        let Some(address) = *ADDRESS.lock() else { return 0 };
+        let device = PciDevice::claim(address).ok();
+        let buffer = device.as_ref().and_then(|d| d.dma_buffer(4096).ok());
+        if let Some(b) = &buffer {
+            let _ = b.write::<u64>(0, 0xfa17_fa17_fa17_fa17);
+        }
+        STASH.lock().push((device, buffer));
+        p.fail(Failure::Panic)
+    }
+    // A function nobody drives (not a bridge).
+    let address = framekernel::pci::devices()
+        .iter()
+        .filter(|d| d.class.0 != 6 && PciDevice::claim(d.address).is_ok())
+        .map(|d| d.address)
+        .next()
+        .ok_or("no free PCI function")?;
+    *ADDRESS.lock() = Some(address);
+    framekernel::pci::settle();
+    let probe = probe_slot("probe-rt-kept")?;
+    {
+        let window = HandoverWindow::open();
+        let r = probe.call_with(false, (), claim_write_fault);
+        ensure!(matches!(r, Err(SlotError::Fault(_))), "the call did not fault: {r:?}");
+        let (device, buffer) = STASH.lock().pop().ok_or("nothing stashed")?;
+        let buffer = buffer.ok_or("no buffer made in the call")?;
+        let phys = buffer.phys_addr();
+        drop(buffer); // outside any call, after the revocation
+        drop(device);
+        let next = PciDevice::claim(address).map_err(|e| format!("claim: {e}"))?;
+        if let Ok(kept) = next.dma_buffer_kept(phys, 4096) {
+            return Err(format!("the faulted call's buffer at {phys:#x} was handed on, holding {:#x}", kept.read::<u64>(0).unwrap_or(0)));
+        }
+        let reused = next.dma_buffer(4096).map_err(|e| format!("{e}"))?;
+        ensure!(reused.phys_addr() == phys && reused.read::<u64>(0) == Ok(0), "the faulted call's buffer was not reused zeroed");
+        drop(reused);
+        drop(next);
+        drop(window);
+        framekernel::pci::settle();
+    }
+    {
+        let first = PciDevice::claim(address).map_err(|e| format!("claim: {e}"))?;
+        first.enable(true).map_err(|e| format!("{e}"))?;
+        let buffer = first.dma_buffer(4096).map_err(|e| format!("{e}"))?;
+        drop(first); // bus mastering off, the claim gone; the buffer lives on
+        let second = PciDevice::claim(address).map_err(|e| format!("claim 2: {e}"))?;
+        second.enable(true).map_err(|e| format!("{e}"))?;
+        let waiting = framekernel::pci::waiting_pages(address);
+        drop(buffer);
+        ensure!(
+            framekernel::pci::waiting_pages(address) == waiting + 1,
+            "a buffer of an ended claim went back to the pool while its function bus-masters again"
+        );
+        drop(second); // bus mastering off: now they go back
+        ensure!(framekernel::pci::waiting_pages(address) == 0, "the buffer's frames still wait after the function stopped");
+    }
+    framekernel::pci::settle();
+    Ok(())
+}
+
 /// `tessera.cellbench`: the cost of a call through a slot and the
 /// boundary (the probe's `calls()`, which does next to nothing), printed
 /// for `make bench`. A measurement, not a test.
@@ -1239,6 +1312,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "redteam_pci_linger_races",
             run: redteam_pci_linger_races
+        },
+        SelfTest {
+            name: "redteam_pci_buffers_outliving_their_claim",
+            run: redteam_pci_buffers_outliving_their_claim
         },
         SelfTest {
             name: "disk_swap_takes_the_running_device_over",

@@ -47,6 +47,13 @@ pub struct DmaBuffer {
     virt: u64,
     /// The claim token of the device that may write it.
     device: u64,
+    /// That device's function: where the frames wait when the buffer is
+    /// dropped (under whichever claim of the function is live or
+    /// lingering then, whatever its token).
+    function: framekernel_logic::pci::PciAddress,
+    /// The epoch of the claim it was made under (`pci`: a buffer made
+    /// under a claim that was later revoked is never handed on unzeroed).
+    epoch: u64,
 }
 
 /// Frames of DMA buffers whose release could not be recorded (kept out of
@@ -74,7 +81,7 @@ pub(crate) fn pages_for(bytes: usize) -> u64 {
 impl DmaBuffer {
     /// At least `bytes` (rounded up to pages) of zeroed, contiguous memory
     /// for the device whose PCI claim is `device`.
-    pub(crate) fn new_for(device: u64, bytes: usize) -> Result<Self, OutOfMemory> {
+    pub(crate) fn new_for(function: framekernel_logic::pci::PciAddress, device: u64, epoch: u64, bytes: usize) -> Result<Self, OutOfMemory> {
         let pages = pages_for(bytes);
         let oom = || OutOfMemory { requested: pages, free: frame_stats().free };
         let phys = frames::alloc_contiguous_raw(pages, 1).ok_or_else(oom)?;
@@ -87,7 +94,7 @@ impl DmaBuffer {
         for i in 0..pages {
             frames::zero(phys + i * PAGE_SIZE);
         }
-        Ok(Self { phys, pages, virt, device })
+        Ok(Self { phys, pages, virt, device, function, epoch })
     }
 
     /// A buffer again over `pages` frames from `phys` that a buffer of the
@@ -96,7 +103,7 @@ impl DmaBuffer {
     /// since that buffer was dropped (the device could still write them).
     /// Zeroed again if `zero`. `None` (never: the direct map covered them
     /// when they were first handed out) leaves them out of use for good.
-    pub(crate) fn reuse(device: u64, phys: u64, pages: u64, zero: bool) -> Option<Self> {
+    pub(crate) fn reuse(function: framekernel_logic::pci::PciAddress, device: u64, epoch: u64, phys: u64, pages: u64, zero: bool) -> Option<Self> {
         let Some(virt) = phys_to_direct(phys) else {
             LEAKED_PAGES.fetch_add(pages, core::sync::atomic::Ordering::Relaxed);
             return None;
@@ -106,7 +113,7 @@ impl DmaBuffer {
                 frames::zero(phys + i * PAGE_SIZE);
             }
         }
-        Some(Self { phys, pages, virt, device })
+        Some(Self { phys, pages, virt, device, function, epoch })
     }
 
     /// Physical address of the first byte, for the device.
@@ -171,7 +178,7 @@ impl DmaBuffer {
 
 impl Drop for DmaBuffer {
     fn drop(&mut self) {
-        if !crate::pci::dma_dropped(self.device, self.phys, self.pages) {
+        if !crate::pci::dma_dropped(self.function, self.device, self.epoch, self.phys, self.pages) {
             LEAKED_PAGES.fetch_add(self.pages, core::sync::atomic::Ordering::Relaxed);
         }
     }
