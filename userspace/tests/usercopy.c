@@ -109,6 +109,15 @@ int main(void) {
     CHECK(pread(fd, gone + page - 4, 8, 0) == 4);
     CHECK(memcmp(gone + page - 4, "FFFF", 4) == 0);
     CHECK_ERR(pread(fd, gone + page, 8, 0), EFAULT);
+    /* So does /dev/zero (read first, checked only when the copy fails). */
+    int zero = open("/dev/zero", O_RDONLY);
+    CHECK(zero >= 0);
+    memset(gone + page - 4, 'x', 4);
+    CHECK(read(zero, gone + page - 4, 8) == 4);
+    CHECK(memcmp(gone + page - 4, "\0\0\0\0", 4) == 0);
+    CHECK_ERR(read(zero, gone + page, 8), EFAULT);
+    CHECK_ERR(read(zero, ro, 8), EFAULT);
+    close(zero);
 
     /* write() from memory it may not read. */
     char *none = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

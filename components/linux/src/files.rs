@@ -71,6 +71,12 @@ pub trait File: Send + Sync {
         let stat = self.stat();
         reads_whole(stat.kind, || stat.rdev)
     }
+    /// True when a read takes nothing away (the memory devices: zero,
+    /// full, random): it may be made before the user's buffer is
+    /// checked, since a buffer that turns out bad loses nothing.
+    fn read_consumes_nothing(&self) -> bool {
+        false
+    }
     /// True for an eventfd (`IOCB_FLAG_RESFD` signals one).
     fn is_eventfd(&self) -> bool {
         false

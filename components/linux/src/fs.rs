@@ -450,6 +450,9 @@ impl File for Zero {
     fn reads_whole(&self) -> bool {
         true
     }
+    fn read_consumes_nothing(&self) -> bool {
+        true
+    }
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         buf.fill(0);
         Ok(buf.len() as u64)
@@ -469,6 +472,9 @@ impl File for Full {
     fn reads_whole(&self) -> bool {
         true
     }
+    fn read_consumes_nothing(&self) -> bool {
+        true
+    }
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {
         buf.fill(0);
         Ok(buf.len() as u64)
@@ -486,6 +492,9 @@ pub struct Random;
 
 impl File for Random {
     fn reads_whole(&self) -> bool {
+        true
+    }
+    fn read_consumes_nothing(&self) -> bool {
         true
     }
     fn read(&self, buf: &mut [u8], _interrupted: &dyn Fn() -> bool) -> SysResult {

@@ -507,7 +507,7 @@ pub(super) fn pread64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u6
     }
     let file = p.files.get(fd)?;
     // All that was asked for (positioned reads do not block).
-    super::io::read_to_user(p, buf, count, true, |data, done| file.read_at(offset.checked_add(done).ok_or(Errno::EINVAL)?, data))
+    super::io::read_to_user(p, buf, count, true, true, |data, done| file.read_at(offset.checked_add(done).ok_or(Errno::EINVAL)?, data))
 }
 
 pub(super) fn pwrite64(p: &mut Process, fd: u64, buf: u64, count: u64, offset: u64) -> SysResult {

@@ -36,7 +36,8 @@ pub(super) fn read(p: &mut Process, fd: u64, buf: u64, count: u64) -> SysResult 
             .or_else(|| file.as_inet_socket().map(|s| u64::from(s.pending())));
         ready.is_some_and(|ready| ready <= room)
     };
-    read_to_user_fitting(&p.memory, &mut p.io_buffer, buf, count, whole, &fits, |data, _| file.read(data, &interrupted))
+    let lossless = file.read_consumes_nothing();
+    read_to_user_fitting(&p.memory, &mut p.io_buffer, buf, count, whole, lossless, &fits, |data, _| file.read(data, &interrupted))
 }
 
 /// Takes the thread's bounce buffer, at least `len` bytes long (grown
@@ -53,25 +54,35 @@ fn take_buffer(io_buffer: &mut alloc::vec::Vec<u8>, len: usize) -> alloc::vec::V
 /// most `IO_CHUNK` at a time: `step(chunk, done)` fills a chunk and says
 /// how much it filled. Stops at a short chunk, or after the first unless
 /// `whole`. An error after some bytes ends the transfer with those bytes.
+/// `lossless`: `step` takes nothing away (`pread`, the memory devices).
 pub(super) fn read_to_user(
     p: &mut Process,
     buf: u64,
     count: u64,
     whole: bool,
+    lossless: bool,
     step: impl FnMut(&mut [u8], u64) -> SysResult,
 ) -> SysResult {
-    read_to_user_fitting(&p.memory, &mut p.io_buffer, buf, count, whole, &|_| false, step)
+    read_to_user_fitting(&p.memory, &mut p.io_buffer, buf, count, whole, lossless, &|_| false, step)
 }
 
 /// [`read_to_user`]; when not `whole` and the buffer runs into a page that
 /// cannot be written `room` bytes on, the read takes at most `room` bytes
 /// if `fits(room)` (what the file holds fits), else fails with EFAULT.
+///
+/// The buffer is checked before each chunk is read (so that a pipe's data
+/// is never lost to a bad buffer), unless `lossless` and `whole`: then the
+/// chunk is read and copied out, and only a copy that fails checks how
+/// much of the buffer can be written (the same outcome, one check fewer
+/// per call).
+#[allow(clippy::too_many_arguments)]
 fn read_to_user_fitting(
     memory: &crate::memory::Memory,
     io_buffer: &mut alloc::vec::Vec<u8>,
     buf: u64,
     count: u64,
     whole: bool,
+    lossless: bool,
     fits: &dyn Fn(u64) -> bool,
     mut step: impl FnMut(&mut [u8], u64) -> SysResult,
 ) -> SysResult {
@@ -79,6 +90,41 @@ fn read_to_user_fitting(
     loop {
         let len = ((count - done) as usize).min(IO_CHUNK);
         let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
+        if lossless && whole {
+            let mut buffer = take_buffer(io_buffer, len);
+            let data = buffer.get_mut(..len).unwrap_or_default();
+            let n = match step(data, done) {
+                Ok(n) => (n as usize).min(len),
+                Err(e) => {
+                    *io_buffer = buffer;
+                    if done == 0 {
+                        return Err(e);
+                    }
+                    break;
+                }
+            };
+            let filled = data.get(..n).unwrap_or(&[]);
+            let copied = match memory.write(at, filled) {
+                Ok(()) => Ok(n),
+                // Only up to the first page that cannot be written, as
+                // the checked path reads (nothing was taken away).
+                Err(_) => memory.prepare_write(at, n as u64).and_then(|room| {
+                    let room = (room as usize).min(n);
+                    memory.write(at, filled.get(..room).unwrap_or(&[])).map(|()| room)
+                }),
+            };
+            *io_buffer = buffer;
+            let n = match copied {
+                Ok(n) => n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            done += n as u64;
+            if n < len || done >= count {
+                break;
+            }
+            continue;
+        }
         // Only as much as the buffer takes: a regular file (`whole`) gives
         // the bytes up to a page that cannot be written, as Linux's does;
         // a pipe or socket fails with EFAULT and keeps its data.
