@@ -190,6 +190,7 @@ impl Task {
 
 /// The task running now on this processor (its first flow is a task
 /// created on first use: task 0, "boot", on the boot processor).
+#[inline]
 pub fn current() -> Arc<Task> {
     let block = crate::percpu::this_cpu();
     let running = block.current_ptr.load(Ordering::Relaxed);
@@ -207,6 +208,14 @@ pub fn current() -> Arc<Task> {
             return Arc::from_raw(running);
         }
     }
+    first_task(block)
+}
+
+/// The processor's first flow as a task, made on first use (out of line:
+/// [`current`]'s usual path is a load and an increment, inlined).
+#[cold]
+#[inline(never)]
+fn first_task(block: &crate::percpu::PerCpu) -> Arc<Task> {
     let mut current = block.current.lock();
     let task = current
         .get_or_insert_with(|| {
