@@ -716,6 +716,22 @@ impl WaitQueue {
             if let Some(r) = result {
                 return r;
             }
+            // Woken: most often with the condition met and taken off the
+            // list by the waker, so check before listing again (a wait
+            // then lists itself once, not twice). Still listed (woken by
+            // something else): leave the list.
+            let woken = framekernel::arch::without_interrupts(|| {
+                let r = ready()?;
+                let mut waiters = self.waiters.lock();
+                if !waiters.is_empty() {
+                    let me = task::current();
+                    waiters.retain(|t| !Arc::ptr_eq(t, &me));
+                }
+                Some(r)
+            });
+            if let Some(r) = woken {
+                return r;
+            }
         }
     }
 
