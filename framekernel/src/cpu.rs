@@ -150,7 +150,6 @@ pub fn barrier_others() {
 
 /// The index of the processor running the caller (0: the boot processor;
 /// the others in the order they were started).
-#[inline]
 pub fn current_index() -> usize {
     crate::percpu::this_cpu().index()
 }
