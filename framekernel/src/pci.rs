@@ -261,10 +261,12 @@ static EPOCHS: AtomicU64 = AtomicU64::new(1);
 /// DMA frames a driver dropped while its device could still write them:
 /// (first frame, pages, may be handed on unzeroed). A buffer a faulted
 /// driver made (dropped before its claim was revoked, or after, from
-/// anywhere: told by the epoch it carries) or dropped (a call of the
-/// faulted copy still running) is reused zeroed only, never kept: a
-/// faulted driver's data is not handed on. Buffers made by a healthy
-/// driver that took such a claim over may be kept.
+/// anywhere: told by the epoch it carries), one made in a call of
+/// another fault domain than the claim's (which nothing revokes here if
+/// it faults), or one dropped by a call of a faulted copy still running
+/// is reused zeroed only, never kept: a faulted driver's data is not
+/// handed on. Buffers made by a healthy driver that took such a claim
+/// over may be kept.
 type Deferred = (u64, u64, bool);
 
 /// A claim that ended (dropped or revoked) while a handover window was
@@ -275,6 +277,8 @@ type Deferred = (u64, u64, bool);
 struct Lingering {
     address: PciAddress,
     token: u64,
+    /// The fault domain of the claim that ended.
+    domain: u64,
     deferred: Vec<Deferred>,
     /// See `Claimed::revoked_upto`.
     revoked_upto: u64,
@@ -319,7 +323,7 @@ fn end_claim(claims: &mut Claims, mut claim: Claimed, linger: bool, revoked: boo
         } else {
             claim.revoked_upto
         };
-        claims.lingering.push(Lingering { address: claim.address, token: claim.token, deferred: claim.deferred, revoked_upto });
+        claims.lingering.push(Lingering { address: claim.address, token: claim.token, domain: claim.domain, deferred: claim.deferred, revoked_upto });
         LINGERING.store(claims.lingering.len(), Ordering::SeqCst);
         return Vec::new();
     }
@@ -451,7 +455,7 @@ impl Drop for HandoverWindow {
 /// function's claim, whichever it is now) if the function is claimed or
 /// lingers, else they go back now. False if they could not be recorded
 /// (no memory): the caller then keeps them out of use.
-pub(crate) fn dma_dropped(function: PciAddress, token: u64, epoch: u64, phys: u64, pages: u64) -> bool {
+pub(crate) fn dma_dropped(function: PciAddress, (token, epoch, maker): (u64, u64, u64), phys: u64, pages: u64) -> bool {
     let mut claims = CLAIMED.lock();
     let Claims { live, lingering } = &mut *claims;
     // Found by the function, not the token: a buffer that outlived its
@@ -460,18 +464,21 @@ pub(crate) fn dma_dropped(function: PciAddress, token: u64, epoch: u64, phys: u6
     // claim live or lingering, bus mastering is off (every end of a claim
     // turns it off, or lingers, and `settle` turns it off).
     let deferred = match live.iter_mut().find(|c| c.address == function) {
-        Some(claim) => Some((&mut claim.deferred, claim.token, claim.revoked_upto)),
-        None => lingering.iter_mut().find(|l| l.address == function).map(|l| (&mut l.deferred, l.token, l.revoked_upto)),
+        Some(claim) => Some((&mut claim.deferred, claim.token, claim.domain, claim.revoked_upto)),
+        None => lingering.iter_mut().find(|l| l.address == function).map(|l| (&mut l.deferred, l.token, l.domain, l.revoked_upto)),
     };
     match deferred {
-        Some((deferred, waits_under, revoked_upto)) => {
+        Some((deferred, waits_under, domain, revoked_upto)) => {
             if deferred.try_reserve(1).is_err() {
                 return false;
             }
-            // Made under a claim a fault ended, or dropped by a call of a
-            // copy that faulted meanwhile: a faulted driver's data; or
-            // made under a claim that is not this one's lineage.
-            let keep = waits_under == token && epoch > revoked_upto && !crate::cell::current_call_tainted();
+            // Kept only when made by the claim's own driver (in a call of
+            // the claim's fault domain, or both outside any cell) under
+            // this very lineage, in an epoch no fault ended, and not
+            // dropped by a call of a copy that has faulted meanwhile. A
+            // buffer made in a call of another domain (which may have
+            // faulted with nothing of this claim revoked) is not.
+            let keep = waits_under == token && maker == domain && epoch > revoked_upto && !crate::cell::current_call_tainted();
             deferred.push((phys, pages, keep));
             true
         }

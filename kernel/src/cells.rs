@@ -1129,6 +1129,60 @@ fn redteam_pci_buffers_outliving_their_claim() -> Result<(), String> {
     Ok(())
 }
 
+/// Red team (seventeenth review, second round): a claim taken outside any
+/// cell call (kernel code keeps it); a cell call makes a buffer with it,
+/// writes it and faults. Nothing of the claim is revoked (its domain is
+/// not the faulted cell's), but the buffer, made in the faulted call, is
+/// still never handed on unzeroed.
+fn redteam_pci_buffer_made_in_another_domain_never_kept() -> Result<(), String> {
+    use framekernel::mm::DmaBuffer;
+    use framekernel::pci::{HandoverWindow, PciDevice};
+    static DEVICE: SpinLock<Option<PciDevice>> = SpinLock::new(None);
+    static STASH: SpinLock<Option<DmaBuffer>> = SpinLock::new(None);
+    fn make_write_fault(p: &probe::Export, _: ()) -> u64 {
+        let buffer = DEVICE.lock().as_ref().and_then(|d| d.dma_buffer(4096).ok());
+        if let Some(b) = &buffer {
+            let _ = b.write::<u64>(0, 0xfa17_fa17_fa17_fa17);
+        }
+        *STASH.lock() = buffer;
+        p.fail(Failure::Panic)
+    }
+    let address = framekernel::pci::devices()
+        .iter()
+        .filter(|d| d.class.0 != 6 && PciDevice::claim(d.address).is_ok())
+        .map(|d| d.address)
+        .next()
+        .ok_or("no free PCI function")?;
+    framekernel::pci::settle();
+    *DEVICE.lock() = Some(PciDevice::claim(address).map_err(|e| format!("claim: {e}"))?);
+    let probe = probe_slot("probe-rt-domain")?;
+    let r = probe.call_with(false, (), make_write_fault);
+    ensure!(matches!(r, Err(SlotError::Fault(_))), "the call did not fault: {r:?}");
+    let buffer = STASH.lock().take().ok_or("no buffer made in the call")?;
+    let phys = buffer.phys_addr();
+    drop(buffer);
+    let window = HandoverWindow::open();
+    drop(DEVICE.lock().take()); // lingers
+    let next = PciDevice::claim(address).map_err(|e| format!("claim 2: {e}"))?;
+    let kept = next.dma_buffer_kept(phys, 4096).map(|k| k.read::<u64>(0).unwrap_or(0));
+    // A buffer the kernel made itself under its own claim may be kept.
+    let own = next.dma_buffer(4096).map_err(|e| format!("{e}"))?;
+    let own_phys = own.phys_addr();
+    let _ = own.write::<u64>(0, 0x0123_4567);
+    drop(own);
+    drop(next);
+    let third = PciDevice::claim(address).map_err(|e| format!("claim 3: {e}"))?;
+    let own_kept = third.dma_buffer_kept(own_phys, 4096).map(|k| k.read::<u64>(0).unwrap_or(0));
+    drop(third);
+    drop(window);
+    framekernel::pci::settle();
+    if let Ok(v) = kept {
+        return Err(format!("the faulted call's buffer at {phys:#x} was handed on unzeroed, holding {v:#x}"));
+    }
+    ensure!(own_kept == Ok(0x0123_4567), "a buffer made under the kernel's own claim was not kept: {own_kept:?}");
+    Ok(())
+}
+
 /// `tessera.cellbench`: the cost of a call through a slot and the
 /// boundary (the probe's `calls()`, which does next to nothing), printed
 /// for `make bench`. A measurement, not a test.
@@ -1316,6 +1370,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "redteam_pci_buffers_outliving_their_claim",
             run: redteam_pci_buffers_outliving_their_claim
+        },
+        SelfTest {
+            name: "redteam_pci_buffer_made_in_another_domain_never_kept",
+            run: redteam_pci_buffer_made_in_another_domain_never_kept
         },
         SelfTest {
             name: "disk_swap_takes_the_running_device_over",

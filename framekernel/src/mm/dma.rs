@@ -54,6 +54,8 @@ pub struct DmaBuffer {
     /// The epoch of the claim it was made under (`pci`: a buffer made
     /// under a claim that was later revoked is never handed on unzeroed).
     epoch: u64,
+    /// The fault domain of the cell call it was made in (0: none).
+    maker: u64,
 }
 
 /// Frames of DMA buffers whose release could not be recorded (kept out of
@@ -94,7 +96,7 @@ impl DmaBuffer {
         for i in 0..pages {
             frames::zero(phys + i * PAGE_SIZE);
         }
-        Ok(Self { phys, pages, virt, device, function, epoch })
+        Ok(Self { phys, pages, virt, device, function, epoch, maker: crate::cell::current_domain() })
     }
 
     /// A buffer again over `pages` frames from `phys` that a buffer of the
@@ -113,7 +115,7 @@ impl DmaBuffer {
                 frames::zero(phys + i * PAGE_SIZE);
             }
         }
-        Some(Self { phys, pages, virt, device, function, epoch })
+        Some(Self { phys, pages, virt, device, function, epoch, maker: crate::cell::current_domain() })
     }
 
     /// Physical address of the first byte, for the device.
@@ -178,7 +180,7 @@ impl DmaBuffer {
 
 impl Drop for DmaBuffer {
     fn drop(&mut self) {
-        if !crate::pci::dma_dropped(self.function, self.device, self.epoch, self.phys, self.pages) {
+        if !crate::pci::dma_dropped(self.function, (self.device, self.epoch, self.maker), self.phys, self.pages) {
             LEAKED_PAGES.fetch_add(self.pages, core::sync::atomic::Ordering::Relaxed);
         }
     }
