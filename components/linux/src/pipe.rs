@@ -284,7 +284,9 @@ impl PipeEnd {
                 let room = self.pipe.capacity.load(Ordering::Relaxed).saturating_sub(buffer.len());
                 if room >= need {
                     let n = room.min(rest.len());
-                    buffer.extend(rest.iter().take(n));
+                    // From a slice: copied in at most two pieces (an
+                    // iterator with `take` went byte by byte).
+                    buffer.extend(rest.get(..n).unwrap_or(&[]));
                     return Some(Ok(n));
                 }
                 crate::files::nothing_yet(nonblocking, interrupted)
@@ -347,9 +349,15 @@ impl File for PipeEnd {
             let mut buffer = self.pipe.buffer.lock();
             if !buffer.is_empty() {
                 let n = buf.len().min(buffer.len());
-                for (slot, byte) in buf.iter_mut().zip(buffer.drain(..n)) {
-                    *slot = byte;
-                }
+                // The buffer's two halves copied out, then dropped from
+                // the front (byte by byte through `drain` before).
+                let (front, back) = buffer.as_slices();
+                let from_front = n.min(front.len());
+                let (first, second) = buf.split_at_mut(from_front);
+                first.copy_from_slice(front.get(..from_front).unwrap_or(&[]));
+                let rest = n - from_front;
+                second.get_mut(..rest).unwrap_or_default().copy_from_slice(back.get(..rest).unwrap_or(&[]));
+                buffer.drain(..n);
                 return Some(Ok(n as u64));
             }
             if self.pipe.writers.load(Ordering::SeqCst) == 0 {
