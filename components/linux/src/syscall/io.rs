@@ -86,56 +86,29 @@ fn read_to_user_fitting(
     fits: &dyn Fn(u64) -> bool,
     mut step: impl FnMut(&mut [u8], u64) -> SysResult,
 ) -> SysResult {
+    // A lossless whole read is read first and the buffer checked only if
+    // the copy fails; every other read checks the buffer first.
+    let check_first = !(lossless && whole);
     let mut done = 0u64;
     loop {
         let len = ((count - done) as usize).min(IO_CHUNK);
         let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
-        if lossless && whole {
-            let mut buffer = take_buffer(io_buffer, len);
-            let data = buffer.get_mut(..len).unwrap_or_default();
-            let n = match step(data, done) {
-                Ok(n) => (n as usize).min(len),
-                Err(e) => {
-                    *io_buffer = buffer;
-                    if done == 0 {
-                        return Err(e);
-                    }
-                    break;
-                }
+        let len = if check_first {
+            // Only as much as the buffer takes: a regular file (`whole`)
+            // gives the bytes up to a page that cannot be written, as
+            // Linux's does; a pipe or socket fails with EFAULT and keeps
+            // its data.
+            let room = match memory.prepare_write(at, len as u64) {
+                Ok(room) if room < len as u64 && !whole && !fits(room) => Err(Errno::EFAULT),
+                result => result,
             };
-            let filled = data.get(..n).unwrap_or(&[]);
-            let copied = match memory.write(at, filled) {
-                Ok(()) => Ok(n),
-                // Only up to the first page that cannot be written, as
-                // the checked path reads (nothing was taken away).
-                Err(_) => memory.prepare_write(at, n as u64).and_then(|room| {
-                    let room = (room as usize).min(n);
-                    memory.write(at, filled.get(..room).unwrap_or(&[])).map(|()| room)
-                }),
-            };
-            *io_buffer = buffer;
-            let n = match copied {
-                Ok(n) => n,
+            match room {
+                Ok(room) => (room as usize).min(len),
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
-            };
-            done += n as u64;
-            if n < len || done >= count {
-                break;
             }
-            continue;
-        }
-        // Only as much as the buffer takes: a regular file (`whole`) gives
-        // the bytes up to a page that cannot be written, as Linux's does;
-        // a pipe or socket fails with EFAULT and keeps its data.
-        let room = match memory.prepare_write(at, len as u64) {
-            Ok(room) if room < len as u64 && !whole && !fits(room) => Err(Errno::EFAULT),
-            result => result,
-        };
-        let len = match room {
-            Ok(room) => (room as usize).min(len),
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
+        } else {
+            len
         };
         let mut buffer = take_buffer(io_buffer, len);
         let data = buffer.get_mut(..len).unwrap_or_default();
@@ -149,9 +122,23 @@ fn read_to_user_fitting(
                 break;
             }
         };
-        let copied = memory.write(at, data.get(..n).unwrap_or(&[]));
+        let filled = data.get(..n).unwrap_or(&[]);
+        let copied = match memory.write(at, filled) {
+            Ok(()) => Ok(n),
+            // Only up to the first page that cannot be written, as the
+            // checked path reads (nothing was taken away).
+            Err(_) if !check_first => memory.prepare_write(at, n as u64).and_then(|room| {
+                let room = (room as usize).min(n);
+                memory.write(at, filled.get(..room).unwrap_or(&[])).map(|()| room)
+            }),
+            Err(e) => Err(e),
+        };
         *io_buffer = buffer;
-        copied?;
+        let n = match copied {
+            Ok(n) => n,
+            Err(e) if check_first || done == 0 => return Err(e),
+            Err(_) => break,
+        };
         done += n as u64;
         if !whole || n < len || done >= count {
             break;
