@@ -1056,6 +1056,16 @@ fn plain_calls(counter: &core::sync::atomic::AtomicU64) -> u64 {
     counter.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// A PCI function nobody drives (not a bridge), for tests that claim one.
+fn free_pci_function() -> Result<framekernel::pci::PciAddress, String> {
+    framekernel::pci::devices()
+        .iter()
+        .filter(|d| d.class.0 != 6 && framekernel::pci::PciDevice::claim(d.address).is_ok())
+        .map(|d| d.address)
+        .next()
+        .ok_or_else(|| "no free PCI function".into())
+}
+
 /// Red team (seventeenth review): DMA buffers that outlive their claim.
 /// (1) A buffer made in a call that then faults, kept by kernel code and
 /// dropped outside any call after the revocation, is never handed to the
@@ -1079,13 +1089,7 @@ fn redteam_pci_buffers_outliving_their_claim() -> Result<(), String> {
         STASH.lock().push((device, buffer));
         p.fail(Failure::Panic)
     }
-    // A function nobody drives (not a bridge).
-    let address = framekernel::pci::devices()
-        .iter()
-        .filter(|d| d.class.0 != 6 && PciDevice::claim(d.address).is_ok())
-        .map(|d| d.address)
-        .next()
-        .ok_or("no free PCI function")?;
+    let address = free_pci_function()?;
     *ADDRESS.lock() = Some(address);
     framekernel::pci::settle();
     let probe = probe_slot("probe-rt-kept")?;
@@ -1147,12 +1151,7 @@ fn redteam_pci_buffer_made_in_another_domain_never_kept() -> Result<(), String> 
         *STASH.lock() = buffer;
         p.fail(Failure::Panic)
     }
-    let address = framekernel::pci::devices()
-        .iter()
-        .filter(|d| d.class.0 != 6 && PciDevice::claim(d.address).is_ok())
-        .map(|d| d.address)
-        .next()
-        .ok_or("no free PCI function")?;
+    let address = free_pci_function()?;
     framekernel::pci::settle();
     *DEVICE.lock() = Some(PciDevice::claim(address).map_err(|e| format!("claim: {e}"))?);
     let probe = probe_slot("probe-rt-domain")?;
@@ -2229,12 +2228,7 @@ fn redteam_pci_linger_races() -> Result<(), String> {
         STASH.lock().push((device, buffer));
         p.fail(Failure::Panic)
     }
-    let address = framekernel::pci::devices()
-        .iter()
-        .filter(|d| d.class.0 != 6 && PciDevice::claim(d.address).is_ok())
-        .map(|d| d.address)
-        .next()
-        .ok_or("no free PCI function")?;
+    let address = free_pci_function()?;
     *ADDRESS.lock() = Some(address);
     framekernel::pci::settle();
     ensure!(framekernel::pci::lingering() == 0, "{} functions linger before the test", framekernel::pci::lingering());
