@@ -869,6 +869,63 @@ fn swap_drains_calls_and_refuses_a_second_swap() -> Result<(), String> {
     Ok(())
 }
 
+/// A call whose instance faults while a swap of its slot is under way,
+/// before the swap has closed the gate (it is rehearsing: the faulted
+/// instance still serves), waits for the swap's new instance and is
+/// retried there. It used to meet the faulted instance again at once,
+/// spend its retries in a moment and fail: the disk loops of the fault
+/// demo saw an I/O error or a short read when a swap met a fault.
+fn a_call_faulting_during_a_swap_waits_for_the_new_instance() -> Result<(), String> {
+    use core::sync::atomic::AtomicU8;
+    // 0: idle, 1: the swap rehearses (the gate still open), 2: the call
+    // faulted, 3: the call returned.
+    static PHASE: AtomicU8 = AtomicU8::new(0);
+    PHASE.store(0, Ordering::SeqCst);
+    fn save(_: &framekernel::cell::Instance<probe::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
+        Ok(Vec::new())
+    }
+    fn restore(_: &framekernel::cell::Instance<probe::Export>, _: &[u8]) -> Result<Result<(), String>, framekernel::cell::Fault> {
+        Ok(Ok(()))
+    }
+    /// The rehearsal: the swap holds the slot, the gate is open. It waits
+    /// for the call to fault, then a while for the call to come back (it
+    /// does not, unless it gave up: then the swap goes on at once).
+    fn peek(_: &framekernel::cell::Instance<probe::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
+        PHASE.store(1, Ordering::SeqCst);
+        wait_for(|| PHASE.load(Ordering::SeqCst) >= 2);
+        let since = framekernel::time::now_ns();
+        while PHASE.load(Ordering::SeqCst) < 3 && framekernel::time::now_ns().saturating_sub(since) < 100_000_000 {
+            tessera_sched::yield_now();
+        }
+        Ok(Vec::new())
+    }
+    let slot = probe_slot("probe-swap-fault")?;
+    slot.set_state_transfer(save, restore);
+    slot.rehearse_swaps(peek);
+    let replacement = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+    let (s, r) = (slot.clone(), replacement.clone());
+    let cpu = other_processors().first().copied().unwrap_or(0);
+    let (task, outcome) = spawn_with_outcome(cpu, "swap-rehearsing", move || s.swap(r).map(drop).map_err(|e| format!("the swap: {e}")))?;
+    ensure!(wait_for(|| PHASE.load(Ordering::SeqCst) == 1), "the swap did not rehearse");
+    // Idempotent: retried after the fault, on whatever instance serves.
+    let mut attempts = 0;
+    let result = slot.call(true, |cell| {
+        attempts += 1;
+        if attempts == 1 {
+            let r = cell.call(Failure::Panic, |p, how| p.fail(how));
+            PHASE.store(2, Ordering::SeqCst);
+            return r;
+        }
+        cell.call((), |p, ()| p.calls())
+    });
+    PHASE.store(3, Ordering::SeqCst);
+    ensure!(wait_for(|| task.is_finished()), "the swap did not end");
+    outcome_of(&outcome)?;
+    ensure!(result == Ok(0), "the call after the fault: {result:?} in {attempts} attempts (the new instance answers 0 calls)");
+    ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &replacement)), "the replacement does not serve");
+    Ok(())
+}
+
 fn unload_gives_memory_back() -> Result<(), String> {
     let entry = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
     let pages = entry.code().map_or(0, |c| c.size() / 4096);
@@ -1393,6 +1450,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_swap_drains_calls_and_refuses_a_second",
             run: swap_drains_calls_and_refuses_a_second_swap
+        },
+        SelfTest {
+            name: "cell_call_faulting_during_a_swap_waits_for_the_new_instance",
+            run: a_call_faulting_during_a_swap_waits_for_the_new_instance
         },
         SelfTest {
             name: "cell_swapped_while_every_processor_calls_it",

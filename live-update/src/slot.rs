@@ -240,9 +240,11 @@ pub struct Slot<T: Send + Sync + 'static> {
     /// A swap waiting for the calls in flight to leave.
     drained: WaitQueue,
     swapping: AtomicBool,
-    /// What holds `swapping` is a recovery after a fault (a swap or
-    /// restart waits for it to end instead of failing).
-    recovering: AtomicBool,
+    /// Recoveries after a fault that hold `swapping` or are about to try
+    /// for it (a swap or restart then waits instead of failing). A count,
+    /// not a flag: a second recovery that finds the slot taken must not
+    /// clear the first one's mark.
+    recovering: AtomicU32,
     consecutive: AtomicU32,
     held: AtomicBool,
     faults: AtomicU64,
@@ -339,7 +341,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             gate: WaitQueue::new(),
             drained: WaitQueue::new(),
             swapping: AtomicBool::new(false),
-            recovering: AtomicBool::new(false),
+            recovering: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             held: AtomicBool::new(false),
             faults: AtomicU64::new(0),
@@ -567,7 +569,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
     fn begin_exclusive(&self) -> Result<(), SlotError> {
         let since = time::now_ns();
         while self.swapping.swap(true, Ordering::Acquire) {
-            if !self.recovering.load(Ordering::Acquire) || time::now_ns().saturating_sub(since) > RECOVERY_WAIT_NS {
+            if self.recovering.load(Ordering::Acquire) == 0 || time::now_ns().saturating_sub(since) > RECOVERY_WAIT_NS {
                 return Err(SlotError::Busy);
             }
             pause(Duration::from_millis(1));
@@ -800,10 +802,22 @@ impl<T: Send + Sync + 'static> Slot<T> {
         let window = framekernel::pci::HandoverWindow::open();
         // Said before the slot is taken, so that a swap arriving in
         // between waits for this recovery instead of failing.
-        self.recovering.store(true, Ordering::Release);
+        self.recovering.fetch_add(1, Ordering::AcqRel);
         if self.swapping.swap(true, Ordering::Acquire) {
-            self.recovering.store(false, Ordering::Release);
-            return; // a swap replaces the instance anyway
+            self.recovering.fetch_sub(1, Ordering::AcqRel);
+            // A swap (or another recovery) holds the slot and replaces the
+            // instance. Until it has, the faulted one may still be behind
+            // an open gate (a swap makes its new instance before it closes
+            // the gate): a retry now would meet it again and spend the
+            // call's retries in a moment. So wait for the replacement
+            // (handle let go first: the swap waits for the last one).
+            let weak = Arc::downgrade(&faulted.instance);
+            drop(faulted);
+            self.gate.wait_until(|| {
+                let replaced = !self.active.lock().as_ref().is_some_and(|a| core::ptr::eq(Arc::as_ptr(&a.instance), weak.as_ptr()));
+                (replaced || !self.swapping.load(Ordering::Acquire)).then_some(())
+            });
+            return;
         }
         self.close_and_drain();
         let current = self.active.lock().take_if(|a| Arc::ptr_eq(&a.instance, &faulted.instance));
@@ -839,8 +853,11 @@ impl<T: Send + Sync + 'static> Slot<T> {
                 }
             }
         }
-        self.recovering.store(false, Ordering::Release);
+        // The slot is let go before the recovery stops saying it runs: a
+        // swap that found the slot taken and looks at `recovering` then
+        // waits and tries again rather than failing as `Busy`.
         self.swapping.store(false, Ordering::Release);
+        self.recovering.fetch_sub(1, Ordering::AcqRel);
         self.reopen();
         drop(window);
     }
