@@ -2037,20 +2037,32 @@ impl Process {
         if let Some(init) = &init {
             init.children_changed.wake_all();
         }
-        *info.outcome.lock() = Some(outcome);
+        let parent = lookup(info.ppid()).filter(|_| info.ppid() != 0);
+        {
+            // The end and the parent's signal become visible together, as
+            // on Linux (both under tasklist_lock): a `wait4` (which reads
+            // the outcome under this lock) that finds the child ended
+            // returns with the SIGCHLD already pending, so its handler runs
+            // before the program sees wait4's result; and a handler that
+            // reaps with WNOHANG finds the child ended.
+            let mut ended = info.outcome.lock();
+            *ended = Some(outcome);
+            let signal = info.exit_signal.load(Ordering::Relaxed);
+            if let Some(parent) = &parent
+                && signal != 0
+            {
+                // CLD_EXITED, CLD_KILLED or CLD_DUMPED.
+                let code = match outcome {
+                    Outcome::Exited(_) => 1,
+                    Outcome::Killed(_) => 2,
+                    Outcome::Dumped(_) => 3,
+                };
+                parent.send_signal(signal, SigInfo { code, addr: u64::from(pid), value: 0 });
+            }
+        }
         crate::syscall::poll::notify(); // pidfds become readable
-        match lookup(info.ppid()).filter(|_| info.ppid() != 0) {
+        match parent {
             Some(parent) => {
-                let signal = info.exit_signal.load(Ordering::Relaxed);
-                if signal != 0 {
-                    // CLD_EXITED, CLD_KILLED or CLD_DUMPED.
-                    let code = match outcome {
-                        Outcome::Exited(_) => 1,
-                        Outcome::Killed(_) => 2,
-                        Outcome::Dumped(_) => 3,
-                    };
-                    parent.send_signal(signal, SigInfo { code, addr: u64::from(pid), value: 0 });
-                }
                 if parent.autoreap.load(Ordering::SeqCst) {
                     reap(pid); // no zombie: the parent said it will not wait
                 }

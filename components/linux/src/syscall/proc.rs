@@ -409,6 +409,12 @@ fn wait_child(p: &mut Process, select: Select, options: u64) -> Result<Option<(u
     let interrupted = p.interrupt_check();
     let keep = options & WNOWAIT != 0;
     me.children_changed.wait_until(|| {
+        // Looked at before the children: a child's SIGCHLD is sent only
+        // once its end is visible (`Process::exit`), so a wait that sees
+        // the signal then finds the child, and returns it rather than
+        // EINTR (a signal that comes after this look wakes the wait,
+        // which looks again).
+        let interrupted_now = interrupted();
         let children: Vec<_> = process::all()
             .into_iter()
             .filter(|c| c.ppid() == me.pid)
@@ -441,7 +447,7 @@ fn wait_child(p: &mut Process, select: Select, options: u64) -> Result<Option<(u
         if options & WNOHANG != 0 {
             return Some(Ok(None));
         }
-        if interrupted() {
+        if interrupted_now {
             return Some(Err(Errno::EINTR));
         }
         None
