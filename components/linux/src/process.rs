@@ -2037,16 +2037,20 @@ impl Process {
         if let Some(init) = &init {
             init.children_changed.wake_all();
         }
-        let parent = lookup(info.ppid()).filter(|_| info.ppid() != 0);
-        {
+        let parent = {
             // The end and the parent's signal become visible together, as
             // on Linux (both under tasklist_lock): a `wait4` (which reads
             // the outcome under this lock) that finds the child ended
             // returns with the SIGCHLD already pending, so its handler runs
             // before the program sees wait4's result; and a handler that
-            // reaps with WNOHANG finds the child ended.
+            // reaps with WNOHANG finds the child ended. The parent is
+            // looked up after the outcome is set, under the lock: a parent
+            // ending now either hands this child on first (its store of
+            // the new parent comes before its look at this outcome, which
+            // waits for this lock) or finds it ended and deals with it.
             let mut ended = info.outcome.lock();
             *ended = Some(outcome);
+            let parent = lookup(info.ppid()).filter(|_| info.ppid() != 0);
             let signal = info.exit_signal.load(Ordering::Relaxed);
             if let Some(parent) = &parent
                 && signal != 0
@@ -2059,7 +2063,8 @@ impl Process {
                 };
                 parent.send_signal(signal, SigInfo { code, addr: u64::from(pid), value: 0 });
             }
-        }
+            parent
+        };
         crate::syscall::poll::notify(); // pidfds become readable
         match parent {
             Some(parent) => {
