@@ -747,7 +747,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
                     if !active.instance.is_poisoned() {
                         return Err(SlotError::Fault(fault));
                     }
-                    self.recover(active, time::now_ns());
+                    self.recover(active, time::now_ns(), true);
                     let stopped = !fault.message.is_empty();
                     if retries >= MAX_RETRIES || (stopped && !idempotent) {
                         return Err(SlotError::Fault(fault));
@@ -759,7 +759,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
                     active.entry.faults.fetch_add(1, Ordering::Relaxed);
                     let n = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
                     self.report_fault(&active.entry, n, &fault);
-                    self.recover(active, faulted_at);
+                    self.recover(active, faulted_at, true);
                     if !idempotent || retries >= MAX_RETRIES {
                         return Err(SlotError::Fault(fault));
                     }
@@ -794,8 +794,12 @@ impl<T: Send + Sync + 'static> Slot<T> {
         }
     }
 
-    /// After a fault in `faulted`: a fresh instance, or a hold.
-    fn recover(&self, faulted: Active<T>, faulted_at: u64) {
+    /// After a fault in `faulted`: a fresh instance, or a hold. A caller
+    /// that will call again (`wait_for_swap`) waits, if a swap or another
+    /// recovery holds the slot, until that one has replaced the faulted
+    /// instance; one that will not (the supervisor's `recover_pending`)
+    /// leaves it to them at once.
+    fn recover(&self, faulted: Active<T>, faulted_at: u64, wait_for_swap: bool) {
         // The faulted instance's device claims were revoked and linger:
         // the fresh instance takes them over; what it does not is settled
         // when this window (or the last open one) closes.
@@ -805,6 +809,9 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.recovering.fetch_add(1, Ordering::AcqRel);
         if self.swapping.swap(true, Ordering::Acquire) {
             self.recovering.fetch_sub(1, Ordering::AcqRel);
+            if !wait_for_swap {
+                return;
+            }
             // A swap (or another recovery) holds the slot and replaces the
             // instance. Until it has, the faulted one may still be behind
             // an open gate (a swap makes its new instance before it closes
@@ -1022,7 +1029,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             // faulted copy can be renewed in place.
             drop(faulted);
             self.report_fault(&active.entry, self.faults.load(Ordering::Relaxed), &fault);
-            self.recover(active, at);
+            self.recover(active, at, false);
         }
         self.needs_recovery.store(false, Ordering::Release);
     }
