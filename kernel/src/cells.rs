@@ -805,7 +805,12 @@ fn start_faults_hold_and_swaps_roll_back() -> Result<(), String> {
 /// or others); false if it still does not after 30 s (a hang guard, not a
 /// speed check).
 fn wait_for(done: impl Fn() -> bool) -> bool {
-    let deadline = framekernel::time::now_ns() + 30_000_000_000;
+    wait_at_most(30_000_000_000, done)
+}
+
+/// [`wait_for`], giving up after `ns` nanoseconds.
+fn wait_at_most(ns: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = framekernel::time::now_ns() + ns;
     while !done() {
         if framekernel::time::now_ns() >= deadline {
             return false;
@@ -896,10 +901,7 @@ fn a_call_faulting_during_a_swap_waits_for_the_new_instance() -> Result<(), Stri
     fn peek(_: &framekernel::cell::Instance<probe::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
         PHASE.store(1, Ordering::SeqCst);
         wait_for(|| PHASE.load(Ordering::SeqCst) >= 2);
-        let since = framekernel::time::now_ns();
-        while PHASE.load(Ordering::SeqCst) < 3 && framekernel::time::now_ns().saturating_sub(since) < 100_000_000 {
-            tessera_sched::yield_now();
-        }
+        wait_at_most(100_000_000, || PHASE.load(Ordering::SeqCst) >= 3);
         Ok(Vec::new())
     }
     let slot = probe_slot("probe-swap-fault")?;
