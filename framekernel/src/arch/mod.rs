@@ -10,6 +10,7 @@ pub mod exception;
 pub(crate) mod gdt;
 pub(crate) mod ioapic;
 pub(crate) mod lapic;
+mod mem;
 pub(crate) mod pic;
 pub(crate) mod pit;
 pub mod qemu;
