@@ -27,7 +27,7 @@ pub use kmap::{IoMem, IoMemError, MapError, MappedArea, Register};
 pub use paging::PageInfo;
 pub(crate) use paging::query;
 pub(crate) use phys::read_firmware;
-pub use vm::{Perms, VmError, VmSpace, leave_user_space};
+pub use vm::{Perms, SpaceId, VmError, VmSpace, leave_user_space};
 
 use framekernel_logic::bootinfo::{BootInfo, MemoryRegion};
 use framekernel_logic::fixed::FixedVec;
