@@ -8,7 +8,7 @@ use crate::errno::Errno;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use framekernel::arch::usercopy;
-use framekernel::mm::{Frame, Perms, VmError, VmSpace};
+use framekernel::mm::{Frame, Perms, SpaceId, VmError, VmSpace};
 use framekernel::sync::{Mutex, MutexGuard};
 use tessera_vfs::NodeRef;
 
@@ -1320,8 +1320,15 @@ pub fn user_memory_exhausted() -> bool {
 /// A process's memory as its threads share it: the address space behind
 /// a lock. Each method locks for its own duration only; nothing blocks
 /// while holding the lock.
+///
+/// User copies skip the lock when the space is the one loaded here (as a
+/// system call's nearly always is): the base's copies catch any fault,
+/// and a copy that faults is done again under the lock, backing the page
+/// (a bad address is EFAULT there). A copy racing an `munmap` or
+/// `mprotect` of another thread is the race a program's own stores have:
+/// the other thread's TLB shootdown orders it.
 #[derive(Clone)]
-pub struct Memory(Arc<Mutex<AddressSpace>>);
+pub struct Memory(Arc<Mutex<AddressSpace>>, SpaceId);
 
 impl Memory {
     /// Identifies the shared object (`kcmp`): equal for handles of one object.
@@ -1331,7 +1338,8 @@ impl Memory {
 
     /// Shares `space`.
     pub fn new(space: AddressSpace) -> Self {
-        Self(Arc::new(Mutex::new(space)))
+        let id = space.space.id();
+        Self(Arc::new(Mutex::new(space)), id)
     }
 
     /// The address space, locked.
@@ -1346,11 +1354,17 @@ impl Memory {
 
     /// See [`AddressSpace::read`].
     pub fn read(&self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+        if self.1.is_active() && usercopy::copy_from_user(addr, out).is_ok() {
+            return Ok(());
+        }
         self.lock().read(addr, out)
     }
 
     /// See [`AddressSpace::write`].
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        if self.1.is_active() && usercopy::copy_to_user(addr, data).is_ok() {
+            return Ok(());
+        }
         self.lock().write(addr, data)
     }
 
