@@ -1457,6 +1457,12 @@ pub struct Process {
     pub fs: Fs,
     /// `set_tid_address` / `CLONE_CHILD_CLEARTID` pointer.
     pub clear_child_tid: u64,
+    /// `CLONE_CHILD_SETTID` pointer: the new thread stores its id there
+    /// itself, in its own address space, before it first runs user code
+    /// (Linux's `schedule_tail`; a bad address is ignored, as there).
+    /// Written from the parent, the store loaded the child's page tables
+    /// and then the parent's again: two whole-TLB flushes under QEMU.
+    pub set_child_tid: u64,
     /// `set_robust_list` head.
     pub robust_list: u64,
     /// A sleep a stop interrupted: its deadline and `rem` pointer, for
@@ -1660,6 +1666,7 @@ impl Process {
             files: Files::new(FileTable::with_console()),
             fs,
             clear_child_tid: 0,
+            set_child_tid: 0,
             robust_list: 0,
             restart_sleep: None,
             signals: SignalState::default(),
@@ -1712,6 +1719,7 @@ impl Process {
             files: if share.files { self.files.clone() } else { self.files.fork_copy() },
             fs: if share.fs { self.fs.clone() } else { self.fs.fork_copy() },
             clear_child_tid: 0,
+            set_child_tid: 0,
             robust_list: 0,
             restart_sleep: None,
             signals: SignalState { actions: self.signals.actions.fork_copy(), restore_mask: None, ..self.signals.clone() },
@@ -1744,6 +1752,7 @@ impl Process {
             files: if share_files { self.files.clone() } else { self.files.fork_copy() },
             fs: self.fs.clone(),
             clear_child_tid: 0,
+            set_child_tid: 0,
             robust_list: 0,
             restart_sleep: None,
             signals: SignalState { alt_stack: (0, 0), restore_mask: None, ..self.signals.clone() },
@@ -1795,6 +1804,9 @@ impl Process {
     /// Runs the thread until it exits or its process ends.
     pub fn run(&mut self, context: &mut UserContext) -> ThreadEnd {
         let mut interrupted = None;
+        if self.set_child_tid != 0 {
+            let _ = self.memory.write(core::mem::take(&mut self.set_child_tid), &self.thread.tid.to_le_bytes());
+        }
         loop {
             // The checks below take locks; after most system calls there is
             // nothing for them to find (one look at a few atomics says so).

@@ -218,7 +218,7 @@ fn start_child(
     let pid_bytes = pid.to_le_bytes();
     let written = (|| {
         if flags & CLONE_CHILD_SETTID != 0 {
-            child.memory.write(ctid, &pid_bytes)?;
+            child.set_child_tid = ctid;
         }
         if flags & CLONE_PARENT_SETTID != 0 {
             p.memory.write(ptid, &pid_bytes)?;
@@ -346,6 +346,10 @@ fn exec_path(p: &mut Process, ctx: &mut UserContext, path: Vec<u8>, argv: u64, e
     p.info.note_maxrss(&p.memory); // the old image's peak stays in ru_maxrss
     p.info.aio.lock().clear(); // AIO contexts belong to the old address space
     p.info.note_exec();
+    // The new image's tables first: the old space, not loaded any more,
+    // is then dropped without loading the kernel's tables in between
+    // (each CR3 load costs QEMU its whole TLB).
+    loaded.memory.activate();
     p.memory = loaded.memory;
     p.info.set_memory_view(&p.memory);
     let mut fresh = UserContext::new();
