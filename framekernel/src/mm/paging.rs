@@ -34,7 +34,9 @@ struct TableFrames {
 }
 
 // SAFETY: every frame returned is freshly taken from the frame allocator,
-// so it is unused and owned by the page tables from now on.
+// so it is unused and owned by the page tables from now on; it is zeroed
+// before the mapper links it (see `vm::TableFrames`: the mapper makes the
+// parent entry present before it zeroes the new table).
 unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let phys = frames::alloc_raw()?;
@@ -42,6 +44,8 @@ unsafe impl FrameAllocator<Size4KiB> for TableFrames {
             frames::free_raw(phys);
             return None;
         }
+        frames::zero(phys);
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         PhysFrame::from_start_address(PhysAddr::new(phys)).ok()
     }
 }

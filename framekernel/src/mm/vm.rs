@@ -81,11 +81,19 @@ impl core::fmt::Display for VmError {
 
 struct TableFrames;
 
-// SAFETY: frames come fresh from the frame allocator and are zeroed by the
-// mapper before use; from then on the page-table tree owns them.
+// SAFETY: frames come fresh from the frame allocator, zeroed here, before
+// the mapper links them into the tree; from then on the tree owns them.
+// (The x86_64 crate makes the parent entry present first and zeroes the
+// new table after it: in between, another processor walking the tree
+// would read whatever the frame held, a freed user page or an old table,
+// and could cache a translation from it. Zeroed first, every entry it
+// can read is not present until the mapper writes it.)
 unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let phys = frames::alloc_raw()?;
+        frames::zero(phys);
+        // The zeroing stores before the stores that link the table.
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
         PhysFrame::from_start_address(PhysAddr::new(phys)).ok()
     }
 }
@@ -100,8 +108,15 @@ const USER_PARENT: Flags = Flags::PRESENT.union(Flags::WRITABLE).union(Flags::US
 /// caught). An id outlives nothing: once its space is dropped, a space
 /// made later may reuse its page-table root and answer to it; hold the
 /// space as long as its id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SpaceId(u64);
+
+impl core::fmt::Debug for SpaceId {
+    /// Opaque: the root's physical address stays inside the base.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SpaceId(..)")
+    }
+}
 
 impl SpaceId {
     /// True while the space named is loaded in this processor's CR3 (as
@@ -204,8 +219,9 @@ impl VmSpace {
             Ok(flush) => {
                 // No TLB entry to forget: the page was not present (a
                 // present one fails `map_to`), and x86 processors never
-                // cache a translation that is not present, nor the
-                // missing tables `map_to` may have added (Intel SDM vol.
+                // cache a translation that is not present, nor one through
+                // the tables `map_to` may have added, which are zeroed
+                // before they are linked (`TableFrames`; Intel SDM vol.
                 // 3A, 4.10.2.3 and 4.10.3.1). An `invlpg` per mapped page
                 // cost QEMU a TLB and jump-cache flush of the page each,
                 // some 150 per `fork`+`exec`.
