@@ -346,14 +346,20 @@ impl AddressSpace {
 
     /// The area containing `addr`.
     pub fn area_at(&self, addr: u64) -> Option<(u64, Area)> {
-        self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, a.clone()))
+        self.area_ref(addr).map(|(s, a)| (s, a.clone()))
+    }
+
+    /// [`AddressSpace::area_at`] without the copy (an area holds `Arc`s:
+    /// a copy per page of a `fork` was a tenth of its work).
+    fn area_ref(&self, addr: u64) -> Option<(u64, &Area)> {
+        self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, a))
     }
 
     /// True when every byte of `[start, end)` is in some area.
     pub fn is_mapped(&self, start: u64, end: u64) -> bool {
         let mut at = start;
         while at < end {
-            match self.area_at(at) {
+            match self.area_ref(at) {
                 Some((_, area)) => at = area.end,
                 None => return false,
             }
@@ -384,13 +390,13 @@ impl AddressSpace {
     pub fn discard(&mut self, start: u64, end: u64) {
         let pages: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
         for page in pages {
-            if self.area_at(page).is_some_and(|(_, a)| !a.shared) {
+            if self.area_ref(page).is_some_and(|(_, a)| !a.shared) {
                 let _ = self.space.unmap(page);
             }
         }
         let parked: alloc::vec::Vec<u64> = self.parked.range(start..end).map(|(&v, _)| v).collect();
         for page in parked {
-            if self.area_at(page).is_some_and(|(_, a)| !a.shared) {
+            if self.area_ref(page).is_some_and(|(_, a)| !a.shared) {
                 self.parked.remove(&page);
             }
         }
@@ -701,11 +707,11 @@ impl AddressSpace {
         }
         let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
         for page in mapped {
-            let tracked = self.area_at(page).is_some_and(|(_, a)| a.writes_back()) && !self.dirty.contains(&page);
+            let tracked = self.area_ref(page).is_some_and(|(_, a)| a.writes_back()) && !self.dirty.contains(&page);
             // A private page still shared copy-on-write (after fork) stays
             // read-only: the first write must copy it, not write the frame
             // another process shows.
-            let copy_on_write = self.area_at(page).is_some_and(|(_, a)| !a.shared) && self.space.is_shared(page);
+            let copy_on_write = self.area_ref(page).is_some_and(|(_, a)| !a.shared) && self.space.is_shared(page);
             match prot.page_perms() {
                 Some(perms) => {
                     let perms = if tracked || copy_on_write { Perms { write: false, ..perms } } else { perms };
@@ -881,7 +887,7 @@ impl AddressSpace {
 
     fn populate_page(&mut self, addr: u64, access: Access) -> Populate {
         let page = page_down(addr);
-        if self.area_at(addr).is_none() {
+        if self.area_ref(addr).is_none() {
             self.grow_down_to(page);
         }
         let Some((area_start, area)) = self.area_at(addr) else { return Populate::BadAccess };
@@ -1028,7 +1034,8 @@ impl AddressSpace {
             let Some(frame) = frame else { continue };
             // (The cache gives only pages inside the file.)
             let inside = at >= area_start && at < area.end && at != page;
-            if inside && self.space.perms(at).is_none() && !self.parked.contains_key(&at) && !self.dirty.contains(&at) {
+            // (`map_shared` leaves a page that is mapped already alone.)
+            if inside && !self.parked.contains_key(&at) && !self.dirty.contains(&at) {
                 let _ = self.space.map_shared(at, frame, perms);
             }
         }
@@ -1066,12 +1073,22 @@ impl AddressSpace {
         }
         copy.wipe_on_fork = self.wipe_on_fork.clone();
         let pages: alloc::vec::Vec<(u64, Perms)> = self.space.pages().collect();
+        let wipes = !self.wipe_on_fork.is_empty();
+        // The pages come in address order: the area of the last one is
+        // looked up again only when a page lies past it.
+        let mut area: Option<(u64, u64, bool)> = None; // start, end, shared
         for (page, perms) in pages {
-            if self.wiped_on_fork(page) {
+            if wipes && self.wiped_on_fork(page) {
                 continue; // the child starts with zeros here
             }
             let frame = self.space.share(page).ok_or(Errno::EFAULT)?;
-            let shared_area = self.area_at(page).is_some_and(|(_, a)| a.shared);
+            let shared_area = match area {
+                Some((start, end, shared)) if (start..end).contains(&page) => shared,
+                _ => {
+                    area = self.area_ref(page).map(|(start, a)| (start, a.end, a.shared));
+                    area.is_some_and(|(_, _, shared)| shared)
+                }
+            };
             let child_perms = if shared_area { perms } else { Perms { write: false, exec: perms.exec } };
             if perms.write && !shared_area {
                 self.space.protect(page, child_perms).map_err(|_| Errno::EFAULT)?;
@@ -1253,7 +1270,7 @@ impl AddressSpace {
     /// Writes into mapped pages regardless of rights (used by exec).
     pub fn write_image(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         self.populate_range(addr, data.len() as u64, false)?;
-        if let Some((start, area)) = self.area_at(addr)
+        if let Some((start, area)) = self.area_ref(addr)
             && area.file.is_some()
             && !area.shared
         {
@@ -1326,7 +1343,9 @@ pub fn user_memory_exhausted() -> bool {
 /// and a copy that faults is done again under the lock, backing the page
 /// (a bad address is EFAULT there). A copy racing an `munmap` or
 /// `mprotect` of another thread is the race a program's own stores have:
-/// the other thread's TLB shootdown orders it.
+/// the other thread's TLB shootdown orders it. The id is taken once, at
+/// [`Memory::new`]: the space behind the lock is never replaced (an exec
+/// makes a new `Memory`), and the handle keeps it alive.
 #[derive(Clone)]
 pub struct Memory(Arc<Mutex<AddressSpace>>, SpaceId);
 
