@@ -220,8 +220,8 @@ impl Frame {
     /// the frame may be mapped into user address spaces and held by
     /// others (a page cache writes `write(2)` data into the pages every
     /// mapping of the file shows). Frame contents are untyped memory: no
-    /// Rust reference to them ever exists, every access is one `rep movsb`
-    /// copy, so a copy that overlaps another (or a program's stores) only
+    /// Rust reference to them ever exists, every access is one copy in
+    /// assembly, so a copy that overlaps another (or a program's stores) only
     /// mixes bytes.
     pub fn write_shared(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
         Self::check(offset, data.len())?;
