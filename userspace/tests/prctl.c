@@ -127,8 +127,41 @@ static int clone_child(void *arg) {
 }
 
 static char stack[64 * 1024] __attribute__((aligned(16)));
+static char stack_for_ids[64 * 1024] __attribute__((aligned(16)));
+
+static int exit_at_once(void *arg) {
+    (void)arg;
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+/* The ids clone stores are single stores, as Linux's put_user: a bad
+ * CLONE_PARENT_SETTID address is ignored (the clone succeeds), and a
+ * CLONE_CHILD_SETTID word that runs into an unmapped page is not written
+ * at all, not half. */
+static void clone_id_stores(void) {
+    int *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(ro != MAP_FAILED);
+    *ro = 5;
+    CHECK(mprotect(ro, 4096, PROT_READ) == 0);
+    long child = syscall(SYS_clone, SIGCHLD | CLONE_PARENT_SETTID, 0, ro, 0, 0);
+    if (child == 0)
+        _exit(0);
+    CHECK(child > 0 && *ro == 5);
+    CHECK(waitpid((pid_t)child, NULL, 0) == child);
+    char *edge = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(edge != MAP_FAILED && munmap(edge + 4096, 4096) == 0);
+    unsigned short *split = (unsigned short *)(edge + 4094);
+    *split = 0x1111;
+    pid_t c = clone(exit_at_once, stack_for_ids + sizeof stack_for_ids, CLONE_VM | CLONE_VFORK | CLONE_CHILD_SETTID | SIGCHLD, NULL, NULL, NULL, split);
+    CHECK(c > 0 && *split == 0x1111);
+    CHECK(waitpid(c, NULL, 0) == c);
+    munmap(edge, 4096);
+    munmap(ro, 4096);
+}
 
 static void clones(void) {
+    clone_id_stores();
     /* CLONE_PARENT: a sibling, reported to this process's parent, so this
      * process has no child to wait for. */
     fflush(stdout);

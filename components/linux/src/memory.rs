@@ -1166,8 +1166,14 @@ impl AddressSpace {
         })
     }
 
-    /// Copies `data` to user memory (making this space active).
+    /// Copies `data` to user memory (making this space active). A value
+    /// of up to 8 bytes across a page boundary is stored whole or not at
+    /// all, as Linux's `put_user` (one store) does: both pages are made
+    /// writable first.
     pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        if is_split_value(addr, data.len()) && self.prepare_write(addr, data.len() as u64)? < data.len() as u64 {
+            return Err(Errno::EFAULT);
+        }
         self.copy_faulting_in(addr, data.len(), Access::Write, |from| match data.get(from..) {
             Some(rest) => usercopy::copy_to_user(addr.wrapping_add(from as u64), rest),
             None => Ok(()),
@@ -1334,6 +1340,13 @@ pub fn user_memory_exhausted() -> bool {
     short()
 }
 
+/// A value of 2 to 8 bytes (one of the kernel's stores of a word, an id,
+/// a status) that crosses a page boundary: the user copy, byte by byte at
+/// a fault, would leave part of it written.
+fn is_split_value(addr: u64, len: usize) -> bool {
+    (2..=8).contains(&len) && (addr % PAGE) + len as u64 > PAGE
+}
+
 /// A process's memory as its threads share it: the address space behind
 /// a lock. Each method locks for its own duration only; nothing blocks
 /// while holding the lock.
@@ -1381,7 +1394,7 @@ impl Memory {
 
     /// See [`AddressSpace::write`].
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
-        if self.1.is_active() && usercopy::copy_to_user(addr, data).is_ok() {
+        if !is_split_value(addr, data.len()) && self.1.is_active() && usercopy::copy_to_user(addr, data).is_ok() {
             return Ok(());
         }
         self.lock().write(addr, data)

@@ -216,22 +216,16 @@ fn start_child(
         child_ctx.regs.fs_base = tls;
     }
     let pid_bytes = pid.to_le_bytes();
-    let written = (|| {
-        if flags & CLONE_CHILD_SETTID != 0 {
-            child.set_child_tid = ctid;
+    if flags & CLONE_CHILD_SETTID != 0 {
+        child.set_child_tid = ctid;
+    }
+    // A bad address is ignored, as Linux's `put_user` there is.
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = p.memory.write(ptid, &pid_bytes);
+        // A CLONE_VM child has its own copy here: it sees the id too.
+        if flags & (CLONE_VM | CLONE_THREAD) == CLONE_VM {
+            let _ = child.memory.write(ptid, &pid_bytes);
         }
-        if flags & CLONE_PARENT_SETTID != 0 {
-            p.memory.write(ptid, &pid_bytes)?;
-            // A CLONE_VM child has its own copy here: it sees the id too.
-            if flags & (CLONE_VM | CLONE_THREAD) == CLONE_VM {
-                child.memory.write(ptid, &pid_bytes)?;
-            }
-        }
-        Ok(())
-    })();
-    if let Err(errno) = written {
-        child.abandon();
-        return Err(errno);
     }
     if flags & CLONE_CHILD_CLEARTID != 0 {
         child.clear_child_tid = ctid;
