@@ -18,4 +18,10 @@ $b time shell_loop_500_true sh -c 'i=0; while [ $i -lt 500 ]; do /bin/true; i=$(
 $b time shell_loop_500_expr sh -c 'i=0; while [ $i -lt 500 ]; do i=$(expr $i + 1); done'
 $b time seq_sort_md5 sh -c 'seq 200000 | sort -n | md5sum >/dev/null'
 $b time dd_64m_read sh -c 'dd if=/dev/zero of=/tmp/dd.64m bs=1M count=64 2>/dev/null && dd if=/tmp/dd.64m of=/dev/null bs=1M 2>/dev/null; rm -f /tmp/dd.64m'
+# A 20 MB tree (ten copies of busybox) through tar and gzip; the copies
+# are made before the clock starts.
+mkdir -p /tmp/tree && i=0
+while [ $i -lt 10 ]; do cp /bin/busybox /tmp/tree/busybox.$i; i=$((i + 1)); done
+$b time tar_gzip_20m sh -c 'tar -cf - -C /tmp tree | gzip >/dev/null'
+rm -rf /tmp/tree
 echo "bench-run: done"
