@@ -10,6 +10,12 @@
 //! then the rest as the `rep` instructions did. On hardware either is
 //! fine.
 //!
+//! The base's copies of untyped memory (frame contents, which programs
+//! may store to at the same time) call the same code under names of
+//! their own, `tessera_untyped_fill` and `tessera_untyped_copy`: the
+//! compiler knows what `memset`/`memcpy` do and may reason about the
+//! bytes; it knows nothing of these names.
+//!
 //! Both follow the C contract and the System V ABI: `rdi` = destination,
 //! `rsi` = source or byte, `rdx` = length; the destination is returned;
 //! only caller-saved registers are touched; the direction flag is clear
@@ -20,7 +26,10 @@ core::arch::global_asm!(
     .section .text.tessera_mem, "ax"
     .global memset
     .type memset, @function
+    .global tessera_untyped_fill
+    .type tessera_untyped_fill, @function
 memset:
+tessera_untyped_fill:
     movq %rdi, %r8                       /* the return value */
     movzbl %sil, %eax
     movabsq $0x0101010101010101, %rcx
@@ -50,10 +59,14 @@ memset:
     movq %r8, %rax
     ret
     .size memset, . - memset
+    .size tessera_untyped_fill, . - tessera_untyped_fill
 
     .global memcpy
     .type memcpy, @function
+    .global tessera_untyped_copy
+    .type tessera_untyped_copy, @function
 memcpy:
+tessera_untyped_copy:
     movq %rdi, %rax                      /* the return value */
     cmpq $64, %rdx
     jb 2f
@@ -88,6 +101,7 @@ memcpy:
     rep movsb
     ret
     .size memcpy, . - memcpy
+    .size tessera_untyped_copy, . - tessera_untyped_copy
 "#,
     options(att_syntax)
 );

@@ -102,13 +102,21 @@ pub(super) fn zero(phys: u64) {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst`: blocks of 64 bytes as eight
-/// plain moves a step, then a `rep movsq` and a `rep movsb` for the rest
-/// (QEMU's TCG runs a `rep` instruction one step per translated block: a
-/// page is 64 steps this way, 512 as a `rep movsq`, 4096 as a `rep
-/// movsb`). Frame contents are untyped memory that programs may store to
-/// at the same time (shared mappings), so they are never read or written
-/// by Rust loads and stores the compiler could reason about.
+unsafe extern "C" {
+    /// `memcpy`'s code under a name the compiler does not know
+    /// (`arch/mem.rs`): 64-byte blocks, then words, then bytes.
+    fn tessera_untyped_copy(dst: *mut u8, src: *const u8, len: usize) -> *mut u8;
+    /// `memset`'s code under a name the compiler does not know.
+    fn tessera_untyped_fill(dst: *mut u8, byte: i32, len: usize) -> *mut u8;
+}
+
+/// Copies `len` bytes from `src` to `dst` with the kernel's `memcpy` code
+/// (64-byte blocks of eight moves a step: QEMU's TCG runs a `rep`
+/// instruction one step per translated block, so a page is 64 steps this
+/// way, 512 as a `rep movsq`), called under a name the compiler does not
+/// know: frame contents are untyped memory that programs may store to at
+/// the same time (shared mappings), so they are never read or written by
+/// Rust loads and stores or by calls the compiler could reason about.
 ///
 /// # Safety
 ///
@@ -116,36 +124,9 @@ pub(super) fn zero(phys: u64) {
 /// ranges must not overlap, and no live Rust reference may cover `dst`'s
 /// range (nor a mutable one `src`'s).
 unsafe fn untyped_copy(dst: *mut u8, src: *const u8, len: usize) {
-    // SAFETY: the caller guarantees both ranges; the direction flag is
-    // clear in kernel code (the ABI), so both `rep` copies run upwards
-    // from where the block loop stopped: `len / 64 * 64` bytes in blocks,
-    // then `len % 64 / 8 * 8 + len % 8`, `len` in all.
-    unsafe {
-        core::arch::asm!(
-            "cmp rdx, 64",
-            "jb 3f",
-            "2:",
-            "mov {a}, [rsi]", "mov {b}, [rsi + 8]", "mov {c}, [rsi + 16]", "mov {d}, [rsi + 24]",
-            "mov [rdi], {a}", "mov [rdi + 8], {b}", "mov [rdi + 16], {c}", "mov [rdi + 24], {d}",
-            "mov {a}, [rsi + 32]", "mov {b}, [rsi + 40]", "mov {c}, [rsi + 48]", "mov {d}, [rsi + 56]",
-            "mov [rdi + 32], {a}", "mov [rdi + 40], {b}", "mov [rdi + 48], {c}", "mov [rdi + 56], {d}",
-            "add rsi, 64",
-            "add rdi, 64",
-            "sub rdx, 64",
-            "cmp rdx, 64",
-            "jae 2b",
-            "3:",
-            "mov rcx, rdx",
-            "shr rcx, 3",
-            "rep movsq",
-            "mov ecx, edx",
-            "and ecx, 7",
-            "rep movsb",
-            a = out(reg) _, b = out(reg) _, c = out(reg) _, d = out(reg) _,
-            inout("rdx") len => _, out("rcx") _, inout("rdi") dst => _, inout("rsi") src => _,
-            options(nostack),
-        );
-    }
+    // SAFETY: the caller guarantees both ranges; the code writes exactly
+    // `[dst, dst + len)` and reads `[src, src + len)` (arch/mem.rs).
+    unsafe { tessera_untyped_copy(dst, src, len) };
 }
 
 /// One 4 KiB frame of physical memory; freed on drop.
@@ -170,22 +151,23 @@ pub struct OutOfBounds {
 impl Frame {
     /// Allocates a zero-filled frame.
     pub fn alloc() -> Result<Self, OutOfMemory> {
-        let phys = alloc_raw().ok_or_else(|| OutOfMemory { requested: 1, free: frame_stats().free })?;
-        zero(phys);
-        Ok(Self { phys })
+        let frame = Self::unfilled()?;
+        zero(frame.phys);
+        Ok(frame)
     }
 
     /// Allocates a frame holding a copy of `other` (not zeroed first: a
     /// copy-on-write copy wrote every byte twice).
     pub fn copy_of(other: &Frame) -> Result<Self, OutOfMemory> {
-        let phys = alloc_raw().ok_or_else(|| OutOfMemory { requested: 1, free: frame_stats().free })?;
-        let copy = Self { phys };
-        // SAFETY: two distinct frames (`copy` was just taken from the
-        // allocator, `other` is held), each 4096 bytes in the direct map
-        // and kept allocated by its handle; no reference to the fresh
-        // frame's bytes exists.
-        unsafe { untyped_copy((DIRECT_MAP_BASE + copy.phys) as *mut u8, (DIRECT_MAP_BASE + other.phys) as *const u8, PAGE_SIZE as usize) };
+        let mut copy = Self::unfilled()?;
+        copy.copy_from(other);
         Ok(copy)
+    }
+
+    /// A frame with whatever its last owner left in it: never handed out
+    /// before every byte is written (`alloc`, `copy_of`).
+    fn unfilled() -> Result<Self, OutOfMemory> {
+        alloc_raw().map(|phys| Self { phys }).ok_or_else(|| OutOfMemory { requested: 1, free: frame_stats().free })
     }
 
     /// Physical address of the frame (for device DMA programming later).
@@ -248,12 +230,9 @@ impl Frame {
     pub fn fill(&mut self, byte: u8) {
         let dst = DIRECT_MAP_BASE + self.phys;
         // SAFETY: the whole frame, kept allocated by this handle, in the
-        // direct map; `rep stosq` (the byte in all eight lanes; 4096 is a
-        // multiple of 8) like the copies (untyped memory).
-        unsafe {
-            core::arch::asm!("rep stosq", inout("rcx") PAGE_SIZE as usize / 8 => _, inout("rdi") dst => _,
-                in("rax") u64::from(byte) * 0x0101_0101_0101_0101, options(nostack, preserves_flags));
-        }
+        // direct map; written by the kernel's `memset` code under a name
+        // the compiler does not know, like the copies (untyped memory).
+        unsafe { tessera_untyped_fill(dst as *mut u8, i32::from(byte), PAGE_SIZE as usize) };
     }
 
     /// Gives up ownership without freeing (the page tables now own it).
