@@ -111,39 +111,37 @@ pub(super) fn settimeofday(p: &mut Process, tv: u64, _tz: u64) -> SysResult {
 /// alarm form), CPU time of the process or thread, or a CPU-time clock of
 /// another process or thread (the negative ids of `clock_getcpuclockid`).
 fn clock_ns(p: &Process, clock: u64) -> Result<u64, Errno> {
-    let id = clock as i32;
-    if id < 0 {
-        // ~(pid << 3) | (per-thread ? 4 : 0) | type; type 3 is invalid.
-        if id & 3 == 3 {
-            return Err(Errno::EINVAL);
-        }
-        let who = (!id >> 3) as u32;
-        let (user, total) = if id & 4 != 0 {
-            // A thread's clock: only of the caller's own process (Linux).
-            let thread = if who == 0 { p.thread.clone() } else { crate::process::lookup_thread(who).filter(|_| p.info.has_thread(who)).ok_or(Errno::EINVAL)? };
-            thread.cpu_ns()
-        } else {
-            let process = if who == 0 { p.info.clone() } else { crate::process::lookup(who).filter(|q| q.outcome().is_none()).ok_or(Errno::EINVAL)? };
-            process.cpu_ns()
-        };
-        return Ok(if id & 3 == 1 { user } else { total }); // CPUCLOCK_VIRT: user time only
-    }
+    // The clocks programs read first; the CPU-time ids after them.
     match clock {
         0 | 5 | 8 | 11 => Ok(framekernel::time::realtime_ns()),
         1 | 4 | 6 | 7 | 9 => Ok(framekernel::time::now_ns()),
         2 => Ok(p.info.cpu_ns().1),
         3 => Ok(p.thread.cpu_ns().1),
+        _ if (clock as i32) < 0 => cpu_clock_ns(p, clock as i32),
         _ => Err(Errno::EINVAL),
     }
 }
 
-pub(super) fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> SysResult {
-    // The two clocks programs read (MONOTONIC, REALTIME) first.
-    let ns = match clock {
-        1 => framekernel::time::now_ns(),
-        0 => framekernel::time::realtime_ns(),
-        _ => clock_ns(p, clock)?,
+/// A CPU-time clock id: ~(pid << 3) | (per-thread ? 4 : 0) | type; type 3
+/// is invalid.
+fn cpu_clock_ns(p: &Process, id: i32) -> Result<u64, Errno> {
+    if id & 3 == 3 {
+        return Err(Errno::EINVAL);
+    }
+    let who = (!id >> 3) as u32;
+    let (user, total) = if id & 4 != 0 {
+        // A thread's clock: only of the caller's own process (Linux).
+        let thread = if who == 0 { p.thread.clone() } else { crate::process::lookup_thread(who).filter(|_| p.info.has_thread(who)).ok_or(Errno::EINVAL)? };
+        thread.cpu_ns()
+    } else {
+        let process = if who == 0 { p.info.clone() } else { crate::process::lookup(who).filter(|q| q.outcome().is_none()).ok_or(Errno::EINVAL)? };
+        process.cpu_ns()
     };
+    Ok(if id & 3 == 1 { user } else { total }) // CPUCLOCK_VIRT: user time only
+}
+
+pub(super) fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> SysResult {
+    let ns = clock_ns(p, clock)?;
     let mut ts = [0u8; 16];
     ts[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
     ts[8..].copy_from_slice(&(ns % 1_000_000_000).to_le_bytes());
