@@ -109,7 +109,7 @@ fn map_segments(memory: &mut AddressSpace, image: &tessera_elf::ExecImage, progr
         let mem_end = segment.vaddr + segment.mem_size;
         // Pages an earlier segment's areas already cover (a page two
         // segments share) keep that area and get this segment's bytes.
-        let mut covered: Vec<u64> = [start, end - PAGE].into_iter().filter(|&p| memory.area_at(p).is_some()).collect();
+        let mut covered: Vec<u64> = [start, end - PAGE].into_iter().filter(|&p| memory.area_end(p).is_some()).collect();
         covered.dedup();
         // Whole pages of file bytes (the last one partly, when no zeros
         // follow in the segment: the rest of that page shows the file, as
@@ -176,13 +176,14 @@ fn add_uncovered(
     end: u64,
     mut add: impl FnMut(&mut AddressSpace, u64, u64) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
+    // Area by area, not page by page (a program's text is hundreds of pages).
     let mut page = start;
     while page < end {
-        if memory.area_at(page).is_some() {
-            page += PAGE;
+        if let Some(area_end) = memory.area_end(page) {
+            page = area_end.max(page + PAGE);
             continue;
         }
-        let run_end = (page + PAGE..end).step_by(PAGE as usize).find(|&p| memory.area_at(p).is_some()).unwrap_or(end);
+        let run_end = memory.next_area_start(page).map_or(end, |next| next.min(end));
         add(memory, page, run_end)?;
         page = run_end;
     }

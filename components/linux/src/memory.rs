@@ -355,6 +355,16 @@ impl AddressSpace {
         self.areas.range(..=addr).next_back().filter(|(_, a)| addr < a.end).map(|(&s, a)| (s, a))
     }
 
+    /// The end of the area holding `addr`, if one does.
+    pub fn area_end(&self, addr: u64) -> Option<u64> {
+        self.area_ref(addr).map(|(_, a)| a.end)
+    }
+
+    /// The start of the first area at or above `addr`, if any.
+    pub fn next_area_start(&self, addr: u64) -> Option<u64> {
+        self.areas.range(addr..).next().map(|(&start, _)| start)
+    }
+
     /// True when every byte of `[start, end)` is in some area.
     pub fn is_mapped(&self, start: u64, end: u64) -> bool {
         let mut at = start;
@@ -1072,28 +1082,33 @@ impl AddressSpace {
             self.populate_range(start, end - start, false)?;
         }
         copy.wipe_on_fork = self.wipe_on_fork.clone();
-        let pages: alloc::vec::Vec<(u64, Perms)> = self.space.pages().collect();
-        let wipes = !self.wipe_on_fork.is_empty();
-        // The pages come in address order: the area of the last one is
-        // looked up again only when a page lies past it.
-        let mut area: Option<(u64, u64, bool)> = None; // start, end, shared
-        for (page, perms) in pages {
-            if wipes && self.wiped_on_fork(page) {
-                continue; // the child starts with zeros here
+        // Area by area (and the gaps between, where nothing should be
+        // mapped), each page shared with the child: copy-on-write outside
+        // shared areas, and not at all in `MADV_WIPEONFORK` ranges.
+        let mut runs: alloc::vec::Vec<(u64, u64, bool)> = alloc::vec::Vec::new(); // start, end, copy on write
+        let mut at = 0;
+        for (&start, area) in &self.areas {
+            if at < start {
+                runs.push((at, start, true));
             }
-            let frame = self.space.share(page).ok_or(Errno::EFAULT)?;
-            let shared_area = match area {
-                Some((start, end, shared)) if (start..end).contains(&page) => shared,
-                _ => {
-                    area = self.area_ref(page).map(|(start, a)| (start, a.end, a.shared));
-                    area.is_some_and(|(_, _, shared)| shared)
+            runs.push((start, area.end, !area.shared));
+            at = area.end;
+        }
+        runs.push((at, u64::MAX, true));
+        for (start, end, copy_on_write) in runs {
+            let mut lo = start;
+            for (&wipe_start, &wipe_end) in self.wipe_on_fork.range(..end) {
+                if wipe_end <= lo {
+                    continue;
                 }
-            };
-            let child_perms = if shared_area { perms } else { Perms { write: false, exec: perms.exec } };
-            if perms.write && !shared_area {
-                self.space.protect(page, child_perms).map_err(|_| Errno::EFAULT)?;
+                if wipe_start > lo {
+                    self.space.share_into(&mut copy.space, lo, wipe_start, copy_on_write).map_err(|_| Errno::ENOMEM)?;
+                }
+                lo = lo.max(wipe_end); // the child starts with zeros here
             }
-            copy.space.map_shared(page, frame, child_perms).map_err(|_| Errno::ENOMEM)?;
+            if lo < end {
+                self.space.share_into(&mut copy.space, lo, end, copy_on_write).map_err(|_| Errno::ENOMEM)?;
+            }
         }
         for (&page, frame) in &self.parked {
             if !self.wiped_on_fork(page) {

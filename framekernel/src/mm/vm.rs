@@ -12,14 +12,13 @@
 use super::frames::{self, Frame, OutOfMemory};
 use super::paging;
 use alloc::collections::BTreeMap;
+use alloc::collections::btree_map::Entry;
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use framekernel_logic::layout::{DIRECT_MAP_BASE, PAGE_SIZE, is_user_half};
 use x86_64::registers::control::Cr3;
-use x86_64::structures::paging::mapper::{MapToError, UnmapError};
-use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as Flags, PhysFrame, Size4KiB,
-};
+use x86_64::structures::paging::{PageTable, PageTableFlags as Flags, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
 /// Serialises CR3 switches with their bookkeeping (each processor's
@@ -42,17 +41,6 @@ impl Perms {
     pub const READ_WRITE: Perms = Perms { write: true, exec: false };
     /// Read and execute.
     pub const READ_EXEC: Perms = Perms { write: false, exec: true };
-
-    fn flags(self) -> Flags {
-        let mut flags = Flags::PRESENT | Flags::USER_ACCESSIBLE;
-        if self.write {
-            flags |= Flags::WRITABLE;
-        }
-        if !self.exec {
-            flags |= paging::nx();
-        }
-        flags
-    }
 }
 
 /// Why an address-space operation was refused.
@@ -79,27 +67,95 @@ impl core::fmt::Display for VmError {
     }
 }
 
-struct TableFrames;
+/// Bits of a page-table entry (Intel SDM vol. 3A, 4.5).
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+/// A bit the processor ignores: the page's rights include execute (kept
+/// here so that [`VmSpace::perms`] answers exactly also where there is no
+/// no-execute bit).
+const EXEC_RIGHT: u64 = 1 << 9;
+/// Where the frame or next table is in an entry (bits 12–51).
+const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+/// The bits the processor sets in a leaf entry as it uses it.
+const ACCESSED_DIRTY: u64 = (1 << 5) | (1 << 6);
+/// Intermediate tables of user mappings allow everything; the leaf decides.
+const USER_PARENT: u64 = PRESENT | WRITABLE | USER;
+/// Entries in one table.
+const ENTRIES: usize = 512;
 
-// SAFETY: frames come fresh from the frame allocator, zeroed here, before
-// the mapper links them into the tree; from then on the tree owns them.
-// (The x86_64 crate makes the parent entry present first and zeroes the
-// new table after it: in between, another processor walking the tree
-// would read whatever the frame held, a freed user page or an old table,
-// and could cache a translation from it. Zeroed first, every entry it
-// can read is not present until the mapper writes it.)
-unsafe impl FrameAllocator<Size4KiB> for TableFrames {
-    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let phys = frames::alloc_raw()?;
-        frames::zero(phys);
-        // The zeroing stores before the stores that link the table.
-        core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        PhysFrame::from_start_address(PhysAddr::new(phys)).ok()
+impl Perms {
+    /// The leaf entry bits for these rights (`nx`: the no-execute bit, or 0
+    /// where the processor has none).
+    fn entry_bits(self, nx: u64) -> u64 {
+        let mut bits = PRESENT | USER;
+        if self.write {
+            bits |= WRITABLE;
+        }
+        if self.exec { bits | EXEC_RIGHT } else { bits | nx }
+    }
+
+    /// The rights a leaf entry made by `entry_bits` holds.
+    fn of_entry(entry: u64) -> Perms {
+        Perms { write: entry & WRITABLE != 0, exec: entry & EXEC_RIGHT != 0 }
     }
 }
 
-/// Intermediate tables of user mappings must allow user access.
-const USER_PARENT: Flags = Flags::PRESENT.union(Flags::WRITABLE).union(Flags::USER_ACCESSIBLE);
+/// The 512 entries of the page table at `phys`, as the processors see them.
+///
+/// # Safety
+///
+/// `phys` must be a page table of a live space (its root or a table linked
+/// below it), and stay one while the reference is used.
+unsafe fn entries<'a>(phys: u64) -> &'a [AtomicU64; ENTRIES] {
+    // SAFETY: by the caller, a whole 4 KiB table in RAM, reachable through
+    // the direct map and aligned; `AtomicU64` has the layout of the `u64`
+    // entries, and every access (the processors' walks and their
+    // accessed/dirty updates included) is atomic.
+    unsafe { &*((DIRECT_MAP_BASE + phys) as *const [AtomicU64; ENTRIES]) }
+}
+
+/// Index of `vaddr`'s entry in its table at `level` (1 = page table).
+fn index(vaddr: u64, level: u32) -> usize {
+    ((vaddr >> (12 + 9 * (level - 1))) & (ENTRIES as u64 - 1)) as usize
+}
+
+/// The level-1 table for `vaddr` (a checked user-half address) under the
+/// PML4 `root`, with the tables on the way linked first where missing.
+/// A missing table is a frame zeroed before the store that links it, so
+/// no processor walking the tree meanwhile finds a present entry in it.
+/// Out of memory, the tables linked so far stay (empty; freed with the
+/// space).
+fn link_table(root: u64, vaddr: u64) -> Result<u64, VmError> {
+    let mut table = root;
+    for level in [4, 3, 2] {
+        // SAFETY: `table` is `root` or a table linked below it by this
+        // function; the caller holds the space mutably.
+        let entry = unsafe { entries(table) }.get(index(vaddr, level)).ok_or(VmError::BadAddress(vaddr))?;
+        let value = entry.load(Ordering::Relaxed);
+        table = if value & PRESENT != 0 {
+            value & ADDRESS
+        } else {
+            let next = frames::alloc_raw().ok_or(VmError::OutOfMemory)?;
+            frames::zero(next);
+            // Released: the zeroes are seen before the link.
+            entry.store(next | USER_PARENT, Ordering::Release);
+            next
+        };
+    }
+    Ok(table)
+}
+
+/// One level-1 table of a space. Entry `i` is present exactly when
+/// `slots[i]` is not 0, and then it maps the frame at `slots[i] - 1` in
+/// the space's `frames`, which names this page.
+struct Leaf {
+    /// Physical address of the table.
+    table: u64,
+    /// Per entry, 0 or one more than the place of its frame (512 slots;
+    /// numbers, so dropping a leaf is no walk over them).
+    slots: Vec<u32>,
+}
 
 /// Names a [`VmSpace`] for the one question that needs no access to the
 /// space itself: is it loaded in this processor's CR3 ([`SpaceId::is_active`])?
@@ -127,13 +183,31 @@ impl SpaceId {
 }
 
 /// A user address space.
+///
+/// The page tables are the record of what is mapped: each level-1 table
+/// has a [`Leaf`] beside it (found by the 2 MiB region's number) whose
+/// slots point into one list of the mapped frames, and the rights are
+/// read back from the entries. Mapping a page is a lookup of its region,
+/// one store and a push; the levels above are walked only when a region
+/// gets its table.
 pub struct VmSpace {
     root: u64,
-    pages: BTreeMap<u64, (Arc<Frame>, Perms)>,
+    /// Leaves by region (`vaddr >> 21`).
+    leaves: BTreeMap<u64, Leaf>,
+    /// Every mapped page and its frame, in no order (unmapping moves the
+    /// last one into the gap).
+    frames: Vec<(u64, Arc<Frame>)>,
+    /// The no-execute bit, or 0 where the processor has none.
+    nx: u64,
 }
 
 fn check_page(vaddr: u64) -> Result<(), VmError> {
     if vaddr.is_multiple_of(PAGE_SIZE) && is_user_half(vaddr) { Ok(()) } else { Err(VmError::BadAddress(vaddr)) }
+}
+
+/// Region number of `vaddr` (the key of its leaf) and its slot there.
+fn place(vaddr: u64) -> (u64, usize) {
+    (vaddr >> 21, index(vaddr, 1))
 }
 
 impl VmSpace {
@@ -152,14 +226,22 @@ impl VmSpace {
                 dst[i] = src[i].clone();
             }
         }
-        Ok(Self { root, pages: BTreeMap::new() })
+        Ok(Self { root, leaves: BTreeMap::new(), frames: Vec::new(), nx: paging::nx().bits() })
     }
 
-    fn table(&mut self) -> OffsetPageTable<'_> {
-        // SAFETY: `root` is this space's PML4, owned by it, reachable through
-        // the direct map; `&mut self` makes this the only mapper for it.
-        unsafe {
-            OffsetPageTable::new(&mut *((DIRECT_MAP_BASE + self.root) as *mut PageTable), VirtAddr::new(DIRECT_MAP_BASE))
+    /// The leaf of the region holding `vaddr` (a checked user page),
+    /// made with its table (and the tables above it) if it has none.
+    fn leaf_for(&mut self, vaddr: u64) -> Result<&mut Leaf, VmError> {
+        let root = self.root;
+        match self.leaves.entry(vaddr >> 21) {
+            Entry::Occupied(leaf) => Ok(leaf.into_mut()),
+            Entry::Vacant(vacant) => {
+                let mut slots = Vec::new();
+                slots.try_reserve_exact(ENTRIES).map_err(|_| VmError::OutOfMemory)?;
+                slots.resize(ENTRIES, 0);
+                let table = link_table(root, vaddr)?;
+                Ok(vacant.insert(Leaf { table, slots }))
+            }
         }
     }
 
@@ -183,8 +265,8 @@ impl VmSpace {
     /// After a change to the page at `vaddr`: this processor's TLB (when
     /// the space is loaded here) and every other processor's that has the
     /// space loaded forget it.
-    fn flush_page(&self, vaddr: u64, local: bool) {
-        if local {
+    fn flush_page(&self, vaddr: u64) {
+        if self.is_active() {
             x86_64::instructions::tlb::flush(VirtAddr::new(vaddr));
         }
         super::tlb::shootdown(super::tlb::others_using(self.root), vaddr, 1, 0);
@@ -204,112 +286,221 @@ impl VmSpace {
         if let Err(e) = check_page(vaddr) {
             return Err((e, frame));
         }
-        if self.pages.contains_key(&vaddr) {
+        let bits = perms.entry_bits(self.nx);
+        let place_in_list = self.frames.len();
+        let Some(number) = u32::try_from(place_in_list + 1).ok().filter(|_| self.frames.try_reserve(1).is_ok()) else {
+            return Err((VmError::OutOfMemory, frame));
+        };
+        let leaf = match self.leaf_for(vaddr) {
+            Ok(leaf) => leaf,
+            Err(e) => return Err((e, frame)),
+        };
+        let (_, i) = place(vaddr);
+        let (Some(slot @ 0), Some(entry)) =
+            // SAFETY: `leaf.table` is this space's table for the region.
+            (leaf.slots.get_mut(i), unsafe { entries(leaf.table) }.get(i))
+        else {
             return Err((VmError::AlreadyMapped(vaddr), frame));
-        }
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
-        let target = PhysFrame::containing_address(PhysAddr::new(frame.phys_addr()));
-        // SAFETY: `vaddr` is a user-half page not yet mapped in this space;
-        // the frame stays alive while mapped (an `Arc` kept in `pages`). A
-        // frame mapped by several spaces is user memory only, so sharing it
-        // cannot reach kernel data.
-        let result =
-            unsafe { self.table().map_to_with_table_flags(page, target, perms.flags(), USER_PARENT, &mut TableFrames) };
-        match result {
-            Ok(flush) => {
-                // No TLB entry to forget: the page was not present (a
-                // present one fails `map_to`), and x86 processors never
-                // cache a translation that is not present, nor one through
-                // the tables `map_to` may have added, which are zeroed
-                // before they are linked (`TableFrames`; Intel SDM vol.
-                // 3A, 4.10.2.3 and 4.10.3.1). An `invlpg` per mapped page
-                // cost QEMU a TLB and jump-cache flush of the page each,
-                // some 150 per `fork`+`exec`.
-                flush.ignore();
-                self.pages.insert(vaddr, (frame, perms));
-                Ok(())
-            }
-            Err(MapToError::FrameAllocationFailed) => Err((VmError::OutOfMemory, frame)),
-            Err(_) => Err((VmError::AlreadyMapped(vaddr), frame)),
-        }
+        };
+        // The frame is a whole page of RAM that stays alive while mapped
+        // (the `Arc` kept in the slot); a frame mapped by several spaces is
+        // user memory only, so sharing it cannot reach kernel data. The
+        // store is released after everything written to the frame so far.
+        //
+        // No TLB entry to forget: the entry was not present, and x86
+        // processors never cache a translation that is not present, nor
+        // one through a table `link_table` added, zeroed before it was
+        // linked (Intel SDM vol. 3A, 4.10.2.3 and 4.10.3.1). An `invlpg`
+        // per mapped page cost QEMU a TLB and jump-cache flush of the page
+        // each, some 150 per `fork`+`exec`.
+        entry.store(frame.phys_addr() | bits, Ordering::Release);
+        *slot = number;
+        self.frames.push((vaddr, frame)); // (room reserved above)
+        Ok(())
     }
 
     /// Unmaps the page at `vaddr` and returns its frame.
     pub fn unmap(&mut self, vaddr: u64) -> Result<Arc<Frame>, VmError> {
         check_page(vaddr)?;
-        if !self.pages.contains_key(&vaddr) {
+        let (region, i) = place(vaddr);
+        let leaf = self.leaves.get_mut(&region).ok_or(VmError::NotMapped(vaddr))?;
+        let (Some(slot), Some(entry)) =
+            // SAFETY: `leaf.table` is this space's table for the region.
+            (leaf.slots.get_mut(i), unsafe { entries(leaf.table) }.get(i))
+        else {
             return Err(VmError::NotMapped(vaddr));
-        }
-        let active = self.is_active();
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
-        match self.table().unmap(page) {
-            Ok((_, flush)) => {
-                flush.ignore();
-                self.flush_page(vaddr, active);
+        };
+        let Some(at) = (*slot as usize).checked_sub(1).filter(|&at| at < self.frames.len()) else {
+            return Err(VmError::NotMapped(vaddr));
+        };
+        entry.store(0, Ordering::Release);
+        *slot = 0;
+        let (_, frame) = self.frames.swap_remove(at);
+        // The page moved into the gap gets its new place.
+        if let Some(&(moved, _)) = self.frames.get(at) {
+            let (region, i) = place(moved);
+            if let Some(slot) = self.leaves.get_mut(&region).and_then(|leaf| leaf.slots.get_mut(i)) {
+                *slot = at as u32 + 1; // (below the old length, which fit)
             }
-            Err(UnmapError::PageNotMapped) => {}
-            Err(_) => return Err(VmError::NotMapped(vaddr)),
         }
-        self.pages.remove(&vaddr).map(|(frame, _)| frame).ok_or(VmError::NotMapped(vaddr))
+        // Forgotten everywhere before the frame can be freed.
+        self.flush_page(vaddr);
+        Ok(frame)
+    }
+
+    /// The entry of the mapped page at `vaddr` (a checked user page) and
+    /// the place of its frame in `frames`.
+    fn entry(&self, vaddr: u64) -> Option<(&AtomicU64, usize)> {
+        let (region, i) = place(vaddr);
+        let leaf = self.leaves.get(&region)?;
+        let at = (*leaf.slots.get(i)? as usize).checked_sub(1)?;
+        // SAFETY: `leaf.table` is this space's table for the region, alive
+        // while `self` is borrowed.
+        Some((unsafe { entries(leaf.table) }.get(i)?, at))
+    }
+
+    /// The place in `frames` of the page containing `vaddr`.
+    fn place_of(&self, vaddr: u64) -> Option<usize> {
+        let (region, i) = place(vaddr & !(PAGE_SIZE - 1));
+        (*self.leaves.get(&region)?.slots.get(i)? as usize).checked_sub(1)
+    }
+
+    /// The frame mapped at the page containing `vaddr`.
+    fn frame(&self, vaddr: u64) -> Option<&Arc<Frame>> {
+        self.frames.get(self.place_of(vaddr)?).map(|(_, frame)| frame)
     }
 
     /// Changes the rights of the page at `vaddr`.
     pub fn protect(&mut self, vaddr: u64, perms: Perms) -> Result<(), VmError> {
         check_page(vaddr)?;
-        let active = self.is_active();
-        let entry = self.pages.get_mut(&vaddr).ok_or(VmError::NotMapped(vaddr))?;
-        entry.1 = perms;
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr));
-        // SAFETY: changes the leaf flags of a page this space maps; the
-        // frame stays the same and stays owned by this space.
-        match unsafe { self.table().update_flags(page, perms.flags()) } {
-            Ok(flush) => {
-                flush.ignore();
-                self.flush_page(vaddr, active);
-                Ok(())
-            }
-            Err(_) => Err(VmError::NotMapped(vaddr)),
+        let bits = perms.entry_bits(self.nx);
+        let (entry, _) = self.entry(vaddr).ok_or(VmError::NotMapped(vaddr))?;
+        let old = entry.load(Ordering::Relaxed);
+        let new = (old & ADDRESS) | bits;
+        // (Accessed and dirty bits the processor set are dropped: unused.)
+        if old & !(ADDRESS | ACCESSED_DIRTY) == bits {
+            return Ok(()); // the same rights: nothing cached to forget
         }
+        entry.store(new, Ordering::Release);
+        self.flush_page(vaddr);
+        Ok(())
     }
 
     /// Rights of the page at `vaddr`, if mapped.
     pub fn perms(&self, vaddr: u64) -> Option<Perms> {
-        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(_, p)| *p)
+        let (entry, _) = self.entry(vaddr & !(PAGE_SIZE - 1))?;
+        Some(Perms::of_entry(entry.load(Ordering::Relaxed)))
     }
 
     /// The frame mapped at the page containing `vaddr`, as a new shared
     /// reference (for copy-on-write).
     pub fn share(&self, vaddr: u64) -> Option<Arc<Frame>> {
-        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).map(|(f, _)| f.clone())
+        self.frame(vaddr).cloned()
     }
 
     /// True when the page at `vaddr` is mapped by another space too.
     pub fn is_shared(&self, vaddr: u64) -> bool {
-        self.pages.get(&(vaddr & !(PAGE_SIZE - 1))).is_some_and(|(f, _)| Arc::strong_count(f) > 1)
+        self.frame(vaddr).is_some_and(|f| Arc::strong_count(f) > 1)
     }
 
     /// Gives the page at `vaddr` a private copy of its frame if it is
     /// shared (copy-on-write), keeping its rights.
     pub fn make_private(&mut self, vaddr: u64) -> Result<(), VmError> {
         let page = vaddr & !(PAGE_SIZE - 1);
-        let (frame, perms) = self.pages.get(&page).cloned().ok_or(VmError::NotMapped(page))?;
-        if Arc::strong_count(&frame) == 1 {
+        let frame = self.frame(page).ok_or(VmError::NotMapped(page))?;
+        if Arc::strong_count(frame) == 1 {
             return Ok(());
         }
-        let copy = Frame::copy_of(&frame).map_err(|_| VmError::OutOfMemory)?;
-        drop(frame);
-        self.unmap(page)?;
-        self.map(page, copy, perms).map_err(|(e, _)| e)
+        let copy = Arc::new(Frame::copy_of(frame).map_err(|_| VmError::OutOfMemory)?);
+        let (entry, at) = self.entry(page).ok_or(VmError::NotMapped(page))?;
+        // The copy takes the old frame's place with the same rights; the
+        // old frame is kept until no processor can still reach it.
+        let old_entry = entry.load(Ordering::Relaxed);
+        entry.store(copy.phys_addr() | (old_entry & !(ADDRESS | ACCESSED_DIRTY)), Ordering::Release);
+        let old = self.frames.get_mut(at).map(|(_, frame)| core::mem::replace(frame, copy));
+        self.flush_page(page);
+        drop(old);
+        Ok(())
+    }
+
+    /// `fork`'s sharing: maps every page this space maps in `[start, end)`
+    /// into `child` at the same address, the same frame with the same
+    /// rights; with `copy_on_write`, without write access on both sides
+    /// (the first write then copies: [`VmSpace::make_private`]). Pages
+    /// `child` maps already are left as they are there. Out of memory it
+    /// stops with the pages shared so far (and write-protected here) left
+    /// so; this space's translations are forgotten either way.
+    pub fn share_into(&mut self, child: &mut VmSpace, start: u64, end: u64, copy_on_write: bool) -> Result<(), VmError> {
+        let active = self.is_active();
+        let (mut low, mut high) = (u64::MAX, 0);
+        let mut result = Ok(());
+        child.frames.try_reserve(self.frames.len()).map_err(|_| VmError::OutOfMemory)?;
+        for (vaddr, perms) in self.pages_in(start, end) {
+            let Some(frame) = self.share(vaddr) else { continue };
+            let child_perms = if copy_on_write { Perms { write: false, ..perms } } else { perms };
+            match child.map_shared(vaddr, frame, child_perms) {
+                Ok(()) | Err((VmError::AlreadyMapped(_), _)) => {}
+                Err((e, _)) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if copy_on_write && perms.write {
+                // Write access dropped here, the frame and other bits kept.
+                if let Some((entry, _)) = self.entry(vaddr) {
+                    entry.fetch_and(!WRITABLE, Ordering::Release);
+                }
+                if active {
+                    x86_64::instructions::tlb::flush(VirtAddr::new(vaddr));
+                }
+                (low, high) = (low.min(vaddr), high.max(vaddr));
+            }
+        }
+        if low <= high {
+            let pages = (high - low) / PAGE_SIZE + 1;
+            super::tlb::shootdown(super::tlb::others_using(self.root), low, pages, 0);
+        }
+        result
     }
 
     /// Number of mapped pages.
     pub fn page_count(&self) -> usize {
-        self.pages.len()
+        self.frames.len()
     }
 
     /// The mapped pages in address order, with their rights.
     pub fn pages(&self) -> impl Iterator<Item = (u64, Perms)> + '_ {
-        self.pages.iter().map(|(&v, (_, p))| (v, *p))
+        self.pages_in(0, u64::MAX)
+    }
+
+    /// The mapped pages in `[start, end)` in address order, with their
+    /// rights. (The entries are read eight at a time, and a group with
+    /// none present is passed over at once.)
+    pub fn pages_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Perms)> + '_ {
+        let first = start >> 21;
+        let stop = if end > start { ((end - 1) >> 21) + 1 } else { first };
+        self.leaves.range(first..stop).flat_map(move |(&region, leaf)| {
+            // SAFETY: `leaf.table` is this space's table for the region,
+            // alive while `self` is borrowed.
+            let table = unsafe { entries(leaf.table) };
+            let base = region << 21;
+            // Only the groups of entries that `[start, end)` reaches.
+            let first = if start > base { index(start, 1) / 8 } else { 0 };
+            let last = if end.saturating_sub(1) < base | 0x1f_ffff { index(end - 1, 1) / 8 } else { ENTRIES / 8 - 1 };
+            table
+                .chunks_exact(8)
+                .enumerate()
+                .skip(first)
+                .take((last + 1).saturating_sub(first))
+                .filter(|(_, group)| group.iter().fold(0, |any, e| any | e.load(Ordering::Relaxed)) & PRESENT != 0)
+                .flat_map(move |(g, group)| {
+                    group.iter().enumerate().filter_map(move |(j, entry)| {
+                        let vaddr = base | ((g * 8 + j) as u64) << 12;
+                        let value = entry.load(Ordering::Relaxed);
+                        (value & PRESENT != 0 && vaddr >= start && vaddr < end).then(|| (vaddr, Perms::of_entry(value)))
+                    })
+                })
+        })
     }
 
     /// Copies `data` into mapped pages starting at `vaddr`, ignoring page
@@ -322,8 +513,9 @@ impl VmSpace {
             let offset = (addr - page) as usize;
             let chunk = (PAGE_SIZE as usize - offset).min(data.len() - done);
             self.make_private(page)?;
-            let (frame, _) = self.pages.get_mut(&page).ok_or(VmError::NotMapped(page))?;
-            let frame = Arc::get_mut(frame).ok_or(VmError::NotMapped(page))?;
+            let at = self.place_of(page).ok_or(VmError::NotMapped(page))?;
+            let slot = self.frames.get_mut(at).map(|(_, frame)| frame);
+            let frame = slot.and_then(Arc::get_mut).ok_or(VmError::NotMapped(page))?;
             let part = data.get(done..done + chunk).ok_or(VmError::BadAddress(addr))?;
             frame.write_bytes(offset, part).map_err(|_| VmError::BadAddress(addr))?;
             done += chunk;
@@ -339,7 +531,7 @@ impl VmSpace {
             let page = addr & !(PAGE_SIZE - 1);
             let offset = (addr - page) as usize;
             let chunk = (PAGE_SIZE as usize - offset).min(out.len() - done);
-            let (frame, _) = self.pages.get(&page).ok_or(VmError::NotMapped(page))?;
+            let frame = self.frame(page).ok_or(VmError::NotMapped(page))?;
             let part = out.get_mut(done..done + chunk).ok_or(VmError::BadAddress(addr))?;
             frame.read_bytes(offset, part).map_err(|_| VmError::BadAddress(addr))?;
             done += chunk;
@@ -406,7 +598,7 @@ pub(crate) fn note_kernel_root(root: u64) {
 }
 
 /// Frees the page-table frames of the lower half below `table` at `level`
-/// (4 = PML4), not the user frames they map (those belong to `pages`).
+/// (4 = PML4), not the user frames they map (those belong to the leaves).
 ///
 /// Level-1 tables map only user frames, so they are freed without being
 /// read; the others are read eight entries at a time, and a group with no
@@ -450,7 +642,7 @@ impl Drop for VmSpace {
         // this space last) load the kernel's before its tables are freed.
         super::tlb::shootdown(super::tlb::others_using(self.root), 0, 0, self.root);
         free_tables(self.root, 4);
-        self.pages.clear();
+        self.frames.clear();
         frames::free_raw(self.root);
     }
 }

@@ -334,6 +334,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "redteam_revoked_handles_are_inert", run: revoked_handles_are_inert },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
+    SelfTest { name: "address_space_records_and_fork_sharing", run: user::address_space_records_and_fork_sharing },
     SelfTest { name: "symbols_resolve_both_ways", run: symbols_resolve_both_ways },
 ];
 

@@ -209,6 +209,96 @@ pub(super) fn address_space_bookkeeping() -> Result<(), String> {
     Ok(())
 }
 
+/// The page tables as the record of a space (issue 15): every page keeps
+/// its own frame and rights through unmaps in any order (the frame list
+/// moves its last entry into each gap), `pages_in` gives exactly the
+/// pages of a range in order, and `share_into` shares copy-on-write
+/// without letting either side's writes reach the other.
+pub(super) fn address_space_records_and_fork_sharing() -> Result<(), String> {
+    fn records_and_sharing() -> Result<(), String> {
+        let mut space = VmSpace::new().map_err(|e| format!("{e}"))?;
+        // Pages in three regions (one across a 2 MiB boundary), each
+        // frame marked with its page number.
+        let mut expected: alloc::collections::BTreeMap<u64, Perms> = alloc::collections::BTreeMap::new();
+        let starts = [0x40_0000u64, 0x5f_e000, 0x7fff_f000_0000];
+        for (n, &base) in starts.iter().enumerate() {
+            for i in 0..40u64 {
+                let page = base + i * 0x1000;
+                let mut f = Frame::alloc().map_err(|e| format!("{e}"))?;
+                f.write_bytes(0, &page.to_le_bytes()).map_err(|_| "frame write")?;
+                let perms = [Perms::READ, Perms::READ_WRITE, Perms::READ_EXEC, Perms { write: true, exec: true }][(i as usize + n) % 4];
+                space.map(page, f, perms).map_err(|(e, _)| format!("{e}"))?;
+                expected.insert(page, perms);
+            }
+        }
+        // Unmap every third page, in descending order, then some from the front.
+        let doomed: alloc::vec::Vec<u64> = expected.keys().copied().filter(|p| (p >> 12) % 3 == 0).rev().chain(expected.keys().copied().take(5)).collect();
+        for page in doomed {
+            if expected.remove(&page).is_some() {
+                let frame = space.unmap(page).map_err(|e| format!("unmap {page:#x}: {e}"))?;
+                let mut word = [0u8; 8];
+                frame.read_bytes(0, &mut word).map_err(|_| "frame read")?;
+                ensure!(u64::from_le_bytes(word) == page, "unmap of {page:#x} gave the frame of {:#x}", u64::from_le_bytes(word));
+            }
+        }
+        ensure!(space.page_count() == expected.len(), "page count {} for {}", space.page_count(), expected.len());
+        let listed: alloc::vec::Vec<(u64, Perms)> = space.pages().collect();
+        let wanted: alloc::vec::Vec<(u64, Perms)> = expected.iter().map(|(&p, &r)| (p, r)).collect();
+        ensure!(listed == wanted, "pages() lists {} pages, {} expected, or rights differ", listed.len(), wanted.len());
+        for (&page, &perms) in &expected {
+            let mut word = [0u8; 8];
+            space.read_bytes(page, &mut word).map_err(|e| format!("{e}"))?;
+            ensure!(u64::from_le_bytes(word) == page, "page {page:#x} shows the frame of {:#x}", u64::from_le_bytes(word));
+            ensure!(space.perms(page + 5) == Some(perms), "rights of {page:#x}");
+        }
+        // Ranges: inside one region, across the boundary, empty, reversed.
+        let (lo, hi) = (0x5f_f000u64, 0x60_9000u64);
+        let part: alloc::vec::Vec<u64> = space.pages_in(lo, hi).map(|(p, _)| p).collect();
+        let part_wanted: alloc::vec::Vec<u64> = expected.keys().copied().filter(|p| (lo..hi).contains(p)).collect();
+        ensure!(part == part_wanted, "pages_in({lo:#x}, {hi:#x}) gave {part:x?}, not {part_wanted:x?}");
+        ensure!(space.pages_in(0x60_0000, 0x60_0000).next().is_none(), "an empty range listed pages");
+        ensure!(space.pages_in(0x60_9000, 0x40_0000).next().is_none(), "a reversed range listed pages");
+        // Rights changes keep the frame; the same rights again are a no-op.
+        let some = *expected.keys().nth(3).ok_or("no pages")?;
+        space.protect(some, Perms::READ_EXEC).map_err(|e| format!("{e}"))?;
+        space.protect(some, Perms::READ_EXEC).map_err(|e| format!("{e}"))?;
+        ensure!(space.perms(some) == Some(Perms::READ_EXEC), "protect lost");
+        expected.insert(some, Perms::READ_EXEC);
+        // fork: share everything copy-on-write into a child.
+        let mut child = VmSpace::new().map_err(|e| format!("{e}"))?;
+        space.share_into(&mut child, 0, u64::MAX, true).map_err(|e| format!("{e}"))?;
+        ensure!(child.page_count() == expected.len(), "child has {} pages", child.page_count());
+        for (&page, &perms) in &expected {
+            let cow = Perms { write: false, ..perms };
+            ensure!(space.perms(page) == Some(cow) && child.perms(page) == Some(cow), "{page:#x} not read-only on both sides");
+            ensure!(space.is_shared(page) && child.is_shared(page), "{page:#x} not shared");
+        }
+        // A write on one side (the loader's path: a private copy first).
+        let first = *expected.keys().next().ok_or("no pages")?;
+        child.write_bytes(first, &[0xee; 8]).map_err(|e| format!("{e}"))?;
+        let (mut mine, mut theirs) = ([0u8; 8], [0u8; 8]);
+        space.read_bytes(first, &mut mine).map_err(|e| format!("{e}"))?;
+        child.read_bytes(first, &mut theirs).map_err(|e| format!("{e}"))?;
+        ensure!(u64::from_le_bytes(mine) == first && theirs == [0xee; 8], "a child's write reached the parent");
+        ensure!(!space.is_shared(first) && !child.is_shared(first), "still shared after the copy");
+        // Sharing again leaves the child's pages alone; a shared (not
+        // copy-on-write) range keeps its rights.
+        space.share_into(&mut child, 0, u64::MAX, false).map_err(|e| format!("{e}"))?;
+        child.read_bytes(first, &mut theirs).map_err(|e| format!("{e}"))?;
+        ensure!(theirs == [0xee; 8], "share_into replaced a page the child maps");
+        drop(space);
+        ensure!(child.page_count() == expected.len(), "the child lost pages with its parent");
+        Ok(())
+    }
+    // Once to warm the kernel heap up (its growth takes frames it keeps).
+    records_and_sharing()?;
+    let before = crate::mm::frame_stats().free;
+    records_and_sharing()?;
+    let after = crate::mm::frame_stats().free;
+    ensure!(after == before, "spaces leaked {} frames", before as i64 - after as i64);
+    Ok(())
+}
+
 /// Red team (issue 10, finding 8): a program sets AC and then traps (a
 /// breakpoint, not `syscall`, whose flag mask clears AC). The kernel must
 /// come back with AC clear, or SMAP would be off for it.
