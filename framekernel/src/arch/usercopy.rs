@@ -1,12 +1,16 @@
 //! Copying between kernel buffers and the active user address space.
 //!
-//! The copy is a `rep movsq` and a `rep movsb` for the rest, whose address
-//! ranges are known to the page fault handler: a fault in the first goes
-//! on byte by byte from the word that faulted (a byte of it already stored
-//! is stored again, the same), and a fault in the byte copy resumes at a fixup that returns how many
-//! bytes were not copied, exactly, so a bad user pointer becomes `EFAULT`,
-//! never a kernel fault. Addresses are checked to
-//! lie wholly in the user half first, so kernel memory is never reached.
+//! The copy moves 64-byte blocks (eight `mov` pairs a step: QEMU's TCG
+//! runs a `rep` instruction one step per translated block, so a `rep
+//! movsq` was one block per eight bytes), then a `rep movsq` and a `rep
+//! movsb` for the rest. The three parts' address ranges are known to the
+//! page fault handler: a fault in a block or a word goes on byte by byte
+//! from the block or word that faulted (a byte of it already stored is
+//! stored again, the same), and a fault in the byte copy resumes at a
+//! fixup that returns how many bytes were not copied, exactly, so a bad
+//! user pointer becomes `EFAULT`, never a kernel fault. Addresses are
+//! checked to lie wholly in the user half first, so kernel memory is
+//! never reached.
 
 use framekernel_logic::layout::is_user_range;
 
@@ -23,12 +27,43 @@ core::arch::global_asm!(
     .global tessera_user_copy
 tessera_user_copy:                       /* rdi = dst, rsi = src, rdx = len; returns bytes left */
     movq %rdx, %rcx
-    shrq $3, %rcx                        /* eight bytes at a time (TCG runs rep one step at a time), */
-    andl $7, %edx                        /* then the rest one at a time */
+    shrq $6, %rcx                        /* 64 bytes a step, */
+    andl $63, %edx
     cmpb $0, TESSERA_SMAP_ENABLED(%rip)
     je 1f
     stac                                 /* allow supervisor access to user pages */
 1:
+    .global tessera_user_copy_blocks_start
+tessera_user_copy_blocks_start:          /* rsi/rdi move only after a whole block */
+    testq %rcx, %rcx
+    jz 7f
+8:
+    movq (%rsi), %rax
+    movq 8(%rsi), %r8
+    movq 16(%rsi), %r9
+    movq 24(%rsi), %r10
+    movq %rax, (%rdi)
+    movq %r8, 8(%rdi)
+    movq %r9, 16(%rdi)
+    movq %r10, 24(%rdi)
+    movq 32(%rsi), %rax
+    movq 40(%rsi), %r8
+    movq 48(%rsi), %r9
+    movq 56(%rsi), %r10
+    movq %rax, 32(%rdi)
+    movq %r8, 40(%rdi)
+    movq %r9, 48(%rdi)
+    movq %r10, 56(%rdi)
+    addq $64, %rsi
+    addq $64, %rdi
+    decq %rcx
+    jnz 8b
+7:
+    .global tessera_user_copy_blocks_end
+tessera_user_copy_blocks_end:
+    movq %rdx, %rcx
+    shrq $3, %rcx                        /* then eight bytes at a time, */
+    andl $7, %edx                        /* then the rest one at a time */
     .global tessera_user_copy_start
 tessera_user_copy_start:
     rep movsq
@@ -42,6 +77,11 @@ tessera_user_copy_bytes_start:
 tessera_user_copy_bytes_end:
     xorl %eax, %eax
     jmp 2f
+    .global tessera_user_copy_blocks_fixup
+tessera_user_copy_blocks_fixup:          /* a fault in a block: rcx blocks and rdx bytes left, */
+    shlq $6, %rcx                        /* rsi/rdi at the block that faulted: byte by byte */
+    addq %rdx, %rcx
+    jmp tessera_user_copy_bytes_start
     .global tessera_user_copy_fixup
 tessera_user_copy_fixup:                 /* a fault in movsq: rcx words and rdx bytes left, */
     leaq (%rdx,%rcx,8), %rcx             /* rsi/rdi at the word that faulted: go on byte by */
@@ -84,6 +124,9 @@ tessera_user_cmpxchg_fixup:
 
 unsafe extern "C" {
     fn tessera_user_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    static tessera_user_copy_blocks_start: u8;
+    static tessera_user_copy_blocks_end: u8;
+    static tessera_user_copy_blocks_fixup: u8;
     static tessera_user_copy_start: u8;
     static tessera_user_copy_end: u8;
     static tessera_user_copy_fixup: u8;
@@ -102,7 +145,10 @@ pub(crate) fn fixup_for(rip: u64) -> Option<u64> {
     let copy = core::ptr::addr_of!(tessera_user_copy_start) as u64..core::ptr::addr_of!(tessera_user_copy_end) as u64;
     let cmpxchg = core::ptr::addr_of!(tessera_user_cmpxchg_start) as u64..core::ptr::addr_of!(tessera_user_cmpxchg_end) as u64;
     let bytes = core::ptr::addr_of!(tessera_user_copy_bytes_start) as u64..core::ptr::addr_of!(tessera_user_copy_bytes_end) as u64;
-    if copy.contains(&rip) {
+    let blocks = core::ptr::addr_of!(tessera_user_copy_blocks_start) as u64..core::ptr::addr_of!(tessera_user_copy_blocks_end) as u64;
+    if blocks.contains(&rip) {
+        Some(core::ptr::addr_of!(tessera_user_copy_blocks_fixup) as u64)
+    } else if copy.contains(&rip) {
         Some(core::ptr::addr_of!(tessera_user_copy_fixup) as u64)
     } else if bytes.contains(&rip) {
         Some(core::ptr::addr_of!(tessera_user_copy_bytes_fixup) as u64)

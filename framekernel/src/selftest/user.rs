@@ -149,6 +149,32 @@ pub(super) fn user_copy_reports_faults() -> Result<(), String> {
         ensure!(r == Err(UserFault { address: 0x50_1000 }), "copy from {start:#x} gave {r:?}");
         ensure!(out[..have].iter().all(|&b| b == 0xa5), "bytes read before the fault at {start:#x}: {:?}", &out[..have]);
     }
+    // Every start 0..200 bytes before the unmapped page and every length
+    // to 300 (64-byte blocks, then words, then bytes; a fault in any of
+    // them): the exact first missing byte, every byte before it copied,
+    // none after it in the kernel buffer touched; whole copies below the
+    // boundary are exact.
+    let pattern: alloc::vec::Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+    for back in 1..=200u64 {
+        let start = 0x50_1000 - back;
+        for len in [back as usize - 1, back as usize, back as usize + 1, back as usize + 63, back as usize + 64, 300] {
+            let len = len.min(300);
+            let data = pattern.get(..len).ok_or("pattern")?;
+            let faults = len as u64 > back;
+            space.write_bytes(0x50_0e00, &[0u8; 0x200]).map_err(|e| format!("{e}"))?;
+            let r = copy_to_user(start, data);
+            ensure!(r == if faults { Err(UserFault { address: 0x50_1000 }) } else { Ok(()) }, "copy of {len} to {start:#x} gave {r:?}");
+            let have = len.min(back as usize);
+            let mut got = [0u8; 300];
+            space.read_bytes(start, &mut got[..have]).map_err(|e| format!("{e}"))?;
+            ensure!(got[..have] == data[..have], "copy of {len} to {start:#x}: bytes before the fault differ");
+            let mut out = [0x5au8; 300];
+            let r = copy_from_user(start, &mut out[..len]);
+            ensure!(r == if faults { Err(UserFault { address: 0x50_1000 }) } else { Ok(()) }, "copy of {len} from {start:#x} gave {r:?}");
+            ensure!(out[..have] == data[..have], "copy of {len} from {start:#x}: bytes before the fault differ");
+            ensure!(out[have..].iter().all(|&b| b == 0x5a), "copy of {len} from {start:#x} wrote past the fault");
+        }
+    }
     // Lengths that are not multiples of 8 copy their last bytes.
     copy_to_user(0x50_0203, b"0123456789abcdefXYZ").map_err(|e| format!("{e:?}"))?;
     let mut odd = [0u8; 19];
