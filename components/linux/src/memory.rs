@@ -387,7 +387,7 @@ impl AddressSpace {
     /// `mincore`: for each page of `[start, end)`, whether memory backs it
     /// now (mapped, or kept while `PROT_NONE`).
     pub fn residency(&self, start: u64, end: u64) -> alloc::vec::Vec<bool> {
-        let resident: BTreeSet<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        let resident: BTreeSet<u64> = self.space.pages_in(start, end).map(|(v, _)| v).collect();
         (start..end)
             .step_by(4096)
             .map(|page| resident.contains(&page) || self.parked.contains_key(&page))
@@ -398,7 +398,7 @@ impl AddressSpace {
     /// the next touch sees zeros (anonymous) or the file again; shared
     /// pages keep their contents.
     pub fn discard(&mut self, start: u64, end: u64) {
-        let pages: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        let pages: alloc::vec::Vec<u64> = self.space.pages_in(start, end).map(|(v, _)| v).collect();
         for page in pages {
             if self.area_ref(page).is_some_and(|(_, a)| !a.shared) {
                 let _ = self.space.unmap(page);
@@ -684,7 +684,7 @@ impl AddressSpace {
         for s in starts {
             self.areas.remove(&s);
         }
-        let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        let mapped: alloc::vec::Vec<u64> = self.space.pages_in(start, end).map(|(v, _)| v).collect();
         for page in mapped {
             let _ = self.space.unmap(page);
         }
@@ -715,7 +715,7 @@ impl AddressSpace {
                 area.prot = prot;
             }
         }
-        let mapped: alloc::vec::Vec<u64> = self.space.pages().map(|(v, _)| v).filter(|v| (start..end).contains(v)).collect();
+        let mapped: alloc::vec::Vec<u64> = self.space.pages_in(start, end).map(|(v, _)| v).collect();
         for page in mapped {
             let tracked = self.area_ref(page).is_some_and(|(_, a)| a.writes_back()) && !self.dirty.contains(&page);
             // A private page still shared copy-on-write (after fork) stays
