@@ -967,24 +967,24 @@ impl AddressSpace {
                 },
                 None => return Populate::BadAccess,
             },
-            None => match &area.file {
+            None => match (&area.file, area.file.as_ref().map(|file| crate::pagecache::Stamp::of(&file.node))) {
                 // A page wholly past the end of the file: SIGBUS, as Linux.
-                Some(file) if page_up(file.node.metadata().size).is_none_or(|end| file.offset(page) >= end) => {
+                (Some(file), Some(stamp)) if page_up(stamp.size).is_none_or(|end| file.offset(page) >= end) => {
                     return Populate::BusError;
                 }
                 // Shared: the page cache's frame, the one every mapping shows.
-                Some(file) if area.shared => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE) {
+                (Some(file), Some(stamp)) if area.shared => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE, stamp) {
                     Ok(frame) => self.space.map_shared(page, frame, perms).map_err(|(e, _)| e),
                     Err(_) => return Populate::NoMemory,
                 },
                 // Private, read: the page cache's frame too, read-only, so
                 // every process mapping the file (libc, say) shares it until
                 // one writes (copy on write), as Linux does.
-                Some(file) if access != Access::Write => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE) {
+                (Some(file), Some(stamp)) if access != Access::Write => match crate::pagecache::frame(&file.node, file.offset(page) / PAGE, stamp) {
                     Ok(frame) => {
                         let mapped = self.space.map_shared(page, frame, Perms { write: false, ..perms }).map_err(|(e, _)| e);
                         if mapped.is_ok() {
-                            self.map_around(area_start, &area, page, perms);
+                            self.map_around(area_start, &area, page, perms, stamp);
                         }
                         mapped
                     }
@@ -1029,7 +1029,7 @@ impl AddressSpace {
     /// pages of the aligned 64 KiB window around it (inside the area and
     /// the file) that the page cache holds are mapped too, read-only, so a
     /// program whose code other processes ran faults once per 16 pages.
-    fn map_around(&mut self, area_start: u64, area: &Area, page: u64, perms: Perms) {
+    fn map_around(&mut self, area_start: u64, area: &Area, page: u64, perms: Perms, stamp: crate::pagecache::Stamp) {
         const AROUND: usize = 16;
         let Some(file) = &area.file else { return };
         let window = page & !(AROUND as u64 * PAGE - 1);
@@ -1037,7 +1037,7 @@ impl AddressSpace {
         if file.offset(window) % PAGE != 0 || first.checked_add(AROUND as u64).is_none() {
             return;
         }
-        let frames = crate::pagecache::cached::<AROUND>(&file.node, first);
+        let frames = crate::pagecache::cached::<AROUND>(&file.node, first, stamp);
         let perms = Perms { write: false, ..perms };
         for (i, frame) in frames.into_iter().enumerate() {
             let at = window + i as u64 * PAGE;

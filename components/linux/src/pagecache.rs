@@ -35,14 +35,17 @@ pub const KEEP_UNMAPPED: usize = 4096;
 /// What a file looked like when a page was read: a page no mapping holds
 /// is used again only while its file still looks so.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
+pub struct Stamp {
+    /// The file's size.
+    pub size: u64,
     mtime: Timespec,
     ctime: Timespec,
 }
 
 impl Stamp {
-    fn of(node: &NodeRef) -> Self {
+    /// How `node` looks now (one metadata read: a fault that maps pages
+    /// around it asks once for them all).
+    pub fn of(node: &NodeRef) -> Self {
         let meta = node.metadata();
         Self { size: meta.size, mtime: meta.mtime, ctime: meta.ctime }
     }
@@ -136,9 +139,8 @@ impl Cache {
 }
 
 /// The frame for page `index` of `node`, read from the file the first time.
-pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
+pub fn frame(node: &NodeRef, index: u64, stamp: Stamp) -> Result<Arc<Frame>, Errno> {
     let key = (node_key(node), index);
-    let stamp = Stamp::of(node);
     let stale = {
         let mut cache = CACHE.lock();
         match cache.pages.get(&key) {
@@ -167,9 +169,8 @@ pub fn frame(node: &NodeRef, index: u64) -> Result<Arc<Frame>, Errno> {
 /// Up to `N` cached frames for pages `first..first + N` of `node` (those
 /// the cache holds and may use, inside the file; `None` for the others):
 /// for mapping the pages around a fault without reading the file.
-pub fn cached<const N: usize>(node: &NodeRef, first: u64) -> [Option<Arc<Frame>>; N] {
+pub fn cached<const N: usize>(node: &NodeRef, first: u64, stamp: Stamp) -> [Option<Arc<Frame>>; N] {
     let key = node_key(node);
-    let stamp = Stamp::of(node);
     let mut out = [const { None }; N];
     let last = first.saturating_add(N as u64 - 1);
     let cache = CACHE.lock();

@@ -4,6 +4,7 @@
 //! prints one line per test and a closing `N passed, N failed` line.
 
 mod user;
+mod vm_model;
 
 use crate::mm::{Frame, IoMem, IoMemError, MappedArea};
 use crate::{arch, io, irq, mm, time};
@@ -335,6 +336,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
     SelfTest { name: "address_space_records_and_fork_sharing", run: user::address_space_records_and_fork_sharing },
+    SelfTest { name: "address_space_model_fuzz", run: vm_model::address_space_model_fuzz },
     SelfTest { name: "symbols_resolve_both_ways", run: symbols_resolve_both_ways },
 ];
 
