@@ -73,6 +73,51 @@ static void fork_advice(void) {
     CHECK(swap && rss);
 }
 
+/* 1 when a fork child sees byte `want` at the start of each of `n` pages. */
+static int child_sees(const char *p, int n, char want) {
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < n; i++)
+            if (p[i * 4096] != want) _exit(1);
+        _exit(0);
+    }
+    int status;
+    return waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* MADV_WIPEONFORK follows the pages through mremap, moved or grown in
+ * place (a Linux mapping keeps its flags; red team, nineteenth review),
+ * and a new mapping where wiped pages were is not wiped. */
+static void fork_advice_follows_mremap(void) {
+    const size_t page = 4096;
+    char *hole = mmap(NULL, 64 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(hole != MAP_FAILED);
+    CHECK(munmap(hole, 64 * page) == 0);
+    char *a = mmap(hole, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(a == hole);
+    memset(a, 'x', 4 * page);
+    CHECK(madvise(a, 4 * page, MADV_WIPEONFORK) == 0);
+    CHECK(mremap(a, 4 * page, 8 * page, 0) == a); /* grown in place */
+    memset(a + 4 * page, 'y', 4 * page);
+    CHECK(child_sees(a, 8, 0));
+    char *c = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(c != MAP_FAILED);
+    memset(c, 'm', 4 * page);
+    CHECK(madvise(c, 4 * page, MADV_WIPEONFORK) == 0);
+    char *d = mremap(c, 4 * page, 4 * page, MREMAP_MAYMOVE | MREMAP_FIXED, hole + 32 * page);
+    CHECK(d == hole + 32 * page);
+    CHECK(child_sees(d, 4, 0));
+    CHECK(d[0] == 'm'); /* the parent keeps its data */
+    char *e = mmap(c, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(e == c);
+    memset(e, 'n', 4 * page);
+    CHECK(child_sees(e, 4, 'n'));
+    munmap(a, 8 * page);
+    munmap(d, 4 * page);
+    munmap(e, 4 * page);
+}
+
 /* VmLck of /proc/self/status, in kB (-1 if missing). */
 static long locked_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -159,6 +204,7 @@ static void grows_down(void) {
 
 int main(void) {
     fork_advice();
+    fork_advice_follows_mremap();
     grows_down();
     locking();
     const size_t page = 4096;

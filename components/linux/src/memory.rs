@@ -771,6 +771,7 @@ impl AddressSpace {
         let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
         if area.end == old_end && grow_end <= STACK_TOP && self.is_free(old_end, grow_end) {
             self.areas.insert(start, Area { end: grow_end, ..area });
+            self.carry_advice(old, old_end, old, grow_end);
             return Ok(old);
         }
         if !may_move {
@@ -811,8 +812,32 @@ impl AddressSpace {
             }
             page += PAGE;
         }
+        self.carry_advice(old, old_end, target, target + new_len);
         self.remove_range(old, old_end);
         Ok(target)
+    }
+
+    /// After `mremap` of `[old, old_end)` to `target` (or in place): the
+    /// advice on those pages (`MADV_WIPEONFORK`, `MADV_DONTDUMP`) goes
+    /// with them, and a part grown past them (up to `new_end`) takes the
+    /// advice of their last page, as a Linux mapping keeps its flags when
+    /// it is moved or grown.
+    fn carry_advice(&mut self, old: u64, old_end: u64, target: u64, new_end: u64) {
+        if old_end <= old {
+            return;
+        }
+        let moved_end = target.saturating_add(old_end - old);
+        for ranges in [&mut self.wipe_on_fork, &mut self.dont_dump] {
+            let inside: alloc::vec::Vec<(u64, u64)> =
+                ranges.range(..old_end).filter(|&(_, &e)| e > old).map(|(&s, &e)| (s.max(old), e.min(old_end))).collect();
+            let grown = in_ranges(ranges, old_end - PAGE);
+            for (s, e) in inside {
+                set_range(ranges, s - old + target, e - old + target, true);
+            }
+            if grown && moved_end < new_end {
+                set_range(ranges, moved_end, new_end, true);
+            }
+        }
     }
 
     /// Finds a free range of `len` bytes below [`MMAP_TOP`], top down.
