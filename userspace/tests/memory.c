@@ -118,6 +118,28 @@ static void fork_advice_follows_mremap(void) {
     munmap(e, 4 * page);
 }
 
+/* Errors of ranges that are empty, wrap or leave user space, as Linux
+ * gives them (red team, nineteenth review). */
+static void range_errors(void) {
+    const size_t page = 4096;
+    char *m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    CHECK(syscall(SYS_mprotect, m, 0, PROT_READ) == 0);                  /* empty: nothing to do */
+    CHECK_ERR(syscall(SYS_mprotect, m + 1, 0, PROT_READ), EINVAL);       /* unaligned comes first */
+    CHECK_ERR(syscall(SYS_mprotect, (void *)0xffff800000000000UL, page, PROT_READ), ENOMEM);
+    CHECK_ERR(syscall(SYS_mprotect, NULL, ~0UL, PROT_READ), ENOMEM);     /* wraps */
+    CHECK_ERR(syscall(SYS_mprotect, (void *)0x7ffffffff000UL, page, PROT_READ), ENOMEM);
+    CHECK_ERR(syscall(SYS_mprotect, m, page, 0x100), EINVAL);
+    CHECK(syscall(SYS_mprotect, m, page, PROT_READ) == 0);
+    void *last = (void *)0x7ffffffff000UL;                  /* above the top of user space */
+    CHECK(mmap(last, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED && errno == ENOMEM);
+    CHECK(mmap(last, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED && errno == ENOMEM);
+    CHECK(mmap(m + 1, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED && errno == EINVAL);
+    CHECK_ERR(munmap(m, 0), EINVAL);
+    CHECK_ERR(munmap((void *)0xffff800000000000UL, page), EINVAL);
+    munmap(m, 2 * page);
+}
+
 /* VmLck of /proc/self/status, in kB (-1 if missing). */
 static long locked_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -205,6 +227,7 @@ static void grows_down(void) {
 int main(void) {
     fork_advice();
     fork_advice_follows_mremap();
+    range_errors();
     grows_down();
     locking();
     const size_t page = 4096;

@@ -73,19 +73,13 @@ pub(super) fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64, 
     let mut memory = p.memory.lock();
     let start = if flags & MAP_FIXED_NOREPLACE != 0 && flags & MAP_FIXED == 0 {
         // Exactly there, or EEXIST if anything is mapped there.
-        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
-        if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
-            return Err(Errno::EINVAL);
-        }
+        let end = fixed_range(addr, len)?;
         if !memory.is_free(addr, end) {
             return Err(Errno::EEXIST);
         }
         addr
     } else if flags & MAP_FIXED != 0 {
-        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
-        if !addr.is_multiple_of(PAGE) || !is_user_half(end - 1) || addr == 0 {
-            return Err(Errno::EINVAL);
-        }
+        let end = fixed_range(addr, len)?;
         memory.remove_range(addr, end);
         addr
     } else {
@@ -124,6 +118,17 @@ const MAP_SHARED_VALIDATE: u64 = 3;
 /// UNINITIALIZED.
 const MAP_KNOWN: u64 = 0x3 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x100000 | 0x4000000 | (0x3f << 26);
 
+/// The end of a fixed mapping of `len` (page-rounded) bytes at `addr`:
+/// past the top of user space ENOMEM, then an unaligned or zero address
+/// EINVAL (Linux's `get_unmapped_area` order).
+fn fixed_range(addr: u64, len: u64) -> Result<u64, Errno> {
+    let end = addr.checked_add(len).filter(|&end| end <= crate::memory::STACK_TOP).ok_or(Errno::ENOMEM)?;
+    if !addr.is_multiple_of(PAGE) || addr == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(end)
+}
+
 pub(super) fn check_range(addr: u64, len: u64) -> Result<(u64, u64), Errno> {
     let len = len.checked_add(PAGE - 1).ok_or(Errno::EINVAL)? & !(PAGE - 1);
     let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
@@ -140,11 +145,23 @@ pub(super) fn munmap(p: &mut Process, addr: u64, len: u64) -> SysResult {
 }
 
 pub(super) fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> SysResult {
+    // Linux's order: an unaligned start, an empty range (done), a range
+    // that wraps (ENOMEM), the rights, then the mappings (ENOMEM where
+    // there is none, the kernel half included).
+    if !addr.is_multiple_of(PAGE) {
+        return Err(Errno::EINVAL);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = len.checked_add(PAGE - 1).and_then(|len| addr.checked_add(len & !(PAGE - 1))).filter(|&end| end > addr).ok_or(Errno::ENOMEM)?;
     if prot & !7 != 0 {
         return Err(Errno::EINVAL);
     }
-    let (start, end) = check_range(addr, len)?;
-    p.memory.lock().protect(start, end, Prot::from_bits(prot)).map(|()| 0)
+    if !is_user_half(end - 1) {
+        return Err(Errno::ENOMEM);
+    }
+    p.memory.lock().protect(addr, end, Prot::from_bits(prot)).map(|()| 0)
 }
 
 
