@@ -159,8 +159,8 @@ struct Leaf {
     parent: u64,
     /// A frame of 512 slot numbers, owned by the leaf (a frame, not the
     /// kernel heap, which never gives memory back: a process that touched
-    /// a page in each of 47,000 regions left 94 MiB in the heap; red
-    /// team, nineteenth review).
+    /// a page in each of 47,000 regions left 106 MiB of free memory gone
+    /// for good; red team, nineteenth review).
     slots: u64,
     /// Entries present.
     count: u16,
@@ -187,6 +187,60 @@ impl Leaf {
     fn place(&self, i: usize) -> Option<usize> {
         (self.slots().get(i)?.load(Ordering::Relaxed) as usize).checked_sub(1)
     }
+
+    /// Maps `frame` at the empty entry `i` (page `vaddr`) with the entry
+    /// bits `bits`, and records it in the space's `frames`. The frame is a
+    /// whole page of RAM that stays alive while mapped (the `Arc` kept in
+    /// `frames`); a frame mapped by several spaces is user memory only, so
+    /// sharing it cannot reach kernel data. The store is released after
+    /// everything written to the frame so far.
+    ///
+    /// No TLB entry to forget: the entry was not present, and x86
+    /// processors never cache a translation that is not present, nor one
+    /// through a table `link_table` added, zeroed before it was linked
+    /// (Intel SDM vol. 3A, 4.10.2.3 and 4.10.3.1). An `invlpg` per mapped
+    /// page cost QEMU a TLB and jump-cache flush of the page each, some 150
+    /// per `fork`+`exec`. The frame comes back when the entry is taken or
+    /// `frames` has no room.
+    fn fill(&mut self, i: usize, vaddr: u64, frame: Arc<Frame>, bits: u64, frames: &mut Vec<(u64, Arc<Frame>)>) -> Result<(), (VmError, Arc<Frame>)> {
+        let (Some(slot), Some(entry)) = (self.slots().get(i), self.entries().get(i)) else {
+            return Err((VmError::AlreadyMapped(vaddr), frame));
+        };
+        if slot.load(Ordering::Relaxed) != 0 {
+            return Err((VmError::AlreadyMapped(vaddr), frame));
+        }
+        let Some(number) = u32::try_from(frames.len() + 1).ok().filter(|_| frames.try_reserve(1).is_ok()) else {
+            return Err((VmError::OutOfMemory, frame));
+        };
+        entry.store(frame.phys_addr() | bits, Ordering::Release);
+        slot.store(number, Ordering::Relaxed);
+        self.count += 1;
+        frames.push((vaddr, frame)); // (room reserved above)
+        Ok(())
+    }
+
+    /// The present entries, index and value in order, of the pages in
+    /// `[start, end)` (a non-empty range) of this leaf, whose region starts
+    /// at `base`. The entries are read eight at a time, and a group with
+    /// none present is passed over at once.
+    fn present(&self, base: u64, start: u64, end: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let first = if start > base { index(start, 1) / 8 } else { 0 };
+        let last = if end.saturating_sub(1) < base | 0x1f_ffff { index(end.saturating_sub(1), 1) / 8 } else { ENTRIES / 8 - 1 };
+        self.entries()
+            .chunks_exact(8)
+            .enumerate()
+            .skip(first)
+            .take((last + 1).saturating_sub(first))
+            .filter(|(_, group)| group.iter().fold(0, |any, e| any | e.load(Ordering::Relaxed)) & PRESENT != 0)
+            .flat_map(move |(g, group)| {
+                group.iter().enumerate().filter_map(move |(j, entry)| {
+                    let i = g * 8 + j;
+                    let vaddr = base | (i as u64) << 12;
+                    let value = entry.load(Ordering::Relaxed);
+                    (value & PRESENT != 0 && vaddr >= start && vaddr < end).then_some((i, value))
+                })
+            })
+    }
 }
 
 impl Drop for Leaf {
@@ -195,8 +249,9 @@ impl Drop for Leaf {
     }
 }
 
-/// [`VmSpace::leaf_for`] on a space's parts (the leaves of the space
-/// whose PML4 is `root`).
+/// The leaf of the region holding `vaddr` (a checked user page) among
+/// `leaves`, those of the space whose PML4 is `root`, made with its table
+/// (and the tables above it) if it has none.
 fn leaf_in(leaves: &mut BTreeMap<u64, Leaf>, root: u64, vaddr: u64) -> Result<&mut Leaf, VmError> {
     match leaves.entry(vaddr >> 21) {
         Entry::Occupied(leaf) => Ok(leaf.into_mut()),
@@ -286,12 +341,6 @@ impl VmSpace {
         Ok(Self { root, leaves: BTreeMap::new(), frames: Vec::new(), nx: paging::nx().bits() })
     }
 
-    /// The leaf of the region holding `vaddr` (a checked user page),
-    /// made with its table (and the tables above it) if it has none.
-    fn leaf_for(&mut self, vaddr: u64) -> Result<&mut Leaf, VmError> {
-        leaf_in(&mut self.leaves, self.root, vaddr)
-    }
-
     /// True while this space is loaded in this processor's CR3.
     pub fn is_active(&self) -> bool {
         self.id().is_active()
@@ -333,38 +382,16 @@ impl VmSpace {
         if let Err(e) = check_page(vaddr) {
             return Err((e, frame));
         }
-        let bits = perms.entry_bits(self.nx);
-        let place_in_list = self.frames.len();
-        let Some(number) = u32::try_from(place_in_list + 1).ok().filter(|_| self.frames.try_reserve(1).is_ok()) else {
+        // Room in the list first: out of memory, no leaf is made.
+        if self.frames.try_reserve(1).is_err() {
             return Err((VmError::OutOfMemory, frame));
-        };
-        let leaf = match self.leaf_for(vaddr) {
+        }
+        let bits = perms.entry_bits(self.nx);
+        let leaf = match leaf_in(&mut self.leaves, self.root, vaddr) {
             Ok(leaf) => leaf,
             Err(e) => return Err((e, frame)),
         };
-        let (_, i) = place(vaddr);
-        let (Some(slot), Some(entry)) = (leaf.slots().get(i), leaf.entries().get(i)) else {
-            return Err((VmError::AlreadyMapped(vaddr), frame));
-        };
-        if slot.load(Ordering::Relaxed) != 0 {
-            return Err((VmError::AlreadyMapped(vaddr), frame));
-        }
-        // The frame is a whole page of RAM that stays alive while mapped
-        // (the `Arc` kept in the slot); a frame mapped by several spaces is
-        // user memory only, so sharing it cannot reach kernel data. The
-        // store is released after everything written to the frame so far.
-        //
-        // No TLB entry to forget: the entry was not present, and x86
-        // processors never cache a translation that is not present, nor
-        // one through a table `link_table` added, zeroed before it was
-        // linked (Intel SDM vol. 3A, 4.10.2.3 and 4.10.3.1). An `invlpg`
-        // per mapped page cost QEMU a TLB and jump-cache flush of the page
-        // each, some 150 per `fork`+`exec`.
-        entry.store(frame.phys_addr() | bits, Ordering::Release);
-        slot.store(number, Ordering::Relaxed);
-        leaf.count += 1;
-        self.frames.push((vaddr, frame)); // (room reserved above)
-        Ok(())
+        leaf.fill(place(vaddr).1, vaddr, frame, bits, &mut self.frames)
     }
 
     /// Unmaps the page at `vaddr` and returns its frame.
@@ -504,62 +531,39 @@ impl VmSpace {
                 break;
             }
             let base = region << 21;
-            // The entries of this region inside `[start, end)`.
-            let first = if start > base { index(start, 1) } else { 0 };
-            let last = if end - 1 < base | 0x1f_ffff { index(end - 1, 1) } else { ENTRIES - 1 };
-            let table = leaf.entries();
             let mut child_leaf: Option<&mut Leaf> = None;
-            for (g, group) in table.chunks_exact(8).enumerate().take(last / 8 + 1).skip(first / 8) {
-                if group.iter().fold(0, |any, e| any | e.load(Ordering::Relaxed)) & PRESENT == 0 {
+            for (i, value) in leaf.present(base, start, end) {
+                let vaddr = base | (i as u64) << 12;
+                let (Some((_, frame)), Some(entry)) = (leaf.place(i).and_then(|at| self.frames.get(at)), leaf.entries().get(i)) else {
                     continue;
-                }
-                for (j, entry) in group.iter().enumerate() {
-                    let i = g * 8 + j;
-                    let value = entry.load(Ordering::Relaxed);
-                    let vaddr = base | (i as u64) << 12;
-                    // (`first` counts a page that `start` cuts: it is out.)
-                    if value & PRESENT == 0 || i < first || i > last || vaddr < start {
-                        continue;
-                    }
-                    let Some((_, frame)) = leaf.place(i).and_then(|at| self.frames.get(at)) else {
-                        continue;
-                    };
-                    let target = match child_leaf.take() {
-                        Some(target) => target,
-                        None => match leaf_in(child_leaves, *child_root, vaddr) {
-                            Ok(target) => target,
-                            Err(e) => {
-                                result = Err(e);
-                                break 'regions;
-                            }
-                        },
-                    };
-                    let perms = Perms::of_entry(value);
-                    let child_perms = if copy_on_write { Perms { write: false, ..perms } } else { perms };
-                    let number = u32::try_from(child_frames.len() + 1);
-                    if let (Some(slot), Some(child_entry), Ok(number)) = (target.slots().get(i), target.entries().get(i), number)
-                        && slot.load(Ordering::Relaxed) == 0
-                    {
-                        if child_frames.try_reserve(1).is_err() {
-                            result = Err(VmError::OutOfMemory);
+                };
+                let target = match child_leaf.take() {
+                    Some(target) => target,
+                    None => match leaf_in(child_leaves, *child_root, vaddr) {
+                        Ok(target) => target,
+                        Err(e) => {
+                            result = Err(e);
                             break 'regions;
                         }
-                        // As in `map_shared`: a whole frame, kept alive by
-                        // the child's list, stored released, nothing to flush.
-                        child_entry.store(frame.phys_addr() | child_perms.entry_bits(*child_nx), Ordering::Release);
-                        slot.store(number, Ordering::Relaxed);
-                        target.count += 1;
-                        child_frames.push((vaddr, frame.clone()));
+                    },
+                };
+                let perms = Perms::of_entry(value);
+                let child_perms = if copy_on_write { Perms { write: false, ..perms } } else { perms };
+                match target.fill(i, vaddr, frame.clone(), child_perms.entry_bits(*child_nx), child_frames) {
+                    Ok(()) | Err((VmError::AlreadyMapped(_), _)) => {}
+                    Err((e, _)) => {
+                        result = Err(e);
+                        break 'regions;
                     }
-                    child_leaf = Some(target);
-                    if copy_on_write && perms.write {
-                        // Write access dropped here, the frame and other bits kept.
-                        entry.fetch_and(!WRITABLE, Ordering::Release);
-                        if active {
-                            x86_64::instructions::tlb::flush(VirtAddr::new(vaddr));
-                        }
-                        (low, high) = (low.min(vaddr), high.max(vaddr));
+                }
+                child_leaf = Some(target);
+                if copy_on_write && perms.write {
+                    // Write access dropped here, the frame and other bits kept.
+                    entry.fetch_and(!WRITABLE, Ordering::Release);
+                    if active {
+                        x86_64::instructions::tlb::flush(VirtAddr::new(vaddr));
                     }
+                    (low, high) = (low.min(vaddr), high.max(vaddr));
                 }
             }
         }
@@ -583,30 +587,13 @@ impl VmSpace {
     }
 
     /// The mapped pages in `[start, end)` in address order, with their
-    /// rights. (The entries are read eight at a time, and a group with
-    /// none present is passed over at once.)
+    /// rights ([`Leaf::present`] in each region the range reaches).
     pub fn pages_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Perms)> + '_ {
         let first = start >> 21;
         let stop = if end > start { ((end - 1) >> 21) + 1 } else { first };
         self.leaves.range(first..stop).flat_map(move |(&region, leaf)| {
-            let table = leaf.entries();
             let base = region << 21;
-            // Only the groups of entries that `[start, end)` reaches.
-            let first = if start > base { index(start, 1) / 8 } else { 0 };
-            let last = if end.saturating_sub(1) < base | 0x1f_ffff { index(end - 1, 1) / 8 } else { ENTRIES / 8 - 1 };
-            table
-                .chunks_exact(8)
-                .enumerate()
-                .skip(first)
-                .take((last + 1).saturating_sub(first))
-                .filter(|(_, group)| group.iter().fold(0, |any, e| any | e.load(Ordering::Relaxed)) & PRESENT != 0)
-                .flat_map(move |(g, group)| {
-                    group.iter().enumerate().filter_map(move |(j, entry)| {
-                        let vaddr = base | ((g * 8 + j) as u64) << 12;
-                        let value = entry.load(Ordering::Relaxed);
-                        (value & PRESENT != 0 && vaddr >= start && vaddr < end).then(|| (vaddr, Perms::of_entry(value)))
-                    })
-                })
+            leaf.present(base, start, end).map(move |(i, value)| (base | (i as u64) << 12, Perms::of_entry(value)))
         })
     }
 
@@ -705,7 +692,7 @@ pub(crate) fn note_kernel_root(root: u64) {
 }
 
 /// Frees the page-table frames of the lower half below `table` at `level`
-/// (4 = PML4), not the user frames they map (those belong to the leaves).
+/// (4 = PML4), not the user frames they map (those belong to `frames`).
 ///
 /// Level-1 tables map only user frames, so they are freed without being
 /// read; the others are read eight entries at a time, and a group with no
