@@ -39,12 +39,10 @@ pub(crate) fn mark_boot() {
     BOOT_TSC.store(arch::rdtsc(), Ordering::Relaxed);
 }
 
-/// Measures the TSC frequency against the PIT. Takes about 10 ms.
+/// Measures the TSC frequency against the PIT. Takes 10 ms on a quiet
+/// host, at most about 50 ms on a busy one ([`pit::measure_tsc_hz`]).
 pub(crate) fn calibrate() {
-    // Two 5 ms windows; the smaller count is the less disturbed by emulation
-    // hiccups, which only ever make a window look longer.
-    let ticks = (0..2).map(|_| pit::measure_tsc(5)).min().unwrap_or(0);
-    let hz = ticks.saturating_mul(200).max(1_000_000);
+    let hz = pit::measure_tsc_hz().max(1_000_000);
     TSC_HZ.store(hz, Ordering::Relaxed);
     // hz >= 10^6, so the multiplier is below 2^43.
     MULT.store(((1_000_000_000u128 << SHIFT) / u128::from(hz)) as u64, Ordering::Relaxed);

@@ -30,28 +30,96 @@ pub fn start_periodic(hz: u32) {
     write(CHANNEL0, (divisor >> 8) as u8);
 }
 
-/// Busy-waits about `ms` milliseconds (at most 50) on channel 2 and returns
-/// the TSC ticks that elapsed, for calibration. Interrupts are not needed.
-pub fn measure_tsc(ms: u64) -> u64 {
-    let count = (FREQUENCY * ms.min(50) / 1000) as u16;
-    // Gate on, speaker off.
-    write(GATE, (read(GATE) & !0x02) | 0x01);
-    write(COMMAND, 0xb0); // channel 2, lobyte/hibyte, mode 0 (one-shot)
-    write(CHANNEL2, count as u8);
-    write(CHANNEL2, (count >> 8) as u8);
-    // Restart the count: drop and raise the gate.
-    let gate = read(GATE);
-    write(GATE, gate & !0x01);
+/// One reading of channel 2 between two TSC readings.
+#[derive(Clone, Copy)]
+struct Sample {
+    before: u64,
+    after: u64,
+    count: u16,
+    /// The output is high: the count has reached zero.
+    out: bool,
+    /// The count written has not been loaded yet (`count` is stale).
+    null: bool,
+}
+
+impl Sample {
+    fn take() -> Sample {
+        let before = super::rdtsc();
+        write(COMMAND, 0xc8); // read-back: latch count and status of channel 2
+        let status = read(CHANNEL2);
+        let low = read(CHANNEL2);
+        let high = read(CHANNEL2);
+        let after = super::rdtsc();
+        Sample { before, after, count: u16::from(low) | u16::from(high) << 8, out: status & 0x80 != 0, null: status & 0x40 != 0 }
+    }
+
+    /// The tightest of three readings: a reading during which the
+    /// emulator stalled this processor shows as a wide TSC bracket.
+    fn tight() -> Sample {
+        let mut best = Sample::take();
+        for _ in 0..2 {
+            let next = Sample::take();
+            if next.width() < best.width() {
+                best = next;
+            }
+        }
+        best
+    }
+
+    fn width(&self) -> u64 {
+        self.after.wrapping_sub(self.before)
+    }
+
+    fn mid(&self) -> u64 {
+        self.before / 2 + self.after / 2
+    }
+}
+
+/// Measures the TSC's frequency against channel 2 (1.19 MHz), in Hz, 0
+/// if the PIT does not count. Each end of the window is a count read
+/// between two TSC readings, so a stall of the processor (a busy host
+/// deschedules an emulated processor for milliseconds) widens that
+/// bracket instead of skewing the result: the window grows from 10 ms
+/// until both brackets together are under 0.2% of it, or ends at about
+/// 50 ms with the best estimate seen. Interrupts are not needed.
+pub fn measure_tsc_hz() -> u64 {
+    // Gate low, speaker off; channel 2 one-shot from the full count; the
+    // gate's rise starts it.
+    let gate = read(GATE) & !0x03;
+    write(GATE, gate);
+    write(COMMAND, 0xb0); // channel 2, lobyte/hibyte, mode 0
+    write(CHANNEL2, 0xff);
+    write(CHANNEL2, 0xff);
     write(GATE, gate | 0x01);
-    let start = super::rdtsc();
-    // OUT2 (bit 5) goes high when the count reaches zero. Bounded so that a
-    // broken PIT cannot hang the boot.
-    let limit = start.wrapping_add(20_000_000_000);
-    while read(GATE) & 0x20 == 0 {
-        if super::rdtsc() > limit {
-            break;
+    let first = super::rdtsc();
+    // Bounded in TSC ticks, so a PIT that never counts cannot hang.
+    let limit = first.wrapping_add(20_000_000_000);
+    let mut start = Sample::tight();
+    while start.null && super::rdtsc() < limit {
+        start = Sample::tight();
+    }
+    let (min_window, max_window) = (FREQUENCY / 100, FREQUENCY / 20);
+    // (estimate, its brackets' share of the window in 1/2^20)
+    let mut best: Option<(u64, u64)> = None;
+    loop {
+        let end = Sample::tight();
+        if start.null || start.out || end.out || end.before > limit {
+            break; // the count reached zero (or never started): past the window
+        }
+        let elapsed = u64::from(start.count.wrapping_sub(end.count));
+        let tsc = end.mid().saturating_sub(start.mid());
+        let slop = start.width() + end.width();
+        if elapsed >= min_window && tsc > 0 {
+            let hz = u64::try_from(u128::from(tsc) * u128::from(FREQUENCY) / u128::from(elapsed)).unwrap_or(u64::MAX);
+            let share = u64::try_from((u128::from(slop) << 20) / u128::from(tsc)).unwrap_or(u64::MAX);
+            if best.is_none_or(|(_, s)| share < s) {
+                best = Some((hz, share));
+            }
+            if slop.saturating_mul(500) <= tsc || elapsed >= max_window {
+                break;
+            }
         }
         core::hint::spin_loop();
     }
-    super::rdtsc().wrapping_sub(start)
+    best.map_or(0, |(hz, _)| hz)
 }
