@@ -634,6 +634,53 @@ impl PciDevice {
         }
     }
 
+    /// Claims the function at `address` as its last driver handed it over
+    /// (see [`HandoverWindow`]), with what that driver left for this one:
+    /// into `buffers`, in order, the DMA buffer at each place and length
+    /// of `kept`, as [`dma_buffer_kept`](Self::dma_buffer_kept) gives them,
+    /// and the I/O ports of BAR `bar`. All or nothing: on an error what
+    /// the call took is let go again (the buffers first, kept under the
+    /// claim as before; then the claim, which lingers if a window is
+    /// open) and the slots it filled are `None` again. `NoKeptBuffer`
+    /// (taking nothing) if `buffers` has fewer slots than `kept` places.
+    ///
+    /// Nothing a driver could not do with [`claim`](Self::claim),
+    /// `dma_buffer_kept` and [`io_ports`](Self::io_ports): one call, so
+    /// that a driver taking a device over in a swap runs little code of
+    /// its own once the claim is made. (That code is new to the processor
+    /// when the swap's gate closes; an emulator translates code on first
+    /// use, which made most of a driver swap's downtime under QEMU's TCG.)
+    pub fn take_over(address: PciAddress, kept: &[(u64, usize)], buffers: &mut [Option<crate::mm::DmaBuffer>], bar: usize) -> Result<(PciDevice, IoPorts), PciError> {
+        if let Some(&(phys, bytes)) = kept.get(buffers.len()) {
+            return Err(PciError::NoKeptBuffer { phys, bytes });
+        }
+        let device = Self::claim(address)?;
+        let mut failed = None;
+        for (slot, &(phys, bytes)) in buffers.iter_mut().zip(kept) {
+            match device.dma_buffer_kept(phys, bytes) {
+                Ok(buffer) => *slot = Some(buffer),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let ports = match failed {
+            None => device.io_ports(bar),
+            Some(e) => Err(e),
+        };
+        match ports {
+            Ok(ports) => Ok((device, ports)),
+            Err(e) => {
+                // The buffers go back while the claim still holds, kept
+                // under it for the next driver as before; then the claim.
+                buffers.iter_mut().for_each(|slot| drop(slot.take()));
+                drop(device);
+                Err(e)
+            }
+        }
+    }
+
     /// Takes the first dropped buffer of this claim that `fits` (and, if
     /// it is to be `keep`t unzeroed, may be: see `Deferred`).
     fn take_deferred(&self, fits: impl Fn(u64, u64) -> bool, keep: bool) -> Result<Option<u64>, PciError> {

@@ -13,6 +13,7 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use framekernel::io::IoPorts;
 use framekernel::pci::{PciDevice, PciInfo};
 use framekernel::sync::{Mutex, MutexGuard};
@@ -113,6 +114,25 @@ impl<D> Attachment<D> {
     #[inline]
     pub fn take(&self) -> Option<D> {
         core::mem::replace(&mut *self.0.lock(), Err(String::new())).ok()
+    }
+
+    /// What a swap's handover gives: `state` of the device (empty with
+    /// none); then, if `release`, the device leaves the instance,
+    /// `let_go` told what was given before it is dropped. A rehearsal's
+    /// look (`release` false) and the real handover run this one path,
+    /// so that the code the handover runs with the slot's gate closed
+    /// has mostly run already (an emulator translates code on first use:
+    /// that was most of a driver swap's downtime under QEMU's TCG).
+    #[inline(never)]
+    pub fn hand_over(&self, release: bool, state: fn(&D) -> Vec<u8>, let_go: fn(&mut D, &[u8])) -> Vec<u8> {
+        let mut slot = self.0.lock();
+        let given = slot.as_ref().map(state).unwrap_or_default();
+        if release && let Ok(mut device) = core::mem::replace(&mut *slot, Err(String::new())) {
+            drop(slot);
+            let_go(&mut device, &given);
+            drop(device);
+        }
+        given
     }
 
     /// `f` of the device, if there is one.

@@ -216,6 +216,65 @@ fn revoked_handles_are_inert() -> Result<(), String> {
     Ok(())
 }
 
+/// `PciDevice::take_over` is all or nothing: a refusal (too few slots, a
+/// buffer not left, a BAR without ports, a function still claimed) takes
+/// nothing and leaves what waited as it was, kept for the next try; a
+/// take-over that succeeds hands the kept buffers over unzeroed, with the
+/// BAR's ports. Run on a function nobody drives that has an I/O BAR.
+fn pci_take_over_is_all_or_nothing() -> Result<(), String> {
+    use crate::pci::{HandoverWindow, PciDevice, PciError};
+    use framekernel_logic::pci::Bar;
+    let Some((address, bar, ports_len)) = crate::pci::devices().iter().find_map(|d| {
+        let (bar, len) = d.bars.iter().enumerate().find_map(|(i, b)| match *b {
+            Bar::Io { size, .. } => Some((i, size)),
+            _ => None,
+        })?;
+        // Nobody's: a claim of it succeeds (and ends at once).
+        PciDevice::claim(d.address).ok().map(|_| (d.address, bar, len))
+    }) else {
+        // q35 has its SATA and SMBus functions; QEMU's pc its IDE.
+        return Err("no function nobody drives has I/O ports".into());
+    };
+    let e = |e: PciError| format!("{e}");
+    let start = mm::frame_stats().free;
+    let window = HandoverWindow::open();
+    let first = PciDevice::claim(address).map_err(e)?;
+    let ring = first.dma_buffer(2 * 4096).map_err(e)?;
+    let request = first.dma_buffer(4096).map_err(e)?;
+    ring.write::<u64>(8, 0x7a4e).map_err(|e| format!("{e}"))?;
+    let (ring_at, request_at) = (ring.phys_addr(), request.phys_addr());
+    drop((ring, request, first));
+    ensure!(crate::pci::lingering() == 1, "the first claim did not linger");
+    let kept = [(ring_at, 2 * 4096), (request_at, 4096)];
+    let waiting = || mm::frame_stats().free == start - 3 && crate::pci::lingering() == 1;
+    // Refusals take nothing.
+    let mut one = [None];
+    ensure!(matches!(PciDevice::take_over(address, &kept, &mut one, bar), Err(PciError::NoKeptBuffer { .. })), "too few slots accepted");
+    ensure!(one[0].is_none() && waiting(), "a refusal for too few slots took something");
+    let mut slots = [None, None];
+    let wrong = [(ring_at, 2 * 4096), (request_at + 4096, 4096)];
+    ensure!(matches!(PciDevice::take_over(address, &wrong, &mut slots, bar), Err(PciError::NoKeptBuffer { .. })), "a buffer never left was handed out");
+    ensure!(slots.iter().all(Option::is_none) && waiting(), "a refused take-over kept what it took");
+    ensure!(matches!(PciDevice::take_over(address, &kept, &mut slots, 6), Err(PciError::NoSuchBar { .. })), "a BAR that does not exist gave ports");
+    ensure!(slots.iter().all(Option::is_none) && waiting(), "a take-over refused for its ports kept what it took");
+    // What waited is still there for a take-over that succeeds.
+    let (device, ports) = PciDevice::take_over(address, &kept, &mut slots, bar).map_err(e)?;
+    ensure!(crate::pci::lingering() == 0, "the take-over did not end the lingering claim");
+    ensure!(ports.len() == ports_len, "ports of {} bytes for a BAR of {ports_len}", ports.len());
+    let [Some(ring), Some(request)] = &slots else {
+        return Err("the take-over left a slot empty".into());
+    };
+    ensure!(ring.phys_addr() == ring_at && request.phys_addr() == request_at, "the buffers were not those left");
+    ensure!(ring.read::<u64>(8) == Ok(0x7a4e), "a kept buffer lost its contents");
+    let mut again = [None, None];
+    ensure!(matches!(PciDevice::take_over(address, &kept, &mut again, bar), Err(PciError::Busy(_))), "a claimed function taken over");
+    ensure!(again.iter().all(Option::is_none), "a refused take-over filled a slot");
+    drop((slots, ports, device));
+    drop(window);
+    ensure!(crate::pci::lingering() == 0 && mm::frame_stats().free == start, "closing the window kept the DMA frames");
+    Ok(())
+}
+
 /// A claim that ends while a handover window is open lingers: bus
 /// mastering stays on and the function's dropped DMA frames stay out of
 /// use; the next claim takes it over (the frames reusable, in place and
@@ -321,6 +380,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "pci_writes_hold_the_other_processors", run: pci_writes_hold_the_other_processors },
     SelfTest { name: "redteam_dma_frames_wait_for_bus_mastering_off", run: dma_frames_wait_for_bus_mastering_off },
     SelfTest { name: "pci_claims_linger_in_a_handover_window", run: pci_claims_linger_in_a_handover_window },
+    SelfTest { name: "pci_take_over_is_all_or_nothing", run: pci_take_over_is_all_or_nothing },
     SelfTest { name: "user_syscalls_and_fpu_state", run: user::syscalls_and_fpu_state_round_trip },
     SelfTest { name: "user_faults_become_traps", run: user::user_faults_become_traps },
     SelfTest { name: "user_loop_is_interrupted", run: user::timer_interrupts_user_loop },

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use framekernel::io::IoPorts;
 use framekernel::mm::DmaBuffer;
-use framekernel::pci::PciDevice;
+use framekernel::pci::{PciDevice, PciError};
 use tessera_virtio::{Attachment, field, put};
 use tessera_cell_api::block::{BlockDriver, BlockError, DeviceInfo, Export, SECTOR_SIZE};
 use tessera_virtio::{
@@ -259,13 +259,10 @@ const HANDOVER_MAGIC: &[u8; 8] = b"vblk-ho1";
 const HANDOVER_LEN: usize = 67;
 
 impl Device {
-    /// What the next instance needs to go on driving the device, which
-    /// this one then lets go of without resetting it.
-    fn hand_over(mut self) -> Vec<u8> {
-        let state = self.handover_state();
-        // Nothing to give (a timed-out request): reset when dropped.
+    /// Lets go of the device after `handover_state` gave `state`, without
+    /// resetting it unless there was nothing to give (a timed-out request).
+    fn let_go(&mut self, state: &[u8]) {
         self.handed_over = !state.is_empty();
-        state
     }
 
     /// What `hand_over` gives (nothing after a timed-out request).
@@ -310,10 +307,18 @@ impl Device {
             return Err("handed buffers too small for the queue");
         }
         let info = tessera_virtio::find("virtio-blk", DEVICE_LEGACY, DEVICE_MODERN, nth).map_err(|_| "the device is gone")?;
-        let pci = PciDevice::claim(info.address).map_err(|_| "the device is claimed")?;
-        let queue = pci.dma_buffer_kept(queue_at, queue_len).map_err(|_| "the queue was not left")?;
-        let request = pci.dma_buffer_kept(request_at, request_len).map_err(|_| "the request buffer was not left")?;
-        let ports = pci.io_ports(0).map_err(|_| "BAR 0 is taken")?;
+        // The claim, the rings and the ports in one call of the base (see
+        // `PciDevice::take_over`): little code of this copy's own runs
+        // with the swap's gate closed.
+        let mut buffers = [None, None];
+        let (pci, ports) = PciDevice::take_over(info.address, &[(queue_at, queue_len), (request_at, request_len)], &mut buffers, 0).map_err(|e| match e {
+            PciError::Busy(_) => "the device is claimed",
+            PciError::NoKeptBuffer { .. } => "the rings were not left",
+            _ => "the device cannot be taken over",
+        })?;
+        let [Some(queue), Some(request)] = buffers else {
+            return Err("the rings were not left");
+        };
         let status = ports.read::<u8>(STATUS).map_err(|_| "register access")?;
         let pfn = ports.read::<u32>(QUEUE_PFN).map_err(|_| "register access")?;
         if status != STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK || u64::from(pfn) != queue_at >> 12 {
@@ -389,11 +394,11 @@ impl BlockDriver for VirtioBlk {
     fn hand_over(&self) -> Vec<u8> {
         // The device leaves this instance now (its claim lingers for the
         // next one): dropping the instance later touches nothing.
-        self.device.take().map(Device::hand_over).unwrap_or_default()
+        self.device.hand_over(true, Device::handover_state, Device::let_go)
     }
 
     fn handover_state(&self) -> Vec<u8> {
-        self.device.peek(Device::handover_state).unwrap_or_default()
+        self.device.hand_over(false, Device::handover_state, Device::let_go)
     }
 
     fn take_over(&self, state: &[u8]) -> Result<(), BlockError> {

@@ -319,11 +319,10 @@ impl QueueState {
 }
 
 impl Device {
-    /// What the next instance needs to go on driving the card, which this
-    /// one then lets go of without resetting it.
-    fn hand_over(mut self) -> Vec<u8> {
+    /// Lets go of the card after `handover_state` gave what the next
+    /// instance needs to go on driving it: without resetting it.
+    fn let_go(&mut self, _state: &[u8]) {
         self.handed_over = true;
-        self.handover_state()
     }
 
     /// What `hand_over` gives.
@@ -413,11 +412,11 @@ impl NicDriver for VirtioNet {
     fn hand_over(&self) -> Vec<u8> {
         // The card leaves this instance now (its claim lingers for the
         // next one): dropping the instance later touches nothing.
-        self.device.take().map(Device::hand_over).unwrap_or_default()
+        self.device.hand_over(true, Device::handover_state, Device::let_go)
     }
 
     fn handover_state(&self) -> Vec<u8> {
-        self.device.peek(Device::handover_state).unwrap_or_default()
+        self.device.hand_over(false, Device::handover_state, Device::let_go)
     }
 
     fn take_over(&self, state: &[u8]) -> Result<(), NetError> {
