@@ -641,8 +641,10 @@ impl PciDevice {
     /// and the I/O ports of BAR `bar`. All or nothing: on an error what
     /// the call took is let go again (the buffers first, kept under the
     /// claim as before; then the claim, which lingers if a window is
-    /// open) and the slots it filled are `None` again. `NoKeptBuffer`
-    /// (taking nothing) if `buffers` has fewer slots than `kept` places.
+    /// open) and the slots it filled are `None` again; a buffer a slot it
+    /// fills held before is dropped (as by any assignment), other slots
+    /// are not touched. `NoKeptBuffer` (taking nothing) if `buffers` has
+    /// fewer slots than `kept` places.
     ///
     /// Nothing a driver could not do with [`claim`](Self::claim),
     /// `dma_buffer_kept` and [`io_ports`](Self::io_ports): one call, so
@@ -655,7 +657,7 @@ impl PciDevice {
             return Err(PciError::NoKeptBuffer { phys, bytes });
         }
         let device = Self::claim(address)?;
-        let mut failed = None;
+        let (mut failed, mut filled) = (None, 0);
         for (slot, &(phys, bytes)) in buffers.iter_mut().zip(kept) {
             match device.dma_buffer_kept(phys, bytes) {
                 Ok(buffer) => *slot = Some(buffer),
@@ -664,6 +666,7 @@ impl PciDevice {
                     break;
                 }
             }
+            filled += 1;
         }
         let ports = match failed {
             None => device.io_ports(bar),
@@ -674,7 +677,7 @@ impl PciDevice {
             Err(e) => {
                 // The buffers go back while the claim still holds, kept
                 // under it for the next driver as before; then the claim.
-                buffers.iter_mut().for_each(|slot| drop(slot.take()));
+                buffers.iter_mut().take(filled).for_each(|slot| drop(slot.take()));
                 drop(device);
                 Err(e)
             }

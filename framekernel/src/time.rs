@@ -40,13 +40,42 @@ pub(crate) fn mark_boot() {
 }
 
 /// Measures the TSC frequency against the PIT. Takes 10 ms on a quiet
-/// host, at most about 50 ms on a busy one ([`pit::measure_tsc_hz`]).
+/// host, about 50 ms on a busy one ([`pit::measure_tsc_hz`]). Without a
+/// PIT that counts, the processor's own word (CPUID leaf 0x15 or 0x16),
+/// else 1 GHz, with a warning: the clock's rate is then a guess.
 pub(crate) fn calibrate() {
-    let hz = pit::measure_tsc_hz().max(1_000_000);
+    let measured = pit::measure_tsc_hz();
+    let hz = if measured >= 1_000_000 {
+        measured
+    } else {
+        let guess = cpuid_tsc_hz().unwrap_or(1_000_000_000);
+        log::warn!("time: the PIT does not count; the TSC is taken to run at {guess} Hz");
+        guess
+    };
     TSC_HZ.store(hz, Ordering::Relaxed);
     // hz >= 10^6, so the multiplier is below 2^43.
     MULT.store(((1_000_000_000u128 << SHIFT) / u128::from(hz)) as u64, Ordering::Relaxed);
     publish_clock();
+}
+
+/// The TSC's rate as the processor states it: leaf 0x15 (crystal and
+/// ratio), else leaf 0x16's base frequency (MHz).
+fn cpuid_tsc_hz() -> Option<u64> {
+    use core::arch::x86_64::__cpuid;
+    let max = __cpuid(0).eax;
+    if max >= 0x15 {
+        let l = __cpuid(0x15);
+        if l.eax != 0 && l.ebx != 0 && l.ecx != 0 {
+            return Some(u64::from(l.ecx) * u64::from(l.ebx) / u64::from(l.eax)).filter(|&hz| hz >= 1_000_000);
+        }
+    }
+    if max >= 0x16 {
+        let mhz = u64::from(__cpuid(0x16).eax & 0xffff);
+        if mhz != 0 {
+            return Some(mhz * 1_000_000);
+        }
+    }
+    None
 }
 
 /// TSC frequency in Hz (0 before calibration).

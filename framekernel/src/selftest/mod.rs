@@ -570,7 +570,8 @@ fn timer_ticks_and_callbacks() -> Result<(), String> {
     Ok(())
 }
 
-/// The clock keeps the HPET's time, and the timer's ticks are never
+/// The clock keeps the HPET's time (within 2%: the boot's calibration
+/// brackets its readings as this test does), and the timer's ticks are never
 /// early by it. (Late or lost ticks are not checked: a host that stalls
 /// this processor loses them, as it may.) The HPET's main counter runs on
 /// its own, so a stall cannot skew the comparison.
@@ -597,7 +598,7 @@ fn clock_agrees_with_timer() -> Result<(), String> {
     let clock_us = (t1 - t0).as_micros() as u64;
     let tick_us = (k1 - k0) * 1_000_000 / u64::from(time::TICK_HZ);
     ensure!(
-        clock_us * 10 >= shortest * 9 && clock_us * 10 <= longest * 11,
+        clock_us * 50 >= shortest * 49 && clock_us * 50 <= longest * 51,
         "clock {clock_us} us, HPET between {shortest} and {longest} us"
     );
     ensure!(tick_us <= clock_us + clock_us / 10 + 1000, "timer {tick_us} us ahead of the clock's {clock_us} us");

@@ -334,7 +334,8 @@ fn cell_figures() {
             .filter_map(|l| number(l, "gate closed for "))
             .collect();
         if !downtimes.is_empty() {
-            println!("  swap downtime, slot {slot}: median {:.0} us over {}", median(downtimes.clone()), downtimes.len());
+            let (low, high) = downtimes.iter().fold((f64::MAX, 0.0f64), |(l, h), &d| (l.min(d), h.max(d)));
+            println!("  swap downtime, slot {slot}: median {:.0} us over {} (spread {low:.0}-{high:.0}; the first swap of a slot also runs the swap code for the first time)", median(downtimes.clone()), downtimes.len());
         }
     }
     for line in output.lines().filter(|l| {
