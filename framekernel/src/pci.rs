@@ -657,21 +657,16 @@ impl PciDevice {
             return Err(PciError::NoKeptBuffer { phys, bytes });
         }
         let device = Self::claim(address)?;
-        let (mut failed, mut filled) = (None, 0);
-        for (slot, &(phys, bytes)) in buffers.iter_mut().zip(kept) {
-            match device.dma_buffer_kept(phys, bytes) {
-                Ok(buffer) => *slot = Some(buffer),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            filled += 1;
-        }
-        let ports = match failed {
-            None => device.io_ports(bar),
-            Some(e) => Err(e),
-        };
+        let mut filled = 0;
+        let ports = buffers
+            .iter_mut()
+            .zip(kept)
+            .try_for_each(|(slot, &(phys, bytes))| {
+                *slot = Some(device.dma_buffer_kept(phys, bytes)?);
+                filled += 1;
+                Ok(())
+            })
+            .and_then(|()| device.io_ports(bar));
         match ports {
             Ok(ports) => Ok((device, ports)),
             Err(e) => {

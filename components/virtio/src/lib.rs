@@ -135,12 +135,6 @@ impl<D> Attachment<D> {
         given
     }
 
-    /// `f` of the device, if there is one.
-    #[inline]
-    pub fn peek<R>(&self, f: impl FnOnce(&D) -> R) -> Option<R> {
-        self.0.lock().as_ref().ok().map(f)
-    }
-
     /// Drives `device` from now on.
     #[inline]
     pub fn set(&self, device: D) {

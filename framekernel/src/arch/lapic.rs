@@ -3,6 +3,7 @@
 //! base maps the window once, when it starts the other processors, and
 //! keeps it; it is not handed out as `IoMem` to anyone else.
 
+use super::Bracketed;
 use crate::mm::IoMem;
 
 /// Interrupt command register, low and high halves.
@@ -89,28 +90,19 @@ pub(crate) fn start_local_timer(hz: u64) -> Result<u32, &'static str> {
     // One shot, masked, from the top: how far it counts in 10 ms.
     lapic.write::<u32>(LVT_TIMER, 1 << 16 | u32::from(TIMER_VECTOR)).map_err(revoked)?;
     lapic.write::<u32>(TIMER_INITIAL, u32::MAX).map_err(revoked)?;
-    // Each reading of the count between two clock readings, the tightest
-    // of three: a stall of this processor (a busy host) widens a bracket
-    // instead of skewing the rate (red team: one read after the wait).
-    let sample = || -> Result<(u64, u32), &'static str> {
-        let mut best: Option<(u64, u64, u32)> = None;
-        for _ in 0..3 {
-            let before = crate::time::now_ns();
-            let count = lapic.read::<u32>(TIMER_CURRENT).map_err(revoked)?;
-            let after = crate::time::now_ns();
-            if best.is_none_or(|(b, a, _)| after - before < a - b) {
-                best = Some((before, after, count));
-            }
-        }
-        Ok(best.map_or((0, 0), |(before, after, count)| (before / 2 + after / 2, count)))
-    };
-    let (start, first) = sample()?;
-    while crate::time::now_ns().saturating_sub(start) < 10_000_000 {
+    // Each read of the count between two TSC readings, the tightest of
+    // three (`Bracketed`: red team: one read after the wait was skewed
+    // by a stall before it).
+    let count = || Bracketed::tightest_of_three(|| lapic.read::<u32>(TIMER_CURRENT));
+    let first = count();
+    let started = crate::time::tsc_to_ns(first.mid());
+    while crate::time::tsc_to_ns(super::rdtsc()).saturating_sub(started) < 10_000_000 {
         core::hint::spin_loop();
     }
-    let (end, last) = sample()?;
-    let elapsed = end.saturating_sub(start).max(1);
-    let per_10ms = u64::try_from(u128::from(first.saturating_sub(last)) * 10_000_000 / u128::from(elapsed)).unwrap_or(u64::MAX);
+    let last = count();
+    let elapsed = crate::time::tsc_to_ns(last.mid().saturating_sub(first.mid())).max(1);
+    let counted = first.value.map_err(revoked)?.saturating_sub(last.value.map_err(revoked)?);
+    let per_10ms = u64::try_from(u128::from(counted) * 10_000_000 / u128::from(elapsed)).unwrap_or(u64::MAX);
     if per_10ms == 0 {
         return Err("the local APIC timer does not count");
     }

@@ -29,6 +29,50 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// A device register read between two TSC readings.
+#[derive(Clone, Copy)]
+pub(crate) struct Bracketed<T> {
+    /// The TSC before the read.
+    pub before: u64,
+    /// The TSC after it.
+    pub after: u64,
+    /// What was read.
+    pub value: T,
+}
+
+impl<T> Bracketed<T> {
+    /// The tightest of three reads by `read`: a read during which the
+    /// emulator stalled this processor (a busy host deschedules it for
+    /// milliseconds) shows as a wide bracket, so a rate measured between
+    /// two tight reads is not skewed by a stall. Used to calibrate the
+    /// TSC (PIT) and the local APIC timer.
+    pub(crate) fn tightest_of_three(mut read: impl FnMut() -> T) -> Self {
+        let mut take = || {
+            let before = rdtsc();
+            let value = read();
+            Bracketed { before, after: rdtsc(), value }
+        };
+        let mut best = take();
+        for _ in 0..2 {
+            let next = take();
+            if next.width() < best.width() {
+                best = next;
+            }
+        }
+        best
+    }
+
+    /// TSC ticks between the two readings.
+    pub(crate) fn width(&self) -> u64 {
+        self.after.wrapping_sub(self.before)
+    }
+
+    /// The TSC halfway through the read.
+    pub(crate) fn mid(&self) -> u64 {
+        self.before / 2 + self.after / 2
+    }
+}
+
 /// Enables maskable interrupts.
 pub fn enable_interrupts() {
     interrupts::enable();

@@ -1,6 +1,7 @@
 //! The 8254 programmable interval timer: the periodic tick (channel 0) and a
 //! reference for calibrating the TSC (channel 2, gated through port 0x61).
 
+use super::Bracketed;
 use x86_64::instructions::port::Port;
 
 /// Input clock of the PIT in Hz.
@@ -30,11 +31,9 @@ pub fn start_periodic(hz: u32) {
     write(CHANNEL0, (divisor >> 8) as u8);
 }
 
-/// One reading of channel 2 between two TSC readings.
+/// What a read-back of channel 2 gives.
 #[derive(Clone, Copy)]
-struct Sample {
-    before: u64,
-    after: u64,
+struct Reading {
     count: u16,
     /// The output is high: the count has reached zero.
     out: bool,
@@ -42,37 +41,16 @@ struct Sample {
     null: bool,
 }
 
-impl Sample {
-    fn take() -> Sample {
-        let before = super::rdtsc();
+/// A read-back of channel 2's count and status (latched together),
+/// between two TSC readings, the tightest of three.
+fn sample() -> Bracketed<Reading> {
+    Bracketed::tightest_of_three(|| {
         write(COMMAND, 0xc8); // read-back: latch count and status of channel 2
         let status = read(CHANNEL2);
         let low = read(CHANNEL2);
         let high = read(CHANNEL2);
-        let after = super::rdtsc();
-        Sample { before, after, count: u16::from(low) | u16::from(high) << 8, out: status & 0x80 != 0, null: status & 0x40 != 0 }
-    }
-
-    /// The tightest of three readings: a reading during which the
-    /// emulator stalled this processor shows as a wide TSC bracket.
-    fn tight() -> Sample {
-        let mut best = Sample::take();
-        for _ in 0..2 {
-            let next = Sample::take();
-            if next.width() < best.width() {
-                best = next;
-            }
-        }
-        best
-    }
-
-    fn width(&self) -> u64 {
-        self.after.wrapping_sub(self.before)
-    }
-
-    fn mid(&self) -> u64 {
-        self.before / 2 + self.after / 2
-    }
+        Reading { count: u16::from(low) | u16::from(high) << 8, out: status & 0x80 != 0, null: status & 0x40 != 0 }
+    })
 }
 
 /// Measures the TSC's frequency against channel 2 (1.19 MHz), in Hz, 0
@@ -106,19 +84,19 @@ fn one_window(limit: u64) -> Option<u64> {
     write(CHANNEL2, 0xff);
     write(CHANNEL2, 0xff);
     write(GATE, gate | 0x01);
-    let mut start = Sample::tight();
-    while start.null && super::rdtsc() < limit {
-        start = Sample::tight();
+    let mut start = sample();
+    while start.value.null && super::rdtsc() < limit {
+        start = sample();
     }
     let (min_window, max_window) = (FREQUENCY / 100, FREQUENCY / 20);
     // (estimate, its brackets' share of the window in 1/2^20)
     let mut best: Option<(u64, u64)> = None;
     loop {
-        let end = Sample::tight();
-        if start.null || start.out || end.out || end.before > limit {
+        let end = sample();
+        if start.value.null || start.value.out || end.value.out || end.before > limit {
             break; // the count reached zero (or never started): past the window
         }
-        let elapsed = u64::from(start.count.wrapping_sub(end.count));
+        let elapsed = u64::from(start.value.count.wrapping_sub(end.value.count));
         let tsc = end.mid().saturating_sub(start.mid());
         let slop = start.width() + end.width();
         if elapsed >= min_window && tsc > 0 {
