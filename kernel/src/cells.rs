@@ -19,7 +19,7 @@ use tessera_cell_api::probe::{self, Failure};
 use tessera_cell_api::serial;
 use tessera_linux::block::BlockBackend;
 use tessera_linux::errno::Errno;
-use tessera_live_update::{AnySlot, CellEntry, CellState, Slot, SlotError, registry};
+use tessera_live_update::{AnySlot, CellEntry, CellState, Restored, Slot, SlotError, registry};
 
 /// Prints on the console, or only logs when booting quietly (`make exec`).
 macro_rules! report {
@@ -223,7 +223,7 @@ fn start_tty(cells: &[Arc<CellEntry>], quiet: bool) {
     };
     let slot = tessera_linux::files::TtySlot::new::<framekernel_interfaces::tty::Interface>("tty", &["tty"]);
     let save: tessera_live_update::slot::SaveState<tessera_cell_api::tty::Export> = |cell| cell.call((), |ld, ()| ld.save());
-    slot.set_state_transfer(save, |cell, state| cell.call(state, |ld, state| ld.restore(state)));
+    slot.set_state_transfer(save, |cell, state| cell.call(state, |ld, state| ld.restore(state)).map(|r| r.map(|()| Restored::Whole)));
     slot.rehearse_swaps(save);
     match slot.install(entry.clone()) {
         Ok(()) => {
@@ -391,23 +391,26 @@ fn peek_disk(cell: &framekernel::cell::Instance<block::Export>) -> Result<Vec<u8
     cell.call((), |driver, ()| driver.handover_state())
 }
 
-fn take_over_disk(cell: &framekernel::cell::Instance<block::Export>, state: &[u8]) -> Result<Result<(), String>, framekernel::cell::Fault> {
+fn take_over_disk(cell: &framekernel::cell::Instance<block::Export>, state: &[u8]) -> Result<Result<Restored, String>, framekernel::cell::Fault> {
     cell.call(state, |driver, state| driver.take_over(state)).map(|taken| took_over("virtio_blk", &DISKS_TAKEN_OVER, taken))
 }
 
 /// Counts a driver's take-over in `count`, or says why there was none;
 /// either way the swap goes on (the start hook attaches afresh).
-fn took_over(driver: &str, count: &core::sync::atomic::AtomicU64, taken: Result<(), impl core::fmt::Display>) -> Result<(), String> {
+/// A take-over is the old instance's place whole: the start hook (which
+/// attaches) is skipped and the old instance goes after the gate reopens.
+fn took_over(driver: &str, count: &core::sync::atomic::AtomicU64, taken: Result<(), impl core::fmt::Display>) -> Result<Restored, String> {
     match taken {
         Ok(()) => {
             count.fetch_add(1, Ordering::Relaxed);
+            return Ok(Restored::Whole);
         }
         // A swap's rehearsal, before the gate closes, finds the device
         // still claimed by the old instance: expected, not news.
         Err(why) if format!("{why}").ends_with("is claimed") => log::debug!("{driver}: not taken over ({why}); attaching afresh"),
         Err(why) => log::info!("{driver}: not taken over ({why}); attaching afresh"),
     }
-    Ok(())
+    Ok(Restored::Partly)
 }
 
 /// Swaps in which the new network driver took the running card over.
@@ -892,8 +895,8 @@ fn a_call_faulting_during_a_swap_waits_for_the_new_instance() -> Result<(), Stri
     fn save(_: &framekernel::cell::Instance<probe::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
         Ok(Vec::new())
     }
-    fn restore(_: &framekernel::cell::Instance<probe::Export>, _: &[u8]) -> Result<Result<(), String>, framekernel::cell::Fault> {
-        Ok(Ok(()))
+    fn restore(_: &framekernel::cell::Instance<probe::Export>, _: &[u8]) -> Result<Result<Restored, String>, framekernel::cell::Fault> {
+        Ok(Ok(Restored::Whole))
     }
     /// The rehearsal: the swap holds the slot, the gate is open. It waits
     /// for the call to fault, then a while for the call to come back (it
@@ -928,6 +931,65 @@ fn a_call_faulting_during_a_swap_waits_for_the_new_instance() -> Result<(), Stri
     outcome_of(&outcome)?;
     ensure!(result == Ok(0), "the call after the fault: {result:?} in {attempts} attempts (the new instance answers 0 calls)");
     ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &replacement)), "the replacement does not serve");
+    Ok(())
+}
+
+/// A swap whose restore took the old instance's place whole
+/// (`Restored::Whole`: a driver took its device over) lets the old
+/// instance go only after the gate reopens, and skips the start hook; one
+/// that restored only the state lets it go before the start hook (which
+/// may claim what the old instance held). Either way, in a slot that
+/// makes the new instance before the gate closes (as the drivers' do),
+/// the old instance is still there while its state is restored, and gone
+/// when the swap ends.
+fn a_swap_lets_the_old_instance_go_by_what_the_restore_gave() -> Result<(), String> {
+    use core::sync::atomic::AtomicU8;
+    type Old = Option<alloc::sync::Weak<framekernel::cell::Instance<probe::Export>>>;
+    static OLD: SpinLock<Old> = SpinLock::new(None);
+    static WHOLE: AtomicU8 = AtomicU8::new(0);
+    // 0: not seen, 1: the old instance still there, 2: gone.
+    static AT_RESTORE: AtomicU8 = AtomicU8::new(0);
+    static AT_HOOK: AtomicU8 = AtomicU8::new(0);
+    fn old_one() -> u8 {
+        match &*OLD.lock() {
+            Some(old) if old.strong_count() > 0 => 1,
+            _ => 2,
+        }
+    }
+    fn save(_: &framekernel::cell::Instance<probe::Export>) -> Result<Vec<u8>, framekernel::cell::Fault> {
+        Ok(Vec::new())
+    }
+    fn restore(_: &framekernel::cell::Instance<probe::Export>, _: &[u8]) -> Result<Result<Restored, String>, framekernel::cell::Fault> {
+        AT_RESTORE.store(old_one(), Ordering::SeqCst);
+        Ok(Ok(if WHOLE.load(Ordering::SeqCst) == 1 { Restored::Whole } else { Restored::Partly }))
+    }
+    fn hook(_: &framekernel::cell::Instance<probe::Export>) -> Result<(), framekernel::cell::Fault> {
+        AT_HOOK.store(old_one(), Ordering::SeqCst);
+        Ok(())
+    }
+    let slot = probe_slot("probe-swap-lets-go")?;
+    slot.set_state_transfer(save, restore);
+    slot.set_on_start(hook);
+    slot.start_instances_early();
+    for (whole, hook_sees) in [(1u8, 0u8), (0, 2)] {
+        WHOLE.store(whole, Ordering::SeqCst);
+        AT_RESTORE.store(0, Ordering::SeqCst);
+        AT_HOOK.store(0, Ordering::SeqCst);
+        *OLD.lock() = slot.serving();
+        ensure!(old_one() == 1, "no instance serves before the swap");
+        let replacement = registry::load(&probe_file()?).map_err(|e| format!("{e}"))?;
+        slot.swap(replacement.clone()).map_err(|e| format!("the swap: {e}"))?;
+        let how = if whole == 1 { "whole" } else { "partly" };
+        ensure!(AT_RESTORE.load(Ordering::SeqCst) == 1, "restored {how}: the old instance was gone before its state was restored");
+        ensure!(
+            AT_HOOK.load(Ordering::SeqCst) == hook_sees,
+            "restored {how}: the start hook saw {} (0: not run, 1: the old instance still there, 2: gone)",
+            AT_HOOK.load(Ordering::SeqCst)
+        );
+        ensure!(old_one() == 2, "restored {how}: the old instance is still there after the swap");
+        ensure!(slot.cell().is_some_and(|c| Arc::ptr_eq(&c, &replacement)), "restored {how}: the replacement does not serve");
+    }
+    *OLD.lock() = None;
     Ok(())
 }
 
@@ -1459,6 +1521,10 @@ pub fn selftests() -> Vec<SelfTest> {
         SelfTest {
             name: "cell_call_faulting_during_a_swap_waits_for_the_new_instance",
             run: a_call_faulting_during_a_swap_waits_for_the_new_instance
+        },
+        SelfTest {
+            name: "cell_swap_lets_the_old_instance_go_by_what_the_restore_gave",
+            run: a_swap_lets_the_old_instance_go_by_what_the_restore_gave
         },
         SelfTest {
             name: "cell_swapped_while_every_processor_calls_it",

@@ -13,4 +13,4 @@ pub mod registry;
 pub mod slot;
 
 pub use registry::{CellEntry, CellState, UnloadError};
-pub use slot::{AnySlot, Slot, SlotError, SlotStats, SwapReport};
+pub use slot::{AnySlot, Restored, Slot, SlotError, SlotStats, SwapReport};

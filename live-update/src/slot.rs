@@ -12,8 +12,12 @@
 //!
 //! A swap loads nothing itself: the new cell is loaded and linked first
 //! (`registry::load`), then the gate closes and drains, the old instance
-//! is dropped, the new one starts and takes the slot, and the gate
-//! reopens. If the new one cannot start, the old code starts again.
+//! hands its state over (where the slot transfers state) or is dropped,
+//! the new one starts and takes the slot, and the gate reopens. An old
+//! instance that handed over goes before the new one's start hook, or,
+//! when the new one took its place whole (a driver that took the device
+//! over: [`Restored::Whole`]), after the gate reopens. If the new one
+//! cannot start, the old code starts again.
 
 use crate::registry::{CellEntry, CellState};
 use alloc::format;
@@ -191,9 +195,23 @@ pub type StateTransfer<T> = (SaveState<T>, RestoreState<T>);
 /// Asks an instance for its state.
 pub type SaveState<T> = fn(&Instance<T>) -> Result<Vec<u8>, Fault>;
 /// Hands a fresh instance the old one's state (`Ok(Err)`: refused).
-pub type RestoreState<T> = fn(&Instance<T>, &[u8]) -> Result<Result<(), String>, Fault>;
-/// Runs on every fresh instance before it serves.
+pub type RestoreState<T> = fn(&Instance<T>, &[u8]) -> Result<Result<Restored, String>, Fault>;
+/// Runs on every fresh instance before it serves, unless it took the old
+/// one's place whole ([`Restored::Whole`]).
 pub type StartHook<T> = fn(&Instance<T>) -> Result<(), Fault>;
+
+/// What a restore gave the new instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// Everything the old instance served with: a driver took its device
+    /// over. The start hook (which readies a fresh instance, e.g. attaches
+    /// its device) is skipped, and the old instance is dropped after the
+    /// gate reopens, not with the gate closed.
+    Whole,
+    /// The state only: the old instance goes before the start hook runs,
+    /// since it may still hold a device that the hook claims.
+    Partly,
+}
 
 /// A started instance and the code it runs.
 type Started<T> = (Arc<Instance<T>>, Arc<LoadedCell>);
@@ -506,7 +524,11 @@ impl<T: Send + Sync + 'static> Slot<T> {
     /// runs: a driver that took its device over from the old instance
     /// has nothing left to set up. `early`, an instance of `code` made
     /// before the gate closed, is used first.
-    fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>, state: Option<&[u8]>, mut early: Option<Instance<T>>) -> Result<Started<T>, SlotError> {
+    /// `lingering`: the instance a swap replaces, when it handed its state
+    /// over (it may have handed its device over too): dropped before
+    /// anything that could claim what it holds (a fresh instance, a start
+    /// hook), else left to the caller, to drop after the gate reopens.
+    fn start(&self, entry: &Arc<CellEntry>, mut code: Arc<LoadedCell>, state: Option<&[u8]>, mut early: Option<Instance<T>>, lingering: &mut Option<Active<T>>) -> Result<Started<T>, SlotError> {
         self.check(entry)?;
         let mut last = None;
         for attempt in 0..START_ATTEMPTS {
@@ -517,21 +539,28 @@ impl<T: Send + Sync + 'static> Slot<T> {
             }
             let made = match early.take() {
                 Some(instance) if Arc::ptr_eq(instance.cell(), &code) && !instance.is_poisoned() => Ok(instance),
-                _ => (self.instantiate)(&code),
+                _ => {
+                    self.let_go(lingering.take());
+                    (self.instantiate)(&code)
+                }
             };
             match made {
                 Ok(typed) => {
                     let restore = self.transfer.lock().map(|(_, restore)| restore);
+                    let mut restored = None;
                     if let (Some(state), Some(restore)) = (state, restore) {
                         match restore(&typed, state) {
-                            Ok(Ok(())) => {}
+                            Ok(Ok(how)) => restored = Some(how),
                             Ok(Err(why)) => return Err(SlotError::StateRefused(why)),
                             Err(fault) => return Err(SlotError::StartFault(fault)),
                         }
                     }
-                    let hook = *self.on_start.lock();
-                    if let Some(hook) = hook {
-                        hook(&typed).map_err(SlotError::StartFault)?;
+                    if restored != Some(Restored::Whole) {
+                        self.let_go(lingering.take());
+                        let hook = *self.on_start.lock();
+                        if let Some(hook) = hook {
+                            hook(&typed).map_err(SlotError::StartFault)?;
+                        }
                     }
                     return Ok((Arc::new(typed), code));
                 }
@@ -553,10 +582,16 @@ impl<T: Send + Sync + 'static> Slot<T> {
         })))
     }
 
+    /// A weak handle on the instance serving now: it does not keep the
+    /// instance (a test watches with it when a swap lets the old one go).
+    pub fn serving(&self) -> Option<Weak<Instance<T>>> {
+        self.active.lock().as_ref().map(|a| Arc::downgrade(&a.instance))
+    }
+
     /// Puts `entry`'s cell in the (empty) slot.
     pub fn install(&self, entry: Arc<CellEntry>) -> Result<(), SlotError> {
         let code = entry.code().ok_or(SlotError::Gone)?;
-        let (instance, code) = self.start(&entry, code, None, None)?;
+        let (instance, code) = self.start(&entry, code, None, None, &mut None)?;
         self.take_slot(instance, entry, code);
         Ok(())
     }
@@ -840,7 +875,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             } else {
                 pause(backoff(consecutive));
                 let code = self.code.lock().clone();
-                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, code, None, None)) {
+                match code.ok_or(SlotError::Gone).and_then(|code| self.start(&entry, code, None, None, &mut None)) {
                     Ok((instance, code)) => {
                         entry.restarts.fetch_add(1, Ordering::Relaxed);
                         self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -969,19 +1004,25 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             _ => None,
         };
         // Cells that hold no device go after the gate reopens: nothing of
-        // theirs is in the new instance's way.
-        let old = if self.no_devices.load(Ordering::Relaxed) {
+        // theirs is in the new instance's way. One that handed its state
+        // over lingers while the new one starts (`start`): if the new one
+        // took its device over whole, it too goes after the gate reopens.
+        let no_devices = self.no_devices.load(Ordering::Relaxed);
+        let (old, mut lingering) = if no_devices {
             drop(self.pending_fault.lock().take());
-            old
+            (old, None)
+        } else if state.is_some() {
+            drop(self.pending_fault.lock().take());
+            (None, old)
         } else {
             self.retire(old);
-            None
+            (None, None)
         };
         // An early instance a rehearsal restored into serves only a swap
         // that restores the real state into it (which undoes what the
         // rehearsal left); with none, a fresh instance starts.
         let early = early.filter(|_| state.is_some() || self.rehearse.lock().is_none());
-        let result = match self.start(&entry, new_code, state.as_deref(), early) {
+        let result = match self.start(&entry, new_code, state.as_deref(), early, &mut lingering) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
                     && !Arc::ptr_eq(old, &entry)
@@ -996,7 +1037,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             Err(e) => {
                 // Roll back: the old cell serves again.
                 if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
-                    match self.start(old, code, state.as_deref(), None) {
+                    match self.start(old, code, state.as_deref(), None, &mut lingering) {
                         Ok((instance, code)) => self.take_slot(instance, old.clone(), code),
                         Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
                     }
@@ -1008,7 +1049,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         drop(old_code); // the old code goes now, unless a restart kept it
         self.swapping.store(false, Ordering::Release);
         self.reopen();
-        self.let_go(old);
+        self.let_go(old.or(lingering));
         drop(window);
         result?;
         self.last_swap_ns.store(downtime_ns, Ordering::Relaxed);
@@ -1054,7 +1095,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         self.close_and_drain();
         let old = self.active.lock().take();
         self.retire(old);
-        let result = self.start(&entry, code, None, None).map(|(instance, code)| {
+        let result = self.start(&entry, code, None, None, &mut None).map(|(instance, code)| {
             entry.restarts.fetch_add(1, Ordering::Relaxed);
             self.restarts.fetch_add(1, Ordering::Relaxed);
             self.take_slot(instance, entry.clone(), code);
