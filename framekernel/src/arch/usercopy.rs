@@ -1,10 +1,13 @@
 //! Copying between kernel buffers and the active user address space.
 //!
-//! The copy moves 64-byte blocks (eight `mov` pairs a step: QEMU's TCG
+//! A copy of 4 to 16 bytes (most of the system calls' structures and
+//! numbers) is two loads of its first and last words, then two stores.
+//! A longer copy moves 64-byte blocks (eight `mov` pairs a step: QEMU's TCG
 //! runs a `rep` instruction one step per translated block, so a `rep
 //! movsq` was one block per eight bytes), then a `rep movsq` and a `rep
-//! movsb` for the rest. The three parts' address ranges are known to the
-//! page fault handler: a fault in a block or a word goes on byte by byte
+//! movsb` for the rest. The parts' address ranges are known to the
+//! page fault handler: a fault in a small copy copies it all again byte
+//! by byte; a fault in a block or a word goes on byte by byte
 //! from the block or word that faulted (a byte of it already stored is
 //! stored again, the same), and a fault in the byte copy resumes at a
 //! fixup that returns how many bytes were not copied, exactly, so a bad
@@ -26,6 +29,9 @@ core::arch::global_asm!(
     .section .text.usercopy, "ax"
     .global tessera_user_copy
 tessera_user_copy:                       /* rdi = dst, rsi = src, rdx = len; returns bytes left */
+    leaq -4(%rdx), %rcx                  /* 4 to 16 bytes: two loads, two stores (below) */
+    cmpq $12, %rcx
+    jbe 10f
     movq %rdx, %rcx
     shrq $6, %rcx                        /* 64 bytes a step, */
     andl $63, %edx
@@ -86,6 +92,34 @@ tessera_user_copy_blocks_fixup:          /* a fault in a block: rcx blocks and r
 tessera_user_copy_fixup:                 /* a fault in movsq: rcx words and rdx bytes left, */
     leaq (%rdx,%rcx,8), %rcx             /* rsi/rdi at the word that faulted: go on byte by */
     jmp tessera_user_copy_bytes_start    /* byte, to stop at the exact byte that faults */
+10:
+    cmpb $0, TESSERA_SMAP_ENABLED(%rip)
+    je 11f
+    stac
+11:
+    .global tessera_user_copy_small_start
+tessera_user_copy_small_start:           /* both loads before the first store; rsi/rdi/rdx stay */
+    cmpl $8, %edx
+    jb 12f
+    movq (%rsi), %rax                    /* the first and the last eight bytes (they may overlap) */
+    movq -8(%rsi,%rdx), %rcx
+    movq %rax, (%rdi)
+    movq %rcx, -8(%rdi,%rdx)
+    jmp 13f
+12:
+    movl (%rsi), %eax                    /* the first and the last four */
+    movl -4(%rsi,%rdx), %ecx
+    movl %eax, (%rdi)
+    movl %ecx, -4(%rdi,%rdx)
+13:
+    .global tessera_user_copy_small_end
+tessera_user_copy_small_end:
+    xorl %eax, %eax
+    jmp 2f
+    .global tessera_user_copy_small_fixup
+tessera_user_copy_small_fixup:           /* a fault there: all of it again byte by byte, */
+    movq %rdx, %rcx                      /* to stop at the exact byte that faults */
+    jmp tessera_user_copy_bytes_start
     .global tessera_user_copy_bytes_fixup
 tessera_user_copy_bytes_fixup:
     movq %rcx, %rax                      /* bytes not copied */
@@ -133,6 +167,9 @@ unsafe extern "C" {
     static tessera_user_copy_bytes_start: u8;
     static tessera_user_copy_bytes_end: u8;
     static tessera_user_copy_bytes_fixup: u8;
+    static tessera_user_copy_small_start: u8;
+    static tessera_user_copy_small_end: u8;
+    static tessera_user_copy_small_fixup: u8;
     fn tessera_user_cmpxchg(address: *mut u32, expected: u32, new: u32) -> u64;
     static tessera_user_cmpxchg_start: u8;
     static tessera_user_cmpxchg_end: u8;
@@ -146,7 +183,10 @@ pub(crate) fn fixup_for(rip: u64) -> Option<u64> {
     let cmpxchg = core::ptr::addr_of!(tessera_user_cmpxchg_start) as u64..core::ptr::addr_of!(tessera_user_cmpxchg_end) as u64;
     let bytes = core::ptr::addr_of!(tessera_user_copy_bytes_start) as u64..core::ptr::addr_of!(tessera_user_copy_bytes_end) as u64;
     let blocks = core::ptr::addr_of!(tessera_user_copy_blocks_start) as u64..core::ptr::addr_of!(tessera_user_copy_blocks_end) as u64;
-    if blocks.contains(&rip) {
+    let small = core::ptr::addr_of!(tessera_user_copy_small_start) as u64..core::ptr::addr_of!(tessera_user_copy_small_end) as u64;
+    if small.contains(&rip) {
+        Some(core::ptr::addr_of!(tessera_user_copy_small_fixup) as u64)
+    } else if blocks.contains(&rip) {
         Some(core::ptr::addr_of!(tessera_user_copy_blocks_fixup) as u64)
     } else if copy.contains(&rip) {
         Some(core::ptr::addr_of!(tessera_user_copy_fixup) as u64)
