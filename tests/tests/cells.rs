@@ -102,7 +102,10 @@ fn a_faulty_driver_is_contained_and_swapped_out_live_without_losing_data() {
     let faulty = cells.lines().find(|l| l.contains("0.1.0+faulty")).unwrap_or_else(|| panic!("{cells}"));
     let f: Vec<&str> = faulty.split_whitespace().collect();
     assert_eq!(f[4], "retired", "{faulty}");
-    assert!(f[8].parse::<u64>().unwrap() >= 20 && f[9] == f[8], "faults and restarts: {faulty}");
+    // Every fault restarted the driver, except one that came while the
+    // swap held the slot (its new instance replaced the faulted one).
+    let (faults, restarts) = (f[8].parse::<u64>().unwrap(), f[9].parse::<u64>().unwrap());
+    assert!(faults >= 20 && restarts <= faults && faults - restarts <= 1, "faults and restarts: {faulty}");
     let fixed = cells.lines().rfind(|l| l.contains(" 0.1.0 ") && l.contains("active")).unwrap_or_else(|| panic!("{cells}"));
     let g: Vec<&str> = fixed.split_whitespace().collect();
     assert_eq!(&g[8..11], ["0", "0", "1"], "the fixed cell: no faults, no restarts, one swap: {fixed}");
