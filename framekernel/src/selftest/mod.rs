@@ -394,6 +394,7 @@ pub const BASE_TESTS: &[SelfTest] = &[
     SelfTest { name: "redteam_user_run_in_interrupt_refused", run: user::user_run_in_interrupt_is_refused },
     SelfTest { name: "redteam_revoked_handles_are_inert", run: revoked_handles_are_inert },
     SelfTest { name: "user_copy_reports_faults", run: user::user_copy_reports_faults },
+    SelfTest { name: "redteam_user_copy_small_exhaustive", run: user::redteam_user_copy_small_exhaustive },
     SelfTest { name: "address_space_bookkeeping", run: user::address_space_bookkeeping },
     SelfTest { name: "address_space_records_and_fork_sharing", run: user::address_space_records_and_fork_sharing },
     SelfTest { name: "address_space_model_fuzz", run: vm_model::address_space_model_fuzz },
