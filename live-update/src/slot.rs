@@ -1008,21 +1008,21 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         // over lingers while the new one starts (`start`): if the new one
         // took its device over whole, it too goes after the gate reopens.
         let no_devices = self.no_devices.load(Ordering::Relaxed);
-        let (old, mut lingering) = if no_devices {
+        let mut old = if no_devices || state.is_some() {
             drop(self.pending_fault.lock().take());
-            (old, None)
-        } else if state.is_some() {
-            drop(self.pending_fault.lock().take());
-            (None, old)
+            old
         } else {
             self.retire(old);
-            (None, None)
+            None
         };
+        // `start` may let it go early only where it could hold a device.
+        let mut none = None;
+        let lingering = if no_devices { &mut none } else { &mut old };
         // An early instance a rehearsal restored into serves only a swap
         // that restores the real state into it (which undoes what the
         // rehearsal left); with none, a fresh instance starts.
         let early = early.filter(|_| state.is_some() || self.rehearse.lock().is_none());
-        let result = match self.start(&entry, new_code, state.as_deref(), early, &mut lingering) {
+        let result = match self.start(&entry, new_code, state.as_deref(), early, lingering) {
             Ok((instance, new_code)) => {
                 if let Some(old) = &old_entry
                     && !Arc::ptr_eq(old, &entry)
@@ -1037,7 +1037,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
             Err(e) => {
                 // Roll back: the old cell serves again.
                 if let (Some(old), Some(code)) = (&old_entry, old_code.clone()) {
-                    match self.start(old, code, state.as_deref(), None, &mut lingering) {
+                    match self.start(old, code, state.as_deref(), None, lingering) {
                         Ok((instance, code)) => self.take_slot(instance, old.clone(), code),
                         Err(again) => self.hold(old, &format!("could not restart after a failed swap: {again}")),
                     }
@@ -1049,7 +1049,7 @@ impl<T: Send + Sync + 'static> AnySlot for Slot<T> {
         drop(old_code); // the old code goes now, unless a restart kept it
         self.swapping.store(false, Ordering::Release);
         self.reopen();
-        self.let_go(old.or(lingering));
+        self.let_go(old);
         drop(window);
         result?;
         self.last_swap_ns.store(downtime_ns, Ordering::Relaxed);
